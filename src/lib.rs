@@ -1,0 +1,43 @@
+//! Receive webhooks safely, and dully.
+//!
+//! hookguard proves a webhook genuine (HMAC, Ed25519, ECDSA or RSA signatures, shared
+//! tokens), fresh (timestamp tolerance) and new (replay keys), for the providers that
+//! send them: Standard Webhooks/Svix, Stripe, GitHub, Slack, Shopify, Twilio and more.
+//!
+//! The core ([`verify`]) is sans-IO and synchronous: give it the request's parts, the raw
+//! body bytes and "now"; it answers [`Verified`](verify::Verified) or a
+//! [`Rejection`](verify::Rejection) with a stable reason code. Provider presets
+//! ([`providers`]) are built from the core's parts.
+//!
+//! ```
+//! use hookguard::{providers::github, verify::{Scheme, WebhookRequest}};
+//!
+//! let scheme = github::scheme("It's a Secret to Everybody")?;
+//! let req = http::Request::post("/hooks/github")
+//!     .header("x-hub-signature-256", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
+//!     .body(b"Hello, World!".to_vec())?;
+//! let verified = scheme.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::now_utc());
+//! assert!(verified.is_ok());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Features
+//!
+//! | feature | adds | default |
+//! |---|---|---|
+//! | `ed25519` | Ed25519 schemes: Standard Webhooks v1a, Discord | no |
+//! | `ecdsa` | ECDSA P-256: SendGrid | no |
+//! | `rsa` | RSA with an X.509 certificate: PayPal | no |
+//! | `asymmetric` | all three | no |
+//! | `full` | everything | no |
+#![forbid(unsafe_code)]
+#![deny(missing_docs, unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod error;
+pub mod providers;
+mod secret;
+pub mod verify;
+
+pub use error::ConfigError;
+pub use secret::Secret;

@@ -1,0 +1,110 @@
+//! GitHub: `X-Hub-Signature-256: sha256=<hex>`, HMAC-SHA256 over the body; no timestamp
+//! (replay marks need a configured time to live); the delivery id is
+//! `X-GitHub-Delivery`, the event `X-GitHub-Event`. Several configured secrets are all
+//! tried (GitHub sends one signature).
+//!
+//! ```
+//! use hookguard::{providers::github, verify::{Scheme, WebhookRequest}};
+//!
+//! let scheme = github::scheme("It's a Secret to Everybody").unwrap();
+//! let req = http::Request::post("/")
+//!     .header("x-hub-signature-256", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
+//!     .body(b"Hello, World!".to_vec())
+//!     .unwrap();
+//! assert!(scheme.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::now_utc()).is_ok());
+//! ```
+
+use http::HeaderName;
+
+use crate::{
+    ConfigError,
+    verify::{Algorithm, Encoding, Field, HmacScheme, SignatureFormat},
+};
+
+/// `X-Hub-Signature-256`.
+pub const HEADER: HeaderName = HeaderName::from_static("x-hub-signature-256");
+/// `X-GitHub-Delivery`.
+pub const DELIVERY: HeaderName = HeaderName::from_static("x-github-delivery");
+/// `X-GitHub-Event`.
+pub const EVENT: HeaderName = HeaderName::from_static("x-github-event");
+
+/// GitHub with one webhook secret (SHA-256 signatures).
+///
+/// # Errors
+/// [`ConfigError::EmptySecret`] for an empty secret.
+pub fn scheme(secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
+    HmacScheme::builder("github", Algorithm::Sha256)
+        .signature(Field::Header(HEADER), SignatureFormat::Plain { prefix: "sha256=" }, Encoding::Hex)
+        .id(Field::Header(DELIVERY))
+        .event(Field::Header(EVENT))
+        .secret(secret)
+        .build()
+}
+
+/// GitHub's legacy `X-Hub-Signature: sha1=<hex>`, for old integrations only.
+///
+/// # Errors
+/// [`ConfigError::EmptySecret`] for an empty secret.
+///
+/// ```
+/// let scheme = hookguard::providers::github::legacy_sha1_scheme("s").unwrap();
+/// # let _ = scheme;
+/// ```
+pub fn legacy_sha1_scheme(secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
+    HmacScheme::builder("github", Algorithm::Sha1)
+        .signature(Field::header("x-hub-signature"), SignatureFormat::Plain { prefix: "sha1=" }, Encoding::Hex)
+        .id(Field::Header(DELIVERY))
+        .event(Field::Header(EVENT))
+        .secret(secret)
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::{Outgoing, Reason, Scheme, Sign, WebhookRequest};
+
+    #[test]
+    fn official_vectors() {
+        let vectors = [
+            ("It's a Secret to Everybody", &b"Hello, World!"[..], "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"),
+            ("mysecret", &br#"{"foo":"bar"}"#[..], "sha256=4864d2759938a15468b5df9ade20bf161da9b4f737ea61794142f3484236bda3"),
+        ];
+        let now = time::OffsetDateTime::UNIX_EPOCH;
+        for (secret, body, sig) in vectors {
+            let scheme = scheme(secret).unwrap();
+            let req = http::Request::post("/").header("x-hub-signature-256", sig).body(body.to_vec()).unwrap();
+            scheme.verify(&WebhookRequest::from_request(&req), now).unwrap();
+            assert_eq!(scheme.sign(&Outgoing::new(body)).unwrap()[0].1, sig);
+            // Upper-case hex is the same signature.
+            let upper = format!("sha256={}", sig[7..].to_uppercase());
+            let req = http::Request::post("/").header("x-hub-signature-256", upper).body(body.to_vec()).unwrap();
+            scheme.verify(&WebhookRequest::from_request(&req), now).unwrap();
+        }
+    }
+
+    #[test]
+    fn each_configured_secret_is_tried() {
+        let scheme = scheme("old").unwrap().with_secret("It's a Secret to Everybody").unwrap();
+        let req = http::Request::post("/")
+            .header("x-hub-signature-256", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
+            .body(b"Hello, World!".to_vec())
+            .unwrap();
+        let v = scheme.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::UNIX_EPOCH).unwrap();
+        assert_eq!(v.key_index(), 1);
+        // No delivery id: the replay key is the MAC's fingerprint, stable across resends.
+        assert_eq!(v.dedup_key().len(), 32);
+    }
+
+    #[test]
+    fn wrong_secret() {
+        let scheme = scheme("nope").unwrap();
+        let req = http::Request::post("/")
+            .header("x-hub-signature-256", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
+            .body(b"Hello, World!".to_vec())
+            .unwrap();
+        let err = scheme.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::UNIX_EPOCH).unwrap_err();
+        assert_eq!(err.reason(), Reason::SignatureMismatch);
+        assert_eq!(err.to_string(), "signature mismatch: 1 signature × 1 secret, none matched");
+    }
+}

@@ -1,0 +1,179 @@
+//! [Standard Webhooks](https://www.standardwebhooks.com/) (`webhook-*` headers), v1:
+//! HMAC-SHA256 over `{id}.{ts}.{body}`, base64, entries `v1,<sig>` separated by spaces;
+//! ±5 minutes; the key is the base64 after `whsec_`.
+//!
+//! ```
+//! use hookguard::{providers::standard_webhooks, verify::{Scheme, WebhookRequest}};
+//!
+//! let scheme = standard_webhooks::scheme("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+//! let req = http::Request::post("/")
+//!     .header("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek")
+//!     .header("webhook-timestamp", "1614265330")
+//!     .header("webhook-signature", "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")
+//!     .body(br#"{"test": 2432232314}"#.to_vec())
+//!     .unwrap();
+//! let now = time::OffsetDateTime::from_unix_timestamp(1614265330 + 60).unwrap();
+//! assert!(scheme.verify(&WebhookRequest::from_request(&req), now).is_ok());
+//! ```
+
+use http::HeaderName;
+
+use super::FIVE_MINUTES;
+use crate::{
+    ConfigError,
+    verify::{
+        Algorithm, Encoding, Field, HmacScheme, KeyFormat, Piece, SignatureFormat, SignedContent,
+        TimestampFormat, Tolerance,
+    },
+};
+
+/// `{id}.{ts}.{body}`.
+pub const CONTENT: SignedContent =
+    SignedContent::from_static(&[Piece::Id, Piece::Literal(b"."), Piece::Timestamp, Piece::Literal(b"."), Piece::Body]);
+
+/// The v1 signature entries.
+pub const FORMAT: SignatureFormat = SignatureFormat::Versioned { version: "v1" };
+
+const ID: Field = Field::Header(HeaderName::from_static("webhook-id"));
+const TIMESTAMP: Field = Field::Header(HeaderName::from_static("webhook-timestamp"));
+const SIGNATURE: Field = Field::Header(HeaderName::from_static("webhook-signature"));
+
+/// Standard Webhooks v1 with one `whsec_…` secret (add more with
+/// [`HmacScheme::with_secret`]).
+///
+/// # Errors
+/// [`ConfigError`] when the secret is empty or not base64 after `whsec_`.
+pub fn scheme(secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
+    builder("standard-webhooks", SIGNATURE, ID, TIMESTAMP).secret(secret).build()
+}
+
+/// The common shape of Standard Webhooks and its white-label senders (Svix), with the
+/// header locations given.
+pub(crate) fn builder(
+    provider: &'static str,
+    signature: Field,
+    id: Field,
+    timestamp: Field,
+) -> crate::verify::HmacSchemeBuilder {
+    HmacScheme::builder(provider, Algorithm::Sha256)
+        .key_format(KeyFormat::StandardWebhooks)
+        .signature(signature, FORMAT, Encoding::Base64)
+        .content(CONTENT)
+        .id(id)
+        .timestamp(timestamp, TimestampFormat::UnixSeconds)
+        .tolerance(Tolerance::symmetric(FIVE_MINUTES))
+        .event(Field::Json(&["type"]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::{Reason, Scheme, WebhookRequest};
+
+    fn at(secs: i64) -> time::OffsetDateTime {
+        time::OffsetDateTime::from_unix_timestamp(secs).unwrap()
+    }
+
+    fn request(id: &str, ts: &str, sig: &str, body: &[u8]) -> http::Request<Vec<u8>> {
+        http::Request::post("/")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", ts)
+            .header("webhook-signature", sig)
+            .body(body.to_vec())
+            .unwrap()
+    }
+
+    /// PROVIDERS.md vectors.
+    #[test]
+    fn official_vectors() {
+        let vectors = [
+            (
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                "1614265330",
+                &br#"{"test": 2432232314}"#[..],
+                "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+            ),
+            (
+                "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+                "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk",
+                "1649367553",
+                &br#"{"email":"test@example.com","username":"test_user"}"#[..],
+                "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=",
+            ),
+        ];
+        for (secret, id, ts, body, sig) in vectors {
+            let scheme = scheme(secret).unwrap();
+            let req = request(id, ts, sig, body);
+            let now = at(ts.parse().unwrap());
+            let v = scheme.verify(&WebhookRequest::from_request(&req), now).unwrap();
+            assert_eq!(v.id(), Some(id));
+            assert_eq!(v.timestamp(), Some(now));
+            // Signing reproduces the vector.
+            let signed = crate::verify::Sign::sign(
+                &scheme,
+                &crate::verify::Outgoing::new(body).id(id).timestamp(now),
+            )
+            .unwrap();
+            assert_eq!(signed[0].1, sig, "{id}");
+        }
+    }
+
+    #[test]
+    fn any_entry_may_match_and_v1a_is_ignored() {
+        let scheme = scheme("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let sig = "v1a,AAAA v1,bm90IHRoZSBzaWduYXR1cmUgYXQgYWxsIHJlYWxseSEhISE= v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+        let req = request("msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", sig, br#"{"test": 2432232314}"#);
+        assert!(scheme.verify(&WebhookRequest::from_request(&req), at(1_614_265_330)).is_ok());
+    }
+
+    #[test]
+    fn tolerance_both_sides() {
+        let scheme = scheme("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let req = request(
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            "1614265330",
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+            br#"{"test": 2432232314}"#,
+        );
+        let view = WebhookRequest::from_request(&req);
+        assert!(scheme.verify(&view, at(1_614_265_330 + 300)).is_ok());
+        assert_eq!(scheme.verify(&view, at(1_614_265_330 + 301)).unwrap_err().reason(), Reason::TimestampTooOld);
+        assert!(scheme.verify(&view, at(1_614_265_330 - 300)).is_ok());
+        assert_eq!(scheme.verify(&view, at(1_614_265_330 - 301)).unwrap_err().reason(), Reason::TimestampInFuture);
+    }
+
+    #[test]
+    fn key_is_decoded_not_used_verbatim() {
+        // The pitfall: using the `whsec_…` text as the key must not verify.
+        let wrong = HmacScheme::builder("x", Algorithm::Sha256)
+            .signature(SIGNATURE, FORMAT, Encoding::Base64)
+            .content(CONTENT)
+            .id(ID)
+            .timestamp(TIMESTAMP, TimestampFormat::UnixSeconds)
+            .secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+            .build()
+            .unwrap();
+        let req = request(
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            "1614265330",
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+            br#"{"test": 2432232314}"#,
+        );
+        let err = wrong.verify(&WebhookRequest::from_request(&req), at(1_614_265_330)).unwrap_err();
+        assert_eq!(err.reason(), Reason::SignatureMismatch);
+    }
+
+    #[test]
+    fn missing_pieces() {
+        let scheme = scheme("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let req = http::Request::post("/")
+            .header("webhook-timestamp", "1614265330")
+            .header("webhook-signature", "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")
+            .body(Vec::new())
+            .unwrap();
+        let err = scheme.verify(&WebhookRequest::from_request(&req), at(1_614_265_330)).unwrap_err();
+        assert_eq!(err.reason(), Reason::MissingHeader);
+        assert_eq!(err.to_string(), "missing header: `webhook-id`");
+    }
+}

@@ -1,0 +1,246 @@
+//! Keyed MACs: the key is absorbed once, at construction; each request clones the keyed
+//! state and feeds the signed pieces into it.
+
+use std::fmt;
+
+use hmac::{KeyInit, Mac};
+
+use crate::secret::Secret;
+
+/// The hash function under an HMAC.
+///
+/// ```
+/// use hookguard::verify::Algorithm;
+/// assert_eq!(Algorithm::Sha256.tag_len(), 32);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Algorithm {
+    /// HMAC-SHA1 (GitHub legacy, Intercom, Trello, Twilio, Vercel).
+    Sha1,
+    /// HMAC-SHA256, what most providers use.
+    Sha256,
+    /// HMAC-SHA512.
+    Sha512,
+}
+
+impl Algorithm {
+    /// Length of the tag in bytes.
+    ///
+    /// ```
+    /// # use hookguard::verify::Algorithm;
+    /// assert_eq!(Algorithm::Sha1.tag_len(), 20);
+    /// ```
+    #[must_use]
+    pub const fn tag_len(self) -> usize {
+        match self {
+            Self::Sha1 => 20,
+            Self::Sha256 => 32,
+            Self::Sha512 => 64,
+        }
+    }
+}
+
+/// Largest tag any HMAC here produces (SHA-512).
+pub const MAX_TAG_LEN: usize = 64;
+
+/// A MAC output or a decoded signature, held inline (no allocation).
+///
+/// ```
+/// use hookguard::verify::Tag;
+/// let t = Tag::from_slice(&[1, 2, 3]).unwrap();
+/// assert_eq!(t.as_bytes(), &[1, 2, 3]);
+/// ```
+#[derive(Clone, Copy)]
+pub struct Tag {
+    bytes: [u8; MAX_TAG_LEN],
+    len: u8,
+}
+
+impl Tag {
+    /// An empty tag, to be filled.
+    pub(crate) const EMPTY: Self = Self { bytes: [0; MAX_TAG_LEN], len: 0 };
+
+    /// Copies up to [`MAX_TAG_LEN`] bytes; `None` when `bytes` is longer.
+    ///
+    /// ```
+    /// # use hookguard::verify::Tag;
+    /// assert!(Tag::from_slice(&[0; 65]).is_none());
+    /// ```
+    #[must_use]
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        let mut tag = Self::EMPTY;
+        tag.bytes.get_mut(..bytes.len())?.copy_from_slice(bytes);
+        tag.len = bytes.len() as u8;
+        Some(tag)
+    }
+
+    /// The tag's bytes.
+    ///
+    /// ```
+    /// # use hookguard::verify::Tag;
+    /// assert!(Tag::from_slice(&[]).unwrap().as_bytes().is_empty());
+    /// ```
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    pub(crate) fn buffer_mut(&mut self) -> &mut [u8; MAX_TAG_LEN] {
+        &mut self.bytes
+    }
+
+    pub(crate) fn set_len(&mut self, len: usize) {
+        debug_assert!(len <= MAX_TAG_LEN);
+        self.len = len.min(MAX_TAG_LEN) as u8;
+    }
+
+    /// Constant-time equality over the bytes (lengths are public).
+    pub(crate) fn ct_eq(&self, other: &Self) -> subtle::Choice {
+        use subtle::ConstantTimeEq as _;
+        self.as_bytes().ct_eq(other.as_bytes())
+    }
+}
+
+impl fmt::Debug for Tag {
+    // A tag is derived from a secret: never print it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tag({} bytes)", self.len)
+    }
+}
+
+/// An HMAC keyed once; [`KeyedMac::start`] clones the keyed state for one message.
+///
+/// ```
+/// use hookguard::{Secret, verify::{Algorithm, KeyedMac}};
+///
+/// let key = KeyedMac::new(Algorithm::Sha256, &Secret::new("key").unwrap());
+/// let mut mac = key.start();
+/// mac.update(b"The quick brown fox ");
+/// mac.update(b"jumps over the lazy dog");
+/// assert_eq!(
+///     const_hex::encode(mac.finish().as_bytes()),
+///     "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
+/// );
+/// ```
+#[derive(Clone)]
+pub struct KeyedMac(Inner);
+
+#[derive(Clone)]
+enum Inner {
+    Sha1(hmac::Hmac<sha1::Sha1>),
+    Sha256(hmac::Hmac<sha2::Sha256>),
+    Sha512(hmac::Hmac<sha2::Sha512>),
+}
+
+impl KeyedMac {
+    /// Keys an HMAC with `secret`.
+    #[must_use]
+    pub fn new(algorithm: Algorithm, secret: &Secret) -> Self {
+        Self::from_key(algorithm, secret.expose())
+    }
+
+    pub(crate) fn from_key(algorithm: Algorithm, key: &[u8]) -> Self {
+        // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
+        Self(match algorithm {
+            Algorithm::Sha1 => Inner::Sha1(hmac_new(key)),
+            Algorithm::Sha256 => Inner::Sha256(hmac_new(key)),
+            Algorithm::Sha512 => Inner::Sha512(hmac_new(key)),
+        })
+    }
+
+    /// The algorithm this key is for.
+    ///
+    /// ```
+    /// # use hookguard::{Secret, verify::{Algorithm, KeyedMac}};
+    /// let key = KeyedMac::new(Algorithm::Sha1, &Secret::new("k").unwrap());
+    /// assert_eq!(key.algorithm(), Algorithm::Sha1);
+    /// ```
+    #[must_use]
+    pub fn algorithm(&self) -> Algorithm {
+        match self.0 {
+            Inner::Sha1(_) => Algorithm::Sha1,
+            Inner::Sha256(_) => Algorithm::Sha256,
+            Inner::Sha512(_) => Algorithm::Sha512,
+        }
+    }
+
+    /// A fresh MAC computation over the keyed state (a copy of a few hundred bytes; the
+    /// key is not processed again).
+    #[must_use]
+    pub fn start(&self) -> MacState {
+        MacState(self.0.clone())
+    }
+
+    /// MAC of one contiguous message.
+    ///
+    /// ```
+    /// # use hookguard::{Secret, verify::{Algorithm, KeyedMac}};
+    /// let key = KeyedMac::new(Algorithm::Sha256, &Secret::new("k").unwrap());
+    /// assert_eq!(key.mac(b"m").as_bytes().len(), 32);
+    /// ```
+    #[must_use]
+    pub fn mac(&self, message: &[u8]) -> Tag {
+        let mut state = self.start();
+        state.update(message);
+        state.finish()
+    }
+}
+
+fn hmac_new<M: KeyInit>(key: &[u8]) -> M {
+    match M::new_from_slice(key) {
+        Ok(mac) => mac,
+        // Unreachable for HMAC (any key length is valid); keep a total function anyway.
+        Err(_) => M::new(&Default::default()),
+    }
+}
+
+impl fmt::Debug for KeyedMac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("KeyedMac").field(&self.algorithm()).field(&"[redacted]").finish()
+    }
+}
+
+/// One MAC computation in progress; see [`KeyedMac::start`].
+///
+/// ```
+/// # use hookguard::{Secret, verify::{Algorithm, KeyedMac}};
+/// let key = KeyedMac::new(Algorithm::Sha256, &Secret::new("k").unwrap());
+/// let mut a = key.start();
+/// a.update(b"ab");
+/// let mut b = key.start();
+/// b.update(b"a");
+/// b.update(b"b");
+/// assert_eq!(a.finish().as_bytes(), b.finish().as_bytes());
+/// ```
+pub struct MacState(Inner);
+
+impl MacState {
+    /// Feeds the next piece of the signed content.
+    pub fn update(&mut self, data: &[u8]) {
+        match &mut self.0 {
+            Inner::Sha1(m) => m.update(data),
+            Inner::Sha256(m) => m.update(data),
+            Inner::Sha512(m) => m.update(data),
+        }
+    }
+
+    /// The tag.
+    #[must_use]
+    pub fn finish(self) -> Tag {
+        fn fill(out: &[u8]) -> Tag {
+            Tag::from_slice(out).unwrap_or(Tag::EMPTY)
+        }
+        match self.0 {
+            Inner::Sha1(m) => fill(&m.finalize().into_bytes()),
+            Inner::Sha256(m) => fill(&m.finalize().into_bytes()),
+            Inner::Sha512(m) => fill(&m.finalize().into_bytes()),
+        }
+    }
+}
+
+impl fmt::Debug for MacState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MacState([redacted])")
+    }
+}

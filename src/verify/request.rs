@@ -1,0 +1,354 @@
+//! What the core sees of a request, and what it says of one that verified.
+
+use std::borrow::Cow;
+
+use http::{HeaderMap, HeaderName, Method, Uri};
+use time::OffsetDateTime;
+
+use super::{
+    json,
+    rejection::{Reason, Rejection, Detail},
+};
+
+/// A borrowed view of an incoming webhook: method, URI, headers and the raw body bytes
+/// exactly as received (any bytes, not only UTF-8), plus the public URL the sender
+/// called when the scheme signs it.
+///
+/// ```
+/// use hookguard::verify::WebhookRequest;
+///
+/// let req = http::Request::post("/hooks/github")
+///     .header("x-hub-signature-256", "sha256=00")
+///     .body(b"{}".to_vec())
+///     .unwrap();
+/// let view = WebhookRequest::from_request(&req);
+/// assert_eq!(view.body(), b"{}");
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookRequest<'a> {
+    method: &'a Method,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+    url: Option<&'a str>,
+}
+
+impl<'a> WebhookRequest<'a> {
+    /// A view over the request's pieces.
+    ///
+    /// ```
+    /// # use hookguard::verify::WebhookRequest;
+    /// let (method, uri, headers) = (http::Method::POST, http::Uri::from_static("/h"), http::HeaderMap::new());
+    /// let req = WebhookRequest::new(&method, &uri, &headers, b"body");
+    /// assert_eq!(req.method(), http::Method::POST);
+    /// ```
+    #[must_use]
+    pub const fn new(method: &'a Method, uri: &'a Uri, headers: &'a HeaderMap, body: &'a [u8]) -> Self {
+        Self { method, uri, headers, body, url: None }
+    }
+
+    /// A view over request head parts and the body.
+    ///
+    /// ```
+    /// # use hookguard::verify::WebhookRequest;
+    /// let (parts, ()) = http::Request::post("/h").body(()).unwrap().into_parts();
+    /// assert_eq!(WebhookRequest::from_parts(&parts, b"").uri().path(), "/h");
+    /// ```
+    #[must_use]
+    pub fn from_parts(parts: &'a http::request::Parts, body: &'a [u8]) -> Self {
+        Self::new(&parts.method, &parts.uri, &parts.headers, body)
+    }
+
+    /// A view over a whole request whose body is bytes.
+    #[must_use]
+    pub fn from_request<B: AsRef<[u8]>>(req: &'a http::Request<B>) -> Self {
+        Self::new(req.method(), req.uri(), req.headers(), req.body().as_ref())
+    }
+
+    /// The full URL the sender called (`https://example.com/hooks/twilio?x=1`), for
+    /// schemes that sign it (Twilio, HubSpot, Square, Trello). Behind a proxy the server
+    /// sees only a path; the public URL has to come from configuration.
+    ///
+    /// ```
+    /// # use hookguard::verify::WebhookRequest;
+    /// let req = http::Request::post("/h").body(Vec::new()).unwrap();
+    /// let view = WebhookRequest::from_request(&req).with_url("https://example.com/h");
+    /// assert_eq!(view.url().unwrap(), "https://example.com/h");
+    /// ```
+    #[must_use]
+    pub const fn with_url(mut self, url: &'a str) -> Self {
+        self.url = Some(url);
+        self
+    }
+
+    /// The method.
+    #[must_use]
+    pub const fn method(&self) -> &'a Method {
+        self.method
+    }
+
+    /// The URI as the server received it.
+    #[must_use]
+    pub const fn uri(&self) -> &'a Uri {
+        self.uri
+    }
+
+    /// The headers.
+    #[must_use]
+    pub const fn headers(&self) -> &'a HeaderMap {
+        self.headers
+    }
+
+    /// The raw body.
+    #[must_use]
+    pub const fn body(&self) -> &'a [u8] {
+        self.body
+    }
+
+    /// The public URL: the one given with [`with_url`](Self::with_url), else the request
+    /// URI when it is absolute.
+    ///
+    /// # Errors
+    /// [`Reason::MissingUrl`] when neither is known.
+    pub fn url(&self) -> Result<Cow<'a, str>, Rejection> {
+        if let Some(url) = self.url {
+            return Ok(Cow::Borrowed(url));
+        }
+        if self.uri.scheme().is_some() && self.uri.authority().is_some() {
+            return Ok(Cow::Owned(self.uri.to_string()));
+        }
+        Err(Rejection::new(Reason::MissingUrl))
+    }
+}
+
+/// Where a scheme finds one value: a header, a member of a JSON body, the timestamp
+/// parameter of the signature header, or the first of several places that is present.
+///
+/// ```
+/// use hookguard::verify::Field;
+/// use http::HeaderName;
+///
+/// // `HeaderName` holds an atomic, so lists of header fields live in a `static`.
+/// static IDS: [Field; 2] = [
+///     Field::Header(HeaderName::from_static("svix-id")),
+///     Field::Header(HeaderName::from_static("webhook-id")),
+/// ];
+/// let id = Field::Any(&IDS);
+/// # let _ = id;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Field {
+    /// A header (its first occurrence). Values must be visible ASCII.
+    Header(HeaderName),
+    /// A string or number member of a JSON body, by its path of object keys.
+    Json(&'static [&'static str]),
+    /// The timestamp parameter inside the signature header (`t=` for Stripe, `ts=` for
+    /// Paddle); only meaningful for a timestamp.
+    SignatureParam,
+    /// The first of these that is present.
+    Any(&'static [Field]),
+}
+
+impl Field {
+    /// A header field (not `const`: use [`Field::Header`] with
+    /// [`HeaderName::from_static`] in constants).
+    ///
+    /// # Panics
+    /// Never: an invalid name gives a field that is never present. Prefer
+    /// [`HeaderName::from_static`], which checks at compile time.
+    ///
+    /// ```
+    /// # use hookguard::verify::Field;
+    /// assert_eq!(Field::header("X-Delivery"), Field::Header(http::HeaderName::from_static("x-delivery")));
+    /// ```
+    #[must_use]
+    pub fn header(name: &str) -> Self {
+        match HeaderName::try_from(name) {
+            Ok(name) => Self::Header(name),
+            Err(_) => Self::Any(&[]),
+        }
+    }
+
+    /// The field's text in this request, if present.
+    ///
+    /// `signature_param` is the timestamp parameter parsed from the signature header.
+    pub(crate) fn text<'a>(
+        &self,
+        req: &WebhookRequest<'a>,
+        signature_param: Option<&'a [u8]>,
+    ) -> Result<Option<Cow<'a, str>>, Rejection> {
+        match self {
+            Self::Header(name) => match req.headers().get(name) {
+                None => Ok(None),
+                Some(value) => match value.to_str() {
+                    Ok(text) => Ok(Some(Cow::Borrowed(text))),
+                    Err(_) => Err(Rejection::with_detail(
+                        Reason::MalformedHeader,
+                        Detail::Header(name.clone()),
+                    )),
+                },
+            },
+            Self::Json(path) => json::text_at(req.body(), path)
+                .map_err(|()| Rejection::with_detail(Reason::MalformedBody, Detail::Text("body is not JSON"))),
+            Self::SignatureParam => Ok(signature_param
+                .and_then(|raw| std::str::from_utf8(raw).ok())
+                .map(Cow::Borrowed)),
+            Self::Any(fields) => {
+                for field in *fields {
+                    if let Some(text) = field.text(req, signature_param)? {
+                        return Ok(Some(text));
+                    }
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// A name for messages: the first header involved, or a fixed word.
+    pub(crate) fn detail(&self) -> Detail {
+        match self {
+            Self::Header(name) => Detail::Header(name.clone()),
+            Self::Json(_) => Detail::Text("body member"),
+            Self::SignatureParam => Detail::Text("signature header parameter"),
+            Self::Any(fields) => fields.first().map_or(Detail::None, Field::detail),
+        }
+    }
+}
+
+/// What a verified request proved, and the key to deduplicate it by.
+///
+/// Borrows from the request and the scheme; [`Verified::into_owned`] detaches it.
+///
+/// ```
+/// use hookguard::{providers::github, verify::{Scheme, WebhookRequest}};
+///
+/// let scheme = github::scheme("It's a Secret to Everybody").unwrap();
+/// let req = http::Request::post("/hooks/github")
+///     .header("x-hub-signature-256", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
+///     .header("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
+///     .header("x-github-event", "push")
+///     .body(b"Hello, World!".to_vec())
+///     .unwrap();
+/// let now = time::OffsetDateTime::now_utc();
+/// let verified = scheme.verify(&WebhookRequest::from_request(&req), now).unwrap();
+/// assert_eq!(verified.provider(), "github");
+/// assert_eq!(verified.id(), Some("72d3162e-cc78-11e3-81ab-4c9367dc0958"));
+/// assert_eq!(verified.event(), Some("push"));
+/// assert_eq!(verified.dedup_key(), b"72d3162e-cc78-11e3-81ab-4c9367dc0958");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified<'a> {
+    provider: Cow<'a, str>,
+    id: Option<Cow<'a, str>>,
+    timestamp: Option<OffsetDateTime>,
+    event: Option<Cow<'a, str>>,
+    fingerprint: [u8; 32],
+    key_index: usize,
+}
+
+impl<'a> Verified<'a> {
+    /// Assembles a verification result (for custom [`Scheme`](super::Scheme)s).
+    ///
+    /// `fingerprint` identifies this exact delivery when the provider sends no id: the
+    /// MAC (truncated or zero-padded to 32 bytes) or a SHA-256 of an asymmetric
+    /// signature. `key_index` is the position of the secret that matched.
+    ///
+    /// ```
+    /// # use hookguard::verify::Verified;
+    /// let v = Verified::new("acme", None, None, None, [7; 32], 0);
+    /// assert_eq!(v.dedup_key(), &[7; 32]);
+    /// ```
+    #[must_use]
+    pub fn new(
+        provider: impl Into<Cow<'a, str>>,
+        id: Option<Cow<'a, str>>,
+        timestamp: Option<OffsetDateTime>,
+        event: Option<Cow<'a, str>>,
+        fingerprint: [u8; 32],
+        key_index: usize,
+    ) -> Self {
+        Self { provider: provider.into(), id, timestamp, event, fingerprint, key_index }
+    }
+
+    /// The provider's name, as in PROVIDERS.md (`stripe`, `standard-webhooks`, …).
+    #[must_use]
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+
+    /// The delivery id the provider sent, if any.
+    #[must_use]
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    /// The signed timestamp, if the scheme has one.
+    #[must_use]
+    pub const fn timestamp(&self) -> Option<OffsetDateTime> {
+        self.timestamp
+    }
+
+    /// The event type, if the provider says it outside the payload (or the preset reads
+    /// it from the payload).
+    #[must_use]
+    pub fn event(&self) -> Option<&str> {
+        self.event.as_deref()
+    }
+
+    /// Which configured secret matched (0 for the first); useful to see when a rotated
+    /// secret stops being used.
+    #[must_use]
+    pub const fn key_index(&self) -> usize {
+        self.key_index
+    }
+
+    /// The replay key: the delivery id when there is one, else the fingerprint of the
+    /// signature (so an identical resend is still recognised).
+    #[must_use]
+    pub fn dedup_key(&self) -> &[u8] {
+        match &self.id {
+            Some(id) => id.as_bytes(),
+            None => &self.fingerprint,
+        }
+    }
+
+    /// Detaches the value from the request and the scheme.
+    ///
+    /// ```
+    /// # use hookguard::verify::Verified;
+    /// let owned: Verified<'static> = Verified::new("acme", None, None, None, [0; 32], 0).into_owned();
+    /// assert_eq!(owned.provider(), "acme");
+    /// ```
+    #[must_use]
+    pub fn into_owned(self) -> Verified<'static> {
+        Verified {
+            provider: Cow::Owned(self.provider.into_owned()),
+            id: self.id.map(|c| Cow::Owned(c.into_owned())),
+            timestamp: self.timestamp,
+            event: self.event.map(|c| Cow::Owned(c.into_owned())),
+            fingerprint: self.fingerprint,
+            key_index: self.key_index,
+        }
+    }
+
+    /// Replaces the event type (for schemes that learn it late).
+    #[must_use]
+    pub fn with_event(mut self, event: Option<Cow<'a, str>>) -> Self {
+        self.event = event;
+        self
+    }
+}
+
+/// A 32-byte fingerprint from a tag or signature: copied when it is short enough, else
+/// hashed with SHA-256.
+pub(crate) fn fingerprint(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0; 32];
+    if bytes.len() <= 32 {
+        out[..bytes.len()].copy_from_slice(bytes);
+    } else {
+        use sha2::Digest as _;
+        out.copy_from_slice(&sha2::Sha256::digest(bytes));
+    }
+    out
+}

@@ -1,0 +1,189 @@
+//! The two traits every scheme implements: verifying what arrives, signing what a sender
+//! would send.
+
+use std::{fmt, sync::Arc};
+
+use http::{HeaderName, HeaderValue, Method};
+use time::OffsetDateTime;
+
+use super::{Rejection, Tolerance, Verified, WebhookRequest};
+
+/// A way of proving a webhook genuine: sans-IO, synchronous, pure.
+///
+/// Given the request and "now", answer [`Verified`] or a [`Rejection`]; never panic,
+/// never allocate in proportion to hostile input beyond the body already held.
+///
+/// ```
+/// use hookguard::{providers::stripe, verify::{Reason, Scheme, WebhookRequest}};
+///
+/// let scheme = stripe::scheme("whsec_test").unwrap();
+/// let req = http::Request::post("/").body(b"{}".to_vec()).unwrap();
+/// let now = time::OffsetDateTime::now_utc();
+/// let err = scheme.verify(&WebhookRequest::from_request(&req), now).unwrap_err();
+/// assert_eq!(err.reason(), Reason::MissingSignature);
+/// ```
+pub trait Scheme: fmt::Debug + Send + Sync {
+    /// The provider's name (`stripe`, `github`, `standard-webhooks`, …).
+    fn provider(&self) -> &str;
+
+    /// Verifies one request.
+    ///
+    /// # Errors
+    /// A [`Rejection`] saying why the request is not accepted.
+    fn verify<'a>(&'a self, req: &WebhookRequest<'a>, now: OffsetDateTime) -> Result<Verified<'a>, Rejection>;
+
+    /// The timestamp tolerance this scheme enforces ([`Tolerance::NONE`] when it has no
+    /// timestamp); replay marks must live at least this long.
+    fn tolerance(&self) -> Tolerance {
+        Tolerance::NONE
+    }
+}
+
+macro_rules! forward_scheme {
+    ($($ty:ty),*) => {$(
+        impl<S: Scheme + ?Sized> Scheme for $ty {
+            fn provider(&self) -> &str {
+                (**self).provider()
+            }
+            fn verify<'a>(&'a self, req: &WebhookRequest<'a>, now: OffsetDateTime) -> Result<Verified<'a>, Rejection> {
+                (**self).verify(req, now)
+            }
+            fn tolerance(&self) -> Tolerance {
+                (**self).tolerance()
+            }
+        }
+    )*};
+}
+forward_scheme!(Box<S>, Arc<S>, &S);
+
+/// What a sender is about to send, for [`Sign`].
+///
+/// ```
+/// use hookguard::verify::Outgoing;
+///
+/// let msg = Outgoing::new(b"{}").id("msg_1").timestamp(time::OffsetDateTime::UNIX_EPOCH);
+/// assert_eq!(msg.body(), b"{}");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Outgoing<'a> {
+    body: &'a [u8],
+    id: Option<&'a str>,
+    timestamp: Option<OffsetDateTime>,
+    url: Option<&'a str>,
+    method: Method,
+}
+
+impl<'a> Outgoing<'a> {
+    /// A `POST` of `body`, with no id, timestamp or URL yet.
+    #[must_use]
+    pub fn new(body: &'a [u8]) -> Self {
+        Self { body, id: None, timestamp: None, url: None, method: Method::POST }
+    }
+
+    /// Sets the delivery id.
+    #[must_use]
+    pub fn id(mut self, id: &'a str) -> Self {
+        self.id = Some(id);
+        self
+    }
+
+    /// Sets the timestamp.
+    #[must_use]
+    pub fn timestamp(mut self, at: OffsetDateTime) -> Self {
+        self.timestamp = Some(at);
+        self
+    }
+
+    /// Sets the URL the message is sent to.
+    #[must_use]
+    pub fn url(mut self, url: &'a str) -> Self {
+        self.url = Some(url);
+        self
+    }
+
+    /// Sets the method (default `POST`).
+    #[must_use]
+    pub fn method(mut self, method: Method) -> Self {
+        self.method = method;
+        self
+    }
+
+    /// The body.
+    #[must_use]
+    pub fn body(&self) -> &'a [u8] {
+        self.body
+    }
+
+    pub(crate) fn get_id(&self) -> Option<&'a str> {
+        self.id
+    }
+    pub(crate) fn get_timestamp(&self) -> Option<OffsetDateTime> {
+        self.timestamp
+    }
+    pub(crate) fn get_url(&self) -> Option<&'a str> {
+        self.url
+    }
+    pub(crate) fn get_method(&self) -> &Method {
+        &self.method
+    }
+}
+
+/// Why a message could not be signed.
+///
+/// ```
+/// use hookguard::{providers::standard_webhooks, verify::{Outgoing, Sign, SignError}};
+///
+/// let scheme = standard_webhooks::scheme("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+/// assert_eq!(scheme.sign(&Outgoing::new(b"{}")).unwrap_err(), SignError::MissingId);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SignError {
+    /// The scheme signs a delivery id and none was given.
+    MissingId,
+    /// The scheme signs a timestamp and none was given.
+    MissingTimestamp,
+    /// The scheme signs the URL and none was given.
+    MissingUrl,
+    /// This scheme cannot produce signatures (a verify-only key, or a value the provider
+    /// signs inside the body).
+    Unsupported(&'static str),
+}
+
+impl fmt::Display for SignError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingId => f.write_str("a delivery id is needed to sign"),
+            Self::MissingTimestamp => f.write_str("a timestamp is needed to sign"),
+            Self::MissingUrl => f.write_str("the URL is needed to sign"),
+            Self::Unsupported(why) => write!(f, "cannot sign: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for SignError {}
+
+/// The sender's side of a scheme: the headers a provider would send with `msg`.
+///
+/// ```
+/// use hookguard::{providers::github, verify::{Outgoing, Sign}};
+///
+/// let scheme = github::scheme("It's a Secret to Everybody").unwrap();
+/// let headers = scheme.sign(&Outgoing::new(b"Hello, World!")).unwrap();
+/// assert_eq!(headers[0].0, "x-hub-signature-256");
+/// assert_eq!(
+///     headers[0].1,
+///     "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+/// );
+/// ```
+pub trait Sign {
+    /// Signs with the first configured secret.
+    ///
+    /// # Errors
+    /// [`SignError`] when a value the scheme signs is missing.
+    fn sign(&self, msg: &Outgoing<'_>) -> Result<Vec<(HeaderName, HeaderValue)>, SignError>;
+}
+
+pub(crate) fn header_value(text: String) -> Result<HeaderValue, SignError> {
+    HeaderValue::try_from(text).map_err(|_| SignError::Unsupported("value is not a valid header"))
+}

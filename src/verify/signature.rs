@@ -1,0 +1,233 @@
+//! Signature headers: the formats providers write them in, parsed into decoded
+//! candidates held on the stack, with bounded work whatever the input.
+
+use http::HeaderValue;
+
+use super::{
+    encoding::Encoding,
+    mac::Tag,
+    rejection::{Detail, Reason, Rejection},
+};
+
+/// At most this many signatures of the scheme's version are considered per request;
+/// more is refused as [`Reason::TooManySignatures`].
+pub const MAX_SIGNATURES: usize = 16;
+
+/// Signature headers longer than this are refused as [`Reason::HeaderTooLarge`].
+pub const MAX_SIGNATURE_HEADER_LEN: usize = 8 * 1024;
+
+/// How signatures are laid out in their header value.
+///
+/// ```
+/// use hookguard::verify::SignatureFormat;
+///
+/// // GitHub: `sha256=<hex>`
+/// let github = SignatureFormat::Plain { prefix: "sha256=" };
+/// // Stripe: `t=<ts>,v1=<hex>,v1=<hex>`
+/// let stripe = SignatureFormat::Pairs { separator: b',', signature_key: "v1", timestamp_key: Some("t") };
+/// // Standard Webhooks: `v1,<b64> v1,<b64>`
+/// let standard = SignatureFormat::Versioned { version: "v1" };
+/// # let _ = (github, stripe, standard);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SignatureFormat {
+    /// The whole value is one signature, behind a fixed prefix (may be empty).
+    Plain {
+        /// Text before the signature (`sha256=`, `v0=`); required when not empty.
+        prefix: &'static str,
+    },
+    /// `key=value` pairs split by `separator`; each `signature_key` pair is a candidate,
+    /// unknown keys are ignored (Stripe's `v0`).
+    Pairs {
+        /// `,` (Stripe, Calendly, PagerDuty) or `;` (Paddle).
+        separator: u8,
+        /// Key of the signatures (`v1`, `h1`).
+        signature_key: &'static str,
+        /// Key of the timestamp, when the header carries it (`t`, `ts`).
+        timestamp_key: Option<&'static str>,
+    },
+    /// Space-separated `version,signature` entries; entries of other versions are
+    /// ignored (Standard Webhooks `v1,…` beside `v1a,…`).
+    Versioned {
+        /// The version this scheme checks (`v1`).
+        version: &'static str,
+    },
+}
+
+/// The decoded signatures of one request.
+pub(crate) struct Candidates<'a> {
+    tags: [Tag; MAX_SIGNATURES],
+    len: usize,
+    /// The timestamp parameter, for [`SignatureFormat::Pairs`] with a timestamp key.
+    pub(crate) timestamp: Option<&'a [u8]>,
+}
+
+impl<'a> Candidates<'a> {
+    pub(crate) fn as_slice(&self) -> &[Tag] {
+        &self.tags[..self.len]
+    }
+
+    /// Drops the borrowed timestamp parameter, detaching the candidates from the text
+    /// they were parsed from.
+    pub(crate) fn detach<'b>(self) -> Candidates<'b> {
+        Candidates { tags: self.tags, len: self.len, timestamp: None }
+    }
+}
+
+impl SignatureFormat {
+    /// Parses every value of the signature header (duplicated headers are all read).
+    pub(crate) fn parse<'a>(
+        self,
+        encoding: Encoding,
+        values: impl Iterator<Item = &'a HeaderValue>,
+    ) -> Result<Candidates<'a>, Rejection> {
+        let mut out = Candidates { tags: [Tag::EMPTY; MAX_SIGNATURES], len: 0, timestamp: None };
+        let mut seen = 0_usize;
+        let mut malformed = 0_usize;
+        let mut any_value = false;
+        // Bounded work: decoding stops at MAX_SIGNATURES + 1 entries.
+        let mut push = |text: &[u8], out: &mut Candidates<'a>, malformed: &mut usize| -> Result<(), Rejection> {
+            seen += 1;
+            if seen > MAX_SIGNATURES {
+                return Err(Rejection::with_detail(
+                    Reason::TooManySignatures,
+                    Detail::Limit { max: MAX_SIGNATURES },
+                ));
+            }
+            match encoding.decode(text) {
+                Ok(tag) => {
+                    out.tags[out.len] = tag;
+                    out.len += 1;
+                }
+                Err(()) => *malformed += 1,
+            }
+            Ok(())
+        };
+        for value in values {
+            let bytes = value.as_bytes();
+            if bytes.len() > MAX_SIGNATURE_HEADER_LEN {
+                return Err(Rejection::with_detail(
+                    Reason::HeaderTooLarge,
+                    Detail::Limit { max: MAX_SIGNATURE_HEADER_LEN },
+                ));
+            }
+            let bytes = bytes.trim_ascii();
+            if bytes.is_empty() {
+                continue;
+            }
+            any_value = true;
+            match self {
+                Self::Plain { prefix } => match bytes.strip_prefix(prefix.as_bytes()) {
+                    Some(sig) => push(sig.trim_ascii(), &mut out, &mut malformed)?,
+                    None => malformed += 1,
+                },
+                Self::Pairs { separator, signature_key, timestamp_key } => {
+                    for item in bytes.split(|b| *b == separator) {
+                        let Some((key, val)) = split_once(item.trim_ascii(), b'=') else {
+                            continue;
+                        };
+                        let (key, val) = (key.trim_ascii(), val.trim_ascii());
+                        if key == signature_key.as_bytes() {
+                            push(val, &mut out, &mut malformed)?;
+                        } else if timestamp_key.is_some_and(|k| k.as_bytes() == key) && out.timestamp.is_none() {
+                            out.timestamp = Some(val);
+                        }
+                    }
+                }
+                Self::Versioned { version } => {
+                    for entry in bytes.split(u8::is_ascii_whitespace).filter(|e| !e.is_empty()) {
+                        if let Some((v, sig)) = split_once(entry, b',') {
+                            if v == version.as_bytes() {
+                                push(sig, &mut out, &mut malformed)?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if out.len > 0 {
+            Ok(out)
+        } else if !any_value {
+            Err(Rejection::new(Reason::MissingSignature))
+        } else if malformed > 0 {
+            Err(Rejection::new(Reason::MalformedSignature))
+        } else {
+            Err(Rejection::with_detail(
+                Reason::MissingSignature,
+                Detail::Text("no signature of the expected version"),
+            ))
+        }
+    }
+
+    /// Writes a header value for `signature` (and the timestamp, for pairs with one).
+    pub(crate) fn render(self, encoding: Encoding, signature: &[u8], timestamp: Option<&str>) -> String {
+        let sig = encoding.encode(signature);
+        match self {
+            Self::Plain { prefix } => format!("{prefix}{sig}"),
+            Self::Pairs { separator, signature_key, timestamp_key } => match (timestamp_key, timestamp) {
+                (Some(tk), Some(ts)) => format!("{tk}={ts}{}{signature_key}={sig}", char::from(separator)),
+                _ => format!("{signature_key}={sig}"),
+            },
+            Self::Versioned { version } => format!("{version},{sig}"),
+        }
+    }
+}
+
+fn split_once(bytes: &[u8], at: u8) -> Option<(&[u8], &[u8])> {
+    let i = bytes.iter().position(|b| *b == at)?;
+    Some((&bytes[..i], &bytes[i + 1..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(format: SignatureFormat, enc: Encoding, values: &[&str]) -> Result<(usize, Option<String>), Reason> {
+        let values: Vec<HeaderValue> = values.iter().map(|v| HeaderValue::from_str(v).unwrap()).collect();
+        format
+            .parse(enc, values.iter())
+            .map(|c| (c.as_slice().len(), c.timestamp.map(|t| String::from_utf8_lossy(t).into_owned())))
+            .map_err(|r| r.reason())
+    }
+
+    const STRIPE: SignatureFormat =
+        SignatureFormat::Pairs { separator: b',', signature_key: "v1", timestamp_key: Some("t") };
+    const STD: SignatureFormat = SignatureFormat::Versioned { version: "v1" };
+    const GH: SignatureFormat = SignatureFormat::Plain { prefix: "sha256=" };
+
+    #[test]
+    fn table() {
+        let many = vec!["v1,AAAA"; 17].join(" ");
+        let cases: Vec<(&str, SignatureFormat, Encoding, Vec<&str>, Result<(usize, Option<String>), Reason>)> = vec![
+            ("stripe two v1 and v0", STRIPE, Encoding::Hex, vec!["t=12,v1=ab,v1=cd,v0=ef"], Ok((2, Some("12".into())))),
+            ("stripe spaces", STRIPE, Encoding::Hex, vec![" t = 12 , v1 = ab "], Ok((1, Some("12".into())))),
+            ("stripe only v0", STRIPE, Encoding::Hex, vec!["t=12,v0=ef"], Err(Reason::MissingSignature)),
+            ("stripe bad hex", STRIPE, Encoding::Hex, vec!["t=12,v1=zz"], Err(Reason::MalformedSignature)),
+            ("std two entries and v1a", STD, Encoding::Base64, vec!["v1,AAAA v1a,BBBB v1,CCCC"], Ok((2, None))),
+            ("std too many", STD, Encoding::Base64, vec![&many], Err(Reason::TooManySignatures)),
+            ("github", GH, Encoding::Hex, vec!["sha256=abcd"], Ok((1, None))),
+            ("github missing prefix", GH, Encoding::Hex, vec!["abcd"], Err(Reason::MalformedSignature)),
+            ("github duplicated header", GH, Encoding::Hex, vec!["sha256=abcd", "sha256=ef01"], Ok((2, None))),
+            ("empty", GH, Encoding::Hex, vec![""], Err(Reason::MissingSignature)),
+            ("absent", GH, Encoding::Hex, vec![], Err(Reason::MissingSignature)),
+        ];
+        for (name, format, enc, values, want) in cases {
+            assert_eq!(parse(format, enc, &values), want, "case {name}");
+        }
+    }
+
+    #[test]
+    fn huge_header_is_refused() {
+        let big = "a".repeat(MAX_SIGNATURE_HEADER_LEN + 1);
+        assert_eq!(parse(GH, Encoding::Hex, &[&big]), Err(Reason::HeaderTooLarge));
+    }
+
+    #[test]
+    fn render_round_trips() {
+        let v = STRIPE.render(Encoding::Hex, &[0xab], Some("12"));
+        assert_eq!(v, "t=12,v1=ab");
+        assert_eq!(parse(STRIPE, Encoding::Hex, &[&v]), Ok((1, Some("12".into()))));
+        assert_eq!(STD.render(Encoding::Base64, &[0xff], None), "v1,/w==");
+    }
+}

@@ -1,0 +1,262 @@
+//! Timestamps: strict parsing with checked arithmetic, and a tolerance window that can
+//! differ for the past and the future.
+
+use std::time::Duration;
+
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+
+/// How a provider writes its timestamp.
+///
+/// Parsing is strict: ASCII digits only for the numeric forms (no sign, no spaces, no
+/// fraction, at most 19 digits); anything outside the representable range (years ±9999)
+/// is malformed, never an overflow.
+///
+/// ```
+/// use hookguard::verify::TimestampFormat;
+///
+/// let t = TimestampFormat::UnixSeconds.parse(b"1614265330").unwrap();
+/// assert_eq!(t.unix_timestamp(), 1614265330);
+/// assert!(TimestampFormat::UnixSeconds.parse(b"+1614265330").is_none());
+/// assert!(TimestampFormat::UnixSeconds.parse(b"-9223372036854775808").is_none());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TimestampFormat {
+    /// Seconds since the Unix epoch, in decimal.
+    UnixSeconds,
+    /// Milliseconds since the Unix epoch, in decimal.
+    UnixMillis,
+    /// RFC 3339 date-time (`2026-11-23T12:00:00.123456789Z`).
+    Rfc3339,
+}
+
+impl TimestampFormat {
+    /// Parses the timestamp text; `None` when it is malformed or out of range.
+    #[must_use]
+    pub fn parse(self, text: &[u8]) -> Option<OffsetDateTime> {
+        match self {
+            Self::UnixSeconds => OffsetDateTime::from_unix_timestamp(parse_digits(text)?).ok(),
+            Self::UnixMillis => {
+                let ms = i128::from(parse_digits(text)?);
+                OffsetDateTime::from_unix_timestamp_nanos(ms.checked_mul(1_000_000)?).ok()
+            }
+            Self::Rfc3339 => {
+                let text = std::str::from_utf8(text).ok()?;
+                OffsetDateTime::parse(text, &Rfc3339).ok()
+            }
+        }
+    }
+
+    /// Writes `at` in this format (what a sender sends).
+    ///
+    /// ```
+    /// # use hookguard::verify::TimestampFormat;
+    /// let at = time::OffsetDateTime::from_unix_timestamp(1).unwrap();
+    /// assert_eq!(TimestampFormat::UnixMillis.format(at), "1000");
+    /// assert_eq!(TimestampFormat::Rfc3339.format(at), "1970-01-01T00:00:01Z");
+    /// ```
+    #[must_use]
+    pub fn format(self, at: OffsetDateTime) -> String {
+        match self {
+            Self::UnixSeconds => at.unix_timestamp().to_string(),
+            Self::UnixMillis => (at.unix_timestamp_nanos() / 1_000_000).to_string(),
+            Self::Rfc3339 => at.format(&Rfc3339).unwrap_or_else(|_| at.unix_timestamp().to_string()),
+        }
+    }
+}
+
+/// Decimal digits only, at most 19 of them, into an `i64` without overflow.
+fn parse_digits(text: &[u8]) -> Option<i64> {
+    if text.is_empty() || text.len() > 19 || !text.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    text.iter().try_fold(0_i64, |acc, d| acc.checked_mul(10)?.checked_add(i64::from(d - b'0')))
+}
+
+/// How far a timestamp may lie from "now", separately in the past and the future.
+/// `None` on a side means that side is not checked.
+///
+/// ```
+/// use std::time::Duration;
+/// use hookguard::verify::Tolerance;
+///
+/// let t = Tolerance::symmetric(Duration::from_secs(300));
+/// assert_eq!(t.past(), Some(Duration::from_secs(300)));
+/// let stripe_like = Tolerance::past_only(Duration::from_secs(300));
+/// assert_eq!(stripe_like.future(), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Tolerance {
+    past: Option<Duration>,
+    future: Option<Duration>,
+}
+
+/// Outcome of a tolerance check that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Skew {
+    /// The timestamp is this many seconds old, more than allowed.
+    TooOld { age_secs: u64, tolerance_secs: u64 },
+    /// The timestamp is this many seconds ahead, more than allowed.
+    TooNew { ahead_secs: u64, tolerance_secs: u64 },
+}
+
+impl Tolerance {
+    /// No check on either side.
+    pub const NONE: Self = Self { past: None, future: None };
+
+    /// The same window on both sides.
+    #[must_use]
+    pub const fn symmetric(window: Duration) -> Self {
+        Self { past: Some(window), future: Some(window) }
+    }
+
+    /// Only too-old timestamps are refused (Stripe's and Paddle's SDKs do this).
+    #[must_use]
+    pub const fn past_only(window: Duration) -> Self {
+        Self { past: Some(window), future: None }
+    }
+
+    /// Separate windows; `None` leaves a side unchecked.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use hookguard::verify::Tolerance;
+    /// let t = Tolerance::new(Some(Duration::from_secs(300)), Some(Duration::from_secs(30)));
+    /// assert_eq!(t.future(), Some(Duration::from_secs(30)));
+    /// ```
+    #[must_use]
+    pub const fn new(past: Option<Duration>, future: Option<Duration>) -> Self {
+        Self { past, future }
+    }
+
+    /// The window into the past.
+    #[must_use]
+    pub const fn past(&self) -> Option<Duration> {
+        self.past
+    }
+
+    /// The window into the future.
+    #[must_use]
+    pub const fn future(&self) -> Option<Duration> {
+        self.future
+    }
+
+    /// Whether either side is checked.
+    #[must_use]
+    pub const fn is_checked(&self) -> bool {
+        self.past.is_some() || self.future.is_some()
+    }
+
+    /// The longest window: how long a replay mark must be kept for a timestamped
+    /// delivery to be refused until it goes stale on its own.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use hookguard::verify::Tolerance;
+    /// let t = Tolerance::new(Some(Duration::from_secs(300)), Some(Duration::from_secs(60)));
+    /// assert_eq!(t.replay_window(), Some(Duration::from_secs(360)));
+    /// ```
+    #[must_use]
+    pub fn replay_window(&self) -> Option<Duration> {
+        match (self.past, self.future) {
+            (None, None) => None,
+            (past, future) => {
+                Some(past.unwrap_or_default().saturating_add(future.unwrap_or_default()))
+            }
+        }
+    }
+
+    pub(crate) fn check(&self, at: OffsetDateTime, now: OffsetDateTime) -> Result<(), Skew> {
+        // Both values lie within years ±9999, so the difference cannot overflow.
+        let diff = now - at;
+        if diff.is_positive() {
+            if let Some(window) = self.past {
+                if diff > window {
+                    return Err(Skew::TooOld {
+                        age_secs: diff.whole_seconds().unsigned_abs(),
+                        tolerance_secs: window.as_secs(),
+                    });
+                }
+            }
+        } else if let Some(window) = self.future {
+            if diff.unsigned_abs() > window {
+                return Err(Skew::TooNew {
+                    ahead_secs: diff.whole_seconds().unsigned_abs(),
+                    tolerance_secs: window.as_secs(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(secs).unwrap()
+    }
+
+    #[test]
+    fn numeric_parsing_table() {
+        let cases: &[(&str, &[u8], Option<i64>)] = &[
+            ("plain", b"1614265330", Some(1_614_265_330)),
+            ("zero", b"0", Some(0)),
+            ("empty", b"", None),
+            ("leading plus", b"+1614265330", None),
+            ("negative", b"-5", None),
+            ("i64 min", b"-9223372036854775808", None),
+            ("i64 max", b"9223372036854775807", None),
+            ("past i64", b"99999999999999999999", None),
+            ("float", b"1614265330.5", None),
+            ("space", b" 1614265330", None),
+            ("trailing space", b"1614265330 ", None),
+            ("millis where seconds expected", b"1614265330000", None),
+            ("non-ascii", "١٢٣".as_bytes(), None),
+        ];
+        for (name, text, want) in cases {
+            let got = TimestampFormat::UnixSeconds.parse(text).map(|t| t.unix_timestamp());
+            assert_eq!(got, *want, "case {name}");
+        }
+    }
+
+    #[test]
+    fn millis_and_rfc3339() {
+        let ms = TimestampFormat::UnixMillis.parse(b"1614265330123").unwrap();
+        assert_eq!(ms.unix_timestamp(), 1_614_265_330);
+        assert_eq!(ms.millisecond(), 123);
+        assert!(TimestampFormat::UnixMillis.parse(b"9223372036854775807").is_none());
+        let r = TimestampFormat::Rfc3339.parse(b"2023-07-19T14:56:12.123456789Z").unwrap();
+        assert_eq!(r.nanosecond(), 123_456_789);
+        assert!(TimestampFormat::Rfc3339.parse(b"yesterday").is_none());
+        assert!(TimestampFormat::Rfc3339.parse(&[0xff, 0xfe]).is_none());
+    }
+
+    #[test]
+    fn tolerance_sides_are_independent() {
+        let t = Tolerance::new(Some(Duration::from_secs(300)), Some(Duration::from_secs(10)));
+        let now = at(1_000_000);
+        assert!(t.check(at(1_000_000 - 300), now).is_ok());
+        assert_eq!(
+            t.check(at(1_000_000 - 301), now),
+            Err(Skew::TooOld { age_secs: 301, tolerance_secs: 300 })
+        );
+        assert!(t.check(at(1_000_010), now).is_ok());
+        assert_eq!(
+            t.check(at(1_000_011), now),
+            Err(Skew::TooNew { ahead_secs: 11, tolerance_secs: 10 })
+        );
+        assert!(Tolerance::past_only(Duration::from_secs(1)).check(at(9_000_000), now).is_ok());
+        assert!(Tolerance::NONE.check(at(0), now).is_ok());
+    }
+
+    #[test]
+    fn extremes_do_not_overflow() {
+        let t = Tolerance::symmetric(Duration::from_secs(300));
+        let min = OffsetDateTime::new_utc(time::Date::MIN, time::Time::MIDNIGHT);
+        let max = OffsetDateTime::new_utc(time::Date::MAX, time::Time::MIDNIGHT);
+        assert!(t.check(min, max).is_err());
+        assert!(t.check(max, min).is_err());
+    }
+}
