@@ -52,7 +52,11 @@ pub fn scheme(secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
 /// ```
 pub fn legacy_sha1_scheme(secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
     HmacScheme::builder("github", Algorithm::Sha1)
-        .signature(Field::header("x-hub-signature"), SignatureFormat::Plain { prefix: "sha1=" }, Encoding::Hex)
+        .signature(
+            Field::header("x-hub-signature"),
+            SignatureFormat::Plain { prefix: "sha1=" },
+            Encoding::Hex,
+        )
         .id(Field::Header(DELIVERY))
         .event(Field::Header(EVENT))
         .secret(secret)
@@ -67,18 +71,28 @@ mod tests {
     #[test]
     fn official_vectors() {
         let vectors = [
-            ("It's a Secret to Everybody", &b"Hello, World!"[..], "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"),
-            ("mysecret", &br#"{"foo":"bar"}"#[..], "sha256=4864d2759938a15468b5df9ade20bf161da9b4f737ea61794142f3484236bda3"),
+            (
+                "It's a Secret to Everybody",
+                &b"Hello, World!"[..],
+                "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+            ),
+            (
+                "mysecret",
+                &br#"{"foo":"bar"}"#[..],
+                "sha256=4864d2759938a15468b5df9ade20bf161da9b4f737ea61794142f3484236bda3",
+            ),
         ];
         let now = time::OffsetDateTime::UNIX_EPOCH;
         for (secret, body, sig) in vectors {
             let scheme = scheme(secret).unwrap();
-            let req = http::Request::post("/").header("x-hub-signature-256", sig).body(body.to_vec()).unwrap();
+            let req =
+                http::Request::post("/").header("x-hub-signature-256", sig).body(body.to_vec()).unwrap();
             scheme.verify(&WebhookRequest::from_request(&req), now).unwrap();
             assert_eq!(scheme.sign(&Outgoing::new(body)).unwrap()[0].1, sig);
             // Upper-case hex is the same signature.
             let upper = format!("sha256={}", sig[7..].to_uppercase());
-            let req = http::Request::post("/").header("x-hub-signature-256", upper).body(body.to_vec()).unwrap();
+            let req =
+                http::Request::post("/").header("x-hub-signature-256", upper).body(body.to_vec()).unwrap();
             scheme.verify(&WebhookRequest::from_request(&req), now).unwrap();
         }
     }
@@ -87,7 +101,10 @@ mod tests {
     fn each_configured_secret_is_tried() {
         let scheme = scheme("old").unwrap().with_secret("It's a Secret to Everybody").unwrap();
         let req = http::Request::post("/")
-            .header("x-hub-signature-256", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
+            .header(
+                "x-hub-signature-256",
+                "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+            )
             .body(b"Hello, World!".to_vec())
             .unwrap();
         let v = scheme.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::UNIX_EPOCH).unwrap();
@@ -100,10 +117,14 @@ mod tests {
     fn wrong_secret() {
         let scheme = scheme("nope").unwrap();
         let req = http::Request::post("/")
-            .header("x-hub-signature-256", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
+            .header(
+                "x-hub-signature-256",
+                "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+            )
             .body(b"Hello, World!".to_vec())
             .unwrap();
-        let err = scheme.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::UNIX_EPOCH).unwrap_err();
+        let err =
+            scheme.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::UNIX_EPOCH).unwrap_err();
         assert_eq!(err.reason(), Reason::SignatureMismatch);
         assert_eq!(err.to_string(), "signature mismatch: 1 signature × 1 secret, none matched");
     }

@@ -28,8 +28,13 @@ use crate::{
 };
 
 /// `{id}.{ts}.{body}`.
-pub const CONTENT: SignedContent =
-    SignedContent::from_static(&[Piece::Id, Piece::Literal(b"."), Piece::Timestamp, Piece::Literal(b"."), Piece::Body]);
+pub const CONTENT: SignedContent = SignedContent::from_static(&[
+    Piece::Id,
+    Piece::Literal(b"."),
+    Piece::Timestamp,
+    Piece::Literal(b"."),
+    Piece::Body,
+]);
 
 /// The v1 signature entries.
 pub const FORMAT: SignatureFormat = SignatureFormat::Versioned { version: "v1" };
@@ -110,11 +115,9 @@ mod tests {
             assert_eq!(v.id(), Some(id));
             assert_eq!(v.timestamp(), Some(now));
             // Signing reproduces the vector.
-            let signed = crate::verify::Sign::sign(
-                &scheme,
-                &crate::verify::Outgoing::new(body).id(id).timestamp(now),
-            )
-            .unwrap();
+            let signed =
+                crate::verify::Sign::sign(&scheme, &crate::verify::Outgoing::new(body).id(id).timestamp(now))
+                    .unwrap();
             assert_eq!(signed[0].1, sig, "{id}");
         }
     }
@@ -138,9 +141,15 @@ mod tests {
         );
         let view = WebhookRequest::from_request(&req);
         assert!(scheme.verify(&view, at(1_614_265_330 + 300)).is_ok());
-        assert_eq!(scheme.verify(&view, at(1_614_265_330 + 301)).unwrap_err().reason(), Reason::TimestampTooOld);
+        assert_eq!(
+            scheme.verify(&view, at(1_614_265_330 + 301)).unwrap_err().reason(),
+            Reason::TimestampTooOld
+        );
         assert!(scheme.verify(&view, at(1_614_265_330 - 300)).is_ok());
-        assert_eq!(scheme.verify(&view, at(1_614_265_330 - 301)).unwrap_err().reason(), Reason::TimestampInFuture);
+        assert_eq!(
+            scheme.verify(&view, at(1_614_265_330 - 301)).unwrap_err().reason(),
+            Reason::TimestampInFuture
+        );
     }
 
     #[test]

@@ -1,8 +1,7 @@
 //! Text encodings of signatures: decoded into a stack buffer, never compared as text.
 
 use base64::{
-    Engine as _,
-    alphabet,
+    Engine as _, alphabet,
     engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig},
 };
 

@@ -8,12 +8,8 @@ use time::OffsetDateTime;
 
 use super::{
     Algorithm, Detail, Encoding, Field, KeyedMac, Outgoing, Piece, Reason, Rejection, Scheme, Sign,
-    SignError, SignatureFormat, SignedContent, Tag, TimestampFormat, Tolerance, Verified,
-    WebhookRequest,
-    content::Values,
-    request::fingerprint,
-    scheme::header_value,
-    signature::Candidates,
+    SignError, SignatureFormat, SignedContent, Tag, TimestampFormat, Tolerance, Verified, WebhookRequest,
+    content::Values, request::fingerprint, scheme::header_value, signature::Candidates,
 };
 use crate::{error::ConfigError, secret::Secret};
 
@@ -224,13 +220,18 @@ impl HmacScheme {
     fn candidates<'a>(&self, req: &WebhookRequest<'a>) -> Result<Candidates<'a>, Rejection> {
         match &self.signature {
             Field::Json(_) => {
-                let text = self.signature.text(req, None)?.ok_or_else(|| Rejection::new(Reason::MissingSignature))?;
-                let value = HeaderValue::from_str(&text).map_err(|_| Rejection::new(Reason::MalformedSignature))?;
+                let text = self
+                    .signature
+                    .text(req, None)?
+                    .ok_or_else(|| Rejection::new(Reason::MissingSignature))?;
+                let value =
+                    HeaderValue::from_str(&text).map_err(|_| Rejection::new(Reason::MalformedSignature))?;
                 let parsed = self.format.parse(self.encoding, std::iter::once(&value))?;
                 Ok(parsed.detach())
             }
             field => {
-                let name = first_present_header(field, req).ok_or_else(|| Rejection::new(Reason::MissingSignature))?;
+                let name = first_present_header(field, req)
+                    .ok_or_else(|| Rejection::new(Reason::MissingSignature))?;
                 self.format.parse(self.encoding, req.headers().get_all(name).iter())
             }
         }
@@ -266,15 +267,19 @@ impl Scheme for HmacScheme {
         self.tolerance
     }
 
-    fn verify<'a>(&'a self, req: &WebhookRequest<'a>, now: OffsetDateTime) -> Result<Verified<'a>, Rejection> {
+    fn verify<'a>(
+        &'a self,
+        req: &WebhookRequest<'a>,
+        now: OffsetDateTime,
+    ) -> Result<Verified<'a>, Rejection> {
         let candidates = self.candidates(req)?;
 
         let mut ts_text: Cow<'a, str> = Cow::Borrowed("");
         let mut timestamp = None;
         if let Some((field, format)) = &self.timestamp {
-            let text = field.text(req, candidates.timestamp)?.ok_or_else(|| {
-                Rejection::with_detail(Reason::MissingTimestamp, field.detail())
-            })?;
+            let text = field
+                .text(req, candidates.timestamp)?
+                .ok_or_else(|| Rejection::with_detail(Reason::MissingTimestamp, field.detail()))?;
             let at = format
                 .parse(text.as_bytes())
                 .ok_or_else(|| Rejection::with_detail(Reason::MalformedTimestamp, field.detail()))?;
@@ -355,9 +360,8 @@ impl Sign for HmacScheme {
         let Some(key) = self.keys.first() else {
             return Err(SignError::Unsupported("no secret"));
         };
-        let sig_header = self
-            .signature_header()
-            .ok_or(SignError::Unsupported("the signature travels in the body"))?;
+        let sig_header =
+            self.signature_header().ok_or(SignError::Unsupported("the signature travels in the body"))?;
         let mut headers = Vec::with_capacity(3);
         let needs_id = self.content.uses(Piece::Id);
         if needs_id && msg.get_id().is_none() {
@@ -400,7 +404,11 @@ impl Sign for HmacScheme {
         let tag = state.finish();
         let in_header = matches!(self.format, SignatureFormat::Pairs { timestamp_key: Some(_), .. })
             && matches!(self.timestamp, Some((Field::SignatureParam, _)));
-        let value = self.format.render(self.encoding, tag.as_bytes(), if in_header { ts_text.as_deref() } else { None });
+        let value = self.format.render(
+            self.encoding,
+            tag.as_bytes(),
+            if in_header { ts_text.as_deref() } else { None },
+        );
         headers.insert(0, (sig_header.clone(), header_value(value)?));
         Ok(headers)
     }
@@ -498,7 +506,8 @@ impl HmacSchemeBuilder {
         if s.keys.is_empty() {
             return Err(ConfigError::NoSecret);
         }
-        if matches!(&s.signature, Field::Any(list) if list.is_empty()) || s.signature == Field::SignatureParam {
+        if matches!(&s.signature, Field::Any(list) if list.is_empty()) || s.signature == Field::SignatureParam
+        {
             return Err(ConfigError::Invalid("the signature needs a header or body location"));
         }
         if s.timestamp.is_none() && (s.content.uses(Piece::Timestamp) || s.tolerance.is_checked()) {

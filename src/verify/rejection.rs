@@ -213,14 +213,12 @@ impl Rejection {
 
     pub(crate) fn skew(skew: Skew) -> Self {
         match skew {
-            Skew::TooOld { age_secs, tolerance_secs } => Self::with_detail(
-                Reason::TimestampTooOld,
-                Detail::Age { secs: age_secs, tolerance_secs },
-            ),
-            Skew::TooNew { ahead_secs, tolerance_secs } => Self::with_detail(
-                Reason::TimestampInFuture,
-                Detail::Age { secs: ahead_secs, tolerance_secs },
-            ),
+            Skew::TooOld { age_secs, tolerance_secs } => {
+                Self::with_detail(Reason::TimestampTooOld, Detail::Age { secs: age_secs, tolerance_secs })
+            }
+            Skew::TooNew { ahead_secs, tolerance_secs } => {
+                Self::with_detail(Reason::TimestampInFuture, Detail::Age { secs: ahead_secs, tolerance_secs })
+            }
         }
     }
 
@@ -284,10 +282,8 @@ mod tests {
 
     #[test]
     fn texts_are_helpful() {
-        let r = Rejection::with_detail(
-            Reason::SignatureMismatch,
-            Detail::Compared { signatures: 2, secrets: 1 },
-        );
+        let r =
+            Rejection::with_detail(Reason::SignatureMismatch, Detail::Compared { signatures: 2, secrets: 1 });
         assert_eq!(r.to_string(), "signature mismatch: 2 signatures × 1 secret, none matched");
         let r = Rejection::skew(Skew::TooOld { age_secs: 612, tolerance_secs: 300 });
         assert_eq!(r.to_string(), "timestamp too old: timestamp 612 s old, tolerance 300 s");

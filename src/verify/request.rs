@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use super::{
     json,
-    rejection::{Reason, Rejection, Detail},
+    rejection::{Detail, Reason, Rejection},
 };
 
 /// A borrowed view of an incoming webhook: method, URI, headers and the raw body bytes
@@ -183,17 +183,17 @@ impl Field {
                 None => Ok(None),
                 Some(value) => match value.to_str() {
                     Ok(text) => Ok(Some(Cow::Borrowed(text))),
-                    Err(_) => Err(Rejection::with_detail(
-                        Reason::MalformedHeader,
-                        Detail::Header(name.clone()),
-                    )),
+                    Err(_) => {
+                        Err(Rejection::with_detail(Reason::MalformedHeader, Detail::Header(name.clone())))
+                    }
                 },
             },
-            Self::Json(path) => json::text_at(req.body(), path)
-                .map_err(|()| Rejection::with_detail(Reason::MalformedBody, Detail::Text("body is not JSON"))),
-            Self::SignatureParam => Ok(signature_param
-                .and_then(|raw| std::str::from_utf8(raw).ok())
-                .map(Cow::Borrowed)),
+            Self::Json(path) => json::text_at(req.body(), path).map_err(|()| {
+                Rejection::with_detail(Reason::MalformedBody, Detail::Text("body is not JSON"))
+            }),
+            Self::SignatureParam => {
+                Ok(signature_param.and_then(|raw| std::str::from_utf8(raw).ok()).map(Cow::Borrowed))
+            }
             Self::Any(fields) => {
                 for field in *fields {
                     if let Some(text) = field.text(req, signature_param)? {

@@ -30,7 +30,8 @@ pub trait Scheme: fmt::Debug + Send + Sync {
     ///
     /// # Errors
     /// A [`Rejection`] saying why the request is not accepted.
-    fn verify<'a>(&'a self, req: &WebhookRequest<'a>, now: OffsetDateTime) -> Result<Verified<'a>, Rejection>;
+    fn verify<'a>(&'a self, req: &WebhookRequest<'a>, now: OffsetDateTime)
+    -> Result<Verified<'a>, Rejection>;
 
     /// The timestamp tolerance this scheme enforces ([`Tolerance::NONE`] when it has no
     /// timestamp); replay marks must live at least this long.

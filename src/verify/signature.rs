@@ -87,23 +87,24 @@ impl SignatureFormat {
         let mut malformed = 0_usize;
         let mut any_value = false;
         // Bounded work: decoding stops at MAX_SIGNATURES + 1 entries.
-        let mut push = |text: &[u8], out: &mut Candidates<'a>, malformed: &mut usize| -> Result<(), Rejection> {
-            seen += 1;
-            if seen > MAX_SIGNATURES {
-                return Err(Rejection::with_detail(
-                    Reason::TooManySignatures,
-                    Detail::Limit { max: MAX_SIGNATURES },
-                ));
-            }
-            match encoding.decode(text) {
-                Ok(tag) => {
-                    out.tags[out.len] = tag;
-                    out.len += 1;
+        let mut push =
+            |text: &[u8], out: &mut Candidates<'a>, malformed: &mut usize| -> Result<(), Rejection> {
+                seen += 1;
+                if seen > MAX_SIGNATURES {
+                    return Err(Rejection::with_detail(
+                        Reason::TooManySignatures,
+                        Detail::Limit { max: MAX_SIGNATURES },
+                    ));
                 }
-                Err(()) => *malformed += 1,
-            }
-            Ok(())
-        };
+                match encoding.decode(text) {
+                    Ok(tag) => {
+                        out.tags[out.len] = tag;
+                        out.len += 1;
+                    }
+                    Err(()) => *malformed += 1,
+                }
+                Ok(())
+            };
         for value in values {
             let bytes = value.as_bytes();
             if bytes.len() > MAX_SIGNATURE_HEADER_LEN {
@@ -130,7 +131,9 @@ impl SignatureFormat {
                         let (key, val) = (key.trim_ascii(), val.trim_ascii());
                         if key == signature_key.as_bytes() {
                             push(val, &mut out, &mut malformed)?;
-                        } else if timestamp_key.is_some_and(|k| k.as_bytes() == key) && out.timestamp.is_none() {
+                        } else if timestamp_key.is_some_and(|k| k.as_bytes() == key)
+                            && out.timestamp.is_none()
+                        {
                             out.timestamp = Some(val);
                         }
                     }
@@ -183,7 +186,11 @@ fn split_once(bytes: &[u8], at: u8) -> Option<(&[u8], &[u8])> {
 mod tests {
     use super::*;
 
-    fn parse(format: SignatureFormat, enc: Encoding, values: &[&str]) -> Result<(usize, Option<String>), Reason> {
+    fn parse(
+        format: SignatureFormat,
+        enc: Encoding,
+        values: &[&str],
+    ) -> Result<(usize, Option<String>), Reason> {
         let values: Vec<HeaderValue> = values.iter().map(|v| HeaderValue::from_str(v).unwrap()).collect();
         format
             .parse(enc, values.iter())
@@ -199,16 +206,40 @@ mod tests {
     #[test]
     fn table() {
         let many = vec!["v1,AAAA"; 17].join(" ");
-        let cases: Vec<(&str, SignatureFormat, Encoding, Vec<&str>, Result<(usize, Option<String>), Reason>)> = vec![
-            ("stripe two v1 and v0", STRIPE, Encoding::Hex, vec!["t=12,v1=ab,v1=cd,v0=ef"], Ok((2, Some("12".into())))),
+        let cases: Vec<(
+            &str,
+            SignatureFormat,
+            Encoding,
+            Vec<&str>,
+            Result<(usize, Option<String>), Reason>,
+        )> = vec![
+            (
+                "stripe two v1 and v0",
+                STRIPE,
+                Encoding::Hex,
+                vec!["t=12,v1=ab,v1=cd,v0=ef"],
+                Ok((2, Some("12".into()))),
+            ),
             ("stripe spaces", STRIPE, Encoding::Hex, vec![" t = 12 , v1 = ab "], Ok((1, Some("12".into())))),
             ("stripe only v0", STRIPE, Encoding::Hex, vec!["t=12,v0=ef"], Err(Reason::MissingSignature)),
             ("stripe bad hex", STRIPE, Encoding::Hex, vec!["t=12,v1=zz"], Err(Reason::MalformedSignature)),
-            ("std two entries and v1a", STD, Encoding::Base64, vec!["v1,AAAA v1a,BBBB v1,CCCC"], Ok((2, None))),
+            (
+                "std two entries and v1a",
+                STD,
+                Encoding::Base64,
+                vec!["v1,AAAA v1a,BBBB v1,CCCC"],
+                Ok((2, None)),
+            ),
             ("std too many", STD, Encoding::Base64, vec![&many], Err(Reason::TooManySignatures)),
             ("github", GH, Encoding::Hex, vec!["sha256=abcd"], Ok((1, None))),
             ("github missing prefix", GH, Encoding::Hex, vec!["abcd"], Err(Reason::MalformedSignature)),
-            ("github duplicated header", GH, Encoding::Hex, vec!["sha256=abcd", "sha256=ef01"], Ok((2, None))),
+            (
+                "github duplicated header",
+                GH,
+                Encoding::Hex,
+                vec!["sha256=abcd", "sha256=ef01"],
+                Ok((2, None)),
+            ),
             ("empty", GH, Encoding::Hex, vec![""], Err(Reason::MissingSignature)),
             ("absent", GH, Encoding::Hex, vec![], Err(Reason::MissingSignature)),
         ];

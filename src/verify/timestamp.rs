@@ -160,9 +160,7 @@ impl Tolerance {
     pub fn replay_window(&self) -> Option<Duration> {
         match (self.past, self.future) {
             (None, None) => None,
-            (past, future) => {
-                Some(past.unwrap_or_default().saturating_add(future.unwrap_or_default()))
-            }
+            (past, future) => Some(past.unwrap_or_default().saturating_add(future.unwrap_or_default())),
         }
     }
 
@@ -243,10 +241,7 @@ mod tests {
             Err(Skew::TooOld { age_secs: 301, tolerance_secs: 300 })
         );
         assert!(t.check(at(1_000_010), now).is_ok());
-        assert_eq!(
-            t.check(at(1_000_011), now),
-            Err(Skew::TooNew { ahead_secs: 11, tolerance_secs: 10 })
-        );
+        assert_eq!(t.check(at(1_000_011), now), Err(Skew::TooNew { ahead_secs: 11, tolerance_secs: 10 }));
         assert!(Tolerance::past_only(Duration::from_secs(1)).check(at(9_000_000), now).is_ok());
         assert!(Tolerance::NONE.check(at(0), now).is_ok());
     }

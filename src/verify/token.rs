@@ -58,7 +58,11 @@ impl TokenScheme {
     ///
     /// # Errors
     /// [`ConfigError::EmptySecret`] for an empty token.
-    pub fn new(provider: impl Into<Cow<'static, str>>, header: Field, token: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+    pub fn new(
+        provider: impl Into<Cow<'static, str>>,
+        header: Field,
+        token: impl AsRef<[u8]>,
+    ) -> Result<Self, ConfigError> {
         let secret = Secret::new(token.as_ref())?;
         Ok(Self {
             provider: provider.into(),
@@ -110,14 +114,18 @@ impl Scheme for TokenScheme {
         &self.provider
     }
 
-    fn verify<'a>(&'a self, req: &WebhookRequest<'a>, _now: OffsetDateTime) -> Result<Verified<'a>, Rejection> {
+    fn verify<'a>(
+        &'a self,
+        req: &WebhookRequest<'a>,
+        _now: OffsetDateTime,
+    ) -> Result<Verified<'a>, Rejection> {
         let token = match &self.header {
             Field::Header(name) => req.headers().get(name).map(HeaderValue::as_bytes),
             other => other.text(req, None)?.map(|_| &b""[..]),
         };
-        let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
-            Rejection::with_detail(Reason::MissingSignature, self.header.detail())
-        })?;
+        let token = token
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Rejection::with_detail(Reason::MissingSignature, self.header.detail()))?;
         let got = Sha256::digest(token);
         let mut index = None;
         for (i, want) in self.digests.iter().enumerate() {
