@@ -34,8 +34,19 @@
 #![deny(missing_docs, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod clock;
 mod error;
+#[cfg(feature = "tower")]
+pub mod guard;
+#[cfg(feature = "tower")]
+pub mod inbox;
+#[cfg(feature = "tower")]
+pub mod layer;
+#[cfg(feature = "tower")]
+pub mod problem;
 pub mod providers;
+#[cfg(feature = "tower")]
+pub mod replay;
 mod secret;
 pub mod verify;
 

@@ -1,0 +1,128 @@
+//! Time, injected: everything that compares timestamps or expires entries asks a
+//! [`Clock`], so tests set the time instead of sleeping.
+//!
+//! ```
+//! use hookguard::clock::{Clock, ManualClock};
+//! use std::time::Duration;
+//!
+//! let clock = ManualClock::at_unix(1_700_000_000);
+//! clock.advance(Duration::from_secs(5));
+//! assert_eq!(clock.now().unix_timestamp(), 1_700_000_005);
+//! ```
+
+use std::{
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
+
+use time::OffsetDateTime;
+
+/// A source of "now".
+pub trait Clock: fmt::Debug + Send + Sync + 'static {
+    /// The current time.
+    fn now(&self) -> OffsetDateTime;
+}
+
+impl<C: Clock + ?Sized> Clock for Arc<C> {
+    fn now(&self) -> OffsetDateTime {
+        (**self).now()
+    }
+}
+
+/// The system's wall clock.
+///
+/// ```
+/// use hookguard::clock::{Clock, SystemClock};
+/// assert!(SystemClock.now().year() >= 2024);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
+
+/// A clock that moves only when told to; clones share the same time.
+///
+/// ```
+/// use hookguard::clock::{Clock, ManualClock};
+/// let a = ManualClock::at_unix(0);
+/// let b = a.clone();
+/// a.set_unix(42);
+/// assert_eq!(b.now().unix_timestamp(), 42);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ManualClock(Arc<AtomicI64>);
+
+impl ManualClock {
+    /// A clock stopped at `secs` seconds after the Unix epoch.
+    #[must_use]
+    pub fn at_unix(secs: i64) -> Self {
+        Self(Arc::new(AtomicI64::new(secs.saturating_mul(1_000_000_000))))
+    }
+
+    /// Moves the clock to `secs` seconds after the epoch.
+    pub fn set_unix(&self, secs: i64) {
+        self.0.store(secs.saturating_mul(1_000_000_000), Ordering::SeqCst);
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        let nanos = i64::try_from(by.as_nanos()).unwrap_or(i64::MAX);
+        self.0.fetch_add(nanos, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> OffsetDateTime {
+        let nanos = i128::from(self.0.load(Ordering::SeqCst));
+        OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+}
+
+/// Wall time that follows tokio's clock: the system time when created, advanced by
+/// [`tokio::time::Instant`]. Under `#[tokio::test(start_paused = true)]` it moves with
+/// tokio's virtual time, so retry back-off and lease expiry are tested without waiting.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use hookguard::clock::{Clock, TokioClock};
+/// let clock = TokioClock::new();
+/// assert!(clock.now().year() >= 2024);
+/// # }
+/// ```
+#[cfg(feature = "tower")]
+#[derive(Debug, Clone, Copy)]
+pub struct TokioClock {
+    wall: OffsetDateTime,
+    start: tokio::time::Instant,
+}
+
+#[cfg(feature = "tower")]
+impl TokioClock {
+    /// Anchors tokio's clock to the current wall time.
+    #[must_use]
+    pub fn new() -> Self {
+        Self { wall: OffsetDateTime::now_utc(), start: tokio::time::Instant::now() }
+    }
+}
+
+#[cfg(feature = "tower")]
+impl Default for TokioClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(feature = "tower")]
+impl Clock for TokioClock {
+    fn now(&self) -> OffsetDateTime {
+        self.wall + self.start.elapsed()
+    }
+}

@@ -1,0 +1,506 @@
+//! The framework-free pipeline: (request head, body bytes) → verify → replay guard →
+//! hand-off → an answer. The Tower layers and the actix adapter both call it; neither
+//! re-implements a step.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use std::sync::Arc;
+//! use hookguard::{guard::Guard, inbox::{Inbox, MemoryInbox}, providers::github};
+//!
+//! let inbox = Arc::new(MemoryInbox::new());
+//! let guard = Guard::builder("github", github::scheme("It's a Secret to Everybody").unwrap())
+//!     .inbox(inbox.clone())
+//!     .build();
+//! let (parts, ()) = http::Request::post("/hooks/github")
+//!     .header("x-hub-signature-256", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
+//!     .header("x-github-delivery", "d-1")
+//!     .body(())
+//!     .unwrap()
+//!     .into_parts();
+//! let res = guard.accept(&parts, "Hello, World!".into()).await;
+//! assert_eq!(res.status(), 202);
+//! let again = guard.accept(&parts, "Hello, World!".into()).await;
+//! assert_eq!(again.status(), 200); // duplicate: acknowledged, not processed again
+//! assert_eq!(inbox.depth().await.unwrap(), 1);
+//! # }
+//! ```
+
+use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http::{HeaderMap, Response, StatusCode, header, request::Parts};
+
+use crate::{
+    Secret,
+    clock::{Clock, SystemClock},
+    inbox::{Inbox, InboxError, Pushed, Webhook, replay_key},
+    problem::{Problem, known},
+    replay::{BoxFuture, Mark, MemoryReplayStore, ReplayStore},
+    verify::{Reason, Scheme, Verified, WebhookRequest},
+};
+
+/// Default body limit: 1 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+/// Default time to receive the whole body.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Replay marks for schemes without a timestamp live this long by default (72 hours,
+/// longer than providers' retry schedules); set it with [`GuardBuilder::replay_ttl`].
+pub const DEFAULT_UNTIMED_REPLAY_TTL: Duration = Duration::from_secs(72 * 3600);
+
+/// Headers never kept with a webhook: credentials and shared tokens.
+const DROPPED_HEADERS: &[&str] =
+    &["authorization", "proxy-authorization", "cookie", "x-gitlab-token", "x-hook-secret"];
+
+/// A provider handshake: requests that are answered instead of being handed off.
+///
+/// `before` sees requests before verification (GET/HEAD challenges, Asana's
+/// `X-Hook-Secret`); `after` sees verified requests (Slack `url_verification`, Zoom
+/// `endpoint.url_validation`, Twitch callback verification, Discord PING).
+pub trait Handshake: fmt::Debug + Send + Sync + 'static {
+    /// Answers an unverified request, or `None` to go on.
+    fn before(&self, _parts: &Parts, _body: &[u8]) -> Option<HandshakeReply> {
+        None
+    }
+    /// Answers a verified request, or `None` to hand it off.
+    fn after(&self, _parts: &Parts, _body: &[u8], _verified: &Verified<'_>) -> Option<Response<Vec<u8>>> {
+        None
+    }
+}
+
+/// What a handshake answers.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum HandshakeReply {
+    /// Send this response.
+    Respond(Response<Vec<u8>>),
+    /// Keep this secret for the endpoint (through the [`SchemeSource`]), then send this
+    /// response (Asana).
+    AdoptSecret(Secret, Response<Vec<u8>>),
+}
+
+/// Why a scheme could not be found for a request.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// No endpoint/tenant for this request (404).
+    Unknown,
+    /// The secret store failed (503).
+    Unavailable(Box<dyn std::error::Error + Send + Sync>),
+    /// This source cannot keep secrets handed over at run time.
+    Unsupported,
+}
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unknown => f.write_str("no scheme for this request"),
+            Self::Unavailable(e) => write!(f, "secret source failed: {e}"),
+            Self::Unsupported => f.write_str("this secret source cannot adopt secrets"),
+        }
+    }
+}
+
+impl std::error::Error for SourceError {}
+
+/// Where the scheme for a request comes from: fixed, or looked up per request (one
+/// secret per tenant). See [`TenantSchemes`](crate::tenant::TenantSchemes).
+pub trait SchemeSource: fmt::Debug + Send + Sync + 'static {
+    /// The scheme for this request.
+    fn scheme<'a>(&'a self, parts: &'a Parts) -> BoxFuture<'a, Result<Arc<dyn Scheme>, SourceError>>;
+
+    /// Keeps a secret handed over by the provider at run time (Asana).
+    fn adopt_secret<'a>(&'a self, _parts: &'a Parts, _secret: Secret) -> BoxFuture<'a, Result<(), SourceError>> {
+        Box::pin(std::future::ready(Err(SourceError::Unsupported)))
+    }
+}
+
+/// A source that always answers the same scheme.
+#[derive(Debug, Clone)]
+pub struct FixedScheme(pub Arc<dyn Scheme>);
+
+impl SchemeSource for FixedScheme {
+    fn scheme<'a>(&'a self, _parts: &'a Parts) -> BoxFuture<'a, Result<Arc<dyn Scheme>, SourceError>> {
+        Box::pin(std::future::ready(Ok(Arc::clone(&self.0))))
+    }
+}
+
+/// The outcome of [`Guard::check`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Checked {
+    /// Verified and not seen before; the replay mark is set under `replay_key`.
+    Fresh {
+        /// What verification proved.
+        verified: Verified<'static>,
+        /// The key the replay mark is under (undo it with [`Guard::release`]).
+        replay_key: String,
+    },
+    /// Verified, but this delivery was seen already.
+    Duplicate(Verified<'static>),
+    /// Answer with this (a handshake, or a problem).
+    Respond(Response<Vec<u8>>),
+}
+
+/// The pipeline for one endpoint. Cheap to clone.
+#[derive(Clone)]
+pub struct Guard {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    endpoint: String,
+    source: Arc<dyn SchemeSource>,
+    replay: Option<Arc<dyn ReplayStore>>,
+    replay_ttl: Option<Duration>,
+    inbox: Option<Arc<dyn Inbox>>,
+    clock: Arc<dyn Clock>,
+    body_limit: usize,
+    read_timeout: Duration,
+    public_origin: Option<String>,
+    handshake: Option<Arc<dyn Handshake>>,
+    statuses: HashMap<Reason, StatusCode>,
+    retry_after: u64,
+    accepted_status: StatusCode,
+}
+
+impl fmt::Debug for Guard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        f.debug_struct("Guard")
+            .field("endpoint", &i.endpoint)
+            .field("source", &i.source)
+            .field("replay", &i.replay)
+            .field("replay_ttl", &i.replay_ttl)
+            .field("inbox", &i.inbox)
+            .field("body_limit", &i.body_limit)
+            .field("read_timeout", &i.read_timeout)
+            .field("public_origin", &i.public_origin)
+            .field("handshake", &i.handshake)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Guard {
+    /// Starts a guard for the endpoint `name` with a fixed scheme. Defaults: an in-memory
+    /// replay store, no inbox (middleware mode), 1 MiB body limit, 10 s read timeout.
+    pub fn builder(name: impl Into<String>, scheme: impl Scheme + 'static) -> GuardBuilder {
+        Self::builder_with_source(name, FixedScheme(Arc::new(scheme)))
+    }
+
+    /// Starts a guard whose scheme is looked up per request.
+    pub fn builder_with_source(name: impl Into<String>, source: impl SchemeSource) -> GuardBuilder {
+        GuardBuilder {
+            inner: Inner {
+                endpoint: name.into(),
+                source: Arc::new(source),
+                replay: Some(Arc::new(MemoryReplayStore::new())),
+                replay_ttl: None,
+                inbox: None,
+                clock: Arc::new(SystemClock),
+                body_limit: DEFAULT_BODY_LIMIT,
+                read_timeout: DEFAULT_READ_TIMEOUT,
+                public_origin: None,
+                handshake: None,
+                statuses: HashMap::new(),
+                retry_after: 5,
+                accepted_status: StatusCode::ACCEPTED,
+            },
+        }
+    }
+
+    /// The endpoint's name.
+    #[must_use]
+    pub fn endpoint(&self) -> &str {
+        &self.inner.endpoint
+    }
+
+    /// The body limit in bytes.
+    #[must_use]
+    pub fn body_limit(&self) -> usize {
+        self.inner.body_limit
+    }
+
+    /// The time allowed to receive the body.
+    #[must_use]
+    pub fn read_timeout(&self) -> Duration {
+        self.inner.read_timeout
+    }
+
+    /// The clock.
+    #[must_use]
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// Checks the request head before the body is read: a declared `Content-Length`
+    /// over the limit is refused (413).
+    ///
+    /// # Errors
+    /// The problem to answer with.
+    pub fn precheck(&self, parts: &Parts) -> Result<(), Problem> {
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.inner.body_limit as u64) {
+            self.count_rejected(known::BODY_TOO_LARGE.code());
+            return Err(known::BODY_TOO_LARGE);
+        }
+        Ok(())
+    }
+
+    /// Records a problem found while reading the body (limit, timeout, error).
+    pub fn body_problem(&self, problem: Problem) -> Response<Vec<u8>> {
+        self.count_rejected(problem.code());
+        tracing::debug!(endpoint = %self.inner.endpoint, reason = problem.code(), "webhook body refused");
+        problem.into_response()
+    }
+
+    /// Verifies, answers handshakes and sets the replay mark.
+    pub async fn check(&self, parts: &Parts, body: &Bytes) -> Checked {
+        let i = &self.inner;
+        if let Some(handshake) = &i.handshake {
+            match handshake.before(parts, body) {
+                None => {}
+                Some(HandshakeReply::Respond(res)) => return Checked::Respond(res),
+                Some(HandshakeReply::AdoptSecret(secret, res)) => {
+                    return match i.source.adopt_secret(parts, secret).await {
+                        Ok(()) => Checked::Respond(res),
+                        Err(e) => {
+                            tracing::warn!(endpoint = %i.endpoint, error = %e, "could not keep handshake secret");
+                            Checked::Respond(known::SECRETS_UNAVAILABLE.retry_after(i.retry_after).into_response())
+                        }
+                    };
+                }
+            }
+        }
+        let scheme = match i.source.scheme(parts).await {
+            Ok(scheme) => scheme,
+            Err(SourceError::Unknown) => return Checked::Respond(known::UNKNOWN_TENANT.into_response()),
+            Err(e) => {
+                tracing::warn!(endpoint = %i.endpoint, error = %e, "secret source failed");
+                return Checked::Respond(known::SECRETS_UNAVAILABLE.retry_after(i.retry_after).into_response());
+            }
+        };
+        let url = self.public_url(parts);
+        let mut view = WebhookRequest::from_parts(parts, body);
+        if let Some(url) = &url {
+            view = view.with_url(url);
+        }
+        let verified = match scheme.verify(&view, i.clock.now()) {
+            Ok(v) => v.into_owned(),
+            Err(rejection) => {
+                let reason = rejection.reason();
+                self.count_rejected(reason.code());
+                tracing::info!(endpoint = %i.endpoint, provider = scheme.provider(), reason = reason.code(), "webhook rejected");
+                let status = i.statuses.get(&reason).copied();
+                return Checked::Respond(Problem::from_rejection(&rejection, status).into_response());
+            }
+        };
+        if let Some(handshake) = &i.handshake {
+            if let Some(res) = handshake.after(parts, body, &verified) {
+                return Checked::Respond(res);
+            }
+        }
+        let key = replay_key(&i.endpoint, &verified);
+        if let Some(replay) = &i.replay {
+            let ttl = i.replay_ttl.or_else(|| scheme.tolerance().replay_window()).unwrap_or(DEFAULT_UNTIMED_REPLAY_TTL);
+            match replay.mark(key.as_bytes(), ttl).await {
+                Ok(Mark::New) => {}
+                Ok(Mark::Seen) => {
+                    self.count("hookguard_duplicates_total");
+                    tracing::info!(endpoint = %i.endpoint, id = verified.id(), "duplicate webhook");
+                    return Checked::Duplicate(verified);
+                }
+                Err(e) => {
+                    tracing::warn!(endpoint = %i.endpoint, error = %e, "replay store failed");
+                    return Checked::Respond(known::REPLAY_UNAVAILABLE.retry_after(i.retry_after).into_response());
+                }
+            }
+        }
+        Checked::Fresh { verified, replay_key: key }
+    }
+
+    /// Removes a replay mark (the hand-off failed, so a retry must get through).
+    pub async fn release(&self, replay_key: &str) {
+        if let Some(replay) = &self.inner.replay {
+            if let Err(e) = replay.unmark(replay_key.as_bytes()).await {
+                tracing::warn!(endpoint = %self.inner.endpoint, error = %e, "could not remove replay mark");
+            }
+        }
+    }
+
+    /// The whole terminal pipeline: check, push into the inbox, answer `202` once kept,
+    /// `200` for a duplicate, `503` + `Retry-After` when the inbox is full or down (and the
+    /// replay mark is removed again). Without an inbox configured, verified deliveries
+    /// get `503`.
+    pub async fn accept(&self, parts: &Parts, body: Bytes) -> Response<Vec<u8>> {
+        if let Err(problem) = self.precheck(parts) {
+            return problem.into_response();
+        }
+        if body.len() > self.inner.body_limit {
+            return self.body_problem(known::BODY_TOO_LARGE);
+        }
+        let (verified, key) = match self.check(parts, &body).await {
+            Checked::Fresh { verified, replay_key } => (verified, replay_key),
+            Checked::Duplicate(_) => return plain(StatusCode::OK, "duplicate"),
+            Checked::Respond(res) => return res,
+        };
+        self.hand_off(parts, body, &verified, &key).await
+    }
+
+    /// Pushes a verified delivery into the inbox and answers.
+    pub async fn hand_off(&self, parts: &Parts, body: Bytes, verified: &Verified<'_>, key: &str) -> Response<Vec<u8>> {
+        let i = &self.inner;
+        let Some(inbox) = &i.inbox else {
+            self.release(key).await;
+            return known::INBOX_FULL.detail("no inbox configured").retry_after(i.retry_after).into_response();
+        };
+        let webhook = Webhook::new(i.endpoint.clone(), verified, kept_headers(&parts.headers), body, i.clock.now());
+        match inbox.push(webhook).await {
+            Ok(Pushed::Accepted) => {
+                self.count("hookguard_accepted_total");
+                tracing::info!(endpoint = %i.endpoint, id = verified.id(), event = verified.event(), "webhook accepted");
+                plain(i.accepted_status, "accepted")
+            }
+            Ok(Pushed::Duplicate) => {
+                self.count("hookguard_duplicates_total");
+                plain(StatusCode::OK, "duplicate")
+            }
+            Err(e) => {
+                self.release(key).await;
+                self.count_rejected(known::INBOX_FULL.code());
+                match e {
+                    InboxError::Full => tracing::warn!(endpoint = %i.endpoint, "inbox full"),
+                    e => tracing::error!(endpoint = %i.endpoint, error = %e, "inbox push failed"),
+                }
+                known::INBOX_FULL.retry_after(i.retry_after).into_response()
+            }
+        }
+    }
+
+    fn public_url(&self, parts: &Parts) -> Option<String> {
+        let origin = self.inner.public_origin.as_deref()?;
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        Some(format!("{}{}", origin.trim_end_matches('/'), path))
+    }
+
+    fn count(&self, name: &'static str) {
+        metrics::counter!(name, "endpoint" => self.inner.endpoint.clone()).increment(1);
+    }
+
+    fn count_rejected(&self, reason: &'static str) {
+        metrics::counter!("hookguard_rejected_total", "endpoint" => self.inner.endpoint.clone(), "reason" => reason)
+            .increment(1);
+    }
+}
+
+fn kept_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut kept = headers.clone();
+    for name in DROPPED_HEADERS {
+        kept.remove(*name);
+    }
+    kept
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Vec<u8>> {
+    let mut res = Response::new(text.as_bytes().to_vec());
+    *res.status_mut() = status;
+    res.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    res
+}
+
+/// Builder for [`Guard`].
+#[must_use]
+pub struct GuardBuilder {
+    inner: Inner,
+}
+
+impl fmt::Debug for GuardBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GuardBuilder").field("endpoint", &self.inner.endpoint).finish_non_exhaustive()
+    }
+}
+
+impl GuardBuilder {
+    /// The replay store (default: an in-memory one per guard).
+    pub fn replay_store(mut self, store: impl ReplayStore) -> Self {
+        self.inner.replay = Some(Arc::new(store));
+        self
+    }
+
+    /// No replay protection (not recommended; the inbox still refuses duplicate keys).
+    pub fn no_replay_store(mut self) -> Self {
+        self.inner.replay = None;
+        self
+    }
+
+    /// How long replay marks live (default: the scheme's tolerance window, or 72 h for
+    /// schemes without a timestamp).
+    pub fn replay_ttl(mut self, ttl: Duration) -> Self {
+        self.inner.replay_ttl = Some(ttl);
+        self
+    }
+
+    /// The inbox verified webhooks are handed to (terminal mode).
+    pub fn inbox(mut self, inbox: impl Inbox) -> Self {
+        self.inner.inbox = Some(Arc::new(inbox));
+        self
+    }
+
+    /// The clock (default: the system clock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.inner.clock = Arc::new(clock);
+        self
+    }
+
+    /// The body limit in bytes (default 1 MiB).
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.inner.body_limit = bytes;
+        self
+    }
+
+    /// The time allowed to receive the body (default 10 s).
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.inner.read_timeout = timeout;
+        self
+    }
+
+    /// The public origin senders call (`https://hooks.example.com`), for schemes that
+    /// sign the URL; the request's path and query are appended.
+    pub fn public_origin(mut self, origin: impl Into<String>) -> Self {
+        self.inner.public_origin = Some(origin.into());
+        self
+    }
+
+    /// The provider handshake to answer.
+    pub fn handshake(mut self, handshake: impl Handshake) -> Self {
+        self.inner.handshake = Some(Arc::new(handshake));
+        self
+    }
+
+    /// Answers rejections for `reason` with `status` instead of the default.
+    pub fn status_for(mut self, reason: Reason, status: StatusCode) -> Self {
+        self.inner.statuses.insert(reason, status);
+        self
+    }
+
+    /// `Retry-After` seconds on 503 answers (default 5).
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.inner.retry_after = secs;
+        self
+    }
+
+    /// The status for accepted deliveries (default 202).
+    pub fn accepted_status(mut self, status: StatusCode) -> Self {
+        self.inner.accepted_status = status;
+        self
+    }
+
+    /// Builds the guard.
+    #[must_use]
+    pub fn build(self) -> Guard {
+        Guard { inner: Arc::new(self.inner) }
+    }
+}

@@ -1,0 +1,211 @@
+//! The inbox: where verified webhooks wait for their handler.
+//!
+//! The receiver answers `2xx` only once [`Inbox::push`] returned; workers
+//! [`pull`](Inbox::pull) jobs under a lease, and [`ack`](Inbox::ack),
+//! [`retry`](Inbox::retry) or [`dead_letter`](Inbox::dead_letter) them. A job whose lease
+//! runs out (its worker crashed) comes back. Dead letters can be listed and re-driven.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use std::time::Duration;
+//! use hookguard::{inbox::{Inbox, MemoryInbox, Pushed, Webhook}, verify::Verified};
+//!
+//! let inbox = MemoryInbox::new();
+//! let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+//! let hook = Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH);
+//! assert_eq!(inbox.push(hook.clone()).await.unwrap(), Pushed::Accepted);
+//! assert_eq!(inbox.push(hook).await.unwrap(), Pushed::Duplicate);
+//! let jobs = inbox.pull(10, Duration::from_secs(30)).await.unwrap();
+//! assert_eq!(jobs.len(), 1);
+//! inbox.ack(&jobs[0]).await.unwrap();
+//! assert_eq!(inbox.depth().await.unwrap(), 0);
+//! # }
+//! ```
+
+mod memory;
+mod webhook;
+
+use std::{fmt, time::Duration};
+
+use time::OffsetDateTime;
+
+pub use memory::MemoryInbox;
+pub(crate) use webhook::replay_key;
+pub use webhook::Webhook;
+
+pub use crate::replay::BoxFuture;
+
+/// What [`Inbox::push`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Kept (durably, for durable backends): safe to acknowledge.
+    Accepted,
+    /// A delivery with this key is already kept (or was processed): acknowledge, do not
+    /// process again.
+    Duplicate,
+}
+
+/// A job leased to a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    webhook: Webhook,
+    attempt: u32,
+    receipt: String,
+}
+
+impl Job {
+    /// Assembles a job (for inbox backends).
+    ///
+    /// ```
+    /// # use hookguard::{inbox::{Job, Webhook}, verify::Verified};
+    /// let v = Verified::new("x", None, None, None, [0; 32], 0);
+    /// let job = Job::new(Webhook::new("x", &v, Default::default(), "".into(), time::OffsetDateTime::UNIX_EPOCH), 1, "r1");
+    /// assert_eq!(job.attempt(), 1);
+    /// ```
+    #[must_use]
+    pub fn new(webhook: Webhook, attempt: u32, receipt: impl Into<String>) -> Self {
+        Self { webhook, attempt, receipt: receipt.into() }
+    }
+    /// The webhook.
+    #[must_use]
+    pub fn webhook(&self) -> &Webhook {
+        &self.webhook
+    }
+    /// Which attempt this is (1 for the first).
+    #[must_use]
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+    /// The backend's proof of this lease.
+    #[must_use]
+    pub fn receipt(&self) -> &str {
+        &self.receipt
+    }
+    /// Takes the webhook out.
+    #[must_use]
+    pub fn into_webhook(self) -> Webhook {
+        self.webhook
+    }
+}
+
+/// A webhook that failed every attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The webhook.
+    pub webhook: Webhook,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last error, as the handler reported it.
+    pub error: String,
+    /// When it was given up on.
+    pub failed_at: OffsetDateTime,
+}
+
+/// Why the inbox could not do what was asked.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum InboxError {
+    /// At capacity: the receiver answers `503` with `Retry-After`.
+    Full,
+    /// The job's lease ran out and the job went back to the queue (another worker may
+    /// have it now): its result is dropped, and it will be processed again.
+    LeaseLost,
+    /// The backend is unreachable or failed.
+    Backend(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl fmt::Display for InboxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Full => f.write_str("inbox is full"),
+            Self::LeaseLost => f.write_str("job lease was lost"),
+            Self::Backend(e) => write!(f, "inbox backend failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for InboxError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Backend(e) => Some(e.as_ref()),
+            _ => None,
+        }
+    }
+}
+
+/// A queue of verified webhooks with leases, retries and dead letters.
+///
+/// Backends: [`MemoryInbox`] (bounded, lost on crash); durable ones behind features.
+/// Every backend passes the same conformance suite.
+pub trait Inbox: fmt::Debug + Send + Sync + 'static {
+    /// Keeps `webhook` unless one with its key is kept already.
+    fn push(&self, webhook: Webhook) -> BoxFuture<'_, Result<Pushed, InboxError>>;
+
+    /// Leases up to `max` jobs that are due, each for `lease`.
+    fn pull(&self, max: usize, lease: Duration) -> BoxFuture<'_, Result<Vec<Job>, InboxError>>;
+
+    /// Done: the job is removed (its key stays known, so a late resend is a duplicate).
+    fn ack<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<(), InboxError>>;
+
+    /// Failed, try again not before `not_before`.
+    fn retry<'a>(
+        &'a self,
+        job: &'a Job,
+        not_before: OffsetDateTime,
+        error: &'a str,
+    ) -> BoxFuture<'a, Result<(), InboxError>>;
+
+    /// Failed for good: moved to the dead letters.
+    fn dead_letter<'a>(&'a self, job: &'a Job, error: &'a str) -> BoxFuture<'a, Result<(), InboxError>>;
+
+    /// Up to `limit` dead letters, oldest first.
+    fn dead_letters(&self, limit: usize) -> BoxFuture<'_, Result<Vec<DeadLetter>, InboxError>>;
+
+    /// Puts a dead letter back in the queue as a fresh job; `false` when no dead letter
+    /// has this key.
+    fn redrive<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, InboxError>>;
+
+    /// Jobs waiting or leased (not dead letters).
+    fn depth(&self) -> BoxFuture<'_, Result<usize, InboxError>>;
+
+    /// Waits until work may be available, or `timeout` passes (a hint: workers pull
+    /// again either way). The default waits the whole timeout.
+    fn wait(&self, timeout: Duration) -> BoxFuture<'_, ()> {
+        Box::pin(tokio::time::sleep(timeout))
+    }
+}
+
+impl<T: Inbox + ?Sized> Inbox for std::sync::Arc<T> {
+    fn push(&self, webhook: Webhook) -> BoxFuture<'_, Result<Pushed, InboxError>> {
+        (**self).push(webhook)
+    }
+    fn pull(&self, max: usize, lease: Duration) -> BoxFuture<'_, Result<Vec<Job>, InboxError>> {
+        (**self).pull(max, lease)
+    }
+    fn ack<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<(), InboxError>> {
+        (**self).ack(job)
+    }
+    fn retry<'a>(
+        &'a self,
+        job: &'a Job,
+        not_before: OffsetDateTime,
+        error: &'a str,
+    ) -> BoxFuture<'a, Result<(), InboxError>> {
+        (**self).retry(job, not_before, error)
+    }
+    fn dead_letter<'a>(&'a self, job: &'a Job, error: &'a str) -> BoxFuture<'a, Result<(), InboxError>> {
+        (**self).dead_letter(job, error)
+    }
+    fn dead_letters(&self, limit: usize) -> BoxFuture<'_, Result<Vec<DeadLetter>, InboxError>> {
+        (**self).dead_letters(limit)
+    }
+    fn redrive<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, InboxError>> {
+        (**self).redrive(key)
+    }
+    fn depth(&self) -> BoxFuture<'_, Result<usize, InboxError>> {
+        (**self).depth()
+    }
+    fn wait(&self, timeout: Duration) -> BoxFuture<'_, ()> {
+        (**self).wait(timeout)
+    }
+}

@@ -1,0 +1,29 @@
+//! Tower services and layers over the [`Guard`](crate::guard::Guard) pipeline.
+//!
+//! - [`WebhookService`]: terminal. Verify, refuse replays, keep in the inbox, answer
+//!   `202`; a [`Worker`](crate::worker::Worker) processes the inbox later.
+//! - [`VerifyLayer`]: middleware. Verify and refuse replays, then call your handler with
+//!   the verified bytes and a [`Verified`](crate::verify::Verified) extension.
+//!
+//! Both refuse an over-limit `Content-Length` before reading (413), read the body with a
+//! hard cap (413, chunked bodies too) and a time limit (408), and answer rejections with
+//! `application/problem+json`.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use hookguard::{guard::Guard, inbox::MemoryInbox, layer::WebhookService, providers::stripe};
+//! use axum::Router;
+//!
+//! let inbox = MemoryInbox::new();
+//! let guard = Guard::builder("stripe", stripe::scheme("whsec_…").unwrap()).inbox(inbox.clone()).build();
+//! let app: Router = Router::new().route_service("/hooks/stripe", WebhookService::new(guard));
+//! # let _ = app;
+//! # }
+//! ```
+
+mod accept;
+mod body;
+mod verify;
+
+pub use accept::{AcceptFuture, WebhookService};
+pub use verify::{Verify, VerifyFuture, VerifyLayer};

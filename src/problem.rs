@@ -1,0 +1,132 @@
+//! RFC 9457 `application/problem+json` answers, with a stable `type` per reason and
+//! nothing secret in them.
+
+use http::{HeaderValue, Response, StatusCode, header};
+
+use crate::verify::Rejection;
+
+/// Where problem `type` URIs point; each reason's code is appended.
+pub const TYPE_BASE: &str = "https://hookguard.dev/problems/";
+
+/// A problem answer: status, stable code, title, optional safe detail, optional
+/// `Retry-After`.
+///
+/// ```
+/// use hookguard::problem::Problem;
+/// use http::StatusCode;
+///
+/// let res = Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "Body too large").into_response();
+/// assert_eq!(res.status(), 413);
+/// assert_eq!(res.headers()["content-type"], "application/problem+json");
+/// let body: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+/// assert_eq!(body["type"], "https://hookguard.dev/problems/body-too-large");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    status: StatusCode,
+    code: &'static str,
+    title: &'static str,
+    detail: Option<String>,
+    retry_after: Option<u64>,
+}
+
+impl Problem {
+    /// A problem with no detail.
+    #[must_use]
+    pub const fn new(status: StatusCode, code: &'static str, title: &'static str) -> Self {
+        Self { status, code, title, detail: None, retry_after: None }
+    }
+
+    /// The problem for a verification rejection, with `status` (the reason's default
+    /// unless configured otherwise).
+    ///
+    /// ```
+    /// use hookguard::{problem::Problem, verify::{Reason, Rejection}};
+    /// let p = Problem::from_rejection(&Rejection::new(Reason::SignatureMismatch), None);
+    /// assert_eq!(p.status(), 401);
+    /// assert_eq!(p.code(), "signature-mismatch");
+    /// ```
+    #[must_use]
+    pub fn from_rejection(rejection: &Rejection, status: Option<StatusCode>) -> Self {
+        let reason = rejection.reason();
+        Self {
+            status: status.unwrap_or_else(|| rejection.status()),
+            code: reason.code(),
+            title: reason.title(),
+            detail: Some(rejection.to_string()),
+            retry_after: None,
+        }
+    }
+
+    /// Adds a safe, human detail.
+    #[must_use]
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// Adds `Retry-After` (seconds).
+    #[must_use]
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    /// The status.
+    #[must_use]
+    pub const fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The stable code (last segment of `type`).
+    #[must_use]
+    pub const fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The JSON body.
+    #[must_use]
+    pub fn to_json(&self) -> String {
+        let mut body = serde_json::json!({
+            "type": format!("{TYPE_BASE}{}", self.code),
+            "title": self.title,
+            "status": self.status.as_u16(),
+        });
+        if let Some(detail) = &self.detail {
+            body["detail"] = serde_json::Value::String(detail.clone());
+        }
+        body.to_string()
+    }
+
+    /// The HTTP answer.
+    #[must_use]
+    pub fn into_response(self) -> Response<Vec<u8>> {
+        let mut res = Response::new(self.to_json().into_bytes());
+        *res.status_mut() = self.status;
+        res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(secs) = self.retry_after {
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        res
+    }
+}
+
+/// The fixed problems of the HTTP pipeline.
+pub(crate) mod known {
+    use super::Problem;
+    use http::StatusCode;
+
+    pub(crate) const BODY_TOO_LARGE: Problem =
+        Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "Body too large");
+    pub(crate) const BODY_TIMEOUT: Problem =
+        Problem::new(StatusCode::REQUEST_TIMEOUT, "body-timeout", "Body not received in time");
+    pub(crate) const BODY_ERROR: Problem = Problem::new(StatusCode::BAD_REQUEST, "body-error", "Body could not be read");
+    pub(crate) const INBOX_FULL: Problem =
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "inbox-unavailable", "Inbox full or unavailable");
+    pub(crate) const REPLAY_UNAVAILABLE: Problem =
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "replay-store-unavailable", "Replay store full or unavailable");
+    pub(crate) const SECRETS_UNAVAILABLE: Problem =
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "secrets-unavailable", "Secrets could not be looked up");
+    pub(crate) const UNKNOWN_TENANT: Problem =
+        Problem::new(StatusCode::NOT_FOUND, "unknown-endpoint", "No webhook endpoint here");
+}
