@@ -49,6 +49,8 @@ pub mod providers;
 pub mod replay;
 mod secret;
 pub mod verify;
+#[cfg(feature = "tower")]
+pub mod worker;
 
 pub use error::ConfigError;
 pub use secret::Secret;

@@ -1,0 +1,394 @@
+//! The worker pool: pulls webhooks from an inbox and runs your handler, with bounded
+//! concurrency, retries with exponential back-off and jitter, a dead-letter list after the
+//! last attempt, and graceful shutdown.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use std::time::Duration;
+//! use hookguard::{inbox::{Inbox, MemoryInbox, Webhook}, verify::Verified, worker::Worker};
+//!
+//! let inbox = MemoryInbox::new();
+//! let v = Verified::new("github", Some("d-1".into()), None, Some("push".into()), [0; 32], 0);
+//! inbox.push(Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::now_utc())).await.unwrap();
+//!
+//! let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+//! let worker = Worker::new(inbox.clone(), move |hook: Webhook| {
+//!     let tx = tx.clone();
+//!     async move {
+//!         tx.send(hook.event().unwrap_or_default().to_owned()).unwrap();
+//!         Ok::<(), std::convert::Infallible>(())
+//!     }
+//! })
+//! .spawn();
+//! assert_eq!(rx.recv().await.unwrap(), "push");
+//! worker.shutdown(Duration::from_secs(5)).await;
+//! # }
+//! ```
+
+use std::{
+    fmt,
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use time::OffsetDateTime;
+use tokio::{
+    sync::{Semaphore, watch},
+    task::JoinSet,
+};
+
+use crate::{
+    clock::{Clock, SystemClock},
+    inbox::{Inbox, InboxError, Job, Webhook},
+    replay::BoxFuture,
+};
+
+/// What processes a webhook. Implemented for async closures
+/// `Fn(Webhook) -> impl Future<Output = Result<(), E>>` with `E: Display`, and for Tower
+/// services through [`ServiceHandler`].
+pub trait Handler: Send + Sync + 'static {
+    /// Processes one webhook; an error means "try again later".
+    fn handle(&self, webhook: Webhook) -> BoxFuture<'static, Result<(), String>>;
+}
+
+impl<F, Fut, E> Handler for F
+where
+    F: Fn(Webhook) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: fmt::Display,
+{
+    fn handle(&self, webhook: Webhook) -> BoxFuture<'static, Result<(), String>> {
+        let fut = self(webhook);
+        Box::pin(async move { fut.await.map_err(|e| e.to_string()) })
+    }
+}
+
+/// Adapts a Tower service (`Service<Webhook, Response = ()>`) into a [`Handler`].
+///
+/// ```
+/// use hookguard::{inbox::{MemoryInbox, Webhook}, worker::{ServiceHandler, Worker}};
+/// let svc = tower::service_fn(|_hook: Webhook| async { Ok::<(), std::io::Error>(()) });
+/// let worker = Worker::new(MemoryInbox::new(), ServiceHandler::new(svc));
+/// # let _ = worker;
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServiceHandler<S>(S);
+
+impl<S> ServiceHandler<S> {
+    /// Wraps `service`.
+    pub fn new(service: S) -> Self {
+        Self(service)
+    }
+}
+
+impl<S> Handler for ServiceHandler<S>
+where
+    S: tower_service::Service<Webhook, Response = ()> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: fmt::Display + Send,
+{
+    fn handle(&self, webhook: Webhook) -> BoxFuture<'static, Result<(), String>> {
+        let mut svc = self.0.clone();
+        Box::pin(async move {
+            std::future::poll_fn(|cx| svc.poll_ready(cx)).await.map_err(|e| e.to_string())?;
+            svc.call(webhook).await.map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// Exponential back-off: `base × 2^(attempt−1)`, capped at `max`, with "equal jitter"
+/// (a random point in the upper half) unless turned off.
+///
+/// ```
+/// use std::time::Duration;
+/// use hookguard::worker::Backoff;
+/// let b = Backoff::new(Duration::from_secs(1), Duration::from_secs(60)).without_jitter();
+/// assert_eq!(b.delay(1), Duration::from_secs(1));
+/// assert_eq!(b.delay(3), Duration::from_secs(4));
+/// assert_eq!(b.delay(30), Duration::from_secs(60));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    base: Duration,
+    max: Duration,
+    jitter: bool,
+}
+
+impl Default for Backoff {
+    /// 1 s doubling up to 10 minutes, with jitter.
+    fn default() -> Self {
+        Self::new(Duration::from_secs(1), Duration::from_secs(600))
+    }
+}
+
+impl Backoff {
+    /// Back-off from `base` up to `max`, with jitter.
+    #[must_use]
+    pub const fn new(base: Duration, max: Duration) -> Self {
+        Self { base, max, jitter: true }
+    }
+
+    /// The same, without jitter (deterministic).
+    #[must_use]
+    pub const fn without_jitter(mut self) -> Self {
+        self.jitter = false;
+        self
+    }
+
+    /// The delay after failed attempt number `attempt` (1-based).
+    #[must_use]
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let exp = attempt.saturating_sub(1).min(30);
+        let raw = self.base.saturating_mul(1_u32 << exp).min(self.max);
+        if self.jitter {
+            let half = raw / 2;
+            half + half.mul_f64(fastrand::f64())
+        } else {
+            raw
+        }
+    }
+}
+
+/// A pool of workers over one inbox. Configure, then [`spawn`](Self::spawn).
+#[must_use]
+pub struct Worker {
+    inbox: Arc<dyn Inbox>,
+    handler: Arc<dyn Handler>,
+    concurrency: usize,
+    max_attempts: u32,
+    backoff: Backoff,
+    lease: Duration,
+    idle_poll: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for Worker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Worker")
+            .field("inbox", &self.inbox)
+            .field("concurrency", &self.concurrency)
+            .field("max_attempts", &self.max_attempts)
+            .field("backoff", &self.backoff)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// Workers for `inbox` running `handler`. Defaults: 8 at once, 8 attempts, back-off
+    /// from 1 s to 10 min with jitter, 5-minute leases (a handler running longer is
+    /// cancelled and retried), the system clock.
+    pub fn new(inbox: impl Inbox, handler: impl Handler) -> Self {
+        Self {
+            inbox: Arc::new(inbox),
+            handler: Arc::new(handler),
+            concurrency: 8,
+            max_attempts: 8,
+            backoff: Backoff::default(),
+            lease: Duration::from_secs(300),
+            idle_poll: Duration::from_secs(1),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// How many handlers run at once (at least 1).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// Attempts before a webhook is dead-lettered (at least 1).
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n.max(1);
+        self
+    }
+
+    /// The back-off between attempts.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// How long a job is leased; also the handler's time limit.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// How long to wait between pulls when the inbox gives no wake-up.
+    pub fn idle_poll(mut self, every: Duration) -> Self {
+        self.idle_poll = every;
+        self
+    }
+
+    /// The clock for retry times.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Starts the pool on the current tokio runtime.
+    pub fn spawn(self) -> WorkerHandle {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        let task = tokio::spawn(self.run(stop_rx, cancel_rx));
+        WorkerHandle { stop: stop_tx, cancel: cancel_tx, task }
+    }
+
+    async fn run(self, mut stop: watch::Receiver<bool>, cancel_rx: watch::Receiver<bool>) -> ShutdownReport {
+        let permits = Arc::new(Semaphore::new(self.concurrency));
+        let returned = Arc::new(AtomicUsize::new(0));
+        let mut tasks = JoinSet::new();
+        let this = Arc::new(self);
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            while tasks.try_join_next().is_some() {}
+            let free = permits.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    _ = tasks.join_next() => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            let jobs = match this.inbox.pull(free, this.lease).await {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::warn!(error = %e, "inbox pull failed");
+                    Vec::new()
+                }
+            };
+            if let Ok(depth) = this.inbox.depth().await {
+                metrics::gauge!("hookguard_inbox_depth").set(depth as f64);
+            }
+            if jobs.is_empty() {
+                tokio::select! {
+                    () = this.inbox.wait(this.idle_poll) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            for job in jobs {
+                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
+                let this = Arc::clone(&this);
+                let cancel = cancel_rx.clone();
+                let returned = Arc::clone(&returned);
+                tasks.spawn(async move {
+                    if this.process(job, cancel).await {
+                        returned.fetch_add(1, Ordering::Relaxed);
+                    }
+                    drop(permit);
+                });
+            }
+        }
+        // Stop pulling; let in-flight work finish. The handle flips `cancel` when the grace
+        // period ends, and unfinished jobs go back to the inbox.
+        let in_flight = tasks.len();
+        while tasks.join_next().await.is_some() {}
+        ShutdownReport { in_flight, returned: returned.load(Ordering::Relaxed) }
+    }
+
+    /// Runs one job; `true` when it was given back unprocessed because of shutdown.
+    async fn process(&self, job: Job, cancel: watch::Receiver<bool>) -> bool {
+        use tracing::Instrument as _;
+        let webhook = job.webhook();
+        let span =
+            tracing::info_span!("webhook", endpoint = webhook.endpoint(), id = webhook.id(), attempt = job.attempt());
+        self.process_in_span(job, cancel).instrument(span).await
+    }
+
+    async fn process_in_span(&self, job: Job, mut cancel: watch::Receiver<bool>) -> bool {
+        let webhook = job.webhook().clone();
+        let outcome = tokio::select! {
+            r = tokio::time::timeout(self.lease, self.handler.handle(webhook)) => Some(r),
+            _ = cancel.wait_for(|c| *c) => None,
+        };
+        let result = match outcome {
+            None => {
+                // Shutdown: give the job back at once, unprocessed.
+                if let Err(e) = self.inbox.retry(&job, self.clock.now(), "shutdown").await {
+                    report_inbox_error(&e, "return");
+                }
+                return true;
+            }
+            Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(e))) => Err(e),
+            Some(Err(_)) => Err(format!("handler exceeded the lease of {:?}", self.lease)),
+        };
+        match result {
+            Ok(()) => {
+                metrics::counter!("hookguard_processed_total", "endpoint" => job.webhook().endpoint().to_owned()).increment(1);
+                tracing::info!("webhook processed");
+                if let Err(e) = self.inbox.ack(&job).await {
+                    report_inbox_error(&e, "ack");
+                }
+            }
+            Err(error) if job.attempt() >= self.max_attempts => {
+                metrics::counter!("hookguard_dead_lettered_total", "endpoint" => job.webhook().endpoint().to_owned()).increment(1);
+                tracing::warn!(error = %error, "webhook dead-lettered");
+                if let Err(e) = self.inbox.dead_letter(&job, &error).await {
+                    report_inbox_error(&e, "dead-letter");
+                }
+            }
+            Err(error) => {
+                let delay = self.backoff.delay(job.attempt());
+                let at: OffsetDateTime = self.clock.now() + delay;
+                metrics::counter!("hookguard_retries_total", "endpoint" => job.webhook().endpoint().to_owned()).increment(1);
+                tracing::info!(error = %error, delay_ms = delay.as_millis() as u64, "webhook will be retried");
+                if let Err(e) = self.inbox.retry(&job, at, &error).await {
+                    report_inbox_error(&e, "retry");
+                }
+            }
+        }
+        false
+    }
+}
+
+fn report_inbox_error(e: &InboxError, what: &str) {
+    match e {
+        InboxError::LeaseLost => tracing::warn!(op = what, "lease lost; the job will run again"),
+        e => tracing::error!(op = what, error = %e, "inbox operation failed"),
+    }
+}
+
+/// What a shutdown found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Handlers running when pulling stopped.
+    pub in_flight: usize,
+    /// Handlers cancelled at the end of the grace period; their jobs went back to the
+    /// inbox, due at once.
+    pub returned: usize,
+}
+
+/// Controls a running [`Worker`] pool.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    stop: watch::Sender<bool>,
+    cancel: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<ShutdownReport>,
+}
+
+impl WorkerHandle {
+    /// Stops pulling, waits up to `grace` for in-flight handlers, then cancels the rest
+    /// and gives their jobs back to the inbox (nothing is dropped).
+    pub async fn shutdown(self, grace: Duration) -> ShutdownReport {
+        let _ = self.stop.send(true);
+        let mut task = self.task;
+        match tokio::time::timeout(grace, &mut task).await {
+            Ok(report) => report.unwrap_or(ShutdownReport { in_flight: 0, returned: 0 }),
+            Err(_) => {
+                // Grace is over: cancel in-flight handlers; they give their jobs back.
+                let _ = self.cancel.send(true);
+                task.await.unwrap_or(ShutdownReport { in_flight: 0, returned: 0 })
+            }
+        }
+    }
+}
