@@ -20,8 +20,18 @@ use crate::{
 };
 
 pub mod github;
+pub mod intercom;
+pub mod linear;
+pub mod mailgun;
+pub mod paddle;
+pub mod shopify;
+pub mod slack;
+pub mod square;
 pub mod standard_webhooks;
 pub mod stripe;
+pub mod svix;
+pub mod twilio;
+pub mod zoom;
 
 /// Five minutes, the tolerance most providers' SDKs use.
 pub(crate) const FIVE_MINUTES: Duration = Duration::from_secs(300);
@@ -31,14 +41,39 @@ pub trait Preset: Scheme + Sign {}
 impl<T: Scheme + Sign> Preset for T {}
 
 /// The names [`by_name`] knows, as in PROVIDERS.md.
-pub const NAMES: &[&str] = &["standard-webhooks", "stripe", "github"];
+///
+/// `square` signs its notification URL, which a name and secrets cannot give:
+/// [`by_name`] answers [`ConfigError::Invalid`] for it (use [`square::scheme`]).
+pub const NAMES: &[&str] = &[
+    "standard-webhooks",
+    "stripe",
+    "github",
+    "svix",
+    "slack",
+    "shopify",
+    "twilio",
+    "paddle",
+    "zoom",
+    "linear",
+    "square",
+    "intercom",
+    "mailgun",
+];
 
 /// A preset by its name (`stripe`, `github`, `standard-webhooks`, …) with one or more
 /// secrets (the first signs; all verify).
 ///
 /// # Errors
 /// [`ConfigError::UnknownProvider`] for a name not in [`NAMES`]; [`ConfigError::NoSecret`]
-/// without secrets; the preset's own errors for a bad secret.
+/// without secrets; the preset's own errors for a bad secret; [`ConfigError::Invalid`]
+/// for a preset that needs more than secrets (`square`: its notification URL).
+///
+/// ```
+/// use hookguard::{ConfigError, providers};
+///
+/// assert!(providers::by_name("twilio", &["token", "secondary-token"]).is_ok());
+/// assert!(matches!(providers::by_name("square", &["key"]), Err(ConfigError::Invalid(_))));
+/// ```
 pub fn by_name<S: AsRef<[u8]>>(name: &str, secrets: &[S]) -> Result<Box<dyn Preset>, ConfigError> {
     let (first, rest) = secrets.split_first().ok_or(ConfigError::NoSecret)?;
     macro_rules! hmac {
@@ -54,6 +89,18 @@ pub fn by_name<S: AsRef<[u8]>>(name: &str, secrets: &[S]) -> Result<Box<dyn Pres
         "standard-webhooks" => hmac!(standard_webhooks),
         "stripe" => hmac!(stripe),
         "github" => hmac!(github),
+        "svix" => hmac!(svix),
+        "slack" => hmac!(slack),
+        "shopify" => hmac!(shopify),
+        "twilio" => hmac!(twilio),
+        "paddle" => hmac!(paddle),
+        "zoom" => hmac!(zoom),
+        "linear" => hmac!(linear),
+        "square" => Err(ConfigError::Invalid(
+            "Square signs its notification URL: build it with `providers::square::scheme(key, url)`",
+        )),
+        "intercom" => hmac!(intercom),
+        "mailgun" => hmac!(mailgun),
         other => Err(ConfigError::UnknownProvider(other.to_owned())),
     }
 }

@@ -125,7 +125,6 @@ impl fmt::Debug for HmacScheme {
 impl HmacScheme {
     /// Starts describing a scheme. Defaults: signature in no header yet (set one), hex,
     /// body only, no timestamp, no id, raw keys.
-    #[must_use]
     pub fn builder(provider: impl Into<Cow<'static, str>>, algorithm: Algorithm) -> HmacSchemeBuilder {
         HmacSchemeBuilder {
             scheme: Self {
@@ -378,10 +377,10 @@ impl Sign for HmacScheme {
             }
             None => None,
         };
-        if let (Some(field), Some(id)) = (&self.id, msg.get_id()) {
-            if let Some(name) = first_header(field) {
-                headers.push((name.clone(), header_value(id.to_owned())?));
-            }
+        if let (Some(field), Some(id)) = (&self.id, msg.get_id())
+            && let Some(name) = first_header(field)
+        {
+            headers.push((name.clone(), header_value(id.to_owned())?));
         }
         let url = if self.content.uses(Piece::Url) {
             match (&self.url, msg.get_url()) {

@@ -10,7 +10,8 @@
 //! - [`TimestampFormat`] and [`Tolerance`]: strict timestamps, separate past/future windows;
 //! - [`Field`]: where a value lives (header, JSON body member, signature parameter);
 //! - [`HmacScheme`]: all of the above as data, with a builder for unlisted providers;
-//! - [`TokenScheme`]: a shared token compared in constant time.
+//! - [`TokenScheme`]: a shared token compared in constant time;
+//! - [`FormPairs`]: form-urlencoded pairs, for schemes that sign form parameters.
 //!
 //! ```
 //! use hookguard::{providers::standard_webhooks, verify::{Scheme, WebhookRequest}};
@@ -29,6 +30,7 @@
 
 mod content;
 mod encoding;
+mod form;
 mod hmac_scheme;
 pub(crate) mod json;
 mod mac;
@@ -41,6 +43,7 @@ mod token;
 
 pub use content::{Piece, SignedContent};
 pub use encoding::Encoding;
+pub use form::FormPairs;
 pub use hmac_scheme::{HmacScheme, HmacSchemeBuilder, KeyFormat};
 pub use mac::{Algorithm, KeyedMac, MAX_TAG_LEN, MacState, Tag};
 pub use rejection::{Detail, Reason, Rejection};

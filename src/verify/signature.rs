@@ -140,10 +140,10 @@ impl SignatureFormat {
                 }
                 Self::Versioned { version } => {
                     for entry in bytes.split(u8::is_ascii_whitespace).filter(|e| !e.is_empty()) {
-                        if let Some((v, sig)) = split_once(entry, b',') {
-                            if v == version.as_bytes() {
-                                push(sig, &mut out, &mut malformed)?;
-                            }
+                        if let Some((v, sig)) = split_once(entry, b',')
+                            && v == version.as_bytes()
+                        {
+                            push(sig, &mut out, &mut malformed)?;
                         }
                     }
                 }
@@ -206,13 +206,9 @@ mod tests {
     #[test]
     fn table() {
         let many = vec!["v1,AAAA"; 17].join(" ");
-        let cases: Vec<(
-            &str,
-            SignatureFormat,
-            Encoding,
-            Vec<&str>,
-            Result<(usize, Option<String>), Reason>,
-        )> = vec![
+        type Case<'a> =
+            (&'a str, SignatureFormat, Encoding, Vec<&'a str>, Result<(usize, Option<String>), Reason>);
+        let cases: Vec<Case<'_>> = vec![
             (
                 "stripe two v1 and v0",
                 STRIPE,

@@ -1,0 +1,208 @@
+//! Zoom: `x-zm-signature: v0=<hex>` with `x-zm-request-timestamp` (unix seconds);
+//! HMAC-SHA256 over `v0:{ts}:{body}` with the app's secret token. Zoom's SDK checks no
+//! tolerance, so none is enforced by default (add one with
+//! [`HmacScheme::with_tolerance`]); the body is hashed as received, never re-serialized
+//! (Zoom's SDK re-serializes the parsed JSON, which breaks on any reformatting). No
+//! delivery id: the replay key is the signature's fingerprint; the event is the body's
+//! `event`. No rotation.
+//!
+//! Zoom validates an endpoint with an `endpoint.url_validation` event: see
+//! [`url_validation`], to call only after the request verified.
+//!
+//! ```
+//! use hookguard::{providers::zoom, verify::{Scheme, WebhookRequest}};
+//!
+//! let scheme = zoom::scheme("zoom_secret").unwrap();
+//! let req = http::Request::post("/hooks/zoom")
+//!     .header("x-zm-request-timestamp", "1700000000")
+//!     .header("x-zm-signature", "v0=d13886e7d0cf71d67e3fba53de02a14ec5777de6fb3b269e1b14b431436b1eac")
+//!     .body(br#"{"event":"meeting.started","payload":{}}"#.to_vec())
+//!     .unwrap();
+//! let verified = scheme.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::now_utc()).unwrap();
+//! assert_eq!(verified.event(), Some("meeting.started"));
+//! ```
+
+use http::{HeaderName, header::CONTENT_TYPE};
+use serde::Deserialize;
+
+use crate::{
+    ConfigError,
+    verify::{
+        Algorithm, Encoding, Field, HmacScheme, Piece, SignatureFormat, SignedContent, TimestampFormat,
+    },
+};
+
+/// `x-zm-signature`.
+pub const HEADER: HeaderName = HeaderName::from_static("x-zm-signature");
+/// `x-zm-request-timestamp`.
+pub const TIMESTAMP: HeaderName = HeaderName::from_static("x-zm-request-timestamp");
+
+/// `v0:{ts}:{body}`.
+pub const CONTENT: SignedContent = SignedContent::from_static(&[
+    Piece::Literal(b"v0:"),
+    Piece::Timestamp,
+    Piece::Literal(b":"),
+    Piece::Body,
+]);
+
+/// Zoom with the app's secret token.
+///
+/// # Errors
+/// [`ConfigError::EmptySecret`] for an empty secret.
+///
+/// ```
+/// use hookguard::{providers::zoom, verify::{Scheme, Tolerance}};
+/// let scheme = zoom::scheme("zoom_secret").unwrap();
+/// assert_eq!(scheme.tolerance(), Tolerance::NONE);
+/// ```
+pub fn scheme(secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
+    HmacScheme::builder("zoom", Algorithm::Sha256)
+        .signature(Field::Header(HEADER), SignatureFormat::Plain { prefix: "v0=" }, Encoding::Hex)
+        .timestamp(Field::Header(TIMESTAMP), TimestampFormat::UnixSeconds)
+        .content(CONTENT)
+        .event(Field::Json(&["event"]))
+        .secret(secret)
+        .build()
+}
+
+#[derive(Deserialize)]
+struct Validation {
+    event: String,
+    payload: Payload,
+}
+
+#[derive(Deserialize)]
+struct Payload {
+    #[serde(rename = "plainToken")]
+    plain_token: String,
+}
+
+/// Zoom's `endpoint.url_validation` handshake: for a body
+/// `{"event":"endpoint.url_validation","payload":{"plainToken":"…"}}` answers `200`
+/// with `{"plainToken":"…","encryptedToken":"<hex HMAC-SHA256(secret, plainToken)>"}`
+/// as `application/json`, keyed with the scheme's first secret
+/// ([`HmacScheme::mac_primary`]). `None` for any other body.
+///
+/// Zoom signs the validation request like any other: pass the body of a request that
+/// already verified.
+///
+/// ```
+/// use hookguard::providers::zoom;
+///
+/// let scheme = zoom::scheme("zoom_secret").unwrap();
+/// let body = br#"{"payload":{"plainToken":"qgg8vlvZRS6UYooatFL8Aw"},"event_ts":1654503849680,"event":"endpoint.url_validation"}"#;
+/// let response = zoom::url_validation(&scheme, body).unwrap();
+/// assert_eq!(response.status(), 200);
+/// assert_eq!(
+///     response.body(),
+///     br#"{"plainToken":"qgg8vlvZRS6UYooatFL8Aw","encryptedToken":"46a324cfb7c2ec760e4cd561586a53aadb6fc7561eb8d626d6ee1b71d808b3c0"}"#
+/// );
+/// ```
+#[must_use]
+pub fn url_validation(scheme: &HmacScheme, body: &[u8]) -> Option<http::Response<Vec<u8>>> {
+    let msg: Validation = serde_json::from_slice(body).ok()?;
+    if msg.event != "endpoint.url_validation" {
+        return None;
+    }
+    let token = msg.payload.plain_token;
+    let encrypted = const_hex::encode(scheme.mac_primary(token.as_bytes()).as_bytes());
+    // Field order as in Zoom's docs: plainToken, then encryptedToken.
+    #[derive(serde::Serialize)]
+    struct Answer<'a> {
+        #[serde(rename = "plainToken")]
+        plain_token: &'a str,
+        #[serde(rename = "encryptedToken")]
+        encrypted_token: &'a str,
+    }
+    let body = serde_json::to_vec(&Answer { plain_token: &token, encrypted_token: &encrypted }).ok()?;
+    http::Response::builder()
+        .status(http::StatusCode::OK)
+        .header(CONTENT_TYPE, "application/json")
+        .body(body)
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::{Outgoing, Reason, Scheme, Sign, WebhookRequest};
+
+    // No official vector exists (vectors.md); these were computed with Python's hmac.
+    const BODY: &[u8] = br#"{"event":"meeting.started","payload":{}}"#;
+    const SIG: &str = "v0=d13886e7d0cf71d67e3fba53de02a14ec5777de6fb3b269e1b14b431436b1eac";
+
+    fn at(secs: i64) -> time::OffsetDateTime {
+        time::OffsetDateTime::from_unix_timestamp(secs).unwrap()
+    }
+
+    fn check(scheme: &HmacScheme, ts: &str, sig: &str, body: &[u8], now: i64) -> Result<(), Reason> {
+        let req = http::Request::post("/")
+            .header("x-zm-request-timestamp", ts)
+            .header("x-zm-signature", sig)
+            .body(body.to_vec())
+            .unwrap();
+        scheme.verify(&WebhookRequest::from_request(&req), at(now)).map(|_| ()).map_err(|r| r.reason())
+    }
+
+    #[test]
+    fn computed_vector() {
+        let scheme = scheme("zoom_secret").unwrap();
+        let rows = [
+            ("vector", "1700000000", SIG, BODY, Ok(())),
+            (
+                "reformatted body",
+                "1700000000",
+                SIG,
+                &br#"{"event": "meeting.started", "payload": {}}"#[..],
+                Err(Reason::SignatureMismatch),
+            ),
+            ("other timestamp", "1700000001", SIG, BODY, Err(Reason::SignatureMismatch)),
+            ("missing v0=", "1700000000", &SIG[3..], BODY, Err(Reason::MalformedSignature)),
+        ];
+        for (name, ts, sig, body, want) in rows {
+            assert_eq!(check(&scheme, ts, sig, body, 1_700_000_000), want, "case {name}");
+        }
+        let wrong = super::scheme("other").unwrap();
+        assert_eq!(check(&wrong, "1700000000", SIG, BODY, 1_700_000_000), Err(Reason::SignatureMismatch));
+    }
+
+    #[test]
+    fn no_tolerance_by_default() {
+        let scheme = scheme("zoom_secret").unwrap();
+        assert_eq!(check(&scheme, "1700000000", SIG, BODY, 1_900_000_000), Ok(()));
+        assert_eq!(check(&scheme, "1700000000", SIG, BODY, 0), Ok(()));
+        let strict = scheme.with_tolerance(crate::verify::Tolerance::symmetric(super::super::FIVE_MINUTES));
+        assert_eq!(check(&strict, "1700000000", SIG, BODY, 1_700_000_301), Err(Reason::TimestampTooOld));
+    }
+
+    #[test]
+    fn sign_round_trip() {
+        let scheme = scheme("zoom_secret").unwrap();
+        let headers = scheme.sign(&Outgoing::new(BODY).timestamp(at(1_700_000_000))).unwrap();
+        assert_eq!(headers[0].1, SIG);
+        assert_eq!(headers[1], (TIMESTAMP, http::HeaderValue::from_static("1700000000")));
+    }
+
+    #[test]
+    fn url_validation_table() {
+        let scheme = scheme("zoom_secret").unwrap();
+        let rows: [(&str, &[u8], bool); 4] = [
+            (
+                "validation",
+                br#"{"event":"endpoint.url_validation","payload":{"plainToken":"qgg8vlvZRS6UYooatFL8Aw"}}"#,
+                true,
+            ),
+            ("other event", br#"{"event":"meeting.started","payload":{"plainToken":"x"}}"#, false),
+            ("no token", br#"{"event":"endpoint.url_validation","payload":{}}"#, false),
+            ("not json", b"event=endpoint.url_validation", false),
+        ];
+        for (name, body, want) in rows {
+            assert_eq!(url_validation(&scheme, body).is_some(), want, "case {name}");
+        }
+        let r = url_validation(&scheme, rows[0].1).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+        assert_eq!(v["plainToken"], "qgg8vlvZRS6UYooatFL8Aw");
+        assert_eq!(v["encryptedToken"], "46a324cfb7c2ec760e4cd561586a53aadb6fc7561eb8d626d6ee1b71d808b3c0");
+        assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
+    }
+}
