@@ -140,10 +140,10 @@ impl SignatureFormat {
                 }
                 Self::Versioned { version } => {
                     for entry in bytes.split(u8::is_ascii_whitespace).filter(|e| !e.is_empty()) {
-                        if let Some((v, sig)) = split_once(entry, b',') {
-                            if v == version.as_bytes() {
-                                push(sig, &mut out, &mut malformed)?;
-                            }
+                        if let Some((v, sig)) = split_once(entry, b',')
+                            && v == version.as_bytes()
+                        {
+                            push(sig, &mut out, &mut malformed)?;
                         }
                     }
                 }
@@ -184,6 +184,8 @@ fn split_once(bytes: &[u8], at: u8) -> Option<(&[u8], &[u8])> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::type_complexity)] // tables of test rows
+
     use super::*;
 
     fn parse(
