@@ -12,12 +12,12 @@
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt as _, Full, Limited};
 use hookguard::{
     providers::{self, Preset},
     verify::{Outgoing, Rejection, WebhookRequest},
 };
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
 use tokio::{net::TcpListener, sync::mpsc};
@@ -40,7 +40,8 @@ struct Delivery {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let addr: SocketAddr = std::env::var("HOOKGUARD_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into()).parse()?;
+    let addr: SocketAddr =
+        std::env::var("HOOKGUARD_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into()).parse()?;
     let endpoints = Arc::new(vec![
         endpoint("/hooks/github", "github", "GITHUB_SECRET", "demo-github-secret", addr)?,
         endpoint("/hooks/stripe", "stripe", "STRIPE_SECRET", "whsec_demo_stripe_secret", addr)?,
@@ -103,10 +104,8 @@ fn endpoint(
         let body = br#"{"id":"evt_demo","type":"demo.ping"}"#;
         let now = time::OffsetDateTime::now_utc();
         let headers = scheme.sign(&Outgoing::new(body).id("msg_demo").timestamp(now))?;
-        let flags: String = headers
-            .iter()
-            .map(|(n, v)| format!(" -H '{}: {}'", n, v.to_str().unwrap_or_default()))
-            .collect();
+        let flags: String =
+            headers.iter().map(|(n, v)| format!(" -H '{}: {}'", n, v.to_str().unwrap_or_default())).collect();
         println!(
             "{env} unset: demo secret in use. Try:\n  curl -i http://{addr}{path}{flags} --data-binary '{}'",
             String::from_utf8_lossy(body)
@@ -137,7 +136,9 @@ async fn handle(
     }
     let (parts, body) = req.into_parts();
     let bytes = match tokio::time::timeout(READ_TIMEOUT, Limited::new(body, BODY_LIMIT).collect()).await {
-        Err(_) => return Ok(problem(StatusCode::REQUEST_TIMEOUT, "body-timeout", "Body not received in time")),
+        Err(_) => {
+            return Ok(problem(StatusCode::REQUEST_TIMEOUT, "body-timeout", "Body not received in time"));
+        }
         Ok(Err(_)) => return Ok(problem(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "Body too large")),
         Ok(Ok(collected)) => collected.to_bytes(),
     };
@@ -183,7 +184,8 @@ fn problem(status: StatusCode, code: &str, title: &str) -> Response<Full<Bytes>>
     });
     let mut res = Response::new(Full::new(Bytes::from(body.to_string())));
     *res.status_mut() = status;
-    res.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/problem+json"));
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/problem+json"));
     res
 }
 

@@ -109,7 +109,11 @@ pub trait SchemeSource: fmt::Debug + Send + Sync + 'static {
     fn scheme<'a>(&'a self, parts: &'a Parts) -> BoxFuture<'a, Result<Arc<dyn Scheme>, SourceError>>;
 
     /// Keeps a secret handed over by the provider at run time (Asana).
-    fn adopt_secret<'a>(&'a self, _parts: &'a Parts, _secret: Secret) -> BoxFuture<'a, Result<(), SourceError>> {
+    fn adopt_secret<'a>(
+        &'a self,
+        _parts: &'a Parts,
+        _secret: Secret,
+    ) -> BoxFuture<'a, Result<(), SourceError>> {
         Box::pin(std::future::ready(Err(SourceError::Unsupported)))
     }
 }
@@ -269,7 +273,9 @@ impl Guard {
                         Ok(()) => Checked::Respond(res),
                         Err(e) => {
                             tracing::warn!(endpoint = %i.endpoint, error = %e, "could not keep handshake secret");
-                            Checked::Respond(known::SECRETS_UNAVAILABLE.retry_after(i.retry_after).into_response())
+                            Checked::Respond(
+                                known::SECRETS_UNAVAILABLE.retry_after(i.retry_after).into_response(),
+                            )
                         }
                     };
                 }
@@ -280,7 +286,9 @@ impl Guard {
             Err(SourceError::Unknown) => return Checked::Respond(known::UNKNOWN_TENANT.into_response()),
             Err(e) => {
                 tracing::warn!(endpoint = %i.endpoint, error = %e, "secret source failed");
-                return Checked::Respond(known::SECRETS_UNAVAILABLE.retry_after(i.retry_after).into_response());
+                return Checked::Respond(
+                    known::SECRETS_UNAVAILABLE.retry_after(i.retry_after).into_response(),
+                );
             }
         };
         let url = self.public_url(parts);
@@ -305,7 +313,10 @@ impl Guard {
         }
         let key = replay_key(&i.endpoint, &verified);
         if let Some(replay) = &i.replay {
-            let ttl = i.replay_ttl.or_else(|| scheme.tolerance().replay_window()).unwrap_or(DEFAULT_UNTIMED_REPLAY_TTL);
+            let ttl = i
+                .replay_ttl
+                .or_else(|| scheme.tolerance().replay_window())
+                .unwrap_or(DEFAULT_UNTIMED_REPLAY_TTL);
             match replay.mark(key.as_bytes(), ttl).await {
                 Ok(Mark::New) => {}
                 Ok(Mark::Seen) => {
@@ -315,7 +326,9 @@ impl Guard {
                 }
                 Err(e) => {
                     tracing::warn!(endpoint = %i.endpoint, error = %e, "replay store failed");
-                    return Checked::Respond(known::REPLAY_UNAVAILABLE.retry_after(i.retry_after).into_response());
+                    return Checked::Respond(
+                        known::REPLAY_UNAVAILABLE.retry_after(i.retry_after).into_response(),
+                    );
                 }
             }
         }
@@ -351,13 +364,23 @@ impl Guard {
     }
 
     /// Pushes a verified delivery into the inbox and answers.
-    pub async fn hand_off(&self, parts: &Parts, body: Bytes, verified: &Verified<'_>, key: &str) -> Response<Vec<u8>> {
+    pub async fn hand_off(
+        &self,
+        parts: &Parts,
+        body: Bytes,
+        verified: &Verified<'_>,
+        key: &str,
+    ) -> Response<Vec<u8>> {
         let i = &self.inner;
         let Some(inbox) = &i.inbox else {
             self.release(key).await;
-            return known::INBOX_FULL.detail("no inbox configured").retry_after(i.retry_after).into_response();
+            return known::INBOX_FULL
+                .detail("no inbox configured")
+                .retry_after(i.retry_after)
+                .into_response();
         };
-        let webhook = Webhook::new(i.endpoint.clone(), verified, kept_headers(&parts.headers), body, i.clock.now());
+        let webhook =
+            Webhook::new(i.endpoint.clone(), verified, kept_headers(&parts.headers), body, i.clock.now());
         match inbox.push(webhook).await {
             Ok(Pushed::Accepted) => {
                 self.count("hookguard_accepted_total");
@@ -407,7 +430,8 @@ fn kept_headers(headers: &HeaderMap) -> HeaderMap {
 fn plain(status: StatusCode, text: &'static str) -> Response<Vec<u8>> {
     let mut res = Response::new(text.as_bytes().to_vec());
     *res.status_mut() = status;
-    res.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
     res
 }
 

@@ -120,13 +120,20 @@ pub(crate) mod known {
         Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "Body too large");
     pub(crate) const BODY_TIMEOUT: Problem =
         Problem::new(StatusCode::REQUEST_TIMEOUT, "body-timeout", "Body not received in time");
-    pub(crate) const BODY_ERROR: Problem = Problem::new(StatusCode::BAD_REQUEST, "body-error", "Body could not be read");
+    pub(crate) const BODY_ERROR: Problem =
+        Problem::new(StatusCode::BAD_REQUEST, "body-error", "Body could not be read");
     pub(crate) const INBOX_FULL: Problem =
         Problem::new(StatusCode::SERVICE_UNAVAILABLE, "inbox-unavailable", "Inbox full or unavailable");
-    pub(crate) const REPLAY_UNAVAILABLE: Problem =
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "replay-store-unavailable", "Replay store full or unavailable");
-    pub(crate) const SECRETS_UNAVAILABLE: Problem =
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "secrets-unavailable", "Secrets could not be looked up");
+    pub(crate) const REPLAY_UNAVAILABLE: Problem = Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "replay-store-unavailable",
+        "Replay store full or unavailable",
+    );
+    pub(crate) const SECRETS_UNAVAILABLE: Problem = Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "secrets-unavailable",
+        "Secrets could not be looked up",
+    );
     pub(crate) const UNKNOWN_TENANT: Problem =
         Problem::new(StatusCode::NOT_FOUND, "unknown-endpoint", "No webhook endpoint here");
 }

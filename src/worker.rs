@@ -298,8 +298,12 @@ impl Worker {
     async fn process(&self, job: Job, cancel: watch::Receiver<bool>) -> bool {
         use tracing::Instrument as _;
         let webhook = job.webhook();
-        let span =
-            tracing::info_span!("webhook", endpoint = webhook.endpoint(), id = webhook.id(), attempt = job.attempt());
+        let span = tracing::info_span!(
+            "webhook",
+            endpoint = webhook.endpoint(),
+            id = webhook.id(),
+            attempt = job.attempt()
+        );
         self.process_in_span(job, cancel).instrument(span).await
     }
 

@@ -30,8 +30,8 @@ use std::{fmt, time::Duration};
 use time::OffsetDateTime;
 
 pub use memory::MemoryInbox;
-pub(crate) use webhook::replay_key;
 pub use webhook::Webhook;
+pub(crate) use webhook::replay_key;
 
 pub use crate::replay::BoxFuture;
 

@@ -19,18 +19,32 @@ use crate::{
     verify::{Scheme, Sign},
 };
 
+pub mod asana;
+pub mod bitbucket;
+pub mod calendly;
+pub mod coinbase;
+pub mod dropbox;
 pub mod github;
+pub mod gitlab;
+pub mod hubspot;
 pub mod intercom;
 pub mod linear;
 pub mod mailgun;
+pub mod meta;
 pub mod paddle;
+pub mod pagerduty;
+mod respond;
 pub mod shopify;
 pub mod slack;
 pub mod square;
 pub mod standard_webhooks;
 pub mod stripe;
 pub mod svix;
+pub mod trello;
 pub mod twilio;
+pub mod twitch;
+pub mod typeform;
+pub mod vercel;
 pub mod zoom;
 
 /// Five minutes, the tolerance most providers' SDKs use.
@@ -42,8 +56,9 @@ impl<T: Scheme + Sign> Preset for T {}
 
 /// The names [`by_name`] knows, as in PROVIDERS.md.
 ///
-/// `square` signs its notification URL, which a name and secrets cannot give:
-/// [`by_name`] answers [`ConfigError::Invalid`] for it (use [`square::scheme`]).
+/// `square` and `trello` sign a URL fixed at registration, which a name and secrets
+/// cannot give: [`by_name`] answers [`ConfigError::Invalid`] for them (use
+/// [`square::scheme`] and [`trello::scheme`]).
 pub const NAMES: &[&str] = &[
     "standard-webhooks",
     "stripe",
@@ -58,27 +73,48 @@ pub const NAMES: &[&str] = &[
     "square",
     "intercom",
     "mailgun",
+    "gitlab",
+    "gitlab-signing-token",
+    "typeform",
+    "hubspot",
+    "hubspot-v2",
+    "hubspot-v1",
+    "pagerduty",
+    "bitbucket",
+    "meta",
+    "twitch",
+    "trello",
+    "asana",
+    "calendly",
+    "coinbase",
+    "vercel",
+    "dropbox",
 ];
 
 /// A preset by its name (`stripe`, `github`, `standard-webhooks`, …) with one or more
 /// secrets (the first signs; all verify).
 ///
+/// `hubspot` is v3 (`hubspot-v2`, `hubspot-v1` the legacy hashes); `gitlab` is the
+/// `X-Gitlab-Token` check, `gitlab-signing-token` the signed deliveries.
+///
 /// # Errors
 /// [`ConfigError::UnknownProvider`] for a name not in [`NAMES`]; [`ConfigError::NoSecret`]
 /// without secrets; the preset's own errors for a bad secret; [`ConfigError::Invalid`]
-/// for a preset that needs more than secrets (`square`: its notification URL).
+/// for a preset that needs more than secrets (`square`, `trello`: their URL).
 ///
 /// ```
 /// use hookguard::{ConfigError, providers};
 ///
 /// assert!(providers::by_name("twilio", &["token", "secondary-token"]).is_ok());
 /// assert!(matches!(providers::by_name("square", &["key"]), Err(ConfigError::Invalid(_))));
+/// assert!(matches!(providers::by_name("trello", &["s"]), Err(ConfigError::Invalid(_))));
+/// assert_eq!(providers::by_name("gitlab", &["t"]).unwrap().provider(), "gitlab");
 /// ```
 pub fn by_name<S: AsRef<[u8]>>(name: &str, secrets: &[S]) -> Result<Box<dyn Preset>, ConfigError> {
     let (first, rest) = secrets.split_first().ok_or(ConfigError::NoSecret)?;
-    macro_rules! hmac {
-        ($module:ident) => {{
-            let mut scheme = $module::scheme(first)?;
+    macro_rules! with {
+        ($make:path) => {{
+            let mut scheme = $make(first)?;
             for s in rest {
                 scheme = scheme.with_secret(s)?;
             }
@@ -86,21 +122,70 @@ pub fn by_name<S: AsRef<[u8]>>(name: &str, secrets: &[S]) -> Result<Box<dyn Pres
         }};
     }
     match name {
-        "standard-webhooks" => hmac!(standard_webhooks),
-        "stripe" => hmac!(stripe),
-        "github" => hmac!(github),
-        "svix" => hmac!(svix),
-        "slack" => hmac!(slack),
-        "shopify" => hmac!(shopify),
-        "twilio" => hmac!(twilio),
-        "paddle" => hmac!(paddle),
-        "zoom" => hmac!(zoom),
-        "linear" => hmac!(linear),
+        "standard-webhooks" => with!(standard_webhooks::scheme),
+        "stripe" => with!(stripe::scheme),
+        "github" => with!(github::scheme),
+        "svix" => with!(svix::scheme),
+        "slack" => with!(slack::scheme),
+        "shopify" => with!(shopify::scheme),
+        "twilio" => with!(twilio::scheme),
+        "paddle" => with!(paddle::scheme),
+        "zoom" => with!(zoom::scheme),
+        "linear" => with!(linear::scheme),
         "square" => Err(ConfigError::Invalid(
             "Square signs its notification URL: build it with `providers::square::scheme(key, url)`",
         )),
-        "intercom" => hmac!(intercom),
-        "mailgun" => hmac!(mailgun),
+        "intercom" => with!(intercom::scheme),
+        "mailgun" => with!(mailgun::scheme),
+        "gitlab" => {
+            let mut scheme = gitlab::scheme(first)?;
+            for s in rest {
+                scheme = scheme.with_token(s)?;
+            }
+            Ok(Box::new(scheme) as Box<dyn Preset>)
+        }
+        "gitlab-signing-token" => with!(gitlab::signing_token_scheme),
+        "typeform" => with!(typeform::scheme),
+        "hubspot" => with!(hubspot::scheme),
+        "hubspot-v2" => with!(hubspot::v2_scheme),
+        "hubspot-v1" => with!(hubspot::v1_scheme),
+        "pagerduty" => with!(pagerduty::scheme),
+        "bitbucket" => with!(bitbucket::scheme),
+        "meta" => with!(meta::scheme),
+        "twitch" => with!(twitch::scheme),
+        "trello" => Err(ConfigError::Invalid(
+            "trello signs its callback URL: use providers::trello::scheme(secret, callback_url)",
+        )),
+        "asana" => with!(asana::scheme),
+        "calendly" => with!(calendly::scheme),
+        "coinbase" => with!(coinbase::scheme),
+        "vercel" => with!(vercel::scheme),
+        "dropbox" => with!(dropbox::scheme),
         other => Err(ConfigError::UnknownProvider(other.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_is_known_and_keeps_its_name() {
+        for name in NAMES {
+            match by_name(
+                name,
+                &["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"],
+            ) {
+                Ok(scheme) => {
+                    let base = name.split("-v").next().unwrap_or(name);
+                    let base = base.strip_suffix("-signing-token").unwrap_or(base);
+                    assert_eq!(scheme.provider(), base, "{name}");
+                }
+                Err(ConfigError::Invalid(why)) => assert!(why.contains("::scheme("), "{name}: {why}"),
+                Err(e) => panic!("{name}: {e}"),
+            }
+        }
+        assert!(matches!(by_name("nope", &["s"]), Err(ConfigError::UnknownProvider(_))));
+        assert!(matches!(by_name::<&str>("gitlab", &[]), Err(ConfigError::NoSecret)));
     }
 }

@@ -100,7 +100,8 @@ impl MemoryReplayStore {
 
     fn mark_now(&self, key: &[u8], ttl: Duration) -> Result<Mark, StoreError> {
         let now = self.clock.now();
-        let mut map = self.shard(key).lock().map_err(|_| StoreError::Backend("replay shard poisoned".into()))?;
+        let mut map =
+            self.shard(key).lock().map_err(|_| StoreError::Backend("replay shard poisoned".into()))?;
         if let Some(expires) = map.get(key) {
             if *expires > now {
                 return Ok(Mark::Seen);

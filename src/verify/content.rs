@@ -32,6 +32,16 @@ pub enum Piece {
     Body,
     /// The full URL the sender called.
     Url,
+    /// The full URL with the `%XX` escapes of these bytes decoded (either hex case), the
+    /// other escapes left as they are. HubSpot v3 signs the URL with
+    /// `` :/?@!$'()*,; `` decoded.
+    ///
+    /// ```
+    /// use hookguard::verify::{Piece, SignedContent};
+    /// let c = SignedContent::new(vec![Piece::UrlDecoding(b":/"), Piece::Body]);
+    /// assert!(c.uses_url());
+    /// ```
+    UrlDecoding(&'static [u8]),
     /// The request method (`POST`).
     Method,
 }
@@ -74,6 +84,12 @@ impl SignedContent {
         self.0.contains(&piece)
     }
 
+    /// Whether the URL is signed, as is or partly decoded.
+    #[must_use]
+    pub fn uses_url(&self) -> bool {
+        self.0.iter().any(|p| matches!(p, Piece::Url | Piece::UrlDecoding(_)))
+    }
+
     pub(crate) fn feed(&self, mac: &mut MacState, values: &Values<'_>) {
         for piece in self.0.iter() {
             match piece {
@@ -83,9 +99,43 @@ impl SignedContent {
                 Piece::Body => mac.update(values.body),
                 Piece::Url => mac.update(values.url.as_bytes()),
                 Piece::Method => mac.update(values.method.as_bytes()),
+                Piece::UrlDecoding(set) => feed_decoded(mac, values.url.as_bytes(), set),
             }
         }
     }
+}
+
+/// Feeds `url` with the `%XX` escapes of bytes in `set` decoded, without copying it.
+fn feed_decoded(mac: &mut MacState, url: &[u8], set: &[u8]) {
+    fn hex(b: u8) -> Option<u8> {
+        match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            b'A'..=b'F' => Some(b - b'A' + 10),
+            _ => None,
+        }
+    }
+    let mut start = 0;
+    let mut i = 0;
+    while i < url.len() {
+        let decoded = match url.get(i..i + 3) {
+            Some([b'%', hi, lo]) => match (hex(*hi), hex(*lo)) {
+                (Some(hi), Some(lo)) => Some(hi << 4 | lo),
+                _ => None,
+            },
+            _ => None,
+        };
+        match decoded {
+            Some(byte) if set.contains(&byte) => {
+                mac.update(url.get(start..i).unwrap_or_default());
+                mac.update(&[byte]);
+                i += 3;
+                start = i;
+            }
+            _ => i += 1,
+        }
+    }
+    mac.update(url.get(start..).unwrap_or_default());
 }
 
 /// The values of the variable pieces for one message.
@@ -95,4 +145,31 @@ pub(crate) struct Values<'a> {
     pub(crate) body: &'a [u8],
     pub(crate) url: &'a str,
     pub(crate) method: &'a str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        Secret,
+        verify::{Algorithm, KeyedMac},
+    };
+
+    #[test]
+    fn url_decoding_decodes_only_the_set() {
+        let key = KeyedMac::new(Algorithm::Sha256, &Secret::new("k").unwrap());
+        let cases = [
+            ("plain", "https://e.com/a?b=c", "https://e.com/a?b=c"),
+            ("in set, both cases", "https%3A%2f%2Fe.com/a", "https://e.com/a"),
+            ("outside the set", "https://e.com/a%20b%3a", "https://e.com/a%20b:"),
+            ("truncated escape", "https://e.com/%3", "https://e.com/%3"),
+            ("bad hex", "https://e.com/%zz%3A", "https://e.com/%zz:"),
+            ("empty", "", ""),
+        ];
+        for (name, url, want) in cases {
+            let mut got = key.start();
+            feed_decoded(&mut got, url.as_bytes(), b":/");
+            assert_eq!(got.finish().as_bytes(), key.mac(want.as_bytes()).as_bytes(), "case {name}");
+        }
+    }
 }

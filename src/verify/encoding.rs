@@ -90,7 +90,7 @@ impl Encoding {
     }
 
     /// Decodes text of any length (asymmetric signatures, public keys).
-    #[allow(dead_code)] // for the asymmetric schemes
+    #[allow(dead_code)] // used by the asymmetric schemes
     pub(crate) fn decode_vec(self, text: &[u8]) -> Option<Vec<u8>> {
         match self {
             Self::Hex => const_hex::decode(text).ok(),

@@ -7,9 +7,9 @@ use subtle::Choice;
 use time::OffsetDateTime;
 
 use super::{
-    Algorithm, Detail, Encoding, Field, KeyedMac, Outgoing, Piece, Reason, Rejection, Scheme, Sign,
-    SignError, SignatureFormat, SignedContent, Tag, TimestampFormat, Tolerance, Verified, WebhookRequest,
-    content::Values, request::fingerprint, scheme::header_value, signature::Candidates,
+    Algorithm, Construction, Detail, Encoding, Field, KeyedMac, Outgoing, Piece, Reason, Rejection, Scheme,
+    Sign, SignError, SignatureFormat, SignedContent, Tag, TimestampFormat, Tolerance, Verified,
+    WebhookRequest, content::Values, request::fingerprint, scheme::header_value, signature::Candidates,
 };
 use crate::{error::ConfigError, secret::Secret};
 
@@ -90,6 +90,7 @@ impl KeyFormat {
 pub struct HmacScheme {
     provider: Cow<'static, str>,
     algorithm: Algorithm,
+    construction: Construction,
     key_format: KeyFormat,
     keys: Vec<KeyedMac>,
     signature: Field,
@@ -108,6 +109,7 @@ impl fmt::Debug for HmacScheme {
         f.debug_struct("HmacScheme")
             .field("provider", &self.provider)
             .field("algorithm", &self.algorithm)
+            .field("construction", &self.construction)
             .field("secrets", &format_args!("[{} redacted]", self.keys.len()))
             .field("signature", &self.signature)
             .field("format", &self.format)
@@ -130,6 +132,7 @@ impl HmacScheme {
             scheme: Self {
                 provider: provider.into(),
                 algorithm,
+                construction: Construction::Hmac,
                 key_format: KeyFormat::Raw,
                 keys: Vec::new(),
                 signature: Field::Any(&[]),
@@ -158,7 +161,7 @@ impl HmacScheme {
     /// ```
     pub fn with_secret(mut self, secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
         let key = self.key_format.decode(secret.as_ref())?;
-        self.keys.push(KeyedMac::new(self.algorithm, &key));
+        self.keys.push(KeyedMac::with_construction(self.algorithm, self.construction, &key));
         Ok(self)
     }
 
@@ -208,6 +211,17 @@ impl HmacScheme {
     pub fn mac_primary(&self, message: &[u8]) -> Tag {
         // `build` refuses a scheme without keys, so the first one exists.
         self.keys.first().map_or(Tag::EMPTY, |k| k.mac(message))
+    }
+
+    /// How the secret is combined with the signed content.
+    ///
+    /// ```
+    /// use hookguard::{providers::github, verify::Construction};
+    /// assert_eq!(github::scheme("s").unwrap().construction(), Construction::Hmac);
+    /// ```
+    #[must_use]
+    pub fn construction(&self) -> Construction {
+        self.construction
     }
 
     /// The scheme's signature encoding.
@@ -297,7 +311,7 @@ impl Scheme for HmacScheme {
             return Err(Rejection::with_detail(Reason::MissingHeader, detail));
         }
 
-        let url: Cow<'a, str> = if self.content.uses(Piece::Url) {
+        let url: Cow<'a, str> = if self.content.uses_url() {
             match &self.url {
                 Some(url) => Cow::Borrowed(url.as_ref()),
                 None => req.url()?,
@@ -382,7 +396,7 @@ impl Sign for HmacScheme {
         {
             headers.push((name.clone(), header_value(id.to_owned())?));
         }
-        let url = if self.content.uses(Piece::Url) {
+        let url = if self.content.uses_url() {
             match (&self.url, msg.get_url()) {
                 (Some(url), _) => url.as_ref(),
                 (None, Some(url)) => url,
@@ -468,6 +482,24 @@ impl HmacSchemeBuilder {
         self
     }
 
+    /// How the secret is combined with the signed content (default HMAC; HubSpot v1/v2
+    /// use [`Construction::SecretPrefix`]). Set it before adding secrets.
+    ///
+    /// ```
+    /// use hookguard::verify::{Algorithm, Construction, Encoding, Field, HmacScheme, SignatureFormat};
+    /// let scheme = HmacScheme::builder("legacy", Algorithm::Sha256)
+    ///     .signature(Field::header("x-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Hex)
+    ///     .construction(Construction::SecretPrefix)
+    ///     .secret("s")
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(scheme.construction(), Construction::SecretPrefix);
+    /// ```
+    pub fn construction(mut self, construction: Construction) -> Self {
+        self.scheme.construction = construction;
+        self
+    }
+
     /// How secrets become keys (default: their bytes).
     pub fn key_format(mut self, format: KeyFormat) -> Self {
         self.scheme.key_format = format;
@@ -477,7 +509,11 @@ impl HmacSchemeBuilder {
     /// Adds a secret; the first added signs, all verify.
     pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Self {
         match self.scheme.key_format.decode(secret.as_ref()) {
-            Ok(key) => self.scheme.keys.push(KeyedMac::new(self.scheme.algorithm, &key)),
+            Ok(key) => self.scheme.keys.push(KeyedMac::with_construction(
+                self.scheme.algorithm,
+                self.scheme.construction,
+                &key,
+            )),
             Err(e) => {
                 self.error.get_or_insert(e);
             }

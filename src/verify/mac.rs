@@ -7,7 +7,7 @@ use hmac::{KeyInit, Mac};
 
 use crate::secret::Secret;
 
-/// The hash function under an HMAC.
+/// The hash function under an HMAC (or under a secret-prefix hash, see [`Construction`]).
 ///
 /// ```
 /// use hookguard::verify::Algorithm;
@@ -39,6 +39,33 @@ impl Algorithm {
             Self::Sha512 => 64,
         }
     }
+}
+
+/// How the secret and the message are combined under the hash.
+///
+/// Almost every provider uses [`Construction::Hmac`]. [`Construction::SecretPrefix`]
+/// is `hash(secret ‖ message)`, used by HubSpot's v1 and v2 signatures only: it is open
+/// to length extension and is here for compatibility, not as a choice for new senders.
+///
+/// ```
+/// use hookguard::{Secret, verify::{Algorithm, Construction, KeyedMac}};
+///
+/// let key = KeyedMac::with_construction(Algorithm::Sha256, Construction::SecretPrefix, &Secret::new("s").unwrap());
+/// // sha256("s" ‖ "body")
+/// assert_eq!(
+///     const_hex::encode(key.mac(b"body").as_bytes()),
+///     "71a53bea243225f38ff4816715a00a73ff1a6f1d3bb60972a66068d174531e17"
+/// );
+/// assert_eq!(key.construction(), Construction::SecretPrefix);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Construction {
+    /// HMAC (RFC 2104).
+    #[default]
+    Hmac,
+    /// The plain hash of the secret's bytes followed by the message (HubSpot v1/v2).
+    SecretPrefix,
 }
 
 /// Largest tag any HMAC here produces (SHA-512).
@@ -131,6 +158,10 @@ enum Inner {
     Sha1(hmac::Hmac<sha1::Sha1>),
     Sha256(hmac::Hmac<sha2::Sha256>),
     Sha512(hmac::Hmac<sha2::Sha512>),
+    // Hash states that have absorbed the secret (Construction::SecretPrefix).
+    PrefixSha1(sha1::Sha1),
+    PrefixSha256(sha2::Sha256),
+    PrefixSha512(sha2::Sha512),
 }
 
 impl KeyedMac {
@@ -138,6 +169,29 @@ impl KeyedMac {
     #[must_use]
     pub fn new(algorithm: Algorithm, secret: &Secret) -> Self {
         Self::from_key(algorithm, secret.expose())
+    }
+
+    /// Keys `algorithm` with `secret` under the given [`Construction`].
+    ///
+    /// ```
+    /// # use hookguard::{Secret, verify::{Algorithm, Construction, KeyedMac}};
+    /// let key = KeyedMac::with_construction(Algorithm::Sha256, Construction::Hmac, &Secret::new("k").unwrap());
+    /// assert_eq!(key.construction(), Construction::Hmac);
+    /// ```
+    #[must_use]
+    pub fn with_construction(algorithm: Algorithm, construction: Construction, secret: &Secret) -> Self {
+        match construction {
+            Construction::Hmac => Self::from_key(algorithm, secret.expose()),
+            Construction::SecretPrefix => {
+                use sha2::Digest as _;
+                let key = secret.expose();
+                Self(match algorithm {
+                    Algorithm::Sha1 => Inner::PrefixSha1(sha1::Sha1::new_with_prefix(key)),
+                    Algorithm::Sha256 => Inner::PrefixSha256(sha2::Sha256::new_with_prefix(key)),
+                    Algorithm::Sha512 => Inner::PrefixSha512(sha2::Sha512::new_with_prefix(key)),
+                })
+            }
+        }
     }
 
     pub(crate) fn from_key(algorithm: Algorithm, key: &[u8]) -> Self {
@@ -159,9 +213,26 @@ impl KeyedMac {
     #[must_use]
     pub fn algorithm(&self) -> Algorithm {
         match self.0 {
-            Inner::Sha1(_) => Algorithm::Sha1,
-            Inner::Sha256(_) => Algorithm::Sha256,
-            Inner::Sha512(_) => Algorithm::Sha512,
+            Inner::Sha1(_) | Inner::PrefixSha1(_) => Algorithm::Sha1,
+            Inner::Sha256(_) | Inner::PrefixSha256(_) => Algorithm::Sha256,
+            Inner::Sha512(_) | Inner::PrefixSha512(_) => Algorithm::Sha512,
+        }
+    }
+
+    /// How the secret is combined with the message.
+    ///
+    /// ```
+    /// # use hookguard::{Secret, verify::{Algorithm, Construction, KeyedMac}};
+    /// let key = KeyedMac::new(Algorithm::Sha256, &Secret::new("k").unwrap());
+    /// assert_eq!(key.construction(), Construction::Hmac);
+    /// ```
+    #[must_use]
+    pub fn construction(&self) -> Construction {
+        match self.0 {
+            Inner::Sha1(_) | Inner::Sha256(_) | Inner::Sha512(_) => Construction::Hmac,
+            Inner::PrefixSha1(_) | Inner::PrefixSha256(_) | Inner::PrefixSha512(_) => {
+                Construction::SecretPrefix
+            }
         }
     }
 
@@ -197,7 +268,11 @@ fn hmac_new<M: KeyInit>(key: &[u8]) -> M {
 
 impl fmt::Debug for KeyedMac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("KeyedMac").field(&self.algorithm()).field(&"[redacted]").finish()
+        f.debug_tuple("KeyedMac")
+            .field(&self.algorithm())
+            .field(&self.construction())
+            .field(&"[redacted]")
+            .finish()
     }
 }
 
@@ -222,6 +297,9 @@ impl MacState {
             Inner::Sha1(m) => m.update(data),
             Inner::Sha256(m) => m.update(data),
             Inner::Sha512(m) => m.update(data),
+            Inner::PrefixSha1(h) => sha2::Digest::update(h, data),
+            Inner::PrefixSha256(h) => sha2::Digest::update(h, data),
+            Inner::PrefixSha512(h) => sha2::Digest::update(h, data),
         }
     }
 
@@ -235,6 +313,9 @@ impl MacState {
             Inner::Sha1(m) => fill(&m.finalize().into_bytes()),
             Inner::Sha256(m) => fill(&m.finalize().into_bytes()),
             Inner::Sha512(m) => fill(&m.finalize().into_bytes()),
+            Inner::PrefixSha1(h) => fill(&sha2::Digest::finalize(h)),
+            Inner::PrefixSha256(h) => fill(&sha2::Digest::finalize(h)),
+            Inner::PrefixSha512(h) => fill(&sha2::Digest::finalize(h)),
         }
     }
 }

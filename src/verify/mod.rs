@@ -4,7 +4,8 @@
 //! "now", and answers [`Verified`] or a [`Rejection`] with a stable [`Reason`]. Schemes
 //! are built from small parts that the provider presets share:
 //!
-//! - [`KeyedMac`]: HMAC-SHA1/256/512 keyed once, cloned per request;
+//! - [`KeyedMac`]: HMAC-SHA1/256/512 keyed once, cloned per request (or, for HubSpot's
+//!   legacy signatures, a hash that has absorbed the secret: [`Construction`]);
 //! - [`SignedContent`]: the pieces a provider signs, fed into the MAC one by one;
 //! - [`SignatureFormat`] and [`Encoding`]: how signatures sit in their header;
 //! - [`TimestampFormat`] and [`Tolerance`]: strict timestamps, separate past/future windows;
@@ -45,10 +46,12 @@ pub use content::{Piece, SignedContent};
 pub use encoding::Encoding;
 pub use form::FormPairs;
 pub use hmac_scheme::{HmacScheme, HmacSchemeBuilder, KeyFormat};
-pub use mac::{Algorithm, KeyedMac, MAX_TAG_LEN, MacState, Tag};
+pub use mac::{Algorithm, Construction, KeyedMac, MAX_TAG_LEN, MacState, Tag};
 pub use rejection::{Detail, Reason, Rejection};
+#[allow(unused_imports)] // for the asymmetric schemes
 pub(crate) use request::fingerprint;
 pub use request::{Field, Verified, WebhookRequest};
+#[allow(unused_imports)] // for the asymmetric schemes
 pub(crate) use scheme::header_value;
 pub use scheme::{Outgoing, Scheme, Sign, SignError};
 pub use signature::{MAX_SIGNATURE_HEADER_LEN, MAX_SIGNATURES, SignatureFormat};

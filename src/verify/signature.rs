@@ -184,6 +184,8 @@ fn split_once(bytes: &[u8], at: u8) -> Option<(&[u8], &[u8])> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::type_complexity)] // tables of test rows
+
     use super::*;
 
     fn parse(

@@ -191,7 +191,11 @@ macro_rules! replay_conformance {
             assert_eq!(store.mark(&k, Duration::from_secs(60)).await.unwrap(), Mark::New);
             assert_eq!(store.mark(&k, Duration::from_secs(60)).await.unwrap(), Mark::Seen);
             clock.advance(Duration::from_secs(61));
-            assert_eq!(store.mark(&k, Duration::from_secs(60)).await.unwrap(), Mark::New, "expired marks are gone");
+            assert_eq!(
+                store.mark(&k, Duration::from_secs(60)).await.unwrap(),
+                Mark::New,
+                "expired marks are gone"
+            );
             store.unmark(&k).await.unwrap();
         }
 
@@ -222,7 +226,9 @@ macro_rules! replay_conformance {
             for _ in 0..50 {
                 let store = std::sync::Arc::clone(&store);
                 let k = k.clone();
-                tasks.push(tokio::spawn(async move { store.mark(&k, Duration::from_secs(60)).await.unwrap() }));
+                tasks.push(tokio::spawn(
+                    async move { store.mark(&k, Duration::from_secs(60)).await.unwrap() },
+                ));
             }
             let mut new = 0;
             for t in tasks {

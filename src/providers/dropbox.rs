@@ -1,0 +1,120 @@
+//! Dropbox: `X-Dropbox-Signature: <hex>`, HMAC-SHA256 over the body keyed with the app
+//! secret. No timestamp (replay marks need a configured time to live), no delivery id
+//! (the replay key is the MAC's fingerprint).
+//!
+//! Dropbox checks an endpoint with a `GET ?challenge=…` that must be echoed back as a
+//! `text/plain` body with `X-Content-Type-Options: nosniff`: [`challenge`] answers it
+//! before any signature check.
+//!
+//! ```
+//! use hookguard::{providers::dropbox, verify::{Scheme, WebhookRequest}};
+//!
+//! let uri = "/hooks/dropbox?challenge=abc123".parse().unwrap();
+//! let answer = dropbox::challenge(&http::Method::GET, &uri).unwrap();
+//! assert_eq!(answer.body(), b"abc123");
+//!
+//! let scheme = dropbox::scheme("dropbox_secret").unwrap();
+//! let req = http::Request::post("/hooks/dropbox")
+//!     .header("x-dropbox-signature", "2bb2468d5b858e37c04562337300c78cc818ca4b84493cfecbbebf4115e403db")
+//!     .body(br#"{"list_folder":{"accounts":["dbid:AAH4f99T0taONIb-OurWxbNQ6ywGRopQngc"]}}"#.to_vec())
+//!     .unwrap();
+//! assert!(scheme.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::now_utc()).is_ok());
+//! ```
+
+use http::{HeaderName, Method, Response, Uri};
+
+use super::respond;
+use crate::{
+    ConfigError,
+    verify::{Algorithm, Encoding, Field, HmacScheme, SignatureFormat},
+};
+
+/// `X-Dropbox-Signature`.
+pub const HEADER: HeaderName = HeaderName::from_static("x-dropbox-signature");
+
+/// Dropbox with the app secret.
+///
+/// # Errors
+/// [`ConfigError::EmptySecret`] for an empty secret.
+pub fn scheme(app_secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
+    HmacScheme::builder("dropbox", Algorithm::Sha256)
+        .signature(Field::Header(HEADER), SignatureFormat::Plain { prefix: "" }, Encoding::Hex)
+        .secret(app_secret)
+        .build()
+}
+
+/// Answers Dropbox's verification request (a pre-verify step: give it the request as it
+/// arrived): for a `GET` with a `challenge` query parameter, `200` with the challenge as a
+/// `text/plain` body and `X-Content-Type-Options: nosniff`; `None` for anything else.
+///
+/// ```
+/// use hookguard::providers::dropbox;
+///
+/// assert!(dropbox::challenge(&http::Method::GET, &"/h".parse().unwrap()).is_none());
+/// let answer = dropbox::challenge(&http::Method::GET, &"/h?challenge=x".parse().unwrap()).unwrap();
+/// assert_eq!(answer.headers()["x-content-type-options"], "nosniff");
+/// ```
+#[must_use]
+pub fn challenge(method: &Method, uri: &Uri) -> Option<Response<Vec<u8>>> {
+    if method != Method::GET {
+        return None;
+    }
+    let challenge = respond::query_param(uri, "challenge")?;
+    Some(respond::plain_text(challenge.into_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::type_complexity)] // tables of test rows
+
+    use super::*;
+    use crate::verify::{Outgoing, Reason, Scheme, Sign, WebhookRequest};
+
+    // Self-computed (no official vector exists): python3
+    // hmac.new(b"dropbox_secret", BODY, sha256).hexdigest().
+    const BODY: &[u8] = br#"{"list_folder":{"accounts":["dbid:AAH4f99T0taONIb-OurWxbNQ6ywGRopQngc"]}}"#;
+    const SIG: &str = "2bb2468d5b858e37c04562337300c78cc818ca4b84493cfecbbebf4115e403db";
+
+    fn verify(secret: &str, sig: &str, body: &[u8]) -> Result<(), Reason> {
+        let req = http::Request::post("/").header("x-dropbox-signature", sig).body(body.to_vec()).unwrap();
+        scheme(secret)
+            .unwrap()
+            .verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::UNIX_EPOCH)
+            .map(|_| ())
+            .map_err(|r| r.reason())
+    }
+
+    #[test]
+    fn signatures() {
+        let cases: &[(&str, &str, &str, &[u8], Result<(), Reason>)] = &[
+            ("self-computed vector", "dropbox_secret", SIG, BODY, Ok(())),
+            ("wrong secret", "other", SIG, BODY, Err(Reason::SignatureMismatch)),
+            ("body changed", "dropbox_secret", SIG, b"{}", Err(Reason::SignatureMismatch)),
+        ];
+        for (name, secret, sig, body, want) in cases {
+            assert_eq!(verify(secret, sig, body), *want, "case {name}");
+        }
+        let scheme = scheme("dropbox_secret").unwrap();
+        assert_eq!(scheme.sign(&Outgoing::new(BODY)).unwrap()[0].1, SIG);
+    }
+
+    #[test]
+    fn challenge_table() {
+        let cases: &[(&str, Method, &str, Option<&[u8]>)] = &[
+            ("echo", Method::GET, "/h?challenge=abc123", Some(b"abc123")),
+            ("decoded", Method::GET, "/h?x=1&challenge=%3Cb%3E", Some(b"<b>")),
+            ("empty", Method::GET, "/h?challenge=", Some(b"")),
+            ("no parameter", Method::GET, "/h?x=1", None),
+            ("post", Method::POST, "/h?challenge=abc", None),
+        ];
+        for (name, method, uri, want) in cases {
+            let got = challenge(method, &uri.parse().unwrap());
+            assert_eq!(got.as_ref().map(|r| r.body().as_slice()), *want, "case {name}");
+            if let Some(r) = got {
+                assert_eq!(r.status(), 200);
+                assert_eq!(r.headers()["content-type"], "text/plain; charset=utf-8");
+                assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+            }
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! Small helpers the handshake functions share: responses built without fallible
+//! builders, and query-string lookups.
+
+use std::borrow::Cow;
+
+use http::{HeaderValue, Response, StatusCode, header};
+
+/// A response with a status and an empty body.
+pub(crate) fn status(status: StatusCode) -> Response<Vec<u8>> {
+    let mut response = Response::new(Vec::new());
+    *response.status_mut() = status;
+    response
+}
+
+/// `200 OK` with `body` as `text/plain` and `X-Content-Type-Options: nosniff` (the body
+/// echoes text the sender chose; browsers must not sniff it into HTML).
+pub(crate) fn plain_text(body: impl Into<Vec<u8>>) -> Response<Vec<u8>> {
+    let mut response = Response::new(body.into());
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
+}
+
+/// The first value of query parameter `name` (percent- and `+`-decoded), if any.
+pub(crate) fn query_param<'a>(uri: &'a http::Uri, name: &str) -> Option<Cow<'a, str>> {
+    form_urlencoded::parse(uri.query()?.as_bytes()).find_map(|(k, v)| (k == name).then_some(v))
+}
+
+/// Constant-time equality of two tokens of any lengths: their SHA-256 digests are
+/// compared, so neither the content nor the length leaks through timing.
+pub(crate) fn tokens_match(a: &[u8], b: &[u8]) -> bool {
+    use sha2::{Digest as _, Sha256};
+    use subtle::ConstantTimeEq as _;
+    bool::from(Sha256::digest(a).as_slice().ct_eq(Sha256::digest(b).as_slice()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_lookup() {
+        let uri: http::Uri = "/h?hub.mode=subscribe&hub.challenge=a%20b+c&x=1&x=2".parse().unwrap();
+        assert_eq!(query_param(&uri, "hub.challenge").as_deref(), Some("a b c"));
+        assert_eq!(query_param(&uri, "x").as_deref(), Some("1"));
+        assert_eq!(query_param(&uri, "missing"), None);
+        assert_eq!(query_param(&"/h".parse().unwrap(), "x"), None);
+    }
+
+    #[test]
+    fn token_equality() {
+        assert!(tokens_match(b"abc", b"abc"));
+        assert!(!tokens_match(b"abc", b"abd"));
+        assert!(!tokens_match(b"abc", b"abcd"));
+        assert!(!tokens_match(b"", b"x"));
+    }
+}
