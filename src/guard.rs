@@ -306,10 +306,10 @@ impl Guard {
                 return Checked::Respond(Problem::from_rejection(&rejection, status).into_response());
             }
         };
-        if let Some(handshake) = &i.handshake {
-            if let Some(res) = handshake.after(parts, body, &verified) {
-                return Checked::Respond(res);
-            }
+        if let Some(handshake) = &i.handshake
+            && let Some(res) = handshake.after(parts, body, &verified)
+        {
+            return Checked::Respond(res);
         }
         let key = replay_key(&i.endpoint, &verified);
         if let Some(replay) = &i.replay {
@@ -337,10 +337,10 @@ impl Guard {
 
     /// Removes a replay mark (the hand-off failed, so a retry must get through).
     pub async fn release(&self, replay_key: &str) {
-        if let Some(replay) = &self.inner.replay {
-            if let Err(e) = replay.unmark(replay_key.as_bytes()).await {
-                tracing::warn!(endpoint = %self.inner.endpoint, error = %e, "could not remove replay mark");
-            }
+        if let Some(replay) = &self.inner.replay
+            && let Err(e) = replay.unmark(replay_key.as_bytes()).await
+        {
+            tracing::warn!(endpoint = %self.inner.endpoint, error = %e, "could not remove replay mark");
         }
     }
 

@@ -91,9 +91,11 @@ where
     }
 }
 
+type Answer = Result<Response<Full<Bytes>>, Infallible>;
+
 /// Response future of [`WebhookService`].
 pub struct AcceptFuture {
-    inner: Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>,
+    inner: Pin<Box<dyn Future<Output = Answer> + Send>>,
 }
 
 impl fmt::Debug for AcceptFuture {

@@ -102,10 +102,10 @@ impl MemoryReplayStore {
         let now = self.clock.now();
         let mut map =
             self.shard(key).lock().map_err(|_| StoreError::Backend("replay shard poisoned".into()))?;
-        if let Some(expires) = map.get(key) {
-            if *expires > now {
-                return Ok(Mark::Seen);
-            }
+        if let Some(expires) = map.get(key)
+            && *expires > now
+        {
+            return Ok(Mark::Seen);
         }
         if map.len() >= self.shards.per_shard && !map.contains_key(key) {
             map.retain(|_, expires| *expires > now);
