@@ -19,8 +19,20 @@ use crate::{
     verify::{Scheme, Sign},
 };
 
+#[cfg(feature = "ed25519")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ed25519")))]
+pub mod discord;
 pub mod github;
+#[cfg(feature = "rsa")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rsa")))]
+pub mod paypal;
+#[cfg(feature = "ecdsa")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ecdsa")))]
+pub mod sendgrid;
 pub mod standard_webhooks;
+#[cfg(feature = "ed25519")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ed25519")))]
+pub mod standard_webhooks_v1a;
 pub mod stripe;
 
 /// Five minutes, the tolerance most providers' SDKs use.
@@ -30,11 +42,27 @@ pub(crate) const FIVE_MINUTES: Duration = Duration::from_secs(300);
 pub trait Preset: Scheme + Sign {}
 impl<T: Scheme + Sign> Preset for T {}
 
-/// The names [`by_name`] knows, as in PROVIDERS.md.
-pub const NAMES: &[&str] = &["standard-webhooks", "stripe", "github"];
+/// The names [`by_name`] knows, as in PROVIDERS.md (the public-key presets only with
+/// their Cargo feature).
+pub const NAMES: &[&str] = &[
+    "standard-webhooks",
+    "stripe",
+    "github",
+    #[cfg(feature = "ed25519")]
+    "standard-webhooks-v1a",
+    #[cfg(feature = "ed25519")]
+    "discord",
+    #[cfg(feature = "ecdsa")]
+    "sendgrid",
+];
 
 /// A preset by its name (`stripe`, `github`, `standard-webhooks`, …) with one or more
 /// secrets (the first signs; all verify).
+///
+/// The public-key presets take public keys in their usual text form instead
+/// (`standard-webhooks-v1a`: `whpk_…`; `discord`: hex; `sendgrid`: base64 DER); those
+/// schemes verify but do not sign. PayPal needs a webhook id and a certificate, so it is
+/// not listed: use `paypal::scheme` (feature `rsa`).
 ///
 /// # Errors
 /// [`ConfigError::UnknownProvider`] for a name not in [`NAMES`]; [`ConfigError::NoSecret`]
@@ -50,8 +78,24 @@ pub fn by_name<S: AsRef<[u8]>>(name: &str, secrets: &[S]) -> Result<Box<dyn Pres
             Ok(Box::new(scheme) as Box<dyn Preset>)
         }};
     }
+    #[cfg(any(feature = "ed25519", feature = "ecdsa"))]
+    macro_rules! public_keys {
+        ($module:ident) => {{
+            let mut scheme = $module::scheme(first)?;
+            for s in rest {
+                scheme = scheme.with_public_key($module::public_key(s)?)?;
+            }
+            Ok(Box::new(scheme) as Box<dyn Preset>)
+        }};
+    }
     match name {
         "standard-webhooks" => hmac!(standard_webhooks),
+        #[cfg(feature = "ed25519")]
+        "standard-webhooks-v1a" => public_keys!(standard_webhooks_v1a),
+        #[cfg(feature = "ed25519")]
+        "discord" => public_keys!(discord),
+        #[cfg(feature = "ecdsa")]
+        "sendgrid" => public_keys!(sendgrid),
         "stripe" => hmac!(stripe),
         "github" => hmac!(github),
         other => Err(ConfigError::UnknownProvider(other.to_owned())),

@@ -76,14 +76,27 @@ impl SignedContent {
 
     pub(crate) fn feed(&self, mac: &mut MacState, values: &Values<'_>) {
         for piece in self.0.iter() {
-            match piece {
-                Piece::Literal(bytes) => mac.update(bytes),
-                Piece::Id => mac.update(values.id.as_bytes()),
-                Piece::Timestamp => mac.update(values.timestamp.as_bytes()),
-                Piece::Body => mac.update(values.body),
-                Piece::Url => mac.update(values.url.as_bytes()),
-                Piece::Method => mac.update(values.method.as_bytes()),
-            }
+            mac.update(piece.bytes(values));
+        }
+    }
+
+    /// The signed content as a list of slices, for signature algorithms that take a
+    /// message in parts (Ed25519, ECDSA).
+    #[cfg_attr(not(any(feature = "ed25519", feature = "ecdsa")), allow(dead_code))]
+    pub(crate) fn slices<'v>(&'v self, values: &Values<'v>) -> Vec<&'v [u8]> {
+        self.0.iter().map(|piece| piece.bytes(values)).collect()
+    }
+}
+
+impl Piece {
+    fn bytes<'v>(&self, values: &Values<'v>) -> &'v [u8] {
+        match self {
+            Piece::Literal(bytes) => bytes,
+            Piece::Id => values.id.as_bytes(),
+            Piece::Timestamp => values.timestamp.as_bytes(),
+            Piece::Body => values.body,
+            Piece::Url => values.url.as_bytes(),
+            Piece::Method => values.method.as_bytes(),
         }
     }
 }

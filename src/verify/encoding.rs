@@ -55,7 +55,7 @@ impl Encoding {
         let mut tag = Tag::EMPTY;
         let len = match self {
             Self::Hex => {
-                if text.len() % 2 != 0 || text.len() / 2 > MAX_TAG_LEN {
+                if !text.len().is_multiple_of(2) || text.len() / 2 > MAX_TAG_LEN {
                     return Err(());
                 }
                 let out = &mut tag.buffer_mut()[..text.len() / 2];

@@ -168,21 +168,21 @@ impl Tolerance {
         // Both values lie within years ±9999, so the difference cannot overflow.
         let diff = now - at;
         if diff.is_positive() {
-            if let Some(window) = self.past {
-                if diff > window {
-                    return Err(Skew::TooOld {
-                        age_secs: diff.whole_seconds().unsigned_abs(),
-                        tolerance_secs: window.as_secs(),
-                    });
-                }
-            }
-        } else if let Some(window) = self.future {
-            if diff.unsigned_abs() > window {
-                return Err(Skew::TooNew {
-                    ahead_secs: diff.whole_seconds().unsigned_abs(),
+            if let Some(window) = self.past
+                && diff > window
+            {
+                return Err(Skew::TooOld {
+                    age_secs: diff.whole_seconds().unsigned_abs(),
                     tolerance_secs: window.as_secs(),
                 });
             }
+        } else if let Some(window) = self.future
+            && diff.unsigned_abs() > window
+        {
+            return Err(Skew::TooNew {
+                ahead_secs: diff.whole_seconds().unsigned_abs(),
+                tolerance_secs: window.as_secs(),
+            });
         }
         Ok(())
     }
