@@ -93,20 +93,47 @@ impl SignedContent {
     pub(crate) fn feed(&self, mac: &mut MacState, values: &Values<'_>) {
         for piece in self.0.iter() {
             match piece {
-                Piece::Literal(bytes) => mac.update(bytes),
-                Piece::Id => mac.update(values.id.as_bytes()),
-                Piece::Timestamp => mac.update(values.timestamp.as_bytes()),
-                Piece::Body => mac.update(values.body),
-                Piece::Url => mac.update(values.url.as_bytes()),
-                Piece::Method => mac.update(values.method.as_bytes()),
-                Piece::UrlDecoding(set) => feed_decoded(mac, values.url.as_bytes(), set),
+                Piece::UrlDecoding(set) => decode_url(values.url.as_bytes(), set, |b| mac.update(b)),
+                other => mac.update(other.bytes(values)),
             }
+        }
+    }
+
+    /// The signed content as a list of byte strings, for signature algorithms that take a
+    /// message in parts (Ed25519, ECDSA). Only partly decoded URLs are copied.
+    #[cfg_attr(not(any(feature = "ed25519", feature = "ecdsa")), allow(dead_code))]
+    pub(crate) fn slices<'v>(&'v self, values: &Values<'v>) -> Vec<Cow<'v, [u8]>> {
+        self.0
+            .iter()
+            .map(|piece| match piece {
+                Piece::UrlDecoding(set) => {
+                    let mut out = Vec::with_capacity(values.url.len());
+                    decode_url(values.url.as_bytes(), set, |b| out.extend_from_slice(b));
+                    Cow::Owned(out)
+                }
+                other => Cow::Borrowed(other.bytes(values)),
+            })
+            .collect()
+    }
+}
+
+impl Piece {
+    /// The bytes of a piece that is used as it is (not [`Piece::UrlDecoding`]).
+    fn bytes<'v>(&self, values: &Values<'v>) -> &'v [u8] {
+        match self {
+            Piece::Literal(bytes) => bytes,
+            Piece::Id => values.id.as_bytes(),
+            Piece::Timestamp => values.timestamp.as_bytes(),
+            Piece::Body => values.body,
+            Piece::Url | Piece::UrlDecoding(_) => values.url.as_bytes(),
+            Piece::Method => values.method.as_bytes(),
         }
     }
 }
 
-/// Feeds `url` with the `%XX` escapes of bytes in `set` decoded, without copying it.
-fn feed_decoded(mac: &mut MacState, url: &[u8], set: &[u8]) {
+/// Passes `url` to `out` in runs, with the `%XX` escapes of bytes in `set` decoded,
+/// without copying it.
+fn decode_url(url: &[u8], set: &[u8], mut out: impl FnMut(&[u8])) {
     fn hex(b: u8) -> Option<u8> {
         match b {
             b'0'..=b'9' => Some(b - b'0'),
@@ -127,15 +154,15 @@ fn feed_decoded(mac: &mut MacState, url: &[u8], set: &[u8]) {
         };
         match decoded {
             Some(byte) if set.contains(&byte) => {
-                mac.update(url.get(start..i).unwrap_or_default());
-                mac.update(&[byte]);
+                out(url.get(start..i).unwrap_or_default());
+                out(&[byte]);
                 i += 3;
                 start = i;
             }
             _ => i += 1,
         }
     }
-    mac.update(url.get(start..).unwrap_or_default());
+    out(url.get(start..).unwrap_or_default());
 }
 
 /// The values of the variable pieces for one message.
@@ -168,8 +195,11 @@ mod tests {
         ];
         for (name, url, want) in cases {
             let mut got = key.start();
-            feed_decoded(&mut got, url.as_bytes(), b":/");
+            decode_url(url.as_bytes(), b":/", |b| got.update(b));
             assert_eq!(got.finish().as_bytes(), key.mac(want.as_bytes()).as_bytes(), "case {name}");
+            let mut copied = Vec::new();
+            decode_url(url.as_bytes(), b":/", |b| copied.extend_from_slice(b));
+            assert_eq!(copied, want.as_bytes(), "case {name}");
         }
     }
 }

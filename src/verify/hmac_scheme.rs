@@ -7,9 +7,11 @@ use subtle::Choice;
 use time::OffsetDateTime;
 
 use super::{
-    Algorithm, Construction, Detail, Encoding, Field, KeyedMac, Outgoing, Piece, Reason, Rejection, Scheme,
-    Sign, SignError, SignatureFormat, SignedContent, Tag, TimestampFormat, Tolerance, Verified,
-    WebhookRequest, content::Values, request::fingerprint, scheme::header_value, signature::Candidates,
+    Algorithm, Construction, Detail, Encoding, Field, KeyedMac, Outgoing, Reason, Rejection, Scheme, Sign,
+    SignError, SignatureFormat, SignedContent, Tag, TimestampFormat, Tolerance, Verified, WebhookRequest,
+    envelope::{Envelope, first_header, first_present_header, is_signature_location},
+    fingerprint, header_value,
+    signature::Candidates,
 };
 use crate::{error::ConfigError, secret::Secret};
 
@@ -96,12 +98,7 @@ pub struct HmacScheme {
     signature: Field,
     format: SignatureFormat,
     encoding: Encoding,
-    content: SignedContent,
-    timestamp: Option<(Field, TimestampFormat)>,
-    tolerance: Tolerance,
-    id: Option<Field>,
-    event: Option<Field>,
-    url: Option<Cow<'static, str>>,
+    envelope: Envelope,
 }
 
 impl fmt::Debug for HmacScheme {
@@ -114,12 +111,12 @@ impl fmt::Debug for HmacScheme {
             .field("signature", &self.signature)
             .field("format", &self.format)
             .field("encoding", &self.encoding)
-            .field("content", &self.content)
-            .field("timestamp", &self.timestamp)
-            .field("tolerance", &self.tolerance)
-            .field("id", &self.id)
-            .field("event", &self.event)
-            .field("url", &self.url)
+            .field("content", &self.envelope.content)
+            .field("timestamp", &self.envelope.timestamp)
+            .field("tolerance", &self.envelope.tolerance)
+            .field("id", &self.envelope.id)
+            .field("event", &self.envelope.event)
+            .field("url", &self.envelope.url)
             .finish()
     }
 }
@@ -138,12 +135,7 @@ impl HmacScheme {
                 signature: Field::Any(&[]),
                 format: SignatureFormat::Plain { prefix: "" },
                 encoding: Encoding::Hex,
-                content: SignedContent::BODY,
-                timestamp: None,
-                tolerance: Tolerance::NONE,
-                id: None,
-                event: None,
-                url: None,
+                envelope: Envelope::new(),
             },
             error: None,
         }
@@ -175,7 +167,7 @@ impl HmacScheme {
     /// ```
     #[must_use]
     pub fn with_tolerance(mut self, tolerance: Tolerance) -> Self {
-        self.tolerance = tolerance;
+        self.envelope.tolerance = tolerance;
         self
     }
 
@@ -190,7 +182,7 @@ impl HmacScheme {
     /// ```
     #[must_use]
     pub fn with_url(mut self, url: impl Into<Cow<'static, str>>) -> Self {
-        self.url = Some(url.into());
+        self.envelope.url = Some(url.into());
         self
     }
 
@@ -255,29 +247,13 @@ impl HmacScheme {
     }
 }
 
-fn first_present_header<'f>(field: &'f Field, req: &WebhookRequest<'_>) -> Option<&'f HeaderName> {
-    match field {
-        Field::Header(name) => req.headers().contains_key(name).then_some(name),
-        Field::Any(fields) => fields.iter().find_map(|f| first_present_header(f, req)),
-        _ => None,
-    }
-}
-
-fn first_header(field: &Field) -> Option<&HeaderName> {
-    match field {
-        Field::Header(name) => Some(name),
-        Field::Any(fields) => fields.iter().find_map(first_header),
-        _ => None,
-    }
-}
-
 impl Scheme for HmacScheme {
     fn provider(&self) -> &str {
         &self.provider
     }
 
     fn tolerance(&self) -> Tolerance {
-        self.tolerance
+        self.envelope.tolerance
     }
 
     fn verify<'a>(
@@ -286,51 +262,12 @@ impl Scheme for HmacScheme {
         now: OffsetDateTime,
     ) -> Result<Verified<'a>, Rejection> {
         let candidates = self.candidates(req)?;
-
-        let mut ts_text: Cow<'a, str> = Cow::Borrowed("");
-        let mut timestamp = None;
-        if let Some((field, format)) = &self.timestamp {
-            let text = field
-                .text(req, candidates.timestamp)?
-                .ok_or_else(|| Rejection::with_detail(Reason::MissingTimestamp, field.detail()))?;
-            let at = format
-                .parse(text.as_bytes())
-                .ok_or_else(|| Rejection::with_detail(Reason::MalformedTimestamp, field.detail()))?;
-            self.tolerance.check(at, now).map_err(Rejection::skew)?;
-            timestamp = Some(at);
-            ts_text = text;
-        }
-
-        let needs_id = self.content.uses(Piece::Id);
-        let id = match &self.id {
-            Some(field) if needs_id || !matches!(field, Field::Json(_)) => field.text(req, None)?,
-            _ => None,
-        };
-        if needs_id && id.is_none() {
-            let detail = self.id.as_ref().map_or(Detail::None, Field::detail);
-            return Err(Rejection::with_detail(Reason::MissingHeader, detail));
-        }
-
-        let url: Cow<'a, str> = if self.content.uses_url() {
-            match &self.url {
-                Some(url) => Cow::Borrowed(url.as_ref()),
-                None => req.url()?,
-            }
-        } else {
-            Cow::Borrowed("")
-        };
-
-        let values = Values {
-            id: id.as_deref().unwrap_or(""),
-            timestamp: &ts_text,
-            body: req.body(),
-            url: &url,
-            method: req.method().as_str(),
-        };
+        let inputs = self.envelope.read(req, candidates.timestamp, now)?;
+        let values = inputs.values();
         let mut matched = None;
         for (index, key) in self.keys.iter().enumerate() {
             let mut state = key.start();
-            self.content.feed(&mut state, &values);
+            self.envelope.content.feed(&mut state, &values);
             let tag = state.finish();
             let mut ok = Choice::from(0);
             for candidate in candidates.as_slice() {
@@ -347,21 +284,10 @@ impl Scheme for HmacScheme {
                 Detail::Compared { signatures: candidates.as_slice().len(), secrets: self.keys.len() },
             ));
         };
-
-        // Values read from the body only after the signature held.
-        let id = match (&self.id, id) {
-            (Some(field @ Field::Json(_)), None) => field.text(req, None).ok().flatten(),
-            (_, id) => id,
-        };
-        let event = match &self.event {
-            Some(field) => field.text(req, None).ok().flatten(),
-            None => None,
-        };
-        Ok(Verified::new(
+        Ok(self.envelope.verified(
             self.provider.as_ref(),
-            id,
-            timestamp,
-            event,
+            req,
+            inputs,
             fingerprint(tag.as_bytes()),
             key_index,
         ))
@@ -375,53 +301,17 @@ impl Sign for HmacScheme {
         };
         let sig_header =
             self.signature_header().ok_or(SignError::Unsupported("the signature travels in the body"))?;
-        let mut headers = Vec::with_capacity(3);
-        let needs_id = self.content.uses(Piece::Id);
-        if needs_id && msg.get_id().is_none() {
-            return Err(SignError::MissingId);
-        }
-        let ts_text = match &self.timestamp {
-            Some((field, format)) => {
-                let at = msg.get_timestamp().ok_or(SignError::MissingTimestamp)?;
-                let text = format.format(at);
-                if let Some(name) = first_header(field) {
-                    headers.push((name.clone(), header_value(text.clone())?));
-                }
-                Some(text)
-            }
-            None => None,
-        };
-        if let (Some(field), Some(id)) = (&self.id, msg.get_id())
-            && let Some(name) = first_header(field)
-        {
-            headers.push((name.clone(), header_value(id.to_owned())?));
-        }
-        let url = if self.content.uses_url() {
-            match (&self.url, msg.get_url()) {
-                (Some(url), _) => url.as_ref(),
-                (None, Some(url)) => url,
-                (None, None) => return Err(SignError::MissingUrl),
-            }
-        } else {
-            ""
-        };
-        let values = Values {
-            id: msg.get_id().unwrap_or(""),
-            timestamp: ts_text.as_deref().unwrap_or(""),
-            body: msg.body(),
-            url,
-            method: msg.get_method().as_str(),
-        };
+        let prepared = self.envelope.prepare(msg)?;
         let mut state = key.start();
-        self.content.feed(&mut state, &values);
+        self.envelope.content.feed(&mut state, &prepared.values());
         let tag = state.finish();
-        let in_header = matches!(self.format, SignatureFormat::Pairs { timestamp_key: Some(_), .. })
-            && matches!(self.timestamp, Some((Field::SignatureParam, _)));
+        let in_header = self.envelope.timestamp_in_signature(self.format);
         let value = self.format.render(
             self.encoding,
             tag.as_bytes(),
-            if in_header { ts_text.as_deref() } else { None },
+            if in_header { prepared.ts_text.as_deref() } else { None },
         );
+        let mut headers = prepared.headers;
         headers.insert(0, (sig_header.clone(), header_value(value)?));
         Ok(headers)
     }
@@ -448,37 +338,37 @@ impl HmacSchemeBuilder {
 
     /// What is signed (default: the body).
     pub fn content(mut self, content: SignedContent) -> Self {
-        self.scheme.content = content;
+        self.scheme.envelope.content = content;
         self
     }
 
     /// Where the timestamp is and how it is written.
     pub fn timestamp(mut self, field: Field, format: TimestampFormat) -> Self {
-        self.scheme.timestamp = Some((field, format));
+        self.scheme.envelope.timestamp = Some((field, format));
         self
     }
 
     /// The tolerance (default none; needs a timestamp).
     pub fn tolerance(mut self, tolerance: Tolerance) -> Self {
-        self.scheme.tolerance = tolerance;
+        self.scheme.envelope.tolerance = tolerance;
         self
     }
 
     /// Where the delivery id is (the replay key when present).
     pub fn id(mut self, field: Field) -> Self {
-        self.scheme.id = Some(field);
+        self.scheme.envelope.id = Some(field);
         self
     }
 
     /// Where the event type is.
     pub fn event(mut self, field: Field) -> Self {
-        self.scheme.event = Some(field);
+        self.scheme.envelope.event = Some(field);
         self
     }
 
     /// A fixed URL to sign instead of the request's.
     pub fn url(mut self, url: impl Into<Cow<'static, str>>) -> Self {
-        self.scheme.url = Some(url.into());
+        self.scheme.envelope.url = Some(url.into());
         self
     }
 
@@ -541,16 +431,10 @@ impl HmacSchemeBuilder {
         if s.keys.is_empty() {
             return Err(ConfigError::NoSecret);
         }
-        if matches!(&s.signature, Field::Any(list) if list.is_empty()) || s.signature == Field::SignatureParam
-        {
+        if !is_signature_location(&s.signature) {
             return Err(ConfigError::Invalid("the signature needs a header or body location"));
         }
-        if s.timestamp.is_none() && (s.content.uses(Piece::Timestamp) || s.tolerance.is_checked()) {
-            return Err(ConfigError::Invalid("a timestamp is signed or checked but has no source"));
-        }
-        if s.id.is_none() && s.content.uses(Piece::Id) {
-            return Err(ConfigError::Invalid("the id is signed but has no source"));
-        }
+        s.envelope.check()?;
         Ok(s)
     }
 }

@@ -12,7 +12,9 @@
 //! - [`Field`]: where a value lives (header, JSON body member, signature parameter);
 //! - [`HmacScheme`]: all of the above as data, with a builder for unlisted providers;
 //! - [`TokenScheme`]: a shared token compared in constant time;
-//! - [`FormPairs`]: form-urlencoded pairs, for schemes that sign form parameters.
+//! - [`FormPairs`]: form-urlencoded pairs, for schemes that sign form parameters;
+//! - `Ed25519Scheme` (feature `ed25519`) and `EcdsaP256Scheme` (feature `ecdsa`): the same
+//!   description with public keys instead of secrets.
 //!
 //! ```
 //! use hookguard::{providers::standard_webhooks, verify::{Scheme, WebhookRequest}};
@@ -29,8 +31,15 @@
 //! assert_eq!(verified.id(), Some("msg_p5jXN8AQM9LWM0D4loKWxJek"));
 //! ```
 
+#[cfg(any(feature = "ed25519", feature = "ecdsa"))]
+mod asymmetric;
 mod content;
+#[cfg(feature = "ecdsa")]
+mod ecdsa;
+#[cfg(feature = "ed25519")]
+mod ed25519;
 mod encoding;
+mod envelope;
 mod form;
 mod hmac_scheme;
 pub(crate) mod json;
@@ -43,6 +52,12 @@ mod timestamp;
 mod token;
 
 pub use content::{Piece, SignedContent};
+#[cfg(feature = "ecdsa")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ecdsa")))]
+pub use ecdsa::{EcdsaP256Scheme, EcdsaP256SchemeBuilder};
+#[cfg(feature = "ed25519")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ed25519")))]
+pub use ed25519::{ED25519_KEY_LEN, Ed25519Scheme, Ed25519SchemeBuilder};
 pub use encoding::Encoding;
 pub use form::FormPairs;
 pub use hmac_scheme::{HmacScheme, HmacSchemeBuilder, KeyFormat};

@@ -55,6 +55,10 @@ pub enum SignatureFormat {
     },
 }
 
+/// Decoded signatures of any length, and the timestamp parameter of the header.
+#[cfg_attr(not(any(feature = "ed25519", feature = "ecdsa")), allow(dead_code))]
+pub(crate) type Decoded<'a> = (Vec<Vec<u8>>, Option<&'a [u8]>);
+
 /// The decoded signatures of one request.
 pub(crate) struct Candidates<'a> {
     tags: [Tag; MAX_SIGNATURES],
@@ -83,28 +87,71 @@ impl SignatureFormat {
         values: impl Iterator<Item = &'a HeaderValue>,
     ) -> Result<Candidates<'a>, Rejection> {
         let mut out = Candidates { tags: [Tag::EMPTY; MAX_SIGNATURES], len: 0, timestamp: None };
+        out.timestamp = self.walk(values, |text| match encoding.decode(text) {
+            Ok(tag) => {
+                // `walk` stops before MAX_SIGNATURES + 1 entries, so `len` stays in bounds.
+                if let Some(slot) = out.tags.get_mut(out.len) {
+                    *slot = tag;
+                    out.len += 1;
+                }
+                true
+            }
+            Err(()) => false,
+        })?;
+        Ok(out)
+    }
+
+    /// Parses every value of the signature header into decoded signatures of any length
+    /// (asymmetric signatures: DER ECDSA, RSA), with the timestamp parameter if any.
+    /// The work is bounded as for [`parse`](Self::parse): at most [`MAX_SIGNATURES`]
+    /// entries of at most [`MAX_SIGNATURE_HEADER_LEN`] bytes.
+    #[cfg_attr(not(any(feature = "ed25519", feature = "ecdsa")), allow(dead_code))]
+    pub(crate) fn parse_bytes<'a>(
+        self,
+        encoding: Encoding,
+        values: impl Iterator<Item = &'a HeaderValue>,
+    ) -> Result<Decoded<'a>, Rejection> {
+        let mut out = Vec::new();
+        let timestamp = self.walk(values, |text| match encoding.decode_vec(text) {
+            Some(bytes) if !bytes.is_empty() => {
+                out.push(bytes);
+                true
+            }
+            _ => false,
+        })?;
+        Ok((out, timestamp))
+    }
+
+    /// Walks the signature entries of every header value, handing each signature's text
+    /// to `decode` (which answers whether it decoded), and returns the timestamp
+    /// parameter. Fails when no entry decoded, or on too many entries or too long a
+    /// value.
+    fn walk<'a>(
+        self,
+        values: impl Iterator<Item = &'a HeaderValue>,
+        mut decode: impl FnMut(&[u8]) -> bool,
+    ) -> Result<Option<&'a [u8]>, Rejection> {
+        let mut timestamp = None;
         let mut seen = 0_usize;
+        let mut decoded = 0_usize;
         let mut malformed = 0_usize;
         let mut any_value = false;
         // Bounded work: decoding stops at MAX_SIGNATURES + 1 entries.
-        let mut push =
-            |text: &[u8], out: &mut Candidates<'a>, malformed: &mut usize| -> Result<(), Rejection> {
-                seen += 1;
-                if seen > MAX_SIGNATURES {
-                    return Err(Rejection::with_detail(
-                        Reason::TooManySignatures,
-                        Detail::Limit { max: MAX_SIGNATURES },
-                    ));
-                }
-                match encoding.decode(text) {
-                    Ok(tag) => {
-                        out.tags[out.len] = tag;
-                        out.len += 1;
-                    }
-                    Err(()) => *malformed += 1,
-                }
-                Ok(())
-            };
+        let mut push = |text: &[u8], decoded: &mut usize, malformed: &mut usize| -> Result<(), Rejection> {
+            seen += 1;
+            if seen > MAX_SIGNATURES {
+                return Err(Rejection::with_detail(
+                    Reason::TooManySignatures,
+                    Detail::Limit { max: MAX_SIGNATURES },
+                ));
+            }
+            if decode(text) {
+                *decoded += 1;
+            } else {
+                *malformed += 1;
+            }
+            Ok(())
+        };
         for value in values {
             let bytes = value.as_bytes();
             if bytes.len() > MAX_SIGNATURE_HEADER_LEN {
@@ -120,7 +167,7 @@ impl SignatureFormat {
             any_value = true;
             match self {
                 Self::Plain { prefix } => match bytes.strip_prefix(prefix.as_bytes()) {
-                    Some(sig) => push(sig.trim_ascii(), &mut out, &mut malformed)?,
+                    Some(sig) => push(sig.trim_ascii(), &mut decoded, &mut malformed)?,
                     None => malformed += 1,
                 },
                 Self::Pairs { separator, signature_key, timestamp_key } => {
@@ -130,11 +177,9 @@ impl SignatureFormat {
                         };
                         let (key, val) = (key.trim_ascii(), val.trim_ascii());
                         if key == signature_key.as_bytes() {
-                            push(val, &mut out, &mut malformed)?;
-                        } else if timestamp_key.is_some_and(|k| k.as_bytes() == key)
-                            && out.timestamp.is_none()
-                        {
-                            out.timestamp = Some(val);
+                            push(val, &mut decoded, &mut malformed)?;
+                        } else if timestamp_key.is_some_and(|k| k.as_bytes() == key) && timestamp.is_none() {
+                            timestamp = Some(val);
                         }
                     }
                 }
@@ -143,14 +188,14 @@ impl SignatureFormat {
                         if let Some((v, sig)) = split_once(entry, b',')
                             && v == version.as_bytes()
                         {
-                            push(sig, &mut out, &mut malformed)?;
+                            push(sig, &mut decoded, &mut malformed)?;
                         }
                     }
                 }
             }
         }
-        if out.len > 0 {
-            Ok(out)
+        if decoded > 0 {
+            Ok(timestamp)
         } else if !any_value {
             Err(Rejection::new(Reason::MissingSignature))
         } else if malformed > 0 {
@@ -206,6 +251,7 @@ mod tests {
     const GH: SignatureFormat = SignatureFormat::Plain { prefix: "sha256=" };
 
     #[test]
+    #[allow(clippy::type_complexity)] // one tuple per table row
     fn table() {
         let many = vec!["v1,AAAA"; 17].join(" ");
         type Case<'a> =

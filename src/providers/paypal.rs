@@ -1,0 +1,516 @@
+//! [PayPal REST webhooks](https://developer.paypal.com/api/rest/webhooks/rest/) (feature
+//! `rsa`): headers `PAYPAL-TRANSMISSION-ID`, `PAYPAL-TRANSMISSION-TIME`,
+//! `PAYPAL-TRANSMISSION-SIG` (base64), `PAYPAL-CERT-URL`, `PAYPAL-AUTH-ALGO`;
+//! RSASSA-PKCS1-v1_5 with SHA-256 (`SHA256withRSA`) over
+//! `{transmission_id}|{transmission_time}|{webhook_id}|{crc32(body) in decimal}`; the key
+//! is the RSA key of PayPal's X.509 certificate; dedup key: the transmission id; event
+//! type: the body's `event_type`.
+//!
+//! - **The certificate is yours to supply.** [`scheme`] takes the PEM certificate you
+//!   trust (downloaded once from PayPal, or fetched by your own code from the
+//!   `PAYPAL-CERT-URL` of a request, after [`is_trusted_cert_url`] approved it). This
+//!   module does no I/O and checks **neither the certificate's validity period nor its
+//!   chain**: only that the signature verifies under the certificate's public key.
+//!   Several certificates may be configured ([`PayPalScheme::with_certificate`]), for
+//!   PayPal's certificate rotation.
+//! - The `PAYPAL-CERT-URL` header must still be an `https` URL on a PayPal host
+//!   ([`is_trusted_cert_url`]), or the request is refused.
+//! - Any `PAYPAL-AUTH-ALGO` other than `SHA256withRSA` fails closed
+//!   ([`Reason::UnsupportedAlgorithm`]).
+//! - Tolerance: PayPal prescribes none; it is the receiver's choice. The default is
+//!   none (like PayPal's SDKs); set one with [`PayPalScheme::with_tolerance`]. The
+//!   transmission time must parse as RFC 3339 in any case.
+//!
+//! ```
+//! use hookguard::{providers::paypal, verify::{Scheme, WebhookRequest}};
+//!
+//! # let cert_pem = include_str!("testdata/paypal_cert.pem");
+//! # let body = include_bytes!("testdata/paypal_body.json");
+//! let scheme = paypal::scheme("0FV983392A0531201", cert_pem).unwrap();
+//! let req = http::Request::post("/hooks/paypal")
+//!     .header("paypal-transmission-id", "afa30d40-ca4a-11e9-ab68-7d4e2605c70c")
+//!     .header("paypal-transmission-time", "2019-08-29T10:49:33Z")
+//!     .header("paypal-transmission-sig", "K7DF5+hOyGS6v0xTZ9PkEO+BFNQmpryxw2hFlXbHgmxpu+883ldEC9HcL6ccEmB8sfy80y/Q3qcZZL1MR8Qi0e1ysylVj/yROgKK6zBsQPoNmgXC8yTiNoAjULuhk5Aoau0Itk3nrkgAfji1zvADlErMFM9VZe2nDvhM3nDMLjCi/K5fRjWp3eGo6Nx17GX/WIEibeKDyS+YdJMex3i+KO4aWmm9zznC/FJ5Y/ntd0MxOJNrM0r0f3y7c3e3sO5pB3oPgN6KzKVS5P6AWHqtS8acD3DjgCKZ1uqKz7q954G1aBz2/m0wRGOFFsv0/D3FE2uIheRRmoQtVSOAX7Aupg==")
+//!     .header("paypal-cert-url", "https://api.sandbox.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-1d93a270")
+//!     .header("paypal-auth-algo", "SHA256withRSA")
+//!     .body(body.to_vec())
+//!     .unwrap();
+//! let verified = scheme.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::now_utc()).unwrap();
+//! assert_eq!(verified.id(), Some("afa30d40-ca4a-11e9-ab68-7d4e2605c70c"));
+//! ```
+
+use std::{borrow::Cow, fmt};
+
+use http::{HeaderName, HeaderValue, Uri};
+use rsa::{
+    PublicKey as RsaPublicKey,
+    pkcs1v15::{Signature, VerifyingKey},
+    pkcs8::DecodePublicKey as _,
+    signature::Verifier as _,
+};
+use sha2::Sha256;
+use time::OffsetDateTime;
+use x509_cert::{
+    Certificate,
+    der::{DecodePem as _, Encode as _},
+};
+
+use crate::{
+    ConfigError,
+    verify::{
+        Detail, Encoding, Field, MAX_SIGNATURE_HEADER_LEN, Outgoing, Reason, Rejection, Scheme, Sign,
+        SignError, TimestampFormat, Tolerance, Verified, WebhookRequest, fingerprint,
+    },
+};
+
+const TRANSMISSION_ID: HeaderName = HeaderName::from_static("paypal-transmission-id");
+const TRANSMISSION_TIME: HeaderName = HeaderName::from_static("paypal-transmission-time");
+const TRANSMISSION_SIG: HeaderName = HeaderName::from_static("paypal-transmission-sig");
+const CERT_URL: HeaderName = HeaderName::from_static("paypal-cert-url");
+const AUTH_ALGO: HeaderName = HeaderName::from_static("paypal-auth-algo");
+
+/// The only algorithm accepted.
+pub const AUTH_ALGO_SHA256_WITH_RSA: &str = "SHA256withRSA";
+
+/// PayPal's webhook signature check; build it with [`scheme`]. Verify-only:
+/// [`Sign`] answers [`SignError::Unsupported`].
+///
+/// ```
+/// use hookguard::{providers::paypal, verify::Scheme};
+/// # let cert_pem = include_str!("testdata/paypal_cert.pem");
+/// let scheme = paypal::scheme("0FV983392A0531201", cert_pem).unwrap();
+/// assert_eq!(scheme.provider(), "paypal");
+/// assert_eq!(scheme.webhook_id(), "0FV983392A0531201");
+/// ```
+#[derive(Clone)]
+pub struct PayPalScheme {
+    webhook_id: Cow<'static, str>,
+    keys: Vec<VerifyingKey<Sha256>>,
+    tolerance: Tolerance,
+}
+
+impl fmt::Debug for PayPalScheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PayPalScheme")
+            .field("webhook_id", &self.webhook_id)
+            .field("certificates", &self.keys.len())
+            .field("tolerance", &self.tolerance)
+            .finish()
+    }
+}
+
+/// PayPal webhooks for the webhook id shown in the Developer Portal, with the PEM
+/// certificate whose key verifies (see the [module docs](self) for what is and is not
+/// checked about it).
+///
+/// # Errors
+/// [`ConfigError`] when the webhook id is empty, or the PEM is not an X.509 certificate
+/// with an RSA key.
+///
+/// ```
+/// use hookguard::{ConfigError, providers::paypal};
+/// assert!(paypal::scheme("0FV983392A0531201", "not a certificate").is_err());
+/// # let cert_pem = include_str!("testdata/paypal_cert.pem");
+/// assert_eq!(paypal::scheme("", cert_pem).unwrap_err(), ConfigError::EmptySecret);
+/// ```
+pub fn scheme(
+    webhook_id: impl Into<Cow<'static, str>>,
+    cert_pem: impl AsRef<[u8]>,
+) -> Result<PayPalScheme, ConfigError> {
+    let webhook_id = webhook_id.into();
+    if webhook_id.trim().is_empty() {
+        return Err(ConfigError::EmptySecret);
+    }
+    Ok(PayPalScheme {
+        webhook_id,
+        keys: vec![certificate_key(cert_pem.as_ref())?],
+        tolerance: Tolerance::NONE,
+    })
+}
+
+fn certificate_key(pem: &[u8]) -> Result<VerifyingKey<Sha256>, ConfigError> {
+    let cert = Certificate::from_pem(pem)
+        .map_err(|_| ConfigError::InvalidSecret("a PayPal certificate is one X.509 certificate in PEM"))?;
+    let spki = cert
+        .tbs_certificate()
+        .subject_public_key_info()
+        .to_der()
+        .map_err(|_| ConfigError::InvalidSecret("the certificate's public key cannot be encoded"))?;
+    let key = RsaPublicKey::from_public_key_der(&spki)
+        .map_err(|_| ConfigError::InvalidSecret("the certificate's public key is not an RSA key"))?;
+    Ok(VerifyingKey::new(key))
+}
+
+impl PayPalScheme {
+    /// Adds a certificate (PEM) whose key also verifies (rotation).
+    ///
+    /// # Errors
+    /// [`ConfigError::InvalidSecret`] when it is not an X.509 certificate with an RSA key.
+    ///
+    /// ```
+    /// use hookguard::providers::paypal;
+    /// # let cert_pem = include_str!("testdata/paypal_cert.pem");
+    /// let scheme = paypal::scheme("0FV983392A0531201", cert_pem).unwrap().with_certificate(cert_pem).unwrap();
+    /// assert_eq!(scheme.certificate_count(), 2);
+    /// ```
+    pub fn with_certificate(mut self, cert_pem: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        self.keys.push(certificate_key(cert_pem.as_ref())?);
+        Ok(self)
+    }
+
+    /// Sets how far the transmission time may be from now (default: not checked).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use hookguard::{providers::paypal, verify::{Scheme, Tolerance}};
+    /// # let cert_pem = include_str!("testdata/paypal_cert.pem");
+    /// let scheme = paypal::scheme("0FV983392A0531201", cert_pem)
+    ///     .unwrap()
+    ///     .with_tolerance(Tolerance::symmetric(Duration::from_secs(600)));
+    /// assert_eq!(scheme.tolerance().past(), Some(Duration::from_secs(600)));
+    /// ```
+    #[must_use]
+    pub fn with_tolerance(mut self, tolerance: Tolerance) -> Self {
+        self.tolerance = tolerance;
+        self
+    }
+
+    /// The webhook id that is signed.
+    ///
+    /// ```
+    /// # use hookguard::providers::paypal;
+    /// # let cert_pem = include_str!("testdata/paypal_cert.pem");
+    /// assert_eq!(paypal::scheme("WH1", cert_pem).unwrap().webhook_id(), "WH1");
+    /// ```
+    #[must_use]
+    pub fn webhook_id(&self) -> &str {
+        &self.webhook_id
+    }
+
+    /// How many certificates verify.
+    ///
+    /// ```
+    /// # use hookguard::providers::paypal;
+    /// # let cert_pem = include_str!("testdata/paypal_cert.pem");
+    /// assert_eq!(paypal::scheme("WH1", cert_pem).unwrap().certificate_count(), 1);
+    /// ```
+    #[must_use]
+    pub fn certificate_count(&self) -> usize {
+        self.keys.len()
+    }
+}
+
+/// Whether a `PAYPAL-CERT-URL` may be fetched: an `https` URL, without user info, on
+/// the default port, whose host is `paypal.com` or a subdomain of it
+/// (`api.paypal.com`, `api.sandbox.paypal.com`, `api-m.paypal.com`). For a fetcher
+/// that downloads and caches certificates; the verification itself refuses requests
+/// whose header fails this check.
+///
+/// PayPal does not publish the list of certificate hosts; "a subdomain of
+/// `paypal.com`" is the rule PayPal's SDKs' users and webhook gateways apply
+/// (*unconfirmed* by PayPal's own documentation).
+///
+/// ```
+/// use hookguard::providers::paypal::is_trusted_cert_url;
+/// assert!(is_trusted_cert_url("https://api.paypal.com/v1/notifications/certs/CERT-1"));
+/// assert!(is_trusted_cert_url("https://api.sandbox.paypal.com/v1/notifications/certs/CERT-1"));
+/// assert!(!is_trusted_cert_url("http://api.paypal.com/v1/notifications/certs/CERT-1"));
+/// assert!(!is_trusted_cert_url("https://api.paypal.com.evil.example/cert"));
+/// assert!(!is_trusted_cert_url("https://evilpaypal.com/cert"));
+/// ```
+#[must_use]
+pub fn is_trusted_cert_url(url: &str) -> bool {
+    let Ok(uri) = url.parse::<Uri>() else {
+        return false;
+    };
+    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        return false;
+    };
+    if !scheme.eq_ignore_ascii_case("https") || authority.as_str().contains('@') {
+        return false;
+    }
+    if authority.port_u16().is_some_and(|p| p != 443) {
+        return false;
+    }
+    let host = authority.host().trim_end_matches('.').to_ascii_lowercase();
+    host == "paypal.com" || host.strip_suffix(".paypal.com").is_some_and(|sub| !sub.is_empty())
+}
+
+fn header<'a>(req: &WebhookRequest<'a>, name: &HeaderName, missing: Reason) -> Result<&'a str, Rejection> {
+    let value = req
+        .headers()
+        .get(name)
+        .ok_or_else(|| Rejection::with_detail(missing, Detail::Header(name.clone())))?;
+    value
+        .to_str()
+        .map(str::trim)
+        .map_err(|_| Rejection::with_detail(Reason::MalformedHeader, Detail::Header(name.clone())))
+}
+
+impl Scheme for PayPalScheme {
+    fn provider(&self) -> &str {
+        "paypal"
+    }
+
+    fn tolerance(&self) -> Tolerance {
+        self.tolerance
+    }
+
+    fn verify<'a>(
+        &'a self,
+        req: &WebhookRequest<'a>,
+        now: OffsetDateTime,
+    ) -> Result<Verified<'a>, Rejection> {
+        let sig_text = header(req, &TRANSMISSION_SIG, Reason::MissingSignature)?;
+        let algo = header(req, &AUTH_ALGO, Reason::MissingHeader)?;
+        if algo != AUTH_ALGO_SHA256_WITH_RSA {
+            return Err(Rejection::with_detail(Reason::UnsupportedAlgorithm, Detail::Header(AUTH_ALGO)));
+        }
+        let cert_url = header(req, &CERT_URL, Reason::MissingHeader)?;
+        if !is_trusted_cert_url(cert_url) {
+            return Err(Rejection::with_detail(
+                Reason::MalformedHeader,
+                Detail::Text("`paypal-cert-url` is not an https URL on a PayPal host"),
+            ));
+        }
+        let id = header(req, &TRANSMISSION_ID, Reason::MissingHeader)?;
+        let time_text = header(req, &TRANSMISSION_TIME, Reason::MissingTimestamp)?;
+        let at = TimestampFormat::Rfc3339.parse(time_text.as_bytes()).ok_or_else(|| {
+            Rejection::with_detail(Reason::MalformedTimestamp, Detail::Header(TRANSMISSION_TIME))
+        })?;
+        self.tolerance.check(at, now).map_err(Rejection::skew)?;
+
+        if sig_text.len() > MAX_SIGNATURE_HEADER_LEN {
+            return Err(Rejection::with_detail(
+                Reason::HeaderTooLarge,
+                Detail::Limit { max: MAX_SIGNATURE_HEADER_LEN },
+            ));
+        }
+        let sig_bytes = Encoding::Base64
+            .decode_vec(sig_text.as_bytes())
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| Rejection::new(Reason::MalformedSignature))?;
+
+        let message = format!("{id}|{time_text}|{}|{}", self.webhook_id, crc32fast::hash(req.body()));
+        let matched = Signature::try_from(sig_bytes.as_slice())
+            .ok()
+            .and_then(|sig| self.keys.iter().position(|key| key.verify(message.as_bytes(), &sig).is_ok()));
+        let Some(key_index) = matched else {
+            return Err(Rejection::with_detail(
+                Reason::SignatureMismatch,
+                Detail::Compared { signatures: 1, secrets: self.keys.len() },
+            ));
+        };
+        const EVENT: Field = Field::Json(&["event_type"]);
+        let event = EVENT.text(req, None).ok().flatten();
+        Ok(Verified::new(
+            "paypal",
+            Some(Cow::Borrowed(id)),
+            Some(at),
+            event,
+            fingerprint(&sig_bytes),
+            key_index,
+        ))
+    }
+}
+
+impl Sign for PayPalScheme {
+    /// Always [`SignError::Unsupported`]: PayPal holds the private key.
+    fn sign(&self, _msg: &Outgoing<'_>) -> Result<Vec<(HeaderName, HeaderValue)>, SignError> {
+        Err(SignError::Unsupported("PayPal signs with its own private key"))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::type_complexity)] // one tuple per table row
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    // PayPal-Java-SDK ValidateCertTest.java and clientCertTest.crt (vectors.md §3). The
+    // certificate expired in 2021: only the signature is checked.
+    const CERT: &str = include_str!("testdata/paypal_cert.pem");
+    const BODY: &[u8] = include_bytes!("testdata/paypal_body.json");
+    const WEBHOOK_ID: &str = "0FV983392A0531201";
+    const ID: &str = "afa30d40-ca4a-11e9-ab68-7d4e2605c70c";
+    const TIME: &str = "2019-08-29T10:49:33Z";
+    const SIG: &str = "K7DF5+hOyGS6v0xTZ9PkEO+BFNQmpryxw2hFlXbHgmxpu+883ldEC9HcL6ccEmB8sfy80y/Q3qcZZL1MR8Qi0e1ysylVj/yROgKK6zBsQPoNmgXC8yTiNoAjULuhk5Aoau0Itk3nrkgAfji1zvADlErMFM9VZe2nDvhM3nDMLjCi/K5fRjWp3eGo6Nx17GX/WIEibeKDyS+YdJMex3i+KO4aWmm9zznC/FJ5Y/ntd0MxOJNrM0r0f3y7c3e3sO5pB3oPgN6KzKVS5P6AWHqtS8acD3DjgCKZ1uqKz7q954G1aBz2/m0wRGOFFsv0/D3FE2uIheRRmoQtVSOAX7Aupg==";
+    const URL: &str = "https://api.sandbox.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-1d93a270";
+
+    fn request(overrides: &[(&str, Option<&str>)], body: &[u8]) -> http::Request<Vec<u8>> {
+        let mut headers = vec![
+            ("paypal-transmission-id", Some(ID)),
+            ("paypal-transmission-time", Some(TIME)),
+            ("paypal-transmission-sig", Some(SIG)),
+            ("paypal-cert-url", Some(URL)),
+            ("paypal-auth-algo", Some("SHA256withRSA")),
+        ];
+        for (name, value) in overrides {
+            if let Some(slot) = headers.iter_mut().find(|(n, _)| n == name) {
+                slot.1 = *value;
+            }
+        }
+        let mut req = http::Request::post("/hooks/paypal");
+        for (name, value) in headers {
+            if let Some(value) = value {
+                req = req.header(name, value);
+            }
+        }
+        req.body(body.to_vec()).unwrap()
+    }
+
+    fn at(text: &str) -> OffsetDateTime {
+        TimestampFormat::Rfc3339.parse(text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn fixture_is_intact() {
+        assert_eq!(BODY.len(), 3241);
+        assert_eq!(crc32fast::hash(BODY), 3_674_300_368);
+    }
+
+    #[test]
+    fn java_sdk_vector() {
+        let scheme = scheme(WEBHOOK_ID, CERT).unwrap();
+        let req = request(&[], BODY);
+        let v = scheme.verify(&WebhookRequest::from_request(&req), at(TIME)).unwrap();
+        assert_eq!(v.id(), Some(ID));
+        assert_eq!(v.dedup_key(), ID.as_bytes());
+        assert_eq!(v.timestamp(), Some(at(TIME)));
+        assert!(v.event().is_some());
+        // The Java test's negative case: another webhook id.
+        let other = super::scheme("NotToBeFound", CERT).unwrap();
+        let err = other.verify(&WebhookRequest::from_request(&request(&[], BODY)), at(TIME)).unwrap_err();
+        assert_eq!(err.reason(), Reason::SignatureMismatch);
+    }
+
+    #[test]
+    fn rejections() {
+        let scheme = scheme(WEBHOOK_ID, CERT).unwrap();
+        let mut tampered = BODY.to_vec();
+        tampered[10] ^= 1;
+        let cases: Vec<(&str, Vec<(&str, Option<&str>)>, &[u8], Reason)> = vec![
+            ("body changed", vec![], &tampered, Reason::SignatureMismatch),
+            (
+                "other transmission id",
+                vec![("paypal-transmission-id", Some("x"))],
+                BODY,
+                Reason::SignatureMismatch,
+            ),
+            (
+                "other time",
+                vec![("paypal-transmission-time", Some("2019-08-29T10:49:34Z"))],
+                BODY,
+                Reason::SignatureMismatch,
+            ),
+            (
+                "SHA1withRSA",
+                vec![("paypal-auth-algo", Some("SHA1withRSA"))],
+                BODY,
+                Reason::UnsupportedAlgorithm,
+            ),
+            (
+                "lower-case algo",
+                vec![("paypal-auth-algo", Some("sha256withrsa"))],
+                BODY,
+                Reason::UnsupportedAlgorithm,
+            ),
+            ("no algo", vec![("paypal-auth-algo", None)], BODY, Reason::MissingHeader),
+            (
+                "http cert url",
+                vec![("paypal-cert-url", Some("http://api.sandbox.paypal.com/c"))],
+                BODY,
+                Reason::MalformedHeader,
+            ),
+            (
+                "foreign cert url",
+                vec![("paypal-cert-url", Some("https://evil.example/c"))],
+                BODY,
+                Reason::MalformedHeader,
+            ),
+            ("no cert url", vec![("paypal-cert-url", None)], BODY, Reason::MissingHeader),
+            ("no id", vec![("paypal-transmission-id", None)], BODY, Reason::MissingHeader),
+            ("no time", vec![("paypal-transmission-time", None)], BODY, Reason::MissingTimestamp),
+            (
+                "bad time",
+                vec![("paypal-transmission-time", Some("yesterday"))],
+                BODY,
+                Reason::MalformedTimestamp,
+            ),
+            ("no signature", vec![("paypal-transmission-sig", None)], BODY, Reason::MissingSignature),
+            (
+                "signature not base64",
+                vec![("paypal-transmission-sig", Some("***"))],
+                BODY,
+                Reason::MalformedSignature,
+            ),
+            (
+                "short signature",
+                vec![("paypal-transmission-sig", Some("AAAA"))],
+                BODY,
+                Reason::SignatureMismatch,
+            ),
+        ];
+        for (name, overrides, body, want) in cases {
+            let req = request(&overrides, body);
+            let err = scheme.verify(&WebhookRequest::from_request(&req), at(TIME)).unwrap_err();
+            assert_eq!(err.reason(), want, "case {name}");
+        }
+    }
+
+    #[test]
+    fn tolerance_is_the_receivers_choice() {
+        let req = request(&[], BODY);
+        let view = WebhookRequest::from_request(&req);
+        let years_later = at("2026-01-01T00:00:00Z");
+        assert!(scheme(WEBHOOK_ID, CERT).unwrap().verify(&view, years_later).is_ok());
+        let strict =
+            scheme(WEBHOOK_ID, CERT).unwrap().with_tolerance(Tolerance::symmetric(Duration::from_secs(300)));
+        assert!(strict.verify(&view, at("2019-08-29T10:54:33Z")).is_ok());
+        assert_eq!(
+            strict.verify(&view, at("2019-08-29T10:54:34Z")).unwrap_err().reason(),
+            Reason::TimestampTooOld
+        );
+        assert!(strict.verify(&view, at("2019-08-29T10:44:33Z")).is_ok());
+        assert_eq!(
+            strict.verify(&view, at("2019-08-29T10:44:32Z")).unwrap_err().reason(),
+            Reason::TimestampInFuture
+        );
+    }
+
+    #[test]
+    fn cert_urls() {
+        let cases: &[(&str, bool)] = &[
+            ("https://api.paypal.com/v1/notifications/certs/CERT-1", true),
+            ("https://api.sandbox.paypal.com/v1/notifications/certs/CERT-1", true),
+            ("https://api-m.paypal.com/v1/notifications/certs/CERT-1", true),
+            ("HTTPS://API.PAYPAL.COM/c", true),
+            ("https://api.paypal.com:443/c", true),
+            ("https://api.paypal.com:8443/c", false),
+            ("http://api.paypal.com/c", false),
+            ("https://paypal.com.evil.example/c", false),
+            ("https://evilpaypal.com/c", false),
+            ("https://user@api.paypal.com/c", false),
+            ("https://.paypal.com/c", false),
+            ("/v1/notifications/certs/CERT-1", false),
+            ("", false),
+            ("not a url", false),
+        ];
+        for (url, want) in cases {
+            assert_eq!(is_trusted_cert_url(url), *want, "case {url}");
+        }
+    }
+
+    #[test]
+    fn config_and_sign() {
+        assert!(
+            super::scheme(WEBHOOK_ID, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+                .is_err()
+        );
+        assert_eq!(super::scheme(" ", CERT).unwrap_err(), ConfigError::EmptySecret);
+        let scheme = super::scheme(WEBHOOK_ID, CERT).unwrap();
+        assert!(matches!(scheme.sign(&Outgoing::new(BODY)), Err(SignError::Unsupported(_))));
+        assert!(format!("{scheme:?}").contains("certificates: 1"));
+    }
+}

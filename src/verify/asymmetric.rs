@@ -1,0 +1,186 @@
+//! What the public-key schemes share: the signature's location, format and encoding
+//! and the [`Envelope`] around it, with the verify and sign flows written once. Each
+//! algorithm module supplies only "does this signature verify under key `i`" and
+//! "sign these pieces".
+
+use std::borrow::Cow;
+
+use http::{HeaderName, HeaderValue};
+use time::OffsetDateTime;
+
+use super::{
+    Detail, Encoding, Field, Outgoing, Reason, Rejection, SignError, SignatureFormat, Verified,
+    WebhookRequest,
+    envelope::{Envelope, first_header, first_present_header, is_signature_location},
+    fingerprint, header_value,
+    signature::Decoded,
+};
+use crate::error::ConfigError;
+
+/// A public-key scheme's description, without its keys.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    pub(crate) provider: Cow<'static, str>,
+    pub(crate) signature: Field,
+    pub(crate) format: SignatureFormat,
+    pub(crate) encoding: Encoding,
+    pub(crate) envelope: Envelope,
+}
+
+impl Layout {
+    pub(crate) fn new(provider: Cow<'static, str>, encoding: Encoding) -> Self {
+        Self {
+            provider,
+            signature: Field::Any(&[]),
+            format: SignatureFormat::Plain { prefix: "" },
+            encoding,
+            envelope: Envelope::new(),
+        }
+    }
+
+    /// What `build` refuses, keys aside.
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
+        if !is_signature_location(&self.signature) {
+            return Err(ConfigError::Invalid("the signature needs a header or body location"));
+        }
+        self.envelope.check()
+    }
+
+    /// The decoded signatures of the request, and the signature header's timestamp
+    /// parameter.
+    fn candidates<'a>(&self, req: &WebhookRequest<'a>) -> Result<Decoded<'a>, Rejection> {
+        match &self.signature {
+            Field::Json(_) => {
+                let text = self
+                    .signature
+                    .text(req, None)?
+                    .ok_or_else(|| Rejection::new(Reason::MissingSignature))?;
+                let value =
+                    HeaderValue::from_str(&text).map_err(|_| Rejection::new(Reason::MalformedSignature))?;
+                let (sigs, _) = self.format.parse_bytes(self.encoding, std::iter::once(&value))?;
+                Ok((sigs, None))
+            }
+            field => {
+                let name = first_present_header(field, req)
+                    .ok_or_else(|| Rejection::new(Reason::MissingSignature))?;
+                self.format.parse_bytes(self.encoding, req.headers().get_all(name).iter())
+            }
+        }
+    }
+
+    /// The verify flow: signatures, timestamp and tolerance, id, URL, then every (key ×
+    /// signature) pair through `check(key_index, pieces, signature)` until one holds.
+    /// Public keys and signatures are public: no constant-time comparison is needed.
+    pub(crate) fn verify<'a>(
+        &'a self,
+        req: &WebhookRequest<'a>,
+        now: OffsetDateTime,
+        keys: usize,
+        check: impl Fn(usize, &[&[u8]], &[u8]) -> bool,
+    ) -> Result<Verified<'a>, Rejection> {
+        let (signatures, ts_param) = self.candidates(req)?;
+        let inputs = self.envelope.read(req, ts_param, now)?;
+        let values = inputs.values();
+        let owned = self.envelope.content.slices(&values);
+        let pieces: Vec<&[u8]> = owned.iter().map(AsRef::as_ref).collect();
+        for key_index in 0..keys {
+            for signature in &signatures {
+                if check(key_index, &pieces, signature) {
+                    let print = fingerprint(signature);
+                    return Ok(self.envelope.verified(self.provider.as_ref(), req, inputs, print, key_index));
+                }
+            }
+        }
+        Err(Rejection::with_detail(
+            Reason::SignatureMismatch,
+            Detail::Compared { signatures: signatures.len(), secrets: keys },
+        ))
+    }
+
+    /// The sign flow: the signature header first, then the timestamp and id headers.
+    #[cfg_attr(not(feature = "ed25519"), allow(dead_code))]
+    pub(crate) fn sign(
+        &self,
+        msg: &Outgoing<'_>,
+        sign: impl FnOnce(&[&[u8]]) -> Result<Vec<u8>, SignError>,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, SignError> {
+        let sig_header = first_header(&self.signature)
+            .ok_or(SignError::Unsupported("the signature travels in the body"))?;
+        let prepared = self.envelope.prepare(msg)?;
+        let values = prepared.values();
+        let owned = self.envelope.content.slices(&values);
+        let pieces: Vec<&[u8]> = owned.iter().map(AsRef::as_ref).collect();
+        let signature = sign(&pieces)?;
+        let in_header = self.envelope.timestamp_in_signature(self.format);
+        let value = self.format.render(
+            self.encoding,
+            &signature,
+            if in_header { prepared.ts_text.as_deref() } else { None },
+        );
+        let mut headers = prepared.headers;
+        headers.insert(0, (sig_header.clone(), header_value(value)?));
+        Ok(headers)
+    }
+}
+
+/// The description methods every public-key scheme builder has; the builder holds a
+/// `layout: Layout`.
+macro_rules! layout_builder_methods {
+    () => {
+        /// Where the signature is, how it is laid out and encoded. A
+        /// [`Field::Any`](crate::verify::Field::Any) of headers uses the first one
+        /// present; a [`Field::Json`](crate::verify::Field::Json) reads it from the body.
+        pub fn signature(
+            mut self,
+            field: crate::verify::Field,
+            format: crate::verify::SignatureFormat,
+            encoding: crate::verify::Encoding,
+        ) -> Self {
+            self.layout.signature = field;
+            self.layout.format = format;
+            self.layout.encoding = encoding;
+            self
+        }
+
+        /// What is signed (default: the body).
+        pub fn content(mut self, content: crate::verify::SignedContent) -> Self {
+            self.layout.envelope.content = content;
+            self
+        }
+
+        /// Where the timestamp is and how it is written.
+        pub fn timestamp(
+            mut self,
+            field: crate::verify::Field,
+            format: crate::verify::TimestampFormat,
+        ) -> Self {
+            self.layout.envelope.timestamp = Some((field, format));
+            self
+        }
+
+        /// The tolerance (default none; needs a timestamp).
+        pub fn tolerance(mut self, tolerance: crate::verify::Tolerance) -> Self {
+            self.layout.envelope.tolerance = tolerance;
+            self
+        }
+
+        /// Where the delivery id is (the replay key when present).
+        pub fn id(mut self, field: crate::verify::Field) -> Self {
+            self.layout.envelope.id = Some(field);
+            self
+        }
+
+        /// Where the event type is.
+        pub fn event(mut self, field: crate::verify::Field) -> Self {
+            self.layout.envelope.event = Some(field);
+            self
+        }
+
+        /// A fixed URL to sign instead of the request's.
+        pub fn url(mut self, url: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+            self.layout.envelope.url = Some(url.into());
+            self
+        }
+    };
+}
+pub(crate) use layout_builder_methods;

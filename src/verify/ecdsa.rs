@@ -1,0 +1,338 @@
+//! ECDSA over P-256 with SHA-256 (`ES256`), described like
+//! [`HmacScheme`](super::HmacScheme): the same [`Field`], [`SignatureFormat`],
+//! [`Encoding`], [`SignedContent`] and [`Tolerance`] parts, with public keys instead of
+//! secrets.
+
+use std::{borrow::Cow, fmt};
+
+use http::{HeaderName, HeaderValue};
+use p256::{
+    ecdsa::{
+        Signature, SigningKey, VerifyingKey,
+        signature::{MultipartSigner as _, MultipartVerifier as _},
+    },
+    pkcs8::DecodePublicKey as _,
+};
+use time::OffsetDateTime;
+
+use super::{
+    Encoding, Outgoing, Rejection, Scheme, Sign, SignError, Tolerance, Verified, WebhookRequest,
+    asymmetric::{Layout, layout_builder_methods},
+};
+#[allow(unused_imports)] // for intra-doc links
+use super::{Field, SignatureFormat, SignedContent};
+use crate::error::ConfigError;
+
+/// An ECDSA P-256 / SHA-256 signature scheme described by data (see
+/// [`HmacScheme`](super::HmacScheme) for the parts). SendGrid's event webhook is an
+/// instance of it; build your own with [`EcdsaP256Scheme::builder`].
+///
+/// - Public keys: DER `SubjectPublicKeyInfo` (what `openssl ec -pubout -outform der`
+///   writes, and what SendGrid shows in base64) or a SEC1 point (`04‖x‖y`, or
+///   compressed). Several keys may verify (rotation).
+/// - Signatures: ASN.1 DER `ECDSA-Sig-Value` (SendGrid, Java's `SHA256withECDSA`,
+///   OpenSSL), or the fixed 64-byte `r‖s` form (JOSE, WebCrypto) when the bytes are not
+///   DER. High-`s` signatures are accepted, as OpenSSL and Java do.
+/// - Signing (deterministic, RFC 6979) only with a private key given to
+///   [`EcdsaP256SchemeBuilder::signing_key`]; otherwise [`Sign`] answers
+///   [`SignError::Unsupported`]. Signatures are written in DER.
+///
+/// ```
+/// use hookguard::verify::{
+///     EcdsaP256Scheme, Encoding, Field, Outgoing, Piece, Scheme, Sign, SignatureFormat,
+///     SignedContent, TimestampFormat, WebhookRequest,
+/// };
+///
+/// let scheme = EcdsaP256Scheme::builder("acme")
+///     .signature(Field::header("x-acme-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Base64)
+///     .timestamp(Field::header("x-acme-timestamp"), TimestampFormat::UnixSeconds)
+///     .content(SignedContent::new(vec![Piece::Timestamp, Piece::Body]))
+///     .signing_key([7; 32]) // a sender's private scalar; receivers give `.public_key(..)`
+///     .build()
+///     .unwrap();
+///
+/// let now = time::OffsetDateTime::now_utc();
+/// let headers = scheme.sign(&Outgoing::new(b"[]").timestamp(now)).unwrap();
+/// let mut req = http::Request::post("/hooks/acme");
+/// for (name, value) in headers {
+///     req = req.header(name, value);
+/// }
+/// let req = req.body(b"[]".to_vec()).unwrap();
+/// assert!(scheme.verify(&WebhookRequest::from_request(&req), now).is_ok());
+/// ```
+#[derive(Clone)]
+pub struct EcdsaP256Scheme {
+    layout: Layout,
+    keys: Vec<VerifyingKey>,
+    signing: Option<SigningKey>,
+}
+
+impl fmt::Debug for EcdsaP256Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EcdsaP256Scheme")
+            .field("provider", &self.layout.provider)
+            .field("public_keys", &self.keys.len())
+            .field("signing_key", &self.signing.as_ref().map(|_| "[redacted]"))
+            .field("signature", &self.layout.signature)
+            .field("format", &self.layout.format)
+            .field("encoding", &self.layout.encoding)
+            .field("content", &self.layout.envelope.content)
+            .field("timestamp", &self.layout.envelope.timestamp)
+            .field("tolerance", &self.layout.envelope.tolerance)
+            .field("id", &self.layout.envelope.id)
+            .field("event", &self.layout.envelope.event)
+            .field("url", &self.layout.envelope.url)
+            .finish()
+    }
+}
+
+impl EcdsaP256Scheme {
+    /// Starts describing a scheme. Defaults: signature in no header yet (set one),
+    /// base64, body only, no timestamp, no id, no keys.
+    ///
+    /// ```
+    /// use hookguard::verify::EcdsaP256Scheme;
+    /// assert!(EcdsaP256Scheme::builder("acme").build().is_err()); // no key, no signature location
+    /// ```
+    pub fn builder(provider: impl Into<Cow<'static, str>>) -> EcdsaP256SchemeBuilder {
+        EcdsaP256SchemeBuilder {
+            layout: Layout::new(provider.into(), Encoding::Base64),
+            keys: Vec::new(),
+            signing: None,
+            error: None,
+        }
+    }
+
+    /// Adds a public key, DER SPKI or SEC1 (rotation: every key verifies).
+    ///
+    /// # Errors
+    /// [`ConfigError::InvalidSecret`] when the bytes are not a P-256 public key.
+    ///
+    /// ```
+    /// use hookguard::providers::sendgrid;
+    /// let scheme = sendgrid::scheme("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GRqe62gw+2fNNRaINXvVpiglSI8eNEc6wEA3F+g==")
+    ///     .unwrap()
+    ///     .with_public_key(b"not a key");
+    /// assert!(scheme.is_err());
+    /// ```
+    pub fn with_public_key(mut self, key: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        self.keys.push(verifying_key(key.as_ref())?);
+        Ok(self)
+    }
+
+    /// Replaces the timestamp tolerance (it needs a timestamp source).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use hookguard::{providers::sendgrid, verify::{Scheme, Tolerance}};
+    /// let scheme = sendgrid::scheme("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GRqe62gw+2fNNRaINXvVpiglSI8eNEc6wEA3F+g==")
+    ///     .unwrap()
+    ///     .with_tolerance(Tolerance::symmetric(Duration::from_secs(600)));
+    /// assert_eq!(scheme.tolerance().past(), Some(Duration::from_secs(600)));
+    /// ```
+    #[must_use]
+    pub fn with_tolerance(mut self, tolerance: Tolerance) -> Self {
+        self.layout.envelope.tolerance = tolerance;
+        self
+    }
+
+    /// How many public keys verify.
+    ///
+    /// ```
+    /// use hookguard::providers::sendgrid;
+    /// let scheme = sendgrid::scheme("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GRqe62gw+2fNNRaINXvVpiglSI8eNEc6wEA3F+g==").unwrap();
+    /// assert_eq!(scheme.key_count(), 1);
+    /// ```
+    #[must_use]
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+}
+
+fn verifying_key(bytes: &[u8]) -> Result<VerifyingKey, ConfigError> {
+    VerifyingKey::from_public_key_der(bytes).or_else(|_| VerifyingKey::from_sec1_bytes(bytes)).map_err(|_| {
+        ConfigError::InvalidSecret("a P-256 public key in DER SubjectPublicKeyInfo or SEC1 form")
+    })
+}
+
+/// DER first; the fixed `r‖s` form only for 64 bytes that are not DER.
+fn signature(bytes: &[u8]) -> Option<Signature> {
+    match Signature::from_der(bytes) {
+        Ok(sig) => Some(sig),
+        Err(_) if bytes.len() == 64 => Signature::from_slice(bytes).ok(),
+        Err(_) => None,
+    }
+}
+
+impl Scheme for EcdsaP256Scheme {
+    fn provider(&self) -> &str {
+        &self.layout.provider
+    }
+
+    fn tolerance(&self) -> Tolerance {
+        self.layout.envelope.tolerance
+    }
+
+    fn verify<'a>(
+        &'a self,
+        req: &WebhookRequest<'a>,
+        now: OffsetDateTime,
+    ) -> Result<Verified<'a>, Rejection> {
+        self.layout.verify(req, now, self.keys.len(), |index, pieces, sig| {
+            let (Some(key), Some(sig)) = (self.keys.get(index), signature(sig)) else {
+                return false;
+            };
+            key.multipart_verify(pieces, &sig).is_ok()
+        })
+    }
+}
+
+impl Sign for EcdsaP256Scheme {
+    /// Signs (DER) with the private key given to [`EcdsaP256SchemeBuilder::signing_key`].
+    ///
+    /// # Errors
+    /// [`SignError::Unsupported`] for a scheme that holds only public keys.
+    fn sign(&self, msg: &Outgoing<'_>) -> Result<Vec<(HeaderName, HeaderValue)>, SignError> {
+        let key =
+            self.signing.as_ref().ok_or(SignError::Unsupported("a public key verifies but cannot sign"))?;
+        self.layout.sign(msg, |pieces| {
+            let sig: Signature =
+                key.try_multipart_sign(pieces).map_err(|_| SignError::Unsupported("ECDSA signing failed"))?;
+            Ok(sig.to_der().as_bytes().to_vec())
+        })
+    }
+}
+
+/// Builder for [`EcdsaP256Scheme`]; see there for an example. Errors (a bad key, an
+/// inconsistent description) are reported by [`build`](Self::build).
+#[must_use]
+pub struct EcdsaP256SchemeBuilder {
+    layout: Layout,
+    keys: Vec<VerifyingKey>,
+    signing: Option<SigningKey>,
+    error: Option<ConfigError>,
+}
+
+impl fmt::Debug for EcdsaP256SchemeBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EcdsaP256SchemeBuilder")
+            .field("layout", &self.layout)
+            .field("keys", &self.keys.len())
+            .field("signing_key", &self.signing.as_ref().map(|_| "[redacted]"))
+            .field("error", &self.error)
+            .finish()
+    }
+}
+
+impl EcdsaP256SchemeBuilder {
+    layout_builder_methods!();
+
+    /// Adds a public key (DER SPKI or SEC1); every key added verifies.
+    pub fn public_key(mut self, key: impl AsRef<[u8]>) -> Self {
+        match verifying_key(key.as_ref()) {
+            Ok(key) => self.keys.push(key),
+            Err(e) => {
+                self.error.get_or_insert(e);
+            }
+        }
+        self
+    }
+
+    /// Sets the private key that signs: the 32-byte big-endian scalar. Its public half
+    /// is added to the keys that verify.
+    pub fn signing_key(mut self, scalar: impl AsRef<[u8]>) -> Self {
+        match SigningKey::from_slice(scalar.as_ref()) {
+            Ok(key) => {
+                self.keys.push(*key.verifying_key());
+                self.signing = Some(key);
+            }
+            Err(_) => {
+                self.error.get_or_insert(ConfigError::InvalidSecret(
+                    "a P-256 private key is a 32-byte scalar between 1 and the group order",
+                ));
+            }
+        }
+        self
+    }
+
+    /// Checks the description and builds the scheme.
+    ///
+    /// # Errors
+    /// [`ConfigError::InvalidSecret`] for a bad key, [`ConfigError::NoSecret`] without
+    /// any, [`ConfigError::Invalid`] when the pieces do not fit.
+    pub fn build(self) -> Result<EcdsaP256Scheme, ConfigError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if self.keys.is_empty() {
+            return Err(ConfigError::NoSecret);
+        }
+        self.layout.check()?;
+        Ok(EcdsaP256Scheme { layout: self.layout, keys: self.keys, signing: self.signing })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::{Piece, Reason};
+
+    const SIG: Field = Field::Header(HeaderName::from_static("x-sig"));
+
+    fn builder() -> EcdsaP256SchemeBuilder {
+        EcdsaP256Scheme::builder("acme")
+            .signature(SIG, SignatureFormat::Plain { prefix: "" }, Encoding::Base64)
+            .content(SignedContent::from_static(&[Piece::Body]))
+    }
+
+    fn request(headers: Vec<(HeaderName, HeaderValue)>, body: &[u8]) -> http::Request<Vec<u8>> {
+        let mut req = http::Request::post("/");
+        for (name, value) in headers {
+            req = req.header(name, value);
+        }
+        req.body(body.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn round_trip_der_and_fixed_and_rotation() {
+        let a = builder().signing_key([1; 32]).build().unwrap();
+        let b = builder().signing_key([2; 32]).build().unwrap();
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let headers = a.sign(&Outgoing::new(b"body")).unwrap();
+        let req = request(headers.clone(), b"body");
+        assert!(a.verify(&WebhookRequest::from_request(&req), now).is_ok());
+        assert_eq!(
+            b.verify(&WebhookRequest::from_request(&req), now).unwrap_err().reason(),
+            Reason::SignatureMismatch
+        );
+
+        // b's verifier with a's public key added (SEC1 form) verifies at index 2.
+        let a_pub = SigningKey::from_slice(&[1; 32]).unwrap().verifying_key().to_sec1_point(false);
+        let both = builder().signing_key([2; 32]).public_key(a_pub.as_bytes()).build().unwrap();
+        assert_eq!(both.verify(&WebhookRequest::from_request(&req), now).unwrap().key_index(), 1);
+
+        // The same signature in fixed r‖s form.
+        let der = Encoding::Base64.decode_vec(headers[0].1.as_bytes()).unwrap();
+        let fixed = Signature::from_der(&der).unwrap().to_bytes();
+        let value = HeaderValue::from_str(&Encoding::Base64.encode(&fixed)).unwrap();
+        let req = request(vec![(headers[0].0.clone(), value)], b"body");
+        assert!(a.verify(&WebhookRequest::from_request(&req), now).is_ok());
+    }
+
+    #[test]
+    fn bad_keys_and_signatures() {
+        assert!(builder().public_key(b"nope").build().is_err());
+        assert!(builder().signing_key([0; 32]).build().is_err());
+        assert!(matches!(builder().build(), Err(ConfigError::NoSecret)));
+        let a = builder().signing_key([1; 32]).build().unwrap();
+        for (name, sig, want) in [
+            ("garbage", "AAAA", Reason::SignatureMismatch),
+            ("not base64", "***", Reason::MalformedSignature),
+            ("empty", "", Reason::MissingSignature),
+        ] {
+            let req = http::Request::post("/").header("x-sig", sig).body(b"body".to_vec()).unwrap();
+            let err = a.verify(&WebhookRequest::from_request(&req), OffsetDateTime::UNIX_EPOCH).unwrap_err();
+            assert_eq!(err.reason(), want, "case {name}");
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! What every described scheme reads around its signature: the signed pieces, the
+//! timestamp and its tolerance, the delivery id, the event type and the signed URL.
+//! Shared by [`HmacScheme`](super::HmacScheme) and the asymmetric schemes, so that they
+//! extract, check and sign these values the same way.
+
+use std::borrow::Cow;
+
+use http::{HeaderName, HeaderValue};
+use time::OffsetDateTime;
+
+use super::{
+    Detail, Field, Outgoing, Piece, Reason, Rejection, SignError, SignatureFormat, SignedContent,
+    TimestampFormat, Tolerance, Verified, WebhookRequest, content::Values, scheme::header_value,
+};
+use crate::error::ConfigError;
+
+/// The description of everything but the signature and the keys.
+#[derive(Debug, Clone)]
+pub(crate) struct Envelope {
+    pub(crate) content: SignedContent,
+    pub(crate) timestamp: Option<(Field, TimestampFormat)>,
+    pub(crate) tolerance: Tolerance,
+    pub(crate) id: Option<Field>,
+    pub(crate) event: Option<Field>,
+    pub(crate) url: Option<Cow<'static, str>>,
+}
+
+/// The values read from one request before its signature is checked.
+pub(crate) struct Inputs<'a> {
+    ts_text: Cow<'a, str>,
+    timestamp: Option<OffsetDateTime>,
+    id: Option<Cow<'a, str>>,
+    url: Cow<'a, str>,
+    body: &'a [u8],
+    method: &'a str,
+}
+
+impl Inputs<'_> {
+    /// The values of the signed pieces.
+    pub(crate) fn values(&self) -> Values<'_> {
+        Values {
+            id: self.id.as_deref().unwrap_or(""),
+            timestamp: &self.ts_text,
+            body: self.body,
+            url: &self.url,
+            method: self.method,
+        }
+    }
+}
+
+/// What a sender adds around the signature, and the values it signs.
+pub(crate) struct Prepared<'m> {
+    /// The timestamp and id headers, in that order, when they travel in headers.
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    /// The timestamp text that is signed.
+    pub(crate) ts_text: Option<String>,
+    url: &'m str,
+    id: &'m str,
+    body: &'m [u8],
+    method: &'m str,
+}
+
+impl Prepared<'_> {
+    /// The values of the signed pieces.
+    pub(crate) fn values(&self) -> Values<'_> {
+        Values {
+            id: self.id,
+            timestamp: self.ts_text.as_deref().unwrap_or(""),
+            body: self.body,
+            url: self.url,
+            method: self.method,
+        }
+    }
+}
+
+impl Envelope {
+    /// The body alone, no timestamp, no id.
+    pub(crate) const fn new() -> Self {
+        Self {
+            content: SignedContent::BODY,
+            timestamp: None,
+            tolerance: Tolerance::NONE,
+            id: None,
+            event: None,
+            url: None,
+        }
+    }
+
+    /// Checks that the description fits together (what `build` refuses).
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
+        if self.timestamp.is_none() && (self.content.uses(Piece::Timestamp) || self.tolerance.is_checked()) {
+            return Err(ConfigError::Invalid("a timestamp is signed or checked but has no source"));
+        }
+        if self.id.is_none() && self.content.uses(Piece::Id) {
+            return Err(ConfigError::Invalid("the id is signed but has no source"));
+        }
+        Ok(())
+    }
+
+    /// Reads the timestamp (and checks it against the tolerance), the id the content
+    /// signs or that sits in a header, and the URL, before the signature is checked.
+    pub(crate) fn read<'a>(
+        &'a self,
+        req: &WebhookRequest<'a>,
+        signature_param: Option<&'a [u8]>,
+        now: OffsetDateTime,
+    ) -> Result<Inputs<'a>, Rejection> {
+        let mut ts_text: Cow<'a, str> = Cow::Borrowed("");
+        let mut timestamp = None;
+        if let Some((field, format)) = &self.timestamp {
+            let text = field
+                .text(req, signature_param)?
+                .ok_or_else(|| Rejection::with_detail(Reason::MissingTimestamp, field.detail()))?;
+            let at = format
+                .parse(text.as_bytes())
+                .ok_or_else(|| Rejection::with_detail(Reason::MalformedTimestamp, field.detail()))?;
+            self.tolerance.check(at, now).map_err(Rejection::skew)?;
+            timestamp = Some(at);
+            ts_text = text;
+        }
+
+        let needs_id = self.content.uses(Piece::Id);
+        let id = match &self.id {
+            Some(field) if needs_id || !matches!(field, Field::Json(_)) => field.text(req, None)?,
+            _ => None,
+        };
+        if needs_id && id.is_none() {
+            let detail = self.id.as_ref().map_or(Detail::None, Field::detail);
+            return Err(Rejection::with_detail(Reason::MissingHeader, detail));
+        }
+
+        let url: Cow<'a, str> = if self.content.uses_url() {
+            match &self.url {
+                Some(url) => Cow::Borrowed(url.as_ref()),
+                None => req.url()?,
+            }
+        } else {
+            Cow::Borrowed("")
+        };
+
+        Ok(Inputs { ts_text, timestamp, id, url, body: req.body(), method: req.method().as_str() })
+    }
+
+    /// The result for a request whose signature held: values read from the body are
+    /// only read now.
+    pub(crate) fn verified<'a>(
+        &'a self,
+        provider: &'a str,
+        req: &WebhookRequest<'a>,
+        inputs: Inputs<'a>,
+        fingerprint: [u8; 32],
+        key_index: usize,
+    ) -> Verified<'a> {
+        let id = match (&self.id, inputs.id) {
+            (Some(field @ Field::Json(_)), None) => field.text(req, None).ok().flatten(),
+            (_, id) => id,
+        };
+        let event = match &self.event {
+            Some(field) => field.text(req, None).ok().flatten(),
+            None => None,
+        };
+        Verified::new(provider, id, inputs.timestamp, event, fingerprint, key_index)
+    }
+
+    /// The sender's side: the timestamp and id headers and the values to sign.
+    pub(crate) fn prepare<'m>(&'m self, msg: &'m Outgoing<'m>) -> Result<Prepared<'m>, SignError> {
+        let mut headers = Vec::with_capacity(3);
+        if self.content.uses(Piece::Id) && msg.get_id().is_none() {
+            return Err(SignError::MissingId);
+        }
+        let ts_text = match &self.timestamp {
+            Some((field, format)) => {
+                let at = msg.get_timestamp().ok_or(SignError::MissingTimestamp)?;
+                let text = format.format(at);
+                if let Some(name) = first_header(field) {
+                    headers.push((name.clone(), header_value(text.clone())?));
+                }
+                Some(text)
+            }
+            None => None,
+        };
+        if let (Some(field), Some(id)) = (&self.id, msg.get_id())
+            && let Some(name) = first_header(field)
+        {
+            headers.push((name.clone(), header_value(id.to_owned())?));
+        }
+        let url = if self.content.uses_url() {
+            match (&self.url, msg.get_url()) {
+                (Some(url), _) => url.as_ref(),
+                (None, Some(url)) => url,
+                (None, None) => return Err(SignError::MissingUrl),
+            }
+        } else {
+            ""
+        };
+        Ok(Prepared {
+            headers,
+            ts_text,
+            url,
+            id: msg.get_id().unwrap_or(""),
+            body: msg.body(),
+            method: msg.get_method().as_str(),
+        })
+    }
+
+    /// Whether the timestamp is written into the signature header itself (Stripe's `t=`).
+    pub(crate) fn timestamp_in_signature(&self, format: SignatureFormat) -> bool {
+        matches!(format, SignatureFormat::Pairs { timestamp_key: Some(_), .. })
+            && matches!(self.timestamp, Some((Field::SignatureParam, _)))
+    }
+}
+
+/// The first header of a field that is present in the request.
+pub(crate) fn first_present_header<'f>(field: &'f Field, req: &WebhookRequest<'_>) -> Option<&'f HeaderName> {
+    match field {
+        Field::Header(name) => req.headers().contains_key(name).then_some(name),
+        Field::Any(fields) => fields.iter().find_map(|f| first_present_header(f, req)),
+        _ => None,
+    }
+}
+
+/// The first header a field names (where a sender writes it).
+pub(crate) fn first_header(field: &Field) -> Option<&HeaderName> {
+    match field {
+        Field::Header(name) => Some(name),
+        Field::Any(fields) => fields.iter().find_map(first_header),
+        _ => None,
+    }
+}
+
+/// Whether a field can hold a signature (a header or a body member).
+pub(crate) fn is_signature_location(field: &Field) -> bool {
+    !(matches!(field, Field::Any(list) if list.is_empty()) || *field == Field::SignatureParam)
+}
