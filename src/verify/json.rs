@@ -3,12 +3,13 @@
 
 use std::{borrow::Cow, fmt};
 
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// Finds the value at `path` (object keys from the root). `Ok(None)` when a key is
 /// absent or an intermediate value is not an object; `Err(())` when the body is not JSON.
-/// Strings without escapes and numbers are returned without allocating.
+/// Does not allocate unless a string on the way (a key, a skipped value or the one
+/// returned) has escapes in it.
 pub(crate) fn lookup<'a>(body: &'a [u8], path: &[&str]) -> Result<Option<&'a RawValue>, ()> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let found = PathSeed { path }.deserialize(&mut de).map_err(|_| ())?;
@@ -67,14 +68,14 @@ impl<'de> Visitor<'de> for MemberVisitor<'_> {
             if is_key && found.is_none() {
                 found = map.next_value_seed(PathSeed { path: self.rest })?;
             } else {
-                map.next_value::<IgnoredAny>()?;
+                map.next_value_seed(Skip)?;
             }
         }
         Ok(found)
     }
 
-    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element_seed(Skip)?.is_some() {}
         Ok(None)
     }
 
@@ -95,6 +96,56 @@ impl<'de> Visitor<'de> for MemberVisitor<'_> {
     }
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
         Ok(None)
+    }
+}
+
+/// Skips one value without allocating. serde's `IgnoredAny` goes through serde_json's
+/// `ignore_value`, which keeps its stack of nested containers in the deserializer's
+/// scratch `Vec`: one heap allocation for any body nested two levels deep. Here the
+/// nesting is on the call stack instead, bounded by serde_json's recursion limit (128).
+struct Skip;
+
+impl<'de> DeserializeSeed<'de> for Skip {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Skip {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key_seed(Skip)?.is_some() {
+            map.next_value_seed(Skip)?;
+        }
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Skip)?.is_some() {}
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
     }
 }
 
