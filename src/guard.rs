@@ -88,6 +88,8 @@ pub enum SourceError {
     Unavailable(Box<dyn std::error::Error + Send + Sync>),
     /// This source cannot keep secrets handed over at run time.
     Unsupported,
+    /// The handshake may not set a secret here (the endpoint has one already) (403).
+    Refused,
 }
 
 impl fmt::Display for SourceError {
@@ -96,6 +98,7 @@ impl fmt::Display for SourceError {
             Self::Unknown => f.write_str("no scheme for this request"),
             Self::Unavailable(e) => write!(f, "secret source failed: {e}"),
             Self::Unsupported => f.write_str("this secret source cannot adopt secrets"),
+            Self::Refused => f.write_str("the endpoint has a secret already"),
         }
     }
 }
@@ -271,6 +274,11 @@ impl Guard {
                 Some(HandshakeReply::AdoptSecret(secret, res)) => {
                     return match i.source.adopt_secret(parts, secret).await {
                         Ok(()) => Checked::Respond(res),
+                        Err(SourceError::Refused) => {
+                            tracing::warn!(endpoint = %i.endpoint, "handshake tried to replace a secret");
+                            Checked::Respond(known::HANDSHAKE_REFUSED.into_response())
+                        }
+                        Err(SourceError::Unknown) => Checked::Respond(known::UNKNOWN_TENANT.into_response()),
                         Err(e) => {
                             tracing::warn!(endpoint = %i.endpoint, error = %e, "could not keep handshake secret");
                             Checked::Respond(

@@ -39,6 +39,8 @@ mod error;
 #[cfg(feature = "tower")]
 pub mod guard;
 #[cfg(feature = "tower")]
+pub mod handshake;
+#[cfg(feature = "tower")]
 pub mod inbox;
 #[cfg(feature = "tower")]
 pub mod layer;
@@ -48,6 +50,8 @@ pub mod providers;
 #[cfg(feature = "tower")]
 pub mod replay;
 mod secret;
+#[cfg(feature = "tower")]
+pub mod tenant;
 pub mod verify;
 #[cfg(feature = "tower")]
 pub mod worker;

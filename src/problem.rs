@@ -134,6 +134,8 @@ pub(crate) mod known {
         "secrets-unavailable",
         "Secrets could not be looked up",
     );
+    pub(crate) const HANDSHAKE_REFUSED: Problem =
+        Problem::new(StatusCode::FORBIDDEN, "handshake-refused", "Handshake refused");
     pub(crate) const UNKNOWN_TENANT: Problem =
         Problem::new(StatusCode::NOT_FOUND, "unknown-endpoint", "No webhook endpoint here");
 }

@@ -1,0 +1,262 @@
+//! Per-tenant secrets: the scheme for a request is built from secrets looked up at run
+//! time (one secret per customer), and cached.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use std::sync::Arc;
+//! use hookguard::{guard::Guard, inbox::MemoryInbox, providers::github, tenant::TenantSchemes, Secret};
+//!
+//! let source = TenantSchemes::new(
+//!     TenantSchemes::path_segment(2), // /hooks/{tenant}
+//!     |tenant: String| async move {
+//!         // Look the tenant's secrets up in your database.
+//!         Ok::<_, std::io::Error>(match tenant.as_str() {
+//!             "acme" => Some(vec![Secret::new("acme-secret").unwrap()]),
+//!             _ => None,
+//!         })
+//!     },
+//!     |secrets: &[Secret]| {
+//!         let mut scheme = github::scheme(secrets[0].expose())?;
+//!         for s in &secrets[1..] {
+//!             scheme = scheme.with_secret(s.expose())?;
+//!         }
+//!         Ok(Arc::new(scheme))
+//!     },
+//! );
+//! let guard = Guard::builder_with_source("github", source).inbox(MemoryInbox::new()).build();
+//! let (parts, ()) = http::Request::post("/hooks/unknown").body(()).unwrap().into_parts();
+//! assert_eq!(guard.accept(&parts, bytes::Bytes::new()).await.status(), 404);
+//! # }
+//! ```
+
+use std::{
+    collections::HashMap,
+    fmt,
+    future::Future,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use http::request::Parts;
+use time::OffsetDateTime;
+
+use crate::{
+    ConfigError, Secret,
+    clock::{Clock, SystemClock},
+    guard::{SchemeSource, SourceError},
+    replay::BoxFuture,
+    verify::Scheme,
+};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type TenantFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
+type LoadFn = dyn Fn(String) -> BoxFuture<'static, Result<Option<Vec<Secret>>, BoxError>> + Send + Sync;
+type StoreFn = dyn Fn(String, Secret) -> BoxFuture<'static, Result<(), BoxError>> + Send + Sync;
+type BuildFn = dyn Fn(&[Secret]) -> Result<Arc<dyn Scheme>, ConfigError> + Send + Sync;
+
+/// A [`SchemeSource`] that finds the tenant of a request (a path segment, a header, …),
+/// loads its secrets with your async function, builds its scheme once and caches it
+/// (bounded, with a time to live; unknown tenants are cached briefly too, so random
+/// tenant names cannot hammer your store).
+///
+/// With [`store`](Self::store) it also keeps secrets handed over at run time (Asana's
+/// `X-Hook-Secret`), but only for a tenant that has none yet: a handshake can never
+/// replace a secret.
+pub struct TenantSchemes {
+    tenant: Box<TenantFn>,
+    load: Box<LoadFn>,
+    store: Option<Box<StoreFn>>,
+    build: Box<BuildFn>,
+    cache: Mutex<HashMap<String, Cached>>,
+    ttl: Duration,
+    unknown_ttl: Duration,
+    capacity: usize,
+    clock: Arc<dyn Clock>,
+}
+
+#[derive(Clone)]
+struct Cached {
+    scheme: Option<Arc<dyn Scheme>>,
+    expires: OffsetDateTime,
+}
+
+impl fmt::Debug for TenantSchemes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantSchemes")
+            .field("ttl", &self.ttl)
+            .field("unknown_ttl", &self.unknown_ttl)
+            .field("capacity", &self.capacity)
+            .field("cached", &self.cache.lock().map_or(0, |c| c.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl TenantSchemes {
+    /// A source from a tenant finder, a secret loader and a scheme builder. Defaults:
+    /// cache 10,000 tenants for 5 minutes, unknown ones for 30 seconds.
+    pub fn new<T, L, Fut, E, B>(tenant: T, load: L, build: B) -> Self
+    where
+        T: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
+        L: Fn(String) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Option<Vec<Secret>>, E>> + Send + 'static,
+        E: Into<BoxError>,
+        B: Fn(&[Secret]) -> Result<Arc<dyn Scheme>, ConfigError> + Send + Sync + 'static,
+    {
+        let load: Box<LoadFn> = Box::new(move |tenant| {
+            let fut = load(tenant);
+            Box::pin(async move { fut.await.map_err(Into::into) })
+        });
+        Self {
+            tenant: Box::new(tenant),
+            load,
+            store: None,
+            build: Box::new(build),
+            cache: Mutex::new(HashMap::new()),
+            ttl: Duration::from_secs(300),
+            unknown_ttl: Duration::from_secs(30),
+            capacity: 10_000,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Keeps secrets handed over by a handshake (Asana) with your async function.
+    #[must_use]
+    pub fn store<S, Fut, E>(mut self, store: S) -> Self
+    where
+        S: Fn(String, Secret) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<BoxError>,
+    {
+        self.store = Some(Box::new(move |tenant, secret| {
+            let fut = store(tenant, secret);
+            Box::pin(async move { fut.await.map_err(Into::into) })
+        }));
+        self
+    }
+
+    /// How long a tenant's scheme is cached (rotate secrets within this time).
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How long an unknown tenant is remembered as unknown.
+    #[must_use]
+    pub fn unknown_ttl(mut self, ttl: Duration) -> Self {
+        self.unknown_ttl = ttl;
+        self
+    }
+
+    /// How many tenants are cached at most.
+    #[must_use]
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity.max(1);
+        self
+    }
+
+    /// The clock for cache expiry.
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// A tenant finder reading path segment `index` (`/hooks/{tenant}` is index 2).
+    ///
+    /// ```
+    /// use hookguard::tenant::TenantSchemes;
+    /// let find = TenantSchemes::path_segment(2);
+    /// let (parts, ()) = http::Request::post("/hooks/acme/x").body(()).unwrap().into_parts();
+    /// assert_eq!(find(&parts).as_deref(), Some("acme"));
+    /// ```
+    pub fn path_segment(index: usize) -> impl Fn(&Parts) -> Option<String> + Send + Sync + 'static {
+        move |parts: &Parts| {
+            parts.uri.path().split('/').nth(index).filter(|s| !s.is_empty()).map(str::to_owned)
+        }
+    }
+
+    /// A tenant finder reading a header.
+    ///
+    /// ```
+    /// use hookguard::tenant::TenantSchemes;
+    /// let find = TenantSchemes::header("x-tenant");
+    /// let (parts, ()) = http::Request::post("/").header("x-tenant", "acme").body(()).unwrap().into_parts();
+    /// assert_eq!(find(&parts).as_deref(), Some("acme"));
+    /// ```
+    pub fn header(name: &'static str) -> impl Fn(&Parts) -> Option<String> + Send + Sync + 'static {
+        move |parts: &Parts| {
+            parts.headers.get(name)?.to_str().ok().filter(|s| !s.is_empty()).map(str::to_owned)
+        }
+    }
+
+    fn cached(&self, tenant: &str, now: OffsetDateTime) -> Option<Cached> {
+        let cache = self.cache.lock().ok()?;
+        cache.get(tenant).filter(|c| c.expires > now).cloned()
+    }
+
+    fn remember(&self, tenant: String, scheme: Option<Arc<dyn Scheme>>, now: OffsetDateTime) {
+        let ttl = if scheme.is_some() { self.ttl } else { self.unknown_ttl };
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= self.capacity && !cache.contains_key(&tenant) {
+                cache.retain(|_, c| c.expires > now);
+                if cache.len() >= self.capacity {
+                    // Still full of live entries: drop an arbitrary one (bounded memory).
+                    if let Some(key) = cache.keys().next().cloned() {
+                        cache.remove(&key);
+                    }
+                }
+            }
+            cache.insert(tenant, Cached { scheme, expires: now + ttl });
+        }
+    }
+
+    fn forget(&self, tenant: &str) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.remove(tenant);
+        }
+    }
+
+    async fn lookup(&self, tenant: String) -> Result<Arc<dyn Scheme>, SourceError> {
+        let now = self.clock.now();
+        if let Some(hit) = self.cached(&tenant, now) {
+            return hit.scheme.ok_or(SourceError::Unknown);
+        }
+        let secrets = (self.load)(tenant.clone()).await.map_err(SourceError::Unavailable)?;
+        let scheme = match secrets {
+            Some(secrets) if !secrets.is_empty() => {
+                Some((self.build)(&secrets).map_err(|e| SourceError::Unavailable(Box::new(e)))?)
+            }
+            _ => None,
+        };
+        self.remember(tenant, scheme.clone(), now);
+        scheme.ok_or(SourceError::Unknown)
+    }
+}
+
+impl SchemeSource for TenantSchemes {
+    fn scheme<'a>(&'a self, parts: &'a Parts) -> BoxFuture<'a, Result<Arc<dyn Scheme>, SourceError>> {
+        Box::pin(async move {
+            let tenant = (self.tenant)(parts).ok_or(SourceError::Unknown)?;
+            self.lookup(tenant).await
+        })
+    }
+
+    fn adopt_secret<'a>(
+        &'a self,
+        parts: &'a Parts,
+        secret: Secret,
+    ) -> BoxFuture<'a, Result<(), SourceError>> {
+        Box::pin(async move {
+            let Some(store) = &self.store else { return Err(SourceError::Unsupported) };
+            let tenant = (self.tenant)(parts).ok_or(SourceError::Unknown)?;
+            let existing = (self.load)(tenant.clone()).await.map_err(SourceError::Unavailable)?;
+            if existing.is_some_and(|s| !s.is_empty()) {
+                return Err(SourceError::Refused);
+            }
+            store(tenant.clone(), secret).await.map_err(SourceError::Unavailable)?;
+            self.forget(&tenant);
+            Ok(())
+        })
+    }
+}

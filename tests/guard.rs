@@ -1,0 +1,211 @@
+//! The framework-free pipeline: handshakes, per-tenant secrets, statuses, replay marks.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use hookguard::{
+    Secret,
+    clock::ManualClock,
+    guard::Guard,
+    handshake::{AsanaHookSecret, DropboxChallenge, MetaSubscription, SlackUrlVerification},
+    inbox::{Inbox, MemoryInbox},
+    providers::{asana, dropbox, github, meta, slack},
+    tenant::TenantSchemes,
+    verify::{Outgoing, Reason, Scheme, Sign},
+};
+use http::{Request, StatusCode, request::Parts};
+
+fn parts_of(req: Request<()>) -> Parts {
+    req.into_parts().0
+}
+
+/// A POST carrying the headers `scheme` signs `body` with.
+fn signed(scheme: &impl Sign, uri: &str, body: &[u8], now: time::OffsetDateTime, id: &str) -> Parts {
+    let mut req = Request::post(uri);
+    for (name, value) in scheme.sign(&Outgoing::new(body).timestamp(now).id(id)).unwrap() {
+        req = req.header(name, value);
+    }
+    parts_of(req.body(()).unwrap())
+}
+
+#[tokio::test]
+async fn slack_url_verification_is_answered_after_verification_and_not_queued() {
+    let clock = ManualClock::at_unix(1_700_000_000);
+    let now = clock.now_for_tests();
+    let inbox = MemoryInbox::new();
+    let scheme = slack::scheme("slack-signing-secret").unwrap();
+    let guard = Guard::builder("slack", scheme.clone())
+        .clock(clock)
+        .inbox(inbox.clone())
+        .handshake(SlackUrlVerification)
+        .build();
+    let body = br#"{"token":"t","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
+    let res = guard.accept(&signed(&scheme, "/hooks/slack", body, now, "x"), Bytes::from_static(body)).await;
+    assert_eq!(res.status(), 200);
+    assert!(
+        String::from_utf8_lossy(res.body()).contains("3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P")
+    );
+    assert_eq!(inbox.depth().await.unwrap(), 0, "a handshake is not a delivery");
+    // The same body unsigned is refused: the challenge is only answered for Slack.
+    let unsigned = parts_of(Request::post("/hooks/slack").body(()).unwrap());
+    assert_eq!(guard.accept(&unsigned, Bytes::from_static(body)).await.status(), 401);
+}
+
+#[tokio::test]
+async fn get_challenges_are_answered_before_verification() {
+    let dropbox_guard =
+        Guard::builder("dropbox", dropbox::scheme("app-secret").unwrap()).handshake(DropboxChallenge).build();
+    let res = dropbox_guard
+        .accept(&parts_of(Request::get("/hooks/dropbox?challenge=abc123").body(()).unwrap()), Bytes::new())
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.body(), b"abc123");
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+
+    let meta_guard = Guard::builder("meta", meta::scheme("app-secret").unwrap())
+        .handshake(MetaSubscription::new("verify-me").unwrap())
+        .build();
+    let ok = "/hooks/meta?hub.mode=subscribe&hub.verify_token=verify-me&hub.challenge=1158201444";
+    let res = meta_guard.accept(&parts_of(Request::get(ok).body(()).unwrap()), Bytes::new()).await;
+    assert_eq!((res.status(), res.body().as_slice()), (StatusCode::OK, &b"1158201444"[..]));
+    let bad = "/hooks/meta?hub.mode=subscribe&hub.verify_token=guess&hub.challenge=1158201444";
+    let res = meta_guard.accept(&parts_of(Request::get(bad).body(()).unwrap()), Bytes::new()).await;
+    assert_eq!(res.status(), 403);
+    assert!(!String::from_utf8_lossy(res.body()).contains("verify-me"));
+}
+
+fn github_build(secrets: &[Secret]) -> Result<Arc<dyn Scheme>, hookguard::ConfigError> {
+    let mut scheme = github::scheme(secrets[0].expose())?;
+    for s in &secrets[1..] {
+        scheme = scheme.with_secret(s.expose())?;
+    }
+    Ok(Arc::new(scheme))
+}
+
+#[tokio::test]
+async fn tenant_secrets_are_loaded_once_and_cached() {
+    let loads = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&loads);
+    let clock = ManualClock::at_unix(1_700_000_000);
+    let source = TenantSchemes::new(
+        TenantSchemes::path_segment(2),
+        move |tenant: String| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                Ok::<_, std::io::Error>(match tenant.as_str() {
+                    "acme" => Some(vec![Secret::new("acme-secret").unwrap()]),
+                    "globex" => Some(vec![Secret::new("globex-secret").unwrap()]),
+                    _ => None,
+                })
+            }
+        },
+        github_build,
+    )
+    .ttl(Duration::from_secs(60))
+    .clock(clock.clone());
+    let inbox = MemoryInbox::new();
+    let guard = Guard::builder_with_source("github", source).inbox(inbox.clone()).build();
+    let acme = github::scheme("acme-secret").unwrap();
+    let globex = github::scheme("globex-secret").unwrap();
+    let now = clock.now_for_tests();
+
+    let cases = [
+        ("acme signs for acme", "/hooks/acme", &acme, "d1", 202),
+        ("acme again, cached", "/hooks/acme", &acme, "d2", 202),
+        ("globex signs for globex", "/hooks/globex", &globex, "d3", 202),
+        ("acme's signature on globex", "/hooks/globex", &acme, "d4", 401),
+        ("unknown tenant", "/hooks/initech", &acme, "d5", 404),
+        ("unknown tenant again, cached", "/hooks/initech", &acme, "d6", 404),
+    ];
+    for (name, uri, scheme, id, want) in cases {
+        let mut parts = signed(scheme, uri, b"{}", now, id);
+        parts.headers.insert("x-github-delivery", id.parse().unwrap());
+        let res = guard.accept(&parts, Bytes::from_static(b"{}")).await;
+        assert_eq!(res.status(), want, "case {name}");
+    }
+    assert_eq!(loads.load(Ordering::SeqCst), 3, "acme, globex and initech each loaded once");
+    clock.advance(Duration::from_secs(61));
+    let mut parts = signed(&acme, "/hooks/acme", b"{}", now, "d7");
+    parts.headers.insert("x-github-delivery", "d7".parse().unwrap());
+    assert_eq!(guard.accept(&parts, Bytes::from_static(b"{}")).await.status(), 202);
+    assert_eq!(loads.load(Ordering::SeqCst), 4, "expired cache entries are loaded again");
+}
+
+#[tokio::test]
+async fn asana_handshake_stores_a_secret_once_and_never_replaces_it() {
+    let store: Arc<Mutex<std::collections::HashMap<String, Secret>>> = Arc::default();
+    let (load_store, save_store) = (Arc::clone(&store), Arc::clone(&store));
+    let source = TenantSchemes::new(
+        TenantSchemes::path_segment(2),
+        move |tenant: String| {
+            let secret = load_store.lock().unwrap().get(&tenant).cloned();
+            async move { Ok::<_, std::io::Error>(secret.map(|s| vec![s])) }
+        },
+        |secrets: &[Secret]| Ok(Arc::new(asana::scheme(secrets[0].expose())?) as Arc<dyn Scheme>),
+    )
+    .store(move |tenant: String, secret: Secret| {
+        save_store.lock().unwrap().insert(tenant, secret);
+        async { Ok::<_, std::io::Error>(()) }
+    });
+    let inbox = MemoryInbox::new();
+    let guard =
+        Guard::builder_with_source("asana", source).inbox(inbox.clone()).handshake(AsanaHookSecret).build();
+
+    let hello =
+        parts_of(Request::post("/hooks/project-1").header("x-hook-secret", "first-secret").body(()).unwrap());
+    let res = guard.accept(&hello, Bytes::new()).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-hook-secret"], "first-secret");
+    assert!(store.lock().unwrap().contains_key("project-1"));
+
+    // Deliveries signed with the adopted secret are accepted.
+    let scheme = asana::scheme("first-secret").unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let delivery = signed(&scheme, "/hooks/project-1", br#"{"events":[]}"#, now, "x");
+    assert_eq!(guard.accept(&delivery, Bytes::from_static(br#"{"events":[]}"#)).await.status(), 202);
+
+    // A second handshake may not replace the secret.
+    let evil =
+        parts_of(Request::post("/hooks/project-1").header("x-hook-secret", "attacker").body(()).unwrap());
+    let res = guard.accept(&evil, Bytes::new()).await;
+    assert_eq!(res.status(), 403);
+    assert!(res.headers().get("x-hook-secret").is_none());
+    assert_eq!(store.lock().unwrap()["project-1"].expose(), b"first-secret");
+}
+
+#[tokio::test]
+async fn statuses_are_configurable_and_problems_are_stable() {
+    let guard = Guard::builder("github", github::scheme("s").unwrap())
+        .status_for(Reason::SignatureMismatch, StatusCode::FORBIDDEN)
+        .inbox(MemoryInbox::new())
+        .build();
+    let parts = parts_of(
+        Request::post("/")
+            .header("x-hub-signature-256", format!("sha256={}", "0".repeat(64)))
+            .body(())
+            .unwrap(),
+    );
+    let res = guard.accept(&parts, Bytes::from_static(b"{}")).await;
+    assert_eq!(res.status(), 403);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let body: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+    assert_eq!(body["type"], "https://hookguard.dev/problems/signature-mismatch");
+    assert_eq!(body["status"], 403);
+}
+
+#[tokio::test]
+async fn declared_length_over_the_limit_is_refused_before_anything_else() {
+    let inbox = MemoryInbox::new();
+    let guard =
+        Guard::builder("github", github::scheme("s").unwrap()).body_limit(16).inbox(inbox.clone()).build();
+    let parts = parts_of(Request::post("/").header("content-length", "17").body(()).unwrap());
+    let res = guard.accept(&parts, Bytes::new()).await;
+    assert_eq!(res.status(), 413);
+    assert_eq!(inbox.depth().await.unwrap(), 0);
+}
