@@ -34,6 +34,8 @@
 #![deny(missing_docs, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "axum")]
+pub mod axum;
 pub mod clock;
 mod error;
 #[cfg(feature = "tower")]

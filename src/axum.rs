@@ -1,0 +1,126 @@
+//! axum extractors for requests that went through [`VerifyLayer`](crate::layer::VerifyLayer).
+//!
+//! - [`VerifiedWebhook`]: the [`Verified`] metadata and the raw body bytes.
+//! - [`VerifiedJson<T>`]: the body as `T`; a body that does not fit is a `422` problem
+//!   (the signature having already passed).
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use axum::{Router, routing::post};
+//! use hookguard::{axum::VerifiedJson, guard::Guard, layer::VerifyLayer, providers::github};
+//! use tower::ServiceExt as _;
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Push { r#ref: String }
+//!
+//! let guard = Guard::builder("github", github::scheme("It's a Secret to Everybody").unwrap()).build();
+//! let app = Router::new()
+//!     .route("/hooks/github", post(|VerifiedJson(push): VerifiedJson<Push>| async move { push.r#ref }))
+//!     .layer(VerifyLayer::new(guard));
+//! let body = r#"{"ref":"refs/heads/main"}"#;
+//! let sig = "sha256=9d76ad5a4a6bb4f3ad4d45d7c2dd0a6e8e8e4b0d4f2e1b8f1f0fa6f57a0c2f4e"; // not the right one
+//! let req = http::Request::post("/hooks/github").header("x-hub-signature-256", sig).body(axum::body::Body::from(body)).unwrap();
+//! assert_eq!(app.oneshot(req).await.unwrap().status(), 401);
+//! # }
+//! ```
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, Request},
+    response::{IntoResponse, Response},
+};
+use http::StatusCode;
+
+use crate::{problem::Problem, verify::Verified};
+
+/// Why an extractor could not give its value.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum WebhookRejection {
+    /// The route is not behind a [`VerifyLayer`](crate::layer::VerifyLayer) (a server
+    /// bug: 500).
+    NotVerified,
+    /// The body could not be read (400).
+    Body,
+    /// The verified body does not fit the type (422).
+    Json(serde_json::Error),
+}
+
+impl IntoResponse for WebhookRejection {
+    fn into_response(self) -> Response {
+        let problem = match self {
+            Self::NotVerified => {
+                tracing::error!("VerifiedWebhook used on a route without VerifyLayer");
+                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "not-verified", "Webhook was not verified")
+            }
+            Self::Body => Problem::new(StatusCode::BAD_REQUEST, "body-error", "Body could not be read"),
+            Self::Json(e) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable-body", "Body does not fit")
+                .detail(e.to_string()),
+        };
+        problem.into_response().map(axum::body::Body::from).into_response()
+    }
+}
+
+impl std::fmt::Display for WebhookRejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotVerified => f.write_str("webhook was not verified"),
+            Self::Body => f.write_str("body could not be read"),
+            Self::Json(e) => write!(f, "body does not fit: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for WebhookRejection {}
+
+/// The verified metadata and the raw body, exactly as received.
+///
+/// ```
+/// use hookguard::axum::VerifiedWebhook;
+/// async fn handler(hook: VerifiedWebhook) -> String {
+///     format!("{} sent {} bytes", hook.verified.provider(), hook.body.len())
+/// }
+/// # let _ = axum::routing::post::<_, _, ()>(handler);
+/// ```
+#[derive(Debug, Clone)]
+pub struct VerifiedWebhook {
+    /// What verification proved.
+    pub verified: Verified<'static>,
+    /// The raw body.
+    pub body: Bytes,
+}
+
+impl<S: Send + Sync> FromRequest<S> for VerifiedWebhook {
+    type Rejection = WebhookRejection;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let verified = req.extensions().get::<Verified<'static>>().cloned().ok_or(WebhookRejection::NotVerified)?;
+        let body = Bytes::from_request(req, state).await.map_err(|_| WebhookRejection::Body)?;
+        Ok(Self { verified, body })
+    }
+}
+
+/// The verified body deserialized as `T` (a `422` problem when it does not fit).
+///
+/// ```
+/// use hookguard::axum::VerifiedJson;
+/// async fn handler(VerifiedJson(event): VerifiedJson<serde_json::Value>) -> String {
+///     event["type"].to_string()
+/// }
+/// # let _ = axum::routing::post::<_, _, ()>(handler);
+/// ```
+#[derive(Debug, Clone)]
+pub struct VerifiedJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for VerifiedJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = WebhookRejection;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let hook = VerifiedWebhook::from_request(req, state).await?;
+        serde_json::from_slice(&hook.body).map(VerifiedJson).map_err(WebhookRejection::Json)
+    }
+}
