@@ -54,8 +54,10 @@ impl IntoResponse for WebhookRejection {
                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "not-verified", "Webhook was not verified")
             }
             Self::Body => Problem::new(StatusCode::BAD_REQUEST, "body-error", "Body could not be read"),
-            Self::Json(e) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable-body", "Body does not fit")
-                .detail(e.to_string()),
+            Self::Json(e) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable-body", "Body does not fit")
+                    .detail(e.to_string())
+            }
         };
         problem.into_response().map(axum::body::Body::from).into_response()
     }
@@ -94,7 +96,8 @@ impl<S: Send + Sync> FromRequest<S> for VerifiedWebhook {
     type Rejection = WebhookRejection;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let verified = req.extensions().get::<Verified<'static>>().cloned().ok_or(WebhookRejection::NotVerified)?;
+        let verified =
+            req.extensions().get::<Verified<'static>>().cloned().ok_or(WebhookRejection::NotVerified)?;
         let body = Bytes::from_request(req, state).await.map_err(|_| WebhookRejection::Body)?;
         Ok(Self { verified, body })
     }

@@ -20,7 +20,12 @@ fn app() -> Router {
     let guard = Guard::builder("github", github::scheme("secret").unwrap()).build();
     Router::new()
         .route("/typed", post(|VerifiedJson(push): VerifiedJson<Push>| async move { push.r#ref }))
-        .route("/raw", post(|hook: VerifiedWebhook| async move { format!("{}:{}", hook.verified.provider(), hook.body.len()) }))
+        .route(
+            "/raw",
+            post(|hook: VerifiedWebhook| async move {
+                format!("{}:{}", hook.verified.provider(), hook.body.len())
+            }),
+        )
         .layer(VerifyLayer::new(guard))
 }
 

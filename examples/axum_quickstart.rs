@@ -1,0 +1,103 @@
+//! Run with: cargo run --example axum_quickstart --features axum
+//!
+//! A webhook receiver on axum with the embedded defaults: Stripe, GitHub and Standard
+//! Webhooks endpoints that verify each delivery, refuse replays, keep it in the in-memory
+//! inbox and answer `202` at once; a worker pool then processes each webhook (here: logs
+//! it), retrying failures with back-off.
+//!
+//! Secrets come from `STRIPE_SECRET`, `GITHUB_SECRET` and `STANDARD_WEBHOOKS_SECRET`; when
+//! one is unset a demo secret is used and a signed `curl` command is printed for it.
+//! Listens on `HOOKGUARD_ADDR` (default 127.0.0.1:3000). Stop with Ctrl-C: the server
+//! stops accepting, then the workers finish what they hold.
+//!
+//! The in-memory inbox is lost if the process dies: use a durable backend in production.
+
+use std::{net::SocketAddr, time::Duration};
+
+use axum::{Router, routing::get};
+use hookguard::{
+    guard::Guard,
+    inbox::{MemoryInbox, Webhook},
+    layer::WebhookService,
+    providers::{self, Preset},
+    verify::Outgoing,
+    worker::Worker,
+};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let addr: SocketAddr =
+        std::env::var("HOOKGUARD_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into()).parse()?;
+
+    // One inbox for all endpoints; each endpoint has its own replay store (the default).
+    let inbox = MemoryInbox::new();
+    let mut app = Router::new().route("/healthz", get(|| async { "ok" }));
+    for (path, provider, env, demo) in [
+        ("/hooks/stripe", "stripe", "STRIPE_SECRET", "whsec_demo_stripe_secret"),
+        ("/hooks/github", "github", "GITHUB_SECRET", "demo-github-secret"),
+        (
+            "/hooks/standard-webhooks",
+            "standard-webhooks",
+            "STANDARD_WEBHOOKS_SECRET",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        ),
+    ] {
+        let scheme = scheme_for(provider, env, demo, addr, path)?;
+        let guard = Guard::builder(provider, scheme).inbox(inbox.clone()).build();
+        app = app.route_service(path, WebhookService::new(guard));
+    }
+
+    let worker = Worker::new(inbox, |hook: Webhook| async move {
+        tracing::info!(
+            endpoint = hook.endpoint(),
+            id = hook.id().unwrap_or("-"),
+            event = hook.event().unwrap_or("-"),
+            bytes = hook.body().len(),
+            "processing webhook"
+        );
+        Ok::<(), std::convert::Infallible>(())
+    })
+    .concurrency(4)
+    .spawn();
+
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!("listening on http://{addr}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async { tokio::signal::ctrl_c().await.unwrap_or(()) })
+        .await?;
+    let report = worker.shutdown(Duration::from_secs(10)).await;
+    tracing::info!(?report, "workers stopped");
+    Ok(())
+}
+
+/// The preset with the secret from `env`, or the demo secret with a ready-made command.
+fn scheme_for(
+    provider: &str,
+    env: &str,
+    demo: &str,
+    addr: SocketAddr,
+    path: &str,
+) -> Result<Box<dyn Preset>, Box<dyn std::error::Error>> {
+    let (secret, is_demo) = match std::env::var(env) {
+        Ok(secret) => (secret, false),
+        Err(_) => (demo.to_owned(), true),
+    };
+    let scheme = providers::by_name(provider, &[secret])?;
+    if is_demo {
+        let body = r#"{"id":"evt_demo","type":"demo.ping"}"#;
+        let headers = scheme.sign(
+            &Outgoing::new(body.as_bytes()).id("msg_demo").timestamp(time::OffsetDateTime::now_utc()),
+        )?;
+        let flags: String =
+            headers.iter().map(|(n, v)| format!(" -H '{}: {}'", n, v.to_str().unwrap_or_default())).collect();
+        println!(
+            "{env} unset, demo secret in use. Try:\n  curl -i http://{addr}{path}{flags} --data-binary '{body}'"
+        );
+    }
+    Ok(scheme)
+}
