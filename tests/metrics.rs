@@ -1,0 +1,125 @@
+//! Counters through the `metrics` facade: accepted, rejected by reason, duplicates,
+//! retries, dead-lettered, processed, and the inbox depth gauge.
+
+use std::{collections::HashMap, time::Duration};
+
+use bytes::Bytes;
+use hookguard::{
+    guard::Guard,
+    inbox::{Inbox, MemoryInbox, Webhook},
+    providers::github,
+    verify::{Outgoing, Sign},
+    worker::{Backoff, Worker},
+};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+fn signed(body: &'static [u8], id: &str) -> http::request::Parts {
+    let scheme = github::scheme("s").unwrap();
+    let mut req = http::Request::post("/hooks/github").header("x-github-delivery", id);
+    for (n, v) in scheme.sign(&Outgoing::new(body)).unwrap() {
+        req = req.header(n, v);
+    }
+    req.body(()).unwrap().into_parts().0
+}
+
+#[test]
+fn counters_follow_the_pipeline() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let inbox = MemoryInbox::new();
+            let guard = Guard::builder("github", github::scheme("s").unwrap()).inbox(inbox.clone()).build();
+            assert_eq!(guard.accept(&signed(b"{}", "a"), Bytes::from_static(b"{}")).await.status(), 202);
+            assert_eq!(guard.accept(&signed(b"{}", "a"), Bytes::from_static(b"{}")).await.status(), 200);
+            let forged = http::Request::post("/").body(()).unwrap().into_parts().0;
+            assert_eq!(guard.accept(&forged, Bytes::from_static(b"{}")).await.status(), 401);
+
+            // One failure, then success: one retry, one processed.
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let worker = Worker::new(inbox.clone(), move |_hook: Webhook| {
+                let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(n);
+                    if n == 0 { Err("first attempt fails") } else { Ok(()) }
+                }
+            })
+            .backoff(Backoff::new(Duration::ZERO, Duration::ZERO).without_jitter())
+            .idle_poll(Duration::from_millis(5))
+            .spawn();
+            for _ in 0..2 {
+                tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
+            }
+            // Wait until the ack landed.
+            tokio::time::timeout(Duration::from_secs(10), async {
+                while inbox.depth().await.unwrap() > 0 {
+                    tokio::task::yield_now().await;
+                }
+            })
+            .await
+            .unwrap();
+            worker.shutdown(Duration::from_secs(5)).await;
+        });
+    });
+    let mut counters: HashMap<String, u64> = HashMap::new();
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        if let DebugValue::Counter(n) = value {
+            let labels: Vec<String> =
+                key.key().labels().filter(|l| l.key() == "reason").map(|l| l.value().to_owned()).collect();
+            let name = if labels.is_empty() {
+                key.key().name().to_owned()
+            } else {
+                format!("{}:{}", key.key().name(), labels.join(","))
+            };
+            *counters.entry(name).or_default() += n;
+        }
+    }
+    let want = [
+        ("hookguard_accepted_total", 1),
+        ("hookguard_duplicates_total", 1),
+        ("hookguard_rejected_total:missing-signature", 1),
+        ("hookguard_retries_total", 1),
+        ("hookguard_processed_total", 1),
+    ];
+    for (name, n) in want {
+        assert_eq!(counters.get(name).copied(), Some(n), "{name} in {counters:?}");
+    }
+}
+
+#[test]
+fn dead_letters_are_counted() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let inbox = MemoryInbox::new();
+            let guard = Guard::builder("github", github::scheme("s").unwrap()).inbox(inbox.clone()).build();
+            assert_eq!(guard.accept(&signed(b"{}", "x"), Bytes::from_static(b"{}")).await.status(), 202);
+            let worker = Worker::new(inbox.clone(), |_hook: Webhook| async { Err::<(), _>("always fails") })
+                .max_attempts(2)
+                .backoff(Backoff::new(Duration::ZERO, Duration::ZERO).without_jitter())
+                .idle_poll(Duration::from_millis(5))
+                .spawn();
+            tokio::time::timeout(Duration::from_secs(10), async {
+                while inbox.dead_letters(1).await.unwrap().is_empty() {
+                    tokio::task::yield_now().await;
+                }
+            })
+            .await
+            .unwrap();
+            worker.shutdown(Duration::from_secs(5)).await;
+        });
+    });
+    let dead: u64 = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(k, ..)| k.key().name() == "hookguard_dead_lettered_total")
+        .map(|(.., v)| if let DebugValue::Counter(n) = v { n } else { 0 })
+        .sum();
+    assert_eq!(dead, 1);
+}
