@@ -30,6 +30,7 @@
 //! | `ed25519` | Ed25519 schemes: Standard Webhooks v1a, Discord | no |
 //! | `ecdsa` | ECDSA P-256: SendGrid | no |
 //! | `rsa` | RSA with an X.509 certificate: PayPal | no |
+//! | `paypal-fetch` | PayPal certificates fetched from PayPal's HTTPS hosts, cached | no |
 //! | `asymmetric` | all three | no |
 //! | `full` | everything | no |
 #![forbid(unsafe_code)]
@@ -48,6 +49,8 @@ pub mod handshake;
 pub mod inbox;
 #[cfg(feature = "tower")]
 pub mod layer;
+#[cfg(feature = "paypal-fetch")]
+pub mod paypal_fetch;
 #[cfg(feature = "tower")]
 pub mod problem;
 pub mod providers;

@@ -1,0 +1,266 @@
+//! PayPal certificates fetched from PayPal's own HTTPS hosts, cached (feature
+//! `paypal-fetch`).
+//!
+//! [`PayPalCertificates`] is a [`SchemeSource`]: for each request it reads
+//! `PAYPAL-CERT-URL`, refuses any URL that is not `https` on a PayPal host
+//! ([`is_trusted_cert_url`]), fetches the certificate (over rustls with the Mozilla root
+//! store, at most 64 KiB, 10 s), caches it (24 hours, 64 certificates) and verifies with it.
+//! The verification core stays sans-IO: all I/O is here.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use hookguard::{guard::Guard, inbox::MemoryInbox, paypal_fetch::PayPalCertificates};
+//!
+//! let source = PayPalCertificates::new("0FV983392A0531201").unwrap();
+//! let guard = Guard::builder_with_source("paypal", source).inbox(MemoryInbox::new()).build();
+//! // A request whose certificate URL is not PayPal's is refused without any fetch.
+//! let (parts, ()) = http::Request::post("/hooks/paypal")
+//!     .header("paypal-cert-url", "https://evil.example/cert.pem")
+//!     .body(())
+//!     .unwrap()
+//!     .into_parts();
+//! assert_eq!(guard.accept(&parts, bytes::Bytes::new()).await.status(), 400);
+//! # }
+//! ```
+
+use std::{
+    borrow::Cow,
+    collections::HashMap,
+    fmt,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http_body_util::{BodyExt as _, Empty, Limited};
+use time::OffsetDateTime;
+
+use crate::{
+    ConfigError,
+    clock::{Clock, SystemClock},
+    guard::{SchemeSource, SourceError},
+    providers::paypal::{self, is_trusted_cert_url},
+    replay::BoxFuture,
+    verify::{Detail, Reason, Rejection, Scheme, Tolerance, Verified, WebhookRequest},
+};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Largest certificate accepted from PayPal.
+pub const MAX_CERTIFICATE_LEN: usize = 64 * 1024;
+
+/// Fetches a certificate by URL (the URL has passed [`is_trusted_cert_url`]).
+pub trait CertificateFetcher: fmt::Debug + Send + Sync + 'static {
+    /// The PEM bytes at `url`.
+    fn fetch<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Vec<u8>, BoxError>>;
+}
+
+/// The default fetcher: HTTPS only (rustls, ring, Mozilla's root store), HTTP/1, at most
+/// [`MAX_CERTIFICATE_LEN`] bytes, 10 seconds.
+pub struct HttpsFetcher {
+    client: hyper_util::client::legacy::Client<
+        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+        Empty<Bytes>,
+    >,
+    timeout: Duration,
+}
+
+impl fmt::Debug for HttpsFetcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpsFetcher").field("timeout", &self.timeout).finish_non_exhaustive()
+    }
+}
+
+impl HttpsFetcher {
+    /// A fetcher with the Mozilla root store.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] if the TLS configuration cannot be built.
+    pub fn new() -> Result<Self, ConfigError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|_| ConfigError::Invalid("TLS configuration"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_only()
+            .enable_http1()
+            .build();
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https);
+        Ok(Self { client, timeout: Duration::from_secs(10) })
+    }
+}
+
+impl CertificateFetcher for HttpsFetcher {
+    fn fetch<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Vec<u8>, BoxError>> {
+        Box::pin(async move {
+            let uri: http::Uri = url.parse()?;
+            let work = async {
+                let res = self.client.get(uri).await?;
+                if !res.status().is_success() {
+                    return Err::<Vec<u8>, BoxError>(
+                        format!("certificate fetch answered {}", res.status()).into(),
+                    );
+                }
+                let body = Limited::new(res.into_body(), MAX_CERTIFICATE_LEN).collect().await?;
+                Ok(body.to_bytes().to_vec())
+            };
+            tokio::time::timeout(self.timeout, work).await.map_err(|_| "certificate fetch timed out")?
+        })
+    }
+}
+
+/// A [`SchemeSource`] for PayPal that fetches and caches the certificate each request
+/// names (see the [module docs](self)).
+pub struct PayPalCertificates {
+    webhook_id: Cow<'static, str>,
+    tolerance: Tolerance,
+    fetcher: Arc<dyn CertificateFetcher>,
+    cache: Mutex<HashMap<String, (Arc<dyn Scheme>, OffsetDateTime)>>,
+    fetches: tokio::sync::Semaphore,
+    ttl: Duration,
+    capacity: usize,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for PayPalCertificates {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PayPalCertificates")
+            .field("webhook_id", &self.webhook_id)
+            .field("fetcher", &self.fetcher)
+            .field("cached", &self.cache.lock().map_or(0, |c| c.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl PayPalCertificates {
+    /// A source for the webhook id shown in PayPal's Developer Portal, fetching over HTTPS.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for an empty webhook id or a TLS set-up failure.
+    pub fn new(webhook_id: impl Into<Cow<'static, str>>) -> Result<Self, ConfigError> {
+        Self::with_fetcher(webhook_id, HttpsFetcher::new()?)
+    }
+
+    /// The same with another fetcher (tests, proxies).
+    ///
+    /// # Errors
+    /// [`ConfigError::EmptySecret`] for an empty webhook id.
+    pub fn with_fetcher(
+        webhook_id: impl Into<Cow<'static, str>>,
+        fetcher: impl CertificateFetcher,
+    ) -> Result<Self, ConfigError> {
+        let webhook_id = webhook_id.into();
+        if webhook_id.trim().is_empty() {
+            return Err(ConfigError::EmptySecret);
+        }
+        Ok(Self {
+            webhook_id,
+            tolerance: Tolerance::NONE,
+            fetcher: Arc::new(fetcher),
+            cache: Mutex::new(HashMap::new()),
+            fetches: tokio::sync::Semaphore::new(2),
+            ttl: Duration::from_secs(24 * 3600),
+            capacity: 64,
+            clock: Arc::new(SystemClock),
+        })
+    }
+
+    /// The transmission-time tolerance (default: not checked).
+    #[must_use]
+    pub fn tolerance(mut self, tolerance: Tolerance) -> Self {
+        self.tolerance = tolerance;
+        self
+    }
+
+    /// How long a fetched certificate is used before it is fetched again (default 24 h).
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// The clock for cache expiry.
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    fn cached(&self, url: &str, now: OffsetDateTime) -> Option<Arc<dyn Scheme>> {
+        let cache = self.cache.lock().ok()?;
+        cache.get(url).filter(|(_, expires)| *expires > now).map(|(s, _)| Arc::clone(s))
+    }
+
+    async fn load(&self, url: &str) -> Result<Arc<dyn Scheme>, SourceError> {
+        let now = self.clock.now();
+        if let Some(scheme) = self.cached(url, now) {
+            return Ok(scheme);
+        }
+        // At most two fetches at once, whatever arrives.
+        let _permit = self.fetches.acquire().await.map_err(|e| SourceError::Unavailable(Box::new(e)))?;
+        if let Some(scheme) = self.cached(url, now) {
+            return Ok(scheme);
+        }
+        let pem = self.fetcher.fetch(url).await.map_err(SourceError::Unavailable)?;
+        let scheme = paypal::scheme(self.webhook_id.clone(), &pem)
+            .map_err(|e| SourceError::Unavailable(Box::new(e)))?
+            .with_tolerance(self.tolerance);
+        let scheme: Arc<dyn Scheme> = Arc::new(scheme);
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= self.capacity {
+                cache.retain(|_, (_, expires)| *expires > now);
+                if cache.len() >= self.capacity {
+                    cache.clear();
+                }
+            }
+            cache.insert(url.to_owned(), (Arc::clone(&scheme), now + self.ttl));
+        }
+        tracing::info!(url, "fetched PayPal certificate");
+        Ok(scheme)
+    }
+}
+
+/// Answers every request with the same rejection (a missing or untrusted certificate URL),
+/// so the guard renders it like any other.
+#[derive(Debug)]
+struct Refuse(Rejection);
+
+impl Scheme for Refuse {
+    fn provider(&self) -> &str {
+        "paypal"
+    }
+    fn verify<'a>(
+        &'a self,
+        _req: &WebhookRequest<'a>,
+        _now: OffsetDateTime,
+    ) -> Result<Verified<'a>, Rejection> {
+        Err(self.0.clone())
+    }
+}
+
+const CERT_URL: http::HeaderName = http::HeaderName::from_static("paypal-cert-url");
+
+impl SchemeSource for PayPalCertificates {
+    fn scheme<'a>(&'a self, parts: &'a Parts) -> BoxFuture<'a, Result<Arc<dyn Scheme>, SourceError>> {
+        Box::pin(async move {
+            let refuse = |reason| {
+                Ok(Arc::new(Refuse(Rejection::with_detail(reason, Detail::Header(CERT_URL))))
+                    as Arc<dyn Scheme>)
+            };
+            let Some(value) = parts.headers.get(&CERT_URL) else { return refuse(Reason::MissingHeader) };
+            let Ok(url) = value.to_str() else { return refuse(Reason::MalformedHeader) };
+            let url = url.trim();
+            if !is_trusted_cert_url(url) {
+                tracing::warn!("PayPal certificate URL on an untrusted host refused");
+                return refuse(Reason::MalformedHeader);
+            }
+            self.load(url).await
+        })
+    }
+}

@@ -1,0 +1,101 @@
+//! PayPal certificates fetched per request (only from PayPal hosts), cached.
+#![cfg(feature = "paypal-fetch")]
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
+
+use bytes::Bytes;
+use hookguard::{
+    guard::Guard,
+    inbox::{Inbox, MemoryInbox},
+    paypal_fetch::{CertificateFetcher, PayPalCertificates},
+    replay::BoxFuture,
+};
+
+const CERT: &str = include_str!("../src/providers/testdata/paypal_cert.pem");
+const BODY: &[u8] = include_bytes!("../src/providers/testdata/paypal_body.json");
+const CERT_URL: &str =
+    "https://api.sandbox.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-1d93a270";
+const SIG: &str = "K7DF5+hOyGS6v0xTZ9PkEO+BFNQmpryxw2hFlXbHgmxpu+883ldEC9HcL6ccEmB8sfy80y/Q3qcZZL1MR8Qi0e1ysylVj/yROgKK6zBsQPoNmgXC8yTiNoAjULuhk5Aoau0Itk3nrkgAfji1zvADlErMFM9VZe2nDvhM3nDMLjCi/K5fRjWp3eGo6Nx17GX/WIEibeKDyS+YdJMex3i+KO4aWmm9zznC/FJ5Y/ntd0MxOJNrM0r0f3y7c3e3sO5pB3oPgN6KzKVS5P6AWHqtS8acD3DjgCKZ1uqKz7q954G1aBz2/m0wRGOFFsv0/D3FE2uIheRRmoQtVSOAX7Aupg==";
+
+#[derive(Debug, Default)]
+struct Fake {
+    calls: AtomicUsize,
+    fail: bool,
+}
+
+#[derive(Debug)]
+struct Shared(Arc<Fake>);
+
+impl CertificateFetcher for Shared {
+    fn fetch<'a>(
+        &'a self,
+        url: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>>> {
+        self.0.calls.fetch_add(1, Ordering::SeqCst);
+        let result = if self.0.fail || url != CERT_URL {
+            Err("unreachable".into())
+        } else {
+            Ok(CERT.as_bytes().to_vec())
+        };
+        Box::pin(std::future::ready(result))
+    }
+}
+
+fn request(cert_url: &str, id: &str) -> http::request::Parts {
+    http::Request::post("/hooks/paypal")
+        .header("paypal-transmission-id", id)
+        .header("paypal-transmission-time", "2019-08-29T10:49:33Z")
+        .header("paypal-transmission-sig", SIG)
+        .header("paypal-cert-url", cert_url)
+        .header("paypal-auth-algo", "SHA256withRSA")
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0
+}
+
+#[tokio::test]
+async fn fetched_once_then_cached_and_only_from_paypal() {
+    let fake = Arc::new(Fake::default());
+    let inbox = MemoryInbox::new();
+    let source = PayPalCertificates::with_fetcher("0FV983392A0531201", Shared(Arc::clone(&fake))).unwrap();
+    let guard = Guard::builder_with_source("paypal", source).inbox(inbox.clone()).build();
+
+    let genuine = request(CERT_URL, "afa30d40-ca4a-11e9-ab68-7d4e2605c70c");
+    assert_eq!(guard.accept(&genuine, Bytes::from_static(BODY)).await.status(), 202);
+    assert_eq!(guard.accept(&genuine, Bytes::from_static(BODY)).await.status(), 200, "replay is a duplicate");
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 1, "the certificate is cached");
+
+    let cases = [
+        ("plain http", "http://api.sandbox.paypal.com/v1/notifications/certs/X", 400),
+        ("look-alike host", "https://api.paypal.com.evil.example/cert", 400),
+        ("other host", "https://evil.example/cert.pem", 400),
+    ];
+    for (name, url, status) in cases {
+        let res = guard.accept(&request(url, "x"), Bytes::from_static(BODY)).await;
+        assert_eq!(res.status(), status, "case {name}");
+    }
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 1, "untrusted URLs are never fetched");
+    assert_eq!(inbox.depth().await.unwrap(), 1);
+
+    // A tampered body fails verification with the cached certificate.
+    let mut tampered = BODY.to_vec();
+    tampered[10] ^= 1;
+    let res = guard.accept(&request(CERT_URL, "other-id"), Bytes::from(tampered)).await;
+    assert_eq!(res.status(), 401);
+}
+
+#[tokio::test]
+async fn fetch_failure_is_a_503_so_paypal_retries() {
+    let fake = Arc::new(Fake { fail: true, ..Fake::default() });
+    let source = PayPalCertificates::with_fetcher("0FV983392A0531201", Shared(Arc::clone(&fake))).unwrap();
+    let guard = Guard::builder_with_source("paypal", source).inbox(MemoryInbox::new()).build();
+    let res = guard
+        .accept(&request(CERT_URL, "afa30d40-ca4a-11e9-ab68-7d4e2605c70c"), Bytes::from_static(BODY))
+        .await;
+    assert_eq!(res.status(), 503);
+    assert!(res.headers().contains_key("retry-after"));
+}
