@@ -46,6 +46,8 @@ use crate::{
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Certificate URL → (scheme built from it, expiry).
+type Cache = HashMap<String, (Arc<dyn Scheme>, OffsetDateTime)>;
 
 /// Largest certificate accepted from PayPal.
 pub const MAX_CERTIFICATE_LEN: usize = 64 * 1024;
@@ -121,7 +123,7 @@ pub struct PayPalCertificates {
     webhook_id: Cow<'static, str>,
     tolerance: Tolerance,
     fetcher: Arc<dyn CertificateFetcher>,
-    cache: Mutex<HashMap<String, (Arc<dyn Scheme>, OffsetDateTime)>>,
+    cache: Mutex<Cache>,
     fetches: tokio::sync::Semaphore,
     ttl: Duration,
     capacity: usize,
