@@ -74,19 +74,24 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        use tracing::Instrument as _;
         let guard = self.guard.clone();
+        let span = tracing::info_span!("webhook", endpoint = guard.endpoint(), method = %req.method(), path = req.uri().path());
         AcceptFuture {
-            inner: Box::pin(async move {
-                let (parts, body) = req.into_parts();
-                if let Err(problem) = guard.precheck(&parts) {
-                    return Ok(to_full(problem.into_response()));
+            inner: Box::pin(
+                async move {
+                    let (parts, body) = req.into_parts();
+                    if let Err(problem) = guard.precheck(&parts) {
+                        return Ok(to_full(problem.into_response()));
+                    }
+                    let bytes = match body::read(&guard, body).await {
+                        Ok(bytes) => bytes,
+                        Err(problem) => return Ok(to_full(guard.body_problem(problem))),
+                    };
+                    Ok(to_full(guard.accept(&parts, bytes).await))
                 }
-                let bytes = match body::read(&guard, body).await {
-                    Ok(bytes) => bytes,
-                    Err(problem) => return Ok(to_full(guard.body_problem(problem))),
-                };
-                Ok(to_full(guard.accept(&parts, bytes).await))
-            }),
+                .instrument(span),
+            ),
         }
     }
 }

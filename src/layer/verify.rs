@@ -116,34 +116,40 @@ where
         // The ready clone is used; a fresh clone stays behind (tower's readiness rule).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        use tracing::Instrument as _;
         let guard = self.guard.clone();
+        let span = tracing::info_span!("webhook", endpoint = guard.endpoint(), method = %req.method(), path = req.uri().path());
         VerifyFuture {
-            inner: Box::pin(async move {
-                let (mut parts, body) = req.into_parts();
-                if let Err(problem) = guard.precheck(&parts) {
-                    return Ok(convert(problem.into_response()));
-                }
-                let bytes = match body::read(&guard, body).await {
-                    Ok(bytes) => bytes,
-                    Err(problem) => return Ok(convert(guard.body_problem(problem))),
-                };
-                let (verified, key): (Verified<'static>, String) = match guard.check(&parts, &bytes).await {
-                    Checked::Fresh { verified, replay_key } => (verified, replay_key),
-                    Checked::Duplicate(_) => {
-                        let mut res = Response::new(ResBody::from(Bytes::from_static(b"duplicate")));
-                        *res.status_mut() = http::StatusCode::OK;
-                        return Ok(res);
+            inner: Box::pin(
+                async move {
+                    let (mut parts, body) = req.into_parts();
+                    if let Err(problem) = guard.precheck(&parts) {
+                        return Ok(convert(problem.into_response()));
                     }
-                    Checked::Respond(res) => return Ok(convert(res)),
-                };
-                parts.extensions.insert(verified);
-                let res = inner.call(Request::from_parts(parts, B::from(bytes))).await;
-                let keep = matches!(&res, Ok(r) if !r.status().is_server_error());
-                if !keep {
-                    guard.release(&key).await;
+                    let bytes = match body::read(&guard, body).await {
+                        Ok(bytes) => bytes,
+                        Err(problem) => return Ok(convert(guard.body_problem(problem))),
+                    };
+                    let (verified, key): (Verified<'static>, String) = match guard.check(&parts, &bytes).await
+                    {
+                        Checked::Fresh { verified, replay_key } => (verified, replay_key),
+                        Checked::Duplicate(_) => {
+                            let mut res = Response::new(ResBody::from(Bytes::from_static(b"duplicate")));
+                            *res.status_mut() = http::StatusCode::OK;
+                            return Ok(res);
+                        }
+                        Checked::Respond(res) => return Ok(convert(res)),
+                    };
+                    parts.extensions.insert(verified);
+                    let res = inner.call(Request::from_parts(parts, B::from(bytes))).await;
+                    let keep = matches!(&res, Ok(r) if !r.status().is_server_error());
+                    if !keep {
+                        guard.release(&key).await;
+                    }
+                    res
                 }
-                res
-            }),
+                .instrument(span),
+            ),
         }
     }
 }
