@@ -96,7 +96,7 @@ pub fn callback_verification(headers: &HeaderMap, body: &[u8]) -> Option<Respons
     }
     let raw = json::lookup(body, &["challenge"]).ok()??;
     // Only a JSON string is a challenge (numbers are not echoed).
-    if !raw.get().starts_with('"') {
+    if !raw.starts_with('"') {
         return None;
     }
     let challenge = json::scalar_text(raw)?;

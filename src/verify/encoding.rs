@@ -53,6 +53,13 @@ impl Encoding {
     #[allow(clippy::result_unit_err)]
     pub fn decode(self, text: &[u8]) -> Result<Tag, ()> {
         let mut tag = Tag::EMPTY;
+        self.decode_into(text, &mut tag)?;
+        Ok(tag)
+    }
+
+    /// [`decode`](Self::decode) into a tag the caller owns (no copy of the 64-byte
+    /// buffer). On error the tag's contents are unspecified.
+    pub(crate) fn decode_into(self, text: &[u8], tag: &mut Tag) -> Result<(), ()> {
         let len = match self {
             Self::Hex => {
                 if !text.len().is_multiple_of(2) || text.len() / 2 > MAX_TAG_LEN {
@@ -72,7 +79,7 @@ impl Encoding {
             }
         };
         tag.set_len(len);
-        Ok(tag)
+        Ok(())
     }
 
     /// Encodes bytes in this encoding (what a sender writes).

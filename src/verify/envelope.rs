@@ -219,6 +219,22 @@ pub(crate) fn first_present_header<'f>(field: &'f Field, req: &WebhookRequest<'_
     }
 }
 
+/// The values of the first header of a field that is present in the request, looked up
+/// once per header name.
+pub(crate) fn first_present_values<'a>(
+    field: &Field,
+    req: &WebhookRequest<'a>,
+) -> Option<http::header::GetAll<'a, HeaderValue>> {
+    match field {
+        Field::Header(name) => {
+            let values = req.headers().get_all(name);
+            values.iter().next().is_some().then_some(values)
+        }
+        Field::Any(fields) => fields.iter().find_map(|f| first_present_values(f, req)),
+        _ => None,
+    }
+}
+
 /// The first header a field names (where a sender writes it).
 pub(crate) fn first_header(field: &Field) -> Option<&HeaderName> {
     match field {

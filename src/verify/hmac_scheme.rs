@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use super::{
     Algorithm, Construction, Detail, Encoding, Field, KeyedMac, Outgoing, Reason, Rejection, Scheme, Sign,
     SignError, SignatureFormat, SignedContent, Tag, TimestampFormat, Tolerance, Verified, WebhookRequest,
-    envelope::{Envelope, first_header, first_present_header, is_signature_location},
+    envelope::{Envelope, first_header, first_present_values, is_signature_location},
     fingerprint, header_value,
     signature::Candidates,
 };
@@ -222,7 +222,13 @@ impl HmacScheme {
         self.encoding
     }
 
-    fn candidates<'a>(&self, req: &WebhookRequest<'a>) -> Result<Candidates<'a>, Rejection> {
+    /// Decodes the received signatures into `out` and returns the signature header's
+    /// timestamp parameter. The header is looked up once.
+    fn candidates<'a>(
+        &self,
+        req: &WebhookRequest<'a>,
+        out: &mut Candidates,
+    ) -> Result<Option<&'a [u8]>, Rejection> {
         match &self.signature {
             Field::Json(_) => {
                 let text = self
@@ -231,13 +237,14 @@ impl HmacScheme {
                     .ok_or_else(|| Rejection::new(Reason::MissingSignature))?;
                 let value =
                     HeaderValue::from_str(&text).map_err(|_| Rejection::new(Reason::MalformedSignature))?;
-                let parsed = self.format.parse(self.encoding, std::iter::once(&value))?;
-                Ok(parsed.detach())
+                // The parameter would borrow `value`: a signature in the body has none.
+                self.format.parse(self.encoding, std::iter::once(&value), out)?;
+                Ok(None)
             }
             field => {
-                let name = first_present_header(field, req)
+                let values = first_present_values(field, req)
                     .ok_or_else(|| Rejection::new(Reason::MissingSignature))?;
-                self.format.parse(self.encoding, req.headers().get_all(name).iter())
+                self.format.parse(self.encoding, values.iter(), out)
             }
         }
     }
@@ -261,8 +268,9 @@ impl Scheme for HmacScheme {
         req: &WebhookRequest<'a>,
         now: OffsetDateTime,
     ) -> Result<Verified<'a>, Rejection> {
-        let candidates = self.candidates(req)?;
-        let inputs = self.envelope.read(req, candidates.timestamp, now)?;
+        let mut candidates = Candidates::new();
+        let signature_param = self.candidates(req, &mut candidates)?;
+        let inputs = self.envelope.read(req, signature_param, now)?;
         let values = inputs.values();
         let mut matched = None;
         for (index, key) in self.keys.iter().enumerate() {

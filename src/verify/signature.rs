@@ -59,46 +59,46 @@ pub enum SignatureFormat {
 #[cfg_attr(not(any(feature = "ed25519", feature = "ecdsa")), allow(dead_code))]
 pub(crate) type Decoded<'a> = (Vec<Vec<u8>>, Option<&'a [u8]>);
 
-/// The decoded signatures of one request.
-pub(crate) struct Candidates<'a> {
+/// The decoded signatures of one request, filled in place by
+/// [`SignatureFormat::parse`] (the array is about 1 KiB: it is never moved).
+pub(crate) struct Candidates {
     tags: [Tag; MAX_SIGNATURES],
     len: usize,
-    /// The timestamp parameter, for [`SignatureFormat::Pairs`] with a timestamp key.
-    pub(crate) timestamp: Option<&'a [u8]>,
 }
 
-impl<'a> Candidates<'a> {
-    pub(crate) fn as_slice(&self) -> &[Tag] {
-        &self.tags[..self.len]
+impl Candidates {
+    pub(crate) const fn new() -> Self {
+        Self { tags: [Tag::EMPTY; MAX_SIGNATURES], len: 0 }
     }
 
-    /// Drops the borrowed timestamp parameter, detaching the candidates from the text
-    /// they were parsed from.
-    pub(crate) fn detach<'b>(self) -> Candidates<'b> {
-        Candidates { tags: self.tags, len: self.len, timestamp: None }
+    pub(crate) fn as_slice(&self) -> &[Tag] {
+        &self.tags[..self.len]
     }
 }
 
 impl SignatureFormat {
-    /// Parses every value of the signature header (duplicated headers are all read).
+    /// Parses every value of the signature header (duplicated headers are all read) into
+    /// `out`, and returns the timestamp parameter, for [`SignatureFormat::Pairs`] with a
+    /// timestamp key.
     pub(crate) fn parse<'a>(
         self,
         encoding: Encoding,
         values: impl Iterator<Item = &'a HeaderValue>,
-    ) -> Result<Candidates<'a>, Rejection> {
-        let mut out = Candidates { tags: [Tag::EMPTY; MAX_SIGNATURES], len: 0, timestamp: None };
-        out.timestamp = self.walk(values, |text| match encoding.decode(text) {
-            Ok(tag) => {
-                // `walk` stops before MAX_SIGNATURES + 1 entries, so `len` stays in bounds.
-                if let Some(slot) = out.tags.get_mut(out.len) {
-                    *slot = tag;
-                    out.len += 1;
-                }
+        out: &mut Candidates,
+    ) -> Result<Option<&'a [u8]>, Rejection> {
+        out.len = 0;
+        self.walk(values, |text| {
+            // `walk` stops before MAX_SIGNATURES + 1 entries, so `len` stays in bounds.
+            let Some(slot) = out.tags.get_mut(out.len) else {
+                return false;
+            };
+            if encoding.decode_into(text, slot).is_ok() {
+                out.len += 1;
                 true
+            } else {
+                false
             }
-            Err(()) => false,
-        })?;
-        Ok(out)
+        })
     }
 
     /// Parses every value of the signature header into decoded signatures of any length
@@ -239,9 +239,10 @@ mod tests {
         values: &[&str],
     ) -> Result<(usize, Option<String>), Reason> {
         let values: Vec<HeaderValue> = values.iter().map(|v| HeaderValue::from_str(v).unwrap()).collect();
+        let mut out = Candidates::new();
         format
-            .parse(enc, values.iter())
-            .map(|c| (c.as_slice().len(), c.timestamp.map(|t| String::from_utf8_lossy(t).into_owned())))
+            .parse(enc, values.iter(), &mut out)
+            .map(|ts| (out.as_slice().len(), ts.map(|t| String::from_utf8_lossy(t).into_owned())))
             .map_err(|r| r.reason())
     }
 
