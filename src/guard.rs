@@ -368,7 +368,11 @@ impl Guard {
             Checked::Duplicate(_) => return plain(StatusCode::OK, "duplicate"),
             Checked::Respond(res) => return res,
         };
-        self.hand_off(parts, body, &verified, &key).await
+        // Abandoned mid-push (the sender hung up): the mark goes, so its retry gets through.
+        let armed = ReleaseOnDrop::new(self, key);
+        let res = self.hand_off(parts, body, &verified, armed.key()).await;
+        armed.disarm();
+        res
     }
 
     /// Pushes a verified delivery into the inbox and answers.
@@ -424,6 +428,44 @@ impl Guard {
     fn count_rejected(&self, reason: &'static str) {
         metrics::counter!("hookguard_rejected_total", "endpoint" => self.inner.endpoint.clone(), "reason" => reason)
             .increment(1);
+    }
+}
+
+/// Removes a replay mark when dropped while still armed: the request was abandoned (the
+/// sender hung up, so the server dropped its future) after the mark was set and before
+/// the delivery was kept or answered, and the sender's retry must get through.
+pub(crate) struct ReleaseOnDrop {
+    guard: Guard,
+    key: Option<String>,
+}
+
+impl ReleaseOnDrop {
+    pub(crate) fn new(guard: &Guard, key: String) -> Self {
+        Self { guard: guard.clone(), key: Some(key) }
+    }
+
+    pub(crate) fn key(&self) -> &str {
+        self.key.as_deref().unwrap_or_default()
+    }
+
+    /// The delivery was kept or answered: the mark stays. Answers the key.
+    pub(crate) fn disarm(mut self) -> String {
+        self.key.take().unwrap_or_default()
+    }
+}
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        let Some(key) = self.key.take() else { return };
+        let guard = self.guard.clone();
+        let mut release = Box::pin(async move { guard.release(&key).await });
+        // In-process stores are done at once; others finish on the runtime.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if release.as_mut().poll(&mut cx).is_pending()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(release);
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use tower_service::Service;
 
 use super::body;
 use crate::{
-    guard::{Checked, Guard},
+    guard::{Checked, Guard, ReleaseOnDrop},
     verify::Verified,
 };
 
@@ -65,8 +65,9 @@ impl<S> Layer<S> for VerifyLayer {
 /// Middleware that reads the body (bounded), verifies it and refuses replays before the
 /// inner service sees the request. The inner service gets the same bytes and a
 /// [`Verified<'static>`] extension. Duplicates are answered `200` without calling it.
-/// When the inner service answers with a server error, the replay mark is removed so the
-/// sender's retry gets through.
+/// When the inner service answers with a server error, or the request is abandoned before
+/// it answers (the sender hung up), the replay mark is removed so the sender's retry gets
+/// through.
 #[derive(Clone)]
 pub struct Verify<S> {
     inner: S,
@@ -140,8 +141,12 @@ where
                         }
                         Checked::Respond(res) => return Ok(convert(res)),
                     };
+                    // Dropped before the inner service answers (the sender hung up): the
+                    // mark goes, so the sender's retry gets through.
+                    let armed = ReleaseOnDrop::new(&guard, key);
                     parts.extensions.insert(verified);
                     let res = inner.call(Request::from_parts(parts, B::from(bytes))).await;
+                    let key = armed.disarm();
                     let keep = matches!(&res, Ok(r) if !r.status().is_server_error());
                     if !keep {
                         guard.release(&key).await;

@@ -1,8 +1,20 @@
-//! Shared conformance suites: every replay store and inbox backend runs the same tests
-//! through one macro invocation (see `tests/backends.rs`).
+//! Shared test helpers.
+//!
+//! - Conformance suites: every replay store and inbox backend runs the same tests
+//!   through one macro invocation (see `tests/backends.rs`).
+//! - HTTP helpers (see `tests/http.rs`): a server on a real loopback socket, signing with
+//!   a preset's [`Sign`] impl, a raw HTTP/1.1 client for misbehaving senders, an inbox
+//!   that reports what the pipeline did with it, problem+json checks.
 #![allow(dead_code)]
 
-use hookguard::{inbox::Webhook, verify::Verified};
+use std::{net::SocketAddr, time::Duration};
+
+use hookguard::{
+    inbox::{BoxFuture, DeadLetter, Inbox, InboxError, Job, MemoryInbox, Pushed, Webhook},
+    verify::{Outgoing, Sign, Verified},
+};
+use http::{HeaderName, HeaderValue};
+use time::OffsetDateTime;
 
 /// A webhook with this id at endpoint `test`.
 pub fn webhook(id: &str) -> Webhook {
@@ -10,6 +22,260 @@ pub fn webhook(id: &str) -> Webhook {
     let mut headers = http::HeaderMap::new();
     headers.insert("x-github-event", http::HeaderValue::from_static("push"));
     Webhook::new("test", &v, headers, format!("{{\"id\":\"{id}\"}}").into(), time::OffsetDateTime::UNIX_EPOCH)
+}
+
+/// How long any one wait in a test may take before the test fails (never a sleep: a
+/// bound on waiting for a channel, a response or a task).
+pub const BOUND: Duration = Duration::from_secs(10);
+
+/// Awaits `fut`, failing the test with `what` when it takes longer than [`BOUND`].
+pub async fn bounded<F: std::future::Future>(what: &str, fut: F) -> F::Output {
+    match tokio::time::timeout(BOUND, fut).await {
+        Ok(out) => out,
+        Err(_) => panic!("timed out after {BOUND:?} waiting for {what}"),
+    }
+}
+
+/// Serves `router` on `127.0.0.1:0` and answers the address it got.
+pub async fn spawn_server(router: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        axum::serve(listener, router).await.expect("server");
+    });
+    addr
+}
+
+/// A real HTTP client that ignores proxy settings from the environment.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().expect("reqwest client")
+}
+
+/// The headers `scheme` signs `body` with, as the provider would send them.
+pub fn sign(scheme: &impl Sign, body: &[u8], id: &str, at: OffsetDateTime) -> Vec<(HeaderName, HeaderValue)> {
+    scheme.sign(&Outgoing::new(body).id(id).timestamp(at)).expect("sign")
+}
+
+/// A whole HTTP/1.1 answer as read off a raw socket.
+#[derive(Debug)]
+pub struct RawAnswer {
+    /// The status code from the status line.
+    pub status: u16,
+    /// Everything received, head and body.
+    pub text: String,
+}
+
+/// Connects to `addr` and writes `bytes` on a raw socket (bounded by [`BOUND`]).
+pub async fn raw_send(addr: SocketAddr, bytes: &[u8]) -> tokio::net::TcpStream {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut out = bytes;
+    let write = async {
+        while !out.is_empty() {
+            stream.writable().await.expect("writable");
+            match stream.try_write(out) {
+                Ok(n) => out = &out[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("write: {e}"),
+            }
+        }
+    };
+    bounded("writing the request", write).await;
+    stream
+}
+
+/// Writes `head` (a request head, ending in an empty line) and `body_part` on a raw
+/// socket and then sends nothing more: a sender that declares a body and stalls. Reads
+/// the answer (until its `Content-Length` is complete or the server closes), bounded by
+/// [`BOUND`].
+pub async fn raw_exchange(addr: SocketAddr, head: &str, body_part: &[u8]) -> RawAnswer {
+    let stream = raw_send(addr, &[head.as_bytes(), body_part].concat()).await;
+    let read = async {
+        let mut buf = Vec::new();
+        let mut chunk = [0_u8; 4096];
+        loop {
+            if stream.readable().await.is_err() {
+                break;
+            }
+            let n = match stream.try_read(&mut chunk) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(_) => 0,
+            };
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let len = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + len {
+                    break;
+                }
+            }
+        }
+        buf
+    };
+    let buf = bounded("a raw HTTP answer", read).await;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status line in {text:?}"));
+    RawAnswer { status, text }
+}
+
+/// Checks a problem+json answer: its status, its stable `type`, and that none of
+/// `secrets` (secret, expected signature, …) appears anywhere in it.
+pub fn assert_problem(
+    name: &str,
+    status: u16,
+    headers: &http::HeaderMap,
+    body: &[u8],
+    want_status: u16,
+    want_code: &str,
+    secrets: &[&str],
+) {
+    assert_eq!(status, want_status, "{name}: status (body: {})", String::from_utf8_lossy(body));
+    assert_eq!(
+        headers.get(http::header::CONTENT_TYPE).map(HeaderValue::as_bytes),
+        Some(&b"application/problem+json"[..]),
+        "{name}: content type"
+    );
+    let problem: serde_json::Value = serde_json::from_slice(body).expect("problem+json body");
+    assert_eq!(
+        problem["type"],
+        format!("{}{want_code}", hookguard::problem::TYPE_BASE),
+        "{name}: problem type"
+    );
+    assert_eq!(problem["status"], want_status, "{name}: problem status");
+    assert_no_secrets(name, headers, body, secrets);
+}
+
+/// Fails when any of `secrets` appears in the answer's headers or body.
+pub fn assert_no_secrets(name: &str, headers: &http::HeaderMap, body: &[u8], secrets: &[&str]) {
+    let body = String::from_utf8_lossy(body);
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        assert!(!body.contains(secret), "{name}: the answer's body holds {secret:?}: {body}");
+        for (header, value) in headers {
+            let value = String::from_utf8_lossy(value.as_bytes());
+            assert!(!value.contains(secret), "{name}: header {header} holds {secret:?}");
+        }
+    }
+}
+
+/// What a [`RecordingInbox`] was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A push the inner inbox kept.
+    Pushed(String),
+    /// A push refused (full) or found a duplicate.
+    NotPushed(String),
+    /// A job was acknowledged after attempt `attempt`.
+    Acked { key: String, attempt: u32 },
+    /// A job is to run again not before `at` after attempt `attempt`.
+    Retried { key: String, attempt: u32, at: OffsetDateTime, error: String },
+    /// A job was dead-lettered after attempt `attempt`.
+    Dead { key: String, attempt: u32, error: String },
+}
+
+/// A [`MemoryInbox`] that reports every push, ack, retry and dead letter on a channel,
+/// so a test waits for exactly what it expects instead of polling or sleeping.
+#[derive(Debug, Clone)]
+pub struct RecordingInbox {
+    inner: MemoryInbox,
+    events: tokio::sync::mpsc::UnboundedSender<Event>,
+}
+
+impl RecordingInbox {
+    /// Wraps `inner`; events arrive on the receiver.
+    pub fn new(inner: MemoryInbox) -> (Self, tokio::sync::mpsc::UnboundedReceiver<Event>) {
+        let (events, rx) = tokio::sync::mpsc::unbounded_channel();
+        (Self { inner, events }, rx)
+    }
+
+    fn report(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+}
+
+/// The next event, bounded by [`BOUND`].
+pub async fn next_event(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Event>) -> Event {
+    bounded("an inbox event", rx.recv()).await.expect("inbox event channel open")
+}
+
+impl Inbox for RecordingInbox {
+    fn push(&self, webhook: Webhook) -> BoxFuture<'_, Result<Pushed, InboxError>> {
+        Box::pin(async move {
+            let key = webhook.key().to_owned();
+            let pushed = self.inner.push(webhook).await;
+            self.report(match pushed {
+                Ok(Pushed::Accepted) => Event::Pushed(key),
+                _ => Event::NotPushed(key),
+            });
+            pushed
+        })
+    }
+    fn pull(&self, max: usize, lease: Duration) -> BoxFuture<'_, Result<Vec<Job>, InboxError>> {
+        self.inner.pull(max, lease)
+    }
+    fn ack<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<(), InboxError>> {
+        Box::pin(async move {
+            let done = self.inner.ack(job).await;
+            if done.is_ok() {
+                self.report(Event::Acked { key: job.webhook().key().to_owned(), attempt: job.attempt() });
+            }
+            done
+        })
+    }
+    fn retry<'a>(
+        &'a self,
+        job: &'a Job,
+        not_before: OffsetDateTime,
+        error: &'a str,
+    ) -> BoxFuture<'a, Result<(), InboxError>> {
+        Box::pin(async move {
+            let done = self.inner.retry(job, not_before, error).await;
+            if done.is_ok() {
+                self.report(Event::Retried {
+                    key: job.webhook().key().to_owned(),
+                    attempt: job.attempt(),
+                    at: not_before,
+                    error: error.to_owned(),
+                });
+            }
+            done
+        })
+    }
+    fn dead_letter<'a>(&'a self, job: &'a Job, error: &'a str) -> BoxFuture<'a, Result<(), InboxError>> {
+        Box::pin(async move {
+            let done = self.inner.dead_letter(job, error).await;
+            if done.is_ok() {
+                self.report(Event::Dead {
+                    key: job.webhook().key().to_owned(),
+                    attempt: job.attempt(),
+                    error: error.to_owned(),
+                });
+            }
+            done
+        })
+    }
+    fn dead_letters(&self, limit: usize) -> BoxFuture<'_, Result<Vec<DeadLetter>, InboxError>> {
+        self.inner.dead_letters(limit)
+    }
+    fn redrive<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, InboxError>> {
+        self.inner.redrive(key)
+    }
+    fn depth(&self) -> BoxFuture<'_, Result<usize, InboxError>> {
+        self.inner.depth()
+    }
+    fn wait(&self, timeout: Duration) -> BoxFuture<'_, ()> {
+        self.inner.wait(timeout)
+    }
 }
 
 /// Runs the inbox conformance suite. `$make` is an async fn
