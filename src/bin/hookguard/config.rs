@@ -1,0 +1,682 @@
+//! `hookguard.toml`: what `hookguard serve` reads. Every problem is reported as
+//! `FILE:LINE:COL: what is wrong`, before anything listens.
+//!
+//! Relative paths in the file (secret files, certificates, `append_to`, TLS files, SQLite
+//! databases) are relative to the folder holding the configuration file.
+
+use std::{
+    ops::Range,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use hookguard::{guard::Handshake, handshake, providers::Preset};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::common::{self, SchemeOptions};
+
+/// Paths the server answers itself.
+pub(crate) const RESERVED_PATHS: &[&str] = &["/healthz", "/metrics"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    replay: RawBackend,
+    #[serde(default)]
+    inbox: RawBackend,
+    #[serde(default)]
+    worker: RawWorker,
+    #[serde(default)]
+    endpoint: Vec<Spanned<RawEndpoint>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    #[serde(default = "default_listen")]
+    listen: Spanned<String>,
+    tls: Option<RawTls>,
+    #[serde(default = "default_grace")]
+    shutdown_grace_secs: u64,
+    #[serde(default = "yes")]
+    metrics: bool,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self { listen: default_listen(), tls: None, shutdown_grace_secs: default_grace(), metrics: true }
+    }
+}
+
+fn default_listen() -> Spanned<String> {
+    Spanned::new(0..0, "127.0.0.1:8080".to_owned())
+}
+fn default_grace() -> u64 {
+    10
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: Spanned<PathBuf>,
+    key: Spanned<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackend {
+    #[serde(default = "default_backend")]
+    backend: Spanned<String>,
+    capacity: Option<usize>,
+    path: Option<PathBuf>,
+    url: Option<Spanned<String>>,
+    url_env: Option<Spanned<String>>,
+}
+
+impl Default for RawBackend {
+    fn default() -> Self {
+        Self { backend: default_backend(), capacity: None, path: None, url: None, url_env: None }
+    }
+}
+
+fn default_backend() -> Spanned<String> {
+    Spanned::new(0..0, "memory".to_owned())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWorker {
+    #[serde(default = "default_concurrency")]
+    pub(crate) concurrency: usize,
+    #[serde(default = "default_attempts")]
+    pub(crate) max_attempts: u32,
+    #[serde(default = "default_backoff_base")]
+    pub(crate) backoff_base_ms: u64,
+    #[serde(default = "default_backoff_max")]
+    pub(crate) backoff_max_secs: u64,
+    #[serde(default = "default_lease")]
+    pub(crate) lease_secs: u64,
+}
+
+impl Default for RawWorker {
+    fn default() -> Self {
+        Self {
+            concurrency: default_concurrency(),
+            max_attempts: default_attempts(),
+            backoff_base_ms: default_backoff_base(),
+            backoff_max_secs: default_backoff_max(),
+            lease_secs: default_lease(),
+        }
+    }
+}
+
+fn default_concurrency() -> usize {
+    4
+}
+fn default_attempts() -> u32 {
+    8
+}
+fn default_backoff_base() -> u64 {
+    500
+}
+fn default_backoff_max() -> u64 {
+    300
+}
+fn default_lease() -> u64 {
+    60
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn items(&self) -> Vec<String> {
+        match self {
+            Self::One(s) => vec![s.clone()],
+            Self::Many(v) => v.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEndpoint {
+    path: Spanned<String>,
+    name: Option<Spanned<String>>,
+    provider: Spanned<String>,
+    secret: Option<Spanned<OneOrMany>>,
+    secret_env: Option<Spanned<OneOrMany>>,
+    secret_file: Option<Spanned<OneOrMany>>,
+    secret_env_default: Option<Spanned<String>>,
+    tolerance_secs: Option<Spanned<u64>>,
+    body_limit: Option<usize>,
+    url: Option<String>,
+    public_origin: Option<String>,
+    webhook_id: Option<String>,
+    certificate_file: Option<Spanned<OneOrMany>>,
+    verify_token: Option<String>,
+    verify_token_env: Option<Spanned<String>>,
+    #[serde(default = "yes")]
+    handshake: bool,
+    append_to: Option<PathBuf>,
+    run: Option<Spanned<Vec<String>>>,
+    forward_to: Option<Spanned<String>>,
+    #[serde(default = "default_action_timeout")]
+    timeout_secs: u64,
+}
+
+fn default_action_timeout() -> u64 {
+    30
+}
+
+/// A replay store or inbox backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Backend {
+    Memory { capacity: Option<usize> },
+    Sqlite { path: PathBuf, capacity: Option<usize> },
+    Redis { url: String, capacity: Option<usize> },
+    Postgres { url: String, capacity: Option<usize> },
+}
+
+impl Backend {
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Self::Memory { .. } => "memory",
+            Self::Sqlite { .. } => "sqlite",
+            Self::Redis { .. } => "redis",
+            Self::Postgres { .. } => "postgres",
+        }
+    }
+}
+
+/// What a processed webhook does.
+#[derive(Debug, Clone)]
+pub(crate) enum Action {
+    /// Append one JSON line to this file.
+    AppendTo(PathBuf),
+    /// Run this command with the body on stdin and the metadata in `HOOKGUARD_*`.
+    Run { argv: Vec<String>, timeout: Duration },
+    /// POST the body to this URL.
+    Forward { url: String, timeout: Duration },
+}
+
+/// One endpoint, ready to serve.
+pub(crate) struct Endpoint {
+    pub(crate) name: String,
+    pub(crate) path: String,
+    pub(crate) scheme: Box<dyn Preset>,
+    pub(crate) handshake: Option<Box<dyn Handshake>>,
+    pub(crate) body_limit: Option<usize>,
+    pub(crate) public_origin: Option<String>,
+    pub(crate) action: Action,
+    /// Demo secrets in use (from `secret_env_default`): the variables to set.
+    pub(crate) demo_secret_for: Option<Vec<String>>,
+}
+
+/// The whole configuration, checked.
+pub(crate) struct Config {
+    pub(crate) listen: String,
+    pub(crate) tls: Option<(PathBuf, PathBuf)>,
+    pub(crate) shutdown_grace: Duration,
+    pub(crate) metrics: bool,
+    pub(crate) replay: Backend,
+    pub(crate) inbox: Backend,
+    pub(crate) worker: RawWorker,
+    pub(crate) endpoints: Vec<Endpoint>,
+}
+
+/// Reads and checks the configuration at `path`, with environment variables from `env`.
+pub(crate) fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    parse(&text, path, env)
+}
+
+/// Where problems are reported.
+struct Source<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn at(&self, span: Range<usize>, message: impl std::fmt::Display) -> String {
+        let (line, col) = line_col(self.text, span.start);
+        format!("{}:{line}:{col}: {message}", self.file.display())
+    }
+
+    fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            return path.to_path_buf();
+        }
+        self.file.parent().map_or_else(|| path.to_path_buf(), |dir| dir.join(path))
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// Parses and checks `text` (read from `file`).
+pub(crate) fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, String> {
+    let src = Source { file, text };
+    let raw: RawFile = toml::from_str(text).map_err(|e| {
+        let message = e.message().trim_end().to_owned();
+        match e.span() {
+            Some(span) => src.at(span, message),
+            None => format!("{}: {message}", file.display()),
+        }
+    })?;
+
+    let server = raw.server;
+    let tls = match server.tls {
+        Some(tls) => {
+            for f in [&tls.cert, &tls.key] {
+                if !src.resolve(f.get_ref()).is_file() {
+                    return Err(src.at(f.span(), format!("TLS file {} not found", f.get_ref().display())));
+                }
+            }
+            Some((src.resolve(tls.cert.get_ref()), src.resolve(tls.key.get_ref())))
+        }
+        None => None,
+    };
+    let replay = backend(&src, raw.replay, env, "replay")?;
+    let inbox = backend(&src, raw.inbox, env, "inbox")?;
+    if raw.worker.concurrency == 0 || raw.worker.max_attempts == 0 {
+        return Err(format!("{}: [worker] concurrency and max_attempts must be at least 1", file.display()));
+    }
+
+    if raw.endpoint.is_empty() {
+        return Err(format!("{}: no [[endpoint]]: nothing to serve", file.display()));
+    }
+    let mut endpoints: Vec<Endpoint> = Vec::new();
+    for spanned in raw.endpoint {
+        let span = spanned.span();
+        let endpoint = endpoint(&src, span, spanned.into_inner(), env)?;
+        endpoints.push(endpoint);
+    }
+    Ok(Config {
+        listen: server.listen.into_inner(),
+        tls,
+        shutdown_grace: Duration::from_secs(server.shutdown_grace_secs),
+        metrics: server.metrics,
+        replay,
+        inbox,
+        worker: raw.worker,
+        endpoints,
+    })
+    .and_then(|config| no_duplicates(&src, config))
+}
+
+fn no_duplicates(src: &Source<'_>, config: Config) -> Result<Config, String> {
+    for (i, e) in config.endpoints.iter().enumerate() {
+        for earlier in &config.endpoints[..i] {
+            if earlier.path == e.path {
+                return Err(format!("{}: two endpoints have the path {}", src.file.display(), e.path));
+            }
+            if earlier.name == e.name {
+                return Err(format!(
+                    "{}: two endpoints are named `{}` (set `name` on one of them)",
+                    src.file.display(),
+                    e.name
+                ));
+            }
+        }
+    }
+    Ok(config)
+}
+
+fn backend(
+    src: &Source<'_>,
+    raw: RawBackend,
+    env: &dyn Fn(&str) -> Option<String>,
+    section: &str,
+) -> Result<Backend, String> {
+    let url = || -> Result<String, String> {
+        match (&raw.url, &raw.url_env) {
+            (Some(url), None) => Ok(url.get_ref().clone()),
+            (None, Some(var)) => env(var.get_ref()).filter(|v| !v.is_empty()).ok_or_else(|| {
+                src.at(
+                    var.span(),
+                    format!("[{section}] environment variable {} is not set (url_env)", var.get_ref()),
+                )
+            }),
+            (Some(url), Some(_)) => {
+                Err(src.at(url.span(), format!("[{section}] give `url` or `url_env`, not both")))
+            }
+            (None, None) => Err(src.at(
+                raw.backend.span(),
+                format!("[{section}] backend `{}` needs `url` or `url_env`", raw.backend.get_ref()),
+            )),
+        }
+    };
+    let capacity = raw.capacity;
+    Ok(match raw.backend.get_ref().as_str() {
+        "memory" => Backend::Memory { capacity },
+        "sqlite" => {
+            let path = raw.path.as_ref().ok_or_else(|| {
+                src.at(
+                    raw.backend.span(),
+                    format!("[{section}] backend `sqlite` needs `path` (the database file)"),
+                )
+            })?;
+            Backend::Sqlite { path: src.resolve(path), capacity }
+        }
+        "redis" => Backend::Redis { url: url()?, capacity },
+        "postgres" => Backend::Postgres { url: url()?, capacity },
+        other => {
+            return Err(src.at(
+                raw.backend.span(),
+                format!("[{section}] unknown backend `{other}` (memory, sqlite, redis, postgres)"),
+            ));
+        }
+    })
+}
+
+fn endpoint(
+    src: &Source<'_>,
+    span: Range<usize>,
+    raw: RawEndpoint,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Endpoint, String> {
+    let path = raw.path.get_ref().clone();
+    if !path.starts_with('/') {
+        return Err(src.at(raw.path.span(), format!("endpoint path `{path}` must start with `/`")));
+    }
+    if RESERVED_PATHS.contains(&path.as_str()) {
+        return Err(src.at(raw.path.span(), format!("endpoint path {path} is the server's own")));
+    }
+    let name = match &raw.name {
+        Some(name) => name.get_ref().clone(),
+        None => path.trim_matches('/').replace('/', "-"),
+    };
+    let name = if name.is_empty() { "root".to_owned() } else { name };
+    let label = format!("endpoint `{name}`");
+    let provider = raw.provider.get_ref().clone();
+    if !common::provider_names().contains(&provider.as_str()) {
+        return Err(src.at(
+            raw.provider.span(),
+            format!(
+                "{label}: unknown provider `{provider}` (known: {})",
+                common::provider_names().join(", ")
+            ),
+        ));
+    }
+
+    // Secrets: every source given, in the order env, file, literal (the first signs).
+    let mut secrets = Vec::new();
+    let mut demo_secret_for = None;
+    if let Some(vars) = &raw.secret_env {
+        let names = vars.get_ref().items();
+        let mut missing = Vec::new();
+        for var in &names {
+            match env(var) {
+                Some(value) if !value.is_empty() => secrets.push(value),
+                _ => missing.push(var.clone()),
+            }
+        }
+        if !missing.is_empty() {
+            match (&raw.secret_env_default, secrets.is_empty()) {
+                (Some(default), true) => {
+                    secrets.push(default.get_ref().clone());
+                    demo_secret_for = Some(missing);
+                }
+                _ => {
+                    let list = missing.join(", ");
+                    let what =
+                        if missing.len() == 1 { "environment variable" } else { "environment variables" };
+                    let verb = if missing.len() == 1 { "is" } else { "are" };
+                    return Err(
+                        src.at(vars.span(), format!("{label}: {what} {list} {verb} not set (secret_env)"))
+                    );
+                }
+            }
+        }
+    } else if let Some(default) = &raw.secret_env_default {
+        return Err(src.at(default.span(), format!("{label}: secret_env_default without secret_env")));
+    }
+    if let Some(files) = &raw.secret_file {
+        for f in files.get_ref().items() {
+            let full = src.resolve(Path::new(&f));
+            let bytes = std::fs::read(&full).map_err(|e| {
+                src.at(files.span(), format!("{label}: cannot read secret file {}: {e}", full.display()))
+            })?;
+            let text = String::from_utf8(bytes).map_err(|_| {
+                src.at(files.span(), format!("{label}: secret file {} is not text", full.display()))
+            })?;
+            let text = text.trim_end_matches(['\n', '\r']).to_owned();
+            if text.is_empty() {
+                return Err(src.at(files.span(), format!("{label}: secret file {} is empty", full.display())));
+            }
+            secrets.push(text);
+        }
+    }
+    if let Some(literal) = &raw.secret {
+        secrets.extend(literal.get_ref().items());
+    }
+    let certificates = match &raw.certificate_file {
+        Some(files) => files
+            .get_ref()
+            .items()
+            .iter()
+            .map(|f| {
+                common::read_file(&src.resolve(Path::new(f)))
+                    .map_err(|e| src.at(files.span(), format!("{label}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
+    if secrets.is_empty() && provider != "paypal" {
+        return Err(src.at(
+            span,
+            format!("{label}: no secret: set `secret_env` (recommended), `secret_file` or `secret`"),
+        ));
+    }
+    let options = SchemeOptions {
+        url: raw.url.clone(),
+        tolerance_secs: raw.tolerance_secs.as_ref().map(|t| *t.get_ref()),
+        webhook_id: raw.webhook_id.clone(),
+        certificates,
+    };
+    let at_provider = |e: String| src.at(raw.provider.span(), format!("{label}: {e}"));
+    let scheme =
+        common::build_scheme(&provider, &secrets, &options).map_err(|e| match &raw.tolerance_secs {
+            Some(t) if e.contains("tolerance") => src.at(t.span(), format!("{label}: {e}")),
+            _ => at_provider(e),
+        })?;
+
+    let handshake: Option<Box<dyn Handshake>> = if !raw.handshake {
+        None
+    } else {
+        match provider.as_str() {
+            "zoom" => {
+                let first = secrets.first().ok_or_else(|| at_provider("zoom needs a secret".into()))?;
+                let zoom =
+                    hookguard::providers::zoom::scheme(first).map_err(|e| at_provider(e.to_string()))?;
+                Some(Box::new(handshake::ZoomUrlValidation::new(zoom)))
+            }
+            "meta" => {
+                let token = match (&raw.verify_token, &raw.verify_token_env) {
+                    (Some(t), _) => Some(t.clone()),
+                    (None, Some(var)) => {
+                        Some(env(var.get_ref()).filter(|v| !v.is_empty()).ok_or_else(|| {
+                            src.at(
+                                var.span(),
+                                format!(
+                                    "{label}: environment variable {} is not set (verify_token_env)",
+                                    var.get_ref()
+                                ),
+                            )
+                        })?)
+                    }
+                    (None, None) => None,
+                };
+                match token {
+                    Some(token) => Some(Box::new(
+                        handshake::MetaSubscription::new(token).map_err(|e| at_provider(e.to_string()))?,
+                    )),
+                    None => None,
+                }
+            }
+            other => handshake::for_provider(other),
+        }
+    };
+
+    let actions = [raw.append_to.is_some(), raw.run.is_some(), raw.forward_to.is_some()];
+    let action = match (&raw.append_to, &raw.run, &raw.forward_to) {
+        _ if actions.iter().filter(|a| **a).count() > 1 => {
+            return Err(
+                src.at(span, format!("{label}: give one of `append_to`, `run`, `forward_to`, not several"))
+            );
+        }
+        (Some(file), None, None) => Action::AppendTo(src.resolve(file)),
+        (None, Some(argv), None) => {
+            if argv.get_ref().is_empty() {
+                return Err(
+                    src.at(argv.span(), format!("{label}: `run` needs a program: [\"program\", \"arg\", …]"))
+                );
+            }
+            Action::Run { argv: argv.get_ref().clone(), timeout: Duration::from_secs(raw.timeout_secs) }
+        }
+        (None, None, Some(url)) => {
+            let u = url.get_ref();
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(
+                    src.at(url.span(), format!("{label}: forward_to must be an http:// or https:// URL"))
+                );
+            }
+            Action::Forward { url: u.clone(), timeout: Duration::from_secs(raw.timeout_secs) }
+        }
+        _ => {
+            return Err(src.at(
+                span,
+                format!("{label}: say what a processed webhook does: `append_to`, `run` or `forward_to`"),
+            ));
+        }
+    };
+
+    if raw.public_origin.is_none() && matches!(provider.as_str(), "twilio" | "hubspot" | "hubspot-v2") {
+        return Err(src.at(
+            raw.provider.span(),
+            format!("{label}: {provider} signs the URL it calls: set `public_origin` (https://your.host)"),
+        ));
+    }
+    Ok(Endpoint {
+        name,
+        path,
+        scheme,
+        handshake,
+        body_limit: raw.body_limit,
+        public_origin: raw.public_origin,
+        action,
+        demo_secret_for,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn check(text: &str) -> Result<Config, String> {
+        parse(text, Path::new("t.toml"), &no_env)
+    }
+
+    const OK: &str = r#"
+[[endpoint]]
+path = "/hooks/github"
+provider = "github"
+secret = "s"
+append_to = "/tmp/x.jsonl"
+"#;
+
+    #[test]
+    fn a_minimal_config_is_enough() {
+        let c = check(OK).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        assert_eq!(c.replay, Backend::Memory { capacity: None });
+        assert_eq!(c.endpoints[0].name, "hooks-github");
+    }
+
+    #[test]
+    fn unknown_keys_name_the_line() {
+        let err = check(&OK.replace("secret = \"s\"", "secret = \"s\"\nsecrte = \"t\"")).err().unwrap();
+        assert!(err.starts_with("t.toml:6:1: unknown field `secrte`"), "{err}");
+    }
+
+    #[test]
+    fn missing_env_is_an_error_unless_a_default_is_given() {
+        let text = OK.replace("secret = \"s\"", "secret_env = \"GH_SECRET\"");
+        let err = check(&text).err().unwrap();
+        assert_eq!(
+            err,
+            "t.toml:5:14: endpoint `hooks-github`: environment variable GH_SECRET is not set (secret_env)"
+        );
+        let text = OK.replace("secret = \"s\"", "secret_env = \"GH_SECRET\"\nsecret_env_default = \"demo\"");
+        let c = check(&text).unwrap();
+        assert_eq!(c.endpoints[0].demo_secret_for.as_deref(), Some(&["GH_SECRET".to_owned()][..]));
+        let found = parse(&text.replace("secret_env_default = \"demo\"", ""), Path::new("t.toml"), &|v| {
+            (v == "GH_SECRET").then(|| "x".to_owned())
+        });
+        assert!(found.unwrap().endpoints[0].demo_secret_for.is_none());
+    }
+
+    #[test]
+    fn mistakes_are_located() {
+        for (from, to, expected) in [
+            (
+                "provider = \"github\"",
+                "provider = \"gitbub\"",
+                "t.toml:4:12: endpoint `hooks-github`: unknown provider `gitbub`",
+            ),
+            (
+                "append_to = \"/tmp/x.jsonl\"",
+                "",
+                "t.toml:2:1: endpoint `hooks-github`: say what a processed webhook does",
+            ),
+            (
+                "path = \"/hooks/github\"",
+                "path = \"hooks\"",
+                "t.toml:3:8: endpoint path `hooks` must start with `/`",
+            ),
+            (
+                "secret = \"s\"",
+                "secret = \"s\"\ntolerance_secs = 60",
+                "t.toml:6:18: endpoint `hooks-github`: github signs no timestamp",
+            ),
+        ] {
+            let err = check(&OK.replace(from, to)).err().unwrap();
+            assert!(err.starts_with(expected), "{err}\nexpected: {expected}");
+        }
+        let err = check(&format!("[inbox]\nbackend = \"mysql\"\n{OK}")).err().unwrap();
+        assert!(err.starts_with("t.toml:2:11: [inbox] unknown backend `mysql`"), "{err}");
+        let err = check(&format!("{OK}\n[[endpoint]]\npath = \"/hooks/github\"\nprovider = \"github\"\nsecret = \"s\"\nappend_to = \"x\"\n"))
+            .err()
+            .unwrap();
+        assert!(err.contains("two endpoints have the path /hooks/github"), "{err}");
+    }
+
+    #[test]
+    fn url_providers_need_their_url() {
+        let text = OK.replace("\"github\"", "\"square\"");
+        assert!(check(&text).err().unwrap().contains("square signs the URL it was registered with"));
+        assert!(check(&text.replace("secret = \"s\"", "secret = \"s\"\nurl = \"https://e.com/sq\"")).is_ok());
+    }
+}

@@ -1,0 +1,192 @@
+//! `hookguard send`: sign a body and POST it, as the provider would.
+
+use std::{
+    collections::BTreeMap,
+    io::{IsTerminal as _, Write as _},
+    process::ExitCode,
+    time::{Duration, Instant},
+};
+
+use http::header::CONTENT_TYPE;
+use time::OffsetDateTime;
+
+use crate::{common, sign, verify::SchemeArgs};
+
+const EXAMPLE: &str = "\
+Prints the response status line and body. With --repeat, a progress line on stderr and a
+summary of the statuses. Exit status 0 when every response was 2xx, 1 otherwise.
+
+Example:
+  echo '{\"id\":\"evt_1\",\"type\":\"ping\"}' | hookguard send --provider stripe \\
+      --secret whsec_demo_stripe_secret --url http://127.0.0.1:8080/hooks/stripe
+  # HTTP 202 Accepted
+  # accepted
+
+  # a load test: 1000 deliveries, each with a fresh id
+  hookguard send -p github -s demo-github-secret --url http://127.0.0.1:8080/hooks/github \\
+      -H 'X-GitHub-Event: push' --repeat 1000 < payload.json";
+
+/// Sign a body from stdin and POST it to --url; print the response.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLE)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    scheme: SchemeArgs,
+    /// Where to send it (also the URL signed, for providers that sign it)
+    #[arg(long, value_name = "URL")]
+    url: String,
+    /// The URL to sign when it differs from --url (Square's and Trello's registered URL
+    /// behind a proxy)
+    #[arg(long, value_name = "URL")]
+    signed_url: Option<String>,
+    /// An extra request header, `Name: value` (repeat); `Content-Type` defaults to JSON
+    /// for a JSON body, form for `a=b&…`
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// The delivery id (default: a fresh one per delivery); with --repeat, the same id
+    /// makes every delivery after the first a duplicate
+    #[arg(long, value_name = "ID")]
+    id: Option<String>,
+    /// The timestamp to sign: unix seconds or RFC 3339 (default: now)
+    #[arg(long, value_name = "TIME")]
+    timestamp: Option<String>,
+    /// The request method
+    #[arg(long, default_value = "POST")]
+    method: String,
+    /// Send this many deliveries, one after the other
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    repeat: u64,
+    /// Seconds to wait for each response
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    timeout: u64,
+}
+
+pub(crate) fn run(args: Args) -> Result<ExitCode, String> {
+    let signed_url = args.signed_url.clone().unwrap_or_else(|| args.url.clone());
+    let options = args.scheme.options(Some(&signed_url), None)?;
+    let scheme = common::build_scheme(&args.scheme.provider, &args.scheme.secret, &options)?;
+    let body = common::read_stdin()?;
+    let fixed_at = args.timestamp.as_deref().map(common::parse_time).transpose()?;
+    let mut extra = Vec::new();
+    for h in &args.headers {
+        extra.push(common::parse_header(h)?);
+    }
+    if !extra.iter().any(|(n, _)| n == CONTENT_TYPE) {
+        extra.push((CONTENT_TYPE, http::HeaderValue::from_static(guess_content_type(&body))));
+    }
+    let method = reqwest::Method::from_bytes(args.method.as_bytes())
+        .map_err(|_| format!("bad method `{}`", args.method))?;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async move {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(args.timeout))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let progress = Progress::new(args.repeat);
+        let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
+        let mut all_ok = true;
+        for n in 1..=args.repeat {
+            let id = args.id.clone().unwrap_or_else(common::fresh_id);
+            let at = fixed_at.unwrap_or_else(OffsetDateTime::now_utc);
+            let signed = sign::sign(scheme.as_ref(), &body, &id, at, Some(&signed_url), &args.method)?;
+            let mut request = client.request(method.clone(), &args.url).body(body.clone());
+            for (name, value) in signed.into_iter().chain(extra.iter().cloned()) {
+                request = request.header(name, value);
+            }
+            let (status, text) = match request.send().await {
+                Ok(res) => {
+                    let status = res.status();
+                    let text = res.text().await.unwrap_or_default();
+                    (format!("HTTP {status}"), Some((status, text)))
+                }
+                Err(e) => (format!("error: {}", error_chain(&e)), None),
+            };
+            all_ok &= text.as_ref().is_some_and(|(s, _)| s.is_success());
+            if args.repeat == 1 {
+                common::say(format_args!("{status}"));
+                if let Some((_, text)) = text {
+                    common::say(format_args!("{text}"));
+                }
+            } else {
+                *statuses.entry(status).or_default() += 1;
+                progress.tick(n, &statuses);
+            }
+        }
+        if args.repeat > 1 {
+            progress.finish();
+            let summary: Vec<String> = statuses.iter().map(|(s, n)| format!("{n} × {s}")).collect();
+            common::say(format_args!("{} sent: {}", args.repeat, summary.join(", ")));
+        }
+        Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    })
+}
+
+fn guess_content_type(body: &[u8]) -> &'static str {
+    let trimmed = body.trim_ascii_start();
+    if trimmed.starts_with(b"{") || trimmed.starts_with(b"[") {
+        "application/json"
+    } else if !body.is_empty() && body.contains(&b'=') && !body.iter().any(|b| b.is_ascii_whitespace()) {
+        "application/x-www-form-urlencoded"
+    } else {
+        "application/octet-stream"
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// A progress line on stderr: redrawn in place on a terminal, else a line every 10 %.
+struct Progress {
+    total: u64,
+    terminal: bool,
+    started: Instant,
+    last: std::cell::Cell<Option<Instant>>,
+}
+
+impl Progress {
+    fn new(total: u64) -> Self {
+        Self { total, terminal: std::io::stderr().is_terminal(), started: Instant::now(), last: None.into() }
+    }
+
+    fn tick(&self, done: u64, statuses: &BTreeMap<String, u64>) {
+        if self.total <= 1 {
+            return;
+        }
+        let now = Instant::now();
+        let due = self.last.get().is_none_or(|t| now.duration_since(t) >= Duration::from_millis(200));
+        let step = (self.total / 10).max(1);
+        let show = if self.terminal {
+            due || done == self.total
+        } else {
+            done.is_multiple_of(step) || done == self.total
+        };
+        if !show {
+            return;
+        }
+        self.last.set(Some(now));
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        let counts: Vec<String> = statuses.iter().map(|(s, n)| format!("{s}: {n}")).collect();
+        let line = format!("sent {done}/{} ({:.0}/s) {}", self.total, done as f64 / secs, counts.join(", "));
+        let mut err = std::io::stderr().lock();
+        let _ = if self.terminal { write!(err, "\r\x1b[2K{line}") } else { writeln!(err, "{line}") };
+        let _ = err.flush();
+    }
+
+    fn finish(&self) {
+        if self.terminal && self.total > 1 {
+            eprintln!();
+        }
+    }
+}

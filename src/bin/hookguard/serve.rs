@@ -1,0 +1,524 @@
+//! `hookguard serve`: a ready-made receiver run from a configuration file.
+
+#![allow(unexpected_cfgs)] // the durable backends' features are added on other branches
+
+use std::{collections::HashMap, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+
+use axum::{Router, http::header, routing::get};
+use base64::Engine as _;
+use hookguard::{
+    guard::Guard,
+    inbox::{Inbox, MemoryInbox, Webhook},
+    layer::WebhookService,
+    replay::{MemoryReplayStore, ReplayStore},
+    verify::Scheme as _,
+    worker::{Backoff, Worker},
+};
+use time::format_description::well_known::Rfc3339;
+use tokio::{io::AsyncWriteExt as _, net::TcpListener, sync::Mutex};
+
+use crate::{
+    common,
+    config::{self, Action, Backend, Config},
+};
+
+const EXAMPLE: &str = "\
+The configuration (TOML) lists the endpoints (path, provider, where the secrets come from,
+tolerance, body limit, what a processed webhook does), the replay store and inbox backends,
+the worker pool, the listening address and TLS. Unknown keys and missing secrets are errors
+naming FILE:LINE:COL. Besides the endpoints the server answers GET /healthz and, unless
+`metrics = false`, GET /metrics (Prometheus text format). SIGTERM or SIGINT stops it
+gracefully: no new connections, in-flight requests finish, the workers finish their jobs.
+
+Example:
+  GITHUB_WEBHOOK_SECRET=… hookguard serve --config examples/hookguard.toml
+  hookguard serve --config hookguard.toml --check   # check the file and exit";
+
+/// Run a webhook receiver from a configuration file.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLE)]
+pub(crate) struct Args {
+    /// The configuration file
+    #[arg(long, short = 'c', value_name = "FILE", env = "HOOKGUARD_CONFIG")]
+    config: PathBuf,
+    /// Check the configuration (secrets included) and exit
+    #[arg(long)]
+    check: bool,
+}
+
+pub(crate) fn run(args: Args) -> Result<ExitCode, String> {
+    let config = config::load(&args.config, &|var| std::env::var(var).ok())?;
+    if args.check {
+        common::say(format_args!("{}: ok ({} endpoint(s))", args.config.display(), config.endpoints.len()));
+        return Ok(ExitCode::SUCCESS);
+    }
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,hookguard=info".into()),
+        )
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(serve(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let metrics = if config.metrics {
+        let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
+        let upkeep = handle.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                upkeep.run_upkeep();
+            }
+        });
+        Some(handle)
+    } else {
+        None
+    };
+
+    let replay = open_replay(&config.replay).await?;
+    let inbox = open_inbox(&config.inbox).await?;
+
+    let mut app = Router::new().route("/healthz", get(|| async { "ok\n" }));
+    if let Some(handle) = metrics {
+        app = app.route(
+            "/metrics",
+            get(move || {
+                let text = handle.render();
+                async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text) }
+            }),
+        );
+    }
+    let client =
+        reqwest::Client::builder().build().map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    let mut actions = HashMap::new();
+    for endpoint in config.endpoints {
+        if let Some(vars) = &endpoint.demo_secret_for {
+            tracing::warn!(
+                endpoint = %endpoint.name,
+                "using the demo secret from secret_env_default: set {} for real deliveries",
+                vars.join(", ")
+            );
+        }
+        tracing::info!(
+            endpoint = %endpoint.name,
+            path = %endpoint.path,
+            provider = endpoint.scheme.provider(),
+            action = %describe(&endpoint.action),
+            "endpoint"
+        );
+        let mut guard = Guard::builder(endpoint.name.clone(), endpoint.scheme)
+            .replay_store(Arc::clone(&replay))
+            .inbox(Arc::clone(&inbox));
+        if let Some(handshake) = endpoint.handshake {
+            guard = guard.handshake(handshake);
+        }
+        if let Some(limit) = endpoint.body_limit {
+            guard = guard.body_limit(limit);
+        }
+        if let Some(origin) = endpoint.public_origin {
+            guard = guard.public_origin(origin);
+        }
+        app = app.route_service(&endpoint.path, WebhookService::new(guard.build()));
+        actions.insert(endpoint.name, Runner::new(endpoint.action, client.clone()));
+    }
+    let actions = Arc::new(actions);
+
+    let w = &config.worker;
+    let worker = Worker::new(Arc::clone(&inbox), move |hook: Webhook| {
+        let actions = Arc::clone(&actions);
+        async move {
+            match actions.get(hook.endpoint()) {
+                Some(runner) => runner.run(&hook).await,
+                None => Err(format!("no action for endpoint `{}`", hook.endpoint())),
+            }
+        }
+    })
+    .concurrency(w.concurrency)
+    .max_attempts(w.max_attempts)
+    .backoff(Backoff::new(Duration::from_millis(w.backoff_base_ms), Duration::from_secs(w.backoff_max_secs)))
+    .lease(Duration::from_secs(w.lease_secs))
+    .spawn();
+
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr().map_err(|e| format!("cannot read the listening address: {e}"))?;
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
+    // A fixed line on stderr that scripts (and the tests) read the address from.
+    eprintln!("hookguard: listening on {scheme}://{addr}");
+    tracing::info!(%addr, replay = config.replay.name(), inbox = config.inbox.name(), "listening");
+
+    let served = match &config.tls {
+        None => axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(|e| format!("server failed: {e}")),
+        Some((cert, key)) => tls::serve(listener, app, cert, key, config.shutdown_grace).await,
+    };
+    tracing::info!("no longer accepting; letting the workers finish");
+    let report = worker.shutdown(config.shutdown_grace).await;
+    tracing::info!(?report, "stopped");
+    eprintln!("hookguard: stopped");
+    served
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down");
+}
+
+fn not_built(backend: &str, feature: &str) -> String {
+    format!(
+        "the {backend} backend is not built into this hookguard: build it with `--features cli,{feature}` \
+         (cargo install hookguard --features cli,{feature})"
+    )
+}
+
+async fn open_replay(backend: &Backend) -> Result<Arc<dyn ReplayStore>, String> {
+    match backend {
+        Backend::Memory { capacity } => {
+            let store = MemoryReplayStore::new();
+            Ok(Arc::new(match capacity {
+                Some(c) => store.capacity(*c),
+                None => store,
+            }))
+        }
+        Backend::Redis { url, .. } => {
+            #[cfg(feature = "redis")]
+            {
+                let store = hookguard::replay::RedisReplayStore::connect(url)
+                    .await
+                    .map_err(|e| format!("[replay] cannot connect to redis: {e}"))?;
+                Ok(Arc::new(store))
+            }
+            #[cfg(not(feature = "redis"))]
+            {
+                let _ = url;
+                Err(format!("[replay] {}", not_built("redis", "redis")))
+            }
+        }
+        Backend::Sqlite { .. } => Err(
+            "[replay] there is no SQLite replay store yet: use `memory` or `redis` (the inbox may be SQLite, and \
+             refuses duplicate keys itself)"
+                .into(),
+        ),
+        Backend::Postgres { .. } => Err(
+            "[replay] there is no PostgreSQL replay store yet: use `memory` or `redis` (the inbox may be \
+             PostgreSQL, and refuses duplicate keys itself)"
+                .into(),
+        ),
+    }
+}
+
+async fn open_inbox(backend: &Backend) -> Result<Arc<dyn Inbox>, String> {
+    match backend {
+        Backend::Memory { capacity } => {
+            let inbox = MemoryInbox::new();
+            Ok(Arc::new(match capacity {
+                Some(c) => inbox.capacity(*c),
+                None => inbox,
+            }))
+        }
+        Backend::Sqlite { path, capacity } => {
+            #[cfg(feature = "sqlite")]
+            {
+                let mut builder = hookguard::inbox::SqliteInbox::builder(path);
+                if let Some(c) = capacity {
+                    builder = builder.capacity(*c);
+                }
+                let inbox = builder
+                    .open()
+                    .await
+                    .map_err(|e| format!("[inbox] cannot open {}: {e}", path.display()))?;
+                Ok(Arc::new(inbox))
+            }
+            #[cfg(not(feature = "sqlite"))]
+            {
+                let _ = (path, capacity);
+                Err(format!("[inbox] {}", not_built("sqlite", "sqlite")))
+            }
+        }
+        Backend::Redis { url, capacity } => {
+            #[cfg(feature = "redis")]
+            {
+                let mut inbox = hookguard::inbox::RedisInbox::connect(url)
+                    .await
+                    .map_err(|e| format!("[inbox] cannot connect to redis: {e}"))?;
+                if let Some(c) = capacity {
+                    inbox = inbox.capacity(*c);
+                }
+                Ok(Arc::new(inbox))
+            }
+            #[cfg(not(feature = "redis"))]
+            {
+                let _ = (url, capacity);
+                Err(format!("[inbox] {}", not_built("redis", "redis")))
+            }
+        }
+        Backend::Postgres { url, capacity } => {
+            #[cfg(feature = "postgres")]
+            {
+                let mut inbox = hookguard::inbox::PostgresInbox::connect(url)
+                    .await
+                    .map_err(|e| format!("[inbox] cannot connect to postgres: {e}"))?;
+                if let Some(c) = capacity {
+                    inbox = inbox.capacity(*c);
+                }
+                Ok(Arc::new(inbox))
+            }
+            #[cfg(not(feature = "postgres"))]
+            {
+                let _ = (url, capacity);
+                Err(format!("[inbox] {}", not_built("postgres", "postgres")))
+            }
+        }
+    }
+}
+
+fn describe(action: &Action) -> String {
+    match action {
+        Action::AppendTo(path) => format!("append to {}", path.display()),
+        Action::Run { argv, .. } => format!("run {}", argv.first().map_or("", String::as_str)),
+        Action::Forward { url, .. } => format!("forward to {url}"),
+    }
+}
+
+/// Carries out an endpoint's action for each processed webhook.
+struct Runner {
+    action: Action,
+    /// One writer at a time per file, so lines never interleave.
+    file_lock: Mutex<()>,
+    client: reqwest::Client,
+}
+
+impl Runner {
+    fn new(action: Action, client: reqwest::Client) -> Self {
+        Self { action, file_lock: Mutex::new(()), client }
+    }
+
+    async fn run(&self, hook: &Webhook) -> Result<(), String> {
+        match &self.action {
+            Action::AppendTo(path) => {
+                let mut line = json_line(hook).to_string();
+                line.push('\n');
+                let _guard = self.file_lock.lock().await;
+                let mut file = tokio::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .await
+                    .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+                file.write_all(line.as_bytes())
+                    .await
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                file.flush().await.map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                Ok(())
+            }
+            Action::Run { argv, timeout } => run_command(argv, *timeout, hook).await,
+            Action::Forward { url, timeout } => {
+                let mut request = self.client.post(url).timeout(*timeout).body(hook.body().clone());
+                if let Some(ct) = hook.headers().get(header::CONTENT_TYPE) {
+                    request = request.header(header::CONTENT_TYPE, ct.clone());
+                }
+                for (name, value) in metadata(hook) {
+                    request = request.header(format!("x-hookguard-{}", name.replace('_', "-")), value);
+                }
+                let res = request.send().await.map_err(|e| format!("forward to {url} failed: {e}"))?;
+                if res.status().is_success() {
+                    Ok(())
+                } else {
+                    Err(format!("forward to {url} answered {}", res.status()))
+                }
+            }
+        }
+    }
+}
+
+/// The metadata of a webhook as (name, value) pairs, for environment variables and
+/// forwarded headers.
+fn metadata(hook: &Webhook) -> Vec<(&'static str, String)> {
+    let mut out = vec![
+        ("key", hook.key().to_owned()),
+        ("endpoint", hook.endpoint().to_owned()),
+        ("provider", hook.provider().to_owned()),
+        ("received_at", hook.received_at().format(&Rfc3339).unwrap_or_default()),
+    ];
+    if let Some(id) = hook.id() {
+        out.push(("id", id.to_owned()));
+    }
+    if let Some(event) = hook.event() {
+        out.push(("event", event.to_owned()));
+    }
+    if let Some(ts) = hook.timestamp() {
+        out.push(("timestamp", ts.format(&Rfc3339).unwrap_or_default()));
+    }
+    out
+}
+
+/// One JSON line: the metadata, the kept headers, and the body (as text when it is UTF-8,
+/// else as `body_base64`).
+fn json_line(hook: &Webhook) -> serde_json::Value {
+    let mut headers = serde_json::Map::new();
+    for name in hook.headers().keys() {
+        let values: Vec<String> = hook
+            .headers()
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        headers.insert(name.as_str().to_owned(), values.join(", ").into());
+    }
+    let mut line = serde_json::json!({
+        "key": hook.key(),
+        "endpoint": hook.endpoint(),
+        "provider": hook.provider(),
+        "id": hook.id(),
+        "event": hook.event(),
+        "timestamp": hook.timestamp().and_then(|t| t.format(&Rfc3339).ok()),
+        "received_at": hook.received_at().format(&Rfc3339).ok(),
+        "headers": headers,
+    });
+    if let Some(obj) = line.as_object_mut() {
+        match std::str::from_utf8(hook.body()) {
+            Ok(text) => obj.insert("body".into(), text.into()),
+            Err(_) => obj.insert(
+                "body_base64".into(),
+                base64::engine::general_purpose::STANDARD.encode(hook.body()).into(),
+            ),
+        };
+    }
+    line
+}
+
+async fn run_command(argv: &[String], timeout: Duration, hook: &Webhook) -> Result<(), String> {
+    let (program, args) = argv.split_first().ok_or("empty command")?;
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::inherit())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true);
+    for (name, value) in metadata(hook) {
+        command.env(format!("HOOKGUARD_{}", name.to_ascii_uppercase()), value);
+    }
+    let mut child = command.spawn().map_err(|e| format!("cannot run {program}: {e}"))?;
+    let body = hook.body().clone();
+    let mut stdin = child.stdin.take();
+    let status = tokio::time::timeout(timeout, async move {
+        if let Some(stdin) = stdin.as_mut() {
+            // A command that does not read its input is fine.
+            let _ = stdin.write_all(&body).await;
+        }
+        drop(stdin);
+        child.wait().await
+    })
+    .await
+    .map_err(|_| format!("{program} did not finish within {} s", timeout.as_secs()))?
+    .map_err(|e| format!("{program} failed: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("{program} exited with {status}")) }
+}
+
+mod tls {
+    //! HTTPS with rustls (ring provider).
+
+    use std::{path::Path, sync::Arc, time::Duration};
+
+    use axum::Router;
+    use hyper_util::{
+        rt::{TokioExecutor, TokioIo},
+        server::{conn::auto, graceful::GracefulShutdown},
+        service::TowerToHyperService,
+    };
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
+    use tokio::net::TcpListener;
+    use tokio_rustls::TlsAcceptor;
+
+    fn server_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, String> {
+        let certs = CertificateDer::pem_file_iter(cert)
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(|e| format!("TLS certificate {}: {e}", cert.display()))?;
+        if certs.is_empty() {
+            return Err(format!("TLS certificate {}: no certificate in the file", cert.display()));
+        }
+        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("TLS key {}: {e}", key.display()))?;
+        let mut config =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| format!("TLS: {e}"))?
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .map_err(|e| format!("TLS certificate and key: {e}"))?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(config)
+    }
+
+    pub(super) async fn serve(
+        listener: TcpListener,
+        app: Router,
+        cert: &Path,
+        key: &Path,
+        grace: Duration,
+    ) -> Result<(), String> {
+        let acceptor = TlsAcceptor::from(Arc::new(server_config(cert, key)?));
+        let graceful = GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(super::shutdown_signal());
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((tcp, _)) = accepted else { continue };
+                    let acceptor = acceptor.clone();
+                    let service = TowerToHyperService::new(app.clone());
+                    let watcher = graceful.watcher();
+                    tokio::spawn(async move {
+                        let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+                        else {
+                            return;
+                        };
+                        let builder = auto::Builder::new(TokioExecutor::new());
+                        let conn = builder.serve_connection(TokioIo::new(tls), service);
+                        if let Err(e) = watcher.watch(conn).await {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        drop(listener);
+        if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+            tracing::warn!("some connections were still open after the grace period");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,657 @@
+//! End-to-end tests of the `hookguard` binary: `serve` with a configuration, `sign` →
+//! `verify` → `send` for every provider that can sign with secrets alone, each accepted
+//! delivery once in the JSON-lines output; `verify` on the vectors of PROVIDERS.md; bad
+//! configurations give the documented errors.
+#![cfg(feature = "cli")]
+
+use std::{
+    collections::HashMap,
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hookguard");
+const KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+/// Presets that verify but cannot sign with what a configuration gives them.
+const VERIFY_ONLY: &[&str] = &["mailgun", "standard-webhooks-v1a", "discord", "sendgrid"];
+/// Presets that sign the URL they were registered with.
+const REGISTERED_URL: &[&str] = &["square", "trello"];
+/// Presets that sign the URL they are called at (origin from `public_origin`).
+const CALLED_URL: &[&str] = &["twilio", "hubspot", "hubspot-v2"];
+const ORIGIN: &str = "https://hooks.example.com";
+
+fn hookguard(args: &[&str], stdin: &[u8]) -> Output {
+    hookguard_env(args, stdin, &[])
+}
+
+fn hookguard_env(args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("HOOKGUARD_SECRET")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run hookguard");
+    child.stdin.take().expect("stdin").write_all(stdin).expect("write stdin");
+    child.wait_with_output().expect("hookguard output")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "hookguard-cli-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// A running `hookguard serve`.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(config: &Path) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start serve");
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let mut seen = String::new();
+        let addr = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(addr) = line.strip_prefix("hookguard: listening on http://") {
+                        break addr.trim().to_owned();
+                    }
+                    seen.push_str(&line);
+                    seen.push('\n');
+                }
+                _ => {
+                    let _ = child.kill();
+                    panic!("serve did not start:\n{seen}");
+                }
+            }
+        };
+        // Keep draining stderr so the server never blocks on it.
+        std::thread::spawn(move || for _ in lines {});
+        Self { child, addr }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// SIGTERM, then the exit status within 15 s.
+    fn stop(mut self) -> std::process::ExitStatus {
+        let status =
+            Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "serve did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    (status, body)
+}
+
+fn signable() -> Vec<&'static str> {
+    hookguard::providers::NAMES.iter().copied().filter(|n| !VERIFY_ONLY.contains(n)).collect()
+}
+
+#[test]
+fn serve_accepts_each_signed_delivery_once() {
+    let dir = temp_dir("serve");
+    let out = dir.join("out.jsonl");
+    let mut config = String::from("[server]\nlisten = \"127.0.0.1:0\"\n\n[worker]\nconcurrency = 2\n");
+    for name in signable() {
+        config.push_str(&format!(
+            "\n[[endpoint]]\npath = \"/hooks/{name}\"\nprovider = \"{name}\"\nsecret_env = \"SECRET_{var}\"\n\
+             secret_env_default = \"{KEY}\"\nappend_to = \"out.jsonl\"\n",
+            var = name.replace('-', "_").to_uppercase(),
+        ));
+        if REGISTERED_URL.contains(&name) {
+            config.push_str(&format!("url = \"{ORIGIN}/registered/{name}\"\n"));
+        }
+        if CALLED_URL.contains(&name) {
+            config.push_str(&format!("public_origin = \"{ORIGIN}\"\n"));
+        }
+    }
+    let config_path = dir.join("hookguard.toml");
+    std::fs::write(&config_path, &config).expect("write config");
+    let server = Server::start(&config_path);
+
+    assert_eq!(http_get(&server.addr, "/healthz"), (200, "ok\n".to_owned()));
+
+    let now = time::OffsetDateTime::now_utc();
+    let now_s = now.unix_timestamp().to_string();
+    let mut expected = HashMap::new();
+    for name in signable() {
+        let body = format!(
+            r#"{{"id":"evt_{name}","event_id":"ev_{name}","type":"test","action":{{"id":"act_{name}","type":"test"}},"event":{{"id":"pd_{name}"}},"webhookTimestamp":{}}}"#,
+            now.unix_timestamp() * 1000
+        );
+        let path = format!("/hooks/{name}");
+        let signed_url = if REGISTERED_URL.contains(&name) {
+            format!("{ORIGIN}/registered/{name}")
+        } else if CALLED_URL.contains(&name) {
+            format!("{ORIGIN}{path}")
+        } else {
+            server.url(&path)
+        };
+        let id = format!("delivery-{name}");
+
+        // sign → verify, through the command line.
+        let signed = hookguard(
+            &["sign", "-p", name, "-s", KEY, "--id", &id, "--timestamp", &now_s, "--url", &signed_url],
+            body.as_bytes(),
+        );
+        assert!(signed.status.success(), "{name}: sign failed: {}", text(&signed.stderr));
+        let headers = text(&signed.stdout);
+        assert!(!headers.trim().is_empty(), "{name}: no headers");
+        let mut args = vec!["verify", "-p", name, "-s", KEY, "--url", &signed_url];
+        for line in headers.lines() {
+            assert!(line.contains(": "), "{name}: `{line}` is not `Name: value`");
+            args.extend(["-H", line]);
+        }
+        let verified = hookguard(&args, body.as_bytes());
+        assert!(verified.status.success(), "{name}: verify failed: {}", text(&verified.stderr));
+        let meta: serde_json::Value = serde_json::from_slice(&verified.stdout).expect("verify prints JSON");
+        assert_eq!(meta["verified"], true, "{name}");
+
+        // send, twice: the second is a duplicate.
+        let target = server.url(&path);
+        for attempt in 0..2 {
+            let sent = hookguard(
+                &[
+                    "send",
+                    "-p",
+                    name,
+                    "-s",
+                    KEY,
+                    "--url",
+                    &target,
+                    "--signed-url",
+                    &signed_url,
+                    "--id",
+                    &id,
+                    "--timestamp",
+                    &now_s,
+                ],
+                body.as_bytes(),
+            );
+            let said = text(&sent.stdout);
+            assert!(sent.status.success(), "{name}: send #{attempt}: {said}{}", text(&sent.stderr));
+            let want = if attempt == 0 { "HTTP 202 Accepted" } else { "HTTP 200 OK" };
+            assert!(said.starts_with(want), "{name}: send #{attempt} answered {said}");
+        }
+        expected.insert(format!("hooks-{name}"), name);
+    }
+
+    // Each accepted delivery appears once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lines = loop {
+        let content = std::fs::read_to_string(&out).unwrap_or_default();
+        let lines: Vec<serde_json::Value> =
+            content.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+        if lines.len() >= expected.len() || Instant::now() > deadline {
+            break lines;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let again = std::fs::read_to_string(&out).expect("output").lines().count();
+    assert_eq!(again, lines.len(), "lines kept coming");
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for line in &lines {
+        let endpoint = line["endpoint"].as_str().expect("endpoint").to_owned();
+        let provider = expected.get(&endpoint).copied().unwrap_or("?");
+        assert!(line["body"].as_str().expect("body").contains(&format!("evt_{provider}")), "{line}");
+        *seen.entry(endpoint).or_default() += 1;
+    }
+    for endpoint in expected.keys() {
+        assert_eq!(seen.get(endpoint), Some(&1), "{endpoint}: {seen:?}");
+    }
+    assert_eq!(lines.len(), expected.len());
+
+    let (status, metrics) = http_get(&server.addr, "/metrics");
+    assert_eq!(status, 200);
+    assert!(metrics.contains("hookguard_accepted_total"), "{metrics}");
+    assert!(metrics.contains("hookguard_duplicates_total"), "{metrics}");
+
+    let status = server.stop();
+    assert!(status.success(), "serve exited with {status} after SIGTERM");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+struct Vector {
+    name: &'static str,
+    provider: &'static str,
+    secret: &'static str,
+    headers: &'static [&'static str],
+    body: &'static [u8],
+    now: &'static str,
+    url: Option<&'static str>,
+    method: &'static str,
+    /// The signature, which no output may contain on a mismatch.
+    signature: &'static str,
+}
+
+const SLACK_BODY: &[u8] = b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
+const SQUARE_BODY: &[u8] = br#"{"merchant_id":"MLEFBHHSJGVHD","type":"webhooks.test_notification","event_id":"ac3ac95b-f97d-458c-a6e6-18981597e05f","created_at":"2022-07-13T20:30:59.037339943Z","data":{"type":"webhooks","id":"bc368e64-01aa-407e-b46e-3231809b1129"}}"#;
+
+fn vectors() -> Vec<Vector> {
+    let mut v = vec![
+        Vector {
+            name: "standard webhooks 1",
+            provider: "standard-webhooks",
+            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            headers: &[
+                "webhook-id: msg_p5jXN8AQM9LWM0D4loKWxJek",
+                "webhook-timestamp: 1614265330",
+                "webhook-signature: v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+            ],
+            body: br#"{"test": 2432232314}"#,
+            now: "1614265330",
+            url: None,
+            method: "POST",
+            signature: "g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+        },
+        Vector {
+            name: "standard webhooks 2",
+            provider: "standard-webhooks",
+            secret: "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+            headers: &[
+                "webhook-id: msg_27UH4WbU6Z5A5EzD8u03UvzRbpk",
+                "webhook-timestamp: 1649367553",
+                "webhook-signature: v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=",
+            ],
+            body: br#"{"email":"test@example.com","username":"test_user"}"#,
+            now: "2022-04-07T21:39:13Z",
+            url: None,
+            method: "POST",
+            signature: "tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=",
+        },
+        Vector {
+            name: "github 1",
+            provider: "github",
+            secret: "It's a Secret to Everybody",
+            headers: &["X-Hub-Signature-256: sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"],
+            body: b"Hello, World!",
+            now: "1700000000",
+            url: None,
+            method: "POST",
+            signature: "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+        },
+        Vector {
+            name: "github 2",
+            provider: "github",
+            secret: "mysecret",
+            headers: &["X-Hub-Signature-256: sha256=4864d2759938a15468b5df9ade20bf161da9b4f737ea61794142f3484236bda3"],
+            body: br#"{"foo":"bar"}"#,
+            now: "1700000000",
+            url: None,
+            method: "POST",
+            signature: "4864d2759938a15468b5df9ade20bf161da9b4f737ea61794142f3484236bda3",
+        },
+        Vector {
+            name: "slack",
+            provider: "slack",
+            secret: "8f742231b10e8888abcd99yyyzzz85a5",
+            headers: &[
+                "X-Slack-Request-Timestamp: 1531420618",
+                "X-Slack-Signature: v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503",
+            ],
+            body: SLACK_BODY,
+            now: "1531420618",
+            url: None,
+            method: "POST",
+            signature: "a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503",
+        },
+        Vector {
+            name: "twilio",
+            provider: "twilio",
+            secret: "12345",
+            headers: &[
+                "Content-Type: application/x-www-form-urlencoded",
+                "X-Twilio-Signature: RSOYDt4T1cUTdK1PDd93/VVr8B8=",
+            ],
+            body: b"CallSid=CA1234567890ABCDE&Caller=%2B14158675309&Digits=1234&From=%2B14158675309&To=%2B18005551212",
+            now: "1700000000",
+            url: Some("https://mycompany.com/myapp.php?foo=1&bar=2"),
+            method: "POST",
+            signature: "RSOYDt4T1cUTdK1PDd93/VVr8B8=",
+        },
+        Vector {
+            name: "paddle",
+            provider: "paddle",
+            secret: "VALID_SECRET",
+            headers: &["Paddle-Signature: ts=1698796800;h1=a300428748dce5c70e4da19bffd60769591ea969c99dea3105d0ec9612cf43f9"],
+            body: br#"{"data": ["1", "2"]}"#,
+            now: "1698796800",
+            url: None,
+            method: "POST",
+            signature: "a300428748dce5c70e4da19bffd60769591ea969c99dea3105d0ec9612cf43f9",
+        },
+        Vector {
+            name: "square 1",
+            provider: "square",
+            secret: "Ibxx_5AKakO-3qeNVR61Dw",
+            headers: &["x-square-hmacsha256-signature: GF4YkrJgGBDZ9NIYbNXBnMzqb2HoL4RW/S6vkZ9/2N4="],
+            body: SQUARE_BODY,
+            now: "1700000000",
+            url: Some("https://webhook.site/679a4f3a-dcfa-49ee-bac5-9d0edad886b9"),
+            method: "POST",
+            signature: "GF4YkrJgGBDZ9NIYbNXBnMzqb2HoL4RW/S6vkZ9/2N4=",
+        },
+        Vector {
+            name: "square 2",
+            provider: "square",
+            secret: "signature-key",
+            headers: &["x-square-hmacsha256-signature: W3FlCNk5IA3ZQ2LHTWoajvzfaDu/OwY2tNHIHC3IUOA="],
+            body: br#"{"data":{"type":"webhooks","id":"fake_id"}}"#,
+            now: "1700000000",
+            url: Some("https://webhook.site/webhooks"),
+            method: "POST",
+            signature: "W3FlCNk5IA3ZQ2LHTWoajvzfaDu/OwY2tNHIHC3IUOA=",
+        },
+        Vector {
+            name: "hubspot v2 GET",
+            provider: "hubspot-v2",
+            secret: "yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy",
+            headers: &[
+                "X-HubSpot-Signature-Version: v2",
+                "X-HubSpot-Signature: eee2dddcc73c94d699f5e395f4b9d454a069a6855fbfa152e91e88823087200e",
+            ],
+            body: b"",
+            now: "1700000000",
+            url: Some("https://www.example.com/webhook_uri"),
+            method: "GET",
+            signature: "eee2dddcc73c94d699f5e395f4b9d454a069a6855fbfa152e91e88823087200e",
+        },
+        Vector {
+            name: "hubspot v2 POST",
+            provider: "hubspot-v2",
+            secret: "yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy",
+            headers: &[
+                "X-HubSpot-Signature-Version: v2",
+                "X-HubSpot-Signature: 9569219f8ba981ffa6f6f16aa0f48637d35d728c7e4d93d0d52efaa512af7900",
+            ],
+            body: br#"{"example_field":"example_value"}"#,
+            now: "1700000000",
+            url: Some("https://www.example.com/webhook_uri"),
+            method: "POST",
+            signature: "9569219f8ba981ffa6f6f16aa0f48637d35d728c7e4d93d0d52efaa512af7900",
+        },
+    ];
+    if cfg!(feature = "ed25519") {
+        v.push(Vector {
+            name: "standard webhooks v1a",
+            provider: "standard-webhooks-v1a",
+            secret: "whpk_1SiA4o9hyqTCpIqC5V9HUakiiaeACeqfZTInDBbOir4=",
+            headers: &[
+                "webhook-id: msg_p5jXN8AQM9LWM0D4loKWxJek",
+                "webhook-timestamp: 1614265330",
+                "webhook-signature: v1a,hnO3f9T8Ytu9HwrXslvumlUpqtNVqkhqw/enGzPCXe5BdqzCInXqYXFymVJaA7AZdpXwVLPo3mNl8EM+m7TBAg==",
+            ],
+            body: br#"{"test": 2432232314}"#,
+            now: "1614265330",
+            url: None,
+            method: "POST",
+            signature: "hnO3f9T8Ytu9HwrXslvumlUpqtNVqkhqw/enGzPCXe5BdqzCInXqYXFymVJaA7AZdpXwVLPo3mNl8EM+m7TBAg==",
+        });
+    }
+    if cfg!(feature = "ecdsa") {
+        v.push(Vector {
+            name: "sendgrid",
+            provider: "sendgrid",
+            secret: "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GRqe62gw+2fNNRaINXvVpiglSI8eNEc6wEA3F+g==",
+            headers: &[
+                "X-Twilio-Email-Event-Webhook-Timestamp: 1600112502",
+                "X-Twilio-Email-Event-Webhook-Signature: MEUCIGHQVtGj+Y3LkG9fLcxf3qfI10QysgDWmMOVmxG0u6ZUAiEAyBiXDWzM+uOe5W0JuG+luQAbPIqHh89M15TluLtEZtM=",
+            ],
+            body: b"[{\"email\":\"hello@world.com\",\"event\":\"dropped\",\"reason\":\"Bounced Address\",\"sg_event_id\":\"ZHJvcC0xMDk5NDkxOS1MUnpYbF9OSFN0T0doUTRrb2ZTbV9BLTA\",\"sg_message_id\":\"LRzXl_NHStOGhQ4kofSm_A.filterdrecv-p3mdw1-756b745b58-kmzbl-18-5F5FC76C-9.0\",\"smtp-id\":\"<LRzXl_NHStOGhQ4kofSm_A@ismtpd0039p1iad1.sendgrid.net>\",\"timestamp\":1600112492}]\r\n",
+            now: "1600112502",
+            url: None,
+            method: "POST",
+            signature: "MEUCIGHQVtGj+Y3LkG9fLcxf3qfI10QysgDWmMOVmxG0u6ZUAiEAyBiXDWzM+uOe5W0JuG+luQAbPIqHh89M15TluLtEZtM=",
+        });
+    }
+    v
+}
+
+fn verify_args<'a>(v: &'a Vector, now: &'a str) -> Vec<&'a str> {
+    let mut args =
+        vec!["verify", "--provider", v.provider, "--secret", v.secret, "--now", now, "--method", v.method];
+    if let Some(url) = v.url {
+        args.extend(["--url", url]);
+    }
+    for h in v.headers {
+        args.extend(["-H", h]);
+    }
+    args
+}
+
+#[test]
+fn verify_accepts_every_vector_and_explains_tampering() {
+    for v in vectors() {
+        let ok = hookguard(&verify_args(&v, v.now), v.body);
+        assert!(ok.status.success(), "{}: {}", v.name, text(&ok.stderr));
+        let meta: serde_json::Value = serde_json::from_slice(&ok.stdout).expect("JSON");
+        assert_eq!(meta["verified"], true, "{}", v.name);
+        assert_eq!(meta["provider"].as_str().map(|p| v.provider.starts_with(p)), Some(true), "{}", v.name);
+
+        let mut tampered = v.body.to_vec();
+        tampered.extend_from_slice(b" ");
+        let bad = hookguard(&verify_args(&v, v.now), &tampered);
+        assert_eq!(bad.status.code(), Some(1), "{}", v.name);
+        let said = text(&bad.stderr);
+        assert!(said.contains("none matched") || said.contains("signature"), "{}: {said}", v.name);
+        let all = format!("{said}{}", text(&bad.stdout));
+        assert!(!all.contains(v.signature), "{}: the signature was printed: {all}", v.name);
+    }
+}
+
+#[test]
+fn verify_reasons_help() {
+    let v = &vectors()[0];
+    // Too old: 612 s after the timestamp.
+    let late = hookguard(&verify_args(v, "1614265942"), v.body);
+    assert_eq!(late.status.code(), Some(1));
+    assert!(text(&late.stderr).contains("timestamp 612 s old, tolerance 300 s"), "{}", text(&late.stderr));
+    // RFC 3339 for --now, and a tolerance of our own.
+    let mut args = verify_args(v, "2021-02-25T15:12:10Z");
+    args.extend(["--tolerance", "900"]);
+    assert!(hookguard(&args, v.body).status.success());
+
+    // Two signatures, one secret, none matching.
+    let two = hookguard(
+        &[
+            "verify",
+            "-p",
+            "github",
+            "-s",
+            "wrong",
+            "-H",
+            "X-Hub-Signature-256: sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+        ],
+        b"Hello, World!",
+    );
+    assert_eq!(two.status.code(), Some(1));
+    let said = text(&two.stderr);
+    assert!(said.contains("1 signature × 1 secret, none matched"), "{said}");
+    assert!(!said.contains("757107ea"), "{said}");
+    let rotation = hookguard(
+        &[
+            "verify",
+            "-p",
+            "stripe",
+            "-s",
+            "whsec_a",
+            "--now",
+            "1700000000",
+            "-H",
+            "Stripe-Signature: t=1700000000,v1=00000000000000000000000000000000000000000000000000000000000000aa,v1=00000000000000000000000000000000000000000000000000000000000000bb",
+        ],
+        b"{}",
+    );
+    assert!(
+        text(&rotation.stderr).contains("2 signatures × 1 secret, none matched"),
+        "{}",
+        text(&rotation.stderr)
+    );
+
+    // Content-Length that does not fit the body.
+    let short = hookguard(
+        &["verify", "-p", "github", "-s", "It's a Secret to Everybody", "-H", "Content-Length: 15"],
+        b"Hello, World!x",
+    );
+    assert_eq!(short.status.code(), Some(1));
+    assert!(
+        text(&short.stderr).contains("body is 14 bytes but Content-Length said 15"),
+        "{}",
+        text(&short.stderr)
+    );
+
+    // Missing headers name what was given.
+    let bare = hookguard(&["verify", "-p", "github", "-s", "s", "-H", "X-Other: 1"], b"{}");
+    assert_eq!(bare.status.code(), Some(1));
+    assert!(text(&bare.stderr).contains("headers given: x-other"), "{}", text(&bare.stderr));
+
+    // Usage errors exit 2.
+    let unknown = hookguard(&["verify", "-p", "gitbub", "-s", "s"], b"");
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(text(&unknown.stderr).contains("unknown provider `gitbub`"), "{}", text(&unknown.stderr));
+}
+
+#[test]
+fn sign_prints_the_headers_a_sender_sends() {
+    let out = hookguard(
+        &["sign", "-p", "github", "-s", "It's a Secret to Everybody", "--id", "d-1"],
+        b"Hello, World!",
+    );
+    assert!(out.status.success());
+    assert_eq!(
+        text(&out.stdout),
+        "x-hub-signature-256: sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17\nx-github-delivery: d-1\n"
+    );
+    let out = hookguard(
+        &[
+            "sign",
+            "-p",
+            "standard-webhooks",
+            "-s",
+            KEY,
+            "--id",
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            "--timestamp",
+            "2021-02-25T15:02:10Z",
+        ],
+        br#"{"test": 2432232314}"#,
+    );
+    assert!(text(&out.stdout).contains("webhook-signature: v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="));
+    let mailgun = hookguard(&["sign", "-p", "mailgun", "-s", "k"], b"{}");
+    assert_eq!(mailgun.status.code(), Some(2));
+    for cmd in ["serve", "verify", "sign", "send"] {
+        let help = hookguard(&[cmd, "--help"], b"");
+        assert!(help.status.success());
+        assert!(text(&help.stdout).contains("Example"), "{cmd} --help has no example");
+    }
+}
+
+fn config_error(config: &str, env: &[(&str, &str)]) -> String {
+    let dir = temp_dir("bad");
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, config).expect("write");
+    let out = hookguard_env(&["serve", "--config", path.to_str().expect("utf-8 path")], b"", env);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    text(&out.stderr).replace(path.to_str().expect("utf-8 path"), "bad.toml")
+}
+
+#[test]
+fn bad_configs_name_file_and_line() {
+    let base = "[server]\nlisten = \"127.0.0.1:0\"\n\n[[endpoint]]\npath = \"/hooks/github\"\nprovider = \"github\"\n";
+    let err = config_error(&format!("{base}secret = \"s\"\nappend_to = \"x.jsonl\"\nsecrte = \"t\"\n"), &[]);
+    assert!(err.starts_with("hookguard: bad.toml:9:1: unknown field `secrte`, expected one of"), "{err}");
+
+    let err =
+        config_error(&format!("{base}secret_env = \"HG_TEST_UNSET_SECRET\"\nappend_to = \"x.jsonl\"\n"), &[]);
+    assert_eq!(
+        err.trim_end(),
+        "hookguard: bad.toml:7:14: endpoint `hooks-github`: environment variable HG_TEST_UNSET_SECRET is not set (secret_env)"
+    );
+    // Set, it starts (checked with --check).
+    let dir = temp_dir("good");
+    let path = dir.join("good.toml");
+    std::fs::write(&path, format!("{base}secret_env = \"HG_TEST_SECRET\"\nappend_to = \"x.jsonl\"\n"))
+        .expect("write");
+    let ok = hookguard_env(
+        &["serve", "--check", "--config", path.to_str().expect("path")],
+        b"",
+        &[("HG_TEST_SECRET", "s3cret")],
+    );
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let err = config_error(&format!("{base}secret_file = \"missing.txt\"\nappend_to = \"x.jsonl\"\n"), &[]);
+    assert!(err.contains("bad.toml:7:15: endpoint `hooks-github`: cannot read secret file"), "{err}");
+    let err = config_error(&format!("{base}secret = \"s\"\n"), &[]);
+    assert!(
+        err.contains("bad.toml:4:1: endpoint `hooks-github`: say what a processed webhook does"),
+        "{err}"
+    );
+    let err = config_error(
+        &format!("[inbox]\nbackend = \"mysql\"\n{base}secret = \"s\"\nappend_to = \"x\"\n"),
+        &[],
+    );
+    assert!(err.contains("bad.toml:2:11: [inbox] unknown backend `mysql`"), "{err}");
+    let err = config_error(&format!("{base}secret = \"s\"\nappend_to = \"x\"\ntolerance_secs = 60\n"), &[]);
+    assert!(err.contains("bad.toml:9:18: endpoint `hooks-github`: github signs no timestamp"), "{err}");
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hookguard.toml");
+    let out = hookguard(&["serve", "--check", "--config", example.to_str().expect("path")], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
