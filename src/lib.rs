@@ -27,6 +27,7 @@
 //! |---|---|---|
 //! | `tower` | [`guard`], [`layer`], [`replay`], [`inbox`], [`worker`], [`handshake`], [`tenant`] | yes |
 //! | `axum` | axum extractors ([`axum`]) | no |
+//! | `actix` | actix-web 4 middleware, terminal route and extractors over the same guard ([`actix`]) | no |
 //! | `ed25519` | Ed25519 schemes: Standard Webhooks v1a, Discord | no |
 //! | `ecdsa` | ECDSA P-256: SendGrid | no |
 //! | `rsa` | RSA with an X.509 certificate: PayPal | no |
@@ -37,6 +38,8 @@
 #![deny(missing_docs, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "actix")]
+pub mod actix;
 #[cfg(feature = "axum")]
 pub mod axum;
 pub mod clock;

@@ -1,0 +1,281 @@
+//! HTTP load: requests/s and latency over real loopback HTTP/1.1 for the same 1 KiB
+//! Standard Webhooks deliveries (unique ids) sent to
+//!
+//! - `axum bare`: an axum route that reads the body and answers 202;
+//! - `axum + svix`: the same route verifying with `svix::webhooks::Webhook` in the handler;
+//! - `axum hookguard`: `WebhookService` (verify, replay guard, memory inbox, 202);
+//! - `actix bare`: an actix-web route that reads the body and answers 202;
+//! - `actix hookguard`: `hookguard::actix::webhook_service` over the same kind of guard.
+//!
+//! Each server runs on one thread (axum: a 1-worker Tokio runtime; actix: `workers(1)`);
+//! the inboxes are drained by a `Worker` on a third, shared runtime thread; the client
+//! (hyper, one keep-alive connection per concurrent sender) runs on the main thread. The
+//! targets are interleaved in rounds so that a change in machine load hits all of them.
+//!
+//! `cargo bench --bench http --features axum,actix`; figures in BENCHMARKS.md.
+
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use hookguard::{
+    guard::Guard,
+    inbox::{MemoryInbox, Webhook},
+    layer::WebhookService,
+    providers::standard_webhooks,
+    verify::{Outgoing, Sign},
+    worker::Worker,
+};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http_body_util::{BodyExt as _, Full};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const BODY_SIZE: usize = 1024;
+const CONCURRENCY: usize = 32;
+const WARMUP: usize = 2_000;
+const ROUNDS: usize = 5;
+const PER_ROUND: usize = 6_000;
+
+struct Delivery {
+    headers: Vec<(HeaderName, HeaderValue)>,
+    body: Bytes,
+}
+
+/// A JSON body of exactly [`BODY_SIZE`] bytes with event type and id first.
+fn body(n: usize) -> Bytes {
+    let mut s = format!(r#"{{"type":"invoice.paid","id":"evt_{n}","data":{{"amount":1200}},"pad":""#);
+    while s.len() + 2 < BODY_SIZE {
+        s.push('x');
+    }
+    s.push_str("\"}");
+    Bytes::from(s)
+}
+
+fn deliveries(count: usize) -> Vec<Delivery> {
+    let scheme = standard_webhooks::scheme(SECRET).expect("valid secret");
+    let now = time::OffsetDateTime::now_utc();
+    (0..count)
+        .map(|n| {
+            let body = body(n);
+            let id = format!("msg_{n:08}");
+            let headers = scheme.sign(&Outgoing::new(&body).id(&id).timestamp(now)).expect("signs");
+            Delivery { headers, body }
+        })
+        .collect()
+}
+
+fn guard(name: &str, inbox: &MemoryInbox) -> Guard {
+    Guard::builder(name, standard_webhooks::scheme(SECRET).expect("valid secret"))
+        .inbox(inbox.clone())
+        .build()
+}
+
+/// axum: `/bare`, `/svix`, `/hookguard` on a 1-worker runtime.
+fn start_axum(inbox: &MemoryInbox) -> (SocketAddr, tokio::runtime::Runtime) {
+    use axum::{Router, routing::post};
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let svix = Arc::new(svix::webhooks::Webhook::new(SECRET).expect("valid secret"));
+    let app = Router::new()
+        .route("/bare", post(|_body: Bytes| async { StatusCode::ACCEPTED }))
+        .route(
+            "/svix",
+            post(move |headers: HeaderMap, body: Bytes| async move {
+                match svix.verify(&body, &headers) {
+                    Ok(()) => StatusCode::ACCEPTED,
+                    Err(_) => StatusCode::UNAUTHORIZED,
+                }
+            }),
+        )
+        .route_service("/hookguard", WebhookService::new(guard("axum", inbox)));
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    rt.spawn(async move { axum::serve(listener, app).await });
+    (addr, rt)
+}
+
+/// actix: `/bare`, `/hookguard` on one worker thread.
+fn start_actix(inbox: &MemoryInbox) -> (SocketAddr, actix_web::dev::ServerHandle) {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    let guard = guard("actix", inbox);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = HttpServer::new(move || {
+                App::new()
+                    .route(
+                        "/bare",
+                        web::post().to(|_body: Bytes| async { HttpResponse::Accepted().finish() }),
+                    )
+                    .service(hookguard::actix::webhook_service("/hookguard", guard.clone()))
+            })
+            .workers(1)
+            .disable_signals()
+            .shutdown_timeout(1)
+            .bind(("127.0.0.1", 0))?;
+            let addr = server.addrs()[0];
+            let server = server.run();
+            tx.send((addr, server.handle())).expect("main thread waits");
+            server.await
+        })
+    });
+    rx.recv_timeout(Duration::from_secs(30)).expect("actix started")
+}
+
+/// Sends `deliveries[range]` to `addr`+`path` over [`CONCURRENCY`] keep-alive
+/// connections; returns the elapsed time, each latency and the number of answers that
+/// were not 202.
+async fn drive(
+    addr: SocketAddr,
+    path: &'static str,
+    deliveries: Arc<Vec<Delivery>>,
+    range: std::ops::Range<usize>,
+) -> (Duration, Vec<Duration>, usize) {
+    let next = Arc::new(AtomicUsize::new(range.start));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (next, deliveries, end) = (next.clone(), deliveries.clone(), range.end);
+        tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            stream.set_nodelay(true).expect("nodelay");
+            let (mut send, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .expect("handshake");
+            tokio::spawn(conn);
+            let (mut latencies, mut bad) = (Vec::new(), 0);
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= end {
+                    break;
+                }
+                let d = &deliveries[i];
+                let mut req = http::Request::post(path).header("host", "127.0.0.1");
+                for (name, value) in &d.headers {
+                    req = req.header(name, value);
+                }
+                let req = req.body(Full::new(d.body.clone())).expect("request");
+                let t = Instant::now();
+                send.ready().await.expect("ready");
+                let res = send.send_request(req).await.expect("response");
+                let status = res.status();
+                let _ = res.into_body().collect().await.expect("body");
+                latencies.push(t.elapsed());
+                if status != StatusCode::ACCEPTED {
+                    bad += 1;
+                }
+            }
+            (latencies, bad)
+        }));
+    }
+    let (mut latencies, mut bad) = (Vec::new(), 0);
+    for task in tasks {
+        let (l, b) = task.await.expect("sender");
+        latencies.extend(l);
+        bad += b;
+    }
+    (start.elapsed(), latencies, bad)
+}
+
+#[derive(Default)]
+struct Tally {
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+    bad: usize,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).copied().unwrap_or_default()
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs this too: keep it short then.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let (warmup, rounds, per_round) = if quick { (100, 1, 200) } else { (WARMUP, ROUNDS, PER_ROUND) };
+
+    let worker_rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let big = |inbox: MemoryInbox| inbox.capacity(1_000_000).remember_done(1_000_000);
+    let (axum_inbox, actix_inbox) = (big(MemoryInbox::new()), big(MemoryInbox::new()));
+    let workers: Vec<_> = {
+        let _enter = worker_rt.enter();
+        [&axum_inbox, &actix_inbox]
+            .into_iter()
+            .map(|inbox| {
+                Worker::new(inbox.clone(), |_hook: Webhook| async { Ok::<(), Infallible>(()) })
+                    .concurrency(4)
+                    .spawn()
+            })
+            .collect()
+    };
+    let (axum_addr, axum_rt) = start_axum(&axum_inbox);
+    let (actix_addr, actix_handle) = start_actix(&actix_inbox);
+
+    let targets: [(&str, SocketAddr, &'static str); 5] = [
+        ("axum bare", axum_addr, "/bare"),
+        ("axum + svix in handler", axum_addr, "/svix"),
+        ("axum hookguard (WebhookService + memory inbox)", axum_addr, "/hookguard"),
+        ("actix bare", actix_addr, "/bare"),
+        ("actix hookguard (webhook_service + memory inbox)", actix_addr, "/hookguard"),
+    ];
+    let total = warmup + rounds * per_round;
+    let deliveries = Arc::new(deliveries(total));
+    let client = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let mut tallies: Vec<Tally> = targets.iter().map(|_| Tally::default()).collect();
+    client.block_on(async {
+        for (_, addr, path) in &targets {
+            let (_, _, bad) = drive(*addr, path, deliveries.clone(), 0..warmup).await;
+            assert_eq!(bad, 0, "warm-up: every delivery accepted");
+        }
+        for round in 0..rounds {
+            let range = warmup + round * per_round..warmup + (round + 1) * per_round;
+            for ((_, addr, path), tally) in targets.iter().zip(&mut tallies) {
+                let (elapsed, latencies, bad) = drive(*addr, path, deliveries.clone(), range.clone()).await;
+                tally.elapsed += elapsed;
+                tally.latencies.extend(latencies);
+                tally.bad += bad;
+            }
+        }
+    });
+
+    println!(
+        "\n{} deliveries of {BODY_SIZE} B per target ({rounds} interleaved rounds of {per_round}, after {warmup} warm-up), {CONCURRENCY} concurrent connections\n",
+        rounds * per_round
+    );
+    println!("| target | requests/s | p50 | p99 | not 202 |");
+    println!("|---|---|---|---|---|");
+    let mut rates = Vec::new();
+    for ((name, _, _), tally) in targets.iter().zip(&mut tallies) {
+        tally.latencies.sort_unstable();
+        let rate = tally.latencies.len() as f64 / tally.elapsed.as_secs_f64();
+        rates.push(rate);
+        println!(
+            "| {name} | {rate:.0} | {:.0} µs | {:.0} µs | {} |",
+            percentile(&tally.latencies, 0.50).as_secs_f64() * 1e6,
+            percentile(&tally.latencies, 0.99).as_secs_f64() * 1e6,
+            tally.bad
+        );
+    }
+    println!();
+    println!("axum + svix / axum bare: {:.3}x", rates[1] / rates[0]);
+    println!("axum hookguard / axum bare: {:.3}x", rates[2] / rates[0]);
+    println!("actix hookguard / actix bare: {:.3}x (target >= 0.90)", rates[4] / rates[3]);
+
+    client.block_on(actix_handle.stop(true));
+    let grace = Duration::from_secs(5);
+    worker_rt.block_on(async {
+        for worker in workers {
+            worker.shutdown(grace).await;
+        }
+    });
+    drop(axum_rt);
+}

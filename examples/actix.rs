@@ -1,0 +1,110 @@
+//! Run with: cargo run --example actix --features actix
+//!
+//! The axum quickstart's receiver on actix-web, over the same guard: Stripe, GitHub and
+//! Standard Webhooks endpoints that verify each delivery, refuse replays, keep it in the
+//! in-memory inbox and answer `202` at once; a worker pool then processes each webhook
+//! (here: logs it), retrying failures with back-off.
+//!
+//! Secrets come from `STRIPE_SECRET`, `GITHUB_SECRET` and `STANDARD_WEBHOOKS_SECRET`; when
+//! one is unset a demo secret is used and a signed `curl` command is printed for it.
+//! Listens on `HOOKGUARD_ADDR` (default 127.0.0.1:3000). Stop with Ctrl-C: the server
+//! stops accepting, then the workers finish what they hold.
+//!
+//! The in-memory inbox is lost if the process dies: use a durable backend in production.
+
+use std::{net::SocketAddr, time::Duration};
+
+use actix_web::{App, HttpServer, web};
+use hookguard::{
+    actix::webhook_service,
+    guard::Guard,
+    inbox::{MemoryInbox, Webhook},
+    providers::{self, Preset},
+    verify::Outgoing,
+    worker::Worker,
+};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let addr: SocketAddr =
+        std::env::var("HOOKGUARD_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into()).parse()?;
+
+    // One inbox for all endpoints; each endpoint has its own replay store (the default).
+    let inbox = MemoryInbox::new();
+    let mut guards = Vec::new();
+    for (path, provider, env, demo) in [
+        ("/hooks/stripe", "stripe", "STRIPE_SECRET", "whsec_demo_stripe_secret"),
+        ("/hooks/github", "github", "GITHUB_SECRET", "demo-github-secret"),
+        (
+            "/hooks/standard-webhooks",
+            "standard-webhooks",
+            "STANDARD_WEBHOOKS_SECRET",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        ),
+    ] {
+        let scheme = scheme_for(provider, env, demo, addr, path)?;
+        guards.push((path, Guard::builder(provider, scheme).inbox(inbox.clone()).build()));
+    }
+
+    actix_web::rt::System::new().block_on(async move {
+        let worker = Worker::new(inbox, |hook: Webhook| async move {
+            tracing::info!(
+                endpoint = hook.endpoint(),
+                id = hook.id().unwrap_or("-"),
+                event = hook.event().unwrap_or("-"),
+                bytes = hook.body().len(),
+                "processing webhook"
+            );
+            Ok::<(), std::convert::Infallible>(())
+        })
+        .concurrency(4)
+        .spawn();
+
+        tracing::info!("listening on http://{addr}");
+        // actix handles Ctrl-C itself: it stops accepting and lets requests in flight finish.
+        HttpServer::new(move || {
+            guards
+                .iter()
+                .fold(App::new().route("/healthz", web::get().to(|| async { "ok" })), |app, (path, guard)| {
+                    app.service(webhook_service(path, guard.clone()))
+                })
+        })
+        .bind(addr)?
+        .run()
+        .await?;
+        let report = worker.shutdown(Duration::from_secs(10)).await;
+        tracing::info!(?report, "workers stopped");
+        Ok::<(), Box<dyn std::error::Error>>(())
+    })
+}
+
+/// The preset with the secret from `env`, or the demo secret with a ready-made command.
+fn scheme_for(
+    provider: &str,
+    env: &str,
+    demo: &str,
+    addr: SocketAddr,
+    path: &str,
+) -> Result<Box<dyn Preset>, Box<dyn std::error::Error>> {
+    let (secret, is_demo) = match std::env::var(env) {
+        Ok(secret) => (secret, false),
+        Err(_) => (demo.to_owned(), true),
+    };
+    let scheme = providers::by_name(provider, &[secret])?;
+    if is_demo {
+        let body = r#"{"id":"evt_demo","type":"demo.ping"}"#;
+        let headers = scheme.sign(
+            &Outgoing::new(body.as_bytes()).id("msg_demo").timestamp(time::OffsetDateTime::now_utc()),
+        )?;
+        let flags: String =
+            headers.iter().map(|(n, v)| format!(" -H '{}: {}'", n, v.to_str().unwrap_or_default())).collect();
+        println!(
+            "{env} unset, demo secret in use. Try:\n  curl -i http://{addr}{path}{flags} --data-binary '{body}'"
+        );
+    }
+    Ok(scheme)
+}

@@ -1,0 +1,401 @@
+//! actix-web 4 adapter over the same [`Guard`] pipeline as the Tower side: same secret
+//! sources, replay store, inbox, worker, statuses, problem bodies, handshakes, body limit
+//! and read timeout.
+//!
+//! - [`webhook_route`] / [`webhook_service`]: terminal mode, like
+//!   [`WebhookService`](crate::layer::WebhookService). Verify, refuse replays, keep the
+//!   webhook in the guard's inbox, answer `202`; a [`Worker`](crate::worker::Worker)
+//!   processes it later.
+//! - [`Verify`]: middleware mode, like [`VerifyLayer`](crate::layer::VerifyLayer). Your
+//!   handler gets the verified bytes unchanged and a [`Verified`] in the request
+//!   extensions; read them with the [`VerifiedWebhook`] or [`VerifiedJson<T>`] extractors
+//!   (`422` problem when the body does not fit `T`).
+//!
+//! This module is a thin shell: it converts actix's request head into
+//! [`http::request::Parts`], reads the body with the guard's limit (`413` for a declared
+//! `Content-Length` over it before reading, and for chunked bodies that grow past it) and
+//! read timeout (`408`), then calls [`Guard::accept`] or [`Guard::check`].
+//!
+//! ```
+//! use actix_web::{App, web};
+//! use hookguard::{actix::{Verify, VerifiedJson, webhook_route}, guard::Guard, inbox::MemoryInbox, providers::{github, stripe}};
+//!
+//! let inbox = MemoryInbox::new();
+//! let stripe = Guard::builder("stripe", stripe::scheme("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap()).inbox(inbox).build();
+//! let github = Guard::builder("github", github::scheme("s3cr3t").unwrap()).build();
+//! let app = App::new()
+//!     .route("/hooks/stripe", webhook_route(stripe))
+//!     .service(
+//!         web::resource("/hooks/github")
+//!             .wrap(Verify::new(github))
+//!             .route(web::post().to(|VerifiedJson(push): VerifiedJson<serde_json::Value>| async move {
+//!                 push["ref"].to_string()
+//!             })),
+//!     );
+//! # let _ = app;
+//! ```
+
+use std::{
+    fmt,
+    future::{Future, Ready, ready},
+    pin::Pin,
+    rc::Rc,
+};
+
+use actix_web::{
+    FromRequest, HttpMessage as _, HttpRequest, HttpResponse, ResponseError, Route,
+    body::{self, BodyStream, EitherBody, MessageBody},
+    dev::{self, Service, ServiceRequest, ServiceResponse, Transform, forward_ready},
+    web,
+};
+use bytes::Bytes;
+use http::request::Parts;
+
+use crate::{
+    guard::{Checked, Guard},
+    problem::{Problem, known},
+    verify::Verified,
+};
+
+/// Terminal mode as a route for any method (handshakes may be `GET` or `HEAD`): the
+/// request goes through [`Guard::accept`] (verify, replay guard, inbox, `202`).
+///
+/// ```
+/// use actix_web::{App, web};
+/// use hookguard::{actix::webhook_route, guard::Guard, inbox::MemoryInbox, providers::github};
+///
+/// let guard = Guard::builder("github", github::scheme("s3cr3t").unwrap()).inbox(MemoryInbox::new()).build();
+/// let app = App::new().service(web::resource("/hooks/github").route(webhook_route(guard)));
+/// # let _ = app;
+/// ```
+#[must_use]
+pub fn webhook_route(guard: Guard) -> Route {
+    web::route().to(move |req: HttpRequest, payload: web::Payload| {
+        let guard = guard.clone();
+        async move { accept(&guard, &req, payload.into_inner()).await }
+    })
+}
+
+/// Terminal mode as a resource at `path`, for [`App::service`](actix_web::App::service).
+///
+/// ```
+/// use actix_web::App;
+/// use hookguard::{actix::webhook_service, guard::Guard, inbox::MemoryInbox, providers::github};
+///
+/// let guard = Guard::builder("github", github::scheme("s3cr3t").unwrap()).inbox(MemoryInbox::new()).build();
+/// let app = App::new().service(webhook_service("/hooks/github", guard));
+/// # let _ = app;
+/// ```
+#[must_use]
+pub fn webhook_service(path: &str, guard: Guard) -> actix_web::Resource {
+    web::resource(path).route(webhook_route(guard))
+}
+
+async fn accept(guard: &Guard, req: &HttpRequest, payload: dev::Payload) -> HttpResponse {
+    let parts = parts_of(req);
+    if let Err(problem) = guard.precheck(&parts) {
+        return respond(problem.into_response());
+    }
+    match read(guard, payload).await {
+        Ok(bytes) => respond(guard.accept(&parts, bytes).await),
+        Err(problem) => respond(guard.body_problem(problem)),
+    }
+}
+
+/// Middleware mode: a [`Transform`] that reads the body (bounded), verifies it and
+/// refuses replays before the wrapped service sees the request. The service gets the
+/// same bytes as its payload and a [`Verified<'static>`] in the request extensions.
+/// Duplicates are answered `200` without calling it. When it answers with a server error,
+/// the replay mark is removed so the sender's retry gets through.
+///
+/// ```
+/// # actix_web::rt::System::new().block_on(async {
+/// use actix_web::{App, test, web};
+/// use hookguard::{actix::{Verify, VerifiedWebhook}, guard::Guard, providers::github};
+///
+/// let guard = Guard::builder("github", github::scheme("It's a Secret to Everybody").unwrap()).build();
+/// let app = test::init_service(App::new().service(
+///     web::resource("/hooks/github").wrap(Verify::new(guard)).route(web::post().to(
+///         |hook: VerifiedWebhook| async move { format!("{} {}", hook.verified.provider(), hook.body.len()) },
+///     )),
+/// ))
+/// .await;
+/// let req = test::TestRequest::post()
+///     .uri("/hooks/github")
+///     .insert_header(("x-hub-signature-256", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"))
+///     .set_payload("Hello, World!")
+///     .to_request();
+/// let res = test::call_service(&app, req).await;
+/// assert_eq!(res.status(), 200);
+/// assert_eq!(test::read_body(res).await, "github 13");
+/// # });
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct Verify {
+    guard: Guard,
+}
+
+impl Verify {
+    /// Middleware over `guard`.
+    pub fn new(guard: Guard) -> Self {
+        Self { guard }
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for Verify
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Transform = VerifyMiddleware<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(VerifyMiddleware { service: Rc::new(service), guard: self.guard.clone() }))
+    }
+}
+
+/// The service [`Verify`] wraps around yours.
+pub struct VerifyMiddleware<S> {
+    service: Rc<S>,
+    guard: Guard,
+}
+
+impl<S> fmt::Debug for VerifyMiddleware<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyMiddleware").field("guard", &self.guard).finish_non_exhaustive()
+    }
+}
+
+type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
+
+impl<S, B> Service<ServiceRequest> for VerifyMiddleware<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Future = LocalFuture<Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, mut req: ServiceRequest) -> Self::Future {
+        let service = Rc::clone(&self.service);
+        let guard = self.guard.clone();
+        Box::pin(async move {
+            let parts = parts_of(req.request());
+            if let Err(problem) = guard.precheck(&parts) {
+                return Ok(answer(req, problem.into_response()));
+            }
+            let bytes = match read(&guard, req.take_payload()).await {
+                Ok(bytes) => bytes,
+                Err(problem) => return Ok(answer(req, guard.body_problem(problem))),
+            };
+            let key = match guard.check(&parts, &bytes).await {
+                Checked::Fresh { verified, replay_key } => {
+                    req.extensions_mut().insert(verified);
+                    replay_key
+                }
+                Checked::Duplicate(_) => {
+                    return Ok(req.into_response(HttpResponse::Ok().body("duplicate")).map_into_right_body());
+                }
+                Checked::Respond(res) => return Ok(answer(req, res)),
+            };
+            req.set_payload(dev::Payload::from(bytes));
+            let res = service.call(req).await;
+            let keep = matches!(&res, Ok(r) if !r.status().is_server_error());
+            if !keep {
+                guard.release(&key).await;
+            }
+            res.map(ServiceResponse::map_into_left_body)
+        })
+    }
+}
+
+fn answer<B>(req: ServiceRequest, res: http::Response<Vec<u8>>) -> ServiceResponse<EitherBody<B>> {
+    req.into_response(respond(res)).map_into_right_body()
+}
+
+/// Reads the whole payload, refusing more than the guard's limit (413, chunked bodies
+/// too) and a body that does not arrive within its read timeout (408).
+async fn read(guard: &Guard, payload: dev::Payload) -> Result<Bytes, Problem> {
+    let collect = body::to_bytes_limited(BodyStream::new(payload), guard.body_limit());
+    match tokio::time::timeout(guard.read_timeout(), collect).await {
+        Err(_) => Err(known::BODY_TIMEOUT),
+        Ok(Err(_limit_exceeded)) => Err(known::BODY_TOO_LARGE),
+        Ok(Ok(Err(_))) => Err(known::BODY_ERROR),
+        Ok(Ok(Ok(bytes))) => Ok(bytes),
+    }
+}
+
+/// actix's request head (http 0.2 types) as `http` 1 [`Parts`].
+fn parts_of(req: &HttpRequest) -> Parts {
+    let mut builder = http::Request::builder()
+        .method(http::Method::from_bytes(req.method().as_str().as_bytes()).unwrap_or_default())
+        .uri(http::Uri::try_from(req.uri().to_string()).unwrap_or_default())
+        .version(version(req.version()));
+    if let Some(headers) = builder.headers_mut() {
+        headers.reserve(req.headers().len());
+        for (name, value) in req.headers() {
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(name.as_str().as_bytes()),
+                http::HeaderValue::from_bytes(value.as_bytes()),
+            ) {
+                headers.append(name, value);
+            }
+        }
+    }
+    match builder.body(()) {
+        Ok(req) => req.into_parts().0,
+        // Unreachable: every part above is valid; fall back to an empty head.
+        Err(_) => http::Request::new(()).into_parts().0,
+    }
+}
+
+fn version(v: actix_web::http::Version) -> http::Version {
+    use actix_web::http::Version as V;
+    match v {
+        V::HTTP_09 => http::Version::HTTP_09,
+        V::HTTP_10 => http::Version::HTTP_10,
+        V::HTTP_2 => http::Version::HTTP_2,
+        V::HTTP_3 => http::Version::HTTP_3,
+        _ => http::Version::HTTP_11,
+    }
+}
+
+/// The guard's `http` 1 answer as an actix response.
+fn respond(res: http::Response<Vec<u8>>) -> HttpResponse {
+    let (parts, body) = res.into_parts();
+    let status = actix_web::http::StatusCode::from_u16(parts.status.as_u16())
+        .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+    let mut out = HttpResponse::build(status);
+    for (name, value) in &parts.headers {
+        if let (Ok(name), Ok(value)) = (
+            actix_web::http::header::HeaderName::from_bytes(name.as_str().as_bytes()),
+            actix_web::http::header::HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            out.append_header((name, value));
+        }
+    }
+    out.body(body)
+}
+
+/// Why an extractor could not give its value.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum WebhookRejection {
+    /// The route is not behind [`Verify`] (a server bug: 500).
+    NotVerified,
+    /// The body could not be read (400).
+    Body,
+    /// The verified body does not fit the type (422).
+    Json(serde_json::Error),
+}
+
+impl WebhookRejection {
+    fn problem(&self) -> Problem {
+        match self {
+            Self::NotVerified => Problem::new(
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                "not-verified",
+                "Webhook was not verified",
+            ),
+            Self::Body => known::BODY_ERROR,
+            Self::Json(e) => Problem::new(
+                http::StatusCode::UNPROCESSABLE_ENTITY,
+                "unprocessable-body",
+                "Body does not fit",
+            )
+            .detail(e.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for WebhookRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotVerified => f.write_str("webhook was not verified"),
+            Self::Body => f.write_str("body could not be read"),
+            Self::Json(e) => write!(f, "body does not fit: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for WebhookRejection {}
+
+impl ResponseError for WebhookRejection {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        actix_web::http::StatusCode::from_u16(self.problem().status().as_u16())
+            .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if matches!(self, Self::NotVerified) {
+            tracing::error!("VerifiedWebhook used on a route without hookguard::actix::Verify");
+        }
+        respond(self.problem().into_response())
+    }
+}
+
+/// The verified metadata and the raw body, exactly as received (behind [`Verify`]).
+///
+/// ```
+/// use hookguard::actix::VerifiedWebhook;
+/// async fn handler(hook: VerifiedWebhook) -> String {
+///     format!("{} sent {} bytes", hook.verified.provider(), hook.body.len())
+/// }
+/// # let _ = actix_web::web::post().to(handler);
+/// ```
+#[derive(Debug, Clone)]
+pub struct VerifiedWebhook {
+    /// What verification proved.
+    pub verified: Verified<'static>,
+    /// The raw body.
+    pub body: Bytes,
+}
+
+impl FromRequest for VerifiedWebhook {
+    type Error = WebhookRejection;
+    type Future = LocalFuture<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut dev::Payload) -> Self::Future {
+        let verified = req.extensions().get::<Verified<'static>>().cloned();
+        let payload = payload.take();
+        Box::pin(async move {
+            let verified = verified.ok_or(WebhookRejection::NotVerified)?;
+            // `Verify` put the bounded, already-read bytes back: no second limit here.
+            let body = body::to_bytes(BodyStream::new(payload)).await.map_err(|_| WebhookRejection::Body)?;
+            Ok(Self { verified, body })
+        })
+    }
+}
+
+/// The verified body deserialized as `T` (a `422` problem when it does not fit).
+///
+/// ```
+/// use hookguard::actix::VerifiedJson;
+/// async fn handler(VerifiedJson(event): VerifiedJson<serde_json::Value>) -> String {
+///     event["type"].to_string()
+/// }
+/// # let _ = actix_web::web::post().to(handler);
+/// ```
+#[derive(Debug, Clone)]
+pub struct VerifiedJson<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + 'static> FromRequest for VerifiedJson<T> {
+    type Error = WebhookRejection;
+    type Future = LocalFuture<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut dev::Payload) -> Self::Future {
+        let hook = VerifiedWebhook::from_request(req, payload);
+        Box::pin(async move {
+            let hook = hook.await?;
+            serde_json::from_slice(&hook.body).map(VerifiedJson).map_err(WebhookRejection::Json)
+        })
+    }
+}

@@ -1,0 +1,583 @@
+//! One table of cases, run over real loopback HTTP against an axum server
+//! (`WebhookService` / `VerifyLayer`) and an actix-web server (`webhook_service` /
+//! `actix::Verify`) built from the same guards: every case must give the same status,
+//! problem `type`, body and handler/inbox effect on both. A case added to `cases()` runs
+//! on both frameworks.
+#![cfg(all(feature = "axum", feature = "actix"))]
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use hookguard::{
+    guard::Guard,
+    handshake::SlackUrlVerification,
+    inbox::{Inbox, MemoryInbox},
+    layer::{VerifyLayer, WebhookService},
+    providers::{slack, standard_webhooks},
+    verify::{Outgoing, Sign},
+};
+use http::{HeaderName, HeaderValue, Method};
+use time::OffsetDateTime;
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+const BODY_LIMIT: usize = 4096;
+const READ_TIMEOUT: Duration = Duration::from_millis(300);
+
+// ---------------------------------------------------------------------------------------
+// The table.
+
+/// How the body is sent.
+enum Body {
+    /// With a `Content-Length`.
+    Full(Vec<u8>),
+    /// `Transfer-Encoding: chunked`, these chunks.
+    Chunked(Vec<Vec<u8>>),
+    /// Chunked: one chunk, then nothing more (the connection stays open).
+    Stalled(Vec<u8>),
+}
+
+struct Req {
+    method: Method,
+    path: &'static str,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    body: Body,
+}
+
+/// What the answer's body must show.
+enum Check {
+    /// An `application/problem+json` body with this `type` code.
+    Problem(&'static str),
+    /// A body containing this text.
+    Contains(&'static str),
+    /// Exactly the bytes of the (last) request: the verified bytes reached the handler
+    /// unchanged.
+    Echo,
+}
+
+struct Case {
+    name: &'static str,
+    /// Requests to send; only the last one is checked (earlier ones set up state).
+    steps: fn() -> Vec<Req>,
+    status: u16,
+    check: Check,
+    /// How many webhooks the inboxes gained from the last request.
+    inbox: usize,
+    /// How many times an application handler ran for the last request.
+    handler: usize,
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "valid, terminal: kept in the inbox",
+            steps: || vec![signed("/hooks/accept", EVENT, "msg_valid", now())],
+            status: 202,
+            check: Check::Contains("accepted"),
+            inbox: 1,
+            handler: 0,
+        },
+        Case {
+            name: "valid, middleware: the handler gets the bytes unchanged",
+            steps: || vec![signed("/hooks/verify", ODD_BYTES, "msg_echo", now())],
+            status: 200,
+            check: Check::Echo,
+            inbox: 0,
+            handler: 1,
+        },
+        Case {
+            name: "typed JSON extractor",
+            steps: || vec![signed("/hooks/typed", EVENT, "msg_typed", now())],
+            status: 200,
+            check: Check::Contains("invoice.paid"),
+            inbox: 0,
+            handler: 1,
+        },
+        Case {
+            name: "typed JSON that does not fit: 422",
+            steps: || vec![signed("/hooks/typed", br#"{"kind":1}"#, "msg_untyped", now())],
+            status: 422,
+            check: Check::Problem("unprocessable-body"),
+            inbox: 0,
+            handler: 0,
+        },
+        Case {
+            name: "unsigned",
+            steps: || vec![req(Method::POST, "/hooks/accept", vec![], Body::Full(EVENT.to_vec()))],
+            status: 401,
+            check: Check::Problem("missing-signature"),
+            inbox: 0,
+            handler: 0,
+        },
+        Case {
+            name: "tampered body",
+            steps: || {
+                let mut r = signed("/hooks/accept", EVENT, "msg_tampered", now());
+                r.body = Body::Full(
+                    String::from_utf8_lossy(EVENT).replace("invoice.paid", "invoice.void").into_bytes(),
+                );
+                vec![r]
+            },
+            status: 401,
+            check: Check::Problem("signature-mismatch"),
+            inbox: 0,
+            handler: 0,
+        },
+        Case {
+            name: "tampered body, middleware: the handler does not run",
+            steps: || {
+                let mut r = signed("/hooks/verify", EVENT, "msg_tampered_mw", now());
+                r.body = Body::Full(b"{}".to_vec());
+                vec![r]
+            },
+            status: 401,
+            check: Check::Problem("signature-mismatch"),
+            inbox: 0,
+            handler: 0,
+        },
+        Case {
+            name: "stale timestamp",
+            steps: || vec![signed("/hooks/accept", EVENT, "msg_stale", now() - time::Duration::hours(1))],
+            status: 401,
+            check: Check::Problem("timestamp-too-old"),
+            inbox: 0,
+            handler: 0,
+        },
+        Case {
+            name: "replayed verbatim to the middleware: answered, handler not run again",
+            steps: || {
+                let ts = now();
+                vec![
+                    signed("/hooks/verify", EVENT, "msg_replay", ts),
+                    signed("/hooks/verify", EVENT, "msg_replay", ts),
+                ]
+            },
+            status: 200,
+            check: Check::Contains("duplicate"),
+            inbox: 0,
+            handler: 0,
+        },
+        Case {
+            name: "duplicate (provider retry, re-signed later with the same id): not queued again",
+            steps: || {
+                vec![
+                    signed("/hooks/accept", EVENT, "msg_dup", now() - time::Duration::seconds(30)),
+                    signed("/hooks/accept", EVENT, "msg_dup", now()),
+                ]
+            },
+            status: 200,
+            check: Check::Contains("duplicate"),
+            inbox: 0,
+            handler: 0,
+        },
+        Case {
+            name: "handler 5xx releases the replay mark: the retry gets through",
+            steps: || {
+                let ts = now();
+                vec![
+                    signed("/hooks/flaky", EVENT, "msg_flaky", ts),
+                    signed("/hooks/flaky", EVENT, "msg_flaky", ts),
+                ]
+            },
+            status: 200,
+            check: Check::Contains("ok on retry"),
+            inbox: 0,
+            handler: 1,
+        },
+        Case {
+            name: "oversized, declared Content-Length",
+            steps: || vec![signed("/hooks/accept", &big(2 * BODY_LIMIT), "msg_big", now())],
+            status: 413,
+            check: Check::Problem("body-too-large"),
+            inbox: 0,
+            handler: 0,
+        },
+        Case {
+            name: "oversized, middleware",
+            steps: || vec![signed("/hooks/verify", &big(2 * BODY_LIMIT), "msg_big_mw", now())],
+            status: 413,
+            check: Check::Problem("body-too-large"),
+            inbox: 0,
+            handler: 0,
+        },
+        Case {
+            name: "chunked oversized (no Content-Length)",
+            steps: || {
+                let mut r = signed("/hooks/accept", b"", "msg_chunked", now());
+                r.body = Body::Chunked(vec![vec![b'x'; BODY_LIMIT / 2]; 4]);
+                vec![r]
+            },
+            status: 413,
+            check: Check::Problem("body-too-large"),
+            inbox: 0,
+            handler: 0,
+        },
+        Case {
+            name: "chunked within the limit is read whole",
+            steps: || {
+                let mut r = signed("/hooks/verify", EVENT, "msg_chunked_ok", now());
+                r.body = Body::Chunked(EVENT.chunks(7).map(<[u8]>::to_vec).collect());
+                vec![r]
+            },
+            status: 200,
+            check: Check::Contains(r#""type":"invoice.paid""#),
+            inbox: 0,
+            handler: 1,
+        },
+        Case {
+            name: "body not received in time",
+            steps: || {
+                let mut r = signed("/hooks/accept", EVENT, "msg_slow", now());
+                r.body = Body::Stalled(EVENT[..10].to_vec());
+                vec![r]
+            },
+            status: 408,
+            check: Check::Problem("body-timeout"),
+            inbox: 0,
+            handler: 0,
+        },
+        Case {
+            name: "handshake: Slack url_verification answered, not queued",
+            steps: || vec![slack_signed("/hooks/slack", SLACK_CHALLENGE)],
+            status: 200,
+            check: Check::Contains("3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"),
+            inbox: 0,
+            handler: 0,
+        },
+        Case {
+            name: "inbox full: 503 with Retry-After, mark released",
+            steps: || {
+                vec![
+                    signed("/hooks/full", EVENT, "msg_fill", now()),
+                    signed("/hooks/full", EVENT, "msg_overflow", now()),
+                ]
+            },
+            status: 503,
+            check: Check::Problem("inbox-unavailable"),
+            inbox: 0,
+            handler: 0,
+        },
+    ]
+}
+
+const EVENT: &[u8] = br#"{"type":"invoice.paid","id":"evt_1","data":{"amount":1200}}"#;
+/// Bytes a re-serialising framework would change: spacing, key order, escapes, a
+/// trailing newline.
+const ODD_BYTES: &[u8] = b"{ \"z\" : 1,\n  \"a\":\"\\u00e9\\/\",\t\"type\":\"x\" }\n";
+const SLACK_CHALLENGE: &[u8] =
+    br#"{"token":"t","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+fn big(n: usize) -> Vec<u8> {
+    vec![b'x'; n]
+}
+
+fn req(method: Method, path: &'static str, headers: Vec<(HeaderName, HeaderValue)>, body: Body) -> Req {
+    Req { method, path, headers, body }
+}
+
+fn signed(path: &'static str, body: &[u8], id: &str, at: OffsetDateTime) -> Req {
+    let scheme = standard_webhooks::scheme(SECRET).unwrap();
+    let headers = scheme.sign(&Outgoing::new(body).id(id).timestamp(at)).unwrap();
+    req(Method::POST, path, headers, Body::Full(body.to_vec()))
+}
+
+fn slack_signed(path: &'static str, body: &[u8]) -> Req {
+    let scheme = slack::scheme(SLACK_SECRET).unwrap();
+    let headers = scheme.sign(&Outgoing::new(body).timestamp(now())).unwrap();
+    req(Method::POST, path, headers, Body::Full(body.to_vec()))
+}
+
+// ---------------------------------------------------------------------------------------
+// The endpoints, the same for both frameworks.
+
+/// Guards, inboxes and handler counters for one server.
+#[derive(Clone)]
+struct Setup {
+    accept: Guard,
+    full: Guard,
+    slack: Guard,
+    verify: Guard,
+    typed: Guard,
+    flaky: Guard,
+    inbox: MemoryInbox,
+    full_inbox: MemoryInbox,
+    calls: Arc<AtomicUsize>,
+    flaky_calls: Arc<AtomicUsize>,
+}
+
+impl Setup {
+    fn new() -> Self {
+        let inbox = MemoryInbox::new();
+        let full_inbox = MemoryInbox::new().capacity(1);
+        let std = || standard_webhooks::scheme(SECRET).unwrap();
+        let tune = |b: hookguard::guard::GuardBuilder| b.body_limit(BODY_LIMIT).read_timeout(READ_TIMEOUT);
+        Self {
+            accept: tune(Guard::builder("accept", std()).inbox(inbox.clone())).build(),
+            full: tune(Guard::builder("full", std()).inbox(full_inbox.clone())).build(),
+            slack: tune(Guard::builder("slack", slack::scheme(SLACK_SECRET).unwrap()))
+                .inbox(inbox.clone())
+                .handshake(SlackUrlVerification)
+                .build(),
+            verify: tune(Guard::builder("verify", std())).build(),
+            typed: tune(Guard::builder("typed", std())).build(),
+            flaky: tune(Guard::builder("flaky", std())).build(),
+            inbox,
+            full_inbox,
+            calls: Arc::default(),
+            flaky_calls: Arc::default(),
+        }
+    }
+
+    async fn inbox_depth(&self) -> usize {
+        self.inbox.depth().await.unwrap() + self.full_inbox.depth().await.unwrap()
+    }
+
+    fn handler_calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// The flaky handler: a server error the first time, then success.
+    fn flaky_answer(&self) -> (u16, &'static str) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.flaky_calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            (500, "boom")
+        } else {
+            (200, "ok on retry")
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Event {
+    r#type: String,
+}
+
+fn axum_app(s: &Setup) -> axum::Router {
+    use axum::{Router, routing::post};
+    use hookguard::axum::{VerifiedJson, VerifiedWebhook};
+
+    let (c1, c2, f) = (s.calls.clone(), s.calls.clone(), s.clone());
+    let echo = Router::new()
+        .route(
+            "/hooks/verify",
+            post(move |hook: VerifiedWebhook| async move {
+                c1.fetch_add(1, Ordering::SeqCst);
+                hook.body
+            }),
+        )
+        .layer(VerifyLayer::new(s.verify.clone()));
+    let typed = Router::new()
+        .route(
+            "/hooks/typed",
+            post(move |VerifiedJson(e): VerifiedJson<Event>| async move {
+                c2.fetch_add(1, Ordering::SeqCst);
+                e.r#type
+            }),
+        )
+        .layer(VerifyLayer::new(s.typed.clone()));
+    let flaky = Router::new()
+        .route(
+            "/hooks/flaky",
+            post(move |_: VerifiedWebhook| async move {
+                let (status, text) = f.flaky_answer();
+                (http::StatusCode::from_u16(status).unwrap(), text)
+            }),
+        )
+        .layer(VerifyLayer::new(s.flaky.clone()));
+    Router::new()
+        .route_service("/hooks/accept", WebhookService::new(s.accept.clone()))
+        .route_service("/hooks/full", WebhookService::new(s.full.clone()))
+        .route_service("/hooks/slack", WebhookService::new(s.slack.clone()))
+        .merge(echo)
+        .merge(typed)
+        .merge(flaky)
+}
+
+fn actix_app(
+    s: Setup,
+) -> actix_web::App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    use actix_web::{App, HttpResponse, web};
+    use hookguard::actix::{VerifiedJson, VerifiedWebhook, Verify, webhook_service};
+
+    let (c1, c2, f) = (s.calls.clone(), s.calls.clone(), s.clone());
+    App::new()
+        .service(webhook_service("/hooks/accept", s.accept.clone()))
+        .service(webhook_service("/hooks/full", s.full.clone()))
+        .service(webhook_service("/hooks/slack", s.slack.clone()))
+        .service(web::resource("/hooks/verify").wrap(Verify::new(s.verify.clone())).route(web::post().to(
+            move |hook: VerifiedWebhook| {
+                c1.fetch_add(1, Ordering::SeqCst);
+                async move { hook.body }
+            },
+        )))
+        .service(web::resource("/hooks/typed").wrap(Verify::new(s.typed.clone())).route(web::post().to(
+            move |VerifiedJson(e): VerifiedJson<Event>| {
+                c2.fetch_add(1, Ordering::SeqCst);
+                async move { e.r#type }
+            },
+        )))
+        .service(web::resource("/hooks/flaky").wrap(Verify::new(s.flaky.clone())).route(web::post().to(
+            move |_: VerifiedWebhook| {
+                let (status, text) = f.flaky_answer();
+                async move {
+                    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).body(text)
+                }
+            },
+        )))
+}
+
+// ---------------------------------------------------------------------------------------
+// Servers and the runner.
+
+async fn start_axum(setup: &Setup) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let app = axum_app(setup);
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    (addr, stop)
+}
+
+struct ActixServer {
+    addr: SocketAddr,
+    handle: actix_web::dev::ServerHandle,
+    thread: std::thread::JoinHandle<std::io::Result<()>>,
+}
+
+/// An actix server on its own thread and actix system.
+fn start_actix(setup: &Setup) -> ActixServer {
+    let setup = setup.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = actix_web::HttpServer::new(move || actix_app(setup.clone()))
+                .workers(1)
+                .disable_signals()
+                .shutdown_timeout(1)
+                .bind(("127.0.0.1", 0))?;
+            let addr = server.addrs()[0];
+            let server = server.run();
+            tx.send((addr, server.handle())).expect("test is waiting");
+            server.await
+        })
+    });
+    let (addr, handle) = rx.recv_timeout(Duration::from_secs(30)).expect("actix server started");
+    ActixServer { addr, handle, thread }
+}
+
+fn client() -> reqwest::Client {
+    // No pooling: a server may close a connection after refusing a body it did not read.
+    reqwest::Client::builder().timeout(Duration::from_secs(10)).pool_max_idle_per_host(0).build().unwrap()
+}
+
+async fn send(client: &reqwest::Client, base: SocketAddr, r: Req) -> reqwest::Response {
+    let url = format!("http://{base}{}", r.path);
+    let mut rb = client.request(r.method, url);
+    for (name, value) in r.headers {
+        rb = rb.header(name, value);
+    }
+    let rb = match r.body {
+        Body::Full(bytes) => rb.body(bytes),
+        Body::Chunked(chunks) => rb.body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks.into_iter().map(|c| Ok::<_, std::io::Error>(Bytes::from(c))),
+        ))),
+        Body::Stalled(first) => rb.body(reqwest::Body::wrap_stream(
+            futures_util::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(first)) })
+                .chain(futures_util::stream::pending()),
+        )),
+    };
+    rb.send().await.unwrap()
+}
+
+/// Runs the whole table against the server at `base`; returns one line per case.
+async fn run_table(framework: &str, base: SocketAddr, setup: &Setup) -> Vec<String> {
+    let client = client();
+    let mut outcomes = Vec::new();
+    for case in cases() {
+        let mut steps = (case.steps)();
+        let last = steps.pop().expect("a case has a request");
+        for step in steps {
+            send(&client, base, step).await;
+        }
+        let sent = match &last.body {
+            Body::Full(b) => b.clone(),
+            _ => Vec::new(),
+        };
+        let (inbox0, calls0) = (setup.inbox_depth().await, setup.handler_calls());
+        let res = send(&client, base, last).await;
+        let status = res.status().as_u16();
+        let content_type =
+            res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let retry_after = res.headers().contains_key("retry-after");
+        let body = res.bytes().await.unwrap();
+        let text = String::from_utf8_lossy(&body);
+        let at = format!("[{framework}] {}", case.name);
+        assert_eq!(status, case.status, "{at}: status; body {text}");
+        match case.check {
+            Check::Problem(code) => {
+                assert_eq!(content_type, "application/problem+json", "{at}");
+                let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                assert_eq!(problem["type"], format!("https://hookguard.dev/problems/{code}"), "{at}");
+                assert_eq!(problem["status"], case.status, "{at}");
+                assert!(!text.contains(SECRET), "{at}: no secret in problems");
+            }
+            Check::Contains(needle) => assert!(text.contains(needle), "{at}: {text}"),
+            Check::Echo => assert_eq!(&body[..], &sent[..], "{at}: bytes changed"),
+        }
+        if status == 503 {
+            assert!(retry_after, "{at}: 503 without Retry-After");
+        }
+        assert_eq!(setup.inbox_depth().await - inbox0, case.inbox, "{at}: inbox effect");
+        assert_eq!(setup.handler_calls() - calls0, case.handler, "{at}: handler effect");
+        outcomes.push(format!("{} -> {status}", case.name));
+    }
+    outcomes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_table_passes_on_axum_and_actix() {
+    let axum_setup = Setup::new();
+    let (axum_addr, stop_axum) = start_axum(&axum_setup).await;
+    let on_axum = run_table("axum", axum_addr, &axum_setup).await;
+    let _ = stop_axum.send(());
+
+    let actix_setup = Setup::new();
+    let actix = start_actix(&actix_setup);
+    let on_actix = run_table("actix", actix.addr, &actix_setup).await;
+    actix.handle.stop(false).await;
+    tokio::task::spawn_blocking(move || actix.thread.join())
+        .await
+        .unwrap()
+        .expect("actix thread")
+        .expect("actix server");
+
+    assert_eq!(on_axum.len(), cases().len());
+    assert_eq!(on_axum, on_actix, "identical outcomes");
+}
