@@ -26,7 +26,8 @@
 //! | feature | adds | default |
 //! |---|---|---|
 //! | `tower` | [`guard`], [`layer`], [`replay`], [`inbox`], [`worker`], [`handshake`], [`tenant`] | yes |
-//! | `axum` | axum extractors ([`axum`](crate::axum)) | no |
+//! | `axum` | axum extractors ([`axum`]) | no |
+//! | `sqlite` | the durable SQLite inbox (`inbox::SqliteInbox`) | no |
 //! | `ed25519` | Ed25519 schemes: Standard Webhooks v1a, Discord | no |
 //! | `ecdsa` | ECDSA P-256: SendGrid | no |
 //! | `rsa` | RSA with an X.509 certificate: PayPal | no |
