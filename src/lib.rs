@@ -28,6 +28,7 @@
 //! | `tower` | [`guard`], [`layer`], [`replay`], [`inbox`], [`worker`], [`handshake`], [`tenant`] | yes |
 //! | `axum` | axum extractors ([`axum`]) | no |
 //! | `actix` | actix-web 4 middleware, terminal route and extractors over the same guard ([`actix`]) | no |
+//! | `sqlite` | the durable SQLite inbox (`inbox::SqliteInbox`) | no |
 //! | `ed25519` | Ed25519 schemes: Standard Webhooks v1a, Discord | no |
 //! | `ecdsa` | ECDSA P-256: SendGrid | no |
 //! | `rsa` | RSA with an X.509 certificate: PayPal | no |

@@ -23,6 +23,8 @@
 //! ```
 
 mod memory;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 mod webhook;
 
 use std::{fmt, time::Duration};
@@ -30,8 +32,10 @@ use std::{fmt, time::Duration};
 use time::OffsetDateTime;
 
 pub use memory::MemoryInbox;
-pub use webhook::Webhook;
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteInbox, SqliteInboxBuilder, SqliteStats};
 pub(crate) use webhook::replay_key;
+pub use webhook::{RecordError, Webhook, WebhookRecord};
 
 pub use crate::replay::BoxFuture;
 

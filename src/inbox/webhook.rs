@@ -1,7 +1,10 @@
 //! The kept form of a verified webhook: what the inbox stores and handlers receive.
 
+use std::fmt;
+
 use bytes::Bytes;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::verify::Verified;
@@ -128,6 +131,217 @@ impl Webhook {
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         serde_json::from_slice(&self.body)
     }
+
+    /// The plain, storable form of this webhook (for inbox backends): see
+    /// [`WebhookRecord`].
+    ///
+    /// # Errors
+    /// [`RecordError`] when a time lies outside what [`WebhookRecord`] can hold (years
+    /// 1677 to 2262).
+    ///
+    /// ```
+    /// use hookguard::{inbox::Webhook, verify::Verified};
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// let hook = Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH);
+    /// let record = hook.to_record()?;
+    /// assert_eq!(record.key, "github:d-1");
+    /// assert_eq!(Webhook::from_record(record)?, hook);
+    /// # Ok::<(), hookguard::inbox::RecordError>(())
+    /// ```
+    pub fn to_record(&self) -> Result<WebhookRecord, RecordError> {
+        Ok(WebhookRecord {
+            key: self.key.clone(),
+            endpoint: self.endpoint.clone(),
+            provider: self.provider.clone(),
+            id: self.id.clone(),
+            event: self.event.clone(),
+            timestamp_unix_nanos: self.timestamp.map(unix_nanos).transpose()?,
+            received_at_unix_nanos: unix_nanos(self.received_at)?,
+            headers: self
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+                .collect(),
+            body: self.body.to_vec(),
+        })
+    }
+
+    /// Rebuilds a webhook from its [`WebhookRecord`] (for inbox backends).
+    ///
+    /// # Errors
+    /// [`RecordError`] when a header name or value is not valid HTTP, or a time is out of
+    /// range: the record was not made by [`to_record`](Self::to_record) or was damaged.
+    ///
+    /// ```
+    /// use hookguard::inbox::{Webhook, WebhookRecord};
+    /// let record = WebhookRecord {
+    ///     key: "test:1".into(),
+    ///     endpoint: "test".into(),
+    ///     provider: "github".into(),
+    ///     id: Some("1".into()),
+    ///     event: None,
+    ///     timestamp_unix_nanos: None,
+    ///     received_at_unix_nanos: 0,
+    ///     headers: vec![("x-github-event".into(), b"push".to_vec())],
+    ///     body: b"{}".to_vec(),
+    /// };
+    /// let hook = Webhook::from_record(record)?;
+    /// assert_eq!(hook.headers()["x-github-event"], "push");
+    /// # Ok::<(), hookguard::inbox::RecordError>(())
+    /// ```
+    pub fn from_record(record: WebhookRecord) -> Result<Self, RecordError> {
+        let mut headers = HeaderMap::with_capacity(record.headers.len());
+        for (name, value) in record.headers {
+            let name =
+                HeaderName::from_bytes(name.as_bytes()).map_err(|_| RecordError("invalid header name"))?;
+            let value = HeaderValue::from_bytes(&value).map_err(|_| RecordError("invalid header value"))?;
+            headers.append(name, value);
+        }
+        Ok(Self {
+            key: record.key,
+            endpoint: record.endpoint,
+            provider: record.provider,
+            id: record.id,
+            event: record.event,
+            timestamp: record.timestamp_unix_nanos.map(from_unix_nanos).transpose()?,
+            received_at: from_unix_nanos(record.received_at_unix_nanos)?,
+            headers,
+            body: Bytes::from(record.body),
+        })
+    }
+}
+
+/// A [`Webhook`] as plain data, for inbox backends to store: every field of the webhook,
+/// times as Unix nanoseconds (`i64`), headers as an ordered list of (lower-case name,
+/// value bytes), the body as bytes.
+///
+/// Serde-able as a whole (a binary format keeps the body compact; JSON writes bytes as
+/// arrays of numbers), or field by field into columns: SQL backends keep `headers` in one
+/// column with [`encode_headers`](Self::encode_headers) /
+/// [`decode_headers`](Self::decode_headers) and `body` as a blob.
+///
+/// Made by [`Webhook::to_record`], turned back by [`Webhook::from_record`].
+///
+/// ```
+/// use hookguard::{inbox::{Webhook, WebhookRecord}, verify::Verified};
+/// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+/// let mut headers = http::HeaderMap::new();
+/// headers.append("x-a", "1".parse().unwrap());
+/// headers.append("x-a", "2".parse().unwrap());
+/// let hook = Webhook::new("github", &v, headers, "{}".into(), time::OffsetDateTime::UNIX_EPOCH);
+/// let record = hook.to_record()?;
+/// let json = serde_json::to_string(&record).unwrap();
+/// let back: WebhookRecord = serde_json::from_str(&json).unwrap();
+/// assert_eq!(Webhook::from_record(back)?, hook);
+/// # Ok::<(), hookguard::inbox::RecordError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookRecord {
+    /// [`Webhook::key`].
+    pub key: String,
+    /// [`Webhook::endpoint`].
+    pub endpoint: String,
+    /// [`Webhook::provider`].
+    pub provider: String,
+    /// [`Webhook::id`].
+    pub id: Option<String>,
+    /// [`Webhook::event`].
+    pub event: Option<String>,
+    /// [`Webhook::timestamp`], in nanoseconds since the Unix epoch.
+    pub timestamp_unix_nanos: Option<i64>,
+    /// [`Webhook::received_at`], in nanoseconds since the Unix epoch.
+    pub received_at_unix_nanos: i64,
+    /// [`Webhook::headers`] in order, repeated names repeated: (lower-case name, value bytes).
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// [`Webhook::body`].
+    pub body: Vec<u8>,
+}
+
+impl WebhookRecord {
+    /// The headers as one byte string, for a single blob column: per header, the name's
+    /// length and the value's length as 4-byte big-endian integers, then the name and the
+    /// value.
+    ///
+    /// ```
+    /// use hookguard::inbox::WebhookRecord;
+    /// let headers = vec![("x-a".to_owned(), b"1".to_vec()), ("x-b".to_owned(), vec![0xff])];
+    /// let blob = WebhookRecord::encode_headers(&headers);
+    /// assert_eq!(WebhookRecord::decode_headers(&blob)?, headers);
+    /// # Ok::<(), hookguard::inbox::RecordError>(())
+    /// ```
+    #[must_use]
+    pub fn encode_headers(headers: &[(String, Vec<u8>)]) -> Vec<u8> {
+        let size = headers.iter().map(|(n, v)| 8 + n.len() + v.len()).sum();
+        let mut out = Vec::with_capacity(size);
+        for (name, value) in headers {
+            // Header names and values are far below 4 GiB (hyper caps them much lower).
+            out.extend_from_slice(&u32::try_from(name.len()).unwrap_or(u32::MAX).to_be_bytes());
+            out.extend_from_slice(&u32::try_from(value.len()).unwrap_or(u32::MAX).to_be_bytes());
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(value);
+        }
+        out
+    }
+
+    /// Reads what [`encode_headers`](Self::encode_headers) wrote.
+    ///
+    /// # Errors
+    /// [`RecordError`] when the bytes are truncated or a name is not UTF-8.
+    ///
+    /// ```
+    /// use hookguard::inbox::WebhookRecord;
+    /// assert!(WebhookRecord::decode_headers(&[0, 0, 0, 9]).is_err());
+    /// assert!(WebhookRecord::decode_headers(&[]).unwrap().is_empty());
+    /// ```
+    pub fn decode_headers(mut bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, RecordError> {
+        const TRUNCATED: RecordError = RecordError("truncated header list");
+        let mut headers = Vec::new();
+        while !bytes.is_empty() {
+            let (lens, rest) = bytes.split_at_checked(8).ok_or(TRUNCATED)?;
+            let (name_len, value_len) = lens.split_at(4);
+            let name_len = u32::from_be_bytes(name_len.try_into().map_err(|_| TRUNCATED)?) as usize;
+            let value_len = u32::from_be_bytes(value_len.try_into().map_err(|_| TRUNCATED)?) as usize;
+            let (name, rest) = rest.split_at_checked(name_len).ok_or(TRUNCATED)?;
+            let (value, rest) = rest.split_at_checked(value_len).ok_or(TRUNCATED)?;
+            let name = std::str::from_utf8(name).map_err(|_| RecordError("header name is not UTF-8"))?;
+            headers.push((name.to_owned(), value.to_vec()));
+            bytes = rest;
+        }
+        Ok(headers)
+    }
+}
+
+/// A [`WebhookRecord`] could not be made or read back.
+///
+/// ```
+/// use hookguard::inbox::WebhookRecord;
+/// let err = WebhookRecord::decode_headers(&[1]).unwrap_err();
+/// assert_eq!(err.to_string(), "bad webhook record: truncated header list");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordError(&'static str);
+
+impl fmt::Display for RecordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "bad webhook record: {}", self.0)
+    }
+}
+
+impl std::error::Error for RecordError {}
+
+impl From<RecordError> for super::InboxError {
+    fn from(e: RecordError) -> Self {
+        Self::Backend(Box::new(e))
+    }
+}
+
+/// `t` as nanoseconds since the Unix epoch, if that fits an `i64`.
+fn unix_nanos(t: OffsetDateTime) -> Result<i64, RecordError> {
+    i64::try_from(t.unix_timestamp_nanos()).map_err(|_| RecordError("time out of range"))
+}
+
+fn from_unix_nanos(nanos: i64) -> Result<OffsetDateTime, RecordError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos)).map_err(|_| RecordError("time out of range"))
 }
 
 /// `"{endpoint}:{id}"`, or the hex fingerprint when there is no id.

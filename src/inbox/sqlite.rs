@@ -1,0 +1,882 @@
+//! The durable inbox on SQLite: one file, WAL, `synchronous=FULL`, group commit.
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        mpsc,
+    },
+    thread,
+    time::Duration,
+};
+
+use rusqlite::{Connection, OptionalExtension as _, params};
+use time::OffsetDateTime;
+use tokio::sync::{Notify, oneshot};
+
+use super::{BoxFuture, DeadLetter, Inbox, InboxError, Job, Pushed, Webhook, WebhookRecord};
+use crate::clock::{Clock, SystemClock};
+
+/// The `state` of a finished row. The others: 0 waiting, 1 leased, 2 dead (the SQL below
+/// spells them out).
+const DONE: i64 = 3;
+
+/// Schema version kept in `PRAGMA user_version`.
+const SCHEMA_VERSION: i64 = 1;
+
+/// One row per delivery key: the UNIQUE key makes a resend a duplicate whatever the
+/// row's state. `at_ns` means, by state: ready → due time, leased → lease end,
+/// dead → when it failed, done → when it was acknowledged. `ord` orders rows with the
+/// same time (a fresh value on every requeue).
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS hookguard_inbox (
+    key            TEXT    NOT NULL UNIQUE,
+    endpoint       TEXT    NOT NULL,
+    provider       TEXT    NOT NULL,
+    delivery_id    TEXT,
+    event          TEXT,
+    timestamp_ns   INTEGER,
+    received_at_ns INTEGER NOT NULL,
+    headers        BLOB    NOT NULL,
+    body           BLOB    NOT NULL,
+    state          INTEGER NOT NULL,
+    attempts       INTEGER NOT NULL,
+    at_ns          INTEGER NOT NULL,
+    ord            INTEGER NOT NULL,
+    receipt        INTEGER,
+    error          TEXT
+);
+CREATE INDEX IF NOT EXISTS hookguard_inbox_queue ON hookguard_inbox (at_ns, ord) WHERE state < 2;
+CREATE INDEX IF NOT EXISTS hookguard_inbox_dead ON hookguard_inbox (ord) WHERE state = 2;
+CREATE INDEX IF NOT EXISTS hookguard_inbox_done ON hookguard_inbox (at_ns) WHERE state = 3;
+";
+
+/// Finished keys deleted per transaction at most, so pruning never stalls pushes.
+const PRUNE_CHUNK: i64 = 10_000;
+
+/// A durable inbox in one SQLite file: leases, retries at a given time, dead letters and
+/// re-drive, with the same semantics as [`MemoryInbox`](super::MemoryInbox).
+///
+/// **Guarantee:** a push is answered only once its transaction is committed with
+/// `synchronous=FULL` in WAL mode, so every accepted webhook survives a process crash and
+/// a machine crash or power loss (as far as the disk honours `fsync`); a job leased
+/// when the process died comes back when its lease runs out.
+///
+/// One thread owns the file's only write connection (the file is opened in exclusive
+/// locking mode: one process at a time). Concurrent calls queue to it, and it commits
+/// every queued operation in **one** transaction, then answers each caller: concurrent
+/// pushes share an `fsync` (group commit) instead of paying one each. The async methods
+/// only wait on a channel; they never block the runtime.
+///
+/// Capacity (default 100,000) counts waiting, leased and dead jobs; past it, pushes fail
+/// with [`InboxError::Full`]. A finished job's key is kept for the retention period
+/// (default 7 days) so a late resend is a [`Pushed::Duplicate`]; older keys are pruned.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use hookguard::{inbox::{Inbox, Pushed, SqliteInbox, Webhook}, verify::Verified};
+///
+/// let dir = tempfile::tempdir()?;
+/// let inbox = SqliteInbox::builder(dir.path().join("inbox.db"))
+///     .capacity(10_000)
+///     .retention(Duration::from_secs(3 * 24 * 3600))
+///     .open()
+///     .await?;
+/// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+/// let hook = Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::now_utc());
+/// assert_eq!(inbox.push(hook.clone()).await?, Pushed::Accepted);
+/// assert_eq!(inbox.push(hook).await?, Pushed::Duplicate);
+/// let jobs = inbox.pull(10, Duration::from_secs(30)).await?;
+/// inbox.ack(&jobs[0]).await?;
+/// assert_eq!(inbox.depth().await?, 0);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SqliteInbox {
+    inner: Arc<Inner>,
+    shared: Arc<Shared>,
+}
+
+/// Owns the writer thread: the last handle dropped closes the queue and waits for the
+/// thread to finish its batch and close the file.
+struct Inner {
+    path: PathBuf,
+    sender: Option<mpsc::Sender<Op>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        drop(self.sender.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// What the writer publishes after each commit.
+#[derive(Debug, Default)]
+struct Shared {
+    notify: Notify,
+    queued: AtomicUsize,
+    commits: AtomicU64,
+    operations: AtomicU64,
+}
+
+impl fmt::Debug for SqliteInbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteInbox")
+            .field("path", &self.inner.path)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Counters of a [`SqliteInbox`]'s writer, for tests and metrics.
+///
+/// ```
+/// use hookguard::inbox::SqliteStats;
+/// let stats = SqliteStats::default();
+/// assert_eq!(stats.commits, 0);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SqliteStats {
+    /// Transactions committed (each one `fsync` of the WAL when it wrote anything).
+    pub commits: u64,
+    /// Operations (pushes, pulls, acks, …) answered from committed transactions.
+    pub operations: u64,
+}
+
+/// Configures and opens a [`SqliteInbox`]; made by [`SqliteInbox::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use hookguard::{clock::ManualClock, inbox::SqliteInbox};
+/// let builder = SqliteInbox::builder("/var/lib/app/inbox.db")
+///     .capacity(50_000)
+///     .retention(Duration::from_secs(24 * 3600))
+///     .group_commit(true)
+///     .clock(ManualClock::at_unix(0));
+/// # let _ = builder;
+/// ```
+#[must_use]
+pub struct SqliteInboxBuilder {
+    path: PathBuf,
+    capacity: usize,
+    retention: Duration,
+    group_commit: bool,
+    max_batch: usize,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for SqliteInboxBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteInboxBuilder")
+            .field("path", &self.path)
+            .field("capacity", &self.capacity)
+            .field("retention", &self.retention)
+            .field("group_commit", &self.group_commit)
+            .field("max_batch", &self.max_batch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteInbox {
+    /// Starts configuring an inbox kept in the file at `path` (created when missing).
+    ///
+    /// ```
+    /// use hookguard::inbox::SqliteInbox;
+    /// let builder = SqliteInbox::builder("inbox.db");
+    /// # let _ = builder;
+    /// ```
+    pub fn builder(path: impl AsRef<Path>) -> SqliteInboxBuilder {
+        SqliteInboxBuilder {
+            path: path.as_ref().to_owned(),
+            capacity: 100_000,
+            retention: Duration::from_secs(7 * 24 * 3600),
+            group_commit: true,
+            max_batch: 1024,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// The writer's counters so far.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use hookguard::inbox::{Inbox, SqliteInbox};
+    /// let dir = tempfile::tempdir()?;
+    /// let inbox = SqliteInbox::builder(dir.path().join("inbox.db")).open().await?;
+    /// inbox.dead_letters(10).await?;
+    /// assert_eq!(inbox.stats().operations, 1);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn stats(&self) -> SqliteStats {
+        SqliteStats {
+            commits: self.shared.commits.load(Ordering::Acquire),
+            operations: self.shared.operations.load(Ordering::Acquire),
+        }
+    }
+
+    /// The file this inbox keeps.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use hookguard::inbox::SqliteInbox;
+    /// let dir = tempfile::tempdir()?;
+    /// let inbox = SqliteInbox::builder(dir.path().join("inbox.db")).open().await?;
+    /// assert!(inbox.path().ends_with("inbox.db"));
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Queues `request` to the writer and waits for its answer.
+    fn call(&self, request: Request) -> impl Future<Output = Result<Answer, InboxError>> + Send + 'static {
+        let (reply, answer) = oneshot::channel();
+        let sent = match &self.inner.sender {
+            Some(sender) => sender.send(Op { request, reply }).is_ok(),
+            None => false,
+        };
+        async move {
+            if !sent {
+                return Err(writer_gone());
+            }
+            answer.await.map_err(|_| writer_gone())?
+        }
+    }
+}
+
+impl SqliteInboxBuilder {
+    /// Sets the capacity (waiting + leased + dead jobs).
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// Sets how long a finished job's key is kept for duplicate detection (default 7
+    /// days); older keys are pruned.
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Whether concurrent operations share one transaction (default `true`). `false`
+    /// commits, and so `fsync`s, every operation on its own: only for comparison.
+    pub fn group_commit(mut self, on: bool) -> Self {
+        self.group_commit = on;
+        self
+    }
+
+    /// The most operations committed in one transaction (default 1,024).
+    pub fn max_batch(mut self, max: usize) -> Self {
+        self.max_batch = max.max(1);
+        self
+    }
+
+    /// Sets the clock for due times, leases, dead letters and retention.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Opens (or creates) the file and starts the writer thread; the file is prepared on
+    /// that thread, so this never blocks the runtime.
+    ///
+    /// # Errors
+    /// [`InboxError::Backend`] when the file cannot be opened or created, is in use by
+    /// another process, or was written by a newer schema.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use hookguard::inbox::SqliteInbox;
+    /// let err = SqliteInbox::builder("/no/such/dir/inbox.db").open().await.unwrap_err();
+    /// assert!(err.to_string().starts_with("inbox backend failed"));
+    /// # }
+    /// ```
+    pub async fn open(self) -> Result<SqliteInbox, InboxError> {
+        let shared = Arc::new(Shared::default());
+        let (sender, receiver) = mpsc::channel::<Op>();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let path = self.path.clone();
+        let writer_shared = Arc::clone(&shared);
+        let thread = thread::Builder::new()
+            .name("hookguard-sqlite-inbox".into())
+            .spawn(move || match Writer::open(&self, writer_shared) {
+                Ok(writer) => {
+                    let _ = ready_tx.send(Ok(()));
+                    writer.run(&receiver);
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            })
+            .map_err(|e| InboxError::Backend(Box::new(e)))?;
+        let inner = Inner { path, sender: Some(sender), thread: Some(thread) };
+        match ready_rx.await {
+            Ok(Ok(())) => Ok(SqliteInbox { inner: Arc::new(inner), shared }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(writer_gone()),
+        }
+    }
+}
+
+fn backend(e: rusqlite::Error) -> InboxError {
+    InboxError::Backend(Box::new(e))
+}
+
+fn writer_gone() -> InboxError {
+    InboxError::Backend("the SQLite inbox's writer thread stopped".into())
+}
+
+/// Nanoseconds since the Unix epoch, saturating (clock times are far inside the range).
+fn ns(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos()).unwrap_or(if t.year() < 1970 { i64::MIN } else { i64::MAX })
+}
+
+fn duration_ns(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+fn from_ns(nanos: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos)).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// One queued call and where its answer goes.
+struct Op {
+    request: Request,
+    reply: oneshot::Sender<Result<Answer, InboxError>>,
+}
+
+enum Request {
+    Push(Box<WebhookRecord>),
+    Pull { max: usize, lease: Duration },
+    Ack { key: String, receipt: i64 },
+    Retry { key: String, receipt: i64, not_before: OffsetDateTime, error: String },
+    Dead { key: String, receipt: i64, error: String },
+    DeadLetters { limit: usize },
+    Redrive { key: String },
+}
+
+enum Answer {
+    Pushed(Pushed),
+    Jobs(Vec<Job>),
+    Done,
+    DeadLetters(Vec<DeadLetter>),
+    Redriven(bool),
+}
+
+/// The single writer: owns the connection, and the counts that only it changes.
+struct Writer {
+    conn: Connection,
+    clock: Arc<dyn Clock>,
+    shared: Arc<Shared>,
+    capacity: usize,
+    retention_ns: i64,
+    group_commit: bool,
+    max_batch: usize,
+    /// Rows waiting or leased.
+    queued: usize,
+    /// Dead rows.
+    dead: usize,
+    /// Last `ord` handed out.
+    ord: i64,
+    /// Last lease receipt handed out.
+    receipt: i64,
+    /// When finished keys are next pruned.
+    next_prune_ns: i64,
+}
+
+impl Writer {
+    fn open(config: &SqliteInboxBuilder, shared: Arc<Shared>) -> Result<Self, InboxError> {
+        let conn = Connection::open(&config.path).map_err(backend)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(backend)?;
+        // Exclusive locking before WAL: no shared-memory index, and no second process.
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE").map_err(backend)?;
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)).map_err(backend)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(InboxError::Backend(
+                format!("could not switch the inbox file to WAL (got {mode})").into(),
+            ));
+        }
+        conn.pragma_update(None, "synchronous", "FULL").map_err(backend)?;
+        let version: i64 =
+            conn.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(backend)?;
+        if version > SCHEMA_VERSION {
+            return Err(InboxError::Backend(
+                format!("inbox schema version {version} is newer than this hookguard's ({SCHEMA_VERSION})")
+                    .into(),
+            ));
+        }
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        ))
+        .map_err(backend)?;
+        let mut writer = Self {
+            conn,
+            clock: Arc::clone(&config.clock),
+            shared,
+            capacity: config.capacity,
+            retention_ns: duration_ns(config.retention),
+            group_commit: config.group_commit,
+            max_batch: config.max_batch,
+            queued: 0,
+            dead: 0,
+            ord: 0,
+            receipt: 0,
+            next_prune_ns: i64::MIN,
+        };
+        writer.load_counts().map_err(backend)?;
+        (writer.ord, writer.receipt) = writer
+            .conn
+            .query_row(
+                "SELECT COALESCE(MAX(ord), 0), COALESCE(MAX(receipt), 0) FROM hookguard_inbox",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .map_err(backend)?;
+        writer.publish();
+        Ok(writer)
+    }
+
+    fn load_counts(&mut self) -> rusqlite::Result<()> {
+        let (queued, dead): (i64, i64) = self.conn.query_row(
+            "SELECT (SELECT COUNT(*) FROM hookguard_inbox WHERE state < 2),
+                    (SELECT COUNT(*) FROM hookguard_inbox WHERE state = 2)",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        self.queued = usize::try_from(queued).unwrap_or(0);
+        self.dead = usize::try_from(dead).unwrap_or(0);
+        Ok(())
+    }
+
+    fn publish(&self) {
+        self.shared.queued.store(self.queued, Ordering::Release);
+    }
+
+    /// Takes whatever is queued (all of it, up to `max_batch`, with group commit; one
+    /// operation without), commits it in one transaction, answers; until every handle is
+    /// gone.
+    fn run(mut self, receiver: &mpsc::Receiver<Op>) {
+        while let Ok(first) = receiver.recv() {
+            let mut batch = vec![first];
+            if self.group_commit {
+                while batch.len() < self.max_batch {
+                    match receiver.try_recv() {
+                        Ok(op) => batch.push(op),
+                        Err(_) => break,
+                    }
+                }
+            }
+            self.run_batch(batch);
+        }
+    }
+
+    fn run_batch(&mut self, batch: Vec<Op>) {
+        let (ops, replies): (Vec<Request>, Vec<_>) =
+            batch.into_iter().map(|op| (op.request, op.reply)).unzip();
+        match self.apply_batch(ops) {
+            Ok((answers, wake)) => {
+                self.shared.commits.fetch_add(1, Ordering::AcqRel);
+                self.shared.operations.fetch_add(answers.len() as u64, Ordering::AcqRel);
+                self.publish();
+                for _ in 0..wake {
+                    self.shared.notify.notify_one();
+                }
+                for (reply, answer) in replies.into_iter().zip(answers) {
+                    // The caller may have given up waiting; the operation stands.
+                    let _ = reply.send(answer);
+                }
+            }
+            Err(e) => {
+                // Nothing of this batch is kept: roll back, recount, and tell every caller.
+                let _ = self.conn.execute_batch("ROLLBACK");
+                let _ = self.load_counts();
+                self.publish();
+                tracing::error!(error = %e, "SQLite inbox transaction failed");
+                let message = e.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(InboxError::Backend(message.clone().into())));
+                }
+            }
+        }
+    }
+
+    /// One transaction for the whole batch: answers in order, and how many operations made
+    /// work available (to wake that many workers).
+    #[allow(clippy::type_complexity)]
+    fn apply_batch(
+        &mut self,
+        ops: Vec<Request>,
+    ) -> rusqlite::Result<(Vec<Result<Answer, InboxError>>, usize)> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let now = ns(self.clock.now());
+        self.prune(now)?;
+        let mut answers = Vec::with_capacity(ops.len());
+        let mut wake = 0;
+        for op in ops {
+            let wakes = matches!(op, Request::Push(_) | Request::Retry { .. } | Request::Redrive { .. });
+            let answer = self.apply(op)?;
+            if wakes
+                && matches!(
+                    answer,
+                    Ok(Answer::Pushed(Pushed::Accepted) | Answer::Done | Answer::Redriven(true))
+                )
+            {
+                wake += 1;
+            }
+            answers.push(answer);
+        }
+        self.conn.execute_batch("COMMIT")?;
+        Ok((answers, wake))
+    }
+
+    /// Deletes finished keys older than the retention period, at most once a minute (of
+    /// the clock) and a chunk at a time.
+    fn prune(&mut self, now: i64) -> rusqlite::Result<()> {
+        if now < self.next_prune_ns {
+            return Ok(());
+        }
+        let cutoff = now.saturating_sub(self.retention_ns);
+        let deleted = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM hookguard_inbox WHERE rowid IN
+                (SELECT rowid FROM hookguard_inbox WHERE state = 3 AND at_ns < ?1 LIMIT ?2)",
+            )?
+            .execute(params![cutoff, PRUNE_CHUNK])?;
+        self.next_prune_ns =
+            if deleted as i64 >= PRUNE_CHUNK { now } else { now.saturating_add(60_000_000_000) };
+        Ok(())
+    }
+
+    fn next_ord(&mut self) -> i64 {
+        self.ord += 1;
+        self.ord
+    }
+
+    /// One operation inside the open transaction. `Err` aborts the batch; `Ok(Err)` is
+    /// this operation's own answer (full, lease lost).
+    fn apply(&mut self, request: Request) -> rusqlite::Result<Result<Answer, InboxError>> {
+        let now = ns(self.clock.now());
+        match request {
+            Request::Push(record) => self.push(&record, now),
+            Request::Pull { max, lease } => self.pull(max, now, now.saturating_add(duration_ns(lease))),
+            Request::Ack { key, receipt } => {
+                let changed = self
+                    .conn
+                    .prepare_cached(
+                        "UPDATE hookguard_inbox SET state = 3, at_ns = ?3, headers = x'', body = x'',
+                        receipt = NULL, error = NULL
+                     WHERE key = ?1 AND state = 1 AND receipt = ?2",
+                    )?
+                    .execute(params![key, receipt, now])?;
+                if changed == 0 {
+                    return Ok(Err(InboxError::LeaseLost));
+                }
+                self.queued = self.queued.saturating_sub(1);
+                Ok(Ok(Answer::Done))
+            }
+            Request::Retry { key, receipt, not_before, error } => {
+                let ord = self.next_ord();
+                let changed = self.conn.prepare_cached(
+                    "UPDATE hookguard_inbox SET state = 0, at_ns = ?3, ord = ?4, receipt = NULL, error = ?5
+                     WHERE key = ?1 AND state = 1 AND receipt = ?2",
+                )?
+                .execute(params![key, receipt, ns(not_before), ord, error])?;
+                Ok(if changed == 0 { Err(InboxError::LeaseLost) } else { Ok(Answer::Done) })
+            }
+            Request::Dead { key, receipt, error } => {
+                let ord = self.next_ord();
+                let changed = self.conn.prepare_cached(
+                    "UPDATE hookguard_inbox SET state = 2, at_ns = ?3, ord = ?4, receipt = NULL, error = ?5
+                     WHERE key = ?1 AND state = 1 AND receipt = ?2",
+                )?
+                .execute(params![key, receipt, now, ord, error])?;
+                if changed == 0 {
+                    return Ok(Err(InboxError::LeaseLost));
+                }
+                self.queued = self.queued.saturating_sub(1);
+                self.dead += 1;
+                Ok(Ok(Answer::Done))
+            }
+            Request::DeadLetters { limit } => self.dead_letters(limit),
+            Request::Redrive { key } => {
+                let ord = self.next_ord();
+                let changed = self.conn.prepare_cached(
+                    "UPDATE hookguard_inbox SET state = 0, attempts = 0, at_ns = ?2, ord = ?3, error = NULL
+                     WHERE key = ?1 AND state = 2",
+                )?
+                .execute(params![key, now, ord])?;
+                if changed > 0 {
+                    self.dead = self.dead.saturating_sub(1);
+                    self.queued += 1;
+                }
+                Ok(Ok(Answer::Redriven(changed > 0)))
+            }
+        }
+    }
+
+    fn push(&mut self, record: &WebhookRecord, now: i64) -> rusqlite::Result<Result<Answer, InboxError>> {
+        let existing: Option<(i64, i64)> = self
+            .conn
+            .prepare_cached("SELECT state, at_ns FROM hookguard_inbox WHERE key = ?1")?
+            .query_row(params![record.key], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?;
+        match existing {
+            // A finished key past its retention is forgotten, even if not pruned yet.
+            Some((DONE, at)) if at < now.saturating_sub(self.retention_ns) => {
+                self.conn
+                    .prepare_cached("DELETE FROM hookguard_inbox WHERE key = ?1")?
+                    .execute(params![record.key])?;
+            }
+            Some(_) => return Ok(Ok(Answer::Pushed(Pushed::Duplicate))),
+            None => {}
+        }
+        if self.queued + self.dead >= self.capacity {
+            return Ok(Err(InboxError::Full));
+        }
+        let ord = self.next_ord();
+        self.conn
+            .prepare_cached(
+                "INSERT INTO hookguard_inbox (key, endpoint, provider, delivery_id, event, timestamp_ns,
+                    received_at_ns, headers, body, state, attempts, at_ns, ord)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, 0, ?10, ?11)",
+            )?
+            .execute(params![
+                record.key,
+                record.endpoint,
+                record.provider,
+                record.id,
+                record.event,
+                record.timestamp_unix_nanos,
+                record.received_at_unix_nanos,
+                WebhookRecord::encode_headers(&record.headers),
+                record.body,
+                now,
+                ord,
+            ])?;
+        self.queued += 1;
+        Ok(Ok(Answer::Pushed(Pushed::Accepted)))
+    }
+
+    fn pull(&mut self, max: usize, now: i64, until: i64) -> rusqlite::Result<Result<Answer, InboxError>> {
+        // Waiting jobs that are due, and leased ones whose lease ran out (their worker is
+        // gone): both have `at_ns <= now`.
+        let rows = self
+            .conn
+            .prepare_cached(
+                "SELECT rowid, key, endpoint, provider, delivery_id, event, timestamp_ns, received_at_ns,
+                    headers, body, attempts
+                 FROM hookguard_inbox WHERE state < 2 AND at_ns <= ?1 ORDER BY at_ns, ord LIMIT ?2",
+            )?
+            .query_map(params![now, i64::try_from(max).unwrap_or(i64::MAX)], |row| {
+                let headers: Vec<u8> = row.get(8)?;
+                let record = WebhookRecord {
+                    key: row.get(1)?,
+                    endpoint: row.get(2)?,
+                    provider: row.get(3)?,
+                    id: row.get(4)?,
+                    event: row.get(5)?,
+                    timestamp_unix_nanos: row.get(6)?,
+                    received_at_unix_nanos: row.get(7)?,
+                    headers: Vec::new(),
+                    body: row.get(9)?,
+                };
+                Ok((row.get::<_, i64>(0)?, record, headers, row.get::<_, u32>(10)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for (rowid, mut record, headers, attempts) in rows {
+            let webhook = WebhookRecord::decode_headers(&headers).and_then(|headers| {
+                record.headers = headers;
+                Webhook::from_record(record)
+            });
+            match webhook {
+                Ok(webhook) => {
+                    self.receipt += 1;
+                    let receipt = self.receipt;
+                    self.conn
+                        .prepare_cached(
+                            "UPDATE hookguard_inbox SET state = 1, attempts = attempts + 1, at_ns = ?2,
+                                receipt = ?3 WHERE rowid = ?1",
+                        )?
+                        .execute(params![rowid, until, receipt])?;
+                    jobs.push(Job::new(webhook, attempts.saturating_add(1), receipt.to_string()));
+                }
+                Err(e) => {
+                    // A damaged row would block the queue: set it aside as a dead letter.
+                    tracing::error!(error = %e, "unreadable SQLite inbox row dead-lettered");
+                    let ord = self.next_ord();
+                    self.conn
+                        .prepare_cached(
+                            "UPDATE hookguard_inbox SET state = 2, at_ns = ?2, ord = ?3, receipt = NULL,
+                                error = ?4 WHERE rowid = ?1",
+                        )?
+                        .execute(params![rowid, now, ord, e.to_string()])?;
+                    self.queued = self.queued.saturating_sub(1);
+                    self.dead += 1;
+                }
+            }
+        }
+        Ok(Ok(Answer::Jobs(jobs)))
+    }
+
+    fn dead_letters(&mut self, limit: usize) -> rusqlite::Result<Result<Answer, InboxError>> {
+        let rows = self
+            .conn
+            .prepare_cached(
+                "SELECT key, endpoint, provider, delivery_id, event, timestamp_ns, received_at_ns,
+                    headers, body, attempts, error, at_ns
+                 FROM hookguard_inbox WHERE state = 2 ORDER BY ord LIMIT ?1",
+            )?
+            .query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
+                let headers: Vec<u8> = row.get(7)?;
+                let record = WebhookRecord {
+                    key: row.get(0)?,
+                    endpoint: row.get(1)?,
+                    provider: row.get(2)?,
+                    id: row.get(3)?,
+                    event: row.get(4)?,
+                    timestamp_unix_nanos: row.get(5)?,
+                    received_at_unix_nanos: row.get(6)?,
+                    headers: Vec::new(),
+                    body: row.get(8)?,
+                };
+                let attempts: u32 = row.get(9)?;
+                let error: Option<String> = row.get(10)?;
+                let at: i64 = row.get(11)?;
+                Ok((record, headers, attempts, error.unwrap_or_default(), at))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut letters = Vec::with_capacity(rows.len());
+        for (mut record, headers, attempts, error, at) in rows {
+            let webhook = WebhookRecord::decode_headers(&headers).and_then(|headers| {
+                record.headers = headers;
+                Webhook::from_record(record)
+            });
+            match webhook {
+                Ok(webhook) => letters.push(DeadLetter { webhook, attempts, error, failed_at: from_ns(at) }),
+                Err(e) => return Ok(Err(e.into())),
+            }
+        }
+        Ok(Ok(Answer::DeadLetters(letters)))
+    }
+}
+
+fn unexpected() -> InboxError {
+    InboxError::Backend("the SQLite inbox's writer gave an unexpected answer".into())
+}
+
+/// A receipt that is not a number was not made by this backend: its lease is not held.
+fn parse_receipt(job: &Job) -> Option<i64> {
+    job.receipt().parse().ok()
+}
+
+impl Inbox for SqliteInbox {
+    fn push(&self, webhook: Webhook) -> BoxFuture<'_, Result<Pushed, InboxError>> {
+        let record = match webhook.to_record() {
+            Ok(record) => record,
+            Err(e) => return Box::pin(std::future::ready(Err(e.into()))),
+        };
+        let answer = self.call(Request::Push(Box::new(record)));
+        Box::pin(async move {
+            match answer.await? {
+                Answer::Pushed(pushed) => Ok(pushed),
+                _ => Err(unexpected()),
+            }
+        })
+    }
+
+    fn pull(&self, max: usize, lease: Duration) -> BoxFuture<'_, Result<Vec<Job>, InboxError>> {
+        if max == 0 {
+            return Box::pin(std::future::ready(Ok(Vec::new())));
+        }
+        let answer = self.call(Request::Pull { max, lease });
+        Box::pin(async move {
+            match answer.await? {
+                Answer::Jobs(jobs) => Ok(jobs),
+                _ => Err(unexpected()),
+            }
+        })
+    }
+
+    fn ack<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<(), InboxError>> {
+        let Some(receipt) = parse_receipt(job) else {
+            return Box::pin(std::future::ready(Err(InboxError::LeaseLost)));
+        };
+        let answer = self.call(Request::Ack { key: job.webhook().key().to_owned(), receipt });
+        Box::pin(async move { answer.await.map(drop) })
+    }
+
+    fn retry<'a>(
+        &'a self,
+        job: &'a Job,
+        not_before: OffsetDateTime,
+        error: &'a str,
+    ) -> BoxFuture<'a, Result<(), InboxError>> {
+        let Some(receipt) = parse_receipt(job) else {
+            return Box::pin(std::future::ready(Err(InboxError::LeaseLost)));
+        };
+        let answer = self.call(Request::Retry {
+            key: job.webhook().key().to_owned(),
+            receipt,
+            not_before,
+            error: error.to_owned(),
+        });
+        Box::pin(async move { answer.await.map(drop) })
+    }
+
+    fn dead_letter<'a>(&'a self, job: &'a Job, error: &'a str) -> BoxFuture<'a, Result<(), InboxError>> {
+        let Some(receipt) = parse_receipt(job) else {
+            return Box::pin(std::future::ready(Err(InboxError::LeaseLost)));
+        };
+        let answer = self.call(Request::Dead {
+            key: job.webhook().key().to_owned(),
+            receipt,
+            error: error.to_owned(),
+        });
+        Box::pin(async move { answer.await.map(drop) })
+    }
+
+    fn dead_letters(&self, limit: usize) -> BoxFuture<'_, Result<Vec<DeadLetter>, InboxError>> {
+        let answer = self.call(Request::DeadLetters { limit });
+        Box::pin(async move {
+            match answer.await? {
+                Answer::DeadLetters(letters) => Ok(letters),
+                _ => Err(unexpected()),
+            }
+        })
+    }
+
+    fn redrive<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, InboxError>> {
+        let answer = self.call(Request::Redrive { key: key.to_owned() });
+        Box::pin(async move {
+            match answer.await? {
+                Answer::Redriven(found) => Ok(found),
+                _ => Err(unexpected()),
+            }
+        })
+    }
+
+    /// Answered from the count the writer publishes after each commit (no query).
+    fn depth(&self) -> BoxFuture<'_, Result<usize, InboxError>> {
+        Box::pin(std::future::ready(Ok(self.shared.queued.load(Ordering::Acquire))))
+    }
+
+    fn wait(&self, timeout: Duration) -> BoxFuture<'_, ()> {
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move {
+            let _ = tokio::time::timeout(timeout, shared.notify.notified()).await;
+        })
+    }
+}
