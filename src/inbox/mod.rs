@@ -23,6 +23,10 @@
 //! ```
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
 mod webhook;
 
 use std::{fmt, time::Duration};
@@ -30,6 +34,10 @@ use std::{fmt, time::Duration};
 use time::OffsetDateTime;
 
 pub use memory::MemoryInbox;
+#[cfg(feature = "postgres")]
+pub use self::postgres::PostgresInbox;
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisDurability, RedisInbox};
 pub use webhook::Webhook;
 pub(crate) use webhook::replay_key;
 

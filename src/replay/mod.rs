@@ -20,10 +20,14 @@
 //! ```
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::{fmt, future::Future, pin::Pin, time::Duration};
 
 pub use memory::MemoryReplayStore;
+#[cfg(feature = "redis")]
+pub use self::redis::RedisReplayStore;
 
 /// A boxed future, as the backend traits return (they are used as trait objects).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
