@@ -31,6 +31,8 @@
 //! | `ecdsa` | ECDSA P-256: SendGrid | no |
 //! | `rsa` | RSA with an X.509 certificate: PayPal | no |
 //! | `asymmetric` | all three | no |
+//! | `redis` | `RedisReplayStore`, `RedisInbox` (Redis Streams) | no |
+//! | `postgres` | `PostgresInbox` | no |
 //! | `full` | everything | no |
 #![forbid(unsafe_code)]
 #![deny(missing_docs, unreachable_pub)]

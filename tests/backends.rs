@@ -41,8 +41,14 @@ mod memory_replay {
 fn unique(what: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-    format!("hg_test_{what}_{}_{}_{:x}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), nanos % 0xffff_ffff)
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    format!(
+        "hg_test_{what}_{}_{}_{:x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        nanos % 0xffff_ffff
+    )
 }
 
 #[cfg(feature = "redis")]
@@ -53,7 +59,8 @@ mod redis_inbox {
     /// server fails the test.
     async fn make(clock: ManualClock, capacity: usize) -> Option<RedisInbox> {
         let url = std::env::var("HOOKGUARD_TEST_REDIS_URL").ok()?;
-        let inbox = RedisInbox::connect(&url).await.expect("HOOKGUARD_TEST_REDIS_URL is set: Redis must answer");
+        let inbox =
+            RedisInbox::connect(&url).await.expect("HOOKGUARD_TEST_REDIS_URL is set: Redis must answer");
         Some(inbox.prefix(&crate::unique("inbox")).capacity(capacity).clock(clock))
     }
 
@@ -62,16 +69,18 @@ mod redis_inbox {
     #[tokio::test]
     async fn wait_aof_fails_loudly_when_the_server_has_no_aof() {
         use hookguard::inbox::RedisDurability;
-        let inbox = or_skip!(make(ManualClock::at_unix(1_700_000_000), 100).await).durability(RedisDurability::WaitAof {
-            local: true,
-            replicas: 0,
-            timeout: Duration::from_millis(100),
-        });
+        let inbox = or_skip!(make(ManualClock::at_unix(1_700_000_000), 100).await).durability(
+            RedisDurability::WaitAof { local: true, replicas: 0, timeout: Duration::from_millis(100) },
+        );
         let url = std::env::var("HOOKGUARD_TEST_REDIS_URL").unwrap();
         let client = redis::Client::open(url).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let aof: Vec<String> =
-            redis::cmd("CONFIG").arg("GET").arg("appendonly").query_async(&mut conn).await.unwrap_or_default();
+        let aof: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("appendonly")
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
         let result = inbox.push(crate::common::webhook("a")).await;
         if aof.get(1).map(String::as_str) == Some("yes") {
             assert_eq!(result.unwrap(), Pushed::Accepted);
@@ -112,8 +121,9 @@ mod redis_replay {
 
     async fn make(clock: ManualClock, _capacity: usize) -> Option<RedisReplayStore> {
         let url = std::env::var("HOOKGUARD_TEST_REDIS_URL").ok()?;
-        let store =
-            RedisReplayStore::connect(&url).await.expect("HOOKGUARD_TEST_REDIS_URL is set: Redis must answer");
+        let store = RedisReplayStore::connect(&url)
+            .await
+            .expect("HOOKGUARD_TEST_REDIS_URL is set: Redis must answer");
         Some(store.prefix(format!("{}:", crate::unique("replay"))).clock(clock))
     }
 
@@ -125,7 +135,8 @@ mod redis_replay {
             eprintln!("skipped: backend not configured");
             return;
         };
-        let store = RedisReplayStore::connect(&url).await.unwrap().prefix(format!("{}:", crate::unique("replay")));
+        let store =
+            RedisReplayStore::connect(&url).await.unwrap().prefix(format!("{}:", crate::unique("replay")));
         assert_eq!(store.mark(b"k", Duration::from_millis(200)).await.unwrap(), Mark::New);
         assert_eq!(store.mark(b"k", Duration::from_millis(200)).await.unwrap(), Mark::Seen);
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -33,11 +33,11 @@ use std::{fmt, time::Duration};
 
 use time::OffsetDateTime;
 
-pub use memory::MemoryInbox;
 #[cfg(feature = "postgres")]
 pub use self::postgres::PostgresInbox;
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisDurability, RedisInbox};
+pub use memory::MemoryInbox;
 pub use webhook::Webhook;
 pub(crate) use webhook::replay_key;
 

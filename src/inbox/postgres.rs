@@ -17,6 +17,9 @@ use crate::clock::{Clock, SystemClock};
 /// How often (by the injected clock) a pull also deletes finished keys past the retention.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 
+/// Rows of the kept-jobs counter (spread so concurrent pushes rarely wait on one row).
+const SHARDS: u32 = 16;
+
 /// An [`Inbox`] in PostgreSQL, shared by every replica that points at the same schema.
 ///
 /// **Guarantee:** an accepted webhook is committed before [`push`](Inbox::push) returns,
@@ -31,7 +34,8 @@ const PURGE_EVERY: Duration = Duration::from_secs(60);
 /// `hookguard`, set with [`schema`](Self::schema)): one table `inbox` with a `UNIQUE`
 /// delivery `key`, the webhook (`record` JSON, raw `body`), `status` (`ready`, `leased`,
 /// `done`, `dead`), `attempts`, `next_attempt_at`, `lease_until`, `lease_token`,
-/// `last_error` and `failed_at`. Dead letters are rows with status `dead`.
+/// `last_error` and `failed_at`, plus its counter table `inbox_kept`. Dead letters are rows
+/// with status `dead`.
 ///
 /// Pulls lease due rows with `FOR UPDATE SKIP LOCKED`, so concurrent workers never wait
 /// on or share a row; a row whose lease ran out is due again. Acked rows stay as `done`
@@ -45,9 +49,10 @@ const PURGE_EVERY: Duration = Duration::from_secs(60);
 /// # Capacity
 ///
 /// Waiting, leased and dead rows count (default 100,000); past it, pushes fail with
-/// [`InboxError::Full`]. The count and the insert are one statement but not serialized
-/// against concurrent pushes, so under a burst the bound can be overshot by the number of
-/// concurrent pushers.
+/// [`InboxError::Full`]. A trigger keeps the count in 16 counter rows (`inbox_kept`), so
+/// the check costs the same at any depth. The check and the insert are one statement but
+/// not serialized against concurrent pushes, so under a burst the bound can be overshot by
+/// the number of concurrent pushers.
 ///
 /// Connections: a [`deadpool_postgres`] pool (16 connections by default, no TLS); bring
 /// your own pool, with TLS, through [`from_pool`](Self::from_pool).
@@ -137,12 +142,32 @@ impl Sql {
                 CREATE INDEX IF NOT EXISTS inbox_leased ON {t} (lease_until, seq) WHERE status = 'leased';
                 CREATE INDEX IF NOT EXISTS inbox_dead ON {t} (failed_at, seq) WHERE status = 'dead';
                 CREATE INDEX IF NOT EXISTS inbox_done ON {t} (finished_at) WHERE status = 'done';
-                CREATE INDEX IF NOT EXISTS inbox_kept ON {t} (seq) WHERE status <> 'done';"
+                CREATE TABLE IF NOT EXISTS \"{s}\".inbox_kept (shard integer PRIMARY KEY, n bigint NOT NULL);
+                INSERT INTO \"{s}\".inbox_kept (shard, n)
+                    SELECT 0, count(*) FROM {t} WHERE status <> 'done' ON CONFLICT (shard) DO NOTHING;
+                INSERT INTO \"{s}\".inbox_kept (shard, n)
+                    SELECT g, 0 FROM generate_series(1, {SHARDS} - 1) g ON CONFLICT (shard) DO NOTHING;
+                CREATE OR REPLACE FUNCTION \"{s}\".inbox_count() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF TG_OP = 'INSERT' AND NEW.status <> 'done' THEN
+                        UPDATE \"{s}\".inbox_kept SET n = n + 1 WHERE shard = NEW.seq % {SHARDS};
+                    ELSIF TG_OP = 'UPDATE' AND OLD.status <> 'done' AND NEW.status = 'done' THEN
+                        UPDATE \"{s}\".inbox_kept SET n = n - 1 WHERE shard = NEW.seq % {SHARDS};
+                    ELSIF TG_OP = 'UPDATE' AND OLD.status = 'done' AND NEW.status <> 'done' THEN
+                        UPDATE \"{s}\".inbox_kept SET n = n + 1 WHERE shard = NEW.seq % {SHARDS};
+                    ELSIF TG_OP = 'DELETE' AND OLD.status <> 'done' THEN
+                        UPDATE \"{s}\".inbox_kept SET n = n - 1 WHERE shard = OLD.seq % {SHARDS};
+                    END IF;
+                    RETURN NULL;
+                END $$;
+                DROP TRIGGER IF EXISTS inbox_count ON {t};
+                CREATE TRIGGER inbox_count AFTER INSERT OR UPDATE OF status OR DELETE ON {t}
+                    FOR EACH ROW EXECUTE FUNCTION \"{s}\".inbox_count();"
             ),
             push: format!(
                 "INSERT INTO {t} (key, endpoint, event, record, body, status, next_attempt_at, received_at)
                  SELECT $1, $2, $3, $4::text::jsonb, $5, 'ready', $6, $7
-                 WHERE (SELECT count(*) FROM (SELECT 1 FROM {t} WHERE status <> 'done' LIMIT $8) kept) < $8
+                 WHERE (SELECT coalesce(sum(n), 0)::bigint FROM \"{s}\".inbox_kept) < $8
                  ON CONFLICT (key) DO NOTHING
                  RETURNING seq"
             ),
@@ -319,8 +344,8 @@ impl PostgresInbox {
                 tx.batch_execute(&self.sql.migrate).await.map_err(backend)?;
                 tx.commit().await.map_err(backend)
             })
-            .await
-            .map(|()| ())
+            .await?;
+        Ok(())
     }
 
     /// Deletes finished keys older than the retention; returns how many.
@@ -385,10 +410,8 @@ impl PostgresInbox {
         let client = self.client().await?;
         let stmt = client.prepare_cached(&self.sql.pull).await.map_err(backend)?;
         let token = fastrand::i64(..);
-        let rows = client
-            .query(&stmt, &[&now, &count(max), &(now + lease), &token])
-            .await
-            .map_err(backend)?;
+        let rows =
+            client.query(&stmt, &[&now, &count(max), &(now + lease), &token]).await.map_err(backend)?;
         let mut picked = Vec::with_capacity(rows.len());
         for row in rows {
             let record: String = row.try_get(0).map_err(backend)?;

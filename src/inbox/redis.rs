@@ -340,7 +340,9 @@ impl RedisInbox {
             conn,
             keys: Arc::new(Keys::new("hookguard")),
             group: Arc::from("hookguard"),
-            consumer: Arc::from(format!("hookguard-{}-{:08x}", std::process::id(), fastrand::u32(..)).as_str()),
+            consumer: Arc::from(
+                format!("hookguard-{}-{:08x}", std::process::id(), fastrand::u32(..)).as_str(),
+            ),
             capacity: 100_000,
             retention: Duration::from_secs(7 * 24 * 3600),
             durability: RedisDurability::None,
@@ -688,7 +690,9 @@ impl Inbox for RedisInbox {
     fn dead_letter<'a>(&'a self, job: &'a Job, error: &'a str) -> BoxFuture<'a, Result<(), InboxError>> {
         let at = self.clock.now().unix_timestamp_nanos().to_string().into_bytes();
         let args = [error.as_bytes().to_vec(), at];
-        Box::pin(async move { self.release(&self.scripts.dead, job, &[&self.keys.dead, &self.keys.seq], &args).await })
+        Box::pin(async move {
+            self.release(&self.scripts.dead, job, &[&self.keys.dead, &self.keys.seq], &args).await
+        })
     }
 
     fn dead_letters(&self, limit: usize) -> BoxFuture<'_, Result<Vec<DeadLetter>, InboxError>> {

@@ -206,7 +206,8 @@ impl Webhook {
         };
         let mut headers = HeaderMap::with_capacity(r.headers.len());
         for h in r.headers {
-            let name = http::HeaderName::from_bytes(h.n.as_bytes()).map_err(|e| RecordError(e.to_string()))?;
+            let name =
+                http::HeaderName::from_bytes(h.n.as_bytes()).map_err(|e| RecordError(e.to_string()))?;
             let value = if h.b64 {
                 let bytes = base64::engine::general_purpose::STANDARD
                     .decode(h.v)

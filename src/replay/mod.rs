@@ -25,9 +25,9 @@ mod redis;
 
 use std::{fmt, future::Future, pin::Pin, time::Duration};
 
-pub use memory::MemoryReplayStore;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisReplayStore;
+pub use memory::MemoryReplayStore;
 
 /// A boxed future, as the backend traits return (they are used as trait objects).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

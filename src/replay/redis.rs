@@ -147,9 +147,16 @@ impl RedisReplayStore {
                 set.is_some()
             }
             Some(clock) => {
-                let now_ms = i64::try_from(clock.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
-                let won: i64 =
-                    self.script.key(&k).arg(now_ms).arg(ttl_ms).invoke_async(&mut conn).await.map_err(backend)?;
+                let now_ms =
+                    i64::try_from(clock.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+                let won: i64 = self
+                    .script
+                    .key(&k)
+                    .arg(now_ms)
+                    .arg(ttl_ms)
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(backend)?;
                 won == 1
             }
         };
