@@ -34,6 +34,8 @@
 //! | `rsa` | RSA with an X.509 certificate: PayPal | no |
 //! | `paypal-fetch` | PayPal certificates fetched from PayPal's HTTPS hosts, cached | no |
 //! | `asymmetric` | all three | no |
+//! | `redis` | `RedisReplayStore`, `RedisInbox` (Redis Streams) | no |
+//! | `postgres` | `PostgresInbox` | no |
 //! | `full` | everything | no |
 #![forbid(unsafe_code)]
 #![deny(missing_docs, unreachable_pub)]

@@ -23,6 +23,10 @@
 //! ```
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod webhook;
@@ -31,6 +35,10 @@ use std::{fmt, time::Duration};
 
 use time::OffsetDateTime;
 
+#[cfg(feature = "postgres")]
+pub use self::postgres::PostgresInbox;
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisDurability, RedisInbox};
 pub use memory::MemoryInbox;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteInbox, SqliteInboxBuilder, SqliteStats};

@@ -351,3 +351,131 @@ pub(crate) fn replay_key(endpoint: &str, verified: &Verified<'_>) -> String {
         None => format!("{endpoint}:{}", const_hex::encode(verified.dedup_key())),
     }
 }
+
+/// The stored form of a [`Webhook`] without its body (which backends keep as raw bytes
+/// beside it): JSON, times as Unix nanoseconds, header values as text (base64 when they are
+/// not visible ASCII).
+#[cfg(any(feature = "redis", feature = "postgres"))]
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Record {
+    key: String,
+    endpoint: String,
+    provider: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    event: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timestamp: Option<i128>,
+    received_at: i128,
+    headers: Vec<RecordHeader>,
+}
+
+#[cfg(any(feature = "redis", feature = "postgres"))]
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RecordHeader {
+    n: String,
+    v: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    b64: bool,
+}
+
+#[cfg(any(feature = "redis", feature = "postgres"))]
+impl Webhook {
+    /// Everything but the body, as JSON (for durable backends; the body is stored as bytes).
+    pub(crate) fn to_meta_json(&self) -> String {
+        use base64::Engine as _;
+        let headers = self
+            .headers
+            .iter()
+            .map(|(name, value)| match value.to_str() {
+                Ok(text) => RecordHeader { n: name.as_str().to_owned(), v: text.to_owned(), b64: false },
+                Err(_) => RecordHeader {
+                    n: name.as_str().to_owned(),
+                    v: base64::engine::general_purpose::STANDARD.encode(value.as_bytes()),
+                    b64: true,
+                },
+            })
+            .collect();
+        let record = Record {
+            key: self.key.clone(),
+            endpoint: self.endpoint.clone(),
+            provider: self.provider.clone(),
+            id: self.id.clone(),
+            event: self.event.clone(),
+            timestamp: self.timestamp.map(OffsetDateTime::unix_timestamp_nanos),
+            received_at: self.received_at.unix_timestamp_nanos(),
+            headers,
+        };
+        // Serializing plain strings and integers cannot fail.
+        serde_json::to_string(&record).unwrap_or_default()
+    }
+
+    /// Rebuilds a webhook from [`to_meta_json`](Self::to_meta_json)'s JSON and the body.
+    pub(crate) fn from_meta_json(record: &[u8], body: Bytes) -> Result<Self, MetaError> {
+        use base64::Engine as _;
+        let r: Record = serde_json::from_slice(record).map_err(|e| MetaError(e.to_string()))?;
+        let time = |nanos: i128| {
+            OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|e| MetaError(e.to_string()))
+        };
+        let mut headers = HeaderMap::with_capacity(r.headers.len());
+        for h in r.headers {
+            let name = http::HeaderName::from_bytes(h.n.as_bytes()).map_err(|e| MetaError(e.to_string()))?;
+            let value = if h.b64 {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(h.v)
+                    .map_err(|e| MetaError(e.to_string()))?;
+                http::HeaderValue::from_bytes(&bytes)
+            } else {
+                http::HeaderValue::from_str(&h.v)
+            }
+            .map_err(|e| MetaError(e.to_string()))?;
+            headers.append(name, value);
+        }
+        Ok(Self {
+            key: r.key,
+            endpoint: r.endpoint,
+            provider: r.provider,
+            id: r.id,
+            event: r.event,
+            timestamp: r.timestamp.map(time).transpose()?,
+            received_at: time(r.received_at)?,
+            headers,
+            body,
+        })
+    }
+}
+
+/// A stored webhook record that could not be read back.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+#[derive(Debug)]
+pub(crate) struct MetaError(String);
+
+#[cfg(any(feature = "redis", feature = "postgres"))]
+impl std::fmt::Display for MetaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stored webhook record is unreadable: {}", self.0)
+    }
+}
+
+#[cfg(any(feature = "redis", feature = "postgres"))]
+impl std::error::Error for MetaError {}
+
+#[cfg(all(test, any(feature = "redis", feature = "postgres")))]
+mod record_tests {
+    use super::*;
+
+    #[test]
+    fn record_round_trip_keeps_every_field() {
+        let v = Verified::new("github", Some("d-1".into()), None, Some("push".into()), [7; 32], 0);
+        let mut headers = HeaderMap::new();
+        headers.append("x-a", http::HeaderValue::from_static("1"));
+        headers.append("x-a", http::HeaderValue::from_static("2"));
+        headers.insert("x-bin", http::HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap());
+        let at = OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_789).unwrap();
+        let hook = Webhook::new("ep", &v, headers, Bytes::from_static(b"\x00\xffbody"), at);
+        let back = Webhook::from_meta_json(hook.to_meta_json().as_bytes(), hook.body().clone()).unwrap();
+        assert_eq!(back, hook);
+        assert!(Webhook::from_meta_json(b"{", Bytes::new()).is_err());
+    }
+}

@@ -20,9 +20,13 @@
 //! ```
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::{fmt, future::Future, pin::Pin, time::Duration};
 
+#[cfg(feature = "redis")]
+pub use self::redis::RedisReplayStore;
 pub use memory::MemoryReplayStore;
 
 /// A boxed future, as the backend traits return (they are used as trait objects).

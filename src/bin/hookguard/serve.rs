@@ -1,7 +1,5 @@
 //! `hookguard serve`: a ready-made receiver run from a configuration file.
 
-#![allow(unexpected_cfgs)] // the durable backends' features are added on other branches
-
 use std::{collections::HashMap, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use axum::{Router, http::header, routing::get};
@@ -197,6 +195,7 @@ pub(crate) async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+#[cfg(not(all(feature = "sqlite", feature = "redis", feature = "postgres")))]
 fn not_built(backend: &str, feature: &str) -> String {
     format!(
         "the {backend} backend is not built into this hookguard: build it with `--features cli,{feature}` \

@@ -1,0 +1,568 @@
+//! An inbox in PostgreSQL: one table, rows leased with `FOR UPDATE SKIP LOCKED`.
+
+use std::{
+    fmt,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use deadpool_postgres::{Pool, Runtime};
+use time::OffsetDateTime;
+use tokio::sync::OnceCell;
+
+use super::{BoxFuture, DeadLetter, Inbox, InboxError, Job, Pushed, Webhook};
+use crate::clock::{Clock, SystemClock};
+
+/// How often (by the injected clock) a pull also deletes finished keys past the retention.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+
+/// Rows of the kept-jobs counter (spread so concurrent pushes rarely wait on one row).
+const SHARDS: u32 = 16;
+
+/// An [`Inbox`] in PostgreSQL, shared by every replica that points at the same schema.
+///
+/// **Guarantee:** an accepted webhook is committed before [`push`](Inbox::push) returns,
+/// so it survives a crash of any receiver or worker process and, with PostgreSQL's
+/// defaults (`fsync`, `synchronous_commit = on`), a crash of the database's machine;
+/// with synchronous replication it also survives the loss of that machine.
+///
+/// # Schema
+///
+/// The library creates and migrates what it needs (idempotently, under an advisory lock,
+/// on first use or with [`migrate`](Self::migrate)) in its own schema (default
+/// `hookguard`, set with [`schema`](Self::schema)): one table `inbox` with a `UNIQUE`
+/// delivery `key`, the webhook (`record` JSON, raw `body`), `status` (`ready`, `leased`,
+/// `done`, `dead`), `attempts`, `next_attempt_at`, `lease_until`, `lease_token`,
+/// `last_error` and `failed_at`, plus its counter table `inbox_kept`. Dead letters are rows
+/// with status `dead`.
+///
+/// Pulls lease due rows with `FOR UPDATE SKIP LOCKED`, so concurrent workers never wait
+/// on or share a row; a row whose lease ran out is due again. Acked rows stay as `done`
+/// (without their body) for the [retention](Self::retention), so a late resend is a
+/// duplicate; pulls delete older ones about once a minute (or call
+/// [`purge`](Self::purge)).
+///
+/// Every time (due, lease end, failure, retention) comes from the injected
+/// [`clock`](Self::clock) and is passed as a parameter; the SQL never calls `now()`.
+///
+/// # Capacity
+///
+/// Waiting, leased and dead rows count (default 100,000); past it, pushes fail with
+/// [`InboxError::Full`]. A trigger keeps the count in 16 counter rows (`inbox_kept`), so
+/// the check costs the same at any depth. The check and the insert are one statement but
+/// not serialized against concurrent pushes, so under a burst the bound can be overshot by
+/// the number of concurrent pushers.
+///
+/// Connections: a [`deadpool_postgres`] pool (16 connections by default, no TLS); bring
+/// your own pool, with TLS, through [`from_pool`](Self::from_pool).
+/// [`wait`](Inbox::wait) is the trait's default: workers poll every `idle_poll`.
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use hookguard::inbox::PostgresInbox;
+/// let inbox = PostgresInbox::connect("postgres://postgres@127.0.0.1:5432/app").await?.schema("webhooks");
+/// inbox.migrate().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PostgresInbox {
+    pool: Pool,
+    sql: Arc<Sql>,
+    migrated: Arc<OnceCell<()>>,
+    capacity: usize,
+    retention: Duration,
+    clock: Arc<dyn Clock>,
+    last_purge: Arc<Mutex<Option<OffsetDateTime>>>,
+}
+
+impl fmt::Debug for PostgresInbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresInbox")
+            .field("schema", &self.sql.schema)
+            .field("capacity", &self.capacity)
+            .field("retention", &self.retention)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Sql {
+    schema: String,
+    valid: bool,
+    migrate: String,
+    push: String,
+    exists: String,
+    pull: String,
+    ack: String,
+    retry: String,
+    dead: String,
+    dead_list: String,
+    redrive: String,
+    depth: String,
+    purge: String,
+}
+
+fn valid_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= 63
+}
+
+impl Sql {
+    fn new(schema: &str) -> Self {
+        let valid = valid_identifier(schema);
+        // Only a valid identifier is ever put into SQL.
+        let s = if valid { schema } else { "invalid" };
+        let t = format!("\"{s}\".inbox");
+        Self {
+            schema: schema.to_owned(),
+            valid,
+            migrate: format!(
+                "SELECT pg_advisory_xact_lock(hashtext('hookguard:{s}'));
+                CREATE SCHEMA IF NOT EXISTS \"{s}\";
+                CREATE TABLE IF NOT EXISTS {t} (
+                    seq bigserial PRIMARY KEY,
+                    key text NOT NULL UNIQUE,
+                    endpoint text NOT NULL,
+                    event text,
+                    record jsonb NOT NULL,
+                    body bytea NOT NULL,
+                    status text NOT NULL CHECK (status IN ('ready', 'leased', 'done', 'dead')),
+                    attempts integer NOT NULL DEFAULT 0,
+                    next_attempt_at timestamptz NOT NULL,
+                    lease_until timestamptz,
+                    lease_token bigint,
+                    last_error text,
+                    failed_at timestamptz,
+                    finished_at timestamptz,
+                    received_at timestamptz NOT NULL
+                );
+                CREATE INDEX IF NOT EXISTS inbox_ready ON {t} (next_attempt_at, seq) WHERE status = 'ready';
+                CREATE INDEX IF NOT EXISTS inbox_leased ON {t} (lease_until, seq) WHERE status = 'leased';
+                CREATE INDEX IF NOT EXISTS inbox_dead ON {t} (failed_at, seq) WHERE status = 'dead';
+                CREATE INDEX IF NOT EXISTS inbox_done ON {t} (finished_at) WHERE status = 'done';
+                CREATE TABLE IF NOT EXISTS \"{s}\".inbox_kept (shard integer PRIMARY KEY, n bigint NOT NULL);
+                INSERT INTO \"{s}\".inbox_kept (shard, n)
+                    SELECT 0, count(*) FROM {t} WHERE status <> 'done' ON CONFLICT (shard) DO NOTHING;
+                INSERT INTO \"{s}\".inbox_kept (shard, n)
+                    SELECT g, 0 FROM generate_series(1, {SHARDS} - 1) g ON CONFLICT (shard) DO NOTHING;
+                CREATE OR REPLACE FUNCTION \"{s}\".inbox_count() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF TG_OP = 'INSERT' AND NEW.status <> 'done' THEN
+                        UPDATE \"{s}\".inbox_kept SET n = n + 1 WHERE shard = NEW.seq % {SHARDS};
+                    ELSIF TG_OP = 'UPDATE' AND OLD.status <> 'done' AND NEW.status = 'done' THEN
+                        UPDATE \"{s}\".inbox_kept SET n = n - 1 WHERE shard = NEW.seq % {SHARDS};
+                    ELSIF TG_OP = 'UPDATE' AND OLD.status = 'done' AND NEW.status <> 'done' THEN
+                        UPDATE \"{s}\".inbox_kept SET n = n + 1 WHERE shard = NEW.seq % {SHARDS};
+                    ELSIF TG_OP = 'DELETE' AND OLD.status <> 'done' THEN
+                        UPDATE \"{s}\".inbox_kept SET n = n - 1 WHERE shard = OLD.seq % {SHARDS};
+                    END IF;
+                    RETURN NULL;
+                END $$;
+                DROP TRIGGER IF EXISTS inbox_count ON {t};
+                CREATE TRIGGER inbox_count AFTER INSERT OR UPDATE OF status OR DELETE ON {t}
+                    FOR EACH ROW EXECUTE FUNCTION \"{s}\".inbox_count();"
+            ),
+            push: format!(
+                "INSERT INTO {t} (key, endpoint, event, record, body, status, next_attempt_at, received_at)
+                 SELECT $1, $2, $3, $4::text::jsonb, $5, 'ready', $6, $7
+                 WHERE (SELECT coalesce(sum(n), 0)::bigint FROM \"{s}\".inbox_kept) < $8
+                 ON CONFLICT (key) DO NOTHING
+                 RETURNING seq"
+            ),
+            exists: format!("SELECT 1 FROM {t} WHERE key = $1"),
+            pull: format!(
+                "WITH picked AS (
+                    SELECT seq, CASE WHEN status = 'leased' THEN lease_until ELSE next_attempt_at END AS due
+                    FROM {t}
+                    WHERE (status = 'ready' AND next_attempt_at <= $1) OR (status = 'leased' AND lease_until <= $1)
+                    ORDER BY due, seq
+                    LIMIT $2
+                    FOR UPDATE SKIP LOCKED
+                 )
+                 UPDATE {t} i SET status = 'leased', attempts = i.attempts + 1, lease_until = $3, lease_token = $4
+                 FROM picked WHERE i.seq = picked.seq
+                 RETURNING i.record::text, i.body, i.attempts, picked.due, i.seq"
+            ),
+            ack: format!(
+                "UPDATE {t} SET status = 'done', finished_at = $3, body = ''::bytea, lease_until = NULL, lease_token = NULL
+                 WHERE key = $1 AND status = 'leased' AND lease_token = $2"
+            ),
+            retry: format!(
+                "UPDATE {t} SET status = 'ready', next_attempt_at = $3, last_error = $4, lease_until = NULL, lease_token = NULL
+                 WHERE key = $1 AND status = 'leased' AND lease_token = $2"
+            ),
+            dead: format!(
+                "UPDATE {t} SET status = 'dead', last_error = $3, failed_at = $4, lease_until = NULL, lease_token = NULL
+                 WHERE key = $1 AND status = 'leased' AND lease_token = $2"
+            ),
+            dead_list: format!(
+                "SELECT record::text, body, attempts, coalesce(last_error, ''), failed_at FROM {t}
+                 WHERE status = 'dead' ORDER BY failed_at, seq LIMIT $1"
+            ),
+            redrive: format!(
+                "UPDATE {t} SET status = 'ready', attempts = 0, next_attempt_at = $2, last_error = NULL, failed_at = NULL
+                 WHERE key = $1 AND status = 'dead'"
+            ),
+            depth: format!("SELECT count(*) FROM {t} WHERE status IN ('ready', 'leased')"),
+            purge: format!("DELETE FROM {t} WHERE status = 'done' AND finished_at < $1"),
+        }
+    }
+}
+
+fn backend(e: impl std::error::Error + Send + Sync + 'static) -> InboxError {
+    InboxError::Backend(Box::new(e))
+}
+
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl PostgresInbox {
+    /// A pool of 16 connections (no TLS) to `url`, e.g.
+    /// `postgres://user:password@host:5432/db`; checks that the database answers. The
+    /// schema is migrated on first use.
+    ///
+    /// # Errors
+    /// [`InboxError::Backend`] when the URL is invalid or the database cannot be reached.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let inbox = hookguard::inbox::PostgresInbox::connect("postgres://postgres@127.0.0.1/test").await.unwrap();
+    /// # let _ = inbox; }
+    /// ```
+    pub async fn connect(url: &str) -> Result<Self, InboxError> {
+        let mut cfg = deadpool_postgres::Config::new();
+        cfg.url = Some(url.to_owned());
+        cfg.pool = Some(deadpool_postgres::PoolConfig::new(16));
+        let pool = cfg.create_pool(Some(Runtime::Tokio1), tokio_postgres::NoTls).map_err(backend)?;
+        drop(pool.get().await.map_err(backend)?);
+        Ok(Self::from_pool(pool))
+    }
+
+    /// Uses an existing pool (for TLS, other sizes or shared pools).
+    ///
+    /// ```no_run
+    /// let mut cfg = deadpool_postgres::Config::new();
+    /// cfg.url = Some("postgres://postgres@127.0.0.1/test".into());
+    /// let pool = cfg.create_pool(Some(deadpool_postgres::Runtime::Tokio1), tokio_postgres::NoTls).unwrap();
+    /// let inbox = hookguard::inbox::PostgresInbox::from_pool(pool);
+    /// # let _ = inbox;
+    /// ```
+    #[must_use]
+    pub fn from_pool(pool: Pool) -> Self {
+        Self {
+            pool,
+            sql: Arc::new(Sql::new("hookguard")),
+            migrated: Arc::new(OnceCell::new()),
+            capacity: 100_000,
+            retention: Duration::from_secs(7 * 24 * 3600),
+            clock: Arc::new(SystemClock),
+            last_purge: Arc::default(),
+        }
+    }
+
+    /// Sets the schema that holds the table (default `hookguard`; lower-case letters,
+    /// digits and `_`, at most 63 bytes: any other name makes every call fail).
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let inbox = hookguard::inbox::PostgresInbox::connect("postgres://postgres@127.0.0.1/test").await.unwrap().schema("tenant_a");
+    /// # let _ = inbox; }
+    /// ```
+    #[must_use]
+    pub fn schema(mut self, schema: &str) -> Self {
+        self.sql = Arc::new(Sql::new(schema));
+        self.migrated = Arc::new(OnceCell::new());
+        self
+    }
+
+    /// Sets the capacity (waiting + leased + dead rows; default 100,000).
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let inbox = hookguard::inbox::PostgresInbox::connect("postgres://postgres@127.0.0.1/test").await.unwrap().capacity(1_000);
+    /// # let _ = inbox; }
+    /// ```
+    #[must_use]
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// How long finished keys are kept for duplicate detection (default 7 days).
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let inbox = hookguard::inbox::PostgresInbox::connect("postgres://postgres@127.0.0.1/test").await.unwrap()
+    ///     .retention(std::time::Duration::from_secs(86_400));
+    /// # let _ = inbox; }
+    /// ```
+    #[must_use]
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Sets the clock for every stored time.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use hookguard::{clock::ManualClock, inbox::PostgresInbox};
+    /// let inbox = PostgresInbox::connect("postgres://postgres@127.0.0.1/test").await.unwrap().clock(ManualClock::at_unix(0));
+    /// # let _ = inbox; }
+    /// ```
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Creates the schema, table and indexes if missing. Idempotent and safe to run from
+    /// several replicas at once; done on first use anyway.
+    ///
+    /// # Errors
+    /// [`InboxError::Backend`] when the schema name is invalid or the database fails.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let inbox = hookguard::inbox::PostgresInbox::connect("postgres://postgres@127.0.0.1/test").await.unwrap();
+    /// inbox.migrate().await.unwrap();
+    /// # }
+    /// ```
+    pub async fn migrate(&self) -> Result<(), InboxError> {
+        self.migrated
+            .get_or_try_init(|| async {
+                if !self.sql.valid {
+                    return Err(InboxError::Backend(
+                        format!("invalid schema name {:?}: use [a-z_][a-z0-9_]*", self.sql.schema).into(),
+                    ));
+                }
+                let mut client = self.pool.get().await.map_err(backend)?;
+                let tx = client.transaction().await.map_err(backend)?;
+                tx.batch_execute(&self.sql.migrate).await.map_err(backend)?;
+                tx.commit().await.map_err(backend)
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes finished keys older than the retention; returns how many.
+    ///
+    /// # Errors
+    /// [`InboxError::Backend`] when the database fails.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let inbox = hookguard::inbox::PostgresInbox::connect("postgres://postgres@127.0.0.1/test").await.unwrap();
+    /// let removed = inbox.purge().await.unwrap();
+    /// # let _ = removed; }
+    /// ```
+    pub async fn purge(&self) -> Result<u64, InboxError> {
+        let client = self.client().await?;
+        let before = self.clock.now() - self.retention;
+        let stmt = client.prepare_cached(&self.sql.purge).await.map_err(backend)?;
+        client.execute(&stmt, &[&before]).await.map_err(backend)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, InboxError> {
+        self.migrate().await?;
+        self.pool.get().await.map_err(backend)
+    }
+
+    async fn push_now(&self, webhook: Webhook) -> Result<Pushed, InboxError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(&self.sql.push).await.map_err(backend)?;
+        let now = self.clock.now();
+        let inserted = client
+            .query_opt(
+                &stmt,
+                &[
+                    &webhook.key(),
+                    &webhook.endpoint(),
+                    &webhook.event(),
+                    &webhook.to_meta_json(),
+                    &webhook.body().as_ref(),
+                    &now,
+                    &webhook.received_at(),
+                    &count(self.capacity),
+                ],
+            )
+            .await
+            .map_err(backend)?;
+        if inserted.is_some() {
+            return Ok(Pushed::Accepted);
+        }
+        let stmt = client.prepare_cached(&self.sql.exists).await.map_err(backend)?;
+        match client.query_opt(&stmt, &[&webhook.key()]).await.map_err(backend)? {
+            Some(_) => Ok(Pushed::Duplicate),
+            None => Err(InboxError::Full),
+        }
+    }
+
+    async fn pull_now(&self, max: usize, lease: Duration) -> Result<Vec<Job>, InboxError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let now = self.clock.now();
+        self.purge_now_and_then(now).await?;
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(&self.sql.pull).await.map_err(backend)?;
+        let token = fastrand::i64(..);
+        let rows =
+            client.query(&stmt, &[&now, &count(max), &(now + lease), &token]).await.map_err(backend)?;
+        let mut picked = Vec::with_capacity(rows.len());
+        for row in rows {
+            let record: String = row.try_get(0).map_err(backend)?;
+            let body: Vec<u8> = row.try_get(1).map_err(backend)?;
+            let attempts: i32 = row.try_get(2).map_err(backend)?;
+            let due: OffsetDateTime = row.try_get(3).map_err(backend)?;
+            let seq: i64 = row.try_get(4).map_err(backend)?;
+            let webhook = Webhook::from_meta_json(record.as_bytes(), Bytes::from(body))
+                .map_err(|e| InboxError::Backend(Box::new(e)))?;
+            let job = Job::new(webhook, u32::try_from(attempts).unwrap_or(1), token.to_string());
+            picked.push((due, seq, job));
+        }
+        // `RETURNING` has no order: restore the due order the rows were picked in.
+        picked.sort_by_key(|(due, seq, _)| (*due, *seq));
+        Ok(picked.into_iter().map(|(_, _, job)| job).collect())
+    }
+
+    async fn purge_now_and_then(&self, now: OffsetDateTime) -> Result<(), InboxError> {
+        let due = {
+            let Ok(mut last) = self.last_purge.lock() else { return Ok(()) };
+            match *last {
+                Some(at) if now - at < PURGE_EVERY => false,
+                _ => {
+                    *last = Some(now);
+                    true
+                }
+            }
+        };
+        if due {
+            self.purge().await?;
+        }
+        Ok(())
+    }
+
+    /// Runs a lease-ending update; `LeaseLost` unless it changed the leased row.
+    async fn release(
+        &self,
+        sql: &str,
+        job: &Job,
+        extra: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<(), InboxError> {
+        let Ok(token) = job.receipt().parse::<i64>() else { return Err(InboxError::LeaseLost) };
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(sql).await.map_err(backend)?;
+        let key = job.webhook().key();
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&key, &token];
+        params.extend_from_slice(extra);
+        match client.execute(&stmt, &params).await.map_err(backend)? {
+            0 => Err(InboxError::LeaseLost),
+            _ => Ok(()),
+        }
+    }
+
+    async fn dead_list(&self, limit: usize) -> Result<Vec<DeadLetter>, InboxError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(&self.sql.dead_list).await.map_err(backend)?;
+        let rows = client.query(&stmt, &[&count(limit)]).await.map_err(backend)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let record: String = row.try_get(0).map_err(backend)?;
+            let body: Vec<u8> = row.try_get(1).map_err(backend)?;
+            let attempts: i32 = row.try_get(2).map_err(backend)?;
+            let error: String = row.try_get(3).map_err(backend)?;
+            let failed_at: Option<OffsetDateTime> = row.try_get(4).map_err(backend)?;
+            out.push(DeadLetter {
+                webhook: Webhook::from_meta_json(record.as_bytes(), Bytes::from(body))
+                    .map_err(|e| InboxError::Backend(Box::new(e)))?,
+                attempts: u32::try_from(attempts).unwrap_or(0),
+                error,
+                failed_at: failed_at.unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn redrive_now(&self, key: &str) -> Result<bool, InboxError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(&self.sql.redrive).await.map_err(backend)?;
+        let now = self.clock.now();
+        Ok(client.execute(&stmt, &[&key, &now]).await.map_err(backend)? > 0)
+    }
+
+    async fn depth_now(&self) -> Result<usize, InboxError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(&self.sql.depth).await.map_err(backend)?;
+        let n: i64 = client.query_one(&stmt, &[]).await.map_err(backend)?.try_get(0).map_err(backend)?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+}
+
+impl Inbox for PostgresInbox {
+    fn push(&self, webhook: Webhook) -> BoxFuture<'_, Result<Pushed, InboxError>> {
+        Box::pin(self.push_now(webhook))
+    }
+
+    fn pull(&self, max: usize, lease: Duration) -> BoxFuture<'_, Result<Vec<Job>, InboxError>> {
+        Box::pin(self.pull_now(max, lease))
+    }
+
+    fn ack<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<(), InboxError>> {
+        Box::pin(async move {
+            let now = self.clock.now();
+            self.release(&self.sql.ack, job, &[&now]).await
+        })
+    }
+
+    fn retry<'a>(
+        &'a self,
+        job: &'a Job,
+        not_before: OffsetDateTime,
+        error: &'a str,
+    ) -> BoxFuture<'a, Result<(), InboxError>> {
+        Box::pin(async move { self.release(&self.sql.retry, job, &[&not_before, &error]).await })
+    }
+
+    fn dead_letter<'a>(&'a self, job: &'a Job, error: &'a str) -> BoxFuture<'a, Result<(), InboxError>> {
+        Box::pin(async move {
+            let now = self.clock.now();
+            self.release(&self.sql.dead, job, &[&error, &now]).await
+        })
+    }
+
+    fn dead_letters(&self, limit: usize) -> BoxFuture<'_, Result<Vec<DeadLetter>, InboxError>> {
+        Box::pin(self.dead_list(limit))
+    }
+
+    fn redrive<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, InboxError>> {
+        Box::pin(self.redrive_now(key))
+    }
+
+    fn depth(&self) -> BoxFuture<'_, Result<usize, InboxError>> {
+        Box::pin(self.depth_now())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_identifier;
+
+    #[test]
+    fn only_plain_identifiers_reach_sql() {
+        for (name, ok) in [
+            ("hookguard", true),
+            ("_t1", true),
+            ("a\"; drop table x; --", false),
+            ("Upper", false),
+            ("1abc", false),
+            ("", false),
+        ] {
+            assert_eq!(valid_identifier(name), ok, "{name}");
+        }
+        assert!(!valid_identifier(&"a".repeat(64)));
+    }
+}

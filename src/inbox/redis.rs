@@ -1,0 +1,709 @@
+//! An inbox on Redis Streams with a consumer group, shared by every replica.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use ::redis::{Script, Value, aio::ConnectionManager};
+use bytes::Bytes;
+use time::OffsetDateTime;
+
+use super::{BoxFuture, DeadLetter, Inbox, InboxError, Job, Pushed, Webhook};
+use crate::clock::{Clock, SystemClock};
+
+/// Keeps a webhook unless its key is kept or was finished lately; XADD comes first, so a
+/// failed XADD leaves no dedup mark behind.
+const PUSH: &str = r"
+if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+local n = redis.call('XLEN', KEYS[1]) + redis.call('ZCARD', KEYS[4]) + redis.call('ZCARD', KEYS[5])
+if n >= tonumber(ARGV[4]) then return -1 end
+local sid = redis.call('XADD', KEYS[1], '*', 'key', ARGV[1])
+redis.call('HSET', KEYS[2], 'meta', ARGV[2], 'body', ARGV[3], 'attempts', 0, 'state', 'w', 'sid', sid)
+return 1
+";
+
+/// Leases up to `max` jobs: first those whose lease ran out (by the injected clock), then,
+/// after moving due retries back into the stream, new entries read by the group.
+const PULL: &str = r"
+local now = tonumber(ARGV[1])
+local lease_until = tonumber(ARGV[2])
+local max = tonumber(ARGV[3])
+local out = {}
+local function lease(key, jk)
+  local receipt = redis.call('INCR', KEYS[4])
+  local attempts = redis.call('HINCRBY', jk, 'attempts', 1)
+  redis.call('HSET', jk, 'state', 'l', 'receipt', receipt)
+  redis.call('ZADD', KEYS[2], lease_until, key)
+  local f = redis.call('HMGET', jk, 'meta', 'body')
+  out[#out + 1] = key
+  out[#out + 1] = f[1]
+  out[#out + 1] = f[2]
+  out[#out + 1] = tostring(attempts)
+  out[#out + 1] = tostring(receipt)
+end
+local taken = 0
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, max)
+for _, key in ipairs(expired) do
+  local jk = ARGV[6] .. key
+  local sid = redis.call('HGET', jk, 'sid')
+  if sid then
+    redis.call('XCLAIM', KEYS[1], ARGV[4], ARGV[5], 0, sid, 'JUSTID')
+    lease(key, jk)
+    taken = taken + 1
+  else
+    redis.call('ZREM', KEYS[2], key)
+  end
+end
+local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000)
+for _, key in ipairs(due) do
+  local sid = redis.call('XADD', KEYS[1], '*', 'key', key)
+  redis.call('HSET', ARGV[6] .. key, 'state', 'w', 'sid', sid)
+  redis.call('ZREM', KEYS[3], key)
+end
+local left = max - taken
+if left > 0 then
+  local res = redis.call('XREADGROUP', 'GROUP', ARGV[4], ARGV[5], 'COUNT', left, 'STREAMS', KEYS[1], '>')
+  if res then
+    for _, entry in ipairs(res[1][2]) do
+      local key = entry[2][2]
+      local jk = ARGV[6] .. key
+      if key and redis.call('HGET', jk, 'sid') == entry[1] then
+        lease(key, jk)
+      else
+        redis.call('XACK', KEYS[1], ARGV[4], entry[1])
+        redis.call('XDEL', KEYS[1], entry[1])
+      end
+    end
+  end
+end
+return out
+";
+
+/// Ends a lease if the receipt still holds it: shared head of ack, retry and dead letter.
+const RELEASE: &str = r"
+local f = redis.call('HMGET', KEYS[2], 'state', 'receipt', 'sid')
+if f[1] ~= 'l' or f[2] ~= ARGV[2] then return 0 end
+redis.call('XACK', KEYS[1], ARGV[3], f[3])
+redis.call('XDEL', KEYS[1], f[3])
+redis.call('ZREM', KEYS[3], ARGV[1])
+";
+
+const ACK: &str = r"
+redis.call('DEL', KEYS[2])
+redis.call('SET', KEYS[4], 1, 'PX', ARGV[4])
+return 1
+";
+
+const RETRY: &str = r"
+redis.call('HSET', KEYS[2], 'state', 'd', 'error', ARGV[5])
+redis.call('HDEL', KEYS[2], 'sid', 'receipt')
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
+return 1
+";
+
+const DEAD: &str = r"
+redis.call('HSET', KEYS[2], 'state', 'x', 'error', ARGV[4], 'failed_at', ARGV[5])
+redis.call('HDEL', KEYS[2], 'sid', 'receipt')
+redis.call('ZADD', KEYS[4], redis.call('INCR', KEYS[5]), ARGV[1])
+return 1
+";
+
+const DEAD_LIST: &str = r"
+local out = {}
+for _, key in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)) do
+  local f = redis.call('HMGET', ARGV[2] .. key, 'meta', 'body', 'attempts', 'error', 'failed_at')
+  if f[1] then
+    out[#out + 1] = f[1]
+    out[#out + 1] = f[2]
+    out[#out + 1] = f[3]
+    out[#out + 1] = f[4] or ''
+    out[#out + 1] = f[5] or '0'
+  end
+end
+return out
+";
+
+const REDRIVE: &str = r"
+if redis.call('ZREM', KEYS[3], ARGV[1]) == 0 then return 0 end
+local sid = redis.call('XADD', KEYS[1], '*', 'key', ARGV[1])
+redis.call('HSET', KEYS[2], 'state', 'w', 'sid', sid, 'attempts', 0)
+redis.call('HDEL', KEYS[2], 'error', 'failed_at')
+return 1
+";
+
+/// How long a push (and every other change) waits for persistence before it returns.
+///
+/// What survives what, for a change that returned `Ok`:
+///
+/// | setting | receiver crash | Redis restart | Redis machine crash | loss of the Redis machine |
+/// |---|---|---|---|---|
+/// | [`None`](Self::None), no persistence | yes | **no** | no | no |
+/// | [`None`](Self::None), AOF `everysec` | yes | yes | up to ~1 s lost | no |
+/// | [`WaitAof`](Self::WaitAof) `local: true` | yes | yes | yes | no |
+/// | [`WaitAof`](Self::WaitAof) `replicas: n` | yes | yes | yes, if a replica takes over | yes, with `n` replicas |
+///
+/// `WaitAof` runs `WAITAOF` (Redis 7.2 or later) after each change, on the same
+/// multiplexed connection, so it also covers every earlier command on it. It fails when the
+/// server has AOF off (or is older than 7.2): the push then returns
+/// [`InboxError::Backend`], though the webhook may be kept; the guard answers `503`, and
+/// the sender's retry then finds a [`Pushed::Duplicate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RedisDurability {
+    /// Return once Redis has the change in memory (fastest; durable only as far as the
+    /// server's own persistence settings go).
+    #[default]
+    None,
+    /// Return once the change is fsynced to the local AOF (`local`) and acknowledged by
+    /// `replicas` replicas' AOFs, waiting at most `timeout`; an error otherwise.
+    WaitAof {
+        /// Wait for the primary's own AOF fsync.
+        local: bool,
+        /// Replicas whose AOF must have the change.
+        replicas: u32,
+        /// How long to wait.
+        timeout: Duration,
+    },
+}
+
+/// An [`Inbox`] on Redis: a stream read by a consumer group, with leases, retries, dead
+/// letters and finished-key retention in keys beside it.
+///
+/// **Guarantee:** an accepted webhook survives a crash of any receiver or worker process
+/// (a crashed worker's job comes back when its lease runs out); whether it survives a
+/// Redis restart or machine crash is Redis's persistence and [`RedisDurability`]: with
+/// neither AOF nor RDB, a Redis restart loses everything, including accepted webhooks.
+///
+/// # Layout
+///
+/// Every key starts with the hash tag `{prefix}` (default `{hookguard}`), so a cluster
+/// keeps them in one slot and the scripts stay atomic:
+///
+/// - `{p}:stream`: one entry (`key`) per waiting or leased job, read by the group
+///   `hookguard` (`XREADGROUP`); ack, retry and dead letter `XACK` and `XDEL` the entry.
+/// - `{p}:job:<key>`: a hash with the webhook (`meta` JSON, raw `body`), `attempts`,
+///   `state`, the stream id, the lease `receipt` and the last `error`. Its existence is the
+///   dedup mark while the job is kept.
+/// - `{p}:leases`: a sorted set of leased keys by lease end; `{p}:delayed`: retries by due
+///   time; `{p}:dead`: dead letters, oldest first.
+/// - `{p}:done:<key>`: a finished key, kept for the [retention](Self::retention) so that a
+///   late resend is a duplicate.
+///
+/// Each operation is one Lua script, so it is atomic and a failure midway leaves nothing
+/// half-done (the stream entry is added before the dedup mark).
+///
+/// # Time
+///
+/// Lease ends and retry due times follow the injected [`clock`](Self::clock), not the
+/// server's: expired leases are found in `{p}:leases` by the clock's "now" and claimed
+/// (`XCLAIM`) by the pulling consumer, rather than with `XAUTOCLAIM`, whose idle time is
+/// measured on Redis's clock. The finished-key retention is a `PX` on Redis's clock.
+///
+/// # Capacity
+///
+/// Waiting, leased, delayed and dead jobs count against the capacity (default 100,000);
+/// past it, pushes fail with [`InboxError::Full`].
+///
+/// [`wait`](Inbox::wait) is the trait's default: workers poll every `idle_poll`.
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use hookguard::inbox::{RedisDurability, RedisInbox};
+/// let inbox = RedisInbox::connect("redis://127.0.0.1:6379")
+///     .await?
+///     .prefix("myapp")
+///     .durability(RedisDurability::None);
+/// # let _ = inbox; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisInbox {
+    conn: ConnectionManager,
+    keys: Arc<Keys>,
+    group: Arc<str>,
+    consumer: Arc<str>,
+    capacity: usize,
+    retention: Duration,
+    durability: RedisDurability,
+    clock: Arc<dyn Clock>,
+    scripts: Arc<Scripts>,
+}
+
+#[derive(Debug)]
+struct Keys {
+    prefix: String,
+    stream: String,
+    leases: String,
+    delayed: String,
+    dead: String,
+    seq: String,
+    job: String,
+    done: String,
+}
+
+impl Keys {
+    fn new(prefix: &str) -> Self {
+        let base = format!("{{{prefix}}}:");
+        Self {
+            prefix: prefix.to_owned(),
+            stream: format!("{base}stream"),
+            leases: format!("{base}leases"),
+            delayed: format!("{base}delayed"),
+            dead: format!("{base}dead"),
+            seq: format!("{base}seq"),
+            job: format!("{base}job:"),
+            done: format!("{base}done:"),
+        }
+    }
+    fn job(&self, key: &str) -> String {
+        format!("{}{key}", self.job)
+    }
+    fn done(&self, key: &str) -> String {
+        format!("{}{key}", self.done)
+    }
+}
+
+struct Scripts {
+    push: Script,
+    pull: Script,
+    ack: Script,
+    retry: Script,
+    dead: Script,
+    dead_list: Script,
+    redrive: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            push: Script::new(PUSH),
+            pull: Script::new(PULL),
+            ack: Script::new(&format!("{RELEASE}{ACK}")),
+            retry: Script::new(&format!("{RELEASE}{RETRY}")),
+            dead: Script::new(&format!("{RELEASE}{DEAD}")),
+            dead_list: Script::new(DEAD_LIST),
+            redrive: Script::new(REDRIVE),
+        }
+    }
+}
+
+impl fmt::Debug for RedisInbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisInbox")
+            .field("prefix", &self.keys.prefix)
+            .field("consumer", &self.consumer)
+            .field("capacity", &self.capacity)
+            .field("retention", &self.retention)
+            .field("durability", &self.durability)
+            .finish_non_exhaustive()
+    }
+}
+
+fn backend(e: ::redis::RedisError) -> InboxError {
+    InboxError::Backend(Box::new(e))
+}
+
+fn millis(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl RedisInbox {
+    /// Connects to `url` with a reconnecting connection manager, and creates the stream
+    /// and consumer group under the default prefix.
+    ///
+    /// # Errors
+    /// [`InboxError::Backend`] when the URL is invalid or the server cannot be reached.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let inbox = hookguard::inbox::RedisInbox::connect("redis://127.0.0.1:6379").await.unwrap();
+    /// # let _ = inbox; }
+    /// ```
+    pub async fn connect(url: &str) -> Result<Self, InboxError> {
+        let client = ::redis::Client::open(url).map_err(backend)?;
+        let conn = ConnectionManager::new(client).await.map_err(backend)?;
+        Ok(Self::from_manager(conn))
+    }
+
+    /// Uses an existing connection manager. The stream and group are created on first use.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> redis::RedisResult<()> {
+    /// let client = redis::Client::open("redis://127.0.0.1:6379")?;
+    /// let inbox = hookguard::inbox::RedisInbox::from_manager(client.get_connection_manager().await?);
+    /// # let _ = inbox; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn from_manager(conn: ConnectionManager) -> Self {
+        Self {
+            conn,
+            keys: Arc::new(Keys::new("hookguard")),
+            group: Arc::from("hookguard"),
+            consumer: Arc::from(
+                format!("hookguard-{}-{:08x}", std::process::id(), fastrand::u32(..)).as_str(),
+            ),
+            capacity: 100_000,
+            retention: Duration::from_secs(7 * 24 * 3600),
+            durability: RedisDurability::None,
+            clock: Arc::new(SystemClock),
+            scripts: Arc::new(Scripts::new()),
+        }
+    }
+
+    /// Sets the key prefix (default `hookguard`; keys are `{prefix}:…`). Inboxes with the
+    /// same prefix on the same server are one inbox.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let inbox = hookguard::inbox::RedisInbox::connect("redis://127.0.0.1:6379").await.unwrap().prefix("app1");
+    /// # let _ = inbox; }
+    /// ```
+    #[must_use]
+    pub fn prefix(mut self, prefix: &str) -> Self {
+        self.keys = Arc::new(Keys::new(prefix));
+        self
+    }
+
+    /// Names this process's consumer in the group (default `hookguard-<pid>-<random>`),
+    /// as `XPENDING` and `XINFO CONSUMERS` show it.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let inbox = hookguard::inbox::RedisInbox::connect("redis://127.0.0.1:6379").await.unwrap().consumer("web-1");
+    /// # let _ = inbox; }
+    /// ```
+    #[must_use]
+    pub fn consumer(mut self, name: &str) -> Self {
+        self.consumer = Arc::from(name);
+        self
+    }
+
+    /// Sets the capacity (waiting + leased + delayed + dead jobs; default 100,000).
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let inbox = hookguard::inbox::RedisInbox::connect("redis://127.0.0.1:6379").await.unwrap().capacity(10_000);
+    /// # let _ = inbox; }
+    /// ```
+    #[must_use]
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// How long a finished key is remembered, so a late resend is a duplicate (default
+    /// 7 days, on Redis's clock).
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// let inbox = hookguard::inbox::RedisInbox::connect("redis://127.0.0.1:6379").await.unwrap()
+    ///     .retention(Duration::from_secs(3 * 24 * 3600));
+    /// # let _ = inbox; }
+    /// ```
+    #[must_use]
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Sets how long changes wait for persistence (see [`RedisDurability`]).
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use hookguard::inbox::{RedisDurability, RedisInbox};
+    /// let inbox = RedisInbox::connect("redis://127.0.0.1:6379").await.unwrap().durability(
+    ///     RedisDurability::WaitAof { local: true, replicas: 1, timeout: Duration::from_millis(500) },
+    /// );
+    /// # let _ = inbox; }
+    /// ```
+    #[must_use]
+    pub fn durability(mut self, durability: RedisDurability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Sets the clock for lease ends, due times and dead-letter times.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use hookguard::{clock::ManualClock, inbox::RedisInbox};
+    /// let inbox = RedisInbox::connect("redis://127.0.0.1:6379").await.unwrap().clock(ManualClock::at_unix(0));
+    /// # let _ = inbox; }
+    /// ```
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Creates the stream and the consumer group if missing (idempotent; also done on
+    /// each pull that finds the group missing).
+    ///
+    /// # Errors
+    /// [`InboxError::Backend`] when Redis fails.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let inbox = hookguard::inbox::RedisInbox::connect("redis://127.0.0.1:6379").await.unwrap();
+    /// inbox.create_group().await.unwrap();
+    /// # }
+    /// ```
+    pub async fn create_group(&self) -> Result<(), InboxError> {
+        let mut conn = self.conn.clone();
+        let created: Result<Value, _> = ::redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&self.keys.stream)
+            .arg(&*self.group)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut conn)
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    async fn persist(&self) -> Result<(), InboxError> {
+        let RedisDurability::WaitAof { local, replicas, timeout } = self.durability else {
+            return Ok(());
+        };
+        let mut conn = self.conn.clone();
+        let (got_local, got_replicas): (u32, u32) = ::redis::cmd("WAITAOF")
+            .arg(u32::from(local))
+            .arg(replicas)
+            .arg(duration_ms(timeout).max(1))
+            .query_async(&mut conn)
+            .await
+            .map_err(backend)?;
+        if got_local < u32::from(local) || got_replicas < replicas {
+            return Err(InboxError::Backend(
+                format!(
+                    "WAITAOF: fsynced locally {got_local}/{}, on {got_replicas}/{replicas} replicas within {timeout:?}",
+                    u32::from(local)
+                )
+                .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn push_now(&self, webhook: Webhook) -> Result<Pushed, InboxError> {
+        let mut conn = self.conn.clone();
+        let key = webhook.key();
+        let k = &self.keys;
+        let outcome: i64 = self
+            .scripts
+            .push
+            .key(&k.stream)
+            .key(k.job(key))
+            .key(k.done(key))
+            .key(&k.delayed)
+            .key(&k.dead)
+            .arg(key)
+            .arg(webhook.to_meta_json())
+            .arg(webhook.body().as_ref())
+            .arg(self.capacity)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(backend)?;
+        match outcome {
+            1 => {
+                self.persist().await?;
+                Ok(Pushed::Accepted)
+            }
+            0 => Ok(Pushed::Duplicate),
+            _ => Err(InboxError::Full),
+        }
+    }
+
+    async fn pull_now(&self, max: usize, lease: Duration) -> Result<Vec<Job>, InboxError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        match self.pull_once(max, lease).await {
+            Err(InboxError::Backend(e)) if e.to_string().contains("NOGROUP") => {
+                self.create_group().await?;
+                self.pull_once(max, lease).await
+            }
+            other => other,
+        }
+    }
+
+    async fn pull_once(&self, max: usize, lease: Duration) -> Result<Vec<Job>, InboxError> {
+        let mut conn = self.conn.clone();
+        let now = self.clock.now();
+        let k = &self.keys;
+        let flat: Vec<Vec<u8>> = self
+            .scripts
+            .pull
+            .key(&k.stream)
+            .key(&k.leases)
+            .key(&k.delayed)
+            .key(&k.seq)
+            .arg(millis(now))
+            .arg(millis(now + lease))
+            .arg(max)
+            .arg(&*self.group)
+            .arg(&*self.consumer)
+            .arg(&k.job)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(backend)?;
+        let mut jobs = Vec::with_capacity(flat.len() / 5);
+        for row in flat.chunks_exact(5) {
+            let [_key, meta, body, attempts, receipt] = row else { continue };
+            let webhook = Webhook::from_meta_json(meta, Bytes::copy_from_slice(body))
+                .map_err(|e| InboxError::Backend(Box::new(e)))?;
+            let attempt = std::str::from_utf8(attempts).ok().and_then(|a| a.parse().ok()).unwrap_or(1);
+            jobs.push(Job::new(webhook, attempt, String::from_utf8_lossy(receipt).into_owned()));
+        }
+        if !jobs.is_empty() {
+            self.persist().await?;
+        }
+        Ok(jobs)
+    }
+
+    /// Runs one of the lease-ending scripts; `LeaseLost` when the receipt no longer holds.
+    async fn release(
+        &self,
+        script: &Script,
+        job: &Job,
+        extra_keys: &[&str],
+        args: &[Vec<u8>],
+    ) -> Result<(), InboxError> {
+        let mut conn = self.conn.clone();
+        let key = job.webhook().key();
+        let k = &self.keys;
+        let mut call = script.key(&k.stream);
+        call.key(k.job(key)).key(&k.leases);
+        for extra in extra_keys {
+            call.key(*extra);
+        }
+        call.arg(key).arg(job.receipt()).arg(&*self.group);
+        for a in args {
+            call.arg(a.as_slice());
+        }
+        let done: Option<i64> = call.invoke_async(&mut conn).await.map_err(backend)?;
+        if done != Some(1) {
+            return Err(InboxError::LeaseLost);
+        }
+        self.persist().await
+    }
+
+    async fn dead_list(&self, limit: usize) -> Result<Vec<DeadLetter>, InboxError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let flat: Vec<Vec<u8>> = self
+            .scripts
+            .dead_list
+            .key(&self.keys.dead)
+            .arg(limit)
+            .arg(&self.keys.job)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(backend)?;
+        let mut out = Vec::with_capacity(flat.len() / 5);
+        for row in flat.chunks_exact(5) {
+            let [meta, body, attempts, error, failed_at] = row else { continue };
+            let webhook = Webhook::from_meta_json(meta, Bytes::copy_from_slice(body))
+                .map_err(|e| InboxError::Backend(Box::new(e)))?;
+            let failed_at = std::str::from_utf8(failed_at)
+                .ok()
+                .and_then(|n| n.parse::<i128>().ok())
+                .and_then(|n| OffsetDateTime::from_unix_timestamp_nanos(n).ok())
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+            out.push(DeadLetter {
+                webhook,
+                attempts: std::str::from_utf8(attempts).ok().and_then(|a| a.parse().ok()).unwrap_or(0),
+                error: String::from_utf8_lossy(error).into_owned(),
+                failed_at,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn redrive_now(&self, key: &str) -> Result<bool, InboxError> {
+        let mut conn = self.conn.clone();
+        let k = &self.keys;
+        let done: i64 = self
+            .scripts
+            .redrive
+            .key(&k.stream)
+            .key(k.job(key))
+            .key(&k.dead)
+            .arg(key)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(backend)?;
+        if done == 1 {
+            self.persist().await?;
+        }
+        Ok(done == 1)
+    }
+
+    async fn depth_now(&self) -> Result<usize, InboxError> {
+        let mut conn = self.conn.clone();
+        let (waiting, delayed): (usize, usize) = ::redis::pipe()
+            .cmd("XLEN")
+            .arg(&self.keys.stream)
+            .cmd("ZCARD")
+            .arg(&self.keys.delayed)
+            .query_async(&mut conn)
+            .await
+            .map_err(backend)?;
+        Ok(waiting + delayed)
+    }
+}
+
+impl Inbox for RedisInbox {
+    fn push(&self, webhook: Webhook) -> BoxFuture<'_, Result<Pushed, InboxError>> {
+        Box::pin(self.push_now(webhook))
+    }
+
+    fn pull(&self, max: usize, lease: Duration) -> BoxFuture<'_, Result<Vec<Job>, InboxError>> {
+        Box::pin(self.pull_now(max, lease))
+    }
+
+    fn ack<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<(), InboxError>> {
+        let done = self.keys.done(job.webhook().key());
+        let retention = duration_ms(self.retention).max(1).to_string().into_bytes();
+        Box::pin(async move { self.release(&self.scripts.ack, job, &[&done], &[retention]).await })
+    }
+
+    fn retry<'a>(
+        &'a self,
+        job: &'a Job,
+        not_before: OffsetDateTime,
+        error: &'a str,
+    ) -> BoxFuture<'a, Result<(), InboxError>> {
+        let args = [millis(not_before).to_string().into_bytes(), error.as_bytes().to_vec()];
+        Box::pin(async move { self.release(&self.scripts.retry, job, &[&self.keys.delayed], &args).await })
+    }
+
+    fn dead_letter<'a>(&'a self, job: &'a Job, error: &'a str) -> BoxFuture<'a, Result<(), InboxError>> {
+        let at = self.clock.now().unix_timestamp_nanos().to_string().into_bytes();
+        let args = [error.as_bytes().to_vec(), at];
+        Box::pin(async move {
+            self.release(&self.scripts.dead, job, &[&self.keys.dead, &self.keys.seq], &args).await
+        })
+    }
+
+    fn dead_letters(&self, limit: usize) -> BoxFuture<'_, Result<Vec<DeadLetter>, InboxError>> {
+        Box::pin(self.dead_list(limit))
+    }
+
+    fn redrive<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, InboxError>> {
+        Box::pin(self.redrive_now(key))
+    }
+
+    fn depth(&self) -> BoxFuture<'_, Result<usize, InboxError>> {
+        Box::pin(self.depth_now())
+    }
+}
