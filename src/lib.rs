@@ -31,6 +31,7 @@
 //! | `ecdsa` | ECDSA P-256: SendGrid | no |
 //! | `rsa` | RSA with an X.509 certificate: PayPal | no |
 //! | `asymmetric` | all three | no |
+//! | `source-controls` | IP allow-lists and rate limits (`source`, `layer::{AllowListLayer, RateLimitLayer}`) | no |
 //! | `full` | everything | no |
 #![forbid(unsafe_code)]
 #![deny(missing_docs, unreachable_pub)]
@@ -54,6 +55,8 @@ pub mod providers;
 #[cfg(feature = "tower")]
 pub mod replay;
 mod secret;
+#[cfg(feature = "source-controls")]
+pub mod source;
 #[cfg(feature = "tower")]
 pub mod tenant;
 pub mod verify;
