@@ -148,6 +148,24 @@ pub enum Checked {
     Respond(Response<Vec<u8>>),
 }
 
+/// Marks a response that answers a request which failed verification (a forged,
+/// stale or malformed signature), in the response's extensions. Rate limits read it to
+/// spend from the sender's failure budget (`SourceLimiter::record_failure`, feature
+/// `source-controls`).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use hookguard::{guard::{Guard, VerificationFailed}, providers::github};
+/// let guard = Guard::builder("github", github::scheme("s3cr3t").unwrap()).build();
+/// let (parts, ()) = http::Request::post("/").body(()).unwrap().into_parts();
+/// let res = guard.accept(&parts, "{}".into()).await;
+/// assert_eq!(res.status(), 401);
+/// assert!(res.extensions().get::<VerificationFailed>().is_some());
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerificationFailed(pub Reason);
+
 /// The pipeline for one endpoint. Cheap to clone.
 #[derive(Clone)]
 pub struct Guard {
@@ -311,7 +329,9 @@ impl Guard {
                 self.count_rejected(reason.code());
                 tracing::info!(endpoint = %i.endpoint, provider = scheme.provider(), reason = reason.code(), "webhook rejected");
                 let status = i.statuses.get(&reason).copied();
-                return Checked::Respond(Problem::from_rejection(&rejection, status).into_response());
+                let mut res = Problem::from_rejection(&rejection, status).into_response();
+                res.extensions_mut().insert(VerificationFailed(reason));
+                return Checked::Respond(res);
             }
         };
         if let Some(handshake) = &i.handshake

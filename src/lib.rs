@@ -33,9 +33,10 @@
 //! | `ecdsa` | ECDSA P-256: SendGrid | no |
 //! | `rsa` | RSA with an X.509 certificate: PayPal | no |
 //! | `paypal-fetch` | PayPal certificates fetched from PayPal's HTTPS hosts, cached | no |
-//! | `asymmetric` | all three | no |
+//! | `asymmetric` | `ed25519`, `ecdsa` and `rsa` | no |
 //! | `redis` | `RedisReplayStore`, `RedisInbox` (Redis Streams) | no |
 //! | `postgres` | `PostgresInbox` | no |
+//! | `source-controls` | IP allow-lists and rate limits (`source`, `layer::{AllowListLayer, RateLimitLayer}`) | no |
 //! | `full` | everything | no |
 #![forbid(unsafe_code)]
 #![deny(missing_docs, unreachable_pub)]
@@ -63,6 +64,8 @@ pub mod providers;
 #[cfg(feature = "tower")]
 pub mod replay;
 mod secret;
+#[cfg(feature = "source-controls")]
+pub mod source;
 #[cfg(feature = "tower")]
 pub mod tenant;
 pub mod verify;

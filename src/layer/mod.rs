@@ -4,10 +4,12 @@
 //!   `202`; a [`Worker`](crate::worker::Worker) processes the inbox later.
 //! - [`VerifyLayer`]: middleware. Verify and refuse replays, then call your handler with
 //!   the verified bytes and a [`Verified`](crate::verify::Verified) extension.
+//! - `AllowListLayer` and `RateLimitLayer` (feature `source-controls`): source controls in
+//!   front of either, refusing before the body is read (see `hookguard::source`).
 //!
-//! Both refuse an over-limit `Content-Length` before reading (413), read the body with a
-//! hard cap (413, chunked bodies too) and a time limit (408), and answer rejections with
-//! `application/problem+json`.
+//! `WebhookService` and `VerifyLayer` refuse an over-limit `Content-Length` before reading
+//! (413), read the body with a hard cap (413, chunked bodies too) and a time limit (408),
+//! and answer rejections with `application/problem+json`.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -23,7 +25,11 @@
 
 mod accept;
 mod body;
+#[cfg(feature = "source-controls")]
+mod source;
 mod verify;
 
 pub use accept::{AcceptFuture, WebhookService};
+#[cfg(feature = "source-controls")]
+pub use source::{AllowListLayer, AllowListService, RateLimitLayer, RateLimitService, SourceFuture};
 pub use verify::{Verify, VerifyFuture, VerifyLayer};

@@ -1,0 +1,444 @@
+//! Source controls as Tower middleware: [`AllowListLayer`] and [`RateLimitLayer`], in
+//! front of [`VerifyLayer`](super::VerifyLayer) or [`WebhookService`](super::WebhookService).
+
+use std::{
+    fmt,
+    future::Future,
+    net::IpAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode, Uri};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::{
+    guard::VerificationFailed,
+    problem::Problem,
+    source::{AllowList, ClientAddr, LimitKey, PeerAddr, SourceLimiter, TrustedProxies},
+};
+
+/// Answered when no peer address is in the request's extensions: the server is not
+/// set up to pass it (500).
+const PEER_UNKNOWN: Problem =
+    Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "client-address-unknown", "Client address unknown");
+
+enum Client {
+    /// A [`ClientAddr`] set by an outer layer, or resolved here.
+    Known(IpAddr),
+    /// A trusted proxy sent a hop that is not an address: the client cannot be known.
+    Unresolved { peer: IpAddr },
+    /// No peer address at all (server misconfiguration).
+    NoPeer,
+}
+
+fn resolve<B>(req: &Request<B>, proxies: &TrustedProxies) -> Client {
+    if let Some(ClientAddr(ip)) = req.extensions().get::<ClientAddr>() {
+        return Client::Known(*ip);
+    }
+    let Some(peer) = PeerAddr::from_extensions(req.extensions()) else {
+        tracing::error!(
+            "no peer address in the request: serve axum with `into_make_service_with_connect_info::<SocketAddr>()`, or insert `hookguard::source::PeerAddr` per connection"
+        );
+        return Client::NoPeer;
+    };
+    match proxies.client_addr(peer, req.headers()) {
+        Some(ip) => Client::Known(ip),
+        None => Client::Unresolved { peer },
+    }
+}
+
+fn problem<B: From<Bytes>>(problem: Problem) -> Response<B> {
+    problem.into_response().map(|b| B::from(Bytes::from(b)))
+}
+
+/// Refuses clients outside an [`AllowList`] with `403 source-not-allowed`, before the
+/// body is read. The client address is the connection's peer
+/// ([`PeerAddr`] or axum's `ConnectInfo<SocketAddr>`), or the hop behind
+/// [`trusted_proxies`](Self::trusted_proxies); it is passed on as a [`ClientAddr`]
+/// extension. Requests without a peer address get `500` (see [`PeerAddr`]).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::net::SocketAddr;
+/// use axum::{Router, extract::ConnectInfo, routing::post};
+/// use hookguard::{layer::AllowListLayer, source::AllowList};
+/// use tower::ServiceExt as _;
+///
+/// let allow: AllowList = "192.0.2.0/24".parse().unwrap();
+/// let app = Router::new().route("/hooks", post(|| async { "ok" })).layer(AllowListLayer::new(allow));
+/// let from = |addr: &str| {
+///     let mut req = http::Request::post("/hooks").body(axum::body::Body::empty()).unwrap();
+///     req.extensions_mut().insert(ConnectInfo(addr.parse::<SocketAddr>().unwrap()));
+///     req
+/// };
+/// assert_eq!(app.clone().oneshot(from("192.0.2.10:5000")).await.unwrap().status(), 200);
+/// assert_eq!(app.oneshot(from("198.51.100.1:5000")).await.unwrap().status(), 403);
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct AllowListLayer {
+    list: AllowList,
+    proxies: TrustedProxies,
+}
+
+impl AllowListLayer {
+    /// A layer over `list` (clones share it: [`AllowList::replace`] takes effect at once).
+    pub fn new(list: AllowList) -> Self {
+        Self { list, proxies: TrustedProxies::none() }
+    }
+
+    /// The proxies whose forwarding header is believed (default: none).
+    ///
+    /// ```
+    /// use hookguard::{layer::AllowListLayer, source::{AllowList, TrustedProxies}};
+    /// let layer = AllowListLayer::new(AllowList::new([]))
+    ///     .trusted_proxies(TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]));
+    /// # let _ = layer;
+    /// ```
+    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.proxies = proxies;
+        self
+    }
+}
+
+impl<S> Layer<S> for AllowListLayer {
+    type Service = AllowListService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        AllowListService { inner, list: self.list.clone(), proxies: self.proxies.clone() }
+    }
+}
+
+/// The middleware of [`AllowListLayer`].
+#[derive(Clone, Debug)]
+pub struct AllowListService<S> {
+    inner: S,
+    list: AllowList,
+    proxies: TrustedProxies,
+}
+
+impl<S> AllowListService<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+    /// Takes the inner service out.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for AllowListService<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+    ResBody: From<Bytes>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = SourceFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let client = match resolve(&req, &self.proxies) {
+            Client::Known(ip) => Some(ip),
+            Client::Unresolved { .. } => None,
+            Client::NoPeer => return SourceFuture::refused(problem(PEER_UNKNOWN)),
+        };
+        if let Err(refusal) = self.list.admit(client) {
+            return SourceFuture::refused(problem(refusal));
+        }
+        if let Some(ip) = client {
+            req.extensions_mut().insert(ClientAddr(ip));
+        }
+        SourceFuture::inner(self.inner.call(req), None)
+    }
+}
+
+type ScopeFn = Arc<dyn Fn(&Uri, &HeaderMap) -> Option<String> + Send + Sync>;
+
+/// Rate limits by client address with a [`SourceLimiter`]: `429 rate-limited` with
+/// `Retry-After` before the body is read. Put it in front of the verify layer (or
+/// [`WebhookService`](super::WebhookService)): it watches the answers, and each one
+/// marked [`VerificationFailed`] spends from the sender's failure budget; a sender whose
+/// failure budget is empty is refused before verification until it refills.
+///
+/// The client address is found as by [`AllowListLayer`] (a [`ClientAddr`] an outer
+/// layer set is reused); when a trusted proxy's header is unusable, the peer address is
+/// the key. Requests without a peer address get `500`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::{net::SocketAddr, time::Duration};
+/// use axum::{Router, extract::ConnectInfo, routing::post};
+/// use hookguard::{guard::Guard, layer::{RateLimitLayer, VerifyLayer}, providers::github, source::SourceLimiter};
+/// use tower::{ServiceBuilder, ServiceExt as _};
+///
+/// let limiter = SourceLimiter::builder()
+///     .requests(100, Duration::from_secs(10))
+///     .failures(2, Duration::from_secs(600))
+///     .build()
+///     .unwrap();
+/// let guard = Guard::builder("github", github::scheme("It's a Secret to Everybody").unwrap()).build();
+/// let app = Router::new().route("/hooks", post(|| async { "ok" })).layer(
+///     ServiceBuilder::new().layer(RateLimitLayer::new(limiter).scope("github")).layer(VerifyLayer::new(guard)),
+/// );
+/// let forged = || {
+///     let mut req = http::Request::post("/hooks")
+///         .header("x-hub-signature-256", "sha256=00")
+///         .body(axum::body::Body::from("{}"))
+///         .unwrap();
+///     req.extensions_mut().insert(ConnectInfo("198.51.100.66:5000".parse::<SocketAddr>().unwrap()));
+///     req
+/// };
+/// assert_eq!(app.clone().oneshot(forged()).await.unwrap().status(), 401);
+/// assert_eq!(app.clone().oneshot(forged()).await.unwrap().status(), 401);
+/// let refused = app.oneshot(forged()).await.unwrap();
+/// assert_eq!(refused.status(), 429); // refused before verification
+/// assert!(refused.headers().contains_key("retry-after"));
+/// # }
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct RateLimitLayer {
+    limiter: SourceLimiter,
+    proxies: TrustedProxies,
+    scope: Option<Arc<str>>,
+    scope_with: Option<ScopeFn>,
+    failure_statuses: Arc<[StatusCode]>,
+}
+
+impl fmt::Debug for RateLimitLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitLayer")
+            .field("limiter", &self.limiter)
+            .field("proxies", &self.proxies)
+            .field("scope", &self.scope)
+            .field("scope_with", &self.scope_with.is_some())
+            .field("failure_statuses", &self.failure_statuses)
+            .finish()
+    }
+}
+
+impl RateLimitLayer {
+    /// A layer over `limiter` (clones share its state, so one limiter can serve several
+    /// routes; give each a [`scope`](Self::scope) for separate budgets).
+    pub fn new(limiter: SourceLimiter) -> Self {
+        Self {
+            limiter,
+            proxies: TrustedProxies::none(),
+            scope: None,
+            scope_with: None,
+            failure_statuses: Arc::from([]),
+        }
+    }
+
+    /// The proxies whose forwarding header is believed (default: none).
+    ///
+    /// ```
+    /// use hookguard::{layer::RateLimitLayer, source::{SourceLimiter, TrustedProxies}};
+    /// let layer = RateLimitLayer::new(SourceLimiter::builder().build().unwrap())
+    ///     .trusted_proxies(TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]));
+    /// # let _ = layer;
+    /// ```
+    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.proxies = proxies;
+        self
+    }
+
+    /// Counts under this endpoint name as well as the address.
+    ///
+    /// ```
+    /// use hookguard::{layer::RateLimitLayer, source::SourceLimiter};
+    /// let layer = RateLimitLayer::new(SourceLimiter::builder().build().unwrap()).scope("stripe");
+    /// # let _ = layer;
+    /// ```
+    pub fn scope(mut self, scope: impl Into<Arc<str>>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// Counts under a scope taken from the request (a tenant), overriding
+    /// [`scope`](Self::scope) when it answers `Some`. The request is unverified here:
+    /// answer only names you know (a tenant that exists), or a client can mint fresh
+    /// budgets by varying the path.
+    ///
+    /// ```
+    /// use hookguard::{layer::RateLimitLayer, source::SourceLimiter};
+    /// const TENANTS: &[&str] = &["acme", "globex"];
+    /// let layer = RateLimitLayer::new(SourceLimiter::builder().build().unwrap()).scope_with(|uri, _headers| {
+    ///     let tenant = uri.path().strip_prefix("/hooks/")?;
+    ///     TENANTS.contains(&tenant).then(|| tenant.to_owned())
+    /// });
+    /// # let _ = layer;
+    /// ```
+    pub fn scope_with(
+        mut self,
+        f: impl Fn(&Uri, &HeaderMap) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.scope_with = Some(Arc::new(f));
+        self
+    }
+
+    /// Also treat answers with these statuses as failed verifications (for inner
+    /// services that are not hookguard's; hookguard's own answers carry
+    /// [`VerificationFailed`]).
+    ///
+    /// ```
+    /// use hookguard::{layer::RateLimitLayer, source::SourceLimiter};
+    /// let layer = RateLimitLayer::new(SourceLimiter::builder().build().unwrap())
+    ///     .failure_statuses([http::StatusCode::UNAUTHORIZED]);
+    /// # let _ = layer;
+    /// ```
+    pub fn failure_statuses(mut self, statuses: impl IntoIterator<Item = StatusCode>) -> Self {
+        self.failure_statuses = statuses.into_iter().collect();
+        self
+    }
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimitService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimitService { inner, layer: self.clone() }
+    }
+}
+
+/// The middleware of [`RateLimitLayer`].
+#[derive(Clone, Debug)]
+pub struct RateLimitService<S> {
+    inner: S,
+    layer: RateLimitLayer,
+}
+
+impl<S> RateLimitService<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+    /// Takes the inner service out.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for RateLimitService<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+    ResBody: From<Bytes>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = SourceFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let l = &self.layer;
+        let ip = match resolve(&req, &l.proxies) {
+            Client::Known(ip) => ip,
+            Client::Unresolved { peer } => peer,
+            Client::NoPeer => return SourceFuture::refused(problem(PEER_UNKNOWN)),
+        };
+        let mut key = LimitKey::new(ip);
+        let scope = l.scope_with.as_ref().and_then(|f| f(req.uri(), req.headers()));
+        if let Some(scope) = scope {
+            key = key.scope(scope);
+        } else if let Some(scope) = &l.scope {
+            key = key.scope(Arc::clone(scope));
+        }
+        if let Err(refused) = l.limiter.admit(&key) {
+            return SourceFuture::refused(problem(refused.into_problem()));
+        }
+        req.extensions_mut().insert(ClientAddr(ip));
+        let watch =
+            Watch { limiter: l.limiter.clone(), key, failure_statuses: Arc::clone(&l.failure_statuses) };
+        SourceFuture::inner(self.inner.call(req), Some(watch))
+    }
+}
+
+struct Watch {
+    limiter: SourceLimiter,
+    key: LimitKey,
+    failure_statuses: Arc<[StatusCode]>,
+}
+
+impl Watch {
+    fn observe<B>(&self, res: &Response<B>) {
+        if res.extensions().get::<VerificationFailed>().is_some()
+            || self.failure_statuses.contains(&res.status())
+        {
+            self.limiter.record_failure(&self.key);
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`AllowListService`] and [`RateLimitService`].
+    pub struct SourceFuture<F, B> {
+        #[pin]
+        kind: Kind<F, B>,
+        watch: Option<Watch>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, B> {
+        Refused { res: Option<Response<B>> },
+        Inner { #[pin] fut: F },
+    }
+}
+
+impl<F, B> SourceFuture<F, B> {
+    fn refused(res: Response<B>) -> Self {
+        Self { kind: Kind::Refused { res: Some(res) }, watch: None }
+    }
+    fn inner(fut: F, watch: Option<Watch>) -> Self {
+        Self { kind: Kind::Inner { fut }, watch }
+    }
+}
+
+impl<F, B> fmt::Debug for SourceFuture<F, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SourceFuture")
+    }
+}
+
+impl<F, B, E> Future for SourceFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match this.kind.project() {
+            // Polled again after completion: stay pending rather than panic.
+            KindProj::Refused { res } => res.take().map_or(Poll::Pending, |r| Poll::Ready(Ok(r))),
+            KindProj::Inner { fut } => {
+                let out = ready!(fut.poll(cx));
+                if let (Ok(res), Some(watch)) = (&out, this.watch.take()) {
+                    watch.observe(res);
+                }
+                Poll::Ready(out)
+            }
+        }
+    }
+}

@@ -1,0 +1,458 @@
+//! Who is calling: the peer address of the connection, and the client address behind
+//! trusted proxies.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    str::FromStr,
+    sync::Arc,
+};
+
+use http::{Extensions, HeaderMap, HeaderName, header};
+use ipnet::IpNet;
+
+/// The address of the connection's other end, put in the request's extensions by the
+/// server for the source-control layers to read.
+///
+/// axum users need not set it: serve with
+/// `into_make_service_with_connect_info::<SocketAddr>()` and the layers read axum's
+/// `ConnectInfo<SocketAddr>`. With plain hyper, insert it per connection:
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use hookguard::source::PeerAddr;
+///
+/// let remote: SocketAddr = "192.0.2.7:40000".parse().unwrap(); // from `listener.accept()`
+/// let mut req = http::Request::post("/hooks").body(()).unwrap();
+/// req.extensions_mut().insert(PeerAddr(remote));
+/// assert_eq!(PeerAddr::from_extensions(req.extensions()), Some(remote.ip()));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PeerAddr(pub SocketAddr);
+
+impl PeerAddr {
+    /// The peer IP in `extensions`: a [`PeerAddr`], else (with the `axum` feature) axum's
+    /// `ConnectInfo<SocketAddr>`. IPv4-mapped IPv6 addresses are given as IPv4.
+    ///
+    /// ```
+    /// use hookguard::source::PeerAddr;
+    /// assert_eq!(PeerAddr::from_extensions(&http::Extensions::new()), None);
+    /// ```
+    #[must_use]
+    pub fn from_extensions(extensions: &Extensions) -> Option<IpAddr> {
+        if let Some(PeerAddr(addr)) = extensions.get::<PeerAddr>() {
+            return Some(addr.ip().to_canonical());
+        }
+        #[cfg(feature = "axum")]
+        if let Some(axum::extract::ConnectInfo(addr)) =
+            extensions.get::<axum::extract::ConnectInfo<SocketAddr>>()
+        {
+            return Some(addr.ip().to_canonical());
+        }
+        None
+    }
+}
+
+/// The client address a source-control layer settled on, put in the request's
+/// extensions so later layers and handlers reuse it.
+///
+/// ```
+/// use hookguard::source::ClientAddr;
+/// let mut ext = http::Extensions::new();
+/// ext.insert(ClientAddr("203.0.113.9".parse().unwrap()));
+/// assert_eq!(ext.get::<ClientAddr>().unwrap().0.to_string(), "203.0.113.9");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientAddr(pub IpAddr);
+
+/// Which header the trusted proxies append the client address to.
+///
+/// Only the configured one is read: a proxy that writes `X-Forwarded-For` usually passes
+/// a client's own `Forwarded` header through untouched, so reading both would let the
+/// client choose.
+///
+/// ```
+/// use hookguard::source::{ForwardedHeader, TrustedProxies};
+/// let proxies = TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]).header(ForwardedHeader::Forwarded);
+/// # let _ = proxies;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, proxy2` (the default).
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1`.
+    Forwarded,
+}
+
+impl ForwardedHeader {
+    /// The header by name, case-insensitive: `x-forwarded-for` or `forwarded` (for
+    /// configuration files).
+    ///
+    /// ```
+    /// use hookguard::source::ForwardedHeader;
+    /// assert_eq!(ForwardedHeader::from_name("Forwarded"), Some(ForwardedHeader::Forwarded));
+    /// assert_eq!(ForwardedHeader::from_name("x-real-ip"), None);
+    /// ```
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        let name = name.trim();
+        if name.eq_ignore_ascii_case("x-forwarded-for") {
+            Some(Self::XForwardedFor)
+        } else if name.eq_ignore_ascii_case("forwarded") {
+            Some(Self::Forwarded)
+        } else {
+            None
+        }
+    }
+}
+
+/// The proxies whose forwarding headers are believed, and how the client address is
+/// found behind them.
+///
+/// The client address is the connection's peer unless the peer is a trusted proxy. Then
+/// the forwarding header is read from the right (the hop the trusted proxy itself
+/// appended) towards the left, skipping trusted proxies; the first untrusted hop is the
+/// client. Values further left were written by the client and are never used.
+///
+/// ```
+/// use hookguard::source::TrustedProxies;
+///
+/// let proxies = TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]);
+/// let mut headers = http::HeaderMap::new();
+/// // The client forged "1.2.3.4"; the proxy appended the address it saw.
+/// headers.insert("x-forwarded-for", "1.2.3.4, 198.51.100.7".parse().unwrap());
+/// let via_proxy = proxies.client_addr("10.0.0.2".parse().unwrap(), &headers);
+/// assert_eq!(via_proxy, Some("198.51.100.7".parse().unwrap()));
+/// // Straight from an untrusted peer: the header is ignored.
+/// let direct = proxies.client_addr("203.0.113.5".parse().unwrap(), &headers);
+/// assert_eq!(direct, Some("203.0.113.5".parse().unwrap()));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies {
+    ranges: Arc<[IpNet]>,
+    header: ForwardedHeader,
+}
+
+/// At most this many forwarding hops are looked at (a longer chain is refused).
+const MAX_HOPS: usize = 32;
+
+impl TrustedProxies {
+    /// No trusted proxies: the client address is always the peer's.
+    ///
+    /// ```
+    /// use hookguard::source::TrustedProxies;
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.insert("x-forwarded-for", "1.2.3.4".parse().unwrap());
+    /// assert_eq!(TrustedProxies::none().client_addr("::1".parse().unwrap(), &headers), Some("::1".parse().unwrap()));
+    /// ```
+    #[must_use]
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Trusts peers in `ranges` (`X-Forwarded-For` unless [`header`](Self::header) says
+    /// otherwise).
+    ///
+    /// ```
+    /// use hookguard::source::TrustedProxies;
+    /// let proxies = TrustedProxies::new(["127.0.0.1/32".parse().unwrap(), "::1/128".parse().unwrap()]);
+    /// assert!(proxies.is_trusted("127.0.0.1".parse().unwrap()));
+    /// ```
+    #[must_use]
+    pub fn new(ranges: impl IntoIterator<Item = IpNet>) -> Self {
+        Self { ranges: ranges.into_iter().map(|n| n.trunc()).collect(), header: ForwardedHeader::default() }
+    }
+
+    /// The header the proxies write.
+    ///
+    /// ```
+    /// use hookguard::source::{ForwardedHeader, TrustedProxies};
+    /// let p = TrustedProxies::new(["10.0.0.1/32".parse().unwrap()]).header(ForwardedHeader::Forwarded);
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.insert("forwarded", r#"for="[2001:db8::7]:4711";proto=https"#.parse().unwrap());
+    /// assert_eq!(p.client_addr("10.0.0.1".parse().unwrap(), &headers), Some("2001:db8::7".parse().unwrap()));
+    /// ```
+    #[must_use]
+    pub fn header(mut self, header: ForwardedHeader) -> Self {
+        self.header = header;
+        self
+    }
+
+    /// Whether `ip` is a trusted proxy.
+    ///
+    /// ```
+    /// use hookguard::source::TrustedProxies;
+    /// assert!(!TrustedProxies::none().is_trusted("127.0.0.1".parse().unwrap()));
+    /// ```
+    #[must_use]
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.ranges.iter().any(|n| n.contains(&ip))
+    }
+
+    /// The client address for a request from `peer` with `headers`, or `None` when a
+    /// trusted proxy sent a hop that is not an IP address (`unknown`, an obfuscated
+    /// identifier, garbage) or a chain longer than 32 hops: the client cannot be known.
+    ///
+    /// A trusted peer without the header is itself the client (health checks). When
+    /// every hop is trusted, the leftmost one is the client.
+    ///
+    /// ```
+    /// use hookguard::source::TrustedProxies;
+    /// let p = TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]);
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.insert("x-forwarded-for", "unknown".parse().unwrap());
+    /// assert_eq!(p.client_addr("10.1.1.1".parse().unwrap(), &headers), None);
+    /// ```
+    #[must_use]
+    pub fn client_addr(&self, peer: IpAddr, headers: &HeaderMap) -> Option<IpAddr> {
+        let peer = peer.to_canonical();
+        if !self.is_trusted(peer) {
+            return Some(peer);
+        }
+        let (name, parse): (HeaderName, fn(&str) -> Option<IpAddr>) = match self.header {
+            ForwardedHeader::XForwardedFor => (HeaderName::from_static("x-forwarded-for"), parse_node),
+            ForwardedHeader::Forwarded => (header::FORWARDED, parse_forwarded_element),
+        };
+        let mut hops: Vec<&str> = Vec::new();
+        for value in headers.get_all(&name) {
+            let value = value.to_str().ok()?;
+            for hop in split_outside_quotes(value) {
+                if hops.len() == MAX_HOPS {
+                    return None;
+                }
+                hops.push(hop);
+            }
+        }
+        let mut client = peer;
+        for hop in hops.iter().rev() {
+            client = parse(hop.trim())?.to_canonical();
+            if !self.is_trusted(client) {
+                return Some(client);
+            }
+        }
+        Some(client)
+    }
+}
+
+/// Parses trusted proxy ranges in [`AllowList::parse_ranges`](super::AllowList::parse_ranges)'s
+/// format (`X-Forwarded-For`; set [`header`](TrustedProxies::header) after).
+///
+/// ```
+/// use hookguard::source::TrustedProxies;
+/// let proxies: TrustedProxies = "10.0.0.0/8, fd00::/8".parse()?;
+/// assert!(proxies.is_trusted("fd00::1".parse()?));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl FromStr for TrustedProxies {
+    type Err = super::AllowListError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        super::AllowList::parse_ranges(s).map(Self::new)
+    }
+}
+
+/// Splits on commas that are not inside a quoted string.
+fn split_outside_quotes(value: &str) -> impl Iterator<Item = &str> {
+    let mut start = 0;
+    let mut quoted = false;
+    let mut escaped = false;
+    let mut parts = Vec::new();
+    for (i, c) in value.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                parts.push(value.get(start..i).unwrap_or(""));
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(value.get(start..).unwrap_or(""));
+    parts.into_iter().filter(|p| !p.trim().is_empty())
+}
+
+/// One `Forwarded` element (`for=…;proto=…;by=…`): its `for` node.
+fn parse_forwarded_element(element: &str) -> Option<IpAddr> {
+    let value = element.split(';').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        k.trim().eq_ignore_ascii_case("for").then_some(v.trim())
+    })?;
+    let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
+    parse_node(value)
+}
+
+/// An address, with or without a port: `192.0.2.1`, `192.0.2.1:80`, `2001:db8::1`,
+/// `[2001:db8::1]`, `[2001:db8::1]:443`.
+fn parse_node(node: &str) -> Option<IpAddr> {
+    let node = node.trim();
+    if let Ok(ip) = node.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(sock) = node.parse::<SocketAddr>() {
+        return Some(sock.ip());
+    }
+    let inner = node.strip_prefix('[')?.strip_suffix(']')?;
+    inner.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(name: &str, values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        h
+    }
+
+    /// (name, proxies, peer, header, values, expected client)
+    type Row<'a> = (&'a str, &'a TrustedProxies, &'a str, &'a str, &'a [&'a str], Option<&'a str>);
+
+    #[test]
+    fn client_addr_table() {
+        let proxies = TrustedProxies::new(["10.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()]);
+        let fwd = proxies.clone().header(ForwardedHeader::Forwarded);
+        let rows: &[Row<'_>] = &[
+            (
+                "untrusted peer, header ignored",
+                &proxies,
+                "203.0.113.1",
+                "x-forwarded-for",
+                &["1.2.3.4"],
+                Some("203.0.113.1"),
+            ),
+            ("one proxy", &proxies, "10.0.0.1", "x-forwarded-for", &["198.51.100.2"], Some("198.51.100.2")),
+            (
+                "one proxy, forged left",
+                &proxies,
+                "10.0.0.1",
+                "x-forwarded-for",
+                &["1.2.3.4, 198.51.100.2"],
+                Some("198.51.100.2"),
+            ),
+            (
+                "two proxies",
+                &proxies,
+                "10.0.0.1",
+                "x-forwarded-for",
+                &["1.2.3.4, 198.51.100.2, 10.0.0.9"],
+                Some("198.51.100.2"),
+            ),
+            (
+                "two header lines",
+                &proxies,
+                "10.0.0.1",
+                "x-forwarded-for",
+                &["1.2.3.4", "198.51.100.2, 10.0.0.9"],
+                Some("198.51.100.2"),
+            ),
+            ("trusted peer, no header", &proxies, "10.0.0.1", "x-forwarded-for", &[], Some("10.0.0.1")),
+            (
+                "all trusted",
+                &proxies,
+                "10.0.0.1",
+                "x-forwarded-for",
+                &["10.0.0.3, 10.0.0.9"],
+                Some("10.0.0.3"),
+            ),
+            (
+                "port on v4",
+                &proxies,
+                "10.0.0.1",
+                "x-forwarded-for",
+                &["198.51.100.2:5000"],
+                Some("198.51.100.2"),
+            ),
+            (
+                "v6 bracket port",
+                &proxies,
+                "fd00::1",
+                "x-forwarded-for",
+                &["[2001:db8::5]:443"],
+                Some("2001:db8::5"),
+            ),
+            ("v6 bare", &proxies, "fd00::1", "x-forwarded-for", &["2001:db8::5"], Some("2001:db8::5")),
+            (
+                "v4-mapped peer",
+                &proxies,
+                "::ffff:10.0.0.1",
+                "x-forwarded-for",
+                &["198.51.100.2"],
+                Some("198.51.100.2"),
+            ),
+            ("garbage hop", &proxies, "10.0.0.1", "x-forwarded-for", &["1.2.3.4, nonsense"], None),
+            (
+                "garbage left of client is never read",
+                &proxies,
+                "10.0.0.1",
+                "x-forwarded-for",
+                &["nonsense, 198.51.100.2"],
+                Some("198.51.100.2"),
+            ),
+            (
+                "forwarded",
+                &fwd,
+                "10.0.0.1",
+                "forwarded",
+                &["for=1.2.3.4, for=198.51.100.2;proto=https"],
+                Some("198.51.100.2"),
+            ),
+            (
+                "forwarded quoted v6",
+                &fwd,
+                "10.0.0.1",
+                "forwarded",
+                &[r#"For="[2001:db8:cafe::17]:4711""#],
+                Some("2001:db8:cafe::17"),
+            ),
+            (
+                "forwarded two proxies",
+                &fwd,
+                "10.0.0.1",
+                "forwarded",
+                &["for=198.51.100.2, for=10.0.0.7;by=10.0.0.1"],
+                Some("198.51.100.2"),
+            ),
+            ("forwarded unknown", &fwd, "10.0.0.1", "forwarded", &["for=unknown"], None),
+            ("forwarded obfuscated", &fwd, "10.0.0.1", "forwarded", &["for=_hidden"], None),
+            (
+                "xff ignored when forwarded configured",
+                &fwd,
+                "10.0.0.1",
+                "x-forwarded-for",
+                &["1.2.3.4"],
+                Some("10.0.0.1"),
+            ),
+            (
+                "forwarded ignored when xff configured",
+                &proxies,
+                "10.0.0.1",
+                "forwarded",
+                &["for=1.2.3.4"],
+                Some("10.0.0.1"),
+            ),
+        ];
+        for (name, p, peer, header, values, want) in rows {
+            let got = p.client_addr(peer.parse().unwrap(), &headers(header, values));
+            assert_eq!(got, want.map(|w| w.parse().unwrap()), "{name}");
+        }
+    }
+
+    #[test]
+    fn long_chains_are_refused() {
+        let p = TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]);
+        let chain = vec!["10.0.0.2"; 40].join(",");
+        assert_eq!(p.client_addr("10.0.0.1".parse().unwrap(), &headers("x-forwarded-for", &[&chain])), None);
+    }
+
+    #[test]
+    fn split_respects_quotes() {
+        let parts: Vec<_> = split_outside_quotes(r#"for="a,b", for=c,,"#).collect();
+        assert_eq!(parts, vec![r#"for="a,b""#, " for=c"]);
+    }
+}

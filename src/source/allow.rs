@@ -1,0 +1,266 @@
+//! IP allow-lists that can be replaced while the server runs.
+
+use std::{fmt, net::IpAddr, path::Path, str::FromStr, sync::Arc};
+
+use arc_swap::ArcSwap;
+use http::StatusCode;
+use ipnet::IpNet;
+
+use crate::problem::Problem;
+
+/// The problem answered to a client outside the allow-list (403).
+pub const SOURCE_NOT_ALLOWED: Problem =
+    Problem::new(StatusCode::FORBIDDEN, "source-not-allowed", "Source address not allowed");
+
+/// CIDR ranges (IPv4 and IPv6) allowed to call an endpoint. Clones share the ranges;
+/// [`replace`](Self::replace) and [`reload_from_file`](Self::reload_from_file) swap
+/// them atomically for every clone, without a restart. An empty list allows no one.
+///
+/// ```
+/// use hookguard::source::AllowList;
+///
+/// let list: AllowList = "192.30.252.0/22\n2a0a:a440::/29\n# comments and blank lines are fine\n".parse()?;
+/// assert!(list.contains("192.30.252.10".parse()?));
+/// assert!(list.contains("2a0a:a440::1".parse()?));
+/// assert!(!list.contains("203.0.113.1".parse()?));
+///
+/// let shared = list.clone();
+/// list.replace(["203.0.113.0/24".parse()?]);
+/// assert!(shared.contains("203.0.113.1".parse()?)); // every clone sees the new ranges
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct AllowList {
+    ranges: Arc<ArcSwap<Vec<IpNet>>>,
+}
+
+impl fmt::Debug for AllowList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AllowList").field("ranges", &self.ranges.load().len()).finish()
+    }
+}
+
+impl AllowList {
+    /// A list of `ranges`. Host bits are ignored (`10.1.2.3/8` is `10.0.0.0/8`).
+    ///
+    /// ```
+    /// use hookguard::source::AllowList;
+    /// let list = AllowList::new(["127.0.0.1/32".parse().unwrap(), "::1/128".parse().unwrap()]);
+    /// assert!(list.contains("::1".parse().unwrap()));
+    /// ```
+    #[must_use]
+    pub fn new(ranges: impl IntoIterator<Item = IpNet>) -> Self {
+        Self { ranges: Arc::new(ArcSwap::from_pointee(normalize(ranges))) }
+    }
+
+    /// Whether `ip` is in a range. IPv4-mapped IPv6 addresses (`::ffff:192.0.2.1`) are
+    /// matched as IPv4.
+    ///
+    /// ```
+    /// use hookguard::source::AllowList;
+    /// let list = AllowList::new(["192.0.2.0/24".parse().unwrap()]);
+    /// assert!(list.contains("::ffff:192.0.2.1".parse().unwrap()));
+    /// ```
+    #[must_use]
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.ranges.load().iter().any(|n| n.contains(&ip))
+    }
+
+    /// The admission check for adapters: `Ok` for a client in a range, else the 403
+    /// `source-not-allowed` problem (and `hookguard_refused_total{by="allow-list"}` is
+    /// counted). `None` (the client address could not be known) is refused.
+    ///
+    /// ```
+    /// use hookguard::source::AllowList;
+    /// let list = AllowList::new(["192.0.2.0/24".parse().unwrap()]);
+    /// assert!(list.admit(Some("192.0.2.9".parse().unwrap())).is_ok());
+    /// let refused = list.admit(Some("198.51.100.1".parse().unwrap())).unwrap_err();
+    /// assert_eq!(refused.into_response().status(), 403);
+    /// ```
+    ///
+    /// # Errors
+    /// The problem to answer with.
+    pub fn admit(&self, client: Option<IpAddr>) -> Result<(), Problem> {
+        match client {
+            Some(ip) if self.contains(ip) => Ok(()),
+            _ => {
+                super::count_refused("allow-list");
+                tracing::info!(client = ?client, "request refused by allow-list");
+                Err(SOURCE_NOT_ALLOWED)
+            }
+        }
+    }
+
+    /// Swaps in new ranges for every clone.
+    ///
+    /// ```
+    /// use hookguard::source::AllowList;
+    /// let list = AllowList::new([]);
+    /// assert!(!list.contains("10.0.0.1".parse().unwrap()));
+    /// list.replace(["10.0.0.0/8".parse().unwrap()]);
+    /// assert!(list.contains("10.0.0.1".parse().unwrap()));
+    /// ```
+    pub fn replace(&self, ranges: impl IntoIterator<Item = IpNet>) {
+        self.ranges.store(Arc::new(normalize(ranges)));
+    }
+
+    /// The current ranges.
+    ///
+    /// ```
+    /// use hookguard::source::AllowList;
+    /// let list = AllowList::new(["10.1.2.3/8".parse().unwrap()]);
+    /// assert_eq!(list.ranges()[0].to_string(), "10.0.0.0/8");
+    /// ```
+    #[must_use]
+    pub fn ranges(&self) -> Arc<Vec<IpNet>> {
+        self.ranges.load_full()
+    }
+
+    /// Parses a list: one range per line (or comma-separated), `#` starts a comment,
+    /// a bare address is a single host (`/32` or `/128`).
+    ///
+    /// ```
+    /// use hookguard::source::AllowList;
+    /// let ranges = AllowList::parse_ranges("10.0.0.0/8, 192.0.2.1 # office\n::1")?;
+    /// assert_eq!(ranges.len(), 3);
+    /// assert!(AllowList::parse_ranges("10.0.0.0/33").is_err());
+    /// # Ok::<(), hookguard::source::AllowListError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The first line that is not a range.
+    pub fn parse_ranges(text: &str) -> Result<Vec<IpNet>, AllowListError> {
+        let mut ranges = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("");
+            for item in line.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let net = item
+                    .parse::<IpNet>()
+                    .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| AllowListError::Parse { line: i + 1 })?;
+                ranges.push(net);
+            }
+        }
+        Ok(ranges)
+    }
+
+    /// Reads `path` (the format of [`parse_ranges`](Self::parse_ranges)) and swaps it in.
+    /// On any error the current ranges stay. Returns how many ranges are now in force.
+    /// This is blocking file I/O: in async code call it from
+    /// `tokio::task::spawn_blocking` (or a timer thread), e.g. every few minutes after a
+    /// job refreshed the file from the provider's published list.
+    ///
+    /// ```
+    /// use hookguard::source::AllowList;
+    /// let path = std::env::temp_dir().join(format!("hookguard-allow-doc-{}.txt", std::process::id()));
+    /// std::fs::write(&path, "140.82.112.0/20\n")?;
+    /// let list = AllowList::new([]);
+    /// assert_eq!(list.reload_from_file(&path)?, 1);
+    /// assert!(list.contains("140.82.112.1".parse()?));
+    /// std::fs::write(&path, "not a range\n")?;
+    /// assert!(list.reload_from_file(&path).is_err());
+    /// assert!(list.contains("140.82.112.1".parse()?)); // kept
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The file could not be read, or a line is not a range.
+    pub fn reload_from_file(&self, path: impl AsRef<Path>) -> Result<usize, AllowListError> {
+        let text = std::fs::read_to_string(path).map_err(AllowListError::Io)?;
+        let ranges = Self::parse_ranges(&text)?;
+        let n = ranges.len();
+        self.replace(ranges);
+        Ok(n)
+    }
+}
+
+impl FromStr for AllowList {
+    type Err = AllowListError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse_ranges(s).map(Self::new)
+    }
+}
+
+fn normalize(ranges: impl IntoIterator<Item = IpNet>) -> Vec<IpNet> {
+    let v: Vec<IpNet> = ranges.into_iter().map(|n| n.trunc()).collect();
+    IpNet::aggregate(&v)
+}
+
+/// Why an allow-list could not be read.
+///
+/// ```
+/// use hookguard::source::{AllowList, AllowListError};
+/// assert!(matches!(AllowList::parse_ranges("\nx"), Err(AllowListError::Parse { line: 2 })));
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AllowListError {
+    /// The file could not be read.
+    Io(std::io::Error),
+    /// This line (1-based) is not an address or CIDR range.
+    Parse {
+        /// The line number.
+        line: usize,
+    },
+}
+
+impl fmt::Display for AllowListError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io(e) => write!(f, "allow-list could not be read: {e}"),
+            Self::Parse { line } => write!(f, "allow-list line {line} is not an address or CIDR range"),
+        }
+    }
+}
+
+impl std::error::Error for AllowListError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io(e) => Some(e),
+            Self::Parse { .. } => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contains_table() {
+        let list: AllowList = "192.0.2.0/24\n2001:db8::/32\n198.51.100.7".parse().unwrap();
+        for (name, ip, want) in [
+            ("v4 in range", "192.0.2.200", true),
+            ("v4 outside", "192.0.3.1", false),
+            ("v4 host", "198.51.100.7", true),
+            ("v4 host neighbour", "198.51.100.8", false),
+            ("v6 in range", "2001:db8:1::1", true),
+            ("v6 outside", "2001:db9::1", false),
+            ("v4-mapped", "::ffff:192.0.2.1", true),
+        ] {
+            assert_eq!(list.contains(ip.parse().unwrap()), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn empty_allows_no_one() {
+        let list = AllowList::new([]);
+        assert!(!list.contains("127.0.0.1".parse().unwrap()));
+        assert!(list.admit(None).is_err());
+    }
+
+    #[test]
+    fn refusals_are_counted() {
+        let recorder = metrics_util::debugging::DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            let list = AllowList::new(["10.0.0.0/8".parse().unwrap()]);
+            let _ = list.admit(Some("10.0.0.1".parse().unwrap()));
+            let _ = list.admit(Some("192.0.2.1".parse().unwrap()));
+            let _ = list.admit(None);
+        });
+        assert_eq!(super::super::tests::refused(&snapshotter).get("allow-list"), Some(&2));
+    }
+}

@@ -1,0 +1,820 @@
+//! Rate limits keyed by client address, and the stricter budget for failed verifications,
+//! over [`governor`]'s GCRA with a bounded, expiring key store.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    hash::Hash,
+    net::{IpAddr, Ipv6Addr},
+    num::NonZeroU32,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use governor::{
+    Quota, RateLimiter,
+    middleware::NoOpMiddleware,
+    nanos::Nanos,
+    state::{StateStore, keyed::ShrinkableKeyedStateStore},
+};
+use http::StatusCode;
+use time::OffsetDateTime;
+
+use crate::{ConfigError, clock::Clock, problem::Problem};
+
+/// What a rate limit counts under: a client address and, optionally, an endpoint or
+/// tenant name (so one limiter can serve several endpoints with separate budgets).
+///
+/// ```
+/// use hookguard::source::LimitKey;
+/// let key = LimitKey::new("192.0.2.1".parse().unwrap()).scope("stripe");
+/// assert_eq!(key.addr().to_string(), "192.0.2.1");
+/// assert_eq!(key.scope_name(), Some("stripe"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LimitKey {
+    addr: IpAddr,
+    scope: Option<Arc<str>>,
+}
+
+impl LimitKey {
+    /// A key for `addr`, no scope.
+    ///
+    /// ```
+    /// use hookguard::source::LimitKey;
+    /// assert_eq!(LimitKey::new("::1".parse().unwrap()).scope_name(), None);
+    /// ```
+    #[must_use]
+    pub fn new(addr: IpAddr) -> Self {
+        Self { addr: addr.to_canonical(), scope: None }
+    }
+
+    /// Counts under `scope` too (an endpoint or tenant name).
+    ///
+    /// ```
+    /// use hookguard::source::LimitKey;
+    /// let a = LimitKey::new("::1".parse().unwrap());
+    /// assert_ne!(a.clone().scope("x"), a);
+    /// ```
+    #[must_use]
+    pub fn scope(mut self, scope: impl Into<Arc<str>>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// The address.
+    ///
+    /// ```
+    /// use hookguard::source::LimitKey;
+    /// assert!(LimitKey::new("::ffff:192.0.2.1".parse().unwrap()).addr().is_ipv4());
+    /// ```
+    #[must_use]
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    /// The scope, if any.
+    ///
+    /// ```
+    /// use hookguard::source::LimitKey;
+    /// assert_eq!(LimitKey::new("::1".parse().unwrap()).scope("t1").scope_name(), Some("t1"));
+    /// ```
+    #[must_use]
+    pub fn scope_name(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    fn masked(&self, v6_prefix: u8) -> Self {
+        let addr = match self.addr {
+            IpAddr::V6(v6) if v6_prefix < 128 => {
+                let bits = u128::from(v6);
+                let mask = u128::MAX.checked_shl(u32::from(128 - v6_prefix)).unwrap_or(0);
+                IpAddr::V6(Ipv6Addr::from(bits & mask))
+            }
+            other => other,
+        };
+        Self { addr, scope: self.scope.clone() }
+    }
+}
+
+/// Which limit refused a request.
+///
+/// ```
+/// use hookguard::source::RefusedBy;
+/// assert_eq!(RefusedBy::FailureBudget.label(), "failure-budget");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RefusedBy {
+    /// The ordinary per-address limit.
+    RateLimit,
+    /// The address failed verification too often.
+    FailureBudget,
+}
+
+impl RefusedBy {
+    /// The `by` label of `hookguard_refused_total`.
+    ///
+    /// ```
+    /// use hookguard::source::RefusedBy;
+    /// assert_eq!(RefusedBy::RateLimit.label(), "rate-limit");
+    /// ```
+    #[must_use]
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::RateLimit => "rate-limit",
+            Self::FailureBudget => "failure-budget",
+        }
+    }
+}
+
+/// A request refused by a [`SourceLimiter`]: answer `429` with `Retry-After`.
+///
+/// ```
+/// use std::time::Duration;
+/// use hookguard::source::SourceLimiter;
+///
+/// let limiter = SourceLimiter::builder().requests(1, Duration::from_secs(30)).build()?;
+/// let key = hookguard::source::LimitKey::new("192.0.2.1".parse()?);
+/// assert!(limiter.admit(&key).is_ok());
+/// let refused = limiter.admit(&key).unwrap_err();
+/// let res = refused.into_problem().into_response();
+/// assert_eq!(res.status(), 429);
+/// assert_eq!(res.headers()["retry-after"], "30");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    by: RefusedBy,
+    retry_after: Duration,
+}
+
+impl Refused {
+    /// Which limit refused.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use hookguard::source::{LimitKey, RefusedBy, SourceLimiter};
+    /// # let limiter = SourceLimiter::builder().requests(1, Duration::from_secs(1)).build().unwrap();
+    /// # let key = LimitKey::new("192.0.2.1".parse().unwrap());
+    /// # limiter.admit(&key).unwrap();
+    /// assert_eq!(limiter.admit(&key).unwrap_err().by(), RefusedBy::RateLimit);
+    /// ```
+    #[must_use]
+    pub const fn by(&self) -> RefusedBy {
+        self.by
+    }
+
+    /// How long until a request would be admitted.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use hookguard::source::{LimitKey, SourceLimiter};
+    /// # let limiter = SourceLimiter::builder().requests(1, Duration::from_secs(8)).build().unwrap();
+    /// # let key = LimitKey::new("192.0.2.1".parse().unwrap());
+    /// # limiter.admit(&key).unwrap();
+    /// assert!(limiter.admit(&key).unwrap_err().retry_after() <= Duration::from_secs(8));
+    /// ```
+    #[must_use]
+    pub const fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+
+    /// `Retry-After` in whole seconds, rounded up, at least 1.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use hookguard::source::{LimitKey, SourceLimiter};
+    /// # let limiter = SourceLimiter::builder().requests(4, Duration::from_secs(1)).build().unwrap();
+    /// # let key = LimitKey::new("192.0.2.1".parse().unwrap());
+    /// # for _ in 0..4 { limiter.admit(&key).unwrap(); }
+    /// assert_eq!(limiter.admit(&key).unwrap_err().retry_after_secs(), 1); // 250 ms, rounded up
+    /// ```
+    #[must_use]
+    pub fn retry_after_secs(&self) -> u64 {
+        let d = self.retry_after;
+        (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
+    }
+
+    /// The `429` `rate-limited` problem with `Retry-After`. Both limits answer alike, so
+    /// a prober cannot tell which one it hit.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use hookguard::source::{LimitKey, SourceLimiter};
+    /// # let limiter = SourceLimiter::builder().requests(1, Duration::from_secs(1)).build().unwrap();
+    /// # let key = LimitKey::new("192.0.2.1".parse().unwrap());
+    /// # limiter.admit(&key).unwrap();
+    /// assert_eq!(limiter.admit(&key).unwrap_err().into_problem().code(), "rate-limited");
+    /// ```
+    #[must_use]
+    pub fn into_problem(self) -> Problem {
+        RATE_LIMITED.retry_after(self.retry_after_secs())
+    }
+}
+
+/// The problem answered to a refused client (429).
+pub const RATE_LIMITED: Problem =
+    Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests");
+
+/// Rate limits keyed by client address, with a separate budget for failed
+/// verifications. Cheap to clone (clones share state); framework-free.
+///
+/// - Every request spends from the ordinary budget ([`requests`](SourceLimiterBuilder::requests)).
+/// - Each failed verification, reported with [`record_failure`](Self::record_failure),
+///   spends from the failure budget ([`failures`](SourceLimiterBuilder::failures)). While
+///   an address's failure budget is empty, [`admit`](Self::admit) refuses it before
+///   verification; addresses whose requests verify never touch that budget.
+///
+/// Memory is bounded: at most [`max_addresses`](SourceLimiterBuilder::max_addresses)
+/// keys are tracked per budget; entries whose budget has refilled are dropped (every
+/// [`prune_every`](SourceLimiterBuilder::prune_every), and as soon as the table is full).
+/// When it is full of live entries, new addresses share one overflow budget, so a flood
+/// from very many addresses is throttled as one.
+///
+/// IPv6 clients are counted per `/64` by default (one host usually owns a whole `/64`):
+/// see [`ipv6_prefix`](SourceLimiterBuilder::ipv6_prefix).
+///
+/// ```
+/// use std::time::Duration;
+/// use hookguard::{clock::ManualClock, source::{LimitKey, RefusedBy, SourceLimiter}};
+///
+/// let clock = ManualClock::at_unix(1_700_000_000);
+/// let limiter = SourceLimiter::builder()
+///     .requests(100, Duration::from_secs(1))
+///     .failures(2, Duration::from_secs(60))
+///     .clock(clock.clone())
+///     .build()?;
+/// let forger = LimitKey::new("198.51.100.66".parse()?);
+/// for _ in 0..2 {
+///     limiter.admit(&forger).unwrap();
+///     limiter.record_failure(&forger); // the guard answered 401
+/// }
+/// assert_eq!(limiter.admit(&forger).unwrap_err().by(), RefusedBy::FailureBudget);
+/// clock.advance(Duration::from_secs(30)); // one failure refilled
+/// assert!(limiter.admit(&forger).is_ok());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct SourceLimiter {
+    inner: Arc<LimiterInner>,
+}
+
+type Governor = RateLimiter<Probe, SharedStore, LimiterClock, NoOpMiddleware<Nanos>>;
+
+struct LimiterInner {
+    requests: Governor,
+    requests_store: SharedStore,
+    failures: Governor,
+    failures_store: SharedStore,
+    clock: LimiterClock,
+    v6_prefix: u8,
+    prune_every: Nanos,
+    last_prune: AtomicU64,
+}
+
+impl fmt::Debug for SourceLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SourceLimiter")
+            .field("tracked_requests", &self.inner.requests_store.len())
+            .field("tracked_failures", &self.inner.failures_store.len())
+            .field("max_addresses", &self.inner.requests_store.0.cap)
+            .field("ipv6_prefix", &self.inner.v6_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SourceLimiter {
+    /// Starts a limiter. Defaults: 100 requests per 10 s per address (bursts of 100), 10
+    /// failed verifications per 10 minutes, 100,000 addresses, IPv6 per `/64`, pruning
+    /// every minute, a monotonic clock.
+    ///
+    /// ```
+    /// use hookguard::source::SourceLimiter;
+    /// let limiter = SourceLimiter::builder().build().unwrap();
+    /// # let _ = limiter;
+    /// ```
+    pub fn builder() -> SourceLimiterBuilder {
+        SourceLimiterBuilder {
+            requests: (100, Duration::from_secs(10)),
+            failures: (10, Duration::from_secs(600)),
+            max_addresses: 100_000,
+            v6_prefix: 64,
+            prune_every: Duration::from_secs(60),
+            clock: None,
+        }
+    }
+
+    /// The pre-verification check: refuses an address whose failure budget is empty
+    /// (without spending from it), then spends one request from the ordinary budget.
+    /// Refusals are counted in `hookguard_refused_total{by="failure-budget"|"rate-limit"}`.
+    ///
+    /// See the type's docs for an example.
+    ///
+    /// ```
+    /// # use hookguard::source::{LimitKey, SourceLimiter};
+    /// let limiter = SourceLimiter::builder().build().unwrap();
+    /// assert!(limiter.admit(&LimitKey::new("192.0.2.1".parse().unwrap())).is_ok());
+    /// ```
+    ///
+    /// # Errors
+    /// Which limit refused, and when to retry.
+    pub fn admit(&self, key: &LimitKey) -> Result<(), Refused> {
+        self.maybe_prune();
+        let i = &self.inner;
+        let key = key.masked(i.v6_prefix);
+        let now = governor::clock::Clock::now(&i.clock);
+        if let Err(not_until) = i.failures.check_key(&Probe { key: key.clone(), dry: true }) {
+            return Err(refuse(RefusedBy::FailureBudget, not_until.wait_time_from(now), &key));
+        }
+        if let Err(not_until) = i.requests.check_key(&Probe { key: key.clone(), dry: false }) {
+            return Err(refuse(RefusedBy::RateLimit, not_until.wait_time_from(now), &key));
+        }
+        Ok(())
+    }
+
+    /// Reports that a request from `key` failed verification: spends one from its
+    /// failure budget.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use hookguard::source::{LimitKey, SourceLimiter};
+    /// let limiter = SourceLimiter::builder().failures(1, Duration::from_secs(60)).build().unwrap();
+    /// let key = LimitKey::new("192.0.2.1".parse().unwrap());
+    /// limiter.record_failure(&key);
+    /// assert!(limiter.admit(&key).is_err());
+    /// ```
+    pub fn record_failure(&self, key: &LimitKey) {
+        let i = &self.inner;
+        let key = key.masked(i.v6_prefix);
+        let _spent = i.failures.check_key(&Probe { key, dry: false });
+    }
+
+    /// Drops entries whose budgets have refilled (they are indistinguishable from new
+    /// ones). Runs by itself every `prune_every` and when a table is full; call it from a
+    /// timer if you prefer.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use hookguard::{clock::ManualClock, source::{LimitKey, SourceLimiter}};
+    /// let clock = ManualClock::at_unix(0);
+    /// let limiter = SourceLimiter::builder().requests(10, Duration::from_secs(10)).clock(clock.clone()).build().unwrap();
+    /// limiter.admit(&LimitKey::new("192.0.2.1".parse().unwrap())).unwrap();
+    /// assert_eq!(limiter.tracked(), 1);
+    /// clock.advance(Duration::from_secs(2)); // refilled (governor keeps one interval more)
+    /// limiter.prune();
+    /// assert_eq!(limiter.tracked(), 0);
+    /// ```
+    pub fn prune(&self) {
+        let i = &self.inner;
+        i.requests.retain_recent();
+        i.failures.retain_recent();
+        i.requests_store.shrink();
+        i.failures_store.shrink();
+        i.last_prune.store(governor::clock::Clock::now(&i.clock).as_u64(), Ordering::Relaxed);
+    }
+
+    /// How many entries are tracked (both budgets together).
+    ///
+    /// ```
+    /// # use hookguard::source::SourceLimiter;
+    /// assert_eq!(SourceLimiter::builder().build().unwrap().tracked(), 0);
+    /// ```
+    #[must_use]
+    pub fn tracked(&self) -> usize {
+        self.inner.requests_store.len() + self.inner.failures_store.len()
+    }
+
+    fn maybe_prune(&self) {
+        let i = &self.inner;
+        let now = governor::clock::Clock::now(&i.clock).as_u64();
+        let last = i.last_prune.load(Ordering::Relaxed);
+        let since = now.saturating_sub(last);
+        let full = i.requests_store.is_full() || i.failures_store.is_full();
+        let due = since >= i.prune_every.as_u64() || (full && since >= MIN_FULL_PRUNE_GAP.as_u64());
+        if due && i.last_prune.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            self.prune();
+        }
+    }
+}
+
+/// When the table is full, prune at most this often (a prune walks the whole table).
+const MIN_FULL_PRUNE_GAP: Nanos = Nanos::new(1_000_000_000);
+
+fn refuse(by: RefusedBy, retry_after: Duration, key: &LimitKey) -> Refused {
+    super::count_refused(by.label());
+    tracing::info!(client = %key.addr, scope = key.scope_name(), by = by.label(), "request refused by rate limit");
+    Refused { by, retry_after }
+}
+
+/// Builder for [`SourceLimiter`].
+#[must_use]
+pub struct SourceLimiterBuilder {
+    requests: (u32, Duration),
+    failures: (u32, Duration),
+    max_addresses: usize,
+    v6_prefix: u8,
+    prune_every: Duration,
+    clock: Option<Arc<dyn Clock>>,
+}
+
+impl fmt::Debug for SourceLimiterBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SourceLimiterBuilder")
+            .field("requests", &self.requests)
+            .field("failures", &self.failures)
+            .field("max_addresses", &self.max_addresses)
+            .field("v6_prefix", &self.v6_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SourceLimiterBuilder {
+    /// `n` requests per `per` for each address, in bursts of up to `n` (one refills
+    /// every `per / n`).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use hookguard::source::SourceLimiter;
+    /// assert!(SourceLimiter::builder().requests(0, Duration::from_secs(1)).build().is_err());
+    /// ```
+    pub fn requests(mut self, n: u32, per: Duration) -> Self {
+        self.requests = (n, per);
+        self
+    }
+
+    /// `n` failed verifications per `per` for each address, in bursts of up to `n`.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use hookguard::source::SourceLimiter;
+    /// let l = SourceLimiter::builder().failures(5, Duration::from_secs(300)).build().unwrap();
+    /// # let _ = l;
+    /// ```
+    pub fn failures(mut self, n: u32, per: Duration) -> Self {
+        self.failures = (n, per);
+        self
+    }
+
+    /// The most addresses tracked per budget (default 100,000; each costs about 64
+    /// bytes). Past it, new addresses share one overflow budget.
+    ///
+    /// ```
+    /// # use hookguard::source::SourceLimiter;
+    /// let l = SourceLimiter::builder().max_addresses(10_000).build().unwrap();
+    /// # let _ = l;
+    /// ```
+    pub fn max_addresses(mut self, n: usize) -> Self {
+        self.max_addresses = n;
+        self
+    }
+
+    /// IPv6 addresses are counted per this prefix (default 64; 128 counts each
+    /// address alone).
+    ///
+    /// ```
+    /// # use hookguard::source::SourceLimiter;
+    /// assert!(SourceLimiter::builder().ipv6_prefix(129).build().is_err());
+    /// ```
+    pub fn ipv6_prefix(mut self, bits: u8) -> Self {
+        self.v6_prefix = bits;
+        self
+    }
+
+    /// How often refilled entries are dropped (default 60 s).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use hookguard::source::SourceLimiter;
+    /// let l = SourceLimiter::builder().prune_every(Duration::from_secs(5)).build().unwrap();
+    /// # let _ = l;
+    /// ```
+    pub fn prune_every(mut self, every: Duration) -> Self {
+        self.prune_every = every;
+        self
+    }
+
+    /// The clock budgets refill by (default: a monotonic clock). Tests pass a
+    /// [`ManualClock`](crate::clock::ManualClock) and move it instead of sleeping.
+    ///
+    /// ```
+    /// # use hookguard::{clock::ManualClock, source::SourceLimiter};
+    /// let l = SourceLimiter::builder().clock(ManualClock::at_unix(0)).build().unwrap();
+    /// # let _ = l;
+    /// ```
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Builds the limiter.
+    ///
+    /// ```
+    /// # use hookguard::source::SourceLimiter;
+    /// assert!(SourceLimiter::builder().max_addresses(0).build().is_err());
+    /// ```
+    ///
+    /// # Errors
+    /// A budget of zero requests or a zero period, no room for addresses, or an IPv6
+    /// prefix over 128.
+    pub fn build(self) -> Result<SourceLimiter, ConfigError> {
+        let requests = quota(self.requests)?;
+        let failures = quota(self.failures)?;
+        if self.max_addresses == 0 {
+            return Err(ConfigError::Invalid("rate limit needs room for at least one address"));
+        }
+        if self.v6_prefix > 128 {
+            return Err(ConfigError::Invalid("IPv6 prefix is longer than 128 bits"));
+        }
+        let clock = LimiterClock { source: self.clock, anchor: std::time::Instant::now() };
+        let requests_store = SharedStore::new(self.max_addresses);
+        let failures_store = SharedStore::new(self.max_addresses);
+        let start = governor::clock::Clock::now(&clock).as_u64();
+        Ok(SourceLimiter {
+            inner: Arc::new(LimiterInner {
+                requests: RateLimiter::new(requests, requests_store.clone(), clock.clone()),
+                requests_store,
+                failures: RateLimiter::new(failures, failures_store.clone(), clock.clone()),
+                failures_store,
+                clock,
+                v6_prefix: self.v6_prefix,
+                prune_every: Nanos::from(self.prune_every),
+                last_prune: AtomicU64::new(start),
+            }),
+        })
+    }
+}
+
+fn quota((n, per): (u32, Duration)) -> Result<Quota, ConfigError> {
+    let n = NonZeroU32::new(n).ok_or(ConfigError::Invalid("rate limit of zero requests"))?;
+    Quota::with_period(per / n.get())
+        .map(|q| q.allow_burst(n))
+        .ok_or(ConfigError::Invalid("rate limit period is zero"))
+}
+
+/// governor's clock over hookguard's [`Clock`] (or a monotonic one): nanoseconds.
+#[derive(Clone)]
+struct LimiterClock {
+    source: Option<Arc<dyn Clock>>,
+    anchor: std::time::Instant,
+}
+
+impl governor::clock::Clock for LimiterClock {
+    type Instant = Nanos;
+    fn now(&self) -> Nanos {
+        match &self.source {
+            Some(clock) => {
+                let nanos = (clock.now() - OffsetDateTime::UNIX_EPOCH).whole_nanoseconds();
+                Nanos::new(u64::try_from(nanos.max(0)).unwrap_or(u64::MAX))
+            }
+            None => Nanos::from(self.anchor.elapsed()),
+        }
+    }
+}
+
+/// The key governor sees: which entry, and whether to keep the outcome (`dry` only
+/// asks whether a request would be allowed).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Probe {
+    key: LimitKey,
+    dry: bool,
+}
+
+/// A keyed state store for governor with a hard cap: governor keeps its GCRA state (one
+/// "theoretical arrival time" per key) here. Keys past the cap share `overflow`.
+#[derive(Clone)]
+struct SharedStore(Arc<Store>);
+
+struct Store {
+    table: Mutex<Table>,
+    cap: usize,
+}
+
+#[derive(Default)]
+struct Table {
+    map: HashMap<LimitKey, Nanos>,
+    overflow: Option<Nanos>,
+}
+
+impl Table {
+    fn len(&self) -> usize {
+        self.map.len() + usize::from(self.overflow.is_some())
+    }
+}
+
+impl SharedStore {
+    fn new(cap: usize) -> Self {
+        Self(Arc::new(Store { table: Mutex::new(Table::default()), cap }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.0.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn is_full(&self) -> bool {
+        self.lock().map.len() >= self.0.cap
+    }
+
+    fn shrink(&self) {
+        let mut table = self.lock();
+        if table.map.capacity() > table.map.len().saturating_mul(2).max(64) {
+            table.map.shrink_to_fit();
+        }
+    }
+}
+
+impl StateStore for SharedStore {
+    type Key = Probe;
+
+    fn measure_and_replace<T, F, E>(&self, probe: &Probe, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        let mut table = self.lock();
+        if let Some(tat) = table.map.get_mut(&probe.key) {
+            let (outcome, next) = f(Some(*tat))?;
+            if !probe.dry {
+                *tat = next;
+            }
+            return Ok(outcome);
+        }
+        if table.map.len() < self.0.cap {
+            let (outcome, next) = f(None)?;
+            if !probe.dry {
+                table.map.insert(probe.key.clone(), next);
+            }
+            return Ok(outcome);
+        }
+        let (outcome, next) = f(table.overflow)?;
+        if !probe.dry {
+            table.overflow = Some(next);
+        }
+        Ok(outcome)
+    }
+}
+
+impl ShrinkableKeyedStateStore<Probe> for SharedStore {
+    fn retain_recent(&self, drop_below: Nanos) {
+        let mut table = self.lock();
+        table.map.retain(|_, tat| *tat > drop_below);
+        if table.overflow.is_some_and(|tat| tat <= drop_below) {
+            table.overflow = None;
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lock().len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn key(s: &str) -> LimitKey {
+        LimitKey::new(s.parse().unwrap())
+    }
+
+    #[test]
+    fn ordinary_limit_refills() {
+        let clock = ManualClock::at_unix(1_000);
+        let l = SourceLimiter::builder()
+            .requests(3, Duration::from_secs(3))
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let k = key("192.0.2.1");
+        for n in 0..3 {
+            assert!(l.admit(&k).is_ok(), "request {n}");
+        }
+        let refused = l.admit(&k).unwrap_err();
+        assert_eq!(refused.by(), RefusedBy::RateLimit);
+        assert_eq!(refused.retry_after(), Duration::from_secs(1));
+        assert!(l.admit(&key("192.0.2.2")).is_ok(), "other address unaffected");
+        clock.advance(Duration::from_secs(1));
+        assert!(l.admit(&k).is_ok());
+        assert!(l.admit(&k).is_err());
+    }
+
+    #[test]
+    fn scopes_are_separate() {
+        let l = SourceLimiter::builder().requests(1, Duration::from_secs(60)).build().unwrap();
+        let k = key("192.0.2.1");
+        assert!(l.admit(&k.clone().scope("a")).is_ok());
+        assert!(l.admit(&k.clone().scope("b")).is_ok());
+        assert!(l.admit(&k.scope("a")).is_err());
+    }
+
+    #[test]
+    fn failure_budget_is_not_spent_by_admit() {
+        let clock = ManualClock::at_unix(0);
+        let l = SourceLimiter::builder()
+            .requests(1000, Duration::from_secs(1))
+            .failures(2, Duration::from_secs(60))
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let k = key("192.0.2.1");
+        for _ in 0..50 {
+            assert!(l.admit(&k).is_ok(), "verified requests never spend the failure budget");
+        }
+        l.record_failure(&k);
+        assert!(l.admit(&k).is_ok());
+        l.record_failure(&k);
+        let refused = l.admit(&k).unwrap_err();
+        assert_eq!(refused.by(), RefusedBy::FailureBudget);
+        assert_eq!(refused.retry_after_secs(), 30);
+        clock.advance(Duration::from_secs(29));
+        assert!(l.admit(&k).is_err());
+        clock.advance(Duration::from_secs(1));
+        assert!(l.admit(&k).is_ok());
+    }
+
+    #[test]
+    fn ipv6_counted_per_prefix() {
+        let l = SourceLimiter::builder().requests(1, Duration::from_secs(60)).build().unwrap();
+        assert!(l.admit(&key("2001:db8:1:2::1")).is_ok());
+        assert!(l.admit(&key("2001:db8:1:2::ffff")).is_err(), "same /64");
+        assert!(l.admit(&key("2001:db8:1:3::1")).is_ok(), "other /64");
+        let each =
+            SourceLimiter::builder().requests(1, Duration::from_secs(60)).ipv6_prefix(128).build().unwrap();
+        assert!(each.admit(&key("2001:db8::1")).is_ok());
+        assert!(each.admit(&key("2001:db8::2")).is_ok());
+        let all =
+            SourceLimiter::builder().requests(1, Duration::from_secs(60)).ipv6_prefix(0).build().unwrap();
+        assert!(all.admit(&key("2001:db8::1")).is_ok());
+        assert!(all.admit(&key("2002::2")).is_err());
+    }
+
+    #[test]
+    fn memory_stays_bounded_under_100k_addresses() {
+        let clock = ManualClock::at_unix(1_000_000);
+        let cap = 10_000;
+        let l = SourceLimiter::builder()
+            .requests(5, Duration::from_secs(5))
+            .max_addresses(cap)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        for n in 0u32..100_000 {
+            let k = LimitKey::new(IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + n)));
+            let _ = l.admit(&k);
+            l.record_failure(&k);
+            assert!(l.inner.requests_store.lock().map.len() <= cap, "requests table over cap at {n}");
+            assert!(l.inner.failures_store.lock().map.len() <= cap, "failures table over cap at {n}");
+            if n % 1_000 == 0 {
+                clock.advance(Duration::from_millis(1));
+            }
+        }
+        assert!(l.tracked() <= 2 * (cap + 1));
+        // Once budgets have refilled, entries go.
+        clock.advance(Duration::from_secs(600));
+        let _ = l.admit(&key("192.0.2.1"));
+        assert!(l.tracked() <= 2, "tracked after expiry: {}", l.tracked());
+    }
+
+    #[test]
+    fn refusals_are_counted_by_limit() {
+        let recorder = metrics_util::debugging::DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            let l = SourceLimiter::builder()
+                .requests(1, Duration::from_secs(60))
+                .failures(1, Duration::from_secs(60))
+                .build()
+                .unwrap();
+            let (a, b) = (key("192.0.2.1"), key("192.0.2.2"));
+            let _ = l.admit(&a);
+            let _ = l.admit(&a);
+            l.record_failure(&b);
+            let _ = l.admit(&b);
+        });
+        let refused = super::super::tests::refused(&snapshotter);
+        assert_eq!(refused.get("rate-limit"), Some(&1));
+        assert_eq!(refused.get("failure-budget"), Some(&1));
+    }
+
+    #[test]
+    fn overflow_addresses_share_one_budget() {
+        let l =
+            SourceLimiter::builder().requests(1, Duration::from_secs(60)).max_addresses(2).build().unwrap();
+        assert!(l.admit(&key("192.0.2.1")).is_ok());
+        assert!(l.admit(&key("192.0.2.2")).is_ok());
+        assert!(l.admit(&key("192.0.2.3")).is_ok(), "first overflow address");
+        assert_eq!(
+            l.admit(&key("192.0.2.4")).unwrap_err().by(),
+            RefusedBy::RateLimit,
+            "shares the overflow budget"
+        );
+        assert!(l.admit(&key("192.0.2.1")).is_err(), "tracked addresses keep their own");
+        assert_eq!(l.inner.requests_store.lock().map.len(), 2);
+    }
+}
