@@ -26,7 +26,7 @@
 //! | feature | adds | default |
 //! |---|---|---|
 //! | `tower` | [`guard`], [`layer`], [`replay`], [`inbox`], [`worker`], [`handshake`], [`tenant`] | yes |
-//! | `axum` | axum extractors ([`axum`](crate::axum)) | no |
+//! | `axum` | [axum extractors](crate::axum) | no |
 //! | `ed25519` | Ed25519 schemes: Standard Webhooks v1a, Discord | no |
 //! | `ecdsa` | ECDSA P-256: SendGrid | no |
 //! | `rsa` | RSA with an X.509 certificate: PayPal | no |
@@ -36,6 +36,8 @@
 #![deny(missing_docs, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[doc(hidden)]
+pub mod __fuzz;
 #[cfg(feature = "axum")]
 pub mod axum;
 pub mod clock;

@@ -26,4 +26,5 @@ mod body;
 mod verify;
 
 pub use accept::{AcceptFuture, WebhookService};
+pub(crate) use body::read as read_body;
 pub use verify::{Verify, VerifyFuture, VerifyLayer};
