@@ -41,6 +41,11 @@ use crate::{
 
 /// Default body limit: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+/// Default cap on the request head: the bytes of every header name and value together
+/// (64 KiB). HTTP servers cap the head too (hyper: about 400 KiB); this keeps the work a
+/// scheme does on header values (hashing an id, parsing a timestamp) small whatever the
+/// server allows.
+pub const DEFAULT_HEADER_LIMIT: usize = 64 * 1024;
 /// Default time to receive the whole body.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Replay marks for schemes without a timestamp live this long by default (72 hours,
@@ -180,6 +185,7 @@ struct Inner {
     inbox: Option<Arc<dyn Inbox>>,
     clock: Arc<dyn Clock>,
     body_limit: usize,
+    header_limit: usize,
     read_timeout: Duration,
     public_origin: Option<String>,
     handshake: Option<Arc<dyn Handshake>>,
@@ -198,6 +204,7 @@ impl fmt::Debug for Guard {
             .field("replay_ttl", &i.replay_ttl)
             .field("inbox", &i.inbox)
             .field("body_limit", &i.body_limit)
+            .field("header_limit", &i.header_limit)
             .field("read_timeout", &i.read_timeout)
             .field("public_origin", &i.public_origin)
             .field("handshake", &i.handshake)
@@ -223,6 +230,7 @@ impl Guard {
                 inbox: None,
                 clock: Arc::new(SystemClock),
                 body_limit: DEFAULT_BODY_LIMIT,
+                header_limit: DEFAULT_HEADER_LIMIT,
                 read_timeout: DEFAULT_READ_TIMEOUT,
                 public_origin: None,
                 handshake: None,
@@ -257,12 +265,30 @@ impl Guard {
         &self.inner.clock
     }
 
-    /// Checks the request head before the body is read: a declared `Content-Length`
-    /// over the limit is refused (413).
+    /// Checks the request head before the body is read: headers over the header limit
+    /// are refused (431), and so is a declared `Content-Length` over the body limit (413).
     ///
     /// # Errors
     /// The problem to answer with.
+    ///
+    /// ```
+    /// use hookguard::{guard::Guard, providers::github};
+    ///
+    /// let guard = Guard::builder("github", github::scheme("s").unwrap()).header_limit(1024).build();
+    /// let big = http::Request::post("/").header("x-github-delivery", "d".repeat(2000)).body(()).unwrap();
+    /// assert_eq!(guard.precheck(&big.into_parts().0).unwrap_err().status(), 431);
+    /// let huge = http::Request::post("/").header("content-length", "99999999999").body(()).unwrap();
+    /// assert_eq!(guard.precheck(&huge.into_parts().0).unwrap_err().status(), 413);
+    /// ```
     pub fn precheck(&self, parts: &Parts) -> Result<(), Problem> {
+        let mut head = 0_usize;
+        for (name, value) in &parts.headers {
+            head = head.saturating_add(name.as_str().len() + value.len());
+        }
+        if head > self.inner.header_limit {
+            self.count_rejected(known::HEADERS_TOO_LARGE.code());
+            return Err(known::HEADERS_TOO_LARGE);
+        }
         let declared = parts
             .headers
             .get(header::CONTENT_LENGTH)
@@ -552,6 +578,13 @@ impl GuardBuilder {
     /// The body limit in bytes (default 1 MiB).
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.inner.body_limit = bytes;
+        self
+    }
+
+    /// The most bytes all header names and values may take together (default
+    /// [`DEFAULT_HEADER_LIMIT`], 64 KiB); more is refused with 431 before the body is read.
+    pub fn header_limit(mut self, bytes: usize) -> Self {
+        self.inner.header_limit = bytes;
         self
     }
 

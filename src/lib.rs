@@ -42,6 +42,8 @@
 #![deny(missing_docs, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[doc(hidden)]
+pub mod __fuzz;
 #[cfg(feature = "actix")]
 pub mod actix;
 #[cfg(feature = "axum")]

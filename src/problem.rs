@@ -118,6 +118,11 @@ pub(crate) mod known {
 
     pub(crate) const BODY_TOO_LARGE: Problem =
         Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "Body too large");
+    pub(crate) const HEADERS_TOO_LARGE: Problem = Problem::new(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "headers-too-large",
+        "Request headers too large",
+    );
     pub(crate) const BODY_TIMEOUT: Problem =
         Problem::new(StatusCode::REQUEST_TIMEOUT, "body-timeout", "Body not received in time");
     pub(crate) const BODY_ERROR: Problem =

@@ -41,8 +41,8 @@ impl Encoding {
     /// Decodes a MAC-sized signature (at most 64 bytes) without allocating.
     ///
     /// # Errors
-    /// `Err(())` when the text is not valid in this encoding or decodes to more than 64
-    /// bytes.
+    /// `Err(())` when the text is empty, is not valid in this encoding, or decodes to more
+    /// than 64 bytes.
     ///
     /// ```
     /// # use hookguard::verify::Encoding;
@@ -52,6 +52,10 @@ impl Encoding {
     /// ```
     #[allow(clippy::result_unit_err)]
     pub fn decode(self, text: &[u8]) -> Result<Tag, ()> {
+        // An empty signature (`sha256=`, `v1,`) is malformed, not a zero-length MAC.
+        if text.is_empty() {
+            return Err(());
+        }
         let mut tag = Tag::EMPTY;
         self.decode_into(text, &mut tag)?;
         Ok(tag)
@@ -124,6 +128,12 @@ mod tests {
         // 64 bytes of base64 (88 characters with padding) still decode.
         let text = Encoding::Base64.encode(&[7; 64]);
         assert_eq!(Encoding::Base64.decode(text.as_bytes()).unwrap().as_bytes(), &[7; 64]);
+    }
+
+    #[test]
+    fn empty_text_is_not_a_signature() {
+        assert!(Encoding::Hex.decode(b"").is_err());
+        assert!(Encoding::Base64.decode(b"").is_err());
     }
 
     #[test]

@@ -129,6 +129,29 @@ impl Tag {
     }
 }
 
+/// Tags are compared only in constant time: `Tag` has no `PartialEq`, so `==` on two
+/// tags does not compile.
+///
+/// ```
+/// use hookguard::verify::Tag;
+/// use subtle::ConstantTimeEq as _;
+///
+/// let a = Tag::from_slice(&[1, 2, 3]).unwrap();
+/// assert!(bool::from(a.ct_eq(&Tag::from_slice(&[1, 2, 3]).unwrap())));
+/// assert!(!bool::from(a.ct_eq(&Tag::from_slice(&[1, 2]).unwrap())));
+/// ```
+///
+/// ```compile_fail
+/// use hookguard::verify::Tag;
+/// let a = Tag::from_slice(&[1]).unwrap();
+/// let _ = a == a;
+/// ```
+impl subtle::ConstantTimeEq for Tag {
+    fn ct_eq(&self, other: &Self) -> subtle::Choice {
+        Tag::ct_eq(self, other)
+    }
+}
+
 impl fmt::Debug for Tag {
     // A tag is derived from a secret: never print it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

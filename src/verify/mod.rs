@@ -69,6 +69,7 @@ pub use request::{Field, Verified, WebhookRequest};
 #[allow(unused_imports)] // for the asymmetric schemes
 pub(crate) use scheme::header_value;
 pub use scheme::{Outgoing, Scheme, Sign, SignError};
+pub(crate) use signature::Candidates;
 pub use signature::{MAX_SIGNATURE_HEADER_LEN, MAX_SIGNATURES, SignatureFormat};
 pub use timestamp::{TimestampFormat, Tolerance};
 pub use token::TokenScheme;

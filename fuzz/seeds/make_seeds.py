@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Writes fuzz/seeds/<target>/ from the provider vectors (PROVIDERS.md). Re-run after
+adding a vector; the files are committed, so CI does not need Python for fuzzing."""
+import hashlib, hmac, os, pathlib, struct
+
+ROOT = pathlib.Path(__file__).resolve().parent
+SLACK_BODY = ("token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V"
+              "&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text="
+              "&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN"
+              "&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c")
+SQUARE_BODY = ('{"merchant_id":"MLEFBHHSJGVHD","type":"webhooks.test_notification","event_id":"ac3ac95b-f97d-458c-a6e6-18981597e05f",'
+               '"created_at":"2022-07-13T20:30:59.037339943Z","data":{"type":"webhooks","id":"bc368e64-01aa-407e-b46e-3231809b1129"}}')
+stripe_body = '{"id":"evt_1","object":"event"}'
+stripe_sig = hmac.new(b"whsec_test", f"1614265330.{stripe_body}".encode(), hashlib.sha256).hexdigest()
+
+# (file, preset, secret, now, "METHOD URL", headers, body)
+REQUESTS = [
+    ("standard_webhooks_1", "standard-webhooks", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", 1614265330, "POST https://example.com/hooks",
+     [("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"), ("webhook-timestamp", "1614265330"),
+      ("webhook-signature", "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")], '{"test": 2432232314}'),
+    ("standard_webhooks_2", "standard-webhooks", "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD", 1649367553, "POST https://example.com/hooks",
+     [("webhook-id", "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk"), ("webhook-timestamp", "1649367553"),
+      ("webhook-signature", "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw= v1a,AAAA")], '{"email":"test@example.com","username":"test_user"}'),
+    ("svix", "svix", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", 1614265330, "POST https://example.com/hooks",
+     [("svix-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"), ("svix-timestamp", "1614265330"),
+      ("svix-signature", "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OA= v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")], '{"test": 2432232314}'),
+    ("standard_webhooks_v1a", "standard-webhooks-v1a", "whpk_1SiA4o9hyqTCpIqC5V9HUakiiaeACeqfZTInDBbOir4=", 1614265330, "POST https://example.com/hooks",
+     [("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"), ("webhook-timestamp", "1614265330"),
+      ("webhook-signature", "v1a,hnO3f9T8Ytu9HwrXslvumlUpqtNVqkhqw/enGzPCXe5BdqzCInXqYXFymVJaA7AZdpXwVLPo3mNl8EM+m7TBAg==")], '{"test": 2432232314}'),
+    ("stripe", "stripe", "whsec_test", 1614265330, "POST https://example.com/hooks",
+     [("stripe-signature", f"t=1614265330,v1={stripe_sig},v0=00")], stripe_body),
+    ("github_1", "github", "It's a Secret to Everybody", 0, "POST https://example.com/hooks",
+     [("x-hub-signature-256", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"), ("x-github-delivery", "d-1")], "Hello, World!"),
+    ("github_2", "github", "mysecret", 0, "POST https://example.com/hooks",
+     [("x-hub-signature-256", "sha256=4864D2759938A15468B5DF9ADE20BF161DA9B4F737EA61794142F3484236BDA3")], '{"foo":"bar"}'),
+    ("slack", "slack", "8f742231b10e8888abcd99yyyzzz85a5", 1531420618, "POST https://example.com/hooks",
+     [("x-slack-request-timestamp", "1531420618"), ("x-slack-signature", "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503")], SLACK_BODY),
+    ("twilio_form", "twilio", "12345", 0, "POST https://mycompany.com/myapp.php?foo=1&bar=2",
+     [("content-type", "application/x-www-form-urlencoded"), ("x-twilio-signature", "RSOYDt4T1cUTdK1PDd93/VVr8B8=")],
+     "CallSid=CA1234567890ABCDE&Caller=%2B14158675309&Digits=1234&From=%2B14158675309&To=%2B18005551212"),
+    ("twilio_json", "twilio", "12345", 0,
+     "POST https://mycompany.com/myapp.php?foo=1&bar=2&bodySHA256=0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620",
+     [("content-type", "application/json"), ("x-twilio-signature", "a9nBmqA0ju/hNViExpshrM61xv4=")], '{"property": "value", "boolean": true}'),
+    ("paddle", "paddle", "VALID_SECRET", 1698796800, "POST https://example.com/hooks",
+     [("paddle-signature", "ts=1698796800;h1=a300428748dce5c70e4da19bffd60769591ea969c99dea3105d0ec9612cf43f9")], '{"data": ["1", "2"]}'),
+    ("square", "square", "Ibxx_5AKakO-3qeNVR61Dw", 0, "POST https://webhook.site/679a4f3a-dcfa-49ee-bac5-9d0edad886b9",
+     [("x-square-hmacsha256-signature", "GF4YkrJgGBDZ9NIYbNXBnMzqb2HoL4RW/S6vkZ9/2N4=")], SQUARE_BODY),
+    ("hubspot_v3", "hubspot", "yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy", 15060, "POST https://www.example.com/webhook_uri",
+     [("x-hubspot-signature-v3", "HPW73RUtKmcYoEDADG0s6MmGFWUzWJKAW07r8RDgcQw="), ("x-hubspot-request-timestamp", "15000000")],
+     "{'example_field':'example_value'}"),
+    ("hubspot_v2", "hubspot-v2", "yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy", 0, "GET https://www.example.com/webhook_uri",
+     [("x-hubspot-signature", "eee2dddcc73c94d699f5e395f4b9d454a069a6855fbfa152e91e88823087200e"), ("x-hubspot-signature-version", "v2")], ""),
+    ("shopify", "shopify", "test_secret_key", 0, "POST https://example.com/hooks",
+     [("x-shopify-hmac-sha256", "B23tXN681gZ0qIWNRrgtzBE9XSDo5yaUu6wfmhu3a7g=")], '{"foo": "bar"}'),
+]
+
+
+def write(target, name, data):
+    d = ROOT / target
+    d.mkdir(parents=True, exist_ok=True)
+    (d / name).write_bytes(data)
+
+
+for name, preset, secret, now, target, headers, body in REQUESTS:
+    text = f"{preset}\n{secret}\n{now}\n{target}\n" + "".join(f"{k}: {v}\n" for k, v in headers) + "\n" + body
+    write("verify_presets", name, text.encode())
+    for k, v in headers:
+        if "signature" in k or "hmac" in k:
+            # signature_header: format byte, encoding byte (0 hex, 1 base64), values.
+            fmt = {"webhook-signature": 7, "svix-signature": 7, "stripe-signature": 4, "paddle-signature": 5,
+                   "x-hub-signature-256": 0, "x-slack-signature": 2}.get(k, 3)
+            enc = 1 if fmt == 7 or v.endswith("=") else 0
+            write("signature_header", name, bytes([fmt, enc]) + v.encode() + b"\n" + v.encode())
+            write("encoding", name, v.split("=", 1)[-1].split(",")[-1].encode() if fmt != 3 else v.encode())
+        if "timestamp" in k:
+            write("timestamp", name, v.encode())
+write("timestamp", "rfc3339", b"2022-07-13T20:30:59.037339943Z")
+write("timestamp", "millis", b"1564113600000")
+
+github = [(b"sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17", b"Hello, World!"),
+          (b"sha256=4864d2759938a15468b5df9ade20bf161da9b4f737ea61794142f3484236bda3", b'{"foo":"bar"}')]
+for i, (sig, body) in enumerate(github):
+    # problem: 8 control bytes, `<signature>\n<body>`.
+    write("problem", f"github_{i}", bytes([2, 2, 1, 0, 1, 0x91, 0x01, 3]) + sig + b"\n" + body)
+    # body_gate: limit (2), end, chunk size, repeat, sign, declared, extra; then the body.
+    write("body_gate", f"github_{i}", struct.pack("<H", 64) + bytes([0, 3, 0, 1, 1, 0]) + body)
+    write("body_gate", f"github_{i}_over", struct.pack("<H", 64) + bytes([1, 5, 20, 1, 0, 0]) + body)
+    write("body_gate", f"github_{i}_stall", struct.pack("<H", 4096) + bytes([3, 0, 0, 1, 2, 7]) + body)

@@ -1,0 +1,63 @@
+//! Thin entry points for the fuzz targets under `fuzz/`, over crate-internal parsers.
+//! Not public API: hidden from the docs, no stability promise.
+
+use http::HeaderValue;
+
+use crate::verify::{Encoding, Reason, SignatureFormat};
+
+/// What a signature header parse found: how many signatures decoded (with their
+/// lengths) and the timestamp parameter, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    /// Decoded signatures, each as bytes.
+    pub signatures: Vec<Vec<u8>>,
+    /// The timestamp parameter of the header (`t=` in Stripe's format).
+    pub timestamp: Option<Vec<u8>>,
+}
+
+/// `SignatureFormat::parse`: MAC-sized signatures (at most 64 bytes each), decoded on
+/// the stack, for every value of a (possibly duplicated) header.
+///
+/// # Errors
+/// The rejection's reason.
+pub fn parse_signatures(
+    format: SignatureFormat,
+    encoding: Encoding,
+    values: &[HeaderValue],
+) -> Result<Parsed, Reason> {
+    let mut candidates = crate::verify::Candidates::new();
+    let timestamp = format.parse(encoding, values.iter(), &mut candidates).map_err(|r| r.reason())?;
+    Ok(Parsed {
+        signatures: candidates.as_slice().iter().map(|t| t.as_bytes().to_vec()).collect(),
+        timestamp: timestamp.map(<[u8]>::to_vec),
+    })
+}
+
+/// `SignatureFormat::parse_bytes`: signatures of any length (asymmetric schemes).
+///
+/// # Errors
+/// The rejection's reason.
+pub fn parse_signature_bytes(
+    format: SignatureFormat,
+    encoding: Encoding,
+    values: &[HeaderValue],
+) -> Result<Parsed, Reason> {
+    let (signatures, timestamp) = format.parse_bytes(encoding, values.iter()).map_err(|r| r.reason())?;
+    Ok(Parsed { signatures, timestamp: timestamp.map(<[u8]>::to_vec) })
+}
+
+/// The guard's body reader: the body limit and read timeout of `guard`.
+///
+/// # Errors
+/// The problem the guard answers with (413, 408, 400).
+#[cfg(feature = "tower")]
+pub async fn read_body<B>(
+    guard: &crate::guard::Guard,
+    body: B,
+) -> Result<bytes::Bytes, crate::problem::Problem>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    crate::layer::read_body(guard, body).await
+}
