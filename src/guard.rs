@@ -225,7 +225,7 @@ impl Guard {
             inner: Inner {
                 endpoint: name.into(),
                 source: Arc::new(source),
-                replay: Some(Arc::new(MemoryReplayStore::new())),
+                replay: None,
                 replay_ttl: None,
                 inbox: None,
                 clock: Arc::new(SystemClock),
@@ -238,6 +238,7 @@ impl Guard {
                 retry_after: 5,
                 accepted_status: StatusCode::ACCEPTED,
             },
+            default_replay: true,
         }
     }
 
@@ -535,6 +536,9 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Vec<u8>> {
 #[must_use]
 pub struct GuardBuilder {
     inner: Inner,
+    /// Whether the replay store is still the default in-memory one (it then takes the
+    /// guard's clock when built).
+    default_replay: bool,
 }
 
 impl fmt::Debug for GuardBuilder {
@@ -547,12 +551,14 @@ impl GuardBuilder {
     /// The replay store (default: an in-memory one per guard).
     pub fn replay_store(mut self, store: impl ReplayStore) -> Self {
         self.inner.replay = Some(Arc::new(store));
+        self.default_replay = false;
         self
     }
 
     /// No replay protection (not recommended; the inbox still refuses duplicate keys).
     pub fn no_replay_store(mut self) -> Self {
         self.inner.replay = None;
+        self.default_replay = false;
         self
     }
 
@@ -569,7 +575,8 @@ impl GuardBuilder {
         self
     }
 
-    /// The clock (default: the system clock).
+    /// The clock (default: the system clock). The default in-memory replay store expires
+    /// its marks by this clock too.
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.inner.clock = Arc::new(clock);
         self
@@ -627,7 +634,11 @@ impl GuardBuilder {
 
     /// Builds the guard.
     #[must_use]
-    pub fn build(self) -> Guard {
+    pub fn build(mut self) -> Guard {
+        if self.default_replay {
+            let store = MemoryReplayStore::new().clock(Arc::clone(&self.inner.clock));
+            self.inner.replay = Some(Arc::new(store));
+        }
         Guard { inner: Arc::new(self.inner) }
     }
 }

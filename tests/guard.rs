@@ -12,7 +12,7 @@ use bytes::Bytes;
 use hookguard::{
     Secret,
     clock::ManualClock,
-    guard::Guard,
+    guard::{Checked, Guard},
     handshake::{AsanaHookSecret, DropboxChallenge, MetaSubscription, SlackUrlVerification},
     inbox::{Inbox, MemoryInbox},
     providers::{asana, dropbox, github, meta, slack},
@@ -208,4 +208,28 @@ async fn declared_length_over_the_limit_is_refused_before_anything_else() {
     let res = guard.accept(&parts, Bytes::new()).await;
     assert_eq!(res.status(), 413);
     assert_eq!(inbox.depth().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn the_default_replay_store_follows_the_guards_clock() {
+    let clock = ManualClock::at_unix(1_700_000_000);
+    let inbox = MemoryInbox::new();
+    let guard = Guard::builder("github", github::scheme("s").unwrap())
+        .clock(clock.clone())
+        .replay_ttl(Duration::from_secs(60))
+        .inbox(inbox.clone())
+        .build();
+    let scheme = github::scheme("s").unwrap();
+    let now = clock.now_for_tests();
+    let mut parts = signed(&scheme, "/", b"{}", now, "d");
+    parts.headers.insert("x-github-delivery", "d".parse().unwrap());
+    assert_eq!(guard.accept(&parts, Bytes::from_static(b"{}")).await.status(), 202);
+    assert_eq!(guard.accept(&parts, Bytes::from_static(b"{}")).await.status(), 200);
+    assert!(matches!(guard.check(&parts, &Bytes::from_static(b"{}")).await, Checked::Duplicate(_)));
+    // Past the replay TTL by the guard's (manual) clock, the mark is gone.
+    clock.advance(Duration::from_secs(61));
+    assert!(matches!(guard.check(&parts, &Bytes::from_static(b"{}")).await, Checked::Fresh { .. }));
+    // The inbox still knows the key: the resend is not processed again.
+    assert_eq!(guard.accept(&parts, Bytes::from_static(b"{}")).await.status(), 200);
+    assert_eq!(inbox.depth().await.unwrap(), 1);
 }

@@ -113,7 +113,9 @@ impl Webhook {
     pub fn received_at(&self) -> OffsetDateTime {
         self.received_at
     }
-    /// The request headers that were kept (signature and credential headers are not).
+    /// The request headers that were kept: all but credentials and shared tokens
+    /// (`Authorization`, `Cookie`, `X-Gitlab-Token`, `X-Hook-Secret`, …). Signature headers
+    /// are kept: they are not secret.
     #[must_use]
     pub fn headers(&self) -> &HeaderMap {
         &self.headers
