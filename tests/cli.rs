@@ -655,3 +655,78 @@ fn the_example_config_is_valid() {
     let out = hookguard(&["serve", "--check", "--config", example.to_str().expect("path")], b"");
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+/// `serve` on each durable backend: a delivery is accepted once and written once; on
+/// SQLite it is still a duplicate after a restart. Redis and PostgreSQL run when their
+/// `HOOKGUARD_TEST_*_URL` variable is set (and say they skipped otherwise).
+#[test]
+fn serve_on_durable_backends() {
+    let unique = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos()
+    );
+    let mut backends: Vec<(&str, String)> = Vec::new();
+    #[cfg(feature = "sqlite")]
+    backends.push(("sqlite", "[inbox]\nbackend = \"sqlite\"\npath = \"inbox.db\"\n".to_owned()));
+    #[cfg(feature = "redis")]
+    match std::env::var("HOOKGUARD_TEST_REDIS_URL") {
+        Ok(_) => backends.push((
+            "redis",
+            "[replay]\nbackend = \"redis\"\nurl_env = \"HOOKGUARD_TEST_REDIS_URL\"\n\n\
+             [inbox]\nbackend = \"redis\"\nurl_env = \"HOOKGUARD_TEST_REDIS_URL\"\n"
+                .to_owned(),
+        )),
+        Err(_) => eprintln!("skipped redis: HOOKGUARD_TEST_REDIS_URL is not set"),
+    }
+    #[cfg(feature = "postgres")]
+    match std::env::var("HOOKGUARD_TEST_POSTGRES_URL") {
+        Ok(_) => backends.push((
+            "postgres",
+            "[inbox]\nbackend = \"postgres\"\nurl_env = \"HOOKGUARD_TEST_POSTGRES_URL\"\n".to_owned(),
+        )),
+        Err(_) => eprintln!("skipped postgres: HOOKGUARD_TEST_POSTGRES_URL is not set"),
+    }
+    for (backend, section) in backends {
+        let dir = temp_dir(&format!("durable-{backend}"));
+        let inbox_section =
+            section.replace("path = \"inbox.db\"", &format!("path = {:?}", dir.join("inbox.db")));
+        let config = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n{inbox_section}\n[[endpoint]]\npath = \"/hooks/github\"\n\
+             provider = \"github\"\nsecret = \"{KEY}\"\nappend_to = {:?}\n",
+            dir.join("out.jsonl")
+        );
+        let config_path = dir.join("hookguard.toml");
+        std::fs::write(&config_path, &config).expect("write config");
+        let id = format!("durable-{backend}-{unique}");
+        let send = |server: &Server| {
+            let sent = hookguard(
+                &["send", "-p", "github", "-s", KEY, "--url", &server.url("/hooks/github"), "--id", &id],
+                br#"{"zen":"durable"}"#,
+            );
+            assert!(sent.status.success(), "{backend}: {}", text(&sent.stderr));
+            text(&sent.stdout)
+        };
+        let server = Server::start(&config_path);
+        assert!(send(&server).starts_with("HTTP 202"), "{backend}: first send");
+        assert!(send(&server).starts_with("HTTP 200"), "{backend}: second send is a duplicate");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let written = loop {
+            let lines = std::fs::read_to_string(dir.join("out.jsonl")).unwrap_or_default();
+            let n = lines.lines().filter(|l| l.contains(&id)).count();
+            if n > 0 || Instant::now() > deadline {
+                break n;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(written, 1, "{backend}: the delivery is processed once");
+        assert!(server.stop().success(), "{backend}: clean stop");
+        if backend == "sqlite" {
+            // The inbox file remembers the delivery across a restart.
+            let server = Server::start(&config_path);
+            assert!(send(&server).starts_with("HTTP 200"), "{backend}: duplicate after restart");
+            assert!(server.stop().success());
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
