@@ -730,3 +730,48 @@ fn serve_on_durable_backends() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// `serve` applies the allow-list and the rate limit's failure budget from the config;
+/// a bad range is a start-up error naming the line.
+#[test]
+fn serve_applies_source_controls() {
+    let dir = temp_dir("source");
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n\
+         [[endpoint]]\npath = \"/hooks/closed\"\nprovider = \"github\"\nsecret = \"{KEY}\"\nappend_to = \"out.jsonl\"\n\
+         allow = [\"10.0.0.0/8\", \"2001:db8::/32\"]\n\n\
+         [[endpoint]]\npath = \"/hooks/open\"\nprovider = \"github\"\nsecret = \"{KEY}\"\nappend_to = \"out.jsonl\"\n\
+         allow = [\"127.0.0.0/8\"]\n\
+         rate_limit = {{ requests = 100, per_secs = 60, failures = 2, failures_per_secs = 3600 }}\n"
+    );
+    let config_path = dir.join("hookguard.toml");
+    std::fs::write(&config_path, &config).expect("write config");
+    let server = Server::start(&config_path);
+    let send = |path: &str, secret: &str, id: &str| {
+        let sent = hookguard(
+            &["send", "-p", "github", "-s", secret, "--url", &server.url(path), "--id", id],
+            br#"{"zen":"source"}"#,
+        );
+        text(&sent.stdout)
+    };
+    let cases = [
+        ("outside the allow-list", "/hooks/closed", KEY, "c1", "HTTP 403"),
+        ("inside the allow-list", "/hooks/open", KEY, "o1", "HTTP 202"),
+        ("forged 1", "/hooks/open", "wrong", "f1", "HTTP 401"),
+        ("forged 2", "/hooks/open", "wrong", "f2", "HTTP 401"),
+        ("failure budget spent", "/hooks/open", "wrong", "f3", "HTTP 429"),
+    ];
+    for (name, path, secret, id, want) in cases {
+        let said = send(path, secret, id);
+        assert!(said.starts_with(want), "case {name}: {said}");
+    }
+    assert!(server.stop().success());
+
+    let bad = config.replace("\"10.0.0.0/8\"", "\"10.0.0.0/33\"");
+    std::fs::write(&config_path, &bad).expect("write config");
+    let out = hookguard(&["serve", "--config", config_path.to_str().expect("utf-8 path"), "--check"], b"");
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("hookguard.toml:9:9: endpoint `hooks-closed`: allow:"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

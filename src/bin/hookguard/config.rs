@@ -10,7 +10,12 @@ use std::{
     time::Duration,
 };
 
-use hookguard::{guard::Handshake, handshake, providers::Preset};
+use hookguard::{
+    guard::Handshake,
+    handshake,
+    providers::Preset,
+    source::{AllowList, ForwardedHeader, SourceLimiter, TrustedProxies},
+};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -44,12 +49,34 @@ struct RawServer {
     shutdown_grace_secs: u64,
     #[serde(default = "yes")]
     metrics: bool,
+    /// Proxies whose `X-Forwarded-For` (or `Forwarded`) is believed.
+    trusted_proxies: Option<Spanned<Vec<String>>>,
+    /// `x-forwarded-for` (default) or `forwarded`.
+    forwarded_header: Option<Spanned<String>>,
 }
 
 impl Default for RawServer {
     fn default() -> Self {
-        Self { listen: default_listen(), tls: None, shutdown_grace_secs: default_grace(), metrics: true }
+        Self {
+            listen: default_listen(),
+            tls: None,
+            shutdown_grace_secs: default_grace(),
+            metrics: true,
+            trusted_proxies: None,
+            forwarded_header: None,
+        }
     }
+}
+
+/// `rate_limit = { requests = 100, per_secs = 10, failures = 10, failures_per_secs = 600 }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRateLimit {
+    requests: u32,
+    per_secs: u64,
+    failures: Option<u32>,
+    failures_per_secs: Option<u64>,
+    max_addresses: Option<usize>,
 }
 
 fn default_listen() -> Spanned<String> {
@@ -174,6 +201,15 @@ struct RawEndpoint {
     forward_to: Option<Spanned<String>>,
     #[serde(default = "default_action_timeout")]
     timeout_secs: u64,
+    allow: Option<Spanned<Vec<String>>>,
+    allow_file: Option<Spanned<PathBuf>>,
+    #[serde(default = "default_allow_reload")]
+    allow_reload_secs: u64,
+    rate_limit: Option<Spanned<RawRateLimit>>,
+}
+
+fn default_allow_reload() -> u64 {
+    60
 }
 
 fn default_action_timeout() -> u64 {
@@ -220,6 +256,10 @@ pub(crate) struct Endpoint {
     pub(crate) body_limit: Option<usize>,
     pub(crate) public_origin: Option<String>,
     pub(crate) action: Action,
+    /// Addresses allowed to call, and the file the list is reloaded from (with its period).
+    pub(crate) allow: Option<(AllowList, Option<(PathBuf, Duration)>)>,
+    /// Per-address rate limit with a failure budget.
+    pub(crate) rate_limit: Option<SourceLimiter>,
     /// Demo secrets in use (from `secret_env_default`): the variables to set.
     pub(crate) demo_secret_for: Option<Vec<String>>,
 }
@@ -227,6 +267,7 @@ pub(crate) struct Endpoint {
 /// The whole configuration, checked.
 pub(crate) struct Config {
     pub(crate) listen: String,
+    pub(crate) trusted_proxies: TrustedProxies,
     pub(crate) tls: Option<(PathBuf, PathBuf)>,
     pub(crate) shutdown_grace: Duration,
     pub(crate) metrics: bool,
@@ -309,8 +350,23 @@ pub(crate) fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String
         let endpoint = endpoint(&src, span, spanned.into_inner(), env)?;
         endpoints.push(endpoint);
     }
+    let mut trusted_proxies = match &server.trusted_proxies {
+        Some(list) => list
+            .get_ref()
+            .join("\n")
+            .parse::<TrustedProxies>()
+            .map_err(|e| src.at(list.span(), format!("[server] trusted_proxies: {e}")))?,
+        None => TrustedProxies::none(),
+    };
+    if let Some(header) = &server.forwarded_header {
+        let parsed = ForwardedHeader::from_name(header.get_ref()).ok_or_else(|| {
+            src.at(header.span(), "[server] forwarded_header must be `x-forwarded-for` or `forwarded`")
+        })?;
+        trusted_proxies = trusted_proxies.header(parsed);
+    }
     Ok(Config {
         listen: server.listen.into_inner(),
+        trusted_proxies,
         tls,
         shutdown_grace: Duration::from_secs(server.shutdown_grace_secs),
         metrics: server.metrics,
@@ -575,6 +631,48 @@ fn endpoint(
             format!("{label}: {provider} signs the URL it calls: set `public_origin` (https://your.host)"),
         ));
     }
+    let allow = match (&raw.allow, &raw.allow_file) {
+        (None, None) => None,
+        (ranges, file) => {
+            let mut list = Vec::new();
+            if let Some(ranges) = ranges {
+                list = AllowList::parse_ranges(&ranges.get_ref().join("\n"))
+                    .map_err(|e| src.at(ranges.span(), format!("{label}: allow: {e}")))?;
+            }
+            let allow_list = AllowList::new(list);
+            let reload = match file {
+                Some(file) => {
+                    let full = src.resolve(file.get_ref());
+                    allow_list
+                        .reload_from_file(&full)
+                        .map_err(|e| src.at(file.span(), format!("{label}: allow_file: {e}")))?;
+                    if let Some(ranges) = ranges {
+                        // The file's ranges and the listed ones, together.
+                        let mut all = (*allow_list.ranges()).clone();
+                        all.extend(AllowList::parse_ranges(&ranges.get_ref().join("\n")).unwrap_or_default());
+                        allow_list.replace(all);
+                    }
+                    Some((full, Duration::from_secs(raw.allow_reload_secs.max(1))))
+                }
+                None => None,
+            };
+            Some((allow_list, reload))
+        }
+    };
+    let rate_limit = match &raw.rate_limit {
+        None => None,
+        Some(spanned) => {
+            let r = spanned.get_ref();
+            let mut builder = SourceLimiter::builder().requests(r.requests, Duration::from_secs(r.per_secs));
+            if let Some(n) = r.failures {
+                builder = builder.failures(n, Duration::from_secs(r.failures_per_secs.unwrap_or(600)));
+            }
+            if let Some(n) = r.max_addresses {
+                builder = builder.max_addresses(n);
+            }
+            Some(builder.build().map_err(|e| src.at(spanned.span(), format!("{label}: rate_limit: {e}")))?)
+        }
+    };
     Ok(Endpoint {
         name,
         path,
@@ -583,6 +681,8 @@ fn endpoint(
         body_limit: raw.body_limit,
         public_origin: raw.public_origin,
         action,
+        allow,
+        rate_limit,
         demo_secret_for,
     })
 }

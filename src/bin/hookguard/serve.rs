@@ -7,7 +7,7 @@ use base64::Engine as _;
 use hookguard::{
     guard::Guard,
     inbox::{Inbox, MemoryInbox, Webhook},
-    layer::WebhookService,
+    layer::{AllowListLayer, RateLimitLayer, WebhookService},
     replay::{MemoryReplayStore, ReplayStore},
     verify::Scheme as _,
     worker::{Backoff, Worker},
@@ -126,7 +126,35 @@ async fn serve(config: Config) -> Result<(), String> {
         if let Some(origin) = endpoint.public_origin {
             guard = guard.public_origin(origin);
         }
-        app = app.route_service(&endpoint.path, WebhookService::new(guard.build()));
+        let mut route = Router::new().route_service(&endpoint.path, WebhookService::new(guard.build()));
+        // Source controls sit in front of the guard and refuse before the body is read.
+        if let Some(limiter) = endpoint.rate_limit {
+            route = route.route_layer(
+                RateLimitLayer::new(limiter)
+                    .trusted_proxies(config.trusted_proxies.clone())
+                    .scope(endpoint.name.clone()),
+            );
+        }
+        if let Some((list, reload)) = endpoint.allow {
+            if let Some((file, every)) = reload {
+                let list = list.clone();
+                let name = endpoint.name.clone();
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(every);
+                    tick.tick().await;
+                    loop {
+                        tick.tick().await;
+                        // A bad file keeps the ranges in force.
+                        if let Err(e) = list.reload_from_file(&file) {
+                            tracing::warn!(endpoint = %name, error = %e, "allow_file not reloaded");
+                        }
+                    }
+                });
+            }
+            route =
+                route.route_layer(AllowListLayer::new(list).trusted_proxies(config.trusted_proxies.clone()));
+        }
+        app = app.merge(route);
         actions.insert(endpoint.name, Runner::new(endpoint.action, client.clone()));
     }
     let actions = Arc::new(actions);
@@ -157,7 +185,7 @@ async fn serve(config: Config) -> Result<(), String> {
     tracing::info!(%addr, replay = config.replay.name(), inbox = config.inbox.name(), "listening");
 
     let served = match &config.tls {
-        None => axum::serve(listener, app)
+        None => axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
             .with_graceful_shutdown(shutdown_signal())
             .await
             .map_err(|e| format!("server failed: {e}")),
@@ -495,9 +523,12 @@ mod tls {
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
-                    let Ok((tcp, _)) = accepted else { continue };
+                    let Ok((tcp, peer)) = accepted else { continue };
                     let acceptor = acceptor.clone();
-                    let service = TowerToHyperService::new(app.clone());
+                    // The peer address, for the allow-list and rate limits.
+                    let service = TowerToHyperService::new(
+                        app.clone().layer(axum::Extension(hookguard::source::PeerAddr(peer))),
+                    );
                     let watcher = graceful.watcher();
                     tokio::spawn(async move {
                         let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
