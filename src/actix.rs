@@ -10,6 +10,10 @@
 //!   handler gets the verified bytes unchanged and a [`Verified`] in the request
 //!   extensions; read them with the [`VerifiedWebhook`] or [`VerifiedJson<T>`] extractors
 //!   (`422` problem when the body does not fit `T`).
+//! - `SourceControls` (feature `source-controls`): allow-list and rate limit with a
+//!   failure budget in front of either, refusing before the body is read, like
+//!   [`AllowListLayer`](crate::layer::AllowListLayer) and
+//!   [`RateLimitLayer`](crate::layer::RateLimitLayer).
 //!
 //! This module is a thin shell: it converts actix's request head into
 //! [`http::request::Parts`], reads the body with the guard's limit (`413` for a declared
@@ -52,7 +56,7 @@ use bytes::Bytes;
 use http::request::Parts;
 
 use crate::{
-    guard::{Checked, Guard},
+    guard::{Checked, Guard, VerificationFailed},
     problem::{Problem, known},
     verify::Verified,
 };
@@ -240,21 +244,27 @@ fn parts_of(req: &HttpRequest) -> Parts {
         .uri(http::Uri::try_from(req.uri().to_string()).unwrap_or_default())
         .version(version(req.version()));
     if let Some(headers) = builder.headers_mut() {
-        headers.reserve(req.headers().len());
-        for (name, value) in req.headers() {
-            if let (Ok(name), Ok(value)) = (
-                http::HeaderName::from_bytes(name.as_str().as_bytes()),
-                http::HeaderValue::from_bytes(value.as_bytes()),
-            ) {
-                headers.append(name, value);
-            }
-        }
+        *headers = headers_of(req);
     }
     match builder.body(()) {
         Ok(req) => req.into_parts().0,
         // Unreachable: every part above is valid; fall back to an empty head.
         Err(_) => http::Request::new(()).into_parts().0,
     }
+}
+
+/// actix's request headers (http 0.2 types) as an `http` 1 [`http::HeaderMap`].
+fn headers_of(req: &HttpRequest) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::with_capacity(req.headers().len());
+    for (name, value) in req.headers() {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name.as_str().as_bytes()),
+            http::HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    headers
 }
 
 fn version(v: actix_web::http::Version) -> http::Version {
@@ -268,9 +278,12 @@ fn version(v: actix_web::http::Version) -> http::Version {
     }
 }
 
-/// The guard's `http` 1 answer as an actix response.
+/// The guard's `http` 1 answer as an actix response. A [`VerificationFailed`] marker is
+/// carried over as an actix response extension, for `SourceControls` (or your own
+/// middleware) to read.
 fn respond(res: http::Response<Vec<u8>>) -> HttpResponse {
     let (parts, body) = res.into_parts();
+    let failed = parts.extensions.get::<VerificationFailed>().copied();
     let status = actix_web::http::StatusCode::from_u16(parts.status.as_u16())
         .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
     let mut out = HttpResponse::build(status);
@@ -282,7 +295,11 @@ fn respond(res: http::Response<Vec<u8>>) -> HttpResponse {
             out.append_header((name, value));
         }
     }
-    out.body(body)
+    let mut out = out.body(body);
+    if let Some(failed) = failed {
+        out.extensions_mut().insert(failed);
+    }
+    out
 }
 
 /// Why an extractor could not give its value.
@@ -397,5 +414,282 @@ impl<T: serde::de::DeserializeOwned + 'static> FromRequest for VerifiedJson<T> {
             let hook = hook.await?;
             serde_json::from_slice(&hook.body).map(VerifiedJson).map_err(WebhookRejection::Json)
         })
+    }
+}
+
+#[cfg(feature = "source-controls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "source-controls")))]
+pub use sources::{SourceControls, SourceControlsMiddleware};
+
+#[cfg(feature = "source-controls")]
+mod sources {
+    use std::{fmt, net::IpAddr, rc::Rc, sync::Arc};
+
+    use actix_web::{
+        HttpMessage as _,
+        body::{EitherBody, MessageBody},
+        dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready},
+    };
+
+    use super::{LocalFuture, Ready, answer, headers_of, ready};
+    use crate::{
+        guard::VerificationFailed,
+        layer::source::PEER_UNKNOWN,
+        problem::Problem,
+        source::{AllowList, ClientAddr, LimitKey, Refused, SourceLimiter, TrustedProxies},
+    };
+
+    /// Who passed [`SourceControls`]: the client address, and the rate-limit key.
+    struct Admitted {
+        client: Option<IpAddr>,
+        key: Option<LimitKey>,
+    }
+
+    /// Source controls as actix middleware: an [`AllowList`] (`403 source-not-allowed`)
+    /// and a [`SourceLimiter`] (`429 rate-limited` with `Retry-After`), both answered
+    /// before the body is read, with the same problem bodies as
+    /// [`AllowListLayer`](crate::layer::AllowListLayer) and
+    /// [`RateLimitLayer`](crate::layer::RateLimitLayer).
+    ///
+    /// The client address is the connection's peer ([`HttpRequest::peer_addr`](actix_web::HttpRequest::peer_addr)),
+    /// or the hop behind [`trusted_proxies`](Self::trusted_proxies); it is passed on as a
+    /// [`ClientAddr`] request extension. Wrap it around [`Verify`](super::Verify) or
+    /// [`webhook_route`](super::webhook_route): every answer they mark with
+    /// [`VerificationFailed`] (a forged, stale or malformed signature) spends from the
+    /// sender's failure budget, and a sender whose failure budget is empty is refused
+    /// before verification until it refills. Requests without a peer address get `500`.
+    ///
+    /// In actix, the last `wrap` runs first: put `.wrap(SourceControls::…)` after
+    /// `.wrap(Verify::new(guard))`.
+    ///
+    /// ```
+    /// # actix_web::rt::System::new().block_on(async {
+    /// use std::time::Duration;
+    /// use actix_web::{App, test, web};
+    /// use hookguard::{actix::{SourceControls, webhook_route}, guard::Guard, providers::github, source::SourceLimiter};
+    ///
+    /// let limiter = SourceLimiter::builder()
+    ///     .requests(100, Duration::from_secs(10))
+    ///     .failures(2, Duration::from_secs(600))
+    ///     .build()
+    ///     .unwrap();
+    /// let guard = Guard::builder("github", github::scheme("It's a Secret to Everybody").unwrap()).build();
+    /// let app = test::init_service(App::new().service(
+    ///     web::resource("/hooks")
+    ///         .wrap(SourceControls::new().allow_list("198.51.100.0/24".parse().unwrap()).rate_limit(limiter).scope("github"))
+    ///         .route(webhook_route(guard)),
+    /// ))
+    /// .await;
+    /// let from = |peer: &str| {
+    ///     test::TestRequest::post()
+    ///         .uri("/hooks")
+    ///         .peer_addr(peer.parse().unwrap())
+    ///         .insert_header(("x-hub-signature-256", "sha256=00"))
+    ///         .set_payload("{}")
+    ///         .to_request()
+    /// };
+    /// assert_eq!(test::call_service(&app, from("192.0.2.1:5000")).await.status(), 403);
+    /// assert_eq!(test::call_service(&app, from("198.51.100.66:5000")).await.status(), 401);
+    /// assert_eq!(test::call_service(&app, from("198.51.100.66:5000")).await.status(), 401);
+    /// let refused = test::call_service(&app, from("198.51.100.66:5000")).await;
+    /// assert_eq!(refused.status(), 429); // refused before verification
+    /// assert!(refused.headers().contains_key("retry-after"));
+    /// # });
+    /// ```
+    #[derive(Clone, Default)]
+    #[must_use]
+    pub struct SourceControls {
+        allow: Option<AllowList>,
+        limiter: Option<SourceLimiter>,
+        proxies: TrustedProxies,
+        scope: Option<Arc<str>>,
+        failure_statuses: Arc<[http::StatusCode]>,
+    }
+
+    impl fmt::Debug for SourceControls {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("SourceControls")
+                .field("allow", &self.allow)
+                .field("limiter", &self.limiter)
+                .field("proxies", &self.proxies)
+                .field("scope", &self.scope)
+                .field("failure_statuses", &self.failure_statuses)
+                .finish()
+        }
+    }
+
+    impl SourceControls {
+        /// No controls yet: add an [`allow_list`](Self::allow_list), a
+        /// [`rate_limit`](Self::rate_limit) or both.
+        ///
+        /// ```
+        /// let controls = hookguard::actix::SourceControls::new();
+        /// # let _ = controls;
+        /// ```
+        pub fn new() -> Self {
+            Self::default()
+        }
+
+        /// Refuse clients outside `list` with `403` (clones share it:
+        /// [`AllowList::replace`] takes effect at once).
+        ///
+        /// ```
+        /// use hookguard::{actix::SourceControls, source::AllowList};
+        /// let controls = SourceControls::new().allow_list("192.30.252.0/22".parse::<AllowList>().unwrap());
+        /// # let _ = controls;
+        /// ```
+        pub fn allow_list(mut self, list: AllowList) -> Self {
+            self.allow = Some(list);
+            self
+        }
+
+        /// Rate limit by client address with `limiter`, spending from its failure budget
+        /// on each answer marked [`VerificationFailed`] (clones share its state).
+        ///
+        /// ```
+        /// use hookguard::{actix::SourceControls, source::SourceLimiter};
+        /// let controls = SourceControls::new().rate_limit(SourceLimiter::builder().build().unwrap());
+        /// # let _ = controls;
+        /// ```
+        pub fn rate_limit(mut self, limiter: SourceLimiter) -> Self {
+            self.limiter = Some(limiter);
+            self
+        }
+
+        /// The proxies whose forwarding header is believed (default: none).
+        ///
+        /// ```
+        /// use hookguard::{actix::SourceControls, source::TrustedProxies};
+        /// let controls = SourceControls::new().trusted_proxies(TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]));
+        /// # let _ = controls;
+        /// ```
+        pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+            self.proxies = proxies;
+            self
+        }
+
+        /// Counts under this endpoint name as well as the address (separate budgets for
+        /// routes sharing one limiter).
+        ///
+        /// ```
+        /// let controls = hookguard::actix::SourceControls::new().scope("stripe");
+        /// # let _ = controls;
+        /// ```
+        pub fn scope(mut self, scope: impl Into<Arc<str>>) -> Self {
+            self.scope = Some(scope.into());
+            self
+        }
+
+        /// Also treat answers with these statuses as failed verifications (for inner
+        /// services that are not hookguard's; hookguard's own answers carry
+        /// [`VerificationFailed`]).
+        ///
+        /// ```
+        /// let controls = hookguard::actix::SourceControls::new().failure_statuses([http::StatusCode::UNAUTHORIZED]);
+        /// # let _ = controls;
+        /// ```
+        pub fn failure_statuses(mut self, statuses: impl IntoIterator<Item = http::StatusCode>) -> Self {
+            self.failure_statuses = statuses.into_iter().collect();
+            self
+        }
+
+        /// The client address and the key to record failures under, or the problem that
+        /// refuses the request.
+        fn admit(&self, req: &ServiceRequest) -> Result<Admitted, Problem> {
+            let known = req.extensions().get::<ClientAddr>().map(|ClientAddr(ip)| *ip);
+            let (client, peer) = match (known, req.peer_addr()) {
+                (Some(ip), _) => (Some(ip), ip),
+                (None, Some(peer)) => {
+                    (self.proxies.client_addr(peer.ip(), &headers_of(req.request())), peer.ip())
+                }
+                (None, None) => {
+                    tracing::error!(
+                        "no peer address in the request: hookguard::actix::SourceControls needs a socket peer"
+                    );
+                    return Err(PEER_UNKNOWN);
+                }
+            };
+            if let Some(list) = &self.allow {
+                list.admit(client)?;
+            }
+            let Some(limiter) = &self.limiter else {
+                return Ok(Admitted { client, key: None });
+            };
+            // An unusable header from a trusted proxy: the peer is the key.
+            let ip = client.unwrap_or(peer);
+            let mut key = LimitKey::new(ip);
+            if let Some(scope) = &self.scope {
+                key = key.scope(Arc::clone(scope));
+            }
+            limiter.admit(&key).map_err(Refused::into_problem)?;
+            Ok(Admitted { client: Some(ip), key: Some(key) })
+        }
+    }
+
+    impl<S, B> Transform<S, ServiceRequest> for SourceControls
+    where
+        S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+        B: MessageBody + 'static,
+    {
+        type Response = ServiceResponse<EitherBody<B>>;
+        type Error = actix_web::Error;
+        type Transform = SourceControlsMiddleware<S>;
+        type InitError = ();
+        type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+        fn new_transform(&self, service: S) -> Self::Future {
+            ready(Ok(SourceControlsMiddleware { service: Rc::new(service), controls: self.clone() }))
+        }
+    }
+
+    /// The service [`SourceControls`] wraps around yours.
+    pub struct SourceControlsMiddleware<S> {
+        service: Rc<S>,
+        controls: SourceControls,
+    }
+
+    impl<S> fmt::Debug for SourceControlsMiddleware<S> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("SourceControlsMiddleware")
+                .field("controls", &self.controls)
+                .finish_non_exhaustive()
+        }
+    }
+
+    impl<S, B> Service<ServiceRequest> for SourceControlsMiddleware<S>
+    where
+        S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+        B: MessageBody + 'static,
+    {
+        type Response = ServiceResponse<EitherBody<B>>;
+        type Error = actix_web::Error;
+        type Future = LocalFuture<Result<Self::Response, Self::Error>>;
+
+        forward_ready!(service);
+
+        fn call(&self, req: ServiceRequest) -> Self::Future {
+            let Admitted { client, key } = match self.controls.admit(&req) {
+                Ok(admitted) => admitted,
+                Err(problem) => return Box::pin(async move { Ok(answer(req, problem.into_response())) }),
+            };
+            if let Some(ip) = client {
+                req.extensions_mut().insert(ClientAddr(ip));
+            }
+            let service = Rc::clone(&self.service);
+            let limiter = self.controls.limiter.clone();
+            let failure_statuses = Arc::clone(&self.controls.failure_statuses);
+            Box::pin(async move {
+                let res = service.call(req).await?;
+                if let (Some(limiter), Some(key)) = (limiter, key) {
+                    let status = res.status().as_u16();
+                    let failed = res.response().extensions().get::<VerificationFailed>().is_some()
+                        || failure_statuses.iter().any(|s| s.as_u16() == status);
+                    if failed {
+                        limiter.record_failure(&key);
+                    }
+                }
+                Ok(res.map_into_left_body())
+            })
+        }
     }
 }

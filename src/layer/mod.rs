@@ -26,7 +26,7 @@
 mod accept;
 mod body;
 #[cfg(feature = "source-controls")]
-mod source;
+pub(crate) mod source;
 mod verify;
 
 pub use accept::{AcceptFuture, WebhookService};

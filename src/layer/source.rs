@@ -23,8 +23,8 @@ use crate::{
 };
 
 /// Answered when no peer address is in the request's extensions: the server is not
-/// set up to pass it (500).
-const PEER_UNKNOWN: Problem =
+/// set up to pass it (500). Shared with the actix adapter.
+pub(crate) const PEER_UNKNOWN: Problem =
     Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "client-address-unknown", "Client address unknown");
 
 enum Client {
