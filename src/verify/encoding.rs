@@ -52,10 +52,6 @@ impl Encoding {
     /// ```
     #[allow(clippy::result_unit_err)]
     pub fn decode(self, text: &[u8]) -> Result<Tag, ()> {
-        // An empty signature (`sha256=`, `v1,`) is malformed, not a zero-length MAC.
-        if text.is_empty() {
-            return Err(());
-        }
         let mut tag = Tag::EMPTY;
         self.decode_into(text, &mut tag)?;
         Ok(tag)
@@ -64,6 +60,10 @@ impl Encoding {
     /// [`decode`](Self::decode) into a tag the caller owns (no copy of the 64-byte
     /// buffer). On error the tag's contents are unspecified.
     pub(crate) fn decode_into(self, text: &[u8], tag: &mut Tag) -> Result<(), ()> {
+        // An empty signature (`sha256=`, `v1,`) is malformed, not a zero-length MAC.
+        if text.is_empty() {
+            return Err(());
+        }
         let len = match self {
             Self::Hex => {
                 if !text.len().is_multiple_of(2) || text.len() / 2 > MAX_TAG_LEN {
