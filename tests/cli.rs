@@ -775,3 +775,90 @@ fn serve_applies_source_controls() {
     assert!(err.contains("hookguard.toml:9:9: endpoint `hooks-closed`: allow:"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The `run` and `forward_to` actions: the command gets the body on stdin and the metadata
+/// in `HOOKGUARD_*`; the forward target gets the body and `X-Hookguard-*` headers, and a
+/// failing target is retried by the worker until it answers 2xx.
+#[test]
+fn serve_runs_commands_and_forwards_with_retries() {
+    use std::io::Read as _;
+    let dir = temp_dir("actions");
+    // A forward target that answers 500 once, then 200, and reports each request.
+    let target = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let target_addr = target.local_addr().expect("addr");
+    let (tx, rx) = std::sync::mpsc::channel::<(u16, String)>();
+    std::thread::spawn(move || {
+        for (n, stream) in target.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // Read the head and the body (Content-Length).
+            loop {
+                let Ok(k) = stream.read(&mut chunk) else { break };
+                if k == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..k]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().to_owned())
+                        })
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + len {
+                        break;
+                    }
+                }
+            }
+            let status = if n == 0 { 500 } else { 200 };
+            let _ = write!(stream, "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = tx.send((status, String::from_utf8_lossy(&buf).into_owned()));
+        }
+    });
+    let ran = dir.join("ran.txt");
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[worker]\nbackoff_base_ms = 10\nbackoff_max_secs = 1\n\n\
+         [[endpoint]]\npath = \"/hooks/run\"\nprovider = \"github\"\nsecret = \"{KEY}\"\n\
+         run = [\"sh\", \"-c\", \"cat > \\\"$1\\\"; echo \\\" id=$HOOKGUARD_ID provider=$HOOKGUARD_PROVIDER\\\" >> \\\"$1\\\"\", \"sh\", {ran:?}]\n\n\
+         [[endpoint]]\npath = \"/hooks/forward\"\nprovider = \"github\"\nsecret = \"{KEY}\"\n\
+         forward_to = \"http://{target_addr}/internal\"\n"
+    );
+    let config_path = dir.join("hookguard.toml");
+    std::fs::write(&config_path, &config).expect("write config");
+    let server = Server::start(&config_path);
+    for (path, id) in [("/hooks/run", "run-1"), ("/hooks/forward", "fwd-1")] {
+        let sent = hookguard(
+            &["send", "-p", "github", "-s", KEY, "--url", &server.url(path), "--id", id],
+            br#"{"zen":"actions"}"#,
+        );
+        assert!(text(&sent.stdout).starts_with("HTTP 202"), "{path}: {}", text(&sent.stdout));
+    }
+    // The forward target saw the delivery twice: 500, then (retried) 200.
+    let first = rx.recv_timeout(Duration::from_secs(20)).expect("first forward");
+    let second = rx.recv_timeout(Duration::from_secs(20)).expect("retried forward");
+    assert_eq!((first.0, second.0), (500, 200));
+    for (_, request) in [&first, &second] {
+        let lower = request.to_ascii_lowercase();
+        assert!(request.starts_with("POST /internal "), "{request}");
+        assert!(lower.contains("x-hookguard-id: fwd-1"), "{request}");
+        assert!(request.ends_with(r#"{"zen":"actions"}"#), "{request}");
+    }
+    // The command got the body on stdin and the metadata in its environment.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let written = loop {
+        let content = std::fs::read_to_string(&ran).unwrap_or_default();
+        if content.contains("provider=") || Instant::now() > deadline {
+            break content;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(written, "{\"zen\":\"actions\"} id=run-1 provider=github\n");
+    assert!(server.stop().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
