@@ -794,8 +794,7 @@ fn serve_runs_commands_and_forwards_with_retries() {
             let mut buf = Vec::new();
             let mut chunk = [0u8; 4096];
             // Read the head and the body (Content-Length).
-            loop {
-                let Ok(k) = stream.read(&mut chunk) else { break };
+            while let Ok(k) = stream.read(&mut chunk) {
                 if k == 0 {
                     break;
                 }
