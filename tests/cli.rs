@@ -80,7 +80,10 @@ impl Server {
         let addr = loop {
             match lines.next() {
                 Some(Ok(line)) => {
-                    if let Some(addr) = line.strip_prefix("hookguard: listening on http://") {
+                    if let Some(addr) = line
+                        .strip_prefix("hookguard: listening on http://")
+                        .or_else(|| line.strip_prefix("hookguard: listening on https://"))
+                    {
                         break addr.trim().to_owned();
                     }
                     seen.push_str(&line);
@@ -858,6 +861,72 @@ fn serve_runs_commands_and_forwards_with_retries() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(written, "{\"zen\":\"actions\"} id=run-1 provider=github\n");
+    assert!(server.stop().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `[server] tls`: the receiver answers over HTTPS with the configured certificate.
+#[test]
+fn serve_over_tls() {
+    use hookguard::verify::{Outgoing, Sign as _};
+    let dir = temp_dir("tls");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+        ])
+        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("the openssl command makes the test certificate");
+    assert!(made.status.success(), "openssl: {}", text(&made.stderr));
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ntls = {{ cert = {cert:?}, key = {key:?} }}\n\n\
+         [[endpoint]]\npath = \"/hooks/github\"\nprovider = \"github\"\nsecret = \"{KEY}\"\nappend_to = \"out.jsonl\"\n"
+    );
+    let config_path = dir.join("hookguard.toml");
+    std::fs::write(&config_path, &config).expect("write config");
+    let server = Server::start(&config_path);
+    let pem = std::fs::read(&cert).expect("cert");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .use_rustls_tls()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("pem"))
+            .no_proxy()
+            .build()
+            .expect("client");
+        let base = format!("https://{}", server.addr);
+        let health = client.get(format!("{base}/healthz")).send().await.expect("https /healthz");
+        assert_eq!(health.status(), 200);
+        let body = br#"{"zen":"tls"}"#;
+        let scheme = hookguard::providers::github::scheme(KEY).expect("scheme");
+        let mut req = client.post(format!("{base}/hooks/github")).header("x-github-delivery", "tls-1");
+        for (name, value) in scheme.sign(&Outgoing::new(body)).expect("sign") {
+            req = req.header(name.as_str(), value.to_str().expect("ascii"));
+        }
+        let res = req.body(body.to_vec()).send().await.expect("https delivery");
+        assert_eq!(res.status(), 202);
+        // Plain HTTP to the TLS port is not served.
+        let plain = client
+            .get(format!("http://{}/healthz", server.addr))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await;
+        assert!(plain.map(|r| r.status() != 200).unwrap_or(true));
+    });
     assert!(server.stop().success());
     let _ = std::fs::remove_dir_all(&dir);
 }
