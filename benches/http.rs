@@ -185,8 +185,33 @@ async fn drive(
     (start.elapsed(), latencies, bad)
 }
 
+/// CPU time used so far by every thread of this process (client, servers, workers), from
+/// `/proc/self/task/*/schedstat` (nanoseconds on the CPU); `None` off Linux. Unlike
+/// requests/s, CPU time per request barely moves when other processes load the machine.
+fn cpu_ns() -> Option<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
+
+fn per_thread() -> Vec<(String, u64)> {
+    let mut v = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let p = task.unwrap().path();
+        let stat = std::fs::read_to_string(p.join("schedstat")).unwrap();
+        let comm = std::fs::read_to_string(p.join("comm")).unwrap();
+        v.push((format!("{}:{}", p.file_name().unwrap().to_string_lossy(), comm.trim()), stat.split_whitespace().next().unwrap().parse::<u64>().unwrap()));
+    }
+    v.sort();
+    v
+}
+
 #[derive(Default)]
 struct Tally {
+    cpu: Option<u64>,
     elapsed: Duration,
     latencies: Vec<Duration>,
     bad: usize,
@@ -206,13 +231,18 @@ fn main() {
         tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
     let big = |inbox: MemoryInbox| inbox.capacity(1_000_000).remember_done(1_000_000);
     let (axum_inbox, actix_inbox) = (big(MemoryInbox::new()), big(MemoryInbox::new()));
-    let workers: Vec<_> = {
+    // `HOOKGUARD_BENCH_WORKERS=off`: nothing drains the inboxes while the load runs.
+    let drain = std::env::var("HOOKGUARD_BENCH_WORKERS").map_or(true, |v| v != "off");
+    let workers: Vec<_> = if !drain { Vec::new() } else {
         let _enter = worker_rt.enter();
         [&axum_inbox, &actix_inbox]
             .into_iter()
             .map(|inbox| {
                 Worker::new(inbox.clone(), |_hook: Webhook| async { Ok::<(), Infallible>(()) })
                     .concurrency(4)
+                    .gather(Duration::from_millis(
+                        std::env::var("HOOKGUARD_BENCH_GATHER_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(0),
+                    ))
                     .spawn()
             })
             .collect()
@@ -227,6 +257,12 @@ fn main() {
         ("actix bare", actix_addr, "/bare"),
         ("actix hookguard (webhook_service + memory inbox)", actix_addr, "/hookguard"),
     ];
+    // `HOOKGUARD_BENCH_ONLY=a,b`: only the targets whose names contain one of these (for profiling).
+    let only: Vec<String> = std::env::var("HOOKGUARD_BENCH_ONLY")
+        .map(|v| v.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let targets: Vec<_> =
+        targets.into_iter().filter(|(name, ..)| only.is_empty() || only.iter().any(|o| name.contains(o.as_str()))).collect();
     let total = warmup + rounds * per_round;
     let deliveries = Arc::new(deliveries(total));
     let client = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -239,8 +275,16 @@ fn main() {
         for round in 0..rounds {
             let range = warmup + round * per_round..warmup + (round + 1) * per_round;
             for ((_, addr, path), tally) in targets.iter().zip(&mut tallies) {
+                let cpu = cpu_ns();
+                let per0 = per_thread();
                 let (elapsed, latencies, bad) = drive(*addr, path, deliveries.clone(), range.clone()).await;
+                tally.cpu = match (cpu, cpu_ns()) {
+                    (Some(before), Some(after)) => Some(tally.cpu.unwrap_or(0) + after.saturating_sub(before)),
+                    _ => None,
+                };
                 tally.elapsed += elapsed;
+                let per1 = per_thread();
+                if round == 0 { eprintln!("{path} {:?}", per1.iter().zip(&per0).map(|((n,a),(_,b))| (n.clone(), (a-b) as f64/1e3/ (range.len() as f64))).collect::<Vec<_>>()); }
                 tally.latencies.extend(latencies);
                 tally.bad += bad;
             }
@@ -251,24 +295,30 @@ fn main() {
         "\n{} deliveries of {BODY_SIZE} B per target ({rounds} interleaved rounds of {per_round}, after {warmup} warm-up), {CONCURRENCY} concurrent connections\n",
         rounds * per_round
     );
-    println!("| target | requests/s | p50 | p99 | not 202 |");
-    println!("|---|---|---|---|---|");
+    println!("| target | requests/s | p50 | p99 | CPU per request | not 202 |");
+    println!("|---|---|---|---|---|---|");
     let mut rates = Vec::new();
     for ((name, _, _), tally) in targets.iter().zip(&mut tallies) {
         tally.latencies.sort_unstable();
         let rate = tally.latencies.len() as f64 / tally.elapsed.as_secs_f64();
         rates.push(rate);
+        let cpu = tally.cpu.map_or_else(
+            || "-".to_owned(),
+            |ns| format!("{:.1} µs", ns as f64 / 1e3 / tally.latencies.len().max(1) as f64),
+        );
         println!(
-            "| {name} | {rate:.0} | {:.0} µs | {:.0} µs | {} |",
+            "| {name} | {rate:.0} | {:.0} µs | {:.0} µs | {cpu} | {} |",
             percentile(&tally.latencies, 0.50).as_secs_f64() * 1e6,
             percentile(&tally.latencies, 0.99).as_secs_f64() * 1e6,
             tally.bad
         );
     }
-    println!();
-    println!("axum + svix / axum bare: {:.3}x", rates[1] / rates[0]);
-    println!("axum hookguard / axum bare: {:.3}x", rates[2] / rates[0]);
-    println!("actix hookguard / actix bare: {:.3}x (target >= 0.90)", rates[4] / rates[3]);
+    if rates.len() == 5 {
+        println!();
+        println!("axum + svix / axum bare: {:.3}x", rates[1] / rates[0]);
+        println!("axum hookguard / axum bare: {:.3}x (target >= 0.90)", rates[2] / rates[0]);
+        println!("actix hookguard / actix bare: {:.3}x (target >= 0.90)", rates[4] / rates[3]);
+    }
 
     client.block_on(actix_handle.stop(true));
     let grace = Duration::from_secs(5);

@@ -109,7 +109,9 @@ impl MemoryInbox {
         self.state.lock().map_err(|_| InboxError::Backend("inbox state poisoned".into()))
     }
 
-    fn push_now(&self, webhook: Webhook) -> Result<Pushed, InboxError> {
+    fn push_now(&self, mut webhook: Webhook) -> Result<Pushed, InboxError> {
+        // Not the connection's read buffer: a waiting job holds only its own bytes.
+        webhook.compact();
         let mut st = self.lock()?;
         let key = webhook.key().to_owned();
         if st.entries.contains_key(&key) || st.done.contains(&key) {
@@ -167,7 +169,7 @@ impl MemoryInbox {
             return Err(InboxError::LeaseLost);
         };
         match entry.status {
-            Status::Leased { until, receipt } if receipt.to_string() == job.receipt() => {
+            Status::Leased { until, receipt } if job.receipt().parse::<u64>() == Ok(receipt) => {
                 st.leased.remove(&(until, job.webhook().key().to_owned()));
                 Ok(())
             }

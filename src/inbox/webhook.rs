@@ -1,6 +1,6 @@
 //! The kept form of a verified webhook: what the inbox stores and handlers receive.
 
-use std::fmt;
+use std::{fmt, sync::Arc};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -23,8 +23,16 @@ use crate::verify::Verified;
 /// let value: serde_json::Value = hook.json().unwrap();
 /// assert_eq!(value["a"], 1);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Cloning is cheap (a reference count): the inbox keeps one copy while a handler holds
+/// another.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Webhook {
+    inner: Arc<Fields>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+struct Fields {
     key: String,
     endpoint: String,
     provider: String,
@@ -34,6 +42,23 @@ pub struct Webhook {
     received_at: OffsetDateTime,
     headers: HeaderMap,
     body: Bytes,
+}
+
+impl fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let w = &self.inner;
+        f.debug_struct("Webhook")
+            .field("key", &w.key)
+            .field("endpoint", &w.endpoint)
+            .field("provider", &w.provider)
+            .field("id", &w.id)
+            .field("event", &w.event)
+            .field("timestamp", &w.timestamp)
+            .field("received_at", &w.received_at)
+            .field("headers", &w.headers)
+            .field("body", &w.body)
+            .finish()
+    }
 }
 
 impl Webhook {
@@ -49,15 +74,17 @@ impl Webhook {
         let endpoint = endpoint.into();
         let key = replay_key(&endpoint, verified);
         Self {
-            key,
-            endpoint,
-            provider: verified.provider().to_owned(),
-            id: verified.id().map(str::to_owned),
-            event: verified.event().map(str::to_owned),
-            timestamp: verified.timestamp(),
-            received_at,
-            headers,
-            body,
+            inner: Arc::new(Fields {
+                key,
+                endpoint,
+                provider: verified.provider().to_owned(),
+                id: verified.id().map(str::to_owned),
+                event: verified.event().map(str::to_owned),
+                timestamp: verified.timestamp(),
+                received_at,
+                headers,
+                body,
+            }),
         }
     }
 
@@ -75,55 +102,86 @@ impl Webhook {
         headers: HeaderMap,
         body: Bytes,
     ) -> Self {
-        Self { key, endpoint, provider, id, event, timestamp, received_at, headers, body }
+        Self {
+            inner: Arc::new(Fields { key, endpoint, provider, id, event, timestamp, received_at, headers, body }),
+        }
     }
 
     /// The unique key of this delivery at this endpoint.
     #[must_use]
     pub fn key(&self) -> &str {
-        &self.key
+        &self.inner.key
     }
     /// The endpoint's name.
     #[must_use]
     pub fn endpoint(&self) -> &str {
-        &self.endpoint
+        &self.inner.endpoint
     }
     /// The provider (`stripe`, `github`, …).
     #[must_use]
     pub fn provider(&self) -> &str {
-        &self.provider
+        &self.inner.provider
     }
     /// The provider's delivery id, if it sent one.
     #[must_use]
     pub fn id(&self) -> Option<&str> {
-        self.id.as_deref()
+        self.inner.id.as_deref()
     }
     /// The event type, if known.
     #[must_use]
     pub fn event(&self) -> Option<&str> {
-        self.event.as_deref()
+        self.inner.event.as_deref()
     }
     /// The signed timestamp, if the scheme has one.
     #[must_use]
     pub fn timestamp(&self) -> Option<OffsetDateTime> {
-        self.timestamp
+        self.inner.timestamp
     }
     /// When the receiver accepted it.
     #[must_use]
     pub fn received_at(&self) -> OffsetDateTime {
-        self.received_at
+        self.inner.received_at
     }
     /// The request headers that were kept: all but credentials and shared tokens
     /// (`Authorization`, `Cookie`, `X-Gitlab-Token`, `X-Hook-Secret`, …). Signature headers
     /// are kept: they are not secret.
     #[must_use]
     pub fn headers(&self) -> &HeaderMap {
-        &self.headers
+        &self.inner.headers
     }
     /// The raw body, exactly as received and verified.
     #[must_use]
     pub fn body(&self) -> &Bytes {
-        &self.body
+        &self.inner.body
+    }
+
+    /// Copies the body and the header values into one allocation of their own.
+    ///
+    /// A body or header value read by hyper or actix is usually a slice of the
+    /// connection's read buffer: keeping it pins the whole buffer and makes the server
+    /// allocate a new one for the next request. An inbox that holds webhooks in memory
+    /// compacts them first, so a backlog costs what it holds and no more.
+    pub(crate) fn compact(&mut self) {
+        let this = Arc::make_mut(&mut self.inner);
+        let size = this.body.len() + this.headers.values().map(HeaderValue::len).sum::<usize>();
+        let mut buf = bytes::BytesMut::with_capacity(size);
+        buf.extend_from_slice(&this.body);
+        for value in this.headers.values() {
+            buf.extend_from_slice(value.as_bytes());
+        }
+        let buf = buf.freeze();
+        this.body = buf.slice(..this.body.len());
+        let mut at = this.body.len();
+        for value in this.headers.values_mut() {
+            let end = at + value.len();
+            let sensitive = value.is_sensitive();
+            // The bytes were a valid header value a moment ago.
+            if let Ok(mut copy) = HeaderValue::from_maybe_shared(buf.slice(at..end)) {
+                copy.set_sensitive(sensitive);
+                *value = copy;
+            }
+            at = end;
+        }
     }
 
     /// The body as JSON.
@@ -131,7 +189,7 @@ impl Webhook {
     /// # Errors
     /// The deserializer's error when the body does not fit `T`.
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        serde_json::from_slice(&self.body)
+        serde_json::from_slice(&self.inner.body)
     }
 
     /// The plain, storable form of this webhook (for inbox backends): see
@@ -152,19 +210,20 @@ impl Webhook {
     /// ```
     pub fn to_record(&self) -> Result<WebhookRecord, RecordError> {
         Ok(WebhookRecord {
-            key: self.key.clone(),
-            endpoint: self.endpoint.clone(),
-            provider: self.provider.clone(),
-            id: self.id.clone(),
-            event: self.event.clone(),
-            timestamp_unix_nanos: self.timestamp.map(unix_nanos).transpose()?,
-            received_at_unix_nanos: unix_nanos(self.received_at)?,
+            key: self.inner.key.clone(),
+            endpoint: self.inner.endpoint.clone(),
+            provider: self.inner.provider.clone(),
+            id: self.inner.id.clone(),
+            event: self.inner.event.clone(),
+            timestamp_unix_nanos: self.inner.timestamp.map(unix_nanos).transpose()?,
+            received_at_unix_nanos: unix_nanos(self.inner.received_at)?,
             headers: self
+                .inner
                 .headers
                 .iter()
                 .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
                 .collect(),
-            body: self.body.to_vec(),
+            body: self.inner.body.to_vec(),
         })
     }
 
@@ -200,15 +259,17 @@ impl Webhook {
             headers.append(name, value);
         }
         Ok(Self {
-            key: record.key,
-            endpoint: record.endpoint,
-            provider: record.provider,
-            id: record.id,
-            event: record.event,
-            timestamp: record.timestamp_unix_nanos.map(from_unix_nanos).transpose()?,
-            received_at: from_unix_nanos(record.received_at_unix_nanos)?,
-            headers,
-            body: Bytes::from(record.body),
+            inner: Arc::new(Fields {
+                key: record.key,
+                endpoint: record.endpoint,
+                provider: record.provider,
+                id: record.id,
+                event: record.event,
+                timestamp: record.timestamp_unix_nanos.map(from_unix_nanos).transpose()?,
+                received_at: from_unix_nanos(record.received_at_unix_nanos)?,
+                headers,
+                body: Bytes::from(record.body),
+            }),
         })
     }
 }
@@ -388,6 +449,7 @@ impl Webhook {
     pub(crate) fn to_meta_json(&self) -> String {
         use base64::Engine as _;
         let headers = self
+            .inner
             .headers
             .iter()
             .map(|(name, value)| match value.to_str() {
@@ -400,13 +462,13 @@ impl Webhook {
             })
             .collect();
         let record = Record {
-            key: self.key.clone(),
-            endpoint: self.endpoint.clone(),
-            provider: self.provider.clone(),
-            id: self.id.clone(),
-            event: self.event.clone(),
-            timestamp: self.timestamp.map(OffsetDateTime::unix_timestamp_nanos),
-            received_at: self.received_at.unix_timestamp_nanos(),
+            key: self.inner.key.clone(),
+            endpoint: self.inner.endpoint.clone(),
+            provider: self.inner.provider.clone(),
+            id: self.inner.id.clone(),
+            event: self.inner.event.clone(),
+            timestamp: self.inner.timestamp.map(OffsetDateTime::unix_timestamp_nanos),
+            received_at: self.inner.received_at.unix_timestamp_nanos(),
             headers,
         };
         // Serializing plain strings and integers cannot fail.
@@ -435,15 +497,17 @@ impl Webhook {
             headers.append(name, value);
         }
         Ok(Self {
-            key: r.key,
-            endpoint: r.endpoint,
-            provider: r.provider,
-            id: r.id,
-            event: r.event,
-            timestamp: r.timestamp.map(time).transpose()?,
-            received_at: time(r.received_at)?,
-            headers,
-            body,
+            inner: Arc::new(Fields {
+                key: r.key,
+                endpoint: r.endpoint,
+                provider: r.provider,
+                id: r.id,
+                event: r.event,
+                timestamp: r.timestamp.map(time).transpose()?,
+                received_at: time(r.received_at)?,
+                headers,
+                body,
+            }),
         })
     }
 }
