@@ -185,33 +185,58 @@ async fn drive(
     (start.elapsed(), latencies, bad)
 }
 
-/// CPU time used so far by every thread of this process (client, servers, workers), from
-/// `/proc/self/task/*/schedstat` (nanoseconds on the CPU); `None` off Linux. Unlike
-/// requests/s, CPU time per request barely moves when other processes load the machine.
-fn cpu_ns() -> Option<u64> {
-    let mut total = 0;
+/// CPU time used so far by this process's threads, split into the hookguard worker pool's
+/// runtime (threads named `hg-worker`), the client's (the main thread) and the rest (the
+/// servers), from `/proc/self/task/*/schedstat` (nanoseconds on a CPU); `None` off Linux.
+/// Unlike requests/s, CPU time per request barely moves when other processes load the
+/// machine, and the split shows where hookguard's extra time goes.
+fn cpu_ns() -> Option<Cpu> {
+    let me = std::process::id().to_string();
+    let mut cpu = Cpu::default();
     for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
-        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        let path = task.ok()?.path();
+        let stat = std::fs::read_to_string(path.join("schedstat")).ok()?;
+        let ns = stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        let name = std::fs::read_to_string(path.join("comm")).ok()?;
+        if name.starts_with("hg-worker") {
+            cpu.worker += ns;
+        } else if path.file_name().is_some_and(|tid| tid.to_string_lossy() == me) {
+            cpu.client += ns;
+        } else {
+            cpu.server += ns;
+        }
     }
-    Some(total)
+    Some(cpu)
 }
 
-fn per_thread() -> Vec<(String, u64)> {
-    let mut v = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task").unwrap() {
-        let p = task.unwrap().path();
-        let stat = std::fs::read_to_string(p.join("schedstat")).unwrap();
-        let comm = std::fs::read_to_string(p.join("comm")).unwrap();
-        v.push((format!("{}:{}", p.file_name().unwrap().to_string_lossy(), comm.trim()), stat.split_whitespace().next().unwrap().parse::<u64>().unwrap()));
+#[derive(Default, Clone, Copy)]
+struct Cpu {
+    client: u64,
+    server: u64,
+    worker: u64,
+}
+
+impl Cpu {
+    fn since(self, before: Self) -> Self {
+        Self {
+            client: self.client.saturating_sub(before.client),
+            server: self.server.saturating_sub(before.server),
+            worker: self.worker.saturating_sub(before.worker),
+        }
     }
-    v.sort();
-    v
+
+    fn add(self, other: Self) -> Self {
+        Self {
+            client: self.client + other.client,
+            server: self.server + other.server,
+            worker: self.worker + other.worker,
+        }
+    }
 }
 
 #[derive(Default)]
 struct Tally {
-    cpu: Option<u64>,
+    cpu: Option<Cpu>,
     elapsed: Duration,
     latencies: Vec<Duration>,
     bad: usize,
@@ -222,28 +247,69 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted.get(i).copied().unwrap_or_default()
 }
 
+/// `HOOKGUARD_BENCH_INPROC=N`: no sockets; `N` deliveries through the axum router with
+/// `tower::ServiceExt::oneshot` on one thread, for an instruction count of the user-space
+/// path (`valgrind --tool=callgrind`), which machine load does not change.
+fn in_process(count: usize, path: &'static str) {
+    use tower::ServiceExt as _;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let inbox = MemoryInbox::new().capacity(count + 1).remember_done(count + 1);
+    let app = axum::Router::new()
+        .route("/bare", axum::routing::post(|_body: Bytes| async { StatusCode::ACCEPTED }))
+        .route_service("/hookguard", WebhookService::new(guard("axum", &inbox)));
+    let deliveries = deliveries(count);
+    rt.block_on(async {
+        let _worker = Worker::new(inbox.clone(), |_hook: Webhook| async { Ok::<(), Infallible>(()) })
+            .concurrency(4)
+            .spawn();
+        for d in &deliveries {
+            let mut req = http::Request::post(path).header("host", "127.0.0.1");
+            for (name, value) in &d.headers {
+                req = req.header(name, value);
+            }
+            let req = req.body(axum::body::Body::from(d.body.clone())).expect("request");
+            let res = app.clone().oneshot(req).await.expect("infallible");
+            assert_eq!(res.status(), StatusCode::ACCEPTED);
+            tokio::task::yield_now().await;
+        }
+    });
+}
+
 fn main() {
+    if let Some(n) = std::env::var("HOOKGUARD_BENCH_INPROC").ok().and_then(|v| v.parse().ok()) {
+        in_process(n, if std::env::var("HOOKGUARD_BENCH_BARE").is_ok() { "/bare" } else { "/hookguard" });
+        return;
+    }
     // `cargo bench` passes `--bench`; `cargo test --benches` runs this too: keep it short then.
     let quick = !std::env::args().any(|a| a == "--bench");
     let (warmup, rounds, per_round) = if quick { (100, 1, 200) } else { (WARMUP, ROUNDS, PER_ROUND) };
 
-    let worker_rt =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let worker_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("hg-worker")
+        .enable_all()
+        .build()
+        .expect("runtime");
     let big = |inbox: MemoryInbox| inbox.capacity(1_000_000).remember_done(1_000_000);
     let (axum_inbox, actix_inbox) = (big(MemoryInbox::new()), big(MemoryInbox::new()));
     // `HOOKGUARD_BENCH_WORKERS=off`: nothing drains the inboxes while the load runs.
     let drain = std::env::var("HOOKGUARD_BENCH_WORKERS").map_or(true, |v| v != "off");
-    let workers: Vec<_> = if !drain { Vec::new() } else {
+    // `HOOKGUARD_BENCH_GATHER_MS=n`: the workers' gather window (default: the library's).
+    let gather: Option<u64> = std::env::var("HOOKGUARD_BENCH_GATHER_MS").ok().and_then(|v| v.parse().ok());
+    let workers: Vec<_> = if !drain {
+        Vec::new()
+    } else {
         let _enter = worker_rt.enter();
         [&axum_inbox, &actix_inbox]
             .into_iter()
             .map(|inbox| {
-                Worker::new(inbox.clone(), |_hook: Webhook| async { Ok::<(), Infallible>(()) })
-                    .concurrency(4)
-                    .gather(Duration::from_millis(
-                        std::env::var("HOOKGUARD_BENCH_GATHER_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(0),
-                    ))
-                    .spawn()
+                let worker = Worker::new(inbox.clone(), |_hook: Webhook| async { Ok::<(), Infallible>(()) })
+                    .concurrency(4);
+                match gather {
+                    Some(ms) => worker.gather(Duration::from_millis(ms)),
+                    None => worker,
+                }
+                .spawn()
             })
             .collect()
     };
@@ -261,8 +327,10 @@ fn main() {
     let only: Vec<String> = std::env::var("HOOKGUARD_BENCH_ONLY")
         .map(|v| v.split(',').map(str::to_owned).collect())
         .unwrap_or_default();
-    let targets: Vec<_> =
-        targets.into_iter().filter(|(name, ..)| only.is_empty() || only.iter().any(|o| name.contains(o.as_str()))).collect();
+    let targets: Vec<_> = targets
+        .into_iter()
+        .filter(|(name, ..)| only.is_empty() || only.iter().any(|o| name.contains(o.as_str())))
+        .collect();
     let total = warmup + rounds * per_round;
     let deliveries = Arc::new(deliveries(total));
     let client = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -275,16 +343,15 @@ fn main() {
         for round in 0..rounds {
             let range = warmup + round * per_round..warmup + (round + 1) * per_round;
             for ((_, addr, path), tally) in targets.iter().zip(&mut tallies) {
-                let cpu = cpu_ns();
-                let per0 = per_thread();
+                let before = cpu_ns();
                 let (elapsed, latencies, bad) = drive(*addr, path, deliveries.clone(), range.clone()).await;
-                tally.cpu = match (cpu, cpu_ns()) {
-                    (Some(before), Some(after)) => Some(tally.cpu.unwrap_or(0) + after.saturating_sub(before)),
+                tally.cpu = match (before, cpu_ns()) {
+                    (Some(before), Some(after)) => {
+                        Some(tally.cpu.unwrap_or_default().add(after.since(before)))
+                    }
                     _ => None,
                 };
                 tally.elapsed += elapsed;
-                let per1 = per_thread();
-                if round == 0 { eprintln!("{path} {:?}", per1.iter().zip(&per0).map(|((n,a),(_,b))| (n.clone(), (a-b) as f64/1e3/ (range.len() as f64))).collect::<Vec<_>>()); }
                 tally.latencies.extend(latencies);
                 tally.bad += bad;
             }
@@ -295,16 +362,27 @@ fn main() {
         "\n{} deliveries of {BODY_SIZE} B per target ({rounds} interleaved rounds of {per_round}, after {warmup} warm-up), {CONCURRENCY} concurrent connections\n",
         rounds * per_round
     );
-    println!("| target | requests/s | p50 | p99 | CPU per request | not 202 |");
+    println!(
+        "| target | requests/s | p50 | p99 | CPU µs per request: all (client + server + hookguard worker) | not 202 |"
+    );
     println!("|---|---|---|---|---|---|");
     let mut rates = Vec::new();
     for ((name, _, _), tally) in targets.iter().zip(&mut tallies) {
         tally.latencies.sort_unstable();
         let rate = tally.latencies.len() as f64 / tally.elapsed.as_secs_f64();
         rates.push(rate);
+        let per = |ns: u64| ns as f64 / 1e3 / tally.latencies.len().max(1) as f64;
         let cpu = tally.cpu.map_or_else(
             || "-".to_owned(),
-            |ns| format!("{:.1} µs", ns as f64 / 1e3 / tally.latencies.len().max(1) as f64),
+            |c| {
+                format!(
+                    "{:.1} ({:.1} + {:.1} + {:.1})",
+                    per(c.client + c.server + c.worker),
+                    per(c.client),
+                    per(c.server),
+                    per(c.worker)
+                )
+            },
         );
         println!(
             "| {name} | {rate:.0} | {:.0} µs | {:.0} µs | {cpu} | {} |",

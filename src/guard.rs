@@ -179,6 +179,8 @@ pub struct Guard {
 
 struct Inner {
     endpoint: String,
+    /// The endpoint as a metrics label value, shared (no copy per count).
+    endpoint_label: metrics::SharedString,
     source: Arc<dyn SchemeSource>,
     replay: Option<Arc<dyn ReplayStore>>,
     replay_ttl: Option<Duration>,
@@ -224,6 +226,7 @@ impl Guard {
         GuardBuilder {
             inner: Inner {
                 endpoint: name.into(),
+                endpoint_label: metrics::SharedString::const_str(""),
                 source: Arc::new(source),
                 replay: None,
                 replay_ttl: None,
@@ -422,7 +425,9 @@ impl Guard {
         res
     }
 
-    /// Pushes a verified delivery into the inbox and answers.
+    /// Pushes a verified delivery into the inbox and answers. `key` is the replay key
+    /// [`check`](Self::check) returned with the delivery; it is also the webhook's
+    /// [`key`](Webhook::key) in the inbox.
     pub async fn hand_off(
         &self,
         parts: &Parts,
@@ -438,8 +443,14 @@ impl Guard {
                 .retry_after(i.retry_after)
                 .into_response();
         };
-        let webhook =
-            Webhook::new(i.endpoint.clone(), verified, kept_headers(&parts.headers), body, i.clock.now());
+        let webhook = Webhook::keyed(
+            key.to_owned(),
+            i.endpoint.clone(),
+            verified,
+            kept_headers(&parts.headers),
+            body,
+            i.clock.now(),
+        );
         match inbox.push(webhook).await {
             Ok(Pushed::Accepted) => {
                 self.count("hookguard_accepted_total");
@@ -469,11 +480,11 @@ impl Guard {
     }
 
     fn count(&self, name: &'static str) {
-        metrics::counter!(name, "endpoint" => self.inner.endpoint.clone()).increment(1);
+        metrics::counter!(name, "endpoint" => self.inner.endpoint_label.clone()).increment(1);
     }
 
     fn count_rejected(&self, reason: &'static str) {
-        metrics::counter!("hookguard_rejected_total", "endpoint" => self.inner.endpoint.clone(), "reason" => reason)
+        metrics::counter!("hookguard_rejected_total", "endpoint" => self.inner.endpoint_label.clone(), "reason" => reason)
             .increment(1);
     }
 }
@@ -518,8 +529,11 @@ impl Drop for ReleaseOnDrop {
 
 fn kept_headers(headers: &HeaderMap) -> HeaderMap {
     let mut kept = headers.clone();
-    for name in DROPPED_HEADERS {
-        kept.remove(*name);
+    // Usually none is there: a scan of the names is cheaper than five removals.
+    if headers.keys().any(|name| DROPPED_HEADERS.contains(&name.as_str())) {
+        for name in DROPPED_HEADERS {
+            kept.remove(*name);
+        }
     }
     kept
 }
@@ -635,6 +649,8 @@ impl GuardBuilder {
     /// Builds the guard.
     #[must_use]
     pub fn build(mut self) -> Guard {
+        self.inner.endpoint_label =
+            metrics::SharedString::from_shared(Arc::from(self.inner.endpoint.as_str()));
         if self.default_replay {
             let store = MemoryReplayStore::new().clock(Arc::clone(&self.inner.clock));
             self.inner.replay = Some(Arc::new(store));

@@ -153,6 +153,12 @@ impl Backoff {
     }
 }
 
+/// The default [`Worker::gather`] window.
+const DEFAULT_GATHER: Duration = Duration::from_millis(1);
+
+/// How often the pool refreshes the `hookguard_inbox_depth` gauge, at most.
+const DEPTH_EVERY: Duration = Duration::from_secs(1);
+
 /// A pool of workers over one inbox. Configure, then [`spawn`](Self::spawn).
 #[must_use]
 pub struct Worker {
@@ -182,7 +188,7 @@ impl fmt::Debug for Worker {
 impl Worker {
     /// Workers for `inbox` running `handler`. Defaults: 8 at once, 8 attempts, back-off
     /// from 1 s to 10 min with jitter, 5-minute leases (a handler running longer is
-    /// cancelled and retried), the system clock.
+    /// cancelled and retried), a 1 ms [`gather`](Self::gather) window, the system clock.
     pub fn new(inbox: impl Inbox, handler: impl Handler) -> Self {
         Self {
             inbox: Arc::new(inbox),
@@ -192,7 +198,7 @@ impl Worker {
             backoff: Backoff::default(),
             lease: Duration::from_secs(300),
             idle_poll: Duration::from_secs(1),
-            gather: Duration::ZERO,
+            gather: DEFAULT_GATHER,
             clock: Arc::new(SystemClock),
         }
     }
@@ -228,7 +234,7 @@ impl Worker {
     }
 
     /// After an idle pool is woken by new work, wait this long before pulling, so that
-    /// one wake-up serves every job that arrives meanwhile (default: zero, pull at once).
+    /// one wake-up serves every job that arrives meanwhile (default 1 ms; zero pulls at once).
     ///
     /// Waking a parked pool costs a system call on the receiving side and a thread
     /// switch on the pool's side. Under a steady stream of deliveries, a window of a
@@ -267,6 +273,7 @@ impl Worker {
         let returned = Arc::new(AtomicUsize::new(0));
         let mut tasks = JoinSet::new();
         let this = Arc::new(self);
+        let mut last_depth = None;
         loop {
             if *stop.borrow() {
                 break;
@@ -287,8 +294,12 @@ impl Worker {
                     Vec::new()
                 }
             };
-            if let Ok(depth) = this.inbox.depth().await {
-                metrics::gauge!("hookguard_inbox_depth").set(depth as f64);
+            // The depth gauge is refreshed at most once a second (a query for SQL inboxes).
+            if last_depth.is_none_or(|at: tokio::time::Instant| at.elapsed() >= DEPTH_EVERY) {
+                last_depth = Some(tokio::time::Instant::now());
+                if let Ok(depth) = this.inbox.depth().await {
+                    metrics::gauge!("hookguard_inbox_depth").set(depth as f64);
+                }
             }
             if jobs.is_empty() {
                 tokio::select! {

@@ -73,6 +73,18 @@ impl Webhook {
     ) -> Self {
         let endpoint = endpoint.into();
         let key = replay_key(&endpoint, verified);
+        Self::keyed(key, endpoint, verified, headers, body, received_at)
+    }
+
+    /// [`new`](Self::new) with the key already made (the guard made it for the replay mark).
+    pub(crate) fn keyed(
+        key: String,
+        endpoint: String,
+        verified: &Verified<'_>,
+        headers: HeaderMap,
+        body: Bytes,
+        received_at: OffsetDateTime,
+    ) -> Self {
         Self {
             inner: Arc::new(Fields {
                 key,
@@ -103,7 +115,17 @@ impl Webhook {
         body: Bytes,
     ) -> Self {
         Self {
-            inner: Arc::new(Fields { key, endpoint, provider, id, event, timestamp, received_at, headers, body }),
+            inner: Arc::new(Fields {
+                key,
+                endpoint,
+                provider,
+                id,
+                event,
+                timestamp,
+                received_at,
+                headers,
+                body,
+            }),
         }
     }
 

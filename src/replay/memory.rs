@@ -102,12 +102,15 @@ impl MemoryReplayStore {
         let now = self.clock.now();
         let mut map =
             self.shard(key).lock().map_err(|_| StoreError::Backend("replay shard poisoned".into()))?;
-        if let Some(expires) = map.get(key)
-            && *expires > now
-        {
-            return Ok(Mark::Seen);
+        // One lookup for the common cases: seen and live, or seen and expired (renewed).
+        if let Some(expires) = map.get_mut(key) {
+            if *expires > now {
+                return Ok(Mark::Seen);
+            }
+            *expires = now + ttl;
+            return Ok(Mark::New);
         }
-        if map.len() >= self.shards.per_shard && !map.contains_key(key) {
+        if map.len() >= self.shards.per_shard {
             map.retain(|_, expires| *expires > now);
             if map.len() >= self.shards.per_shard {
                 return Err(StoreError::Full);

@@ -145,34 +145,35 @@ fn decode_base64(text: &[u8], out: &mut [u8]) -> Result<usize, ()> {
     }
     let len = data.len() / 4 * 3 + tail.saturating_sub(1);
     let out = out.get_mut(..len).ok_or(())?;
-    let value = |c: u8| match BASE64_VALUES[usize::from(c)] {
-        INVALID => Err(()),
-        v => Ok(u32::from(v)),
+    // Every lookup is OR-ed into `seen`: one test at the end finds any invalid byte
+    // (valid values are below 64, `INVALID` is not), no branch per character.
+    let mut seen = 0_u8;
+    let mut value = |c: u8| {
+        let v = BASE64_VALUES[usize::from(c)];
+        seen |= v;
+        u32::from(v)
     };
     let (quads, rest) = data.split_at(data.len() - tail);
     for (chunk, dst) in quads.chunks_exact(4).zip(out.chunks_exact_mut(3)) {
-        let n = value(chunk[0])? << 18 | value(chunk[1])? << 12 | value(chunk[2])? << 6 | value(chunk[3])?;
+        let n = value(chunk[0]) << 18 | value(chunk[1]) << 12 | value(chunk[2]) << 6 | value(chunk[3]);
         dst.copy_from_slice(&n.to_be_bytes()[1..]);
     }
     let dst = &mut out[quads.len() / 4 * 3..];
-    match *rest {
+    // The unused low bits of the last character must be zero.
+    let unused = match *rest {
         [a, b] => {
-            let n = value(a)? << 18 | value(b)? << 12;
-            if n & 0xffff != 0 {
-                return Err(());
-            }
+            let n = value(a) << 18 | value(b) << 12;
             dst[0] = (n >> 16) as u8;
+            n & 0xffff
         }
         [a, b, c] => {
-            let n = value(a)? << 18 | value(b)? << 12 | value(c)? << 6;
-            if n & 0xff != 0 {
-                return Err(());
-            }
+            let n = value(a) << 18 | value(b) << 12 | value(c) << 6;
             dst[..2].copy_from_slice(&n.to_be_bytes()[1..3]);
+            n & 0xff
         }
-        _ => {}
-    }
-    Ok(len)
+        _ => 0,
+    };
+    if seen >= 64 || unused != 0 { Err(()) } else { Ok(len) }
 }
 
 #[cfg(test)]
