@@ -11,8 +11,17 @@
 //! the inboxes are drained by a `Worker` on a third, shared runtime thread; the client
 //! (hyper, one keep-alive connection per concurrent sender) runs on the main thread. The
 //! targets are interleaved in rounds so that a change in machine load hits all of them.
+//! Besides requests/s and latency, each target's CPU time per request is reported, split
+//! into the client, the servers and the hookguard worker pool's thread (`hg-worker`):
+//! unlike requests/s it barely moves when other processes load the machine.
 //!
 //! `cargo bench --bench http --features axum,actix`; figures in BENCHMARKS.md.
+//!
+//! Knobs (environment): `HOOKGUARD_BENCH_ONLY=a,b` runs only the targets whose names
+//! contain one of these; `HOOKGUARD_BENCH_GATHER_MS=n` sets the workers' gather window;
+//! `HOOKGUARD_BENCH_WORKERS=off` leaves the inboxes undrained during the load;
+//! `HOOKGUARD_BENCH_INPROC=n` (with `HOOKGUARD_BENCH_BARE=1` for the bare route) sends `n`
+//! deliveries in process, without sockets, for `valgrind --tool=callgrind`.
 
 use std::{
     convert::Infallible,

@@ -241,7 +241,7 @@ async fn read(guard: &Guard, payload: dev::Payload) -> Result<Bytes, Problem> {
 fn parts_of(req: &HttpRequest) -> Parts {
     let mut builder = http::Request::builder()
         .method(http::Method::from_bytes(req.method().as_str().as_bytes()).unwrap_or_default())
-        .uri(http::Uri::try_from(req.uri().to_string()).unwrap_or_default())
+        .uri(uri_of(req.uri()))
         .version(version(req.version()));
     if let Some(headers) = builder.headers_mut() {
         *headers = headers_of(req);
@@ -251,6 +251,16 @@ fn parts_of(req: &HttpRequest) -> Parts {
         // Unreachable: every part above is valid; fall back to an empty head.
         Err(_) => http::Request::new(()).into_parts().0,
     }
+}
+
+/// actix's request target as an `http` 1 URI: the path and query as they came (the usual
+/// origin form) without formatting the URI first; other forms through their text.
+fn uri_of(uri: &actix_web::http::Uri) -> http::Uri {
+    match uri.path_and_query() {
+        Some(pq) if uri.authority().is_none() => http::Uri::try_from(pq.as_str()),
+        _ => http::Uri::try_from(uri.to_string()),
+    }
+    .unwrap_or_default()
 }
 
 /// actix's request headers (http 0.2 types) as an `http` 1 [`http::HeaderMap`].
