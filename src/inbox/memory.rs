@@ -10,6 +10,9 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 
 use super::{BoxFuture, DeadLetter, Inbox, InboxError, Job, Pushed, Webhook};
+// Keys are webhook keys, made only after verification; a per-process seed keeps
+// collisions unpredictable, at a fraction of SipHash's cost.
+use foldhash::fast::RandomState;
 use crate::clock::{Clock, SystemClock};
 
 /// An in-process inbox: a bounded queue with leases, retries at a given time, dead letters
@@ -39,14 +42,14 @@ pub struct MemoryInbox {
 
 #[derive(Debug, Default)]
 struct State {
-    entries: HashMap<String, Entry>,
+    entries: HashMap<String, Entry, RandomState>,
     /// Due time, push order, key.
     ready: BTreeSet<(OffsetDateTime, u64, String)>,
     /// Lease end, key.
     leased: BTreeSet<(OffsetDateTime, String)>,
     /// Dead keys, oldest first.
     dead: VecDeque<String>,
-    done: HashSet<String>,
+    done: HashSet<String, RandomState>,
     done_order: VecDeque<String>,
     seq: u64,
 }
@@ -180,8 +183,10 @@ impl MemoryInbox {
     fn ack_now(&self, job: &Job) -> Result<(), InboxError> {
         let mut st = self.lock()?;
         Self::take_lease(&mut st, job)?;
-        let key = job.webhook().key().to_owned();
-        st.entries.remove(&key);
+        // The entry's own key goes to the finished set: no copy of the job's.
+        let Some((key, _done)) = st.entries.remove_entry(job.webhook().key()) else {
+            return Err(InboxError::LeaseLost);
+        };
         st.done.insert(key.clone());
         st.done_order.push_back(key);
         while st.done_order.len() > self.remember_done {
