@@ -12,8 +12,8 @@ use tokio::sync::Notify;
 use super::{BoxFuture, DeadLetter, Inbox, InboxError, Job, Pushed, Webhook};
 // Keys are webhook keys, made only after verification; a per-process seed keeps
 // collisions unpredictable, at a fraction of SipHash's cost.
-use foldhash::fast::RandomState;
 use crate::clock::{Clock, SystemClock};
+use foldhash::fast::RandomState;
 
 /// An in-process inbox: a bounded queue with leases, retries at a given time, dead letters
 /// and re-drive, woken at once when work arrives.

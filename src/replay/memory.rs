@@ -12,8 +12,8 @@ use time::OffsetDateTime;
 use super::{BoxFuture, Mark, ReplayStore, StoreError};
 // Seeded per process: keys are only marked after their signature held, and the seed keeps
 // collisions unpredictable; several times cheaper than SipHash for short keys.
-use foldhash::fast::RandomState;
 use crate::clock::{Clock, SystemClock};
+use foldhash::fast::RandomState;
 
 const SHARDS: usize = 16;
 
