@@ -314,6 +314,22 @@ impl Guard {
 
     /// Verifies, answers handshakes and sets the replay mark.
     pub async fn check(&self, parts: &Parts, body: &Bytes) -> Checked {
+        let checked = self.verify_and_mark(parts, body).await;
+        if let Checked::Duplicate(verified) = &checked {
+            self.duplicate(verified);
+        }
+        checked
+    }
+
+    /// Counts and logs a duplicate.
+    fn duplicate(&self, verified: &Verified<'_>) {
+        self.count("hookguard_duplicates_total");
+        tracing::info!(endpoint = %self.inner.endpoint, id = verified.id(), "duplicate webhook");
+    }
+
+    /// [`check`](Self::check) without counting a duplicate (the caller decides whether it
+    /// is one).
+    async fn verify_and_mark(&self, parts: &Parts, body: &Bytes) -> Checked {
         let i = &self.inner;
         if let Some(handshake) = &i.handshake {
             match handshake.before(parts, body) {
@@ -377,11 +393,7 @@ impl Guard {
                 .unwrap_or(DEFAULT_UNTIMED_REPLAY_TTL);
             match replay.mark(key.as_bytes(), ttl).await {
                 Ok(Mark::New) => {}
-                Ok(Mark::Seen) => {
-                    self.count("hookguard_duplicates_total");
-                    tracing::info!(endpoint = %i.endpoint, id = verified.id(), "duplicate webhook");
-                    return Checked::Duplicate(verified);
-                }
+                Ok(Mark::Seen) => return Checked::Duplicate(verified),
                 Err(e) => {
                     tracing::warn!(endpoint = %i.endpoint, error = %e, "replay store failed");
                     return Checked::Respond(
@@ -406,6 +418,13 @@ impl Guard {
     /// `200` for a duplicate, `503` + `Retry-After` when the inbox is full or down (and the
     /// replay mark is removed again). Without an inbox configured, verified deliveries
     /// get `503`.
+    ///
+    /// A replay mark that is already set means "seen", not "kept": the request that set
+    /// it may have died before its push (a shared store such as Redis outlives the
+    /// receiver that set the mark), or its push may still fail. So a delivery whose mark is
+    /// set is pushed too, and the inbox's unique key decides: `200 duplicate` when the
+    /// inbox keeps (or finished) it, `202` when it is kept only now. A replay costs one
+    /// push that the inbox refuses, and nothing acknowledged is left unkept.
     pub async fn accept(&self, parts: &Parts, body: Bytes) -> Response<Vec<u8>> {
         if let Err(problem) = self.precheck(parts) {
             return problem.into_response();
@@ -413,9 +432,16 @@ impl Guard {
         if body.len() > self.inner.body_limit {
             return self.body_problem(known::BODY_TOO_LARGE);
         }
-        let (verified, key) = match self.check(parts, &body).await {
+        let (verified, key) = match self.verify_and_mark(parts, &body).await {
             Checked::Fresh { verified, replay_key } => (verified, replay_key),
-            Checked::Duplicate(_) => return plain(StatusCode::OK, "duplicate"),
+            Checked::Duplicate(verified) if self.inner.inbox.is_some() => {
+                let key = replay_key(&self.inner.endpoint, &verified);
+                return self.push(parts, body, &verified, &key, false).await;
+            }
+            Checked::Duplicate(verified) => {
+                self.duplicate(&verified);
+                return plain(StatusCode::OK, "duplicate");
+            }
             Checked::Respond(res) => return res,
         };
         // Abandoned mid-push (the sender hung up): the mark goes, so its retry gets through.
@@ -435,9 +461,25 @@ impl Guard {
         verified: &Verified<'_>,
         key: &str,
     ) -> Response<Vec<u8>> {
+        self.push(parts, body, verified, key, true).await
+    }
+
+    /// Pushes and answers. `own_mark`: this request set the replay mark under `key` (it is
+    /// removed again when nothing was kept); otherwise the mark was set already by another
+    /// request, and this one leaves it alone.
+    async fn push(
+        &self,
+        parts: &Parts,
+        body: Bytes,
+        verified: &Verified<'_>,
+        key: &str,
+        own_mark: bool,
+    ) -> Response<Vec<u8>> {
         let i = &self.inner;
         let Some(inbox) = &i.inbox else {
-            self.release(key).await;
+            if own_mark {
+                self.release(key).await;
+            }
             return known::INBOX_FULL
                 .detail("no inbox configured")
                 .retry_after(i.retry_after)
@@ -454,15 +496,30 @@ impl Guard {
         match inbox.push(webhook).await {
             Ok(Pushed::Accepted) => {
                 self.count("hookguard_accepted_total");
-                tracing::info!(endpoint = %i.endpoint, id = verified.id(), event = verified.event(), "webhook accepted");
+                if own_mark {
+                    tracing::info!(endpoint = %i.endpoint, id = verified.id(), event = verified.event(), "webhook accepted");
+                } else {
+                    tracing::info!(
+                        endpoint = %i.endpoint,
+                        id = verified.id(),
+                        event = verified.event(),
+                        "webhook accepted, though its replay mark was set: the request that set it did not keep it (its receiver died, or its hand-off is still running)"
+                    );
+                }
                 plain(i.accepted_status, "accepted")
             }
             Ok(Pushed::Duplicate) => {
-                self.count("hookguard_duplicates_total");
+                if own_mark {
+                    self.count("hookguard_duplicates_total");
+                } else {
+                    self.duplicate(verified);
+                }
                 plain(StatusCode::OK, "duplicate")
             }
             Err(e) => {
-                self.release(key).await;
+                if own_mark {
+                    self.release(key).await;
+                }
                 self.count_rejected(known::INBOX_FULL.code());
                 match e {
                     InboxError::Full => tracing::warn!(endpoint = %i.endpoint, "inbox full"),

@@ -14,12 +14,14 @@ use hookguard::{
     clock::ManualClock,
     guard::{Checked, Guard},
     handshake::{AsanaHookSecret, DropboxChallenge, MetaSubscription, SlackUrlVerification},
-    inbox::{Inbox, MemoryInbox},
+    inbox::{BoxFuture, DeadLetter, Inbox, InboxError, Job, MemoryInbox, Pushed, Webhook},
     providers::{asana, dropbox, github, meta, slack},
+    replay::MemoryReplayStore,
     tenant::TenantSchemes,
     verify::{Outgoing, Reason, Scheme, Sign},
 };
 use http::{Request, StatusCode, request::Parts};
+use time::OffsetDateTime;
 
 fn parts_of(req: Request<()>) -> Parts {
     req.into_parts().0
@@ -231,5 +233,80 @@ async fn the_default_replay_store_follows_the_guards_clock() {
     assert!(matches!(guard.check(&parts, &Bytes::from_static(b"{}")).await, Checked::Fresh { .. }));
     // The inbox still knows the key: the resend is not processed again.
     assert_eq!(guard.accept(&parts, Bytes::from_static(b"{}")).await.status(), 200);
+    assert_eq!(inbox.depth().await.unwrap(), 1);
+}
+
+/// An inbox whose pushes never finish (its receiver dies mid-push); it records that a push
+/// began.
+#[derive(Debug, Default)]
+struct StalledInbox {
+    pushes: AtomicUsize,
+}
+
+impl Inbox for StalledInbox {
+    fn push(&self, _: Webhook) -> BoxFuture<'_, Result<Pushed, InboxError>> {
+        self.pushes.fetch_add(1, Ordering::SeqCst);
+        Box::pin(std::future::pending())
+    }
+    fn pull(&self, _: usize, _: Duration) -> BoxFuture<'_, Result<Vec<Job>, InboxError>> {
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
+    fn ack<'a>(&'a self, _: &'a Job) -> BoxFuture<'a, Result<(), InboxError>> {
+        Box::pin(std::future::ready(Err(InboxError::LeaseLost)))
+    }
+    fn retry<'a>(
+        &'a self,
+        _: &'a Job,
+        _: OffsetDateTime,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<(), InboxError>> {
+        Box::pin(std::future::ready(Err(InboxError::LeaseLost)))
+    }
+    fn dead_letter<'a>(&'a self, _: &'a Job, _: &'a str) -> BoxFuture<'a, Result<(), InboxError>> {
+        Box::pin(std::future::ready(Err(InboxError::LeaseLost)))
+    }
+    fn dead_letters(&self, _: usize) -> BoxFuture<'_, Result<Vec<DeadLetter>, InboxError>> {
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
+    fn redrive<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<bool, InboxError>> {
+        Box::pin(std::future::ready(Ok(false)))
+    }
+    fn depth(&self) -> BoxFuture<'_, Result<usize, InboxError>> {
+        Box::pin(std::future::ready(Ok(0)))
+    }
+}
+
+/// A replay store shared by replicas (Redis) outlives a receiver killed between setting a
+/// delivery's mark and keeping it: nothing removes that mark. The sender's resend (to any
+/// replica) must then be kept and answered `202`, not called a duplicate of something no
+/// inbox holds; from then on it is a duplicate.
+#[tokio::test]
+async fn a_mark_left_by_a_receiver_that_died_mid_hand_off_does_not_swallow_the_resend() {
+    let clock = ManualClock::at_unix(1_700_000_000);
+    let scheme = github::scheme("s").unwrap();
+    let parts = signed(&scheme, "/hooks/github", b"{}", clock.now_for_tests(), "d-orphan");
+    let marks = MemoryReplayStore::new().clock(clock.clone());
+
+    // Replica A sets the mark, starts its push, and dies: its request is never finished
+    // nor dropped (no destructor runs under SIGKILL), so the mark stays.
+    let stalled = Arc::new(StalledInbox::default());
+    let a = Guard::builder("github", scheme.clone())
+        .clock(clock.clone())
+        .replay_store(marks.clone())
+        .inbox(Arc::clone(&stalled))
+        .build();
+    let mut dying = Box::pin(a.accept(&parts, Bytes::from_static(b"{}")));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(dying.as_mut().poll(&mut cx).is_pending());
+    assert_eq!(stalled.pushes.load(Ordering::SeqCst), 1, "replica A was mid-push");
+    std::mem::forget(dying);
+    assert!(matches!(a.check(&parts, &Bytes::from_static(b"{}")).await, Checked::Duplicate(_)), "marked");
+
+    // Replica B shares the marks and has a working inbox.
+    let inbox = MemoryInbox::new().clock(clock.clone());
+    let b = Guard::builder("github", scheme).clock(clock).replay_store(marks).inbox(inbox.clone()).build();
+    assert_eq!(b.accept(&parts, Bytes::from_static(b"{}")).await.status(), 202, "kept now");
+    assert_eq!(inbox.depth().await.unwrap(), 1);
+    assert_eq!(b.accept(&parts, Bytes::from_static(b"{}")).await.status(), 200, "a duplicate from then on");
     assert_eq!(inbox.depth().await.unwrap(), 1);
 }

@@ -1,193 +1,106 @@
-//! Two replicas of one receiver (two axum servers with their own guards, connections and
-//! worker pools, in this one test process) sharing a durable replay store and inbox: a
-//! delivery replayed to the other replica is not processed again, and both replicas'
-//! workers drain the one inbox, each job exactly once.
+//! Two replicas of one receiver: two processes of `examples/durable_receiver.rs`, each
+//! with its own guard, connections and worker pool, sharing a durable inbox (and, where
+//! configured, a Redis replay store). A delivery replayed to the other replica is answered
+//! `200` and not processed again, and both replicas' workers drain the one inbox, each job
+//! exactly once.
 //!
 //! Runs against the services named by `HOOKGUARD_TEST_REDIS_URL` and
-//! `HOOKGUARD_TEST_POSTGRES_URL`; skipped only when they are unset.
+//! `HOOKGUARD_TEST_POSTGRES_URL`; skipped (with `skipped: …`) only when they are unset.
 
-use std::{
-    collections::BTreeSet,
-    convert::Infallible,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+mod common;
 
-use hookguard::{
-    guard::Guard,
-    inbox::{Inbox, PostgresInbox, RedisInbox, Webhook},
-    layer::WebhookService,
-    providers::github,
-    replay::RedisReplayStore,
-    verify::{Outgoing, Sign},
-    worker::Worker,
-};
+use std::{collections::BTreeSet, time::Duration};
 
-const SECRET: &str = "replica-secret";
+use common::receiver::{self, Backend, Receiver, Store, Workers};
+
 const DELIVERIES: usize = 40;
+/// The most any one wait may take before the test fails.
+const BOUND: Duration = Duration::from_secs(30);
 
-fn unique(what: &str) -> String {
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-    format!("hg_test_{what}_{}_{:x}", std::process::id(), nanos % 0xffff_ffff)
-}
+/// Two workers per replica and 100 ms per job: the backlog outlasts a replica's idle
+/// poll, so both replicas' workers get jobs.
+const WORKERS: Workers =
+    Workers { concurrency: 2, work: Duration::from_millis(100), lease: Duration::from_secs(30) };
 
-/// One replica: what it was built from, as each process would build it.
-struct Replica {
-    url: String,
-    processed: Arc<Mutex<Vec<String>>>,
-    worker: Option<hookguard::worker::WorkerHandle>,
-    inbox: Arc<dyn Inbox>,
-}
+/// Deliveries alternate between the replicas, each replayed to the other; both replicas'
+/// workers drain the shared inbox; replays after processing are still duplicates.
+async fn two_replicas_share_one_inbox(store: Store) {
+    let _one_at_a_time = receiver::ONE_AT_A_TIME.lock().await;
+    let what = store.describe();
+    let a = Receiver::start(&store, "a", WORKERS);
+    let b = Receiver::start(&store, "b", WORKERS);
+    let client = &receiver::client();
+    let ids: Vec<String> = (0..DELIVERIES).map(|i| format!("msg_{i:03}")).collect();
 
-async fn start(inbox: Arc<dyn Inbox>, replay: Option<RedisReplayStore>) -> Replica {
-    let mut builder = Guard::builder("github", github::scheme(SECRET).unwrap()).inbox(Arc::clone(&inbox));
-    builder = match replay {
-        Some(store) => builder.replay_store(store),
-        None => builder.no_replay_store(),
-    };
-    let app = axum::Router::new().route_service("/hooks/github", WebhookService::new(builder.build()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hooks/github", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Replica { url, processed: Arc::default(), worker: None, inbox }
-}
-
-fn spawn_worker(replica: &mut Replica) {
-    let processed = Arc::clone(&replica.processed);
-    let handle = Worker::new(Arc::clone(&replica.inbox), move |hook: Webhook| {
-        let processed = Arc::clone(&processed);
-        async move {
-            tokio::time::sleep(Duration::from_millis(15)).await;
-            processed.lock().unwrap().push(hook.key().to_owned());
-            Ok::<(), Infallible>(())
-        }
-    })
-    .concurrency(2)
-    .idle_poll(Duration::from_millis(10))
-    .lease(Duration::from_secs(30))
-    .spawn();
-    replica.worker = Some(handle);
-}
-
-async fn send(client: &reqwest::Client, url: &str, id: &str) -> u16 {
-    let scheme = github::scheme(SECRET).unwrap();
-    let body = format!(r#"{{"delivery":"{id}"}}"#);
-    let mut req = client.post(url).body(body.clone());
-    for (name, value) in scheme.sign(&Outgoing::new(body.as_bytes()).id(id)).unwrap() {
-        req = req.header(name.as_str(), value.as_bytes());
-    }
-    req.send().await.unwrap().status().as_u16()
-}
-
-/// Deliveries alternate between the replicas, each replayed to the other; then both
-/// replicas' workers drain the shared inbox.
-async fn scenario(mut a: Replica, mut b: Replica) {
-    let client = reqwest::Client::new();
-    let run = unique("d");
-    let ids: Vec<String> = (0..DELIVERIES).map(|i| format!("{run}-{i}")).collect();
     for (i, id) in ids.iter().enumerate() {
         let (first, other) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
-        assert_eq!(send(&client, &first.url, id).await, 202, "first delivery of {id} is accepted");
         assert_eq!(
-            send(&client, &other.url, id).await,
-            200,
-            "{id} replayed to the other replica is a duplicate"
+            receiver::send(client, &first.url, id).await,
+            Some(202),
+            "{what}: the first delivery of {id}, to replica {}, is accepted",
+            first.replica
+        );
+        assert_eq!(
+            receiver::send(client, &other.url, id).await,
+            Some(200),
+            "{what}: {id} replayed to replica {} is a duplicate",
+            other.replica
         );
     }
-    spawn_worker(&mut a);
-    spawn_worker(&mut b);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let done = a.processed.lock().unwrap().len() + b.processed.lock().unwrap().len();
-        if done >= DELIVERIES || tokio::time::Instant::now() > deadline {
-            break;
+
+    // Every job acknowledged (the log line is written before the ack, so the logs are
+    // final once the inbox is empty).
+    let logs = &[store.log("a"), store.log("b")];
+    let (a_url, ids_ref, what_ref) = (a.url.as_str(), &ids, &what);
+    let log = receiver::wait_for("both replicas to drain the inbox", BOUND, || async move {
+        match receiver::depth(client, a_url).await {
+            Some(0) => {}
+            depth => return Err(format!("inbox depth {depth:?}")),
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    // A replay after processing is still a duplicate, on either replica.
-    assert_eq!(send(&client, &a.url, &ids[1]).await, 200);
-    assert_eq!(send(&client, &b.url, &ids[0]).await, 200);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    for replica in [&mut a, &mut b] {
-        if let Some(worker) = replica.worker.take() {
-            worker.shutdown(Duration::from_secs(5)).await;
-        }
-    }
-    let from_a = a.processed.lock().unwrap().clone();
-    let from_b = b.processed.lock().unwrap().clone();
-    assert!(
-        !from_a.is_empty() && !from_b.is_empty(),
-        "both replicas' workers drained: {} / {}",
-        from_a.len(),
-        from_b.len()
-    );
-    let union: BTreeSet<_> = from_a.iter().chain(&from_b).cloned().collect();
-    let expected: BTreeSet<_> = ids.iter().map(|id| format!("github:{id}")).collect();
-    assert_eq!(from_a.len() + from_b.len(), DELIVERIES, "each delivery processed exactly once");
-    assert_eq!(union, expected);
-    assert_eq!(a.inbox.depth().await.unwrap(), 0);
-}
+        let log = receiver::processed(logs);
+        let lost: Vec<&String> = ids_ref.iter().filter(|id| !log.contains_key(*id)).collect();
+        assert!(lost.is_empty(), "{what_ref}: the inbox is empty but {lost:?} were never processed");
+        Ok(log)
+    })
+    .await;
 
-fn redis_url() -> Option<String> {
-    std::env::var("HOOKGUARD_TEST_REDIS_URL").ok()
-}
+    // A replay after processing is still a duplicate, on either replica, and queues nothing.
+    assert_eq!(receiver::send(client, &a.url, &ids[1]).await, Some(200), "{what}: late replay to a");
+    assert_eq!(receiver::send(client, &b.url, &ids[0]).await, Some(200), "{what}: late replay to b");
+    assert_eq!(receiver::depth(client, &a.url).await, Some(0), "{what}: a replay queues nothing");
+    assert_eq!(receiver::depth(client, &b.url).await, Some(0), "{what}: a replay queues nothing");
+    assert_eq!(receiver::processed(logs), log, "{what}: nothing processed again");
+    drop((a, b));
 
-fn postgres_url() -> Option<String> {
-    std::env::var("HOOKGUARD_TEST_POSTGRES_URL").ok()
-}
-
-async fn redis_replay(url: &str, prefix: &str) -> RedisReplayStore {
-    RedisReplayStore::connect(url).await.expect("Redis must answer").prefix(format!("{prefix}:replay:"))
+    let by = |replica: &str| log.values().filter(|by| by.iter().any(|r| r == replica)).count();
+    let (from_a, from_b) = (by("a"), by("b"));
+    eprintln!("{what}: replica a processed {from_a}, replica b {from_b}");
+    assert!(from_a > 0 && from_b > 0, "{what}: both replicas' workers drained: {from_a} / {from_b}");
+    let twice: Vec<_> = log.iter().filter(|(_, by)| by.len() > 1).collect();
+    assert!(twice.is_empty(), "{what}: each delivery processed exactly once: {twice:?}");
+    let union: BTreeSet<&String> = log.keys().collect();
+    assert_eq!(union, ids.iter().collect(), "{what}: the processed ids are exactly the ids sent");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_replay_store_and_redis_inbox() {
-    let Some(url) = redis_url() else {
-        eprintln!("skipped: HOOKGUARD_TEST_REDIS_URL unset");
-        return;
-    };
-    let prefix = unique("replicas");
-    let mut replicas = Vec::new();
-    for name in ["replica-a", "replica-b"] {
-        let inbox =
-            RedisInbox::connect(&url).await.expect("Redis must answer").prefix(&prefix).consumer(name);
-        replicas.push(start(Arc::new(inbox), Some(redis_replay(&url, &prefix).await)).await);
+    if let Some(store) = Store::new(Backend::Redis, "replicas") {
+        two_replicas_share_one_inbox(store).await;
     }
-    let b = replicas.pop().unwrap();
-    scenario(replicas.pop().unwrap(), b).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_replay_store_and_postgres_inbox() {
-    let (Some(redis), Some(pg)) = (redis_url(), postgres_url()) else {
-        eprintln!("skipped: HOOKGUARD_TEST_REDIS_URL or HOOKGUARD_TEST_POSTGRES_URL unset");
-        return;
-    };
-    let schema = unique("replicas");
-    let mut replicas = Vec::new();
-    for _ in 0..2 {
-        let inbox = PostgresInbox::connect(&pg).await.expect("PostgreSQL must answer").schema(&schema);
-        replicas.push(start(Arc::new(inbox), Some(redis_replay(&redis, &schema).await)).await);
+    if let Some(store) = Store::new(Backend::Postgres, "replicas").and_then(Store::with_redis_replay) {
+        two_replicas_share_one_inbox(store).await;
     }
-    let b = replicas.pop().unwrap();
-    scenario(replicas.pop().unwrap(), b).await;
 }
 
-/// Without a replay store, the inbox's unique key is the dedup: a replay's push is a
-/// duplicate, answered `200`.
+/// Each replica keeps its own in-memory replay marks: the PostgreSQL inbox's unique key is
+/// what answers a replay to the other replica as a duplicate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_inbox_alone_deduplicates_by_its_unique_key() {
-    let Some(pg) = postgres_url() else {
-        eprintln!("skipped: HOOKGUARD_TEST_POSTGRES_URL unset");
-        return;
-    };
-    let schema = unique("replicas");
-    let mut replicas = Vec::new();
-    for _ in 0..2 {
-        let inbox = PostgresInbox::connect(&pg).await.expect("PostgreSQL must answer").schema(&schema);
-        replicas.push(start(Arc::new(inbox), None).await);
+    if let Some(store) = Store::new(Backend::Postgres, "replicas") {
+        two_replicas_share_one_inbox(store).await;
     }
-    let b = replicas.pop().unwrap();
-    scenario(replicas.pop().unwrap(), b).await;
 }

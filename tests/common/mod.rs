@@ -5,7 +5,11 @@
 //! - HTTP helpers (see `tests/http.rs`): a server on a real loopback socket, signing with
 //!   a preset's [`Sign`] impl, a raw HTTP/1.1 client for misbehaving senders, an inbox
 //!   that reports what the pipeline did with it, problem+json checks.
+//! - [`receiver`]: `examples/durable_receiver` as child processes on a backend (see
+//!   `tests/crash.rs` and `tests/replicas.rs`).
 #![allow(dead_code)]
+
+pub mod receiver;
 
 use std::{net::SocketAddr, time::Duration};
 
