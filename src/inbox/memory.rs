@@ -6,14 +6,12 @@ use std::{
     time::Duration,
 };
 
+use foldhash::fast::RandomState;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
 use super::{BoxFuture, DeadLetter, Inbox, InboxError, Job, Pushed, Webhook};
-// Keys are webhook keys, made only after verification; a per-process seed keeps
-// collisions unpredictable, at a fraction of SipHash's cost.
 use crate::clock::{Clock, SystemClock};
-use foldhash::fast::RandomState;
 
 /// An in-process inbox: a bounded queue with leases, retries at a given time, dead letters
 /// and re-drive, woken at once when work arrives.
@@ -40,6 +38,9 @@ pub struct MemoryInbox {
     clock: Arc<dyn Clock>,
 }
 
+/// The maps hash with foldhash, seeded per process: their keys are webhook keys, made only
+/// after verification, and the seed keeps collisions unpredictable, at a fraction of
+/// SipHash's cost.
 #[derive(Debug, Default)]
 struct State {
     entries: HashMap<String, Entry, RandomState>,

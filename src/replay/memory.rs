@@ -7,13 +7,11 @@ use std::{
     time::Duration,
 };
 
+use foldhash::fast::RandomState;
 use time::OffsetDateTime;
 
 use super::{BoxFuture, Mark, ReplayStore, StoreError};
-// Seeded per process: keys are only marked after their signature held, and the seed keeps
-// collisions unpredictable; several times cheaper than SipHash for short keys.
 use crate::clock::{Clock, SystemClock};
-use foldhash::fast::RandomState;
 
 const SHARDS: usize = 16;
 
@@ -41,6 +39,9 @@ pub struct MemoryReplayStore {
 struct Shards {
     maps: Vec<Mutex<Shard>>,
     per_shard: usize,
+    /// foldhash, seeded per process: keys are only marked after their signature held,
+    /// and the seed keeps collisions unpredictable; several times cheaper than SipHash
+    /// for short keys.
     hasher: RandomState,
 }
 
