@@ -17,7 +17,7 @@ use tokio_postgres::{
 
 use super::{
     BoxFuture, DeadLetter, Inbox, InboxError, Job, Pushed, Webhook,
-    wake::{self, Listener, Signal},
+    wake::{self, Background, Signal},
 };
 use crate::clock::{Clock, SystemClock};
 
@@ -30,6 +30,8 @@ const SHARDS: u32 = 16;
 /// How often the idle `LISTEN` connection is checked, and how long it has to answer.
 const HEARTBEAT: Duration = Duration::from_secs(30);
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The least time between two notifications from one inbox: changes in between share one.
+const NOTIFY_SPACING: Duration = Duration::from_millis(5);
 /// How long opening the `LISTEN` connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A `LISTEN` connection that stayed up this long was healthy: its loss starts the
@@ -83,13 +85,21 @@ type ListenFn = dyn Fn(Arc<str>, Arc<Signal>) -> BoxFuture<'static, Result<(), L
 /// # Wake-ups
 ///
 /// Idle workers do not poll: [`wait`](Inbox::wait) returns as soon as any replica pushes.
-/// A push, a retry and a re-drive run `pg_notify` in their own statement (so the
-/// notification is sent when, and only if, the change commits) on the channel
-/// `<schema>.inbox`, and the inbox keeps one connection of its own that `LISTEN`s on it,
-/// shared by all its clones and waiters. It opens at the first `wait`, reconnects with
+/// After a push, a retry or a re-drive commits, the inbox sends `pg_notify` on the channel
+/// `<schema>.inbox`, and it keeps one connection of its own that `LISTEN`s on it, shared by
+/// all its clones and waiters. That connection opens at the first `wait`, reconnects with
 /// back-off (100 ms doubling to 30 s) when it drops, and closes when the last clone of the
 /// inbox is dropped; while it is down, `wait` sleeps until its timeout (or the next due
 /// time, below).
+///
+/// The notification is not part of the push's transaction: PostgreSQL serializes the
+/// commits of all transactions that notify (a database-wide lock held until the commit is
+/// flushed), which took concurrent pushes from about 2,200–3,500 to about 370 a second on
+/// the benchmark's machine (BENCHMARKS.md). A task per inbox sends it instead, once the
+/// change has committed, in a transaction of its own that does not wait for the flush: one
+/// notification for all the changes made while the previous one was being sent, at most
+/// one every 5 ms. So a push never waits for it, and a process that dies between its
+/// commit and the notification leaves the others to notice at their timeout.
 ///
 /// `wait` also returns when a retry becomes due or a lease runs out: before it sleeps, it
 /// reads the earliest due time and lease end from the indexes (one small query), so the
@@ -119,7 +129,9 @@ pub struct PostgresInbox {
     last_purge: Arc<Mutex<Option<OffsetDateTime>>>,
     /// Opens `wait`'s `LISTEN` connection; `None`: `wait` sleeps its whole timeout.
     listen: Option<Arc<ListenFn>>,
-    listener: Arc<Listener>,
+    listener: Arc<Background>,
+    /// Sends the notifications of this inbox's changes.
+    notifier: Arc<Background>,
 }
 
 impl fmt::Debug for PostgresInbox {
@@ -141,6 +153,8 @@ struct Sql {
     channel: String,
     /// `LISTEN` on the channel, quoted.
     listen: Arc<str>,
+    /// `pg_notify` on the channel, committed without waiting for the WAL flush.
+    notify: String,
     /// The earliest due time and lease end after a given time.
     due: String,
     migrate: String,
@@ -195,6 +209,7 @@ impl Sql {
             schema: schema.to_owned(),
             valid,
             listen: Arc::from(format!("LISTEN {}", quote_ident(&channel))),
+            notify: "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')".to_owned(),
             channel,
             due: format!(
                 "SELECT (SELECT min(next_attempt_at) FROM {t} WHERE status = 'ready' AND next_attempt_at > $1),
@@ -251,7 +266,7 @@ impl Sql {
                  SELECT $1, $2, $3, $4::text::jsonb, $5, 'ready', $6, $7
                  WHERE (SELECT coalesce(sum(n), 0)::bigint FROM \"{s}\".inbox_kept) < $8
                  ON CONFLICT (key) DO NOTHING
-                 RETURNING seq, pg_notify($9, '')"
+                 RETURNING seq"
             ),
             exists: format!("SELECT 1 FROM {t} WHERE key = $1"),
             pull: format!(
@@ -273,8 +288,7 @@ impl Sql {
             ),
             retry: format!(
                 "UPDATE {t} SET status = 'ready', next_attempt_at = $3, last_error = $4, lease_until = NULL, lease_token = NULL
-                 WHERE key = $1 AND status = 'leased' AND lease_token = $2
-                 RETURNING pg_notify($5, '')"
+                 WHERE key = $1 AND status = 'leased' AND lease_token = $2"
             ),
             dead: format!(
                 "UPDATE {t} SET status = 'dead', last_error = $3, failed_at = $4, lease_until = NULL, lease_token = NULL
@@ -286,8 +300,7 @@ impl Sql {
             ),
             redrive: format!(
                 "UPDATE {t} SET status = 'ready', attempts = 0, next_attempt_at = $2, last_error = NULL, failed_at = NULL
-                 WHERE key = $1 AND status = 'dead'
-                 RETURNING pg_notify($3, '')"
+                 WHERE key = $1 AND status = 'dead'"
             ),
             depth: format!("SELECT count(*) FROM {t} WHERE status IN ('ready', 'leased')"),
             purge: format!("DELETE FROM {t} WHERE status = 'done' AND finished_at < $1"),
@@ -301,6 +314,23 @@ fn backend(e: impl std::error::Error + Send + Sync + 'static) -> InboxError {
 
 fn count(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Sends one notification for each burst of committed changes (pokes), at most one every
+/// [`NOTIFY_SPACING`], until the task is dropped.
+async fn notify_forever(pool: Pool, sql: Arc<Sql>, signal: Arc<Signal>) {
+    loop {
+        signal.demanded().await;
+        let sent = async {
+            let client = pool.get().await.map_err(backend)?;
+            let stmt = client.prepare_cached(&sql.notify).await.map_err(backend)?;
+            client.execute(&stmt, &[&sql.channel]).await.map_err(backend)
+        };
+        if let Err(e) = sent.await {
+            tracing::warn!(error = %e, "PostgreSQL inbox: NOTIFY failed; idle workers of other replicas wake at their timeout");
+        }
+        tokio::time::sleep(NOTIFY_SPACING).await;
+    }
 }
 
 /// Keeps `LISTEN` sessions going, with back-off between them, until the task is dropped.
@@ -412,7 +442,8 @@ impl PostgresInbox {
             clock: Arc::new(SystemClock),
             last_purge: Arc::default(),
             listen: None,
-            listener: Arc::new(Listener::new()),
+            listener: Arc::new(Background::new()),
+            notifier: Arc::new(Background::new()),
         }
     }
 
@@ -441,7 +472,7 @@ impl PostgresInbox {
         self.listen = Some(Arc::new(move |listen, signal| {
             Box::pin(listen_session(config.clone(), tls.clone(), listen, signal))
         }));
-        self.listener = Arc::new(Listener::new());
+        self.listener = Arc::new(Background::new());
         self
     }
 
@@ -457,7 +488,8 @@ impl PostgresInbox {
     pub fn schema(mut self, schema: &str) -> Self {
         self.sql = Arc::new(Sql::new(schema));
         self.migrated = Arc::new(OnceCell::new());
-        self.listener = Arc::new(Listener::new());
+        self.listener = Arc::new(Background::new());
+        self.notifier = Arc::new(Background::new());
         self
     }
 
@@ -570,12 +602,12 @@ impl PostgresInbox {
                     &now,
                     &webhook.received_at(),
                     &count(self.capacity),
-                    &self.sql.channel,
                 ],
             )
             .await
             .map_err(backend)?;
         if inserted.is_some() {
+            self.notify();
             return Ok(Pushed::Accepted);
         }
         let stmt = client.prepare_cached(&self.sql.exists).await.map_err(backend)?;
@@ -677,7 +709,19 @@ impl PostgresInbox {
         let client = self.client().await?;
         let stmt = client.prepare_cached(&self.sql.redrive).await.map_err(backend)?;
         let now = self.clock.now();
-        Ok(client.execute(&stmt, &[&key, &now, &self.sql.channel]).await.map_err(backend)? > 0)
+        let redriven = client.execute(&stmt, &[&key, &now]).await.map_err(backend)? > 0;
+        if redriven {
+            self.notify();
+        }
+        Ok(redriven)
+    }
+
+    /// Has the notifier tell every listening replica that a change committed.
+    fn notify(&self) {
+        if self.sql.valid {
+            let (pool, sql) = (&self.pool, &self.sql);
+            self.notifier.start(|signal| notify_forever(pool.clone(), Arc::clone(sql), signal)).poke();
+        }
     }
 
     /// The earliest due time or lease end after `after`.
@@ -746,7 +790,9 @@ impl Inbox for PostgresInbox {
         error: &'a str,
     ) -> BoxFuture<'a, Result<(), InboxError>> {
         Box::pin(async move {
-            self.release(&self.sql.retry, job, &[&not_before, &error, &self.sql.channel]).await
+            self.release(&self.sql.retry, job, &[&not_before, &error]).await?;
+            self.notify();
+            Ok(())
         })
     }
 

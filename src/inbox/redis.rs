@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::{
     BoxFuture, DeadLetter, Inbox, InboxError, Job, Pushed, Webhook,
-    wake::{self, Listener, Signal},
+    wake::{self, Background, Signal},
 };
 use crate::clock::{Clock, SystemClock};
 
@@ -277,7 +277,7 @@ pub struct RedisInbox {
     scripts: Arc<Scripts>,
     /// Opens `wait`'s blocking connection; `None`: `wait` sleeps its whole timeout.
     wake_client: Option<Client>,
-    listener: Arc<Listener>,
+    listener: Arc<Background>,
 }
 
 #[derive(Debug)]
@@ -485,7 +485,7 @@ impl RedisInbox {
             clock: Arc::new(SystemClock),
             scripts: Arc::new(Scripts::new()),
             wake_client: None,
-            listener: Arc::new(Listener::new()),
+            listener: Arc::new(Background::new()),
         }
     }
 
@@ -504,7 +504,7 @@ impl RedisInbox {
     #[must_use]
     pub fn wakeups(mut self, client: Client) -> Self {
         self.wake_client = Some(client);
-        self.listener = Arc::new(Listener::new());
+        self.listener = Arc::new(Background::new());
         self
     }
 
@@ -519,7 +519,7 @@ impl RedisInbox {
     #[must_use]
     pub fn prefix(mut self, prefix: &str) -> Self {
         self.keys = Arc::new(Keys::new(prefix));
-        self.listener = Arc::new(Listener::new());
+        self.listener = Arc::new(Background::new());
         self
     }
 
@@ -967,7 +967,7 @@ mod tests {
         let mut conn = Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
         let stream = format!("{{hg_test_cursor_{}_{:08x}}}:stream", std::process::id(), fastrand::u32(..));
         let cursor = Script::new(CURSOR);
-        let mut at = async |conn: &mut MultiplexedConnection, group: &str| -> String {
+        let at = async |conn: &mut MultiplexedConnection, group: &str| -> String {
             cursor.key(&stream).arg(group).invoke_async(conn).await.unwrap()
         };
         assert_eq!(at(&mut conn, "hookguard").await, "0-0", "no stream yet");

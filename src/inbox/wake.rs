@@ -1,9 +1,9 @@
 //! Wake-ups from other processes, for the inboxes that several replicas share.
 //!
-//! One background task per inbox (shared by its clones) holds a connection of its own and
-//! counts signals on a [`Signal`]; waiters watch the count. The task runs while any clone of
-//! the inbox lives ([`Listener`]): dropping the last clone ends it and closes its
-//! connection.
+//! A listener task per inbox (shared by its clones) holds a connection of its own and
+//! counts signals on a [`Signal`]; waiters watch the count. Background tasks run while any
+//! clone of the inbox lives ([`Background`]): dropping the last clone ends them and closes
+//! their connections.
 
 use std::{
     future::Future,
@@ -28,7 +28,8 @@ pub(crate) struct Signal {
     /// Wake-ups so far: each signal from the store, and each (re)connection (what was
     /// signalled while the listener was away is unknown).
     count: watch::Sender<u64>,
-    /// A permit stored by each waiter, for listeners that only work while someone waits.
+    /// A permit stored by each waiter (for listeners that only work while someone waits),
+    /// or by each `poke`.
     demand: Notify,
 }
 
@@ -54,31 +55,39 @@ impl Signal {
         rx
     }
 
+    /// Asks the task for work: coalesced with other pokes until it takes them.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn poke(&self) {
+        self.demand.notify_one();
+    }
+
     /// Waiters holding a receiver right now.
     #[cfg(feature = "redis")]
     pub(crate) fn waiters(&self) -> usize {
         self.count.receiver_count()
     }
 
-    /// Resolves once a waiter subscribed since the last call (at once when one did).
-    #[cfg(feature = "redis")]
+    /// Resolves once a waiter subscribed, or someone poked, since the last call (at once
+    /// when one did).
     pub(crate) async fn demanded(&self) {
         self.demand.notified().await;
     }
 }
 
-/// Runs an inbox's listener task while the inbox (any of its clones) lives.
+/// Runs a background task of an inbox (a listener, a notifier) while the inbox (any of its
+/// clones) lives.
 #[derive(Debug)]
-pub(crate) struct Listener {
+pub(crate) struct Background {
     signal: Arc<Signal>,
     /// Dropped with the listener: the task ends. Closed when the task ended on its own
     /// (its runtime shut down): the next [`start`](Self::start) starts it again.
     stop: Mutex<Option<oneshot::Sender<()>>>,
-    /// The signal count and the clock's time when the last pull began.
+    /// For a listener's waiters: the signal count and the clock's time when the last pull
+    /// began.
     last_pull: Mutex<Option<(u64, OffsetDateTime)>>,
 }
 
-impl Listener {
+impl Background {
     pub(crate) fn new() -> Self {
         Self { signal: Arc::new(Signal::new()), stop: Mutex::new(None), last_pull: Mutex::new(None) }
     }
@@ -134,7 +143,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_task_ends_with_the_last_listener() {
-        let listener = Listener::new();
+        let listener = Background::new();
         let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
         let signal = Arc::clone(listener.start(move |_| async move {
             let _tx = tx;
@@ -149,7 +158,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_task_that_ended_is_started_again() {
-        let listener = Listener::new();
+        let listener = Background::new();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         for round in 0..2 {
             let tx = tx.clone();
@@ -166,7 +175,7 @@ mod tests {
 
     #[tokio::test]
     async fn subscribers_see_wake_ups_after_they_subscribed() {
-        let listener = Listener::new();
+        let listener = Background::new();
         let signal = Arc::clone(listener.start(|_| std::future::pending()));
         signal.wake();
         let mut rx = signal.subscribe();
@@ -175,11 +184,9 @@ mod tests {
         rx.changed().await.unwrap();
         assert_eq!(*rx.borrow(), 2);
         #[cfg(feature = "redis")]
-        {
-            assert_eq!(signal.waiters(), 1);
-            // The subscription left a demand permit.
-            tokio::time::timeout(Duration::from_secs(10), signal.demanded()).await.unwrap();
-        }
+        assert_eq!(signal.waiters(), 1);
+        // The subscription left a demand permit.
+        tokio::time::timeout(Duration::from_secs(10), signal.demanded()).await.unwrap();
     }
 
     #[test]
