@@ -602,6 +602,32 @@ mod postgres_inbox {
     }
 
     #[tokio::test]
+    async fn re_drives_and_retries_from_another_replica_are_notified() {
+        let clock = ManualClock::at_unix(1_700_000_000);
+        let store = crate::common::unique("pg");
+        let inbox = or_skip!(make(clock.clone(), 100, &store).await);
+        let other = replica(&inbox, clock.clone(), &store).await;
+        other.push(crate::common::webhook("a")).await.unwrap();
+        other.push(crate::common::webhook("b")).await.unwrap();
+        let jobs = other.pull(2, LEASE).await.unwrap();
+        other.dead_letter(&jobs[0], "no").await.unwrap();
+        crate::common::bounded("the LISTEN connection to be up", inbox.wait(Duration::from_secs(60))).await;
+        assert!(inbox.pull(1, LEASE).await.unwrap().is_empty(), "one dead, one leased");
+        // The clock stands still: the jobs are due exactly at the last pull's time, which the
+        // due-time query does not count, so only a notification ends these waits.
+        let waiting = crate::common::started(inbox.wait(Duration::from_secs(60))).await;
+        assert!(other.redrive(jobs[0].webhook().key()).await.unwrap());
+        crate::common::bounded("a 60 s wait to end on a re-drive's NOTIFY", waiting).await;
+        let redriven = inbox.pull(1, LEASE).await.unwrap();
+        assert_eq!(redriven.iter().map(|j| j.webhook().id().unwrap()).collect::<Vec<_>>(), ["a"]);
+        let waiting = crate::common::started(inbox.wait(Duration::from_secs(60))).await;
+        other.retry(&jobs[1], clock.now_for_tests(), "again").await.unwrap();
+        crate::common::bounded("a 60 s wait to end on a retry's NOTIFY", waiting).await;
+        let retried = inbox.pull(1, LEASE).await.unwrap();
+        assert_eq!(retried.iter().map(|j| j.webhook().id().unwrap()).collect::<Vec<_>>(), ["b"]);
+    }
+
+    #[tokio::test]
     async fn the_listen_connection_comes_back_after_it_was_killed() {
         let (inbox, replica, store) = or_skip!(listening().await);
         let waiting = crate::common::started(inbox.wait(Duration::from_secs(60))).await;
