@@ -811,30 +811,21 @@ impl RedisInbox {
     async fn next_due(&self, after: Option<OffsetDateTime>) -> Result<Option<OffsetDateTime>, InboxError> {
         let mut conn = self.conn.clone();
         let min = after.map_or_else(|| "-inf".to_owned(), |at| format!("({}", millis(at)));
-        type Scores = Vec<(String, f64)>;
-        let (delayed, leased): (Scores, Scores) = ::redis::pipe()
-            .cmd("ZRANGEBYSCORE")
-            .arg(&self.keys.delayed)
-            .arg(&min)
-            .arg("+inf")
-            .arg("WITHSCORES")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(1)
-            .cmd("ZRANGEBYSCORE")
-            .arg(&self.keys.leases)
-            .arg(&min)
-            .arg("+inf")
-            .arg("WITHSCORES")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(1)
-            .query_async(&mut conn)
-            .await
-            .map_err(backend)?;
-        Ok(delayed
+        let mut pipe = ::redis::pipe();
+        for key in [&self.keys.delayed, &self.keys.leases] {
+            pipe.cmd("ZRANGEBYSCORE")
+                .arg(key)
+                .arg(&min)
+                .arg("+inf")
+                .arg("WITHSCORES")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(1);
+        }
+        let earliest: Vec<Vec<(String, f64)>> = pipe.query_async(&mut conn).await.map_err(backend)?;
+        Ok(earliest
             .iter()
-            .chain(&leased)
+            .flatten()
             .map(|(_, ms)| *ms)
             .reduce(f64::min)
             .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).ok()))

@@ -22,7 +22,8 @@ use crate::worker::Backoff;
 /// Delays between reconnection attempts of a listener: 100 ms doubling up to 30 s, jittered.
 pub(crate) const RECONNECT: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
 
-/// What a listener task and the waiters share.
+/// What a background task and the inbox share: wake-ups it counts for waiters, and
+/// requests for work.
 #[derive(Debug)]
 pub(crate) struct Signal {
     /// Wake-ups so far: each signal from the store, and each (re)connection (what was
@@ -79,8 +80,9 @@ impl Signal {
 #[derive(Debug)]
 pub(crate) struct Background {
     signal: Arc<Signal>,
-    /// Dropped with the listener: the task ends. Closed when the task ended on its own
-    /// (its runtime shut down): the next [`start`](Self::start) starts it again.
+    /// Dropped with this (the last clone of the inbox): the task ends. Closed when the task
+    /// ended on its own (its runtime shut down): the next [`start`](Self::start) starts it
+    /// again.
     stop: Mutex<Option<oneshot::Sender<()>>>,
     /// For a listener's waiters: the signal count and the clock's time when the last pull
     /// began.
