@@ -227,7 +227,9 @@ impl Worker {
         self
     }
 
-    /// How long to wait between pulls when the inbox gives no wake-up.
+    /// How long an idle pool waits for work before it pulls again (the timeout it passes to
+    /// [`Inbox::wait`], which returns earlier when the inbox knows of new work), and how
+    /// long it pauses after a failed pull. Default 1 s.
     pub fn idle_poll(mut self, every: Duration) -> Self {
         self.idle_poll = every;
         self
@@ -291,7 +293,13 @@ impl Worker {
                 Ok(jobs) => jobs,
                 Err(e) => {
                     tracing::warn!(error = %e, "inbox pull failed");
-                    Vec::new()
+                    // Not `wait`: it may return at once for work that is there but could
+                    // not be pulled, and the next pull would fail again straight away.
+                    tokio::select! {
+                        () = tokio::time::sleep(this.idle_poll) => {}
+                        _ = stop.changed() => {}
+                    }
+                    continue;
                 }
             };
             // The depth gauge is refreshed at most once a second (a query for SQL inboxes).

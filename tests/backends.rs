@@ -6,11 +6,16 @@ mod common;
 mod memory_inbox {
     use hookguard::{clock::ManualClock, inbox::MemoryInbox};
 
-    async fn make(clock: ManualClock, capacity: usize) -> Option<MemoryInbox> {
+    async fn make(clock: ManualClock, capacity: usize, _store: &str) -> Option<MemoryInbox> {
         Some(MemoryInbox::new().capacity(capacity).clock(clock))
     }
 
-    inbox_conformance!(make);
+    /// The store lives in this process: another handle on it is a clone.
+    async fn replica(of: &MemoryInbox, _clock: ManualClock, _store: &str) -> MemoryInbox {
+        of.clone()
+    }
+
+    inbox_conformance!(make, replica);
 }
 
 mod memory_replay {
@@ -41,10 +46,10 @@ mod sqlite_inbox {
     use hookguard::{clock::ManualClock, inbox::SqliteInbox};
 
     /// A SQLite inbox in a temporary directory, removed when the test ends.
-    #[derive(Debug)]
+    #[derive(Debug, Clone)]
     struct TempInbox {
         inbox: SqliteInbox,
-        _dir: tempfile::TempDir,
+        _dir: std::sync::Arc<tempfile::TempDir>,
     }
 
     impl Inbox for TempInbox {
@@ -99,7 +104,7 @@ mod sqlite_inbox {
         }
     }
 
-    async fn make(clock: ManualClock, capacity: usize) -> Option<TempInbox> {
+    async fn make(clock: ManualClock, capacity: usize, _store: &str) -> Option<TempInbox> {
         let dir = tempfile::tempdir().unwrap();
         let inbox = SqliteInbox::builder(dir.path().join("inbox.db"))
             .capacity(capacity)
@@ -107,10 +112,16 @@ mod sqlite_inbox {
             .open()
             .await
             .unwrap();
-        Some(TempInbox { inbox, _dir: dir })
+        Some(TempInbox { inbox, _dir: std::sync::Arc::new(dir) })
     }
 
-    inbox_conformance!(make);
+    /// One process holds the file (see `a_second_process_cannot_open_the_file_in_use`):
+    /// another handle on it is a clone.
+    async fn replica(of: &TempInbox, _clock: ManualClock, _store: &str) -> TempInbox {
+        of.clone()
+    }
+
+    inbox_conformance!(make, replica);
 
     fn open_at(path: &std::path::Path, clock: &ManualClock) -> hookguard::inbox::SqliteInboxBuilder {
         SqliteInbox::builder(path).clock(clock.clone())
@@ -286,19 +297,60 @@ mod sqlite_inbox {
     }
 }
 
-/// A name no other test (in this run or an earlier one) uses: isolates service-backed tests.
+/// Tests for the inboxes whose `wait` also ends when a retry becomes due or a lease runs
+/// out. Needs `make` and `replica` as for `inbox_conformance!`, and `LEASE`.
 #[cfg(any(feature = "redis", feature = "postgres"))]
-fn unique(what: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-    format!(
-        "hg_test_{what}_{}_{}_{:x}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed),
-        nanos % 0xffff_ffff
-    )
+macro_rules! due_times_end_waits {
+    () => {
+        /// A retry's due time or a lease's end, by the inbox clock.
+        const SOON: Duration = Duration::from_secs(1);
+
+        /// An inbox and another replica on one store, after `prepare` ran on the replica.
+        /// The inbox then waits once (until its wake-up connection is up, or something is
+        /// due) and pulls nothing, as an idle worker does.
+        async fn after_replica<F: std::future::Future<Output = ()>>(
+            prepare: impl FnOnce(ManualClock, hookguard::inbox::Job, std::sync::Arc<dyn Inbox>) -> F,
+        ) -> Option<impl Inbox> {
+            let clock = ManualClock::at_unix(1_700_000_000);
+            let store = crate::common::unique("inbox");
+            let inbox = make(clock.clone(), 100, &store).await?;
+            let other: std::sync::Arc<dyn Inbox> =
+                std::sync::Arc::new(replica(&inbox, clock.clone(), &store).await);
+            other.push(crate::common::webhook("a")).await.unwrap();
+            let job = other.pull(1, SOON).await.unwrap().remove(0);
+            prepare(clock, job, other).await;
+            crate::common::bounded("a first wait", inbox.wait(Duration::from_secs(60))).await;
+            assert!(inbox.pull(1, LEASE).await.unwrap().is_empty(), "nothing is due yet");
+            Some(inbox)
+        }
+
+        #[tokio::test]
+        async fn a_wait_ends_when_a_lease_runs_out() {
+            let inbox = or_skip!(after_replica(|_, _, _| async {}).await);
+            // Nothing changes from now on and the clock stands still: only the lease's end
+            // can end this wait before its timeout.
+            crate::common::bounded(
+                "a 60 s wait to end when a lease runs out",
+                inbox.wait(Duration::from_secs(60)),
+            )
+            .await;
+        }
+
+        #[tokio::test]
+        async fn a_wait_ends_when_a_retry_becomes_due() {
+            let inbox = or_skip!(
+                after_replica(|clock, job, replica| async move {
+                    replica.retry(&job, clock.now_for_tests() + SOON, "later").await.unwrap();
+                })
+                .await
+            );
+            crate::common::bounded(
+                "a 60 s wait to end when a retry becomes due",
+                inbox.wait(Duration::from_secs(60)),
+            )
+            .await;
+        }
+    };
 }
 
 #[cfg(feature = "redis")]
@@ -307,21 +359,107 @@ mod redis_inbox {
 
     /// `None` only when `HOOKGUARD_TEST_REDIS_URL` is unset; with it set, an unreachable
     /// server fails the test.
-    async fn make(clock: ManualClock, capacity: usize) -> Option<RedisInbox> {
+    async fn make(clock: ManualClock, capacity: usize, store: &str) -> Option<RedisInbox> {
         let url = std::env::var("HOOKGUARD_TEST_REDIS_URL").ok()?;
         let inbox =
             RedisInbox::connect(&url).await.expect("HOOKGUARD_TEST_REDIS_URL is set: Redis must answer");
-        Some(inbox.prefix(&crate::unique("inbox")).capacity(capacity).clock(clock))
+        Some(inbox.prefix(store).capacity(capacity).clock(clock))
     }
 
-    inbox_conformance!(make);
+    /// Another replica: connections of its own, the same prefix.
+    async fn replica(_of: &RedisInbox, clock: ManualClock, store: &str) -> RedisInbox {
+        make(clock, 100, store).await.expect("the first replica connected")
+    }
+
+    inbox_conformance!(make, replica);
+    due_times_end_waits!();
+
+    async fn admin() -> redis::aio::MultiplexedConnection {
+        let url = std::env::var("HOOKGUARD_TEST_REDIS_URL").unwrap();
+        redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_waiter_is_woken_after_its_connection_was_killed() {
+        let clock = ManualClock::at_unix(1_700_000_000);
+        let store = crate::common::unique("inbox");
+        let inbox = or_skip!(make(clock.clone(), 100, &store).await);
+        let replica = replica(&inbox, clock, &store).await;
+        // A first wake-up: the blocking connection is open.
+        assert!(inbox.pull(1, LEASE).await.unwrap().is_empty());
+        let waiting = crate::common::started(inbox.wait(Duration::from_secs(60))).await;
+        replica.push(crate::common::webhook("a")).await.unwrap();
+        crate::common::bounded("a first wake-up", waiting).await;
+        let jobs = inbox.pull(1, LEASE).await.unwrap();
+        inbox.ack(&jobs[0]).await.unwrap();
+
+        let waiting = crate::common::started(inbox.wait(Duration::from_secs(60))).await;
+        let mut admin = admin().await;
+        let ids = wake_connections(&mut admin, &store).await;
+        assert_eq!(ids.len(), 1, "one wake-up connection per inbox");
+        let killed: i64 =
+            redis::cmd("CLIENT").arg("KILL").arg("ID").arg(&ids[0]).query_async(&mut admin).await.unwrap();
+        assert_eq!(killed, 1);
+        replica.push(crate::common::webhook("b")).await.unwrap();
+        crate::common::bounded("a wake-up on a new connection", waiting).await;
+        let jobs = inbox.pull(1, LEASE).await.unwrap();
+        assert_eq!(jobs.iter().map(|j| j.webhook().id().unwrap()).collect::<Vec<_>>(), ["b"]);
+    }
+
+    /// The ids of the wake-up connections of the inboxes on `store`.
+    async fn wake_connections(admin: &mut redis::aio::MultiplexedConnection, store: &str) -> Vec<String> {
+        let clients: String = redis::cmd("CLIENT").arg("LIST").query_async(admin).await.unwrap();
+        let name = format!("name=hookguard-wake:{store}");
+        clients
+            .lines()
+            .filter(|line| line.split(' ').any(|field| field == name))
+            .filter_map(|line| line.split(' ').find_map(|field| field.strip_prefix("id=")))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn dropping_the_last_clone_closes_the_wake_up_connection() {
+        let store = crate::common::unique("inbox");
+        let inbox = or_skip!(make(ManualClock::at_unix(1_700_000_000), 100, &store).await);
+        let clone = inbox.clone();
+        clone.push(crate::common::webhook("a")).await.unwrap();
+        // Work is there: the wait ends once the connection has looked.
+        crate::common::bounded("a wait for work already there", inbox.wait(Duration::from_secs(60))).await;
+        let mut admin = admin().await;
+        assert_eq!(wake_connections(&mut admin, &store).await.len(), 1, "one connection for both clones");
+        drop(inbox);
+        assert_eq!(wake_connections(&mut admin, &store).await.len(), 1, "a clone still lives");
+        drop(clone);
+        crate::common::bounded("the wake-up connection to close", async {
+            while !wake_connections(&mut admin, &store).await.is_empty() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn without_its_connection_a_wait_lasts_its_timeout() {
+        let inbox =
+            or_skip!(make(ManualClock::at_unix(1_700_000_000), 100, &crate::common::unique("inbox")).await)
+                .wakeups(redis::Client::open("redis://127.0.0.1:1").unwrap());
+        assert!(inbox.pull(1, LEASE).await.unwrap().is_empty());
+        crate::common::bounded("a 200 ms wait without a connection", inbox.wait(Duration::from_millis(200)))
+            .await;
+        assert_eq!(inbox.push(crate::common::webhook("a")).await.unwrap(), Pushed::Accepted);
+    }
 
     #[tokio::test]
     async fn wait_aof_fails_loudly_when_the_server_has_no_aof() {
         use hookguard::inbox::RedisDurability;
-        let inbox = or_skip!(make(ManualClock::at_unix(1_700_000_000), 100).await).durability(
-            RedisDurability::WaitAof { local: true, replicas: 0, timeout: Duration::from_millis(100) },
-        );
+        let inbox =
+            or_skip!(make(ManualClock::at_unix(1_700_000_000), 100, &crate::common::unique("inbox")).await)
+                .durability(RedisDurability::WaitAof {
+                    local: true,
+                    replicas: 0,
+                    timeout: Duration::from_millis(100),
+                });
         let url = std::env::var("HOOKGUARD_TEST_REDIS_URL").unwrap();
         let client = redis::Client::open(url).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
@@ -342,7 +480,7 @@ mod redis_inbox {
     #[tokio::test]
     async fn two_handles_on_one_prefix_share_jobs_and_never_lease_one_twice() {
         let clock = ManualClock::at_unix(1_700_000_000);
-        let a = or_skip!(make(clock.clone(), 1000).await);
+        let a = or_skip!(make(clock.clone(), 1000, &crate::common::unique("inbox")).await);
         let b = a.clone().consumer("other-replica");
         for i in 0..20 {
             a.push(crate::common::webhook(&format!("j{i}"))).await.unwrap();
@@ -374,7 +512,7 @@ mod redis_replay {
         let store = RedisReplayStore::connect(&url)
             .await
             .expect("HOOKGUARD_TEST_REDIS_URL is set: Redis must answer");
-        Some(store.prefix(format!("{}:", crate::unique("replay"))).clock(clock))
+        Some(store.prefix(format!("{}:", crate::common::unique("replay"))).clock(clock))
     }
 
     replay_conformance!(make);
@@ -385,8 +523,10 @@ mod redis_replay {
             eprintln!("skipped: backend not configured");
             return;
         };
-        let store =
-            RedisReplayStore::connect(&url).await.unwrap().prefix(format!("{}:", crate::unique("replay")));
+        let store = RedisReplayStore::connect(&url)
+            .await
+            .unwrap()
+            .prefix(format!("{}:", crate::common::unique("replay")));
         assert_eq!(store.mark(b"k", Duration::from_millis(200)).await.unwrap(), Mark::New);
         assert_eq!(store.mark(b"k", Duration::from_millis(200)).await.unwrap(), Mark::Seen);
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -401,20 +541,162 @@ mod redis_replay {
 mod postgres_inbox {
     use hookguard::{clock::ManualClock, inbox::PostgresInbox};
 
-    /// `None` only when `HOOKGUARD_TEST_POSTGRES_URL` is unset; each test gets its own schema.
-    async fn make(clock: ManualClock, capacity: usize) -> Option<PostgresInbox> {
+    /// `None` only when `HOOKGUARD_TEST_POSTGRES_URL` is unset; the store is the schema.
+    async fn make(clock: ManualClock, capacity: usize, store: &str) -> Option<PostgresInbox> {
         let url = std::env::var("HOOKGUARD_TEST_POSTGRES_URL").ok()?;
         let inbox = PostgresInbox::connect(&url)
             .await
             .expect("HOOKGUARD_TEST_POSTGRES_URL is set: PostgreSQL must answer");
-        Some(inbox.schema(&crate::unique("pg")).capacity(capacity).clock(clock))
+        Some(inbox.schema(store).capacity(capacity).clock(clock))
     }
 
-    inbox_conformance!(make);
+    /// Another replica: a pool and a `LISTEN` connection of its own, the same schema.
+    async fn replica(_of: &PostgresInbox, clock: ManualClock, store: &str) -> PostgresInbox {
+        make(clock, 100, store).await.expect("the first replica connected")
+    }
+
+    inbox_conformance!(make, replica);
+    due_times_end_waits!();
+
+    async fn admin() -> tokio_postgres::Client {
+        let url = std::env::var("HOOKGUARD_TEST_POSTGRES_URL").unwrap();
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+    }
+
+    /// Two replicas on a new schema; the first has waited once, which ends when its
+    /// `LISTEN` connection is up (it wakes waiters each time it (re)connects).
+    async fn listening() -> Option<(PostgresInbox, PostgresInbox, String)> {
+        let clock = ManualClock::at_unix(1_700_000_000);
+        let store = crate::common::unique("pg");
+        let inbox = make(clock.clone(), 100, &store).await?;
+        let other = replica(&inbox, clock, &store).await;
+        crate::common::bounded("the LISTEN connection to be up", inbox.wait(Duration::from_secs(60))).await;
+        Some((inbox, other, store))
+    }
+
+    #[tokio::test]
+    async fn a_notification_wakes_a_waiter() {
+        let (inbox, replica, _) = or_skip!(listening().await);
+        assert!(inbox.pull(1, LEASE).await.unwrap().is_empty());
+        let waiting = crate::common::started(inbox.wait(Duration::from_secs(60))).await;
+        // The clock stands still, so the push is due exactly at the last pull's time: the
+        // due-time query does not count it, only the notification can end the wait.
+        replica.push(crate::common::webhook("a")).await.unwrap();
+        crate::common::bounded("a 60 s wait to end on NOTIFY", waiting).await;
+        assert_eq!(inbox.pull(1, LEASE).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_notification_between_a_pull_and_the_wait_is_not_missed() {
+        let (inbox, replica, _) = or_skip!(listening().await);
+        assert!(inbox.pull(1, LEASE).await.unwrap().is_empty());
+        replica.push(crate::common::webhook("a")).await.unwrap();
+        crate::common::bounded(
+            "a 60 s wait to end for a push notified since the last pull",
+            inbox.wait(Duration::from_secs(60)),
+        )
+        .await;
+        assert_eq!(inbox.pull(1, LEASE).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn re_drives_and_retries_from_another_replica_are_notified() {
+        let clock = ManualClock::at_unix(1_700_000_000);
+        let store = crate::common::unique("pg");
+        let inbox = or_skip!(make(clock.clone(), 100, &store).await);
+        let other = replica(&inbox, clock.clone(), &store).await;
+        other.push(crate::common::webhook("a")).await.unwrap();
+        other.push(crate::common::webhook("b")).await.unwrap();
+        let jobs = other.pull(2, LEASE).await.unwrap();
+        other.dead_letter(&jobs[0], "no").await.unwrap();
+        crate::common::bounded("the LISTEN connection to be up", inbox.wait(Duration::from_secs(60))).await;
+        assert!(inbox.pull(1, LEASE).await.unwrap().is_empty(), "one dead, one leased");
+        // The clock stands still: the jobs are due exactly at the last pull's time, which the
+        // due-time query does not count, so only a notification ends these waits.
+        let waiting = crate::common::started(inbox.wait(Duration::from_secs(60))).await;
+        assert!(other.redrive(jobs[0].webhook().key()).await.unwrap());
+        crate::common::bounded("a 60 s wait to end on a re-drive's NOTIFY", waiting).await;
+        let redriven = inbox.pull(1, LEASE).await.unwrap();
+        assert_eq!(redriven.iter().map(|j| j.webhook().id().unwrap()).collect::<Vec<_>>(), ["a"]);
+        let waiting = crate::common::started(inbox.wait(Duration::from_secs(60))).await;
+        other.retry(&jobs[1], clock.now_for_tests(), "again").await.unwrap();
+        crate::common::bounded("a 60 s wait to end on a retry's NOTIFY", waiting).await;
+        let retried = inbox.pull(1, LEASE).await.unwrap();
+        assert_eq!(retried.iter().map(|j| j.webhook().id().unwrap()).collect::<Vec<_>>(), ["b"]);
+    }
+
+    #[tokio::test]
+    async fn the_listen_connection_comes_back_after_it_was_killed() {
+        let (inbox, replica, store) = or_skip!(listening().await);
+        let waiting = crate::common::started(inbox.wait(Duration::from_secs(60))).await;
+        let killed = admin()
+            .await
+            .query_one(
+                "WITH listener AS MATERIALIZED (SELECT pid FROM pg_stat_activity WHERE query = $1)
+                 SELECT count(*) FROM listener WHERE pg_terminate_backend(pid)",
+                &[&listen(&store)],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+        assert_eq!(killed, 1, "one LISTEN connection per inbox");
+        crate::common::bounded("a wake-up when the LISTEN connection is back", waiting).await;
+        assert!(inbox.pull(1, LEASE).await.unwrap().is_empty());
+        let waiting = crate::common::started(inbox.wait(Duration::from_secs(60))).await;
+        replica.push(crate::common::webhook("a")).await.unwrap();
+        crate::common::bounded("a 60 s wait to end on NOTIFY after a reconnection", waiting).await;
+        assert_eq!(inbox.pull(1, LEASE).await.unwrap().len(), 1);
+    }
+
+    /// The statement the `LISTEN` connection of the inboxes on `store` ran (and shows in
+    /// `pg_stat_activity` until its first heartbeat, 30 s later).
+    fn listen(store: &str) -> String {
+        format!("LISTEN \"{store}.inbox\"")
+    }
+
+    async fn listen_connections(admin: &tokio_postgres::Client, store: &str) -> i64 {
+        admin
+            .query_one("SELECT count(*) FROM pg_stat_activity WHERE query = $1", &[&listen(store)])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    #[tokio::test]
+    async fn dropping_the_last_clone_closes_the_listen_connection() {
+        let (inbox, replica, store) = or_skip!(listening().await);
+        drop(replica);
+        let clone = inbox.clone();
+        let admin = admin().await;
+        assert_eq!(listen_connections(&admin, &store).await, 1, "one connection for both clones");
+        drop(inbox);
+        assert_eq!(listen_connections(&admin, &store).await, 1, "a clone still lives");
+        drop(clone);
+        crate::common::bounded("the LISTEN connection to close", async {
+            while listen_connections(&admin, &store).await > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn without_its_connection_a_wait_lasts_its_timeout() {
+        let inbox =
+            or_skip!(make(ManualClock::at_unix(1_700_000_000), 100, &crate::common::unique("pg")).await)
+                .wakeups("postgres://postgres@127.0.0.1:1/test".parse().unwrap(), tokio_postgres::NoTls);
+        assert!(inbox.pull(1, LEASE).await.unwrap().is_empty());
+        crate::common::bounded("a 200 ms wait without a connection", inbox.wait(Duration::from_millis(200)))
+            .await;
+        assert_eq!(inbox.push(crate::common::webhook("a")).await.unwrap(), Pushed::Accepted);
+    }
 
     #[tokio::test]
     async fn migration_is_idempotent_and_safe_in_parallel() {
-        let inbox = or_skip!(make(ManualClock::at_unix(1_700_000_000), 10).await);
+        let inbox =
+            or_skip!(make(ManualClock::at_unix(1_700_000_000), 10, &crate::common::unique("pg")).await);
         let mut tasks = Vec::new();
         for _ in 0..4 {
             let fresh = inbox.clone().capacity(10);
@@ -430,7 +712,8 @@ mod postgres_inbox {
     #[tokio::test]
     async fn finished_keys_are_forgotten_after_the_retention() {
         let clock = ManualClock::at_unix(1_700_000_000);
-        let inbox = or_skip!(make(clock.clone(), 10).await).retention(Duration::from_secs(3600));
+        let inbox = or_skip!(make(clock.clone(), 10, &crate::common::unique("pg")).await)
+            .retention(Duration::from_secs(3600));
         inbox.push(crate::common::webhook("a")).await.unwrap();
         let job = inbox.pull(1, LEASE).await.unwrap().remove(0);
         inbox.ack(&job).await.unwrap();
@@ -442,7 +725,8 @@ mod postgres_inbox {
 
     #[tokio::test]
     async fn concurrent_pullers_split_the_work_without_overlap() {
-        let inbox = or_skip!(make(ManualClock::at_unix(1_700_000_000), 1000).await);
+        let inbox =
+            or_skip!(make(ManualClock::at_unix(1_700_000_000), 1000, &crate::common::unique("pg")).await);
         for i in 0..60 {
             inbox.push(crate::common::webhook(&format!("j{i}"))).await.unwrap();
         }

@@ -29,6 +29,8 @@ mod postgres;
 mod redis;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+mod wake;
 mod webhook;
 
 use std::{fmt, time::Duration};
@@ -181,7 +183,10 @@ pub trait Inbox: fmt::Debug + Send + Sync + 'static {
     fn depth(&self) -> BoxFuture<'_, Result<usize, InboxError>>;
 
     /// Waits until work may be available, or `timeout` passes (a hint: workers pull
-    /// again either way). The default waits the whole timeout.
+    /// again either way). It may return early for nothing, and returns at once when work
+    /// is already there; it never waits longer than `timeout`. The default waits the whole
+    /// timeout; [`MemoryInbox`] and the durable backends return as soon as a push (on the
+    /// Redis and PostgreSQL inboxes, from any replica) may have made work available.
     fn wait(&self, timeout: Duration) -> BoxFuture<'_, ()> {
         Box::pin(tokio::time::sleep(timeout))
     }

@@ -9,9 +9,16 @@ use std::{
 use bytes::Bytes;
 use deadpool_postgres::{Pool, Runtime};
 use time::OffsetDateTime;
-use tokio::sync::OnceCell;
+use tokio::{sync::OnceCell, time::Instant};
+use tokio_postgres::{
+    AsyncMessage, Socket,
+    tls::{MakeTlsConnect, TlsConnect},
+};
 
-use super::{BoxFuture, DeadLetter, Inbox, InboxError, Job, Pushed, Webhook};
+use super::{
+    BoxFuture, DeadLetter, Inbox, InboxError, Job, Pushed, Webhook,
+    wake::{self, Background, Signal},
+};
 use crate::clock::{Clock, SystemClock};
 
 /// How often (by the injected clock) a pull also deletes finished keys past the retention.
@@ -19,6 +26,24 @@ const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 /// Rows of the kept-jobs counter (spread so concurrent pushes rarely wait on one row).
 const SHARDS: u32 = 16;
+
+/// How often the idle `LISTEN` connection is checked, and how long it has to answer.
+const HEARTBEAT: Duration = Duration::from_secs(30);
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The least time between two notifications from one inbox: changes in between share one.
+const NOTIFY_SPACING: Duration = Duration::from_millis(5);
+/// How long opening the `LISTEN` connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A `LISTEN` connection that stayed up this long was healthy: its loss starts the
+/// back-off again.
+const STABLE: Duration = Duration::from_secs(30);
+
+/// Why a `LISTEN` session ended.
+type ListenError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One `LISTEN` session: connects, runs the given `LISTEN` statement, counts notifications
+/// on the signal until the connection ends. Type-erases the TLS connector.
+type ListenFn = dyn Fn(Arc<str>, Arc<Signal>) -> BoxFuture<'static, Result<(), ListenError>> + Send + Sync;
 
 /// An [`Inbox`] in PostgreSQL, shared by every replica that points at the same schema.
 ///
@@ -56,7 +81,35 @@ const SHARDS: u32 = 16;
 ///
 /// Connections: a [`deadpool_postgres`] pool (16 connections by default, no TLS); bring
 /// your own pool, with TLS, through [`from_pool`](Self::from_pool).
-/// [`wait`](Inbox::wait) is the trait's default: workers poll every `idle_poll`.
+///
+/// # Wake-ups
+///
+/// Idle workers do not poll: [`wait`](Inbox::wait) returns as soon as any replica pushes.
+/// After a push, a retry or a re-drive commits, the inbox sends `pg_notify` on the channel
+/// `<schema>.inbox`, and it keeps one connection of its own that `LISTEN`s on it, shared by
+/// all its clones and waiters. That connection opens at the first `wait`, reconnects with
+/// back-off (100 ms doubling to 30 s) when it drops, and closes when the last clone of the
+/// inbox is dropped; while it is down, `wait` sleeps until its timeout (or the next due
+/// time, below).
+///
+/// The notification is not part of the push's transaction: PostgreSQL serializes the
+/// commits of all transactions that notify (a database-wide lock held until the commit is
+/// flushed), which took concurrent pushes from about 2,200–3,500 to about 370 a second on
+/// the benchmark's machine (BENCHMARKS.md). A task per inbox sends it instead, once the
+/// change has committed, in a transaction of its own that does not wait for the flush: one
+/// notification for all the changes made while the previous one was being sent, at most
+/// one every 5 ms. So a push never waits for it, and a process that dies between its
+/// commit and the notification leaves the others to notice at their timeout.
+///
+/// `wait` also returns when a retry becomes due or a lease runs out: before it sleeps, it
+/// reads the earliest due time and lease end from the indexes (one small query), so the
+/// timeout only bounds how late a change made after that query is noticed. A push made
+/// between a worker's pull and its `wait` is not missed: `wait` returns at once when a
+/// notification arrived since the last pull began.
+///
+/// [`connect`](Self::connect) sets this up from its URL; an inbox made with
+/// [`from_pool`](Self::from_pool) polls (`wait` sleeps its whole timeout) until it is given
+/// a connection configuration with [`wakeups`](Self::wakeups).
 ///
 /// ```no_run
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -74,14 +127,21 @@ pub struct PostgresInbox {
     retention: Duration,
     clock: Arc<dyn Clock>,
     last_purge: Arc<Mutex<Option<OffsetDateTime>>>,
+    /// Opens `wait`'s `LISTEN` connection; `None`: `wait` sleeps its whole timeout.
+    listen: Option<Arc<ListenFn>>,
+    listener: Arc<Background>,
+    /// Sends the notifications of this inbox's changes.
+    notifier: Arc<Background>,
 }
 
 impl fmt::Debug for PostgresInbox {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the connection configuration: it may hold a password.
         f.debug_struct("PostgresInbox")
             .field("schema", &self.sql.schema)
             .field("capacity", &self.capacity)
             .field("retention", &self.retention)
+            .field("wakeups", &self.listen.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -89,6 +149,14 @@ impl fmt::Debug for PostgresInbox {
 struct Sql {
     schema: String,
     valid: bool,
+    /// The `NOTIFY` channel, passed to `pg_notify` as a parameter.
+    channel: String,
+    /// `LISTEN` on the channel, quoted.
+    listen: Arc<str>,
+    /// `pg_notify` on the channel, committed without waiting for the WAL flush.
+    notify: String,
+    /// The earliest due time and lease end after a given time.
+    due: String,
     migrate: String,
     push: String,
     exists: String,
@@ -100,6 +168,27 @@ struct Sql {
     redrive: String,
     depth: String,
     purge: String,
+}
+
+/// The channel of the inbox in `schema`: its table's name, `<schema>.inbox`, or, for a schema
+/// too long for that (channel names have at most 63 bytes), `hookguard.` and a hash of it.
+fn channel(schema: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let name = format!("{schema}.inbox");
+    if name.len() <= 63 {
+        return name;
+    }
+    format!("hookguard.{}", const_hex::encode(&Sha256::digest(schema.as_bytes())[..16]))
+}
+
+/// A time before every time the inbox stores.
+fn before_everything() -> OffsetDateTime {
+    OffsetDateTime::UNIX_EPOCH.replace_year(1).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// `name` as a quoted SQL identifier.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 fn valid_identifier(name: &str) -> bool {
@@ -115,9 +204,17 @@ impl Sql {
         // Only a valid identifier is ever put into SQL.
         let s = if valid { schema } else { "invalid" };
         let t = format!("\"{s}\".inbox");
+        let channel = channel(s);
         Self {
             schema: schema.to_owned(),
             valid,
+            listen: Arc::from(format!("LISTEN {}", quote_ident(&channel))),
+            notify: "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')".to_owned(),
+            channel,
+            due: format!(
+                "SELECT (SELECT min(next_attempt_at) FROM {t} WHERE status = 'ready' AND next_attempt_at > $1),
+                        (SELECT min(lease_until) FROM {t} WHERE status = 'leased' AND lease_until > $1)"
+            ),
             migrate: format!(
                 "SELECT pg_advisory_xact_lock(hashtext('hookguard:{s}'));
                 CREATE SCHEMA IF NOT EXISTS \"{s}\";
@@ -219,6 +316,88 @@ fn count(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// Sends one notification for each burst of committed changes (pokes), at most one every
+/// [`NOTIFY_SPACING`], until the task is dropped.
+async fn notify_forever(pool: Pool, sql: Arc<Sql>, signal: Arc<Signal>) {
+    loop {
+        signal.demanded().await;
+        let sent = async {
+            let client = pool.get().await.map_err(backend)?;
+            let stmt = client.prepare_cached(&sql.notify).await.map_err(backend)?;
+            client.execute(&stmt, &[&sql.channel]).await.map_err(backend)
+        };
+        if let Err(e) = sent.await {
+            tracing::warn!(error = %e, "PostgreSQL inbox: NOTIFY failed; idle workers of other replicas wake at their timeout");
+        }
+        tokio::time::sleep(NOTIFY_SPACING).await;
+    }
+}
+
+/// Keeps `LISTEN` sessions going, with back-off between them, until the task is dropped.
+async fn listen_forever(session: Arc<ListenFn>, listen: Arc<str>, signal: Arc<Signal>) {
+    let mut failures = 0;
+    loop {
+        let began = Instant::now();
+        let ended = session(Arc::clone(&listen), Arc::clone(&signal)).await;
+        if began.elapsed() >= STABLE {
+            failures = 0;
+        }
+        failures += 1;
+        let delay = wake::RECONNECT.delay(failures);
+        match ended {
+            Ok(()) => {
+                tracing::info!(retry_in = ?delay, "PostgreSQL inbox: the server closed the LISTEN connection")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?delay, "PostgreSQL inbox: the LISTEN connection failed; idle workers poll until it is back");
+            }
+        }
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// One `LISTEN` session on a connection of its own. Once it listens it wakes every waiter
+/// (what was notified before is unknown to them), then each notification does. Checks the
+/// connection every [`HEARTBEAT`] so that a silently dead one is noticed.
+async fn listen_session<T>(
+    config: tokio_postgres::Config,
+    tls: T,
+    listen: Arc<str>,
+    signal: Arc<Signal>,
+) -> Result<(), ListenError>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send,
+    T::TlsConnect: Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    let (client, mut connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(tls))
+        .await
+        .map_err(|_| format!("no connection within {CONNECT_TIMEOUT:?}"))??;
+    let messages = async {
+        while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            if let AsyncMessage::Notification(_) = message? {
+                signal.wake();
+            }
+        }
+        Ok::<(), ListenError>(())
+    };
+    let listening = async {
+        client.batch_execute(&listen).await?;
+        signal.wake();
+        loop {
+            tokio::time::sleep(HEARTBEAT).await;
+            tokio::time::timeout(HEARTBEAT_TIMEOUT, client.batch_execute("SELECT 1"))
+                .await
+                .map_err(|_| format!("no answer to a heartbeat within {HEARTBEAT_TIMEOUT:?}"))??;
+        }
+    };
+    tokio::select! {
+        ended = messages => ended,
+        failed = listening => failed,
+    }
+}
+
 impl PostgresInbox {
     /// A pool of 16 connections (no TLS) to `url`, e.g.
     /// `postgres://user:password@host:5432/db`; checks that the database answers. The
@@ -238,10 +417,12 @@ impl PostgresInbox {
         cfg.pool = Some(deadpool_postgres::PoolConfig::new(16));
         let pool = cfg.create_pool(Some(Runtime::Tokio1), tokio_postgres::NoTls).map_err(backend)?;
         drop(pool.get().await.map_err(backend)?);
-        Ok(Self::from_pool(pool))
+        let config = url.parse::<tokio_postgres::Config>().map_err(backend)?;
+        Ok(Self::from_pool(pool).wakeups(config, tokio_postgres::NoTls))
     }
 
-    /// Uses an existing pool (for TLS, other sizes or shared pools).
+    /// Uses an existing pool (for TLS, other sizes or shared pools). Idle workers poll
+    /// until [`wakeups`](Self::wakeups) says how to open the `LISTEN` connection.
     ///
     /// ```no_run
     /// let mut cfg = deadpool_postgres::Config::new();
@@ -260,7 +441,39 @@ impl PostgresInbox {
             retention: Duration::from_secs(7 * 24 * 3600),
             clock: Arc::new(SystemClock),
             last_purge: Arc::default(),
+            listen: None,
+            listener: Arc::new(Background::new()),
+            notifier: Arc::new(Background::new()),
         }
+    }
+
+    /// Lets [`wait`](Inbox::wait) hear pushes from every replica: its `LISTEN` connection
+    /// (one per inbox, see [Wake-ups](Self#wake-ups)) is opened with `config` and `tls`.
+    /// [`connect`](Self::connect) does this with its URL and no TLS; call it after
+    /// [`from_pool`](Self::from_pool) with what the pool connects with.
+    ///
+    /// ```no_run
+    /// let url = "postgres://postgres@127.0.0.1/test";
+    /// let mut cfg = deadpool_postgres::Config::new();
+    /// cfg.url = Some(url.into());
+    /// let pool = cfg.create_pool(Some(deadpool_postgres::Runtime::Tokio1), tokio_postgres::NoTls).unwrap();
+    /// let inbox = hookguard::inbox::PostgresInbox::from_pool(pool)
+    ///     .wakeups(url.parse().unwrap(), tokio_postgres::NoTls);
+    /// # let _ = inbox;
+    /// ```
+    #[must_use]
+    pub fn wakeups<T>(mut self, config: tokio_postgres::Config, tls: T) -> Self
+    where
+        T: MakeTlsConnect<Socket> + Clone + Send + Sync + 'static,
+        T::Stream: Send,
+        T::TlsConnect: Send,
+        <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+    {
+        self.listen = Some(Arc::new(move |listen, signal| {
+            Box::pin(listen_session(config.clone(), tls.clone(), listen, signal))
+        }));
+        self.listener = Arc::new(Background::new());
+        self
     }
 
     /// Sets the schema that holds the table (default `hookguard`; lower-case letters,
@@ -275,6 +488,8 @@ impl PostgresInbox {
     pub fn schema(mut self, schema: &str) -> Self {
         self.sql = Arc::new(Sql::new(schema));
         self.migrated = Arc::new(OnceCell::new());
+        self.listener = Arc::new(Background::new());
+        self.notifier = Arc::new(Background::new());
         self
     }
 
@@ -392,6 +607,7 @@ impl PostgresInbox {
             .await
             .map_err(backend)?;
         if inserted.is_some() {
+            self.notify();
             return Ok(Pushed::Accepted);
         }
         let stmt = client.prepare_cached(&self.sql.exists).await.map_err(backend)?;
@@ -406,6 +622,8 @@ impl PostgresInbox {
             return Ok(Vec::new());
         }
         let now = self.clock.now();
+        // Before the query: a notification after this is for a change the pull may miss.
+        self.listener.pulling(now);
         self.purge_now_and_then(now).await?;
         let client = self.client().await?;
         let stmt = client.prepare_cached(&self.sql.pull).await.map_err(backend)?;
@@ -491,7 +709,54 @@ impl PostgresInbox {
         let client = self.client().await?;
         let stmt = client.prepare_cached(&self.sql.redrive).await.map_err(backend)?;
         let now = self.clock.now();
-        Ok(client.execute(&stmt, &[&key, &now]).await.map_err(backend)? > 0)
+        let redriven = client.execute(&stmt, &[&key, &now]).await.map_err(backend)? > 0;
+        if redriven {
+            self.notify();
+        }
+        Ok(redriven)
+    }
+
+    /// Has the notifier tell every listening replica that a change committed.
+    fn notify(&self) {
+        if self.sql.valid {
+            let (pool, sql) = (&self.pool, &self.sql);
+            self.notifier.start(|signal| notify_forever(pool.clone(), Arc::clone(sql), signal)).poke();
+        }
+    }
+
+    /// The earliest due time or lease end after `after`.
+    async fn next_due(&self, after: OffsetDateTime) -> Result<Option<OffsetDateTime>, InboxError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(&self.sql.due).await.map_err(backend)?;
+        let row = client.query_one(&stmt, &[&after]).await.map_err(backend)?;
+        let ready: Option<OffsetDateTime> = row.try_get(0).map_err(backend)?;
+        let lease_end: Option<OffsetDateTime> = row.try_get(1).map_err(backend)?;
+        Ok(ready.into_iter().chain(lease_end).min())
+    }
+
+    async fn wait_now(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let (Some(listen), true) = (&self.listen, self.sql.valid) else {
+            return tokio::time::sleep_until(deadline).await;
+        };
+        let signal = self
+            .listener
+            .start(|signal| listen_forever(Arc::clone(listen), Arc::clone(&self.sql.listen), signal));
+        let mut wakes = signal.subscribe();
+        let last_pull = self.listener.last_pull();
+        if last_pull.is_some_and(|(seen, _)| *wakes.borrow_and_update() != seen) {
+            // Notified since the last pull began: that pull may have missed the change.
+            return;
+        }
+        // Times up to the last pull were due for it: it took those jobs (or another worker
+        // holds their rows); what becomes due after is for this waiter.
+        let after = last_pull.map_or_else(before_everything, |(_, at)| at);
+        let due = tokio::time::timeout_at(deadline, self.next_due(after)).await;
+        let Some(until) = wake::until(deadline, due.ok().and_then(Result::ok).flatten(), self.clock.now())
+        else {
+            return;
+        };
+        let _ = tokio::time::timeout_at(until, wakes.changed()).await;
     }
 
     async fn depth_now(&self) -> Result<usize, InboxError> {
@@ -524,7 +789,11 @@ impl Inbox for PostgresInbox {
         not_before: OffsetDateTime,
         error: &'a str,
     ) -> BoxFuture<'a, Result<(), InboxError>> {
-        Box::pin(async move { self.release(&self.sql.retry, job, &[&not_before, &error]).await })
+        Box::pin(async move {
+            self.release(&self.sql.retry, job, &[&not_before, &error]).await?;
+            self.notify();
+            Ok(())
+        })
     }
 
     fn dead_letter<'a>(&'a self, job: &'a Job, error: &'a str) -> BoxFuture<'a, Result<(), InboxError>> {
@@ -545,11 +814,30 @@ impl Inbox for PostgresInbox {
     fn depth(&self) -> BoxFuture<'_, Result<usize, InboxError>> {
         Box::pin(self.depth_now())
     }
+
+    /// Returns when another replica (or this one) pushed, retried or re-drove a job, when
+    /// a retry becomes due or a lease runs out, or after `timeout` (see
+    /// [Wake-ups](PostgresInbox#wake-ups)).
+    fn wait(&self, timeout: Duration) -> BoxFuture<'_, ()> {
+        Box::pin(self.wait_now(timeout))
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::valid_identifier;
+    use super::{channel, quote_ident, valid_identifier};
+
+    #[test]
+    fn channels_are_named_after_the_table_and_fit_postgres_limit() {
+        assert_eq!(channel("hookguard"), "hookguard.inbox");
+        let longest = "a".repeat(57);
+        assert_eq!(channel(&longest), format!("{longest}.inbox"));
+        let long = channel(&"a".repeat(63));
+        assert!(long.starts_with("hookguard.") && long.len() <= 63, "{long}");
+        assert_ne!(long, channel(&format!("{}b", "a".repeat(62))), "different schemas, different channels");
+        assert_eq!(quote_ident("hookguard.inbox"), "\"hookguard.inbox\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
 
     #[test]
     fn only_plain_identifiers_reach_sql() {
@@ -564,5 +852,18 @@ mod tests {
             assert_eq!(valid_identifier(name), ok, "{name}");
         }
         assert!(!valid_identifier(&"a".repeat(64)));
+    }
+
+    #[tokio::test]
+    async fn debug_shows_no_password() {
+        let url = "postgres://postgres:pw-never-shown@127.0.0.1:1/test";
+        let mut cfg = deadpool_postgres::Config::new();
+        cfg.url = Some(url.into());
+        let pool = cfg.create_pool(Some(deadpool_postgres::Runtime::Tokio1), tokio_postgres::NoTls).unwrap();
+        let inbox = super::PostgresInbox::from_pool(pool);
+        assert!(format!("{inbox:?}").contains("wakeups: false"));
+        let inbox = inbox.wakeups(url.parse().unwrap(), tokio_postgres::NoTls);
+        let debug = format!("{inbox:?}");
+        assert!(!debug.contains("pw-never-shown") && debug.contains("wakeups: true"), "{debug}");
     }
 }

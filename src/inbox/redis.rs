@@ -2,12 +2,24 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use ::redis::{Script, Value, aio::ConnectionManager};
+use ::redis::{
+    AsyncConnectionConfig, Client, Script, Value,
+    aio::{ConnectionManager, MultiplexedConnection},
+};
 use bytes::Bytes;
 use time::OffsetDateTime;
+use tokio::time::Instant;
 
-use super::{BoxFuture, DeadLetter, Inbox, InboxError, Job, Pushed, Webhook};
+use super::{
+    BoxFuture, DeadLetter, Inbox, InboxError, Job, Pushed, Webhook,
+    wake::{self, Background, Signal},
+};
 use crate::clock::{Clock, SystemClock};
+
+/// How long one `XREAD BLOCK` of the wake-up connection lasts.
+const BLOCK: Duration = Duration::from_secs(10);
+/// How long the wake-up connection may take to open, and to answer beyond a block.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Keeps a webhook unless its key is kept or was finished lately; XADD comes first, so a
 /// failed XADD leaves no dedup mark behind.
@@ -121,6 +133,20 @@ end
 return out
 ";
 
+/// The id of the last stream entry the group handed out: entries after it are work that no
+/// consumer has taken yet (`0-0` while the stream or the group does not exist).
+const CURSOR: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return '0-0' end
+for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local name, last
+  for i = 1, #g, 2 do
+    if g[i] == 'name' then name = g[i + 1] elseif g[i] == 'last-delivered-id' then last = g[i + 1] end
+  end
+  if name == ARGV[1] and last then return last end
+end
+return '0-0'
+";
+
 const REDRIVE: &str = r"
 if redis.call('ZREM', KEYS[3], ARGV[1]) == 0 then return 0 end
 local sid = redis.call('XADD', KEYS[1], '*', 'key', ARGV[1])
@@ -202,7 +228,32 @@ pub enum RedisDurability {
 /// Waiting, leased, delayed and dead jobs count against the capacity (default 100,000);
 /// past it, pushes fail with [`InboxError::Full`].
 ///
-/// [`wait`](Inbox::wait) is the trait's default: workers poll every `idle_poll`.
+/// # Wake-ups
+///
+/// Idle workers do not poll: [`wait`](Inbox::wait) returns as soon as the stream holds an
+/// entry that the consumer group has not handed out yet, whichever replica added it (a
+/// push, a re-drive, a due retry moved back by another replica's pull). The inbox keeps one
+/// connection of its own (blocking commands must not run on the shared multiplexed
+/// connection), used by one task for all its clones and waiters: while anyone waits, it
+/// reads the group's last-delivered id (`XINFO GROUPS`) and blocks in `XREAD BLOCK` for
+/// entries after it, 10 s at a time. The connection (named `hookguard-wake:<prefix>` in
+/// `CLIENT LIST`) opens at the first `wait`, is opened again with back-off (100 ms doubling
+/// to 30 s) after an error, and closes when the last clone of the inbox is dropped; while
+/// it is down, `wait` sleeps until its timeout (or the next due time, below).
+///
+/// Why not `PUBLISH` on push and a subscription: `XREAD` is level-triggered. It reports
+/// work that exists, not a message that was sent, so nothing is lost while a waiter is
+/// between its pull and its wait or while the connection is reconnecting; the push script
+/// stays as it was (atomic, no extra work per push); and replicas running an older version
+/// of this library, which would not publish, still wake the others.
+///
+/// `wait` also returns when a retry becomes due or a lease runs out: it reads the earliest
+/// of each (`ZRANGEBYSCORE … LIMIT 0 1`) before it sleeps, so the timeout only bounds how
+/// late a retry scheduled after that is noticed.
+///
+/// [`connect`](Self::connect) sets this up; an inbox made with
+/// [`from_manager`](Self::from_manager) polls (`wait` sleeps its whole timeout) until it is
+/// given a client with [`wakeups`](Self::wakeups).
 ///
 /// ```no_run
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -224,6 +275,9 @@ pub struct RedisInbox {
     durability: RedisDurability,
     clock: Arc<dyn Clock>,
     scripts: Arc<Scripts>,
+    /// Opens `wait`'s blocking connection; `None`: `wait` sleeps its whole timeout.
+    wake_client: Option<Client>,
+    listener: Arc<Background>,
 }
 
 #[derive(Debug)]
@@ -268,6 +322,7 @@ struct Scripts {
     dead: Script,
     dead_list: Script,
     redrive: Script,
+    cursor: Script,
 }
 
 impl Scripts {
@@ -280,18 +335,21 @@ impl Scripts {
             dead: Script::new(&format!("{RELEASE}{DEAD}")),
             dead_list: Script::new(DEAD_LIST),
             redrive: Script::new(REDRIVE),
+            cursor: Script::new(CURSOR),
         }
     }
 }
 
 impl fmt::Debug for RedisInbox {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the client: its connection info may hold a password.
         f.debug_struct("RedisInbox")
             .field("prefix", &self.keys.prefix)
             .field("consumer", &self.consumer)
             .field("capacity", &self.capacity)
             .field("retention", &self.retention)
             .field("durability", &self.durability)
+            .field("wakeups", &self.wake_client.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -308,6 +366,82 @@ fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// While anyone waits, blocks on the stream for entries the group has not handed out, and
+/// wakes the waiters when there are some. Then it waits for a new waiter (one that came
+/// after the wake-up, so after its pull) before it looks again: it never spins on entries
+/// that nobody takes.
+async fn watch_stream(client: Client, keys: Arc<Keys>, group: Arc<str>, cursor: Script, signal: Arc<Signal>) {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(BLOCK + CONNECT_TIMEOUT));
+    let mut conn: Option<MultiplexedConnection> = None;
+    let mut failures = 0;
+    loop {
+        signal.demanded().await;
+        while signal.waiters() > 0 {
+            let looked = match &mut conn {
+                Some(c) => new_entries(c, &keys.stream, &group, &cursor).await,
+                None => match client.get_multiplexed_async_connection_with_config(&config).await {
+                    Ok(mut c) => {
+                        // For `CLIENT LIST`; a server that refuses it (ACLs) is no problem.
+                        let _: Result<(), _> = ::redis::cmd("CLIENT")
+                            .arg("SETNAME")
+                            .arg(client_name(&keys.prefix))
+                            .query_async(&mut c)
+                            .await;
+                        new_entries(conn.insert(c), &keys.stream, &group, &cursor).await
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            match looked {
+                Ok(found) => {
+                    failures = 0;
+                    if found {
+                        signal.wake();
+                        break;
+                    }
+                }
+                Err(e) => {
+                    conn = None;
+                    failures += 1;
+                    let delay = wake::RECONNECT.delay(failures);
+                    tracing::warn!(error = %e, retry_in = ?delay, "Redis inbox: the wake-up connection failed; idle workers poll until it is back");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+}
+
+/// `hookguard-wake:<prefix>`, with what a connection name cannot hold (spaces, control
+/// characters) replaced by `_`.
+fn client_name(prefix: &str) -> String {
+    let prefix: String = prefix.chars().map(|c| if c.is_ascii_graphic() { c } else { '_' }).collect();
+    format!("hookguard-wake:{prefix}")
+}
+
+/// Whether the stream gets (or has) an entry the group has not handed out, within [`BLOCK`].
+async fn new_entries(
+    conn: &mut MultiplexedConnection,
+    stream: &str,
+    group: &str,
+    cursor: &Script,
+) -> ::redis::RedisResult<bool> {
+    let after: String = cursor.key(stream).arg(group).invoke_async(conn).await?;
+    let read: Value = ::redis::cmd("XREAD")
+        .arg("COUNT")
+        .arg(1)
+        .arg("BLOCK")
+        .arg(duration_ms(BLOCK))
+        .arg("STREAMS")
+        .arg(stream)
+        .arg(after)
+        .query_async(conn)
+        .await?;
+    Ok(!matches!(read, Value::Nil))
+}
+
 impl RedisInbox {
     /// Connects to `url` with a reconnecting connection manager, and creates the stream
     /// and consumer group under the default prefix.
@@ -322,11 +456,13 @@ impl RedisInbox {
     /// ```
     pub async fn connect(url: &str) -> Result<Self, InboxError> {
         let client = ::redis::Client::open(url).map_err(backend)?;
-        let conn = ConnectionManager::new(client).await.map_err(backend)?;
-        Ok(Self::from_manager(conn))
+        let conn = ConnectionManager::new(client.clone()).await.map_err(backend)?;
+        Ok(Self::from_manager(conn).wakeups(client))
     }
 
     /// Uses an existing connection manager. The stream and group are created on first use.
+    /// Idle workers poll until [`wakeups`](Self::wakeups) gives a client for the blocking
+    /// connection.
     ///
     /// ```no_run
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> redis::RedisResult<()> {
@@ -348,7 +484,28 @@ impl RedisInbox {
             durability: RedisDurability::None,
             clock: Arc::new(SystemClock),
             scripts: Arc::new(Scripts::new()),
+            wake_client: None,
+            listener: Arc::new(Background::new()),
         }
+    }
+
+    /// Lets [`wait`](Inbox::wait) return as soon as any replica adds work: its blocking
+    /// connection (one per inbox, see [Wake-ups](Self#wake-ups)) is opened with `client`.
+    /// [`connect`](Self::connect) does this with its URL; call it after
+    /// [`from_manager`](Self::from_manager) with the client the manager was made from.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> redis::RedisResult<()> {
+    /// let client = redis::Client::open("redis://127.0.0.1:6379")?;
+    /// let inbox = hookguard::inbox::RedisInbox::from_manager(client.get_connection_manager().await?)
+    ///     .wakeups(client);
+    /// # let _ = inbox; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn wakeups(mut self, client: Client) -> Self {
+        self.wake_client = Some(client);
+        self.listener = Arc::new(Background::new());
+        self
     }
 
     /// Sets the key prefix (default `hookguard`; keys are `{prefix}:…`). Inboxes with the
@@ -362,6 +519,7 @@ impl RedisInbox {
     #[must_use]
     pub fn prefix(mut self, prefix: &str) -> Self {
         self.keys = Arc::new(Keys::new(prefix));
+        self.listener = Arc::new(Background::new());
         self
     }
 
@@ -537,6 +695,7 @@ impl RedisInbox {
     async fn pull_once(&self, max: usize, lease: Duration) -> Result<Vec<Job>, InboxError> {
         let mut conn = self.conn.clone();
         let now = self.clock.now();
+        self.listener.pulling(now);
         let k = &self.keys;
         let flat: Vec<Vec<u8>> = self
             .scripts
@@ -648,6 +807,55 @@ impl RedisInbox {
         Ok(done == 1)
     }
 
+    /// The earliest due time of a retry or end of a lease after `after` (exclusive).
+    async fn next_due(&self, after: Option<OffsetDateTime>) -> Result<Option<OffsetDateTime>, InboxError> {
+        let mut conn = self.conn.clone();
+        let min = after.map_or_else(|| "-inf".to_owned(), |at| format!("({}", millis(at)));
+        let mut pipe = ::redis::pipe();
+        for key in [&self.keys.delayed, &self.keys.leases] {
+            pipe.cmd("ZRANGEBYSCORE")
+                .arg(key)
+                .arg(&min)
+                .arg("+inf")
+                .arg("WITHSCORES")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(1);
+        }
+        let earliest: Vec<Vec<(String, f64)>> = pipe.query_async(&mut conn).await.map_err(backend)?;
+        Ok(earliest
+            .iter()
+            .flatten()
+            .map(|(_, ms)| *ms)
+            .reduce(f64::min)
+            .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).ok()))
+    }
+
+    async fn wait_now(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let Some(client) = &self.wake_client else {
+            return tokio::time::sleep_until(deadline).await;
+        };
+        let signal = self.listener.start(|signal| {
+            watch_stream(
+                client.clone(),
+                Arc::clone(&self.keys),
+                Arc::clone(&self.group),
+                self.scripts.cursor.clone(),
+                signal,
+            )
+        });
+        let mut wakes = signal.subscribe();
+        // Times up to the last pull were due for it, and it took those jobs.
+        let after = self.listener.last_pull().map(|(_, at)| at);
+        let due = tokio::time::timeout_at(deadline, self.next_due(after)).await;
+        let Some(until) = wake::until(deadline, due.ok().and_then(Result::ok).flatten(), self.clock.now())
+        else {
+            return;
+        };
+        let _ = tokio::time::timeout_at(until, wakes.changed()).await;
+    }
+
     async fn depth_now(&self) -> Result<usize, InboxError> {
         let mut conn = self.conn.clone();
         let (waiting, delayed): (usize, usize) = ::redis::pipe()
@@ -705,5 +913,91 @@ impl Inbox for RedisInbox {
 
     fn depth(&self) -> BoxFuture<'_, Result<usize, InboxError>> {
         Box::pin(self.depth_now())
+    }
+
+    /// Returns when the stream holds work no consumer has taken (from any replica), when a
+    /// retry becomes due or a lease runs out, or after `timeout` (see
+    /// [Wake-ups](RedisInbox#wake-ups)).
+    fn wait(&self, timeout: Duration) -> BoxFuture<'_, ()> {
+        Box::pin(self.wait_now(timeout))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wake_connections_are_named_after_the_prefix() {
+        assert_eq!(client_name("app1"), "hookguard-wake:app1");
+        assert_eq!(client_name("my app\n"), "hookguard-wake:my_app_");
+        assert_eq!(client_name("é"), "hookguard-wake:_");
+    }
+
+    #[tokio::test]
+    async fn debug_shows_no_password() {
+        let client = Client::open("redis://:pw-never-shown@127.0.0.1:1").unwrap();
+        let manager = ConnectionManager::new_lazy_with_config(
+            client.clone(),
+            ::redis::aio::ConnectionManagerConfig::new(),
+        )
+        .unwrap();
+        let inbox = RedisInbox::from_manager(manager).wakeups(client);
+        let debug = format!("{inbox:?}");
+        assert!(!debug.contains("pw-never-shown") && debug.contains("wakeups: true"), "{debug}");
+    }
+
+    /// A wrong cursor (say, always `0-0`) would make every `wait` return at once while a
+    /// job is leased: check it against the group's state.
+    #[tokio::test]
+    async fn the_cursor_is_the_last_entry_the_group_handed_out() {
+        let Ok(url) = std::env::var("HOOKGUARD_TEST_REDIS_URL") else {
+            eprintln!("skipped: backend not configured");
+            return;
+        };
+        let mut conn = Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let stream = format!("{{hg_test_cursor_{}_{:08x}}}:stream", std::process::id(), fastrand::u32(..));
+        let cursor = Script::new(CURSOR);
+        let at = async |conn: &mut MultiplexedConnection, group: &str| -> String {
+            cursor.key(&stream).arg(group).invoke_async(conn).await.unwrap()
+        };
+        assert_eq!(at(&mut conn, "hookguard").await, "0-0", "no stream yet");
+        let _: () = ::redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&stream)
+            .arg("hookguard")
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(at(&mut conn, "hookguard").await, "0-0", "nothing handed out yet");
+        let mut ids = Vec::new();
+        for key in ["a", "b"] {
+            let id: String = ::redis::cmd("XADD")
+                .arg(&stream)
+                .arg("*")
+                .arg("key")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            ids.push(id);
+        }
+        let _: Value = ::redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg("hookguard")
+            .arg("c1")
+            .arg("COUNT")
+            .arg(1)
+            .arg("STREAMS")
+            .arg(&stream)
+            .arg(">")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(at(&mut conn, "hookguard").await, ids[0]);
+        assert_eq!(at(&mut conn, "other").await, "0-0", "another group's cursor");
+        let _: () = ::redis::cmd("DEL").arg(&stream).query_async(&mut conn).await.unwrap();
     }
 }

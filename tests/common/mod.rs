@@ -32,6 +32,34 @@ pub fn webhook(id: &str) -> Webhook {
 /// bound on waiting for a channel, a response or a task).
 pub const BOUND: Duration = Duration::from_secs(10);
 
+/// A name no other test (in this run or an earlier one) uses: isolates tests that share a
+/// service (key prefixes, schemas).
+pub fn unique(what: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    format!(
+        "hg_test_{what}_{}_{}_{:x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        nanos % 0xffff_ffff
+    )
+}
+
+/// Polls `fut` once, so that whatever it does before its first pause (a waiter
+/// registering, say) has happened, and gives back the rest of it to be awaited.
+pub async fn started<F: std::future::Future>(fut: F) -> impl std::future::Future<Output = F::Output> {
+    let mut fut = Box::pin(fut);
+    let first = futures_util::poll!(fut.as_mut());
+    async move {
+        match first {
+            std::task::Poll::Ready(out) => out,
+            std::task::Poll::Pending => fut.await,
+        }
+    }
+}
+
 /// Awaits `fut`, failing the test with `what` when it takes longer than [`BOUND`].
 pub async fn bounded<F: std::future::Future>(what: &str, fut: F) -> F::Output {
     match tokio::time::timeout(BOUND, fut).await {
@@ -283,11 +311,14 @@ impl Inbox for RecordingInbox {
 }
 
 /// Runs the inbox conformance suite. `$make` is an async fn
-/// `(clock: ManualClock, capacity: usize) -> Option<impl Inbox>`; `None` means the
-/// backend is not available here (the tests then say they skipped).
+/// `(clock: ManualClock, capacity: usize, store: &str) -> Option<I>` (`I: Inbox`) that opens
+/// an inbox on a store of its own named `store`; `None` means the backend is not available
+/// here (the tests then say they skipped). `$replica` is an async fn
+/// `(of: &I, clock: ManualClock, store: &str) -> I` that opens another inbox on the same
+/// store, as another replica would (a clone for the in-process backends).
 #[macro_export]
 macro_rules! inbox_conformance {
-    ($make:path) => {
+    ($make:path, $replica:path) => {
         use std::time::Duration;
 
         use hookguard::inbox::{Inbox, InboxError, Pushed};
@@ -296,7 +327,17 @@ macro_rules! inbox_conformance {
 
         async fn setup(capacity: usize) -> Option<(impl Inbox, hookguard::clock::ManualClock)> {
             let clock = hookguard::clock::ManualClock::at_unix(1_700_000_000);
-            $make(clock.clone(), capacity).await.map(|inbox| (inbox, clock))
+            let store = $crate::common::unique("inbox");
+            $make(clock.clone(), capacity, &store).await.map(|inbox| (inbox, clock))
+        }
+
+        /// Two inboxes on one store, as two replicas open them, on one clock.
+        async fn replicas() -> Option<(impl Inbox, impl Inbox)> {
+            let clock = hookguard::clock::ManualClock::at_unix(1_700_000_000);
+            let store = $crate::common::unique("inbox");
+            let inbox = $make(clock.clone(), 100, &store).await?;
+            let replica = $replica(&inbox, clock, &store).await;
+            Some((inbox, replica))
         }
 
         macro_rules! or_skip {
@@ -428,6 +469,42 @@ macro_rules! inbox_conformance {
             }
             assert_eq!(accepted, 1);
             assert_eq!(inbox.depth().await.unwrap(), 1);
+        }
+
+        #[tokio::test]
+        async fn wait_with_nothing_pushed_returns_by_its_timeout() {
+            let (inbox, _) = or_skip!(setup(100).await);
+            assert!(inbox.pull(1, LEASE).await.unwrap().is_empty());
+            $crate::common::bounded("a 200 ms wait with nothing pushed", inbox.wait(Duration::from_millis(200)))
+                .await;
+        }
+
+        #[tokio::test]
+        async fn a_long_wait_ends_when_another_replica_pushes() {
+            let (inbox, replica) = or_skip!(replicas().await);
+            for id in ["a", "b", "c"] {
+                // As a worker does: a pull that finds nothing, then a wait.
+                assert!(inbox.pull(1, LEASE).await.unwrap().is_empty(), "{id}: nothing left");
+                let waiting = $crate::common::started(inbox.wait(Duration::from_secs(60))).await;
+                assert_eq!(replica.push($crate::common::webhook(id)).await.unwrap(), Pushed::Accepted);
+                $crate::common::bounded("a 60 s wait to end after another replica's push", waiting).await;
+                let jobs = inbox.pull(1, LEASE).await.unwrap();
+                assert_eq!(jobs.iter().map(|j| j.webhook().id().unwrap()).collect::<Vec<_>>(), [id]);
+                inbox.ack(&jobs[0]).await.unwrap();
+            }
+        }
+
+        #[tokio::test]
+        async fn a_push_between_a_pull_and_the_wait_is_not_missed() {
+            let (inbox, replica) = or_skip!(replicas().await);
+            assert!(inbox.pull(1, LEASE).await.unwrap().is_empty());
+            assert_eq!(replica.push($crate::common::webhook("a")).await.unwrap(), Pushed::Accepted);
+            $crate::common::bounded(
+                "a 60 s wait to end for a push made since the last pull",
+                inbox.wait(Duration::from_secs(60)),
+            )
+            .await;
+            assert_eq!(inbox.pull(1, LEASE).await.unwrap().len(), 1);
         }
     };
 }
