@@ -211,6 +211,7 @@ impl Envelope {
 }
 
 /// The first header of a field that is present in the request.
+#[cfg(any(feature = "ed25519", feature = "ecdsa"))]
 pub(crate) fn first_present_header<'f>(field: &'f Field, req: &WebhookRequest<'_>) -> Option<&'f HeaderName> {
     match field {
         Field::Header(name) => req.headers().contains_key(name).then_some(name),
