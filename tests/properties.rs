@@ -7,13 +7,15 @@
 //!   turned into trailing white space);
 //! - any header values at all give `Ok` or a `Rejection`, never a panic.
 //!
-//! Add a preset with one line in the `presets!` table at the bottom.
+//! Add a preset with one line in the `presets!` table at the bottom. Presets that sign the
+//! URL get it from `Row::url` (Twilio: a URL carrying the body's `bodySHA256`, so that every
+//! body byte is signed).
 
 use std::ops::Range;
 
 use hookguard::{
     ConfigError,
-    providers::{Preset, github, standard_webhooks, stripe},
+    providers::{Preset, github, standard_webhooks, stripe, twilio},
     verify::{Outgoing, Reason, Scheme, WebhookRequest},
 };
 use http::{HeaderName, HeaderValue};
@@ -39,11 +41,22 @@ struct Row {
     ts: Ts,
     /// The header `Verified::id` comes from, if the id travels in a header.
     id_header: Option<&'static str>,
+    /// The URL the message is signed for and received at, made from the body.
+    url: Option<fn(&[u8]) -> String>,
+    /// Another header the scheme reads, given any value in `any_header_values_never_panic`.
+    other_header: Option<&'static str>,
 }
 
 impl Row {
     fn new<P: Preset + 'static>(scheme: Result<P, ConfigError>) -> Self {
-        Self { scheme: Box::new(scheme.expect("valid preset")), hex: false, ts: Ts::None, id_header: None }
+        Self {
+            scheme: Box::new(scheme.expect("valid preset")),
+            hex: false,
+            ts: Ts::None,
+            id_header: None,
+            url: None,
+            other_header: None,
+        }
     }
     fn hex(mut self) -> Self {
         self.hex = true;
@@ -57,21 +70,41 @@ impl Row {
         self.id_header = Some(name);
         self
     }
+    fn url(mut self, url: fn(&[u8]) -> String) -> Self {
+        self.url = Some(url);
+        self
+    }
+    fn other_header(mut self, name: &'static str) -> Self {
+        self.other_header = Some(name);
+        self
+    }
 
     /// The signed headers for one message, signature header first.
     fn sign(&self, body: &[u8], id: &str, now: OffsetDateTime) -> Vec<(HeaderName, HeaderValue)> {
-        self.scheme.sign(&Outgoing::new(body).id(id).timestamp(now)).expect("the preset signs")
+        let url = self.url.map(|url| url(body));
+        let mut msg = Outgoing::new(body).id(id).timestamp(now);
+        if let Some(url) = &url {
+            msg = msg.url(url);
+        }
+        self.scheme.sign(&msg).expect("the preset signs")
     }
 
-    fn verify(
+    /// Verifies `body` as received with `headers`; the URL (for presets that sign it) is
+    /// the one made from `signed_body`, the body the sender signed.
+    fn verify_sent(
         &self,
         headers: &[(HeaderName, HeaderValue)],
+        signed_body: &[u8],
         body: &[u8],
         now: OffsetDateTime,
     ) -> Result<(Option<String>, Option<OffsetDateTime>), Reason> {
+        let url = self.url.map(|url| url(signed_body));
         let req = request(headers, body);
-        let verified = self.scheme.verify(&WebhookRequest::from_request(&req), now);
-        match verified {
+        let mut view = WebhookRequest::from_request(&req);
+        if let Some(url) = &url {
+            view = view.with_url(url);
+        }
+        match self.scheme.verify(&view, now) {
             Ok(v) => Ok((v.id().map(str::to_owned), v.timestamp())),
             Err(r) => {
                 // Displaying a rejection never panics either.
@@ -80,6 +113,15 @@ impl Row {
                 Err(r.reason())
             }
         }
+    }
+
+    fn verify(
+        &self,
+        headers: &[(HeaderName, HeaderValue)],
+        body: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<(Option<String>, Option<OffsetDateTime>), Reason> {
+        self.verify_sent(headers, body, body, now)
     }
 
     /// Where the timestamp text is: which header and which bytes of its value.
@@ -165,6 +207,8 @@ fn header_bytes() -> impl Strategy<Value = Vec<u8>> {
         "(t=[0-9 ]{0,14},)?(v[01]=[0-9a-fA-F]{0,70},?){0,3}".prop_map(String::into_bytes),
         "sha256=[0-9a-fA-F]{0,70}".prop_map(String::into_bytes),
         "[0-9]{0,20}".prop_map(String::into_bytes),
+        "( ?(key|algorithm|x)=(HMAC_SHA(1|256|512)|[A-Za-z0-9_-]{0,12}) ?,?){0,4}"
+            .prop_map(String::into_bytes),
     ]
 }
 
@@ -204,7 +248,7 @@ macro_rules! presets {
                     let mut bad = body.clone();
                     let i = at.index(bad.len());
                     bad[i] ^= mask;
-                    prop_assert_eq!(row.verify(&headers, &bad, now), Err(Reason::SignatureMismatch));
+                    prop_assert_eq!(row.verify_sent(&headers, &body, &bad, now), Err(Reason::SignatureMismatch));
                 }
 
                 #[test]
@@ -256,6 +300,7 @@ macro_rules! presets {
                     sig in proptest::option::of(header_bytes()),
                     ts in proptest::option::of(header_bytes()),
                     id in proptest::option::of(header_bytes()),
+                    other in proptest::option::of(header_bytes()),
                     body in body(),
                     now in timestamp(),
                 ) {
@@ -268,7 +313,8 @@ macro_rules! presets {
                         _ => None,
                     };
                     let id_name = row.id_header.map(HeaderName::from_static);
-                    for (name, value) in [(Some(sig_name), sig), (ts_name, ts), (id_name, id)] {
+                    let other_name = row.other_header.map(HeaderName::from_static);
+                    for (name, value) in [(Some(sig_name), sig), (ts_name, ts), (id_name, id), (other_name, other)] {
                         let Some(name) = name else { continue };
                         headers.retain(|(h, _)| *h != name);
                         if let Some(bytes) = value {
@@ -289,4 +335,20 @@ presets! {
     standard_webhooks_v1 => Row::new(standard_webhooks::scheme("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")).ts(Ts::Header("webhook-timestamp")).id_header("webhook-id");
     stripe_v1 => Row::new(stripe::scheme("whsec_test_secret")).hex().ts(Ts::Param("t"));
     github_sha256 => Row::new(github::scheme("It's a Secret to Everybody")).hex().id_header("x-github-delivery");
+    twilio_sha1 => Row::new(twilio::scheme("12345")).url(twilio_url).other_header("x-twilio-webhooks-signature-settings");
+    twilio_sha256 => Row::new(twilio_shared_key()).url(twilio_url).other_header("x-twilio-webhooks-signature-settings");
+}
+
+/// Twilio's JSON form: the URL alone is signed, and it carries the body's hash.
+fn twilio_url(body: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!(
+        "https://hooks.example.com:8443/twilio?a=1&bodySHA256={}",
+        const_hex::encode(sha2::Sha256::digest(body))
+    )
+}
+
+/// Twilio signing with a Webhooks Setting's shared key (HMAC-SHA256, two headers).
+fn twilio_shared_key() -> Result<twilio::TwilioScheme, ConfigError> {
+    twilio::scheme("12345")?.with_shared_key("twilio-shared-key")?.sign_with_shared_key("my-setting")
 }
