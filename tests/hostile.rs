@@ -1,6 +1,7 @@
 //! A catalog of hostile requests, each run through a real `WebhookService` (body gate,
-//! verification, problem+json answer) for several presets: the expected status and
-//! problem type, no panic, and no secret (or right signature) in any answer.
+//! verification, problem+json answer) for several presets (Twilio with a Webhooks shared
+//! key among them, behind a public origin): the expected status and problem type, no
+//! panic, and no secret (or right signature) in any answer.
 
 use std::{
     pin::Pin,
@@ -32,6 +33,13 @@ const SW: &str = "standard-webhooks";
 const STRIPE: &str = "stripe";
 const GITHUB: &str = "github";
 const SLACK: &str = "slack";
+/// Twilio with an auth token and a Webhooks Setting's shared key, signing as the Setting
+/// (HMAC-SHA256, `X-Twilio-Webhooks-Signature-Settings`).
+const TWILIO: &str = "twilio";
+/// The public origin the guard is told; Twilio signs the URL it calls.
+const ORIGIN: &str = "https://hooks.example.com";
+const TWILIO_SHARED_KEY: &str = "hostile-twilio-shared-key";
+const SETTINGS: &str = "x-twilio-webhooks-signature-settings";
 
 fn secret(preset: &str) -> &'static str {
     match preset {
@@ -39,19 +47,33 @@ fn secret(preset: &str) -> &'static str {
         STRIPE => "whsec_hostile_stripe_secret",
         GITHUB => "It's a Secret to Everybody",
         SLACK => "8f742231b10e8888abcd99yyyzzz85a5",
+        TWILIO => "hostile-twilio-auth-token",
         other => panic!("no secret for {other}"),
     }
 }
 
 fn scheme(preset: &str) -> Box<dyn Preset> {
+    if preset == TWILIO {
+        let twilio = providers::twilio::scheme(secret(TWILIO))
+            .and_then(|s| s.with_shared_key(TWILIO_SHARED_KEY))
+            .and_then(|s| s.sign_with_shared_key("hostile-setting"))
+            .unwrap();
+        return Box::new(twilio);
+    }
     providers::by_name(preset, &[secret(preset)]).unwrap()
+}
+
+/// The URL the guard builds for a request to `/hooks` (Twilio signs it).
+fn hooks_url() -> String {
+    format!("{ORIGIN}/hooks")
 }
 
 /// The headers `preset` signs `body` with at `ts` (id `msg_1`).
 fn signed_at(preset: &str, body: &[u8], ts: i64) -> Vec<(HeaderName, Vec<u8>)> {
     let at = time::OffsetDateTime::from_unix_timestamp(ts).unwrap();
+    let url = hooks_url();
     let mut headers: Vec<(HeaderName, Vec<u8>)> = scheme(preset)
-        .sign(&Outgoing::new(body).id("msg_1").timestamp(at))
+        .sign(&Outgoing::new(body).id("msg_1").timestamp(at).url(&url))
         .unwrap()
         .into_iter()
         .map(|(n, v)| (n, v.as_bytes().to_vec()))
@@ -204,6 +226,8 @@ fn catalog() -> Vec<Case> {
     let gh = || signed(GITHUB, &body);
     let st = || signed(STRIPE, &body);
     let sl = || signed(SLACK, &body);
+    let form = b"CallSid=CA1234567890ABCDE&Digits=1234&From=%2B14158675309".to_vec();
+    let tw = || signed(TWILIO, &form);
     let sw_sig = header(&sw(), "webhook-signature");
     let gh_sig = header(&gh(), "x-hub-signature-256");
     let (b64_body, b64_sig) = body_with_b64_symbols();
@@ -215,6 +239,84 @@ fn catalog() -> Vec<Case> {
         case("valid github", GITHUB, gh(), w(&body), 202, None),
         case("valid stripe", STRIPE, st(), w(&body), 202, None),
         case("valid slack", SLACK, sl(), w(&body), 202, None),
+        case("valid twilio, shared key HMAC-SHA256", TWILIO, tw(), w(&form), 202, None),
+        // Twilio's signature settings header: never a downgrade, strictly read.
+        case(
+            "twilio: settings header removed (SHA-256 signature checked against the auth token)",
+            TWILIO,
+            tw().into_iter().filter(|(n, _)| n != SETTINGS).collect(),
+            w(&form),
+            401,
+            Some("signature-mismatch"),
+        ),
+        case(
+            "twilio: settings header says HMAC_SHA1",
+            TWILIO,
+            with(tw(), SETTINGS, "key=hostile-setting,algorithm=HMAC_SHA1"),
+            w(&form),
+            401,
+            Some("signature-mismatch"),
+        ),
+        case(
+            "twilio: unknown algorithm",
+            TWILIO,
+            with(tw(), SETTINGS, "key=hostile-setting,algorithm=HMAC_MD5"),
+            w(&form),
+            400,
+            Some("unsupported-algorithm"),
+        ),
+        case(
+            "twilio: settings header without algorithm",
+            TWILIO,
+            with(tw(), SETTINGS, "key=hostile-setting"),
+            w(&form),
+            400,
+            Some("malformed-header"),
+        ),
+        case(
+            "twilio: settings header empty",
+            TWILIO,
+            with(tw(), SETTINGS, ""),
+            w(&form),
+            400,
+            Some("malformed-header"),
+        ),
+        case(
+            "twilio: settings header not UTF-8",
+            TWILIO,
+            with(tw(), SETTINGS, b"key=\xff,algorithm=HMAC_SHA256".to_vec()),
+            w(&form),
+            400,
+            Some("malformed-header"),
+        ),
+        case(
+            "twilio: settings header oversized",
+            TWILIO,
+            with(tw(), SETTINGS, format!("key={},algorithm=HMAC_SHA256", "k".repeat(4096))),
+            w(&form),
+            400,
+            Some("header-too-large"),
+        ),
+        case(
+            "twilio: settings header twice",
+            TWILIO,
+            {
+                let mut headers = tw();
+                headers.push((HeaderName::from_static(SETTINGS), b"key=x,algorithm=HMAC_SHA256".to_vec()));
+                headers
+            },
+            w(&form),
+            400,
+            Some("malformed-header"),
+        ),
+        case(
+            "twilio: shared-key signature, form changed",
+            TWILIO,
+            tw(),
+            w(b"CallSid=CA1234567890ABCDE&Digits=9999&From=%2B14158675309"),
+            401,
+            Some("signature-mismatch"),
+        ),
         // Bodies.
         case("empty body, signed", GITHUB, signed(GITHUB, b""), w(b""), 202, None),
         case("empty body, signature of another body", GITHUB, gh(), w(b""), 401, Some("signature-mismatch")),
@@ -661,6 +763,7 @@ fn catalog() -> Vec<Case> {
         (GITHUB, "x-hub-signature-256"),
         (STRIPE, "stripe-signature"),
         (SLACK, "x-slack-signature"),
+        (TWILIO, "x-twilio-signature"),
     ] {
         let all = signed(preset, &body);
         let without: Vec<_> = all.iter().filter(|(n, _)| n != name).cloned().collect();
@@ -690,6 +793,7 @@ async fn run(case: Case) -> (u16, http::HeaderMap, Bytes) {
         .clock(ManualClock::at_unix(NOW))
         .body_limit(LIMIT)
         .read_timeout(READ_TIMEOUT)
+        .public_origin(ORIGIN)
         .build();
     let mut req = Request::post("/hooks");
     for (name, value) in &case.headers {
@@ -709,7 +813,8 @@ async fn hostile_catalog() {
     let mut failures = Vec::new();
     for case in catalog() {
         let (name, preset, want_status, want_problem) = (case.name, case.preset, case.status, case.problem);
-        let right = scheme(preset).sign(&Outgoing::new(b"")).ok();
+        let url = hooks_url();
+        let right = scheme(preset).sign(&Outgoing::new(b"").url(&url)).ok();
         let started = std::time::Instant::now();
         let (status, headers, body) = run(case).await;
         let label = format!("{preset}: {name}");
@@ -739,6 +844,7 @@ async fn hostile_catalog() {
         }
         let text = String::from_utf8_lossy(&body);
         assert!(!text.contains(secret(preset)), "{label}: the secret is in the answer");
+        assert!(!text.contains(TWILIO_SHARED_KEY), "{label}: the shared key is in the answer");
         // Nor a signature the scheme would write (for the empty body, the one it can know).
         for (_, value) in right.into_iter().flatten() {
             let value = value.to_str().unwrap();
