@@ -51,9 +51,16 @@ fuzz_target!(|data: &[u8]| {
     };
     let secret = text(secret);
     let (method, url) = text(target).split_once(' ').unwrap_or(("POST", "https://example.com/hooks"));
-    // Square and Trello sign their URL, so they are built with it (not in `by_name`).
-    let by_url = |secret: &str| -> Option<Box<dyn Scheme>> {
+    // Square and Trello sign their URL, so they are built with it (not in `by_name`);
+    // Twilio also gets the secrets as Webhooks shared keys (its HMAC-SHA256 path).
+    let by_hand = |secret: &str| -> Option<Box<dyn Scheme>> {
         match preset {
+            b"twilio" => providers::twilio::scheme(secret)
+                .and_then(|s| s.with_secret(SECRET))
+                .and_then(|s| s.with_shared_key(secret))
+                .and_then(|s| s.with_shared_key(SECRET))
+                .ok()
+                .map(|s| Box::new(s) as Box<dyn Scheme>),
             b"square" => {
                 providers::square::scheme(secret, url.to_owned()).ok().map(|s| Box::new(s) as Box<dyn Scheme>)
             }
@@ -63,7 +70,7 @@ fuzz_target!(|data: &[u8]| {
             _ => None,
         }
     };
-    let scheme: Box<dyn Scheme> = if let Some(s) = by_url(secret).or_else(|| by_url(SECRET)) {
+    let scheme: Box<dyn Scheme> = if let Some(s) = by_hand(secret).or_else(|| by_hand(SECRET)) {
         s
     } else {
         match providers::by_name(name, &[secret, SECRET]).or_else(|_| providers::by_name(name, &[SECRET])) {

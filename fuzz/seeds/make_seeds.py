@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes fuzz/seeds/<target>/ from the provider vectors (PROVIDERS.md). Re-run after
 adding a vector; the files are committed, so CI does not need Python for fuzzing."""
-import hashlib, hmac, os, pathlib, struct
+import base64, hashlib, hmac, os, pathlib, struct
 
 ROOT = pathlib.Path(__file__).resolve().parent
 SLACK_BODY = ("token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V"
@@ -12,6 +12,11 @@ SQUARE_BODY = ('{"merchant_id":"MLEFBHHSJGVHD","type":"webhooks.test_notificatio
                '"created_at":"2022-07-13T20:30:59.037339943Z","data":{"type":"webhooks","id":"bc368e64-01aa-407e-b46e-3231809b1129"}}')
 stripe_body = '{"id":"evt_1","object":"event"}'
 stripe_sig = hmac.new(b"whsec_test", f"1614265330.{stripe_body}".encode(), hashlib.sha256).hexdigest()
+# Twilio with a Webhooks Setting's shared key: HMAC-SHA256 over the URL and the sorted parameters.
+TWILIO_URL = "https://mycompany.com/myapp.php?foo=1&bar=2"
+TWILIO_FORM = "CallSid=CA1234567890ABCDE&Caller=%2B14158675309&Digits=1234&From=%2B14158675309&To=%2B18005551212"
+twilio_signed = TWILIO_URL + "CallSidCA1234567890ABCDECaller+14158675309Digits1234From+14158675309To+18005551212"
+twilio_sha256 = base64.b64encode(hmac.new(b"twilio-shared-key", twilio_signed.encode(), hashlib.sha256).digest()).decode()
 
 # (file, preset, secret, now, "METHOD URL", headers, body)
 REQUESTS = [
@@ -41,6 +46,9 @@ REQUESTS = [
     ("twilio_json", "twilio", "12345", 0,
      "POST https://mycompany.com/myapp.php?foo=1&bar=2&bodySHA256=0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620",
      [("content-type", "application/json"), ("x-twilio-signature", "a9nBmqA0ju/hNViExpshrM61xv4=")], '{"property": "value", "boolean": true}'),
+    ("twilio_sha256", "twilio", "twilio-shared-key", 0, f"POST {TWILIO_URL}",
+     [("content-type", "application/x-www-form-urlencoded"), ("x-twilio-signature", twilio_sha256),
+      ("x-twilio-webhooks-signature-settings", "key=my-setting,algorithm=HMAC_SHA256")], TWILIO_FORM),
     ("paddle", "paddle", "VALID_SECRET", 1698796800, "POST https://example.com/hooks",
      [("paddle-signature", "ts=1698796800;h1=a300428748dce5c70e4da19bffd60769591ea969c99dea3105d0ec9612cf43f9")], '{"data": ["1", "2"]}'),
     ("square", "square", "Ibxx_5AKakO-3qeNVR61Dw", 0, "POST https://webhook.site/679a4f3a-dcfa-49ee-bac5-9d0edad886b9",
@@ -65,7 +73,7 @@ for name, preset, secret, now, target, headers, body in REQUESTS:
     text = f"{preset}\n{secret}\n{now}\n{target}\n" + "".join(f"{k}: {v}\n" for k, v in headers) + "\n" + body
     write("verify_presets", name, text.encode())
     for k, v in headers:
-        if "signature" in k or "hmac" in k:
+        if ("signature" in k or "hmac" in k) and not k.endswith("-settings"):
             # signature_header: format byte, encoding byte (0 hex, 1 base64), values.
             fmt = {"webhook-signature": 7, "svix-signature": 7, "stripe-signature": 4, "paddle-signature": 5,
                    "x-hub-signature-256": 0, "x-slack-signature": 2}.get(k, 3)
