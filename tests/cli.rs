@@ -601,6 +601,101 @@ fn sign_prints_the_headers_a_sender_sends() {
     }
 }
 
+/// Twilio's Webhooks Settings: `--shared-key` (and `--shared-key-name` to sign) on the
+/// commands, `shared_key_file` / `shared_key_env` in the configuration.
+#[test]
+fn twilio_shared_keys() {
+    const URL: &str = "https://mycompany.com/myapp.php?foo=1&bar=2";
+    const FORM: &[u8] =
+        b"CallSid=CA1234567890ABCDE&Caller=%2B14158675309&Digits=1234&From=%2B14158675309&To=%2B18005551212";
+    // HMAC-SHA256("twilio-shared-key", URL + sorted parameters), from Python's `hmac`.
+    const SIG: &str = "p6CwTztB/GFEKpiycl+NFVARK4Fl6b1LwIk49WvuJUE=";
+    const SETTINGS: &str = "key=my-setting,algorithm=HMAC_SHA256";
+    let shared = ["--shared-key", "twilio-shared-key"];
+
+    let signed = hookguard(
+        &[
+            &["sign", "-p", "twilio", "-s", "12345", "--shared-key-name", "my-setting", "--url", URL][..],
+            &shared,
+        ]
+        .concat(),
+        FORM,
+    );
+    assert!(signed.status.success(), "{}", text(&signed.stderr));
+    assert_eq!(
+        text(&signed.stdout),
+        format!("x-twilio-signature: {SIG}\nx-twilio-webhooks-signature-settings: {SETTINGS}\n")
+    );
+
+    let sig_header = format!("X-Twilio-Signature: {SIG}");
+    let settings_header = format!("X-Twilio-Webhooks-Signature-Settings: {SETTINGS}");
+    let verify =
+        ["verify", "-p", "twilio", "-s", "12345", "--url", URL, "-H", &sig_header, "-H", &settings_header];
+    let verified = hookguard(&[&verify[..], &shared].concat(), FORM);
+    assert!(verified.status.success(), "{}", text(&verified.stderr));
+    let meta: serde_json::Value = serde_json::from_slice(&verified.stdout).expect("verify prints JSON");
+    assert_eq!(meta["key_index"], 1, "the shared key comes after the auth token");
+    // Without the shared key: refused, and the reason says what to configure.
+    let refused = hookguard(&verify, FORM);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(text(&refused.stderr).contains("no shared key is configured"), "{}", text(&refused.stderr));
+    assert!(!text(&refused.stderr).contains(SIG));
+    // Shared keys belong to Twilio.
+    let other = hookguard(&["verify", "-p", "github", "-s", "s", "--shared-key", "k"], b"");
+    assert_eq!(other.status.code(), Some(2));
+    assert!(
+        text(&other.stderr).contains("are for twilio's Webhooks Settings, not github"),
+        "{}",
+        text(&other.stderr)
+    );
+
+    // serve, the shared key from a file.
+    let dir = temp_dir("twilio");
+    std::fs::write(dir.join("twilio-shared.txt"), "twilio-shared-key\n").expect("write key");
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[[endpoint]]\npath = \"/hooks/twilio\"\nprovider = \"twilio\"\n\
+         secret = \"12345\"\nshared_key_file = \"twilio-shared.txt\"\npublic_origin = \"{ORIGIN}\"\nappend_to = \"out.jsonl\"\n"
+    );
+    let config_path = dir.join("hookguard.toml");
+    std::fs::write(&config_path, &config).expect("write config");
+    let server = Server::start(&config_path);
+    let target = server.url("/hooks/twilio");
+    let signed_url = format!("{ORIGIN}/hooks/twilio");
+    let send = ["send", "-p", "twilio", "-s", "12345", "--url", &target, "--signed-url", &signed_url];
+    let cases: [(&[&str], &str); 4] = [
+        // As a Webhooks Setting signs: HMAC-SHA256 with the shared key.
+        (&["--shared-key", "twilio-shared-key", "--shared-key-name", "my-setting"], "HTTP 202 Accepted"),
+        // The auth token, no settings header: still accepted.
+        (&[], "HTTP 202 Accepted"),
+        // The auth token's signature with the settings header: no fallback to the auth token.
+        (&["-H", &settings_header], "HTTP 401 Unauthorized"),
+        // Another shared key.
+        (&["--shared-key", "another-key", "--shared-key-name", "my-setting"], "HTTP 401 Unauthorized"),
+    ];
+    for (extra, want) in cases {
+        let sent = hookguard(&[&send[..], extra].concat(), FORM);
+        let said = text(&sent.stdout);
+        assert!(said.starts_with(want), "{extra:?}: answered {said}{}", text(&sent.stderr));
+        assert_eq!(sent.status.success(), want.contains("202"), "{extra:?}");
+    }
+    let status = server.stop();
+    assert!(status.success(), "serve exited with {status}");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let base = "[server]\nlisten = \"127.0.0.1:0\"\n\n[[endpoint]]\npath = \"/hooks/t\"\nprovider = \"twilio\"\n\
+                secret = \"s\"\npublic_origin = \"https://h\"\nappend_to = \"x\"\n";
+    let err = config_error(&format!("{base}shared_key_env = \"HG_TEST_UNSET_SHARED_KEY\"\n"), &[]);
+    assert!(
+        err.contains("bad.toml:10:18: endpoint `hooks-t`: environment variable HG_TEST_UNSET_SHARED_KEY is not set (shared_key_env)"),
+        "{err}"
+    );
+    let err = config_error(
+        &format!("{}shared_key_env = \"HG_TEST_SHARED_KEY\"\n", base.replace("\"twilio\"", "\"github\"")),
+        &[("HG_TEST_SHARED_KEY", "k")],
+    );
+    assert!(err.contains("endpoint `hooks-t`: shared keys"), "{err}");
+}
+
 fn config_error(config: &str, env: &[(&str, &str)]) -> String {
     let dir = temp_dir("bad");
     let path = dir.join("bad.toml");

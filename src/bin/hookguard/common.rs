@@ -23,6 +23,10 @@ pub(crate) struct SchemeOptions {
     /// PayPal certificates (PEM).
     #[cfg_attr(not(feature = "rsa"), allow(dead_code))]
     pub(crate) certificates: Vec<Vec<u8>>,
+    /// Twilio: Webhooks Settings' shared keys (HMAC-SHA256 signatures).
+    pub(crate) shared_keys: Vec<String>,
+    /// Twilio: sign as this Webhooks Setting (with the first shared key).
+    pub(crate) shared_key_name: Option<String>,
 }
 
 /// The provider names the tool knows: [`providers::NAMES`], plus `paypal` with the `rsa`
@@ -79,6 +83,11 @@ pub(crate) fn build_scheme(
             Ok(Box::new(scheme) as Box<dyn Preset>)
         }};
     }
+    if provider != "twilio" && (!options.shared_keys.is_empty() || options.shared_key_name.is_some()) {
+        return Err(format!(
+            "shared keys (--shared-key, `shared_key_env`, `shared_key_file`) are for twilio's Webhooks Settings, not {provider}"
+        ));
+    }
     let url = || {
         options.url.clone().ok_or_else(|| {
             format!("{provider} signs the URL it was registered with: give it with --url (config: `url`)")
@@ -109,6 +118,23 @@ pub(crate) fn build_scheme(
             }
             let window = tolerance.unwrap_or(Duration::from_secs(300));
             Ok(Box::new(scheme.with_tolerance(Tolerance::symmetric(window))))
+        }
+        "twilio"
+            if tolerance.is_none()
+                && (!options.shared_keys.is_empty() || options.shared_key_name.is_some()) =>
+        {
+            let (first, rest) = secrets.split_first().ok_or_else(|| explain(ConfigError::NoSecret))?;
+            let mut scheme = providers::twilio::scheme(first).map_err(explain)?;
+            for s in rest {
+                scheme = scheme.with_secret(s).map_err(explain)?;
+            }
+            for key in &options.shared_keys {
+                scheme = scheme.with_shared_key(key).map_err(explain)?;
+            }
+            if let Some(name) = &options.shared_key_name {
+                scheme = scheme.sign_with_shared_key(name).map_err(explain)?;
+            }
+            Ok(Box::new(scheme))
         }
         _ if tolerance.is_none() => providers::by_name(provider, secrets).map_err(explain),
         "standard-webhooks" => hmac!(providers::standard_webhooks::scheme),

@@ -186,6 +186,8 @@ struct RawEndpoint {
     secret_env: Option<Spanned<OneOrMany>>,
     secret_file: Option<Spanned<OneOrMany>>,
     secret_env_default: Option<Spanned<String>>,
+    shared_key_env: Option<Spanned<OneOrMany>>,
+    shared_key_file: Option<Spanned<OneOrMany>>,
     tolerance_secs: Option<Spanned<u64>>,
     body_limit: Option<usize>,
     url: Option<String>,
@@ -507,18 +509,25 @@ fn endpoint(
     }
     if let Some(files) = &raw.secret_file {
         for f in files.get_ref().items() {
-            let full = src.resolve(Path::new(&f));
-            let bytes = std::fs::read(&full).map_err(|e| {
-                src.at(files.span(), format!("{label}: cannot read secret file {}: {e}", full.display()))
+            secrets.push(secret_file(src, &label, files.span(), &f)?);
+        }
+    }
+    // Twilio's Webhooks Settings shared keys: every variable must be set.
+    let mut shared_keys = Vec::new();
+    if let Some(vars) = &raw.shared_key_env {
+        for var in vars.get_ref().items() {
+            let value = env(&var).filter(|v| !v.is_empty()).ok_or_else(|| {
+                src.at(
+                    vars.span(),
+                    format!("{label}: environment variable {var} is not set (shared_key_env)"),
+                )
             })?;
-            let text = String::from_utf8(bytes).map_err(|_| {
-                src.at(files.span(), format!("{label}: secret file {} is not text", full.display()))
-            })?;
-            let text = text.trim_end_matches(['\n', '\r']).to_owned();
-            if text.is_empty() {
-                return Err(src.at(files.span(), format!("{label}: secret file {} is empty", full.display())));
-            }
-            secrets.push(text);
+            shared_keys.push(value);
+        }
+    }
+    if let Some(files) = &raw.shared_key_file {
+        for f in files.get_ref().items() {
+            shared_keys.push(secret_file(src, &label, files.span(), &f)?);
         }
     }
     if let Some(literal) = &raw.secret {
@@ -547,6 +556,8 @@ fn endpoint(
         tolerance_secs: raw.tolerance_secs.as_ref().map(|t| *t.get_ref()),
         webhook_id: raw.webhook_id.clone(),
         certificates,
+        shared_keys,
+        shared_key_name: None,
     };
     let at_provider = |e: String| src.at(raw.provider.span(), format!("{label}: {e}"));
     let scheme =
@@ -685,6 +696,21 @@ fn endpoint(
         rate_limit,
         demo_secret_for,
     })
+}
+
+/// One secret from a file (a final newline is not part of it).
+fn secret_file(src: &Source<'_>, label: &str, span: Range<usize>, file: &str) -> Result<String, String> {
+    let full = src.resolve(Path::new(file));
+    let bytes = std::fs::read(&full).map_err(|e| {
+        src.at(span.clone(), format!("{label}: cannot read secret file {}: {e}", full.display()))
+    })?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| src.at(span.clone(), format!("{label}: secret file {} is not text", full.display())))?;
+    let text = text.trim_end_matches(['\n', '\r']).to_owned();
+    if text.is_empty() {
+        return Err(src.at(span, format!("{label}: secret file {} is empty", full.display())));
+    }
+    Ok(text)
 }
 
 #[cfg(test)]

@@ -38,6 +38,14 @@ pub(crate) struct SchemeArgs {
     /// PayPal: the certificate (PEM file; repeat for several)
     #[arg(long, value_name = "FILE")]
     pub(crate) cert: Vec<std::path::PathBuf>,
+    /// Twilio: a Webhooks Setting's shared key (repeat for rotation); requests with
+    /// X-Twilio-Webhooks-Signature-Settings verify with these keys only
+    #[arg(long, value_name = "KEY")]
+    pub(crate) shared_key: Vec<String>,
+    /// Twilio (sign, send): sign as this Webhooks Setting, HMAC-SHA256 with the first
+    /// --shared-key
+    #[arg(long, value_name = "NAME")]
+    pub(crate) shared_key_name: Option<String>,
 }
 
 impl SchemeArgs {
@@ -52,6 +60,8 @@ impl SchemeArgs {
             tolerance_secs,
             webhook_id: self.webhook_id.clone(),
             certificates,
+            shared_keys: self.shared_key.clone(),
+            shared_key_name: self.shared_key_name.clone(),
         })
     }
 }
