@@ -546,11 +546,14 @@ mod tests {
         scheme.verify(&view, OffsetDateTime::UNIX_EPOCH).map(|_| ()).map_err(|r| r.reason())
     }
 
+    /// A header name and its raw value.
+    type Header<'a> = (&'a str, &'a [u8]);
+
     /// Verifies with any headers (raw bytes, repeated names kept).
     fn verify_with(
         scheme: &TwilioScheme,
         url: &str,
-        headers: &[(&str, &[u8])],
+        headers: &[Header<'_>],
         body: &[u8],
     ) -> Result<usize, Rejection> {
         let mut req = http::Request::post("/");
@@ -994,7 +997,7 @@ mod tests {
         let sig = SHA256_SIG.as_bytes();
         let settings_name = "x-twilio-webhooks-signature-settings";
         let huge = "a=b,".repeat(4096);
-        let odd: &[(&str, Vec<(&str, &[u8])>, Reason)] = &[
+        let odd: [(&str, Vec<Header<'_>>, Reason); 3] = [
             (
                 "not ASCII",
                 vec![("x-twilio-signature", sig), (settings_name, b"key=\xff,algorithm=HMAC_SHA256")],
@@ -1016,8 +1019,8 @@ mod tests {
             ),
         ];
         for (name, headers, want) in odd {
-            let got = verify_with(&receiver, URL, headers, FORM).map_err(|r| r.reason());
-            assert_eq!(got, Err(*want), "case {name}");
+            let got = verify_with(&receiver, URL, &headers, FORM).map_err(|r| r.reason());
+            assert_eq!(got, Err(want), "case {name}");
         }
         // What each refusal says.
         let texts = [
