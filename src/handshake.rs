@@ -6,7 +6,7 @@
 //! | Slack | verified POST, `type: url_verification` | [`SlackUrlVerification`] |
 //! | Zoom | verified POST, `endpoint.url_validation` | [`ZoomUrlValidation`] |
 //! | Twitch | verified POST, `webhook_callback_verification` | [`TwitchCallbackVerification`] |
-//! | Discord | verified POST, PING (`type: 1`) | [`DiscordPing`] (feature `ed25519`) |
+//! | Discord | verified POST, PING (`type: 1`) | `DiscordPing` (feature `ed25519`) |
 //! | Meta / WhatsApp | GET with `hub.challenge` | [`MetaSubscription`] |
 //! | Dropbox | GET with `challenge` | [`DropboxChallenge`] |
 //! | Trello | HEAD when the hook is created | [`TrelloHead`] |

@@ -26,8 +26,8 @@
 //! | feature | adds | default |
 //! |---|---|---|
 //! | `tower` | [`guard`], [`layer`], [`replay`], [`inbox`], [`worker`], [`handshake`], [`tenant`] | yes |
-//! | `axum` | axum extractors ([`axum`]) | no |
-//! | `actix` | actix-web 4 middleware, terminal route and extractors over the same guard ([`actix`]) | no |
+//! | `axum` | axum extractors (module `axum`) | no |
+//! | `actix` | actix-web 4 middleware, terminal route and extractors over the same guard (module `actix`) | no |
 //! | `sqlite` | the durable SQLite inbox (`inbox::SqliteInbox`) | no |
 //! | `ed25519` | Ed25519 schemes: Standard Webhooks v1a, Discord | no |
 //! | `ecdsa` | ECDSA P-256: SendGrid | no |
