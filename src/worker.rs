@@ -363,8 +363,8 @@ impl Worker {
         };
         let result = match outcome {
             None => {
-                // Shutdown: give the job back at once, unprocessed.
-                if let Err(e) = self.inbox.retry(&job, self.clock.now(), "shutdown").await {
+                // Shutdown: give the job back at once, unprocessed; the attempt does not count.
+                if let Err(e) = self.inbox.give_back(&job, self.clock.now()).await {
                     report_inbox_error(&e, "return");
                 }
                 return true;

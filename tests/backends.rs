@@ -80,6 +80,13 @@ mod sqlite_inbox {
         ) -> hookguard::inbox::BoxFuture<'a, Result<(), InboxError>> {
             self.inbox.retry(job, not_before, error)
         }
+        fn give_back<'a>(
+            &'a self,
+            job: &'a hookguard::inbox::Job,
+            now: time::OffsetDateTime,
+        ) -> hookguard::inbox::BoxFuture<'a, Result<(), InboxError>> {
+            self.inbox.give_back(job, now)
+        }
         fn dead_letter<'a>(
             &'a self,
             job: &'a hookguard::inbox::Job,

@@ -591,16 +591,17 @@ async fn shutdown_returns_in_flight_work_to_the_inbox() {
 
     let report = bounded("shutdown", worker.shutdown(Duration::from_millis(100))).await;
     assert_eq!((report.in_flight, report.returned), (1, 1));
-    let Event::Retried { key: returned, at, error, .. } = r.next_event().await else { panic!("given back") };
-    assert_eq!((returned, at, error.as_str()), (key("msg_inflight"), r.clock.now_for_tests(), "shutdown"));
+    let Event::GivenBack { key: returned, at } = r.next_event().await else { panic!("given back") };
+    assert_eq!((returned, at), (key("msg_inflight"), r.clock.now_for_tests()));
     assert_eq!(r.inbox.depth().await.unwrap(), 1, "nothing dropped");
 
     let (handler, calls, mut hooks) = counting_handler(|_| false);
     let next = r.worker(handler).spawn();
     let hook = bounded("the new worker", hooks.recv()).await.expect("a webhook");
     assert_eq!(hook.body().as_ref(), d.body.as_slice());
-    let Event::Acked { key: acked, .. } = r.next_event().await else { panic!("processed") };
+    let Event::Acked { key: acked, attempt } = r.next_event().await else { panic!("processed") };
     assert_eq!(acked, key("msg_inflight"));
+    assert_eq!(attempt, 1, "the interrupted run did not use up an attempt");
     assert_eq!(r.inbox.depth().await.unwrap(), 0);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     shutdown(next).await;

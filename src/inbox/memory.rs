@@ -198,7 +198,8 @@ impl MemoryInbox {
         Ok(())
     }
 
-    fn retry_now(&self, job: &Job, not_before: OffsetDateTime) -> Result<(), InboxError> {
+    /// Back to waiting until `not_before`; `uncount` gives back the attempt the pull took.
+    fn retry_now(&self, job: &Job, not_before: OffsetDateTime, uncount: bool) -> Result<(), InboxError> {
         let mut st = self.lock()?;
         Self::take_lease(&mut st, job)?;
         let key = job.webhook().key().to_owned();
@@ -206,6 +207,9 @@ impl MemoryInbox {
         st.ready.insert((not_before, seq, key.clone()));
         if let Some(entry) = st.entries.get_mut(&key) {
             entry.status = Status::Ready;
+            if uncount {
+                entry.attempts = entry.attempts.saturating_sub(1);
+            }
         }
         drop(st);
         self.notify.notify_one();
@@ -288,7 +292,11 @@ impl Inbox for MemoryInbox {
         not_before: OffsetDateTime,
         _error: &'a str,
     ) -> BoxFuture<'a, Result<(), InboxError>> {
-        Box::pin(std::future::ready(self.retry_now(job, not_before)))
+        Box::pin(std::future::ready(self.retry_now(job, not_before, false)))
+    }
+
+    fn give_back<'a>(&'a self, job: &'a Job, now: OffsetDateTime) -> BoxFuture<'a, Result<(), InboxError>> {
+        Box::pin(std::future::ready(self.retry_now(job, now, true)))
     }
 
     fn dead_letter<'a>(&'a self, job: &'a Job, error: &'a str) -> BoxFuture<'a, Result<(), InboxError>> {

@@ -182,6 +182,30 @@ pub trait Inbox: fmt::Debug + Send + Sync + 'static {
     /// Jobs waiting or leased (not dead letters).
     fn depth(&self) -> BoxFuture<'_, Result<usize, InboxError>>;
 
+    /// Hands a leased job back unprocessed, due at `now` (the worker does this with the
+    /// jobs it cancels at shutdown): the attempt its pull counted does not count, so
+    /// restarts alone never use up a job's attempts. The default is
+    /// [`retry`](Self::retry) at `now`, which counts it; every inbox of this crate
+    /// uncounts it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use hookguard::{inbox::{Inbox, MemoryInbox, Webhook}, verify::Verified};
+    /// let inbox = MemoryInbox::new();
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// inbox.push(Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH)).await.unwrap();
+    /// let job = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+    /// assert_eq!(job.attempt(), 1);
+    /// inbox.give_back(&job, time::OffsetDateTime::now_utc()).await.unwrap();
+    /// let again = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+    /// assert_eq!(again.attempt(), 1);
+    /// # }
+    /// ```
+    fn give_back<'a>(&'a self, job: &'a Job, now: OffsetDateTime) -> BoxFuture<'a, Result<(), InboxError>> {
+        self.retry(job, now, "given back unprocessed")
+    }
+
     /// Waits until work may be available, or `timeout` passes (a hint: workers pull
     /// again either way). It may return early for nothing, and returns at once when work
     /// is already there; it never waits longer than `timeout`. The default waits the whole
@@ -209,6 +233,9 @@ impl<T: Inbox + ?Sized> Inbox for std::sync::Arc<T> {
         error: &'a str,
     ) -> BoxFuture<'a, Result<(), InboxError>> {
         (**self).retry(job, not_before, error)
+    }
+    fn give_back<'a>(&'a self, job: &'a Job, now: OffsetDateTime) -> BoxFuture<'a, Result<(), InboxError>> {
+        (**self).give_back(job, now)
     }
     fn dead_letter<'a>(&'a self, job: &'a Job, error: &'a str) -> BoxFuture<'a, Result<(), InboxError>> {
         (**self).dead_letter(job, error)

@@ -163,6 +163,7 @@ struct Sql {
     pull: String,
     ack: String,
     retry: String,
+    give_back: String,
     dead: String,
     dead_list: String,
     redrive: String,
@@ -288,6 +289,11 @@ impl Sql {
             ),
             retry: format!(
                 "UPDATE {t} SET status = 'ready', next_attempt_at = $3, last_error = $4, lease_until = NULL, lease_token = NULL
+                 WHERE key = $1 AND status = 'leased' AND lease_token = $2"
+            ),
+            give_back: format!(
+                "UPDATE {t} SET status = 'ready', next_attempt_at = $3, last_error = $4, lease_until = NULL, lease_token = NULL,
+                     attempts = greatest(attempts - 1, 0)
                  WHERE key = $1 AND status = 'leased' AND lease_token = $2"
             ),
             dead: format!(
@@ -791,6 +797,14 @@ impl Inbox for PostgresInbox {
     ) -> BoxFuture<'a, Result<(), InboxError>> {
         Box::pin(async move {
             self.release(&self.sql.retry, job, &[&not_before, &error]).await?;
+            self.notify();
+            Ok(())
+        })
+    }
+
+    fn give_back<'a>(&'a self, job: &'a Job, now: OffsetDateTime) -> BoxFuture<'a, Result<(), InboxError>> {
+        Box::pin(async move {
+            self.release(&self.sql.give_back, job, &[&now, &"given back unprocessed"]).await?;
             self.notify();
             Ok(())
         })

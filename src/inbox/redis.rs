@@ -111,6 +111,17 @@ redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
 return 1
 ";
 
+/// [`RETRY`], and the attempt the pull counted is given back.
+const GIVE_BACK: &str = r"
+redis.call('HSET', KEYS[2], 'state', 'd', 'error', ARGV[5])
+redis.call('HDEL', KEYS[2], 'sid', 'receipt')
+if tonumber(redis.call('HGET', KEYS[2], 'attempts') or '0') > 0 then
+  redis.call('HINCRBY', KEYS[2], 'attempts', -1)
+end
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
+return 1
+";
+
 const DEAD: &str = r"
 redis.call('HSET', KEYS[2], 'state', 'x', 'error', ARGV[4], 'failed_at', ARGV[5])
 redis.call('HDEL', KEYS[2], 'sid', 'receipt')
@@ -319,6 +330,7 @@ struct Scripts {
     pull: Script,
     ack: Script,
     retry: Script,
+    give_back: Script,
     dead: Script,
     dead_list: Script,
     redrive: Script,
@@ -332,6 +344,7 @@ impl Scripts {
             pull: Script::new(PULL),
             ack: Script::new(&format!("{RELEASE}{ACK}")),
             retry: Script::new(&format!("{RELEASE}{RETRY}")),
+            give_back: Script::new(&format!("{RELEASE}{GIVE_BACK}")),
             dead: Script::new(&format!("{RELEASE}{DEAD}")),
             dead_list: Script::new(DEAD_LIST),
             redrive: Script::new(REDRIVE),
@@ -893,6 +906,13 @@ impl Inbox for RedisInbox {
     ) -> BoxFuture<'a, Result<(), InboxError>> {
         let args = [millis(not_before).to_string().into_bytes(), error.as_bytes().to_vec()];
         Box::pin(async move { self.release(&self.scripts.retry, job, &[&self.keys.delayed], &args).await })
+    }
+
+    fn give_back<'a>(&'a self, job: &'a Job, now: OffsetDateTime) -> BoxFuture<'a, Result<(), InboxError>> {
+        let args = [millis(now).to_string().into_bytes(), b"given back unprocessed".to_vec()];
+        Box::pin(
+            async move { self.release(&self.scripts.give_back, job, &[&self.keys.delayed], &args).await },
+        )
     }
 
     fn dead_letter<'a>(&'a self, job: &'a Job, error: &'a str) -> BoxFuture<'a, Result<(), InboxError>> {

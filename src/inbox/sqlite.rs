@@ -357,12 +357,33 @@ struct Op {
 
 enum Request {
     Push(Box<WebhookRecord>),
-    Pull { max: usize, lease: Duration },
-    Ack { key: String, receipt: i64 },
-    Retry { key: String, receipt: i64, not_before: OffsetDateTime, error: String },
-    Dead { key: String, receipt: i64, error: String },
-    DeadLetters { limit: usize },
-    Redrive { key: String },
+    Pull {
+        max: usize,
+        lease: Duration,
+    },
+    Ack {
+        key: String,
+        receipt: i64,
+    },
+    /// Back to waiting; `uncount` gives back the attempt the pull took.
+    Retry {
+        key: String,
+        receipt: i64,
+        not_before: OffsetDateTime,
+        error: String,
+        uncount: bool,
+    },
+    Dead {
+        key: String,
+        receipt: i64,
+        error: String,
+    },
+    DeadLetters {
+        limit: usize,
+    },
+    Redrive {
+        key: String,
+    },
 }
 
 enum Answer {
@@ -586,13 +607,14 @@ impl Writer {
                 self.queued = self.queued.saturating_sub(1);
                 Ok(Ok(Answer::Done))
             }
-            Request::Retry { key, receipt, not_before, error } => {
+            Request::Retry { key, receipt, not_before, error, uncount } => {
                 let ord = self.next_ord();
                 let changed = self.conn.prepare_cached(
-                    "UPDATE hookguard_inbox SET state = 0, at_ns = ?3, ord = ?4, receipt = NULL, error = ?5
+                    "UPDATE hookguard_inbox SET state = 0, at_ns = ?3, ord = ?4, receipt = NULL, error = ?5,
+                         attempts = max(attempts - ?6, 0)
                      WHERE key = ?1 AND state = 1 AND receipt = ?2",
                 )?
-                .execute(params![key, receipt, ns(not_before), ord, error])?;
+                .execute(params![key, receipt, ns(not_before), ord, error, i64::from(uncount)])?;
                 Ok(if changed == 0 { Err(InboxError::LeaseLost) } else { Ok(Answer::Done) })
             }
             Request::Dead { key, receipt, error } => {
@@ -832,6 +854,21 @@ impl Inbox for SqliteInbox {
             receipt,
             not_before,
             error: error.to_owned(),
+            uncount: false,
+        });
+        Box::pin(async move { answer.await.map(drop) })
+    }
+
+    fn give_back<'a>(&'a self, job: &'a Job, now: OffsetDateTime) -> BoxFuture<'a, Result<(), InboxError>> {
+        let Some(receipt) = parse_receipt(job) else {
+            return Box::pin(std::future::ready(Err(InboxError::LeaseLost)));
+        };
+        let answer = self.call(Request::Retry {
+            key: job.webhook().key().to_owned(),
+            receipt,
+            not_before: now,
+            error: "given back unprocessed".to_owned(),
+            uncount: true,
         });
         Box::pin(async move { answer.await.map(drop) })
     }

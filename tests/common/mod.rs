@@ -213,6 +213,8 @@ pub enum Event {
     Retried { key: String, attempt: u32, at: OffsetDateTime, error: String },
     /// A job was dead-lettered after attempt `attempt`.
     Dead { key: String, attempt: u32, error: String },
+    /// A job was given back unprocessed (shutdown), due at `at`.
+    GivenBack { key: String, at: OffsetDateTime },
 }
 
 /// A [`MemoryInbox`] that reports every push, ack, retry and dead letter on a channel,
@@ -279,6 +281,15 @@ impl Inbox for RecordingInbox {
                     at: not_before,
                     error: error.to_owned(),
                 });
+            }
+            done
+        })
+    }
+    fn give_back<'a>(&'a self, job: &'a Job, now: OffsetDateTime) -> BoxFuture<'a, Result<(), InboxError>> {
+        Box::pin(async move {
+            let done = self.inner.give_back(job, now).await;
+            if done.is_ok() {
+                self.report(Event::GivenBack { key: job.webhook().key().to_owned(), at: now });
             }
             done
         })
@@ -416,6 +427,25 @@ macro_rules! inbox_conformance {
             clock.advance(Duration::from_secs(10));
             let due = inbox.pull(10, LEASE).await.unwrap();
             assert_eq!(due.iter().map(|j| j.webhook().id().unwrap()).collect::<Vec<_>>(), ["a"]);
+        }
+
+        #[tokio::test]
+        async fn a_job_given_back_is_due_at_once_and_its_attempt_does_not_count() {
+            let (inbox, clock) = or_skip!(setup(100).await);
+            inbox.push($crate::common::webhook("g")).await.unwrap();
+            let job = inbox.pull(1, LEASE).await.unwrap().remove(0);
+            assert_eq!(job.attempt(), 1);
+            inbox.give_back(&job, clock.now_for_tests()).await.unwrap();
+            let again = inbox.pull(1, LEASE).await.unwrap();
+            assert_eq!(again.len(), 1, "due at once");
+            assert_eq!(again[0].attempt(), 1, "giving back does not use up an attempt");
+            // A retry does count, and a stale receipt cannot give a job back.
+            inbox.retry(&again[0], clock.now_for_tests(), "boom").await.unwrap();
+            assert!(matches!(inbox.give_back(&again[0], clock.now_for_tests()).await, Err(InboxError::LeaseLost)));
+            let third = inbox.pull(1, LEASE).await.unwrap().remove(0);
+            assert_eq!(third.attempt(), 2);
+            inbox.ack(&third).await.unwrap();
+            assert_eq!(inbox.depth().await.unwrap(), 0);
         }
 
         #[tokio::test]
