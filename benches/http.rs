@@ -20,6 +20,8 @@
 //! Knobs (environment): `HOOKGUARD_BENCH_ONLY=a,b` runs only the targets whose names
 //! contain one of these; `HOOKGUARD_BENCH_GATHER_MS=n` sets the workers' gather window;
 //! `HOOKGUARD_BENCH_WORKERS=off` leaves the inboxes undrained during the load;
+//! `HOOKGUARD_BENCH_WORKER_RT=server` runs the axum inbox's workers on the axum server's
+//! runtime instead of their own;
 //! `HOOKGUARD_BENCH_INPROC=n` (with `HOOKGUARD_BENCH_BARE=1` for the bare route) sends `n`
 //! deliveries in process, without sockets, for `valgrind --tool=callgrind`.
 
@@ -305,13 +307,19 @@ fn main() {
     let drain = std::env::var("HOOKGUARD_BENCH_WORKERS").map_or(true, |v| v != "off");
     // `HOOKGUARD_BENCH_GATHER_MS=n`: the workers' gather window (default: the library's).
     let gather: Option<u64> = std::env::var("HOOKGUARD_BENCH_GATHER_MS").ok().and_then(|v| v.parse().ok());
+    let (axum_addr, axum_rt) = start_axum(&axum_inbox);
+    let (actix_addr, actix_handle) = start_actix(&actix_inbox);
+    // `HOOKGUARD_BENCH_WORKER_RT=server`: the axum inbox's workers run on the axum server's
+    // runtime (one runtime for everything, as `#[tokio::main]` apps do) instead of their own.
+    let shared_rt = std::env::var("HOOKGUARD_BENCH_WORKER_RT").is_ok_and(|v| v == "server");
     let workers: Vec<_> = if !drain {
         Vec::new()
     } else {
-        let _enter = worker_rt.enter();
         [&axum_inbox, &actix_inbox]
             .into_iter()
-            .map(|inbox| {
+            .enumerate()
+            .map(|(i, inbox)| {
+                let _enter = if i == 0 && shared_rt { axum_rt.enter() } else { worker_rt.enter() };
                 let worker = Worker::new(inbox.clone(), |_hook: Webhook| async { Ok::<(), Infallible>(()) })
                     .concurrency(4);
                 match gather {
@@ -322,8 +330,6 @@ fn main() {
             })
             .collect()
     };
-    let (axum_addr, axum_rt) = start_axum(&axum_inbox);
-    let (actix_addr, actix_handle) = start_actix(&actix_inbox);
 
     let targets: [(&str, SocketAddr, &'static str); 5] = [
         ("axum bare", axum_addr, "/bare"),
