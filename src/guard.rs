@@ -223,10 +223,11 @@ impl Guard {
 
     /// Starts a guard whose scheme is looked up per request.
     pub fn builder_with_source(name: impl Into<String>, source: impl SchemeSource) -> GuardBuilder {
+        let endpoint: String = name.into();
         GuardBuilder {
             inner: Inner {
-                endpoint: name.into(),
-                endpoint_label: metrics::SharedString::const_str(""),
+                endpoint_label: metrics::SharedString::from_shared(Arc::from(endpoint.as_str())),
+                endpoint,
                 source: Arc::new(source),
                 replay: None,
                 replay_ttl: None,
@@ -706,8 +707,6 @@ impl GuardBuilder {
     /// Builds the guard.
     #[must_use]
     pub fn build(mut self) -> Guard {
-        self.inner.endpoint_label =
-            metrics::SharedString::from_shared(Arc::from(self.inner.endpoint.as_str()));
         if self.default_replay {
             let store = MemoryReplayStore::new().clock(Arc::clone(&self.inner.clock));
             self.inner.replay = Some(Arc::new(store));

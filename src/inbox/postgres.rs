@@ -757,12 +757,7 @@ impl PostgresInbox {
         // Times up to the last pull were due for it: it took those jobs (or another worker
         // holds their rows); what becomes due after is for this waiter.
         let after = last_pull.map_or_else(before_everything, |(_, at)| at);
-        let due = tokio::time::timeout_at(deadline, self.next_due(after)).await;
-        let Some(until) = wake::until(deadline, due.ok().and_then(Result::ok).flatten(), self.clock.now())
-        else {
-            return;
-        };
-        let _ = tokio::time::timeout_at(until, wakes.changed()).await;
+        wake::until_due_or_signalled(deadline, self.next_due(after), &*self.clock, &mut wakes).await;
     }
 
     async fn depth_now(&self) -> Result<usize, InboxError> {

@@ -861,12 +861,7 @@ impl RedisInbox {
         let mut wakes = signal.subscribe();
         // Times up to the last pull were due for it, and it took those jobs.
         let after = self.listener.last_pull().map(|(_, at)| at);
-        let due = tokio::time::timeout_at(deadline, self.next_due(after)).await;
-        let Some(until) = wake::until(deadline, due.ok().and_then(Result::ok).flatten(), self.clock.now())
-        else {
-            return;
-        };
-        let _ = tokio::time::timeout_at(until, wakes.changed()).await;
+        wake::until_due_or_signalled(deadline, self.next_due(after), &*self.clock, &mut wakes).await;
     }
 
     async fn depth_now(&self) -> Result<usize, InboxError> {

@@ -17,7 +17,8 @@ use tokio::{
     time::Instant,
 };
 
-use crate::worker::Backoff;
+use super::InboxError;
+use crate::{clock::Clock, worker::Backoff};
 
 /// Delays between reconnection attempts of a listener: 100 ms doubling up to 30 s, jittered.
 pub(crate) const RECONNECT: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
@@ -125,6 +126,23 @@ impl Background {
     pub(crate) fn last_pull(&self) -> Option<(u64, OffsetDateTime)> {
         *self.last_pull.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// The common end of a durable inbox's `wait`: looks up (by `deadline` at the latest)
+/// the earliest time a job becomes due, then waits for a signal on `wakes` until that
+/// time or `deadline`, whichever comes first; returns at once when a job is due already.
+/// A failed lookup only means the timeout bounds the wait.
+pub(crate) async fn until_due_or_signalled(
+    deadline: Instant,
+    due: impl Future<Output = Result<Option<OffsetDateTime>, InboxError>>,
+    clock: &dyn Clock,
+    wakes: &mut watch::Receiver<u64>,
+) {
+    let due = tokio::time::timeout_at(deadline, due).await;
+    let Some(until) = until(deadline, due.ok().and_then(Result::ok).flatten(), clock.now()) else {
+        return;
+    };
+    let _ = tokio::time::timeout_at(until, wakes.changed()).await;
 }
 
 /// When a waiter that must return by `deadline` stops waiting for a signal, given the

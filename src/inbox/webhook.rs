@@ -85,19 +85,17 @@ impl Webhook {
         body: Bytes,
         received_at: OffsetDateTime,
     ) -> Self {
-        Self {
-            inner: Arc::new(Fields {
-                key,
-                endpoint,
-                provider: verified.provider().to_owned(),
-                id: verified.id().map(str::to_owned),
-                event: verified.event().map(str::to_owned),
-                timestamp: verified.timestamp(),
-                received_at,
-                headers,
-                body,
-            }),
-        }
+        Self::from_parts(
+            key,
+            endpoint,
+            verified.provider().to_owned(),
+            verified.id().map(str::to_owned),
+            verified.event().map(str::to_owned),
+            verified.timestamp(),
+            received_at,
+            headers,
+            body,
+        )
     }
 
     /// Rebuilds a webhook from stored fields (for inbox backends).
@@ -280,19 +278,17 @@ impl Webhook {
             let value = HeaderValue::from_bytes(&value).map_err(|_| RecordError("invalid header value"))?;
             headers.append(name, value);
         }
-        Ok(Self {
-            inner: Arc::new(Fields {
-                key: record.key,
-                endpoint: record.endpoint,
-                provider: record.provider,
-                id: record.id,
-                event: record.event,
-                timestamp: record.timestamp_unix_nanos.map(from_unix_nanos).transpose()?,
-                received_at: from_unix_nanos(record.received_at_unix_nanos)?,
-                headers,
-                body: Bytes::from(record.body),
-            }),
-        })
+        Ok(Self::from_parts(
+            record.key,
+            record.endpoint,
+            record.provider,
+            record.id,
+            record.event,
+            record.timestamp_unix_nanos.map(from_unix_nanos).transpose()?,
+            from_unix_nanos(record.received_at_unix_nanos)?,
+            headers,
+            Bytes::from(record.body),
+        ))
     }
 }
 
@@ -518,19 +514,17 @@ impl Webhook {
             .map_err(|e| MetaError(e.to_string()))?;
             headers.append(name, value);
         }
-        Ok(Self {
-            inner: Arc::new(Fields {
-                key: r.key,
-                endpoint: r.endpoint,
-                provider: r.provider,
-                id: r.id,
-                event: r.event,
-                timestamp: r.timestamp.map(time).transpose()?,
-                received_at: time(r.received_at)?,
-                headers,
-                body,
-            }),
-        })
+        Ok(Self::from_parts(
+            r.key,
+            r.endpoint,
+            r.provider,
+            r.id,
+            r.event,
+            r.timestamp.map(time).transpose()?,
+            time(r.received_at)?,
+            headers,
+            body,
+        ))
     }
 }
 
