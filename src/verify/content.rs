@@ -3,7 +3,9 @@
 
 use std::borrow::Cow;
 
-use super::mac::MacState;
+use hmac::digest::Update;
+
+use super::mac::{MacState, Message};
 
 /// One piece of the signed content.
 ///
@@ -84,6 +86,12 @@ impl SignedContent {
         self.0.contains(&piece)
     }
 
+    /// Whether the delivery id is signed (cheaper than [`uses`](Self::uses), which
+    /// compares literals too).
+    pub(crate) fn signs_id(&self) -> bool {
+        self.0.iter().any(|p| matches!(p, Piece::Id))
+    }
+
     /// Whether the URL is signed, as is or partly decoded.
     #[must_use]
     pub fn uses_url(&self) -> bool {
@@ -97,6 +105,11 @@ impl SignedContent {
                 other => mac.update(other.bytes(values)),
             }
         }
+    }
+
+    /// This content with the values of one request: a [`Message`] to MAC.
+    pub(crate) const fn with<'v>(&'v self, values: &'v Values<'v>) -> Filled<'v> {
+        Filled { content: self, values }
     }
 
     /// The signed content as a list of byte strings, for signature algorithms that take a
@@ -114,6 +127,24 @@ impl SignedContent {
                 other => Cow::Borrowed(other.bytes(values)),
             })
             .collect()
+    }
+}
+
+/// Signed content with the values of one request.
+pub(crate) struct Filled<'v> {
+    content: &'v SignedContent,
+    values: &'v Values<'v>,
+}
+
+impl Message for Filled<'_> {
+    #[inline]
+    fn feed(&self, state: &mut impl Update) {
+        for piece in self.content.0.iter() {
+            match piece {
+                Piece::UrlDecoding(set) => decode_url(self.values.url.as_bytes(), set, |b| state.update(b)),
+                other => state.update(other.bytes(self.values)),
+            }
+        }
     }
 }
 

@@ -154,11 +154,13 @@ fn decode_base64(text: &[u8], out: &mut [u8]) -> Result<usize, ()> {
         u32::from(v)
     };
     let (quads, rest) = data.split_at(data.len() - tail);
-    for (chunk, dst) in quads.chunks_exact(4).zip(out.chunks_exact_mut(3)) {
-        let n = value(chunk[0]) << 18 | value(chunk[1]) << 12 | value(chunk[2]) << 6 | value(chunk[3]);
-        dst.copy_from_slice(&n.to_be_bytes()[1..]);
+    let (quads, _) = quads.as_chunks::<4>();
+    let (triples, _) = out.as_chunks_mut::<3>();
+    for (&[a, b, c, d], dst) in quads.iter().zip(triples) {
+        let n = value(a) << 18 | value(b) << 12 | value(c) << 6 | value(d);
+        *dst = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
     }
-    let dst = &mut out[quads.len() / 4 * 3..];
+    let dst = &mut out[quads.len() * 3..];
     // The unused low bits of the last character must be zero.
     let unused = match *rest {
         [a, b] => {

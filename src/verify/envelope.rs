@@ -10,7 +10,8 @@ use time::OffsetDateTime;
 
 use super::{
     Detail, Field, Outgoing, Piece, Reason, Rejection, SignError, SignatureFormat, SignedContent,
-    TimestampFormat, Tolerance, Verified, WebhookRequest, content::Values, scheme::header_value,
+    TimestampFormat, Tolerance, Verified, WebhookRequest, content::Values, request::Event,
+    scheme::header_value,
 };
 use crate::error::ConfigError;
 
@@ -28,7 +29,8 @@ pub(crate) struct Envelope {
 /// The values read from one request before its signature is checked.
 pub(crate) struct Inputs<'a> {
     ts_text: Cow<'a, str>,
-    timestamp: Option<OffsetDateTime>,
+    /// Nanoseconds since the epoch.
+    timestamp: Option<i128>,
     id: Option<Cow<'a, str>>,
     url: Cow<'a, str>,
     body: &'a [u8],
@@ -112,14 +114,14 @@ impl Envelope {
                 .text(req, signature_param)?
                 .ok_or_else(|| Rejection::with_detail(Reason::MissingTimestamp, field.detail()))?;
             let at = format
-                .parse(text.as_bytes())
+                .parse_nanos(text.as_bytes())
                 .ok_or_else(|| Rejection::with_detail(Reason::MalformedTimestamp, field.detail()))?;
-            self.tolerance.check(at, now).map_err(Rejection::skew)?;
+            self.tolerance.check_nanos(at, now.unix_timestamp_nanos()).map_err(Rejection::skew)?;
             timestamp = Some(at);
             ts_text = text;
         }
 
-        let needs_id = self.content.uses(Piece::Id);
+        let needs_id = self.content.signs_id();
         let id = match &self.id {
             Some(field) if needs_id || !matches!(field, Field::Json(_)) => field.text(req, None)?,
             _ => None,
@@ -156,10 +158,11 @@ impl Envelope {
             (_, id) => id,
         };
         let event = match &self.event {
-            Some(field) => field.text(req, None).ok().flatten(),
-            None => None,
+            Some(Field::Json(path)) => Event::in_body(req.body(), path),
+            Some(field) => Event::Known(field.text(req, None).ok().flatten()),
+            None => Event::Known(None),
         };
-        Verified::new(provider, id, inputs.timestamp, event, fingerprint, key_index)
+        Verified::assemble(provider, id, inputs.timestamp, event, fingerprint, key_index)
     }
 
     /// The sender's side: the timestamp and id headers and the values to sign.

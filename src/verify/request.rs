@@ -1,6 +1,6 @@
 //! What the core sees of a request, and what it says of one that verified.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, fmt, sync::OnceLock};
 
 use http::{HeaderMap, HeaderName, Method, Uri};
 use time::OffsetDateTime;
@@ -237,15 +237,58 @@ impl Field {
 /// assert_eq!(verified.event(), Some("push"));
 /// assert_eq!(verified.dedup_key(), b"72d3162e-cc78-11e3-81ab-4c9367dc0958");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Verified<'a> {
     provider: Cow<'a, str>,
     id: Option<Cow<'a, str>>,
-    timestamp: Option<OffsetDateTime>,
-    event: Option<Cow<'a, str>>,
+    /// Nanoseconds since the epoch, within `time`'s range; a date is built when asked for.
+    timestamp: Option<i128>,
+    event: Event<'a>,
     fingerprint: [u8; 32],
     key_index: usize,
 }
+
+/// The event type: known when the request verified, or a member of the JSON body read
+/// on first use (verification does not pay for a body scan nobody asks for).
+#[derive(Clone)]
+pub(crate) enum Event<'a> {
+    Known(Option<Cow<'a, str>>),
+    InBody { body: &'a [u8], path: &'static [&'static str], read: OnceLock<Option<Cow<'a, str>>> },
+}
+
+impl<'a> Event<'a> {
+    /// The member at `path` of the JSON `body` (none when the body is not JSON or has no
+    /// such member).
+    pub(crate) const fn in_body(body: &'a [u8], path: &'static [&'static str]) -> Self {
+        Self::InBody { body, path, read: OnceLock::new() }
+    }
+}
+
+impl fmt::Debug for Verified<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verified")
+            .field("provider", &self.provider)
+            .field("id", &self.id)
+            .field("timestamp", &self.timestamp())
+            .field("event", &self.event())
+            .field("fingerprint", &self.fingerprint)
+            .field("key_index", &self.key_index)
+            .finish()
+    }
+}
+
+impl PartialEq for Verified<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.provider == other.provider
+            && self.id == other.id
+            && self.timestamp == other.timestamp
+            && self.event() == other.event()
+            && self.fingerprint == other.fingerprint
+            && self.key_index == other.key_index
+    }
+}
+
+impl Eq for Verified<'_> {}
 
 impl<'a> Verified<'a> {
     /// Assembles a verification result (for custom [`Scheme`](super::Scheme)s).
@@ -268,7 +311,14 @@ impl<'a> Verified<'a> {
         fingerprint: [u8; 32],
         key_index: usize,
     ) -> Self {
-        Self { provider: provider.into(), id, timestamp, event, fingerprint, key_index }
+        Self {
+            provider: provider.into(),
+            id,
+            timestamp: timestamp.map(OffsetDateTime::unix_timestamp_nanos),
+            event: Event::Known(event),
+            fingerprint,
+            key_index,
+        }
     }
 
     /// The provider's name, as in PROVIDERS.md (`stripe`, `standard-webhooks`, …).
@@ -286,14 +336,26 @@ impl<'a> Verified<'a> {
     /// The signed timestamp, if the scheme has one.
     #[must_use]
     pub const fn timestamp(&self) -> Option<OffsetDateTime> {
-        self.timestamp
+        match self.timestamp {
+            // In range by construction: the `Err` arm is never taken.
+            Some(nanos) => match OffsetDateTime::from_unix_timestamp_nanos(nanos) {
+                Ok(at) => Some(at),
+                Err(_) => None,
+            },
+            None => None,
+        }
     }
 
     /// The event type, if the provider says it outside the payload (or the preset reads
     /// it from the payload).
     #[must_use]
     pub fn event(&self) -> Option<&str> {
-        self.event.as_deref()
+        match &self.event {
+            Event::Known(event) => event.as_deref(),
+            Event::InBody { body, path, read } => {
+                read.get_or_init(|| json::text_at(body, path).ok().flatten()).as_deref()
+            }
+        }
     }
 
     /// Which configured secret matched (0 for the first); useful to see when a rotated
@@ -322,11 +384,12 @@ impl<'a> Verified<'a> {
     /// ```
     #[must_use]
     pub fn into_owned(self) -> Verified<'static> {
+        let event = Event::Known(self.event().map(|e| Cow::Owned(e.to_owned())));
         Verified {
             provider: Cow::Owned(self.provider.into_owned()),
             id: self.id.map(|c| Cow::Owned(c.into_owned())),
             timestamp: self.timestamp,
-            event: self.event.map(|c| Cow::Owned(c.into_owned())),
+            event,
             fingerprint: self.fingerprint,
             key_index: self.key_index,
         }
@@ -335,8 +398,21 @@ impl<'a> Verified<'a> {
     /// Replaces the event type (for schemes that learn it late).
     #[must_use]
     pub fn with_event(mut self, event: Option<Cow<'a, str>>) -> Self {
-        self.event = event;
+        self.event = Event::Known(event);
         self
+    }
+
+    /// As [`new`](Self::new), from what a described scheme read: the timestamp in
+    /// nanoseconds since the epoch (within `time`'s range), the event maybe still in the body.
+    pub(crate) const fn assemble(
+        provider: &'a str,
+        id: Option<Cow<'a, str>>,
+        timestamp: Option<i128>,
+        event: Event<'a>,
+        fingerprint: [u8; 32],
+        key_index: usize,
+    ) -> Self {
+        Self { provider: Cow::Borrowed(provider), id, timestamp, event, fingerprint, key_index }
     }
 }
 
@@ -351,4 +427,55 @@ pub(crate) fn fingerprint(bytes: &[u8]) -> [u8; 32] {
         out.copy_from_slice(&sha2::Sha256::digest(bytes));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        providers::standard_webhooks,
+        verify::{Outgoing, Scheme, Sign},
+    };
+
+    fn verify_body(body: &[u8], check: impl FnOnce(Verified<'_>)) {
+        let scheme = standard_webhooks::scheme("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let mut req = http::Request::post("/hooks");
+        for (name, value) in scheme.sign(&Outgoing::new(body).id("msg_1").timestamp(now)).unwrap() {
+            req = req.header(name, value);
+        }
+        let req = req.body(body.to_vec()).unwrap();
+        check(scheme.verify(&WebhookRequest::from_request(&req), now).unwrap());
+    }
+
+    #[test]
+    fn event_in_the_body_is_read_when_asked_for() {
+        verify_body(br#"{"data":{},"type":"invoice.paid"}"#, |v| {
+            let copy = v.clone();
+            assert_eq!(v.event(), Some("invoice.paid"));
+            assert_eq!(v.event(), Some("invoice.paid"), "read once, kept");
+            assert_eq!(copy, v, "a clone made before the read reads the same");
+            assert_eq!(copy.into_owned().event(), Some("invoice.paid"));
+            assert_eq!(v.timestamp().map(OffsetDateTime::unix_timestamp), Some(1_700_000_000));
+        });
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_verifies_without_an_event() {
+        verify_body(b"\xff\x00 not json", |v| {
+            assert_eq!(v.id(), Some("msg_1"));
+            assert_eq!(v.event(), None);
+            assert!(format!("{v:?}").contains("event: None"));
+        });
+        verify_body(br#"{"type":"a\u0062c"}"#, |v| assert_eq!(v.event(), Some("abc"), "escapes decoded"));
+    }
+
+    #[test]
+    fn equality_sees_the_event() {
+        let a = Verified::new("p", None, None, Some("x".into()), [0; 32], 0);
+        assert_ne!(a, Verified::new("p", None, None, Some("y".into()), [0; 32], 0));
+        assert_eq!(a, Verified::new("p", None, None, Some("x".into()), [0; 32], 0));
+        let at = OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_789).unwrap();
+        assert_eq!(Verified::new("p", None, Some(at), None, [0; 32], 0).timestamp(), Some(at));
+    }
 }

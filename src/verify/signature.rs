@@ -184,11 +184,22 @@ impl SignatureFormat {
                     }
                 }
                 Self::Versioned { version } => {
-                    for entry in bytes.split(u8::is_ascii_whitespace).filter(|e| !e.is_empty()) {
-                        if let Some((v, sig)) = split_once(entry, b',')
-                            && v == version.as_bytes()
+                    // A header value's only whitespace is space and tab (`HeaderValue`
+                    // refuses the other ASCII whitespace), so entries end at either.
+                    let mut rest = bytes;
+                    loop {
+                        let (entry, next) = match memchr::memchr2(b' ', b'\t', rest) {
+                            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+                            None => (rest, None),
+                        };
+                        if let Some(sig) =
+                            entry.strip_prefix(version.as_bytes()).and_then(|e| e.strip_prefix(b","))
                         {
                             push(sig, &mut decoded, &mut malformed)?;
+                        }
+                        match next {
+                            Some(next) => rest = next,
+                            None => break,
                         }
                     }
                 }
@@ -276,6 +287,21 @@ mod tests {
                 Ok((2, None)),
             ),
             ("std too many", STD, Encoding::Base64, vec![&many], Err(Reason::TooManySignatures)),
+            ("std tab and runs of spaces", STD, Encoding::Base64, vec!["v1,AAAA\t  v1,CCCC"], Ok((2, None))),
+            (
+                "std version prefix only",
+                STD,
+                Encoding::Base64,
+                vec!["v1AAAA v1 v1,"],
+                Err(Reason::MalformedSignature),
+            ),
+            (
+                "std other version only",
+                STD,
+                Encoding::Base64,
+                vec!["v1a,BBBB v2,CCCC"],
+                Err(Reason::MissingSignature),
+            ),
             ("github", GH, Encoding::Hex, vec!["sha256=abcd"], Ok((1, None))),
             ("github missing prefix", GH, Encoding::Hex, vec!["abcd"], Err(Reason::MalformedSignature)),
             (

@@ -65,12 +65,38 @@ impl TimestampFormat {
     }
 }
 
+/// The latest instant `time` represents, in nanoseconds since the epoch.
+const MAX_NANOS: i128 = time::UtcDateTime::MAX.unix_timestamp_nanos();
+
+impl TimestampFormat {
+    /// Parses the timestamp text into nanoseconds since the epoch: what
+    /// [`parse`](Self::parse) accepts, without building a date for the numeric forms.
+    pub(crate) fn parse_nanos(self, text: &[u8]) -> Option<i128> {
+        let nanos = match self {
+            Self::UnixSeconds => i128::from(parse_digits(text)?) * 1_000_000_000,
+            Self::UnixMillis => i128::from(parse_digits(text)?) * 1_000_000,
+            Self::Rfc3339 => return self.parse(text).map(OffsetDateTime::unix_timestamp_nanos),
+        };
+        // Digits are never negative: only the upper end of the range can be passed.
+        (nanos <= MAX_NANOS).then_some(nanos)
+    }
+}
+
 /// Decimal digits only, at most 19 of them, into an `i64` without overflow.
 fn parse_digits(text: &[u8]) -> Option<i64> {
-    if text.is_empty() || text.len() > 19 || !text.iter().all(u8::is_ascii_digit) {
+    if text.is_empty() || text.len() > 19 {
         return None;
     }
-    text.iter().try_fold(0_i64, |acc, d| acc.checked_mul(10)?.checked_add(i64::from(d - b'0')))
+    // 19 digits stay below 10^19 < u64::MAX: no overflow before the final range check.
+    let mut acc = 0_u64;
+    for &b in text {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        acc = acc * 10 + u64::from(digit);
+    }
+    i64::try_from(acc).ok()
 }
 
 /// How far a timestamp may lie from "now", separately in the past and the future.
@@ -164,25 +190,27 @@ impl Tolerance {
         }
     }
 
+    #[cfg_attr(not(any(test, feature = "rsa")), allow(dead_code))] // PayPal's RFC 3339 times
     pub(crate) fn check(&self, at: OffsetDateTime, now: OffsetDateTime) -> Result<(), Skew> {
-        // Both values lie within years ±9999, so the difference cannot overflow.
+        self.check_nanos(at.unix_timestamp_nanos(), now.unix_timestamp_nanos())
+    }
+
+    /// [`check`](Self::check) on nanoseconds since the epoch.
+    pub(crate) fn check_nanos(&self, at: i128, now: i128) -> Result<(), Skew> {
+        // Both values lie within years ±9999: the difference cannot overflow an i128, and
+        // whole seconds of it fit a u64.
         let diff = now - at;
-        if diff.is_positive() {
+        let secs = |nanos: i128| u64::try_from(nanos.unsigned_abs() / 1_000_000_000).unwrap_or(u64::MAX);
+        if diff > 0 {
             if let Some(window) = self.past
-                && diff > window
+                && diff.unsigned_abs() > window.as_nanos()
             {
-                return Err(Skew::TooOld {
-                    age_secs: diff.whole_seconds().unsigned_abs(),
-                    tolerance_secs: window.as_secs(),
-                });
+                return Err(Skew::TooOld { age_secs: secs(diff), tolerance_secs: window.as_secs() });
             }
         } else if let Some(window) = self.future
-            && diff.unsigned_abs() > window
+            && diff.unsigned_abs() > window.as_nanos()
         {
-            return Err(Skew::TooNew {
-                ahead_secs: diff.whole_seconds().unsigned_abs(),
-                tolerance_secs: window.as_secs(),
-            });
+            return Err(Skew::TooNew { ahead_secs: secs(diff), tolerance_secs: window.as_secs() });
         }
         Ok(())
     }
@@ -229,6 +257,47 @@ mod tests {
         assert_eq!(r.nanosecond(), 123_456_789);
         assert!(TimestampFormat::Rfc3339.parse(b"yesterday").is_none());
         assert!(TimestampFormat::Rfc3339.parse(&[0xff, 0xfe]).is_none());
+    }
+
+    #[test]
+    fn nanos_agree_with_dates_at_the_edges_of_the_range() {
+        let max = time::UtcDateTime::MAX.unix_timestamp();
+        let cases: &[(&str, TimestampFormat, String)] = &[
+            ("seconds", TimestampFormat::UnixSeconds, "1614265330".into()),
+            ("last second", TimestampFormat::UnixSeconds, max.to_string()),
+            ("past the last second", TimestampFormat::UnixSeconds, (max + 1).to_string()),
+            ("millis", TimestampFormat::UnixMillis, "1614265330123".into()),
+            ("last milli", TimestampFormat::UnixMillis, format!("{max}999")),
+            ("past the last milli", TimestampFormat::UnixMillis, format!("{}000", max + 1)),
+            ("19 digits", TimestampFormat::UnixMillis, "9999999999999999999".into()),
+            ("rfc3339", TimestampFormat::Rfc3339, "2023-07-19T14:56:12.123456789Z".into()),
+            ("rfc3339 offset", TimestampFormat::Rfc3339, "2023-07-19T16:56:12+02:00".into()),
+            ("not digits", TimestampFormat::UnixSeconds, "12a".into()),
+        ];
+        for (name, format, text) in cases {
+            let want = format.parse(text.as_bytes()).map(OffsetDateTime::unix_timestamp_nanos);
+            assert_eq!(format.parse_nanos(text.as_bytes()), want, "case {name}");
+        }
+        assert!(TimestampFormat::UnixSeconds.parse_nanos(max.to_string().as_bytes()).is_some());
+        assert!(TimestampFormat::UnixSeconds.parse_nanos((max + 1).to_string().as_bytes()).is_none());
+    }
+
+    #[test]
+    fn tolerance_counts_nanoseconds() {
+        let t = Tolerance::symmetric(Duration::from_secs(300));
+        let now = at(1_000_000);
+        let edge = now - Duration::from_secs(300);
+        assert!(t.check(edge, now).is_ok());
+        assert_eq!(
+            t.check(edge - Duration::from_nanos(1), now),
+            Err(Skew::TooOld { age_secs: 300, tolerance_secs: 300 })
+        );
+        let ahead = now + Duration::from_secs(300);
+        assert!(t.check(ahead, now).is_ok());
+        assert_eq!(
+            t.check(ahead + Duration::from_nanos(1), now),
+            Err(Skew::TooNew { ahead_secs: 300, tolerance_secs: 300 })
+        );
     }
 
     #[test]
