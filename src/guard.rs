@@ -178,7 +178,7 @@ pub struct Guard {
 }
 
 struct Inner {
-    endpoint: String,
+    endpoint: Arc<str>,
     /// The endpoint as a metrics label value, shared (no copy per count).
     endpoint_label: metrics::SharedString,
     source: Arc<dyn SchemeSource>,
@@ -223,10 +223,10 @@ impl Guard {
 
     /// Starts a guard whose scheme is looked up per request.
     pub fn builder_with_source(name: impl Into<String>, source: impl SchemeSource) -> GuardBuilder {
-        let endpoint: String = name.into();
+        let endpoint: Arc<str> = Arc::from(name.into());
         GuardBuilder {
             inner: Inner {
-                endpoint_label: metrics::SharedString::from_shared(Arc::from(endpoint.as_str())),
+                endpoint_label: metrics::SharedString::from_shared(Arc::clone(&endpoint)),
                 endpoint,
                 source: Arc::new(source),
                 replay: None,
@@ -317,15 +317,15 @@ impl Guard {
     pub async fn check(&self, parts: &Parts, body: &Bytes) -> Checked {
         let checked = self.verify_and_mark(parts, body).await;
         if let Checked::Duplicate(verified) = &checked {
-            self.duplicate(verified);
+            self.duplicate(verified.id());
         }
         checked
     }
 
     /// Counts and logs a duplicate.
-    fn duplicate(&self, verified: &Verified<'_>) {
+    fn duplicate(&self, id: Option<&str>) {
         self.count("hookguard_duplicates_total");
-        tracing::info!(endpoint = %self.inner.endpoint, id = verified.id(), "duplicate webhook");
+        tracing::info!(endpoint = %self.inner.endpoint, id, "duplicate webhook");
     }
 
     /// [`check`](Self::check) without counting a duplicate (the caller decides whether it
@@ -437,17 +437,17 @@ impl Guard {
             Checked::Fresh { verified, replay_key } => (verified, replay_key),
             Checked::Duplicate(verified) if self.inner.inbox.is_some() => {
                 let key = replay_key(&self.inner.endpoint, &verified);
-                return self.push(parts, body, &verified, &key, false).await;
+                return self.push(parts, body, verified, &key, false).await;
             }
             Checked::Duplicate(verified) => {
-                self.duplicate(&verified);
+                self.duplicate(verified.id());
                 return plain(StatusCode::OK, "duplicate");
             }
             Checked::Respond(res) => return res,
         };
         // Abandoned mid-push (the sender hung up): the mark goes, so its retry gets through.
         let armed = ReleaseOnDrop::new(self, key);
-        let res = self.hand_off(parts, body, &verified, armed.key()).await;
+        let res = self.push(parts, body, verified, armed.key(), true).await;
         armed.disarm();
         res
     }
@@ -462,7 +462,7 @@ impl Guard {
         verified: &Verified<'_>,
         key: &str,
     ) -> Response<Vec<u8>> {
-        self.push(parts, body, verified, key, true).await
+        self.push(parts, body, verified.clone().into_owned(), key, true).await
     }
 
     /// Pushes and answers. `own_mark`: this request set the replay mark under `key` (it is
@@ -472,7 +472,7 @@ impl Guard {
         &self,
         parts: &Parts,
         body: Bytes,
-        verified: &Verified<'_>,
+        verified: Verified<'static>,
         key: &str,
         own_mark: bool,
     ) -> Response<Vec<u8>> {
@@ -488,22 +488,28 @@ impl Guard {
         };
         let webhook = Webhook::keyed(
             key.to_owned(),
-            i.endpoint.clone(),
+            Arc::clone(&i.endpoint),
             verified,
             kept_headers(&parts.headers),
             body,
             i.clock.now(),
         );
+        // What the log lines name, copied only when they are written: a second handle on
+        // the webhook would make the inbox's in-place compaction copy it whole.
+        let logged = tracing::enabled!(tracing::Level::INFO)
+            .then(|| (webhook.id().map(str::to_owned), webhook.event().map(str::to_owned)));
+        let (id, event) =
+            logged.as_ref().map_or((None, None), |(id, event)| (id.as_deref(), event.as_deref()));
         match inbox.push(webhook).await {
             Ok(Pushed::Accepted) => {
                 self.count("hookguard_accepted_total");
                 if own_mark {
-                    tracing::info!(endpoint = %i.endpoint, id = verified.id(), event = verified.event(), "webhook accepted");
+                    tracing::info!(endpoint = %i.endpoint, id, event, "webhook accepted");
                 } else {
                     tracing::info!(
                         endpoint = %i.endpoint,
-                        id = verified.id(),
-                        event = verified.event(),
+                        id,
+                        event,
                         "webhook accepted, though its replay mark was set: the request that set it did not keep it (its receiver died, or its hand-off is still running)"
                     );
                 }
@@ -513,7 +519,7 @@ impl Guard {
                 if own_mark {
                     self.count("hookguard_duplicates_total");
                 } else {
-                    self.duplicate(verified);
+                    self.duplicate(id);
                 }
                 plain(StatusCode::OK, "duplicate")
             }

@@ -2,6 +2,11 @@
 //! concurrency, retries with exponential back-off and jitter, a dead-letter list after the
 //! last attempt, and graceful shutdown.
 //!
+//! The pool keeps [`concurrency`](Worker::concurrency) long-lived *lanes* (tasks) fed from
+//! one loop that pulls as many jobs as there are idle lanes, in one call: a job costs a
+//! queue push and a wake-up, not a task of its own. A handler that panics does not take
+//! its lane down: the panic counts as a failed attempt and the job is retried.
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! use std::time::Duration;
@@ -26,10 +31,11 @@
 //! ```
 
 use std::{
+    collections::VecDeque,
     fmt,
     future::Future,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
@@ -37,7 +43,7 @@ use std::{
 
 use time::OffsetDateTime;
 use tokio::{
-    sync::{Semaphore, watch},
+    sync::{Notify, watch},
     task::JoinSet,
 };
 
@@ -270,22 +276,41 @@ impl Worker {
         WorkerHandle { stop: stop_tx, cancel: cancel_tx, task }
     }
 
+    /// The pool: `concurrency` long-lived lanes take jobs from a local queue that this
+    /// loop fills with batch pulls, as many as there are idle lanes. A lane is a task for
+    /// the pool's lifetime, so a job costs a queue push and a wake-up, not a task spawn.
     async fn run(self, mut stop: watch::Receiver<bool>, cancel_rx: watch::Receiver<bool>) -> ShutdownReport {
-        let permits = Arc::new(Semaphore::new(self.concurrency));
+        let this = Arc::new(self);
+        let lanes = Arc::new(Lanes::new(this.concurrency));
         let returned = Arc::new(AtomicUsize::new(0));
         let mut tasks = JoinSet::new();
-        let this = Arc::new(self);
+        for _ in 0..this.concurrency {
+            let (this, lanes, cancel, returned) =
+                (Arc::clone(&this), Arc::clone(&lanes), cancel_rx.clone(), Arc::clone(&returned));
+            tasks.spawn(async move {
+                while let Some(job) = lanes.next().await {
+                    if this.process(job, cancel.clone()).await {
+                        returned.fetch_add(1, Ordering::Relaxed);
+                    }
+                    lanes.done();
+                }
+            });
+        }
         let mut last_depth = None;
         loop {
             if *stop.borrow() {
                 break;
             }
-            while tasks.try_join_next().is_some() {}
-            let free = permits.available_permits();
+            let free = lanes.free();
             if free == 0 {
-                tokio::select! {
-                    _ = tasks.join_next() => {}
-                    _ = stop.changed() => {}
+                let lane_done = lanes.lane_done.notified();
+                tokio::pin!(lane_done);
+                lane_done.as_mut().enable();
+                if lanes.free() == 0 {
+                    tokio::select! {
+                        () = lane_done => {}
+                        _ = stop.changed() => {}
+                    }
                 }
                 continue;
             }
@@ -322,22 +347,12 @@ impl Worker {
                 }
                 continue;
             }
-            for job in jobs {
-                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
-                let this = Arc::clone(&this);
-                let cancel = cancel_rx.clone();
-                let returned = Arc::clone(&returned);
-                tasks.spawn(async move {
-                    if this.process(job, cancel).await {
-                        returned.fetch_add(1, Ordering::Relaxed);
-                    }
-                    drop(permit);
-                });
-            }
+            lanes.hand_out(jobs);
         }
-        // Stop pulling; let in-flight work finish. The handle flips `cancel` when the grace
-        // period ends, and unfinished jobs go back to the inbox.
-        let in_flight = tasks.len();
+        // Stop pulling; the lanes finish what they hold (running and queued jobs). The
+        // handle flips `cancel` when the grace period ends, and unfinished jobs go back to
+        // the inbox.
+        let in_flight = lanes.close();
         while tasks.join_next().await.is_some() {}
         ShutdownReport { in_flight, returned: returned.load(Ordering::Relaxed) }
     }
@@ -358,7 +373,7 @@ impl Worker {
     async fn process_in_span(&self, job: Job, mut cancel: watch::Receiver<bool>) -> bool {
         let webhook = job.webhook().clone();
         let outcome = tokio::select! {
-            r = tokio::time::timeout(self.lease, self.handler.handle(webhook)) => Some(r),
+            r = tokio::time::timeout(self.lease, CatchUnwind(self.handler.handle(webhook))) => Some(r),
             _ = cancel.wait_for(|c| *c) => None,
         };
         let result = match outcome {
@@ -375,14 +390,15 @@ impl Worker {
         };
         match result {
             Ok(()) => {
-                metrics::counter!("hookguard_processed_total", "endpoint" => job.webhook().endpoint().to_owned()).increment(1);
+                metrics::counter!("hookguard_processed_total", "endpoint" => job.webhook().endpoint_label())
+                    .increment(1);
                 tracing::info!("webhook processed");
                 if let Err(e) = self.inbox.ack(&job).await {
                     report_inbox_error(&e, "ack");
                 }
             }
             Err(error) if job.attempt() >= self.max_attempts => {
-                metrics::counter!("hookguard_dead_lettered_total", "endpoint" => job.webhook().endpoint().to_owned()).increment(1);
+                metrics::counter!("hookguard_dead_lettered_total", "endpoint" => job.webhook().endpoint_label()).increment(1);
                 tracing::warn!(error = %error, "webhook dead-lettered");
                 if let Err(e) = self.inbox.dead_letter(&job, &error).await {
                     report_inbox_error(&e, "dead-letter");
@@ -391,7 +407,8 @@ impl Worker {
             Err(error) => {
                 let delay = self.backoff.delay(job.attempt());
                 let at: OffsetDateTime = self.clock.now() + delay;
-                metrics::counter!("hookguard_retries_total", "endpoint" => job.webhook().endpoint().to_owned()).increment(1);
+                metrics::counter!("hookguard_retries_total", "endpoint" => job.webhook().endpoint_label())
+                    .increment(1);
                 tracing::info!(error = %error, delay_ms = delay.as_millis() as u64, "webhook will be retried");
                 if let Err(e) = self.inbox.retry(&job, at, &error).await {
                     report_inbox_error(&e, "retry");
@@ -399,6 +416,111 @@ impl Worker {
             }
         }
         false
+    }
+}
+
+/// The pool's local queue between the pulling loop and its lanes.
+struct Lanes {
+    /// How many lanes there are.
+    lanes: usize,
+    state: Mutex<LaneState>,
+    /// Signalled when jobs are queued, or when the pool closes.
+    work: Notify,
+    /// Signalled when a lane finishes a job.
+    lane_done: Notify,
+}
+
+struct LaneState {
+    queue: VecDeque<Job>,
+    /// Lanes between jobs (waiting, or about to take the next one).
+    idle: usize,
+    closed: bool,
+}
+
+impl Lanes {
+    fn new(lanes: usize) -> Self {
+        Self {
+            lanes,
+            state: Mutex::new(LaneState { queue: VecDeque::new(), idle: lanes, closed: false }),
+            work: Notify::new(),
+            lane_done: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LaneState> {
+        // A poisoned lock only means a lane panicked between two plain field updates.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// How many more jobs the lanes can start now.
+    fn free(&self) -> usize {
+        let state = self.lock();
+        state.idle.saturating_sub(state.queue.len())
+    }
+
+    fn hand_out(&self, jobs: Vec<Job>) {
+        let n = jobs.len();
+        self.lock().queue.extend(jobs);
+        for _ in 0..n {
+            self.work.notify_one();
+        }
+    }
+
+    /// The next job for a lane; `None` once the pool is closed and the queue is empty.
+    async fn next(&self) -> Option<Job> {
+        loop {
+            let notified = self.work.notified();
+            tokio::pin!(notified);
+            // Registered before the queue is looked at: a job queued after the look wakes it.
+            notified.as_mut().enable();
+            {
+                let mut state = self.lock();
+                if let Some(job) = state.queue.pop_front() {
+                    state.idle -= 1;
+                    return Some(job);
+                }
+                if state.closed {
+                    return None;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    fn done(&self) {
+        self.lock().idle += 1;
+        self.lane_done.notify_one();
+    }
+
+    /// No more jobs will be queued; the lanes drain the queue and stop. Returns how many
+    /// jobs were running or queued.
+    fn close(&self) -> usize {
+        let in_flight = {
+            let mut state = self.lock();
+            state.closed = true;
+            self.lanes - state.idle + state.queue.len()
+        };
+        self.work.notify_waiters();
+        in_flight
+    }
+}
+
+/// A handler's future whose panic becomes an error (retried like one) instead of
+/// ending the lane that polls it.
+struct CatchUnwind(BoxFuture<'static, Result<(), String>>);
+
+impl Future for CatchUnwind {
+    type Output = Result<(), String>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let fut = &mut self.0;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(poll) => poll,
+            Err(_) => std::task::Poll::Ready(Err("the handler panicked".to_owned())),
+        }
     }
 }
 

@@ -492,6 +492,40 @@ async fn failing_handler_is_retried_with_backoff_until_it_succeeds() {
 }
 
 #[tokio::test]
+async fn a_panicking_handler_is_retried_and_its_lane_keeps_working() {
+    let mut r = Receiver::start(MemoryInbox::new(), |g| g).await;
+    let backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(60)).without_jitter();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let handler = move |hook: Webhook| {
+        let call = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        async move {
+            assert!(call != 1, "handler bug on {}", hook.key());
+            Ok::<(), std::convert::Infallible>(())
+        }
+    };
+    // One lane: if the panic ended it, nothing after would be processed.
+    let worker = r.worker(handler).concurrency(1).backoff(backoff).spawn();
+
+    let d = r.signed("msg_panics", br#"{"type":"a"}"#);
+    assert_eq!(r.send(&d).await.status, 202);
+    assert_eq!(r.next_event().await, Event::Pushed(key("msg_panics")));
+    let due = r.clock.now_for_tests() + backoff.delay(1);
+    assert_eq!(
+        r.next_event().await,
+        Event::Retried { key: key("msg_panics"), attempt: 1, at: due, error: "the handler panicked".into() }
+    );
+    let other = r.signed("msg_after", br#"{"type":"b"}"#);
+    assert_eq!(r.send(&other).await.status, 202);
+    assert_eq!(r.next_event().await, Event::Pushed(key("msg_after")));
+    assert_eq!(r.next_event().await, Event::Acked { key: key("msg_after"), attempt: 1 });
+    r.clock.advance(backoff.delay(1));
+    assert_eq!(r.next_event().await, Event::Acked { key: key("msg_panics"), attempt: 2 });
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    shutdown(worker).await;
+}
+
+#[tokio::test]
 async fn always_failing_handler_is_dead_lettered_then_redriven() {
     let mut r = Receiver::start(MemoryInbox::new(), |g| g).await;
     let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60)).without_jitter();

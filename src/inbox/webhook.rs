@@ -34,7 +34,7 @@ pub struct Webhook {
 #[derive(Clone, PartialEq, Eq)]
 struct Fields {
     key: String,
-    endpoint: String,
+    endpoint: Arc<str>,
     provider: String,
     id: Option<String>,
     event: Option<String>,
@@ -71,27 +71,29 @@ impl Webhook {
         body: Bytes,
         received_at: OffsetDateTime,
     ) -> Self {
-        let endpoint = endpoint.into();
+        let endpoint: Arc<str> = Arc::from(endpoint.into());
         let key = replay_key(&endpoint, verified);
-        Self::keyed(key, endpoint, verified, headers, body, received_at)
+        Self::keyed(key, endpoint, verified.clone().into_owned(), headers, body, received_at)
     }
 
-    /// [`new`](Self::new) with the key already made (the guard made it for the replay mark).
+    /// [`new`](Self::new) with the key already made (the guard made it for the replay mark),
+    /// the endpoint's name shared, and the verified values moved in.
     pub(crate) fn keyed(
         key: String,
-        endpoint: String,
-        verified: &Verified<'_>,
+        endpoint: Arc<str>,
+        verified: Verified<'static>,
         headers: HeaderMap,
         body: Bytes,
         received_at: OffsetDateTime,
     ) -> Self {
+        let kept = verified.into_kept();
         Self::from_parts(
             key,
             endpoint,
-            verified.provider().to_owned(),
-            verified.id().map(str::to_owned),
-            verified.event().map(str::to_owned),
-            verified.timestamp(),
+            kept.provider,
+            kept.id,
+            kept.event,
+            kept.timestamp,
             received_at,
             headers,
             body,
@@ -103,7 +105,7 @@ impl Webhook {
     #[must_use]
     pub fn from_parts(
         key: String,
-        endpoint: String,
+        endpoint: impl Into<Arc<str>>,
         provider: String,
         id: Option<String>,
         event: Option<String>,
@@ -115,7 +117,7 @@ impl Webhook {
         Self {
             inner: Arc::new(Fields {
                 key,
-                endpoint,
+                endpoint: endpoint.into(),
                 provider,
                 id,
                 event,
@@ -132,6 +134,11 @@ impl Webhook {
     pub fn key(&self) -> &str {
         &self.inner.key
     }
+    /// The endpoint's name as a metrics label (shared, not copied).
+    pub(crate) fn endpoint_label(&self) -> metrics::SharedString {
+        metrics::SharedString::from_shared(Arc::clone(&self.inner.endpoint))
+    }
+
     /// The endpoint's name.
     #[must_use]
     pub fn endpoint(&self) -> &str {
@@ -231,7 +238,7 @@ impl Webhook {
     pub fn to_record(&self) -> Result<WebhookRecord, RecordError> {
         Ok(WebhookRecord {
             key: self.inner.key.clone(),
-            endpoint: self.inner.endpoint.clone(),
+            endpoint: self.inner.endpoint.to_string(),
             provider: self.inner.provider.clone(),
             id: self.inner.id.clone(),
             event: self.inner.event.clone(),
@@ -427,10 +434,17 @@ fn from_unix_nanos(nanos: i64) -> Result<OffsetDateTime, RecordError> {
 
 /// `"{endpoint}:{id}"`, or the hex fingerprint when there is no id.
 pub(crate) fn replay_key(endpoint: &str, verified: &Verified<'_>) -> String {
-    match verified.id() {
-        Some(id) => format!("{endpoint}:{id}"),
-        None => format!("{endpoint}:{}", const_hex::encode(verified.dedup_key())),
+    // Built by hand: `format!` costs more than the copies (one per delivery).
+    let id = verified.id();
+    let tail = id.map_or(2 * verified.dedup_key().len(), str::len);
+    let mut key = String::with_capacity(endpoint.len() + 1 + tail);
+    key.push_str(endpoint);
+    key.push(':');
+    match id {
+        Some(id) => key.push_str(id),
+        None => key.push_str(&const_hex::encode(verified.dedup_key())),
     }
+    key
 }
 
 /// The stored form of a [`Webhook`] without its body (which backends keep as raw bytes
@@ -481,7 +495,7 @@ impl Webhook {
             .collect();
         let record = Record {
             key: self.inner.key.clone(),
-            endpoint: self.inner.endpoint.clone(),
+            endpoint: self.inner.endpoint.to_string(),
             provider: self.inner.provider.clone(),
             id: self.inner.id.clone(),
             event: self.inner.event.clone(),

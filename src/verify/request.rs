@@ -395,6 +395,25 @@ impl<'a> Verified<'a> {
         }
     }
 
+    /// The owned pieces a kept [`Webhook`](crate::inbox::Webhook) is made of, moved out
+    /// (no copies for what [`into_owned`](Self::into_owned) already owns).
+    #[cfg(feature = "tower")]
+    pub(crate) fn into_kept(self) -> Kept {
+        let timestamp = self.timestamp();
+        let event = match self.event {
+            Event::Known(event) => event,
+            Event::InBody { body, path, read } => {
+                read.into_inner().unwrap_or_else(|| json::text_at(body, path).ok().flatten())
+            }
+        };
+        Kept {
+            provider: self.provider.into_owned(),
+            id: self.id.map(Cow::into_owned),
+            event: event.map(Cow::into_owned),
+            timestamp,
+        }
+    }
+
     /// Replaces the event type (for schemes that learn it late).
     #[must_use]
     pub fn with_event(mut self, event: Option<Cow<'a, str>>) -> Self {
@@ -414,6 +433,15 @@ impl<'a> Verified<'a> {
     ) -> Self {
         Self { provider: Cow::Borrowed(provider), id, timestamp, event, fingerprint, key_index }
     }
+}
+
+/// What a kept webhook takes from a [`Verified`].
+#[cfg(feature = "tower")]
+pub(crate) struct Kept {
+    pub(crate) provider: String,
+    pub(crate) id: Option<String>,
+    pub(crate) event: Option<String>,
+    pub(crate) timestamp: Option<OffsetDateTime>,
 }
 
 /// A 32-byte fingerprint from a tag or signature: copied when it is short enough, else
