@@ -181,6 +181,9 @@ struct Inner {
     endpoint: Arc<str>,
     /// The endpoint as a metrics label value, shared (no copy per count).
     endpoint_label: metrics::SharedString,
+    /// The per-delivery counters' keys, made once (a key made per count allocates).
+    accepted_key: metrics::Key,
+    duplicates_key: metrics::Key,
     source: Arc<dyn SchemeSource>,
     replay: Option<Arc<dyn ReplayStore>>,
     replay_ttl: Option<Duration>,
@@ -227,6 +230,8 @@ impl Guard {
         GuardBuilder {
             inner: Inner {
                 endpoint_label: metrics::SharedString::from_shared(Arc::clone(&endpoint)),
+                accepted_key: counter_key("hookguard_accepted_total", &endpoint),
+                duplicates_key: counter_key("hookguard_duplicates_total", &endpoint),
                 endpoint,
                 source: Arc::new(source),
                 replay: None,
@@ -324,7 +329,7 @@ impl Guard {
 
     /// Counts and logs a duplicate.
     fn duplicate(&self, id: Option<&str>) {
-        self.count("hookguard_duplicates_total");
+        Self::count(&self.inner.duplicates_key);
         tracing::info!(endpoint = %self.inner.endpoint, id, "duplicate webhook");
     }
 
@@ -487,7 +492,7 @@ impl Guard {
                 .into_response();
         };
         let webhook = Webhook::keyed(
-            key.to_owned(),
+            key,
             Arc::clone(&i.endpoint),
             verified,
             kept_headers(&parts.headers),
@@ -502,7 +507,7 @@ impl Guard {
             logged.as_ref().map_or((None, None), |(id, event)| (id.as_deref(), event.as_deref()));
         match inbox.push(webhook).await {
             Ok(Pushed::Accepted) => {
-                self.count("hookguard_accepted_total");
+                Self::count(&self.inner.accepted_key);
                 if own_mark {
                     tracing::info!(endpoint = %i.endpoint, id, event, "webhook accepted");
                 } else {
@@ -517,7 +522,7 @@ impl Guard {
             }
             Ok(Pushed::Duplicate) => {
                 if own_mark {
-                    self.count("hookguard_duplicates_total");
+                    Self::count(&self.inner.duplicates_key);
                 } else {
                     self.duplicate(id);
                 }
@@ -543,14 +548,24 @@ impl Guard {
         Some(format!("{}{}", origin.trim_end_matches('/'), path))
     }
 
-    fn count(&self, name: &'static str) {
-        metrics::counter!(name, "endpoint" => self.inner.endpoint_label.clone()).increment(1);
+    /// Adds one to the counter under `key` (as `metrics::counter!` would, with the key
+    /// made once).
+    fn count(key: &metrics::Key) {
+        static METADATA: metrics::Metadata<'static> =
+            metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+        metrics::with_recorder(|recorder| recorder.register_counter(key, &METADATA)).increment(1);
     }
 
     fn count_rejected(&self, reason: &'static str) {
         metrics::counter!("hookguard_rejected_total", "endpoint" => self.inner.endpoint_label.clone(), "reason" => reason)
             .increment(1);
     }
+}
+
+/// A counter's key with the endpoint label.
+fn counter_key(name: &'static str, endpoint: &Arc<str>) -> metrics::Key {
+    let label = metrics::Label::new("endpoint", metrics::SharedString::from_shared(Arc::clone(endpoint)));
+    metrics::Key::from_parts(name, vec![label])
 }
 
 /// Removes a replay mark when dropped while still armed: the request was abandoned (the

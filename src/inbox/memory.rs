@@ -42,16 +42,18 @@ pub struct MemoryInbox {
 /// after verification, and the seed keeps collisions unpredictable, at a fraction of
 /// SipHash's cost.
 #[derive(Debug, Default)]
+/// Keys are the webhook's own shared key (`Arc<str>`): every index holds a reference
+/// count, not a copy.
 struct State {
-    entries: HashMap<String, Entry, RandomState>,
+    entries: HashMap<Arc<str>, Entry, RandomState>,
     /// Due time, push order, key.
-    ready: BTreeSet<(OffsetDateTime, u64, String)>,
+    ready: BTreeSet<(OffsetDateTime, u64, Arc<str>)>,
     /// Lease end, key.
-    leased: BTreeSet<(OffsetDateTime, String)>,
+    leased: BTreeSet<(OffsetDateTime, Arc<str>)>,
     /// Dead keys, oldest first.
-    dead: VecDeque<String>,
-    done: HashSet<String, RandomState>,
-    done_order: VecDeque<String>,
+    dead: VecDeque<Arc<str>>,
+    done: HashSet<Arc<str>, RandomState>,
+    done_order: VecDeque<Arc<str>>,
     seq: u64,
 }
 
@@ -117,7 +119,7 @@ impl MemoryInbox {
         // Not the connection's read buffer: a waiting job holds only its own bytes.
         webhook.compact();
         let mut st = self.lock()?;
-        let key = webhook.key().to_owned();
+        let key = Arc::clone(webhook.shared_key());
         if st.entries.contains_key(&key) || st.done.contains(&key) {
             return Ok(Pushed::Duplicate);
         }
@@ -169,12 +171,13 @@ impl MemoryInbox {
 
     /// Removes a leased job's lease if the receipt still holds it.
     fn take_lease(st: &mut State, job: &Job) -> Result<(), InboxError> {
-        let Some(entry) = st.entries.get(job.webhook().key()) else {
+        let Some((key, entry)) = st.entries.get_key_value(job.webhook().key()) else {
             return Err(InboxError::LeaseLost);
         };
         match entry.status {
             Status::Leased { until, receipt } if job.receipt().parse::<u64>() == Ok(receipt) => {
-                st.leased.remove(&(until, job.webhook().key().to_owned()));
+                let key = Arc::clone(key);
+                st.leased.remove(&(until, key));
                 Ok(())
             }
             _ => Err(InboxError::LeaseLost),
@@ -202,7 +205,7 @@ impl MemoryInbox {
     fn retry_now(&self, job: &Job, not_before: OffsetDateTime, uncount: bool) -> Result<(), InboxError> {
         let mut st = self.lock()?;
         Self::take_lease(&mut st, job)?;
-        let key = job.webhook().key().to_owned();
+        let key = Arc::clone(job.webhook().shared_key());
         let seq = st.next_seq();
         st.ready.insert((not_before, seq, key.clone()));
         if let Some(entry) = st.entries.get_mut(&key) {
@@ -219,7 +222,7 @@ impl MemoryInbox {
     fn dead_now(&self, job: &Job, error: &str) -> Result<(), InboxError> {
         let mut st = self.lock()?;
         Self::take_lease(&mut st, job)?;
-        let key = job.webhook().key().to_owned();
+        let key = Arc::clone(job.webhook().shared_key());
         let at = self.clock.now();
         if let Some(entry) = st.entries.get_mut(&key) {
             entry.status = Status::Dead { error: error.to_owned(), at };
@@ -249,14 +252,14 @@ impl MemoryInbox {
 
     fn redrive_now(&self, key: &str) -> Result<bool, InboxError> {
         let mut st = self.lock()?;
-        let Some(pos) = st.dead.iter().position(|k| k == key) else {
+        let Some(pos) = st.dead.iter().position(|k| &**k == key) else {
             return Ok(false);
         };
-        st.dead.remove(pos);
+        let Some(key) = st.dead.remove(pos) else { return Ok(false) };
         let at = self.clock.now();
         let seq = st.next_seq();
-        st.ready.insert((at, seq, key.to_owned()));
-        if let Some(entry) = st.entries.get_mut(key) {
+        st.ready.insert((at, seq, Arc::clone(&key)));
+        if let Some(entry) = st.entries.get_mut(&key) {
             entry.attempts = 0;
             entry.status = Status::Ready;
         }

@@ -33,7 +33,7 @@ pub struct Webhook {
 
 #[derive(Clone, PartialEq, Eq)]
 struct Fields {
-    key: String,
+    key: Arc<str>,
     endpoint: Arc<str>,
     provider: String,
     id: Option<String>,
@@ -73,13 +73,13 @@ impl Webhook {
     ) -> Self {
         let endpoint: Arc<str> = Arc::from(endpoint.into());
         let key = replay_key(&endpoint, verified);
-        Self::keyed(key, endpoint, verified.clone().into_owned(), headers, body, received_at)
+        Self::keyed(&key, endpoint, verified.clone().into_owned(), headers, body, received_at)
     }
 
     /// [`new`](Self::new) with the key already made (the guard made it for the replay mark),
     /// the endpoint's name shared, and the verified values moved in.
     pub(crate) fn keyed(
-        key: String,
+        key: &str,
         endpoint: Arc<str>,
         verified: Verified<'static>,
         headers: HeaderMap,
@@ -88,7 +88,7 @@ impl Webhook {
     ) -> Self {
         let kept = verified.into_kept();
         Self::from_parts(
-            key,
+            Arc::<str>::from(key),
             endpoint,
             kept.provider,
             kept.id,
@@ -104,7 +104,7 @@ impl Webhook {
     #[allow(clippy::too_many_arguments)]
     #[must_use]
     pub fn from_parts(
-        key: String,
+        key: impl Into<Arc<str>>,
         endpoint: impl Into<Arc<str>>,
         provider: String,
         id: Option<String>,
@@ -116,7 +116,7 @@ impl Webhook {
     ) -> Self {
         Self {
             inner: Arc::new(Fields {
-                key,
+                key: key.into(),
                 endpoint: endpoint.into(),
                 provider,
                 id,
@@ -134,6 +134,11 @@ impl Webhook {
     pub fn key(&self) -> &str {
         &self.inner.key
     }
+    /// The key, shared (inboxes index by it without copying it).
+    pub(crate) fn shared_key(&self) -> &Arc<str> {
+        &self.inner.key
+    }
+
     /// The endpoint's name as a metrics label (shared, not copied).
     pub(crate) fn endpoint_label(&self) -> metrics::SharedString {
         metrics::SharedString::from_shared(Arc::clone(&self.inner.endpoint))
@@ -237,7 +242,7 @@ impl Webhook {
     /// ```
     pub fn to_record(&self) -> Result<WebhookRecord, RecordError> {
         Ok(WebhookRecord {
-            key: self.inner.key.clone(),
+            key: self.inner.key.to_string(),
             endpoint: self.inner.endpoint.to_string(),
             provider: self.inner.provider.clone(),
             id: self.inner.id.clone(),
@@ -494,7 +499,7 @@ impl Webhook {
             })
             .collect();
         let record = Record {
-            key: self.inner.key.clone(),
+            key: self.inner.key.to_string(),
             endpoint: self.inner.endpoint.to_string(),
             provider: self.inner.provider.clone(),
             id: self.inner.id.clone(),
