@@ -399,7 +399,7 @@ impl Guard {
                 .unwrap_or(DEFAULT_UNTIMED_REPLAY_TTL);
             match replay.mark(key.as_bytes(), ttl).await {
                 Ok(Mark::New) => {}
-                Ok(Mark::Seen) => return Checked::Duplicate(verified),
+                Ok(Mark::Seen | Mark::Pending) => return Checked::Duplicate(verified),
                 Err(e) => {
                     tracing::warn!(endpoint = %i.endpoint, error = %e, "replay store failed");
                     return Checked::Respond(

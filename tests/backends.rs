@@ -524,6 +524,46 @@ mod redis_replay {
 
     replay_conformance!(make);
 
+    /// With Redis's own clock, expiry is the key's `PX`: a reservation gets the lease, a
+    /// confirmation the time to live (checked with `PTTL`, without waiting for either).
+    #[tokio::test]
+    async fn server_clock_mode_reservations_expire_by_px() {
+        let Ok(url) = std::env::var("HOOKGUARD_TEST_REDIS_URL") else {
+            eprintln!("skipped: backend not configured");
+            return;
+        };
+        let prefix = format!("{}:", crate::common::unique("replay"));
+        let store = RedisReplayStore::connect(&url).await.unwrap().prefix(&prefix);
+        let mut conn =
+            redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let raw = format!("{prefix}k");
+        let pttl = |conn: &mut redis::aio::MultiplexedConnection| {
+            let mut conn = conn.clone();
+            let raw = raw.clone();
+            async move { redis::cmd("PTTL").arg(raw).query_async::<i64>(&mut conn).await.unwrap() }
+        };
+
+        assert_eq!(store.reserve(b"k", 7, Duration::from_secs(30)).await.unwrap(), Mark::New);
+        let lease = pttl(&mut conn).await;
+        assert!((29_000..=30_000).contains(&lease), "PTTL of a reservation: {lease}");
+        assert_eq!(store.reserve(b"k", 8, Duration::from_secs(30)).await.unwrap(), Mark::Pending);
+        assert_eq!(store.mark(b"k", Duration::from_secs(30)).await.unwrap(), Mark::Seen);
+        store.cancel(b"k", 8).await.unwrap();
+        assert_eq!(store.reserve(b"k", 8, Duration::from_secs(30)).await.unwrap(), Mark::Pending);
+
+        store.confirm(b"k", Duration::from_secs(3600)).await.unwrap();
+        let ttl = pttl(&mut conn).await;
+        assert!((3_599_000..=3_600_000).contains(&ttl), "PTTL of a confirmed mark: {ttl}");
+        assert_eq!(store.reserve(b"k", 9, Duration::from_secs(30)).await.unwrap(), Mark::Seen);
+        store.cancel(b"k", 7).await.unwrap();
+        assert_eq!(store.reserve(b"k", 9, Duration::from_secs(30)).await.unwrap(), Mark::Seen);
+
+        store.unmark(b"k").await.unwrap();
+        assert_eq!(store.reserve(b"k", 9, Duration::from_secs(30)).await.unwrap(), Mark::New);
+        store.cancel(b"k", 9).await.unwrap();
+        assert_eq!(pttl(&mut conn).await, -2, "cancelled: the key is gone");
+    }
+
     #[tokio::test]
     async fn server_clock_mode_is_set_nx_px() {
         let Ok(url) = std::env::var("HOOKGUARD_TEST_REDIS_URL") else {

@@ -16,7 +16,7 @@ use crate::clock::{Clock, SystemClock};
 const SHARDS: usize = 16;
 
 /// An in-process replay store: keys live in 16 shards, each a map guarded by a short
-/// mutex, with a capacity cap (default 100,000 keys in all). Expired keys are dropped when
+/// mutex, with a capacity cap (default 100,000 keys in all; reservations count too). Expired keys are dropped when
 /// a shard would otherwise be full; a shard that is full of live keys answers
 /// [`StoreError::Full`] (the guard turns it into `503` + `Retry-After`) instead of growing.
 ///
@@ -45,10 +45,19 @@ struct Shards {
     hasher: RandomState,
 }
 
+/// One key's mark: when it expires, and whose reservation it is while pending.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    expires: OffsetDateTime,
+    /// `Some(token)`: a reservation by that holder ([`ReplayStore::reserve`]); `None`: a
+    /// confirmed mark.
+    holder: Option<u64>,
+}
+
 /// One shard: the marks and a lower bound of their expiry times.
 #[derive(Debug, Default)]
 struct Shard {
-    marks: HashMap<Box<[u8]>, OffsetDateTime, RandomState>,
+    marks: HashMap<Box<[u8]>, Entry, RandomState>,
     /// No mark expires before this (a lower bound, exact after a sweep). A full shard
     /// whose bound lies in the future has nothing to sweep: it refuses at once instead of
     /// scanning every mark on every request while it stays full.
@@ -112,49 +121,118 @@ impl MemoryReplayStore {
         &self.shards.maps[i]
     }
 
-    fn mark_now(&self, key: &[u8], ttl: Duration) -> Result<Mark, StoreError> {
+    fn lock(&self, key: &[u8]) -> Result<std::sync::MutexGuard<'_, Shard>, StoreError> {
+        self.shard(key).lock().map_err(|_| StoreError::Backend("replay shard poisoned".into()))
+    }
+
+    /// Sets a mark (`holder: None`) or a reservation unless a live entry is there.
+    fn mark_now(&self, key: &[u8], ttl: Duration, holder: Option<u64>) -> Result<Mark, StoreError> {
         let now = self.clock.now();
-        let mut shard =
-            self.shard(key).lock().map_err(|_| StoreError::Backend("replay shard poisoned".into()))?;
-        let expires = now + ttl;
-        // One lookup for the common cases: seen and live, or seen and expired (renewed).
+        let mut shard = self.lock(key)?;
+        let entry = Entry { expires: deadline(now, ttl), holder };
+        // One lookup for the common cases: seen and live, or seen and expired (renewed; the
+        // shard's lower bound stays one, as the old expiry was already past).
         if let Some(at) = shard.marks.get_mut(key) {
-            if *at > now {
-                return Ok(Mark::Seen);
+            if at.expires > now {
+                return Ok(match (at.holder, holder) {
+                    (Some(_), Some(_)) => Mark::Pending,
+                    _ => Mark::Seen,
+                });
             }
-            *at = expires;
+            *at = entry;
             return Ok(Mark::New);
         }
-        if shard.marks.len() >= self.shards.per_shard {
-            if shard.earliest.is_some_and(|earliest| earliest > now) {
+        shard.insert(key, entry, now, self.shards.per_shard)?;
+        Ok(Mark::New)
+    }
+
+    fn confirm_now(&self, key: &[u8], ttl: Duration) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let mut shard = self.lock(key)?;
+        let entry = Entry { expires: deadline(now, ttl), holder: None };
+        if let Some(at) = shard.marks.get_mut(key) {
+            *at = entry;
+            // A time to live shorter than what was left of the lease moves the bound.
+            shard.lower_bound(entry.expires);
+            return Ok(());
+        }
+        shard.insert(key, entry, now, self.shards.per_shard)
+    }
+
+    fn cancel_now(&self, key: &[u8], token: u64) -> Result<(), StoreError> {
+        let mut shard = self.lock(key)?;
+        if shard.marks.get(key).is_some_and(|at| at.holder == Some(token)) {
+            shard.marks.remove(key);
+        }
+        Ok(())
+    }
+}
+
+impl Shard {
+    /// Inserts a key that is not there, first dropping expired entries when the shard is
+    /// full; [`StoreError::Full`] when it stays full.
+    fn insert(
+        &mut self,
+        key: &[u8],
+        entry: Entry,
+        now: OffsetDateTime,
+        per_shard: usize,
+    ) -> Result<(), StoreError> {
+        if self.marks.len() >= per_shard {
+            if self.earliest.is_some_and(|earliest| earliest > now) {
                 return Err(StoreError::Full);
             }
-            shard.marks.retain(|_, at| *at > now);
-            shard.earliest = shard.marks.values().min().copied();
-            if shard.marks.len() >= self.shards.per_shard {
+            self.marks.retain(|_, at| at.expires > now);
+            self.earliest = self.marks.values().map(|at| at.expires).min();
+            if self.marks.len() >= per_shard {
                 return Err(StoreError::Full);
             }
         }
-        shard.marks.insert(key.into(), expires);
-        shard.earliest = Some(shard.earliest.map_or(expires, |earliest| earliest.min(expires)));
-        Ok(Mark::New)
+        self.marks.insert(key.into(), entry);
+        self.lower_bound(entry.expires);
+        Ok(())
     }
+
+    /// Keeps [`earliest`](Self::earliest) a lower bound after an entry got `expires`.
+    fn lower_bound(&mut self, expires: OffsetDateTime) {
+        self.earliest = Some(self.earliest.map_or(expires, |earliest| earliest.min(expires)));
+    }
+}
+
+/// `now + ttl`, saturating far in the future instead of overflowing.
+fn deadline(now: OffsetDateTime, ttl: Duration) -> OffsetDateTime {
+    time::Duration::try_from(ttl)
+        .ok()
+        .and_then(|ttl| now.checked_add(ttl))
+        .unwrap_or(time::PrimitiveDateTime::MAX.assume_utc())
 }
 
 impl ReplayStore for MemoryReplayStore {
     fn mark<'a>(&'a self, key: &'a [u8], ttl: Duration) -> BoxFuture<'a, Result<Mark, StoreError>> {
-        let result = self.mark_now(key, ttl);
-        Box::pin(std::future::ready(result))
+        Box::pin(std::future::ready(self.mark_now(key, ttl, None)))
+    }
+
+    fn reserve<'a>(
+        &'a self,
+        key: &'a [u8],
+        token: u64,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<Mark, StoreError>> {
+        Box::pin(std::future::ready(self.mark_now(key, lease, Some(token))))
+    }
+
+    fn confirm<'a>(&'a self, key: &'a [u8], ttl: Duration) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(std::future::ready(self.confirm_now(key, ttl)))
+    }
+
+    fn cancel<'a>(&'a self, key: &'a [u8], token: u64) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(std::future::ready(self.cancel_now(key, token)))
     }
 
     fn unmark<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<(), StoreError>> {
-        let result = self
-            .shard(key)
-            .lock()
-            .map(|mut shard| {
-                shard.marks.remove(key);
-            })
-            .map_err(|_| StoreError::Backend("replay shard poisoned".into()));
+        let result = self.lock(key).map(|mut shard| {
+            shard.marks.remove(key);
+        });
         Box::pin(std::future::ready(result))
     }
 }
@@ -165,7 +243,7 @@ mod tests {
     use crate::clock::ManualClock;
 
     fn mark(store: &MemoryReplayStore, key: &str, ttl_secs: u64) -> Result<Mark, StoreError> {
-        store.mark_now(key.as_bytes(), Duration::from_secs(ttl_secs))
+        store.mark_now(key.as_bytes(), Duration::from_secs(ttl_secs), None)
     }
 
     #[test]
@@ -179,7 +257,7 @@ mod tests {
             // Longer TTLs first: the shortest-lived mark decides when room comes back.
             match mark(&store, &key, 100 - (i as u64 % 50)) {
                 Ok(Mark::New) => kept.push(key),
-                Ok(Mark::Seen) => unreachable!("every key is new"),
+                Ok(Mark::Seen | Mark::Pending) => unreachable!("every key is new"),
                 Err(StoreError::Full) => {}
                 Err(e) => panic!("{e}"),
             }
@@ -202,5 +280,49 @@ mod tests {
             }
         }
         assert_eq!(room, 16);
+    }
+
+    /// A key (`k0`, `k1`, …) that lives in the same shard as `of`.
+    fn same_shard(store: &MemoryReplayStore, of: &[u8]) -> String {
+        (0..)
+            .map(|i| format!("k{i}"))
+            .find(|k| std::ptr::eq(store.shard(of), store.shard(k.as_bytes())))
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn reservations_take_room_until_their_lease_runs_out() {
+        let clock = ManualClock::at_unix(1_000);
+        let store = MemoryReplayStore::new().capacity(16).clock(clock.clone());
+        assert_eq!(store.mark_now(b"a", Duration::from_secs(10), Some(1)).unwrap(), Mark::New);
+        let other = same_shard(&store, b"a");
+        assert!(matches!(mark(&store, &other, 100), Err(StoreError::Full)));
+        clock.advance(Duration::from_secs(11));
+        assert_eq!(mark(&store, &other, 100).unwrap(), Mark::New, "the expired reservation made room");
+        assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn a_confirmation_shorter_than_the_lease_makes_room_when_it_expires() {
+        let clock = ManualClock::at_unix(1_000);
+        let store = MemoryReplayStore::new().capacity(16).clock(clock.clone());
+        assert_eq!(store.mark_now(b"a", Duration::from_secs(100), Some(1)).unwrap(), Mark::New);
+        store.confirm_now(b"a", Duration::from_secs(5)).unwrap();
+        let other = same_shard(&store, b"a");
+        assert!(matches!(mark(&store, &other, 100), Err(StoreError::Full)));
+        clock.advance(Duration::from_secs(6));
+        assert_eq!(
+            mark(&store, &other, 100).unwrap(),
+            Mark::New,
+            "the shard's bound followed the confirmation"
+        );
+    }
+
+    #[test]
+    fn a_huge_time_to_live_saturates_instead_of_overflowing() {
+        let store = MemoryReplayStore::new().clock(ManualClock::at_unix(1_000));
+        assert_eq!(store.mark_now(b"a", Duration::MAX, None).unwrap(), Mark::New);
+        store.confirm_now(b"b", Duration::MAX).unwrap();
+        assert_eq!(store.mark_now(b"b", Duration::from_secs(1), Some(2)).unwrap(), Mark::Seen);
     }
 }

@@ -7,18 +7,70 @@ use ::redis::{Script, aio::ConnectionManager};
 use super::{BoxFuture, Mark, ReplayStore, StoreError};
 use crate::clock::Clock;
 
-/// Marks a key unless a mark from the injected clock's point of view is still live; the
-/// value is the deadline in Unix milliseconds, and Redis's own `PX` only tidies up.
+/// The Lua helper every script starts with: what a stored value means. A confirmed mark
+/// is `1` (Redis's clock) or its deadline in Unix milliseconds (injected clock); a
+/// reservation is `p:{token}` or `p:{token}:{deadline}`. `live(v, now)` answers 0 (no
+/// live mark), 1 (confirmed) or 2 (reserved); `now` is `''` when Redis's own `PX`
+/// decides expiry.
+const LIVE: &str = r"
+local function live(v, now)
+  if not v then return 0 end
+  local token, deadline = string.match(v, '^p:(%d+):?(%d*)$')
+  if not token then deadline = v end
+  if now ~= '' then
+    local d = tonumber(deadline)
+    if not d or d <= tonumber(now) then return 0 end
+  end
+  if token then return 2 end
+  return 1
+end
+";
+
+/// Marks a key unless a live mark (confirmed or reserved) is there, from the injected
+/// clock's point of view. ARGV: now, ttl, deadline (ms).
 const MARK_WITH_CLOCK: &str = r"
-local v = redis.call('GET', KEYS[1])
-if v and tonumber(v) and tonumber(v) > tonumber(ARGV[1]) then return 0 end
-redis.call('SET', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), 'PX', ARGV[2])
+if live(redis.call('GET', KEYS[1]), ARGV[1]) ~= 0 then return 0 end
+redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2])
 return 1
 ";
+
+/// Reserves a key unless a live mark is there; answers what `live` found (0: reserved
+/// now). ARGV: now (or ''), lease, token, deadline (ms; '' with Redis's clock).
+const RESERVE: &str = r"
+local found = live(redis.call('GET', KEYS[1]), ARGV[1])
+if found ~= 0 then return found end
+local v = 'p:' .. ARGV[3]
+if ARGV[4] ~= '' then v = v .. ':' .. ARGV[4] end
+redis.call('SET', KEYS[1], v, 'PX', ARGV[2])
+return 0
+";
+
+/// Deletes a key only while it is the reservation of holder ARGV[1].
+const CANCEL: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v and string.match(v, '^p:(%d+)') == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+";
+
+/// The scripts, loaded once per store (by `EVALSHA`, loading on a `NOSCRIPT`).
+#[derive(Debug)]
+struct Scripts {
+    mark: Script,
+    reserve: Script,
+    cancel: Script,
+}
 
 /// A [`ReplayStore`] in Redis: one key per delivery, `SET key 1 NX PX ttl` (atomic: of
 /// many concurrent marks exactly one wins), `DEL` to unmark. Replicas that share the
 /// Redis server share the marks.
+///
+/// Middleware mode's two phases ([module docs](super)) take one round trip each: a
+/// reservation is a short script that sets `p:{token}` with `PX lease` unless a live mark
+/// is there (and says which kind); a confirmation is a plain `SET key 1 PX ttl`; a cancel
+/// is a script that deletes the key only while it holds the same token.
 ///
 /// **Guarantee:** a mark survives a crash of the receiving process; whether it survives a
 /// Redis restart or a crash of Redis's machine depends on the server's persistence
@@ -46,7 +98,7 @@ pub struct RedisReplayStore {
     conn: ConnectionManager,
     prefix: Arc<[u8]>,
     clock: Option<Arc<dyn Clock>>,
-    script: Arc<Script>,
+    scripts: Arc<Scripts>,
 }
 
 impl fmt::Debug for RedisReplayStore {
@@ -90,7 +142,11 @@ impl RedisReplayStore {
             conn,
             prefix: Arc::from(&b"hookguard:replay:"[..]),
             clock: None,
-            script: Arc::new(Script::new(MARK_WITH_CLOCK)),
+            scripts: Arc::new(Scripts {
+                mark: Script::new(&format!("{LIVE}{MARK_WITH_CLOCK}")),
+                reserve: Script::new(&format!("{LIVE}{RESERVE}")),
+                cancel: Script::new(CANCEL),
+            }),
         }
     }
 
@@ -129,11 +185,18 @@ impl RedisReplayStore {
         k
     }
 
+    /// The injected clock's "now" in Unix milliseconds, if there is one.
+    fn now_ms(&self) -> Option<i64> {
+        self.clock
+            .as_ref()
+            .map(|clock| i64::try_from(clock.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX))
+    }
+
     async fn mark_now(&self, key: &[u8], ttl: Duration) -> Result<Mark, StoreError> {
         let mut conn = self.conn.clone();
-        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ttl_ms = millis(ttl);
         let k = self.key(key);
-        let new = match &self.clock {
+        let new = match self.now_ms() {
             None => {
                 let set: Option<String> = ::redis::cmd("SET")
                     .arg(&k)
@@ -146,14 +209,14 @@ impl RedisReplayStore {
                     .map_err(backend)?;
                 set.is_some()
             }
-            Some(clock) => {
-                let now_ms =
-                    i64::try_from(clock.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+            Some(now_ms) => {
                 let won: i64 = self
-                    .script
+                    .scripts
+                    .mark
                     .key(&k)
                     .arg(now_ms)
                     .arg(ttl_ms)
+                    .arg(deadline(now_ms, ttl_ms))
                     .invoke_async(&mut conn)
                     .await
                     .map_err(backend)?;
@@ -163,11 +226,71 @@ impl RedisReplayStore {
         Ok(if new { Mark::New } else { Mark::Seen })
     }
 
+    async fn reserve_now(&self, key: &[u8], token: u64, lease: Duration) -> Result<Mark, StoreError> {
+        let mut conn = self.conn.clone();
+        let lease_ms = millis(lease);
+        let now_ms = self.now_ms();
+        let found: i64 = self
+            .scripts
+            .reserve
+            .key(self.key(key))
+            .arg(now_ms.map(|n| n.to_string()).unwrap_or_default())
+            .arg(lease_ms)
+            .arg(token)
+            .arg(now_ms.map(|n| deadline(n, lease_ms).to_string()).unwrap_or_default())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(backend)?;
+        Ok(match found {
+            0 => Mark::New,
+            2 => Mark::Pending,
+            _ => Mark::Seen,
+        })
+    }
+
+    async fn confirm_now(&self, key: &[u8], ttl: Duration) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let ttl_ms = millis(ttl);
+        let value = self.now_ms().map_or(1, |now_ms| deadline(now_ms, ttl_ms));
+        let _: () = ::redis::cmd("SET")
+            .arg(self.key(key))
+            .arg(value)
+            .arg("PX")
+            .arg(ttl_ms)
+            .query_async(&mut conn)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn cancel_now(&self, key: &[u8], token: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .scripts
+            .cancel
+            .key(self.key(key))
+            .arg(token)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     async fn unmark_now(&self, key: &[u8]) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let _: i64 = ::redis::cmd("DEL").arg(self.key(key)).query_async(&mut conn).await.map_err(backend)?;
         Ok(())
     }
+}
+
+/// A duration in whole milliseconds for `PX`: at least 1, saturating.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// `now_ms + ms`, saturating.
+fn deadline(now_ms: i64, ms: u64) -> i64 {
+    now_ms.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX))
 }
 
 fn backend(e: ::redis::RedisError) -> StoreError {
@@ -177,6 +300,23 @@ fn backend(e: ::redis::RedisError) -> StoreError {
 impl ReplayStore for RedisReplayStore {
     fn mark<'a>(&'a self, key: &'a [u8], ttl: Duration) -> BoxFuture<'a, Result<Mark, StoreError>> {
         Box::pin(self.mark_now(key, ttl))
+    }
+
+    fn reserve<'a>(
+        &'a self,
+        key: &'a [u8],
+        token: u64,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<Mark, StoreError>> {
+        Box::pin(self.reserve_now(key, token, lease))
+    }
+
+    fn confirm<'a>(&'a self, key: &'a [u8], ttl: Duration) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.confirm_now(key, ttl))
+    }
+
+    fn cancel<'a>(&'a self, key: &'a [u8], token: u64) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.cancel_now(key, token))
     }
 
     fn unmark<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<(), StoreError>> {

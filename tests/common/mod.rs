@@ -617,6 +617,139 @@ macro_rules! replay_conformance {
             store.unmark(&k).await.unwrap();
         }
 
+        /// Middleware mode's reservations ([`ReplayStore::reserve`]).
+        const LEASE: Duration = Duration::from_secs(30);
+        const TTL: Duration = Duration::from_secs(600);
+
+        #[tokio::test]
+        async fn a_reservation_is_pending_for_others_until_confirmed_then_seen() {
+            let Some((store, _)) = setup(100).await else {
+                eprintln!("skipped: backend not configured");
+                return;
+            };
+            let k = key("two-phase");
+            let _ = store.unmark(&k).await;
+            assert_eq!(store.reserve(&k, 1, LEASE).await.unwrap(), Mark::New);
+            assert_eq!(store.reserve(&k, 2, LEASE).await.unwrap(), Mark::Pending, "a copy while handled");
+            assert_eq!(store.reserve(&k, 1, LEASE).await.unwrap(), Mark::Pending, "the holder too");
+            // The one-phase `mark` counts a live reservation as seen, and leaves it pending.
+            assert_eq!(store.mark(&k, TTL).await.unwrap(), Mark::Seen);
+            assert_eq!(store.reserve(&k, 3, LEASE).await.unwrap(), Mark::Pending);
+            store.confirm(&k, TTL).await.unwrap();
+            assert_eq!(store.reserve(&k, 4, LEASE).await.unwrap(), Mark::Seen, "confirmed");
+            assert_eq!(store.mark(&k, TTL).await.unwrap(), Mark::Seen);
+            store.unmark(&k).await.unwrap();
+        }
+
+        #[tokio::test]
+        async fn a_reservation_lives_its_lease_and_a_confirmed_mark_its_ttl() {
+            let Some((store, clock)) = setup(100).await else {
+                eprintln!("skipped: backend not configured");
+                return;
+            };
+            let k = key("lease");
+            let _ = store.unmark(&k).await;
+            // The holder's receiver dies mid-handler: nothing settles its reservation.
+            assert_eq!(store.reserve(&k, 1, LEASE).await.unwrap(), Mark::New);
+            clock.advance(LEASE - Duration::from_secs(1));
+            assert_eq!(store.reserve(&k, 2, LEASE).await.unwrap(), Mark::Pending, "within the lease");
+            clock.advance(Duration::from_secs(2));
+            assert_eq!(
+                store.reserve(&k, 2, LEASE).await.unwrap(),
+                Mark::New,
+                "the lease ran out: retry handled"
+            );
+            store.confirm(&k, TTL).await.unwrap();
+            clock.advance(LEASE + Duration::from_secs(1));
+            assert_eq!(
+                store.reserve(&k, 3, LEASE).await.unwrap(),
+                Mark::Seen,
+                "confirmed outlives the lease"
+            );
+            clock.advance(TTL);
+            assert_eq!(
+                store.reserve(&k, 3, LEASE).await.unwrap(),
+                Mark::New,
+                "until its time to live ran out"
+            );
+            store.unmark(&k).await.unwrap();
+        }
+
+        #[tokio::test]
+        async fn cancel_removes_only_the_holders_own_reservation() {
+            let Some((store, clock)) = setup(100).await else {
+                eprintln!("skipped: backend not configured");
+                return;
+            };
+            let k = key("cancel");
+            let _ = store.unmark(&k).await;
+            assert_eq!(store.reserve(&k, 1, LEASE).await.unwrap(), Mark::New);
+            store.cancel(&k, 2).await.unwrap();
+            assert_eq!(store.reserve(&k, 2, LEASE).await.unwrap(), Mark::Pending, "not 2's to cancel");
+            store.cancel(&k, 1).await.unwrap();
+            assert_eq!(store.reserve(&k, 2, LEASE).await.unwrap(), Mark::New, "1 cancelled its own");
+            // 2's lease runs out while its handler still runs; 3 reserves; 2 then fails:
+            // its late cancel must not remove 3's reservation.
+            clock.advance(LEASE + Duration::from_secs(1));
+            assert_eq!(store.reserve(&k, 3, LEASE).await.unwrap(), Mark::New);
+            store.cancel(&k, 2).await.unwrap();
+            assert_eq!(store.reserve(&k, 4, LEASE).await.unwrap(), Mark::Pending, "3 still holds it");
+            // 3 succeeds; a cancel never removes a confirmed mark.
+            store.confirm(&k, TTL).await.unwrap();
+            store.cancel(&k, 3).await.unwrap();
+            assert_eq!(store.reserve(&k, 5, LEASE).await.unwrap(), Mark::Seen);
+            store.unmark(&k).await.unwrap();
+        }
+
+        #[tokio::test]
+        async fn confirm_marks_without_a_reservation_and_unmark_removes_either_kind() {
+            let Some((store, _)) = setup(100).await else {
+                eprintln!("skipped: backend not configured");
+                return;
+            };
+            let k = key("confirm-unmark");
+            let _ = store.unmark(&k).await;
+            // The reservation was gone (expired, or the store lost it): confirm marks anyway.
+            store.confirm(&k, TTL).await.unwrap();
+            assert_eq!(store.reserve(&k, 1, LEASE).await.unwrap(), Mark::Seen);
+            store.unmark(&k).await.unwrap();
+            assert_eq!(store.reserve(&k, 1, LEASE).await.unwrap(), Mark::New);
+            store.unmark(&k).await.unwrap();
+            assert_eq!(store.mark(&k, TTL).await.unwrap(), Mark::New);
+            // A reservation never takes over a one-phase mark.
+            assert_eq!(store.reserve(&k, 2, LEASE).await.unwrap(), Mark::Seen);
+            store.cancel(&k, 2).await.unwrap();
+            assert_eq!(store.mark(&k, TTL).await.unwrap(), Mark::Seen);
+            store.unmark(&k).await.unwrap();
+        }
+
+        #[tokio::test]
+        async fn concurrent_reservations_have_one_holder() {
+            let Some((store, _)) = setup(1000).await else {
+                eprintln!("skipped: backend not configured");
+                return;
+            };
+            let store = std::sync::Arc::new(store);
+            let k = key("reserve-race");
+            let _ = store.unmark(&k).await;
+            let mut tasks = Vec::new();
+            for token in 0..50 {
+                let store = std::sync::Arc::clone(&store);
+                let k = k.clone();
+                tasks.push(tokio::spawn(async move { store.reserve(&k, token, LEASE).await.unwrap() }));
+            }
+            let (mut new, mut pending) = (0, 0);
+            for t in tasks {
+                match t.await.unwrap() {
+                    Mark::New => new += 1,
+                    Mark::Pending => pending += 1,
+                    Mark::Seen => panic!("nothing was confirmed"),
+                }
+            }
+            assert_eq!((new, pending), (1, 49));
+            store.unmark(&k).await.unwrap();
+        }
+
         #[tokio::test]
         async fn capacity_is_bounded_and_expired_entries_make_room() {
             let Some((store, clock)) = setup(32).await else {
