@@ -56,7 +56,7 @@ use bytes::Bytes;
 use http::request::Parts;
 
 use crate::{
-    guard::{Checked, Guard, VerificationFailed},
+    guard::{Guard, Reserved, VerificationFailed},
     problem::{Problem, known},
     verify::Verified,
 };
@@ -200,21 +200,23 @@ where
                 Ok(bytes) => bytes,
                 Err(problem) => return Ok(answer(req, guard.body_problem(problem))),
             };
-            let key = match guard.check(&parts, &bytes).await {
-                Checked::Fresh { verified, replay_key } => {
+            let reservation = match guard.reserve(&parts, &bytes).await {
+                Reserved::Fresh { verified, reservation } => {
                     req.extensions_mut().insert(verified);
-                    replay_key
+                    reservation
                 }
-                Checked::Duplicate(_) => {
-                    return Ok(req.into_response(HttpResponse::Ok().body("duplicate")).map_into_right_body());
-                }
-                Checked::Respond(res) => return Ok(answer(req, res)),
+                Reserved::Respond(res) => return Ok(answer(req, res)),
             };
             req.set_payload(dev::Payload::from(bytes));
+            // Dropped before the service answers: the reservation is cancelled.
             let res = service.call(req).await;
-            let keep = matches!(&res, Ok(r) if !r.status().is_server_error());
-            if !keep {
-                guard.release(&key).await;
+            match &res {
+                Ok(r) => {
+                    let status = http::StatusCode::from_u16(r.status().as_u16())
+                        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+                    reservation.finish(status).await;
+                }
+                Err(_) => reservation.cancel().await,
             }
             res.map(ServiceResponse::map_into_left_body)
         })

@@ -25,7 +25,7 @@
 //! # }
 //! ```
 
-use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
+use std::{collections::HashMap, fmt, future::Future, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode, header, request::Parts};
@@ -51,6 +51,14 @@ pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Replay marks for schemes without a timestamp live this long by default (72 hours,
 /// longer than providers' retry schedules); set it with [`GuardBuilder::replay_ttl`].
 pub const DEFAULT_UNTIMED_REPLAY_TTL: Duration = Duration::from_secs(72 * 3600);
+
+/// How long a reservation lives by default in middleware mode (60 s); set it with
+/// [`GuardBuilder::pending_lease`].
+///
+/// ```
+/// assert_eq!(hookguard::guard::DEFAULT_PENDING_LEASE.as_secs(), 60);
+/// ```
+pub const DEFAULT_PENDING_LEASE: Duration = Duration::from_secs(60);
 
 /// Headers never kept with a webhook: credentials and shared tokens.
 const DROPPED_HEADERS: &[&str] =
@@ -136,7 +144,7 @@ impl SchemeSource for FixedScheme {
     }
 }
 
-/// The outcome of [`Guard::check`].
+/// The outcome of [`Guard::check`] (one phase: the mark is confirmed at once).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Checked {
@@ -151,6 +159,147 @@ pub enum Checked {
     Duplicate(Verified<'static>),
     /// Answer with this (a handshake, or a problem).
     Respond(Response<Vec<u8>>),
+}
+
+/// The outcome of [`Guard::reserve`] (middleware mode, two phases).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use hookguard::{guard::{Guard, Reserved}, providers::github};
+/// let guard = Guard::builder("github", github::scheme("s3cr3t").unwrap()).build();
+/// let (parts, ()) = http::Request::post("/").body(()).unwrap().into_parts();
+/// match guard.reserve(&parts, &"{}".into()).await {
+///     Reserved::Fresh { .. } => unreachable!("not signed"),
+///     Reserved::Respond(res) => assert_eq!(res.status(), 401),
+///     _ => unreachable!(),
+/// }
+/// # }
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Reserved {
+    /// Verified, and reserved for this request: run the handler, then settle the
+    /// reservation ([`Reservation::finish`]).
+    Fresh {
+        /// What verification proved.
+        verified: Verified<'static>,
+        /// The pending replay mark (cancelled if dropped unsettled).
+        reservation: Reservation,
+    },
+    /// Answer with this: `200 duplicate` (a confirmed mark), `409` + `Retry-After`
+    /// (another request's reservation is live: the delivery is being handled), a
+    /// handshake, or a problem.
+    Respond(Response<Vec<u8>>),
+}
+
+/// A pending replay mark that this request holds while its handler runs (see
+/// [`Guard::reserve`]). Settle it with [`confirm`](Self::confirm),
+/// [`cancel`](Self::cancel) or [`finish`](Self::finish); dropped unsettled (the request
+/// was abandoned), it is cancelled. If the process dies, it expires after the guard's
+/// [`pending_lease`](GuardBuilder::pending_lease).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use hookguard::{guard::{Guard, Reserved}, providers::github, verify::{Outgoing, Sign}};
+///
+/// let scheme = github::scheme("s3cr3t").unwrap();
+/// let guard = Guard::builder("github", scheme.clone()).build();
+/// let mut req = http::Request::post("/").header("x-github-delivery", "d-1");
+/// for (name, value) in scheme.sign(&Outgoing::new(b"{}")).unwrap() {
+///     req = req.header(name, value);
+/// }
+/// let (parts, ()) = req.body(()).unwrap().into_parts();
+/// let Reserved::Fresh { reservation, .. } = guard.reserve(&parts, &"{}".into()).await else { panic!() };
+/// assert_eq!(reservation.key(), "github:d-1");
+/// // A copy while the handler runs: retry later.
+/// let Reserved::Respond(copy) = guard.reserve(&parts, &"{}".into()).await else { panic!() };
+/// assert_eq!(copy.status(), 409);
+/// assert!(copy.headers().contains_key("retry-after"));
+/// // The handler answered 200: confirmed; copies are duplicates from now on.
+/// reservation.finish(http::StatusCode::OK).await;
+/// let Reserved::Respond(copy) = guard.reserve(&parts, &"{}".into()).await else { panic!() };
+/// assert_eq!(copy.status(), 200);
+/// # }
+/// ```
+#[must_use = "a reservation is cancelled when dropped; settle it once the handler answered"]
+pub struct Reservation {
+    guard: Guard,
+    key: String,
+    token: u64,
+    ttl: Duration,
+    settled: bool,
+}
+
+impl fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reservation").field("key", &self.key).field("ttl", &self.ttl).finish_non_exhaustive()
+    }
+}
+
+impl Reservation {
+    /// The replay key the reservation is under.
+    ///
+    /// See [`Reservation`] for an example.
+    #[must_use]
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The handler answered: the mark becomes confirmed for the replay time to live, and
+    /// copies are answered `200 duplicate`. If the store fails, the reservation stays until
+    /// its lease runs out (logged as a warning); the handler's answer stands.
+    ///
+    /// See [`Reservation`] for an example.
+    pub async fn confirm(mut self) {
+        self.settled = true;
+        let i = &self.guard.inner;
+        if let Some(replay) = &i.replay
+            && let Err(e) = replay.confirm(self.key.as_bytes(), self.ttl).await
+        {
+            tracing::warn!(endpoint = %i.endpoint, error = %e, "could not confirm replay mark: copies may be handled again once its lease runs out");
+        }
+    }
+
+    /// The handler failed: the reservation goes (if it is still this request's), so the
+    /// sender's retry is handled.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use hookguard::{guard::{Guard, Reserved}, providers::github, verify::{Outgoing, Sign}};
+    /// let scheme = github::scheme("s3cr3t").unwrap();
+    /// let guard = Guard::builder("github", scheme.clone()).build();
+    /// let mut req = http::Request::post("/");
+    /// for (name, value) in scheme.sign(&Outgoing::new(b"{}")).unwrap() {
+    ///     req = req.header(name, value);
+    /// }
+    /// let (parts, ()) = req.body(()).unwrap().into_parts();
+    /// let Reserved::Fresh { reservation, .. } = guard.reserve(&parts, &"{}".into()).await else { panic!() };
+    /// reservation.cancel().await;
+    /// assert!(matches!(guard.reserve(&parts, &"{}".into()).await, Reserved::Fresh { .. }));
+    /// # }
+    /// ```
+    pub async fn cancel(mut self) {
+        self.settled = true;
+        self.guard.cancel(&self.key, self.token).await;
+    }
+
+    /// Settles by the handler's status: [`confirm`](Self::confirm) unless it is a server
+    /// error (5xx), [`cancel`](Self::cancel) then. The rule middleware mode applies.
+    ///
+    /// See [`Reservation`] for an example.
+    pub async fn finish(self, status: StatusCode) {
+        if status.is_server_error() { self.cancel().await } else { self.confirm().await }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let (guard, key, token) = (self.guard.clone(), std::mem::take(&mut self.key), self.token);
+        finish_in_background(async move { guard.cancel(&key, token).await });
+    }
 }
 
 /// Marks a response that answers a request which failed verification (a forged,
@@ -197,6 +346,8 @@ struct Inner {
     statuses: HashMap<Reason, StatusCode>,
     retry_after: u64,
     accepted_status: StatusCode,
+    pending_lease: Duration,
+    in_progress_status: StatusCode,
 }
 
 impl fmt::Debug for Guard {
@@ -207,6 +358,7 @@ impl fmt::Debug for Guard {
             .field("source", &i.source)
             .field("replay", &i.replay)
             .field("replay_ttl", &i.replay_ttl)
+            .field("pending_lease", &i.pending_lease)
             .field("inbox", &i.inbox)
             .field("body_limit", &i.body_limit)
             .field("header_limit", &i.header_limit)
@@ -246,6 +398,8 @@ impl Guard {
                 statuses: HashMap::new(),
                 retry_after: 5,
                 accepted_status: StatusCode::ACCEPTED,
+                pending_lease: DEFAULT_PENDING_LEASE,
+                in_progress_status: StatusCode::CONFLICT,
             },
             default_replay: true,
         }
@@ -318,7 +472,9 @@ impl Guard {
         problem.into_response()
     }
 
-    /// Verifies, answers handshakes and sets the replay mark.
+    /// Verifies, answers handshakes and sets the replay mark, confirmed at once (one
+    /// phase, as the terminal pipeline does before its hand-off). Middleware that runs a
+    /// handler before answering should call [`reserve`](Self::reserve) instead.
     pub async fn check(&self, parts: &Parts, body: &Bytes) -> Checked {
         let checked = self.verify_and_mark(parts, body).await;
         if let Checked::Duplicate(verified) = &checked {
@@ -337,23 +493,92 @@ impl Guard {
     /// is one).
     async fn verify_and_mark(&self, parts: &Parts, body: &Bytes) -> Checked {
         let i = &self.inner;
+        let Passed { verified, key, ttl } = match self.verify(parts, body).await {
+            Ok(passed) => passed,
+            Err(res) => return Checked::Respond(res),
+        };
+        if let Some(replay) = &i.replay {
+            match replay.mark(key.as_bytes(), ttl).await {
+                Ok(Mark::New) => {}
+                // `mark` counts a live reservation as seen; the terminal pipeline pushes a
+                // seen delivery anyway and lets its inbox decide.
+                Ok(Mark::Seen | Mark::Pending) => return Checked::Duplicate(verified),
+                Err(e) => return Checked::Respond(self.replay_unavailable(&e)),
+            }
+        }
+        Checked::Fresh { verified, replay_key: key }
+    }
+
+    /// Middleware mode's check: verifies, answers handshakes, and **reserves** the replay
+    /// mark for this request: a pending mark that lives the guard's
+    /// [`pending_lease`](GuardBuilder::pending_lease), to be settled once the handler
+    /// answered ([`Reservation::finish`]: confirmed for the replay time to live unless it
+    /// failed with a server error; cancelled then, or when the request is abandoned).
+    ///
+    /// A copy of the delivery gets [`Reserved::Respond`] with
+    /// - `200 duplicate` when the mark is confirmed (the delivery was handled);
+    /// - `409 Conflict` (see [`in_progress_status`](GuardBuilder::in_progress_status)) +
+    ///   `Retry-After` and a `delivery-in-progress` problem while another request's
+    ///   reservation is live: that request may still fail, so the copy is not
+    ///   acknowledged; if it does fail (or its receiver died and the lease ran out), the
+    ///   sender's next retry is handled.
+    ///
+    /// See [`Reservation`] for an example.
+    pub async fn reserve(&self, parts: &Parts, body: &Bytes) -> Reserved {
+        let i = &self.inner;
+        let Passed { verified, key, ttl } = match self.verify(parts, body).await {
+            Ok(passed) => passed,
+            Err(res) => return Reserved::Respond(res),
+        };
+        let token = fastrand::u64(..);
+        if let Some(replay) = &i.replay {
+            match replay.reserve(key.as_bytes(), token, i.pending_lease).await {
+                Ok(Mark::New) => {}
+                Ok(Mark::Seen) => {
+                    self.duplicate(verified.id());
+                    return Reserved::Respond(plain(StatusCode::OK, "duplicate"));
+                }
+                Ok(Mark::Pending) => {
+                    self.count_rejected(known::IN_PROGRESS.code());
+                    tracing::info!(endpoint = %i.endpoint, id = verified.id(), "webhook copy while the delivery is being handled: retry later");
+                    return Reserved::Respond(
+                        known::IN_PROGRESS
+                            .with_status(i.in_progress_status)
+                            .retry_after(i.retry_after)
+                            .into_response(),
+                    );
+                }
+                Err(e) => return Reserved::Respond(self.replay_unavailable(&e)),
+            }
+        }
+        let reservation = Reservation { guard: self.clone(), key, token, ttl, settled: false };
+        Reserved::Fresh { verified, reservation }
+    }
+
+    fn replay_unavailable(&self, e: &crate::replay::StoreError) -> Response<Vec<u8>> {
+        tracing::warn!(endpoint = %self.inner.endpoint, error = %e, "replay store failed");
+        known::REPLAY_UNAVAILABLE.retry_after(self.inner.retry_after).into_response()
+    }
+
+    /// Handshakes, the scheme, verification: the verified delivery with its replay key
+    /// and the time to live of its mark, or the answer.
+    async fn verify(&self, parts: &Parts, body: &Bytes) -> Result<Passed, Response<Vec<u8>>> {
+        let i = &self.inner;
         if let Some(handshake) = &i.handshake {
             match handshake.before(parts, body) {
                 None => {}
-                Some(HandshakeReply::Respond(res)) => return Checked::Respond(res),
+                Some(HandshakeReply::Respond(res)) => return Err(res),
                 Some(HandshakeReply::AdoptSecret(secret, res)) => {
                     return match i.source.adopt_secret(parts, secret).await {
-                        Ok(()) => Checked::Respond(res),
+                        Ok(()) => Err(res),
                         Err(SourceError::Refused) => {
                             tracing::warn!(endpoint = %i.endpoint, "handshake tried to replace a secret");
-                            Checked::Respond(known::HANDSHAKE_REFUSED.into_response())
+                            Err(known::HANDSHAKE_REFUSED.into_response())
                         }
-                        Err(SourceError::Unknown) => Checked::Respond(known::UNKNOWN_TENANT.into_response()),
+                        Err(SourceError::Unknown) => Err(known::UNKNOWN_TENANT.into_response()),
                         Err(e) => {
                             tracing::warn!(endpoint = %i.endpoint, error = %e, "could not keep handshake secret");
-                            Checked::Respond(
-                                known::SECRETS_UNAVAILABLE.retry_after(i.retry_after).into_response(),
-                            )
+                            Err(known::SECRETS_UNAVAILABLE.retry_after(i.retry_after).into_response())
                         }
                     };
                 }
@@ -361,12 +586,10 @@ impl Guard {
         }
         let scheme = match i.source.scheme(parts).await {
             Ok(scheme) => scheme,
-            Err(SourceError::Unknown) => return Checked::Respond(known::UNKNOWN_TENANT.into_response()),
+            Err(SourceError::Unknown) => return Err(known::UNKNOWN_TENANT.into_response()),
             Err(e) => {
                 tracing::warn!(endpoint = %i.endpoint, error = %e, "secret source failed");
-                return Checked::Respond(
-                    known::SECRETS_UNAVAILABLE.retry_after(i.retry_after).into_response(),
-                );
+                return Err(known::SECRETS_UNAVAILABLE.retry_after(i.retry_after).into_response());
             }
         };
         let url = self.public_url(parts);
@@ -383,32 +606,27 @@ impl Guard {
                 let status = i.statuses.get(&reason).copied();
                 let mut res = Problem::from_rejection(&rejection, status).into_response();
                 res.extensions_mut().insert(VerificationFailed(reason));
-                return Checked::Respond(res);
+                return Err(res);
             }
         };
         if let Some(handshake) = &i.handshake
             && let Some(res) = handshake.after(parts, body, &verified)
         {
-            return Checked::Respond(res);
+            return Err(res);
         }
         let key = replay_key(&i.endpoint, &verified);
-        if let Some(replay) = &i.replay {
-            let ttl = i
-                .replay_ttl
-                .or_else(|| scheme.tolerance().replay_window())
-                .unwrap_or(DEFAULT_UNTIMED_REPLAY_TTL);
-            match replay.mark(key.as_bytes(), ttl).await {
-                Ok(Mark::New) => {}
-                Ok(Mark::Seen | Mark::Pending) => return Checked::Duplicate(verified),
-                Err(e) => {
-                    tracing::warn!(endpoint = %i.endpoint, error = %e, "replay store failed");
-                    return Checked::Respond(
-                        known::REPLAY_UNAVAILABLE.retry_after(i.retry_after).into_response(),
-                    );
-                }
-            }
+        let ttl =
+            i.replay_ttl.or_else(|| scheme.tolerance().replay_window()).unwrap_or(DEFAULT_UNTIMED_REPLAY_TTL);
+        Ok(Passed { verified, key, ttl })
+    }
+
+    /// Removes a reservation if it is still the holder's.
+    async fn cancel(&self, key: &str, token: u64) {
+        if let Some(replay) = &self.inner.replay
+            && let Err(e) = replay.cancel(key.as_bytes(), token).await
+        {
+            tracing::warn!(endpoint = %self.inner.endpoint, error = %e, "could not cancel replay reservation: it stays until its lease runs out");
         }
-        Checked::Fresh { verified, replay_key: key }
     }
 
     /// Removes a replay mark (the hand-off failed, so a retry must get through).
@@ -568,6 +786,13 @@ fn counter_key(name: &'static str, endpoint: &Arc<str>) -> metrics::Key {
     metrics::Key::from_parts(name, vec![label])
 }
 
+/// A verified delivery, its replay key and how long its mark lives.
+struct Passed {
+    verified: Verified<'static>,
+    key: String,
+    ttl: Duration,
+}
+
 /// Removes a replay mark when dropped while still armed: the request was abandoned (the
 /// sender hung up, so the server dropped its future) after the mark was set and before
 /// the delivery was kept or answered, and the sender's retry must get through.
@@ -595,14 +820,19 @@ impl Drop for ReleaseOnDrop {
     fn drop(&mut self) {
         let Some(key) = self.key.take() else { return };
         let guard = self.guard.clone();
-        let mut release = Box::pin(async move { guard.release(&key).await });
-        // In-process stores are done at once; others finish on the runtime.
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        if release.as_mut().poll(&mut cx).is_pending()
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
-        {
-            rt.spawn(release);
-        }
+        finish_in_background(async move { guard.release(&key).await });
+    }
+}
+
+/// Runs a clean-up from a destructor: in-process stores are done at once; others finish
+/// on the runtime.
+fn finish_in_background(release: impl Future<Output = ()> + Send + 'static) {
+    let mut release = Box::pin(release);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if release.as_mut().poll(&mut cx).is_pending()
+        && let Ok(rt) = tokio::runtime::Handle::try_current()
+    {
+        rt.spawn(release);
     }
 }
 
@@ -713,7 +943,8 @@ impl GuardBuilder {
         self
     }
 
-    /// `Retry-After` seconds on 503 answers (default 5).
+    /// `Retry-After` seconds on 503 answers and on middleware mode's
+    /// `delivery-in-progress` answers (default 5).
     pub fn retry_after(mut self, secs: u64) -> Self {
         self.inner.retry_after = secs;
         self
@@ -722,6 +953,50 @@ impl GuardBuilder {
     /// The status for accepted deliveries (default 202).
     pub fn accepted_status(mut self, status: StatusCode) -> Self {
         self.inner.accepted_status = status;
+        self
+    }
+
+    /// How long a reservation lives in middleware mode (default
+    /// [`DEFAULT_PENDING_LEASE`], 60 s): the time a request holds a delivery's replay mark
+    /// as *pending* while the handler runs, before it is confirmed (for the replay time
+    /// to live) or cancelled. It only matters when the request cannot settle it, i.e. when
+    /// the receiver dies mid-handler: the sender's retries are then answered `409` until
+    /// the lease runs out, and handled after that.
+    ///
+    /// The trade-off: **too short**, and a handler still running when its lease runs out
+    /// no longer holds the delivery, so a copy (a sender that timed out and retried, or a
+    /// replay) is handled a second time alongside it; **too long**, and the retry of a
+    /// delivery whose receiver crashed waits that long. Choose it longer than your
+    /// slowest handler (the body is read and verified before the reservation is taken, so
+    /// the read timeout does not count).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard::{guard::Guard, providers::github};
+    /// let guard = Guard::builder("github", github::scheme("s3cr3t").unwrap())
+    ///     .pending_lease(Duration::from_secs(120))
+    ///     .build();
+    /// # let _ = guard;
+    /// ```
+    pub fn pending_lease(mut self, lease: Duration) -> Self {
+        self.inner.pending_lease = lease;
+        self
+    }
+
+    /// The status for a copy of a delivery whose reservation another request holds, in
+    /// middleware mode (default `409 Conflict`, with `Retry-After` and a
+    /// `delivery-in-progress` problem). Senders retry it later; choose another retryable
+    /// status if a provider treats `409` as final.
+    ///
+    /// ```
+    /// use hookguard::{guard::Guard, providers::github};
+    /// let guard = Guard::builder("github", github::scheme("s3cr3t").unwrap())
+    ///     .in_progress_status(http::StatusCode::SERVICE_UNAVAILABLE)
+    ///     .build();
+    /// # let _ = guard;
+    /// ```
+    pub fn in_progress_status(mut self, status: StatusCode) -> Self {
+        self.inner.in_progress_status = status;
         self
     }
 

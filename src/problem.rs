@@ -72,6 +72,13 @@ impl Problem {
         self
     }
 
+    /// The same problem with another status (a configured one).
+    #[must_use]
+    pub(crate) const fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
     /// The status.
     #[must_use]
     pub const fn status(&self) -> StatusCode {
@@ -134,6 +141,10 @@ pub(crate) mod known {
         "replay-store-unavailable",
         "Replay store full or unavailable",
     );
+    /// Middleware mode: another request holds the delivery's reservation (its handler is
+    /// running, or its receiver died and the lease has not run out). Retryable.
+    pub(crate) const IN_PROGRESS: Problem =
+        Problem::new(StatusCode::CONFLICT, "delivery-in-progress", "Delivery is being handled; retry later");
     pub(crate) const SECRETS_UNAVAILABLE: Problem = Problem::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "secrets-unavailable",

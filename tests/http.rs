@@ -31,6 +31,7 @@ use hookguard::{
     inbox::{BoxFuture, DeadLetter, Inbox, InboxError, Job, MemoryInbox, Pushed, Webhook},
     layer::{VerifyLayer, WebhookService},
     providers::standard_webhooks,
+    replay::{Mark, MemoryReplayStore, ReplayStore},
     verify::{HmacScheme, Verified},
     worker::{Backoff, Worker, WorkerHandle},
 };
@@ -839,4 +840,188 @@ async fn hang_up_during_a_slow_inbox_push_releases_the_replay_mark() {
     let retried = post_to(&common::client(), &url, &d.headers, d.body.clone().into()).await;
     assert_eq!(retried.status, 202, "{}", retried.text());
     assert_eq!(next_event(&mut events).await, Event::Pushed(key("msg_hangup")));
+}
+
+/// A receiver in middleware mode whose handler holds every request until the test says
+/// how to answer it: it reports each delivery id when the handler starts, then waits for
+/// a status on `answer` (no sleeps: the test decides when the first request finishes).
+struct Gated {
+    url: String,
+    clock: ManualClock,
+    calls: Arc<AtomicUsize>,
+    started: mpsc::UnboundedReceiver<String>,
+    answer: mpsc::UnboundedSender<StatusCode>,
+    client: reqwest::Client,
+}
+
+impl Gated {
+    async fn start(clock: ManualClock, configure: impl FnOnce(GuardBuilder) -> GuardBuilder) -> Self {
+        let guard = configure(Guard::builder(ENDPOINT, scheme()).clock(clock.clone())).build();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (started_tx, started) = mpsc::unbounded_channel();
+        let (answer, answers) = mpsc::unbounded_channel::<StatusCode>();
+        let answers = Arc::new(tokio::sync::Mutex::new(answers));
+        let counter = Arc::clone(&calls);
+        let app = Router::new()
+            .route(
+                PATH,
+                post(move |Extension(v): Extension<Verified<'static>>| async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let id = v.id().unwrap_or_default().to_owned();
+                    let _ = started_tx.send(id.clone());
+                    let status =
+                        answers.lock().await.recv().await.unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                    (status, format!("handled {id}"))
+                }),
+            )
+            .layer(VerifyLayer::new(guard));
+        let addr = spawn_server(app).await;
+        let (url, client) = (format!("http://{addr}{PATH}"), common::client());
+        Self { url, clock, calls, started, answer, client }
+    }
+
+    async fn send(&self, d: &Delivery) -> Answer {
+        post_to(&self.client, &self.url, &d.headers, d.body.clone().into()).await
+    }
+
+    /// Sends `d` in the background and waits until its handler runs (and holds it).
+    async fn hold(&mut self, d: &Delivery) -> tokio::task::JoinHandle<Answer> {
+        let (client, url, d2) = (self.client.clone(), self.url.clone(), d.clone());
+        let answer =
+            tokio::spawn(async move { post_to(&client, &url, &d2.headers, d2.body.clone().into()).await });
+        let id = bounded("the handler to start", self.started.recv()).await.expect("handler started");
+        assert_eq!(id, header(&d.headers, "webhook-id"));
+        answer
+    }
+
+    /// Lets the held handler answer `status`; its answer as the sender got it.
+    async fn release(&self, held: tokio::task::JoinHandle<Answer>, status: StatusCode) -> Answer {
+        self.answer.send(status).expect("the handler waits");
+        bounded("the held request's answer", held).await.expect("request task")
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+/// Checks a `409 delivery-in-progress` answer: retryable, with `Retry-After`.
+fn assert_in_progress(name: &str, a: &Answer) {
+    assert_problem(name, a.status, &a.headers, &a.body, 409, "delivery-in-progress", &[SECRET, SECRET_KEY]);
+    assert_eq!(a.headers.get("retry-after").map(|v| v.as_bytes()), Some(&b"5"[..]), "{name}: Retry-After");
+}
+
+#[tokio::test]
+async fn middleware_copy_while_the_first_is_handled_gets_409_then_a_duplicate_once_it_succeeded() {
+    let mut r = Gated::start(ManualClock::at_unix(T0), |b| b).await;
+    let d = Delivery::signed("msg_inflight_ok", br#"{"type":"a"}"#, r.clock.now_for_tests());
+
+    let first = r.hold(&d).await;
+    // The first request's handler runs: a copy (the sender's retry, another replica) is
+    // not acknowledged yet, since the first may still fail.
+    let copy = r.send(&d).await;
+    assert_in_progress("copy while handled", &copy);
+    assert_eq!(r.calls(), 1, "the copy did not reach the handler");
+
+    let first = r.release(first, StatusCode::OK).await;
+    assert_eq!((first.status, first.text().as_str()), (200, "handled msg_inflight_ok"));
+    let copy = r.send(&d).await;
+    assert_eq!((copy.status, copy.text().as_str()), (200, "duplicate"));
+    assert_eq!(r.calls(), 1);
+}
+
+#[tokio::test]
+async fn middleware_copy_refused_while_the_first_fails_is_handled_on_its_retry() {
+    let mut r = Gated::start(ManualClock::at_unix(T0), |b| b).await;
+    let d = Delivery::signed("msg_inflight_5xx", br#"{"type":"a"}"#, r.clock.now_for_tests());
+
+    let first = r.hold(&d).await;
+    assert_in_progress("copy while handled", &r.send(&d).await);
+    let first = r.release(first, StatusCode::INTERNAL_SERVER_ERROR).await;
+    assert_eq!(first.status, 500);
+
+    // The copy that got 409 is retried by its sender: handled now, not a duplicate.
+    let retry = r.hold(&d).await;
+    let retry = r.release(retry, StatusCode::OK).await;
+    assert_eq!((retry.status, retry.text().as_str()), (200, "handled msg_inflight_5xx"));
+    assert_eq!(r.calls(), 2);
+    assert_eq!(r.send(&d).await.text(), "duplicate");
+}
+
+#[tokio::test]
+async fn middleware_in_progress_status_is_configurable() {
+    let mut r = Gated::start(ManualClock::at_unix(T0), |b| {
+        b.in_progress_status(StatusCode::SERVICE_UNAVAILABLE).retry_after(2)
+    })
+    .await;
+    let d = Delivery::signed("msg_inflight_503", br#"{"type":"a"}"#, r.clock.now_for_tests());
+    let first = r.hold(&d).await;
+    let copy = r.send(&d).await;
+    assert_problem("configured", copy.status, &copy.headers, &copy.body, 503, "delivery-in-progress", &[]);
+    assert_eq!(copy.headers.get("retry-after").map(|v| v.as_bytes()), Some(&b"2"[..]));
+    assert_eq!(r.release(first, StatusCode::OK).await.status, 200);
+}
+
+/// A replica killed mid-handler (SIGKILL: nothing cancels) leaves its reservation in the
+/// shared store: copies get `409` until its lease runs out, then the retry is handled,
+/// and the confirmed mark lives on well past the lease.
+async fn a_reservation_left_by_a_killed_replica_lets_the_retry_through_after_the_lease(
+    what: &str,
+    clock: ManualClock,
+    store: Arc<dyn ReplayStore>,
+) {
+    let lease = Duration::from_secs(30);
+    let shared = Arc::clone(&store);
+    let mut r = Gated::start(clock.clone(), move |b| b.replay_store(shared).pending_lease(lease)).await;
+    let d = Delivery::signed("msg_killed", br#"{"type":"a"}"#, clock.now_for_tests());
+    let k = key("msg_killed");
+    assert_eq!(
+        store.reserve(k.as_bytes(), 42, lease).await.unwrap(),
+        Mark::New,
+        "{what}: the killed replica"
+    );
+
+    assert_in_progress(what, &r.send(&d).await);
+    clock.advance(lease - Duration::from_secs(1));
+    assert_in_progress(what, &r.send(&d).await);
+    assert_eq!(r.calls(), 0, "{what}");
+
+    clock.advance(Duration::from_secs(2));
+    let retry = r.hold(&d).await;
+    let retry = r.release(retry, StatusCode::OK).await;
+    assert_eq!((retry.status, retry.text().as_str()), (200, "handled msg_killed"), "{what}");
+    // The killed replica's reservation is gone; its holder can no longer remove the mark.
+    store.cancel(k.as_bytes(), 42).await.unwrap();
+    clock.advance(lease * 3);
+    assert_eq!(r.send(&d).await.text(), "duplicate", "{what}: confirmed for the replay time to live");
+    assert_eq!(r.calls(), 1, "{what}");
+}
+
+#[tokio::test]
+async fn a_killed_replicas_reservation_in_memory_expires_after_the_lease() {
+    let clock = ManualClock::at_unix(T0);
+    let store = Arc::new(MemoryReplayStore::new().clock(clock.clone()));
+    a_reservation_left_by_a_killed_replica_lets_the_retry_through_after_the_lease("memory", clock, store)
+        .await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_killed_replicas_reservation_in_redis_expires_after_the_lease() {
+    let Ok(url) = std::env::var("HOOKGUARD_TEST_REDIS_URL") else {
+        eprintln!("skipped: HOOKGUARD_TEST_REDIS_URL is not set");
+        return;
+    };
+    let clock = ManualClock::at_unix(T0);
+    let store = hookguard::replay::RedisReplayStore::connect(&url)
+        .await
+        .expect("HOOKGUARD_TEST_REDIS_URL is set: Redis must answer")
+        .prefix(format!("{}:", common::unique("replay")))
+        .clock(clock.clone());
+    a_reservation_left_by_a_killed_replica_lets_the_retry_through_after_the_lease(
+        "redis",
+        clock,
+        Arc::new(store),
+    )
+    .await;
 }

@@ -15,10 +15,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::body;
-use crate::{
-    guard::{Checked, Guard, ReleaseOnDrop},
-    verify::Verified,
-};
+use crate::guard::{Guard, Reserved};
 
 /// Layer that applies [`Verify`].
 ///
@@ -131,25 +128,17 @@ where
                         Ok(bytes) => bytes,
                         Err(problem) => return Ok(convert(guard.body_problem(problem))),
                     };
-                    let (verified, key): (Verified<'static>, String) = match guard.check(&parts, &bytes).await
-                    {
-                        Checked::Fresh { verified, replay_key } => (verified, replay_key),
-                        Checked::Duplicate(_) => {
-                            let mut res = Response::new(ResBody::from(Bytes::from_static(b"duplicate")));
-                            *res.status_mut() = http::StatusCode::OK;
-                            return Ok(res);
-                        }
-                        Checked::Respond(res) => return Ok(convert(res)),
+                    let (verified, reservation) = match guard.reserve(&parts, &bytes).await {
+                        Reserved::Fresh { verified, reservation } => (verified, reservation),
+                        Reserved::Respond(res) => return Ok(convert(res)),
                     };
                     // Dropped before the inner service answers (the sender hung up): the
-                    // mark goes, so the sender's retry gets through.
-                    let armed = ReleaseOnDrop::new(&guard, key);
+                    // reservation is cancelled, so the sender's retry gets through.
                     parts.extensions.insert(verified);
                     let res = inner.call(Request::from_parts(parts, B::from(bytes))).await;
-                    let key = armed.disarm();
-                    let keep = matches!(&res, Ok(r) if !r.status().is_server_error());
-                    if !keep {
-                        guard.release(&key).await;
+                    match &res {
+                        Ok(r) => reservation.finish(r.status()).await,
+                        Err(_) => reservation.cancel().await,
                     }
                     res
                 }
