@@ -17,20 +17,28 @@ use std::{
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use hookguard::{
+    clock::ManualClock,
     guard::Guard,
     handshake::SlackUrlVerification,
     inbox::{Inbox, MemoryInbox},
     layer::{VerifyLayer, WebhookService},
     providers::{slack, standard_webhooks},
+    replay::{Mark, MemoryReplayStore, ReplayStore as _},
     verify::{Outgoing, Sign},
 };
 use http::{HeaderName, HeaderValue, Method};
 use time::OffsetDateTime;
+use tokio::sync::mpsc;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 const BODY_LIMIT: usize = 4096;
 const READ_TIMEOUT: Duration = Duration::from_millis(300);
+/// `/hooks/held`'s reservation lease.
+const HELD_LEASE: Duration = Duration::from_secs(30);
+/// The header that tells `/hooks/held`'s handler to hold the request (not signed: the
+/// scheme does not see it).
+const HOLD: &str = "x-test-hold";
 
 // ---------------------------------------------------------------------------------------
 // The table.
@@ -52,6 +60,30 @@ struct Req {
     body: Body,
 }
 
+/// One step of a case.
+enum Step {
+    /// Send; the answer is not checked.
+    Send(Req),
+    /// Send and check the answer's status.
+    Expect(Req, u16),
+    /// Send to `/hooks/held` in the background, marked to be held, and wait until its
+    /// handler runs; it answers when released (`Release`, or with 200 once the case was
+    /// checked).
+    Hold(Req),
+    /// Let the oldest held handler answer with this status, and check that its sender
+    /// got it.
+    Release(u16),
+    /// Reserve this replay key in `/hooks/held`'s store directly, as a replica killed
+    /// mid-handler leaves it (nothing cancels it).
+    Killed(&'static str),
+    /// Move the clock of `/hooks/held`'s replay store.
+    Advance(Duration),
+}
+
+fn sends(reqs: Vec<Req>) -> Vec<Step> {
+    reqs.into_iter().map(Step::Send).collect()
+}
+
 /// What the answer's body must show.
 enum Check {
     /// An `application/problem+json` body with this `type` code.
@@ -65,8 +97,8 @@ enum Check {
 
 struct Case {
     name: &'static str,
-    /// Requests to send; only the last one is checked (earlier ones set up state).
-    steps: fn() -> Vec<Req>,
+    /// Steps; the last one (a `Send`) is checked, earlier ones set up state.
+    steps: fn() -> Vec<Step>,
     status: u16,
     check: Check,
     /// How many webhooks the inboxes gained from the last request.
@@ -79,7 +111,7 @@ fn cases() -> Vec<Case> {
     vec![
         Case {
             name: "valid, terminal: kept in the inbox",
-            steps: || vec![signed("/hooks/accept", EVENT, "msg_valid", now())],
+            steps: || sends(vec![signed("/hooks/accept", EVENT, "msg_valid", now())]),
             status: 202,
             check: Check::Contains("accepted"),
             inbox: 1,
@@ -87,7 +119,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "valid, middleware: the handler gets the bytes unchanged",
-            steps: || vec![signed("/hooks/verify", ODD_BYTES, "msg_echo", now())],
+            steps: || sends(vec![signed("/hooks/verify", ODD_BYTES, "msg_echo", now())]),
             status: 200,
             check: Check::Echo,
             inbox: 0,
@@ -95,7 +127,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "typed JSON extractor",
-            steps: || vec![signed("/hooks/typed", EVENT, "msg_typed", now())],
+            steps: || sends(vec![signed("/hooks/typed", EVENT, "msg_typed", now())]),
             status: 200,
             check: Check::Contains("invoice.paid"),
             inbox: 0,
@@ -103,7 +135,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "typed JSON that does not fit: 422",
-            steps: || vec![signed("/hooks/typed", br#"{"kind":1}"#, "msg_untyped", now())],
+            steps: || sends(vec![signed("/hooks/typed", br#"{"kind":1}"#, "msg_untyped", now())]),
             status: 422,
             check: Check::Problem("unprocessable-body"),
             inbox: 0,
@@ -111,7 +143,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "unsigned",
-            steps: || vec![req(Method::POST, "/hooks/accept", vec![], Body::Full(EVENT.to_vec()))],
+            steps: || sends(vec![req(Method::POST, "/hooks/accept", vec![], Body::Full(EVENT.to_vec()))]),
             status: 401,
             check: Check::Problem("missing-signature"),
             inbox: 0,
@@ -124,7 +156,7 @@ fn cases() -> Vec<Case> {
                 r.body = Body::Full(
                     String::from_utf8_lossy(EVENT).replace("invoice.paid", "invoice.void").into_bytes(),
                 );
-                vec![r]
+                sends(vec![r])
             },
             status: 401,
             check: Check::Problem("signature-mismatch"),
@@ -136,7 +168,7 @@ fn cases() -> Vec<Case> {
             steps: || {
                 let mut r = signed("/hooks/verify", EVENT, "msg_tampered_mw", now());
                 r.body = Body::Full(b"{}".to_vec());
-                vec![r]
+                sends(vec![r])
             },
             status: 401,
             check: Check::Problem("signature-mismatch"),
@@ -145,7 +177,9 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "stale timestamp",
-            steps: || vec![signed("/hooks/accept", EVENT, "msg_stale", now() - time::Duration::hours(1))],
+            steps: || {
+                sends(vec![signed("/hooks/accept", EVENT, "msg_stale", now() - time::Duration::hours(1))])
+            },
             status: 401,
             check: Check::Problem("timestamp-too-old"),
             inbox: 0,
@@ -155,10 +189,10 @@ fn cases() -> Vec<Case> {
             name: "replayed verbatim to the middleware: answered, handler not run again",
             steps: || {
                 let ts = now();
-                vec![
+                sends(vec![
                     signed("/hooks/verify", EVENT, "msg_replay", ts),
                     signed("/hooks/verify", EVENT, "msg_replay", ts),
-                ]
+                ])
             },
             status: 200,
             check: Check::Contains("duplicate"),
@@ -168,10 +202,10 @@ fn cases() -> Vec<Case> {
         Case {
             name: "duplicate (provider retry, re-signed later with the same id): not queued again",
             steps: || {
-                vec![
+                sends(vec![
                     signed("/hooks/accept", EVENT, "msg_dup", now() - time::Duration::seconds(30)),
                     signed("/hooks/accept", EVENT, "msg_dup", now()),
-                ]
+                ])
             },
             status: 200,
             check: Check::Contains("duplicate"),
@@ -182,10 +216,10 @@ fn cases() -> Vec<Case> {
             name: "handler 5xx releases the replay mark: the retry gets through",
             steps: || {
                 let ts = now();
-                vec![
+                sends(vec![
                     signed("/hooks/flaky", EVENT, "msg_flaky", ts),
                     signed("/hooks/flaky", EVENT, "msg_flaky", ts),
-                ]
+                ])
             },
             status: 200,
             check: Check::Contains("ok on retry"),
@@ -194,7 +228,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "oversized, declared Content-Length",
-            steps: || vec![signed("/hooks/accept", &big(2 * BODY_LIMIT), "msg_big", now())],
+            steps: || sends(vec![signed("/hooks/accept", &big(2 * BODY_LIMIT), "msg_big", now())]),
             status: 413,
             check: Check::Problem("body-too-large"),
             inbox: 0,
@@ -202,7 +236,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "oversized, middleware",
-            steps: || vec![signed("/hooks/verify", &big(2 * BODY_LIMIT), "msg_big_mw", now())],
+            steps: || sends(vec![signed("/hooks/verify", &big(2 * BODY_LIMIT), "msg_big_mw", now())]),
             status: 413,
             check: Check::Problem("body-too-large"),
             inbox: 0,
@@ -213,7 +247,7 @@ fn cases() -> Vec<Case> {
             steps: || {
                 let mut r = signed("/hooks/accept", b"", "msg_chunked", now());
                 r.body = Body::Chunked(vec![vec![b'x'; BODY_LIMIT / 2]; 4]);
-                vec![r]
+                sends(vec![r])
             },
             status: 413,
             check: Check::Problem("body-too-large"),
@@ -225,7 +259,7 @@ fn cases() -> Vec<Case> {
             steps: || {
                 let mut r = signed("/hooks/verify", EVENT, "msg_chunked_ok", now());
                 r.body = Body::Chunked(EVENT.chunks(7).map(<[u8]>::to_vec).collect());
-                vec![r]
+                sends(vec![r])
             },
             status: 200,
             check: Check::Contains(r#""type":"invoice.paid""#),
@@ -237,7 +271,7 @@ fn cases() -> Vec<Case> {
             steps: || {
                 let mut r = signed("/hooks/accept", EVENT, "msg_slow", now());
                 r.body = Body::Stalled(EVENT[..10].to_vec());
-                vec![r]
+                sends(vec![r])
             },
             status: 408,
             check: Check::Problem("body-timeout"),
@@ -246,7 +280,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "handshake: Slack url_verification answered, not queued",
-            steps: || vec![slack_signed("/hooks/slack", SLACK_CHALLENGE)],
+            steps: || sends(vec![slack_signed("/hooks/slack", SLACK_CHALLENGE)]),
             status: 200,
             check: Check::Contains("3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"),
             inbox: 0,
@@ -255,15 +289,78 @@ fn cases() -> Vec<Case> {
         Case {
             name: "inbox full: 503 with Retry-After, mark released",
             steps: || {
-                vec![
+                sends(vec![
                     signed("/hooks/full", EVENT, "msg_fill", now()),
                     signed("/hooks/full", EVENT, "msg_overflow", now()),
-                ]
+                ])
             },
             status: 503,
             check: Check::Problem("inbox-unavailable"),
             inbox: 0,
             handler: 0,
+        },
+        Case {
+            name: "copy while the first is still being handled (middleware): 409 + Retry-After, handler not run",
+            steps: || {
+                let ts = now();
+                vec![
+                    Step::Hold(signed("/hooks/held", EVENT, "msg_held", ts)),
+                    Step::Send(signed("/hooks/held", EVENT, "msg_held", ts)),
+                ]
+            },
+            status: 409,
+            check: Check::Problem("delivery-in-progress"),
+            inbox: 0,
+            handler: 0,
+        },
+        Case {
+            name: "copy after the first was handled (middleware): 200 duplicate",
+            steps: || {
+                let ts = now();
+                vec![
+                    Step::Hold(signed("/hooks/held", EVENT, "msg_held_ok", ts)),
+                    Step::Release(200),
+                    Step::Send(signed("/hooks/held", EVENT, "msg_held_ok", ts)),
+                ]
+            },
+            status: 200,
+            check: Check::Contains("duplicate"),
+            inbox: 0,
+            handler: 0,
+        },
+        Case {
+            name: "the first fails (5xx) after its copy got 409: the copy's retry is handled",
+            steps: || {
+                let ts = now();
+                vec![
+                    Step::Hold(signed("/hooks/held", EVENT, "msg_held_5xx", ts)),
+                    Step::Expect(signed("/hooks/held", EVENT, "msg_held_5xx", ts), 409),
+                    Step::Release(500),
+                    Step::Send(signed("/hooks/held", EVENT, "msg_held_5xx", ts)),
+                ]
+            },
+            status: 200,
+            check: Check::Contains("handled"),
+            inbox: 0,
+            handler: 1,
+        },
+        Case {
+            name: "a reservation left by a killed replica: 409 until its lease runs out, then handled",
+            steps: || {
+                let ts = now();
+                vec![
+                    Step::Killed("held:msg_killed"),
+                    Step::Expect(signed("/hooks/held", EVENT, "msg_killed", ts), 409),
+                    Step::Advance(HELD_LEASE - Duration::from_secs(1)),
+                    Step::Expect(signed("/hooks/held", EVENT, "msg_killed", ts), 409),
+                    Step::Advance(Duration::from_secs(2)),
+                    Step::Send(signed("/hooks/held", EVENT, "msg_killed", ts)),
+                ]
+            },
+            status: 200,
+            check: Check::Contains("handled"),
+            inbox: 0,
+            handler: 1,
         },
     ]
 }
@@ -311,6 +408,16 @@ struct Setup {
     verify: Guard,
     typed: Guard,
     flaky: Guard,
+    held: Guard,
+    /// `/hooks/held`'s replay store and its clock.
+    held_store: MemoryReplayStore,
+    held_clock: ManualClock,
+    /// Each held handler reports here when it starts…
+    held_started: mpsc::UnboundedSender<()>,
+    started: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<()>>>,
+    /// …and answers the status it takes from here.
+    release: mpsc::UnboundedSender<u16>,
+    released: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<u16>>>,
     inbox: MemoryInbox,
     full_inbox: MemoryInbox,
     calls: Arc<AtomicUsize>,
@@ -323,6 +430,10 @@ impl Setup {
         let full_inbox = MemoryInbox::new().capacity(1);
         let std = || standard_webhooks::scheme(SECRET).unwrap();
         let tune = |b: hookguard::guard::GuardBuilder| b.body_limit(BODY_LIMIT).read_timeout(READ_TIMEOUT);
+        let held_clock = ManualClock::at_unix(1_700_000_000);
+        let held_store = MemoryReplayStore::new().clock(held_clock.clone());
+        let (held_started, started) = mpsc::unbounded_channel();
+        let (release, released) = mpsc::unbounded_channel();
         Self {
             accept: tune(Guard::builder("accept", std()).inbox(inbox.clone())).build(),
             full: tune(Guard::builder("full", std()).inbox(full_inbox.clone())).build(),
@@ -333,6 +444,16 @@ impl Setup {
             verify: tune(Guard::builder("verify", std())).build(),
             typed: tune(Guard::builder("typed", std())).build(),
             flaky: tune(Guard::builder("flaky", std())).build(),
+            held: tune(Guard::builder("held", std()))
+                .replay_store(held_store.clone())
+                .pending_lease(HELD_LEASE)
+                .build(),
+            held_store,
+            held_clock,
+            held_started,
+            started: Arc::new(tokio::sync::Mutex::new(started)),
+            release,
+            released: Arc::new(tokio::sync::Mutex::new(released)),
             inbox,
             full_inbox,
             calls: Arc::default(),
@@ -346,6 +467,18 @@ impl Setup {
 
     fn handler_calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
+    }
+
+    /// The held handler: counts the call; a request marked with [`HOLD`] reports that it
+    /// started and waits for the status to answer; others answer 200 at once.
+    async fn held_answer(&self, hold: bool) -> (u16, &'static str) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if !hold {
+            return (200, "handled");
+        }
+        let _ = self.held_started.send(());
+        let status = self.released.lock().await.recv().await.unwrap_or(500);
+        (status, "handled after a hold")
     }
 
     /// The flaky handler: a server error the first time, then success.
@@ -368,7 +501,16 @@ fn axum_app(s: &Setup) -> axum::Router {
     use axum::{Router, routing::post};
     use hookguard::axum::{VerifiedJson, VerifiedWebhook};
 
-    let (c1, c2, f) = (s.calls.clone(), s.calls.clone(), s.clone());
+    let (c1, c2, f, h) = (s.calls.clone(), s.calls.clone(), s.clone(), s.clone());
+    let held = Router::new()
+        .route(
+            "/hooks/held",
+            post(move |headers: http::HeaderMap, _: VerifiedWebhook| async move {
+                let (status, text) = h.held_answer(headers.contains_key(HOLD)).await;
+                (http::StatusCode::from_u16(status).unwrap(), text)
+            }),
+        )
+        .layer(VerifyLayer::new(s.held.clone()));
     let echo = Router::new()
         .route(
             "/hooks/verify",
@@ -403,6 +545,7 @@ fn axum_app(s: &Setup) -> axum::Router {
         .merge(echo)
         .merge(typed)
         .merge(flaky)
+        .merge(held)
 }
 
 fn actix_app(
@@ -419,7 +562,7 @@ fn actix_app(
     use actix_web::{App, HttpResponse, web};
     use hookguard::actix::{VerifiedJson, VerifiedWebhook, Verify, webhook_service};
 
-    let (c1, c2, f) = (s.calls.clone(), s.calls.clone(), s.clone());
+    let (c1, c2, f, h) = (s.calls.clone(), s.calls.clone(), s.clone(), s.clone());
     App::new()
         .service(webhook_service("/hooks/accept", s.accept.clone()))
         .service(webhook_service("/hooks/full", s.full.clone()))
@@ -440,6 +583,15 @@ fn actix_app(
             move |_: VerifiedWebhook| {
                 let (status, text) = f.flaky_answer();
                 async move {
+                    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).body(text)
+                }
+            },
+        )))
+        .service(web::resource("/hooks/held").wrap(Verify::new(s.held.clone())).route(web::post().to(
+            move |req: actix_web::HttpRequest, _: VerifiedWebhook| {
+                let h = h.clone();
+                async move {
+                    let (status, text) = h.held_answer(req.headers().contains_key(HOLD)).await;
                     HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).body(text)
                 }
             },
@@ -516,15 +668,68 @@ async fn send(client: &reqwest::Client, base: SocketAddr, r: Req) -> reqwest::Re
     rb.send().await.unwrap()
 }
 
+/// Requests held in `/hooks/held`'s handler, oldest first.
+type Held = std::collections::VecDeque<tokio::task::JoinHandle<reqwest::Response>>;
+
+/// Runs one set-up step.
+async fn run_step(
+    at: &str,
+    client: &reqwest::Client,
+    base: SocketAddr,
+    setup: &Setup,
+    held: &mut Held,
+    step: Step,
+) {
+    match step {
+        Step::Send(r) => {
+            send(client, base, r).await;
+        }
+        Step::Expect(r, status) => {
+            let res = send(client, base, r).await;
+            assert_eq!(res.status().as_u16(), status, "{at}: a set-up step's status");
+        }
+        Step::Hold(mut r) => {
+            r.headers.push((HeaderName::from_static(HOLD), HeaderValue::from_static("1")));
+            let client = client.clone();
+            held.push_back(tokio::spawn(async move { send(&client, base, r).await }));
+            let started = async { setup.started.lock().await.recv().await };
+            tokio::time::timeout(Duration::from_secs(10), started)
+                .await
+                .unwrap_or_else(|_| panic!("{at}: the held handler did not start"))
+                .expect("held handler");
+        }
+        Step::Release(status) => release(at, setup, held, status).await,
+        Step::Killed(key) => {
+            let lease = HELD_LEASE;
+            let found = setup.held_store.reserve(key.as_bytes(), 42, lease).await.unwrap();
+            assert_eq!(found, Mark::New, "{at}: the killed replica's reservation");
+        }
+        Step::Advance(by) => setup.held_clock.advance(by),
+    }
+}
+
+/// Lets the oldest held handler answer `status`, and checks that its sender got it.
+async fn release(at: &str, setup: &Setup, held: &mut Held, status: u16) {
+    let oldest = held.pop_front().unwrap_or_else(|| panic!("{at}: nothing is held"));
+    setup.release.send(status).expect("the held handler waits");
+    let res = tokio::time::timeout(Duration::from_secs(10), oldest)
+        .await
+        .unwrap_or_else(|_| panic!("{at}: the held request did not finish"))
+        .expect("held request task");
+    assert_eq!(res.status().as_u16(), status, "{at}: the held request's status");
+}
+
 /// Runs the whole table against the server at `base`; returns one line per case.
 async fn run_table(framework: &str, base: SocketAddr, setup: &Setup) -> Vec<String> {
     let client = client();
     let mut outcomes = Vec::new();
     for case in cases() {
+        let at = format!("[{framework}] {}", case.name);
         let mut steps = (case.steps)();
-        let last = steps.pop().expect("a case has a request");
+        let Some(Step::Send(last)) = steps.pop() else { panic!("{at}: a case ends with a request") };
+        let mut held = Held::new();
         for step in steps {
-            send(&client, base, step).await;
+            run_step(&at, &client, base, setup, &mut held, step).await;
         }
         let sent = match &last.body {
             Body::Full(b) => b.clone(),
@@ -538,7 +743,6 @@ async fn run_table(framework: &str, base: SocketAddr, setup: &Setup) -> Vec<Stri
         let retry_after = res.headers().contains_key("retry-after");
         let body = res.bytes().await.unwrap();
         let text = String::from_utf8_lossy(&body);
-        let at = format!("[{framework}] {}", case.name);
         assert_eq!(status, case.status, "{at}: status; body {text}");
         match case.check {
             Check::Problem(code) => {
@@ -551,11 +755,14 @@ async fn run_table(framework: &str, base: SocketAddr, setup: &Setup) -> Vec<Stri
             Check::Contains(needle) => assert!(text.contains(needle), "{at}: {text}"),
             Check::Echo => assert_eq!(&body[..], &sent[..], "{at}: bytes changed"),
         }
-        if status == 503 {
-            assert!(retry_after, "{at}: 503 without Retry-After");
+        if status == 503 || status == 409 {
+            assert!(retry_after, "{at}: {status} without Retry-After");
         }
         assert_eq!(setup.inbox_depth().await - inbox0, case.inbox, "{at}: inbox effect");
         assert_eq!(setup.handler_calls() - calls0, case.handler, "{at}: handler effect");
+        while !held.is_empty() {
+            release(&at, setup, &mut held, 200).await;
+        }
         outcomes.push(format!("{} -> {status}", case.name));
     }
     outcomes

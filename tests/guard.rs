@@ -12,11 +12,11 @@ use bytes::Bytes;
 use hookguard::{
     Secret,
     clock::ManualClock,
-    guard::{Checked, Guard},
+    guard::{Checked, Guard, Reserved},
     handshake::{AsanaHookSecret, DropboxChallenge, MetaSubscription, SlackUrlVerification},
     inbox::{BoxFuture, DeadLetter, Inbox, InboxError, Job, MemoryInbox, Pushed, Webhook},
     providers::{asana, dropbox, github, meta, slack},
-    replay::MemoryReplayStore,
+    replay::{BoxFuture as ReplayFuture, Mark, MemoryReplayStore, ReplayStore, StoreError},
     tenant::TenantSchemes,
     verify::{Outgoing, Reason, Scheme, Sign},
 };
@@ -309,4 +309,86 @@ async fn a_mark_left_by_a_receiver_that_died_mid_hand_off_does_not_swallow_the_r
     assert_eq!(inbox.depth().await.unwrap(), 1);
     assert_eq!(b.accept(&parts, Bytes::from_static(b"{}")).await.status(), 200, "a duplicate from then on");
     assert_eq!(inbox.depth().await.unwrap(), 1);
+}
+
+/// Middleware mode's reservation, settled by hand: dropped unsettled (the request was
+/// abandoned) it is cancelled; a handler's 4xx is an answer, so it is confirmed and lives
+/// the replay time to live, well past the lease.
+#[tokio::test]
+async fn a_reservation_dropped_unsettled_is_cancelled_and_a_confirmed_one_outlives_its_lease() {
+    let clock = ManualClock::at_unix(1_700_000_000);
+    let scheme = github::scheme("s").unwrap();
+    let guard = Guard::builder("github", scheme.clone())
+        .clock(clock.clone())
+        .pending_lease(Duration::from_secs(30))
+        .replay_ttl(Duration::from_secs(600))
+        .build();
+    let parts = signed(&scheme, "/", b"{}", clock.now_for_tests(), "d-res");
+    let body = Bytes::from_static(b"{}");
+
+    let Reserved::Fresh { reservation, .. } = guard.reserve(&parts, &body).await else { panic!("fresh") };
+    drop(reservation);
+    let Reserved::Fresh { reservation, verified } = guard.reserve(&parts, &body).await else {
+        panic!("the dropped reservation was cancelled")
+    };
+    assert_eq!(verified.provider(), "github");
+    reservation.finish(StatusCode::UNPROCESSABLE_ENTITY).await;
+    clock.advance(Duration::from_secs(31));
+    let Reserved::Respond(res) = guard.reserve(&parts, &body).await else { panic!("confirmed") };
+    assert_eq!((res.status(), res.body().as_slice()), (StatusCode::OK, &b"duplicate"[..]));
+    assert!(matches!(guard.check(&parts, &body).await, Checked::Duplicate(_)), "one phase sees it too");
+    clock.advance(Duration::from_secs(600));
+    assert!(matches!(guard.reserve(&parts, &body).await, Reserved::Fresh { .. }), "past the time to live");
+}
+
+#[tokio::test]
+async fn without_a_replay_store_every_copy_is_fresh() {
+    let scheme = github::scheme("s").unwrap();
+    let guard = Guard::builder("github", scheme.clone()).no_replay_store().build();
+    let parts = signed(&scheme, "/", b"{}", OffsetDateTime::now_utc(), "d-none");
+    let body = Bytes::from_static(b"{}");
+    let Reserved::Fresh { reservation: first, .. } = guard.reserve(&parts, &body).await else { panic!() };
+    let Reserved::Fresh { reservation: copy, .. } = guard.reserve(&parts, &body).await else { panic!() };
+    first.confirm().await;
+    copy.cancel().await;
+}
+
+/// A replay store that is down.
+#[derive(Debug)]
+struct DownStore;
+
+fn down<T: Send + 'static>() -> ReplayFuture<'static, Result<T, StoreError>> {
+    Box::pin(std::future::ready(Err(StoreError::Backend("connection refused".into()))))
+}
+
+impl ReplayStore for DownStore {
+    fn mark<'a>(&'a self, _: &'a [u8], _: Duration) -> ReplayFuture<'a, Result<Mark, StoreError>> {
+        down()
+    }
+    fn reserve<'a>(&'a self, _: &'a [u8], _: u64, _: Duration) -> ReplayFuture<'a, Result<Mark, StoreError>> {
+        down()
+    }
+    fn confirm<'a>(&'a self, _: &'a [u8], _: Duration) -> ReplayFuture<'a, Result<(), StoreError>> {
+        down()
+    }
+    fn cancel<'a>(&'a self, _: &'a [u8], _: u64) -> ReplayFuture<'a, Result<(), StoreError>> {
+        down()
+    }
+    fn unmark<'a>(&'a self, _: &'a [u8]) -> ReplayFuture<'a, Result<(), StoreError>> {
+        down()
+    }
+}
+
+#[tokio::test]
+async fn a_replay_store_that_is_down_refuses_with_503_before_the_handler() {
+    let scheme = github::scheme("s").unwrap();
+    let guard = Guard::builder("github", scheme.clone()).replay_store(DownStore).retry_after(7).build();
+    let parts = signed(&scheme, "/", b"{}", OffsetDateTime::now_utc(), "d-down");
+    let Reserved::Respond(res) = guard.reserve(&parts, &Bytes::from_static(b"{}")).await else {
+        panic!("refused")
+    };
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers()["retry-after"], "7");
+    let problem: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+    assert_eq!(problem["type"], "https://hookguard.dev/problems/replay-store-unavailable");
 }
