@@ -18,7 +18,7 @@
 //! This module is a thin shell: it converts actix's request head into
 //! [`http::request::Parts`], reads the body with the guard's limit (`413` for a declared
 //! `Content-Length` over it before reading, and for chunked bodies that grow past it) and
-//! read timeout (`408`), then calls [`Guard::accept`] or [`Guard::check`].
+//! read timeout (`408`), then calls [`Guard::accept`] or [`Guard::reserve`].
 //!
 //! ```
 //! use actix_web::{App, web};
@@ -109,8 +109,12 @@ async fn accept(guard: &Guard, req: &HttpRequest, payload: dev::Payload) -> Http
 /// Middleware mode: a [`Transform`] that reads the body (bounded), verifies it and
 /// refuses replays before the wrapped service sees the request. The service gets the
 /// same bytes as its payload and a [`Verified<'static>`] in the request extensions.
-/// Duplicates are answered `200` without calling it. When it answers with a server error,
-/// the replay mark is removed so the sender's retry gets through.
+/// The replay mark is set in two phases, as with [`VerifyLayer`](crate::layer::VerifyLayer)
+/// (the same [`Guard::reserve`]): reserved while the service runs, confirmed once it
+/// answered, cancelled when it answers with a server error or fails, or when the request
+/// is dropped unanswered, so the sender's retry gets through. Duplicates are answered
+/// `200` without calling it; copies that arrive while the delivery is being handled,
+/// `409` + `Retry-After` (a `delivery-in-progress` problem).
 ///
 /// ```
 /// # actix_web::rt::System::new().block_on(async {

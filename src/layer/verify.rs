@@ -1,5 +1,66 @@
 //! Middleware mode: verify and refuse replays, then call the inner service with the
 //! verified bytes and a [`Verified`] extension.
+//!
+//! # Replay marks in two phases
+//!
+//! The inner service handles the delivery while the request is open, so the replay mark
+//! cannot simply be set for its whole time to live before it runs (a receiver killed
+//! mid-handler would leave a mark that swallows the sender's retries, and a concurrent
+//! copy would be acknowledged while the first could still fail). Instead:
+//!
+//! 1. After verification, the guard **reserves** the delivery's key
+//!    ([`Guard::reserve`]): a *pending* mark that lives the guard's
+//!    [`pending_lease`](crate::guard::GuardBuilder::pending_lease) (60 s by default).
+//! 2. The inner service runs. When it answers anything but a server error, the mark is
+//!    **confirmed** for the replay time to live; on a `5xx`, an error, or when the request
+//!    is abandoned (the sender hung up and the future was dropped), the reservation is
+//!    **cancelled** (only while it is still this request's).
+//!
+//! Meanwhile a copy of the delivery (the sender's retry, or the same delivery at another
+//! replica sharing a Redis store) is answered `409 Conflict` + `Retry-After` with a
+//! `delivery-in-progress` problem, so the sender tries again later; once the mark is
+//! confirmed, copies get `200 duplicate` without calling the inner service. If the
+//! receiver dies mid-handler, nothing cancels: the reservation expires after its lease,
+//! and the sender's next retry is handled. See [`crate::replay`] for the store's side.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use std::sync::Arc;
+//! use axum::{Router, routing::post};
+//! use hookguard::{guard::Guard, layer::VerifyLayer, providers::github};
+//! use tokio::sync::{Notify, mpsc};
+//! use tower::ServiceExt as _;
+//!
+//! let (started_tx, mut started) = mpsc::unbounded_channel();
+//! let go = Arc::new(Notify::new());
+//! let gate = Arc::clone(&go);
+//! let guard = Guard::builder("github", github::scheme("It's a Secret to Everybody").unwrap()).build();
+//! let app = Router::new()
+//!     .route("/hooks/github", post(move || async move {
+//!         let _ = started_tx.send(());
+//!         gate.notified().await; // a slow handler
+//!         "handled"
+//!     }))
+//!     .layer(VerifyLayer::new(guard));
+//! let delivery = || {
+//!     http::Request::post("/hooks/github")
+//!         .header("x-github-delivery", "d-1")
+//!         .header("x-hub-signature-256", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
+//!         .body(axum::body::Body::from("Hello, World!"))
+//!         .unwrap()
+//! };
+//! let first = tokio::spawn(app.clone().oneshot(delivery()));
+//! started.recv().await;
+//! // The first request is still being handled: the copy is told to retry later.
+//! let copy = app.clone().oneshot(delivery()).await.unwrap();
+//! assert_eq!(copy.status(), 409);
+//! assert!(copy.headers().contains_key("retry-after"));
+//! go.notify_one();
+//! assert_eq!(first.await.unwrap().unwrap().status(), 200);
+//! // Handled: from now on a copy is a duplicate.
+//! assert_eq!(app.oneshot(delivery()).await.unwrap().status(), 200);
+//! # }
+//! ```
 
 use std::{
     fmt,
@@ -16,6 +77,8 @@ use tower_service::Service;
 
 use super::body;
 use crate::guard::{Guard, Reserved};
+#[cfg(doc)]
+use crate::verify::Verified;
 
 /// Layer that applies [`Verify`].
 ///
@@ -61,10 +124,12 @@ impl<S> Layer<S> for VerifyLayer {
 
 /// Middleware that reads the body (bounded), verifies it and refuses replays before the
 /// inner service sees the request. The inner service gets the same bytes and a
-/// [`Verified<'static>`] extension. Duplicates are answered `200` without calling it.
-/// When the inner service answers with a server error, or the request is abandoned before
-/// it answers (the sender hung up), the replay mark is removed so the sender's retry gets
-/// through.
+/// [`Verified<'static>`] extension. The replay mark is set in two phases (see
+/// [`Guard::reserve`] and [`crate::replay`]): reserved before the inner service runs,
+/// confirmed once it answered, cancelled when it answers with a server error or fails, or when the request
+/// is abandoned before it answers (the sender hung up), so the sender's retry gets
+/// through. Duplicates are answered `200` without calling it; copies that arrive while
+/// the delivery is being handled, `409` + `Retry-After`.
 #[derive(Clone)]
 pub struct Verify<S> {
     inner: S,
