@@ -564,19 +564,26 @@ mod redis_replay {
         assert_eq!(pttl(&mut conn).await, -2, "cancelled: the key is gone");
     }
 
+    /// With Redis's own clock, a mark is `SET NX PX`: the key's `PTTL` is the time to live,
+    /// and once Redis expires the key the delivery is new again (expiry is forced with
+    /// `PEXPIRE 0` instead of waiting for it).
     #[tokio::test]
     async fn server_clock_mode_is_set_nx_px() {
         let Ok(url) = std::env::var("HOOKGUARD_TEST_REDIS_URL") else {
             eprintln!("skipped: backend not configured");
             return;
         };
-        let store = RedisReplayStore::connect(&url)
-            .await
-            .unwrap()
-            .prefix(format!("{}:", crate::common::unique("replay")));
-        assert_eq!(store.mark(b"k", Duration::from_millis(200)).await.unwrap(), Mark::New);
-        assert_eq!(store.mark(b"k", Duration::from_millis(200)).await.unwrap(), Mark::Seen);
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        let prefix = format!("{}:", crate::common::unique("replay"));
+        let store = RedisReplayStore::connect(&url).await.unwrap().prefix(&prefix);
+        let mut conn =
+            redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let raw = format!("{prefix}k");
+        assert_eq!(store.mark(b"k", Duration::from_millis(200_000)).await.unwrap(), Mark::New);
+        let ttl: i64 = redis::cmd("PTTL").arg(&raw).query_async(&mut conn).await.unwrap();
+        assert!((199_000..=200_000).contains(&ttl), "PTTL of a mark: {ttl}");
+        assert_eq!(store.mark(b"k", Duration::from_millis(200_000)).await.unwrap(), Mark::Seen);
+        let expired: i64 = redis::cmd("PEXPIRE").arg(&raw).arg(0).query_async(&mut conn).await.unwrap();
+        assert_eq!(expired, 1, "the mark was there to expire");
         assert_eq!(store.mark(b"k", Duration::from_millis(200)).await.unwrap(), Mark::New);
         store.unmark(b"k").await.unwrap();
         assert_eq!(store.mark(b"k", Duration::from_secs(60)).await.unwrap(), Mark::New);

@@ -88,6 +88,80 @@ mod tests {
             .unwrap()
     }
 
+    const VECTOR_SIG: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+    const VECTOR_BODY: &[u8] = br#"{"test": 2432232314}"#;
+
+    /// The first vector's request with `extra` headers appended.
+    fn vector_with(extra: &[(&str, &str)]) -> http::Request<Vec<u8>> {
+        let mut req = request("msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", VECTOR_SIG, VECTOR_BODY);
+        for (name, value) in extra {
+            req.headers_mut().append(
+                http::HeaderName::try_from(*name).unwrap(),
+                http::HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        req
+    }
+
+    /// Few headers are scanned, many are looked up by hash: both read the first value of
+    /// a repeated header, as `HeaderMap::get` does, and agree on every outcome.
+    #[test]
+    fn small_and_large_header_maps_read_the_same_values() {
+        let scheme = scheme("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let now = at(1_614_265_330);
+        let many: Vec<(String, String)> =
+            (0..20).map(|i| (format!("x-extra-{i}"), format!("v{i}"))).collect();
+        let many: Vec<(&str, &str)> = many.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        for padding in [&[][..], &many[..]] {
+            let outcome = |extra: &[(&str, &str)]| {
+                let mut all = padding.to_vec();
+                all.extend_from_slice(extra);
+                scheme
+                    .verify(&WebhookRequest::from_request(&vector_with(&all)), now)
+                    .map(|v| v.id().map(str::to_owned))
+            };
+            assert_eq!(outcome(&[]), Ok(Some("msg_p5jXN8AQM9LWM0D4loKWxJek".into())));
+            // A second timestamp or id after the first is ignored.
+            assert!(outcome(&[("webhook-timestamp", "99"), ("webhook-id", "other")]).is_ok());
+        }
+        // The first value decides: a bad first timestamp is refused, whatever follows.
+        let mut req = request("msg_p5jXN8AQM9LWM0D4loKWxJek", "nope", VECTOR_SIG, VECTOR_BODY);
+        req.headers_mut().append("webhook-timestamp", http::HeaderValue::from_static("1614265330"));
+        let err = scheme.verify(&WebhookRequest::from_request(&req), now).unwrap_err();
+        assert_eq!(err.reason(), Reason::MalformedTimestamp);
+    }
+
+    /// With the MAC computed first, the checks still refuse in the same order: a missing
+    /// signature before a bad timestamp, the timestamp and id before the signature's
+    /// format, the format before a mismatch.
+    #[test]
+    fn reasons_keep_their_order() {
+        let scheme = scheme("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let now = at(1_614_265_330);
+        let check = |req: http::Request<Vec<u8>>| {
+            scheme.verify(&WebhookRequest::from_request(&req), now).unwrap_err().reason()
+        };
+        let no_sig = http::Request::post("/")
+            .header("webhook-id", "m")
+            .header("webhook-timestamp", "1")
+            .body(vec![])
+            .unwrap();
+        assert_eq!(check(no_sig), Reason::MissingSignature);
+        assert_eq!(check(request("m", "1", "v1,%%%", b"{}")), Reason::TimestampTooOld);
+        let no_id = http::Request::post("/")
+            .header("webhook-timestamp", "1614265330")
+            .header("webhook-signature", VECTOR_SIG)
+            .body(VECTOR_BODY.to_vec())
+            .unwrap();
+        assert_eq!(check(no_id), Reason::MissingHeader);
+        assert_eq!(check(request("m", "1614265330", "v1,%%%", b"{}")), Reason::MalformedSignature);
+        assert_eq!(check(request("m", "1614265330", VECTOR_SIG, b"{}")), Reason::SignatureMismatch);
+        let non_ascii_id = http::HeaderValue::from_bytes(b"m\xff").unwrap();
+        let mut req = request("m", "1614265330", VECTOR_SIG, VECTOR_BODY);
+        req.headers_mut().insert("webhook-id", non_ascii_id);
+        assert_eq!(check(req), Reason::MalformedHeader);
+    }
+
     /// PROVIDERS.md vectors.
     #[test]
     fn official_vectors() {

@@ -153,8 +153,8 @@ impl Piece {
     fn bytes<'v>(&self, values: &Values<'v>) -> &'v [u8] {
         match self {
             Piece::Literal(bytes) => bytes,
-            Piece::Id => values.id.as_bytes(),
-            Piece::Timestamp => values.timestamp.as_bytes(),
+            Piece::Id => values.id,
+            Piece::Timestamp => values.timestamp,
             Piece::Body => values.body,
             Piece::Url | Piece::UrlDecoding(_) => values.url.as_bytes(),
             Piece::Method => values.method.as_bytes(),
@@ -198,8 +198,8 @@ fn decode_url(url: &[u8], set: &[u8], mut out: impl FnMut(&[u8])) {
 
 /// The values of the variable pieces for one message.
 pub(crate) struct Values<'a> {
-    pub(crate) id: &'a str,
-    pub(crate) timestamp: &'a str,
+    pub(crate) id: &'a [u8],
+    pub(crate) timestamp: &'a [u8],
     pub(crate) body: &'a [u8],
     pub(crate) url: &'a str,
     pub(crate) method: &'a str,

@@ -41,8 +41,8 @@ impl Inputs<'_> {
     /// The values of the signed pieces.
     pub(crate) fn values(&self) -> Values<'_> {
         Values {
-            id: self.id.as_deref().unwrap_or(""),
-            timestamp: &self.ts_text,
+            id: self.id.as_deref().unwrap_or("").as_bytes(),
+            timestamp: self.ts_text.as_bytes(),
             body: self.body,
             url: &self.url,
             method: self.method,
@@ -66,8 +66,8 @@ impl Prepared<'_> {
     /// The values of the signed pieces.
     pub(crate) fn values(&self) -> Values<'_> {
         Values {
-            id: self.id,
-            timestamp: self.ts_text.as_deref().unwrap_or(""),
+            id: self.id.as_bytes(),
+            timestamp: self.ts_text.as_deref().unwrap_or("").as_bytes(),
             body: self.body,
             url: self.url,
             method: self.method,
@@ -143,6 +143,103 @@ impl Envelope {
         Ok(Inputs { ts_text, timestamp, id, url, body: req.body(), method: req.method().as_str() })
     }
 
+    /// Whether the timestamp and the id (where there are) are plain headers and the URL
+    /// is not signed: then [`read_raw`](Self::read_raw) and [`check_raw`](Self::check_raw)
+    /// can stand in for [`read`](Self::read).
+    pub(crate) fn headers_only(&self) -> bool {
+        matches!(self.timestamp, None | Some((Field::Header(_), _)))
+            && matches!(self.id, None | Some(Field::Header(_)))
+            && !self.content.uses_url()
+    }
+
+    /// The timestamp and id headers, looked up once and not yet checked (for a
+    /// [`headers_only`](Self::headers_only) envelope), so the MAC can start before the
+    /// checks; [`check_raw`](Self::check_raw) then checks them.
+    pub(crate) fn read_raw<'a>(&self, req: &WebhookRequest<'a>) -> Raw<'a> {
+        fn name(field: Option<&Field>) -> Option<&str> {
+            match field {
+                Some(Field::Header(name)) => Some(name.as_str()),
+                _ => None,
+            }
+        }
+        let (ts_name, id_name) =
+            (name(self.timestamp.as_ref().map(|(field, _)| field)), name(self.id.as_ref()));
+        let headers = req.headers();
+        if headers.keys_len() > SCAN_MAX {
+            let get = |name: Option<&str>| name.and_then(|name| headers.get(name));
+            return Raw { timestamp: get(ts_name), id: get(id_name) };
+        }
+        // A request's few headers are compared by name in one pass: cheaper than hashing
+        // each wanted name (a multiply per byte, in sequence), and the MAC waits for these.
+        let matches =
+            |want: Option<&str>, have: &str| want.is_some_and(|w| w.len() == have.len() && w == have);
+        let mut raw = Raw { timestamp: None, id: None };
+        for (name, value) in headers {
+            let name = name.as_str();
+            if raw.timestamp.is_none() && matches(ts_name, name) {
+                raw.timestamp = Some(value);
+            } else if raw.id.is_none() && matches(id_name, name) {
+                raw.id = Some(value);
+            }
+        }
+        raw
+    }
+
+    /// The signed values as received, unchecked; `None` when one the content signs is
+    /// missing (then [`check_raw`](Self::check_raw) refuses the request).
+    pub(crate) fn raw_values<'a>(&self, raw: &Raw<'a>, req: &WebhookRequest<'a>) -> Option<Values<'a>> {
+        if (self.timestamp.is_some() && raw.timestamp.is_none())
+            || (self.content.signs_id() && raw.id.is_none())
+        {
+            return None;
+        }
+        Some(Values {
+            id: raw.id.map_or(&[][..], HeaderValue::as_bytes),
+            timestamp: raw.timestamp.map_or(&[][..], HeaderValue::as_bytes),
+            body: req.body(),
+            url: "",
+            method: req.method().as_str(),
+        })
+    }
+
+    /// [`read`](Self::read)'s checks, in its order and with its reasons, on values
+    /// [`read_raw`](Self::read_raw) looked up.
+    pub(crate) fn check_raw<'a>(
+        &'a self,
+        raw: Raw<'a>,
+        req: &WebhookRequest<'a>,
+        now: OffsetDateTime,
+    ) -> Result<Inputs<'a>, Rejection> {
+        let mut ts_text: Cow<'a, str> = Cow::Borrowed("");
+        let mut timestamp = None;
+        if let Some((field, format)) = &self.timestamp {
+            let text = header_text(field, raw.timestamp)?
+                .ok_or_else(|| Rejection::with_detail(Reason::MissingTimestamp, field.detail()))?;
+            let at = format
+                .parse_nanos(text.as_bytes())
+                .ok_or_else(|| Rejection::with_detail(Reason::MalformedTimestamp, field.detail()))?;
+            self.tolerance.check_nanos(at, now.unix_timestamp_nanos()).map_err(Rejection::skew)?;
+            timestamp = Some(at);
+            ts_text = Cow::Borrowed(text);
+        }
+        let id = match &self.id {
+            Some(field) => header_text(field, raw.id)?.map(Cow::Borrowed),
+            None => None,
+        };
+        if self.content.signs_id() && id.is_none() {
+            let detail = self.id.as_ref().map_or(Detail::None, Field::detail);
+            return Err(Rejection::with_detail(Reason::MissingHeader, detail));
+        }
+        Ok(Inputs {
+            ts_text,
+            timestamp,
+            id,
+            url: Cow::Borrowed(""),
+            body: req.body(),
+            method: req.method().as_str(),
+        })
+    }
+
     /// The result for a request whose signature held: values read from the body are
     /// only read now.
     pub(crate) fn verified<'a>(
@@ -210,6 +307,28 @@ impl Envelope {
     pub(crate) fn timestamp_in_signature(&self, format: SignatureFormat) -> bool {
         matches!(format, SignatureFormat::Pairs { timestamp_key: Some(_), .. })
             && matches!(self.timestamp, Some((Field::SignatureParam, _)))
+    }
+}
+
+/// Up to this many header names, [`Envelope::read_raw`] scans the map instead of hashing
+/// each wanted name.
+const SCAN_MAX: usize = 16;
+
+/// Header values looked up by [`Envelope::read_raw`], not yet checked.
+pub(crate) struct Raw<'a> {
+    timestamp: Option<&'a HeaderValue>,
+    id: Option<&'a HeaderValue>,
+}
+
+/// A header value as text, as [`Field::text`] reads it: `MalformedHeader` when it is not
+/// visible ASCII.
+fn header_text<'a>(field: &Field, value: Option<&'a HeaderValue>) -> Result<Option<&'a str>, Rejection> {
+    match value {
+        None => Ok(None),
+        Some(value) => value
+            .to_str()
+            .map(Some)
+            .map_err(|_| Rejection::with_detail(Reason::MalformedHeader, field.detail())),
     }
 }
 

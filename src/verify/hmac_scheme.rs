@@ -99,6 +99,10 @@ pub struct HmacScheme {
     format: SignatureFormat,
     encoding: Encoding,
     envelope: Envelope,
+    /// Set by `build` and `with_secret`: see [`HmacScheme::can_mac_first`].
+    mac_first: bool,
+    /// Set by `build`: the envelope reads headers only ([`Envelope::headers_only`]).
+    raw_envelope: bool,
 }
 
 impl fmt::Debug for HmacScheme {
@@ -136,6 +140,8 @@ impl HmacScheme {
                 format: SignatureFormat::Plain { prefix: "" },
                 encoding: Encoding::Hex,
                 envelope: Envelope::new(),
+                mac_first: false,
+                raw_envelope: false,
             },
             error: None,
         }
@@ -154,6 +160,7 @@ impl HmacScheme {
     pub fn with_secret(mut self, secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
         let key = self.key_format.decode(secret.as_ref())?;
         self.keys.push(KeyedMac::with_construction(self.algorithm, self.construction, &key));
+        self.mac_first = self.can_mac_first();
         Ok(self)
     }
 
@@ -252,6 +259,69 @@ impl HmacScheme {
     fn signature_header(&self) -> Option<&HeaderName> {
         first_header(&self.signature)
     }
+
+    /// Whether [`verify`](Scheme::verify) can compute the MAC before it reads the
+    /// signatures: one secret, the signature in a header, and nothing the MAC needs
+    /// (the timestamp) inside the signature header.
+    fn can_mac_first(&self) -> bool {
+        self.keys.len() == 1
+            && !matches!(self.signature, Field::Json(_))
+            && !self.envelope.timestamp.as_ref().is_some_and(|(field, _)| reads_signature_param(field))
+    }
+
+    /// The common case's path: the signature header must be there, then the envelope is
+    /// read and the MAC computed, then each received signature is decoded into one stack
+    /// buffer and compared as it is read. Nothing is stored per candidate, and the
+    /// decoding runs while the CPU finishes the hash. A request whose signature header
+    /// is malformed *and* whose timestamp or id is wrong is refused for the latter here
+    /// (the other path reports the signature first); either way it is refused.
+    fn verify_mac_first<'a>(
+        &'a self,
+        req: &WebhookRequest<'a>,
+        now: OffsetDateTime,
+    ) -> Result<Verified<'a>, Rejection> {
+        let Some(key) = self.keys.first() else {
+            return Err(Rejection::new(Reason::SignatureMismatch));
+        };
+        let content = &self.envelope.content;
+        let values;
+        let inputs;
+        let tag;
+        if self.raw_envelope {
+            // Headers only: the MAC starts on the values as received; every check (the
+            // signature header's presence, the values' text, the timestamp window) runs
+            // after it, while the CPU finishes the hash, and refuses in the same order
+            // with the same reasons as the other path, whatever the MAC says.
+            let raw = self.envelope.read_raw(req);
+            // `check_raw` refuses a request whose signed values are missing, so the
+            // stand-in tag is never compared.
+            tag = match self.envelope.raw_values(&raw, req) {
+                Some(signed) => key.tag_of(&content.with(&signed)),
+                None => Tag::EMPTY,
+            };
+            values = first_present_values(&self.signature, req)
+                .ok_or_else(|| Rejection::new(Reason::MissingSignature))?;
+            inputs = self.envelope.check_raw(raw, req, now)?;
+        } else {
+            values = first_present_values(&self.signature, req)
+                .ok_or_else(|| Rejection::new(Reason::MissingSignature))?;
+            inputs = self.envelope.read(req, None, now)?;
+            tag = key.tag_of(&content.with(&inputs.values()));
+        }
+        let mut ok = Choice::from(0);
+        let mut compared = 0;
+        self.format.parse_each(self.encoding, values.iter(), |candidate| {
+            ok |= tag.ct_eq(candidate);
+            compared += 1;
+        })?;
+        if !bool::from(ok) {
+            return Err(Rejection::with_detail(
+                Reason::SignatureMismatch,
+                Detail::Compared { signatures: compared, secrets: 1 },
+            ));
+        }
+        Ok(self.envelope.verified(self.provider.as_ref(), req, inputs, fingerprint(tag.as_bytes()), 0))
+    }
 }
 
 impl Scheme for HmacScheme {
@@ -268,6 +338,9 @@ impl Scheme for HmacScheme {
         req: &WebhookRequest<'a>,
         now: OffsetDateTime,
     ) -> Result<Verified<'a>, Rejection> {
+        if self.mac_first {
+            return self.verify_mac_first(req, now);
+        }
         let mut candidates = Candidates::new();
         let signature_param = self.candidates(req, &mut candidates)?;
         let inputs = self.envelope.read(req, signature_param, now)?;
@@ -320,6 +393,15 @@ impl Sign for HmacScheme {
         let mut headers = prepared.headers;
         headers.insert(0, (sig_header.clone(), header_value(value)?));
         Ok(headers)
+    }
+}
+
+/// Whether a field is, or falls back to, the signature header's timestamp parameter.
+fn reads_signature_param(field: &Field) -> bool {
+    match field {
+        Field::SignatureParam => true,
+        Field::Any(fields) => fields.iter().any(reads_signature_param),
+        _ => false,
     }
 }
 
@@ -441,6 +523,9 @@ impl HmacSchemeBuilder {
             return Err(ConfigError::Invalid("the signature needs a header or body location"));
         }
         s.envelope.check()?;
+        let mut s = s;
+        s.mac_first = s.can_mac_first();
+        s.raw_envelope = s.envelope.headers_only();
         Ok(s)
     }
 }

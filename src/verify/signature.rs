@@ -101,6 +101,26 @@ impl SignatureFormat {
         })
     }
 
+    /// Decodes every signature of the header's values in turn into one stack buffer and
+    /// hands it to `each`; the same walk, limits and errors as [`parse`](Self::parse),
+    /// without keeping the candidates (for a caller that already holds the MAC).
+    pub(crate) fn parse_each<'a>(
+        self,
+        encoding: Encoding,
+        values: impl Iterator<Item = &'a HeaderValue>,
+        mut each: impl FnMut(&Tag),
+    ) -> Result<Option<&'a [u8]>, Rejection> {
+        let mut slot = Tag::EMPTY;
+        self.walk(values, |text| {
+            if encoding.decode_into(text, &mut slot).is_ok() {
+                each(&slot);
+                true
+            } else {
+                false
+            }
+        })
+    }
+
     /// Parses every value of the signature header into decoded signatures of any length
     /// (asymmetric signatures: DER ECDSA, RSA), with the timestamp parameter if any.
     /// The work is bounded as for [`parse`](Self::parse): at most [`MAX_SIGNATURES`]
