@@ -524,6 +524,15 @@ mod redis_replay {
 
     replay_conformance!(make);
 
+    /// A store on Redis's own clock under a fresh prefix, a plain connection beside it, and
+    /// the Redis key the store uses for `k`.
+    async fn server_clock_store(url: &str) -> (RedisReplayStore, redis::aio::MultiplexedConnection, String) {
+        let prefix = format!("{}:", crate::common::unique("replay"));
+        let store = RedisReplayStore::connect(url).await.unwrap().prefix(&prefix);
+        let conn = redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
+        (store, conn, format!("{prefix}k"))
+    }
+
     /// With Redis's own clock, expiry is the key's `PX`: a reservation gets the lease, a
     /// confirmation the time to live (checked with `PTTL`, without waiting for either).
     #[tokio::test]
@@ -532,11 +541,7 @@ mod redis_replay {
             eprintln!("skipped: backend not configured");
             return;
         };
-        let prefix = format!("{}:", crate::common::unique("replay"));
-        let store = RedisReplayStore::connect(&url).await.unwrap().prefix(&prefix);
-        let mut conn =
-            redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
-        let raw = format!("{prefix}k");
+        let (store, mut conn, raw) = server_clock_store(&url).await;
         let pttl = |conn: &mut redis::aio::MultiplexedConnection| {
             let mut conn = conn.clone();
             let raw = raw.clone();
@@ -573,11 +578,7 @@ mod redis_replay {
             eprintln!("skipped: backend not configured");
             return;
         };
-        let prefix = format!("{}:", crate::common::unique("replay"));
-        let store = RedisReplayStore::connect(&url).await.unwrap().prefix(&prefix);
-        let mut conn =
-            redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
-        let raw = format!("{prefix}k");
+        let (store, mut conn, raw) = server_clock_store(&url).await;
         assert_eq!(store.mark(b"k", Duration::from_millis(200_000)).await.unwrap(), Mark::New);
         let ttl: i64 = redis::cmd("PTTL").arg(&raw).query_async(&mut conn).await.unwrap();
         assert!((199_000..=200_000).contains(&ttl), "PTTL of a mark: {ttl}");

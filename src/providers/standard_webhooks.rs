@@ -123,6 +123,21 @@ mod tests {
             assert_eq!(outcome(&[]), Ok(Some("msg_p5jXN8AQM9LWM0D4loKWxJek".into())));
             // A second timestamp or id after the first is ignored.
             assert!(outcome(&[("webhook-timestamp", "99"), ("webhook-id", "other")]).is_ok());
+            // Every value of a repeated signature header is read.
+            assert!(outcome(&[("webhook-signature", "v1,AAAA")]).is_ok());
+        }
+        // One wrong signature alone is a mismatch; the header absent is a missing one.
+        for padding in [&[][..], &many[..]] {
+            let mut req = request("msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", "v1,AAAA", VECTOR_BODY);
+            for (name, _) in padding {
+                req.headers_mut()
+                    .append(http::HeaderName::try_from(*name).unwrap(), http::HeaderValue::from_static("x"));
+            }
+            let err = scheme.verify(&WebhookRequest::from_request(&req), now).unwrap_err();
+            assert_eq!(err.reason(), Reason::SignatureMismatch);
+            req.headers_mut().remove("webhook-signature");
+            let err = scheme.verify(&WebhookRequest::from_request(&req), now).unwrap_err();
+            assert_eq!(err.reason(), Reason::MissingSignature);
         }
         // The first value decides: a bad first timestamp is refused, whatever follows.
         let mut req = request("msg_p5jXN8AQM9LWM0D4loKWxJek", "nope", VECTOR_SIG, VECTOR_BODY);

@@ -28,7 +28,8 @@ pub(crate) struct Envelope {
 
 /// The values read from one request before its signature is checked.
 pub(crate) struct Inputs<'a> {
-    ts_text: Cow<'a, str>,
+    /// The timestamp as received (ASCII once checked).
+    ts_text: Cow<'a, [u8]>,
     /// Nanoseconds since the epoch.
     timestamp: Option<i128>,
     id: Option<Cow<'a, str>>,
@@ -42,7 +43,7 @@ impl Inputs<'_> {
     pub(crate) fn values(&self) -> Values<'_> {
         Values {
             id: self.id.as_deref().unwrap_or("").as_bytes(),
-            timestamp: self.ts_text.as_bytes(),
+            timestamp: &self.ts_text,
             body: self.body,
             url: &self.url,
             method: self.method,
@@ -107,7 +108,7 @@ impl Envelope {
         signature_param: Option<&'a [u8]>,
         now: OffsetDateTime,
     ) -> Result<Inputs<'a>, Rejection> {
-        let mut ts_text: Cow<'a, str> = Cow::Borrowed("");
+        let mut ts_text: Cow<'a, [u8]> = Cow::Borrowed(b"");
         let mut timestamp = None;
         if let Some((field, format)) = &self.timestamp {
             let text = field
@@ -118,7 +119,10 @@ impl Envelope {
                 .ok_or_else(|| Rejection::with_detail(Reason::MalformedTimestamp, field.detail()))?;
             self.tolerance.check_nanos(at, now.unix_timestamp_nanos()).map_err(Rejection::skew)?;
             timestamp = Some(at);
-            ts_text = text;
+            ts_text = match text {
+                Cow::Borrowed(text) => Cow::Borrowed(text.as_bytes()),
+                Cow::Owned(text) => Cow::Owned(text.into_bytes()),
+            };
         }
 
         let needs_id = self.content.signs_id();
@@ -155,10 +159,10 @@ impl Envelope {
     /// The timestamp and id headers, looked up once and not yet checked (for a
     /// [`headers_only`](Self::headers_only) envelope), so the MAC can start before the
     /// checks; [`check_raw`](Self::check_raw) then checks them.
-    pub(crate) fn read_raw<'a>(&self, req: &WebhookRequest<'a>) -> Raw<'a> {
-        fn name(field: Option<&Field>) -> Option<&str> {
+    pub(crate) fn read_raw<'a>(&self, req: &WebhookRequest<'a>, signature: Option<&HeaderName>) -> Raw<'a> {
+        fn name(field: Option<&Field>) -> Option<&HeaderName> {
             match field {
-                Some(Field::Header(name)) => Some(name.as_str()),
+                Some(Field::Header(name)) => Some(name),
                 _ => None,
             }
         }
@@ -166,19 +170,26 @@ impl Envelope {
             (name(self.timestamp.as_ref().map(|(field, _)| field)), name(self.id.as_ref()));
         let headers = req.headers();
         if headers.keys_len() > SCAN_MAX {
-            let get = |name: Option<&str>| name.and_then(|name| headers.get(name));
-            return Raw { timestamp: get(ts_name), id: get(id_name) };
+            let get = |name: Option<&HeaderName>| name.and_then(|name| headers.get(name));
+            return Raw { timestamp: get(ts_name), id: get(id_name), signature: Scanned::NotScanned };
         }
         // A request's few headers are compared by name in one pass: cheaper than hashing
         // each wanted name (a multiply per byte, in sequence), and the MAC waits for these.
-        let matches =
-            |want: Option<&str>, have: &str| want.is_some_and(|w| w.len() == have.len() && w == have);
-        let mut raw = Raw { timestamp: None, id: None };
+        // (`HeaderName` equality tells a well-known header from a custom one at once.)
+        let mut raw = Raw {
+            timestamp: None,
+            id: None,
+            signature: if signature.is_some() { Scanned::Absent } else { Scanned::NotScanned },
+        };
         for (name, value) in headers {
-            let name = name.as_str();
-            if raw.timestamp.is_none() && matches(ts_name, name) {
+            if signature == Some(name) {
+                raw.signature = match raw.signature {
+                    Scanned::Absent => Scanned::One(value),
+                    _ => Scanned::Several,
+                };
+            } else if raw.timestamp.is_none() && ts_name == Some(name) {
                 raw.timestamp = Some(value);
-            } else if raw.id.is_none() && matches(id_name, name) {
+            } else if raw.id.is_none() && id_name == Some(name) {
                 raw.id = Some(value);
             }
         }
@@ -210,17 +221,26 @@ impl Envelope {
         req: &WebhookRequest<'a>,
         now: OffsetDateTime,
     ) -> Result<Inputs<'a>, Rejection> {
-        let mut ts_text: Cow<'a, str> = Cow::Borrowed("");
+        let mut ts_text: Cow<'a, [u8]> = Cow::Borrowed(b"");
         let mut timestamp = None;
         if let Some((field, format)) = &self.timestamp {
-            let text = header_text(field, raw.timestamp)?
-                .ok_or_else(|| Rejection::with_detail(Reason::MissingTimestamp, field.detail()))?;
-            let at = format
-                .parse_nanos(text.as_bytes())
-                .ok_or_else(|| Rejection::with_detail(Reason::MalformedTimestamp, field.detail()))?;
+            let bytes = raw
+                .timestamp
+                .ok_or_else(|| Rejection::with_detail(Reason::MissingTimestamp, field.detail()))?
+                .as_bytes();
+            // Parsed first: what parses is visible ASCII. What does not is a malformed
+            // header when it is not text, as `read` says, else a malformed timestamp.
+            let Some(at) = format.parse_nanos(bytes) else {
+                let reason = if visible_text(bytes).is_some() {
+                    Reason::MalformedTimestamp
+                } else {
+                    Reason::MalformedHeader
+                };
+                return Err(Rejection::with_detail(reason, field.detail()));
+            };
             self.tolerance.check_nanos(at, now.unix_timestamp_nanos()).map_err(Rejection::skew)?;
             timestamp = Some(at);
-            ts_text = Cow::Borrowed(text);
+            ts_text = Cow::Borrowed(bytes);
         }
         let id = match &self.id {
             Some(field) => header_text(field, raw.id)?.map(Cow::Borrowed),
@@ -318,6 +338,21 @@ const SCAN_MAX: usize = 16;
 pub(crate) struct Raw<'a> {
     timestamp: Option<&'a HeaderValue>,
     id: Option<&'a HeaderValue>,
+    /// The signature header, when the scan looked for it.
+    pub(crate) signature: Scanned<'a>,
+}
+
+/// What [`Envelope::read_raw`]'s scan found of the signature header.
+#[derive(Clone, Copy)]
+pub(crate) enum Scanned<'a> {
+    /// Not looked for (a large map, or no single header name): look it up.
+    NotScanned,
+    /// Not in the request.
+    Absent,
+    /// Exactly one value.
+    One(&'a HeaderValue),
+    /// Several values: read them all with `get_all`.
+    Several,
 }
 
 /// A header value as text, as [`Field::text`] reads it: `MalformedHeader` when it is not
@@ -325,11 +360,17 @@ pub(crate) struct Raw<'a> {
 fn header_text<'a>(field: &Field, value: Option<&'a HeaderValue>) -> Result<Option<&'a str>, Rejection> {
     match value {
         None => Ok(None),
-        Some(value) => value
-            .to_str()
+        Some(value) => visible_text(value.as_bytes())
             .map(Some)
-            .map_err(|_| Rejection::with_detail(Reason::MalformedHeader, field.detail())),
+            .ok_or_else(|| Rejection::with_detail(Reason::MalformedHeader, field.detail())),
     }
+}
+
+/// The bytes as text when they are visible ASCII, space or tab (what
+/// `HeaderValue::to_str` accepts), checked without a branch per byte.
+fn visible_text(bytes: &[u8]) -> Option<&str> {
+    let visible = bytes.iter().fold(true, |ok, &b| ok & ((b' '..=b'~').contains(&b) | (b == b'\t')));
+    if visible { std::str::from_utf8(bytes).ok() } else { None }
 }
 
 /// The first header of a field that is present in the request.

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use super::{
     Algorithm, Construction, Detail, Encoding, Field, KeyedMac, Outgoing, Reason, Rejection, Scheme, Sign,
     SignError, SignatureFormat, SignedContent, Tag, TimestampFormat, Tolerance, Verified, WebhookRequest,
-    envelope::{Envelope, first_header, first_present_values, is_signature_location},
+    envelope::{Envelope, Scanned, first_header, first_present_values, is_signature_location},
     fingerprint, header_value,
     signature::Candidates,
 };
@@ -284,36 +284,59 @@ impl HmacScheme {
             return Err(Rejection::new(Reason::SignatureMismatch));
         };
         let content = &self.envelope.content;
-        let values;
+        let mut ok = Choice::from(0);
+        let mut compared = 0;
+        let mut compare = |candidate: &Tag, tag: &Tag| {
+            ok |= tag.ct_eq(candidate);
+            compared += 1;
+        };
         let inputs;
         let tag;
         if self.raw_envelope {
             // Headers only: the MAC starts on the values as received; every check (the
-            // signature header's presence, the values' text, the timestamp window) runs
-            // after it, while the CPU finishes the hash, and refuses in the same order
-            // with the same reasons as the other path, whatever the MAC says.
-            let raw = self.envelope.read_raw(req);
+            // signature header's presence, the values' text, the timestamp window, the
+            // signatures' format) runs after it, while the CPU finishes the hash, and
+            // refuses in the same order with the same reasons as the other path,
+            // whatever the MAC says.
+            // Only a single header name is scanned for; a list (`Field::Any`) is looked up in
+            // its own order.
+            let signature_name = match &self.signature {
+                Field::Header(name) => Some(name),
+                _ => None,
+            };
+            let raw = self.envelope.read_raw(req, signature_name);
             // `check_raw` refuses a request whose signed values are missing, so the
             // stand-in tag is never compared.
             tag = match self.envelope.raw_values(&raw, req) {
                 Some(signed) => key.tag_of(&content.with(&signed)),
                 None => Tag::EMPTY,
             };
-            values = first_present_values(&self.signature, req)
-                .ok_or_else(|| Rejection::new(Reason::MissingSignature))?;
+            let signature = raw.signature;
+            let values = match signature {
+                Scanned::Absent => return Err(Rejection::new(Reason::MissingSignature)),
+                Scanned::One(_) => None,
+                Scanned::Several | Scanned::NotScanned => Some(
+                    first_present_values(&self.signature, req)
+                        .ok_or_else(|| Rejection::new(Reason::MissingSignature))?,
+                ),
+            };
             inputs = self.envelope.check_raw(raw, req, now)?;
+            match (signature, values) {
+                (Scanned::One(value), _) => {
+                    self.format.parse_each(self.encoding, std::iter::once(value), |c| compare(c, &tag))?
+                }
+                (_, Some(values)) => {
+                    self.format.parse_each(self.encoding, values.iter(), |c| compare(c, &tag))?
+                }
+                (_, None) => return Err(Rejection::new(Reason::MissingSignature)),
+            };
         } else {
-            values = first_present_values(&self.signature, req)
+            let values = first_present_values(&self.signature, req)
                 .ok_or_else(|| Rejection::new(Reason::MissingSignature))?;
             inputs = self.envelope.read(req, None, now)?;
             tag = key.tag_of(&content.with(&inputs.values()));
+            self.format.parse_each(self.encoding, values.iter(), |c| compare(c, &tag))?;
         }
-        let mut ok = Choice::from(0);
-        let mut compared = 0;
-        self.format.parse_each(self.encoding, values.iter(), |candidate| {
-            ok |= tag.ct_eq(candidate);
-            compared += 1;
-        })?;
         if !bool::from(ok) {
             return Err(Rejection::with_detail(
                 Reason::SignatureMismatch,
