@@ -171,7 +171,7 @@ impl Envelope {
         let headers = req.headers();
         if headers.keys_len() > SCAN_MAX {
             let get = |name: Option<&HeaderName>| name.and_then(|name| headers.get(name));
-            return Raw { timestamp: get(ts_name), id: get(id_name), signature: Scanned::NotScanned };
+            return Raw { timestamp: get(ts_name), id: get(id_name), signature: Scanned::Skipped };
         }
         // A request's few headers are compared by name in one pass: cheaper than hashing
         // each wanted name (a multiply per byte, in sequence), and the MAC waits for these.
@@ -179,7 +179,7 @@ impl Envelope {
         let mut raw = Raw {
             timestamp: None,
             id: None,
-            signature: if signature.is_some() { Scanned::Absent } else { Scanned::NotScanned },
+            signature: if signature.is_some() { Scanned::Absent } else { Scanned::Skipped },
         };
         for (name, value) in headers {
             if signature == Some(name) {
@@ -346,7 +346,7 @@ pub(crate) struct Raw<'a> {
 #[derive(Clone, Copy)]
 pub(crate) enum Scanned<'a> {
     /// Not looked for (a large map, or no single header name): look it up.
-    NotScanned,
+    Skipped,
     /// Not in the request.
     Absent,
     /// Exactly one value.

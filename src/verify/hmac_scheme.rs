@@ -315,7 +315,7 @@ impl HmacScheme {
             let values = match signature {
                 Scanned::Absent => return Err(Rejection::new(Reason::MissingSignature)),
                 Scanned::One(_) => None,
-                Scanned::Several | Scanned::NotScanned => Some(
+                Scanned::Several | Scanned::Skipped => Some(
                     first_present_values(&self.signature, req)
                         .ok_or_else(|| Rejection::new(Reason::MissingSignature))?,
                 ),
