@@ -412,3 +412,86 @@ pub(crate) fn first_header(field: &Field) -> Option<&HeaderName> {
 pub(crate) fn is_signature_location(field: &Field) -> bool {
     !(matches!(field, Field::Any(list) if list.is_empty()) || *field == Field::SignatureParam)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http::{HeaderName, HeaderValue};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn envelope() -> Envelope {
+        Envelope {
+            content: crate::providers::standard_webhooks::CONTENT,
+            timestamp: Some((
+                Field::Header(HeaderName::from_static("webhook-timestamp")),
+                TimestampFormat::UnixSeconds,
+            )),
+            tolerance: Tolerance::symmetric(Duration::from_secs(300)),
+            id: Some(Field::Header(HeaderName::from_static("webhook-id"))),
+            event: None,
+            url: None,
+        }
+    }
+
+    /// A header value from arbitrary bytes, or none when `http` refuses them.
+    fn value(bytes: &[u8]) -> Option<HeaderValue> {
+        HeaderValue::from_bytes(bytes).ok()
+    }
+
+    fn outcome(r: Result<Inputs<'_>, Rejection>) -> Result<(Vec<u8>, Option<i128>, Option<String>), Reason> {
+        r.map(|i| (i.values().timestamp.to_vec(), i.timestamp, i.id.map(Cow::into_owned)))
+            .map_err(|e| e.reason())
+    }
+
+    proptest! {
+        /// `read_raw` + `check_raw` (the MAC-first path) read and refuse exactly as `read`:
+        /// same values, same reasons, for small maps (scanned) and large ones (hashed),
+        /// repeated headers, and values that are missing, not text, or not numbers.
+        #[test]
+        fn raw_path_agrees_with_read(
+            ts in proptest::option::of(prop_oneof![
+                Just(b"1700000000".to_vec()),
+                Just(b"1699999000".to_vec()),
+                proptest::collection::vec(any::<u8>(), 0..24),
+            ]),
+            id in proptest::option::of(prop_oneof![
+                Just(b"msg_1".to_vec()),
+                proptest::collection::vec(any::<u8>(), 0..24),
+            ]),
+            second_ts in proptest::option::of(Just(b"1".to_vec())),
+            padding in 0_usize..24,
+        ) {
+            let env = envelope();
+            let mut req = http::Request::post("/").body(b"{}".to_vec()).unwrap();
+            for i in 0..padding {
+                req.headers_mut().insert(
+                    HeaderName::try_from(format!("x-pad-{i}")).unwrap(),
+                    HeaderValue::from_static("p"),
+                );
+            }
+            if let Some(v) = ts.as_deref().and_then(value) {
+                req.headers_mut().append("webhook-timestamp", v);
+            }
+            if let Some(v) = second_ts.as_deref().and_then(value) {
+                req.headers_mut().append("webhook-timestamp", v);
+            }
+            if let Some(v) = id.as_deref().and_then(value) {
+                req.headers_mut().append("webhook-id", v);
+            }
+            let view = WebhookRequest::from_request(&req);
+            let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+            let raw = env.read_raw(&view, None);
+            let signed = env.raw_values(&raw, &view).map(|v| (v.timestamp.to_vec(), v.id.to_vec()));
+            let fast = outcome(env.check_raw(raw, &view, now));
+            let slow = outcome(env.read(&view, None, now));
+            prop_assert_eq!(&fast, &slow);
+            // What the MAC was fed early is what the checks then accept.
+            if let Ok((ts_text, _, id)) = &fast {
+                prop_assert_eq!(signed, Some((ts_text.clone(), id.clone().unwrap_or_default().into_bytes())));
+            }
+        }
+    }
+}
