@@ -441,7 +441,10 @@ mod tests {
         HeaderValue::from_bytes(bytes).ok()
     }
 
-    fn outcome(r: Result<Inputs<'_>, Rejection>) -> Result<(Vec<u8>, Option<i128>, Option<String>), Reason> {
+    /// What a read found: the signed timestamp text, the timestamp, the id.
+    type Read = (Vec<u8>, Option<i128>, Option<String>);
+
+    fn outcome(r: Result<Inputs<'_>, Rejection>) -> Result<Read, Reason> {
         r.map(|i| (i.values().timestamp.to_vec(), i.timestamp, i.id.map(Cow::into_owned)))
             .map_err(|e| e.reason())
     }
