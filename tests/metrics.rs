@@ -22,6 +22,24 @@ fn signed(body: &'static [u8], id: &str) -> http::request::Parts {
     req.body(()).unwrap().into_parts().0
 }
 
+/// Every counter's total, named `name` or `name:reason` when it has a reason label.
+fn counters(snapshotter: &metrics_util::debugging::Snapshotter) -> HashMap<String, u64> {
+    let mut counters: HashMap<String, u64> = HashMap::new();
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        if let DebugValue::Counter(n) = value {
+            let labels: Vec<String> =
+                key.key().labels().filter(|l| l.key() == "reason").map(|l| l.value().to_owned()).collect();
+            let name = if labels.is_empty() {
+                key.key().name().to_owned()
+            } else {
+                format!("{}:{}", key.key().name(), labels.join(","))
+            };
+            *counters.entry(name).or_default() += n;
+        }
+    }
+    counters
+}
+
 #[test]
 fn counters_follow_the_pipeline() {
     let recorder = DebuggingRecorder::new();
@@ -64,19 +82,7 @@ fn counters_follow_the_pipeline() {
             worker.shutdown(Duration::from_secs(5)).await;
         });
     });
-    let mut counters: HashMap<String, u64> = HashMap::new();
-    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
-        if let DebugValue::Counter(n) = value {
-            let labels: Vec<String> =
-                key.key().labels().filter(|l| l.key() == "reason").map(|l| l.value().to_owned()).collect();
-            let name = if labels.is_empty() {
-                key.key().name().to_owned()
-            } else {
-                format!("{}:{}", key.key().name(), labels.join(","))
-            };
-            *counters.entry(name).or_default() += n;
-        }
-    }
+    let counters = counters(&snapshotter);
     let want = [
         ("hookguard_accepted_total", 1),
         ("hookguard_duplicates_total", 1),
@@ -122,4 +128,40 @@ fn dead_letters_are_counted() {
         .map(|(.., v)| if let DebugValue::Counter(n) = v { n } else { 0 })
         .sum();
     assert_eq!(dead, 1);
+}
+
+/// Middleware mode: a copy that finds another request's reservation is counted as
+/// rejected for `delivery-in-progress`; once the first is confirmed, a copy is a duplicate.
+#[test]
+fn reservations_in_progress_and_duplicates_are_counted() {
+    use hookguard::guard::Reserved;
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let guard = Guard::builder("github", github::scheme("s").unwrap()).build();
+            let body = Bytes::from_static(b"{}");
+            let Reserved::Fresh { reservation, .. } = guard.reserve(&signed(b"{}", "held"), &body).await
+            else {
+                panic!("the first copy is reserved");
+            };
+            let Reserved::Respond(busy) = guard.reserve(&signed(b"{}", "held"), &body).await else {
+                panic!("a copy while the first is handled is answered");
+            };
+            assert_eq!(busy.status(), 409);
+            reservation.finish(http::StatusCode::OK).await;
+            let Reserved::Respond(dup) = guard.reserve(&signed(b"{}", "held"), &body).await else {
+                panic!("a copy after the first succeeded is answered");
+            };
+            assert_eq!(dup.status(), 200);
+        });
+    });
+    let counters = counters(&snapshotter);
+    assert_eq!(
+        counters.get("hookguard_rejected_total:delivery-in-progress").copied(),
+        Some(1),
+        "{counters:?}"
+    );
+    assert_eq!(counters.get("hookguard_duplicates_total").copied(), Some(1), "{counters:?}");
 }
