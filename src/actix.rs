@@ -215,11 +215,8 @@ where
             // Dropped before the service answers: the reservation is cancelled.
             let res = service.call(req).await;
             match &res {
-                Ok(r) => {
-                    let status = http::StatusCode::from_u16(r.status().as_u16())
-                        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-                    reservation.finish(status).await;
-                }
+                Ok(r) if r.status().is_server_error() => reservation.cancel().await,
+                Ok(_) => reservation.confirm().await,
                 Err(_) => reservation.cancel().await,
             }
             res.map(ServiceResponse::map_into_left_body)

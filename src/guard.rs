@@ -476,11 +476,14 @@ impl Guard {
     /// phase, as the terminal pipeline does before its hand-off). Middleware that runs a
     /// handler before answering should call [`reserve`](Self::reserve) instead.
     pub async fn check(&self, parts: &Parts, body: &Bytes) -> Checked {
-        let checked = self.verify_and_mark(parts, body).await;
-        if let Checked::Duplicate(verified) = &checked {
-            self.duplicate(verified.id());
+        match self.verify_and_mark(parts, body).await {
+            Ok((verified, replay_key, true)) => Checked::Fresh { verified, replay_key },
+            Ok((verified, _, false)) => {
+                self.duplicate(verified.id());
+                Checked::Duplicate(verified)
+            }
+            Err(res) => Checked::Respond(res),
         }
-        checked
     }
 
     /// Counts and logs a duplicate.
@@ -491,22 +494,26 @@ impl Guard {
 
     /// [`check`](Self::check) without counting a duplicate (the caller decides whether it
     /// is one).
-    async fn verify_and_mark(&self, parts: &Parts, body: &Bytes) -> Checked {
+    ///
+    /// Answers the verified delivery, its replay key, and whether this request set the
+    /// mark (`false`: it was set already).
+    async fn verify_and_mark(
+        &self,
+        parts: &Parts,
+        body: &Bytes,
+    ) -> Result<(Verified<'static>, String, bool), Response<Vec<u8>>> {
         let i = &self.inner;
-        let Passed { verified, key, ttl } = match self.verify(parts, body).await {
-            Ok(passed) => passed,
-            Err(res) => return Checked::Respond(res),
-        };
+        let Passed { verified, key, ttl } = self.verify(parts, body).await?;
         if let Some(replay) = &i.replay {
             match replay.mark(key.as_bytes(), ttl).await {
                 Ok(Mark::New) => {}
                 // `mark` counts a live reservation as seen; the terminal pipeline pushes a
                 // seen delivery anyway and lets its inbox decide.
-                Ok(Mark::Seen | Mark::Pending) => return Checked::Duplicate(verified),
-                Err(e) => return Checked::Respond(self.replay_unavailable(&e)),
+                Ok(Mark::Seen | Mark::Pending) => return Ok((verified, key, false)),
+                Err(e) => return Err(self.replay_unavailable(&e)),
             }
         }
-        Checked::Fresh { verified, replay_key: key }
+        Ok((verified, key, true))
     }
 
     /// Middleware mode's check: verifies, answers handshakes, and **reserves** the replay
@@ -657,16 +664,15 @@ impl Guard {
             return self.body_problem(known::BODY_TOO_LARGE);
         }
         let (verified, key) = match self.verify_and_mark(parts, &body).await {
-            Checked::Fresh { verified, replay_key } => (verified, replay_key),
-            Checked::Duplicate(verified) if self.inner.inbox.is_some() => {
-                let key = replay_key(&self.inner.endpoint, &verified);
+            Ok((verified, key, true)) => (verified, key),
+            Ok((verified, key, false)) if self.inner.inbox.is_some() => {
                 return self.push(parts, body, verified, &key, false).await;
             }
-            Checked::Duplicate(verified) => {
+            Ok((verified, _, false)) => {
                 self.duplicate(verified.id());
                 return plain(StatusCode::OK, "duplicate");
             }
-            Checked::Respond(res) => return res,
+            Err(res) => return res,
         };
         // Abandoned mid-push (the sender hung up): the mark goes, so its retry gets through.
         let armed = ReleaseOnDrop::new(self, key);

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use hmac::digest::Update;
 
-use super::mac::{MacState, Message};
+use super::mac::Message;
 
 /// One piece of the signed content.
 ///
@@ -96,15 +96,6 @@ impl SignedContent {
     #[must_use]
     pub fn uses_url(&self) -> bool {
         self.0.iter().any(|p| matches!(p, Piece::Url | Piece::UrlDecoding(_)))
-    }
-
-    pub(crate) fn feed(&self, mac: &mut MacState, values: &Values<'_>) {
-        for piece in self.0.iter() {
-            match piece {
-                Piece::UrlDecoding(set) => decode_url(values.url.as_bytes(), set, |b| mac.update(b)),
-                other => mac.update(other.bytes(values)),
-            }
-        }
     }
 
     /// This content with the values of one request: a [`Message`] to MAC.

@@ -10,7 +10,9 @@ use time::OffsetDateTime;
 
 use super::{
     Detail, Field, Outgoing, Piece, Reason, Rejection, SignError, SignatureFormat, SignedContent,
-    TimestampFormat, Tolerance, Verified, WebhookRequest, content::Values, request::Event,
+    TimestampFormat, Tolerance, Verified, WebhookRequest,
+    content::Values,
+    request::{Event, visible_text},
     scheme::header_value,
 };
 use crate::error::ConfigError;
@@ -114,11 +116,7 @@ impl Envelope {
             let text = field
                 .text(req, signature_param)?
                 .ok_or_else(|| Rejection::with_detail(Reason::MissingTimestamp, field.detail()))?;
-            let at = format
-                .parse_nanos(text.as_bytes())
-                .ok_or_else(|| Rejection::with_detail(Reason::MalformedTimestamp, field.detail()))?;
-            self.tolerance.check_nanos(at, now.unix_timestamp_nanos()).map_err(Rejection::skew)?;
-            timestamp = Some(at);
+            timestamp = Some(self.checked_timestamp(field, *format, text.as_bytes(), now)?);
             ts_text = match text {
                 Cow::Borrowed(text) => Cow::Borrowed(text.as_bytes()),
                 Cow::Owned(text) => Cow::Owned(text.into_bytes()),
@@ -145,6 +143,28 @@ impl Envelope {
         };
 
         Ok(Inputs { ts_text, timestamp, id, url, body: req.body(), method: req.method().as_str() })
+    }
+
+    /// Parses a timestamp and checks it against the tolerance. Parsed before any text
+    /// check: what parses is visible ASCII; what does not is a malformed header when it is
+    /// not text (as [`Field::text`] would say), else a malformed timestamp.
+    fn checked_timestamp(
+        &self,
+        field: &Field,
+        format: TimestampFormat,
+        bytes: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<i128, Rejection> {
+        let Some(at) = format.parse_nanos(bytes) else {
+            let reason = if visible_text(bytes).is_some() {
+                Reason::MalformedTimestamp
+            } else {
+                Reason::MalformedHeader
+            };
+            return Err(Rejection::with_detail(reason, field.detail()));
+        };
+        self.tolerance.check_nanos(at, now.unix_timestamp_nanos()).map_err(Rejection::skew)?;
+        Ok(at)
     }
 
     /// Whether the timestamp and the id (where there are) are plain headers and the URL
@@ -228,22 +248,11 @@ impl Envelope {
                 .timestamp
                 .ok_or_else(|| Rejection::with_detail(Reason::MissingTimestamp, field.detail()))?
                 .as_bytes();
-            // Parsed first: what parses is visible ASCII. What does not is a malformed
-            // header when it is not text, as `read` says, else a malformed timestamp.
-            let Some(at) = format.parse_nanos(bytes) else {
-                let reason = if visible_text(bytes).is_some() {
-                    Reason::MalformedTimestamp
-                } else {
-                    Reason::MalformedHeader
-                };
-                return Err(Rejection::with_detail(reason, field.detail()));
-            };
-            self.tolerance.check_nanos(at, now.unix_timestamp_nanos()).map_err(Rejection::skew)?;
-            timestamp = Some(at);
+            timestamp = Some(self.checked_timestamp(field, *format, bytes, now)?);
             ts_text = Cow::Borrowed(bytes);
         }
         let id = match &self.id {
-            Some(field) => header_text(field, raw.id)?.map(Cow::Borrowed),
+            Some(field) => field.header_text(raw.id)?.map(Cow::Borrowed),
             None => None,
         };
         if self.content.signs_id() && id.is_none() {
@@ -353,24 +362,6 @@ pub(crate) enum Scanned<'a> {
     One(&'a HeaderValue),
     /// Several values: read them all with `get_all`.
     Several,
-}
-
-/// A header value as text, as [`Field::text`] reads it: `MalformedHeader` when it is not
-/// visible ASCII.
-fn header_text<'a>(field: &Field, value: Option<&'a HeaderValue>) -> Result<Option<&'a str>, Rejection> {
-    match value {
-        None => Ok(None),
-        Some(value) => visible_text(value.as_bytes())
-            .map(Some)
-            .ok_or_else(|| Rejection::with_detail(Reason::MalformedHeader, field.detail())),
-    }
-}
-
-/// The bytes as text when they are visible ASCII, space or tab (what
-/// `HeaderValue::to_str` accepts), checked without a branch per byte.
-fn visible_text(bytes: &[u8]) -> Option<&str> {
-    let visible = bytes.iter().fold(true, |ok, &b| ok & ((b' '..=b'~').contains(&b) | (b == b'\t')));
-    if visible { std::str::from_utf8(bytes).ok() } else { None }
 }
 
 /// The first header of a field that is present in the request.

@@ -404,9 +404,7 @@ impl Sign for HmacScheme {
         let sig_header =
             self.signature_header().ok_or(SignError::Unsupported("the signature travels in the body"))?;
         let prepared = self.envelope.prepare(msg)?;
-        let mut state = key.start();
-        self.envelope.content.feed(&mut state, &prepared.values());
-        let tag = state.finish();
+        let tag = key.tag_of(&self.envelope.content.with(&prepared.values()));
         let in_header = self.envelope.timestamp_in_signature(self.format);
         let value = self.format.render(
             self.encoding,

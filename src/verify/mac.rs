@@ -283,9 +283,9 @@ impl KeyedMac {
     /// algorithm per message instead of one per piece, and the keyed state is cloned
     /// where it is used, not moved through an enum of every algorithm's size.
     #[inline]
-    pub(crate) fn tag_of(&self, message: &impl Message) -> Tag {
+    pub(crate) fn tag_of(&self, message: &(impl Message + ?Sized)) -> Tag {
         #[inline(always)]
-        fn run<S: Clone + Update + FixedOutput>(keyed: &S, message: &impl Message) -> Tag {
+        fn run<S: Clone + Update + FixedOutput>(keyed: &S, message: &(impl Message + ?Sized)) -> Tag {
             let mut state = keyed.clone();
             message.feed(&mut state);
             Tag::from_slice(&state.finalize_fixed()).unwrap_or(Tag::EMPTY)
@@ -309,9 +309,7 @@ impl KeyedMac {
     /// ```
     #[must_use]
     pub fn mac(&self, message: &[u8]) -> Tag {
-        let mut state = self.start();
-        state.update(message);
-        state.finish()
+        self.tag_of(message)
     }
 }
 
@@ -337,6 +335,13 @@ impl fmt::Debug for KeyedMac {
 pub(crate) trait Message {
     /// Feeds every piece, in order.
     fn feed(&self, state: &mut impl Update);
+}
+
+/// One contiguous message.
+impl Message for [u8] {
+    fn feed(&self, state: &mut impl Update) {
+        state.update(self);
+    }
 }
 
 /// One MAC computation in progress; see [`KeyedMac::start`].
