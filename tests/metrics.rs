@@ -22,8 +22,15 @@ fn signed(body: &'static [u8], id: &str) -> http::request::Parts {
     req.body(()).unwrap().into_parts().0
 }
 
-/// Every counter's total, named `name` or `name:reason` when it has a reason label.
-fn counters(snapshotter: &metrics_util::debugging::Snapshotter) -> HashMap<String, u64> {
+/// Runs `run` on a current-thread runtime with a recorder of its own, and answers every
+/// counter's total, named `name` or `name:reason` when it has a reason label.
+fn counted<F: std::future::Future<Output = ()>>(run: impl FnOnce() -> F) -> HashMap<String, u64> {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(run());
+    });
     let mut counters: HashMap<String, u64> = HashMap::new();
     for (key, _, _, value) in snapshotter.snapshot().into_vec() {
         if let DebugValue::Counter(n) = value {
@@ -42,47 +49,41 @@ fn counters(snapshotter: &metrics_util::debugging::Snapshotter) -> HashMap<Strin
 
 #[test]
 fn counters_follow_the_pipeline() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    metrics::with_local_recorder(&recorder, || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
-            let inbox = MemoryInbox::new();
-            let guard = Guard::builder("github", github::scheme("s").unwrap()).inbox(inbox.clone()).build();
-            assert_eq!(guard.accept(&signed(b"{}", "a"), Bytes::from_static(b"{}")).await.status(), 202);
-            assert_eq!(guard.accept(&signed(b"{}", "a"), Bytes::from_static(b"{}")).await.status(), 200);
-            let forged = http::Request::post("/").body(()).unwrap().into_parts().0;
-            assert_eq!(guard.accept(&forged, Bytes::from_static(b"{}")).await.status(), 401);
+    let counters = counted(|| async {
+        let inbox = MemoryInbox::new();
+        let guard = Guard::builder("github", github::scheme("s").unwrap()).inbox(inbox.clone()).build();
+        assert_eq!(guard.accept(&signed(b"{}", "a"), Bytes::from_static(b"{}")).await.status(), 202);
+        assert_eq!(guard.accept(&signed(b"{}", "a"), Bytes::from_static(b"{}")).await.status(), 200);
+        let forged = http::Request::post("/").body(()).unwrap().into_parts().0;
+        assert_eq!(guard.accept(&forged, Bytes::from_static(b"{}")).await.status(), 401);
 
-            // One failure, then success: one retry, one processed.
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-            let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-            let worker = Worker::new(inbox.clone(), move |_hook: Webhook| {
-                let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let tx = tx.clone();
-                async move {
-                    let _ = tx.send(n);
-                    if n == 0 { Err("first attempt fails") } else { Ok(()) }
-                }
-            })
-            .backoff(Backoff::new(Duration::ZERO, Duration::ZERO).without_jitter())
-            .idle_poll(Duration::from_millis(5))
-            .spawn();
-            for _ in 0..2 {
-                tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
+        // One failure, then success: one retry, one processed.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let worker = Worker::new(inbox.clone(), move |_hook: Webhook| {
+            let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(n);
+                if n == 0 { Err("first attempt fails") } else { Ok(()) }
             }
-            // Wait until the ack landed.
-            tokio::time::timeout(Duration::from_secs(10), async {
-                while inbox.depth().await.unwrap() > 0 {
-                    tokio::task::yield_now().await;
-                }
-            })
-            .await
-            .unwrap();
-            worker.shutdown(Duration::from_secs(5)).await;
-        });
+        })
+        .backoff(Backoff::new(Duration::ZERO, Duration::ZERO).without_jitter())
+        .idle_poll(Duration::from_millis(5))
+        .spawn();
+        for _ in 0..2 {
+            tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
+        }
+        // Wait until the ack landed.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while inbox.depth().await.unwrap() > 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .unwrap();
+        worker.shutdown(Duration::from_secs(5)).await;
     });
-    let counters = counters(&snapshotter);
     let want = [
         ("hookguard_accepted_total", 1),
         ("hookguard_duplicates_total", 1),
@@ -97,37 +98,25 @@ fn counters_follow_the_pipeline() {
 
 #[test]
 fn dead_letters_are_counted() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    metrics::with_local_recorder(&recorder, || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
-            let inbox = MemoryInbox::new();
-            let guard = Guard::builder("github", github::scheme("s").unwrap()).inbox(inbox.clone()).build();
-            assert_eq!(guard.accept(&signed(b"{}", "x"), Bytes::from_static(b"{}")).await.status(), 202);
-            let worker = Worker::new(inbox.clone(), |_hook: Webhook| async { Err::<(), _>("always fails") })
-                .max_attempts(2)
-                .backoff(Backoff::new(Duration::ZERO, Duration::ZERO).without_jitter())
-                .idle_poll(Duration::from_millis(5))
-                .spawn();
-            tokio::time::timeout(Duration::from_secs(10), async {
-                while inbox.dead_letters(1).await.unwrap().is_empty() {
-                    tokio::task::yield_now().await;
-                }
-            })
-            .await
-            .unwrap();
-            worker.shutdown(Duration::from_secs(5)).await;
-        });
+    let counters = counted(|| async {
+        let inbox = MemoryInbox::new();
+        let guard = Guard::builder("github", github::scheme("s").unwrap()).inbox(inbox.clone()).build();
+        assert_eq!(guard.accept(&signed(b"{}", "x"), Bytes::from_static(b"{}")).await.status(), 202);
+        let worker = Worker::new(inbox.clone(), |_hook: Webhook| async { Err::<(), _>("always fails") })
+            .max_attempts(2)
+            .backoff(Backoff::new(Duration::ZERO, Duration::ZERO).without_jitter())
+            .idle_poll(Duration::from_millis(5))
+            .spawn();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while inbox.dead_letters(1).await.unwrap().is_empty() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .unwrap();
+        worker.shutdown(Duration::from_secs(5)).await;
     });
-    let dead: u64 = snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter(|(k, ..)| k.key().name() == "hookguard_dead_lettered_total")
-        .map(|(.., v)| if let DebugValue::Counter(n) = v { n } else { 0 })
-        .sum();
-    assert_eq!(dead, 1);
+    assert_eq!(counters.get("hookguard_dead_lettered_total").copied(), Some(1), "{counters:?}");
 }
 
 /// Middleware mode: a copy that finds another request's reservation is counted as
@@ -135,29 +124,22 @@ fn dead_letters_are_counted() {
 #[test]
 fn reservations_in_progress_and_duplicates_are_counted() {
     use hookguard::guard::Reserved;
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    metrics::with_local_recorder(&recorder, || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
-            let guard = Guard::builder("github", github::scheme("s").unwrap()).build();
-            let body = Bytes::from_static(b"{}");
-            let Reserved::Fresh { reservation, .. } = guard.reserve(&signed(b"{}", "held"), &body).await
-            else {
-                panic!("the first copy is reserved");
-            };
-            let Reserved::Respond(busy) = guard.reserve(&signed(b"{}", "held"), &body).await else {
-                panic!("a copy while the first is handled is answered");
-            };
-            assert_eq!(busy.status(), 409);
-            reservation.finish(http::StatusCode::OK).await;
-            let Reserved::Respond(dup) = guard.reserve(&signed(b"{}", "held"), &body).await else {
-                panic!("a copy after the first succeeded is answered");
-            };
-            assert_eq!(dup.status(), 200);
-        });
+    let counters = counted(|| async {
+        let guard = Guard::builder("github", github::scheme("s").unwrap()).build();
+        let body = Bytes::from_static(b"{}");
+        let Reserved::Fresh { reservation, .. } = guard.reserve(&signed(b"{}", "held"), &body).await else {
+            panic!("the first copy is reserved");
+        };
+        let Reserved::Respond(busy) = guard.reserve(&signed(b"{}", "held"), &body).await else {
+            panic!("a copy while the first is handled is answered");
+        };
+        assert_eq!(busy.status(), 409);
+        reservation.finish(http::StatusCode::OK).await;
+        let Reserved::Respond(dup) = guard.reserve(&signed(b"{}", "held"), &body).await else {
+            panic!("a copy after the first succeeded is answered");
+        };
+        assert_eq!(dup.status(), 200);
     });
-    let counters = counters(&snapshotter);
     assert_eq!(
         counters.get("hookguard_rejected_total:delivery-in-progress").copied(),
         Some(1),

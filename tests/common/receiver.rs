@@ -17,10 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hookguard::{
-    providers::standard_webhooks,
-    verify::{HmacScheme, Outgoing, Sign as _},
-};
+use hookguard::{providers::standard_webhooks, verify::HmacScheme};
 
 /// The Standard Webhooks secret the receivers verify with.
 pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -100,13 +97,6 @@ fn service_url(var: &str) -> Option<String> {
     std::env::var(var).ok().filter(|url| !url.is_empty())
 }
 
-/// A name no other test run uses: a Redis prefix and a valid PostgreSQL schema name.
-pub fn unique(what: &str) -> String {
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-    format!("hg_test_{what}_{}_{:x}", std::process::id(), nanos % 0xffff_ffff)
-}
-
 /// The shared state of one test run's receivers: the backend, its namespace, and a
 /// directory for the SQLite file and the processed logs. Dropping it removes the Redis
 /// keys or the PostgreSQL schema (kill the receivers first).
@@ -139,7 +129,7 @@ impl Store {
             redis_url,
             postgres_url,
             redis_replay: backend == Backend::Redis,
-            namespace: unique(what),
+            namespace: super::unique(what),
             dir: tempfile::tempdir().expect("temporary directory"),
         })
     }
@@ -323,9 +313,7 @@ fn scheme() -> &'static HmacScheme {
 /// when the request failed (refused, reset, timed out).
 pub async fn send(client: &reqwest::Client, url: &str, id: &str) -> Option<u16> {
     let body = format!(r#"{{"type":"test.event","id":"{id}"}}"#);
-    let headers = scheme()
-        .sign(&Outgoing::new(body.as_bytes()).id(id).timestamp(time::OffsetDateTime::now_utc()))
-        .expect("sign");
+    let headers = super::sign(scheme(), body.as_bytes(), id, time::OffsetDateTime::now_utc());
     let mut req = client.post(format!("{url}/hooks/standard-webhooks")).body(body);
     for (name, value) in headers {
         req = req.header(name, value);

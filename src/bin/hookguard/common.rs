@@ -119,10 +119,8 @@ pub(crate) fn build_scheme(
             let window = tolerance.unwrap_or(Duration::from_secs(300));
             Ok(Box::new(scheme.with_tolerance(Tolerance::symmetric(window))))
         }
-        "twilio"
-            if tolerance.is_none()
-                && (!options.shared_keys.is_empty() || options.shared_key_name.is_some()) =>
-        {
+        // One path for Twilio, with or without shared keys (the HMAC-SHA256 variant).
+        "twilio" if tolerance.is_none() => {
             let (first, rest) = secrets.split_first().ok_or_else(|| explain(ConfigError::NoSecret))?;
             let mut scheme = providers::twilio::scheme(first).map_err(explain)?;
             for s in rest {
