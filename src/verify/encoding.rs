@@ -162,15 +162,12 @@ fn decode_base64(text: &[u8], out: &mut [u8; MAX_TAG_LEN]) -> Result<usize, ()> 
     // Every group is OR-ed into `seen`: one test at the end finds any invalid byte.
     let mut seen = 0_u32;
     let (quads, rest) = data.as_chunks::<4>();
-    // Each group is written as four bytes (the fourth is overwritten by the next group
-    // or lies past `len`); the buffer has room for the last one's spare byte because
-    // `len` ≤ 64 means at most 21 whole groups (63 bytes).
-    for (i, &[a, b, c, d]) in quads.iter().enumerate() {
+    let (groups, _) = out.as_chunks_mut::<3>();
+    for (&[a, b, c, d], dst) in quads.iter().zip(groups) {
         let n = t0[usize::from(a)] | t1[usize::from(b)] | t2[usize::from(c)] | t3[usize::from(d)];
         seen |= n;
-        if let Some(dst) = out.get_mut(i * 3..i * 3 + 4) {
-            dst.copy_from_slice(&(n << 8).to_be_bytes());
-        }
+        let [_, x, y, z] = n.to_be_bytes();
+        *dst = [x, y, z];
     }
     // The leftover 2 or 3 characters; the unused low bits of the last must be zero.
     let unused = match *rest {
