@@ -51,12 +51,19 @@ fn json_body(size: usize) -> Vec<u8> {
     body
 }
 
-fn request(headers: Vec<(HeaderName, HeaderValue)>, body: &[u8]) -> http::Request<Vec<u8>> {
+/// The request's head. Every row reads the one body buffer (the views are built over
+/// it): a copy per request would sit at another address, and the hash's speed depends on
+/// the body's alignment by up to ±3 % at 1 KiB, which would compare alignments, not code.
+fn request(headers: Vec<(HeaderName, HeaderValue)>) -> http::Request<()> {
     let mut req = http::Request::post("/hooks");
     for (name, value) in headers {
         req = req.header(name, value);
     }
-    req.body(body.to_vec()).expect("valid request")
+    req.body(()).expect("valid request")
+}
+
+fn view_of<'a>(req: &'a http::Request<()>, body: &'a [u8]) -> WebhookRequest<'a> {
+    WebhookRequest::new(req.method(), req.uri(), req.headers(), body)
 }
 
 /// Standard Webhooks minus the event-type lookup in the JSON body: isolates what that
@@ -134,11 +141,12 @@ fn standard(c: &mut Criterion) {
     for &(size, label) in SIZES {
         let body = json_body(size);
         let headers = scheme.sign(&Outgoing::new(&body).id(ID).timestamp(now)).expect("signs");
-        let req = request(headers, &body);
-        let view = WebhookRequest::from_request(&req);
+        let req = request(headers);
+        let view = view_of(&req, &body);
         // The same delivery as it arrives over HTTP, with the usual headers around the
         // signed ones (hookguard looks through a small header map instead of hashing).
-        let mut busy = req.clone();
+        let mut busy = request(Vec::new());
+        *busy.headers_mut() = req.headers().clone();
         for (name, value) in [
             ("host", "hooks.example.com"),
             ("user-agent", "Svix-Webhooks/1.21.0"),
@@ -150,7 +158,7 @@ fn standard(c: &mut Criterion) {
         ] {
             busy.headers_mut().insert(name, HeaderValue::from_static(value));
         }
-        let busy_view = WebhookRequest::from_request(&busy);
+        let busy_view = view_of(&busy, &body);
         let sig_text = req.headers()["webhook-signature"].to_str().expect("ascii");
         let expected = base64::engine::general_purpose::STANDARD
             .decode(sig_text.strip_prefix("v1,").expect("v1 entry"))
@@ -215,10 +223,10 @@ fn others(c: &mut Criterion) {
     let body = json_body(1024);
     let stripe = stripe::scheme("whsec_test_secret").expect("valid secret");
     let github = github::scheme("It's a Secret to Everybody").expect("valid secret");
-    let stripe_req = request(stripe.sign(&Outgoing::new(&body).timestamp(now)).expect("signs"), &body);
-    let github_req = request(github.sign(&Outgoing::new(&body)).expect("signs"), &body);
-    let stripe_view = WebhookRequest::from_request(&stripe_req);
-    let github_view = WebhookRequest::from_request(&github_req);
+    let stripe_req = request(stripe.sign(&Outgoing::new(&body).timestamp(now)).expect("signs"));
+    let github_req = request(github.sign(&Outgoing::new(&body)).expect("signs"));
+    let stripe_view = view_of(&stripe_req, &body);
+    let github_view = view_of(&github_req, &body);
     assert!(stripe.verify(&stripe_view, now).is_ok());
     assert!(github.verify(&github_view, now).is_ok());
 

@@ -12,7 +12,7 @@ use super::{
     Detail, Field, Outgoing, Piece, Reason, Rejection, SignError, SignatureFormat, SignedContent,
     TimestampFormat, Tolerance, Verified, WebhookRequest,
     content::Values,
-    request::{Event, visible_text},
+    request::{Event, is_visible},
     scheme::header_value,
 };
 use crate::error::ConfigError;
@@ -156,11 +156,7 @@ impl Envelope {
         now: OffsetDateTime,
     ) -> Result<i128, Rejection> {
         let Some(at) = format.parse_nanos(bytes) else {
-            let reason = if visible_text(bytes).is_some() {
-                Reason::MalformedTimestamp
-            } else {
-                Reason::MalformedHeader
-            };
+            let reason = if is_visible(bytes) { Reason::MalformedTimestamp } else { Reason::MalformedHeader };
             return Err(Rejection::with_detail(reason, field.detail()));
         };
         self.tolerance.check_nanos(at, now.unix_timestamp_nanos()).map_err(Rejection::skew)?;

@@ -152,26 +152,8 @@ impl SignatureFormat {
         mut decode: impl FnMut(&[u8]) -> bool,
     ) -> Result<Option<&'a [u8]>, Rejection> {
         let mut timestamp = None;
-        let mut seen = 0_usize;
-        let mut decoded = 0_usize;
-        let mut malformed = 0_usize;
+        let mut entries = Entries { seen: 0, decoded: 0, malformed: 0 };
         let mut any_value = false;
-        // Bounded work: decoding stops at MAX_SIGNATURES + 1 entries.
-        let mut push = |text: &[u8], decoded: &mut usize, malformed: &mut usize| -> Result<(), Rejection> {
-            seen += 1;
-            if seen > MAX_SIGNATURES {
-                return Err(Rejection::with_detail(
-                    Reason::TooManySignatures,
-                    Detail::Limit { max: MAX_SIGNATURES },
-                ));
-            }
-            if decode(text) {
-                *decoded += 1;
-            } else {
-                *malformed += 1;
-            }
-            Ok(())
-        };
         for value in values {
             let bytes = value.as_bytes();
             if bytes.len() > MAX_SIGNATURE_HEADER_LEN {
@@ -187,8 +169,8 @@ impl SignatureFormat {
             any_value = true;
             match self {
                 Self::Plain { prefix } => match bytes.strip_prefix(prefix.as_bytes()) {
-                    Some(sig) => push(sig.trim_ascii(), &mut decoded, &mut malformed)?,
-                    None => malformed += 1,
+                    Some(sig) => entries.push(sig.trim_ascii(), &mut decode)?,
+                    None => entries.malformed += 1,
                 },
                 Self::Pairs { separator, signature_key, timestamp_key } => {
                     for item in bytes.split(|b| *b == separator) {
@@ -197,25 +179,34 @@ impl SignatureFormat {
                         };
                         let (key, val) = (key.trim_ascii(), val.trim_ascii());
                         if key == signature_key.as_bytes() {
-                            push(val, &mut decoded, &mut malformed)?;
+                            entries.push(val, &mut decode)?;
                         } else if timestamp_key.is_some_and(|k| k.as_bytes() == key) && timestamp.is_none() {
                             timestamp = Some(val);
                         }
                     }
                 }
                 Self::Versioned { version } => {
+                    let entry = |entry: &'a [u8]| {
+                        entry.strip_prefix(version.as_bytes()).and_then(|e| e.strip_prefix(b","))
+                    };
+                    // Most values hold one entry. No signature has a space or tab in it
+                    // (hex and base64 have none), so a value that decodes whole as one
+                    // signature is that one entry: no scan for separators.
+                    if let Some(sig) = entry(bytes)
+                        && entries.push_if_decodes(sig, &mut decode)
+                    {
+                        continue;
+                    }
                     // A header value's only whitespace is space and tab (`HeaderValue`
                     // refuses the other ASCII whitespace), so entries end at either.
                     let mut rest = bytes;
                     loop {
-                        let (entry, next) = match memchr::memchr2(b' ', b'\t', rest) {
+                        let (this, next) = match memchr::memchr2(b' ', b'\t', rest) {
                             Some(i) => (&rest[..i], Some(&rest[i + 1..])),
                             None => (rest, None),
                         };
-                        if let Some(sig) =
-                            entry.strip_prefix(version.as_bytes()).and_then(|e| e.strip_prefix(b","))
-                        {
-                            push(sig, &mut decoded, &mut malformed)?;
+                        if let Some(sig) = entry(this) {
+                            entries.push(sig, &mut decode)?;
                         }
                         match next {
                             Some(next) => rest = next,
@@ -225,11 +216,11 @@ impl SignatureFormat {
                 }
             }
         }
-        if decoded > 0 {
+        if entries.decoded > 0 {
             Ok(timestamp)
         } else if !any_value {
             Err(Rejection::new(Reason::MissingSignature))
-        } else if malformed > 0 {
+        } else if entries.malformed > 0 {
             Err(Rejection::new(Reason::MalformedSignature))
         } else {
             Err(Rejection::with_detail(
@@ -249,6 +240,44 @@ impl SignatureFormat {
                 _ => format!("{signature_key}={sig}"),
             },
             Self::Versioned { version } => format!("{version},{sig}"),
+        }
+    }
+}
+
+/// The signature entries a header walk has met, decoded or not.
+struct Entries {
+    seen: usize,
+    decoded: usize,
+    malformed: usize,
+}
+
+impl Entries {
+    /// Decodes one more entry; bounded work: refuses the one after [`MAX_SIGNATURES`].
+    fn push(&mut self, text: &[u8], decode: &mut impl FnMut(&[u8]) -> bool) -> Result<(), Rejection> {
+        self.seen += 1;
+        if self.seen > MAX_SIGNATURES {
+            return Err(Rejection::with_detail(
+                Reason::TooManySignatures,
+                Detail::Limit { max: MAX_SIGNATURES },
+            ));
+        }
+        if decode(text) {
+            self.decoded += 1;
+        } else {
+            self.malformed += 1;
+        }
+        Ok(())
+    }
+
+    /// Counts `text` as an entry only if it is within the limit and decodes; otherwise
+    /// nothing is counted (the caller then walks it entry by entry).
+    fn push_if_decodes(&mut self, text: &[u8], decode: &mut impl FnMut(&[u8]) -> bool) -> bool {
+        if self.seen < MAX_SIGNATURES && decode(text) {
+            self.seen += 1;
+            self.decoded += 1;
+            true
+        } else {
+            false
         }
     }
 }
