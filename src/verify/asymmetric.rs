@@ -87,7 +87,13 @@ impl Layout {
             for signature in &signatures {
                 if check(key_index, &pieces, signature) {
                     let print = fingerprint(signature);
-                    return Ok(self.envelope.verified(self.provider.as_ref(), req, inputs, print, key_index));
+                    return Ok(self.envelope.verified(
+                        self.provider.as_ref(),
+                        req,
+                        inputs.proved(),
+                        print,
+                        key_index,
+                    ));
                 }
             }
         }

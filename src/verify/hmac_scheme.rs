@@ -10,7 +10,7 @@ use super::{
     Algorithm, Construction, Detail, Encoding, Field, KeyedMac, Outgoing, Reason, Rejection, Scheme, Sign,
     SignError, SignatureFormat, SignedContent, Tag, TimestampFormat, Tolerance, Verified, WebhookRequest,
     envelope::{Envelope, Scanned, first_header, first_present_values, is_signature_location},
-    fingerprint, header_value,
+    header_value,
     signature::Candidates,
 };
 use crate::{error::ConfigError, secret::Secret};
@@ -290,7 +290,7 @@ impl HmacScheme {
             ok |= tag.ct_eq(candidate);
             compared += 1;
         };
-        let inputs;
+        let proved;
         let tag;
         if self.raw_envelope {
             // Headers only: the MAC starts on the values as received; every check (the
@@ -320,7 +320,7 @@ impl HmacScheme {
                         .ok_or_else(|| Rejection::new(Reason::MissingSignature))?,
                 ),
             };
-            inputs = self.envelope.check_raw(raw, req, now)?;
+            proved = self.envelope.check_raw(raw, now)?.proved();
             match (signature, values) {
                 (Scanned::One(value), _) => {
                     self.format.parse_each(self.encoding, std::iter::once(value), |c| compare(c, &tag))?
@@ -333,8 +333,9 @@ impl HmacScheme {
         } else {
             let values = first_present_values(&self.signature, req)
                 .ok_or_else(|| Rejection::new(Reason::MissingSignature))?;
-            inputs = self.envelope.read(req, None, now)?;
+            let inputs = self.envelope.read(req, None, now)?;
             tag = key.tag_of(&content.with(&inputs.values()));
+            proved = inputs.proved();
             self.format.parse_each(self.encoding, values.iter(), |c| compare(c, &tag))?;
         }
         if !bool::from(ok) {
@@ -343,7 +344,7 @@ impl HmacScheme {
                 Detail::Compared { signatures: compared, secrets: 1 },
             ));
         }
-        Ok(self.envelope.verified(self.provider.as_ref(), req, inputs, fingerprint(tag.as_bytes()), 0))
+        Ok(self.envelope.verified(self.provider.as_ref(), req, proved, tag.fingerprint(), 0))
     }
 }
 
@@ -386,13 +387,7 @@ impl Scheme for HmacScheme {
                 Detail::Compared { signatures: candidates.as_slice().len(), secrets: self.keys.len() },
             ));
         };
-        Ok(self.envelope.verified(
-            self.provider.as_ref(),
-            req,
-            inputs,
-            fingerprint(tag.as_bytes()),
-            key_index,
-        ))
+        Ok(self.envelope.verified(self.provider.as_ref(), req, inputs.proved(), tag.fingerprint(), key_index))
     }
 }
 

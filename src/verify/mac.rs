@@ -125,6 +125,17 @@ impl Tag {
         self.len = len.min(MAX_TAG_LEN) as u8;
     }
 
+    /// The tag as a 32-byte fingerprint ([`Verified`](super::Verified)'s dedup key when
+    /// the provider sends no id): zero-padded when shorter, hashed with SHA-256 when
+    /// longer. Built from the fixed-size buffer, without a copy of variable length.
+    pub(crate) fn fingerprint(&self) -> [u8; 32] {
+        let len = usize::from(self.len);
+        if len > 32 {
+            return super::request::fingerprint(self.as_bytes());
+        }
+        std::array::from_fn(|i| if i < len { self.bytes[i] } else { 0 })
+    }
+
     /// Constant-time equality over the bytes (lengths are public).
     pub(crate) fn ct_eq(&self, other: &Self) -> subtle::Choice {
         use subtle::ConstantTimeEq as _;
@@ -397,6 +408,15 @@ impl fmt::Debug for MacState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tags_fingerprint_is_the_general_fingerprint() {
+        let base: Vec<u8> = (1..=64).collect();
+        for len in [0, 1, 20, 31, 32, 33, 48, 64] {
+            let tag = Tag::from_slice(&base[..len]).unwrap();
+            assert_eq!(tag.fingerprint(), super::super::request::fingerprint(&base[..len]), "len {len}");
+        }
+    }
 
     #[test]
     fn tags_differing_in_any_byte_or_length_are_unequal() {
