@@ -251,6 +251,7 @@ impl Envelope {
 
     /// [`read`](Self::read)'s checks, in its order and with its reasons, on values
     /// [`read_raw`](Self::read_raw) looked up.
+    #[inline]
     pub(crate) fn check_raw<'a>(
         &'a self,
         raw: Raw<'a>,
@@ -277,6 +278,7 @@ impl Envelope {
 
     /// The result for a request whose signature held: values read from the body are
     /// only read now.
+    #[inline]
     pub(crate) fn verified<'a>(
         &'a self,
         provider: &'a str,

@@ -128,6 +128,7 @@ impl Tag {
     /// The tag as a 32-byte fingerprint ([`Verified`](super::Verified)'s dedup key when
     /// the provider sends no id): zero-padded when shorter, hashed with SHA-256 when
     /// longer. Built from the fixed-size buffer, without a copy of variable length.
+    #[inline]
     pub(crate) fn fingerprint(&self) -> [u8; 32] {
         let len = usize::from(self.len);
         if len > 32 {

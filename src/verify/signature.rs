@@ -104,6 +104,7 @@ impl SignatureFormat {
     /// Decodes every signature of the header's values in turn into one stack buffer and
     /// hands it to `each`; the same walk, limits and errors as [`parse`](Self::parse),
     /// without keeping the candidates (for a caller that already holds the MAC).
+    #[inline]
     pub(crate) fn parse_each<'a>(
         self,
         encoding: Encoding,
