@@ -46,10 +46,11 @@ pub struct MemoryInbox {
 /// count, not a copy.
 struct State {
     entries: HashMap<Arc<str>, Entry, RandomState>,
-    /// Due time, push order, key.
-    ready: BTreeSet<(OffsetDateTime, u64, Arc<str>)>,
-    /// Lease end, key.
-    leased: BTreeSet<(OffsetDateTime, Arc<str>)>,
+    /// Due time (nanoseconds since the epoch: integers order and add cheaply, unlike
+    /// dates), push order, key.
+    ready: BTreeSet<(i128, u64, Arc<str>)>,
+    /// Lease end (nanoseconds since the epoch), key.
+    leased: BTreeSet<(i128, Arc<str>)>,
     /// Dead keys, oldest first.
     dead: VecDeque<Arc<str>>,
     done: HashSet<Arc<str>, RandomState>,
@@ -67,7 +68,7 @@ struct Entry {
 #[derive(Debug)]
 enum Status {
     Ready,
-    Leased { until: OffsetDateTime, receipt: u64 },
+    Leased { until: i128, receipt: u64 },
     Dead { error: String, at: OffsetDateTime },
 }
 
@@ -126,7 +127,7 @@ impl MemoryInbox {
         if st.entries.len() >= self.capacity {
             return Err(InboxError::Full);
         }
-        let at = self.clock.now();
+        let at = self.clock.now().unix_timestamp_nanos();
         let seq = st.next_seq();
         st.ready.insert((at, seq, key.clone()));
         st.entries.insert(key, Entry { webhook, attempts: 0, status: Status::Ready });
@@ -136,7 +137,8 @@ impl MemoryInbox {
     }
 
     fn pull_now(&self, max: usize, lease: Duration) -> Result<Vec<Job>, InboxError> {
-        let now = self.clock.now();
+        let now = self.clock.now().unix_timestamp_nanos();
+        let lease = i128::try_from(lease.as_nanos()).unwrap_or(i128::MAX);
         let mut st = self.lock()?;
         // Leases that ran out: their workers are gone; the jobs are due again.
         while let Some((until, key)) = st.leased.first().cloned() {
@@ -158,7 +160,7 @@ impl MemoryInbox {
             }
             let Some((_, _, key)) = st.ready.pop_first() else { break };
             let receipt = st.next_seq();
-            let until = now + lease;
+            let until = now.saturating_add(lease);
             st.leased.insert((until, key.clone()));
             if let Some(entry) = st.entries.get_mut(&key) {
                 entry.attempts += 1;
@@ -207,7 +209,7 @@ impl MemoryInbox {
         Self::take_lease(&mut st, job)?;
         let key = Arc::clone(job.webhook().shared_key());
         let seq = st.next_seq();
-        st.ready.insert((not_before, seq, key.clone()));
+        st.ready.insert((not_before.unix_timestamp_nanos(), seq, key.clone()));
         if let Some(entry) = st.entries.get_mut(&key) {
             entry.status = Status::Ready;
             if uncount {
@@ -256,7 +258,7 @@ impl MemoryInbox {
             return Ok(false);
         };
         let Some(key) = st.dead.remove(pos) else { return Ok(false) };
-        let at = self.clock.now();
+        let at = self.clock.now().unix_timestamp_nanos();
         let seq = st.next_seq();
         st.ready.insert((at, seq, Arc::clone(&key)));
         if let Some(entry) = st.entries.get_mut(&key) {
