@@ -413,7 +413,7 @@ mod tests {
     #[test]
     fn a_tags_fingerprint_is_the_general_fingerprint() {
         let base: Vec<u8> = (1..=64).collect();
-        for len in [0, 1, 20, 31, 32, 33, 48, 64] {
+        for len in 0..=64 {
             let tag = Tag::from_slice(&base[..len]).unwrap();
             assert_eq!(tag.fingerprint(), super::super::request::fingerprint(&base[..len]), "len {len}");
         }
