@@ -13,6 +13,13 @@ use hookguard::{
 };
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
+/// A GitHub guard (secret `s`) keeping into a fresh memory inbox.
+fn github_guard() -> (MemoryInbox, Guard) {
+    let inbox = MemoryInbox::new();
+    let guard = Guard::builder("github", github::scheme("s").unwrap()).inbox(inbox.clone()).build();
+    (inbox, guard)
+}
+
 fn signed(body: &'static [u8], id: &str) -> http::request::Parts {
     let scheme = github::scheme("s").unwrap();
     let mut req = http::Request::post("/hooks/github").header("x-github-delivery", id);
@@ -50,8 +57,7 @@ fn counted<F: std::future::Future<Output = ()>>(run: impl FnOnce() -> F) -> Hash
 #[test]
 fn counters_follow_the_pipeline() {
     let counters = counted(|| async {
-        let inbox = MemoryInbox::new();
-        let guard = Guard::builder("github", github::scheme("s").unwrap()).inbox(inbox.clone()).build();
+        let (inbox, guard) = github_guard();
         assert_eq!(guard.accept(&signed(b"{}", "a"), Bytes::from_static(b"{}")).await.status(), 202);
         assert_eq!(guard.accept(&signed(b"{}", "a"), Bytes::from_static(b"{}")).await.status(), 200);
         let forged = http::Request::post("/").body(()).unwrap().into_parts().0;
@@ -99,8 +105,7 @@ fn counters_follow_the_pipeline() {
 #[test]
 fn dead_letters_are_counted() {
     let counters = counted(|| async {
-        let inbox = MemoryInbox::new();
-        let guard = Guard::builder("github", github::scheme("s").unwrap()).inbox(inbox.clone()).build();
+        let (inbox, guard) = github_guard();
         assert_eq!(guard.accept(&signed(b"{}", "x"), Bytes::from_static(b"{}")).await.status(), 202);
         let worker = Worker::new(inbox.clone(), |_hook: Webhook| async { Err::<(), _>("always fails") })
             .max_attempts(2)

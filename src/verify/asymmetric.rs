@@ -90,7 +90,7 @@ impl Layout {
                     return Ok(self.envelope.verified(
                         self.provider.as_ref(),
                         req,
-                        inputs.proved(),
+                        inputs.into_checked(),
                         print,
                         key_index,
                     ));

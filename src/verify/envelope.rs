@@ -40,25 +40,19 @@ pub(crate) struct Inputs<'a> {
     method: &'a str,
 }
 
-/// What [`Envelope::check_raw`] found: the timestamp (in nanoseconds) and the id,
-/// checked. Small, unlike [`Inputs`]: the MAC has already had the signed values.
+/// The checked timestamp (in nanoseconds) and id of a request: what
+/// [`Envelope::check_raw`] finds and what [`Envelope::verified`] takes. Small, unlike
+/// [`Inputs`]: the MAC has already had the signed values.
 #[derive(Debug)]
 pub(crate) struct Checked<'a> {
     pub(crate) timestamp: Option<i128>,
-    pub(crate) id: Option<&'a str>,
-}
-
-impl<'a> Checked<'a> {
-    /// What [`Envelope::verified`] takes: the id and the timestamp.
-    pub(crate) fn proved(self) -> (Option<Cow<'a, str>>, Option<i128>) {
-        (self.id.map(Cow::Borrowed), self.timestamp)
-    }
+    pub(crate) id: Option<Cow<'a, str>>,
 }
 
 impl<'a> Inputs<'a> {
-    /// What [`Envelope::verified`] takes: the id and the timestamp.
-    pub(crate) fn proved(self) -> (Option<Cow<'a, str>>, Option<i128>) {
-        (self.id, self.timestamp)
+    /// The checked timestamp and id, once the signed values are no longer needed.
+    pub(crate) fn into_checked(self) -> Checked<'a> {
+        Checked { timestamp: self.timestamp, id: self.id }
     }
 
     /// The values of the signed pieces.
@@ -269,7 +263,7 @@ impl Envelope {
             timestamp = Some(self.checked_timestamp(field, *format, bytes, now)?);
         }
         let id = match &self.id {
-            Some(field) => field.header_text(raw.id)?,
+            Some(field) => field.header_text(raw.id)?.map(Cow::Borrowed),
             None => None,
         };
         if self.content.signs_id() && id.is_none() {
@@ -286,7 +280,7 @@ impl Envelope {
         &'a self,
         provider: &'a str,
         req: &WebhookRequest<'a>,
-        (id, timestamp): (Option<Cow<'a, str>>, Option<i128>),
+        Checked { timestamp, id }: Checked<'a>,
         fingerprint: [u8; 32],
         key_index: usize,
     ) -> Verified<'a> {
@@ -477,7 +471,7 @@ mod tests {
     }
 
     fn checked_outcome(r: Result<Checked<'_>, Rejection>) -> Result<(Option<i128>, Option<String>), Reason> {
-        r.map(|c| (c.timestamp, c.id.map(str::to_owned))).map_err(|e| e.reason())
+        r.map(|c| (c.timestamp, c.id.map(Cow::into_owned))).map_err(|e| e.reason())
     }
 
     proptest! {

@@ -290,7 +290,7 @@ impl HmacScheme {
             ok |= tag.ct_eq(candidate);
             compared += 1;
         };
-        let proved;
+        let checked;
         let tag;
         if self.raw_envelope {
             // Headers only: the MAC starts on the values as received; every check (the
@@ -311,31 +311,27 @@ impl HmacScheme {
                 Some(signed) => key.tag_of(&content.with(&signed)),
                 None => Tag::EMPTY,
             };
-            let signature = raw.signature;
-            let values = match signature {
+            // The scan's one value, or every value of the first signature header present.
+            let (one, all) = match raw.signature {
                 Scanned::Absent => return Err(Rejection::new(Reason::MissingSignature)),
-                Scanned::One(_) => None,
-                Scanned::Several | Scanned::Skipped => Some(
-                    first_present_values(&self.signature, req)
-                        .ok_or_else(|| Rejection::new(Reason::MissingSignature))?,
+                Scanned::One(value) => (Some(value), None),
+                Scanned::Several | Scanned::Skipped => (
+                    None,
+                    Some(
+                        first_present_values(&self.signature, req)
+                            .ok_or_else(|| Rejection::new(Reason::MissingSignature))?,
+                    ),
                 ),
             };
-            proved = self.envelope.check_raw(raw, now)?.proved();
-            match (signature, values) {
-                (Scanned::One(value), _) => {
-                    self.format.parse_each(self.encoding, std::iter::once(value), |c| compare(c, &tag))?
-                }
-                (_, Some(values)) => {
-                    self.format.parse_each(self.encoding, values.iter(), |c| compare(c, &tag))?
-                }
-                (_, None) => return Err(Rejection::new(Reason::MissingSignature)),
-            };
+            checked = self.envelope.check_raw(raw, now)?;
+            let values = one.into_iter().chain(all.iter().flat_map(|all| all.iter()));
+            self.format.parse_each(self.encoding, values, |c| compare(c, &tag))?;
         } else {
             let values = first_present_values(&self.signature, req)
                 .ok_or_else(|| Rejection::new(Reason::MissingSignature))?;
             let inputs = self.envelope.read(req, None, now)?;
             tag = key.tag_of(&content.with(&inputs.values()));
-            proved = inputs.proved();
+            checked = inputs.into_checked();
             self.format.parse_each(self.encoding, values.iter(), |c| compare(c, &tag))?;
         }
         if !bool::from(ok) {
@@ -344,7 +340,7 @@ impl HmacScheme {
                 Detail::Compared { signatures: compared, secrets: 1 },
             ));
         }
-        Ok(self.envelope.verified(self.provider.as_ref(), req, proved, tag.fingerprint(), 0))
+        Ok(self.envelope.verified(self.provider.as_ref(), req, checked, tag.fingerprint(), 0))
     }
 }
 
@@ -387,7 +383,13 @@ impl Scheme for HmacScheme {
                 Detail::Compared { signatures: candidates.as_slice().len(), secrets: self.keys.len() },
             ));
         };
-        Ok(self.envelope.verified(self.provider.as_ref(), req, inputs.proved(), tag.fingerprint(), key_index))
+        Ok(self.envelope.verified(
+            self.provider.as_ref(),
+            req,
+            inputs.into_checked(),
+            tag.fingerprint(),
+            key_index,
+        ))
     }
 }
 
