@@ -25,11 +25,26 @@ use time::OffsetDateTime;
 pub trait Clock: fmt::Debug + Send + Sync + 'static {
     /// The current time.
     fn now(&self) -> OffsetDateTime;
+
+    /// The current time in nanoseconds since the Unix epoch: what in-process stores
+    /// compare and add, without building a date. The default converts [`now`](Self::now);
+    /// the clocks of this crate answer it directly.
+    ///
+    /// ```
+    /// use hookguard::clock::{Clock, ManualClock};
+    /// assert_eq!(ManualClock::at_unix(2).unix_nanos(), 2_000_000_000);
+    /// ```
+    fn unix_nanos(&self) -> i128 {
+        self.now().unix_timestamp_nanos()
+    }
 }
 
 impl<C: Clock + ?Sized> Clock for Arc<C> {
     fn now(&self) -> OffsetDateTime {
         (**self).now()
+    }
+    fn unix_nanos(&self) -> i128 {
+        (**self).unix_nanos()
     }
 }
 
@@ -45,6 +60,12 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> OffsetDateTime {
         OffsetDateTime::now_utc()
+    }
+    fn unix_nanos(&self) -> i128 {
+        match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            Ok(since) => i128::try_from(since.as_nanos()).unwrap_or(i128::MAX),
+            Err(before) => -i128::try_from(before.duration().as_nanos()).unwrap_or(i128::MAX),
+        }
     }
 }
 
@@ -87,8 +108,10 @@ impl ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> OffsetDateTime {
-        let nanos = i128::from(self.0.load(Ordering::SeqCst));
-        OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        OffsetDateTime::from_unix_timestamp_nanos(self.unix_nanos()).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+    fn unix_nanos(&self) -> i128 {
+        i128::from(self.0.load(Ordering::SeqCst))
     }
 }
 

@@ -8,7 +8,6 @@ use std::{
 };
 
 use foldhash::fast::RandomState;
-use time::OffsetDateTime;
 
 use super::{BoxFuture, Mark, ReplayStore, StoreError};
 use crate::clock::{Clock, SystemClock};
@@ -48,20 +47,73 @@ struct Shards {
 /// One key's mark: when it expires, and whose reservation it is while pending.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    expires: OffsetDateTime,
+    /// Nanoseconds since the Unix epoch (integers compare and add cheaply, unlike dates).
+    expires: i128,
     /// `Some(token)`: a reservation by that holder ([`ReplayStore::reserve`]); `None`: a
     /// confirmed mark.
     holder: Option<u64>,
 }
 
+/// A mark's key, kept in the map's slot itself when it is short (an endpoint and a
+/// delivery id usually are): no allocation per mark, and nothing of it outside the table.
+#[derive(Debug)]
+enum StoredKey {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Heap(Box<[u8]>),
+}
+
+/// The longest key kept in place (the slot stays 48 bytes).
+const INLINE: usize = 46;
+
+impl StoredKey {
+    fn new(key: &[u8]) -> Self {
+        match u8::try_from(key.len()) {
+            Ok(len) if key.len() <= INLINE => {
+                let mut bytes = [0; INLINE];
+                bytes[..key.len()].copy_from_slice(key);
+                Self::Inline { len, bytes }
+            }
+            _ => Self::Heap(key.into()),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Self::Heap(bytes) => bytes,
+        }
+    }
+}
+
+// Hashes, compares and borrows as the key's bytes, so maps look marks up by `&[u8]`.
+impl std::hash::Hash for StoredKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+impl PartialEq for StoredKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for StoredKey {}
+
+impl std::borrow::Borrow<[u8]> for StoredKey {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
 /// One shard: the marks and a lower bound of their expiry times.
 #[derive(Debug, Default)]
 struct Shard {
-    marks: HashMap<Box<[u8]>, Entry, RandomState>,
+    marks: HashMap<StoredKey, Entry, RandomState>,
     /// No mark expires before this (a lower bound, exact after a sweep). A full shard
     /// whose bound lies in the future has nothing to sweep: it refuses at once instead of
     /// scanning every mark on every request while it stays full.
-    earliest: Option<OffsetDateTime>,
+    earliest: Option<i128>,
 }
 
 impl Default for MemoryReplayStore {
@@ -126,8 +178,8 @@ impl MemoryReplayStore {
     }
 
     /// Sets a mark (`holder: None`) or a reservation unless a live entry is there.
-    fn mark_now(&self, key: &[u8], ttl: Duration, holder: Option<u64>) -> Result<Mark, StoreError> {
-        let now = self.clock.now();
+    fn set(&self, key: &[u8], ttl: Duration, holder: Option<u64>) -> Result<Mark, StoreError> {
+        let now = self.clock.unix_nanos();
         let mut shard = self.lock(key)?;
         let entry = Entry { expires: deadline(now, ttl), holder };
         // One lookup for the common cases: seen and live, or seen and expired (renewed; the
@@ -147,7 +199,7 @@ impl MemoryReplayStore {
     }
 
     fn confirm_now(&self, key: &[u8], ttl: Duration) -> Result<(), StoreError> {
-        let now = self.clock.now();
+        let now = self.clock.unix_nanos();
         let mut shard = self.lock(key)?;
         let entry = Entry { expires: deadline(now, ttl), holder: None };
         if let Some(at) = shard.marks.get_mut(key) {
@@ -175,7 +227,7 @@ impl Shard {
         &mut self,
         key: &[u8],
         entry: Entry,
-        now: OffsetDateTime,
+        now: i128,
         per_shard: usize,
     ) -> Result<(), StoreError> {
         if self.marks.len() >= per_shard {
@@ -188,28 +240,25 @@ impl Shard {
                 return Err(StoreError::Full);
             }
         }
-        self.marks.insert(key.into(), entry);
+        self.marks.insert(StoredKey::new(key), entry);
         self.lower_bound(entry.expires);
         Ok(())
     }
 
     /// Keeps [`earliest`](Self::earliest) a lower bound after an entry got `expires`.
-    fn lower_bound(&mut self, expires: OffsetDateTime) {
+    fn lower_bound(&mut self, expires: i128) {
         self.earliest = Some(self.earliest.map_or(expires, |earliest| earliest.min(expires)));
     }
 }
 
-/// `now + ttl`, saturating far in the future instead of overflowing.
-fn deadline(now: OffsetDateTime, ttl: Duration) -> OffsetDateTime {
-    time::Duration::try_from(ttl)
-        .ok()
-        .and_then(|ttl| now.checked_add(ttl))
-        .unwrap_or(time::PrimitiveDateTime::MAX.assume_utc())
+/// `now + ttl` in nanoseconds, saturating far in the future instead of overflowing.
+fn deadline(now: i128, ttl: Duration) -> i128 {
+    now.saturating_add(i128::try_from(ttl.as_nanos()).unwrap_or(i128::MAX))
 }
 
 impl ReplayStore for MemoryReplayStore {
     fn mark<'a>(&'a self, key: &'a [u8], ttl: Duration) -> BoxFuture<'a, Result<Mark, StoreError>> {
-        Box::pin(std::future::ready(self.mark_now(key, ttl, None)))
+        Box::pin(std::future::ready(self.set(key, ttl, None)))
     }
 
     fn reserve<'a>(
@@ -218,7 +267,7 @@ impl ReplayStore for MemoryReplayStore {
         token: u64,
         lease: Duration,
     ) -> BoxFuture<'a, Result<Mark, StoreError>> {
-        Box::pin(std::future::ready(self.mark_now(key, lease, Some(token))))
+        Box::pin(std::future::ready(self.set(key, lease, Some(token))))
     }
 
     fn confirm<'a>(&'a self, key: &'a [u8], ttl: Duration) -> BoxFuture<'a, Result<(), StoreError>> {
@@ -235,6 +284,10 @@ impl ReplayStore for MemoryReplayStore {
         });
         Box::pin(std::future::ready(result))
     }
+
+    fn mark_now(&self, key: &[u8], ttl: Duration) -> Option<Result<Mark, StoreError>> {
+        Some(self.set(key, ttl, None))
+    }
 }
 
 #[cfg(test)]
@@ -243,7 +296,7 @@ mod tests {
     use crate::clock::ManualClock;
 
     fn mark(store: &MemoryReplayStore, key: &str, ttl_secs: u64) -> Result<Mark, StoreError> {
-        store.mark_now(key.as_bytes(), Duration::from_secs(ttl_secs), None)
+        store.set(key.as_bytes(), Duration::from_secs(ttl_secs), None)
     }
 
     #[test]
@@ -294,7 +347,7 @@ mod tests {
     fn reservations_take_room_until_their_lease_runs_out() {
         let clock = ManualClock::at_unix(1_000);
         let store = MemoryReplayStore::new().capacity(16).clock(clock.clone());
-        assert_eq!(store.mark_now(b"a", Duration::from_secs(10), Some(1)).unwrap(), Mark::New);
+        assert_eq!(store.set(b"a", Duration::from_secs(10), Some(1)).unwrap(), Mark::New);
         let other = same_shard(&store, b"a");
         assert!(matches!(mark(&store, &other, 100), Err(StoreError::Full)));
         clock.advance(Duration::from_secs(11));
@@ -306,7 +359,7 @@ mod tests {
     fn a_confirmation_shorter_than_the_lease_makes_room_when_it_expires() {
         let clock = ManualClock::at_unix(1_000);
         let store = MemoryReplayStore::new().capacity(16).clock(clock.clone());
-        assert_eq!(store.mark_now(b"a", Duration::from_secs(100), Some(1)).unwrap(), Mark::New);
+        assert_eq!(store.set(b"a", Duration::from_secs(100), Some(1)).unwrap(), Mark::New);
         store.confirm_now(b"a", Duration::from_secs(5)).unwrap();
         let other = same_shard(&store, b"a");
         assert!(matches!(mark(&store, &other, 100), Err(StoreError::Full)));
@@ -319,10 +372,24 @@ mod tests {
     }
 
     #[test]
+    fn short_and_long_keys_are_marked_alike() {
+        let store = MemoryReplayStore::new().clock(ManualClock::at_unix(1_000));
+        for len in [0, 1, INLINE - 1, INLINE, INLINE + 1, 300] {
+            let key = vec![b'k'; len];
+            assert_eq!(store.set(&key, Duration::from_secs(10), None).unwrap(), Mark::New, "{len}");
+            assert_eq!(store.set(&key, Duration::from_secs(10), None).unwrap(), Mark::Seen, "{len}");
+            assert!(StoredKey::new(&key).as_bytes() == key.as_slice(), "{len}");
+        }
+        // A key and its prefix are different keys, in place or not.
+        assert_eq!(store.set(&[b'k'; INLINE + 2], Duration::from_secs(10), None).unwrap(), Mark::New);
+        assert_eq!(std::mem::size_of::<StoredKey>(), 48);
+    }
+
+    #[test]
     fn a_huge_time_to_live_saturates_instead_of_overflowing() {
         let store = MemoryReplayStore::new().clock(ManualClock::at_unix(1_000));
-        assert_eq!(store.mark_now(b"a", Duration::MAX, None).unwrap(), Mark::New);
+        assert_eq!(store.set(b"a", Duration::MAX, None).unwrap(), Mark::New);
         store.confirm_now(b"b", Duration::MAX).unwrap();
-        assert_eq!(store.mark_now(b"b", Duration::from_secs(1), Some(2)).unwrap(), Mark::Seen);
+        assert_eq!(store.set(b"b", Duration::from_secs(1), Some(2)).unwrap(), Mark::Seen);
     }
 }

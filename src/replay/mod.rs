@@ -209,6 +209,22 @@ pub trait ReplayStore: fmt::Debug + Send + Sync + 'static {
 
     /// Removes `key`, confirmed or reserved (after a failed hand-off).
     fn unmark<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// [`mark`](Self::mark) answered at once, for a store that needs no I/O (an
+    /// in-process one), or `None` (the default) to say "call `mark`". The guard tries this
+    /// first, which spares such a store a boxed future per delivery; a store that answers
+    /// it must answer exactly as `mark` would.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard::replay::{MemoryReplayStore, Mark, ReplayStore};
+    /// let store = MemoryReplayStore::new();
+    /// assert_eq!(store.mark_now(b"k", Duration::from_secs(60)).unwrap().unwrap(), Mark::New);
+    /// assert_eq!(store.mark_now(b"k", Duration::from_secs(60)).unwrap().unwrap(), Mark::Seen);
+    /// ```
+    fn mark_now(&self, _key: &[u8], _ttl: Duration) -> Option<Result<Mark, StoreError>> {
+        None
+    }
 }
 
 impl<T: ReplayStore + ?Sized> ReplayStore for std::sync::Arc<T> {
@@ -231,5 +247,8 @@ impl<T: ReplayStore + ?Sized> ReplayStore for std::sync::Arc<T> {
     }
     fn unmark<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<(), StoreError>> {
         (**self).unmark(key)
+    }
+    fn mark_now(&self, key: &[u8], ttl: Duration) -> Option<Result<Mark, StoreError>> {
+        (**self).mark_now(key, ttl)
     }
 }
