@@ -56,7 +56,7 @@ use bytes::Bytes;
 use http::request::Parts;
 
 use crate::{
-    guard::{Guard, Reserved, VerificationFailed},
+    guard::{Guard, Head, Reserved, VerificationFailed},
     problem::{Problem, known},
     verify::Verified,
 };
@@ -101,7 +101,7 @@ async fn accept(guard: &Guard, req: &HttpRequest, payload: dev::Payload) -> Http
         return respond(problem.into_response());
     }
     match read(guard, payload).await {
-        Ok(bytes) => respond(guard.accept(&parts, bytes).await),
+        Ok(bytes) => respond(guard.go_on(guard.begin(Head::Owned(parts), bytes)).await),
         Err(problem) => respond(guard.body_problem(problem)),
     }
 }

@@ -33,7 +33,10 @@ use http::{HeaderMap, Response, StatusCode, header, request::Parts};
 use crate::{
     Secret,
     clock::{Clock, SystemClock},
-    inbox::{Inbox, InboxError, Pushed, Webhook, replay_key},
+    inbox::{
+        Inbox, InboxError, Pushed, Webhook,
+        Labels, SharedKey,
+    },
     problem::{Problem, known},
     replay::{BoxFuture, Mark, MemoryReplayStore, ReplayStore},
     verify::{Reason, Scheme, Verified, WebhookRequest},
@@ -59,10 +62,6 @@ pub const DEFAULT_UNTIMED_REPLAY_TTL: Duration = Duration::from_secs(72 * 3600);
 /// assert_eq!(hookguard::guard::DEFAULT_PENDING_LEASE.as_secs(), 60);
 /// ```
 pub const DEFAULT_PENDING_LEASE: Duration = Duration::from_secs(60);
-
-/// Headers never kept with a webhook: credentials and shared tokens.
-const DROPPED_HEADERS: &[&str] =
-    &["authorization", "proxy-authorization", "cookie", "x-gitlab-token", "x-hook-secret"];
 
 /// A provider handshake: requests that are answered instead of being handed off.
 ///
@@ -334,6 +333,8 @@ struct Inner {
     accepted_key: metrics::Key,
     duplicates_key: metrics::Key,
     source: Arc<dyn SchemeSource>,
+    /// The scheme when it is fixed: no lookup (and no boxed future) per request.
+    fixed: Option<Arc<dyn Scheme>>,
     replay: Option<Arc<dyn ReplayStore>>,
     replay_ttl: Option<Duration>,
     inbox: Option<Arc<dyn Inbox>>,
@@ -373,7 +374,10 @@ impl Guard {
     /// Starts a guard for the endpoint `name` with a fixed scheme. Defaults: an in-memory
     /// replay store, no inbox (middleware mode), 1 MiB body limit, 10 s read timeout.
     pub fn builder(name: impl Into<String>, scheme: impl Scheme + 'static) -> GuardBuilder {
-        Self::builder_with_source(name, FixedScheme(Arc::new(scheme)))
+        let scheme: Arc<dyn Scheme> = Arc::new(scheme);
+        let mut builder = Self::builder_with_source(name, FixedScheme(Arc::clone(&scheme)));
+        builder.inner.fixed = Some(scheme);
+        builder
     }
 
     /// Starts a guard whose scheme is looked up per request.
@@ -386,6 +390,7 @@ impl Guard {
                 duplicates_key: counter_key("hookguard_duplicates_total", &endpoint),
                 endpoint,
                 source: Arc::new(source),
+                fixed: None,
                 replay: None,
                 replay_ttl: None,
                 inbox: None,
@@ -476,9 +481,13 @@ impl Guard {
     /// phase, as the terminal pipeline does before its hand-off). Middleware that runs a
     /// handler before answering should call [`reserve`](Self::reserve) instead.
     pub async fn check(&self, parts: &Parts, body: &Bytes) -> Checked {
-        match self.verify_and_mark(parts, body).await {
-            Ok((verified, replay_key, true)) => Checked::Fresh { verified, replay_key },
-            Ok((verified, _, false)) => {
+        let (passed, verified) = match self.verify(parts, body, owned).await {
+            Ok(passed) => passed,
+            Err(res) => return Checked::Respond(res),
+        };
+        match self.mark(passed.labels.key(), passed.ttl).await {
+            Ok(true) => Checked::Fresh { verified, replay_key: passed.labels.key().to_owned() },
+            Ok(false) => {
                 self.duplicate(verified.id());
                 Checked::Duplicate(verified)
             }
@@ -492,28 +501,21 @@ impl Guard {
         tracing::info!(endpoint = %self.inner.endpoint, id, "duplicate webhook");
     }
 
-    /// [`check`](Self::check) without counting a duplicate (the caller decides whether it
-    /// is one).
-    ///
-    /// Answers the verified delivery, its replay key, and whether this request set the
-    /// mark (`false`: it was set already).
-    async fn verify_and_mark(
-        &self,
-        parts: &Parts,
-        body: &Bytes,
-    ) -> Result<(Verified<'static>, String, bool), Response<Vec<u8>>> {
-        let i = &self.inner;
-        let Passed { verified, key, ttl } = self.verify(parts, body).await?;
-        if let Some(replay) = &i.replay {
-            match replay.mark(key.as_bytes(), ttl).await {
-                Ok(Mark::New) => {}
-                // `mark` counts a live reservation as seen; the terminal pipeline pushes a
-                // seen delivery anyway and lets its inbox decide.
-                Ok(Mark::Seen | Mark::Pending) => return Ok((verified, key, false)),
-                Err(e) => return Err(self.replay_unavailable(&e)),
-            }
+    /// Sets the (confirmed) replay mark under `key`: `true` when this request set it,
+    /// `false` when it was set already.
+    async fn mark(&self, key: &str, ttl: Duration) -> Result<bool, Response<Vec<u8>>> {
+        let Some(replay) = &self.inner.replay else { return Ok(true) };
+        let marked = match replay.mark_now(key.as_bytes(), ttl) {
+            Some(marked) => marked,
+            None => replay.mark(key.as_bytes(), ttl).await,
+        };
+        match marked {
+            Ok(Mark::New) => Ok(true),
+            // `mark` counts a live reservation as seen; the terminal pipeline pushes a
+            // seen delivery anyway and lets its inbox decide.
+            Ok(Mark::Seen | Mark::Pending) => Ok(false),
+            Err(e) => Err(self.replay_unavailable(&e)),
         }
-        Ok((verified, key, true))
     }
 
     /// Middleware mode's check: verifies, answers handshakes, and **reserves** the replay
@@ -533,10 +535,11 @@ impl Guard {
     /// See [`Reservation`] for an example.
     pub async fn reserve(&self, parts: &Parts, body: &Bytes) -> Reserved {
         let i = &self.inner;
-        let Passed { verified, key, ttl } = match self.verify(parts, body).await {
+        let (Passed { labels, ttl, .. }, verified) = match self.verify(parts, body, owned).await {
             Ok(passed) => passed,
             Err(res) => return Reserved::Respond(res),
         };
+        let key = labels.key().to_owned();
         let token = fastrand::u64(..);
         if let Some(replay) = &i.replay {
             match replay.reserve(key.as_bytes(), token, i.pending_lease).await {
@@ -567,45 +570,98 @@ impl Guard {
         known::REPLAY_UNAVAILABLE.retry_after(self.inner.retry_after).into_response()
     }
 
-    /// Handshakes, the scheme, verification: the verified delivery with its replay key
-    /// and the time to live of its mark, or the answer.
-    async fn verify(&self, parts: &Parts, body: &Bytes) -> Result<Passed, Response<Vec<u8>>> {
+    /// What the scheme for this request is, as far as it is known without waiting: the
+    /// handshakes that come before verification answer here, and a fixed scheme is ready.
+    fn scheme_now(&self, parts: &Parts, body: &[u8]) -> SchemeNow {
         let i = &self.inner;
         if let Some(handshake) = &i.handshake {
             match handshake.before(parts, body) {
                 None => {}
-                Some(HandshakeReply::Respond(res)) => return Err(res),
-                Some(HandshakeReply::AdoptSecret(secret, res)) => {
-                    return match i.source.adopt_secret(parts, secret).await {
-                        Ok(()) => Err(res),
-                        Err(SourceError::Refused) => {
-                            tracing::warn!(endpoint = %i.endpoint, "handshake tried to replace a secret");
-                            Err(known::HANDSHAKE_REFUSED.into_response())
-                        }
-                        Err(SourceError::Unknown) => Err(known::UNKNOWN_TENANT.into_response()),
-                        Err(e) => {
-                            tracing::warn!(endpoint = %i.endpoint, error = %e, "could not keep handshake secret");
-                            Err(known::SECRETS_UNAVAILABLE.retry_after(i.retry_after).into_response())
-                        }
-                    };
-                }
+                Some(HandshakeReply::Respond(res)) => return SchemeNow::Answer(res),
+                Some(HandshakeReply::AdoptSecret(secret, res)) => return SchemeNow::Adopt(secret, res),
             }
         }
-        let scheme = match i.source.scheme(parts).await {
-            Ok(scheme) => scheme,
-            Err(SourceError::Unknown) => return Err(known::UNKNOWN_TENANT.into_response()),
-            Err(e) => {
-                tracing::warn!(endpoint = %i.endpoint, error = %e, "secret source failed");
-                return Err(known::SECRETS_UNAVAILABLE.retry_after(i.retry_after).into_response());
+        match &i.fixed {
+            Some(fixed) => SchemeNow::Ready(Arc::clone(fixed)),
+            None => SchemeNow::LookUp,
+        }
+    }
+
+    /// The scheme for this request, after the handshakes that come before verification.
+    async fn scheme(&self, parts: &Parts, body: &[u8]) -> Result<Arc<dyn Scheme>, Response<Vec<u8>>> {
+        self.scheme_from(self.scheme_now(parts, body), parts).await
+    }
+
+    /// Finishes what [`scheme_now`](Self::scheme_now) started: keeps a handed-over
+    /// secret, or looks the scheme up.
+    async fn scheme_from(&self, now: SchemeNow, parts: &Parts) -> Result<Arc<dyn Scheme>, Response<Vec<u8>>> {
+        let i = &self.inner;
+        match now {
+            SchemeNow::Ready(scheme) => Ok(scheme),
+            SchemeNow::Answer(res) => Err(res),
+            // Rare (a provider handing over its secret): boxed, so that the common
+            // path's future stays small.
+            SchemeNow::Adopt(secret, res) => Err(Box::pin(self.adopt_secret(parts, secret, res)).await),
+            SchemeNow::LookUp => match i.source.scheme(parts).await {
+                Ok(scheme) => Ok(scheme),
+                Err(SourceError::Unknown) => Err(known::UNKNOWN_TENANT.into_response()),
+                Err(e) => {
+                    tracing::warn!(endpoint = %i.endpoint, error = %e, "secret source failed");
+                    Err(known::SECRETS_UNAVAILABLE.retry_after(i.retry_after).into_response())
+                }
+            },
+        }
+    }
+
+    /// Keeps the secret a handshake handed over, then answers with the handshake's `res`.
+    async fn adopt_secret(&self, parts: &Parts, secret: Secret, res: Response<Vec<u8>>) -> Response<Vec<u8>> {
+        let i = &self.inner;
+        match i.source.adopt_secret(parts, secret).await {
+            Ok(()) => res,
+            Err(SourceError::Refused) => {
+                tracing::warn!(endpoint = %i.endpoint, "handshake tried to replace a secret");
+                known::HANDSHAKE_REFUSED.into_response()
             }
-        };
+            Err(SourceError::Unknown) => known::UNKNOWN_TENANT.into_response(),
+            Err(e) => {
+                tracing::warn!(endpoint = %i.endpoint, error = %e, "could not keep handshake secret");
+                known::SECRETS_UNAVAILABLE.retry_after(i.retry_after).into_response()
+            }
+        }
+    }
+
+    /// Handshakes, the scheme, verification: what verification passed on, and what `keep`
+    /// takes from the verified value (which borrows the request and the scheme); or the
+    /// answer.
+    async fn verify<T>(
+        &self,
+        parts: &Parts,
+        body: &[u8],
+        keep: impl FnOnce(&Verified<'_>) -> T,
+    ) -> Result<(Passed, T), Response<Vec<u8>>> {
+        let scheme = self.scheme(parts, body).await?;
+        self.verified(&*scheme, parts, body, keep)
+    }
+
+    /// Verification with `scheme`, and the handshakes that answer verified requests.
+    fn verified<T>(
+        &self,
+        scheme: &dyn Scheme,
+        parts: &Parts,
+        body: &[u8],
+        keep: impl FnOnce(&Verified<'_>) -> T,
+    ) -> Result<(Passed, T), Response<Vec<u8>>> {
+        let i = &self.inner;
         let url = self.public_url(parts);
         let mut view = WebhookRequest::from_parts(parts, body);
         if let Some(url) = &url {
             view = view.with_url(url);
         }
-        let verified = match scheme.verify(&view, i.clock.now()) {
-            Ok(v) => v.into_owned(),
+        // One clock read: the verification time is also the receipt time.
+        let now = i.clock.unix_nanos();
+        let at = time::OffsetDateTime::from_unix_timestamp_nanos(now).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let verified = match scheme.verify(&view, at) {
+            Ok(v) => v,
             Err(rejection) => {
                 let reason = rejection.reason();
                 self.count_rejected(reason.code());
@@ -621,10 +677,16 @@ impl Guard {
         {
             return Err(res);
         }
-        let key = replay_key(&i.endpoint, &verified);
         let ttl =
             i.replay_ttl.or_else(|| scheme.tolerance().replay_window()).unwrap_or(DEFAULT_UNTIMED_REPLAY_TTL);
-        Ok(Passed { verified, key, ttl })
+        let passed = Passed {
+            labels: Labels::of(&i.endpoint, &verified),
+            event_in_body: verified.event_if_known().err(),
+            timestamp: verified.timestamp_nanos(),
+            received_at: now,
+            ttl,
+        };
+        Ok((passed, keep(&verified)))
     }
 
     /// Removes a reservation if it is still the holder's.
@@ -660,25 +722,92 @@ impl Guard {
         if let Err(problem) = self.precheck(parts) {
             return problem.into_response();
         }
+        self.go_on(self.begin(Head::Borrowed(parts), body)).await
+    }
+
+    /// The terminal pipeline up to the replay mark, without waiting, for a request whose
+    /// head passed [`precheck`](Self::precheck) (the adapters check it before they read
+    /// the body): the body limit, handshakes, the scheme when it is fixed, verification,
+    /// the kept webhook (an owned head's headers move into it instead of being copied).
+    /// [`go_on`](Self::go_on) does the rest.
+    ///
+    /// Split so that the adapters' request futures hold no request head while they wait,
+    /// and a fixed scheme's deliveries wait only for the mark and the push.
+    pub(crate) fn begin<'a>(&self, head: Head<'a>, body: Bytes) -> Begun<'a> {
         if body.len() > self.inner.body_limit {
-            return self.body_problem(known::BODY_TOO_LARGE);
+            return Begun::Answer(Box::new(self.body_problem(known::BODY_TOO_LARGE)));
         }
-        let (verified, key) = match self.verify_and_mark(parts, &body).await {
-            Ok((verified, key, true)) => (verified, key),
-            Ok((verified, key, false)) if self.inner.inbox.is_some() => {
-                return self.push(parts, body, verified, &key, false).await;
+        let scheme = match self.scheme_now(head.parts(), &body) {
+            SchemeNow::Ready(scheme) => scheme,
+            SchemeNow::Answer(res) => return Begun::Answer(Box::new(res)),
+            now => return Begun::Waits(Box::new(Waits { head, body, now })),
+        };
+        match self.verified(&*scheme, head.parts(), &body, |_| ()) {
+            Ok((passed, ())) => {
+                let ttl = passed.ttl;
+                Begun::Kept(self.keep(head.into_headers(), body, passed), ttl)
             }
-            Ok((verified, _, false)) => {
-                self.duplicate(verified.id());
+            Err(res) => Begun::Answer(Box::new(res)),
+        }
+    }
+
+    /// What is left after [`begin`](Self::begin): the mark and the push, after waiting
+    /// for the scheme when `begin` could not.
+    pub(crate) async fn go_on(&self, begun: Begun<'_>) -> Response<Vec<u8>> {
+        match begun {
+            Begun::Answer(res) => *res,
+            Begun::Kept(webhook, ttl) => self.finish(webhook, ttl).await,
+            // Boxed: the common path's future stays small.
+            Begun::Waits(waits) => Box::pin(self.accept_later(*waits)).await,
+        }
+    }
+
+    /// [`begin`](Self::begin)'s work for a request whose scheme has to be waited for.
+    async fn accept_later(&self, Waits { head, body, now }: Waits<'_>) -> Response<Vec<u8>> {
+        let scheme = match self.scheme_from(now, head.parts()).await {
+            Ok(scheme) => scheme,
+            Err(res) => return res,
+        };
+        match self.verified(&*scheme, head.parts(), &body, |_| ()) {
+            Ok((passed, ())) => {
+                let ttl = passed.ttl;
+                let webhook = self.keep(head.into_headers(), body, passed);
+                self.finish(webhook, ttl).await
+            }
+            Err(res) => res,
+        }
+    }
+
+    /// The terminal pipeline from the replay mark on: mark, push, answer.
+    pub(crate) async fn finish(&self, webhook: Webhook, ttl: Duration) -> Response<Vec<u8>> {
+        match self.mark(webhook.key(), ttl).await {
+            Ok(true) => {}
+            Ok(false) if self.inner.inbox.is_some() => return self.push(webhook, false).await,
+            Ok(false) => {
+                self.duplicate(webhook.id());
                 return plain(StatusCode::OK, "duplicate");
             }
             Err(res) => return res,
-        };
+        }
         // Abandoned mid-push (the sender hung up): the mark goes, so its retry gets through.
-        let armed = ReleaseOnDrop::new(self, key);
-        let res = self.push(parts, body, verified, armed.key(), true).await;
+        let armed = ReleaseOnDrop::new(self, webhook.shared_key());
+        let res = self.push(webhook, true).await;
         armed.disarm();
         res
+    }
+
+    /// The kept form of a verified request.
+    fn keep(&self, headers: HeaderMap, body: Bytes, passed: Passed) -> Webhook {
+        let endpoint = Arc::clone(&self.inner.endpoint);
+        Webhook::kept(
+            passed.labels,
+            passed.event_in_body,
+            endpoint,
+            passed.timestamp,
+            headers,
+            body,
+            passed.received_at,
+        )
     }
 
     /// Pushes a verified delivery into the inbox and answers. `key` is the replay key
@@ -691,58 +820,52 @@ impl Guard {
         verified: &Verified<'_>,
         key: &str,
     ) -> Response<Vec<u8>> {
-        self.push(parts, body, verified.clone().into_owned(), key, true).await
+        let passed = Passed {
+            labels: Labels::with_key(key, verified),
+            event_in_body: None,
+            timestamp: verified.timestamp_nanos(),
+            received_at: self.inner.clock.unix_nanos(),
+            ttl: Duration::ZERO,
+        };
+        let webhook = self.keep(parts.headers.clone(), body, passed);
+        self.push(webhook, true).await
     }
 
-    /// Pushes and answers. `own_mark`: this request set the replay mark under `key` (it is
-    /// removed again when nothing was kept); otherwise the mark was set already by another
-    /// request, and this one leaves it alone.
-    async fn push(
-        &self,
-        parts: &Parts,
-        body: Bytes,
-        verified: Verified<'static>,
-        key: &str,
-        own_mark: bool,
-    ) -> Response<Vec<u8>> {
+    /// Pushes and answers. `own_mark`: this request set the replay mark under the
+    /// webhook's key (it is removed again when nothing was kept); otherwise the mark was
+    /// set already by another request, and this one leaves it alone.
+    async fn push(&self, webhook: Webhook, own_mark: bool) -> Response<Vec<u8>> {
         let i = &self.inner;
         let Some(inbox) = &i.inbox else {
             if own_mark {
-                self.release(key).await;
+                self.release(webhook.key()).await;
             }
             return known::INBOX_FULL
                 .detail("no inbox configured")
                 .retry_after(i.retry_after)
                 .into_response();
         };
-        let webhook = Webhook::keyed(
-            key,
-            Arc::clone(&i.endpoint),
-            verified,
-            kept_headers(&parts.headers),
-            body,
-            i.clock.now(),
-        );
-        // What the log lines name, copied only when they are written: a second handle on
-        // the webhook would make the inbox's in-place compaction copy it whole.
-        let logged = tracing::enabled!(tracing::Level::INFO)
-            .then(|| (webhook.id().map(str::to_owned), webhook.event().map(str::to_owned)));
-        let (id, event) =
-            logged.as_ref().map_or((None, None), |(id, event)| (id.as_deref(), event.as_deref()));
-        match inbox.push(webhook).await {
+        let pushed = match inbox.push_now(&webhook) {
+            Some(pushed) => pushed,
+            // A second handle (a reference count) for the log lines and the clean-up.
+            None => inbox.push(webhook.clone()).await,
+        };
+        // The event type may still be in the body: read only for a log line that is written.
+        let id = webhook.id();
+        match pushed {
             Ok(Pushed::Accepted) => {
                 Self::count(&self.inner.accepted_key);
                 if own_mark {
-                    tracing::info!(endpoint = %i.endpoint, id, event, "webhook accepted");
+                    tracing::info!(endpoint = %i.endpoint, id, event = webhook.event(), "webhook accepted");
                 } else {
                     tracing::info!(
                         endpoint = %i.endpoint,
                         id,
-                        event,
+                        event = webhook.event(),
                         "webhook accepted, though its replay mark was set: the request that set it did not keep it (its receiver died, or its hand-off is still running)"
                     );
                 }
-                plain(i.accepted_status, "accepted")
+                accepted(i.accepted_status)
             }
             Ok(Pushed::Duplicate) => {
                 if own_mark {
@@ -754,7 +877,7 @@ impl Guard {
             }
             Err(e) => {
                 if own_mark {
-                    self.release(key).await;
+                    self.release(webhook.key()).await;
                 }
                 self.count_rejected(known::INBOX_FULL.code());
                 match e {
@@ -792,11 +915,71 @@ fn counter_key(name: &'static str, endpoint: &Arc<str>) -> metrics::Key {
     metrics::Key::from_parts(name, vec![label])
 }
 
-/// A verified delivery, its replay key and how long its mark lives.
+/// What verification passed on: the delivery's labels (its replay key among them), its
+/// signed timestamp and receipt time (nanoseconds since the epoch), and how long its mark
+/// lives.
 struct Passed {
-    verified: Verified<'static>,
-    key: String,
+    labels: Labels,
+    /// Where the event type is in the JSON body, when it was not read yet.
+    event_in_body: Option<&'static [&'static str]>,
+    timestamp: Option<i128>,
+    received_at: i128,
     ttl: Duration,
+}
+
+/// How far [`Guard::scheme_now`] got.
+enum SchemeNow {
+    Ready(Arc<dyn Scheme>),
+    Answer(Response<Vec<u8>>),
+    /// A handshake handed over a secret to keep, then to answer with the response.
+    Adopt(Secret, Response<Vec<u8>>),
+    /// The source looks the scheme up.
+    LookUp,
+}
+
+/// What [`Guard::begin`] did.
+pub(crate) enum Begun<'a> {
+    /// Answer with this (boxed: the hot variant is the small one).
+    Answer(Box<Response<Vec<u8>>>),
+    /// Verified and kept: [`Guard::finish`] marks and pushes it; its mark lives this long.
+    Kept(Webhook, Duration),
+    /// The scheme has to be waited for.
+    Waits(Box<Waits<'a>>),
+}
+
+/// A request that [`Guard::begin`] could not finish without waiting.
+pub(crate) struct Waits<'a> {
+    head: Head<'a>,
+    body: Bytes,
+    now: SchemeNow,
+}
+
+/// A request's head: owned (the adapters': its headers move into the kept webhook) or
+/// borrowed ([`Guard::accept`]'s callers': its headers are copied).
+pub(crate) enum Head<'a> {
+    Owned(Parts),
+    Borrowed(&'a Parts),
+}
+
+impl Head<'_> {
+    fn parts(&self) -> &Parts {
+        match self {
+            Self::Owned(parts) => parts,
+            Self::Borrowed(parts) => parts,
+        }
+    }
+
+    fn into_headers(self) -> HeaderMap {
+        match self {
+            Self::Owned(parts) => parts.headers,
+            Self::Borrowed(parts) => parts.headers.clone(),
+        }
+    }
+}
+
+/// The verified value, detached from the request (for [`Checked`] and [`Reserved`]).
+fn owned(verified: &Verified<'_>) -> Verified<'static> {
+    verified.clone().into_owned()
 }
 
 /// Removes a replay mark when dropped while still armed: the request was abandoned (the
@@ -804,21 +987,17 @@ struct Passed {
 /// the delivery was kept or answered, and the sender's retry must get through.
 pub(crate) struct ReleaseOnDrop {
     guard: Guard,
-    key: Option<String>,
+    key: Option<SharedKey>,
 }
 
 impl ReleaseOnDrop {
-    pub(crate) fn new(guard: &Guard, key: String) -> Self {
+    pub(crate) fn new(guard: &Guard, key: SharedKey) -> Self {
         Self { guard: guard.clone(), key: Some(key) }
     }
 
-    pub(crate) fn key(&self) -> &str {
-        self.key.as_deref().unwrap_or_default()
-    }
-
-    /// The delivery was kept or answered: the mark stays. Answers the key.
-    pub(crate) fn disarm(mut self) -> String {
-        self.key.take().unwrap_or_default()
+    /// The delivery was kept or answered: the mark stays.
+    pub(crate) fn disarm(mut self) {
+        self.key = None;
     }
 }
 
@@ -826,7 +1005,7 @@ impl Drop for ReleaseOnDrop {
     fn drop(&mut self) {
         let Some(key) = self.key.take() else { return };
         let guard = self.guard.clone();
-        finish_in_background(async move { guard.release(&key).await });
+        finish_in_background(async move { guard.release(key.as_str()).await });
     }
 }
 
@@ -842,15 +1021,12 @@ fn finish_in_background(release: impl Future<Output = ()> + Send + 'static) {
     }
 }
 
-fn kept_headers(headers: &HeaderMap) -> HeaderMap {
-    let mut kept = headers.clone();
-    // Usually none is there: a scan of the names is cheaper than five removals.
-    if headers.keys().any(|name| DROPPED_HEADERS.contains(&name.as_str())) {
-        for name in DROPPED_HEADERS {
-            kept.remove(*name);
-        }
-    }
-    kept
+/// The answer to an accepted delivery: the status alone (nothing to allocate; senders
+/// read only the status).
+fn accepted(status: StatusCode) -> Response<Vec<u8>> {
+    let mut res = Response::new(Vec::new());
+    *res.status_mut() = status;
+    res
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<Vec<u8>> {

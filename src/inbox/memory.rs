@@ -1,7 +1,8 @@
 //! The embedded inbox: bounded, in process, lost on crash.
 
 use std::{
-    collections::{BTreeSet, HashMap, HashSet, VecDeque},
+    cmp::Reverse,
+    collections::{BinaryHeap, HashMap, VecDeque, hash_map},
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
@@ -10,7 +11,7 @@ use foldhash::fast::RandomState;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
-use super::{BoxFuture, DeadLetter, Inbox, InboxError, Job, Pushed, Webhook};
+use super::{BoxFuture, DeadLetter, Inbox, InboxError, Job, Pushed, Webhook, webhook::SharedKey};
 use crate::clock::{Clock, SystemClock};
 
 /// An in-process inbox: a bounded queue with leases, retries at a given time, dead letters
@@ -38,38 +39,127 @@ pub struct MemoryInbox {
     clock: Arc<dyn Clock>,
 }
 
-/// The maps hash with foldhash, seeded per process: their keys are webhook keys, made only
+/// One map of every key the inbox knows (kept jobs and finished keys alike), each entry
+/// with its state, and the queues that order them. Only waiting jobs are queued, each
+/// once; a lease stays in its heap after the job was settled and is skipped (and now and
+/// then swept out) when it comes up.
+///
+/// The map hashes with foldhash, seeded per process: its keys are webhook keys, made only
 /// after verification, and the seed keeps collisions unpredictable, at a fraction of
-/// SipHash's cost.
-#[derive(Debug, Default)]
-/// Keys are the webhook's own shared key (`Arc<str>`): every index holds a reference
+/// SipHash's cost. Keys are the webhook's own shared key: every queue holds a reference
 /// count, not a copy.
+#[derive(Debug, Default)]
 struct State {
-    entries: HashMap<Arc<str>, Entry, RandomState>,
-    /// Due time (nanoseconds since the epoch: integers order and add cheaply, unlike
-    /// dates), push order, key.
-    ready: BTreeSet<(i128, u64, Arc<str>)>,
-    /// Lease end (nanoseconds since the epoch), key.
-    leased: BTreeSet<(i128, Arc<str>)>,
+    entries: HashMap<Key, Entry, RandomState>,
+    /// Pushed jobs, in push order (each due when pushed).
+    fresh: VecDeque<Queued>,
+    /// Every other waiting job (retries, jobs given back, expired leases, re-drives): the
+    /// earliest due first.
+    later: BinaryHeap<Reverse<Queued>>,
+    /// Leases by end: the earliest first. Settled ones are stale (their entry moved on).
+    leases: BinaryHeap<Reverse<Queued>>,
+    stale_leases: usize,
     /// Dead keys, oldest first.
-    dead: VecDeque<Arc<str>>,
-    done: HashSet<Arc<str>, RandomState>,
-    done_order: VecDeque<Arc<str>>,
-    seq: u64,
+    dead: VecDeque<SharedKey>,
+    /// Finished keys, oldest first (their entries are `Done`).
+    done: VecDeque<Arc<str>>,
+    /// Webhooks of finished jobs, dropped by the next push (see `MemoryInbox::finish`).
+    finished: Vec<Webhook>,
+    /// Jobs waiting, leased and dead (what the capacity bounds).
+    kept: usize,
+    dead_count: usize,
+    tickets: u64,
+}
+
+/// A queued job or a lease: when it is due (or ends), in nanoseconds since the epoch, and
+/// the ticket that says which state of its entry it belongs to.
+#[derive(Debug)]
+struct Queued {
+    at: i128,
+    ticket: u64,
+    key: SharedKey,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.ticket) == (other.at, other.ticket)
+    }
+}
+
+impl Eq for Queued {}
+
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.ticket).cmp(&(other.at, other.ticket))
+    }
+}
+
+/// An entry's key: the kept webhook's own while the inbox holds the webhook; a copy made
+/// by the worker that finished it afterwards, so that the webhook's memory (allocated by
+/// the pushing thread) goes back with the webhook, and the finished key's (allocated and
+/// forgotten on the worker's thread) stays on that thread.
+#[derive(Debug)]
+enum Key {
+    Kept(SharedKey),
+    Done(Arc<str>),
+}
+
+impl Key {
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Kept(key) => key.as_str(),
+            Self::Done(key) => key,
+        }
+    }
+}
+
+// Hashes, compares and borrows as the key text, so the map is looked up by `&str`.
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Key {}
+
+impl std::borrow::Borrow<str> for Key {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
 }
 
 #[derive(Debug)]
 struct Entry {
-    webhook: Webhook,
+    /// The job's webhook; `None` once it is done (only the key is remembered).
+    webhook: Option<Webhook>,
     attempts: u32,
     status: Status,
 }
 
 #[derive(Debug)]
 enum Status {
-    Ready,
-    Leased { until: i128, receipt: u64 },
-    Dead { error: String, at: OffsetDateTime },
+    Waiting,
+    /// Leased under `ticket` (the job's receipt); its end is in the lease heap.
+    Leased {
+        ticket: u64,
+    },
+    Dead {
+        error: String,
+        at: OffsetDateTime,
+    },
+    Done,
 }
 
 impl Default for MemoryInbox {
@@ -77,6 +167,17 @@ impl Default for MemoryInbox {
         Self::new()
     }
 }
+
+/// Sweep stale leases out of their heap once they are this many and outnumber live ones.
+const SWEEP_AT: usize = 64;
+
+/// A webhook pushed while this many jobs wait is copied into memory of its own (it will
+/// wait too): a webhook the guard keeps is made of slices of the request's read buffer,
+/// which a job that waits should not pin. One processed at once is never copied.
+const COMPACT_BEHIND: usize = 64;
+
+/// Finished webhooks kept for the next push to drop, at most (beyond: dropped at once).
+const PARKED_MAX: usize = 256;
 
 impl MemoryInbox {
     /// An inbox for 10,000 jobs on the system clock.
@@ -116,121 +217,124 @@ impl MemoryInbox {
         self.state.lock().map_err(|_| InboxError::Backend("inbox state poisoned".into()))
     }
 
-    fn push_now(&self, mut webhook: Webhook) -> Result<Pushed, InboxError> {
-        // Not the connection's read buffer: a waiting job holds only its own bytes.
-        webhook.compact();
+    fn keep(&self, mut webhook: Webhook) -> Result<Pushed, InboxError> {
+        let at = self.clock.unix_nanos();
+        let key = webhook.shared_key();
         let mut st = self.lock()?;
-        let key = Arc::clone(webhook.shared_key());
-        if st.entries.contains_key(&key) || st.done.contains(&key) {
-            return Ok(Pushed::Duplicate);
+        if st.waiting() >= COMPACT_BEHIND
+            && let Some(copy) = webhook.compacted()
+        {
+            // It will wait: in memory of its own, copied outside the lock.
+            drop(st);
+            webhook = copy;
+            st = self.lock()?;
         }
-        if st.entries.len() >= self.capacity {
+        // Taken now, dropped once the lock is released (see `finish`): two per push, so
+        // that this thread frees about as many chunks as it allocates and its allocator
+        // cache neither runs dry nor overflows.
+        let finished = [st.finished.pop(), st.finished.pop()];
+        let full = st.kept >= self.capacity;
+        let ticket = st.ticket();
+        let hash_map::Entry::Vacant(slot) = st.entries.entry(Key::Kept(key.clone())) else {
+            return Ok(Pushed::Duplicate);
+        };
+        if full {
             return Err(InboxError::Full);
         }
-        let at = self.clock.now().unix_timestamp_nanos();
-        let seq = st.next_seq();
-        st.ready.insert((at, seq, key.clone()));
-        st.entries.insert(key, Entry { webhook, attempts: 0, status: Status::Ready });
+        slot.insert(Entry { webhook: Some(webhook), attempts: 0, status: Status::Waiting });
+        st.kept += 1;
+        st.fresh.push_back(Queued { at, ticket, key });
         drop(st);
         self.notify.notify_one();
+        drop(finished);
         Ok(Pushed::Accepted)
     }
 
-    fn pull_now(&self, max: usize, lease: Duration) -> Result<Vec<Job>, InboxError> {
-        let now = self.clock.now().unix_timestamp_nanos();
-        let lease = i128::try_from(lease.as_nanos()).unwrap_or(i128::MAX);
+    fn lease(&self, max: usize, lease: Duration) -> Result<Vec<Job>, InboxError> {
+        let now = self.clock.unix_nanos();
+        let until = now.saturating_add(i128::try_from(lease.as_nanos()).unwrap_or(i128::MAX));
         let mut st = self.lock()?;
-        // Leases that ran out: their workers are gone; the jobs are due again.
-        while let Some((until, key)) = st.leased.first().cloned() {
-            if until > now {
-                break;
-            }
-            st.leased.pop_first();
-            let seq = st.next_seq();
-            if let Some(entry) = st.entries.get_mut(&key) {
-                entry.status = Status::Ready;
-                st.ready.insert((until, seq, key));
-            }
-        }
+        st.expire_leases(now);
         let mut jobs = Vec::new();
         while jobs.len() < max {
-            let Some((at, _, _)) = st.ready.first() else { break };
-            if *at > now {
-                break;
-            }
-            let Some((_, _, key)) = st.ready.pop_first() else { break };
-            let receipt = st.next_seq();
-            let until = now.saturating_add(lease);
-            st.leased.insert((until, key.clone()));
-            if let Some(entry) = st.entries.get_mut(&key) {
-                entry.attempts += 1;
-                entry.status = Status::Leased { until, receipt };
-                jobs.push(Job::new(entry.webhook.clone(), entry.attempts, receipt.to_string()));
-            }
+            let Some(Queued { key, .. }) = st.next_due(now) else { break };
+            let ticket = st.ticket();
+            let State { entries, leases, .. } = &mut *st;
+            let Some(entry) = entries.get_mut(key.as_str()) else { continue };
+            let Some(webhook) = &entry.webhook else { continue };
+            entry.attempts += 1;
+            entry.status = Status::Leased { ticket };
+            jobs.push(Job::leased(webhook.clone(), entry.attempts, ticket));
+            leases.push(Reverse(Queued { at: until, ticket, key }));
         }
         Ok(jobs)
     }
 
-    /// Removes a leased job's lease if the receipt still holds it.
-    fn take_lease(st: &mut State, job: &Job) -> Result<(), InboxError> {
-        let Some((key, entry)) = st.entries.get_key_value(job.webhook().key()) else {
-            return Err(InboxError::LeaseLost);
-        };
-        match entry.status {
-            Status::Leased { until, receipt } if job.receipt().parse::<u64>() == Ok(receipt) => {
-                let key = Arc::clone(key);
-                st.leased.remove(&(until, key));
-                Ok(())
-            }
-            _ => Err(InboxError::LeaseLost),
-        }
-    }
-
-    fn ack_now(&self, job: &Job) -> Result<(), InboxError> {
+    fn finish(&self, job: &Job) -> Result<(), InboxError> {
+        let key = job.webhook().key();
+        let done_key: Arc<str> = Arc::from(key);
         let mut st = self.lock()?;
-        Self::take_lease(&mut st, job)?;
-        // The entry's own key goes to the finished set: no copy of the job's.
-        let Some((key, _done)) = st.entries.remove_entry(job.webhook().key()) else {
-            return Err(InboxError::LeaseLost);
-        };
-        st.done.insert(key.clone());
-        st.done_order.push_back(key);
-        while st.done_order.len() > self.remember_done {
-            if let Some(old) = st.done_order.pop_front() {
-                st.done.remove(&old);
+        st.leased_entry(job)?;
+        let Some(mut entry) = st.entries.remove(key) else { return Err(InboxError::LeaseLost) };
+        entry.status = Status::Done;
+        let done = entry.webhook.take();
+        // The webhook's memory was allocated by the pushing thread; the next push drops
+        // it there. Freed on this (the worker's) thread instead, glibc's allocator would
+        // move each chunk through the pushing thread's arena lock, contended by that
+        // thread's own allocations (measured: most of the futex calls under load).
+        if st.finished.len() < PARKED_MAX {
+            st.finished.extend(done);
+        }
+        st.entries.insert(Key::Done(Arc::clone(&done_key)), entry);
+        st.kept -= 1;
+        st.settled_lease();
+        st.done.push_back(done_key);
+        while st.done.len() > self.remember_done {
+            if let Some(old) = st.done.pop_front() {
+                st.entries.remove(&*old);
             }
         }
         Ok(())
     }
 
     /// Back to waiting until `not_before`; `uncount` gives back the attempt the pull took.
-    fn retry_now(&self, job: &Job, not_before: OffsetDateTime, uncount: bool) -> Result<(), InboxError> {
+    fn requeue(&self, job: &Job, not_before: OffsetDateTime, uncount: bool) -> Result<(), InboxError> {
+        let copy = job.webhook().compacted();
         let mut st = self.lock()?;
-        Self::take_lease(&mut st, job)?;
-        let key = Arc::clone(job.webhook().shared_key());
-        let seq = st.next_seq();
-        st.ready.insert((not_before.unix_timestamp_nanos(), seq, key.clone()));
-        if let Some(entry) = st.entries.get_mut(&key) {
-            entry.status = Status::Ready;
-            if uncount {
-                entry.attempts = entry.attempts.saturating_sub(1);
-            }
+        let entry = st.leased_entry(job)?;
+        entry.status = Status::Waiting;
+        Self::wait_compacted(entry, copy);
+        if uncount {
+            entry.attempts = entry.attempts.saturating_sub(1);
         }
+        st.settled_lease();
+        let ticket = st.ticket();
+        let key = job.webhook().shared_key();
+        st.later.push(Reverse(Queued { at: not_before.unix_timestamp_nanos(), ticket, key }));
         drop(st);
         self.notify.notify_one();
         Ok(())
     }
 
-    fn dead_now(&self, job: &Job, error: &str) -> Result<(), InboxError> {
-        let mut st = self.lock()?;
-        Self::take_lease(&mut st, job)?;
-        let key = Arc::clone(job.webhook().shared_key());
+    fn bury(&self, job: &Job, error: &str) -> Result<(), InboxError> {
         let at = self.clock.now();
-        if let Some(entry) = st.entries.get_mut(&key) {
-            entry.status = Status::Dead { error: error.to_owned(), at };
-        }
-        st.dead.push_back(key);
+        let copy = job.webhook().compacted();
+        let mut st = self.lock()?;
+        let entry = st.leased_entry(job)?;
+        entry.status = Status::Dead { error: error.to_owned(), at };
+        Self::wait_compacted(entry, copy);
+        st.settled_lease();
+        st.dead_count += 1;
+        st.dead.push_back(job.webhook().shared_key());
         Ok(())
+    }
+
+    /// A job that goes back to wait (for a retry, or as a dead letter) keeps its own copy of
+    /// the webhook, made by the caller outside the lock.
+    fn wait_compacted(entry: &mut Entry, copy: Option<Webhook>) {
+        if let Some(copy) = copy {
+            entry.webhook = Some(copy);
+        }
     }
 
     fn dead_list(&self, limit: usize) -> Result<Vec<DeadLetter>, InboxError> {
@@ -238,10 +342,10 @@ impl MemoryInbox {
         Ok(st
             .dead
             .iter()
-            .filter_map(|key| st.entries.get(key))
-            .filter_map(|entry| match &entry.status {
-                Status::Dead { error, at } => Some(DeadLetter {
-                    webhook: entry.webhook.clone(),
+            .filter_map(|key| st.entries.get(key.as_str()))
+            .filter_map(|entry| match (&entry.status, &entry.webhook) {
+                (Status::Dead { error, at }, Some(webhook)) => Some(DeadLetter {
+                    webhook: webhook.clone(),
                     attempts: entry.attempts,
                     error: error.clone(),
                     failed_at: *at,
@@ -253,18 +357,19 @@ impl MemoryInbox {
     }
 
     fn redrive_now(&self, key: &str) -> Result<bool, InboxError> {
+        let at = self.clock.unix_nanos();
         let mut st = self.lock()?;
-        let Some(pos) = st.dead.iter().position(|k| &**k == key) else {
+        let Some(pos) = st.dead.iter().position(|k| k.as_str() == key) else {
             return Ok(false);
         };
         let Some(key) = st.dead.remove(pos) else { return Ok(false) };
-        let at = self.clock.now().unix_timestamp_nanos();
-        let seq = st.next_seq();
-        st.ready.insert((at, seq, Arc::clone(&key)));
-        if let Some(entry) = st.entries.get_mut(&key) {
+        st.dead_count -= 1;
+        if let Some(entry) = st.entries.get_mut(key.as_str()) {
             entry.attempts = 0;
-            entry.status = Status::Ready;
+            entry.status = Status::Waiting;
         }
+        let ticket = st.ticket();
+        st.later.push(Reverse(Queued { at, ticket, key }));
         drop(st);
         self.notify.notify_one();
         Ok(true)
@@ -272,23 +377,87 @@ impl MemoryInbox {
 }
 
 impl State {
-    fn next_seq(&mut self) -> u64 {
-        self.seq += 1;
-        self.seq
+    fn ticket(&mut self) -> u64 {
+        self.tickets += 1;
+        self.tickets
+    }
+
+    /// Leases that ran out: their workers are gone; the jobs are due again (from the
+    /// lease's end).
+    fn expire_leases(&mut self, now: i128) {
+        while let Some(Reverse(lease)) = self.leases.peek() {
+            if lease.at > now {
+                break;
+            }
+            let Some(Reverse(lease)) = self.leases.pop() else { break };
+            match self.entries.get_mut(lease.key.as_str()) {
+                Some(entry) if matches!(entry.status, Status::Leased { ticket } if ticket == lease.ticket) => {
+                    entry.status = Status::Waiting;
+                    self.later.push(Reverse(lease));
+                }
+                _ => self.stale_leases = self.stale_leases.saturating_sub(1),
+            }
+        }
+    }
+
+    /// The waiting job due first, if it is due at `now`.
+    fn next_due(&mut self, now: i128) -> Option<Queued> {
+        let fresh = self.fresh.front().map(|q| q.at).filter(|at| *at <= now);
+        let later = self.later.peek().map(|Reverse(q)| q.at).filter(|at| *at <= now);
+        match (fresh, later) {
+            (Some(fresh), Some(later)) if later < fresh => self.later.pop().map(|Reverse(q)| q),
+            (Some(_), _) => self.fresh.pop_front(),
+            (None, Some(_)) => self.later.pop().map(|Reverse(q)| q),
+            (None, None) => None,
+        }
+    }
+
+    /// The entry `job` holds a live lease on.
+    fn leased_entry(&mut self, job: &Job) -> Result<&mut Entry, InboxError> {
+        let ticket = job.ticket().ok_or(InboxError::LeaseLost)?;
+        match self.entries.get_mut(job.webhook().key()) {
+            Some(entry) if matches!(entry.status, Status::Leased { ticket: t } if t == ticket) => Ok(entry),
+            _ => Err(InboxError::LeaseLost),
+        }
+    }
+
+    /// A lease was settled: its heap entry is stale now. Sweeps them out when they pile up
+    /// (a long-running job at the top keeps the settled ones behind it from coming up).
+    fn settled_lease(&mut self) {
+        self.stale_leases += 1;
+        if self.stale_leases >= SWEEP_AT && 2 * self.stale_leases > self.leases.len() {
+            let entries = &self.entries;
+            self.leases.retain(|Reverse(lease)| {
+                entries.get(lease.key.as_str()).is_some_and(
+                    |e| matches!(e.status, Status::Leased { ticket } if ticket == lease.ticket),
+                )
+            });
+            self.stale_leases = 0;
+        }
+    }
+
+    /// Jobs waiting (due or not).
+    fn waiting(&self) -> usize {
+        self.fresh.len() + self.later.len()
+    }
+
+    /// Jobs waiting or leased.
+    fn depth(&self) -> usize {
+        self.kept - self.dead_count
     }
 }
 
 impl Inbox for MemoryInbox {
     fn push(&self, webhook: Webhook) -> BoxFuture<'_, Result<Pushed, InboxError>> {
-        Box::pin(std::future::ready(self.push_now(webhook)))
+        Box::pin(std::future::ready(self.keep(webhook)))
     }
 
     fn pull(&self, max: usize, lease: Duration) -> BoxFuture<'_, Result<Vec<Job>, InboxError>> {
-        Box::pin(std::future::ready(self.pull_now(max, lease)))
+        Box::pin(std::future::ready(self.lease(max, lease)))
     }
 
     fn ack<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<(), InboxError>> {
-        Box::pin(std::future::ready(self.ack_now(job)))
+        Box::pin(std::future::ready(self.finish(job)))
     }
 
     fn retry<'a>(
@@ -297,15 +466,15 @@ impl Inbox for MemoryInbox {
         not_before: OffsetDateTime,
         _error: &'a str,
     ) -> BoxFuture<'a, Result<(), InboxError>> {
-        Box::pin(std::future::ready(self.retry_now(job, not_before, false)))
+        Box::pin(std::future::ready(self.requeue(job, not_before, false)))
     }
 
     fn give_back<'a>(&'a self, job: &'a Job, now: OffsetDateTime) -> BoxFuture<'a, Result<(), InboxError>> {
-        Box::pin(std::future::ready(self.retry_now(job, now, true)))
+        Box::pin(std::future::ready(self.requeue(job, now, true)))
     }
 
     fn dead_letter<'a>(&'a self, job: &'a Job, error: &'a str) -> BoxFuture<'a, Result<(), InboxError>> {
-        Box::pin(std::future::ready(self.dead_now(job, error)))
+        Box::pin(std::future::ready(self.bury(job, error)))
     }
 
     fn dead_letters(&self, limit: usize) -> BoxFuture<'_, Result<Vec<DeadLetter>, InboxError>> {
@@ -317,8 +486,16 @@ impl Inbox for MemoryInbox {
     }
 
     fn depth(&self) -> BoxFuture<'_, Result<usize, InboxError>> {
-        let depth = self.lock().map(|st| st.ready.len() + st.leased.len());
+        let depth = self.lock().map(|st| st.depth());
         Box::pin(std::future::ready(depth))
+    }
+
+    fn push_now(&self, webhook: &Webhook) -> Option<Result<Pushed, InboxError>> {
+        Some(self.keep(webhook.clone()))
+    }
+
+    fn ack_now(&self, job: &Job) -> Option<Result<(), InboxError>> {
+        Some(self.finish(job))
     }
 
     fn wait(&self, timeout: Duration) -> BoxFuture<'_, ()> {
@@ -326,5 +503,61 @@ impl Inbox for MemoryInbox {
         Box::pin(async move {
             let _ = tokio::time::timeout(timeout, notify.notified()).await;
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{clock::ManualClock, verify::Verified};
+
+    fn hook(id: &str) -> Webhook {
+        let v = Verified::new("t", Some(id.to_owned().into()), None, None, [0; 32], 0);
+        Webhook::new("t", &v, http::HeaderMap::new(), "{}".into(), OffsetDateTime::UNIX_EPOCH)
+    }
+
+    #[tokio::test]
+    async fn settled_leases_do_not_pile_up_behind_a_long_one() {
+        let inbox = MemoryInbox::new().capacity(10_000).clock(ManualClock::at_unix(0));
+        inbox.push(hook("long")).await.unwrap();
+        let long = inbox.pull(1, Duration::from_secs(3600)).await.unwrap();
+        for n in 0..1_000 {
+            inbox.push(hook(&n.to_string())).await.unwrap();
+            let job = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+            inbox.ack(&job).await.unwrap();
+        }
+        let st = inbox.state.lock().unwrap();
+        assert!(st.leases.len() <= SWEEP_AT + 1, "{} leases kept for 1 live one", st.leases.len());
+        assert_eq!(st.depth(), 1);
+        drop(st);
+        inbox.ack(&long[0]).await.unwrap();
+        assert_eq!(inbox.depth().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn finished_keys_are_remembered_up_to_the_limit() {
+        let inbox = MemoryInbox::new().remember_done(2);
+        for id in ["a", "b", "c"] {
+            inbox.push(hook(id)).await.unwrap();
+            let job = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+            inbox.ack(&job).await.unwrap();
+        }
+        assert_eq!(inbox.push(hook("c")).await.unwrap(), Pushed::Duplicate);
+        assert_eq!(inbox.push(hook("b")).await.unwrap(), Pushed::Duplicate);
+        assert_eq!(inbox.push(hook("a")).await.unwrap(), Pushed::Accepted, "forgotten");
+        assert_eq!(inbox.state.lock().unwrap().entries.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_due_retry_goes_before_later_pushes() {
+        let clock = ManualClock::at_unix(100);
+        let inbox = MemoryInbox::new().clock(clock.clone());
+        inbox.push(hook("r")).await.unwrap();
+        let job = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+        inbox.retry(&job, clock.now_for_tests() + Duration::from_secs(1), "boom").await.unwrap();
+        clock.advance(Duration::from_secs(5));
+        inbox.push(hook("p")).await.unwrap();
+        let jobs = inbox.pull(2, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(jobs.iter().map(|j| j.webhook().id().unwrap()).collect::<Vec<_>>(), ["r", "p"]);
     }
 }

@@ -44,7 +44,7 @@ pub use self::redis::{RedisDurability, RedisInbox};
 pub use memory::MemoryInbox;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteInbox, SqliteInboxBuilder, SqliteStats};
-pub(crate) use webhook::replay_key;
+pub(crate) use webhook::{Labels, SharedKey};
 pub use webhook::{RecordError, Webhook, WebhookRecord};
 
 pub use crate::replay::BoxFuture;
@@ -60,12 +60,28 @@ pub enum Pushed {
 }
 
 /// A job leased to a worker.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Job {
     webhook: Webhook,
     attempt: u32,
-    receipt: String,
+    receipt: Receipt,
 }
+
+/// A lease's receipt: text from a backend, or a number an in-process backend handed out
+/// (written out as decimal digits in place, so a lease costs no allocation).
+#[derive(Debug, Clone)]
+enum Receipt {
+    Text(String),
+    Ticket { ticket: u64, digits: [u8; 20], len: u8 },
+}
+
+impl PartialEq for Job {
+    fn eq(&self, other: &Self) -> bool {
+        self.attempt == other.attempt && self.receipt() == other.receipt() && self.webhook == other.webhook
+    }
+}
+
+impl Eq for Job {}
 
 impl Job {
     /// Assembles a job (for inbox backends).
@@ -75,11 +91,39 @@ impl Job {
     /// let v = Verified::new("x", None, None, None, [0; 32], 0);
     /// let job = Job::new(Webhook::new("x", &v, Default::default(), "".into(), time::OffsetDateTime::UNIX_EPOCH), 1, "r1");
     /// assert_eq!(job.attempt(), 1);
+    /// assert_eq!(job.receipt(), "r1");
     /// ```
     #[must_use]
     pub fn new(webhook: Webhook, attempt: u32, receipt: impl Into<String>) -> Self {
-        Self { webhook, attempt, receipt: receipt.into() }
+        Self { webhook, attempt, receipt: Receipt::Text(receipt.into()) }
     }
+
+    /// A job whose receipt is the number `ticket`.
+    pub(crate) fn leased(webhook: Webhook, attempt: u32, ticket: u64) -> Self {
+        let mut digits = [0; 20];
+        let mut len = 0;
+        let mut rest = ticket;
+        loop {
+            // u64::MAX has 20 digits: `len` stays below 20.
+            digits[len] = b'0' + (rest % 10) as u8;
+            len += 1;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        digits[..len].reverse();
+        Self { webhook, attempt, receipt: Receipt::Ticket { ticket, digits, len: len as u8 } }
+    }
+
+    /// The receipt as a number, when it is one.
+    pub(crate) fn ticket(&self) -> Option<u64> {
+        match &self.receipt {
+            Receipt::Ticket { ticket, .. } => Some(*ticket),
+            Receipt::Text(text) => text.parse().ok(),
+        }
+    }
+
     /// The webhook.
     #[must_use]
     pub fn webhook(&self) -> &Webhook {
@@ -93,7 +137,12 @@ impl Job {
     /// The backend's proof of this lease.
     #[must_use]
     pub fn receipt(&self) -> &str {
-        &self.receipt
+        match &self.receipt {
+            Receipt::Text(text) => text,
+            Receipt::Ticket { digits, len, .. } => {
+                std::str::from_utf8(&digits[..usize::from(*len)]).unwrap_or_default()
+            }
+        }
     }
     /// Takes the webhook out.
     #[must_use]
@@ -214,6 +263,43 @@ pub trait Inbox: fmt::Debug + Send + Sync + 'static {
     fn wait(&self, timeout: Duration) -> BoxFuture<'_, ()> {
         Box::pin(tokio::time::sleep(timeout))
     }
+
+    /// [`push`](Self::push) answered at once, for an inbox that needs no I/O (an
+    /// in-process one), or `None` (the default) to say "call `push`". The guard tries
+    /// this first, which spares such an inbox a boxed future per delivery; an inbox that
+    /// answers it must answer exactly as `push` would (the webhook is a cheap handle: keep
+    /// a clone of it).
+    ///
+    /// ```
+    /// use hookguard::{inbox::{Inbox, MemoryInbox, Pushed, Webhook}, verify::Verified};
+    /// let inbox = MemoryInbox::new();
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// let hook = Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH);
+    /// assert_eq!(inbox.push_now(&hook).unwrap().unwrap(), Pushed::Accepted);
+    /// assert_eq!(inbox.push_now(&hook).unwrap().unwrap(), Pushed::Duplicate);
+    /// ```
+    fn push_now(&self, _webhook: &Webhook) -> Option<Result<Pushed, InboxError>> {
+        None
+    }
+
+    /// [`ack`](Self::ack) answered at once, or `None` (the default) to say "call `ack`";
+    /// as [`push_now`](Self::push_now). Workers try this first.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use hookguard::{inbox::{Inbox, MemoryInbox, Webhook}, verify::Verified};
+    /// let inbox = MemoryInbox::new();
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// inbox.push(Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH)).await.unwrap();
+    /// let job = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+    /// assert!(inbox.ack_now(&job).unwrap().is_ok());
+    /// assert_eq!(inbox.depth().await.unwrap(), 0);
+    /// # }
+    /// ```
+    fn ack_now(&self, _job: &Job) -> Option<Result<(), InboxError>> {
+        None
+    }
 }
 
 impl<T: Inbox + ?Sized> Inbox for std::sync::Arc<T> {
@@ -251,5 +337,11 @@ impl<T: Inbox + ?Sized> Inbox for std::sync::Arc<T> {
     }
     fn wait(&self, timeout: Duration) -> BoxFuture<'_, ()> {
         (**self).wait(timeout)
+    }
+    fn push_now(&self, webhook: &Webhook) -> Option<Result<Pushed, InboxError>> {
+        (**self).push_now(webhook)
+    }
+    fn ack_now(&self, job: &Job) -> Option<Result<(), InboxError>> {
+        (**self).ack_now(job)
     }
 }

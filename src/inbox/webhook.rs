@@ -1,13 +1,16 @@
 //! The kept form of a verified webhook: what the inbox stores and handlers receive.
 
-use std::{fmt, sync::Arc};
+use std::{
+    fmt,
+    sync::{Arc, OnceLock},
+};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::verify::Verified;
+use crate::verify::{Verified, json};
 
 /// A verified delivery, as kept by an [`Inbox`](super::Inbox) and handed to a handler.
 ///
@@ -26,38 +29,342 @@ use crate::verify::Verified;
 ///
 /// Cloning is cheap (a reference count): the inbox keeps one copy while a handler holds
 /// another.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Webhook {
     inner: Arc<Fields>,
 }
 
-#[derive(Clone, PartialEq, Eq)]
+/// A webhook's fields. The short texts share one allocation ([`Labels`]); the kept headers
+/// are one encoded block ([`Headers`]), turned into a [`HeaderMap`] only when asked for.
 struct Fields {
-    key: Arc<str>,
+    labels: Labels,
+    /// The event type when the labels do not hold it: the member at this path of the
+    /// JSON body, read the first time it is asked for.
+    event_in_body: Option<(&'static [&'static str], OnceLock<Option<Box<str>>>)>,
     endpoint: Arc<str>,
-    provider: String,
-    id: Option<String>,
-    event: Option<String>,
-    timestamp: Option<OffsetDateTime>,
-    received_at: OffsetDateTime,
-    headers: HeaderMap,
+    /// Nanoseconds since the Unix epoch, within `time`'s range.
+    timestamp: Option<i128>,
+    /// Nanoseconds since the Unix epoch, within `time`'s range.
+    received_at: i128,
+    headers: Headers,
     body: Bytes,
+    /// Whether the body and headers are in memory of their own (not slices of a request's
+    /// read buffer): see [`Webhook::compacted`].
+    own_memory: bool,
 }
+
+impl PartialEq for Webhook {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (&*self.inner, &*other.inner);
+        Arc::ptr_eq(&self.inner, &other.inner)
+            || (self.key() == other.key()
+                && a.endpoint == b.endpoint
+                && self.provider() == other.provider()
+                && self.id() == other.id()
+                && self.event() == other.event()
+                && a.timestamp == b.timestamp
+                && a.received_at == b.received_at
+                && a.body == b.body
+                && self.headers() == other.headers())
+    }
+}
+
+impl Eq for Webhook {}
 
 impl fmt::Debug for Webhook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let w = &self.inner;
         f.debug_struct("Webhook")
-            .field("key", &w.key)
-            .field("endpoint", &w.endpoint)
-            .field("provider", &w.provider)
-            .field("id", &w.id)
-            .field("event", &w.event)
-            .field("timestamp", &w.timestamp)
-            .field("received_at", &w.received_at)
-            .field("headers", &w.headers)
-            .field("body", &w.body)
+            .field("key", &self.key())
+            .field("endpoint", &self.endpoint())
+            .field("provider", &self.provider())
+            .field("id", &self.id())
+            .field("event", &self.event())
+            .field("timestamp", &self.timestamp())
+            .field("received_at", &self.received_at())
+            .field("headers", self.headers())
+            .field("body", self.body())
             .finish()
+    }
+}
+
+/// A webhook's key, provider, id and event type in one shared string: the key first (its
+/// id, when it has one, is the key's tail), then the provider, then what is not in the key.
+///
+/// The guard makes it right after verification: the replay mark, the clean-up guard and
+/// the kept webhook all use the one allocation.
+#[derive(Clone)]
+pub(crate) struct Labels {
+    text: Arc<str>,
+    key: usize,
+    provider: Range,
+    id: Option<Range>,
+    event: Option<Range>,
+}
+
+/// A byte range of [`Labels::text`] (`u32` bounds: a header-sized string).
+#[derive(Clone, Copy)]
+struct Range(u32, u32);
+
+impl Labels {
+    /// The labels of `verified` at `endpoint`: keyed `"{endpoint}:{id}"`, or by the hex
+    /// fingerprint of the signature when there is no id.
+    pub(crate) fn of(endpoint: &str, verified: &Verified<'_>) -> Self {
+        let id = verified.id();
+        // An event still in the body stays there: the kept webhook reads it when asked.
+        let event = verified.event_if_known().unwrap_or_default();
+        Self::build(|text| {
+            text.push_str(endpoint);
+            text.push(':');
+            match id {
+                Some(id) => text.push_str(id),
+                None => text.push_str(&const_hex::encode(verified.dedup_key())),
+            }
+            let id = id.map(|id| span(text.len() - id.len(), text.len()));
+            (id.map_or(Err(None), Ok), verified.provider(), event)
+        })
+    }
+
+    /// Labels from stored or given parts; the id is shared with the key when the key ends
+    /// with `:{id}`.
+    fn from_parts(key: &str, provider: &str, id: Option<&str>, event: Option<&str>) -> Self {
+        let shared = id.filter(|id| key.strip_suffix(id).is_some_and(|head| head.ends_with(':')));
+        Self::build(|text| {
+            text.push_str(key);
+            match shared {
+                Some(id) => (Ok(span(key.len() - id.len(), key.len())), provider, event),
+                None => (Err(id), provider, event),
+            }
+        })
+    }
+
+    /// Writes the key with `key` (which answers where the id is: in the key, or `Err` with
+    /// the id to append, and the provider and event), then appends the provider, the id
+    /// unless the key holds it, and the event, in a scratch string of this thread's; then
+    /// copies the whole into its one shared allocation.
+    fn build<'p>(
+        key: impl FnOnce(&mut String) -> (Result<Range, Option<&'p str>>, &'p str, Option<&'p str>),
+    ) -> Self {
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        let make = |text: &mut String| {
+            text.clear();
+            let (id, provider, event) = key(text);
+            let key = text.len();
+            let mut push = |piece: &str| {
+                let at = text.len();
+                text.push_str(piece);
+                span(at, text.len())
+            };
+            let provider = push(provider);
+            let id = match id {
+                Ok(in_key) => Some(in_key),
+                Err(own) => own.map(&mut push),
+            };
+            let event = event.map(&mut push);
+            let labels = Self { text: Arc::from(text.as_str()), key, provider, id, event };
+            // A huge label (a header-sized id) is not kept around.
+            if text.capacity() > 4096 {
+                *text = String::new();
+            }
+            labels
+        };
+        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut text) => make(&mut text),
+            Err(_) => make(&mut String::new()),
+        })
+    }
+
+    /// Labels for `verified` under a key made elsewhere ([`Guard::hand_off`]).
+    ///
+    /// [`Guard::hand_off`]: crate::guard::Guard::hand_off
+    pub(crate) fn with_key(key: &str, verified: &Verified<'_>) -> Self {
+        Self::from_parts(key, verified.provider(), verified.id(), verified.event())
+    }
+
+    pub(crate) fn key(&self) -> &str {
+        &self.text[..self.key]
+    }
+
+    pub(crate) fn provider(&self) -> &str {
+        self.get(self.provider)
+    }
+
+    pub(crate) fn id(&self) -> Option<&str> {
+        self.id.map(|id| self.get(id))
+    }
+
+    pub(crate) fn event(&self) -> Option<&str> {
+        self.event.map(|event| self.get(event))
+    }
+
+    /// The key as a shared handle (inboxes index by it without copying it).
+    pub(crate) fn shared_key(&self) -> SharedKey {
+        SharedKey { text: Arc::clone(&self.text), len: self.key }
+    }
+
+    fn get(&self, range: Range) -> &str {
+        self.text.get(range.0 as usize..range.1 as usize).unwrap_or_default()
+    }
+}
+
+fn span(from: usize, to: usize) -> Range {
+    // Labels are header-sized (the guard caps the request head far below 4 GiB).
+    Range(u32::try_from(from).unwrap_or(u32::MAX), u32::try_from(to).unwrap_or(u32::MAX))
+}
+
+/// A webhook's key, shared: hashes, compares and borrows as the key text.
+#[derive(Clone)]
+pub(crate) struct SharedKey {
+    text: Arc<str>,
+    len: usize,
+}
+
+impl SharedKey {
+    pub(crate) fn as_str(&self) -> &str {
+        &self.text[..self.len]
+    }
+}
+
+impl PartialEq for SharedKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for SharedKey {}
+
+impl std::hash::Hash for SharedKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<str> for SharedKey {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Debug for SharedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// Headers never kept with a webhook the guard keeps: credentials and shared tokens.
+const CREDENTIALS: &[&str] = &["authorization", "proxy-authorization", "cookie", "x-gitlab-token", "x-hook-secret"];
+
+fn is_credential(name: &HeaderName) -> bool {
+    CREDENTIALS.contains(&name.as_str())
+}
+
+/// Kept headers: either an encoded block (what the guard keeps: one copy of the names and
+/// values, no per-value checks on the way in), decoded into a [`HeaderMap`] the first time
+/// a handler asks; or a map given as such.
+///
+/// Block layout, per header in the map's order: the name's length (`u16`, little-endian),
+/// the value's length (`u32`), a flag byte (1: sensitive), the name, the value. Names and
+/// values come from a `HeaderMap`, so they are valid; decoding checks them again anyway
+/// and skips what does not hold.
+struct Headers {
+    block: Bytes,
+    map: OnceLock<HeaderMap>,
+}
+
+impl Headers {
+    fn given(map: HeaderMap) -> Self {
+        Self { block: Bytes::new(), map: OnceLock::from(map) }
+    }
+
+    /// Encodes `headers`, leaving out credentials: one pass over the map (the pieces are
+    /// gathered on the stack, up to [`GATHERED`] headers), then one exact allocation.
+    fn encode(headers: &HeaderMap) -> Self {
+        const GATHERED: usize = 24;
+        let mut pieces: [(&[u8], &[u8], bool); GATHERED] = [(&[], &[], false); GATHERED];
+        let (mut count, mut size, mut all) = (0, 0, true);
+        for (name, value) in headers {
+            if is_credential(name) {
+                continue;
+            }
+            let Some(piece) = pieces.get_mut(count) else {
+                all = false;
+                break;
+            };
+            *piece = (name.as_str().as_bytes(), value.as_bytes(), value.is_sensitive());
+            size += 7 + piece.0.len() + piece.1.len();
+            count += 1;
+        }
+        let block = if all {
+            Self::write(size, pieces[..count].iter().copied())
+        } else {
+            let kept = || {
+                headers
+                    .iter()
+                    .filter(|(n, _)| !is_credential(n))
+                    .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes(), v.is_sensitive()))
+            };
+            Self::write(kept().map(|(n, v, _)| 7 + n.len() + v.len()).sum(), kept())
+        };
+        Self { block, map: OnceLock::new() }
+    }
+
+    /// The block of `pieces` (name, value, sensitive), which take `size` bytes encoded.
+    fn write<'a>(size: usize, pieces: impl Iterator<Item = (&'a [u8], &'a [u8], bool)>) -> Bytes {
+        let mut block = Vec::with_capacity(size);
+        for (name, value, sensitive) in pieces {
+            // A header name is at most 64 KiB long; values are capped by the server far
+            // below 4 GiB.
+            let [n0, n1] = u16::try_from(name.len()).unwrap_or(u16::MAX).to_le_bytes();
+            let [v0, v1, v2, v3] = u32::try_from(value.len()).unwrap_or(u32::MAX).to_le_bytes();
+            block.extend_from_slice(&[n0, n1, v0, v1, v2, v3, u8::from(sensitive)]);
+            block.extend_from_slice(name);
+            block.extend_from_slice(value);
+        }
+        Bytes::from(block)
+    }
+
+    fn map(&self) -> &HeaderMap {
+        self.map.get_or_init(|| {
+            let mut map = HeaderMap::with_capacity(self.entries().count());
+            for (name, at, sensitive) in self.entries() {
+                let (Ok(name), Ok(mut value)) = (
+                    HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_maybe_shared(self.block.slice(at)),
+                ) else {
+                    continue;
+                };
+                value.set_sensitive(sensitive);
+                map.append(name, value);
+            }
+            map
+        })
+    }
+
+    /// (name, value, sensitive) in order, without building the map.
+    fn pairs(&self) -> impl Iterator<Item = (&str, &[u8], bool)> {
+        let encoded = !self.block.is_empty();
+        let block = encoded.then(|| self.entries().map(|(name, at, s)| (name, &self.block[at], s)));
+        let map = (!encoded)
+            .then(|| self.map().iter().map(|(n, v)| (n.as_str(), v.as_bytes(), v.is_sensitive())));
+        block.into_iter().flatten().chain(map.into_iter().flatten())
+    }
+
+    /// The block's entries: name, the value's range in the block, sensitive.
+    fn entries(&self) -> impl Iterator<Item = (&str, std::ops::Range<usize>, bool)> {
+        let mut at = 0;
+        let block = &self.block[..];
+        std::iter::from_fn(move || {
+            let head = block.get(at..at + 7)?;
+            let name_len = usize::from(u16::from_le_bytes([head[0], head[1]]));
+            let value_len = u32::from_le_bytes([head[2], head[3], head[4], head[5]]) as usize;
+            let name_at = at + 7;
+            let value_at = name_at + name_len;
+            let end = value_at.checked_add(value_len).filter(|end| *end <= block.len())?;
+            let name = std::str::from_utf8(&block[name_at..value_at]).ok()?;
+            at = end;
+            Some((name, value_at..end, head[6] & 1 == 1))
+        })
     }
 }
 
@@ -72,32 +379,74 @@ impl Webhook {
         received_at: OffsetDateTime,
     ) -> Self {
         let endpoint: Arc<str> = Arc::from(endpoint.into());
-        let key = replay_key(&endpoint, verified);
-        Self::keyed(&key, endpoint, verified.clone().into_owned(), headers, body, received_at)
-    }
-
-    /// [`new`](Self::new) with the key already made (the guard made it for the replay mark),
-    /// the endpoint's name shared, and the verified values moved in.
-    pub(crate) fn keyed(
-        key: &str,
-        endpoint: Arc<str>,
-        verified: Verified<'static>,
-        headers: HeaderMap,
-        body: Bytes,
-        received_at: OffsetDateTime,
-    ) -> Self {
-        let kept = verified.into_kept();
-        Self::from_parts(
-            Arc::<str>::from(key),
+        let labels = Labels::of(&endpoint, verified);
+        Self::assemble(
+            labels,
             endpoint,
-            kept.provider,
-            kept.id,
-            kept.event,
-            kept.timestamp,
-            received_at,
-            headers,
+            verified.timestamp().map(OffsetDateTime::unix_timestamp_nanos),
+            received_at.unix_timestamp_nanos(),
+            Headers::given(headers),
             body,
         )
+    }
+
+    /// What the guard keeps of a verified request: its headers (credentials taken out) and
+    /// its body as they are, moved, not copied. Both are usually slices of the
+    /// connection's read buffer: an inbox that lets the webhook wait in memory keeps a
+    /// [`compacted`](Self::compacted) copy instead, so that a waiting job holds only its
+    /// own bytes and never pins a read buffer (which would make the server allocate a new
+    /// one for the next request).
+    ///
+    /// `event_in_body`: where the event type is in the JSON body, when `labels` do not
+    /// hold it (it is read the first time [`event`](Self::event) is asked for).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn kept(
+        labels: Labels,
+        event_in_body: Option<&'static [&'static str]>,
+        endpoint: Arc<str>,
+        timestamp: Option<i128>,
+        mut headers: HeaderMap,
+        body: Bytes,
+        received_at: i128,
+    ) -> Self {
+        // Usually none is there: a scan of the names is cheaper than five removals.
+        if headers.keys().any(is_credential) {
+            for name in CREDENTIALS {
+                headers.remove(*name);
+            }
+        }
+        let fields = Fields {
+            labels,
+            event_in_body: event_in_body.map(|path| (path, OnceLock::new())),
+            endpoint,
+            timestamp,
+            received_at,
+            headers: Headers::given(headers),
+            body,
+            own_memory: false,
+        };
+        Self { inner: Arc::new(fields) }
+    }
+
+    /// This webhook in memory of its own: the body and the headers copied into two
+    /// allocations, the headers encoded (turned into a map again only when a handler asks
+    /// for them). `None` when it is so already.
+    pub(crate) fn compacted(&self) -> Option<Self> {
+        let f = &*self.inner;
+        if f.own_memory {
+            return None;
+        }
+        let fields = Fields {
+            labels: f.labels.clone(),
+            event_in_body: f.event_in_body.clone(),
+            endpoint: Arc::clone(&f.endpoint),
+            timestamp: f.timestamp,
+            received_at: f.received_at,
+            headers: Headers::encode(self.headers()),
+            body: Bytes::copy_from_slice(&f.body),
+            own_memory: true,
+        };
+        Some(Self { inner: Arc::new(fields) })
     }
 
     /// Rebuilds a webhook from stored fields (for inbox backends).
@@ -114,34 +463,52 @@ impl Webhook {
         headers: HeaderMap,
         body: Bytes,
     ) -> Self {
-        Self {
-            inner: Arc::new(Fields {
-                key: key.into(),
-                endpoint: endpoint.into(),
-                provider,
-                id,
-                event,
-                timestamp,
-                received_at,
-                headers,
-                body,
-            }),
-        }
+        let key: Arc<str> = key.into();
+        let labels = Labels::from_parts(&key, &provider, id.as_deref(), event.as_deref());
+        Self::assemble(
+            labels,
+            endpoint.into(),
+            timestamp.map(OffsetDateTime::unix_timestamp_nanos),
+            received_at.unix_timestamp_nanos(),
+            Headers::given(headers),
+            body,
+        )
+    }
+
+    fn assemble(
+        labels: Labels,
+        endpoint: Arc<str>,
+        timestamp: Option<i128>,
+        received_at: i128,
+        headers: Headers,
+        body: Bytes,
+    ) -> Self {
+        // Made by `new` or `from_parts`: the caller's headers and body, as given. A backend
+        // that rebuilds a stored webhook gives freshly made ones; compacting them again
+        // costs a copy, nothing else.
+        let fields =
+            Fields { labels, event_in_body: None, endpoint, timestamp, received_at, headers, body, own_memory: false };
+        Self { inner: Arc::new(fields) }
     }
 
     /// The unique key of this delivery at this endpoint.
     #[must_use]
     pub fn key(&self) -> &str {
-        &self.inner.key
+        self.inner.labels.key()
     }
     /// The key, shared (inboxes index by it without copying it).
-    pub(crate) fn shared_key(&self) -> &Arc<str> {
-        &self.inner.key
+    pub(crate) fn shared_key(&self) -> SharedKey {
+        self.inner.labels.shared_key()
     }
 
     /// The endpoint's name as a metrics label (shared, not copied).
     pub(crate) fn endpoint_label(&self) -> metrics::SharedString {
         metrics::SharedString::from_shared(Arc::clone(&self.inner.endpoint))
+    }
+
+    /// The endpoint's name, shared.
+    pub(crate) fn shared_endpoint(&self) -> &Arc<str> {
+        &self.inner.endpoint
     }
 
     /// The endpoint's name.
@@ -152,68 +519,48 @@ impl Webhook {
     /// The provider (`stripe`, `github`, …).
     #[must_use]
     pub fn provider(&self) -> &str {
-        &self.inner.provider
+        self.inner.labels.provider()
     }
     /// The provider's delivery id, if it sent one.
     #[must_use]
     pub fn id(&self) -> Option<&str> {
-        self.inner.id.as_deref()
+        self.inner.labels.id()
     }
     /// The event type, if known.
     #[must_use]
     pub fn event(&self) -> Option<&str> {
-        self.inner.event.as_deref()
+        let f = &*self.inner;
+        match &f.event_in_body {
+            None => f.labels.event(),
+            Some((path, read)) => read
+                .get_or_init(|| json::text_at(&f.body, path).ok().flatten().map(|e| e.into_owned().into()))
+                .as_deref(),
+        }
     }
     /// The signed timestamp, if the scheme has one.
     #[must_use]
     pub fn timestamp(&self) -> Option<OffsetDateTime> {
-        self.inner.timestamp
+        self.inner.timestamp.map(date)
     }
     /// When the receiver accepted it.
     #[must_use]
     pub fn received_at(&self) -> OffsetDateTime {
-        self.inner.received_at
+        date(self.inner.received_at)
     }
     /// The request headers that were kept: all but credentials and shared tokens
     /// (`Authorization`, `Cookie`, `X-Gitlab-Token`, `X-Hook-Secret`, …). Signature headers
     /// are kept: they are not secret.
+    ///
+    /// The guard keeps headers in a compact encoded form; the map is built the first time
+    /// it is asked for (a handler that never looks at headers never pays for it).
     #[must_use]
     pub fn headers(&self) -> &HeaderMap {
-        &self.inner.headers
+        self.inner.headers.map()
     }
     /// The raw body, exactly as received and verified.
     #[must_use]
     pub fn body(&self) -> &Bytes {
         &self.inner.body
-    }
-
-    /// Copies the body and the header values into one allocation of their own.
-    ///
-    /// A body or header value read by hyper or actix is usually a slice of the
-    /// connection's read buffer: keeping it pins the whole buffer and makes the server
-    /// allocate a new one for the next request. An inbox that holds webhooks in memory
-    /// compacts them first, so a backlog costs what it holds and no more.
-    pub(crate) fn compact(&mut self) {
-        let this = Arc::make_mut(&mut self.inner);
-        let size = this.body.len() + this.headers.values().map(HeaderValue::len).sum::<usize>();
-        let mut buf = bytes::BytesMut::with_capacity(size);
-        buf.extend_from_slice(&this.body);
-        for value in this.headers.values() {
-            buf.extend_from_slice(value.as_bytes());
-        }
-        let buf = buf.freeze();
-        this.body = buf.slice(..this.body.len());
-        let mut at = this.body.len();
-        for value in this.headers.values_mut() {
-            let end = at + value.len();
-            let sensitive = value.is_sensitive();
-            // The bytes were a valid header value a moment ago.
-            if let Ok(mut copy) = HeaderValue::from_maybe_shared(buf.slice(at..end)) {
-                copy.set_sensitive(sensitive);
-                *value = copy;
-            }
-            at = end;
-        }
     }
 
     /// The body as JSON.
@@ -242,18 +589,18 @@ impl Webhook {
     /// ```
     pub fn to_record(&self) -> Result<WebhookRecord, RecordError> {
         Ok(WebhookRecord {
-            key: self.inner.key.to_string(),
-            endpoint: self.inner.endpoint.to_string(),
-            provider: self.inner.provider.clone(),
-            id: self.inner.id.clone(),
-            event: self.inner.event.clone(),
+            key: self.key().to_owned(),
+            endpoint: self.endpoint().to_owned(),
+            provider: self.provider().to_owned(),
+            id: self.id().map(str::to_owned),
+            event: self.event().map(str::to_owned),
             timestamp_unix_nanos: self.inner.timestamp.map(unix_nanos).transpose()?,
             received_at_unix_nanos: unix_nanos(self.inner.received_at)?,
             headers: self
                 .inner
                 .headers
-                .iter()
-                .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+                .pairs()
+                .map(|(name, value, _)| (name.to_owned(), value.to_vec()))
                 .collect(),
             body: self.inner.body.to_vec(),
         })
@@ -428,28 +775,18 @@ impl From<RecordError> for super::InboxError {
     }
 }
 
-/// `t` as nanoseconds since the Unix epoch, if that fits an `i64`.
-fn unix_nanos(t: OffsetDateTime) -> Result<i64, RecordError> {
-    i64::try_from(t.unix_timestamp_nanos()).map_err(|_| RecordError("time out of range"))
+/// Nanoseconds since the Unix epoch as an `i64`, if they fit.
+fn unix_nanos(nanos: i128) -> Result<i64, RecordError> {
+    i64::try_from(nanos).map_err(|_| RecordError("time out of range"))
+}
+
+/// The date `nanos` after the Unix epoch (in `time`'s range by construction).
+fn date(nanos: i128) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 fn from_unix_nanos(nanos: i64) -> Result<OffsetDateTime, RecordError> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos)).map_err(|_| RecordError("time out of range"))
-}
-
-/// `"{endpoint}:{id}"`, or the hex fingerprint when there is no id.
-pub(crate) fn replay_key(endpoint: &str, verified: &Verified<'_>) -> String {
-    // Built by hand: `format!` costs more than the copies (one per delivery).
-    let id = verified.id();
-    let tail = id.map_or(2 * verified.dedup_key().len(), str::len);
-    let mut key = String::with_capacity(endpoint.len() + 1 + tail);
-    key.push_str(endpoint);
-    key.push(':');
-    match id {
-        Some(id) => key.push_str(id),
-        None => key.push_str(&const_hex::encode(verified.dedup_key())),
-    }
-    key
 }
 
 /// The stored form of a [`Webhook`] without its body (which backends keep as raw bytes
@@ -488,24 +825,27 @@ impl Webhook {
         let headers = self
             .inner
             .headers
-            .iter()
-            .map(|(name, value)| match value.to_str() {
-                Ok(text) => RecordHeader { n: name.as_str().to_owned(), v: text.to_owned(), b64: false },
-                Err(_) => RecordHeader {
-                    n: name.as_str().to_owned(),
-                    v: base64::engine::general_purpose::STANDARD.encode(value.as_bytes()),
+            .pairs()
+            // Text when `HeaderValue::to_str` would give it (visible ASCII), else base64.
+            .map(|(name, value, _)| match std::str::from_utf8(value) {
+                Ok(text) if value.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b)) => {
+                    RecordHeader { n: name.to_owned(), v: text.to_owned(), b64: false }
+                }
+                _ => RecordHeader {
+                    n: name.to_owned(),
+                    v: base64::engine::general_purpose::STANDARD.encode(value),
                     b64: true,
                 },
             })
             .collect();
         let record = Record {
-            key: self.inner.key.to_string(),
-            endpoint: self.inner.endpoint.to_string(),
-            provider: self.inner.provider.clone(),
-            id: self.inner.id.clone(),
-            event: self.inner.event.clone(),
-            timestamp: self.inner.timestamp.map(OffsetDateTime::unix_timestamp_nanos),
-            received_at: self.inner.received_at.unix_timestamp_nanos(),
+            key: self.key().to_owned(),
+            endpoint: self.endpoint().to_owned(),
+            provider: self.provider().to_owned(),
+            id: self.id().map(str::to_owned),
+            event: self.event().map(str::to_owned),
+            timestamp: self.inner.timestamp,
+            received_at: self.inner.received_at,
             headers,
         };
         // Serializing plain strings and integers cannot fail.

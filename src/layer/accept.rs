@@ -15,7 +15,7 @@ use http_body_util::Full;
 use tower_service::Service;
 
 use super::body;
-use crate::guard::Guard;
+use crate::guard::{Guard, Head};
 
 /// A Tower service that answers webhook deliveries itself: it reads the body (bounded),
 /// verifies it, refuses replays, pushes the webhook into the guard's inbox and answers
@@ -88,7 +88,7 @@ where
                         Ok(bytes) => bytes,
                         Err(problem) => return Ok(to_full(guard.body_problem(problem))),
                     };
-                    Ok(to_full(guard.accept(&parts, bytes).await))
+                    Ok(to_full(guard.go_on(guard.begin(Head::Owned(parts), bytes)).await))
                 }
                 .instrument(span),
             ),

@@ -408,23 +408,23 @@ impl<'a> Verified<'a> {
         }
     }
 
-    /// The owned pieces a kept [`Webhook`](crate::inbox::Webhook) is made of, moved out
-    /// (no copies for what [`into_owned`](Self::into_owned) already owns).
+    /// The event type if it is known without reading the body: `Err(path)` when it is
+    /// the member at `path` of the JSON body and has not been read yet.
     #[cfg(feature = "tower")]
-    pub(crate) fn into_kept(self) -> Kept {
-        let timestamp = self.timestamp();
-        let event = match self.event {
-            Event::Known(event) => event,
-            Event::InBody { body, path, read } => {
-                read.into_inner().unwrap_or_else(|| json::text_at(body, path).ok().flatten())
-            }
-        };
-        Kept {
-            provider: self.provider.into_owned(),
-            id: self.id.map(Cow::into_owned),
-            event: event.map(Cow::into_owned),
-            timestamp,
+    pub(crate) fn event_if_known(&self) -> Result<Option<&str>, &'static [&'static str]> {
+        match &self.event {
+            Event::Known(event) => Ok(event.as_deref()),
+            Event::InBody { path, read, .. } => match read.get() {
+                Some(event) => Ok(event.as_deref()),
+                None => Err(path),
+            },
         }
+    }
+
+    /// The signed timestamp in nanoseconds since the epoch (no date built).
+    #[cfg(feature = "tower")]
+    pub(crate) const fn timestamp_nanos(&self) -> Option<i128> {
+        self.timestamp
     }
 
     /// Replaces the event type (for schemes that learn it late).
@@ -446,15 +446,6 @@ impl<'a> Verified<'a> {
     ) -> Self {
         Self { provider: Cow::Borrowed(provider), id, timestamp, event, fingerprint, key_index }
     }
-}
-
-/// What a kept webhook takes from a [`Verified`].
-#[cfg(feature = "tower")]
-pub(crate) struct Kept {
-    pub(crate) provider: String,
-    pub(crate) id: Option<String>,
-    pub(crate) event: Option<String>,
-    pub(crate) timestamp: Option<OffsetDateTime>,
 }
 
 /// A 32-byte fingerprint from a tag or signature: copied when it is short enough, else
