@@ -34,6 +34,8 @@ use std::{
     collections::VecDeque,
     fmt,
     future::Future,
+    pin::Pin,
+    task::Poll,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -277,8 +279,10 @@ impl Worker {
     }
 
     /// The pool: `concurrency` long-lived lanes take jobs from a local queue that this
-    /// loop fills with batch pulls, as many as there are idle lanes. A lane is a task for
-    /// the pool's lifetime, so a job costs a queue push and a wake-up, not a task spawn.
+    /// loop fills with batch pulls. A lane is a task for the pool's lifetime, so a job
+    /// costs a queue push, not a task spawn. The loop pulls ahead (up to `concurrency`
+    /// jobs beyond the idle lanes), and the lanes wake it only once half of that room is
+    /// free again: under load, one wake-up and one pull serve several jobs.
     async fn run(self, mut stop: watch::Receiver<bool>, cancel_rx: watch::Receiver<bool>) -> ShutdownReport {
         let this = Arc::new(self);
         let lanes = Arc::new(Lanes::new(this.concurrency));
@@ -288,8 +292,16 @@ impl Worker {
             let (this, lanes, cancel, returned) =
                 (Arc::clone(&this), Arc::clone(&lanes), cancel_rx.clone(), Arc::clone(&returned));
             tasks.spawn(async move {
-                while let Some(job) = lanes.next().await {
-                    if this.process(job, cancel.clone()).await {
+                let mut counters = Counters::default();
+                loop {
+                    let job = match lanes.take() {
+                        Some(job) => job,
+                        None => match lanes.next().await {
+                            Some(job) => job,
+                            None => break,
+                        },
+                    };
+                    if this.process(job, &cancel, &mut counters).await {
                         returned.fetch_add(1, Ordering::Relaxed);
                     }
                     lanes.done();
@@ -301,20 +313,20 @@ impl Worker {
             if *stop.borrow() {
                 break;
             }
-            let free = lanes.free();
-            if free == 0 {
-                let lane_done = lanes.lane_done.notified();
-                tokio::pin!(lane_done);
-                lane_done.as_mut().enable();
-                if lanes.free() == 0 {
+            let room = lanes.room();
+            if room < lanes.low_water() {
+                let room_made = lanes.room_made.notified();
+                tokio::pin!(room_made);
+                room_made.as_mut().enable();
+                if lanes.room() < lanes.low_water() {
                     tokio::select! {
-                        () = lane_done => {}
+                        () = room_made => {}
                         _ = stop.changed() => {}
                     }
                 }
                 continue;
             }
-            let jobs = match this.inbox.pull(free, this.lease).await {
+            let jobs = match this.inbox.pull(room, this.lease).await {
                 Ok(jobs) => jobs,
                 Err(e) => {
                     tracing::warn!(error = %e, "inbox pull failed");
@@ -350,15 +362,15 @@ impl Worker {
             lanes.hand_out(jobs);
         }
         // Stop pulling; the lanes finish what they hold (running and queued jobs). The
-        // handle flips `cancel` when the grace period ends, and unfinished jobs go back to
-        // the inbox.
+        // handle flips `cancel` when the grace period ends: running jobs are cancelled and
+        // queued ones are not started, and all of them go back to the inbox.
         let in_flight = lanes.close();
         while tasks.join_next().await.is_some() {}
         ShutdownReport { in_flight, returned: returned.load(Ordering::Relaxed) }
     }
 
     /// Runs one job; `true` when it was given back unprocessed because of shutdown.
-    async fn process(&self, job: Job, cancel: watch::Receiver<bool>) -> bool {
+    async fn process(&self, job: Job, cancel: &watch::Receiver<bool>, counters: &mut Counters) -> bool {
         use tracing::Instrument as _;
         let webhook = job.webhook();
         let span = tracing::info_span!(
@@ -367,14 +379,28 @@ impl Worker {
             id = webhook.id(),
             attempt = job.attempt()
         );
-        self.process_in_span(job, cancel).instrument(span).await
+        self.process_in_span(job, cancel.clone(), counters).instrument(span).await
     }
 
-    async fn process_in_span(&self, job: Job, mut cancel: watch::Receiver<bool>) -> bool {
-        let webhook = job.webhook().clone();
-        let outcome = tokio::select! {
-            r = tokio::time::timeout(self.lease, CatchUnwind(self.handler.handle(webhook))) => Some(r),
-            _ = cancel.wait_for(|c| *c) => None,
+    async fn process_in_span(
+        &self,
+        job: Job,
+        mut cancel: watch::Receiver<bool>,
+        counters: &mut Counters,
+    ) -> bool {
+        let outcome = if *cancel.borrow() {
+            // The grace period is over: not started.
+            None
+        } else {
+            let mut handling = CatchUnwind(self.handler.handle(job.webhook().clone()));
+            // A handler that finishes on its first poll needs no timer and no cancel watch.
+            match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut handling).poll(cx))).await {
+                Poll::Ready(result) => Some(Ok(result)),
+                Poll::Pending => tokio::select! {
+                    r = tokio::time::timeout(self.lease, handling) => Some(r),
+                    _ = cancel.wait_for(|c| *c) => None,
+                },
+            }
         };
         let result = match outcome {
             None => {
@@ -390,10 +416,13 @@ impl Worker {
         };
         match result {
             Ok(()) => {
-                metrics::counter!("hookguard_processed_total", "endpoint" => job.webhook().endpoint_label())
-                    .increment(1);
+                counters.processed(job.webhook());
                 tracing::info!("webhook processed");
-                if let Err(e) = self.inbox.ack(&job).await {
+                let acked = match self.inbox.ack_now(&job) {
+                    Some(acked) => acked,
+                    None => self.inbox.ack(&job).await,
+                };
+                if let Err(e) = acked {
                     report_inbox_error(&e, "ack");
                 }
             }
@@ -419,15 +448,39 @@ impl Worker {
     }
 }
 
+/// A lane's `hookguard_processed_total` key for the endpoint it last counted: made once
+/// per endpoint instead of once per job (a key with a label allocates).
+#[derive(Default)]
+struct Counters {
+    processed: Option<(Arc<str>, metrics::Key)>,
+}
+
+impl Counters {
+    fn processed(&mut self, webhook: &Webhook) {
+        static METADATA: metrics::Metadata<'static> =
+            metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+        let endpoint = webhook.shared_endpoint();
+        let key = match &self.processed {
+            Some((at, key)) if Arc::ptr_eq(at, endpoint) || **at == **endpoint => key,
+            _ => {
+                let label = metrics::Label::new("endpoint", webhook.endpoint_label());
+                let key = metrics::Key::from_parts("hookguard_processed_total", vec![label]);
+                &self.processed.insert((Arc::clone(endpoint), key)).1
+            }
+        };
+        metrics::with_recorder(|recorder| recorder.register_counter(key, &METADATA)).increment(1);
+    }
+}
+
 /// The pool's local queue between the pulling loop and its lanes.
 struct Lanes {
-    /// How many lanes there are.
+    /// How many lanes there are; also how many jobs may wait for a lane (pulled ahead).
     lanes: usize,
     state: Mutex<LaneState>,
     /// Signalled when jobs are queued, or when the pool closes.
     work: Notify,
-    /// Signalled when a lane finishes a job.
-    lane_done: Notify,
+    /// Signalled when the room for pulling grows to the low-water mark.
+    room_made: Notify,
 }
 
 struct LaneState {
@@ -443,7 +496,7 @@ impl Lanes {
             lanes,
             state: Mutex::new(LaneState { queue: VecDeque::new(), idle: lanes, closed: false }),
             work: Notify::new(),
-            lane_done: Notify::new(),
+            room_made: Notify::new(),
         }
     }
 
@@ -452,10 +505,18 @@ impl Lanes {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// How many more jobs the lanes can start now.
-    fn free(&self) -> usize {
-        let state = self.lock();
-        state.idle.saturating_sub(state.queue.len())
+    /// How many more jobs may be pulled now: one per idle lane, and as many again to wait.
+    fn room(&self) -> usize {
+        Self::room_in(&self.lock(), self.lanes)
+    }
+
+    fn room_in(state: &LaneState, lanes: usize) -> usize {
+        (state.idle + lanes).saturating_sub(state.queue.len())
+    }
+
+    /// Pulling waits for this much room (half of the most there can be).
+    fn low_water(&self) -> usize {
+        self.lanes.max(1)
     }
 
     fn hand_out(&self, jobs: Vec<Job>) {
@@ -464,6 +525,14 @@ impl Lanes {
         for _ in 0..n {
             self.work.notify_one();
         }
+    }
+
+    /// The next queued job, if there is one (no waiting).
+    fn take(&self) -> Option<Job> {
+        let mut state = self.lock();
+        let job = state.queue.pop_front()?;
+        state.idle -= 1;
+        Some(job)
     }
 
     /// The next job for a lane; `None` once the pool is closed and the queue is empty.
@@ -488,8 +557,15 @@ impl Lanes {
     }
 
     fn done(&self) {
-        self.lock().idle += 1;
-        self.lane_done.notify_one();
+        let room = {
+            let mut state = self.lock();
+            state.idle += 1;
+            Self::room_in(&state, self.lanes)
+        };
+        // Room grows one job at a time: wake the pulling loop when it reaches the mark.
+        if room == self.low_water() {
+            self.room_made.notify_one();
+        }
     }
 
     /// No more jobs will be queued; the lanes drain the queue and stop. Returns how many
@@ -512,14 +588,11 @@ struct CatchUnwind(BoxFuture<'static, Result<(), String>>);
 impl Future for CatchUnwind {
     type Output = Result<(), String>;
 
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
         let fut = &mut self.0;
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
             Ok(poll) => poll,
-            Err(_) => std::task::Poll::Ready(Err("the handler panicked".to_owned())),
+            Err(_) => Poll::Ready(Err("the handler panicked".to_owned())),
         }
     }
 }
