@@ -56,7 +56,7 @@ use bytes::Bytes;
 use http::request::Parts;
 
 use crate::{
-    guard::{Guard, Head, Reserved, VerificationFailed},
+    guard::{Finish, Guard, Head, Reserved, VerificationFailed},
     problem::{Problem, known},
     verify::Verified,
 };
@@ -101,7 +101,10 @@ async fn accept(guard: &Guard, req: &HttpRequest, payload: dev::Payload) -> Http
         return respond(problem.into_response());
     }
     match read(guard, payload).await {
-        Ok(bytes) => respond(guard.go_on(guard.begin(Head::Owned(parts), bytes)).await),
+        Ok(bytes) => respond(match guard.settle(guard.begin(Head::Owned(parts), bytes)) {
+            Finish::Done(res) => res,
+            Finish::Later(finishing) => finishing.await,
+        }),
         Err(problem) => respond(guard.body_problem(problem)),
     }
 }
@@ -232,11 +235,11 @@ fn answer<B>(req: ServiceRequest, res: http::Response<Vec<u8>>) -> ServiceRespon
 /// too) and a body that does not arrive within its read timeout (408).
 async fn read(guard: &Guard, payload: dev::Payload) -> Result<Bytes, Problem> {
     let collect = body::to_bytes_limited(BodyStream::new(payload), guard.body_limit());
-    match tokio::time::timeout(guard.read_timeout(), collect).await {
-        Err(_) => Err(known::BODY_TIMEOUT),
-        Ok(Err(_limit_exceeded)) => Err(known::BODY_TOO_LARGE),
-        Ok(Ok(Err(_))) => Err(known::BODY_ERROR),
-        Ok(Ok(Ok(bytes))) => Ok(bytes),
+    match crate::layer::Within::new(guard.read_timeout(), collect).await {
+        None => Err(known::BODY_TIMEOUT),
+        Some(Err(_limit_exceeded)) => Err(known::BODY_TOO_LARGE),
+        Some(Ok(Err(_))) => Err(known::BODY_ERROR),
+        Some(Ok(Ok(bytes))) => Ok(bytes),
     }
 }
 
@@ -266,18 +269,100 @@ fn uri_of(uri: &actix_web::http::Uri) -> http::Uri {
     .unwrap_or_default()
 }
 
-/// actix's request headers (http 0.2 types) as an `http` 1 [`http::HeaderMap`].
+/// actix's request headers (http 0.2 types) as an `http` 1 [`http::HeaderMap`]: the values
+/// copied into one buffer that they share (two allocations, not one per value), the names
+/// through [`header_name`]'s cache.
 fn headers_of(req: &HttpRequest) -> http::HeaderMap {
-    let mut headers = http::HeaderMap::with_capacity(req.headers().len());
-    for (name, value) in req.headers() {
-        if let (Ok(name), Ok(value)) = (
-            http::HeaderName::from_bytes(name.as_str().as_bytes()),
-            http::HeaderValue::from_bytes(value.as_bytes()),
-        ) {
-            headers.append(name, value);
-        }
+    // One pass over actix's map (its `len` walks it too): up to this many headers are
+    // gathered on the stack; a request with more takes a second pass.
+    const GATHERED: usize = 32;
+    type Pair<'a> = (&'a actix_web::http::header::HeaderName, &'a actix_web::http::header::HeaderValue);
+    let mut gathered: [Option<Pair<'_>>; GATHERED] = [None; GATHERED];
+    let (mut count, mut size, mut all) = (0, 0, true);
+    for pair in req.headers() {
+        let Some(slot) = gathered.get_mut(count) else {
+            all = false;
+            break;
+        };
+        *slot = Some(pair);
+        size += pair.1.len();
+        count += 1;
     }
+    if all {
+        to_header_map(|| gathered[..count].iter().flatten().copied(), count, size)
+    } else {
+        let size = req.headers().iter().map(|(_, value)| value.len()).sum();
+        to_header_map(|| req.headers().iter(), count, size)
+    }
+}
+
+/// The headers `pairs` gives (about `count` of them, their values `size` bytes together)
+/// as an `http` 1 map.
+fn to_header_map<'a, I>(pairs: impl Fn() -> I, count: usize, size: usize) -> http::HeaderMap
+where
+    I: Iterator<Item = (&'a actix_web::http::header::HeaderName, &'a actix_web::http::header::HeaderValue)>,
+{
+    let mut values = bytes::BytesMut::with_capacity(size);
+    for (_, value) in pairs() {
+        values.extend_from_slice(value.as_bytes());
+    }
+    let values = values.freeze();
+    let mut headers = http::HeaderMap::with_capacity(count);
+    let mut at = 0;
+    with_header_names(|names| {
+        for (name, value) in pairs() {
+            let range = at..at + value.len();
+            at = range.end;
+            let (Some(name), Ok(mut copy)) =
+                (names.get(name.as_str()), http::HeaderValue::from_maybe_shared(values.slice(range)))
+            else {
+                continue;
+            };
+            copy.set_sensitive(value.is_sensitive());
+            headers.append(name, copy);
+        }
+    });
     headers
+}
+
+/// A small cache of `http` 1 header names: one slot per name, picked from its length and
+/// a few of its bytes (a name that takes another's slot evicts it). Parsing a name that is
+/// not a standard one allocates it; a cached one is a reference count.
+struct HeaderNames([Option<http::HeaderName>; 64]);
+
+impl HeaderNames {
+    fn new() -> Self {
+        Self(std::array::from_fn(|_| None))
+    }
+
+    fn get(&mut self, name: &str) -> Option<http::HeaderName> {
+        let bytes = name.as_bytes();
+        let (Some(first), Some(last)) = (bytes.first(), bytes.last()) else {
+            return http::HeaderName::from_bytes(bytes).ok();
+        };
+        let middle = bytes[bytes.len() / 2];
+        let hash = bytes.len() * 7 + usize::from(*first) * 3 + usize::from(middle) * 5 + usize::from(*last);
+        let slot = &mut self.0[hash % 64];
+        if let Some(known) = slot
+            && known.as_str() == name
+        {
+            return Some(known.clone());
+        }
+        let new = http::HeaderName::from_bytes(bytes).ok()?;
+        *slot = Some(new.clone());
+        Some(new)
+    }
+}
+
+/// Runs `f` with this thread's [`HeaderNames`] (a fresh one if it is in use).
+fn with_header_names<T>(f: impl FnOnce(&mut HeaderNames) -> T) -> T {
+    thread_local! {
+        static NAMES: std::cell::RefCell<HeaderNames> = std::cell::RefCell::new(HeaderNames::new());
+    }
+    NAMES.with(|names| match names.try_borrow_mut() {
+        Ok(mut names) => f(&mut names),
+        Err(_) => f(&mut HeaderNames::new()),
+    })
 }
 
 fn version(v: actix_web::http::Version) -> http::Version {

@@ -509,6 +509,12 @@ impl Guard {
             Some(marked) => marked,
             None => replay.mark(key.as_bytes(), ttl).await,
         };
+        self.marked(marked)
+    }
+
+    /// What a (one-phase) mark answered: `true` when this request set it, `false` when it
+    /// was set already.
+    fn marked(&self, marked: Result<Mark, crate::replay::StoreError>) -> Result<bool, Response<Vec<u8>>> {
         match marked {
             Ok(Mark::New) => Ok(true),
             // `mark` counts a live reservation as seen; the terminal pipeline pushes a
@@ -780,19 +786,86 @@ impl Guard {
 
     /// The terminal pipeline from the replay mark on: mark, push, answer.
     pub(crate) async fn finish(&self, webhook: Webhook, ttl: Duration) -> Response<Vec<u8>> {
-        match self.mark(webhook.key(), ttl).await {
-            Ok(true) => {}
-            Ok(false) if self.inner.inbox.is_some() => return self.push(webhook, false).await,
+        let marked = self.mark(webhook.key(), ttl).await;
+        match self.after_mark(marked, &webhook) {
+            Ok(own_mark) => self.push_armed(webhook, own_mark).await,
+            Err(res) => res,
+        }
+    }
+
+    /// [`finish`](Self::finish) without waiting when the replay store and the inbox
+    /// answer at once (in-process ones do): only what has to wait is boxed.
+    pub(crate) fn finish_now(&self, webhook: Webhook, ttl: Duration) -> Finish {
+        let i = &self.inner;
+        let marked = match &i.replay {
+            None => Ok(true),
+            Some(replay) => match replay.mark_now(webhook.key().as_bytes(), ttl) {
+                Some(marked) => self.marked(marked),
+                None => {
+                    let guard = self.clone();
+                    return Finish::Later(Box::pin(async move { guard.finish(webhook, ttl).await }));
+                }
+            },
+        };
+        let own_mark = match self.after_mark(marked, &webhook) {
+            Ok(own_mark) => own_mark,
+            Err(res) => return Finish::Done(res),
+        };
+        match i.inbox.as_ref().and_then(|inbox| inbox.push_now(&webhook)) {
+            Some(pushed) => {
+                if pushed.is_err() && own_mark {
+                    // An in-process store (it answered the mark at once) unmarks at once.
+                    let (guard, key) = (self.clone(), webhook.shared_key());
+                    finish_in_background(async move { guard.release(key.as_str()).await });
+                }
+                Finish::Done(self.answer_push(&webhook, own_mark, pushed))
+            }
+            None => {
+                let guard = self.clone();
+                Finish::Later(Box::pin(async move { guard.push_armed(webhook, own_mark).await }))
+            }
+        }
+    }
+
+    /// What comes after [`begin`](Self::begin), for an owned head: the answer, or what
+    /// has to wait for it.
+    pub(crate) fn settle(&self, begun: Begun<'static>) -> Finish {
+        match begun {
+            Begun::Answer(res) => Finish::Done(*res),
+            Begun::Kept(webhook, ttl) => self.finish_now(webhook, ttl),
+            Begun::Waits(waits) => {
+                let guard = self.clone();
+                Finish::Later(Box::pin(async move { guard.accept_later(*waits).await }))
+            }
+        }
+    }
+
+    /// Decides on a mark: push (`Ok(own_mark)`), or answer (a duplicate without an
+    /// inbox to ask, or the store failed).
+    fn after_mark(
+        &self,
+        marked: Result<bool, Response<Vec<u8>>>,
+        webhook: &Webhook,
+    ) -> Result<bool, Response<Vec<u8>>> {
+        match marked {
+            Ok(true) => Ok(true),
+            Ok(false) if self.inner.inbox.is_some() => Ok(false),
             Ok(false) => {
                 self.duplicate(webhook.id());
-                return plain(StatusCode::OK, "duplicate");
+                Err(plain(StatusCode::OK, "duplicate"))
             }
-            Err(res) => return res,
+            Err(res) => Err(res),
         }
-        // Abandoned mid-push (the sender hung up): the mark goes, so its retry gets through.
-        let armed = ReleaseOnDrop::new(self, webhook.shared_key());
-        let res = self.push(webhook, true).await;
-        armed.disarm();
+    }
+
+    /// [`push`](Self::push), with this request's mark removed again if the request is
+    /// abandoned mid-push (the sender hung up), so that its retry gets through.
+    async fn push_armed(&self, webhook: Webhook, own_mark: bool) -> Response<Vec<u8>> {
+        let armed = own_mark.then(|| ReleaseOnDrop::new(self, webhook.shared_key()));
+        let res = self.push(webhook, own_mark).await;
+        if let Some(armed) = armed {
+            armed.disarm();
+        }
         res
     }
 
@@ -850,6 +923,21 @@ impl Guard {
             // A second handle (a reference count) for the log lines and the clean-up.
             None => inbox.push(webhook.clone()).await,
         };
+        if pushed.is_err() && own_mark {
+            self.release(webhook.key()).await;
+        }
+        self.answer_push(&webhook, own_mark, pushed)
+    }
+
+    /// Counts, logs and answers what the inbox did with `webhook` (its mark is already
+    /// removed when the push failed and the mark was this request's).
+    fn answer_push(
+        &self,
+        webhook: &Webhook,
+        own_mark: bool,
+        pushed: Result<Pushed, InboxError>,
+    ) -> Response<Vec<u8>> {
+        let i = &self.inner;
         // The event type may still be in the body: read only for a log line that is written.
         let id = webhook.id();
         match pushed {
@@ -876,9 +964,6 @@ impl Guard {
                 plain(StatusCode::OK, "duplicate")
             }
             Err(e) => {
-                if own_mark {
-                    self.release(webhook.key()).await;
-                }
                 self.count_rejected(known::INBOX_FULL.code());
                 match e {
                     InboxError::Full => tracing::warn!(endpoint = %i.endpoint, "inbox full"),
@@ -945,6 +1030,14 @@ pub(crate) enum Begun<'a> {
     Kept(Webhook, Duration),
     /// The scheme has to be waited for.
     Waits(Box<Waits<'a>>),
+}
+
+/// What [`Guard::finish_now`] and [`Guard::settle`] did.
+pub(crate) enum Finish {
+    /// Answer with this.
+    Done(Response<Vec<u8>>),
+    /// A backend needs I/O (or the scheme is looked up): await this for the answer.
+    Later(BoxFuture<'static, Response<Vec<u8>>>),
 }
 
 /// A request that [`Guard::begin`] could not finish without waiting.

@@ -5,17 +5,21 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    task::{Context, Poll},
+    task::{Context, Poll, ready},
 };
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Request, Response, request::Parts};
 use http_body::Body;
 use http_body_util::Full;
+use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::body;
-use crate::guard::{Guard, Head};
+use crate::{
+    guard::{Finish, Guard, Head},
+    replay::BoxFuture,
+};
 
 /// A Tower service that answers webhook deliveries itself: it reads the body (bounded),
 /// verifies it, refuses replays, pushes the webhook into the guard's inbox and answers
@@ -67,53 +71,105 @@ where
 {
     type Response = Response<Full<Bytes>>;
     type Error = Infallible;
-    type Future = AcceptFuture;
+    type Future = AcceptFuture<B>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        use tracing::Instrument as _;
         let guard = self.guard.clone();
         let span = tracing::info_span!("webhook", endpoint = guard.endpoint(), method = %req.method(), path = req.uri().path());
-        AcceptFuture {
-            inner: Box::pin(
-                async move {
-                    let (parts, body) = req.into_parts();
-                    if let Err(problem) = guard.precheck(&parts) {
-                        return Ok(to_full(problem.into_response()));
-                    }
-                    let bytes = match body::read(&guard, body).await {
-                        Ok(bytes) => bytes,
-                        Err(problem) => return Ok(to_full(guard.body_problem(problem))),
-                    };
-                    Ok(to_full(guard.go_on(guard.begin(Head::Owned(parts), bytes)).await))
-                }
-                .instrument(span),
-            ),
-        }
+        // A disabled span is not entered at all (entering one still costs, with `log`).
+        let span = (!span.is_disabled()).then_some(span);
+        let (parts, body) = req.into_parts();
+        let state = match guard.precheck(&parts) {
+            Err(problem) => State::Answered { res: Some(problem.into_response()) },
+            Ok(()) => State::Reading { parts: Some(parts), read: body::ReadBody::new(&guard, body) },
+        };
+        AcceptFuture { guard, span, state }
     }
 }
 
-type Answer = Result<Response<Full<Bytes>>, Infallible>;
-
-/// Response future of [`WebhookService`].
-pub struct AcceptFuture {
-    inner: Pin<Box<dyn Future<Output = Answer> + Send>>,
+pin_project! {
+    /// Response future of [`WebhookService`]: reads the body, then verifies, marks and
+    /// keeps the delivery. With in-process backends, all of it happens within the poll
+    /// that finds the body complete; a backend that needs I/O gets a boxed continuation.
+    pub struct AcceptFuture<B>
+    where
+        B: Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        guard: Guard,
+        span: Option<tracing::Span>,
+        #[pin]
+        state: State<B>,
+    }
 }
 
-impl fmt::Debug for AcceptFuture {
+pin_project! {
+    #[project = StateProj]
+    enum State<B>
+    where
+        B: Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        Answered { res: Option<Response<Vec<u8>>> },
+        Reading { parts: Option<Parts>, #[pin] read: body::ReadBody<B> },
+        Finishing { finishing: BoxFuture<'static, Response<Vec<u8>>> },
+        Done,
+    }
+}
+
+impl<B> fmt::Debug for AcceptFuture<B>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("AcceptFuture")
     }
 }
 
-impl Future for AcceptFuture {
+impl<B> Future for AcceptFuture<B>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     type Output = Result<Response<Full<Bytes>>, Infallible>;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let _entered = this.span.as_ref().map(tracing::Span::enter);
+        let res = loop {
+            match this.state.as_mut().project() {
+                StateProj::Answered { res } => break res.take(),
+                StateProj::Reading { parts, read } => {
+                    let bytes = match ready!(read.poll(cx)) {
+                        Ok(bytes) => bytes,
+                        Err(problem) => break Some(this.guard.body_problem(problem)),
+                    };
+                    let Some(parts) = parts.take() else { break None };
+                    match this.guard.settle(this.guard.begin(Head::Owned(parts), bytes)) {
+                        Finish::Done(res) => break Some(res),
+                        Finish::Later(finishing) => this.state.set(State::Finishing { finishing }),
+                    }
+                }
+                StateProj::Finishing { finishing } => break Some(ready!(finishing.as_mut().poll(cx))),
+                StateProj::Done => break None,
+            }
+        };
+        this.state.set(State::Done);
+        // `None`: polled after it answered, which a caller must not do.
+        let res = res.unwrap_or_else(|| plain_error("response future polled after it answered"));
+        Poll::Ready(Ok(to_full(res)))
     }
+}
+
+fn plain_error(text: &'static str) -> Response<Vec<u8>> {
+    let mut res = Response::new(text.as_bytes().to_vec());
+    *res.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+    res
 }
 
 pub(crate) fn to_full(res: Response<Vec<u8>>) -> Response<Full<Bytes>> {

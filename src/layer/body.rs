@@ -1,8 +1,16 @@
 //! Reading a request body with a hard cap and a time limit.
 
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll, ready},
+    time::Duration,
+};
+
 use bytes::Bytes;
 use http_body::Body;
-use http_body_util::{BodyExt as _, Limited};
+use http_body_util::{BodyExt as _, Limited, combinators::Collect};
+use pin_project_lite::pin_project;
 
 use crate::{
     guard::Guard,
@@ -16,16 +24,79 @@ where
     B: Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let limited = Limited::new(body, guard.body_limit());
-    match tokio::time::timeout(guard.read_timeout(), limited.collect()).await {
-        Err(_) => Err(known::BODY_TIMEOUT),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                Err(known::BODY_TOO_LARGE)
-            } else {
-                Err(known::BODY_ERROR)
-            }
+    ReadBody::new(guard, body).await
+}
+
+pin_project! {
+    /// A time limit on `F` whose timer is armed only if `F` is not ready when first polled
+    /// (a small body usually arrives with the head: reading it then costs no timer).
+    /// `None` when the time ran out.
+    pub(crate) struct Within<F> {
+        #[pin]
+        fut: F,
+        limit: Duration,
+        timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    }
+}
+
+impl<F> Within<F> {
+    pub(crate) fn new(limit: Duration, fut: F) -> Self {
+        Self { fut, limit, timer: None }
+    }
+}
+
+impl<F: Future> Future for Within<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(out) = this.fut.poll(cx) {
+            return Poll::Ready(Some(out));
         }
+        let limit = *this.limit;
+        let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        ready!(timer.as_mut().poll(cx));
+        Poll::Ready(None)
+    }
+}
+
+pin_project! {
+    /// The future of [`read`].
+    pub(crate) struct ReadBody<B>
+    where
+        B: Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        #[pin]
+        read: Within<Collect<Limited<B>>>,
+    }
+}
+
+impl<B> ReadBody<B>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    pub(crate) fn new(guard: &Guard, body: B) -> Self {
+        Self { read: Within::new(guard.read_timeout(), Limited::new(body, guard.body_limit()).collect()) }
+    }
+}
+
+impl<B> Future for ReadBody<B>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Output = Result<Bytes, Problem>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Poll::Ready(match ready!(self.project().read.poll(cx)) {
+            None => Err(known::BODY_TIMEOUT),
+            Some(Ok(collected)) => Ok(collected.to_bytes()),
+            Some(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+                Err(known::BODY_TOO_LARGE)
+            }
+            Some(Err(_)) => Err(known::BODY_ERROR),
+        })
     }
 }
