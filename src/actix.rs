@@ -791,3 +791,63 @@ mod sources {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_names_come_back_equal_whatever_the_cache_holds() {
+        let mut names = HeaderNames::new();
+        let wanted = ["webhook-id", "webhook-signature", "content-type", "x-a", "x-b", "x-c", "host"];
+        for _ in 0..3 {
+            for name in wanted {
+                assert_eq!(names.get(name).unwrap().as_str(), name);
+            }
+        }
+        // Names that share a slot evict each other and still come back right.
+        let slot = |name: &str| {
+            let b = name.as_bytes();
+            (b.len() * 7
+                + usize::from(b[0]) * 3
+                + usize::from(b[b.len() / 2]) * 5
+                + usize::from(b[b.len() - 1]))
+                % 64
+        };
+        let first = "x-aaaa";
+        let rival =
+            (0..10_000).map(|n| format!("x-{n}")).find(|n| slot(n) == slot(first) && n != first).unwrap();
+        for name in [first, &rival, first, &rival] {
+            assert_eq!(names.get(name).unwrap().as_str(), name);
+        }
+        assert!(names.get("bad name").is_none());
+        assert!(names.get("").is_none());
+    }
+
+    #[test]
+    fn actix_headers_arrive_in_order_with_repeats_and_the_sensitive_flag() {
+        let mut sensitive = actix_web::http::header::HeaderValue::from_static("secret");
+        sensitive.set_sensitive(true);
+        let mut req = actix_web::test::TestRequest::default()
+            .append_header(("x-a", "1"))
+            .append_header(("x-a", "2"))
+            .append_header(("webhook-id", "msg_1"))
+            .append_header(("x-bin", actix_web::http::header::HeaderValue::from_bytes(b"\xffok").unwrap()));
+        req = req.append_header(("authorization", sensitive));
+        let headers = headers_of(&req.to_http_request());
+        let a: Vec<_> = headers.get_all("x-a").iter().collect();
+        assert_eq!(a, ["1", "2"]);
+        assert_eq!(headers["webhook-id"], "msg_1");
+        assert_eq!(headers["x-bin"].as_bytes(), b"\xffok");
+        assert!(headers["authorization"].is_sensitive());
+        assert_eq!(headers.len(), 5);
+        // More than the stack gathers: a second pass, the same map.
+        let mut many = actix_web::test::TestRequest::default();
+        for n in 0..40 {
+            many = many.append_header((format!("x-h{n}"), n.to_string()));
+        }
+        let headers = headers_of(&many.to_http_request());
+        assert_eq!(headers.len(), 40);
+        assert!((0..40).all(|n| headers[format!("x-h{n}").as_str()] == n.to_string().as_str()));
+    }
+}

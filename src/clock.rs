@@ -155,3 +155,29 @@ impl Clock for TokioClock {
         self.wall + self.start.elapsed()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nanoseconds_agree_with_the_date() {
+        let clock = ManualClock::at_unix(1_700_000_000);
+        clock.advance(Duration::from_nanos(5));
+        assert_eq!(clock.unix_nanos(), clock.now().unix_timestamp_nanos());
+        assert_eq!(clock.unix_nanos(), 1_700_000_000_000_000_005);
+        let (before, nanos, after) =
+            (OffsetDateTime::now_utc(), SystemClock.unix_nanos(), OffsetDateTime::now_utc());
+        assert!((before.unix_timestamp_nanos()..=after.unix_timestamp_nanos()).contains(&nanos));
+        // A clock of one's own gets the conversion.
+        #[derive(Debug)]
+        struct Fixed;
+        impl Clock for Fixed {
+            fn now(&self) -> OffsetDateTime {
+                OffsetDateTime::UNIX_EPOCH + Duration::from_secs(3)
+            }
+        }
+        assert_eq!(Fixed.unix_nanos(), 3_000_000_000);
+        assert_eq!(Arc::new(Fixed).unix_nanos(), 3_000_000_000);
+    }
+}

@@ -33,10 +33,7 @@ use http::{HeaderMap, Response, StatusCode, header, request::Parts};
 use crate::{
     Secret,
     clock::{Clock, SystemClock},
-    inbox::{
-        Inbox, InboxError, Pushed, Webhook,
-        Labels, SharedKey,
-    },
+    inbox::{Inbox, InboxError, Labels, Pushed, SharedKey, Webhook},
     problem::{Problem, known},
     replay::{BoxFuture, Mark, MemoryReplayStore, ReplayStore},
     verify::{Reason, Scheme, Verified, WebhookRequest},
@@ -514,6 +511,9 @@ impl Guard {
 
     /// What a (one-phase) mark answered: `true` when this request set it, `false` when it
     /// was set already.
+    // The error is the answer itself, moved straight out (boxing it would only add an
+    // allocation per rejection).
+    #[allow(clippy::result_large_err)]
     fn marked(&self, marked: Result<Mark, crate::replay::StoreError>) -> Result<bool, Response<Vec<u8>>> {
         match marked {
             Ok(Mark::New) => Ok(true),
@@ -650,6 +650,9 @@ impl Guard {
     }
 
     /// Verification with `scheme`, and the handshakes that answer verified requests.
+    // The error is the answer itself, moved straight out (boxing it would only add an
+    // allocation per rejection).
+    #[allow(clippy::result_large_err)]
     fn verified<T>(
         &self,
         scheme: &dyn Scheme,
@@ -665,7 +668,8 @@ impl Guard {
         }
         // One clock read: the verification time is also the receipt time.
         let now = i.clock.unix_nanos();
-        let at = time::OffsetDateTime::from_unix_timestamp_nanos(now).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let at =
+            time::OffsetDateTime::from_unix_timestamp_nanos(now).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
         let verified = match scheme.verify(&view, at) {
             Ok(v) => v,
             Err(rejection) => {
@@ -842,6 +846,9 @@ impl Guard {
 
     /// Decides on a mark: push (`Ok(own_mark)`), or answer (a duplicate without an
     /// inbox to ask, or the store failed).
+    // The error is the answer itself, moved straight out (boxing it would only add an
+    // allocation per rejection).
+    #[allow(clippy::result_large_err)]
     fn after_mark(
         &self,
         marked: Result<bool, Response<Vec<u8>>>,
@@ -1049,6 +1056,8 @@ pub(crate) struct Waits<'a> {
 
 /// A request's head: owned (the adapters': its headers move into the kept webhook) or
 /// borrowed ([`Guard::accept`]'s callers': its headers are copied).
+// The owned head is the adapters' (the hot path); boxing it would add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Head<'a> {
     Owned(Parts),
     Borrowed(&'a Parts),

@@ -35,11 +35,11 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    task::Poll,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
+    task::Poll,
     time::Duration,
 };
 
@@ -637,5 +637,83 @@ impl WorkerHandle {
                 task.await.unwrap_or(ShutdownReport { in_flight: 0, returned: 0 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU32;
+
+    use tokio::sync::{Semaphore, mpsc};
+
+    use super::*;
+    use crate::{inbox::MemoryInbox, verify::Verified};
+
+    async fn inbox_with(ids: &[&str]) -> MemoryInbox {
+        let inbox = MemoryInbox::new();
+        for id in ids {
+            let v = Verified::new("t", Some((*id).to_owned().into()), None, None, [0; 32], 0);
+            let hook = Webhook::new("t", &v, http::HeaderMap::new(), "{}".into(), OffsetDateTime::UNIX_EPOCH);
+            inbox.push(hook).await.unwrap();
+        }
+        inbox
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn never_more_handlers_at_once_than_its_concurrency() {
+        let ids: Vec<String> = (0..12).map(|n| n.to_string()).collect();
+        let inbox = inbox_with(&ids.iter().map(String::as_str).collect::<Vec<_>>()).await;
+        let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let gate = Arc::new(Semaphore::new(0));
+        let (done_tx, mut done) = mpsc::unbounded_channel();
+        let handler = {
+            let (running, most, gate) = (Arc::clone(&running), Arc::clone(&most), Arc::clone(&gate));
+            move |hook: Webhook| {
+                let (running, most, gate, done) =
+                    (running.clone(), most.clone(), gate.clone(), done_tx.clone());
+                async move {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    gate.acquire().await.expect("open").forget();
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    let _ = done.send(hook.key().to_owned());
+                    Ok::<(), std::convert::Infallible>(())
+                }
+            }
+        };
+        let worker = Worker::new(inbox.clone(), handler).concurrency(3).spawn();
+        // Let them through one at a time: each finished one makes room for the next.
+        for _ in 0..12 {
+            gate.add_permits(1);
+            done.recv().await.expect("a job finished");
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 3, "three lanes, all used, never more");
+        assert_eq!(inbox.depth().await.unwrap(), 0);
+        worker.shutdown(Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_gives_back_jobs_pulled_ahead_without_starting_them() {
+        let inbox = inbox_with(&["a", "b", "c"]).await;
+        let calls = Arc::new(AtomicU32::new(0));
+        let (started_tx, mut started) = mpsc::unbounded_channel();
+        let blocked = {
+            let calls = Arc::clone(&calls);
+            move |_hook: Webhook| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let _ = started_tx.send(());
+                std::future::pending::<Result<(), std::convert::Infallible>>()
+            }
+        };
+        let worker = Worker::new(inbox.clone(), blocked).concurrency(1).spawn();
+        started.recv().await.expect("the first job started");
+        // One lane: one job running, one pulled ahead, one still in the inbox.
+        let report = worker.shutdown(Duration::from_millis(100)).await;
+        assert_eq!((report.in_flight, report.returned), (2, 2));
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "the job pulled ahead was not started");
+        assert_eq!(inbox.depth().await.unwrap(), 3, "nothing dropped");
+        let jobs = inbox.pull(10, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(jobs.len(), 3);
+        assert!(jobs.iter().all(|job| job.attempt() == 1), "shutdown used up no attempt");
     }
 }

@@ -755,7 +755,9 @@ async fn run_table(framework: &str, base: SocketAddr, setup: &Setup) -> Vec<Stri
                 assert!(!text.contains(SECRET), "{at}: no secret in problems");
             }
             Check::Contains(needle) => assert!(text.contains(needle), "{at}: {text}"),
-            Check::Empty => assert!(body.is_empty() && content_type.is_empty(), "{at}: {content_type} {text}"),
+            Check::Empty => {
+                assert!(body.is_empty() && content_type.is_empty(), "{at}: {content_type} {text}")
+            }
             Check::Echo => assert_eq!(&body[..], &sent[..], "{at}: bytes changed"),
         }
         if status == 503 || status == 409 {

@@ -428,9 +428,9 @@ impl State {
         if self.stale_leases >= SWEEP_AT && 2 * self.stale_leases > self.leases.len() {
             let entries = &self.entries;
             self.leases.retain(|Reverse(lease)| {
-                entries.get(lease.key.as_str()).is_some_and(
-                    |e| matches!(e.status, Status::Leased { ticket } if ticket == lease.ticket),
-                )
+                entries
+                    .get(lease.key.as_str())
+                    .is_some_and(|e| matches!(e.status, Status::Leased { ticket } if ticket == lease.ticket))
             });
             self.stale_leases = 0;
         }
@@ -516,6 +516,80 @@ mod tests {
         Webhook::new("t", &v, http::HeaderMap::new(), "{}".into(), OffsetDateTime::UNIX_EPOCH)
     }
 
+    /// A webhook as the guard keeps it: slices of a buffer it does not own.
+    fn sliced(id: &str, buffer: &bytes::Bytes) -> Webhook {
+        let v = Verified::new("t", Some(id.to_owned().into()), None, None, [0; 32], 0);
+        let labels = crate::inbox::Labels::of("t", &v);
+        Webhook::kept(labels, None, Arc::from("t"), None, http::HeaderMap::new(), buffer.slice(..4), 0)
+    }
+
+    #[tokio::test]
+    async fn a_webhook_that_will_wait_is_copied_and_one_processed_at_once_is_not() {
+        let inbox = MemoryInbox::new();
+        let buffer = bytes::Bytes::from(vec![7; 64]);
+        for n in 0..=COMPACT_BEHIND {
+            inbox.push(sliced(&n.to_string(), &buffer)).await.unwrap();
+        }
+        let jobs = inbox.pull(COMPACT_BEHIND + 1, Duration::from_secs(30)).await.unwrap();
+        let shares = |job: &Job| job.webhook().body().as_ptr() == buffer.as_ptr();
+        assert!(jobs[..COMPACT_BEHIND].iter().all(shares), "pushed before the backlog: as they were");
+        assert!(!shares(&jobs[COMPACT_BEHIND]), "pushed behind {COMPACT_BEHIND} waiting: copied");
+        assert_eq!(jobs[COMPACT_BEHIND].webhook().body().as_ref(), &[7; 4]);
+    }
+
+    #[tokio::test]
+    async fn a_job_put_back_to_wait_keeps_a_copy_of_its_own() {
+        let clock = ManualClock::at_unix(100);
+        let inbox = MemoryInbox::new().clock(clock.clone());
+        let buffer = bytes::Bytes::from(vec![7; 64]);
+        for id in ["retried", "given back", "dead"] {
+            inbox.push(sliced(id, &buffer)).await.unwrap();
+        }
+        let jobs = inbox.pull(3, Duration::from_secs(30)).await.unwrap();
+        inbox.retry(&jobs[0], clock.now_for_tests(), "boom").await.unwrap();
+        inbox.give_back(&jobs[1], clock.now_for_tests()).await.unwrap();
+        inbox.dead_letter(&jobs[2], "no").await.unwrap();
+        for job in inbox.pull(3, Duration::from_secs(30)).await.unwrap() {
+            assert_ne!(job.webhook().body().as_ptr(), buffer.as_ptr(), "{:?}", job.webhook().id());
+        }
+        let dead = inbox.dead_letters(1).await.unwrap();
+        assert_ne!(dead[0].webhook.body().as_ptr(), buffer.as_ptr());
+    }
+
+    /// A body that says when its memory is let go.
+    struct Owner(Arc<std::sync::atomic::AtomicBool>);
+
+    impl AsRef<[u8]> for Owner {
+        fn as_ref(&self) -> &[u8] {
+            b"{}"
+        }
+    }
+
+    impl Drop for Owner {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_finished_webhook_is_let_go_by_the_next_push() {
+        let inbox = MemoryInbox::new();
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let body = bytes::Bytes::from_owner(Owner(Arc::clone(&dropped)));
+        let v = Verified::new("t", Some("first".into()), None, None, [0; 32], 0);
+        inbox
+            .push(Webhook::new("t", &v, http::HeaderMap::new(), body, OffsetDateTime::UNIX_EPOCH))
+            .await
+            .unwrap();
+        let job = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+        inbox.ack(&job).await.unwrap();
+        drop(job);
+        assert!(!dropped.load(std::sync::atomic::Ordering::SeqCst), "parked for the pushing thread");
+        inbox.push(hook("second")).await.unwrap();
+        assert!(dropped.load(std::sync::atomic::Ordering::SeqCst), "the next push let it go");
+        assert_eq!(inbox.push(hook("first")).await.unwrap(), Pushed::Duplicate, "its key is remembered");
+    }
+
     #[tokio::test]
     async fn settled_leases_do_not_pile_up_behind_a_long_one() {
         let inbox = MemoryInbox::new().capacity(10_000).clock(ManualClock::at_unix(0));
@@ -526,10 +600,11 @@ mod tests {
             let job = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
             inbox.ack(&job).await.unwrap();
         }
-        let st = inbox.state.lock().unwrap();
-        assert!(st.leases.len() <= SWEEP_AT + 1, "{} leases kept for 1 live one", st.leases.len());
-        assert_eq!(st.depth(), 1);
-        drop(st);
+        {
+            let st = inbox.state.lock().unwrap();
+            assert!(st.leases.len() <= SWEEP_AT + 1, "{} leases kept for 1 live one", st.leases.len());
+            assert_eq!(st.depth(), 1);
+        }
         inbox.ack(&long[0]).await.unwrap();
         assert_eq!(inbox.depth().await.unwrap(), 0);
     }

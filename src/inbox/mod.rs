@@ -345,3 +345,25 @@ impl<T: Inbox + ?Sized> Inbox for std::sync::Arc<T> {
         (**self).ack_now(job)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook() -> Webhook {
+        let v = crate::verify::Verified::new("x", None, None, None, [0; 32], 0);
+        Webhook::new("x", &v, Default::default(), "".into(), OffsetDateTime::UNIX_EPOCH)
+    }
+
+    #[test]
+    fn a_numbered_receipt_reads_as_its_digits() {
+        for ticket in [0, 7, 10, 99, 12_345, u64::MAX] {
+            let job = Job::leased(hook(), 1, ticket);
+            assert_eq!(job.receipt(), ticket.to_string());
+            assert_eq!(job.ticket(), Some(ticket));
+            assert_eq!(job, Job::new(hook(), 1, ticket.to_string()), "equal to the same receipt as text");
+        }
+        assert_eq!(Job::new(hook(), 1, "r1").ticket(), None);
+        assert_ne!(Job::leased(hook(), 1, 1), Job::leased(hook(), 1, 2));
+    }
+}

@@ -38,9 +38,8 @@ pub struct Webhook {
 /// are one encoded block ([`Headers`]), turned into a [`HeaderMap`] only when asked for.
 struct Fields {
     labels: Labels,
-    /// The event type when the labels do not hold it: the member at this path of the
-    /// JSON body, read the first time it is asked for.
-    event_in_body: Option<(&'static [&'static str], OnceLock<Option<Box<str>>>)>,
+    /// The event type when the labels do not hold it.
+    event_in_body: Option<EventInBody>,
     endpoint: Arc<str>,
     /// Nanoseconds since the Unix epoch, within `time`'s range.
     timestamp: Option<i128>,
@@ -87,6 +86,14 @@ impl fmt::Debug for Webhook {
     }
 }
 
+/// An event type that is the member at `path` of the JSON body, read the first time it is
+/// asked for.
+#[derive(Clone)]
+struct EventInBody {
+    path: &'static [&'static str],
+    read: OnceLock<Option<Box<str>>>,
+}
+
 /// A webhook's key, provider, id and event type in one shared string: the key first (its
 /// id, when it has one, is the key's tail), then the provider, then what is not in the key.
 ///
@@ -120,7 +127,7 @@ impl Labels {
                 None => text.push_str(&const_hex::encode(verified.dedup_key())),
             }
             let id = id.map(|id| span(text.len() - id.len(), text.len()));
-            (id.map_or(Err(None), Ok), verified.provider(), event)
+            (id.ok_or(None), verified.provider(), event)
         })
     }
 
@@ -253,7 +260,8 @@ impl fmt::Debug for SharedKey {
 }
 
 /// Headers never kept with a webhook the guard keeps: credentials and shared tokens.
-const CREDENTIALS: &[&str] = &["authorization", "proxy-authorization", "cookie", "x-gitlab-token", "x-hook-secret"];
+const CREDENTIALS: &[&str] =
+    &["authorization", "proxy-authorization", "cookie", "x-gitlab-token", "x-hook-secret"];
 
 fn is_credential(name: &HeaderName) -> bool {
     CREDENTIALS.contains(&name.as_str())
@@ -345,8 +353,8 @@ impl Headers {
     fn pairs(&self) -> impl Iterator<Item = (&str, &[u8], bool)> {
         let encoded = !self.block.is_empty();
         let block = encoded.then(|| self.entries().map(|(name, at, s)| (name, &self.block[at], s)));
-        let map = (!encoded)
-            .then(|| self.map().iter().map(|(n, v)| (n.as_str(), v.as_bytes(), v.is_sensitive())));
+        let map =
+            (!encoded).then(|| self.map().iter().map(|(n, v)| (n.as_str(), v.as_bytes(), v.is_sensitive())));
         block.into_iter().flatten().chain(map.into_iter().flatten())
     }
 
@@ -417,7 +425,7 @@ impl Webhook {
         }
         let fields = Fields {
             labels,
-            event_in_body: event_in_body.map(|path| (path, OnceLock::new())),
+            event_in_body: event_in_body.map(|path| EventInBody { path, read: OnceLock::new() }),
             endpoint,
             timestamp,
             received_at,
@@ -486,8 +494,16 @@ impl Webhook {
         // Made by `new` or `from_parts`: the caller's headers and body, as given. A backend
         // that rebuilds a stored webhook gives freshly made ones; compacting them again
         // costs a copy, nothing else.
-        let fields =
-            Fields { labels, event_in_body: None, endpoint, timestamp, received_at, headers, body, own_memory: false };
+        let fields = Fields {
+            labels,
+            event_in_body: None,
+            endpoint,
+            timestamp,
+            received_at,
+            headers,
+            body,
+            own_memory: false,
+        };
         Self { inner: Arc::new(fields) }
     }
 
@@ -532,7 +548,7 @@ impl Webhook {
         let f = &*self.inner;
         match &f.event_in_body {
             None => f.labels.event(),
-            Some((path, read)) => read
+            Some(EventInBody { path, read }) => read
                 .get_or_init(|| json::text_at(&f.body, path).ok().flatten().map(|e| e.into_owned().into()))
                 .as_deref(),
         }
@@ -918,5 +934,127 @@ mod record_tests {
         let back = Webhook::from_meta_json(hook.to_meta_json().as_bytes(), hook.body().clone()).unwrap();
         assert_eq!(back, hook);
         assert!(Webhook::from_meta_json(b"{", Bytes::new()).is_err());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verified<'a>(id: Option<&'a str>, event: Option<&'a str>) -> Verified<'a> {
+        Verified::new("github", id.map(Into::into), None, event.map(Into::into), [0xab; 32], 0)
+    }
+
+    fn kept(headers: HeaderMap, body: &Bytes, event_in_body: Option<&'static [&'static str]>) -> Webhook {
+        let v = verified(Some("d-1"), None);
+        Webhook::kept(Labels::of("ep", &v), event_in_body, Arc::from("ep"), None, headers, body.clone(), 7)
+    }
+
+    fn headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.append("x-github-event", HeaderValue::from_static("push"));
+        h.append("x-a", HeaderValue::from_static("1"));
+        h.append("x-a", HeaderValue::from_static("2"));
+        let mut secretish = HeaderValue::from_static("s3cr3t-looking");
+        secretish.set_sensitive(true);
+        h.append("x-signature", secretish);
+        h.append("x-bin", HeaderValue::from_bytes(b"caf\xc3\xa9\xff").unwrap());
+        for credential in CREDENTIALS {
+            h.append(*credential, HeaderValue::from_static("credential"));
+        }
+        h
+    }
+
+    #[test]
+    fn the_guard_keeps_headers_and_body_as_they_are_without_credentials() {
+        let body = Bytes::from(br#"{"type":"push"}"#.to_vec());
+        let hook = kept(headers(), &body, None);
+        assert_eq!(hook.body().as_ptr(), body.as_ptr(), "moved, not copied");
+        for credential in CREDENTIALS {
+            assert!(hook.headers().get(*credential).is_none(), "{credential} kept");
+        }
+        let a: Vec<_> = hook.headers().get_all("x-a").iter().collect();
+        assert_eq!(a, ["1", "2"]);
+        assert!(hook.headers()["x-signature"].is_sensitive());
+        assert_eq!((hook.key(), hook.id(), hook.provider()), ("ep:d-1", Some("d-1"), "github"));
+        assert_eq!(hook.received_at().unix_timestamp_nanos(), 7);
+    }
+
+    #[test]
+    fn a_compacted_webhook_is_equal_in_memory_of_its_own() {
+        let body = Bytes::from(br#"{"type":"push"}"#.to_vec());
+        let hook = kept(headers(), &body, Some(&["type"]));
+        let copy = hook.compacted().expect("made of the request's slices");
+        assert_ne!(copy.body().as_ptr(), body.as_ptr());
+        for (name, value) in hook.headers() {
+            assert!(
+                !std::ptr::eq(copy.headers()[name].as_bytes().as_ptr(), value.as_bytes().as_ptr()),
+                "{name} copied"
+            );
+        }
+        assert_eq!(copy, hook);
+        assert_eq!(copy.headers(), hook.headers());
+        assert!(copy.headers()["x-signature"].is_sensitive(), "the flag survives the encoding");
+        assert_eq!(copy.headers()["x-bin"].as_bytes(), b"caf\xc3\xa9\xff");
+        assert_eq!(copy.event(), Some("push"));
+        assert!(copy.compacted().is_none(), "compact already");
+        // The stored forms read the encoded block without building a map.
+        assert_eq!(copy.to_record().unwrap(), hook.to_record().unwrap());
+    }
+
+    #[test]
+    fn more_headers_than_the_stack_gathers_are_all_encoded() {
+        let mut many = HeaderMap::new();
+        for i in 0..60 {
+            many.append(HeaderName::from_bytes(format!("x-h{i}").as_bytes()).unwrap(), i.into());
+        }
+        let hook = kept(many.clone(), &Bytes::new(), None).compacted().unwrap();
+        assert_eq!(hook.headers(), &many);
+    }
+
+    #[test]
+    fn the_event_in_the_body_is_read_when_asked_for() {
+        let hook = kept(
+            HeaderMap::new(),
+            &Bytes::from_static(br#"{"id":1,"type":"invoice.paid"}"#),
+            Some(&["type"]),
+        );
+        assert_eq!(hook.event(), Some("invoice.paid"));
+        let not_json = kept(HeaderMap::new(), &Bytes::from_static(b"type=x"), Some(&["type"]));
+        assert_eq!(not_json.event(), None);
+    }
+
+    #[test]
+    fn labels_share_the_id_with_the_key_when_they_can() {
+        let with_id = Labels::of("ep", &verified(Some("d-1"), Some("push")));
+        assert_eq!((with_id.key(), with_id.id(), with_id.event()), ("ep:d-1", Some("d-1"), Some("push")));
+        assert_eq!(with_id.provider(), "github");
+        assert_eq!(&*with_id.text, "ep:d-1githubpush", "the id is the key's tail");
+        let without = Labels::of("ep", &verified(None, None));
+        assert_eq!(without.key(), format!("ep:{}", "ab".repeat(32)));
+        assert_eq!((without.id(), without.event()), (None, None));
+        // Stored parts whose key does not end with the id keep the id apart.
+        let apart = Labels::from_parts("custom-key", "stripe", Some("evt_1"), Some("e"));
+        assert_eq!(
+            (apart.key(), apart.id(), apart.provider(), apart.event()),
+            ("custom-key", Some("evt_1"), "stripe", Some("e"))
+        );
+        let shared = Labels::from_parts("ep:evt_1", "stripe", Some("evt_1"), None);
+        assert_eq!(&*shared.text, "ep:evt_1stripe");
+        // A key that merely ends with the id's text, not after a colon, keeps it apart.
+        let suffix = Labels::from_parts("ep:xevt_1", "stripe", Some("evt_1"), None);
+        assert_eq!((suffix.key(), suffix.id()), ("ep:xevt_1", Some("evt_1")));
+    }
+
+    #[test]
+    fn a_shared_key_hashes_and_compares_as_its_text() {
+        use std::hash::BuildHasher as _;
+        let labels = Labels::of("ep", &verified(Some("d-1"), Some("push")));
+        let key = labels.shared_key();
+        let hasher = std::collections::hash_map::RandomState::new();
+        assert_eq!(hasher.hash_one(&key), hasher.hash_one("ep:d-1"));
+        let set: std::collections::HashSet<SharedKey> = [key].into();
+        assert!(set.contains("ep:d-1"));
+        assert!(!set.contains("ep:d-1github"));
     }
 }

@@ -175,3 +175,47 @@ fn plain_error(text: &'static str) -> Response<Vec<u8>> {
 pub(crate) fn to_full(res: Response<Vec<u8>>) -> Response<Full<Bytes>> {
     res.map(|b| Full::new(Bytes::from(b)))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::task::Waker;
+
+    use super::*;
+    use crate::{inbox::MemoryInbox, providers::github};
+
+    #[test]
+    fn the_future_answers_once_and_a_second_poll_is_a_server_error_not_a_panic() {
+        let guard =
+            Guard::builder("github", github::scheme("s3cr3t").unwrap()).inbox(MemoryInbox::new()).build();
+        let req = Request::post("/").body(Full::new(Bytes::from_static(b"{}"))).unwrap();
+        let mut fut = Box::pin(WebhookService::new(guard).call(req));
+        let mut cx = Context::from_waker(Waker::noop());
+        // The body is all there and nothing waits: answered within the first poll.
+        let Poll::Ready(Ok(res)) = fut.as_mut().poll(&mut cx) else { panic!("answered at once") };
+        assert_eq!(res.status(), 401);
+        let Poll::Ready(Ok(again)) = fut.as_mut().poll(&mut cx) else { panic!("answered") };
+        assert_eq!(again.status(), 500);
+    }
+
+    #[test]
+    fn with_in_process_backends_a_delivery_is_kept_within_one_poll() {
+        use crate::verify::{Outgoing, Sign as _};
+        let scheme = github::scheme("s3cr3t").unwrap();
+        let inbox = MemoryInbox::new();
+        let guard = Guard::builder("github", scheme.clone()).inbox(inbox.clone()).build();
+        let mut svc = WebhookService::new(guard);
+        let mut cx = Context::from_waker(Waker::noop());
+        for expected in [202, 200] {
+            let mut req = Request::post("/").header("x-github-delivery", "d-1");
+            for (name, value) in scheme.sign(&Outgoing::new(b"{}")).unwrap() {
+                req = req.header(name, value);
+            }
+            let mut fut = Box::pin(svc.call(req.body(Full::new(Bytes::from_static(b"{}"))).unwrap()));
+            // No runtime here: nothing may wait, arm a timer or spawn.
+            let Poll::Ready(Ok(res)) = fut.as_mut().poll(&mut cx) else { panic!("answered at once") };
+            assert_eq!(res.status(), expected);
+        }
+        let depth = Box::pin(crate::inbox::Inbox::depth(&inbox)).as_mut().poll(&mut cx);
+        assert!(matches!(depth, Poll::Ready(Ok(1))));
+    }
+}

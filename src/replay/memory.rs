@@ -223,13 +223,7 @@ impl MemoryReplayStore {
 impl Shard {
     /// Inserts a key that is not there, first dropping expired entries when the shard is
     /// full; [`StoreError::Full`] when it stays full.
-    fn insert(
-        &mut self,
-        key: &[u8],
-        entry: Entry,
-        now: i128,
-        per_shard: usize,
-    ) -> Result<(), StoreError> {
+    fn insert(&mut self, key: &[u8], entry: Entry, now: i128, per_shard: usize) -> Result<(), StoreError> {
         if self.marks.len() >= per_shard {
             if self.earliest.is_some_and(|earliest| earliest > now) {
                 return Err(StoreError::Full);

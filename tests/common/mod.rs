@@ -372,6 +372,30 @@ macro_rules! inbox_conformance {
         }
 
         #[tokio::test]
+        async fn push_now_and_ack_now_answer_as_push_and_ack_would() {
+            let (inbox, _) = or_skip!(setup(100).await);
+            let hook = $crate::common::webhook("now");
+            // An inbox that needs I/O has no answer at once: `push` and `ack` do the work.
+            let pushed = match inbox.push_now(&hook) {
+                Some(pushed) => pushed.unwrap(),
+                None => inbox.push(hook.clone()).await.unwrap(),
+            };
+            assert_eq!(pushed, Pushed::Accepted);
+            assert_eq!(inbox.push(hook.clone()).await.unwrap(), Pushed::Duplicate, "one inbox behind both");
+            if let Some(again) = inbox.push_now(&hook) {
+                assert_eq!(again.unwrap(), Pushed::Duplicate);
+            }
+            let job = inbox.pull(10, LEASE).await.unwrap().remove(0);
+            assert_eq!(job.webhook().key(), hook.key());
+            match inbox.ack_now(&job) {
+                Some(acked) => acked.unwrap(),
+                None => inbox.ack(&job).await.unwrap(),
+            }
+            assert_eq!(inbox.depth().await.unwrap(), 0);
+            assert_eq!(inbox.push(hook).await.unwrap(), Pushed::Duplicate, "finished, and remembered");
+        }
+
+        #[tokio::test]
         async fn pull_gives_the_webhook_back_unchanged_then_ack_removes_it() {
             let (inbox, _) = or_skip!(setup(100).await);
             let sent = $crate::common::webhook("a");
@@ -573,6 +597,30 @@ macro_rules! replay_conformance {
                 Mark::New,
                 "expired marks are gone"
             );
+            store.unmark(&k).await.unwrap();
+        }
+
+        #[tokio::test]
+        async fn mark_now_answers_as_mark_would() {
+            let Some((store, _)) = setup(100).await else {
+                eprintln!("skipped: backend not configured");
+                return;
+            };
+            let k = key("now");
+            let _ = store.unmark(&k).await;
+            let ttl = Duration::from_secs(60);
+            match store.mark_now(&k, ttl) {
+                // A store that needs I/O has no answer at once: `mark` does the work.
+                None => assert_eq!(store.mark(&k, ttl).await.unwrap(), Mark::New),
+                Some(first) => {
+                    assert_eq!(first.unwrap(), Mark::New);
+                    assert_eq!(store.mark(&k, ttl).await.unwrap(), Mark::Seen, "one store behind both");
+                }
+            }
+            if let Some(again) = store.mark_now(&k, ttl) {
+                assert_eq!(again.unwrap(), Mark::Seen);
+            }
+            assert_eq!(store.mark(&k, ttl).await.unwrap(), Mark::Seen);
             store.unmark(&k).await.unwrap();
         }
 
