@@ -3,6 +3,8 @@
 //!
 //! - `axum bare`: an axum route that reads the body and answers 202;
 //! - `axum + svix`: the same route verifying with `svix::webhooks::Webhook` in the handler;
+//! - `axum + hookguard verify`: the same route verifying with hookguard's Standard Webhooks
+//!   scheme in the handler, nothing else (the floor under any stack that verifies);
 //! - `axum hookguard`: `WebhookService` (verify, replay guard, memory inbox, 202);
 //! - `actix bare`: an actix-web route that reads the body and answers 202;
 //! - `actix hookguard`: `hookguard::actix::webhook_service` over the same kind of guard.
@@ -41,7 +43,7 @@ use hookguard::{
     inbox::{MemoryInbox, Webhook},
     layer::WebhookService,
     providers::standard_webhooks,
-    verify::{Outgoing, Sign},
+    verify::{Outgoing, Scheme as _, Sign, WebhookRequest},
     worker::Worker,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -94,6 +96,7 @@ fn start_axum(inbox: &MemoryInbox) -> (SocketAddr, tokio::runtime::Runtime) {
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
     let svix = Arc::new(svix::webhooks::Webhook::new(SECRET).expect("valid secret"));
+    let scheme = Arc::new(standard_webhooks::scheme(SECRET).expect("valid secret"));
     let app = Router::new()
         .route("/bare", post(|_body: Bytes| async { StatusCode::ACCEPTED }))
         .route(
@@ -102,6 +105,19 @@ fn start_axum(inbox: &MemoryInbox) -> (SocketAddr, tokio::runtime::Runtime) {
                 match svix.verify(&body, &headers) {
                     Ok(()) => StatusCode::ACCEPTED,
                     Err(_) => StatusCode::UNAUTHORIZED,
+                }
+            }),
+        )
+        .route(
+            "/verify",
+            post(move |uri: http::Uri, headers: HeaderMap, body: Bytes| {
+                let scheme = Arc::clone(&scheme);
+                async move {
+                    let view = WebhookRequest::new(&http::Method::POST, &uri, &headers, &body);
+                    match scheme.verify(&view, time::OffsetDateTime::now_utc()) {
+                        Ok(_) => StatusCode::ACCEPTED,
+                        Err(_) => StatusCode::UNAUTHORIZED,
+                    }
                 }
             }),
         )
@@ -331,9 +347,10 @@ fn main() {
             .collect()
     };
 
-    let targets: [(&str, SocketAddr, &'static str); 5] = [
+    let targets: [(&str, SocketAddr, &'static str); 6] = [
         ("axum bare", axum_addr, "/bare"),
         ("axum + svix in handler", axum_addr, "/svix"),
+        ("axum + hookguard verify in handler", axum_addr, "/verify"),
         ("axum hookguard (WebhookService + memory inbox)", axum_addr, "/hookguard"),
         ("actix bare", actix_addr, "/bare"),
         ("actix hookguard (webhook_service + memory inbox)", actix_addr, "/hookguard"),
@@ -406,11 +423,12 @@ fn main() {
             tally.bad
         );
     }
-    if rates.len() == 5 {
+    if rates.len() == targets.len() && targets.len() == 6 {
         println!();
         println!("axum + svix / axum bare: {:.3}x", rates[1] / rates[0]);
-        println!("axum hookguard / axum bare: {:.3}x (target >= 0.90)", rates[2] / rates[0]);
-        println!("actix hookguard / actix bare: {:.3}x (target >= 0.90)", rates[4] / rates[3]);
+        println!("axum + hookguard verify / axum bare: {:.3}x", rates[2] / rates[0]);
+        println!("axum hookguard / axum bare: {:.3}x (target >= 0.90)", rates[3] / rates[0]);
+        println!("actix hookguard / actix bare: {:.3}x (target >= 0.90)", rates[5] / rates[4]);
     }
 
     client.block_on(actix_handle.stop(true));

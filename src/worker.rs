@@ -3,8 +3,11 @@
 //! last attempt, and graceful shutdown.
 //!
 //! The pool keeps [`concurrency`](Worker::concurrency) long-lived *lanes* (tasks) fed from
-//! one loop that pulls as many jobs as there are idle lanes, in one call: a job costs a
-//! queue push and a wake-up, not a task of its own. A handler that panics does not take
+//! one loop that pulls in batches: as many jobs as there are idle lanes, and up to
+//! `concurrency` more to have the next ones ready (they are leased meanwhile). A job costs a
+//! queue push, not a task of its own; a lane that finishes takes the next queued job
+//! without waiting, and the loop is woken to pull again only once half of its room is free.
+//! A handler that finishes when first polled costs no timer. A handler that panics does not take
 //! its lane down: the panic counts as a failed attempt and the job is retried.
 //!
 //! ```
@@ -608,10 +611,12 @@ fn report_inbox_error(e: &InboxError, what: &str) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ShutdownReport {
-    /// Handlers running when pulling stopped.
+    /// Jobs the pool held when pulling stopped: handlers running, and jobs pulled ahead
+    /// for the next free lane.
     pub in_flight: usize,
-    /// Handlers cancelled at the end of the grace period; their jobs went back to the
-    /// inbox, due at once.
+    /// Jobs given back to the inbox, due at once, with their attempt uncounted: handlers
+    /// cancelled at the end of the grace period, and jobs pulled ahead that were not
+    /// started by then.
     pub returned: usize,
 }
 
@@ -624,8 +629,9 @@ pub struct WorkerHandle {
 }
 
 impl WorkerHandle {
-    /// Stops pulling, waits up to `grace` for in-flight handlers, then cancels the rest
-    /// and gives their jobs back to the inbox (nothing is dropped).
+    /// Stops pulling, waits up to `grace` for the jobs the pool holds (running ones, and
+    /// ones pulled ahead, which free lanes start meanwhile), then cancels the rest and
+    /// gives their jobs back to the inbox (nothing is dropped).
     pub async fn shutdown(self, grace: Duration) -> ShutdownReport {
         let _ = self.stop.send(true);
         let mut task = self.task;

@@ -23,8 +23,11 @@ use crate::{
 
 /// A Tower service that answers webhook deliveries itself: it reads the body (bounded),
 /// verifies it, refuses replays, pushes the webhook into the guard's inbox and answers
-/// `202` only once it is kept (`200` for a duplicate, a problem otherwise). Processing
-/// happens later, in a [`Worker`](crate::worker::Worker).
+/// `202` (no body) only once it is kept (`200` for a duplicate, a problem otherwise).
+/// Processing happens later, in a [`Worker`](crate::worker::Worker).
+///
+/// Its future ([`AcceptFuture`]) is not boxed; with in-process backends a delivery is
+/// answered within the poll that finds its body complete.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {

@@ -19,6 +19,14 @@ const SHARDS: usize = 16;
 /// a shard would otherwise be full; a shard that is full of live keys answers
 /// [`StoreError::Full`] (the guard turns it into `503` + `Retry-After`) instead of growing.
 ///
+/// Size it for the rate: marks live the replay time to live (by default the scheme's
+/// tolerance, 5 minutes for most timestamped providers), so the capacity must be at least
+/// the deliveries per second times that; the default 100,000 covers about 330 deliveries
+/// per second with a 5-minute window, and 72 hours of marks for schemes without a timestamp
+/// only at a few per minute (set `capacity` and [`replay_ttl`](crate::guard::GuardBuilder::replay_ttl)
+/// together). Keys of up to 46 bytes (an endpoint and a delivery id usually are) are kept
+/// in the table itself; [`mark_now`](ReplayStore::mark_now) answers at once.
+///
 /// Lost on restart, and not shared between processes: several replicas need a shared
 /// store (Redis).
 ///
