@@ -42,6 +42,10 @@
 #![deny(missing_docs, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "tower")]
+#[macro_use]
+mod macros;
+
 #[doc(hidden)]
 pub mod __fuzz;
 #[cfg(feature = "actix")]

@@ -131,25 +131,7 @@ impl Key {
 }
 
 // Hashes, compares and borrows as the key text, so the map is looked up by `&str`.
-impl std::hash::Hash for Key {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state);
-    }
-}
-
-impl PartialEq for Key {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl Eq for Key {}
-
-impl std::borrow::Borrow<str> for Key {
-    fn borrow(&self) -> &str {
-        self.as_str()
-    }
-}
+key_by_view!(Key, as_str, str);
 
 #[derive(Debug)]
 struct Entry {

@@ -233,25 +233,8 @@ impl SharedKey {
     }
 }
 
-impl PartialEq for SharedKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl Eq for SharedKey {}
-
-impl std::hash::Hash for SharedKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state);
-    }
-}
-
-impl std::borrow::Borrow<str> for SharedKey {
-    fn borrow(&self) -> &str {
-        self.as_str()
-    }
-}
+// Hashes, compares and borrows as the key text, so inboxes look it up by `&str`.
+key_by_view!(SharedKey, as_str, str);
 
 impl fmt::Debug for SharedKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

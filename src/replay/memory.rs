@@ -94,25 +94,7 @@ impl StoredKey {
 }
 
 // Hashes, compares and borrows as the key's bytes, so maps look marks up by `&[u8]`.
-impl std::hash::Hash for StoredKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_bytes().hash(state);
-    }
-}
-
-impl PartialEq for StoredKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_bytes() == other.as_bytes()
-    }
-}
-
-impl Eq for StoredKey {}
-
-impl std::borrow::Borrow<[u8]> for StoredKey {
-    fn borrow(&self) -> &[u8] {
-        self.as_bytes()
-    }
-}
+key_by_view!(StoredKey, as_bytes, [u8]);
 
 /// One shard: the marks and a lower bound of their expiry times.
 #[derive(Debug, Default)]
