@@ -690,7 +690,7 @@ impl Guard {
         let ttl =
             i.replay_ttl.or_else(|| scheme.tolerance().replay_window()).unwrap_or(DEFAULT_UNTIMED_REPLAY_TTL);
         let passed = Passed {
-            labels: Labels::of(&i.endpoint, &verified),
+            labels: Labels::of(&i.endpoint, &verified, verified.event_if_known().unwrap_or_default()),
             event_in_body: verified.event_if_known().err(),
             timestamp: verified.timestamp_nanos(),
             received_at: now,
@@ -817,12 +817,23 @@ impl Guard {
         };
         match i.inbox.as_ref().and_then(|inbox| inbox.push_now(&webhook)) {
             Some(pushed) => {
-                if pushed.is_err() && own_mark {
-                    // An in-process store (it answered the mark at once) unmarks at once.
+                let failed = pushed.is_err() && own_mark;
+                let answer = self.answer_push(&webhook, own_mark, pushed);
+                if failed {
+                    // As the async path, the answer waits for the mark to go: at once for
+                    // an in-process store (it answered the mark at once), else later.
                     let (guard, key) = (self.clone(), webhook.shared_key());
-                    finish_in_background(async move { guard.release(key.as_str()).await });
+                    let mut release: BoxFuture<'static, ()> =
+                        Box::pin(async move { guard.release(key.as_str()).await });
+                    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                    if release.as_mut().poll(&mut cx).is_pending() {
+                        return Finish::Later(Box::pin(async move {
+                            release.await;
+                            answer
+                        }));
+                    }
                 }
-                Finish::Done(self.answer_push(&webhook, own_mark, pushed))
+                Finish::Done(answer)
             }
             None => {
                 let guard = self.clone();

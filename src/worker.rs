@@ -3,11 +3,10 @@
 //! last attempt, and graceful shutdown.
 //!
 //! The pool keeps [`concurrency`](Worker::concurrency) long-lived *lanes* (tasks) fed from
-//! one loop that pulls in batches: as many jobs as there are idle lanes, and up to
-//! `concurrency` more to have the next ones ready (they are leased meanwhile). A job costs a
-//! queue push, not a task of its own; a lane that finishes takes the next queued job
-//! without waiting, and the loop is woken to pull again only once half of its room is free.
-//! A handler that finishes when first polled costs no timer. A handler that panics does not take
+//! one loop that pulls as many jobs as there are idle lanes, in one call: a job costs a
+//! queue push, not a task of its own. A lane that finishes takes the next queued job
+//! without waiting; under load several lanes finish per wake-up of the loop, and one pull
+//! serves them all. A handler that finishes when first polled costs no timer. A handler that panics does not take
 //! its lane down: the panic counts as a failed attempt and the job is retried.
 //!
 //! ```
@@ -232,7 +231,8 @@ impl Worker {
         self
     }
 
-    /// How long a job is leased; also the handler's time limit.
+    /// How long a job is leased; also the handler's time limit (less the moment the job
+    /// may have waited for its lane after the pull).
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
@@ -283,9 +283,9 @@ impl Worker {
 
     /// The pool: `concurrency` long-lived lanes take jobs from a local queue that this
     /// loop fills with batch pulls. A lane is a task for the pool's lifetime, so a job
-    /// costs a queue push, not a task spawn. The loop pulls ahead (up to `concurrency`
-    /// jobs beyond the idle lanes), and the lanes wake it only once half of that room is
-    /// free again: under load, one wake-up and one pull serve several jobs.
+    /// costs a queue push, not a task spawn. The loop pulls as many jobs as there are
+    /// idle lanes; a lane that finishes takes a queued job without waiting, else wakes the
+    /// loop (under load several lanes finish per wake-up, and one pull serves them all).
     async fn run(self, mut stop: watch::Receiver<bool>, cancel_rx: watch::Receiver<bool>) -> ShutdownReport {
         let this = Arc::new(self);
         let lanes = Arc::new(Lanes::new(this.concurrency));
@@ -304,8 +304,14 @@ impl Worker {
                             None => break,
                         },
                     };
-                    if this.process(job, &cancel, &mut counters).await {
-                        returned.fetch_add(1, Ordering::Relaxed);
+                    match Caught::new(this.process(job, &cancel, &mut counters)).await {
+                        Some(true) => {
+                            returned.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Some(false) => {}
+                        // Not the handler (its panics are failed attempts): the lane lives
+                        // on, and the job comes back when its lease runs out.
+                        None => tracing::error!("a worker lane caught a panic outside the handler"),
                     }
                     lanes.done();
                 }
@@ -317,11 +323,11 @@ impl Worker {
                 break;
             }
             let room = lanes.room();
-            if room < lanes.low_water() {
+            if room == 0 {
                 let room_made = lanes.room_made.notified();
                 tokio::pin!(room_made);
                 room_made.as_mut().enable();
-                if lanes.room() < lanes.low_water() {
+                if lanes.room() == 0 {
                     tokio::select! {
                         () = room_made => {}
                         _ = stop.changed() => {}
@@ -372,9 +378,11 @@ impl Worker {
         ShutdownReport { in_flight, returned: returned.load(Ordering::Relaxed) }
     }
 
-    /// Runs one job; `true` when it was given back unprocessed because of shutdown.
-    async fn process(&self, job: Job, cancel: &watch::Receiver<bool>, counters: &mut Counters) -> bool {
+    /// Runs one job; `true` when it was given back unprocessed (shutdown, or its lease ran
+    /// out before a lane was free).
+    async fn process(&self, queued: Queued, cancel: &watch::Receiver<bool>, counters: &mut Counters) -> bool {
         use tracing::Instrument as _;
+        let job = &queued.job;
         let webhook = job.webhook();
         let span = tracing::info_span!(
             "webhook",
@@ -382,25 +390,31 @@ impl Worker {
             id = webhook.id(),
             attempt = job.attempt()
         );
-        self.process_in_span(job, cancel.clone(), counters).instrument(span).await
+        self.process_in_span(queued, cancel.clone(), counters).instrument(span).await
     }
 
     async fn process_in_span(
         &self,
-        job: Job,
+        Queued { job, pulled_at }: Queued,
         mut cancel: watch::Receiver<bool>,
         counters: &mut Counters,
     ) -> bool {
-        let outcome = if *cancel.borrow() {
-            // The grace period is over: not started.
+        // The lease runs from the pull: the handler gets what is left of it.
+        let left = self.lease.saturating_sub(pulled_at.elapsed());
+        let outcome = if *cancel.borrow() || left.is_zero() {
+            // The grace period is over, or the lease ran out in the queue: not started.
             None
         } else {
-            let mut handling = CatchUnwind(self.handler.handle(job.webhook().clone()));
+            let webhook = job.webhook().clone();
+            let handling =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handler.handle(webhook)))
+                    .unwrap_or_else(|_| Box::pin(std::future::ready(Err(PANICKED.to_owned()))));
+            let mut handling = Caught::new(handling);
             // A handler that finishes on its first poll needs no timer and no cancel watch.
             match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut handling).poll(cx))).await {
                 Poll::Ready(result) => Some(Ok(result)),
                 Poll::Pending => tokio::select! {
-                    r = tokio::time::timeout(self.lease, handling) => Some(r),
+                    r = tokio::time::timeout(left, handling) => Some(r),
                     _ = cancel.wait_for(|c| *c) => None,
                 },
             }
@@ -413,8 +427,9 @@ impl Worker {
                 }
                 return true;
             }
-            Some(Ok(Ok(()))) => Ok(()),
-            Some(Ok(Err(e))) => Err(e),
+            Some(Ok(Some(Ok(())))) => Ok(()),
+            Some(Ok(Some(Err(e)))) => Err(e),
+            Some(Ok(None)) => Err(PANICKED.to_owned()),
             Some(Err(_)) => Err(format!("handler exceeded the lease of {:?}", self.lease)),
         };
         match result {
@@ -475,19 +490,25 @@ impl Counters {
     }
 }
 
+/// A job pulled for a lane, and when.
+struct Queued {
+    job: Job,
+    pulled_at: tokio::time::Instant,
+}
+
 /// The pool's local queue between the pulling loop and its lanes.
 struct Lanes {
-    /// How many lanes there are; also how many jobs may wait for a lane (pulled ahead).
+    /// How many lanes there are.
     lanes: usize,
     state: Mutex<LaneState>,
     /// Signalled when jobs are queued, or when the pool closes.
     work: Notify,
-    /// Signalled when the room for pulling grows to the low-water mark.
+    /// Signalled when a lane finishes a job (there is room to pull for).
     room_made: Notify,
 }
 
 struct LaneState {
-    queue: VecDeque<Job>,
+    queue: VecDeque<Queued>,
     /// Lanes between jobs (waiting, or about to take the next one).
     idle: usize,
     closed: bool,
@@ -508,38 +529,31 @@ impl Lanes {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// How many more jobs may be pulled now: one per idle lane, and as many again to wait.
+    /// How many more jobs the lanes can start now.
     fn room(&self) -> usize {
-        Self::room_in(&self.lock(), self.lanes)
-    }
-
-    fn room_in(state: &LaneState, lanes: usize) -> usize {
-        (state.idle + lanes).saturating_sub(state.queue.len())
-    }
-
-    /// Pulling waits for this much room (half of the most there can be).
-    fn low_water(&self) -> usize {
-        self.lanes.max(1)
+        let state = self.lock();
+        state.idle.saturating_sub(state.queue.len())
     }
 
     fn hand_out(&self, jobs: Vec<Job>) {
         let n = jobs.len();
-        self.lock().queue.extend(jobs);
+        let pulled_at = tokio::time::Instant::now();
+        self.lock().queue.extend(jobs.into_iter().map(|job| Queued { job, pulled_at }));
         for _ in 0..n {
             self.work.notify_one();
         }
     }
 
     /// The next queued job, if there is one (no waiting).
-    fn take(&self) -> Option<Job> {
+    fn take(&self) -> Option<Queued> {
         let mut state = self.lock();
-        let job = state.queue.pop_front()?;
+        let queued = state.queue.pop_front()?;
         state.idle -= 1;
-        Some(job)
+        Some(queued)
     }
 
     /// The next job for a lane; `None` once the pool is closed and the queue is empty.
-    async fn next(&self) -> Option<Job> {
+    async fn next(&self) -> Option<Queued> {
         loop {
             let notified = self.work.notified();
             tokio::pin!(notified);
@@ -547,9 +561,9 @@ impl Lanes {
             notified.as_mut().enable();
             {
                 let mut state = self.lock();
-                if let Some(job) = state.queue.pop_front() {
+                if let Some(queued) = state.queue.pop_front() {
                     state.idle -= 1;
-                    return Some(job);
+                    return Some(queued);
                 }
                 if state.closed {
                     return None;
@@ -560,15 +574,8 @@ impl Lanes {
     }
 
     fn done(&self) {
-        let room = {
-            let mut state = self.lock();
-            state.idle += 1;
-            Self::room_in(&state, self.lanes)
-        };
-        // Room grows one job at a time: wake the pulling loop when it reaches the mark.
-        if room == self.low_water() {
-            self.room_made.notify_one();
-        }
+        self.lock().idle += 1;
+        self.room_made.notify_one();
     }
 
     /// No more jobs will be queued; the lanes drain the queue and stop. Returns how many
@@ -584,18 +591,33 @@ impl Lanes {
     }
 }
 
-/// A handler's future whose panic becomes an error (retried like one) instead of
-/// ending the lane that polls it.
-struct CatchUnwind(BoxFuture<'static, Result<(), String>>);
+/// What a handler's failure says when it panicked.
+const PANICKED: &str = "the handler panicked";
 
-impl Future for CatchUnwind {
-    type Output = Result<(), String>;
+pin_project_lite::pin_project! {
+    /// A future whose panic is caught: `None` instead of unwinding through the lane that
+    /// polls it.
+    struct Caught<F> {
+        #[pin]
+        fut: F,
+    }
+}
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
-        let fut = &mut self.0;
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-            Ok(poll) => poll,
-            Err(_) => Poll::Ready(Err("the handler panicked".to_owned())),
+impl<F> Caught<F> {
+    fn new(fut: F) -> Self {
+        Self { fut }
+    }
+}
+
+impl<F: Future> Future for Caught<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let fut = self.project().fut;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(Poll::Ready(out)) => Poll::Ready(Some(out)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => Poll::Ready(None),
         }
     }
 }
@@ -611,12 +633,11 @@ fn report_inbox_error(e: &InboxError, what: &str) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ShutdownReport {
-    /// Jobs the pool held when pulling stopped: handlers running, and jobs pulled ahead
-    /// for the next free lane.
+    /// Jobs the pool held when pulling stopped: handlers running, and jobs pulled for a
+    /// lane that had not started them yet.
     pub in_flight: usize,
     /// Jobs given back to the inbox, due at once, with their attempt uncounted: handlers
-    /// cancelled at the end of the grace period, and jobs pulled ahead that were not
-    /// started by then.
+    /// cancelled at the end of the grace period, and jobs not started by then.
     pub returned: usize,
 }
 
@@ -629,9 +650,8 @@ pub struct WorkerHandle {
 }
 
 impl WorkerHandle {
-    /// Stops pulling, waits up to `grace` for the jobs the pool holds (running ones, and
-    /// ones pulled ahead, which free lanes start meanwhile), then cancels the rest and
-    /// gives their jobs back to the inbox (nothing is dropped).
+    /// Stops pulling, waits up to `grace` for the jobs the pool holds, then cancels the
+    /// rest and gives their jobs back to the inbox (nothing is dropped).
     pub async fn shutdown(self, grace: Duration) -> ShutdownReport {
         let _ = self.stop.send(true);
         let mut task = self.task;
@@ -655,12 +675,15 @@ mod tests {
     use super::*;
     use crate::{inbox::MemoryInbox, verify::Verified};
 
+    fn hook(id: &str) -> Webhook {
+        let v = Verified::new("t", Some(id.to_owned().into()), None, None, [0; 32], 0);
+        Webhook::new("t", &v, http::HeaderMap::new(), "{}".into(), OffsetDateTime::UNIX_EPOCH)
+    }
+
     async fn inbox_with(ids: &[&str]) -> MemoryInbox {
         let inbox = MemoryInbox::new();
         for id in ids {
-            let v = Verified::new("t", Some((*id).to_owned().into()), None, None, [0; 32], 0);
-            let hook = Webhook::new("t", &v, http::HeaderMap::new(), "{}".into(), OffsetDateTime::UNIX_EPOCH);
-            inbox.push(hook).await.unwrap();
+            inbox.push(hook(id)).await.unwrap();
         }
         inbox
     }
@@ -699,7 +722,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn shutdown_gives_back_jobs_pulled_ahead_without_starting_them() {
+    async fn shutdown_gives_back_the_running_job_and_leaves_the_rest_waiting() {
         let inbox = inbox_with(&["a", "b", "c"]).await;
         let calls = Arc::new(AtomicU32::new(0));
         let (started_tx, mut started) = mpsc::unbounded_channel();
@@ -713,13 +736,131 @@ mod tests {
         };
         let worker = Worker::new(inbox.clone(), blocked).concurrency(1).spawn();
         started.recv().await.expect("the first job started");
-        // One lane: one job running, one pulled ahead, one still in the inbox.
         let report = worker.shutdown(Duration::from_millis(100)).await;
-        assert_eq!((report.in_flight, report.returned), (2, 2));
-        assert_eq!(calls.load(Ordering::SeqCst), 1, "the job pulled ahead was not started");
+        assert_eq!((report.in_flight, report.returned), (1, 1));
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "one lane: one job pulled, one started");
         assert_eq!(inbox.depth().await.unwrap(), 3, "nothing dropped");
         let jobs = inbox.pull(10, Duration::from_secs(30)).await.unwrap();
         assert_eq!(jobs.len(), 3);
         assert!(jobs.iter().all(|job| job.attempt() == 1), "shutdown used up no attempt");
+    }
+
+    /// Handlers that take 80 % of the lease, one lane: no job may wait so long after its
+    /// pull that its lease runs out and the inbox hands it out again.
+    #[tokio::test(start_paused = true)]
+    async fn each_job_is_handled_once_when_handlers_take_most_of_the_lease() {
+        let clock = crate::clock::TokioClock::new();
+        let inbox = MemoryInbox::new().clock(clock);
+        for id in ["a", "b", "c"] {
+            inbox.push(hook(id)).await.unwrap();
+        }
+        let calls: Arc<Mutex<std::collections::HashMap<String, u32>>> = Arc::default();
+        let handler = {
+            let calls = Arc::clone(&calls);
+            move |hook: Webhook| {
+                *calls.lock().unwrap().entry(hook.key().to_owned()).or_default() += 1;
+                async move {
+                    tokio::time::sleep(Duration::from_secs(8)).await;
+                    Ok::<(), std::convert::Infallible>(())
+                }
+            }
+        };
+        let worker = Worker::new(inbox.clone(), handler)
+            .concurrency(1)
+            .lease(Duration::from_secs(10))
+            .clock(clock)
+            .spawn();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        worker.shutdown(Duration::from_secs(1)).await;
+        let calls = calls.lock().unwrap().clone();
+        assert_eq!(calls.len(), 3, "{calls:?}");
+        assert!(calls.values().all(|n| *n == 1), "{calls:?}");
+        assert_eq!(inbox.depth().await.unwrap(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_handler_that_panics_before_returning_its_future_fails_that_attempt_only() {
+        let inbox = MemoryInbox::new().clock(crate::clock::TokioClock::new());
+        for id in ["boom", "b", "c"] {
+            inbox.push(hook(id)).await.unwrap();
+        }
+        let (done_tx, mut done) = mpsc::unbounded_channel();
+        let handler = move |hook: Webhook| {
+            assert_ne!(hook.id(), Some("boom"), "a panic before the future");
+            let done = done_tx.clone();
+            async move {
+                let _ = done.send(hook.key().to_owned());
+                Ok::<(), std::convert::Infallible>(())
+            }
+        };
+        let worker = Worker::new(inbox.clone(), handler).concurrency(1).max_attempts(2).spawn();
+        // Paused time: a lane that died would make these time out, not hang.
+        let mut processed = Vec::new();
+        for _ in 0..2 {
+            let key = tokio::time::timeout(Duration::from_secs(3600), done.recv())
+                .await
+                .expect("processed in time");
+            processed.extend(key);
+        }
+        processed.sort();
+        assert_eq!(processed, ["t:b", "t:c"], "the lane lived on");
+        // The panic was a failed attempt: retried, then dead-lettered after the second.
+        let buried = async {
+            while inbox.dead_letters(1).await.unwrap().is_empty() {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(3600), buried).await.expect("dead-lettered in time");
+        let dead = inbox.dead_letters(1).await.unwrap().remove(0);
+        assert_eq!((dead.webhook.key(), dead.attempts, dead.error.as_str()), ("t:boom", 2, PANICKED));
+        worker.shutdown(Duration::from_secs(1)).await;
+    }
+
+    /// Many jobs, handlers that finish at once or yield, several concurrencies: every job
+    /// is processed once, never more handlers at once than the concurrency, nothing left.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_job_is_processed_whatever_the_concurrency() {
+        for concurrency in [1_usize, 2, 3, 8] {
+            let total = 2_000;
+            let ids: Vec<String> = (0..total).map(|n| n.to_string()).collect();
+            let inbox = MemoryInbox::new().capacity(total);
+            let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+            let (done_tx, mut done) = mpsc::unbounded_channel();
+            let handler = {
+                let (running, most) = (Arc::clone(&running), Arc::clone(&most));
+                move |hook: Webhook| {
+                    let (running, most, done) = (running.clone(), most.clone(), done_tx.clone());
+                    let yields = hook.id().and_then(|id| id.parse::<u32>().ok()).unwrap_or(0) % 3;
+                    async move {
+                        most.fetch_max(running.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                        for _ in 0..yields {
+                            tokio::task::yield_now().await;
+                        }
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        let _ = done.send(hook.key().to_owned());
+                        Ok::<(), std::convert::Infallible>(())
+                    }
+                }
+            };
+            let worker =
+                Worker::new(inbox.clone(), handler).concurrency(concurrency).gather(Duration::ZERO).spawn();
+            for id in &ids {
+                inbox.push(hook(id)).await.unwrap();
+            }
+            let mut seen = std::collections::HashSet::new();
+            while seen.len() < total {
+                let key = tokio::time::timeout(Duration::from_secs(60), done.recv())
+                    .await
+                    .unwrap_or_else(|_| {
+                        panic!("stuck at {} of {total} (concurrency {concurrency})", seen.len())
+                    })
+                    .expect("a job");
+                assert!(seen.insert(key), "processed twice (concurrency {concurrency})");
+            }
+            assert!(most.load(Ordering::SeqCst) <= concurrency);
+            let report = worker.shutdown(Duration::from_secs(1)).await;
+            assert_eq!(report.returned, 0);
+            assert_eq!(inbox.depth().await.unwrap(), 0);
+        }
     }
 }

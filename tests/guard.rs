@@ -392,3 +392,53 @@ async fn a_replay_store_that_is_down_refuses_with_503_before_the_handler() {
     let problem: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
     assert_eq!(problem["type"], "https://hookguard.dev/problems/replay-store-unavailable");
 }
+
+/// The same scenario through `WebhookService` (the synchronous path with in-process
+/// backends) and `Guard::accept` (the async one): kept → 202; inbox full → 503 and the
+/// mark removed again; a kept or finished copy → 200; a mark set by a request that never
+/// kept its delivery → pushed anyway, 202.
+#[tokio::test]
+async fn the_service_and_guard_accept_answer_alike() {
+    use http_body_util::{BodyExt as _, Full};
+    use tower::ServiceExt as _;
+
+    for via_service in [true, false] {
+        let scheme = github::scheme("s3cr3t").unwrap();
+        let store = MemoryReplayStore::new();
+        let inbox = MemoryInbox::new().capacity(1);
+        let guard =
+            Guard::builder("github", scheme.clone()).replay_store(store.clone()).inbox(inbox.clone()).build();
+        let send = |id: &'static str| {
+            let (guard, scheme) = (guard.clone(), scheme.clone());
+            async move {
+                let mut req = Request::post("/").header("x-github-delivery", id);
+                for (name, value) in scheme.sign(&Outgoing::new(b"{}")).unwrap() {
+                    req = req.header(name, value);
+                }
+                let req = req.body(Full::new(Bytes::from_static(b"{}"))).unwrap();
+                if via_service {
+                    hookguard::layer::WebhookService::new(guard).oneshot(req).await.unwrap().status()
+                } else {
+                    let (parts, body) = req.into_parts();
+                    guard.accept(&parts, body.collect().await.unwrap().to_bytes()).await.status()
+                }
+            }
+        };
+        let path = if via_service { "service" } else { "accept" };
+        assert_eq!(send("d-1").await, StatusCode::ACCEPTED, "{path}");
+        assert_eq!(send("d-2").await, StatusCode::SERVICE_UNAVAILABLE, "{path}: full");
+        assert_eq!(
+            store.mark(b"github:d-2", Duration::from_secs(60)).await.unwrap(),
+            Mark::New,
+            "{path}: released"
+        );
+        store.unmark(b"github:d-2").await.unwrap();
+        assert_eq!(send("d-1").await, StatusCode::OK, "{path}: kept, a duplicate");
+        let job = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+        inbox.ack(&job).await.unwrap();
+        assert_eq!(send("d-1").await, StatusCode::OK, "{path}: finished, a duplicate");
+        store.mark(b"github:d-3", Duration::from_secs(60)).await.unwrap();
+        assert_eq!(send("d-3").await, StatusCode::ACCEPTED, "{path}: a mark alone keeps nothing");
+        assert_eq!(inbox.depth().await.unwrap(), 1, "{path}");
+    }
+}

@@ -393,9 +393,11 @@ impl State {
         }
     }
 
-    /// The waiting job due first, if it is due at `now`.
+    /// The waiting job due first, if it is due at `now`. A pushed job is due whatever the
+    /// clock says (a wall clock stepped back must not hold it up); its push time only
+    /// orders it against retries.
     fn next_due(&mut self, now: i128) -> Option<Queued> {
-        let fresh = self.fresh.front().map(|q| q.at).filter(|at| *at <= now);
+        let fresh = self.fresh.front().map(|q| q.at);
         let later = self.later.peek().map(|Reverse(q)| q.at).filter(|at| *at <= now);
         match (fresh, later) {
             (Some(fresh), Some(later)) if later < fresh => self.later.pop().map(|Reverse(q)| q),
@@ -512,7 +514,7 @@ mod tests {
     /// A webhook as the guard keeps it: slices of a buffer it does not own.
     fn sliced(id: &str, buffer: &bytes::Bytes) -> Webhook {
         let v = Verified::new("t", Some(id.to_owned().into()), None, None, [0; 32], 0);
-        let labels = crate::inbox::Labels::of("t", &v);
+        let labels = crate::inbox::Labels::of("t", &v, None);
         Webhook::kept(labels, None, Arc::from("t"), None, http::HeaderMap::new(), buffer.slice(..4), 0)
     }
 
@@ -581,6 +583,207 @@ mod tests {
         inbox.push(hook("second")).await.unwrap();
         assert!(dropped.load(std::sync::atomic::Ordering::SeqCst), "the next push let it go");
         assert_eq!(inbox.push(hook("first")).await.unwrap(), Pushed::Duplicate, "its key is remembered");
+    }
+
+    #[tokio::test]
+    async fn a_push_after_the_clock_stepped_back_is_due() {
+        let clock = ManualClock::at_unix(1_000);
+        let inbox = MemoryInbox::new().clock(clock.clone());
+        inbox.push(hook("before")).await.unwrap();
+        clock.set_unix(900);
+        inbox.push(hook("after")).await.unwrap();
+        let jobs = inbox.pull(10, Duration::from_secs(30)).await.unwrap();
+        let ids: Vec<_> = jobs.iter().map(|j| j.webhook().id().unwrap_or_default()).collect();
+        assert_eq!(ids, ["before", "after"], "pushed jobs are due whatever the wall clock says");
+    }
+
+    #[tokio::test]
+    async fn a_webhook_put_back_to_wait_keeps_every_header_it_was_pushed_with() {
+        let clock = ManualClock::at_unix(100);
+        let inbox = MemoryInbox::new().clock(clock.clone());
+        let v = Verified::new("t", Some("a".into()), None, None, [0; 32], 0);
+        let mut headers = http::HeaderMap::new();
+        headers.insert("authorization", http::HeaderValue::from_static("Bearer x"));
+        let pushed = Webhook::new("t", &v, headers, "{}".into(), OffsetDateTime::UNIX_EPOCH);
+        inbox.push(pushed.clone()).await.unwrap();
+        let first = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+        inbox.retry(&first, clock.now_for_tests(), "boom").await.unwrap();
+        let second = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+        assert_eq!(second.webhook(), &pushed, "copied, not changed");
+        assert!(second.webhook().headers().contains_key("authorization"));
+    }
+
+    /// Random pushes, pulls, acks, retries, give-backs, dead letters, re-drives and clock
+    /// moves, against a model of what the inbox promises: each answer, the pulled jobs and
+    /// their attempts, late settlements refused, depth, dead letters, capacity and the
+    /// finished keys remembered.
+    #[test]
+    fn behaves_as_a_model_of_it_does() {
+        for seed in 1..200 {
+            model::run(seed * 7919, 4, 3, 8, 400);
+        }
+        for seed in 1..4 {
+            model::run(seed * 104_729, 150, 40, 300, 4000);
+        }
+    }
+
+    mod model {
+        use std::collections::HashMap;
+
+        use super::*;
+
+        #[derive(Clone, Debug, PartialEq)]
+        enum State {
+            Waiting(i64),
+            Leased(u64, i64),
+            Dead,
+            Done,
+        }
+
+        /// xorshift: the same steps for a seed, every run.
+        struct Rng(u64);
+
+        impl Rng {
+            fn below(&mut self, n: u64) -> u64 {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                self.0 % n
+            }
+        }
+
+        pub(super) fn run(seed: u64, capacity: usize, remember: usize, keys: u64, steps: usize) {
+            const LEASE: i64 = 10;
+            let clock = ManualClock::at_unix(1_000);
+            let inbox = MemoryInbox::new().capacity(capacity).remember_done(remember).clock(clock.clone());
+            let mut now: i64 = 1_000;
+            let mut rng = Rng(seed | 1);
+            let mut model: HashMap<String, (State, u32)> = HashMap::new();
+            let mut done_order: Vec<String> = Vec::new();
+            let mut leases: u64 = 0;
+            let mut held: Vec<(Job, String, u64)> = Vec::new();
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            for step in 0..steps {
+                let op = rng.below(9);
+                let at = format!("seed {seed} step {step} op {op}");
+                match op {
+                    0 | 1 => {
+                        let id = format!("k{}", rng.below(keys));
+                        let got = rt.block_on(inbox.push(hook(&id)));
+                        let kept = model.values().filter(|(s, _)| *s != State::Done).count();
+                        let want = match model.entry(format!("t:{id}")) {
+                            std::collections::hash_map::Entry::Occupied(_) => Ok(Pushed::Duplicate),
+                            std::collections::hash_map::Entry::Vacant(_) if kept >= capacity => Err(()),
+                            std::collections::hash_map::Entry::Vacant(slot) => {
+                                slot.insert((State::Waiting(now), 0));
+                                Ok(Pushed::Accepted)
+                            }
+                        };
+                        assert_eq!(
+                            got.map_err(|e| assert!(matches!(e, InboxError::Full), "{at}")),
+                            want,
+                            "{at}"
+                        );
+                    }
+                    2 => {
+                        for (state, _) in model.values_mut() {
+                            if let State::Leased(_, until) = *state
+                                && until <= now
+                            {
+                                *state = State::Waiting(until);
+                            }
+                        }
+                        let mut want = Vec::new();
+                        for (key, (state, attempts)) in &mut model {
+                            if let State::Waiting(due) = *state
+                                && due <= now
+                            {
+                                leases += 1;
+                                *state = State::Leased(leases, now + LEASE);
+                                *attempts += 1;
+                                want.push((key.clone(), *attempts));
+                            }
+                        }
+                        want.sort();
+                        let jobs =
+                            rt.block_on(inbox.pull(100_000, Duration::from_secs(LEASE as u64))).unwrap();
+                        let mut got: Vec<_> =
+                            jobs.iter().map(|j| (j.webhook().key().to_owned(), j.attempt())).collect();
+                        got.sort();
+                        assert_eq!(got, want, "{at}");
+                        for job in jobs {
+                            let key = job.webhook().key().to_owned();
+                            let State::Leased(lease, _) = model[&key].0 else { panic!("{at}: leased") };
+                            held.push((job, key, lease));
+                        }
+                    }
+                    3..=6 if !held.is_empty() => {
+                        let (job, key, lease) = held.swap_remove(rng.below(held.len() as u64) as usize);
+                        let live = matches!(model.get(&key), Some((State::Leased(l, _), _)) if *l == lease);
+                        let due = now + rng.below(15) as i64;
+                        let got = rt.block_on(match op {
+                            3 => inbox.ack(&job),
+                            4 => inbox.retry(&job, OffsetDateTime::from_unix_timestamp(due).unwrap(), "e"),
+                            5 => inbox.give_back(&job, clock.now_for_tests()),
+                            _ => inbox.dead_letter(&job, "e"),
+                        });
+                        if !live {
+                            assert!(matches!(got, Err(InboxError::LeaseLost)), "{at}: {got:?}");
+                            continue;
+                        }
+                        assert!(got.is_ok(), "{at}: {got:?}");
+                        let entry = model.get_mut(&key).unwrap();
+                        match op {
+                            3 => {
+                                entry.0 = State::Done;
+                                done_order.push(key);
+                                while done_order.len() > remember {
+                                    model.remove(&done_order.remove(0));
+                                }
+                            }
+                            4 => entry.0 = State::Waiting(due),
+                            5 => {
+                                entry.0 = State::Waiting(now);
+                                entry.1 = entry.1.saturating_sub(1);
+                            }
+                            _ => entry.0 = State::Dead,
+                        }
+                    }
+                    7 => {
+                        let key = format!("t:k{}", rng.below(keys));
+                        let got = rt.block_on(inbox.redrive(&key)).unwrap();
+                        let want = matches!(model.get(&key), Some((State::Dead, _)));
+                        if want {
+                            *model.get_mut(&key).unwrap() = (State::Waiting(now), 0);
+                        }
+                        assert_eq!(got, want, "{at}");
+                    }
+                    _ => {
+                        now += rng.below(12) as i64;
+                        clock.set_unix(now);
+                    }
+                }
+                let depth = model
+                    .values()
+                    .filter(|(s, _)| matches!(s, State::Waiting(_) | State::Leased(..)))
+                    .count();
+                assert_eq!(rt.block_on(inbox.depth()).unwrap(), depth, "{at}: depth");
+                let mut dead: Vec<_> = rt
+                    .block_on(inbox.dead_letters(100_000))
+                    .unwrap()
+                    .into_iter()
+                    .map(|d| (d.webhook.key().to_owned(), d.attempts))
+                    .collect();
+                dead.sort();
+                let mut want: Vec<_> = model
+                    .iter()
+                    .filter(|(_, (s, _))| *s == State::Dead)
+                    .map(|(k, (_, a))| (k.clone(), *a))
+                    .collect();
+                want.sort();
+                assert_eq!(dead, want, "{at}: dead letters");
+            }
+        }
     }
 
     #[tokio::test]

@@ -115,10 +115,10 @@ struct Range(u32, u32);
 impl Labels {
     /// The labels of `verified` at `endpoint`: keyed `"{endpoint}:{id}"`, or by the hex
     /// fingerprint of the signature when there is no id.
-    pub(crate) fn of(endpoint: &str, verified: &Verified<'_>) -> Self {
+    /// `event`: the event type, when the labels should hold it (the guard leaves one that
+    /// is still in the body there: its kept webhook reads it when asked).
+    pub(crate) fn of(endpoint: &str, verified: &Verified<'_>, event: Option<&str>) -> Self {
         let id = verified.id();
-        // An event still in the body stays there: the kept webhook reads it when asked.
-        let event = verified.event_if_known().unwrap_or_default();
         Self::build(|text| {
             text.push_str(endpoint);
             text.push(':');
@@ -268,34 +268,26 @@ impl Headers {
         Self { block: Bytes::new(), map: OnceLock::from(map) }
     }
 
-    /// Encodes `headers`, leaving out credentials: one pass over the map (the pieces are
-    /// gathered on the stack, up to [`GATHERED`] headers), then one exact allocation.
+    /// Encodes `headers` (all of them: a webhook the guard keeps has no credentials left
+    /// by then): one pass over the map (the pieces are gathered on the stack, up to
+    /// `GATHERED` headers), then one exact allocation.
     fn encode(headers: &HeaderMap) -> Self {
         const GATHERED: usize = 24;
         let mut pieces: [(&[u8], &[u8], bool); GATHERED] = [(&[], &[], false); GATHERED];
-        let (mut count, mut size, mut all) = (0, 0, true);
-        for (name, value) in headers {
-            if is_credential(name) {
-                continue;
-            }
-            let Some(piece) = pieces.get_mut(count) else {
-                all = false;
-                break;
-            };
-            *piece = (name.as_str().as_bytes(), value.as_bytes(), value.is_sensitive());
-            size += 7 + piece.0.len() + piece.1.len();
+        let (mut count, mut size) = (0, 0);
+        fn piece<'a>((name, value): (&'a HeaderName, &'a HeaderValue)) -> (&'a [u8], &'a [u8], bool) {
+            (name.as_str().as_bytes(), value.as_bytes(), value.is_sensitive())
+        }
+        for (slot, pair) in pieces.iter_mut().zip(headers) {
+            *slot = piece(pair);
+            size += 7 + slot.0.len() + slot.1.len();
             count += 1;
         }
-        let block = if all {
+        let block = if count == headers.len() {
             Self::write(size, pieces[..count].iter().copied())
         } else {
-            let kept = || {
-                headers
-                    .iter()
-                    .filter(|(n, _)| !is_credential(n))
-                    .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes(), v.is_sensitive()))
-            };
-            Self::write(kept().map(|(n, v, _)| 7 + n.len() + v.len()).sum(), kept())
+            let size = headers.iter().map(|(n, v)| 7 + n.as_str().len() + v.len()).sum();
+            Self::write(size, headers.iter().map(piece))
         };
         Self { block, map: OnceLock::new() }
     }
@@ -370,7 +362,7 @@ impl Webhook {
         received_at: OffsetDateTime,
     ) -> Self {
         let endpoint: Arc<str> = Arc::from(endpoint.into());
-        let labels = Labels::of(&endpoint, verified);
+        let labels = Labels::of(&endpoint, verified, verified.event());
         Self::assemble(
             labels,
             endpoint,
@@ -550,8 +542,9 @@ impl Webhook {
     /// (`Authorization`, `Cookie`, `X-Gitlab-Token`, `X-Hook-Secret`, …). Signature headers
     /// are kept: they are not secret.
     ///
-    /// The guard keeps headers in a compact encoded form; the map is built the first time
-    /// it is asked for (a handler that never looks at headers never pays for it).
+    /// A webhook the guard keeps holds the request's own header map; one that waited in the
+    /// memory inbox (copied into memory of its own) holds them encoded, and the map is
+    /// built the first time it is asked for.
     #[must_use]
     pub fn headers(&self) -> &HeaderMap {
         self.inner.headers.map()
@@ -930,7 +923,15 @@ mod tests {
 
     fn kept(headers: HeaderMap, body: &Bytes, event_in_body: Option<&'static [&'static str]>) -> Webhook {
         let v = verified(Some("d-1"), None);
-        Webhook::kept(Labels::of("ep", &v), event_in_body, Arc::from("ep"), None, headers, body.clone(), 7)
+        Webhook::kept(
+            Labels::of("ep", &v, None),
+            event_in_body,
+            Arc::from("ep"),
+            None,
+            headers,
+            body.clone(),
+            7,
+        )
     }
 
     fn headers() -> HeaderMap {
@@ -1008,12 +1009,26 @@ mod tests {
     }
 
     #[test]
+    fn a_webhook_made_by_hand_keeps_an_event_read_from_the_body() {
+        use crate::verify::{Outgoing, Scheme as _, Sign as _, WebhookRequest};
+        let scheme = crate::providers::stripe::scheme("whsec_test_secret").unwrap();
+        let now = OffsetDateTime::now_utc();
+        let body = br#"{"id":"evt_1","type":"charge.succeeded"}"#;
+        let (name, value) = scheme.sign(&Outgoing::new(body).timestamp(now)).unwrap().remove(0);
+        let req = http::Request::post("/").header(name, value).body(body.to_vec()).unwrap();
+        let verified = scheme.verify(&WebhookRequest::from_request(&req), now).unwrap();
+        let hook = Webhook::new("pay", &verified, HeaderMap::new(), body.to_vec().into(), now);
+        assert_eq!(hook.event(), Some("charge.succeeded"));
+    }
+
+    #[test]
     fn labels_share_the_id_with_the_key_when_they_can() {
-        let with_id = Labels::of("ep", &verified(Some("d-1"), Some("push")));
+        let v = verified(Some("d-1"), Some("push"));
+        let with_id = Labels::of("ep", &v, v.event());
         assert_eq!((with_id.key(), with_id.id(), with_id.event()), ("ep:d-1", Some("d-1"), Some("push")));
         assert_eq!(with_id.provider(), "github");
         assert_eq!(&*with_id.text, "ep:d-1githubpush", "the id is the key's tail");
-        let without = Labels::of("ep", &verified(None, None));
+        let without = Labels::of("ep", &verified(None, None), None);
         assert_eq!(without.key(), format!("ep:{}", "ab".repeat(32)));
         assert_eq!((without.id(), without.event()), (None, None));
         // Stored parts whose key does not end with the id keep the id apart.
@@ -1032,7 +1047,7 @@ mod tests {
     #[test]
     fn a_shared_key_hashes_and_compares_as_its_text() {
         use std::hash::BuildHasher as _;
-        let labels = Labels::of("ep", &verified(Some("d-1"), Some("push")));
+        let labels = Labels::of("ep", &verified(Some("d-1"), None), None);
         let key = labels.shared_key();
         let hasher = std::collections::hash_map::RandomState::new();
         assert_eq!(hasher.hash_one(&key), hasher.hash_one("ep:d-1"));
