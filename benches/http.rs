@@ -12,7 +12,9 @@
 //! Each server runs on one thread (axum: a 1-worker Tokio runtime; actix: `workers(1)`);
 //! the inboxes are drained by a `Worker` on a third, shared runtime thread; the client
 //! (hyper, one keep-alive connection per concurrent sender) runs on the main thread. The
-//! targets are interleaved in rounds so that a change in machine load hits all of them.
+//! targets are interleaved in rounds so that a change in machine load hits all of them, and
+//! each round starts at the next target (the first of a round shares the machine with the
+//! previous target's closing connections and draining workers).
 //! Besides requests/s and latency, each target's CPU time per request is reported, split
 //! into the client, the servers and the hookguard worker pool's thread (`hg-worker`):
 //! unlike requests/s it barely moves when other processes load the machine.
@@ -374,7 +376,12 @@ fn main() {
         }
         for round in 0..rounds {
             let range = warmup + round * per_round..warmup + (round + 1) * per_round;
-            for ((_, addr, path), tally) in targets.iter().zip(&mut tallies) {
+            // Each round starts at the next target: the one that runs while the previous
+            // target's connections close and its workers drain changes every round.
+            let n = targets.len();
+            let order = (0..n).map(|i| (round + i) % n);
+            for i in order {
+                let ((_, addr, path), tally) = (&targets[i], &mut tallies[i]);
                 let before = cpu_ns();
                 let (elapsed, latencies, bad) = drive(*addr, path, deliveries.clone(), range.clone()).await;
                 tally.cpu = match (before, cpu_ns()) {
