@@ -57,6 +57,7 @@ use http::request::Parts;
 
 use crate::{
     guard::{Finish, Guard, Head, Reserved, VerificationFailed},
+    inbox::headers_in_one_buffer,
     problem::{Problem, known},
     verify::Verified,
 };
@@ -270,59 +271,31 @@ fn uri_of(uri: &actix_web::http::Uri) -> http::Uri {
 }
 
 /// actix's request headers (http 0.2 types) as an `http` 1 [`http::HeaderMap`]: the values
-/// copied into one buffer that they share (two allocations, not one per value), the names
-/// through [`header_name`]'s cache.
+/// copied into one buffer that they share (`headers_in_one_buffer`), the names through
+/// [`HeaderNames`]' cache.
 fn headers_of(req: &HttpRequest) -> http::HeaderMap {
     // One pass over actix's map (its `len` walks it too): up to this many headers are
-    // gathered on the stack; a request with more takes a second pass.
+    // gathered on the stack; a request with more goes through the map again.
     const GATHERED: usize = 32;
     type Pair<'a> = (&'a actix_web::http::header::HeaderName, &'a actix_web::http::header::HeaderValue);
     let mut gathered: [Option<Pair<'_>>; GATHERED] = [None; GATHERED];
-    let (mut count, mut size, mut all) = (0, 0, true);
+    let mut count = 0;
     for pair in req.headers() {
-        let Some(slot) = gathered.get_mut(count) else {
-            all = false;
-            break;
-        };
+        let Some(slot) = gathered.get_mut(count) else { break };
         *slot = Some(pair);
-        size += pair.1.len();
         count += 1;
     }
-    if all {
-        to_header_map(|| gathered[..count].iter().flatten().copied(), count, size)
-    } else {
-        let size = req.headers().iter().map(|(_, value)| value.len()).sum();
-        to_header_map(|| req.headers().iter(), count, size)
+    fn piece<'a>((name, value): Pair<'a>) -> (&'a actix_web::http::header::HeaderName, &'a [u8], bool) {
+        (name, value.as_bytes(), value.is_sensitive())
     }
-}
-
-/// The headers `pairs` gives (about `count` of them, their values `size` bytes together)
-/// as an `http` 1 map.
-fn to_header_map<'a, I>(pairs: impl Fn() -> I, count: usize, size: usize) -> http::HeaderMap
-where
-    I: Iterator<Item = (&'a actix_web::http::header::HeaderName, &'a actix_web::http::header::HeaderValue)>,
-{
-    let mut values = bytes::BytesMut::with_capacity(size);
-    for (_, value) in pairs() {
-        values.extend_from_slice(value.as_bytes());
-    }
-    let values = values.freeze();
-    let mut headers = http::HeaderMap::with_capacity(count);
-    let mut at = 0;
     with_header_names(|names| {
-        for (name, value) in pairs() {
-            let range = at..at + value.len();
-            at = range.end;
-            let (Some(name), Ok(mut copy)) =
-                (names.get(name.as_str()), http::HeaderValue::from_maybe_shared(values.slice(range)))
-            else {
-                continue;
-            };
-            copy.set_sensitive(value.is_sensitive());
-            headers.append(name, copy);
+        let name = |name: &actix_web::http::header::HeaderName| names.get(name.as_str());
+        if count < GATHERED {
+            headers_in_one_buffer(|| gathered[..count].iter().flatten().copied().map(piece), count, name)
+        } else {
+            headers_in_one_buffer(|| req.headers().iter().map(piece), count, name)
         }
-    });
-    headers
+    })
 }
 
 /// A small cache of `http` 1 header names: one slot per name, picked from its length and

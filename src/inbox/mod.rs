@@ -44,6 +44,8 @@ pub use self::redis::{RedisDurability, RedisInbox};
 pub use memory::MemoryInbox;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteInbox, SqliteInboxBuilder, SqliteStats};
+#[cfg(feature = "actix")]
+pub(crate) use webhook::headers_in_one_buffer;
 pub(crate) use webhook::{Labels, SharedKey};
 pub use webhook::{RecordError, Webhook, WebhookRecord};
 

@@ -34,8 +34,7 @@ pub struct Webhook {
     inner: Arc<Fields>,
 }
 
-/// A webhook's fields. The short texts share one allocation ([`Labels`]); the kept headers
-/// are one encoded block ([`Headers`]), turned into a [`HeaderMap`] only when asked for.
+/// A webhook's fields. The short texts share one allocation ([`Labels`]).
 struct Fields {
     labels: Labels,
     /// The event type when the labels do not hold it.
@@ -45,7 +44,7 @@ struct Fields {
     timestamp: Option<i128>,
     /// Nanoseconds since the Unix epoch, within `time`'s range.
     received_at: i128,
-    headers: Headers,
+    headers: HeaderMap,
     body: Bytes,
     /// Whether the body and headers are in memory of their own (not slices of a request's
     /// read buffer): see [`Webhook::compacted`].
@@ -250,105 +249,35 @@ fn is_credential(name: &HeaderName) -> bool {
     CREDENTIALS.contains(&name.as_str())
 }
 
-/// Kept headers: either an encoded block (what the guard keeps: one copy of the names and
-/// values, no per-value checks on the way in), decoded into a [`HeaderMap`] the first time
-/// a handler asks; or a map given as such.
-///
-/// Block layout, per header in the map's order: the name's length (`u16`, little-endian),
-/// the value's length (`u32`), a flag byte (1: sensitive), the name, the value. Names and
-/// values come from a `HeaderMap`, so they are valid; decoding checks them again anyway
-/// and skips what does not hold.
-struct Headers {
-    block: Bytes,
-    map: OnceLock<HeaderMap>,
-}
-
-impl Headers {
-    fn given(map: HeaderMap) -> Self {
-        Self { block: Bytes::new(), map: OnceLock::from(map) }
+/// `pairs` (the same headers each time it is called, about `count` of them: name, value,
+/// sensitive) as a map whose values are slices of one buffer of their own: two allocations
+/// for all the values instead of one each, and no slice of anybody else's buffer. `name`
+/// turns a pair's name into an `http` 1 name (`None`: the header is left out).
+pub(crate) fn headers_in_one_buffer<'a, N: 'a, I>(
+    pairs: impl Fn() -> I,
+    count: usize,
+    mut name: impl FnMut(&N) -> Option<HeaderName>,
+) -> HeaderMap
+where
+    I: Iterator<Item = (&'a N, &'a [u8], bool)>,
+{
+    let mut values = bytes::BytesMut::with_capacity(pairs().map(|(_, value, _)| value.len()).sum());
+    for (_, value, _) in pairs() {
+        values.extend_from_slice(value);
     }
-
-    /// Encodes `headers` (all of them: a webhook the guard keeps has no credentials left
-    /// by then): one pass over the map (the pieces are gathered on the stack, up to
-    /// `GATHERED` headers), then one exact allocation.
-    fn encode(headers: &HeaderMap) -> Self {
-        const GATHERED: usize = 24;
-        let mut pieces: [(&[u8], &[u8], bool); GATHERED] = [(&[], &[], false); GATHERED];
-        let (mut count, mut size) = (0, 0);
-        fn piece<'a>((name, value): (&'a HeaderName, &'a HeaderValue)) -> (&'a [u8], &'a [u8], bool) {
-            (name.as_str().as_bytes(), value.as_bytes(), value.is_sensitive())
-        }
-        for (slot, pair) in pieces.iter_mut().zip(headers) {
-            *slot = piece(pair);
-            size += 7 + slot.0.len() + slot.1.len();
-            count += 1;
-        }
-        let block = if count == headers.len() {
-            Self::write(size, pieces[..count].iter().copied())
-        } else {
-            let size = headers.iter().map(|(n, v)| 7 + n.as_str().len() + v.len()).sum();
-            Self::write(size, headers.iter().map(piece))
+    let values = values.freeze();
+    let mut headers = HeaderMap::with_capacity(count);
+    let mut at = 0;
+    for (n, value, sensitive) in pairs() {
+        let range = at..at + value.len();
+        at = range.end;
+        let (Some(n), Ok(mut copy)) = (name(n), HeaderValue::from_maybe_shared(values.slice(range))) else {
+            continue;
         };
-        Self { block, map: OnceLock::new() }
+        copy.set_sensitive(sensitive);
+        headers.append(n, copy);
     }
-
-    /// The block of `pieces` (name, value, sensitive), which take `size` bytes encoded.
-    fn write<'a>(size: usize, pieces: impl Iterator<Item = (&'a [u8], &'a [u8], bool)>) -> Bytes {
-        let mut block = Vec::with_capacity(size);
-        for (name, value, sensitive) in pieces {
-            // A header name is at most 64 KiB long; values are capped by the server far
-            // below 4 GiB.
-            let [n0, n1] = u16::try_from(name.len()).unwrap_or(u16::MAX).to_le_bytes();
-            let [v0, v1, v2, v3] = u32::try_from(value.len()).unwrap_or(u32::MAX).to_le_bytes();
-            block.extend_from_slice(&[n0, n1, v0, v1, v2, v3, u8::from(sensitive)]);
-            block.extend_from_slice(name);
-            block.extend_from_slice(value);
-        }
-        Bytes::from(block)
-    }
-
-    fn map(&self) -> &HeaderMap {
-        self.map.get_or_init(|| {
-            let mut map = HeaderMap::with_capacity(self.entries().count());
-            for (name, at, sensitive) in self.entries() {
-                let (Ok(name), Ok(mut value)) = (
-                    HeaderName::from_bytes(name.as_bytes()),
-                    HeaderValue::from_maybe_shared(self.block.slice(at)),
-                ) else {
-                    continue;
-                };
-                value.set_sensitive(sensitive);
-                map.append(name, value);
-            }
-            map
-        })
-    }
-
-    /// (name, value, sensitive) in order, without building the map.
-    fn pairs(&self) -> impl Iterator<Item = (&str, &[u8], bool)> {
-        let encoded = !self.block.is_empty();
-        let block = encoded.then(|| self.entries().map(|(name, at, s)| (name, &self.block[at], s)));
-        let map =
-            (!encoded).then(|| self.map().iter().map(|(n, v)| (n.as_str(), v.as_bytes(), v.is_sensitive())));
-        block.into_iter().flatten().chain(map.into_iter().flatten())
-    }
-
-    /// The block's entries: name, the value's range in the block, sensitive.
-    fn entries(&self) -> impl Iterator<Item = (&str, std::ops::Range<usize>, bool)> {
-        let mut at = 0;
-        let block = &self.block[..];
-        std::iter::from_fn(move || {
-            let head = block.get(at..at + 7)?;
-            let name_len = usize::from(u16::from_le_bytes([head[0], head[1]]));
-            let value_len = u32::from_le_bytes([head[2], head[3], head[4], head[5]]) as usize;
-            let name_at = at + 7;
-            let value_at = name_at + name_len;
-            let end = value_at.checked_add(value_len).filter(|end| *end <= block.len())?;
-            let name = std::str::from_utf8(&block[name_at..value_at]).ok()?;
-            at = end;
-            Some((name, value_at..end, head[6] & 1 == 1))
-        })
-    }
+    headers
 }
 
 impl Webhook {
@@ -368,7 +297,7 @@ impl Webhook {
             endpoint,
             verified.timestamp().map(OffsetDateTime::unix_timestamp_nanos),
             received_at.unix_timestamp_nanos(),
-            Headers::given(headers),
+            headers,
             body,
         )
     }
@@ -404,16 +333,15 @@ impl Webhook {
             endpoint,
             timestamp,
             received_at,
-            headers: Headers::given(headers),
+            headers,
             body,
             own_memory: false,
         };
         Self { inner: Arc::new(fields) }
     }
 
-    /// This webhook in memory of its own: the body and the headers copied into two
-    /// allocations, the headers encoded (turned into a map again only when a handler asks
-    /// for them). `None` when it is so already.
+    /// This webhook in memory of its own: the body copied, the header values copied into
+    /// one buffer they share. `None` when it is so already.
     pub(crate) fn compacted(&self) -> Option<Self> {
         let f = &*self.inner;
         if f.own_memory {
@@ -425,7 +353,10 @@ impl Webhook {
             endpoint: Arc::clone(&f.endpoint),
             timestamp: f.timestamp,
             received_at: f.received_at,
-            headers: Headers::encode(self.headers()),
+            headers: {
+                let pairs = || f.headers.iter().map(|(n, v)| (n, v.as_bytes(), v.is_sensitive()));
+                headers_in_one_buffer(pairs, f.headers.len(), |n: &HeaderName| Some(n.clone()))
+            },
             body: Bytes::copy_from_slice(&f.body),
             own_memory: true,
         };
@@ -453,7 +384,7 @@ impl Webhook {
             endpoint.into(),
             timestamp.map(OffsetDateTime::unix_timestamp_nanos),
             received_at.unix_timestamp_nanos(),
-            Headers::given(headers),
+            headers,
             body,
         )
     }
@@ -463,7 +394,7 @@ impl Webhook {
         endpoint: Arc<str>,
         timestamp: Option<i128>,
         received_at: i128,
-        headers: Headers,
+        headers: HeaderMap,
         body: Bytes,
     ) -> Self {
         // Made by `new` or `from_parts`: the caller's headers and body, as given. A backend
@@ -542,12 +473,9 @@ impl Webhook {
     /// (`Authorization`, `Cookie`, `X-Gitlab-Token`, `X-Hook-Secret`, …). Signature headers
     /// are kept: they are not secret.
     ///
-    /// A webhook the guard keeps holds the request's own header map; one that waited in the
-    /// memory inbox (copied into memory of its own) holds them encoded, and the map is
-    /// built the first time it is asked for.
     #[must_use]
     pub fn headers(&self) -> &HeaderMap {
-        self.inner.headers.map()
+        &self.inner.headers
     }
     /// The raw body, exactly as received and verified.
     #[must_use]
@@ -591,8 +519,8 @@ impl Webhook {
             headers: self
                 .inner
                 .headers
-                .pairs()
-                .map(|(name, value, _)| (name.to_owned(), value.to_vec()))
+                .iter()
+                .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
                 .collect(),
             body: self.inner.body.to_vec(),
         })
@@ -817,15 +745,12 @@ impl Webhook {
         let headers = self
             .inner
             .headers
-            .pairs()
-            // Text when `HeaderValue::to_str` would give it (visible ASCII), else base64.
-            .map(|(name, value, _)| match std::str::from_utf8(value) {
-                Ok(text) if value.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b)) => {
-                    RecordHeader { n: name.to_owned(), v: text.to_owned(), b64: false }
-                }
-                _ => RecordHeader {
-                    n: name.to_owned(),
-                    v: base64::engine::general_purpose::STANDARD.encode(value),
+            .iter()
+            .map(|(name, value)| match value.to_str() {
+                Ok(text) => RecordHeader { n: name.as_str().to_owned(), v: text.to_owned(), b64: false },
+                Err(_) => RecordHeader {
+                    n: name.as_str().to_owned(),
+                    v: base64::engine::general_purpose::STANDARD.encode(value.as_bytes()),
                     b64: true,
                 },
             })
@@ -978,16 +903,15 @@ mod tests {
         }
         assert_eq!(copy, hook);
         assert_eq!(copy.headers(), hook.headers());
-        assert!(copy.headers()["x-signature"].is_sensitive(), "the flag survives the encoding");
+        assert!(copy.headers()["x-signature"].is_sensitive(), "the flag survives the copy");
         assert_eq!(copy.headers()["x-bin"].as_bytes(), b"caf\xc3\xa9\xff");
         assert_eq!(copy.event(), Some("push"));
         assert!(copy.compacted().is_none(), "compact already");
-        // The stored forms read the encoded block without building a map.
         assert_eq!(copy.to_record().unwrap(), hook.to_record().unwrap());
     }
 
     #[test]
-    fn more_headers_than_the_stack_gathers_are_all_encoded() {
+    fn many_headers_are_all_copied() {
         let mut many = HeaderMap::new();
         for i in 0..60 {
             many.append(HeaderName::from_bytes(format!("x-h{i}").as_bytes()).unwrap(), i.into());
