@@ -56,7 +56,7 @@ use bytes::Bytes;
 use http::request::Parts;
 
 use crate::{
-    guard::{Finish, Guard, Head, Reserved, VerificationFailed},
+    guard::{Guard, Head, Reserved, VerificationFailed},
     inbox::headers_in_one_buffer,
     problem::{Problem, known},
     verify::Verified,
@@ -102,10 +102,7 @@ async fn accept(guard: &Guard, req: &HttpRequest, payload: dev::Payload) -> Http
         return respond(problem.into_response());
     }
     match read(guard, payload).await {
-        Ok(bytes) => respond(match guard.settle(guard.begin(Head::Owned(parts), bytes)) {
-            Finish::Done(res) => res,
-            Finish::Later(finishing) => finishing.await,
-        }),
+        Ok(bytes) => respond(guard.settle(guard.begin(Head::Owned(parts), bytes)).answer().await),
         Err(problem) => respond(guard.body_problem(problem)),
     }
 }

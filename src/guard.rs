@@ -689,9 +689,10 @@ impl Guard {
         }
         let ttl =
             i.replay_ttl.or_else(|| scheme.tolerance().replay_window()).unwrap_or(DEFAULT_UNTIMED_REPLAY_TTL);
+        let event = verified.event_if_known();
         let passed = Passed {
-            labels: Labels::of(&i.endpoint, &verified, verified.event_if_known().unwrap_or_default()),
-            event_in_body: verified.event_if_known().err(),
+            labels: Labels::of(&i.endpoint, &verified, event.unwrap_or_default()),
+            event_in_body: event.err(),
             timestamp: verified.timestamp_nanos(),
             received_at: now,
             ttl,
@@ -752,21 +753,18 @@ impl Guard {
             SchemeNow::Answer(res) => return Begun::Answer(Box::new(res)),
             now => return Begun::Waits(Box::new(Waits { head, body, now })),
         };
-        match self.verified(&*scheme, head.parts(), &body, |_| ()) {
-            Ok((passed, ())) => {
-                let ttl = passed.ttl;
-                Begun::Kept(self.keep(head.into_headers(), body, passed), ttl)
-            }
+        match self.verify_and_keep(&*scheme, head, body) {
+            Ok((webhook, ttl)) => Begun::Kept(webhook, ttl),
             Err(res) => Begun::Answer(Box::new(res)),
         }
     }
 
     /// What is left after [`begin`](Self::begin): the mark and the push, after waiting
     /// for the scheme when `begin` could not.
-    pub(crate) async fn go_on(&self, begun: Begun<'_>) -> Response<Vec<u8>> {
+    async fn go_on(&self, begun: Begun<'_>) -> Response<Vec<u8>> {
         match begun {
             Begun::Answer(res) => *res,
-            Begun::Kept(webhook, ttl) => self.finish(webhook, ttl).await,
+            Begun::Kept(webhook, ttl) => self.finish_now(webhook, ttl).answer().await,
             // Boxed: the common path's future stays small.
             Begun::Waits(waits) => Box::pin(self.accept_later(*waits)).await,
         }
@@ -778,18 +776,29 @@ impl Guard {
             Ok(scheme) => scheme,
             Err(res) => return res,
         };
-        match self.verified(&*scheme, head.parts(), &body, |_| ()) {
-            Ok((passed, ())) => {
-                let ttl = passed.ttl;
-                let webhook = self.keep(head.into_headers(), body, passed);
-                self.finish(webhook, ttl).await
-            }
+        match self.verify_and_keep(&*scheme, head, body) {
+            Ok((webhook, ttl)) => self.finish_now(webhook, ttl).answer().await,
             Err(res) => res,
         }
     }
 
+    /// Verification with `scheme`, then the kept webhook and how long its mark lives.
+    // The error is the answer itself, moved straight out (boxing it would only add an
+    // allocation per rejection).
+    #[allow(clippy::result_large_err)]
+    fn verify_and_keep(
+        &self,
+        scheme: &dyn Scheme,
+        head: Head<'_>,
+        body: Bytes,
+    ) -> Result<(Webhook, Duration), Response<Vec<u8>>> {
+        let (passed, ()) = self.verified(scheme, head.parts(), &body, |_| ())?;
+        let ttl = passed.ttl;
+        Ok((self.keep(head.into_headers(), body, passed), ttl))
+    }
+
     /// The terminal pipeline from the replay mark on: mark, push, answer.
-    pub(crate) async fn finish(&self, webhook: Webhook, ttl: Duration) -> Response<Vec<u8>> {
+    async fn finish(&self, webhook: Webhook, ttl: Duration) -> Response<Vec<u8>> {
         let marked = self.mark(webhook.key(), ttl).await;
         match self.after_mark(marked, &webhook) {
             Ok(own_mark) => self.push_armed(webhook, own_mark).await,
@@ -823,10 +832,7 @@ impl Guard {
                     // As the async path, the answer waits for the mark to go: at once for
                     // an in-process store (it answered the mark at once), else later.
                     let (guard, key) = (self.clone(), webhook.shared_key());
-                    let mut release: BoxFuture<'static, ()> =
-                        Box::pin(async move { guard.release(key.as_str()).await });
-                    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-                    if release.as_mut().poll(&mut cx).is_pending() {
+                    if let Some(release) = started(async move { guard.release(key.as_str()).await }) {
                         return Finish::Later(Box::pin(async move {
                             release.await;
                             answer
@@ -1058,6 +1064,16 @@ pub(crate) enum Finish {
     Later(BoxFuture<'static, Response<Vec<u8>>>),
 }
 
+impl Finish {
+    /// The answer, after waiting for it if it has to be.
+    pub(crate) async fn answer(self) -> Response<Vec<u8>> {
+        match self {
+            Self::Done(res) => res,
+            Self::Later(later) => later.await,
+        }
+    }
+}
+
 /// A request that [`Guard::begin`] could not finish without waiting.
 pub(crate) struct Waits<'a> {
     head: Head<'a>,
@@ -1125,13 +1141,19 @@ impl Drop for ReleaseOnDrop {
 /// Runs a clean-up from a destructor: in-process stores are done at once; others finish
 /// on the runtime.
 fn finish_in_background(release: impl Future<Output = ()> + Send + 'static) {
-    let mut release = Box::pin(release);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    if release.as_mut().poll(&mut cx).is_pending()
+    if let Some(release) = started(release)
         && let Ok(rt) = tokio::runtime::Handle::try_current()
     {
         rt.spawn(release);
     }
+}
+
+/// Polls `work` once: `None` when that finished it (an in-process store's work does),
+/// else the work to go on with.
+fn started(work: impl Future<Output = ()> + Send + 'static) -> Option<BoxFuture<'static, ()>> {
+    let mut work: BoxFuture<'static, ()> = Box::pin(work);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    work.as_mut().poll(&mut cx).is_pending().then_some(work)
 }
 
 /// The answer to an accepted delivery: the status alone (nothing to allocate; senders
