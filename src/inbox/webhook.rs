@@ -294,6 +294,7 @@ impl Webhook {
         let labels = Labels::of(&endpoint, verified, verified.event());
         Self::assemble(
             labels,
+            None,
             endpoint,
             verified.timestamp().map(OffsetDateTime::unix_timestamp_nanos),
             received_at.unix_timestamp_nanos(),
@@ -327,17 +328,7 @@ impl Webhook {
                 headers.remove(*name);
             }
         }
-        let fields = Fields {
-            labels,
-            event_in_body: event_in_body.map(|path| EventInBody { path, read: OnceLock::new() }),
-            endpoint,
-            timestamp,
-            received_at,
-            headers,
-            body,
-            own_memory: false,
-        };
-        Self { inner: Arc::new(fields) }
+        Self::assemble(labels, event_in_body, endpoint, timestamp, received_at, headers, body)
     }
 
     /// This webhook in memory of its own: the body copied, the header values copied into
@@ -381,6 +372,7 @@ impl Webhook {
         let labels = Labels::from_parts(&key, &provider, id.as_deref(), event.as_deref());
         Self::assemble(
             labels,
+            None,
             endpoint.into(),
             timestamp.map(OffsetDateTime::unix_timestamp_nanos),
             received_at.unix_timestamp_nanos(),
@@ -389,20 +381,23 @@ impl Webhook {
         )
     }
 
+    /// `event_in_body`: where the event type is in the JSON body, when `labels` do not
+    /// hold it. The headers and the body are the caller's, as given: not in memory of
+    /// their own as far as the webhook knows (compacting a backend's freshly rebuilt one
+    /// costs a copy, nothing else).
     fn assemble(
         labels: Labels,
+        event_in_body: Option<&'static [&'static str]>,
         endpoint: Arc<str>,
         timestamp: Option<i128>,
         received_at: i128,
         headers: HeaderMap,
         body: Bytes,
     ) -> Self {
-        // Made by `new` or `from_parts`: the caller's headers and body, as given. A backend
-        // that rebuilds a stored webhook gives freshly made ones; compacting them again
-        // costs a copy, nothing else.
+        let event_in_body = event_in_body.map(|path| EventInBody { path, read: OnceLock::new() });
         let fields = Fields {
             labels,
-            event_in_body: None,
+            event_in_body,
             endpoint,
             timestamp,
             received_at,
