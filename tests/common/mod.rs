@@ -321,6 +321,21 @@ impl Inbox for RecordingInbox {
     }
 }
 
+/// The value of an `Option` that is `None` when a conformance suite's backend is not
+/// configured (its environment variable is unset): then the test says it skipped.
+#[macro_export]
+macro_rules! or_skip {
+    ($e:expr) => {
+        match $e {
+            Some(x) => x,
+            None => {
+                eprintln!("skipped: backend not configured");
+                return;
+            }
+        }
+    };
+}
+
 /// Runs the inbox conformance suite. `$make` is an async fn
 /// `(clock: ManualClock, capacity: usize, store: &str) -> Option<I>` (`I: Inbox`) that opens
 /// an inbox on a store of its own named `store`; `None` means the backend is not available
@@ -349,18 +364,6 @@ macro_rules! inbox_conformance {
             let inbox = $make(clock.clone(), 100, &store).await?;
             let replica = $replica(&inbox, clock, &store).await;
             Some((inbox, replica))
-        }
-
-        macro_rules! or_skip {
-            ($e:expr) => {
-                match $e {
-                    Some(x) => x,
-                    None => {
-                        eprintln!("skipped: backend not configured");
-                        return;
-                    }
-                }
-            };
         }
 
         #[tokio::test]
@@ -465,7 +468,10 @@ macro_rules! inbox_conformance {
             assert_eq!(again[0].attempt(), 1, "giving back does not use up an attempt");
             // A retry does count, and a stale receipt cannot give a job back.
             inbox.retry(&again[0], clock.now_for_tests(), "boom").await.unwrap();
-            assert!(matches!(inbox.give_back(&again[0], clock.now_for_tests()).await, Err(InboxError::LeaseLost)));
+            assert!(matches!(
+                inbox.give_back(&again[0], clock.now_for_tests()).await,
+                Err(InboxError::LeaseLost)
+            ));
             let third = inbox.pull(1, LEASE).await.unwrap().remove(0);
             assert_eq!(third.attempt(), 2);
             inbox.ack(&third).await.unwrap();
@@ -513,7 +519,9 @@ macro_rules! inbox_conformance {
             let mut tasks = Vec::new();
             for _ in 0..50 {
                 let inbox = std::sync::Arc::clone(&inbox);
-                tasks.push(tokio::spawn(async move { inbox.push($crate::common::webhook("same")).await.unwrap() }));
+                tasks.push(tokio::spawn(async move {
+                    inbox.push($crate::common::webhook("same")).await.unwrap()
+                }));
             }
             let mut accepted = 0;
             for t in tasks {
@@ -529,8 +537,11 @@ macro_rules! inbox_conformance {
         async fn wait_with_nothing_pushed_returns_by_its_timeout() {
             let (inbox, _) = or_skip!(setup(100).await);
             assert!(inbox.pull(1, LEASE).await.unwrap().is_empty());
-            $crate::common::bounded("a 200 ms wait with nothing pushed", inbox.wait(Duration::from_millis(200)))
-                .await;
+            $crate::common::bounded(
+                "a 200 ms wait with nothing pushed",
+                inbox.wait(Duration::from_millis(200)),
+            )
+            .await;
         }
 
         #[tokio::test]
@@ -583,10 +594,7 @@ macro_rules! replay_conformance {
 
         #[tokio::test]
         async fn mark_once_then_seen_until_expiry() {
-            let Some((store, clock)) = setup(100).await else {
-                eprintln!("skipped: backend not configured");
-                return;
-            };
+            let (store, clock) = or_skip!(setup(100).await);
             let k = key("expiry");
             let _ = store.unmark(&k).await;
             assert_eq!(store.mark(&k, Duration::from_secs(60)).await.unwrap(), Mark::New);
@@ -602,10 +610,7 @@ macro_rules! replay_conformance {
 
         #[tokio::test]
         async fn mark_now_answers_as_mark_would() {
-            let Some((store, _)) = setup(100).await else {
-                eprintln!("skipped: backend not configured");
-                return;
-            };
+            let (store, _) = or_skip!(setup(100).await);
             let k = key("now");
             let _ = store.unmark(&k).await;
             let ttl = Duration::from_secs(60);
@@ -626,10 +631,7 @@ macro_rules! replay_conformance {
 
         #[tokio::test]
         async fn unmark_lets_a_retry_through() {
-            let Some((store, _)) = setup(100).await else {
-                eprintln!("skipped: backend not configured");
-                return;
-            };
+            let (store, _) = or_skip!(setup(100).await);
             let k = key("unmark");
             let _ = store.unmark(&k).await;
             assert_eq!(store.mark(&k, Duration::from_secs(60)).await.unwrap(), Mark::New);
@@ -640,10 +642,7 @@ macro_rules! replay_conformance {
 
         #[tokio::test]
         async fn concurrent_marks_have_one_winner() {
-            let Some((store, _)) = setup(1000).await else {
-                eprintln!("skipped: backend not configured");
-                return;
-            };
+            let (store, _) = or_skip!(setup(1000).await);
             let store = std::sync::Arc::new(store);
             let k = key("race");
             let _ = store.unmark(&k).await;
@@ -671,10 +670,7 @@ macro_rules! replay_conformance {
 
         #[tokio::test]
         async fn a_reservation_is_pending_for_others_until_confirmed_then_seen() {
-            let Some((store, _)) = setup(100).await else {
-                eprintln!("skipped: backend not configured");
-                return;
-            };
+            let (store, _) = or_skip!(setup(100).await);
             let k = key("two-phase");
             let _ = store.unmark(&k).await;
             assert_eq!(store.reserve(&k, 1, LEASE).await.unwrap(), Mark::New);
@@ -691,10 +687,7 @@ macro_rules! replay_conformance {
 
         #[tokio::test]
         async fn a_reservation_lives_its_lease_and_a_confirmed_mark_its_ttl() {
-            let Some((store, clock)) = setup(100).await else {
-                eprintln!("skipped: backend not configured");
-                return;
-            };
+            let (store, clock) = or_skip!(setup(100).await);
             let k = key("lease");
             let _ = store.unmark(&k).await;
             // The holder's receiver dies mid-handler: nothing settles its reservation.
@@ -725,10 +718,7 @@ macro_rules! replay_conformance {
 
         #[tokio::test]
         async fn cancel_removes_only_the_holders_own_reservation() {
-            let Some((store, clock)) = setup(100).await else {
-                eprintln!("skipped: backend not configured");
-                return;
-            };
+            let (store, clock) = or_skip!(setup(100).await);
             let k = key("cancel");
             let _ = store.unmark(&k).await;
             assert_eq!(store.reserve(&k, 1, LEASE).await.unwrap(), Mark::New);
@@ -751,10 +741,7 @@ macro_rules! replay_conformance {
 
         #[tokio::test]
         async fn confirm_marks_without_a_reservation_and_unmark_removes_either_kind() {
-            let Some((store, _)) = setup(100).await else {
-                eprintln!("skipped: backend not configured");
-                return;
-            };
+            let (store, _) = or_skip!(setup(100).await);
             let k = key("confirm-unmark");
             let _ = store.unmark(&k).await;
             // The reservation was gone (expired, or the store lost it): confirm marks anyway.
@@ -773,10 +760,7 @@ macro_rules! replay_conformance {
 
         #[tokio::test]
         async fn concurrent_reservations_have_one_holder() {
-            let Some((store, _)) = setup(1000).await else {
-                eprintln!("skipped: backend not configured");
-                return;
-            };
+            let (store, _) = or_skip!(setup(1000).await);
             let store = std::sync::Arc::new(store);
             let k = key("reserve-race");
             let _ = store.unmark(&k).await;
@@ -800,10 +784,7 @@ macro_rules! replay_conformance {
 
         #[tokio::test]
         async fn capacity_is_bounded_and_expired_entries_make_room() {
-            let Some((store, clock)) = setup(32).await else {
-                eprintln!("skipped: backend not configured");
-                return;
-            };
+            let (store, clock) = or_skip!(setup(32).await);
             let mut full = false;
             for i in 0..10_000 {
                 match store.mark(&key(&format!("cap{i}")), Duration::from_secs(10)).await {
