@@ -52,7 +52,7 @@ use hookguard::{
     inbox::{MemoryInbox, Webhook},
     layer::WebhookService,
     providers::standard_webhooks,
-    verify::{Outgoing, Scheme as _, Sign, WebhookRequest},
+    verify::{Outgoing, Scheme, Sign, Verified, WebhookRequest},
     worker::Worker,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -97,12 +97,20 @@ fn guard(name: &str, inbox: &MemoryInbox) -> Guard {
     let guard =
         Guard::builder(name, standard_webhooks::scheme(SECRET).expect("valid secret")).inbox(inbox.clone());
     // `HOOKGUARD_BENCH_REPLAY=off`: no replay store (the inbox alone refuses duplicates).
-    if std::env::var("HOOKGUARD_BENCH_REPLAY").is_ok_and(|v| v == "off") {
-        guard.no_replay_store()
-    } else {
-        guard
-    }
-    .build()
+    if knob_is("HOOKGUARD_BENCH_REPLAY", "off") { guard.no_replay_store() } else { guard }.build()
+}
+
+/// Verification in a handler, as the `/verify` and `/floor` routes do it: `then` of the
+/// verified delivery, or `None` when it does not verify.
+fn verified<R>(
+    scheme: &impl Scheme,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+    then: impl FnOnce(&Verified<'_>) -> R,
+) -> Option<R> {
+    let view = WebhookRequest::new(&http::Method::POST, uri, headers, body);
+    scheme.verify(&view, time::OffsetDateTime::now_utc()).ok().map(|v| then(&v))
 }
 
 /// axum: `/bare`, `/svix`, `/verify`, `/floor`, `/hookguard` on a 1-worker runtime.
@@ -130,10 +138,9 @@ fn start_axum(inbox: &MemoryInbox, floor: &Arc<Floor>) -> (SocketAddr, tokio::ru
             post(move |uri: http::Uri, headers: HeaderMap, body: Bytes| {
                 let scheme = Arc::clone(&scheme);
                 async move {
-                    let view = WebhookRequest::new(&http::Method::POST, &uri, &headers, &body);
-                    match scheme.verify(&view, time::OffsetDateTime::now_utc()) {
-                        Ok(_) => StatusCode::ACCEPTED,
-                        Err(_) => StatusCode::UNAUTHORIZED,
+                    match verified(&scheme, &uri, &headers, &body, |_| ()) {
+                        Some(()) => StatusCode::ACCEPTED,
+                        None => StatusCode::UNAUTHORIZED,
                     }
                 }
             }),
@@ -143,11 +150,9 @@ fn start_axum(inbox: &MemoryInbox, floor: &Arc<Floor>) -> (SocketAddr, tokio::ru
             post(move |uri: http::Uri, headers: HeaderMap, body: Bytes| {
                 let (scheme, floor) = (Arc::clone(&floor_scheme), Arc::clone(&floor));
                 async move {
-                    let view = WebhookRequest::new(&http::Method::POST, &uri, &headers, &body);
-                    let Ok(verified) = scheme.verify(&view, time::OffsetDateTime::now_utc()) else {
-                        return StatusCode::UNAUTHORIZED;
-                    };
-                    let id = verified.id().unwrap_or_default().to_owned();
+                    let id =
+                        verified(&scheme, &uri, &headers, &body, |v| v.id().unwrap_or_default().to_owned());
+                    let Some(id) = id else { return StatusCode::UNAUTHORIZED };
                     if floor.push(id, headers, body) { StatusCode::ACCEPTED } else { StatusCode::OK }
                 }
             }),
@@ -364,8 +369,18 @@ fn in_process(count: usize, path: &'static str) {
     });
 }
 
+/// A numeric knob from the environment (see the module docs); `None` when unset or not a number.
+fn knob<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+/// Whether the knob `name` is set to `value`.
+fn knob_is(name: &str, value: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| v == value)
+}
+
 fn main() {
-    if let Some(n) = std::env::var("HOOKGUARD_BENCH_INPROC").ok().and_then(|v| v.parse().ok()) {
+    if let Some(n) = knob::<usize>("HOOKGUARD_BENCH_INPROC") {
         in_process(n, if std::env::var("HOOKGUARD_BENCH_BARE").is_ok() { "/bare" } else { "/hookguard" });
         return;
     }
@@ -380,23 +395,21 @@ fn main() {
         .build()
         .expect("runtime");
     let big = |inbox: MemoryInbox| {
-        inbox.capacity(1_000_000).remember_done(
-            std::env::var("HOOKGUARD_BENCH_REMEMBER").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000),
-        )
+        inbox.capacity(1_000_000).remember_done(knob("HOOKGUARD_BENCH_REMEMBER").unwrap_or(1_000_000))
     };
     let (axum_inbox, actix_inbox) = (big(MemoryInbox::new()), big(MemoryInbox::new()));
     // `HOOKGUARD_BENCH_WORKERS=off`: nothing drains the inboxes while the load runs.
-    let drain = std::env::var("HOOKGUARD_BENCH_WORKERS").map_or(true, |v| v != "off");
+    let drain = !knob_is("HOOKGUARD_BENCH_WORKERS", "off");
     // `HOOKGUARD_BENCH_GATHER_MS=n`: the workers' gather window (default: the library's).
-    let gather: Option<u64> = std::env::var("HOOKGUARD_BENCH_GATHER_MS").ok().and_then(|v| v.parse().ok());
+    let gather: Option<u64> = knob("HOOKGUARD_BENCH_GATHER_MS");
     let floor = Arc::new(Floor::default());
     let (axum_addr, axum_rt) = start_axum(&axum_inbox, &floor);
     let (actix_addr, actix_handle) = start_actix(&actix_inbox);
     // `HOOKGUARD_BENCH_WORKER_RT=server`: the axum inbox's workers run on the axum server's
     // runtime (one runtime for everything, as `#[tokio::main]` apps do) instead of their own.
-    let shared_rt = std::env::var("HOOKGUARD_BENCH_WORKER_RT").is_ok_and(|v| v == "server");
+    let shared_rt = knob_is("HOOKGUARD_BENCH_WORKER_RT", "server");
     // `HOOKGUARD_BENCH_LANES=n`: the workers' concurrency (default 4).
-    let lanes = std::env::var("HOOKGUARD_BENCH_LANES").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
+    let lanes = knob("HOOKGUARD_BENCH_LANES").unwrap_or(4);
     let workers: Vec<_> = if !drain {
         Vec::new()
     } else {
