@@ -63,7 +63,7 @@ use crate::{
 };
 
 /// Terminal mode as a route for any method (handshakes may be `GET` or `HEAD`): the
-/// request goes through [`Guard::accept`] (verify, replay guard, inbox, `202`).
+/// request goes through [`Guard::accept`] (verify, inbox with its replay-refusing unique key, `202`).
 ///
 /// ```
 /// use actix_web::{App, web};

@@ -33,7 +33,7 @@ use http::{HeaderMap, Response, StatusCode, header, request::Parts};
 use crate::{
     Secret,
     clock::{Clock, SystemClock},
-    inbox::{Inbox, InboxError, Labels, Pushed, SharedKey, Webhook},
+    inbox::{Inbox, InboxError, Labels, Pushed, Webhook},
     problem::{Problem, known},
     replay::{BoxFuture, Mark, MemoryReplayStore, ReplayStore},
     verify::{Reason, Scheme, Verified, WebhookRequest},
@@ -718,17 +718,21 @@ impl Guard {
         }
     }
 
-    /// The whole terminal pipeline: check, push into the inbox, answer `202` once kept,
-    /// `200` for a duplicate, `503` + `Retry-After` when the inbox is full or down (and the
-    /// replay mark is removed again). Without an inbox configured, verified deliveries
-    /// get `503`.
+    /// The whole terminal pipeline: verify, push into the inbox, answer `202` once kept,
+    /// `200` for a duplicate, `503` + `Retry-After` when the inbox is full or down. Without
+    /// an inbox configured, verified deliveries get `503` (nothing could keep them).
     ///
-    /// A replay mark that is already set means "seen", not "kept": the request that set
-    /// it may have died before its push (a shared store such as Redis outlives the
-    /// receiver that set the mark), or its push may still fail. So a delivery whose mark is
-    /// set is pushed too, and the inbox's unique key decides: `200 duplicate` when the
-    /// inbox keeps (or finished) it, `202` when it is kept only now. A replay costs one
-    /// push that the inbox refuses, and nothing acknowledged is left unkept.
+    /// **Replays are refused by the inbox's unique key**, not by a replay mark: a delivery
+    /// whose key the inbox holds (waiting, running, dead-lettered) or remembers as
+    /// finished gets `200 duplicate` and is not processed again. The terminal pipeline
+    /// takes no mark in the [replay store](GuardBuilder::replay_store), which serves
+    /// middleware mode ([`check`](Self::check), [`reserve`](Self::reserve)): a mark that is
+    /// set means "seen", not "kept" (the request that set it may have died before its push;
+    /// a shared store such as Redis outlives the receiver that set it), so the delivery
+    /// would have to be pushed all the same and the inbox would decide anyway. A mark could
+    /// only add a `503` when the store is full or down. How long a finished key is
+    /// remembered is the inbox's setting ([`MemoryInbox::remember_done`](crate::inbox::MemoryInbox::remember_done),
+    /// the durable backends' retention).
     pub async fn accept(&self, parts: &Parts, body: Bytes) -> Response<Vec<u8>> {
         if let Err(problem) = self.precheck(parts) {
             return problem.into_response();
@@ -736,14 +740,14 @@ impl Guard {
         self.go_on(self.begin(Head::Borrowed(parts), body)).await
     }
 
-    /// The terminal pipeline up to the replay mark, without waiting, for a request whose
+    /// The terminal pipeline up to the push, without waiting, for a request whose
     /// head passed [`precheck`](Self::precheck) (the adapters check it before they read
     /// the body): the body limit, handshakes, the scheme when it is fixed, verification,
     /// the kept webhook (an owned head's headers move into it instead of being copied).
     /// [`go_on`](Self::go_on) does the rest.
     ///
     /// Split so that the adapters' request futures hold no request head while they wait,
-    /// and a fixed scheme's deliveries wait only for the mark and the push.
+    /// and a fixed scheme's deliveries wait only for the push.
     pub(crate) fn begin<'a>(&self, head: Head<'a>, body: Bytes) -> Begun<'a> {
         if body.len() > self.inner.body_limit {
             return Begun::Answer(Box::new(self.body_problem(known::BODY_TOO_LARGE)));
@@ -754,17 +758,17 @@ impl Guard {
             now => return Begun::Waits(Box::new(Waits { head, body, now })),
         };
         match self.verify_and_keep(&*scheme, head, body) {
-            Ok((webhook, ttl)) => Begun::Kept(webhook, ttl),
+            Ok(webhook) => Begun::Kept(webhook),
             Err(res) => Begun::Answer(Box::new(res)),
         }
     }
 
-    /// What is left after [`begin`](Self::begin): the mark and the push, after waiting
+    /// What is left after [`begin`](Self::begin): the push, after waiting
     /// for the scheme when `begin` could not.
     async fn go_on(&self, begun: Begun<'_>) -> Response<Vec<u8>> {
         match begun {
             Begun::Answer(res) => *res,
-            Begun::Kept(webhook, ttl) => self.finish_now(webhook, ttl).answer().await,
+            Begun::Kept(webhook) => self.finish_now(webhook).answer().await,
             // Boxed: the common path's future stays small.
             Begun::Waits(waits) => Box::pin(self.accept_later(*waits)).await,
         }
@@ -777,12 +781,12 @@ impl Guard {
             Err(res) => return res,
         };
         match self.verify_and_keep(&*scheme, head, body) {
-            Ok((webhook, ttl)) => self.finish_now(webhook, ttl).answer().await,
+            Ok(webhook) => self.finish_now(webhook).answer().await,
             Err(res) => res,
         }
     }
 
-    /// Verification with `scheme`, then the kept webhook and how long its mark lives.
+    /// Verification with `scheme`, then the kept webhook.
     // The error is the answer itself, moved straight out (boxing it would only add an
     // allocation per rejection).
     #[allow(clippy::result_large_err)]
@@ -791,59 +795,24 @@ impl Guard {
         scheme: &dyn Scheme,
         head: Head<'_>,
         body: Bytes,
-    ) -> Result<(Webhook, Duration), Response<Vec<u8>>> {
+    ) -> Result<Webhook, Response<Vec<u8>>> {
         let (passed, ()) = self.verified(scheme, head.parts(), &body, |_| ())?;
-        let ttl = passed.ttl;
-        Ok((self.keep(head.into_headers(), body, passed), ttl))
+        Ok(self.keep(head.into_headers(), body, passed))
     }
 
-    /// The terminal pipeline from the replay mark on: mark, push, answer.
-    async fn finish(&self, webhook: Webhook, ttl: Duration) -> Response<Vec<u8>> {
-        let marked = self.mark(webhook.key(), ttl).await;
-        match self.after_mark(marked, &webhook) {
-            Ok(own_mark) => self.push_armed(webhook, own_mark).await,
-            Err(res) => res,
-        }
+    /// The terminal pipeline after verification: push, answer.
+    async fn finish(&self, webhook: Webhook) -> Response<Vec<u8>> {
+        self.push(webhook, false).await
     }
 
-    /// [`finish`](Self::finish) without waiting when the replay store and the inbox
-    /// answer at once (in-process ones do): only what has to wait is boxed.
-    pub(crate) fn finish_now(&self, webhook: Webhook, ttl: Duration) -> Finish {
-        let i = &self.inner;
-        let marked = match &i.replay {
-            None => Ok(true),
-            Some(replay) => match replay.mark_now(webhook.key().as_bytes(), ttl) {
-                Some(marked) => self.marked(marked),
-                None => {
-                    let guard = self.clone();
-                    return Finish::Later(Box::pin(async move { guard.finish(webhook, ttl).await }));
-                }
-            },
-        };
-        let own_mark = match self.after_mark(marked, &webhook) {
-            Ok(own_mark) => own_mark,
-            Err(res) => return Finish::Done(res),
-        };
-        match i.inbox.as_ref().and_then(|inbox| inbox.push_now(&webhook)) {
-            Some(pushed) => {
-                let failed = pushed.is_err() && own_mark;
-                let answer = self.answer_push(&webhook, own_mark, pushed);
-                if failed {
-                    // As the async path, the answer waits for the mark to go: at once for
-                    // an in-process store (it answered the mark at once), else later.
-                    let (guard, key) = (self.clone(), webhook.shared_key());
-                    if let Some(release) = started(async move { guard.release(key.as_str()).await }) {
-                        return Finish::Later(Box::pin(async move {
-                            release.await;
-                            answer
-                        }));
-                    }
-                }
-                Finish::Done(answer)
-            }
+    /// [`finish`](Self::finish) without waiting when the inbox answers at once (the
+    /// in-process one does): only a push that has to wait is boxed.
+    pub(crate) fn finish_now(&self, webhook: Webhook) -> Finish {
+        match self.inner.inbox.as_ref().and_then(|inbox| inbox.push_now(&webhook)) {
+            Some(pushed) => Finish::Done(self.answer_push(&webhook, pushed)),
             None => {
                 let guard = self.clone();
-                Finish::Later(Box::pin(async move { guard.push_armed(webhook, own_mark).await }))
+                Finish::Later(Box::pin(async move { guard.finish(webhook).await }))
             }
         }
     }
@@ -853,44 +822,12 @@ impl Guard {
     pub(crate) fn settle(&self, begun: Begun<'static>) -> Finish {
         match begun {
             Begun::Answer(res) => Finish::Done(*res),
-            Begun::Kept(webhook, ttl) => self.finish_now(webhook, ttl),
+            Begun::Kept(webhook) => self.finish_now(webhook),
             Begun::Waits(waits) => {
                 let guard = self.clone();
                 Finish::Later(Box::pin(async move { guard.accept_later(*waits).await }))
             }
         }
-    }
-
-    /// Decides on a mark: push (`Ok(own_mark)`), or answer (a duplicate without an
-    /// inbox to ask, or the store failed).
-    // The error is the answer itself, moved straight out (boxing it would only add an
-    // allocation per rejection).
-    #[allow(clippy::result_large_err)]
-    fn after_mark(
-        &self,
-        marked: Result<bool, Response<Vec<u8>>>,
-        webhook: &Webhook,
-    ) -> Result<bool, Response<Vec<u8>>> {
-        match marked {
-            Ok(true) => Ok(true),
-            Ok(false) if self.inner.inbox.is_some() => Ok(false),
-            Ok(false) => {
-                self.duplicate(webhook.id());
-                Err(plain(StatusCode::OK, "duplicate"))
-            }
-            Err(res) => Err(res),
-        }
-    }
-
-    /// [`push`](Self::push), with this request's mark removed again if the request is
-    /// abandoned mid-push (the sender hung up), so that its retry gets through.
-    async fn push_armed(&self, webhook: Webhook, own_mark: bool) -> Response<Vec<u8>> {
-        let armed = own_mark.then(|| ReleaseOnDrop::new(self, webhook.shared_key()));
-        let res = self.push(webhook, own_mark).await;
-        if let Some(armed) = armed {
-            armed.disarm();
-        }
-        res
     }
 
     /// The kept form of a verified request.
@@ -929,8 +866,8 @@ impl Guard {
     }
 
     /// Pushes and answers. `own_mark`: this request set the replay mark under the
-    /// webhook's key (it is removed again when nothing was kept); otherwise the mark was
-    /// set already by another request, and this one leaves it alone.
+    /// webhook's key ([`hand_off`](Self::hand_off) after [`check`](Self::check)), removed
+    /// again when nothing was kept.
     async fn push(&self, webhook: Webhook, own_mark: bool) -> Response<Vec<u8>> {
         let i = &self.inner;
         let Some(inbox) = &i.inbox else {
@@ -950,41 +887,21 @@ impl Guard {
         if pushed.is_err() && own_mark {
             self.release(webhook.key()).await;
         }
-        self.answer_push(&webhook, own_mark, pushed)
+        self.answer_push(&webhook, pushed)
     }
 
-    /// Counts, logs and answers what the inbox did with `webhook` (its mark is already
-    /// removed when the push failed and the mark was this request's).
-    fn answer_push(
-        &self,
-        webhook: &Webhook,
-        own_mark: bool,
-        pushed: Result<Pushed, InboxError>,
-    ) -> Response<Vec<u8>> {
+    /// Counts, logs and answers what the inbox did with `webhook`.
+    fn answer_push(&self, webhook: &Webhook, pushed: Result<Pushed, InboxError>) -> Response<Vec<u8>> {
         let i = &self.inner;
-        // The event type may still be in the body: read only for a log line that is written.
-        let id = webhook.id();
         match pushed {
             Ok(Pushed::Accepted) => {
                 Self::count(&self.inner.accepted_key);
-                if own_mark {
-                    tracing::info!(endpoint = %i.endpoint, id, event = webhook.event(), "webhook accepted");
-                } else {
-                    tracing::info!(
-                        endpoint = %i.endpoint,
-                        id,
-                        event = webhook.event(),
-                        "webhook accepted, though its replay mark was set: the request that set it did not keep it (its receiver died, or its hand-off is still running)"
-                    );
-                }
+                // The event type may still be in the body: read only for a line that is written.
+                tracing::info!(endpoint = %i.endpoint, id = webhook.id(), event = webhook.event(), "webhook accepted");
                 accepted(i.accepted_status)
             }
             Ok(Pushed::Duplicate) => {
-                if own_mark {
-                    Self::count(&self.inner.duplicates_key);
-                } else {
-                    self.duplicate(id);
-                }
+                self.duplicate(webhook.id());
                 plain(StatusCode::OK, "duplicate")
             }
             Err(e) => {
@@ -1051,7 +968,7 @@ pub(crate) enum Begun<'a> {
     /// Answer with this (boxed: the hot variant is the small one).
     Answer(Box<Response<Vec<u8>>>),
     /// Verified and kept: [`Guard::finish`] marks and pushes it; its mark lives this long.
-    Kept(Webhook, Duration),
+    Kept(Webhook),
     /// The scheme has to be waited for.
     Waits(Box<Waits<'a>>),
 }
@@ -1111,33 +1028,6 @@ fn owned(verified: &Verified<'_>) -> Verified<'static> {
     verified.clone().into_owned()
 }
 
-/// Removes a replay mark when dropped while still armed: the request was abandoned (the
-/// sender hung up, so the server dropped its future) after the mark was set and before
-/// the delivery was kept or answered, and the sender's retry must get through.
-pub(crate) struct ReleaseOnDrop {
-    guard: Guard,
-    key: Option<SharedKey>,
-}
-
-impl ReleaseOnDrop {
-    pub(crate) fn new(guard: &Guard, key: SharedKey) -> Self {
-        Self { guard: guard.clone(), key: Some(key) }
-    }
-
-    /// The delivery was kept or answered: the mark stays.
-    pub(crate) fn disarm(mut self) {
-        self.key = None;
-    }
-}
-
-impl Drop for ReleaseOnDrop {
-    fn drop(&mut self) {
-        let Some(key) = self.key.take() else { return };
-        let guard = self.guard.clone();
-        finish_in_background(async move { guard.release(key.as_str()).await });
-    }
-}
-
 /// Runs a clean-up from a destructor: in-process stores are done at once; others finish
 /// on the runtime.
 fn finish_in_background(release: impl Future<Output = ()> + Send + 'static) {
@@ -1188,14 +1078,19 @@ impl fmt::Debug for GuardBuilder {
 }
 
 impl GuardBuilder {
-    /// The replay store (default: an in-memory one per guard).
+    /// The replay store (default: an in-memory one per guard). Middleware mode
+    /// ([`VerifyLayer`](crate::layer::VerifyLayer), [`Guard::check`], [`Guard::reserve`])
+    /// marks deliveries in it; the terminal pipeline ([`Guard::accept`],
+    /// [`WebhookService`](crate::layer::WebhookService)) does not: there the inbox's unique
+    /// key refuses replays.
     pub fn replay_store(mut self, store: impl ReplayStore) -> Self {
         self.inner.replay = Some(Arc::new(store));
         self.default_replay = false;
         self
     }
 
-    /// No replay protection (not recommended; the inbox still refuses duplicate keys).
+    /// No replay store: middleware mode then has no replay protection (not recommended).
+    /// The terminal pipeline is unchanged: its inbox refuses duplicate keys.
     pub fn no_replay_store(mut self) -> Self {
         self.inner.replay = None;
         self.default_replay = false;

@@ -14,7 +14,7 @@ use hookguard::{
     clock::ManualClock,
     guard::{Checked, Guard, Reserved},
     handshake::{AsanaHookSecret, DropboxChallenge, MetaSubscription, SlackUrlVerification},
-    inbox::{BoxFuture, DeadLetter, Inbox, InboxError, Job, MemoryInbox, Pushed, Webhook},
+    inbox::{Inbox, MemoryInbox},
     providers::{asana, dropbox, github, meta, slack},
     replay::{BoxFuture as ReplayFuture, Mark, MemoryReplayStore, ReplayStore, StoreError},
     tenant::TenantSchemes,
@@ -215,100 +215,86 @@ async fn declared_length_over_the_limit_is_refused_before_anything_else() {
 #[tokio::test]
 async fn the_default_replay_store_follows_the_guards_clock() {
     let clock = ManualClock::at_unix(1_700_000_000);
-    let inbox = MemoryInbox::new();
     let guard = Guard::builder("github", github::scheme("s").unwrap())
         .clock(clock.clone())
         .replay_ttl(Duration::from_secs(60))
-        .inbox(inbox.clone())
         .build();
     let scheme = github::scheme("s").unwrap();
-    let now = clock.now_for_tests();
-    let mut parts = signed(&scheme, "/", b"{}", now, "d");
-    parts.headers.insert("x-github-delivery", "d".parse().unwrap());
-    assert_eq!(guard.accept(&parts, Bytes::from_static(b"{}")).await.status(), 202);
-    assert_eq!(guard.accept(&parts, Bytes::from_static(b"{}")).await.status(), 200);
-    assert!(matches!(guard.check(&parts, &Bytes::from_static(b"{}")).await, Checked::Duplicate(_)));
+    let parts = signed(&scheme, "/", b"{}", clock.now_for_tests(), "d");
+    let body = Bytes::from_static(b"{}");
+    assert!(matches!(guard.check(&parts, &body).await, Checked::Fresh { .. }));
+    clock.advance(Duration::from_secs(59));
+    assert!(matches!(guard.check(&parts, &body).await, Checked::Duplicate(_)), "within the TTL");
     // Past the replay TTL by the guard's (manual) clock, the mark is gone.
-    clock.advance(Duration::from_secs(61));
-    assert!(matches!(guard.check(&parts, &Bytes::from_static(b"{}")).await, Checked::Fresh { .. }));
-    // The inbox still knows the key: the resend is not processed again.
-    assert_eq!(guard.accept(&parts, Bytes::from_static(b"{}")).await.status(), 200);
-    assert_eq!(inbox.depth().await.unwrap(), 1);
+    clock.advance(Duration::from_secs(2));
+    assert!(matches!(guard.check(&parts, &body).await, Checked::Fresh { .. }));
 }
 
-/// An inbox whose pushes never finish (its receiver dies mid-push); it records that a push
-/// began.
-#[derive(Debug, Default)]
-struct StalledInbox {
-    pushes: AtomicUsize,
-}
-
-impl Inbox for StalledInbox {
-    fn push(&self, _: Webhook) -> BoxFuture<'_, Result<Pushed, InboxError>> {
-        self.pushes.fetch_add(1, Ordering::SeqCst);
-        Box::pin(std::future::pending())
-    }
-    fn pull(&self, _: usize, _: Duration) -> BoxFuture<'_, Result<Vec<Job>, InboxError>> {
-        Box::pin(std::future::ready(Ok(Vec::new())))
-    }
-    fn ack<'a>(&'a self, _: &'a Job) -> BoxFuture<'a, Result<(), InboxError>> {
-        Box::pin(std::future::ready(Err(InboxError::LeaseLost)))
-    }
-    fn retry<'a>(
-        &'a self,
-        _: &'a Job,
-        _: OffsetDateTime,
-        _: &'a str,
-    ) -> BoxFuture<'a, Result<(), InboxError>> {
-        Box::pin(std::future::ready(Err(InboxError::LeaseLost)))
-    }
-    fn dead_letter<'a>(&'a self, _: &'a Job, _: &'a str) -> BoxFuture<'a, Result<(), InboxError>> {
-        Box::pin(std::future::ready(Err(InboxError::LeaseLost)))
-    }
-    fn dead_letters(&self, _: usize) -> BoxFuture<'_, Result<Vec<DeadLetter>, InboxError>> {
-        Box::pin(std::future::ready(Ok(Vec::new())))
-    }
-    fn redrive<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<bool, InboxError>> {
-        Box::pin(std::future::ready(Ok(false)))
-    }
-    fn depth(&self) -> BoxFuture<'_, Result<usize, InboxError>> {
-        Box::pin(std::future::ready(Ok(0)))
-    }
-}
-
-/// A replay store shared by replicas (Redis) outlives a receiver killed between setting a
-/// delivery's mark and keeping it: nothing removes that mark. The sender's resend (to any
-/// replica) must then be kept and answered `202`, not called a duplicate of something no
-/// inbox holds; from then on it is a duplicate.
+/// The terminal pipeline takes no replay mark: the inbox's unique key refuses replays. So a
+/// mark found in a shared store (left by a middleware-mode replica, or by a receiver killed
+/// mid-request) never swallows a delivery that no inbox holds: it is kept and answered
+/// `202`, and from then on it is a duplicate. And the pipeline leaves the store as it was.
 #[tokio::test]
-async fn a_mark_left_by_a_receiver_that_died_mid_hand_off_does_not_swallow_the_resend() {
+async fn the_terminal_pipeline_leaves_the_replay_store_alone_and_its_inbox_decides() {
     let clock = ManualClock::at_unix(1_700_000_000);
     let scheme = github::scheme("s").unwrap();
-    let parts = signed(&scheme, "/hooks/github", b"{}", clock.now_for_tests(), "d-orphan");
     let marks = MemoryReplayStore::new().clock(clock.clone());
-
-    // Replica A sets the mark, starts its push, and dies: its request is never finished
-    // nor dropped (no destructor runs under SIGKILL), so the mark stays.
-    let stalled = Arc::new(StalledInbox::default());
-    let a = Guard::builder("github", scheme.clone())
+    let inbox = MemoryInbox::new().clock(clock.clone());
+    let guard = Guard::builder("github", scheme.clone())
         .clock(clock.clone())
         .replay_store(marks.clone())
-        .inbox(Arc::clone(&stalled))
+        .inbox(inbox.clone())
         .build();
-    let mut dying = Box::pin(a.accept(&parts, Bytes::from_static(b"{}")));
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    assert!(dying.as_mut().poll(&mut cx).is_pending());
-    assert_eq!(stalled.pushes.load(Ordering::SeqCst), 1, "replica A was mid-push");
-    std::mem::forget(dying);
-    assert!(matches!(a.check(&parts, &Bytes::from_static(b"{}")).await, Checked::Duplicate(_)), "marked");
+    let body = Bytes::from_static(b"{}");
+    let ttl = Duration::from_secs(600);
 
-    // Replica B shares the marks and has a working inbox.
-    let inbox = MemoryInbox::new().clock(clock.clone());
-    let b = Guard::builder("github", scheme).clock(clock).replay_store(marks).inbox(inbox.clone()).build();
-    assert_eq!(b.accept(&parts, Bytes::from_static(b"{}")).await.status(), 202, "kept now");
+    let orphan = signed(&scheme, "/hooks/github", b"{}", clock.now_for_tests(), "d-orphan");
+    assert_eq!(marks.mark(b"github:d-orphan", ttl).await.unwrap(), Mark::New, "a mark nobody kept");
+    assert_eq!(guard.accept(&orphan, body.clone()).await.status(), 202, "kept now");
+    assert_eq!(guard.accept(&orphan, body.clone()).await.status(), 200, "a duplicate from then on");
     assert_eq!(inbox.depth().await.unwrap(), 1);
-    assert_eq!(b.accept(&parts, Bytes::from_static(b"{}")).await.status(), 200, "a duplicate from then on");
-    assert_eq!(inbox.depth().await.unwrap(), 1);
+
+    let fresh = signed(&scheme, "/hooks/github", b"{}", clock.now_for_tests(), "d-fresh");
+    assert_eq!(guard.accept(&fresh, body.clone()).await.status(), 202);
+    assert_eq!(guard.accept(&fresh, body.clone()).await.status(), 200, "the inbox refuses the replay");
+    assert_eq!(inbox.depth().await.unwrap(), 2);
+    assert_eq!(marks.mark(b"github:d-fresh", ttl).await.unwrap(), Mark::New, "no mark was taken");
+
+    // A replay after processing is still a duplicate: the inbox remembers finished keys.
+    for job in inbox.pull(2, Duration::from_secs(30)).await.unwrap() {
+        inbox.ack(&job).await.unwrap();
+    }
+    assert_eq!(guard.accept(&fresh, body).await.status(), 200, "finished, a duplicate");
+    assert_eq!(inbox.depth().await.unwrap(), 0);
+}
+
+/// A replay store that is full or down cannot fail the terminal pipeline (it takes no mark):
+/// before, the default in-memory store (100,000 marks for the replay window) answered `503`
+/// to every delivery past about 330 a second.
+#[tokio::test]
+async fn a_full_or_down_replay_store_does_not_refuse_terminal_deliveries() {
+    let scheme = github::scheme("s").unwrap();
+    let full = MemoryReplayStore::new().capacity(1);
+    full.mark(b"someone-else", Duration::from_secs(600)).await.unwrap();
+    let guards = [
+        (
+            "full",
+            Guard::builder("github", scheme.clone()).replay_store(full).inbox(MemoryInbox::new()).build(),
+        ),
+        (
+            "down",
+            Guard::builder("github", scheme.clone())
+                .replay_store(DownStore)
+                .inbox(MemoryInbox::new())
+                .build(),
+        ),
+    ];
+    for (what, guard) in guards {
+        for n in 0..3 {
+            let parts = signed(&scheme, "/", b"{}", OffsetDateTime::now_utc(), &format!("d-{n}"));
+            assert_eq!(guard.accept(&parts, Bytes::from_static(b"{}")).await.status(), 202, "{what}: d-{n}");
+        }
+    }
 }
 
 /// Middleware mode's reservation, settled by hand: dropped unsettled (the request was

@@ -44,9 +44,9 @@ pub use self::redis::{RedisDurability, RedisInbox};
 pub use memory::MemoryInbox;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteInbox, SqliteInboxBuilder, SqliteStats};
+pub(crate) use webhook::Labels;
 #[cfg(feature = "actix")]
 pub(crate) use webhook::headers_in_one_buffer;
-pub(crate) use webhook::{Labels, SharedKey};
 pub use webhook::{RecordError, Webhook, WebhookRecord};
 
 pub use crate::replay::BoxFuture;

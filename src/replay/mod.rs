@@ -6,6 +6,13 @@
 //! the store), and removes the mark again when the hand-off failed (so the sender's retry
 //! of something that was not kept gets through).
 //!
+//! The store serves middleware mode ([`VerifyLayer`](crate::layer::VerifyLayer),
+//! [`Guard::check`](crate::guard::Guard::check), [`Guard::reserve`](crate::guard::Guard::reserve)),
+//! where the handler runs before the answer. The terminal pipeline
+//! ([`WebhookService`](crate::layer::WebhookService)) takes no mark: its inbox's unique key
+//! refuses replays for as long as the inbox holds or remembers the delivery (see
+//! [`Guard::accept`](crate::guard::Guard::accept)).
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! use std::time::Duration;
