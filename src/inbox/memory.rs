@@ -26,9 +26,12 @@ use crate::clock::{Clock, SystemClock};
 /// a late resend of a processed delivery is a [`Pushed::Duplicate`].
 ///
 /// Memory: a webhook the guard keeps is made of slices of the request's read buffer (no
-/// copy on the way in). One that is processed at once stays so; one pushed while 64 jobs
-/// wait, or put back to wait (a retry, a job given back, a dead letter), is first copied
-/// into memory of its own, so a backlog holds its webhooks' bytes and no read buffers. The
+/// copy on the way in). One that is processed soon stays so; one pushed behind a backlog
+/// (1,024 waiting jobs, or 64 when its body is over 16 KiB), or put back to wait (a retry,
+/// a job given back, a dead letter), is first copied into memory of its own, so a backlog
+/// holds its webhooks' bytes and no read buffers. A small body shares the connection's
+/// read buffer (8 KiB by default in hyper, shared by the requests read into it), so at
+/// most a few MB of buffers are held by jobs that wait for the worker's next pull. The
 /// webhooks of finished jobs are let go by the next push (at most 256 wait for it), on the
 /// thread that pushes: with glibc's allocator, memory freed on the thread that allocated
 /// it costs no lock.
@@ -166,8 +169,18 @@ const SWEEP_AT: usize = 64;
 
 /// A webhook pushed while this many jobs wait is copied into memory of its own (it will
 /// wait too): a webhook the guard keeps is made of slices of the request's read buffer,
-/// which a job that waits should not pin. One processed at once is never copied.
-const COMPACT_BEHIND: usize = 64;
+/// which a job that waits should not pin. One processed soon is never copied. The worker
+/// takes what gathered every millisecond or so, so at high rates a few hundred jobs wait
+/// between two pulls without any backlog: copying them would cost more than it saves.
+const COMPACT_BEHIND: usize = 1024;
+
+/// A webhook whose body is over [`LARGE_BODY`] is copied behind this many waiting jobs
+/// already: large bodies are what grow a connection's read buffer (up to about 400 KiB in
+/// hyper), so they pin the most.
+const COMPACT_LARGE_BEHIND: usize = 64;
+
+/// See [`COMPACT_LARGE_BEHIND`].
+const LARGE_BODY: usize = 16 * 1024;
 
 /// Finished webhooks kept for the next push to drop, at most (beyond: dropped at once).
 const PARKED_MAX: usize = 256;
@@ -214,7 +227,8 @@ impl MemoryInbox {
         let at = self.clock.unix_nanos();
         let key = webhook.shared_key();
         let mut st = self.lock()?;
-        if st.waiting() >= COMPACT_BEHIND
+        let behind = if webhook.body().len() > LARGE_BODY { COMPACT_LARGE_BEHIND } else { COMPACT_BEHIND };
+        if st.waiting() >= behind
             && let Some(copy) = webhook.compacted()
         {
             // It will wait: in memory of its own, copied outside the lock.
@@ -530,6 +544,32 @@ mod tests {
         assert!(jobs[..COMPACT_BEHIND].iter().all(shares), "pushed before the backlog: as they were");
         assert!(!shares(&jobs[COMPACT_BEHIND]), "pushed behind {COMPACT_BEHIND} waiting: copied");
         assert_eq!(jobs[COMPACT_BEHIND].webhook().body().as_ref(), &[7; 4]);
+    }
+
+    #[tokio::test]
+    async fn a_large_body_is_copied_behind_a_shorter_backlog() {
+        let inbox = MemoryInbox::new();
+        let small = bytes::Bytes::from(vec![7; 64]);
+        let large = bytes::Bytes::from(vec![8; LARGE_BODY + 5]);
+        let sliced_large = |id: &str| {
+            let v = Verified::new("t", Some(id.to_owned().into()), None, None, [0; 32], 0);
+            let labels = crate::inbox::Labels::of("t", &v, None);
+            Webhook::kept(labels, None, Arc::from("t"), None, http::HeaderMap::new(), large.slice(1..), 0)
+        };
+        for n in 0..COMPACT_LARGE_BEHIND - 1 {
+            inbox.push(sliced(&n.to_string(), &small)).await.unwrap();
+        }
+        inbox.push(sliced_large("large, before")).await.unwrap();
+        inbox.push(sliced_large("large, behind")).await.unwrap();
+        inbox.push(sliced("small, behind", &small)).await.unwrap();
+        let jobs = inbox.pull(COMPACT_LARGE_BEHIND + 2, Duration::from_secs(30)).await.unwrap();
+        let shares =
+            |job: &Job, buffer: &bytes::Bytes| buffer.as_ptr_range().contains(&job.webhook().body().as_ptr());
+        let n = COMPACT_LARGE_BEHIND;
+        assert!(shares(&jobs[n - 1], &large), "large, pushed behind {} waiting: as it was", n - 1);
+        assert!(!shares(&jobs[n], &large), "large, pushed behind {n} waiting: copied");
+        assert_eq!(jobs[n].webhook().body().len(), LARGE_BODY + 4);
+        assert!(shares(&jobs[n + 1], &small), "small, behind {}: not yet", n + 1);
     }
 
     #[tokio::test]
