@@ -253,7 +253,11 @@ impl Worker {
     /// switch on the pool's side. Under a steady stream of deliveries, a window of a
     /// millisecond or two turns one wake-up per delivery into one per batch and frees
     /// the receiving threads' CPU for answering senders; each job then starts at most
-    /// that much later. Once the pool is busy it pulls without waiting.
+    /// that much later. Once the pool is busy it pulls without waiting; when a pull finds
+    /// the inbox empty right after a round that had work, the pool sleeps one window and
+    /// pulls again instead of asking to be woken (under a steady stream the wake-up would
+    /// come within microseconds, only to start the window): one wake-up per window while
+    /// deliveries keep coming, and a wait for the next push once a window brought none.
     ///
     /// ```
     /// # use std::{convert::Infallible, time::Duration};
@@ -318,6 +322,9 @@ impl Worker {
             });
         }
         let mut last_depth = None;
+        // Whether the last pull found work: the pool is busy, and an empty pull only means
+        // that it caught up.
+        let mut busy = false;
         loop {
             if *stop.borrow() {
                 break;
@@ -356,9 +363,14 @@ impl Worker {
                 }
             }
             if jobs.is_empty() {
-                tokio::select! {
-                    () = this.inbox.wait(this.idle_poll) => {}
-                    _ = stop.changed() => continue,
+                // Caught up after a busy round: more is on its way under a steady stream,
+                // so sleep one window and look again; wait for a push only if it brought none.
+                let caught_up = std::mem::take(&mut busy) && !this.gather.is_zero();
+                if !caught_up {
+                    tokio::select! {
+                        () = this.inbox.wait(this.idle_poll) => {}
+                        _ = stop.changed() => continue,
+                    }
                 }
                 if !this.gather.is_zero() {
                     tokio::select! {
@@ -368,6 +380,7 @@ impl Worker {
                 }
                 continue;
             }
+            busy = true;
             lanes.hand_out(jobs);
         }
         // Stop pulling; the lanes finish what they hold (running and queued jobs). The
@@ -862,5 +875,102 @@ mod tests {
             assert_eq!(report.returned, 0);
             assert_eq!(inbox.depth().await.unwrap(), 0);
         }
+    }
+
+    /// A [`MemoryInbox`] that counts the pool's requests to be woken by a push.
+    #[derive(Debug, Clone)]
+    struct CountingWaits {
+        inner: MemoryInbox,
+        waits: Arc<AtomicUsize>,
+    }
+
+    impl Inbox for CountingWaits {
+        fn push(&self, webhook: Webhook) -> BoxFuture<'_, Result<crate::inbox::Pushed, InboxError>> {
+            self.inner.push(webhook)
+        }
+        fn pull(&self, max: usize, lease: Duration) -> BoxFuture<'_, Result<Vec<Job>, InboxError>> {
+            self.inner.pull(max, lease)
+        }
+        fn ack<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<(), InboxError>> {
+            self.inner.ack(job)
+        }
+        fn retry<'a>(
+            &'a self,
+            job: &'a Job,
+            at: OffsetDateTime,
+            error: &'a str,
+        ) -> BoxFuture<'a, Result<(), InboxError>> {
+            self.inner.retry(job, at, error)
+        }
+        fn dead_letter<'a>(&'a self, job: &'a Job, error: &'a str) -> BoxFuture<'a, Result<(), InboxError>> {
+            self.inner.dead_letter(job, error)
+        }
+        fn dead_letters(
+            &self,
+            max: usize,
+        ) -> BoxFuture<'_, Result<Vec<crate::inbox::DeadLetter>, InboxError>> {
+            self.inner.dead_letters(max)
+        }
+        fn redrive<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, InboxError>> {
+            self.inner.redrive(key)
+        }
+        fn depth(&self) -> BoxFuture<'_, Result<usize, InboxError>> {
+            self.inner.depth()
+        }
+        fn wait(&self, timeout: Duration) -> BoxFuture<'_, ()> {
+            self.waits.fetch_add(1, Ordering::SeqCst);
+            self.inner.wait(timeout)
+        }
+    }
+
+    async fn processed(done: &mut mpsc::UnboundedReceiver<String>, n: usize) {
+        for _ in 0..n {
+            done.recv().await.expect("a job");
+        }
+    }
+
+    /// Under a steady stream, a pool that caught up sleeps one gather window and pulls
+    /// again, without asking to be woken by the next push (that wake-up would only start
+    /// the window); once a window brings nothing, it waits for a push again.
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_pool_that_caught_up_pulls_again_after_one_window_without_a_wake_up() {
+        let waits = Arc::new(AtomicUsize::new(0));
+        let inbox = CountingWaits { inner: MemoryInbox::new(), waits: Arc::clone(&waits) };
+        let (done_tx, mut done) = mpsc::unbounded_channel();
+        let handler = move |hook: Webhook| {
+            let done = done_tx.clone();
+            async move {
+                let _ = done.send(hook.key().to_owned());
+                Ok::<(), std::convert::Infallible>(())
+            }
+        };
+        let window = Duration::from_millis(10);
+        let worker = Worker::new(inbox.clone(), handler).gather(window).spawn();
+        while waits.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await; // until the pool, finding nothing, waits for a push
+        }
+        for id in ["a", "b", "c"] {
+            inbox.push(hook(id)).await.unwrap();
+        }
+        processed(&mut done, 3).await;
+        assert_eq!(waits.load(Ordering::SeqCst), 1, "idle at first: woken by the first push");
+        let started = tokio::time::Instant::now();
+        // More arrives while the pool sleeps its window after catching up.
+        for id in ["d", "e"] {
+            inbox.push(hook(id)).await.unwrap();
+        }
+        processed(&mut done, 2).await;
+        assert_eq!(waits.load(Ordering::SeqCst), 1, "busy: pulled after the window, no wake-up asked for");
+        assert!(started.elapsed() <= window, "within one window");
+        // Windows with nothing in them: the pool waits for a push again (a push made while
+        // it slept may have left it one spurious wake-up), and then stays parked.
+        tokio::time::sleep(window * 3).await;
+        let idle = waits.load(Ordering::SeqCst);
+        assert!(idle >= 2, "idle again");
+        tokio::time::sleep(window * 20).await;
+        assert_eq!(waits.load(Ordering::SeqCst), idle, "parked on the wait, not polling");
+        inbox.push(hook("f")).await.unwrap();
+        processed(&mut done, 1).await;
+        worker.shutdown(Duration::from_secs(1)).await;
     }
 }
