@@ -34,7 +34,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr: SocketAddr =
         std::env::var("HOOKGUARD_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into()).parse()?;
 
-    // One inbox for all endpoints; each endpoint has its own replay store (the default).
+    // One inbox for all endpoints; its unique keys refuse replays (`200 duplicate`).
     let inbox = MemoryInbox::new();
     let mut app = Router::new().route("/healthz", get(|| async { "ok" }));
     for (path, provider, env, demo) in [

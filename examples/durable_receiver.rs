@@ -17,19 +17,16 @@
 //! - `sqlite` (default): one file, one process at a time. After a restart the inbox's kept
 //!   keys answer resends as duplicates.
 //! - `redis`: a [`RedisInbox`](hookguard::inbox::RedisInbox) (Streams with a consumer
-//!   group) and, by default, a [`RedisReplayStore`](hookguard::replay::RedisReplayStore),
-//!   both shared by every replica pointed at the same server and namespace. Accepted
+//!   group) shared by every replica pointed at the same server and namespace. Accepted
 //!   deliveries survive a crash of any replica; surviving a Redis restart is the server's
 //!   persistence (AOF).
 //! - `postgres`: a [`PostgresInbox`](hookguard::inbox::PostgresInbox) shared by every
-//!   replica. Its unique delivery key is the cross-replica dedup: a delivery already kept
-//!   (even by another replica) is a `Pushed::Duplicate`, which the guard answers `200
-//!   duplicate` without queueing it again, so no shared replay store is needed.
+//!   replica.
 //!
-//! Replay store (`HOOKGUARD_REPLAY_STORE`): `redis` (the default with the redis backend;
-//! needs the `redis` feature and `HOOKGUARD_REDIS_URL`) shares replay marks between
-//! replicas; `memory` (the default otherwise) keeps each replica's own marks, and the
-//! inbox's unique key catches what another replica kept.
+//! Replays: the shared inbox's unique delivery key is the cross-replica dedup. A delivery
+//! already kept or finished (even by another replica) is a `Pushed::Duplicate`, which the
+//! guard answers `200 duplicate` without queueing it again; the terminal pipeline needs no
+//! replay store.
 //!
 //! The worker "processes" a delivery by appending a line `<replica> <id>` to a log file
 //! and `fsync`ing it, *before* the job is acknowledged. Delivery is at least once: if the
@@ -43,14 +40,13 @@
 //!   bound address is printed on stdout as `listening on http://ADDR` (the only line on
 //!   stdout).
 //! - `HOOKGUARD_BACKEND`: `sqlite` (default), `redis` or `postgres`.
-//! - `HOOKGUARD_REPLAY_STORE`: `memory` or `redis` (see above).
 //! - `HOOKGUARD_SQLITE_PATH`: the SQLite inbox file (default `inbox.db`).
 //! - `HOOKGUARD_REDIS_URL`: the Redis server (default `redis://127.0.0.1:6379`).
 //! - `HOOKGUARD_POSTGRES_URL`: the database (default
 //!   `postgres://postgres@127.0.0.1:5432/postgres`).
 //! - `HOOKGUARD_NAMESPACE`: what separates one receiver's shared state from another's on
-//!   the same server (default `hookguard`): the Redis key prefix (inbox keys `{NS}:…`,
-//!   replay marks `NS:replay:…`) or the PostgreSQL schema holding the inbox table (lower
+//!   the same server (default `hookguard`): the Redis key prefix (inbox keys `{NS}:…`)
+//!   or the PostgreSQL schema holding the inbox table (lower
 //!   case letters, digits and `_`). Not used by SQLite (the file is the namespace).
 //! - `HOOKGUARD_REPLICA`: this process's name in the processed log and, on Redis, its
 //!   consumer name in the group (default `pid<process id>`; no whitespace).
@@ -86,7 +82,6 @@ use hookguard::{
     inbox::{Inbox, Webhook},
     layer::WebhookService,
     providers::standard_webhooks,
-    replay::ReplayStore,
     worker::Worker,
 };
 
@@ -124,17 +119,6 @@ async fn open_inbox(settings: &Settings) -> Result<Arc<dyn Inbox>, BoxError> {
     }
 }
 
-/// The replay store named by `HOOKGUARD_REPLAY_STORE`: `None` for the guard's default
-/// in-memory one.
-async fn open_replay_store(settings: &Settings) -> Result<Option<Arc<dyn ReplayStore>>, BoxError> {
-    let default = if settings.backend == "redis" { "redis" } else { "memory" };
-    match env_or("HOOKGUARD_REPLAY_STORE", default).as_str() {
-        "memory" => Ok(None),
-        "redis" => open_redis_replay(settings).await.map(Some),
-        other => Err(format!("HOOKGUARD_REPLAY_STORE={other:?}: use memory or redis").into()),
-    }
-}
-
 /// The error for a backend whose cargo feature is off.
 #[cfg(not(all(feature = "sqlite", feature = "redis", feature = "postgres")))]
 fn feature_off(backend: &str) -> BoxError {
@@ -168,18 +152,6 @@ async fn open_redis(settings: &Settings) -> Result<Arc<dyn Inbox>, BoxError> {
 
 #[cfg(not(feature = "redis"))]
 async fn open_redis(_: &Settings) -> Result<Arc<dyn Inbox>, BoxError> {
-    Err(feature_off("redis"))
-}
-
-#[cfg(feature = "redis")]
-async fn open_redis_replay(settings: &Settings) -> Result<Arc<dyn ReplayStore>, BoxError> {
-    let url = env_or("HOOKGUARD_REDIS_URL", "redis://127.0.0.1:6379");
-    let store = hookguard::replay::RedisReplayStore::connect(&url).await?;
-    Ok(Arc::new(store.prefix(format!("{}:replay:", settings.namespace))))
-}
-
-#[cfg(not(feature = "redis"))]
-async fn open_redis_replay(_: &Settings) -> Result<Arc<dyn ReplayStore>, BoxError> {
     Err(feature_off("redis"))
 }
 
@@ -232,12 +204,8 @@ async fn run() -> Result<(), BoxError> {
 
     tracing::info!(backend = %settings.backend, namespace = %settings.namespace, replica = %settings.replica, "starting");
     let inbox = open_inbox(&settings).await?;
-    let replay = open_replay_store(&settings).await?;
-    let mut guard =
+    let guard =
         Guard::builder("standard-webhooks", standard_webhooks::scheme(&secret)?).inbox(Arc::clone(&inbox));
-    if let Some(replay) = replay {
-        guard = guard.replay_store(replay);
-    }
     let depth_inbox = Arc::clone(&inbox);
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))

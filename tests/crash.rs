@@ -16,9 +16,9 @@
 //!   be in that window, so at most `WORKERS` ids appear twice, none more than twice, and
 //!   each of them once by the killed process and once by the restarted one.
 //! - Resends of deliveries that were kept but whose `202` was lost in the kill are
-//!   answered `200 duplicate`, not processed again (covered by the bound above). On Redis
-//!   the replay store outlives the killed process too: a mark the killed process set for a
-//!   delivery it never kept must not turn the resend into a `200` for nothing.
+//!   answered `200 duplicate`, not processed again (covered by the bound above): the
+//!   inbox's unique key decides, so nothing the killed process began and did not keep can
+//!   turn the resend into a `200` for nothing.
 //!
 //! The Redis server may keep nothing on disk: a SIGKILL of the *receiver* leaves Redis
 //! running, so everything it was told survives.

@@ -1,7 +1,7 @@
 //! Two replicas of one receiver: two processes of `examples/durable_receiver.rs`, each
-//! with its own guard, connections and worker pool, sharing a durable inbox (and, where
-//! configured, a Redis replay store). A delivery replayed to the other replica is answered
-//! `200` and not processed again, and both replicas' workers drain the one inbox, each job
+//! with its own guard, connections and worker pool, sharing a durable inbox. A delivery
+//! replayed to the other replica is answered `200` and not processed again (the shared
+//! inbox's unique key decides), and both replicas' workers drain the one inbox, each job
 //! exactly once.
 //!
 //! Runs against the services named by `HOOKGUARD_TEST_REDIS_URL` and
@@ -82,24 +82,17 @@ async fn two_replicas_share_one_inbox(store: Store) {
     assert_eq!(union, ids.iter().collect(), "{what}: the processed ids are exactly the ids sent");
 }
 
+/// The Redis inbox's unique key answers a replay to the other replica as a duplicate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_replay_store_and_redis_inbox() {
+async fn redis_inbox_shared_by_two_replicas() {
     if let Some(store) = Store::new(Backend::Redis, "replicas") {
         two_replicas_share_one_inbox(store).await;
     }
 }
 
+/// The PostgreSQL inbox's unique key answers a replay to the other replica as a duplicate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_replay_store_and_postgres_inbox() {
-    if let Some(store) = Store::new(Backend::Postgres, "replicas").and_then(Store::with_redis_replay) {
-        two_replicas_share_one_inbox(store).await;
-    }
-}
-
-/// Each replica keeps its own in-memory replay marks: the PostgreSQL inbox's unique key is
-/// what answers a replay to the other replica as a duplicate.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_inbox_alone_deduplicates_by_its_unique_key() {
+async fn postgres_inbox_shared_by_two_replicas() {
     if let Some(store) = Store::new(Backend::Postgres, "replicas") {
         two_replicas_share_one_inbox(store).await;
     }

@@ -104,7 +104,6 @@ pub struct Store {
     backend: Backend,
     redis_url: Option<String>,
     postgres_url: Option<String>,
-    redis_replay: bool,
     namespace: String,
     dir: tempfile::TempDir,
 }
@@ -128,27 +127,14 @@ impl Store {
             backend,
             redis_url,
             postgres_url,
-            redis_replay: backend == Backend::Redis,
             namespace: super::unique(what),
             dir: tempfile::tempdir().expect("temporary directory"),
         })
     }
 
-    /// Uses a Redis replay store shared by the receivers too (the default on Redis);
-    /// `None` (after printing `skipped: …`) when `HOOKGUARD_TEST_REDIS_URL` is unset.
-    pub fn with_redis_replay(mut self) -> Option<Self> {
-        if self.redis_url.is_none() {
-            eprintln!("skipped: HOOKGUARD_TEST_REDIS_URL unset");
-            return None;
-        }
-        self.redis_replay = true;
-        Some(self)
-    }
-
     /// What this store is, for messages.
     pub fn describe(&self) -> String {
-        let replay = if self.redis_replay { "Redis" } else { "in-memory" };
-        format!("{} inbox, {replay} replay store", self.backend.name())
+        format!("{} inbox", self.backend.name())
     }
 
     /// The processed log of the receiver named `replica`.
@@ -159,8 +145,7 @@ impl Store {
     fn configure(&self, cmd: &mut Command) {
         cmd.env("HOOKGUARD_BACKEND", self.backend.name())
             .env("HOOKGUARD_NAMESPACE", &self.namespace)
-            .env("HOOKGUARD_SQLITE_PATH", self.dir.path().join("inbox.db"))
-            .env("HOOKGUARD_REPLAY_STORE", if self.redis_replay { "redis" } else { "memory" });
+            .env("HOOKGUARD_SQLITE_PATH", self.dir.path().join("inbox.db"));
         if let Some(url) = &self.redis_url {
             cmd.env("HOOKGUARD_REDIS_URL", url);
         }
@@ -173,10 +158,10 @@ impl Store {
     async fn clean_up(&self) -> Result<(), Box<dyn std::error::Error>> {
         #[cfg(feature = "redis")]
         if let Some(url) = &self.redis_url
-            && (self.backend == Backend::Redis || self.redis_replay)
+            && self.backend == Backend::Redis
         {
             let mut conn = redis::Client::open(url.as_str())?.get_multiplexed_async_connection().await?;
-            for pattern in [format!("{{{}}}:*", self.namespace), format!("{}:replay:*", self.namespace)] {
+            for pattern in [format!("{{{}}}:*", self.namespace)] {
                 let mut cursor = 0_u64;
                 loop {
                     let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
@@ -214,7 +199,7 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        if self.backend == Backend::Sqlite && !self.redis_replay {
+        if self.backend == Backend::Sqlite {
             return; // The temporary directory goes with `dir`.
         }
         // On a thread of its own: `drop` may run inside the test's runtime.

@@ -273,10 +273,22 @@ pub(crate) struct Config {
     pub(crate) tls: Option<(PathBuf, PathBuf)>,
     pub(crate) shutdown_grace: Duration,
     pub(crate) metrics: bool,
+    /// `[replay]`: accepted (an older file may have it) and checked, but not used.
     pub(crate) replay: Backend,
     pub(crate) inbox: Backend,
     pub(crate) worker: RawWorker,
     pub(crate) endpoints: Vec<Endpoint>,
+}
+
+impl Config {
+    /// What to tell the user when the file sets `[replay]`: nothing uses it any more (the
+    /// endpoints are terminal, and there the inbox's unique key refuses replays).
+    pub(crate) fn unused_replay_note(&self) -> Option<&'static str> {
+        (self.replay != Backend::Memory { capacity: None }).then_some(
+            "[replay] is not used: the endpoints refuse replays by the inbox's unique key \
+             (a copy of a kept or processed delivery gets `200 duplicate`); remove the section",
+        )
+    }
 }
 
 /// Reads and checks the configuration at `path`, with environment variables from `env`.
@@ -739,6 +751,18 @@ append_to = "/tmp/x.jsonl"
         assert_eq!(c.listen, "127.0.0.1:8080");
         assert_eq!(c.replay, Backend::Memory { capacity: None });
         assert_eq!(c.endpoints[0].name, "hooks-github");
+    }
+
+    /// A file from before the endpoints stopped using `[replay]` still loads; the user is
+    /// told the section is not used.
+    #[test]
+    fn a_replay_section_is_accepted_and_reported_unused() {
+        assert_eq!(check(OK).unwrap().unused_replay_note(), None);
+        let with = format!("[replay]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\n{OK}");
+        let note = check(&with).unwrap().unused_replay_note().expect("a note");
+        assert!(note.starts_with("[replay] is not used"), "{note}");
+        let capacity = format!("[replay]\ncapacity = 10\n{OK}");
+        assert!(check(&capacity).unwrap().unused_replay_note().is_some());
     }
 
     #[test]

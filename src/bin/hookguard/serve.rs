@@ -8,7 +8,6 @@ use hookguard::{
     guard::Guard,
     inbox::{Inbox, MemoryInbox, Webhook},
     layer::{AllowListLayer, RateLimitLayer, WebhookService},
-    replay::{MemoryReplayStore, ReplayStore},
     verify::Scheme as _,
     worker::{Backoff, Worker},
 };
@@ -22,7 +21,8 @@ use crate::{
 
 const EXAMPLE: &str = "\
 The configuration (TOML) lists the endpoints (path, provider, where the secrets come from,
-tolerance, body limit, what a processed webhook does), the replay store and inbox backends,
+tolerance, body limit, what a processed webhook does), the inbox backend (its unique keys
+refuse replays: a copy of a kept or processed delivery gets `200 duplicate`),
 the worker pool, the listening address and TLS. Unknown keys and missing secrets are errors
 naming FILE:LINE:COL. Besides the endpoints the server answers GET /healthz and, unless
 `metrics = false`, GET /metrics (Prometheus text format). SIGTERM or SIGINT stops it
@@ -46,6 +46,9 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args) -> Result<ExitCode, String> {
     let config = config::load(&args.config, &|var| std::env::var(var).ok())?;
+    if let Some(note) = config.unused_replay_note() {
+        eprintln!("warning: {}: {note}", args.config.display());
+    }
     if args.check {
         common::say(format_args!("{}: ok ({} endpoint(s))", args.config.display(), config.endpoints.len()));
         return Ok(ExitCode::SUCCESS);
@@ -83,7 +86,6 @@ async fn serve(config: Config) -> Result<(), String> {
         None
     };
 
-    let replay = open_replay(&config.replay).await?;
     let inbox = open_inbox(&config.inbox).await?;
 
     let mut app = Router::new().route("/healthz", get(|| async { "ok\n" }));
@@ -114,9 +116,7 @@ async fn serve(config: Config) -> Result<(), String> {
             action = %describe(&endpoint.action),
             "endpoint"
         );
-        let mut guard = Guard::builder(endpoint.name.clone(), endpoint.scheme)
-            .replay_store(Arc::clone(&replay))
-            .inbox(Arc::clone(&inbox));
+        let mut guard = Guard::builder(endpoint.name.clone(), endpoint.scheme).inbox(Arc::clone(&inbox));
         if let Some(handshake) = endpoint.handshake {
             guard = guard.handshake(handshake);
         }
@@ -182,7 +182,7 @@ async fn serve(config: Config) -> Result<(), String> {
     let scheme = if config.tls.is_some() { "https" } else { "http" };
     // A fixed line on stderr that scripts (and the tests) read the address from.
     eprintln!("hookguard: listening on {scheme}://{addr}");
-    tracing::info!(%addr, replay = config.replay.name(), inbox = config.inbox.name(), "listening");
+    tracing::info!(%addr, inbox = config.inbox.name(), "listening");
 
     let served = match &config.tls {
         None => axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
@@ -229,42 +229,6 @@ fn not_built(backend: &str, feature: &str) -> String {
         "the {backend} backend is not built into this hookguard: build it with `--features cli,{feature}` \
          (cargo install hookguard --features cli,{feature})"
     )
-}
-
-async fn open_replay(backend: &Backend) -> Result<Arc<dyn ReplayStore>, String> {
-    match backend {
-        Backend::Memory { capacity } => {
-            let store = MemoryReplayStore::new();
-            Ok(Arc::new(match capacity {
-                Some(c) => store.capacity(*c),
-                None => store,
-            }))
-        }
-        Backend::Redis { url, .. } => {
-            #[cfg(feature = "redis")]
-            {
-                let store = hookguard::replay::RedisReplayStore::connect(url)
-                    .await
-                    .map_err(|e| format!("[replay] cannot connect to redis: {e}"))?;
-                Ok(Arc::new(store))
-            }
-            #[cfg(not(feature = "redis"))]
-            {
-                let _ = url;
-                Err(format!("[replay] {}", not_built("redis", "redis")))
-            }
-        }
-        Backend::Sqlite { .. } => Err(
-            "[replay] there is no SQLite replay store yet: use `memory` or `redis` (the inbox may be SQLite, and \
-             refuses duplicate keys itself)"
-                .into(),
-        ),
-        Backend::Postgres { .. } => Err(
-            "[replay] there is no PostgreSQL replay store yet: use `memory` or `redis` (the inbox may be \
-             PostgreSQL, and refuses duplicate keys itself)"
-                .into(),
-        ),
-    }
 }
 
 async fn open_inbox(backend: &Backend) -> Result<Arc<dyn Inbox>, String> {
