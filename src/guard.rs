@@ -800,19 +800,15 @@ impl Guard {
         Ok(self.keep(head.into_headers(), body, passed))
     }
 
-    /// The terminal pipeline after verification: push, answer.
-    async fn finish(&self, webhook: Webhook) -> Response<Vec<u8>> {
-        self.push(webhook, false).await
-    }
-
-    /// [`finish`](Self::finish) without waiting when the inbox answers at once (the
-    /// in-process one does): only a push that has to wait is boxed.
+    /// The terminal pipeline after verification: push and answer, without waiting when
+    /// the inbox answers at once (the in-process one does): only a push that has to wait
+    /// is boxed.
     pub(crate) fn finish_now(&self, webhook: Webhook) -> Finish {
         match self.inner.inbox.as_ref().and_then(|inbox| inbox.push_now(&webhook)) {
             Some(pushed) => Finish::Done(self.answer_push(&webhook, pushed)),
             None => {
                 let guard = self.clone();
-                Finish::Later(Box::pin(async move { guard.finish(webhook).await }))
+                Finish::Later(Box::pin(async move { guard.push(webhook, false).await }))
             }
         }
     }
