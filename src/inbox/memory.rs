@@ -525,11 +525,11 @@ mod tests {
         Webhook::new("t", &v, http::HeaderMap::new(), "{}".into(), OffsetDateTime::UNIX_EPOCH)
     }
 
-    /// A webhook as the guard keeps it: slices of a buffer it does not own.
-    fn sliced(id: &str, buffer: &bytes::Bytes) -> Webhook {
+    /// A webhook as the guard keeps it: its body a slice of a buffer it does not own.
+    fn sliced(id: &str, body: bytes::Bytes) -> Webhook {
         let v = Verified::new("t", Some(id.to_owned().into()), None, None, [0; 32], 0);
         let labels = crate::inbox::Labels::of("t", &v, None);
-        Webhook::kept(labels, None, Arc::from("t"), None, http::HeaderMap::new(), buffer.slice(..4), 0)
+        Webhook::kept(labels, None, Arc::from("t"), None, http::HeaderMap::new(), body, 0)
     }
 
     #[tokio::test]
@@ -537,7 +537,7 @@ mod tests {
         let inbox = MemoryInbox::new();
         let buffer = bytes::Bytes::from(vec![7; 64]);
         for n in 0..=COMPACT_BEHIND {
-            inbox.push(sliced(&n.to_string(), &buffer)).await.unwrap();
+            inbox.push(sliced(&n.to_string(), buffer.slice(..4))).await.unwrap();
         }
         let jobs = inbox.pull(COMPACT_BEHIND + 1, Duration::from_secs(30)).await.unwrap();
         let shares = |job: &Job| job.webhook().body().as_ptr() == buffer.as_ptr();
@@ -551,17 +551,12 @@ mod tests {
         let inbox = MemoryInbox::new();
         let small = bytes::Bytes::from(vec![7; 64]);
         let large = bytes::Bytes::from(vec![8; LARGE_BODY + 5]);
-        let sliced_large = |id: &str| {
-            let v = Verified::new("t", Some(id.to_owned().into()), None, None, [0; 32], 0);
-            let labels = crate::inbox::Labels::of("t", &v, None);
-            Webhook::kept(labels, None, Arc::from("t"), None, http::HeaderMap::new(), large.slice(1..), 0)
-        };
         for n in 0..COMPACT_LARGE_BEHIND - 1 {
-            inbox.push(sliced(&n.to_string(), &small)).await.unwrap();
+            inbox.push(sliced(&n.to_string(), small.slice(..4))).await.unwrap();
         }
-        inbox.push(sliced_large("large, before")).await.unwrap();
-        inbox.push(sliced_large("large, behind")).await.unwrap();
-        inbox.push(sliced("small, behind", &small)).await.unwrap();
+        inbox.push(sliced("large, before", large.slice(1..))).await.unwrap();
+        inbox.push(sliced("large, behind", large.slice(1..))).await.unwrap();
+        inbox.push(sliced("small, behind", small.slice(..4))).await.unwrap();
         let jobs = inbox.pull(COMPACT_LARGE_BEHIND + 2, Duration::from_secs(30)).await.unwrap();
         let shares =
             |job: &Job, buffer: &bytes::Bytes| buffer.as_ptr_range().contains(&job.webhook().body().as_ptr());
@@ -578,7 +573,7 @@ mod tests {
         let inbox = MemoryInbox::new().clock(clock.clone());
         let buffer = bytes::Bytes::from(vec![7; 64]);
         for id in ["retried", "given back", "dead"] {
-            inbox.push(sliced(id, &buffer)).await.unwrap();
+            inbox.push(sliced(id, buffer.slice(..4))).await.unwrap();
         }
         let jobs = inbox.pull(3, Duration::from_secs(30)).await.unwrap();
         inbox.retry(&jobs[0], clock.now_for_tests(), "boom").await.unwrap();
