@@ -355,9 +355,13 @@ impl Worker {
                     continue;
                 }
             };
-            // The depth gauge is refreshed at most once a second (a query for SQL inboxes).
-            if last_depth.is_none_or(|at: tokio::time::Instant| at.elapsed() >= DEPTH_EVERY) {
-                last_depth = Some(tokio::time::Instant::now());
+            // The jobs' leases run from here. One clock read per pull: it also times the
+            // depth gauge, refreshed at most once a second (a query for SQL inboxes).
+            let pulled_at = tokio::time::Instant::now();
+            if last_depth
+                .is_none_or(|at: tokio::time::Instant| pulled_at.saturating_duration_since(at) >= DEPTH_EVERY)
+            {
+                last_depth = Some(pulled_at);
                 if let Ok(depth) = this.inbox.depth().await {
                     metrics::gauge!("hookguard_inbox_depth").set(depth as f64);
                 }
@@ -381,7 +385,7 @@ impl Worker {
                 continue;
             }
             busy = true;
-            lanes.hand_out(jobs);
+            lanes.hand_out(jobs, pulled_at);
         }
         // Stop pulling; the lanes finish what they hold (running and queued jobs). The
         // handle flips `cancel` when the grace period ends: running jobs are cancelled and
@@ -548,9 +552,8 @@ impl Lanes {
         state.idle.saturating_sub(state.queue.len())
     }
 
-    fn hand_out(&self, jobs: Vec<Job>) {
+    fn hand_out(&self, jobs: Vec<Job>, pulled_at: tokio::time::Instant) {
         let n = jobs.len();
-        let pulled_at = tokio::time::Instant::now();
         self.lock().queue.extend(jobs.into_iter().map(|job| Queued { job, pulled_at }));
         for _ in 0..n {
             self.work.notify_one();
