@@ -2,7 +2,8 @@
 
 use std::{
     cmp::Reverse,
-    collections::{BinaryHeap, HashMap, VecDeque, hash_map},
+    collections::{BinaryHeap, HashSet, VecDeque},
+    ops::Deref,
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
@@ -32,9 +33,17 @@ use crate::clock::{Clock, SystemClock};
 /// holds its webhooks' bytes and no read buffers. A small body shares the connection's
 /// read buffer (8 KiB by default in hyper, shared by the requests read into it), so at
 /// most a few MB of buffers are held by jobs that wait for the worker's next pull. The
-/// webhooks of finished jobs are let go by the next push (at most 256 wait for it), on the
-/// thread that pushes: with glibc's allocator, memory freed on the thread that allocated
-/// it costs no lock.
+/// webhooks of finished jobs are let go by the next pushes (at most 256 wait for them, and
+/// 256 more for the workers' next pull), on the thread that pushes: with glibc's
+/// allocator, memory freed on the thread that allocated it costs no lock. A remembered
+/// finished key holds the webhook's labels (its key, provider and event, in one small
+/// allocation), not its headers or body.
+///
+/// Pushes and pulls work on halves of their own: the pushing side holds the keys (to
+/// refuse duplicates) and what was pushed since the last pull; the workers' side holds the
+/// jobs, their leases and due times. A pull takes everything pushed since the last one in
+/// one step, and a push never touches the workers' jobs, so the two sides' memory does not
+/// move between the threads (CPU cores) that run them for every delivery.
 ///
 /// [`push_now`](Inbox::push_now) and [`ack_now`](Inbox::ack_now) answer at once: the
 /// guard and the worker use no boxed future per delivery with this inbox.
@@ -46,52 +55,100 @@ use crate::clock::{Clock, SystemClock};
 /// ```
 #[derive(Debug, Clone)]
 pub struct MemoryInbox {
-    state: Arc<Mutex<State>>,
-    notify: Arc<Notify>,
+    shared: Arc<Shared>,
     capacity: usize,
     remember_done: usize,
     clock: Arc<dyn Clock>,
 }
 
-/// One map of every key the inbox knows (kept jobs and finished keys alike), each entry
-/// with its state, and the queues that order them. Only waiting jobs are queued, each
-/// once; a lease stays in its heap after the job was settled and is skipped (and now and
-/// then swept out) when it comes up.
+/// The pushing side, the workers' side and the wake-up, each on cache lines of its own.
+#[derive(Debug, Default)]
+struct Shared {
+    intake: Padded<Mutex<Intake>>,
+    state: Padded<Mutex<State>>,
+    notify: Padded<Notify>,
+}
+
+/// Aligned to two cache lines (what adjacent-line prefetch pulls together).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> Deref for Padded<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// The pushing side: every key the inbox knows and what was pushed since the last pull.
 ///
-/// The map hashes with foldhash, seeded per process: its keys are webhook keys, made only
+/// The set hashes with foldhash, seeded per process: its keys are webhook keys, made only
 /// after verification, and the seed keeps collisions unpredictable, at a fraction of
-/// SipHash's cost. Keys are the webhook's own shared key: every queue holds a reference
-/// count, not a copy.
+/// SipHash's cost. Keys are the webhooks' own shared keys: a reference count, not a copy.
+#[derive(Debug, Default)]
+struct Intake {
+    /// The keys of the jobs kept (waiting, leased, dead, or pushed and not pulled yet), of
+    /// the finished ones not recorded yet, and of the last `remember_done` recorded.
+    seen: HashSet<SharedKey, RandomState>,
+    /// Pushed since the workers' side last took them, in push order.
+    fresh: Vec<Fresh>,
+    /// Webhooks of finished jobs handed over by the workers' side, oldest first. Each push
+    /// records two (their keys join the finished ones) and lets them go.
+    finished: VecDeque<Webhook>,
+    /// Finished keys recorded, oldest first.
+    done: VecDeque<SharedKey>,
+    /// Jobs accepted and not recorded finished yet.
+    open: usize,
+    /// Jobs waiting on the workers' side when it last took the fresh ones.
+    behind: usize,
+}
+
+/// A pushed webhook and when it was received ([`Webhook::received_at`], in nanoseconds
+/// since the epoch): what orders it against retries, read from the webhook rather than
+/// from a clock (a clock read costs about 100 ns on some virtual machines).
+#[derive(Debug)]
+struct Fresh {
+    at: i128,
+    webhook: Webhook,
+}
+
+/// The workers' side: the jobs, in slots, and the queues that order them. Only waiting
+/// jobs are queued, each once; a lease stays in its heap after the job was settled and is
+/// skipped (and now and then swept out) when it comes up.
 #[derive(Debug, Default)]
 struct State {
-    entries: HashMap<Key, Entry, RandomState>,
-    /// Pushed jobs, in push order (each due when pushed).
+    /// Jobs by slot; a free slot is listed in `free`.
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// Pushed jobs, in push order (each due when pushed, ordered against retries by when it
+    /// was received).
     fresh: VecDeque<Queued>,
     /// Every other waiting job (retries, jobs given back, expired leases, re-drives): the
     /// earliest due first.
     later: BinaryHeap<Reverse<Queued>>,
-    /// Leases by end: the earliest first. Settled ones are stale (their entry moved on).
+    /// Leases by end: the earliest first. Settled ones are stale (their slot moved on).
     leases: BinaryHeap<Reverse<Queued>>,
     stale_leases: usize,
-    /// Dead keys, oldest first.
-    dead: VecDeque<SharedKey>,
-    /// Finished keys, oldest first (their entries are `Done`).
-    done: VecDeque<Arc<str>>,
-    /// Webhooks of finished jobs, dropped by the next push (see `MemoryInbox::finish`).
-    finished: Vec<Webhook>,
-    /// Jobs waiting, leased and dead (what the capacity bounds).
-    kept: usize,
+    /// Dead jobs' slots, oldest first.
+    dead: VecDeque<u32>,
+    /// Webhooks of jobs finished since the last hand-over to the pushing side.
+    settled: Vec<Webhook>,
+    /// Jobs in slots (waiting, leased and dead).
+    held: usize,
     dead_count: usize,
-    tickets: u64,
+    tickets: u32,
+    /// The fresh jobs being taken in (kept for its memory between pulls).
+    taking: Vec<Fresh>,
 }
 
 /// A queued job or a lease: when it is due (or ends), in nanoseconds since the epoch, and
-/// the ticket that says which state of its entry it belongs to.
+/// the ticket that names its slot and which state of it it belongs to.
 #[derive(Debug)]
 struct Queued {
     at: i128,
     ticket: u64,
-    key: SharedKey,
 }
 
 impl PartialEq for Queued {
@@ -114,39 +171,27 @@ impl Ord for Queued {
     }
 }
 
-/// An entry's key: the kept webhook's own while the inbox holds the webhook; a copy made
-/// by the worker that finished it afterwards, so that the webhook's memory (allocated by
-/// the pushing thread) goes back with the webhook, and the finished key's (allocated and
-/// forgotten on the worker's thread) stays on that thread.
-#[derive(Debug)]
-enum Key {
-    Kept(SharedKey),
-    Done(Arc<str>),
+/// A ticket's slot: its low 32 bits (the high ones count tickets).
+fn slot_of(ticket: u64) -> usize {
+    (ticket & u64::from(u32::MAX)) as usize
 }
 
-impl Key {
-    fn as_str(&self) -> &str {
-        match self {
-            Self::Kept(key) => key.as_str(),
-            Self::Done(key) => key,
-        }
-    }
-}
-
-// Hashes, compares and borrows as the key text, so the map is looked up by `&str`.
-key_by_view!(Key, as_str, str);
-
-#[derive(Debug)]
-struct Entry {
-    /// The job's webhook; `None` once it is done (only the key is remembered).
+#[derive(Debug, Default)]
+struct Slot {
+    /// The job's webhook; `None` in a free slot.
     webhook: Option<Webhook>,
     attempts: u32,
     status: Status,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default, PartialEq)]
 enum Status {
-    Waiting,
+    #[default]
+    Free,
+    /// Queued under `ticket`.
+    Waiting {
+        ticket: u64,
+    },
     /// Leased under `ticket` (the job's receipt); its end is in the lease heap.
     Leased {
         ticket: u64,
@@ -155,7 +200,6 @@ enum Status {
         error: String,
         at: OffsetDateTime,
     },
-    Done,
 }
 
 impl Default for MemoryInbox {
@@ -182,7 +226,8 @@ const COMPACT_LARGE_BEHIND: usize = 64;
 /// See [`COMPACT_LARGE_BEHIND`].
 const LARGE_BODY: usize = 16 * 1024;
 
-/// Finished webhooks kept for the next push to drop, at most (beyond: dropped at once).
+/// Finished webhooks waiting for pushes to let them go, at most, on either side (beyond:
+/// the workers' side records and drops the oldest itself).
 const PARKED_MAX: usize = 256;
 
 impl MemoryInbox {
@@ -190,18 +235,17 @@ impl MemoryInbox {
     #[must_use]
     pub fn new() -> Self {
         Self {
-            state: Arc::default(),
-            notify: Arc::new(Notify::new()),
+            shared: Arc::default(),
             capacity: 10_000,
             remember_done: 100_000,
             clock: Arc::new(SystemClock),
         }
     }
 
-    /// Sets the capacity (waiting + leased + dead jobs).
+    /// Sets the capacity (waiting + leased + dead jobs), at most 2³² − 1.
     #[must_use]
     pub fn capacity(mut self, capacity: usize) -> Self {
-        self.capacity = capacity;
+        self.capacity = capacity.min(u32::MAX as usize);
         self
     }
 
@@ -219,137 +263,185 @@ impl MemoryInbox {
         self
     }
 
-    fn lock(&self) -> Result<MutexGuard<'_, State>, InboxError> {
-        self.state.lock().map_err(|_| InboxError::Backend("inbox state poisoned".into()))
+    fn intake(&self) -> Result<MutexGuard<'_, Intake>, InboxError> {
+        self.shared.intake.lock().map_err(|_| InboxError::Backend("inbox intake poisoned".into()))
     }
 
+    fn state(&self) -> Result<MutexGuard<'_, State>, InboxError> {
+        self.shared.state.lock().map_err(|_| InboxError::Backend("inbox state poisoned".into()))
+    }
+
+    /// Accepts `webhook` unless its key is known or the inbox is full. The pushing side
+    /// alone decides, except when it would refuse: then what the workers' side finished
+    /// since its last pull is taken into account first (see [`Self::keep_settled`]).
     fn keep(&self, mut webhook: Webhook) -> Result<Pushed, InboxError> {
-        let at = self.clock.unix_nanos();
-        let key = webhook.shared_key();
-        let mut st = self.lock()?;
+        let at = webhook.received_at_nanos();
+        let mut intake = self.intake()?;
         let behind = if webhook.body().len() > LARGE_BODY { COMPACT_LARGE_BEHIND } else { COMPACT_BEHIND };
-        if st.waiting() >= behind
+        if intake.fresh.len() + intake.behind >= behind
             && let Some(copy) = webhook.compacted()
         {
             // It will wait: in memory of its own, copied outside the lock.
-            drop(st);
+            drop(intake);
             webhook = copy;
-            st = self.lock()?;
+            intake = self.intake()?;
         }
-        // Taken now, dropped once the lock is released (see `finish`): two per push, so
-        // that this thread frees about as many chunks as it allocates and its allocator
-        // cache neither runs dry nor overflows.
-        let finished = [st.finished.pop(), st.finished.pop()];
-        let full = st.kept >= self.capacity;
-        let ticket = st.ticket();
-        let hash_map::Entry::Vacant(slot) = st.entries.entry(Key::Kept(key.clone())) else {
-            return Ok(Pushed::Duplicate);
-        };
-        if full {
-            return Err(InboxError::Full);
+        // Recorded now, dropped once the lock is released: two per push, so that this
+        // thread frees about as many chunks as it allocates and its allocator cache
+        // neither runs dry nor overflows.
+        let finished = [intake.finished.pop_front(), intake.finished.pop_front()];
+        for webhook in finished.iter().flatten() {
+            intake.record(webhook, self.remember_done);
         }
-        slot.insert(Entry { webhook: Some(webhook), attempts: 0, status: Status::Waiting });
-        st.kept += 1;
-        st.fresh.push_back(Queued { at, ticket, key });
-        drop(st);
-        self.notify.notify_one();
+        let full = intake.open - intake.finished.len() >= self.capacity;
+        if full || !intake.seen.insert(webhook.shared_key()) {
+            drop(intake);
+            drop(finished);
+            return self.keep_settled(webhook, at);
+        }
+        intake.open += 1;
+        intake.fresh.push(Fresh { at, webhook });
+        drop(intake);
+        self.shared.notify.notify_one();
         drop(finished);
         Ok(Pushed::Accepted)
+    }
+
+    /// [`Self::keep`] once every job finished so far is recorded: the answer is then the
+    /// one the ack that came before this push calls for (a key forgotten, room made).
+    fn keep_settled(&self, webhook: Webhook, at: i128) -> Result<Pushed, InboxError> {
+        let finished = {
+            // The workers' side first, as its pulls lock them: no lock order inverted.
+            let mut st = self.state()?;
+            let mut intake = self.intake()?;
+            let mut finished = std::mem::take(&mut intake.finished);
+            finished.extend(st.settled.drain(..));
+            drop(st);
+            for webhook in &finished {
+                intake.record(webhook, self.remember_done);
+            }
+            let answer = if intake.seen.contains(webhook.key()) {
+                Ok(Pushed::Duplicate)
+            } else if intake.open >= self.capacity {
+                Err(InboxError::Full)
+            } else {
+                intake.seen.insert(webhook.shared_key());
+                intake.open += 1;
+                intake.fresh.push(Fresh { at, webhook });
+                Ok(Pushed::Accepted)
+            };
+            (finished, answer)
+        };
+        let (finished, answer) = finished;
+        if answer.as_ref().is_ok_and(|pushed| *pushed == Pushed::Accepted) {
+            self.shared.notify.notify_one();
+        }
+        drop(finished);
+        answer
     }
 
     fn lease(&self, max: usize, lease: Duration) -> Result<Vec<Job>, InboxError> {
         let now = self.clock.unix_nanos();
         let until = now.saturating_add(i128::try_from(lease.as_nanos()).unwrap_or(i128::MAX));
-        let mut st = self.lock()?;
+        let mut st = self.state()?;
         st.expire_leases(now);
-        let mut jobs = Vec::new();
-        while jobs.len() < max {
-            let Some(Queued { key, .. }) = st.next_due(now) else { break };
-            let ticket = st.ticket();
-            let State { entries, leases, .. } = &mut *st;
-            let Some(entry) = entries.get_mut(key.as_str()) else { continue };
-            let Some(webhook) = &entry.webhook else { continue };
-            entry.attempts += 1;
-            entry.status = Status::Leased { ticket };
-            jobs.push(Job::leased(webhook.clone(), entry.attempts, ticket));
-            leases.push(Reverse(Queued { at: until, ticket, key }));
+        let mut dropped = Vec::new();
+        if st.fresh.len() < max || st.settled.len() >= PARKED_MAX {
+            dropped = self.hand_over(&mut st)?;
         }
+        let mut jobs = Vec::with_capacity(max.min(st.waiting()));
+        while jobs.len() < max {
+            let Some(queued) = st.next_due(now) else { break };
+            jobs.extend(st.lease_one(&queued, until));
+        }
+        drop(st);
+        drop(dropped);
         Ok(jobs)
     }
 
+    /// Takes what was pushed since the last pull into slots, and hands the webhooks of
+    /// the jobs finished since then to the pushing side. Returns the finished webhooks
+    /// that were over [`PARKED_MAX`] there, recorded, for the caller to drop.
+    fn hand_over(&self, st: &mut State) -> Result<Vec<Webhook>, InboxError> {
+        let mut intake = self.intake()?;
+        std::mem::swap(&mut intake.fresh, &mut st.taking);
+        intake.finished.extend(st.settled.drain(..));
+        let mut over = Vec::new();
+        while intake.finished.len() > PARKED_MAX {
+            let Some(webhook) = intake.finished.pop_front() else { break };
+            intake.record(&webhook, self.remember_done);
+            over.push(webhook);
+        }
+        intake.behind = st.waiting() + st.taking.len();
+        drop(intake);
+        let mut taking = std::mem::take(&mut st.taking);
+        for fresh in taking.drain(..) {
+            st.admit(fresh);
+        }
+        st.taking = taking;
+        Ok(over)
+    }
+
     fn finish(&self, job: &Job) -> Result<(), InboxError> {
-        let key = job.webhook().key();
-        let done_key: Arc<str> = Arc::from(key);
-        let mut st = self.lock()?;
-        st.leased_entry(job)?;
-        let Some(mut entry) = st.entries.remove(key) else { return Err(InboxError::LeaseLost) };
-        entry.status = Status::Done;
-        let done = entry.webhook.take();
-        // The webhook's memory was allocated by the pushing thread; the next push drops
-        // it there. Freed on this (the worker's) thread instead, glibc's allocator would
-        // move each chunk through the pushing thread's arena lock, contended by that
-        // thread's own allocations (measured: most of the futex calls under load).
-        if st.finished.len() < PARKED_MAX {
-            st.finished.extend(done);
-        }
-        st.entries.insert(Key::Done(Arc::clone(&done_key)), entry);
-        st.kept -= 1;
+        let mut st = self.state()?;
+        let slot = st.leased_slot(job)?;
+        // The webhook's memory was allocated by the pushing thread; a push drops it there.
+        // Freed on this (the worker's) thread instead, glibc's allocator would move each
+        // chunk through the pushing thread's arena lock, contended by that thread's own
+        // allocations (measured: most of the futex calls under load).
+        let webhook = st.release(slot);
+        st.settled.extend(webhook);
         st.settled_lease();
-        st.done.push_back(done_key);
-        while st.done.len() > self.remember_done {
-            if let Some(old) = st.done.pop_front() {
-                st.entries.remove(&*old);
-            }
-        }
         Ok(())
     }
 
     /// Back to waiting until `not_before`; `uncount` gives back the attempt the pull took.
     fn requeue(&self, job: &Job, not_before: OffsetDateTime, uncount: bool) -> Result<(), InboxError> {
         let copy = job.webhook().compacted();
-        let mut st = self.lock()?;
-        let entry = st.leased_entry(job)?;
-        entry.status = Status::Waiting;
+        let mut st = self.state()?;
+        let slot = st.leased_slot(job)?;
+        let ticket = st.ticket(slot);
+        let entry = &mut st.slots[slot];
+        entry.status = Status::Waiting { ticket };
         Self::wait_compacted(entry, copy);
         if uncount {
             entry.attempts = entry.attempts.saturating_sub(1);
         }
         st.settled_lease();
-        let ticket = st.ticket();
-        let key = job.webhook().shared_key();
-        st.later.push(Reverse(Queued { at: not_before.unix_timestamp_nanos(), ticket, key }));
+        st.later.push(Reverse(Queued { at: not_before.unix_timestamp_nanos(), ticket }));
         drop(st);
-        self.notify.notify_one();
+        self.shared.notify.notify_one();
         Ok(())
     }
 
     fn bury(&self, job: &Job, error: &str) -> Result<(), InboxError> {
         let at = self.clock.now();
         let copy = job.webhook().compacted();
-        let mut st = self.lock()?;
-        let entry = st.leased_entry(job)?;
+        let mut st = self.state()?;
+        let slot = st.leased_slot(job)?;
+        let entry = &mut st.slots[slot];
         entry.status = Status::Dead { error: error.to_owned(), at };
         Self::wait_compacted(entry, copy);
         st.settled_lease();
         st.dead_count += 1;
-        st.dead.push_back(job.webhook().shared_key());
+        st.dead.push_back(slot as u32);
         Ok(())
     }
 
     /// A job that goes back to wait (for a retry, or as a dead letter) keeps its own copy of
     /// the webhook, made by the caller outside the lock.
-    fn wait_compacted(entry: &mut Entry, copy: Option<Webhook>) {
+    fn wait_compacted(entry: &mut Slot, copy: Option<Webhook>) {
         if let Some(copy) = copy {
             entry.webhook = Some(copy);
         }
     }
 
     fn dead_list(&self, limit: usize) -> Result<Vec<DeadLetter>, InboxError> {
-        let st = self.lock()?;
+        let st = self.state()?;
         Ok(st
             .dead
             .iter()
-            .filter_map(|key| st.entries.get(key.as_str()))
+            .filter_map(|&slot| st.slots.get(slot as usize))
             .filter_map(|entry| match (&entry.status, &entry.webhook) {
                 (Status::Dead { error, at }, Some(webhook)) => Some(DeadLetter {
                     webhook: webhook.clone(),
@@ -365,28 +457,93 @@ impl MemoryInbox {
 
     fn redrive_now(&self, key: &str) -> Result<bool, InboxError> {
         let at = self.clock.unix_nanos();
-        let mut st = self.lock()?;
-        let Some(pos) = st.dead.iter().position(|k| k.as_str() == key) else {
+        let mut st = self.state()?;
+        let State { dead, slots, .. } = &*st;
+        let is_key = |slot: &u32| {
+            slots.get(*slot as usize).and_then(|s| s.webhook.as_ref()).is_some_and(|w| w.key() == key)
+        };
+        let Some(pos) = dead.iter().position(is_key) else {
             return Ok(false);
         };
-        let Some(key) = st.dead.remove(pos) else { return Ok(false) };
+        let Some(slot) = st.dead.remove(pos) else { return Ok(false) };
+        let slot = slot as usize;
         st.dead_count -= 1;
-        if let Some(entry) = st.entries.get_mut(key.as_str()) {
-            entry.attempts = 0;
-            entry.status = Status::Waiting;
-        }
-        let ticket = st.ticket();
-        st.later.push(Reverse(Queued { at, ticket, key }));
+        let ticket = st.ticket(slot);
+        let entry = &mut st.slots[slot];
+        entry.attempts = 0;
+        entry.status = Status::Waiting { ticket };
+        st.later.push(Reverse(Queued { at, ticket }));
         drop(st);
-        self.notify.notify_one();
+        self.shared.notify.notify_one();
         Ok(true)
+    }
+
+    fn depth_now(&self) -> Result<usize, InboxError> {
+        let st = self.state()?;
+        let pushed = self.intake()?.fresh.len();
+        Ok(st.held - st.dead_count + pushed)
+    }
+}
+
+impl Intake {
+    /// Records that `webhook`'s job finished: its key joins the remembered ones, and the
+    /// oldest beyond `remember` are forgotten.
+    fn record(&mut self, webhook: &Webhook, remember: usize) {
+        self.open = self.open.saturating_sub(1);
+        self.done.push_back(webhook.shared_key());
+        while self.done.len() > remember {
+            let Some(old) = self.done.pop_front() else { break };
+            self.seen.remove(old.as_str());
+        }
     }
 }
 
 impl State {
-    fn ticket(&mut self) -> u64 {
-        self.tickets += 1;
-        self.tickets
+    /// A new ticket for `slot`.
+    fn ticket(&mut self, slot: usize) -> u64 {
+        self.tickets = self.tickets.wrapping_add(1);
+        (u64::from(self.tickets) << 32) | slot as u64
+    }
+
+    /// A pushed job takes a free slot and waits.
+    fn admit(&mut self, Fresh { at, webhook }: Fresh) {
+        let slot = match self.free.pop() {
+            Some(slot) => slot as usize,
+            None => {
+                self.slots.push(Slot::default());
+                self.slots.len() - 1
+            }
+        };
+        let ticket = self.ticket(slot);
+        self.slots[slot] = Slot { webhook: Some(webhook), attempts: 0, status: Status::Waiting { ticket } };
+        self.held += 1;
+        self.fresh.push_back(Queued { at, ticket });
+    }
+
+    /// Empties `slot` (its job finished); returns its webhook.
+    fn release(&mut self, slot: usize) -> Option<Webhook> {
+        let entry = &mut self.slots[slot];
+        entry.status = Status::Free;
+        let webhook = entry.webhook.take();
+        self.free.push(slot as u32);
+        self.held -= 1;
+        webhook
+    }
+
+    /// Leases the job `queued` names until `until`, if it still waits under that ticket.
+    fn lease_one(&mut self, queued: &Queued, until: i128) -> Option<Job> {
+        let slot = slot_of(queued.ticket);
+        if self.slots.get(slot)?.status != (Status::Waiting { ticket: queued.ticket }) {
+            return None;
+        }
+        let ticket = self.ticket(slot);
+        let entry = &mut self.slots[slot];
+        let webhook = entry.webhook.clone()?;
+        entry.attempts += 1;
+        entry.status = Status::Leased { ticket };
+        let attempts = entry.attempts;
+        self.leases.push(Reverse(Queued { at: until, ticket }));
+        Some(Job::leased(webhook, attempts, ticket))
     }
 
     /// Leases that ran out: their workers are gone; the jobs are due again (from the
@@ -397,9 +554,9 @@ impl State {
                 break;
             }
             let Some(Reverse(lease)) = self.leases.pop() else { break };
-            match self.entries.get_mut(lease.key.as_str()) {
-                Some(entry) if matches!(entry.status, Status::Leased { ticket } if ticket == lease.ticket) => {
-                    entry.status = Status::Waiting;
+            match self.slots.get_mut(slot_of(lease.ticket)) {
+                Some(entry) if entry.status == (Status::Leased { ticket: lease.ticket }) => {
+                    entry.status = Status::Waiting { ticket: lease.ticket };
                     self.later.push(Reverse(lease));
                 }
                 _ => self.stale_leases = self.stale_leases.saturating_sub(1),
@@ -408,7 +565,7 @@ impl State {
     }
 
     /// The waiting job due first, if it is due at `now`. A pushed job is due whatever the
-    /// clock says (a wall clock stepped back must not hold it up); its push time only
+    /// clock says (a wall clock stepped back must not hold it up); when it was received only
     /// orders it against retries.
     fn next_due(&mut self, now: i128) -> Option<Queued> {
         let fresh = self.fresh.front().map(|q| q.at);
@@ -421,11 +578,12 @@ impl State {
         }
     }
 
-    /// The entry `job` holds a live lease on.
-    fn leased_entry(&mut self, job: &Job) -> Result<&mut Entry, InboxError> {
+    /// The slot `job` holds a live lease on.
+    fn leased_slot(&self, job: &Job) -> Result<usize, InboxError> {
         let ticket = job.ticket().ok_or(InboxError::LeaseLost)?;
-        match self.entries.get_mut(job.webhook().key()) {
-            Some(entry) if matches!(entry.status, Status::Leased { ticket: t } if t == ticket) => Ok(entry),
+        let slot = slot_of(ticket);
+        match self.slots.get(slot) {
+            Some(entry) if entry.status == (Status::Leased { ticket }) => Ok(slot),
             _ => Err(InboxError::LeaseLost),
         }
     }
@@ -435,11 +593,11 @@ impl State {
     fn settled_lease(&mut self) {
         self.stale_leases += 1;
         if self.stale_leases >= SWEEP_AT && 2 * self.stale_leases > self.leases.len() {
-            let entries = &self.entries;
+            let slots = &self.slots;
             self.leases.retain(|Reverse(lease)| {
-                entries
-                    .get(lease.key.as_str())
-                    .is_some_and(|e| matches!(e.status, Status::Leased { ticket } if ticket == lease.ticket))
+                slots
+                    .get(slot_of(lease.ticket))
+                    .is_some_and(|s| s.status == (Status::Leased { ticket: lease.ticket }))
             });
             self.stale_leases = 0;
         }
@@ -448,11 +606,6 @@ impl State {
     /// Jobs waiting (due or not).
     fn waiting(&self) -> usize {
         self.fresh.len() + self.later.len()
-    }
-
-    /// Jobs waiting or leased.
-    fn depth(&self) -> usize {
-        self.kept - self.dead_count
     }
 }
 
@@ -495,8 +648,7 @@ impl Inbox for MemoryInbox {
     }
 
     fn depth(&self) -> BoxFuture<'_, Result<usize, InboxError>> {
-        let depth = self.lock().map(|st| st.depth());
-        Box::pin(std::future::ready(depth))
+        Box::pin(std::future::ready(self.depth_now()))
     }
 
     fn push_now(&self, webhook: &Webhook) -> Option<Result<Pushed, InboxError>> {
@@ -508,9 +660,9 @@ impl Inbox for MemoryInbox {
     }
 
     fn wait(&self, timeout: Duration) -> BoxFuture<'_, ()> {
-        let notify = Arc::clone(&self.notify);
+        let shared = Arc::clone(&self.shared);
         Box::pin(async move {
-            let _ = tokio::time::timeout(timeout, notify.notified()).await;
+            let _ = tokio::time::timeout(timeout, shared.notify.notified()).await;
         })
     }
 }
@@ -601,23 +753,101 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_finished_webhook_is_let_go_by_the_next_push() {
-        let inbox = MemoryInbox::new();
+    /// A webhook whose body says when its memory is let go.
+    fn owned(id: &str) -> (Webhook, Arc<std::sync::atomic::AtomicBool>) {
         let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let body = bytes::Bytes::from_owner(Owner(Arc::clone(&dropped)));
-        let v = Verified::new("t", Some("first".into()), None, None, [0; 32], 0);
-        inbox
-            .push(Webhook::new("t", &v, http::HeaderMap::new(), body, OffsetDateTime::UNIX_EPOCH))
-            .await
-            .unwrap();
+        let v = Verified::new("t", Some(id.to_owned().into()), None, None, [0; 32], 0);
+        (Webhook::new("t", &v, http::HeaderMap::new(), body, OffsetDateTime::UNIX_EPOCH), dropped)
+    }
+
+    #[tokio::test]
+    async fn a_finished_webhook_is_let_go_by_a_push_after_the_next_pull() {
+        let inbox = MemoryInbox::new();
+        let (first, dropped) = owned("first");
+        inbox.push(first).await.unwrap();
         let job = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
         inbox.ack(&job).await.unwrap();
         drop(job);
-        assert!(!dropped.load(std::sync::atomic::Ordering::SeqCst), "parked for the pushing thread");
+        let gone = || dropped.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(!gone(), "kept for the pushing side");
+        assert!(inbox.pull(1, Duration::from_secs(30)).await.unwrap().is_empty());
+        assert!(!gone(), "handed to the pushing side, not dropped by the pull");
         inbox.push(hook("second")).await.unwrap();
-        assert!(dropped.load(std::sync::atomic::Ordering::SeqCst), "the next push let it go");
+        assert!(gone(), "the next push let it go");
         assert_eq!(inbox.push(hook("first")).await.unwrap(), Pushed::Duplicate, "its key is remembered");
+    }
+
+    #[tokio::test]
+    async fn without_pushes_at_most_parked_max_finished_webhooks_wait_on_each_side() {
+        let inbox = MemoryInbox::new();
+        let n = 3 * PARKED_MAX;
+        let mut flags = Vec::new();
+        for i in 0..n {
+            let (webhook, dropped) = owned(&i.to_string());
+            inbox.push(webhook).await.unwrap();
+            flags.push(dropped);
+        }
+        // One at a time, as a pool with one lane would: each pull hands the last ack over.
+        for _ in 0..n {
+            let job = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+            inbox.ack(&job).await.unwrap();
+        }
+        assert!(inbox.pull(1, Duration::from_secs(30)).await.unwrap().is_empty());
+        let kept = flags.iter().filter(|d| !d.load(std::sync::atomic::Ordering::SeqCst)).count();
+        assert_eq!(kept, PARKED_MAX, "the oldest were let go by the worker's pulls");
+        assert!(
+            flags[n - PARKED_MAX..].iter().all(|d| !d.load(std::sync::atomic::Ordering::SeqCst)),
+            "the newest wait for a push"
+        );
+        for i in 0..n {
+            assert_eq!(inbox.push(hook(&i.to_string())).await.unwrap(), Pushed::Duplicate, "{i} remembered");
+        }
+    }
+
+    /// Pushing threads and a pulling one at once: every accepted delivery is pulled once
+    /// and only once, every resend is refused, and nothing is left.
+    #[test]
+    fn pushes_and_pulls_on_other_threads_lose_and_repeat_nothing() {
+        const PUSHERS: usize = 3;
+        const EACH: usize = 4_000;
+        let inbox = MemoryInbox::new().capacity(PUSHERS * EACH).remember_done(PUSHERS * EACH);
+        let pushed = std::sync::atomic::AtomicUsize::new(0);
+        let pulled = std::thread::scope(|s| {
+            for p in 0..PUSHERS {
+                let (inbox, pushed) = (&inbox, &pushed);
+                s.spawn(move || {
+                    for i in 0..EACH {
+                        // Every other delivery is sent twice, the second time by another thread.
+                        for id in [format!("{p}-{i}"), format!("{}-{}", (p + 1) % PUSHERS, i / 2 * 2)] {
+                            match inbox.keep(hook(&id)) {
+                                Ok(Pushed::Accepted) => {
+                                    pushed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                }
+                                Ok(Pushed::Duplicate) => {}
+                                Err(e) => panic!("{id}: {e}"),
+                            }
+                        }
+                    }
+                });
+            }
+            s.spawn(|| {
+                let mut seen = std::collections::HashSet::new();
+                while seen.len() < PUSHERS * EACH {
+                    for job in inbox.lease(7, Duration::from_secs(60)).unwrap() {
+                        assert!(seen.insert(job.webhook().key().to_owned()), "{} twice", job.webhook().key());
+                        inbox.finish(&job).unwrap();
+                    }
+                }
+                seen
+            })
+            .join()
+            .unwrap()
+        });
+        assert_eq!(pulled.len(), PUSHERS * EACH);
+        assert_eq!(pushed.into_inner(), PUSHERS * EACH, "each delivery accepted once");
+        assert_eq!(inbox.depth_now().unwrap(), 0);
+        assert!(inbox.lease(1, Duration::from_secs(60)).unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -832,9 +1062,9 @@ mod tests {
             inbox.ack(&job).await.unwrap();
         }
         {
-            let st = inbox.state.lock().unwrap();
+            let st = inbox.shared.state.lock().unwrap();
             assert!(st.leases.len() <= SWEEP_AT + 1, "{} leases kept for 1 live one", st.leases.len());
-            assert_eq!(st.depth(), 1);
+            assert_eq!(st.held, 1);
         }
         inbox.ack(&long[0]).await.unwrap();
         assert_eq!(inbox.depth().await.unwrap(), 0);
@@ -851,19 +1081,26 @@ mod tests {
         assert_eq!(inbox.push(hook("c")).await.unwrap(), Pushed::Duplicate);
         assert_eq!(inbox.push(hook("b")).await.unwrap(), Pushed::Duplicate);
         assert_eq!(inbox.push(hook("a")).await.unwrap(), Pushed::Accepted, "forgotten");
-        assert_eq!(inbox.state.lock().unwrap().entries.len(), 3);
+        assert_eq!(inbox.shared.intake.lock().unwrap().seen.len(), 3);
     }
 
     #[tokio::test]
-    async fn a_due_retry_goes_before_later_pushes() {
+    async fn pushes_and_due_retries_go_in_the_order_they_were_received_and_came_due() {
         let clock = ManualClock::at_unix(100);
         let inbox = MemoryInbox::new().clock(clock.clone());
-        inbox.push(hook("r")).await.unwrap();
+        let received = |id: &str, secs: i64| {
+            let v = Verified::new("t", Some(id.to_owned().into()), None, None, [0; 32], 0);
+            let at = OffsetDateTime::from_unix_timestamp(secs).unwrap();
+            Webhook::new("t", &v, http::HeaderMap::new(), "{}".into(), at)
+        };
+        inbox.push(received("r", 100)).await.unwrap();
         let job = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
         inbox.retry(&job, clock.now_for_tests() + Duration::from_secs(1), "boom").await.unwrap();
+        inbox.push(received("before", 100)).await.unwrap();
         clock.advance(Duration::from_secs(5));
-        inbox.push(hook("p")).await.unwrap();
-        let jobs = inbox.pull(2, Duration::from_secs(30)).await.unwrap();
-        assert_eq!(jobs.iter().map(|j| j.webhook().id().unwrap()).collect::<Vec<_>>(), ["r", "p"]);
+        inbox.push(received("after", 105)).await.unwrap();
+        let jobs = inbox.pull(3, Duration::from_secs(30)).await.unwrap();
+        let ids: Vec<_> = jobs.iter().map(|j| j.webhook().id().unwrap()).collect();
+        assert_eq!(ids, ["before", "r", "after"], "received before the retry came due, or after");
     }
 }

@@ -464,6 +464,11 @@ impl Webhook {
     pub fn received_at(&self) -> OffsetDateTime {
         date(self.inner.received_at)
     }
+
+    /// [`received_at`](Self::received_at) in nanoseconds since the Unix epoch.
+    pub(crate) fn received_at_nanos(&self) -> i128 {
+        self.inner.received_at
+    }
     /// The request headers that were kept: all but credentials and shared tokens
     /// (`Authorization`, `Cookie`, `X-Gitlab-Token`, `X-Hook-Secret`, …). Signature headers
     /// are kept: they are not secret.
