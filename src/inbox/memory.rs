@@ -341,6 +341,14 @@ impl MemoryInbox {
     }
 
     fn lease(&self, max: usize, lease: Duration) -> Result<Vec<Job>, InboxError> {
+        let mut jobs = Vec::new();
+        self.lease_each(max, lease, |job| jobs.push(job))?;
+        Ok(jobs)
+    }
+
+    /// Leases up to `max` due jobs for `lease`, each given to `each`. What was pushed since
+    /// the last pull is taken in only when the jobs this side holds are fewer than `max`.
+    fn lease_each(&self, max: usize, lease: Duration, mut each: impl FnMut(Job)) -> Result<(), InboxError> {
         let now = self.clock.unix_nanos();
         let until = now.saturating_add(i128::try_from(lease.as_nanos()).unwrap_or(i128::MAX));
         let mut st = self.state()?;
@@ -349,14 +357,17 @@ impl MemoryInbox {
         if st.fresh.len() < max || st.settled.len() >= PARKED_MAX {
             dropped = self.hand_over(&mut st)?;
         }
-        let mut jobs = Vec::with_capacity(max.min(st.waiting()));
-        while jobs.len() < max {
+        let mut leased = 0;
+        while leased < max {
             let Some(queued) = st.next_due(now) else { break };
-            jobs.extend(st.lease_one(&queued, until));
+            if let Some(job) = st.lease_one(&queued, until) {
+                leased += 1;
+                each(job);
+            }
         }
         drop(st);
         drop(dropped);
-        Ok(jobs)
+        Ok(())
     }
 
     /// Takes what was pushed since the last pull into slots, and hands the webhooks of
@@ -657,6 +668,11 @@ impl Inbox for MemoryInbox {
 
     fn ack_now(&self, job: &Job) -> Option<Result<(), InboxError>> {
         Some(self.finish(job))
+    }
+
+    fn pull_one_now(&self, lease: Duration) -> Option<Result<Option<Job>, InboxError>> {
+        let mut one = None;
+        Some(self.lease_each(1, lease, |job| one = Some(job)).map(|()| one))
     }
 
     fn wait(&self, timeout: Duration) -> BoxFuture<'_, ()> {

@@ -302,6 +302,26 @@ pub trait Inbox: fmt::Debug + Send + Sync + 'static {
     fn ack_now(&self, _job: &Job) -> Option<Result<(), InboxError>> {
         None
     }
+
+    /// [`pull`](Self::pull) of one job answered at once (`Ok(None)`: nothing is due), or
+    /// `None` (the default) to say "call `pull`"; as [`push_now`](Self::push_now). A worker
+    /// lane that finished a job tries this before it waits for the pool to pull for it: a
+    /// steady stream then costs the pool no hand-over per job. An inbox that answers it
+    /// must answer exactly as `pull(1, lease)` would.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard::{inbox::{Inbox, MemoryInbox, Webhook}, verify::Verified};
+    /// let inbox = MemoryInbox::new();
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// inbox.push_now(&Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH));
+    /// let job = inbox.pull_one_now(Duration::from_secs(30)).unwrap().unwrap().expect("due");
+    /// assert_eq!(job.webhook().id(), Some("d-1"));
+    /// assert!(inbox.pull_one_now(Duration::from_secs(30)).unwrap().unwrap().is_none(), "leased");
+    /// ```
+    fn pull_one_now(&self, _lease: Duration) -> Option<Result<Option<Job>, InboxError>> {
+        None
+    }
 }
 
 impl<T: Inbox + ?Sized> Inbox for std::sync::Arc<T> {
@@ -345,6 +365,9 @@ impl<T: Inbox + ?Sized> Inbox for std::sync::Arc<T> {
     }
     fn ack_now(&self, job: &Job) -> Option<Result<(), InboxError>> {
         (**self).ack_now(job)
+    }
+    fn pull_one_now(&self, lease: Duration) -> Option<Result<Option<Job>, InboxError>> {
+        (**self).pull_one_now(lease)
     }
 }
 

@@ -399,6 +399,31 @@ macro_rules! inbox_conformance {
         }
 
         #[tokio::test]
+        async fn pull_one_now_answers_as_a_pull_of_one_would() {
+            let (inbox, clock) = or_skip!(setup(100).await);
+            // An inbox that needs I/O has no answer at once: workers call `pull` (above).
+            let Some(nothing) = inbox.pull_one_now(LEASE) else { return };
+            assert!(nothing.unwrap().is_none(), "nothing pushed: nothing due");
+            for id in ["one-a", "one-b"] {
+                inbox.push($crate::common::webhook(id)).await.unwrap();
+            }
+            let a = inbox.pull_one_now(LEASE).unwrap().unwrap().expect("due");
+            assert_eq!(a.webhook(), &$crate::common::webhook("one-a"), "first pushed, first out, unchanged");
+            assert_eq!(a.attempt(), 1);
+            let rest = inbox.pull(10, LEASE).await.unwrap();
+            let keys: Vec<_> = rest.iter().map(|j| j.webhook().key()).collect();
+            assert_eq!(keys, [$crate::common::webhook("one-b").key()], "one inbox behind both, `a` leased");
+            inbox.retry(&a, clock.now_for_tests(), "boom").await.unwrap();
+            let again = inbox.pull_one_now(LEASE).unwrap().unwrap().expect("due again");
+            assert_eq!((again.webhook().key(), again.attempt()), (a.webhook().key(), 2));
+            assert!(inbox.pull_one_now(LEASE).unwrap().unwrap().is_none(), "both leased");
+            assert!(matches!(inbox.ack(&a).await, Err(InboxError::LeaseLost)), "the first lease is over");
+            inbox.ack(&again).await.unwrap();
+            inbox.ack(&rest[0]).await.unwrap();
+            assert_eq!(inbox.depth().await.unwrap(), 0);
+        }
+
+        #[tokio::test]
         async fn pull_gives_the_webhook_back_unchanged_then_ack_removes_it() {
             let (inbox, _) = or_skip!(setup(100).await);
             let sent = $crate::common::webhook("a");
