@@ -288,34 +288,49 @@ impl Worker {
     /// The pool: `concurrency` long-lived lanes take jobs from a local queue that this
     /// loop fills with batch pulls. A lane is a task for the pool's lifetime, so a job
     /// costs a queue push, not a task spawn. The loop pulls as many jobs as there are
-    /// idle lanes; a lane that finishes takes a queued job without waiting, else wakes the
-    /// loop (under load several lanes finish per wake-up, and one pull serves them all).
+    /// idle lanes; a lane that finishes takes a queued job without waiting, else one the
+    /// inbox has at hand ([`Inbox::pull_one_now`], leased for that lane only), else wakes
+    /// the loop (under load several lanes finish per wake-up, and one pull serves them all).
     async fn run(self, mut stop: watch::Receiver<bool>, cancel_rx: watch::Receiver<bool>) -> ShutdownReport {
         let this = Arc::new(self);
         let lanes = Arc::new(Lanes::new(this.concurrency));
         let returned = Arc::new(AtomicUsize::new(0));
         let mut tasks = JoinSet::new();
         for _ in 0..this.concurrency {
-            let (this, lanes, cancel, returned) =
-                (Arc::clone(&this), Arc::clone(&lanes), cancel_rx.clone(), Arc::clone(&returned));
+            let (this, lanes, cancel, returned, stopping) = (
+                Arc::clone(&this),
+                Arc::clone(&lanes),
+                cancel_rx.clone(),
+                Arc::clone(&returned),
+                stop.clone(),
+            );
             tasks.spawn(async move {
                 let mut counters = Counters::default();
                 loop {
-                    let job = match lanes.take() {
+                    let mut job = match lanes.take() {
                         Some(job) => job,
                         None => match lanes.next().await {
                             Some(job) => job,
                             None => break,
                         },
                     };
-                    match Caught::new(this.process(job, &cancel, &mut counters)).await {
-                        Some(true) => {
-                            returned.fetch_add(1, Ordering::Relaxed);
+                    loop {
+                        match Caught::new(this.process(job, &cancel, &mut counters)).await {
+                            Some(true) => {
+                                // Given back unprocessed (shutdown, or a lease that ran
+                                // out): not a lane to take another at once.
+                                returned.fetch_add(1, Ordering::Relaxed);
+                                break;
+                            }
+                            Some(false) => {}
+                            // Not the handler (its panics are failed attempts): the lane
+                            // lives on, and the job comes back when its lease runs out.
+                            None => tracing::error!("a worker lane caught a panic outside the handler"),
                         }
-                        Some(false) => {}
-                        // Not the handler (its panics are failed attempts): the lane lives
-                        // on, and the job comes back when its lease runs out.
-                        None => tracing::error!("a worker lane caught a panic outside the handler"),
+                        match this.at_hand(&stopping) {
+                            Some(next) => job = next,
+                            None => break,
+                        }
                     }
                     lanes.done();
                 }
@@ -395,6 +410,21 @@ impl Worker {
         ShutdownReport { in_flight, returned: returned.load(Ordering::Relaxed) }
     }
 
+    /// The next job the inbox has at hand for a lane that just finished one, leased for it
+    /// alone ([`Inbox::pull_one_now`]); none once the pool is stopping.
+    fn at_hand(&self, stopping: &watch::Receiver<bool>) -> Option<Queued> {
+        if *stopping.borrow() {
+            return None;
+        }
+        match self.inbox.pull_one_now(self.lease)? {
+            Ok(job) => job.map(|job| Queued { job, pulled_at: None }),
+            Err(e) => {
+                tracing::warn!(error = %e, "inbox pull failed");
+                None
+            }
+        }
+    }
+
     /// Runs one job; `true` when it was given back unprocessed (shutdown, or its lease ran
     /// out before a lane was free).
     async fn process(&self, queued: Queued, cancel: &watch::Receiver<bool>, counters: &mut Counters) -> bool {
@@ -416,8 +446,9 @@ impl Worker {
         mut cancel: watch::Receiver<bool>,
         counters: &mut Counters,
     ) -> bool {
-        // The lease runs from the pull: the handler gets what is left of it.
-        let left = self.lease.saturating_sub(pulled_at.elapsed());
+        // The lease runs from the pull: the handler gets what is left of it (all of it when
+        // the lane pulled the job itself, just now).
+        let left = pulled_at.map_or(self.lease, |at| self.lease.saturating_sub(at.elapsed()));
         let outcome = if *cancel.borrow() || left.is_zero() {
             // The grace period is over, or the lease ran out in the queue: not started.
             None
@@ -507,10 +538,10 @@ impl Counters {
     }
 }
 
-/// A job pulled for a lane, and when.
+/// A job pulled for a lane, and when (`None`: by the lane itself, as it starts it).
 struct Queued {
     job: Job,
-    pulled_at: tokio::time::Instant,
+    pulled_at: Option<tokio::time::Instant>,
 }
 
 /// The pool's local queue between the pulling loop and its lanes.
@@ -554,7 +585,7 @@ impl Lanes {
 
     fn hand_out(&self, jobs: Vec<Job>, pulled_at: tokio::time::Instant) {
         let n = jobs.len();
-        self.lock().queue.extend(jobs.into_iter().map(|job| Queued { job, pulled_at }));
+        self.lock().queue.extend(jobs.into_iter().map(|job| Queued { job, pulled_at: Some(pulled_at) }));
         for _ in 0..n {
             self.work.notify_one();
         }
@@ -885,6 +916,14 @@ mod tests {
     struct CountingWaits {
         inner: MemoryInbox,
         waits: Arc<AtomicUsize>,
+        /// Calls to `pull` (the pool's loop; `pull_one_now` is the lanes').
+        pulls: Arc<AtomicUsize>,
+    }
+
+    impl CountingWaits {
+        fn new(inner: MemoryInbox) -> Self {
+            Self { inner, waits: Arc::default(), pulls: Arc::default() }
+        }
     }
 
     impl Inbox for CountingWaits {
@@ -892,7 +931,11 @@ mod tests {
             self.inner.push(webhook)
         }
         fn pull(&self, max: usize, lease: Duration) -> BoxFuture<'_, Result<Vec<Job>, InboxError>> {
+            self.pulls.fetch_add(1, Ordering::SeqCst);
             self.inner.pull(max, lease)
+        }
+        fn pull_one_now(&self, lease: Duration) -> Option<Result<Option<Job>, InboxError>> {
+            self.inner.pull_one_now(lease)
         }
         fn ack<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<(), InboxError>> {
             self.inner.ack(job)
@@ -937,8 +980,8 @@ mod tests {
     /// the window); once a window brings nothing, it waits for a push again.
     #[tokio::test(start_paused = true)]
     async fn a_busy_pool_that_caught_up_pulls_again_after_one_window_without_a_wake_up() {
-        let waits = Arc::new(AtomicUsize::new(0));
-        let inbox = CountingWaits { inner: MemoryInbox::new(), waits: Arc::clone(&waits) };
+        let inbox = CountingWaits::new(MemoryInbox::new());
+        let waits = Arc::clone(&inbox.waits);
         let (done_tx, mut done) = mpsc::unbounded_channel();
         let handler = move |hook: Webhook| {
             let done = done_tx.clone();
@@ -975,5 +1018,66 @@ mod tests {
         inbox.push(hook("f")).await.unwrap();
         processed(&mut done, 1).await;
         worker.shutdown(Duration::from_secs(1)).await;
+    }
+
+    /// A lane that finished a job takes the next one the inbox has at hand, leased for it
+    /// alone: a backlog costs the pool's loop no pull per job.
+    #[tokio::test]
+    async fn a_lane_takes_the_next_job_the_inbox_has_at_hand() {
+        let inbox = CountingWaits::new(MemoryInbox::new());
+        let pulls = Arc::clone(&inbox.pulls);
+        for n in 0..50 {
+            inbox.push(hook(&n.to_string())).await.unwrap();
+        }
+        let (done_tx, mut done) = mpsc::unbounded_channel();
+        let handler = move |hook: Webhook| {
+            let done = done_tx.clone();
+            async move {
+                let _ = done.send(hook.key().to_owned());
+                Ok::<(), std::convert::Infallible>(())
+            }
+        };
+        let worker = Worker::new(inbox.clone(), handler).concurrency(1).spawn();
+        let mut keys = Vec::new();
+        for _ in 0..50 {
+            keys.push(done.recv().await.expect("a job"));
+        }
+        let want: Vec<_> = (0..50).map(|n| format!("t:{n}")).collect();
+        assert_eq!(keys, want, "each once, in order");
+        assert!(pulls.load(Ordering::SeqCst) <= 2, "{} pulls for 50 jobs", pulls.load(Ordering::SeqCst));
+        assert_eq!(inbox.depth().await.unwrap(), 0, "all acknowledged");
+        worker.shutdown(Duration::from_secs(1)).await;
+    }
+
+    /// Once the pool is told to stop, a lane that finishes its job takes no more: what
+    /// waits stays in the inbox, not leased.
+    #[tokio::test]
+    async fn a_stopping_pool_takes_no_job_at_hand() {
+        let inbox = MemoryInbox::new();
+        for n in 0..5 {
+            inbox.push(hook(&n.to_string())).await.unwrap();
+        }
+        let release = Arc::new(Semaphore::new(0));
+        let (started_tx, mut started) = mpsc::unbounded_channel();
+        let gate = Arc::clone(&release);
+        let handler = move |hook: Webhook| {
+            let (gate, started) = (Arc::clone(&gate), started_tx.clone());
+            async move {
+                let _ = started.send(hook.key().to_owned());
+                let _permit = gate.acquire().await.expect("open");
+                Ok::<(), std::convert::Infallible>(())
+            }
+        };
+        let worker = Worker::new(inbox.clone(), handler).concurrency(1).spawn();
+        assert_eq!(started.recv().await.as_deref(), Some("t:0"));
+        let stopping = tokio::spawn(worker.shutdown(Duration::from_secs(30)));
+        tokio::task::yield_now().await; // `shutdown` has told the pool to stop
+        release.add_permits(1);
+        let report = stopping.await.expect("shut down");
+        assert_eq!((report.in_flight, report.returned), (1, 0), "the running job finished");
+        assert!(started.try_recv().is_err(), "no other job started");
+        let left = inbox.pull(10, Duration::from_secs(30)).await.unwrap();
+        let attempts: Vec<_> = left.iter().map(Job::attempt).collect();
+        assert_eq!(attempts, [1, 1, 1, 1], "the rest wait unleased, their attempts untouched");
     }
 }
