@@ -28,20 +28,24 @@ where
 }
 
 pin_project! {
-    /// A time limit on `F` whose timer is armed only if `F` is not ready when first polled
-    /// (a small body usually arrives with the head: reading it then costs no timer).
+    /// A time limit on `F` whose timer is armed only if `F` is still not ready when polled
+    /// a second time: a small body usually arrives with the head, or (actix) is handed to
+    /// the handler by the connection's task right after the handler's first poll; reading
+    /// it then costs no timer. The first `Pending` wakes the task at once, so the second
+    /// poll, and the timer if it is needed, come straight after it.
     /// `None` when the time ran out.
     pub(crate) struct Within<F> {
         #[pin]
         fut: F,
         limit: Duration,
+        polled: bool,
         timer: Option<Pin<Box<tokio::time::Sleep>>>,
     }
 }
 
 impl<F> Within<F> {
     pub(crate) fn new(limit: Duration, fut: F) -> Self {
-        Self { fut, limit, timer: None }
+        Self { fut, limit, polled: false, timer: None }
     }
 }
 
@@ -52,6 +56,10 @@ impl<F: Future> Future for Within<F> {
         let this = self.project();
         if let Poll::Ready(out) = this.fut.poll(cx) {
             return Poll::Ready(Some(out));
+        }
+        if !std::mem::replace(this.polled, true) {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
         }
         let limit = *this.limit;
         let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
@@ -98,5 +106,41 @@ where
             }
             Some(Err(_)) => Err(known::BODY_ERROR),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ready on its `n`th poll, waking its task each time it is not.
+    struct ReadyOn(u32);
+
+    impl Future for ReadyOn {
+        type Output = u32;
+
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u32> {
+            self.0 -= 1;
+            if self.0 == 0 {
+                return Poll::Ready(7);
+            }
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_future_ready_on_its_second_poll_needs_no_timer() {
+        let mut within = std::pin::pin!(Within::new(Duration::from_secs(1), ReadyOn(2)));
+        assert_eq!(within.as_mut().await, Some(7));
+        assert!(within.timer.is_none(), "no timer armed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_future_still_pending_on_its_second_poll_runs_out_of_time() {
+        let start = tokio::time::Instant::now();
+        let mut within = std::pin::pin!(Within::new(Duration::from_secs(1), std::future::pending::<()>()));
+        assert_eq!(within.as_mut().await, None);
+        assert_eq!(start.elapsed(), Duration::from_secs(1), "the limit, from the first polls");
     }
 }
