@@ -293,7 +293,7 @@ impl MemoryInbox {
         for webhook in finished.iter().flatten() {
             intake.record(webhook, self.remember_done);
         }
-        let full = intake.open - intake.finished.len() >= self.capacity;
+        let full = intake.open.saturating_sub(intake.finished.len()) >= self.capacity;
         if full || !intake.seen.insert(webhook.shared_key()) {
             drop(intake);
             drop(finished);
