@@ -972,6 +972,19 @@ mod tests {
         }
     }
 
+    /// A handler that sends the key of each webhook it is given, and the receiving end.
+    fn sending_keys() -> (impl Handler, mpsc::UnboundedReceiver<String>) {
+        let (done_tx, done) = mpsc::unbounded_channel();
+        let handler = move |hook: Webhook| {
+            let done = done_tx.clone();
+            async move {
+                let _ = done.send(hook.key().to_owned());
+                Ok::<(), std::convert::Infallible>(())
+            }
+        };
+        (handler, done)
+    }
+
     async fn processed(done: &mut mpsc::UnboundedReceiver<String>, n: usize) {
         for _ in 0..n {
             done.recv().await.expect("a job");
@@ -985,14 +998,7 @@ mod tests {
     async fn a_busy_pool_that_caught_up_pulls_again_after_one_window_without_a_wake_up() {
         let inbox = CountingWaits::new(MemoryInbox::new());
         let waits = Arc::clone(&inbox.waits);
-        let (done_tx, mut done) = mpsc::unbounded_channel();
-        let handler = move |hook: Webhook| {
-            let done = done_tx.clone();
-            async move {
-                let _ = done.send(hook.key().to_owned());
-                Ok::<(), std::convert::Infallible>(())
-            }
-        };
+        let (handler, mut done) = sending_keys();
         let window = Duration::from_millis(10);
         let worker = Worker::new(inbox.clone(), handler).gather(window).spawn();
         while waits.load(Ordering::SeqCst) == 0 {
@@ -1032,14 +1038,7 @@ mod tests {
         for n in 0..50 {
             inbox.push(hook(&n.to_string())).await.unwrap();
         }
-        let (done_tx, mut done) = mpsc::unbounded_channel();
-        let handler = move |hook: Webhook| {
-            let done = done_tx.clone();
-            async move {
-                let _ = done.send(hook.key().to_owned());
-                Ok::<(), std::convert::Infallible>(())
-            }
-        };
+        let (handler, mut done) = sending_keys();
         let worker = Worker::new(inbox.clone(), handler).concurrency(1).spawn();
         let mut keys = Vec::new();
         for _ in 0..50 {
