@@ -5,10 +5,10 @@
 //! The pool keeps [`concurrency`](Worker::concurrency) long-lived *lanes* (tasks) fed from
 //! one loop that pulls as many jobs as there are idle lanes, in one call: a job costs a
 //! queue push, not a task of its own. A lane that finishes takes the next queued job
-//! without waiting, else the next one its inbox has at hand
-//! ([`Inbox::pull_one_now`](crate::inbox::Inbox::pull_one_now): the memory inbox), leased
-//! for that lane alone; under load several lanes finish per wake-up of the loop, and one
-//! pull serves them all. No job is leased for a lane that is not about to start it. A
+//! without waiting, else the next one its inbox has at hand ([`Inbox::pull_one_now`]: the
+//! memory inbox), leased for that lane alone; under load several lanes finish per wake-up
+//! of the loop, and one pull serves them all. No job is leased for a lane that is not about
+//! to start it. A
 //! handler that finishes when first polled costs no timer. A handler that panics does not
 //! take its lane down: the panic counts as a failed attempt and the job is retried.
 //!
