@@ -866,6 +866,80 @@ mod tests {
         assert!(inbox.lease(1, Duration::from_secs(60)).unwrap().is_empty());
     }
 
+    /// Two pushing threads and two working ones that retry, give back and acknowledge, with
+    /// single pulls at hand and batch pulls mixed: every delivery is acknowledged once, with
+    /// the attempts its retries call for, and nothing is left.
+    #[test]
+    fn retries_and_give_backs_on_other_threads_lose_and_repeat_nothing() {
+        use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+        const EACH: usize = 3_000;
+        let total = 2 * EACH;
+        let inbox = MemoryInbox::new().capacity(total).remember_done(total);
+        let acked = Mutex::new(std::collections::HashMap::<String, u32>::new());
+        let given_back = Mutex::new(std::collections::HashSet::<String>::new());
+        let pushing_done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let pushers: Vec<_> = (0..2)
+                .map(|p| {
+                    let inbox = &inbox;
+                    s.spawn(move || {
+                        for i in 0..EACH {
+                            assert_eq!(inbox.keep(hook(&format!("{p}-{i}"))).unwrap(), Pushed::Accepted);
+                        }
+                    })
+                })
+                .collect();
+            for w in 0..2 {
+                let (inbox, acked, given_back, pushing_done) = (&inbox, &acked, &given_back, &pushing_done);
+                s.spawn(move || {
+                    let lease = Duration::from_secs(600);
+                    let mut round = 0_u32;
+                    loop {
+                        round += 1;
+                        let jobs = if (round + w).is_multiple_of(2) {
+                            inbox.lease(5, lease).unwrap()
+                        } else {
+                            inbox.pull_one_now(lease).unwrap().unwrap().into_iter().collect()
+                        };
+                        if jobs.is_empty() {
+                            if pushing_done.load(SeqCst) && acked.lock().unwrap().len() == total {
+                                break;
+                            }
+                            std::thread::yield_now();
+                            continue;
+                        }
+                        for job in jobs {
+                            let key = job.webhook().key().to_owned();
+                            let n: u32 = key.rsplit('-').next().unwrap().parse().unwrap();
+                            if n.is_multiple_of(3) && job.attempt() == 1 {
+                                inbox.requeue(&job, OffsetDateTime::now_utc(), false).unwrap();
+                            } else if n.is_multiple_of(5) && given_back.lock().unwrap().insert(key.clone()) {
+                                inbox.requeue(&job, OffsetDateTime::now_utc(), true).unwrap();
+                            } else {
+                                inbox.finish(&job).unwrap();
+                                let want = if n.is_multiple_of(3) { 2 } else { 1 };
+                                assert_eq!(job.attempt(), want, "{key}: attempts");
+                                assert!(
+                                    acked.lock().unwrap().insert(key.clone(), job.attempt()).is_none(),
+                                    "{key} twice"
+                                );
+                            }
+                        }
+                    }
+                });
+            }
+            for pusher in pushers {
+                pusher.join().unwrap();
+            }
+            pushing_done.store(true, SeqCst);
+        });
+        assert_eq!(acked.into_inner().unwrap().len(), total);
+        assert_eq!(inbox.depth_now().unwrap(), 0);
+        for p in 0..2 {
+            assert_eq!(inbox.keep(hook(&format!("{p}-0"))).unwrap(), Pushed::Duplicate, "remembered");
+        }
+    }
+
     #[tokio::test]
     async fn a_push_after_the_clock_stepped_back_is_due() {
         let clock = ManualClock::at_unix(1_000);
