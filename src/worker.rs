@@ -8,9 +8,9 @@
 //! without waiting, else the next one its inbox has at hand ([`Inbox::pull_one_now`]: the
 //! memory inbox), leased for that lane alone; under load several lanes finish per wake-up
 //! of the loop, and one pull serves them all. No job is leased for a lane that is not about
-//! to start it. A
-//! handler that finishes when first polled costs no timer. A handler that panics does not
-//! take its lane down: the panic counts as a failed attempt and the job is retried.
+//! to start it. A handler that finishes when first polled costs no timer. A handler that
+//! panics does not take its lane down: the panic counts as a failed attempt and the job is
+//! retried.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -355,6 +355,11 @@ impl Worker {
                 if lanes.room() == 0 {
                     tokio::select! {
                         () = room_made => {}
+                        // Lanes that take their jobs at hand can stay busy through a whole
+                        // backlog without the loop pulling: the gauge is refreshed anyway.
+                        () = tokio::time::sleep(DEPTH_EVERY) => {
+                            this.gauge_depth(&mut last_depth, tokio::time::Instant::now()).await;
+                        }
                         _ = stop.changed() => {}
                     }
                 }
@@ -376,14 +381,7 @@ impl Worker {
             // The jobs' leases run from here. One clock read per pull: it also times the
             // depth gauge, refreshed at most once a second (a query for SQL inboxes).
             let pulled_at = tokio::time::Instant::now();
-            if last_depth
-                .is_none_or(|at: tokio::time::Instant| pulled_at.saturating_duration_since(at) >= DEPTH_EVERY)
-            {
-                last_depth = Some(pulled_at);
-                if let Ok(depth) = this.inbox.depth().await {
-                    metrics::gauge!("hookguard_inbox_depth").set(depth as f64);
-                }
-            }
+            this.gauge_depth(&mut last_depth, pulled_at).await;
             if jobs.is_empty() {
                 // Caught up after a busy round: more is on its way under a steady stream,
                 // so sleep one window and look again; wait for a push only if it brought none.
@@ -411,6 +409,18 @@ impl Worker {
         let in_flight = lanes.close();
         while tasks.join_next().await.is_some() {}
         ShutdownReport { in_flight, returned: returned.load(Ordering::Relaxed) }
+    }
+
+    /// Sets the inbox depth gauge, at most once every [`DEPTH_EVERY`] (a query for SQL
+    /// inboxes); `last` is when it was last set.
+    async fn gauge_depth(&self, last: &mut Option<tokio::time::Instant>, now: tokio::time::Instant) {
+        if last.is_some_and(|at| now.saturating_duration_since(at) < DEPTH_EVERY) {
+            return;
+        }
+        *last = Some(now);
+        if let Ok(depth) = self.inbox.depth().await {
+            metrics::gauge!("hookguard_inbox_depth").set(depth as f64);
+        }
     }
 
     /// The next job the inbox has at hand for a lane that just finished one, leased for it
@@ -921,11 +931,13 @@ mod tests {
         waits: Arc<AtomicUsize>,
         /// Calls to `pull` (the pool's loop; `pull_one_now` is the lanes').
         pulls: Arc<AtomicUsize>,
+        /// Calls to `depth` (the gauge).
+        depths: Arc<AtomicUsize>,
     }
 
     impl CountingWaits {
         fn new(inner: MemoryInbox) -> Self {
-            Self { inner, waits: Arc::default(), pulls: Arc::default() }
+            Self { inner, waits: Arc::default(), pulls: Arc::default(), depths: Arc::default() }
         }
     }
 
@@ -964,6 +976,7 @@ mod tests {
             self.inner.redrive(key)
         }
         fn depth(&self) -> BoxFuture<'_, Result<usize, InboxError>> {
+            self.depths.fetch_add(1, Ordering::SeqCst);
             self.inner.depth()
         }
         fn wait(&self, timeout: Duration) -> BoxFuture<'_, ()> {
@@ -1081,5 +1094,31 @@ mod tests {
         let left = inbox.pull(10, Duration::from_secs(30)).await.unwrap();
         let attempts: Vec<_> = left.iter().map(Job::attempt).collect();
         assert_eq!(attempts, [1, 1, 1, 1], "the rest wait unleased, their attempts untouched");
+    }
+
+    /// A backlog that keeps every lane busy on jobs at hand (the loop pulls nothing) still
+    /// refreshes the depth gauge once a second.
+    #[tokio::test(start_paused = true)]
+    async fn the_depth_gauge_is_refreshed_while_lanes_drain_a_backlog_at_hand() {
+        let inbox = CountingWaits::new(MemoryInbox::new());
+        let (pulls, depths) = (Arc::clone(&inbox.pulls), Arc::clone(&inbox.depths));
+        for n in 0..4 {
+            inbox.push(hook(&n.to_string())).await.unwrap();
+        }
+        let (done_tx, mut done) = mpsc::unbounded_channel();
+        let handler = move |hook: Webhook| {
+            let done = done_tx.clone();
+            async move {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let _ = done.send(hook.key().to_owned());
+                Ok::<(), std::convert::Infallible>(())
+            }
+        };
+        let worker = Worker::new(inbox.clone(), handler).concurrency(1).spawn();
+        processed(&mut done, 4).await;
+        assert!(pulls.load(Ordering::SeqCst) <= 2, "the lane took the jobs at hand, not from pulls");
+        let gauged = depths.load(Ordering::SeqCst);
+        assert!(gauged >= 4, "8 s of busy lane, depth read {gauged} times");
+        worker.shutdown(Duration::from_secs(1)).await;
     }
 }
