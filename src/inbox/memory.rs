@@ -99,8 +99,6 @@ struct Intake {
     finished: VecDeque<Webhook>,
     /// Finished keys recorded, oldest first.
     done: VecDeque<SharedKey>,
-    /// Jobs accepted and not recorded finished yet.
-    open: usize,
     /// Jobs waiting on the workers' side when it last took the fresh ones.
     behind: usize,
 }
@@ -135,9 +133,6 @@ struct State {
     dead: VecDeque<u32>,
     /// Webhooks of jobs finished since the last hand-over to the pushing side.
     settled: Vec<Webhook>,
-    /// Jobs in slots (waiting, leased and dead).
-    held: usize,
-    dead_count: usize,
     tickets: u32,
     /// The fresh jobs being taken in (kept for its memory between pulls).
     taking: Vec<Fresh>,
@@ -293,13 +288,12 @@ impl MemoryInbox {
         for webhook in finished.iter().flatten() {
             intake.record(webhook, self.remember_done);
         }
-        let full = intake.open.saturating_sub(intake.finished.len()) >= self.capacity;
+        let full = intake.open().saturating_sub(intake.finished.len()) >= self.capacity;
         if full || !intake.seen.insert(webhook.shared_key()) {
             drop(intake);
             drop(finished);
             return self.keep_settled(webhook, at);
         }
-        intake.open += 1;
         intake.fresh.push(Fresh { at, webhook });
         drop(intake);
         self.shared.notify.notify_one();
@@ -322,11 +316,10 @@ impl MemoryInbox {
             }
             let answer = if intake.seen.contains(webhook.key()) {
                 Ok(Pushed::Duplicate)
-            } else if intake.open >= self.capacity {
+            } else if intake.open() >= self.capacity {
                 Err(InboxError::Full)
             } else {
                 intake.seen.insert(webhook.shared_key());
-                intake.open += 1;
                 intake.fresh.push(Fresh { at, webhook });
                 Ok(Pushed::Accepted)
             };
@@ -434,7 +427,6 @@ impl MemoryInbox {
         entry.status = Status::Dead { error: error.to_owned(), at };
         Self::wait_compacted(entry, copy);
         st.settled_lease();
-        st.dead_count += 1;
         st.dead.push_back(slot as u32);
         Ok(())
     }
@@ -478,7 +470,6 @@ impl MemoryInbox {
         };
         let Some(slot) = st.dead.remove(pos) else { return Ok(false) };
         let slot = slot as usize;
-        st.dead_count -= 1;
         let ticket = st.ticket(slot);
         let entry = &mut st.slots[slot];
         entry.attempts = 0;
@@ -492,15 +483,20 @@ impl MemoryInbox {
     fn depth_now(&self) -> Result<usize, InboxError> {
         let st = self.state()?;
         let pushed = self.intake()?.fresh.len();
-        Ok(st.held - st.dead_count + pushed)
+        Ok(st.held().saturating_sub(st.dead.len()) + pushed)
     }
 }
 
 impl Intake {
+    /// Jobs accepted and not recorded finished yet: every key known but the remembered
+    /// finished ones.
+    fn open(&self) -> usize {
+        self.seen.len().saturating_sub(self.done.len())
+    }
+
     /// Records that `webhook`'s job finished: its key joins the remembered ones, and the
     /// oldest beyond `remember` are forgotten.
     fn record(&mut self, webhook: &Webhook, remember: usize) {
-        self.open = self.open.saturating_sub(1);
         self.done.push_back(webhook.shared_key());
         while self.done.len() > remember {
             let Some(old) = self.done.pop_front() else { break };
@@ -527,7 +523,6 @@ impl State {
         };
         let ticket = self.ticket(slot);
         self.slots[slot] = Slot { webhook: Some(webhook), attempts: 0, status: Status::Waiting { ticket } };
-        self.held += 1;
         self.fresh.push_back(Queued { at, ticket });
     }
 
@@ -537,7 +532,6 @@ impl State {
         entry.status = Status::Free;
         let webhook = entry.webhook.take();
         self.free.push(slot as u32);
-        self.held -= 1;
         webhook
     }
 
@@ -612,6 +606,11 @@ impl State {
             });
             self.stale_leases = 0;
         }
+    }
+
+    /// Jobs in slots (waiting, leased and dead).
+    fn held(&self) -> usize {
+        self.slots.len().saturating_sub(self.free.len())
     }
 
     /// Jobs waiting (due or not).
@@ -1154,7 +1153,7 @@ mod tests {
         {
             let st = inbox.shared.state.lock().unwrap();
             assert!(st.leases.len() <= SWEEP_AT + 1, "{} leases kept for 1 live one", st.leases.len());
-            assert_eq!(st.held, 1);
+            assert_eq!(st.held(), 1);
         }
         inbox.ack(&long[0]).await.unwrap();
         assert_eq!(inbox.depth().await.unwrap(), 0);
