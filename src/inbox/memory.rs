@@ -93,7 +93,7 @@ struct Intake {
     /// the finished ones not recorded yet, and of the last `remember_done` recorded.
     seen: HashSet<SharedKey, RandomState>,
     /// Pushed since the workers' side last took them, in push order.
-    fresh: Vec<Fresh>,
+    fresh: Vec<Webhook>,
     /// Webhooks of finished jobs handed over by the workers' side, oldest first. Each push
     /// records two (their keys join the finished ones) and lets them go.
     finished: VecDeque<Webhook>,
@@ -101,15 +101,6 @@ struct Intake {
     done: VecDeque<SharedKey>,
     /// Jobs waiting on the workers' side when it last took the fresh ones.
     behind: usize,
-}
-
-/// A pushed webhook and when it was received ([`Webhook::received_at`], in nanoseconds
-/// since the epoch): what orders it against retries, read from the webhook rather than
-/// from a clock (a clock read costs about 100 ns on some virtual machines).
-#[derive(Debug)]
-struct Fresh {
-    at: i128,
-    webhook: Webhook,
 }
 
 /// The workers' side: the jobs, in slots, and the queues that order them. Only waiting
@@ -135,7 +126,7 @@ struct State {
     settled: Vec<Webhook>,
     tickets: u32,
     /// The fresh jobs being taken in (kept for its memory between pulls).
-    taking: Vec<Fresh>,
+    taking: Vec<Webhook>,
 }
 
 /// A queued job or a lease: when it is due (or ends), in nanoseconds since the epoch, and
@@ -270,7 +261,6 @@ impl MemoryInbox {
     /// alone decides, except when it would refuse: then what the workers' side finished
     /// since its last pull is taken into account first (see [`Self::keep_settled`]).
     fn keep(&self, mut webhook: Webhook) -> Result<Pushed, InboxError> {
-        let at = webhook.received_at_nanos();
         let mut intake = self.intake()?;
         let behind = if webhook.body().len() > LARGE_BODY { COMPACT_LARGE_BEHIND } else { COMPACT_BEHIND };
         if intake.fresh.len() + intake.behind >= behind
@@ -292,9 +282,9 @@ impl MemoryInbox {
         if full || !intake.seen.insert(webhook.shared_key()) {
             drop(intake);
             drop(finished);
-            return self.keep_settled(webhook, at);
+            return self.keep_settled(webhook);
         }
-        intake.fresh.push(Fresh { at, webhook });
+        intake.fresh.push(webhook);
         drop(intake);
         self.shared.notify.notify_one();
         drop(finished);
@@ -303,7 +293,7 @@ impl MemoryInbox {
 
     /// [`Self::keep`] once every job finished so far is recorded: the answer is then the
     /// one the ack that came before this push calls for (a key forgotten, room made).
-    fn keep_settled(&self, webhook: Webhook, at: i128) -> Result<Pushed, InboxError> {
+    fn keep_settled(&self, webhook: Webhook) -> Result<Pushed, InboxError> {
         let finished = {
             // The workers' side first, as its pulls lock them: no lock order inverted.
             let mut st = self.state()?;
@@ -320,7 +310,7 @@ impl MemoryInbox {
                 Err(InboxError::Full)
             } else {
                 intake.seen.insert(webhook.shared_key());
-                intake.fresh.push(Fresh { at, webhook });
+                intake.fresh.push(webhook);
                 Ok(Pushed::Accepted)
             };
             (finished, answer)
@@ -512,8 +502,11 @@ impl State {
         (u64::from(self.tickets) << 32) | slot as u64
     }
 
-    /// A pushed job takes a free slot and waits.
-    fn admit(&mut self, Fresh { at, webhook }: Fresh) {
+    /// A pushed job takes a free slot and waits, ordered against retries by when it was
+    /// received ([`Webhook::received_at`]: no clock read, which costs about 100 ns on some
+    /// virtual machines).
+    fn admit(&mut self, webhook: Webhook) {
+        let at = webhook.received_at_nanos();
         let slot = match self.free.pop() {
             Some(slot) => slot as usize,
             None => {
