@@ -19,7 +19,7 @@ use std::{
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use hookguard::{
-    inbox::{Inbox, MemoryInbox, Webhook},
+    inbox::{Inbox, MemoryInbox, Pushed, Webhook},
     verify::Verified,
     worker::Worker,
 };
@@ -33,7 +33,7 @@ fn backlog(n: u64, run: u64) -> MemoryInbox {
             Verified::new("bench", Some(format!("{run}-{i}").into()), None, Some("push".into()), [0; 32], 0);
         let hook =
             Webhook::new("bench", &v, http::HeaderMap::new(), body.clone(), time::OffsetDateTime::UNIX_EPOCH);
-        inbox.push_now(&hook).expect("memory inbox").expect("accepted");
+        assert_eq!(inbox.push_now(&hook).expect("memory inbox").expect("pushed"), Pushed::Accepted);
     }
     inbox
 }
