@@ -30,7 +30,8 @@
 //! `cargo bench --bench http --features axum,actix`; figures in BENCHMARKS.md.
 //!
 //! Knobs (environment): `HOOKGUARD_BENCH_ONLY=a,b` runs only the targets whose names
-//! contain one of these; `HOOKGUARD_BENCH_GATHER_MS=n` sets the workers' gather window;
+//! contain one of these; `HOOKGUARD_BENCH_GATHER_MS=n` (or `HOOKGUARD_BENCH_GATHER_US=n`)
+//! sets the workers' gather window;
 //! `HOOKGUARD_BENCH_WORKERS=off` leaves the inboxes undrained during the load;
 //! `HOOKGUARD_BENCH_LANES=n` sets the workers' concurrency (default 4);
 //! `HOOKGUARD_BENCH_REPLAY=off` builds the guards without a replay store;
@@ -487,8 +488,10 @@ fn main() {
     let (axum_inbox, actix_inbox) = (big(MemoryInbox::new()), big(MemoryInbox::new()));
     // `HOOKGUARD_BENCH_WORKERS=off`: nothing drains the inboxes while the load runs.
     let drain = !knob_is("HOOKGUARD_BENCH_WORKERS", "off");
-    // `HOOKGUARD_BENCH_GATHER_MS=n`: the workers' gather window (default: the library's).
-    let gather: Option<u64> = knob("HOOKGUARD_BENCH_GATHER_MS");
+    // `HOOKGUARD_BENCH_GATHER_MS=n` or `_US=n`: the workers' gather window in microseconds
+    // (default: the library's).
+    let gather: Option<u64> =
+        knob::<u64>("HOOKGUARD_BENCH_GATHER_MS").map(|ms| ms * 1000).or(knob("HOOKGUARD_BENCH_GATHER_US"));
     let floor = Arc::new(Floor::default());
     let least = Arc::new(Least::default());
     Least::spawn(&least);
@@ -510,7 +513,7 @@ fn main() {
                 let worker = Worker::new(inbox.clone(), |_hook: Webhook| async { Ok::<(), Infallible>(()) })
                     .concurrency(lanes);
                 match gather {
-                    Some(ms) => worker.gather(Duration::from_millis(ms)),
+                    Some(us) => worker.gather(Duration::from_micros(us)),
                     None => worker,
                 }
                 .spawn()
