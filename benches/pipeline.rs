@@ -11,7 +11,9 @@
 //!   `least` pipeline, on one thread);
 //! - `hookguard`: [`WebhookService`] over a [`MemoryInbox`] answering 202; every 64
 //!   deliveries the waiting jobs taken one by one as a worker's lanes take them, and
-//!   acknowledged (what a worker costs the inbox).
+//!   acknowledged (what a worker costs the inbox);
+//! - `hookguard + Worker`: the same, drained by a [`Worker`] (4 lanes, no gather window) on
+//!   the same thread, with a no-op handler: the pool's own cost per job comes on top.
 //!
 //! The difference between `hookguard` and `least` is what hookguard's pipeline adds to
 //! the server's thread per delivery (and the inbox's side of the worker's).
@@ -20,8 +22,12 @@
 
 use std::{
     collections::HashSet,
+    convert::Infallible,
     hint::black_box,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -29,10 +35,11 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use hookguard::{
     guard::Guard,
-    inbox::{Inbox, MemoryInbox},
+    inbox::{Inbox, MemoryInbox, Webhook},
     layer::WebhookService,
     providers::standard_webhooks,
     verify::{Outgoing, Scheme, Sign, WebhookRequest},
+    worker::Worker,
 };
 use http::{HeaderName, HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt as _, Full};
@@ -184,7 +191,53 @@ fn pipeline(c: &mut Criterion) {
             })
         });
     });
+
+    // The same, drained by a `Worker` (4 lanes, no gather window) on the same thread: the
+    // pool's own cost per job comes on top.
+    let inbox = MemoryInbox::new().capacity(1 << 20);
+    let guard = Guard::builder("bench", standard_webhooks::scheme(SECRET).expect("valid secret"))
+        .inbox(inbox.clone())
+        .build();
+    let mut service = WebhookService::new(guard);
+    let processed = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&processed);
+    let pool = rt.block_on(async {
+        Worker::new(inbox, move |hook: Webhook| {
+            black_box(&hook);
+            counted.fetch_add(1, Ordering::Relaxed);
+            async { Ok::<(), Infallible>(()) }
+        })
+        .concurrency(4)
+        .gather(Duration::ZERO)
+        .spawn()
+    });
+    let mut pushed = 0;
+    group.bench_function("hookguard + Worker", |b| {
+        b.iter_custom(|iters| {
+            measured(iters, &ids, &scheme, |requests| {
+                rt.block_on(async {
+                    for req in requests {
+                        let res = service.call(req).await.expect("infallible");
+                        assert_eq!(res.status(), StatusCode::ACCEPTED);
+                        pushed += 1;
+                        if pushed % DRAIN_EVERY as u64 == 0 {
+                            settle(&processed, pushed).await;
+                        }
+                    }
+                    settle(&processed, pushed).await;
+                });
+            })
+        });
+    });
     group.finish();
+    rt.block_on(pool.shutdown(Duration::from_secs(5)));
+}
+
+/// Lets the pool run until it processed `pushed` jobs.
+async fn settle(processed: &AtomicU64, pushed: u64) {
+    while processed.load(Ordering::Relaxed) < pushed {
+        tokio::task::yield_now().await;
+    }
 }
 
 /// A `Full` body's bytes (ready at once).
