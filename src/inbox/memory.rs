@@ -2,16 +2,13 @@
 
 use std::{
     cmp::Reverse,
-    collections::{BinaryHeap, VecDeque},
-    fmt,
-    hash::BuildHasher as _,
+    collections::{BinaryHeap, HashSet, VecDeque},
     ops::Deref,
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
 
 use foldhash::fast::RandomState;
-use hashbrown::HashTable;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
@@ -86,86 +83,24 @@ impl<T> Deref for Padded<T> {
 }
 
 /// The pushing side: every key the inbox knows and what was pushed since the last pull.
+///
+/// The set hashes with foldhash, seeded per process: its keys are webhook keys, made only
+/// after verification, and the seed keeps collisions unpredictable, at a fraction of
+/// SipHash's cost. Keys are the webhooks' own shared keys: a reference count, not a copy.
 #[derive(Debug, Default)]
 struct Intake {
     /// The keys of the jobs kept (waiting, leased, dead, or pushed and not pulled yet), of
     /// the finished ones not recorded yet, and of the last `remember_done` recorded.
-    seen: KeySet,
+    seen: HashSet<SharedKey, RandomState>,
     /// Pushed since the workers' side last took them, in push order.
     fresh: Vec<Webhook>,
     /// Webhooks of finished jobs handed over by the workers' side, oldest first. Each push
     /// records two (their keys join the finished ones) and lets them go.
     finished: VecDeque<Webhook>,
     /// Finished keys recorded, oldest first.
-    done: VecDeque<Known>,
+    done: VecDeque<SharedKey>,
     /// Jobs waiting on the workers' side when it last took the fresh ones.
     behind: usize,
-}
-
-/// The keys the pushing side knows, each with its hash.
-///
-/// Hashed with foldhash, seeded per process: the keys are webhook keys, made only after
-/// verification, and the seed keeps collisions unpredictable, at a fraction of SipHash's
-/// cost. Keys are the webhooks' own shared keys: a reference count, not a copy. Each entry
-/// keeps its hash, so that neither growing the table nor forgetting a key reads the key's
-/// text again: a remembered key is forgotten `remember_done` pushes after it was
-/// recorded, long out of cache by then.
-#[derive(Default)]
-struct KeySet {
-    hasher: RandomState,
-    table: HashTable<Known>,
-}
-
-/// A key and its hash in a [`KeySet`].
-#[derive(Clone, Debug)]
-struct Known {
-    key: SharedKey,
-    hash: u64,
-}
-
-impl KeySet {
-    /// `key` with its hash.
-    fn known(&self, key: SharedKey) -> Known {
-        Known { hash: self.hasher.hash_one(key.as_str()), key }
-    }
-
-    fn len(&self) -> usize {
-        self.table.len()
-    }
-
-    fn contains(&self, key: &str) -> bool {
-        let hash = self.hasher.hash_one(key);
-        self.table.find(hash, |k| k.hash == hash && k.key.as_str() == key).is_some()
-    }
-
-    /// Adds `known`; `false` (and nothing added) when its key is there already.
-    fn insert(&mut self, known: Known) -> bool {
-        let hash = known.hash;
-        match self.table.entry(hash, |k| k.hash == hash && k.key.as_str() == known.key.as_str(), |k| k.hash) {
-            hashbrown::hash_table::Entry::Occupied(_) => false,
-            hashbrown::hash_table::Entry::Vacant(slot) => {
-                slot.insert(known);
-                true
-            }
-        }
-    }
-
-    /// Removes `known`'s key. The entry is usually the very same shared key: found
-    /// without reading either text.
-    fn remove(&mut self, known: &Known) {
-        let found = self.table.find_entry(known.hash, |k| {
-            k.hash == known.hash && (k.key.same(&known.key) || k.key == known.key)
-        });
-        if let Ok(entry) = found {
-            entry.remove();
-        }
-    }
-}
-
-impl fmt::Debug for KeySet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.table.iter().map(|k| &k.key)).finish()
-    }
 }
 
 /// The workers' side: the jobs, in slots, and the queues that order them. Only waiting
@@ -344,8 +279,7 @@ impl MemoryInbox {
             intake.record(webhook, self.remember_done);
         }
         let full = intake.open().saturating_sub(intake.finished.len()) >= self.capacity;
-        let known = intake.seen.known(webhook.shared_key());
-        if full || !intake.seen.insert(known) {
+        if full || !intake.seen.insert(webhook.shared_key()) {
             drop(intake);
             drop(finished);
             return self.keep_settled(webhook);
@@ -375,8 +309,7 @@ impl MemoryInbox {
             } else if intake.open() >= self.capacity {
                 Err(InboxError::Full)
             } else {
-                let known = intake.seen.known(webhook.shared_key());
-                intake.seen.insert(known);
+                intake.seen.insert(webhook.shared_key());
                 intake.fresh.push(webhook);
                 Ok(Pushed::Accepted)
             };
@@ -554,10 +487,10 @@ impl Intake {
     /// Records that `webhook`'s job finished: its key joins the remembered ones, and the
     /// oldest beyond `remember` are forgotten.
     fn record(&mut self, webhook: &Webhook, remember: usize) {
-        self.done.push_back(self.seen.known(webhook.shared_key()));
+        self.done.push_back(webhook.shared_key());
         while self.done.len() > remember {
             let Some(old) = self.done.pop_front() else { break };
-            self.seen.remove(&old);
+            self.seen.remove(old.as_str());
         }
     }
 }
@@ -757,37 +690,6 @@ mod tests {
         let v = Verified::new("t", Some(id.to_owned().into()), None, None, [0; 32], 0);
         let labels = crate::inbox::Labels::of("t", &v, None);
         Webhook::kept(labels, None, Arc::from("t"), None, http::HeaderMap::new(), body, 0)
-    }
-
-    /// The shared key of a fresh `Labels` allocation for `id` (equal text, its own memory).
-    fn key_of(id: &str) -> SharedKey {
-        let v = Verified::new("t", Some(id.to_owned().into()), None, None, [0; 32], 0);
-        crate::inbox::Labels::of("t", &v, None).shared_key()
-    }
-
-    #[test]
-    fn the_key_set_finds_keys_by_text_whatever_memory_holds_them() {
-        let mut set = KeySet::default();
-        let a = set.known(key_of("a"));
-        assert!(set.insert(a.clone()));
-        // Equal text in another allocation: known already, not added twice.
-        assert!(!set.insert(set.known(key_of("a"))));
-        assert!(set.contains("t:a"));
-        assert!(!set.contains("t:b"));
-        assert!(set.insert(set.known(key_of("b"))));
-        assert_eq!(set.len(), 2);
-        // Removed through another allocation of the same text (the text is compared when
-        // the shared key is not the very same one).
-        set.remove(&set.known(key_of("a")));
-        assert!(!set.contains("t:a"));
-        assert!(set.contains("t:b"));
-        // And through the very same shared key; a key that is not there changes nothing.
-        let b = set.known(key_of("b"));
-        set.remove(&a);
-        assert_eq!(set.len(), 1);
-        set.remove(&b);
-        assert_eq!(set.len(), 0);
-        assert!(set.insert(a), "a forgotten key is new again");
     }
 
     #[tokio::test]

@@ -230,11 +230,6 @@ impl SharedKey {
     pub(crate) fn as_str(&self) -> &str {
         &self.text[..self.len]
     }
-
-    /// Whether `other` is this very key (the same shared text), without reading it.
-    pub(crate) fn same(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.text, &other.text) && self.len == other.len
-    }
 }
 
 // Hashes, compares and borrows as the key text, so inboxes look it up by `&str`.
