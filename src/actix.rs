@@ -46,13 +46,14 @@ use std::{
     rc::Rc,
 };
 
+use actix_web::error::PayloadError;
 use actix_web::{
     FromRequest, HttpMessage as _, HttpRequest, HttpResponse, ResponseError, Route,
-    body::{self, BodyStream, EitherBody, MessageBody},
+    body::{BodyStream, EitherBody, MessageBody},
     dev::{self, Service, ServiceRequest, ServiceResponse, Transform, forward_ready},
     web,
 };
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::request::Parts;
 
 use crate::{
@@ -232,13 +233,45 @@ fn answer<B>(req: ServiceRequest, res: http::Response<Vec<u8>>) -> ServiceRespon
 /// Reads the whole payload, refusing more than the guard's limit (413, chunked bodies
 /// too) and a body that does not arrive within its read timeout (408).
 async fn read(guard: &Guard, payload: dev::Payload) -> Result<Bytes, Problem> {
-    let collect = body::to_bytes_limited(BodyStream::new(payload), guard.body_limit());
-    match crate::layer::Within::new(guard.read_timeout(), collect).await {
+    match crate::layer::Within::new(guard.read_timeout(), collect(payload, guard.body_limit())).await {
         None => Err(known::BODY_TIMEOUT),
-        Some(Err(_limit_exceeded)) => Err(known::BODY_TOO_LARGE),
-        Some(Ok(Err(_))) => Err(known::BODY_ERROR),
-        Some(Ok(Ok(bytes))) => Ok(bytes),
+        Some(None) => Err(known::BODY_TOO_LARGE),
+        Some(Some(Err(_))) => Err(known::BODY_ERROR),
+        Some(Some(Ok(bytes))) => Ok(bytes),
     }
+}
+
+/// The payload's bytes, `None` once they are more than `limit`. A body that comes in one
+/// chunk (the usual case for a webhook, and always for a payload [`Verify`] put back) is
+/// that chunk itself, not a copy; more chunks are gathered in one buffer. (actix's
+/// `to_bytes_limited` copies every body into a buffer of 32 KiB, which a kept webhook
+/// would then hold while it waits.)
+async fn collect(payload: dev::Payload, limit: usize) -> Option<Result<Bytes, PayloadError>> {
+    let mut body = std::pin::pin!(BodyStream::new(payload));
+    let mut first: Option<Bytes> = None;
+    let mut gathered: Option<BytesMut> = None;
+    let mut len = 0_usize;
+    while let Some(chunk) = std::future::poll_fn(|cx| body.as_mut().poll_next(cx)).await {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(e) => return Some(Err(e)),
+        };
+        len = len.saturating_add(chunk.len());
+        if len > limit {
+            return None;
+        }
+        match (&mut gathered, first.take()) {
+            (Some(buf), _) => buf.extend_from_slice(&chunk),
+            (None, None) => first = Some(chunk),
+            (None, Some(head)) => {
+                let mut buf = BytesMut::with_capacity(len);
+                buf.extend_from_slice(&head);
+                buf.extend_from_slice(&chunk);
+                gathered = Some(buf);
+            }
+        }
+    }
+    Some(Ok(gathered.map_or_else(|| first.unwrap_or_default(), BytesMut::freeze)))
 }
 
 /// actix's request head (http 0.2 types) as `http` 1 [`Parts`].
@@ -454,7 +487,10 @@ impl FromRequest for VerifiedWebhook {
         Box::pin(async move {
             let verified = verified.ok_or(WebhookRejection::NotVerified)?;
             // `Verify` put the bounded, already-read bytes back: no second limit here.
-            let body = body::to_bytes(BodyStream::new(payload)).await.map_err(|_| WebhookRejection::Body)?;
+            let body = match collect(payload, usize::MAX).await {
+                Some(Ok(body)) => body,
+                _ => return Err(WebhookRejection::Body),
+            };
             Ok(Self { verified, body })
         })
     }
@@ -765,6 +801,51 @@ mod sources {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A payload that yields `chunks` one poll at a time.
+    fn chunked(chunks: Vec<Result<Bytes, PayloadError>>) -> dev::Payload {
+        let stream: Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, PayloadError>>>> =
+            Box::pin(futures_util::stream::iter(chunks));
+        dev::Payload::from(stream)
+    }
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        actix_web::rt::System::new().block_on(f)
+    }
+
+    #[test]
+    fn a_body_in_one_chunk_is_that_chunk_not_a_copy() {
+        let body = Bytes::from(vec![b'x'; 1024]);
+        let got = block_on(collect(chunked(vec![Ok(body.clone())]), 1024)).unwrap().unwrap();
+        assert_eq!(got, body);
+        assert_eq!(got.as_ptr(), body.as_ptr(), "the same memory");
+        // A payload `Verify` put back is one chunk too.
+        let got = block_on(collect(dev::Payload::from(body.clone()), usize::MAX)).unwrap().unwrap();
+        assert_eq!(got.as_ptr(), body.as_ptr());
+        assert!(block_on(collect(chunked(Vec::new()), 0)).unwrap().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_body_in_several_chunks_is_gathered_in_order_within_the_limit() {
+        let parts = ["{\"a\":", "1,", "\"b\":2", "}"];
+        let chunks = parts.iter().map(|p| Ok(Bytes::from_static(p.as_bytes()))).collect();
+        let got = block_on(collect(chunked(chunks), 13)).unwrap().unwrap();
+        assert_eq!(got, "{\"a\":1,\"b\":2}");
+        // One byte over the limit, whether in the first chunk or across several: refused.
+        let over = |chunks: Vec<&'static str>, limit| {
+            let chunks = chunks.into_iter().map(|c| Ok(Bytes::from_static(c.as_bytes()))).collect();
+            block_on(collect(chunked(chunks), limit)).is_none()
+        };
+        assert!(over(vec!["12345"], 4));
+        assert!(over(vec!["12", "34", "5"], 4));
+        assert!(!over(vec!["12", "34"], 4));
+    }
+
+    #[test]
+    fn a_payload_error_is_an_error_not_a_short_body() {
+        let chunks = vec![Ok(Bytes::from_static(b"12")), Err(PayloadError::Incomplete(None))];
+        assert!(matches!(block_on(collect(chunked(chunks), 100)), Some(Err(PayloadError::Incomplete(_)))));
+    }
 
     #[test]
     fn header_names_come_back_equal_whatever_the_cache_holds() {
