@@ -46,11 +46,11 @@ use std::{
     rc::Rc,
 };
 
-use actix_web::error::PayloadError;
 use actix_web::{
     FromRequest, HttpMessage as _, HttpRequest, HttpResponse, ResponseError, Route,
     body::{BodyStream, EitherBody, MessageBody},
     dev::{self, Service, ServiceRequest, ServiceResponse, Transform, forward_ready},
+    error::PayloadError,
     web,
 };
 use bytes::{Bytes, BytesMut};
