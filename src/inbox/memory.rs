@@ -325,13 +325,13 @@ impl MemoryInbox {
 
     fn lease(&self, max: usize, lease: Duration) -> Result<Vec<Job>, InboxError> {
         let mut jobs = Vec::new();
-        self.lease_each(max, lease, |job| jobs.push(job))?;
+        self.lease_into(max, lease, &mut jobs)?;
         Ok(jobs)
     }
 
-    /// Leases up to `max` due jobs for `lease`, each given to `each`. What was pushed since
-    /// the last pull is taken in only when the jobs this side holds are fewer than `max`.
-    fn lease_each(&self, max: usize, lease: Duration, mut each: impl FnMut(Job)) -> Result<(), InboxError> {
+    /// Leases up to `max` due jobs for `lease` into `leased`. What was pushed since the
+    /// last pull is taken in only when the jobs this side holds are fewer than `max`.
+    fn lease_into(&self, max: usize, lease: Duration, leased: &mut impl Leased) -> Result<(), InboxError> {
         let now = self.clock.unix_nanos();
         let until = now.saturating_add(i128::try_from(lease.as_nanos()).unwrap_or(i128::MAX));
         let mut st = self.state()?;
@@ -340,12 +340,13 @@ impl MemoryInbox {
         if st.fresh.len() < max || st.settled.len() >= PARKED_MAX {
             dropped = self.hand_over(&mut st)?;
         }
-        let mut leased = 0;
-        while leased < max {
+        leased.at_most(max.min(st.waiting()));
+        let mut n = 0;
+        while n < max {
             let Some(queued) = st.next_due(now) else { break };
             if let Some(job) = st.lease_one(&queued, until) {
-                leased += 1;
-                each(job);
+                n += 1;
+                leased.add(job);
             }
         }
         drop(st);
@@ -474,6 +475,29 @@ impl MemoryInbox {
         let st = self.state()?;
         let pushed = self.intake()?.fresh.len();
         Ok(st.held().saturating_sub(st.dead.len()) + pushed)
+    }
+}
+
+/// Where [`MemoryInbox::lease_into`] puts the jobs it leases.
+trait Leased {
+    /// At most `n` jobs are coming (a vector sizes itself once).
+    fn at_most(&mut self, _n: usize) {}
+    fn add(&mut self, job: Job);
+}
+
+impl Leased for Vec<Job> {
+    fn at_most(&mut self, n: usize) {
+        self.reserve_exact(n);
+    }
+
+    fn add(&mut self, job: Job) {
+        self.push(job);
+    }
+}
+
+impl Leased for Option<Job> {
+    fn add(&mut self, job: Job) {
+        *self = Some(job);
     }
 }
 
@@ -664,7 +688,7 @@ impl Inbox for MemoryInbox {
 
     fn pull_one_now(&self, lease: Duration) -> Option<Result<Option<Job>, InboxError>> {
         let mut one = None;
-        Some(self.lease_each(1, lease, |job| one = Some(job)).map(|()| one))
+        Some(self.lease_into(1, lease, &mut one).map(|()| one))
     }
 
     fn wait(&self, timeout: Duration) -> BoxFuture<'_, ()> {
