@@ -37,6 +37,10 @@
 //! `HOOKGUARD_BENCH_REPLAY=off` builds the guards without a replay store;
 //! `HOOKGUARD_BENCH_REMEMBER=n` sets how many finished keys the inboxes remember (default
 //! 1,000,000: all of them);
+//! `HOOKGUARD_BENCH_ROUNDS=n` and `HOOKGUARD_BENCH_PER_ROUND=n` set the run's length
+//! (default 25 rounds of 4,000 deliveries per target);
+//! `HOOKGUARD_BENCH_SERVER_THREADS=n` gives each server `n` threads instead of one (the
+//! bare routes too);
 //! `HOOKGUARD_BENCH_WORKER_RT=server` runs the axum inbox's workers on the axum server's
 //! runtime instead of their own;
 //! `HOOKGUARD_BENCH_INPROC=n` (with `HOOKGUARD_BENCH_BARE=1` for the bare route) sends `n`
@@ -68,8 +72,10 @@ const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const BODY_SIZE: usize = 1024;
 const CONCURRENCY: usize = 32;
 const WARMUP: usize = 2_000;
-const ROUNDS: usize = 5;
-const PER_ROUND: usize = 6_000;
+/// Many short rounds: the machine's speed drifts by tens of per cent within seconds, and
+/// each round runs every target once, so a drift hits them all alike.
+const ROUNDS: usize = 25;
+const PER_ROUND: usize = 4_000;
 
 struct Delivery {
     headers: Vec<(HeaderName, HeaderValue)>,
@@ -119,15 +125,19 @@ fn verified<R>(
     scheme.verify(&view, time::OffsetDateTime::now_utc()).ok().map(|v| then(&v))
 }
 
-/// axum: `/bare`, `/svix`, `/verify`, `/floor`, `/least`, `/hookguard` on a 1-worker runtime.
+/// axum: `/bare`, `/svix`, `/verify`, `/floor`, `/least`, `/hookguard` on a 1-worker runtime
+/// (see [`server_threads`]).
 fn start_axum(
     inbox: &MemoryInbox,
     floor: &Arc<Floor>,
     least: &Arc<Least>,
 ) -> (SocketAddr, tokio::runtime::Runtime) {
     use axum::{Router, routing::post};
-    let rt =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(server_threads())
+        .enable_all()
+        .build()
+        .expect("runtime");
     let svix = Arc::new(svix::webhooks::Webhook::new(SECRET).expect("valid secret"));
     let scheme = Arc::new(standard_webhooks::scheme(SECRET).expect("valid secret"));
     let floor_scheme = Arc::clone(&scheme);
@@ -298,7 +308,7 @@ fn start_actix(inbox: &MemoryInbox) -> (SocketAddr, actix_web::dev::ServerHandle
                     )
                     .service(hookguard::actix::webhook_service("/hookguard", guard.clone()))
             })
-            .workers(1)
+            .workers(server_threads())
             .disable_signals()
             .shutdown_timeout(1)
             .bind(("127.0.0.1", 0))?;
@@ -460,6 +470,11 @@ fn in_process(count: usize, path: &'static str) {
 }
 
 /// A numeric knob from the environment (see the module docs); `None` when unset or not a number.
+/// `HOOKGUARD_BENCH_SERVER_THREADS=n`: each server's threads (default 1).
+fn server_threads() -> usize {
+    knob("HOOKGUARD_BENCH_SERVER_THREADS").unwrap_or(1)
+}
+
 fn knob<T: std::str::FromStr>(name: &str) -> Option<T> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
@@ -476,7 +491,16 @@ fn main() {
     }
     // `cargo bench` passes `--bench`; `cargo test --benches` runs this too: keep it short then.
     let quick = !std::env::args().any(|a| a == "--bench");
-    let (warmup, rounds, per_round) = if quick { (100, 1, 200) } else { (WARMUP, ROUNDS, PER_ROUND) };
+    let (warmup, rounds, per_round) = if quick {
+        (100, 1, 200)
+    } else {
+        // `HOOKGUARD_BENCH_ROUNDS=n`, `HOOKGUARD_BENCH_PER_ROUND=n`: a longer or shorter run.
+        (
+            WARMUP,
+            knob("HOOKGUARD_BENCH_ROUNDS").unwrap_or(ROUNDS),
+            knob("HOOKGUARD_BENCH_PER_ROUND").unwrap_or(PER_ROUND),
+        )
+    };
 
     let worker_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -608,18 +632,24 @@ fn main() {
         );
     }
     if rates.len() == targets.len() && targets.len() == 8 {
-        // Each ratio over the whole run, then its lowest and highest over the rounds (a round
-        // runs every target once, one after the other): how much the machine moved it.
+        // Each ratio over the whole run, then over the rounds (a round runs every target
+        // once, one after the other): the median, the middle half and the extremes, which
+        // show how much the machine moved it.
         let ratio = |a: usize, b: usize, target: &str| {
-            let per_round: Vec<f64> =
+            let mut per_round: Vec<f64> =
                 tallies[a].rounds.iter().zip(&tallies[b].rounds).map(|(x, y)| x / y).collect();
-            let low = per_round.iter().copied().fold(f64::INFINITY, f64::min);
-            let high = per_round.iter().copied().fold(0.0, f64::max);
+            per_round.sort_unstable_by(f64::total_cmp);
+            let at = |p: f64| per_round[((per_round.len() - 1) as f64 * p).round() as usize];
             println!(
-                "{} / {}: {:.3}x (rounds {low:.3}-{high:.3}){target}",
+                "{} / {}: {:.3}x (rounds: median {:.3}, middle half {:.3}-{:.3}, all {:.3}-{:.3}){target}",
                 targets[a].0,
                 targets[b].0,
-                rates[a] / rates[b]
+                rates[a] / rates[b],
+                at(0.5),
+                at(0.25),
+                at(0.75),
+                at(0.0),
+                at(1.0)
             );
         };
         println!();
