@@ -19,6 +19,10 @@
 //! The difference between `hookguard` and `least` is what hookguard's pipeline adds to
 //! the server's thread per delivery (and the inbox's side of the worker's).
 //!
+//! The inboxes remember the default 100,000 finished keys, so after the first 100,000
+//! deliveries each one also forgets one, as in production's steady state;
+//! `HOOKGUARD_BENCH_REMEMBER=n` sets how many (the HTTP bench remembers all of them).
+//!
 //! `cargo bench --bench pipeline`; figures in BENCHMARKS.md.
 
 use std::{
@@ -168,7 +172,7 @@ fn pipeline(c: &mut Criterion) {
         });
     });
 
-    let inbox = MemoryInbox::new().capacity(1 << 20);
+    let inbox = bench_inbox();
     let guard = Guard::builder("bench", standard_webhooks::scheme(SECRET).expect("valid secret"))
         .inbox(inbox.clone())
         .build();
@@ -194,7 +198,7 @@ fn pipeline(c: &mut Criterion) {
 
     // The same, drained by a `Worker` (4 lanes, no gather window) on the same thread: the
     // pool's own cost per job comes on top.
-    let inbox = MemoryInbox::new().capacity(1 << 20);
+    let inbox = bench_inbox();
     let guard = Guard::builder("bench", standard_webhooks::scheme(SECRET).expect("valid secret"))
         .inbox(inbox.clone())
         .build();
@@ -230,6 +234,16 @@ fn pipeline(c: &mut Criterion) {
     });
     group.finish();
     rt.block_on(pool.shutdown(Duration::from_secs(5)));
+}
+
+/// An inbox with room for every delivery of a run; it remembers
+/// `HOOKGUARD_BENCH_REMEMBER` finished keys (default: the library's).
+fn bench_inbox() -> MemoryInbox {
+    let inbox = MemoryInbox::new().capacity(1 << 20);
+    match std::env::var("HOOKGUARD_BENCH_REMEMBER").ok().and_then(|n| n.parse().ok()) {
+        Some(n) => inbox.remember_done(n),
+        None => inbox,
+    }
 }
 
 /// One delivery through the service, which must keep it (`202`).

@@ -3,16 +3,17 @@
 use std::{
     cmp::Reverse,
     collections::{BinaryHeap, HashSet, VecDeque},
+    hash::{BuildHasher, Hash, Hasher, RandomState},
     ops::Deref,
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
 
-use foldhash::fast::RandomState;
+use siphasher::sip128::{Hasher128 as _, SipHasher13};
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
-use super::{BoxFuture, DeadLetter, Inbox, InboxError, Job, Pushed, Webhook, webhook::SharedKey};
+use super::{BoxFuture, DeadLetter, Inbox, InboxError, Job, Pushed, Webhook};
 use crate::clock::{Clock, SystemClock};
 
 /// An in-process inbox: a bounded queue with leases, retries at a given time, dead letters
@@ -35,9 +36,14 @@ use crate::clock::{Clock, SystemClock};
 /// most a few MB of buffers are held by jobs that wait for the worker's next pull. The
 /// webhooks of finished jobs are let go by the next pushes (at most 256 wait for them, and
 /// 256 more for the workers' next pull), on the thread that pushes: with glibc's
-/// allocator, memory freed on the thread that allocated it costs no lock. A remembered
-/// finished key holds the webhook's labels (its key, provider and event, in one small
-/// allocation), not its headers or body.
+/// allocator, memory freed on the thread that allocated it costs no lock.
+///
+/// Keys are known by a 128-bit keyed hash of them (SipHash-1-3, its keys drawn at random
+/// per inbox): 32 bytes per key between the index and the order in which finished keys
+/// are forgotten, and no allocation, so remembering 100,000 finished keys takes about
+/// 4 MB and forgetting one touches nothing else. Two different keys could share a hash:
+/// the chance that a new key is taken for one of 100,000 known ones is about 3 × 10⁻³⁴
+/// per push, against which memory errors in the machine are far likelier.
 ///
 /// Pushes and pulls work on halves of their own: the pushing side holds the keys (to
 /// refuse duplicates) and what was pushed since the last pull; the workers' side holds the
@@ -64,6 +70,8 @@ pub struct MemoryInbox {
 /// The pushing side, the workers' side and the wake-up, each on cache lines of its own.
 #[derive(Debug, Default)]
 struct Shared {
+    /// Read-only: how keys become the index's fingerprints (computed outside the locks).
+    fingerprints: Fingerprints,
     intake: Padded<Mutex<Intake>>,
     state: Padded<Mutex<State>>,
     notify: Padded<Notify>,
@@ -82,23 +90,20 @@ impl<T> Deref for Padded<T> {
     }
 }
 
-/// The pushing side: every key the inbox knows and what was pushed since the last pull.
-///
-/// The set hashes with foldhash, seeded per process: its keys are webhook keys, made only
-/// after verification, and the seed keeps collisions unpredictable, at a fraction of
-/// SipHash's cost. Keys are the webhooks' own shared keys: a reference count, not a copy.
+/// The pushing side: every key the inbox knows, as [`Fingerprint`]s, and what was pushed
+/// since the last pull.
 #[derive(Debug, Default)]
 struct Intake {
     /// The keys of the jobs kept (waiting, leased, dead, or pushed and not pulled yet), of
     /// the finished ones not recorded yet, and of the last `remember_done` recorded.
-    seen: HashSet<SharedKey, RandomState>,
+    seen: HashSet<Fingerprint, AsIs>,
     /// Pushed since the workers' side last took them, in push order.
     fresh: Vec<Webhook>,
     /// Webhooks of finished jobs handed over by the workers' side, oldest first. Each push
     /// records two (their keys join the finished ones) and lets them go.
     finished: VecDeque<Webhook>,
     /// Finished keys recorded, oldest first.
-    done: VecDeque<SharedKey>,
+    done: VecDeque<Fingerprint>,
     /// Jobs waiting on the workers' side when it last took the fresh ones.
     behind: usize,
 }
@@ -261,6 +266,7 @@ impl MemoryInbox {
     /// alone decides, except when it would refuse: then what the workers' side finished
     /// since its last pull is taken into account first (see [`Self::keep_settled`]).
     fn keep(&self, mut webhook: Webhook) -> Result<Pushed, InboxError> {
+        let fingerprint = self.shared.fingerprints.of(webhook.key());
         let mut intake = self.intake()?;
         let behind = if webhook.body().len() > LARGE_BODY { COMPACT_LARGE_BEHIND } else { COMPACT_BEHIND };
         if intake.fresh.len() + intake.behind >= behind
@@ -276,13 +282,13 @@ impl MemoryInbox {
         // neither runs dry nor overflows.
         let finished = [intake.finished.pop_front(), intake.finished.pop_front()];
         for webhook in finished.iter().flatten() {
-            intake.record(webhook, self.remember_done);
+            self.record(&mut intake, webhook);
         }
         let full = intake.open().saturating_sub(intake.finished.len()) >= self.capacity;
-        if full || !intake.seen.insert(webhook.shared_key()) {
+        if full || !intake.seen.insert(fingerprint) {
             drop(intake);
             drop(finished);
-            return self.keep_settled(webhook);
+            return self.keep_settled(webhook, fingerprint);
         }
         intake.fresh.push(webhook);
         drop(intake);
@@ -293,7 +299,7 @@ impl MemoryInbox {
 
     /// [`Self::keep`] once every job finished so far is recorded: the answer is then the
     /// one the ack that came before this push calls for (a key forgotten, room made).
-    fn keep_settled(&self, webhook: Webhook) -> Result<Pushed, InboxError> {
+    fn keep_settled(&self, webhook: Webhook, fingerprint: Fingerprint) -> Result<Pushed, InboxError> {
         let finished = {
             // The workers' side first, as its pulls lock them: no lock order inverted.
             let mut st = self.state()?;
@@ -302,14 +308,14 @@ impl MemoryInbox {
             finished.extend(st.settled.drain(..));
             drop(st);
             for webhook in &finished {
-                intake.record(webhook, self.remember_done);
+                self.record(&mut intake, webhook);
             }
-            let answer = if intake.seen.contains(webhook.key()) {
+            let answer = if intake.seen.contains(&fingerprint) {
                 Ok(Pushed::Duplicate)
             } else if intake.open() >= self.capacity {
                 Err(InboxError::Full)
             } else {
-                intake.seen.insert(webhook.shared_key());
+                intake.seen.insert(fingerprint);
                 intake.fresh.push(webhook);
                 Ok(Pushed::Accepted)
             };
@@ -321,6 +327,11 @@ impl MemoryInbox {
         }
         drop(finished);
         answer
+    }
+
+    /// Records that `webhook`'s job finished (see [`Intake::record`]).
+    fn record(&self, intake: &mut Intake, webhook: &Webhook) {
+        intake.record(self.shared.fingerprints.of(webhook.key()), self.remember_done);
     }
 
     fn lease(&self, max: usize, lease: Duration) -> Result<Vec<Job>, InboxError> {
@@ -364,7 +375,7 @@ impl MemoryInbox {
         let mut over = Vec::new();
         while intake.finished.len() > PARKED_MAX {
             let Some(webhook) = intake.finished.pop_front() else { break };
-            intake.record(&webhook, self.remember_done);
+            self.record(&mut intake, &webhook);
             over.push(webhook);
         }
         intake.behind = st.waiting() + st.taking.len();
@@ -501,6 +512,79 @@ impl Leased for Option<Job> {
     }
 }
 
+/// What the index holds of a key: a 128-bit SipHash-1-3 of it, keyed at random per inbox
+/// ([`Fingerprints`]). Inline: no allocation, nothing to follow or free when the key is
+/// forgotten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fingerprint(u64, u64);
+
+impl Hash for Fingerprint {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Already a keyed hash: the table uses one half as it is ([`AsIs`]).
+        state.write_u64(self.0);
+    }
+}
+
+/// The keyed hasher that makes [`Fingerprint`]s. Its two 64-bit keys are drawn once per
+/// inbox from std's `RandomState` (seeded by the operating system).
+#[derive(Clone)]
+struct Fingerprints(SipHasher13);
+
+impl Default for Fingerprints {
+    fn default() -> Self {
+        let random = RandomState::new();
+        Self(SipHasher13::new_with_keys(random.hash_one(0u8), random.hash_one(1u8)))
+    }
+}
+
+impl std::fmt::Debug for Fingerprints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The keys stay out of logs.
+        f.write_str("Fingerprints(..)")
+    }
+}
+
+impl Fingerprints {
+    fn of(&self, key: &str) -> Fingerprint {
+        let mut hasher = self.0;
+        hasher.write(key.as_bytes());
+        let hash = hasher.finish128();
+        Fingerprint(hash.h1, hash.h2)
+    }
+}
+
+/// Hashes a [`Fingerprint`] as the half it writes: a keyed hash needs no hashing again.
+#[derive(Debug, Default, Clone, Copy)]
+struct AsIs;
+
+impl BuildHasher for AsIs {
+    type Hasher = AsIsHasher;
+
+    fn build_hasher(&self) -> AsIsHasher {
+        AsIsHasher(0)
+    }
+}
+
+/// See [`AsIs`].
+struct AsIsHasher(u64);
+
+impl Hasher for AsIsHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not used by `Fingerprint`; any bytes still hash.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 impl Intake {
     /// Jobs accepted and not recorded finished yet: every key known but the remembered
     /// finished ones.
@@ -508,13 +592,13 @@ impl Intake {
         self.seen.len().saturating_sub(self.done.len())
     }
 
-    /// Records that `webhook`'s job finished: its key joins the remembered ones, and the
-    /// oldest beyond `remember` are forgotten.
-    fn record(&mut self, webhook: &Webhook, remember: usize) {
-        self.done.push_back(webhook.shared_key());
+    /// Records that the job of the key `fingerprint` finished: it joins the remembered
+    /// ones, and the oldest beyond `remember` are forgotten.
+    fn record(&mut self, fingerprint: Fingerprint, remember: usize) {
+        self.done.push_back(fingerprint);
         while self.done.len() > remember {
             let Some(old) = self.done.pop_front() else { break };
-            self.seen.remove(old.as_str());
+            self.seen.remove(&old);
         }
     }
 }
@@ -1174,6 +1258,50 @@ mod tests {
         }
         inbox.ack(&long[0]).await.unwrap();
         assert_eq!(inbox.depth().await.unwrap(), 0);
+    }
+
+    #[test]
+    fn fingerprints_tell_keys_apart_and_are_keyed_per_inbox() {
+        let (one, other) = (Fingerprints::default(), Fingerprints::default());
+        let keys: Vec<String> = (0..20_000).map(|i| format!("stripe:evt_{i}")).collect();
+        let mut seen = HashSet::new();
+        for key in &keys {
+            assert_eq!(one.of(key), one.of(key), "stable");
+            assert!(seen.insert(one.of(key)), "{key} shares a fingerprint");
+        }
+        // Keys that differ in length only, or only at the end, are told apart too.
+        assert_ne!(one.of("ep:a"), one.of("ep:a\0"));
+        assert_ne!(one.of(""), one.of("\0"));
+        // Another inbox hashes with keys of its own.
+        assert!(keys.iter().all(|key| one.of(key) != other.of(key)));
+        // The table uses the fingerprint's half as it is.
+        let fp = one.of("ep:a");
+        assert_eq!(AsIs.hash_one(fp), fp.0);
+    }
+
+    #[test]
+    fn the_fingerprint_keys_stay_out_of_debug_output() {
+        let inbox = MemoryInbox::new();
+        let text = format!("{inbox:?}");
+        assert!(text.contains("Fingerprints(..)"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_remembered_key_is_found_again_after_the_index_grew_and_shrank() {
+        // Enough keys for the index to grow several times, then forget most of them: the
+        // ones still remembered are duplicates, the forgotten ones are new again.
+        let inbox = MemoryInbox::new().capacity(100).remember_done(1_000);
+        for i in 0..3_000 {
+            assert_eq!(inbox.push(hook(&i.to_string())).await.unwrap(), Pushed::Accepted);
+            let job = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+            inbox.ack(&job).await.unwrap();
+        }
+        // Finished webhooks are recorded by later pushes and pulls: settle them all.
+        let _ = inbox.pull(1, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(inbox.push(hook("2999")).await.unwrap(), Pushed::Duplicate);
+        assert_eq!(inbox.push(hook("2500")).await.unwrap(), Pushed::Duplicate);
+        assert_eq!(inbox.push(hook("0")).await.unwrap(), Pushed::Accepted, "forgotten");
+        assert_eq!(inbox.push(hook("1000")).await.unwrap(), Pushed::Accepted, "forgotten");
     }
 
     #[tokio::test]

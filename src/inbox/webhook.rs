@@ -204,11 +204,6 @@ impl Labels {
         self.event.map(|event| self.get(event))
     }
 
-    /// The key as a shared handle (inboxes index by it without copying it).
-    pub(crate) fn shared_key(&self) -> SharedKey {
-        SharedKey { text: Arc::clone(&self.text), len: self.key }
-    }
-
     fn get(&self, range: Range) -> &str {
         self.text.get(range.0 as usize..range.1 as usize).unwrap_or_default()
     }
@@ -217,28 +212,6 @@ impl Labels {
 fn span(from: usize, to: usize) -> Range {
     // Labels are header-sized (the guard caps the request head far below 4 GiB).
     Range(u32::try_from(from).unwrap_or(u32::MAX), u32::try_from(to).unwrap_or(u32::MAX))
-}
-
-/// A webhook's key, shared: hashes, compares and borrows as the key text.
-#[derive(Clone)]
-pub(crate) struct SharedKey {
-    text: Arc<str>,
-    len: usize,
-}
-
-impl SharedKey {
-    pub(crate) fn as_str(&self) -> &str {
-        &self.text[..self.len]
-    }
-}
-
-// Hashes, compares and borrows as the key text, so inboxes look it up by `&str`.
-key_by_view!(SharedKey, as_str, str);
-
-impl fmt::Debug for SharedKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
-    }
 }
 
 /// Headers never kept with a webhook the guard keeps: credentials and shared tokens.
@@ -413,11 +386,6 @@ impl Webhook {
     pub fn key(&self) -> &str {
         self.inner.labels.key()
     }
-    /// The key, shared (inboxes index by it without copying it).
-    pub(crate) fn shared_key(&self) -> SharedKey {
-        self.inner.labels.shared_key()
-    }
-
     /// The endpoint's name as a metrics label (shared, not copied).
     pub(crate) fn endpoint_label(&self) -> metrics::SharedString {
         metrics::SharedString::from_shared(Arc::clone(&self.inner.endpoint))
@@ -966,17 +934,5 @@ mod tests {
         // A key that merely ends with the id's text, not after a colon, keeps it apart.
         let suffix = Labels::from_parts("ep:xevt_1", "stripe", Some("evt_1"), None);
         assert_eq!((suffix.key(), suffix.id()), ("ep:xevt_1", Some("evt_1")));
-    }
-
-    #[test]
-    fn a_shared_key_hashes_and_compares_as_its_text() {
-        use std::hash::BuildHasher as _;
-        let labels = Labels::of("ep", &verified(Some("d-1"), None), None);
-        let key = labels.shared_key();
-        let hasher = std::collections::hash_map::RandomState::new();
-        assert_eq!(hasher.hash_one(&key), hasher.hash_one("ep:d-1"));
-        let set: std::collections::HashSet<SharedKey> = [key].into();
-        assert!(set.contains("ep:d-1"));
-        assert!(!set.contains("ep:d-1github"));
     }
 }
