@@ -98,10 +98,10 @@ struct Intake {
     /// the finished ones not recorded yet, and of the last `remember_done` recorded.
     seen: HashSet<Fingerprint, AsIs>,
     /// Pushed since the workers' side last took them, in push order.
-    fresh: Vec<Webhook>,
+    fresh: Vec<Keyed>,
     /// Webhooks of finished jobs handed over by the workers' side, oldest first. Each push
     /// records two (their keys join the finished ones) and lets them go.
-    finished: VecDeque<Webhook>,
+    finished: VecDeque<Keyed>,
     /// Finished keys recorded, oldest first.
     done: VecDeque<Fingerprint>,
     /// Jobs waiting on the workers' side when it last took the fresh ones.
@@ -128,10 +128,10 @@ struct State {
     /// Dead jobs' slots, oldest first.
     dead: VecDeque<u32>,
     /// Webhooks of jobs finished since the last hand-over to the pushing side.
-    settled: Vec<Webhook>,
+    settled: Vec<Keyed>,
     tickets: u32,
     /// The fresh jobs being taken in (kept for its memory between pulls).
-    taking: Vec<Webhook>,
+    taking: Vec<Keyed>,
 }
 
 /// A queued job or a lease: when it is due (or ends), in nanoseconds since the epoch, and
@@ -171,6 +171,8 @@ fn slot_of(ticket: u64) -> usize {
 struct Slot {
     /// The job's webhook; `None` in a free slot.
     webhook: Option<Webhook>,
+    /// Its key's fingerprint, for the pushing side to record when the job finishes.
+    fingerprint: Fingerprint,
     attempts: u32,
     status: Status,
 }
@@ -281,8 +283,8 @@ impl MemoryInbox {
         // thread frees about as many chunks as it allocates and its allocator cache
         // neither runs dry nor overflows.
         let finished = [intake.finished.pop_front(), intake.finished.pop_front()];
-        for webhook in finished.iter().flatten() {
-            self.record(&mut intake, webhook);
+        for done in finished.iter().flatten() {
+            intake.record(done.fingerprint, self.remember_done);
         }
         let full = intake.open().saturating_sub(intake.finished.len()) >= self.capacity;
         if full || !intake.seen.insert(fingerprint) {
@@ -290,7 +292,7 @@ impl MemoryInbox {
             drop(finished);
             return self.keep_settled(webhook, fingerprint);
         }
-        intake.fresh.push(webhook);
+        intake.fresh.push(Keyed { fingerprint, webhook });
         drop(intake);
         self.shared.notify.notify_one();
         drop(finished);
@@ -307,8 +309,8 @@ impl MemoryInbox {
             let mut finished = std::mem::take(&mut intake.finished);
             finished.extend(st.settled.drain(..));
             drop(st);
-            for webhook in &finished {
-                self.record(&mut intake, webhook);
+            for done in &finished {
+                intake.record(done.fingerprint, self.remember_done);
             }
             let answer = if intake.seen.contains(&fingerprint) {
                 Ok(Pushed::Duplicate)
@@ -316,7 +318,7 @@ impl MemoryInbox {
                 Err(InboxError::Full)
             } else {
                 intake.seen.insert(fingerprint);
-                intake.fresh.push(webhook);
+                intake.fresh.push(Keyed { fingerprint, webhook });
                 Ok(Pushed::Accepted)
             };
             (finished, answer)
@@ -327,11 +329,6 @@ impl MemoryInbox {
         }
         drop(finished);
         answer
-    }
-
-    /// Records that `webhook`'s job finished (see [`Intake::record`]).
-    fn record(&self, intake: &mut Intake, webhook: &Webhook) {
-        intake.record(self.shared.fingerprints.of(webhook.key()), self.remember_done);
     }
 
     fn lease(&self, max: usize, lease: Duration) -> Result<Vec<Job>, InboxError> {
@@ -368,15 +365,15 @@ impl MemoryInbox {
     /// Takes what was pushed since the last pull into slots, and hands the webhooks of
     /// the jobs finished since then to the pushing side. Returns the finished webhooks
     /// that were over [`PARKED_MAX`] there, recorded, for the caller to drop.
-    fn hand_over(&self, st: &mut State) -> Result<Vec<Webhook>, InboxError> {
+    fn hand_over(&self, st: &mut State) -> Result<Vec<Keyed>, InboxError> {
         let mut intake = self.intake()?;
         std::mem::swap(&mut intake.fresh, &mut st.taking);
         intake.finished.extend(st.settled.drain(..));
         let mut over = Vec::new();
         while intake.finished.len() > PARKED_MAX {
-            let Some(webhook) = intake.finished.pop_front() else { break };
-            self.record(&mut intake, &webhook);
-            over.push(webhook);
+            let Some(done) = intake.finished.pop_front() else { break };
+            intake.record(done.fingerprint, self.remember_done);
+            over.push(done);
         }
         intake.behind = st.waiting() + st.taking.len();
         drop(intake);
@@ -395,8 +392,8 @@ impl MemoryInbox {
         // Freed on this (the worker's) thread instead, glibc's allocator would move each
         // chunk through the pushing thread's arena lock, contended by that thread's own
         // allocations (measured: most of the futex calls under load).
-        let webhook = st.release(slot);
-        st.settled.extend(webhook);
+        let done = st.release(slot);
+        st.settled.extend(done);
         st.settled_lease();
         Ok(())
     }
@@ -515,8 +512,16 @@ impl Leased for Option<Job> {
 /// What the index holds of a key: a 128-bit SipHash-1-3 of it, keyed at random per inbox
 /// ([`Fingerprints`]). Inline: no allocation, nothing to follow or free when the key is
 /// forgotten.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Fingerprint(u64, u64);
+
+/// A webhook with its key's [`Fingerprint`], made once when it is pushed and carried to
+/// where its job finishes.
+#[derive(Debug)]
+struct Keyed {
+    fingerprint: Fingerprint,
+    webhook: Webhook,
+}
 
 impl Hash for Fingerprint {
     fn hash<H: Hasher>(&self, state: &mut H) {
@@ -613,7 +618,7 @@ impl State {
     /// A pushed job takes a free slot and waits, ordered against retries by when it was
     /// received ([`Webhook::received_at`]: no clock read, which costs about 100 ns on some
     /// virtual machines).
-    fn admit(&mut self, webhook: Webhook) {
+    fn admit(&mut self, Keyed { fingerprint, webhook }: Keyed) {
         let at = webhook.received_at_nanos();
         let slot = match self.free.pop() {
             Some(slot) => slot as usize,
@@ -623,17 +628,18 @@ impl State {
             }
         };
         let ticket = self.ticket(slot);
-        self.slots[slot] = Slot { webhook: Some(webhook), attempts: 0, status: Status::Waiting { ticket } };
+        self.slots[slot] =
+            Slot { webhook: Some(webhook), fingerprint, attempts: 0, status: Status::Waiting { ticket } };
         self.fresh.push_back(Queued { at, ticket });
     }
 
-    /// Empties `slot` (its job finished); returns its webhook.
-    fn release(&mut self, slot: usize) -> Option<Webhook> {
+    /// Empties `slot` (its job finished); returns its webhook and key.
+    fn release(&mut self, slot: usize) -> Option<Keyed> {
         let entry = &mut self.slots[slot];
         entry.status = Status::Free;
         let webhook = entry.webhook.take();
         self.free.push(slot as u32);
-        webhook
+        webhook.map(|webhook| Keyed { fingerprint: entry.fingerprint, webhook })
     }
 
     /// Leases the job `queued` names until `until`, if it still waits under that ticket.
