@@ -53,7 +53,7 @@ use actix_web::{
     error::PayloadError,
     web,
 };
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::request::Parts;
 
 use crate::{
@@ -241,37 +241,39 @@ async fn read(guard: &Guard, payload: dev::Payload) -> Result<Bytes, Problem> {
     }
 }
 
-/// The payload's bytes, `None` once they are more than `limit`. A body that comes in one
-/// chunk (the usual case for a webhook, and always for a payload [`Verify`] put back) is
-/// that chunk itself, not a copy; more chunks are gathered in one buffer. (actix's
-/// `to_bytes_limited` copies every body into a buffer of 32 KiB, which a kept webhook
-/// would then hold while it waits.)
+/// The payload's bytes, `None` once they are more than `limit`: read by the same bounded
+/// collector as the Tower side's bodies (`http_body_util`'s `Limited` and `Collect`). A
+/// body that comes in one chunk (the usual case for a webhook, and always for a payload
+/// [`Verify`] put back) is that chunk itself, not a copy; more chunks are gathered in one
+/// buffer. (actix's `to_bytes_limited` copies every body into a buffer of 32 KiB, which a
+/// kept webhook would then hold while it waits.)
 async fn collect(payload: dev::Payload, limit: usize) -> Option<Result<Bytes, PayloadError>> {
-    let mut body = std::pin::pin!(BodyStream::new(payload));
-    let mut first: Option<Bytes> = None;
-    let mut gathered: Option<BytesMut> = None;
-    let mut len = 0_usize;
-    while let Some(chunk) = std::future::poll_fn(|cx| body.as_mut().poll_next(cx)).await {
-        let chunk = match chunk {
-            Ok(chunk) => chunk,
-            Err(e) => return Some(Err(e)),
-        };
-        len = len.saturating_add(chunk.len());
-        if len > limit {
-            return None;
-        }
-        match (&mut gathered, first.take()) {
-            (Some(buf), _) => buf.extend_from_slice(&chunk),
-            (None, None) => first = Some(chunk),
-            (None, Some(head)) => {
-                let mut buf = BytesMut::with_capacity(len);
-                buf.extend_from_slice(&head);
-                buf.extend_from_slice(&chunk);
-                gathered = Some(buf);
-            }
-        }
+    use http_body_util::BodyExt as _;
+    match http_body_util::Limited::new(PayloadBody(BodyStream::new(payload)), limit).collect().await {
+        Ok(collected) => Some(Ok(collected.to_bytes())),
+        Err(e) => match e.downcast::<PayloadError>() {
+            Ok(e) => Some(Err(*e)),
+            // `Limited`'s own error: over the limit.
+            Err(_) => None,
+        },
     }
-    Some(Ok(gathered.map_or_else(|| first.unwrap_or_default(), BytesMut::freeze)))
+}
+
+/// actix's payload as an [`http_body::Body`] of data frames.
+struct PayloadBody(BodyStream<dev::Payload>);
+
+impl http_body::Body for PayloadBody {
+    type Data = Bytes;
+    type Error = PayloadError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, PayloadError>>> {
+        Pin::new(&mut self.get_mut().0)
+            .poll_next(cx)
+            .map(|chunk| chunk.map(|chunk| chunk.map(http_body::Frame::data)))
+    }
 }
 
 /// actix's request head (http 0.2 types) as `http` 1 [`Parts`].
