@@ -152,16 +152,24 @@ impl TrustedProxies {
     }
 
     /// Trusts peers in `ranges` (`X-Forwarded-For` unless [`header`](Self::header) says
-    /// otherwise).
+    /// otherwise). As in [`AllowList::new`](super::AllowList::new), an IPv4-mapped IPv6
+    /// range is the IPv4 range it maps (a dual-stack listener shows IPv4 proxies as
+    /// `::ffff:10.0.0.2`; either spelling trusts them).
     ///
     /// ```
     /// use hookguard::source::TrustedProxies;
     /// let proxies = TrustedProxies::new(["127.0.0.1/32".parse().unwrap(), "::1/128".parse().unwrap()]);
     /// assert!(proxies.is_trusted("127.0.0.1".parse().unwrap()));
+    /// let mapped = TrustedProxies::new(["::ffff:10.0.0.0/104".parse().unwrap()]);
+    /// assert!(mapped.is_trusted("::ffff:10.0.0.2".parse().unwrap()));
+    /// assert!(mapped.is_trusted("10.0.0.2".parse().unwrap()));
     /// ```
     #[must_use]
     pub fn new(ranges: impl IntoIterator<Item = IpNet>) -> Self {
-        Self { ranges: ranges.into_iter().map(|n| n.trunc()).collect(), header: ForwardedHeader::default() }
+        Self {
+            ranges: ranges.into_iter().map(super::canonical_range).collect(),
+            header: ForwardedHeader::default(),
+        }
     }
 
     /// The header the proxies write.
@@ -441,6 +449,23 @@ mod tests {
             let got = p.client_addr(peer.parse().unwrap(), &headers(header, values));
             assert_eq!(got, want.map(|w| w.parse().unwrap()), "{name}");
         }
+    }
+
+    #[test]
+    fn proxies_listed_in_ipv4_mapped_form_are_trusted() {
+        // As a dual-stack listener shows them: before, such a range never matched (client
+        // addresses are compared in canonical form) and the proxy was taken for the client.
+        let p: TrustedProxies = "::ffff:10.0.0.0/104".parse().unwrap();
+        let hops = headers("x-forwarded-for", &["198.51.100.2"]);
+        for peer in ["::ffff:10.0.0.1", "10.0.0.1"] {
+            assert_eq!(
+                p.client_addr(peer.parse().unwrap(), &hops),
+                Some("198.51.100.2".parse().unwrap()),
+                "{peer}"
+            );
+        }
+        let outside = p.client_addr("::ffff:11.0.0.1".parse().unwrap(), &hops);
+        assert_eq!(outside, Some("11.0.0.1".parse().unwrap()), "not a proxy: the peer is the client");
     }
 
     #[test]

@@ -41,12 +41,17 @@ impl fmt::Debug for AllowList {
 }
 
 impl AllowList {
-    /// A list of `ranges`. Host bits are ignored (`10.1.2.3/8` is `10.0.0.0/8`).
+    /// A list of `ranges`. Host bits are ignored (`10.1.2.3/8` is `10.0.0.0/8`), and an
+    /// IPv4-mapped IPv6 range is the IPv4 range it maps (`::ffff:10.0.0.0/104` is
+    /// `10.0.0.0/8`). A wider IPv6 range such as `::/0` does not cover IPv4 clients.
     ///
     /// ```
     /// use hookguard::source::AllowList;
     /// let list = AllowList::new(["127.0.0.1/32".parse().unwrap(), "::1/128".parse().unwrap()]);
     /// assert!(list.contains("::1".parse().unwrap()));
+    /// let mapped = AllowList::new(["::ffff:192.0.2.0/120".parse().unwrap()]);
+    /// assert!(mapped.contains("192.0.2.7".parse().unwrap()));
+    /// assert_eq!(mapped.ranges()[0].to_string(), "192.0.2.0/24");
     /// ```
     #[must_use]
     pub fn new(ranges: impl IntoIterator<Item = IpNet>) -> Self {
@@ -184,7 +189,7 @@ impl FromStr for AllowList {
 }
 
 fn normalize(ranges: impl IntoIterator<Item = IpNet>) -> Vec<IpNet> {
-    let v: Vec<IpNet> = ranges.into_iter().map(|n| n.trunc()).collect();
+    let v: Vec<IpNet> = ranges.into_iter().map(super::canonical_range).collect();
     IpNet::aggregate(&v)
 }
 
@@ -242,6 +247,31 @@ mod tests {
         ] {
             assert_eq!(list.contains(ip.parse().unwrap()), want, "{name}");
         }
+    }
+
+    #[test]
+    fn ranges_in_ipv4_mapped_form_match_as_the_ipv4_ranges_they_map() {
+        let list: AllowList =
+            "::ffff:192.0.2.0/120\n::ffff:198.51.100.7\n::ffff:0:0/96\n::/0".parse().unwrap();
+        let ranges: Vec<String> = list.ranges().iter().map(ToString::to_string).collect();
+        // `::ffff:0:0/96` is every IPv4 address; `::/0` stays IPv6 (it would hold the
+        // mapped block too, but is not read as "every IPv4 client").
+        assert_eq!(ranges, ["0.0.0.0/0", "::/0"]);
+        let narrow: AllowList = "::ffff:192.0.2.0/120, ::ffff:198.51.100.7".parse().unwrap();
+        for (name, ip, want) in [
+            ("v4 in the mapped range", "192.0.2.9", true),
+            ("mapped client in the mapped range", "::ffff:192.0.2.9", true),
+            ("v4 outside", "192.0.3.9", false),
+            ("the mapped host", "198.51.100.7", true),
+            ("its neighbour", "198.51.100.8", false),
+            ("a v6 client", "2001:db8::1", false),
+        ] {
+            assert_eq!(narrow.contains(ip.parse().unwrap()), want, "{name}");
+        }
+        let v6_only = AllowList::new(["::/0".parse().unwrap()]);
+        assert!(v6_only.contains("2001:db8::1".parse().unwrap()));
+        assert!(!v6_only.contains("192.0.2.1".parse().unwrap()), "::/0 does not cover IPv4 clients");
+        assert!(!v6_only.contains("::ffff:192.0.2.1".parse().unwrap()), "nor IPv4-mapped ones");
     }
 
     #[test]

@@ -44,6 +44,23 @@ pub use addr::{ClientAddr, ForwardedHeader, PeerAddr, TrustedProxies};
 pub use allow::{AllowList, AllowListError, SOURCE_NOT_ALLOWED};
 pub use limit::{LimitKey, RATE_LIMITED, Refused, RefusedBy, SourceLimiter, SourceLimiterBuilder};
 
+/// `range` as client addresses are matched against it: host bits cleared, and an
+/// IPv4-mapped IPv6 range (inside `::ffff:0:0/96`: `::ffff:10.0.0.0/104`, or a single
+/// `::ffff:192.0.2.1`) turned into the IPv4 range it maps (`10.0.0.0/8`, `192.0.2.1/32`).
+/// Client addresses are matched in canonical form (an IPv4-mapped one as IPv4), so a range
+/// left in mapped form would never match. A wider IPv6 range that holds all of
+/// `::ffff:0:0/96` (`::/0`) stays IPv6-only: IPv4 clients need an IPv4 range.
+fn canonical_range(range: IpNet) -> IpNet {
+    if let IpNet::V6(v6) = range
+        && let Some(v4) = v6.addr().to_ipv4_mapped()
+        && let Some(prefix) = v6.prefix_len().checked_sub(96)
+        && let Ok(net) = ipnet::Ipv4Net::new(v4, prefix)
+    {
+        return IpNet::V4(net.trunc());
+    }
+    range.trunc()
+}
+
 fn count_refused(by: &'static str) {
     metrics::counter!("hookguard_refused_total", "by" => by).increment(1);
 }
