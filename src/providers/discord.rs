@@ -93,8 +93,8 @@ pub fn public_key(hex: impl AsRef<[u8]>) -> Result<[u8; ED25519_KEY_LEN], Config
 /// ```
 #[must_use]
 pub fn ping_response(body: &[u8]) -> Option<Response<Vec<u8>>> {
-    let interaction: serde_json::Value = serde_json::from_slice(body).ok()?;
-    if interaction.as_object()?.get("type")?.as_u64()? != 1 {
+    // The same JSON reader as the other handshakes: `type` written as the number 1.
+    if crate::verify::json::lookup(body, &["type"]) != Ok(Some("1")) {
         return None;
     }
     Response::builder()
@@ -223,6 +223,8 @@ mod tests {
             ("not json", b"type=1", false),
             ("array", b"[1]", false),
             ("huge type", br#"{"type":100000}"#, false),
+            ("type written otherwise", br#"{"type":1.0}"#, false),
+            ("duplicated type: the first counts", br#"{"type":2,"type":1}"#, false),
         ];
         for (name, body, want) in cases {
             assert_eq!(ping_response(body).is_some(), *want, "case {name}");

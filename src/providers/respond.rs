@@ -27,6 +27,18 @@ pub(crate) fn query_param<'a>(uri: &'a http::Uri, name: &str) -> Option<Cow<'a, 
     form_urlencoded::parse(uri.query()?.as_bytes()).find_map(|(k, v)| (k == name).then_some(v))
 }
 
+/// The JSON string at `path` (object keys from the root) of `body`, unescaped; `None`
+/// when the body is not a JSON object holding a string there (a number, an object, an
+/// array or a missing key). A duplicated key resolves to its first occurrence. The
+/// handshakes read their bodies with this one reader.
+pub(crate) fn json_string<'a>(body: &'a [u8], path: &[&str]) -> Option<Cow<'a, str>> {
+    let raw = crate::verify::json::lookup(body, path).ok()??;
+    if !raw.starts_with('"') {
+        return None;
+    }
+    crate::verify::json::scalar_text(raw)
+}
+
 /// Constant-time equality of two tokens of any lengths: their SHA-256 digests are
 /// compared, so neither the content nor the length leaks through timing.
 pub(crate) fn tokens_match(a: &[u8], b: &[u8]) -> bool {

@@ -23,9 +23,8 @@
 //! ```
 
 use http::{HeaderName, header::CONTENT_TYPE};
-use serde::Deserialize;
 
-use super::FIVE_MINUTES;
+use super::{FIVE_MINUTES, respond};
 use crate::{
     ConfigError,
     verify::{
@@ -71,13 +70,6 @@ pub fn scheme(secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
         .build()
 }
 
-#[derive(Deserialize)]
-struct Challenge {
-    #[serde(rename = "type")]
-    kind: String,
-    challenge: String,
-}
-
 /// Slack's Events API `url_verification` handshake: for a body
 /// `{"type":"url_verification","challenge":"…"}` answers `200` with
 /// `{"challenge":"…"}` as `application/json` (Slack also accepts the bare challenge as
@@ -98,11 +90,11 @@ struct Challenge {
 /// ```
 #[must_use]
 pub fn url_verification(body: &[u8]) -> Option<http::Response<Vec<u8>>> {
-    let msg: Challenge = serde_json::from_slice(body).ok()?;
-    if msg.kind != "url_verification" {
+    if respond::json_string(body, &["type"])? != "url_verification" {
         return None;
     }
-    let body = serde_json::to_vec(&serde_json::json!({ "challenge": msg.challenge })).ok()?;
+    let challenge = respond::json_string(body, &["challenge"])?;
+    let body = serde_json::to_vec(&serde_json::json!({ "challenge": challenge })).ok()?;
     http::Response::builder()
         .status(http::StatusCode::OK)
         .header(CONTENT_TYPE, "application/json")
@@ -189,7 +181,7 @@ mod tests {
     #[test]
     fn url_verification_table() {
         type Row = (&'static str, &'static [u8], Option<&'static [u8]>);
-        let rows: [Row; 5] = [
+        let rows: [Row; 9] = [
             (
                 "challenge",
                 br#"{"token":"t","challenge":"abc","type":"url_verification"}"#,
@@ -203,6 +195,20 @@ mod tests {
             ("other type", br#"{"challenge":"abc","type":"event_callback"}"#, None),
             ("no challenge", br#"{"type":"url_verification"}"#, None),
             ("not json", b"token=x&type=url_verification", None),
+            // Read as the other handshakes read JSON (one reader): an object only, the
+            // first of a duplicated key, strings only.
+            ("an array", br#"["url_verification","abc"]"#, None),
+            (
+                "duplicated type: the first counts",
+                br#"{"type":"event_callback","type":"url_verification","challenge":"abc"}"#,
+                None,
+            ),
+            ("a number challenge", br#"{"type":"url_verification","challenge":12}"#, None),
+            (
+                "unicode escapes",
+                br#"{"type":"url_verif\u0069cation","challenge":"\u00e9"}"#,
+                Some("{\"challenge\":\"\u{e9}\"}".as_bytes()),
+            ),
         ];
         for (name, body, want) in rows {
             let got = url_verification(body).map(|r| r.into_body());

@@ -35,7 +35,7 @@ use crate::{
     ConfigError,
     verify::{
         Algorithm, Encoding, Field, HmacScheme, Piece, SignatureFormat, SignedContent, TimestampFormat,
-        Tolerance, json,
+        Tolerance,
     },
 };
 
@@ -94,12 +94,8 @@ pub fn callback_verification(headers: &HeaderMap, body: &[u8]) -> Option<Respons
     if headers.get(&MESSAGE_TYPE)?.as_bytes() != b"webhook_callback_verification" {
         return None;
     }
-    let raw = json::lookup(body, &["challenge"]).ok()??;
     // Only a JSON string is a challenge (numbers are not echoed).
-    if !raw.starts_with('"') {
-        return None;
-    }
-    let challenge = json::scalar_text(raw)?;
+    let challenge = respond::json_string(body, &["challenge"])?;
     Some(respond::plain_text(challenge.into_owned()))
 }
 

@@ -23,8 +23,8 @@
 //! ```
 
 use http::{HeaderName, header::CONTENT_TYPE};
-use serde::Deserialize;
 
+use super::respond;
 use crate::{
     ConfigError,
     verify::{
@@ -65,18 +65,6 @@ pub fn scheme(secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
         .build()
 }
 
-#[derive(Deserialize)]
-struct Validation {
-    event: String,
-    payload: Payload,
-}
-
-#[derive(Deserialize)]
-struct Payload {
-    #[serde(rename = "plainToken")]
-    plain_token: String,
-}
-
 /// Zoom's `endpoint.url_validation` handshake: for a body
 /// `{"event":"endpoint.url_validation","payload":{"plainToken":"…"}}` answers `200`
 /// with `{"plainToken":"…","encryptedToken":"<hex HMAC-SHA256(secret, plainToken)>"}`
@@ -100,11 +88,10 @@ struct Payload {
 /// ```
 #[must_use]
 pub fn url_validation(scheme: &HmacScheme, body: &[u8]) -> Option<http::Response<Vec<u8>>> {
-    let msg: Validation = serde_json::from_slice(body).ok()?;
-    if msg.event != "endpoint.url_validation" {
+    if respond::json_string(body, &["event"])? != "endpoint.url_validation" {
         return None;
     }
-    let token = msg.payload.plain_token;
+    let token = respond::json_string(body, &["payload", "plainToken"])?;
     let encrypted = const_hex::encode(scheme.mac_primary(token.as_bytes()).as_bytes());
     // Field order as in Zoom's docs: plainToken, then encryptedToken.
     #[derive(serde::Serialize)]
@@ -186,7 +173,7 @@ mod tests {
     #[test]
     fn url_validation_table() {
         let scheme = scheme("zoom_secret").unwrap();
-        let rows: [(&str, &[u8], bool); 4] = [
+        let rows: [(&str, &[u8], bool); 7] = [
             (
                 "validation",
                 br#"{"event":"endpoint.url_validation","payload":{"plainToken":"qgg8vlvZRS6UYooatFL8Aw"}}"#,
@@ -195,6 +182,13 @@ mod tests {
             ("other event", br#"{"event":"meeting.started","payload":{"plainToken":"x"}}"#, false),
             ("no token", br#"{"event":"endpoint.url_validation","payload":{}}"#, false),
             ("not json", b"event=endpoint.url_validation", false),
+            ("an array", br#"["endpoint.url_validation",["qgg8vlvZRS6UYooatFL8Aw"]]"#, false),
+            ("a number token", br#"{"event":"endpoint.url_validation","payload":{"plainToken":7}}"#, false),
+            (
+                "duplicated event: the first counts",
+                br#"{"event":"meeting.started","event":"endpoint.url_validation","payload":{"plainToken":"x"}}"#,
+                false,
+            ),
         ];
         for (name, body, want) in rows {
             assert_eq!(url_validation(&scheme, body).is_some(), want, "case {name}");
