@@ -94,3 +94,23 @@ for i, (sig, body) in enumerate(github):
     write("body_gate", f"github_{i}", struct.pack("<H", 64) + bytes([0, 3, 0, 1, 1, 0]) + body)
     write("body_gate", f"github_{i}_over", struct.pack("<H", 64) + bytes([1, 5, 20, 1, 0, 0]) + body)
     write("body_gate", f"github_{i}_stall", struct.pack("<H", 4096) + bytes([3, 0, 0, 1, 2, 7]) + body)
+
+# handshakes: 4 control bytes (the first picks Meta's verify token: 0 is "meta-verify"),
+# `METHOD URL`, header lines, an empty line, the body. One request per provider handshake,
+# from the providers' docs.
+HANDSHAKES = [
+    ("slack", "POST /hooks/slack", [("content-type", "application/json")],
+     '{"token":"Jhj5dZrVaK7ZwHHjRyZWjbDl","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}'),
+    ("zoom", "POST /hooks/zoom", [("content-type", "application/json")],
+     '{"payload":{"plainToken":"qgg8vlvZRS6UYooatFL8Aw"},"event_ts":1654503849680,"event":"endpoint.url_validation"}'),
+    ("twitch", "POST /hooks/twitch", [("twitch-eventsub-message-type", "webhook_callback_verification")],
+     '{"challenge":"pogchamp-kappa-360noscope-vohiyo","subscription":{"type":"channel.follow"}}'),
+    ("discord", "POST /hooks/discord", [("content-type", "application/json")], '{"type":1,"id":"1","application_id":"2"}'),
+    ("meta", "GET /hooks/meta?hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=meta-verify", [], ""),
+    ("dropbox", "GET /hooks/dropbox?challenge=a%20b+c", [], ""),
+    ("trello", "HEAD /hooks/trello", [], ""),
+    ("asana", "POST /hooks/asana", [("x-hook-secret", "b537207f20cbfa02357cf448134da559e8bd39d61597dcd5631b8012eae53e81")], ""),
+]
+for name, target, headers, body in HANDSHAKES:
+    text = f"{target}\n" + "".join(f"{k}: {v}\n" for k, v in headers) + "\n" + body
+    write("handshakes", name, bytes(4) + text.encode())

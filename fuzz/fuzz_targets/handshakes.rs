@@ -1,0 +1,279 @@
+//! Every provider handshake over any method, URL, headers and body: Slack
+//! `url_verification`, Zoom `endpoint.url_validation`, Twitch callback verification,
+//! Discord PING, Meta `hub.challenge`, Dropbox `challenge`, Trello HEAD, Asana
+//! `X-Hook-Secret`.
+//!
+//! What must hold, besides no panic:
+//! - each answers exactly when its request is what it answers (read independently here:
+//!   serde_json for the JSON bodies, `form_urlencoded` for the query);
+//! - an echoed challenge is the challenge, byte for byte: as `text/plain` with
+//!   `X-Content-Type-Options: nosniff` when it is echoed raw, inside JSON otherwise;
+//! - Meta echoes only for the right verify token, and answers 403 otherwise;
+//! - Zoom's `encryptedToken` is the HMAC of `plainToken` under the secret (hex), and the
+//!   secret never appears in any answer.
+//!
+//! Input: 4 control bytes, then `METHOD URL`, header lines (`name: value`), an empty line,
+//! the body.
+#![no_main]
+
+use hookguard::{
+    handshake,
+    providers::{asana, discord, dropbox, meta, slack, trello, twitch, zoom},
+};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, Uri, header};
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+
+const ZOOM_SECRET: &str = "zoom-secret-token-do-not-echo";
+const META_TOKENS: &[&str] = &["meta-verify", "x", "a b+c"];
+
+struct Request<'a> {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: &'a [u8],
+}
+
+fn parse(data: &[u8]) -> Option<Request<'_>> {
+    let split = data.windows(2).position(|w| w == b"\n\n");
+    let (head, body) = match split {
+        Some(at) => (&data[..at], &data[at + 2..]),
+        None => (data, &[][..]),
+    };
+    let head = std::str::from_utf8(head).ok()?;
+    let mut lines = head.lines();
+    let (method, url) = lines.next()?.split_once(' ')?;
+    let method = Method::from_bytes(method.as_bytes()).ok()?;
+    let uri: Uri = url.parse().ok()?;
+    let mut headers = HeaderMap::new();
+    for line in lines {
+        let (name, value) = line.split_once(':')?;
+        let name = HeaderName::from_bytes(name.trim().as_bytes()).ok()?;
+        let value = HeaderValue::from_bytes(value.trim().as_bytes()).ok()?;
+        headers.append(name, value);
+    }
+    Some(Request { method, uri, headers, body })
+}
+
+/// The first value of query parameter `name`, decoded.
+fn query(uri: &Uri, name: &str) -> Option<String> {
+    form_urlencoded::parse(uri.query()?.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
+/// A JSON object's member as serde_json reads it.
+fn member<'a>(body: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(body, |v, key| v.as_object()?.get(*key))
+}
+
+/// `text/plain` + `nosniff`, status 200, the body exactly `echo`.
+fn assert_echo(res: &Response<Vec<u8>>, echo: &str, what: &str) {
+    assert_eq!(res.status(), 200, "{what}");
+    assert_eq!(res.headers()[header::CONTENT_TYPE], "text/plain; charset=utf-8", "{what}");
+    assert_eq!(res.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{what}");
+    assert_eq!(res.body(), echo.as_bytes(), "{what}");
+}
+
+/// 200 `application/json` whose body parses.
+fn json_answer(res: &Response<Vec<u8>>, what: &str) -> Value {
+    assert_eq!(res.status(), 200, "{what}");
+    assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json", "{what}");
+    serde_json::from_slice(res.body()).expect("a JSON answer")
+}
+
+fn no_secret(res: &Response<Vec<u8>>) {
+    let secret = ZOOM_SECRET.as_bytes();
+    assert!(!res.body().windows(secret.len()).any(|w| w == secret), "the secret is in an answer");
+    for value in res.headers().values() {
+        assert!(!value.as_bytes().windows(secret.len()).any(|w| w == secret), "the secret is in a header");
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let (ctrl, rest) = data.split_at(data.len().min(4));
+    let Some(req) = parse(rest) else { return };
+    let json: Option<Value> = serde_json::from_slice(req.body).ok();
+    // serde_json keeps the last of duplicated keys, the handshakes' JSON reader the first
+    // (and it stops at the member it looks for): answers are compared for the bodies
+    // serde_json reads without duplicated keys.
+    let unambiguous = json.is_some() && !has_duplicate_keys(req.body);
+
+    // Slack: a JSON object with `type: "url_verification"` and a string `challenge`.
+    let got = slack::url_verification(req.body);
+    let want = json.as_ref().and_then(|v| {
+        (member(v, &["type"])?.as_str()? == "url_verification").then_some(())?;
+        member(v, &["challenge"])?.as_str()
+    });
+    if unambiguous {
+        assert_eq!(got.is_some(), want.is_some(), "slack answers exactly url_verification");
+    }
+    if let Some(res) = &got {
+        let answer = json_answer(res, "slack");
+        if unambiguous {
+            assert_eq!(answer["challenge"].as_str(), want, "slack echoes the challenge");
+        }
+        no_secret(res);
+    }
+
+    // Zoom: `event: "endpoint.url_validation"`, `payload.plainToken` a string.
+    let scheme = zoom::scheme(ZOOM_SECRET).expect("valid secret");
+    let got = zoom::url_validation(&scheme, req.body);
+    let want = json.as_ref().and_then(|v| {
+        (member(v, &["event"])?.as_str()? == "endpoint.url_validation").then_some(())?;
+        member(v, &["payload", "plainToken"])?.as_str()
+    });
+    if unambiguous {
+        assert_eq!(got.is_some(), want.is_some(), "zoom answers exactly url_validation");
+    }
+    if let Some(res) = &got {
+        let answer = json_answer(res, "zoom");
+        let token = answer["plainToken"].as_str().expect("plainToken");
+        if unambiguous {
+            assert_eq!(Some(token), want, "zoom echoes plainToken");
+        }
+        let mac = zoom::scheme(ZOOM_SECRET).expect("valid secret").mac_primary(token.as_bytes());
+        let hex: String = mac.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(answer["encryptedToken"].as_str(), Some(hex.as_str()), "zoom's encryptedToken");
+        no_secret(res);
+    }
+
+    // Twitch: the message-type header, then a string `challenge`, echoed raw.
+    let got = twitch::callback_verification(&req.headers, req.body);
+    let is_verification = req
+        .headers
+        .get("twitch-eventsub-message-type")
+        .is_some_and(|v| v.as_bytes() == b"webhook_callback_verification");
+    let want = json.as_ref().and_then(|v| member(v, &["challenge"])?.as_str());
+    if !is_verification {
+        assert!(got.is_none(), "twitch answers only its verification message");
+    } else if unambiguous {
+        assert_eq!(got.is_some(), want.is_some(), "twitch answers a string challenge");
+    }
+    if let Some(res) = &got {
+        if unambiguous {
+            assert_echo(res, want.expect("a challenge"), "twitch");
+        }
+        no_secret(res);
+    }
+
+    // Discord: `type: 1` answers `{"type":1}`.
+    let got = discord::ping_response(req.body);
+    let want = json.as_ref().and_then(|v| member(v, &["type"])?.as_u64()) == Some(1);
+    if unambiguous {
+        assert_eq!(got.is_some(), want, "discord answers exactly a PING");
+    }
+    if let Some(res) = &got {
+        assert_eq!(json_answer(res, "discord"), serde_json::json!({ "type": 1 }));
+    }
+
+    // Meta: GET with `hub.mode`; the challenge only for `subscribe` and the right token.
+    let token = META_TOKENS[usize::from(ctrl.first().copied().unwrap_or(0)) % META_TOKENS.len()];
+    let got = meta::verify_subscription(&req.method, &req.uri, token);
+    let mode = query(&req.uri, "hub.mode");
+    if req.method != Method::GET || mode.is_none() {
+        assert!(got.is_none(), "meta answers only a GET with hub.mode");
+    } else {
+        let res = got.expect("meta answers");
+        let challenge = query(&req.uri, "hub.challenge");
+        let right = mode.as_deref() == Some("subscribe") && query(&req.uri, "hub.verify_token").as_deref() == Some(token);
+        match challenge {
+            Some(challenge) if right => assert_echo(&res, &challenge, "meta"),
+            _ => {
+                assert_eq!(res.status(), 403, "meta refuses");
+                assert!(res.body().is_empty());
+            }
+        }
+    }
+
+    // Dropbox: GET with `challenge`, echoed.
+    let got = dropbox::challenge(&req.method, &req.uri);
+    let want = (req.method == Method::GET).then(|| query(&req.uri, "challenge")).flatten();
+    assert_eq!(got.is_some(), want.is_some(), "dropbox answers exactly a GET challenge");
+    if let (Some(res), Some(want)) = (&got, &want) {
+        assert_echo(res, want, "dropbox");
+    }
+
+    // Trello: HEAD answers 200, empty.
+    let got = trello::head_response(&req.method);
+    assert_eq!(got.is_some(), req.method == Method::HEAD);
+    if let Some(res) = got {
+        assert_eq!(res.status(), 200);
+        assert!(res.body().is_empty());
+    }
+
+    // Asana: a non-empty `X-Hook-Secret` is adopted and echoed back, marked sensitive.
+    let got = asana::handshake(&req.headers);
+    let sent = req.headers.get("x-hook-secret");
+    assert_eq!(got.is_some(), sent.is_some_and(|v| !v.is_empty()), "asana answers a hook secret");
+    if let (Some((secret, res)), Some(sent)) = (&got, sent) {
+        assert_eq!(secret.expose(), sent.as_bytes(), "asana adopts the secret sent");
+        let echoed = &res.headers()["x-hook-secret"];
+        assert_eq!(echoed, sent, "asana echoes it");
+        assert!(echoed.is_sensitive(), "the echoed secret is marked sensitive");
+        assert_eq!(res.status(), 200);
+        assert!(res.body().is_empty(), "the secret is not in the body");
+    }
+
+    // The same through the guard's table of handshakes (by provider name): no panic.
+    for name in ["slack", "twitch", "discord", "dropbox", "trello", "asana"] {
+        let handshake = handshake::for_provider(name).expect("a handshake");
+        let mut builder = http::Request::builder().method(req.method.clone()).uri(req.uri.clone());
+        for (name, value) in &req.headers {
+            builder = builder.header(name, value);
+        }
+        let (parts, ()) = builder.body(()).expect("a request").into_parts();
+        let _ = hookguard::guard::Handshake::before(&handshake, &parts, req.body);
+    }
+});
+
+/// Whether some JSON object in `body` has a key twice (serde_json would keep the last).
+fn has_duplicate_keys(body: &[u8]) -> bool {
+    struct Check;
+    impl<'de> serde::de::Visitor<'de> for Check {
+        type Value = bool;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+            let mut keys = std::collections::HashSet::new();
+            let mut dup = false;
+            while let Some(key) = map.next_key::<String>()? {
+                dup |= !keys.insert(key);
+                dup |= map.next_value::<Dup>()?.0;
+            }
+            Ok(dup)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+            let mut dup = false;
+            while let Some(Dup(d)) = seq.next_element::<Dup>()? {
+                dup |= d;
+            }
+            Ok(dup)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_unit<E>(self) -> Result<bool, E> {
+            Ok(false)
+        }
+    }
+    struct Dup(bool);
+    impl<'de> serde::Deserialize<'de> for Dup {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(Check).map(Dup)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde::Deserialize::deserialize(&mut de).map(|Dup(d)| d).unwrap_or(true)
+}

@@ -1,0 +1,89 @@
+//! Stored webhooks read back, as inbox backends do: `WebhookRecord::decode_headers` over
+//! any bytes (the SQL backends' header column), and `Webhook::from_record` over any
+//! record (a damaged or foreign row).
+//!
+//! What must hold, besides no panic:
+//! - bytes that decode are exactly what encoding the decoded list writes, and any list
+//!   encodes to bytes that decode to it;
+//! - a record is refused exactly when a header name or value is not valid HTTP (times in
+//!   nanoseconds as `i64` are always in range), with a `bad webhook record` error;
+//! - a webhook read back gives the record it was read from (header names in lower case),
+//!   and that record reads back to an equal webhook. (Values keep their order per header
+//!   name; a header map does not keep the order across names.)
+#![no_main]
+
+use std::collections::BTreeMap;
+
+use arbitrary::Arbitrary;
+use hookguard::inbox::{Webhook, WebhookRecord};
+use http::{HeaderName, HeaderValue};
+use libfuzzer_sys::fuzz_target;
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    blob: Vec<u8>,
+    key: String,
+    endpoint: String,
+    provider: String,
+    id: Option<String>,
+    event: Option<String>,
+    timestamp: Option<i64>,
+    received_at: i64,
+    headers: Vec<(String, Vec<u8>)>,
+    body: Vec<u8>,
+}
+
+fuzz_target!(|input: Input| {
+    match WebhookRecord::decode_headers(&input.blob) {
+        Ok(headers) => assert_eq!(WebhookRecord::encode_headers(&headers), input.blob, "decode, then encode"),
+        Err(e) => assert!(e.to_string().starts_with("bad webhook record: "), "{e}"),
+    }
+    let encoded = WebhookRecord::encode_headers(&input.headers);
+    assert_eq!(WebhookRecord::decode_headers(&encoded), Ok(input.headers.clone()), "encode, then decode");
+
+    let record = WebhookRecord {
+        key: input.key,
+        endpoint: input.endpoint,
+        provider: input.provider,
+        id: input.id,
+        event: input.event,
+        timestamp_unix_nanos: input.timestamp,
+        received_at_unix_nanos: input.received_at,
+        headers: input.headers,
+        body: input.body,
+    };
+    let valid = record
+        .headers
+        .iter()
+        .all(|(name, value)| HeaderName::from_bytes(name.as_bytes()).is_ok() && HeaderValue::from_bytes(value).is_ok());
+    let hook = match Webhook::from_record(record.clone()) {
+        Ok(hook) => hook,
+        Err(e) => {
+            assert!(!valid, "a valid record was refused: {e}");
+            assert!(e.to_string().starts_with("bad webhook record: "), "{e}");
+            return;
+        }
+    };
+    assert!(valid, "a record with an invalid header was read");
+    let back = hook.to_record().expect("a webhook read back is a record again");
+    assert_eq!(back.key, record.key);
+    assert_eq!(back.endpoint, record.endpoint);
+    assert_eq!(back.provider, record.provider);
+    assert_eq!(back.id, record.id);
+    assert_eq!(back.event, record.event);
+    assert_eq!(back.timestamp_unix_nanos, record.timestamp_unix_nanos);
+    assert_eq!(back.received_at_unix_nanos, record.received_at_unix_nanos);
+    assert_eq!(back.body, record.body);
+    // A header map keeps the order of each name's values, not the order across names.
+    let by_name = |headers: &[(String, Vec<u8>)], lower: bool| {
+        let mut map: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+        for (name, value) in headers {
+            let name = if lower { name.to_ascii_lowercase() } else { name.clone() };
+            map.entry(name).or_default().push(value.clone());
+        }
+        map
+    };
+    assert_eq!(by_name(&back.headers, false), by_name(&record.headers, true), "the headers read back");
+    assert_eq!(Webhook::from_record(back).expect("read again"), hook);
+    let _ = hook.json::<serde_json::Value>();
+});
