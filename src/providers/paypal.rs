@@ -20,6 +20,13 @@
 //! - Tolerance: PayPal prescribes none; it is the receiver's choice. The default is
 //!   none (like PayPal's SDKs); set one with [`PayPalScheme::with_tolerance`]. The
 //!   transmission time must parse as RFC 3339 in any case.
+//! - **The body is covered by its CRC-32, not by a cryptographic hash** (PayPal's design).
+//!   Whoever holds one genuine delivery (its headers and body) can make another body with
+//!   the same CRC-32 (four chosen bytes are enough), and it verifies under that
+//!   delivery's signature and transmission id. The replay guard refuses it while it
+//!   remembers that transmission id (the genuine delivery is normally first); once the
+//!   mark expires, only a tolerance refuses it. So for PayPal set a tolerance no longer
+//!   than the replay store's time to live, and keep the replay guard on.
 //!
 //! ```
 //! use hookguard::{providers::paypal, verify::{Scheme, WebhookRequest}};
@@ -512,5 +519,50 @@ mod tests {
         let scheme = super::scheme(WEBHOOK_ID, CERT).unwrap();
         assert!(matches!(scheme.sign(&Outgoing::new(BODY)), Err(SignError::Unsupported(_))));
         assert!(format!("{scheme:?}").contains("certificates: 1"));
+    }
+
+    /// The body with four bytes appended so that its CRC-32 is `crc32(original)` again
+    /// (CRC-32 is linear: the register is run back from the wanted value).
+    fn same_crc(original: &[u8], mut body: Vec<u8>) -> Vec<u8> {
+        const POLY: u32 = 0xedb8_8320;
+        let forward = |mut crc: u32, bytes: &[u8]| {
+            for &b in bytes {
+                crc ^= u32::from(b);
+                for _ in 0..8 {
+                    crc = if crc & 1 == 1 { (crc >> 1) ^ POLY } else { crc >> 1 };
+                }
+            }
+            crc
+        };
+        // Undoes one byte's step: the byte's bits decide which of the register's
+        // shifted-out bits were set.
+        let backward = |mut crc: u32, byte: u8| {
+            for _ in 0..8 {
+                crc = if crc & 0x8000_0000 != 0 { ((crc ^ POLY) << 1) | 1 } else { crc << 1 };
+            }
+            crc ^ u32::from(byte)
+        };
+        let state = forward(u32::MAX, &body);
+        let mut wanted = !crc32fast::hash(original);
+        for &b in state.to_le_bytes().iter().rev() {
+            wanted = backward(wanted, b);
+        }
+        body.extend_from_slice(&wanted.to_le_bytes());
+        body
+    }
+
+    #[test]
+    fn the_body_is_only_as_safe_as_its_crc32() {
+        // PayPal signs the body's CRC-32, not a hash of it: another body with the same
+        // CRC-32 verifies under a genuine delivery's headers (the module docs say what
+        // guards against it: the replay guard, a tolerance).
+        let forged = same_crc(BODY, br#"{"event_type":"PAYMENT.SALE.COMPLETED","forged":true}"#.to_vec());
+        assert_ne!(forged.as_slice(), BODY);
+        assert_eq!(crc32fast::hash(&forged), crc32fast::hash(BODY));
+        let scheme = super::scheme(WEBHOOK_ID, CERT).unwrap();
+        let req = request(&[], &forged);
+        let v = scheme.verify(&WebhookRequest::from_request(&req), at(TIME)).unwrap();
+        assert_eq!(v.id(), Some(ID), "the same transmission id: a replay guard refuses the second");
+        assert_eq!(v.event(), Some("PAYMENT.SALE.COMPLETED"));
     }
 }
