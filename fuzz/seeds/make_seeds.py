@@ -114,3 +114,18 @@ HANDSHAKES = [
 for name, target, headers, body in HANDSHAKES:
     text = f"{target}\n" + "".join(f"{k}: {v}\n" for k, v in headers) + "\n" + body
     write("handshakes", name, bytes(4) + text.encode())
+
+# paypal: a mode byte (0 certificate, 1 URL, 2 request), then the input. The request is the
+# PayPal Java SDK vector (src/providers/testdata).
+TESTDATA = ROOT.parent.parent / "src" / "providers" / "testdata"
+paypal_headers = [
+    ("paypal-transmission-id", "afa30d40-ca4a-11e9-ab68-7d4e2605c70c"),
+    ("paypal-transmission-time", "2019-08-29T10:49:33Z"),
+    ("paypal-transmission-sig", "K7DF5+hOyGS6v0xTZ9PkEO+BFNQmpryxw2hFlXbHgmxpu+883ldEC9HcL6ccEmB8sfy80y/Q3qcZZL1MR8Qi0e1ysylVj/yROgKK6zBsQPoNmgXC8yTiNoAjULuhk5Aoau0Itk3nrkgAfji1zvADlErMFM9VZe2nDvhM3nDMLjCi/K5fRjWp3eGo6Nx17GX/WIEibeKDyS+YdJMex3i+KO4aWmm9zznC/FJ5Y/ntd0MxOJNrM0r0f3y7c3e3sO5pB3oPgN6KzKVS5P6AWHqtS8acD3DjgCKZ1uqKz7q954G1aBz2/m0wRGOFFsv0/D3FE2uIheRRmoQtVSOAX7Aupg=="),
+    ("paypal-cert-url", "https://api.sandbox.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-1d93a270"),
+    ("paypal-auth-algo", "SHA256withRSA"),
+]
+write("paypal", "vector", b"\x02" + "".join(f"{k}: {v}\n" for k, v in paypal_headers).encode() + b"\n"
+      + (TESTDATA / "paypal_body.json").read_bytes())
+write("paypal", "certificate", b"\x00" + (TESTDATA / "paypal_cert.pem").read_bytes())
+write("paypal", "url", b"\x01" + paypal_headers[3][1].encode())
