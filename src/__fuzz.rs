@@ -61,3 +61,20 @@ where
 {
     crate::layer::read_body(guard, body).await
 }
+
+/// `Webhook::from_meta_json`: the stored form the Redis and PostgreSQL inboxes read back
+/// (compiled for fuzzing and with those features).
+///
+/// # Errors
+/// Why the record could not be read.
+#[cfg(all(fuzzing, feature = "tower"))]
+pub fn read_meta_json(record: &[u8], body: bytes::Bytes) -> Result<crate::inbox::Webhook, String> {
+    crate::inbox::Webhook::from_meta_json(record, body).map_err(|e| e.to_string())
+}
+
+/// `Webhook::to_meta_json`: the stored form of `webhook` (without its body).
+#[cfg(all(fuzzing, feature = "tower"))]
+#[must_use]
+pub fn write_meta_json(webhook: &crate::inbox::Webhook) -> String {
+    webhook.to_meta_json()
+}

@@ -1,6 +1,7 @@
 //! Stored webhooks read back, as inbox backends do: `WebhookRecord::decode_headers` over
-//! any bytes (the SQL backends' header column), and `Webhook::from_record` over any
-//! record (a damaged or foreign row).
+//! any bytes (the SQL backends' header column), `Webhook::from_record` over any record (a
+//! damaged or foreign row), and the JSON the Redis and PostgreSQL inboxes store beside
+//! the body over any bytes.
 //!
 //! What must hold, besides no panic:
 //! - bytes that decode are exactly what encoding the decoded list writes, and any list
@@ -10,12 +11,17 @@
 //! - a webhook read back gives the record it was read from (header names in lower case),
 //!   and that record reads back to an equal webhook. (Values keep their order per header
 //!   name; a header map does not keep the order across names.)
+//! - stored JSON that reads, and the stored JSON of any webhook, read back (after being
+//!   written again) to an equal webhook.
 #![no_main]
 
 use std::collections::BTreeMap;
 
 use arbitrary::Arbitrary;
-use hookguard::inbox::{Webhook, WebhookRecord};
+use hookguard::{
+    __fuzz,
+    inbox::{Webhook, WebhookRecord},
+};
 use http::{HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 
@@ -34,6 +40,11 @@ struct Input {
 }
 
 fuzz_target!(|input: Input| {
+    // The Redis and PostgreSQL inboxes' stored form (JSON beside the body).
+    if let Ok(hook) = __fuzz::read_meta_json(&input.blob, input.body.clone().into()) {
+        let again = __fuzz::read_meta_json(__fuzz::write_meta_json(&hook).as_bytes(), hook.body().clone());
+        assert_eq!(again.expect("a stored form written is read"), hook, "meta JSON read, written, read");
+    }
     match WebhookRecord::decode_headers(&input.blob) {
         Ok(headers) => assert_eq!(WebhookRecord::encode_headers(&headers), input.blob, "decode, then encode"),
         Err(e) => assert!(e.to_string().starts_with("bad webhook record: "), "{e}"),
@@ -85,5 +96,8 @@ fuzz_target!(|input: Input| {
     };
     assert_eq!(by_name(&back.headers, false), by_name(&record.headers, true), "the headers read back");
     assert_eq!(Webhook::from_record(back).expect("read again"), hook);
+    let stored = __fuzz::write_meta_json(&hook);
+    let read = __fuzz::read_meta_json(stored.as_bytes(), hook.body().clone()).expect("its stored form is read");
+    assert_eq!(read, hook, "meta JSON written, read");
     let _ = hook.json::<serde_json::Value>();
 });

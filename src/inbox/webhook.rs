@@ -680,7 +680,7 @@ fn from_unix_nanos(nanos: i64) -> Result<OffsetDateTime, RecordError> {
 /// The stored form of a [`Webhook`] without its body (which backends keep as raw bytes
 /// beside it): JSON, times as Unix nanoseconds, header values as text (base64 when they are
 /// not visible ASCII).
-#[cfg(any(feature = "redis", feature = "postgres"))]
+#[cfg(any(feature = "redis", feature = "postgres", fuzzing))]
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Record {
     key: String,
@@ -696,7 +696,7 @@ struct Record {
     headers: Vec<RecordHeader>,
 }
 
-#[cfg(any(feature = "redis", feature = "postgres"))]
+#[cfg(any(feature = "redis", feature = "postgres", fuzzing))]
 #[derive(serde::Serialize, serde::Deserialize)]
 struct RecordHeader {
     n: String,
@@ -705,7 +705,7 @@ struct RecordHeader {
     b64: bool,
 }
 
-#[cfg(any(feature = "redis", feature = "postgres"))]
+#[cfg(any(feature = "redis", feature = "postgres", fuzzing))]
 impl Webhook {
     /// Everything but the body, as JSON (for durable backends; the body is stored as bytes).
     pub(crate) fn to_meta_json(&self) -> String {
@@ -773,18 +773,18 @@ impl Webhook {
 }
 
 /// A stored webhook record that could not be read back.
-#[cfg(any(feature = "redis", feature = "postgres"))]
+#[cfg(any(feature = "redis", feature = "postgres", fuzzing))]
 #[derive(Debug)]
 pub(crate) struct MetaError(String);
 
-#[cfg(any(feature = "redis", feature = "postgres"))]
+#[cfg(any(feature = "redis", feature = "postgres", fuzzing))]
 impl std::fmt::Display for MetaError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "stored webhook record is unreadable: {}", self.0)
     }
 }
 
-#[cfg(any(feature = "redis", feature = "postgres"))]
+#[cfg(any(feature = "redis", feature = "postgres", fuzzing))]
 impl std::error::Error for MetaError {}
 
 #[cfg(all(test, any(feature = "redis", feature = "postgres")))]
