@@ -728,7 +728,9 @@ mod sources {
                 key = key.scope(Arc::clone(scope));
             }
             limiter.admit(&key).map_err(Refused::into_problem)?;
-            Ok(Admitted { client: Some(ip), key: Some(key) })
+            // The peer stands in for an unresolved client as the limit key only: what is
+            // passed on as the client stays unknown.
+            Ok(Admitted { client, key: Some(key) })
         }
     }
 

@@ -20,7 +20,7 @@ use hookguard::{
     guard::Guard,
     inbox::{Inbox as _, MemoryInbox},
     providers::github,
-    source::{ClientAddr, SourceLimiter},
+    source::{ClientAddr, SourceLimiter, TrustedProxies},
     verify::{Outgoing, Sign},
 };
 use tokio::net::{TcpSocket, TcpStream};
@@ -101,11 +101,32 @@ fn app(
                 .route(webhook_route(guard(&s))),
         )
         .service(
+            // A rate limit (outer) over an allow-list (inner) that allows the proxy's own
+            // range, both behind the proxy 127.0.0.1.
+            web::resource("/behind-proxy")
+                .wrap(
+                    SourceControls::new()
+                        .allow_list("127.0.0.0/8\n203.0.113.0/24".parse().unwrap())
+                        .trusted_proxies(proxy()),
+                )
+                .wrap(SourceControls::new().rate_limit(s.terminal.clone()).trusted_proxies(proxy()))
+                .route(web::post().to(counted.clone())),
+        )
+        .service(
+            web::resource("/limited-behind-proxy")
+                .wrap(SourceControls::new().rate_limit(s.terminal.clone()).trusted_proxies(proxy()))
+                .route(web::post().to(counted.clone())),
+        )
+        .service(
             web::resource("/verify")
                 .wrap(Verify::new(guard(&s)))
                 .wrap(SourceControls::new().rate_limit(s.middleware.clone()).scope("github"))
                 .route(web::post().to(counted)),
         )
+}
+
+fn proxy() -> TrustedProxies {
+    TrustedProxies::new(["127.0.0.1/32".parse().unwrap()])
 }
 
 struct Server {
@@ -247,6 +268,27 @@ async fn refused_addresses_get_403_before_the_body_is_read_and_the_handler_never
     assert_eq!(setup.handled(), 1);
     drop(stream);
 
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_the_rate_limit_could_not_resolve_is_not_passed_on_as_known() {
+    let setup = Setup::new();
+    let server = Server::start(&setup);
+    let proxy = client_from("127.0.0.1");
+    let post = |path: &'static str, forwarded: &'static str| {
+        let req = proxy.post(format!("http://{}{path}", server.addr)).header("x-forwarded-for", forwarded);
+        async move {
+            let res = req.body("{}").send().await.unwrap();
+            (res.status().as_u16(), res.text().await.unwrap())
+        }
+    };
+    let (status, body) = post("/behind-proxy", "unknown").await;
+    assert_eq!(status, 403, "the inner allow-list sees an unknown client, not the proxy: {body}");
+    assert_eq!(post("/behind-proxy", "203.0.113.5").await, (200, "203.0.113.5".to_owned()));
+    // The rate limit alone: counted under the proxy, but the handler gets no client address.
+    assert_eq!(post("/limited-behind-proxy", "unknown").await, (200, String::new()));
+    assert_eq!(post("/limited-behind-proxy", "203.0.113.5").await, (200, "203.0.113.5".to_owned()));
     server.stop().await;
 }
 

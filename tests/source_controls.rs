@@ -369,6 +369,28 @@ async fn failure_budget_refuses_forgers_before_verification_and_recovers() {
 }
 
 #[tokio::test]
+async fn a_client_the_rate_limit_could_not_resolve_is_not_passed_on_as_known() {
+    // The rate limit (outer) counts an unusable forwarding header under the proxy's own
+    // address; the allow-list (inner) must still see an unknown client, not the proxy,
+    // even when the proxy's range is allowed (internal senders).
+    let proxies = || TrustedProxies::new(["127.0.0.1/32".parse().unwrap()]);
+    let limiter = SourceLimiter::builder().requests(100, Duration::from_secs(10)).build().unwrap();
+    let app = echo_app().layer(
+        ServiceBuilder::new().layer(RateLimitLayer::new(limiter).trusted_proxies(proxies())).layer(
+            AllowListLayer::new("127.0.0.0/8\n203.0.113.0/24".parse().unwrap()).trusted_proxies(proxies()),
+        ),
+    );
+    let server = serve(app, "127.0.0.1:0").await;
+    let proxy = client_from("127.0.0.1");
+    let (status, body) = post_from(&proxy, server, &[("x-forwarded-for", "unknown")]).await;
+    assert_eq!(status, 403, "an unresolved client is refused by the allow-list: {body}");
+    let chain = vec!["127.0.0.1"; 33].join(",");
+    assert_eq!(post_from(&proxy, server, &[("x-forwarded-for", &chain)]).await.0, 403, "too many hops");
+    let (status, body) = post_from(&proxy, server, &[("x-forwarded-for", "203.0.113.5")]).await;
+    assert_eq!((status, body.as_str()), (200, "203.0.113.5"), "a resolved client is passed on");
+}
+
+#[tokio::test]
 async fn ordinary_limit_answers_429_with_retry_after_and_refills() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();

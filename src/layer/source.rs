@@ -175,8 +175,10 @@ type ScopeFn = Arc<dyn Fn(&Uri, &HeaderMap) -> Option<String> + Send + Sync>;
 /// failure budget is empty is refused before verification until it refills.
 ///
 /// The client address is found as by [`AllowListLayer`] (a [`ClientAddr`] an outer
-/// layer set is reused); when a trusted proxy's header is unusable, the peer address is
-/// the key. Requests without a peer address get `500`.
+/// layer set is reused) and passed on as a [`ClientAddr`]; when a trusted proxy's header
+/// is unusable, the peer address is the key, and no [`ClientAddr`] is passed on (an inner
+/// [`AllowListLayer`] then refuses the request, as it would alone). Requests without a
+/// peer address get `500`.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -351,9 +353,11 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let l = &self.layer;
-        let ip = match resolve(&req, &l.proxies) {
-            Client::Known(ip) => ip,
-            Client::Unresolved { peer } => peer,
+        let (ip, known) = match resolve(&req, &l.proxies) {
+            Client::Known(ip) => (ip, true),
+            // Counted under the proxy's address, but not passed on as the client: an inner
+            // allow-list must see that the client is unknown.
+            Client::Unresolved { peer } => (peer, false),
             Client::NoPeer => return SourceFuture::refused(problem(PEER_UNKNOWN)),
         };
         let mut key = LimitKey::new(ip);
@@ -366,7 +370,9 @@ where
         if let Err(refused) = l.limiter.admit(&key) {
             return SourceFuture::refused(problem(refused.into_problem()));
         }
-        req.extensions_mut().insert(ClientAddr(ip));
+        if known {
+            req.extensions_mut().insert(ClientAddr(ip));
+        }
         let watch =
             Watch { limiter: l.limiter.clone(), key, failure_statuses: Arc::clone(&l.failure_statuses) };
         SourceFuture::inner(self.inner.call(req), Some(watch))
