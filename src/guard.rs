@@ -120,6 +120,27 @@ pub trait SchemeSource: fmt::Debug + Send + Sync + 'static {
     /// The scheme for this request.
     fn scheme<'a>(&'a self, parts: &'a Parts) -> BoxFuture<'a, Result<Arc<dyn Scheme>, SourceError>>;
 
+    /// The sender this request comes from, when one endpoint serves several senders
+    /// (tenants) whose delivery ids are unique only per sender: it becomes part of the
+    /// replay and inbox key (`{endpoint}:{length}:{namespace}:{id}`), so that one
+    /// sender's delivery is never taken for a copy of another's with the same id.
+    /// `None` (the default): one sender per endpoint, the key is `{endpoint}:{id}`.
+    ///
+    /// It must name the sender one way only: if two spellings (`acme`, `ACME`) load the
+    /// same secrets, a delivery replayed under the other spelling would be taken for a
+    /// new one. [`TenantSchemes`](crate::tenant::TenantSchemes) answers with its tenant
+    /// finder's text.
+    ///
+    /// ```
+    /// use hookguard::{guard::{FixedScheme, SchemeSource}, providers::github};
+    /// let source = FixedScheme(std::sync::Arc::new(github::scheme("s").unwrap()));
+    /// let (parts, ()) = http::Request::post("/").body(()).unwrap().into_parts();
+    /// assert_eq!(source.namespace(&parts), None);
+    /// ```
+    fn namespace(&self, _parts: &Parts) -> Option<String> {
+        None
+    }
+
     /// Keeps a secret handed over by the provider at run time (Asana).
     fn adopt_secret<'a>(
         &'a self,
@@ -690,8 +711,17 @@ impl Guard {
         let ttl =
             i.replay_ttl.or_else(|| scheme.tolerance().replay_window()).unwrap_or(DEFAULT_UNTIMED_REPLAY_TTL);
         let event = verified.event_if_known();
+        // A fixed scheme has one sender; a looked-up one may name it.
+        let namespace = if i.fixed.is_some() { None } else { i.source.namespace(parts) };
+        let labels = match namespace {
+            None => Labels::of(&i.endpoint, &verified, event.unwrap_or_default()),
+            // The length first: the key reads one way whatever the namespace holds.
+            Some(ns) => {
+                Labels::of(&format!("{}:{}:{ns}", i.endpoint, ns.len()), &verified, event.unwrap_or_default())
+            }
+        };
         let passed = Passed {
-            labels: Labels::of(&i.endpoint, &verified, event.unwrap_or_default()),
+            labels,
             event_in_body: event.err(),
             timestamp: verified.timestamp_nanos(),
             received_at: now,

@@ -62,6 +62,12 @@ type BuildFn = dyn Fn(&[Secret]) -> Result<Arc<dyn Scheme>, ConfigError> + Send 
 /// With [`store`](Self::store) it also keeps secrets handed over at run time (Asana's
 /// `X-Hook-Secret`), but only for a tenant that has none yet: a handshake can never
 /// replace a secret.
+///
+/// The tenant is part of each delivery's replay and inbox key
+/// ([`SchemeSource::namespace`]): two tenants' deliveries that carry the same id are
+/// both kept. Name each tenant one way only (have the finder normalize, and the loader
+/// answer for that one spelling): a loader that also answered for `ACME` what it answers
+/// for `acme` would let a delivery replayed to `/hooks/ACME` through as a new one.
 pub struct TenantSchemes {
     tenant: Box<TenantFn>,
     load: Box<LoadFn>,
@@ -240,6 +246,11 @@ impl SchemeSource for TenantSchemes {
             let tenant = (self.tenant)(parts).ok_or(SourceError::Unknown)?;
             self.lookup(tenant).await
         })
+    }
+
+    /// The tenant: two tenants' deliveries with the same id are two deliveries.
+    fn namespace(&self, parts: &Parts) -> Option<String> {
+        (self.tenant)(parts)
     }
 
     fn adopt_secret<'a>(

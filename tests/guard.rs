@@ -140,6 +140,54 @@ async fn tenant_secrets_are_loaded_once_and_cached() {
 }
 
 #[tokio::test]
+async fn two_tenants_deliveries_with_the_same_id_are_both_kept() {
+    let source = TenantSchemes::new(
+        TenantSchemes::path_segment(2),
+        |tenant: String| async move {
+            Ok::<_, std::io::Error>(match tenant.as_str() {
+                "acme" => Some(vec![Secret::new("acme-secret").unwrap()]),
+                "globex" => Some(vec![Secret::new("globex-secret").unwrap()]),
+                // A tenant whose name holds the key's separator.
+                "acme:4:x" => Some(vec![Secret::new("odd-secret").unwrap()]),
+                _ => None,
+            })
+        },
+        github_build,
+    );
+    let inbox = MemoryInbox::new();
+    let guard = Guard::builder_with_source("github", source).inbox(inbox.clone()).build();
+    let now = time::OffsetDateTime::now_utc();
+    let deliver = |tenant: &str, secret: &str, id: &str| {
+        let mut parts = signed(&github::scheme(secret).unwrap(), &format!("/hooks/{tenant}"), b"{}", now, id);
+        parts.headers.insert("x-github-delivery", id.parse().unwrap());
+        parts
+    };
+    let cases = [
+        ("acme's d-1", deliver("acme", "acme-secret", "d-1"), 202),
+        ("globex's d-1: another sender's delivery", deliver("globex", "globex-secret", "d-1"), 202),
+        ("acme's d-1 again: a copy", deliver("acme", "acme-secret", "d-1"), 200),
+        ("globex's d-1 again: a copy", deliver("globex", "globex-secret", "d-1"), 200),
+        // `acme` with id `x:...` and `acme:4:x` with id `...` must not share a key.
+        ("acme's x:4:acme:d-2", deliver("acme", "acme-secret", "x:4:acme:d-2"), 202),
+        ("acme:4:x's d-2", deliver("acme:4:x", "odd-secret", "d-2"), 202),
+    ];
+    for (name, parts, want) in cases {
+        assert_eq!(guard.accept(&parts, Bytes::from_static(b"{}")).await.status(), want, "{name}");
+    }
+    let mut keys = Vec::new();
+    while let Some(job) = inbox.pull(1, Duration::from_secs(60)).await.unwrap().pop() {
+        keys.push(job.webhook().key().to_owned());
+        assert_eq!(job.webhook().endpoint(), "github", "the endpoint stays the endpoint");
+        inbox.ack(&job).await.unwrap();
+    }
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["github:4:acme:d-1", "github:4:acme:x:4:acme:d-2", "github:6:globex:d-1", "github:8:acme:4:x:d-2"]
+    );
+}
+
+#[tokio::test]
 async fn asana_handshake_stores_a_secret_once_and_never_replaces_it() {
     let store: Arc<Mutex<std::collections::HashMap<String, Secret>>> = Arc::default();
     let (load_store, save_store) = (Arc::clone(&store), Arc::clone(&store));
