@@ -15,7 +15,9 @@ use crate::verify::{Verified, json};
 /// A verified delivery, as kept by an [`Inbox`](super::Inbox) and handed to a handler.
 ///
 /// Its [`key`](Self::key) is unique per endpoint and delivery: `"{endpoint}:{id}"`, or the
-/// hex fingerprint of the signature when the provider sends no id.
+/// hex fingerprint of the signature when the provider sends no id; behind a source that
+/// names each request's sender ([`SchemeSource::namespace`](crate::guard::SchemeSource::namespace),
+/// e.g. a tenant), `"{endpoint}:{length}:{sender}:{id}"`.
 ///
 /// ```
 /// use hookguard::{inbox::Webhook, verify::Verified};
