@@ -113,8 +113,8 @@ async fn accept(guard: &Guard, req: &HttpRequest, payload: dev::Payload) -> Http
 /// same bytes as its payload and a [`Verified<'static>`] in the request extensions.
 /// The replay mark is set in two phases, as with [`VerifyLayer`](crate::layer::VerifyLayer)
 /// (the same [`Guard::reserve`]): reserved while the service runs, confirmed once it
-/// answered, cancelled when it answers with a server error or fails, or when the request
-/// is dropped unanswered, so the sender's retry gets through. Duplicates are answered
+/// answered with a success (`2xx`), cancelled when it answers anything else or fails, or
+/// when the request is dropped unanswered, so the sender's retry gets through. Duplicates are answered
 /// `200` without calling it; copies that arrive while the delivery is being handled,
 /// `409` + `Retry-After` (a `delivery-in-progress` problem).
 ///

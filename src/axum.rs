@@ -95,10 +95,13 @@ pub struct VerifiedWebhook {
 impl<S: Send + Sync> FromRequest<S> for VerifiedWebhook {
     type Rejection = WebhookRejection;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let verified =
             req.extensions().get::<Verified<'static>>().cloned().ok_or(WebhookRejection::NotVerified)?;
-        let body = Bytes::from_request(req, state).await.map_err(|_| WebhookRejection::Body)?;
+        // The verify layer read the body within the guard's limit and put the bytes back:
+        // no second limit here (axum's default 2 MiB would refuse what the guard allows).
+        let body =
+            axum::body::to_bytes(req.into_body(), usize::MAX).await.map_err(|_| WebhookRejection::Body)?;
         Ok(Self { verified, body })
     }
 }

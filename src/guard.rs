@@ -300,12 +300,15 @@ impl Reservation {
         self.guard.cancel(&self.key, self.token).await;
     }
 
-    /// Settles by the handler's status: [`confirm`](Self::confirm) unless it is a server
-    /// error (5xx), [`cancel`](Self::cancel) then. The rule middleware mode applies.
+    /// Settles by the handler's status: [`confirm`](Self::confirm) when it succeeded
+    /// (2xx), [`cancel`](Self::cancel) otherwise. The rule middleware mode applies. A
+    /// handler that refused the delivery (a 4xx such as `422`, `409` or `429`) did not
+    /// handle it: the sender's retry must reach it again, and get its answer again, not a
+    /// `200 duplicate` that would tell the sender it was delivered.
     ///
     /// See [`Reservation`] for an example.
     pub async fn finish(self, status: StatusCode) {
-        if status.is_server_error() { self.cancel().await } else { self.confirm().await }
+        if status.is_success() { self.confirm().await } else { self.cancel().await }
     }
 }
 
@@ -548,8 +551,9 @@ impl Guard {
     /// Middleware mode's check: verifies, answers handshakes, and **reserves** the replay
     /// mark for this request: a pending mark that lives the guard's
     /// [`pending_lease`](GuardBuilder::pending_lease), to be settled once the handler
-    /// answered ([`Reservation::finish`]: confirmed for the replay time to live unless it
-    /// failed with a server error; cancelled then, or when the request is abandoned).
+    /// answered ([`Reservation::finish`]: confirmed for the replay time to live when it
+    /// succeeded (2xx); cancelled when it answered anything else, or when the request is
+    /// abandoned).
     ///
     /// A copy of the delivery gets [`Reserved::Respond`] with
     /// - `200 duplicate` when the mark is confirmed (the delivery was handled);

@@ -234,8 +234,9 @@ impl Worker {
         self
     }
 
-    /// How long a job is leased; also the handler's time limit (less the moment the job
-    /// may have waited for its lane after the pull).
+    /// How long a job is leased; also the handler's time limit, counted from when the pool
+    /// asked for the job (the pull's own time, and any wait for a lane after it, come off
+    /// it), so that a handler never runs past the lease the inbox holds for it.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
@@ -365,6 +366,11 @@ impl Worker {
                 }
                 continue;
             }
+            // The jobs' leases run from before the pull: a backend fixes their end when it
+            // reads its clock, and the pull may take a while after that (a pool wait, a
+            // commit). One clock read per pull: it also times the depth gauge, refreshed at
+            // most once a second (a query for SQL inboxes).
+            let asked_at = tokio::time::Instant::now();
             let jobs = match this.inbox.pull(room, this.lease).await {
                 Ok(jobs) => jobs,
                 Err(e) => {
@@ -378,9 +384,7 @@ impl Worker {
                     continue;
                 }
             };
-            // The jobs' leases run from here. One clock read per pull: it also times the
-            // depth gauge, refreshed at most once a second (a query for SQL inboxes).
-            let pulled_at = tokio::time::Instant::now();
+            let pulled_at = asked_at;
             this.gauge_depth(&mut last_depth, pulled_at).await;
             if jobs.is_empty() {
                 // Caught up after a busy round: more is on its way under a steady stream,
@@ -922,6 +926,91 @@ mod tests {
             assert_eq!(report.returned, 0);
             assert_eq!(inbox.depth().await.unwrap(), 0);
         }
+    }
+
+    /// A [`MemoryInbox`] whose batch pulls return `delay` after leasing (a backend that
+    /// read its clock, then waited for a connection or a commit); no jobs at hand.
+    #[derive(Debug, Clone)]
+    struct SlowPull {
+        inner: MemoryInbox,
+        delay: Duration,
+    }
+
+    impl Inbox for SlowPull {
+        fn push(&self, webhook: Webhook) -> BoxFuture<'_, Result<crate::inbox::Pushed, InboxError>> {
+            self.inner.push(webhook)
+        }
+        fn pull(&self, max: usize, lease: Duration) -> BoxFuture<'_, Result<Vec<Job>, InboxError>> {
+            Box::pin(async move {
+                let jobs = self.inner.pull(max, lease).await;
+                tokio::time::sleep(self.delay).await;
+                jobs
+            })
+        }
+        fn ack<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<(), InboxError>> {
+            self.inner.ack(job)
+        }
+        fn retry<'a>(
+            &'a self,
+            job: &'a Job,
+            at: OffsetDateTime,
+            error: &'a str,
+        ) -> BoxFuture<'a, Result<(), InboxError>> {
+            self.inner.retry(job, at, error)
+        }
+        fn dead_letter<'a>(&'a self, job: &'a Job, error: &'a str) -> BoxFuture<'a, Result<(), InboxError>> {
+            self.inner.dead_letter(job, error)
+        }
+        fn dead_letters(
+            &self,
+            max: usize,
+        ) -> BoxFuture<'_, Result<Vec<crate::inbox::DeadLetter>, InboxError>> {
+            self.inner.dead_letters(max)
+        }
+        fn redrive<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, InboxError>> {
+            self.inner.redrive(key)
+        }
+        fn depth(&self) -> BoxFuture<'_, Result<usize, InboxError>> {
+            self.inner.depth()
+        }
+        fn wait(&self, timeout: Duration) -> BoxFuture<'_, ()> {
+            self.inner.wait(timeout)
+        }
+    }
+
+    /// The handler's time limit counts from before the pull: a pull that returns 3 s after
+    /// the inbox leased the job leaves the handler 7 s of a 10 s lease, not 10 s (past
+    /// which another pool could take the job while it still runs).
+    #[tokio::test(start_paused = true)]
+    async fn the_handlers_time_limit_counts_from_before_the_pull() {
+        let clock = crate::clock::TokioClock::new();
+        let inner = MemoryInbox::new().clock(clock);
+        inner.push(hook("slow")).await.unwrap();
+        let inbox = SlowPull { inner: inner.clone(), delay: Duration::from_secs(3) };
+        let finished = Arc::new(AtomicUsize::new(0));
+        let handler = {
+            let finished = Arc::clone(&finished);
+            move |_hook: Webhook| {
+                let finished = Arc::clone(&finished);
+                async move {
+                    tokio::time::sleep(Duration::from_secs(8)).await;
+                    finished.fetch_add(1, Ordering::SeqCst);
+                    Ok::<(), std::convert::Infallible>(())
+                }
+            }
+        };
+        let worker = Worker::new(inbox, handler)
+            .concurrency(1)
+            .lease(Duration::from_secs(10))
+            .max_attempts(1)
+            .clock(clock)
+            .spawn();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        worker.shutdown(Duration::from_secs(1)).await;
+        assert_eq!(finished.load(Ordering::SeqCst), 0, "the handler was stopped when the lease ran out");
+        let dead = inner.dead_letters(10).await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert!(dead[0].error.contains("exceeded the lease"), "{}", dead[0].error);
     }
 
     /// A [`MemoryInbox`] that counts the pool's requests to be woken by a push.

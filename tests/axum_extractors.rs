@@ -45,6 +45,29 @@ async fn call(req: http::Request<Body>) -> (u16, String) {
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// The guard's body limit is the only one: axum's default 2 MiB limit does not apply to
+/// bytes the verify layer already read.
+#[tokio::test]
+async fn a_body_the_guard_allows_past_axums_default_limit_reaches_the_handler() {
+    let guard = Guard::builder("github", github::scheme("secret").unwrap()).body_limit(4 << 20).build();
+    let app = Router::new()
+        .route("/raw", post(|hook: VerifiedWebhook| async move { hook.body.len().to_string() }))
+        .route(
+            "/typed",
+            post(|VerifiedJson(v): VerifiedJson<serde_json::Value>| async move {
+                v["pad"].as_str().map_or(0, str::len).to_string()
+            }),
+        )
+        .layer(VerifyLayer::new(guard));
+    let body: &'static str = Box::leak(format!(r#"{{"pad":"{}"}}"#, "x".repeat(3 << 20)).into_boxed_str());
+    for (path, id, want) in [("/raw", "big-1", body.len()), ("/typed", "big-2", 3 << 20)] {
+        let res = app.clone().oneshot(signed(path, body, id)).await.unwrap();
+        let status = res.status().as_u16();
+        let text = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+        assert_eq!((status, String::from_utf8_lossy(&text).into_owned()), (200, want.to_string()), "{path}");
+    }
+}
+
 #[tokio::test]
 async fn typed_and_raw_extractors() {
     let cases = [

@@ -346,8 +346,9 @@ async fn a_full_or_down_replay_store_does_not_refuse_terminal_deliveries() {
 }
 
 /// Middleware mode's reservation, settled by hand: dropped unsettled (the request was
-/// abandoned) it is cancelled; a handler's 4xx is an answer, so it is confirmed and lives
-/// the replay time to live, well past the lease.
+/// abandoned) it is cancelled; a handler's 4xx is a refusal, not a delivery handled, so
+/// it is cancelled too; a 2xx confirms it for the replay time to live, well past the
+/// lease.
 #[tokio::test]
 async fn a_reservation_dropped_unsettled_is_cancelled_and_a_confirmed_one_outlives_its_lease() {
     let clock = ManualClock::at_unix(1_700_000_000);
@@ -362,11 +363,19 @@ async fn a_reservation_dropped_unsettled_is_cancelled_and_a_confirmed_one_outliv
 
     let Reserved::Fresh { reservation, .. } = guard.reserve(&parts, &body).await else { panic!("fresh") };
     drop(reservation);
-    let Reserved::Fresh { reservation, verified } = guard.reserve(&parts, &body).await else {
+    let Reserved::Fresh { mut reservation, verified } = guard.reserve(&parts, &body).await else {
         panic!("the dropped reservation was cancelled")
     };
     assert_eq!(verified.provider(), "github");
-    reservation.finish(StatusCode::UNPROCESSABLE_ENTITY).await;
+    for refused in [StatusCode::UNPROCESSABLE_ENTITY, StatusCode::TOO_MANY_REQUESTS, StatusCode::BAD_GATEWAY]
+    {
+        reservation.finish(refused).await;
+        let Reserved::Fresh { reservation: again, .. } = guard.reserve(&parts, &body).await else {
+            panic!("a {refused} answer does not confirm: the retry reaches the handler again")
+        };
+        reservation = again;
+    }
+    reservation.finish(StatusCode::NO_CONTENT).await;
     clock.advance(Duration::from_secs(31));
     let Reserved::Respond(res) = guard.reserve(&parts, &body).await else { panic!("confirmed") };
     assert_eq!((res.status(), res.body().as_slice()), (StatusCode::OK, &b"duplicate"[..]));

@@ -5,7 +5,7 @@
 //! - [`VerifyLayer`]: middleware. Verify and refuse replays, then call your handler with
 //!   the verified bytes and a [`Verified`](crate::verify::Verified) extension. The replay
 //!   mark is *reserved* while your handler runs (a copy meanwhile gets `409` +
-//!   `Retry-After`) and *confirmed* once it answered without a server error
+//!   `Retry-After`) and *confirmed* once it answered with a success (`2xx`)
 //!   ([`Guard::reserve`](crate::guard::Guard::reserve)).
 //! - `AllowListLayer` and `RateLimitLayer` (feature `source-controls`): source controls in
 //!   front of either, refusing before the body is read (see `hookguard::source`).

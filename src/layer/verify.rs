@@ -11,10 +11,12 @@
 //! 1. After verification, the guard **reserves** the delivery's key
 //!    ([`Guard::reserve`]): a *pending* mark that lives the guard's
 //!    [`pending_lease`](crate::guard::GuardBuilder::pending_lease) (60 s by default).
-//! 2. The inner service runs. When it answers anything but a server error, the mark is
-//!    **confirmed** for the replay time to live; on a `5xx`, an error, or when the request
-//!    is abandoned (the sender hung up and the future was dropped), the reservation is
-//!    **cancelled** (only while it is still this request's).
+//! 2. The inner service runs. When it answers with a success (`2xx`), the mark is
+//!    **confirmed** for the replay time to live; on any other answer (a `4xx` refusal
+//!    such as `422` is not a delivery handled, and the sender's retry must get the
+//!    handler's answer again), an error, or when the request is abandoned (the sender hung
+//!    up and the future was dropped), the reservation is **cancelled** (only while it is
+//!    still this request's).
 //!
 //! Meanwhile a copy of the delivery (the sender's retry, or the same delivery at another
 //! replica sharing a Redis store) is answered `409 Conflict` + `Retry-After` with a
@@ -126,9 +128,9 @@ impl<S> Layer<S> for VerifyLayer {
 /// inner service sees the request. The inner service gets the same bytes and a
 /// [`Verified<'static>`] extension. The replay mark is set in two phases (see
 /// [`Guard::reserve`] and [`crate::replay`]): reserved before the inner service runs,
-/// confirmed once it answered, cancelled when it answers with a server error or fails, or when the request
-/// is abandoned before it answers (the sender hung up), so the sender's retry gets
-/// through. Duplicates are answered `200` without calling it; copies that arrive while
+/// confirmed once it answered with a success (`2xx`), cancelled when it answers anything
+/// else or fails, or when the request is abandoned before it answers (the sender hung up),
+/// so the sender's retry gets through. Duplicates are answered `200` without calling it; copies that arrive while
 /// the delivery is being handled, `409` + `Retry-After`.
 #[derive(Clone)]
 pub struct Verify<S> {

@@ -42,9 +42,9 @@
 //!    short *lease* and names its holder (a random token). A copy that arrives meanwhile
 //!    finds [`Mark::Pending`] and is answered `409` + `Retry-After` (retry later), not
 //!    `200`; a copy that finds a confirmed mark finds [`Mark::Seen`] (`200 duplicate`).
-//! 2. When the handler answered (anything but a server error),
+//! 2. When the handler answered with a success (`2xx`),
 //!    [`confirm`](ReplayStore::confirm) turns the reservation into a confirmed mark that
-//!    lives the full time to live. On a server error, an error, or an abandoned request,
+//!    lives the full time to live. On any other answer, an error, or an abandoned request,
 //!    [`cancel`](ReplayStore::cancel) removes the reservation, but only while it is
 //!    still the holder's: a late cancel never removes a mark that another request set
 //!    or confirmed since.

@@ -198,20 +198,23 @@ impl Tolerance {
     }
 
     /// The longest window: how long a replay mark must be kept for a timestamped
-    /// delivery to be refused until it goes stale on its own.
+    /// delivery to be refused until it goes stale on its own. `None` when old timestamps
+    /// are not refused (no past bound): such a delivery never goes stale, and the mark
+    /// needs the time to live of deliveries without timestamps.
     ///
     /// ```
     /// # use std::time::Duration;
     /// # use hookguard::verify::Tolerance;
     /// let t = Tolerance::new(Some(Duration::from_secs(300)), Some(Duration::from_secs(60)));
     /// assert_eq!(t.replay_window(), Some(Duration::from_secs(360)));
+    /// let future_only = Tolerance::new(None, Some(Duration::from_secs(60)));
+    /// assert_eq!(future_only.replay_window(), None);
     /// ```
     #[must_use]
     pub fn replay_window(&self) -> Option<Duration> {
-        match (self.past, self.future) {
-            (None, None) => None,
-            (past, future) => Some(past.unwrap_or_default().saturating_add(future.unwrap_or_default())),
-        }
+        // A copy is refused by its age only when there is a past bound.
+        let past = self.past?;
+        Some(past.saturating_add(self.future.unwrap_or_default()))
     }
 
     #[cfg_attr(not(any(test, feature = "rsa")), allow(dead_code))] // PayPal's RFC 3339 times
