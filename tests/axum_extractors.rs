@@ -1,13 +1,20 @@
-//! axum extractors behind VerifyLayer: typed JSON, 422 for a body that does not fit.
+//! axum behind VerifyLayer and WebhookService: the extractors (typed JSON, 422 for a body
+//! that does not fit, the guard's body limit only), and nested routers (the guard sees the
+//! whole path).
 #![cfg(feature = "axum")]
 
 use axum::{Router, body::Body, routing::post};
+use std::sync::Arc;
+
 use hookguard::{
+    Secret,
     axum::{VerifiedJson, VerifiedWebhook},
     guard::Guard,
-    layer::VerifyLayer,
+    inbox::MemoryInbox,
+    layer::{VerifyLayer, WebhookService},
     providers::github,
-    verify::{Outgoing, Sign},
+    tenant::TenantSchemes,
+    verify::{Outgoing, Scheme, Sign},
 };
 use tower::ServiceExt as _;
 
@@ -86,4 +93,41 @@ async fn typed_and_raw_extractors() {
         assert_eq!(got, status, "case {name}: {body}");
         assert!(body.contains(needle), "case {name}: {body}");
     }
+}
+
+/// Under `Router::nest`, the layer sees the path without the prefix; the guard must see the
+/// whole one (a tenant finder reading `/api/hooks/{tenant}`, a URL-signing provider), while
+/// a nested router inside a verify layer still routes by its own path.
+#[tokio::test]
+async fn nested_routers_give_the_guard_the_whole_path() {
+    let guard = |inbox: &MemoryInbox| {
+        let source = TenantSchemes::new(
+            TenantSchemes::path_segment(3), // /api/hooks/{tenant}
+            |tenant: String| async move {
+                Ok::<_, std::io::Error>((tenant == "acme").then(|| vec![Secret::new("secret").unwrap()]))
+            },
+            |secrets: &[Secret]| Ok(Arc::new(github::scheme(secrets[0].expose())?) as Arc<dyn Scheme>),
+        );
+        Guard::builder_with_source("github", source).inbox(inbox.clone()).build()
+    };
+    let inbox = MemoryInbox::new();
+    let terminal = Router::new()
+        .nest("/api", Router::new().route_service("/hooks/{tenant}", WebhookService::new(guard(&inbox))));
+    let middleware = Router::new().nest(
+        "/api",
+        Router::new()
+            .route(
+                "/hooks/{tenant}",
+                post(|hook: VerifiedWebhook| async move { format!("handled {}", hook.body.len()) }),
+            )
+            .layer(VerifyLayer::new(guard(&inbox))),
+    );
+    let res = terminal.oneshot(signed("/api/hooks/acme", "{}", "n-1")).await.unwrap();
+    assert_eq!(res.status(), 202, "the tenant was found in the whole path");
+    let res = middleware.clone().oneshot(signed("/api/hooks/acme", "{}", "n-2")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let text = axum::body::to_bytes(res.into_body(), 1024).await.unwrap();
+    assert_eq!(&text[..], b"handled 2", "the nested router routed the request to the handler");
+    let res = middleware.oneshot(signed("/api/hooks/initech", "{}", "n-3")).await.unwrap();
+    assert_eq!(res.status(), 404, "an unknown tenant");
 }

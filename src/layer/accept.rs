@@ -85,7 +85,11 @@ where
         let span = tracing::info_span!("webhook", endpoint = guard.endpoint(), method = %req.method(), path = req.uri().path());
         // A disabled span is not entered at all (entering one still costs, with `log`).
         let span = (!span.is_disabled()).then_some(span);
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        // Terminal: the request goes no further, so the guard may have the whole URI.
+        if let Some(uri) = super::original_uri(&parts) {
+            parts.uri = uri.clone();
+        }
         let state = match guard.precheck(&parts) {
             Err(problem) => State::Answered { res: Some(problem.into_response()) },
             Ok(()) => State::Reading { parts: Some(parts), read: body::ReadBody::new(&guard, body) },

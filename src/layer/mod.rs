@@ -26,6 +26,20 @@
 //! # }
 //! ```
 
+/// Under axum's `Router::nest`, a nested router (and a layer on it) sees the path with the
+/// prefix stripped; axum keeps the request's whole URI as `OriginalUri`. The guard needs
+/// the whole one: some providers sign the URL, and tenant finders read path segments.
+/// `None` when they are the same (no nesting), or outside axum.
+#[cfg(feature = "axum")]
+fn original_uri(parts: &http::request::Parts) -> Option<&http::Uri> {
+    parts.extensions.get::<axum::extract::OriginalUri>().map(|o| &o.0).filter(|o| **o != parts.uri)
+}
+
+#[cfg(not(feature = "axum"))]
+fn original_uri(_parts: &http::request::Parts) -> Option<&http::Uri> {
+    None
+}
+
 mod accept;
 mod body;
 #[cfg(feature = "source-controls")]

@@ -188,6 +188,11 @@ where
             inner: Box::pin(
                 async move {
                     let (mut parts, body) = req.into_parts();
+                    // The guard sees the whole URI; the inner service gets the one it was
+                    // routed with back.
+                    let routed = super::original_uri(&parts)
+                        .cloned()
+                        .map(|uri| std::mem::replace(&mut parts.uri, uri));
                     if let Err(problem) = guard.precheck(&parts) {
                         return Ok(convert(problem.into_response()));
                     }
@@ -202,6 +207,9 @@ where
                     // Dropped before the inner service answers (the sender hung up): the
                     // reservation is cancelled, so the sender's retry gets through.
                     parts.extensions.insert(verified);
+                    if let Some(routed) = routed {
+                        parts.uri = routed;
+                    }
                     let res = inner.call(Request::from_parts(parts, B::from(bytes))).await;
                     match &res {
                         Ok(r) => reservation.finish(r.status()).await,
