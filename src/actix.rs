@@ -276,7 +276,11 @@ impl http_body::Body for PayloadBody {
     }
 }
 
-/// actix's request head (http 0.2 types) as `http` 1 [`Parts`].
+/// actix's request head (http 0.2 types) as `http` 1 [`Parts`]. Of actix's request
+/// extensions, the [`ClientAddr`](crate::source::ClientAddr) that
+/// [`SourceControls`](source::SourceControls) resolved is passed on, as the Tower layers
+/// leave it in the request's extensions for the guard (and a secret source or handshake
+/// reading them).
 fn parts_of(req: &HttpRequest) -> Parts {
     let mut builder = http::Request::builder()
         .method(http::Method::from_bytes(req.method().as_str().as_bytes()).unwrap_or_default())
@@ -284,6 +288,12 @@ fn parts_of(req: &HttpRequest) -> Parts {
         .version(version(req.version()));
     if let Some(headers) = builder.headers_mut() {
         *headers = headers_of(req);
+    }
+    #[cfg(feature = "source-controls")]
+    if let Some(client) = req.extensions().get::<crate::source::ClientAddr>().copied()
+        && let Some(extensions) = builder.extensions_mut()
+    {
+        extensions.insert(client);
     }
     match builder.body(()) {
         Ok(req) => req.into_parts().0,

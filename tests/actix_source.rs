@@ -17,11 +17,12 @@ use actix_web::{App, HttpResponse, web};
 use hookguard::{
     actix::{SourceControls, Verify, webhook_route},
     clock::ManualClock,
-    guard::Guard,
+    guard::{Guard, SchemeSource, SourceError},
     inbox::{Inbox as _, MemoryInbox},
     providers::github,
+    replay::BoxFuture,
     source::{ClientAddr, SourceLimiter, TrustedProxies},
-    verify::{Outgoing, Sign},
+    verify::{Outgoing, Scheme, Sign},
 };
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -113,6 +114,17 @@ fn app(
                 .route(web::post().to(counted.clone())),
         )
         .service(
+            // The guard's secret source reads the client address SourceControls resolved.
+            web::resource("/by-client")
+                .wrap(SourceControls::new().allow_list("127.0.0.0/8".parse().unwrap()))
+                .route(webhook_route(
+                    Guard::builder_with_source("github", ByClient)
+                        .clock(s.clock.clone())
+                        .inbox(s.inbox.clone())
+                        .build(),
+                )),
+        )
+        .service(
             web::resource("/limited-behind-proxy")
                 .wrap(SourceControls::new().rate_limit(s.terminal.clone()).trusted_proxies(proxy()))
                 .route(web::post().to(counted.clone())),
@@ -123,6 +135,27 @@ fn app(
                 .wrap(SourceControls::new().rate_limit(s.middleware.clone()).scope("github"))
                 .route(web::post().to(counted)),
         )
+}
+
+/// A secret source that knows only clients in 127.0.0.0/8, by the [`ClientAddr`] in the
+/// request's extensions.
+#[derive(Debug)]
+struct ByClient;
+
+impl SchemeSource for ByClient {
+    fn scheme<'a>(
+        &'a self,
+        parts: &'a http::request::Parts,
+    ) -> BoxFuture<'a, Result<Arc<dyn Scheme>, SourceError>> {
+        let known = parts.extensions.get::<ClientAddr>().is_some_and(|c| c.0.is_loopback());
+        Box::pin(async move {
+            if known {
+                Ok(Arc::new(github::scheme(SECRET).unwrap()) as Arc<dyn Scheme>)
+            } else {
+                Err(SourceError::Unknown)
+            }
+        })
+    }
 }
 
 fn proxy() -> TrustedProxies {
@@ -289,6 +322,17 @@ async fn a_client_the_rate_limit_could_not_resolve_is_not_passed_on_as_known() {
     // The rate limit alone: counted under the proxy, but the handler gets no client address.
     assert_eq!(post("/limited-behind-proxy", "unknown").await, (200, String::new()));
     assert_eq!(post("/limited-behind-proxy", "203.0.113.5").await, (200, "203.0.113.5".to_owned()));
+    server.stop().await;
+}
+
+/// As with the Tower layers, the guard (and its secret source) sees the client address
+/// that SourceControls resolved.
+#[tokio::test]
+async fn the_guard_sees_the_client_address_source_controls_resolved() {
+    let setup = Setup::new();
+    let server = Server::start(&setup);
+    let res = deliver(&client_from("127.0.0.4"), server.addr, "/by-client", "c-1", false).await;
+    assert_eq!(res.status(), 202, "{}", res.text().await.unwrap());
     server.stop().await;
 }
 

@@ -84,6 +84,11 @@ use crate::verify::Verified;
 
 /// Layer that applies [`Verify`].
 ///
+/// Handshakes that come as `GET` or `HEAD` (Meta, Dropbox, Trello): on a `post(…)` route,
+/// axum sends those methods to the route's fallback, which this layer wraps, and adds
+/// `Allow: POST` to whatever it answers. Route such endpoints with `any(…)` (or
+/// `route_service`) to answer them without it.
+///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// use hookguard::{guard::Guard, layer::VerifyLayer, providers::github, verify::Verified};
@@ -130,8 +135,8 @@ impl<S> Layer<S> for VerifyLayer {
 /// [`Guard::reserve`] and [`crate::replay`]): reserved before the inner service runs,
 /// confirmed once it answered with a success (`2xx`), cancelled when it answers anything
 /// else or fails, or when the request is abandoned before it answers (the sender hung up),
-/// so the sender's retry gets through. Duplicates are answered `200` without calling it; copies that arrive while
-/// the delivery is being handled, `409` + `Retry-After`.
+/// so the sender's retry gets through. Duplicates are answered `200` without calling it;
+/// copies that arrive while the delivery is being handled, `409` + `Retry-After`.
 #[derive(Clone)]
 pub struct Verify<S> {
     inner: S,
