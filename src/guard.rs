@@ -499,53 +499,52 @@ impl Guard {
     }
 
     /// Verifies, answers handshakes and sets the replay mark, confirmed at once (one
-    /// phase, as the terminal pipeline does before its hand-off). Middleware that runs a
-    /// handler before answering should call [`reserve`](Self::reserve) instead.
+    /// phase), for a caller that then keeps the delivery itself
+    /// ([`hand_off`](Self::hand_off), which removes the mark again when the push fails).
+    ///
+    /// One phase has a window: if the process dies between `check` and the hand-off, the
+    /// mark stays and the sender's retries are answered as duplicates until it expires,
+    /// though nothing was kept. [`accept`](Self::accept) (verify and keep, the inbox
+    /// deciding what is a copy) and [`reserve`](Self::reserve) (a handler run inline, the
+    /// mark confirmed only once it succeeded) have no such window: prefer them.
     pub async fn check(&self, parts: &Parts, body: &Bytes) -> Checked {
         let (passed, verified) = match self.verify(parts, body, owned).await {
             Ok(passed) => passed,
             Err(res) => return Checked::Respond(res),
         };
-        match self.mark(passed.labels.key(), passed.ttl).await {
-            Ok(true) => Checked::Fresh { verified, replay_key: passed.labels.key().to_owned() },
-            Ok(false) => {
+        let key = passed.labels.key();
+        let Some(replay) = &self.inner.replay else {
+            return Checked::Fresh { verified, replay_key: key.to_owned() };
+        };
+        let marked = match replay.mark_now(key.as_bytes(), passed.ttl) {
+            Some(marked) => marked,
+            None => replay.mark(key.as_bytes(), passed.ttl).await,
+        };
+        match marked {
+            Ok(Mark::New) => Checked::Fresh { verified, replay_key: key.to_owned() },
+            Ok(Mark::Seen) => {
                 self.duplicate(verified.id());
                 Checked::Duplicate(verified)
             }
-            Err(res) => Checked::Respond(res),
+            // `mark` answers a live reservation as seen; a store that tells it apart gets
+            // the answer `reserve` gives.
+            Ok(Mark::Pending) => Checked::Respond(self.in_progress(verified.id())),
+            Err(e) => Checked::Respond(self.replay_unavailable(&e)),
         }
+    }
+
+    /// The answer to a copy of a delivery that another request is handling.
+    fn in_progress(&self, id: Option<&str>) -> Response<Vec<u8>> {
+        let i = &self.inner;
+        self.count_rejected(known::IN_PROGRESS.code());
+        tracing::info!(endpoint = %i.endpoint, id, "webhook copy while the delivery is being handled: retry later");
+        known::IN_PROGRESS.with_status(i.in_progress_status).retry_after(i.retry_after).into_response()
     }
 
     /// Counts and logs a duplicate.
     fn duplicate(&self, id: Option<&str>) {
         Self::count(&self.inner.duplicates_key);
         tracing::info!(endpoint = %self.inner.endpoint, id, "duplicate webhook");
-    }
-
-    /// Sets the (confirmed) replay mark under `key`: `true` when this request set it,
-    /// `false` when it was set already.
-    async fn mark(&self, key: &str, ttl: Duration) -> Result<bool, Response<Vec<u8>>> {
-        let Some(replay) = &self.inner.replay else { return Ok(true) };
-        let marked = match replay.mark_now(key.as_bytes(), ttl) {
-            Some(marked) => marked,
-            None => replay.mark(key.as_bytes(), ttl).await,
-        };
-        self.marked(marked)
-    }
-
-    /// What a (one-phase) mark answered: `true` when this request set it, `false` when it
-    /// was set already.
-    // The error is the answer itself, moved straight out (boxing it would only add an
-    // allocation per rejection).
-    #[allow(clippy::result_large_err)]
-    fn marked(&self, marked: Result<Mark, crate::replay::StoreError>) -> Result<bool, Response<Vec<u8>>> {
-        match marked {
-            Ok(Mark::New) => Ok(true),
-            // `mark` counts a live reservation as seen; the terminal pipeline pushes a
-            // seen delivery anyway and lets its inbox decide.
-            Ok(Mark::Seen | Mark::Pending) => Ok(false),
-            Err(e) => Err(self.replay_unavailable(&e)),
-        }
     }
 
     /// Middleware mode's check: verifies, answers handshakes, and **reserves** the replay
@@ -579,16 +578,7 @@ impl Guard {
                     self.duplicate(verified.id());
                     return Reserved::Respond(plain(StatusCode::OK, "duplicate"));
                 }
-                Ok(Mark::Pending) => {
-                    self.count_rejected(known::IN_PROGRESS.code());
-                    tracing::info!(endpoint = %i.endpoint, id = verified.id(), "webhook copy while the delivery is being handled: retry later");
-                    return Reserved::Respond(
-                        known::IN_PROGRESS
-                            .with_status(i.in_progress_status)
-                            .retry_after(i.retry_after)
-                            .into_response(),
-                    );
-                }
+                Ok(Mark::Pending) => return Reserved::Respond(self.in_progress(verified.id())),
                 Err(e) => return Reserved::Respond(self.replay_unavailable(&e)),
             }
         }
