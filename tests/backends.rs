@@ -484,6 +484,41 @@ mod redis_inbox {
         }
     }
 
+    /// A copy of a kept webhook is answered `Duplicate` only once the wait for durability
+    /// covered the push that kept it (made here without one, as by another replica):
+    /// where the wait fails, so does the copy, instead of a `200` for what may be lost.
+    #[tokio::test]
+    async fn a_copy_waits_for_durability_like_a_push() {
+        use hookguard::inbox::RedisDurability;
+        let plain =
+            or_skip!(make(ManualClock::at_unix(1_700_000_000), 100, &crate::common::unique("inbox")).await);
+        let waiting = plain.clone().durability(RedisDurability::WaitAof {
+            local: true,
+            replicas: 0,
+            timeout: Duration::from_millis(100),
+        });
+        assert_eq!(plain.push(crate::common::webhook("a")).await.unwrap(), Pushed::Accepted);
+        let copy = waiting.push(crate::common::webhook("a")).await;
+        let url = std::env::var("HOOKGUARD_TEST_REDIS_URL").unwrap();
+        let mut conn = redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let aof: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("appendonly")
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        if aof.get(1).map(String::as_str) == Some("yes") {
+            assert_eq!(copy.unwrap(), Pushed::Duplicate);
+        } else {
+            assert!(matches!(copy, Err(InboxError::Backend(_))), "{copy:?}");
+        }
+        assert_eq!(
+            plain.push(crate::common::webhook("a")).await.unwrap(),
+            Pushed::Duplicate,
+            "no wait, no error"
+        );
+    }
+
     #[tokio::test]
     async fn two_handles_on_one_prefix_share_jobs_and_never_lease_one_twice() {
         let clock = ManualClock::at_unix(1_700_000_000);

@@ -22,9 +22,14 @@ const BLOCK: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Keeps a webhook unless its key is kept or was finished lately; XADD comes first, so a
-/// failed XADD leaves no dedup mark behind.
+/// failed XADD leaves no dedup mark behind. A copy (0) makes one write when the caller
+/// waits for durability (`ARGV[5]`), so that its `WAITAOF` covers the push that kept the
+/// webhook, whichever client made it.
 const PUSH: &str = r"
-if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then
+  if ARGV[5] == '1' then redis.call('INCR', KEYS[6]) end
+  return 0
+end
 local n = redis.call('XLEN', KEYS[1]) + redis.call('ZCARD', KEYS[4]) + redis.call('ZCARD', KEYS[5])
 if n >= tonumber(ARGV[4]) then return -1 end
 local sid = redis.call('XADD', KEYS[1], '*', 'key', ARGV[1])
@@ -180,8 +185,9 @@ return 1
 /// `WaitAof` runs `WAITAOF` (Redis 7.2 or later) after each change, on the same
 /// multiplexed connection, so it also covers every earlier command on it. It fails when the
 /// server has AOF off (or is older than 7.2): the push then returns
-/// [`InboxError::Backend`], though the webhook may be kept; the guard answers `503`, and
-/// the sender's retry then finds a [`Pushed::Duplicate`].
+/// [`InboxError::Backend`], though the webhook may be kept; the guard answers `503`. A copy
+/// of a kept webhook waits the same way before it is answered [`Pushed::Duplicate`], so a
+/// sender's retry is acknowledged only once the webhook is as durable as this setting asks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum RedisDurability {
@@ -675,10 +681,12 @@ impl RedisInbox {
             .key(k.done(key))
             .key(&k.delayed)
             .key(&k.dead)
+            .key(&k.seq)
             .arg(key)
             .arg(webhook.to_meta_json())
             .arg(webhook.body().as_ref())
             .arg(self.capacity)
+            .arg(u8::from(self.durability != RedisDurability::None))
             .invoke_async(&mut conn)
             .await
             .map_err(backend)?;
@@ -687,7 +695,13 @@ impl RedisInbox {
                 self.persist().await?;
                 Ok(Pushed::Accepted)
             }
-            0 => Ok(Pushed::Duplicate),
+            // A copy is answered `Duplicate` (`200`) only once the webhook it copies is as
+            // durable as a push would be: the push that kept it may have failed its own
+            // wait (and been answered `503`), or still be waiting at another replica.
+            0 => {
+                self.persist().await?;
+                Ok(Pushed::Duplicate)
+            }
             _ => Err(InboxError::Full),
         }
     }
