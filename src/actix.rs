@@ -77,8 +77,10 @@ use crate::{
 #[must_use]
 pub fn webhook_route(guard: Guard) -> Route {
     web::route().to(move |req: HttpRequest, payload: web::Payload| {
+        use tracing::Instrument as _;
         let guard = guard.clone();
-        async move { accept(&guard, &req, payload.into_inner()).await }
+        let span = span(&guard, &req);
+        async move { accept(&guard, &req, payload.into_inner()).await }.instrument(span)
     })
 }
 
@@ -195,34 +197,43 @@ where
     forward_ready!(service);
 
     fn call(&self, mut req: ServiceRequest) -> Self::Future {
+        use tracing::Instrument as _;
         let service = Rc::clone(&self.service);
         let guard = self.guard.clone();
-        Box::pin(async move {
-            let parts = parts_of(req.request());
-            if let Err(problem) = guard.precheck(&parts) {
-                return Ok(answer(req, problem.into_response()));
-            }
-            let bytes = match read(&guard, req.take_payload()).await {
-                Ok(bytes) => bytes,
-                Err(problem) => return Ok(answer(req, guard.body_problem(problem))),
-            };
-            let reservation = match guard.reserve(&parts, &bytes).await {
-                Reserved::Fresh { verified, reservation } => {
-                    req.extensions_mut().insert(verified);
-                    reservation
+        let span = span(&guard, req.request());
+        Box::pin(
+            async move {
+                let parts = parts_of(req.request());
+                if let Err(problem) = guard.precheck(&parts) {
+                    return Ok(answer(req, problem.into_response()));
                 }
-                Reserved::Respond(res) => return Ok(answer(req, res)),
-            };
-            req.set_payload(dev::Payload::from(bytes));
-            // Dropped before the service answers: the reservation is cancelled.
-            let res = service.call(req).await;
-            match &res {
-                Ok(r) if r.status().is_server_error() => reservation.cancel().await,
-                Ok(_) => reservation.confirm().await,
-                Err(_) => reservation.cancel().await,
+                let bytes = match read(&guard, req.take_payload()).await {
+                    Ok(bytes) => bytes,
+                    Err(problem) => return Ok(answer(req, guard.body_problem(problem))),
+                };
+                let reservation = match guard.reserve(&parts, &bytes).await {
+                    Reserved::Fresh { verified, reservation } => {
+                        req.extensions_mut().insert(verified);
+                        reservation
+                    }
+                    Reserved::Respond(res) => return Ok(answer(req, res)),
+                };
+                req.set_payload(dev::Payload::from(bytes));
+                // Dropped before the service answers: the reservation is cancelled.
+                let res = service.call(req).await;
+                // The rule of the Tower side: confirmed only on a success.
+                match &res {
+                    Ok(r) => {
+                        reservation
+                            .finish(http::StatusCode::from_u16(r.status().as_u16()).unwrap_or_default())
+                            .await
+                    }
+                    Err(_) => reservation.cancel().await,
+                }
+                res.map(ServiceResponse::map_into_left_body)
             }
-            res.map(ServiceResponse::map_into_left_body)
-        })
+            .instrument(span),
+        )
     }
 }
 
@@ -274,6 +285,12 @@ impl http_body::Body for PayloadBody {
             .poll_next(cx)
             .map(|chunk| chunk.map(|chunk| chunk.map(http_body::Frame::data)))
     }
+}
+
+/// The per-delivery span, as the Tower services open it (endpoint, method, path; never
+/// secrets or bodies).
+fn span(guard: &Guard, req: &HttpRequest) -> tracing::Span {
+    tracing::info_span!("webhook", endpoint = guard.endpoint(), method = %req.method(), path = req.path())
 }
 
 /// actix's request head (http 0.2 types) as `http` 1 [`Parts`]. Of actix's request

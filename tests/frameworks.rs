@@ -347,6 +347,21 @@ fn cases() -> Vec<Case> {
             handler: 1,
         },
         Case {
+            name: "the handler refuses (4xx): the sender's retry reaches it again, not 200 duplicate",
+            steps: || {
+                let ts = now();
+                vec![
+                    Step::Hold(signed("/hooks/held", EVENT, "msg_held_4xx", ts)),
+                    Step::Release(422),
+                    Step::Send(signed("/hooks/held", EVENT, "msg_held_4xx", ts)),
+                ]
+            },
+            status: 200,
+            check: Check::Contains("handled"),
+            inbox: 0,
+            handler: 1,
+        },
+        Case {
             name: "a reservation left by a killed replica: 409 until its lease runs out, then handled",
             steps: || {
                 let ts = now();
