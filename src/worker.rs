@@ -928,56 +928,6 @@ mod tests {
         }
     }
 
-    /// A [`MemoryInbox`] whose batch pulls return `delay` after leasing (a backend that
-    /// read its clock, then waited for a connection or a commit); no jobs at hand.
-    #[derive(Debug, Clone)]
-    struct SlowPull {
-        inner: MemoryInbox,
-        delay: Duration,
-    }
-
-    impl Inbox for SlowPull {
-        fn push(&self, webhook: Webhook) -> BoxFuture<'_, Result<crate::inbox::Pushed, InboxError>> {
-            self.inner.push(webhook)
-        }
-        fn pull(&self, max: usize, lease: Duration) -> BoxFuture<'_, Result<Vec<Job>, InboxError>> {
-            Box::pin(async move {
-                let jobs = self.inner.pull(max, lease).await;
-                tokio::time::sleep(self.delay).await;
-                jobs
-            })
-        }
-        fn ack<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<(), InboxError>> {
-            self.inner.ack(job)
-        }
-        fn retry<'a>(
-            &'a self,
-            job: &'a Job,
-            at: OffsetDateTime,
-            error: &'a str,
-        ) -> BoxFuture<'a, Result<(), InboxError>> {
-            self.inner.retry(job, at, error)
-        }
-        fn dead_letter<'a>(&'a self, job: &'a Job, error: &'a str) -> BoxFuture<'a, Result<(), InboxError>> {
-            self.inner.dead_letter(job, error)
-        }
-        fn dead_letters(
-            &self,
-            max: usize,
-        ) -> BoxFuture<'_, Result<Vec<crate::inbox::DeadLetter>, InboxError>> {
-            self.inner.dead_letters(max)
-        }
-        fn redrive<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, InboxError>> {
-            self.inner.redrive(key)
-        }
-        fn depth(&self) -> BoxFuture<'_, Result<usize, InboxError>> {
-            self.inner.depth()
-        }
-        fn wait(&self, timeout: Duration) -> BoxFuture<'_, ()> {
-            self.inner.wait(timeout)
-        }
-    }
-
     /// The handler's time limit counts from before the pull: a pull that returns 3 s after
     /// the inbox leased the job leaves the handler 7 s of a 10 s lease, not 10 s (past
     /// which another pool could take the job while it still runs).
@@ -986,7 +936,7 @@ mod tests {
         let clock = crate::clock::TokioClock::new();
         let inner = MemoryInbox::new().clock(clock);
         inner.push(hook("slow")).await.unwrap();
-        let inbox = SlowPull { inner: inner.clone(), delay: Duration::from_secs(3) };
+        let inbox = CountingWaits { pull_delay: Duration::from_secs(3), ..CountingWaits::new(inner.clone()) };
         let finished = Arc::new(AtomicUsize::new(0));
         let handler = {
             let finished = Arc::clone(&finished);
@@ -1013,10 +963,13 @@ mod tests {
         assert!(dead[0].error.contains("exceeded the lease"), "{}", dead[0].error);
     }
 
-    /// A [`MemoryInbox`] that counts the pool's requests to be woken by a push.
+    /// A [`MemoryInbox`] that counts the pool's requests to be woken by a push; its batch
+    /// pulls may return `pull_delay` after leasing (a backend that read its clock, then
+    /// waited for a connection or a commit).
     #[derive(Debug, Clone)]
     struct CountingWaits {
         inner: MemoryInbox,
+        pull_delay: Duration,
         waits: Arc<AtomicUsize>,
         /// Calls to `pull` (the pool's loop; `pull_one_now` is the lanes').
         pulls: Arc<AtomicUsize>,
@@ -1026,7 +979,13 @@ mod tests {
 
     impl CountingWaits {
         fn new(inner: MemoryInbox) -> Self {
-            Self { inner, waits: Arc::default(), pulls: Arc::default(), depths: Arc::default() }
+            Self {
+                inner,
+                pull_delay: Duration::ZERO,
+                waits: Arc::default(),
+                pulls: Arc::default(),
+                depths: Arc::default(),
+            }
         }
     }
 
@@ -1036,7 +995,14 @@ mod tests {
         }
         fn pull(&self, max: usize, lease: Duration) -> BoxFuture<'_, Result<Vec<Job>, InboxError>> {
             self.pulls.fetch_add(1, Ordering::SeqCst);
-            self.inner.pull(max, lease)
+            if self.pull_delay.is_zero() {
+                return self.inner.pull(max, lease);
+            }
+            Box::pin(async move {
+                let jobs = self.inner.pull(max, lease).await;
+                tokio::time::sleep(self.pull_delay).await;
+                jobs
+            })
         }
         fn pull_one_now(&self, lease: Duration) -> Option<Result<Option<Job>, InboxError>> {
             self.inner.pull_one_now(lease)

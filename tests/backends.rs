@@ -457,6 +457,19 @@ mod redis_inbox {
         assert_eq!(inbox.push(crate::common::webhook("a")).await.unwrap(), Pushed::Accepted);
     }
 
+    /// Whether the test server writes an append-only file (`WAITAOF` fails without one).
+    async fn aof_is_on() -> bool {
+        let url = std::env::var("HOOKGUARD_TEST_REDIS_URL").unwrap();
+        let mut conn = redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let aof: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("appendonly")
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        aof.get(1).map(String::as_str) == Some("yes")
+    }
+
     #[tokio::test]
     async fn wait_aof_fails_loudly_when_the_server_has_no_aof() {
         use hookguard::inbox::RedisDurability;
@@ -467,17 +480,8 @@ mod redis_inbox {
                     replicas: 0,
                     timeout: Duration::from_millis(100),
                 });
-        let url = std::env::var("HOOKGUARD_TEST_REDIS_URL").unwrap();
-        let client = redis::Client::open(url).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let aof: Vec<String> = redis::cmd("CONFIG")
-            .arg("GET")
-            .arg("appendonly")
-            .query_async(&mut conn)
-            .await
-            .unwrap_or_default();
         let result = inbox.push(crate::common::webhook("a")).await;
-        if aof.get(1).map(String::as_str) == Some("yes") {
+        if aof_is_on().await {
             assert_eq!(result.unwrap(), Pushed::Accepted);
         } else {
             assert!(matches!(result, Err(InboxError::Backend(_))), "{result:?}");
@@ -499,15 +503,7 @@ mod redis_inbox {
         });
         assert_eq!(plain.push(crate::common::webhook("a")).await.unwrap(), Pushed::Accepted);
         let copy = waiting.push(crate::common::webhook("a")).await;
-        let url = std::env::var("HOOKGUARD_TEST_REDIS_URL").unwrap();
-        let mut conn = redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
-        let aof: Vec<String> = redis::cmd("CONFIG")
-            .arg("GET")
-            .arg("appendonly")
-            .query_async(&mut conn)
-            .await
-            .unwrap_or_default();
-        if aof.get(1).map(String::as_str) == Some("yes") {
+        if aof_is_on().await {
             assert_eq!(copy.unwrap(), Pushed::Duplicate);
         } else {
             assert!(matches!(copy, Err(InboxError::Backend(_))), "{copy:?}");
