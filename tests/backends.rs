@@ -386,6 +386,36 @@ mod redis_inbox {
         redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap()
     }
 
+    /// A job whose stored record cannot be read is set aside as a dead letter by the pull
+    /// that takes it; the jobs taken with it are handed out, later pulls are not held up.
+    #[tokio::test]
+    async fn an_unreadable_job_is_dead_lettered_and_does_not_block_the_queue() {
+        let store = crate::common::unique("inbox");
+        let inbox = or_skip!(make(ManualClock::at_unix(1_700_000_000), 100, &store).await);
+        for id in ["a", "b", "c"] {
+            inbox.push(crate::common::webhook(id)).await.unwrap();
+        }
+        let damaged = crate::common::webhook("b").key().to_owned();
+        let mut admin = admin().await;
+        let _: () = redis::cmd("HSET")
+            .arg(format!("{{{store}}}:job:{damaged}"))
+            .arg("meta")
+            .arg(r#"{"nope":1}"#)
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        let jobs = inbox.pull(10, LEASE).await.unwrap();
+        let ids: Vec<_> = jobs.iter().map(|j| j.webhook().id().unwrap().to_owned()).collect();
+        assert_eq!(ids, ["a", "c"], "the readable jobs are handed out");
+        let dead: i64 =
+            redis::cmd("ZCARD").arg(format!("{{{store}}}:dead")).query_async(&mut admin).await.unwrap();
+        assert_eq!(dead, 1, "the unreadable one is a dead letter");
+        for job in &jobs {
+            inbox.ack(job).await.unwrap();
+        }
+        assert!(inbox.pull(10, LEASE).await.unwrap().is_empty(), "nothing left to take, nothing failing");
+    }
+
     #[tokio::test]
     async fn a_waiter_is_woken_after_its_connection_was_killed() {
         let clock = ManualClock::at_unix(1_700_000_000);
@@ -711,6 +741,45 @@ mod postgres_inbox {
         crate::common::bounded("a 60 s wait to end on a retry's NOTIFY", waiting).await;
         let retried = inbox.pull(1, LEASE).await.unwrap();
         assert_eq!(retried.iter().map(|j| j.webhook().id().unwrap()).collect::<Vec<_>>(), ["b"]);
+    }
+
+    /// A row whose stored record cannot be read (damaged by hand, or written by something
+    /// else) is set aside as a dead letter by the pull that picks it; the rows picked with
+    /// it are handed out, and later pulls are not held up by it.
+    #[tokio::test]
+    async fn an_unreadable_row_is_dead_lettered_and_does_not_block_the_queue() {
+        let clock = ManualClock::at_unix(1_700_000_000);
+        let store = crate::common::unique("pg");
+        let inbox = or_skip!(make(clock, 100, &store).await);
+        for id in ["a", "b", "c"] {
+            inbox.push(crate::common::webhook(id)).await.unwrap();
+        }
+        let damaged = crate::common::webhook("b").key().to_owned();
+        let admin = admin().await;
+        let changed = admin
+            .execute(
+                &format!("UPDATE \"{store}\".inbox SET record = '{{\"nope\":1}}'::jsonb WHERE key = $1"),
+                &[&damaged],
+            )
+            .await
+            .unwrap();
+        assert_eq!(changed, 1);
+        let jobs = inbox.pull(10, LEASE).await.unwrap();
+        let ids: Vec<_> = jobs.iter().map(|j| j.webhook().id().unwrap().to_owned()).collect();
+        assert_eq!(ids, ["a", "c"], "the readable rows are handed out");
+        let row = admin
+            .query_one(
+                &format!("SELECT status, last_error FROM \"{store}\".inbox WHERE key = $1"),
+                &[&damaged],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), "dead");
+        assert!(row.get::<_, String>(1).contains("unreadable"), "{}", row.get::<_, String>(1));
+        for job in &jobs {
+            inbox.ack(job).await.unwrap();
+        }
+        assert!(inbox.pull(10, LEASE).await.unwrap().is_empty(), "nothing left to pick, nothing failing");
     }
 
     #[tokio::test]

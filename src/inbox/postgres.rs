@@ -281,7 +281,7 @@ impl Sql {
                  )
                  UPDATE {t} i SET status = 'leased', attempts = i.attempts + 1, lease_until = $3, lease_token = $4
                  FROM picked WHERE i.seq = picked.seq
-                 RETURNING i.record::text, i.body, i.attempts, picked.due, i.seq"
+                 RETURNING i.record::text, i.body, i.attempts, picked.due, i.seq, i.key"
             ),
             ack: format!(
                 "UPDATE {t} SET status = 'done', finished_at = $3, body = ''::bytea, lease_until = NULL, lease_token = NULL
@@ -643,8 +643,18 @@ impl PostgresInbox {
             let attempts: i32 = row.try_get(2).map_err(backend)?;
             let due: OffsetDateTime = row.try_get(3).map_err(backend)?;
             let seq: i64 = row.try_get(4).map_err(backend)?;
-            let webhook = Webhook::from_meta_json(record.as_bytes(), Bytes::from(body))
-                .map_err(|e| InboxError::Backend(Box::new(e)))?;
+            let webhook = match Webhook::from_meta_json(record.as_bytes(), Bytes::from(body)) {
+                Ok(webhook) => webhook,
+                Err(e) => {
+                    // A damaged row would fail every pull that picks it (and hold up the
+                    // rows picked with it): set it aside as a dead letter, as SQLite does.
+                    let key: String = row.try_get(5).map_err(backend)?;
+                    tracing::error!(error = %e, "unreadable PostgreSQL inbox row dead-lettered");
+                    let stmt = client.prepare_cached(&self.sql.dead).await.map_err(backend)?;
+                    client.execute(&stmt, &[&key, &token, &e.to_string(), &now]).await.map_err(backend)?;
+                    continue;
+                }
+            };
             let job = Job::new(webhook, u32::try_from(attempts).unwrap_or(1), token.to_string());
             picked.push((due, seq, job));
         }

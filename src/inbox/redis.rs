@@ -742,16 +742,32 @@ impl RedisInbox {
             .map_err(backend)?;
         let mut jobs = Vec::with_capacity(flat.len() / 5);
         for row in flat.chunks_exact(5) {
-            let [_key, meta, body, attempts, receipt] = row else { continue };
-            let webhook = Webhook::from_meta_json(meta, Bytes::copy_from_slice(body))
-                .map_err(|e| InboxError::Backend(Box::new(e)))?;
+            let [key, meta, body, attempts, receipt] = row else { continue };
+            let receipt = String::from_utf8_lossy(receipt);
+            let webhook = match Webhook::from_meta_json(meta, Bytes::copy_from_slice(body)) {
+                Ok(webhook) => webhook,
+                Err(e) => {
+                    // A damaged job would fail every pull that takes it (and hold up the jobs
+                    // taken with it): set it aside as a dead letter, as SQLite does.
+                    tracing::error!(error = %e, "unreadable Redis inbox job dead-lettered");
+                    self.bury(&String::from_utf8_lossy(key), &receipt, &e.to_string()).await?;
+                    continue;
+                }
+            };
             let attempt = std::str::from_utf8(attempts).ok().and_then(|a| a.parse().ok()).unwrap_or(1);
-            jobs.push(Job::new(webhook, attempt, String::from_utf8_lossy(receipt).into_owned()));
+            jobs.push(Job::new(webhook, attempt, receipt.into_owned()));
         }
         if !jobs.is_empty() {
             self.persist().await?;
         }
         Ok(jobs)
+    }
+
+    /// Moves the job leased under `receipt` to the dead letters.
+    async fn bury(&self, key: &str, receipt: &str, error: &str) -> Result<(), InboxError> {
+        let at = self.clock.now().unix_timestamp_nanos().to_string().into_bytes();
+        let args = [error.as_bytes().to_vec(), at];
+        self.release_key(&self.scripts.dead, key, receipt, &[&self.keys.dead, &self.keys.seq], &args).await
     }
 
     /// Runs one of the lease-ending scripts; `LeaseLost` when the receipt no longer holds.
@@ -762,15 +778,26 @@ impl RedisInbox {
         extra_keys: &[&str],
         args: &[Vec<u8>],
     ) -> Result<(), InboxError> {
+        self.release_key(script, job.webhook().key(), job.receipt(), extra_keys, args).await
+    }
+
+    /// [`release`](Self::release) by the job's key and receipt.
+    async fn release_key(
+        &self,
+        script: &Script,
+        key: &str,
+        receipt: &str,
+        extra_keys: &[&str],
+        args: &[Vec<u8>],
+    ) -> Result<(), InboxError> {
         let mut conn = self.conn.clone();
-        let key = job.webhook().key();
         let k = &self.keys;
         let mut call = script.key(&k.stream);
         call.key(k.job(key)).key(&k.leases);
         for extra in extra_keys {
             call.key(*extra);
         }
-        call.arg(key).arg(job.receipt()).arg(&*self.group);
+        call.arg(key).arg(receipt).arg(&*self.group);
         for a in args {
             call.arg(a.as_slice());
         }
@@ -925,11 +952,7 @@ impl Inbox for RedisInbox {
     }
 
     fn dead_letter<'a>(&'a self, job: &'a Job, error: &'a str) -> BoxFuture<'a, Result<(), InboxError>> {
-        let at = self.clock.now().unix_timestamp_nanos().to_string().into_bytes();
-        let args = [error.as_bytes().to_vec(), at];
-        Box::pin(async move {
-            self.release(&self.scripts.dead, job, &[&self.keys.dead, &self.keys.seq], &args).await
-        })
+        Box::pin(self.bury(job.webhook().key(), job.receipt(), error))
     }
 
     fn dead_letters(&self, limit: usize) -> BoxFuture<'_, Result<Vec<DeadLetter>, InboxError>> {
