@@ -69,7 +69,11 @@ type ListenFn = dyn Fn(Arc<str>, Arc<Signal>) -> BoxFuture<'static, Result<(), L
 /// [`purge`](Self::purge)).
 ///
 /// Every time (due, lease end, failure, retention) comes from the injected
-/// [`clock`](Self::clock) and is passed as a parameter; the SQL never calls `now()`.
+/// [`clock`](Self::clock) and is passed as a parameter; the SQL never calls `now()`. So
+/// replicas sharing a schema compare lease ends by their own clocks: one whose clock runs
+/// ahead by *d* takes another's job *d* early. Keep the replicas' clocks in sync (NTP), and
+/// choose the worker's [`lease`](crate::worker::Worker::lease) longer than the slowest
+/// handler by more than the skew.
 ///
 /// # Capacity
 ///

@@ -240,6 +240,11 @@ pub enum RedisDurability {
 /// (`XCLAIM`) by the pulling consumer, rather than with `XAUTOCLAIM`, whose idle time is
 /// measured on Redis's clock. The finished-key retention is a `PX` on Redis's clock.
 ///
+/// Replicas sharing a prefix compare lease ends by their own clocks: one whose clock runs
+/// ahead by *d* takes another's job *d* early. Keep the replicas' clocks in sync (NTP), and
+/// choose the worker's [`lease`](crate::worker::Worker::lease) longer than the slowest
+/// handler by more than the skew.
+///
 /// # Capacity
 ///
 /// Waiting, leased, delayed and dead jobs count against the capacity (default 100,000);
