@@ -222,13 +222,11 @@ where
                 // Dropped before the service answers: the reservation is cancelled.
                 let res = service.call(req).await;
                 // The rule of the Tower side: confirmed only on a success.
-                match &res {
-                    Ok(r) => {
-                        reservation
-                            .finish(http::StatusCode::from_u16(r.status().as_u16()).unwrap_or_default())
-                            .await
-                    }
-                    Err(_) => reservation.cancel().await,
+                // (A status `http` cannot take, which actix never gives, cancels: the safe side,
+                // where a default would have been `200` and confirmed.)
+                match res.as_ref().map(|r| http::StatusCode::from_u16(r.status().as_u16())) {
+                    Ok(Ok(status)) => reservation.finish(status).await,
+                    _ => reservation.cancel().await,
                 }
                 res.map(ServiceResponse::map_into_left_body)
             }
