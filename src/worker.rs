@@ -139,6 +139,9 @@ impl Default for Backoff {
 }
 
 impl Backoff {
+    /// The longest delay a back-off gives, whatever its `max`: 100 years (365-day).
+    pub const LONGEST: Duration = Duration::from_secs(100 * 365 * 86_400);
+
     /// Back-off from `base` up to `max`, with jitter.
     #[must_use]
     pub const fn new(base: Duration, max: Duration) -> Self {
@@ -152,11 +155,13 @@ impl Backoff {
         self
     }
 
-    /// The delay after failed attempt number `attempt` (1-based).
+    /// The delay after failed attempt number `attempt` (1-based): `base` doubled each
+    /// attempt, at most `max` and never more than [`Backoff::LONGEST`] (so that every
+    /// inbox can store the retry time).
     #[must_use]
     pub fn delay(&self, attempt: u32) -> Duration {
         let exp = attempt.saturating_sub(1).min(30);
-        let raw = self.base.saturating_mul(1_u32 << exp).min(self.max);
+        let raw = self.base.saturating_mul(1_u32 << exp).min(self.max).min(Self::LONGEST);
         if self.jitter {
             let half = raw / 2;
             half + half.mul_f64(fastrand::f64())
@@ -234,10 +239,28 @@ impl Worker {
         self
     }
 
-    /// How long a job is leased; also the handler's time limit, counted from when the pool
-    /// asked for the job (the pull's own time, and any wait for a lane after it, come off
-    /// it), so that a handler never runs past the lease the inbox holds for it.
+    /// How long a job is leased (default 5 minutes). It also sets the handler's time limit:
+    /// the lease less a margin (a tenth of it, at most one second), counted from when the
+    /// pool asked for the job (the pull's own time, any wait for a lane after it, and
+    /// whatever the handler does before its first `.await` come off it). A handler still
+    /// running then is cancelled and the attempt fails, so its outcome reaches the inbox
+    /// while the lease still holds the job and no other worker can have taken it.
+    ///
+    /// # Panics
+    ///
+    /// If `lease` is zero: no job could ever start (each would be given back unstarted,
+    /// over and over).
+    ///
+    /// ```
+    /// # use std::{convert::Infallible, time::Duration};
+    /// # use hookguard::{inbox::{MemoryInbox, Webhook}, worker::Worker};
+    /// // Handlers get 29 s; a job whose worker died comes back after 30 s.
+    /// let worker = Worker::new(MemoryInbox::new(), |_hook: Webhook| async { Ok::<(), Infallible>(()) })
+    ///     .lease(Duration::from_secs(30));
+    /// # let _ = worker;
+    /// ```
     pub fn lease(mut self, lease: Duration) -> Self {
+        assert!(!lease.is_zero(), "a worker's lease must not be zero");
         self.lease = lease;
         self
     }
@@ -361,7 +384,7 @@ impl Worker {
                         () = tokio::time::sleep(DEPTH_EVERY) => {
                             this.gauge_depth(&mut last_depth, tokio::time::Instant::now()).await;
                         }
-                        _ = stop.changed() => {}
+                        () = stop_changed(&mut stop) => {}
                     }
                 }
                 continue;
@@ -379,7 +402,7 @@ impl Worker {
                     // not be pulled, and the next pull would fail again straight away.
                     tokio::select! {
                         () = tokio::time::sleep(this.idle_poll) => {}
-                        _ = stop.changed() => {}
+                        () = stop_changed(&mut stop) => {}
                     }
                     continue;
                 }
@@ -393,13 +416,13 @@ impl Worker {
                 if !caught_up {
                     tokio::select! {
                         () = this.inbox.wait(this.idle_poll) => {}
-                        _ = stop.changed() => continue,
+                        () = stop_changed(&mut stop) => continue,
                     }
                 }
                 if !this.gather.is_zero() {
                     tokio::select! {
                         () = tokio::time::sleep(this.gather) => {}
-                        _ = stop.changed() => {}
+                        () = stop_changed(&mut stop) => {}
                     }
                 }
                 continue;
@@ -463,10 +486,19 @@ impl Worker {
         mut cancel: watch::Receiver<bool>,
         counters: &mut Counters,
     ) -> bool {
-        // The lease runs from the pull: the handler gets what is left of it (all of it when
-        // the lane pulled the job itself, just now).
-        let left = pulled_at.map_or(self.lease, |at| self.lease.saturating_sub(at.elapsed()));
-        let outcome = if *cancel.borrow() || left.is_zero() {
+        // The lease runs from the pull (from now when the lane pulled the job itself, just
+        // now). The handler must be done a margin before it ends, so that its outcome
+        // reaches the inbox while the lease still holds the job: a pull in between would
+        // take it again. The deadline is fixed before the handler is called, so that work
+        // it does before its first `.await` counts too.
+        let now = tokio::time::Instant::now();
+        let limit = self.lease.saturating_sub(lease_margin(self.lease));
+        // A lease too long for the clock to add is no limit (30 years: tokio's "never").
+        let deadline = pulled_at
+            .unwrap_or(now)
+            .checked_add(limit)
+            .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400));
+        let outcome = if *cancel.borrow() || deadline <= now {
             // The grace period is over, or the lease ran out in the queue: not started.
             None
         } else {
@@ -479,8 +511,8 @@ impl Worker {
             match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut handling).poll(cx))).await {
                 Poll::Ready(result) => Some(Ok(result)),
                 Poll::Pending => tokio::select! {
-                    r = tokio::time::timeout(left, handling) => Some(r),
-                    _ = cancel.wait_for(|c| *c) => None,
+                    r = tokio::time::timeout_at(deadline, handling) => Some(r),
+                    () = cancelled(&mut cancel) => None,
                 },
             }
         };
@@ -495,7 +527,10 @@ impl Worker {
             Some(Ok(Some(Ok(())))) => Ok(()),
             Some(Ok(Some(Err(e)))) => Err(e),
             Some(Ok(None)) => Err(PANICKED.to_owned()),
-            Some(Err(_)) => Err(format!("handler exceeded the lease of {:?}", self.lease)),
+            Some(Err(_)) => Err(format!(
+                "handler did not finish within its time limit ({:?}: the lease of {:?} less a margin)",
+                limit, self.lease
+            )),
         };
         match result {
             Ok(()) => {
@@ -509,21 +544,27 @@ impl Worker {
                     report_inbox_error(&e, "ack");
                 }
             }
+            // Counted once the inbox has taken the outcome: after a lost lease the job runs
+            // again, and would be counted twice.
             Err(error) if job.attempt() >= self.max_attempts => {
-                metrics::counter!("hookguard_dead_lettered_total", "endpoint" => job.webhook().endpoint_label()).increment(1);
                 tracing::warn!(error = %error, "webhook dead-lettered");
-                if let Err(e) = self.inbox.dead_letter(&job, &error).await {
-                    report_inbox_error(&e, "dead-letter");
+                match self.inbox.dead_letter(&job, &error).await {
+                    Ok(()) => metrics::counter!("hookguard_dead_lettered_total", "endpoint" => job.webhook().endpoint_label())
+                        .increment(1),
+                    Err(e) => report_inbox_error(&e, "dead-letter"),
                 }
             }
             Err(error) => {
                 let delay = self.backoff.delay(job.attempt());
-                let at: OffsetDateTime = self.clock.now() + delay;
-                metrics::counter!("hookguard_retries_total", "endpoint" => job.webhook().endpoint_label())
-                    .increment(1);
+                let now = self.clock.now();
+                // A clock near the end of the calendar: due at once rather than a panic.
+                let at: OffsetDateTime =
+                    time::Duration::try_from(delay).ok().and_then(|d| now.checked_add(d)).unwrap_or(now);
                 tracing::info!(error = %error, delay_ms = delay.as_millis() as u64, "webhook will be retried");
-                if let Err(e) = self.inbox.retry(&job, at, &error).await {
-                    report_inbox_error(&e, "retry");
+                match self.inbox.retry(&job, at, &error).await {
+                    Ok(()) => metrics::counter!("hookguard_retries_total", "endpoint" => job.webhook().endpoint_label())
+                        .increment(1),
+                    Err(e) => report_inbox_error(&e, "retry"),
                 }
             }
         }
@@ -686,6 +727,27 @@ impl<F: Future> Future for Caught<F> {
     }
 }
 
+/// How long before its lease ends a handler must be done: a tenth of the lease, at most
+/// one second.
+fn lease_margin(lease: Duration) -> Duration {
+    (lease / 10).min(Duration::from_secs(1))
+}
+
+/// Resolves when the pool is told to stop (or the flag changes); never once the
+/// [`WorkerHandle`] is gone: a dropped handle detaches the pool, which runs on.
+async fn stop_changed(stop: &mut watch::Receiver<bool>) {
+    if stop.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Resolves when the grace period is over; never once the [`WorkerHandle`] is gone.
+async fn cancelled(cancel: &mut watch::Receiver<bool>) {
+    if cancel.wait_for(|c| *c).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 fn report_inbox_error(e: &InboxError, what: &str) {
     match e {
         InboxError::LeaseLost => tracing::warn!(op = what, "lease lost; the job will run again"),
@@ -706,7 +768,22 @@ pub struct ShutdownReport {
 }
 
 /// Controls a running [`Worker`] pool.
+///
+/// Dropping the handle detaches the pool: it runs on until its runtime shuts down, and
+/// can no longer be stopped gracefully. Keep the handle and call
+/// [`shutdown`](Self::shutdown) to stop without losing work.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # use std::{convert::Infallible, time::Duration};
+/// # use hookguard::{inbox::{MemoryInbox, Webhook}, worker::Worker};
+/// let handle = Worker::new(MemoryInbox::new(), |_hook: Webhook| async { Ok::<(), Infallible>(()) }).spawn();
+/// let report = handle.shutdown(Duration::from_secs(10)).await;
+/// assert_eq!(report.in_flight, 0);
+/// # }
+/// ```
 #[derive(Debug)]
+#[must_use = "dropping the handle detaches the pool, which then cannot be shut down gracefully"]
 pub struct WorkerHandle {
     stop: watch::Sender<bool>,
     cancel: watch::Sender<bool>,
@@ -737,7 +814,9 @@ mod tests {
     use tokio::sync::{Semaphore, mpsc};
 
     use super::*;
-    use crate::{inbox::MemoryInbox, verify::Verified};
+    use std::convert::Infallible;
+
+    use crate::{clock::ManualClock, inbox::MemoryInbox, verify::Verified};
 
     fn hook(id: &str) -> Webhook {
         let v = Verified::new("t", Some(id.to_owned().into()), None, None, [0; 32], 0);
@@ -960,7 +1039,102 @@ mod tests {
         assert_eq!(finished.load(Ordering::SeqCst), 0, "the handler was stopped when the lease ran out");
         let dead = inner.dead_letters(10).await.unwrap();
         assert_eq!(dead.len(), 1);
-        assert!(dead[0].error.contains("exceeded the lease"), "{}", dead[0].error);
+        assert!(dead[0].error.contains("time limit"), "{}", dead[0].error);
+    }
+
+    /// The handler's limit ends a margin before the lease, so that its outcome reaches the
+    /// inbox (here 5 ms after the limit, a commit) while the lease still holds the job: a
+    /// pull right after the lease ended finds nothing to take again.
+    #[tokio::test(start_paused = true)]
+    async fn a_handlers_outcome_reaches_the_inbox_before_its_lease_ends() {
+        let clock = crate::clock::TokioClock::new();
+        let inner = MemoryInbox::new().clock(clock);
+        inner.push(hook("slow")).await.unwrap();
+        let inbox =
+            CountingWaits { settle_delay: Duration::from_millis(5), ..CountingWaits::new(inner.clone()) };
+        let started = tokio::time::Instant::now();
+        let lease = Duration::from_secs(10);
+        let worker = Worker::new(inbox, |_hook: Webhook| std::future::pending::<Result<(), Infallible>>())
+            .concurrency(1)
+            .lease(lease)
+            .max_attempts(1)
+            .clock(clock)
+            .spawn();
+        tokio::time::sleep_until(started + lease + Duration::from_millis(2)).await;
+        assert!(inner.pull(1, lease).await.unwrap().is_empty(), "the job was taken again");
+        let dead = inner.dead_letters(10).await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert!(dead[0].error.contains("time limit (9s"), "{}", dead[0].error);
+        worker.shutdown(Duration::from_secs(1)).await;
+    }
+
+    /// A handle dropped detaches the pool: it runs on, and handlers that wait are not
+    /// cancelled (the closed stop and cancel channels once read as "stop now").
+    #[tokio::test]
+    async fn a_dropped_handle_leaves_the_pool_running() {
+        let inbox = inbox_with(&["a", "b"]).await;
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (done_tx, mut done) = mpsc::unbounded_channel();
+        let handler = {
+            let calls = Arc::clone(&calls);
+            move |hook: Webhook| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let done = done_tx.clone();
+                async move {
+                    tokio::task::yield_now().await; // pending once: the cancel watch is polled
+                    let _ = done.send(hook.key().to_owned());
+                    Ok::<(), Infallible>(())
+                }
+            }
+        };
+        drop(Worker::new(inbox.clone(), handler).spawn());
+        for _ in 0..2 {
+            tokio::time::timeout(Duration::from_secs(30), done.recv())
+                .await
+                .expect("the detached pool processes its jobs")
+                .unwrap();
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "each job ran once");
+        assert_eq!(inbox.depth().await.unwrap(), 0);
+    }
+
+    /// A back-off as long as `Duration::MAX` still records the retry (adding it to the
+    /// clock once panicked, and the job came back when its lease ran out instead).
+    #[tokio::test]
+    async fn a_huge_back_off_still_records_the_retry() {
+        let clock = ManualClock::at_unix(1_800_000_000);
+        let inbox = MemoryInbox::new().clock(clock.clone());
+        inbox.push(hook("a")).await.unwrap();
+        let (calls_tx, mut calls) = mpsc::unbounded_channel();
+        let handler = move |_hook: Webhook| {
+            let _ = calls_tx.send(());
+            async { Err::<(), _>("boom") }
+        };
+        let worker = Worker::new(inbox.clone(), handler)
+            .concurrency(1)
+            .max_attempts(100)
+            .backoff(Backoff::new(Duration::MAX, Duration::MAX).without_jitter())
+            .clock(clock.clone())
+            .spawn();
+        calls.recv().await.unwrap();
+        worker.shutdown(Duration::from_secs(10)).await; // the lane settles the job first
+        clock.advance(Duration::from_secs(3600)); // long past the lease
+        assert!(inbox.pull(1, Duration::from_secs(60)).await.unwrap().is_empty(), "not retried in 100 years");
+        assert_eq!(inbox.depth().await.unwrap(), 1);
+    }
+
+    #[test]
+    fn back_off_is_at_most_a_hundred_years() {
+        let b = Backoff::new(Duration::from_secs(3600), Duration::MAX).without_jitter();
+        assert_eq!(b.delay(u32::MAX), Backoff::LONGEST);
+        assert_eq!(b.delay(2), Duration::from_secs(7200));
+    }
+
+    #[test]
+    #[should_panic(expected = "lease must not be zero")]
+    fn a_zero_lease_is_refused() {
+        let _ = Worker::new(MemoryInbox::new(), |_hook: Webhook| async { Ok::<(), Infallible>(()) })
+            .lease(Duration::ZERO);
     }
 
     /// A [`MemoryInbox`] that counts the pool's requests to be woken by a push; its batch
@@ -970,6 +1144,8 @@ mod tests {
     struct CountingWaits {
         inner: MemoryInbox,
         pull_delay: Duration,
+        /// How long `dead_letter` takes before it reaches the inner inbox (a commit).
+        settle_delay: Duration,
         waits: Arc<AtomicUsize>,
         /// Calls to `pull` (the pool's loop; `pull_one_now` is the lanes').
         pulls: Arc<AtomicUsize>,
@@ -982,6 +1158,7 @@ mod tests {
             Self {
                 inner,
                 pull_delay: Duration::ZERO,
+                settle_delay: Duration::ZERO,
                 waits: Arc::default(),
                 pulls: Arc::default(),
                 depths: Arc::default(),
@@ -1019,7 +1196,10 @@ mod tests {
             self.inner.retry(job, at, error)
         }
         fn dead_letter<'a>(&'a self, job: &'a Job, error: &'a str) -> BoxFuture<'a, Result<(), InboxError>> {
-            self.inner.dead_letter(job, error)
+            Box::pin(async move {
+                tokio::time::sleep(self.settle_delay).await;
+                self.inner.dead_letter(job, error).await
+            })
         }
         fn dead_letters(
             &self,
