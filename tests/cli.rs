@@ -752,6 +752,8 @@ fn the_example_config_is_valid() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hookguard.toml");
     let out = hookguard(&["serve", "--check", "--config", example.to_str().expect("path")], b"");
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // The quickstart prints no warning.
+    assert_eq!(text(&out.stderr), "", "the example config draws a warning");
 }
 
 /// `serve` on each durable backend: a delivery is accepted once and written once; on
