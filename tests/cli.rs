@@ -1027,3 +1027,48 @@ fn serve_over_tls() {
     assert!(server.stop().success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Output that cannot be written fails the command (exit 1, the reason on stderr); a
+/// reader that went away (`| head -1`) does not. `send --repeat 0` is a usage error.
+#[test]
+fn output_errors_and_usage() {
+    let sign = ["sign", "-p", "github", "-s", "It's a Secret to Everybody", "--id", "d-1"];
+    if Path::new("/dev/full").exists() {
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("open /dev/full");
+        let mut child = Command::new(BIN)
+            .args(sign)
+            .env_remove("HOOKGUARD_SECRET")
+            .stdin(Stdio::piped())
+            .stdout(full)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run hookguard");
+        child.stdin.take().expect("stdin").write_all(b"Hello, World!").expect("write stdin");
+        let out = child.wait_with_output().expect("output");
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("cannot write to stdout"), "{}", text(&out.stderr));
+    } else {
+        eprintln!("skipped the full-disk case: no /dev/full");
+    }
+
+    // The reader is gone before anything is written (the command waits for its stdin).
+    let mut child = Command::new(BIN)
+        .args(sign)
+        .env_remove("HOOKGUARD_SECRET")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run hookguard");
+    drop(child.stdout.take());
+    child.stdin.take().expect("stdin").write_all(b"Hello, World!").expect("write stdin");
+    let out = child.wait_with_output().expect("output");
+    assert!(out.status.success(), "a closed pipe: {:?} {}", out.status, text(&out.stderr));
+
+    let zero = hookguard(
+        &["send", "-p", "github", "-s", "s", "--url", "http://127.0.0.1:9/", "--repeat", "0"],
+        b"{}",
+    );
+    assert_eq!(zero.status.code(), Some(2), "{}", text(&zero.stderr));
+    assert!(text(&zero.stderr).contains("--repeat"), "{}", text(&zero.stderr));
+}

@@ -202,10 +202,40 @@ pub(crate) fn fresh_id() -> String {
     format!("msg_{:016x}{:04x}", fastrand::u64(..), fastrand::u16(..))
 }
 
-/// Prints a line on stdout; a closed pipe (`| head -1`) is not an error.
-pub(crate) fn say(line: impl std::fmt::Display) {
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stdout().lock(), "{line}");
+/// Why a command failed; the exit status tells them apart.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// A usage or configuration error: exit status 2.
+    Usage(String),
+    /// The output could not be written (a full disk, a closed file): exit status 1.
+    Output(String),
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Self::Usage(message)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Self {
+        Self::Usage(message.to_owned())
+    }
+}
+
+/// Prints a line on stdout. A closed pipe (`| head -1`) is not an error; any other write
+/// error is ([`Failure::Output`]).
+pub(crate) fn say(line: impl std::fmt::Display) -> Result<(), Failure> {
+    write_line(&mut std::io::stdout().lock(), line)
+}
+
+fn write_line(out: &mut impl std::io::Write, line: impl std::fmt::Display) -> Result<(), Failure> {
+    match writeln!(out, "{line}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Failure::Output(format!("cannot write to stdout: {e}")))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Reads a file the configuration or a flag names.
@@ -229,6 +259,37 @@ mod tests {
         let (n, v) = parse_header("X-Hub-Signature-256:  sha256=00 ").unwrap();
         assert_eq!((n.as_str(), v.to_str().unwrap()), ("x-hub-signature-256", "sha256=00"));
         assert!(parse_header("nocolon").is_err());
+    }
+
+    /// A writer that fails every write with `kind`.
+    struct Failing(std::io::ErrorKind);
+
+    impl std::io::Write for Failing {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(self.0.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn only_a_closed_pipe_is_not_an_output_error() {
+        use std::io::ErrorKind;
+        for (name, kind, fails) in [
+            ("closed pipe", ErrorKind::BrokenPipe, true),
+            ("full disk", ErrorKind::StorageFull, false),
+            ("other", ErrorKind::Other, false),
+        ] {
+            let result = write_line(&mut Failing(kind), "x");
+            assert_eq!(result.is_ok(), fails, "{name}: {result:?}");
+            if let Err(e) = result {
+                assert!(matches!(e, Failure::Output(_)), "{name}: {e:?}");
+            }
+        }
+        let mut out = Vec::new();
+        write_line(&mut out, "line").unwrap();
+        assert_eq!(out, b"line\n");
     }
 
     #[test]

@@ -50,9 +50,13 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
-        Err(e) => {
+        Err(common::Failure::Usage(e)) => {
             eprintln!("hookguard: {e}");
             ExitCode::from(2)
+        }
+        Err(common::Failure::Output(e)) => {
+            eprintln!("hookguard: {e}");
+            ExitCode::from(1)
         }
     }
 }

@@ -10,11 +10,16 @@ use std::{
 use http::header::CONTENT_TYPE;
 use time::OffsetDateTime;
 
-use crate::{common, sign, verify::SchemeArgs};
+use crate::{
+    common::{self, Failure},
+    sign,
+    verify::SchemeArgs,
+};
 
 const EXAMPLE: &str = "\
 Prints the response status line and body. With --repeat, a progress line on stderr and a
-summary of the statuses. Exit status 0 when every response was 2xx, 1 otherwise.
+summary of the statuses. Exit status 0 when every response was 2xx, 1 otherwise (or when
+stdout could not be written), 2 a usage error.
 
 Example:
   echo '{\"id\":\"evt_1\",\"type\":\"ping\"}' | hookguard send --provider stripe \\
@@ -53,15 +58,15 @@ pub(crate) struct Args {
     /// The request method
     #[arg(long, default_value = "POST")]
     method: String,
-    /// Send this many deliveries, one after the other
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    /// Send this many deliveries, one after the other (at least 1)
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     repeat: u64,
     /// Seconds to wait for each response
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     timeout: u64,
 }
 
-pub(crate) fn run(args: Args) -> Result<ExitCode, String> {
+pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
     let signed_url = args.signed_url.clone().unwrap_or_else(|| args.url.clone());
     let options = args.scheme.options(Some(&signed_url), None)?;
     let scheme = common::build_scheme(&args.scheme.provider, &args.scheme.secret, &options)?;
@@ -107,9 +112,9 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, String> {
             };
             all_ok &= text.as_ref().is_some_and(|(s, _)| s.is_success());
             if args.repeat == 1 {
-                common::say(format_args!("{status}"));
+                common::say(format_args!("{status}"))?;
                 if let Some((_, text)) = text {
-                    common::say(format_args!("{text}"));
+                    common::say(format_args!("{text}"))?;
                 }
             } else {
                 *statuses.entry(status).or_default() += 1;
@@ -119,9 +124,9 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, String> {
         if args.repeat > 1 {
             progress.finish();
             let summary: Vec<String> = statuses.iter().map(|(s, n)| format!("{n} × {s}")).collect();
-            common::say(format_args!("{} sent: {}", args.repeat, summary.join(", ")));
+            common::say(format_args!("{} sent: {}", args.repeat, summary.join(", ")))?;
         }
-        Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        Ok::<_, Failure>(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
     })
 }
 

@@ -15,7 +15,7 @@ use time::format_description::well_known::Rfc3339;
 use tokio::{io::AsyncWriteExt as _, net::TcpListener, sync::Mutex};
 
 use crate::{
-    common,
+    common::{self, Failure},
     config::{self, Action, Backend, Config},
 };
 
@@ -44,13 +44,13 @@ pub(crate) struct Args {
     check: bool,
 }
 
-pub(crate) fn run(args: Args) -> Result<ExitCode, String> {
+pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
     let config = config::load(&args.config, &|var| std::env::var(var).ok())?;
     if let Some(note) = config.unused_replay_note() {
         eprintln!("warning: {}: {note}", args.config.display());
     }
     if args.check {
-        common::say(format_args!("{}: ok ({} endpoint(s))", args.config.display(), config.endpoints.len()));
+        common::say(format_args!("{}: ok ({} endpoint(s))", args.config.display(), config.endpoints.len()))?;
         return Ok(ExitCode::SUCCESS);
     }
     tracing_subscriber::fmt()

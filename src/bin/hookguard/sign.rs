@@ -9,7 +9,10 @@ use hookguard::{
 use http::{HeaderName, HeaderValue};
 use time::OffsetDateTime;
 
-use crate::{common, verify::SchemeArgs};
+use crate::{
+    common::{self, Failure},
+    verify::SchemeArgs,
+};
 
 const EXAMPLE: &str = "\
 Prints one `Name: value` line per header, ready for curl -H or hookguard verify -H.
@@ -41,7 +44,7 @@ pub(crate) struct Args {
     pub(crate) method: String,
 }
 
-pub(crate) fn run(args: Args) -> Result<ExitCode, String> {
+pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
     let options = args.scheme.options(args.url.as_deref(), None)?;
     let scheme = common::build_scheme(&args.scheme.provider, &args.scheme.secret, &options)?;
     let body = common::read_stdin()?;
@@ -51,7 +54,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, String> {
     };
     let id = args.id.clone().unwrap_or_else(common::fresh_id);
     for (name, value) in sign(scheme.as_ref(), &body, &id, at, args.url.as_deref(), &args.method)? {
-        common::say(format_args!("{name}: {}", String::from_utf8_lossy(value.as_bytes())));
+        common::say(format_args!("{name}: {}", String::from_utf8_lossy(value.as_bytes())))?;
     }
     Ok(ExitCode::SUCCESS)
 }

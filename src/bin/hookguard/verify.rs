@@ -6,11 +6,12 @@ use hookguard::verify::{Reason, Rejection, WebhookRequest};
 use http::header::CONTENT_LENGTH;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use crate::common::{self, SchemeOptions};
+use crate::common::{self, Failure, SchemeOptions};
 
 const EXAMPLE: &str = "\
 Exit status: 0 verified (the metadata is printed as JSON), 1 rejected (the reason is printed
-on stderr; never the expected signature), 2 a usage or configuration error.
+on stderr; never the expected signature) or stdout could not be written, 2 a usage or
+configuration error.
 
 Example:
   printf 'Hello, World!' | hookguard verify --provider github \\
@@ -90,7 +91,7 @@ pub(crate) struct Args {
     tolerance: Option<u64>,
 }
 
-pub(crate) fn run(args: Args) -> Result<ExitCode, String> {
+pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
     let options = args.scheme.options(args.url.as_deref(), args.tolerance)?;
     let scheme = common::build_scheme(&args.scheme.provider, &args.scheme.secret, &options)?;
     let now = match &args.now {
@@ -148,7 +149,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, String> {
                     None => const_hex::encode(verified.dedup_key()),
                 },
             });
-            common::say(format_args!("{out}"));
+            common::say(format_args!("{out}"))?;
             Ok(ExitCode::SUCCESS)
         }
         Err(rejection) => {
