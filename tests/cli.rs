@@ -31,8 +31,9 @@ fn hookguard(args: &[&str], stdin: &[u8]) -> Output {
 fn hookguard_env(args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
     let mut child = Command::new(BIN)
         .args(args)
-        .envs(env.iter().copied())
         .env_remove("HOOKGUARD_SECRET")
+        .env_remove("HOOKGUARD_SHARED_KEY")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -635,6 +636,12 @@ fn twilio_shared_keys() {
     assert!(verified.status.success(), "{}", text(&verified.stderr));
     let meta: serde_json::Value = serde_json::from_slice(&verified.stdout).expect("verify prints JSON");
     assert_eq!(meta["key_index"], 1, "the shared key comes after the auth token");
+    // The shared key from the environment, out of sight of `ps`; --help does not show it.
+    let from_env = hookguard_env(&verify, FORM, &[("HOOKGUARD_SHARED_KEY", "twilio-shared-key")]);
+    assert!(from_env.status.success(), "HOOKGUARD_SHARED_KEY: {}", text(&from_env.stderr));
+    let help = hookguard_env(&["verify", "--help"], b"", &[("HOOKGUARD_SHARED_KEY", "twilio-shared-key")]);
+    assert!(text(&help.stdout).contains("HOOKGUARD_SHARED_KEY"), "{}", text(&help.stdout));
+    assert!(!text(&help.stdout).contains("twilio-shared-key"), "--help shows the key");
     // Without the shared key: refused, and the reason says what to configure.
     let refused = hookguard(&verify, FORM);
     assert_eq!(refused.status.code(), Some(1));

@@ -41,7 +41,7 @@ pub(crate) struct SchemeArgs {
     pub(crate) cert: Vec<std::path::PathBuf>,
     /// Twilio: a Webhooks Setting's shared key (repeat for rotation); requests with
     /// X-Twilio-Webhooks-Signature-Settings verify with these keys only
-    #[arg(long, value_name = "KEY")]
+    #[arg(long, value_name = "KEY", env = "HOOKGUARD_SHARED_KEY", hide_env_values = true)]
     pub(crate) shared_key: Vec<String>,
     /// Twilio (sign, send): sign as this Webhooks Setting, HMAC-SHA256 with the first
     /// --shared-key
