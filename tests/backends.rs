@@ -3,6 +3,61 @@
 #[macro_use]
 mod common;
 
+/// `wait` also ends when a retry becomes due or a lease runs out, on every inbox. Needs
+/// `make` and `replica` as for `inbox_conformance!`, and `LEASE`.
+macro_rules! due_times_end_waits {
+    () => {
+        /// A retry's due time or a lease's end, by the inbox clock.
+        const SOON: Duration = Duration::from_secs(1);
+
+        /// An inbox and another replica on one store, after `prepare` ran on the replica.
+        /// The inbox then waits once (until its wake-up connection is up, or something is
+        /// due) and pulls nothing, as an idle worker does.
+        async fn after_replica<F: std::future::Future<Output = ()>>(
+            prepare: impl FnOnce(ManualClock, hookguard::inbox::Job, std::sync::Arc<dyn Inbox>) -> F,
+        ) -> Option<impl Inbox> {
+            let clock = ManualClock::at_unix(1_700_000_000);
+            let store = crate::common::unique("inbox");
+            let inbox = make(clock.clone(), 100, &store).await?;
+            let other: std::sync::Arc<dyn Inbox> =
+                std::sync::Arc::new(replica(&inbox, clock.clone(), &store).await);
+            other.push(crate::common::webhook("a")).await.unwrap();
+            let job = other.pull(1, SOON).await.unwrap().remove(0);
+            prepare(clock, job, other).await;
+            crate::common::bounded("a first wait", inbox.wait(Duration::from_secs(60))).await;
+            assert!(inbox.pull(1, LEASE).await.unwrap().is_empty(), "nothing is due yet");
+            Some(inbox)
+        }
+
+        #[tokio::test]
+        async fn a_wait_ends_when_a_lease_runs_out() {
+            let inbox = or_skip!(after_replica(|_, _, _| async {}).await);
+            // Nothing changes from now on and the clock stands still: only the lease's end
+            // can end this wait before its timeout.
+            crate::common::bounded(
+                "a 60 s wait to end when a lease runs out",
+                inbox.wait(Duration::from_secs(60)),
+            )
+            .await;
+        }
+
+        #[tokio::test]
+        async fn a_wait_ends_when_a_retry_becomes_due() {
+            let inbox = or_skip!(
+                after_replica(|clock, job, replica| async move {
+                    replica.retry(&job, clock.now_for_tests() + SOON, "later").await.unwrap();
+                })
+                .await
+            );
+            crate::common::bounded(
+                "a 60 s wait to end when a retry becomes due",
+                inbox.wait(Duration::from_secs(60)),
+            )
+            .await;
+        }
+    };
+}
+
 mod memory_inbox {
     use hookguard::{clock::ManualClock, inbox::MemoryInbox};
 
@@ -16,6 +71,7 @@ mod memory_inbox {
     }
 
     inbox_conformance!(make, replica);
+    due_times_end_waits!();
 }
 
 mod memory_replay {
@@ -129,6 +185,7 @@ mod sqlite_inbox {
     }
 
     inbox_conformance!(make, replica);
+    due_times_end_waits!();
 
     fn open_at(path: &std::path::Path, clock: &ManualClock) -> hookguard::inbox::SqliteInboxBuilder {
         SqliteInbox::builder(path).clock(clock.clone())
@@ -302,62 +359,6 @@ mod sqlite_inbox {
         let reopened = open_at(&path, &clock).open().await.unwrap();
         assert_eq!(reopened.depth().await.unwrap(), 1);
     }
-}
-
-/// Tests for the inboxes whose `wait` also ends when a retry becomes due or a lease runs
-/// out. Needs `make` and `replica` as for `inbox_conformance!`, and `LEASE`.
-#[cfg(any(feature = "redis", feature = "postgres"))]
-macro_rules! due_times_end_waits {
-    () => {
-        /// A retry's due time or a lease's end, by the inbox clock.
-        const SOON: Duration = Duration::from_secs(1);
-
-        /// An inbox and another replica on one store, after `prepare` ran on the replica.
-        /// The inbox then waits once (until its wake-up connection is up, or something is
-        /// due) and pulls nothing, as an idle worker does.
-        async fn after_replica<F: std::future::Future<Output = ()>>(
-            prepare: impl FnOnce(ManualClock, hookguard::inbox::Job, std::sync::Arc<dyn Inbox>) -> F,
-        ) -> Option<impl Inbox> {
-            let clock = ManualClock::at_unix(1_700_000_000);
-            let store = crate::common::unique("inbox");
-            let inbox = make(clock.clone(), 100, &store).await?;
-            let other: std::sync::Arc<dyn Inbox> =
-                std::sync::Arc::new(replica(&inbox, clock.clone(), &store).await);
-            other.push(crate::common::webhook("a")).await.unwrap();
-            let job = other.pull(1, SOON).await.unwrap().remove(0);
-            prepare(clock, job, other).await;
-            crate::common::bounded("a first wait", inbox.wait(Duration::from_secs(60))).await;
-            assert!(inbox.pull(1, LEASE).await.unwrap().is_empty(), "nothing is due yet");
-            Some(inbox)
-        }
-
-        #[tokio::test]
-        async fn a_wait_ends_when_a_lease_runs_out() {
-            let inbox = or_skip!(after_replica(|_, _, _| async {}).await);
-            // Nothing changes from now on and the clock stands still: only the lease's end
-            // can end this wait before its timeout.
-            crate::common::bounded(
-                "a 60 s wait to end when a lease runs out",
-                inbox.wait(Duration::from_secs(60)),
-            )
-            .await;
-        }
-
-        #[tokio::test]
-        async fn a_wait_ends_when_a_retry_becomes_due() {
-            let inbox = or_skip!(
-                after_replica(|clock, job, replica| async move {
-                    replica.retry(&job, clock.now_for_tests() + SOON, "later").await.unwrap();
-                })
-                .await
-            );
-            crate::common::bounded(
-                "a 60 s wait to end when a retry becomes due",
-                inbox.wait(Duration::from_secs(60)),
-            )
-            .await;
-        }
-    };
 }
 
 #[cfg(feature = "redis")]

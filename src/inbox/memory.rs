@@ -781,10 +781,32 @@ impl Inbox for MemoryInbox {
         Some(self.lease_into(1, lease, &mut one).map(|()| one))
     }
 
+    /// Waits for a push, a retry, a give-back or a re-drive, and until the earliest time
+    /// a retry comes due or a lease runs out (its job is due again then): at once when that
+    /// time has come.
     fn wait(&self, timeout: Duration) -> BoxFuture<'_, ()> {
-        let shared = Arc::clone(&self.shared);
         Box::pin(async move {
-            let _ = tokio::time::timeout(timeout, shared.notify.notified()).await;
+            let notified = self.shared.notify.notified();
+            tokio::pin!(notified);
+            // Registered before the look at the queues: what comes after it wakes this wait.
+            notified.as_mut().enable();
+            let next = match self.state() {
+                Ok(st) => {
+                    let later = st.later.peek().map(|Reverse(q)| q.at);
+                    let lease = st.leases.peek().map(|Reverse(q)| q.at);
+                    later.into_iter().chain(lease).min()
+                }
+                Err(_) => None,
+            };
+            let mut limit = timeout;
+            if let Some(at) = next {
+                let left = at.saturating_sub(self.clock.unix_nanos());
+                if left <= 0 {
+                    return;
+                }
+                limit = limit.min(Duration::from_nanos(u64::try_from(left).unwrap_or(u64::MAX)));
+            }
+            let _ = tokio::time::timeout(limit, notified).await;
         })
     }
 }
@@ -797,6 +819,42 @@ mod tests {
     fn hook(id: &str) -> Webhook {
         let v = Verified::new("t", Some(id.to_owned().into()), None, None, [0; 32], 0);
         Webhook::new("t", &v, http::HeaderMap::new(), "{}".into(), OffsetDateTime::UNIX_EPOCH)
+    }
+
+    /// `wait` returns when a retry comes due, not only on a push: the pool would otherwise
+    /// add up to its whole idle poll to every back-off.
+    #[tokio::test(start_paused = true)]
+    async fn wait_returns_when_a_retry_comes_due() {
+        let clock = ManualClock::at_unix(100);
+        let inbox = MemoryInbox::new().clock(clock.clone());
+        inbox.push(hook("a")).await.unwrap();
+        let job = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+        inbox.retry(&job, clock.now_for_tests() + Duration::from_secs(1), "boom").await.unwrap();
+        inbox.wait(Duration::from_secs(60)).await; // takes the permit the push and retry left
+        assert!(inbox.pull(1, Duration::from_secs(30)).await.unwrap().is_empty(), "not due yet");
+        let began = tokio::time::Instant::now();
+        inbox.wait(Duration::from_secs(60)).await;
+        assert_eq!(began.elapsed(), Duration::from_secs(1), "until the retry is due");
+        clock.advance(Duration::from_secs(1));
+        let began = tokio::time::Instant::now();
+        inbox.wait(Duration::from_secs(60)).await;
+        assert_eq!(began.elapsed(), Duration::ZERO, "due already: at once");
+        assert_eq!(inbox.pull(1, Duration::from_secs(30)).await.unwrap().len(), 1);
+    }
+
+    /// A lease that ran out (its worker died) ends a wait too.
+    #[tokio::test(start_paused = true)]
+    async fn wait_returns_when_a_lease_runs_out() {
+        let clock = ManualClock::at_unix(100);
+        let inbox = MemoryInbox::new().clock(clock.clone());
+        inbox.push(hook("a")).await.unwrap();
+        inbox.wait(Duration::from_secs(60)).await; // the push's permit
+        let _lost = inbox.pull(1, Duration::from_secs(1)).await.unwrap();
+        clock.advance(Duration::from_secs(2));
+        let began = tokio::time::Instant::now();
+        inbox.wait(Duration::from_secs(60)).await;
+        assert_eq!(began.elapsed(), Duration::ZERO);
+        assert_eq!(inbox.pull(1, Duration::from_secs(30)).await.unwrap().len(), 1);
     }
 
     /// A webhook as the guard keeps it: its body a slice of a buffer it does not own.

@@ -755,7 +755,7 @@ impl PostgresInbox {
     }
 
     async fn wait_now(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
+        let deadline = wake::deadline_after(timeout);
         let (Some(listen), true) = (&self.listen, self.sql.valid) else {
             return tokio::time::sleep_until(deadline).await;
         };

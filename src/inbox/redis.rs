@@ -891,7 +891,7 @@ impl RedisInbox {
     }
 
     async fn wait_now(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
+        let deadline = wake::deadline_after(timeout);
         let Some(client) = &self.wake_client else {
             return tokio::time::sleep_until(deadline).await;
         };

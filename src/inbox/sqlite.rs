@@ -98,6 +98,8 @@ const PRUNE_CHUNK: i64 = 10_000;
 pub struct SqliteInbox {
     inner: Arc<Inner>,
     shared: Arc<Shared>,
+    /// The writer's clock, for [`Inbox::wait`]'s due times.
+    clock: Arc<dyn Clock>,
 }
 
 /// Owns the writer thread: the last handle dropped closes the queue and waits for the
@@ -306,6 +308,7 @@ impl SqliteInboxBuilder {
         let (sender, receiver) = mpsc::channel::<Op>();
         let (ready_tx, ready_rx) = oneshot::channel();
         let path = self.path.clone();
+        let clock = Arc::clone(&self.clock);
         let writer_shared = Arc::clone(&shared);
         let thread = thread::Builder::new()
             .name("hookguard-sqlite-inbox".into())
@@ -321,7 +324,7 @@ impl SqliteInboxBuilder {
             .map_err(|e| InboxError::Backend(Box::new(e)))?;
         let inner = Inner { path, sender: Some(sender), thread: Some(thread) };
         match ready_rx.await {
-            Ok(Ok(())) => Ok(SqliteInbox { inner: Arc::new(inner), shared }),
+            Ok(Ok(())) => Ok(SqliteInbox { inner: Arc::new(inner), shared, clock }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(writer_gone()),
         }
@@ -384,6 +387,8 @@ enum Request {
     Redrive {
         key: String,
     },
+    /// When the first waiting job is due or the first lease ends (`at_ns`).
+    NextDue,
 }
 
 enum Answer {
@@ -392,6 +397,7 @@ enum Answer {
     Done,
     DeadLetters(Vec<DeadLetter>),
     Redriven(bool),
+    NextDue(Option<i64>),
 }
 
 /// The single writer: owns the connection, and the counts that only it changes.
@@ -632,6 +638,13 @@ impl Writer {
                 Ok(Ok(Answer::Done))
             }
             Request::DeadLetters { limit } => self.dead_letters(limit),
+            Request::NextDue => {
+                let at: Option<i64> = self
+                    .conn
+                    .prepare_cached("SELECT MIN(at_ns) FROM hookguard_inbox WHERE state < 2")?
+                    .query_row([], |row| row.get(0))?;
+                Ok(Ok(Answer::NextDue(at)))
+            }
             Request::Redrive { key } => {
                 let ord = self.next_ord();
                 let changed = self.conn.prepare_cached(
@@ -910,10 +923,30 @@ impl Inbox for SqliteInbox {
         Box::pin(std::future::ready(Ok(self.shared.queued.load(Ordering::Acquire))))
     }
 
+    /// Waits for a push, a retry, a give-back or a re-drive (from this process: the file
+    /// is its alone), and until the earliest time a retry comes due or a lease runs out
+    /// (its job is due again then): at once when that time has come.
     fn wait(&self, timeout: Duration) -> BoxFuture<'_, ()> {
-        let shared = Arc::clone(&self.shared);
         Box::pin(async move {
-            let _ = tokio::time::timeout(timeout, shared.notify.notified()).await;
+            let began = tokio::time::Instant::now();
+            let notified = self.shared.notify.notified();
+            tokio::pin!(notified);
+            // Registered before the look at the table: what comes after it wakes this wait.
+            notified.as_mut().enable();
+            // A failed look only means the timeout bounds the wait.
+            let due = match tokio::time::timeout(timeout, self.call(Request::NextDue)).await {
+                Ok(Ok(Answer::NextDue(at))) => at,
+                _ => None,
+            };
+            let mut limit = timeout.saturating_sub(began.elapsed());
+            if let Some(at) = due {
+                let left = i128::from(at).saturating_sub(self.clock.unix_nanos());
+                if left <= 0 {
+                    return;
+                }
+                limit = limit.min(Duration::from_nanos(u64::try_from(left).unwrap_or(u64::MAX)));
+            }
+            let _ = tokio::time::timeout(limit, notified).await;
         })
     }
 }

@@ -526,6 +526,16 @@ macro_rules! inbox_conformance {
             assert_eq!(again[0].attempt(), 1, "a re-driven job starts its attempts again");
         }
 
+        /// A timeout too long to add to the clock (`Duration::MAX`: "no timeout") is a
+        /// long wait, not a panic; work already there ends it at once.
+        #[tokio::test]
+        async fn a_wait_without_timeout_returns_for_work_already_there() {
+            let (inbox, _) = or_skip!(setup(100).await);
+            inbox.push($crate::common::webhook("a")).await.unwrap();
+            $crate::common::bounded("a wait with work there", inbox.wait(Duration::MAX)).await;
+            assert_eq!(inbox.pull(1, LEASE).await.unwrap().len(), 1);
+        }
+
         #[tokio::test]
         async fn bounded_depth_answers_full() {
             let (inbox, _) = or_skip!(setup(2).await);
