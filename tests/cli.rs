@@ -138,6 +138,52 @@ fn http_get(addr: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// A one-request-per-connection HTTP server on a random port: `answer(n, request)` is the
+/// whole response to the `n`th request (from 0; say `Connection: close`); each request
+/// (head and body) is sent on the channel once answered.
+fn http_target(
+    answer: impl Fn(usize, &str) -> String + Send + 'static,
+) -> (std::net::SocketAddr, std::sync::mpsc::Receiver<String>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // Read the head and the body (Content-Length).
+            while let Ok(k) = stream.read(&mut chunk) {
+                if k == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..k]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().to_owned())
+                        })
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + len {
+                        break;
+                    }
+                }
+            }
+            let request = String::from_utf8_lossy(&buf).into_owned();
+            // The client may stop reading (a capped body): that is not the target's concern.
+            let _ = stream.write_all(answer(n, &request).as_bytes());
+            let _ = tx.send(request);
+        }
+    });
+    (addr, rx)
+}
+
 fn signable() -> Vec<&'static str> {
     hookguard::providers::NAMES.iter().copied().filter(|n| !VERIFY_ONLY.contains(n)).collect()
 }
@@ -885,47 +931,18 @@ fn serve_applies_source_controls() {
 
 /// The `run` and `forward_to` actions: the command gets the body on stdin and the metadata
 /// in `HOOKGUARD_*`; the forward target gets the body and `X-Hookguard-*` headers, and a
-/// failing target is retried by the worker until it answers 2xx.
+/// failing target (an error status, a redirect) is retried by the worker until it answers
+/// 2xx.
 #[test]
 fn serve_runs_commands_and_forwards_with_retries() {
-    use std::io::Read as _;
     let dir = temp_dir("actions");
-    // A forward target that answers 500 once, then 200, and reports each request.
-    let target = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let target_addr = target.local_addr().expect("addr");
-    let (tx, rx) = std::sync::mpsc::channel::<(u16, String)>();
-    std::thread::spawn(move || {
-        for (n, stream) in target.incoming().enumerate() {
-            let Ok(mut stream) = stream else { continue };
-            stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            // Read the head and the body (Content-Length).
-            while let Ok(k) = stream.read(&mut chunk) {
-                if k == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&chunk[..k]);
-                let text = String::from_utf8_lossy(&buf).to_string();
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let len = text[..end]
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().to_owned())
-                        })
-                        .and_then(|v| v.parse::<usize>().ok())
-                        .unwrap_or(0);
-                    if buf.len() >= end + 4 + len {
-                        break;
-                    }
-                }
-            }
-            let status = if n == 0 { 500 } else { 200 };
-            let _ = write!(stream, "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-            let _ = tx.send((status, String::from_utf8_lossy(&buf).into_owned()));
-        }
+    // A forward target that redirects the first request, answers 500 to the second, then
+    // 200. A redirect is not followed (a POST would come back as a GET without its body).
+    let (target_addr, rx) = http_target(|n, _| match n {
+        0 => "HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            .to_owned(),
+        1 => "HTTP/1.1 500 X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned(),
+        _ => "HTTP/1.1 200 X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned(),
     });
     let ran = dir.join("ran.txt");
     let config = format!(
@@ -945,11 +962,11 @@ fn serve_runs_commands_and_forwards_with_retries() {
         );
         assert!(text(&sent.stdout).starts_with("HTTP 202"), "{path}: {}", text(&sent.stdout));
     }
-    // The forward target saw the delivery twice: 500, then (retried) 200.
-    let first = rx.recv_timeout(Duration::from_secs(20)).expect("first forward");
-    let second = rx.recv_timeout(Duration::from_secs(20)).expect("retried forward");
-    assert_eq!((first.0, second.0), (500, 200));
-    for (_, request) in [&first, &second] {
+    // The forward target saw the delivery three times: 302 and 500, each retried, then 200.
+    let requests: Vec<String> = (0..3)
+        .map(|n| rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|e| panic!("forward #{n}: {e}")))
+        .collect();
+    for request in &requests {
         let lower = request.to_ascii_lowercase();
         assert!(request.starts_with("POST /internal "), "{request}");
         assert!(lower.contains("x-hookguard-id: fwd-1"), "{request}");
@@ -1078,4 +1095,24 @@ fn output_errors_and_usage() {
     );
     assert_eq!(zero.status.code(), Some(2), "{}", text(&zero.stderr));
     assert!(text(&zero.stderr).contains("--repeat"), "{}", text(&zero.stderr));
+}
+
+/// `send` reports a redirect as it is: not followed (the POST would come back as a GET
+/// without its body), and not a success.
+#[test]
+fn send_reports_a_redirect_as_it_is() {
+    let (addr, rx) = http_target(|_, _| {
+        "HTTP/1.1 302 Found\r\nLocation: /moved\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned()
+    });
+    let url = format!("http://{addr}/hooks/github");
+    let redirected = hookguard(&["send", "-p", "github", "-s", KEY, "--url", &url], br#"{"zen":"redirect"}"#);
+    assert_eq!(
+        text(&redirected.stdout).lines().next(),
+        Some("HTTP 302 Found"),
+        "{}",
+        text(&redirected.stdout)
+    );
+    assert_eq!(redirected.status.code(), Some(1), "a 3xx is not a success");
+    assert!(rx.recv_timeout(Duration::from_secs(5)).expect("the POST").starts_with("POST /hooks/github "));
+    assert!(rx.try_recv().is_err(), "the redirect was followed");
 }

@@ -17,9 +17,9 @@ use crate::{
 };
 
 const EXAMPLE: &str = "\
-Prints the response status line and body. With --repeat, a progress line on stderr and a
-summary of the statuses. Exit status 0 when every response was 2xx, 1 otherwise (or when
-stdout could not be written), 2 a usage error.
+Prints the response status line and body (a redirect is printed, not followed). With
+--repeat, a progress line on stderr and a summary of the statuses. Exit status 0 when every
+response was 2xx, 1 otherwise (or when stdout could not be written), 2 a usage error.
 
 Example:
   echo '{\"id\":\"evt_1\",\"type\":\"ping\"}' | hookguard send --provider stripe \\
@@ -87,7 +87,9 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async move {
+        // A redirect is reported as it is, not followed (as a GET without the body).
         let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(args.timeout))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;

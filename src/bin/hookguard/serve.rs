@@ -98,8 +98,12 @@ async fn serve(config: Config) -> Result<(), String> {
             }),
         );
     }
-    let client =
-        reqwest::Client::builder().build().map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    // A redirect is not followed: it would turn the POST into a GET without the body, and
+    // the job would count as done. A 3xx is a failure, retried like any other.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
     let mut actions = HashMap::new();
     for endpoint in config.endpoints {
         if let Some(vars) = &endpoint.demo_secret_for {
