@@ -1116,3 +1116,25 @@ fn send_reports_a_redirect_as_it_is() {
     assert!(rx.recv_timeout(Duration::from_secs(5)).expect("the POST").starts_with("POST /hooks/github "));
     assert!(rx.try_recv().is_err(), "the redirect was followed");
 }
+
+/// `send` reads and prints at most 64 KiB of a response body, and says it cut it.
+#[test]
+fn send_prints_at_most_64_kib_of_the_body() {
+    let (addr, _rx) = http_target(|n, _| {
+        let body = "x".repeat(if n == 0 { 1 << 20 } else { 64 * 1024 });
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+    });
+    let url = format!("http://{addr}/hooks/github");
+    let send = ["send", "-p", "github", "-s", KEY, "--url", &url];
+    for (name, want_truncated) in [("1 MiB", true), ("exactly 64 KiB", false)] {
+        let out = hookguard(&send, br#"{"zen":"large"}"#);
+        assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+        let said = text(&out.stdout);
+        let lines: Vec<&str> = said.lines().collect();
+        assert_eq!(lines.first(), Some(&"HTTP 200 OK"), "{name}");
+        assert_eq!(lines.get(1).map(|l| l.len()), Some(64 * 1024), "{name}: the body is cut at 64 KiB");
+        let note = lines.get(2).is_some_and(|l| l.starts_with("(truncated"));
+        assert_eq!(note, want_truncated, "{name}: {:?}", lines.get(2));
+        assert_eq!(lines.len(), if want_truncated { 3 } else { 2 }, "{name}");
+    }
+}

@@ -17,9 +17,10 @@ use crate::{
 };
 
 const EXAMPLE: &str = "\
-Prints the response status line and body (a redirect is printed, not followed). With
---repeat, a progress line on stderr and a summary of the statuses. Exit status 0 when every
-response was 2xx, 1 otherwise (or when stdout could not be written), 2 a usage error.
+Prints the response status line and body (at most 64 KiB of it; a redirect is printed, not
+followed). With --repeat, a progress line on stderr and a summary of the statuses. Exit
+status 0 when every response was 2xx, 1 otherwise (or when stdout could not be written), 2
+a usage error.
 
 Example:
   echo '{\"id\":\"evt_1\",\"type\":\"ping\"}' | hookguard send --provider stripe \\
@@ -107,7 +108,11 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
             let (status, text) = match request.send().await {
                 Ok(res) => {
                     let status = res.status();
-                    let text = res.text().await.unwrap_or_default();
+                    let (body, truncated) = capped_body(res).await;
+                    let mut text = String::from_utf8_lossy(&body).into_owned();
+                    if truncated {
+                        text.push_str("\n(truncated: the body is longer than 64 KiB)");
+                    }
                     (format!("HTTP {status}"), Some((status, text)))
                 }
                 Err(e) => (format!("error: {}", error_chain(&e)), None),
@@ -130,6 +135,24 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
         }
         Ok::<_, Failure>(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
     })
+}
+
+/// The most of a response body that is read (and printed).
+const BODY_CAP: usize = 64 * 1024;
+
+/// The response body up to [`BODY_CAP`] bytes, and whether there was more (not read). A
+/// body that fails half-way is what arrived.
+async fn capped_body(mut res: reqwest::Response) -> (Vec<u8>, bool) {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = res.chunk().await {
+        let room = BODY_CAP - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return (body, true);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    (body, false)
 }
 
 fn guess_content_type(body: &[u8]) -> &'static str {
