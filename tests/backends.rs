@@ -191,6 +191,36 @@ mod sqlite_inbox {
         SqliteInbox::builder(path).clock(clock.clone())
     }
 
+    /// A row whose stored headers cannot be read is set aside as a dead letter by the pull
+    /// that takes it, and the dead-letter list still shows the others.
+    #[tokio::test]
+    async fn an_unreadable_row_is_set_aside_and_hides_no_other_dead_letter() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inbox.db");
+        let clock = ManualClock::at_unix(1_700_000_000);
+        let inbox = open_at(&path, &clock).open().await.unwrap();
+        for id in ["a", "b", "c"] {
+            inbox.push(crate::common::webhook(id)).await.unwrap();
+        }
+        let a = inbox.pull(1, LEASE).await.unwrap().remove(0);
+        inbox.dead_letter(&a, "no").await.unwrap();
+        drop(inbox);
+        let damaged = crate::common::webhook("b").key().to_owned();
+        let changed = rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute("UPDATE hookguard_inbox SET headers = x'01' WHERE key = ?1", [&damaged])
+            .unwrap();
+        assert_eq!(changed, 1);
+
+        let inbox = open_at(&path, &clock).open().await.unwrap();
+        let jobs = inbox.pull(10, LEASE).await.unwrap();
+        let ids: Vec<_> = jobs.iter().map(|j| j.webhook().id().unwrap().to_owned()).collect();
+        assert_eq!(ids, ["c"], "the readable job is handed out, the damaged one set aside");
+        let listed = inbox.dead_letters(10).await.expect("one unreadable row does not fail the list");
+        let ids: Vec<_> = listed.iter().map(|d| d.webhook.id().unwrap()).collect();
+        assert_eq!(ids, ["a"], "the readable dead letter is listed");
+    }
+
     #[tokio::test]
     async fn everything_survives_reopening_the_file() {
         let dir = tempfile::tempdir().unwrap();
@@ -411,10 +441,12 @@ mod redis_inbox {
         let dead: i64 =
             redis::cmd("ZCARD").arg(format!("{{{store}}}:dead")).query_async(&mut admin).await.unwrap();
         assert_eq!(dead, 1, "the unreadable one is a dead letter");
-        for job in &jobs {
-            inbox.ack(job).await.unwrap();
-        }
+        inbox.dead_letter(&jobs[0], "no").await.unwrap();
+        inbox.ack(&jobs[1]).await.unwrap();
         assert!(inbox.pull(10, LEASE).await.unwrap().is_empty(), "nothing left to take, nothing failing");
+        let listed = inbox.dead_letters(10).await.expect("one unreadable entry does not fail the list");
+        let ids: Vec<_> = listed.iter().map(|d| d.webhook.id().unwrap()).collect();
+        assert_eq!(ids, ["a"], "the readable dead letter is listed");
     }
 
     #[tokio::test]
@@ -777,10 +809,12 @@ mod postgres_inbox {
             .unwrap();
         assert_eq!(row.get::<_, String>(0), "dead");
         assert!(row.get::<_, String>(1).contains("unreadable"), "{}", row.get::<_, String>(1));
-        for job in &jobs {
-            inbox.ack(job).await.unwrap();
-        }
+        inbox.dead_letter(&jobs[0], "no").await.unwrap();
+        inbox.ack(&jobs[1]).await.unwrap();
         assert!(inbox.pull(10, LEASE).await.unwrap().is_empty(), "nothing left to pick, nothing failing");
+        let listed = inbox.dead_letters(10).await.expect("one unreadable row does not fail the list");
+        let ids: Vec<_> = listed.iter().map(|d| d.webhook.id().unwrap()).collect();
+        assert_eq!(ids, ["a"], "the readable dead letter is listed");
     }
 
     #[tokio::test]

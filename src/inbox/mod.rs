@@ -223,7 +223,9 @@ pub trait Inbox: fmt::Debug + Send + Sync + 'static {
     /// Failed for good: moved to the dead letters.
     fn dead_letter<'a>(&'a self, job: &'a Job, error: &'a str) -> BoxFuture<'a, Result<(), InboxError>>;
 
-    /// Up to `limit` dead letters, oldest first.
+    /// Up to `limit` dead letters, oldest first. One whose stored record cannot be read
+    /// (storage damaged by hand or by something else) is left out, with a warning in the
+    /// log, so that it hides none of the others; it still counts among the `limit`.
     fn dead_letters(&self, limit: usize) -> BoxFuture<'_, Result<Vec<DeadLetter>, InboxError>>;
 
     /// Puts a dead letter back in the queue as a fresh job; `false` when no dead letter

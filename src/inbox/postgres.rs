@@ -714,9 +714,16 @@ impl PostgresInbox {
             let attempts: i32 = row.try_get(2).map_err(backend)?;
             let error: String = row.try_get(3).map_err(backend)?;
             let failed_at: Option<OffsetDateTime> = row.try_get(4).map_err(backend)?;
+            let webhook = match Webhook::from_meta_json(record.as_bytes(), Bytes::from(body)) {
+                Ok(webhook) => webhook,
+                // One damaged row must not hide the others (see `Inbox::dead_letters`).
+                Err(e) => {
+                    tracing::warn!(error = %e, "an unreadable PostgreSQL dead letter is left out of the list");
+                    continue;
+                }
+            };
             out.push(DeadLetter {
-                webhook: Webhook::from_meta_json(record.as_bytes(), Bytes::from(body))
-                    .map_err(|e| InboxError::Backend(Box::new(e)))?,
+                webhook,
                 attempts: u32::try_from(attempts).unwrap_or(0),
                 error,
                 failed_at: failed_at.unwrap_or(OffsetDateTime::UNIX_EPOCH),

@@ -830,8 +830,14 @@ impl RedisInbox {
         let mut out = Vec::with_capacity(flat.len() / 5);
         for row in flat.chunks_exact(5) {
             let [meta, body, attempts, error, failed_at] = row else { continue };
-            let webhook = Webhook::from_meta_json(meta, Bytes::copy_from_slice(body))
-                .map_err(|e| InboxError::Backend(Box::new(e)))?;
+            let webhook = match Webhook::from_meta_json(meta, Bytes::copy_from_slice(body)) {
+                Ok(webhook) => webhook,
+                // One damaged entry must not hide the others (see `Inbox::dead_letters`).
+                Err(e) => {
+                    tracing::warn!(error = %e, "an unreadable Redis dead letter is left out of the list");
+                    continue;
+                }
+            };
             let failed_at = std::str::from_utf8(failed_at)
                 .ok()
                 .and_then(|n| n.parse::<i128>().ok())

@@ -795,13 +795,17 @@ impl Writer {
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let mut letters = Vec::with_capacity(rows.len());
         for (mut record, headers, attempts, error, at) in rows {
+            let key = record.key.clone();
             let webhook = WebhookRecord::decode_headers(&headers).and_then(|headers| {
                 record.headers = headers;
                 Webhook::from_record(record)
             });
             match webhook {
                 Ok(webhook) => letters.push(DeadLetter { webhook, attempts, error, failed_at: from_ns(at) }),
-                Err(e) => return Ok(Err(e.into())),
+                // One damaged row must not hide the others (see `Inbox::dead_letters`).
+                Err(e) => {
+                    tracing::warn!(%key, error = %e, "an unreadable SQLite dead letter is left out of the list")
+                }
             }
         }
         Ok(Ok(Answer::DeadLetters(letters)))
