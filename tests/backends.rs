@@ -92,7 +92,7 @@ mod memory_replay {
                 refused += 1;
             }
         }
-        assert!(store.len() <= 1_008, "held {}", store.len());
+        assert!(store.len() <= 1_000, "held {}", store.len());
         assert!(refused > 0);
     }
 }

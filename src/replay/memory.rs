@@ -14,10 +14,13 @@ use crate::clock::{Clock, SystemClock};
 
 const SHARDS: usize = 16;
 
-/// An in-process replay store: keys live in 16 shards, each a map guarded by a short
-/// mutex, with a capacity cap (default 100,000 keys in all; reservations count too). Expired keys are dropped when
-/// a shard would otherwise be full; a shard that is full of live keys answers
-/// [`StoreError::Full`] (the guard turns it into `503` + `Retry-After`) instead of growing.
+/// An in-process replay store: keys live in 16 shards (fewer for a capacity under 16),
+/// each a map guarded by a short mutex, with a capacity cap (default 100,000 keys in all;
+/// reservations count too) split evenly between the shards, so the store never holds more
+/// than its capacity. Expired keys are dropped when a shard would otherwise be full; a
+/// shard that is full of live keys answers [`StoreError::Full`] (the guard turns it into
+/// `503` + `Retry-After`) instead of growing. Keys spread over the shards by a hash, so the
+/// fullest shard refuses a little before the whole store is full: leave some headroom.
 ///
 /// Size it for the rate: marks live the replay time to live (by default the scheme's
 /// tolerance, 5 minutes for most timestamped providers), so the capacity must be at least
@@ -45,7 +48,8 @@ pub struct MemoryReplayStore {
 #[derive(Debug)]
 struct Shards {
     maps: Vec<Mutex<Shard>>,
-    per_shard: usize,
+    /// Each shard's share of the capacity (they add up to it).
+    caps: Vec<usize>,
     /// foldhash, seeded per process: keys are only marked after their signature held,
     /// and the seed keeps collisions unpredictable; several times cheaper than SipHash
     /// for short keys.
@@ -120,17 +124,19 @@ impl MemoryReplayStore {
     }
 
     fn build(capacity: usize, clock: Arc<dyn Clock>) -> Self {
-        let per_shard = capacity.div_ceil(SHARDS).max(1);
+        // At least one key, and no shard without room: fewer shards below 16 keys.
+        let capacity = capacity.max(1);
+        let n = capacity.min(SHARDS);
         let shards = Shards {
-            maps: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
-            per_shard,
+            maps: (0..n).map(|_| Mutex::new(Shard::default())).collect(),
+            caps: (0..n).map(|i| capacity / n + usize::from(i < capacity % n)).collect(),
             hasher: RandomState::default(),
         };
         Self { shards: Arc::new(shards), capacity, clock }
     }
 
-    /// Sets the capacity (keys in all, spread over 16 shards). A builder method: it
-    /// starts an empty store.
+    /// Sets the capacity (keys in all, at least 1, split between the shards). A builder
+    /// method: it starts an empty store.
     #[must_use]
     pub fn capacity(self, capacity: usize) -> Self {
         Self::build(capacity, self.clock)
@@ -158,19 +164,26 @@ impl MemoryReplayStore {
         self.len() == 0
     }
 
-    fn shard(&self, key: &[u8]) -> &Mutex<Shard> {
-        let i = (self.shards.hasher.hash_one(key) % SHARDS as u64) as usize;
-        &self.shards.maps[i]
+    /// The index of the shard that holds `key`.
+    fn shard(&self, key: &[u8]) -> usize {
+        (self.shards.hasher.hash_one(key) % self.shards.maps.len() as u64) as usize
     }
 
-    fn lock(&self, key: &[u8]) -> Result<std::sync::MutexGuard<'_, Shard>, StoreError> {
-        self.shard(key).lock().map_err(|_| StoreError::Backend("replay shard poisoned".into()))
+    /// The shard that holds `key`, and its share of the capacity.
+    fn lock(&self, key: &[u8]) -> Result<(std::sync::MutexGuard<'_, Shard>, usize), StoreError> {
+        let shards = &*self.shards;
+        let i = self.shard(key);
+        let (Some(shard), Some(cap)) = (shards.maps.get(i), shards.caps.get(i)) else {
+            return Err(StoreError::Backend("replay shard missing".into()));
+        };
+        let shard = shard.lock().map_err(|_| StoreError::Backend("replay shard poisoned".into()))?;
+        Ok((shard, *cap))
     }
 
     /// Sets a mark (`holder: None`) or a reservation unless a live entry is there.
     fn set(&self, key: &[u8], ttl: Duration, holder: Option<u64>) -> Result<Mark, StoreError> {
         let now = self.clock.unix_nanos();
-        let mut shard = self.lock(key)?;
+        let (mut shard, cap) = self.lock(key)?;
         let entry = Entry { expires: deadline(now, ttl), holder };
         // One lookup for the common cases: seen and live, or seen and expired (renewed; the
         // shard's lower bound stays one, as the old expiry was already past).
@@ -184,13 +197,13 @@ impl MemoryReplayStore {
             *at = entry;
             return Ok(Mark::New);
         }
-        shard.insert(key, entry, now, self.shards.per_shard)?;
+        shard.insert(key, entry, now, cap)?;
         Ok(Mark::New)
     }
 
     fn confirm_now(&self, key: &[u8], ttl: Duration) -> Result<(), StoreError> {
         let now = self.clock.unix_nanos();
-        let mut shard = self.lock(key)?;
+        let (mut shard, cap) = self.lock(key)?;
         let entry = Entry { expires: deadline(now, ttl), holder: None };
         if let Some(at) = shard.marks.get_mut(key) {
             *at = entry;
@@ -198,11 +211,11 @@ impl MemoryReplayStore {
             shard.lower_bound(entry.expires);
             return Ok(());
         }
-        shard.insert(key, entry, now, self.shards.per_shard)
+        shard.insert(key, entry, now, cap)
     }
 
     fn cancel_now(&self, key: &[u8], token: u64) -> Result<(), StoreError> {
-        let mut shard = self.lock(key)?;
+        let (mut shard, _) = self.lock(key)?;
         if shard.marks.get(key).is_some_and(|at| at.holder == Some(token)) {
             shard.marks.remove(key);
         }
@@ -263,7 +276,7 @@ impl ReplayStore for MemoryReplayStore {
     }
 
     fn unmark<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<(), StoreError>> {
-        let result = self.lock(key).map(|mut shard| {
+        let result = self.lock(key).map(|(mut shard, _)| {
             shard.marks.remove(key);
         });
         Box::pin(std::future::ready(result))
@@ -281,6 +294,21 @@ mod tests {
 
     fn mark(store: &MemoryReplayStore, key: &str, ttl_secs: u64) -> Result<Mark, StoreError> {
         store.set(key.as_bytes(), Duration::from_secs(ttl_secs), None)
+    }
+
+    /// The capacity is a cap on the whole store: the shards' shares add up to it (each
+    /// shard once held the capacity over 16, rounded up, and at least one key).
+    #[test]
+    fn never_more_keys_than_the_capacity() {
+        for capacity in [0, 1, 2, 15, 16, 17, 100] {
+            let store = MemoryReplayStore::new().capacity(capacity).clock(ManualClock::at_unix(0));
+            let kept = (0..2_000).filter(|i| mark(&store, &format!("k{i}"), 60).is_ok()).count();
+            assert_eq!(kept, store.len());
+            assert!(kept <= capacity.max(1), "capacity {capacity}: kept {kept}");
+            if capacity <= 16 {
+                assert_eq!(kept, capacity.max(1), "capacity {capacity}: one shard per key, all filled");
+            }
+        }
     }
 
     #[test]
@@ -323,7 +351,7 @@ mod tests {
     fn same_shard(store: &MemoryReplayStore, of: &[u8]) -> String {
         (0..)
             .map(|i| format!("k{i}"))
-            .find(|k| std::ptr::eq(store.shard(of), store.shard(k.as_bytes())))
+            .find(|k| store.shard(of) == store.shard(k.as_bytes()))
             .unwrap_or_default()
     }
 

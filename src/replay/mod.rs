@@ -28,9 +28,9 @@
 //!
 //! # Two phases: reserve, then confirm
 //!
-//! The terminal pipeline ([`WebhookService`](crate::layer::WebhookService)) marks a
-//! delivery in one step ([`mark`](ReplayStore::mark)): its inbox's unique key decides
-//! what is kept, so a mark only saves work. Middleware mode
+//! [`Guard::check`](crate::guard::Guard::check) marks a delivery in one step
+//! ([`mark`](ReplayStore::mark)), for a hand-off of your own right after it (its crash
+//! window is documented there); the terminal pipeline takes no mark at all. Middleware mode
 //! ([`VerifyLayer`](crate::layer::VerifyLayer), `actix::Verify`) has no inbox: your
 //! handler processes the delivery while the request is open, and a mark set for the whole
 //! time to live *before* the handler runs would outlive a receiver killed mid-handler

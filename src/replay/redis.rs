@@ -283,9 +283,14 @@ impl RedisReplayStore {
     }
 }
 
-/// A duration in whole milliseconds for `PX`: at least 1, saturating.
+/// The longest time to live sent to Redis: 100 years. Redis refuses a `PX` that overflows
+/// its clock (a saturated `u64` did, so `Duration::MAX` failed every mark), and a mark
+/// kept a century is kept for good.
+const LONGEST_MS: u64 = 100 * 365 * 86_400 * 1_000;
+
+/// A duration in whole milliseconds for `PX`: at least 1, at most [`LONGEST_MS`].
 fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).clamp(1, LONGEST_MS)
 }
 
 /// `now_ms + ms`, saturating.

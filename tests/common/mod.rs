@@ -627,6 +627,23 @@ macro_rules! replay_conformance {
             format!("conformance:{}:{name}", std::process::id()).into_bytes()
         }
 
+        /// A time to live too long for any clock (`Duration::MAX`) keeps the mark, as
+        /// for good: never an error.
+        #[tokio::test]
+        async fn a_huge_time_to_live_keeps_the_mark() {
+            let (store, _) = or_skip!(setup(100).await);
+            let (k, r) = (key("huge"), key("huge-reserved"));
+            let _ = (store.unmark(&k).await, store.unmark(&r).await);
+            assert_eq!(store.mark(&k, Duration::MAX).await.unwrap(), Mark::New);
+            assert_eq!(store.mark(&k, Duration::MAX).await.unwrap(), Mark::Seen);
+            assert_eq!(store.reserve(&r, 1, Duration::MAX).await.unwrap(), Mark::New);
+            store.confirm(&r, Duration::MAX).await.unwrap();
+            assert_eq!(store.reserve(&r, 2, Duration::from_secs(1)).await.unwrap(), Mark::Seen);
+            // Not left in a shared store for a century.
+            store.unmark(&k).await.unwrap();
+            store.unmark(&r).await.unwrap();
+        }
+
         #[tokio::test]
         async fn mark_once_then_seen_until_expiry() {
             let (store, clock) = or_skip!(setup(100).await);
