@@ -63,14 +63,22 @@ fn temp_dir(tag: &str) -> PathBuf {
 struct Server {
     child: Child,
     addr: String,
+    /// Its stderr from the start, as it comes.
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Server {
     fn start(config: &Path) -> Self {
+        Self::start_with_env(config, &[])
+    }
+
+    /// With these environment variables too (`RUST_LOG` is `warn` unless given).
+    fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(config)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -97,8 +105,28 @@ impl Server {
             }
         };
         // Keep draining stderr so the server never blocks on it.
-        std::thread::spawn(move || for _ in lines {});
-        Self { child, addr }
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(seen));
+        let kept = std::sync::Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let mut kept = kept.lock().expect("stderr");
+                kept.push_str(&line);
+                kept.push('\n');
+            }
+        });
+        Self { child, addr, stderr }
+    }
+
+    /// Its stderr so far, once it holds `needle` (or after 20 s).
+    fn stderr_with(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let stderr = self.stderr.lock().expect("stderr").clone();
+            if stderr.contains(needle) || Instant::now() > deadline {
+                return stderr;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -1137,4 +1165,32 @@ fn send_prints_at_most_64_kib_of_the_body() {
         assert_eq!(note, want_truncated, "{name}: {:?}", lines.get(2));
         assert_eq!(lines.len(), if want_truncated { 3 } else { 2 }, "{name}");
     }
+}
+
+/// A `forward_to` URL's credentials and query values are shown nowhere: not in the line
+/// describing the endpoint at start, not in a failed attempt's error.
+#[test]
+fn serve_shows_no_forward_credentials() {
+    let dir = temp_dir("redact");
+    // A port nothing listens on: every attempt fails to connect.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[worker]\nmax_attempts = 1\n\n\
+         [[endpoint]]\npath = \"/hooks/github\"\nprovider = \"github\"\nsecret = \"{KEY}\"\n\
+         forward_to = \"http://hookguard:t0ken-in-url@{closed}/internal?key=t0ken-in-query\"\n"
+    );
+    let config_path = dir.join("hookguard.toml");
+    std::fs::write(&config_path, &config).expect("write config");
+    let server = Server::start_with_env(&config_path, &[("RUST_LOG", "info")]);
+    let sent = hookguard(
+        &["send", "-p", "github", "-s", KEY, "--url", &server.url("/hooks/github"), "--id", "r-1"],
+        br#"{"zen":"redact"}"#,
+    );
+    assert!(text(&sent.stdout).starts_with("HTTP 202"), "{}", text(&sent.stdout));
+    let stderr = server.stderr_with("dead-lettered");
+    assert!(stderr.contains("dead-lettered"), "the attempt did not fail: {stderr}");
+    assert!(stderr.contains(&format!("forward to http://***@{closed}/internal?key=***")), "{stderr}");
+    assert!(!stderr.contains("t0ken"), "a credential was logged: {stderr}");
+    assert!(server.stop().success());
+    let _ = std::fs::remove_dir_all(&dir);
 }

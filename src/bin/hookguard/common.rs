@@ -238,6 +238,37 @@ fn write_line(out: &mut impl std::io::Write, line: impl std::fmt::Display) -> Re
     }
 }
 
+/// `url` as it may be shown (logs, errors): credentials (`user:token@`) become `***@` and
+/// the query's values `***`; a text that is not a URL is not shown at all.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Ok(mut parsed) = reqwest::Url::parse(url) else {
+        return "(a URL that does not parse)".to_owned();
+    };
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        // Setting credentials fails only for URLs without a host (not http or https).
+        if parsed.set_password(None).and_then(|()| parsed.set_username("***")).is_err() {
+            return "(a URL with credentials)".to_owned();
+        }
+    }
+    if parsed.query().is_some() {
+        let names: Vec<String> = parsed.query_pairs().map(|(name, _)| name.into_owned()).collect();
+        parsed.query_pairs_mut().clear().extend_pairs(names.iter().map(|n| (n.as_str(), "***")));
+    }
+    parsed.into()
+}
+
+/// An error and its sources, `: `-separated.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 /// Reads a file the configuration or a flag names.
 pub(crate) fn read_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
@@ -290,6 +321,23 @@ mod tests {
         let mut out = Vec::new();
         write_line(&mut out, "line").unwrap();
         assert_eq!(out, b"line\n");
+    }
+
+    #[test]
+    fn urls_are_shown_without_credentials_or_query_values() {
+        for (name, url, shown) in [
+            ("plain", "https://h.example/hook", "https://h.example/hook"),
+            ("user and token", "https://user:t0ken@h.example/hook", "https://***@h.example/hook"),
+            ("token only", "https://:t0ken@h.example:8443/hook", "https://***@h.example:8443/hook"),
+            ("user only", "http://t0ken@h.example/", "http://***@h.example/"),
+            ("query", "https://h.example/hook?key=t0ken&flag", "https://h.example/hook?key=***&flag=***"),
+            ("both", "https://u:t0ken@h.example/?sig=t0ken", "https://***@h.example/?sig=***"),
+            ("not a URL", "t0ken", "(a URL that does not parse)"),
+        ] {
+            let redacted = redact_url(url);
+            assert_eq!(redacted, shown, "{name}");
+            assert!(!redacted.contains("t0ken"), "{name}");
+        }
     }
 
     #[test]

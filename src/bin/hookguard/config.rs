@@ -633,7 +633,7 @@ fn endpoint(
         }
         (None, None, Some(url)) => {
             let u = url.get_ref();
-            if !(u.starts_with("http://") || u.starts_with("https://")) {
+            if !(u.starts_with("http://") || u.starts_with("https://")) || reqwest::Url::parse(u).is_err() {
                 return Err(
                     src.at(url.span(), format!("{label}: forward_to must be an http:// or https:// URL"))
                 );
@@ -805,6 +805,11 @@ append_to = "/tmp/x.jsonl"
                 "path = \"/hooks/github\"",
                 "path = \"hooks\"",
                 "t.toml:3:8: endpoint path `hooks` must start with `/`",
+            ),
+            (
+                "append_to = \"/tmp/x.jsonl\"",
+                "forward_to = \"http://[::1/x\"",
+                "t.toml:6:14: endpoint `hooks-github`: forward_to must be an http:// or https:// URL",
             ),
             (
                 "secret = \"s\"",

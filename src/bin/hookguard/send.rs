@@ -115,7 +115,8 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
                     }
                     (format!("HTTP {status}"), Some((status, text)))
                 }
-                Err(e) => (format!("error: {}", error_chain(&e)), None),
+                // The error without the URL: it may hold credentials.
+                Err(e) => (format!("error: {}", common::error_chain(&e.without_url())), None),
             };
             all_ok &= text.as_ref().is_some_and(|(s, _)| s.is_success());
             if args.repeat == 1 {
@@ -164,17 +165,6 @@ fn guess_content_type(body: &[u8]) -> &'static str {
     } else {
         "application/octet-stream"
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// A progress line on stderr: redrawn in place on a terminal, else a line every 10 %.

@@ -304,7 +304,7 @@ fn describe(action: &Action) -> String {
     match action {
         Action::AppendTo(path) => format!("append to {}", path.display()),
         Action::Run { argv, .. } => format!("run {}", argv.first().map_or("", String::as_str)),
-        Action::Forward { url, .. } => format!("forward to {url}"),
+        Action::Forward { url, .. } => format!("forward to {}", common::redact_url(url)),
     }
 }
 
@@ -348,11 +348,15 @@ impl Runner {
                 for (name, value) in metadata(hook) {
                     request = request.header(format!("x-hookguard-{}", name.replace('_', "-")), value);
                 }
-                let res = request.send().await.map_err(|e| format!("forward to {url} failed: {e}"))?;
+                // Errors show the URL without its credentials (reqwest's would show it all).
+                let res = request.send().await.map_err(|e| {
+                    let e = common::error_chain(&e.without_url());
+                    format!("forward to {} failed: {e}", common::redact_url(url))
+                })?;
                 if res.status().is_success() {
                     Ok(())
                 } else {
-                    Err(format!("forward to {url} answered {}", res.status()))
+                    Err(format!("forward to {} answered {}", common::redact_url(url), res.status()))
                 }
             }
         }
@@ -518,5 +522,19 @@ mod tls {
             tracing::warn!("some connections were still open after the grace period");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_are_described_without_secrets() {
+        let forward = Action::Forward {
+            url: "https://hookguard:t0ken@internal.example/hooks?key=t0ken".to_owned(),
+            timeout: Duration::from_secs(1),
+        };
+        assert_eq!(describe(&forward), "forward to https://***@internal.example/hooks?key=***");
     }
 }
