@@ -826,6 +826,12 @@ fn bad_configs_name_file_and_line() {
     assert!(err.contains("bad.toml:2:11: [inbox] unknown backend `mysql`"), "{err}");
     let err = config_error(&format!("{base}secret = \"s\"\nappend_to = \"x\"\ntolerance_secs = 60\n"), &[]);
     assert!(err.contains("bad.toml:9:18: endpoint `hooks-github`: github signs no timestamp"), "{err}");
+    // Paths the router would refuse at start (it panicked after `--check` had passed).
+    for path in ["/hooks/:provider", "/hooks/*rest", "/hooks/{provider}"] {
+        let text = format!("{base}secret = \"s\"\nappend_to = \"x\"\n").replace("/hooks/github", path);
+        let err = config_error(&text, &[]);
+        assert!(err.contains(&format!("bad.toml:5:8: endpoint path `{path}` has")), "{path}: {err}");
+    }
 }
 
 #[test]

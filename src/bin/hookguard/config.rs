@@ -467,6 +467,9 @@ fn endpoint(
     if !path.starts_with('/') {
         return Err(src.at(raw.path.span(), format!("endpoint path `{path}` must start with `/`")));
     }
+    if let Some(problem) = path_problem(&path) {
+        return Err(src.at(raw.path.span(), format!("endpoint path `{path}` {problem}")));
+    }
     if RESERVED_PATHS.contains(&path.as_str()) {
         return Err(src.at(raw.path.span(), format!("endpoint path {path} is the server's own")));
     }
@@ -710,6 +713,51 @@ fn endpoint(
     })
 }
 
+/// What is wrong with an endpoint path (it starts with `/`), if anything: the router
+/// takes `{…}`, and `:…` or `*…` segments, for captures (which the command does not
+/// support) or refuses them at start, and a path must be a URI path without a query.
+fn path_problem(path: &str) -> Option<&'static str> {
+    if path.contains(['{', '}']) {
+        return Some("has `{` or `}`: paths are literal (no captures)");
+    }
+    if path.split('/').any(|segment| segment.starts_with([':', '*'])) {
+        return Some("has a segment starting with `:` or `*`: paths are literal (no captures or wildcards)");
+    }
+    if path.contains(['?', '#']) {
+        return Some("has a `?` or `#`: give the path alone, without a query or fragment");
+    }
+    // `PathAndQuery` lets through characters RFC 3986 does not allow in a path (`"`, `|`, …),
+    // which no sender can reach; hence the check of each character.
+    if path.parse::<http::uri::PathAndQuery>().is_err() || !is_rfc3986_path(path) {
+        return Some("is not a valid URI path (percent-encode spaces and other special characters)");
+    }
+    None
+}
+
+/// Whether `path` is made of RFC 3986 path characters only: unreserved, percent-encoded
+/// (`%` and two hex digits), sub-delimiters, `:`, `@` and `/`.
+fn is_rfc3986_path(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let ok = match b {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
+                i += 2;
+                hex
+            }
+            b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b','
+            | b';' | b'=' | b':' | b'@' | b'/' => true,
+            b => b.is_ascii_alphanumeric(),
+        };
+        if !ok {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 /// One secret from a file (a final newline is not part of it).
 fn secret_file(src: &Source<'_>, label: &str, span: Range<usize>, file: &str) -> Result<String, String> {
     let full = src.resolve(Path::new(file));
@@ -826,6 +874,40 @@ append_to = "/tmp/x.jsonl"
             .err()
             .unwrap();
         assert!(err.contains("two endpoints have the path /hooks/github"), "{err}");
+    }
+
+    /// Paths the router would refuse at start (or take for captures) are refused by the
+    /// check, naming the line and column.
+    #[test]
+    fn endpoint_paths_are_literal_uri_paths() {
+        for (name, path, problem) in [
+            ("axum 0.7 capture", "/hooks/:provider", Some("has a segment starting with `:` or `*`")),
+            ("wildcard", "/hooks/*rest", Some("has a segment starting with `:` or `*`")),
+            ("capture", "/hooks/{provider}", Some("has `{` or `}`")),
+            ("lone brace", "/hooks/a}b", Some("has `{` or `}`")),
+            ("query", "/hooks/github?x=1", Some("has a `?` or `#`")),
+            ("fragment", "/hooks/github#x", Some("has a `?` or `#`")),
+            ("space", "/hooks/git hub", Some("is not a valid URI path")),
+            ("quote", "/hooks/\\\"x\\\"", Some("is not a valid URI path")),
+            ("pipe", "/hooks/a|b", Some("is not a valid URI path")),
+            ("bad percent-encoding", "/hooks/a%2", Some("is not a valid URI path")),
+            ("non-ASCII", "/hooks/é", Some("is not a valid URI path")),
+            ("colon inside a segment", "/hooks/a:b", None),
+            ("star inside a segment", "/hooks/a*b", None),
+            ("unreserved and encoded", "/hooks/a-b_c.d~e%20f", None),
+            ("trailing slash", "/hooks/github/", None),
+        ] {
+            let text = OK.replace("\"/hooks/github\"", &format!("\"{path}\""));
+            match (check(&text), problem) {
+                (Ok(_), None) => {}
+                (Err(err), Some(problem)) => {
+                    assert!(err.starts_with("t.toml:3:8: endpoint path `"), "{name}: {err}");
+                    assert!(err.contains(problem), "{name}: {err}");
+                }
+                (Ok(_), Some(_)) => panic!("{name}: {path} was accepted"),
+                (Err(err), None) => panic!("{name}: {path} was refused: {err}"),
+            }
+        }
     }
 
     #[test]
