@@ -504,9 +504,12 @@ impl Guard {
     ///
     /// One phase has a window: if the process dies between `check` and the hand-off, the
     /// mark stays and the sender's retries are answered as duplicates until it expires,
-    /// though nothing was kept. [`accept`](Self::accept) (verify and keep, the inbox
-    /// deciding what is a copy) and [`reserve`](Self::reserve) (a handler run inline, the
-    /// mark confirmed only once it succeeded) have no such window: prefer them.
+    /// though nothing was kept. The same goes, briefly, for a copy that arrives while the
+    /// first is between its failed push and the mark's removal: it is answered as a
+    /// duplicate, and the sender's next retry gets through. [`accept`](Self::accept)
+    /// (verify and keep, the inbox deciding what is a copy) and [`reserve`](Self::reserve)
+    /// (a handler run inline, the mark confirmed only once it succeeded) have neither
+    /// window: prefer them.
     pub async fn check(&self, parts: &Parts, body: &Bytes) -> Checked {
         let (passed, verified) = match self.verify(parts, body, owned).await {
             Ok(passed) => passed,

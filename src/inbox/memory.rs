@@ -54,6 +54,11 @@ use crate::clock::{Clock, SystemClock};
 /// [`push_now`](Inbox::push_now) and [`ack_now`](Inbox::ack_now) answer at once: the
 /// guard and the worker use no boxed future per delivery with this inbox.
 ///
+/// Leases and due times follow the inbox's [clock](Self::clock), the system's wall clock
+/// by default: a step of that clock forward by more than a lease (a badly run NTP) ends
+/// the leases of running jobs, and another lane may start one again; a step back holds
+/// retries and a dead worker's jobs back by as much. Keep the clock slewed, not stepped.
+///
 /// ```
 /// use hookguard::{clock::ManualClock, inbox::MemoryInbox};
 /// let inbox = MemoryInbox::new().capacity(100).clock(ManualClock::at_unix(0));
