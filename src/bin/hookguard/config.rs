@@ -102,7 +102,7 @@ struct RawBackend {
     #[serde(default = "default_backend")]
     backend: Spanned<String>,
     capacity: Option<usize>,
-    path: Option<PathBuf>,
+    path: Option<Spanned<PathBuf>>,
     url: Option<Spanned<String>>,
     url_env: Option<Spanned<String>>,
 }
@@ -434,20 +434,50 @@ fn backend(
             )),
         }
     };
+    // A key the backend does not use is an error: ignored, it would let the user think
+    // the section durable (`path` with the default memory backend).
+    let no_path = || match &raw.path {
+        Some(path) => {
+            Err(src.at(path.span(), format!("[{section}] `path` is only for backend = \"sqlite\"")))
+        }
+        None => Ok(()),
+    };
+    let no_url = || {
+        for (key, given) in [("url", &raw.url), ("url_env", &raw.url_env)] {
+            if let Some(given) = given {
+                return Err(src.at(
+                    given.span(),
+                    format!("[{section}] `{key}` is only for backend = \"redis\" or \"postgres\""),
+                ));
+            }
+        }
+        Ok(())
+    };
     let capacity = raw.capacity;
     Ok(match raw.backend.get_ref().as_str() {
-        "memory" => Backend::Memory { capacity },
+        "memory" => {
+            no_path()?;
+            no_url()?;
+            Backend::Memory { capacity }
+        }
         "sqlite" => {
+            no_url()?;
             let path = raw.path.as_ref().ok_or_else(|| {
                 src.at(
                     raw.backend.span(),
                     format!("[{section}] backend `sqlite` needs `path` (the database file)"),
                 )
             })?;
-            Backend::Sqlite { path: src.resolve(path), capacity }
+            Backend::Sqlite { path: src.resolve(path.get_ref()), capacity }
         }
-        "redis" => Backend::Redis { url: url()?, capacity },
-        "postgres" => Backend::Postgres { url: url()?, capacity },
+        "redis" => {
+            no_path()?;
+            Backend::Redis { url: url()?, capacity }
+        }
+        "postgres" => {
+            no_path()?;
+            Backend::Postgres { url: url()?, capacity }
+        }
         other => {
             return Err(src.at(
                 raw.backend.span(),
@@ -874,6 +904,61 @@ append_to = "/tmp/x.jsonl"
             .err()
             .unwrap();
         assert!(err.contains("two endpoints have the path /hooks/github"), "{err}");
+    }
+
+    /// A backend key the chosen backend does not use is an error at its position (it was
+    /// ignored: `path` with the default memory backend looked durable).
+    #[test]
+    fn backend_keys_belong_to_their_backend() {
+        let env = |v: &str| (v == "REDIS_URL").then(|| "redis://127.0.0.1:6379".to_owned());
+        for (name, section, error) in [
+            (
+                "path without a backend",
+                "[inbox]\npath = \"inbox.db\"",
+                Some("t.toml:2:8: [inbox] `path` is only for backend = \"sqlite\""),
+            ),
+            (
+                "path with memory",
+                "[inbox]\nbackend = \"memory\"\npath = \"inbox.db\"",
+                Some("t.toml:3:8: [inbox] `path` is only for backend = \"sqlite\""),
+            ),
+            (
+                "url with sqlite",
+                "[inbox]\nbackend = \"sqlite\"\npath = \"i.db\"\nurl = \"redis://h\"",
+                Some("t.toml:4:7: [inbox] `url` is only for backend = \"redis\" or \"postgres\""),
+            ),
+            (
+                "url_env with memory",
+                "[inbox]\nurl_env = \"REDIS_URL\"",
+                Some("t.toml:2:11: [inbox] `url_env` is only for backend = \"redis\" or \"postgres\""),
+            ),
+            (
+                "path with redis",
+                "[inbox]\nbackend = \"redis\"\nurl = \"redis://h\"\npath = \"i.db\"",
+                Some("t.toml:4:8: [inbox] `path` is only for backend = \"sqlite\""),
+            ),
+            (
+                "path with postgres",
+                "[inbox]\nbackend = \"postgres\"\nurl_env = \"REDIS_URL\"\npath = \"i.db\"",
+                Some("t.toml:4:8: [inbox] `path` is only for backend = \"sqlite\""),
+            ),
+            (
+                "replay: path with memory",
+                "[replay]\npath = \"r.db\"",
+                Some("t.toml:2:8: [replay] `path` is only for backend = \"sqlite\""),
+            ),
+            ("sqlite", "[inbox]\nbackend = \"sqlite\"\npath = \"i.db\"\ncapacity = 10", None),
+            ("redis", "[inbox]\nbackend = \"redis\"\nurl_env = \"REDIS_URL\"\ncapacity = 10", None),
+            ("memory", "[inbox]\ncapacity = 10", None),
+        ] {
+            let text = format!("{section}\n{OK}");
+            match (parse(&text, Path::new("t.toml"), &env), error) {
+                (Ok(_), None) => {}
+                (Err(err), Some(error)) => assert_eq!(err, error, "{name}"),
+                (Ok(_), Some(_)) => panic!("{name}: accepted"),
+                (Err(err), None) => panic!("{name}: refused: {err}"),
+            }
+        }
     }
 
     /// Paths the router would refuse at start (or take for captures) are refused by the
