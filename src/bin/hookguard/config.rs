@@ -128,8 +128,9 @@ pub(crate) struct RawWorker {
     pub(crate) backoff_base_ms: u64,
     #[serde(default = "default_backoff_max")]
     pub(crate) backoff_max_secs: u64,
+    /// How long a job is leased, which is also its handler's time limit.
     #[serde(default = "default_lease")]
-    pub(crate) lease_secs: u64,
+    pub(crate) lease_secs: Spanned<u64>,
 }
 
 impl Default for RawWorker {
@@ -156,8 +157,8 @@ fn default_backoff_base() -> u64 {
 fn default_backoff_max() -> u64 {
     300
 }
-fn default_lease() -> u64 {
-    60
+fn default_lease() -> Spanned<u64> {
+    Spanned::new(0..0, 60)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -201,8 +202,7 @@ struct RawEndpoint {
     append_to: Option<PathBuf>,
     run: Option<Spanned<Vec<String>>>,
     forward_to: Option<Spanned<String>>,
-    #[serde(default = "default_action_timeout")]
-    timeout_secs: u64,
+    timeout_secs: Option<Spanned<u64>>,
     allow: Option<Spanned<Vec<String>>>,
     allow_file: Option<Spanned<PathBuf>>,
     #[serde(default = "default_allow_reload")]
@@ -214,9 +214,8 @@ fn default_allow_reload() -> u64 {
     60
 }
 
-fn default_action_timeout() -> u64 {
-    30
-}
+/// `timeout_secs` when not given.
+const DEFAULT_ACTION_TIMEOUT: u64 = 30;
 
 /// A replay store or inbox backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -354,6 +353,11 @@ pub(crate) fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String
     if raw.worker.concurrency == 0 || raw.worker.max_attempts == 0 {
         return Err(format!("{}: [worker] concurrency and max_attempts must be at least 1", file.display()));
     }
+    let lease = &raw.worker.lease_secs;
+    if *lease.get_ref() == 0 {
+        // A job leased for no time is given back unstarted, every time: nothing would run.
+        return Err(src.at(lease.span(), "[worker] lease_secs must be at least 1"));
+    }
 
     if raw.endpoint.is_empty() {
         return Err(format!("{}: no [[endpoint]]: nothing to serve", file.display()));
@@ -361,7 +365,7 @@ pub(crate) fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String
     let mut endpoints: Vec<Endpoint> = Vec::new();
     for spanned in raw.endpoint {
         let span = spanned.span();
-        let endpoint = endpoint(&src, span, spanned.into_inner(), env)?;
+        let endpoint = endpoint(&src, span, spanned.into_inner(), env, *raw.worker.lease_secs.get_ref())?;
         endpoints.push(endpoint);
     }
     let mut trusted_proxies = match &server.trusted_proxies {
@@ -492,6 +496,7 @@ fn endpoint(
     span: Range<usize>,
     raw: RawEndpoint,
     env: &dyn Fn(&str) -> Option<String>,
+    lease_secs: u64,
 ) -> Result<Endpoint, String> {
     let path = raw.path.get_ref().clone();
     if !path.starts_with('/') {
@@ -648,6 +653,23 @@ fn endpoint(
         }
     };
 
+    let timeout_secs = raw.timeout_secs.as_ref().map_or(DEFAULT_ACTION_TIMEOUT, |t| *t.get_ref());
+    let timeout_span = raw.timeout_secs.as_ref().map_or(span.clone(), Spanned::span);
+    if timeout_secs == 0 {
+        return Err(src.at(timeout_span, format!("{label}: timeout_secs must be at least 1")));
+    }
+    // The worker stops a handler when its job's lease ends: a longer time limit is cut there.
+    if (raw.run.is_some() || raw.forward_to.is_some()) && timeout_secs >= lease_secs {
+        let given = if raw.timeout_secs.is_some() { "" } else { ", the default" };
+        return Err(src.at(
+            timeout_span,
+            format!(
+                "{label}: timeout_secs ({timeout_secs}{given}) is not below [worker] lease_secs \
+                 ({lease_secs}), where the worker stops a handler: raise lease_secs or lower timeout_secs"
+            ),
+        ));
+    }
+    let timeout = Duration::from_secs(timeout_secs);
     let actions = [raw.append_to.is_some(), raw.run.is_some(), raw.forward_to.is_some()];
     let action = match (&raw.append_to, &raw.run, &raw.forward_to) {
         _ if actions.iter().filter(|a| **a).count() > 1 => {
@@ -662,7 +684,7 @@ fn endpoint(
                     src.at(argv.span(), format!("{label}: `run` needs a program: [\"program\", \"arg\", …]"))
                 );
             }
-            Action::Run { argv: argv.get_ref().clone(), timeout: Duration::from_secs(raw.timeout_secs) }
+            Action::Run { argv: argv.get_ref().clone(), timeout }
         }
         (None, None, Some(url)) => {
             let u = url.get_ref();
@@ -671,7 +693,7 @@ fn endpoint(
                     src.at(url.span(), format!("{label}: forward_to must be an http:// or https:// URL"))
                 );
             }
-            Action::Forward { url: u.clone(), timeout: Duration::from_secs(raw.timeout_secs) }
+            Action::Forward { url: u.clone(), timeout }
         }
         _ => {
             return Err(src.at(
@@ -904,6 +926,62 @@ append_to = "/tmp/x.jsonl"
             .err()
             .unwrap();
         assert!(err.contains("two endpoints have the path /hooks/github"), "{err}");
+    }
+
+    /// A lease of 0 runs nothing, a time limit of 0 fails everything, and a time limit at or
+    /// above the lease is cut at the lease: all three are refused.
+    #[test]
+    fn time_limits_fit_the_lease() {
+        let run = OK.replace("append_to = \"/tmp/x.jsonl\"", "run = [\"true\"]");
+        for (name, text, error) in [
+            (
+                "lease 0",
+                format!("[worker]\nlease_secs = 0\n{OK}"),
+                Some("t.toml:2:14: [worker] lease_secs must be at least 1"),
+            ),
+            (
+                "timeout 0",
+                format!("{run}timeout_secs = 0\n"),
+                Some("t.toml:7:16: endpoint `hooks-github`: timeout_secs must be at least 1"),
+            ),
+            (
+                "timeout 0, append_to",
+                format!("{OK}timeout_secs = 0\n"),
+                Some("t.toml:7:16: endpoint `hooks-github`: timeout_secs must be at least 1"),
+            ),
+            (
+                "timeout at the lease",
+                format!("[worker]\nlease_secs = 20\n{run}timeout_secs = 20\n"),
+                Some(
+                    "t.toml:9:16: endpoint `hooks-github`: timeout_secs (20) is not below [worker] lease_secs (20), where the worker stops a handler: raise lease_secs or lower timeout_secs",
+                ),
+            ),
+            (
+                "default timeout above the lease",
+                format!("[worker]\nlease_secs = 10\n{run}"),
+                Some(
+                    "t.toml:4:1: endpoint `hooks-github`: timeout_secs (30, the default) is not below [worker] lease_secs (10)",
+                ),
+            ),
+            (
+                "forward_to",
+                format!(
+                    "[worker]\nlease_secs = 10\n{}",
+                    OK.replace("append_to = \"/tmp/x.jsonl\"", "forward_to = \"http://127.0.0.1:9/\"")
+                ),
+                Some("t.toml:4:1: endpoint `hooks-github`: timeout_secs (30, the default) is not below"),
+            ),
+            ("append_to has no time limit", format!("[worker]\nlease_secs = 10\n{OK}"), None),
+            ("timeout below the lease", format!("[worker]\nlease_secs = 20\n{run}timeout_secs = 19\n"), None),
+            ("defaults", run.clone(), None),
+        ] {
+            match (check(&text), error) {
+                (Ok(_), None) => {}
+                (Err(err), Some(error)) => assert!(err.starts_with(error), "{name}: {err}"),
+                (Ok(_), Some(_)) => panic!("{name}: accepted"),
+                (Err(err), None) => panic!("{name}: refused: {err}"),
+            }
+        }
     }
 
     /// A backend key the chosen backend does not use is an error at its position (it was

@@ -176,7 +176,7 @@ async fn serve(config: Config) -> Result<(), String> {
     .concurrency(w.concurrency)
     .max_attempts(w.max_attempts)
     .backoff(Backoff::new(Duration::from_millis(w.backoff_base_ms), Duration::from_secs(w.backoff_max_secs)))
-    .lease(Duration::from_secs(w.lease_secs))
+    .lease(Duration::from_secs(*w.lease_secs.get_ref()))
     .spawn();
 
     let listener = TcpListener::bind(&config.listen)
