@@ -1200,3 +1200,44 @@ fn serve_shows_no_forward_credentials() {
     assert!(server.stop().success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A `run` command does not inherit the secrets' variables (the configuration's
+/// `secret_env`, and `HOOKGUARD_SECRET` / `HOOKGUARD_SHARED_KEY`); other variables stay.
+#[test]
+fn run_commands_do_not_inherit_secrets() {
+    let dir = temp_dir("run-env");
+    let dump = dir.join("env.txt");
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[[endpoint]]\npath = \"/hooks/github\"\nprovider = \"github\"\n\
+         secret_env = \"HG_TEST_RUN_SECRET\"\n\
+         run = [\"sh\", \"-c\", \"env > \\\"$1.part\\\" && mv \\\"$1.part\\\" \\\"$1\\\"\", \"sh\", {dump:?}]\n"
+    );
+    let config_path = dir.join("hookguard.toml");
+    std::fs::write(&config_path, &config).expect("write config");
+    let secrets = [
+        ("HG_TEST_RUN_SECRET", "s3cret-from-secret-env"),
+        ("HOOKGUARD_SECRET", "s3cret-from-hookguard-secret"),
+        ("HOOKGUARD_SHARED_KEY", "s3cret-from-hookguard-shared-key"),
+    ];
+    let server = Server::start_with_env(&config_path, &[&secrets[..], &[("HG_TEST_PLAIN", "kept")]].concat());
+    let sent = hookguard(
+        &["send", "-p", "github", "-s", secrets[0].1, "--url", &server.url("/hooks/github"), "--id", "env-1"],
+        br#"{"zen":"env"}"#,
+    );
+    assert!(text(&sent.stdout).starts_with("HTTP 202"), "{}", text(&sent.stdout));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let env = loop {
+        if let Ok(env) = std::fs::read_to_string(&dump) {
+            break env;
+        }
+        assert!(Instant::now() < deadline, "the command did not run");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(env.contains("HOOKGUARD_ID=env-1"), "the metadata is there: {env}");
+    assert!(env.contains("HG_TEST_PLAIN=kept"), "other variables stay: {env}");
+    for (var, value) in secrets {
+        assert!(!env.contains(value) && !env.contains(&format!("{var}=")), "{var} reached the command");
+    }
+    assert!(server.stop().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -277,6 +277,10 @@ pub(crate) struct Config {
     pub(crate) inbox: Backend,
     pub(crate) worker: RawWorker,
     pub(crate) endpoints: Vec<Endpoint>,
+    /// The environment variables the file names for secrets, tokens and URLs
+    /// (`secret_env`, `shared_key_env`, `verify_token_env`, `url_env`), set or not: kept
+    /// out of `run` commands' environments.
+    pub(crate) secret_vars: Vec<String>,
 }
 
 impl Config {
@@ -348,6 +352,20 @@ pub(crate) fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String
         }
         None => None,
     };
+    let mut secret_vars: Vec<String> = [&raw.replay.url_env, &raw.inbox.url_env]
+        .into_iter()
+        .flatten()
+        .map(|var| var.get_ref().clone())
+        .collect();
+    for endpoint in &raw.endpoint {
+        let e = endpoint.get_ref();
+        for vars in [&e.secret_env, &e.shared_key_env].into_iter().flatten() {
+            secret_vars.extend(vars.get_ref().items());
+        }
+        secret_vars.extend(e.verify_token_env.as_ref().map(|var| var.get_ref().clone()));
+    }
+    secret_vars.sort_unstable();
+    secret_vars.dedup();
     let replay = backend(&src, raw.replay, env, "replay")?;
     let inbox = backend(&src, raw.inbox, env, "inbox")?;
     if raw.worker.concurrency == 0 || raw.worker.max_attempts == 0 {
@@ -392,6 +410,7 @@ pub(crate) fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String
         inbox,
         worker: raw.worker,
         endpoints,
+        secret_vars,
     })
     .and_then(|config| no_duplicates(&src, config))
 }
@@ -926,6 +945,37 @@ append_to = "/tmp/x.jsonl"
             .err()
             .unwrap();
         assert!(err.contains("two endpoints have the path /hooks/github"), "{err}");
+    }
+
+    /// Every variable the file names for a secret, token or URL is recorded, set or not.
+    #[test]
+    fn the_secret_variables_are_recorded() {
+        let text = format!(
+            "[inbox]\nbackend = \"redis\"\nurl_env = \"INBOX_URL\"\n[replay]\nbackend = \"redis\"\nurl_env = \"REPLAY_URL\"\n{}\n\
+             [[endpoint]]\npath = \"/hooks/meta\"\nprovider = \"meta\"\nsecret_env = \"META_SECRET\"\nverify_token_env = \"META_TOKEN\"\nappend_to = \"x\"\n\
+             [[endpoint]]\npath = \"/hooks/twilio\"\nprovider = \"twilio\"\nsecret = \"s\"\nshared_key_env = [\"TW_KEY\", \"TW_OLD_KEY\"]\n\
+             public_origin = \"https://h\"\nappend_to = \"x\"\n",
+            // `verify_token_env` is not read here (only Meta's handshake reads it): recorded all the same.
+            OK.replace(
+                "secret = \"s\"",
+                "secret_env = [\"GH_SECRET\", \"GH_OLD_SECRET\"]\nverify_token_env = \"UNREAD\""
+            )
+        );
+        let c = parse(&text, Path::new("t.toml"), &|v| (v != "UNREAD").then(|| "x".to_owned())).unwrap();
+        assert_eq!(
+            c.secret_vars,
+            [
+                "GH_OLD_SECRET",
+                "GH_SECRET",
+                "INBOX_URL",
+                "META_SECRET",
+                "META_TOKEN",
+                "REPLAY_URL",
+                "TW_KEY",
+                "TW_OLD_KEY",
+                "UNREAD"
+            ]
+        );
     }
 
     /// A lease of 0 runs nothing, a time limit of 0 fails everything, and a time limit at or

@@ -27,6 +27,9 @@ the worker pool, the listening address and TLS. Unknown keys and missing secrets
 naming FILE:LINE:COL. Besides the endpoints the server answers GET /healthz and, unless
 `metrics = false`, GET /metrics (Prometheus text format). SIGTERM or SIGINT stops it
 gracefully: no new connections, in-flight requests finish, the workers finish their jobs.
+A `run` command inherits the server's environment except the variables the file names for
+secrets, tokens and URLs (secret_env, shared_key_env, verify_token_env, url_env) and
+HOOKGUARD_SECRET, HOOKGUARD_SHARED_KEY.
 
 Example:
   GITHUB_WEBHOOK_SECRET=… hookguard serve --config examples/hookguard.toml
@@ -104,6 +107,9 @@ async fn serve(config: Config) -> Result<(), String> {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    // What `run` commands do not inherit: the secrets' variables.
+    let hidden: Arc<[String]> =
+        config.secret_vars.iter().map(String::as_str).chain(SECRET_VARS).map(str::to_owned).collect();
     let mut actions = HashMap::new();
     for endpoint in config.endpoints {
         if let Some(vars) = &endpoint.demo_secret_for {
@@ -159,7 +165,7 @@ async fn serve(config: Config) -> Result<(), String> {
                 route.route_layer(AllowListLayer::new(list).trusted_proxies(config.trusted_proxies.clone()));
         }
         app = app.merge(route);
-        actions.insert(endpoint.name, Runner::new(endpoint.action, client.clone()));
+        actions.insert(endpoint.name, Runner::new(endpoint.action, client.clone(), Arc::clone(&hidden)));
     }
     let actions = Arc::new(actions);
 
@@ -308,17 +314,22 @@ fn describe(action: &Action) -> String {
     }
 }
 
+/// The variables the other commands read secrets from, never passed on to `run` commands.
+const SECRET_VARS: [&str; 2] = ["HOOKGUARD_SECRET", "HOOKGUARD_SHARED_KEY"];
+
 /// Carries out an endpoint's action for each processed webhook.
 struct Runner {
     action: Action,
     /// One writer at a time per file, so lines never interleave.
     file_lock: Mutex<()>,
     client: reqwest::Client,
+    /// Environment variables `run` commands do not inherit.
+    hidden: Arc<[String]>,
 }
 
 impl Runner {
-    fn new(action: Action, client: reqwest::Client) -> Self {
-        Self { action, file_lock: Mutex::new(()), client }
+    fn new(action: Action, client: reqwest::Client, hidden: Arc<[String]>) -> Self {
+        Self { action, file_lock: Mutex::new(()), client, hidden }
     }
 
     async fn run(&self, hook: &Webhook) -> Result<(), String> {
@@ -339,7 +350,7 @@ impl Runner {
                 file.flush().await.map_err(|e| format!("cannot write {}: {e}", path.display()))?;
                 Ok(())
             }
-            Action::Run { argv, timeout } => run_command(argv, *timeout, hook).await,
+            Action::Run { argv, timeout } => run_command(argv, *timeout, hook, &self.hidden).await,
             Action::Forward { url, timeout } => {
                 let mut request = self.client.post(url).timeout(*timeout).body(hook.body().clone());
                 if let Some(ct) = hook.headers().get(header::CONTENT_TYPE) {
@@ -419,7 +430,14 @@ fn json_line(hook: &Webhook) -> serde_json::Value {
     line
 }
 
-async fn run_command(argv: &[String], timeout: Duration, hook: &Webhook) -> Result<(), String> {
+/// Runs `argv` with the body on stdin and the metadata in `HOOKGUARD_*`, in the server's
+/// environment less the variables in `hidden`.
+async fn run_command(
+    argv: &[String],
+    timeout: Duration,
+    hook: &Webhook,
+    hidden: &[String],
+) -> Result<(), String> {
     let (program, args) = argv.split_first().ok_or("empty command")?;
     let mut command = tokio::process::Command::new(program);
     command
@@ -428,6 +446,9 @@ async fn run_command(argv: &[String], timeout: Duration, hook: &Webhook) -> Resu
         .stdout(std::process::Stdio::inherit())
         .stderr(std::process::Stdio::inherit())
         .kill_on_drop(true);
+    for var in hidden {
+        command.env_remove(var);
+    }
     for (name, value) in metadata(hook) {
         command.env(format!("HOOKGUARD_{}", name.to_ascii_uppercase()), value);
     }
