@@ -8,7 +8,6 @@ use ::redis::{
 };
 use bytes::Bytes;
 use time::OffsetDateTime;
-use tokio::time::Instant;
 
 use super::{
     BoxFuture, DeadLetter, Inbox, InboxError, Job, Pushed, Webhook,
