@@ -1020,12 +1020,8 @@ fn serve_runs_commands_and_forwards_with_retries() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `[server] tls`: the receiver answers over HTTPS with the configured certificate.
-#[test]
-fn serve_over_tls() {
-    use hookguard::verify::{Outgoing, Sign as _};
-    let dir = temp_dir("tls");
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+/// A self-signed certificate for localhost and its key, made by the `openssl` command.
+fn make_certificate(cert: &Path, key: &Path) {
     let made = Command::new("openssl")
         .args([
             "req",
@@ -1041,12 +1037,21 @@ fn serve_over_tls() {
         .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
         .args(["-addext", "basicConstraints=critical,CA:FALSE"])
         .arg("-keyout")
-        .arg(&key)
+        .arg(key)
         .arg("-out")
-        .arg(&cert)
+        .arg(cert)
         .output()
         .expect("the openssl command makes the test certificate");
     assert!(made.status.success(), "openssl: {}", text(&made.stderr));
+}
+
+/// `[server] tls`: the receiver answers over HTTPS with the configured certificate.
+#[test]
+fn serve_over_tls() {
+    use hookguard::verify::{Outgoing, Sign as _};
+    let dir = temp_dir("tls");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    make_certificate(&cert, &key);
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\ntls = {{ cert = {cert:?}, key = {key:?} }}\n\n\
          [[endpoint]]\npath = \"/hooks/github\"\nprovider = \"github\"\nsecret = \"{KEY}\"\nappend_to = \"out.jsonl\"\n"
@@ -1239,5 +1244,43 @@ fn run_commands_do_not_inherit_secrets() {
         assert!(!env.contains(value) && !env.contains(&format!("{var}=")), "{var} reached the command");
     }
     assert!(server.stop().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// TLS files that exist but do not hold a usable certificate and key are configuration
+/// errors naming the file: `--check` finds them, and `serve` stops before it listens.
+#[test]
+fn tls_files_are_checked_before_anything_listens() {
+    let dir = temp_dir("tls-bad");
+    make_certificate(&dir.join("cert.pem"), &dir.join("key.pem"));
+    make_certificate(&dir.join("other-cert.pem"), &dir.join("other-key.pem"));
+    std::fs::write(dir.join("garbage.pem"), "not a PEM file\n").expect("write");
+    let config_path = dir.join("hookguard.toml");
+    let cases = [
+        ("garbage certificate", "garbage.pem", "key.pem", "3:16: TLS certificate", "garbage.pem"),
+        ("garbage key", "cert.pem", "garbage.pem", "3:34: TLS key", "garbage.pem"),
+        (
+            "another pair's key",
+            "cert.pem",
+            "other-key.pem",
+            "3:34: TLS key",
+            "does not go with the certificate",
+        ),
+    ];
+    for (name, cert, key, at, says) in cases {
+        let config = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ntls = {{ cert = {cert:?}, key = {key:?} }}\n\n\
+             [[endpoint]]\npath = \"/hooks/github\"\nprovider = \"github\"\nsecret = \"{KEY}\"\nappend_to = \"out.jsonl\"\n"
+        );
+        std::fs::write(&config_path, &config).expect("write config");
+        let path = config_path.to_str().expect("utf-8 path");
+        for args in [&["serve", "--check", "--config", path][..], &["serve", "--config", path]] {
+            let out = hookguard(args, b"");
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{name} {args:?}: {err}");
+            assert!(err.contains(&format!("hookguard.toml:{at}")) && err.contains(says), "{name}: {err}");
+            assert!(!err.contains("listening"), "{name}: {err}");
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

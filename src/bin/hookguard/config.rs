@@ -7,6 +7,7 @@
 use std::{
     ops::Range,
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
@@ -269,7 +270,9 @@ pub(crate) struct Endpoint {
 pub(crate) struct Config {
     pub(crate) listen: String,
     pub(crate) trusted_proxies: TrustedProxies,
-    pub(crate) tls: Option<(PathBuf, PathBuf)>,
+    /// HTTPS: the rustls configuration, built from the files at load (a bad file is a
+    /// configuration error, found by `--check` and before anything listens).
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     pub(crate) shutdown_grace: Duration,
     pub(crate) metrics: bool,
     /// `[replay]`: accepted (an older file may have it) and checked, but not used.
@@ -348,7 +351,7 @@ pub(crate) fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String
                     return Err(src.at(f.span(), format!("TLS file {} not found", f.get_ref().display())));
                 }
             }
-            Some((src.resolve(tls.cert.get_ref()), src.resolve(tls.key.get_ref())))
+            Some(tls_config(&src, &tls)?)
         }
         None => None,
     };
@@ -827,6 +830,36 @@ fn is_rfc3986_path(path: &str) -> bool {
         i += 1;
     }
     true
+}
+
+/// The rustls configuration (ring provider, HTTP/2 and HTTP/1.1) from the PEM files.
+fn tls_config(src: &Source<'_>, tls: &RawTls) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
+    let (cert, key) = (src.resolve(tls.cert.get_ref()), src.resolve(tls.key.get_ref()));
+    let at_cert = |e: &dyn std::fmt::Display| {
+        src.at(tls.cert.span(), format!("TLS certificate {}: {e}", cert.display()))
+    };
+    let at_key =
+        |e: &dyn std::fmt::Display| src.at(tls.key.span(), format!("TLS key {}: {e}", key.display()));
+    let certs = CertificateDer::pem_file_iter(&cert)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|e| at_cert(&e))?;
+    if certs.is_empty() {
+        return Err(at_cert(&"no certificate in the file"));
+    }
+    let private_key = PrivateKeyDer::from_pem_file(&key).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => at_key(&"no private key in the file"),
+        e => at_key(&e),
+    })?;
+    let mut config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| at_cert(&e))?
+            .with_no_client_auth()
+            .with_single_cert(certs, private_key)
+            .map_err(|e| at_key(&format_args!("does not go with the certificate {}: {e}", cert.display())))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// One secret from a file (a final newline is not part of it).

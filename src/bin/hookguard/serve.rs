@@ -199,7 +199,7 @@ async fn serve(config: Config) -> Result<(), String> {
             .with_graceful_shutdown(shutdown_signal())
             .await
             .map_err(|e| format!("server failed: {e}")),
-        Some((cert, key)) => tls::serve(listener, app, cert, key, config.shutdown_grace).await,
+        Some(tls) => tls::serve(listener, app, Arc::clone(tls), config.shutdown_grace).await,
     };
     tracing::info!("no longer accepting; letting the workers finish");
     let report = worker.shutdown(config.shutdown_grace).await;
@@ -472,7 +472,7 @@ async fn run_command(
 mod tls {
     //! HTTPS with rustls (ring provider).
 
-    use std::{path::Path, sync::Arc, time::Duration};
+    use std::{sync::Arc, time::Duration};
 
     use axum::Router;
     use hyper_util::{
@@ -480,37 +480,16 @@ mod tls {
         server::{conn::auto, graceful::GracefulShutdown},
         service::TowerToHyperService,
     };
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
     use tokio::net::TcpListener;
     use tokio_rustls::TlsAcceptor;
-
-    fn server_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, String> {
-        let certs = CertificateDer::pem_file_iter(cert)
-            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-            .map_err(|e| format!("TLS certificate {}: {e}", cert.display()))?;
-        if certs.is_empty() {
-            return Err(format!("TLS certificate {}: no certificate in the file", cert.display()));
-        }
-        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("TLS key {}: {e}", key.display()))?;
-        let mut config =
-            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .map_err(|e| format!("TLS: {e}"))?
-                .with_no_client_auth()
-                .with_single_cert(certs, key)
-                .map_err(|e| format!("TLS certificate and key: {e}"))?;
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(config)
-    }
 
     pub(super) async fn serve(
         listener: TcpListener,
         app: Router,
-        cert: &Path,
-        key: &Path,
+        config: Arc<rustls::ServerConfig>,
         grace: Duration,
     ) -> Result<(), String> {
-        let acceptor = TlsAcceptor::from(Arc::new(server_config(cert, key)?));
+        let acceptor = TlsAcceptor::from(config);
         let graceful = GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(super::shutdown_signal());
         loop {
