@@ -472,7 +472,7 @@ async fn run_command(
 mod tls {
     //! HTTPS with rustls (ring provider).
 
-    use std::{sync::Arc, time::Duration};
+    use std::{net::SocketAddr, sync::Arc, time::Duration};
 
     use axum::Router;
     use hyper_util::{
@@ -480,7 +480,7 @@ mod tls {
         server::{conn::auto, graceful::GracefulShutdown},
         service::TowerToHyperService,
     };
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
     use tokio_rustls::TlsAcceptor;
 
     pub(super) async fn serve(
@@ -491,37 +491,82 @@ mod tls {
     ) -> Result<(), String> {
         let acceptor = TlsAcceptor::from(config);
         let graceful = GracefulShutdown::new();
-        let mut shutdown = std::pin::pin!(super::shutdown_signal());
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let Ok((tcp, peer)) = accepted else { continue };
-                    let acceptor = acceptor.clone();
-                    // The peer address, for the allow-list and rate limits.
-                    let service = TowerToHyperService::new(
-                        app.clone().layer(axum::Extension(hookguard::source::PeerAddr(peer))),
-                    );
-                    let watcher = graceful.watcher();
-                    tokio::spawn(async move {
-                        let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
-                        else {
-                            return;
-                        };
-                        let builder = auto::Builder::new(TokioExecutor::new());
-                        let conn = builder.serve_connection(TokioIo::new(tls), service);
-                        if let Err(e) = watcher.watch(conn).await {
-                            tracing::debug!(error = %e, "connection ended with an error");
-                        }
-                    });
-                }
-                () = &mut shutdown => break,
-            }
-        }
+        let listening = &listener;
+        accept_loop(
+            || listening.accept(),
+            super::shutdown_signal(),
+            |(tcp, peer): (TcpStream, SocketAddr)| {
+                let acceptor = acceptor.clone();
+                // The peer address, for the allow-list and rate limits.
+                let service = TowerToHyperService::new(
+                    app.clone().layer(axum::Extension(hookguard::source::PeerAddr(peer))),
+                );
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let Ok(Ok(tls)) =
+                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+                    else {
+                        return;
+                    };
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    let conn = builder.serve_connection(TokioIo::new(tls), service);
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            },
+        )
+        .await;
         drop(listener);
         if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
             tracing::warn!("some connections were still open after the grace period");
         }
         Ok(())
+    }
+
+    /// The pause after an accept that failed for a reason other than the connection itself
+    /// (too many open files, out of memory): as `axum::serve`, 1 s.
+    pub(super) const ACCEPT_PAUSE: Duration = Duration::from_secs(1);
+
+    /// Accepts connections and hands each to `serve` until `shutdown` resolves. An accept
+    /// error of one connection (reset or aborted before it was taken) is skipped; any other
+    /// (`EMFILE`) is logged and followed by [`ACCEPT_PAUSE`], while `shutdown` is still
+    /// heard, instead of an immediate retry that would spin as long as the error lasts.
+    pub(super) async fn accept_loop<C, A>(
+        mut accept: impl FnMut() -> A,
+        shutdown: impl Future<Output = ()>,
+        mut serve: impl FnMut(C),
+    ) where
+        A: Future<Output = std::io::Result<C>>,
+    {
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let accepted = tokio::select! {
+                accepted = accept() => accepted,
+                () = &mut shutdown => return,
+            };
+            match accepted {
+                Ok(connection) => serve(connection),
+                Err(e) if is_connection_error(&e) => {
+                    tracing::debug!(error = %e, "a connection was lost before it was accepted");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, pause = ?ACCEPT_PAUSE, "cannot accept connections; pausing");
+                    tokio::select! {
+                        () = tokio::time::sleep(ACCEPT_PAUSE) => {}
+                        () = &mut shutdown => return,
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_connection_error(e: &std::io::Error) -> bool {
+        use std::io::ErrorKind;
+        matches!(
+            e.kind(),
+            ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+        )
     }
 }
 
@@ -536,5 +581,61 @@ mod tests {
             timeout: Duration::from_secs(1),
         };
         assert_eq!(describe(&forward), "forward to https://***@internal.example/hooks?key=***");
+    }
+
+    /// An accept error that lasts (too many open files) is retried once per pause, not in a
+    /// busy loop, and a shutdown during a pause is heard at once. In paused time: a busy
+    /// loop would never let the clock move, so the accept counts its calls.
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_accept_pauses_and_still_hears_the_shutdown() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let calls = AtomicUsize::new(0);
+        let accept = || {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            assert!(n < 100, "accept retried in a busy loop");
+            // EMFILE.
+            std::future::ready(Err::<(), _>(std::io::Error::from_raw_os_error(24)))
+        };
+        let started = tokio::time::Instant::now();
+        tls::accept_loop(accept, tokio::time::sleep(tls::ACCEPT_PAUSE * 10), |()| {}).await;
+        let n = calls.load(Ordering::SeqCst);
+        assert!((10..=11).contains(&n), "{n} accepts in 10 pauses");
+        assert_eq!(started.elapsed(), tls::ACCEPT_PAUSE * 10);
+
+        // A shutdown in the middle of a pause ends the loop then, not at the pause's end.
+        let started = tokio::time::Instant::now();
+        let soon = tls::ACCEPT_PAUSE / 5;
+        tls::accept_loop(
+            || std::future::ready(Err::<(), _>(std::io::Error::from_raw_os_error(24))),
+            tokio::time::sleep(soon),
+            |()| {},
+        )
+        .await;
+        assert_eq!(started.elapsed(), soon);
+    }
+
+    /// A connection lost before it was taken is skipped at once; the next is served.
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_connection_is_skipped_without_a_pause() {
+        use std::io::ErrorKind;
+        let mut results = vec![Ok(2), Err(ErrorKind::ConnectionAborted.into()), Ok(1)];
+        let mut served = Vec::new();
+        let started = tokio::time::Instant::now();
+        tls::accept_loop(
+            || {
+                let next = results.pop();
+                async move {
+                    match next {
+                        Some(result) => result,
+                        None => std::future::pending().await,
+                    }
+                }
+            },
+            tokio::time::sleep(Duration::from_millis(1)),
+            |n: u32| served.push(n),
+        )
+        .await;
+        assert_eq!(served, [1, 2]);
+        assert_eq!(started.elapsed(), Duration::from_millis(1));
     }
 }
