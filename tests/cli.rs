@@ -1284,3 +1284,44 @@ fn tls_files_are_checked_before_anything_listens() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `allow` and `allow_file` together: after the file is reloaded, the listed ranges still
+/// admit (a reload put the file's ranges alone in force). The client addresses come from
+/// `X-Forwarded-For`, sent through the local proxy range the server trusts.
+#[test]
+fn an_allow_file_reload_keeps_the_listed_ranges() {
+    let dir = temp_dir("allow-reload");
+    std::fs::write(dir.join("allow.txt"), "192.0.2.0/24\n").expect("write");
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ntrusted_proxies = [\"127.0.0.0/8\"]\n\n\
+         [[endpoint]]\npath = \"/hooks/github\"\nprovider = \"github\"\nsecret = \"{KEY}\"\nappend_to = \"out.jsonl\"\n\
+         allow = [\"198.51.100.0/24\"]\nallow_file = \"allow.txt\"\nallow_reload_secs = 1\n"
+    );
+    let config_path = dir.join("hookguard.toml");
+    std::fs::write(&config_path, &config).expect("write config");
+    let server = Server::start(&config_path);
+    let url = server.url("/hooks/github");
+    let n = AtomicUsize::new(0);
+    let send_from = |client: &str| {
+        let id = format!("allow-{}", n.fetch_add(1, Ordering::Relaxed));
+        let xff = format!("X-Forwarded-For: {client}");
+        let sent =
+            hookguard(&["send", "-p", "github", "-s", KEY, "--url", &url, "--id", &id, "-H", &xff], b"{}");
+        text(&sent.stdout).lines().next().unwrap_or_default().to_owned()
+    };
+    assert!(send_from("198.51.100.7").starts_with("HTTP 202"), "listed, at start");
+    assert!(send_from("192.0.2.7").starts_with("HTTP 202"), "in the file, at start");
+    assert!(send_from("203.0.113.7").starts_with("HTTP 403"), "in neither");
+
+    // The file changes; wait for the reload to take it in.
+    std::fs::write(dir.join("allow.txt"), "203.0.113.0/24\n").expect("write");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !send_from("203.0.113.7").starts_with("HTTP 202") {
+        assert!(Instant::now() < deadline, "the file was not reloaded");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(send_from("198.51.100.7").starts_with("HTTP 202"), "listed, after the reload");
+    assert!(send_from("192.0.2.7").starts_with("HTTP 403"), "gone from the file");
+    assert!(server.stop().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}

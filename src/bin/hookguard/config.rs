@@ -258,12 +258,44 @@ pub(crate) struct Endpoint {
     pub(crate) body_limit: Option<usize>,
     pub(crate) public_origin: Option<String>,
     pub(crate) action: Action,
-    /// Addresses allowed to call, and the file the list is reloaded from (with its period).
-    pub(crate) allow: Option<(AllowList, Option<(PathBuf, Duration)>)>,
+    /// Addresses allowed to call, and how the list is reloaded from `allow_file`.
+    pub(crate) allow: Option<(AllowList, Option<AllowReload>)>,
     /// Per-address rate limit with a failure budget.
     pub(crate) rate_limit: Option<SourceLimiter>,
     /// Demo secrets in use (from `secret_env_default`): the variables to set.
     pub(crate) demo_secret_for: Option<Vec<String>>,
+}
+
+/// An endpoint's `allow_file`, reloaded while the server runs.
+#[derive(Debug)]
+pub(crate) struct AllowReload {
+    /// The file of ranges.
+    pub(crate) file: PathBuf,
+    /// How often it is read again.
+    pub(crate) every: Duration,
+    /// The ranges listed in the configuration (`allow`), in force with the file's.
+    pub(crate) listed: Vec<ipnet::IpNet>,
+}
+
+/// The largest `allow_file` read (a list of ranges is a few KiB).
+const ALLOW_FILE_MAX: u64 = 1 << 20;
+
+/// Reads `reload.file` (at most [`ALLOW_FILE_MAX`] bytes) and puts its ranges and the
+/// listed ones in force in `list`; on any error the ranges in force stay. Returns how many
+/// ranges are in force. Blocking file I/O.
+pub(crate) fn reload_allow(list: &AllowList, reload: &AllowReload) -> Result<usize, String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::fs::File::open(&reload.file)
+        .and_then(|f| f.take(ALLOW_FILE_MAX + 1).read_to_string(&mut text))
+        .map_err(|e| format!("cannot read {}: {e}", reload.file.display()))?;
+    if text.len() as u64 > ALLOW_FILE_MAX {
+        return Err(format!("{} is larger than {} KiB", reload.file.display(), ALLOW_FILE_MAX / 1024));
+    }
+    let mut ranges = AllowList::parse_ranges(&text).map_err(|e| format!("{}: {e}", reload.file.display()))?;
+    ranges.extend_from_slice(&reload.listed);
+    list.replace(ranges);
+    Ok(list.ranges().len())
 }
 
 /// The whole configuration, checked.
@@ -734,25 +766,22 @@ fn endpoint(
     let allow = match (&raw.allow, &raw.allow_file) {
         (None, None) => None,
         (ranges, file) => {
-            let mut list = Vec::new();
+            let mut listed = Vec::new();
             if let Some(ranges) = ranges {
-                list = AllowList::parse_ranges(&ranges.get_ref().join("\n"))
+                listed = AllowList::parse_ranges(&ranges.get_ref().join("\n"))
                     .map_err(|e| src.at(ranges.span(), format!("{label}: allow: {e}")))?;
             }
-            let allow_list = AllowList::new(list);
+            let allow_list = AllowList::new(listed.iter().copied());
             let reload = match file {
                 Some(file) => {
-                    let full = src.resolve(file.get_ref());
-                    allow_list
-                        .reload_from_file(&full)
+                    let reload = AllowReload {
+                        file: src.resolve(file.get_ref()),
+                        every: Duration::from_secs(raw.allow_reload_secs.max(1)),
+                        listed,
+                    };
+                    reload_allow(&allow_list, &reload)
                         .map_err(|e| src.at(file.span(), format!("{label}: allow_file: {e}")))?;
-                    if let Some(ranges) = ranges {
-                        // The file's ranges and the listed ones, together.
-                        let mut all = (*allow_list.ranges()).clone();
-                        all.extend(AllowList::parse_ranges(&ranges.get_ref().join("\n")).unwrap_or_default());
-                        allow_list.replace(all);
-                    }
-                    Some((full, Duration::from_secs(raw.allow_reload_secs.max(1))))
+                    Some(reload)
                 }
                 None => None,
             };
@@ -978,6 +1007,45 @@ append_to = "/tmp/x.jsonl"
             .err()
             .unwrap();
         assert!(err.contains("two endpoints have the path /hooks/github"), "{err}");
+    }
+
+    /// An allow-list from `allow` and `allow_file` keeps the listed ranges when the file is
+    /// reloaded (a reload put the file's ranges alone in force); a bad or oversized file
+    /// keeps the ranges in force.
+    #[test]
+    fn an_allow_file_reload_keeps_the_listed_ranges() {
+        let dir = std::env::temp_dir().join(format!("hookguard-allow-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("allow.txt");
+        std::fs::write(&file, "192.0.2.0/24\n").unwrap();
+        let text = format!("{OK}allow = [\"198.51.100.0/24\"]\nallow_file = {file:?}\n");
+        let c = check(&text).unwrap();
+        let (list, reload) = c.endpoints[0].allow.as_ref().expect("an allow-list");
+        let reload = reload.as_ref().expect("a reload");
+        let allows = |ip: &str| list.contains(ip.parse().unwrap());
+        assert!(allows("198.51.100.7") && allows("192.0.2.7"), "both at start");
+
+        std::fs::write(&file, "203.0.113.0/24\n").unwrap();
+        assert_eq!(reload_allow(list, reload), Ok(2));
+        for (name, ip, want) in [
+            ("listed", "198.51.100.7", true),
+            ("the file's new range", "203.0.113.7", true),
+            ("the file's old range", "192.0.2.7", false),
+        ] {
+            assert_eq!(allows(ip), want, "{name}");
+        }
+
+        for (name, content) in
+            [("a bad line", "not a range\n".to_owned()), ("oversized", "# padding\n".repeat(200_000))]
+        {
+            std::fs::write(&file, content).unwrap();
+            assert!(reload_allow(list, reload).is_err(), "{name}");
+            assert!(allows("198.51.100.7") && allows("203.0.113.7"), "{name}: the ranges stay");
+        }
+        let err = check(&text).err().unwrap();
+        assert!(err.starts_with("t.toml:8:14: endpoint `hooks-github`: allow_file: "), "{err}");
+        assert!(err.contains("is larger than 1024 KiB"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// Every variable the file names for a secret, token or URL is recorded, set or not.

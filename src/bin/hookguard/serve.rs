@@ -146,17 +146,25 @@ async fn serve(config: Config) -> Result<(), String> {
             );
         }
         if let Some((list, reload)) = endpoint.allow {
-            if let Some((file, every)) = reload {
+            if let Some(reload) = reload {
                 let list = list.clone();
                 let name = endpoint.name.clone();
+                let reload = Arc::new(reload);
                 tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(every);
+                    let mut tick = tokio::time::interval(reload.every);
                     tick.tick().await;
                     loop {
                         tick.tick().await;
-                        // A bad file keeps the ranges in force.
-                        if let Err(e) = list.reload_from_file(&file) {
-                            tracing::warn!(endpoint = %name, error = %e, "allow_file not reloaded");
+                        // The file's ranges and the listed ones; a bad file keeps the ranges
+                        // in force. Blocking file I/O, off the runtime's threads.
+                        let (list, reload) = (list.clone(), Arc::clone(&reload));
+                        match tokio::task::spawn_blocking(move || config::reload_allow(&list, &reload)).await
+                        {
+                            Ok(Ok(_)) => {}
+                            Ok(Err(e)) => {
+                                tracing::warn!(endpoint = %name, error = %e, "allow_file not reloaded")
+                            }
+                            Err(e) => tracing::warn!(endpoint = %name, error = %e, "allow_file not reloaded"),
                         }
                     }
                 });
