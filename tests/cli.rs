@@ -65,6 +65,8 @@ struct Server {
     addr: String,
     /// Its stderr from the start, as it comes.
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    /// The thread reading it, done when the server has exited.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -107,14 +109,14 @@ impl Server {
         // Keep draining stderr so the server never blocks on it.
         let stderr = std::sync::Arc::new(std::sync::Mutex::new(seen));
         let kept = std::sync::Arc::clone(&stderr);
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
                 let mut kept = kept.lock().expect("stderr");
                 kept.push_str(&line);
                 kept.push('\n');
             }
         });
-        Self { child, addr, stderr }
+        Self { child, addr, stderr, reader: Some(reader) }
     }
 
     /// Its stderr so far, once it holds `needle` (or after 20 s).
@@ -133,8 +135,22 @@ impl Server {
         format!("http://{}{path}", self.addr)
     }
 
+    /// SIGTERM, then the exit status and the whole of stderr (within 15 s).
+    fn stop_with_stderr(mut self) -> (std::process::ExitStatus, String) {
+        let status = self.terminate();
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("the stderr reader");
+        }
+        let stderr = self.stderr.lock().expect("stderr").clone();
+        (status, stderr)
+    }
+
     /// SIGTERM, then the exit status within 15 s.
     fn stop(mut self) -> std::process::ExitStatus {
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
         let status =
             Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
         assert!(status.success());
@@ -1323,5 +1339,61 @@ fn an_allow_file_reload_keeps_the_listed_ranges() {
     assert!(send_from("198.51.100.7").starts_with("HTTP 202"), "listed, after the reload");
     assert!(send_from("192.0.2.7").starts_with("HTTP 403"), "gone from the file");
     assert!(server.stop().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// SIGTERM with the memory inbox: the workers go on until the inbox is empty (every
+/// accepted delivery was acknowledged to its sender), within `shutdown_grace_secs`; what
+/// the grace period cannot cover is reported lost, never dropped in silence.
+#[test]
+fn sigterm_processes_what_the_memory_inbox_holds() {
+    let dir = temp_dir("drain");
+    let out = dir.join("out.txt");
+    let config = |grace: u32| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_secs = {grace}\n\n[worker]\nconcurrency = 1\n\n\
+             [[endpoint]]\npath = \"/hooks/github\"\nprovider = \"github\"\nsecret = \"{KEY}\"\n\
+             run = [\"sh\", \"-c\", \"sleep 0.3; printf '%s\\\\n' \\\"$HOOKGUARD_ID\\\" >> \\\"$1\\\"\", \"sh\", {out:?}]\n"
+        )
+    };
+    let config_path = dir.join("hookguard.toml");
+    let deliver = |server: &Server, ids: &[String]| {
+        for id in ids {
+            let sent = hookguard(
+                &["send", "-p", "github", "-s", KEY, "--url", &server.url("/hooks/github"), "--id", id],
+                br#"{"zen":"drain"}"#,
+            );
+            assert!(text(&sent.stdout).starts_with("HTTP 202"), "{id}: {}", text(&sent.stdout));
+        }
+    };
+
+    // Time enough: every delivery is processed before the server exits.
+    std::fs::write(&config_path, config(10)).expect("write config");
+    let server = Server::start(&config_path);
+    let ids: Vec<String> = (0..5).map(|n| format!("drain-{n}")).collect();
+    deliver(&server, &ids);
+    let (status, stderr) = server.stop_with_stderr();
+    assert!(status.success(), "{status}: {stderr}");
+    let done = std::fs::read_to_string(&out).unwrap_or_default();
+    let mut lines: Vec<&str> = done.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(lines, ids, "every accepted delivery was processed before exit");
+    assert!(!stderr.contains("lost"), "{stderr}");
+
+    // Not enough: what is left is counted in a warning.
+    std::fs::remove_file(&out).expect("remove");
+    std::fs::write(&config_path, config(1)).expect("write config");
+    let server = Server::start(&config_path);
+    let ids: Vec<String> = (0..10).map(|n| format!("late-{n}")).collect();
+    deliver(&server, &ids);
+    let (status, stderr) = server.stop_with_stderr();
+    assert!(status.success(), "{status}: {stderr}");
+    let lost: usize = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("hookguard: warning: ")?.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no warning of lost webhooks: {stderr}"));
+    assert!(stderr.contains("are lost with the memory inbox"), "{stderr}");
+    let processed = std::fs::read_to_string(&out).unwrap_or_default().lines().count();
+    assert!(lost >= 1 && processed + lost >= ids.len(), "{processed} processed, {lost} reported lost");
     let _ = std::fs::remove_dir_all(&dir);
 }

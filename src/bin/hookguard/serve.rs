@@ -26,7 +26,12 @@ refuse replays: a copy of a kept or processed delivery gets `200 duplicate`),
 the worker pool, the listening address and TLS. Unknown keys and missing secrets are errors
 naming FILE:LINE:COL. Besides the endpoints the server answers GET /healthz and, unless
 `metrics = false`, GET /metrics (Prometheus text format). SIGTERM or SIGINT stops it
-gracefully: no new connections, in-flight requests finish, the workers finish their jobs.
+gracefully: no new connections, in-flight requests finish, then the workers finish within
+shutdown_grace_secs. With the memory inbox (the default), whose jobs die with the process,
+they keep processing until it is empty (jobs waiting or due for a retry included) or the
+grace period ends; what is left then is lost, and a warning on stderr says how many. A
+durable inbox (sqlite, redis, postgres) keeps what is left for the next start: the workers
+only finish the jobs they hold.
 A `run` command inherits the server's environment except the variables the file names for
 secrets, tokens and URLs (secret_env, shared_key_env, verify_token_env, url_env) and
 HOOKGUARD_SECRET, HOOKGUARD_SHARED_KEY.
@@ -210,10 +215,59 @@ async fn serve(config: Config) -> Result<(), String> {
         Some(tls) => tls::serve(listener, app, Arc::clone(tls), config.shutdown_grace).await,
     };
     tracing::info!("no longer accepting; letting the workers finish");
-    let report = worker.shutdown(config.shutdown_grace).await;
+    let grace_ends = tokio::time::Instant::now() + config.shutdown_grace;
+    // The memory inbox dies with the process: every webhook it holds (waiting, leased, or
+    // due for a retry) was acknowledged to its sender, so the workers keep going until it
+    // is empty or the grace period ends. A durable inbox keeps what is left for the next
+    // start: the workers only finish the jobs they hold.
+    let memory = matches!(config.inbox, Backend::Memory { .. });
+    if memory {
+        drain(inbox.as_ref(), grace_ends).await;
+    }
+    let report = worker.shutdown(grace_ends.saturating_duration_since(tokio::time::Instant::now())).await;
     tracing::info!(?report, "stopped");
+    if memory {
+        match inbox.depth().await {
+            Ok(0) => {}
+            Ok(lost) => {
+                tracing::error!(
+                    lost,
+                    "webhooks still in the memory inbox at the end of the grace period are lost"
+                );
+                eprintln!(
+                    "hookguard: warning: {lost} accepted webhook(s) were not processed within \
+                     shutdown_grace_secs ({} s) and are lost with the memory inbox",
+                    config.shutdown_grace.as_secs()
+                );
+            }
+            Err(e) => tracing::error!(error = %e, "cannot count the webhooks left in the memory inbox"),
+        }
+    }
     eprintln!("hookguard: stopped");
     served
+}
+
+/// How often [`drain`] looks at the inbox's depth.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
+
+/// Waits until `inbox` holds no job (none waiting, leased or due for a retry; dead letters
+/// do not count) or `until`, whichever comes first.
+async fn drain(inbox: &dyn Inbox, until: tokio::time::Instant) {
+    loop {
+        match inbox.depth().await {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the inbox's depth; not waiting for it to empty");
+                return;
+            }
+        }
+        let now = tokio::time::Instant::now();
+        if now >= until {
+            return;
+        }
+        tokio::time::sleep(DRAIN_POLL.min(until - now)).await;
+    }
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
@@ -581,6 +635,30 @@ mod tls {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The drain waits for the jobs leased to a handler too, and stops at its deadline.
+    #[tokio::test(start_paused = true)]
+    async fn the_drain_waits_for_leased_jobs_until_the_deadline() {
+        use hookguard::verify::Verified;
+        let inbox = MemoryInbox::new();
+        let v = Verified::new("t", Some("d-1".into()), None, None, [0; 32], 0);
+        let hook =
+            Webhook::new("t", &v, http::HeaderMap::new(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH);
+        inbox.push(hook).await.unwrap();
+        let job = inbox.pull(1, Duration::from_secs(60)).await.unwrap().remove(0);
+        // Leased, not finished: the drain runs to its deadline.
+        let started = tokio::time::Instant::now();
+        drain(&inbox, started + Duration::from_secs(2)).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        // Finished a second into the drain: the drain ends at the next look.
+        let started = tokio::time::Instant::now();
+        let finishing = async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            inbox.ack(&job).await.unwrap();
+        };
+        tokio::join!(drain(&inbox, started + Duration::from_secs(10)), finishing);
+        assert!(started.elapsed() <= Duration::from_secs(1) + DRAIN_POLL, "{:?}", started.elapsed());
+    }
 
     #[test]
     fn actions_are_described_without_secrets() {
