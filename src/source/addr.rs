@@ -226,7 +226,7 @@ impl TrustedProxies {
         let mut hops: Vec<&str> = Vec::new();
         for value in headers.get_all(&name) {
             let value = value.to_str().ok()?;
-            for hop in split_outside_quotes(value) {
+            for hop in split_outside_quotes(value, ',')? {
                 if hops.len() == MAX_HOPS {
                     return None;
                 }
@@ -260,8 +260,11 @@ impl FromStr for TrustedProxies {
     }
 }
 
-/// Splits on commas that are not inside a quoted string.
-fn split_outside_quotes(value: &str) -> impl Iterator<Item = &str> {
+/// Splits on `sep` outside quoted strings, leaving out empty parts; `None` when a quote
+/// is left open. A client can send an open quote to a proxy that appends its own hop to
+/// the same line: the proxy's separator would then count as quoted, and the client's
+/// hop would be read as the proxy's.
+fn split_outside_quotes(value: &str, sep: char) -> Option<Vec<&str>> {
     let mut start = 0;
     let mut quoted = false;
     let mut escaped = false;
@@ -271,24 +274,39 @@ fn split_outside_quotes(value: &str) -> impl Iterator<Item = &str> {
             _ if escaped => escaped = false,
             '\\' if quoted => escaped = true,
             '"' => quoted = !quoted,
-            ',' if !quoted => {
+            c if c == sep && !quoted => {
                 parts.push(value.get(start..i).unwrap_or(""));
-                start = i + 1;
+                start = i + c.len_utf8();
             }
             _ => {}
         }
     }
+    if quoted || escaped {
+        return None;
+    }
     parts.push(value.get(start..).unwrap_or(""));
-    parts.into_iter().filter(|p| !p.trim().is_empty())
+    parts.retain(|p| !p.trim().is_empty());
+    Some(parts)
 }
 
-/// One `Forwarded` element (`for=…;proto=…;by=…`): its `for` node.
+/// One `Forwarded` element (`for=…;proto=…;by=…`): its one `for` node. `None` when the
+/// element cannot be read for sure: a pair without `=`, no `for`, or two of them.
 fn parse_forwarded_element(element: &str) -> Option<IpAddr> {
-    let value = element.split(';').find_map(|pair| {
+    let mut node = None;
+    for pair in split_outside_quotes(element, ';')? {
         let (k, v) = pair.split_once('=')?;
-        k.trim().eq_ignore_ascii_case("for").then_some(v.trim())
-    })?;
-    let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
+        if k.trim().eq_ignore_ascii_case("for") {
+            if node.is_some() {
+                return None;
+            }
+            node = Some(v.trim());
+        }
+    }
+    let value = node?;
+    let value = match value.strip_prefix('"') {
+        Some(quoted) => quoted.strip_suffix('"')?,
+        None => value,
+    };
     parse_node(value)
 }
 
@@ -477,7 +495,34 @@ mod tests {
 
     #[test]
     fn split_respects_quotes() {
-        let parts: Vec<_> = split_outside_quotes(r#"for="a,b", for=c,,"#).collect();
+        let parts = split_outside_quotes(r#"for="a,b", for=c,,"#, ',').unwrap();
         assert_eq!(parts, vec![r#"for="a,b""#, " for=c"]);
+        assert_eq!(
+            split_outside_quotes(r#"for=1;x="a;b";by=2"#, ';').unwrap(),
+            vec!["for=1", r#"x="a;b""#, "by=2"]
+        );
+        assert_eq!(split_outside_quotes(r#"for=1;x=", for=2"#, ','), None, "an open quote");
+        assert_eq!(split_outside_quotes(r#"for="1\"#, ','), None, "an escape at the end");
+    }
+
+    /// A client that leaves a quote open cannot make the proxy's hop part of its own:
+    /// the line cannot be read, so the client is unknown (refused by allow-lists, counted
+    /// under the proxy by rate limits), never the address the client wrote.
+    #[test]
+    fn an_open_quote_does_not_hide_the_proxys_hop() {
+        let p = TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]).header(ForwardedHeader::Forwarded);
+        let peer = "10.0.0.1".parse().unwrap();
+        for value in [
+            r#"for=192.0.2.1;x=", for=198.51.100.2"#,
+            r#"for=192.0.2.1;x="\", for=198.51.100.2"#,
+            r#"for=192.0.2.1;for=198.51.100.2"#,
+            r#"for="192.0.2.1, for=198.51.100.2"#,
+            r#"for=198.51.100.2;x";for=192.0.2.1"#,
+        ] {
+            assert_eq!(p.client_addr(peer, &headers("forwarded", &[value])), None, "{value}");
+        }
+        // Quoted separators inside a well-formed element are still fine.
+        let ok = r#"for=192.0.2.1;x="a;b,c", for=198.51.100.2"#;
+        assert_eq!(p.client_addr(peer, &headers("forwarded", &[ok])), Some("198.51.100.2".parse().unwrap()));
     }
 }

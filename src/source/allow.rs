@@ -171,13 +171,51 @@ impl AllowList {
     /// ```
     ///
     /// # Errors
-    /// The file could not be read, or a line is not a range.
+    /// As [`read_file`](Self::read_file): the file could not be read, is larger than
+    /// 16 MiB, holds no range, or a line is not a range.
     pub fn reload_from_file(&self, path: impl AsRef<Path>) -> Result<usize, AllowListError> {
-        let text = std::fs::read_to_string(path).map_err(AllowListError::Io)?;
-        let ranges = Self::parse_ranges(&text)?;
+        let ranges = Self::read_file(path)?;
         let n = ranges.len();
         self.replace(ranges);
         Ok(n)
+    }
+
+    /// Reads the ranges in `path` (the format of [`parse_ranges`](Self::parse_ranges))
+    /// without swapping them in: for a caller that adds ranges of its own first. A file
+    /// with no range is an error, not an empty list: it is what a job that truncates
+    /// the file before writing it leaves for a moment, and swapping it in would refuse
+    /// every sender (write the file elsewhere and rename it over, so readers never see
+    /// half of it). Blocking file I/O, as [`reload_from_file`](Self::reload_from_file).
+    ///
+    /// ```
+    /// use hookguard::source::{AllowList, AllowListError};
+    /// let path = std::env::temp_dir().join(format!("hookguard-read-doc-{}.txt", std::process::id()));
+    /// std::fs::write(&path, "# GitHub hooks\n140.82.112.0/20\n")?;
+    /// assert_eq!(AllowList::read_file(&path)?.len(), 1);
+    /// std::fs::write(&path, "")?;
+    /// assert!(matches!(AllowList::read_file(&path), Err(AllowListError::Empty)));
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The file could not be read or is larger than 16 MiB ([`AllowListError::Io`]),
+    /// holds no range ([`AllowListError::Empty`]), or a line is not a range.
+    pub fn read_file(path: impl AsRef<Path>) -> Result<Vec<IpNet>, AllowListError> {
+        use std::io::Read as _;
+        const LIMIT: u64 = 16 << 20;
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|file| file.take(LIMIT + 1).read_to_string(&mut text))
+            .map_err(AllowListError::Io)?;
+        if text.len() as u64 > LIMIT {
+            return Err(AllowListError::Io(std::io::Error::other("the file is larger than 16 MiB")));
+        }
+        let ranges = Self::parse_ranges(&text)?;
+        if ranges.is_empty() {
+            return Err(AllowListError::Empty);
+        }
+        Ok(ranges)
     }
 }
 
@@ -209,6 +247,8 @@ pub enum AllowListError {
         /// The line number.
         line: usize,
     },
+    /// The file holds no range (see [`AllowList::read_file`]).
+    Empty,
 }
 
 impl fmt::Display for AllowListError {
@@ -216,6 +256,7 @@ impl fmt::Display for AllowListError {
         match self {
             Self::Io(e) => write!(f, "allow-list could not be read: {e}"),
             Self::Parse { line } => write!(f, "allow-list line {line} is not an address or CIDR range"),
+            Self::Empty => f.write_str("allow-list file holds no range (left as it was)"),
         }
     }
 }
@@ -224,7 +265,7 @@ impl std::error::Error for AllowListError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Io(e) => Some(e),
-            Self::Parse { .. } => None,
+            Self::Parse { .. } | Self::Empty => None,
         }
     }
 }
@@ -232,6 +273,20 @@ impl std::error::Error for AllowListError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file a job truncated before writing it (empty, or comments only) keeps the ranges
+    /// in force: swapping in no range would refuse every sender.
+    #[test]
+    fn an_empty_file_keeps_the_ranges_in_force() {
+        let path = std::env::temp_dir().join(format!("hookguard-allow-empty-{}.txt", std::process::id()));
+        let list: AllowList = "192.0.2.0/24".parse().unwrap();
+        for text in ["", "\n\n", "# refreshed at …\n"] {
+            std::fs::write(&path, text).unwrap();
+            assert!(matches!(list.reload_from_file(&path), Err(AllowListError::Empty)), "{text:?}");
+            assert!(list.contains("192.0.2.1".parse().unwrap()), "{text:?}: kept");
+        }
+        std::fs::remove_file(&path).unwrap();
+    }
 
     #[test]
     fn contains_table() {

@@ -233,7 +233,13 @@ pub const RATE_LIMITED: Problem =
 /// keys are tracked per budget; entries whose budget has refilled are dropped (every
 /// [`prune_every`](SourceLimiterBuilder::prune_every), and as soon as the table is full).
 /// When it is full of live entries, new addresses share one overflow budget, so a flood
-/// from very many addresses is throttled as one.
+/// from very many addresses is throttled as one; their failures spend the overflow's
+/// failure budget, which refuses no address that failed nothing.
+///
+/// The failure budget is looked at before verification and spent when one fails, so
+/// requests from one address that are verified at the same time all get in: a client can
+/// exceed its failure budget by as many requests as it has in flight at once (at most the
+/// ordinary budget's burst), once per failure window.
 ///
 /// IPv6 clients are counted per `/64` by default (one host usually owns a whole `/64`):
 /// see [`ipv6_prefix`](SourceLimiterBuilder::ipv6_prefix).
@@ -641,6 +647,13 @@ impl StateStore for SharedStore {
             }
             return Ok(outcome);
         }
+        if probe.dry {
+            // A look at the failure budget of an address that has no entry: it failed
+            // nothing lately, so its budget is whole. The overflow holds the failures of
+            // addresses a full table could not take in; judging by it every address that
+            // never failed would let a flood of failures from many addresses refuse them all.
+            return f(None).map(|(outcome, _)| outcome);
+        }
         if table.map.len() < self.0.cap {
             let (outcome, next) = f(None)?;
             if !probe.dry {
@@ -816,5 +829,27 @@ mod tests {
         );
         assert!(l.admit(&key("192.0.2.1")).is_err(), "tracked addresses keep their own");
         assert_eq!(l.inner.requests_store.lock().map.len(), 2);
+    }
+
+    /// Failures from more addresses than the table holds spend the overflow's failure
+    /// budget, but an address that failed nothing is not refused by it: a flood of
+    /// forgeries from many addresses must not lock out every sender that verifies.
+    #[test]
+    fn a_full_failure_table_refuses_no_address_that_never_failed() {
+        let l = SourceLimiter::builder()
+            .failures(1, Duration::from_secs(60))
+            .max_addresses(2)
+            .clock(ManualClock::at_unix(0))
+            .build()
+            .unwrap();
+        for a in ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"] {
+            l.record_failure(&key(a));
+        }
+        assert!(l.admit(&key("203.0.113.9")).is_ok(), "never failed: admitted");
+        assert_eq!(
+            l.admit(&key("192.0.2.1")).unwrap_err().by(),
+            RefusedBy::FailureBudget,
+            "tracked and spent"
+        );
     }
 }
