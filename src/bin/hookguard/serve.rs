@@ -32,6 +32,7 @@ they keep processing until it is empty (jobs waiting or due for a retry included
 grace period ends; what is left then is lost, and a warning on stderr says how many. A
 durable inbox (sqlite, redis, postgres) keeps what is left for the next start: the workers
 only finish the jobs they hold.
+
 A `run` command inherits the server's environment except the variables the file names for
 secrets, tokens and URLs (secret_env, shared_key_env, verify_token_env, url_env) and
 HOOKGUARD_SECRET, HOOKGUARD_SHARED_KEY.
@@ -215,7 +216,10 @@ async fn serve(config: Config) -> Result<(), String> {
         Some(tls) => tls::serve(listener, app, Arc::clone(tls), config.shutdown_grace).await,
     };
     tracing::info!("no longer accepting; letting the workers finish");
-    let grace_ends = tokio::time::Instant::now() + config.shutdown_grace;
+    let now = tokio::time::Instant::now();
+    // A grace period too long for the clock is as good as endless (30 years).
+    let grace_ends =
+        now.checked_add(config.shutdown_grace).unwrap_or(now + Duration::from_secs(30 * 365 * 86_400));
     // The memory inbox dies with the process: every webhook it holds (waiting, leased, or
     // due for a retry) was acknowledged to its sender, so the workers keep going until it
     // is empty or the grace period ends. A durable inbox keeps what is left for the next
