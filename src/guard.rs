@@ -227,7 +227,8 @@ pub enum Reserved {
 /// }
 /// let (parts, ()) = req.body(()).unwrap().into_parts();
 /// let Reserved::Fresh { reservation, .. } = guard.reserve(&parts, &"{}".into()).await else { panic!() };
-/// assert_eq!(reservation.key(), "github:d-1");
+/// // GitHub signs the body only: the key is the signature's fingerprint, not the id.
+/// assert_eq!(reservation.key(), "github:608b0c406f3dda19702d71a048483b8c331283106d80a208e3cf43dbde505286");
 /// // A copy while the handler runs: retry later.
 /// let Reserved::Respond(copy) = guard.reserve(&parts, &"{}".into()).await else { panic!() };
 /// assert_eq!(copy.status(), 409);

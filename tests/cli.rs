@@ -902,10 +902,13 @@ fn serve_on_durable_backends() {
         let config_path = dir.join("hookguard.toml");
         std::fs::write(&config_path, &config).expect("write config");
         let id = format!("durable-{backend}-{unique}");
+        // GitHub deliveries are keyed by their signature: a payload of its own per run, as
+        // the shared Redis and PostgreSQL stores remember earlier runs' deliveries.
+        let body = format!(r#"{{"zen":"durable","n":"{id}"}}"#);
         let send = |server: &Server| {
             let sent = hookguard(
                 &["send", "-p", "github", "-s", KEY, "--url", &server.url("/hooks/github"), "--id", &id],
-                br#"{"zen":"durable"}"#,
+                body.as_bytes(),
             );
             assert!(sent.status.success(), "{backend}: {}", text(&sent.stderr));
             text(&sent.stdout)

@@ -15,7 +15,7 @@ use hookguard::{
     guard::{Checked, Guard, Reserved},
     handshake::{AsanaHookSecret, DropboxChallenge, MetaSubscription, SlackUrlVerification},
     inbox::{Inbox, MemoryInbox},
-    providers::{asana, dropbox, github, meta, slack},
+    providers::{asana, bitbucket, dropbox, github, meta, shopify, slack, standard_webhooks},
     replay::{BoxFuture as ReplayFuture, Mark, MemoryReplayStore, ReplayStore, StoreError},
     tenant::TenantSchemes,
     verify::{Outgoing, Reason, Scheme, Sign},
@@ -82,8 +82,17 @@ async fn get_challenges_are_answered_before_verification() {
     assert!(!String::from_utf8_lossy(res.body()).contains("verify-me"));
 }
 
-fn github_build(secrets: &[Secret]) -> Result<Arc<dyn Scheme>, hookguard::ConfigError> {
-    let mut scheme = github::scheme(secrets[0].expose())?;
+/// Standard Webhooks with `secret` as its key: a scheme that signs its delivery id, so that
+/// the id is the replay key (GitHub signs the body only: its deliveries are keyed by their
+/// signature).
+fn sw(secret: impl AsRef<[u8]>) -> Result<hookguard::verify::HmacScheme, hookguard::ConfigError> {
+    use base64::Engine as _;
+    standard_webhooks::scheme(format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(secret)))
+}
+
+/// A scheme that signs its delivery id (see [`sw`]).
+fn signed_id_build(secrets: &[Secret]) -> Result<Arc<dyn Scheme>, hookguard::ConfigError> {
+    let mut scheme = sw(secrets[0].expose())?;
     for s in &secrets[1..] {
         scheme = scheme.with_secret(s.expose())?;
     }
@@ -107,14 +116,15 @@ async fn tenant_secrets_are_loaded_once_and_cached() {
                 })
             }
         },
-        github_build,
+        signed_id_build,
     )
     .ttl(Duration::from_secs(60))
     .clock(clock.clone());
     let inbox = MemoryInbox::new();
-    let guard = Guard::builder_with_source("github", source).inbox(inbox.clone()).build();
-    let acme = github::scheme("acme-secret").unwrap();
-    let globex = github::scheme("globex-secret").unwrap();
+    let guard =
+        Guard::builder_with_source("github", source).clock(clock.clone()).inbox(inbox.clone()).build();
+    let acme = sw("acme-secret").unwrap();
+    let globex = sw("globex-secret").unwrap();
     let now = clock.now_for_tests();
 
     let cases = [
@@ -152,13 +162,13 @@ async fn two_tenants_deliveries_with_the_same_id_are_both_kept() {
                 _ => None,
             })
         },
-        github_build,
+        signed_id_build,
     );
     let inbox = MemoryInbox::new();
     let guard = Guard::builder_with_source("github", source).inbox(inbox.clone()).build();
     let now = time::OffsetDateTime::now_utc();
     let deliver = |tenant: &str, secret: &str, id: &str| {
-        let mut parts = signed(&github::scheme(secret).unwrap(), &format!("/hooks/{tenant}"), b"{}", now, id);
+        let mut parts = signed(&sw(secret).unwrap(), &format!("/hooks/{tenant}"), b"{}", now, id);
         parts.headers.insert("x-github-delivery", id.parse().unwrap());
         parts
     };
@@ -285,7 +295,7 @@ async fn the_default_replay_store_follows_the_guards_clock() {
 #[tokio::test]
 async fn the_terminal_pipeline_leaves_the_replay_store_alone_and_its_inbox_decides() {
     let clock = ManualClock::at_unix(1_700_000_000);
-    let scheme = github::scheme("s").unwrap();
+    let scheme = sw("s").unwrap();
     let marks = MemoryReplayStore::new().clock(clock.clone());
     let inbox = MemoryInbox::new().clock(clock.clone());
     let guard = Guard::builder("github", scheme.clone())
@@ -321,7 +331,7 @@ async fn the_terminal_pipeline_leaves_the_replay_store_alone_and_its_inbox_decid
 /// to every delivery past about 330 a second.
 #[tokio::test]
 async fn a_full_or_down_replay_store_does_not_refuse_terminal_deliveries() {
-    let scheme = github::scheme("s").unwrap();
+    let scheme = sw("s").unwrap();
     let full = MemoryReplayStore::new().capacity(1);
     full.mark(b"someone-else", Duration::from_secs(600)).await.unwrap();
     let guards = [
@@ -446,7 +456,7 @@ async fn the_service_and_guard_accept_answer_alike() {
     use tower::ServiceExt as _;
 
     for via_service in [true, false] {
-        let scheme = github::scheme("s3cr3t").unwrap();
+        let scheme = sw("s3cr3t").unwrap();
         let store = MemoryReplayStore::new();
         let inbox = MemoryInbox::new().capacity(1);
         let guard =
@@ -454,8 +464,10 @@ async fn the_service_and_guard_accept_answer_alike() {
         let send = |id: &'static str| {
             let (guard, scheme) = (guard.clone(), scheme.clone());
             async move {
-                let mut req = Request::post("/").header("x-github-delivery", id);
-                for (name, value) in scheme.sign(&Outgoing::new(b"{}")).unwrap() {
+                let mut req = Request::post("/");
+                for (name, value) in
+                    scheme.sign(&Outgoing::new(b"{}").id(id).timestamp(OffsetDateTime::now_utc())).unwrap()
+                {
                     req = req.header(name, value);
                 }
                 let req = req.body(Full::new(Bytes::from_static(b"{}"))).unwrap();
@@ -483,5 +495,36 @@ async fn the_service_and_guard_accept_answer_alike() {
         store.mark(b"github:d-3", Duration::from_secs(60)).await.unwrap();
         assert_eq!(send("d-3").await, StatusCode::ACCEPTED, "{path}: a mark alone keeps nothing");
         assert_eq!(inbox.depth().await.unwrap(), 1, "{path}");
+    }
+}
+
+/// GitHub, Shopify and Bitbucket sign the body only, not their delivery id header: a
+/// captured delivery sent again under a new id is a copy (keyed by its signature), not a
+/// new delivery to process again; the id stays the webhook's label.
+#[tokio::test]
+async fn a_replay_under_another_unsigned_id_is_a_copy() {
+    let now = OffsetDateTime::now_utc();
+    let body: &[u8] = br#"{"n":1}"#;
+    for (provider, scheme, id_header) in [
+        ("github", github::scheme("s").unwrap(), "x-github-delivery"),
+        ("shopify", shopify::scheme("s").unwrap(), "x-shopify-webhook-id"),
+        ("bitbucket", bitbucket::scheme("s").unwrap(), "x-request-uuid"),
+    ] {
+        let inbox = MemoryInbox::new();
+        let guard = Guard::builder(provider, scheme.clone()).inbox(inbox.clone()).build();
+        for (id, want) in [("d-1", 202), ("d-2", 200), ("d-3", 200)] {
+            let mut parts = signed(&scheme, "/", body, now, id);
+            parts.headers.insert(http::HeaderName::from_static(id_header), id.parse().unwrap());
+            let res = guard.accept(&parts, Bytes::from_static(body)).await;
+            assert_eq!(res.status(), want, "{provider}: {id}");
+        }
+        let job = inbox.pull(10, Duration::from_secs(30)).await.unwrap().remove(0);
+        assert_eq!(job.webhook().id(), Some("d-1"), "{provider}: the id is still the label");
+        assert!(!job.webhook().key().contains("d-1"), "{provider}: but not the key");
+        // A new payload is a new delivery, whatever its id says.
+        let other: &[u8] = br#"{"n":2}"#;
+        let mut parts = signed(&scheme, "/", other, now, "d-1");
+        parts.headers.insert(http::HeaderName::from_static(id_header), "d-1".parse().unwrap());
+        assert_eq!(guard.accept(&parts, Bytes::from_static(other)).await.status(), 202, "{provider}");
     }
 }

@@ -115,20 +115,22 @@ struct Range(u32, u32);
 
 impl Labels {
     /// The labels of `verified` at `endpoint`: keyed `"{endpoint}:{id}"`, or by the hex
-    /// fingerprint of the signature when there is no id.
+    /// fingerprint of the signature when there is no id or the signature does not cover
+    /// it ([`Verified::id_is_signed`]).
     /// `event`: the event type, when the labels should hold it (the guard leaves one that
     /// is still in the body there: its kept webhook reads it when asked).
     pub(crate) fn of(endpoint: &str, verified: &Verified<'_>, event: Option<&str>) -> Self {
         let id = verified.id();
+        let keyed = id.filter(|_| verified.id_is_signed());
         Self::build(|text| {
             text.push_str(endpoint);
             text.push(':');
-            match id {
+            match keyed {
                 Some(id) => text.push_str(id),
                 None => text.push_str(&const_hex::encode(verified.dedup_key())),
             }
-            let id = id.map(|id| span(text.len() - id.len(), text.len()));
-            (id.ok_or(None), verified.provider(), event)
+            let in_key = keyed.map(|id| span(text.len() - id.len(), text.len()));
+            (in_key.ok_or(id), verified.provider(), event)
         })
     }
 

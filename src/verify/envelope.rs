@@ -293,7 +293,22 @@ impl Envelope {
             Some(field) => Event::Known(field.text(req, None).ok().flatten()),
             None => Event::Known(None),
         };
-        Verified::assemble(provider, id, timestamp, event, fingerprint, key_index)
+        Verified::assemble(provider, id, timestamp, event, fingerprint, key_index, self.id_signed())
+    }
+
+    /// Whether the signature covers the delivery id: the id is a signed piece
+    /// ([`Piece::Id`]), or a member of a signed body. An id header the provider does not
+    /// sign could be changed on a replay, so it cannot be the replay key.
+    pub(crate) fn id_signed(&self) -> bool {
+        fn covered(field: &Field, content: &SignedContent) -> bool {
+            match field {
+                Field::Json(_) => content.uses(Piece::Body) || content.uses(Piece::Id),
+                Field::Header(_) => content.uses(Piece::Id),
+                Field::SignatureParam => true,
+                Field::Any(fields) => fields.iter().all(|f| covered(f, content)),
+            }
+        }
+        self.id.as_ref().is_none_or(|field| covered(field, &self.content))
     }
 
     /// The sender's side: the timestamp and id headers and the values to sign.

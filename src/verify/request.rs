@@ -248,12 +248,17 @@ pub(crate) fn is_visible(bytes: &[u8]) -> bool {
 /// assert_eq!(verified.provider(), "github");
 /// assert_eq!(verified.id(), Some("72d3162e-cc78-11e3-81ab-4c9367dc0958"));
 /// assert_eq!(verified.event(), Some("push"));
-/// assert_eq!(verified.dedup_key(), b"72d3162e-cc78-11e3-81ab-4c9367dc0958");
+/// // GitHub signs the body only: a delivery id header could be changed on a replay, so
+/// // the replay key is the signature's fingerprint, not the id.
+/// assert!(!verified.id_is_signed());
+/// assert_eq!(verified.dedup_key(), verified.fingerprint());
 /// ```
 #[derive(Clone)]
 pub struct Verified<'a> {
     provider: Cow<'a, str>,
     id: Option<Cow<'a, str>>,
+    /// Whether the signature covers the id (else the replay key is the fingerprint).
+    id_signed: bool,
     /// Nanoseconds since the epoch, within `time`'s range; a date is built when asked for.
     timestamp: Option<i128>,
     event: Event<'a>,
@@ -294,6 +299,7 @@ impl PartialEq for Verified<'_> {
     fn eq(&self, other: &Self) -> bool {
         self.provider == other.provider
             && self.id == other.id
+            && self.id_signed == other.id_signed
             && self.timestamp == other.timestamp
             && self.event() == other.event()
             && self.fingerprint == other.fingerprint
@@ -327,6 +333,7 @@ impl<'a> Verified<'a> {
         Self {
             provider: provider.into(),
             id,
+            id_signed: true,
             timestamp: timestamp.map(OffsetDateTime::unix_timestamp_nanos),
             event: Event::Known(event),
             fingerprint,
@@ -344,6 +351,43 @@ impl<'a> Verified<'a> {
     #[must_use]
     pub fn id(&self) -> Option<&str> {
         self.id.as_deref()
+    }
+
+    /// Whether the signature covers the delivery id (`true` when there is none). When it
+    /// does not (GitHub's `X-GitHub-Delivery`, Shopify's, Bitbucket's and Linear's id
+    /// headers: they sign the body only), anyone holding one genuine delivery could send
+    /// it again under a new id, so the [replay key](Self::dedup_key) is the signature's
+    /// fingerprint instead; the id stays for logs and labels.
+    #[must_use]
+    pub const fn id_is_signed(&self) -> bool {
+        self.id_signed || self.id.is_none()
+    }
+
+    /// Marks the id as not covered by the signature (for custom
+    /// [`Scheme`](super::Scheme)s): the replay key becomes the fingerprint.
+    ///
+    /// ```
+    /// # use hookguard::verify::Verified;
+    /// let v = Verified::new("acme", Some("d-1".into()), None, None, [7; 32], 0).with_unsigned_id();
+    /// assert_eq!(v.id(), Some("d-1"));
+    /// assert_eq!(v.dedup_key(), &[7; 32]);
+    /// ```
+    #[must_use]
+    pub const fn with_unsigned_id(mut self) -> Self {
+        self.id_signed = false;
+        self
+    }
+
+    /// What identifies this exact delivery when there is no signed id: the MAC
+    /// (truncated or zero-padded to 32 bytes) or a SHA-256 of the signature.
+    ///
+    /// ```
+    /// # use hookguard::verify::Verified;
+    /// assert_eq!(Verified::new("acme", None, None, None, [7; 32], 0).fingerprint(), &[7; 32]);
+    /// ```
+    #[must_use]
+    pub const fn fingerprint(&self) -> &[u8; 32] {
+        &self.fingerprint
     }
 
     /// The signed timestamp, if the scheme has one.
@@ -378,13 +422,14 @@ impl<'a> Verified<'a> {
         self.key_index
     }
 
-    /// The replay key: the delivery id when there is one, else the fingerprint of the
-    /// signature (so an identical resend is still recognised).
+    /// The replay key: the delivery id when the signature covers it, else the fingerprint
+    /// of the signature (so an identical resend is still recognised, and a resend under
+    /// another unsigned id too).
     #[must_use]
     pub fn dedup_key(&self) -> &[u8] {
         match &self.id {
-            Some(id) => id.as_bytes(),
-            None => &self.fingerprint,
+            Some(id) if self.id_signed => id.as_bytes(),
+            _ => &self.fingerprint,
         }
     }
 
@@ -401,6 +446,7 @@ impl<'a> Verified<'a> {
         Verified {
             provider: Cow::Owned(self.provider.into_owned()),
             id: self.id.map(|c| Cow::Owned(c.into_owned())),
+            id_signed: self.id_signed,
             timestamp: self.timestamp,
             event,
             fingerprint: self.fingerprint,
@@ -443,8 +489,9 @@ impl<'a> Verified<'a> {
         event: Event<'a>,
         fingerprint: [u8; 32],
         key_index: usize,
+        id_signed: bool,
     ) -> Self {
-        Self { provider: Cow::Borrowed(provider), id, timestamp, event, fingerprint, key_index }
+        Self { provider: Cow::Borrowed(provider), id, id_signed, timestamp, event, fingerprint, key_index }
     }
 }
 
