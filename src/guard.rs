@@ -97,7 +97,8 @@ pub enum SourceError {
     Unavailable(Box<dyn std::error::Error + Send + Sync>),
     /// This source cannot keep secrets handed over at run time.
     Unsupported,
-    /// The handshake may not set a secret here (the endpoint has one already) (403).
+    /// The handshake may not set a secret here: the endpoint has one already, or another
+    /// handshake is storing one (403).
     Refused,
 }
 
@@ -107,7 +108,7 @@ impl fmt::Display for SourceError {
             Self::Unknown => f.write_str("no scheme for this request"),
             Self::Unavailable(e) => write!(f, "secret source failed: {e}"),
             Self::Unsupported => f.write_str("this secret source cannot adopt secrets"),
-            Self::Refused => f.write_str("the endpoint has a secret already"),
+            Self::Refused => f.write_str("the endpoint has a secret already, or one is being stored"),
         }
     }
 }

@@ -144,8 +144,10 @@ impl Handshake for TrelloHead {
 }
 
 /// Asana's `X-Hook-Secret`: the secret is kept through the guard's
-/// [`SchemeSource`](crate::guard::SchemeSource) (refused when the endpoint already has
-/// one) and echoed back.
+/// [`SchemeSource`](crate::guard::SchemeSource) and echoed back. With
+/// [`TenantSchemes`](crate::tenant::TenantSchemes) only for a tenant you registered that
+/// has no secret yet (`404` for an unknown one, `403` when it has one): register the
+/// tenant just before you ask Asana to create the webhook.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AsanaHookSecret;
 

@@ -56,12 +56,18 @@ type BuildFn = dyn Fn(&[Secret]) -> Result<Arc<dyn Scheme>, ConfigError> + Send 
 
 /// A [`SchemeSource`] that finds the tenant of a request (a path segment, a header, …),
 /// loads its secrets with your async function, builds its scheme once and caches it
-/// (bounded, with a time to live; unknown tenants are cached briefly too, so random
-/// tenant names cannot hammer your store).
+/// (bounded, with a time to live; an unknown tenant is cached briefly too, so repeated
+/// requests for one unknown name reach your store once per [`unknown_ttl`](Self::unknown_ttl),
+/// though each new name is one lookup). A tenant name longer than 256 bytes is unknown
+/// without a lookup.
 ///
 /// With [`store`](Self::store) it also keeps secrets handed over at run time (Asana's
-/// `X-Hook-Secret`), but only for a tenant that has none yet: a handshake can never
-/// replace a secret.
+/// `X-Hook-Secret`), but only for a tenant that your loader answers with an empty list:
+/// one you registered and that awaits its handshake. An unknown tenant (`None`) gets
+/// `404`, and one with secrets `403`: a handshake can never create a tenant or replace a
+/// secret. One handshake per tenant runs at a time in this process; when several
+/// replicas share the store, make `store` an insert-if-absent (a unique key) so that a
+/// second replica's handshake fails instead of overwriting the first.
 ///
 /// The tenant is part of each delivery's replay and inbox key
 /// ([`SchemeSource::namespace`]): two tenants' deliveries that carry the same id are
@@ -74,6 +80,8 @@ pub struct TenantSchemes {
     store: Option<Box<StoreFn>>,
     build: Box<BuildFn>,
     cache: Mutex<HashMap<String, Cached>>,
+    /// Tenants whose handshake is being stored right now.
+    adopting: Mutex<std::collections::HashSet<String>>,
     ttl: Duration,
     unknown_ttl: Duration,
     capacity: usize,
@@ -118,6 +126,7 @@ impl TenantSchemes {
             store: None,
             build: Box::new(build),
             cache: Mutex::new(HashMap::new()),
+            adopting: Mutex::default(),
             ttl: Duration::from_secs(300),
             unknown_ttl: Duration::from_secs(30),
             capacity: 10_000,
@@ -125,7 +134,8 @@ impl TenantSchemes {
         }
     }
 
-    /// Keeps secrets handed over by a handshake (Asana) with your async function.
+    /// Keeps secrets handed over by a handshake (Asana) with your async function, for a
+    /// tenant your loader answers with an empty list (see the type's docs).
     #[must_use]
     pub fn store<S, Fut, E>(mut self, store: S) -> Self
     where
@@ -224,6 +234,9 @@ impl TenantSchemes {
     }
 
     async fn lookup(&self, tenant: String) -> Result<Arc<dyn Scheme>, SourceError> {
+        if tenant.len() > MAX_TENANT {
+            return Err(SourceError::Unknown);
+        }
         let now = self.clock.now();
         if let Some(hit) = self.cached(&tenant, now) {
             return hit.scheme.ok_or(SourceError::Unknown);
@@ -237,6 +250,30 @@ impl TenantSchemes {
         };
         self.remember(tenant, scheme.clone(), now);
         scheme.ok_or(SourceError::Unknown)
+    }
+}
+
+/// The longest tenant name looked up: longer ones are unknown without a lookup (and
+/// never fill the cache with header-sized keys).
+const MAX_TENANT: usize = 256;
+
+/// A tenant's handshake in progress; ends when dropped.
+struct Adopting<'a> {
+    set: &'a Mutex<std::collections::HashSet<String>>,
+    tenant: String,
+}
+
+impl<'a> Adopting<'a> {
+    /// `None` when another handshake for `tenant` is in progress.
+    fn start(set: &'a Mutex<std::collections::HashSet<String>>, tenant: &str) -> Option<Self> {
+        let mut set_now = set.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        set_now.insert(tenant.to_owned()).then(|| Self { set, tenant: tenant.to_owned() })
+    }
+}
+
+impl Drop for Adopting<'_> {
+    fn drop(&mut self) {
+        self.set.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.tenant);
     }
 }
 
@@ -260,10 +297,17 @@ impl SchemeSource for TenantSchemes {
     ) -> BoxFuture<'a, Result<(), SourceError>> {
         Box::pin(async move {
             let Some(store) = &self.store else { return Err(SourceError::Unsupported) };
-            let tenant = (self.tenant)(parts).ok_or(SourceError::Unknown)?;
-            let existing = (self.load)(tenant.clone()).await.map_err(SourceError::Unavailable)?;
-            if existing.is_some_and(|s| !s.is_empty()) {
+            let tenant =
+                (self.tenant)(parts).filter(|t| t.len() <= MAX_TENANT).ok_or(SourceError::Unknown)?;
+            // One handshake per tenant at a time: two at once would both find no secret.
+            let Some(_adopting) = Adopting::start(&self.adopting, &tenant) else {
                 return Err(SourceError::Refused);
+            };
+            match (self.load)(tenant.clone()).await.map_err(SourceError::Unavailable)? {
+                // Registered, awaiting its handshake.
+                Some(secrets) if secrets.is_empty() => {}
+                Some(_) => return Err(SourceError::Refused),
+                None => return Err(SourceError::Unknown),
             }
             store(tenant.clone(), secret).await.map_err(SourceError::Unavailable)?;
             self.forget(&tenant);

@@ -205,7 +205,14 @@ async fn asana_handshake_stores_a_secret_once_and_never_replaces_it() {
         TenantSchemes::path_segment(2),
         move |tenant: String| {
             let secret = load_store.lock().unwrap().get(&tenant).cloned();
-            async move { Ok::<_, std::io::Error>(secret.map(|s| vec![s])) }
+            // `project-1` was registered by the application and awaits its handshake.
+            let known = tenant == "project-1";
+            async move {
+                Ok::<_, std::io::Error>(match secret {
+                    Some(s) => Some(vec![s]),
+                    None => known.then(Vec::new),
+                })
+            }
         },
         |secrets: &[Secret]| Ok(Arc::new(asana::scheme(secrets[0].expose())?) as Arc<dyn Scheme>),
     )
@@ -216,6 +223,14 @@ async fn asana_handshake_stores_a_secret_once_and_never_replaces_it() {
     let inbox = MemoryInbox::new();
     let guard =
         Guard::builder_with_source("asana", source).inbox(inbox.clone()).handshake(AsanaHookSecret).build();
+
+    // A tenant the application never registered cannot be created by a handshake.
+    let stranger =
+        parts_of(Request::post("/hooks/project-9").header("x-hook-secret", "planted").body(()).unwrap());
+    let res = guard.accept(&stranger, Bytes::new()).await;
+    assert_eq!(res.status(), 404);
+    assert!(res.headers().get("x-hook-secret").is_none());
+    assert!(store.lock().unwrap().is_empty());
 
     let hello =
         parts_of(Request::post("/hooks/project-1").header("x-hook-secret", "first-secret").body(()).unwrap());
@@ -527,4 +542,46 @@ async fn a_replay_under_another_unsigned_id_is_a_copy() {
         parts.headers.insert(http::HeaderName::from_static(id_header), "d-1".parse().unwrap());
         assert_eq!(guard.accept(&parts, Bytes::from_static(other)).await.status(), 202, "{provider}");
     }
+}
+
+/// Two handshakes for one tenant at once: the first stores its secret, the second is
+/// refused while the first is being stored (both would otherwise find no secret, and the
+/// last write would win).
+#[tokio::test]
+async fn concurrent_asana_handshakes_store_one_secret() {
+    let stored: Arc<Mutex<Vec<String>>> = Arc::default();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let (entered_tx, mut entered) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (saved, gate) = (Arc::clone(&stored), Arc::clone(&release));
+    let source = TenantSchemes::new(
+        TenantSchemes::path_segment(2),
+        |_tenant: String| async { Ok::<_, std::io::Error>(Some(Vec::new())) },
+        |secrets: &[Secret]| Ok(Arc::new(asana::scheme(secrets[0].expose())?) as Arc<dyn Scheme>),
+    )
+    .store(move |_tenant: String, secret: Secret| {
+        let (saved, gate, entered) = (Arc::clone(&saved), Arc::clone(&gate), entered_tx.clone());
+        async move {
+            let _ = entered.send(());
+            gate.notified().await; // the first handshake is mid-store
+            saved.lock().unwrap().push(String::from_utf8_lossy(secret.expose()).into_owned());
+            Ok::<_, std::io::Error>(())
+        }
+    });
+    let guard = Guard::builder_with_source("asana", source)
+        .inbox(MemoryInbox::new())
+        .handshake(AsanaHookSecret)
+        .build();
+    let hello = |secret: &str| {
+        parts_of(Request::post("/hooks/project-1").header("x-hook-secret", secret).body(()).unwrap())
+    };
+    let first = tokio::spawn({
+        let (guard, parts) = (guard.clone(), hello("first"));
+        async move { guard.accept(&parts, Bytes::new()).await.status() }
+    });
+    entered.recv().await.unwrap();
+    let second = guard.accept(&hello("second"), Bytes::new()).await;
+    assert_eq!(second.status(), 403, "refused while the first is stored");
+    release.notify_one();
+    assert_eq!(first.await.unwrap(), 200);
+    assert_eq!(*stored.lock().unwrap(), ["first"]);
 }
