@@ -12,7 +12,7 @@ use super::{
     Detail, Encoding, Field, Outgoing, Reason, Rejection, SignError, SignatureFormat, Verified,
     WebhookRequest,
     envelope::{Envelope, first_header, first_present_header, is_signature_location},
-    fingerprint, header_value,
+    header_value,
     signature::Decoded,
 };
 use crate::error::ConfigError;
@@ -69,14 +69,16 @@ impl Layout {
     }
 
     /// The verify flow: signatures, timestamp and tolerance, id, URL, then every (key ×
-    /// signature) pair through `check(key_index, pieces, signature)` until one holds.
+    /// signature) pair through `check(key_index, pieces, signature)` until one holds; it
+    /// answers the delivery's fingerprint (the replay key when the id is not signed), the
+    /// same for every valid encoding of one signature.
     /// Public keys and signatures are public: no constant-time comparison is needed.
     pub(crate) fn verify<'a>(
         &'a self,
         req: &WebhookRequest<'a>,
         now: OffsetDateTime,
         keys: usize,
-        check: impl Fn(usize, &[&[u8]], &[u8]) -> bool,
+        check: impl Fn(usize, &[&[u8]], &[u8]) -> Option<[u8; 32]>,
     ) -> Result<Verified<'a>, Rejection> {
         let (signatures, ts_param) = self.candidates(req)?;
         let inputs = self.envelope.read(req, ts_param, now)?;
@@ -85,8 +87,7 @@ impl Layout {
         let pieces: Vec<&[u8]> = owned.iter().map(AsRef::as_ref).collect();
         for key_index in 0..keys {
             for signature in &signatures {
-                if check(key_index, &pieces, signature) {
-                    let print = fingerprint(signature);
+                if let Some(print) = check(key_index, &pieces, signature) {
                     return Ok(self.envelope.verified(
                         self.provider.as_ref(),
                         req,

@@ -18,6 +18,7 @@ use time::OffsetDateTime;
 use super::{
     Encoding, Outgoing, Rejection, Scheme, Sign, SignError, Tolerance, Verified, WebhookRequest,
     asymmetric::{Layout, layout_builder_methods},
+    fingerprint,
 };
 #[allow(unused_imports)] // for intra-doc links
 use super::{Field, SignatureFormat, SignedContent};
@@ -180,9 +181,12 @@ impl Scheme for EcdsaP256Scheme {
     ) -> Result<Verified<'a>, Rejection> {
         self.layout.verify(req, now, self.keys.len(), |index, pieces, sig| {
             let (Some(key), Some(sig)) = (self.keys.get(index), signature(sig)) else {
-                return false;
+                return None;
             };
-            key.multipart_verify(pieces, &sig).is_ok()
+            // Valid in four forms (DER or `r‖s`, with `s` or `n − s`, all accepted, as
+            // senders do not normalize `s`): the fingerprint is the one form, low `s`
+            // and fixed size, so a resend in another form is still the same delivery.
+            key.multipart_verify(pieces, &sig).is_ok().then(|| fingerprint(&sig.normalize_s().to_bytes()))
         })
     }
 }
@@ -317,6 +321,36 @@ mod tests {
         let value = HeaderValue::from_str(&Encoding::Base64.encode(&fixed)).unwrap();
         let req = request(vec![(headers[0].0.clone(), value)], b"body");
         assert!(a.verify(&WebhookRequest::from_request(&req), now).is_ok());
+    }
+
+    /// One signature, four valid forms (DER or `r‖s`, `s` or `n − s`): one fingerprint,
+    /// so a delivery re-sent in another form is a copy, not a new delivery.
+    #[test]
+    fn every_form_of_one_signature_has_one_fingerprint() {
+        let a = builder().signing_key([1; 32]).build().unwrap();
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let headers = a.sign(&Outgoing::new(b"body")).unwrap();
+        let der = Encoding::Base64.decode_vec(headers[0].1.as_bytes()).unwrap();
+        let sig = Signature::from_der(&der).unwrap();
+        let (r, s) = sig.split_scalars();
+        let flipped = Signature::from_scalars(r, -*s).unwrap();
+        let forms: Vec<Vec<u8>> = vec![
+            sig.to_der().as_bytes().to_vec(),
+            sig.to_bytes().to_vec(),
+            flipped.to_der().as_bytes().to_vec(),
+            flipped.to_bytes().to_vec(),
+        ];
+        let prints: Vec<[u8; 32]> = forms
+            .iter()
+            .map(|form| {
+                let value = HeaderValue::from_str(&Encoding::Base64.encode(form)).unwrap();
+                let req = request(vec![(headers[0].0.clone(), value)], b"body");
+                *a.verify(&WebhookRequest::from_request(&req), now)
+                    .expect("every form verifies")
+                    .fingerprint()
+            })
+            .collect();
+        assert!(prints.iter().all(|p| *p == prints[0]), "{prints:?}");
     }
 
     #[test]
