@@ -585,3 +585,53 @@ async fn concurrent_asana_handshakes_store_one_secret() {
     assert_eq!(first.await.unwrap(), 200);
     assert_eq!(*stored.lock().unwrap(), ["first"]);
 }
+
+/// During a rotation a sender signs with both secrets; a copy cut down to the old
+/// secret's signature has the same replay key as the original (the first secret's tag,
+/// whichever matched), so it is a copy, not a new delivery.
+#[test]
+fn a_rotation_copy_cut_to_one_signature_keeps_its_replay_key() {
+    use hookguard::verify::{Algorithm, Encoding, Field, HmacScheme, SignatureFormat, WebhookRequest};
+    let format = SignatureFormat::Pairs { separator: b',', signature_key: "v1", timestamp_key: None };
+    let scheme = |secrets: &[&str]| {
+        HmacScheme::builder("acme", Algorithm::Sha256)
+            .signature(Field::header("x-sig"), format, Encoding::Hex)
+            .secrets(secrets)
+            .build()
+            .unwrap()
+    };
+    let (new, old, both) = (scheme(&["new"]), scheme(&["old"]), scheme(&["new", "old"]));
+    let body: &[u8] = b"{}";
+    let value = |s: &HmacScheme| s.sign(&Outgoing::new(body)).unwrap()[0].1.to_str().unwrap().to_owned();
+    let request = |v: String| Request::post("/").header("x-sig", v).body(body.to_vec()).unwrap();
+    let now = OffsetDateTime::now_utc();
+    let full = request(format!("{},{}", value(&new), value(&old)));
+    let cut = request(value(&old));
+    let a = both.verify(&WebhookRequest::from_request(&full), now).unwrap();
+    let b = both.verify(&WebhookRequest::from_request(&cut), now).unwrap();
+    assert_eq!((a.key_index(), b.key_index()), (0, 1));
+    assert_eq!(a.dedup_key(), b.dedup_key());
+}
+
+/// A token read from a list of headers or a JSON member is compared as it is (it was
+/// taken for an empty one, and every request refused).
+#[test]
+fn a_token_in_any_field_is_compared() {
+    use hookguard::verify::{Field, TokenScheme, WebhookRequest};
+    static HEADERS: [Field; 2] = [
+        Field::Header(http::HeaderName::from_static("x-token")),
+        Field::Header(http::HeaderName::from_static("x-other-token")),
+    ];
+    let now = OffsetDateTime::now_utc();
+    let any = TokenScheme::new("t", Field::Any(&HEADERS), "tok").unwrap();
+    let json = TokenScheme::new("t", Field::Json(&["auth", "token"]), "tok").unwrap();
+    for (name, scheme, req, ok) in [
+        ("second header", &any, Request::post("/").header("x-other-token", "tok").body(Vec::new()), true),
+        ("wrong header value", &any, Request::post("/").header("x-token", "nope").body(Vec::new()), false),
+        ("json member", &json, Request::post("/").body(br#"{"auth":{"token":"tok"}}"#.to_vec()), true),
+        ("wrong json member", &json, Request::post("/").body(br#"{"auth":{"token":"x"}}"#.to_vec()), false),
+    ] {
+        let req = req.unwrap();
+        assert_eq!(scheme.verify(&WebhookRequest::from_request(&req), now).is_ok(), ok, "{name}");
+    }
+}

@@ -69,16 +69,18 @@ impl Layout {
     }
 
     /// The verify flow: signatures, timestamp and tolerance, id, URL, then every (key ×
-    /// signature) pair through `check(key_index, pieces, signature)` until one holds; it
-    /// answers the delivery's fingerprint (the replay key when the id is not signed), the
-    /// same for every valid encoding of one signature.
+    /// signature) pair through `check(key_index, pieces, signature)` until one holds. The
+    /// fingerprint (the replay key when the id is not signed) is a SHA-256 of the signed
+    /// content, not of the signature: the same whichever key matched and whichever valid
+    /// form the signature came in (ECDSA has four for each), so a copy cut down to
+    /// another key's signature, or re-encoded, is still a copy.
     /// Public keys and signatures are public: no constant-time comparison is needed.
     pub(crate) fn verify<'a>(
         &'a self,
         req: &WebhookRequest<'a>,
         now: OffsetDateTime,
         keys: usize,
-        check: impl Fn(usize, &[&[u8]], &[u8]) -> Option<[u8; 32]>,
+        check: impl Fn(usize, &[&[u8]], &[u8]) -> bool,
     ) -> Result<Verified<'a>, Rejection> {
         let (signatures, ts_param) = self.candidates(req)?;
         let inputs = self.envelope.read(req, ts_param, now)?;
@@ -87,7 +89,15 @@ impl Layout {
         let pieces: Vec<&[u8]> = owned.iter().map(AsRef::as_ref).collect();
         for key_index in 0..keys {
             for signature in &signatures {
-                if let Some(print) = check(key_index, &pieces, signature) {
+                if check(key_index, &pieces, signature) {
+                    let print = {
+                        use sha2::Digest as _;
+                        let mut hash = sha2::Sha256::new();
+                        for piece in &pieces {
+                            hash.update(piece);
+                        }
+                        hash.finalize().into()
+                    };
                     return Ok(self.envelope.verified(
                         self.provider.as_ref(),
                         req,

@@ -18,7 +18,6 @@ use time::OffsetDateTime;
 use super::{
     Encoding, Outgoing, Rejection, Scheme, Sign, SignError, Tolerance, Verified, WebhookRequest,
     asymmetric::{Layout, layout_builder_methods},
-    fingerprint,
 };
 #[allow(unused_imports)] // for intra-doc links
 use super::{Field, SignatureFormat, SignedContent};
@@ -181,12 +180,12 @@ impl Scheme for EcdsaP256Scheme {
     ) -> Result<Verified<'a>, Rejection> {
         self.layout.verify(req, now, self.keys.len(), |index, pieces, sig| {
             let (Some(key), Some(sig)) = (self.keys.get(index), signature(sig)) else {
-                return None;
+                return false;
             };
             // Valid in four forms (DER or `r‖s`, with `s` or `n − s`, all accepted, as
-            // senders do not normalize `s`): the fingerprint is the one form, low `s`
-            // and fixed size, so a resend in another form is still the same delivery.
-            key.multipart_verify(pieces, &sig).is_ok().then(|| fingerprint(&sig.normalize_s().to_bytes()))
+            // senders do not normalize `s`): the fingerprint is taken of the signed
+            // content, so a resend in another form is still the same delivery.
+            key.multipart_verify(pieces, &sig).is_ok()
         })
     }
 }

@@ -366,30 +366,29 @@ impl Scheme for HmacScheme {
         let inputs = self.envelope.read(req, signature_param, now)?;
         let values = inputs.values();
         let mut matched = None;
+        // The first key's tag is the fingerprint, whichever key matched: during a rotation
+        // a sender signs with both, and a copy cut down to the old key's signature must
+        // not get a replay key of its own.
+        let mut print = None;
         for (index, key) in self.keys.iter().enumerate() {
             let tag = key.tag_of(&self.envelope.content.with(&values));
             let mut ok = Choice::from(0);
             for candidate in candidates.as_slice() {
                 ok |= tag.ct_eq(candidate);
             }
+            print.get_or_insert_with(|| tag.fingerprint());
             if bool::from(ok) {
-                matched = Some((index, tag));
+                matched = Some(index);
                 break;
             }
         }
-        let Some((key_index, tag)) = matched else {
+        let (Some(key_index), Some(print)) = (matched, print) else {
             return Err(Rejection::with_detail(
                 Reason::SignatureMismatch,
                 Detail::Compared { signatures: candidates.as_slice().len(), secrets: self.keys.len() },
             ));
         };
-        Ok(self.envelope.verified(
-            self.provider.as_ref(),
-            req,
-            inputs.into_checked(),
-            tag.fingerprint(),
-            key_index,
-        ))
+        Ok(self.envelope.verified(self.provider.as_ref(), req, inputs.into_checked(), print, key_index))
     }
 }
 

@@ -119,14 +119,19 @@ impl Scheme for TokenScheme {
         req: &WebhookRequest<'a>,
         _now: OffsetDateTime,
     ) -> Result<Verified<'a>, Rejection> {
-        let token = match &self.header {
-            Field::Header(name) => req.headers().get(name).map(HeaderValue::as_bytes),
-            other => other.text(req, None)?.map(|_| &b""[..]),
+        // A header's bytes as they are; any other field (a list of headers, a JSON member)
+        // by its text.
+        let token: Option<Cow<'_, [u8]>> = match &self.header {
+            Field::Header(name) => req.headers().get(name).map(|v| Cow::Borrowed(v.as_bytes())),
+            other => other.text(req, None)?.map(|text| match text {
+                Cow::Borrowed(text) => Cow::Borrowed(text.as_bytes()),
+                Cow::Owned(text) => Cow::Owned(text.into_bytes()),
+            }),
         };
         let token = token
             .filter(|t| !t.is_empty())
             .ok_or_else(|| Rejection::with_detail(Reason::MissingSignature, self.header.detail()))?;
-        let got = Sha256::digest(token);
+        let got = Sha256::digest(&token);
         let mut index = None;
         for (i, want) in self.digests.iter().enumerate() {
             if bool::from(got.as_slice().ct_eq(want.as_slice())) {
