@@ -2,10 +2,15 @@
 //! `{"signature":{"timestamp":"…","token":"…","signature":"<hex>"},"event-data":{…}}`.
 //! HMAC-SHA256 over `{timestamp}{token}` with the account's HTTP webhook signing key;
 //! the body itself is **not** signed, so the token is the replay key: keep it (the
-//! replay store does) and refuse it the second time, as Mailgun's docs advise. Mailgun
-//! documents no tolerance (only that the timestamp may be checked), so none is enforced
-//! by default: add one with [`HmacScheme::with_tolerance`]. The event is
-//! `event-data.event`. No rotation.
+//! replay store does) and refuse it the second time, as Mailgun's docs advise.
+//!
+//! Tolerance: [`TOLERANCE`] by default, 24 hours into the past and 5 minutes into the
+//! future. Mailgun documents none (only that the timestamp may be checked), but as the
+//! body is not signed, a signature whose token mark expired could carry any body: the
+//! tolerance makes it stale first (the replay mark is kept for the whole window). It is
+//! wide enough for Mailgun's retries (over 8 hours), whatever timestamp they carry.
+//! Change it with [`HmacScheme::with_tolerance`]. The event is `event-data.event`. No
+//! rotation.
 //!
 //! A sender cannot put the signature in a header: [`sign_fields`] computes it for the
 //! body's `signature` object (the [`Sign`](crate::verify::Sign) impl refuses).
@@ -16,17 +21,26 @@
 //! let scheme = mailgun::scheme("key-mailgun").unwrap();
 //! let body = br#"{"signature":{"timestamp":"1529006854","token":"a8ce0edb2dd8301dee6c2405235584e45aa91d1e9f979f3de0","signature":"4b85c3571bb0c3c16ab88b8921f8a55087cf0348e3bb3bcca7683c80606696cf"},"event-data":{"event":"opened"}}"#;
 //! let req = http::Request::post("/hooks/mailgun").body(body.to_vec()).unwrap();
-//! let verified = scheme.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::now_utc()).unwrap();
+//! let now = time::OffsetDateTime::from_unix_timestamp(1529006900).unwrap();
+//! let verified = scheme.verify(&WebhookRequest::from_request(&req), now).unwrap();
 //! assert_eq!(verified.dedup_key(), b"a8ce0edb2dd8301dee6c2405235584e45aa91d1e9f979f3de0");
 //! assert_eq!(verified.event(), Some("opened"));
 //! ```
+
+use std::time::Duration;
 
 use crate::{
     ConfigError,
     verify::{
         Algorithm, Encoding, Field, HmacScheme, Piece, SignatureFormat, SignedContent, TimestampFormat,
+        Tolerance,
     },
 };
+
+/// The default tolerance: 24 hours into the past, 5 minutes into the future (see the
+/// module docs).
+pub const TOLERANCE: Tolerance =
+    Tolerance::new(Some(Duration::from_secs(24 * 3600)), Some(Duration::from_secs(300)));
 
 /// `{timestamp}{token}`: the id piece is the token.
 pub const CONTENT: SignedContent = SignedContent::from_static(&[Piece::Timestamp, Piece::Id]);
@@ -49,6 +63,7 @@ pub fn scheme(signing_key: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> 
             Encoding::Hex,
         )
         .timestamp(Field::Json(&["signature", "timestamp"]), TimestampFormat::UnixSeconds)
+        .tolerance(TOLERANCE)
         .id(Field::Json(&["signature", "token"]))
         .content(CONTENT)
         .event(Field::Json(&["event-data", "event"]))
@@ -132,9 +147,13 @@ mod tests {
     }
 
     #[test]
-    fn no_tolerance_unless_asked() {
+    fn a_day_of_tolerance_unless_told_otherwise() {
         let scheme = scheme("key-mailgun").unwrap();
-        assert_eq!(check(&scheme, &body(TS, TOKEN, SIG), 1_900_000_000), Ok(()));
+        let ts = 1_529_006_854;
+        assert_eq!(check(&scheme, &body(TS, TOKEN, SIG), ts + 24 * 3600), Ok(()));
+        assert_eq!(check(&scheme, &body(TS, TOKEN, SIG), ts + 24 * 3600 + 1), Err(Reason::TimestampTooOld));
+        assert_eq!(check(&scheme, &body(TS, TOKEN, SIG), ts - 300), Ok(()));
+        assert_eq!(check(&scheme, &body(TS, TOKEN, SIG), ts - 301), Err(Reason::TimestampInFuture));
         let strict = scheme.with_tolerance(Tolerance::symmetric(super::super::FIVE_MINUTES));
         assert_eq!(check(&strict, &body(TS, TOKEN, SIG), 1_529_006_854 + 301), Err(Reason::TimestampTooOld));
     }
@@ -145,7 +164,8 @@ mod tests {
         let sig = sign_fields(&scheme, "1700000000", "tok");
         assert_eq!(check(&scheme, &body("1700000000", "tok", &sig), 1_700_000_000), Ok(()));
         let req = http::Request::post("/").body(body(TS, TOKEN, SIG)).unwrap();
-        let v = scheme.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::UNIX_EPOCH).unwrap();
+        let at = time::OffsetDateTime::from_unix_timestamp(1_529_006_854).unwrap();
+        let v = scheme.verify(&WebhookRequest::from_request(&req), at).unwrap();
         assert_eq!(v.id(), Some(TOKEN));
         assert_eq!(v.dedup_key(), TOKEN.as_bytes());
     }

@@ -18,15 +18,19 @@
 //! - Any `PAYPAL-AUTH-ALGO` other than `SHA256withRSA` fails closed
 //!   ([`Reason::UnsupportedAlgorithm`]).
 //! - Tolerance: PayPal prescribes none; it is the receiver's choice. The default is
-//!   none (like PayPal's SDKs); set one with [`PayPalScheme::with_tolerance`]. The
-//!   transmission time must parse as RFC 3339 in any case.
+//!   [`TOLERANCE`], 4 days into the past and 5 minutes into the future: longer than
+//!   PayPal's retries (3 days), whatever transmission time they carry, and it makes a
+//!   delivery stale before its replay mark (kept for the whole window) expires, which
+//!   matters because of the CRC-32 (below). Set another with
+//!   [`PayPalScheme::with_tolerance`]. The transmission time must parse as RFC 3339.
 //! - **The body is covered by its CRC-32, not by a cryptographic hash** (PayPal's design).
 //!   Whoever holds one genuine delivery (its headers and body) can make another body with
 //!   the same CRC-32 (four chosen bytes are enough), and it verifies under that
 //!   delivery's signature and transmission id. The replay guard refuses it while it
 //!   remembers that transmission id (the genuine delivery is normally first); once the
-//!   mark expires, only a tolerance refuses it. So for PayPal set a tolerance no longer
-//!   than the replay store's time to live, and keep the replay guard on.
+//!   mark expires, only the tolerance refuses it. So keep a tolerance no longer than the
+//!   replay store's time to live (the default replay time to live is the tolerance's
+//!   window), and keep the replay guard on.
 //!
 //! ```
 //! use hookguard::{providers::paypal, verify::{Scheme, WebhookRequest}};
@@ -42,11 +46,12 @@
 //!     .header("paypal-auth-algo", "SHA256withRSA")
 //!     .body(body.to_vec())
 //!     .unwrap();
-//! let verified = scheme.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::now_utc()).unwrap();
+//! let sent = time::OffsetDateTime::from_unix_timestamp(1567075773).unwrap(); // 2019-08-29T10:49:33Z
+//! let verified = scheme.verify(&WebhookRequest::from_request(&req), sent).unwrap();
 //! assert_eq!(verified.id(), Some("afa30d40-ca4a-11e9-ab68-7d4e2605c70c"));
 //! ```
 
-use std::{borrow::Cow, fmt};
+use std::{borrow::Cow, fmt, time::Duration};
 
 use http::{HeaderName, HeaderValue, Uri};
 use rsa::{
@@ -128,12 +133,13 @@ pub fn scheme(
     if webhook_id.trim().is_empty() {
         return Err(ConfigError::EmptySecret);
     }
-    Ok(PayPalScheme {
-        webhook_id,
-        keys: vec![certificate_key(cert_pem.as_ref())?],
-        tolerance: Tolerance::NONE,
-    })
+    Ok(PayPalScheme { webhook_id, keys: vec![certificate_key(cert_pem.as_ref())?], tolerance: TOLERANCE })
 }
+
+/// The default tolerance: 4 days into the past, 5 minutes into the future (see the module
+/// docs).
+pub const TOLERANCE: Tolerance =
+    Tolerance::new(Some(Duration::from_secs(4 * 24 * 3600)), Some(Duration::from_secs(300)));
 
 fn certificate_key(pem: &[u8]) -> Result<VerifyingKey<Sha256>, ConfigError> {
     let cert = Certificate::from_pem(pem)
@@ -470,8 +476,20 @@ mod tests {
     fn tolerance_is_the_receivers_choice() {
         let req = request(&[], BODY);
         let view = WebhookRequest::from_request(&req);
-        let years_later = at("2026-01-01T00:00:00Z");
-        assert!(scheme(WEBHOOK_ID, CERT).unwrap().verify(&view, years_later).is_ok());
+        // By default, 4 days into the past and 5 minutes into the future.
+        let default = scheme(WEBHOOK_ID, CERT).unwrap();
+        assert!(default.verify(&view, at("2019-09-02T10:49:33Z")).is_ok());
+        assert_eq!(
+            default.verify(&view, at("2019-09-02T10:49:34Z")).unwrap_err().reason(),
+            Reason::TimestampTooOld
+        );
+        assert_eq!(
+            default.verify(&view, at("2026-01-01T00:00:00Z")).unwrap_err().reason(),
+            Reason::TimestampTooOld
+        );
+        assert!(default.verify(&view, at("2019-08-29T10:44:33Z")).is_ok());
+        let none = scheme(WEBHOOK_ID, CERT).unwrap().with_tolerance(Tolerance::NONE);
+        assert!(none.verify(&view, at("2026-01-01T00:00:00Z")).is_ok());
         let strict =
             scheme(WEBHOOK_ID, CERT).unwrap().with_tolerance(Tolerance::symmetric(Duration::from_secs(300)));
         assert!(strict.verify(&view, at("2019-08-29T10:54:33Z")).is_ok());
