@@ -117,6 +117,12 @@ impl CertificateFetcher for HttpsFetcher {
     }
 }
 
+/// How long a URL whose fetch failed is not fetched again.
+const RETRY_FAILED_AFTER: Duration = Duration::from_secs(60);
+
+/// The longest a request waits for one of the two fetch permits.
+const PERMIT_WAIT: Duration = Duration::from_secs(10);
+
 /// A [`SchemeSource`] for PayPal that fetches and caches the certificate each request
 /// names (see the [module docs](self)).
 pub struct PayPalCertificates {
@@ -124,6 +130,8 @@ pub struct PayPalCertificates {
     tolerance: Tolerance,
     fetcher: Arc<dyn CertificateFetcher>,
     cache: Mutex<Cache>,
+    /// URLs whose fetch failed lately, until when they are not fetched again.
+    failed: Mutex<HashMap<String, OffsetDateTime>>,
     fetches: tokio::sync::Semaphore,
     ttl: Duration,
     capacity: usize,
@@ -163,9 +171,10 @@ impl PayPalCertificates {
         }
         Ok(Self {
             webhook_id,
-            tolerance: Tolerance::NONE,
+            tolerance: paypal::TOLERANCE,
             fetcher: Arc::new(fetcher),
             cache: Mutex::new(HashMap::new()),
+            failed: Mutex::new(HashMap::new()),
             fetches: tokio::sync::Semaphore::new(2),
             ttl: Duration::from_secs(24 * 3600),
             capacity: 64,
@@ -173,7 +182,7 @@ impl PayPalCertificates {
         })
     }
 
-    /// The transmission-time tolerance (default: not checked).
+    /// The transmission-time tolerance (default [`paypal::TOLERANCE`]: see there).
     #[must_use]
     pub fn tolerance(mut self, tolerance: Tolerance) -> Self {
         self.tolerance = tolerance;
@@ -199,20 +208,55 @@ impl PayPalCertificates {
         cache.get(url).filter(|(_, expires)| *expires > now).map(|(s, _)| Arc::clone(s))
     }
 
+    /// Whether a fetch of `url` failed less than [`RETRY_FAILED_AFTER`] ago.
+    fn failed_lately(&self, url: &str, now: OffsetDateTime) -> bool {
+        self.failed.lock().is_ok_and(|failed| failed.get(url).is_some_and(|until| *until > now))
+    }
+
+    /// Remembers that fetching `url` failed (bounded: the oldest are dropped first).
+    fn remember_failure(&self, url: &str, now: OffsetDateTime) {
+        if let Ok(mut failed) = self.failed.lock() {
+            if failed.len() >= self.capacity {
+                failed.retain(|_, until| *until > now);
+                if failed.len() >= self.capacity {
+                    failed.clear();
+                }
+            }
+            failed.insert(url.to_owned(), now + RETRY_FAILED_AFTER);
+        }
+    }
+
     async fn load(&self, url: &str) -> Result<Arc<dyn Scheme>, SourceError> {
         let now = self.clock.now();
         if let Some(scheme) = self.cached(url, now) {
             return Ok(scheme);
         }
-        // At most two fetches at once, whatever arrives.
-        let _permit = self.fetches.acquire().await.map_err(|e| SourceError::Unavailable(Box::new(e)))?;
+        // A URL whose fetch just failed is not fetched again for each request naming it.
+        if self.failed_lately(url, now) {
+            return Err(SourceError::Unavailable("the certificate could not be fetched lately".into()));
+        }
+        // At most two fetches at once, whatever arrives; a request waits for its turn at
+        // most as long as one fetch may take, not behind a queue of others.
+        let _permit = tokio::time::timeout(PERMIT_WAIT, self.fetches.acquire())
+            .await
+            .map_err(|_| SourceError::Unavailable("busy fetching other certificates".into()))?
+            .map_err(|e| SourceError::Unavailable(Box::new(e)))?;
         if let Some(scheme) = self.cached(url, now) {
             return Ok(scheme);
         }
-        let pem = self.fetcher.fetch(url).await.map_err(SourceError::Unavailable)?;
-        let scheme = paypal::scheme(self.webhook_id.clone(), &pem)
-            .map_err(|e| SourceError::Unavailable(Box::new(e)))?
-            .with_tolerance(self.tolerance);
+        if self.failed_lately(url, now) {
+            return Err(SourceError::Unavailable("the certificate could not be fetched lately".into()));
+        }
+        let fetched = self.fetcher.fetch(url).await.map_err(SourceError::Unavailable).and_then(|pem| {
+            paypal::scheme(self.webhook_id.clone(), &pem).map_err(|e| SourceError::Unavailable(Box::new(e)))
+        });
+        let scheme = match fetched {
+            Ok(scheme) => scheme.with_tolerance(self.tolerance),
+            Err(e) => {
+                self.remember_failure(url, now);
+                return Err(e);
+            }
+        };
         let scheme: Arc<dyn Scheme> = Arc::new(scheme);
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= self.capacity {

@@ -8,6 +8,7 @@ use std::sync::{
 
 use bytes::Bytes;
 use hookguard::{
+    clock::ManualClock,
     guard::Guard,
     inbox::{Inbox, MemoryInbox},
     paypal_fetch::{CertificateFetcher, PayPalCertificates},
@@ -44,6 +45,12 @@ impl CertificateFetcher for Shared {
     }
 }
 
+/// The clock at the test vector's transmission time (2019-08-29T10:49:33Z): the default
+/// tolerance refuses it years later.
+fn sent() -> ManualClock {
+    ManualClock::at_unix(1_567_075_773)
+}
+
 fn request(cert_url: &str, id: &str) -> http::request::Parts {
     http::Request::post("/hooks/paypal")
         .header("paypal-transmission-id", id)
@@ -62,7 +69,7 @@ async fn fetched_once_then_cached_and_only_from_paypal() {
     let fake = Arc::new(Fake::default());
     let inbox = MemoryInbox::new();
     let source = PayPalCertificates::with_fetcher("0FV983392A0531201", Shared(Arc::clone(&fake))).unwrap();
-    let guard = Guard::builder_with_source("paypal", source).inbox(inbox.clone()).build();
+    let guard = Guard::builder_with_source("paypal", source).clock(sent()).inbox(inbox.clone()).build();
 
     let genuine = request(CERT_URL, "afa30d40-ca4a-11e9-ab68-7d4e2605c70c");
     assert_eq!(guard.accept(&genuine, Bytes::from_static(BODY)).await.status(), 202);
@@ -92,10 +99,28 @@ async fn fetched_once_then_cached_and_only_from_paypal() {
 async fn fetch_failure_is_a_503_so_paypal_retries() {
     let fake = Arc::new(Fake { fail: true, ..Fake::default() });
     let source = PayPalCertificates::with_fetcher("0FV983392A0531201", Shared(Arc::clone(&fake))).unwrap();
-    let guard = Guard::builder_with_source("paypal", source).inbox(MemoryInbox::new()).build();
+    let guard = Guard::builder_with_source("paypal", source).clock(sent()).inbox(MemoryInbox::new()).build();
     let res = guard
         .accept(&request(CERT_URL, "afa30d40-ca4a-11e9-ab68-7d4e2605c70c"), Bytes::from_static(BODY))
         .await;
     assert_eq!(res.status(), 503);
     assert!(res.headers().contains_key("retry-after"));
+}
+
+/// A URL whose fetch failed is not fetched again for a while, however many requests name
+/// it: a flood of requests naming a bogus PayPal URL costs one outbound fetch, not one each.
+#[tokio::test]
+async fn a_failed_fetch_is_not_repeated_for_every_request() {
+    let fake = Arc::new(Fake { fail: true, ..Fake::default() });
+    let source = PayPalCertificates::with_fetcher("0FV983392A0531201", Shared(Arc::clone(&fake))).unwrap();
+    let guard = Guard::builder_with_source("paypal", source).clock(sent()).inbox(MemoryInbox::new()).build();
+    for n in 0..5 {
+        let res = guard.accept(&request(CERT_URL, &format!("id-{n}")), Bytes::from_static(BODY)).await;
+        assert_eq!(res.status(), 503, "{n}");
+    }
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 1, "fetched once");
+    // A query would make one certificate many URLs: refused before any fetch.
+    let res = guard.accept(&request(&format!("{CERT_URL}?n=1"), "q"), Bytes::from_static(BODY)).await;
+    assert_eq!(res.status(), 400);
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
 }

@@ -215,7 +215,9 @@ impl PayPalScheme {
 
 /// Whether a `PAYPAL-CERT-URL` may be fetched: an `https` URL, without user info, on
 /// the default port, whose host is `paypal.com` or a subdomain of it
-/// (`api.paypal.com`, `api.sandbox.paypal.com`, `api-m.paypal.com`). For a fetcher
+/// (`api.paypal.com`, `api.sandbox.paypal.com`, `api-m.paypal.com`), with no query or
+/// fragment (PayPal's have none; a query would make one certificate many URLs, each
+/// fetched and cached on its own). For a fetcher
 /// that downloads and caches certificates; the verification itself refuses requests
 /// whose header fails this check.
 ///
@@ -230,6 +232,7 @@ impl PayPalScheme {
 /// assert!(!is_trusted_cert_url("http://api.paypal.com/v1/notifications/certs/CERT-1"));
 /// assert!(!is_trusted_cert_url("https://api.paypal.com.evil.example/cert"));
 /// assert!(!is_trusted_cert_url("https://evilpaypal.com/cert"));
+/// assert!(!is_trusted_cert_url("https://api.paypal.com/v1/notifications/certs/CERT-1?n=2"));
 /// ```
 #[must_use]
 pub fn is_trusted_cert_url(url: &str) -> bool {
@@ -239,7 +242,10 @@ pub fn is_trusted_cert_url(url: &str) -> bool {
     let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
         return false;
     };
-    if !scheme.eq_ignore_ascii_case("https") || authority.as_str().contains('@') {
+    if !scheme.eq_ignore_ascii_case("https") || authority.as_str().contains('@') || uri.query().is_some() {
+        return false;
+    }
+    if url.contains('#') {
         return false;
     }
     if authority.port_u16().is_some_and(|p| p != 443) {
