@@ -2,12 +2,13 @@
 //! signing secret. The timestamp is the body's `webhookTimestamp` (unix milliseconds),
 //! else the `linear-timestamp` header (also milliseconds); ±60 s, past and future, as
 //! Linear's SDK. The delivery id is `Linear-Delivery` (*unconfirmed*: from third-party
-//! write-ups); the event is the `linear-event` header, else the body's `type`. No
-//! rotation.
+//! write-ups), which Linear does not sign: deliveries are keyed by their signature
+//! ([`Verified::id_is_signed`](crate::verify::Verified::id_is_signed)). The event is the
+//! body's `type`, else the `linear-event` header. No rotation.
 //!
-//! Linear's SDK prefers the header when both are present; this preset prefers the body
-//! member, because the signature covers the body and not the header (a replayed request
-//! could carry a fresh header, never a fresh body).
+//! Linear's SDK prefers the headers when both are present; this preset prefers the body's
+//! members (timestamp and event type), because the signature covers the body and not the
+//! headers (a replayed request could carry fresh headers, never a fresh body).
 //!
 //! ```
 //! use hookguard::{providers::linear, verify::{Scheme, WebhookRequest}};
@@ -44,8 +45,8 @@ pub const TOLERANCE: Tolerance = Tolerance::symmetric(Duration::from_secs(60));
 /// Body `webhookTimestamp`, then the `linear-timestamp` header.
 static TIMESTAMP: [Field; 2] =
     [Field::Json(&["webhookTimestamp"]), Field::Header(HeaderName::from_static("linear-timestamp"))];
-/// The `linear-event` header, then the body's `type`.
-static EVENT: [Field; 2] = [Field::Header(HeaderName::from_static("linear-event")), Field::Json(&["type"])];
+/// The body's `type` (signed), then the `linear-event` header (not signed).
+static EVENT: [Field; 2] = [Field::Json(&["type"]), Field::Header(HeaderName::from_static("linear-event"))];
 
 /// Linear with the webhook's signing secret.
 ///
@@ -118,6 +119,20 @@ mod tests {
         let fresh = (T + 3600) * 1000;
         let h = [("linear-signature", SIG), ("linear-timestamp", &*fresh.to_string())];
         assert_eq!(check(&scheme, &h, BODY, T + 3600), Err(Reason::TimestampTooOld));
+    }
+
+    /// The signed body's `type` wins over the unsigned `linear-event` header.
+    #[test]
+    fn the_event_is_the_bodys_type_whatever_the_header_says() {
+        let scheme = scheme("linear_secret").unwrap();
+        let body = br#"{"action":"update","type":"Comment","webhookTimestamp":1700000000000}"#;
+        let mut req = http::Request::post("/").header("linear-event", "Issue");
+        for (n, v) in scheme.sign(&Outgoing::new(body).timestamp(at(T))).unwrap() {
+            req = req.header(n, v);
+        }
+        let req = req.body(body.to_vec()).unwrap();
+        let v = scheme.verify(&WebhookRequest::from_request(&req), at(T + 10)).unwrap();
+        assert_eq!(v.event(), Some("Comment"));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! `Twitch-Eventsub-Message-Id` and `{ts}` the `Twitch-Eventsub-Message-Timestamp` text
 //! as received (RFC 3339 with nanoseconds). Tolerance 10 minutes (*unconfirmed*: Twitch
 //! asks to refuse older messages; future ones are refused past the same window). The
-//! replay key is the message id; the event type is `Twitch-Eventsub-Subscription-Type`.
+//! replay key is the message id; the event type is the body's `subscription.type` (signed),
+//! else the `Twitch-Eventsub-Subscription-Type` header (not signed).
 //!
 //! Twitch confirms a new subscription with a signed `webhook_callback_verification`
 //! message whose `challenge` must be answered as plain text: [`callback_verification`]
@@ -57,6 +58,9 @@ pub const TOLERANCE: Duration = Duration::from_secs(600);
 /// `{id}{ts}{body}`.
 pub const CONTENT: SignedContent = SignedContent::from_static(&[Piece::Id, Piece::Timestamp, Piece::Body]);
 
+/// The body's `subscription.type` (signed), then the header (not signed).
+static EVENT: [Field; 2] = [Field::Json(&["subscription", "type"]), Field::Header(SUBSCRIPTION_TYPE)];
+
 /// Twitch EventSub with the subscription's secret.
 ///
 /// # Errors
@@ -68,7 +72,7 @@ pub fn scheme(secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
         .id(Field::Header(ID))
         .timestamp(Field::Header(TIMESTAMP), TimestampFormat::Rfc3339)
         .tolerance(Tolerance::symmetric(TOLERANCE))
-        .event(Field::Header(SUBSCRIPTION_TYPE))
+        .event(Field::Any(&EVENT))
         .secret(secret)
         .build()
 }
@@ -197,6 +201,21 @@ mod tests {
         let req = req.body(BODY.to_vec()).unwrap();
         let v = scheme.verify(&WebhookRequest::from_request(&req), now).unwrap();
         assert_eq!(v.id(), Some(MSG_ID));
+    }
+
+    /// The signed body's `subscription.type` wins over the unsigned header.
+    #[test]
+    fn the_event_is_the_bodys_subscription_type() {
+        let scheme = scheme("twitch_secret").unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let body = br#"{"subscription":{"type":"channel.follow"}}"#;
+        let mut req = http::Request::post("/").header("twitch-eventsub-subscription-type", "channel.ban");
+        for (name, value) in scheme.sign(&Outgoing::new(body).id(MSG_ID).timestamp(now)).unwrap() {
+            req = req.header(name, value);
+        }
+        let req = req.body(body.to_vec()).unwrap();
+        let v = scheme.verify(&WebhookRequest::from_request(&req), now).unwrap();
+        assert_eq!(v.event(), Some("channel.follow"));
     }
 
     #[test]
