@@ -16,6 +16,7 @@ use hookguard::{
     handshake,
     providers::Preset,
     source::{AllowList, ForwardedHeader, SourceLimiter, TrustedProxies},
+    verify::Scheme as _,
 };
 use serde::Deserialize;
 use toml::Spanned;
@@ -249,11 +250,30 @@ pub(crate) enum Action {
     Forward { url: String, timeout: Duration },
 }
 
+/// Where an endpoint's scheme comes from.
+pub(crate) enum Keys {
+    /// The secrets the configuration gives.
+    Configured(Box<dyn Preset>),
+    /// Asana, awaiting its handshake: the secret it hands over is written to this file
+    /// (which does not exist yet, or is empty).
+    Handshake(PathBuf),
+}
+
+impl Keys {
+    /// The provider's name.
+    pub(crate) fn provider(&self) -> &str {
+        match self {
+            Self::Configured(scheme) => scheme.provider(),
+            Self::Handshake(_) => "asana",
+        }
+    }
+}
+
 /// One endpoint, ready to serve.
 pub(crate) struct Endpoint {
     pub(crate) name: String,
     pub(crate) path: String,
-    pub(crate) scheme: Box<dyn Preset>,
+    pub(crate) keys: Keys,
     pub(crate) handshake: Option<Box<dyn Handshake>>,
     pub(crate) body_limit: Option<usize>,
     pub(crate) public_origin: Option<String>,
@@ -601,7 +621,20 @@ fn endpoint(
     } else if let Some(default) = &raw.secret_env_default {
         return Err(src.at(default.span(), format!("{label}: secret_env_default without secret_env")));
     }
-    if let Some(files) = &raw.secret_file {
+    // Asana hands its secret over in its handshake: a lone secret file that does not exist
+    // yet (or is empty) awaits it.
+    let awaiting = match &raw.secret_file {
+        Some(files)
+            if provider == "asana" && raw.handshake && raw.secret_env.is_none() && raw.secret.is_none() =>
+        {
+            match files.get_ref().items().as_slice() {
+                [file] => awaiting_handshake(src, &label, files.span(), file)?,
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    if let Some(files) = raw.secret_file.as_ref().filter(|_| awaiting.is_none()) {
         for f in files.get_ref().items() {
             secrets.push(secret_file(src, &label, files.span(), &f)?);
         }
@@ -639,7 +672,7 @@ fn endpoint(
             .collect::<Result<Vec<_>, _>>()?,
         None => Vec::new(),
     };
-    if secrets.is_empty() && provider != "paypal" {
+    if secrets.is_empty() && provider != "paypal" && awaiting.is_none() {
         return Err(src.at(
             span,
             format!("{label}: no secret: set `secret_env` (recommended), `secret_file` or `secret`"),
@@ -654,11 +687,18 @@ fn endpoint(
         shared_key_name: None,
     };
     let at_provider = |e: String| src.at(raw.provider.span(), format!("{label}: {e}"));
+    // Awaiting the handshake, the options are checked with a stand-in secret, never used.
+    let stand_in = ["awaiting-the-handshake".to_owned()];
+    let checked_with = if awaiting.is_some() { &stand_in[..] } else { &secrets[..] };
     let scheme =
-        common::build_scheme(&provider, &secrets, &options).map_err(|e| match &raw.tolerance_secs {
+        common::build_scheme(&provider, checked_with, &options).map_err(|e| match &raw.tolerance_secs {
             Some(t) if e.contains("tolerance") => src.at(t.span(), format!("{label}: {e}")),
             _ => at_provider(e),
         })?;
+    let keys = match awaiting {
+        Some(file) => Keys::Handshake(file),
+        None => Keys::Configured(scheme),
+    };
 
     let handshake: Option<Box<dyn Handshake>> = if !raw.handshake {
         None
@@ -795,7 +835,7 @@ fn endpoint(
     Ok(Endpoint {
         name,
         path,
-        scheme,
+        keys,
         handshake,
         body_limit: raw.body_limit,
         public_origin: raw.public_origin,
@@ -879,6 +919,37 @@ fn tls_config(src: &Source<'_>, tls: &RawTls) -> Result<Arc<rustls::ServerConfig
             .map_err(|e| at_key(&format_args!("does not go with the certificate {}: {e}", cert.display())))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The secret file an asana endpoint awaits its handshake with: `file` when it does not
+/// exist or holds no secret (line ends only) and its folder exists; `None` when it holds
+/// something (or cannot be read: [`secret_file`] says why).
+fn awaiting_handshake(
+    src: &Source<'_>,
+    label: &str,
+    span: Range<usize>,
+    file: &str,
+) -> Result<Option<PathBuf>, String> {
+    let full = src.resolve(Path::new(file));
+    match std::fs::read(&full) {
+        Ok(bytes) if bytes.iter().all(|b| matches!(b, b'\n' | b'\r')) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        _ => return Ok(None),
+    }
+    let folder = match full.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    if full.file_name().is_none() || !folder.is_dir() {
+        return Err(src.at(
+            span,
+            format!(
+                "{label}: secret file {}: the folder the handshake's secret is written to does not exist",
+                full.display()
+            ),
+        ));
+    }
+    Ok(Some(full))
 }
 
 /// One secret from a file (a final newline is not part of it).
@@ -1210,6 +1281,68 @@ append_to = "/tmp/x.jsonl"
                 (Err(err), None) => panic!("{name}: {path} was refused: {err}"),
             }
         }
+    }
+
+    /// An asana endpoint whose lone secret file does not exist yet, or is empty, awaits its
+    /// handshake; one that holds a secret is read as today. Without the handshake, with
+    /// other secrets, or in a folder that does not exist, a missing file is an error.
+    #[test]
+    fn an_asana_secret_file_may_await_the_handshake() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str| dir.path().join(name);
+        std::fs::write(file("empty.secret"), "\n").unwrap();
+        std::fs::write(file("full.secret"), "s3cret\n").unwrap();
+        let asana = |keys: &str| {
+            format!(
+                "[[endpoint]]\npath = \"/hooks/asana\"\nprovider = \"asana\"\nappend_to = \"x\"\n{keys}\n"
+            )
+        };
+        let at = |name: &str| format!("secret_file = {:?}", file(name));
+        let awaits = |name: &str| Some(file(name));
+        for (name, keys, want) in [
+            ("missing", at("missing.secret"), Ok(awaits("missing.secret"))),
+            ("empty", at("empty.secret"), Ok(awaits("empty.secret"))),
+            ("holding a secret", at("full.secret"), Ok(None)),
+            (
+                "handshake off",
+                format!("{}\nhandshake = false", at("missing.secret")),
+                Err("cannot read secret file"),
+            ),
+            (
+                "with a literal",
+                format!("{}\nsecret = \"s\"", at("missing.secret")),
+                Err("cannot read secret file"),
+            ),
+            (
+                "in a missing folder",
+                at("nowhere/missing.secret"),
+                Err("the folder the handshake's secret is written to does not exist"),
+            ),
+            (
+                "with a tolerance",
+                format!("{}\ntolerance_secs = 60", at("missing.secret")),
+                Err("asana signs no timestamp"),
+            ),
+        ] {
+            match (check(&asana(&keys)), want) {
+                (Ok(c), Ok(want)) => {
+                    let got = match &c.endpoints[0].keys {
+                        Keys::Handshake(file) => Some(file.clone()),
+                        Keys::Configured(scheme) => {
+                            assert_eq!(scheme.provider(), "asana", "{name}");
+                            None
+                        }
+                    };
+                    assert_eq!(got, want, "{name}");
+                }
+                (Err(err), Err(want)) => assert!(err.contains(want), "{name}: {err}"),
+                (Ok(_), Err(want)) => panic!("{name}: accepted, expected {want}"),
+                (Err(err), Ok(_)) => panic!("{name}: refused: {err}"),
+            }
+        }
+        // A secret file elsewhere than asana is read as today.
+        let err = check(&OK.replace("secret = \"s\"", &at("missing.secret"))).err().unwrap();
+        assert!(err.contains("cannot read secret file"), "{err}");
     }
 
     #[test]

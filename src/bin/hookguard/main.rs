@@ -8,6 +8,7 @@
 //! hookguard send   --provider stripe --secret whsec_… --url http://127.0.0.1:8080/hooks/stripe < body
 //! ```
 
+mod adopt;
 mod common;
 mod config;
 mod send;

@@ -15,8 +15,9 @@ use time::format_description::well_known::Rfc3339;
 use tokio::{io::AsyncWriteExt as _, net::TcpListener, sync::Mutex};
 
 use crate::{
+    adopt::HandshakeSecret,
     common::{self, Failure},
-    config::{self, Action, Backend, Config},
+    config::{self, Action, Backend, Config, Keys},
 };
 
 const EXAMPLE: &str = "\
@@ -57,6 +58,17 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
     let config = config::load(&args.config, &|var| std::env::var(var).ok())?;
     if let Some(note) = config.unused_replay_note() {
         eprintln!("warning: {}: {note}", args.config.display());
+    }
+    for endpoint in &config.endpoints {
+        if let Keys::Handshake(file) = &endpoint.keys {
+            eprintln!(
+                "note: {}: endpoint `{}` awaits Asana's handshake: secret file {} does not exist yet \
+                 (or is empty); the secret the handshake hands over will be written there",
+                args.config.display(),
+                endpoint.name,
+                file.display()
+            );
+        }
     }
     if args.check {
         common::say(format_args!("{}: ok ({} endpoint(s))", args.config.display(), config.endpoints.len()))?;
@@ -128,11 +140,27 @@ async fn serve(config: Config) -> Result<(), String> {
         tracing::info!(
             endpoint = %endpoint.name,
             path = %endpoint.path,
-            provider = endpoint.scheme.provider(),
+            provider = endpoint.keys.provider(),
             action = %describe(&endpoint.action),
             "endpoint"
         );
-        let mut guard = Guard::builder(endpoint.name.clone(), endpoint.scheme).inbox(Arc::clone(&inbox));
+        let name = endpoint.name.clone();
+        let guard = match endpoint.keys {
+            Keys::Handshake(file) => {
+                tracing::info!(
+                    endpoint = %name,
+                    file = %file.display(),
+                    "awaiting Asana's handshake: deliveries get 404 until it has been answered"
+                );
+                Guard::builder_with_source(name.clone(), HandshakeSecret::awaiting(name, file))
+            }
+            // Asana with its secret configured: a handshake is refused (403).
+            Keys::Configured(scheme) if endpoint.handshake.is_some() && scheme.provider() == "asana" => {
+                Guard::builder_with_source(name.clone(), HandshakeSecret::known(name, scheme))
+            }
+            Keys::Configured(scheme) => Guard::builder(name, scheme),
+        };
+        let mut guard = guard.inbox(Arc::clone(&inbox));
         if let Some(handshake) = endpoint.handshake {
             guard = guard.handshake(handshake);
         }
