@@ -1405,3 +1405,104 @@ fn sigterm_processes_what_the_memory_inbox_holds() {
     assert!(lost >= 1 && processed + lost >= ids.len(), "{processed} processed, {lost} reported lost");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One POST on its own connection: the status, the head (lower-cased) and the body.
+fn http_post(addr: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    let mut request = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    stream.write_all(request.as_bytes()).expect("write");
+    stream.write_all(body).expect("write body");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+/// An asana endpoint whose `secret_file` does not exist yet awaits Asana's handshake:
+/// `--check` accepts it with a note; deliveries get 404 until the handshake, which is
+/// answered 200 with its secret echoed and writes the file (0600); signed deliveries are
+/// then accepted, and a second handshake gets 403. After a restart the file is read like
+/// any secret file. An asana endpoint with a configured secret refuses handshakes (403).
+/// The secret appears in no log line.
+#[test]
+fn serve_answers_asanas_handshake() {
+    const SECRET: &str = "b537207f20cbfa02357cf448134da559e8bd39d61597dcd5631b8012eae53e81";
+    let dir = temp_dir("asana");
+    std::fs::create_dir_all(dir.join("secrets")).expect("secrets folder");
+    let file = dir.join("secrets/asana.secret");
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n\
+         [[endpoint]]\npath = \"/hooks/asana\"\nprovider = \"asana\"\nsecret_file = \"secrets/asana.secret\"\nappend_to = \"out.jsonl\"\n\n\
+         [[endpoint]]\npath = \"/hooks/asana-fixed\"\nprovider = \"asana\"\nsecret = \"{KEY}\"\nappend_to = \"out.jsonl\"\n"
+    );
+    let config_path = dir.join("hookguard.toml");
+    std::fs::write(&config_path, &config).expect("write config");
+    let check = || hookguard(&["serve", "--check", "--config", config_path.to_str().expect("path")], b"");
+
+    let checked = check();
+    assert!(checked.status.success(), "{}", text(&checked.stderr));
+    assert!(text(&checked.stdout).contains("ok (2 endpoint(s))"), "{}", text(&checked.stdout));
+    let note = text(&checked.stderr);
+    assert!(note.contains("endpoint `hooks-asana` awaits Asana's handshake"), "{note}");
+    assert!(!file.exists(), "--check writes nothing");
+
+    let send = |server: &Server, path: &str, secret: &str, body: &str| {
+        let sent =
+            hookguard(&["send", "-p", "asana", "-s", secret, "--url", &server.url(path)], body.as_bytes());
+        text(&sent.stdout)
+    };
+    let handshake = |server: &Server, path: &str, secret: &str| {
+        http_post(&server.addr, path, &[("X-Hook-Secret", secret)], b"")
+    };
+    let server = Server::start_with_env(&config_path, &[("RUST_LOG", "debug")]);
+    let said = send(&server, "/hooks/asana", SECRET, r#"{"events":["early"]}"#);
+    assert!(said.starts_with("HTTP 404"), "a delivery before the handshake: {said}");
+
+    let (status, head, _) = handshake(&server, "/hooks/asana", SECRET);
+    assert_eq!(status, 200, "the handshake: {head}");
+    assert!(head.contains(&format!("\r\nx-hook-secret: {SECRET}")), "the echo: {head}");
+    assert_eq!(std::fs::read_to_string(&file).expect("the secret file"), format!("{SECRET}\n"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&file).expect("metadata").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the secret file's mode");
+    }
+
+    for (name, path, secret, want) in [
+        ("a signed delivery", "/hooks/asana", SECRET, "HTTP 202"),
+        ("another secret's signature", "/hooks/asana", "forged", "HTTP 401"),
+        ("the configured secret", "/hooks/asana-fixed", KEY, "HTTP 202"),
+    ] {
+        let said = send(&server, path, secret, &format!(r#"{{"events":["{name}"]}}"#));
+        assert!(said.starts_with(want), "{name}: {said}");
+    }
+    for (name, path) in
+        [("a second handshake", "/hooks/asana"), ("a configured secret", "/hooks/asana-fixed")]
+    {
+        let (status, head, _) = handshake(&server, path, "another-secret");
+        assert_eq!(status, 403, "{name}: {head}");
+        assert!(!head.contains("x-hook-secret"), "{name}: no echo");
+    }
+    assert_eq!(std::fs::read_to_string(&file).expect("the secret file"), format!("{SECRET}\n"));
+    let (status, stderr) = server.stop_with_stderr();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("Asana handshake answered"), "{stderr}");
+    assert!(!stderr.contains(SECRET), "the secret is logged:\n{stderr}");
+
+    // After a restart the file is the secret.
+    let checked = check();
+    assert!(checked.status.success(), "{}", text(&checked.stderr));
+    assert!(!text(&checked.stderr).contains("awaits"), "{}", text(&checked.stderr));
+    let server = Server::start(&config_path);
+    let said = send(&server, "/hooks/asana", SECRET, r#"{"events":["after a restart"]}"#);
+    assert!(said.starts_with("HTTP 202"), "after a restart: {said}");
+    assert_eq!(handshake(&server, "/hooks/asana", SECRET).0, 403, "a handshake after a restart");
+    assert!(server.stop().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
