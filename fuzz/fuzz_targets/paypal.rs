@@ -85,6 +85,9 @@ fn request(data: &[u8]) {
                     | Reason::UnsupportedAlgorithm
                     | Reason::MalformedHeader
                     | Reason::MalformedTimestamp
+                    // The default tolerance (4 days back, 5 minutes ahead of the vector's time).
+                    | Reason::TimestampTooOld
+                    | Reason::TimestampInFuture
                     | Reason::MalformedSignature
                     | Reason::HeaderTooLarge
                     | Reason::SignatureMismatch
