@@ -117,6 +117,25 @@ impl CertificateFetcher for HttpsFetcher {
     }
 }
 
+/// Inserts `url` into `map`, which holds at most `capacity` entries: when full, the
+/// entries that are no longer `live` go first, then all of them (bounded memory whatever
+/// URLs requests name).
+fn insert_bounded<V>(
+    map: &mut HashMap<String, V>,
+    capacity: usize,
+    url: &str,
+    value: V,
+    live: impl Fn(&V) -> bool,
+) {
+    if map.len() >= capacity {
+        map.retain(|_, v| live(v));
+        if map.len() >= capacity {
+            map.clear();
+        }
+    }
+    map.insert(url.to_owned(), value);
+}
+
 /// How long a URL whose fetch failed is not fetched again.
 const RETRY_FAILED_AFTER: Duration = Duration::from_secs(60);
 
@@ -216,13 +235,7 @@ impl PayPalCertificates {
     /// Remembers that fetching `url` failed (bounded: the oldest are dropped first).
     fn remember_failure(&self, url: &str, now: OffsetDateTime) {
         if let Ok(mut failed) = self.failed.lock() {
-            if failed.len() >= self.capacity {
-                failed.retain(|_, until| *until > now);
-                if failed.len() >= self.capacity {
-                    failed.clear();
-                }
-            }
-            failed.insert(url.to_owned(), now + RETRY_FAILED_AFTER);
+            insert_bounded(&mut failed, self.capacity, url, now + RETRY_FAILED_AFTER, |until| *until > now);
         }
     }
 
@@ -259,13 +272,8 @@ impl PayPalCertificates {
         };
         let scheme: Arc<dyn Scheme> = Arc::new(scheme);
         if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= self.capacity {
-                cache.retain(|_, (_, expires)| *expires > now);
-                if cache.len() >= self.capacity {
-                    cache.clear();
-                }
-            }
-            cache.insert(url.to_owned(), (Arc::clone(&scheme), now + self.ttl));
+            let entry = (Arc::clone(&scheme), now + self.ttl);
+            insert_bounded(&mut cache, self.capacity, url, entry, |(_, expires)| *expires > now);
         }
         tracing::info!(url, "fetched PayPal certificate");
         Ok(scheme)

@@ -493,11 +493,8 @@ impl Worker {
         // it does before its first `.await` counts too.
         let now = tokio::time::Instant::now();
         let limit = self.lease.saturating_sub(lease_margin(self.lease));
-        // A lease too long for the clock to add is no limit (30 years: tokio's "never").
-        let deadline = pulled_at
-            .unwrap_or(now)
-            .checked_add(limit)
-            .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400));
+        // A lease too long for the clock to add is no limit.
+        let deadline = crate::inbox::instant_after(pulled_at.unwrap_or(now), limit);
         let outcome = if *cancel.borrow() || deadline <= now {
             // The grace period is over, or the lease ran out in the queue: not started.
             None

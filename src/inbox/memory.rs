@@ -803,14 +803,7 @@ impl Inbox for MemoryInbox {
                 }
                 Err(_) => None,
             };
-            let mut limit = timeout;
-            if let Some(at) = next {
-                let left = at.saturating_sub(self.clock.unix_nanos());
-                if left <= 0 {
-                    return;
-                }
-                limit = limit.min(Duration::from_nanos(u64::try_from(left).unwrap_or(u64::MAX)));
-            }
+            let Some(limit) = super::wait_limit(timeout, next, self.clock.unix_nanos()) else { return };
             let _ = tokio::time::timeout(limit, notified).await;
         })
     }

@@ -373,9 +373,38 @@ impl<T: Inbox + ?Sized> Inbox for std::sync::Arc<T> {
     }
 }
 
+/// `from` + `by`; a sum too far for the clock is 30 years from `from` (tokio's own
+/// "never"), not a panic.
+pub(crate) fn instant_after(from: tokio::time::Instant, by: Duration) -> tokio::time::Instant {
+    from.checked_add(by).unwrap_or_else(|| from + Duration::from_secs(30 * 365 * 86_400))
+}
+
+/// How long an inbox's [`Inbox::wait`] may sleep for a push: `timeout`, cut to the time
+/// left until `due` (when the first retry comes due or lease runs out, in nanoseconds
+/// since the epoch by the inbox's clock, which reads `now`); `None` when that time has
+/// come (return at once).
+pub(crate) fn wait_limit(timeout: Duration, due: Option<i128>, now: i128) -> Option<Duration> {
+    let Some(due) = due else { return Some(timeout) };
+    let left = due.saturating_sub(now);
+    if left <= 0 {
+        return None;
+    }
+    Some(timeout.min(Duration::from_nanos(u64::try_from(left).unwrap_or(u64::MAX))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wait_limits() {
+        let t = Duration::from_secs(60);
+        assert_eq!(wait_limit(t, None, 5), Some(t), "nothing due: the timeout");
+        assert_eq!(wait_limit(t, Some(5), 5), None, "due now");
+        assert_eq!(wait_limit(t, Some(4), 5), None, "overdue");
+        assert_eq!(wait_limit(t, Some(1_000_000_005), 5), Some(Duration::from_secs(1)));
+        assert_eq!(wait_limit(t, Some(i128::MAX), 0), Some(t), "far off: the timeout");
+    }
 
     fn hook() -> Webhook {
         let v = crate::verify::Verified::new("x", None, None, None, [0; 32], 0);

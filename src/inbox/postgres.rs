@@ -762,7 +762,7 @@ impl PostgresInbox {
     }
 
     async fn wait_now(&self, timeout: Duration) {
-        let deadline = wake::deadline_after(timeout);
+        let deadline = super::instant_after(Instant::now(), timeout);
         let (Some(listen), true) = (&self.listen, self.sql.valid) else {
             return tokio::time::sleep_until(deadline).await;
         };

@@ -896,7 +896,7 @@ impl RedisInbox {
     }
 
     async fn wait_now(&self, timeout: Duration) {
-        let deadline = wake::deadline_after(timeout);
+        let deadline = super::instant_after(tokio::time::Instant::now(), timeout);
         let Some(client) = &self.wake_client else {
             return tokio::time::sleep_until(deadline).await;
         };

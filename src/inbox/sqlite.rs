@@ -942,14 +942,10 @@ impl Inbox for SqliteInbox {
                 Ok(Ok(Answer::NextDue(at))) => at,
                 _ => None,
             };
-            let mut limit = timeout.saturating_sub(began.elapsed());
-            if let Some(at) = due {
-                let left = i128::from(at).saturating_sub(self.clock.unix_nanos());
-                if left <= 0 {
-                    return;
-                }
-                limit = limit.min(Duration::from_nanos(u64::try_from(left).unwrap_or(u64::MAX)));
-            }
+            let left = timeout.saturating_sub(began.elapsed());
+            let Some(limit) = super::wait_limit(left, due.map(i128::from), self.clock.unix_nanos()) else {
+                return;
+            };
             let _ = tokio::time::timeout(limit, notified).await;
         })
     }

@@ -145,13 +145,6 @@ pub(crate) async fn until_due_or_signalled(
     let _ = tokio::time::timeout_at(until, wakes.changed()).await;
 }
 
-/// `timeout` from now; a timeout too long for the clock to add is 30 years (tokio's own
-/// "never").
-pub(crate) fn deadline_after(timeout: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(timeout).unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400))
-}
-
 /// When a waiter that must return by `deadline` stops waiting for a signal, given the
 /// earliest time `due` (by the inbox's clock, `now`) at which a job becomes due; `None`
 /// when that job is due already.
