@@ -343,13 +343,15 @@ impl Worker {
                     };
                     loop {
                         match Caught::new(this.process(job, &cancel, &mut counters)).await {
-                            Some(true) => {
-                                // Given back unprocessed (shutdown, or a lease that ran
-                                // out): not a lane to take another at once.
-                                returned.fetch_add(1, Ordering::Relaxed);
+                            // Not started (shutdown, or a lease that ran out): not a lane
+                            // to take another at once.
+                            Some(Ran::NotStarted { given_back }) => {
+                                if given_back {
+                                    returned.fetch_add(1, Ordering::Relaxed);
+                                }
                                 break;
                             }
-                            Some(false) => {}
+                            Some(Ran::Settled) => {}
                             // Not the handler (its panics are failed attempts): the lane
                             // lives on, and the job comes back when its lease runs out.
                             None => tracing::error!("a worker lane caught a panic outside the handler"),
@@ -465,9 +467,9 @@ impl Worker {
         }
     }
 
-    /// Runs one job; `true` when it was given back unprocessed (shutdown, or its lease ran
-    /// out before a lane was free).
-    async fn process(&self, queued: Queued, cancel: &watch::Receiver<bool>, counters: &mut Counters) -> bool {
+    /// Runs one job, or gives it back unstarted (shutdown, or its lease ran out before a
+    /// lane was free).
+    async fn process(&self, queued: Queued, cancel: &watch::Receiver<bool>, counters: &mut Counters) -> Ran {
         use tracing::Instrument as _;
         let job = &queued.job;
         let webhook = job.webhook();
@@ -485,7 +487,7 @@ impl Worker {
         Queued { job, pulled_at }: Queued,
         mut cancel: watch::Receiver<bool>,
         counters: &mut Counters,
-    ) -> bool {
+    ) -> Ran {
         // The lease runs from the pull (from now when the lane pulled the job itself, just
         // now). The handler must be done a margin before it ends, so that its outcome
         // reaches the inbox while the lease still holds the job: a pull in between would
@@ -516,10 +518,15 @@ impl Worker {
         let result = match outcome {
             None => {
                 // Shutdown: give the job back at once, unprocessed; the attempt does not count.
-                if let Err(e) = self.inbox.give_back(&job, self.clock.now()).await {
-                    report_inbox_error(&e, "return");
-                }
-                return true;
+                // When the inbox refuses, the job comes back once its lease runs out.
+                let given_back = match self.inbox.give_back(&job, self.clock.now()).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        report_inbox_error(&e, "return");
+                        false
+                    }
+                };
+                return Ran::NotStarted { given_back };
             }
             Some(Ok(Some(Ok(())))) => Ok(()),
             Some(Ok(Some(Err(e)))) => Err(e),
@@ -565,8 +572,17 @@ impl Worker {
                 }
             }
         }
-        false
+        Ran::Settled
     }
+}
+
+/// What [`Worker::process`] did with a job.
+enum Ran {
+    /// The handler ran; its outcome went to the inbox (or was reported when the inbox
+    /// refused it).
+    Settled,
+    /// Not started; `given_back`: the inbox took it back, due at once.
+    NotStarted { given_back: bool },
 }
 
 /// A lane's `hookguard_processed_total` key for the endpoint it last counted: made once
@@ -760,7 +776,9 @@ pub struct ShutdownReport {
     /// lane that had not started them yet.
     pub in_flight: usize,
     /// Jobs given back to the inbox, due at once, with their attempt uncounted: handlers
-    /// cancelled at the end of the grace period, and jobs not started by then.
+    /// cancelled at the end of the grace period, and jobs not started by then. A job the
+    /// inbox would not take back (it was down) is not counted: it comes back only once
+    /// its lease runs out.
     pub returned: usize,
 }
 
@@ -859,6 +877,33 @@ mod tests {
         assert_eq!(most.load(Ordering::SeqCst), 3, "three lanes, all used, never more");
         assert_eq!(inbox.depth().await.unwrap(), 0);
         worker.shutdown(Duration::from_secs(1)).await;
+    }
+
+    /// A job the inbox would not take back at shutdown is not reported as returned: it
+    /// comes back only when its lease runs out.
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_counts_only_the_jobs_the_inbox_took_back() {
+        let clock = ManualClock::at_unix(1_800_000_000);
+        let mut inbox = CountingWaits::new(MemoryInbox::new().clock(clock.clone()));
+        inbox.push(hook("a")).await.unwrap();
+        inbox.refuse_give_back = true;
+        let (started_tx, mut started) = mpsc::unbounded_channel();
+        let blocked = move |_hook: Webhook| {
+            let _ = started_tx.send(());
+            std::future::pending::<Result<(), std::convert::Infallible>>()
+        };
+        let worker =
+            Worker::new(inbox.clone(), blocked).concurrency(1).lease(Duration::from_secs(60)).spawn();
+        started.recv().await.expect("the job started");
+        let report = worker.shutdown(Duration::from_millis(100)).await;
+        assert_eq!((report.in_flight, report.returned), (1, 0));
+        assert!(inbox.inner.pull(1, Duration::from_secs(30)).await.unwrap().is_empty(), "still leased");
+        clock.advance(Duration::from_secs(61));
+        assert_eq!(
+            inbox.inner.pull(1, Duration::from_secs(30)).await.unwrap().len(),
+            1,
+            "back after its lease"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -1148,6 +1193,8 @@ mod tests {
         pulls: Arc<AtomicUsize>,
         /// Calls to `depth` (the gauge).
         depths: Arc<AtomicUsize>,
+        /// `give_back` fails (the inbox is down).
+        refuse_give_back: bool,
     }
 
     impl CountingWaits {
@@ -1159,6 +1206,7 @@ mod tests {
                 waits: Arc::default(),
                 pulls: Arc::default(),
                 depths: Arc::default(),
+                refuse_give_back: false,
             }
         }
     }
@@ -1191,6 +1239,16 @@ mod tests {
             error: &'a str,
         ) -> BoxFuture<'a, Result<(), InboxError>> {
             self.inner.retry(job, at, error)
+        }
+        fn give_back<'a>(
+            &'a self,
+            job: &'a Job,
+            now: OffsetDateTime,
+        ) -> BoxFuture<'a, Result<(), InboxError>> {
+            if self.refuse_give_back {
+                return Box::pin(std::future::ready(Err(InboxError::Backend("down".into()))));
+            }
+            self.inner.give_back(job, now)
         }
         fn dead_letter<'a>(&'a self, job: &'a Job, error: &'a str) -> BoxFuture<'a, Result<(), InboxError>> {
             Box::pin(async move {
