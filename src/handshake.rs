@@ -68,13 +68,16 @@ impl Handshake for ZoomUrlValidation {
     }
 }
 
-/// Twitch EventSub's `webhook_callback_verification`: answers the challenge.
+/// Twitch EventSub's `webhook_callback_verification`: answers the challenge. The message
+/// is known by its signed body (a string `challenge`), not by the unsigned message-type
+/// header: a verification message resent as a `notification` is answered again, never
+/// handed off as an event.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TwitchCallbackVerification;
 
 impl Handshake for TwitchCallbackVerification {
-    fn after(&self, parts: &Parts, body: &[u8], _verified: &Verified<'_>) -> Option<Response<Vec<u8>>> {
-        providers::twitch::callback_verification(&parts.headers, body)
+    fn after(&self, _parts: &Parts, body: &[u8], _verified: &Verified<'_>) -> Option<Response<Vec<u8>>> {
+        providers::twitch::callback_verification(body)
     }
 }
 

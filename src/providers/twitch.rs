@@ -78,27 +78,24 @@ pub fn scheme(secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
 }
 
 /// Answers a `webhook_callback_verification` message (a post-verify step: call it with
-/// the headers and body of a request that verified).
+/// the body of a request that verified).
 ///
-/// When `Twitch-Eventsub-Message-Type` is `webhook_callback_verification` and the body's
-/// `challenge` is a string: `200` with the challenge as a `text/plain` body. `None`
-/// otherwise (a notification, a revocation, or a verification message without a
-/// challenge).
+/// A verification message is known by its body, which Twitch signs: when the body's
+/// `challenge` is a JSON string, `200` with the challenge as a `text/plain` body, whatever
+/// `Twitch-Eventsub-Message-Type` says. That header is not signed: read from it, a captured
+/// verification message resent as a `notification` would be taken for an event once.
+/// Notifications and revocations carry no `challenge`: `None` for them, and for a
+/// `challenge` that is not a string (numbers are not echoed).
 ///
 /// ```
 /// use hookguard::providers::twitch;
 ///
-/// let mut headers = http::HeaderMap::new();
-/// headers.insert("twitch-eventsub-message-type", "webhook_callback_verification".parse().unwrap());
-/// let answer = twitch::callback_verification(&headers, br#"{"challenge":"pogchamp-kappa-360noscope-vohiyo"}"#).unwrap();
+/// let answer = twitch::callback_verification(br#"{"challenge":"pogchamp-kappa-360noscope-vohiyo"}"#).unwrap();
 /// assert_eq!(answer.body(), b"pogchamp-kappa-360noscope-vohiyo");
+/// assert!(twitch::callback_verification(br#"{"subscription":{},"event":{}}"#).is_none());
 /// ```
 #[must_use]
-pub fn callback_verification(headers: &HeaderMap, body: &[u8]) -> Option<Response<Vec<u8>>> {
-    if headers.get(&MESSAGE_TYPE)?.as_bytes() != b"webhook_callback_verification" {
-        return None;
-    }
-    // Only a JSON string is a challenge (numbers are not echoed).
+pub fn callback_verification(body: &[u8]) -> Option<Response<Vec<u8>>> {
     let challenge = respond::json_string(body, &["challenge"])?;
     Some(respond::plain_text(challenge.into_owned()))
 }
@@ -220,22 +217,17 @@ mod tests {
 
     #[test]
     fn callback_verification_table() {
-        let verification = "webhook_callback_verification";
-        let cases: &[(&str, Option<&str>, &[u8], Option<&[u8]>)] = &[
-            ("challenge", Some(verification), br#"{"challenge":"abc","subscription":{}}"#, Some(b"abc")),
-            ("escaped challenge", Some(verification), br#"{"challenge":"a\"b"}"#, Some(b"a\"b")),
-            ("notification", Some("notification"), br#"{"challenge":"abc"}"#, None),
-            ("no message type", None, br#"{"challenge":"abc"}"#, None),
-            ("no challenge", Some(verification), br#"{"subscription":{}}"#, None),
-            ("number challenge", Some(verification), br#"{"challenge":12}"#, None),
-            ("not json", Some(verification), b"\xff", None),
+        let cases: &[(&str, &[u8], Option<&[u8]>)] = &[
+            ("challenge", br#"{"challenge":"abc","subscription":{}}"#, Some(b"abc")),
+            ("escaped challenge", br#"{"challenge":"a\"b"}"#, Some(b"a\"b")),
+            ("no challenge", br#"{"subscription":{}}"#, None),
+            ("notification", br#"{"subscription":{},"event":{"user_id":"1"}}"#, None),
+            ("nested challenge", br#"{"event":{"challenge":"abc"}}"#, None),
+            ("number challenge", br#"{"challenge":12}"#, None),
+            ("not json", b"\xff", None),
         ];
-        for (name, kind, body, want) in cases {
-            let mut headers = HeaderMap::new();
-            if let Some(kind) = kind {
-                headers.insert(MESSAGE_TYPE, kind.parse().unwrap());
-            }
-            let got = callback_verification(&headers, body);
+        for (name, body, want) in cases {
+            let got = callback_verification(body);
             assert_eq!(got.as_ref().map(|r| r.body().as_slice()), *want, "case {name}");
             if let Some(r) = got {
                 assert_eq!(r.status(), 200);
