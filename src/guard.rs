@@ -28,7 +28,7 @@
 use std::{collections::HashMap, fmt, future::Future, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use http::{HeaderMap, Response, StatusCode, header, request::Parts};
+use http::{HeaderMap, HeaderName, Response, StatusCode, header, request::Parts};
 
 use crate::{
     Secret,
@@ -721,6 +721,7 @@ impl Guard {
         };
         let passed = Passed {
             labels,
+            secret_headers: verified.secret_headers().to_vec(),
             event_in_body: event.err(),
             timestamp: verified.timestamp_nanos(),
             received_at: now,
@@ -855,8 +856,11 @@ impl Guard {
         }
     }
 
-    /// The kept form of a verified request.
-    fn keep(&self, headers: HeaderMap, body: Bytes, passed: Passed) -> Webhook {
+    /// The kept form of a verified request, without the headers that carried a secret.
+    fn keep(&self, mut headers: HeaderMap, body: Bytes, passed: Passed) -> Webhook {
+        for name in &passed.secret_headers {
+            headers.remove(name);
+        }
         let endpoint = Arc::clone(&self.inner.endpoint);
         Webhook::kept(
             passed.labels,
@@ -881,6 +885,7 @@ impl Guard {
     ) -> Response<Vec<u8>> {
         let passed = Passed {
             labels: Labels::with_key(key, verified),
+            secret_headers: verified.secret_headers().to_vec(),
             event_in_body: None,
             timestamp: verified.timestamp_nanos(),
             received_at: self.inner.clock.unix_nanos(),
@@ -971,6 +976,8 @@ fn counter_key(name: &'static str, endpoint: &Arc<str>) -> metrics::Key {
 /// lives.
 struct Passed {
     labels: Labels,
+    /// Headers that carried a secret ([`Verified::secret_headers`]): not kept.
+    secret_headers: Vec<HeaderName>,
     /// Where the event type is in the JSON body, when it was not read yet.
     event_in_body: Option<&'static [&'static str]>,
     timestamp: Option<i128>,

@@ -635,3 +635,38 @@ fn a_token_in_any_field_is_compared() {
         assert_eq!(scheme.verify(&WebhookRequest::from_request(&req), now).is_ok(), ok, "{name}");
     }
 }
+
+/// The headers a token scheme read its token from are not kept: neither the inbox (a
+/// durable one writes them to disk) nor the handler sees the shared secret, and a kept
+/// webhook's `Debug` shows header names and the body's length only.
+#[tokio::test]
+async fn a_shared_token_header_is_not_kept() {
+    use hookguard::verify::{Field, TokenScheme};
+    static HEADERS: [Field; 2] = [
+        Field::Header(http::HeaderName::from_static("x-acme-token")),
+        Field::Header(http::HeaderName::from_static("x-acme-token-2")),
+    ];
+    let inbox = MemoryInbox::new();
+    let scheme = TokenScheme::new("acme", Field::Any(&HEADERS), "s3cret-token").unwrap();
+    let guard = Guard::builder("acme", scheme).inbox(inbox.clone()).build();
+    for (n, header) in ["x-acme-token", "x-acme-token-2"].into_iter().enumerate() {
+        let req = Request::post("/hooks/acme")
+            .header(header, "s3cret-token")
+            .header("x-acme-token-2", "s3cret-token")
+            .header("x-request-id", "r-1")
+            .body(())
+            .unwrap();
+        let body = format!(r#"{{"n":{n},"card":"4111"}}"#);
+        assert_eq!(guard.accept(&parts_of(req), Bytes::from(body)).await.status(), 202);
+    }
+    let jobs = inbox.pull(10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(jobs.len(), 2);
+    for job in &jobs {
+        let headers = job.webhook().headers();
+        assert_eq!(headers.get("x-request-id").unwrap(), "r-1", "other headers are kept");
+        assert!(headers.get("x-acme-token").is_none() && headers.get("x-acme-token-2").is_none());
+        let debug = format!("{job:?}");
+        assert!(debug.contains("x-request-id"), "{debug}");
+        assert!(!debug.contains("r-1") && !debug.contains("4111"), "no values, no body: {debug}");
+    }
+}

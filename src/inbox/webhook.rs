@@ -81,9 +81,20 @@ impl fmt::Debug for Webhook {
             .field("event", &self.event())
             .field("timestamp", &self.timestamp())
             .field("received_at", &self.received_at())
-            .field("headers", self.headers())
-            .field("body", self.body())
+            // Names only, and the body's length: a Debug line may end up in a log, and
+            // header values and payloads may hold personal data.
+            .field("headers", &HeaderNames(self.headers()))
+            .field("body_len", &self.body().len())
             .finish()
+    }
+}
+
+/// A header map's names, for [`Webhook`]'s `Debug`.
+struct HeaderNames<'a>(&'a HeaderMap);
+
+impl fmt::Debug for HeaderNames<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
     }
 }
 
@@ -442,8 +453,10 @@ impl Webhook {
         self.inner.received_at
     }
     /// The request headers that were kept: all but credentials and shared tokens
-    /// (`Authorization`, `Cookie`, `X-Gitlab-Token`, `X-Hook-Secret`, …). Signature headers
-    /// are kept: they are not secret.
+    /// (`Authorization`, `Cookie`, `X-Gitlab-Token`, `X-Hook-Secret`, …, and whatever
+    /// headers the scheme read a shared token from: [`Verified::secret_headers`]).
+    /// Signature headers are kept: they are not secret. A token carried in the body stays
+    /// in the body.
     ///
     #[must_use]
     pub fn headers(&self) -> &HeaderMap {

@@ -264,6 +264,8 @@ pub struct Verified<'a> {
     event: Event<'a>,
     fingerprint: [u8; 32],
     key_index: usize,
+    /// Headers that carried a secret (a shared token) rather than a signature.
+    secret_headers: Cow<'a, [HeaderName]>,
 }
 
 /// The event type: known when the request verified, or a member of the JSON body read
@@ -304,6 +306,7 @@ impl PartialEq for Verified<'_> {
             && self.event() == other.event()
             && self.fingerprint == other.fingerprint
             && self.key_index == other.key_index
+            && self.secret_headers == other.secret_headers
     }
 }
 
@@ -338,7 +341,37 @@ impl<'a> Verified<'a> {
             event: Event::Known(event),
             fingerprint,
             key_index,
+            secret_headers: Cow::Borrowed(&[]),
         }
+    }
+
+    /// Names the headers that carried a secret rather than a signature (a shared token,
+    /// for custom [`Scheme`](super::Scheme)s): the guard leaves them out of what it keeps,
+    /// so that neither the inbox nor the handler sees the token (as
+    /// [`TokenScheme`](super::TokenScheme) does for its header).
+    ///
+    /// ```
+    /// # use hookguard::verify::Verified;
+    /// const TOKEN: [http::HeaderName; 1] = [http::HeaderName::from_static("x-acme-token")];
+    /// let v = Verified::new("acme", None, None, None, [7; 32], 0).with_secret_headers(&TOKEN);
+    /// assert_eq!(v.secret_headers(), &TOKEN);
+    /// ```
+    #[must_use]
+    pub fn with_secret_headers(mut self, names: &'a [HeaderName]) -> Self {
+        self.secret_headers = Cow::Borrowed(names);
+        self
+    }
+
+    /// The headers that carried a secret rather than a signature (see
+    /// [`with_secret_headers`](Self::with_secret_headers)); usually none.
+    ///
+    /// ```
+    /// # use hookguard::verify::Verified;
+    /// assert!(Verified::new("acme", None, None, None, [7; 32], 0).secret_headers().is_empty());
+    /// ```
+    #[must_use]
+    pub fn secret_headers(&self) -> &[HeaderName] {
+        &self.secret_headers
     }
 
     /// The provider's name, as in PROVIDERS.md (`stripe`, `standard-webhooks`, …).
@@ -451,6 +484,7 @@ impl<'a> Verified<'a> {
             event,
             fingerprint: self.fingerprint,
             key_index: self.key_index,
+            secret_headers: Cow::Owned(self.secret_headers.into_owned()),
         }
     }
 
@@ -491,7 +525,16 @@ impl<'a> Verified<'a> {
         key_index: usize,
         id_signed: bool,
     ) -> Self {
-        Self { provider: Cow::Borrowed(provider), id, id_signed, timestamp, event, fingerprint, key_index }
+        Self {
+            provider: Cow::Borrowed(provider),
+            id,
+            id_signed,
+            timestamp,
+            event,
+            fingerprint,
+            key_index,
+            secret_headers: Cow::Borrowed(&[]),
+        }
     }
 }
 

@@ -39,6 +39,8 @@ pub struct TokenScheme {
     raw_first: Secret,
     id: Option<Field>,
     event: Option<Field>,
+    /// The headers `header` reads the token from: left out of what the guard keeps.
+    token_headers: Vec<HeaderName>,
 }
 
 impl fmt::Debug for TokenScheme {
@@ -64,8 +66,11 @@ impl TokenScheme {
         token: impl AsRef<[u8]>,
     ) -> Result<Self, ConfigError> {
         let secret = Secret::new(token.as_ref())?;
+        let mut token_headers = Vec::new();
+        headers_of(&header, &mut token_headers);
         Ok(Self {
             provider: provider.into(),
+            token_headers,
             header,
             digests: vec![digest(secret.expose())],
             raw_first: secret,
@@ -102,6 +107,15 @@ impl TokenScheme {
     pub fn with_event(mut self, field: Field) -> Self {
         self.event = Some(field);
         self
+    }
+}
+
+/// The headers `field` reads, into `names`.
+fn headers_of(field: &Field, names: &mut Vec<HeaderName>) {
+    match field {
+        Field::Header(name) => names.push(name.clone()),
+        Field::Any(fields) => fields.iter().for_each(|f| headers_of(f, names)),
+        Field::Json(_) | Field::SignatureParam => {}
     }
 }
 
@@ -154,7 +168,8 @@ impl Scheme for TokenScheme {
             Some(field) => field.text(req, None).ok().flatten(),
             None => None,
         };
-        Ok(Verified::new(self.provider.as_ref(), id, None, event, fingerprint, key_index))
+        Ok(Verified::new(self.provider.as_ref(), id, None, event, fingerprint, key_index)
+            .with_secret_headers(&self.token_headers))
     }
 }
 
