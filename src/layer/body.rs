@@ -101,12 +101,25 @@ where
         Poll::Ready(match ready!(self.project().read.poll(cx)) {
             None => Err(known::BODY_TIMEOUT),
             Some(Ok(collected)) => Ok(collected.to_bytes()),
-            Some(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-                Err(known::BODY_TOO_LARGE)
-            }
+            Some(Err(e)) if over_a_limit(&*e) => Err(known::BODY_TOO_LARGE),
             Some(Err(_)) => Err(known::BODY_ERROR),
         })
     }
+}
+
+/// Whether `e` is, or was caused by, a body limit's refusal: this guard's own, or an outer
+/// one's (tower-http's `RequestBodyLimitLayer` around a router, whose error axum wraps).
+fn over_a_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    // A chain of causes is short; the bound only guards against a cycle.
+    for _ in 0..16 {
+        match cause {
+            Some(e) if e.is::<http_body_util::LengthLimitError>() => return true,
+            Some(e) => cause = e.source(),
+            None => return false,
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -127,6 +140,39 @@ mod tests {
             cx.waker().wake_by_ref();
             Poll::Pending
         }
+    }
+
+    /// An error that wraps another (as `axum::Error` does a body's).
+    #[derive(Debug)]
+    struct Wrapped(Box<dyn std::error::Error + Send + Sync>);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("wrapped")
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&*self.0)
+        }
+    }
+
+    /// A body an outer limit refused is answered `413` like one over the guard's own
+    /// limit, also when the refusal comes wrapped; other errors are `400`.
+    #[tokio::test]
+    async fn an_outer_limits_refusal_is_too_large() {
+        let guard = Guard::builder("t", crate::providers::github::scheme("s").unwrap()).build();
+        let big = || http_body_util::Full::new(Bytes::from(vec![b'x'; 100]));
+        let outer = Limited::new(big(), 10).map_err(Wrapped);
+        assert_eq!(read(&guard, outer).await.unwrap_err().code(), known::BODY_TOO_LARGE.code());
+        let twice = Limited::new(big(), 10).map_err(Wrapped).map_err(|e| Wrapped(Box::new(e)));
+        assert_eq!(read(&guard, twice).await.unwrap_err().code(), known::BODY_TOO_LARGE.code());
+        let failing =
+            http_body_util::StreamBody::new(futures_util::stream::iter([Err::<http_body::Frame<Bytes>, _>(
+                Wrapped("connection reset".into()),
+            )]));
+        assert_eq!(read(&guard, failing).await.unwrap_err().code(), known::BODY_ERROR.code());
     }
 
     #[tokio::test(start_paused = true)]
