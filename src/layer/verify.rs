@@ -178,14 +178,18 @@ where
     type Error = S::Error;
     type Future = VerifyFuture<ResBody, S::Error>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+    /// Always ready: the inner service's readiness is awaited only for a request that
+    /// verified and is fresh (as axum's `from_fn` does), so that requests still sending
+    /// their bodies, or failing verification, hold none of its capacity (a concurrency
+    /// limit's permits, a buffer's slots).
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        // The ready clone is used; a fresh clone stays behind (tower's readiness rule).
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        // A clone, made ready once it is needed (tower's readiness rule: `self.inner` may
+        // not have been polled ready).
+        let mut inner = self.inner.clone();
         use tracing::Instrument as _;
         let guard = self.guard.clone();
         let span = tracing::info_span!("webhook", endpoint = guard.endpoint(), method = %req.method(), path = req.uri().path());
@@ -215,7 +219,10 @@ where
                     if let Some(routed) = routed {
                         parts.uri = routed;
                     }
-                    let res = inner.call(Request::from_parts(parts, B::from(bytes))).await;
+                    let res = match std::future::poll_fn(|cx| inner.poll_ready(cx)).await {
+                        Ok(()) => inner.call(Request::from_parts(parts, B::from(bytes))).await,
+                        Err(e) => Err(e),
+                    };
                     match &res {
                         Ok(r) => reservation.finish(r.status()).await,
                         Err(_) => reservation.cancel().await,
@@ -247,5 +254,83 @@ impl<ResBody, E> Future for VerifyFuture<ResBody, E> {
     type Output = Result<Response<ResBody>, E>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.inner.as_mut().poll(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+
+    use http_body_util::Full;
+
+    use super::*;
+    use crate::providers::github;
+
+    /// A service that is ready only once `open` is set (a concurrency limit whose permits
+    /// are all taken, say); it answers `204`.
+    #[derive(Clone)]
+    struct Gated {
+        open: Arc<AtomicBool>,
+        called: Arc<AtomicBool>,
+    }
+
+    impl Service<Request<Full<Bytes>>> for Gated {
+        type Response = Response<Bytes>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Response<Bytes>, std::convert::Infallible>>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            if self.open.load(Ordering::SeqCst) {
+                Poll::Ready(Ok(()))
+            } else {
+                // Woken by the test's next poll.
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        }
+
+        fn call(&mut self, _req: Request<Full<Bytes>>) -> Self::Future {
+            assert!(self.open.load(Ordering::SeqCst), "called only once ready");
+            self.called.store(true, Ordering::SeqCst);
+            let mut res = Response::new(Bytes::new());
+            *res.status_mut() = http::StatusCode::NO_CONTENT;
+            std::future::ready(Ok(res))
+        }
+    }
+
+    /// Requests that fail verification are answered while the inner service is not
+    /// ready, and take none of its capacity; a verified one waits for it.
+    #[tokio::test]
+    async fn the_inner_service_is_made_ready_only_for_a_verified_request() {
+        let gated = Gated { open: Arc::default(), called: Arc::default() };
+        let guard = Guard::builder("github", github::scheme("It's a Secret to Everybody").unwrap()).build();
+        let mut verify = VerifyLayer::new(guard).layer(gated.clone());
+        let ready = std::future::poll_fn(|cx| Service::<Request<Full<Bytes>>>::poll_ready(&mut verify, cx));
+        tokio::time::timeout(std::time::Duration::from_secs(5), ready).await.unwrap().unwrap();
+        let unsigned =
+            Request::post("/hooks/github").body(Full::new(Bytes::from_static(b"Hello, World!"))).unwrap();
+        let res = verify.call(unsigned).await.unwrap();
+        assert_eq!(res.status(), 401);
+        assert!(!gated.called.load(Ordering::SeqCst));
+
+        let signed = Request::post("/hooks/github")
+            .header(
+                "x-hub-signature-256",
+                "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+            )
+            .body(Full::new(Bytes::from_static(b"Hello, World!")))
+            .unwrap();
+        let mut pending = verify.call(signed);
+        for _ in 0..10 {
+            assert!(
+                std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut pending).poll(cx))).await.is_pending()
+            );
+        }
+        gated.open.store(true, Ordering::SeqCst);
+        assert_eq!(pending.await.unwrap().status(), 204);
+        assert!(gated.called.load(Ordering::SeqCst));
     }
 }

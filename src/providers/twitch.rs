@@ -29,7 +29,7 @@
 
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, Response};
+use http::{HeaderName, Response};
 
 use super::respond;
 use crate::{
