@@ -214,6 +214,7 @@ where
                 let reservation = match guard.reserve(&parts, &bytes).await {
                     Reserved::Fresh { verified, reservation } => {
                         req.extensions_mut().insert(verified);
+                        req.extensions_mut().insert(crate::guard::BodyLimit(guard.body_limit()));
                         reservation
                     }
                     Reserved::Respond(res) => return Ok(answer(req, res)),
@@ -438,7 +439,11 @@ pub enum WebhookRejection {
     NotVerified,
     /// The body could not be read (400).
     Body,
-    /// The verified body does not fit the type (422).
+    /// The body is over the guard's limit (413): a middleware between [`Verify`] and the
+    /// handler (a decompression, say) replaced the bytes that were verified.
+    TooLarge,
+    /// The verified body does not fit the type (422). The answer and `Display` say where
+    /// and how, never the offending value.
     Json(serde_json::Error),
 }
 
@@ -451,12 +456,13 @@ impl WebhookRejection {
                 "Webhook was not verified",
             ),
             Self::Body => known::BODY_ERROR,
+            Self::TooLarge => known::BODY_TOO_LARGE,
             Self::Json(e) => Problem::new(
                 http::StatusCode::UNPROCESSABLE_ENTITY,
                 "unprocessable-body",
                 "Body does not fit",
             )
-            .detail(e.to_string()),
+            .detail(crate::problem::json_detail(e)),
         }
     }
 }
@@ -466,7 +472,8 @@ impl fmt::Display for WebhookRejection {
         match self {
             Self::NotVerified => f.write_str("webhook was not verified"),
             Self::Body => f.write_str("body could not be read"),
-            Self::Json(e) => write!(f, "body does not fit: {e}"),
+            Self::TooLarge => f.write_str("body over the limit"),
+            Self::Json(e) => f.write_str(&crate::problem::json_detail(e)),
         }
     }
 }
@@ -510,13 +517,16 @@ impl FromRequest for VerifiedWebhook {
 
     fn from_request(req: &HttpRequest, payload: &mut dev::Payload) -> Self::Future {
         let verified = req.extensions().get::<Verified<'static>>().cloned();
+        let limit = crate::guard::BodyLimit::of(req.extensions().get().copied());
         let payload = payload.take();
         Box::pin(async move {
             let verified = verified.ok_or(WebhookRejection::NotVerified)?;
-            // `Verify` put the bounded, already-read bytes back: no second limit here.
-            let body = match collect(payload, usize::MAX).await {
+            // `Verify` put the bounded, already-read bytes back; read again within the same
+            // limit, in case a middleware in between replaced them.
+            let body = match collect(payload, limit).await {
                 Some(Ok(body)) => body,
-                _ => return Err(WebhookRejection::Body),
+                Some(Err(_)) => return Err(WebhookRejection::Body),
+                None => return Err(WebhookRejection::TooLarge),
             };
             Ok(Self { verified, body })
         })
@@ -868,6 +878,36 @@ mod tests {
         assert!(over(vec!["12345"], 4));
         assert!(over(vec!["12", "34", "5"], 4));
         assert!(!over(vec!["12", "34"], 4));
+    }
+
+    /// The extractors read within the guard's limit `Verify` left next to `Verified` (a
+    /// middleware in between may have replaced the payload), and a body that does not fit
+    /// is answered without its value.
+    #[test]
+    fn the_extractors_read_within_the_limit_and_do_not_quote_the_body() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Order {
+            #[allow(dead_code)]
+            amount: u32,
+        }
+        let request = |body: &'static str| {
+            let (req, _) = actix_web::test::TestRequest::post().to_http_parts();
+            req.extensions_mut().insert(Verified::new("t", None, None, None, [0; 32], 0));
+            req.extensions_mut().insert(crate::guard::BodyLimit(32));
+            (req, dev::Payload::from(Bytes::from_static(body.as_bytes())))
+        };
+        let (req, mut payload) = request(r#"{"amount":"4111 1111 1111 1111", "pad": "xx"}"#);
+        let over = block_on(VerifiedWebhook::from_request(&req, &mut payload));
+        assert!(matches!(over, Err(WebhookRejection::TooLarge)), "{over:?}");
+        let (req, mut payload) = request(r#"{"amount":"4111 1111"}"#);
+        let got = block_on(VerifiedJson::<Order>::from_request(&req, &mut payload));
+        let Err(rejection) = got else { panic!("{got:?}") };
+        let res = rejection.error_response();
+        assert_eq!(res.status(), 422);
+        let body = block_on(actix_web::body::to_bytes(res.into_body())).unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(!text.contains("4111") && !rejection.to_string().contains("4111"), "{text}");
+        assert!(text.contains("does not fit the expected type"), "{text}");
     }
 
     #[test]

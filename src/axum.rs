@@ -42,7 +42,12 @@ pub enum WebhookRejection {
     NotVerified,
     /// The body could not be read (400).
     Body,
-    /// The verified body does not fit the type (422).
+    /// The body is over the guard's limit (413): a layer between
+    /// [`VerifyLayer`](crate::layer::VerifyLayer) and the handler (a decompression, say)
+    /// replaced the bytes that were verified.
+    TooLarge,
+    /// The verified body does not fit the type (422). The answer and `Display` say where
+    /// and how, never the offending value.
     Json(serde_json::Error),
 }
 
@@ -54,9 +59,10 @@ impl IntoResponse for WebhookRejection {
                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "not-verified", "Webhook was not verified")
             }
             Self::Body => Problem::new(StatusCode::BAD_REQUEST, "body-error", "Body could not be read"),
+            Self::TooLarge => crate::problem::known::BODY_TOO_LARGE,
             Self::Json(e) => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable-body", "Body does not fit")
-                    .detail(e.to_string())
+                    .detail(crate::problem::json_detail(&e))
             }
         };
         problem.into_response().map(axum::body::Body::from).into_response()
@@ -68,7 +74,8 @@ impl std::fmt::Display for WebhookRejection {
         match self {
             Self::NotVerified => f.write_str("webhook was not verified"),
             Self::Body => f.write_str("body could not be read"),
-            Self::Json(e) => write!(f, "body does not fit: {e}"),
+            Self::TooLarge => f.write_str("body over the limit"),
+            Self::Json(e) => f.write_str(&crate::problem::json_detail(e)),
         }
     }
 }
@@ -98,10 +105,17 @@ impl<S: Send + Sync> FromRequest<S> for VerifiedWebhook {
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let verified =
             req.extensions().get::<Verified<'static>>().cloned().ok_or(WebhookRejection::NotVerified)?;
-        // The verify layer read the body within the guard's limit and put the bytes back:
-        // no second limit here (axum's default 2 MiB would refuse what the guard allows).
-        let body =
-            axum::body::to_bytes(req.into_body(), usize::MAX).await.map_err(|_| WebhookRejection::Body)?;
+        // The verify layer read the body within the guard's limit and put the bytes back;
+        // read again within the same limit (not axum's default 2 MiB, which would refuse
+        // what the guard allows), in case a layer in between replaced them.
+        let limit = crate::guard::BodyLimit::of(req.extensions().get().copied());
+        let body = axum::body::to_bytes(req.into_body(), limit).await.map_err(|e| {
+            if crate::layer::body::over_a_limit(&e) {
+                WebhookRejection::TooLarge
+            } else {
+                WebhookRejection::Body
+            }
+        })?;
         Ok(Self { verified, body })
     }
 }

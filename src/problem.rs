@@ -155,3 +155,18 @@ pub(crate) mod known {
     pub(crate) const UNKNOWN_TENANT: Problem =
         Problem::new(StatusCode::NOT_FOUND, "unknown-endpoint", "No webhook endpoint here");
 }
+
+/// What is wrong with a body that does not fit a type, without quoting it: serde_json's
+/// own message repeats the offending value (`invalid type: string "4111 …"`), which an
+/// answer or a log line must not carry.
+#[cfg(any(feature = "axum", feature = "actix"))]
+pub(crate) fn json_detail(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Io => "could not be read",
+        Category::Syntax => "is not valid JSON",
+        Category::Data => "does not fit the expected type",
+        Category::Eof => "ends too early",
+    };
+    format!("body {what} (line {}, column {})", e.line(), e.column())
+}

@@ -134,3 +134,47 @@ async fn nested_routers_give_the_guard_the_whole_path() {
     let res = middleware.oneshot(signed("/api/hooks/initech", "{}", "n-3")).await.unwrap();
     assert_eq!(res.status(), 404, "an unknown tenant");
 }
+
+/// A body that does not fit is answered `422` saying where and how, without the value
+/// (serde_json's message quotes it: a card number, an address).
+#[tokio::test]
+async fn a_body_that_does_not_fit_is_not_quoted_back() {
+    #[derive(serde::Deserialize)]
+    struct Order {
+        amount: u32,
+    }
+    let guard = Guard::builder("github", github::scheme("secret").unwrap()).build();
+    let app = Router::new()
+        .route("/order", post(|VerifiedJson(o): VerifiedJson<Order>| async move { o.amount.to_string() }))
+        .layer(VerifyLayer::new(guard));
+    for (body, how) in [
+        (r#"{"amount":"4111 1111 1111 1111"}"#, "does not fit the expected type"),
+        (r#"{"amount":4111 1111}"#, "is not valid JSON"),
+    ] {
+        let res = app.clone().oneshot(signed("/order", body, body)).await.unwrap();
+        let status = res.status().as_u16();
+        let text = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+        let text = String::from_utf8_lossy(&text);
+        assert_eq!(status, 422, "{text}");
+        assert!(!text.contains("4111"), "{text}");
+        assert!(text.contains(how) && text.contains("line 1, column"), "{text}");
+    }
+}
+
+/// A layer between the verify layer and the handler that replaces the body (here: makes
+/// it larger, as a decompression would) cannot make the extractors read more than the
+/// guard's limit.
+#[tokio::test]
+async fn the_extractors_read_within_the_guards_limit() {
+    let guard = Guard::builder("github", github::scheme("secret").unwrap()).body_limit(64).build();
+    let inflate = |req: http::Request<Body>| {
+        let (parts, _) = req.into_parts();
+        http::Request::from_parts(parts, Body::from(vec![b'x'; 65]))
+    };
+    let app = Router::new()
+        .route("/raw", post(|hook: VerifiedWebhook| async move { hook.body.len().to_string() }))
+        .layer(tower::util::MapRequestLayer::new(inflate))
+        .layer(VerifyLayer::new(guard));
+    let res = app.oneshot(signed("/raw", r#"{"ref":"x"}"#, "big")).await.unwrap();
+    assert_eq!(res.status(), 413);
+}

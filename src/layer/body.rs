@@ -109,7 +109,7 @@ where
 
 /// Whether `e` is, or was caused by, a body limit's refusal: this guard's own, or an outer
 /// one's (tower-http's `RequestBodyLimitLayer` around a router, whose error axum wraps).
-fn over_a_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn over_a_limit(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(e);
     // A chain of causes is short; the bound only guards against a cycle.
     for _ in 0..16 {

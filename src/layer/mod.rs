@@ -41,7 +41,7 @@ fn original_uri(_parts: &http::request::Parts) -> Option<&http::Uri> {
 }
 
 mod accept;
-mod body;
+pub(crate) mod body;
 #[cfg(feature = "source-controls")]
 pub(crate) mod source;
 mod verify;

@@ -216,6 +216,7 @@ where
                     // Dropped before the inner service answers (the sender hung up): the
                     // reservation is cancelled, so the sender's retry gets through.
                     parts.extensions.insert(verified);
+                    parts.extensions.insert(crate::guard::BodyLimit(guard.body_limit()));
                     if let Some(routed) = routed {
                         parts.uri = routed;
                     }
