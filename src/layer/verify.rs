@@ -68,7 +68,7 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    task::{Context, Poll},
+    task::{Context, Poll, ready},
 };
 
 use bytes::Bytes;
@@ -194,7 +194,7 @@ where
         let guard = self.guard.clone();
         let span = tracing::info_span!("webhook", endpoint = guard.endpoint(), method = %req.method(), path = req.uri().path());
         VerifyFuture {
-            inner: Box::pin(
+            inner: Some(Box::pin(
                 async move {
                     let (mut parts, body) = req.into_parts();
                     // The guard sees the whole URI; the inner service gets the one it was
@@ -231,7 +231,7 @@ where
                     res
                 }
                 .instrument(span),
-            ),
+            )),
         }
     }
 }
@@ -242,7 +242,8 @@ fn convert<ResBody: From<Bytes>>(res: Response<Vec<u8>>) -> Response<ResBody> {
 
 /// Response future of [`Verify`].
 pub struct VerifyFuture<ResBody, E> {
-    inner: Pin<Box<dyn Future<Output = Result<Response<ResBody>, E>> + Send>>,
+    /// `None` once it answered.
+    inner: Option<Pin<Box<dyn Future<Output = Result<Response<ResBody>, E>> + Send>>>,
 }
 
 impl<ResBody, E> fmt::Debug for VerifyFuture<ResBody, E> {
@@ -251,10 +252,20 @@ impl<ResBody, E> fmt::Debug for VerifyFuture<ResBody, E> {
     }
 }
 
-impl<ResBody, E> Future for VerifyFuture<ResBody, E> {
+impl<ResBody: From<Bytes>, E> Future for VerifyFuture<ResBody, E> {
     type Output = Result<Response<ResBody>, E>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
+        let Some(inner) = self.inner.as_mut() else {
+            // Polled after it answered, which a caller must not do: a 500, as
+            // `WebhookService`'s future answers, rather than a panic.
+            let mut res =
+                Response::new(ResBody::from(Bytes::from_static(b"response future polled after it answered")));
+            *res.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+            return Poll::Ready(Ok(res));
+        };
+        let out = ready!(inner.as_mut().poll(cx));
+        self.inner = None;
+        Poll::Ready(out)
     }
 }
 
@@ -331,7 +342,9 @@ mod tests {
             );
         }
         gated.open.store(true, Ordering::SeqCst);
-        assert_eq!(pending.await.unwrap().status(), 204);
+        assert_eq!((&mut pending).await.unwrap().status(), 204);
+        // Polled again after it answered: a 500, not a panic.
+        assert_eq!(pending.await.unwrap().status(), 500);
         assert!(gated.called.load(Ordering::SeqCst));
     }
 }
