@@ -292,11 +292,12 @@ fn span(guard: &Guard, req: &HttpRequest) -> tracing::Span {
     tracing::info_span!("webhook", endpoint = guard.endpoint(), method = %req.method(), path = req.path())
 }
 
-/// actix's request head (http 0.2 types) as `http` 1 [`Parts`]. Of actix's request
-/// extensions, the [`ClientAddr`](crate::source::ClientAddr) that
-/// [`SourceControls`](source::SourceControls) resolved is passed on, as the Tower layers
-/// leave it in the request's extensions for the guard (and a secret source or handshake
-/// reading them).
+/// actix's request head (http 0.2 types) as `http` 1 [`Parts`]. With `source-controls`,
+/// its extensions hold the connection's [`PeerAddr`](crate::source::PeerAddr) and the
+/// [`ClientAddr`](crate::source::ClientAddr) that [`SourceControls`](source::SourceControls)
+/// resolved, as a Tower server leaves them for the guard (and a secret source or
+/// handshake reading them); actix's other request extensions are not passed on (their
+/// types are actix's, not `http`'s).
 fn parts_of(req: &HttpRequest) -> Parts {
     let mut builder = http::Request::builder()
         .method(http::Method::from_bytes(req.method().as_str().as_bytes()).unwrap_or_default())
@@ -306,10 +307,13 @@ fn parts_of(req: &HttpRequest) -> Parts {
         *headers = headers_of(req);
     }
     #[cfg(feature = "source-controls")]
-    if let Some(client) = req.extensions().get::<crate::source::ClientAddr>().copied()
-        && let Some(extensions) = builder.extensions_mut()
-    {
-        extensions.insert(client);
+    if let Some(extensions) = builder.extensions_mut() {
+        if let Some(peer) = req.peer_addr() {
+            extensions.insert(crate::source::PeerAddr(peer));
+        }
+        if let Some(client) = req.extensions().get::<crate::source::ClientAddr>().copied() {
+            extensions.insert(client);
+        }
     }
     match builder.body(()) {
         Ok(req) => req.into_parts().0,

@@ -21,7 +21,7 @@ use hookguard::{
     inbox::{Inbox as _, MemoryInbox},
     providers::github,
     replay::BoxFuture,
-    source::{ClientAddr, SourceLimiter, TrustedProxies},
+    source::{ClientAddr, PeerAddr, SourceLimiter, TrustedProxies},
     verify::{Outgoing, Scheme, Sign},
 };
 use tokio::net::{TcpSocket, TcpStream};
@@ -114,6 +114,16 @@ fn app(
                 .route(web::post().to(counted.clone())),
         )
         .service(
+            // The guard's secret source reads the connection's peer address, with no
+            // SourceControls in front.
+            web::resource("/by-peer").route(webhook_route(
+                Guard::builder_with_source("github", ByPeer)
+                    .clock(s.clock.clone())
+                    .inbox(s.inbox.clone())
+                    .build(),
+            )),
+        )
+        .service(
             // The guard's secret source reads the client address SourceControls resolved.
             web::resource("/by-client")
                 .wrap(SourceControls::new().allow_list("127.0.0.0/8".parse().unwrap()))
@@ -135,6 +145,27 @@ fn app(
                 .wrap(SourceControls::new().rate_limit(s.middleware.clone()).scope("github"))
                 .route(web::post().to(counted)),
         )
+}
+
+/// A secret source that knows only peers 127.0.0.4, by the [`PeerAddr`] in the request's
+/// extensions.
+#[derive(Debug)]
+struct ByPeer;
+
+impl SchemeSource for ByPeer {
+    fn scheme<'a>(
+        &'a self,
+        parts: &'a http::request::Parts,
+    ) -> BoxFuture<'a, Result<Arc<dyn Scheme>, SourceError>> {
+        let known = PeerAddr::from_extensions(&parts.extensions) == Some([127, 0, 0, 4].into());
+        Box::pin(async move {
+            if known {
+                Ok(Arc::new(github::scheme(SECRET).unwrap()) as Arc<dyn Scheme>)
+            } else {
+                Err(SourceError::Unknown)
+            }
+        })
+    }
 }
 
 /// A secret source that knows only clients in 127.0.0.0/8, by the [`ClientAddr`] in the
@@ -335,6 +366,19 @@ async fn the_guard_sees_the_client_address_source_controls_resolved() {
     let server = Server::start(&setup);
     let res = deliver(&client_from("127.0.0.4"), server.addr, "/by-client", "c-1", false).await;
     assert_eq!(res.status(), 202, "{}", res.text().await.unwrap());
+    server.stop().await;
+}
+
+/// As on a Tower server that records it, the guard (and its secret source) sees the
+/// connection's peer address.
+#[tokio::test]
+async fn the_guard_sees_the_peer_address() {
+    let setup = Setup::new();
+    let server = Server::start(&setup);
+    let res = deliver(&client_from("127.0.0.4"), server.addr, "/by-peer", "p-1", false).await;
+    assert_eq!(res.status(), 202, "{}", res.text().await.unwrap());
+    let res = deliver(&client_from("127.0.0.5"), server.addr, "/by-peer", "p-2", false).await;
+    assert_eq!(res.status(), 404, "another peer is unknown");
     server.stop().await;
 }
 
