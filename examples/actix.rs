@@ -7,22 +7,34 @@
 //!
 //! Secrets come from `STRIPE_SECRET`, `GITHUB_SECRET` and `STANDARD_WEBHOOKS_SECRET`; when
 //! one is unset a demo secret is used and a signed `curl` command is printed for it.
-//! Listens on `HOOKGUARD_ADDR` (default 127.0.0.1:3000). Stop with Ctrl-C: the server
-//! stops accepting, then the workers finish what they hold.
+//! A set variable that is not valid UTF-8 is an error, not a reason to use the demo secret.
+//! Listens on `HOOKGUARD_ADDR` (default 127.0.0.1:3000).
+//!
+//! Stop with Ctrl-C or SIGTERM (both graceful): the server stops accepting and lets the
+//! requests in flight finish (up to 10 s); the workers then keep processing until the
+//! in-memory inbox is empty, finish the jobs they hold and stop, within 10 s more.
+//! Webhooks still in the inbox after that (say one waiting for a retry) were answered
+//! `202` but are lost: their number is logged.
 //!
 //! The in-memory inbox is lost if the process dies: use a durable backend in production.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{env::VarError, net::SocketAddr, time::Duration};
 
 use actix_web::{App, HttpServer, web};
 use hookguard::{
     actix::webhook_service,
     guard::Guard,
-    inbox::{MemoryInbox, Webhook},
+    inbox::{Inbox as _, MemoryInbox, Webhook},
     providers::{self, Preset},
     verify::Outgoing,
-    worker::Worker,
+    worker::{Worker, WorkerHandle},
 };
+
+/// The time allowed, once the server has stopped, to empty the in-memory inbox and stop
+/// the workers.
+const GRACE: Duration = Duration::from_secs(10);
+/// The time the server's workers get to finish the requests in flight, in seconds.
+const REQUEST_GRACE_SECS: u64 = 10;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
@@ -51,7 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     actix_web::rt::System::new().block_on(async move {
-        let worker = Worker::new(inbox, |hook: Webhook| async move {
+        let worker = Worker::new(inbox.clone(), |hook: Webhook| async move {
             tracing::info!(
                 endpoint = hook.endpoint(),
                 id = hook.id().unwrap_or("-"),
@@ -65,7 +77,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .spawn();
 
         tracing::info!("listening on http://{addr}");
-        // actix handles Ctrl-C itself: it stops accepting and lets requests in flight finish.
         HttpServer::new(move || {
             guards
                 .iter()
@@ -73,16 +84,77 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     app.service(webhook_service(path, guard.clone()))
                 })
         })
+        // On its own, actix-server takes SIGINT (Ctrl-C) for a forced shutdown that drops
+        // the requests in flight; a shutdown signal of our own makes Ctrl-C graceful too.
+        .shutdown_signal(shutdown_signal())
+        .shutdown_timeout(REQUEST_GRACE_SECS)
         .bind(addr)?
         .run()
         .await?;
-        let report = worker.shutdown(Duration::from_secs(10)).await;
-        tracing::info!(?report, "workers stopped");
+        // No request comes in any more, and every webhook in the inbox was answered `202`.
+        stop_workers(&inbox, worker).await;
         Ok::<(), Box<dyn std::error::Error>>(())
     })
 }
 
-/// The preset with the secret from `env`, or the demo secret with a ready-made command.
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("stopping: no new connections, requests in flight finish");
+}
+
+/// Lets the workers empty the in-memory inbox (it dies with the process), then stops them,
+/// all within [`GRACE`]; logs how many accepted webhooks are left in the inbox, and lost.
+async fn stop_workers(inbox: &MemoryInbox, worker: WorkerHandle) {
+    tracing::info!("server stopped; letting the workers empty the in-memory inbox");
+    let deadline = tokio::time::Instant::now() + GRACE;
+    let mut poll = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        poll.tick().await; // The first tick is at once.
+        match inbox.depth().await {
+            Ok(0) => break,
+            Ok(_) if tokio::time::Instant::now() < deadline => {}
+            Ok(_) => break,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the inbox's depth; not waiting for it to empty");
+                break;
+            }
+        }
+    }
+    let report = worker.shutdown(deadline.saturating_duration_since(tokio::time::Instant::now())).await;
+    tracing::info!(?report, "workers stopped");
+    match inbox.depth().await {
+        Ok(0) => tracing::info!("nothing left in the in-memory inbox"),
+        Ok(lost) => tracing::error!(lost, "accepted webhooks left in the in-memory inbox are lost"),
+        Err(e) => tracing::error!(error = %e, "cannot count the webhooks left in the in-memory inbox"),
+    }
+}
+
+/// The preset with the secret from `env`, or, when `env` is unset, the demo secret with a
+/// ready-made command. A value that is not valid UTF-8 is an error.
 fn scheme_for(
     provider: &str,
     env: &str,
@@ -92,7 +164,12 @@ fn scheme_for(
 ) -> Result<Box<dyn Preset>, Box<dyn std::error::Error>> {
     let (secret, is_demo) = match std::env::var(env) {
         Ok(secret) => (secret, false),
-        Err(_) => (demo.to_owned(), true),
+        Err(VarError::NotPresent) => (demo.to_owned(), true),
+        Err(VarError::NotUnicode(_)) => {
+            return Err(
+                format!("{env} is set but not valid UTF-8 (not using the demo secret instead)").into()
+            );
+        }
     };
     let scheme = providers::by_name(provider, &[secret])?;
     if is_demo {

@@ -7,22 +7,31 @@
 //!
 //! Secrets come from `STRIPE_SECRET`, `GITHUB_SECRET` and `STANDARD_WEBHOOKS_SECRET`; when
 //! one is unset a demo secret is used and a signed `curl` command is printed for it.
-//! Listens on `HOOKGUARD_ADDR` (default 127.0.0.1:3000). Stop with Ctrl-C: the server
-//! stops accepting, then the workers finish what they hold.
+//! A set variable that is not valid UTF-8 is an error, not a reason to use the demo secret.
+//! Listens on `HOOKGUARD_ADDR` (default 127.0.0.1:3000).
+//!
+//! Stop with Ctrl-C: the server stops accepting and finishes the requests in flight; the
+//! workers then keep processing until the in-memory inbox is empty, finish the jobs they
+//! hold and stop, all within 10 s. Webhooks still in the inbox after that (say one waiting
+//! for a retry) were answered `202` but are lost: their number is logged.
 //!
 //! The in-memory inbox is lost if the process dies: use a durable backend in production.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{env::VarError, net::SocketAddr, time::Duration};
 
 use axum::{Router, routing::get};
 use hookguard::{
     guard::Guard,
-    inbox::{MemoryInbox, Webhook},
+    inbox::{Inbox as _, MemoryInbox, Webhook},
     layer::WebhookService,
     providers::{self, Preset},
     verify::Outgoing,
-    worker::Worker,
+    worker::{Worker, WorkerHandle},
 };
+
+/// The time allowed, once the server has stopped, to empty the in-memory inbox and stop
+/// the workers.
+const GRACE: Duration = Duration::from_secs(10);
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -52,7 +61,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         app = app.route_service(path, WebhookService::new(guard));
     }
 
-    let worker = Worker::new(inbox, |hook: Webhook| async move {
+    let worker = Worker::new(inbox.clone(), |hook: Webhook| async move {
         tracing::info!(
             endpoint = hook.endpoint(),
             id = hook.id().unwrap_or("-"),
@@ -70,12 +79,40 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     axum::serve(listener, app)
         .with_graceful_shutdown(async { tokio::signal::ctrl_c().await.unwrap_or(()) })
         .await?;
-    let report = worker.shutdown(Duration::from_secs(10)).await;
-    tracing::info!(?report, "workers stopped");
+    // No request comes in any more, and every webhook in the inbox was answered `202`.
+    stop_workers(&inbox, worker).await;
     Ok(())
 }
 
-/// The preset with the secret from `env`, or the demo secret with a ready-made command.
+/// Lets the workers empty the in-memory inbox (it dies with the process), then stops them,
+/// all within [`GRACE`]; logs how many accepted webhooks are left in the inbox, and lost.
+async fn stop_workers(inbox: &MemoryInbox, worker: WorkerHandle) {
+    tracing::info!("server stopped; letting the workers empty the in-memory inbox");
+    let deadline = tokio::time::Instant::now() + GRACE;
+    let mut poll = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        poll.tick().await; // The first tick is at once.
+        match inbox.depth().await {
+            Ok(0) => break,
+            Ok(_) if tokio::time::Instant::now() < deadline => {}
+            Ok(_) => break,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the inbox's depth; not waiting for it to empty");
+                break;
+            }
+        }
+    }
+    let report = worker.shutdown(deadline.saturating_duration_since(tokio::time::Instant::now())).await;
+    tracing::info!(?report, "workers stopped");
+    match inbox.depth().await {
+        Ok(0) => tracing::info!("nothing left in the in-memory inbox"),
+        Ok(lost) => tracing::error!(lost, "accepted webhooks left in the in-memory inbox are lost"),
+        Err(e) => tracing::error!(error = %e, "cannot count the webhooks left in the in-memory inbox"),
+    }
+}
+
+/// The preset with the secret from `env`, or, when `env` is unset, the demo secret with a
+/// ready-made command. A value that is not valid UTF-8 is an error.
 fn scheme_for(
     provider: &str,
     env: &str,
@@ -85,7 +122,12 @@ fn scheme_for(
 ) -> Result<Box<dyn Preset>, Box<dyn std::error::Error>> {
     let (secret, is_demo) = match std::env::var(env) {
         Ok(secret) => (secret, false),
-        Err(_) => (demo.to_owned(), true),
+        Err(VarError::NotPresent) => (demo.to_owned(), true),
+        Err(VarError::NotUnicode(_)) => {
+            return Err(
+                format!("{env} is set but not valid UTF-8 (not using the demo secret instead)").into()
+            );
+        }
     };
     let scheme = providers::by_name(provider, &[secret])?;
     if is_demo {

@@ -3,7 +3,13 @@
 //! One GitHub endpoint for many customers: `/hooks/github/{tenant}`. Each tenant's secret
 //! is looked up at run time (here from a map standing in for a database), the scheme is
 //! built once and cached, and unknown tenants get `404`. Listens on `HOOKGUARD_ADDR`
-//! (default 127.0.0.1:3002) and prints a signed `curl` command for tenant `acme`.
+//! (default 127.0.0.1:3002) and prints a signed `curl` command for tenant `acme`. The
+//! worker prints each webhook's key, which names its tenant.
+//!
+//! Stop with Ctrl-C: the server stops accepting and finishes the requests in flight; the
+//! workers then keep processing until the in-memory inbox is empty, finish the jobs they
+//! hold and stop, all within 10 s. Webhooks still in the inbox after that (say one waiting
+//! for a retry) were answered `202` but are lost: their number is printed.
 
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -11,13 +17,17 @@ use axum::Router;
 use hookguard::{
     ConfigError, Secret,
     guard::Guard,
-    inbox::{MemoryInbox, Webhook},
+    inbox::{Inbox as _, MemoryInbox, Webhook},
     layer::WebhookService,
     providers::github,
     tenant::TenantSchemes,
     verify::{Outgoing, Scheme, Sign},
-    worker::Worker,
+    worker::{Worker, WorkerHandle},
 };
+
+/// The time allowed, once the server has stopped, to empty the in-memory inbox and stop
+/// the workers.
+const GRACE: Duration = Duration::from_secs(10);
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -53,8 +63,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let inbox = MemoryInbox::new();
     let guard = Guard::builder_with_source("github", source).inbox(inbox.clone()).build();
     let app = Router::new().route_service("/hooks/github/{tenant}", WebhookService::new(guard));
-    let worker = Worker::new(inbox, |hook: Webhook| async move {
-        println!("processed {} for path {:?}", hook.id().unwrap_or("-"), hook.headers().get("host"));
+    let worker = Worker::new(inbox.clone(), |hook: Webhook| async move {
+        // Behind a tenant source the key names the tenant, `{endpoint}:{length}:{tenant}:{id}`,
+        // so two tenants' deliveries with the same id are both kept. GitHub does not sign its
+        // delivery id: the key ends with the signature's fingerprint instead
+        // (`github:4:acme:195216bf…`).
+        println!("processed {} (key {})", hook.id().unwrap_or("-"), hook.key());
         Ok::<(), std::convert::Infallible>(())
     })
     .spawn();
@@ -71,6 +85,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     axum::serve(listener, app)
         .with_graceful_shutdown(async { tokio::signal::ctrl_c().await.unwrap_or(()) })
         .await?;
-    worker.shutdown(Duration::from_secs(10)).await;
+    // No request comes in any more, and every webhook in the inbox was answered `202`.
+    stop_workers(&inbox, worker).await;
     Ok(())
+}
+
+/// Lets the workers empty the in-memory inbox (it dies with the process), then stops them,
+/// all within [`GRACE`]; prints how many accepted webhooks are left in the inbox, and lost.
+async fn stop_workers(inbox: &MemoryInbox, worker: WorkerHandle) {
+    println!("server stopped; letting the workers empty the in-memory inbox");
+    let deadline = tokio::time::Instant::now() + GRACE;
+    let mut poll = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        poll.tick().await; // The first tick is at once.
+        match inbox.depth().await {
+            Ok(0) => break,
+            Ok(_) if tokio::time::Instant::now() < deadline => {}
+            Ok(_) => break,
+            Err(e) => {
+                eprintln!("cannot read the inbox's depth ({e}); not waiting for it to empty");
+                break;
+            }
+        }
+    }
+    let report = worker.shutdown(deadline.saturating_duration_since(tokio::time::Instant::now())).await;
+    println!("workers stopped: {report:?}");
+    match inbox.depth().await {
+        Ok(0) => println!("nothing left in the in-memory inbox"),
+        Ok(lost) => eprintln!("{lost} accepted webhook(s) left in the in-memory inbox are lost"),
+        Err(e) => eprintln!("cannot count the webhooks left in the in-memory inbox: {e}"),
+    }
 }
