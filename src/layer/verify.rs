@@ -240,10 +240,13 @@ fn convert<ResBody: From<Bytes>>(res: Response<Vec<u8>>) -> Response<ResBody> {
     res.map(|b| ResBody::from(Bytes::from(b)))
 }
 
+/// What [`VerifyFuture`] runs.
+type Running<ResBody, E> = Pin<Box<dyn Future<Output = Result<Response<ResBody>, E>> + Send>>;
+
 /// Response future of [`Verify`].
 pub struct VerifyFuture<ResBody, E> {
     /// `None` once it answered.
-    inner: Option<Pin<Box<dyn Future<Output = Result<Response<ResBody>, E>> + Send>>>,
+    inner: Option<Running<ResBody, E>>,
 }
 
 impl<ResBody, E> fmt::Debug for VerifyFuture<ResBody, E> {
