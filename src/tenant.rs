@@ -30,7 +30,7 @@
 //! ```
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     fmt,
     future::Future,
     sync::{Arc, Mutex},
@@ -58,8 +58,9 @@ type BuildFn = dyn Fn(&[Secret]) -> Result<Arc<dyn Scheme>, ConfigError> + Send 
 /// loads its secrets with your async function, builds its scheme once and caches it
 /// (bounded, with a time to live; an unknown tenant is cached briefly too, so repeated
 /// requests for one unknown name reach your store once per [`unknown_ttl`](Self::unknown_ttl),
-/// though each new name is one lookup). A tenant name longer than 256 bytes is unknown
-/// without a lookup.
+/// though each new name is one lookup: put a rate limit in front). Unknown names are
+/// cached apart from known tenants: a flood of made-up names never pushes a known tenant
+/// out. A tenant name longer than 256 bytes is unknown without a lookup.
 ///
 /// With [`store`](Self::store) it also keeps secrets handed over at run time (Asana's
 /// `X-Hook-Secret`), but only for a tenant that your loader answers with an empty list:
@@ -79,7 +80,9 @@ pub struct TenantSchemes {
     load: Box<LoadFn>,
     store: Option<Box<StoreFn>>,
     build: Box<BuildFn>,
-    cache: Mutex<HashMap<String, Cached>>,
+    /// Known tenants' schemes, and unknown names apart: a flood of unknown names never
+    /// pushes a known tenant out.
+    cache: Mutex<Caches>,
     /// Tenants whose handshake is being stored right now.
     adopting: Mutex<std::collections::HashSet<String>>,
     ttl: Duration,
@@ -88,10 +91,56 @@ pub struct TenantSchemes {
     clock: Arc<dyn Clock>,
 }
 
-#[derive(Clone)]
-struct Cached {
-    scheme: Option<Arc<dyn Scheme>>,
-    expires: OffsetDateTime,
+#[derive(Default)]
+struct Caches {
+    known: Expiring<Arc<dyn Scheme>>,
+    unknown: Expiring<()>,
+}
+
+/// A bounded map whose entries all live one time to live: they expire in the order they
+/// were put in, so the oldest goes first, whether expired or to make room (no scan).
+struct Expiring<V> {
+    map: HashMap<Arc<str>, (V, OffsetDateTime)>,
+    /// Names in the order they were put in, with the expiry each was put in with (an
+    /// entry whose name was put in again since, or removed, is stale: skipped).
+    order: VecDeque<(Arc<str>, OffsetDateTime)>,
+}
+
+impl<V> Default for Expiring<V> {
+    fn default() -> Self {
+        Self { map: HashMap::new(), order: VecDeque::new() }
+    }
+}
+
+impl<V: Clone> Expiring<V> {
+    fn get(&self, name: &str, now: OffsetDateTime) -> Option<V> {
+        self.map.get(name).filter(|(_, expires)| *expires > now).map(|(v, _)| v.clone())
+    }
+
+    /// Puts `name` in until `expires`, keeping at most `capacity` names.
+    fn put(&mut self, name: &str, value: V, expires: OffsetDateTime, now: OffsetDateTime, capacity: usize) {
+        let name: Arc<str> = Arc::from(name);
+        self.map.insert(Arc::clone(&name), (value, expires));
+        self.order.push_back((name, expires));
+        while let Some((oldest, at)) = self.order.front() {
+            let live = self.map.get(oldest).is_some_and(|(_, e)| e == at);
+            if live && *at > now && self.map.len() <= capacity {
+                break;
+            }
+            if live {
+                self.map.remove(oldest);
+            }
+            self.order.pop_front();
+        }
+    }
+
+    fn remove(&mut self, name: &str) {
+        self.map.remove(name);
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
 }
 
 impl fmt::Debug for TenantSchemes {
@@ -100,7 +149,7 @@ impl fmt::Debug for TenantSchemes {
             .field("ttl", &self.ttl)
             .field("unknown_ttl", &self.unknown_ttl)
             .field("capacity", &self.capacity)
-            .field("cached", &self.cache.lock().map_or(0, |c| c.len()))
+            .field("cached", &self.cache.lock().map_or(0, |c| c.known.len()))
             .finish_non_exhaustive()
     }
 }
@@ -125,7 +174,7 @@ impl TenantSchemes {
             load,
             store: None,
             build: Box::new(build),
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::default(),
             adopting: Mutex::default(),
             ttl: Duration::from_secs(300),
             unknown_ttl: Duration::from_secs(30),
@@ -164,7 +213,7 @@ impl TenantSchemes {
         self
     }
 
-    /// How many tenants are cached at most.
+    /// How many tenants are cached at most (and, apart, how many unknown names).
     #[must_use]
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity.max(1);
@@ -206,30 +255,35 @@ impl TenantSchemes {
         }
     }
 
-    fn cached(&self, tenant: &str, now: OffsetDateTime) -> Option<Cached> {
+    /// The cached answer for `tenant`: `Some(None)` for a name known to be unknown.
+    fn cached(&self, tenant: &str, now: OffsetDateTime) -> Option<Option<Arc<dyn Scheme>>> {
         let cache = self.cache.lock().ok()?;
-        cache.get(tenant).filter(|c| c.expires > now).cloned()
+        match cache.known.get(tenant, now) {
+            Some(scheme) => Some(Some(scheme)),
+            None => cache.unknown.get(tenant, now).map(|()| None),
+        }
     }
 
-    fn remember(&self, tenant: String, scheme: Option<Arc<dyn Scheme>>, now: OffsetDateTime) {
-        let ttl = if scheme.is_some() { self.ttl } else { self.unknown_ttl };
+    fn remember(&self, tenant: &str, scheme: Option<Arc<dyn Scheme>>, now: OffsetDateTime) {
         if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= self.capacity && !cache.contains_key(&tenant) {
-                cache.retain(|_, c| c.expires > now);
-                if cache.len() >= self.capacity {
-                    // Still full of live entries: drop an arbitrary one (bounded memory).
-                    if let Some(key) = cache.keys().next().cloned() {
-                        cache.remove(&key);
-                    }
+            let cache = &mut *cache;
+            match scheme {
+                Some(scheme) => {
+                    cache.unknown.remove(tenant);
+                    cache.known.put(tenant, scheme, now + self.ttl, now, self.capacity);
+                }
+                None => {
+                    cache.known.remove(tenant);
+                    cache.unknown.put(tenant, (), now + self.unknown_ttl, now, self.capacity);
                 }
             }
-            cache.insert(tenant, Cached { scheme, expires: now + ttl });
         }
     }
 
     fn forget(&self, tenant: &str) {
         if let Ok(mut cache) = self.cache.lock() {
-            cache.remove(tenant);
+            cache.known.remove(tenant);
+            cache.unknown.remove(tenant);
         }
     }
 
@@ -239,7 +293,7 @@ impl TenantSchemes {
         }
         let now = self.clock.now();
         if let Some(hit) = self.cached(&tenant, now) {
-            return hit.scheme.ok_or(SourceError::Unknown);
+            return hit.ok_or(SourceError::Unknown);
         }
         let secrets = (self.load)(tenant.clone()).await.map_err(SourceError::Unavailable)?;
         let scheme = match secrets {
@@ -248,7 +302,7 @@ impl TenantSchemes {
             }
             _ => None,
         };
-        self.remember(tenant, scheme.clone(), now);
+        self.remember(&tenant, scheme.clone(), now);
         scheme.ok_or(SourceError::Unknown)
     }
 }
@@ -313,5 +367,74 @@ impl SchemeSource for TenantSchemes {
             self.forget(&tenant);
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn parts(tenant: &str) -> Parts {
+        http::Request::post(format!("/hooks/{tenant}")).body(()).unwrap().into_parts().0
+    }
+
+    /// A source that knows `known-*` names, counting its loads, with a capacity of 2.
+    fn source(loads: &Arc<AtomicUsize>, clock: &ManualClock) -> TenantSchemes {
+        let loads = Arc::clone(loads);
+        TenantSchemes::new(
+            TenantSchemes::path_segment(2),
+            move |tenant: String| {
+                loads.fetch_add(1, Ordering::SeqCst);
+                let known = tenant.starts_with("known-");
+                async move { Ok::<_, std::io::Error>(known.then(|| vec![Secret::new("s").unwrap()])) }
+            },
+            |secrets: &[Secret]| {
+                Ok(Arc::new(crate::providers::github::scheme(secrets[0].expose())?) as Arc<dyn Scheme>)
+            },
+        )
+        .capacity(2)
+        .clock(clock.clone())
+    }
+
+    /// Made-up names, however many, never push a known tenant out of the cache; known
+    /// tenants make room for each other, oldest first; entries expire.
+    #[tokio::test]
+    async fn unknown_names_never_push_known_tenants_out() {
+        let (loads, clock) = (Arc::new(AtomicUsize::new(0)), ManualClock::at_unix(1_700_000_000));
+        let source = source(&loads, &clock);
+        let look = |name: &str| {
+            let parts = parts(name);
+            let source = &source;
+            async move { source.scheme(&parts).await.is_ok() }
+        };
+        assert!(look("known-a").await && look("known-b").await);
+        for n in 0..100 {
+            assert!(!look(&format!("made-up-{n}")).await);
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 102);
+        assert!(look("known-a").await && look("known-b").await);
+        assert_eq!(loads.load(Ordering::SeqCst), 102, "both still cached");
+        // The last two unknown names are remembered; older ones made room.
+        assert!(!look("made-up-99").await);
+        assert_eq!(loads.load(Ordering::SeqCst), 102);
+        assert!(!look("made-up-0").await);
+        assert_eq!(loads.load(Ordering::SeqCst), 103);
+        // A third known tenant pushes out the oldest known one.
+        assert!(look("known-c").await);
+        assert!(look("known-b").await);
+        assert_eq!(loads.load(Ordering::SeqCst), 104);
+        assert!(look("known-a").await);
+        assert_eq!(loads.load(Ordering::SeqCst), 105, "known-a was pushed out");
+        // Unknown names expire after unknown_ttl (30 s), known ones after ttl (5 min).
+        clock.advance(Duration::from_secs(31));
+        assert!(!look("made-up-99").await);
+        assert!(look("known-a").await);
+        assert_eq!(loads.load(Ordering::SeqCst), 106);
+        clock.advance(Duration::from_secs(300));
+        assert!(look("known-a").await);
+        assert_eq!(loads.load(Ordering::SeqCst), 107);
     }
 }
