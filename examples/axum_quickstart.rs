@@ -10,9 +10,9 @@
 //! A set variable that is not valid UTF-8 is an error, not a reason to use the demo secret.
 //! Listens on `HOOKGUARD_ADDR` (default 127.0.0.1:3000).
 //!
-//! Stop with Ctrl-C: the server stops accepting and finishes the requests in flight; the
-//! workers then keep processing until the in-memory inbox is empty, finish the jobs they
-//! hold and stop, all within 10 s. Webhooks still in the inbox after that (say one waiting
+//! Stop with Ctrl-C or SIGTERM: the server stops accepting and finishes the requests in
+//! flight; the workers then keep processing until the in-memory inbox is empty, finish the
+//! jobs they hold and stop, all within 10 s. Webhooks still in the inbox after that (say one waiting
 //! for a retry) were answered `202` but are lost: their number is logged.
 //!
 //! The in-memory inbox is lost if the process dies: use a durable backend in production.
@@ -76,12 +76,39 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!("listening on http://{addr}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async { tokio::signal::ctrl_c().await.unwrap_or(()) })
-        .await?;
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
     // No request comes in any more, and every webhook in the inbox was answered `202`.
     stop_workers(&inbox, worker).await;
     Ok(())
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("stopping: no new connections, requests in flight finish");
 }
 
 /// Lets the workers empty the in-memory inbox (it dies with the process), then stops them,
