@@ -473,6 +473,10 @@ impl Guard {
     /// assert_eq!(guard.precheck(&huge.into_parts().0).unwrap_err().status(), 413);
     /// ```
     pub fn precheck(&self, parts: &Parts) -> Result<(), Problem> {
+        if parts.headers.len() > crate::inbox::MAX_HEADERS {
+            self.count_rejected(known::HEADERS_TOO_LARGE.code());
+            return Err(known::HEADERS_TOO_LARGE);
+        }
         let mut head = 0_usize;
         for (name, value) in &parts.headers {
             head = head.saturating_add(name.as_str().len() + value.len());

@@ -670,3 +670,18 @@ async fn a_shared_token_header_is_not_kept() {
         assert!(!debug.contains("r-1") && !debug.contains("4111"), "no values, no body: {debug}");
     }
 }
+
+/// A request with more headers than a kept webhook can have (4,096) is refused `431`
+/// before anything else: a durable inbox could not read it back.
+#[tokio::test]
+async fn more_headers_than_a_webhook_can_keep_are_refused() {
+    let inbox = MemoryInbox::new();
+    let guard = Guard::builder("github", github::scheme("s").unwrap()).inbox(inbox.clone()).build();
+    let mut req = Request::post("/hooks/github");
+    for n in 0..4097 {
+        req = req.header(format!("x-{n}"), "");
+    }
+    let res = guard.accept(&parts_of(req.body(()).unwrap()), Bytes::from_static(b"{}")).await;
+    assert_eq!(res.status(), 431);
+    assert_eq!(inbox.depth().await.unwrap(), 0);
+}

@@ -45,6 +45,7 @@ pub use memory::MemoryInbox;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteInbox, SqliteInboxBuilder, SqliteStats};
 pub(crate) use webhook::Labels;
+pub(crate) use webhook::MAX_HEADERS;
 #[cfg(feature = "actix")]
 pub(crate) use webhook::headers_in_one_buffer;
 pub use webhook::{RecordError, Webhook, WebhookRecord};

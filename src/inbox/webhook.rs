@@ -229,6 +229,11 @@ fn span(from: usize, to: usize) -> Range {
     Range(u32::try_from(from).unwrap_or(u32::MAX), u32::try_from(to).unwrap_or(u32::MAX))
 }
 
+/// The most headers a kept webhook has: the guard refuses a request with more (`431`),
+/// and a stored record listing more is unreadable (an error, where `http`'s map would
+/// panic past about 24,000).
+pub(crate) const MAX_HEADERS: usize = 4096;
+
 /// Headers never kept with a webhook the guard keeps: credentials and shared tokens.
 const CREDENTIALS: &[&str] =
     &["authorization", "proxy-authorization", "cookie", "x-gitlab-token", "x-hook-secret"];
@@ -535,6 +540,9 @@ impl Webhook {
     /// # Ok::<(), hookguard::inbox::RecordError>(())
     /// ```
     pub fn from_record(record: WebhookRecord) -> Result<Self, RecordError> {
+        if record.headers.len() > MAX_HEADERS {
+            return Err(RecordError("more headers than a kept webhook can have"));
+        }
         let mut headers = HeaderMap::with_capacity(record.headers.len());
         for (name, value) in record.headers {
             let name =
@@ -761,6 +769,9 @@ impl Webhook {
         let time = |nanos: i128| {
             OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|e| MetaError(e.to_string()))
         };
+        if r.headers.len() > MAX_HEADERS {
+            return Err(MetaError(format!("{} headers, more than a kept webhook can have", r.headers.len())));
+        }
         let mut headers = HeaderMap::with_capacity(r.headers.len());
         for h in r.headers {
             let name = http::HeaderName::from_bytes(h.n.as_bytes()).map_err(|e| MetaError(e.to_string()))?;
@@ -821,6 +832,26 @@ mod record_tests {
         assert_eq!(back, hook);
         assert!(Webhook::from_meta_json(b"{", Bytes::new()).is_err());
     }
+
+    /// A stored record listing more headers than a kept webhook can have is unreadable,
+    /// not a panic (`http`'s map panics past about 24,000).
+    #[test]
+    fn a_record_with_too_many_headers_is_an_error() {
+        let v = Verified::new("github", Some("d-1".into()), None, None, [7; 32], 0);
+        let hook = Webhook::new("ep", &v, HeaderMap::new(), Bytes::new(), OffsetDateTime::UNIX_EPOCH);
+        let json = hook.to_meta_json();
+        let many = |n: usize| {
+            let headers = vec![r#"{"n":"a","v":""}"#; n].join(",");
+            json.replace(r#""headers":[]"#, &format!(r#""headers":[{headers}]"#))
+        };
+        assert!(json.contains(r#""headers":[]"#), "{json}");
+        assert_eq!(
+            Webhook::from_meta_json(many(MAX_HEADERS).as_bytes(), Bytes::new()).unwrap().headers().len(),
+            MAX_HEADERS
+        );
+        let err = Webhook::from_meta_json(many(30_000).as_bytes(), Bytes::new()).unwrap_err();
+        assert!(err.to_string().contains("30000 headers"), "{err}");
+    }
 }
 
 #[cfg(test)]
@@ -842,6 +873,24 @@ mod tests {
             body.clone(),
             7,
         )
+    }
+
+    /// The same for the plain record the SQLite inbox stores.
+    #[test]
+    fn a_plain_record_with_too_many_headers_is_an_error() {
+        let record = |n: usize| WebhookRecord {
+            key: "k".into(),
+            endpoint: "ep".into(),
+            provider: "github".into(),
+            id: None,
+            event: None,
+            timestamp_unix_nanos: None,
+            received_at_unix_nanos: 0,
+            headers: vec![("a".to_owned(), Vec::new()); n],
+            body: Vec::new(),
+        };
+        assert_eq!(Webhook::from_record(record(MAX_HEADERS)).unwrap().headers().len(), MAX_HEADERS);
+        assert!(Webhook::from_record(record(30_000)).is_err());
     }
 
     fn headers() -> HeaderMap {
