@@ -289,7 +289,7 @@ impl http_body::Body for PayloadBody {
 /// The per-delivery span, as the Tower services open it (endpoint, method, path; never
 /// secrets or bodies).
 fn span(guard: &Guard, req: &HttpRequest) -> tracing::Span {
-    tracing::info_span!("webhook", endpoint = guard.endpoint(), method = %req.method(), path = req.path())
+    tracing::info_span!("webhook", endpoint = guard.endpoint(), method = %req.method(), path = crate::layer::span_path(req.path()))
 }
 
 /// actix's request head (http 0.2 types) as `http` 1 [`Parts`]. With `source-controls`,

@@ -596,6 +596,7 @@ impl Guard {
     }
 
     fn replay_unavailable(&self, e: &crate::replay::StoreError) -> Response<Vec<u8>> {
+        self.count_rejected(known::REPLAY_UNAVAILABLE.code());
         tracing::warn!(endpoint = %self.inner.endpoint, error = %e, "replay store failed");
         known::REPLAY_UNAVAILABLE.retry_after(self.inner.retry_after).into_response()
     }
@@ -634,8 +635,14 @@ impl Guard {
             SchemeNow::Adopt(secret, res) => Err(Box::pin(self.adopt_secret(parts, secret, res)).await),
             SchemeNow::LookUp => match i.source.scheme(parts).await {
                 Ok(scheme) => Ok(scheme),
-                Err(SourceError::Unknown) => Err(known::UNKNOWN_TENANT.into_response()),
+                // Anyone can name a tenant: counted, logged at debug only (no log flood).
+                Err(SourceError::Unknown) => {
+                    self.count_rejected(known::UNKNOWN_TENANT.code());
+                    tracing::debug!(endpoint = %i.endpoint, "unknown tenant");
+                    Err(known::UNKNOWN_TENANT.into_response())
+                }
                 Err(e) => {
+                    self.count_rejected(known::SECRETS_UNAVAILABLE.code());
                     tracing::warn!(endpoint = %i.endpoint, error = %e, "secret source failed");
                     Err(known::SECRETS_UNAVAILABLE.retry_after(i.retry_after).into_response())
                 }
@@ -646,18 +653,24 @@ impl Guard {
     /// Keeps the secret a handshake handed over, then answers with the handshake's `res`.
     async fn adopt_secret(&self, parts: &Parts, secret: Secret, res: Response<Vec<u8>>) -> Response<Vec<u8>> {
         let i = &self.inner;
-        match i.source.adopt_secret(parts, secret).await {
-            Ok(()) => res,
-            Err(SourceError::Refused) => {
-                tracing::warn!(endpoint = %i.endpoint, "handshake tried to replace a secret");
-                known::HANDSHAKE_REFUSED.into_response()
+        // Anyone can send a handshake: refusals are counted and logged at debug only (no
+        // log flood); a store that fails is an outage, logged as such.
+        let refused = match i.source.adopt_secret(parts, secret).await {
+            Ok(()) => return res,
+            Err(SourceError::Refused) => known::HANDSHAKE_REFUSED,
+            Err(SourceError::Unknown) => known::UNKNOWN_TENANT,
+            Err(SourceError::Unsupported) => {
+                tracing::debug!(endpoint = %i.endpoint, "handshake secret handed over to a source that keeps none");
+                known::SECRETS_UNAVAILABLE.retry_after(i.retry_after)
             }
-            Err(SourceError::Unknown) => known::UNKNOWN_TENANT.into_response(),
             Err(e) => {
                 tracing::warn!(endpoint = %i.endpoint, error = %e, "could not keep handshake secret");
-                known::SECRETS_UNAVAILABLE.retry_after(i.retry_after).into_response()
+                known::SECRETS_UNAVAILABLE.retry_after(i.retry_after)
             }
-        }
+        };
+        self.count_rejected(refused.code());
+        tracing::debug!(endpoint = %i.endpoint, reason = refused.code(), "handshake refused");
+        refused.into_response()
     }
 
     /// Handshakes, the scheme, verification: what verification passed on, and what `keep`

@@ -311,7 +311,9 @@ impl SchemeSource for PayPalCertificates {
             let Ok(url) = value.to_str() else { return refuse(Reason::MalformedHeader) };
             let url = url.trim();
             if !is_trusted_cert_url(url) {
-                tracing::warn!("PayPal certificate URL on an untrusted host refused");
+                // Anyone can send one: debug only (the refusal is counted and logged as a
+                // rejected webhook).
+                tracing::debug!("PayPal certificate URL on an untrusted host refused");
                 return refuse(Reason::MalformedHeader);
             }
             self.load(url).await

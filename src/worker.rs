@@ -538,14 +538,16 @@ impl Worker {
         };
         match result {
             Ok(()) => {
-                counters.processed(job.webhook());
                 tracing::info!("webhook processed");
                 let acked = match self.inbox.ack_now(&job) {
                     Some(acked) => acked,
                     None => self.inbox.ack(&job).await,
                 };
-                if let Err(e) = acked {
-                    report_inbox_error(&e, "ack");
+                // Counted once the inbox has taken the outcome, as retries are: after a lost
+                // lease the job runs again, and would be counted twice.
+                match acked {
+                    Ok(()) => counters.processed(job.webhook()),
+                    Err(e) => report_inbox_error(&e, "ack"),
                 }
             }
             // Counted once the inbox has taken the outcome: after a lost lease the job runs
@@ -879,6 +881,40 @@ mod tests {
         worker.shutdown(Duration::from_secs(1)).await;
     }
 
+    /// A job whose ack the inbox refused (its lease was lost: it will run again) is not
+    /// counted as processed; one acked is.
+    #[test]
+    fn only_acked_jobs_are_counted_as_processed() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        let processed = |refuse_ack: bool| {
+            let recorder = DebuggingRecorder::new();
+            let snapshotter = recorder.snapshotter();
+            metrics::with_local_recorder(&recorder, || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async {
+                    let mut inbox = CountingWaits::new(inbox_with(&["a"]).await);
+                    inbox.refuse_ack = refuse_ack;
+                    let (handler, mut done) = sending_keys();
+                    let worker = Worker::new(inbox.clone(), handler).concurrency(1).spawn();
+                    done.recv().await.expect("the job ran");
+                    worker.shutdown(Duration::from_secs(1)).await;
+                });
+            });
+            snapshotter
+                .snapshot()
+                .into_vec()
+                .into_iter()
+                .filter(|(key, ..)| key.key().name() == "hookguard_processed_total")
+                .map(|(.., value)| match value {
+                    DebugValue::Counter(n) => n,
+                    _ => 0,
+                })
+                .sum::<u64>()
+        };
+        assert_eq!(processed(false), 1);
+        assert_eq!(processed(true), 0);
+    }
+
     /// A job the inbox would not take back at shutdown is not reported as returned: it
     /// comes back only when its lease runs out.
     #[tokio::test(start_paused = true)]
@@ -1195,6 +1231,8 @@ mod tests {
         depths: Arc<AtomicUsize>,
         /// `give_back` fails (the inbox is down).
         refuse_give_back: bool,
+        /// `ack` fails (the lease was lost).
+        refuse_ack: bool,
     }
 
     impl CountingWaits {
@@ -1207,6 +1245,7 @@ mod tests {
                 pulls: Arc::default(),
                 depths: Arc::default(),
                 refuse_give_back: false,
+                refuse_ack: false,
             }
         }
     }
@@ -1230,6 +1269,9 @@ mod tests {
             self.inner.pull_one_now(lease)
         }
         fn ack<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<(), InboxError>> {
+            if self.refuse_ack {
+                return Box::pin(std::future::ready(Err(InboxError::LeaseLost)));
+            }
             self.inner.ack(job)
         }
         fn retry<'a>(

@@ -152,3 +152,41 @@ fn reservations_in_progress_and_duplicates_are_counted() {
     );
     assert_eq!(counters.get("hookguard_duplicates_total").copied(), Some(1), "{counters:?}");
 }
+
+/// Refusals that come before verification are counted too: a tenant nobody registered, a
+/// handshake that would replace a secret.
+#[test]
+fn unknown_tenants_and_refused_handshakes_are_counted() {
+    use hookguard::{
+        Secret, handshake::AsanaHookSecret, providers::asana, tenant::TenantSchemes, verify::Scheme,
+    };
+    let counters = counted(|| async {
+        let source = TenantSchemes::new(
+            TenantSchemes::path_segment(2),
+            |tenant: String| async move {
+                Ok::<_, std::io::Error>((tenant == "acme").then(|| vec![Secret::new("s").unwrap()]))
+            },
+            |secrets: &[Secret]| {
+                Ok(std::sync::Arc::new(asana::scheme(secrets[0].expose())?) as std::sync::Arc<dyn Scheme>)
+            },
+        )
+        .store(|_tenant: String, _secret: Secret| async { Ok::<_, std::io::Error>(()) });
+        let guard = Guard::builder_with_source("asana", source).handshake(AsanaHookSecret).build();
+        let post = |uri: &str, secret: Option<&str>| {
+            let mut req = http::Request::post(uri);
+            if let Some(secret) = secret {
+                req = req.header("x-hook-secret", secret);
+            }
+            req.body(()).unwrap().into_parts().0
+        };
+        let nobody = guard.accept(&post("/hooks/nobody", None), Bytes::from_static(b"{}")).await;
+        assert_eq!(nobody.status(), 404);
+        let replace = guard.accept(&post("/hooks/acme", Some("planted")), Bytes::new()).await;
+        assert_eq!(replace.status(), 403);
+    });
+    for (name, n) in
+        [("hookguard_rejected_total:unknown-endpoint", 1), ("hookguard_rejected_total:handshake-refused", 1)]
+    {
+        assert_eq!(counters.get(name).copied(), Some(n), "{name} in {counters:?}");
+    }
+}

@@ -82,7 +82,7 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let guard = self.guard.clone();
-        let span = tracing::info_span!("webhook", endpoint = guard.endpoint(), method = %req.method(), path = req.uri().path());
+        let span = tracing::info_span!("webhook", endpoint = guard.endpoint(), method = %req.method(), path = super::span_path(req.uri().path()));
         // A disabled span is not entered at all (entering one still costs, with `log`).
         let span = (!span.is_disabled()).then_some(span);
         let (mut parts, body) = req.into_parts();

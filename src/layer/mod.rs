@@ -53,3 +53,31 @@ pub(crate) use body::read as read_body;
 #[cfg(feature = "source-controls")]
 pub use source::{AllowListLayer, AllowListService, RateLimitLayer, RateLimitService, SourceFuture};
 pub use verify::{Verify, VerifyFuture, VerifyLayer};
+
+/// The longest path a span records: a request's path is the sender's to choose (up to
+/// about 64 KiB with hyper), and every log line in the span would carry it.
+const SPAN_PATH_MAX: usize = 256;
+
+/// `path` for a span: its first [`SPAN_PATH_MAX`] bytes at most, cut at a character
+/// boundary.
+pub(crate) fn span_path(path: &str) -> &str {
+    if path.len() <= SPAN_PATH_MAX {
+        return path;
+    }
+    let mut end = SPAN_PATH_MAX;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    &path[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_long_path_is_cut_for_spans_at_a_character_boundary() {
+        assert_eq!(super::span_path("/hooks/a"), "/hooks/a");
+        let long = format!("/{}", "é".repeat(200));
+        let cut = super::span_path(&long);
+        assert!(cut.len() <= 256 && long.starts_with(cut) && cut.len() >= 250, "{}", cut.len());
+    }
+}

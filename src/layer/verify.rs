@@ -192,7 +192,7 @@ where
         let mut inner = self.inner.clone();
         use tracing::Instrument as _;
         let guard = self.guard.clone();
-        let span = tracing::info_span!("webhook", endpoint = guard.endpoint(), method = %req.method(), path = req.uri().path());
+        let span = tracing::info_span!("webhook", endpoint = guard.endpoint(), method = %req.method(), path = super::span_path(req.uri().path()));
         VerifyFuture {
             inner: Some(Box::pin(
                 async move {
