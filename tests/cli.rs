@@ -839,7 +839,7 @@ fn bad_configs_name_file_and_line() {
         &format!("[inbox]\nbackend = \"mysql\"\n{base}secret = \"s\"\nappend_to = \"x\"\n"),
         &[],
     );
-    assert!(err.contains("bad.toml:2:11: [inbox] unknown backend `mysql`"), "{err}");
+    assert!(err.contains("bad.toml:2:11: [inbox] unknown backend: `backend` is one of memory"), "{err}");
     let err = config_error(&format!("{base}secret = \"s\"\nappend_to = \"x\"\ntolerance_secs = 60\n"), &[]);
     assert!(err.contains("bad.toml:9:18: endpoint `hooks-github`: github signs no timestamp"), "{err}");
     // Paths the router would refuse at start (it panicked after `--check` had passed).
@@ -847,6 +847,47 @@ fn bad_configs_name_file_and_line() {
         let text = format!("{base}secret = \"s\"\nappend_to = \"x\"\n").replace("/hooks/github", path);
         let err = config_error(&text, &[]);
         assert!(err.contains(&format!("bad.toml:5:8: endpoint path `{path}` has")), "{path}: {err}");
+    }
+}
+
+/// A `backend` that is a URL with a password is not repeated, with or without `--check`;
+/// the user is told to give it with `url`.
+#[test]
+fn a_backend_url_is_not_repeated() {
+    let config = "[inbox]\nbackend = \"redis://:pa55word@cache.internal:6379\"\n\n\
+                  [[endpoint]]\npath = \"/hooks/github\"\nprovider = \"github\"\nsecret = \"s\"\nappend_to = \"x\"\n";
+    let err = config_error(config, &[]);
+    assert!(err.contains("bad.toml:2:11: [inbox] unknown backend"), "{err}");
+    assert!(err.contains("set backend = \"redis\" and give the URL with `url`"), "{err}");
+    assert!(!err.contains("pa55word"), "{err}");
+    let dir = temp_dir("bad-backend");
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, config).expect("write");
+    let out = hookguard(&["serve", "--check", "--config", path.to_str().expect("utf-8 path")], b"");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(said.contains("unknown backend") && !said.contains("pa55word"), "{said}");
+}
+
+/// A malformed `-H` is not repeated in the error: at most the name it starts with.
+#[test]
+fn a_malformed_header_is_not_repeated() {
+    for command in ["verify", "send"] {
+        for (header, shown) in [
+            ("Authorization Bearer eyJt0ken", "header `Authorization …` is not `Name: value`"),
+            ("Authorization Bearer eyJt0ken:x", "header `Authorization …` is not `Name: value`"),
+            ("eyJt0ken", "a header is not `Name: value`"),
+        ] {
+            let out = hookguard(
+                &[command, "-p", "github", "-s", "s", "--url", "http://127.0.0.1:9/", "-H", header],
+                b"{}",
+            );
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{command} {header}: {err}");
+            assert!(err.contains(shown), "{command} {header}: {err}");
+            assert!(!err.contains("t0ken"), "{command} {header}: {err}");
+        }
     }
 }
 
@@ -1197,8 +1238,9 @@ fn send_prints_at_most_64_kib_of_the_body() {
     }
 }
 
-/// A `forward_to` URL's credentials and query values are shown nowhere: not in the line
-/// describing the endpoint at start, not in a failed attempt's error.
+/// A `forward_to` URL's credentials, path and query are shown nowhere (Discord's and
+/// Slack's webhook URLs hold their secret in the path): not in the line describing the
+/// endpoint at start, not in a failed attempt's error.
 #[test]
 fn serve_shows_no_forward_credentials() {
     let dir = temp_dir("redact");
@@ -1207,7 +1249,7 @@ fn serve_shows_no_forward_credentials() {
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n\n[worker]\nmax_attempts = 1\n\n\
          [[endpoint]]\npath = \"/hooks/github\"\nprovider = \"github\"\nsecret = \"{KEY}\"\n\
-         forward_to = \"http://hookguard:t0ken-in-url@{closed}/internal?key=t0ken-in-query\"\n"
+         forward_to = \"http://hookguard:t0ken-in-url@{closed}/api/webhooks/123/t0ken-in-path?key=t0ken-in-query\"\n"
     );
     let config_path = dir.join("hookguard.toml");
     std::fs::write(&config_path, &config).expect("write config");
@@ -1219,7 +1261,7 @@ fn serve_shows_no_forward_credentials() {
     assert!(text(&sent.stdout).starts_with("HTTP 202"), "{}", text(&sent.stdout));
     let stderr = server.stderr_with("dead-lettered");
     assert!(stderr.contains("dead-lettered"), "the attempt did not fail: {stderr}");
-    assert!(stderr.contains(&format!("forward to http://***@{closed}/internal?key=***")), "{stderr}");
+    assert!(stderr.contains(&format!("forward to http://***@{closed}/…")), "{stderr}");
     assert!(!stderr.contains("t0ken"), "a credential was logged: {stderr}");
     assert!(server.stop().success());
     let _ = std::fs::remove_dir_all(&dir);

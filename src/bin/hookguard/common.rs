@@ -11,7 +11,7 @@ use http::{HeaderName, HeaderValue};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 /// What a preset may need beyond its secrets.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub(crate) struct SchemeOptions {
     /// The URL the provider signs (Square's notification URL, Trello's callback URL).
     pub(crate) url: Option<String>,
@@ -27,6 +27,22 @@ pub(crate) struct SchemeOptions {
     pub(crate) shared_keys: Vec<String>,
     /// Twilio: sign as this Webhooks Setting (with the first shared key).
     pub(crate) shared_key_name: Option<String>,
+}
+
+/// The shared keys are `[redacted]`, the URL as [`redact_url`] shows it, the certificates
+/// (public) by their number.
+impl std::fmt::Debug for SchemeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self { url, tolerance_secs, webhook_id, certificates, shared_keys, shared_key_name } = self;
+        f.debug_struct("SchemeOptions")
+            .field("url", &url.as_deref().map(redacted::Url))
+            .field("tolerance_secs", tolerance_secs)
+            .field("webhook_id", webhook_id)
+            .field("certificates", &certificates.len())
+            .field("shared_keys", &redacted::List(shared_keys.len()))
+            .field("shared_key_name", shared_key_name)
+            .finish()
+    }
 }
 
 /// The provider names the tool knows: [`providers::NAMES`], plus `paypal` with the `rsa`
@@ -179,15 +195,36 @@ pub(crate) fn parse_time(text: &str) -> Result<OffsetDateTime, String> {
         .map_err(|_| format!("time `{text}` is neither unix seconds nor RFC 3339 (2021-02-25T15:02:10Z)"))
 }
 
-/// `Name: value` as given to `-H`.
+/// `Name: value` as given to `-H`. A malformed header is not repeated in the error (it may
+/// be `Authorization Bearer <token>`): only the name it starts with is.
 pub(crate) fn parse_header(text: &str) -> Result<(HeaderName, HeaderValue), String> {
-    let (name, value) =
-        text.split_once(':').ok_or_else(|| format!("header `{text}` is not `Name: value`"))?;
-    let name =
-        HeaderName::try_from(name.trim()).map_err(|_| format!("`{}` is not a header name", name.trim()))?;
+    let (name, value) = text.split_once(':').ok_or_else(|| not_name_value(text))?;
+    let name = HeaderName::try_from(name.trim()).map_err(|_| not_name_value(text))?;
     let value = HeaderValue::try_from(value.trim())
         .map_err(|_| format!("the value of `{name}` is not a valid header value"))?;
     Ok((name, value))
+}
+
+/// The error for a `-H` that is not `Name: value`, showing at most the header name it
+/// starts with ([`leading_name`]).
+fn not_name_value(text: &str) -> String {
+    match leading_name(text) {
+        Some(name) => format!(
+            "header `{name} …` is not `Name: value` (what follows `{name}` is not shown: it may hold a credential)"
+        ),
+        None => "a header is not `Name: value` (it is not shown: it may hold a credential)".to_owned(),
+    }
+}
+
+/// What a malformed header may show of itself: the text before its first space, tab or
+/// `=` (`Authorization` of `Authorization Bearer <token>`, `X-Api-Key` of `X-Api-Key=<key>`)
+/// when that text could be a header name. A text without such a separator (a bare token)
+/// shows nothing.
+fn leading_name(text: &str) -> Option<&str> {
+    let text = text.trim();
+    let (name, _) = text.split_at(text.find([' ', '\t', '='])?);
+    let tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    (!name.is_empty() && name.chars().all(tchar)).then_some(name)
 }
 
 /// All of standard input.
@@ -238,23 +275,84 @@ fn write_line(out: &mut impl std::io::Write, line: impl std::fmt::Display) -> Re
     }
 }
 
-/// `url` as it may be shown (logs, errors): credentials (`user:token@`) become `***@` and
-/// the query's values `***`; a text that is not a URL is not shown at all.
+/// `url` as it may be shown (logs, errors, `Debug`): its scheme, host and port, with
+/// `***@` for credentials (`user:token@`) and `…` for a path, query or fragment, where
+/// Discord's and Slack's webhook URLs hold their secret
+/// (`https://discord.com/api/webhooks/123/<token>` is shown `https://discord.com/…`). A
+/// text that is not a URL is not shown at all.
 pub(crate) fn redact_url(url: &str) -> String {
-    let Ok(mut parsed) = reqwest::Url::parse(url) else {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
         return "(a URL that does not parse)".to_owned();
     };
+    let Some(host) = parsed.host() else {
+        // `unix:/path`, `mailto:…`: nothing but the scheme is known to be harmless.
+        return format!("{}:…", parsed.scheme());
+    };
+    let mut shown = format!("{}://", parsed.scheme());
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        // Setting credentials fails only for URLs without a host (not http or https).
-        if parsed.set_password(None).and_then(|()| parsed.set_username("***")).is_err() {
-            return "(a URL with credentials)".to_owned();
+        shown.push_str("***@");
+    }
+    shown.push_str(&host.to_string());
+    if let Some(port) = parsed.port() {
+        shown.push_str(&format!(":{port}"));
+    }
+    let bare = parsed.path() == "/" && parsed.query().is_none() && parsed.fragment().is_none();
+    shown.push_str(if bare { "/" } else { "/…" });
+    shown
+}
+
+/// `Debug` helpers for the types that hold secrets: a secret shows as `[redacted]`, a URL
+/// as [`redact_url`] shows it.
+pub(crate) mod redacted {
+    use std::fmt;
+
+    /// Shows `[redacted]`.
+    pub(crate) struct Secret;
+
+    impl fmt::Debug for Secret {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("[redacted]")
         }
     }
-    if parsed.query().is_some() {
-        let names: Vec<String> = parsed.query_pairs().map(|(name, _)| name.into_owned()).collect();
-        parsed.query_pairs_mut().clear().extend_pairs(names.iter().map(|n| (n.as_str(), "***")));
+
+    /// `Some([redacted])` or `None`.
+    pub(crate) fn option<T>(value: Option<&T>) -> Option<Secret> {
+        value.map(|_| Secret)
     }
-    parsed.into()
+
+    /// `[redacted]` for each item: how many there are, not what they are.
+    pub(crate) struct List(pub(crate) usize);
+
+    impl fmt::Debug for List {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_list().entries((0..self.0).map(|_| Secret)).finish()
+        }
+    }
+
+    /// A URL as [`redact_url`](super::redact_url) shows it, quoted.
+    pub(crate) struct Url<'a>(pub(crate) &'a str);
+
+    impl fmt::Debug for Url<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            fmt::Debug::fmt(&super::redact_url(self.0), f)
+        }
+    }
+
+    /// `-H` headers: each one's name ([`leading_name`](super::leading_name) for one that
+    /// is not `Name: value`), and `[redacted]` for its value.
+    pub(crate) struct Headers<'a>(pub(crate) &'a [String]);
+
+    impl fmt::Debug for Headers<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            let shown = self.0.iter().map(|h| match h.split_once(':') {
+                Some((name, _)) if http::HeaderName::try_from(name.trim()).is_ok() => {
+                    format!("{}: [redacted]", name.trim())
+                }
+                _ => "[redacted]".to_owned(),
+            });
+            f.debug_list().entries(shown).finish()
+        }
+    }
 }
 
 /// An error and its sources, `: `-separated.
@@ -323,21 +421,95 @@ mod tests {
         assert_eq!(out, b"line\n");
     }
 
+    /// A URL shows its scheme, host and port only: the path and query, where Discord's and
+    /// Slack's webhook URLs hold their secret, and the credentials are never shown.
     #[test]
-    fn urls_are_shown_without_credentials_or_query_values() {
+    fn urls_are_shown_by_their_origin_only() {
         for (name, url, shown) in [
-            ("plain", "https://h.example/hook", "https://h.example/hook"),
-            ("user and token", "https://user:t0ken@h.example/hook", "https://***@h.example/hook"),
-            ("token only", "https://:t0ken@h.example:8443/hook", "https://***@h.example:8443/hook"),
+            ("root", "https://h.example/", "https://h.example/"),
+            ("no path", "https://h.example", "https://h.example/"),
+            ("path", "https://h.example/t0ken", "https://h.example/…"),
+            ("user and token", "https://user:t0ken@h.example/hook", "https://***@h.example/…"),
+            ("token only", "https://:t0ken@h.example:8443/", "https://***@h.example:8443/"),
             ("user only", "http://t0ken@h.example/", "http://***@h.example/"),
-            ("query", "https://h.example/hook?key=t0ken&flag", "https://h.example/hook?key=***&flag=***"),
-            ("both", "https://u:t0ken@h.example/?sig=t0ken", "https://***@h.example/?sig=***"),
+            ("query", "https://h.example/?key=t0ken&flag", "https://h.example/…"),
+            ("query name", "https://h.example/?t0ken", "https://h.example/…"),
+            ("fragment", "https://h.example/#t0ken", "https://h.example/…"),
+            ("both", "https://u:t0ken@h.example/?sig=t0ken", "https://***@h.example/…"),
+            ("default port", "https://h.example:443/t0ken", "https://h.example/…"),
+            ("IPv6 and port", "http://[::1]:8080/t0ken", "http://[::1]:8080/…"),
+            ("redis", "redis://:t0ken@cache.internal:6379/0", "redis://***@cache.internal:6379/…"),
+            ("postgres", "postgres://app:t0ken@db/hooks?sslmode=require", "postgres://***@db/…"),
+            ("no host", "unix:/run/t0ken.sock", "unix:…"),
             ("not a URL", "t0ken", "(a URL that does not parse)"),
+            (
+                "discord",
+                "https://discord.com/api/webhooks/123456789012345678/t0ken-AbCdEf_123",
+                "https://discord.com/…",
+            ),
+            (
+                "slack",
+                "https://hooks.slack.com/services/T00000000/B00000000/t0kenXXXXXXXXXXXXXXXXXXX",
+                "https://hooks.slack.com/…",
+            ),
         ] {
             let redacted = redact_url(url);
             assert_eq!(redacted, shown, "{name}");
             assert!(!redacted.contains("t0ken"), "{name}");
         }
+    }
+
+    /// A malformed `-H` shows at most the header name it starts with, never what follows.
+    #[test]
+    fn a_malformed_header_is_not_repeated() {
+        for (name, header, shown) in [
+            ("no colon", "Authorization Bearer eyJt0ken", Some("header `Authorization …`")),
+            ("tab", "Authorization\tBearer eyJt0ken", Some("header `Authorization …`")),
+            ("equals", "X-Api-Key=t0ken", Some("header `X-Api-Key …`")),
+            ("space before the colon", "Authorization Bearer eyJt0ken:x", Some("header `Authorization …`")),
+            ("space in the name", "X Api: t0ken", Some("header `X …`")),
+            ("a bare token", "eyJt0ken.payload.sig", None),
+            ("a bare token and more", "t0ken/abc==", None),
+            ("not a name", "t0ken(x): y", None),
+            ("empty name", ": t0ken", None),
+        ] {
+            let err = parse_header(header).err().unwrap_or_else(|| panic!("{name}: accepted"));
+            assert!(err.contains("is not `Name: value`"), "{name}: {err}");
+            assert!(!err.contains("t0ken"), "{name}: {err}");
+            match shown {
+                Some(shown) => assert!(err.starts_with(shown), "{name}: {err}"),
+                None => assert!(err.starts_with("a header is not"), "{name}: {err}"),
+            }
+        }
+        let err = parse_header("X-Token: t0ken\u{1}").err().unwrap();
+        assert_eq!(err, "the value of `x-token` is not a valid header value");
+    }
+
+    #[test]
+    fn scheme_options_debug_shows_no_secret() {
+        let options = SchemeOptions {
+            url: Some("https://user:t0ken-user@h.example/t0ken-path?k=t0ken-query".to_owned()),
+            tolerance_secs: Some(60),
+            webhook_id: Some("WH-1".to_owned()),
+            certificates: vec![b"-----BEGIN CERTIFICATE-----".to_vec()],
+            shared_keys: vec!["t0ken-key-1".to_owned(), "t0ken-key-2".to_owned()],
+            shared_key_name: Some("setting".to_owned()),
+        };
+        assert_eq!(
+            format!("{options:?}"),
+            "SchemeOptions { url: Some(\"https://***@h.example/…\"), tolerance_secs: Some(60), \
+             webhook_id: Some(\"WH-1\"), certificates: 1, shared_keys: [[redacted], [redacted]], \
+             shared_key_name: Some(\"setting\") }"
+        );
+        let pretty = format!("{options:#?}");
+        assert!(!pretty.contains("t0ken"), "{pretty}");
+    }
+
+    #[test]
+    fn headers_debug_shows_names_only() {
+        let headers = ["Authorization: Bearer t0ken".to_owned(), "Authorization Bearer t0ken".to_owned()];
+        let shown = format!("{:?}", redacted::Headers(&headers));
+        assert_eq!(shown, r#"["Authorization: [redacted]", "[redacted]"]"#);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use hookguard::{
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::common::{self, SchemeOptions};
+use crate::common::{self, SchemeOptions, redacted};
 
 /// Paths the server answers itself.
 pub(crate) const RESERVED_PATHS: &[&str] = &["/healthz", "/metrics"];
@@ -98,7 +98,7 @@ struct RawTls {
     key: Spanned<PathBuf>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawBackend {
     #[serde(default = "default_backend")]
@@ -117,6 +117,27 @@ impl Default for RawBackend {
 
 fn default_backend() -> Spanned<String> {
     Spanned::new(0..0, "memory".to_owned())
+}
+
+/// The backends `backend` may name.
+const BACKENDS: [&str; 4] = ["memory", "sqlite", "redis", "postgres"];
+
+/// The URL as [`common::redact_url`] shows it, and `backend` only when it names a backend
+/// (a user may have put the URL there).
+impl std::fmt::Debug for RawBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self { backend, capacity, path, url, url_env } = self;
+        let backend = backend.get_ref().as_str();
+        let backend: &dyn std::fmt::Debug =
+            if BACKENDS.contains(&backend) { &backend } else { &redacted::Secret };
+        f.debug_struct("RawBackend")
+            .field("backend", backend)
+            .field("capacity", capacity)
+            .field("path", path)
+            .field("url", &url.as_ref().map(|u| redacted::Url(u.get_ref())))
+            .field("url_env", url_env)
+            .finish()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -179,7 +200,7 @@ impl OneOrMany {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawEndpoint {
     path: Spanned<String>,
@@ -216,11 +237,90 @@ fn default_allow_reload() -> u64 {
     60
 }
 
+/// Secrets (`secret`, `secret_env_default`, `verify_token`) are `[redacted]`; URLs
+/// (`url`, `forward_to`) as [`common::redact_url`] shows them; of `run`, the program only,
+/// as the logs show it.
+impl std::fmt::Debug for RawEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            path,
+            name,
+            provider,
+            secret,
+            secret_env,
+            secret_file,
+            secret_env_default,
+            shared_key_env,
+            shared_key_file,
+            tolerance_secs,
+            body_limit,
+            url,
+            public_origin,
+            webhook_id,
+            certificate_file,
+            verify_token,
+            verify_token_env,
+            handshake,
+            append_to,
+            run,
+            forward_to,
+            timeout_secs,
+            allow,
+            allow_file,
+            allow_reload_secs,
+            rate_limit,
+        } = self;
+        f.debug_struct("RawEndpoint")
+            .field("path", path.get_ref())
+            .field("name", &name.as_ref().map(Spanned::get_ref))
+            .field("provider", provider.get_ref())
+            .field("secret", &secret.as_ref().map(|s| redacted::List(s.get_ref().items().len())))
+            .field("secret_env", &secret_env.as_ref().map(Spanned::get_ref))
+            .field("secret_file", &secret_file.as_ref().map(Spanned::get_ref))
+            .field("secret_env_default", &redacted::option(secret_env_default.as_ref()))
+            .field("shared_key_env", &shared_key_env.as_ref().map(Spanned::get_ref))
+            .field("shared_key_file", &shared_key_file.as_ref().map(Spanned::get_ref))
+            .field("tolerance_secs", &tolerance_secs.as_ref().map(Spanned::get_ref))
+            .field("body_limit", body_limit)
+            .field("url", &url.as_deref().map(redacted::Url))
+            .field("public_origin", public_origin)
+            .field("webhook_id", webhook_id)
+            .field("certificate_file", &certificate_file.as_ref().map(Spanned::get_ref))
+            .field("verify_token", &redacted::option(verify_token.as_ref()))
+            .field("verify_token_env", &verify_token_env.as_ref().map(Spanned::get_ref))
+            .field("handshake", handshake)
+            .field("append_to", append_to)
+            .field("run", &run.as_ref().map(|argv| Program(argv.get_ref())))
+            .field("forward_to", &forward_to.as_ref().map(|u| redacted::Url(u.get_ref())))
+            .field("timeout_secs", &timeout_secs.as_ref().map(Spanned::get_ref))
+            .field("allow", &allow.as_ref().map(Spanned::get_ref))
+            .field("allow_file", &allow_file.as_ref().map(Spanned::get_ref))
+            .field("allow_reload_secs", allow_reload_secs)
+            .field("rate_limit", &rate_limit.as_ref().map(Spanned::get_ref))
+            .finish()
+    }
+}
+
+/// A `run` command as the logs show it: the program, and `[redacted]` for each argument
+/// (one may be a token).
+struct Program<'a>(&'a [String]);
+
+impl std::fmt::Debug for Program<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.split_first() {
+            Some((program, args)) => {
+                f.debug_list().entry(program).entries(args.iter().map(|_| redacted::Secret)).finish()
+            }
+            None => f.debug_list().finish(),
+        }
+    }
+}
+
 /// `timeout_secs` when not given.
 const DEFAULT_ACTION_TIMEOUT: u64 = 30;
 
-/// A replay store or inbox backend.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A replay store or inbox backend. `Debug` shows a URL as [`common::redact_url`] does.
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) enum Backend {
     Memory { capacity: Option<usize> },
     Sqlite { path: PathBuf, capacity: Option<usize> },
@@ -239,8 +339,28 @@ impl Backend {
     }
 }
 
-/// What a processed webhook does.
-#[derive(Debug, Clone)]
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Memory { capacity } => f.debug_struct("Memory").field("capacity", capacity).finish(),
+            Self::Sqlite { path, capacity } => {
+                f.debug_struct("Sqlite").field("path", path).field("capacity", capacity).finish()
+            }
+            Self::Redis { url, capacity } => {
+                f.debug_struct("Redis").field("url", &redacted::Url(url)).field("capacity", capacity).finish()
+            }
+            Self::Postgres { url, capacity } => f
+                .debug_struct("Postgres")
+                .field("url", &redacted::Url(url))
+                .field("capacity", capacity)
+                .finish(),
+        }
+    }
+}
+
+/// What a processed webhook does. `Debug` shows a URL as [`common::redact_url`] does, and
+/// of a command its program only.
+#[derive(Clone)]
 pub(crate) enum Action {
     /// Append one JSON line to this file.
     AppendTo(PathBuf),
@@ -248,6 +368,20 @@ pub(crate) enum Action {
     Run { argv: Vec<String>, timeout: Duration },
     /// POST the body to this URL.
     Forward { url: String, timeout: Duration },
+}
+
+impl std::fmt::Debug for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::AppendTo(path) => f.debug_tuple("AppendTo").field(path).finish(),
+            Self::Run { argv, timeout } => {
+                f.debug_struct("Run").field("argv", &Program(argv)).field("timeout", timeout).finish()
+            }
+            Self::Forward { url, timeout } => {
+                f.debug_struct("Forward").field("url", &redacted::Url(url)).field("timeout", timeout).finish()
+            }
+        }
+    }
 }
 
 /// Where an endpoint's scheme comes from.
@@ -546,13 +680,34 @@ fn backend(
             no_path()?;
             Backend::Postgres { url: url()?, capacity }
         }
+        // The value is not repeated: it may be a URL with a password (`redis://:pw@host`).
         other => {
-            return Err(src.at(
-                raw.backend.span(),
-                format!("[{section}] unknown backend `{other}` (memory, sqlite, redis, postgres)"),
-            ));
+            return Err(src.at(raw.backend.span(), unknown_backend(section, other)));
         }
     })
+}
+
+/// Why `backend = "{given}"` is refused, without repeating `given`: a URL there is told
+/// to go to `url` (with the backend its scheme names, when it names one).
+fn unknown_backend(section: &str, given: &str) -> String {
+    let known = BACKENDS.join(", ");
+    let Some((scheme, _)) = given.split_once("://") else {
+        return format!("[{section}] unknown backend: `backend` is one of {known} (the value is not shown)");
+    };
+    let named = match scheme.to_ascii_lowercase().as_str() {
+        "redis" | "rediss" => Some("redis"),
+        "postgres" | "postgresql" => Some("postgres"),
+        _ => None,
+    };
+    let choose = match named {
+        Some(name) => format!("set backend = \"{name}\""),
+        None => format!("set `backend` to one of {known}"),
+    };
+    format!(
+        "[{section}] unknown backend: `backend` names the kind of store ({known}), and this one looks \
+         like a URL (not shown: it may hold a password): {choose} and give the URL with `url` or \
+         `url_env` (recommended for a URL with a password)"
+    )
 }
 
 fn endpoint(
@@ -1063,7 +1218,10 @@ append_to = "/tmp/x.jsonl"
             assert!(err.starts_with(expected), "{err}\nexpected: {expected}");
         }
         let err = check(&format!("[inbox]\nbackend = \"mysql\"\n{OK}")).err().unwrap();
-        assert!(err.starts_with("t.toml:2:11: [inbox] unknown backend `mysql`"), "{err}");
+        assert!(
+            err.starts_with("t.toml:2:11: [inbox] unknown backend: `backend` is one of memory, sqlite"),
+            "{err}"
+        );
         let err = check(&format!("{OK}\n[[endpoint]]\npath = \"/hooks/github\"\nprovider = \"github\"\nsecret = \"s\"\nappend_to = \"x\"\n"))
             .err()
             .unwrap();
@@ -1343,6 +1501,143 @@ append_to = "/tmp/x.jsonl"
         // A secret file elsewhere than asana is read as today.
         let err = check(&OK.replace("secret = \"s\"", &at("missing.secret"))).err().unwrap();
         assert!(err.contains("cannot read secret file"), "{err}");
+    }
+
+    /// An unknown backend is not repeated (it may be a URL with a password); one that looks
+    /// like a URL is told to go to `url`.
+    #[test]
+    fn an_unknown_backend_is_not_repeated() {
+        for (name, given, says) in [
+            (
+                "a name",
+                "mysql",
+                "[inbox] unknown backend: `backend` is one of memory, sqlite, redis, postgres",
+            ),
+            ("a word", "pa55word", "[inbox] unknown backend: `backend` is one of"),
+            (
+                "redis URL",
+                "redis://:pa55word@cache:6379",
+                "set backend = \"redis\" and give the URL with `url`",
+            ),
+            ("rediss URL", "rediss://u:pa55word@cache", "set backend = \"redis\""),
+            ("postgres URL", "postgresql://app:pa55word@db/hooks", "set backend = \"postgres\""),
+            (
+                "other URL",
+                "mysql://root:pa55word@db",
+                "set `backend` to one of memory, sqlite, redis, postgres and give the URL with `url`",
+            ),
+        ] {
+            for section in ["inbox", "replay"] {
+                let err = check(&format!("[{section}]\nbackend = \"{given}\"\n{OK}")).err().unwrap();
+                assert!(err.starts_with("t.toml:2:11: "), "{name}: {err}");
+                assert!(err.contains(&says.replace("inbox", section)), "{name}: {err}");
+                assert!(!err.contains("pa55word") && !err.contains(given), "{name}: {err}");
+            }
+        }
+    }
+
+    /// The raw configuration's, the backends' and the actions' `Debug` show no secret, no
+    /// URL path or query, no credentials, no command argument.
+    #[test]
+    fn debug_shows_no_secret() {
+        let text = r#"
+[inbox]
+backend = "redis"
+url = "redis://:t0ken-inbox@cache.internal:6379/0"
+
+[replay]
+backend = "redis://:t0ken-backend@cache.internal"
+
+[[endpoint]]
+path = "/hooks/meta"
+provider = "meta"
+secret = ["t0ken-secret-1", "t0ken-secret-2"]
+secret_env = "META_SECRET"
+secret_env_default = "t0ken-demo"
+verify_token = "t0ken-verify"
+url = "https://h.example/t0ken-signed"
+forward_to = "https://discord.com/api/webhooks/123/t0ken-discord"
+
+[[endpoint]]
+path = "/hooks/slack"
+provider = "slack"
+secret = "t0ken-slack-secret"
+forward_to = "https://hooks.slack.com/services/T0/B0/t0ken-slack"
+
+[[endpoint]]
+path = "/hooks/github"
+provider = "github"
+secret = "t0ken-github-secret"
+run = ["curl", "-H", "Authorization: Bearer t0ken-run"]
+"#;
+        let raw: RawFile = toml::from_str(text).unwrap();
+        let shown = format!("{raw:?}\n{raw:#?}\n{:?}", raw.endpoint[0].get_ref());
+        assert!(!shown.contains("t0ken"), "{shown}");
+        for part in [
+            "secret: Some([[redacted], [redacted]])",
+            "secret_env_default: Some([redacted])",
+            "verify_token: Some([redacted])",
+            "secret_env: Some(One(\"META_SECRET\"))",
+            "url: Some(\"https://h.example/…\")",
+            "forward_to: Some(\"https://discord.com/…\")",
+            "forward_to: Some(\"https://hooks.slack.com/…\")",
+            "run: Some([\"curl\", [redacted], [redacted]])",
+            "backend: \"redis\"",
+            "url: Some(\"redis://***@cache.internal:6379/…\")",
+            "backend: [redacted]",
+        ] {
+            assert!(shown.contains(part), "{part}: {shown}");
+        }
+
+        for (value, want) in [
+            (
+                format!("{:?}", Backend::Redis { url: "redis://:t0ken@cache:6379/0".into(), capacity: None }),
+                "Redis { url: \"redis://***@cache:6379/…\", capacity: None }",
+            ),
+            (
+                format!(
+                    "{:?}",
+                    Backend::Postgres { url: "postgres://app:t0ken@db/h".into(), capacity: Some(5) }
+                ),
+                "Postgres { url: \"postgres://***@db/…\", capacity: Some(5) }",
+            ),
+            (
+                format!(
+                    "{:?}",
+                    Action::Forward {
+                        url: "https://hooks.slack.com/services/T0/B0/t0ken".into(),
+                        timeout: Duration::from_secs(5),
+                    }
+                ),
+                "Forward { url: \"https://hooks.slack.com/…\", timeout: 5s }",
+            ),
+            (
+                format!(
+                    "{:?}",
+                    Action::Run {
+                        argv: vec!["notify".into(), "--token=t0ken".into()],
+                        timeout: Duration::from_secs(5),
+                    }
+                ),
+                "Run { argv: [\"notify\", [redacted]], timeout: 5s }",
+            ),
+        ] {
+            assert_eq!(value, want);
+        }
+
+        // Parsed, the same: the backends and actions as loaded.
+        let env = |v: &str| (v == "META_SECRET").then(|| "t0ken-env".to_owned());
+        let c = parse(
+            &text.replace("backend = \"redis://:t0ken-backend@cache.internal\"", ""),
+            Path::new("t.toml"),
+            &env,
+        )
+        .unwrap();
+        let shown = format!(
+            "{:?} {:?} {:?} {:?}",
+            c.inbox, c.endpoints[0].action, c.endpoints[1].action, c.endpoints[2].action
+        );
+        assert!(!shown.contains("t0ken"), "{shown}");
     }
 
     #[test]

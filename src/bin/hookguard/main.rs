@@ -61,3 +61,40 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::Cli;
+
+    /// Every command's arguments, formatted with `{:?}` (plain and pretty), show no secret,
+    /// shared key, header value, or URL credential, path or query.
+    #[test]
+    fn debug_shows_no_secret() {
+        let scheme = ["-p", "github", "-s", "t0ken-secret-1", "--secret", "t0ken-secret-2"];
+        let twilio = ["--shared-key", "t0ken-shared", "--shared-key-name", "setting"];
+        let header = ["-H", "Authorization: Bearer t0ken-header", "-H", "X-Api-Key t0ken-malformed"];
+        let url = "https://user:t0ken-user@hooks.slack.com/services/T0/B0/t0ken-path?k=t0ken-query";
+        let commands: [Vec<&str>; 4] = [
+            vec!["serve", "--config", "hookguard.toml"],
+            [&["verify"][..], &scheme, &twilio, &header, &["--url", url]].concat(),
+            [&["sign"][..], &scheme, &twilio, &["--url", url]].concat(),
+            [&["send"][..], &scheme, &twilio, &header, &["--url", url, "--signed-url", url]].concat(),
+        ];
+        for args in commands {
+            let cli = Cli::try_parse_from([&["hookguard"][..], &args].concat())
+                .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            for shown in [format!("{cli:?}"), format!("{cli:#?}")] {
+                assert!(!shown.contains("t0ken"), "{}: {shown}", args[0]);
+                if args[0] != "serve" {
+                    assert!(shown.contains("[redacted]"), "{}: {shown}", args[0]);
+                    assert!(shown.contains("https://***@hooks.slack.com/…"), "{}: {shown}", args[0]);
+                }
+                if ["verify", "send"].contains(&args[0]) {
+                    assert!(shown.contains("Authorization: [redacted]"), "{}: {shown}", args[0]);
+                }
+            }
+        }
+    }
+}

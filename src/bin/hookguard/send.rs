@@ -11,7 +11,7 @@ use http::header::CONTENT_TYPE;
 use time::OffsetDateTime;
 
 use crate::{
-    common::{self, Failure},
+    common::{self, Failure, redacted},
     sign,
     verify::SchemeArgs,
 };
@@ -32,8 +32,10 @@ Example:
   hookguard send -p github -s demo-github-secret --url http://127.0.0.1:8080/hooks/github \\
       -H 'X-GitHub-Event: push' --repeat 1000 < payload.json";
 
-/// Sign a body from stdin and POST it to --url; print the response.
-#[derive(Debug, clap::Args)]
+/// Sign a body from stdin and POST it to --url; print the response. `Debug` shows the URLs
+/// as [`common::redact_url`] does, the headers' names only (and the secrets as
+/// `[redacted]`).
+#[derive(clap::Args)]
 #[command(after_help = EXAMPLE)]
 pub(crate) struct Args {
     #[command(flatten)]
@@ -65,6 +67,23 @@ pub(crate) struct Args {
     /// Seconds to wait for each response
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     timeout: u64,
+}
+
+impl std::fmt::Debug for Args {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self { scheme, url, signed_url, headers, id, timestamp, method, repeat, timeout } = self;
+        f.debug_struct("Args")
+            .field("scheme", scheme)
+            .field("url", &redacted::Url(url))
+            .field("signed_url", &signed_url.as_deref().map(redacted::Url))
+            .field("headers", &redacted::Headers(headers))
+            .field("id", id)
+            .field("timestamp", timestamp)
+            .field("method", method)
+            .field("repeat", repeat)
+            .field("timeout", timeout)
+            .finish()
+    }
 }
 
 pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {

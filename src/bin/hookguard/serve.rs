@@ -692,13 +692,26 @@ mod tests {
         assert!(started.elapsed() <= Duration::from_secs(1) + DRAIN_POLL, "{:?}", started.elapsed());
     }
 
+    /// The line describing an endpoint at start shows a forward URL's origin only (Discord's
+    /// and Slack's webhook URLs hold their secret in the path), and a command's program.
     #[test]
     fn actions_are_described_without_secrets() {
-        let forward = Action::Forward {
-            url: "https://hookguard:t0ken@internal.example/hooks?key=t0ken".to_owned(),
+        let forward = |url: &str| Action::Forward { url: url.to_owned(), timeout: Duration::from_secs(1) };
+        for (url, described) in [
+            (
+                "https://hookguard:t0ken@internal.example/hooks?key=t0ken",
+                "forward to https://***@internal.example/…",
+            ),
+            ("https://discord.com/api/webhooks/123/t0ken", "forward to https://discord.com/…"),
+            ("https://hooks.slack.com/services/T0/B0/t0ken", "forward to https://hooks.slack.com/…"),
+        ] {
+            assert_eq!(describe(&forward(url)), described);
+        }
+        let run = Action::Run {
+            argv: vec!["notify".into(), "--token=t0ken".into()],
             timeout: Duration::from_secs(1),
         };
-        assert_eq!(describe(&forward), "forward to https://***@internal.example/hooks?key=***");
+        assert_eq!(describe(&run), "run notify");
     }
 
     /// An accept error that lasts (too many open files) is retried once per pause, not in a

@@ -10,7 +10,7 @@ use http::{HeaderName, HeaderValue};
 use time::OffsetDateTime;
 
 use crate::{
-    common::{self, Failure},
+    common::{self, Failure, redacted},
     verify::SchemeArgs,
 };
 
@@ -24,8 +24,9 @@ Example:
 
   echo '{\"id\":\"evt_1\"}' | hookguard sign --provider stripe --secret whsec_test --timestamp 1700000000";
 
-/// Sign a body from stdin: print the headers a sender would send.
-#[derive(Debug, clap::Args)]
+/// Sign a body from stdin: print the headers a sender would send. `Debug` shows the URL
+/// as [`common::redact_url`] does (and the secrets as `[redacted]`).
+#[derive(clap::Args)]
 #[command(after_help = EXAMPLE)]
 pub(crate) struct Args {
     #[command(flatten)]
@@ -42,6 +43,19 @@ pub(crate) struct Args {
     /// The request method (HubSpot signs it)
     #[arg(long, default_value = "POST")]
     pub(crate) method: String,
+}
+
+impl std::fmt::Debug for Args {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self { scheme, id, timestamp, url, method } = self;
+        f.debug_struct("Args")
+            .field("scheme", scheme)
+            .field("id", id)
+            .field("timestamp", timestamp)
+            .field("url", &url.as_deref().map(redacted::Url))
+            .field("method", method)
+            .finish()
+    }
 }
 
 pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {

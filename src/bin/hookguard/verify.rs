@@ -6,7 +6,7 @@ use hookguard::verify::{Reason, Rejection, WebhookRequest};
 use http::header::CONTENT_LENGTH;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use crate::common::{self, Failure, SchemeOptions};
+use crate::common::{self, Failure, SchemeOptions, redacted};
 
 const EXAMPLE: &str = "\
 Exit status: 0 verified (the metadata is printed as JSON), 1 rejected (the reason is printed
@@ -22,8 +22,9 @@ Example:
   hookguard verify --provider stripe --secret whsec_… -H \"Stripe-Signature: $SIG\" \\
       --now 2024-05-01T12:00:00Z < event.json";
 
-/// The provider and its keys, as `verify`, `sign` and `send` take them.
-#[derive(Debug, clap::Args)]
+/// The provider and its keys, as `verify`, `sign` and `send` take them. `Debug` shows the
+/// secrets and shared keys as `[redacted]`.
+#[derive(clap::Args)]
 pub(crate) struct SchemeArgs {
     /// Provider name as in PROVIDERS.md, lower case with dashes (github, stripe,
     /// standard-webhooks, slack, …)
@@ -49,6 +50,20 @@ pub(crate) struct SchemeArgs {
     pub(crate) shared_key_name: Option<String>,
 }
 
+impl std::fmt::Debug for SchemeArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self { provider, secret, webhook_id, cert, shared_key, shared_key_name } = self;
+        f.debug_struct("SchemeArgs")
+            .field("provider", provider)
+            .field("secret", &redacted::List(secret.len()))
+            .field("webhook_id", webhook_id)
+            .field("cert", cert)
+            .field("shared_key", &redacted::List(shared_key.len()))
+            .field("shared_key_name", shared_key_name)
+            .finish()
+    }
+}
+
 impl SchemeArgs {
     pub(crate) fn options(
         &self,
@@ -67,8 +82,9 @@ impl SchemeArgs {
     }
 }
 
-/// Verify a delivery: the body on stdin, the headers with -H.
-#[derive(Debug, clap::Args)]
+/// Verify a delivery: the body on stdin, the headers with -H. `Debug` shows the headers'
+/// names only, the URL as [`common::redact_url`] does.
+#[derive(clap::Args)]
 #[command(after_help = EXAMPLE)]
 pub(crate) struct Args {
     #[command(flatten)]
@@ -89,6 +105,20 @@ pub(crate) struct Args {
     /// Timestamp tolerance in seconds, replacing the provider's
     #[arg(long, value_name = "SECS")]
     tolerance: Option<u64>,
+}
+
+impl std::fmt::Debug for Args {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self { scheme, headers, url, method, now, tolerance } = self;
+        f.debug_struct("Args")
+            .field("scheme", scheme)
+            .field("headers", &redacted::Headers(headers))
+            .field("url", &url.as_deref().map(redacted::Url))
+            .field("method", method)
+            .field("now", now)
+            .field("tolerance", tolerance)
+            .finish()
+    }
 }
 
 pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
