@@ -573,12 +573,27 @@ impl Guard {
     ///
     /// See [`Reservation`] for an example.
     pub async fn reserve(&self, parts: &Parts, body: &Bytes) -> Reserved {
+        match self.verify_to_reserve(parts, body).await {
+            Ok(verified) => self.reserve_verified(verified).await,
+            Err(res) => Reserved::Respond(res),
+        }
+    }
+
+    /// [`reserve`](Self::reserve)'s first half: handshakes and verification, no mark yet
+    /// (`VerifyLayer` makes its inner service ready in between, so that the wait for it
+    /// does not count against the reservation's lease).
+    pub(crate) async fn verify_to_reserve(
+        &self,
+        parts: &Parts,
+        body: &Bytes,
+    ) -> Result<ToReserve, Response<Vec<u8>>> {
+        let (Passed { labels, ttl, .. }, verified) = self.verify(parts, body, owned).await?;
+        Ok(ToReserve { key: labels.key().to_owned(), ttl, verified })
+    }
+
+    /// [`reserve`](Self::reserve)'s second half: the mark.
+    pub(crate) async fn reserve_verified(&self, ToReserve { key, ttl, verified }: ToReserve) -> Reserved {
         let i = &self.inner;
-        let (Passed { labels, ttl, .. }, verified) = match self.verify(parts, body, owned).await {
-            Ok(passed) => passed,
-            Err(res) => return Reserved::Respond(res),
-        };
-        let key = labels.key().to_owned();
         let token = fastrand::u64(..);
         if let Some(replay) = &i.replay {
             match replay.reserve(key.as_bytes(), token, i.pending_lease).await {
@@ -1003,6 +1018,13 @@ fn counter_key(name: &'static str, endpoint: &Arc<str>) -> metrics::Key {
     metrics::Key::from_parts(name, vec![label])
 }
 
+/// A verified delivery not reserved yet ([`Guard::verify_to_reserve`]).
+pub(crate) struct ToReserve {
+    key: String,
+    ttl: Duration,
+    verified: Verified<'static>,
+}
+
 /// What verification passed on: the delivery's labels (its replay key among them), its
 /// signed timestamp and receipt time (nanoseconds since the epoch), and how long its mark
 /// lives.
@@ -1243,8 +1265,9 @@ impl GuardBuilder {
     /// no longer holds the delivery, so a copy (a sender that timed out and retried, or a
     /// replay) is handled a second time alongside it; **too long**, and the retry of a
     /// delivery whose receiver crashed waits that long. Choose it longer than your
-    /// slowest handler (the body is read and verified before the reservation is taken, so
-    /// the read timeout does not count).
+    /// slowest handler (the body is read and verified, and `VerifyLayer`'s inner service
+    /// made ready, before the reservation is taken, so neither the read timeout nor a
+    /// wait for the inner service counts).
     ///
     /// ```
     /// use std::time::Duration;

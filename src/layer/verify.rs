@@ -179,9 +179,11 @@ where
     type Future = VerifyFuture<ResBody, S::Error>;
 
     /// Always ready: the inner service's readiness is awaited only for a request that
-    /// verified and is fresh (as axum's `from_fn` does), so that requests still sending
-    /// their bodies, or failing verification, hold none of its capacity (a concurrency
-    /// limit's permits, a buffer's slots).
+    /// verified (as axum's `from_fn` does, once it is called), so that requests still
+    /// sending their bodies, or failing verification, hold none of its capacity (a
+    /// concurrency limit's permits, a buffer's slots). It is awaited before the replay
+    /// reservation is taken: the wait does not count against the pending lease. A
+    /// `LoadShed` outside this layer therefore never sheds; put it inside.
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
     }
@@ -209,7 +211,14 @@ where
                         Ok(bytes) => bytes,
                         Err(problem) => return Ok(convert(guard.body_problem(problem))),
                     };
-                    let (verified, reservation) = match guard.reserve(&parts, &bytes).await {
+                    let to_reserve = match guard.verify_to_reserve(&parts, &bytes).await {
+                        Ok(to_reserve) => to_reserve,
+                        Err(res) => return Ok(convert(res)),
+                    };
+                    // Verified: now the inner service may be waited for, before the
+                    // reservation, so that the wait does not count against its lease.
+                    std::future::poll_fn(|cx| inner.poll_ready(cx)).await?;
+                    let (verified, reservation) = match guard.reserve_verified(to_reserve).await {
                         Reserved::Fresh { verified, reservation } => (verified, reservation),
                         Reserved::Respond(res) => return Ok(convert(res)),
                     };
@@ -220,10 +229,7 @@ where
                     if let Some(routed) = routed {
                         parts.uri = routed;
                     }
-                    let res = match std::future::poll_fn(|cx| inner.poll_ready(cx)).await {
-                        Ok(()) => inner.call(Request::from_parts(parts, B::from(bytes))).await,
-                        Err(e) => Err(e),
-                    };
+                    let res = inner.call(Request::from_parts(parts, B::from(bytes))).await;
                     match &res {
                         Ok(r) => reservation.finish(r.status()).await,
                         Err(_) => reservation.cancel().await,
@@ -331,21 +337,30 @@ mod tests {
         assert_eq!(res.status(), 401);
         assert!(!gated.called.load(Ordering::SeqCst));
 
-        let signed = Request::post("/hooks/github")
-            .header(
-                "x-hub-signature-256",
-                "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
-            )
-            .body(Full::new(Bytes::from_static(b"Hello, World!")))
-            .unwrap();
-        let mut pending = verify.call(signed);
+        let signed = || {
+            Request::post("/hooks/github")
+                .header(
+                    "x-hub-signature-256",
+                    "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+                )
+                .body(Full::new(Bytes::from_static(b"Hello, World!")))
+                .unwrap()
+        };
+        let mut pending = verify.call(signed());
         for _ in 0..10 {
             assert!(
                 std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut pending).poll(cx))).await.is_pending()
             );
         }
+        // Waiting for the inner service, it holds no reservation yet (the wait does not
+        // count against its lease): a copy waits too rather than being answered `409`.
+        let mut copy = verify.call(signed());
+        for _ in 0..10 {
+            assert!(std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut copy).poll(cx))).await.is_pending());
+        }
         gated.open.store(true, Ordering::SeqCst);
         assert_eq!((&mut pending).await.unwrap().status(), 204);
+        assert_eq!(copy.await.unwrap().status(), 200, "a duplicate once the first was handled");
         // Polled again after it answered: a 500, not a panic.
         assert_eq!(pending.await.unwrap().status(), 500);
         assert!(gated.called.load(Ordering::SeqCst));

@@ -352,7 +352,7 @@ impl<'a> Verified<'a> {
     ///
     /// ```
     /// # use hookguard::verify::Verified;
-    /// const TOKEN: [http::HeaderName; 1] = [http::HeaderName::from_static("x-acme-token")];
+    /// static TOKEN: [http::HeaderName; 1] = [http::HeaderName::from_static("x-acme-token")];
     /// let v = Verified::new("acme", None, None, None, [7; 32], 0).with_secret_headers(&TOKEN);
     /// assert_eq!(v.secret_headers(), &TOKEN);
     /// ```
