@@ -217,14 +217,19 @@ fn not_name_value(text: &str) -> String {
 }
 
 /// What a malformed header may show of itself: the text before its first space, tab or
-/// `=` (`Authorization` of `Authorization Bearer <token>`, `X-Api-Key` of `X-Api-Key=<key>`)
-/// when that text could be a header name. A text without such a separator (a bare token)
-/// shows nothing.
+/// `=` (`Authorization` of `Authorization Bearer <token>`, `X-Api-Key` of `X-Api-Key=<key>`),
+/// and only when that text is clearly a header name: a common one, or one starting with
+/// `X-` made of letters, digits and dashes. Anything else (a bare token, which may hold
+/// spaces or end in `=` padding) shows nothing.
 fn leading_name(text: &str) -> Option<&str> {
+    const COMMON: &[&str] =
+        &["authorization", "proxy-authorization", "cookie", "content-type", "accept", "user-agent", "host"];
     let text = text.trim();
     let (name, _) = text.split_at(text.find([' ', '\t', '='])?);
-    let tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-    (!name.is_empty() && name.chars().all(tchar)).then_some(name)
+    let x_name = name.len() <= 64
+        && name.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("x-"))
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    (x_name || COMMON.iter().any(|c| c.eq_ignore_ascii_case(name))).then_some(name)
 }
 
 /// All of standard input.
@@ -467,7 +472,11 @@ mod tests {
             ("tab", "Authorization\tBearer eyJt0ken", Some("header `Authorization …`")),
             ("equals", "X-Api-Key=t0ken", Some("header `X-Api-Key …`")),
             ("space before the colon", "Authorization Bearer eyJt0ken:x", Some("header `Authorization …`")),
-            ("space in the name", "X Api: t0ken", Some("header `X …`")),
+            ("space in the name", "X Api: t0ken", None),
+            ("a bare base64 token", "QWxhZGRpbjpvcGVuIHNlc2FtZQ== t0ken", None),
+            ("a bare token with padding", "t0kenQWxhZGRpbjpvcGVu=", None),
+            ("a bare token and a word", "ghp_t0ken x", None),
+            ("lower-case x- name", "x-api-key t0ken", Some("header `x-api-key …`")),
             ("a bare token", "eyJt0ken.payload.sig", None),
             ("a bare token and more", "t0ken/abc==", None),
             ("not a name", "t0ken(x): y", None),
