@@ -915,6 +915,13 @@ impl Guard {
         verified: &Verified<'_>,
         key: &str,
     ) -> Response<Vec<u8>> {
+        // What `precheck` refuses (a caller of `check` may not have called it): a durable
+        // inbox could not read such a webhook back.
+        if parts.headers.len() > crate::inbox::MAX_HEADERS {
+            self.release(key).await;
+            self.count_rejected(known::HEADERS_TOO_LARGE.code());
+            return known::HEADERS_TOO_LARGE.into_response();
+        }
         let passed = Passed {
             labels: Labels::with_key(key, verified),
             secret_headers: verified.secret_headers().to_vec(),
@@ -1006,9 +1013,10 @@ pub(crate) struct BodyLimit(pub(crate) usize);
 
 #[cfg(any(feature = "axum", feature = "actix"))]
 impl BodyLimit {
-    /// The limit in a request's extensions, or the default one.
+    /// The limit in a request's extensions; none without one (a middleware of the
+    /// application's that put the `Verified` there itself read the body within its own).
     pub(crate) fn of(extensions: Option<Self>) -> usize {
-        extensions.map_or(DEFAULT_BODY_LIMIT, |l| l.0)
+        extensions.map_or(usize::MAX, |l| l.0)
     }
 }
 

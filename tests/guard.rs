@@ -685,3 +685,32 @@ async fn more_headers_than_a_webhook_can_keep_are_refused() {
     assert_eq!(res.status(), 431);
     assert_eq!(inbox.depth().await.unwrap(), 0);
 }
+
+/// Middleware mode's hand-off keeps what the terminal pipeline keeps: no shared-token
+/// header, and no webhook with more headers than a durable inbox could read back (`431`,
+/// and the replay mark is removed so that the sender's retry gets through).
+#[tokio::test]
+async fn hand_off_keeps_what_accept_keeps() {
+    use hookguard::verify::{Field, TokenScheme};
+    let inbox = MemoryInbox::new();
+    let scheme = TokenScheme::new("acme", Field::header("x-acme-token"), "s3cret").unwrap();
+    let guard = Guard::builder("acme", scheme).inbox(inbox.clone()).build();
+    let request = |extra: usize, body: &'static [u8]| {
+        let mut req = Request::post("/hooks/acme").header("x-acme-token", "s3cret");
+        for n in 0..extra {
+            req = req.header(format!("x-{n}"), "");
+        }
+        (parts_of(req.body(()).unwrap()), Bytes::from_static(body))
+    };
+    let (parts, body) = request(4096, b"many");
+    let Checked::Fresh { verified, replay_key } = guard.check(&parts, &body).await else { panic!("fresh") };
+    assert_eq!(guard.hand_off(&parts, body.clone(), &verified, &replay_key).await.status(), 431);
+    assert!(matches!(guard.check(&parts, &body).await, Checked::Fresh { .. }), "the mark was removed");
+
+    let (parts, body) = request(1, b"one");
+    let Checked::Fresh { verified, replay_key } = guard.check(&parts, &body).await else { panic!("fresh") };
+    assert_eq!(guard.hand_off(&parts, body, &verified, &replay_key).await.status(), 202);
+    let job = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+    assert!(job.webhook().headers().get("x-acme-token").is_none());
+    assert!(job.webhook().headers().get("x-0").is_some());
+}

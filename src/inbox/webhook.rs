@@ -242,6 +242,16 @@ fn is_credential(name: &HeaderName) -> bool {
     CREDENTIALS.contains(&name.as_str())
 }
 
+/// Removes the [`CREDENTIALS`] from `headers`.
+fn strip_credentials(headers: &mut HeaderMap) {
+    // Usually none is there: a scan of the names is cheaper than five removals.
+    if headers.keys().any(is_credential) {
+        for name in CREDENTIALS {
+            headers.remove(*name);
+        }
+    }
+}
+
 /// `pairs` (the same headers each time it is called, about `count` of them: name, value,
 /// sensitive) as a map whose values are slices of one buffer of their own: two allocations
 /// for all the values instead of one each, and no slice of anybody else's buffer. `name`
@@ -274,15 +284,32 @@ where
 }
 
 impl Webhook {
-    /// Assembles a webhook from what verification proved.
+    /// Assembles a webhook from what verification proved. As the guard does, it keeps
+    /// the headers but credentials and the ones the scheme read a shared token from
+    /// ([`headers`](Self::headers)).
+    ///
+    /// ```
+    /// use hookguard::{inbox::Webhook, verify::Verified};
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.insert("authorization", "Bearer t0ken".parse().unwrap());
+    /// headers.insert("x-github-event", "push".parse().unwrap());
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// let hook = Webhook::new("github", &v, headers, bytes::Bytes::new(), time::OffsetDateTime::UNIX_EPOCH);
+    /// assert!(hook.headers().get("authorization").is_none());
+    /// assert_eq!(hook.headers()["x-github-event"], "push");
+    /// ```
     #[must_use]
     pub fn new(
         endpoint: impl Into<String>,
         verified: &Verified<'_>,
-        headers: HeaderMap,
+        mut headers: HeaderMap,
         body: Bytes,
         received_at: OffsetDateTime,
     ) -> Self {
+        strip_credentials(&mut headers);
+        for name in verified.secret_headers() {
+            headers.remove(name);
+        }
         let endpoint: Arc<str> = Arc::from(endpoint.into());
         let labels = Labels::of(&endpoint, verified, verified.event());
         Self::assemble(
@@ -315,12 +342,7 @@ impl Webhook {
         body: Bytes,
         received_at: i128,
     ) -> Self {
-        // Usually none is there: a scan of the names is cheaper than five removals.
-        if headers.keys().any(is_credential) {
-            for name in CREDENTIALS {
-                headers.remove(*name);
-            }
-        }
+        strip_credentials(&mut headers);
         Self::assemble(labels, event_in_body, endpoint, timestamp, received_at, headers, body)
     }
 

@@ -293,6 +293,7 @@ impl fmt::Debug for Verified<'_> {
             .field("event", &self.event())
             .field("fingerprint", &self.fingerprint)
             .field("key_index", &self.key_index)
+            .field("secret_headers", &self.secret_headers)
             .finish()
     }
 }
