@@ -24,7 +24,7 @@ use actix_web::{App, HttpServer, web};
 use hookguard::{
     actix::webhook_service,
     guard::Guard,
-    inbox::{Inbox as _, MemoryInbox, Webhook},
+    inbox::{MemoryInbox, Webhook},
     providers::{self, Preset},
     verify::Outgoing,
     worker::{Worker, WorkerHandle},
@@ -92,7 +92,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .run()
         .await?;
         // No request comes in any more, and every webhook in the inbox was answered `202`.
-        stop_workers(&inbox, worker).await;
+        stop_workers(worker).await;
         Ok::<(), Box<dyn std::error::Error>>(())
     })
 }
@@ -128,28 +128,14 @@ async fn shutdown_signal() {
 
 /// Lets the workers empty the in-memory inbox (it dies with the process), then stops them,
 /// all within [`GRACE`]; logs how many accepted webhooks are left in the inbox, and lost.
-async fn stop_workers(inbox: &MemoryInbox, worker: WorkerHandle) {
+async fn stop_workers(worker: WorkerHandle) {
     tracing::info!("server stopped; letting the workers empty the in-memory inbox");
-    let deadline = tokio::time::Instant::now() + GRACE;
-    let mut poll = tokio::time::interval(Duration::from_millis(50));
-    loop {
-        poll.tick().await; // The first tick is at once.
-        match inbox.depth().await {
-            Ok(0) => break,
-            Ok(_) if tokio::time::Instant::now() < deadline => {}
-            Ok(_) => break,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the inbox's depth; not waiting for it to empty");
-                break;
-            }
-        }
-    }
-    let report = worker.shutdown(deadline.saturating_duration_since(tokio::time::Instant::now())).await;
-    tracing::info!(?report, "workers stopped");
-    match inbox.depth().await {
-        Ok(0) => tracing::info!("nothing left in the in-memory inbox"),
-        Ok(lost) => tracing::error!(lost, "accepted webhooks left in the in-memory inbox are lost"),
-        Err(e) => tracing::error!(error = %e, "cannot count the webhooks left in the in-memory inbox"),
+    let drained = worker.drain(GRACE).await;
+    tracing::info!(report = ?drained.report, "workers stopped");
+    match drained.left {
+        Some(0) => tracing::info!("nothing left in the in-memory inbox"),
+        Some(lost) => tracing::error!(lost, "accepted webhooks left in the in-memory inbox are lost"),
+        None => tracing::error!("cannot count the webhooks left in the in-memory inbox"),
     }
 }
 

@@ -17,7 +17,7 @@ use axum::Router;
 use hookguard::{
     ConfigError, Secret,
     guard::Guard,
-    inbox::{Inbox as _, MemoryInbox, Webhook},
+    inbox::{MemoryInbox, Webhook},
     layer::WebhookService,
     providers::github,
     tenant::TenantSchemes,
@@ -86,33 +86,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_graceful_shutdown(async { tokio::signal::ctrl_c().await.unwrap_or(()) })
         .await?;
     // No request comes in any more, and every webhook in the inbox was answered `202`.
-    stop_workers(&inbox, worker).await;
+    stop_workers(worker).await;
     Ok(())
 }
 
 /// Lets the workers empty the in-memory inbox (it dies with the process), then stops them,
 /// all within [`GRACE`]; prints how many accepted webhooks are left in the inbox, and lost.
-async fn stop_workers(inbox: &MemoryInbox, worker: WorkerHandle) {
+async fn stop_workers(worker: WorkerHandle) {
     println!("server stopped; letting the workers empty the in-memory inbox");
-    let deadline = tokio::time::Instant::now() + GRACE;
-    let mut poll = tokio::time::interval(Duration::from_millis(50));
-    loop {
-        poll.tick().await; // The first tick is at once.
-        match inbox.depth().await {
-            Ok(0) => break,
-            Ok(_) if tokio::time::Instant::now() < deadline => {}
-            Ok(_) => break,
-            Err(e) => {
-                eprintln!("cannot read the inbox's depth ({e}); not waiting for it to empty");
-                break;
-            }
-        }
-    }
-    let report = worker.shutdown(deadline.saturating_duration_since(tokio::time::Instant::now())).await;
-    println!("workers stopped: {report:?}");
-    match inbox.depth().await {
-        Ok(0) => println!("nothing left in the in-memory inbox"),
-        Ok(lost) => eprintln!("{lost} accepted webhook(s) left in the in-memory inbox are lost"),
-        Err(e) => eprintln!("cannot count the webhooks left in the in-memory inbox: {e}"),
+    let drained = worker.drain(GRACE).await;
+    println!("workers stopped: {:?}", drained.report);
+    match drained.left {
+        Some(0) => println!("nothing left in the in-memory inbox"),
+        Some(lost) => eprintln!("{lost} accepted webhooks left in the in-memory inbox are lost"),
+        None => eprintln!("cannot count the webhooks left in the in-memory inbox"),
     }
 }

@@ -308,8 +308,9 @@ impl Worker {
     pub fn spawn(self) -> WorkerHandle {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (cancel_tx, cancel_rx) = watch::channel(false);
+        let inbox = Arc::clone(&self.inbox);
         let task = tokio::spawn(self.run(stop_rx, cancel_rx));
-        WorkerHandle { stop: stop_tx, cancel: cancel_tx, task }
+        WorkerHandle { stop: stop_tx, cancel: cancel_tx, task, inbox }
     }
 
     /// The pool: `concurrency` long-lived lanes take jobs from a local queue that this
@@ -799,15 +800,79 @@ pub struct ShutdownReport {
 /// assert_eq!(report.in_flight, 0);
 /// # }
 /// ```
-#[derive(Debug)]
 #[must_use = "dropping the handle detaches the pool, which then cannot be shut down gracefully"]
 pub struct WorkerHandle {
     stop: watch::Sender<bool>,
     cancel: watch::Sender<bool>,
     task: tokio::task::JoinHandle<ShutdownReport>,
+    /// The pool's inbox, for [`drain`](Self::drain).
+    inbox: Arc<dyn Inbox>,
 }
 
+impl fmt::Debug for WorkerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerHandle").field("stopping", &*self.stop.borrow()).finish_non_exhaustive()
+    }
+}
+
+/// What [`WorkerHandle::drain`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Drained {
+    /// The pool's shutdown, once the inbox was empty or the grace period ended.
+    pub report: ShutdownReport,
+    /// Jobs the inbox still held then (waiting or leased; dead letters are not counted):
+    /// with an in-memory inbox, accepted webhooks that are lost with the process. `None`
+    /// when the inbox could not say.
+    pub left: Option<usize>,
+}
+
+/// How often [`WorkerHandle::drain`] asks the inbox how many jobs it holds.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
+
 impl WorkerHandle {
+    /// Lets the pool empty its inbox, then stops it, all within `grace`: waits until the
+    /// inbox holds no job (retries that come due in time included) or `grace` ends, then
+    /// [`shutdown`](Self::shutdown)s with what is left of it. For an in-memory inbox,
+    /// whose jobs die with the process, call it once nothing pushes any more (the server
+    /// stopped); [`Drained::left`] is then what is lost. A durable inbox keeps what is
+    /// left for the next start: there, `shutdown` is enough.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # use std::{convert::Infallible, time::Duration};
+    /// use hookguard::{inbox::{Inbox as _, MemoryInbox, Webhook}, verify::Verified, worker::Worker};
+    /// let inbox = MemoryInbox::new();
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// let hook = Webhook::new("github", &v, http::HeaderMap::new(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH);
+    /// inbox.push(hook).await.unwrap();
+    /// let handle = Worker::new(inbox.clone(), |_hook: Webhook| async { Ok::<(), Infallible>(()) }).spawn();
+    /// let drained = handle.drain(Duration::from_secs(10)).await;
+    /// assert_eq!(drained.left, Some(0));
+    /// # }
+    /// ```
+    pub async fn drain(self, grace: Duration) -> Drained {
+        let deadline = crate::inbox::instant_after(tokio::time::Instant::now(), grace);
+        loop {
+            match self.inbox.depth().await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the inbox's depth; not waiting for it to empty");
+                    break;
+                }
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
+            tokio::time::sleep(DRAIN_POLL.min(deadline - now)).await;
+        }
+        let inbox = Arc::clone(&self.inbox);
+        let report = self.shutdown(deadline.saturating_duration_since(tokio::time::Instant::now())).await;
+        Drained { report, left: inbox.depth().await.ok() }
+    }
+
     /// Stops pulling, waits up to `grace` for the jobs the pool holds, then cancels the
     /// rest and gives their jobs back to the inbox (nothing is dropped).
     pub async fn shutdown(self, grace: Duration) -> ShutdownReport {
@@ -879,6 +944,46 @@ mod tests {
         assert_eq!(most.load(Ordering::SeqCst), 3, "three lanes, all used, never more");
         assert_eq!(inbox.depth().await.unwrap(), 0);
         worker.shutdown(Duration::from_secs(1)).await;
+    }
+
+    /// `drain` lets the pool process everything the inbox holds, a retry included, before
+    /// it stops the pool.
+    #[tokio::test(start_paused = true)]
+    async fn drain_empties_the_inbox_before_it_stops() {
+        let inbox = inbox_with(&["a", "b", "c", "d"]).await;
+        let calls = Arc::new(AtomicUsize::new(0));
+        let handler = {
+            let calls = Arc::clone(&calls);
+            move |_hook: Webhook| {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    if n == 0 { Err("the first attempt fails") } else { Ok(()) }
+                }
+            }
+        };
+        let worker = Worker::new(inbox.clone(), handler)
+            .concurrency(1)
+            .backoff(Backoff::new(Duration::ZERO, Duration::ZERO).without_jitter())
+            .spawn();
+        let drained = worker.drain(Duration::from_secs(30)).await;
+        assert_eq!(drained.left, Some(0));
+        assert_eq!(drained.report.in_flight, 0);
+        assert_eq!(calls.load(Ordering::SeqCst), 5, "four jobs, one retried");
+    }
+
+    /// When the grace period ends first, the pool is shut down with what is left of it,
+    /// and what the inbox still holds is reported.
+    #[tokio::test(start_paused = true)]
+    async fn drain_reports_what_is_left_when_the_grace_ends() {
+        let inbox = inbox_with(&["a", "b", "c"]).await;
+        let never = |_hook: Webhook| std::future::pending::<Result<(), Infallible>>();
+        let worker = Worker::new(inbox.clone(), never).concurrency(1).spawn();
+        let started = tokio::time::Instant::now();
+        let drained = worker.drain(Duration::from_secs(5)).await;
+        assert!(started.elapsed() <= Duration::from_secs(5) + DRAIN_POLL, "{:?}", started.elapsed());
+        assert_eq!(drained.left, Some(3));
+        assert_eq!((drained.report.in_flight, drained.report.returned), (1, 1));
     }
 
     /// A job whose ack the inbox refused (its lease was lost: it will run again) is not
