@@ -98,3 +98,69 @@ mod tests {
         }
     }
 }
+
+/// The command's own parsers, fuzzed with generated input (they live in this binary,
+/// which the `cargo fuzz` targets, built on the library, cannot reach): none panics, and
+/// a redacted URL shows none of its secret parts.
+#[cfg(test)]
+mod parsers_fuzzed {
+    use std::path::Path;
+
+    use proptest::{prelude::*, sample::Index};
+
+    use crate::{common, config};
+
+    const EXAMPLE: &str = include_str!("../../../examples/hookguard.toml");
+
+    /// The example configuration with up to eight byte edits (a byte removed, replaced,
+    /// or inserted), so that most inputs are nearly valid and reach the checks past TOML.
+    fn mangled() -> impl Strategy<Value = String> {
+        proptest::collection::vec((any::<Index>(), any::<u8>(), 0..3_u8), 0..8).prop_map(|edits| {
+            let mut bytes = EXAMPLE.as_bytes().to_vec();
+            for (at, byte, kind) in edits {
+                let i = at.index(bytes.len() + 1);
+                match kind {
+                    0 if i < bytes.len() => drop(bytes.remove(i)),
+                    1 if i < bytes.len() => bytes[i] = byte,
+                    _ => bytes.insert(i.min(bytes.len()), byte),
+                }
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_argument_parsers_never_panic(text in any::<String>()) {
+            let _ = common::parse_header(&text);
+            let _ = common::parse_time(&text);
+            let _ = common::redact_url(&text);
+        }
+
+        #[test]
+        fn the_config_parser_never_panics(text in mangled(), set in any::<bool>()) {
+            // Every variable set (or none), so that both sides of `secret_env` are reached.
+            let env = move |_: &str| set.then(|| "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned());
+            let _ = config::parse(&text, Path::new("/nonexistent/fuzz.toml"), &env);
+        }
+
+        #[test]
+        fn a_redacted_url_shows_no_secret(
+            secret in "[A-Za-z0-9]{12,24}",
+            scheme in prop::sample::select(vec!["https", "http", "redis", "postgres", "rediss"]),
+            shape in 0..5_usize,
+        ) {
+            let url = match shape {
+                0 => format!("{scheme}://user:{secret}@example.com:6379/0"),
+                1 => format!("{scheme}://{secret}@example.com/"),
+                2 => format!("{scheme}://example.com/api/webhooks/123/{secret}"),
+                3 => format!("{scheme}://example.com/p?token={secret}&x=1"),
+                _ => format!("{scheme}://[::1]:8080/a#{secret}"),
+            };
+            let shown = common::redact_url(&url);
+            prop_assert!(!shown.contains(&secret), "{url} shown as {shown}");
+        }
+    }
+}
