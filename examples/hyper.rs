@@ -130,7 +130,7 @@ async fn stop_workers(worker: WorkerHandle) {
     println!("workers stopped: {:?}", drained.report);
     match drained.left {
         Some(0) => println!("nothing left in the in-memory inbox"),
-        Some(lost) => eprintln!("{lost} accepted webhooks left in the in-memory inbox are lost"),
+        Some(lost) => eprintln!("accepted webhooks left in the in-memory inbox, lost: {lost}"),
         None => eprintln!("cannot count the webhooks left in the in-memory inbox"),
     }
 }

@@ -821,9 +821,11 @@ impl fmt::Debug for WorkerHandle {
 pub struct Drained {
     /// The pool's shutdown, once the inbox was empty or the grace period ended.
     pub report: ShutdownReport,
-    /// Jobs the inbox still held then (waiting or leased; dead letters are not counted):
-    /// with an in-memory inbox, accepted webhooks that are lost with the process. `None`
-    /// when the inbox could not say.
+    /// Jobs the inbox still held then, waiting or leased: with an in-memory inbox,
+    /// accepted webhooks that are lost with the process. Dead letters are not counted
+    /// (an in-memory inbox loses them too: read them with
+    /// [`Inbox::dead_letters`](crate::inbox::Inbox::dead_letters) first). `None` when the
+    /// inbox could not say.
     pub left: Option<usize>,
 }
 
@@ -836,7 +838,9 @@ impl WorkerHandle {
     /// [`shutdown`](Self::shutdown)s with what is left of it. For an in-memory inbox,
     /// whose jobs die with the process, call it once nothing pushes any more (the server
     /// stopped); [`Drained::left`] is then what is lost. A durable inbox keeps what is
-    /// left for the next start: there, `shutdown` is enough.
+    /// left for the next start: there, `shutdown` is enough. `grace` runs on Tokio's clock;
+    /// a retry comes due by the inbox's [`Clock`] (the system clock unless one was set).
+    /// It stops waiting early when the pool has ended on its own.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -851,9 +855,15 @@ impl WorkerHandle {
     /// assert_eq!(drained.left, Some(0));
     /// # }
     /// ```
+    #[must_use = "`Drained::left` says how many accepted webhooks an in-memory inbox loses"]
     pub async fn drain(self, grace: Duration) -> Drained {
         let deadline = crate::inbox::instant_after(tokio::time::Instant::now(), grace);
         loop {
+            if self.task.is_finished() {
+                // The pool ended on its own (its runtime is shutting down): nothing will
+                // empty the inbox.
+                break;
+            }
             match self.inbox.depth().await {
                 Ok(0) => break,
                 Ok(_) => {}
@@ -984,6 +994,23 @@ mod tests {
         assert!(started.elapsed() <= Duration::from_secs(5) + DRAIN_POLL, "{:?}", started.elapsed());
         assert_eq!(drained.left, Some(3));
         assert_eq!((drained.report.in_flight, drained.report.returned), (1, 1));
+    }
+
+    /// A pool that ended on its own (its task aborted, as when its runtime shuts down)
+    /// empties nothing: `drain` does not wait out its grace for it.
+    #[tokio::test(start_paused = true)]
+    async fn drain_does_not_wait_for_a_pool_that_ended() {
+        let inbox = inbox_with(&["a", "b"]).await;
+        let never = |_hook: Webhook| std::future::pending::<Result<(), Infallible>>();
+        let worker = Worker::new(inbox.clone(), never).concurrency(1).spawn();
+        worker.task.abort();
+        while !worker.task.is_finished() {
+            tokio::task::yield_now().await;
+        }
+        let started = tokio::time::Instant::now();
+        let drained = worker.drain(Duration::from_secs(3600)).await;
+        assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+        assert!(drained.left.is_some_and(|n| n > 0), "{drained:?}");
     }
 
     /// A job whose ack the inbox refused (its lease was lost: it will run again) is not

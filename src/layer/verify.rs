@@ -182,8 +182,10 @@ where
     /// verified (as axum's `from_fn` does, once it is called), so that requests still
     /// sending their bodies, or failing verification, hold none of its capacity (a
     /// concurrency limit's permits, a buffer's slots). It is awaited before the replay
-    /// reservation is taken: the wait does not count against the pending lease. A
-    /// `LoadShed` outside this layer therefore never sheds; put it inside.
+    /// reservation is taken: the wait does not count against the pending lease, and a
+    /// delivery is never handled twice because it waited. The price: while the inner
+    /// service is busy, a copy of a delivery waits too before it is answered `200
+    /// duplicate` or `409`. A `LoadShed` outside this layer never sheds; put it inside.
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
     }
