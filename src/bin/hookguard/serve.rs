@@ -244,24 +244,16 @@ async fn serve(config: Config) -> Result<(), String> {
         Some(tls) => tls::serve(listener, app, Arc::clone(tls), config.shutdown_grace).await,
     };
     tracing::info!("no longer accepting; letting the workers finish");
-    let now = tokio::time::Instant::now();
-    // A grace period too long for the clock is as good as endless (30 years).
-    let grace_ends =
-        now.checked_add(config.shutdown_grace).unwrap_or(now + Duration::from_secs(30 * 365 * 86_400));
     // The memory inbox dies with the process: every webhook it holds (waiting, leased, or
     // due for a retry) was acknowledged to its sender, so the workers keep going until it
     // is empty or the grace period ends. A durable inbox keeps what is left for the next
     // start: the workers only finish the jobs they hold.
-    let memory = matches!(config.inbox, Backend::Memory { .. });
-    if memory {
-        drain(inbox.as_ref(), grace_ends).await;
-    }
-    let report = worker.shutdown(grace_ends.saturating_duration_since(tokio::time::Instant::now())).await;
-    tracing::info!(?report, "stopped");
-    if memory {
-        match inbox.depth().await {
-            Ok(0) => {}
-            Ok(lost) => {
+    if matches!(config.inbox, Backend::Memory { .. }) {
+        let drained = worker.drain(config.shutdown_grace).await;
+        tracing::info!(report = ?drained.report, "stopped");
+        match drained.left {
+            Some(0) => {}
+            Some(lost) => {
                 tracing::error!(
                     lost,
                     "webhooks still in the memory inbox at the end of the grace period are lost"
@@ -272,34 +264,14 @@ async fn serve(config: Config) -> Result<(), String> {
                     config.shutdown_grace.as_secs()
                 );
             }
-            Err(e) => tracing::error!(error = %e, "cannot count the webhooks left in the memory inbox"),
+            None => tracing::error!("cannot count the webhooks left in the memory inbox"),
         }
+    } else {
+        let report = worker.shutdown(config.shutdown_grace).await;
+        tracing::info!(?report, "stopped");
     }
     eprintln!("hookguard: stopped");
     served
-}
-
-/// How often [`drain`] looks at the inbox's depth.
-const DRAIN_POLL: Duration = Duration::from_millis(50);
-
-/// Waits until `inbox` holds no job (none waiting, leased or due for a retry; dead letters
-/// do not count) or `until`, whichever comes first.
-async fn drain(inbox: &dyn Inbox, until: tokio::time::Instant) {
-    loop {
-        match inbox.depth().await {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the inbox's depth; not waiting for it to empty");
-                return;
-            }
-        }
-        let now = tokio::time::Instant::now();
-        if now >= until {
-            return;
-        }
-        tokio::time::sleep(DRAIN_POLL.min(until - now)).await;
-    }
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
@@ -667,30 +639,6 @@ mod tls {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The drain waits for the jobs leased to a handler too, and stops at its deadline.
-    #[tokio::test(start_paused = true)]
-    async fn the_drain_waits_for_leased_jobs_until_the_deadline() {
-        use hookguard::verify::Verified;
-        let inbox = MemoryInbox::new();
-        let v = Verified::new("t", Some("d-1".into()), None, None, [0; 32], 0);
-        let hook =
-            Webhook::new("t", &v, http::HeaderMap::new(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH);
-        inbox.push(hook).await.unwrap();
-        let job = inbox.pull(1, Duration::from_secs(60)).await.unwrap().remove(0);
-        // Leased, not finished: the drain runs to its deadline.
-        let started = tokio::time::Instant::now();
-        drain(&inbox, started + Duration::from_secs(2)).await;
-        assert_eq!(started.elapsed(), Duration::from_secs(2));
-        // Finished a second into the drain: the drain ends at the next look.
-        let started = tokio::time::Instant::now();
-        let finishing = async {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            inbox.ack(&job).await.unwrap();
-        };
-        tokio::join!(drain(&inbox, started + Duration::from_secs(10)), finishing);
-        assert!(started.elapsed() <= Duration::from_secs(1) + DRAIN_POLL, "{:?}", started.elapsed());
-    }
 
     /// The line describing an endpoint at start shows a forward URL's origin only (Discord's
     /// and Slack's webhook URLs hold their secret in the path), and a command's program.
