@@ -823,9 +823,8 @@ pub struct Drained {
     pub report: ShutdownReport,
     /// Jobs the inbox still held then, waiting or leased: with an in-memory inbox,
     /// accepted webhooks that are lost with the process. Dead letters are not counted
-    /// (an in-memory inbox loses them too: read them with
-    /// [`Inbox::dead_letters`](crate::inbox::Inbox::dead_letters) first). `None` when the
-    /// inbox could not say.
+    /// (an in-memory inbox loses them too: read them with [`Inbox::dead_letters`]
+    /// first). `None` when the inbox could not say.
     pub left: Option<usize>,
 }
 
