@@ -889,10 +889,7 @@ impl Guard {
     }
 
     /// The kept form of a verified request, without the headers that carried a secret.
-    fn keep(&self, mut headers: HeaderMap, body: Bytes, passed: Passed) -> Webhook {
-        for name in &passed.secret_headers {
-            headers.remove(name);
-        }
+    fn keep(&self, headers: HeaderMap, body: Bytes, passed: Passed) -> Webhook {
         let endpoint = Arc::clone(&self.inner.endpoint);
         Webhook::kept(
             passed.labels,
@@ -900,6 +897,7 @@ impl Guard {
             endpoint,
             passed.timestamp,
             headers,
+            &passed.secret_headers,
             body,
             passed.received_at,
         )

@@ -859,7 +859,7 @@ mod tests {
     fn sliced(id: &str, body: bytes::Bytes) -> Webhook {
         let v = Verified::new("t", Some(id.to_owned().into()), None, None, [0; 32], 0);
         let labels = crate::inbox::Labels::of("t", &v, None);
-        Webhook::kept(labels, None, Arc::from("t"), None, http::HeaderMap::new(), body, 0)
+        Webhook::kept(labels, None, Arc::from("t"), None, http::HeaderMap::new(), &[], body, 0)
     }
 
     #[tokio::test]

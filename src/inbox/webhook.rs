@@ -242,13 +242,17 @@ fn is_credential(name: &HeaderName) -> bool {
     CREDENTIALS.contains(&name.as_str())
 }
 
-/// Removes the [`CREDENTIALS`] from `headers`.
-fn strip_credentials(headers: &mut HeaderMap) {
+/// Removes from `headers` what a kept webhook never holds: the [`CREDENTIALS`], and the
+/// headers the scheme read a shared token from ([`Verified::secret_headers`]).
+fn leave_out_secrets(headers: &mut HeaderMap, secret_headers: &[HeaderName]) {
     // Usually none is there: a scan of the names is cheaper than five removals.
     if headers.keys().any(is_credential) {
         for name in CREDENTIALS {
             headers.remove(*name);
         }
+    }
+    for name in secret_headers {
+        headers.remove(name);
     }
 }
 
@@ -306,10 +310,7 @@ impl Webhook {
         body: Bytes,
         received_at: OffsetDateTime,
     ) -> Self {
-        strip_credentials(&mut headers);
-        for name in verified.secret_headers() {
-            headers.remove(name);
-        }
+        leave_out_secrets(&mut headers, verified.secret_headers());
         let endpoint: Arc<str> = Arc::from(endpoint.into());
         let labels = Labels::of(&endpoint, verified, verified.event());
         Self::assemble(
@@ -323,12 +324,12 @@ impl Webhook {
         )
     }
 
-    /// What the guard keeps of a verified request: its headers (credentials taken out) and
-    /// its body as they are, moved, not copied. Both are usually slices of the
-    /// connection's read buffer: an inbox that lets the webhook wait in memory keeps a
-    /// [`compacted`](Self::compacted) copy instead, so that a waiting job holds only its
-    /// own bytes and never pins a read buffer (which would make the server allocate a new
-    /// one for the next request).
+    /// What the guard keeps of a verified request: its headers (credentials and
+    /// `secret_headers` taken out) and its body as they are, moved, not copied. Both are
+    /// usually slices of the connection's read buffer: an inbox that lets the webhook wait
+    /// in memory keeps a [`compacted`](Self::compacted) copy instead, so that a waiting job
+    /// holds only its own bytes and never pins a read buffer (which would make the server
+    /// allocate a new one for the next request).
     ///
     /// `event_in_body`: where the event type is in the JSON body, when `labels` do not
     /// hold it (it is read the first time [`event`](Self::event) is asked for).
@@ -339,10 +340,11 @@ impl Webhook {
         endpoint: Arc<str>,
         timestamp: Option<i128>,
         mut headers: HeaderMap,
+        secret_headers: &[HeaderName],
         body: Bytes,
         received_at: i128,
     ) -> Self {
-        strip_credentials(&mut headers);
+        leave_out_secrets(&mut headers, secret_headers);
         Self::assemble(labels, event_in_body, endpoint, timestamp, received_at, headers, body)
     }
 
@@ -892,6 +894,7 @@ mod tests {
             Arc::from("ep"),
             None,
             headers,
+            &[],
             body.clone(),
             7,
         )
