@@ -39,7 +39,12 @@ fn hookguard_env(args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run hookguard");
-    child.stdin.take().expect("stdin").write_all(stdin).expect("write stdin");
+    // A command refused before it reads its input (a usage error) may exit first: the
+    // write then meets a closed pipe, which is not the test's failure.
+    match child.stdin.take().expect("stdin").write_all(stdin) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other.expect("write stdin"),
+    }
     child.wait_with_output().expect("hookguard output")
 }
 
