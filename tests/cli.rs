@@ -983,7 +983,8 @@ fn serve_on_durable_backends() {
     }
 }
 
-/// `serve` applies the allow-list and the rate limit's failure budget from the config;
+/// `serve` applies the allow-list and the rate limit's failure budget from the config
+/// (addresses in an endpoint's allow-list, a provider's shared ones, spend none of it);
 /// a bad range is a start-up error naming the line.
 #[test]
 fn serve_applies_source_controls() {
@@ -994,6 +995,8 @@ fn serve_applies_source_controls() {
          allow = [\"10.0.0.0/8\", \"2001:db8::/32\"]\n\n\
          [[endpoint]]\npath = \"/hooks/open\"\nprovider = \"github\"\nsecret = \"{KEY}\"\nappend_to = \"out.jsonl\"\n\
          allow = [\"127.0.0.0/8\"]\n\
+         rate_limit = {{ requests = 100, per_secs = 60, failures = 2, failures_per_secs = 3600 }}\n\n\
+         [[endpoint]]\npath = \"/hooks/limited\"\nprovider = \"github\"\nsecret = \"{KEY}\"\nappend_to = \"out.jsonl\"\n\
          rate_limit = {{ requests = 100, per_secs = 60, failures = 2, failures_per_secs = 3600 }}\n"
     );
     let config_path = dir.join("hookguard.toml");
@@ -1002,7 +1005,7 @@ fn serve_applies_source_controls() {
     let send = |path: &str, secret: &str, id: &str| {
         let sent = hookguard(
             &["send", "-p", "github", "-s", secret, "--url", &server.url(path), "--id", id],
-            br#"{"zen":"source"}"#,
+            format!(r#"{{"zen":"{id}"}}"#).as_bytes(),
         );
         text(&sent.stdout)
     };
@@ -1011,7 +1014,11 @@ fn serve_applies_source_controls() {
         ("inside the allow-list", "/hooks/open", KEY, "o1", "HTTP 202"),
         ("forged 1", "/hooks/open", "wrong", "f1", "HTTP 401"),
         ("forged 2", "/hooks/open", "wrong", "f2", "HTTP 401"),
-        ("failure budget spent", "/hooks/open", "wrong", "f3", "HTTP 429"),
+        ("forged 3", "/hooks/open", "wrong", "f3", "HTTP 401"),
+        ("allowed: a shared sender keeps its budget", "/hooks/open", KEY, "o2", "HTTP 202"),
+        ("no allow-list: forged 1", "/hooks/limited", "wrong", "l1", "HTTP 401"),
+        ("no allow-list: forged 2", "/hooks/limited", "wrong", "l2", "HTTP 401"),
+        ("no allow-list: failure budget spent", "/hooks/limited", KEY, "l3", "HTTP 429"),
     ];
     for (name, path, secret, id, want) in cases {
         let said = send(path, secret, id);

@@ -23,6 +23,7 @@ use governor::{
 use http::StatusCode;
 use time::OffsetDateTime;
 
+use super::AllowList;
 use crate::{ConfigError, clock::Clock, problem::Problem};
 
 /// What a rate limit counts under: a client address and, optionally, an endpoint or
@@ -241,6 +242,13 @@ pub const RATE_LIMITED: Problem =
 /// exceed its failure budget by as many requests as it has in flight at once (at most the
 /// ordinary budget's burst), once per failure window.
 ///
+/// Senders that share their addresses with everyone else using the same provider
+/// (GitHub's, Stripe's, Shopify's published egress ranges) should be named with
+/// [`shared_senders`](SourceLimiterBuilder::shared_senders): anyone can point a webhook of
+/// their own account at your URL, and its deliveries, signed with a secret you do not
+/// hold, would otherwise empty the failure budget of the address your genuine deliveries
+/// come from.
+///
 /// IPv6 clients are counted per `/64` by default (one host usually owns a whole `/64`):
 /// see [`ipv6_prefix`](SourceLimiterBuilder::ipv6_prefix).
 ///
@@ -280,6 +288,7 @@ struct LimiterInner {
     v6_prefix: u8,
     prune_every: Nanos,
     last_prune: AtomicU64,
+    shared: Option<AllowList>,
 }
 
 impl fmt::Debug for SourceLimiter {
@@ -311,6 +320,7 @@ impl SourceLimiter {
             v6_prefix: 64,
             prune_every: Duration::from_secs(60),
             clock: None,
+            shared: None,
         }
     }
 
@@ -343,7 +353,8 @@ impl SourceLimiter {
     }
 
     /// Reports that a request from `key` failed verification: spends one from its
-    /// failure budget.
+    /// failure budget (unless its address is one of the
+    /// [`shared_senders`](SourceLimiterBuilder::shared_senders)).
     ///
     /// ```
     /// # use std::time::Duration;
@@ -355,6 +366,9 @@ impl SourceLimiter {
     /// ```
     pub fn record_failure(&self, key: &LimitKey) {
         let i = &self.inner;
+        if i.shared.as_ref().is_some_and(|shared| shared.contains(key.addr)) {
+            return;
+        }
         let key = key.masked(i.v6_prefix);
         let _spent = i.failures.check_key(&Probe { key, dry: false });
     }
@@ -425,6 +439,7 @@ pub struct SourceLimiterBuilder {
     v6_prefix: u8,
     prune_every: Duration,
     clock: Option<Arc<dyn Clock>>,
+    shared: Option<AllowList>,
 }
 
 impl fmt::Debug for SourceLimiterBuilder {
@@ -434,6 +449,7 @@ impl fmt::Debug for SourceLimiterBuilder {
             .field("failures", &self.failures)
             .field("max_addresses", &self.max_addresses)
             .field("v6_prefix", &self.v6_prefix)
+            .field("shared_senders", &self.shared)
             .finish_non_exhaustive()
     }
 }
@@ -503,6 +519,35 @@ impl SourceLimiterBuilder {
         self
     }
 
+    /// Addresses many senders share, such as a provider's published egress ranges
+    /// (often the same list as the [`AllowList`] in front): their failed verifications
+    /// spend no failure budget. Anyone can have GitHub or Stripe send deliveries signed
+    /// with a secret you do not hold to your URL, from the very addresses your genuine
+    /// deliveries come from; counting those failures would let them refuse yours. These
+    /// addresses still spend the ordinary budget. The list is shared: ranges put in it
+    /// later ([`AllowList::replace`]) count from then on.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use hookguard::source::{AllowList, LimitKey, SourceLimiter};
+    /// let github: AllowList = "192.30.252.0/22".parse().unwrap();
+    /// let limiter = SourceLimiter::builder()
+    ///     .failures(1, Duration::from_secs(60))
+    ///     .shared_senders(github)
+    ///     .build()
+    ///     .unwrap();
+    /// let hook = LimitKey::new("192.30.252.1".parse().unwrap());
+    /// limiter.record_failure(&hook); // a stranger's delivery, through GitHub
+    /// assert!(limiter.admit(&hook).is_ok());
+    /// let elsewhere = LimitKey::new("198.51.100.7".parse().unwrap());
+    /// limiter.record_failure(&elsewhere);
+    /// assert!(limiter.admit(&elsewhere).is_err());
+    /// ```
+    pub fn shared_senders(mut self, addresses: AllowList) -> Self {
+        self.shared = Some(addresses);
+        self
+    }
+
     /// The clock budgets refill by (default: a monotonic clock). Tests pass a
     /// [`ManualClock`](crate::clock::ManualClock) and move it instead of sleeping.
     ///
@@ -535,7 +580,13 @@ impl SourceLimiterBuilder {
         if self.v6_prefix > 128 {
             return Err(ConfigError::Invalid("IPv6 prefix is longer than 128 bits"));
         }
-        let clock = LimiterClock { source: self.clock, anchor: std::time::Instant::now() };
+        let prune_every =
+            nanos(self.prune_every).ok_or(ConfigError::Invalid("rate limit prune interval is too long"))?;
+        let clock = LimiterClock {
+            source: self.clock,
+            anchor: std::time::Instant::now(),
+            latest: Arc::new(AtomicU64::new(0)),
+        };
         let requests_store = SharedStore::new(self.max_addresses);
         let failures_store = SharedStore::new(self.max_addresses);
         let start = governor::clock::Clock::now(&clock).as_u64();
@@ -547,8 +598,9 @@ impl SourceLimiterBuilder {
                 failures_store,
                 clock,
                 v6_prefix: self.v6_prefix,
-                prune_every: Nanos::from(self.prune_every),
+                prune_every,
                 last_prune: AtomicU64::new(start),
+                shared: self.shared,
             }),
         })
     }
@@ -556,16 +608,28 @@ impl SourceLimiterBuilder {
 
 fn quota((n, per): (u32, Duration)) -> Result<Quota, ConfigError> {
     let n = NonZeroU32::new(n).ok_or(ConfigError::Invalid("rate limit of zero requests"))?;
+    // governor counts in u64 nanoseconds (about 584 years) and panics past them; a
+    // period that fits keeps its burst allowance (less than the period) in range too.
+    nanos(per).ok_or(ConfigError::Invalid("rate limit period is too long"))?;
     Quota::with_period(per / n.get())
         .map(|q| q.allow_burst(n))
         .ok_or(ConfigError::Invalid("rate limit period is zero"))
 }
 
-/// governor's clock over hookguard's [`Clock`] (or a monotonic one): nanoseconds.
+/// `d` as governor's nanoseconds, if it fits.
+fn nanos(d: Duration) -> Option<Nanos> {
+    u64::try_from(d.as_nanos()).ok().map(Nanos::new)
+}
+
+/// governor's clock over hookguard's [`Clock`] (or a monotonic one): nanoseconds. An
+/// injected clock never goes back here (`latest`): a wall clock stepped back would
+/// otherwise leave every recently seen address's budget in the future, refused until
+/// the clock caught up.
 #[derive(Clone)]
 struct LimiterClock {
     source: Option<Arc<dyn Clock>>,
     anchor: std::time::Instant,
+    latest: Arc<AtomicU64>,
 }
 
 impl governor::clock::Clock for LimiterClock {
@@ -574,7 +638,8 @@ impl governor::clock::Clock for LimiterClock {
         match &self.source {
             Some(clock) => {
                 let nanos = (clock.now() - OffsetDateTime::UNIX_EPOCH).whole_nanoseconds();
-                Nanos::new(u64::try_from(nanos.max(0)).unwrap_or(u64::MAX))
+                let now = u64::try_from(nanos.max(0)).unwrap_or(u64::MAX);
+                Nanos::new(self.latest.fetch_max(now, Ordering::Relaxed).max(now))
             }
             None => Nanos::from(self.anchor.elapsed()),
         }
@@ -694,6 +759,70 @@ mod tests {
 
     fn key(s: &str) -> LimitKey {
         LimitKey::new(s.parse().unwrap())
+    }
+
+    /// A wall clock stepped back (NTP) does not refuse the addresses seen just before.
+    #[test]
+    fn a_clock_stepped_back_refuses_nobody() {
+        let clock = ManualClock::at_unix(1_000_000);
+        let l = SourceLimiter::builder()
+            .requests(100, Duration::from_secs(10))
+            .failures(2, Duration::from_secs(600))
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let k = key("192.0.2.1");
+        assert!(l.admit(&k).is_ok());
+        l.record_failure(&k);
+        clock.set_unix(1_000_000 - 60);
+        assert!(l.admit(&k).is_ok(), "the ordinary budget is as it was");
+        l.record_failure(&k);
+        assert_eq!(l.admit(&k).unwrap_err().by(), RefusedBy::FailureBudget, "two failures, as before");
+        clock.set_unix(1_000_000 + 300);
+        assert!(l.admit(&k).is_ok(), "a failure refilled after 300 s of the clock's time");
+    }
+
+    /// Periods past governor's range (u64 nanoseconds) are refused when built, not a panic.
+    #[test]
+    fn periods_too_long_are_errors() {
+        let long = Duration::from_secs(u64::MAX);
+        assert!(SourceLimiter::builder().requests(1, long).build().is_err());
+        assert!(SourceLimiter::builder().requests(3, Duration::from_secs(50_000_000_000)).build().is_err());
+        assert!(SourceLimiter::builder().failures(10, long).build().is_err());
+        assert!(SourceLimiter::builder().prune_every(Duration::MAX).build().is_err());
+        let centuries = Duration::from_secs(500 * 365 * 86_400);
+        let l =
+            SourceLimiter::builder().requests(u32::MAX, centuries).failures(2, centuries).build().unwrap();
+        let k = key("192.0.2.1");
+        l.record_failure(&k);
+        l.record_failure(&k);
+        assert_eq!(l.admit(&k).unwrap_err().by(), RefusedBy::FailureBudget);
+    }
+
+    /// Failures from shared senders' addresses spend nothing; the ordinary budget still
+    /// counts them; the list's later ranges count from then on.
+    #[test]
+    fn shared_senders_spend_no_failure_budget() {
+        let shared: AllowList = "192.30.252.0/22".parse().unwrap();
+        let l = SourceLimiter::builder()
+            .requests(3, Duration::from_secs(60))
+            .failures(1, Duration::from_secs(60))
+            .shared_senders(shared.clone())
+            .build()
+            .unwrap();
+        let hook = key("::ffff:192.30.252.9");
+        for _ in 0..3 {
+            l.record_failure(&hook);
+            assert!(l.admit(&hook).is_ok());
+        }
+        assert_eq!(l.admit(&hook).unwrap_err().by(), RefusedBy::RateLimit);
+        let other = key("198.51.100.7");
+        l.record_failure(&other);
+        assert_eq!(l.admit(&other).unwrap_err().by(), RefusedBy::FailureBudget);
+        shared.replace(["203.0.113.0/24".parse().unwrap()]);
+        let added = key("203.0.113.4");
+        l.record_failure(&added);
+        assert!(l.admit(&added).is_ok());
     }
 
     #[test]

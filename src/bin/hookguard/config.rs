@@ -984,6 +984,11 @@ fn endpoint(
             if let Some(n) = r.max_addresses {
                 builder = builder.max_addresses(n);
             }
+            if let Some((list, _)) = &allow {
+                // The allowed ranges are the provider's, shared by all its customers: a
+                // stranger's webhook sent through it must not spend the genuine ones' budget.
+                builder = builder.shared_senders(list.clone());
+            }
             Some(builder.build().map_err(|e| src.at(spanned.span(), format!("{label}: rate_limit: {e}")))?)
         }
     };
