@@ -143,10 +143,11 @@ impl std::fmt::Debug for RawBackend {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawWorker {
+    /// How many handlers run at once: each is a long-lived task (a lane).
     #[serde(default = "default_concurrency")]
-    pub(crate) concurrency: usize,
+    pub(crate) concurrency: Spanned<usize>,
     #[serde(default = "default_attempts")]
-    pub(crate) max_attempts: u32,
+    pub(crate) max_attempts: Spanned<u32>,
     #[serde(default = "default_backoff_base")]
     pub(crate) backoff_base_ms: u64,
     #[serde(default = "default_backoff_max")]
@@ -168,11 +169,11 @@ impl Default for RawWorker {
     }
 }
 
-fn default_concurrency() -> usize {
-    4
+fn default_concurrency() -> Spanned<usize> {
+    Spanned::new(0..0, 4)
 }
-fn default_attempts() -> u32 {
-    8
+fn default_attempts() -> Spanned<u32> {
+    Spanned::new(0..0, 8)
 }
 fn default_backoff_base() -> u64 {
     500
@@ -229,12 +230,12 @@ struct RawEndpoint {
     allow: Option<Spanned<Vec<String>>>,
     allow_file: Option<Spanned<PathBuf>>,
     #[serde(default = "default_allow_reload")]
-    allow_reload_secs: u64,
+    allow_reload_secs: Spanned<u64>,
     rate_limit: Option<Spanned<RawRateLimit>>,
 }
 
-fn default_allow_reload() -> u64 {
-    60
+fn default_allow_reload() -> Spanned<u64> {
+    Spanned::new(0..0, 60)
 }
 
 /// Secrets (`secret`, `secret_env_default`, `verify_token`) are `[redacted]`; URLs
@@ -295,7 +296,7 @@ impl std::fmt::Debug for RawEndpoint {
             .field("timeout_secs", &timeout_secs.as_ref().map(Spanned::get_ref))
             .field("allow", &allow.as_ref().map(Spanned::get_ref))
             .field("allow_file", &allow_file.as_ref().map(Spanned::get_ref))
-            .field("allow_reload_secs", allow_reload_secs)
+            .field("allow_reload_secs", allow_reload_secs.get_ref())
             .field("rate_limit", &rate_limit.as_ref().map(Spanned::get_ref))
             .finish()
     }
@@ -318,6 +319,20 @@ impl std::fmt::Debug for Program<'_> {
 
 /// `timeout_secs` when not given.
 const DEFAULT_ACTION_TIMEOUT: u64 = 30;
+
+/// The most lanes `[worker] concurrency` may ask for: each is a task of its own, and far
+/// more than any machine runs handlers at once (a typo's billion would exhaust memory).
+const MAX_CONCURRENCY: usize = 10_000;
+
+/// The longest `[worker] lease_secs`, a year: the inboxes add the lease to the clock
+/// (Redis and PostgreSQL in milliseconds), where a value near `u64::MAX` overflows, and no
+/// handler needs longer. An endpoint's `timeout_secs` is below it, so bounded too.
+const MAX_LEASE_SECS: u64 = 365 * 86_400;
+
+/// The longest `allow_reload_secs`, a day: the reload timer adds the period to the clock
+/// (tokio's interval panics past about 9.2e18 s), and a provider's published ranges
+/// change more often than that.
+const MAX_ALLOW_RELOAD_SECS: u64 = 86_400;
 
 /// A replay store or inbox backend. `Debug` shows a URL as [`common::redact_url`] does.
 #[derive(Clone, PartialEq, Eq)]
@@ -547,13 +562,25 @@ pub(crate) fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String
     secret_vars.dedup();
     let replay = backend(&src, raw.replay, env, "replay")?;
     let inbox = backend(&src, raw.inbox, env, "inbox")?;
-    if raw.worker.concurrency == 0 || raw.worker.max_attempts == 0 {
-        return Err(format!("{}: [worker] concurrency and max_attempts must be at least 1", file.display()));
+    let concurrency = &raw.worker.concurrency;
+    if !(1..=MAX_CONCURRENCY).contains(concurrency.get_ref()) {
+        return Err(src.at(
+            concurrency.span(),
+            format!("[worker] concurrency must be between 1 and {MAX_CONCURRENCY}"),
+        ));
+    }
+    if *raw.worker.max_attempts.get_ref() == 0 {
+        return Err(src.at(raw.worker.max_attempts.span(), "[worker] max_attempts must be at least 1"));
     }
     let lease = &raw.worker.lease_secs;
     if *lease.get_ref() == 0 {
         // A job leased for no time is given back unstarted, every time: nothing would run.
         return Err(src.at(lease.span(), "[worker] lease_secs must be at least 1"));
+    }
+    if *lease.get_ref() > MAX_LEASE_SECS {
+        return Err(
+            src.at(lease.span(), format!("[worker] lease_secs must be at most {MAX_LEASE_SECS} (a year)"))
+        );
     }
 
     if raw.endpoint.is_empty() {
@@ -948,6 +975,13 @@ fn endpoint(
             format!("{label}: {provider} signs the URL it calls: set `public_origin` (https://your.host)"),
         ));
     }
+    let reload_secs = &raw.allow_reload_secs;
+    if *reload_secs.get_ref() > MAX_ALLOW_RELOAD_SECS {
+        return Err(src.at(
+            reload_secs.span(),
+            format!("{label}: allow_reload_secs must be at most {MAX_ALLOW_RELOAD_SECS} (a day)"),
+        ));
+    }
     let allow = match (&raw.allow, &raw.allow_file) {
         (None, None) => None,
         (ranges, file) => {
@@ -961,7 +995,7 @@ fn endpoint(
                 Some(file) => {
                     let reload = AllowReload {
                         file: src.resolve(file.get_ref()),
-                        every: Duration::from_secs(raw.allow_reload_secs.max(1)),
+                        every: Duration::from_secs((*reload_secs.get_ref()).max(1)),
                         listed,
                     };
                     reload_allow(&allow_list, &reload)
@@ -977,6 +1011,16 @@ fn endpoint(
         None => None,
         Some(spanned) => {
             let r = spanned.get_ref();
+            if r.failures.is_none() && r.failures_per_secs.is_some() {
+                // Alone it would be ignored, and the default failure budget (10 per 600 s)
+                // would apply unnoticed.
+                return Err(src.at(
+                    spanned.span(),
+                    format!(
+                        "{label}: rate_limit: `failures_per_secs` is the period of `failures`: give both"
+                    ),
+                ));
+            }
             let mut builder = SourceLimiter::builder().requests(r.requests, Duration::from_secs(r.per_secs));
             if let Some(n) = r.failures {
                 builder = builder.failures(n, Duration::from_secs(r.failures_per_secs.unwrap_or(600)));
@@ -1347,6 +1391,86 @@ append_to = "/tmp/x.jsonl"
             ("append_to has no time limit", format!("[worker]\nlease_secs = 10\n{OK}"), None),
             ("timeout below the lease", format!("[worker]\nlease_secs = 20\n{run}timeout_secs = 19\n"), None),
             ("defaults", run.clone(), None),
+        ] {
+            match (check(&text), error) {
+                (Ok(_), None) => {}
+                (Err(err), Some(error)) => assert!(err.starts_with(error), "{name}: {err}"),
+                (Ok(_), Some(_)) => panic!("{name}: accepted"),
+                (Err(err), None) => panic!("{name}: refused: {err}"),
+            }
+        }
+    }
+
+    /// Values past what the server can use are refused at their position: a billion lanes,
+    /// a lease or reload period whose time arithmetic overflows, a rate-limit period
+    /// governor cannot count (the library's error, located), `failures_per_secs` without
+    /// the `failures` it is the period of.
+    #[test]
+    fn absurd_values_are_refused() {
+        let limit = |fields: &str| format!("{OK}rate_limit = {{ {fields} }}\n");
+        for (name, text, error) in [
+            (
+                "concurrency 0",
+                format!("[worker]\nconcurrency = 0\n{OK}"),
+                Some("t.toml:2:15: [worker] concurrency must be between 1 and 10000"),
+            ),
+            (
+                "a billion lanes",
+                format!("[worker]\nconcurrency = 1000000000\n{OK}"),
+                Some("t.toml:2:15: [worker] concurrency must be between 1 and 10000"),
+            ),
+            ("10000 lanes", format!("[worker]\nconcurrency = 10000\n{OK}"), None),
+            (
+                "max_attempts 0",
+                format!("[worker]\nmax_attempts = 0\n{OK}"),
+                Some("t.toml:2:16: [worker] max_attempts must be at least 1"),
+            ),
+            (
+                "a lease past a year",
+                format!("[worker]\nlease_secs = 31536001\n{OK}"),
+                Some("t.toml:2:14: [worker] lease_secs must be at most 31536000 (a year)"),
+            ),
+            (
+                "the longest lease",
+                format!("[worker]\nlease_secs = 18446744073709551615\n{OK}"),
+                Some("t.toml:2:14: [worker] lease_secs must be at most 31536000 (a year)"),
+            ),
+            ("a year's lease", format!("[worker]\nlease_secs = 31536000\n{OK}"), None),
+            (
+                "a reload past a day",
+                format!("{OK}allow = [\"192.0.2.0/24\"]\nallow_reload_secs = 86401\n"),
+                Some("t.toml:8:21: endpoint `hooks-github`: allow_reload_secs must be at most 86400 (a day)"),
+            ),
+            (
+                "the longest reload",
+                format!("{OK}allow_reload_secs = 18446744073709551615\n"),
+                Some("t.toml:7:21: endpoint `hooks-github`: allow_reload_secs must be at most 86400"),
+            ),
+            ("a day's reload", format!("{OK}allow_reload_secs = 86400\n"), None),
+            (
+                "a request period governor cannot count",
+                limit("requests = 100, per_secs = 18446744073709551615"),
+                Some("t.toml:7:14: endpoint `hooks-github`: rate_limit: "),
+            ),
+            (
+                "a failure period governor cannot count",
+                limit(
+                    "requests = 100, per_secs = 10, failures = 3, failures_per_secs = 18446744073709551615",
+                ),
+                Some("t.toml:7:14: endpoint `hooks-github`: rate_limit: "),
+            ),
+            (
+                "failures_per_secs without failures",
+                limit("requests = 100, per_secs = 10, failures_per_secs = 3600"),
+                Some(
+                    "t.toml:7:14: endpoint `hooks-github`: rate_limit: `failures_per_secs` is the period of `failures`: give both",
+                ),
+            ),
+            (
+                "failures without failures_per_secs",
+                limit("requests = 100, per_secs = 10, failures = 3"),
+                None,
+            ),
         ] {
             match (check(&text), error) {
                 (Ok(_), None) => {}

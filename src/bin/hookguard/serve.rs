@@ -221,8 +221,8 @@ async fn serve(config: Config) -> Result<(), String> {
             }
         }
     })
-    .concurrency(w.concurrency)
-    .max_attempts(w.max_attempts)
+    .concurrency(*w.concurrency.get_ref())
+    .max_attempts(*w.max_attempts.get_ref())
     .backoff(Backoff::new(Duration::from_millis(w.backoff_base_ms), Duration::from_secs(w.backoff_max_secs)))
     .lease(Duration::from_secs(*w.lease_secs.get_ref()))
     .spawn();
