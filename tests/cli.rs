@@ -1320,6 +1320,52 @@ fn run_commands_do_not_inherit_secrets() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `run = ["./handle.sh"]` is the script next to the configuration, wherever the server
+/// runs from (it ran from the server's folder: every delivery failed, after `--check` had
+/// passed); a program that does not exist, and an `append_to` folder that does not, stop
+/// the start at their line.
+#[cfg(unix)]
+#[test]
+fn a_run_program_is_found_from_the_configurations_folder() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = temp_dir("run-relative");
+    let script = dir.join("handle.sh");
+    std::fs::write(&script, "#!/bin/sh\ncat > \"$1.part\" && mv \"$1.part\" \"$1\"\n").expect("write script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = dir.join("ran.txt");
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[[endpoint]]\npath = \"/hooks/github\"\nprovider = \"github\"\n\
+         secret = \"{KEY}\"\nrun = [\"./handle.sh\", {out:?}]\n"
+    );
+    let config_path = dir.join("hookguard.toml");
+    std::fs::write(&config_path, &config).expect("write config");
+    // The server's folder is this crate's, not the configuration's.
+    assert_ne!(std::env::current_dir().expect("cwd"), dir);
+    let server = Server::start(&config_path);
+    let sent = hookguard(
+        &["send", "-p", "github", "-s", KEY, "--url", &server.url("/hooks/github"), "--id", "rel-1"],
+        br#"{"zen":"relative"}"#,
+    );
+    assert!(text(&sent.stdout).starts_with("HTTP 202"), "{}", text(&sent.stdout));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !out.exists() {
+        let stderr = server.stderr.lock().expect("stderr").clone();
+        assert!(Instant::now() < deadline && !stderr.contains("failed"), "the script did not run: {stderr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(std::fs::read_to_string(&out).expect("out"), r#"{"zen":"relative"}"#);
+    assert!(server.stop().success());
+
+    let base = "[server]\nlisten = \"127.0.0.1:0\"\n\n[[endpoint]]\npath = \"/hooks/github\"\nprovider = \"github\"\nsecret = \"s\"\n";
+    let err = config_error(&format!("{base}run = [\"./missing.sh\"]\n"), &[]);
+    assert!(err.contains("bad.toml:8:7: endpoint `hooks-github`: `run` program "), "{err}");
+    assert!(err.contains("missing.sh does not exist"), "{err}");
+    let err = config_error(&format!("{base}append_to = \"nowhere/out.jsonl\"\n"), &[]);
+    assert!(err.contains("bad.toml:8:13: endpoint `hooks-github`: append_to "), "{err}");
+    assert!(err.contains("the folder it is written in does not exist"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// TLS files that exist but do not hold a usable certificate and key are configuration
 /// errors naming the file: `--check` finds them, and `serve` stops before it listens.
 #[test]

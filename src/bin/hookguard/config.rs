@@ -223,7 +223,7 @@ struct RawEndpoint {
     verify_token_env: Option<Spanned<String>>,
     #[serde(default = "yes")]
     handshake: bool,
-    append_to: Option<PathBuf>,
+    append_to: Option<Spanned<PathBuf>>,
     run: Option<Spanned<Vec<String>>>,
     forward_to: Option<Spanned<String>>,
     timeout_secs: Option<Spanned<u64>>,
@@ -290,7 +290,7 @@ impl std::fmt::Debug for RawEndpoint {
             .field("verify_token", &redacted::option(verify_token.as_ref()))
             .field("verify_token_env", &verify_token_env.as_ref().map(Spanned::get_ref))
             .field("handshake", handshake)
-            .field("append_to", append_to)
+            .field("append_to", &append_to.as_ref().map(Spanned::get_ref))
             .field("run", &run.as_ref().map(|argv| Program(argv.get_ref())))
             .field("forward_to", &forward_to.as_ref().map(|u| redacted::Url(u.get_ref())))
             .field("timeout_secs", &timeout_secs.as_ref().map(Spanned::get_ref))
@@ -377,7 +377,8 @@ impl std::fmt::Debug for Backend {
 /// of a command its program only.
 #[derive(Clone)]
 pub(crate) enum Action {
-    /// Append one JSON line to this file.
+    /// Append one JSON line to this file: its folder's canonical path and its name, so
+    /// that endpoints naming one file in different ways share its writer.
     AppendTo(PathBuf),
     /// Run this command with the body on stdin and the metadata in `HOOKGUARD_*`.
     Run { argv: Vec<String>, timeout: Duration },
@@ -943,14 +944,19 @@ fn endpoint(
                 src.at(span, format!("{label}: give one of `append_to`, `run`, `forward_to`, not several"))
             );
         }
-        (Some(file), None, None) => Action::AppendTo(src.resolve(file)),
+        (Some(file), None, None) => {
+            let at = |e: String| src.at(file.span(), format!("{label}: append_to {e}"));
+            Action::AppendTo(append_file(&src.resolve(file.get_ref())).map_err(at)?)
+        }
         (None, Some(argv), None) => {
-            if argv.get_ref().is_empty() {
+            let Some((program, args)) = argv.get_ref().split_first() else {
                 return Err(
                     src.at(argv.span(), format!("{label}: `run` needs a program: [\"program\", \"arg\", …]"))
                 );
-            }
-            Action::Run { argv: argv.get_ref().clone(), timeout }
+            };
+            let program = run_program(src, program, env)
+                .map_err(|e| src.at(argv.span(), format!("{label}: `run` program {e}")))?;
+            Action::Run { argv: std::iter::once(program).chain(args.iter().cloned()).collect(), timeout }
         }
         (None, None, Some(url)) => {
             let u = url.get_ref();
@@ -1048,6 +1054,83 @@ fn endpoint(
         rate_limit,
         demo_secret_for,
     })
+}
+
+/// The file `append_to` names (resolved): its folder, which must exist, made canonical,
+/// and its name. Two endpoints appending to one file then name it the same way and share
+/// its writer, so that their lines never interleave.
+fn append_file(path: &Path) -> Result<PathBuf, String> {
+    if path.is_dir() {
+        return Err(format!("{} is a folder: name a file in it", path.display()));
+    }
+    let name = path.file_name().ok_or_else(|| format!("{} does not name a file", path.display()))?;
+    let folder = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let canonical = folder.canonicalize().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            format!("{}: the folder it is written in does not exist", path.display())
+        } else {
+            format!("{}: cannot resolve its folder: {e}", path.display())
+        }
+    })?;
+    if !canonical.is_dir() {
+        return Err(format!("{}: the folder it is written in does not exist", path.display()));
+    }
+    Ok(canonical.join(name))
+}
+
+/// The program a `run` command starts, checked at load so that a mistake stops the start
+/// instead of failing every delivery the server has already acknowledged. A path (with a
+/// `/`) is relative to the configuration's folder, like the file's other paths, and must be
+/// an executable file; a bare name stays a PATH lookup, and must be found on the `PATH` in
+/// `env` (when it is set: the command inherits it).
+fn run_program(
+    src: &Source<'_>,
+    program: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    if program.contains('/') {
+        let path = src.resolve(Path::new(program));
+        let meta = std::fs::metadata(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => format!("{} does not exist", path.display()),
+            _ => format!("{}: {e}", path.display()),
+        })?;
+        if !meta.is_file() {
+            return Err(format!("{} is not a file", path.display()));
+        }
+        if !is_executable(&meta) {
+            return Err(format!("{} is not executable (chmod +x)", path.display()));
+        }
+        return path.into_os_string().into_string().map_err(|_| "is not a UTF-8 path".to_owned());
+    }
+    let Some(search) = env("PATH").filter(|p| !p.is_empty()) else {
+        return Ok(program.to_owned());
+    };
+    let found = std::env::split_paths(&search).any(|dir| {
+        std::fs::metadata(dir.join(program)).is_ok_and(|meta| meta.is_file() && is_executable(&meta))
+    });
+    if found {
+        Ok(program.to_owned())
+    } else {
+        Err(format!("`{program}` is not found on PATH (give a path, relative to the configuration's folder)"))
+    }
+}
+
+/// Whether anyone may execute the file (the kernel has the last word: this catches the
+/// common mistake, a script without `chmod +x`).
+fn is_executable(meta: &std::fs::Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        meta.permissions().mode() & 0o111 != 0
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        true
+    }
 }
 
 /// What is wrong with an endpoint path (it starts with `/`), if anything: the router
@@ -1478,6 +1561,79 @@ append_to = "/tmp/x.jsonl"
                 (Ok(_), Some(_)) => panic!("{name}: accepted"),
                 (Err(err), None) => panic!("{name}: refused: {err}"),
             }
+        }
+    }
+
+    /// A `run` program given as a path is resolved against the configuration's folder (the
+    /// server may run elsewhere) and must be an executable file; a bare name stays a PATH
+    /// lookup and must be found there. `append_to`'s folder must exist. Each mistake is
+    /// located.
+    #[cfg(unix)]
+    #[test]
+    fn actions_name_what_exists() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let (conf, bin) = (dir.path().join("conf"), dir.path().join("bin"));
+        for folder in [conf.join("scripts"), bin.clone()] {
+            std::fs::create_dir_all(folder).unwrap();
+        }
+        for (file, mode) in
+            [(conf.join("handle.sh"), 0o755), (conf.join("plain.txt"), 0o644), (bin.join("tool"), 0o755)]
+        {
+            std::fs::write(&file, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let file = conf.join("t.toml");
+        let path = bin.to_str().unwrap().to_owned();
+        let env = move |v: &str| (v == "PATH").then(|| path.clone());
+        let action = |line: &str| {
+            let text = OK.replace("append_to = \"/tmp/x.jsonl\"", line);
+            parse(&text, &file, &env).map(|c| c.endpoints[0].action.clone())
+        };
+        let run = |program: &str| action(&format!("run = [{program:?}, \"arg\"]"));
+        let argv = |action: Action| match action {
+            Action::Run { argv, .. } => argv,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(argv(run("./handle.sh").unwrap()), [conf.join("./handle.sh").to_str().unwrap(), "arg"]);
+        assert_eq!(
+            argv(run("scripts/../handle.sh").unwrap())[0],
+            conf.join("scripts/../handle.sh").to_str().unwrap()
+        );
+        let absolute = conf.join("handle.sh");
+        assert_eq!(argv(run(absolute.to_str().unwrap()).unwrap())[0], absolute.to_str().unwrap());
+        assert_eq!(argv(run("tool").unwrap()), ["tool", "arg"], "a bare name stays a PATH lookup");
+        for (name, program, says) in [
+            ("missing", "./missing.sh", "does not exist"),
+            ("not executable", "./plain.txt", "is not executable"),
+            ("a folder", "./scripts", "is not a file"),
+            ("a bare name not on PATH", "handle.sh", "is not found on PATH"),
+        ] {
+            let err = run(program).err().unwrap_or_else(|| panic!("{name}: accepted"));
+            let at = format!("{}:6:7: endpoint `hooks-github`: `run` program ", file.display());
+            assert!(err.starts_with(&at), "{name}: {err}");
+            assert!(err.contains(says), "{name}: {err}");
+        }
+
+        let canonical = conf.canonicalize().unwrap();
+        for (given, want) in [
+            ("out.jsonl", "out.jsonl"),
+            ("scripts/../out.jsonl", "out.jsonl"),
+            ("scripts/o.jsonl", "scripts/o.jsonl"),
+        ] {
+            match action(&format!("append_to = {given:?}")) {
+                Ok(Action::AppendTo(path)) => assert_eq!(path, canonical.join(want), "{given}"),
+                other => panic!("{given}: {other:?}"),
+            }
+        }
+        for (name, given, says) in [
+            ("a missing folder", "nowhere/out.jsonl", "the folder it is written in does not exist"),
+            ("a folder", "scripts", "is a folder"),
+        ] {
+            let err =
+                action(&format!("append_to = {given:?}")).err().unwrap_or_else(|| panic!("{name}: accepted"));
+            let at = format!("{}:6:13: endpoint `hooks-github`: append_to ", file.display());
+            assert!(err.starts_with(&at) && err.contains(says), "{name}: {err}");
         }
     }
 

@@ -148,7 +148,9 @@ mod parsers_fuzzed {
         fn the_config_parser_never_panics(text in mangled(), set in any::<bool>()) {
             // Every variable set (or none), so that both sides of `secret_env` are reached.
             let env = move |_: &str| set.then(|| "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned());
-            let _ = config::parse(&text, Path::new("/nonexistent/fuzz.toml"), &env);
+            // Beside the example, whose folder exists: `append_to`'s folder is checked.
+            let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fuzz.toml");
+            let _ = config::parse(&text, &file, &env);
         }
 
         #[test]
