@@ -449,6 +449,51 @@ mod redis_inbox {
         assert_eq!(ids, ["a"], "the readable dead letter is listed");
     }
 
+    /// Damage the pull script itself would trip on (a count that is not a number, a job
+    /// key of another type, a missing field) fails no pull: Redis keeps a script's writes
+    /// up to a failed call, which left the entries read with it leased to nobody, for good.
+    #[tokio::test]
+    async fn damage_the_pull_script_meets_loses_no_other_job() {
+        let clock = ManualClock::at_unix(1_700_000_000);
+        let store = crate::common::unique("inbox");
+        let inbox = or_skip!(make(clock.clone(), 100, &store).await);
+        for id in ["a", "b", "c", "d", "e"] {
+            inbox.push(crate::common::webhook(id)).await.unwrap();
+        }
+        let job = |id: &str| format!("{{{store}}}:job:{}", crate::common::webhook(id).key());
+        let mut admin = admin().await;
+        let _: () =
+            redis::cmd("HSET").arg(job("b")).arg("attempts").arg("x").query_async(&mut admin).await.unwrap();
+        let _: () = redis::cmd("DEL").arg(job("c")).query_async(&mut admin).await.unwrap();
+        let _: () = redis::cmd("SET").arg(job("c")).arg("not a hash").query_async(&mut admin).await.unwrap();
+        let _: () = redis::cmd("HDEL").arg(job("d")).arg("meta").query_async(&mut admin).await.unwrap();
+        let jobs = inbox.pull(10, LEASE).await.expect("damage fails no pull");
+        let ids: Vec<_> = jobs.iter().map(|j| j.webhook().id().unwrap().to_owned()).collect();
+        assert_eq!(ids, ["a", "b", "e"], "c is no job, d is unreadable");
+        assert_eq!(jobs[1].attempt(), 1, "a count that is not a number starts again");
+        let dead: i64 =
+            redis::cmd("ZCARD").arg(format!("{{{store}}}:dead")).query_async(&mut admin).await.unwrap();
+        assert_eq!(dead, 1, "d is a dead letter");
+
+        // A damaged job whose lease ran out holds up no later pull either.
+        let _: () = redis::cmd("HSET")
+            .arg(job("a"))
+            .arg("attempts")
+            .arg("1.5")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        clock.advance(LEASE + Duration::from_secs(1));
+        let again = inbox.pull(10, LEASE).await.expect("an expired damaged lease fails no pull");
+        let mut ids: Vec<_> = again.iter().map(|j| j.webhook().id().unwrap().to_owned()).collect();
+        ids.sort();
+        assert_eq!(ids, ["a", "b", "e"], "every lease that ran out comes back");
+        for job in &again {
+            inbox.ack(job).await.unwrap();
+        }
+        assert!(inbox.pull(10, LEASE).await.unwrap().is_empty());
+    }
+
     #[tokio::test]
     async fn a_waiter_is_woken_after_its_connection_was_killed() {
         let clock = ManualClock::at_unix(1_700_000_000);
@@ -576,6 +621,48 @@ mod redis_inbox {
             Pushed::Duplicate,
             "no wait, no error"
         );
+    }
+
+    /// A retention too long for Redis's expiry is 1,000 years: the ack keeps its mark
+    /// (was: the job deleted, no mark set, and an error).
+    #[tokio::test]
+    async fn a_retention_too_long_for_redis_keeps_keys() {
+        let inbox =
+            or_skip!(make(ManualClock::at_unix(1_700_000_000), 100, &crate::common::unique("inbox")).await)
+                .retention(Duration::MAX);
+        inbox.push(crate::common::webhook("a")).await.unwrap();
+        let jobs = inbox.pull(1, LEASE).await.unwrap();
+        inbox.ack(&jobs[0]).await.expect("acked");
+        assert_eq!(inbox.push(crate::common::webhook("a")).await.unwrap(), Pushed::Duplicate);
+    }
+
+    /// Under `WaitAof` a change's script and its `WAITAOF` go in one pipeline; a server
+    /// that lost its scripts (a restart, `SCRIPT FLUSH`) has the script loaded and both
+    /// sent again: the push is made, once.
+    #[tokio::test]
+    async fn a_wait_for_durability_survives_a_script_flush() {
+        use hookguard::inbox::RedisDurability;
+        let plain =
+            or_skip!(make(ManualClock::at_unix(1_700_000_000), 100, &crate::common::unique("inbox")).await);
+        let waiting = plain.clone().durability(RedisDurability::WaitAof {
+            local: true,
+            replicas: 0,
+            timeout: Duration::from_millis(100),
+        });
+        let mut admin = admin().await;
+        let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut admin).await.unwrap();
+        let pushed = waiting.push(crate::common::webhook("a")).await;
+        if aof_is_on().await {
+            assert_eq!(pushed.unwrap(), Pushed::Accepted);
+        } else {
+            assert!(matches!(pushed, Err(InboxError::Backend(_))), "{pushed:?}");
+        }
+        assert_eq!(
+            plain.push(crate::common::webhook("a")).await.unwrap(),
+            Pushed::Duplicate,
+            "the script ran"
+        );
+        assert_eq!(plain.depth().await.unwrap(), 1, "once");
     }
 
     #[tokio::test]
@@ -706,6 +793,20 @@ mod postgres_inbox {
 
     inbox_conformance!(make, replica);
     due_times_end_waits!();
+
+    /// A retention too long for the calendar keeps finished keys (was: a panic on the
+    /// first pull's purge).
+    #[tokio::test]
+    async fn a_retention_too_long_for_the_calendar_keeps_keys() {
+        let inbox =
+            or_skip!(make(ManualClock::at_unix(1_700_000_000), 100, &crate::common::unique("inbox")).await)
+                .retention(Duration::MAX);
+        inbox.push(crate::common::webhook("a")).await.unwrap();
+        let jobs = inbox.pull(1, LEASE).await.unwrap();
+        inbox.ack(&jobs[0]).await.unwrap();
+        assert_eq!(inbox.purge().await.unwrap(), 0);
+        assert_eq!(inbox.push(crate::common::webhook("a")).await.unwrap(), Pushed::Duplicate);
+    }
 
     async fn admin() -> tokio_postgres::Client {
         let url = std::env::var("HOOKGUARD_TEST_POSTGRES_URL").unwrap();

@@ -380,6 +380,16 @@ pub(crate) fn instant_after(from: tokio::time::Instant, by: Duration) -> tokio::
     from.checked_add(by).unwrap_or_else(|| from + Duration::from_secs(30 * 365 * 86_400))
 }
 
+/// `at` + `by`, or the latest time [`OffsetDateTime`] holds (the year 9999) when the sum
+/// is past it: a lease too long for the calendar is no limit, not a panic.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub(crate) fn time_after(at: OffsetDateTime, by: Duration) -> OffsetDateTime {
+    time::Duration::try_from(by)
+        .ok()
+        .and_then(|by| at.checked_add(by))
+        .unwrap_or_else(|| time::PrimitiveDateTime::MAX.assume_utc())
+}
+
 /// How long an inbox's [`Inbox::wait`] may sleep for a push: `timeout`, cut to the time
 /// left until `due` (when the first retry comes due or lease runs out, in nanoseconds
 /// since the epoch by the inbox's clock, which reads `now`); `None` when that time has

@@ -586,7 +586,12 @@ impl PostgresInbox {
     /// ```
     pub async fn purge(&self) -> Result<u64, InboxError> {
         let client = self.client().await?;
-        let before = self.clock.now() - self.retention;
+        // A retention too long for the calendar keeps everything (was: a panic).
+        let now = self.clock.now();
+        let before = time::Duration::try_from(self.retention)
+            .ok()
+            .and_then(|retention| now.checked_sub(retention))
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
         let stmt = client.prepare_cached(&self.sql.purge).await.map_err(backend)?;
         client.execute(&stmt, &[&before]).await.map_err(backend)
     }
@@ -638,8 +643,10 @@ impl PostgresInbox {
         let client = self.client().await?;
         let stmt = client.prepare_cached(&self.sql.pull).await.map_err(backend)?;
         let token = fastrand::i64(..);
-        let rows =
-            client.query(&stmt, &[&now, &count(max), &(now + lease), &token]).await.map_err(backend)?;
+        let rows = client
+            .query(&stmt, &[&now, &count(max), &super::time_after(now, lease), &token])
+            .await
+            .map_err(backend)?;
         let mut picked = Vec::with_capacity(rows.len());
         for row in rows {
             let record: String = row.try_get(0).map_err(backend)?;

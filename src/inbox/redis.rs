@@ -3,7 +3,7 @@
 use std::{fmt, sync::Arc, time::Duration};
 
 use ::redis::{
-    AsyncConnectionConfig, Client, Script, Value,
+    AsyncConnectionConfig, Client, Script, ScriptInvocation, Value,
     aio::{ConnectionManager, MultiplexedConnection},
 };
 use bytes::Bytes;
@@ -38,28 +38,42 @@ return 1
 
 /// Leases up to `max` jobs: first those whose lease ran out (by the injected clock), then,
 /// after moving due retries back into the stream, new entries read by the group.
+///
+/// Nothing in it may fail on a damaged job: Redis keeps a script's writes up to a failed
+/// call, so an error after `XREADGROUP` would leave the entries it read pending with no
+/// lease, never to come back. A job key that is not a hash is no job (its entry is
+/// dropped); a missing field is handed out empty, for the Rust side to dead-letter; a
+/// count that is not a whole number starts again from 0.
 const PULL: &str = r"
 local now = tonumber(ARGV[1])
 local lease_until = tonumber(ARGV[2])
 local max = tonumber(ARGV[3])
 local out = {}
+local function sid_of(jk)
+  if redis.call('TYPE', jk).ok ~= 'hash' then return nil end
+  return redis.call('HGET', jk, 'sid')
+end
 local function lease(key, jk)
-  local receipt = redis.call('INCR', KEYS[4])
-  local attempts = redis.call('HINCRBY', jk, 'attempts', 1)
-  redis.call('HSET', jk, 'state', 'l', 'receipt', receipt)
   redis.call('ZADD', KEYS[2], lease_until, key)
+  local receipt = redis.call('INCR', KEYS[4])
+  local attempts = tonumber(redis.call('HGET', jk, 'attempts'))
+  if not attempts or attempts < 0 or attempts ~= math.floor(attempts) or attempts > 4294967294 then
+    attempts = 0
+  end
+  attempts = attempts + 1
+  redis.call('HSET', jk, 'attempts', attempts, 'state', 'l', 'receipt', receipt)
   local f = redis.call('HMGET', jk, 'meta', 'body')
   out[#out + 1] = key
-  out[#out + 1] = f[1]
-  out[#out + 1] = f[2]
-  out[#out + 1] = tostring(attempts)
+  out[#out + 1] = f[1] or ''
+  out[#out + 1] = f[2] or ''
+  out[#out + 1] = string.format('%d', attempts)
   out[#out + 1] = tostring(receipt)
 end
 local taken = 0
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, max)
 for _, key in ipairs(expired) do
   local jk = ARGV[6] .. key
-  local sid = redis.call('HGET', jk, 'sid')
+  local sid = sid_of(jk)
   if sid then
     redis.call('XCLAIM', KEYS[1], ARGV[4], ARGV[5], 0, sid, 'JUSTID')
     lease(key, jk)
@@ -70,8 +84,10 @@ for _, key in ipairs(expired) do
 end
 local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000)
 for _, key in ipairs(due) do
-  local sid = redis.call('XADD', KEYS[1], '*', 'key', key)
-  redis.call('HSET', ARGV[6] .. key, 'state', 'w', 'sid', sid)
+  if redis.call('TYPE', ARGV[6] .. key).ok == 'hash' then
+    local sid = redis.call('XADD', KEYS[1], '*', 'key', key)
+    redis.call('HSET', ARGV[6] .. key, 'state', 'w', 'sid', sid)
+  end
   redis.call('ZREM', KEYS[3], key)
 end
 local left = max - taken
@@ -80,9 +96,8 @@ if left > 0 then
   if res then
     for _, entry in ipairs(res[1][2]) do
       local key = entry[2][2]
-      local jk = ARGV[6] .. key
-      if key and redis.call('HGET', jk, 'sid') == entry[1] then
-        lease(key, jk)
+      if key and sid_of(ARGV[6] .. key) == entry[1] then
+        lease(key, ARGV[6] .. key)
       else
         redis.call('XACK', KEYS[1], ARGV[4], entry[1])
         redis.call('XDEL', KEYS[1], entry[1])
@@ -119,7 +134,7 @@ return 1
 const GIVE_BACK: &str = r"
 redis.call('HSET', KEYS[2], 'state', 'd', 'error', ARGV[5])
 redis.call('HDEL', KEYS[2], 'sid', 'receipt')
-if tonumber(redis.call('HGET', KEYS[2], 'attempts') or '0') > 0 then
+if (tonumber(redis.call('HGET', KEYS[2], 'attempts')) or 0) > 0 then
   redis.call('HINCRBY', KEYS[2], 'attempts', -1)
 end
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
@@ -181,8 +196,12 @@ return 1
 /// | [`WaitAof`](Self::WaitAof) `local: true` | yes | yes | yes | no |
 /// | [`WaitAof`](Self::WaitAof) `replicas: n` | yes | yes | yes, if a replica takes over | yes, with `n` replicas |
 ///
-/// `WaitAof` runs `WAITAOF` (Redis 7.2 or later) after each change, on the same
-/// multiplexed connection, so it also covers every earlier command on it. It fails when the
+/// `WaitAof` sends `WAITAOF` (Redis 7.2 or later) after each change's script, in one
+/// pipeline on the same multiplexed connection, so it covers that change (a reconnect
+/// cannot come between them) and every earlier command on the connection. While it waits,
+/// Redis answers nothing else on that connection, and the client's response timeout
+/// counts the wait: give the connection manager a response timeout longer than `timeout`
+/// (redis-rs's default is 500 ms; see [`RedisInbox::from_manager`]). It fails when the
 /// server has AOF off (or is older than 7.2): the push then returns
 /// [`InboxError::Backend`], though the webhook may be kept; the guard answers `503`. A copy
 /// of a kept webhook waits the same way before it is answered [`Pushed::Duplicate`], so a
@@ -384,6 +403,9 @@ fn backend(e: ::redis::RedisError) -> InboxError {
 fn millis(at: OffsetDateTime) -> i64 {
     i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
+
+/// The longest time a finished key is remembered: 1,000 years, "forever".
+const MAX_RETENTION_MS: i64 = 1_000 * 365 * 86_400 * 1_000;
 
 fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -649,18 +671,31 @@ impl RedisInbox {
         }
     }
 
-    async fn persist(&self) -> Result<(), InboxError> {
-        let RedisDurability::WaitAof { local, replicas, timeout } = self.durability else {
-            return Ok(());
-        };
+    /// Runs a script; under [`RedisDurability::WaitAof`], in one pipeline with the
+    /// `WAITAOF` that waits for it. `WAITAOF` waits for the writes of the connection it is
+    /// sent on: sent apart, after a reconnect between the two, it would find nothing to
+    /// wait for and answer at once, and a change would be reported durable that was not.
+    async fn run<T: ::redis::FromRedisValue>(&self, call: &ScriptInvocation<'_>) -> Result<T, InboxError> {
         let mut conn = self.conn.clone();
-        let (got_local, got_replicas): (u32, u32) = ::redis::cmd("WAITAOF")
+        let RedisDurability::WaitAof { local, replicas, timeout } = self.durability else {
+            return call.invoke_async(&mut conn).await.map_err(backend);
+        };
+        let mut pipe = ::redis::pipe();
+        pipe.invoke_script(call)
+            .cmd("WAITAOF")
             .arg(u32::from(local))
             .arg(replicas)
-            .arg(duration_ms(timeout).max(1))
-            .query_async(&mut conn)
-            .await
-            .map_err(backend)?;
+            .arg(duration_ms(timeout).max(1));
+        let answered: ::redis::RedisResult<(T, (u32, u32))> = pipe.query_async(&mut conn).await;
+        let (out, (got_local, got_replicas)) = match answered {
+            // The server does not have the script (yet, or any more, after a restart): a
+            // failed EVALSHA ran nothing, so load it and send both again.
+            Err(e) if e.code() == Some("NOSCRIPT") => {
+                call.load_async(&mut conn).await.map_err(backend)?;
+                pipe.query_async(&mut conn).await.map_err(backend)?
+            }
+            other => other.map_err(backend)?,
+        };
         if got_local < u32::from(local) || got_replicas < replicas {
             return Err(InboxError::Backend(
                 format!(
@@ -670,42 +705,36 @@ impl RedisInbox {
                 .into(),
             ));
         }
-        Ok(())
+        Ok(out)
     }
 
     async fn push_now(&self, webhook: Webhook) -> Result<Pushed, InboxError> {
-        let mut conn = self.conn.clone();
         let key = webhook.key();
         let k = &self.keys;
+        // A copy is answered `Duplicate` (`200`) only once the webhook it copies is as
+        // durable as a push would be (the `WAITAOF` with the script sees to it): the push
+        // that kept it may have failed its own wait (and been answered `503`), or still be
+        // waiting at another replica.
         let outcome: i64 = self
-            .scripts
-            .push
-            .key(&k.stream)
-            .key(k.job(key))
-            .key(k.done(key))
-            .key(&k.delayed)
-            .key(&k.dead)
-            .key(&k.seq)
-            .arg(key)
-            .arg(webhook.to_meta_json())
-            .arg(webhook.body().as_ref())
-            .arg(self.capacity)
-            .arg(u8::from(self.durability != RedisDurability::None))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(backend)?;
+            .run(
+                self.scripts
+                    .push
+                    .key(&k.stream)
+                    .key(k.job(key))
+                    .key(k.done(key))
+                    .key(&k.delayed)
+                    .key(&k.dead)
+                    .key(&k.seq)
+                    .arg(key)
+                    .arg(webhook.to_meta_json())
+                    .arg(webhook.body().as_ref())
+                    .arg(self.capacity)
+                    .arg(u8::from(self.durability != RedisDurability::None)),
+            )
+            .await?;
         match outcome {
-            1 => {
-                self.persist().await?;
-                Ok(Pushed::Accepted)
-            }
-            // A copy is answered `Duplicate` (`200`) only once the webhook it copies is as
-            // durable as a push would be: the push that kept it may have failed its own
-            // wait (and been answered `503`), or still be waiting at another replica.
-            0 => {
-                self.persist().await?;
-                Ok(Pushed::Duplicate)
-            }
+            1 => Ok(Pushed::Accepted),
+            0 => Ok(Pushed::Duplicate),
             _ => Err(InboxError::Full),
         }
     }
@@ -724,26 +753,25 @@ impl RedisInbox {
     }
 
     async fn pull_once(&self, max: usize, lease: Duration) -> Result<Vec<Job>, InboxError> {
-        let mut conn = self.conn.clone();
         let now = self.clock.now();
         self.listener.pulling(now);
         let k = &self.keys;
         let flat: Vec<Vec<u8>> = self
-            .scripts
-            .pull
-            .key(&k.stream)
-            .key(&k.leases)
-            .key(&k.delayed)
-            .key(&k.seq)
-            .arg(millis(now))
-            .arg(millis(now + lease))
-            .arg(max)
-            .arg(&*self.group)
-            .arg(&*self.consumer)
-            .arg(&k.job)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(backend)?;
+            .run(
+                self.scripts
+                    .pull
+                    .key(&k.stream)
+                    .key(&k.leases)
+                    .key(&k.delayed)
+                    .key(&k.seq)
+                    .arg(millis(now))
+                    .arg(millis(super::time_after(now, lease)))
+                    .arg(max)
+                    .arg(&*self.group)
+                    .arg(&*self.consumer)
+                    .arg(&k.job),
+            )
+            .await?;
         let mut jobs = Vec::with_capacity(flat.len() / 5);
         for row in flat.chunks_exact(5) {
             let [key, meta, body, attempts, receipt] = row else { continue };
@@ -754,15 +782,18 @@ impl RedisInbox {
                     // A damaged job would fail every pull that takes it (and hold up the jobs
                     // taken with it): set it aside as a dead letter, as SQLite does.
                     tracing::error!(error = %e, "unreadable Redis inbox job dead-lettered");
-                    self.bury(&String::from_utf8_lossy(key), &receipt, &e.to_string()).await?;
+                    if let Err(failed) =
+                        self.bury(&String::from_utf8_lossy(key), &receipt, &e.to_string()).await
+                    {
+                        // The jobs leased with it are handed out all the same; it stays
+                        // leased, and the pull that takes it next tries again.
+                        tracing::warn!(error = %failed, "an unreadable Redis inbox job could not be dead-lettered");
+                    }
                     continue;
                 }
             };
             let attempt = std::str::from_utf8(attempts).ok().and_then(|a| a.parse().ok()).unwrap_or(1);
             jobs.push(Job::new(webhook, attempt, receipt.into_owned()));
-        }
-        if !jobs.is_empty() {
-            self.persist().await?;
         }
         Ok(jobs)
     }
@@ -794,7 +825,6 @@ impl RedisInbox {
         extra_keys: &[&str],
         args: &[Vec<u8>],
     ) -> Result<(), InboxError> {
-        let mut conn = self.conn.clone();
         let k = &self.keys;
         let mut call = script.key(&k.stream);
         call.key(k.job(key)).key(&k.leases);
@@ -805,11 +835,11 @@ impl RedisInbox {
         for a in args {
             call.arg(a.as_slice());
         }
-        let done: Option<i64> = call.invoke_async(&mut conn).await.map_err(backend)?;
+        let done: Option<i64> = self.run(&call).await?;
         if done != Some(1) {
             return Err(InboxError::LeaseLost);
         }
-        self.persist().await
+        Ok(())
     }
 
     async fn dead_list(&self, limit: usize) -> Result<Vec<DeadLetter>, InboxError> {
@@ -853,21 +883,9 @@ impl RedisInbox {
     }
 
     async fn redrive_now(&self, key: &str) -> Result<bool, InboxError> {
-        let mut conn = self.conn.clone();
         let k = &self.keys;
-        let done: i64 = self
-            .scripts
-            .redrive
-            .key(&k.stream)
-            .key(k.job(key))
-            .key(&k.dead)
-            .arg(key)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(backend)?;
-        if done == 1 {
-            self.persist().await?;
-        }
+        let done: i64 =
+            self.run(self.scripts.redrive.key(&k.stream).key(k.job(key)).key(&k.dead).arg(key)).await?;
         Ok(done == 1)
     }
 
@@ -940,7 +958,8 @@ impl Inbox for RedisInbox {
 
     fn ack<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<(), InboxError>> {
         let done = self.keys.done(job.webhook().key());
-        let retention = duration_ms(self.retention).max(1).to_string().into_bytes();
+        // Redis refuses an expiry past its clock's range: a longer retention is 1,000 years.
+        let retention = duration_ms(self.retention).clamp(1, MAX_RETENTION_MS).to_string().into_bytes();
         Box::pin(async move { self.release(&self.scripts.ack, job, &[&done], &[retention]).await })
     }
 

@@ -459,6 +459,20 @@ macro_rules! inbox_conformance {
             assert_eq!(inbox.depth().await.unwrap(), 0);
         }
 
+        /// A lease too long for the calendar is no limit, not a panic (a worker's lease
+        /// from configuration), on every backend.
+        #[tokio::test]
+        async fn a_lease_too_long_for_the_calendar_never_runs_out() {
+            let (inbox, clock) = or_skip!(setup(100).await);
+            inbox.push($crate::common::webhook("a")).await.unwrap();
+            let held = inbox.pull(1, Duration::MAX).await.unwrap();
+            assert_eq!(held.len(), 1);
+            clock.advance(Duration::from_secs(100 * 365 * 86_400));
+            assert!(inbox.pull(1, LEASE).await.unwrap().is_empty(), "still leased a century later");
+            inbox.ack(&held[0]).await.unwrap();
+            assert_eq!(inbox.depth().await.unwrap(), 0);
+        }
+
         #[tokio::test]
         async fn retries_wait_for_their_time_and_keep_order() {
             let (inbox, clock) = or_skip!(setup(100).await);
