@@ -129,6 +129,7 @@ async fn serve(config: Config) -> Result<(), String> {
     let hidden: Arc<[String]> =
         config.secret_vars.iter().map(String::as_str).chain(SECRET_VARS).map(str::to_owned).collect();
     let mut actions = HashMap::new();
+    let mut writers = HashMap::new();
     for endpoint in config.endpoints {
         if let Some(vars) = &endpoint.demo_secret_for {
             tracing::warn!(
@@ -207,7 +208,8 @@ async fn serve(config: Config) -> Result<(), String> {
                 route.route_layer(AllowListLayer::new(list).trusted_proxies(config.trusted_proxies.clone()));
         }
         app = app.merge(route);
-        actions.insert(endpoint.name, Runner::new(endpoint.action, client.clone(), Arc::clone(&hidden)));
+        let runner = Runner::new(endpoint.action, &mut writers, client.clone(), Arc::clone(&hidden));
+        actions.insert(endpoint.name, runner);
     }
     let actions = Arc::new(actions);
 
@@ -386,16 +388,30 @@ const SECRET_VARS: [&str; 2] = ["HOOKGUARD_SECRET", "HOOKGUARD_SHARED_KEY"];
 /// Carries out an endpoint's action for each processed webhook.
 struct Runner {
     action: Action,
-    /// One writer at a time per file, so lines never interleave.
-    file_lock: Mutex<()>,
+    /// `append_to`: the file's writer, shared with the other endpoints appending to it.
+    appender: Option<Appender>,
     client: reqwest::Client,
     /// Environment variables `run` commands do not inherit.
     hidden: Arc<[String]>,
 }
 
 impl Runner {
-    fn new(action: Action, client: reqwest::Client, hidden: Arc<[String]>) -> Self {
-        Self { action, file_lock: Mutex::new(()), client, hidden }
+    /// `writers`: the lock of each file appended to so far, by path (the configuration
+    /// gives each `append_to` as its folder's canonical path and its name).
+    fn new(
+        action: Action,
+        writers: &mut HashMap<PathBuf, Arc<Mutex<()>>>,
+        client: reqwest::Client,
+        hidden: Arc<[String]>,
+    ) -> Self {
+        let appender = match &action {
+            Action::AppendTo(path) => Some(Appender {
+                path: path.clone(),
+                lock: Arc::clone(writers.entry(path.clone()).or_default()),
+            }),
+            _ => None,
+        };
+        Self { action, appender, client, hidden }
     }
 
     async fn run(&self, hook: &Webhook) -> Result<(), String> {
@@ -403,18 +419,10 @@ impl Runner {
             Action::AppendTo(path) => {
                 let mut line = json_line(hook).to_string();
                 line.push('\n');
-                let _guard = self.file_lock.lock().await;
-                let mut file = tokio::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .await
-                    .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-                file.write_all(line.as_bytes())
-                    .await
-                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-                file.flush().await.map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-                Ok(())
+                match &self.appender {
+                    Some(appender) => appender.append(line.into_bytes()).await,
+                    None => Err(format!("no writer for {}", path.display())),
+                }
             }
             Action::Run { argv, timeout } => run_command(argv, *timeout, hook, &self.hidden).await,
             Action::Forward { url, timeout } => {
@@ -436,6 +444,97 @@ impl Runner {
                     Err(format!("forward to {} answered {}", common::redact_url(url), res.status()))
                 }
             }
+        }
+    }
+}
+
+/// Appends lines to one file, one writer at a time.
+struct Appender {
+    path: PathBuf,
+    /// Held while a line is written, by every endpoint appending to this file: a big line
+    /// takes several writes, and two writers' would interleave.
+    lock: Arc<Mutex<()>>,
+}
+
+impl Appender {
+    /// Appends `line` and syncs it to disk before it counts as written: the worker then
+    /// acknowledges the job, and a durable inbox deletes it (a line still in the page cache
+    /// would be lost with the machine). On a failure the file is cut back to where it was
+    /// (best effort), so that the retry appends one clean line, not a second after a torn
+    /// one. The file is opened for each line, so that a rotated file is picked up.
+    async fn append(&self, line: Vec<u8>) -> Result<(), String> {
+        // The guard moves to the thread that writes: if this attempt is cancelled (its
+        // lease ran out), the write still ends before the next one starts.
+        let guard = Arc::clone(&self.lock).lock_owned().await;
+        let path = self.path.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let _guard = guard;
+            let created = !path.exists();
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            append_line(&mut file, &line).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            if created {
+                // The new file's entry in its folder must reach the disk too.
+                sync_folder(&path)
+                    .map_err(|e| format!("cannot sync the folder of {}: {e}", path.display()))?;
+            }
+            Ok(())
+        })
+        .await;
+        written.map_err(|e| format!("cannot write {}: {e}", self.path.display()))?
+    }
+}
+
+/// Syncs the folder holding `path` (unix: elsewhere a folder cannot be opened to sync).
+fn sync_folder(path: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// What [`append_line`] needs of a file opened for appending (a trait so that the tests can
+/// fail a write part-way).
+trait AppendFile {
+    fn len(&mut self) -> std::io::Result<u64>;
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()>;
+    fn sync_data(&mut self) -> std::io::Result<()>;
+    fn truncate(&mut self, len: u64) -> std::io::Result<()>;
+}
+
+impl AppendFile for std::fs::File {
+    fn len(&mut self) -> std::io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        std::io::Write::write_all(self, bytes)
+    }
+    fn sync_data(&mut self) -> std::io::Result<()> {
+        std::fs::File::sync_data(self)
+    }
+    fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+        self.set_len(len)
+    }
+}
+
+/// Writes `line` at the end of `file` and syncs it; on a failure, cuts the file back to its
+/// length before (best effort: another program appending meanwhile would lose its bytes
+/// too, which the lock cannot prevent).
+fn append_line(file: &mut impl AppendFile, line: &[u8]) -> std::io::Result<()> {
+    let before = file.len()?;
+    match file.write_all(line).and_then(|()| file.sync_data()) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            if let Err(cut) = file.truncate(before) {
+                tracing::warn!(error = %cut, "cannot cut a failed line off the file: it may end with part of it");
+            }
+            Err(e)
         }
     }
 }
@@ -660,6 +759,82 @@ mod tests {
             timeout: Duration::from_secs(1),
         };
         assert_eq!(describe(&run), "run notify");
+    }
+
+    /// A file that takes `budget` more bytes, then fails writes part-way; its syncs fail
+    /// while `sync_fails`.
+    struct Flaky {
+        content: Vec<u8>,
+        budget: usize,
+        sync_fails: bool,
+        synced: usize,
+    }
+
+    impl AppendFile for Flaky {
+        fn len(&mut self) -> std::io::Result<u64> {
+            Ok(self.content.len() as u64)
+        }
+        fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+            let n = bytes.len().min(self.budget);
+            self.content.extend_from_slice(&bytes[..n]);
+            self.budget -= n;
+            if n < bytes.len() { Err(std::io::ErrorKind::StorageFull.into()) } else { Ok(()) }
+        }
+        fn sync_data(&mut self) -> std::io::Result<()> {
+            if self.sync_fails {
+                return Err(std::io::ErrorKind::Other.into());
+            }
+            self.synced = self.content.len();
+            Ok(())
+        }
+        fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+            self.content.truncate(usize::try_from(len).unwrap());
+            Ok(())
+        }
+    }
+
+    /// A line is synced before it counts as written; a write or sync that fails leaves the
+    /// file as it was (no torn line), so that the retry writes one clean line.
+    #[test]
+    fn a_failed_append_leaves_no_torn_line() {
+        let mut file = Flaky { content: b"old\n".to_vec(), budget: 3, sync_fails: false, synced: 0 };
+        assert!(append_line(&mut file, b"a long line\n").is_err(), "the disk filled up part-way");
+        assert_eq!(file.content, b"old\n", "the torn line is cut off");
+        file.budget = usize::MAX;
+        file.sync_fails = true;
+        assert!(append_line(&mut file, b"a long line\n").is_err(), "the sync failed");
+        assert_eq!(file.content, b"old\n", "an unsynced line is cut off");
+        file.sync_fails = false;
+        append_line(&mut file, b"a long line\n").unwrap();
+        assert_eq!(file.content, b"old\na long line\n");
+        assert_eq!(file.synced, file.content.len(), "synced before it counts as written");
+    }
+
+    /// Endpoints appending to one file share its writer (each had its own lock: lines of
+    /// big bodies could interleave); other files have their own.
+    #[test]
+    fn endpoints_appending_to_one_file_share_its_writer() {
+        let client = reqwest::Client::new();
+        let hidden: Arc<[String]> = Arc::from(Vec::new());
+        let mut writers = HashMap::new();
+        let mut runner = |path: &str| {
+            Runner::new(Action::AppendTo(path.into()), &mut writers, client.clone(), Arc::clone(&hidden))
+        };
+        let (a, b, c) = (runner("/srv/hooks.jsonl"), runner("/srv/hooks.jsonl"), runner("/srv/other.jsonl"));
+        let lock = |r: &Runner| Arc::clone(&r.appender.as_ref().expect("an appender").lock);
+        assert!(Arc::ptr_eq(&lock(&a), &lock(&b)));
+        assert!(!Arc::ptr_eq(&lock(&a), &lock(&c)));
+    }
+
+    /// Appended lines reach the file whole, one after the other.
+    #[tokio::test]
+    async fn lines_are_appended_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let appender = Appender { path: path.clone(), lock: Arc::default() };
+        appender.append(b"one\n".to_vec()).await.unwrap();
+        appender.append(b"two\n".to_vec()).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\n");
     }
 
     /// An accept error that lasts (too many open files) is retried once per pause, not in a
