@@ -132,8 +132,13 @@ pub(crate) fn build_scheme(
             for pem in rest {
                 scheme = scheme.with_certificate(pem).map_err(explain)?;
             }
-            let window = tolerance.unwrap_or(Duration::from_secs(300));
-            Ok(Box::new(scheme.with_tolerance(Tolerance::symmetric(window))))
+            // The preset's own tolerance (days into the past, to outlast PayPal's retries)
+            // unless one is given, which keeps its shape.
+            if let Some(window) = tolerance {
+                let retimed = retime(scheme.tolerance(), window);
+                scheme = scheme.with_tolerance(retimed);
+            }
+            Ok(Box::new(scheme))
         }
         // One path for Twilio, with or without shared keys (the HMAC-SHA256 variant).
         "twilio" if tolerance.is_none() => {
@@ -162,6 +167,8 @@ pub(crate) fn build_scheme(
         "twitch" => hmac!(providers::twitch::scheme),
         "calendly" => hmac!(providers::calendly::scheme),
         "gitlab-signing-token" => hmac!(providers::gitlab::signing_token_scheme),
+        // `{timestamp}{token}`, inside the body.
+        "mailgun" => hmac!(providers::mailgun::scheme),
         #[cfg(feature = "ed25519")]
         "standard-webhooks-v1a" => public_keys!(standard_webhooks_v1a),
         #[cfg(feature = "ed25519")]
@@ -519,6 +526,52 @@ mod tests {
         let headers = ["Authorization: Bearer t0ken".to_owned(), "Authorization Bearer t0ken".to_owned()];
         let shown = format!("{:?}", redacted::Headers(&headers));
         assert_eq!(shown, r#"["Authorization: [redacted]", "[redacted]"]"#);
+    }
+
+    /// Every preset that checks a timestamp takes a tolerance (Mailgun's was refused: "signs
+    /// no timestamp"), reshaped as `retime` does; one that checks none refuses it.
+    #[test]
+    fn a_tolerance_applies_to_every_preset_that_checks_a_timestamp() {
+        let secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned()];
+        let options =
+            SchemeOptions { url: Some("https://h.example/hook".to_owned()), ..SchemeOptions::default() };
+        let window = Duration::from_secs(60);
+        let mut retimed = Vec::new();
+        for name in providers::NAMES {
+            // Public-key presets need a key of their kind, not this secret.
+            let Ok(default) = build_scheme(name, &secrets, &options) else { continue };
+            let given = SchemeOptions { tolerance_secs: Some(60), ..options.clone() };
+            match build_scheme(name, &secrets, &given) {
+                Ok(scheme) => {
+                    // Zoom signs its timestamp but checks none by default: both sides then.
+                    assert_eq!(scheme.tolerance(), retime(default.tolerance(), window), "{name}");
+                    retimed.push(*name);
+                }
+                Err(e) => {
+                    assert!(!default.tolerance().is_checked(), "{name} checks a timestamp: {e}");
+                    assert!(e.contains("signs no timestamp"), "{name}: {e}");
+                }
+            }
+        }
+        assert!(retimed.contains(&"mailgun") && retimed.contains(&"stripe"), "{retimed:?}");
+    }
+
+    /// PayPal keeps the preset's tolerance (4 days into the past, 5 minutes into the
+    /// future, to outlast its retries) unless one is given (it was 5 minutes each way), and a
+    /// given one keeps its shape.
+    #[cfg(feature = "rsa")]
+    #[test]
+    fn paypal_keeps_its_tolerance() {
+        let options = SchemeOptions {
+            webhook_id: Some("WH-1".to_owned()),
+            certificates: vec![include_bytes!("../../providers/testdata/paypal_cert.pem").to_vec()],
+            ..SchemeOptions::default()
+        };
+        let default = build_scheme("paypal", &[], &options).unwrap();
+        assert_eq!(default.tolerance(), providers::paypal::TOLERANCE);
+        let given =
+            build_scheme("paypal", &[], &SchemeOptions { tolerance_secs: Some(60), ..options }).unwrap();
+        assert_eq!(given.tolerance(), retime(providers::paypal::TOLERANCE, Duration::from_secs(60)));
     }
 
     #[test]
