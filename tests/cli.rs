@@ -1366,6 +1366,57 @@ fn a_run_program_is_found_from_the_configurations_folder() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A delivery whose id and event (read from its JSON body, as Stripe's) hold control
+/// characters reaches `forward_to` and `run` with them percent-encoded, as does `%`: a
+/// header value cannot carry them, nor an environment value a NUL, and the acknowledged
+/// delivery failed every attempt, then was dead-lettered.
+#[test]
+fn control_characters_in_metadata_are_percent_encoded() {
+    let dir = temp_dir("control");
+    let (target_addr, rx) =
+        http_target(|_, _| "HTTP/1.1 200 X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned());
+    let dump = dir.join("env.txt");
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[worker]\nmax_attempts = 1\n\n\
+         [[endpoint]]\npath = \"/hooks/forward\"\nprovider = \"stripe\"\nsecret = \"{KEY}\"\n\
+         forward_to = \"http://{target_addr}/internal\"\n\n\
+         [[endpoint]]\npath = \"/hooks/run\"\nprovider = \"stripe\"\nsecret = \"{KEY}\"\n\
+         run = [\"sh\", \"-c\", \"env > \\\"$1.part\\\" && mv \\\"$1.part\\\" \\\"$1\\\"\", \"sh\", {dump:?}]\n"
+    );
+    let config_path = dir.join("hookguard.toml");
+    std::fs::write(&config_path, &config).expect("write config");
+    let server = Server::start(&config_path);
+    let body = r#"{"id":"evt_a\u0000b%","type":"a\u0001b\r\nX-Injected: 1\u007f"}"#;
+    for path in ["/hooks/forward", "/hooks/run"] {
+        let sent =
+            hookguard(&["send", "-p", "stripe", "-s", KEY, "--url", &server.url(path)], body.as_bytes());
+        assert!(text(&sent.stdout).starts_with("HTTP 202"), "{path}: {}", text(&sent.stdout));
+    }
+    let (id, event) = ("evt_a%00b%25", "a%01b%0D%0AX-Injected: 1%7F");
+    let request = rx.recv_timeout(Duration::from_secs(20)).expect("the delivery was forwarded");
+    let head = request.split("\r\n\r\n").next().expect("head").to_ascii_lowercase();
+    for (name, value) in [("id", id), ("event", event), ("key", &format!("hooks-forward:{id}"))] {
+        let line = format!("\r\nx-hookguard-{name}: {}\r\n", value.to_ascii_lowercase());
+        assert!(head.contains(&line), "{name}: {head}");
+    }
+    assert!(!head.contains("\r\nx-injected"), "{head}");
+    assert!(request.ends_with(body), "the body is forwarded as it is: {request}");
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let env = loop {
+        if let Ok(env) = std::fs::read_to_string(&dump) {
+            break env;
+        }
+        assert!(Instant::now() < deadline, "the command did not run: {}", server.stderr_with(""));
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for line in [format!("HOOKGUARD_ID={id}"), format!("HOOKGUARD_EVENT={event}")] {
+        assert!(env.lines().any(|l| l == line), "{line}: {env}");
+    }
+    assert!(server.stop().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// TLS files that exist but do not hold a usable certificate and key are configuration
 /// errors naming the file: `--check` finds them, and `serve` stops before it listens.
 #[test]

@@ -540,8 +540,40 @@ fn append_line(file: &mut impl AppendFile, line: &[u8]) -> std::io::Result<()> {
 }
 
 /// The metadata of a webhook as (name, value) pairs, for environment variables and
-/// forwarded headers.
+/// forwarded headers, each value made [`carriable`].
 fn metadata(hook: &Webhook) -> Vec<(&'static str, String)> {
+    let mut out = raw_metadata(hook);
+    for (_, value) in &mut out {
+        if let std::borrow::Cow::Owned(safe) = carriable(value) {
+            *value = safe;
+        }
+    }
+    out
+}
+
+/// `value` with the bytes a header value or an environment value cannot carry
+/// percent-encoded (`%00`): the control characters (`\0`, `\r`, `\n`, … and DEL), and `%`
+/// itself so that percent-decoding gives the value back. The id and event of some
+/// providers come from the JSON body, where `"\u0000"` decodes to a NUL: as they were, every
+/// attempt to forward (an invalid header) or run (a NUL in the environment) such an
+/// acknowledged delivery failed, and it was dead-lettered.
+fn carriable(value: &str) -> std::borrow::Cow<'_, str> {
+    let needs = |b: u8| b.is_ascii_control() || b == b'%';
+    if !value.bytes().any(needs) {
+        return std::borrow::Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len() + 8);
+    for c in value.chars() {
+        match u8::try_from(c) {
+            Ok(b) if needs(b) => out.push_str(&format!("%{b:02X}")),
+            _ => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// The metadata as the webhook holds it.
+fn raw_metadata(hook: &Webhook) -> Vec<(&'static str, String)> {
     let mut out = vec![
         ("key", hook.key().to_owned()),
         ("endpoint", hook.endpoint().to_owned()),
@@ -759,6 +791,26 @@ mod tests {
             timeout: Duration::from_secs(1),
         };
         assert_eq!(describe(&run), "run notify");
+    }
+
+    /// What a header value or an environment value cannot carry is percent-encoded, and so
+    /// is `%`; the rest (UTF-8 included) is left as it is.
+    #[test]
+    fn metadata_values_are_made_carriable() {
+        for (given, carried) in [
+            ("evt_1", "evt_1"),
+            ("a\0b", "a%00b"),
+            ("a\r\nX-Injected: 1", "a%0D%0AX-Injected: 1"),
+            ("\t\u{1f}\u{7f}", "%09%1F%7F"),
+            ("100%", "100%25"),
+            ("%00", "%2500"),
+            ("été \u{85}", "été \u{85}"),
+        ] {
+            let value = carriable(given);
+            assert_eq!(value, carried, "{given:?}");
+            assert!(http::HeaderValue::from_str(&value).is_ok(), "{given:?}");
+            assert!(!value.contains('\0'), "{given:?}");
+        }
     }
 
     /// A file that takes `budget` more bytes, then fails writes part-way; its syncs fail
