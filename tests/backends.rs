@@ -191,6 +191,93 @@ mod sqlite_inbox {
         SqliteInbox::builder(path).clock(clock.clone())
     }
 
+    /// A clock that holds the writer thread while `held` (it reads the clock first thing in
+    /// each batch), as a stalled disk would: what the test does meanwhile queues up.
+    #[derive(Debug, Default)]
+    struct Gate {
+        held: std::sync::Mutex<bool>,
+        released: std::sync::Condvar,
+        waiting: std::sync::atomic::AtomicBool,
+    }
+
+    #[derive(Debug, Clone, Default)]
+    struct GateClock(std::sync::Arc<Gate>);
+
+    impl hookguard::clock::Clock for GateClock {
+        fn now(&self) -> time::OffsetDateTime {
+            if std::thread::current().name() == Some("hookguard-sqlite-inbox") {
+                let mut held = self.0.held.lock().unwrap();
+                while *held {
+                    self.0.waiting.store(true, std::sync::atomic::Ordering::SeqCst);
+                    held = self.0.released.wait(held).unwrap();
+                }
+            }
+            time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap()
+        }
+    }
+
+    /// While the writer is held up (a stalled disk), pushes wait in memory only up to
+    /// `max_queued_bytes`; past it they answer `Full` at once, and once the writer goes on
+    /// the queued ones are kept and new ones accepted again.
+    #[tokio::test]
+    async fn pushes_waiting_for_a_stalled_writer_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = GateClock::default();
+        let inbox = SqliteInbox::builder(dir.path().join("inbox.db"))
+            .clock(clock.clone())
+            .max_queued_bytes(10_000)
+            .open()
+            .await
+            .unwrap();
+        *clock.0.held.lock().unwrap() = true;
+        // The first push takes the writer into the held batch.
+        let first = tokio::spawn({
+            let inbox = inbox.clone();
+            async move { inbox.push(crate::common::webhook("first")).await }
+        });
+        while !clock.0.waiting.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::task::yield_now().await;
+        }
+        let mut queued = Vec::new();
+        let mut refused = 0;
+        for i in 0..10 {
+            let hook = crate::common::webhook(&format!("q{i}"));
+            let big = hookguard::inbox::Webhook::new(
+                "test",
+                &hookguard::verify::Verified::new(
+                    "github",
+                    Some(format!("q{i}").into()),
+                    None,
+                    None,
+                    [0; 32],
+                    0,
+                ),
+                http::HeaderMap::new(),
+                bytes::Bytes::from(vec![b'x'; 3_000]),
+                hook.received_at(),
+            );
+            let mut push = inbox.push(big);
+            // A refusal is answered at once; a queued push waits for the writer.
+            match futures_util::FutureExt::now_or_never(&mut push) {
+                Some(answer) => {
+                    assert!(matches!(answer, Err(InboxError::Full)), "{answer:?}");
+                    refused += 1;
+                }
+                None => queued.push(push),
+            }
+        }
+        assert_eq!(queued.len(), 3, "3 bodies of 3,000 bytes (and their headers) fit in 10,000");
+        assert_eq!(refused, 7);
+        *clock.0.held.lock().unwrap() = false;
+        clock.0.released.notify_all();
+        assert_eq!(first.await.unwrap().unwrap(), Pushed::Accepted);
+        for push in queued {
+            assert_eq!(push.await.unwrap(), Pushed::Accepted);
+        }
+        assert_eq!(inbox.push(crate::common::webhook("after")).await.unwrap(), Pushed::Accepted);
+        assert_eq!(inbox.depth().await.unwrap(), 5);
+    }
+
     /// A row whose stored headers cannot be read is set aside as a dead letter by the pull
     /// that takes it, and the dead-letter list still shows the others.
     #[tokio::test]
@@ -219,6 +306,45 @@ mod sqlite_inbox {
         let listed = inbox.dead_letters(10).await.expect("one unreadable row does not fail the list");
         let ids: Vec<_> = listed.iter().map(|d| d.webhook.id().unwrap()).collect();
         assert_eq!(ids, ["a"], "the readable dead letter is listed");
+    }
+
+    /// A column of the wrong type (a body stored as text, a key that is not UTF-8) is that
+    /// row's damage: it is set aside like an unreadable record, and fails no pull and no
+    /// list (was: every pull failed, and the pushes committed with it were rolled back). A
+    /// negative attempt count is read as none.
+    #[tokio::test]
+    async fn a_column_of_the_wrong_type_is_set_aside_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inbox.db");
+        let clock = ManualClock::at_unix(1_700_000_000);
+        let inbox = open_at(&path, &clock).open().await.unwrap();
+        for id in ["a", "b", "c", "d", "e"] {
+            inbox.push(crate::common::webhook(id)).await.unwrap();
+        }
+        let a = inbox.pull(1, LEASE).await.unwrap().remove(0);
+        inbox.dead_letter(&a, "no").await.unwrap();
+        drop(inbox);
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let key = |id: &str| crate::common::webhook(id).key().to_owned();
+        let damage = [
+            ("UPDATE hookguard_inbox SET body = 'x' WHERE key = ?1", key("b")),
+            ("UPDATE hookguard_inbox SET key = CAST(x'ff00' AS TEXT) WHERE key = ?1", key("c")),
+            ("UPDATE hookguard_inbox SET attempts = -1 WHERE key = ?1", key("d")),
+            ("UPDATE hookguard_inbox SET headers = 'text' WHERE key = ?1", key("a")),
+        ];
+        for (sql, key) in damage {
+            assert_eq!(conn.execute(sql, [&key]).unwrap(), 1, "{sql}");
+        }
+        drop(conn);
+
+        let inbox = open_at(&path, &clock).open().await.unwrap();
+        let jobs = inbox.pull(10, LEASE).await.expect("damaged rows fail no pull");
+        let ids: Vec<_> = jobs.iter().map(|j| (j.webhook().id().unwrap().to_owned(), j.attempt())).collect();
+        assert_eq!(ids, [("d".to_owned(), 1), ("e".to_owned(), 1)], "b and c set aside");
+        let listed = inbox.dead_letters(10).await.expect("damaged rows fail no list");
+        assert!(listed.is_empty(), "a is unreadable now, b and c were never readable: {listed:?}");
+        assert_eq!(inbox.depth().await.unwrap(), 2, "d and e leased");
+        assert_eq!(inbox.push(crate::common::webhook("f")).await.unwrap(), Pushed::Accepted);
     }
 
     #[tokio::test]

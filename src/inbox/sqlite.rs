@@ -126,6 +126,10 @@ struct Shared {
     queued: AtomicUsize,
     commits: AtomicU64,
     operations: AtomicU64,
+    /// Body bytes of the pushes sent to the writer and not yet taken up by it.
+    in_flight: AtomicUsize,
+    /// The most [`in_flight`](Self::in_flight) may reach before pushes answer `Full`.
+    max_in_flight: usize,
 }
 
 impl fmt::Debug for SqliteInbox {
@@ -172,6 +176,7 @@ pub struct SqliteInboxBuilder {
     retention: Duration,
     group_commit: bool,
     max_batch: usize,
+    max_queued_bytes: usize,
     clock: Arc<dyn Clock>,
 }
 
@@ -182,6 +187,7 @@ impl fmt::Debug for SqliteInboxBuilder {
             .field("capacity", &self.capacity)
             .field("retention", &self.retention)
             .field("group_commit", &self.group_commit)
+            .field("max_queued_bytes", &self.max_queued_bytes)
             .field("max_batch", &self.max_batch)
             .finish_non_exhaustive()
     }
@@ -202,6 +208,7 @@ impl SqliteInbox {
             retention: Duration::from_secs(7 * 24 * 3600),
             group_commit: true,
             max_batch: 1024,
+            max_queued_bytes: 64 << 20,
             clock: Arc::new(SystemClock),
         }
     }
@@ -240,14 +247,31 @@ impl SqliteInbox {
         &self.inner.path
     }
 
-    /// Queues `request` to the writer and waits for its answer.
+    /// Queues `request` to the writer and waits for its answer. A push is refused with
+    /// `Full` while the bodies already waiting for the writer would pass the limit.
     fn call(&self, request: Request) -> impl Future<Output = Result<Answer, InboxError>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
-        let sent = match &self.inner.sender {
-            Some(sender) => sender.send(Op { request, reply }).is_ok(),
-            None => false,
+        let size = request.queued_bytes();
+        let refused = size > 0 && {
+            let before = self.shared.in_flight.fetch_add(size, Ordering::AcqRel);
+            let over = before > 0 && before.saturating_add(size) > self.shared.max_in_flight;
+            if over {
+                self.shared.in_flight.fetch_sub(size, Ordering::AcqRel);
+            }
+            over
         };
+        let sent = !refused
+            && match &self.inner.sender {
+                Some(sender) => sender.send(Op { request, reply }).is_ok(),
+                None => false,
+            };
+        if !sent && !refused {
+            self.shared.in_flight.fetch_sub(size, Ordering::AcqRel);
+        }
         async move {
+            if refused {
+                return Err(InboxError::Full);
+            }
             if !sent {
                 return Err(writer_gone());
             }
@@ -283,6 +307,22 @@ impl SqliteInboxBuilder {
         self
     }
 
+    /// The most body bytes of pushes waiting for the writer (default 64 MiB). Past it a
+    /// push answers [`InboxError::Full`] (`503` with `Retry-After`) at once instead of
+    /// queueing: a disk that stalls (a slow `fsync`) would otherwise let every request
+    /// add its body to memory, and a sender's retries more. A push is let in whatever
+    /// its size while nothing waits.
+    ///
+    /// ```
+    /// use hookguard::inbox::SqliteInbox;
+    /// let builder = SqliteInbox::builder("inbox.db").max_queued_bytes(16 << 20);
+    /// # let _ = builder;
+    /// ```
+    pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
+        self.max_queued_bytes = bytes;
+        self
+    }
+
     /// Sets the clock for due times, leases, dead letters and retention.
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
@@ -304,7 +344,7 @@ impl SqliteInboxBuilder {
     /// # }
     /// ```
     pub async fn open(self) -> Result<SqliteInbox, InboxError> {
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared { max_in_flight: self.max_queued_bytes, ..Shared::default() });
         let (sender, receiver) = mpsc::channel::<Op>();
         let (ready_tx, ready_rx) = oneshot::channel();
         let path = self.path.clone();
@@ -389,6 +429,19 @@ enum Request {
     },
     /// When the first waiting job is due or the first lease ends (`at_ns`).
     NextDue,
+}
+
+impl Request {
+    /// What a push holds in memory until the writer takes it up (at least 1, so an
+    /// empty body counts as waiting); 0 for every other request.
+    fn queued_bytes(&self) -> usize {
+        match self {
+            Self::Push(record) => record.headers.iter().fold(record.body.len().max(1), |n, (name, value)| {
+                n.saturating_add(name.len() + value.len())
+            }),
+            _ => 0,
+        }
+    }
 }
 
 enum Answer {
@@ -509,6 +562,8 @@ impl Writer {
     }
 
     fn run_batch(&mut self, batch: Vec<Op>) {
+        let taken: usize = batch.iter().map(|op| op.request.queued_bytes()).sum();
+        self.shared.in_flight.fetch_sub(taken, Ordering::AcqRel);
         let (ops, replies): (Vec<Request>, Vec<_>) =
             batch.into_iter().map(|op| (op.request, op.reply)).unzip();
         match self.apply_batch(ops) {
@@ -715,26 +770,36 @@ impl Writer {
                  FROM hookguard_inbox WHERE state < 2 AND at_ns <= ?1 ORDER BY at_ns, ord LIMIT ?2",
             )?
             .query_map(params![now, i64::try_from(max).unwrap_or(i64::MAX)], |row| {
-                let headers: Vec<u8> = row.get(8)?;
-                let record = WebhookRecord {
-                    key: row.get(1)?,
-                    endpoint: row.get(2)?,
-                    provider: row.get(3)?,
-                    id: row.get(4)?,
-                    event: row.get(5)?,
-                    timestamp_unix_nanos: row.get(6)?,
-                    received_at_unix_nanos: row.get(7)?,
-                    headers: Vec::new(),
-                    body: row.get(9)?,
+                // A column of the wrong type is this row's damage: it must not fail the
+                // query (and every pull after it, and the pushes committed with it).
+                let read = || {
+                    let record = WebhookRecord {
+                        key: row.get(1)?,
+                        endpoint: row.get(2)?,
+                        provider: row.get(3)?,
+                        id: row.get(4)?,
+                        event: row.get(5)?,
+                        timestamp_unix_nanos: row.get(6)?,
+                        received_at_unix_nanos: row.get(7)?,
+                        headers: Vec::new(),
+                        body: row.get(9)?,
+                    };
+                    Ok::<_, rusqlite::Error>((record, row.get::<_, Vec<u8>>(8)?, attempts_of(row.get(10)?)))
                 };
-                Ok((row.get::<_, i64>(0)?, record, headers, row.get::<_, u32>(10)?))
+                Ok((row.get::<_, i64>(0)?, read()))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let mut jobs = Vec::with_capacity(rows.len());
-        for (rowid, mut record, headers, attempts) in rows {
-            let webhook = WebhookRecord::decode_headers(&headers).and_then(|headers| {
-                record.headers = headers;
-                Webhook::from_record(record)
+        for (rowid, read) in rows {
+            let mut attempts = 0;
+            let webhook = read.map_err(|e| e.to_string()).and_then(|(mut record, headers, tries)| {
+                attempts = tries;
+                WebhookRecord::decode_headers(&headers)
+                    .and_then(|headers| {
+                        record.headers = headers;
+                        Webhook::from_record(record)
+                    })
+                    .map_err(|e| e.to_string())
             });
             match webhook {
                 Ok(webhook) => {
@@ -757,7 +822,7 @@ impl Writer {
                             "UPDATE hookguard_inbox SET state = 2, at_ns = ?2, ord = ?3, receipt = NULL,
                                 error = ?4 WHERE rowid = ?1",
                         )?
-                        .execute(params![rowid, now, ord, e.to_string()])?;
+                        .execute(params![rowid, now, ord, e])?;
                     self.queued = self.queued.saturating_sub(1);
                     self.dead += 1;
                 }
@@ -775,41 +840,52 @@ impl Writer {
                  FROM hookguard_inbox WHERE state = 2 ORDER BY ord LIMIT ?1",
             )?
             .query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
-                let headers: Vec<u8> = row.get(7)?;
-                let record = WebhookRecord {
-                    key: row.get(0)?,
-                    endpoint: row.get(1)?,
-                    provider: row.get(2)?,
-                    id: row.get(3)?,
-                    event: row.get(4)?,
-                    timestamp_unix_nanos: row.get(5)?,
-                    received_at_unix_nanos: row.get(6)?,
-                    headers: Vec::new(),
-                    body: row.get(8)?,
-                };
-                let attempts: u32 = row.get(9)?;
-                let error: Option<String> = row.get(10)?;
-                let at: i64 = row.get(11)?;
-                Ok((record, headers, attempts, error.unwrap_or_default(), at))
+                // One damaged row (a column of the wrong type too) must not fail the list.
+                Ok((|| {
+                    let record = WebhookRecord {
+                        key: row.get(0)?,
+                        endpoint: row.get(1)?,
+                        provider: row.get(2)?,
+                        id: row.get(3)?,
+                        event: row.get(4)?,
+                        timestamp_unix_nanos: row.get(5)?,
+                        received_at_unix_nanos: row.get(6)?,
+                        headers: Vec::new(),
+                        body: row.get(8)?,
+                    };
+                    let headers: Vec<u8> = row.get(7)?;
+                    let error = row.get::<_, Option<String>>(10).ok().flatten().unwrap_or_default();
+                    Ok::<_, rusqlite::Error>((record, headers, attempts_of(row.get(9)?), error, row.get(11)?))
+                })())
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let mut letters = Vec::with_capacity(rows.len());
-        for (mut record, headers, attempts, error, at) in rows {
-            let key = record.key.clone();
-            let webhook = WebhookRecord::decode_headers(&headers).and_then(|headers| {
-                record.headers = headers;
-                Webhook::from_record(record)
-            });
+        for read in rows {
+            let webhook =
+                read.map_err(|e| e.to_string()).and_then(|(mut record, headers, attempts, error, at)| {
+                    WebhookRecord::decode_headers(&headers)
+                        .and_then(|headers| {
+                            record.headers = headers;
+                            Webhook::from_record(record)
+                        })
+                        .map(|webhook| DeadLetter { webhook, attempts, error, failed_at: from_ns(at) })
+                        .map_err(|e| e.to_string())
+                });
             match webhook {
-                Ok(webhook) => letters.push(DeadLetter { webhook, attempts, error, failed_at: from_ns(at) }),
+                Ok(letter) => letters.push(letter),
                 // One damaged row must not hide the others (see `Inbox::dead_letters`).
                 Err(e) => {
-                    tracing::warn!(%key, error = %e, "an unreadable SQLite dead letter is left out of the list")
+                    tracing::warn!(error = %e, "an unreadable SQLite dead letter is left out of the list")
                 }
             }
         }
         Ok(Ok(Answer::DeadLetters(letters)))
     }
+}
+
+/// A stored attempt count as the job's: a damaged one (negative, too large) is clamped.
+fn attempts_of(stored: i64) -> u32 {
+    u32::try_from(stored.max(0)).unwrap_or(u32::MAX)
 }
 
 fn unexpected() -> InboxError {
