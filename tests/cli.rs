@@ -1417,6 +1417,34 @@ fn control_characters_in_metadata_are_percent_encoded() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `verify` prints the replay key the library uses: the delivery id when the signature
+/// covers it (Stripe's, in the signed body), else the signature's fingerprint (GitHub's
+/// `X-GitHub-Delivery` is not signed: it printed the id).
+#[test]
+fn verify_prints_the_replay_key_the_library_uses() {
+    let body = br#"{"id":"evt_signed","type":"ping"}"#;
+    for (provider, id, keyed_by_id) in [("github", "d-unsigned", false), ("stripe", "evt_signed", true)] {
+        let signed = hookguard(&["sign", "-p", provider, "-s", KEY, "--id", id], body);
+        assert!(signed.status.success(), "{provider}: {}", text(&signed.stderr));
+        let mut args = vec!["verify", "-p", provider, "-s", KEY];
+        let headers = text(&signed.stdout);
+        for line in headers.lines() {
+            args.extend(["-H", line]);
+        }
+        let verified = hookguard(&args, body);
+        assert!(verified.status.success(), "{provider}: {}", text(&verified.stderr));
+        let meta: serde_json::Value = serde_json::from_slice(&verified.stdout).expect("JSON");
+        assert_eq!(meta["id"], id, "{provider}");
+        let key = meta["dedup_key"].as_str().expect("dedup_key");
+        if keyed_by_id {
+            assert_eq!(key, id, "{provider}");
+        } else {
+            assert!(key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()), "{provider}: {key}");
+        }
+        assert_eq!(meta["id_signed"], keyed_by_id, "{provider}");
+    }
+}
+
 /// TLS files that exist but do not hold a usable certificate and key are configuration
 /// errors naming the file: `--check` finds them, and `serve` stops before it listens.
 #[test]

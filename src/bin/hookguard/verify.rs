@@ -174,7 +174,11 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
                 "timestamp": timestamp.and_then(|t| t.format(&Rfc3339).ok()),
                 "timestamp_unix": timestamp.map(OffsetDateTime::unix_timestamp),
                 "key_index": verified.key_index(),
-                "dedup_key": match verified.id() {
+                "id_signed": verified.id_is_signed(),
+                // The inbox's key, as the library makes it: the id only when the signature
+                // covers it (GitHub's X-GitHub-Delivery is not: anyone holding a delivery
+                // could resend it under a new id), else the hex fingerprint.
+                "dedup_key": match verified.id().filter(|_| verified.id_is_signed()) {
                     Some(id) => id.to_owned(),
                     None => const_hex::encode(verified.dedup_key()),
                 },
