@@ -515,6 +515,48 @@ impl Source<'_> {
     }
 }
 
+/// A deserialization error's message without the value it quotes: serde's "invalid type"
+/// and "invalid value" errors repeat it (`integer `123456``, `string "…"`), and the value
+/// may be a secret in the wrong key or a token written as a number. What kind of value it
+/// was and what was expected stay (with the position, enough to find it).
+fn without_value(message: &str) -> String {
+    let Some((prefix, rest)) =
+        ["invalid type: ", "invalid value: "].into_iter().find_map(|p| Some((p, message.strip_prefix(p)?)))
+    else {
+        return message.to_owned();
+    };
+    // `sequence, expected …`: no value to hide.
+    let Some(open) = rest.find(['`', '"']) else {
+        return message.to_owned();
+    };
+    let kind = rest[..open].trim_end();
+    let value = &rest[open + 1..];
+    let end = if rest[open..].starts_with('"') {
+        // A string, `Debug`-quoted: it ends at the first quote that is not escaped.
+        let mut escaped = false;
+        value.char_indices().find_map(|(i, c)| match c {
+            '\\' if !escaped => {
+                escaped = true;
+                None
+            }
+            '"' if !escaped => Some(i),
+            _ => {
+                escaped = false;
+                None
+            }
+        })
+    } else if kind == "character" {
+        // One character, which may itself be a backquote.
+        value.char_indices().nth(1).map(|(i, _)| i).filter(|&i| value[i..].starts_with('`'))
+    } else {
+        value.find('`')
+    };
+    match end {
+        Some(end) => format!("{prefix}{kind}{} (the value is not shown)", &value[end + 1..]),
+        None => format!("{prefix}{kind} (the value is not shown)"),
+    }
+}
+
 /// 1-based line and column (in characters) of byte `offset`.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
@@ -528,7 +570,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 pub(crate) fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, String> {
     let src = Source { file, text };
     let raw: RawFile = toml::from_str(text).map_err(|e| {
-        let message = e.message().trim_end().to_owned();
+        let message = without_value(e.message().trim_end());
         match e.span() {
             Some(span) => src.at(span, message),
             None => format!("{}: {message}", file.display()),
@@ -1635,6 +1677,61 @@ append_to = "/tmp/x.jsonl"
             let at = format!("{}:6:13: endpoint `hooks-github`: append_to ", file.display());
             assert!(err.starts_with(&at) && err.contains(says), "{name}: {err}");
         }
+    }
+
+    /// A value of the wrong type is not repeated (a secret in the wrong key, or a secret
+    /// token written as a number); where it is and what was expected are.
+    #[test]
+    fn a_value_of_the_wrong_type_is_not_repeated() {
+        for (name, line, error) in [
+            (
+                "a number token",
+                "verify_token = 123456",
+                "t.toml:7:16: invalid type: integer, expected a string",
+            ),
+            (
+                "a secret where a number goes",
+                "tolerance_secs = \"whsec_t0ken\"",
+                "t.toml:7:18: invalid type: string, expected u64",
+            ),
+            (
+                "a secret that looks like the message",
+                "handshake = \"t0ken\\\", expected u64\"",
+                "t.toml:7:13: invalid type: string, expected a boolean",
+            ),
+            (
+                "a negative number",
+                "body_limit = -1234560",
+                "t.toml:7:14: invalid value: integer, expected usize",
+            ),
+            ("a float", "timeout_secs = 123456.5", "t.toml:7:16: invalid type: floating point, expected u64"),
+            (
+                "a huge number",
+                "timeout_secs = 123456999999999999999999",
+                "t.toml:7:16: invalid type: integer",
+            ),
+            (
+                "a boolean",
+                "secret_env_default = true",
+                "t.toml:7:22: invalid type: boolean, expected a string",
+            ),
+            (
+                "a list",
+                "verify_token = [\"t0ken\"]",
+                "t.toml:7:16: invalid type: sequence, expected a string",
+            ),
+            ("unquoted", "verify_token = t0ken", "t.toml:7:16: "),
+        ] {
+            let err = check(&format!("{OK}{line}\n")).err().unwrap_or_else(|| panic!("{name}: accepted"));
+            assert!(err.starts_with(error), "{name}: {err}");
+            for shown in ["t0ken", "123456"] {
+                assert!(!err.contains(shown), "{name}: {err}");
+            }
+        }
+        // The key of an unknown field is still named.
+        let err = check(&format!("{OK}secrte = \"t0ken\"\n")).err().unwrap();
+        assert!(err.starts_with("t.toml:7:1: unknown field `secrte`, expected one of"), "{err}");
+        assert!(!err.contains("t0ken"), "{err}");
     }
 
     /// A backend key the chosen backend does not use is an error at its position (it was
