@@ -1445,6 +1445,20 @@ fn verify_prints_the_replay_key_the_library_uses() {
     }
 }
 
+/// A body on stdin past 16 MiB is refused with a usage error, not read whole.
+#[test]
+fn stdin_past_its_limit_is_refused() {
+    let big = vec![b'x'; (16 << 20) + 1];
+    for command in ["verify", "sign", "send"] {
+        let out = hookguard(&[command, "-p", "github", "-s", KEY, "--url", "http://127.0.0.1:9/"], &big);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {err}");
+        assert!(err.contains("cannot read the body from stdin: it holds more than 16 MiB"), "{command}: {err}");
+    }
+    let out = hookguard(&["sign", "-p", "github", "-s", KEY], &big[1..]);
+    assert!(out.status.success(), "16 MiB exactly: {}", text(&out.stderr));
+}
+
 /// TLS files that exist but do not hold a usable certificate and key are configuration
 /// errors naming the file: `--check` finds them, and `serve` stops before it listens.
 #[test]

@@ -240,9 +240,12 @@ fn create_new(path: &Path) -> io::Result<fs::File> {
     options.open(path)
 }
 
-/// Whether `file` holds a secret: anything but line ends, as the configuration reads it.
+/// Whether `file` holds a secret: anything but line ends, as the configuration reads it
+/// (within its limit: a larger file is an error, and is not replaced).
 fn holds_secret(file: &Path) -> io::Result<bool> {
-    Ok(fs::read(file)?.iter().any(|b| !matches!(b, b'\n' | b'\r')))
+    Ok(crate::common::read_limited(file, crate::common::FILE_LIMIT)?
+        .iter()
+        .any(|b| !matches!(b, b'\n' | b'\r')))
 }
 
 /// Syncs the folder, so that the new name survives a crash (unix).

@@ -239,11 +239,47 @@ fn leading_name(text: &str) -> Option<&str> {
     (x_name || COMMON.iter().any(|c| c.eq_ignore_ascii_case(name))).then_some(name)
 }
 
-/// All of standard input.
+/// The most a body on stdin may hold: 16 MiB, well past any provider's deliveries and the
+/// server's default body limit (1 MiB), so that a capture from an endpoint with a raised
+/// `body_limit` can still be checked; not unbounded (`< /dev/zero`).
+pub(crate) const STDIN_LIMIT: u64 = 16 << 20;
+
+/// The most a file the configuration or a flag names may hold (a secret, a shared key, a
+/// certificate, the configuration itself): 1 MiB, far past any of them.
+pub(crate) const FILE_LIMIT: u64 = 1 << 20;
+
+/// All of standard input, at most [`STDIN_LIMIT`].
 pub(crate) fn read_stdin() -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    std::io::stdin().read_to_end(&mut body).map_err(|e| format!("cannot read the body from stdin: {e}"))?;
-    Ok(body)
+    read_capped(std::io::stdin().lock(), STDIN_LIMIT)
+        .map_err(|e| format!("cannot read the body from stdin: {e}"))
+}
+
+/// All of `reader`, or a [`FileTooLarge`](std::io::ErrorKind::FileTooLarge) error as soon
+/// as it holds more than `limit` bytes (the rest is not read).
+pub(crate) fn read_capped(reader: impl std::io::Read, limit: u64) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    reader.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!("it holds more than {}, the most it may", size(limit)),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// `limit` in MiB when it is a whole number of them, else in bytes.
+fn size(limit: u64) -> String {
+    if limit >= 1 << 20 && limit % (1 << 20) == 0 {
+        format!("{} MiB", limit >> 20)
+    } else {
+        format!("{limit} bytes")
+    }
+}
+
+/// The file at `path`, at most `limit` bytes ([`read_capped`]).
+pub(crate) fn read_limited(path: &std::path::Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    read_capped(std::fs::File::open(path)?, limit)
 }
 
 /// A delivery id for senders that were given none: `msg_` and 20 random hex digits.
@@ -379,9 +415,9 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Reads a file the configuration or a flag names.
+/// Reads a file the configuration or a flag names, at most [`FILE_LIMIT`].
 pub(crate) fn read_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    read_limited(path, FILE_LIMIT).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
 #[cfg(test)]
@@ -572,6 +608,27 @@ mod tests {
         let given =
             build_scheme("paypal", &[], &SchemeOptions { tolerance_secs: Some(60), ..options }).unwrap();
         assert_eq!(given.tolerance(), retime(providers::paypal::TOLERANCE, Duration::from_secs(60)));
+    }
+
+    /// Files and input are read within their limit: at it they are read whole, past it
+    /// they are refused (not read to the end: `/dev/zero` would never end).
+    #[test]
+    fn reads_stop_at_their_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, [b'x'; 10]).unwrap();
+        assert_eq!(read_limited(&file, 10).unwrap().len(), 10);
+        let err = read_limited(&file, 9).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::FileTooLarge);
+        assert_eq!(err.to_string(), "it holds more than 9 bytes, the most it may");
+        assert!(read_file(&file).is_ok());
+        #[cfg(unix)]
+        {
+            let err = read_file(std::path::Path::new("/dev/zero")).unwrap_err();
+            assert_eq!(err, "cannot read /dev/zero: it holds more than 1 MiB, the most it may");
+        }
+        assert_eq!(read_capped(&b"12345"[..], 5).unwrap(), b"12345");
+        assert_eq!(read_capped(&b"123456"[..], 5).unwrap_err().kind(), std::io::ErrorKind::FileTooLarge);
     }
 
     #[test]

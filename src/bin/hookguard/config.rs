@@ -491,7 +491,10 @@ impl Config {
 
 /// Reads and checks the configuration at `path`, with environment variables from `env`.
 pub(crate) fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let bytes = common::read_limited(path, common::FILE_LIMIT)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| format!("{}: cannot read: it is not UTF-8 text", path.display()))?;
     parse(&text, path, env)
 }
 
@@ -1229,13 +1232,14 @@ fn tls_config(src: &Source<'_>, tls: &RawTls) -> Result<Arc<rustls::ServerConfig
     };
     let at_key =
         |e: &dyn std::fmt::Display| src.at(tls.key.span(), format!("TLS key {}: {e}", key.display()));
-    let certs = CertificateDer::pem_file_iter(&cert)
-        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-        .map_err(|e| at_cert(&e))?;
+    let cert_pem = common::read_limited(&cert, common::FILE_LIMIT).map_err(|e| at_cert(&e))?;
+    let key_pem = common::read_limited(&key, common::FILE_LIMIT).map_err(|e| at_key(&e))?;
+    let certs =
+        CertificateDer::pem_slice_iter(&cert_pem).collect::<Result<Vec<_>, _>>().map_err(|e| at_cert(&e))?;
     if certs.is_empty() {
         return Err(at_cert(&"no certificate in the file"));
     }
-    let private_key = PrivateKeyDer::from_pem_file(&key).map_err(|e| match e {
+    let private_key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| match e {
         rustls::pki_types::pem::Error::NoItemsFound => at_key(&"no private key in the file"),
         e => at_key(&e),
     })?;
@@ -1260,7 +1264,7 @@ fn awaiting_handshake(
     file: &str,
 ) -> Result<Option<PathBuf>, String> {
     let full = src.resolve(Path::new(file));
-    match std::fs::read(&full) {
+    match common::read_limited(&full, common::FILE_LIMIT) {
         Ok(bytes) if bytes.iter().all(|b| matches!(b, b'\n' | b'\r')) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         _ => return Ok(None),
@@ -1284,7 +1288,7 @@ fn awaiting_handshake(
 /// One secret from a file (a final newline is not part of it).
 fn secret_file(src: &Source<'_>, label: &str, span: Range<usize>, file: &str) -> Result<String, String> {
     let full = src.resolve(Path::new(file));
-    let bytes = std::fs::read(&full).map_err(|e| {
+    let bytes = common::read_limited(&full, common::FILE_LIMIT).map_err(|e| {
         src.at(span.clone(), format!("{label}: cannot read secret file {}: {e}", full.display()))
     })?;
     let text = String::from_utf8(bytes)
@@ -1732,6 +1736,29 @@ append_to = "/tmp/x.jsonl"
         let err = check(&format!("{OK}secrte = \"t0ken\"\n")).err().unwrap();
         assert!(err.starts_with("t.toml:7:1: unknown field `secrte`, expected one of"), "{err}");
         assert!(!err.contains("t0ken"), "{err}");
+    }
+
+    /// A configuration, secret or certificate file past 1 MiB is refused, not read whole.
+    #[test]
+    fn files_past_their_limit_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'x'; (1 << 20) + 1]).unwrap();
+        let err = load(&big, &no_env).err().unwrap();
+        assert_eq!(err, format!("{}: cannot read: it holds more than 1 MiB, the most it may", big.display()));
+        for key in ["secret_file", "shared_key_file", "certificate_file"] {
+            let text = OK.replace("secret = \"s\"", &format!("secret = \"s\"\n{key} = {big:?}"));
+            let text = match key {
+                "shared_key_file" => {
+                    text.replace("\"github\"", "\"twilio\"") + "public_origin = \"https://h\"\n"
+                }
+                "certificate_file" => text.replace("\"github\"", "\"paypal\"") + "webhook_id = \"WH-1\"\n",
+                _ => text,
+            };
+            let err = check(&text).err().unwrap();
+            assert!(err.starts_with("t.toml:6:"), "{key}: {err}");
+            assert!(err.ends_with("it holds more than 1 MiB, the most it may"), "{key}: {err}");
+        }
     }
 
     /// A backend key the chosen backend does not use is an error at its position (it was
