@@ -1453,7 +1453,10 @@ fn stdin_past_its_limit_is_refused() {
         let out = hookguard(&[command, "-p", "github", "-s", KEY, "--url", "http://127.0.0.1:9/"], &big);
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{command}: {err}");
-        assert!(err.contains("cannot read the body from stdin: it holds more than 16 MiB"), "{command}: {err}");
+        assert!(
+            err.contains("cannot read the body from stdin: it holds more than 16 MiB"),
+            "{command}: {err}"
+        );
     }
     let out = hookguard(&["sign", "-p", "github", "-s", KEY], &big[1..]);
     assert!(out.status.success(), "16 MiB exactly: {}", text(&out.stderr));
@@ -1545,7 +1548,8 @@ fn an_allow_file_reload_keeps_the_listed_ranges() {
 
 /// SIGTERM with the memory inbox: the workers go on until the inbox is empty (every
 /// accepted delivery was acknowledged to its sender), within `shutdown_grace_secs`; what
-/// the grace period cannot cover is reported lost, never dropped in silence.
+/// the grace period cannot cover is reported lost, never dropped in silence, and the exit
+/// status is then 1.
 #[test]
 fn sigterm_processes_what_the_memory_inbox_holds() {
     let dir = temp_dir("drain");
@@ -1588,7 +1592,8 @@ fn sigterm_processes_what_the_memory_inbox_holds() {
     let ids: Vec<String> = (0..10).map(|n| format!("late-{n}")).collect();
     deliver(&server, &ids);
     let (status, stderr) = server.stop_with_stderr();
-    assert!(status.success(), "{status}: {stderr}");
+    // Acknowledged webhooks were lost: the exit status says so, for the supervisor.
+    assert_eq!(status.code(), Some(1), "{stderr}");
     let lost: usize = stderr
         .lines()
         .find_map(|l| l.strip_prefix("hookguard: warning: ")?.split(' ').next()?.parse().ok())

@@ -30,8 +30,8 @@ naming FILE:LINE:COL. Besides the endpoints the server answers GET /healthz and,
 gracefully: no new connections, in-flight requests finish, then the workers finish within
 shutdown_grace_secs. With the memory inbox (the default), whose jobs die with the process,
 they keep processing until it is empty (jobs waiting or due for a retry included) or the
-grace period ends; what is left then is lost, and a warning on stderr says how many. A
-durable inbox (sqlite, redis, postgres) keeps what is left for the next start: the workers
+grace period ends; what is left then is lost, a warning on stderr says how many, and the
+exit status is 1. A durable inbox (sqlite, redis, postgres) keeps what is left for the next start: the workers
 only finish the jobs they hold.
 
 A `run` command inherits the server's environment except the variables the file names for
@@ -86,11 +86,13 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(serve(config))?;
-    Ok(ExitCode::SUCCESS)
+    Ok(runtime.block_on(serve(config))?)
 }
 
-async fn serve(config: Config) -> Result<(), String> {
+/// Serves until SIGTERM or SIGINT. The exit status is 1 when acknowledged webhooks were
+/// lost with the memory inbox at the end of the grace period, so that a supervisor (or a
+/// deploy script) sees it, not only a line on stderr.
+async fn serve(config: Config) -> Result<ExitCode, String> {
     let metrics = if config.metrics {
         let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
             .install_recorder()
@@ -250,6 +252,7 @@ async fn serve(config: Config) -> Result<(), String> {
     // due for a retry) was acknowledged to its sender, so the workers keep going until it
     // is empty or the grace period ends. A durable inbox keeps what is left for the next
     // start: the workers only finish the jobs they hold.
+    let mut code = ExitCode::SUCCESS;
     if matches!(config.inbox, Backend::Memory { .. }) {
         let drained = worker.drain(config.shutdown_grace).await;
         tracing::info!(report = ?drained.report, "stopped");
@@ -265,6 +268,7 @@ async fn serve(config: Config) -> Result<(), String> {
                      shutdown_grace_secs ({} s) and are lost with the memory inbox",
                     config.shutdown_grace.as_secs()
                 );
+                code = ExitCode::from(1);
             }
             None => tracing::error!("cannot count the webhooks left in the memory inbox"),
         }
@@ -273,7 +277,7 @@ async fn serve(config: Config) -> Result<(), String> {
         tracing::info!(?report, "stopped");
     }
     eprintln!("hookguard: stopped");
-    served
+    served.map(|()| code)
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
