@@ -31,12 +31,15 @@ gracefully: no new connections, in-flight requests finish, then the workers fini
 shutdown_grace_secs. With the memory inbox (the default), whose jobs die with the process,
 they keep processing until it is empty (jobs waiting or due for a retry included) or the
 grace period ends; what is left then is lost, a warning on stderr says how many, and the
-exit status is 1. A durable inbox (sqlite, redis, postgres) keeps what is left for the next start: the workers
-only finish the jobs they hold.
+exit status is 1. A durable inbox (sqlite, redis, postgres) keeps what is left for the
+next start: the workers only finish the jobs they hold.
 
-A `run` command inherits the server's environment except the variables the file names for
-secrets, tokens and URLs (secret_env, shared_key_env, verify_token_env, url_env) and
-HOOKGUARD_SECRET, HOOKGUARD_SHARED_KEY.
+A `run` program given as a path (./handle.sh) is relative to the configuration's folder; a
+bare name is looked up on PATH. The command inherits the server's environment except the
+variables the file names for secrets, tokens and URLs (secret_env, shared_key_env,
+verify_token_env, url_env) and HOOKGUARD_SECRET, HOOKGUARD_SHARED_KEY. In the HOOKGUARD_*
+variables and forward_to's X-Hookguard-* headers, control characters and `%` are
+percent-encoded.
 
 Example:
   GITHUB_WEBHOOK_SECRET=… hookguard serve --config examples/hookguard.toml
