@@ -109,7 +109,10 @@ pub(crate) fn build_scheme(
             format!("{provider} signs the URL it was registered with: give it with --url (config: `url`)")
         })
     };
+    let no_timestamp = || format!("{provider} signs no timestamp: a tolerance does not apply to it");
     match provider {
+        // They sign the URL and the body only: a tolerance was taken, and meant nothing.
+        "square" | "trello" if tolerance.is_some() => Err(no_timestamp()),
         "square" => {
             let url = url()?;
             hmac!(|k: &String| providers::square::scheme(k, url.clone()))
@@ -175,9 +178,7 @@ pub(crate) fn build_scheme(
         "discord" => public_keys!(discord),
         #[cfg(feature = "ecdsa")]
         "sendgrid" => public_keys!(sendgrid),
-        other if providers::NAMES.contains(&other) => {
-            Err(format!("{other} signs no timestamp: a tolerance does not apply to it"))
-        }
+        other if providers::NAMES.contains(&other) => Err(no_timestamp()),
         other => Err(explain(ConfigError::UnknownProvider(other.to_owned()))),
     }
 }
