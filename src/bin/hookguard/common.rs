@@ -565,10 +565,11 @@ mod tests {
         assert_eq!(shown, r#"["Authorization: [redacted]", "[redacted]"]"#);
     }
 
-    /// Every preset that checks a timestamp takes a tolerance (Mailgun's was refused: "signs
-    /// no timestamp"), reshaped as `retime` does; one that checks none refuses it.
+    /// Every preset that signs a timestamp takes a tolerance (Mailgun's was refused: "signs
+    /// no timestamp"), reshaped as `retime` does; one that signs none refuses it (Square's
+    /// and Trello's took one, which meant nothing).
     #[test]
-    fn a_tolerance_applies_to_every_preset_that_checks_a_timestamp() {
+    fn a_tolerance_applies_to_every_preset_that_signs_a_timestamp() {
         let secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned()];
         let options =
             SchemeOptions { url: Some("https://h.example/hook".to_owned()), ..SchemeOptions::default() };
