@@ -271,7 +271,7 @@ pub(crate) fn read_capped(reader: impl std::io::Read, limit: u64) -> std::io::Re
 
 /// `limit` in MiB when it is a whole number of them, else in bytes.
 fn size(limit: u64) -> String {
-    if limit >= 1 << 20 && limit % (1 << 20) == 0 {
+    if limit >= 1 << 20 && limit.is_multiple_of(1 << 20) {
         format!("{} MiB", limit >> 20)
     } else {
         format!("{limit} bytes")
