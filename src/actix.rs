@@ -760,15 +760,13 @@ mod sources {
             let Some(limiter) = &self.limiter else {
                 return Ok(Admitted { client, key: None });
             };
-            // An unusable header from a trusted proxy: the peer is the key.
-            let ip = client.unwrap_or(peer);
-            let mut key = LimitKey::new(ip);
+            // An unusable header from a trusted proxy: counted apart, behind the peer.
+            let mut key = client.map_or_else(|| LimitKey::behind(peer), LimitKey::new);
             if let Some(scope) = &self.scope {
                 key = key.scope(Arc::clone(scope));
             }
             limiter.admit(&key).map_err(Refused::into_problem)?;
-            // The peer stands in for an unresolved client as the limit key only: what is
-            // passed on as the client stays unknown.
+            // What is passed on as the client stays unknown for an unresolved one.
             Ok(Admitted { client, key: Some(key) })
         }
     }

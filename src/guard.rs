@@ -36,7 +36,7 @@ use crate::{
     inbox::{Inbox, InboxError, Labels, Pushed, Webhook},
     problem::{Problem, known},
     replay::{BoxFuture, Mark, MemoryReplayStore, ReplayStore},
-    verify::{Reason, Scheme, Verified, WebhookRequest},
+    verify::{Reason, Scheme, Tolerance, Verified, WebhookRequest},
 };
 
 /// Default body limit: 1 MiB.
@@ -51,6 +51,26 @@ pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Replay marks for schemes without a timestamp live this long by default (72 hours,
 /// longer than providers' retry schedules); set it with [`GuardBuilder::replay_ttl`].
 pub const DEFAULT_UNTIMED_REPLAY_TTL: Duration = Duration::from_secs(72 * 3600);
+
+/// How long a delivery's replay mark lives unless [`GuardBuilder::replay_ttl`] says: for a
+/// timestamp the signature covers, under a tolerance with a past bound, until that
+/// timestamp goes stale (a timestamp ahead of this clock, where the future is not
+/// checked, stays fresh longer than the window), and never less than the whole window
+/// (room for replicas' clocks to differ); for any other delivery (no timestamp, one the
+/// signature does not cover, no past bound) [`DEFAULT_UNTIMED_REPLAY_TTL`].
+fn replay_ttl(tolerance: Tolerance, verified: &Verified<'_>, now: i128) -> Duration {
+    let (Some(window), Some(past), Some(at)) =
+        (tolerance.replay_window(), tolerance.past(), verified.timestamp_nanos())
+    else {
+        return DEFAULT_UNTIMED_REPLAY_TTL;
+    };
+    if !verified.timestamp_is_signed() {
+        return DEFAULT_UNTIMED_REPLAY_TTL;
+    }
+    let stale_at = at.saturating_add(i128::try_from(past.as_nanos()).unwrap_or(i128::MAX));
+    let left = u64::try_from(stale_at.saturating_sub(now).max(0)).map_or(Duration::MAX, Duration::from_nanos);
+    window.max(left)
+}
 
 /// How long a reservation lives by default in middleware mode (60 s); set it with
 /// [`GuardBuilder::pending_lease`].
@@ -739,8 +759,7 @@ impl Guard {
         {
             return Err(res);
         }
-        let ttl =
-            i.replay_ttl.or_else(|| scheme.tolerance().replay_window()).unwrap_or(DEFAULT_UNTIMED_REPLAY_TTL);
+        let ttl = i.replay_ttl.unwrap_or_else(|| replay_ttl(scheme.tolerance(), &verified, now));
         let event = verified.event_if_known();
         // A fixed scheme has one sender; a looked-up one may name it.
         let namespace = if i.fixed.is_some() { None } else { i.source.namespace(parts) };
@@ -1189,8 +1208,10 @@ impl GuardBuilder {
         self
     }
 
-    /// How long replay marks live (default: the scheme's tolerance window, or 72 h for
-    /// schemes without a timestamp).
+    /// How long replay marks live. By default, for a timestamp the signature covers,
+    /// until it goes stale (and at least the scheme's whole tolerance window); for
+    /// deliveries without one, or with one the signature does not cover,
+    /// [`DEFAULT_UNTIMED_REPLAY_TTL`] (72 h).
     pub fn replay_ttl(mut self, ttl: Duration) -> Self {
         self.inner.replay_ttl = Some(ttl);
         self

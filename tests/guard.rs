@@ -303,6 +303,58 @@ async fn the_default_replay_store_follows_the_guards_clock() {
     assert!(matches!(guard.check(&parts, &body).await, Checked::Fresh { .. }));
 }
 
+/// A replay mark lives as long as the delivery it marks could pass again: for a timestamp
+/// the signature does not cover (Linear's header, when the body has no
+/// `webhookTimestamp`) and for a scheme with no timestamp that was given a tolerance
+/// anyway, the untimed default, not the tolerance's window (a copy with a new unsigned
+/// timestamp, or none to check, passed again once that short mark was gone); for a
+/// timestamp ahead of the receiver's clock under a past-only tolerance (Stripe), until
+/// that timestamp goes stale, not the window from receipt.
+#[tokio::test]
+async fn a_replay_mark_lives_as_long_as_its_delivery_could_pass() {
+    use hookguard::{
+        providers::{linear, stripe},
+        verify::Tolerance,
+    };
+    let start = 1_700_000_000;
+    let body = Bytes::from_static(br#"{"action":"update","type":"Comment"}"#);
+    let fresh = |checked: &Checked| matches!(checked, Checked::Fresh { .. });
+
+    let clock = ManualClock::at_unix(start);
+    let linear = linear::scheme("linear_secret").unwrap();
+    let guard = Guard::builder("linear", linear.clone()).clock(clock.clone()).build();
+    let parts = signed(&linear, "/", &body, clock.now_for_tests(), "d");
+    assert!(fresh(&guard.check(&parts, &body).await));
+    clock.advance(Duration::from_secs(3600));
+    let resent = signed(&linear, "/", &body, clock.now_for_tests(), "d");
+    assert!(
+        matches!(guard.check(&resent, &body).await, Checked::Duplicate(_)),
+        "an hour later, under a new unsigned timestamp: still a copy"
+    );
+
+    let clock = ManualClock::at_unix(start);
+    let github = github::scheme("s").unwrap().with_tolerance(Tolerance::symmetric(Duration::from_secs(300)));
+    let guard = Guard::builder("github", github.clone()).clock(clock.clone()).build();
+    let parts = signed(&github, "/", &body, clock.now_for_tests(), "d");
+    assert!(fresh(&guard.check(&parts, &body).await));
+    clock.advance(Duration::from_secs(3600));
+    assert!(matches!(guard.check(&parts, &body).await, Checked::Duplicate(_)), "no timestamp: 72 h");
+
+    let clock = ManualClock::at_unix(start);
+    let stripe = stripe::scheme("whsec_s").unwrap();
+    let guard = Guard::builder("stripe", stripe.clone()).clock(clock.clone()).build();
+    let ahead = clock.now_for_tests() + Duration::from_secs(3600);
+    let parts = signed(&stripe, "/", &body, ahead, "d");
+    assert!(fresh(&guard.check(&parts, &body).await), "a future timestamp passes a past-only tolerance");
+    clock.advance(Duration::from_secs(3000));
+    assert!(
+        matches!(guard.check(&parts, &body).await, Checked::Duplicate(_)),
+        "still fresh 50 minutes later, so still a copy"
+    );
+    clock.advance(Duration::from_secs(901));
+    assert!(!fresh(&guard.check(&parts, &body).await), "stale at last");
+}
+
 /// The terminal pipeline takes no replay mark: the inbox's unique key refuses replays. So a
 /// mark found in a shared store (left by a middleware-mode replica, or by a receiver killed
 /// mid-request) never swallows a delivery that no inbox holds: it is kept and answered

@@ -392,6 +392,60 @@ async fn a_client_the_rate_limit_could_not_resolve_is_not_passed_on_as_known() {
     assert_eq!((status, body.as_str()), (200, "203.0.113.5"), "a resolved client is passed on");
 }
 
+/// Clients a trusted proxy forwarded without a readable address are counted apart from
+/// the proxy's own requests: their failures do not empty the proxy's failure budget. And
+/// a malformed `X-Forwarded-For` left of the proxy's hop (an open quote, not ASCII) is
+/// never read: the client is the hop the proxy wrote.
+#[tokio::test]
+async fn an_unreadable_client_spends_no_budget_of_its_proxy() {
+    let proxies = TrustedProxies::new(["127.0.0.1/32".parse().unwrap()]);
+    let limiter = SourceLimiter::builder()
+        .requests(100, Duration::from_secs(10))
+        .failures(1, Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route(
+            "/hooks",
+            post(|client: Option<Extension<ClientAddr>>| async move {
+                let who =
+                    client.map_or_else(|| "unknown".to_owned(), |Extension(ClientAddr(ip))| ip.to_string());
+                (http::StatusCode::UNAUTHORIZED, who)
+            }),
+        )
+        .layer(
+            RateLimitLayer::new(limiter)
+                .trusted_proxies(proxies)
+                .failure_statuses([http::StatusCode::UNAUTHORIZED]),
+        );
+    let server = serve(app, "127.0.0.1:0").await;
+    let proxy = client_from("127.0.0.1");
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], (u16, &'a str));
+    let cases: [Case; 6] = [
+        ("unreadable: a first failure", &[("x-forwarded-for", "unknown")], (401, "unknown")),
+        ("unreadable: its budget spent", &[("x-forwarded-for", "unknown")], (429, "")),
+        ("the proxy's own request keeps its budget", &[], (401, "127.0.0.1")),
+        (
+            "an open quote left of the proxy's hop",
+            &[("x-forwarded-for", "\"x, 203.0.113.5")],
+            (401, "203.0.113.5"),
+        ),
+        (
+            "the client it named has a budget of its own",
+            &[("x-forwarded-for", "198.51.100.1")],
+            (401, "198.51.100.1"),
+        ),
+        ("and so had 203.0.113.5", &[("x-forwarded-for", "203.0.113.5")], (429, "")),
+    ];
+    for (name, headers, (want_status, want_client)) in cases {
+        let (status, body) = post_from(&proxy, server, headers).await;
+        assert_eq!(status, want_status, "{name}: {body}");
+        if status == 401 {
+            assert_eq!(body, want_client, "{name}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn ordinary_limit_answers_429_with_retry_after_and_refills() {
     let recorder = DebuggingRecorder::new();

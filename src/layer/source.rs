@@ -353,14 +353,13 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let l = &self.layer;
-        let (ip, known) = match resolve(&req, &l.proxies) {
-            Client::Known(ip) => (ip, true),
-            // Counted under the proxy's address, but not passed on as the client: an inner
-            // allow-list must see that the client is unknown.
-            Client::Unresolved { peer } => (peer, false),
+        let (ip, mut key) = match resolve(&req, &l.proxies) {
+            Client::Known(ip) => (Some(ip), LimitKey::new(ip)),
+            // Counted apart, behind the proxy's address, and not passed on as the client:
+            // an inner allow-list must see that the client is unknown.
+            Client::Unresolved { peer } => (None, LimitKey::behind(peer)),
             Client::NoPeer => return SourceFuture::refused(problem(PEER_UNKNOWN)),
         };
-        let mut key = LimitKey::new(ip);
         let scope = l.scope_with.as_ref().and_then(|f| f(req.uri(), req.headers()));
         if let Some(scope) = scope {
             key = key.scope(scope);
@@ -370,7 +369,7 @@ where
         if let Err(refused) = l.limiter.admit(&key) {
             return SourceFuture::refused(problem(refused.into_problem()));
         }
-        if known {
+        if let Some(ip) = ip {
             req.extensions_mut().insert(ClientAddr(ip));
         }
         let watch =

@@ -92,11 +92,13 @@ pub fn scheme(client_secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError
 /// use hookguard::{providers::hubspot, verify::{Scheme, WebhookRequest}};
 ///
 /// let scheme = hubspot::v2_scheme("yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy").unwrap();
-/// let req = http::Request::get("https://www.example.com/webhook_uri")
+/// let req = http::Request::get("/webhook_uri")
 ///     .header("x-hubspot-signature", "eee2dddcc73c94d699f5e395f4b9d454a069a6855fbfa152e91e88823087200e")
 ///     .body(Vec::new())
 ///     .unwrap();
-/// assert!(scheme.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::now_utc()).is_ok());
+/// // The URL HubSpot called: the guard makes it from its `public_origin`.
+/// let request = WebhookRequest::from_request(&req).with_url("https://www.example.com/webhook_uri");
+/// assert!(scheme.verify(&request, time::OffsetDateTime::now_utc()).is_ok());
 /// ```
 pub fn v2_scheme(client_secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
     legacy(CONTENT_V2).secret(client_secret).build()

@@ -8,7 +8,11 @@
 //!
 //! Linear's SDK prefers the headers when both are present; this preset prefers the body's
 //! members (timestamp and event type), because the signature covers the body and not the
-//! headers (a replayed request could carry fresh headers, never a fresh body).
+//! headers (a replayed request could carry fresh headers, never a fresh body). A delivery
+//! timed by the header alone proves nothing by its freshness
+//! ([`Verified::timestamp_is_signed`](crate::verify::Verified::timestamp_is_signed)): the
+//! guard keeps its replay mark as long as an untimed delivery's (72 h by default), not
+//! the 2-minute window.
 //!
 //! ```
 //! use hookguard::{providers::linear, verify::{Scheme, WebhookRequest}};

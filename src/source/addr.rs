@@ -201,7 +201,10 @@ impl TrustedProxies {
 
     /// The client address for a request from `peer` with `headers`, or `None` when a
     /// trusted proxy sent a hop that is not an IP address (`unknown`, an obfuscated
-    /// identifier, garbage) or a chain longer than 32 hops: the client cannot be known.
+    /// identifier, garbage) or a chain of more than 32 trusted hops: the client cannot be
+    /// known. `X-Forwarded-For` is read from the right as far as the first untrusted hop,
+    /// so what a client wrote to the left of it is never read; `Forwarded` must be read
+    /// whole (its quotes can hide a separator), so a line that does not parse is `None`.
     ///
     /// A trusted peer without the header is itself the client (health checks). When
     /// every hop is trusted, the leftmost one is the client.
@@ -220,7 +223,7 @@ impl TrustedProxies {
             return Some(peer);
         }
         let (name, parse): (HeaderName, fn(&str) -> Option<IpAddr>) = match self.header {
-            ForwardedHeader::XForwardedFor => (HeaderName::from_static("x-forwarded-for"), parse_node),
+            ForwardedHeader::XForwardedFor => return self.walk_x_forwarded_for(peer, headers),
             ForwardedHeader::Forwarded => (header::FORWARDED, parse_forwarded_element),
         };
         let mut hops: Vec<&str> = Vec::new();
@@ -238,6 +241,35 @@ impl TrustedProxies {
             client = parse(hop.trim())?.to_canonical();
             if !self.is_trusted(client) {
                 return Some(client);
+            }
+        }
+        Some(client)
+    }
+}
+
+impl TrustedProxies {
+    /// [`client_addr`](Self::client_addr) for `X-Forwarded-For`, read from the right: only
+    /// the hops it reaches (those the trusted proxies wrote, and the first one they did
+    /// not) must be addresses. What the client wrote to the left of them, however
+    /// malformed (not ASCII, `unknown`, a stray quote, which means nothing in this
+    /// header), is never read, so a client cannot make itself unresolved by it.
+    fn walk_x_forwarded_for(&self, peer: IpAddr, headers: &HeaderMap) -> Option<IpAddr> {
+        let mut client = peer;
+        let mut walked = 0;
+        for line in headers.get_all("x-forwarded-for").iter().rev() {
+            for hop in line.as_bytes().rsplit(|&b| b == b',') {
+                let hop = std::str::from_utf8(hop).ok()?.trim();
+                if hop.is_empty() {
+                    continue;
+                }
+                walked += 1;
+                if walked > MAX_HOPS {
+                    return None;
+                }
+                client = parse_node(hop)?.to_canonical();
+                if !self.is_trusted(client) {
+                    return Some(client);
+                }
             }
         }
         Some(client)
@@ -491,6 +523,28 @@ mod tests {
         let p = TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]);
         let chain = vec!["10.0.0.2"; 40].join(",");
         assert_eq!(p.client_addr("10.0.0.1".parse().unwrap(), &headers("x-forwarded-for", &[&chain])), None);
+    }
+
+    /// `X-Forwarded-For` is read from the right only as far as the first untrusted hop:
+    /// what the client wrote to the left of it (not ASCII, a quote, `unknown`, a thousand
+    /// hops) cannot make it unresolved; a bad hop the walk reaches still does.
+    #[test]
+    fn x_forwarded_for_is_read_only_as_far_as_the_client() {
+        let p = TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]);
+        let peer = "10.0.0.1".parse().unwrap();
+        let client = Some("203.0.113.5".parse().unwrap());
+        let long = format!("{}, 203.0.113.5", vec!["192.0.2.1"; 1000].join(","));
+        for left in ["\"x", "unknown", "for=\"[::1]", &long] {
+            let line = format!("{left}, 203.0.113.5");
+            assert_eq!(p.client_addr(peer, &headers("x-forwarded-for", &[&line])), client, "{left}");
+        }
+        let mut map = HeaderMap::new();
+        map.append("x-forwarded-for", http::HeaderValue::from_bytes(b"\xff\xfe, 192.0.2.9").unwrap());
+        map.append("x-forwarded-for", "203.0.113.5, 10.0.0.7".parse().unwrap());
+        assert_eq!(p.client_addr(peer, &map), client, "several lines, the last read first");
+        for reached in ["203.0.113.5, unknown", "203.0.113.5, \"10.0.0.2\"", "1.2.3.4, 10.0.0.2, junk"] {
+            assert_eq!(p.client_addr(peer, &headers("x-forwarded-for", &[reached])), None, "{reached}");
+        }
     }
 
     #[test]

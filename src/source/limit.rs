@@ -39,6 +39,8 @@ use crate::{ConfigError, clock::Clock, problem::Problem};
 pub struct LimitKey {
     addr: IpAddr,
     scope: Option<Arc<str>>,
+    /// A client a trusted proxy at `addr` could not name.
+    behind: bool,
 }
 
 impl LimitKey {
@@ -50,7 +52,24 @@ impl LimitKey {
     /// ```
     #[must_use]
     pub fn new(addr: IpAddr) -> Self {
-        Self { addr: addr.to_canonical(), scope: None }
+        Self { addr: addr.to_canonical(), scope: None, behind: false }
+    }
+
+    /// A key for the clients a trusted proxy at `proxy` forwarded without a readable
+    /// address (its header held `unknown`, garbage, an open quote): they share one budget
+    /// per proxy, apart from the proxy's own requests (health checks, internal senders
+    /// that reach the app through it without the header). Charged to the proxy's key,
+    /// a client that made itself unreadable could spend the proxy's budgets.
+    ///
+    /// ```
+    /// use hookguard::source::LimitKey;
+    /// let proxy = "10.0.0.1".parse().unwrap();
+    /// assert_ne!(LimitKey::behind(proxy), LimitKey::new(proxy));
+    /// assert_eq!(LimitKey::behind(proxy).addr(), proxy);
+    /// ```
+    #[must_use]
+    pub fn behind(proxy: IpAddr) -> Self {
+        Self { behind: true, ..Self::new(proxy) }
     }
 
     /// Counts under `scope` too (an endpoint or tenant name).
@@ -97,7 +116,7 @@ impl LimitKey {
             }
             other => other,
         };
-        Self { addr, scope: self.scope.clone() }
+        Self { addr, scope: self.scope.clone(), behind: self.behind }
     }
 }
 
@@ -366,7 +385,7 @@ impl SourceLimiter {
     /// ```
     pub fn record_failure(&self, key: &LimitKey) {
         let i = &self.inner;
-        if i.shared.as_ref().is_some_and(|shared| shared.contains(key.addr)) {
+        if !key.behind && i.shared.as_ref().is_some_and(|shared| shared.contains(key.addr)) {
             return;
         }
         let key = key.masked(i.v6_prefix);

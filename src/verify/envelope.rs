@@ -293,7 +293,22 @@ impl Envelope {
             Some(field) => Event::Known(field.text(req, None).ok().flatten()),
             None => Event::Known(None),
         };
-        Verified::assemble(provider, id, timestamp, event, fingerprint, key_index, self.id_signed())
+        let signed = (self.id_signed(), self.timestamp_signed());
+        Verified::assemble(provider, id, timestamp, event, fingerprint, key_index, signed)
+    }
+
+    /// Whether the signature covers the timestamp, wherever it was read from: a signed
+    /// piece ([`Piece::Timestamp`]), or a member of a signed body. With a choice of
+    /// sources ([`Field::Any`]), every one must be covered.
+    pub(crate) fn timestamp_signed(&self) -> bool {
+        fn covered(field: &Field, content: &SignedContent) -> bool {
+            match field {
+                Field::Json(_) => content.uses(Piece::Body) || content.uses(Piece::Timestamp),
+                Field::Header(_) | Field::SignatureParam => content.uses(Piece::Timestamp),
+                Field::Any(fields) => fields.iter().all(|f| covered(f, content)),
+            }
+        }
+        self.timestamp.as_ref().is_none_or(|(field, _)| covered(field, &self.content))
     }
 
     /// Whether the signature covers the delivery id: the id is a signed piece

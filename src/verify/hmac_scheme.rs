@@ -172,9 +172,22 @@ impl HmacScheme {
     /// let scheme = slack::scheme("s").unwrap().with_tolerance(Tolerance::symmetric(Duration::from_secs(60)));
     /// assert_eq!(scheme.tolerance().past(), Some(Duration::from_secs(60)));
     /// ```
+    ///
+    /// A scheme that reads no timestamp (GitHub, Shopify, …) has nothing to check: it
+    /// keeps [`Tolerance::NONE`], so that nothing (a replay mark's time to live) takes it
+    /// for a window its deliveries go stale in.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use hookguard::{providers::github, verify::{Scheme, Tolerance}};
+    /// let scheme = github::scheme("s").unwrap().with_tolerance(Tolerance::symmetric(Duration::from_secs(60)));
+    /// assert_eq!(scheme.tolerance(), Tolerance::NONE);
+    /// ```
     #[must_use]
     pub fn with_tolerance(mut self, tolerance: Tolerance) -> Self {
-        self.envelope.tolerance = tolerance;
+        if self.envelope.timestamp.is_some() {
+            self.envelope.tolerance = tolerance;
+        }
         self
     }
 

@@ -105,19 +105,31 @@ impl<'a> WebhookRequest<'a> {
         self.body
     }
 
-    /// The public URL: the one given with [`with_url`](Self::with_url), else the request
-    /// URI when it is absolute.
+    /// The public URL, as given with [`with_url`](Self::with_url) (the guard gives its
+    /// [`public_origin`](crate::guard::GuardBuilder::public_origin) and the request's path
+    /// and query).
+    ///
+    /// Never the request's own URI, even when it is absolute: its scheme and authority
+    /// are the client's to write (an absolute-form HTTP/1.1 target, HTTP/2's `:authority`),
+    /// and a URL-signing scheme would then take a request signed for another URL (a
+    /// staging host sharing the account's key) as signed for this one.
     ///
     /// # Errors
-    /// [`Reason::MissingUrl`] when neither is known.
+    /// [`Reason::MissingUrl`] when no URL was given.
+    ///
+    /// ```
+    /// use hookguard::verify::{Reason, WebhookRequest};
+    /// let req = http::Request::post("https://staging.example/sms").body(Vec::new()).unwrap();
+    /// let request = WebhookRequest::from_request(&req);
+    /// assert_eq!(request.url().unwrap_err().reason(), Reason::MissingUrl);
+    /// let request = request.with_url("https://hooks.example.com/sms");
+    /// assert_eq!(request.url().unwrap(), "https://hooks.example.com/sms");
+    /// ```
     pub fn url(&self) -> Result<Cow<'a, str>, Rejection> {
-        if let Some(url) = self.url {
-            return Ok(Cow::Borrowed(url));
+        match self.url {
+            Some(url) => Ok(Cow::Borrowed(url)),
+            None => Err(Rejection::new(Reason::MissingUrl)),
         }
-        if self.uri.scheme().is_some() && self.uri.authority().is_some() {
-            return Ok(Cow::Owned(self.uri.to_string()));
-        }
-        Err(Rejection::new(Reason::MissingUrl))
     }
 }
 
@@ -261,6 +273,8 @@ pub struct Verified<'a> {
     id_signed: bool,
     /// Nanoseconds since the epoch, within `time`'s range; a date is built when asked for.
     timestamp: Option<i128>,
+    /// Whether the signature covers the timestamp (else its freshness proves nothing).
+    timestamp_signed: bool,
     event: Event<'a>,
     fingerprint: [u8; 32],
     key_index: usize,
@@ -304,6 +318,7 @@ impl PartialEq for Verified<'_> {
             && self.id == other.id
             && self.id_signed == other.id_signed
             && self.timestamp == other.timestamp
+            && self.timestamp_signed == other.timestamp_signed
             && self.event() == other.event()
             && self.fingerprint == other.fingerprint
             && self.key_index == other.key_index
@@ -339,6 +354,7 @@ impl<'a> Verified<'a> {
             id,
             id_signed: true,
             timestamp: timestamp.map(OffsetDateTime::unix_timestamp_nanos),
+            timestamp_signed: true,
             event: Event::Known(event),
             fingerprint,
             key_index,
@@ -437,6 +453,38 @@ impl<'a> Verified<'a> {
         }
     }
 
+    /// Whether the signature covers the timestamp (`true` when there is none). When it
+    /// does not (Linear's `linear-timestamp` header, read when the body has no
+    /// `webhookTimestamp`), its freshness proves nothing: a copy could carry a new one, so
+    /// the guard keeps such a delivery's replay mark as long as an untimed one's.
+    ///
+    /// ```
+    /// # use hookguard::verify::Verified;
+    /// let at = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+    /// let v = Verified::new("acme", None, Some(at), None, [7; 32], 0);
+    /// assert!(v.timestamp_is_signed());
+    /// assert!(!v.with_unsigned_timestamp().timestamp_is_signed());
+    /// ```
+    #[must_use]
+    pub const fn timestamp_is_signed(&self) -> bool {
+        self.timestamp_signed || self.timestamp.is_none()
+    }
+
+    /// Marks the timestamp as not covered by the signature (for custom
+    /// [`Scheme`](super::Scheme)s); see [`timestamp_is_signed`](Self::timestamp_is_signed).
+    ///
+    /// ```
+    /// # use hookguard::verify::Verified;
+    /// let at = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+    /// let v = Verified::new("acme", None, Some(at), None, [7; 32], 0).with_unsigned_timestamp();
+    /// assert_eq!(v.timestamp(), Some(at));
+    /// ```
+    #[must_use]
+    pub const fn with_unsigned_timestamp(mut self) -> Self {
+        self.timestamp_signed = false;
+        self
+    }
+
     /// The event type, if the provider says it outside the payload (or the preset reads
     /// it from the payload).
     #[must_use]
@@ -482,6 +530,7 @@ impl<'a> Verified<'a> {
             id: self.id.map(|c| Cow::Owned(c.into_owned())),
             id_signed: self.id_signed,
             timestamp: self.timestamp,
+            timestamp_signed: self.timestamp_signed,
             event,
             fingerprint: self.fingerprint,
             key_index: self.key_index,
@@ -524,13 +573,14 @@ impl<'a> Verified<'a> {
         event: Event<'a>,
         fingerprint: [u8; 32],
         key_index: usize,
-        id_signed: bool,
+        (id_signed, timestamp_signed): (bool, bool),
     ) -> Self {
         Self {
             provider: Cow::Borrowed(provider),
             id,
             id_signed,
             timestamp,
+            timestamp_signed,
             event,
             fingerprint,
             key_index,
