@@ -22,8 +22,9 @@ pub enum ConfigError {
     /// A secret or key that cannot be decoded; the text says which form was expected
     /// (never the secret itself).
     InvalidSecret(&'static str),
-    /// A scheme description that cannot work (for example a signed piece that names a
-    /// timestamp when the scheme has no timestamp source).
+    /// A configuration that cannot work: a scheme description (a signed piece that names
+    /// a timestamp when the scheme has no timestamp source), a rate limit (a zero or too
+    /// long period), a TLS setting.
     Invalid(&'static str),
     /// No preset has this name.
     UnknownProvider(String),
@@ -35,7 +36,7 @@ impl fmt::Display for ConfigError {
             Self::EmptySecret => f.write_str("secret is empty"),
             Self::NoSecret => f.write_str("no secret configured"),
             Self::InvalidSecret(why) => write!(f, "invalid secret: {why}"),
-            Self::Invalid(why) => write!(f, "invalid scheme: {why}"),
+            Self::Invalid(why) => write!(f, "invalid configuration: {why}"),
             Self::UnknownProvider(name) => write!(f, "unknown provider `{name}`"),
         }
     }
