@@ -1704,3 +1704,113 @@ fn serve_answers_asanas_handshake() {
     assert!(server.stop().success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Whether process `pid` is still running (a zombie, killed and not yet reaped by whoever
+/// adopted it, is not).
+#[cfg(unix)]
+fn process_runs(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        // `/proc/PID/stat`: "PID (NAME) STATE …", the name in parentheses.
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) != Some("Z")
+        })
+    } else {
+        Command::new("kill")
+            .args(["-0", &pid.to_string()])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+/// Polls for up to 10 s for process `pid` to be gone.
+#[cfg(unix)]
+fn process_ends_within_10s(pid: u32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while process_runs(pid) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
+
+/// A `run` command that starts a background process (`sleep 30 &`): when the attempt times
+/// out, and when the server's shutdown grace period ends with the command still running,
+/// the whole process group is killed, the background process included (only the command
+/// was: what it started kept running while the job was retried, and after the server
+/// stopped); after a failure, what is left of the group is killed. What a command that
+/// exited successfully leaves running is left alone.
+#[cfg(unix)]
+#[test]
+fn a_stopped_run_command_leaves_no_process_behind() {
+    let dir = temp_dir("run-group");
+    let pidfile = dir.join("background.pid");
+    let config_path = dir.join("hookguard.toml");
+    // The background process's output goes elsewhere: it would hold the server's stderr
+    // open, which the test reads to its end.
+    let write_config = |grace: u32, timeout: u32, then: &str| {
+        let script = format!(
+            "sleep 30 >/dev/null 2>&1 </dev/null & echo $! > \\\"$1.part\\\" && mv \\\"$1.part\\\" \\\"$1\\\"; {then}"
+        );
+        let config = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_secs = {grace}\n\n\
+             [worker]\nlease_secs = 60\nmax_attempts = 1\n\n\
+             [[endpoint]]\npath = \"/hooks/github\"\nprovider = \"github\"\nsecret = \"{KEY}\"\n\
+             timeout_secs = {timeout}\nrun = [\"sh\", \"-c\", \"{script}\", \"sh\", {pidfile:?}]\n"
+        );
+        std::fs::write(&config_path, config).expect("write config");
+    };
+    // Starts a server, delivers one webhook, and returns the server and the process id of
+    // the background process its command started.
+    let started = |id: &str| {
+        let _ = std::fs::remove_file(&pidfile);
+        let server = Server::start(&config_path);
+        let sent = hookguard(
+            &["send", "-p", "github", "-s", KEY, "--url", &server.url("/hooks/github"), "--id", id],
+            br#"{"zen":"group"}"#,
+        );
+        assert!(text(&sent.stdout).starts_with("HTTP 202"), "{id}: {}", text(&sent.stdout));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let pid: u32 = loop {
+            if let Some(pid) = std::fs::read_to_string(&pidfile).ok().and_then(|s| s.trim().parse().ok()) {
+                break pid;
+            }
+            assert!(Instant::now() < deadline, "{id}: the command did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (server, pid)
+    };
+
+    // The attempt times out after 1 s (the lease of 60 s is far from over).
+    write_config(10, 1, "wait");
+    let (server, pid) = started("group-timeout");
+    let stderr = server.stderr_with("dead-lettered");
+    assert!(stderr.contains("did not finish within 1 s"), "{stderr}");
+    assert!(process_ends_within_10s(pid), "the background process of a timed-out command still runs");
+    let _ = server.stop();
+
+    // The command fails: what is left of its group is killed too (the job is retried).
+    write_config(10, 30, "exit 3");
+    let (server, pid) = started("group-failure");
+    let stderr = server.stderr_with("dead-lettered");
+    assert!(stderr.contains("exited with"), "{stderr}");
+    assert!(process_ends_within_10s(pid), "the background process of a failed command still runs");
+    let _ = server.stop();
+
+    // The server stops while the command runs: it is killed at the end of the grace period.
+    write_config(1, 30, "wait");
+    let (server, pid) = started("group-shutdown");
+    let _ = server.stop();
+    assert!(process_ends_within_10s(pid), "the background process of a stopped command still runs");
+
+    // The command exits successfully: its background process is its own business.
+    write_config(10, 30, "exit 0");
+    let (server, pid) = started("group-success");
+    let stderr = server.stop_with_stderr().1;
+    let still_runs = process_runs(pid);
+    let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    assert!(still_runs, "the background process of a successful command was killed: {stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -39,7 +39,10 @@ bare name is looked up on PATH. The command inherits the server's environment ex
 variables the file names for secrets, tokens and URLs (secret_env, shared_key_env,
 verify_token_env, url_env) and HOOKGUARD_SECRET, HOOKGUARD_SHARED_KEY. In the HOOKGUARD_*
 variables and forward_to's X-Hookguard-* headers, control characters and `%` are
-percent-encoded.
+percent-encoded. On unix the command runs in a process group of its own (a terminal's
+Ctrl-C reaches the server, which stops it after the grace period): when it times out, is
+stopped, or fails, the whole group is killed; what a successful command leaves running is
+left alone.
 
 Example:
   GITHUB_WEBHOOK_SECRET=… hookguard serve --config examples/hookguard.toml
@@ -636,6 +639,15 @@ fn json_line(hook: &Webhook) -> serde_json::Value {
 
 /// Runs `argv` with the body on stdin and the metadata in `HOOKGUARD_*`, in the server's
 /// environment less the variables in `hidden`.
+///
+/// On unix the command leads a process group of its own, killed whole (SIGKILL) when the
+/// attempt ends without the command having exited successfully: a timeout, an attempt
+/// cancelled (its lease ran out, or the grace period of a shutdown ended), or a failure.
+/// Killing the command alone left what it started (`sh -c 'a | b'`, a script's children)
+/// running while the job was retried, the same work twice at once, and after the server
+/// stopped. After a successful exit, what it left running in the background is its own
+/// business and is left alone. Being in its own group, the command does not get a
+/// terminal's Ctrl-C: the server's shutdown ends it, after the grace period.
 async fn run_command(
     argv: &[String],
     timeout: Duration,
@@ -649,16 +661,20 @@ async fn run_command(
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::inherit())
         .stderr(std::process::Stdio::inherit())
+        // Also reaps the command once it is killed.
         .kill_on_drop(true);
+    #[cfg(unix)]
+    command.process_group(0);
     for var in hidden {
         command.env_remove(var);
     }
     for (name, value) in metadata(hook) {
         command.env(format!("HOOKGUARD_{}", name.to_ascii_uppercase()), value);
     }
-    let mut child = command.spawn().map_err(|e| format!("cannot run {program}: {e}"))?;
+    let mut running = Running::new(command.spawn().map_err(|e| format!("cannot run {program}: {e}"))?);
     let body = hook.body().clone();
-    let mut stdin = child.stdin.take();
+    let mut stdin = running.child.stdin.take();
+    let child = &mut running.child;
     let status = tokio::time::timeout(timeout, async move {
         if let Some(stdin) = stdin.as_mut() {
             // A command that does not read its input is fine.
@@ -670,7 +686,79 @@ async fn run_command(
     .await
     .map_err(|_| format!("{program} did not finish within {} s", timeout.as_secs()))?
     .map_err(|e| format!("{program} failed: {e}"))?;
-    if status.success() { Ok(()) } else { Err(format!("{program} exited with {status}")) }
+    // Every other way out (an error above, this function's future dropped) kills the group
+    // when `running` is dropped, with no `.await` in between from the command's exit.
+    if status.success() {
+        running.exited_successfully();
+        Ok(())
+    } else {
+        Err(format!("{program} exited with {status}"))
+    }
+}
+
+/// A `run` command started by [`run_command`]; when dropped, it kills the command's process
+/// group (unix) unless [`exited_successfully`](Self::exited_successfully) said otherwise,
+/// and the command itself (`kill_on_drop`, which also reaps it).
+struct Running {
+    child: tokio::process::Child,
+    /// The command's process group (its process id), to kill when dropped.
+    #[cfg(unix)]
+    group: Option<u32>,
+}
+
+impl Running {
+    fn new(child: tokio::process::Child) -> Self {
+        #[cfg(unix)]
+        let group = child.id();
+        Self {
+            child,
+            #[cfg(unix)]
+            group,
+        }
+    }
+
+    /// The command exited with success: what it left running is not killed.
+    fn exited_successfully(&mut self) {
+        #[cfg(unix)]
+        {
+            self.group = None;
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Before `child` is dropped (and reaped): the command's process id, unreaped, still
+        // names its group and no other. After a failed exit it was reaped just before,
+        // without an `.await` since: the id stays the group's while any process is left in
+        // it, and an empty group's id could only be taken by a new group after the ids
+        // wrapped around in the meantime.
+        #[cfg(unix)]
+        if let Some(group) = self.group.take() {
+            kill_process_group(group);
+        }
+    }
+}
+
+/// Sends SIGKILL to every process of process group `group`. That no process is left in it
+/// (ESRCH) is fine: they all exited. The binary's one `unsafe` block.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn kill_process_group(group: u32) {
+    let Ok(pgid) = libc::pid_t::try_from(group) else { return };
+    // 0 would be the server's own group, 1 init's: never a command's.
+    if pgid <= 1 {
+        return;
+    }
+    // SAFETY: `killpg` takes two integers and only sends a signal: no memory of this
+    // process is involved.
+    let sent = unsafe { libc::killpg(pgid, libc::SIGKILL) };
+    if sent != 0 {
+        let error = std::io::Error::last_os_error();
+        if error.raw_os_error() != Some(libc::ESRCH) {
+            tracing::warn!(group, %error, "cannot kill the process group of a command");
+        }
+    }
 }
 
 mod tls {
