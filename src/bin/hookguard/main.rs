@@ -8,8 +8,7 @@
 //! hookguard send   --provider stripe --secret whsec_… --url http://127.0.0.1:8080/hooks/stripe < body
 //! ```
 
-// One `unsafe` block, allowed where it is: `serve`'s `kill_process_group`.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 mod adopt;
 mod common;

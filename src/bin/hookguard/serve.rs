@@ -741,23 +741,15 @@ impl Drop for Running {
 }
 
 /// Sends SIGKILL to every process of process group `group`. That no process is left in it
-/// (ESRCH) is fine: they all exited. The binary's one `unsafe` block.
+/// (ESRCH) is fine: they all exited.
 #[cfg(unix)]
-#[allow(unsafe_code)]
 fn kill_process_group(group: u32) {
-    let Ok(pgid) = libc::pid_t::try_from(group) else { return };
+    use rustix::process::{Pid, Signal, kill_process_group};
     // 0 would be the server's own group, 1 init's: never a command's.
-    if pgid <= 1 {
-        return;
-    }
-    // SAFETY: `killpg` takes two integers and only sends a signal: no memory of this
-    // process is involved.
-    let sent = unsafe { libc::killpg(pgid, libc::SIGKILL) };
-    if sent != 0 {
-        let error = std::io::Error::last_os_error();
-        if error.raw_os_error() != Some(libc::ESRCH) {
-            tracing::warn!(group, %error, "cannot kill the process group of a command");
-        }
+    let Some(pgid) = i32::try_from(group).ok().filter(|&g| g > 1).and_then(Pid::from_raw) else { return };
+    match kill_process_group(pgid, Signal::KILL) {
+        Ok(()) | Err(rustix::io::Errno::SRCH) => {}
+        Err(error) => tracing::warn!(group, %error, "cannot kill the process group of a command"),
     }
 }
 
