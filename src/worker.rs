@@ -160,8 +160,15 @@ impl Backoff {
     /// inbox can store the retry time).
     #[must_use]
     pub fn delay(&self, attempt: u32) -> Duration {
-        let exp = attempt.saturating_sub(1).min(30);
-        let raw = self.base.saturating_mul(1_u32 << exp).min(self.max).min(Self::LONGEST);
+        let cap = self.max.min(Self::LONGEST);
+        let mut raw = self.base.min(cap);
+        // Doubled until the cap (at most about 90 times from a nanosecond to 100 years).
+        for _ in 1..attempt {
+            if raw.is_zero() || raw >= cap {
+                break;
+            }
+            raw = raw.saturating_mul(2).min(cap);
+        }
         if self.jitter {
             let half = raw / 2;
             half + half.mul_f64(fastrand::f64())
@@ -309,8 +316,13 @@ impl Worker {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (cancel_tx, cancel_rx) = watch::channel(false);
         let inbox = Arc::clone(&self.inbox);
-        let task = tokio::spawn(self.run(stop_rx, cancel_rx));
-        WorkerHandle { stop: stop_tx, cancel: cancel_tx, task, inbox }
+        let progress = Arc::new(Progress {
+            lanes: Lanes::new(self.concurrency),
+            held: AtomicUsize::new(NOT_YET),
+            returned: AtomicUsize::new(0),
+        });
+        let task = tokio::spawn(self.run(stop_rx, cancel_rx, Arc::clone(&progress)));
+        WorkerHandle { stop: stop_tx, cancel: cancel_tx, task, inbox, progress }
     }
 
     /// The pool: `concurrency` long-lived lanes take jobs from a local queue that this
@@ -319,20 +331,19 @@ impl Worker {
     /// idle lanes; a lane that finishes takes a queued job without waiting, else one the
     /// inbox has at hand ([`Inbox::pull_one_now`], leased for that lane only), else wakes
     /// the loop (under load several lanes finish per wake-up, and one pull serves them all).
-    async fn run(self, mut stop: watch::Receiver<bool>, cancel_rx: watch::Receiver<bool>) -> ShutdownReport {
+    async fn run(
+        self,
+        mut stop: watch::Receiver<bool>,
+        cancel_rx: watch::Receiver<bool>,
+        progress: Arc<Progress>,
+    ) -> ShutdownReport {
         let this = Arc::new(self);
-        let lanes = Arc::new(Lanes::new(this.concurrency));
-        let returned = Arc::new(AtomicUsize::new(0));
         let mut tasks = JoinSet::new();
         for _ in 0..this.concurrency {
-            let (this, lanes, cancel, returned, stopping) = (
-                Arc::clone(&this),
-                Arc::clone(&lanes),
-                cancel_rx.clone(),
-                Arc::clone(&returned),
-                stop.clone(),
-            );
+            let (this, progress, cancel, stopping) =
+                (Arc::clone(&this), Arc::clone(&progress), cancel_rx.clone(), stop.clone());
             tasks.spawn(async move {
+                let (lanes, returned) = (&progress.lanes, &progress.returned);
                 let mut counters = Counters::default();
                 loop {
                     let mut job = match lanes.take() {
@@ -347,7 +358,7 @@ impl Worker {
                             // Not started (shutdown, or a lease that ran out): not a lane
                             // to take another at once.
                             Some(Ran::NotStarted { given_back }) => {
-                                if given_back {
+                                if given_back && *stopping.borrow() {
                                     returned.fetch_add(1, Ordering::Relaxed);
                                 }
                                 break;
@@ -366,6 +377,10 @@ impl Worker {
                 }
             });
         }
+        let lanes = &progress.lanes;
+        // The loop's own view of the grace period: once it is over, an inbox call that
+        // has not answered (a database that went away) is given up, so that shutdown ends.
+        let mut grace_over = cancel_rx.clone();
         let mut last_depth = None;
         // Whether the last pull found work: the pool is busy, and an empty pull only means
         // that it caught up.
@@ -385,7 +400,10 @@ impl Worker {
                         // Lanes that take their jobs at hand can stay busy through a whole
                         // backlog without the loop pulling: the gauge is refreshed anyway.
                         () = tokio::time::sleep(DEPTH_EVERY) => {
-                            this.gauge_depth(&mut last_depth, tokio::time::Instant::now()).await;
+                            tokio::select! {
+                                () = this.gauge_depth(&mut last_depth, tokio::time::Instant::now()) => {}
+                                () = cancelled(&mut grace_over) => break,
+                            }
                         }
                         () = stop_changed(&mut stop) => {}
                     }
@@ -397,7 +415,12 @@ impl Worker {
             // commit). One clock read per pull: it also times the depth gauge, refreshed at
             // most once a second (a query for SQL inboxes).
             let asked_at = tokio::time::Instant::now();
-            let jobs = match this.inbox.pull(room, this.lease).await {
+            let pulled = tokio::select! {
+                pulled = this.inbox.pull(room, this.lease) => pulled,
+                // Whatever that pull leased comes back when its lease runs out.
+                () = cancelled(&mut grace_over) => break,
+            };
+            let jobs = match pulled {
                 Ok(jobs) => jobs,
                 Err(e) => {
                     tracing::warn!(error = %e, "inbox pull failed");
@@ -411,8 +434,11 @@ impl Worker {
                 }
             };
             let pulled_at = asked_at;
-            this.gauge_depth(&mut last_depth, pulled_at).await;
             if jobs.is_empty() {
+                tokio::select! {
+                    () = this.gauge_depth(&mut last_depth, pulled_at) => {}
+                    () = cancelled(&mut grace_over) => break,
+                }
                 // Caught up after a busy round: more is on its way under a steady stream,
                 // so sleep one window and look again; wait for a push only if it brought none.
                 let caught_up = std::mem::take(&mut busy) && !this.gather.is_zero();
@@ -432,13 +458,18 @@ impl Worker {
             }
             busy = true;
             lanes.hand_out(jobs, pulled_at);
+            tokio::select! {
+                () = this.gauge_depth(&mut last_depth, pulled_at) => {}
+                () = cancelled(&mut grace_over) => break,
+            }
         }
         // Stop pulling; the lanes finish what they hold (running and queued jobs). The
         // handle flips `cancel` when the grace period ends: running jobs are cancelled and
         // queued ones are not started, and all of them go back to the inbox.
         let in_flight = lanes.close();
+        progress.held.store(in_flight, Ordering::Relaxed);
         while tasks.join_next().await.is_some() {}
-        ShutdownReport { in_flight, returned: returned.load(Ordering::Relaxed) }
+        ShutdownReport { in_flight, returned: progress.returned.load(Ordering::Relaxed) }
     }
 
     /// Sets the inbox depth gauge, at most once every [`DEPTH_EVERY`] (a query for SQL
@@ -498,9 +529,15 @@ impl Worker {
         let limit = self.lease.saturating_sub(lease_margin(self.lease));
         // A lease too long for the clock to add is no limit.
         let deadline = crate::inbox::instant_after(pulled_at.unwrap_or(now), limit);
-        let outcome = if *cancel.borrow() || deadline <= now {
-            // The grace period is over, or the lease ran out in the queue: not started.
+        let outcome = if *cancel.borrow() {
+            // The grace period is over: not started.
             None
+        } else if deadline <= now {
+            // The lease ran out before the handler could start: the pull itself took the
+            // time limit (a backend that answers slowly), or the job waited for a lane.
+            // A failed attempt, not a job given back: given back, uncounted and due at
+            // once, it would be pulled as slowly again, never run, never dead-lettered.
+            Some(Err(NotInTime))
         } else {
             let webhook = job.webhook().clone();
             let handling =
@@ -511,7 +548,9 @@ impl Worker {
             match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut handling).poll(cx))).await {
                 Poll::Ready(result) => Some(Ok(result)),
                 Poll::Pending => tokio::select! {
-                    r = tokio::time::timeout_at(deadline, handling) => Some(r),
+                    // A handler that finished as the grace period ended keeps its outcome.
+                    biased;
+                    r = tokio::time::timeout_at(deadline, handling) => Some(r.map_err(|_| NotInTime)),
                     () = cancelled(&mut cancel) => None,
                 },
             }
@@ -532,32 +571,44 @@ impl Worker {
             Some(Ok(Some(Ok(())))) => Ok(()),
             Some(Ok(Some(Err(e)))) => Err(e),
             Some(Ok(None)) => Err(PANICKED.to_owned()),
-            Some(Err(_)) => Err(format!(
+            Some(Err(NotInTime)) if deadline <= now => {
+                let error = format!(
+                    "not started: its lease ran out before a lane could start it ({limit:?}: the lease of {:?} less a margin; a slow pull?)",
+                    self.lease
+                );
+                tracing::warn!(%error, "webhook not started in time");
+                Err(error)
+            }
+            Some(Err(NotInTime)) => Err(format!(
                 "handler did not finish within its time limit ({:?}: the lease of {:?} less a margin)",
                 limit, self.lease
             )),
         };
         match result {
             Ok(()) => {
-                tracing::info!("webhook processed");
                 let acked = match self.inbox.ack_now(&job) {
                     Some(acked) => acked,
                     None => self.inbox.ack(&job).await,
                 };
-                // Counted once the inbox has taken the outcome, as retries are: after a lost
-                // lease the job runs again, and would be counted twice.
+                // Counted (and logged) once the inbox has taken the outcome, as retries
+                // are: after a lost lease the job runs again, and would be counted twice.
                 match acked {
-                    Ok(()) => counters.processed(job.webhook()),
+                    Ok(()) => {
+                        tracing::info!("webhook processed");
+                        counters.processed(job.webhook());
+                    }
                     Err(e) => report_inbox_error(&e, "ack"),
                 }
             }
             // Counted once the inbox has taken the outcome: after a lost lease the job runs
             // again, and would be counted twice.
             Err(error) if job.attempt() >= self.max_attempts => {
-                tracing::warn!(error = %error, "webhook dead-lettered");
                 match self.inbox.dead_letter(&job, &error).await {
-                    Ok(()) => metrics::counter!("hookguard_dead_lettered_total", "endpoint" => job.webhook().endpoint_label())
-                        .increment(1),
+                    Ok(()) => {
+                        tracing::warn!(error = %error, "webhook dead-lettered");
+                        metrics::counter!("hookguard_dead_lettered_total", "endpoint" => job.webhook().endpoint_label())
+                        .increment(1);
+                    }
                     Err(e) => report_inbox_error(&e, "dead-letter"),
                 }
             }
@@ -578,6 +629,30 @@ impl Worker {
         Ran::Settled
     }
 }
+
+/// The handler did not finish (or could not start) before its time limit.
+struct NotInTime;
+
+/// What the pool and its handle share: the lanes, how many jobs the lanes held when
+/// pulling stopped ([`NOT_YET`] before), and how many were given back at shutdown.
+struct Progress {
+    lanes: Lanes,
+    held: AtomicUsize,
+    returned: AtomicUsize,
+}
+
+/// [`Progress::held`] before pulling stopped.
+const NOT_YET: usize = usize::MAX;
+
+/// How long [`WorkerHandle::shutdown`] waits, after the grace period, for the inbox to take
+/// the cancelled jobs back before it leaves them to their leases.
+///
+/// ```
+/// # use std::time::Duration;
+/// // A shutdown with a grace of 10 s ends within 15 s, whatever the inbox does.
+/// assert_eq!(hookguard::worker::SETTLE, Duration::from_secs(5));
+/// ```
+pub const SETTLE: Duration = Duration::from_secs(5);
 
 /// What [`Worker::process`] did with a job.
 enum Ran {
@@ -807,6 +882,8 @@ pub struct WorkerHandle {
     task: tokio::task::JoinHandle<ShutdownReport>,
     /// The pool's inbox, for [`drain`](Self::drain).
     inbox: Arc<dyn Inbox>,
+    /// What the pool did, for a shutdown that cannot wait for its report.
+    progress: Arc<Progress>,
 }
 
 impl fmt::Debug for WorkerHandle {
@@ -884,6 +961,11 @@ impl WorkerHandle {
 
     /// Stops pulling, waits up to `grace` for the jobs the pool holds, then cancels the
     /// rest and gives their jobs back to the inbox (nothing is dropped).
+    ///
+    /// The wait is bounded even when the inbox stops answering (a database gone away): at
+    /// the end of `grace` a pull or depth query still waiting is given up, and the inbox
+    /// has [`SETTLE`] more to take back the cancelled jobs; past that the pool is stopped
+    /// where it is, and the jobs it held come back when their leases run out.
     pub async fn shutdown(self, grace: Duration) -> ShutdownReport {
         let _ = self.stop.send(true);
         let mut task = self.task;
@@ -892,7 +974,22 @@ impl WorkerHandle {
             Err(_) => {
                 // Grace is over: cancel in-flight handlers; they give their jobs back.
                 let _ = self.cancel.send(true);
-                task.await.unwrap_or(ShutdownReport { in_flight: 0, returned: 0 })
+                match tokio::time::timeout(SETTLE, &mut task).await {
+                    Ok(report) => report.unwrap_or(ShutdownReport { in_flight: 0, returned: 0 }),
+                    Err(_) => {
+                        task.abort();
+                        let p = &self.progress;
+                        let in_flight = match p.held.load(Ordering::Relaxed) {
+                            NOT_YET => p.lanes.close(),
+                            held => held,
+                        };
+                        tracing::error!(
+                            in_flight,
+                            "the inbox did not take the worker's jobs back in time; they come back when their leases run out"
+                        );
+                        ShutdownReport { in_flight, returned: p.returned.load(Ordering::Relaxed) }
+                    }
+                }
             }
         }
     }
@@ -1251,6 +1348,81 @@ mod tests {
         assert!(dead[0].error.contains("time limit"), "{}", dead[0].error);
     }
 
+    /// A pull that takes the whole time limit (a slow backend) leaves the job not started,
+    /// and that is a failed attempt: it was given back uncounted, pulled as slowly again,
+    /// and so never ran and was never dead-lettered. Now it is retried, then dead-lettered
+    /// with the reason.
+    #[tokio::test(start_paused = true)]
+    async fn a_job_a_slow_pull_never_lets_start_is_dead_lettered_in_the_end() {
+        let clock = crate::clock::TokioClock::new();
+        let inner = MemoryInbox::new().clock(clock);
+        inner.push(hook("slow-pull")).await.unwrap();
+        let inbox = CountingWaits { pull_delay: Duration::from_secs(9), ..CountingWaits::new(inner.clone()) };
+        let ran = Arc::new(AtomicUsize::new(0));
+        let handler = {
+            let ran = Arc::clone(&ran);
+            move |_hook: Webhook| {
+                ran.fetch_add(1, Ordering::SeqCst);
+                async { Ok::<(), std::convert::Infallible>(()) }
+            }
+        };
+        let worker = Worker::new(inbox, handler)
+            .concurrency(1)
+            .lease(Duration::from_secs(10))
+            .max_attempts(3)
+            .backoff(Backoff::new(Duration::from_secs(1), Duration::from_secs(1)).without_jitter())
+            .clock(clock)
+            .spawn();
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        let report = worker.shutdown(Duration::from_secs(1)).await;
+        assert_eq!(ran.load(Ordering::SeqCst), 0, "never started");
+        let dead = inner.dead_letters(10).await.unwrap();
+        assert_eq!(dead.len(), 1, "dead-lettered after its attempts");
+        assert_eq!(dead[0].attempts, 3);
+        assert!(dead[0].error.contains("not started"), "{}", dead[0].error);
+        assert_eq!(report.returned, 0, "nothing was given back at shutdown");
+    }
+
+    /// An inbox that stops answering (a database gone away) cannot hold shutdown: a pull
+    /// still waiting at the end of the grace period is given up, and a give-back that does
+    /// not answer is left after `SETTLE`.
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_is_bounded_when_the_inbox_stops_answering() {
+        // A pull that never returns.
+        let inner = MemoryInbox::new();
+        let inbox = CountingWaits { pull_delay: Duration::MAX, ..CountingWaits::new(inner.clone()) };
+        let worker = Worker::new(inbox, |_hook: Webhook| async { Ok::<(), std::convert::Infallible>(()) })
+            .concurrency(2)
+            .spawn();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let started = tokio::time::Instant::now();
+        let report = tokio::time::timeout(Duration::from_secs(3600), worker.shutdown(Duration::from_secs(1)))
+            .await
+            .expect("shutdown ends");
+        assert!(started.elapsed() <= Duration::from_secs(1) + SETTLE, "{:?}", started.elapsed());
+        assert_eq!(report.in_flight, 0);
+
+        // A handler running at the end of the grace period, and a give-back that never
+        // answers.
+        let inner = MemoryInbox::new();
+        inner.push(hook("held")).await.unwrap();
+        let inbox = CountingWaits { give_back_delay: Duration::MAX, ..CountingWaits::new(inner.clone()) };
+        let worker = Worker::new(inbox, |_hook: Webhook| {
+            std::future::pending::<Result<(), std::convert::Infallible>>()
+        })
+        .concurrency(1)
+        .spawn();
+        // (Tokio's clock is paused: this runs the pool until it waits on the handler.)
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(inner.pull(1, Duration::from_secs(1)).await.unwrap().is_empty(), "the handler holds the job");
+        let started = tokio::time::Instant::now();
+        let report = tokio::time::timeout(Duration::from_secs(3600), worker.shutdown(Duration::from_secs(1)))
+            .await
+            .expect("shutdown ends");
+        assert_eq!(started.elapsed(), Duration::from_secs(1) + SETTLE);
+        assert_eq!((report.in_flight, report.returned), (1, 0), "held, not given back");
+    }
+
     /// The handler's limit ends a margin before the lease, so that its outcome reaches the
     /// inbox (here 5 ms after the limit, a commit) while the lease still holds the job: a
     /// pull right after the lease ended finds nothing to take again.
@@ -1337,6 +1509,11 @@ mod tests {
         let b = Backoff::new(Duration::from_secs(3600), Duration::MAX).without_jitter();
         assert_eq!(b.delay(u32::MAX), Backoff::LONGEST);
         assert_eq!(b.delay(2), Duration::from_secs(7200));
+        // A tiny base still grows to its cap (it stopped at base × 2^30).
+        let tiny = Backoff::new(Duration::from_micros(1), Duration::from_secs(3600)).without_jitter();
+        assert_eq!(tiny.delay(40), Duration::from_secs(3600));
+        assert_eq!(tiny.delay(11), Duration::from_micros(1024));
+        assert_eq!(Backoff::new(Duration::ZERO, Duration::MAX).delay(u32::MAX), Duration::ZERO);
     }
 
     #[test]
@@ -1362,6 +1539,8 @@ mod tests {
         depths: Arc<AtomicUsize>,
         /// `give_back` fails (the inbox is down).
         refuse_give_back: bool,
+        /// How long `give_back` takes before it reaches the inner inbox.
+        give_back_delay: Duration,
         /// `ack` fails (the lease was lost).
         refuse_ack: bool,
     }
@@ -1376,6 +1555,7 @@ mod tests {
                 pulls: Arc::default(),
                 depths: Arc::default(),
                 refuse_give_back: false,
+                give_back_delay: Duration::ZERO,
                 refuse_ack: false,
             }
         }
@@ -1421,7 +1601,10 @@ mod tests {
             if self.refuse_give_back {
                 return Box::pin(std::future::ready(Err(InboxError::Backend("down".into()))));
             }
-            self.inner.give_back(job, now)
+            Box::pin(async move {
+                tokio::time::sleep(self.give_back_delay).await;
+                self.inner.give_back(job, now).await
+            })
         }
         fn dead_letter<'a>(&'a self, job: &'a Job, error: &'a str) -> BoxFuture<'a, Result<(), InboxError>> {
             Box::pin(async move {
