@@ -940,10 +940,10 @@ impl WorkerHandle {
                 // empty the inbox.
                 break;
             }
-            match self.inbox.depth().await {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) => {
+            match tokio::time::timeout_at(deadline, self.inbox.depth()).await {
+                Ok(Ok(0)) | Err(_) => break,
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
                     tracing::error!(error = %e, "cannot read the inbox's depth; not waiting for it to empty");
                     break;
                 }
@@ -956,7 +956,9 @@ impl WorkerHandle {
         }
         let inbox = Arc::clone(&self.inbox);
         let report = self.shutdown(deadline.saturating_duration_since(tokio::time::Instant::now())).await;
-        Drained { report, left: inbox.depth().await.ok() }
+        // An inbox that does not answer leaves the count unknown rather than the caller waiting.
+        let left = tokio::time::timeout(SETTLE, inbox.depth()).await.ok().and_then(Result::ok);
+        Drained { report, left }
     }
 
     /// Stops pulling, waits up to `grace` for the jobs the pool holds, then cancels the
@@ -1423,6 +1425,20 @@ mod tests {
         assert_eq!((report.in_flight, report.returned), (1, 0), "held, not given back");
     }
 
+    /// `drain` is bounded too when the inbox's depth never comes: the count is then unknown.
+    #[tokio::test(start_paused = true)]
+    async fn drain_is_bounded_when_the_depth_never_comes() {
+        let inbox = CountingWaits { depth_delay: Duration::MAX, ..CountingWaits::new(MemoryInbox::new()) };
+        let worker =
+            Worker::new(inbox, |_hook: Webhook| async { Ok::<(), std::convert::Infallible>(()) }).spawn();
+        let started = tokio::time::Instant::now();
+        let drained = tokio::time::timeout(Duration::from_secs(3600), worker.drain(Duration::from_secs(1)))
+            .await
+            .expect("drain ends");
+        assert!(started.elapsed() <= Duration::from_secs(1) + SETTLE * 2, "{:?}", started.elapsed());
+        assert_eq!(drained.left, None);
+    }
+
     /// The handler's limit ends a margin before the lease, so that its outcome reaches the
     /// inbox (here 5 ms after the limit, a commit) while the lease still holds the job: a
     /// pull right after the lease ended finds nothing to take again.
@@ -1541,6 +1557,8 @@ mod tests {
         refuse_give_back: bool,
         /// How long `give_back` takes before it reaches the inner inbox.
         give_back_delay: Duration,
+        /// How long `depth` takes to answer.
+        depth_delay: Duration,
         /// `ack` fails (the lease was lost).
         refuse_ack: bool,
     }
@@ -1556,6 +1574,7 @@ mod tests {
                 depths: Arc::default(),
                 refuse_give_back: false,
                 give_back_delay: Duration::ZERO,
+                depth_delay: Duration::ZERO,
                 refuse_ack: false,
             }
         }
@@ -1623,7 +1642,10 @@ mod tests {
         }
         fn depth(&self) -> BoxFuture<'_, Result<usize, InboxError>> {
             self.depths.fetch_add(1, Ordering::SeqCst);
-            self.inner.depth()
+            Box::pin(async move {
+                tokio::time::sleep(self.depth_delay).await;
+                self.inner.depth().await
+            })
         }
         fn wait(&self, timeout: Duration) -> BoxFuture<'_, ()> {
             self.waits.fetch_add(1, Ordering::SeqCst);
