@@ -53,7 +53,7 @@ impl Problem {
             status: status.unwrap_or_else(|| rejection.status()),
             code: reason.code(),
             title: reason.title(),
-            detail: Some(rejection.to_string()),
+            detail: Some(rejection.public_detail()),
             retry_after: None,
         }
     }

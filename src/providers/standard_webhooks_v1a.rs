@@ -197,6 +197,23 @@ mod tests {
         assert_eq!(err.reason(), Reason::MissingSignature);
     }
 
+    /// Each public-key check hashes the content again: at most four signatures are
+    /// checked, and a request with more is refused before any of them.
+    #[test]
+    fn at_most_four_signatures_are_checked() {
+        let verifier = scheme("whpk_1SiA4o9hyqTCpIqC5V9HUakiiaeACeqfZTInDBbOir4=").unwrap();
+        let good =
+            "v1a,hnO3f9T8Ytu9HwrXslvumlUpqtNVqkhqw/enGzPCXe5BdqzCInXqYXFymVJaA7AZdpXwVLPo3mNl8EM+m7TBAg==";
+        let zero = format!("v1a,{}", "A".repeat(86) + "==");
+        let four = format!("{} {good}", [zero.as_str(); 3].join(" "));
+        let ok = request(&four, BODY);
+        assert!(verifier.verify(&WebhookRequest::from_request(&ok), at(1_614_265_330)).is_ok());
+        let five = format!("{} {good}", [zero.as_str(); 4].join(" "));
+        let refused = request(&five, BODY);
+        let err = verifier.verify(&WebhookRequest::from_request(&refused), at(1_614_265_330)).unwrap_err();
+        assert_eq!(err.reason(), Reason::TooManySignatures);
+    }
+
     #[test]
     fn rotation_and_tolerance() {
         let verifier = scheme("whpk_1SiA4o9hyqTCpIqC5V9HUakiiaeACeqfZTInDBbOir4=")

@@ -27,6 +27,16 @@ pub(crate) struct Layout {
     pub(crate) envelope: Envelope,
 }
 
+/// The most signatures a public-key scheme (Ed25519, ECDSA) checks in one request: past
+/// it the request is refused (`too-many-signatures`). HMAC schemes take up to
+/// [`MAX_SIGNATURES`](super::MAX_SIGNATURES): a MAC is computed once per key, whereas
+/// every public-key check hashes the signed content again.
+///
+/// ```
+/// assert!(hookguard::verify::MAX_PUBLIC_KEY_SIGNATURES < hookguard::verify::MAX_SIGNATURES);
+/// ```
+pub const MAX_PUBLIC_KEY_SIGNATURES: usize = 4;
+
 impl Layout {
     pub(crate) fn new(provider: Cow<'static, str>, encoding: Encoding) -> Self {
         Self {
@@ -83,6 +93,15 @@ impl Layout {
         check: impl Fn(usize, &[&[u8]], &[u8]) -> bool,
     ) -> Result<Verified<'a>, Rejection> {
         let (signatures, ts_param) = self.candidates(req)?;
+        // Each (key × signature) check hashes the whole signed content again (Ed25519's
+        // hash depends on the signature): a sender that needs more is rotating more keys
+        // than anyone does, and a forger would make one request cost 16 passes.
+        if signatures.len() > MAX_PUBLIC_KEY_SIGNATURES {
+            return Err(Rejection::with_detail(
+                Reason::TooManySignatures,
+                Detail::Limit { max: MAX_PUBLIC_KEY_SIGNATURES },
+            ));
+        }
         let inputs = self.envelope.read(req, ts_param, now)?;
         let values = inputs.values();
         let owned = self.envelope.content.slices(&values);

@@ -13,10 +13,16 @@
 //! grammar (structure, literals, numbers, the character after each `\`, no control
 //! characters in strings), and the returned text is UTF-8. What it does not: the text
 //! after the member (early stop), the UTF-8 of strings it skips, and surrogate pairing
-//! in `\u` escapes of strings it skips. So a well-formed document always gives the value
-//! serde_json would (the first one, for a duplicated key), and a malformed one gives an
-//! error or `None` unless the damage lies after the member. When the member is absent,
-//! the whole document has been read and is checked to its end.
+//! in `\u` escapes of strings it skips. So a well-formed document without duplicated keys
+//! always gives the value serde_json would, and a malformed one gives an error or `None`
+//! unless the damage lies after the member. When the member is absent, the whole document
+//! has been read and is checked to its end.
+//!
+//! A duplicated key gives its *first* value (early stop: the rest is not read). Readers
+//! differ there: serde_json's `Value` (and JavaScript, Python, Go) keep the last one, and
+//! a `#[derive(Deserialize)]` struct refuses the body. Only the sender can sign a body,
+//! and no provider sends duplicated keys; a handler that must agree with the replay key
+//! and event read here should refuse bodies with duplicated keys.
 
 use std::borrow::Cow;
 

@@ -51,6 +51,9 @@ mod signature;
 mod timestamp;
 mod token;
 
+#[cfg(any(feature = "ed25519", feature = "ecdsa"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "ed25519", feature = "ecdsa"))))]
+pub use asymmetric::MAX_PUBLIC_KEY_SIGNATURES;
 pub use content::{Piece, SignedContent};
 #[cfg(feature = "ecdsa")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ecdsa")))]

@@ -241,6 +241,29 @@ impl Rejection {
     }
 }
 
+impl Rejection {
+    /// What the sender is told (a problem's `detail`): the [`Display`](fmt::Display)
+    /// line without the number of secrets compared, which would tell anyone that sends a
+    /// forgery when a key rotation is under way.
+    ///
+    /// ```
+    /// use hookguard::verify::{Detail, Reason, Rejection};
+    /// let r = Rejection::with_detail(Reason::SignatureMismatch, Detail::Compared { signatures: 2, secrets: 3 });
+    /// assert_eq!(r.to_string(), "signature mismatch: 2 signatures × 3 secrets, none matched");
+    /// assert_eq!(r.public_detail(), "signature mismatch: 2 signatures, none matched");
+    /// ```
+    #[must_use]
+    pub fn public_detail(&self) -> String {
+        match self.detail {
+            Detail::Compared { signatures, .. } => {
+                let head = Self::new(self.reason).to_string();
+                format!("{head}: {signatures} signature{}, none matched", plural(signatures))
+            }
+            _ => self.to_string(),
+        }
+    }
+}
+
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let title = self.reason.title();

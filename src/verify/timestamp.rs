@@ -67,6 +67,8 @@ impl TimestampFormat {
 
 /// The latest instant `time` represents, in nanoseconds since the epoch.
 const MAX_NANOS: i128 = time::UtcDateTime::MAX.unix_timestamp_nanos();
+/// The earliest.
+const MIN_NANOS: i128 = time::UtcDateTime::MIN.unix_timestamp_nanos();
 
 impl TimestampFormat {
     /// Parses the timestamp text into nanoseconds since the epoch: what
@@ -75,7 +77,12 @@ impl TimestampFormat {
         let nanos = match self {
             Self::UnixSeconds => i128::from(parse_digits(text)?) * 1_000_000_000,
             Self::UnixMillis => i128::from(parse_digits(text)?) * 1_000_000,
-            Self::Rfc3339 => return self.parse(text).map(OffsetDateTime::unix_timestamp_nanos),
+            // An offset can carry a date at the end of the calendar past it in UTC
+            // (`9999-12-31T23:59:59-23:59`): in range, as for the numeric forms.
+            Self::Rfc3339 => {
+                let nanos = self.parse(text)?.unix_timestamp_nanos();
+                return (MIN_NANOS..=MAX_NANOS).contains(&nanos).then_some(nanos);
+            }
         };
         // Digits are never negative: only the upper end of the range can be passed.
         (nanos <= MAX_NANOS).then_some(nanos)
@@ -341,6 +348,11 @@ mod tests {
         }
         assert!(TimestampFormat::UnixSeconds.parse_nanos(max.to_string().as_bytes()).is_some());
         assert!(TimestampFormat::UnixSeconds.parse_nanos((max + 1).to_string().as_bytes()).is_none());
+        // An offset that carries the calendar's last day past its end in UTC: out of
+        // range, as a number past it is.
+        let rfc = TimestampFormat::Rfc3339;
+        assert!(rfc.parse_nanos(b"9999-12-31T23:59:59-23:59").is_none());
+        assert!(rfc.parse_nanos(b"9999-12-31T23:59:59Z").is_some());
     }
 
     #[test]
