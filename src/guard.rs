@@ -1250,7 +1250,9 @@ impl GuardBuilder {
     }
 
     /// The public origin senders call (`https://hooks.example.com`), for schemes that
-    /// sign the URL; the request's path and query are appended.
+    /// sign the URL they call (Twilio, HubSpot v2 and v3); the request's path and query
+    /// are appended. Without it such schemes refuse every request (`missing-url`): the
+    /// request's own scheme and host are the client's to write, and never taken.
     pub fn public_origin(mut self, origin: impl Into<String>) -> Self {
         self.inner.public_origin = Some(origin.into());
         self
