@@ -7,6 +7,14 @@
 //! store, at most 64 KiB, 10 s), caches it (24 hours, 64 certificates) and verifies with it.
 //! The verification core stays sans-IO: all I/O is here.
 //!
+//! The cache is keyed by the URL in one spelling (scheme and host in lower case, no
+//! trailing dot on the host, no `:443`), and that spelling is what is fetched: the many
+//! spellings of one URL are one certificate, one fetch. Anyone can name PayPal URLs, so
+//! when the cache is full, expired certificates make room first, then the oldest one that
+//! has not verified a delivery; a certificate that verified one goes only when every
+//! cached certificate has (and then the oldest). Requests naming other URLs can thus
+//! never push PayPal's own certificate out.
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! use hookguard::{guard::Guard, inbox::MemoryInbox, paypal_fetch::PayPalCertificates};
@@ -27,27 +35,96 @@ use std::{
     borrow::Cow,
     collections::HashMap,
     fmt,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
 use bytes::Bytes;
 use http::request::Parts;
 use http_body_util::{BodyExt as _, Empty, Limited};
-use time::OffsetDateTime;
+use time::{OffsetDateTime, PrimitiveDateTime};
 
 use crate::{
     ConfigError,
     clock::{Clock, SystemClock},
     guard::{SchemeSource, SourceError},
-    providers::paypal::{self, is_trusted_cert_url},
+    providers::paypal::{self, PayPalScheme, is_trusted_cert_url},
     replay::BoxFuture,
     verify::{Detail, Reason, Rejection, Scheme, Tolerance, Verified, WebhookRequest},
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// Certificate URL → (scheme built from it, expiry).
-type Cache = HashMap<String, (Arc<dyn Scheme>, OffsetDateTime)>;
+
+/// The certificates fetched, by [`normalized`] URL.
+#[derive(Default)]
+struct Cache {
+    map: HashMap<String, Cached>,
+    /// How many certificates were put in so far: each entry's age.
+    puts: u64,
+}
+
+struct Cached {
+    scheme: Arc<Tracked>,
+    expires: OffsetDateTime,
+    /// When it was put in (the value of [`Cache::puts`] then).
+    put: u64,
+}
+
+/// A fetched certificate's scheme, remembering whether it verified a delivery (so that
+/// certificates that never did, which anyone can have fetched, make room first).
+#[derive(Debug)]
+struct Tracked {
+    scheme: PayPalScheme,
+    verified: AtomicBool,
+}
+
+impl Scheme for Tracked {
+    fn provider(&self) -> &str {
+        self.scheme.provider()
+    }
+
+    fn verify<'a>(
+        &'a self,
+        req: &WebhookRequest<'a>,
+        now: OffsetDateTime,
+    ) -> Result<Verified<'a>, Rejection> {
+        let verified = self.scheme.verify(req, now)?;
+        self.verified.store(true, Ordering::Relaxed);
+        Ok(verified)
+    }
+
+    fn tolerance(&self) -> Tolerance {
+        self.scheme.tolerance()
+    }
+}
+
+/// `now + by`, or the farthest time there is when that is past it (never panics:
+/// `Duration::MAX` means for ever).
+fn later(now: OffsetDateTime, by: Duration) -> OffsetDateTime {
+    time::Duration::try_from(by)
+        .ok()
+        .and_then(|by| now.checked_add(by))
+        .unwrap_or(PrimitiveDateTime::MAX.assume_utc())
+}
+
+/// A trusted certificate URL in one spelling: `https`, the host in lower case without
+/// its trailing dot, no port (only 443 is trusted), the path as it is. `None` for a URL
+/// that [`is_trusted_cert_url`] refuses.
+fn normalized(url: &str) -> Option<String> {
+    if !is_trusted_cert_url(url) {
+        return None;
+    }
+    let uri: http::Uri = url.parse().ok()?;
+    let host = uri.host()?.trim_end_matches('.').to_ascii_lowercase();
+    let path = match uri.path() {
+        "" => "/",
+        path => path,
+    };
+    Some(format!("https://{host}{path}"))
+}
 
 /// Largest certificate accepted from PayPal.
 pub const MAX_CERTIFICATE_LEN: usize = 64 * 1024;
@@ -117,20 +194,25 @@ impl CertificateFetcher for HttpsFetcher {
     }
 }
 
-/// Inserts `url` into `map`, which holds at most `capacity` entries: when full, the
-/// entries that are no longer `live` go first, then all of them (bounded memory whatever
-/// URLs requests name).
-fn insert_bounded<V>(
+/// Inserts `url` into `map`, which holds at most `capacity` entries (bounded memory
+/// whatever URLs requests name): when full, the entries that are no longer `live` go
+/// first, then the one that ranks lowest, one at a time (a scan of at most `capacity`
+/// entries, only when one is put in).
+fn insert_bounded<V, R: Ord>(
     map: &mut HashMap<String, V>,
     capacity: usize,
     url: &str,
     value: V,
     live: impl Fn(&V) -> bool,
+    rank: impl Fn(&V) -> R,
 ) {
-    if map.len() >= capacity {
+    if !map.contains_key(url) && map.len() >= capacity {
         map.retain(|_, v| live(v));
-        if map.len() >= capacity {
-            map.clear();
+        while map.len() >= capacity.max(1) {
+            let Some(lowest) = map.iter().min_by_key(|(_, v)| rank(v)).map(|(k, _)| k.clone()) else {
+                break;
+            };
+            map.remove(&lowest);
         }
     }
     map.insert(url.to_owned(), value);
@@ -162,7 +244,7 @@ impl fmt::Debug for PayPalCertificates {
         f.debug_struct("PayPalCertificates")
             .field("webhook_id", &self.webhook_id)
             .field("fetcher", &self.fetcher)
-            .field("cached", &self.cache.lock().map_or(0, |c| c.len()))
+            .field("cached", &self.cache.lock().map_or(0, |c| c.map.len()))
             .finish_non_exhaustive()
     }
 }
@@ -192,7 +274,7 @@ impl PayPalCertificates {
             webhook_id,
             tolerance: paypal::TOLERANCE,
             fetcher: Arc::new(fetcher),
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::default(),
             failed: Mutex::new(HashMap::new()),
             fetches: tokio::sync::Semaphore::new(2),
             ttl: Duration::from_secs(24 * 3600),
@@ -224,7 +306,8 @@ impl PayPalCertificates {
 
     fn cached(&self, url: &str, now: OffsetDateTime) -> Option<Arc<dyn Scheme>> {
         let cache = self.cache.lock().ok()?;
-        cache.get(url).filter(|(_, expires)| *expires > now).map(|(s, _)| Arc::clone(s))
+        let cached = cache.map.get(url).filter(|c| c.expires > now)?;
+        Some(Arc::clone(&cached.scheme) as Arc<dyn Scheme>)
     }
 
     /// Whether a fetch of `url` failed less than [`RETRY_FAILED_AFTER`] ago.
@@ -234,11 +317,32 @@ impl PayPalCertificates {
 
     /// Remembers that fetching `url` failed (bounded: the oldest are dropped first).
     fn remember_failure(&self, url: &str, now: OffsetDateTime) {
+        let until = later(now, RETRY_FAILED_AFTER);
         if let Ok(mut failed) = self.failed.lock() {
-            insert_bounded(&mut failed, self.capacity, url, now + RETRY_FAILED_AFTER, |until| *until > now);
+            insert_bounded(&mut failed, self.capacity, url, until, |until| *until > now, |until| *until);
         }
     }
 
+    /// Caches the certificate fetched from `url` (see the [module docs](self) for which
+    /// makes room when the cache is full).
+    fn remember(&self, url: &str, scheme: Arc<Tracked>, now: OffsetDateTime) {
+        let expires = later(now, self.ttl);
+        if let Ok(mut cache) = self.cache.lock() {
+            let cache = &mut *cache;
+            cache.puts = cache.puts.saturating_add(1);
+            let entry = Cached { scheme, expires, put: cache.puts };
+            insert_bounded(
+                &mut cache.map,
+                self.capacity,
+                url,
+                entry,
+                |c| c.expires > now,
+                |c| (c.scheme.verified.load(Ordering::Relaxed), c.put),
+            );
+        }
+    }
+
+    /// The scheme for the certificate at `url`, a [`normalized`] URL.
     async fn load(&self, url: &str) -> Result<Arc<dyn Scheme>, SourceError> {
         let now = self.clock.now();
         if let Some(scheme) = self.cached(url, now) {
@@ -270,11 +374,8 @@ impl PayPalCertificates {
                 return Err(e);
             }
         };
-        let scheme: Arc<dyn Scheme> = Arc::new(scheme);
-        if let Ok(mut cache) = self.cache.lock() {
-            let entry = (Arc::clone(&scheme), now + self.ttl);
-            insert_bounded(&mut cache, self.capacity, url, entry, |(_, expires)| *expires > now);
-        }
+        let scheme = Arc::new(Tracked { scheme, verified: AtomicBool::new(false) });
+        self.remember(url, Arc::clone(&scheme), now);
         tracing::info!(url, "fetched PayPal certificate");
         Ok(scheme)
     }
@@ -309,14 +410,53 @@ impl SchemeSource for PayPalCertificates {
             };
             let Some(value) = parts.headers.get(&CERT_URL) else { return refuse(Reason::MissingHeader) };
             let Ok(url) = value.to_str() else { return refuse(Reason::MalformedHeader) };
-            let url = url.trim();
-            if !is_trusted_cert_url(url) {
+            let Some(url) = normalized(url.trim()) else {
                 // Anyone can send one: debug only (the refusal is counted and logged as a
                 // rejected webhook).
                 tracing::debug!("PayPal certificate URL on an untrusted host refused");
                 return refuse(Reason::MalformedHeader);
-            }
-            self.load(url).await
+            };
+            self.load(&url).await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The spellings `is_trusted_cert_url` accepts for one URL normalize to one.
+    #[test]
+    fn one_spelling_per_url() {
+        let plain = "https://api.paypal.com/v1/notifications/certs/CERT-1";
+        for url in [
+            plain,
+            "HTTPS://API.PayPal.com/v1/notifications/certs/CERT-1",
+            "https://api.paypal.com.:443/v1/notifications/certs/CERT-1",
+            "https://api.paypal.com:/v1/notifications/certs/CERT-1",
+            "hTTps://api.paypal.COM../v1/notifications/certs/CERT-1",
+        ] {
+            assert_eq!(normalized(url).as_deref(), Some(plain), "{url}");
+        }
+        // The path keeps its case; a URL without one has `/`.
+        assert_eq!(
+            normalized("https://api.paypal.com/v1/notifications/certs/cert-1").as_deref(),
+            Some("https://api.paypal.com/v1/notifications/certs/cert-1")
+        );
+        assert_eq!(normalized("https://paypal.com").as_deref(), Some("https://paypal.com/"));
+        for refused in ["http://api.paypal.com/c", "https://api.paypal.com:8443/c", "https://evil.example/c"]
+        {
+            assert_eq!(normalized(refused), None, "{refused}");
+        }
+    }
+
+    /// `Duration::MAX` saturates to the farthest time instead of panicking.
+    #[test]
+    fn later_saturates() {
+        let now = OffsetDateTime::UNIX_EPOCH;
+        assert_eq!(later(now, Duration::from_secs(60)), now + Duration::from_secs(60));
+        assert_eq!(later(now, Duration::MAX), PrimitiveDateTime::MAX.assume_utc());
+        let end = PrimitiveDateTime::MAX.assume_utc();
+        assert_eq!(later(end, Duration::from_secs(1)), end);
     }
 }

@@ -1,9 +1,12 @@
 //! PayPal certificates fetched per request (only from PayPal hosts), cached.
 #![cfg(feature = "paypal-fetch")]
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicUsize, Ordering},
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -25,6 +28,8 @@ const SIG: &str = "K7DF5+hOyGS6v0xTZ9PkEO+BFNQmpryxw2hFlXbHgmxpu+883ldEC9HcL6ccE
 struct Fake {
     calls: AtomicUsize,
     fail: bool,
+    /// Serves the certificate at any URL (not only at `CERT_URL`).
+    any: bool,
 }
 
 #[derive(Debug)]
@@ -36,7 +41,7 @@ impl CertificateFetcher for Shared {
         url: &'a str,
     ) -> BoxFuture<'a, Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>>> {
         self.0.calls.fetch_add(1, Ordering::SeqCst);
-        let result = if self.0.fail || url != CERT_URL {
+        let result = if self.0.fail || (url != CERT_URL && !self.0.any) {
             Err("unreachable".into())
         } else {
             Ok(CERT.as_bytes().to_vec())
@@ -123,4 +128,82 @@ async fn a_failed_fetch_is_not_repeated_for_every_request() {
     let res = guard.accept(&request(&format!("{CERT_URL}?n=1"), "q"), Bytes::from_static(BODY)).await;
     assert_eq!(res.status(), 400);
     assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+}
+
+/// One URL has many spellings that `is_trusted_cert_url` accepts (host case, `HTTPS`,
+/// `:443`, a trailing dot): they are one certificate, fetched once (at its plain
+/// spelling), not one cache entry and one download each that flush the cache.
+#[tokio::test]
+async fn spellings_of_one_url_are_one_certificate() {
+    let fake = Arc::new(Fake::default());
+    let source = PayPalCertificates::with_fetcher("0FV983392A0531201", Shared(Arc::clone(&fake))).unwrap();
+    let guard = Guard::builder_with_source("paypal", source).clock(sent()).inbox(MemoryInbox::new()).build();
+    let path = CERT_URL.strip_prefix("https://api.sandbox.paypal.com").unwrap();
+    let id = "afa30d40-ca4a-11e9-ab68-7d4e2605c70c";
+
+    // The fake serves only `CERT_URL`: this odd spelling is fetched at the plain one.
+    let odd = format!("HTTPS://API.Sandbox.PayPal.COM.:443{path}");
+    assert_eq!(guard.accept(&request(&odd, id), Bytes::from_static(BODY)).await.status(), 202);
+    for n in 0..100u32 {
+        let host: String = "api.sandbox.paypal.com"
+            .chars()
+            .enumerate()
+            .map(|(i, c)| if i < 10 && n & (1 << i) != 0 { c.to_ascii_uppercase() } else { c })
+            .collect();
+        let port = if n % 3 == 0 { ":443" } else { "" };
+        let dot = if n % 5 == 0 { "." } else { "" };
+        let url = format!("https://{host}{dot}{port}{path}");
+        let res = guard.accept(&request(&url, id), Bytes::from_static(BODY)).await;
+        assert_eq!(res.status(), 200, "{url} is the cached certificate: a duplicate");
+    }
+    let res = guard.accept(&request(CERT_URL, id), Bytes::from_static(BODY)).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 1, "one certificate, one fetch");
+}
+
+/// Certificates that never verified a delivery, however many (anyone can name PayPal
+/// URLs), push out one another, oldest first, but never a certificate that verified one.
+#[tokio::test]
+async fn unverified_certificates_never_push_out_one_that_verified() {
+    let fake = Arc::new(Fake { any: true, ..Fake::default() });
+    let source = PayPalCertificates::with_fetcher("0FV983392A0531201", Shared(Arc::clone(&fake))).unwrap();
+    let guard = Guard::builder_with_source("paypal", source).clock(sent()).inbox(MemoryInbox::new()).build();
+    let id = "afa30d40-ca4a-11e9-ab68-7d4e2605c70c";
+    assert_eq!(guard.accept(&request(CERT_URL, id), Bytes::from_static(BODY)).await.status(), 202);
+
+    let mut tampered = BODY.to_vec();
+    tampered[10] ^= 1;
+    for n in 0..200 {
+        let url = format!("https://api.sandbox.paypal.com/v1/notifications/certs/CERT-{n}");
+        let res = guard.accept(&request(&url, id), Bytes::from(tampered.clone())).await;
+        assert_eq!(res.status(), 401, "{url}");
+    }
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 201);
+    // The certificate that verified is still cached.
+    assert_eq!(guard.accept(&request(CERT_URL, id), Bytes::from_static(BODY)).await.status(), 200);
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 201);
+    // The most recent unverified ones are cached too; the oldest made room.
+    let last = "https://api.sandbox.paypal.com/v1/notifications/certs/CERT-199";
+    assert_eq!(guard.accept(&request(last, id), Bytes::from(tampered.clone())).await.status(), 401);
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 201);
+    let first = "https://api.sandbox.paypal.com/v1/notifications/certs/CERT-0";
+    assert_eq!(guard.accept(&request(first, id), Bytes::from(tampered)).await.status(), 401);
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 202);
+}
+
+/// `ttl(Duration::MAX)` caches for ever (the expiry saturates), and does not panic.
+#[tokio::test]
+async fn a_ttl_of_duration_max_caches_for_ever() {
+    let fake = Arc::new(Fake::default());
+    let clock = sent();
+    let source = PayPalCertificates::with_fetcher("0FV983392A0531201", Shared(Arc::clone(&fake)))
+        .unwrap()
+        .ttl(Duration::MAX)
+        .clock(clock.clone());
+    let guard = Guard::builder_with_source("paypal", source).clock(sent()).inbox(MemoryInbox::new()).build();
+    let genuine = request(CERT_URL, "afa30d40-ca4a-11e9-ab68-7d4e2605c70c");
+    assert_eq!(guard.accept(&genuine, Bytes::from_static(BODY)).await.status(), 202);
+    clock.advance(Duration::from_secs(100 * 365 * 24 * 3600));
+    assert_eq!(guard.accept(&genuine, Bytes::from_static(BODY)).await.status(), 200);
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 1, "cached");
 }
