@@ -704,22 +704,28 @@ mod redis_inbox {
         aof.get(1).map(String::as_str) == Some("yes")
     }
 
+    /// An inbox that does not wait for durability, and a clone of it that does (`WAITAOF`).
+    async fn plain_and_waiting() -> Option<(RedisInbox, RedisInbox)> {
+        use hookguard::inbox::RedisDurability;
+        let plain = make(ManualClock::at_unix(1_700_000_000), 100, &crate::common::unique("inbox")).await?;
+        let wait = RedisDurability::WaitAof { local: true, replicas: 0, timeout: Duration::from_millis(100) };
+        Some((plain.clone(), plain.durability(wait)))
+    }
+
+    /// What a change that waited for durability answers: `want` where the server has AOF
+    /// on, else the wait's error.
+    async fn assert_waited(answered: Result<Pushed, InboxError>, want: Pushed) {
+        if aof_is_on().await {
+            assert_eq!(answered.unwrap(), want);
+        } else {
+            assert!(matches!(answered, Err(InboxError::Backend(_))), "{answered:?}");
+        }
+    }
+
     #[tokio::test]
     async fn wait_aof_fails_loudly_when_the_server_has_no_aof() {
-        use hookguard::inbox::RedisDurability;
-        let inbox =
-            or_skip!(make(ManualClock::at_unix(1_700_000_000), 100, &crate::common::unique("inbox")).await)
-                .durability(RedisDurability::WaitAof {
-                    local: true,
-                    replicas: 0,
-                    timeout: Duration::from_millis(100),
-                });
-        let result = inbox.push(crate::common::webhook("a")).await;
-        if aof_is_on().await {
-            assert_eq!(result.unwrap(), Pushed::Accepted);
-        } else {
-            assert!(matches!(result, Err(InboxError::Backend(_))), "{result:?}");
-        }
+        let (_, waiting) = or_skip!(plain_and_waiting().await);
+        assert_waited(waiting.push(crate::common::webhook("a")).await, Pushed::Accepted).await;
     }
 
     /// A copy of a kept webhook is answered `Duplicate` only once the wait for durability
@@ -727,21 +733,9 @@ mod redis_inbox {
     /// where the wait fails, so does the copy, instead of a `200` for what may be lost.
     #[tokio::test]
     async fn a_copy_waits_for_durability_like_a_push() {
-        use hookguard::inbox::RedisDurability;
-        let plain =
-            or_skip!(make(ManualClock::at_unix(1_700_000_000), 100, &crate::common::unique("inbox")).await);
-        let waiting = plain.clone().durability(RedisDurability::WaitAof {
-            local: true,
-            replicas: 0,
-            timeout: Duration::from_millis(100),
-        });
+        let (plain, waiting) = or_skip!(plain_and_waiting().await);
         assert_eq!(plain.push(crate::common::webhook("a")).await.unwrap(), Pushed::Accepted);
-        let copy = waiting.push(crate::common::webhook("a")).await;
-        if aof_is_on().await {
-            assert_eq!(copy.unwrap(), Pushed::Duplicate);
-        } else {
-            assert!(matches!(copy, Err(InboxError::Backend(_))), "{copy:?}");
-        }
+        assert_waited(waiting.push(crate::common::webhook("a")).await, Pushed::Duplicate).await;
         assert_eq!(
             plain.push(crate::common::webhook("a")).await.unwrap(),
             Pushed::Duplicate,
@@ -767,22 +761,10 @@ mod redis_inbox {
     /// sent again: the push is made, once.
     #[tokio::test]
     async fn a_wait_for_durability_survives_a_script_flush() {
-        use hookguard::inbox::RedisDurability;
-        let plain =
-            or_skip!(make(ManualClock::at_unix(1_700_000_000), 100, &crate::common::unique("inbox")).await);
-        let waiting = plain.clone().durability(RedisDurability::WaitAof {
-            local: true,
-            replicas: 0,
-            timeout: Duration::from_millis(100),
-        });
+        let (plain, waiting) = or_skip!(plain_and_waiting().await);
         let mut admin = admin().await;
         let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut admin).await.unwrap();
-        let pushed = waiting.push(crate::common::webhook("a")).await;
-        if aof_is_on().await {
-            assert_eq!(pushed.unwrap(), Pushed::Accepted);
-        } else {
-            assert!(matches!(pushed, Err(InboxError::Backend(_))), "{pushed:?}");
-        }
+        assert_waited(waiting.push(crate::common::webhook("a")).await, Pushed::Accepted).await;
         assert_eq!(
             plain.push(crate::common::webhook("a")).await.unwrap(),
             Pushed::Duplicate,

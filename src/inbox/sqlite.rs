@@ -773,18 +773,8 @@ impl Writer {
                 // A column of the wrong type is this row's damage: it must not fail the
                 // query (and every pull after it, and the pushes committed with it).
                 let read = || {
-                    let record = WebhookRecord {
-                        key: row.get(1)?,
-                        endpoint: row.get(2)?,
-                        provider: row.get(3)?,
-                        id: row.get(4)?,
-                        event: row.get(5)?,
-                        timestamp_unix_nanos: row.get(6)?,
-                        received_at_unix_nanos: row.get(7)?,
-                        headers: Vec::new(),
-                        body: row.get(9)?,
-                    };
-                    Ok::<_, rusqlite::Error>((record, row.get::<_, Vec<u8>>(8)?, attempts_of(row.get(10)?)))
+                    let (record, headers) = record_at(row, 1)?;
+                    Ok::<_, rusqlite::Error>((record, headers, attempts_of(row.get(10)?)))
                 };
                 Ok((row.get::<_, i64>(0)?, read()))
             })?
@@ -842,18 +832,7 @@ impl Writer {
             .query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
                 // One damaged row (a column of the wrong type too) must not fail the list.
                 Ok((|| {
-                    let record = WebhookRecord {
-                        key: row.get(0)?,
-                        endpoint: row.get(1)?,
-                        provider: row.get(2)?,
-                        id: row.get(3)?,
-                        event: row.get(4)?,
-                        timestamp_unix_nanos: row.get(5)?,
-                        received_at_unix_nanos: row.get(6)?,
-                        headers: Vec::new(),
-                        body: row.get(8)?,
-                    };
-                    let headers: Vec<u8> = row.get(7)?;
+                    let (record, headers) = record_at(row, 0)?;
                     let error = row.get::<_, Option<String>>(10).ok().flatten().unwrap_or_default();
                     Ok::<_, rusqlite::Error>((record, headers, attempts_of(row.get(9)?), error, row.get(11)?))
                 })())
@@ -881,6 +860,23 @@ impl Writer {
         }
         Ok(Ok(Answer::DeadLetters(letters)))
     }
+}
+
+/// The record in a row's columns from `first` on (`key, endpoint, provider, delivery_id,
+/// event, timestamp_ns, received_at_ns, headers, body`), its header blob still encoded.
+fn record_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<(WebhookRecord, Vec<u8>)> {
+    let record = WebhookRecord {
+        key: row.get(first)?,
+        endpoint: row.get(first + 1)?,
+        provider: row.get(first + 2)?,
+        id: row.get(first + 3)?,
+        event: row.get(first + 4)?,
+        timestamp_unix_nanos: row.get(first + 5)?,
+        received_at_unix_nanos: row.get(first + 6)?,
+        headers: Vec::new(),
+        body: row.get(first + 8)?,
+    };
+    Ok((record, row.get(first + 7)?))
 }
 
 /// A stored attempt count as the job's: a damaged one (negative, too large) is clamped.
