@@ -24,7 +24,10 @@ use crate::clock::{Clock, SystemClock};
 /// that matters.
 ///
 /// Capacity (default 10,000) counts waiting, leased and dead jobs; past it, pushes fail
-/// with [`InboxError::Full`]. The keys of the last 100,000 finished jobs are remembered, so
+/// with [`InboxError::Full`]. A dead letter holds its room until it is re-driven and
+/// processed, or [discarded](Inbox::discard): dead letters are never dropped by
+/// themselves, so a handler bug that dead-letters many jobs fills the inbox until they are
+/// dealt with. The keys of the last 100,000 finished (or discarded) jobs are remembered, so
 /// a late resend of a processed delivery is a [`Pushed::Duplicate`].
 ///
 /// Memory: a webhook the guard keeps is made of slices of the request's read buffer (no
@@ -484,6 +487,24 @@ impl MemoryInbox {
         Ok(true)
     }
 
+    /// Removes the dead letter with this key as [`Self::finish`] removes a finished job:
+    /// its slot is freed, and the pushing side records its key among the finished ones.
+    fn discard_now(&self, key: &str) -> Result<bool, InboxError> {
+        let mut st = self.state()?;
+        let State { dead, slots, .. } = &*st;
+        let is_key = |slot: &u32| {
+            slots.get(*slot as usize).and_then(|s| s.webhook.as_ref()).is_some_and(|w| w.key() == key)
+        };
+        let Some(pos) = dead.iter().position(is_key) else {
+            return Ok(false);
+        };
+        let Some(slot) = st.dead.remove(pos) else { return Ok(false) };
+        // Dropped by a push, as a finished job's webhook is (see `finish`).
+        let done = st.release(slot as usize);
+        st.settled.extend(done);
+        Ok(true)
+    }
+
     fn depth_now(&self) -> Result<usize, InboxError> {
         let st = self.state()?;
         let pushed = self.intake()?.fresh.len();
@@ -767,6 +788,10 @@ impl Inbox for MemoryInbox {
 
     fn redrive<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, InboxError>> {
         Box::pin(std::future::ready(self.redrive_now(key)))
+    }
+
+    fn discard<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, InboxError>> {
+        Box::pin(std::future::ready(self.discard_now(key)))
     }
 
     fn depth(&self) -> BoxFuture<'_, Result<usize, InboxError>> {
@@ -1130,8 +1155,8 @@ mod tests {
         assert!(second.webhook().headers().contains_key("x-custom"));
     }
 
-    /// Random pushes, pulls, acks, retries, give-backs, dead letters, re-drives and clock
-    /// moves, against a model of what the inbox promises: each answer, the pulled jobs and
+    /// Random pushes, pulls, acks, retries, give-backs, dead letters, re-drives, discards
+    /// and clock moves, against a model of what the inbox promises: each answer, the pulled jobs and
     /// their attempts, late settlements refused, depth, dead letters, capacity and the
     /// finished keys remembered.
     #[test]
@@ -1268,12 +1293,20 @@ mod tests {
                     }
                     7 => {
                         let key = format!("t:k{}", rng.below(keys));
-                        let got = rt.block_on(inbox.redrive(&key)).unwrap();
+                        let discard = rng.below(2) == 0;
+                        let got =
+                            rt.block_on(if discard { inbox.discard(&key) } else { inbox.redrive(&key) });
                         let want = matches!(model.get(&key), Some((State::Dead, _)));
-                        if want {
+                        if want && discard {
+                            model.get_mut(&key).unwrap().0 = State::Done;
+                            done_order.push(key.clone());
+                            while done_order.len() > remember {
+                                model.remove(&done_order.remove(0));
+                            }
+                        } else if want {
                             *model.get_mut(&key).unwrap() = (State::Waiting(now), 0);
                         }
-                        assert_eq!(got, want, "{at}");
+                        assert_eq!(got.unwrap(), want, "{at}");
                     }
                     _ => {
                         now += rng.below(12) as i64;
@@ -1364,6 +1397,31 @@ mod tests {
         assert_eq!(inbox.push(hook("2500")).await.unwrap(), Pushed::Duplicate);
         assert_eq!(inbox.push(hook("0")).await.unwrap(), Pushed::Accepted, "forgotten");
         assert_eq!(inbox.push(hook("1000")).await.unwrap(), Pushed::Accepted, "forgotten");
+    }
+
+    /// A discarded dead letter's key joins the finished ones: remembered while they are,
+    /// then forgotten in its turn; its room is free at once.
+    #[tokio::test]
+    async fn a_discarded_key_is_remembered_as_a_finished_one() {
+        let inbox = MemoryInbox::new().capacity(1).remember_done(1);
+        inbox.push(hook("a")).await.unwrap();
+        let job = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+        inbox.dead_letter(&job, "boom").await.unwrap();
+        assert!(
+            matches!(inbox.push(hook("b")).await, Err(InboxError::Full)),
+            "the dead letter holds the room"
+        );
+        assert!(inbox.discard(job.webhook().key()).await.unwrap());
+        assert!(matches!(inbox.ack(&job).await, Err(InboxError::LeaseLost)), "no lease left to settle");
+        assert_eq!(inbox.push(hook("a")).await.unwrap(), Pushed::Duplicate, "remembered");
+        assert_eq!(inbox.push(hook("b")).await.unwrap(), Pushed::Accepted, "room made");
+        let job = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+        inbox.ack(&job).await.unwrap();
+        assert_eq!(inbox.push(hook("c")).await.unwrap(), Pushed::Accepted);
+        assert_eq!(inbox.shared.intake.lock().unwrap().done.len(), 1, "a forgotten, b remembered");
+        let job = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+        inbox.ack(&job).await.unwrap();
+        assert_eq!(inbox.push(hook("a")).await.unwrap(), Pushed::Accepted, "forgotten");
     }
 
     #[tokio::test]

@@ -3,7 +3,8 @@
 //! The receiver answers `2xx` only once [`Inbox::push`] returned; workers
 //! [`pull`](Inbox::pull) jobs under a lease, and [`ack`](Inbox::ack),
 //! [`retry`](Inbox::retry) or [`dead_letter`](Inbox::dead_letter) them. A job whose lease
-//! runs out (its worker crashed) comes back. Dead letters can be listed and re-driven.
+//! runs out (its worker crashed) comes back. Dead letters can be listed, re-driven and
+//! discarded.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -233,6 +234,38 @@ pub trait Inbox: fmt::Debug + Send + Sync + 'static {
     /// has this key.
     fn redrive<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, InboxError>>;
 
+    /// Removes the dead letter with this key for good, as if it had been processed: it
+    /// no longer counts against the inbox's capacity, and its key is remembered as
+    /// finished (a copy pushed within the retention is still a [`Pushed::Duplicate`], as
+    /// after an [`ack`](Self::ack)). A dead letter whose stored record cannot be read (left
+    /// out of [`dead_letters`](Self::dead_letters)) is discarded all the same. `false` when
+    /// no dead letter has this key: a job waiting, leased or finished is left as it is.
+    ///
+    /// The default answers [`InboxError::Backend`] (the inbox cannot discard dead
+    /// letters); every inbox of this crate discards them.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use hookguard::{inbox::{Inbox, MemoryInbox, Pushed, Webhook}, verify::Verified};
+    /// let inbox = MemoryInbox::new().capacity(1);
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// let hook = Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH);
+    /// inbox.push(hook.clone()).await.unwrap();
+    /// let job = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+    /// inbox.dead_letter(&job, "handler bug").await.unwrap();
+    /// assert!(inbox.discard(hook.key()).await.unwrap());
+    /// assert!(!inbox.discard(hook.key()).await.unwrap(), "gone");
+    /// assert!(inbox.dead_letters(10).await.unwrap().is_empty());
+    /// assert_eq!(inbox.push(hook).await.unwrap(), Pushed::Duplicate, "remembered as finished");
+    /// # }
+    /// ```
+    fn discard<'a>(&'a self, _key: &'a str) -> BoxFuture<'a, Result<bool, InboxError>> {
+        Box::pin(std::future::ready(Err(InboxError::Backend(
+            "this inbox cannot discard dead letters".into(),
+        ))))
+    }
+
     /// Jobs waiting or leased (not dead letters).
     fn depth(&self) -> BoxFuture<'_, Result<usize, InboxError>>;
 
@@ -357,6 +390,9 @@ impl<T: Inbox + ?Sized> Inbox for std::sync::Arc<T> {
     fn redrive<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, InboxError>> {
         (**self).redrive(key)
     }
+    fn discard<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, InboxError>> {
+        (**self).discard(key)
+    }
     fn depth(&self) -> BoxFuture<'_, Result<usize, InboxError>> {
         (**self).depth()
     }
@@ -420,6 +456,60 @@ mod tests {
     fn hook() -> Webhook {
         let v = crate::verify::Verified::new("x", None, None, None, [0; 32], 0);
         Webhook::new("x", &v, Default::default(), "".into(), OffsetDateTime::UNIX_EPOCH)
+    }
+
+    /// An inbox made before `discard` existed: only the required methods.
+    #[derive(Debug)]
+    struct Older(MemoryInbox);
+
+    impl Inbox for Older {
+        fn push(&self, webhook: Webhook) -> BoxFuture<'_, Result<Pushed, InboxError>> {
+            self.0.push(webhook)
+        }
+        fn pull(&self, max: usize, lease: Duration) -> BoxFuture<'_, Result<Vec<Job>, InboxError>> {
+            self.0.pull(max, lease)
+        }
+        fn ack<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<(), InboxError>> {
+            self.0.ack(job)
+        }
+        fn retry<'a>(
+            &'a self,
+            job: &'a Job,
+            not_before: OffsetDateTime,
+            error: &'a str,
+        ) -> BoxFuture<'a, Result<(), InboxError>> {
+            self.0.retry(job, not_before, error)
+        }
+        fn dead_letter<'a>(&'a self, job: &'a Job, error: &'a str) -> BoxFuture<'a, Result<(), InboxError>> {
+            self.0.dead_letter(job, error)
+        }
+        fn dead_letters(&self, limit: usize) -> BoxFuture<'_, Result<Vec<DeadLetter>, InboxError>> {
+            self.0.dead_letters(limit)
+        }
+        fn redrive<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, InboxError>> {
+            self.0.redrive(key)
+        }
+        fn depth(&self) -> BoxFuture<'_, Result<usize, InboxError>> {
+            self.0.depth()
+        }
+    }
+
+    #[tokio::test]
+    async fn an_inbox_that_cannot_discard_says_so_and_an_arc_forwards_discard() {
+        let older = std::sync::Arc::new(Older(MemoryInbox::new()));
+        older.push(hook()).await.unwrap();
+        let job = older.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+        older.dead_letter(&job, "no").await.unwrap();
+        let refused = older.discard(job.webhook().key()).await;
+        assert!(
+            matches!(&refused, Err(InboxError::Backend(e)) if e.to_string().contains("cannot discard")),
+            "{refused:?}"
+        );
+        assert_eq!(older.dead_letters(10).await.unwrap().len(), 1, "left as it was");
+
+        let inbox: std::sync::Arc<dyn Inbox> = std::sync::Arc::new(older.0.clone());
+        assert!(inbox.discard(job.webhook().key()).await.unwrap(), "through the Arc, MemoryInbox's own");
+        assert!(inbox.dead_letters(10).await.unwrap().is_empty());
     }
 
     #[test]
