@@ -78,7 +78,8 @@ type ListenFn = dyn Fn(Arc<str>, Arc<Signal>) -> BoxFuture<'static, Result<(), L
 /// # Capacity
 ///
 /// Waiting, leased and dead rows count (default 100,000); past it, pushes fail with
-/// [`InboxError::Full`]. A trigger keeps the count in 16 counter rows (`inbox_kept`), so
+/// [`InboxError::Full`]. A dead row holds its room until it is re-driven and processed, or
+/// [discarded](Inbox::discard) (then it is kept as `done`, as an acked row is). A trigger keeps the count in 16 counter rows (`inbox_kept`), so
 /// the check costs the same at any depth. The check and the insert are one statement but
 /// not serialized against concurrent pushes, so under a burst the bound can be overshot by
 /// the number of concurrent pushers.
@@ -171,6 +172,7 @@ struct Sql {
     dead: String,
     dead_list: String,
     redrive: String,
+    discard: String,
     depth: String,
     purge: String,
 }
@@ -310,6 +312,12 @@ impl Sql {
             ),
             redrive: format!(
                 "UPDATE {t} SET status = 'ready', attempts = 0, next_attempt_at = $2, last_error = NULL, failed_at = NULL
+                 WHERE key = $1 AND status = 'dead'"
+            ),
+            // As an ack leaves a row (the counting trigger frees its room); its record is not
+            // read, so a row that cannot be read goes too.
+            discard: format!(
+                "UPDATE {t} SET status = 'done', finished_at = $2, body = ''::bytea, lease_until = NULL, lease_token = NULL
                  WHERE key = $1 AND status = 'dead'"
             ),
             depth: format!("SELECT count(*) FROM {t} WHERE status IN ('ready', 'leased')"),
@@ -750,6 +758,13 @@ impl PostgresInbox {
         Ok(redriven)
     }
 
+    async fn discard_now(&self, key: &str) -> Result<bool, InboxError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(&self.sql.discard).await.map_err(backend)?;
+        let now = self.clock.now();
+        Ok(client.execute(&stmt, &[&key, &now]).await.map_err(backend)? > 0)
+    }
+
     /// Has the notifier tell every listening replica that a change committed.
     fn notify(&self) {
         if self.sql.valid {
@@ -846,6 +861,10 @@ impl Inbox for PostgresInbox {
 
     fn redrive<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, InboxError>> {
         Box::pin(self.redrive_now(key))
+    }
+
+    fn discard<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, InboxError>> {
+        Box::pin(self.discard_now(key))
     }
 
     fn depth(&self) -> BoxFuture<'_, Result<usize, InboxError>> {

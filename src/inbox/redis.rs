@@ -185,6 +185,15 @@ redis.call('HDEL', KEYS[2], 'error', 'failed_at')
 return 1
 ";
 
+/// Removes a dead letter for good, as an ack removes a finished job: the job hash goes and
+/// the done key is set. Nothing of the hash is read, so a damaged one goes too.
+const DISCARD: &str = r"
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('DEL', KEYS[2])
+redis.call('SET', KEYS[3], 1, 'PX', ARGV[2])
+return 1
+";
+
 /// How long a push (and every other change) waits for persistence before it returns.
 ///
 /// What survives what, for a change that returned `Ok`:
@@ -266,7 +275,8 @@ pub enum RedisDurability {
 /// # Capacity
 ///
 /// Waiting, leased, delayed and dead jobs count against the capacity (default 100,000);
-/// past it, pushes fail with [`InboxError::Full`].
+/// past it, pushes fail with [`InboxError::Full`]. A dead letter holds its room until it is
+/// re-driven and processed, or [discarded](Inbox::discard).
 ///
 /// # Wake-ups
 ///
@@ -363,6 +373,7 @@ struct Scripts {
     dead: Script,
     dead_list: Script,
     redrive: Script,
+    discard: Script,
     cursor: Script,
 }
 
@@ -377,6 +388,7 @@ impl Scripts {
             dead: Script::new(&format!("{RELEASE}{DEAD}")),
             dead_list: Script::new(DEAD_LIST),
             redrive: Script::new(REDRIVE),
+            discard: Script::new(DISCARD),
             cursor: Script::new(CURSOR),
         }
     }
@@ -889,6 +901,28 @@ impl RedisInbox {
         Ok(done == 1)
     }
 
+    async fn discard_now(&self, key: &str) -> Result<bool, InboxError> {
+        let k = &self.keys;
+        let done: i64 = self
+            .run(
+                self.scripts
+                    .discard
+                    .key(&k.dead)
+                    .key(k.job(key))
+                    .key(k.done(key))
+                    .arg(key)
+                    .arg(self.retention_ms()),
+            )
+            .await?;
+        Ok(done == 1)
+    }
+
+    /// How long a finished key is kept, in milliseconds for `PX`: Redis refuses an expiry
+    /// past its clock's range, so a longer retention is 1,000 years.
+    fn retention_ms(&self) -> i64 {
+        duration_ms(self.retention).clamp(1, MAX_RETENTION_MS)
+    }
+
     /// The earliest due time of a retry or end of a lease after `after` (exclusive).
     async fn next_due(&self, after: Option<OffsetDateTime>) -> Result<Option<OffsetDateTime>, InboxError> {
         let mut conn = self.conn.clone();
@@ -958,8 +992,7 @@ impl Inbox for RedisInbox {
 
     fn ack<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<(), InboxError>> {
         let done = self.keys.done(job.webhook().key());
-        // Redis refuses an expiry past its clock's range: a longer retention is 1,000 years.
-        let retention = duration_ms(self.retention).clamp(1, MAX_RETENTION_MS).to_string().into_bytes();
+        let retention = self.retention_ms().to_string().into_bytes();
         Box::pin(async move { self.release(&self.scripts.ack, job, &[&done], &[retention]).await })
     }
 
@@ -990,6 +1023,10 @@ impl Inbox for RedisInbox {
 
     fn redrive<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, InboxError>> {
         Box::pin(self.redrive_now(key))
+    }
+
+    fn discard<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, InboxError>> {
+        Box::pin(self.discard_now(key))
     }
 
     fn depth(&self) -> BoxFuture<'_, Result<usize, InboxError>> {

@@ -71,7 +71,8 @@ const PRUNE_CHUNK: i64 = 10_000;
 /// only wait on a channel; they never block the runtime.
 ///
 /// Capacity (default 100,000) counts waiting, leased and dead jobs; past it, pushes fail
-/// with [`InboxError::Full`]. A finished job's key is kept for the retention period
+/// with [`InboxError::Full`]. A dead letter holds its room until it is re-driven and
+/// processed, or [discarded](Inbox::discard). A finished (or discarded) job's key is kept for the retention period
 /// (default 7 days) so a late resend is a [`Pushed::Duplicate`]; older keys are pruned.
 ///
 /// ```
@@ -427,6 +428,9 @@ enum Request {
     Redrive {
         key: String,
     },
+    Discard {
+        key: String,
+    },
     /// When the first waiting job is due or the first lease ends (`at_ns`).
     NextDue,
 }
@@ -450,6 +454,7 @@ enum Answer {
     Done,
     DeadLetters(Vec<DeadLetter>),
     Redriven(bool),
+    Discarded(bool),
     NextDue(Option<i64>),
 }
 
@@ -712,6 +717,22 @@ impl Writer {
                     self.queued += 1;
                 }
                 Ok(Ok(Answer::Redriven(changed > 0)))
+            }
+            Request::Discard { key } => {
+                // As an ack leaves a row; none of its record is read, so a row that cannot
+                // be read goes too.
+                let changed = self
+                    .conn
+                    .prepare_cached(
+                        "UPDATE hookguard_inbox SET state = 3, at_ns = ?2, headers = x'', body = x'',
+                            receipt = NULL, error = NULL
+                         WHERE key = ?1 AND state = 2",
+                    )?
+                    .execute(params![key, now])?;
+                if changed > 0 {
+                    self.dead = self.dead.saturating_sub(1);
+                }
+                Ok(Ok(Answer::Discarded(changed > 0)))
             }
         }
     }
@@ -989,6 +1010,16 @@ impl Inbox for SqliteInbox {
         Box::pin(async move {
             match answer.await? {
                 Answer::Redriven(found) => Ok(found),
+                _ => Err(unexpected()),
+            }
+        })
+    }
+
+    fn discard<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, InboxError>> {
+        let answer = self.call(Request::Discard { key: key.to_owned() });
+        Box::pin(async move {
+            match answer.await? {
+                Answer::Discarded(found) => Ok(found),
                 _ => Err(unexpected()),
             }
         })
