@@ -159,6 +159,9 @@ mod sqlite_inbox {
         fn redrive<'a>(&'a self, key: &'a str) -> hookguard::inbox::BoxFuture<'a, Result<bool, InboxError>> {
             self.inbox.redrive(key)
         }
+        fn discard<'a>(&'a self, key: &'a str) -> hookguard::inbox::BoxFuture<'a, Result<bool, InboxError>> {
+            self.inbox.discard(key)
+        }
         fn depth(&self) -> hookguard::inbox::BoxFuture<'_, Result<usize, InboxError>> {
             self.inbox.depth()
         }
@@ -345,6 +348,68 @@ mod sqlite_inbox {
         assert!(listed.is_empty(), "a is unreadable now, b and c were never readable: {listed:?}");
         assert_eq!(inbox.depth().await.unwrap(), 2, "d and e leased");
         assert_eq!(inbox.push(crate::common::webhook("f")).await.unwrap(), Pushed::Accepted);
+    }
+
+    /// A dead letter whose record cannot be read (left out of the list) is discarded all
+    /// the same: its room is free, and its key is kept as a finished one for the retention
+    /// from when it was discarded.
+    #[tokio::test]
+    async fn an_unreadable_dead_letter_is_discarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inbox.db");
+        let clock = ManualClock::at_unix(1_700_000_000);
+        let day = Duration::from_secs(24 * 3600);
+        let inbox = open_at(&path, &clock).capacity(2).open().await.unwrap();
+        for id in ["a", "b"] {
+            inbox.push(crate::common::webhook(id)).await.unwrap();
+        }
+        drop(inbox);
+        let key = |id: &str| crate::common::webhook(id).key().to_owned();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let damage = [
+            ("UPDATE hookguard_inbox SET headers = x'01' WHERE key = ?1", key("a")),
+            ("UPDATE hookguard_inbox SET body = 'x' WHERE key = ?1", key("b")),
+        ];
+        for (sql, key) in damage {
+            assert_eq!(conn.execute(sql, [&key]).unwrap(), 1, "{sql}");
+        }
+        drop(conn);
+
+        let inbox = open_at(&path, &clock).capacity(2).open().await.unwrap();
+        assert!(inbox.pull(10, LEASE).await.unwrap().is_empty(), "both set aside");
+        assert!(inbox.dead_letters(10).await.unwrap().is_empty(), "neither can be listed");
+        assert!(matches!(inbox.push(crate::common::webhook("c")).await, Err(InboxError::Full)));
+        clock.advance(6 * day);
+        assert!(inbox.discard(&key("a")).await.unwrap());
+        assert!(inbox.discard(&key("b")).await.unwrap());
+        assert!(!inbox.discard(&key("a")).await.unwrap(), "gone");
+        assert_eq!(inbox.push(crate::common::webhook("c")).await.unwrap(), Pushed::Accepted);
+        assert_eq!(inbox.push(crate::common::webhook("a")).await.unwrap(), Pushed::Duplicate);
+        // Eight days after it was set aside, two after it was discarded: still known.
+        clock.advance(2 * day);
+        assert_eq!(inbox.push(crate::common::webhook("a")).await.unwrap(), Pushed::Duplicate);
+        drop(inbox);
+
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let row: (i64, Vec<u8>, Vec<u8>, Option<String>) = conn
+            .query_row(
+                "SELECT state, headers, body, error FROM hookguard_inbox WHERE key = ?1",
+                [key("b")],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(row, (3, Vec::new(), Vec::new(), None), "finished, as an ack leaves a row");
+        drop(conn);
+
+        let inbox = open_at(&path, &clock).capacity(2).open().await.unwrap();
+        assert_eq!(inbox.depth().await.unwrap(), 1, "c, counted again from the file");
+        assert_eq!(inbox.push(crate::common::webhook("d")).await.unwrap(), Pushed::Accepted, "room for one");
+        clock.advance(6 * day);
+        let jobs = inbox.pull(10, LEASE).await.unwrap();
+        for job in &jobs {
+            inbox.ack(job).await.unwrap();
+        }
+        assert_eq!(inbox.push(crate::common::webhook("a")).await.unwrap(), Pushed::Accepted, "forgotten");
     }
 
     #[tokio::test]
@@ -573,6 +638,67 @@ mod redis_inbox {
         let listed = inbox.dead_letters(10).await.expect("one unreadable entry does not fail the list");
         let ids: Vec<_> = listed.iter().map(|d| d.webhook.id().unwrap()).collect();
         assert_eq!(ids, ["a"], "the readable dead letter is listed");
+    }
+
+    /// A dead letter whose stored record cannot be read (left out of the list) is discarded
+    /// all the same: its job hash goes, and its done key is set with the retention as an
+    /// ack sets it.
+    #[tokio::test]
+    async fn an_unreadable_dead_letter_is_discarded() {
+        let store = crate::common::unique("inbox");
+        let inbox = or_skip!(make(ManualClock::at_unix(1_700_000_000), 2, &store).await)
+            .retention(Duration::from_secs(3600));
+        for id in ["a", "b"] {
+            inbox.push(crate::common::webhook(id)).await.unwrap();
+        }
+        let key = |id: &str| crate::common::webhook(id).key().to_owned();
+        let mut admin = admin().await;
+        let _: () = redis::cmd("HDEL")
+            .arg(format!("{{{store}}}:job:{}", key("a")))
+            .arg("meta")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        let jobs = inbox.pull(10, LEASE).await.unwrap();
+        assert_eq!(jobs.len(), 1, "a is set aside");
+        inbox.dead_letter(&jobs[0], "no").await.unwrap();
+        let listed = inbox.dead_letters(10).await.unwrap();
+        assert_eq!(listed.iter().map(|d| d.webhook.id().unwrap()).collect::<Vec<_>>(), ["b"]);
+        assert!(matches!(inbox.push(crate::common::webhook("c")).await, Err(InboxError::Full)));
+        assert!(inbox.discard(&key("a")).await.unwrap());
+        assert!(!inbox.discard(&key("a")).await.unwrap(), "gone");
+        let (job, dead, ttl): (i64, i64, i64) = redis::pipe()
+            .cmd("EXISTS")
+            .arg(format!("{{{store}}}:job:{}", key("a")))
+            .cmd("ZCARD")
+            .arg(format!("{{{store}}}:dead"))
+            .cmd("PTTL")
+            .arg(format!("{{{store}}}:done:{}", key("a")))
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        assert_eq!((job, dead), (0, 1), "the job hash is gone, b is still dead");
+        assert!((3_590_000..=3_600_000).contains(&ttl), "the done key lives the retention: {ttl} ms");
+        assert_eq!(inbox.push(crate::common::webhook("a")).await.unwrap(), Pushed::Duplicate);
+        assert_eq!(inbox.push(crate::common::webhook("c")).await.unwrap(), Pushed::Accepted, "room made");
+    }
+
+    /// A discard waits for durability as every change does: where the server has no AOF,
+    /// the wait fails and says so.
+    #[tokio::test]
+    async fn a_discard_waits_for_durability() {
+        let (plain, waiting) = or_skip!(plain_and_waiting().await);
+        plain.push(crate::common::webhook("a")).await.unwrap();
+        let job = plain.pull(1, LEASE).await.unwrap().remove(0);
+        plain.dead_letter(&job, "no").await.unwrap();
+        let discarded = waiting.discard(job.webhook().key()).await;
+        if aof_is_on().await {
+            assert!(discarded.unwrap());
+        } else {
+            assert!(matches!(discarded, Err(InboxError::Backend(_))), "{discarded:?}");
+        }
+        assert!(plain.dead_letters(10).await.unwrap().is_empty(), "the script ran all the same");
+        assert_eq!(plain.push(crate::common::webhook("a")).await.unwrap(), Pushed::Duplicate);
     }
 
     /// Damage the pull script itself would trip on (a count that is not a number, a job
@@ -1024,6 +1150,68 @@ mod postgres_inbox {
         let listed = inbox.dead_letters(10).await.expect("one unreadable row does not fail the list");
         let ids: Vec<_> = listed.iter().map(|d| d.webhook.id().unwrap()).collect();
         assert_eq!(ids, ["a"], "the readable dead letter is listed");
+    }
+
+    /// A dead letter whose record cannot be read (left out of the list) is discarded all
+    /// the same: kept as `done` from the discard's time (so purged after the retention),
+    /// without its body, and the counter rows free its room.
+    #[tokio::test]
+    async fn an_unreadable_dead_letter_is_discarded() {
+        let clock = ManualClock::at_unix(1_700_000_000);
+        let store = crate::common::unique("pg");
+        let inbox = or_skip!(make(clock.clone(), 2, &store).await).retention(Duration::from_secs(3600));
+        for id in ["a", "b"] {
+            inbox.push(crate::common::webhook(id)).await.unwrap();
+        }
+        let key = |id: &str| crate::common::webhook(id).key().to_owned();
+        let admin = admin().await;
+        let changed = admin
+            .execute(
+                &format!("UPDATE \"{store}\".inbox SET record = '{{\"nope\":1}}'::jsonb WHERE key = $1"),
+                &[&key("a")],
+            )
+            .await
+            .unwrap();
+        assert_eq!(changed, 1);
+        let jobs = inbox.pull(10, LEASE).await.unwrap();
+        assert_eq!(jobs.len(), 1, "a is set aside");
+        inbox.dead_letter(&jobs[0], "no").await.unwrap();
+        assert_eq!(inbox.dead_letters(10).await.unwrap().len(), 1, "b only");
+        assert!(matches!(inbox.push(crate::common::webhook("c")).await, Err(InboxError::Full)));
+        clock.advance(Duration::from_secs(1800));
+        assert!(inbox.discard(&key("a")).await.unwrap());
+        assert!(!inbox.discard(&key("a")).await.unwrap(), "gone");
+        let row = admin
+            .query_one(
+                &format!("SELECT status, finished_at, length(body) FROM \"{store}\".inbox WHERE key = $1"),
+                &[&key("a")],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), "done");
+        assert_eq!(row.get::<_, time::OffsetDateTime>(1), clock.now_for_tests(), "finished when discarded");
+        assert_eq!(row.get::<_, i32>(2), 0, "no body kept");
+        let counts = admin
+            .query_one(
+                &format!(
+                    "SELECT (SELECT sum(n) FROM \"{store}\".inbox_kept)::bigint,
+                            (SELECT count(*) FROM \"{store}\".inbox WHERE status <> 'done')"
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!((counts.get::<_, i64>(0), counts.get::<_, i64>(1)), (1, 1), "the counter follows: b");
+        assert_eq!(inbox.push(crate::common::webhook("c")).await.unwrap(), Pushed::Accepted, "room made");
+        assert_eq!(inbox.push(crate::common::webhook("a")).await.unwrap(), Pushed::Duplicate);
+        // An hour after the dead letter was set aside, half an hour after its discard: kept.
+        clock.advance(Duration::from_secs(1800));
+        let c = inbox.pull(1, LEASE).await.unwrap().remove(0);
+        inbox.ack(&c).await.unwrap();
+        assert_eq!(inbox.purge().await.unwrap(), 0);
+        clock.advance(Duration::from_secs(1801));
+        assert_eq!(inbox.purge().await.unwrap(), 1, "its retention ran from the discard");
+        assert_eq!(inbox.push(crate::common::webhook("a")).await.unwrap(), Pushed::Accepted);
     }
 
     #[tokio::test]

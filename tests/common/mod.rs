@@ -540,6 +540,54 @@ macro_rules! inbox_conformance {
             assert_eq!(again[0].attempt(), 1, "a re-driven job starts its attempts again");
         }
 
+        /// A discarded dead letter is gone for good: its room is free, its key is
+        /// remembered as finished; only a dead letter is discarded.
+        #[tokio::test]
+        async fn dead_letters_are_discarded_and_make_room() {
+            let (inbox, clock) = or_skip!(setup(2).await);
+            let (a, b) = ($crate::common::webhook("a"), $crate::common::webhook("b"));
+            assert_eq!(inbox.push(a.clone()).await.unwrap(), Pushed::Accepted);
+            assert_eq!(inbox.push(b.clone()).await.unwrap(), Pushed::Accepted);
+            let jobs = inbox.pull(2, LEASE).await.unwrap();
+            assert_eq!(jobs.len(), 2);
+            for job in &jobs {
+                inbox.dead_letter(job, "handler said no").await.unwrap();
+            }
+            assert!(
+                matches!(inbox.push($crate::common::webhook("c")).await, Err(InboxError::Full)),
+                "dead letters take room"
+            );
+            assert!(inbox.discard(a.key()).await.unwrap());
+            assert!(!inbox.discard(a.key()).await.unwrap(), "discarded already");
+            assert!(!inbox.discard("no-such-key").await.unwrap());
+            let dead = inbox.dead_letters(10).await.unwrap();
+            assert_eq!(dead.iter().map(|d| d.webhook.id().unwrap()).collect::<Vec<_>>(), ["b"]);
+            assert!(!inbox.redrive(a.key()).await.unwrap(), "nothing left to re-drive");
+            assert_eq!(inbox.depth().await.unwrap(), 0);
+            let c = $crate::common::webhook("c");
+            assert_eq!(inbox.push(c.clone()).await.unwrap(), Pushed::Accepted, "room made");
+            assert_eq!(inbox.push(a).await.unwrap(), Pushed::Duplicate, "remembered as finished");
+            assert!(
+                matches!(inbox.push($crate::common::webhook("d")).await, Err(InboxError::Full)),
+                "b and c"
+            );
+            // Only a dead letter is discarded: a waiting, a leased or a finished job stays.
+            assert!(!inbox.discard(c.key()).await.unwrap(), "waiting");
+            assert_eq!(inbox.depth().await.unwrap(), 1);
+            let job = inbox.pull(1, LEASE).await.unwrap().remove(0);
+            assert_eq!(job.webhook().id(), Some("c"), "still there to pull");
+            assert!(!inbox.discard(c.key()).await.unwrap(), "leased");
+            inbox.retry(&job, clock.now_for_tests() + Duration::from_secs(10), "later").await.unwrap();
+            assert!(!inbox.discard(c.key()).await.unwrap(), "retrying");
+            clock.advance(Duration::from_secs(10));
+            let job = inbox.pull(1, LEASE).await.unwrap().remove(0);
+            assert_eq!((job.webhook().id(), job.attempt()), (Some("c"), 2));
+            inbox.ack(&job).await.expect("the lease still holds");
+            assert!(!inbox.discard(c.key()).await.unwrap(), "finished");
+            assert_eq!(inbox.push(c).await.unwrap(), Pushed::Duplicate);
+            assert_eq!(inbox.dead_letters(10).await.unwrap().len(), 1, "b is still a dead letter");
+        }
+
         /// A timeout too long to add to the clock (`Duration::MAX`: "no timeout") is a
         /// long wait, not a panic; work already there ends it at once.
         #[tokio::test]
