@@ -74,7 +74,9 @@ type BuildFn = dyn Fn(&[Secret]) -> Result<Arc<dyn Scheme>, ConfigError> + Send 
 /// one you registered and that awaits its handshake. An unknown tenant (`None`) gets
 /// `404`, and one with secrets `403`: a handshake can never create a tenant or replace a
 /// secret. Register the tenant before creating its webhook: a name found unknown is
-/// answered unknown from the cache for `unknown_ttl`. One handshake per tenant runs at a
+/// answered unknown from the cache for `unknown_ttl`, and a tenant found with secrets is
+/// refused a handshake from the cache for `ttl` (to redo a handshake after clearing its
+/// secrets, wait that long or use a new name). One handshake per tenant runs at a
 /// time in this process, and once its secret is stored no lookup that began earlier is
 /// cached; when several replicas share the store, make `store` an insert-if-absent (a
 /// unique key) so that a second replica's handshake fails instead of overwriting the

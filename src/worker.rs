@@ -967,7 +967,9 @@ impl WorkerHandle {
     /// The wait is bounded even when the inbox stops answering (a database gone away): at
     /// the end of `grace` a pull or depth query still waiting is given up, and the inbox
     /// has [`SETTLE`] more to take back the cancelled jobs; past that the pool is stopped
-    /// where it is, and the jobs it held come back when their leases run out.
+    /// where it is, and the jobs it held come back when their leases run out. A pull given
+    /// up may have leased jobs on the backend already: they too come back when their
+    /// leases run out, each with one attempt counted that did not run.
     pub async fn shutdown(self, grace: Duration) -> ShutdownReport {
         let _ = self.stop.send(true);
         let mut task = self.task;

@@ -994,9 +994,10 @@ fn serve_applies_source_controls() {
          [[endpoint]]\npath = \"/hooks/closed\"\nprovider = \"github\"\nsecret = \"{KEY}\"\nappend_to = \"out.jsonl\"\n\
          allow = [\"10.0.0.0/8\", \"2001:db8::/32\"]\n\n\
          [[endpoint]]\npath = \"/hooks/open\"\nprovider = \"github\"\nsecret = \"{KEY}\"\nappend_to = \"out.jsonl\"\n\
-         allow = [\"127.0.0.0/8\"]\n\
+         allow = [\"127.0.0.0/8\"]\nallow_shared = true\n\
          rate_limit = {{ requests = 100, per_secs = 60, failures = 2, failures_per_secs = 3600 }}\n\n\
          [[endpoint]]\npath = \"/hooks/limited\"\nprovider = \"github\"\nsecret = \"{KEY}\"\nappend_to = \"out.jsonl\"\n\
+         allow = [\"127.0.0.0/8\"]\n\
          rate_limit = {{ requests = 100, per_secs = 60, failures = 2, failures_per_secs = 3600 }}\n"
     );
     let config_path = dir.join("hookguard.toml");
@@ -1016,9 +1017,9 @@ fn serve_applies_source_controls() {
         ("forged 2", "/hooks/open", "wrong", "f2", "HTTP 401"),
         ("forged 3", "/hooks/open", "wrong", "f3", "HTTP 401"),
         ("allowed: a shared sender keeps its budget", "/hooks/open", KEY, "o2", "HTTP 202"),
-        ("no allow-list: forged 1", "/hooks/limited", "wrong", "l1", "HTTP 401"),
-        ("no allow-list: forged 2", "/hooks/limited", "wrong", "l2", "HTTP 401"),
-        ("no allow-list: failure budget spent", "/hooks/limited", KEY, "l3", "HTTP 429"),
+        ("not shared: forged 1", "/hooks/limited", "wrong", "l1", "HTTP 401"),
+        ("not shared: forged 2", "/hooks/limited", "wrong", "l2", "HTTP 401"),
+        ("not shared: failure budget spent", "/hooks/limited", KEY, "l3", "HTTP 429"),
     ];
     for (name, path, secret, id, want) in cases {
         let said = send(path, secret, id);

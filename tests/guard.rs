@@ -332,6 +332,24 @@ async fn a_replay_mark_lives_as_long_as_its_delivery_could_pass() {
         "an hour later, under a new unsigned timestamp: still a copy"
     );
 
+    // Timed by the body (signed): the mark lives the 2-minute window, not 72 h. (One
+    // mark of room: the second delivery gets in only once the first mark is gone.)
+    let clock = ManualClock::at_unix(start);
+    let store = MemoryReplayStore::new().capacity(1).clock(clock.clone());
+    let guard = Guard::builder("linear", linear.clone()).clock(clock.clone()).replay_store(store).build();
+    let timed = |n: u64| {
+        let at = clock.now_for_tests();
+        Bytes::from(format!(r#"{{"n":{n},"webhookTimestamp":{}}}"#, at.unix_timestamp() * 1000))
+    };
+    let first = timed(1);
+    assert!(fresh(&guard.check(&signed(&linear, "/", &first, clock.now_for_tests(), "a"), &first).await));
+    clock.advance(Duration::from_secs(121));
+    let second = timed(2);
+    assert!(
+        fresh(&guard.check(&signed(&linear, "/", &second, clock.now_for_tests(), "b"), &second).await),
+        "the first mark lived its window only"
+    );
+
     let clock = ManualClock::at_unix(start);
     let github = github::scheme("s").unwrap().with_tolerance(Tolerance::symmetric(Duration::from_secs(300)));
     let guard = Guard::builder("github", github.clone()).clock(clock.clone()).build();

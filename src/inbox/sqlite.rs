@@ -253,14 +253,17 @@ impl SqliteInbox {
     fn call(&self, request: Request) -> impl Future<Output = Result<Answer, InboxError>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
         let size = request.queued_bytes();
-        let refused = size > 0 && {
-            let before = self.shared.in_flight.fetch_add(size, Ordering::AcqRel);
-            let over = before > 0 && before.saturating_add(size) > self.shared.max_in_flight;
-            if over {
-                self.shared.in_flight.fetch_sub(size, Ordering::AcqRel);
-            }
-            over
-        };
+        // Counted only once let in: a push refused for its size must not, even for a
+        // moment, make a smaller one look over the limit.
+        let max = self.shared.max_in_flight;
+        let refused = size > 0
+            && self
+                .shared
+                .in_flight
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |before| {
+                    (before == 0 || before.saturating_add(size) <= max).then(|| before.saturating_add(size))
+                })
+                .is_err();
         let sent = !refused
             && match &self.inner.sender {
                 Some(sender) => sender.send(Op { request, reply }).is_ok(),

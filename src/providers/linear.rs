@@ -154,6 +154,15 @@ mod tests {
         let v = scheme.verify(&WebhookRequest::from_request(&req), at(T + 10)).unwrap();
         assert_eq!(v.id(), Some("d-1"));
         assert_eq!(v.event(), Some("Comment"), "event from the body's type");
+        assert!(!v.timestamp_is_signed(), "the header is not signed");
+        // The body's own timestamp is signed, header or no header.
+        let timed = http::Request::post("/")
+            .header("linear-signature", SIG)
+            .header("linear-timestamp", "1700000000000")
+            .body(BODY.to_vec())
+            .unwrap();
+        let v = scheme.verify(&WebhookRequest::from_request(&timed), at(T + 10)).unwrap();
+        assert!(v.timestamp_is_signed(), "webhookTimestamp is in the signed body");
         assert_eq!(
             check(&scheme, &[("linear-signature", SIG)], body, T),
             Err(Reason::MissingTimestamp),

@@ -601,11 +601,8 @@ impl SourceLimiterBuilder {
         }
         let prune_every =
             nanos(self.prune_every).ok_or(ConfigError::Invalid("rate limit prune interval is too long"))?;
-        let clock = LimiterClock {
-            source: self.clock,
-            anchor: std::time::Instant::now(),
-            latest: Arc::new(AtomicU64::new(0)),
-        };
+        let clock =
+            LimiterClock { source: self.clock, anchor: std::time::Instant::now(), steps: Arc::default() };
         let requests_store = SharedStore::new(self.max_addresses);
         let failures_store = SharedStore::new(self.max_addresses);
         let start = governor::clock::Clock::now(&clock).as_u64();
@@ -641,14 +638,24 @@ fn nanos(d: Duration) -> Option<Nanos> {
 }
 
 /// governor's clock over hookguard's [`Clock`] (or a monotonic one): nanoseconds. An
-/// injected clock never goes back here (`latest`): a wall clock stepped back would
-/// otherwise leave every recently seen address's budget in the future, refused until
-/// the clock caught up.
+/// injected clock never goes back here: a wall clock stepped back would otherwise leave
+/// every recently seen address's budget in the future, refused (and refilling nothing)
+/// until the clock caught up. A step back is added to `offset` instead, and time goes on
+/// from where it was.
 #[derive(Clone)]
 struct LimiterClock {
     source: Option<Arc<dyn Clock>>,
     anchor: std::time::Instant,
-    latest: Arc<AtomicU64>,
+    steps: Arc<Mutex<Steps>>,
+}
+
+/// What [`LimiterClock`] has seen of an injected clock.
+#[derive(Default)]
+struct Steps {
+    /// The latest time given out.
+    latest: u64,
+    /// How far the clock has stepped back in all, added to what it says.
+    offset: u64,
 }
 
 impl governor::clock::Clock for LimiterClock {
@@ -657,8 +664,15 @@ impl governor::clock::Clock for LimiterClock {
         match &self.source {
             Some(clock) => {
                 let nanos = (clock.now() - OffsetDateTime::UNIX_EPOCH).whole_nanoseconds();
-                let now = u64::try_from(nanos.max(0)).unwrap_or(u64::MAX);
-                Nanos::new(self.latest.fetch_max(now, Ordering::Relaxed).max(now))
+                let raw = u64::try_from(nanos.max(0)).unwrap_or(u64::MAX);
+                let mut steps = self.steps.lock().unwrap_or_else(PoisonError::into_inner);
+                let now = raw.saturating_add(steps.offset);
+                if now < steps.latest {
+                    steps.offset = steps.offset.saturating_add(steps.latest - now);
+                    return Nanos::new(steps.latest);
+                }
+                steps.latest = now;
+                Nanos::new(now)
             }
             None => Nanos::from(self.anchor.elapsed()),
         }
@@ -797,8 +811,28 @@ mod tests {
         assert!(l.admit(&k).is_ok(), "the ordinary budget is as it was");
         l.record_failure(&k);
         assert_eq!(l.admit(&k).unwrap_err().by(), RefusedBy::FailureBudget, "two failures, as before");
-        clock.set_unix(1_000_000 + 300);
+        clock.set_unix(1_000_000 - 60 + 300);
         assert!(l.admit(&k).is_ok(), "a failure refilled after 300 s of the clock's time");
+
+        // Budgets go on refilling after the step, not only once the clock catches up.
+        let clock = ManualClock::at_unix(1_000_000);
+        let l = SourceLimiter::builder()
+            .requests(10, Duration::from_secs(10))
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        for _ in 0..10 {
+            assert!(l.admit(&k).is_ok());
+        }
+        assert!(l.admit(&k).is_err(), "the burst is spent");
+        clock.set_unix(1_000_000 - 60);
+        // Any request after the step (here another address's) sees it: from then on the
+        // limiter's time moves with the clock again.
+        assert!(l.admit(&key("192.0.2.99")).is_ok());
+        clock.advance(Duration::from_secs(20));
+        for n in 0..10 {
+            assert!(l.admit(&k).is_ok(), "request {n}: 20 s refilled the burst, stepped back or not");
+        }
     }
 
     /// Periods past governor's range (u64 nanoseconds) are refused when built, not a panic.

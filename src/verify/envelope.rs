@@ -34,6 +34,8 @@ pub(crate) struct Inputs<'a> {
     ts_text: Cow<'a, [u8]>,
     /// Nanoseconds since the epoch.
     timestamp: Option<i128>,
+    /// Whether the place it was read from is covered by the signature.
+    timestamp_signed: bool,
     id: Option<Cow<'a, str>>,
     url: Cow<'a, str>,
     body: &'a [u8],
@@ -46,13 +48,15 @@ pub(crate) struct Inputs<'a> {
 #[derive(Debug)]
 pub(crate) struct Checked<'a> {
     pub(crate) timestamp: Option<i128>,
+    /// Whether the place the timestamp was read from is covered by the signature.
+    pub(crate) timestamp_signed: bool,
     pub(crate) id: Option<Cow<'a, str>>,
 }
 
 impl<'a> Inputs<'a> {
     /// The checked timestamp and id, once the signed values are no longer needed.
     pub(crate) fn into_checked(self) -> Checked<'a> {
-        Checked { timestamp: self.timestamp, id: self.id }
+        Checked { timestamp: self.timestamp, timestamp_signed: self.timestamp_signed, id: self.id }
     }
 
     /// The values of the signed pieces.
@@ -126,10 +130,12 @@ impl Envelope {
     ) -> Result<Inputs<'a>, Rejection> {
         let mut ts_text: Cow<'a, [u8]> = Cow::Borrowed(b"");
         let mut timestamp = None;
+        let mut timestamp_signed = true;
         if let Some((field, format)) = &self.timestamp {
-            let text = field
-                .text(req, signature_param)?
+            let (text, from) = field
+                .text_from(req, signature_param)?
                 .ok_or_else(|| Rejection::with_detail(Reason::MissingTimestamp, field.detail()))?;
+            timestamp_signed = self.covers_timestamp_at(from);
             timestamp = Some(self.checked_timestamp(field, *format, text.as_bytes(), now)?);
             ts_text = match text {
                 Cow::Borrowed(text) => Cow::Borrowed(text.as_bytes()),
@@ -156,7 +162,15 @@ impl Envelope {
             Cow::Borrowed("")
         };
 
-        Ok(Inputs { ts_text, timestamp, id, url, body: req.body(), method: req.method().as_str() })
+        Ok(Inputs {
+            ts_text,
+            timestamp,
+            timestamp_signed,
+            id,
+            url,
+            body: req.body(),
+            method: req.method().as_str(),
+        })
     }
 
     /// Parses a timestamp and checks it against the tolerance. Parsed before any text
@@ -270,7 +284,8 @@ impl Envelope {
             let detail = self.id.as_ref().map_or(Detail::None, Field::detail);
             return Err(Rejection::with_detail(Reason::MissingHeader, detail));
         }
-        Ok(Checked { timestamp, id })
+        // Only plain headers come this way: the one field decides.
+        Ok(Checked { timestamp, timestamp_signed: self.timestamp_signed(), id })
     }
 
     /// The result for a request whose signature held: values read from the body are
@@ -280,7 +295,7 @@ impl Envelope {
         &'a self,
         provider: &'a str,
         req: &WebhookRequest<'a>,
-        Checked { timestamp, id }: Checked<'a>,
+        Checked { timestamp, timestamp_signed, id }: Checked<'a>,
         fingerprint: [u8; 32],
         key_index: usize,
     ) -> Verified<'a> {
@@ -293,22 +308,25 @@ impl Envelope {
             Some(field) => Event::Known(field.text(req, None).ok().flatten()),
             None => Event::Known(None),
         };
-        let signed = (self.id_signed(), self.timestamp_signed());
+        let signed = (self.id_signed(), timestamp_signed);
         Verified::assemble(provider, id, timestamp, event, fingerprint, key_index, signed)
     }
 
-    /// Whether the signature covers the timestamp, wherever it was read from: a signed
-    /// piece ([`Piece::Timestamp`]), or a member of a signed body. With a choice of
-    /// sources ([`Field::Any`]), every one must be covered.
+    /// Whether the signature covers the timestamp wherever the scheme may read it: a
+    /// signed piece ([`Piece::Timestamp`]), or a member of a signed body. With a choice of
+    /// sources ([`Field::Any`]), every one must be covered; a request is judged by the
+    /// place its timestamp came from ([`covers_timestamp_at`](Self::covers_timestamp_at)).
     pub(crate) fn timestamp_signed(&self) -> bool {
-        fn covered(field: &Field, content: &SignedContent) -> bool {
-            match field {
-                Field::Json(_) => content.uses(Piece::Body) || content.uses(Piece::Timestamp),
-                Field::Header(_) | Field::SignatureParam => content.uses(Piece::Timestamp),
-                Field::Any(fields) => fields.iter().all(|f| covered(f, content)),
-            }
+        self.timestamp.as_ref().is_none_or(|(field, _)| self.covers_timestamp_at(field))
+    }
+
+    /// Whether a timestamp read from `field` is covered by the signature.
+    pub(crate) fn covers_timestamp_at(&self, field: &Field) -> bool {
+        match field {
+            Field::Json(_) => self.content.uses(Piece::Body) || self.content.uses(Piece::Timestamp),
+            Field::Header(_) | Field::SignatureParam => self.content.uses(Piece::Timestamp),
+            Field::Any(fields) => fields.iter().all(|f| self.covers_timestamp_at(f)),
         }
-        self.timestamp.as_ref().is_none_or(|(field, _)| covered(field, &self.content))
     }
 
     /// Whether the signature covers the delivery id: the id is a signed piece

@@ -205,23 +205,34 @@ impl Field {
         req: &WebhookRequest<'a>,
         signature_param: Option<&'a [u8]>,
     ) -> Result<Option<Cow<'a, str>>, Rejection> {
-        match self {
-            Self::Header(name) => Ok(self.header_text(req.headers().get(name))?.map(Cow::Borrowed)),
+        Ok(self.text_from(req, signature_param)?.map(|(text, _)| text))
+    }
+
+    /// [`text`](Self::text), and the place that held it (for [`Field::Any`], the first of
+    /// its places that is present; else this field).
+    pub(crate) fn text_from<'a>(
+        &self,
+        req: &WebhookRequest<'a>,
+        signature_param: Option<&'a [u8]>,
+    ) -> Result<Option<(Cow<'a, str>, &Self)>, Rejection> {
+        let text = match self {
+            Self::Header(name) => self.header_text(req.headers().get(name))?.map(Cow::Borrowed),
             Self::Json(path) => json::text_at(req.body(), path).map_err(|()| {
                 Rejection::with_detail(Reason::MalformedBody, Detail::Text("body is not JSON"))
-            }),
+            })?,
             Self::SignatureParam => {
-                Ok(signature_param.and_then(|raw| std::str::from_utf8(raw).ok()).map(Cow::Borrowed))
+                signature_param.and_then(|raw| std::str::from_utf8(raw).ok()).map(Cow::Borrowed)
             }
             Self::Any(fields) => {
                 for field in *fields {
-                    if let Some(text) = field.text(req, signature_param)? {
-                        return Ok(Some(text));
+                    if let Some(found) = field.text_from(req, signature_param)? {
+                        return Ok(Some(found));
                     }
                 }
-                Ok(None)
+                None
             }
-        }
+        };
+        Ok(text.map(|text| (text, self)))
     }
 
     /// A name for messages: the first header involved, or a fixed word.

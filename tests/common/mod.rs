@@ -313,6 +313,9 @@ impl Inbox for RecordingInbox {
     fn redrive<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, InboxError>> {
         self.inner.redrive(key)
     }
+    fn discard<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, InboxError>> {
+        self.inner.discard(key)
+    }
     fn depth(&self) -> BoxFuture<'_, Result<usize, InboxError>> {
         self.inner.depth()
     }

@@ -231,6 +231,8 @@ struct RawEndpoint {
     allow_file: Option<Spanned<PathBuf>>,
     #[serde(default = "default_allow_reload")]
     allow_reload_secs: Spanned<u64>,
+    /// The allow-list names a provider's addresses, shared by all its customers.
+    allow_shared: Option<Spanned<bool>>,
     rate_limit: Option<Spanned<RawRateLimit>>,
 }
 
@@ -269,6 +271,7 @@ impl std::fmt::Debug for RawEndpoint {
             allow,
             allow_file,
             allow_reload_secs,
+            allow_shared,
             rate_limit,
         } = self;
         f.debug_struct("RawEndpoint")
@@ -297,6 +300,7 @@ impl std::fmt::Debug for RawEndpoint {
             .field("allow", &allow.as_ref().map(Spanned::get_ref))
             .field("allow_file", &allow_file.as_ref().map(Spanned::get_ref))
             .field("allow_reload_secs", allow_reload_secs.get_ref())
+            .field("allow_shared", &allow_shared.as_ref().map(Spanned::get_ref))
             .field("rate_limit", &rate_limit.as_ref().map(Spanned::get_ref))
             .finish()
     }
@@ -1058,6 +1062,14 @@ fn endpoint(
             Some((allow_list, reload))
         }
     };
+    // Opt-in: an allow-list of a partner's own addresses must keep the failure budget.
+    let allow_shared = match &raw.allow_shared {
+        Some(shared) if *shared.get_ref() && allow.is_none() => {
+            return Err(src.at(shared.span(), format!("{label}: allow_shared needs `allow` or `allow_file`")));
+        }
+        Some(shared) => *shared.get_ref(),
+        None => false,
+    };
     let rate_limit = match &raw.rate_limit {
         None => None,
         Some(spanned) => {
@@ -1079,7 +1091,7 @@ fn endpoint(
             if let Some(n) = r.max_addresses {
                 builder = builder.max_addresses(n);
             }
-            if let Some((list, _)) = &allow {
+            if let Some((list, _)) = allow.as_ref().filter(|_| allow_shared) {
                 // The allowed ranges are the provider's, shared by all its customers: a
                 // stranger's webhook sent through it must not spend the genuine ones' budget.
                 builder = builder.shared_senders(list.clone());
@@ -1576,6 +1588,16 @@ append_to = "/tmp/x.jsonl"
                 Some("t.toml:7:21: endpoint `hooks-github`: allow_reload_secs must be at most 86400"),
             ),
             ("a day's reload", format!("{OK}allow_reload_secs = 86400\n"), None),
+            (
+                "shared senders without an allow-list",
+                format!("{OK}allow_shared = true\n"),
+                Some("t.toml:7:16: endpoint `hooks-github`: allow_shared needs `allow` or `allow_file`"),
+            ),
+            (
+                "shared senders with one",
+                format!("{OK}allow = [\"192.0.2.0/24\"]\nallow_shared = true\n"),
+                None,
+            ),
             (
                 "a request period governor cannot count",
                 limit("requests = 100, per_secs = 18446744073709551615"),
