@@ -468,15 +468,7 @@ impl MemoryInbox {
     fn redrive_now(&self, key: &str) -> Result<bool, InboxError> {
         let at = self.clock.unix_nanos();
         let mut st = self.state()?;
-        let State { dead, slots, .. } = &*st;
-        let is_key = |slot: &u32| {
-            slots.get(*slot as usize).and_then(|s| s.webhook.as_ref()).is_some_and(|w| w.key() == key)
-        };
-        let Some(pos) = dead.iter().position(is_key) else {
-            return Ok(false);
-        };
-        let Some(slot) = st.dead.remove(pos) else { return Ok(false) };
-        let slot = slot as usize;
+        let Some(slot) = st.take_dead(key) else { return Ok(false) };
         let ticket = st.ticket(slot);
         let entry = &mut st.slots[slot];
         entry.attempts = 0;
@@ -491,16 +483,9 @@ impl MemoryInbox {
     /// its slot is freed, and the pushing side records its key among the finished ones.
     fn discard_now(&self, key: &str) -> Result<bool, InboxError> {
         let mut st = self.state()?;
-        let State { dead, slots, .. } = &*st;
-        let is_key = |slot: &u32| {
-            slots.get(*slot as usize).and_then(|s| s.webhook.as_ref()).is_some_and(|w| w.key() == key)
-        };
-        let Some(pos) = dead.iter().position(is_key) else {
-            return Ok(false);
-        };
-        let Some(slot) = st.dead.remove(pos) else { return Ok(false) };
+        let Some(slot) = st.take_dead(key) else { return Ok(false) };
         // Dropped by a push, as a finished job's webhook is (see `finish`).
-        let done = st.release(slot as usize);
+        let done = st.release(slot);
         st.settled.extend(done);
         Ok(true)
     }
@@ -657,6 +642,16 @@ impl State {
         self.slots[slot] =
             Slot { webhook: Some(webhook), fingerprint, attempts: 0, status: Status::Waiting { ticket } };
         self.fresh.push_back(Queued { at, ticket });
+    }
+
+    /// Takes the dead letter with this key out of the dead list: its slot (a scan of the
+    /// dead letters, oldest first).
+    fn take_dead(&mut self, key: &str) -> Option<usize> {
+        let slots = &self.slots;
+        let pos = self.dead.iter().position(|slot| {
+            slots.get(*slot as usize).and_then(|s| s.webhook.as_ref()).is_some_and(|w| w.key() == key)
+        })?;
+        self.dead.remove(pos).map(|slot| slot as usize)
     }
 
     /// Empties `slot` (its job finished); returns its webhook and key.
