@@ -416,7 +416,10 @@ impl Worker {
             // most once a second (a query for SQL inboxes).
             let asked_at = tokio::time::Instant::now();
             let pulled = tokio::select! {
-                pulled = this.inbox.pull(room, this.lease) => pulled,
+                // An inbox that panics (one of a third party) fails this pull, not the pool.
+                pulled = Caught::new(this.inbox.pull(room, this.lease)) => {
+                    pulled.unwrap_or_else(|| Err(InboxError::Backend("the inbox's pull panicked".into())))
+                }
                 // Whatever that pull leased comes back when its lease runs out.
                 () = cancelled(&mut grace_over) => break,
             };
@@ -444,7 +447,7 @@ impl Worker {
                 let caught_up = std::mem::take(&mut busy) && !this.gather.is_zero();
                 if !caught_up {
                     tokio::select! {
-                        () = this.inbox.wait(this.idle_poll) => {}
+                        _ = Caught::new(this.inbox.wait(this.idle_poll)) => {}
                         () = stop_changed(&mut stop) => continue,
                     }
                 }
@@ -479,7 +482,7 @@ impl Worker {
             return;
         }
         *last = Some(now);
-        if let Ok(depth) = self.inbox.depth().await {
+        if let Some(Ok(depth)) = Caught::new(self.inbox.depth()).await {
             metrics::gauge!("hookguard_inbox_depth").set(depth as f64);
         }
     }
@@ -490,7 +493,10 @@ impl Worker {
         if *stopping.borrow() {
             return None;
         }
-        match self.inbox.pull_one_now(self.lease)? {
+        let at_hand =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.inbox.pull_one_now(self.lease)))
+                .unwrap_or_else(|_| Some(Err(InboxError::Backend("the inbox's pull panicked".into()))));
+        match at_hand? {
             Ok(job) => job.map(|job| Queued { job, pulled_at: None }),
             Err(e) => {
                 tracing::warn!(error = %e, "inbox pull failed");
@@ -1427,6 +1433,31 @@ mod tests {
         assert_eq!((report.in_flight, report.returned), (1, 0), "held, not given back");
     }
 
+    /// A panic in the inbox's own code (a third party's) fails that pull, not the pool,
+    /// nor the lane that asked for a job at hand: the jobs are processed all the same.
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_inbox_fails_a_pull_not_the_pool() {
+        let inner = MemoryInbox::new();
+        for id in ["p-1", "p-2", "p-3"] {
+            inner.push(hook(id)).await.unwrap();
+        }
+        let inbox = CountingWaits::new(inner.clone());
+        inbox.panics.store(3, Ordering::SeqCst);
+        let ran = Arc::new(AtomicUsize::new(0));
+        let handler = {
+            let ran = Arc::clone(&ran);
+            move |_hook: Webhook| {
+                ran.fetch_add(1, Ordering::SeqCst);
+                async { Ok::<(), std::convert::Infallible>(()) }
+            }
+        };
+        let worker = Worker::new(inbox, handler).concurrency(1).spawn();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(ran.load(Ordering::SeqCst), 3, "every job ran");
+        assert_eq!(inner.depth().await.unwrap(), 0);
+        assert_eq!(worker.shutdown(Duration::from_secs(1)).await.in_flight, 0);
+    }
+
     /// `drain` is bounded too when the inbox's depth never comes: the count is then unknown.
     #[tokio::test(start_paused = true)]
     async fn drain_is_bounded_when_the_depth_never_comes() {
@@ -1561,6 +1592,8 @@ mod tests {
         give_back_delay: Duration,
         /// How long `depth` takes to answer.
         depth_delay: Duration,
+        /// How many more calls to `pull` and `pull_one_now` panic (a third party's bug).
+        panics: Arc<AtomicUsize>,
         /// `ack` fails (the lease was lost).
         refuse_ack: bool,
     }
@@ -1577,6 +1610,7 @@ mod tests {
                 refuse_give_back: false,
                 give_back_delay: Duration::ZERO,
                 depth_delay: Duration::ZERO,
+                panics: Arc::default(),
                 refuse_ack: false,
             }
         }
@@ -1588,6 +1622,9 @@ mod tests {
         }
         fn pull(&self, max: usize, lease: Duration) -> BoxFuture<'_, Result<Vec<Job>, InboxError>> {
             self.pulls.fetch_add(1, Ordering::SeqCst);
+            if self.panics.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+                return Box::pin(async { panic!("a third party's inbox") });
+            }
             if self.pull_delay.is_zero() {
                 return self.inner.pull(max, lease);
             }
@@ -1598,6 +1635,9 @@ mod tests {
             })
         }
         fn pull_one_now(&self, lease: Duration) -> Option<Result<Option<Job>, InboxError>> {
+            if self.panics.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+                panic!("a third party's inbox");
+            }
             self.inner.pull_one_now(lease)
         }
         fn ack<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<(), InboxError>> {
