@@ -17,7 +17,10 @@ const SHARDS: usize = 16;
 /// An in-process replay store: keys live in 16 shards (fewer for a capacity under 16),
 /// each a map guarded by a short mutex, with a capacity cap (default 100,000 keys in all;
 /// reservations count too) split evenly between the shards, so the store never holds more
-/// than its capacity. Expired keys are dropped when a shard would otherwise be full; a
+/// than its capacity, but for confirmations: a reservation whose lease ran out before its
+/// handler finished may find its room taken, and its confirmation may then use an eighth
+/// more (a mark refused there would let a copy be processed again). Expired keys are
+/// dropped when a shard would otherwise be full; a
 /// shard that is full of live keys answers [`StoreError::Full`] (the guard turns it into
 /// `503` + `Retry-After`) instead of growing. Keys spread over the shards by a hash, so the
 /// fullest shard refuses a little before the whole store is full: leave some headroom.
@@ -211,7 +214,9 @@ impl MemoryReplayStore {
             shard.lower_bound(entry.expires);
             return Ok(());
         }
-        shard.insert(key, entry, now, cap)
+        // The reservation ran out and was swept (its handler took longer than the lease):
+        // the delivery was handled all the same, so it gets its mark even in a full shard.
+        shard.insert(key, entry, now, cap.saturating_add(cap / 8 + 1))
     }
 
     fn cancel_now(&self, key: &[u8], token: u64) -> Result<(), StoreError> {
@@ -365,6 +370,23 @@ mod tests {
         clock.advance(Duration::from_secs(11));
         assert_eq!(mark(&store, &other, 100).unwrap(), Mark::New, "the expired reservation made room");
         assert_eq!(store.len(), 1);
+    }
+
+    /// A confirmation whose reservation ran out and lost its room still leaves a mark
+    /// (within an eighth more than the shard's share): the delivery was handled.
+    #[test]
+    fn a_late_confirmation_is_marked_in_a_full_shard() {
+        let clock = ManualClock::at_unix(1_000);
+        let store = MemoryReplayStore::new().capacity(16).clock(clock.clone());
+        assert_eq!(store.set(b"a", Duration::from_secs(10), Some(1)).unwrap(), Mark::New);
+        clock.advance(Duration::from_secs(11));
+        let other = same_shard(&store, b"a");
+        assert_eq!(mark(&store, &other, 100).unwrap(), Mark::New, "took the expired reservation's room");
+        store.confirm_now(b"a", Duration::from_secs(100)).expect("marked all the same");
+        assert_eq!(store.set(b"a", Duration::from_secs(10), Some(2)).unwrap(), Mark::Seen, "a copy is seen");
+        let third =
+            (0..).map(|i| format!("z{i}")).find(|k| store.shard(k.as_bytes()) == store.shard(b"a")).unwrap();
+        assert!(matches!(mark(&store, &third, 100), Err(StoreError::Full)), "marks still keep to the share");
     }
 
     #[test]
