@@ -1331,6 +1331,17 @@ impl GuardBuilder {
     /// Builds the guard.
     #[must_use]
     pub fn build(mut self) -> Guard {
+        if let Some(scheme) = &self.inner.fixed
+            && scheme.signs_called_url()
+            && self.inner.public_origin.is_none()
+        {
+            // Said once, here, rather than as a `400` on every request.
+            tracing::warn!(
+                endpoint = %self.inner.endpoint,
+                provider = scheme.provider(),
+                "the scheme signs the URL it is called at: set public_origin, or every request is refused (missing-url)"
+            );
+        }
         if self.default_replay {
             let store = MemoryReplayStore::new().clock(Arc::clone(&self.inner.clock));
             self.inner.replay = Some(Arc::new(store));

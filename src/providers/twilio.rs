@@ -432,6 +432,10 @@ impl Scheme for TwilioScheme {
         "twilio"
     }
 
+    fn signs_called_url(&self) -> bool {
+        true
+    }
+
     fn verify<'a>(
         &'a self,
         req: &WebhookRequest<'a>,

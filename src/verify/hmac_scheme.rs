@@ -362,6 +362,10 @@ impl Scheme for HmacScheme {
         &self.provider
     }
 
+    fn signs_called_url(&self) -> bool {
+        self.envelope.content.uses_url() && self.envelope.url.is_none()
+    }
+
     fn tolerance(&self) -> Tolerance {
         self.envelope.tolerance
     }

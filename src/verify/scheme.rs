@@ -38,6 +38,26 @@ pub trait Scheme: fmt::Debug + Send + Sync {
     fn tolerance(&self) -> Tolerance {
         Tolerance::NONE
     }
+
+    /// Whether the scheme signs the URL it is called at, which it takes from
+    /// [`WebhookRequest::with_url`] (the guard's
+    /// [`public_origin`](crate::guard::GuardBuilder::public_origin)) and never from the
+    /// request: without one it refuses every request (`missing-url`). `false` for schemes
+    /// that sign no URL or a URL of their own (Square's and Trello's registered one).
+    ///
+    /// ```
+    /// use hookguard::{providers::{github, hubspot, twilio}, verify::Scheme};
+    /// assert!(twilio::scheme("token").unwrap().signs_called_url());
+    /// assert!(hubspot::scheme("secret").unwrap().signs_called_url());
+    /// assert!(hubspot::v2_scheme("secret").unwrap().signs_called_url());
+    /// assert!(!github::scheme("secret").unwrap().signs_called_url());
+    /// // Square signs its notification URL as registered: no URL is needed from the guard.
+    /// let square = hookguard::providers::square::scheme("key", "https://example.com/hooks").unwrap();
+    /// assert!(!square.signs_called_url());
+    /// ```
+    fn signs_called_url(&self) -> bool {
+        false
+    }
 }
 
 macro_rules! forward_scheme {
@@ -51,6 +71,9 @@ macro_rules! forward_scheme {
             }
             fn tolerance(&self) -> Tolerance {
                 (**self).tolerance()
+            }
+            fn signs_called_url(&self) -> bool {
+                (**self).signs_called_url()
             }
         }
     )*};
