@@ -1016,6 +1016,18 @@ mod tests {
 
     use crate::{clock::ManualClock, inbox::MemoryInbox, verify::Verified};
 
+    /// A handler that succeeds at once, and how many times it was called.
+    fn counting() -> (Arc<AtomicUsize>, impl Fn(Webhook) -> std::future::Ready<Result<(), Infallible>> + Clone)
+    {
+        let ran = Arc::new(AtomicUsize::new(0));
+        let calls = Arc::clone(&ran);
+        let handler = move |_hook: Webhook| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Ok(()))
+        };
+        (ran, handler)
+    }
+
     fn hook(id: &str) -> Webhook {
         let v = Verified::new("t", Some(id.to_owned().into()), None, None, [0; 32], 0);
         Webhook::new("t", &v, http::HeaderMap::new(), "{}".into(), OffsetDateTime::UNIX_EPOCH)
@@ -1368,14 +1380,7 @@ mod tests {
         let inner = MemoryInbox::new().clock(clock);
         inner.push(hook("slow-pull")).await.unwrap();
         let inbox = CountingWaits { pull_delay: Duration::from_secs(9), ..CountingWaits::new(inner.clone()) };
-        let ran = Arc::new(AtomicUsize::new(0));
-        let handler = {
-            let ran = Arc::clone(&ran);
-            move |_hook: Webhook| {
-                ran.fetch_add(1, Ordering::SeqCst);
-                async { Ok::<(), std::convert::Infallible>(()) }
-            }
-        };
+        let (ran, handler) = counting();
         let worker = Worker::new(inbox, handler)
             .concurrency(1)
             .lease(Duration::from_secs(10))
@@ -1443,14 +1448,7 @@ mod tests {
         }
         let inbox = CountingWaits::new(inner.clone());
         inbox.panics.store(3, Ordering::SeqCst);
-        let ran = Arc::new(AtomicUsize::new(0));
-        let handler = {
-            let ran = Arc::clone(&ran);
-            move |_hook: Webhook| {
-                ran.fetch_add(1, Ordering::SeqCst);
-                async { Ok::<(), std::convert::Infallible>(()) }
-            }
-        };
+        let (ran, handler) = counting();
         let worker = Worker::new(inbox, handler).concurrency(1).spawn();
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert_eq!(ran.load(Ordering::SeqCst), 3, "every job ran");

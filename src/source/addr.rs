@@ -256,7 +256,7 @@ impl TrustedProxies {
     fn walk_x_forwarded_for(&self, peer: IpAddr, headers: &HeaderMap) -> Option<IpAddr> {
         let mut client = peer;
         let mut walked = 0;
-        for line in headers.get_all("x-forwarded-for").iter().rev() {
+        for line in headers.get_all(HeaderName::from_static("x-forwarded-for")).iter().rev() {
             for hop in line.as_bytes().rsplit(|&b| b == b',') {
                 let hop = std::str::from_utf8(hop).ok()?.trim();
                 if hop.is_empty() {
