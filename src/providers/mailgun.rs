@@ -1,8 +1,12 @@
 //! Mailgun: the signature travels inside the JSON body, not in a header:
 //! `{"signature":{"timestamp":"…","token":"…","signature":"<hex>"},"event-data":{…}}`.
 //! HMAC-SHA256 over `{timestamp}{token}` with the account's HTTP webhook signing key;
-//! the body itself is **not** signed, so the token is the replay key: keep it (the
-//! replay store does) and refuse it the second time, as Mailgun's docs advise.
+//! the body itself is **not** signed, so a signature must not be used twice: the replay
+//! store keeps it and refuses it the second time, as Mailgun's docs advise for the token.
+//! The replay key is the MAC's [fingerprint](crate::verify::Verified::fingerprint), not the
+//! token: nothing separates the two signed fields, so a digit moved from the timestamp's
+//! end to the token's start (or back) gives another token under the same MAC. The token
+//! stays the delivery's [`id`](crate::verify::Verified::id) for logs.
 //!
 //! Tolerance: [`TOLERANCE`] by default, 24 hours into the past and 5 minutes into the
 //! future. Mailgun documents none (only that the timestamp may be checked), but as the
@@ -23,7 +27,8 @@
 //! let req = http::Request::post("/hooks/mailgun").body(body.to_vec()).unwrap();
 //! let now = time::OffsetDateTime::from_unix_timestamp(1529006900).unwrap();
 //! let verified = scheme.verify(&WebhookRequest::from_request(&req), now).unwrap();
-//! assert_eq!(verified.dedup_key(), b"a8ce0edb2dd8301dee6c2405235584e45aa91d1e9f979f3de0");
+//! assert_eq!(verified.id(), Some("a8ce0edb2dd8301dee6c2405235584e45aa91d1e9f979f3de0"));
+//! assert_eq!(verified.dedup_key(), verified.fingerprint());
 //! assert_eq!(verified.event(), Some("opened"));
 //! ```
 
@@ -167,6 +172,26 @@ mod tests {
         let at = time::OffsetDateTime::from_unix_timestamp(1_529_006_854).unwrap();
         let v = scheme.verify(&WebhookRequest::from_request(&req), at).unwrap();
         assert_eq!(v.id(), Some(TOKEN));
-        assert_eq!(v.dedup_key(), TOKEN.as_bytes());
+        assert_eq!(v.dedup_key(), v.fingerprint());
+    }
+
+    /// `{timestamp}{token}` has no separator: the last digit of the timestamp moved to the
+    /// token's start signs the same bytes. With freshness switched off both verify, and
+    /// they must share one replay key (the MAC's), not two (the tokens).
+    #[test]
+    fn a_digit_moved_across_the_boundary_keeps_the_replay_key() {
+        let scheme = scheme("key-mailgun").unwrap().with_tolerance(Tolerance::NONE);
+        let (ts, token) = ("1700000000", "5f3a");
+        let sig = sign_fields(&scheme, ts, token);
+        let at = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let verify = |body: Vec<u8>| {
+            let req = http::Request::post("/").body(body).unwrap();
+            scheme.verify(&WebhookRequest::from_request(&req), at).unwrap().into_owned()
+        };
+        let genuine = verify(body(ts, token, &sig));
+        let shifted = verify(body("170000000", "05f3a", &sig));
+        assert_ne!(genuine.id(), shifted.id());
+        assert!(!genuine.id_is_signed());
+        assert_eq!(genuine.dedup_key(), shifted.dedup_key());
     }
 }

@@ -331,8 +331,22 @@ impl Envelope {
 
     /// Whether the signature covers the delivery id: the id is a signed piece
     /// ([`Piece::Id`]), or a member of a signed body. An id header the provider does not
-    /// sign could be changed on a replay, so it cannot be the replay key.
+    /// sign could be changed on a replay, so it cannot be the replay key. Nor can an id
+    /// signed right next to a numeric timestamp (Mailgun's `{timestamp}{token}`): a digit
+    /// moved across the boundary gives another id under the same MAC, so the boundary
+    /// makes the id unsigned in effect and the replay key is the MAC's fingerprint.
     pub(crate) fn id_signed(&self) -> bool {
+        let numeric =
+            matches!(self.timestamp, Some((_, TimestampFormat::UnixSeconds | TimestampFormat::UnixMillis)));
+        if numeric
+            && self
+                .content
+                .pieces()
+                .windows(2)
+                .any(|w| matches!(w, [Piece::Id, Piece::Timestamp] | [Piece::Timestamp, Piece::Id]))
+        {
+            return false;
+        }
         fn covered(field: &Field, content: &SignedContent) -> bool {
             match field {
                 Field::Json(_) => content.uses(Piece::Body) || content.uses(Piece::Id),
