@@ -22,6 +22,25 @@ use std::{
 use time::OffsetDateTime;
 
 /// A source of "now".
+///
+/// The crate's stores, schemes and workers take an `Arc<dyn Clock>` (or a clock by
+/// value); a clock of one's own needs only [`now`](Self::now):
+///
+/// ```
+/// use hookguard::clock::Clock;
+/// use time::OffsetDateTime;
+///
+/// #[derive(Debug)]
+/// struct Frozen(OffsetDateTime);
+/// impl Clock for Frozen {
+///     fn now(&self) -> OffsetDateTime {
+///         self.0
+///     }
+/// }
+///
+/// let clock = Frozen(OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap());
+/// assert_eq!(clock.unix_nanos(), 1_700_000_000_000_000_000);
+/// ```
 pub trait Clock: fmt::Debug + Send + Sync + 'static {
     /// The current time.
     fn now(&self) -> OffsetDateTime;
@@ -71,6 +90,11 @@ impl Clock for SystemClock {
 
 /// A clock that moves only when told to; clones share the same time.
 ///
+/// It keeps nanoseconds since the Unix epoch in an `i64`, so it spans
+/// 1677-09-21T00:12:43Z to 2262-04-11T23:47:16Z: [`at_unix`](Self::at_unix),
+/// [`set_unix`](Self::set_unix) and [`advance`](Self::advance) stop at those ends
+/// instead of wrapping.
+///
 /// ```
 /// use hookguard::clock::{Clock, ManualClock};
 /// let a = ManualClock::at_unix(0);
@@ -82,27 +106,61 @@ impl Clock for SystemClock {
 pub struct ManualClock(Arc<AtomicI64>);
 
 impl ManualClock {
-    /// A clock stopped at `secs` seconds after the Unix epoch.
+    /// A clock stopped at `secs` seconds after the Unix epoch (saturating at the ends of
+    /// the [range](ManualClock)).
+    ///
+    /// ```
+    /// use hookguard::clock::{Clock, ManualClock};
+    /// assert_eq!(ManualClock::at_unix(1_700_000_000).now().unix_timestamp(), 1_700_000_000);
+    /// assert_eq!(ManualClock::at_unix(i64::MAX).now().year(), 2262);
+    /// ```
     #[must_use]
     pub fn at_unix(secs: i64) -> Self {
         Self(Arc::new(AtomicI64::new(secs.saturating_mul(1_000_000_000))))
     }
 
-    /// Moves the clock to `secs` seconds after the epoch.
+    /// Moves the clock to `secs` seconds after the epoch, backwards too (saturating at
+    /// the ends of the [range](ManualClock)).
+    ///
+    /// ```
+    /// use hookguard::clock::{Clock, ManualClock};
+    /// let clock = ManualClock::at_unix(1_700_000_000);
+    /// clock.set_unix(1_600_000_000);
+    /// assert_eq!(clock.now().unix_timestamp(), 1_600_000_000);
+    /// ```
     pub fn set_unix(&self, secs: i64) {
         self.0.store(secs.saturating_mul(1_000_000_000), Ordering::SeqCst);
     }
 
     /// The clock's time (the same as [`Clock::now`], without importing the trait).
+    ///
+    /// ```
+    /// use hookguard::clock::ManualClock;
+    /// assert_eq!(ManualClock::at_unix(60).now_for_tests().minute(), 1);
+    /// ```
     #[must_use]
     pub fn now_for_tests(&self) -> OffsetDateTime {
         Clock::now(self)
     }
 
-    /// Moves the clock forward.
+    /// Moves the clock forward by `by`, stopping at 2262-04-11T23:47:16Z, the end of
+    /// the [range](ManualClock): a huge step never wraps into the past.
+    ///
+    /// ```
+    /// use hookguard::clock::{Clock, ManualClock};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::at_unix(1_700_000_000);
+    /// clock.advance(Duration::from_millis(1_500));
+    /// assert_eq!(clock.unix_nanos(), 1_700_000_001_500_000_000);
+    /// clock.advance(Duration::MAX);
+    /// assert_eq!(clock.now().year(), 2262);
+    /// ```
     pub fn advance(&self, by: Duration) {
         let nanos = i64::try_from(by.as_nanos()).unwrap_or(i64::MAX);
-        self.0.fetch_add(nanos, Ordering::SeqCst);
+        // `fetch_add` would wrap; the closure always answers `Some`, so this cannot fail.
+        let _ =
+            self.0.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |now| Some(now.saturating_add(nanos)));
     }
 }
 
@@ -136,6 +194,18 @@ pub struct TokioClock {
 #[cfg(feature = "tower")]
 impl TokioClock {
     /// Anchors tokio's clock to the current wall time.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use hookguard::clock::{Clock, TokioClock};
+    /// use std::time::Duration;
+    ///
+    /// let clock = TokioClock::new();
+    /// let before = clock.now();
+    /// tokio::time::advance(Duration::from_secs(30)).await;
+    /// assert_eq!(clock.now() - before, Duration::from_secs(30));
+    /// # }
+    /// ```
     #[must_use]
     pub fn new() -> Self {
         Self { wall: OffsetDateTime::now_utc(), start: tokio::time::Instant::now() }
@@ -179,5 +249,20 @@ mod tests {
         }
         assert_eq!(Fixed.unix_nanos(), 3_000_000_000);
         assert_eq!(Arc::new(Fixed).unix_nanos(), 3_000_000_000);
+    }
+
+    #[test]
+    fn advance_saturates_instead_of_wrapping() {
+        let clock = ManualClock::at_unix(1_700_000_000);
+        clock.advance(Duration::MAX);
+        assert_eq!(clock.unix_nanos(), i128::from(i64::MAX));
+        assert_eq!(clock.now().year(), 2262);
+        // Just short of the end, a step past it stops there too.
+        clock.set_unix(i64::MAX / 1_000_000_000);
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(clock.unix_nanos(), i128::from(i64::MAX));
+        // And further steps leave it there.
+        clock.advance(Duration::from_nanos(1));
+        assert_eq!(clock.unix_nanos(), i128::from(i64::MAX));
     }
 }
