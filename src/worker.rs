@@ -63,6 +63,27 @@ use crate::{
 /// What processes a webhook. Implemented for async closures
 /// `Fn(Webhook) -> impl Future<Output = Result<(), E>>` with `E: Display`, and for Tower
 /// services through [`ServiceHandler`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use hookguard::{inbox::{BoxFuture, Webhook}, verify::Verified, worker::Handler};
+///
+/// struct PushesOnly;
+/// impl Handler for PushesOnly {
+///     fn handle(&self, webhook: Webhook) -> BoxFuture<'static, Result<(), String>> {
+///         let push = webhook.event() == Some("push");
+///         Box::pin(async move { if push { Ok(()) } else { Err("not a push".to_owned()) } })
+///     }
+/// }
+///
+/// let v = Verified::new("github", Some("d-1".into()), None, Some("ping".into()), [0; 32], 0);
+/// let hook = Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH);
+/// assert_eq!(PushesOnly.handle(hook.clone()).await, Err("not a push".to_owned()));
+/// // A closure is a handler too; its error is turned into text.
+/// let closure = |_hook: Webhook| async { Err::<(), _>(std::fmt::Error) };
+/// assert!(closure.handle(hook).await.is_err());
+/// # }
+/// ```
 pub trait Handler: Send + Sync + 'static {
     /// Processes one webhook; an error means "try again later".
     fn handle(&self, webhook: Webhook) -> BoxFuture<'static, Result<(), String>>;
@@ -93,6 +114,19 @@ pub struct ServiceHandler<S>(S);
 
 impl<S> ServiceHandler<S> {
     /// Wraps `service`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use hookguard::{inbox::Webhook, verify::Verified, worker::{Handler, ServiceHandler}};
+    /// let svc = tower::service_fn(|hook: Webhook| async move {
+    ///     if hook.body().is_empty() { Err("empty body") } else { Ok(()) }
+    /// });
+    /// let handler = ServiceHandler::new(svc);
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// let hook = Webhook::new("github", &v, Default::default(), "".into(), time::OffsetDateTime::UNIX_EPOCH);
+    /// assert_eq!(handler.handle(hook).await, Err("empty body".to_owned()));
+    /// # }
+    /// ```
     pub fn new(service: S) -> Self {
         Self(service)
     }
@@ -140,15 +174,39 @@ impl Default for Backoff {
 
 impl Backoff {
     /// The longest delay a back-off gives, whatever its `max`: 100 years (365-day).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard::worker::Backoff;
+    /// let forever = Backoff::new(Duration::from_secs(1), Duration::MAX).without_jitter();
+    /// assert_eq!(forever.delay(1_000), Backoff::LONGEST);
+    /// ```
     pub const LONGEST: Duration = Duration::from_secs(100 * 365 * 86_400);
 
     /// Back-off from `base` up to `max`, with jitter.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard::worker::Backoff;
+    /// let b = Backoff::new(Duration::from_secs(2), Duration::from_secs(60));
+    /// // Equal jitter: somewhere in the upper half of 2 s × 2² = 8 s.
+    /// let d = b.delay(3);
+    /// assert!(d >= Duration::from_secs(4) && d <= Duration::from_secs(8));
+    /// ```
     #[must_use]
     pub const fn new(base: Duration, max: Duration) -> Self {
         Self { base, max, jitter: true }
     }
 
     /// The same, without jitter (deterministic).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard::worker::Backoff;
+    /// let b = Backoff::new(Duration::from_millis(500), Duration::from_secs(60)).without_jitter();
+    /// assert_eq!(b.delay(2), b.delay(2));
+    /// assert_eq!(b.delay(2), Duration::from_secs(1));
+    /// ```
     #[must_use]
     pub const fn without_jitter(mut self) -> Self {
         self.jitter = false;
@@ -158,6 +216,15 @@ impl Backoff {
     /// The delay after failed attempt number `attempt` (1-based): `base` doubled each
     /// attempt, at most `max` and never more than [`Backoff::LONGEST`] (so that every
     /// inbox can store the retry time).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard::worker::Backoff;
+    /// let b = Backoff::default().without_jitter();
+    /// assert_eq!(b.delay(1), Duration::from_secs(1));
+    /// assert_eq!(b.delay(5), Duration::from_secs(16));
+    /// assert_eq!(b.delay(20), Duration::from_secs(600), "capped at 10 minutes");
+    /// ```
     #[must_use]
     pub fn delay(&self, attempt: u32) -> Duration {
         let cap = self.max.min(Self::LONGEST);
@@ -185,6 +252,44 @@ const DEFAULT_GATHER: Duration = Duration::from_millis(1);
 const DEPTH_EVERY: Duration = Duration::from_secs(1);
 
 /// A pool of workers over one inbox. Configure, then [`spawn`](Self::spawn).
+///
+/// A failed attempt is retried after the [`backoff`](Self::backoff), by the pool's
+/// [`clock`](Self::clock): here a [`ManualClock`](crate::clock::ManualClock), so the
+/// minute passes at once.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// use std::{sync::{Arc, atomic::{AtomicU32, Ordering}}, time::Duration};
+/// use hookguard::{clock::ManualClock, inbox::{Inbox, MemoryInbox, Webhook}, verify::Verified};
+/// use hookguard::worker::{Backoff, Worker};
+///
+/// let clock = ManualClock::at_unix(1_700_000_000);
+/// let inbox = MemoryInbox::new().clock(clock.clone());
+/// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+/// inbox.push(Webhook::new("github", &v, Default::default(), "{}".into(), clock.now_for_tests())).await.unwrap();
+///
+/// // Fails the first attempt, succeeds the second.
+/// let (calls, (tx, mut attempts)) = (Arc::new(AtomicU32::new(0)), tokio::sync::mpsc::unbounded_channel());
+/// let handler = move |_hook: Webhook| {
+///     let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+///     tx.send(n).unwrap();
+///     async move { if n == 1 { Err("database down") } else { Ok(()) } }
+/// };
+/// let handle = Worker::new(inbox.clone(), handler)
+///     .concurrency(4)
+///     .backoff(Backoff::new(Duration::from_secs(60), Duration::from_secs(60)).without_jitter())
+///     .clock(clock.clone())
+///     .spawn();
+/// assert_eq!(attempts.recv().await, Some(1));
+/// // Tokio's paused time moves only once the pool is idle: the retry is booked.
+/// tokio::time::sleep(Duration::from_secs(5)).await;
+/// assert!(attempts.try_recv().is_err(), "not due before the back-off");
+/// clock.advance(Duration::from_secs(60));
+/// assert_eq!(attempts.recv().await, Some(2));
+/// handle.shutdown(Duration::from_secs(5)).await;
+/// assert_eq!(inbox.depth().await.unwrap(), 0);
+/// # }
+/// ```
 #[must_use]
 pub struct Worker {
     inbox: Arc<dyn Inbox>,
@@ -214,6 +319,14 @@ impl Worker {
     /// Workers for `inbox` running `handler`. Defaults: 8 at once, 8 attempts, back-off
     /// from 1 s to 10 min with jitter, 5-minute leases (a handler running longer is
     /// cancelled and retried), a 1 ms [`gather`](Self::gather) window, the system clock.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use hookguard::{inbox::{MemoryInbox, Webhook}, worker::Worker};
+    /// let worker = Worker::new(MemoryInbox::new(), |_hook: Webhook| async { Ok::<(), Infallible>(()) });
+    /// let config = format!("{worker:?}");
+    /// assert!(config.contains("concurrency: 8") && config.contains("max_attempts: 8"));
+    /// ```
     pub fn new(inbox: impl Inbox, handler: impl Handler) -> Self {
         Self {
             inbox: Arc::new(inbox),
@@ -229,18 +342,64 @@ impl Worker {
     }
 
     /// How many handlers run at once (at least 1).
+    ///
+    /// ```
+    /// # use std::convert::Infallible;
+    /// # use hookguard::{inbox::{MemoryInbox, Webhook}, worker::Worker};
+    /// let worker = Worker::new(MemoryInbox::new(), |_hook: Webhook| async { Ok::<(), Infallible>(()) })
+    ///     .concurrency(0);
+    /// assert!(format!("{worker:?}").contains("concurrency: 1"));
+    /// ```
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
         self
     }
 
     /// Attempts before a webhook is dead-lettered (at least 1).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use std::time::Duration;
+    /// use hookguard::{inbox::{Inbox, MemoryInbox, Webhook}, verify::Verified, worker::Worker};
+    /// let inbox = MemoryInbox::new();
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// inbox.push(Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH)).await.unwrap();
+    /// let handle = Worker::new(inbox.clone(), |_hook: Webhook| async { Err::<(), _>("bad payload") })
+    ///     .max_attempts(1)
+    ///     .spawn();
+    /// let _ = handle.drain(Duration::from_secs(5)).await;
+    /// let dead = inbox.dead_letters(10).await.unwrap();
+    /// assert_eq!((dead[0].attempts, dead[0].error.as_str()), (1, "bad payload"));
+    /// # }
+    /// ```
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = n.max(1);
         self
     }
 
-    /// The back-off between attempts.
+    /// The back-off between attempts (default: [`Backoff::default`]). Retries are due by
+    /// the inbox's clock: after a failure the job waits the back-off there.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use std::time::Duration;
+    /// use hookguard::{clock::ManualClock, inbox::{Inbox, MemoryInbox, Webhook}, verify::Verified};
+    /// use hookguard::worker::{Backoff, Worker};
+    /// let clock = ManualClock::at_unix(1_700_000_000);
+    /// let inbox = MemoryInbox::new().clock(clock.clone());
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// inbox.push(Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH)).await.unwrap();
+    /// let handle = Worker::new(inbox.clone(), |_hook: Webhook| async { Err::<(), _>("later") })
+    ///     .backoff(Backoff::new(Duration::from_secs(30), Duration::from_secs(30)).without_jitter())
+    ///     .clock(clock.clone())
+    ///     .spawn();
+    /// // The only job fails once, then waits: `drain` gives up at the end of its grace.
+    /// assert_eq!(handle.drain(Duration::from_secs(1)).await.left, Some(1));
+    /// assert!(inbox.pull(1, Duration::from_secs(30)).await.unwrap().is_empty(), "not due yet");
+    /// clock.advance(Duration::from_secs(30));
+    /// assert_eq!(inbox.pull(1, Duration::from_secs(30)).await.unwrap()[0].attempt(), 2);
+    /// # }
+    /// ```
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
         self
@@ -275,6 +434,16 @@ impl Worker {
     /// How long an idle pool waits for work before it pulls again (the timeout it passes to
     /// [`Inbox::wait`], which returns earlier when the inbox knows of new work), and how
     /// long it pauses after a failed pull. Default 1 s.
+    ///
+    /// ```
+    /// # use std::{convert::Infallible, time::Duration};
+    /// # use hookguard::{inbox::{MemoryInbox, Webhook}, worker::Worker};
+    /// // An inbox that cannot wake the pool on a push (the trait's default `wait`) is
+    /// // asked again every 100 ms.
+    /// let worker = Worker::new(MemoryInbox::new(), |_hook: Webhook| async { Ok::<(), Infallible>(()) })
+    ///     .idle_poll(Duration::from_millis(100));
+    /// assert!(format!("{worker:?}").starts_with("Worker"));
+    /// ```
     pub fn idle_poll(mut self, every: Duration) -> Self {
         self.idle_poll = every;
         self
@@ -305,13 +474,43 @@ impl Worker {
         self
     }
 
-    /// The clock for retry times.
+    /// The clock for retry times (default: the system clock); give it the inbox's
+    /// clock. The [`Worker`] example moves a [`ManualClock`](crate::clock::ManualClock)
+    /// past a back-off.
+    ///
+    /// ```
+    /// # use std::convert::Infallible;
+    /// use hookguard::{clock::ManualClock, inbox::{MemoryInbox, Webhook}, worker::Worker};
+    /// let clock = ManualClock::at_unix(1_700_000_000);
+    /// let inbox = MemoryInbox::new().clock(clock.clone());
+    /// let worker = Worker::new(inbox, |_hook: Webhook| async { Ok::<(), Infallible>(()) }).clock(clock);
+    /// # let _ = worker;
+    /// ```
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
     }
 
-    /// Starts the pool on the current tokio runtime.
+    /// Starts the pool on the current tokio runtime. Keep the [`WorkerHandle`] to stop it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::{convert::Infallible, time::Duration};
+    /// use hookguard::{inbox::{Inbox, MemoryInbox, Webhook}, verify::Verified, worker::Worker};
+    /// let inbox = MemoryInbox::new();
+    /// let (tx, mut done) = tokio::sync::mpsc::unbounded_channel();
+    /// let handle = Worker::new(inbox.clone(), move |hook: Webhook| {
+    ///     tx.send(hook.id().map(str::to_owned)).unwrap();
+    ///     async { Ok::<(), Infallible>(()) }
+    /// })
+    /// .spawn();
+    /// // Pushed after the start: the inbox wakes the idle pool.
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// inbox.push(Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH)).await.unwrap();
+    /// assert_eq!(done.recv().await.unwrap().as_deref(), Some("d-1"));
+    /// handle.shutdown(Duration::from_secs(5)).await;
+    /// # }
+    /// ```
     pub fn spawn(self) -> WorkerHandle {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (cancel_tx, cancel_rx) = watch::channel(false);
@@ -853,6 +1052,27 @@ fn report_inbox_error(e: &InboxError, what: &str) {
 }
 
 /// What a shutdown found.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// use std::{convert::Infallible, time::Duration};
+/// use hookguard::{inbox::{Inbox, MemoryInbox, Webhook}, verify::Verified, worker::Worker};
+/// let inbox = MemoryInbox::new();
+/// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+/// inbox.push(Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH)).await.unwrap();
+/// let (tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+/// let stuck = move |_hook: Webhook| {
+///     tx.send(()).unwrap();
+///     std::future::pending::<Result<(), Infallible>>()
+/// };
+/// let handle = Worker::new(inbox.clone(), stuck).spawn();
+/// started.recv().await.unwrap();
+/// let report = handle.shutdown(Duration::from_secs(1)).await;
+/// // The handler was cancelled after the grace period and its job given back.
+/// assert_eq!((report.in_flight, report.returned), (1, 1));
+/// assert_eq!(inbox.pull(1, Duration::from_secs(30)).await.unwrap()[0].attempt(), 1);
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ShutdownReport {
@@ -899,6 +1119,21 @@ impl fmt::Debug for WorkerHandle {
 }
 
 /// What [`WorkerHandle::drain`] did.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// use std::{convert::Infallible, time::Duration};
+/// use hookguard::{inbox::{Inbox, MemoryInbox, Webhook}, verify::Verified, worker::Worker};
+/// let inbox = MemoryInbox::new();
+/// for id in ["d-1", "d-2"] {
+///     let v = Verified::new("github", Some(id.into()), None, None, [0; 32], 0);
+///     inbox.push(Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH)).await.unwrap();
+/// }
+/// let handle = Worker::new(inbox, |_hook: Webhook| async { Ok::<(), Infallible>(()) }).spawn();
+/// let drained = handle.drain(Duration::from_secs(10)).await;
+/// assert_eq!((drained.left, drained.report.in_flight), (Some(0), 0));
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Drained {
@@ -976,6 +1211,30 @@ impl WorkerHandle {
     /// where it is, and the jobs it held come back when their leases run out. A pull given
     /// up may have leased jobs on the backend already: they too come back when their
     /// leases run out, each with one attempt counted that did not run.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use std::{convert::Infallible, time::Duration};
+    /// use hookguard::{inbox::{Inbox, MemoryInbox, Webhook}, verify::Verified, worker::Worker};
+    /// let inbox = MemoryInbox::new();
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// inbox.push(Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH)).await.unwrap();
+    /// let (tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+    /// let slow = move |_hook: Webhook| {
+    ///     tx.send(()).unwrap();
+    ///     async {
+    ///         tokio::time::sleep(Duration::from_secs(2)).await;
+    ///         Ok::<(), Infallible>(())
+    ///     }
+    /// };
+    /// let handle = Worker::new(inbox.clone(), slow).spawn();
+    /// started.recv().await.unwrap();
+    /// // The running handler finishes within the grace period: nothing is given back.
+    /// let report = handle.shutdown(Duration::from_secs(10)).await;
+    /// assert_eq!((report.in_flight, report.returned), (1, 0));
+    /// assert_eq!(inbox.depth().await.unwrap(), 0);
+    /// # }
+    /// ```
     pub async fn shutdown(self, grace: Duration) -> ShutdownReport {
         let _ = self.stop.send(true);
         let mut task = self.task;
