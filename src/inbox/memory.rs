@@ -233,6 +233,14 @@ const PARKED_MAX: usize = 256;
 
 impl MemoryInbox {
     /// An inbox for 10,000 jobs on the system clock.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use hookguard::inbox::{Inbox, MemoryInbox};
+    /// let inbox = MemoryInbox::new();
+    /// assert_eq!(inbox.depth().await.unwrap(), 0);
+    /// # }
+    /// ```
     #[must_use]
     pub fn new() -> Self {
         Self {
@@ -244,13 +252,47 @@ impl MemoryInbox {
     }
 
     /// Sets the capacity (waiting + leased + dead jobs), at most 2³² − 1.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use hookguard::{inbox::{Inbox, InboxError, MemoryInbox, Webhook}, verify::Verified};
+    /// let inbox = MemoryInbox::new().capacity(2);
+    /// let hook = |id: &str| {
+    ///     let v = Verified::new("github", Some(id.into()), None, None, [0; 32], 0);
+    ///     Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH)
+    /// };
+    /// inbox.push(hook("d-1")).await.unwrap();
+    /// inbox.push(hook("d-2")).await.unwrap();
+    /// assert!(matches!(inbox.push(hook("d-3")).await, Err(InboxError::Full)));
+    /// # }
+    /// ```
     #[must_use]
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity.min(u32::MAX as usize);
         self
     }
 
-    /// Sets how many finished keys are remembered for duplicate detection.
+    /// Sets how many finished keys are remembered for duplicate detection (default
+    /// 100,000); the oldest is forgotten first.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use hookguard::{inbox::{Inbox, MemoryInbox, Pushed, Webhook}, verify::Verified};
+    /// let inbox = MemoryInbox::new().remember_done(1);
+    /// let hook = |id: &str| {
+    ///     let v = Verified::new("github", Some(id.into()), None, None, [0; 32], 0);
+    ///     Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH)
+    /// };
+    /// for id in ["d-1", "d-2"] {
+    ///     inbox.push(hook(id)).await.unwrap();
+    ///     let job = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+    ///     inbox.ack(&job).await.unwrap();
+    /// }
+    /// assert_eq!(inbox.push(hook("d-2")).await.unwrap(), Pushed::Duplicate);
+    /// assert_eq!(inbox.push(hook("d-1")).await.unwrap(), Pushed::Accepted, "forgotten");
+    /// # }
+    /// ```
     #[must_use]
     pub fn remember_done(mut self, count: usize) -> Self {
         self.remember_done = count;
@@ -258,6 +300,22 @@ impl MemoryInbox {
     }
 
     /// Sets the clock for due times and leases.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use hookguard::{clock::ManualClock, inbox::{Inbox, MemoryInbox, Webhook}, verify::Verified};
+    /// let clock = ManualClock::at_unix(1_700_000_000);
+    /// let inbox = MemoryInbox::new().clock(clock.clone());
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// inbox.push(Webhook::new("github", &v, Default::default(), "{}".into(), clock.now_for_tests())).await.unwrap();
+    /// let job = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+    /// inbox.retry(&job, clock.now_for_tests() + Duration::from_secs(10), "later").await.unwrap();
+    /// assert!(inbox.pull(1, Duration::from_secs(30)).await.unwrap().is_empty());
+    /// clock.advance(Duration::from_secs(10));
+    /// assert_eq!(inbox.pull(1, Duration::from_secs(30)).await.unwrap().len(), 1);
+    /// # }
+    /// ```
     #[must_use]
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);

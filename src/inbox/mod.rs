@@ -54,6 +54,19 @@ pub use webhook::{RecordError, Webhook, WebhookRecord};
 pub use crate::replay::BoxFuture;
 
 /// What [`Inbox::push`] did.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use hookguard::{inbox::{Inbox, MemoryInbox, Pushed, Webhook}, verify::Verified};
+/// let inbox = MemoryInbox::new();
+/// let v = Verified::new("stripe", Some("evt_1".into()), None, None, [0; 32], 0);
+/// let hook = Webhook::new("stripe", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH);
+/// assert_eq!(inbox.push(hook.clone()).await.unwrap(), Pushed::Accepted);
+/// // The same delivery again (the sender retried): acknowledge it, it is kept once.
+/// assert_eq!(inbox.push(hook).await.unwrap(), Pushed::Duplicate);
+/// assert_eq!(inbox.depth().await.unwrap(), 1);
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pushed {
     /// Kept (durably, for durable backends): safe to acknowledge.
@@ -63,7 +76,28 @@ pub enum Pushed {
     Duplicate,
 }
 
-/// A job leased to a worker.
+/// A job leased to a worker: what [`Inbox::pull`] hands out, and what a worker gives
+/// back to [`ack`](Inbox::ack), [`retry`](Inbox::retry) or
+/// [`dead_letter`](Inbox::dead_letter).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::time::Duration;
+/// use hookguard::{clock::ManualClock, inbox::{Inbox, MemoryInbox, Webhook}, verify::Verified};
+/// let clock = ManualClock::at_unix(1_700_000_000);
+/// let inbox = MemoryInbox::new().clock(clock.clone());
+/// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+/// inbox.push(Webhook::new("github", &v, Default::default(), "{}".into(), clock.now_for_tests())).await.unwrap();
+///
+/// let job = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+/// assert_eq!((job.attempt(), job.webhook().id()), (1, Some("d-1")));
+/// // Not acknowledged: once the lease runs out the job comes back, one attempt later.
+/// clock.advance(Duration::from_secs(31));
+/// let again = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+/// assert_eq!(again.attempt(), 2);
+/// inbox.ack(&again).await.unwrap();
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Job {
     webhook: Webhook,
@@ -129,16 +163,39 @@ impl Job {
     }
 
     /// The webhook.
+    ///
+    /// ```
+    /// # use hookguard::{inbox::{Job, Webhook}, verify::Verified};
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// let hook = Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH);
+    /// let job = Job::new(hook, 1, "r1");
+    /// assert_eq!(job.webhook().provider(), "github");
+    /// ```
     #[must_use]
     pub fn webhook(&self) -> &Webhook {
         &self.webhook
     }
     /// Which attempt this is (1 for the first).
+    ///
+    /// ```
+    /// # use hookguard::{inbox::{Job, Webhook}, verify::Verified};
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// let hook = Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH);
+    /// assert_eq!(Job::new(hook, 3, "r1").attempt(), 3);
+    /// ```
     #[must_use]
     pub fn attempt(&self) -> u32 {
         self.attempt
     }
-    /// The backend's proof of this lease.
+    /// The backend's proof of this lease: the inbox answers [`InboxError::LeaseLost`] to a
+    /// receipt whose lease ran out and was taken again.
+    ///
+    /// ```
+    /// # use hookguard::{inbox::{Job, Webhook}, verify::Verified};
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// let hook = Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH);
+    /// assert_eq!(Job::new(hook, 1, "1-0").receipt(), "1-0");
+    /// ```
     #[must_use]
     pub fn receipt(&self) -> &str {
         match &self.receipt {
@@ -149,6 +206,14 @@ impl Job {
         }
     }
     /// Takes the webhook out.
+    ///
+    /// ```
+    /// # use hookguard::{inbox::{Job, Webhook}, verify::Verified};
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// let hook = Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH);
+    /// let job = Job::new(hook.clone(), 1, "r1");
+    /// assert_eq!(job.into_webhook(), hook);
+    /// ```
     #[must_use]
     pub fn into_webhook(self) -> Webhook {
         self.webhook
@@ -156,6 +221,24 @@ impl Job {
 }
 
 /// A webhook that failed every attempt.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::time::Duration;
+/// use hookguard::{inbox::{Inbox, MemoryInbox, Webhook}, verify::Verified};
+/// let inbox = MemoryInbox::new();
+/// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+/// inbox.push(Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH)).await.unwrap();
+/// let job = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+/// inbox.dead_letter(&job, "schema mismatch").await.unwrap();
+///
+/// let dead = inbox.dead_letters(10).await.unwrap().remove(0);
+/// assert_eq!((dead.attempts, dead.error.as_str()), (1, "schema mismatch"));
+/// // Fixed the handler? Put it back in the queue.
+/// assert!(inbox.redrive(dead.webhook.key()).await.unwrap());
+/// assert_eq!(inbox.depth().await.unwrap(), 1);
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
     /// The webhook.
@@ -169,6 +252,21 @@ pub struct DeadLetter {
 }
 
 /// Why the inbox could not do what was asked.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use hookguard::{inbox::{Inbox, InboxError, MemoryInbox, Webhook}, verify::Verified};
+/// let inbox = MemoryInbox::new().capacity(1);
+/// let hook = |id: &str| {
+///     let v = Verified::new("github", Some(id.into()), None, None, [0; 32], 0);
+///     Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH)
+/// };
+/// inbox.push(hook("d-1")).await.unwrap();
+/// let full = inbox.push(hook("d-2")).await.unwrap_err();
+/// assert!(matches!(full, InboxError::Full));
+/// assert_eq!(full.to_string(), "inbox is full");
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum InboxError {
@@ -204,6 +302,30 @@ impl std::error::Error for InboxError {
 ///
 /// Backends: [`MemoryInbox`] (bounded, lost on crash); durable ones behind features.
 /// Every backend passes the same conformance suite.
+///
+/// The life of a job (workers do this for you; see [`Worker`](crate::worker::Worker)):
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::time::Duration;
+/// use hookguard::{clock::ManualClock, inbox::{Inbox, MemoryInbox, Webhook}, verify::Verified};
+/// let clock = ManualClock::at_unix(1_700_000_000);
+/// let inbox = MemoryInbox::new().clock(clock.clone());
+/// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+/// inbox.push(Webhook::new("github", &v, Default::default(), "{}".into(), clock.now_for_tests())).await.unwrap();
+///
+/// let job = inbox.pull(10, Duration::from_secs(30)).await.unwrap().remove(0);
+/// let in_a_minute = clock.now_for_tests() + Duration::from_secs(60);
+/// inbox.retry(&job, in_a_minute, "upstream timed out").await.unwrap();
+/// assert!(inbox.pull(10, Duration::from_secs(30)).await.unwrap().is_empty(), "not due yet");
+///
+/// clock.advance(Duration::from_secs(60));
+/// let job = inbox.pull(10, Duration::from_secs(30)).await.unwrap().remove(0);
+/// assert_eq!(job.attempt(), 2);
+/// inbox.ack(&job).await.unwrap();
+/// assert_eq!(inbox.depth().await.unwrap(), 0);
+/// # }
+/// ```
 pub trait Inbox: fmt::Debug + Send + Sync + 'static {
     /// Keeps `webhook` unless one with its key is kept already.
     fn push(&self, webhook: Webhook) -> BoxFuture<'_, Result<Pushed, InboxError>>;

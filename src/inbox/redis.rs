@@ -215,6 +215,15 @@ return 1
 /// [`InboxError::Backend`], though the webhook may be kept; the guard answers `503`. A copy
 /// of a kept webhook waits the same way before it is answered [`Pushed::Duplicate`], so a
 /// sender's retry is acknowledged only once the webhook is as durable as this setting asks.
+///
+/// ```
+/// use std::time::Duration;
+/// use hookguard::inbox::RedisDurability;
+/// assert_eq!(RedisDurability::default(), RedisDurability::None);
+/// // Survives the loss of the primary machine once one replica has the change.
+/// let durable = RedisDurability::WaitAof { local: true, replicas: 1, timeout: Duration::from_millis(500) };
+/// assert_ne!(durable, RedisDurability::None);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum RedisDurability {

@@ -286,6 +286,20 @@ impl SqliteInbox {
 
 impl SqliteInboxBuilder {
     /// Sets the capacity (waiting + leased + dead jobs).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use hookguard::{inbox::{Inbox, InboxError, SqliteInbox, Webhook}, verify::Verified};
+    /// let dir = tempfile::tempdir()?;
+    /// let inbox = SqliteInbox::builder(dir.path().join("inbox.db")).capacity(1).open().await?;
+    /// let hook = |id: &str| {
+    ///     let v = Verified::new("github", Some(id.into()), None, None, [0; 32], 0);
+    ///     Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH)
+    /// };
+    /// inbox.push(hook("d-1")).await?;
+    /// assert!(matches!(inbox.push(hook("d-2")).await, Err(InboxError::Full)));
+    /// # Ok(()) }
+    /// ```
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity;
         self
@@ -293,6 +307,26 @@ impl SqliteInboxBuilder {
 
     /// Sets how long a finished job's key is kept for duplicate detection (default 7
     /// days); older keys are pruned.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use hookguard::{inbox::{Inbox, Pushed, SqliteInbox, Webhook}, verify::Verified};
+    /// let dir = tempfile::tempdir()?;
+    /// let inbox = SqliteInbox::builder(dir.path().join("inbox.db"))
+    ///     .retention(Duration::from_secs(24 * 3600))
+    ///     .open()
+    ///     .await?;
+    /// let hook = |id: &str| {
+    ///     let v = Verified::new("github", Some(id.into()), None, None, [0; 32], 0);
+    ///     Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH)
+    /// };
+    /// inbox.push(hook("d-1")).await?;
+    /// let job = inbox.pull(1, Duration::from_secs(30)).await?.remove(0);
+    /// inbox.ack(&job).await?;
+    /// assert_eq!(inbox.push(hook("d-1")).await?, Pushed::Duplicate, "a resend within a day");
+    /// # Ok(()) }
+    /// ```
     pub fn retention(mut self, retention: Duration) -> Self {
         self.retention = retention;
         self
@@ -300,12 +334,33 @@ impl SqliteInboxBuilder {
 
     /// Whether concurrent operations share one transaction (default `true`). `false`
     /// commits, and so `fsync`s, every operation on its own: only for comparison.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use hookguard::inbox::{Inbox, SqliteInbox};
+    /// let dir = tempfile::tempdir()?;
+    /// let inbox = SqliteInbox::builder(dir.path().join("inbox.db")).group_commit(false).open().await?;
+    /// inbox.depth().await?;
+    /// inbox.depth().await?;
+    /// let stats = inbox.stats();
+    /// assert_eq!(stats.commits, stats.operations, "one transaction each");
+    /// # Ok(()) }
+    /// ```
     pub fn group_commit(mut self, on: bool) -> Self {
         self.group_commit = on;
         self
     }
 
     /// The most operations committed in one transaction (default 1,024).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use hookguard::inbox::{Inbox, SqliteInbox};
+    /// let dir = tempfile::tempdir()?;
+    /// let inbox = SqliteInbox::builder(dir.path().join("inbox.db")).max_batch(64).open().await?;
+    /// assert_eq!(inbox.depth().await?, 0);
+    /// # Ok(()) }
+    /// ```
     pub fn max_batch(mut self, max: usize) -> Self {
         self.max_batch = max.max(1);
         self
@@ -328,6 +383,22 @@ impl SqliteInboxBuilder {
     }
 
     /// Sets the clock for due times, leases, dead letters and retention.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use hookguard::{clock::ManualClock, inbox::{Inbox, SqliteInbox, Webhook}, verify::Verified};
+    /// let clock = ManualClock::at_unix(1_700_000_000);
+    /// let dir = tempfile::tempdir()?;
+    /// let inbox = SqliteInbox::builder(dir.path().join("inbox.db")).clock(clock.clone()).open().await?;
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// inbox.push(Webhook::new("github", &v, Default::default(), "{}".into(), clock.now_for_tests())).await?;
+    /// inbox.pull(1, Duration::from_secs(30)).await?;
+    /// assert!(inbox.pull(1, Duration::from_secs(30)).await?.is_empty(), "leased");
+    /// clock.advance(Duration::from_secs(31));
+    /// assert_eq!(inbox.pull(1, Duration::from_secs(30)).await?[0].attempt(), 2, "lease ran out");
+    /// # Ok(()) }
+    /// ```
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
