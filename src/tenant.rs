@@ -87,6 +87,41 @@ type BuildFn = dyn Fn(&[Secret]) -> Result<Arc<dyn Scheme>, ConfigError> + Send 
 /// both kept. Name each tenant one way only (have the finder normalize, and the loader
 /// answer for that one spelling): a loader that also answered for `ACME` what it answers
 /// for `acme` would let a delivery replayed to `/hooks/ACME` through as a new one.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::{sync::{Arc, atomic::{AtomicUsize, Ordering}}, time::Duration};
+/// use hookguard::{clock::ManualClock, guard::{SchemeSource, SourceError}, providers::github};
+/// use hookguard::{tenant::TenantSchemes, Secret};
+///
+/// let clock = ManualClock::at_unix(1_700_000_000);
+/// let loads = Arc::new(AtomicUsize::new(0));
+/// let counted = Arc::clone(&loads);
+/// let source = TenantSchemes::new(
+///     TenantSchemes::path_segment(2),
+///     move |tenant: String| {
+///         counted.fetch_add(1, Ordering::SeqCst);
+///         let secrets = (tenant == "acme").then(|| vec![Secret::new("acme-secret").unwrap()]);
+///         async move { Ok::<_, std::io::Error>(secrets) }
+///     },
+///     |secrets: &[Secret]| Ok(Arc::new(github::scheme(secrets[0].expose())?)),
+/// )
+/// .ttl(Duration::from_secs(60))
+/// .clock(clock.clone());
+/// let request = |path: &str| http::Request::post(path).body(()).unwrap().into_parts().0;
+///
+/// let acme = request("/hooks/acme");
+/// assert_eq!(source.scheme(&acme).await.unwrap().provider(), "github");
+/// assert_eq!(source.namespace(&acme).as_deref(), Some("acme"));
+/// assert!(matches!(source.scheme(&request("/hooks/nobody")).await, Err(SourceError::Unknown)));
+///
+/// source.scheme(&acme).await.unwrap();
+/// assert_eq!(loads.load(Ordering::SeqCst), 2, "acme cached, nobody looked up once");
+/// clock.advance(Duration::from_secs(61));
+/// source.scheme(&acme).await.unwrap();
+/// assert_eq!(loads.load(Ordering::SeqCst), 3, "acme loaded again after its ttl");
+/// # }
+/// ```
 pub struct TenantSchemes {
     tenant: Box<TenantFn>,
     load: Box<LoadFn>,
@@ -260,6 +295,25 @@ impl fmt::Debug for TenantSchemes {
 impl TenantSchemes {
     /// A source from a tenant finder, a secret loader and a scheme builder. Defaults:
     /// cache 10,000 tenants for 5 minutes, unknown ones for 30 seconds.
+    ///
+    /// `tenant` finds the tenant's name in the request ([`path_segment`](Self::path_segment),
+    /// [`header`](Self::header) or your own); `load` answers its secrets (`None`: no such
+    /// tenant; an empty list: registered, awaiting a [`store`](Self::store) handshake);
+    /// `build` makes the scheme from them, newest secret first.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::sync::Arc;
+    /// use hookguard::{guard::SchemeSource, providers::stripe, tenant::TenantSchemes, Secret};
+    /// let source = TenantSchemes::new(
+    ///     TenantSchemes::header("x-tenant"),
+    ///     |_tenant: String| async { Ok::<_, std::io::Error>(Some(vec![Secret::new("whsec_a").unwrap()])) },
+    ///     |secrets: &[Secret]| Ok(Arc::new(stripe::scheme(secrets[0].expose())?)),
+    /// );
+    /// let (parts, ()) = http::Request::post("/").header("x-tenant", "acme").body(()).unwrap().into_parts();
+    /// assert_eq!(source.scheme(&parts).await.unwrap().provider(), "stripe");
+    /// # }
+    /// ```
     pub fn new<T, L, Fut, E, B>(tenant: T, load: L, build: B) -> Self
     where
         T: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
@@ -288,6 +342,36 @@ impl TenantSchemes {
 
     /// Keeps secrets handed over by a handshake (Asana) with your async function, for a
     /// tenant your loader answers with an empty list (see the type's docs).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::sync::{Arc, Mutex};
+    /// use hookguard::{guard::{SchemeSource, SourceError}, providers::asana, tenant::TenantSchemes, Secret};
+    /// // Your database: "acme" is registered, without a secret yet.
+    /// let db = Arc::new(Mutex::new(vec![("acme".to_owned(), None::<Secret>)]));
+    /// let (reader, writer) = (Arc::clone(&db), Arc::clone(&db));
+    /// let source = TenantSchemes::new(
+    ///     TenantSchemes::path_segment(2),
+    ///     move |tenant: String| {
+    ///         let row = reader.lock().unwrap().iter().find(|(t, _)| *t == tenant).cloned();
+    ///         async move { Ok::<_, std::io::Error>(row.map(|(_, secret)| secret.into_iter().collect())) }
+    ///     },
+    ///     |secrets: &[Secret]| Ok(Arc::new(asana::scheme(secrets[0].expose())?)),
+    /// )
+    /// .store(move |tenant: String, secret: Secret| {
+    ///     for row in writer.lock().unwrap().iter_mut().filter(|(t, _)| *t == tenant) {
+    ///         row.1.get_or_insert(secret.clone());
+    ///     }
+    ///     async { Ok::<_, std::io::Error>(()) }
+    /// });
+    /// let acme = http::Request::post("/hooks/acme").body(()).unwrap().into_parts().0;
+    /// source.adopt_secret(&acme, Secret::new("from-asana").unwrap()).await.unwrap();
+    /// assert_eq!(source.scheme(&acme).await.unwrap().provider(), "asana");
+    /// // A second handshake cannot replace the secret.
+    /// let again = source.adopt_secret(&acme, Secret::new("attacker").unwrap()).await;
+    /// assert!(matches!(again, Err(SourceError::Refused)));
+    /// # }
+    /// ```
     #[must_use]
     pub fn store<S, Fut, E>(mut self, store: S) -> Self
     where
@@ -304,6 +388,38 @@ impl TenantSchemes {
 
     /// How long a tenant's scheme is cached (rotate secrets within this time;
     /// `Duration::MAX`: for ever).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # use std::{sync::{Arc, atomic::{AtomicUsize, Ordering}}, time::Duration};
+    /// # use hookguard::{clock::ManualClock, guard::{SchemeSource, SourceError}, providers::github};
+    /// # use hookguard::{tenant::TenantSchemes, Secret};
+    /// # let clock = ManualClock::at_unix(1_700_000_000);
+    /// # let loads = Arc::new(AtomicUsize::new(0));
+    /// # let counted = Arc::clone(&loads);
+    /// # let load = move |tenant: String| {
+    /// #     counted.fetch_add(1, Ordering::SeqCst);
+    /// #     let secrets = (tenant == "acme").then(|| vec![Secret::new("acme-secret").unwrap()]);
+    /// #     async move { Ok::<_, std::io::Error>(secrets) }
+    /// # };
+    /// # let build = |secrets: &[Secret]| -> Result<Arc<dyn hookguard::verify::Scheme>, hookguard::ConfigError> {
+    /// #     Ok(Arc::new(github::scheme(secrets[0].expose())?))
+    /// # };
+    /// // `load` counts its calls in `loads`, and knows only "acme".
+    /// let source = TenantSchemes::new(TenantSchemes::path_segment(2), load, build)
+    /// .ttl(Duration::from_secs(60))
+    /// .clock(clock.clone());
+    /// # let request = |path: &str| http::Request::post(path).body(()).unwrap().into_parts().0;
+    /// let acme = request("/hooks/acme");
+    /// source.scheme(&acme).await.unwrap();
+    /// clock.advance(Duration::from_secs(59));
+    /// source.scheme(&acme).await.unwrap();
+    /// assert_eq!(loads.load(Ordering::SeqCst), 1, "cached for 60 s");
+    /// clock.advance(Duration::from_secs(2));
+    /// source.scheme(&acme).await.unwrap();
+    /// assert_eq!(loads.load(Ordering::SeqCst), 2);
+    /// # }
+    /// ```
     #[must_use]
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
@@ -311,6 +427,37 @@ impl TenantSchemes {
     }
 
     /// How long an unknown tenant (or one awaiting its handshake) is remembered as such.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # use std::{sync::{Arc, atomic::{AtomicUsize, Ordering}}, time::Duration};
+    /// # use hookguard::{clock::ManualClock, guard::{SchemeSource, SourceError}, providers::github};
+    /// # use hookguard::{tenant::TenantSchemes, Secret};
+    /// # let clock = ManualClock::at_unix(1_700_000_000);
+    /// # let loads = Arc::new(AtomicUsize::new(0));
+    /// # let counted = Arc::clone(&loads);
+    /// # let load = move |tenant: String| {
+    /// #     counted.fetch_add(1, Ordering::SeqCst);
+    /// #     let secrets = (tenant == "acme").then(|| vec![Secret::new("acme-secret").unwrap()]);
+    /// #     async move { Ok::<_, std::io::Error>(secrets) }
+    /// # };
+    /// # let build = |secrets: &[Secret]| -> Result<Arc<dyn hookguard::verify::Scheme>, hookguard::ConfigError> {
+    /// #     Ok(Arc::new(github::scheme(secrets[0].expose())?))
+    /// # };
+    /// // `load` counts its calls in `loads`, and knows only "acme".
+    /// let source = TenantSchemes::new(TenantSchemes::path_segment(2), load, build)
+    /// .unknown_ttl(Duration::from_secs(10))
+    /// .clock(clock.clone());
+    /// # let request = |path: &str| http::Request::post(path).body(()).unwrap().into_parts().0;
+    /// let nobody = request("/hooks/nobody");
+    /// assert!(matches!(source.scheme(&nobody).await, Err(SourceError::Unknown)));
+    /// assert!(matches!(source.scheme(&nobody).await, Err(SourceError::Unknown)));
+    /// assert_eq!(loads.load(Ordering::SeqCst), 1, "answered from the cache");
+    /// clock.advance(Duration::from_secs(11));
+    /// assert!(source.scheme(&nobody).await.is_err());
+    /// assert_eq!(loads.load(Ordering::SeqCst), 2, "looked up again");
+    /// # }
+    /// ```
     #[must_use]
     pub fn unknown_ttl(mut self, ttl: Duration) -> Self {
         self.unknown_ttl = ttl;
@@ -318,13 +465,38 @@ impl TenantSchemes {
     }
 
     /// How many tenants are cached at most (and, apart, how many unknown names).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use hookguard::{providers::github, tenant::TenantSchemes, Secret};
+    /// let source = TenantSchemes::new(
+    ///     TenantSchemes::path_segment(2),
+    ///     |_tenant: String| async { Ok::<_, std::io::Error>(None) },
+    ///     |secrets: &[Secret]| Ok(Arc::new(github::scheme(secrets[0].expose())?)),
+    /// )
+    /// .capacity(0);
+    /// assert!(format!("{source:?}").contains("capacity: 1"), "at least one");
+    /// ```
     #[must_use]
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity.max(1);
         self
     }
 
-    /// The clock for cache expiry.
+    /// The clock for cache expiry (default: the system clock). The [`ttl`](Self::ttl)
+    /// example moves a [`ManualClock`](crate::clock::ManualClock) past it.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use hookguard::{clock::ManualClock, providers::github, tenant::TenantSchemes, Secret};
+    /// let source = TenantSchemes::new(
+    ///     TenantSchemes::path_segment(2),
+    ///     |_tenant: String| async { Ok::<_, std::io::Error>(None) },
+    ///     |secrets: &[Secret]| Ok(Arc::new(github::scheme(secrets[0].expose())?)),
+    /// )
+    /// .clock(ManualClock::at_unix(1_700_000_000));
+    /// assert!(format!("{source:?}").contains("cached: 0"));
+    /// ```
     #[must_use]
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
