@@ -121,6 +121,14 @@ impl Default for MemoryReplayStore {
 
 impl MemoryReplayStore {
     /// A store for up to 100,000 keys on the system clock.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard::replay::{Mark, MemoryReplayStore, ReplayStore};
+    /// let store = MemoryReplayStore::new();
+    /// assert_eq!(store.mark_now(b"k", Duration::from_secs(60)).unwrap().unwrap(), Mark::New);
+    /// assert_eq!(store.len(), 1);
+    /// ```
     #[must_use]
     pub fn new() -> Self {
         Self::build(100_000, Arc::new(SystemClock))
@@ -140,12 +148,30 @@ impl MemoryReplayStore {
 
     /// Sets the capacity (keys in all, at least 1, split between the shards). A builder
     /// method: it starts an empty store.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard::replay::{MemoryReplayStore, ReplayStore};
+    /// let store = MemoryReplayStore::new().capacity(1);
+    /// assert!(store.mark_now(b"a", Duration::from_secs(60)).unwrap().is_ok());
+    /// assert!(store.mark_now(b"b", Duration::from_secs(60)).unwrap().is_err(), "full");
+    /// ```
     #[must_use]
     pub fn capacity(self, capacity: usize) -> Self {
         Self::build(capacity, self.clock)
     }
 
     /// Sets the clock that decides expiry. A builder method: it starts an empty store.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard::{clock::ManualClock, replay::{Mark, MemoryReplayStore, ReplayStore}};
+    /// let clock = ManualClock::at_unix(1_700_000_000);
+    /// let store = MemoryReplayStore::new().clock(clock.clone());
+    /// store.mark_now(b"k", Duration::from_secs(60)).unwrap().unwrap();
+    /// clock.advance(Duration::from_secs(61));
+    /// assert_eq!(store.mark_now(b"k", Duration::from_secs(60)).unwrap().unwrap(), Mark::New);
+    /// ```
     #[must_use]
     pub fn clock(self, clock: impl Clock) -> Self {
         Self::build(self.capacity, Arc::new(clock))
@@ -162,6 +188,15 @@ impl MemoryReplayStore {
     }
 
     /// Whether no key is held.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard::replay::{MemoryReplayStore, ReplayStore};
+    /// let store = MemoryReplayStore::new();
+    /// assert!(store.is_empty());
+    /// store.mark_now(b"k", Duration::from_secs(60)).unwrap().unwrap();
+    /// assert!(!store.is_empty());
+    /// ```
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -85,6 +85,16 @@ pub use self::redis::RedisReplayStore;
 pub use memory::MemoryReplayStore;
 
 /// A boxed future, as the backend traits return (they are used as trait objects).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use hookguard::replay::BoxFuture;
+/// fn answer(n: u32) -> BoxFuture<'static, u32> {
+///     Box::pin(async move { n * 2 })
+/// }
+/// assert_eq!(answer(21).await, 42);
+/// # }
+/// ```
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What [`ReplayStore::mark`] or [`ReplayStore::reserve`] found.
@@ -116,6 +126,18 @@ pub enum Mark {
 }
 
 /// Why a replay store could not answer.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::time::Duration;
+/// use hookguard::replay::{MemoryReplayStore, ReplayStore, StoreError};
+/// let store = MemoryReplayStore::new().capacity(1);
+/// store.mark(b"github:d-1", Duration::from_secs(60)).await.unwrap();
+/// let full = store.mark(b"github:d-2", Duration::from_secs(60)).await.unwrap_err();
+/// assert!(matches!(full, StoreError::Full));
+/// assert_eq!(full.to_string(), "replay store is full");
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -154,9 +176,36 @@ impl std::error::Error for StoreError {
 /// a delivery still in progress `200 duplicate` (acknowledging what may yet fail) or
 /// answer replays of a handled one `409` until the sender gives up. A store of your own
 /// keeps, per key, an expiry time and whether the mark is pending and whose it is.
+///
+/// Marks expire by the store's clock:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::{sync::Arc, time::Duration};
+/// use hookguard::{clock::ManualClock, replay::{Mark, MemoryReplayStore, ReplayStore}};
+/// let clock = ManualClock::at_unix(1_700_000_000);
+/// let store: Arc<dyn ReplayStore> = Arc::new(MemoryReplayStore::new().clock(clock.clone()));
+/// let ttl = Duration::from_secs(300);
+/// assert_eq!(store.mark(b"stripe:evt_1", ttl).await.unwrap(), Mark::New);
+/// clock.advance(Duration::from_secs(299));
+/// assert_eq!(store.mark(b"stripe:evt_1", ttl).await.unwrap(), Mark::Seen);
+/// clock.advance(Duration::from_secs(2));
+/// assert_eq!(store.mark(b"stripe:evt_1", ttl).await.unwrap(), Mark::New, "expired");
+/// # }
+/// ```
 pub trait ReplayStore: fmt::Debug + Send + Sync + 'static {
     /// Inserts `key` as a confirmed mark unless a live mark (confirmed or reserved) is
     /// there; it expires after `ttl`. Answers [`Mark::New`] or [`Mark::Seen`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use hookguard::replay::{MemoryReplayStore, Mark, ReplayStore};
+    /// let store = MemoryReplayStore::new();
+    /// assert_eq!(store.mark(b"k", Duration::from_secs(60)).await.unwrap(), Mark::New);
+    /// assert_eq!(store.mark(b"k", Duration::from_secs(60)).await.unwrap(), Mark::Seen);
+    /// # }
+    /// ```
     fn mark<'a>(&'a self, key: &'a [u8], ttl: Duration) -> BoxFuture<'a, Result<Mark, StoreError>>;
 
     /// Reserves `key` for the holder `token` unless a live mark is there: a pending mark
@@ -215,6 +264,17 @@ pub trait ReplayStore: fmt::Debug + Send + Sync + 'static {
     fn cancel<'a>(&'a self, key: &'a [u8], token: u64) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Removes `key`, confirmed or reserved (after a failed hand-off).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use hookguard::replay::{MemoryReplayStore, Mark, ReplayStore};
+    /// let store = MemoryReplayStore::new();
+    /// store.mark(b"k", Duration::from_secs(60)).await.unwrap();
+    /// store.unmark(b"k").await.unwrap();
+    /// assert_eq!(store.mark(b"k", Duration::from_secs(60)).await.unwrap(), Mark::New);
+    /// # }
+    /// ```
     fn unmark<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// [`mark`](Self::mark) answered at once, for a store that needs no I/O (an
