@@ -183,15 +183,28 @@ impl SchemeSource for FixedScheme {
 }
 
 /// The outcome of [`Guard::check`] (one phase: the mark is confirmed at once).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use hookguard::{guard::{Checked, Guard}, providers::github};
+/// let guard = Guard::builder("github", github::scheme("s3cr3t").unwrap()).build();
+/// let (parts, ()) = http::Request::post("/").body(()).unwrap().into_parts();
+/// let Checked::Respond(res) = guard.check(&parts, &"{}".into()).await else { panic!("not signed") };
+/// assert_eq!(res.status(), 401);
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Checked {
-    /// Verified and not seen before; the replay mark is set under `replay_key`.
+    /// Verified and not seen before; the replay mark is set, held by `mark` until
+    /// [`Guard::hand_off`] takes it.
     Fresh {
         /// What verification proved.
         verified: Verified<'static>,
-        /// The key the replay mark is under (undo it with [`Guard::release`]).
-        replay_key: String,
+        /// The replay mark this request set: removed again when dropped before the
+        /// hand-off (the request was abandoned, so nothing was kept and the sender's
+        /// retry must get through).
+        mark: ReplayMark,
     },
     /// Verified, but this delivery was seen already.
     Duplicate(Verified<'static>),
@@ -266,7 +279,20 @@ pub struct Reservation {
     key: String,
     token: u64,
     ttl: Duration,
-    settled: bool,
+    settle: Settle,
+}
+
+/// Where a [`Reservation`] is: what its `Drop` still has to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settle {
+    /// Unsettled, or its store call was abandoned before it answered: cancel.
+    Cancel,
+    /// The handler succeeded and the confirmation was abandoned before the store
+    /// answered: confirm (the delivery was handled; cancelling would let the sender's
+    /// retry handle it again).
+    Confirm,
+    /// Settled, or never this request's (another request's mark was found).
+    Done,
 }
 
 impl fmt::Debug for Reservation {
@@ -290,13 +316,11 @@ impl Reservation {
     ///
     /// See [`Reservation`] for an example.
     pub async fn confirm(mut self) {
-        self.settled = true;
-        let i = &self.guard.inner;
-        if let Some(replay) = &i.replay
-            && let Err(e) = replay.confirm(self.key.as_bytes(), self.ttl).await
-        {
-            tracing::warn!(endpoint = %i.endpoint, error = %e, "could not confirm replay mark: copies may be handled again once its lease runs out");
-        }
+        // Until the store answered, a drop (the response future abandoned) confirms in
+        // the background.
+        self.settle = Settle::Confirm;
+        self.guard.confirm(&self.key, self.ttl).await;
+        self.settle = Settle::Done;
     }
 
     /// The handler failed: the reservation goes (if it is still this request's), so the
@@ -318,8 +342,9 @@ impl Reservation {
     /// # }
     /// ```
     pub async fn cancel(mut self) {
-        self.settled = true;
+        // A drop before the store answered cancels in the background.
         self.guard.cancel(&self.key, self.token).await;
+        self.settle = Settle::Done;
     }
 
     /// Settles by the handler's status: [`confirm`](Self::confirm) when it succeeded
@@ -336,11 +361,120 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        if self.settled {
+        if self.settle == Settle::Done || self.guard.inner.replay.is_none() {
             return;
         }
-        let (guard, key, token) = (self.guard.clone(), std::mem::take(&mut self.key), self.token);
-        finish_in_background(async move { guard.cancel(&key, token).await });
+        let (guard, key, token, ttl) =
+            (self.guard.clone(), std::mem::take(&mut self.key), self.token, self.ttl);
+        match self.settle {
+            Settle::Confirm => finish_in_background(async move { guard.confirm(&key, ttl).await }),
+            _ => finish_in_background(async move { guard.cancel(&key, token).await }),
+        }
+    }
+}
+
+/// The replay mark a [`Guard::check`] set, held until [`Guard::hand_off`] takes it.
+/// Dropped before that (the caller's future was abandoned: the sender timed out, a
+/// timeout layer fired), it is removed in the background, so the sender's retry is
+/// handled instead of being answered `200 duplicate` for a delivery nothing kept.
+/// [`release`](Self::release) removes it at once.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use hookguard::{guard::{Checked, Guard}, providers::github, verify::{Outgoing, Sign}};
+///
+/// let scheme = github::scheme("s3cr3t").unwrap();
+/// let guard = Guard::builder("github", scheme.clone()).build();
+/// let mut req = http::Request::post("/");
+/// for (name, value) in scheme.sign(&Outgoing::new(b"{}")).unwrap() {
+///     req = req.header(name, value);
+/// }
+/// let (parts, ()) = req.body(()).unwrap().into_parts();
+/// let Checked::Fresh { mark, .. } = guard.check(&parts, &"{}".into()).await else { panic!() };
+/// assert!(mark.key().starts_with("github:"));
+/// assert!(matches!(guard.check(&parts, &"{}".into()).await, Checked::Duplicate(_)));
+/// drop(mark); // abandoned before the hand-off: the retry gets through
+/// assert!(matches!(guard.check(&parts, &"{}".into()).await, Checked::Fresh { .. }));
+/// # }
+/// ```
+#[must_use = "the mark is removed when dropped; hand it to Guard::hand_off"]
+pub struct ReplayMark {
+    guard: Guard,
+    key: String,
+    /// Still this request's to remove (not yet kept, released or disowned).
+    held: bool,
+}
+
+impl fmt::Debug for ReplayMark {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplayMark").field("key", &self.key).finish_non_exhaustive()
+    }
+}
+
+impl ReplayMark {
+    /// The replay key the mark is under; also the webhook's [`key`](Webhook::key) in the
+    /// inbox after [`Guard::hand_off`].
+    ///
+    /// See [`ReplayMark`] for an example.
+    #[must_use]
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Removes the mark now (the delivery will not be kept, so a retry must get through).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use hookguard::{guard::{Checked, Guard}, providers::github, verify::{Outgoing, Sign}};
+    /// let scheme = github::scheme("s3cr3t").unwrap();
+    /// let guard = Guard::builder("github", scheme.clone()).build();
+    /// let mut req = http::Request::post("/");
+    /// for (name, value) in scheme.sign(&Outgoing::new(b"{}")).unwrap() {
+    ///     req = req.header(name, value);
+    /// }
+    /// let (parts, ()) = req.body(()).unwrap().into_parts();
+    /// let Checked::Fresh { mark, .. } = guard.check(&parts, &"{}".into()).await else { panic!() };
+    /// mark.release().await;
+    /// assert!(matches!(guard.check(&parts, &"{}".into()).await, Checked::Fresh { .. }));
+    /// # }
+    /// ```
+    pub async fn release(mut self) {
+        self.guard.release(&self.key).await;
+        self.held = false;
+    }
+
+    /// The delivery was kept (by the caller's own means, not [`Guard::hand_off`], which
+    /// does this itself): the mark stays for the replay time to live and refuses copies.
+    /// A mark neither kept nor handed off is removed when dropped.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use hookguard::{guard::{Checked, Guard}, providers::github, verify::{Outgoing, Sign}};
+    /// let scheme = github::scheme("s3cr3t").unwrap();
+    /// let guard = Guard::builder("github", scheme.clone()).build();
+    /// let mut req = http::Request::post("/");
+    /// for (name, value) in scheme.sign(&Outgoing::new(b"{}")).unwrap() {
+    ///     req = req.header(name, value);
+    /// }
+    /// let (parts, ()) = req.body(()).unwrap().into_parts();
+    /// let Checked::Fresh { mark, .. } = guard.check(&parts, &"{}".into()).await else { panic!() };
+    /// // ... the delivery stored in the application's own queue ...
+    /// mark.keep();
+    /// assert!(matches!(guard.check(&parts, &"{}".into()).await, Checked::Duplicate(_)));
+    /// # }
+    /// ```
+    pub fn keep(mut self) {
+        self.held = false;
+    }
+}
+
+impl Drop for ReplayMark {
+    fn drop(&mut self) {
+        if !self.held || self.guard.inner.replay.is_none() {
+            return;
+        }
+        let (guard, key) = (self.guard.clone(), std::mem::take(&mut self.key));
+        finish_in_background(async move { guard.release(&key).await });
     }
 }
 
@@ -525,14 +659,17 @@ impl Guard {
     }
 
     /// Verifies, answers handshakes and sets the replay mark, confirmed at once (one
-    /// phase), for a caller that then keeps the delivery itself
-    /// ([`hand_off`](Self::hand_off), which removes the mark again when the push fails).
+    /// phase), for a caller that then keeps the delivery: with
+    /// [`hand_off`](Self::hand_off) (which removes the mark again when the push fails),
+    /// or by its own means, then [`ReplayMark::keep`].
     ///
-    /// One phase has a window: if the process dies between `check` and the hand-off, the
-    /// mark stays and the sender's retries are answered as duplicates until it expires,
-    /// though nothing was kept. The same goes, briefly, for a copy that arrives while the
-    /// first is between its failed push and the mark's removal: it is answered as a
-    /// duplicate, and the sender's next retry gets through. [`accept`](Self::accept)
+    /// The mark is held by the returned [`ReplayMark`]: removed again when it is dropped
+    /// before the hand-off (the request was abandoned). One phase still has a window: if
+    /// the process dies between `check` and the hand-off, the mark stays and the
+    /// sender's retries are answered as duplicates until it expires, though nothing was
+    /// kept. The same goes, briefly, for a copy that arrives while the first is between
+    /// its failed push and the mark's removal: it is answered as a duplicate, and the
+    /// sender's next retry gets through. [`accept`](Self::accept)
     /// (verify and keep, the inbox deciding what is a copy) and [`reserve`](Self::reserve)
     /// (a handler run inline, the mark confirmed only once it succeeded) have neither
     /// window: prefer them.
@@ -542,23 +679,34 @@ impl Guard {
             Err(res) => return Checked::Respond(res),
         };
         let key = passed.labels.key();
+        // Held from before the store is asked: if this future is dropped while a shared
+        // store sets the mark, the mark is removed again rather than left for its TTL.
+        let mark = ReplayMark { guard: self.clone(), key: key.to_owned(), held: true };
         let Some(replay) = &self.inner.replay else {
-            return Checked::Fresh { verified, replay_key: key.to_owned() };
+            return Checked::Fresh { verified, mark };
         };
         let marked = match replay.mark_now(key.as_bytes(), passed.ttl) {
             Some(marked) => marked,
             None => replay.mark(key.as_bytes(), passed.ttl).await,
         };
+        // Only a new mark is this request's to remove.
         match marked {
-            Ok(Mark::New) => Checked::Fresh { verified, replay_key: key.to_owned() },
+            Ok(Mark::New) => Checked::Fresh { verified, mark },
             Ok(Mark::Seen) => {
+                mark.keep();
                 self.duplicate(verified.id());
                 Checked::Duplicate(verified)
             }
             // `mark` answers a live reservation as seen; a store that tells it apart gets
             // the answer `reserve` gives.
-            Ok(Mark::Pending) => Checked::Respond(self.in_progress(verified.id())),
-            Err(e) => Checked::Respond(self.replay_unavailable(&e)),
+            Ok(Mark::Pending) => {
+                mark.keep();
+                Checked::Respond(self.in_progress(verified.id()))
+            }
+            Err(e) => {
+                mark.keep();
+                Checked::Respond(self.replay_unavailable(&e))
+            }
         }
     }
 
@@ -615,8 +763,16 @@ impl Guard {
     pub(crate) async fn reserve_verified(&self, ToReserve { key, ttl, verified }: ToReserve) -> Reserved {
         let i = &self.inner;
         let token = fastrand::u64(..);
+        // Held from before the store is asked: if this future is dropped while a shared
+        // store takes the reservation, it is cancelled (a token this request does not hold
+        // cancels nothing) rather than left pending for the whole lease.
+        let mut reservation = Reservation { guard: self.clone(), key, token, ttl, settle: Settle::Cancel };
         if let Some(replay) = &i.replay {
-            match replay.reserve(key.as_bytes(), token, i.pending_lease).await {
+            let reserved = replay.reserve(reservation.key.as_bytes(), token, i.pending_lease).await;
+            if !matches!(reserved, Ok(Mark::New)) {
+                reservation.settle = Settle::Done; // another request's, or none
+            }
+            match reserved {
                 Ok(Mark::New) => {}
                 Ok(Mark::Seen) => {
                     self.duplicate(verified.id());
@@ -626,7 +782,6 @@ impl Guard {
                 Err(e) => return Reserved::Respond(self.replay_unavailable(&e)),
             }
         }
-        let reservation = Reservation { guard: self.clone(), key, token, ttl, settled: false };
         Reserved::Fresh { verified, reservation }
     }
 
@@ -790,6 +945,15 @@ impl Guard {
         }
     }
 
+    /// Confirms a reservation this request holds, for `ttl`.
+    async fn confirm(&self, key: &str, ttl: Duration) {
+        if let Some(replay) = &self.inner.replay
+            && let Err(e) = replay.confirm(key.as_bytes(), ttl).await
+        {
+            tracing::warn!(endpoint = %self.inner.endpoint, error = %e, "could not confirm replay mark: copies may be handled again once its lease runs out");
+        }
+    }
+
     /// Removes a replay mark (the hand-off failed, so a retry must get through).
     pub async fn release(&self, replay_key: &str) {
         if let Some(replay) = &self.inner.replay
@@ -889,7 +1053,7 @@ impl Guard {
             Some(pushed) => Finish::Done(self.answer_push(&webhook, pushed)),
             None => {
                 let guard = self.clone();
-                Finish::Later(Box::pin(async move { guard.push(webhook, false).await }))
+                Finish::Later(Box::pin(async move { guard.push(webhook, None).await }))
             }
         }
     }
@@ -922,25 +1086,46 @@ impl Guard {
         )
     }
 
-    /// Pushes a verified delivery into the inbox and answers. `key` is the replay key
-    /// [`check`](Self::check) returned with the delivery; it is also the webhook's
-    /// [`key`](Webhook::key) in the inbox.
+    /// Pushes a verified delivery into the inbox and answers. `mark` is the replay mark
+    /// [`check`](Self::check) returned with the delivery; its key is also the webhook's
+    /// [`key`](Webhook::key) in the inbox. The mark is removed when nothing was kept (no
+    /// inbox, a full or failing one, too many headers) and also when this future is
+    /// dropped before the push answered; a push that landed all the same is then found
+    /// by its key, and the sender's retry answered `200 duplicate` by the inbox.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use hookguard::{guard::{Checked, Guard}, inbox::{Inbox, MemoryInbox}, providers::github, verify::{Outgoing, Sign}};
+    ///
+    /// let scheme = github::scheme("s3cr3t").unwrap();
+    /// let inbox = MemoryInbox::new();
+    /// let guard = Guard::builder("github", scheme.clone()).inbox(inbox.clone()).build();
+    /// let mut req = http::Request::post("/");
+    /// for (name, value) in scheme.sign(&Outgoing::new(b"{}")).unwrap() {
+    ///     req = req.header(name, value);
+    /// }
+    /// let (parts, ()) = req.body(()).unwrap().into_parts();
+    /// let Checked::Fresh { verified, mark } = guard.check(&parts, &"{}".into()).await else { panic!() };
+    /// assert_eq!(guard.hand_off(&parts, "{}".into(), &verified, mark).await.status(), 202);
+    /// assert_eq!(inbox.depth().await.unwrap(), 1);
+    /// # }
+    /// ```
     pub async fn hand_off(
         &self,
         parts: &Parts,
         body: Bytes,
         verified: &Verified<'_>,
-        key: &str,
+        mark: ReplayMark,
     ) -> Response<Vec<u8>> {
         // What `precheck` refuses (a caller of `check` may not have called it): a durable
         // inbox could not read such a webhook back.
         if parts.headers.len() > crate::inbox::MAX_HEADERS {
-            self.release(key).await;
+            mark.release().await;
             self.count_rejected(known::HEADERS_TOO_LARGE.code());
             return known::HEADERS_TOO_LARGE.into_response();
         }
         let passed = Passed {
-            labels: Labels::with_key(key, verified),
+            labels: Labels::with_key(mark.key(), verified),
             secret_headers: verified.secret_headers().to_vec(),
             event_in_body: None,
             timestamp: verified.timestamp_nanos(),
@@ -948,17 +1133,17 @@ impl Guard {
             ttl: Duration::ZERO,
         };
         let webhook = self.keep(parts.headers.clone(), body, passed);
-        self.push(webhook, true).await
+        self.push(webhook, Some(mark)).await
     }
 
-    /// Pushes and answers. `own_mark`: this request set the replay mark under the
-    /// webhook's key ([`hand_off`](Self::hand_off) after [`check`](Self::check)), removed
-    /// again when nothing was kept.
-    async fn push(&self, webhook: Webhook, own_mark: bool) -> Response<Vec<u8>> {
+    /// Pushes and answers. `mark`: the replay mark this request set under the webhook's
+    /// key ([`hand_off`](Self::hand_off) after [`check`](Self::check)), removed again when
+    /// nothing was kept (or when this future is dropped first).
+    async fn push(&self, webhook: Webhook, mark: Option<ReplayMark>) -> Response<Vec<u8>> {
         let i = &self.inner;
         let Some(inbox) = &i.inbox else {
-            if own_mark {
-                self.release(webhook.key()).await;
+            if let Some(mark) = mark {
+                mark.release().await;
             }
             return known::INBOX_FULL
                 .detail("no inbox configured")
@@ -970,8 +1155,8 @@ impl Guard {
             // A second handle (a reference count) for the log lines and the clean-up.
             None => inbox.push(webhook.clone()).await,
         };
-        if pushed.is_err() && own_mark {
-            self.release(webhook.key()).await;
+        if let Some(mark) = mark {
+            if pushed.is_err() { mark.release().await } else { mark.keep() }
         }
         self.answer_push(&webhook, pushed)
     }

@@ -285,6 +285,18 @@ async fn declared_length_over_the_limit_is_refused_before_anything_else() {
     assert_eq!(inbox.depth().await.unwrap(), 0);
 }
 
+/// Whether `check` found the delivery fresh; its mark is kept (as a caller that kept
+/// the delivery by its own means does).
+fn kept(checked: Checked) -> bool {
+    match checked {
+        Checked::Fresh { mark, .. } => {
+            mark.keep();
+            true
+        }
+        _ => false,
+    }
+}
+
 #[tokio::test]
 async fn the_default_replay_store_follows_the_guards_clock() {
     let clock = ManualClock::at_unix(1_700_000_000);
@@ -295,7 +307,7 @@ async fn the_default_replay_store_follows_the_guards_clock() {
     let scheme = github::scheme("s").unwrap();
     let parts = signed(&scheme, "/", b"{}", clock.now_for_tests(), "d");
     let body = Bytes::from_static(b"{}");
-    assert!(matches!(guard.check(&parts, &body).await, Checked::Fresh { .. }));
+    assert!(kept(guard.check(&parts, &body).await));
     clock.advance(Duration::from_secs(59));
     assert!(matches!(guard.check(&parts, &body).await, Checked::Duplicate(_)), "within the TTL");
     // Past the replay TTL by the guard's (manual) clock, the mark is gone.
@@ -318,13 +330,12 @@ async fn a_replay_mark_lives_as_long_as_its_delivery_could_pass() {
     };
     let start = 1_700_000_000;
     let body = Bytes::from_static(br#"{"action":"update","type":"Comment"}"#);
-    let fresh = |checked: &Checked| matches!(checked, Checked::Fresh { .. });
 
     let clock = ManualClock::at_unix(start);
     let linear = linear::scheme("linear_secret").unwrap();
     let guard = Guard::builder("linear", linear.clone()).clock(clock.clone()).build();
     let parts = signed(&linear, "/", &body, clock.now_for_tests(), "d");
-    assert!(fresh(&guard.check(&parts, &body).await));
+    assert!(kept(guard.check(&parts, &body).await));
     clock.advance(Duration::from_secs(3600));
     let resent = signed(&linear, "/", &body, clock.now_for_tests(), "d");
     assert!(
@@ -342,11 +353,11 @@ async fn a_replay_mark_lives_as_long_as_its_delivery_could_pass() {
         Bytes::from(format!(r#"{{"n":{n},"webhookTimestamp":{}}}"#, at.unix_timestamp() * 1000))
     };
     let first = timed(1);
-    assert!(fresh(&guard.check(&signed(&linear, "/", &first, clock.now_for_tests(), "a"), &first).await));
+    assert!(kept(guard.check(&signed(&linear, "/", &first, clock.now_for_tests(), "a"), &first).await));
     clock.advance(Duration::from_secs(121));
     let second = timed(2);
     assert!(
-        fresh(&guard.check(&signed(&linear, "/", &second, clock.now_for_tests(), "b"), &second).await),
+        kept(guard.check(&signed(&linear, "/", &second, clock.now_for_tests(), "b"), &second).await),
         "the first mark lived its window only"
     );
 
@@ -354,7 +365,7 @@ async fn a_replay_mark_lives_as_long_as_its_delivery_could_pass() {
     let github = github::scheme("s").unwrap().with_tolerance(Tolerance::symmetric(Duration::from_secs(300)));
     let guard = Guard::builder("github", github.clone()).clock(clock.clone()).build();
     let parts = signed(&github, "/", &body, clock.now_for_tests(), "d");
-    assert!(fresh(&guard.check(&parts, &body).await));
+    assert!(kept(guard.check(&parts, &body).await));
     clock.advance(Duration::from_secs(3600));
     assert!(matches!(guard.check(&parts, &body).await, Checked::Duplicate(_)), "no timestamp: 72 h");
 
@@ -363,14 +374,14 @@ async fn a_replay_mark_lives_as_long_as_its_delivery_could_pass() {
     let guard = Guard::builder("stripe", stripe.clone()).clock(clock.clone()).build();
     let ahead = clock.now_for_tests() + Duration::from_secs(3600);
     let parts = signed(&stripe, "/", &body, ahead, "d");
-    assert!(fresh(&guard.check(&parts, &body).await), "a future timestamp passes a past-only tolerance");
+    assert!(kept(guard.check(&parts, &body).await), "a future timestamp passes a past-only tolerance");
     clock.advance(Duration::from_secs(3000));
     assert!(
         matches!(guard.check(&parts, &body).await, Checked::Duplicate(_)),
         "still fresh 50 minutes later, so still a copy"
     );
     clock.advance(Duration::from_secs(901));
-    assert!(!fresh(&guard.check(&parts, &body).await), "stale at last");
+    assert!(!kept(guard.check(&parts, &body).await), "stale at last");
 }
 
 /// The terminal pipeline takes no replay mark: the inbox's unique key refuses replays. So a
@@ -773,14 +784,133 @@ async fn hand_off_keeps_what_accept_keeps() {
         (parts_of(req.body(()).unwrap()), Bytes::from_static(body))
     };
     let (parts, body) = request(4096, b"many");
-    let Checked::Fresh { verified, replay_key } = guard.check(&parts, &body).await else { panic!("fresh") };
-    assert_eq!(guard.hand_off(&parts, body.clone(), &verified, &replay_key).await.status(), 431);
+    let Checked::Fresh { verified, mark } = guard.check(&parts, &body).await else { panic!("fresh") };
+    assert_eq!(guard.hand_off(&parts, body.clone(), &verified, mark).await.status(), 431);
     assert!(matches!(guard.check(&parts, &body).await, Checked::Fresh { .. }), "the mark was removed");
 
     let (parts, body) = request(1, b"one");
-    let Checked::Fresh { verified, replay_key } = guard.check(&parts, &body).await else { panic!("fresh") };
-    assert_eq!(guard.hand_off(&parts, body, &verified, &replay_key).await.status(), 202);
+    let Checked::Fresh { verified, mark } = guard.check(&parts, &body).await else { panic!("fresh") };
+    assert_eq!(guard.hand_off(&parts, body.clone(), &verified, mark).await.status(), 202);
+    assert!(matches!(guard.check(&parts, &body).await, Checked::Duplicate(_)), "kept: the mark stays");
     let job = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
     assert!(job.webhook().headers().get("x-acme-token").is_none());
     assert!(job.webhook().headers().get("x-0").is_some());
+}
+
+/// When a replay store's calls reach it, and whether their answers come back: a shared
+/// store's round trip in flight when the request is abandoned (the sender timed out, a
+/// timeout layer fired).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Flight {
+    /// Applied and answered.
+    Answered,
+    /// Applied, the answer never comes.
+    AnswerLost,
+    /// Not applied yet, and no answer.
+    NotArrived,
+}
+
+/// A [`MemoryReplayStore`] behind a [`Flight`] the test sets before each call.
+#[derive(Debug, Clone)]
+struct InFlight {
+    inner: Arc<MemoryReplayStore>,
+    flight: Arc<std::sync::atomic::AtomicU8>,
+}
+
+impl InFlight {
+    fn new() -> Self {
+        Self { inner: Arc::new(MemoryReplayStore::new()), flight: Arc::new((Flight::Answered as u8).into()) }
+    }
+
+    fn set(&self, flight: Flight) {
+        self.flight.store(flight as u8, Ordering::SeqCst);
+    }
+
+    fn call<'a, T: Send + 'a>(
+        &'a self,
+        op: impl Future<Output = Result<T, StoreError>> + Send + 'a,
+    ) -> ReplayFuture<'a, Result<T, StoreError>> {
+        let flight = self.flight.load(Ordering::SeqCst);
+        Box::pin(async move {
+            if flight == Flight::NotArrived as u8 {
+                std::future::pending::<()>().await;
+            }
+            let done = op.await;
+            if flight == Flight::AnswerLost as u8 {
+                std::future::pending::<()>().await;
+            }
+            done
+        })
+    }
+}
+
+impl ReplayStore for InFlight {
+    fn mark<'a>(&'a self, key: &'a [u8], ttl: Duration) -> ReplayFuture<'a, Result<Mark, StoreError>> {
+        self.call(self.inner.mark(key, ttl))
+    }
+    fn reserve<'a>(
+        &'a self,
+        key: &'a [u8],
+        token: u64,
+        lease: Duration,
+    ) -> ReplayFuture<'a, Result<Mark, StoreError>> {
+        self.call(self.inner.reserve(key, token, lease))
+    }
+    fn confirm<'a>(&'a self, key: &'a [u8], ttl: Duration) -> ReplayFuture<'a, Result<(), StoreError>> {
+        self.call(self.inner.confirm(key, ttl))
+    }
+    fn cancel<'a>(&'a self, key: &'a [u8], token: u64) -> ReplayFuture<'a, Result<(), StoreError>> {
+        self.call(self.inner.cancel(key, token))
+    }
+    fn unmark<'a>(&'a self, key: &'a [u8]) -> ReplayFuture<'a, Result<(), StoreError>> {
+        self.call(self.inner.unmark(key))
+    }
+}
+
+/// Polls `work` once, then drops it: a request abandoned at its first wait.
+fn abandon<F: Future>(work: F) -> Option<F::Output> {
+    let mut work = std::pin::pin!(work);
+    match work.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+        std::task::Poll::Ready(done) => Some(done),
+        std::task::Poll::Pending => None,
+    }
+}
+
+/// A request abandoned while the replay store works leaves no mark that outlives it: a
+/// mark set by `check` whose answer never came is removed (the sender's retry is handled,
+/// not answered `200 duplicate` for a delivery nothing kept), a reservation whose answer
+/// never came is cancelled (not `409` for the whole lease), and a confirmation that never
+/// reached the store is made all the same (the handler succeeded: the retry is a
+/// duplicate, not handled twice).
+#[tokio::test]
+async fn a_request_abandoned_while_the_replay_store_works_leaves_the_right_mark() {
+    let store = InFlight::new();
+    let scheme = github::scheme("s").unwrap();
+    let guard = Guard::builder("github", scheme.clone()).replay_store(store.clone()).build();
+    let body = Bytes::from_static(b"{}");
+    let parts = signed(&scheme, "/", &body, OffsetDateTime::now_utc(), "d-abandoned");
+
+    store.set(Flight::AnswerLost);
+    assert!(abandon(guard.check(&parts, &body)).is_none(), "waits for the store");
+    store.set(Flight::Answered);
+    assert!(kept(guard.check(&parts, &body).await), "the abandoned check's mark was removed");
+    assert!(matches!(guard.check(&parts, &body).await, Checked::Duplicate(_)), "a kept mark stays");
+
+    let parts = signed(&scheme, "/", b"[]", OffsetDateTime::now_utc(), "d-abandoned-2");
+    let body = Bytes::from_static(b"[]");
+    store.set(Flight::AnswerLost);
+    assert!(abandon(guard.reserve(&parts, &body)).is_none(), "waits for the store");
+    store.set(Flight::Answered);
+    let Reserved::Fresh { reservation, .. } = guard.reserve(&parts, &body).await else {
+        panic!("the abandoned reservation was cancelled")
+    };
+
+    store.set(Flight::NotArrived);
+    assert!(abandon(reservation.finish(StatusCode::OK)).is_none(), "waits for the store");
+    store.set(Flight::Answered);
+    let Reserved::Respond(res) = guard.reserve(&parts, &body).await else {
+        panic!("confirmed in the background")
+    };
+    assert_eq!((res.status(), res.body().as_slice()), (StatusCode::OK, &b"duplicate"[..]));
 }
