@@ -94,6 +94,19 @@ pub trait Handshake: fmt::Debug + Send + Sync + 'static {
     fn after(&self, _parts: &Parts, _body: &[u8], _verified: &Verified<'_>) -> Option<Response<Vec<u8>>> {
         None
     }
+
+    /// Whether this handshake hands a secret over ([`HandshakeReply::AdoptSecret`]: Asana),
+    /// which only a [`SchemeSource`] that keeps secrets can take (not a fixed scheme). A
+    /// guard built with such a handshake and a fixed scheme warns once.
+    ///
+    /// ```
+    /// use hookguard::{guard::Handshake, handshake::{AsanaHookSecret, SlackUrlVerification}};
+    /// assert!(AsanaHookSecret.hands_over_secret());
+    /// assert!(!SlackUrlVerification.hands_over_secret());
+    /// ```
+    fn hands_over_secret(&self) -> bool {
+        false
+    }
 }
 
 /// What a handshake answers.
@@ -849,9 +862,11 @@ impl Guard {
             Ok(()) => return res,
             Err(SourceError::Refused) => known::HANDSHAKE_REFUSED,
             Err(SourceError::Unknown) => known::UNKNOWN_TENANT,
+            // Not an outage: this endpoint takes no secret (a fixed scheme), and a retry
+            // will not change that.
             Err(SourceError::Unsupported) => {
                 tracing::debug!(endpoint = %i.endpoint, "handshake secret handed over to a source that keeps none");
-                known::SECRETS_UNAVAILABLE.retry_after(i.retry_after)
+                known::HANDSHAKE_REFUSED
             }
             Err(e) => {
                 tracing::warn!(endpoint = %i.endpoint, error = %e, "could not keep handshake secret");
@@ -1525,6 +1540,13 @@ impl GuardBuilder {
                 endpoint = %self.inner.endpoint,
                 provider = scheme.provider(),
                 "the scheme signs the URL it is called at: set public_origin, or every request is refused (missing-url)"
+            );
+        }
+        if self.inner.fixed.is_some() && self.inner.handshake.as_ref().is_some_and(|h| h.hands_over_secret())
+        {
+            tracing::warn!(
+                endpoint = %self.inner.endpoint,
+                "the handshake hands over a secret, which a fixed scheme cannot keep: every handshake is refused (403); use TenantSchemes or a SchemeSource that adopts secrets"
             );
         }
         if self.default_replay {

@@ -150,7 +150,9 @@ impl Handshake for TrelloHead {
 /// [`SchemeSource`](crate::guard::SchemeSource) and echoed back. With
 /// [`TenantSchemes`](crate::tenant::TenantSchemes) only for a tenant you registered that
 /// has no secret yet (`404` for an unknown one, `403` when it has one): register the
-/// tenant just before you ask Asana to create the webhook.
+/// tenant just before you ask Asana to create the webhook. A fixed scheme keeps no
+/// secret: every handshake is refused (`403 handshake-refused`), and the guard warns when
+/// it is built.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AsanaHookSecret;
 
@@ -158,6 +160,9 @@ impl Handshake for AsanaHookSecret {
     fn before(&self, parts: &Parts, _body: &[u8]) -> Option<HandshakeReply> {
         providers::asana::handshake(&parts.headers)
             .map(|(secret, res)| HandshakeReply::AdoptSecret(secret, res))
+    }
+    fn hands_over_secret(&self) -> bool {
+        true
     }
 }
 
@@ -188,5 +193,8 @@ impl Handshake for Box<dyn Handshake> {
     }
     fn after(&self, parts: &Parts, body: &[u8], verified: &Verified<'_>) -> Option<Response<Vec<u8>>> {
         (**self).after(parts, body, verified)
+    }
+    fn hands_over_secret(&self) -> bool {
+        (**self).hands_over_secret()
     }
 }

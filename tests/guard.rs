@@ -254,6 +254,23 @@ async fn asana_handshake_stores_a_secret_once_and_never_replaces_it() {
     assert_eq!(store.lock().unwrap()["project-1"].expose(), b"first-secret");
 }
 
+/// A fixed scheme keeps no handed-over secret: Asana's handshake is refused for good
+/// (`403 handshake-refused`, no `Retry-After`), not answered as a secrets outage (`503`)
+/// that anyone could trigger and that a retry would not change.
+#[tokio::test]
+async fn a_fixed_scheme_refuses_asanas_handshake_for_good() {
+    let guard =
+        Guard::builder("asana", asana::scheme("configured").unwrap()).handshake(AsanaHookSecret).build();
+    let hello =
+        parts_of(Request::post("/hooks/asana").header("x-hook-secret", "new-secret").body(()).unwrap());
+    let res = guard.accept(&hello, Bytes::new()).await;
+    assert_eq!(res.status(), 403);
+    assert!(res.headers().get("retry-after").is_none());
+    assert!(res.headers().get("x-hook-secret").is_none(), "not echoed: the secret was not kept");
+    let problem: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+    assert_eq!(problem["type"], "https://hookguard.dev/problems/handshake-refused");
+}
+
 #[tokio::test]
 async fn statuses_are_configurable_and_problems_are_stable() {
     let guard = Guard::builder("github", github::scheme("s").unwrap())

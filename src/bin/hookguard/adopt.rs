@@ -385,7 +385,7 @@ mod tests {
     }
 
     /// A secret from the configuration: deliveries verify, a handshake is refused (`403`,
-    /// not the `503` of a source that cannot keep secrets).
+    /// as by any source that keeps no secret).
     #[tokio::test]
     async fn a_configured_secret_refuses_handshakes() {
         let guard = guard(HandshakeSecret::known("asana", asana::scheme(SECRET).unwrap()));
