@@ -38,6 +38,14 @@ impl KeyFormat {
     ///
     /// # Errors
     /// [`ConfigError`] for an empty secret, or one that does not decode.
+    ///
+    /// ```
+    /// use hookguard::verify::KeyFormat;
+    /// assert_eq!(KeyFormat::Raw.decode(b"whsec_abc").unwrap().expose(), b"whsec_abc");
+    /// assert_eq!(KeyFormat::StandardWebhooks.decode(b"whsec_aGk=").unwrap().expose(), b"hi");
+    /// assert!(KeyFormat::StandardWebhooks.decode(b"whsec_not base64!").is_err());
+    /// assert!(KeyFormat::Raw.decode(b"").is_err());
+    /// ```
     pub fn decode(self, secret: &[u8]) -> Result<Secret, ConfigError> {
         match self {
             Self::Raw => Secret::new(secret),
@@ -128,6 +136,18 @@ impl fmt::Debug for HmacScheme {
 impl HmacScheme {
     /// Starts describing a scheme. Defaults: signature in no header yet (set one), hex,
     /// body only, no timestamp, no id, raw keys.
+    ///
+    /// ```
+    /// use hookguard::verify::{Algorithm, Encoding, Field, HmacScheme, Scheme, SignatureFormat};
+    /// let scheme = HmacScheme::builder("acme", Algorithm::Sha256)
+    ///     .signature(Field::header("x-acme-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Hex)
+    ///     .secret("s3cr3t")
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(scheme.provider(), "acme");
+    /// // No signature location: nothing to verify.
+    /// assert!(HmacScheme::builder("acme", Algorithm::Sha256).secret("s3cr3t").build().is_err());
+    /// ```
     pub fn builder(provider: impl Into<Cow<'static, str>>, algorithm: Algorithm) -> HmacSchemeBuilder {
         HmacSchemeBuilder {
             scheme: Self {
@@ -207,6 +227,12 @@ impl HmacScheme {
     }
 
     /// How many secrets verify.
+    ///
+    /// ```
+    /// use hookguard::providers::github;
+    /// assert_eq!(github::scheme("new").unwrap().secret_count(), 1);
+    /// assert_eq!(github::scheme("new").unwrap().with_secret("old").unwrap().secret_count(), 2);
+    /// ```
     #[must_use]
     pub fn secret_count(&self) -> usize {
         self.keys.len()
@@ -237,6 +263,12 @@ impl HmacScheme {
     }
 
     /// The scheme's signature encoding.
+    ///
+    /// ```
+    /// use hookguard::{providers::{github, shopify}, verify::Encoding};
+    /// assert_eq!(github::scheme("s").unwrap().encoding(), Encoding::Hex);
+    /// assert_eq!(shopify::scheme("s").unwrap().encoding(), Encoding::Base64);
+    /// ```
     #[must_use]
     pub fn encoding(&self) -> Encoding {
         self.encoding
@@ -441,6 +473,14 @@ fn reads_signature_param(field: &Field) -> bool {
 
 /// Builder for [`HmacScheme`]; see there for an example. Errors (an empty secret, an
 /// inconsistent description) are reported by [`build`](Self::build).
+///
+/// ```
+/// use hookguard::{ConfigError, verify::{Algorithm, Encoding, Field, HmacScheme, SignatureFormat}};
+/// let builder = HmacScheme::builder("acme", Algorithm::Sha256)
+///     .signature(Field::header("x-acme-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Hex);
+/// // An empty secret (an unset environment variable) is refused when building.
+/// assert!(matches!(builder.secret("").build(), Err(ConfigError::EmptySecret)));
+/// ```
 #[derive(Debug)]
 #[must_use]
 pub struct HmacSchemeBuilder {
@@ -451,6 +491,25 @@ pub struct HmacSchemeBuilder {
 impl HmacSchemeBuilder {
     /// Where the signature is, how it is laid out and encoded. A [`Field::Any`] of
     /// headers uses the first one present; a [`Field::Json`] reads it from the body.
+    ///
+    /// ```
+    /// use hookguard::verify::{Algorithm, Encoding, Field, HmacScheme, Outgoing, Scheme, Sign, SignatureFormat, WebhookRequest};
+    /// # fn signed(scheme: &HmacScheme, msg: &Outgoing<'_>, uri: &str) -> http::Request<Vec<u8>> {
+    /// #     let mut req = http::Request::post(uri);
+    /// #     for (name, value) in scheme.sign(msg).unwrap() {
+    /// #         req = req.header(name, value);
+    /// #     }
+    /// #     req.body(msg.body().to_vec()).unwrap()
+    /// # }
+    /// let scheme = HmacScheme::builder("acme", Algorithm::Sha256)
+    ///     .signature(Field::header("x-acme-signature"), SignatureFormat::Plain { prefix: "sha256=" }, Encoding::Hex)
+    ///     .secret("s3cr3t")
+    ///     .build()
+    ///     .unwrap();
+    /// let req = signed(&scheme, &Outgoing::new(b"{}"), "/hooks");
+    /// assert!(req.headers()["x-acme-signature"].to_str().unwrap().starts_with("sha256="));
+    /// assert!(scheme.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::now_utc()).is_ok());
+    /// ```
     pub fn signature(mut self, field: Field, format: SignatureFormat, encoding: Encoding) -> Self {
         self.scheme.signature = field;
         self.scheme.format = format;
@@ -459,36 +518,166 @@ impl HmacSchemeBuilder {
     }
 
     /// What is signed (default: the body).
+    ///
+    /// ```
+    /// use hookguard::verify::{Algorithm, Encoding, Field, HmacScheme, Outgoing, Piece, Sign, SignatureFormat, SignedContent};
+    /// let scheme = HmacScheme::builder("acme", Algorithm::Sha256)
+    ///     .signature(Field::header("x-acme-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Hex)
+    ///     .content(SignedContent::new(vec![Piece::Literal(b"v0:"), Piece::Body]))
+    ///     .secret("s3cr3t")
+    ///     .build()
+    ///     .unwrap();
+    /// let headers = scheme.sign(&Outgoing::new(b"{}")).unwrap();
+    /// assert_eq!(headers[0].1.as_bytes(), Encoding::Hex.encode(scheme.mac_primary(b"v0:{}").as_bytes()).as_bytes());
+    /// ```
     pub fn content(mut self, content: SignedContent) -> Self {
         self.scheme.envelope.content = content;
         self
     }
 
-    /// Where the timestamp is and how it is written.
+    /// Where the timestamp is and how it is written. Sign it too (a [`Piece::Timestamp`]
+    /// in the [`content`](Self::content)), or a replay can carry a fresh one.
+    ///
+    /// [`Piece::Timestamp`]: crate::verify::Piece::Timestamp
+    ///
+    /// ```
+    /// use hookguard::verify::{Algorithm, Encoding, Field, HmacScheme, Outgoing, Scheme, Sign, SignatureFormat, WebhookRequest};
+    /// use hookguard::verify::{Piece, SignedContent, TimestampFormat};
+    /// # fn signed(scheme: &HmacScheme, msg: &Outgoing<'_>, uri: &str) -> http::Request<Vec<u8>> {
+    /// #     let mut req = http::Request::post(uri);
+    /// #     for (name, value) in scheme.sign(msg).unwrap() {
+    /// #         req = req.header(name, value);
+    /// #     }
+    /// #     req.body(msg.body().to_vec()).unwrap()
+    /// # }
+    /// let scheme = HmacScheme::builder("acme", Algorithm::Sha256)
+    ///     .signature(Field::header("x-acme-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Hex)
+    ///     .timestamp(Field::header("x-acme-timestamp"), TimestampFormat::UnixSeconds)
+    ///     .content(SignedContent::new(vec![Piece::Timestamp, Piece::Literal(b"."), Piece::Body]))
+    ///     .secret("s3cr3t")
+    ///     .build()
+    ///     .unwrap();
+    /// let at = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+    /// let req = signed(&scheme, &Outgoing::new(b"{}").timestamp(at), "/hooks");
+    /// assert_eq!(req.headers()["x-acme-timestamp"], "1700000000");
+    /// let verified = scheme.verify(&WebhookRequest::from_request(&req), at).unwrap();
+    /// assert_eq!(verified.timestamp(), Some(at));
+    /// ```
     pub fn timestamp(mut self, field: Field, format: TimestampFormat) -> Self {
         self.scheme.envelope.timestamp = Some((field, format));
         self
     }
 
     /// The tolerance (default none; needs a timestamp).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard::verify::{Algorithm, Encoding, Field, HmacScheme, Outgoing, Scheme, Sign, SignatureFormat, WebhookRequest};
+    /// use hookguard::verify::{Piece, Reason, SignedContent, TimestampFormat, Tolerance};
+    /// # fn signed(scheme: &HmacScheme, msg: &Outgoing<'_>, uri: &str) -> http::Request<Vec<u8>> {
+    /// #     let mut req = http::Request::post(uri);
+    /// #     for (name, value) in scheme.sign(msg).unwrap() {
+    /// #         req = req.header(name, value);
+    /// #     }
+    /// #     req.body(msg.body().to_vec()).unwrap()
+    /// # }
+    /// let scheme = HmacScheme::builder("acme", Algorithm::Sha256)
+    ///     .signature(Field::header("x-acme-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Hex)
+    ///     .timestamp(Field::header("x-acme-timestamp"), TimestampFormat::UnixSeconds)
+    ///     .content(SignedContent::new(vec![Piece::Timestamp, Piece::Literal(b"."), Piece::Body]))
+    ///     .tolerance(Tolerance::symmetric(Duration::from_secs(300)))
+    ///     .secret("s3cr3t")
+    ///     .build()
+    ///     .unwrap();
+    /// let sent = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+    /// let req = signed(&scheme, &Outgoing::new(b"{}").timestamp(sent), "/hooks");
+    /// let req = WebhookRequest::from_request(&req);
+    /// assert!(scheme.verify(&req, sent + Duration::from_secs(299)).is_ok());
+    /// let late = scheme.verify(&req, sent + Duration::from_secs(301)).unwrap_err();
+    /// assert_eq!(late.reason(), Reason::TimestampTooOld);
+    /// ```
     pub fn tolerance(mut self, tolerance: Tolerance) -> Self {
         self.scheme.envelope.tolerance = tolerance;
         self
     }
 
     /// Where the delivery id is (the replay key when present).
+    ///
+    /// ```
+    /// use hookguard::verify::{Algorithm, Encoding, Field, HmacScheme, Outgoing, Scheme, Sign, SignatureFormat, WebhookRequest};
+    /// # fn signed(scheme: &HmacScheme, msg: &Outgoing<'_>, uri: &str) -> http::Request<Vec<u8>> {
+    /// #     let mut req = http::Request::post(uri);
+    /// #     for (name, value) in scheme.sign(msg).unwrap() {
+    /// #         req = req.header(name, value);
+    /// #     }
+    /// #     req.body(msg.body().to_vec()).unwrap()
+    /// # }
+    /// let scheme = HmacScheme::builder("acme", Algorithm::Sha256)
+    ///     .signature(Field::header("x-acme-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Hex)
+    ///     .id(Field::header("x-acme-delivery"))
+    ///     .secret("s3cr3t")
+    ///     .build()
+    ///     .unwrap();
+    /// let req = signed(&scheme, &Outgoing::new(b"{}").id("d-42"), "/hooks");
+    /// let verified = scheme.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::now_utc()).unwrap();
+    /// assert_eq!(verified.id(), Some("d-42"));
+    /// // Not signed here: the replay key is the MAC's fingerprint, not the id.
+    /// assert!(!verified.id_is_signed());
+    /// ```
     pub fn id(mut self, field: Field) -> Self {
         self.scheme.envelope.id = Some(field);
         self
     }
 
     /// Where the event type is.
+    ///
+    /// ```
+    /// use hookguard::verify::{Algorithm, Encoding, Field, HmacScheme, Outgoing, Scheme, Sign, SignatureFormat, WebhookRequest};
+    /// let scheme = HmacScheme::builder("acme", Algorithm::Sha256)
+    ///     .signature(Field::header("x-acme-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Hex)
+    ///     .event(Field::Json(&["type"]))
+    ///     .secret("s3cr3t")
+    ///     .build()
+    ///     .unwrap();
+    /// let body = br#"{"type":"invoice.paid"}"#;
+    /// let mut req = http::Request::post("/hooks");
+    /// for (name, value) in scheme.sign(&Outgoing::new(body)).unwrap() {
+    ///     req = req.header(name, value);
+    /// }
+    /// let req = req.body(body.to_vec()).unwrap();
+    /// let verified = scheme.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::now_utc()).unwrap();
+    /// assert_eq!(verified.event(), Some("invoice.paid"));
+    /// ```
     pub fn event(mut self, field: Field) -> Self {
         self.scheme.envelope.event = Some(field);
         self
     }
 
-    /// A fixed URL to sign instead of the request's.
+    /// A fixed URL to sign instead of the request's (the one registered with the
+    /// provider): behind a proxy that rewrites paths, the request's own URL differs.
+    ///
+    /// ```
+    /// use hookguard::verify::{Algorithm, Encoding, Field, HmacScheme, Outgoing, Scheme, Sign, SignatureFormat, WebhookRequest};
+    /// use hookguard::verify::{Piece, SignedContent};
+    /// # fn signed(scheme: &HmacScheme, msg: &Outgoing<'_>, uri: &str) -> http::Request<Vec<u8>> {
+    /// #     let mut req = http::Request::post(uri);
+    /// #     for (name, value) in scheme.sign(msg).unwrap() {
+    /// #         req = req.header(name, value);
+    /// #     }
+    /// #     req.body(msg.body().to_vec()).unwrap()
+    /// # }
+    /// let scheme = HmacScheme::builder("acme", Algorithm::Sha256)
+    ///     .signature(Field::header("x-acme-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Hex)
+    ///     .content(SignedContent::new(vec![Piece::Body, Piece::Url]))
+    ///     .url("https://example.com/hooks/acme")
+    ///     .secret("s3cr3t")
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(!scheme.signs_called_url());
+    /// // Received on an internal path, verified against the registered URL.
+    /// let req = signed(&scheme, &Outgoing::new(b"{}"), "/internal/acme");
+    /// assert!(scheme.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::now_utc()).is_ok());
+    /// ```
     pub fn url(mut self, url: impl Into<Cow<'static, str>>) -> Self {
         self.scheme.envelope.url = Some(url.into());
         self
@@ -512,13 +701,62 @@ impl HmacSchemeBuilder {
         self
     }
 
-    /// How secrets become keys (default: their bytes).
+    /// How secrets become keys (default: their bytes). Set it before adding secrets.
+    ///
+    /// ```
+    /// use hookguard::verify::{Algorithm, Encoding, Field, HmacScheme, KeyFormat, SignatureFormat};
+    /// let raw = HmacScheme::builder("acme", Algorithm::Sha256)
+    ///     .signature(Field::header("x-acme-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Hex)
+    ///     .secret("whsec_aGk=")
+    ///     .build()
+    ///     .unwrap();
+    /// let decoded = HmacScheme::builder("acme", Algorithm::Sha256)
+    ///     .signature(Field::header("x-acme-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Hex)
+    ///     .key_format(KeyFormat::StandardWebhooks)
+    ///     .secret("whsec_aGk=")
+    ///     .build()
+    ///     .unwrap();
+    /// // The decoded key is the two bytes `hi`.
+    /// let hi = HmacScheme::builder("acme", Algorithm::Sha256)
+    ///     .signature(Field::header("x-acme-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Hex)
+    ///     .secret("hi")
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(decoded.mac_primary(b"x").as_bytes(), hi.mac_primary(b"x").as_bytes());
+    /// assert_ne!(raw.mac_primary(b"x").as_bytes(), hi.mac_primary(b"x").as_bytes());
+    /// ```
     pub fn key_format(mut self, format: KeyFormat) -> Self {
         self.scheme.key_format = format;
         self
     }
 
     /// Adds a secret; the first added signs, all verify.
+    ///
+    /// ```
+    /// use hookguard::verify::{Algorithm, Encoding, Field, HmacScheme, Outgoing, Scheme, Sign, SignatureFormat, WebhookRequest};
+    /// # fn signed(scheme: &HmacScheme, msg: &Outgoing<'_>, uri: &str) -> http::Request<Vec<u8>> {
+    /// #     let mut req = http::Request::post(uri);
+    /// #     for (name, value) in scheme.sign(msg).unwrap() {
+    /// #         req = req.header(name, value);
+    /// #     }
+    /// #     req.body(msg.body().to_vec()).unwrap()
+    /// # }
+    /// let old = HmacScheme::builder("acme", Algorithm::Sha256)
+    ///     .signature(Field::header("x-acme-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Hex)
+    ///     .secret("old")
+    ///     .build()
+    ///     .unwrap();
+    /// // Rotating: the new secret first, the old one still accepted.
+    /// let rotating = HmacScheme::builder("acme", Algorithm::Sha256)
+    ///     .signature(Field::header("x-acme-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Hex)
+    ///     .secret("new")
+    ///     .secret("old")
+    ///     .build()
+    ///     .unwrap();
+    /// let req = signed(&old, &Outgoing::new(b"{}"), "/hooks");
+    /// let verified = rotating.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::now_utc()).unwrap();
+    /// assert_eq!(verified.key_index(), 1);
+    /// ```
     pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Self {
         match self.scheme.key_format.decode(secret.as_ref()) {
             Ok(key) => self.scheme.keys.push(KeyedMac::with_construction(
@@ -534,6 +772,17 @@ impl HmacSchemeBuilder {
     }
 
     /// Adds each secret of a list.
+    ///
+    /// ```
+    /// use hookguard::verify::{Algorithm, Encoding, Field, HmacScheme, SignatureFormat};
+    /// let from_config = vec!["new".to_owned(), "old".to_owned()];
+    /// let scheme = HmacScheme::builder("acme", Algorithm::Sha256)
+    ///     .signature(Field::header("x-acme-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Hex)
+    ///     .secrets(&from_config)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(scheme.secret_count(), 2);
+    /// ```
     pub fn secrets<I: IntoIterator<Item = S>, S: AsRef<[u8]>>(self, secrets: I) -> Self {
         secrets.into_iter().fold(self, Self::secret)
     }
@@ -545,6 +794,19 @@ impl HmacSchemeBuilder {
     /// [`ConfigError::NoSecret`] without any, [`ConfigError::Invalid`] when the pieces
     /// do not fit (a signed timestamp or tolerance with no timestamp source, a signed id
     /// with no id source, no signature location).
+    ///
+    /// ```
+    /// use hookguard::{ConfigError, verify::{Algorithm, Encoding, Field, HmacScheme, Piece, SignatureFormat, SignedContent}};
+    /// let builder = || {
+    ///     HmacScheme::builder("acme", Algorithm::Sha256)
+    ///         .signature(Field::header("x-acme-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Hex)
+    /// };
+    /// assert!(builder().secret("s3cr3t").build().is_ok());
+    /// assert!(matches!(builder().build(), Err(ConfigError::NoSecret)));
+    /// // A signed timestamp needs a place to read it from.
+    /// let signs_time = SignedContent::new(vec![Piece::Timestamp, Piece::Body]);
+    /// assert!(matches!(builder().content(signs_time).secret("s").build(), Err(ConfigError::Invalid(_))));
+    /// ```
     pub fn build(self) -> Result<HmacScheme, ConfigError> {
         if let Some(e) = self.error {
             return Err(e);

@@ -60,6 +60,13 @@ impl<'a> WebhookRequest<'a> {
     }
 
     /// A view over a whole request whose body is bytes.
+    ///
+    /// ```
+    /// # use hookguard::verify::WebhookRequest;
+    /// let req = http::Request::post("/hooks?x=1").header("x-event", "push").body(b"{}".to_vec()).unwrap();
+    /// let view = WebhookRequest::from_request(&req);
+    /// assert_eq!(view.body(), b"{}");
+    /// ```
     #[must_use]
     pub fn from_request<B: AsRef<[u8]>>(req: &'a http::Request<B>) -> Self {
         Self::new(req.method(), req.uri(), req.headers(), req.body().as_ref())
@@ -82,24 +89,52 @@ impl<'a> WebhookRequest<'a> {
     }
 
     /// The method.
+    ///
+    /// ```
+    /// # use hookguard::verify::WebhookRequest;
+    /// let req = http::Request::post("/hooks?x=1").header("x-event", "push").body(b"{}".to_vec()).unwrap();
+    /// let view = WebhookRequest::from_request(&req);
+    /// assert_eq!(view.method(), http::Method::POST);
+    /// ```
     #[must_use]
     pub const fn method(&self) -> &'a Method {
         self.method
     }
 
     /// The URI as the server received it.
+    ///
+    /// ```
+    /// # use hookguard::verify::WebhookRequest;
+    /// let req = http::Request::post("/hooks?x=1").header("x-event", "push").body(b"{}".to_vec()).unwrap();
+    /// let view = WebhookRequest::from_request(&req);
+    /// assert_eq!(view.uri().query(), Some("x=1"));
+    /// ```
     #[must_use]
     pub const fn uri(&self) -> &'a Uri {
         self.uri
     }
 
     /// The headers.
+    ///
+    /// ```
+    /// # use hookguard::verify::WebhookRequest;
+    /// let req = http::Request::post("/hooks?x=1").header("x-event", "push").body(b"{}".to_vec()).unwrap();
+    /// let view = WebhookRequest::from_request(&req);
+    /// assert_eq!(view.headers()["x-event"], "push");
+    /// ```
     #[must_use]
     pub const fn headers(&self) -> &'a HeaderMap {
         self.headers
     }
 
     /// The raw body.
+    ///
+    /// ```
+    /// # use hookguard::verify::WebhookRequest;
+    /// let req = http::Request::post("/hooks?x=1").header("x-event", "push").body(b"{}".to_vec()).unwrap();
+    /// let view = WebhookRequest::from_request(&req);
+    /// assert_eq!(view.body().len(), 2);
+    /// ```
     #[must_use]
     pub const fn body(&self) -> &'a [u8] {
         self.body
@@ -403,12 +438,23 @@ impl<'a> Verified<'a> {
     }
 
     /// The provider's name, as in PROVIDERS.md (`stripe`, `standard-webhooks`, …).
+    ///
+    /// ```
+    /// # use hookguard::verify::Verified;
+    /// assert_eq!(Verified::new("stripe", None, None, None, [0; 32], 0).provider(), "stripe");
+    /// ```
     #[must_use]
     pub fn provider(&self) -> &str {
         &self.provider
     }
 
     /// The delivery id the provider sent, if any.
+    ///
+    /// ```
+    /// # use hookguard::verify::Verified;
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// assert_eq!(v.id(), Some("d-1"));
+    /// ```
     #[must_use]
     pub fn id(&self) -> Option<&str> {
         self.id.as_deref()
@@ -419,6 +465,15 @@ impl<'a> Verified<'a> {
     /// headers: they sign the body only), anyone holding one genuine delivery could send
     /// it again under a new id, so the [replay key](Self::dedup_key) is the signature's
     /// fingerprint instead; the id stays for logs and labels.
+    ///
+    /// ```
+    /// # use hookguard::verify::Verified;
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [7; 32], 0);
+    /// assert!(v.id_is_signed());
+    /// let unsigned = v.with_unsigned_id();
+    /// assert!(!unsigned.id_is_signed());
+    /// assert_eq!(unsigned.dedup_key(), &[7; 32]);
+    /// ```
     #[must_use]
     pub const fn id_is_signed(&self) -> bool {
         self.id_signed || self.id.is_none()
@@ -452,6 +507,13 @@ impl<'a> Verified<'a> {
     }
 
     /// The signed timestamp, if the scheme has one.
+    ///
+    /// ```
+    /// # use hookguard::verify::Verified;
+    /// let at = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+    /// assert_eq!(Verified::new("slack", None, Some(at), None, [0; 32], 0).timestamp(), Some(at));
+    /// assert_eq!(Verified::new("github", None, None, None, [0; 32], 0).timestamp(), None);
+    /// ```
     #[must_use]
     pub const fn timestamp(&self) -> Option<OffsetDateTime> {
         match self.timestamp {
@@ -498,6 +560,12 @@ impl<'a> Verified<'a> {
 
     /// The event type, if the provider says it outside the payload (or the preset reads
     /// it from the payload).
+    ///
+    /// ```
+    /// # use hookguard::verify::Verified;
+    /// let v = Verified::new("github", None, None, Some("push".into()), [0; 32], 0);
+    /// assert_eq!(v.event(), Some("push"));
+    /// ```
     #[must_use]
     pub fn event(&self) -> Option<&str> {
         match &self.event {
@@ -510,6 +578,19 @@ impl<'a> Verified<'a> {
 
     /// Which configured secret matched (0 for the first); useful to see when a rotated
     /// secret stops being used.
+    ///
+    /// ```
+    /// use hookguard::{providers::github, verify::{Scheme, Sign, Outgoing, WebhookRequest}};
+    /// let old = github::scheme("old").unwrap();
+    /// let rotating = github::scheme("new").unwrap().with_secret("old").unwrap();
+    /// let mut req = http::Request::post("/hooks");
+    /// for (name, value) in old.sign(&Outgoing::new(b"{}")).unwrap() {
+    ///     req = req.header(name, value);
+    /// }
+    /// let req = req.body(b"{}".to_vec()).unwrap();
+    /// let verified = rotating.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::now_utc()).unwrap();
+    /// assert_eq!(verified.key_index(), 1, "still signed with the old secret");
+    /// ```
     #[must_use]
     pub const fn key_index(&self) -> usize {
         self.key_index
@@ -518,6 +599,14 @@ impl<'a> Verified<'a> {
     /// The replay key: the delivery id when the signature covers it, else the fingerprint
     /// of the signature (so an identical resend is still recognised, and a resend under
     /// another unsigned id too).
+    ///
+    /// ```
+    /// # use hookguard::verify::Verified;
+    /// let signed_id = Verified::new("stripe", Some("evt_1".into()), None, None, [7; 32], 0);
+    /// assert_eq!(signed_id.dedup_key(), b"evt_1");
+    /// let no_id = Verified::new("stripe", None, None, None, [7; 32], 0);
+    /// assert_eq!(no_id.dedup_key(), &[7; 32]);
+    /// ```
     #[must_use]
     pub fn dedup_key(&self) -> &[u8] {
         match &self.id {
@@ -569,6 +658,12 @@ impl<'a> Verified<'a> {
     }
 
     /// Replaces the event type (for schemes that learn it late).
+    ///
+    /// ```
+    /// # use hookguard::verify::Verified;
+    /// let v = Verified::new("acme", None, None, None, [0; 32], 0).with_event(Some("ping".into()));
+    /// assert_eq!(v.event(), Some("ping"));
+    /// ```
     #[must_use]
     pub fn with_event(mut self, event: Option<Cow<'a, str>>) -> Self {
         self.event = Event::Known(event);
