@@ -1,9 +1,13 @@
 //! Slack: `X-Slack-Signature: v0=<hex>` with `X-Slack-Request-Timestamp` (unix seconds);
 //! HMAC-SHA256 over `v0:{ts}:{body}` with the app's signing secret; ±5 minutes (past
-//! and future), as Slack's SDKs. Slack sends no delivery id (retries carry
-//! `X-Slack-Retry-Num`), so the replay key is the signature's fingerprint; no rotation
-//! (one signing secret per app, though several may be configured here). The event type
-//! is read from a JSON body's `event.type`, else its `type`.
+//! and future), as Slack's SDKs. Slack sends no delivery id header (retries carry
+//! `X-Slack-Retry-Num`), and each retry is a request of its own, signed with its own
+//! timestamp, so the signature differs from one try to the next. The replay key is
+//! therefore the Events API envelope's `event_id` (in the signed body, the same in every
+//! retry); a body without one (slash commands, interactivity: form bodies) is keyed by the
+//! signature's fingerprint. No rotation (one signing secret per app, though several may
+//! be configured here). The event type is read from a JSON body's `event.type`, else its
+//! `type`.
 //!
 //! Events API endpoints must answer Slack's `url_verification` challenge: see
 //! [`url_verification`], to call only after the request verified.
@@ -65,6 +69,7 @@ pub fn scheme(secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
         .timestamp(Field::Header(TIMESTAMP), TimestampFormat::UnixSeconds)
         .tolerance(Tolerance::symmetric(FIVE_MINUTES))
         .content(CONTENT)
+        .id(Field::Json(&["event_id"]))
         .event(Field::Any(&EVENT))
         .secret(secret)
         .build()
@@ -175,7 +180,31 @@ mod tests {
         let req = req.body(body.to_vec()).unwrap();
         let v = scheme.verify(&WebhookRequest::from_request(&req), now).unwrap();
         assert_eq!(v.event(), Some("app_mention"));
-        assert_eq!(v.dedup_key().len(), 32, "no id: the fingerprint is the replay key");
+        assert_eq!(v.id(), Some("Ev1"));
+    }
+
+    /// A retry is signed again, with its own timestamp: the signature changes, the
+    /// envelope's `event_id` does not, and it is the replay key. A body without one (a
+    /// slash command's form) is keyed by the signature's fingerprint.
+    #[test]
+    fn retries_share_the_event_id_as_replay_key() {
+        let scheme = scheme(SECRET).unwrap();
+        let body = br#"{"type":"event_callback","event":{"type":"message"},"event_id":"Ev08MFMKH6"}"#;
+        let verify = |at: time::OffsetDateTime, body: &[u8]| {
+            let mut req = http::Request::post("/");
+            for (n, v) in scheme.sign(&Outgoing::new(body).timestamp(at)).unwrap() {
+                req = req.header(n, v);
+            }
+            let req = req.body(body.to_vec()).unwrap();
+            scheme.verify(&WebhookRequest::from_request(&req), at).unwrap().into_owned()
+        };
+        let (first, retry) = (verify(at(1_700_000_000), body), verify(at(1_700_000_060), body));
+        assert_ne!(first.fingerprint(), retry.fingerprint(), "signed again");
+        assert_eq!(first.dedup_key(), b"Ev08MFMKH6");
+        assert_eq!(first.dedup_key(), retry.dedup_key());
+        let command = verify(at(1_700_000_000), BODY);
+        assert_eq!(command.id(), None);
+        assert_eq!(command.dedup_key(), command.fingerprint());
     }
 
     #[test]
