@@ -52,24 +52,43 @@ pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// longer than providers' retry schedules); set it with [`GuardBuilder::replay_ttl`].
 pub const DEFAULT_UNTIMED_REPLAY_TTL: Duration = Duration::from_secs(72 * 3600);
 
-/// How long a delivery's replay mark lives unless [`GuardBuilder::replay_ttl`] says: for a
-/// timestamp the signature covers, under a tolerance with a past bound, until that
-/// timestamp goes stale (a timestamp ahead of this clock, where the future is not
-/// checked, stays fresh longer than the window), and never less than the whole window
-/// (room for replicas' clocks to differ); for any other delivery (no timestamp, one the
-/// signature does not cover, no past bound) [`DEFAULT_UNTIMED_REPLAY_TTL`].
-fn replay_ttl(tolerance: Tolerance, verified: &Verified<'_>, now: i128) -> Duration {
+/// How long a delivery's replay mark lives: for a timestamp the signature covers, under a
+/// tolerance with a past bound, until that timestamp goes stale (a timestamp ahead of this
+/// clock, where the future is not checked, stays fresh longer than the window), and never
+/// less than the whole window (room for replicas' clocks to differ), or the `configured`
+/// time to live ([`GuardBuilder::replay_ttl`]) when that is longer; for any other delivery
+/// (no timestamp, one the signature does not cover, no past bound) the configured one, else
+/// [`DEFAULT_UNTIMED_REPLAY_TTL`].
+fn replay_ttl(
+    configured: Option<Duration>,
+    tolerance: Tolerance,
+    verified: &Verified<'_>,
+    now: i128,
+) -> Duration {
+    match (configured, fresh_for(tolerance, verified, now)) {
+        // A shorter mark would let a copy through while it is still fresh.
+        (Some(ttl), Some(fresh)) => ttl.max(fresh),
+        (Some(ttl), None) => ttl,
+        (None, Some(fresh)) => fresh,
+        (None, None) => DEFAULT_UNTIMED_REPLAY_TTL,
+    }
+}
+
+/// How long a delivery with a signed timestamp could still pass the tolerance: until the
+/// timestamp goes stale, and at least the whole window. `None` without a signed
+/// timestamp or a past tolerance.
+fn fresh_for(tolerance: Tolerance, verified: &Verified<'_>, now: i128) -> Option<Duration> {
     let (Some(window), Some(past), Some(at)) =
         (tolerance.replay_window(), tolerance.past(), verified.timestamp_nanos())
     else {
-        return DEFAULT_UNTIMED_REPLAY_TTL;
+        return None;
     };
     if !verified.timestamp_is_signed() {
-        return DEFAULT_UNTIMED_REPLAY_TTL;
+        return None;
     }
     let stale_at = at.saturating_add(i128::try_from(past.as_nanos()).unwrap_or(i128::MAX));
     let left = u64::try_from(stale_at.saturating_sub(now).max(0)).map_or(Duration::MAX, Duration::from_nanos);
-    window.max(left)
+    Some(window.max(left))
 }
 
 /// How long a reservation lives by default in middleware mode (60 s); set it with
@@ -929,7 +948,7 @@ impl Guard {
         {
             return Err(res);
         }
-        let ttl = i.replay_ttl.unwrap_or_else(|| replay_ttl(scheme.tolerance(), &verified, now));
+        let ttl = replay_ttl(i.replay_ttl, scheme.tolerance(), &verified, now);
         let event = verified.event_if_known();
         // A fixed scheme has one sender; a looked-up one may name it.
         let namespace = if i.fixed.is_some() { None } else { i.source.namespace(parts) };
@@ -1411,7 +1430,18 @@ impl GuardBuilder {
     /// How long replay marks live. By default, for a timestamp the signature covers,
     /// until it goes stale (and at least the scheme's whole tolerance window); for
     /// deliveries without one, or with one the signature does not cover,
-    /// [`DEFAULT_UNTIMED_REPLAY_TTL`] (72 h).
+    /// [`DEFAULT_UNTIMED_REPLAY_TTL`] (72 h). A `ttl` set here replaces the 72 h, and
+    /// lengthens the marks of timed deliveries; it never shortens one below the time its
+    /// delivery stays fresh (a copy would pass in between).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard::{guard::Guard, providers::github};
+    /// let guard = Guard::builder("github", github::scheme("s3cr3t").unwrap())
+    ///     .replay_ttl(Duration::from_secs(7 * 24 * 3600))
+    ///     .build();
+    /// # let _ = guard;
+    /// ```
     pub fn replay_ttl(mut self, ttl: Duration) -> Self {
         self.inner.replay_ttl = Some(ttl);
         self

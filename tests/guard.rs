@@ -399,6 +399,20 @@ async fn a_replay_mark_lives_as_long_as_its_delivery_could_pass() {
     );
     clock.advance(Duration::from_secs(901));
     assert!(!kept(guard.check(&parts, &body).await), "stale at last");
+
+    // A configured time to live shorter than the window does not shorten a timed mark.
+    let clock = ManualClock::at_unix(start);
+    let guard = Guard::builder("stripe", stripe.clone())
+        .clock(clock.clone())
+        .replay_ttl(Duration::from_secs(60))
+        .build();
+    let parts = signed(&stripe, "/", &body, clock.now_for_tests(), "d");
+    assert!(kept(guard.check(&parts, &body).await));
+    clock.advance(Duration::from_secs(120));
+    assert!(
+        matches!(guard.check(&parts, &body).await, Checked::Duplicate(_)),
+        "still fresh, so still a copy, past the configured 60 s"
+    );
 }
 
 /// The terminal pipeline takes no replay mark: the inbox's unique key refuses replays. So a
