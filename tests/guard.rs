@@ -945,3 +945,28 @@ async fn a_request_abandoned_while_the_replay_store_works_leaves_the_right_mark(
     };
     assert_eq!((res.status(), res.body().as_slice()), (StatusCode::OK, &b"duplicate"[..]));
 }
+
+/// A provider that signs a timestamp with the body and sends no id signs each retry anew
+/// (Zoom retries 5, 25 and 85 minutes later, past its 5-minute tolerance): the retry of a
+/// kept delivery is a duplicate, not a second delivery to process.
+#[tokio::test]
+async fn a_retry_signed_anew_without_an_id_is_a_duplicate() {
+    use hookguard::providers::zoom;
+    let clock = ManualClock::at_unix(1_700_000_000);
+    let scheme = zoom::scheme("zoom-secret").unwrap();
+    let inbox = MemoryInbox::new().clock(clock.clone());
+    let guard = Guard::builder("zoom", scheme.clone()).clock(clock.clone()).inbox(inbox.clone()).build();
+    let body = Bytes::from_static(br#"{"event":"meeting.started","event_ts":1700000000123,"payload":{}}"#);
+    let first = signed(&scheme, "/hooks/zoom", &body, clock.now_for_tests(), "x");
+    assert_eq!(guard.accept(&first, body.clone()).await.status(), 202);
+    clock.advance(Duration::from_secs(5 * 60));
+    let retry = signed(&scheme, "/hooks/zoom", &body, clock.now_for_tests(), "x");
+    assert_ne!(first.headers, retry.headers, "signed anew");
+    let res = guard.accept(&retry, body.clone()).await;
+    assert_eq!((res.status(), res.body().as_slice()), (StatusCode::OK, &b"duplicate"[..]));
+    assert_eq!(inbox.depth().await.unwrap(), 1);
+
+    let other = Bytes::from_static(br#"{"event":"meeting.ended","event_ts":1700000300456,"payload":{}}"#);
+    let parts = signed(&scheme, "/hooks/zoom", &other, clock.now_for_tests(), "x");
+    assert_eq!(guard.accept(&parts, other).await.status(), 202, "another body is another delivery");
+}

@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 
 use http::{HeaderName, HeaderValue};
+use sha2::Digest as _;
 use time::OffsetDateTime;
 
 use super::{
@@ -309,7 +310,22 @@ impl Envelope {
             None => Event::Known(None),
         };
         let signed = (self.id_signed(), timestamp_signed);
+        // Keyed by the signature, a delivery without a signed id would change key with
+        // every retry when the signature covers a timestamp: providers sign each try anew
+        // (Zoom retries 5, 25 and 85 minutes later, past any tolerance). The body it
+        // signs does not change, and only the sender can sign one: the key is its hash.
+        let fingerprint = if (id.is_none() || !signed.0) && self.retries_sign_anew() {
+            sha2::Sha256::digest(req.body()).into()
+        } else {
+            fingerprint
+        };
         Verified::assemble(provider, id, timestamp, event, fingerprint, key_index, signed)
+    }
+
+    /// Whether the signature covers both a timestamp header (or parameter) and the body,
+    /// so that a retry of one body is signed anew: see [`verified`](Self::verified).
+    fn retries_sign_anew(&self) -> bool {
+        self.content.uses(Piece::Timestamp) && self.content.uses(Piece::Body)
     }
 
     /// Whether the signature covers the timestamp wherever the scheme may read it: a

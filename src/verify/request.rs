@@ -495,7 +495,10 @@ impl<'a> Verified<'a> {
     }
 
     /// What identifies this exact delivery when there is no signed id: the MAC
-    /// (truncated or zero-padded to 32 bytes) or a SHA-256 of the signature.
+    /// (truncated or zero-padded to 32 bytes) or a SHA-256 of the signature; for a scheme
+    /// that signs a timestamp with the body (Zoom, Slack's form bodies, HubSpot v3,
+    /// Calendly, SendGrid, Discord), a SHA-256 of the body, which a retry signed anew with
+    /// a later timestamp keeps.
     ///
     /// ```
     /// # use hookguard::verify::Verified;
