@@ -2,8 +2,11 @@
 //! in [`verify`](crate::verify).
 //!
 //! Every preset module offers `scheme(secret)` (more secrets with `with_secret`, for
-//! rotation), and the provider's handshake helper where it has one. Names follow
-//! PROVIDERS.md in lower case with dashes ([`by_name`]).
+//! rotation), and the provider's handshake helper where it has one. Names are the
+//! providers' in lower case with dashes ([`by_name`], [`NAMES`]). PROVIDERS.md in the
+//! repository tabulates every preset: where its signature travels, what is signed, the
+//! timestamp and default tolerance, the replay key, handshake, rotation and Cargo
+//! feature, with each provider's pitfalls and official documentation.
 //!
 //! ```
 //! use hookguard::{providers, verify::Scheme};
@@ -63,15 +66,41 @@ pub mod zoom;
 pub(crate) const FIVE_MINUTES: Duration = Duration::from_secs(300);
 
 /// A scheme that can also sign: what [`by_name`] returns.
+///
+/// ```
+/// use hookguard::{providers, verify::{Outgoing, Scheme, WebhookRequest}};
+/// let preset = providers::by_name("github", &["s3cr3t"]).unwrap();
+/// let mut req = http::Request::post("/hooks/github");
+/// for (name, value) in preset.sign(&Outgoing::new(b"{}")).unwrap() {
+///     req = req.header(name, value);
+/// }
+/// let req = req.body(b"{}".to_vec()).unwrap();
+/// assert!(preset.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::now_utc()).is_ok());
+/// ```
 pub trait Preset: Scheme + Sign {}
 impl<T: Scheme + Sign> Preset for T {}
 
-/// The names [`by_name`] knows, as in PROVIDERS.md (the public-key presets only with
-/// their Cargo feature).
+/// The names [`by_name`] knows, one per row of PROVIDERS.md in the repository (the
+/// public-key presets only with their Cargo feature).
 ///
 /// `square` and `trello` sign a URL fixed at registration, which a name and secrets
 /// cannot give: [`by_name`] answers [`ConfigError::Invalid`] for them (use
 /// [`square::scheme`] and [`trello::scheme`]).
+///
+/// ```
+/// use hookguard::providers::{self, NAMES};
+/// assert!(NAMES.contains(&"stripe") && NAMES.contains(&"hubspot-v2"));
+/// // Every name but the URL-signing two builds from secrets (public keys for some).
+/// for name in NAMES.iter().filter(|n| !["square", "trello"].contains(n)) {
+///     let key = match *name {
+///         "standard-webhooks-v1a" => "whpk_1SiA4o9hyqTCpIqC5V9HUakiiaeACeqfZTInDBbOir4=",
+///         "discord" => "c5568d0facd66bddee281dcb9c8ac02e169c5c20741b215b2539a96bb183c5d6",
+///         "sendgrid" => "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GRqe62gw+2fNNRaINXvVpiglSI8eNEc6wEA3F+g==",
+///         _ => "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+///     };
+///     assert!(providers::by_name(name, &[key]).is_ok(), "{name}");
+/// }
+/// ```
 pub const NAMES: &[&str] = &[
     "standard-webhooks",
     "stripe",
