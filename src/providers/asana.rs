@@ -35,8 +35,16 @@ use crate::{
 };
 
 /// `X-Hook-Signature`.
+///
+/// ```
+/// assert_eq!(hookguard::providers::asana::HEADER, "x-hook-signature");
+/// ```
 pub const HEADER: HeaderName = HeaderName::from_static("x-hook-signature");
 /// `X-Hook-Secret`, the handshake header.
+///
+/// ```
+/// assert_eq!(hookguard::providers::asana::SECRET_HEADER, "x-hook-secret");
+/// ```
 pub const SECRET_HEADER: HeaderName = HeaderName::from_static("x-hook-secret");
 
 /// Asana with the secret received in the [`handshake`].

@@ -25,10 +25,22 @@ use crate::{
 };
 
 /// `X-Hub-Signature` (*unconfirmed*).
+///
+/// ```
+/// assert_eq!(hookguard::providers::bitbucket::HEADER, "x-hub-signature");
+/// ```
 pub const HEADER: HeaderName = HeaderName::from_static("x-hub-signature");
 /// `X-Request-UUID` (*unconfirmed* as the delivery id).
+///
+/// ```
+/// assert_eq!(hookguard::providers::bitbucket::DELIVERY, "x-request-uuid");
+/// ```
 pub const DELIVERY: HeaderName = HeaderName::from_static("x-request-uuid");
 /// `X-Event-Key`.
+///
+/// ```
+/// assert_eq!(hookguard::providers::bitbucket::EVENT, "x-event-key");
+/// ```
 pub const EVENT: HeaderName = HeaderName::from_static("x-event-key");
 
 /// Bitbucket Cloud with one webhook secret (*unconfirmed* header layout, see the module

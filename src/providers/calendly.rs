@@ -30,9 +30,19 @@ use crate::{
 };
 
 /// `Calendly-Webhook-Signature`.
+///
+/// ```
+/// assert_eq!(hookguard::providers::calendly::HEADER, "calendly-webhook-signature");
+/// ```
 pub const HEADER: HeaderName = HeaderName::from_static("calendly-webhook-signature");
 
 /// Three minutes, too-old only (*unconfirmed*).
+///
+/// ```
+/// use hookguard::{providers::calendly, verify::Scheme};
+/// assert_eq!(calendly::TOLERANCE.as_secs(), 180);
+/// assert_eq!(calendly::scheme("key").unwrap().tolerance().future(), None, "too-old only");
+/// ```
 pub const TOLERANCE: Duration = Duration::from_secs(180);
 
 /// Calendly with one webhook signing key.

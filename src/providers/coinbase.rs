@@ -27,6 +27,10 @@ use crate::{
 };
 
 /// `X-CC-Webhook-Signature`.
+///
+/// ```
+/// assert_eq!(hookguard::providers::coinbase::HEADER, "x-cc-webhook-signature");
+/// ```
 pub const HEADER: HeaderName = HeaderName::from_static("x-cc-webhook-signature");
 
 /// Coinbase Commerce with one shared secret.

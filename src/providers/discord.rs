@@ -34,6 +34,11 @@ use crate::{
 };
 
 /// `{ts}{body}`.
+///
+/// ```
+/// use hookguard::{providers::discord, verify::Piece};
+/// assert_eq!(discord::CONTENT.pieces(), [Piece::Timestamp, Piece::Body]);
+/// ```
 pub const CONTENT: SignedContent = SignedContent::from_static(&[Piece::Timestamp, Piece::Body]);
 
 const SIGNATURE: Field = Field::Header(HeaderName::from_static("x-signature-ed25519"));

@@ -30,6 +30,10 @@ use crate::{
 };
 
 /// `X-Dropbox-Signature`.
+///
+/// ```
+/// assert_eq!(hookguard::providers::dropbox::HEADER, "x-dropbox-signature");
+/// ```
 pub const HEADER: HeaderName = HeaderName::from_static("x-dropbox-signature");
 
 /// Dropbox with the app secret.

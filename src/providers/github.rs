@@ -22,10 +22,22 @@ use crate::{
 };
 
 /// `X-Hub-Signature-256`.
+///
+/// ```
+/// assert_eq!(hookguard::providers::github::HEADER, "x-hub-signature-256");
+/// ```
 pub const HEADER: HeaderName = HeaderName::from_static("x-hub-signature-256");
 /// `X-GitHub-Delivery`.
+///
+/// ```
+/// assert_eq!(hookguard::providers::github::DELIVERY, "x-github-delivery");
+/// ```
 pub const DELIVERY: HeaderName = HeaderName::from_static("x-github-delivery");
 /// `X-GitHub-Event`.
+///
+/// ```
+/// assert_eq!(hookguard::providers::github::EVENT, "x-github-event");
+/// ```
 pub const EVENT: HeaderName = HeaderName::from_static("x-github-event");
 
 /// GitHub with one webhook secret (SHA-256 signatures).

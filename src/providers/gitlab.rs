@@ -33,12 +33,28 @@ use crate::{
 };
 
 /// `X-Gitlab-Token`.
+///
+/// ```
+/// assert_eq!(hookguard::providers::gitlab::HEADER, "x-gitlab-token");
+/// ```
 pub const HEADER: HeaderName = HeaderName::from_static("x-gitlab-token");
 /// `Idempotency-Key`, the preferred delivery id.
+///
+/// ```
+/// assert_eq!(hookguard::providers::gitlab::IDEMPOTENCY_KEY, "idempotency-key");
+/// ```
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 /// `X-Gitlab-Webhook-UUID`, the delivery id when there is no `Idempotency-Key`.
+///
+/// ```
+/// assert_eq!(hookguard::providers::gitlab::WEBHOOK_UUID, "x-gitlab-webhook-uuid");
+/// ```
 pub const WEBHOOK_UUID: HeaderName = HeaderName::from_static("x-gitlab-webhook-uuid");
 /// `X-Gitlab-Event`.
+///
+/// ```
+/// assert_eq!(hookguard::providers::gitlab::EVENT, "x-gitlab-event");
+/// ```
 pub const EVENT: HeaderName = HeaderName::from_static("x-gitlab-event");
 
 static IDS: [Field; 2] = [Field::Header(IDEMPOTENCY_KEY), Field::Header(WEBHOOK_UUID)];

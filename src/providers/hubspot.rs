@@ -43,22 +43,54 @@ use crate::{
 };
 
 /// `X-HubSpot-Signature-v3`.
+///
+/// ```
+/// assert_eq!(hookguard::providers::hubspot::HEADER_V3, "x-hubspot-signature-v3");
+/// ```
 pub const HEADER_V3: HeaderName = HeaderName::from_static("x-hubspot-signature-v3");
 /// `X-HubSpot-Request-Timestamp` (unix milliseconds).
+///
+/// ```
+/// assert_eq!(hookguard::providers::hubspot::TIMESTAMP, "x-hubspot-request-timestamp");
+/// ```
 pub const TIMESTAMP: HeaderName = HeaderName::from_static("x-hubspot-request-timestamp");
 /// `X-HubSpot-Signature` (v1 and v2).
+///
+/// ```
+/// assert_eq!(hookguard::providers::hubspot::HEADER, "x-hubspot-signature");
+/// ```
 pub const HEADER: HeaderName = HeaderName::from_static("x-hubspot-signature");
 /// `X-HubSpot-Signature-Version` (`v1` or `v2`), telling which of [`v1_scheme`] and
 /// [`v2_scheme`] applies.
+///
+/// ```
+/// assert_eq!(hookguard::providers::hubspot::VERSION, "x-hubspot-signature-version");
+/// ```
 pub const VERSION: HeaderName = HeaderName::from_static("x-hubspot-signature-version");
 
 /// 300 000 ms, too-old only.
+///
+/// ```
+/// use hookguard::{providers::hubspot, verify::Scheme};
+/// assert_eq!(hubspot::TOLERANCE.as_millis(), 300_000);
+/// assert_eq!(hubspot::scheme("s").unwrap().tolerance().past(), Some(hubspot::TOLERANCE));
+/// ```
 pub const TOLERANCE: Duration = Duration::from_millis(300_000);
 
 /// The bytes whose `%XX` escapes HubSpot decodes in the v3 URL.
+///
+/// ```
+/// use hookguard::providers::hubspot;
+/// assert!(hubspot::V3_DECODED.contains(&b':') && !hubspot::V3_DECODED.contains(&b'&'));
+/// ```
 pub const V3_DECODED: &[u8] = b":/?@!$'()*,;";
 
 /// v3: `{method}{url}{body}{ts}`, the URL partly decoded.
+///
+/// ```
+/// use hookguard::{providers::hubspot, verify::Piece};
+/// assert_eq!(hubspot::CONTENT_V3.pieces(), [Piece::Method, Piece::UrlDecoding(hubspot::V3_DECODED), Piece::Body, Piece::Timestamp]);
+/// ```
 pub const CONTENT_V3: SignedContent = SignedContent::from_static(&[
     Piece::Method,
     Piece::UrlDecoding(V3_DECODED),
@@ -67,6 +99,11 @@ pub const CONTENT_V3: SignedContent = SignedContent::from_static(&[
 ]);
 
 /// v2: `{method}{url}{body}` after the secret.
+///
+/// ```
+/// use hookguard::{providers::hubspot, verify::Piece};
+/// assert_eq!(hubspot::CONTENT_V2.pieces(), [Piece::Method, Piece::Url, Piece::Body]);
+/// ```
 pub const CONTENT_V2: SignedContent = SignedContent::from_static(&[Piece::Method, Piece::Url, Piece::Body]);
 
 /// HubSpot v3 with the app's client secret.

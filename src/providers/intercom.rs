@@ -24,6 +24,10 @@ use crate::{
 };
 
 /// `X-Hub-Signature`.
+///
+/// ```
+/// assert_eq!(hookguard::providers::intercom::HEADER, "x-hub-signature");
+/// ```
 pub const HEADER: HeaderName = HeaderName::from_static("x-hub-signature");
 
 /// Intercom with the app's client secret.

@@ -39,11 +39,27 @@ use crate::{
 };
 
 /// `linear-signature`.
+///
+/// ```
+/// assert_eq!(hookguard::providers::linear::HEADER, "linear-signature");
+/// ```
 pub const HEADER: HeaderName = HeaderName::from_static("linear-signature");
 /// `Linear-Delivery` (*unconfirmed*).
+///
+/// ```
+/// assert_eq!(hookguard::providers::linear::DELIVERY, "linear-delivery");
+/// ```
 pub const DELIVERY: HeaderName = HeaderName::from_static("linear-delivery");
 
 /// Linear's SDK: 60 s either way.
+///
+/// ```
+/// use hookguard::{providers::linear, verify::Scheme};
+/// use std::time::Duration;
+/// assert_eq!(linear::TOLERANCE.past(), Some(Duration::from_secs(60)));
+/// assert_eq!(linear::TOLERANCE.future(), Some(Duration::from_secs(60)));
+/// assert_eq!(linear::scheme("s").unwrap().tolerance(), linear::TOLERANCE);
+/// ```
 pub const TOLERANCE: Tolerance = Tolerance::symmetric(Duration::from_secs(60));
 
 /// Body `webhookTimestamp`, then the `linear-timestamp` header.

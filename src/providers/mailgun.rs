@@ -44,10 +44,23 @@ use crate::{
 
 /// The default tolerance: 24 hours into the past, 5 minutes into the future (see the
 /// module docs).
+///
+/// ```
+/// use hookguard::{providers::mailgun, verify::Scheme};
+/// use std::time::Duration;
+/// assert_eq!(mailgun::TOLERANCE.past(), Some(Duration::from_secs(24 * 3600)));
+/// assert_eq!(mailgun::TOLERANCE.future(), Some(Duration::from_secs(300)));
+/// assert_eq!(mailgun::scheme("key").unwrap().tolerance(), mailgun::TOLERANCE);
+/// ```
 pub const TOLERANCE: Tolerance =
     Tolerance::new(Some(Duration::from_secs(24 * 3600)), Some(Duration::from_secs(300)));
 
 /// `{timestamp}{token}`: the id piece is the token.
+///
+/// ```
+/// use hookguard::{providers::mailgun, verify::Piece};
+/// assert_eq!(mailgun::CONTENT.pieces(), [Piece::Timestamp, Piece::Id]);
+/// ```
 pub const CONTENT: SignedContent = SignedContent::from_static(&[Piece::Timestamp, Piece::Id]);
 
 /// Mailgun with the HTTP webhook signing key.

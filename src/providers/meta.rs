@@ -36,6 +36,10 @@ use crate::{
 };
 
 /// `X-Hub-Signature-256`.
+///
+/// ```
+/// assert_eq!(hookguard::providers::meta::HEADER, "x-hub-signature-256");
+/// ```
 pub const HEADER: HeaderName = HeaderName::from_static("x-hub-signature-256");
 
 /// Meta with the App Secret.

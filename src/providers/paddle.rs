@@ -33,12 +33,29 @@ use crate::{
 };
 
 /// `Paddle-Signature`.
+///
+/// ```
+/// assert_eq!(hookguard::providers::paddle::HEADER, "paddle-signature");
+/// ```
 pub const HEADER: HeaderName = HeaderName::from_static("paddle-signature");
 
 /// Paddle's SDK default: 5 seconds, too-old only.
+///
+/// ```
+/// use hookguard::{providers::paddle, verify::Scheme};
+/// use std::time::Duration;
+/// assert_eq!(paddle::TOLERANCE.past(), Some(Duration::from_secs(5)));
+/// assert_eq!(paddle::TOLERANCE.future(), None, "too-old only");
+/// assert_eq!(paddle::scheme("s").unwrap().tolerance(), paddle::TOLERANCE);
+/// ```
 pub const TOLERANCE: Tolerance = Tolerance::past_only(Duration::from_secs(5));
 
 /// `ts=…;h1=…` pairs.
+///
+/// ```
+/// use hookguard::{providers::paddle, verify::SignatureFormat};
+/// assert_eq!(paddle::FORMAT, SignatureFormat::Pairs { separator: b';', signature_key: "h1", timestamp_key: Some("ts") });
+/// ```
 pub const FORMAT: SignatureFormat =
     SignatureFormat::Pairs { separator: b';', signature_key: "h1", timestamp_key: Some("ts") };
 

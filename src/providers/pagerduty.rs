@@ -24,6 +24,10 @@ use crate::{
 };
 
 /// `X-PagerDuty-Signature`.
+///
+/// ```
+/// assert_eq!(hookguard::providers::pagerduty::HEADER, "x-pagerduty-signature");
+/// ```
 pub const HEADER: HeaderName = HeaderName::from_static("x-pagerduty-signature");
 
 /// PagerDuty v3 with one subscription secret.

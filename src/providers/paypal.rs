@@ -82,6 +82,10 @@ const CERT_URL: HeaderName = HeaderName::from_static("paypal-cert-url");
 const AUTH_ALGO: HeaderName = HeaderName::from_static("paypal-auth-algo");
 
 /// The only algorithm accepted.
+///
+/// ```
+/// assert_eq!(hookguard::providers::paypal::AUTH_ALGO_SHA256_WITH_RSA, "SHA256withRSA");
+/// ```
 pub const AUTH_ALGO_SHA256_WITH_RSA: &str = "SHA256withRSA";
 
 /// PayPal's webhook signature check; build it with [`scheme`]. Verify-only:
@@ -138,6 +142,13 @@ pub fn scheme(
 
 /// The default tolerance: 4 days into the past, 5 minutes into the future (see the module
 /// docs).
+///
+/// ```
+/// use hookguard::providers::paypal;
+/// use std::time::Duration;
+/// assert_eq!(paypal::TOLERANCE.past(), Some(Duration::from_secs(4 * 24 * 3600)));
+/// assert_eq!(paypal::TOLERANCE.future(), Some(Duration::from_secs(300)));
+/// ```
 pub const TOLERANCE: Tolerance =
     Tolerance::new(Some(Duration::from_secs(4 * 24 * 3600)), Some(Duration::from_secs(300)));
 

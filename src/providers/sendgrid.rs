@@ -31,6 +31,11 @@ use crate::{
 };
 
 /// `{ts}{body}`.
+///
+/// ```
+/// use hookguard::{providers::sendgrid, verify::Piece};
+/// assert_eq!(sendgrid::CONTENT.pieces(), [Piece::Timestamp, Piece::Body]);
+/// ```
 pub const CONTENT: SignedContent = SignedContent::from_static(&[Piece::Timestamp, Piece::Body]);
 
 const SIGNATURE: Field = Field::Header(HeaderName::from_static("x-twilio-email-event-webhook-signature"));

@@ -39,6 +39,10 @@ static ID: [Field; 2] = [
     Field::Header(HeaderName::from_static("x-shopify-event-id")),
 ];
 /// `X-Shopify-Topic`.
+///
+/// ```
+/// assert_eq!(hookguard::providers::shopify::TOPIC, "x-shopify-topic");
+/// ```
 pub const TOPIC: HeaderName = HeaderName::from_static("x-shopify-topic");
 
 /// Shopify with one secret.

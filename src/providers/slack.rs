@@ -38,11 +38,24 @@ use crate::{
 };
 
 /// `X-Slack-Signature`.
+///
+/// ```
+/// assert_eq!(hookguard::providers::slack::HEADER, "x-slack-signature");
+/// ```
 pub const HEADER: HeaderName = HeaderName::from_static("x-slack-signature");
 /// `X-Slack-Request-Timestamp`.
+///
+/// ```
+/// assert_eq!(hookguard::providers::slack::TIMESTAMP, "x-slack-request-timestamp");
+/// ```
 pub const TIMESTAMP: HeaderName = HeaderName::from_static("x-slack-request-timestamp");
 
 /// `v0:{ts}:{body}`.
+///
+/// ```
+/// use hookguard::{providers::slack, verify::Piece};
+/// assert_eq!(slack::CONTENT.pieces(), [Piece::Literal(b"v0:"), Piece::Timestamp, Piece::Literal(b":"), Piece::Body]);
+/// ```
 pub const CONTENT: SignedContent = SignedContent::from_static(&[
     Piece::Literal(b"v0:"),
     Piece::Timestamp,

@@ -26,9 +26,18 @@ use crate::{
 };
 
 /// `x-square-hmacsha256-signature`.
+///
+/// ```
+/// assert_eq!(hookguard::providers::square::HEADER, "x-square-hmacsha256-signature");
+/// ```
 pub const HEADER: HeaderName = HeaderName::from_static("x-square-hmacsha256-signature");
 
 /// `{notification_url}{body}`.
+///
+/// ```
+/// use hookguard::{providers::square, verify::Piece};
+/// assert_eq!(square::CONTENT.pieces(), [Piece::Url, Piece::Body]);
+/// ```
 pub const CONTENT: SignedContent = SignedContent::from_static(&[Piece::Url, Piece::Body]);
 
 /// Square with the subscription's signature key and its notification URL (as

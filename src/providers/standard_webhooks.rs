@@ -28,6 +28,11 @@ use crate::{
 };
 
 /// `{id}.{ts}.{body}`.
+///
+/// ```
+/// use hookguard::{providers::standard_webhooks, verify::Piece};
+/// assert_eq!(standard_webhooks::CONTENT.pieces(), [Piece::Id, Piece::Literal(b"."), Piece::Timestamp, Piece::Literal(b"."), Piece::Body]);
+/// ```
 pub const CONTENT: SignedContent = SignedContent::from_static(&[
     Piece::Id,
     Piece::Literal(b"."),
@@ -37,6 +42,11 @@ pub const CONTENT: SignedContent = SignedContent::from_static(&[
 ]);
 
 /// The v1 signature entries.
+///
+/// ```
+/// use hookguard::{providers::standard_webhooks, verify::SignatureFormat};
+/// assert_eq!(standard_webhooks::FORMAT, SignatureFormat::Versioned { version: "v1" });
+/// ```
 pub const FORMAT: SignatureFormat = SignatureFormat::Versioned { version: "v1" };
 
 const ID: Field = Field::Header(HeaderName::from_static("webhook-id"));

@@ -42,6 +42,11 @@ use crate::{
 };
 
 /// The v1a signature entries.
+///
+/// ```
+/// use hookguard::{providers::standard_webhooks_v1a, verify::SignatureFormat};
+/// assert_eq!(standard_webhooks_v1a::FORMAT, SignatureFormat::Versioned { version: "v1a" });
+/// ```
 pub const FORMAT: SignatureFormat = SignatureFormat::Versioned { version: "v1a" };
 
 const ID: Field = Field::Header(HeaderName::from_static("webhook-id"));

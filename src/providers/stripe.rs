@@ -28,6 +28,10 @@ use crate::{
 };
 
 /// `Stripe-Signature`.
+///
+/// ```
+/// assert_eq!(hookguard::providers::stripe::HEADER, "stripe-signature");
+/// ```
 pub const HEADER: HeaderName = HeaderName::from_static("stripe-signature");
 
 /// Stripe with one endpoint secret (`whsec_…`, used verbatim).

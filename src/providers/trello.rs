@@ -33,9 +33,18 @@ use crate::{
 };
 
 /// `X-Trello-Webhook`.
+///
+/// ```
+/// assert_eq!(hookguard::providers::trello::HEADER, "x-trello-webhook");
+/// ```
 pub const HEADER: HeaderName = HeaderName::from_static("x-trello-webhook");
 
 /// `{body}{callbackURL}`.
+///
+/// ```
+/// use hookguard::{providers::trello, verify::Piece};
+/// assert_eq!(trello::CONTENT.pieces(), [Piece::Body, Piece::Url]);
+/// ```
 pub const CONTENT: SignedContent = SignedContent::from_static(&[Piece::Body, Piece::Url]);
 
 /// Trello with the application secret and the callback URL exactly as registered (change

@@ -110,24 +110,52 @@ use crate::{
 };
 
 /// `X-Twilio-Signature`.
+///
+/// ```
+/// assert_eq!(hookguard::providers::twilio::HEADER, "x-twilio-signature");
+/// ```
 pub const HEADER: HeaderName = HeaderName::from_static("x-twilio-signature");
 
 /// `X-Twilio-Webhooks-Signature-Settings`: present when Twilio signed with a Webhooks
 /// Setting's shared key (see the [module docs](self#hmac-sha256-with-a-shared-key-webhooks-settings)).
+///
+/// ```
+/// assert_eq!(hookguard::providers::twilio::SETTINGS_HEADER, "x-twilio-webhooks-signature-settings");
+/// ```
 pub const SETTINGS_HEADER: HeaderName = HeaderName::from_static("x-twilio-webhooks-signature-settings");
 
 /// The query parameter that carries the hex SHA-256 of a JSON body.
+///
+/// ```
+/// use hookguard::providers::twilio;
+/// let url = "https://example.com/hooks/twilio?bodySHA256=0a1f";
+/// assert!(url.contains(&format!("{}=", twilio::BODY_SHA256)));
+/// ```
 pub const BODY_SHA256: &str = "bodySHA256";
 
 /// At most this many form parameters are signed; a body with more is refused as
 /// [`Reason::MalformedBody`] (Twilio sends a few dozen).
+///
+/// ```
+/// assert_eq!(hookguard::providers::twilio::MAX_PARAMS, 1024);
+/// ```
 pub const MAX_PARAMS: usize = 1024;
 
 /// A longer [`SETTINGS_HEADER`] is refused as [`Reason::HeaderTooLarge`] (Twilio's is
 /// `key=<name>,algorithm=HMAC_SHA256`).
+///
+/// ```
+/// assert_eq!(hookguard::providers::twilio::MAX_SETTINGS_LEN, 256);
+/// ```
 pub const MAX_SETTINGS_LEN: usize = 256;
 
 /// The longest Setting name [`TwilioScheme::sign_with_shared_key`] accepts.
+///
+/// ```
+/// use hookguard::providers::twilio;
+/// let too_long = "k".repeat(twilio::MAX_KEY_NAME_LEN + 1);
+/// assert!(twilio::scheme("token").unwrap().with_shared_key("key").unwrap().sign_with_shared_key(&too_long).is_err());
+/// ```
 pub const MAX_KEY_NAME_LEN: usize = 64;
 
 /// The hashes [`SETTINGS_HEADER`] may name.

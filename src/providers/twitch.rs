@@ -41,21 +41,52 @@ use crate::{
 };
 
 /// `Twitch-Eventsub-Message-Id`.
+///
+/// ```
+/// assert_eq!(hookguard::providers::twitch::ID, "twitch-eventsub-message-id");
+/// ```
 pub const ID: HeaderName = HeaderName::from_static("twitch-eventsub-message-id");
 /// `Twitch-Eventsub-Message-Timestamp`.
+///
+/// ```
+/// assert_eq!(hookguard::providers::twitch::TIMESTAMP, "twitch-eventsub-message-timestamp");
+/// ```
 pub const TIMESTAMP: HeaderName = HeaderName::from_static("twitch-eventsub-message-timestamp");
 /// `Twitch-Eventsub-Message-Signature`.
+///
+/// ```
+/// assert_eq!(hookguard::providers::twitch::SIGNATURE, "twitch-eventsub-message-signature");
+/// ```
 pub const SIGNATURE: HeaderName = HeaderName::from_static("twitch-eventsub-message-signature");
 /// `Twitch-Eventsub-Message-Type` (`notification`, `webhook_callback_verification`,
 /// `revocation`).
+///
+/// ```
+/// assert_eq!(hookguard::providers::twitch::MESSAGE_TYPE, "twitch-eventsub-message-type");
+/// ```
 pub const MESSAGE_TYPE: HeaderName = HeaderName::from_static("twitch-eventsub-message-type");
 /// `Twitch-Eventsub-Subscription-Type` (`channel.follow`, …).
+///
+/// ```
+/// assert_eq!(hookguard::providers::twitch::SUBSCRIPTION_TYPE, "twitch-eventsub-subscription-type");
+/// ```
 pub const SUBSCRIPTION_TYPE: HeaderName = HeaderName::from_static("twitch-eventsub-subscription-type");
 
 /// Ten minutes (*unconfirmed*).
+///
+/// ```
+/// use hookguard::{providers::twitch, verify::Scheme};
+/// assert_eq!(twitch::TOLERANCE.as_secs(), 600);
+/// assert_eq!(twitch::scheme("s3cr3t-s3cr3t").unwrap().tolerance().past(), Some(twitch::TOLERANCE));
+/// ```
 pub const TOLERANCE: Duration = Duration::from_secs(600);
 
 /// `{id}{ts}{body}`.
+///
+/// ```
+/// use hookguard::{providers::twitch, verify::Piece};
+/// assert_eq!(twitch::CONTENT.pieces(), [Piece::Id, Piece::Timestamp, Piece::Body]);
+/// ```
 pub const CONTENT: SignedContent = SignedContent::from_static(&[Piece::Id, Piece::Timestamp, Piece::Body]);
 
 /// The body's `subscription.type` (signed), then the header (not signed).

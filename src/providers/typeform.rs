@@ -22,6 +22,10 @@ use crate::{
 };
 
 /// `Typeform-Signature`.
+///
+/// ```
+/// assert_eq!(hookguard::providers::typeform::HEADER, "typeform-signature");
+/// ```
 pub const HEADER: HeaderName = HeaderName::from_static("typeform-signature");
 
 /// Typeform with one webhook secret.

@@ -22,6 +22,10 @@ use crate::{
 };
 
 /// `x-vercel-signature`.
+///
+/// ```
+/// assert_eq!(hookguard::providers::vercel::HEADER, "x-vercel-signature");
+/// ```
 pub const HEADER: HeaderName = HeaderName::from_static("x-vercel-signature");
 
 /// Vercel with one secret (*unconfirmed* algorithm, see the module docs).

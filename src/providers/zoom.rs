@@ -33,11 +33,24 @@ use crate::{
 };
 
 /// `x-zm-signature`.
+///
+/// ```
+/// assert_eq!(hookguard::providers::zoom::HEADER, "x-zm-signature");
+/// ```
 pub const HEADER: HeaderName = HeaderName::from_static("x-zm-signature");
 /// `x-zm-request-timestamp`.
+///
+/// ```
+/// assert_eq!(hookguard::providers::zoom::TIMESTAMP, "x-zm-request-timestamp");
+/// ```
 pub const TIMESTAMP: HeaderName = HeaderName::from_static("x-zm-request-timestamp");
 
 /// `v0:{ts}:{body}`.
+///
+/// ```
+/// use hookguard::{providers::zoom, verify::Piece};
+/// assert_eq!(zoom::CONTENT.pieces(), [Piece::Literal(b"v0:"), Piece::Timestamp, Piece::Literal(b":"), Piece::Body]);
+/// ```
 pub const CONTENT: SignedContent = SignedContent::from_static(&[
     Piece::Literal(b"v0:"),
     Piece::Timestamp,
