@@ -1,5 +1,7 @@
-//! The framework-free pipeline: (request head, body bytes) → verify → replay guard →
-//! hand-off → an answer. The Tower layers and the actix adapter both call it; neither
+//! The framework-free pipeline: (request head, body bytes) → verify → hand-off → an
+//! answer, with a replay mark between the two in middleware mode ([`Guard::reserve`],
+//! [`Guard::check`]); the terminal pipeline ([`Guard::accept`]) refuses replays by the
+//! inbox's unique key. The Tower layers and the actix adapter both call it; neither
 //! re-implements a step.
 //!
 //! ```

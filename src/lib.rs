@@ -25,7 +25,7 @@
 //!
 //! | feature | adds | default |
 //! |---|---|---|
-//! | `tower` | [`guard`], [`layer`], [`replay`], [`inbox`], [`worker`], [`handshake`], [`tenant`] | yes |
+//! | `tower` | [`guard`], [`layer`], [`replay`], [`inbox`], [`worker`], [`handshake`], [`tenant`], [`problem`] | yes |
 //! | `axum` | axum extractors (module `axum`) | no |
 //! | `actix` | actix-web 4 middleware, terminal route and extractors over the same guard (module `actix`) | no |
 //! | `sqlite` | the durable SQLite inbox (`inbox::SqliteInbox`) | no |
@@ -37,7 +37,8 @@
 //! | `redis` | `RedisReplayStore`, `RedisInbox` (Redis Streams) | no |
 //! | `postgres` | `PostgresInbox` | no |
 //! | `source-controls` | IP allow-lists and rate limits (`source`, `layer::{AllowListLayer, RateLimitLayer}`) | no |
-//! | `full` | everything | no |
+//! | `full` | everything above | no |
+//! | `cli` | the `hookguard` command (serve, verify, sign, send); not in `full` | no |
 #![forbid(unsafe_code)]
 #![deny(missing_docs, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

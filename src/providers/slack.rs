@@ -4,8 +4,9 @@
 //! `X-Slack-Retry-Num`), and each retry is a request of its own, signed with its own
 //! timestamp, so the signature differs from one try to the next. The replay key is
 //! therefore the Events API envelope's `event_id` (in the signed body, the same in every
-//! retry); a body without one (slash commands, interactivity: form bodies) is keyed by the
-//! signature's fingerprint. No rotation (one signing secret per app, though several may
+//! retry); a body without one (slash commands, interactivity: form bodies) is keyed by its
+//! SHA-256 (the [fingerprint](crate::verify::Verified::fingerprint) of a scheme that signs
+//! a timestamp with the body), which a retry keeps too. No rotation (one signing secret per app, though several may
 //! be configured here). The event type is read from a JSON body's `event.type`, else its
 //! `type`.
 //!
