@@ -15,3 +15,6 @@ for target in $(cargo fuzz list); do
   echo "--- fuzz $target for ${seconds}s"
   cargo fuzz run "$target" "corpus/$target" -- -max_total_time="$seconds" -rss_limit_mb=2048 2>&1 | tail -n 3
 done
+# Every verify_presets seed is a request that verifies (the target checks it when asked).
+echo "--- verify_presets: each seed verifies"
+HOOKGUARD_FUZZ_SEEDS_VERIFY=1 cargo fuzz run verify_presets seeds/verify_presets/* 2>&1 | grep -c '^Executed'

@@ -1,9 +1,25 @@
 #!/usr/bin/env python3
-"""Writes fuzz/seeds/<target>/ from the provider vectors (PROVIDERS.md). Re-run after
-adding a vector; the files are committed, so CI does not need Python for fuzzing."""
-import base64, hashlib, hmac, os, pathlib, struct
+"""Writes fuzz/seeds/<target>/ from the provider vectors (PROVIDERS.md, the providers'
+tests). Re-run after adding a vector; the files are committed, so CI does not need Python
+for fuzzing. The public-key seeds need the `cryptography` package (Ed25519, and
+deterministic ECDSA: version 44 or later)."""
+import base64, codecs, hashlib, hmac, os, pathlib, re, struct
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 ROOT = pathlib.Path(__file__).resolve().parent
+PROVIDERS = ROOT.parent.parent / "src" / "providers"
+
+
+def rust_const(file, name):
+    """A `const NAME: &str` or `&[u8]` of a provider's tests, as bytes."""
+    text = (PROVIDERS / file).read_text()
+    m = re.search(r"const " + name + r': &(?:\[u8\]|str) =\s*(b?)(r#)?"(.*?)"#?;', text, re.S)
+    value = m.group(3)
+    return value.encode() if m.group(2) else codecs.decode(value, "unicode_escape").encode("latin-1")
+
 SLACK_BODY = ("token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V"
               "&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text="
               "&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN"
@@ -32,6 +48,13 @@ REQUESTS = [
     ("standard_webhooks_v1a", "standard-webhooks-v1a", "whpk_1SiA4o9hyqTCpIqC5V9HUakiiaeACeqfZTInDBbOir4=", 1614265330, "POST https://example.com/hooks",
      [("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"), ("webhook-timestamp", "1614265330"),
       ("webhook-signature", "v1a,hnO3f9T8Ytu9HwrXslvumlUpqtNVqkhqw/enGzPCXe5BdqzCInXqYXFymVJaA7AZdpXwVLPo3mNl8EM+m7TBAg==")], '{"test": 2432232314}'),
+    # Discord's and SendGrid's published vectors, under their own public keys.
+    ("discord", "discord", rust_const("discord.rs", "PUBLIC_KEY").decode(), 1657322078, "POST https://example.com/interactions",
+     [("x-signature-ed25519", rust_const("discord.rs", "SIG").decode()), ("x-signature-timestamp", "1657322078")],
+     rust_const("discord.rs", "BODY").decode()),
+    ("sendgrid", "sendgrid", rust_const("sendgrid.rs", "KEY_A").decode(), 1600112502, "POST https://example.com/hooks",
+     [("x-twilio-email-event-webhook-signature", rust_const("sendgrid.rs", "SIG_A").decode()),
+      ("x-twilio-email-event-webhook-timestamp", "1600112502")], rust_const("sendgrid.rs", "PAYLOAD").decode()),
     ("stripe", "stripe", "whsec_test", 1614265330, "POST https://example.com/hooks",
      [("stripe-signature", f"t=1614265330,v1={stripe_sig},v0=00")], stripe_body),
     ("github_1", "github", "It's a Secret to Everybody", 0, "POST https://example.com/hooks",
@@ -62,6 +85,33 @@ REQUESTS = [
      [("x-shopify-hmac-sha256", "B23tXN681gZ0qIWNRrgtzBE9XSDo5yaUu6wfmhu3a7g=")], '{"foo": "bar"}'),
 ]
 
+# The public-key presets' fixed keys in the verify_presets target (`fixed_key`): requests
+# signed with their private keys, with an empty secret line (the fixed key alone).
+ED25519_KEY = ed25519.Ed25519PrivateKey.from_private_bytes(
+    base64.b64decode("VEVTVFNJR05JTkdLRVlET05PVFVTRVRISVNGT1JBTlk="))  # whsk_…, Standard Webhooks' Go tests
+ECDSA_KEY = serialization.load_der_private_key(base64.b64decode(rust_const("sendgrid.rs", "PRIVATE_C")), None)
+AT = 1700000000
+V1A_BODY = '{"type":"invoice.paid","data":{"id":"in_1"}}'
+v1a_sig = base64.b64encode(ED25519_KEY.sign(f"msg_fixed.{AT}.{V1A_BODY}".encode())).decode()
+# Four v1a entries, the most a request may carry, the good one last; v1 entries are not counted.
+v1a_header = " ".join(["v1,AAAA"] + [f"v1a,{base64.b64encode(bytes(64)).decode()}"] * 3 + [f"v1a,{v1a_sig}"])
+DISCORD_BODY = '{"type":2,"id":"1","application_id":"2","data":{"name":"ping"}}'
+discord_sig = ED25519_KEY.sign(f"{AT}{DISCORD_BODY}".encode()).hex()
+SENDGRID_BODY = '[{"email":"a@example.com","event":"delivered","sg_event_id":"e1","timestamp":1700000000}]\r\n'
+sendgrid_der = ECDSA_KEY.sign(f"{AT}{SENDGRID_BODY}".encode(), ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
+r, s_ = decode_dss_signature(sendgrid_der)
+sendgrid_rs = r.to_bytes(32, "big") + s_.to_bytes(32, "big")
+SENDGRID_HEADERS = lambda sig: [("x-twilio-email-event-webhook-signature", base64.b64encode(sig).decode()),
+                                ("x-twilio-email-event-webhook-timestamp", str(AT))]
+REQUESTS += [
+    ("standard_webhooks_v1a_fixed", "standard-webhooks-v1a", "", AT, "POST https://example.com/hooks",
+     [("webhook-id", "msg_fixed"), ("webhook-timestamp", str(AT)), ("webhook-signature", v1a_header)], V1A_BODY),
+    ("discord_fixed", "discord", "", AT, "POST https://example.com/interactions",
+     [("x-signature-ed25519", discord_sig), ("x-signature-timestamp", str(AT))], DISCORD_BODY),
+    ("sendgrid_fixed_der", "sendgrid", "", AT, "POST https://example.com/hooks", SENDGRID_HEADERS(sendgrid_der), SENDGRID_BODY),
+    ("sendgrid_fixed_rs", "sendgrid", "", AT, "POST https://example.com/hooks", SENDGRID_HEADERS(sendgrid_rs), SENDGRID_BODY),
+]
+
 
 def write(target, name, data):
     d = ROOT / target
@@ -77,6 +127,7 @@ for name, preset, secret, now, target, headers, body in REQUESTS:
             # signature_header: format byte, encoding byte (0 hex, 1 base64), values.
             fmt = {"webhook-signature": 7, "svix-signature": 7, "stripe-signature": 4, "paddle-signature": 5,
                    "x-hub-signature-256": 0, "x-slack-signature": 2}.get(k, 3)
+            fmt = 8 if preset == "standard-webhooks-v1a" else fmt
             enc = 1 if fmt == 7 or v.endswith("=") else 0
             write("signature_header", name, bytes([fmt, enc]) + v.encode() + b"\n" + v.encode())
             write("encoding", name, v.split("=", 1)[-1].split(",")[-1].encode() if fmt != 3 else v.encode())
