@@ -46,6 +46,13 @@ pub fn parse_signature_bytes(
     Ok(Parsed { signatures, timestamp: timestamp.map(<[u8]>::to_vec) })
 }
 
+/// `TimestampFormat::parse_nanos`: what `parse` accepts, in nanoseconds since the epoch
+/// (the numeric forms without building a date), as the envelope reads a timestamp.
+#[must_use]
+pub fn timestamp_nanos(format: crate::verify::TimestampFormat, text: &[u8]) -> Option<i128> {
+    format.parse_nanos(text)
+}
+
 /// The guard's body reader: the body limit and read timeout of `guard`.
 ///
 /// # Errors
@@ -61,6 +68,10 @@ where
 {
     crate::layer::read_body(guard, body).await
 }
+
+/// The most headers a kept webhook has: `Webhook::from_record` refuses a record with more.
+#[cfg(feature = "tower")]
+pub const MAX_HEADERS: usize = crate::inbox::MAX_HEADERS;
 
 /// `Webhook::from_meta_json`: the stored form the Redis and PostgreSQL inboxes read back
 /// (compiled for fuzzing and with those features).
