@@ -1,5 +1,6 @@
 //! problem+json rendering of rejections: any reason, detail, status and extra text
-//! renders to valid JSON with the right `status`, `type` and `Content-Type`; a rejection
+//! renders to valid JSON with the right `status`, `type` and `Content-Type`, the free
+//! detail text as it was given, and `Retry-After` exactly when one was given; a rejection
 //! from verifying a fuzzed request never shows the secret or the expected signature.
 //!
 //! Input: 8 control bytes, then `<x-hub-signature-256 value>\n<body>` for a real
@@ -54,18 +55,23 @@ fuzz_target!(|data: &[u8]| {
     let status = StatusCode::from_u16(u16::from_le_bytes([ctrl[5], ctrl[6]]) % 1000).ok();
     let mut problem = Problem::from_rejection(&rejection, status);
     let want = status.unwrap_or_else(|| rejection.status());
-    if ctrl[7] & 1 == 1 {
-        problem = problem.detail(String::from_utf8_lossy(rest));
-    }
-    if ctrl[7] & 2 == 2 {
-        problem = problem.retry_after(wide);
+    let free = (ctrl[7] & 1 == 1).then(|| String::from_utf8_lossy(rest).into_owned());
+    if let Some(free) = &free {
+        problem = problem.detail(free.as_str());
     }
     let has_retry = ctrl[7] & 2 == 2;
-    let res_body = render(problem.clone(), want, reason.code());
-    let _ = res_body;
     if has_retry {
-        let res = problem.into_response();
-        assert_eq!(res.headers()[http::header::RETRY_AFTER], wide.to_string().as_str());
+        problem = problem.retry_after(wide);
+    }
+    let body = render(problem.clone(), want, reason.code());
+    if let Some(free) = &free {
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("problem body is JSON");
+        assert_eq!(body["detail"].as_str(), Some(free.as_str()), "the detail given, as it was");
+    }
+    let res = problem.into_response();
+    match res.headers().get(http::header::RETRY_AFTER) {
+        Some(value) => assert!(has_retry && value == wide.to_string().as_str(), "Retry-After {value:?}"),
+        None => assert!(!has_retry, "no Retry-After"),
     }
 
     // 2. A real rejection of a fuzzed request: its rendering holds neither the secret
