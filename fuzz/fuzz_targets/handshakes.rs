@@ -10,15 +10,21 @@
 //!   `X-Content-Type-Options: nosniff` when it is echoed raw, inside JSON otherwise;
 //! - Meta echoes only for the right verify token, and answers 403 otherwise;
 //! - Zoom's `encryptedToken` is the HMAC of `plainToken` under the secret (hex), and the
-//!   secret never appears in any answer (unless the request carried it, to be echoed).
+//!   secret never appears in any answer (unless the request carried it, to be echoed);
+//! - the guard's handshakes (`handshake::for_provider`, which has all but Zoom and Meta,
+//!   and those two configured) answer exactly as the provider functions do, before
+//!   verification (Meta, Dropbox, Trello, Asana) and after it (Slack, Zoom, Twitch,
+//!   Discord).
 //!
 //! Input: 4 control bytes, then `METHOD URL`, header lines (`name: value`), an empty line,
 //! the body.
 #![no_main]
 
 use hookguard::{
+    guard::{Handshake, HandshakeReply},
     handshake,
-    providers::{asana, discord, dropbox, meta, slack, trello, twitch, zoom},
+    providers::{self, asana, discord, dropbox, meta, slack, trello, twitch, zoom},
+    verify::Verified,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, Uri, header};
 use libfuzzer_sys::fuzz_target;
@@ -174,7 +180,8 @@ fuzz_target!(|data: &[u8]| {
     } else {
         let res = got.expect("meta answers");
         let challenge = query(&req.uri, "hub.challenge");
-        let right = mode.as_deref() == Some("subscribe") && query(&req.uri, "hub.verify_token").as_deref() == Some(token);
+        let right = mode.as_deref() == Some("subscribe")
+            && query(&req.uri, "hub.verify_token").as_deref() == Some(token);
         match challenge {
             Some(challenge) if right => assert_echo(&res, &challenge, "meta"),
             _ => {
@@ -213,17 +220,75 @@ fuzz_target!(|data: &[u8]| {
         assert!(res.body().is_empty(), "the secret is not in the body");
     }
 
-    // The same through the guard's table of handshakes (by provider name): no panic.
-    for name in ["slack", "twitch", "discord", "dropbox", "trello", "asana"] {
-        let handshake = handshake::for_provider(name).expect("a handshake");
-        let mut builder = http::Request::builder().method(req.method.clone()).uri(req.uri.clone());
-        for (name, value) in &req.headers {
-            builder = builder.header(name, value);
+    // The same through the guard's handshakes: the table by provider name (Zoom and Meta
+    // are not in it: they need a secret and a verify token), and those two configured.
+    // Each answers before verification exactly what its provider function answers, and
+    // after it (when it answers after) the same; the others answer nothing then.
+    let mut builder = http::Request::builder().method(req.method.clone()).uri(req.uri.clone());
+    for (name, value) in &req.headers {
+        builder = builder.header(name, value);
+    }
+    let (parts, ()) = builder.body(()).expect("a request").into_parts();
+    let verified = Verified::new("fuzz", None, None, None, [0; 32], 0);
+    for name in providers::NAMES {
+        let expected = matches!(*name, "slack" | "twitch" | "discord" | "dropbox" | "trello" | "asana");
+        assert_eq!(handshake::for_provider(name).is_some(), expected, "{name} in the table of handshakes");
+    }
+    let zoom_handshake = handshake::ZoomUrlValidation::new(zoom::scheme(ZOOM_SECRET).expect("valid secret"));
+    let meta_handshake = handshake::MetaSubscription::new(token).expect("a verify token");
+    let table: [(&str, Box<dyn Handshake>); 8] = [
+        ("slack", handshake::for_provider("slack").expect("slack")),
+        ("twitch", handshake::for_provider("twitch").expect("twitch")),
+        ("discord", handshake::for_provider("discord").expect("discord")),
+        ("dropbox", handshake::for_provider("dropbox").expect("dropbox")),
+        ("trello", handshake::for_provider("trello").expect("trello")),
+        ("asana", handshake::for_provider("asana").expect("asana")),
+        ("zoom", Box::new(zoom_handshake)),
+        ("meta", Box::new(meta_handshake)),
+    ];
+    for (name, handshake) in &table {
+        let before = handshake.before(&parts, req.body);
+        let want_before = match *name {
+            "meta" => meta::verify_subscription(&req.method, &req.uri, token),
+            "dropbox" => dropbox::challenge(&req.method, &req.uri),
+            "trello" => trello::head_response(&req.method),
+            "asana" => asana::handshake(&req.headers).map(|(_, res)| res),
+            _ => None,
+        };
+        match (before, want_before) {
+            (None, None) => {}
+            (Some(HandshakeReply::Respond(got)), Some(want)) if *name != "asana" => same(&got, &want, name),
+            (Some(HandshakeReply::AdoptSecret(secret, got)), Some(want)) if *name == "asana" => {
+                same(&got, &want, name);
+                assert_eq!(
+                    Some(secret.expose()),
+                    req.headers.get("x-hook-secret").map(HeaderValue::as_bytes)
+                );
+            }
+            (got, want) => panic!("{name} before verification: {got:?}, not {want:?}"),
         }
-        let (parts, ()) = builder.body(()).expect("a request").into_parts();
-        let _ = hookguard::guard::Handshake::before(&handshake, &parts, req.body);
+        let after = handshake.after(&parts, req.body, &verified);
+        let want_after = match *name {
+            "slack" => slack::url_verification(req.body),
+            "twitch" => twitch::callback_verification(req.body),
+            "discord" => discord::ping_response(req.body),
+            "zoom" => zoom::url_validation(&scheme, req.body),
+            _ => None,
+        };
+        match (after, want_after) {
+            (None, None) => {}
+            (Some(got), Some(want)) => same(&got, &want, name),
+            (got, want) => panic!("{name} after verification: {got:?}, not {want:?}"),
+        }
     }
 });
+
+/// The same status, headers and body.
+fn same(got: &Response<Vec<u8>>, want: &Response<Vec<u8>>, what: &str) {
+    assert_eq!(got.status(), want.status(), "{what}");
+    assert_eq!(got.headers(), want.headers(), "{what}");
+    assert_eq!(got.body(), want.body(), "{what}");
+}
 
 /// Whether some JSON object in `body` has a key twice (serde_json would keep the last).
 fn has_duplicate_keys(body: &[u8]) -> bool {
