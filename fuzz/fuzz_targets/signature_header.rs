@@ -1,7 +1,8 @@
 //! Every signature-header format (plain with a prefix, `key=value` pairs, versioned
 //! entries) in both encodings, over one or more (duplicated) header values. Never
 //! panics; work is bounded (at most `MAX_SIGNATURES` entries, values of at most
-//! `MAX_SIGNATURE_HEADER_LEN` bytes); what is found really is in the input.
+//! `MAX_SIGNATURE_HEADER_LEN` bytes); what is found really is in the input. The same
+//! bytes as a form (`FormPairs`) give the pairs `form_urlencoded` gives.
 //!
 //! Input: byte 0 picks the format, byte 1 the encoding; the rest is header values,
 //! one per line (a line that is not a valid header value is skipped).
@@ -70,10 +71,20 @@ fuzz_target!(|data: &[u8]| {
     if matches!(small, Err(Reason::TooManySignatures | Reason::HeaderTooLarge)) {
         assert_eq!(small.as_ref().err(), any.as_ref().err());
     }
-    // Form pairs (Twilio's signed parameters): bounded, decoded never longer than input.
+    // Form pairs (Twilio's signed parameters): decoded never longer than the input, and
+    // the pairs the WHATWG `application/x-www-form-urlencoded` parser (`form_urlencoded`)
+    // reads, which gives text: compared with invalid UTF-8 replaced.
     let mut total = 0;
-    for (name, value) in FormPairs::new(rest).take(4096) {
+    let mut ours = Vec::new();
+    for (name, value) in FormPairs::new(rest) {
         total += name.len() + value.len();
+        ours.push((
+            String::from_utf8_lossy(&name).into_owned(),
+            String::from_utf8_lossy(&value).into_owned(),
+        ));
     }
     assert!(total <= rest.len());
+    let theirs: Vec<(String, String)> =
+        form_urlencoded::parse(rest).map(|(n, v)| (n.into_owned(), v.into_owned())).collect();
+    assert_eq!(ours, theirs, "FormPairs against form_urlencoded");
 });
