@@ -49,14 +49,32 @@ pub enum Piece {
 }
 
 /// The sequence of pieces a scheme signs.
+///
+/// ```
+/// use hookguard::{providers::zoom, verify::{Piece, SignedContent}};
+/// // What Zoom signs: `v0:{ts}:{body}`.
+/// let zoom = SignedContent::new(vec![Piece::Literal(b"v0:"), Piece::Timestamp, Piece::Literal(b":"), Piece::Body]);
+/// assert_eq!(zoom, zoom::CONTENT);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SignedContent(Cow<'static, [Piece]>);
 
 impl SignedContent {
     /// The body alone (GitHub, Shopify, most others).
+    ///
+    /// ```
+    /// use hookguard::verify::{Piece, SignedContent};
+    /// assert_eq!(SignedContent::BODY.pieces(), [Piece::Body]);
+    /// ```
     pub const BODY: Self = Self::from_static(&[Piece::Body]);
 
     /// A fixed sequence, usable in constants.
+    ///
+    /// ```
+    /// use hookguard::verify::{Piece, SignedContent};
+    /// const STRIPE: SignedContent = SignedContent::from_static(&[Piece::Timestamp, Piece::Literal(b"."), Piece::Body]);
+    /// assert_eq!(STRIPE.pieces().len(), 3);
+    /// ```
     #[must_use]
     pub const fn from_static(pieces: &'static [Piece]) -> Self {
         Self(Cow::Borrowed(pieces))
@@ -75,12 +93,24 @@ impl SignedContent {
     }
 
     /// The pieces.
+    ///
+    /// ```
+    /// use hookguard::{providers::slack, verify::Piece};
+    /// assert_eq!(slack::CONTENT.pieces().last(), Some(&Piece::Body));
+    /// ```
     #[must_use]
     pub fn pieces(&self) -> &[Piece] {
         &self.0
     }
 
     /// Whether a kind of piece is signed (literals compare by value).
+    ///
+    /// ```
+    /// use hookguard::{providers::slack, verify::Piece};
+    /// assert!(slack::CONTENT.uses(Piece::Timestamp));
+    /// assert!(slack::CONTENT.uses(Piece::Literal(b"v0:")));
+    /// assert!(!slack::CONTENT.uses(Piece::Id));
+    /// ```
     #[must_use]
     pub fn uses(&self, piece: Piece) -> bool {
         self.0.contains(&piece)
@@ -93,6 +123,13 @@ impl SignedContent {
     }
 
     /// Whether the URL is signed, as is or partly decoded.
+    ///
+    /// ```
+    /// use hookguard::{providers::{hubspot, slack}, verify::SignedContent};
+    /// assert!(hubspot::CONTENT_V3.uses_url(), "partly decoded");
+    /// assert!(hubspot::CONTENT_V2.uses_url());
+    /// assert!(!slack::CONTENT.uses_url() && !SignedContent::BODY.uses_url());
+    /// ```
     #[must_use]
     pub fn uses_url(&self) -> bool {
         self.0.iter().any(|p| matches!(p, Piece::Url | Piece::UrlDecoding(_)))

@@ -54,6 +54,12 @@ pub enum Reason {
 impl Reason {
     /// Default HTTP status: 400 for requests that are malformed, 401 for requests that
     /// are well formed but not authentic or not fresh.
+    ///
+    /// ```
+    /// use hookguard::verify::Reason;
+    /// assert_eq!(Reason::MalformedSignature.status(), http::StatusCode::BAD_REQUEST);
+    /// assert_eq!(Reason::SignatureMismatch.status(), http::StatusCode::UNAUTHORIZED);
+    /// ```
     #[must_use]
     pub const fn status(self) -> StatusCode {
         match self {
@@ -75,6 +81,11 @@ impl Reason {
     }
 
     /// A stable, kebab-case code (the last segment of the problem `type`).
+    ///
+    /// ```
+    /// use hookguard::verify::Reason;
+    /// assert_eq!(Reason::TimestampTooOld.code(), "timestamp-too-old");
+    /// ```
     #[must_use]
     pub const fn code(self) -> &'static str {
         match self {
@@ -96,6 +107,11 @@ impl Reason {
     }
 
     /// A short title, sentence case, no final period.
+    ///
+    /// ```
+    /// use hookguard::verify::Reason;
+    /// assert_eq!(Reason::MissingUrl.title(), "Missing request URL");
+    /// ```
     #[must_use]
     pub const fn title(self) -> &'static str {
         match self {
@@ -117,6 +133,14 @@ impl Reason {
     }
 
     /// Every reason, for tables and exhaustive tests.
+    ///
+    /// ```
+    /// use std::collections::HashSet;
+    /// use hookguard::verify::Reason;
+    /// assert!(Reason::ALL.contains(&Reason::SignatureMismatch));
+    /// let codes: HashSet<_> = Reason::ALL.iter().map(|r| r.code()).collect();
+    /// assert_eq!(codes.len(), Reason::ALL.len(), "codes are unique");
+    /// ```
     pub const ALL: &'static [Reason] = &[
         Self::MissingSignature,
         Self::MalformedSignature,
@@ -143,6 +167,17 @@ impl fmt::Display for Reason {
 
 /// Context that makes a rejection useful to a person, and safe to show to anyone: names
 /// of headers, counts, ages. Never a signature, a secret or a body.
+///
+/// ```
+/// use hookguard::{providers::github, verify::{Detail, Scheme, WebhookRequest}};
+/// let scheme = github::scheme("s").unwrap().with_secret("old").unwrap();
+/// let req = http::Request::post("/")
+///     .header("x-hub-signature-256", format!("sha256={}", "0".repeat(64)))
+///     .body(b"{}".to_vec())
+///     .unwrap();
+/// let refused = scheme.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::now_utc()).unwrap_err();
+/// assert_eq!(refused.detail(), &Detail::Compared { signatures: 1, secrets: 2 });
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Detail {
@@ -194,6 +229,12 @@ pub struct Rejection {
 
 impl Rejection {
     /// A rejection with no further detail.
+    ///
+    /// ```
+    /// use hookguard::verify::{Detail, Reason, Rejection};
+    /// let r = Rejection::new(Reason::MissingTimestamp);
+    /// assert_eq!(r.detail(), &Detail::None);
+    /// ```
     #[must_use]
     pub const fn new(reason: Reason) -> Self {
         Self { reason, detail: Detail::None }
@@ -223,18 +264,34 @@ impl Rejection {
     }
 
     /// The reason code.
+    ///
+    /// ```
+    /// use hookguard::verify::{Reason, Rejection};
+    /// assert_eq!(Rejection::new(Reason::MalformedBody).reason().code(), "malformed-body");
+    /// ```
     #[must_use]
     pub const fn reason(&self) -> Reason {
         self.reason
     }
 
     /// The context.
+    ///
+    /// ```
+    /// use hookguard::verify::{Detail, Reason, Rejection};
+    /// let r = Rejection::with_detail(Reason::TooManySignatures, Detail::Limit { max: 16 });
+    /// assert_eq!(r.detail(), &Detail::Limit { max: 16 });
+    /// ```
     #[must_use]
     pub const fn detail(&self) -> &Detail {
         &self.detail
     }
 
     /// The default HTTP status for this rejection.
+    ///
+    /// ```
+    /// use hookguard::verify::{Reason, Rejection};
+    /// assert_eq!(Rejection::new(Reason::MissingUrl).status(), 400);
+    /// ```
     #[must_use]
     pub const fn status(&self) -> http::StatusCode {
         self.reason.status()

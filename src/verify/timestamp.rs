@@ -32,6 +32,15 @@ pub enum TimestampFormat {
 
 impl TimestampFormat {
     /// Parses the timestamp text; `None` when it is malformed or out of range.
+    ///
+    /// ```
+    /// use hookguard::verify::TimestampFormat;
+    /// let at = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+    /// assert_eq!(TimestampFormat::UnixSeconds.parse(b"1700000000"), Some(at));
+    /// assert_eq!(TimestampFormat::UnixMillis.parse(b"1700000000000"), Some(at));
+    /// assert_eq!(TimestampFormat::Rfc3339.parse(b"2023-11-14T22:13:20Z"), Some(at));
+    /// assert_eq!(TimestampFormat::UnixSeconds.parse(b"17e8"), None);
+    /// ```
     #[must_use]
     pub fn parse(self, text: &[u8]) -> Option<OffsetDateTime> {
         match self {
@@ -159,15 +168,35 @@ pub(crate) enum Skew {
 
 impl Tolerance {
     /// No check on either side.
+    ///
+    /// ```
+    /// use hookguard::{providers::github, verify::{Scheme, Tolerance}};
+    /// assert!(!Tolerance::NONE.is_checked());
+    /// assert_eq!(github::scheme("s").unwrap().tolerance(), Tolerance::NONE, "GitHub sends no timestamp");
+    /// ```
     pub const NONE: Self = Self { past: None, future: None };
 
     /// The same window on both sides.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard::verify::Tolerance;
+    /// let t = Tolerance::symmetric(Duration::from_secs(300));
+    /// assert_eq!((t.past(), t.future()), (Some(Duration::from_secs(300)), Some(Duration::from_secs(300))));
+    /// ```
     #[must_use]
     pub const fn symmetric(window: Duration) -> Self {
         Self { past: Some(window), future: Some(window) }
     }
 
     /// Only too-old timestamps are refused (Stripe's and Paddle's SDKs do this).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard::verify::Tolerance;
+    /// let t = Tolerance::past_only(Duration::from_secs(300));
+    /// assert_eq!((t.past(), t.future()), (Some(Duration::from_secs(300)), None));
+    /// ```
     #[must_use]
     pub const fn past_only(window: Duration) -> Self {
         Self { past: Some(window), future: None }
@@ -187,18 +216,36 @@ impl Tolerance {
     }
 
     /// The window into the past.
+    ///
+    /// ```
+    /// use hookguard::{providers::stripe, verify::Scheme};
+    /// let stripe = stripe::scheme("whsec_x").unwrap().tolerance();
+    /// assert_eq!(stripe.past(), Some(std::time::Duration::from_secs(300)));
+    /// ```
     #[must_use]
     pub const fn past(&self) -> Option<Duration> {
         self.past
     }
 
     /// The window into the future.
+    ///
+    /// ```
+    /// use hookguard::{providers::stripe, verify::Scheme};
+    /// assert_eq!(stripe::scheme("whsec_x").unwrap().tolerance().future(), None, "too-old only");
+    /// ```
     #[must_use]
     pub const fn future(&self) -> Option<Duration> {
         self.future
     }
 
     /// Whether either side is checked.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard::verify::Tolerance;
+    /// assert!(Tolerance::past_only(Duration::from_secs(5)).is_checked());
+    /// assert!(!Tolerance::new(None, None).is_checked());
+    /// ```
     #[must_use]
     pub const fn is_checked(&self) -> bool {
         self.past.is_some() || self.future.is_some()
