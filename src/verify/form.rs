@@ -36,6 +36,12 @@ pub struct FormPairs<'a> {
 
 impl<'a> FormPairs<'a> {
     /// The pairs of `input` (a body, or the part of a URL after `?`).
+    ///
+    /// ```
+    /// use hookguard::verify::FormPairs;
+    /// let names: Vec<_> = FormPairs::new(b"b=2&a=1").map(|(name, _)| name.into_owned()).collect();
+    /// assert_eq!(names, [b"b".to_vec(), b"a".to_vec()]);
+    /// ```
     #[must_use]
     pub const fn new(input: &'a [u8]) -> Self {
         Self { rest: input }

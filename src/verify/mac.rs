@@ -72,6 +72,12 @@ pub enum Construction {
 }
 
 /// Largest tag any HMAC here produces (SHA-512).
+///
+/// ```
+/// use hookguard::{Secret, verify::{Algorithm, KeyedMac, MAX_TAG_LEN}};
+/// let key = KeyedMac::new(Algorithm::Sha512, &Secret::new("k").unwrap());
+/// assert_eq!(key.start().finish().as_bytes().len(), MAX_TAG_LEN);
+/// ```
 pub const MAX_TAG_LEN: usize = 64;
 
 /// A MAC output or a decoded signature, held inline (no allocation).
@@ -214,6 +220,15 @@ enum Inner {
 
 impl KeyedMac {
     /// Keys an HMAC with `secret`.
+    ///
+    /// ```
+    /// use hookguard::{Secret, verify::{Algorithm, Encoding, KeyedMac}};
+    /// // GitHub's documented example.
+    /// let key = KeyedMac::new(Algorithm::Sha256, &Secret::new("It's a Secret to Everybody").unwrap());
+    /// let mut mac = key.start();
+    /// mac.update(b"Hello, World!");
+    /// assert_eq!(Encoding::Hex.encode(mac.finish().as_bytes()), "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17");
+    /// ```
     #[must_use]
     pub fn new(algorithm: Algorithm, secret: &Secret) -> Self {
         Self::from_key(algorithm, secret.expose())
@@ -286,6 +301,15 @@ impl KeyedMac {
 
     /// A fresh MAC computation over the keyed state (a copy of a few hundred bytes; the
     /// key is not processed again).
+    ///
+    /// ```
+    /// use hookguard::{Secret, verify::{Algorithm, KeyedMac}};
+    /// let key = KeyedMac::new(Algorithm::Sha1, &Secret::new("k").unwrap());
+    /// let (mut a, mut b) = (key.start(), key.start());
+    /// a.update(b"one");
+    /// b.update(b"two");
+    /// assert_ne!(a.finish().as_bytes(), b.finish().as_bytes(), "independent computations");
+    /// ```
     #[must_use]
     pub fn start(&self) -> MacState {
         MacState(self.0.clone())
@@ -372,6 +396,16 @@ pub struct MacState(Inner);
 
 impl MacState {
     /// Feeds the next piece of the signed content.
+    ///
+    /// ```
+    /// use hookguard::{Secret, verify::{Algorithm, Encoding, KeyedMac}};
+    /// let key = KeyedMac::new(Algorithm::Sha256, &Secret::new("It's a Secret to Everybody").unwrap());
+    /// let mut mac = key.start();
+    /// for piece in [&b"Hello, "[..], b"World!"] {
+    ///     mac.update(piece);
+    /// }
+    /// assert_eq!(Encoding::Hex.encode(mac.finish().as_bytes()), "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17");
+    /// ```
     pub fn update(&mut self, data: &[u8]) {
         match &mut self.0 {
             Inner::Sha1(m) => Mac::update(m, data),
@@ -384,6 +418,12 @@ impl MacState {
     }
 
     /// The tag.
+    ///
+    /// ```
+    /// use hookguard::{Secret, verify::{Algorithm, KeyedMac}};
+    /// let key = KeyedMac::new(Algorithm::Sha1, &Secret::new("k").unwrap());
+    /// assert_eq!(key.start().finish().as_bytes().len(), 20, "SHA-1");
+    /// ```
     #[must_use]
     pub fn finish(self) -> Tag {
         fn fill(out: &[u8]) -> Tag {

@@ -99,26 +99,57 @@ pub struct Outgoing<'a> {
 
 impl<'a> Outgoing<'a> {
     /// A `POST` of `body`, with no id, timestamp or URL yet.
+    ///
+    /// ```
+    /// use hookguard::{providers::github, verify::{Outgoing, Sign}};
+    /// let headers = github::scheme("s3cr3t").unwrap().sign(&Outgoing::new(b"{}")).unwrap();
+    /// assert_eq!(headers[0].0, github::HEADER);
+    /// ```
     #[must_use]
     pub fn new(body: &'a [u8]) -> Self {
         Self { body, id: None, timestamp: None, url: None, method: Method::POST }
     }
 
-    /// Sets the delivery id.
+    /// Sets the delivery id (required by schemes that sign it).
+    ///
+    /// ```
+    /// use hookguard::{providers::standard_webhooks, verify::{Outgoing, Sign, SignError}};
+    /// let scheme = standard_webhooks::scheme("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+    /// let at = time::OffsetDateTime::now_utc();
+    /// assert!(matches!(scheme.sign(&Outgoing::new(b"{}").timestamp(at)), Err(SignError::MissingId)));
+    /// let headers = scheme.sign(&Outgoing::new(b"{}").timestamp(at).id("msg_1")).unwrap();
+    /// assert!(headers.iter().any(|(name, value)| name == "webhook-id" && value == "msg_1"));
+    /// ```
     #[must_use]
     pub fn id(mut self, id: &'a str) -> Self {
         self.id = Some(id);
         self
     }
 
-    /// Sets the timestamp.
+    /// Sets the timestamp (required by schemes that read one).
+    ///
+    /// ```
+    /// use hookguard::{providers::slack, verify::{Outgoing, Sign, SignError}};
+    /// let scheme = slack::scheme("s3cr3t").unwrap();
+    /// assert!(matches!(scheme.sign(&Outgoing::new(b"{}")), Err(SignError::MissingTimestamp)));
+    /// let at = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+    /// let headers = scheme.sign(&Outgoing::new(b"{}").timestamp(at)).unwrap();
+    /// assert!(headers.iter().any(|(name, value)| name == slack::TIMESTAMP && value == "1700000000"));
+    /// ```
     #[must_use]
     pub fn timestamp(mut self, at: OffsetDateTime) -> Self {
         self.timestamp = Some(at);
         self
     }
 
-    /// Sets the URL the message is sent to.
+    /// Sets the URL the message is sent to (required by schemes that sign it).
+    ///
+    /// ```
+    /// use hookguard::{providers::hubspot, verify::{Outgoing, Sign, SignError}};
+    /// let scheme = hookguard::providers::hubspot::v2_scheme("client-secret").unwrap();
+    /// assert!(matches!(scheme.sign(&Outgoing::new(b"{}")), Err(SignError::MissingUrl)));
+    /// assert!(scheme.sign(&Outgoing::new(b"{}").url("https://example.com/hooks/hubspot")).is_ok());
+    /// ```
     #[must_use]
     pub fn url(mut self, url: &'a str) -> Self {
         self.url = Some(url);
@@ -126,6 +157,14 @@ impl<'a> Outgoing<'a> {
     }
 
     /// Sets the method (default `POST`).
+    ///
+    /// ```
+    /// use hookguard::{providers::hubspot, verify::{Outgoing, Sign}};
+    /// let scheme = hubspot::v2_scheme("client-secret").unwrap();
+    /// let msg = Outgoing::new(b"").url("https://example.com/hooks/hubspot");
+    /// // HubSpot v2 signs the method: a GET is signed differently.
+    /// assert_ne!(scheme.sign(&msg).unwrap(), scheme.sign(&msg.method(http::Method::GET)).unwrap());
+    /// ```
     #[must_use]
     pub fn method(mut self, method: Method) -> Self {
         self.method = method;
@@ -133,6 +172,11 @@ impl<'a> Outgoing<'a> {
     }
 
     /// The body.
+    ///
+    /// ```
+    /// use hookguard::verify::Outgoing;
+    /// assert_eq!(Outgoing::new(b"{}").id("d-1").body(), b"{}");
+    /// ```
     #[must_use]
     pub fn body(&self) -> &'a [u8] {
         self.body

@@ -11,9 +11,29 @@ use super::{
 
 /// At most this many signatures of the scheme's version are considered per request;
 /// more is refused as [`Reason::TooManySignatures`].
+///
+/// ```
+/// use hookguard::{providers::stripe, verify::{MAX_SIGNATURES, Reason, Scheme, WebhookRequest}};
+/// let many = vec![format!("v1={}", "0".repeat(64)); MAX_SIGNATURES + 1].join(",");
+/// let req = http::Request::post("/")
+///     .header("stripe-signature", format!("t=1700000000,{many}"))
+///     .body(b"{}".to_vec())
+///     .unwrap();
+/// let now = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+/// let refused = stripe::scheme("whsec_x").unwrap().verify(&WebhookRequest::from_request(&req), now).unwrap_err();
+/// assert_eq!(refused.reason(), Reason::TooManySignatures);
+/// ```
 pub const MAX_SIGNATURES: usize = 16;
 
 /// Signature headers longer than this are refused as [`Reason::HeaderTooLarge`].
+///
+/// ```
+/// use hookguard::{providers::github, verify::{MAX_SIGNATURE_HEADER_LEN, Reason, Scheme, WebhookRequest}};
+/// let huge = format!("sha256={}", "a".repeat(MAX_SIGNATURE_HEADER_LEN));
+/// let req = http::Request::post("/").header("x-hub-signature-256", huge).body(b"{}".to_vec()).unwrap();
+/// let refused = github::scheme("s").unwrap().verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::now_utc()).unwrap_err();
+/// assert_eq!(refused.reason(), Reason::HeaderTooLarge);
+/// ```
 pub const MAX_SIGNATURE_HEADER_LEN: usize = 8 * 1024;
 
 /// How signatures are laid out in their header value.

@@ -60,6 +60,14 @@ impl TokenScheme {
     ///
     /// # Errors
     /// [`ConfigError::EmptySecret`] for an empty token.
+    ///
+    /// ```
+    /// use hookguard::{ConfigError, verify::{Field, Scheme, TokenScheme, WebhookRequest}};
+    /// let scheme = TokenScheme::new("acme", Field::header("x-acme-token"), "tok3n").unwrap();
+    /// let wrong = http::Request::post("/").header("x-acme-token", "guess").body(Vec::new()).unwrap();
+    /// assert!(scheme.verify(&WebhookRequest::from_request(&wrong), time::OffsetDateTime::now_utc()).is_err());
+    /// assert!(matches!(TokenScheme::new("acme", Field::header("x-acme-token"), ""), Err(ConfigError::EmptySecret)));
+    /// ```
     pub fn new(
         provider: impl Into<Cow<'static, str>>,
         header: Field,
@@ -95,7 +103,21 @@ impl TokenScheme {
         Ok(self)
     }
 
-    /// Where the delivery id is.
+    /// Where the delivery id is (the replay key; without one, the body's SHA-256).
+    ///
+    /// ```
+    /// use hookguard::verify::{Field, Scheme, TokenScheme, WebhookRequest};
+    /// let scheme = TokenScheme::new("gitlab", Field::header("x-gitlab-token"), "tok3n")
+    ///     .unwrap()
+    ///     .with_id(Field::header("x-gitlab-webhook-uuid"));
+    /// let req = http::Request::post("/")
+    ///     .header("x-gitlab-token", "tok3n")
+    ///     .header("x-gitlab-webhook-uuid", "u-1")
+    ///     .body(Vec::new())
+    ///     .unwrap();
+    /// let verified = scheme.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::now_utc()).unwrap();
+    /// assert_eq!(verified.dedup_key(), b"u-1");
+    /// ```
     #[must_use]
     pub fn with_id(mut self, field: Field) -> Self {
         self.id = Some(field);
@@ -103,6 +125,20 @@ impl TokenScheme {
     }
 
     /// Where the event type is.
+    ///
+    /// ```
+    /// use hookguard::verify::{Field, Scheme, TokenScheme, WebhookRequest};
+    /// let scheme = TokenScheme::new("gitlab", Field::header("x-gitlab-token"), "tok3n")
+    ///     .unwrap()
+    ///     .with_event(Field::header("x-gitlab-event"));
+    /// let req = http::Request::post("/")
+    ///     .header("x-gitlab-token", "tok3n")
+    ///     .header("x-gitlab-event", "Push Hook")
+    ///     .body(Vec::new())
+    ///     .unwrap();
+    /// let verified = scheme.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::now_utc()).unwrap();
+    /// assert_eq!(verified.event(), Some("Push Hook"));
+    /// ```
     #[must_use]
     pub fn with_event(mut self, field: Field) -> Self {
         self.event = Some(field);
