@@ -6,6 +6,12 @@ use http::{HeaderValue, Response, StatusCode, header};
 use crate::verify::Rejection;
 
 /// Where problem `type` URIs point; each reason's code is appended.
+///
+/// ```
+/// use hookguard::problem::{Problem, TYPE_BASE};
+/// let json = Problem::new(http::StatusCode::CONFLICT, "pending", "Pending").to_json();
+/// assert!(json.contains(&format!("{TYPE_BASE}pending")));
+/// ```
 pub const TYPE_BASE: &str = "https://hookguard.dev/problems/";
 
 /// A problem answer: status, stable code, title, optional safe detail, optional
@@ -32,6 +38,12 @@ pub struct Problem {
 
 impl Problem {
     /// A problem with no detail.
+    ///
+    /// ```
+    /// use hookguard::problem::Problem;
+    /// const GONE: Problem = Problem::new(http::StatusCode::GONE, "endpoint-gone", "Endpoint gone");
+    /// assert_eq!((GONE.status(), GONE.code()), (http::StatusCode::GONE, "endpoint-gone"));
+    /// ```
     #[must_use]
     pub const fn new(status: StatusCode, code: &'static str, title: &'static str) -> Self {
         Self { status, code, title, detail: None, retry_after: None }
@@ -59,6 +71,12 @@ impl Problem {
     }
 
     /// Adds a safe, human detail.
+    ///
+    /// ```
+    /// use hookguard::problem::Problem;
+    /// let p = Problem::new(http::StatusCode::BAD_REQUEST, "bad", "Bad").detail("the `type` member is missing");
+    /// assert!(p.to_json().contains("the `type` member is missing"));
+    /// ```
     #[must_use]
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
@@ -66,6 +84,12 @@ impl Problem {
     }
 
     /// Adds `Retry-After` (seconds).
+    ///
+    /// ```
+    /// use hookguard::problem::Problem;
+    /// let res = Problem::new(http::StatusCode::SERVICE_UNAVAILABLE, "inbox-full", "Inbox full").retry_after(30).into_response();
+    /// assert_eq!(res.headers()["retry-after"], "30");
+    /// ```
     #[must_use]
     pub fn retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs);
@@ -80,18 +104,37 @@ impl Problem {
     }
 
     /// The status.
+    ///
+    /// ```
+    /// use hookguard::{problem::Problem, verify::{Reason, Rejection}};
+    /// let p = Problem::from_rejection(&Rejection::new(Reason::MissingUrl), None);
+    /// assert_eq!(p.status(), 400);
+    /// ```
     #[must_use]
     pub const fn status(&self) -> StatusCode {
         self.status
     }
 
     /// The stable code (last segment of `type`).
+    ///
+    /// ```
+    /// use hookguard::{problem::Problem, verify::{Reason, Rejection}};
+    /// let p = Problem::from_rejection(&Rejection::new(Reason::TimestampTooOld), None);
+    /// assert_eq!(p.code(), "timestamp-too-old");
+    /// ```
     #[must_use]
     pub const fn code(&self) -> &'static str {
         self.code
     }
 
     /// The JSON body.
+    ///
+    /// ```
+    /// use hookguard::problem::Problem;
+    /// let json: serde_json::Value = serde_json::from_str(&Problem::new(http::StatusCode::GONE, "gone", "Gone").to_json()).unwrap();
+    /// assert_eq!((json["status"].as_u64(), json["title"].as_str()), (Some(410), Some("Gone")));
+    /// assert!(json.get("detail").is_none());
+    /// ```
     #[must_use]
     pub fn to_json(&self) -> String {
         let mut body = serde_json::json!({
@@ -106,6 +149,13 @@ impl Problem {
     }
 
     /// The HTTP answer.
+    ///
+    /// ```
+    /// use hookguard::problem::Problem;
+    /// let res = Problem::new(http::StatusCode::GONE, "gone", "Gone").into_response();
+    /// assert_eq!(res.status(), 410);
+    /// assert_eq!(res.headers()["content-type"], "application/problem+json");
+    /// ```
     #[must_use]
     pub fn into_response(self) -> Response<Vec<u8>> {
         let mut res = Response::new(self.to_json().into_bytes());

@@ -9,6 +9,13 @@ use ipnet::IpNet;
 use crate::problem::Problem;
 
 /// The problem answered to a client outside the allow-list (403).
+///
+/// ```
+/// use hookguard::source::SOURCE_NOT_ALLOWED;
+/// let res = SOURCE_NOT_ALLOWED.into_response();
+/// assert_eq!(res.status(), 403);
+/// assert!(String::from_utf8(res.into_body()).unwrap().contains("source-not-allowed"));
+/// ```
 pub const SOURCE_NOT_ALLOWED: Problem =
     Problem::new(StatusCode::FORBIDDEN, "source-not-allowed", "Source address not allowed");
 

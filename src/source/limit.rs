@@ -237,6 +237,13 @@ impl Refused {
 }
 
 /// The problem answered to a refused client (429).
+///
+/// ```
+/// use hookguard::source::RATE_LIMITED;
+/// let res = RATE_LIMITED.retry_after(2).into_response();
+/// assert_eq!(res.status(), 429);
+/// assert_eq!(res.headers()["retry-after"], "2");
+/// ```
 pub const RATE_LIMITED: Problem =
     Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests");
 
@@ -449,7 +456,25 @@ fn refuse(by: RefusedBy, retry_after: Duration, key: &LimitKey) -> Refused {
     Refused { by, retry_after }
 }
 
-/// Builder for [`SourceLimiter`].
+/// Builder for [`SourceLimiter`]; defaults: 100 requests per 10 s and 10 failures per
+/// 10 minutes per address.
+///
+/// ```
+/// use std::{net::Ipv4Addr, time::Duration};
+/// use hookguard::{clock::ManualClock, source::{LimitKey, SourceLimiter}};
+/// let clock = ManualClock::at_unix(1_700_000_000);
+/// let limiter = SourceLimiter::builder()
+///     .requests(2, Duration::from_secs(60))
+///     .clock(clock.clone())
+///     .build()
+///     .unwrap();
+/// let client = LimitKey::new(Ipv4Addr::new(203, 0, 113, 7).into());
+/// assert!(limiter.admit(&client).is_ok());
+/// assert!(limiter.admit(&client).is_ok());
+/// assert!(limiter.admit(&client).is_err(), "third request within the minute");
+/// clock.advance(Duration::from_secs(30));
+/// assert!(limiter.admit(&client).is_ok(), "one request back after half the period");
+/// ```
 #[must_use]
 pub struct SourceLimiterBuilder {
     requests: (u32, Duration),
