@@ -9,7 +9,8 @@
 //! - [`Verify`]: middleware mode, like [`VerifyLayer`](crate::layer::VerifyLayer). Your
 //!   handler gets the verified bytes unchanged and a [`Verified`] in the request
 //!   extensions; read them with the [`VerifiedWebhook`] or [`VerifiedJson<T>`] extractors
-//!   (`422` problem when the body does not fit `T`).
+//!   (`422` problem when the body does not fit `T`), as many of them in one handler as
+//!   you like: each gets the same bytes.
 //! - `SourceControls` (feature `source-controls`): allow-list and rate limit with a
 //!   failure budget in front of either, refusing before the body is read, like
 //!   [`AllowListLayer`](crate::layer::AllowListLayer) and
@@ -40,6 +41,7 @@
 //! ```
 
 use std::{
+    cell::Cell,
     fmt,
     future::{Future, Ready, ready},
     pin::Pin,
@@ -57,7 +59,7 @@ use bytes::Bytes;
 use http::request::Parts;
 
 use crate::{
-    guard::{Guard, Head, Reserved, VerificationFailed},
+    guard::{BodyLimit, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT, Guard, Head, Reserved, VerificationFailed},
     inbox::headers_in_one_buffer,
     problem::{Problem, known},
     verify::Verified,
@@ -112,7 +114,9 @@ async fn accept(guard: &Guard, req: &HttpRequest, payload: dev::Payload) -> Http
 
 /// Middleware mode: a [`Transform`] that reads the body (bounded), verifies it and
 /// refuses replays before the wrapped service sees the request. The service gets the
-/// same bytes as its payload and a [`Verified<'static>`] in the request extensions.
+/// same bytes as its payload and a [`Verified<'static>`] in the request extensions, and
+/// the [`VerifiedWebhook`] and [`VerifiedJson<T>`] extractors get them from the extensions
+/// (not the payload, which the first of them would empty for the others).
 /// The replay mark is set in two phases, as with [`VerifyLayer`](crate::layer::VerifyLayer)
 /// (the same [`Guard::reserve`]): reserved while the service runs, confirmed once it
 /// answered with a success (`2xx`), cancelled when it answers anything else or fails, or
@@ -213,8 +217,12 @@ where
                 };
                 let reservation = match guard.reserve(&parts, &bytes).await {
                     Reserved::Fresh { verified, reservation } => {
-                        req.extensions_mut().insert(verified);
-                        req.extensions_mut().insert(crate::guard::BodyLimit(guard.body_limit()));
+                        let mut extensions = req.extensions_mut();
+                        extensions.insert(verified);
+                        extensions.insert(BodyLimit(guard.body_limit()));
+                        // A clone: the same memory, for every extractor of the handler.
+                        extensions.insert(SharedBody::verified(bytes.clone()));
+                        drop(extensions);
                         reservation
                     }
                     Reserved::Respond(res) => return Ok(answer(req, res)),
@@ -435,20 +443,57 @@ fn respond(res: http::Response<Vec<u8>>) -> HttpResponse {
     out
 }
 
-/// Why an extractor could not give its value.
-#[derive(Debug)]
+/// Why an extractor could not give its value. Its answer, `Display` and `Debug` never
+/// quote the body.
+///
+/// Behind [`Verify`] the extractors take the bytes it verified, so only
+/// [`NotVerified`](Self::NotVerified) and [`Json`](Self::Json) happen there. On a route
+/// whose [`Verified`] the application's own middleware put in the extensions, the
+/// extractors read the payload themselves (once, for all of them) within
+/// [`DEFAULT_BODY_LIMIT`] and [`DEFAULT_READ_TIMEOUT`], and the other variants may happen
+/// too.
+///
+/// ```
+/// use hookguard::actix::WebhookRejection;
+///
+/// #[derive(Debug, serde::Deserialize)]
+/// struct Order { amount: u32 }
+///
+/// let e = serde_json::from_str::<Order>(r#"{"amount":"4111 1111 1111 1111"}"#).unwrap_err();
+/// let rejection = WebhookRejection::Json(e);
+/// assert_eq!(actix_web::ResponseError::status_code(&rejection), 422);
+/// assert_eq!(rejection.to_string(), "body does not fit the expected type (line 1, column 31)");
+/// assert!(!format!("{rejection:?}").contains("4111"));
+/// ```
 #[non_exhaustive]
 pub enum WebhookRejection {
     /// The route is not behind [`Verify`] (a server bug: 500).
     NotVerified,
     /// The body could not be read (400).
     Body,
-    /// The body is over the guard's limit (413): a middleware between [`Verify`] and the
-    /// handler (a decompression, say) replaced the bytes that were verified.
+    /// The body is over the limit (413): the guard's, or [`DEFAULT_BODY_LIMIT`] when no
+    /// [`Verify`] read it.
     TooLarge,
-    /// The verified body does not fit the type (422). The answer and `Display` say where
-    /// and how, never the offending value.
+    /// The body did not arrive within [`DEFAULT_READ_TIMEOUT`] (408), when no [`Verify`]
+    /// read it.
+    Timeout,
+    /// The verified body does not fit the type (422). The answer, `Display` and `Debug`
+    /// say where and how, never the offending value.
     Json(serde_json::Error),
+}
+
+impl fmt::Debug for WebhookRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotVerified => f.write_str("NotVerified"),
+            Self::Body => f.write_str("Body"),
+            Self::TooLarge => f.write_str("TooLarge"),
+            Self::Timeout => f.write_str("Timeout"),
+            // serde_json's own `Debug` and `Display` quote the value that did not fit
+            // (a card number, say), and actix's `Logger` writes `{:?}` of error responses.
+            Self::Json(e) => f.debug_tuple("Json").field(&crate::problem::json_detail(e)).finish(),
+        }
+    }
 }
 
 impl WebhookRejection {
@@ -461,6 +506,7 @@ impl WebhookRejection {
             ),
             Self::Body => known::BODY_ERROR,
             Self::TooLarge => known::BODY_TOO_LARGE,
+            Self::Timeout => known::BODY_TIMEOUT,
             Self::Json(e) => Problem::new(
                 http::StatusCode::UNPROCESSABLE_ENTITY,
                 "unprocessable-body",
@@ -477,6 +523,7 @@ impl fmt::Display for WebhookRejection {
             Self::NotVerified => f.write_str("webhook was not verified"),
             Self::Body => f.write_str("body could not be read"),
             Self::TooLarge => f.write_str("body over the limit"),
+            Self::Timeout => f.write_str("body not received in time"),
             Self::Json(e) => f.write_str(&crate::problem::json_detail(e)),
         }
     }
@@ -498,7 +545,11 @@ impl ResponseError for WebhookRejection {
     }
 }
 
-/// The verified metadata and the raw body, exactly as received (behind [`Verify`]).
+/// The verified metadata and the raw body, exactly as [`Verify`] received and verified
+/// it. Every extractor of one handler gets the same bytes (a reference count, not a copy).
+///
+/// Its `Debug` prints the body's length, not the body (a `Debug` line may end up in a log,
+/// and payloads may hold personal data).
 ///
 /// ```
 /// use hookguard::actix::VerifiedWebhook;
@@ -507,7 +558,7 @@ impl ResponseError for WebhookRejection {
 /// }
 /// # let _ = actix_web::web::post().to(handler);
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct VerifiedWebhook {
     /// What verification proved.
     pub verified: Verified<'static>,
@@ -515,24 +566,110 @@ pub struct VerifiedWebhook {
     pub body: Bytes,
 }
 
+impl fmt::Debug for VerifiedWebhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifiedWebhook")
+            .field("verified", &self.verified)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
 impl FromRequest for VerifiedWebhook {
     type Error = WebhookRejection;
     type Future = LocalFuture<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, payload: &mut dev::Payload) -> Self::Future {
-        let verified = req.extensions().get::<Verified<'static>>().cloned();
-        let limit = crate::guard::BodyLimit::of(req.extensions().get().copied());
-        let payload = payload.take();
-        Box::pin(async move {
-            let verified = verified.ok_or(WebhookRejection::NotVerified)?;
-            // `Verify` put the bounded, already-read bytes back; read again within the same
-            // limit, in case a middleware in between replaced them.
-            let body = match collect(payload, limit).await {
-                Some(Ok(body)) => body,
-                Some(Err(_)) => return Err(WebhookRejection::Body),
-                None => return Err(WebhookRejection::TooLarge),
-            };
-            Ok(Self { verified, body })
+        let Some(verified) = req.extensions().get::<Verified<'static>>().cloned() else {
+            return Box::pin(ready(Err(WebhookRejection::NotVerified)));
+        };
+        let body = SharedBody::of(req, payload);
+        Box::pin(async move { Ok(Self { verified, body: body.bytes().await? }) })
+    }
+}
+
+/// The body the extractors of one request share through its extensions: actix gives all
+/// of a handler's extractors one payload, which the first to read would empty for the
+/// others. [`Verify`] leaves the bytes it verified here; without it (the application's
+/// own middleware put the [`Verified`] there), the first extractor polled reads the
+/// payload, bounded, and the others wait for its bytes.
+struct SharedBody {
+    /// The payload still to read: none for the bytes [`Verify`] left, or once taken.
+    to_read: Cell<Option<ToRead>>,
+    body: tokio::sync::OnceCell<Result<Bytes, Unread>>,
+}
+
+struct ToRead {
+    payload: dev::Payload,
+    /// The guard's limit, when a hookguard middleware left one.
+    known: Option<BodyLimit>,
+}
+
+/// Why a shared body could not be read.
+#[derive(Clone, Copy)]
+enum Unread {
+    Body,
+    TooLarge,
+    Timeout,
+}
+
+impl SharedBody {
+    /// The bytes [`Verify`] verified, for the request's extensions.
+    fn verified(bytes: Bytes) -> Rc<Self> {
+        Rc::new(Self { to_read: Cell::new(None), body: tokio::sync::OnceCell::new_with(Some(Ok(bytes))) })
+    }
+
+    /// The request's shared body, or a new one over `payload` put in its extensions. Only
+    /// a new one takes the payload: behind [`Verify`], actix's own `web::Bytes` or
+    /// `web::Payload` still get the bytes it put back.
+    fn of(req: &HttpRequest, payload: &mut dev::Payload) -> Rc<Self> {
+        let known = {
+            let extensions = req.extensions();
+            if let Some(shared) = extensions.get::<Rc<Self>>() {
+                return Rc::clone(shared);
+            }
+            extensions.get::<BodyLimit>().copied()
+        };
+        let to_read = ToRead { payload: payload.take(), known };
+        let shared = Rc::new(Self { to_read: Cell::new(Some(to_read)), body: tokio::sync::OnceCell::new() });
+        req.extensions_mut().insert(Rc::clone(&shared));
+        shared
+    }
+
+    /// The bytes, read by the first caller: within the guard's limit if one is known, else
+    /// [`DEFAULT_BODY_LIMIT`] (never unbounded: a middleware of the application's that put
+    /// the `Verified` there did not say what it allows), and [`DEFAULT_READ_TIMEOUT`].
+    async fn bytes(&self) -> Result<Bytes, WebhookRejection> {
+        let read = self
+            .body
+            .get_or_init(|| async {
+                // Taken by a caller dropped before it finished: what it read is gone, so
+                // this is an error, not an empty body.
+                let Some(ToRead { payload, known }) = self.to_read.take() else {
+                    return Err(Unread::Body);
+                };
+                // `BodyLimit::of` alone would give no limit without a known one.
+                let limit = if known.is_some() { BodyLimit::of(known) } else { DEFAULT_BODY_LIMIT };
+                match crate::layer::Within::new(DEFAULT_READ_TIMEOUT, collect(payload, limit)).await {
+                    None => Err(Unread::Timeout),
+                    Some(None) => {
+                        if known.is_none() {
+                            tracing::warn!(
+                                limit,
+                                "webhook body over hookguard's default limit (no hookguard::actix::Verify read it)"
+                            );
+                        }
+                        Err(Unread::TooLarge)
+                    }
+                    Some(Some(Err(_))) => Err(Unread::Body),
+                    Some(Some(Ok(bytes))) => Ok(bytes),
+                }
+            })
+            .await;
+        read.clone().map_err(|unread| match unread {
+            Unread::Body => WebhookRejection::Body,
+            Unread::TooLarge => WebhookRejection::TooLarge,
+            Unread::Timeout => WebhookRejection::Timeout,
         })
     }
 }
@@ -882,9 +1019,9 @@ mod tests {
         assert!(!over(vec!["12", "34"], 4));
     }
 
-    /// The extractors read within the guard's limit `Verify` left next to `Verified` (a
-    /// middleware in between may have replaced the payload), and a body that does not fit
-    /// is answered without its value.
+    /// Without the bytes `Verify` leaves, the extractors read the payload within the
+    /// guard's limit when one was left next to `Verified`, and a body that does not fit is
+    /// answered, displayed and debug-printed without its value.
     #[test]
     fn the_extractors_read_within_the_limit_and_do_not_quote_the_body() {
         #[derive(Debug, serde::Deserialize)]
@@ -910,6 +1047,72 @@ mod tests {
         let text = String::from_utf8_lossy(&body);
         assert!(!text.contains("4111") && !rejection.to_string().contains("4111"), "{text}");
         assert!(text.contains("does not fit the expected type"), "{text}");
+        let debug = format!("{rejection:?} {rejection:#?}");
+        assert!(!debug.contains("4111") && debug.contains("does not fit the expected type"), "{debug}");
+    }
+
+    /// Behind `Verify`, every extractor gets the verified bytes themselves (not a copy),
+    /// and leaves the payload to actix's own extractors.
+    #[test]
+    fn every_extractor_gets_the_verified_bytes_and_leaves_the_payload() {
+        let body = Bytes::from_static(br#"{"amount":7}"#);
+        let (req, _) = actix_web::test::TestRequest::post().to_http_parts();
+        req.extensions_mut().insert(Verified::new("t", None, None, None, [0; 32], 0));
+        req.extensions_mut().insert(SharedBody::verified(body.clone()));
+        let mut payload = dev::Payload::from(body.clone());
+        let first = VerifiedWebhook::from_request(&req, &mut payload);
+        let second = VerifiedWebhook::from_request(&req, &mut payload);
+        let json = VerifiedJson::<serde_json::Value>::from_request(&req, &mut payload);
+        let (first, second, json) = block_on(async { (first.await, second.await, json.await) });
+        let (first, second) = (first.unwrap(), second.unwrap());
+        assert_eq!(first.body.as_ptr(), body.as_ptr(), "the same memory");
+        assert_eq!(second.body.as_ptr(), body.as_ptr(), "the same memory");
+        assert_eq!(json.unwrap().0["amount"], 7);
+        let rest = block_on(collect(payload, usize::MAX)).unwrap().unwrap();
+        assert_eq!(rest, body, "the payload is left for web::Bytes");
+        // Not verified: an error, and the payload is not touched.
+        let (bare, _) = actix_web::test::TestRequest::post().to_http_parts();
+        let mut payload = dev::Payload::from(body.clone());
+        let got = block_on(VerifiedWebhook::from_request(&bare, &mut payload));
+        assert!(matches!(got, Err(WebhookRejection::NotVerified)), "{got:?}");
+        assert_eq!(block_on(collect(payload, usize::MAX)).unwrap().unwrap(), body);
+    }
+
+    /// Without `Verify`, a payload that stops coming is answered `408` once the default
+    /// read timeout has passed (on tokio's paused clock: no real wait), for every
+    /// extractor of the handler.
+    #[test]
+    fn without_verify_a_body_that_stops_coming_is_a_408() {
+        use std::time::Duration;
+
+        use futures_util::StreamExt as _;
+        block_on(async {
+            tokio::time::pause();
+            let (req, _) = actix_web::test::TestRequest::post().to_http_parts();
+            req.extensions_mut().insert(Verified::new("t", None, None, None, [0; 32], 0));
+            let stalled = futures_util::stream::iter([Ok(Bytes::from_static(b"{"))])
+                .chain(futures_util::stream::pending());
+            let stream: Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, PayloadError>>>> =
+                Box::pin(stalled);
+            let mut payload = dev::Payload::from(stream);
+            let start = tokio::time::Instant::now();
+            let first = VerifiedWebhook::from_request(&req, &mut payload);
+            let second = VerifiedJson::<serde_json::Value>::from_request(&req, &mut payload);
+            let (first, second) = futures_util::join!(first, second);
+            // The timer's resolution is a millisecond.
+            let waited = start.elapsed();
+            assert!(
+                waited >= DEFAULT_READ_TIMEOUT && waited < DEFAULT_READ_TIMEOUT + Duration::from_secs(1),
+                "{waited:?}"
+            );
+            assert!(matches!(first, Err(WebhookRejection::Timeout)), "{first:?}");
+            let Err(rejection) = second else { panic!("{second:?}") };
+            assert!(matches!(rejection, WebhookRejection::Timeout), "{rejection:?}");
+            let res = rejection.error_response();
+            assert_eq!(res.status(), 408);
+            let body = actix_web::body::to_bytes(res.into_body()).await.unwrap();
+            assert!(String::from_utf8_lossy(&body).contains("body-timeout"));
+        });
     }
 
     #[test]
