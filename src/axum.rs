@@ -31,10 +31,28 @@ use axum::{
 };
 use http::StatusCode;
 
-use crate::{problem::Problem, verify::Verified};
+use crate::{
+    guard::{BodyLimit, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT},
+    problem::Problem,
+    verify::Verified,
+};
 
-/// Why an extractor could not give its value.
-#[derive(Debug)]
+/// Why an extractor could not give its value. Its answer, `Display` and `Debug` never
+/// quote the body.
+///
+/// ```
+/// use axum::response::IntoResponse as _;
+/// use hookguard::axum::WebhookRejection;
+///
+/// #[derive(Debug, serde::Deserialize)]
+/// struct Order { amount: u32 }
+///
+/// let e = serde_json::from_str::<Order>(r#"{"amount":"4111 1111 1111 1111"}"#).unwrap_err();
+/// let rejection = WebhookRejection::Json(e);
+/// assert_eq!(rejection.to_string(), "body does not fit the expected type (line 1, column 31)");
+/// assert!(!format!("{rejection:?}").contains("4111"));
+/// assert_eq!(rejection.into_response().status(), 422);
+/// ```
 #[non_exhaustive]
 pub enum WebhookRejection {
     /// The route is not behind a [`VerifyLayer`](crate::layer::VerifyLayer) (a server
@@ -44,11 +62,30 @@ pub enum WebhookRejection {
     Body,
     /// The body is over the guard's limit (413): a layer between
     /// [`VerifyLayer`](crate::layer::VerifyLayer) and the handler (a decompression, say)
-    /// replaced the bytes that were verified.
+    /// replaced the bytes that were verified. With no guard's limit known (the
+    /// application's own layer put the [`Verified`] there), over [`DEFAULT_BODY_LIMIT`].
     TooLarge,
-    /// The verified body does not fit the type (422). The answer and `Display` say where
-    /// and how, never the offending value.
+    /// The body did not arrive within [`DEFAULT_READ_TIMEOUT`] (408): only possible when
+    /// something other than [`VerifyLayer`](crate::layer::VerifyLayer) gave the handler a
+    /// body still coming from the network.
+    Timeout,
+    /// The verified body does not fit the type (422). The answer, `Display` and `Debug`
+    /// say where and how, never the offending value.
     Json(serde_json::Error),
+}
+
+impl std::fmt::Debug for WebhookRejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotVerified => f.write_str("NotVerified"),
+            Self::Body => f.write_str("Body"),
+            Self::TooLarge => f.write_str("TooLarge"),
+            Self::Timeout => f.write_str("Timeout"),
+            // serde_json's own `Debug` and `Display` quote the value that did not fit (a
+            // card number, say).
+            Self::Json(e) => f.debug_tuple("Json").field(&crate::problem::json_detail(e)).finish(),
+        }
+    }
 }
 
 impl IntoResponse for WebhookRejection {
@@ -60,6 +97,7 @@ impl IntoResponse for WebhookRejection {
             }
             Self::Body => Problem::new(StatusCode::BAD_REQUEST, "body-error", "Body could not be read"),
             Self::TooLarge => crate::problem::known::BODY_TOO_LARGE,
+            Self::Timeout => crate::problem::known::BODY_TIMEOUT,
             Self::Json(e) => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable-body", "Body does not fit")
                     .detail(crate::problem::json_detail(&e))
@@ -75,6 +113,7 @@ impl std::fmt::Display for WebhookRejection {
             Self::NotVerified => f.write_str("webhook was not verified"),
             Self::Body => f.write_str("body could not be read"),
             Self::TooLarge => f.write_str("body over the limit"),
+            Self::Timeout => f.write_str("body not received in time"),
             Self::Json(e) => f.write_str(&crate::problem::json_detail(e)),
         }
     }
@@ -84,6 +123,9 @@ impl std::error::Error for WebhookRejection {}
 
 /// The verified metadata and the raw body, exactly as received.
 ///
+/// Its `Debug` prints the body's length, not the body (a `Debug` line may end up in a log,
+/// and payloads may hold personal data).
+///
 /// ```
 /// use hookguard::axum::VerifiedWebhook;
 /// async fn handler(hook: VerifiedWebhook) -> String {
@@ -91,12 +133,21 @@ impl std::error::Error for WebhookRejection {}
 /// }
 /// # let _ = axum::routing::post::<_, _, ()>(handler);
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct VerifiedWebhook {
     /// What verification proved.
     pub verified: Verified<'static>,
     /// The raw body.
     pub body: Bytes,
+}
+
+impl std::fmt::Debug for VerifiedWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedWebhook")
+            .field("verified", &self.verified)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
 }
 
 impl<S: Send + Sync> FromRequest<S> for VerifiedWebhook {
@@ -107,15 +158,27 @@ impl<S: Send + Sync> FromRequest<S> for VerifiedWebhook {
             req.extensions().get::<Verified<'static>>().cloned().ok_or(WebhookRejection::NotVerified)?;
         // The verify layer read the body within the guard's limit and put the bytes back;
         // read again within the same limit (not axum's default 2 MiB, which would refuse
-        // what the guard allows), in case a layer in between replaced them.
-        let limit = crate::guard::BodyLimit::of(req.extensions().get().copied());
-        let body = axum::body::to_bytes(req.into_body(), limit).await.map_err(|e| {
-            if crate::layer::body::over_a_limit(&e) {
-                WebhookRejection::TooLarge
-            } else {
-                WebhookRejection::Body
+        // what the guard allows), in case a layer in between replaced them. Without one
+        // (the application's own layer put the `Verified` there), within the guard's
+        // default rather than none, which `BodyLimit::of` would give; and never without a
+        // timeout (bytes put back take none of it).
+        let known = req.extensions().get::<BodyLimit>().copied();
+        let limit = if known.is_some() { BodyLimit::of(known) } else { DEFAULT_BODY_LIMIT };
+        let read = axum::body::to_bytes(req.into_body(), limit);
+        let body = match crate::layer::body::Within::new(DEFAULT_READ_TIMEOUT, read).await {
+            None => return Err(WebhookRejection::Timeout),
+            Some(Ok(body)) => body,
+            Some(Err(e)) if crate::layer::body::over_a_limit(&e) => {
+                if known.is_none() {
+                    tracing::warn!(
+                        limit,
+                        "webhook body over hookguard's default limit (no hookguard VerifyLayer read it)"
+                    );
+                }
+                return Err(WebhookRejection::TooLarge);
             }
-        })?;
+            Some(Err(_)) => return Err(WebhookRejection::Body),
+        };
         Ok(Self { verified, body })
     }
 }

@@ -1,6 +1,7 @@
 //! axum behind VerifyLayer and WebhookService: the extractors (typed JSON, 422 for a body
-//! that does not fit, the guard's body limit only), and nested routers (the guard sees the
-//! whole path).
+//! that does not fit, the guard's body limit only, the default limit and read timeout
+//! without one, `Debug` without the body), and nested routers (the guard sees the whole
+//! path).
 #![cfg(feature = "axum")]
 
 use axum::{Router, body::Body, routing::post};
@@ -8,13 +9,13 @@ use std::sync::Arc;
 
 use hookguard::{
     Secret,
-    axum::{VerifiedJson, VerifiedWebhook},
-    guard::Guard,
+    axum::{VerifiedJson, VerifiedWebhook, WebhookRejection},
+    guard::{DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT, Guard},
     inbox::MemoryInbox,
     layer::{VerifyLayer, WebhookService},
     providers::github,
     tenant::TenantSchemes,
-    verify::{Outgoing, Scheme, Sign},
+    verify::{Outgoing, Scheme, Sign, Verified},
 };
 use tower::ServiceExt as _;
 
@@ -177,4 +178,66 @@ async fn the_extractors_read_within_the_guards_limit() {
         .layer(VerifyLayer::new(guard));
     let res = app.oneshot(signed("/raw", r#"{"ref":"x"}"#, "big")).await.unwrap();
     assert_eq!(res.status(), 413);
+}
+
+/// The application's own layer put the `Verified` there, so no guard's limit is known:
+/// the extractors read within the guard's default limit rather than without one, and give
+/// up on a body that stops coming after the default read timeout (on tokio's paused clock:
+/// no real wait).
+#[tokio::test(start_paused = true)]
+async fn without_verify_layer_the_extractors_read_within_the_defaults() {
+    use futures_util::StreamExt as _;
+    let own = |mut req: http::Request<Body>| {
+        req.extensions_mut().insert(Verified::new("own", None, None, None, [0; 32], 0));
+        req
+    };
+    let app = Router::new()
+        .route("/raw", post(|hook: VerifiedWebhook| async move { hook.body.len().to_string() }))
+        .layer(tower::util::MapRequestLayer::new(own));
+    for (name, len, status) in
+        [("fits", DEFAULT_BODY_LIMIT, 200), ("one byte over", DEFAULT_BODY_LIMIT + 1, 413)]
+    {
+        let req = http::Request::post("/raw").body(Body::from(vec![b'x'; len])).unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        let got = res.status().as_u16();
+        let text = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+        let text = String::from_utf8_lossy(&text);
+        assert_eq!(got, status, "case {name}: {text}");
+        let want = if status == 200 { len.to_string() } else { "body-too-large".to_owned() };
+        assert!(text.contains(&want), "case {name}: {text}");
+    }
+    let stalled = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"{"))])
+        .chain(futures_util::stream::pending());
+    let req = http::Request::post("/raw").body(Body::from_stream(stalled)).unwrap();
+    let start = tokio::time::Instant::now();
+    let res = app.oneshot(req).await.unwrap();
+    let waited = start.elapsed();
+    assert_eq!(res.status(), 408);
+    // The timer's resolution is a millisecond.
+    assert!(waited >= DEFAULT_READ_TIMEOUT && waited < DEFAULT_READ_TIMEOUT * 2, "{waited:?}");
+    let text = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+    assert!(String::from_utf8_lossy(&text).contains("body-timeout"));
+}
+
+/// `Debug` (a log line, a panic message) says where and how a body did not fit, and how
+/// long a body is, never the values in it: serde_json's own `Debug` quotes the value.
+#[test]
+fn debug_output_quotes_neither_the_body_nor_the_value_that_did_not_fit() {
+    #[derive(Debug, serde::Deserialize)]
+    struct Order {
+        #[allow(dead_code)]
+        amount: u32,
+    }
+    let body = r#"{"amount":"4111 1111 1111 1111"}"#;
+    let hook = VerifiedWebhook {
+        verified: Verified::new("github", None, None, None, [0; 32], 0),
+        body: bytes::Bytes::from_static(body.as_bytes()),
+    };
+    let e = serde_json::from_slice::<Order>(&hook.body).unwrap_err();
+    assert!(format!("{e:?}").contains("4111"), "what this guards against");
+    let rejection = WebhookRejection::Json(e);
+    let seen = format!("{hook:?}\n{rejection:?}\n{hook:#?}\n{rejection:#?}");
+    assert!(!seen.contains("4111") && !seen.contains("amount"), "{seen}");
+    assert!(seen.contains(&format!("body_len: {}", body.len())), "{seen}");
+    assert!(seen.contains("does not fit the expected type (line 1, column 31)"), "{seen}");
 }
