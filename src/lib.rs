@@ -81,3 +81,9 @@ pub mod worker;
 
 pub use error::ConfigError;
 pub use secret::Secret;
+
+/// The README's Rust examples, compiled (and the one not marked `no_run` run) as doctests,
+/// so that the front page cannot drift from the API.
+#[cfg(all(doctest, feature = "axum", feature = "actix", feature = "source-controls"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
