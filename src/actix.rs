@@ -59,7 +59,7 @@ use bytes::Bytes;
 use http::request::Parts;
 
 use crate::{
-    guard::{BodyLimit, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT, Guard, Head, Reserved, VerificationFailed},
+    guard::{BodyLimit, DEFAULT_READ_TIMEOUT, Guard, Head, Reserved, VerificationFailed},
     inbox::headers_in_one_buffer,
     problem::{Problem, known},
     verify::Verified,
@@ -450,7 +450,7 @@ fn respond(res: http::Response<Vec<u8>>) -> HttpResponse {
 /// [`NotVerified`](Self::NotVerified) and [`Json`](Self::Json) happen there. On a route
 /// whose [`Verified`] the application's own middleware put in the extensions, the
 /// extractors read the payload themselves (once, for all of them) within
-/// [`DEFAULT_BODY_LIMIT`] and [`DEFAULT_READ_TIMEOUT`], and the other variants may happen
+/// [`DEFAULT_BODY_LIMIT`](crate::guard::DEFAULT_BODY_LIMIT) and [`DEFAULT_READ_TIMEOUT`], and the other variants may happen
 /// too.
 ///
 /// ```
@@ -471,7 +471,7 @@ pub enum WebhookRejection {
     NotVerified,
     /// The body could not be read (400).
     Body,
-    /// The body is over the limit (413): the guard's, or [`DEFAULT_BODY_LIMIT`] when no
+    /// The body is over the limit (413): the guard's, or [`DEFAULT_BODY_LIMIT`](crate::guard::DEFAULT_BODY_LIMIT) when no
     /// [`Verify`] read it.
     TooLarge,
     /// The body did not arrive within [`DEFAULT_READ_TIMEOUT`] (408), when no [`Verify`]
@@ -637,7 +637,7 @@ impl SharedBody {
     }
 
     /// The bytes, read by the first caller: within the guard's limit if one is known, else
-    /// [`DEFAULT_BODY_LIMIT`] (never unbounded: a middleware of the application's that put
+    /// [`DEFAULT_BODY_LIMIT`](crate::guard::DEFAULT_BODY_LIMIT) (never unbounded: a middleware of the application's that put
     /// the `Verified` there did not say what it allows), and [`DEFAULT_READ_TIMEOUT`].
     async fn bytes(&self) -> Result<Bytes, WebhookRejection> {
         let read = self
@@ -648,8 +648,7 @@ impl SharedBody {
                 let Some(ToRead { payload, known }) = self.to_read.take() else {
                     return Err(Unread::Body);
                 };
-                // `BodyLimit::of` alone would give no limit without a known one.
-                let limit = if known.is_some() { BodyLimit::of(known) } else { DEFAULT_BODY_LIMIT };
+                let limit = BodyLimit::of(known);
                 match crate::layer::Within::new(DEFAULT_READ_TIMEOUT, collect(payload, limit)).await {
                     None => Err(Unread::Timeout),
                     Some(None) => {

@@ -32,7 +32,7 @@ use axum::{
 use http::StatusCode;
 
 use crate::{
-    guard::{BodyLimit, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT},
+    guard::{BodyLimit, DEFAULT_READ_TIMEOUT},
     problem::Problem,
     verify::Verified,
 };
@@ -63,7 +63,7 @@ pub enum WebhookRejection {
     /// The body is over the guard's limit (413): a layer between
     /// [`VerifyLayer`](crate::layer::VerifyLayer) and the handler (a decompression, say)
     /// replaced the bytes that were verified. With no guard's limit known (the
-    /// application's own layer put the [`Verified`] there), over [`DEFAULT_BODY_LIMIT`].
+    /// application's own layer put the [`Verified`] there), over [`DEFAULT_BODY_LIMIT`](crate::guard::DEFAULT_BODY_LIMIT).
     TooLarge,
     /// The body did not arrive within [`DEFAULT_READ_TIMEOUT`] (408): only possible when
     /// something other than [`VerifyLayer`](crate::layer::VerifyLayer) gave the handler a
@@ -160,10 +160,9 @@ impl<S: Send + Sync> FromRequest<S> for VerifiedWebhook {
         // read again within the same limit (not axum's default 2 MiB, which would refuse
         // what the guard allows), in case a layer in between replaced them. Without one
         // (the application's own layer put the `Verified` there), within the guard's
-        // default rather than none, which `BodyLimit::of` would give; and never without a
-        // timeout (bytes put back take none of it).
+        // default; and never without a timeout (bytes put back take none of it).
         let known = req.extensions().get::<BodyLimit>().copied();
-        let limit = if known.is_some() { BodyLimit::of(known) } else { DEFAULT_BODY_LIMIT };
+        let limit = BodyLimit::of(known);
         let read = axum::body::to_bytes(req.into_body(), limit);
         let body = match crate::layer::body::Within::new(DEFAULT_READ_TIMEOUT, read).await {
             None => return Err(WebhookRejection::Timeout),

@@ -1251,10 +1251,11 @@ pub(crate) struct BodyLimit(pub(crate) usize);
 
 #[cfg(any(feature = "axum", feature = "actix"))]
 impl BodyLimit {
-    /// The limit in a request's extensions; none without one (a middleware of the
-    /// application's that put the `Verified` there itself read the body within its own).
+    /// The limit in a request's extensions; without one (a middleware of the
+    /// application's put the `Verified` there and did not say what it allows), the
+    /// guard's default, never none.
     pub(crate) fn of(extensions: Option<Self>) -> usize {
-        extensions.map_or(usize::MAX, |l| l.0)
+        extensions.map_or(DEFAULT_BODY_LIMIT, |l| l.0)
     }
 }
 
