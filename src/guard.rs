@@ -231,8 +231,10 @@ impl SchemeSource for FixedScheme {
 #[non_exhaustive]
 pub enum Checked {
     /// Verified and not seen before; the replay mark is set, held by `mark` until
-    /// [`Guard::hand_off`] takes it.
-    Fresh {
+    /// [`Guard::hand_off`] or [`ReplayMark::keep`] takes it. **Bind `mark`**: a pattern
+    /// that leaves it out (`Checked::New { verified, .. }`) drops it at once, which
+    /// removes the mark, and copies are no longer refused.
+    New {
         /// What verification proved.
         verified: Verified<'static>,
         /// The replay mark this request set: removed again when dropped before the
@@ -424,19 +426,30 @@ impl Drop for Reservation {
 ///     req = req.header(name, value);
 /// }
 /// let (parts, ()) = req.body(()).unwrap().into_parts();
-/// let Checked::Fresh { mark, .. } = guard.check(&parts, &"{}".into()).await else { panic!() };
+/// let Checked::New { mark, .. } = guard.check(&parts, &"{}".into()).await else { panic!() };
 /// assert!(mark.key().starts_with("github:"));
 /// assert!(matches!(guard.check(&parts, &"{}".into()).await, Checked::Duplicate(_)));
 /// drop(mark); // abandoned before the hand-off: the retry gets through
-/// assert!(matches!(guard.check(&parts, &"{}".into()).await, Checked::Fresh { .. }));
+/// assert!(matches!(guard.check(&parts, &"{}".into()).await, Checked::New { .. }));
 /// # }
 /// ```
 #[must_use = "the mark is removed when dropped; hand it to Guard::hand_off"]
 pub struct ReplayMark {
     guard: Guard,
     key: String,
-    /// Still this request's to remove (not yet kept, released or disowned).
-    held: bool,
+    held: Held,
+}
+
+/// What a [`ReplayMark`]'s `Drop` still has to undo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    /// The store was asked to reserve the key for this token and has not answered:
+    /// cancel the reservation if it is this token's (nothing else).
+    Asked(u64),
+    /// The mark is this request's: remove it.
+    Mine,
+    /// Nothing: kept, released, or never this request's.
+    Nothing,
 }
 
 impl fmt::Debug for ReplayMark {
@@ -467,14 +480,16 @@ impl ReplayMark {
     ///     req = req.header(name, value);
     /// }
     /// let (parts, ()) = req.body(()).unwrap().into_parts();
-    /// let Checked::Fresh { mark, .. } = guard.check(&parts, &"{}".into()).await else { panic!() };
+    /// let Checked::New { mark, .. } = guard.check(&parts, &"{}".into()).await else { panic!() };
     /// mark.release().await;
-    /// assert!(matches!(guard.check(&parts, &"{}".into()).await, Checked::Fresh { .. }));
+    /// assert!(matches!(guard.check(&parts, &"{}".into()).await, Checked::New { .. }));
     /// # }
     /// ```
     pub async fn release(mut self) {
+        // Given up before the store answers, the removal is not sent twice (a second one
+        // could remove a retry's new mark).
+        self.held = Held::Nothing;
         self.guard.release(&self.key).await;
-        self.held = false;
     }
 
     /// The delivery was kept (by the caller's own means, not [`Guard::hand_off`], which
@@ -491,24 +506,27 @@ impl ReplayMark {
     ///     req = req.header(name, value);
     /// }
     /// let (parts, ()) = req.body(()).unwrap().into_parts();
-    /// let Checked::Fresh { mark, .. } = guard.check(&parts, &"{}".into()).await else { panic!() };
+    /// let Checked::New { mark, .. } = guard.check(&parts, &"{}".into()).await else { panic!() };
     /// // ... the delivery stored in the application's own queue ...
     /// mark.keep();
     /// assert!(matches!(guard.check(&parts, &"{}".into()).await, Checked::Duplicate(_)));
     /// # }
     /// ```
     pub fn keep(mut self) {
-        self.held = false;
+        self.held = Held::Nothing;
     }
 }
 
 impl Drop for ReplayMark {
     fn drop(&mut self) {
-        if !self.held || self.guard.inner.replay.is_none() {
+        if self.held == Held::Nothing || self.guard.inner.replay.is_none() {
             return;
         }
         let (guard, key) = (self.guard.clone(), std::mem::take(&mut self.key));
-        finish_in_background(async move { guard.release(&key).await });
+        match self.held {
+            Held::Asked(token) => finish_in_background(async move { guard.cancel(&key, token).await }),
+            _ => finish_in_background(async move { guard.release(&key).await }),
+        }
     }
 }
 
@@ -713,34 +731,49 @@ impl Guard {
             Err(res) => return Checked::Respond(res),
         };
         let key = passed.labels.key();
-        // Held from before the store is asked: if this future is dropped while a shared
-        // store sets the mark, the mark is removed again rather than left for its TTL.
-        let mark = ReplayMark { guard: self.clone(), key: key.to_owned(), held: true };
+        let mut mark = ReplayMark { guard: self.clone(), key: key.to_owned(), held: Held::Nothing };
         let Some(replay) = &self.inner.replay else {
-            return Checked::Fresh { verified, mark };
+            return Checked::New { verified, mark };
         };
-        let marked = match replay.mark_now(key.as_bytes(), passed.ttl) {
-            Some(marked) => marked,
-            None => replay.mark(key.as_bytes(), passed.ttl).await,
+        // An in-process store answers at once: nothing can be abandoned half-way.
+        let marked = if let Some(marked) = replay.mark_now(key.as_bytes(), passed.ttl) {
+            marked
+        } else {
+            // A shared store's answer may never come back (this future dropped while it
+            // is on its way). A mark has no owner, and "seen" or "new" is only known from
+            // the answer, so removing the key then could remove another request's mark.
+            // Reserved under this request's token instead (a token it does not hold
+            // cancels nothing), then confirmed once it is known to be this request's.
+            let token = fastrand::u64(..);
+            mark.held = Held::Asked(token);
+            let reserved = replay.reserve(key.as_bytes(), token, self.inner.pending_lease).await;
+            if let Ok(Mark::New) = reserved {
+                mark.held = Held::Mine;
+                if let Err(e) = replay.confirm(key.as_bytes(), passed.ttl).await {
+                    mark.release().await;
+                    return Checked::Respond(self.replay_unavailable(&e));
+                }
+            }
+            reserved
         };
-        // Only a new mark is this request's to remove.
         match marked {
-            Ok(Mark::New) => Checked::Fresh { verified, mark },
+            Ok(Mark::New) => {
+                mark.held = Held::Mine;
+                Checked::New { verified, mark }
+            }
             Ok(Mark::Seen) => {
                 mark.keep();
                 self.duplicate(verified.id());
                 Checked::Duplicate(verified)
             }
-            // `mark` answers a live reservation as seen; a store that tells it apart gets
-            // the answer `reserve` gives.
+            // Another request's reservation (middleware mode) is live.
             Ok(Mark::Pending) => {
                 mark.keep();
                 Checked::Respond(self.in_progress(verified.id()))
             }
-            Err(e) => {
-                mark.keep();
-                Checked::Respond(self.replay_unavailable(&e))
-            }
+            // A reservation the store made before failing is this request's to cancel
+            // (it would only live the lease): `mark` still says so.
+            Err(e) => Checked::Respond(self.replay_unavailable(&e)),
         }
     }
 
@@ -1141,7 +1174,7 @@ impl Guard {
     ///     req = req.header(name, value);
     /// }
     /// let (parts, ()) = req.body(()).unwrap().into_parts();
-    /// let Checked::Fresh { verified, mark } = guard.check(&parts, &"{}".into()).await else { panic!() };
+    /// let Checked::New { verified, mark } = guard.check(&parts, &"{}".into()).await else { panic!() };
     /// assert_eq!(guard.hand_off(&parts, "{}".into(), &verified, mark).await.status(), 202);
     /// assert_eq!(inbox.depth().await.unwrap(), 1);
     /// # }

@@ -306,7 +306,7 @@ async fn declared_length_over_the_limit_is_refused_before_anything_else() {
 /// the delivery by its own means does).
 fn kept(checked: Checked) -> bool {
     match checked {
-        Checked::Fresh { mark, .. } => {
+        Checked::New { mark, .. } => {
             mark.keep();
             true
         }
@@ -329,7 +329,7 @@ async fn the_default_replay_store_follows_the_guards_clock() {
     assert!(matches!(guard.check(&parts, &body).await, Checked::Duplicate(_)), "within the TTL");
     // Past the replay TTL by the guard's (manual) clock, the mark is gone.
     clock.advance(Duration::from_secs(2));
-    assert!(matches!(guard.check(&parts, &body).await, Checked::Fresh { .. }));
+    assert!(matches!(guard.check(&parts, &body).await, Checked::New { .. }));
 }
 
 /// A replay mark lives as long as the delivery it marks could pass again: for a timestamp
@@ -815,12 +815,12 @@ async fn hand_off_keeps_what_accept_keeps() {
         (parts_of(req.body(()).unwrap()), Bytes::from_static(body))
     };
     let (parts, body) = request(4096, b"many");
-    let Checked::Fresh { verified, mark } = guard.check(&parts, &body).await else { panic!("fresh") };
+    let Checked::New { verified, mark } = guard.check(&parts, &body).await else { panic!("fresh") };
     assert_eq!(guard.hand_off(&parts, body.clone(), &verified, mark).await.status(), 431);
-    assert!(matches!(guard.check(&parts, &body).await, Checked::Fresh { .. }), "the mark was removed");
+    assert!(matches!(guard.check(&parts, &body).await, Checked::New { .. }), "the mark was removed");
 
     let (parts, body) = request(1, b"one");
-    let Checked::Fresh { verified, mark } = guard.check(&parts, &body).await else { panic!("fresh") };
+    let Checked::New { verified, mark } = guard.check(&parts, &body).await else { panic!("fresh") };
     assert_eq!(guard.hand_off(&parts, body.clone(), &verified, mark).await.status(), 202);
     assert!(matches!(guard.check(&parts, &body).await, Checked::Duplicate(_)), "kept: the mark stays");
     let job = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
@@ -927,6 +927,15 @@ async fn a_request_abandoned_while_the_replay_store_works_leaves_the_right_mark(
     store.set(Flight::Answered);
     assert!(kept(guard.check(&parts, &body).await), "the abandoned check's mark was removed");
     assert!(matches!(guard.check(&parts, &body).await, Checked::Duplicate(_)), "a kept mark stays");
+    // A copy abandoned while the store tells it the mark is there removes nothing: the
+    // mark is the first request's.
+    store.set(Flight::AnswerLost);
+    assert!(abandon(guard.check(&parts, &body)).is_none(), "waits for the store");
+    store.set(Flight::Answered);
+    assert!(
+        matches!(guard.check(&parts, &body).await, Checked::Duplicate(_)),
+        "the kept mark is still there"
+    );
 
     let parts = signed(&scheme, "/", b"[]", OffsetDateTime::now_utc(), "d-abandoned-2");
     let body = Bytes::from_static(b"[]");
@@ -969,4 +978,68 @@ async fn a_retry_signed_anew_without_an_id_is_a_duplicate() {
     let other = Bytes::from_static(br#"{"event":"meeting.ended","event_ts":1700000300456,"payload":{}}"#);
     let parts = signed(&scheme, "/hooks/zoom", &other, clock.now_for_tests(), "x");
     assert_eq!(guard.accept(&parts, other).await.status(), 202, "another body is another delivery");
+}
+
+/// Which signed pieces the key of a delivery without a signed id covers. With the
+/// timestamp between literals, everything signed but the timestamp: the method and URL
+/// too (two calls with one body to two URLs are two deliveries), and a retry signed anew
+/// keeps it. Where a numeric timestamp touches the body (`{timestamp}{body}`: Discord,
+/// SendGrid), the MAC: a copy that moves a digit across the boundary signs the same
+/// bytes, and must not get a key of its own.
+#[test]
+fn the_key_without_an_id_covers_what_cannot_move() {
+    use hookguard::verify::{
+        Algorithm, Encoding, Field, HmacScheme, Piece, SignatureFormat, SignedContent, TimestampFormat,
+        Verified, WebhookRequest,
+    };
+    let scheme = |content: Vec<Piece>| {
+        HmacScheme::builder("acme", Algorithm::Sha256)
+            .signature(
+                Field::header("x-acme-signature"),
+                SignatureFormat::Plain { prefix: "" },
+                Encoding::Hex,
+            )
+            .timestamp(Field::header("x-acme-timestamp"), TimestampFormat::UnixSeconds)
+            .content(SignedContent::new(content))
+            .secret("s3cr3t")
+            .build()
+            .unwrap()
+    };
+    let verify = |scheme: &HmacScheme, ts: &str, body: &[u8], url: &str, sig: &str| -> Verified<'static> {
+        let req = Request::post("/hooks")
+            .header("x-acme-timestamp", ts)
+            .header("x-acme-signature", sig)
+            .body(body.to_vec())
+            .unwrap();
+        let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        scheme.verify(&WebhookRequest::from_request(&req).with_url(url), at).unwrap().into_owned()
+    };
+    let sign = |scheme: &HmacScheme, ts: i64, body: &[u8], url: &str| {
+        let at = OffsetDateTime::from_unix_timestamp(ts).unwrap();
+        let headers = scheme.sign(&Outgoing::new(body).timestamp(at).url(url)).unwrap();
+        let sig =
+            headers.iter().find(|(n, _)| n == "x-acme-signature").unwrap().1.to_str().unwrap().to_owned();
+        (ts.to_string(), sig)
+    };
+
+    let delimited =
+        scheme(vec![Piece::Timestamp, Piece::Literal(b"."), Piece::Method, Piece::Url, Piece::Body]);
+    let (ts, sig) = sign(&delimited, 1_700_000_000, b"{}", "https://a.example/h");
+    let first = verify(&delimited, &ts, b"{}", "https://a.example/h", &sig);
+    let (ts, sig) = sign(&delimited, 1_700_000_060, b"{}", "https://a.example/h");
+    let retry = verify(&delimited, &ts, b"{}", "https://a.example/h", &sig);
+    assert_eq!(first.dedup_key(), retry.dedup_key(), "signed anew, the same delivery");
+    let (ts, sig) = sign(&delimited, 1_700_000_000, b"{}", "https://a.example/other");
+    let elsewhere = verify(&delimited, &ts, b"{}", "https://a.example/other", &sig);
+    assert_ne!(first.dedup_key(), elsewhere.dedup_key(), "another URL, another delivery");
+
+    let touching = scheme(vec![Piece::Timestamp, Piece::Body]);
+    let (ts, sig) = sign(&touching, 1_700_000_000, b"{}", "");
+    let genuine = verify(&touching, &ts, b"{}", "", &sig);
+    let moved = verify(&touching, "170000000", b"0{}", "", &sig);
+    assert_eq!(
+        genuine.dedup_key(),
+        moved.dedup_key(),
+        "a digit moved into the body: the same MAC, the same key"
+    );
 }

@@ -1,8 +1,8 @@
 //! Calendly: `Calendly-Webhook-Signature: t=<ts>,v1=<hex>`, HMAC-SHA256 over `{t}.{body}`
 //! keyed with the webhook signing key; `t` in unix seconds. Tolerance about 3 minutes,
 //! too-old only (*unconfirmed*: from third-party write-ups of Calendly's docs). No
-//! delivery id (the replay key is the MAC's fingerprint, and the tolerance bounds how
-//! long a replay mark must live). Every `v1` entry is checked.
+//! delivery id (the replay key is a SHA-256 of the body, which a retry signed anew keeps;
+//! see [`Verified::fingerprint`](crate::verify::Verified::fingerprint)). Every `v1` entry is checked.
 //!
 //! ```
 //! use hookguard::{providers::calendly, verify::{Scheme, WebhookRequest}};

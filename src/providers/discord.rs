@@ -3,7 +3,8 @@
 //! Ed25519 over `{ts}{body}`, no separator; the application's public key in hex; no
 //! tolerance by default (Discord's libraries check none; add one with
 //! [`Ed25519Scheme::with_tolerance`]); no delivery id, so the dedup key is the
-//! signature's fingerprint; rotation: several public keys
+//! signature's fingerprint (`{ts}{body}` has no separator, so a key without the timestamp
+//! could be shifted; Discord does not retry interactions); rotation: several public keys
 //! ([`Ed25519Scheme::with_public_key`]). Discord sends a PING (`"type":1`) when the
 //! endpoint is saved: answer it with [`ping_response`] after verifying.
 //!

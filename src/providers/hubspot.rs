@@ -4,10 +4,13 @@
 //! app's client secret over `{method}{url}{body}{ts}`, where `{ts}` is
 //! `X-HubSpot-Request-Timestamp` (unix **milliseconds**) and `{url}` the full URL HubSpot
 //! called, with the escapes `%3A %2F %3F %40 %21 %24 %27 %28 %29 %2A %2C %3B` decoded as
-//! HubSpot's docs require. The URL comes from the request: an absolute request URI, or
-//! the public URL given with [`WebhookRequest::with_url`] (behind a proxy the server only
-//! sees a path). Tolerance 300 000 ms, too-old only (as HubSpot's docs). No delivery id
-//! (the replay key is the MAC's fingerprint).
+//! HubSpot's docs require. The URL is the public one: the guard's
+//! [`public_origin`](crate::guard::GuardBuilder::public_origin), or
+//! [`WebhookRequest::with_url`] (never the request's own URI, whose host the client
+//! writes). Tolerance 300 000 ms, too-old only (as HubSpot's docs). No delivery id: the
+//! replay key is the MAC's fingerprint, since the timestamp follows the body with nothing
+//! between (a key without it could be shifted); a retry signed anew gets a new key, so
+//! deduplicate by each event's `eventId` in the handler.
 //!
 //! **v2** ([`v2_scheme`]) and **v1** ([`v1_scheme`]): `X-HubSpot-Signature: <hex>` with
 //! `X-HubSpot-Signature-Version: v2|v1`, the plain SHA-256 of

@@ -5,7 +5,8 @@
 //! `SubjectPublicKeyInfo` shown in SendGrid's settings; no tolerance by default
 //! (SendGrid's libraries check none; add one with [`EcdsaP256Scheme::with_tolerance`]);
 //! no delivery id (each event in the array has its own `sg_event_id`), so the dedup key
-//! is the signature's fingerprint; rotation: several public keys
+//! is the signature's fingerprint (`{ts}{body}` has no separator, so a key without the
+//! timestamp could be shifted; deduplicate retries by `sg_event_id`); rotation: several public keys
 //! ([`EcdsaP256Scheme::with_public_key`]). Verify-only: [`Sign`](crate::verify::Sign)
 //! answers [`SignError::Unsupported`](crate::verify::SignError::Unsupported), since
 //! SendGrid holds the private key.

@@ -3,8 +3,10 @@
 //! tolerance, so none is enforced by default (add one with
 //! [`HmacScheme::with_tolerance`]); the body is hashed as received, never re-serialized
 //! (Zoom's SDK re-serializes the parsed JSON, which breaks on any reformatting). No
-//! delivery id: the replay key is the signature's fingerprint; the event is the body's
-//! `event`. No rotation.
+//! delivery id: the replay key is a SHA-256 of the body
+//! ([`Verified::fingerprint`](crate::verify::Verified::fingerprint)), which Zoom's retries
+//! (5, 25 and 85 minutes later, each signed anew) keep; the event is the body's `event`. No
+//! rotation.
 //!
 //! Zoom validates an endpoint with an `endpoint.url_validation` event: see
 //! [`url_validation`], to call only after the request verified.

@@ -312,20 +312,52 @@ impl Envelope {
         let signed = (self.id_signed(), timestamp_signed);
         // Keyed by the signature, a delivery without a signed id would change key with
         // every retry when the signature covers a timestamp: providers sign each try anew
-        // (Zoom retries 5, 25 and 85 minutes later, past any tolerance). The body it
-        // signs does not change, and only the sender can sign one: the key is its hash.
+        // (Zoom retries 5, 25 and 85 minutes later, past any tolerance). What else it
+        // signs does not change, and only the sender can sign it: the key is its hash.
         let fingerprint = if (id.is_none() || !signed.0) && self.retries_sign_anew() {
-            sha2::Sha256::digest(req.body()).into()
+            self.signed_but_timestamp(req)
         } else {
             fingerprint
         };
         Verified::assemble(provider, id, timestamp, event, fingerprint, key_index, signed)
     }
 
-    /// Whether the signature covers both a timestamp header (or parameter) and the body,
-    /// so that a retry of one body is signed anew: see [`verified`](Self::verified).
+    /// Whether the signature covers a timestamp piece and the body, so that a retry of
+    /// one body is signed anew ([`verified`](Self::verified)), and the timestamp's text has
+    /// ends that cannot move: a literal or the content's edge on both sides, or RFC 3339's
+    /// fixed shape. Where digits could move between a numeric timestamp and its neighbour
+    /// (Discord's and SendGrid's `{timestamp}{body}`, HubSpot v3's `…{body}{timestamp}`),
+    /// the same MAC signs several splits, and only a key that covers the timestamp (the
+    /// MAC's) tells a copy with digits moved from the delivery it copies.
     fn retries_sign_anew(&self) -> bool {
-        self.content.uses(Piece::Timestamp) && self.content.uses(Piece::Body)
+        let pieces = self.content.pieces();
+        let Some(at) = pieces.iter().position(|p| matches!(p, Piece::Timestamp)) else {
+            return false;
+        };
+        if !pieces.iter().any(|p| matches!(p, Piece::Body)) {
+            return false;
+        }
+        let fixed_shape = matches!(self.timestamp, Some((_, TimestampFormat::Rfc3339)));
+        let edge = |piece: Option<&Piece>| matches!(piece, None | Some(Piece::Literal(_)));
+        fixed_shape || (edge(at.checked_sub(1).and_then(|i| pieces.get(i))) && edge(pieces.get(at + 1)))
+    }
+
+    /// SHA-256 of every signed piece but the timestamp (and the fixed literals), each
+    /// length-prefixed: the method, the URL and the body as signed.
+    fn signed_but_timestamp(&self, req: &WebhookRequest<'_>) -> [u8; 32] {
+        let mut hash = sha2::Sha256::new();
+        let url = self.content.uses_url().then(|| req.url().unwrap_or_default());
+        for piece in self.content.pieces() {
+            let bytes = match piece {
+                Piece::Body => req.body(),
+                Piece::Method => req.method().as_str().as_bytes(),
+                Piece::Url | Piece::UrlDecoding(_) => url.as_deref().unwrap_or_default().as_bytes(),
+                Piece::Id | Piece::Timestamp | Piece::Literal(_) => continue,
+            };
+            hash.update((bytes.len() as u64).to_be_bytes());
+            hash.update(bytes);
+        }
+        hash.finalize().into()
     }
 
     /// Whether the signature covers the timestamp wherever the scheme may read it: a

@@ -496,9 +496,12 @@ impl<'a> Verified<'a> {
 
     /// What identifies this exact delivery when there is no signed id: the MAC
     /// (truncated or zero-padded to 32 bytes) or a SHA-256 of the signature; for a scheme
-    /// that signs a timestamp with the body (Zoom, Slack's form bodies, HubSpot v3,
-    /// Calendly, SendGrid, Discord), a SHA-256 of the body, which a retry signed anew with
-    /// a later timestamp keeps.
+    /// that signs a timestamp with the body, with a literal on both sides of the timestamp
+    /// (Zoom, Slack's form bodies, Calendly), a SHA-256 of everything signed but the
+    /// timestamp (the body, and the method and URL where signed), which a retry signed
+    /// anew with a later timestamp keeps. Where a numeric timestamp touches its neighbour
+    /// (Discord's and SendGrid's `{timestamp}{body}`, HubSpot v3), the MAC's: digits could
+    /// move across the boundary under one signature.
     ///
     /// ```
     /// # use hookguard::verify::Verified;
