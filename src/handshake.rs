@@ -35,6 +35,30 @@ use crate::{
 };
 
 /// Slack's `url_verification`: answers the challenge (after verification; Slack signs it).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use hookguard::{clock::ManualClock, guard::Guard, handshake::SlackUrlVerification, providers::slack};
+/// use hookguard::verify::{Outgoing, Sign};
+///
+/// let clock = ManualClock::at_unix(1_700_000_000);
+/// let scheme = slack::scheme("8f742231b10e8888abcd99yyyzzz85a5").unwrap();
+/// let guard = Guard::builder("slack", scheme.clone()).handshake(SlackUrlVerification).clock(clock.clone()).build();
+/// let body = br#"{"token":"Jhj5dZrVaK7ZwHHjRyZWjbDl","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
+/// let mut req = http::Request::post("/hooks/slack");
+/// for (name, value) in scheme.sign(&Outgoing::new(body).timestamp(clock.now_for_tests())).unwrap() {
+///     req = req.header(name, value);
+/// }
+/// let (parts, ()) = req.body(()).unwrap().into_parts();
+/// let res = guard.accept(&parts, bytes::Bytes::from_static(body)).await;
+/// assert_eq!(res.status(), 200);
+/// assert_eq!(res.body(), br#"{"challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}"#);
+///
+/// // Unsigned, the same body is refused: the challenge is answered only once verified.
+/// let (unsigned, ()) = http::Request::post("/hooks/slack").body(()).unwrap().into_parts();
+/// assert_eq!(guard.accept(&unsigned, bytes::Bytes::from_static(body)).await.status(), 401);
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SlackUrlVerification;
 
@@ -47,15 +71,52 @@ impl Handshake for SlackUrlVerification {
 /// Zoom's `endpoint.url_validation`: answers `plainToken` and its HMAC under the secret.
 ///
 /// ```
-/// use hookguard::{handshake::ZoomUrlValidation, providers::zoom};
-/// let handshake = ZoomUrlValidation::new(zoom::scheme("secret").unwrap());
-/// # let _ = handshake;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use hookguard::{clock::ManualClock, guard::Guard, handshake::ZoomUrlValidation, providers::zoom};
+/// use hookguard::verify::{Outgoing, Sign};
+///
+/// let clock = ManualClock::at_unix(1_654_503_849);
+/// let scheme = zoom::scheme("zoom_secret").unwrap();
+/// let guard = Guard::builder("zoom", scheme.clone())
+///     .handshake(ZoomUrlValidation::new(scheme.clone()))
+///     .clock(clock.clone())
+///     .build();
+/// let body = br#"{"payload":{"plainToken":"qgg8vlvZRS6UYooatFL8Aw"},"event_ts":1654503849680,"event":"endpoint.url_validation"}"#;
+/// let mut req = http::Request::post("/hooks/zoom");
+/// for (name, value) in scheme.sign(&Outgoing::new(body).timestamp(clock.now_for_tests())).unwrap() {
+///     req = req.header(name, value);
+/// }
+/// let (parts, ()) = req.body(()).unwrap().into_parts();
+/// let res = guard.accept(&parts, bytes::Bytes::from_static(body)).await;
+/// assert_eq!(res.status(), 200);
+/// assert_eq!(
+///     res.body(),
+///     br#"{"plainToken":"qgg8vlvZRS6UYooatFL8Aw","encryptedToken":"46a324cfb7c2ec760e4cd561586a53aadb6fc7561eb8d626d6ee1b71d808b3c0"}"#
+/// );
+/// # }
 /// ```
 #[derive(Debug, Clone)]
 pub struct ZoomUrlValidation(Arc<HmacScheme>);
 
 impl ZoomUrlValidation {
     /// Answers with the MAC of `scheme`'s first secret.
+    ///
+    /// ```
+    /// use hookguard::{guard::Handshake, handshake::ZoomUrlValidation, providers::zoom, verify::Verified};
+    ///
+    /// let handshake = ZoomUrlValidation::new(zoom::scheme("zoom_secret").unwrap());
+    /// let (parts, ()) = http::Request::post("/hooks/zoom").body(()).unwrap().into_parts();
+    /// // What the guard passes on once the request verified.
+    /// let verified = Verified::new("zoom", None, None, None, [0; 32], 0);
+    /// let body = br#"{"payload":{"plainToken":"qgg8vlvZRS6UYooatFL8Aw"},"event":"endpoint.url_validation"}"#;
+    /// let answer = handshake.after(&parts, body, &verified).unwrap();
+    /// assert_eq!(
+    ///     answer.body(),
+    ///     br#"{"plainToken":"qgg8vlvZRS6UYooatFL8Aw","encryptedToken":"46a324cfb7c2ec760e4cd561586a53aadb6fc7561eb8d626d6ee1b71d808b3c0"}"#
+    /// );
+    /// // Any other event is handed off.
+    /// assert!(handshake.after(&parts, br#"{"event":"meeting.started"}"#, &verified).is_none());
+    /// ```
     #[must_use]
     pub fn new(scheme: HmacScheme) -> Self {
         Self(Arc::new(scheme))
@@ -72,6 +133,36 @@ impl Handshake for ZoomUrlValidation {
 /// is known by its signed body (a string `challenge`), not by the unsigned message-type
 /// header: a verification message resent as a `notification` is answered again, never
 /// handed off as an event.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use hookguard::{clock::ManualClock, guard::Guard, handshake::TwitchCallbackVerification, inbox::MemoryInbox};
+/// use hookguard::{providers::twitch, verify::{Outgoing, Sign}};
+///
+/// let clock = ManualClock::at_unix(1_700_000_000);
+/// let scheme = twitch::scheme("twitch_secret").unwrap();
+/// let guard = Guard::builder("twitch", scheme.clone())
+///     .handshake(TwitchCallbackVerification)
+///     .inbox(MemoryInbox::new())
+///     .clock(clock.clone())
+///     .build();
+/// let deliver = |id: &str, body: &'static [u8]| {
+///     let mut req = http::Request::post("/hooks/twitch");
+///     for (name, value) in scheme.sign(&Outgoing::new(body).id(id).timestamp(clock.now_for_tests())).unwrap() {
+///         req = req.header(name, value);
+///     }
+///     (req.body(()).unwrap().into_parts().0, bytes::Bytes::from_static(body))
+/// };
+///
+/// let (parts, body) = deliver("m-1", br#"{"challenge":"pogchamp-kappa-360noscope-vohiyo","subscription":{"type":"channel.follow"}}"#);
+/// let res = guard.accept(&parts, body).await;
+/// assert_eq!(res.status(), 200);
+/// assert_eq!(res.body(), b"pogchamp-kappa-360noscope-vohiyo");
+/// // A notification carries no challenge: it is kept for the worker.
+/// let (parts, body) = deliver("m-2", br#"{"subscription":{"type":"channel.follow"},"event":{}}"#);
+/// assert_eq!(guard.accept(&parts, body).await.status(), 202);
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TwitchCallbackVerification;
 
@@ -82,6 +173,26 @@ impl Handshake for TwitchCallbackVerification {
 }
 
 /// Discord's interaction PING: answers `{"type":1}`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use hookguard::{guard::Guard, handshake::DiscordPing, providers::discord};
+///
+/// let scheme = discord::scheme("c5568d0facd66bddee281dcb9c8ac02e169c5c20741b215b2539a96bb183c5d6").unwrap();
+/// let guard = Guard::builder("discord", scheme).handshake(DiscordPing).build();
+/// // A PING as Discord sent it (Discord's libraries check no tolerance, nor does the preset).
+/// let body = br#"{"application_id":"827290144020496384","id":"995105663481028770","token":"aW50ZXJhY3Rpb246OTk1MTA1NjYzNDgxMDI4NzcwOmlReEtWOXNxMTJWYXF4UlRkc2RyVEp0MDdDMlVyem1na0FTT21xNTZQNHR0MUlORDU1bmNCUTZZdTI5akJkb3FycjBuUDltNVp3VVVJbnA0UUkzMG13cVBGWE5qZFQyb1dkZEpqVVFEdmZEcGE2UHV5dFAyTE5rS2c2a2lZNDlx","type":1,"user":{"avatar":"27aeb42cc902f7d8712aa64ff15bfb7d","avatar_decoration":null,"discriminator":"6969","id":"170531778354741248","public_flags":576,"username":"miles"},"version":1}"#;
+/// let (parts, ()) = http::Request::post("/interactions")
+///     .header("x-signature-ed25519", "28b4ab5f09cce30c7f7f4ab4b47c311f0ce83dd8fec06d34e402c44d64223be5016f95339e64bdabcbd395e9147afe3f8cd024868330ab41014ae51b5573a009")
+///     .header("x-signature-timestamp", "1657322078")
+///     .body(())
+///     .unwrap()
+///     .into_parts();
+/// let res = guard.accept(&parts, bytes::Bytes::from_static(body)).await;
+/// assert_eq!(res.status(), 200);
+/// assert_eq!(res.body(), br#"{"type":1}"#);
+/// # }
+/// ```
 #[cfg(feature = "ed25519")]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DiscordPing;
@@ -97,9 +208,20 @@ impl Handshake for DiscordPing {
 /// matches (compared in constant time).
 ///
 /// ```
-/// use hookguard::handshake::MetaSubscription;
-/// let handshake = MetaSubscription::new("my-verify-token").unwrap();
-/// # let _ = handshake;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use hookguard::{guard::Guard, handshake::MetaSubscription, providers::meta};
+///
+/// let guard = Guard::builder("meta", meta::scheme("app-secret").unwrap())
+///     .handshake(MetaSubscription::new("my-verify-token").unwrap())
+///     .build();
+/// let get = |uri: &str| http::Request::get(uri).body(()).unwrap().into_parts().0;
+/// let ok = get("/hooks/meta?hub.mode=subscribe&hub.verify_token=my-verify-token&hub.challenge=1158201444");
+/// let res = guard.accept(&ok, bytes::Bytes::new()).await;
+/// assert_eq!(res.status(), 200);
+/// assert_eq!(res.body(), b"1158201444");
+/// let wrong = get("/hooks/meta?hub.mode=subscribe&hub.verify_token=guess&hub.challenge=1158201444");
+/// assert_eq!(guard.accept(&wrong, bytes::Bytes::new()).await.status(), 403);
+/// # }
 /// ```
 #[derive(Debug, Clone)]
 pub struct MetaSubscription {
@@ -111,6 +233,18 @@ impl MetaSubscription {
     ///
     /// # Errors
     /// [`ConfigError`](crate::ConfigError) for an empty or non-UTF-8 token.
+    ///
+    /// ```
+    /// use hookguard::{guard::{Handshake, HandshakeReply}, handshake::MetaSubscription};
+    ///
+    /// assert!(MetaSubscription::new("").is_err());
+    /// assert!(MetaSubscription::new([0xff, 0xfe]).is_err());
+    /// let handshake = MetaSubscription::new("my-verify-token").unwrap();
+    /// let uri = "/hooks/meta?hub.mode=subscribe&hub.verify_token=my-verify-token&hub.challenge=42";
+    /// let (parts, ()) = http::Request::get(uri).body(()).unwrap().into_parts();
+    /// let Some(HandshakeReply::Respond(res)) = handshake.before(&parts, b"") else { panic!("a handshake") };
+    /// assert_eq!(res.body(), b"42");
+    /// ```
     pub fn new(verify_token: impl AsRef<[u8]>) -> Result<Self, crate::ConfigError> {
         let secret = Secret::new(verify_token.as_ref())?;
         std::str::from_utf8(secret.expose())
@@ -127,6 +261,19 @@ impl Handshake for MetaSubscription {
 }
 
 /// Dropbox's GET verification: echoes the `challenge` query parameter.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use hookguard::{guard::Guard, handshake::DropboxChallenge, providers::dropbox};
+///
+/// let guard = Guard::builder("dropbox", dropbox::scheme("app-secret").unwrap()).handshake(DropboxChallenge).build();
+/// let (parts, ()) = http::Request::get("/hooks/dropbox?challenge=Xr8vM2").body(()).unwrap().into_parts();
+/// let res = guard.accept(&parts, bytes::Bytes::new()).await;
+/// assert_eq!(res.status(), 200);
+/// assert_eq!(res.body(), b"Xr8vM2");
+/// assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DropboxChallenge;
 
@@ -137,6 +284,22 @@ impl Handshake for DropboxChallenge {
 }
 
 /// Trello's HEAD request when a webhook is created: answers 200.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use hookguard::{guard::Guard, handshake::TrelloHead, providers::trello};
+///
+/// let scheme = trello::scheme("app-secret", "https://example.com/hooks/trello").unwrap();
+/// let guard = Guard::builder("trello", scheme).handshake(TrelloHead).build();
+/// let (head, ()) = http::Request::head("/hooks/trello").body(()).unwrap().into_parts();
+/// let res = guard.accept(&head, bytes::Bytes::new()).await;
+/// assert_eq!(res.status(), 200);
+/// assert!(res.body().is_empty());
+/// // Only the HEAD: an unsigned POST is still refused.
+/// let (post, ()) = http::Request::post("/hooks/trello").body(()).unwrap().into_parts();
+/// assert_eq!(guard.accept(&post, bytes::Bytes::from_static(b"{}")).await.status(), 401);
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TrelloHead;
 
@@ -153,6 +316,51 @@ impl Handshake for TrelloHead {
 /// tenant just before you ask Asana to create the webhook. A fixed scheme keeps no
 /// secret: every handshake is refused (`403 handshake-refused`), and the guard warns when
 /// it is built.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::sync::{Arc, Mutex};
+/// use hookguard::{guard::Guard, handshake::AsanaHookSecret, inbox::MemoryInbox, providers::asana};
+/// use hookguard::{Secret, tenant::TenantSchemes, verify::{Outgoing, Sign}};
+///
+/// // Your database: "acme" is registered and awaits its handshake.
+/// let db = Arc::new(Mutex::new(vec![("acme".to_owned(), None::<Secret>)]));
+/// let (reader, writer) = (Arc::clone(&db), Arc::clone(&db));
+/// let source = TenantSchemes::new(
+///     TenantSchemes::path_segment(2),
+///     move |tenant: String| {
+///         let row = reader.lock().unwrap().iter().find(|(t, _)| *t == tenant).cloned();
+///         async move { Ok::<_, std::io::Error>(row.map(|(_, secret)| secret.into_iter().collect())) }
+///     },
+///     |secrets: &[Secret]| Ok(Arc::new(asana::scheme(secrets[0].expose())?)),
+/// )
+/// .store(move |tenant: String, secret: Secret| {
+///     for row in writer.lock().unwrap().iter_mut().filter(|(t, _)| *t == tenant) {
+///         row.1.get_or_insert(secret.clone());
+///     }
+///     async { Ok::<_, std::io::Error>(()) }
+/// });
+/// let guard = Guard::builder_with_source("asana", source)
+///     .handshake(AsanaHookSecret)
+///     .inbox(MemoryInbox::new())
+///     .build();
+/// let hello = |secret: &str| {
+///     http::Request::post("/hooks/acme").header("x-hook-secret", secret).body(()).unwrap().into_parts().0
+/// };
+///
+/// // Asana's first POST hands the secret over: kept, and echoed back.
+/// let res = guard.accept(&hello("b537207f20cbfa02357cf448134da559"), bytes::Bytes::new()).await;
+/// assert_eq!(res.status(), 200);
+/// assert_eq!(res.headers()["x-hook-secret"], "b537207f20cbfa02357cf448134da559");
+/// // Events signed with it are verified and kept.
+/// let body = br#"{"events":[]}"#;
+/// let (name, value) = asana::scheme("b537207f20cbfa02357cf448134da559").unwrap().sign(&Outgoing::new(body)).unwrap().remove(0);
+/// let (event, ()) = http::Request::post("/hooks/acme").header(name, value).body(()).unwrap().into_parts();
+/// assert_eq!(guard.accept(&event, bytes::Bytes::from_static(body)).await.status(), 202);
+/// // A later handshake cannot replace the secret.
+/// assert_eq!(guard.accept(&hello("attacker"), bytes::Bytes::new()).await.status(), 403);
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AsanaHookSecret;
 

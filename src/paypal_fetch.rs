@@ -127,9 +127,65 @@ fn normalized(url: &str) -> Option<String> {
 }
 
 /// Largest certificate accepted from PayPal.
+///
+/// ```
+/// use hookguard::paypal_fetch::MAX_CERTIFICATE_LEN;
+/// assert_eq!(MAX_CERTIFICATE_LEN, 64 * 1024);
+/// // PayPal's certificates are a few kilobytes.
+/// assert!(include_bytes!("providers/testdata/paypal_cert.pem").len() < MAX_CERTIFICATE_LEN);
+/// ```
 pub const MAX_CERTIFICATE_LEN: usize = 64 * 1024;
 
 /// Fetches a certificate by URL (the URL has passed [`is_trusted_cert_url`]).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::collections::HashMap;
+/// use hookguard::{clock::ManualClock, guard::Guard, inbox::MemoryInbox, replay::BoxFuture};
+/// use hookguard::paypal_fetch::{CertificateFetcher, PayPalCertificates};
+/// const CERT: &[u8] = include_bytes!("providers/testdata/paypal_cert.pem");
+/// # const BODY: &[u8] = include_bytes!("providers/testdata/paypal_body.json");
+/// # // PayPal's sandbox delivery, sent 2019-08-29T10:49:33Z, naming its certificate's URL.
+/// # fn delivery(cert_url: &str) -> (http::request::Parts, bytes::Bytes) {
+/// #     let req = http::Request::post("/hooks/paypal")
+/// #         .header("paypal-transmission-id", "afa30d40-ca4a-11e9-ab68-7d4e2605c70c")
+/// #         .header("paypal-transmission-time", "2019-08-29T10:49:33Z")
+/// #         .header("paypal-transmission-sig", "K7DF5+hOyGS6v0xTZ9PkEO+BFNQmpryxw2hFlXbHgmxpu+883ldEC9HcL6ccEmB8sfy80y/Q3qcZZL1MR8Qi0e1ysylVj/yROgKK6zBsQPoNmgXC8yTiNoAjULuhk5Aoau0Itk3nrkgAfji1zvADlErMFM9VZe2nDvhM3nDMLjCi/K5fRjWp3eGo6Nx17GX/WIEibeKDyS+YdJMex3i+KO4aWmm9zznC/FJ5Y/ntd0MxOJNrM0r0f3y7c3e3sO5pB3oPgN6KzKVS5P6AWHqtS8acD3DjgCKZ1uqKz7q954G1aBz2/m0wRGOFFsv0/D3FE2uIheRRmoQtVSOAX7Aupg==")
+/// #         .header("paypal-cert-url", cert_url)
+/// #         .header("paypal-auth-algo", "SHA256withRSA")
+/// #         .body(())
+/// #         .unwrap();
+/// #     (req.into_parts().0, bytes::Bytes::from_static(BODY))
+/// # }
+/// const CERT_URL: &str = "https://api.sandbox.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-1d93a270";
+///
+/// /// Certificates downloaded beforehand, by URL (a receiver without outbound access).
+/// #[derive(Debug)]
+/// struct Mirror(HashMap<String, Vec<u8>>);
+///
+/// impl CertificateFetcher for Mirror {
+///     fn fetch<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>>> {
+///         let pem = self.0.get(url).cloned().ok_or_else(|| format!("{url} is not mirrored").into());
+///         Box::pin(std::future::ready(pem))
+///     }
+/// }
+///
+/// let mirror = Mirror(HashMap::from([(CERT_URL.to_owned(), CERT.to_vec())]));
+/// let source = PayPalCertificates::with_fetcher("0FV983392A0531201", mirror).unwrap();
+/// let guard = Guard::builder_with_source("paypal", source)
+///     .clock(ManualClock::at_unix(1_567_075_773))
+///     .inbox(MemoryInbox::new())
+///     .build();
+/// // `delivery(url)`: PayPal's sandbox delivery, naming the certificate at `url`.
+/// let (parts, body) = delivery(CERT_URL);
+/// assert_eq!(guard.accept(&parts, body).await.status(), 202);
+/// // A fetch that fails is a 503: PayPal retries later.
+/// let (parts, body) = delivery("https://api.paypal.com/v1/notifications/certs/CERT-unknown");
+/// let res = guard.accept(&parts, body).await;
+/// assert_eq!(res.status(), 503);
+/// assert!(res.headers().contains_key("retry-after"));
+/// # }
+/// ```
 pub trait CertificateFetcher: fmt::Debug + Send + Sync + 'static {
     /// The PEM bytes at `url`.
     fn fetch<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Vec<u8>, BoxError>>;
@@ -137,6 +193,14 @@ pub trait CertificateFetcher: fmt::Debug + Send + Sync + 'static {
 
 /// The default fetcher: HTTPS only (rustls, ring, Mozilla's root store), HTTP/1, at most
 /// [`MAX_CERTIFICATE_LEN`] bytes, 10 seconds.
+///
+/// ```
+/// use hookguard::paypal_fetch::{HttpsFetcher, PayPalCertificates};
+/// // What `PayPalCertificates::new` fetches with; nothing is fetched until a request
+/// // names a certificate.
+/// let source = PayPalCertificates::with_fetcher("0FV983392A0531201", HttpsFetcher::new().unwrap()).unwrap();
+/// assert!(format!("{source:?}").contains("HttpsFetcher"));
+/// ```
 pub struct HttpsFetcher {
     client: hyper_util::client::legacy::Client<
         hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
@@ -156,6 +220,12 @@ impl HttpsFetcher {
     ///
     /// # Errors
     /// [`ConfigError::Invalid`] if the TLS configuration cannot be built.
+    ///
+    /// ```
+    /// use hookguard::paypal_fetch::HttpsFetcher;
+    /// let fetcher = HttpsFetcher::new().unwrap();
+    /// assert!(format!("{fetcher:?}").contains("timeout: 10s"));
+    /// ```
     pub fn new() -> Result<Self, ConfigError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
@@ -226,6 +296,55 @@ const PERMIT_WAIT: Duration = Duration::from_secs(10);
 
 /// A [`SchemeSource`] for PayPal that fetches and caches the certificate each request
 /// names (see the [module docs](self)).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::sync::{Arc, atomic::{AtomicUsize, Ordering}};
+/// use hookguard::{clock::ManualClock, guard::Guard, inbox::MemoryInbox, replay::BoxFuture};
+/// use hookguard::paypal_fetch::{CertificateFetcher, PayPalCertificates};
+/// const CERT: &[u8] = include_bytes!("providers/testdata/paypal_cert.pem");
+/// # const BODY: &[u8] = include_bytes!("providers/testdata/paypal_body.json");
+/// # // PayPal's sandbox delivery, sent 2019-08-29T10:49:33Z, naming its certificate's URL.
+/// # fn delivery(cert_url: &str) -> (http::request::Parts, bytes::Bytes) {
+/// #     let req = http::Request::post("/hooks/paypal")
+/// #         .header("paypal-transmission-id", "afa30d40-ca4a-11e9-ab68-7d4e2605c70c")
+/// #         .header("paypal-transmission-time", "2019-08-29T10:49:33Z")
+/// #         .header("paypal-transmission-sig", "K7DF5+hOyGS6v0xTZ9PkEO+BFNQmpryxw2hFlXbHgmxpu+883ldEC9HcL6ccEmB8sfy80y/Q3qcZZL1MR8Qi0e1ysylVj/yROgKK6zBsQPoNmgXC8yTiNoAjULuhk5Aoau0Itk3nrkgAfji1zvADlErMFM9VZe2nDvhM3nDMLjCi/K5fRjWp3eGo6Nx17GX/WIEibeKDyS+YdJMex3i+KO4aWmm9zznC/FJ5Y/ntd0MxOJNrM0r0f3y7c3e3sO5pB3oPgN6KzKVS5P6AWHqtS8acD3DjgCKZ1uqKz7q954G1aBz2/m0wRGOFFsv0/D3FE2uIheRRmoQtVSOAX7Aupg==")
+/// #         .header("paypal-cert-url", cert_url)
+/// #         .header("paypal-auth-algo", "SHA256withRSA")
+/// #         .body(())
+/// #         .unwrap();
+/// #     (req.into_parts().0, bytes::Bytes::from_static(BODY))
+/// # }
+/// const CERT_URL: &str = "https://api.sandbox.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-1d93a270";
+///
+/// /// Serves PayPal's sandbox certificate from memory, counting the fetches.
+/// #[derive(Debug, Clone, Default)]
+/// struct Counting(Arc<AtomicUsize>);
+/// impl CertificateFetcher for Counting {
+///     fn fetch<'a>(&'a self, _url: &'a str) -> BoxFuture<'a, Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>>> {
+///         self.0.fetch_add(1, Ordering::SeqCst);
+///         Box::pin(std::future::ready(Ok(CERT.to_vec())))
+///     }
+/// }
+///
+/// let fetcher = Counting::default();
+/// let source = PayPalCertificates::with_fetcher("0FV983392A0531201", fetcher.clone()).unwrap();
+/// let guard = Guard::builder_with_source("paypal", source)
+///     .clock(ManualClock::at_unix(1_567_075_773)) // when the delivery was sent
+///     .inbox(MemoryInbox::new())
+///     .build();
+/// // `delivery(url)`: PayPal's sandbox delivery, naming the certificate at `url`.
+/// let (genuine, body) = delivery(CERT_URL);
+/// assert_eq!(guard.accept(&genuine, body.clone()).await.status(), 202);
+/// assert_eq!(guard.accept(&genuine, body).await.status(), 200); // a copy
+/// assert_eq!(fetcher.0.load(Ordering::SeqCst), 1, "fetched once, then cached");
+/// // A certificate URL that is not PayPal's is refused, and never fetched.
+/// let (forged, body) = delivery("https://evil.example/cert.pem");
+/// assert_eq!(guard.accept(&forged, body).await.status(), 400);
+/// assert_eq!(fetcher.0.load(Ordering::SeqCst), 1);
+/// # }
+/// ```
 pub struct PayPalCertificates {
     webhook_id: Cow<'static, str>,
     tolerance: Tolerance,
@@ -254,6 +373,14 @@ impl PayPalCertificates {
     ///
     /// # Errors
     /// [`ConfigError`] for an empty webhook id or a TLS set-up failure.
+    ///
+    /// ```
+    /// use hookguard::{ConfigError, paypal_fetch::PayPalCertificates};
+    /// assert_eq!(PayPalCertificates::new("").unwrap_err(), ConfigError::EmptySecret);
+    /// // Nothing is fetched until a request names a certificate.
+    /// let source = PayPalCertificates::new("0FV983392A0531201").unwrap();
+    /// assert!(format!("{source:?}").contains("HttpsFetcher"));
+    /// ```
     pub fn new(webhook_id: impl Into<Cow<'static, str>>) -> Result<Self, ConfigError> {
         Self::with_fetcher(webhook_id, HttpsFetcher::new()?)
     }
@@ -262,6 +389,27 @@ impl PayPalCertificates {
     ///
     /// # Errors
     /// [`ConfigError::EmptySecret`] for an empty webhook id.
+    ///
+    /// ```
+    /// use std::sync::{Arc, atomic::{AtomicUsize, Ordering}};
+    /// use hookguard::{ConfigError, paypal_fetch::{CertificateFetcher, PayPalCertificates}, replay::BoxFuture};
+    /// # const CERT: &[u8] = include_bytes!("providers/testdata/paypal_cert.pem");
+    /// # #[derive(Debug, Clone, Default)]
+    /// # struct Counting(Arc<AtomicUsize>);
+    /// # impl CertificateFetcher for Counting {
+    /// #     fn fetch<'a>(&'a self, _url: &'a str) -> BoxFuture<'a, Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>>> {
+    /// #         self.0.fetch_add(1, Ordering::SeqCst);
+    /// #         Box::pin(std::future::ready(Ok(CERT.to_vec())))
+    /// #     }
+    /// # }
+    /// // `Counting`: a `CertificateFetcher` serving PayPal's sandbox certificate from memory.
+    /// let refused = PayPalCertificates::with_fetcher("  ", Counting::default());
+    /// assert_eq!(refused.unwrap_err(), ConfigError::EmptySecret);
+    /// let source = PayPalCertificates::with_fetcher("0FV983392A0531201", Counting::default()).unwrap();
+    /// assert!(format!("{source:?}").contains("Counting"));
+    /// ```
+    ///
+    /// See [`PayPalCertificates`] for one in use.
     pub fn with_fetcher(
         webhook_id: impl Into<Cow<'static, str>>,
         fetcher: impl CertificateFetcher,
@@ -284,6 +432,56 @@ impl PayPalCertificates {
     }
 
     /// The transmission-time tolerance (default [`paypal::TOLERANCE`]: see there).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # use std::sync::{Arc, atomic::{AtomicUsize, Ordering}};
+    /// use std::time::Duration;
+    /// use hookguard::{clock::ManualClock, guard::Guard, inbox::MemoryInbox, paypal_fetch::PayPalCertificates};
+    /// use hookguard::verify::Tolerance;
+    /// # use hookguard::{paypal_fetch::CertificateFetcher, replay::BoxFuture};
+    /// # const CERT: &[u8] = include_bytes!("providers/testdata/paypal_cert.pem");
+    /// # const BODY: &[u8] = include_bytes!("providers/testdata/paypal_body.json");
+    /// # // PayPal's sandbox delivery, sent 2019-08-29T10:49:33Z, naming its certificate's URL.
+    /// # fn delivery(cert_url: &str) -> (http::request::Parts, bytes::Bytes) {
+    /// #     let req = http::Request::post("/hooks/paypal")
+    /// #         .header("paypal-transmission-id", "afa30d40-ca4a-11e9-ab68-7d4e2605c70c")
+    /// #         .header("paypal-transmission-time", "2019-08-29T10:49:33Z")
+    /// #         .header("paypal-transmission-sig", "K7DF5+hOyGS6v0xTZ9PkEO+BFNQmpryxw2hFlXbHgmxpu+883ldEC9HcL6ccEmB8sfy80y/Q3qcZZL1MR8Qi0e1ysylVj/yROgKK6zBsQPoNmgXC8yTiNoAjULuhk5Aoau0Itk3nrkgAfji1zvADlErMFM9VZe2nDvhM3nDMLjCi/K5fRjWp3eGo6Nx17GX/WIEibeKDyS+YdJMex3i+KO4aWmm9zznC/FJ5Y/ntd0MxOJNrM0r0f3y7c3e3sO5pB3oPgN6KzKVS5P6AWHqtS8acD3DjgCKZ1uqKz7q954G1aBz2/m0wRGOFFsv0/D3FE2uIheRRmoQtVSOAX7Aupg==")
+    /// #         .header("paypal-cert-url", cert_url)
+    /// #         .header("paypal-auth-algo", "SHA256withRSA")
+    /// #         .body(())
+    /// #         .unwrap();
+    /// #     (req.into_parts().0, bytes::Bytes::from_static(BODY))
+    /// # }
+    /// const CERT_URL: &str = "https://api.sandbox.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-1d93a270";
+    ///
+    /// # #[derive(Debug, Clone, Default)]
+    /// # struct Counting(Arc<AtomicUsize>);
+    /// # impl CertificateFetcher for Counting {
+    /// #     fn fetch<'a>(&'a self, _url: &'a str) -> BoxFuture<'a, Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>>> {
+    /// #         self.0.fetch_add(1, Ordering::SeqCst);
+    /// #         Box::pin(std::future::ready(Ok(CERT.to_vec())))
+    /// #     }
+    /// # }
+    /// // A day after the delivery was sent: within the default 4 days, not within 5 minutes.
+    /// let clock = ManualClock::at_unix(1_567_075_773 + 24 * 3600);
+    /// let accept = |source: PayPalCertificates| {
+    ///     Guard::builder_with_source("paypal", source).clock(clock.clone()).inbox(MemoryInbox::new()).build()
+    /// };
+    /// // `Counting`: a `CertificateFetcher` serving PayPal's sandbox certificate from memory.
+    /// let default = PayPalCertificates::with_fetcher("0FV983392A0531201", Counting::default()).unwrap();
+    /// let strict = PayPalCertificates::with_fetcher("0FV983392A0531201", Counting::default())
+    ///     .unwrap()
+    ///     .tolerance(Tolerance::symmetric(Duration::from_secs(300)));
+    /// // `delivery(url)`: PayPal's sandbox delivery, naming the certificate at `url`.
+    /// let (parts, body) = delivery(CERT_URL);
+    /// assert_eq!(accept(default).accept(&parts, body.clone()).await.status(), 202);
+    /// let stale = accept(strict).accept(&parts, body).await;
+    /// assert_eq!(stale.status(), 401);
+    /// assert!(String::from_utf8_lossy(stale.body()).contains("timestamp-too-old"));
+    /// # }
+    /// ```
     #[must_use]
     pub fn tolerance(mut self, tolerance: Tolerance) -> Self {
         self.tolerance = tolerance;
@@ -291,6 +489,57 @@ impl PayPalCertificates {
     }
 
     /// How long a fetched certificate is used before it is fetched again (default 24 h).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # use std::sync::{Arc, atomic::{AtomicUsize, Ordering}};
+    /// use std::time::Duration;
+    /// use hookguard::{clock::ManualClock, guard::Guard, inbox::MemoryInbox, paypal_fetch::PayPalCertificates};
+    /// # use hookguard::{paypal_fetch::CertificateFetcher, replay::BoxFuture};
+    /// # const CERT: &[u8] = include_bytes!("providers/testdata/paypal_cert.pem");
+    /// # const BODY: &[u8] = include_bytes!("providers/testdata/paypal_body.json");
+    /// # // PayPal's sandbox delivery, sent 2019-08-29T10:49:33Z, naming its certificate's URL.
+    /// # fn delivery(cert_url: &str) -> (http::request::Parts, bytes::Bytes) {
+    /// #     let req = http::Request::post("/hooks/paypal")
+    /// #         .header("paypal-transmission-id", "afa30d40-ca4a-11e9-ab68-7d4e2605c70c")
+    /// #         .header("paypal-transmission-time", "2019-08-29T10:49:33Z")
+    /// #         .header("paypal-transmission-sig", "K7DF5+hOyGS6v0xTZ9PkEO+BFNQmpryxw2hFlXbHgmxpu+883ldEC9HcL6ccEmB8sfy80y/Q3qcZZL1MR8Qi0e1ysylVj/yROgKK6zBsQPoNmgXC8yTiNoAjULuhk5Aoau0Itk3nrkgAfji1zvADlErMFM9VZe2nDvhM3nDMLjCi/K5fRjWp3eGo6Nx17GX/WIEibeKDyS+YdJMex3i+KO4aWmm9zznC/FJ5Y/ntd0MxOJNrM0r0f3y7c3e3sO5pB3oPgN6KzKVS5P6AWHqtS8acD3DjgCKZ1uqKz7q954G1aBz2/m0wRGOFFsv0/D3FE2uIheRRmoQtVSOAX7Aupg==")
+    /// #         .header("paypal-cert-url", cert_url)
+    /// #         .header("paypal-auth-algo", "SHA256withRSA")
+    /// #         .body(())
+    /// #         .unwrap();
+    /// #     (req.into_parts().0, bytes::Bytes::from_static(BODY))
+    /// # }
+    /// const CERT_URL: &str = "https://api.sandbox.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-1d93a270";
+    ///
+    /// # #[derive(Debug, Clone, Default)]
+    /// # struct Counting(Arc<AtomicUsize>);
+    /// # impl CertificateFetcher for Counting {
+    /// #     fn fetch<'a>(&'a self, _url: &'a str) -> BoxFuture<'a, Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>>> {
+    /// #         self.0.fetch_add(1, Ordering::SeqCst);
+    /// #         Box::pin(std::future::ready(Ok(CERT.to_vec())))
+    /// #     }
+    /// # }
+    /// let clock = ManualClock::at_unix(1_567_075_773);
+    /// // `Counting`: a `CertificateFetcher` serving PayPal's sandbox certificate from memory,
+    /// // counting its fetches.
+    /// let fetcher = Counting::default();
+    /// let source = PayPalCertificates::with_fetcher("0FV983392A0531201", fetcher.clone())
+    ///     .unwrap()
+    ///     .ttl(Duration::from_secs(3600))
+    ///     .clock(clock.clone());
+    /// let guard = Guard::builder_with_source("paypal", source).clock(clock.clone()).inbox(MemoryInbox::new()).build();
+    /// // `delivery(url)`: PayPal's sandbox delivery, naming the certificate at `url`.
+    /// let (parts, body) = delivery(CERT_URL);
+    /// guard.accept(&parts, body.clone()).await;
+    /// clock.advance(Duration::from_secs(59 * 60));
+    /// guard.accept(&parts, body.clone()).await;
+    /// assert_eq!(fetcher.0.load(Ordering::SeqCst), 1, "cached for an hour");
+    /// clock.advance(Duration::from_secs(2 * 60));
+    /// guard.accept(&parts, body).await;
+    /// assert_eq!(fetcher.0.load(Ordering::SeqCst), 2, "fetched again");
+    /// # }
+    /// ```
     #[must_use]
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
@@ -298,6 +547,57 @@ impl PayPalCertificates {
     }
 
     /// The clock for cache expiry.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # use std::sync::{Arc, atomic::{AtomicUsize, Ordering}};
+    /// use std::time::Duration;
+    /// use hookguard::{clock::ManualClock, guard::Guard, inbox::MemoryInbox, paypal_fetch::PayPalCertificates};
+    /// # use hookguard::{paypal_fetch::CertificateFetcher, replay::BoxFuture};
+    /// # const CERT: &[u8] = include_bytes!("providers/testdata/paypal_cert.pem");
+    /// # const BODY: &[u8] = include_bytes!("providers/testdata/paypal_body.json");
+    /// # // PayPal's sandbox delivery, sent 2019-08-29T10:49:33Z, naming its certificate's URL.
+    /// # fn delivery(cert_url: &str) -> (http::request::Parts, bytes::Bytes) {
+    /// #     let req = http::Request::post("/hooks/paypal")
+    /// #         .header("paypal-transmission-id", "afa30d40-ca4a-11e9-ab68-7d4e2605c70c")
+    /// #         .header("paypal-transmission-time", "2019-08-29T10:49:33Z")
+    /// #         .header("paypal-transmission-sig", "K7DF5+hOyGS6v0xTZ9PkEO+BFNQmpryxw2hFlXbHgmxpu+883ldEC9HcL6ccEmB8sfy80y/Q3qcZZL1MR8Qi0e1ysylVj/yROgKK6zBsQPoNmgXC8yTiNoAjULuhk5Aoau0Itk3nrkgAfji1zvADlErMFM9VZe2nDvhM3nDMLjCi/K5fRjWp3eGo6Nx17GX/WIEibeKDyS+YdJMex3i+KO4aWmm9zznC/FJ5Y/ntd0MxOJNrM0r0f3y7c3e3sO5pB3oPgN6KzKVS5P6AWHqtS8acD3DjgCKZ1uqKz7q954G1aBz2/m0wRGOFFsv0/D3FE2uIheRRmoQtVSOAX7Aupg==")
+    /// #         .header("paypal-cert-url", cert_url)
+    /// #         .header("paypal-auth-algo", "SHA256withRSA")
+    /// #         .body(())
+    /// #         .unwrap();
+    /// #     (req.into_parts().0, bytes::Bytes::from_static(BODY))
+    /// # }
+    /// const CERT_URL: &str = "https://api.sandbox.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-1d93a270";
+    ///
+    /// # #[derive(Debug, Clone, Default)]
+    /// # struct Counting(Arc<AtomicUsize>);
+    /// # impl CertificateFetcher for Counting {
+    /// #     fn fetch<'a>(&'a self, _url: &'a str) -> BoxFuture<'a, Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>>> {
+    /// #         self.0.fetch_add(1, Ordering::SeqCst);
+    /// #         Box::pin(std::future::ready(Ok(CERT.to_vec())))
+    /// #     }
+    /// # }
+    /// // One clock for the guard and the cache, moved instead of slept.
+    /// let clock = ManualClock::at_unix(1_567_075_773);
+    /// // `Counting`: a `CertificateFetcher` serving PayPal's sandbox certificate from memory,
+    /// // counting its fetches.
+    /// let fetcher = Counting::default();
+    /// let source = PayPalCertificates::with_fetcher("0FV983392A0531201", fetcher.clone())
+    ///     .unwrap()
+    ///     .clock(clock.clone());
+    /// let guard = Guard::builder_with_source("paypal", source).clock(clock.clone()).inbox(MemoryInbox::new()).build();
+    /// // `delivery(url)`: PayPal's sandbox delivery, naming the certificate at `url`.
+    /// let (parts, body) = delivery(CERT_URL);
+    /// assert_eq!(guard.accept(&parts, body.clone()).await.status(), 202);
+    /// clock.advance(Duration::from_secs(23 * 3600));
+    /// assert_eq!(guard.accept(&parts, body.clone()).await.status(), 200); // a copy
+    /// assert_eq!(fetcher.0.load(Ordering::SeqCst), 1, "cached for the default 24 hours");
+    /// clock.advance(Duration::from_secs(2 * 3600));
+    /// guard.accept(&parts, body).await;
+    /// assert_eq!(fetcher.0.load(Ordering::SeqCst), 2, "fetched again");
+    /// # }
+    /// ```
     #[must_use]
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);

@@ -54,12 +54,40 @@ impl fmt::Debug for WebhookService {
 
 impl WebhookService {
     /// A service over `guard` (which should have an inbox).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use hookguard::{guard::Guard, inbox::{Inbox, MemoryInbox}, layer::WebhookService, providers::github};
+    /// use hookguard::verify::{Outgoing, Sign};
+    /// use tower::ServiceExt as _;
+    ///
+    /// let scheme = github::scheme("s3cr3t").unwrap();
+    /// let inbox = MemoryInbox::new();
+    /// let svc = WebhookService::new(Guard::builder("github", scheme.clone()).inbox(inbox.clone()).build());
+    /// let mut req = http::Request::post("/hooks/github").header("x-github-delivery", "d-1");
+    /// for (name, value) in scheme.sign(&Outgoing::new(b"{}")).unwrap() {
+    ///     req = req.header(name, value);
+    /// }
+    /// let req = req.body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}"))).unwrap();
+    /// assert_eq!(svc.oneshot(req).await.unwrap().status(), 202); // kept
+    /// assert_eq!(inbox.depth().await.unwrap(), 1);
+    /// # }
+    /// ```
     #[must_use]
     pub fn new(guard: Guard) -> Self {
         Self { guard }
     }
 
     /// The guard.
+    ///
+    /// ```
+    /// use hookguard::{guard::Guard, inbox::MemoryInbox, layer::WebhookService, providers::github};
+    ///
+    /// let guard = Guard::builder("github", github::scheme("s3cr3t").unwrap()).inbox(MemoryInbox::new()).build();
+    /// let svc = WebhookService::new(guard);
+    /// assert_eq!(svc.guard().endpoint(), "github");
+    /// assert_eq!(svc.guard().body_limit(), hookguard::guard::DEFAULT_BODY_LIMIT);
+    /// ```
     #[must_use]
     pub fn guard(&self) -> &Guard {
         &self.guard
@@ -102,6 +130,30 @@ pin_project! {
     /// Response future of [`WebhookService`]: reads the body, then verifies, marks and
     /// keeps the delivery. With in-process backends, all of it happens within the poll
     /// that finds the body complete; a backend that needs I/O gets a boxed continuation.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use futures_util::FutureExt as _;
+    /// use hookguard::{guard::Guard, inbox::MemoryInbox, layer::WebhookService, providers::github};
+    /// use hookguard::verify::{Outgoing, Sign};
+    /// use tower::ServiceExt as _;
+    ///
+    /// let scheme = github::scheme("s3cr3t").unwrap();
+    /// let svc = WebhookService::new(Guard::builder("github", scheme.clone()).inbox(MemoryInbox::new()).build());
+    /// let delivery = || {
+    ///     let mut req = http::Request::post("/hooks/github").header("x-github-delivery", "d-1");
+    ///     for (name, value) in scheme.sign(&Outgoing::new(b"{}")).unwrap() {
+    ///         req = req.header(name, value);
+    ///     }
+    ///     req.body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}"))).unwrap()
+    /// };
+    /// // The body is all there and the inbox is in memory: answered in the first poll.
+    /// let res = svc.clone().oneshot(delivery()).now_or_never().expect("answered at once").unwrap();
+    /// assert_eq!(res.status(), 202);
+    /// // The sender's retry: a duplicate.
+    /// assert_eq!(svc.oneshot(delivery()).await.unwrap().status(), 200);
+    /// # }
+    /// ```
     pub struct AcceptFuture<B>
     where
         B: Body,

@@ -89,6 +89,29 @@ pub struct AllowListLayer {
 
 impl AllowListLayer {
     /// A layer over `list` (clones share it: [`AllowList::replace`] takes effect at once).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::convert::Infallible;
+    /// use hookguard::{layer::AllowListLayer, source::{AllowList, PeerAddr}};
+    /// use tower::{Layer as _, ServiceExt as _, service_fn};
+    ///
+    /// let list = AllowList::new([]);
+    /// let handler = service_fn(|_req: http::Request<String>| async {
+    ///     Ok::<_, Infallible>(http::Response::new(bytes::Bytes::from_static(b"ok")))
+    /// });
+    /// let svc = AllowListLayer::new(list.clone()).layer(handler);
+    /// let from = |peer: &str| {
+    ///     let mut req = http::Request::post("/hooks").body(String::new()).unwrap();
+    ///     req.extensions_mut().insert(PeerAddr(peer.parse().unwrap()));
+    ///     req
+    /// };
+    /// assert_eq!(svc.clone().oneshot(from("192.0.2.10:5000")).await.unwrap().status(), 403);
+    /// // The sender published new addresses: the running layer sees them at once.
+    /// list.replace(["192.0.2.0/24".parse().unwrap()]);
+    /// assert_eq!(svc.oneshot(from("192.0.2.10:5000")).await.unwrap().status(), 200);
+    /// # }
+    /// ```
     pub fn new(list: AllowList) -> Self {
         Self { list, proxies: TrustedProxies::none() }
     }
@@ -114,7 +137,30 @@ impl<S> Layer<S> for AllowListLayer {
     }
 }
 
-/// The middleware of [`AllowListLayer`].
+/// The middleware of [`AllowListLayer`]. The inner service gets the client address it
+/// admitted as a [`ClientAddr`] extension.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::convert::Infallible;
+/// use hookguard::{layer::{AllowListLayer, AllowListService}, source::{AllowList, ClientAddr, PeerAddr, TrustedProxies}};
+/// use tower::{Layer as _, ServiceExt as _, service_fn};
+///
+/// let handler = service_fn(|req: http::Request<String>| async move {
+///     let ClientAddr(client) = req.extensions().get::<ClientAddr>().copied().unwrap();
+///     Ok::<_, Infallible>(http::Response::new(bytes::Bytes::from(client.to_string())))
+/// });
+/// let svc: AllowListService<_> = AllowListLayer::new("198.51.100.0/24".parse().unwrap())
+///     .trusted_proxies(TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]))
+///     .layer(handler);
+/// // Through the load balancer at 10.0.0.2, which appended the address it saw.
+/// let mut req = http::Request::post("/hooks").header("x-forwarded-for", "198.51.100.7").body(String::new()).unwrap();
+/// req.extensions_mut().insert(PeerAddr("10.0.0.2:40000".parse().unwrap()));
+/// let res = svc.oneshot(req).await.unwrap();
+/// assert_eq!(res.status(), 200);
+/// assert_eq!(res.body(), "198.51.100.7");
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct AllowListService<S> {
     inner: S,
@@ -124,14 +170,78 @@ pub struct AllowListService<S> {
 
 impl<S> AllowListService<S> {
     /// The inner service.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # use std::convert::Infallible;
+    /// # use tower::{Layer as _, ServiceExt as _, service_fn};
+    /// # use hookguard::{layer::AllowListLayer, source::{AllowList, PeerAddr}};
+    /// # let from = |peer: &str| {
+    /// #     let mut req = http::Request::post("/hooks").body(String::new()).unwrap();
+    /// #     req.extensions_mut().insert(PeerAddr(peer.parse().unwrap()));
+    /// #     req
+    /// # };
+    /// let handler = service_fn(|_req: http::Request<String>| async {
+    ///     Ok::<_, Infallible>(http::Response::new(bytes::Bytes::from_static(b"handled")))
+    /// });
+    /// let svc = AllowListLayer::new(AllowList::new(["192.0.2.0/24".parse().unwrap()])).layer(handler);
+    /// // `from(peer)`: a request from that peer address.
+    /// assert_eq!(svc.clone().oneshot(from("198.51.100.1:5000")).await.unwrap().status(), 403);
+    /// // The handler itself, without the allow-list in front.
+    /// assert_eq!(svc.get_ref().clone().oneshot(from("198.51.100.1:5000")).await.unwrap().status(), 200);
+    /// # }
+    /// ```
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
     /// The inner service, mutably.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # use std::convert::Infallible;
+    /// # use tower::{Layer as _, ServiceExt as _, service_fn};
+    /// # use hookguard::{layer::AllowListLayer, source::{AllowList, PeerAddr}};
+    /// # let from = |peer: &str| {
+    /// #     let mut req = http::Request::post("/hooks").body(String::new()).unwrap();
+    /// #     req.extensions_mut().insert(PeerAddr(peer.parse().unwrap()));
+    /// #     req
+    /// # };
+    /// let handler = service_fn(|_req: http::Request<String>| async {
+    ///     Ok::<_, Infallible>(http::Response::new(bytes::Bytes::from_static(b"handled")))
+    /// });
+    /// let mut svc = AllowListLayer::new(AllowList::new(["192.0.2.0/24".parse().unwrap()])).layer(handler);
+    /// // `from(peer)`: a request from that peer address.
+    /// assert_eq!(svc.clone().oneshot(from("198.51.100.1:5000")).await.unwrap().status(), 403);
+    /// // The handler itself, without the allow-list in front, called in place.
+    /// assert_eq!(svc.get_mut().oneshot(from("198.51.100.1:5000")).await.unwrap().status(), 200);
+    /// # }
+    /// ```
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }
     /// Takes the inner service out.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # use std::convert::Infallible;
+    /// # use tower::{Layer as _, ServiceExt as _, service_fn};
+    /// # use hookguard::{layer::AllowListLayer, source::{AllowList, PeerAddr}};
+    /// # let from = |peer: &str| {
+    /// #     let mut req = http::Request::post("/hooks").body(String::new()).unwrap();
+    /// #     req.extensions_mut().insert(PeerAddr(peer.parse().unwrap()));
+    /// #     req
+    /// # };
+    /// let handler = service_fn(|_req: http::Request<String>| async {
+    ///     Ok::<_, Infallible>(http::Response::new(bytes::Bytes::from_static(b"handled")))
+    /// });
+    /// let svc = AllowListLayer::new(AllowList::new(["192.0.2.0/24".parse().unwrap()])).layer(handler);
+    /// // `from(peer)`: a request from that peer address.
+    /// assert_eq!(svc.clone().oneshot(from("198.51.100.1:5000")).await.unwrap().status(), 403);
+    /// // The handler back, without the allow-list.
+    /// let handler = svc.into_inner();
+    /// assert_eq!(handler.oneshot(from("198.51.100.1:5000")).await.unwrap().status(), 200);
+    /// # }
+    /// ```
     pub fn into_inner(self) -> S {
         self.inner
     }
@@ -236,6 +346,36 @@ impl fmt::Debug for RateLimitLayer {
 impl RateLimitLayer {
     /// A layer over `limiter` (clones share its state, so one limiter can serve several
     /// routes; give each a [`scope`](Self::scope) for separate budgets).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::{convert::Infallible, time::Duration};
+    /// use hookguard::{clock::ManualClock, layer::RateLimitLayer, source::{PeerAddr, SourceLimiter}};
+    /// use tower::{Layer as _, ServiceExt as _, service_fn};
+    ///
+    /// let limiter = SourceLimiter::builder()
+    ///     .requests(1, Duration::from_secs(60))
+    ///     .clock(ManualClock::at_unix(1_700_000_000))
+    ///     .build()
+    ///     .unwrap();
+    /// let handler = service_fn(|_req: http::Request<String>| async {
+    ///     Ok::<_, Infallible>(http::Response::new(bytes::Bytes::from_static(b"ok")))
+    /// });
+    /// let github = RateLimitLayer::new(limiter.clone()).scope("github").layer(handler);
+    /// let stripe = RateLimitLayer::new(limiter).scope("stripe").layer(handler);
+    /// let from = |peer: &str| {
+    ///     let mut req = http::Request::post("/hooks").body(String::new()).unwrap();
+    ///     req.extensions_mut().insert(PeerAddr(peer.parse().unwrap()));
+    ///     req
+    /// };
+    /// assert_eq!(github.clone().oneshot(from("198.51.100.1:5000")).await.unwrap().status(), 200);
+    /// // Another scope of the same limiter: a budget of its own.
+    /// assert_eq!(stripe.oneshot(from("198.51.100.1:5000")).await.unwrap().status(), 200);
+    /// let refused = github.oneshot(from("198.51.100.1:5000")).await.unwrap();
+    /// assert_eq!(refused.status(), 429);
+    /// assert!(refused.headers().contains_key("retry-after"));
+    /// # }
+    /// ```
     pub fn new(limiter: SourceLimiter) -> Self {
         Self {
             limiter,
@@ -316,7 +456,47 @@ impl<S> Layer<S> for RateLimitLayer {
     }
 }
 
-/// The middleware of [`RateLimitLayer`].
+/// The middleware of [`RateLimitLayer`]. It passes the client address on as a
+/// [`ClientAddr`] extension, and spends from the client's failure budget for each answer
+/// marked [`VerificationFailed`] (or with one of the layer's
+/// [`failure_statuses`](RateLimitLayer::failure_statuses)).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::{convert::Infallible, time::Duration};
+/// use hookguard::{clock::ManualClock, layer::{RateLimitLayer, RateLimitService}};
+/// use hookguard::source::{ClientAddr, PeerAddr, SourceLimiter};
+/// use tower::{Layer as _, ServiceExt as _, service_fn};
+///
+/// let limiter = SourceLimiter::builder()
+///     .failures(1, Duration::from_secs(600))
+///     .clock(ManualClock::at_unix(1_700_000_000))
+///     .build()
+///     .unwrap();
+/// // A handler that is not hookguard's: it refuses with 401 what it cannot verify.
+/// let handler = service_fn(|req: http::Request<String>| async move {
+///     let ClientAddr(client) = req.extensions().get::<ClientAddr>().copied().unwrap();
+///     let mut res = http::Response::new(bytes::Bytes::from(client.to_string()));
+///     if req.body() != "signed" {
+///         *res.status_mut() = http::StatusCode::UNAUTHORIZED;
+///     }
+///     Ok::<_, Infallible>(res)
+/// });
+/// let svc: RateLimitService<_> =
+///     RateLimitLayer::new(limiter).failure_statuses([http::StatusCode::UNAUTHORIZED]).layer(handler);
+/// let from = |peer: &str, body: &str| {
+///     let mut req = http::Request::post("/hooks").body(body.to_owned()).unwrap();
+///     req.extensions_mut().insert(PeerAddr(peer.parse().unwrap()));
+///     req
+/// };
+/// let res = svc.clone().oneshot(from("192.0.2.7:5000", "signed")).await.unwrap();
+/// assert_eq!(res.body(), "192.0.2.7");
+/// // One failure spends the forger's whole budget; others are not affected.
+/// assert_eq!(svc.clone().oneshot(from("198.51.100.66:5000", "forged")).await.unwrap().status(), 401);
+/// assert_eq!(svc.clone().oneshot(from("198.51.100.66:5000", "signed")).await.unwrap().status(), 429);
+/// assert_eq!(svc.oneshot(from("192.0.2.7:5000", "signed")).await.unwrap().status(), 200);
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct RateLimitService<S> {
     inner: S,
@@ -325,14 +505,96 @@ pub struct RateLimitService<S> {
 
 impl<S> RateLimitService<S> {
     /// The inner service.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # use std::convert::Infallible;
+    /// # use tower::{Layer as _, ServiceExt as _, service_fn};
+    /// # use hookguard::{clock::ManualClock, layer::RateLimitLayer, source::{PeerAddr, SourceLimiter}};
+    /// # let from = |peer: &str| {
+    /// #     let mut req = http::Request::post("/hooks").body(String::new()).unwrap();
+    /// #     req.extensions_mut().insert(PeerAddr(peer.parse().unwrap()));
+    /// #     req
+    /// # };
+    /// let handler = service_fn(|_req: http::Request<String>| async {
+    ///     Ok::<_, Infallible>(http::Response::new(bytes::Bytes::from_static(b"handled")))
+    /// });
+    /// let limiter = SourceLimiter::builder()
+    ///     .requests(1, std::time::Duration::from_secs(60))
+    ///     .clock(ManualClock::at_unix(1_700_000_000))
+    ///     .build()
+    ///     .unwrap();
+    /// let svc = RateLimitLayer::new(limiter).layer(handler);
+    /// // `from(peer)`: a request from that peer address.
+    /// assert_eq!(svc.clone().oneshot(from("198.51.100.1:5000")).await.unwrap().status(), 200);
+    /// assert_eq!(svc.clone().oneshot(from("198.51.100.1:5000")).await.unwrap().status(), 429);
+    /// // The handler itself, without the rate limit in front.
+    /// assert_eq!(svc.get_ref().clone().oneshot(from("198.51.100.1:5000")).await.unwrap().status(), 200);
+    /// # }
+    /// ```
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
     /// The inner service, mutably.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # use std::convert::Infallible;
+    /// # use tower::{Layer as _, ServiceExt as _, service_fn};
+    /// # use hookguard::{clock::ManualClock, layer::RateLimitLayer, source::{PeerAddr, SourceLimiter}};
+    /// # let from = |peer: &str| {
+    /// #     let mut req = http::Request::post("/hooks").body(String::new()).unwrap();
+    /// #     req.extensions_mut().insert(PeerAddr(peer.parse().unwrap()));
+    /// #     req
+    /// # };
+    /// let handler = service_fn(|_req: http::Request<String>| async {
+    ///     Ok::<_, Infallible>(http::Response::new(bytes::Bytes::from_static(b"handled")))
+    /// });
+    /// let limiter = SourceLimiter::builder()
+    ///     .requests(1, std::time::Duration::from_secs(60))
+    ///     .clock(ManualClock::at_unix(1_700_000_000))
+    ///     .build()
+    ///     .unwrap();
+    /// let mut svc = RateLimitLayer::new(limiter).layer(handler);
+    /// // `from(peer)`: a request from that peer address.
+    /// assert_eq!(svc.clone().oneshot(from("198.51.100.1:5000")).await.unwrap().status(), 200);
+    /// assert_eq!(svc.clone().oneshot(from("198.51.100.1:5000")).await.unwrap().status(), 429);
+    /// // The handler itself, without the rate limit in front, called in place.
+    /// assert_eq!(svc.get_mut().oneshot(from("198.51.100.1:5000")).await.unwrap().status(), 200);
+    /// # }
+    /// ```
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }
     /// Takes the inner service out.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # use std::convert::Infallible;
+    /// # use tower::{Layer as _, ServiceExt as _, service_fn};
+    /// # use hookguard::{clock::ManualClock, layer::RateLimitLayer, source::{PeerAddr, SourceLimiter}};
+    /// # let from = |peer: &str| {
+    /// #     let mut req = http::Request::post("/hooks").body(String::new()).unwrap();
+    /// #     req.extensions_mut().insert(PeerAddr(peer.parse().unwrap()));
+    /// #     req
+    /// # };
+    /// let handler = service_fn(|_req: http::Request<String>| async {
+    ///     Ok::<_, Infallible>(http::Response::new(bytes::Bytes::from_static(b"handled")))
+    /// });
+    /// let limiter = SourceLimiter::builder()
+    ///     .requests(1, std::time::Duration::from_secs(60))
+    ///     .clock(ManualClock::at_unix(1_700_000_000))
+    ///     .build()
+    ///     .unwrap();
+    /// let svc = RateLimitLayer::new(limiter).layer(handler);
+    /// // `from(peer)`: a request from that peer address.
+    /// assert_eq!(svc.clone().oneshot(from("198.51.100.1:5000")).await.unwrap().status(), 200);
+    /// assert_eq!(svc.clone().oneshot(from("198.51.100.1:5000")).await.unwrap().status(), 429);
+    /// // The handler back, without the rate limit.
+    /// let handler = svc.into_inner();
+    /// assert_eq!(handler.oneshot(from("198.51.100.1:5000")).await.unwrap().status(), 200);
+    /// # }
+    /// ```
     pub fn into_inner(self) -> S {
         self.inner
     }
@@ -395,7 +657,32 @@ impl Watch {
 }
 
 pin_project! {
-    /// Response future of [`AllowListService`] and [`RateLimitService`].
+    /// Response future of [`AllowListService`] and [`RateLimitService`]: a refusal,
+    /// ready at once without calling the inner service, or the inner service's future
+    /// (whose answer [`RateLimitService`] watches for failed verifications).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::{convert::Infallible, sync::{Arc, atomic::{AtomicUsize, Ordering}}};
+    /// use futures_util::FutureExt as _;
+    /// use hookguard::{layer::AllowListLayer, source::{AllowList, PeerAddr}};
+    /// use tower::{Layer as _, Service as _, ServiceExt as _, service_fn};
+    ///
+    /// let calls = Arc::new(AtomicUsize::new(0));
+    /// let counted = Arc::clone(&calls);
+    /// let handler = service_fn(move |_req: http::Request<String>| {
+    ///     counted.fetch_add(1, Ordering::SeqCst);
+    ///     async { Ok::<_, Infallible>(http::Response::new(bytes::Bytes::from_static(b"ok"))) }
+    /// });
+    /// let mut svc = AllowListLayer::new(AllowList::new(["192.0.2.0/24".parse().unwrap()])).layer(handler);
+    /// let mut req = http::Request::post("/hooks").body(String::new()).unwrap();
+    /// req.extensions_mut().insert(PeerAddr("198.51.100.1:5000".parse().unwrap()));
+    /// let future = svc.ready().await.unwrap().call(req);
+    /// let refused = future.now_or_never().expect("a refusal is ready at once").unwrap();
+    /// assert_eq!(refused.status(), 403);
+    /// assert_eq!(calls.load(Ordering::SeqCst), 0, "the handler was not called");
+    /// # }
+    /// ```
     pub struct SourceFuture<F, B> {
         #[pin]
         kind: Kind<F, B>,

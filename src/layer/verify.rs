@@ -117,6 +117,29 @@ pub struct VerifyLayer {
 
 impl VerifyLayer {
     /// A layer over `guard`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::convert::Infallible;
+    /// use bytes::Bytes;
+    /// use http_body_util::Full;
+    /// use hookguard::{guard::Guard, layer::VerifyLayer, providers::github};
+    /// use tower::{Layer as _, ServiceExt as _, service_fn};
+    ///
+    /// let guard = Guard::builder("github", github::scheme("It's a Secret to Everybody").unwrap()).build();
+    /// let handler = service_fn(|_req: http::Request<Full<Bytes>>| async {
+    ///     Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"handled"))))
+    /// });
+    /// let svc = VerifyLayer::new(guard).layer(handler);
+    /// let unsigned = http::Request::post("/hooks/github").body(Full::new(Bytes::from_static(b"Hello, World!"))).unwrap();
+    /// assert_eq!(svc.clone().oneshot(unsigned).await.unwrap().status(), 401);
+    /// let signed = http::Request::post("/hooks/github")
+    ///     .header("x-hub-signature-256", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
+    ///     .body(Full::new(Bytes::from_static(b"Hello, World!")))
+    ///     .unwrap();
+    /// assert_eq!(svc.oneshot(signed).await.unwrap().status(), 200);
+    /// # }
+    /// ```
     pub fn new(guard: Guard) -> Self {
         Self { guard }
     }
@@ -137,6 +160,33 @@ impl<S> Layer<S> for VerifyLayer {
 /// else or fails, or when the request is abandoned before it answers (the sender hung up),
 /// so the sender's retry gets through. Duplicates are answered `200` without calling it;
 /// copies that arrive while the delivery is being handled, `409` + `Retry-After`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::convert::Infallible;
+/// use bytes::Bytes;
+/// use http_body_util::{BodyExt as _, Full};
+/// use hookguard::{guard::Guard, layer::{Verify, VerifyLayer}, providers::github, verify::Verified};
+/// use tower::{Layer as _, ServiceExt as _, service_fn};
+///
+/// let guard = Guard::builder("github", github::scheme("It's a Secret to Everybody").unwrap()).build();
+/// let handler = service_fn(|req: http::Request<Full<Bytes>>| async move {
+///     let provider = req.extensions().get::<Verified<'static>>().unwrap().provider().to_owned();
+///     let body = req.into_body().collect().await?.to_bytes();
+///     let answer = format!("{provider} sent {} bytes", body.len());
+///     Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(answer))))
+/// });
+/// let svc: Verify<_> = VerifyLayer::new(guard).layer(handler);
+/// let req = http::Request::post("/hooks/github")
+///     .header("x-github-delivery", "d-1")
+///     .header("x-hub-signature-256", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
+///     .body(Full::new(Bytes::from_static(b"Hello, World!")))
+///     .unwrap();
+/// let res = svc.oneshot(req).await.unwrap();
+/// assert_eq!(res.status(), 200);
+/// assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "github sent 13 bytes");
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Verify<S> {
     inner: S,
@@ -151,14 +201,72 @@ impl<S: fmt::Debug> fmt::Debug for Verify<S> {
 
 impl<S> Verify<S> {
     /// The inner service.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # use std::convert::Infallible;
+    /// # use bytes::Bytes;
+    /// # use http_body_util::Full;
+    /// # use hookguard::{guard::Guard, layer::VerifyLayer, providers::github};
+    /// # use tower::{Layer as _, ServiceExt as _, service_fn};
+    /// # let guard = Guard::builder("github", github::scheme("It's a Secret to Everybody").unwrap()).build();
+    /// # let unsigned = || http::Request::post("/hooks/github").body(Full::new(Bytes::from_static(b"{}"))).unwrap();
+    /// let handler = service_fn(|_req: http::Request<Full<Bytes>>| async {
+    ///     Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"handled"))))
+    /// });
+    /// let svc = VerifyLayer::new(guard).layer(handler);
+    /// assert_eq!(svc.clone().oneshot(unsigned()).await.unwrap().status(), 401);
+    /// // The handler itself, without verification in front.
+    /// assert_eq!(svc.get_ref().clone().oneshot(unsigned()).await.unwrap().status(), 200);
+    /// # }
+    /// ```
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
     /// The inner service, mutably.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # use std::convert::Infallible;
+    /// # use bytes::Bytes;
+    /// # use http_body_util::Full;
+    /// # use hookguard::{guard::Guard, layer::VerifyLayer, providers::github};
+    /// # use tower::{Layer as _, ServiceExt as _, service_fn};
+    /// # let guard = Guard::builder("github", github::scheme("It's a Secret to Everybody").unwrap()).build();
+    /// # let unsigned = || http::Request::post("/hooks/github").body(Full::new(Bytes::from_static(b"{}"))).unwrap();
+    /// let handler = service_fn(|_req: http::Request<Full<Bytes>>| async {
+    ///     Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"handled"))))
+    /// });
+    /// let mut svc = VerifyLayer::new(guard).layer(handler);
+    /// assert_eq!(svc.clone().oneshot(unsigned()).await.unwrap().status(), 401);
+    /// // The handler itself, without verification in front, called in place.
+    /// assert_eq!(svc.get_mut().oneshot(unsigned()).await.unwrap().status(), 200);
+    /// # }
+    /// ```
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }
     /// Takes the inner service out.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # use std::convert::Infallible;
+    /// # use bytes::Bytes;
+    /// # use http_body_util::Full;
+    /// # use hookguard::{guard::Guard, layer::VerifyLayer, providers::github};
+    /// # use tower::{Layer as _, ServiceExt as _, service_fn};
+    /// # let guard = Guard::builder("github", github::scheme("It's a Secret to Everybody").unwrap()).build();
+    /// # let unsigned = || http::Request::post("/hooks/github").body(Full::new(Bytes::from_static(b"{}"))).unwrap();
+    /// let handler = service_fn(|_req: http::Request<Full<Bytes>>| async {
+    ///     Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"handled"))))
+    /// });
+    /// let svc = VerifyLayer::new(guard).layer(handler);
+    /// assert_eq!(svc.clone().oneshot(unsigned()).await.unwrap().status(), 401);
+    /// // The handler back, without verification.
+    /// let handler = svc.into_inner();
+    /// assert_eq!(handler.oneshot(unsigned()).await.unwrap().status(), 200);
+    /// # }
+    /// ```
     pub fn into_inner(self) -> S {
         self.inner
     }
@@ -251,7 +359,43 @@ fn convert<ResBody: From<Bytes>>(res: Response<Vec<u8>>) -> Response<ResBody> {
 /// What [`VerifyFuture`] runs.
 type Running<ResBody, E> = Pin<Box<dyn Future<Output = Result<Response<ResBody>, E>> + Send>>;
 
-/// Response future of [`Verify`].
+/// Response future of [`Verify`]: reads and verifies the request, reserves the delivery,
+/// calls the inner service and settles the reservation by its answer (confirmed for a
+/// `2xx`, cancelled otherwise).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::{convert::Infallible, sync::{Arc, atomic::{AtomicUsize, Ordering}}};
+/// use bytes::Bytes;
+/// use http_body_util::Full;
+/// use hookguard::{guard::Guard, layer::VerifyLayer, providers::github};
+/// use tower::{Layer as _, ServiceExt as _, service_fn};
+///
+/// let guard = Guard::builder("github", github::scheme("It's a Secret to Everybody").unwrap()).build();
+/// let calls = Arc::new(AtomicUsize::new(0));
+/// let counted = Arc::clone(&calls);
+/// // A handler that fails the first time (its database was down), then succeeds.
+/// let handler = service_fn(move |_req: http::Request<Full<Bytes>>| {
+///     let status = if counted.fetch_add(1, Ordering::SeqCst) == 0 { 500 } else { 200 };
+///     let mut res = http::Response::new(Full::new(Bytes::new()));
+///     *res.status_mut() = http::StatusCode::from_u16(status).unwrap();
+///     async move { Ok::<_, Infallible>(res) }
+/// });
+/// let svc = VerifyLayer::new(guard).layer(handler);
+/// let delivery = || {
+///     http::Request::post("/hooks/github")
+///         .header("x-hub-signature-256", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
+///         .body(Full::new(Bytes::from_static(b"Hello, World!")))
+///         .unwrap()
+/// };
+/// assert_eq!(svc.clone().oneshot(delivery()).await.unwrap().status(), 500);
+/// // Not handled: the sender's retry reaches the handler again.
+/// assert_eq!(svc.clone().oneshot(delivery()).await.unwrap().status(), 200);
+/// // Handled: a copy is a duplicate, answered without calling the handler.
+/// assert_eq!(svc.oneshot(delivery()).await.unwrap().status(), 200);
+/// assert_eq!(calls.load(Ordering::SeqCst), 2);
+/// # }
+/// ```
 pub struct VerifyFuture<ResBody, E> {
     /// `None` once it answered.
     inner: Option<Running<ResBody, E>>,

@@ -166,6 +166,29 @@ macro_rules! layout_builder_methods {
         /// Where the signature is, how it is laid out and encoded. A
         /// [`Field::Any`](crate::verify::Field::Any) of headers uses the first one
         /// present; a [`Field::Json`](crate::verify::Field::Json) reads it from the body.
+        ///
+        /// Shown with `Ed25519Scheme`; `EcdsaP256Scheme`'s builder takes the same.
+        ///
+        /// ```
+        /// # fn signed(scheme: &impl hookguard::verify::Sign, msg: &hookguard::verify::Outgoing<'_>, uri: &str) -> http::Request<Vec<u8>> {
+        /// #     let mut req = http::Request::post(uri);
+        /// #     for (name, value) in scheme.sign(msg).unwrap() {
+        /// #         req = req.header(name, value);
+        /// #     }
+        /// #     req.body(msg.body().to_vec()).unwrap()
+        /// # }
+        /// # #[cfg(feature = "ed25519")] {
+        /// use hookguard::verify::{Ed25519Scheme, Encoding, Field, Outgoing, Scheme, SignatureFormat, WebhookRequest};
+        /// let scheme = Ed25519Scheme::builder("acme")
+        ///     .signature(Field::header("x-acme-signature"), SignatureFormat::Plain { prefix: "ed25519=" }, Encoding::Base64)
+        ///     .signing_key([7; 32])
+        ///     .build()
+        ///     .unwrap();
+        /// let req = signed(&scheme, &Outgoing::new(b"{}"), "/hooks");
+        /// assert!(req.headers()["x-acme-signature"].to_str().unwrap().starts_with("ed25519="));
+        /// assert!(scheme.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::now_utc()).is_ok());
+        /// # }
+        /// ```
         pub fn signature(
             mut self,
             field: crate::verify::Field,
@@ -179,12 +202,72 @@ macro_rules! layout_builder_methods {
         }
 
         /// What is signed (default: the body).
+        ///
+        /// Shown with `Ed25519Scheme`; `EcdsaP256Scheme`'s builder takes the same.
+        ///
+        /// ```
+        /// # fn signed(scheme: &impl hookguard::verify::Sign, msg: &hookguard::verify::Outgoing<'_>, uri: &str) -> http::Request<Vec<u8>> {
+        /// #     let mut req = http::Request::post(uri);
+        /// #     for (name, value) in scheme.sign(msg).unwrap() {
+        /// #         req = req.header(name, value);
+        /// #     }
+        /// #     req.body(msg.body().to_vec()).unwrap()
+        /// # }
+        /// # #[cfg(feature = "ed25519")] {
+        /// use hookguard::verify::{Ed25519Scheme, Encoding, Field, Outgoing, Scheme, SignatureFormat, WebhookRequest};
+        /// use hookguard::verify::{Piece, Reason, SignedContent};
+        /// let describe = |content: SignedContent| {
+        ///     Ed25519Scheme::builder("acme")
+        ///         .signature(Field::header("x-acme-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Base64)
+        ///         .content(content)
+        ///         .signing_key([7; 32])
+        ///         .build()
+        ///         .unwrap()
+        /// };
+        /// let prefixed = describe(SignedContent::new(vec![Piece::Literal(b"v1:"), Piece::Body]));
+        /// let body_only = describe(SignedContent::new(vec![Piece::Body]));
+        /// let req = signed(&prefixed, &Outgoing::new(b"{}"), "/hooks");
+        /// let req = WebhookRequest::from_request(&req);
+        /// let now = time::OffsetDateTime::now_utc();
+        /// assert!(prefixed.verify(&req, now).is_ok());
+        /// // The same key over other content: the signature does not verify.
+        /// assert_eq!(body_only.verify(&req, now).unwrap_err().reason(), Reason::SignatureMismatch);
+        /// # }
+        /// ```
         pub fn content(mut self, content: crate::verify::SignedContent) -> Self {
             self.layout.envelope.content = content;
             self
         }
 
         /// Where the timestamp is and how it is written.
+        ///
+        /// Shown with `Ed25519Scheme`; `EcdsaP256Scheme`'s builder takes the same.
+        ///
+        /// ```
+        /// # fn signed(scheme: &impl hookguard::verify::Sign, msg: &hookguard::verify::Outgoing<'_>, uri: &str) -> http::Request<Vec<u8>> {
+        /// #     let mut req = http::Request::post(uri);
+        /// #     for (name, value) in scheme.sign(msg).unwrap() {
+        /// #         req = req.header(name, value);
+        /// #     }
+        /// #     req.body(msg.body().to_vec()).unwrap()
+        /// # }
+        /// # #[cfg(feature = "ed25519")] {
+        /// use hookguard::verify::{Ed25519Scheme, Encoding, Field, Outgoing, Scheme, SignatureFormat, WebhookRequest};
+        /// use hookguard::verify::{Piece, SignedContent, TimestampFormat};
+        /// let scheme = Ed25519Scheme::builder("acme")
+        ///     .signature(Field::header("x-acme-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Base64)
+        ///     .timestamp(Field::header("x-acme-timestamp"), TimestampFormat::UnixSeconds)
+        ///     .content(SignedContent::new(vec![Piece::Timestamp, Piece::Literal(b"."), Piece::Body]))
+        ///     .signing_key([7; 32])
+        ///     .build()
+        ///     .unwrap();
+        /// let at = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        /// let req = signed(&scheme, &Outgoing::new(b"{}").timestamp(at), "/hooks");
+        /// assert_eq!(req.headers()["x-acme-timestamp"], "1700000000");
+        /// let verified = scheme.verify(&WebhookRequest::from_request(&req), at).unwrap();
+        /// assert_eq!(verified.timestamp(), Some(at));
+        /// # }
+        /// ```
         pub fn timestamp(
             mut self,
             field: crate::verify::Field,
@@ -195,24 +278,133 @@ macro_rules! layout_builder_methods {
         }
 
         /// The tolerance (default none; needs a timestamp).
+        ///
+        /// Shown with `Ed25519Scheme`; `EcdsaP256Scheme`'s builder takes the same.
+        ///
+        /// ```
+        /// # fn signed(scheme: &impl hookguard::verify::Sign, msg: &hookguard::verify::Outgoing<'_>, uri: &str) -> http::Request<Vec<u8>> {
+        /// #     let mut req = http::Request::post(uri);
+        /// #     for (name, value) in scheme.sign(msg).unwrap() {
+        /// #         req = req.header(name, value);
+        /// #     }
+        /// #     req.body(msg.body().to_vec()).unwrap()
+        /// # }
+        /// # #[cfg(feature = "ed25519")] {
+        /// use std::time::Duration;
+        /// use hookguard::verify::{Ed25519Scheme, Encoding, Field, Outgoing, Scheme, SignatureFormat, WebhookRequest};
+        /// use hookguard::verify::{Piece, Reason, SignedContent, TimestampFormat, Tolerance};
+        /// let scheme = Ed25519Scheme::builder("acme")
+        ///     .signature(Field::header("x-acme-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Base64)
+        ///     .timestamp(Field::header("x-acme-timestamp"), TimestampFormat::UnixSeconds)
+        ///     .content(SignedContent::new(vec![Piece::Timestamp, Piece::Literal(b"."), Piece::Body]))
+        ///     .tolerance(Tolerance::symmetric(Duration::from_secs(300)))
+        ///     .signing_key([7; 32])
+        ///     .build()
+        ///     .unwrap();
+        /// let sent = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        /// let req = signed(&scheme, &Outgoing::new(b"{}").timestamp(sent), "/hooks");
+        /// let req = WebhookRequest::from_request(&req);
+        /// assert!(scheme.verify(&req, sent + Duration::from_secs(299)).is_ok());
+        /// let late = scheme.verify(&req, sent + Duration::from_secs(301)).unwrap_err();
+        /// assert_eq!(late.reason(), Reason::TimestampTooOld);
+        /// # }
+        /// ```
         pub fn tolerance(mut self, tolerance: crate::verify::Tolerance) -> Self {
             self.layout.envelope.tolerance = tolerance;
             self
         }
 
         /// Where the delivery id is (the replay key when present).
+        ///
+        /// Shown with `Ed25519Scheme`; `EcdsaP256Scheme`'s builder takes the same.
+        ///
+        /// ```
+        /// # fn signed(scheme: &impl hookguard::verify::Sign, msg: &hookguard::verify::Outgoing<'_>, uri: &str) -> http::Request<Vec<u8>> {
+        /// #     let mut req = http::Request::post(uri);
+        /// #     for (name, value) in scheme.sign(msg).unwrap() {
+        /// #         req = req.header(name, value);
+        /// #     }
+        /// #     req.body(msg.body().to_vec()).unwrap()
+        /// # }
+        /// # #[cfg(feature = "ed25519")] {
+        /// use hookguard::verify::{Ed25519Scheme, Encoding, Field, Outgoing, Scheme, SignatureFormat, WebhookRequest};
+        /// use hookguard::verify::{Piece, SignedContent};
+        /// let scheme = Ed25519Scheme::builder("acme")
+        ///     .signature(Field::header("x-acme-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Base64)
+        ///     .id(Field::header("x-acme-delivery"))
+        ///     .content(SignedContent::new(vec![Piece::Id, Piece::Literal(b"."), Piece::Body]))
+        ///     .signing_key([7; 32])
+        ///     .build()
+        ///     .unwrap();
+        /// let req = signed(&scheme, &Outgoing::new(b"{}").id("d-42"), "/hooks");
+        /// let verified = scheme.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::now_utc()).unwrap();
+        /// assert_eq!(verified.id(), Some("d-42"));
+        /// // Signed here: the id is the replay key.
+        /// assert!(verified.id_is_signed());
+        /// # }
+        /// ```
         pub fn id(mut self, field: crate::verify::Field) -> Self {
             self.layout.envelope.id = Some(field);
             self
         }
 
         /// Where the event type is.
+        ///
+        /// Shown with `Ed25519Scheme`; `EcdsaP256Scheme`'s builder takes the same.
+        ///
+        /// ```
+        /// # fn signed(scheme: &impl hookguard::verify::Sign, msg: &hookguard::verify::Outgoing<'_>, uri: &str) -> http::Request<Vec<u8>> {
+        /// #     let mut req = http::Request::post(uri);
+        /// #     for (name, value) in scheme.sign(msg).unwrap() {
+        /// #         req = req.header(name, value);
+        /// #     }
+        /// #     req.body(msg.body().to_vec()).unwrap()
+        /// # }
+        /// # #[cfg(feature = "ed25519")] {
+        /// use hookguard::verify::{Ed25519Scheme, Encoding, Field, Outgoing, Scheme, SignatureFormat, WebhookRequest};
+        /// let scheme = Ed25519Scheme::builder("acme")
+        ///     .signature(Field::header("x-acme-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Base64)
+        ///     .event(Field::Json(&["type"]))
+        ///     .signing_key([7; 32])
+        ///     .build()
+        ///     .unwrap();
+        /// let req = signed(&scheme, &Outgoing::new(br#"{"type":"invoice.paid"}"#), "/hooks");
+        /// let verified = scheme.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::now_utc()).unwrap();
+        /// assert_eq!(verified.event(), Some("invoice.paid"));
+        /// # }
+        /// ```
         pub fn event(mut self, field: crate::verify::Field) -> Self {
             self.layout.envelope.event = Some(field);
             self
         }
 
         /// A fixed URL to sign instead of the request's.
+        ///
+        /// Shown with `Ed25519Scheme`; `EcdsaP256Scheme`'s builder takes the same.
+        ///
+        /// ```
+        /// # fn signed(scheme: &impl hookguard::verify::Sign, msg: &hookguard::verify::Outgoing<'_>, uri: &str) -> http::Request<Vec<u8>> {
+        /// #     let mut req = http::Request::post(uri);
+        /// #     for (name, value) in scheme.sign(msg).unwrap() {
+        /// #         req = req.header(name, value);
+        /// #     }
+        /// #     req.body(msg.body().to_vec()).unwrap()
+        /// # }
+        /// # #[cfg(feature = "ed25519")] {
+        /// use hookguard::verify::{Ed25519Scheme, Encoding, Field, Outgoing, Scheme, SignatureFormat, WebhookRequest};
+        /// use hookguard::verify::{Piece, SignedContent};
+        /// let scheme = Ed25519Scheme::builder("acme")
+        ///     .signature(Field::header("x-acme-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Base64)
+        ///     .content(SignedContent::new(vec![Piece::Body, Piece::Url]))
+        ///     .url("https://example.com/hooks/acme")
+        ///     .signing_key([7; 32])
+        ///     .build()
+        ///     .unwrap();
+        /// // Received on an internal path, verified against the registered URL.
+        /// let req = signed(&scheme, &Outgoing::new(b"{}"), "/internal/acme");
+        /// assert!(scheme.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::now_utc()).is_ok());
+        /// # }
+        /// ```
         pub fn url(mut self, url: impl Into<std::borrow::Cow<'static, str>>) -> Self {
             self.layout.envelope.url = Some(url.into());
             self

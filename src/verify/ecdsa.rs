@@ -208,6 +208,15 @@ impl Sign for EcdsaP256Scheme {
 
 /// Builder for [`EcdsaP256Scheme`]; see there for an example. Errors (a bad key, an
 /// inconsistent description) are reported by [`build`](Self::build).
+///
+/// ```
+/// use hookguard::{ConfigError, verify::{EcdsaP256Scheme, Encoding, Field, SignatureFormat}};
+///
+/// let builder = EcdsaP256Scheme::builder("acme")
+///     .signature(Field::header("x-acme-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Base64)
+///     .public_key(b"not a key"); // no error yet
+/// assert!(matches!(builder.build(), Err(ConfigError::InvalidSecret(_))));
+/// ```
 #[must_use]
 pub struct EcdsaP256SchemeBuilder {
     layout: Layout,
@@ -231,6 +240,33 @@ impl EcdsaP256SchemeBuilder {
     layout_builder_methods!();
 
     /// Adds a public key (DER SPKI or SEC1); every key added verifies.
+    ///
+    /// ```
+    /// use hookguard::{providers::sendgrid, verify::{EcdsaP256Scheme, Encoding, Field, Scheme, SignatureFormat}};
+    /// use hookguard::verify::{TimestampFormat, WebhookRequest};
+    ///
+    /// // SendGrid's event webhook, while rotating from the old key to a new one.
+    /// let new = sendgrid::public_key("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GRqe62gw+2fNNRaINXvVpiglSI8eNEc6wEA3F+g==").unwrap();
+    /// let old = sendgrid::public_key("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEDr2LjtURuePQzplybdC+u4CwrqDqBaWjcMMsTbhdbcwHBcepxo7yAQGhHPTnlvFYPAZFceEu/1FwCM/QmGUhA==").unwrap(); // DER SubjectPublicKeyInfo
+    /// let describe = || {
+    ///     EcdsaP256Scheme::builder("sendgrid")
+    ///         .signature(Field::header("x-twilio-email-event-webhook-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Base64)
+    ///         .timestamp(Field::header("x-twilio-email-event-webhook-timestamp"), TimestampFormat::UnixSeconds)
+    ///         .content(sendgrid::CONTENT)
+    /// };
+    /// let scheme = describe().public_key(&new).public_key(&old).build().unwrap();
+    /// // Signed with the old key.
+    /// let req = http::Request::post("/hooks/sendgrid")
+    ///     .header("x-twilio-email-event-webhook-signature", "MEUCIQCtIHJeH93Y+qpYeWrySphQgpNGNr/U+UyUlBkU6n7RAwIgJTz2C+8a8xonZGi6BpSzoQsbVRamr2nlxFDWYNH2j/0=")
+    ///     .header("x-twilio-email-event-webhook-timestamp", "1588788367")
+    ///     .body(br#"{"category":"example_payload","event":"test_event","message_id":"message_id"}"#.to_vec())
+    ///     .unwrap();
+    /// let now = time::OffsetDateTime::now_utc();
+    /// assert_eq!(scheme.verify(&WebhookRequest::from_request(&req), now).unwrap().key_index(), 1);
+    /// // The same key as a SEC1 point (`04‖x‖y`, the DER's last 65 bytes).
+    /// let sec1 = describe().public_key(&old[old.len() - 65..]).build().unwrap();
+    /// assert!(sec1.verify(&WebhookRequest::from_request(&req), now).is_ok());
+    /// ```
     pub fn public_key(mut self, key: impl AsRef<[u8]>) -> Self {
         match verifying_key(key.as_ref()) {
             Ok(key) => self.keys.push(key),
@@ -243,6 +279,39 @@ impl EcdsaP256SchemeBuilder {
 
     /// Sets the private key that signs: the 32-byte big-endian scalar. Its public half
     /// is added to the keys that verify.
+    ///
+    /// ```
+    /// use hookguard::{providers::sendgrid, verify::{EcdsaP256Scheme, Encoding, Field, Outgoing, Scheme, Sign}};
+    /// use hookguard::verify::{SignatureFormat, TimestampFormat, WebhookRequest};
+    ///
+    /// let describe = || {
+    ///     EcdsaP256Scheme::builder("sendgrid")
+    ///         .signature(Field::header("x-twilio-email-event-webhook-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Base64)
+    ///         .timestamp(Field::header("x-twilio-email-event-webhook-timestamp"), TimestampFormat::UnixSeconds)
+    ///         .content(sendgrid::CONTENT)
+    /// };
+    /// // The private key of SendGrid's documented example delivery (a test key).
+    /// let scalar = const_hex::decode("442666004487d0dc53dccc977e1cccadf1a2fe0062f9bd3f7afbacd07674d5ed").unwrap();
+    /// let scheme = describe().signing_key(&scalar).build().unwrap();
+    /// // Its public half verifies SendGrid's delivery...
+    /// let req = http::Request::post("/hooks/sendgrid")
+    ///     .header("x-twilio-email-event-webhook-signature", "MEUCIQCtIHJeH93Y+qpYeWrySphQgpNGNr/U+UyUlBkU6n7RAwIgJTz2C+8a8xonZGi6BpSzoQsbVRamr2nlxFDWYNH2j/0=")
+    ///     .header("x-twilio-email-event-webhook-timestamp", "1588788367")
+    ///     .body(br#"{"category":"example_payload","event":"test_event","message_id":"message_id"}"#.to_vec())
+    ///     .unwrap();
+    /// let now = time::OffsetDateTime::now_utc();
+    /// assert!(scheme.verify(&WebhookRequest::from_request(&req), now).is_ok());
+    /// // ...and what the scheme signs.
+    /// let msg = Outgoing::new(b"[]").timestamp(now);
+    /// let mut signed = http::Request::post("/hooks/sendgrid");
+    /// for (name, value) in scheme.sign(&msg).unwrap() {
+    ///     signed = signed.header(name, value);
+    /// }
+    /// let signed = signed.body(b"[]".to_vec()).unwrap();
+    /// assert!(scheme.verify(&WebhookRequest::from_request(&signed), now).is_ok());
+    /// // Zero is not a private key.
+    /// assert!(describe().signing_key([0; 32]).build().is_err());
+    /// ```
     pub fn signing_key(mut self, scalar: impl AsRef<[u8]>) -> Self {
         match SigningKey::from_slice(scalar.as_ref()) {
             Ok(key) => {
@@ -263,6 +332,23 @@ impl EcdsaP256SchemeBuilder {
     /// # Errors
     /// [`ConfigError::InvalidSecret`] for a bad key, [`ConfigError::NoSecret`] without
     /// any, [`ConfigError::Invalid`] when the pieces do not fit.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard::{ConfigError, verify::{EcdsaP256Scheme, Encoding, Field, SignatureFormat, Tolerance}};
+    ///
+    /// let described = || {
+    ///     EcdsaP256Scheme::builder("acme")
+    ///         .signature(Field::header("x-acme-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Base64)
+    /// };
+    /// assert!(described().signing_key([7; 32]).build().is_ok());
+    /// assert_eq!(described().build().unwrap_err(), ConfigError::NoSecret);
+    /// // A tolerance with no timestamp to apply it to.
+    /// let untimed = described().tolerance(Tolerance::symmetric(Duration::from_secs(300))).signing_key([7; 32]).build();
+    /// assert!(matches!(untimed, Err(ConfigError::Invalid(_))));
+    /// // No signature location.
+    /// assert!(matches!(EcdsaP256Scheme::builder("acme").signing_key([7; 32]).build(), Err(ConfigError::Invalid(_))));
+    /// ```
     pub fn build(self) -> Result<EcdsaP256Scheme, ConfigError> {
         if let Some(e) = self.error {
             return Err(e);

@@ -21,6 +21,13 @@ use super::{Field, SignatureFormat, SignedContent};
 use crate::error::ConfigError;
 
 /// Length of an Ed25519 public key and of a private key seed, in bytes.
+///
+/// ```
+/// use hookguard::{providers::discord, verify::ED25519_KEY_LEN};
+/// assert_eq!(ED25519_KEY_LEN, 32);
+/// let key: [u8; ED25519_KEY_LEN] = discord::public_key("c5568d0facd66bddee281dcb9c8ac02e169c5c20741b215b2539a96bb183c5d6").unwrap();
+/// assert_eq!(key[0], 0xc5);
+/// ```
 pub const ED25519_KEY_LEN: usize = 32;
 
 /// An Ed25519 signature scheme described by data: which header carries the signature,
@@ -241,6 +248,15 @@ impl Sign for Ed25519Scheme {
 
 /// Builder for [`Ed25519Scheme`]; see there for an example. Errors (a bad key, an
 /// inconsistent description) are reported by [`build`](Self::build).
+///
+/// ```
+/// use hookguard::{ConfigError, verify::{Ed25519Scheme, Encoding, Field, SignatureFormat}};
+///
+/// let builder = Ed25519Scheme::builder("acme")
+///     .signature(Field::header("x-acme-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Base64)
+///     .public_key([0xc5; 31]); // one byte short: no error yet
+/// assert!(matches!(builder.build(), Err(ConfigError::InvalidSecret(_))));
+/// ```
 #[must_use]
 pub struct Ed25519SchemeBuilder {
     layout: Layout,
@@ -264,6 +280,34 @@ impl Ed25519SchemeBuilder {
     layout_builder_methods!();
 
     /// Adds a public key (32 raw bytes); every key added verifies.
+    ///
+    /// ```
+    /// use hookguard::{providers::standard_webhooks, verify::{Ed25519Scheme, Encoding, Field, Scheme, SignatureFormat}};
+    /// use hookguard::verify::{TimestampFormat, WebhookRequest};
+    ///
+    /// // Standard Webhooks v1a, while rotating from the old key to a new one.
+    /// let old = const_hex::decode("6653787a0edd492aa2d26a17f61414937a2bacea2e2b74154129496b6e3c73f8").unwrap();
+    /// let new = const_hex::decode("c5568d0facd66bddee281dcb9c8ac02e169c5c20741b215b2539a96bb183c5d6").unwrap();
+    /// let scheme = Ed25519Scheme::builder("standard-webhooks")
+    ///     .signature(Field::header("webhook-signature"), SignatureFormat::Versioned { version: "v1a" }, Encoding::Base64)
+    ///     .id(Field::header("webhook-id"))
+    ///     .timestamp(Field::header("webhook-timestamp"), TimestampFormat::UnixSeconds)
+    ///     .content(standard_webhooks::CONTENT)
+    ///     .public_key(new)
+    ///     .public_key(old)
+    ///     .build()
+    ///     .unwrap();
+    /// // Signed with the old key.
+    /// let req = http::Request::post("/hooks")
+    ///     .header("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek")
+    ///     .header("webhook-timestamp", "1614265330")
+    ///     .header("webhook-signature", "v1a,tQ9V2XOqn7jL/DQenEFpqIugdBVtiMmER5mhSkXBNwM0mkATuDe6KYYUuxqtaiHeYGb7KaaBRdM5WqyeFiL8Ag==")
+    ///     .body(br#"{"test": 2432232314}"#.to_vec())
+    ///     .unwrap();
+    /// let now = time::OffsetDateTime::from_unix_timestamp(1614265330).unwrap();
+    /// let verified = scheme.verify(&WebhookRequest::from_request(&req), now).unwrap();
+    /// assert_eq!(verified.key_index(), 1);
+    /// ```
     pub fn public_key(mut self, key: impl AsRef<[u8]>) -> Self {
         match verifying_key(key.as_ref()) {
             Ok(key) => self.keys.push(key),
@@ -277,6 +321,34 @@ impl Ed25519SchemeBuilder {
     /// Sets the private key that signs: a 32-byte seed (RFC 8032), or 64 bytes of seed
     /// followed by the public key (checked to match). Its public half is added to the
     /// keys that verify. The bytes are copied into key material zeroized on drop.
+    ///
+    /// ```
+    /// use hookguard::{providers::standard_webhooks, verify::{Ed25519Scheme, Encoding, Field, Outgoing, Sign, SignatureFormat}};
+    /// use hookguard::verify::TimestampFormat;
+    ///
+    /// // A sender of Standard Webhooks v1a, with the specification's test key.
+    /// let seed = b"TESTSIGNINGKEYDONOTUSETHISFORANY";
+    /// let describe = || {
+    ///     Ed25519Scheme::builder("standard-webhooks")
+    ///         .signature(Field::header("webhook-signature"), SignatureFormat::Versioned { version: "v1a" }, Encoding::Base64)
+    ///         .id(Field::header("webhook-id"))
+    ///         .timestamp(Field::header("webhook-timestamp"), TimestampFormat::UnixSeconds)
+    ///         .content(standard_webhooks::CONTENT)
+    /// };
+    /// let scheme = describe().signing_key(seed).build().unwrap();
+    /// // Its public half verifies too.
+    /// assert_eq!(const_hex::encode(scheme.public_keys().next().unwrap()), "6653787a0edd492aa2d26a17f61414937a2bacea2e2b74154129496b6e3c73f8");
+    /// // Ed25519 is deterministic: the specification's signature, byte for byte.
+    /// let at = time::OffsetDateTime::from_unix_timestamp(1614265330).unwrap();
+    /// let msg = Outgoing::new(br#"{"test": 2432232314}"#).id("msg_p5jXN8AQM9LWM0D4loKWxJek").timestamp(at);
+    /// let (_, signature) = scheme.sign(&msg).unwrap().into_iter().find(|(name, _)| name == "webhook-signature").unwrap();
+    /// assert_eq!(signature, "v1a,tQ9V2XOqn7jL/DQenEFpqIugdBVtiMmER5mhSkXBNwM0mkATuDe6KYYUuxqtaiHeYGb7KaaBRdM5WqyeFiL8Ag==");
+    ///
+    /// // 64 bytes: the seed, then its public key (checked).
+    /// let pair = [seed.as_slice(), &scheme.public_keys().next().unwrap()].concat();
+    /// assert!(describe().signing_key(&pair).build().is_ok());
+    /// assert!(describe().signing_key([1; 64]).build().is_err());
+    /// ```
     pub fn signing_key(mut self, key: impl AsRef<[u8]>) -> Self {
         match signing_key(key.as_ref()) {
             Ok(key) => {
@@ -297,6 +369,23 @@ impl Ed25519SchemeBuilder {
     /// any, [`ConfigError::Invalid`] when the pieces do not fit (a signed timestamp or
     /// tolerance with no timestamp source, a signed id with no id source, no signature
     /// location).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard::{ConfigError, verify::{Ed25519Scheme, Encoding, Field, SignatureFormat, Tolerance}};
+    ///
+    /// let described = || {
+    ///     Ed25519Scheme::builder("acme")
+    ///         .signature(Field::header("x-acme-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Base64)
+    /// };
+    /// assert!(described().signing_key([7; 32]).build().is_ok());
+    /// assert_eq!(described().build().unwrap_err(), ConfigError::NoSecret);
+    /// // A tolerance with no timestamp to apply it to.
+    /// let untimed = described().tolerance(Tolerance::symmetric(Duration::from_secs(300))).signing_key([7; 32]).build();
+    /// assert!(matches!(untimed, Err(ConfigError::Invalid(_))));
+    /// // No signature location.
+    /// assert!(matches!(Ed25519Scheme::builder("acme").signing_key([7; 32]).build(), Err(ConfigError::Invalid(_))));
+    /// ```
     pub fn build(self) -> Result<Ed25519Scheme, ConfigError> {
         if let Some(e) = self.error {
             return Err(e);
