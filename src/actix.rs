@@ -443,94 +443,14 @@ fn respond(res: http::Response<Vec<u8>>) -> HttpResponse {
     out
 }
 
-/// Why an extractor could not give its value. Its answer, `Display` and `Debug` never
-/// quote the body.
-///
-/// Behind [`Verify`] the extractors take the bytes it verified, so only
-/// [`NotVerified`](Self::NotVerified) and [`Json`](Self::Json) happen there. On a route
-/// whose [`Verified`] the application's own middleware put in the extensions, the
-/// extractors read the payload themselves (once, for all of them) within
-/// [`DEFAULT_BODY_LIMIT`](crate::guard::DEFAULT_BODY_LIMIT) and [`DEFAULT_READ_TIMEOUT`], and the other variants may happen
-/// too.
+pub use crate::extract::WebhookRejection;
+
+/// The rejection's problem response.
 ///
 /// ```
 /// use hookguard::actix::WebhookRejection;
-///
-/// #[derive(Debug, serde::Deserialize)]
-/// struct Order { amount: u32 }
-///
-/// let e = serde_json::from_str::<Order>(r#"{"amount":"4111 1111 1111 1111"}"#).unwrap_err();
-/// let rejection = WebhookRejection::Json(e);
-/// assert_eq!(actix_web::ResponseError::status_code(&rejection), 422);
-/// assert_eq!(rejection.to_string(), "body does not fit the expected type (line 1, column 31)");
-/// assert!(!format!("{rejection:?}").contains("4111"));
+/// assert_eq!(actix_web::ResponseError::status_code(&WebhookRejection::TooLarge), 413);
 /// ```
-#[non_exhaustive]
-pub enum WebhookRejection {
-    /// The route is not behind [`Verify`] (a server bug: 500).
-    NotVerified,
-    /// The body could not be read (400).
-    Body,
-    /// The body is over the limit (413): the guard's, or [`DEFAULT_BODY_LIMIT`](crate::guard::DEFAULT_BODY_LIMIT) when no
-    /// [`Verify`] read it.
-    TooLarge,
-    /// The body did not arrive within [`DEFAULT_READ_TIMEOUT`] (408), when no [`Verify`]
-    /// read it.
-    Timeout,
-    /// The verified body does not fit the type (422). The answer, `Display` and `Debug`
-    /// say where and how, never the offending value.
-    Json(serde_json::Error),
-}
-
-impl fmt::Debug for WebhookRejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NotVerified => f.write_str("NotVerified"),
-            Self::Body => f.write_str("Body"),
-            Self::TooLarge => f.write_str("TooLarge"),
-            Self::Timeout => f.write_str("Timeout"),
-            // serde_json's own `Debug` and `Display` quote the value that did not fit
-            // (a card number, say), and actix's `Logger` writes `{:?}` of error responses.
-            Self::Json(e) => f.debug_tuple("Json").field(&crate::problem::json_detail(e)).finish(),
-        }
-    }
-}
-
-impl WebhookRejection {
-    fn problem(&self) -> Problem {
-        match self {
-            Self::NotVerified => Problem::new(
-                http::StatusCode::INTERNAL_SERVER_ERROR,
-                "not-verified",
-                "Webhook was not verified",
-            ),
-            Self::Body => known::BODY_ERROR,
-            Self::TooLarge => known::BODY_TOO_LARGE,
-            Self::Timeout => known::BODY_TIMEOUT,
-            Self::Json(e) => Problem::new(
-                http::StatusCode::UNPROCESSABLE_ENTITY,
-                "unprocessable-body",
-                "Body does not fit",
-            )
-            .detail(crate::problem::json_detail(e)),
-        }
-    }
-}
-
-impl fmt::Display for WebhookRejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NotVerified => f.write_str("webhook was not verified"),
-            Self::Body => f.write_str("body could not be read"),
-            Self::TooLarge => f.write_str("body over the limit"),
-            Self::Timeout => f.write_str("body not received in time"),
-            Self::Json(e) => f.write_str(&crate::problem::json_detail(e)),
-        }
-    }
-}
-
-impl std::error::Error for WebhookRejection {}
-
 impl ResponseError for WebhookRejection {
     fn status_code(&self) -> actix_web::http::StatusCode {
         actix_web::http::StatusCode::from_u16(self.problem().status().as_u16())

@@ -24,102 +24,33 @@
 //! # }
 //! ```
 
+use crate::{
+    guard::{BodyLimit, DEFAULT_READ_TIMEOUT},
+    verify::Verified,
+};
 use axum::{
     body::Bytes,
     extract::{FromRequest, Request},
     response::{IntoResponse, Response},
 };
-use http::StatusCode;
 
-use crate::{
-    guard::{BodyLimit, DEFAULT_READ_TIMEOUT},
-    problem::Problem,
-    verify::Verified,
-};
+pub use crate::extract::WebhookRejection;
 
-/// Why an extractor could not give its value. Its answer, `Display` and `Debug` never
-/// quote the body.
+/// The rejection's problem response.
 ///
 /// ```
 /// use axum::response::IntoResponse as _;
 /// use hookguard::axum::WebhookRejection;
-///
-/// #[derive(Debug, serde::Deserialize)]
-/// struct Order { amount: u32 }
-///
-/// let e = serde_json::from_str::<Order>(r#"{"amount":"4111 1111 1111 1111"}"#).unwrap_err();
-/// let rejection = WebhookRejection::Json(e);
-/// assert_eq!(rejection.to_string(), "body does not fit the expected type (line 1, column 31)");
-/// assert!(!format!("{rejection:?}").contains("4111"));
-/// assert_eq!(rejection.into_response().status(), 422);
+/// assert_eq!(WebhookRejection::TooLarge.into_response().status(), 413);
 /// ```
-#[non_exhaustive]
-pub enum WebhookRejection {
-    /// The route is not behind a [`VerifyLayer`](crate::layer::VerifyLayer) (a server
-    /// bug: 500).
-    NotVerified,
-    /// The body could not be read (400).
-    Body,
-    /// The body is over the guard's limit (413): a layer between
-    /// [`VerifyLayer`](crate::layer::VerifyLayer) and the handler (a decompression, say)
-    /// replaced the bytes that were verified. With no guard's limit known (the
-    /// application's own layer put the [`Verified`] there), over [`DEFAULT_BODY_LIMIT`](crate::guard::DEFAULT_BODY_LIMIT).
-    TooLarge,
-    /// The body did not arrive within [`DEFAULT_READ_TIMEOUT`] (408): only possible when
-    /// something other than [`VerifyLayer`](crate::layer::VerifyLayer) gave the handler a
-    /// body still coming from the network.
-    Timeout,
-    /// The verified body does not fit the type (422). The answer, `Display` and `Debug`
-    /// say where and how, never the offending value.
-    Json(serde_json::Error),
-}
-
-impl std::fmt::Debug for WebhookRejection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::NotVerified => f.write_str("NotVerified"),
-            Self::Body => f.write_str("Body"),
-            Self::TooLarge => f.write_str("TooLarge"),
-            Self::Timeout => f.write_str("Timeout"),
-            // serde_json's own `Debug` and `Display` quote the value that did not fit (a
-            // card number, say).
-            Self::Json(e) => f.debug_tuple("Json").field(&crate::problem::json_detail(e)).finish(),
-        }
-    }
-}
-
 impl IntoResponse for WebhookRejection {
     fn into_response(self) -> Response {
-        let problem = match self {
-            Self::NotVerified => {
-                tracing::error!("VerifiedWebhook used on a route without VerifyLayer");
-                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "not-verified", "Webhook was not verified")
-            }
-            Self::Body => Problem::new(StatusCode::BAD_REQUEST, "body-error", "Body could not be read"),
-            Self::TooLarge => crate::problem::known::BODY_TOO_LARGE,
-            Self::Timeout => crate::problem::known::BODY_TIMEOUT,
-            Self::Json(e) => {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable-body", "Body does not fit")
-                    .detail(crate::problem::json_detail(&e))
-            }
-        };
-        problem.into_response().map(axum::body::Body::from).into_response()
-    }
-}
-
-impl std::fmt::Display for WebhookRejection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::NotVerified => f.write_str("webhook was not verified"),
-            Self::Body => f.write_str("body could not be read"),
-            Self::TooLarge => f.write_str("body over the limit"),
-            Self::Timeout => f.write_str("body not received in time"),
-            Self::Json(e) => f.write_str(&crate::problem::json_detail(e)),
+        if matches!(self, Self::NotVerified) {
+            tracing::error!("VerifiedWebhook used on a route without VerifyLayer");
         }
+        self.problem().into_response().map(axum::body::Body::from).into_response()
     }
 }
-
-impl std::error::Error for WebhookRejection {}
 
 /// The verified metadata and the raw body, exactly as received.
 ///

@@ -55,6 +55,8 @@ pub mod actix;
 pub mod axum;
 pub mod clock;
 mod error;
+#[cfg(any(feature = "axum", feature = "actix"))]
+pub mod extract;
 #[cfg(feature = "tower")]
 pub mod guard;
 #[cfg(feature = "tower")]
