@@ -771,9 +771,13 @@ impl Guard {
                 mark.keep();
                 Checked::Respond(self.in_progress(verified.id()))
             }
-            // A reservation the store made before failing is this request's to cancel
-            // (it would only live the lease): `mark` still says so.
-            Err(e) => Checked::Respond(self.replay_unavailable(&e)),
+            // A reservation the store may have made before failing lives the lease only
+            // (as `reserve`'s): not cancelled, which would fail the same way and log
+            // twice per request while the store is down.
+            Err(e) => {
+                mark.keep();
+                Checked::Respond(self.replay_unavailable(&e))
+            }
         }
     }
 
