@@ -42,16 +42,63 @@ use crate::{
 };
 
 /// Default body limit: 1 MiB.
+///
+/// ```
+/// use hookguard::{guard::{DEFAULT_BODY_LIMIT, Guard}, providers::github};
+/// assert_eq!(DEFAULT_BODY_LIMIT, 1024 * 1024);
+/// let guard = Guard::builder("github", github::scheme("s3cr3t").unwrap()).build();
+/// assert_eq!(guard.body_limit(), DEFAULT_BODY_LIMIT);
+/// ```
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 /// Default cap on the request head: the bytes of every header name and value together
 /// (64 KiB). HTTP servers cap the head too (hyper: about 400 KiB); this keeps the work a
 /// scheme does on header values (hashing an id, parsing a timestamp) small whatever the
 /// server allows.
+///
+/// ```
+/// use hookguard::{guard::{DEFAULT_HEADER_LIMIT, Guard}, providers::github};
+/// assert_eq!(DEFAULT_HEADER_LIMIT, 64 * 1024);
+/// let guard = Guard::builder("github", github::scheme("s3cr3t").unwrap()).build();
+/// let big = http::Request::post("/").header("x-padding", "a".repeat(DEFAULT_HEADER_LIMIT)).body(()).unwrap();
+/// assert_eq!(guard.precheck(&big.into_parts().0).unwrap_err().status(), 431);
+/// ```
 pub const DEFAULT_HEADER_LIMIT: usize = 64 * 1024;
 /// Default time to receive the whole body.
+///
+/// ```
+/// use std::time::Duration;
+/// use hookguard::{guard::{DEFAULT_READ_TIMEOUT, Guard}, providers::github};
+/// assert_eq!(DEFAULT_READ_TIMEOUT, Duration::from_secs(10));
+/// let guard = Guard::builder("github", github::scheme("s3cr3t").unwrap()).build();
+/// assert_eq!(guard.read_timeout(), DEFAULT_READ_TIMEOUT);
+/// ```
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Replay marks for schemes without a timestamp live this long by default (72 hours,
 /// longer than providers' retry schedules); set it with [`GuardBuilder::replay_ttl`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::time::Duration;
+/// use hookguard::{clock::ManualClock, guard::{Checked, DEFAULT_UNTIMED_REPLAY_TTL, Guard}};
+/// use hookguard::{providers::github, verify::{Outgoing, Sign}};
+///
+/// assert_eq!(DEFAULT_UNTIMED_REPLAY_TTL, Duration::from_secs(72 * 3600));
+/// let clock = ManualClock::at_unix(1_700_000_000);
+/// let scheme = github::scheme("s3cr3t").unwrap(); // GitHub signs no timestamp
+/// let guard = Guard::builder("github", scheme.clone()).clock(clock.clone()).build();
+/// let mut req = http::Request::post("/");
+/// for (name, value) in scheme.sign(&Outgoing::new(b"{}")).unwrap() {
+///     req = req.header(name, value);
+/// }
+/// let (parts, ()) = req.body(()).unwrap().into_parts();
+/// let Checked::New { mark, .. } = guard.check(&parts, &"{}".into()).await else { panic!() };
+/// mark.keep();
+/// clock.advance(DEFAULT_UNTIMED_REPLAY_TTL - Duration::from_secs(1));
+/// assert!(matches!(guard.check(&parts, &"{}".into()).await, Checked::Duplicate(_)));
+/// clock.advance(Duration::from_secs(2)); // the mark has expired
+/// assert!(matches!(guard.check(&parts, &"{}".into()).await, Checked::New { .. }));
+/// # }
+/// ```
 pub const DEFAULT_UNTIMED_REPLAY_TTL: Duration = Duration::from_secs(72 * 3600);
 
 /// How long a delivery's replay mark lives: for a timestamp the signature covers, under a
@@ -106,12 +153,55 @@ pub const DEFAULT_PENDING_LEASE: Duration = Duration::from_secs(60);
 /// `before` sees requests before verification (GET/HEAD challenges, Asana's
 /// `X-Hook-Secret`); `after` sees verified requests (Slack `url_verification`, Zoom
 /// `endpoint.url_validation`, Twitch callback verification, Discord PING).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use http::{Method, Response, request::Parts};
+/// use hookguard::{guard::{Guard, Handshake, HandshakeReply}, providers::github};
+///
+/// /// Answers a monitoring probe (`GET`) without a signature.
+/// #[derive(Debug)]
+/// struct Probe;
+///
+/// impl Handshake for Probe {
+///     fn before(&self, parts: &Parts, _body: &[u8]) -> Option<HandshakeReply> {
+///         (parts.method == Method::GET).then(|| HandshakeReply::Respond(Response::new(b"up".to_vec())))
+///     }
+/// }
+///
+/// let guard = Guard::builder("github", github::scheme("s3cr3t").unwrap()).handshake(Probe).build();
+/// let (get, ()) = http::Request::get("/").body(()).unwrap().into_parts();
+/// let res = guard.accept(&get, bytes::Bytes::new()).await;
+/// assert_eq!((res.status(), res.body().as_slice()), (http::StatusCode::OK, &b"up"[..]));
+/// let (post, ()) = http::Request::post("/").body(()).unwrap().into_parts();
+/// assert_eq!(guard.accept(&post, "{}".into()).await.status(), 401); // not signed
+/// # }
+/// ```
 pub trait Handshake: fmt::Debug + Send + Sync + 'static {
     /// Answers an unverified request, or `None` to go on.
+    ///
+    /// ```
+    /// use hookguard::{guard::{Handshake, HandshakeReply}, handshake::DropboxChallenge};
+    /// let (parts, ()) = http::Request::get("/?challenge=abc").body(()).unwrap().into_parts();
+    /// let Some(HandshakeReply::Respond(res)) = DropboxChallenge.before(&parts, b"") else { panic!() };
+    /// assert_eq!(res.body(), b"abc");
+    /// let (post, ()) = http::Request::post("/").body(()).unwrap().into_parts();
+    /// assert!(DropboxChallenge.before(&post, b"{}").is_none());
+    /// ```
     fn before(&self, _parts: &Parts, _body: &[u8]) -> Option<HandshakeReply> {
         None
     }
     /// Answers a verified request, or `None` to hand it off.
+    ///
+    /// ```
+    /// use hookguard::{guard::Handshake, handshake::SlackUrlVerification, verify::Verified};
+    /// let (parts, ()) = http::Request::post("/").body(()).unwrap().into_parts();
+    /// let verified = Verified::new("slack", None, None, None, [0; 32], 0);
+    /// let body = br#"{"type":"url_verification","challenge":"c-1"}"#;
+    /// let res = SlackUrlVerification.after(&parts, body, &verified).unwrap();
+    /// assert_eq!(res.body(), br#"{"challenge":"c-1"}"#);
+    /// assert!(SlackUrlVerification.after(&parts, br#"{"type":"event_callback"}"#, &verified).is_none());
+    /// ```
     fn after(&self, _parts: &Parts, _body: &[u8], _verified: &Verified<'_>) -> Option<Response<Vec<u8>>> {
         None
     }
@@ -131,6 +221,14 @@ pub trait Handshake: fmt::Debug + Send + Sync + 'static {
 }
 
 /// What a handshake answers.
+///
+/// ```
+/// use hookguard::{guard::{Handshake, HandshakeReply}, handshake::AsanaHookSecret};
+/// let (parts, ()) = http::Request::post("/").header("x-hook-secret", "b5372").body(()).unwrap().into_parts();
+/// let Some(HandshakeReply::AdoptSecret(secret, res)) = AsanaHookSecret.before(&parts, b"") else { panic!() };
+/// assert_eq!(secret.expose(), b"b5372");
+/// assert_eq!(res.headers()["x-hook-secret"], "b5372");
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum HandshakeReply {
@@ -142,6 +240,30 @@ pub enum HandshakeReply {
 }
 
 /// Why a scheme could not be found for a request.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::sync::Arc;
+/// use hookguard::{guard::{Guard, SchemeSource, SourceError}, replay::BoxFuture, verify::Scheme};
+///
+/// /// A secret store that is down.
+/// #[derive(Debug)]
+/// struct Down;
+///
+/// impl SchemeSource for Down {
+///     fn scheme<'a>(&'a self, _: &'a http::request::Parts) -> BoxFuture<'a, Result<Arc<dyn Scheme>, SourceError>> {
+///         Box::pin(async { Err(SourceError::Unavailable("connection refused".into())) })
+///     }
+/// }
+///
+/// let guard = Guard::builder_with_source("github", Down).build();
+/// let (parts, ()) = http::Request::post("/").body(()).unwrap().into_parts();
+/// let res = guard.accept(&parts, "{}".into()).await;
+/// assert_eq!(res.status(), 503);
+/// assert!(res.headers().contains_key("retry-after"));
+/// assert_eq!(SourceError::Unknown.to_string(), "no scheme for this request");
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum SourceError {
@@ -171,8 +293,52 @@ impl std::error::Error for SourceError {}
 
 /// Where the scheme for a request comes from: fixed, or looked up per request (one
 /// secret per tenant). See [`TenantSchemes`](crate::tenant::TenantSchemes).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::{collections::HashMap, sync::Arc};
+/// use hookguard::{guard::{Guard, SchemeSource, SourceError}, providers::github, replay::BoxFuture};
+/// use hookguard::verify::{Outgoing, Scheme, Sign};
+///
+/// /// One GitHub secret per tenant, the tenant named by the path (`/hooks/{tenant}`).
+/// #[derive(Debug)]
+/// struct ByPath(HashMap<&'static str, Arc<dyn Scheme>>);
+///
+/// impl SchemeSource for ByPath {
+///     fn scheme<'a>(&'a self, parts: &'a http::request::Parts) -> BoxFuture<'a, Result<Arc<dyn Scheme>, SourceError>> {
+///         let tenant = parts.uri.path().trim_start_matches("/hooks/");
+///         let found = self.0.get(tenant).cloned().ok_or(SourceError::Unknown);
+///         Box::pin(std::future::ready(found))
+///     }
+///     fn namespace(&self, parts: &http::request::Parts) -> Option<String> {
+///         Some(parts.uri.path().trim_start_matches("/hooks/").to_owned())
+///     }
+/// }
+///
+/// let acme = github::scheme("acme-secret").unwrap();
+/// let source = ByPath(HashMap::from([("acme", Arc::new(acme.clone()) as Arc<dyn Scheme>)]));
+/// let guard = Guard::builder_with_source("github", source).inbox(hookguard::inbox::MemoryInbox::new()).build();
+/// let mut req = http::Request::post("/hooks/acme");
+/// for (name, value) in acme.sign(&Outgoing::new(b"{}")).unwrap() {
+///     req = req.header(name, value);
+/// }
+/// let (parts, ()) = req.body(()).unwrap().into_parts();
+/// assert_eq!(guard.accept(&parts, "{}".into()).await.status(), 202);
+/// let (unknown, ()) = http::Request::post("/hooks/globex").body(()).unwrap().into_parts();
+/// assert_eq!(guard.accept(&unknown, "{}".into()).await.status(), 404);
+/// # }
+/// ```
 pub trait SchemeSource: fmt::Debug + Send + Sync + 'static {
     /// The scheme for this request.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use hookguard::{guard::{FixedScheme, SchemeSource}, providers::github};
+    /// let source = FixedScheme(std::sync::Arc::new(github::scheme("s3cr3t").unwrap()));
+    /// let (parts, ()) = http::Request::post("/").body(()).unwrap().into_parts();
+    /// assert_eq!(source.scheme(&parts).await.unwrap().provider(), "github");
+    /// # }
+    /// ```
     fn scheme<'a>(&'a self, parts: &'a Parts) -> BoxFuture<'a, Result<Arc<dyn Scheme>, SourceError>>;
 
     /// The sender this request comes from, when one endpoint serves several senders
@@ -196,7 +362,18 @@ pub trait SchemeSource: fmt::Debug + Send + Sync + 'static {
         None
     }
 
-    /// Keeps a secret handed over by the provider at run time (Asana).
+    /// Keeps a secret handed over by the provider at run time (Asana). The default keeps
+    /// none: [`SourceError::Unsupported`] (the guard answers `403`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use hookguard::{Secret, guard::{FixedScheme, SchemeSource, SourceError}, providers::asana};
+    /// let source = FixedScheme(std::sync::Arc::new(asana::scheme("s3cr3t").unwrap()));
+    /// let (parts, ()) = http::Request::post("/").body(()).unwrap().into_parts();
+    /// let kept = source.adopt_secret(&parts, Secret::new("new").unwrap()).await;
+    /// assert!(matches!(kept, Err(SourceError::Unsupported)));
+    /// # }
+    /// ```
     fn adopt_secret<'a>(
         &'a self,
         _parts: &'a Parts,
@@ -207,6 +384,21 @@ pub trait SchemeSource: fmt::Debug + Send + Sync + 'static {
 }
 
 /// A source that always answers the same scheme.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::sync::Arc;
+/// use hookguard::{guard::{Checked, FixedScheme, Guard}, providers::github, verify::{Outgoing, Sign}};
+/// let scheme = github::scheme("s3cr3t").unwrap();
+/// let guard = Guard::builder_with_source("github", FixedScheme(Arc::new(scheme.clone()))).build();
+/// let mut req = http::Request::post("/");
+/// for (name, value) in scheme.sign(&Outgoing::new(b"{}")).unwrap() {
+///     req = req.header(name, value);
+/// }
+/// let (parts, ()) = req.body(()).unwrap().into_parts();
+/// assert!(matches!(guard.check(&parts, &"{}".into()).await, Checked::New { .. }));
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct FixedScheme(pub Arc<dyn Scheme>);
 
@@ -350,7 +542,23 @@ impl Reservation {
     /// copies are answered `200 duplicate`. If the store fails, the reservation stays until
     /// its lease runs out (logged as a warning); the handler's answer stands.
     ///
-    /// See [`Reservation`] for an example.
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use hookguard::{guard::{Guard, Reserved}, providers::github, verify::{Outgoing, Sign}};
+    /// let scheme = github::scheme("s3cr3t").unwrap();
+    /// let guard = Guard::builder("github", scheme.clone()).build();
+    /// let mut req = http::Request::post("/");
+    /// for (name, value) in scheme.sign(&Outgoing::new(b"{}")).unwrap() {
+    ///     req = req.header(name, value);
+    /// }
+    /// let (parts, ()) = req.body(()).unwrap().into_parts();
+    /// let Reserved::Fresh { reservation, .. } = guard.reserve(&parts, &"{}".into()).await else { panic!() };
+    /// reservation.confirm().await;
+    /// let Reserved::Respond(copy) = guard.reserve(&parts, &"{}".into()).await else { panic!() };
+    /// assert_eq!(copy.status(), 200);
+    /// assert_eq!(copy.body(), b"duplicate");
+    /// # }
+    /// ```
     pub async fn confirm(mut self) {
         // Until the store answered, a drop (the response future abandoned) confirms in
         // the background.
@@ -549,6 +757,23 @@ impl Drop for ReplayMark {
 pub struct VerificationFailed(pub Reason);
 
 /// The pipeline for one endpoint. Cheap to clone.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use hookguard::{guard::{Checked, Guard}, providers::github, verify::{Outgoing, Sign}};
+/// let scheme = github::scheme("s3cr3t").unwrap();
+/// let guard = Guard::builder("github", scheme.clone()).build();
+/// let copy = guard.clone(); // the same replay store, inbox and settings
+/// let mut req = http::Request::post("/");
+/// for (name, value) in scheme.sign(&Outgoing::new(b"{}")).unwrap() {
+///     req = req.header(name, value);
+/// }
+/// let (parts, ()) = req.body(()).unwrap().into_parts();
+/// let Checked::New { mark, .. } = guard.check(&parts, &"{}".into()).await else { panic!() };
+/// mark.keep();
+/// assert!(matches!(copy.check(&parts, &"{}".into()).await, Checked::Duplicate(_)));
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Guard {
     inner: Arc<Inner>,
@@ -602,6 +827,24 @@ impl fmt::Debug for Guard {
 impl Guard {
     /// Starts a guard for the endpoint `name` with a fixed scheme. Defaults: an in-memory
     /// replay store, no inbox (middleware mode), 1 MiB body limit, 10 s read timeout.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use hookguard::{guard::Guard, providers::github};
+    /// let guard = Guard::builder("github", github::scheme("s3cr3t").unwrap()).build();
+    /// assert_eq!((guard.endpoint(), guard.body_limit()), ("github", 1024 * 1024));
+    /// assert_eq!(guard.read_timeout(), Duration::from_secs(10));
+    /// // No inbox: a verified delivery could not be kept.
+    /// let (parts, ()) = http::Request::post("/")
+    ///     .header("x-hub-signature-256", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
+    ///     .body(())
+    ///     .unwrap()
+    ///     .into_parts();
+    /// let guard = Guard::builder("github", github::scheme("It's a Secret to Everybody").unwrap()).build();
+    /// assert_eq!(guard.accept(&parts, "Hello, World!".into()).await.status(), 503);
+    /// # }
+    /// ```
     pub fn builder(name: impl Into<String>, scheme: impl Scheme + 'static) -> GuardBuilder {
         let scheme: Arc<dyn Scheme> = Arc::new(scheme);
         let mut builder = Self::builder_with_source(name, FixedScheme(Arc::clone(&scheme)));
@@ -609,7 +852,23 @@ impl Guard {
         builder
     }
 
-    /// Starts a guard whose scheme is looked up per request.
+    /// Starts a guard whose scheme is looked up per request (one secret per tenant, say:
+    /// [`TenantSchemes`](crate::tenant::TenantSchemes), or a [`SchemeSource`] of one's own).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::sync::Arc;
+    /// use hookguard::{guard::{FixedScheme, Guard}, inbox::MemoryInbox, providers::github};
+    /// let source = FixedScheme(Arc::new(github::scheme("It's a Secret to Everybody").unwrap()));
+    /// let guard = Guard::builder_with_source("github", source).inbox(MemoryInbox::new()).build();
+    /// let (parts, ()) = http::Request::post("/")
+    ///     .header("x-hub-signature-256", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
+    ///     .body(())
+    ///     .unwrap()
+    ///     .into_parts();
+    /// assert_eq!(guard.accept(&parts, "Hello, World!".into()).await.status(), 202);
+    /// # }
+    /// ```
     pub fn builder_with_source(name: impl Into<String>, source: impl SchemeSource) -> GuardBuilder {
         let endpoint: Arc<str> = Arc::from(name.into());
         GuardBuilder {
@@ -640,24 +899,52 @@ impl Guard {
     }
 
     /// The endpoint's name.
+    ///
+    /// ```
+    /// use hookguard::{guard::Guard, providers::github};
+    /// let guard = Guard::builder("github-org", github::scheme("s3cr3t").unwrap()).build();
+    /// assert_eq!(guard.endpoint(), "github-org");
+    /// ```
     #[must_use]
     pub fn endpoint(&self) -> &str {
         &self.inner.endpoint
     }
 
     /// The body limit in bytes.
+    ///
+    /// ```
+    /// use hookguard::{guard::Guard, providers::github};
+    /// let guard = Guard::builder("github", github::scheme("s3cr3t").unwrap()).body_limit(4096).build();
+    /// assert_eq!(guard.body_limit(), 4096);
+    /// ```
     #[must_use]
     pub fn body_limit(&self) -> usize {
         self.inner.body_limit
     }
 
     /// The time allowed to receive the body.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard::{guard::Guard, providers::github};
+    /// let guard = Guard::builder("github", github::scheme("s3cr3t").unwrap())
+    ///     .read_timeout(Duration::from_secs(3))
+    ///     .build();
+    /// assert_eq!(guard.read_timeout(), Duration::from_secs(3));
+    /// ```
     #[must_use]
     pub fn read_timeout(&self) -> Duration {
         self.inner.read_timeout
     }
 
     /// The clock.
+    ///
+    /// ```
+    /// use hookguard::{clock::ManualClock, guard::Guard, providers::github};
+    /// let clock = ManualClock::at_unix(1_700_000_000);
+    /// let guard = Guard::builder("github", github::scheme("s3cr3t").unwrap()).clock(clock).build();
+    /// assert_eq!(guard.clock().unix_nanos(), 1_700_000_000 * 1_000_000_000);
+    /// ```
     #[must_use]
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.inner.clock
@@ -703,7 +990,17 @@ impl Guard {
         Ok(())
     }
 
-    /// Records a problem found while reading the body (limit, timeout, error).
+    /// Records a problem found while reading the body (limit, timeout, error): counts
+    /// and logs it, and answers with it.
+    ///
+    /// ```
+    /// use hookguard::{guard::Guard, problem::Problem, providers::github};
+    /// let guard = Guard::builder("github", github::scheme("s3cr3t").unwrap()).build();
+    /// let timeout = Problem::new(http::StatusCode::REQUEST_TIMEOUT, "body-timeout", "Body not received in time");
+    /// let res = guard.body_problem(timeout);
+    /// assert_eq!(res.status(), 408);
+    /// assert_eq!(res.headers()["content-type"], "application/problem+json");
+    /// ```
     pub fn body_problem(&self, problem: Problem) -> Response<Vec<u8>> {
         self.count_rejected(problem.code());
         tracing::debug!(endpoint = %self.inner.endpoint, reason = problem.code(), "webhook body refused");
@@ -725,6 +1022,23 @@ impl Guard {
     /// (verify and keep, the inbox deciding what is a copy) and [`reserve`](Self::reserve)
     /// (a handler run inline, the mark confirmed only once it succeeded) have neither
     /// window: prefer them.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use hookguard::{guard::{Checked, Guard}, providers::github, verify::{Outgoing, Sign}};
+    /// let scheme = github::scheme("s3cr3t").unwrap();
+    /// let guard = Guard::builder("github", scheme.clone()).build();
+    /// let mut req = http::Request::post("/");
+    /// for (name, value) in scheme.sign(&Outgoing::new(b"{}")).unwrap() {
+    ///     req = req.header(name, value);
+    /// }
+    /// let (parts, ()) = req.body(()).unwrap().into_parts();
+    /// let Checked::New { verified, mark } = guard.check(&parts, &"{}".into()).await else { panic!() };
+    /// assert_eq!(verified.provider(), "github");
+    /// mark.keep(); // kept by the application's own means
+    /// assert!(matches!(guard.check(&parts, &"{}".into()).await, Checked::Duplicate(_)));
+    /// # }
+    /// ```
     pub async fn check(&self, parts: &Parts, body: &Bytes) -> Checked {
         let (passed, verified) = match self.verify(parts, body, owned).await {
             Ok(passed) => passed,
@@ -1028,6 +1342,25 @@ impl Guard {
     }
 
     /// Removes a replay mark (the hand-off failed, so a retry must get through).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use hookguard::{guard::{Checked, Guard}, providers::github, verify::{Outgoing, Sign}};
+    /// let scheme = github::scheme("s3cr3t").unwrap();
+    /// let guard = Guard::builder("github", scheme.clone()).build();
+    /// let mut req = http::Request::post("/");
+    /// for (name, value) in scheme.sign(&Outgoing::new(b"{}")).unwrap() {
+    ///     req = req.header(name, value);
+    /// }
+    /// let (parts, ()) = req.body(()).unwrap().into_parts();
+    /// let Checked::New { mark, .. } = guard.check(&parts, &"{}".into()).await else { panic!() };
+    /// let key = mark.key().to_owned();
+    /// mark.keep();
+    /// // ... the application's own hand-off failed ...
+    /// guard.release(&key).await;
+    /// assert!(matches!(guard.check(&parts, &"{}".into()).await, Checked::New { .. }));
+    /// # }
+    /// ```
     pub async fn release(&self, replay_key: &str) {
         if let Some(replay) = &self.inner.replay
             && let Err(e) = replay.unmark(replay_key.as_bytes()).await
@@ -1051,6 +1384,25 @@ impl Guard {
     /// only add a `503` when the store is full or down. How long a finished key is
     /// remembered is the inbox's setting ([`MemoryInbox::remember_done`](crate::inbox::MemoryInbox::remember_done),
     /// the durable backends' retention).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use hookguard::{guard::Guard, inbox::{Inbox, MemoryInbox}, providers::github, verify::{Outgoing, Sign}};
+    /// let scheme = github::scheme("s3cr3t").unwrap();
+    /// let inbox = MemoryInbox::new();
+    /// let guard = Guard::builder("github", scheme.clone()).inbox(inbox.clone()).build();
+    /// let (unsigned, ()) = http::Request::post("/").body(()).unwrap().into_parts();
+    /// assert_eq!(guard.accept(&unsigned, "{}".into()).await.status(), 401);
+    /// let mut req = http::Request::post("/");
+    /// for (name, value) in scheme.sign(&Outgoing::new(b"{}")).unwrap() {
+    ///     req = req.header(name, value);
+    /// }
+    /// let (parts, ()) = req.body(()).unwrap().into_parts();
+    /// assert_eq!(guard.accept(&parts, "{}".into()).await.status(), 202);
+    /// assert_eq!(guard.accept(&parts, "{}".into()).await.status(), 200); // a copy
+    /// assert_eq!(inbox.depth().await.unwrap(), 1);
+    /// # }
+    /// ```
     pub async fn accept(&self, parts: &Parts, body: Bytes) -> Response<Vec<u8>> {
         if let Err(problem) = self.precheck(parts) {
             return problem.into_response();
@@ -1433,6 +1785,22 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Vec<u8>> {
 }
 
 /// Builder for [`Guard`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use hookguard::{guard::Guard, inbox::MemoryInbox, providers::github};
+/// let guard = Guard::builder("github", github::scheme("It's a Secret to Everybody").unwrap())
+///     .inbox(MemoryInbox::new())
+///     .accepted_status(http::StatusCode::OK)
+///     .build();
+/// let (parts, ()) = http::Request::post("/")
+///     .header("x-hub-signature-256", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
+///     .body(())
+///     .unwrap()
+///     .into_parts();
+/// assert_eq!(guard.accept(&parts, "Hello, World!".into()).await.status(), 200);
+/// # }
+/// ```
 #[must_use]
 pub struct GuardBuilder {
     inner: Inner,
@@ -1453,6 +1821,28 @@ impl GuardBuilder {
     /// marks deliveries in it; the terminal pipeline ([`Guard::accept`],
     /// [`WebhookService`](crate::layer::WebhookService)) does not: there the inbox's unique
     /// key refuses replays.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use hookguard::{guard::{Checked, Guard}, providers::github, replay::MemoryReplayStore};
+    /// use hookguard::verify::{Outgoing, Sign};
+    /// // Two guards for one endpoint (two routes, say) share one store: a copy sent to the
+    /// // other is refused too.
+    /// let store = MemoryReplayStore::new();
+    /// let scheme = github::scheme("s3cr3t").unwrap();
+    /// let a = Guard::builder("github", scheme.clone()).replay_store(store.clone()).build();
+    /// let b = Guard::builder("github", scheme.clone()).replay_store(store.clone()).build();
+    /// let mut req = http::Request::post("/");
+    /// for (name, value) in scheme.sign(&Outgoing::new(b"{}")).unwrap() {
+    ///     req = req.header(name, value);
+    /// }
+    /// let (parts, ()) = req.body(()).unwrap().into_parts();
+    /// let Checked::New { mark, .. } = a.check(&parts, &"{}".into()).await else { panic!() };
+    /// mark.keep();
+    /// assert!(matches!(b.check(&parts, &"{}".into()).await, Checked::Duplicate(_)));
+    /// assert_eq!(store.len(), 1);
+    /// # }
+    /// ```
     pub fn replay_store(mut self, store: impl ReplayStore) -> Self {
         self.inner.replay = Some(Arc::new(store));
         self.default_replay = false;
@@ -1461,6 +1851,23 @@ impl GuardBuilder {
 
     /// No replay store: middleware mode then has no replay protection (not recommended).
     /// The terminal pipeline is unchanged: its inbox refuses duplicate keys.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use hookguard::{guard::{Checked, Guard}, providers::github, verify::{Outgoing, Sign}};
+    /// let scheme = github::scheme("s3cr3t").unwrap();
+    /// let guard = Guard::builder("github", scheme.clone()).no_replay_store().build();
+    /// let mut req = http::Request::post("/");
+    /// for (name, value) in scheme.sign(&Outgoing::new(b"{}")).unwrap() {
+    ///     req = req.header(name, value);
+    /// }
+    /// let (parts, ()) = req.body(()).unwrap().into_parts();
+    /// let Checked::New { mark, .. } = guard.check(&parts, &"{}".into()).await else { panic!() };
+    /// mark.keep();
+    /// // The copy is not recognised.
+    /// assert!(matches!(guard.check(&parts, &"{}".into()).await, Checked::New { .. }));
+    /// # }
+    /// ```
     pub fn no_replay_store(mut self) -> Self {
         self.inner.replay = None;
         self.default_replay = false;
@@ -1475,12 +1882,26 @@ impl GuardBuilder {
     /// delivery stays fresh (a copy would pass in between).
     ///
     /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// use std::time::Duration;
-    /// use hookguard::{guard::Guard, providers::github};
-    /// let guard = Guard::builder("github", github::scheme("s3cr3t").unwrap())
+    /// use hookguard::{clock::ManualClock, guard::{Checked, Guard}, providers::github};
+    /// use hookguard::verify::{Outgoing, Sign};
+    /// let clock = ManualClock::at_unix(1_700_000_000);
+    /// let scheme = github::scheme("s3cr3t").unwrap();
+    /// let guard = Guard::builder("github", scheme.clone())
     ///     .replay_ttl(Duration::from_secs(7 * 24 * 3600))
+    ///     .clock(clock.clone())
     ///     .build();
-    /// # let _ = guard;
+    /// let mut req = http::Request::post("/");
+    /// for (name, value) in scheme.sign(&Outgoing::new(b"{}")).unwrap() {
+    ///     req = req.header(name, value);
+    /// }
+    /// let (parts, ()) = req.body(()).unwrap().into_parts();
+    /// let Checked::New { mark, .. } = guard.check(&parts, &"{}".into()).await else { panic!() };
+    /// mark.keep();
+    /// clock.advance(Duration::from_secs(6 * 24 * 3600)); // past the default 72 h
+    /// assert!(matches!(guard.check(&parts, &"{}".into()).await, Checked::Duplicate(_)));
+    /// # }
     /// ```
     pub fn replay_ttl(mut self, ttl: Duration) -> Self {
         self.inner.replay_ttl = Some(ttl);
@@ -1488,6 +1909,23 @@ impl GuardBuilder {
     }
 
     /// The inbox verified webhooks are handed to (terminal mode).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use hookguard::{guard::Guard, inbox::{Inbox, MemoryInbox}, providers::github, verify::{Outgoing, Sign}};
+    /// let scheme = github::scheme("s3cr3t").unwrap();
+    /// let inbox = MemoryInbox::new();
+    /// let guard = Guard::builder("github", scheme.clone()).inbox(inbox.clone()).build();
+    /// let mut req = http::Request::post("/").header("x-github-event", "push");
+    /// for (name, value) in scheme.sign(&Outgoing::new(b"{}")).unwrap() {
+    ///     req = req.header(name, value);
+    /// }
+    /// let (parts, ()) = req.body(()).unwrap().into_parts();
+    /// assert_eq!(guard.accept(&parts, "{}".into()).await.status(), 202);
+    /// let jobs = inbox.pull(10, std::time::Duration::from_secs(30)).await.unwrap();
+    /// assert_eq!(jobs[0].webhook().event(), Some("push"));
+    /// # }
+    /// ```
     pub fn inbox(mut self, inbox: impl Inbox) -> Self {
         self.inner.inbox = Some(Arc::new(inbox));
         self
@@ -1495,12 +1933,41 @@ impl GuardBuilder {
 
     /// The clock (default: the system clock). The default in-memory replay store expires
     /// its marks by this clock too.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use hookguard::{clock::ManualClock, guard::Guard, inbox::MemoryInbox, providers::stripe};
+    /// use hookguard::verify::{Outgoing, Sign};
+    /// let clock = ManualClock::at_unix(1_700_000_000);
+    /// let scheme = stripe::scheme("whsec_test").unwrap();
+    /// let guard = Guard::builder("stripe", scheme.clone()).clock(clock.clone()).inbox(MemoryInbox::new()).build();
+    /// let mut req = http::Request::post("/");
+    /// for (name, value) in scheme.sign(&Outgoing::new(b"{}").timestamp(clock.now_for_tests())).unwrap() {
+    ///     req = req.header(name, value);
+    /// }
+    /// let (parts, ()) = req.body(()).unwrap().into_parts();
+    /// clock.advance(Duration::from_secs(600)); // past Stripe's five minutes
+    /// let res = guard.accept(&parts, "{}".into()).await;
+    /// assert_eq!(res.status(), 401);
+    /// # }
+    /// ```
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.inner.clock = Arc::new(clock);
         self
     }
 
     /// The body limit in bytes (default 1 MiB).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use hookguard::{guard::Guard, providers::github};
+    /// let guard = Guard::builder("github", github::scheme("s3cr3t").unwrap()).body_limit(16).build();
+    /// let (parts, ()) = http::Request::post("/").body(()).unwrap().into_parts();
+    /// let res = guard.accept(&parts, "[0,1,2,3,4,5,6,7,8,9]".into()).await;
+    /// assert_eq!(res.status(), 413);
+    /// # }
+    /// ```
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.inner.body_limit = bytes;
         self
@@ -1508,12 +1975,30 @@ impl GuardBuilder {
 
     /// The most bytes all header names and values may take together (default
     /// [`DEFAULT_HEADER_LIMIT`], 64 KiB); more is refused with 431 before the body is read.
+    ///
+    /// ```
+    /// use hookguard::{guard::Guard, providers::github};
+    /// let guard = Guard::builder("github", github::scheme("s3cr3t").unwrap()).header_limit(100).build();
+    /// let (parts, ()) = http::Request::post("/").header("x-padding", "a".repeat(100)).body(()).unwrap().into_parts();
+    /// assert_eq!(guard.precheck(&parts).unwrap_err().status(), 431);
+    /// let (small, ()) = http::Request::post("/").header("x-github-event", "push").body(()).unwrap().into_parts();
+    /// assert!(guard.precheck(&small).is_ok());
+    /// ```
     pub fn header_limit(mut self, bytes: usize) -> Self {
         self.inner.header_limit = bytes;
         self
     }
 
     /// The time allowed to receive the body (default 10 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard::{guard::Guard, providers::github};
+    /// let guard = Guard::builder("github", github::scheme("s3cr3t").unwrap())
+    ///     .read_timeout(Duration::from_secs(2))
+    ///     .build();
+    /// assert_eq!(guard.read_timeout(), Duration::from_secs(2));
+    /// ```
     pub fn read_timeout(mut self, timeout: Duration) -> Self {
         self.inner.read_timeout = timeout;
         self
@@ -1523,18 +2008,59 @@ impl GuardBuilder {
     /// sign the URL they call (Twilio, HubSpot v2 and v3); the request's path and query
     /// are appended. Without it such schemes refuse every request (`missing-url`): the
     /// request's own scheme and host are the client's to write, and never taken.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use hookguard::{guard::Guard, inbox::MemoryInbox, providers::twilio, verify::{Outgoing, Sign}};
+    /// let scheme = twilio::scheme("12345").unwrap();
+    /// let body = b"CallSid=CA1234567890ABCDE&Digits=1234";
+    /// let mut req = http::Request::post("/voice?foo=1");
+    /// for (name, value) in scheme.sign(&Outgoing::new(body).url("https://hooks.example.com/voice?foo=1")).unwrap() {
+    ///     req = req.header(name, value);
+    /// }
+    /// let (parts, ()) = req.body(()).unwrap().into_parts();
+    /// let without = Guard::builder("twilio", scheme.clone()).inbox(MemoryInbox::new()).build();
+    /// assert_eq!(without.accept(&parts, bytes::Bytes::from_static(body)).await.status(), 400); // missing-url
+    /// let guard = Guard::builder("twilio", scheme)
+    ///     .public_origin("https://hooks.example.com")
+    ///     .inbox(MemoryInbox::new())
+    ///     .build();
+    /// assert_eq!(guard.accept(&parts, bytes::Bytes::from_static(body)).await.status(), 202);
+    /// # }
+    /// ```
     pub fn public_origin(mut self, origin: impl Into<String>) -> Self {
         self.inner.public_origin = Some(origin.into());
         self
     }
 
     /// The provider handshake to answer.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use hookguard::{guard::Guard, handshake::DropboxChallenge, providers::dropbox};
+    /// let guard = Guard::builder("dropbox", dropbox::scheme("app-secret").unwrap()).handshake(DropboxChallenge).build();
+    /// let (parts, ()) = http::Request::get("/?challenge=Xr8vM2").body(()).unwrap().into_parts();
+    /// let res = guard.accept(&parts, bytes::Bytes::new()).await;
+    /// assert_eq!((res.status(), res.body().as_slice()), (http::StatusCode::OK, &b"Xr8vM2"[..]));
+    /// # }
+    /// ```
     pub fn handshake(mut self, handshake: impl Handshake) -> Self {
         self.inner.handshake = Some(Arc::new(handshake));
         self
     }
 
     /// Answers rejections for `reason` with `status` instead of the default.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use hookguard::{guard::Guard, providers::github, verify::Reason};
+    /// let guard = Guard::builder("github", github::scheme("s3cr3t").unwrap())
+    ///     .status_for(Reason::MissingSignature, http::StatusCode::FORBIDDEN)
+    ///     .build();
+    /// let (parts, ()) = http::Request::post("/").body(()).unwrap().into_parts();
+    /// assert_eq!(guard.accept(&parts, "{}".into()).await.status(), 403);
+    /// # }
+    /// ```
     pub fn status_for(mut self, reason: Reason, status: StatusCode) -> Self {
         self.inner.statuses.insert(reason, status);
         self
@@ -1542,12 +2068,45 @@ impl GuardBuilder {
 
     /// `Retry-After` seconds on 503 answers and on middleware mode's
     /// `delivery-in-progress` answers (default 5).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use hookguard::{guard::Guard, providers::github, verify::{Outgoing, Sign}};
+    /// let scheme = github::scheme("s3cr3t").unwrap();
+    /// let guard = Guard::builder("github", scheme.clone()).retry_after(30).build(); // no inbox
+    /// let mut req = http::Request::post("/");
+    /// for (name, value) in scheme.sign(&Outgoing::new(b"{}")).unwrap() {
+    ///     req = req.header(name, value);
+    /// }
+    /// let (parts, ()) = req.body(()).unwrap().into_parts();
+    /// let res = guard.accept(&parts, "{}".into()).await;
+    /// assert_eq!(res.status(), 503);
+    /// assert_eq!(res.headers()["retry-after"], "30");
+    /// # }
+    /// ```
     pub fn retry_after(mut self, secs: u64) -> Self {
         self.inner.retry_after = secs;
         self
     }
 
     /// The status for accepted deliveries (default 202).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use hookguard::{guard::Guard, inbox::MemoryInbox, providers::github, verify::{Outgoing, Sign}};
+    /// let scheme = github::scheme("s3cr3t").unwrap();
+    /// let guard = Guard::builder("github", scheme.clone())
+    ///     .inbox(MemoryInbox::new())
+    ///     .accepted_status(http::StatusCode::NO_CONTENT)
+    ///     .build();
+    /// let mut req = http::Request::post("/");
+    /// for (name, value) in scheme.sign(&Outgoing::new(b"{}")).unwrap() {
+    ///     req = req.header(name, value);
+    /// }
+    /// let (parts, ()) = req.body(()).unwrap().into_parts();
+    /// assert_eq!(guard.accept(&parts, "{}".into()).await.status(), 204);
+    /// # }
+    /// ```
     pub fn accepted_status(mut self, status: StatusCode) -> Self {
         self.inner.accepted_status = status;
         self
@@ -1569,12 +2128,29 @@ impl GuardBuilder {
     /// wait for the inner service counts).
     ///
     /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// use std::time::Duration;
-    /// use hookguard::{guard::Guard, providers::github};
-    /// let guard = Guard::builder("github", github::scheme("s3cr3t").unwrap())
+    /// use hookguard::{clock::ManualClock, guard::{Guard, Reserved}, providers::github};
+    /// use hookguard::verify::{Outgoing, Sign};
+    /// let clock = ManualClock::at_unix(1_700_000_000);
+    /// let scheme = github::scheme("s3cr3t").unwrap();
+    /// let guard = Guard::builder("github", scheme.clone())
     ///     .pending_lease(Duration::from_secs(120))
+    ///     .clock(clock.clone())
     ///     .build();
-    /// # let _ = guard;
+    /// let mut req = http::Request::post("/");
+    /// for (name, value) in scheme.sign(&Outgoing::new(b"{}")).unwrap() {
+    ///     req = req.header(name, value);
+    /// }
+    /// let (parts, ()) = req.body(()).unwrap().into_parts();
+    /// let Reserved::Fresh { reservation, .. } = guard.reserve(&parts, &"{}".into()).await else { panic!() };
+    /// std::mem::forget(reservation); // as if the receiver died mid-handler
+    /// clock.advance(Duration::from_secs(119));
+    /// let Reserved::Respond(copy) = guard.reserve(&parts, &"{}".into()).await else { panic!() };
+    /// assert_eq!(copy.status(), 409);
+    /// clock.advance(Duration::from_secs(2)); // the lease ran out: the retry is handled
+    /// assert!(matches!(guard.reserve(&parts, &"{}".into()).await, Reserved::Fresh { .. }));
+    /// # }
     /// ```
     pub fn pending_lease(mut self, lease: Duration) -> Self {
         self.inner.pending_lease = lease;
@@ -1587,11 +2163,23 @@ impl GuardBuilder {
     /// status if a provider treats `409` as final.
     ///
     /// ```
-    /// use hookguard::{guard::Guard, providers::github};
-    /// let guard = Guard::builder("github", github::scheme("s3cr3t").unwrap())
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use hookguard::{guard::{Guard, Reserved}, providers::github, verify::{Outgoing, Sign}};
+    /// let scheme = github::scheme("s3cr3t").unwrap();
+    /// let guard = Guard::builder("github", scheme.clone())
     ///     .in_progress_status(http::StatusCode::SERVICE_UNAVAILABLE)
     ///     .build();
-    /// # let _ = guard;
+    /// let mut req = http::Request::post("/");
+    /// for (name, value) in scheme.sign(&Outgoing::new(b"{}")).unwrap() {
+    ///     req = req.header(name, value);
+    /// }
+    /// let (parts, ()) = req.body(()).unwrap().into_parts();
+    /// let Reserved::Fresh { reservation, .. } = guard.reserve(&parts, &"{}".into()).await else { panic!() };
+    /// let Reserved::Respond(copy) = guard.reserve(&parts, &"{}".into()).await else { panic!() };
+    /// assert_eq!(copy.status(), 503);
+    /// assert!(copy.headers().contains_key("retry-after"));
+    /// reservation.finish(http::StatusCode::OK).await;
+    /// # }
     /// ```
     pub fn in_progress_status(mut self, status: StatusCode) -> Self {
         self.inner.in_progress_status = status;
@@ -1599,6 +2187,12 @@ impl GuardBuilder {
     }
 
     /// Builds the guard.
+    ///
+    /// ```
+    /// use hookguard::{guard::Guard, providers::github};
+    /// let guard = Guard::builder("github", github::scheme("s3cr3t").unwrap()).body_limit(1024).build();
+    /// assert_eq!((guard.endpoint(), guard.body_limit()), ("github", 1024));
+    /// ```
     #[must_use]
     pub fn build(mut self) -> Guard {
         if let Some(scheme) = &self.inner.fixed

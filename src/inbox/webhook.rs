@@ -374,6 +374,21 @@ impl Webhook {
     }
 
     /// Rebuilds a webhook from stored fields (for inbox backends).
+    ///
+    /// ```
+    /// use hookguard::inbox::Webhook;
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.insert("authorization", "Bearer t0ken".parse().unwrap());
+    /// let received = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+    /// let hook = Webhook::from_parts(
+    ///     "github:d-1", "github", "github".into(), Some("d-1".into()), Some("push".into()),
+    ///     None, received, headers, "{}".into(),
+    /// );
+    /// assert_eq!((hook.key(), hook.id(), hook.event()), ("github:d-1", Some("d-1"), Some("push")));
+    /// assert_eq!(hook.received_at(), received);
+    /// // What was stored is given back as it is: no header is left out here.
+    /// assert_eq!(hook.headers()["authorization"], "Bearer t0ken");
+    /// ```
     #[allow(clippy::too_many_arguments)]
     #[must_use]
     pub fn from_parts(
@@ -428,6 +443,15 @@ impl Webhook {
     }
 
     /// The unique key of this delivery at this endpoint.
+    ///
+    /// ```
+    /// use hookguard::inbox::Webhook;
+    /// let hook = Webhook::from_parts(
+    ///     "github:d-1", "github", "github".into(), Some("d-1".into()), Some("push".into()),
+    ///     None, time::OffsetDateTime::UNIX_EPOCH, http::HeaderMap::new(), "{}".into(),
+    /// );
+    /// assert_eq!(hook.key(), "github:d-1");
+    /// ```
     #[must_use]
     pub fn key(&self) -> &str {
         self.inner.labels.key()
@@ -443,21 +467,57 @@ impl Webhook {
     }
 
     /// The endpoint's name.
+    ///
+    /// ```
+    /// use hookguard::inbox::Webhook;
+    /// let hook = Webhook::from_parts(
+    ///     "github:d-1", "hooks-github", "github".into(), Some("d-1".into()), Some("push".into()),
+    ///     None, time::OffsetDateTime::UNIX_EPOCH, http::HeaderMap::new(), "{}".into(),
+    /// );
+    /// assert_eq!(hook.endpoint(), "hooks-github");
+    /// ```
     #[must_use]
     pub fn endpoint(&self) -> &str {
         &self.inner.endpoint
     }
     /// The provider (`stripe`, `github`, …).
+    ///
+    /// ```
+    /// use hookguard::inbox::Webhook;
+    /// let hook = Webhook::from_parts(
+    ///     "github:d-1", "github", "github".into(), Some("d-1".into()), Some("push".into()),
+    ///     None, time::OffsetDateTime::UNIX_EPOCH, http::HeaderMap::new(), "{}".into(),
+    /// );
+    /// assert_eq!(hook.provider(), "github");
+    /// ```
     #[must_use]
     pub fn provider(&self) -> &str {
         self.inner.labels.provider()
     }
     /// The provider's delivery id, if it sent one.
+    ///
+    /// ```
+    /// use hookguard::inbox::Webhook;
+    /// let hook = Webhook::from_parts(
+    ///     "github:d-1", "github", "github".into(), Some("d-1".into()), Some("push".into()),
+    ///     None, time::OffsetDateTime::UNIX_EPOCH, http::HeaderMap::new(), "{}".into(),
+    /// );
+    /// assert_eq!(hook.id(), Some("d-1"));
+    /// ```
     #[must_use]
     pub fn id(&self) -> Option<&str> {
         self.inner.labels.id()
     }
     /// The event type, if known.
+    ///
+    /// ```
+    /// use hookguard::inbox::Webhook;
+    /// let hook = Webhook::from_parts(
+    ///     "github:d-1", "github", "github".into(), Some("d-1".into()), Some("push".into()),
+    ///     None, time::OffsetDateTime::UNIX_EPOCH, http::HeaderMap::new(), "{}".into(),
+    /// );
+    /// assert_eq!(hook.event(), Some("push"));
+    /// ```
     #[must_use]
     pub fn event(&self) -> Option<&str> {
         let f = &*self.inner;
@@ -469,11 +529,31 @@ impl Webhook {
         }
     }
     /// The signed timestamp, if the scheme has one.
+    ///
+    /// ```
+    /// use hookguard::inbox::Webhook;
+    /// let at = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+    /// let hook = Webhook::from_parts(
+    ///     "github:d-1", "github", "github".into(), Some("d-1".into()), Some("push".into()),
+    ///     Some(at), time::OffsetDateTime::UNIX_EPOCH, http::HeaderMap::new(), "{}".into(),
+    /// );
+    /// assert_eq!(hook.timestamp(), Some(at));
+    /// ```
     #[must_use]
     pub fn timestamp(&self) -> Option<OffsetDateTime> {
         self.inner.timestamp.map(date)
     }
     /// When the receiver accepted it.
+    ///
+    /// ```
+    /// use hookguard::inbox::Webhook;
+    /// let at = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+    /// let hook = Webhook::from_parts(
+    ///     "github:d-1", "github", "github".into(), Some("d-1".into()), Some("push".into()),
+    ///     None, at, http::HeaderMap::new(), "{}".into(),
+    /// );
+    /// assert_eq!(hook.received_at(), at);
+    /// ```
     #[must_use]
     pub fn received_at(&self) -> OffsetDateTime {
         date(self.inner.received_at)
@@ -489,17 +569,49 @@ impl Webhook {
     /// Signature headers are kept: they are not secret. A token carried in the body stays
     /// in the body.
     ///
+    /// ```
+    /// use hookguard::inbox::Webhook;
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.insert("x-github-event", "push".parse().unwrap());
+    /// let hook = Webhook::from_parts(
+    ///     "github:d-1", "github", "github".into(), Some("d-1".into()), Some("push".into()),
+    ///     None, time::OffsetDateTime::UNIX_EPOCH, headers, "{}".into(),
+    /// );
+    /// assert_eq!(hook.headers()["x-github-event"], "push");
+    /// ```
     #[must_use]
     pub fn headers(&self) -> &HeaderMap {
         &self.inner.headers
     }
     /// The raw body, exactly as received and verified.
+    ///
+    /// ```
+    /// use hookguard::inbox::Webhook;
+    /// let hook = Webhook::from_parts(
+    ///     "github:d-1", "github", "github".into(), Some("d-1".into()), Some("push".into()),
+    ///     None, time::OffsetDateTime::UNIX_EPOCH, http::HeaderMap::new(), r#"{"ref":"main"}"#.into(),
+    /// );
+    /// assert_eq!(&hook.body()[..], br#"{"ref":"main"}"#);
+    /// ```
     #[must_use]
     pub fn body(&self) -> &Bytes {
         &self.inner.body
     }
 
     /// The body as JSON.
+    ///
+    /// ```
+    /// use hookguard::inbox::Webhook;
+    /// #[derive(serde::Deserialize)]
+    /// struct Push { r#ref: String }
+    ///
+    /// let hook = Webhook::from_parts(
+    ///     "github:d-1", "github", "github".into(), Some("d-1".into()), Some("push".into()),
+    ///     None, time::OffsetDateTime::UNIX_EPOCH, http::HeaderMap::new(), r#"{"ref":"main"}"#.into(),
+    /// );
+    /// assert_eq!(hook.json::<Push>().unwrap().r#ref, "main");
+    /// assert!(hook.json::<Vec<u8>>().is_err());
+    /// ```
     ///
     /// # Errors
     /// The deserializer's error when the body does not fit `T`.
