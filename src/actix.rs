@@ -154,6 +154,22 @@ pub struct Verify {
 
 impl Verify {
     /// Middleware over `guard`.
+    ///
+    /// ```
+    /// # actix_web::rt::System::new().block_on(async {
+    /// use actix_web::{App, HttpResponse, test, web};
+    /// use hookguard::{actix::Verify, guard::Guard, providers::github};
+    ///
+    /// let guard = Guard::builder("github", github::scheme("s3cr3t").unwrap()).build();
+    /// let app = test::init_service(App::new().service(
+    ///     web::resource("/hooks").wrap(Verify::new(guard)).route(web::post().to(|| async { HttpResponse::Ok() })),
+    /// ))
+    /// .await;
+    /// let unsigned = test::TestRequest::post().uri("/hooks").set_payload("{}").to_request();
+    /// // Refused before the handler runs.
+    /// assert_eq!(test::call_service(&app, unsigned).await.status(), 401);
+    /// # });
+    /// ```
     pub fn new(guard: Guard) -> Self {
         Self { guard }
     }
@@ -176,6 +192,27 @@ where
 }
 
 /// The service [`Verify`] wraps around yours.
+///
+/// ```
+/// # actix_web::rt::System::new().block_on(async {
+/// use actix_web::{HttpResponse, dev::{Service, ServiceRequest, Transform, fn_service}, test};
+/// use hookguard::{actix::Verify, guard::Guard, providers::github};
+///
+/// let guard = Guard::builder("github", github::scheme("It's a Secret to Everybody").unwrap()).build();
+/// let inner = fn_service(|req: ServiceRequest| async { Ok(req.into_response(HttpResponse::Ok().body("handled"))) });
+/// let middleware = Verify::new(guard).new_transform(inner).await.unwrap();
+/// let signed = test::TestRequest::post()
+///     .insert_header(("x-hub-signature-256", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"))
+///     .set_payload("Hello, World!")
+///     .to_srv_request();
+/// assert_eq!(middleware.call(signed).await.unwrap().status(), 200);
+/// let forged = test::TestRequest::post()
+///     .insert_header(("x-hub-signature-256", "sha256=00"))
+///     .set_payload("Hello, World!")
+///     .to_srv_request();
+/// assert_eq!(middleware.call(forged).await.unwrap().status(), 401);
+/// # });
+/// ```
 pub struct VerifyMiddleware<S> {
     service: Rc<S>,
     guard: Guard,
@@ -844,6 +881,20 @@ mod sources {
     }
 
     /// The service [`SourceControls`] wraps around yours.
+    ///
+    /// ```
+    /// # actix_web::rt::System::new().block_on(async {
+    /// use actix_web::{HttpResponse, dev::{Service, ServiceRequest, Transform, fn_service}, test};
+    /// use hookguard::actix::SourceControls;
+    ///
+    /// let controls = SourceControls::new().allow_list("198.51.100.0/24".parse().unwrap());
+    /// let inner = fn_service(|req: ServiceRequest| async { Ok(req.into_response(HttpResponse::Ok().finish())) });
+    /// let middleware = controls.new_transform(inner).await.unwrap();
+    /// let from = |peer: &str| test::TestRequest::post().peer_addr(peer.parse().unwrap()).to_srv_request();
+    /// assert_eq!(middleware.call(from("198.51.100.7:5000")).await.unwrap().status(), 200);
+    /// assert_eq!(middleware.call(from("192.0.2.1:5000")).await.unwrap().status(), 403);
+    /// # });
+    /// ```
     pub struct SourceControlsMiddleware<S> {
         service: Rc<S>,
         controls: SourceControls,

@@ -1,6 +1,26 @@
 //! What the framework adapters' extractors share: why one could not give its value
 //! ([`WebhookRejection`], re-exported as `hookguard::axum::WebhookRejection` and
 //! `hookguard::actix::WebhookRejection`, one type).
+//!
+//! ```
+//! use hookguard::extract::WebhookRejection;
+//!
+//! let rejection = WebhookRejection::NotVerified; // a route outside the verifying middleware
+//! assert_eq!(rejection.to_string(), "webhook was not verified");
+//! #[cfg(feature = "axum")]
+//! {
+//!     use axum::response::IntoResponse;
+//!     let res = hookguard::axum::WebhookRejection::NotVerified.into_response();
+//!     assert_eq!(res.status(), 500);
+//!     assert_eq!(res.headers()["content-type"], "application/problem+json");
+//! }
+//! #[cfg(feature = "actix")]
+//! {
+//!     use actix_web::ResponseError;
+//!     let res = hookguard::actix::WebhookRejection::TooLarge.error_response();
+//!     assert_eq!(res.status(), 413);
+//! }
+//! ```
 
 use std::fmt;
 

@@ -1,5 +1,23 @@
 //! RFC 9457 `application/problem+json` answers, with a stable `type` per reason and
 //! nothing secret in them.
+//!
+//! Every refusal the [`Guard`](crate::guard::Guard) answers is one: a verification
+//! failure names its [`Reason`](crate::verify::Reason)'s code in `type`.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use hookguard::{guard::Guard, problem::TYPE_BASE, providers::github};
+//!
+//! let guard = Guard::builder("github", github::scheme("s3cr3t").unwrap()).build();
+//! let (parts, ()) = http::Request::post("/").body(()).unwrap().into_parts();
+//! let res = guard.accept(&parts, "{}".into()).await;
+//! assert_eq!(res.status(), 401);
+//! assert_eq!(res.headers()["content-type"], "application/problem+json");
+//! let problem: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+//! assert_eq!(problem["type"], format!("{TYPE_BASE}missing-signature"));
+//! assert_eq!(problem["status"], 401);
+//! # }
+//! ```
 
 use http::{HeaderValue, Response, StatusCode, header};
 

@@ -49,6 +49,27 @@ pub const TOLERANCE: Duration = Duration::from_secs(180);
 ///
 /// # Errors
 /// [`ConfigError::EmptySecret`] for an empty key.
+///
+/// ```
+/// use hookguard::{providers::calendly, verify::{Outgoing, Reason, Scheme, Sign, WebhookRequest}};
+///
+/// let scheme = calendly::scheme("signing-key")?;
+/// let now = time::OffsetDateTime::now_utc();
+/// let body = br#"{"event":"ping"}"#;
+/// let headers = scheme.sign(&Outgoing::new(body).timestamp(now))?;
+/// let (_, signature) = headers.iter().find(|(name, _)| name == calendly::HEADER).unwrap();
+/// assert!(signature.to_str()?.starts_with("t="));
+/// let mut req = http::Request::post("/hooks");
+/// for (name, value) in &headers {
+///     req = req.header(name, value);
+/// }
+/// let req = req.body(body.to_vec())?;
+/// let view = WebhookRequest::from_request(&req);
+/// assert!(scheme.verify(&view, now).is_ok());
+/// let other = calendly::scheme("other")?;
+/// assert_eq!(other.verify(&view, now).unwrap_err().reason(), Reason::SignatureMismatch);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn scheme(signing_key: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
     HmacScheme::builder("calendly", Algorithm::Sha256)
         .signature(

@@ -44,6 +44,22 @@ pub const EVENT: HeaderName = HeaderName::from_static("x-github-event");
 ///
 /// # Errors
 /// [`ConfigError::EmptySecret`] for an empty secret.
+///
+/// ```
+/// use hookguard::{providers::github, verify::{Outgoing, Reason, Scheme, Sign, WebhookRequest}};
+///
+/// // GitHub's documented example.
+/// let scheme = github::scheme("It's a Secret to Everybody")?;
+/// let headers = scheme.sign(&Outgoing::new(b"Hello, World!"))?;
+/// assert_eq!(headers[0].0, github::HEADER);
+/// assert_eq!(headers[0].1, "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17");
+/// let req = http::Request::post("/hooks/github").header(&headers[0].0, &headers[0].1).body(b"Hello, World!".to_vec())?;
+/// let now = time::OffsetDateTime::now_utc();
+/// assert!(scheme.verify(&WebhookRequest::from_request(&req), now).is_ok());
+/// let other = github::scheme("another secret")?;
+/// assert_eq!(other.verify(&WebhookRequest::from_request(&req), now).unwrap_err().reason(), Reason::SignatureMismatch);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn scheme(secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
     HmacScheme::builder("github", Algorithm::Sha256)
         .signature(Field::Header(HEADER), SignatureFormat::Plain { prefix: "sha256=" }, Encoding::Hex)

@@ -63,6 +63,26 @@ static IDS: [Field; 2] = [Field::Header(IDEMPOTENCY_KEY), Field::Header(WEBHOOK_
 ///
 /// # Errors
 /// [`ConfigError::EmptySecret`] for an empty token.
+///
+/// ```
+/// use hookguard::{providers::gitlab, verify::{Outgoing, Reason, Scheme, Sign, WebhookRequest}};
+///
+/// let scheme = gitlab::scheme("glpat-t0ken")?;
+/// let now = time::OffsetDateTime::now_utc();
+/// let body = br#"{"event":"ping"}"#;
+/// let headers = scheme.sign(&Outgoing::new(body).timestamp(now))?;
+/// assert!(headers.iter().any(|(name, _)| name == gitlab::HEADER));
+/// let mut req = http::Request::post("/hooks");
+/// for (name, value) in &headers {
+///     req = req.header(name, value);
+/// }
+/// let req = req.body(body.to_vec())?;
+/// let view = WebhookRequest::from_request(&req);
+/// assert!(scheme.verify(&view, now).is_ok());
+/// let other = gitlab::scheme("other")?;
+/// assert_eq!(other.verify(&view, now).unwrap_err().reason(), Reason::SignatureMismatch);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn scheme(token: impl AsRef<[u8]>) -> Result<TokenScheme, ConfigError> {
     Ok(TokenScheme::new("gitlab", Field::Header(HEADER), token)?
         .with_id(Field::Any(&IDS))

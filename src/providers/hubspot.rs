@@ -113,6 +113,26 @@ pub const CONTENT_V2: SignedContent = SignedContent::from_static(&[Piece::Method
 ///
 /// # Errors
 /// [`ConfigError::EmptySecret`] for an empty secret.
+///
+/// ```
+/// use hookguard::{providers::hubspot, verify::{Outgoing, Reason, Scheme, Sign, WebhookRequest}};
+///
+/// let scheme = hubspot::scheme("client-secret")?;
+/// let now = time::OffsetDateTime::now_utc();
+/// let body = br#"{"event":"ping"}"#;
+/// let headers = scheme.sign(&Outgoing::new(body).timestamp(now).url("https://example.com/hooks/hubspot"))?;
+/// assert!(headers.iter().any(|(name, _)| name == hubspot::HEADER_V3));
+/// let mut req = http::Request::post("/hooks");
+/// for (name, value) in &headers {
+///     req = req.header(name, value);
+/// }
+/// let req = req.body(body.to_vec())?;
+/// let view = WebhookRequest::from_request(&req).with_url("https://example.com/hooks/hubspot");
+/// assert!(scheme.verify(&view, now).is_ok());
+/// let other = hubspot::scheme("other")?;
+/// assert_eq!(other.verify(&view, now).unwrap_err().reason(), Reason::SignatureMismatch);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn scheme(client_secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
     HmacScheme::builder("hubspot", Algorithm::Sha256)
         .signature(Field::Header(HEADER_V3), SignatureFormat::Plain { prefix: "" }, Encoding::Base64)

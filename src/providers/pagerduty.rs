@@ -34,6 +34,27 @@ pub const HEADER: HeaderName = HeaderName::from_static("x-pagerduty-signature");
 ///
 /// # Errors
 /// [`ConfigError::EmptySecret`] for an empty secret.
+///
+/// ```
+/// use hookguard::{providers::pagerduty, verify::{Outgoing, Reason, Scheme, Sign, WebhookRequest}};
+///
+/// let scheme = pagerduty::scheme("s3cr3t")?;
+/// let now = time::OffsetDateTime::now_utc();
+/// let body = br#"{"event":"ping"}"#;
+/// let headers = scheme.sign(&Outgoing::new(body).timestamp(now))?;
+/// let (_, signature) = headers.iter().find(|(name, _)| name == pagerduty::HEADER).unwrap();
+/// assert!(signature.to_str()?.starts_with("v1="));
+/// let mut req = http::Request::post("/hooks");
+/// for (name, value) in &headers {
+///     req = req.header(name, value);
+/// }
+/// let req = req.body(body.to_vec())?;
+/// let view = WebhookRequest::from_request(&req);
+/// assert!(scheme.verify(&view, now).is_ok());
+/// let other = pagerduty::scheme("other")?;
+/// assert_eq!(other.verify(&view, now).unwrap_err().reason(), Reason::SignatureMismatch);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn scheme(secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
     HmacScheme::builder("pagerduty", Algorithm::Sha256)
         .signature(

@@ -58,6 +58,27 @@ const SIGNATURE: Field = Field::Header(HeaderName::from_static("webhook-signatur
 ///
 /// # Errors
 /// [`ConfigError`] when the secret is empty or not base64 after `whsec_`.
+///
+/// ```
+/// use hookguard::{providers::standard_webhooks, verify::{Outgoing, Reason, Scheme, Sign, WebhookRequest}};
+///
+/// let scheme = standard_webhooks::scheme("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")?;
+/// let now = time::OffsetDateTime::now_utc();
+/// let body = br#"{"event":"ping"}"#;
+/// let headers = scheme.sign(&Outgoing::new(body).id("msg_1").timestamp(now))?;
+/// let (_, signature) = headers.iter().find(|(name, _)| name == "webhook-signature").unwrap();
+/// assert!(signature.to_str()?.starts_with("v1,"));
+/// let mut req = http::Request::post("/hooks");
+/// for (name, value) in &headers {
+///     req = req.header(name, value);
+/// }
+/// let req = req.body(body.to_vec())?;
+/// let view = WebhookRequest::from_request(&req);
+/// assert!(scheme.verify(&view, now).is_ok());
+/// let other = standard_webhooks::scheme("whsec_b3RoZXIgc2VjcmV0")?;
+/// assert_eq!(other.verify(&view, now).unwrap_err().reason(), Reason::SignatureMismatch);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn scheme(secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
     builder("standard-webhooks", SIGNATURE, ID, TIMESTAMP).secret(secret).build()
 }

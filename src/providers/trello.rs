@@ -53,6 +53,26 @@ pub const CONTENT: SignedContent = SignedContent::from_static(&[Piece::Body, Pie
 /// # Errors
 /// [`ConfigError::EmptySecret`] for an empty secret, [`ConfigError::Invalid`] for an
 /// empty callback URL.
+///
+/// ```
+/// use hookguard::{providers::trello, verify::{Outgoing, Reason, Scheme, Sign, WebhookRequest}};
+///
+/// let scheme = trello::scheme("app-secret", "https://example.com/hooks/trello")?;
+/// let now = time::OffsetDateTime::now_utc();
+/// let body = br#"{"event":"ping"}"#;
+/// let headers = scheme.sign(&Outgoing::new(body).timestamp(now))?;
+/// assert!(headers.iter().any(|(name, _)| name == trello::HEADER));
+/// let mut req = http::Request::post("/hooks");
+/// for (name, value) in &headers {
+///     req = req.header(name, value);
+/// }
+/// let req = req.body(body.to_vec())?;
+/// let view = WebhookRequest::from_request(&req);
+/// assert!(scheme.verify(&view, now).is_ok());
+/// let other = trello::scheme("other", "https://example.com/hooks/trello")?;
+/// assert_eq!(other.verify(&view, now).unwrap_err().reason(), Reason::SignatureMismatch);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn scheme(
     secret: impl AsRef<[u8]>,
     callback_url: impl Into<Cow<'static, str>>,

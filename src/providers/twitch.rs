@@ -96,6 +96,27 @@ static EVENT: [Field; 2] = [Field::Json(&["subscription", "type"]), Field::Heade
 ///
 /// # Errors
 /// [`ConfigError::EmptySecret`] for an empty secret.
+///
+/// ```
+/// use hookguard::{providers::twitch, verify::{Outgoing, Reason, Scheme, Sign, WebhookRequest}};
+///
+/// let scheme = twitch::scheme("s3cr3t")?;
+/// let now = time::OffsetDateTime::now_utc();
+/// let body = br#"{"event":"ping"}"#;
+/// let headers = scheme.sign(&Outgoing::new(body).id("m-1").timestamp(now))?;
+/// let (_, signature) = headers.iter().find(|(name, _)| name == twitch::SIGNATURE).unwrap();
+/// assert!(signature.to_str()?.starts_with("sha256="));
+/// let mut req = http::Request::post("/hooks");
+/// for (name, value) in &headers {
+///     req = req.header(name, value);
+/// }
+/// let req = req.body(body.to_vec())?;
+/// let view = WebhookRequest::from_request(&req);
+/// assert!(scheme.verify(&view, now).is_ok());
+/// let other = twitch::scheme("other")?;
+/// assert_eq!(other.verify(&view, now).unwrap_err().reason(), Reason::SignatureMismatch);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn scheme(secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
     HmacScheme::builder("twitch", Algorithm::Sha256)
         .signature(Field::Header(SIGNATURE), SignatureFormat::Plain { prefix: "sha256=" }, Encoding::Hex)
