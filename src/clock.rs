@@ -43,6 +43,12 @@ use time::OffsetDateTime;
 /// ```
 pub trait Clock: fmt::Debug + Send + Sync + 'static {
     /// The current time.
+    ///
+    /// ```
+    /// use hookguard::clock::{Clock, ManualClock, SystemClock};
+    /// assert_eq!(ManualClock::at_unix(1_700_000_000).now().unix_timestamp(), 1_700_000_000);
+    /// assert!(SystemClock.now().year() >= 2024);
+    /// ```
     fn now(&self) -> OffsetDateTime;
 
     /// The current time in nanoseconds since the Unix epoch: what in-process stores

@@ -188,6 +188,15 @@ pub const MAX_CERTIFICATE_LEN: usize = 64 * 1024;
 /// ```
 pub trait CertificateFetcher: fmt::Debug + Send + Sync + 'static {
     /// The PEM bytes at `url`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use hookguard::paypal_fetch::{CertificateFetcher, HttpsFetcher};
+    /// let fetcher = HttpsFetcher::new().unwrap();
+    /// // HTTPS only: a plain-HTTP URL is refused without a connection.
+    /// assert!(fetcher.fetch("http://api.paypal.com/v1/notifications/certs/CERT-1").await.is_err());
+    /// # }
+    /// ```
     fn fetch<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Vec<u8>, BoxError>>;
 }
 

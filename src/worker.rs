@@ -86,6 +86,20 @@ use crate::{
 /// ```
 pub trait Handler: Send + Sync + 'static {
     /// Processes one webhook; an error means "try again later".
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use hookguard::{inbox::Webhook, verify::Verified, worker::Handler};
+    /// let handler = |hook: Webhook| async move {
+    ///     if hook.body().is_empty() { Err("empty body") } else { Ok(()) }
+    /// };
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// let hook = Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH);
+    /// assert_eq!(handler.handle(hook).await, Ok(()));
+    /// let empty = Webhook::new("github", &v, Default::default(), bytes::Bytes::new(), time::OffsetDateTime::UNIX_EPOCH);
+    /// assert_eq!(handler.handle(empty).await, Err("empty body".to_owned()));
+    /// # }
+    /// ```
     fn handle(&self, webhook: Webhook) -> BoxFuture<'static, Result<(), String>>;
 }
 

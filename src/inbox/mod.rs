@@ -328,15 +328,75 @@ impl std::error::Error for InboxError {
 /// ```
 pub trait Inbox: fmt::Debug + Send + Sync + 'static {
     /// Keeps `webhook` unless one with its key is kept already.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use hookguard::{inbox::{Inbox, MemoryInbox, Pushed, Webhook}, verify::Verified};
+    /// let inbox = MemoryInbox::new();
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// let hook = Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH);
+    /// assert_eq!(inbox.push(hook.clone()).await.unwrap(), Pushed::Accepted);
+    /// assert_eq!(inbox.push(hook).await.unwrap(), Pushed::Duplicate);
+    /// assert_eq!(inbox.depth().await.unwrap(), 1);
+    /// # }
+    /// ```
     fn push(&self, webhook: Webhook) -> BoxFuture<'_, Result<Pushed, InboxError>>;
 
     /// Leases up to `max` jobs that are due, each for `lease`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use hookguard::{clock::ManualClock, inbox::{Inbox, MemoryInbox, Webhook}, verify::Verified};
+    /// let clock = ManualClock::at_unix(1_700_000_000);
+    /// let inbox = MemoryInbox::new().clock(clock.clone());
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// inbox.push(Webhook::new("github", &v, Default::default(), "{}".into(), clock.now_for_tests())).await.unwrap();
+    /// let jobs = inbox.pull(10, Duration::from_secs(30)).await.unwrap();
+    /// assert_eq!((jobs.len(), jobs[0].attempt()), (1, 1));
+    /// assert!(inbox.pull(10, Duration::from_secs(30)).await.unwrap().is_empty(), "leased");
+    /// clock.advance(Duration::from_secs(31)); // the lease ran out: due again
+    /// assert_eq!(inbox.pull(10, Duration::from_secs(30)).await.unwrap()[0].attempt(), 2);
+    /// # }
+    /// ```
     fn pull(&self, max: usize, lease: Duration) -> BoxFuture<'_, Result<Vec<Job>, InboxError>>;
 
     /// Done: the job is removed (its key stays known, so a late resend is a duplicate).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use hookguard::{inbox::{Inbox, MemoryInbox, Pushed, Webhook}, verify::Verified};
+    /// let inbox = MemoryInbox::new();
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// let hook = Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH);
+    /// inbox.push(hook.clone()).await.unwrap();
+    /// let job = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+    /// inbox.ack(&job).await.unwrap();
+    /// assert_eq!(inbox.depth().await.unwrap(), 0);
+    /// assert_eq!(inbox.push(hook).await.unwrap(), Pushed::Duplicate);
+    /// # }
+    /// ```
     fn ack<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<(), InboxError>>;
 
     /// Failed, try again not before `not_before`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use hookguard::{clock::ManualClock, inbox::{Inbox, MemoryInbox, Webhook}, verify::Verified};
+    /// let clock = ManualClock::at_unix(1_700_000_000);
+    /// let inbox = MemoryInbox::new().clock(clock.clone());
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// inbox.push(Webhook::new("github", &v, Default::default(), "{}".into(), clock.now_for_tests())).await.unwrap();
+    /// let job = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+    /// inbox.retry(&job, clock.now_for_tests() + Duration::from_secs(60), "upstream timed out").await.unwrap();
+    /// assert!(inbox.pull(1, Duration::from_secs(30)).await.unwrap().is_empty(), "not due yet");
+    /// clock.advance(Duration::from_secs(60));
+    /// assert_eq!(inbox.pull(1, Duration::from_secs(30)).await.unwrap()[0].attempt(), 2);
+    /// # }
+    /// ```
     fn retry<'a>(
         &'a self,
         job: &'a Job,
@@ -345,15 +405,63 @@ pub trait Inbox: fmt::Debug + Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), InboxError>>;
 
     /// Failed for good: moved to the dead letters.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use hookguard::{inbox::{Inbox, MemoryInbox, Pushed, Webhook}, verify::Verified};
+    /// let inbox = MemoryInbox::new();
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// let hook = Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH);
+    /// inbox.push(hook).await.unwrap();
+    /// let job = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+    /// inbox.dead_letter(&job, "handler bug").await.unwrap();
+    /// assert_eq!(inbox.depth().await.unwrap(), 0);
+    /// assert_eq!(inbox.dead_letters(10).await.unwrap()[0].error, "handler bug");
+    /// # }
+    /// ```
     fn dead_letter<'a>(&'a self, job: &'a Job, error: &'a str) -> BoxFuture<'a, Result<(), InboxError>>;
 
     /// Up to `limit` dead letters, oldest first. One whose stored record cannot be read
     /// (storage damaged by hand or by something else) is left out, with a warning in the
     /// log, so that it hides none of the others; it still counts among the `limit`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use hookguard::{inbox::{Inbox, MemoryInbox, Pushed, Webhook}, verify::Verified};
+    /// let inbox = MemoryInbox::new();
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// let hook = Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH);
+    /// inbox.push(hook).await.unwrap();
+    /// let job = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+    /// inbox.dead_letter(&job, "handler bug").await.unwrap();
+    /// let dead = inbox.dead_letters(10).await.unwrap();
+    /// assert_eq!(dead.len(), 1);
+    /// assert_eq!((dead[0].webhook.id(), dead[0].attempts), (Some("d-1"), 1));
+    /// # }
+    /// ```
     fn dead_letters(&self, limit: usize) -> BoxFuture<'_, Result<Vec<DeadLetter>, InboxError>>;
 
     /// Puts a dead letter back in the queue as a fresh job; `false` when no dead letter
     /// has this key.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use hookguard::{inbox::{Inbox, MemoryInbox, Pushed, Webhook}, verify::Verified};
+    /// let inbox = MemoryInbox::new();
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// let hook = Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH);
+    /// inbox.push(hook.clone()).await.unwrap();
+    /// let job = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+    /// inbox.dead_letter(&job, "handler bug").await.unwrap();
+    /// assert!(inbox.redrive(hook.key()).await.unwrap());
+    /// assert!(!inbox.redrive(hook.key()).await.unwrap(), "no dead letter left");
+    /// let again = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+    /// assert_eq!(again.attempt(), 1); // a fresh job
+    /// # }
+    /// ```
     fn redrive<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, InboxError>>;
 
     /// Removes the dead letter with this key for good, as if it had been processed: it
@@ -389,6 +497,22 @@ pub trait Inbox: fmt::Debug + Send + Sync + 'static {
     }
 
     /// Jobs waiting or leased (not dead letters).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use hookguard::{inbox::{Inbox, MemoryInbox, Pushed, Webhook}, verify::Verified};
+    /// let inbox = MemoryInbox::new();
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// let hook = Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH);
+    /// assert_eq!(inbox.depth().await.unwrap(), 0);
+    /// inbox.push(hook).await.unwrap();
+    /// let job = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+    /// assert_eq!(inbox.depth().await.unwrap(), 1, "leased counts");
+    /// inbox.dead_letter(&job, "handler bug").await.unwrap();
+    /// assert_eq!(inbox.depth().await.unwrap(), 0, "dead letters do not");
+    /// # }
+    /// ```
     fn depth(&self) -> BoxFuture<'_, Result<usize, InboxError>>;
 
     /// Hands a leased job back unprocessed, due at `now` (the worker does this with the
@@ -420,6 +544,20 @@ pub trait Inbox: fmt::Debug + Send + Sync + 'static {
     /// is already there; it never waits longer than `timeout`. The default waits the whole
     /// timeout; [`MemoryInbox`] and the durable backends return as soon as a push (on the
     /// Redis and PostgreSQL inboxes, from any replica) may have made work available.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use hookguard::{inbox::{Inbox, MemoryInbox, Pushed, Webhook}, verify::Verified};
+    /// let inbox = MemoryInbox::new();
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// let hook = Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH);
+    /// inbox.push(hook).await.unwrap();
+    /// // Work is there: it returns at once, not after the hour.
+    /// let waited = tokio::time::timeout(Duration::from_secs(5), inbox.wait(Duration::from_secs(3600))).await;
+    /// assert!(waited.is_ok());
+    /// # }
+    /// ```
     fn wait(&self, timeout: Duration) -> BoxFuture<'_, ()> {
         Box::pin(tokio::time::sleep(timeout))
     }

@@ -24,17 +24,49 @@ use super::{Rejection, Tolerance, Verified, WebhookRequest};
 /// ```
 pub trait Scheme: fmt::Debug + Send + Sync {
     /// The provider's name (`stripe`, `github`, `standard-webhooks`, …).
+    ///
+    /// ```
+    /// use hookguard::{providers::{github, stripe}, verify::Scheme};
+    /// assert_eq!(github::scheme("s3cr3t").unwrap().provider(), "github");
+    /// assert_eq!(stripe::scheme("whsec_test").unwrap().provider(), "stripe");
+    /// ```
     fn provider(&self) -> &str;
 
     /// Verifies one request.
     ///
     /// # Errors
     /// A [`Rejection`] saying why the request is not accepted.
+    ///
+    /// ```
+    /// use hookguard::{providers::github, verify::{Reason, Scheme, WebhookRequest}};
+    /// let scheme = github::scheme("It's a Secret to Everybody").unwrap();
+    /// let now = time::OffsetDateTime::now_utc();
+    /// let signed = http::Request::post("/")
+    ///     .header("x-hub-signature-256", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
+    ///     .header("x-github-delivery", "d-1")
+    ///     .body(b"Hello, World!".to_vec())
+    ///     .unwrap();
+    /// let verified = scheme.verify(&WebhookRequest::from_request(&signed), now).unwrap();
+    /// assert_eq!(verified.id(), Some("d-1"));
+    /// let tampered = http::Request::post("/")
+    ///     .header("x-hub-signature-256", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
+    ///     .body(b"Hello, World?".to_vec())
+    ///     .unwrap();
+    /// let err = scheme.verify(&WebhookRequest::from_request(&tampered), now).unwrap_err();
+    /// assert_eq!(err.reason(), Reason::SignatureMismatch);
+    /// ```
     fn verify<'a>(&'a self, req: &WebhookRequest<'a>, now: OffsetDateTime)
     -> Result<Verified<'a>, Rejection>;
 
     /// The timestamp tolerance this scheme enforces ([`Tolerance::NONE`] when it has no
     /// timestamp); replay marks must live at least this long.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hookguard::{providers::{github, stripe}, verify::{Scheme, Tolerance}};
+    /// assert_eq!(github::scheme("s3cr3t").unwrap().tolerance(), Tolerance::NONE);
+    /// assert_eq!(stripe::scheme("whsec_test").unwrap().tolerance().past(), Some(Duration::from_secs(300)));
+    /// ```
     fn tolerance(&self) -> Tolerance {
         Tolerance::NONE
     }
@@ -249,6 +281,15 @@ pub trait Sign {
     ///
     /// # Errors
     /// [`SignError`] when a value the scheme signs is missing.
+    ///
+    /// ```
+    /// use hookguard::{providers::{github, twilio}, verify::{Outgoing, Sign, SignError}};
+    /// let headers = github::scheme("s3cr3t").unwrap().sign(&Outgoing::new(b"{}")).unwrap();
+    /// assert_eq!(headers[0].0, "x-hub-signature-256");
+    /// // Twilio signs the URL it calls: without one, nothing can be signed.
+    /// let err = twilio::scheme("12345").unwrap().sign(&Outgoing::new(b"{}")).unwrap_err();
+    /// assert_eq!(err, SignError::MissingUrl);
+    /// ```
     fn sign(&self, msg: &Outgoing<'_>) -> Result<Vec<(HeaderName, HeaderValue)>, SignError>;
 }
 
