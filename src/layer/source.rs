@@ -119,10 +119,26 @@ impl AllowListLayer {
     /// The proxies whose forwarding header is believed (default: none).
     ///
     /// ```
-    /// use hookguard::{layer::AllowListLayer, source::{AllowList, TrustedProxies}};
-    /// let layer = AllowListLayer::new(AllowList::new([]))
-    ///     .trusted_proxies(TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]));
-    /// # let _ = layer;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::convert::Infallible;
+    /// use hookguard::{layer::AllowListLayer, source::{AllowList, PeerAddr, TrustedProxies}};
+    /// use tower::{Layer as _, ServiceExt as _, service_fn};
+    ///
+    /// let handler = service_fn(|_req: http::Request<String>| async {
+    ///     Ok::<_, Infallible>(http::Response::new(bytes::Bytes::from_static(b"ok")))
+    /// });
+    /// let svc = AllowListLayer::new("192.0.2.0/24".parse().unwrap())
+    ///     .trusted_proxies(TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]))
+    ///     .layer(handler);
+    /// let via_proxy = |client: &str| {
+    ///     let mut req = http::Request::post("/hooks").header("x-forwarded-for", client).body(String::new()).unwrap();
+    ///     req.extensions_mut().insert(PeerAddr("10.0.0.1:5000".parse().unwrap()));
+    ///     req
+    /// };
+    /// // The client behind the proxy is checked, not the proxy.
+    /// assert_eq!(svc.clone().oneshot(via_proxy("192.0.2.10")).await.unwrap().status(), 200);
+    /// assert_eq!(svc.oneshot(via_proxy("198.51.100.1")).await.unwrap().status(), 403);
+    /// # }
     /// ```
     pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
         self.proxies = proxies;
@@ -389,10 +405,28 @@ impl RateLimitLayer {
     /// The proxies whose forwarding header is believed (default: none).
     ///
     /// ```
-    /// use hookguard::{layer::RateLimitLayer, source::{SourceLimiter, TrustedProxies}};
-    /// let layer = RateLimitLayer::new(SourceLimiter::builder().build().unwrap())
-    ///     .trusted_proxies(TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]));
-    /// # let _ = layer;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::{convert::Infallible, time::Duration};
+    /// use hookguard::{layer::RateLimitLayer, source::{PeerAddr, SourceLimiter, TrustedProxies}};
+    /// use tower::{Layer as _, ServiceExt as _, service_fn};
+    ///
+    /// let limiter = SourceLimiter::builder().requests(1, Duration::from_secs(60)).build().unwrap();
+    /// let handler = service_fn(|_req: http::Request<String>| async {
+    ///     Ok::<_, Infallible>(http::Response::new(bytes::Bytes::from_static(b"ok")))
+    /// });
+    /// let svc = RateLimitLayer::new(limiter)
+    ///     .trusted_proxies(TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]))
+    ///     .layer(handler);
+    /// let via_proxy = |client: &str| {
+    ///     let mut req = http::Request::post("/hooks").header("x-forwarded-for", client).body(String::new()).unwrap();
+    ///     req.extensions_mut().insert(PeerAddr("10.0.0.1:5000".parse().unwrap()));
+    ///     req
+    /// };
+    /// assert_eq!(svc.clone().oneshot(via_proxy("198.51.100.1")).await.unwrap().status(), 200);
+    /// // Each client behind the proxy has a budget of its own.
+    /// assert_eq!(svc.clone().oneshot(via_proxy("198.51.100.2")).await.unwrap().status(), 200);
+    /// assert_eq!(svc.oneshot(via_proxy("198.51.100.1")).await.unwrap().status(), 429);
+    /// # }
     /// ```
     pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
         self.proxies = proxies;
@@ -402,9 +436,27 @@ impl RateLimitLayer {
     /// Counts under this endpoint name as well as the address.
     ///
     /// ```
-    /// use hookguard::{layer::RateLimitLayer, source::SourceLimiter};
-    /// let layer = RateLimitLayer::new(SourceLimiter::builder().build().unwrap()).scope("stripe");
-    /// # let _ = layer;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::{convert::Infallible, time::Duration};
+    /// use hookguard::{layer::RateLimitLayer, source::{PeerAddr, SourceLimiter}};
+    /// use tower::{Layer as _, ServiceExt as _, service_fn};
+    ///
+    /// let limiter = SourceLimiter::builder().requests(1, Duration::from_secs(60)).build().unwrap();
+    /// let handler = service_fn(|_req: http::Request<String>| async {
+    ///     Ok::<_, Infallible>(http::Response::new(bytes::Bytes::from_static(b"ok")))
+    /// });
+    /// let stripe = RateLimitLayer::new(limiter.clone()).scope("stripe").layer(handler);
+    /// let unscoped = RateLimitLayer::new(limiter).layer(handler);
+    /// let from = |peer: &str| {
+    ///     let mut req = http::Request::post("/hooks").body(String::new()).unwrap();
+    ///     req.extensions_mut().insert(PeerAddr(peer.parse().unwrap()));
+    ///     req
+    /// };
+    /// assert_eq!(stripe.clone().oneshot(from("198.51.100.1:5000")).await.unwrap().status(), 200);
+    /// // The address's budget outside the scope is untouched.
+    /// assert_eq!(unscoped.oneshot(from("198.51.100.1:5000")).await.unwrap().status(), 200);
+    /// assert_eq!(stripe.oneshot(from("198.51.100.1:5000")).await.unwrap().status(), 429);
+    /// # }
     /// ```
     pub fn scope(mut self, scope: impl Into<Arc<str>>) -> Self {
         self.scope = Some(scope.into());
@@ -417,13 +469,34 @@ impl RateLimitLayer {
     /// budgets by varying the path.
     ///
     /// ```
-    /// use hookguard::{layer::RateLimitLayer, source::SourceLimiter};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::{convert::Infallible, time::Duration};
+    /// use hookguard::{layer::RateLimitLayer, source::{PeerAddr, SourceLimiter}};
+    /// use tower::{Layer as _, ServiceExt as _, service_fn};
+    ///
     /// const TENANTS: &[&str] = &["acme", "globex"];
-    /// let layer = RateLimitLayer::new(SourceLimiter::builder().build().unwrap()).scope_with(|uri, _headers| {
-    ///     let tenant = uri.path().strip_prefix("/hooks/")?;
-    ///     TENANTS.contains(&tenant).then(|| tenant.to_owned())
+    /// let limiter = SourceLimiter::builder().requests(1, Duration::from_secs(60)).build().unwrap();
+    /// let handler = service_fn(|_req: http::Request<String>| async {
+    ///     Ok::<_, Infallible>(http::Response::new(bytes::Bytes::from_static(b"ok")))
     /// });
-    /// # let _ = layer;
+    /// let svc = RateLimitLayer::new(limiter)
+    ///     .scope_with(|uri, _headers| {
+    ///         let tenant = uri.path().strip_prefix("/hooks/")?;
+    ///         TENANTS.contains(&tenant).then(|| tenant.to_owned())
+    ///     })
+    ///     .layer(handler);
+    /// let to = |path: &str| {
+    ///     let mut req = http::Request::post(path).body(String::new()).unwrap();
+    ///     req.extensions_mut().insert(PeerAddr("198.51.100.1:5000".parse().unwrap()));
+    ///     req
+    /// };
+    /// assert_eq!(svc.clone().oneshot(to("/hooks/acme")).await.unwrap().status(), 200);
+    /// assert_eq!(svc.clone().oneshot(to("/hooks/globex")).await.unwrap().status(), 200); // its own budget
+    /// assert_eq!(svc.clone().oneshot(to("/hooks/acme")).await.unwrap().status(), 429);
+    /// // Unknown names share the address's one budget: no fresh budget per path.
+    /// assert_eq!(svc.clone().oneshot(to("/hooks/x1")).await.unwrap().status(), 200);
+    /// assert_eq!(svc.oneshot(to("/hooks/x2")).await.unwrap().status(), 429);
+    /// # }
     /// ```
     pub fn scope_with(
         mut self,
@@ -438,10 +511,30 @@ impl RateLimitLayer {
     /// [`VerificationFailed`]).
     ///
     /// ```
-    /// use hookguard::{layer::RateLimitLayer, source::SourceLimiter};
-    /// let layer = RateLimitLayer::new(SourceLimiter::builder().build().unwrap())
-    ///     .failure_statuses([http::StatusCode::UNAUTHORIZED]);
-    /// # let _ = layer;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::{convert::Infallible, time::Duration};
+    /// use hookguard::{layer::RateLimitLayer, source::{PeerAddr, SourceLimiter}};
+    /// use tower::{Layer as _, ServiceExt as _, service_fn};
+    ///
+    /// let limiter = SourceLimiter::builder().failures(1, Duration::from_secs(600)).build().unwrap();
+    /// // Not hookguard's verifier: it answers 401 and marks nothing.
+    /// let verifier = service_fn(|_req: http::Request<String>| async {
+    ///     let mut res = http::Response::new(bytes::Bytes::new());
+    ///     *res.status_mut() = http::StatusCode::UNAUTHORIZED;
+    ///     Ok::<_, Infallible>(res)
+    /// });
+    /// let svc = RateLimitLayer::new(limiter)
+    ///     .failure_statuses([http::StatusCode::UNAUTHORIZED])
+    ///     .layer(verifier);
+    /// let from = |peer: &str| {
+    ///     let mut req = http::Request::post("/hooks").body(String::new()).unwrap();
+    ///     req.extensions_mut().insert(PeerAddr(peer.parse().unwrap()));
+    ///     req
+    /// };
+    /// assert_eq!(svc.clone().oneshot(from("198.51.100.1:5000")).await.unwrap().status(), 401);
+    /// // The 401 spent the failure budget: refused before the verifier.
+    /// assert_eq!(svc.oneshot(from("198.51.100.1:5000")).await.unwrap().status(), 429);
+    /// # }
     /// ```
     pub fn failure_statuses(mut self, statuses: impl IntoIterator<Item = StatusCode>) -> Self {
         self.failure_statuses = statuses.into_iter().collect();

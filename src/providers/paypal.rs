@@ -182,15 +182,17 @@ impl PayPalScheme {
         Ok(self)
     }
 
-    /// Sets how far the transmission time may be from now (default: not checked).
+    /// Sets how far the transmission time may be from now (default: [`TOLERANCE`], 4 days
+    /// into the past and 5 minutes into the future). Keep it no longer than the replay
+    /// marks live (see the module docs: the body is covered by a CRC-32 only).
     ///
     /// ```
     /// # use std::time::Duration;
     /// use hookguard::{providers::paypal, verify::{Scheme, Tolerance}};
     /// # let cert_pem = include_str!("testdata/paypal_cert.pem");
-    /// let scheme = paypal::scheme("0FV983392A0531201", cert_pem)
-    ///     .unwrap()
-    ///     .with_tolerance(Tolerance::symmetric(Duration::from_secs(600)));
+    /// let scheme = paypal::scheme("0FV983392A0531201", cert_pem).unwrap();
+    /// assert_eq!(scheme.tolerance(), paypal::TOLERANCE);
+    /// let scheme = scheme.with_tolerance(Tolerance::symmetric(Duration::from_secs(600)));
     /// assert_eq!(scheme.tolerance().past(), Some(Duration::from_secs(600)));
     /// ```
     #[must_use]

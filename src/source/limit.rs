@@ -334,9 +334,18 @@ impl SourceLimiter {
     /// every minute, a monotonic clock.
     ///
     /// ```
-    /// use hookguard::source::SourceLimiter;
-    /// let limiter = SourceLimiter::builder().build().unwrap();
-    /// # let _ = limiter;
+    /// use std::time::Duration;
+    /// use hookguard::{clock::ManualClock, source::{LimitKey, SourceLimiter}};
+    /// let clock = ManualClock::at_unix(1_700_000_000);
+    /// let limiter = SourceLimiter::builder().clock(clock.clone()).build().unwrap();
+    /// let sender = LimitKey::new("198.51.100.7".parse().unwrap());
+    /// for _ in 0..100 {
+    ///     assert!(limiter.admit(&sender).is_ok());
+    /// }
+    /// let refused = limiter.admit(&sender).unwrap_err(); // the burst of 100 is spent
+    /// assert!(refused.retry_after_secs() >= 1);
+    /// clock.advance(Duration::from_secs(10)); // refilled
+    /// assert!(limiter.admit(&sender).is_ok());
     /// ```
     pub fn builder() -> SourceLimiterBuilder {
         SourceLimiterBuilder {
@@ -517,8 +526,13 @@ impl SourceLimiterBuilder {
     /// ```
     /// # use std::time::Duration;
     /// # use hookguard::source::SourceLimiter;
-    /// let l = SourceLimiter::builder().failures(5, Duration::from_secs(300)).build().unwrap();
-    /// # let _ = l;
+    /// # use hookguard::source::LimitKey;
+    /// let l = SourceLimiter::builder().failures(2, Duration::from_secs(300)).build().unwrap();
+    /// let sender = LimitKey::new("198.51.100.7".parse().unwrap());
+    /// l.record_failure(&sender);
+    /// assert!(l.admit(&sender).is_ok());
+    /// l.record_failure(&sender);
+    /// assert!(l.admit(&sender).is_err(), "two failed verifications: refused");
     /// ```
     pub fn failures(mut self, n: u32, per: Duration) -> Self {
         self.failures = (n, per);
@@ -530,8 +544,13 @@ impl SourceLimiterBuilder {
     ///
     /// ```
     /// # use hookguard::source::SourceLimiter;
-    /// let l = SourceLimiter::builder().max_addresses(10_000).build().unwrap();
-    /// # let _ = l;
+    /// # use std::time::Duration;
+    /// # use hookguard::source::LimitKey;
+    /// let l = SourceLimiter::builder().max_addresses(1).requests(1, Duration::from_secs(60)).build().unwrap();
+    /// let key = |ip: &str| LimitKey::new(ip.parse().unwrap());
+    /// assert!(l.admit(&key("198.51.100.1")).is_ok()); // tracked alone
+    /// assert!(l.admit(&key("198.51.100.2")).is_ok()); // the overflow budget
+    /// assert!(l.admit(&key("198.51.100.3")).is_err(), "shares the overflow budget, spent");
     /// ```
     pub fn max_addresses(mut self, n: usize) -> Self {
         self.max_addresses = n;
@@ -555,8 +574,14 @@ impl SourceLimiterBuilder {
     /// ```
     /// # use std::time::Duration;
     /// # use hookguard::source::SourceLimiter;
-    /// let l = SourceLimiter::builder().prune_every(Duration::from_secs(5)).build().unwrap();
-    /// # let _ = l;
+    /// # use hookguard::{clock::ManualClock, source::LimitKey};
+    /// let clock = ManualClock::at_unix(1_700_000_000);
+    /// let l = SourceLimiter::builder().prune_every(Duration::from_secs(5)).clock(clock.clone()).build().unwrap();
+    /// l.admit(&LimitKey::new("198.51.100.1".parse().unwrap())).unwrap();
+    /// assert_eq!(l.tracked(), 1);
+    /// clock.advance(Duration::from_secs(60)); // refilled, and time to prune
+    /// l.admit(&LimitKey::new("198.51.100.2".parse().unwrap())).unwrap();
+    /// assert_eq!(l.tracked(), 1, "the refilled entry was dropped");
     /// ```
     pub fn prune_every(mut self, every: Duration) -> Self {
         self.prune_every = every;
@@ -596,9 +621,15 @@ impl SourceLimiterBuilder {
     /// [`ManualClock`](crate::clock::ManualClock) and move it instead of sleeping.
     ///
     /// ```
-    /// # use hookguard::{clock::ManualClock, source::SourceLimiter};
-    /// let l = SourceLimiter::builder().clock(ManualClock::at_unix(0)).build().unwrap();
-    /// # let _ = l;
+    /// # use std::time::Duration;
+    /// # use hookguard::{clock::ManualClock, source::{LimitKey, SourceLimiter}};
+    /// let clock = ManualClock::at_unix(0);
+    /// let l = SourceLimiter::builder().requests(1, Duration::from_secs(60)).clock(clock.clone()).build().unwrap();
+    /// let sender = LimitKey::new("198.51.100.7".parse().unwrap());
+    /// assert!(l.admit(&sender).is_ok());
+    /// assert!(l.admit(&sender).is_err());
+    /// clock.advance(Duration::from_secs(60)); // no sleep: the budget refills by this clock
+    /// assert!(l.admit(&sender).is_ok());
     /// ```
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(Arc::new(clock));
