@@ -69,12 +69,21 @@ use crate::{
 /// request goes through [`Guard::accept`] (verify, inbox with its replay-refusing unique key, `202`).
 ///
 /// ```
-/// use actix_web::{App, web};
-/// use hookguard::{actix::webhook_route, guard::Guard, inbox::MemoryInbox, providers::github};
+/// # actix_web::rt::System::new().block_on(async {
+/// use actix_web::{App, test, web};
+/// use hookguard::{actix::webhook_route, guard::Guard, inbox::{Inbox, MemoryInbox}, providers::github};
 ///
-/// let guard = Guard::builder("github", github::scheme("s3cr3t").unwrap()).inbox(MemoryInbox::new()).build();
-/// let app = App::new().service(web::resource("/hooks/github").route(webhook_route(guard)));
-/// # let _ = app;
+/// let inbox = MemoryInbox::new();
+/// let guard = Guard::builder("github", github::scheme("It's a Secret to Everybody").unwrap()).inbox(inbox.clone()).build();
+/// let app = test::init_service(App::new().service(web::resource("/hooks/github").route(webhook_route(guard)))).await;
+/// let req = test::TestRequest::post()
+///     .uri("/hooks/github")
+///     .insert_header(("x-hub-signature-256", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"))
+///     .set_payload("Hello, World!")
+///     .to_request();
+/// assert_eq!(test::call_service(&app, req).await.status(), 202);
+/// assert_eq!(inbox.depth().await.unwrap(), 1);
+/// # });
 /// ```
 #[must_use]
 pub fn webhook_route(guard: Guard) -> Route {
@@ -89,12 +98,17 @@ pub fn webhook_route(guard: Guard) -> Route {
 /// Terminal mode as a resource at `path`, for [`App::service`](actix_web::App::service).
 ///
 /// ```
-/// use actix_web::App;
+/// # actix_web::rt::System::new().block_on(async {
+/// use actix_web::{App, test};
 /// use hookguard::{actix::webhook_service, guard::Guard, inbox::MemoryInbox, providers::github};
 ///
 /// let guard = Guard::builder("github", github::scheme("s3cr3t").unwrap()).inbox(MemoryInbox::new()).build();
-/// let app = App::new().service(webhook_service("/hooks/github", guard));
-/// # let _ = app;
+/// let app = test::init_service(App::new().service(webhook_service("/hooks/github", guard))).await;
+/// let unsigned = test::TestRequest::post().uri("/hooks/github").set_payload("{}").to_request();
+/// assert_eq!(test::call_service(&app, unsigned).await.status(), 401);
+/// let elsewhere = test::TestRequest::post().uri("/hooks/stripe").set_payload("{}").to_request();
+/// assert_eq!(test::call_service(&app, elsewhere).await.status(), 404);
+/// # });
 /// ```
 #[must_use]
 pub fn webhook_service(path: &str, guard: Guard) -> actix_web::Resource {
@@ -761,8 +775,15 @@ mod sources {
         /// [`rate_limit`](Self::rate_limit) or both.
         ///
         /// ```
-        /// let controls = hookguard::actix::SourceControls::new();
-        /// # let _ = controls;
+        /// # actix_web::rt::System::new().block_on(async {
+        /// use actix_web::{HttpResponse, dev::{Service, ServiceRequest, Transform, fn_service}, test};
+        /// use hookguard::actix::SourceControls;
+        /// let ok = fn_service(|req: ServiceRequest| async { Ok(req.into_response(HttpResponse::Ok().finish())) });
+        /// let middleware = SourceControls::new().new_transform(ok).await.unwrap();
+        /// let from = |peer: &str| test::TestRequest::post().peer_addr(peer.parse().unwrap()).to_srv_request();
+        /// // No controls added: everyone passes.
+        /// assert_eq!(middleware.call(from("192.0.2.1:5000")).await.unwrap().status(), 200);
+        /// # });
         /// ```
         pub fn new() -> Self {
             Self::default()
@@ -772,9 +793,16 @@ mod sources {
         /// [`AllowList::replace`] takes effect at once).
         ///
         /// ```
+        /// # actix_web::rt::System::new().block_on(async {
+        /// use actix_web::{HttpResponse, dev::{Service, ServiceRequest, Transform, fn_service}, test};
         /// use hookguard::{actix::SourceControls, source::AllowList};
+        /// let ok = fn_service(|req: ServiceRequest| async { Ok(req.into_response(HttpResponse::Ok().finish())) });
         /// let controls = SourceControls::new().allow_list("192.30.252.0/22".parse::<AllowList>().unwrap());
-        /// # let _ = controls;
+        /// let middleware = controls.new_transform(ok).await.unwrap();
+        /// let from = |peer: &str| test::TestRequest::post().peer_addr(peer.parse().unwrap()).to_srv_request();
+        /// assert_eq!(middleware.call(from("192.30.252.1:5000")).await.unwrap().status(), 200);
+        /// assert_eq!(middleware.call(from("198.51.100.1:5000")).await.unwrap().status(), 403);
+        /// # });
         /// ```
         pub fn allow_list(mut self, list: AllowList) -> Self {
             self.allow = Some(list);
@@ -785,9 +813,19 @@ mod sources {
         /// on each answer marked [`VerificationFailed`] (clones share its state).
         ///
         /// ```
+        /// # actix_web::rt::System::new().block_on(async {
+        /// use actix_web::{HttpResponse, dev::{Service, ServiceRequest, Transform, fn_service}, test};
+        /// use std::time::Duration;
         /// use hookguard::{actix::SourceControls, source::SourceLimiter};
-        /// let controls = SourceControls::new().rate_limit(SourceLimiter::builder().build().unwrap());
-        /// # let _ = controls;
+        /// let ok = fn_service(|req: ServiceRequest| async { Ok(req.into_response(HttpResponse::Ok().finish())) });
+        /// let limiter = SourceLimiter::builder().requests(1, Duration::from_secs(60)).build().unwrap();
+        /// let middleware = SourceControls::new().rate_limit(limiter).new_transform(ok).await.unwrap();
+        /// let from = |peer: &str| test::TestRequest::post().peer_addr(peer.parse().unwrap()).to_srv_request();
+        /// assert_eq!(middleware.call(from("198.51.100.1:5000")).await.unwrap().status(), 200);
+        /// let refused = middleware.call(from("198.51.100.1:5000")).await.unwrap();
+        /// assert_eq!(refused.status(), 429);
+        /// assert!(refused.headers().contains_key("retry-after"));
+        /// # });
         /// ```
         pub fn rate_limit(mut self, limiter: SourceLimiter) -> Self {
             self.limiter = Some(limiter);
@@ -797,9 +835,24 @@ mod sources {
         /// The proxies whose forwarding header is believed (default: none).
         ///
         /// ```
+        /// # actix_web::rt::System::new().block_on(async {
+        /// use actix_web::{HttpResponse, dev::{Service, ServiceRequest, Transform, fn_service}, test};
         /// use hookguard::{actix::SourceControls, source::TrustedProxies};
-        /// let controls = SourceControls::new().trusted_proxies(TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]));
-        /// # let _ = controls;
+        /// let ok = fn_service(|req: ServiceRequest| async { Ok(req.into_response(HttpResponse::Ok().finish())) });
+        /// let controls = SourceControls::new()
+        ///     .allow_list("192.0.2.0/24".parse().unwrap())
+        ///     .trusted_proxies(TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]));
+        /// let middleware = controls.new_transform(ok).await.unwrap();
+        /// let via_proxy = |client: &str| {
+        ///     test::TestRequest::post()
+        ///         .peer_addr("10.0.0.1:5000".parse().unwrap())
+        ///         .insert_header(("x-forwarded-for", client))
+        ///         .to_srv_request()
+        /// };
+        /// // The client behind the proxy is checked, not the proxy.
+        /// assert_eq!(middleware.call(via_proxy("192.0.2.10")).await.unwrap().status(), 200);
+        /// assert_eq!(middleware.call(via_proxy("198.51.100.1")).await.unwrap().status(), 403);
+        /// # });
         /// ```
         pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
             self.proxies = proxies;
@@ -810,8 +863,22 @@ mod sources {
         /// routes sharing one limiter).
         ///
         /// ```
-        /// let controls = hookguard::actix::SourceControls::new().scope("stripe");
-        /// # let _ = controls;
+        /// # actix_web::rt::System::new().block_on(async {
+        /// use actix_web::{HttpResponse, dev::{Service, ServiceRequest, Transform, fn_service}, test};
+        /// use std::time::Duration;
+        /// use hookguard::{actix::SourceControls, source::SourceLimiter};
+        /// let ok = fn_service(|req: ServiceRequest| async { Ok(req.into_response(HttpResponse::Ok().finish())) });
+        /// let limiter = SourceLimiter::builder().requests(1, Duration::from_secs(60)).build().unwrap();
+        /// let stripe = SourceControls::new().rate_limit(limiter.clone()).scope("stripe");
+        /// let github = SourceControls::new().rate_limit(limiter).scope("github");
+        /// let stripe = stripe.new_transform(ok).await.unwrap();
+        /// let ok2 = fn_service(|req: ServiceRequest| async { Ok(req.into_response(HttpResponse::Ok().finish())) });
+        /// let github = github.new_transform(ok2).await.unwrap();
+        /// let from = |peer: &str| test::TestRequest::post().peer_addr(peer.parse().unwrap()).to_srv_request();
+        /// assert_eq!(stripe.call(from("198.51.100.1:5000")).await.unwrap().status(), 200);
+        /// assert_eq!(github.call(from("198.51.100.1:5000")).await.unwrap().status(), 200); // its own budget
+        /// assert_eq!(stripe.call(from("198.51.100.1:5000")).await.unwrap().status(), 429);
+        /// # });
         /// ```
         pub fn scope(mut self, scope: impl Into<Arc<str>>) -> Self {
             self.scope = Some(scope.into());
@@ -823,8 +890,20 @@ mod sources {
         /// [`VerificationFailed`]).
         ///
         /// ```
-        /// let controls = hookguard::actix::SourceControls::new().failure_statuses([http::StatusCode::UNAUTHORIZED]);
-        /// # let _ = controls;
+        /// # actix_web::rt::System::new().block_on(async {
+        /// use actix_web::{HttpResponse, dev::{Service, ServiceRequest, Transform, fn_service}, test};
+        /// use std::time::Duration;
+        /// use hookguard::{actix::SourceControls, source::SourceLimiter};
+        /// // Not hookguard's verifier: it answers 401 and marks nothing.
+        /// let verifier = fn_service(|req: ServiceRequest| async { Ok(req.into_response(HttpResponse::Unauthorized().finish())) });
+        /// let limiter = SourceLimiter::builder().failures(1, Duration::from_secs(600)).build().unwrap();
+        /// let controls = SourceControls::new().rate_limit(limiter).failure_statuses([http::StatusCode::UNAUTHORIZED]);
+        /// let middleware = controls.new_transform(verifier).await.unwrap();
+        /// let from = |peer: &str| test::TestRequest::post().peer_addr(peer.parse().unwrap()).to_srv_request();
+        /// assert_eq!(middleware.call(from("198.51.100.1:5000")).await.unwrap().status(), 401);
+        /// // The 401 spent the failure budget: refused before the verifier.
+        /// assert_eq!(middleware.call(from("198.51.100.1:5000")).await.unwrap().status(), 429);
+        /// # });
         /// ```
         pub fn failure_statuses(mut self, statuses: impl IntoIterator<Item = http::StatusCode>) -> Self {
             self.failure_statuses = statuses.into_iter().collect();

@@ -75,8 +75,13 @@ pub fn scheme(secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
 /// [`ConfigError::EmptySecret`] for an empty secret.
 ///
 /// ```
-/// let scheme = hookguard::providers::github::legacy_sha1_scheme("s").unwrap();
-/// # let _ = scheme;
+/// use hookguard::verify::{Outgoing, Scheme, Sign, WebhookRequest};
+/// let scheme = hookguard::providers::github::legacy_sha1_scheme("s3cr3t").unwrap();
+/// let headers = scheme.sign(&Outgoing::new(b"{}")).unwrap();
+/// assert_eq!(headers[0].0, "x-hub-signature");
+/// assert!(headers[0].1.to_str().unwrap().starts_with("sha1="));
+/// let req = http::Request::post("/").header(&headers[0].0, &headers[0].1).body(b"{}".to_vec()).unwrap();
+/// assert!(scheme.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::now_utc()).is_ok());
 /// ```
 pub fn legacy_sha1_scheme(secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
     HmacScheme::builder("github", Algorithm::Sha1)

@@ -73,7 +73,12 @@ pub struct ClientAddr(pub IpAddr);
 /// ```
 /// use hookguard::source::{ForwardedHeader, TrustedProxies};
 /// let proxies = TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]).header(ForwardedHeader::Forwarded);
-/// # let _ = proxies;
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("forwarded", "for=198.51.100.7".parse().unwrap());
+/// headers.insert("x-forwarded-for", "192.0.2.66".parse().unwrap()); // not read
+/// let client = proxies.client_addr("10.0.0.1".parse().unwrap(), &headers);
+/// assert_eq!(client, Some("198.51.100.7".parse().unwrap()));
+/// assert_eq!(ForwardedHeader::from_name("X-Forwarded-For"), Some(ForwardedHeader::XForwardedFor));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
