@@ -1042,4 +1042,11 @@ fn the_key_without_an_id_covers_what_cannot_move() {
         moved.dedup_key(),
         "a digit moved into the body: the same MAC, the same key"
     );
+
+    // An empty literal separates nothing.
+    let empty = scheme(vec![Piece::Timestamp, Piece::Literal(b""), Piece::Body]);
+    let (ts, sig) = sign(&empty, 1_700_000_000, b"{}", "");
+    let genuine = verify(&empty, &ts, b"{}", "", &sig);
+    let moved = verify(&empty, "170000000", b"0{}", "", &sig);
+    assert_eq!(genuine.dedup_key(), moved.dedup_key());
 }

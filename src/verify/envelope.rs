@@ -338,8 +338,15 @@ impl Envelope {
             return false;
         }
         let fixed_shape = matches!(self.timestamp, Some((_, TimestampFormat::Rfc3339)));
-        let edge = |piece: Option<&Piece>| matches!(piece, None | Some(Piece::Literal(_)));
-        fixed_shape || (edge(at.checked_sub(1).and_then(|i| pieces.get(i))) && edge(pieces.get(at + 1)))
+        // A literal ends the timestamp if its byte next to it is not a digit.
+        let edge = |piece: Option<&Piece>, next: fn(&[u8]) -> Option<&u8>| match piece {
+            None => true,
+            Some(Piece::Literal(bytes)) => next(bytes).is_some_and(|b| !b.is_ascii_digit()),
+            Some(_) => false,
+        };
+        fixed_shape
+            || (edge(at.checked_sub(1).and_then(|i| pieces.get(i)), <[u8]>::last)
+                && edge(pieces.get(at + 1), <[u8]>::first))
     }
 
     /// SHA-256 of every signed piece but the timestamp (and the fixed literals), each
