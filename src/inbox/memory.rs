@@ -63,9 +63,21 @@ use crate::clock::{Clock, SystemClock};
 /// retries and a dead worker's jobs back by as much. Keep the clock slewed, not stepped.
 ///
 /// ```
-/// use hookguard::{clock::ManualClock, inbox::MemoryInbox};
-/// let inbox = MemoryInbox::new().capacity(100).clock(ManualClock::at_unix(0));
-/// # let _ = inbox;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::time::Duration;
+/// use hookguard::{clock::ManualClock, inbox::{Inbox, InboxError, MemoryInbox, Webhook}, verify::Verified};
+/// let clock = ManualClock::at_unix(1_700_000_000);
+/// let inbox = MemoryInbox::new().capacity(1).clock(clock.clone());
+/// let hook = |id: &str| {
+///     let v = Verified::new("github", Some(id.into()), None, None, [0; 32], 0);
+///     Webhook::new("github", &v, Default::default(), "{}".into(), clock.now_for_tests())
+/// };
+/// inbox.push(hook("d-1")).await.unwrap();
+/// assert!(matches!(inbox.push(hook("d-2")).await, Err(InboxError::Full)));
+/// inbox.pull(1, Duration::from_secs(30)).await.unwrap();
+/// clock.advance(Duration::from_secs(31));
+/// assert_eq!(inbox.pull(1, Duration::from_secs(30)).await.unwrap()[0].attempt(), 2, "lease ran out");
+/// # }
 /// ```
 #[derive(Debug, Clone)]
 pub struct MemoryInbox {

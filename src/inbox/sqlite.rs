@@ -161,14 +161,31 @@ pub struct SqliteStats {
 /// Configures and opens a [`SqliteInbox`]; made by [`SqliteInbox::builder`].
 ///
 /// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::time::Duration;
-/// use hookguard::{clock::ManualClock, inbox::SqliteInbox};
-/// let builder = SqliteInbox::builder("/var/lib/app/inbox.db")
-///     .capacity(50_000)
+/// use hookguard::{clock::ManualClock, inbox::{Inbox, InboxError, Pushed, SqliteInbox, Webhook}, verify::Verified};
+/// let path = std::env::temp_dir().join(format!("hookguard-doc-builder-{}.db", std::process::id()));
+/// let clock = ManualClock::at_unix(1_700_000_000);
+/// let inbox = SqliteInbox::builder(&path)
+///     .capacity(1)
 ///     .retention(Duration::from_secs(24 * 3600))
-///     .group_commit(true)
-///     .clock(ManualClock::at_unix(0));
-/// # let _ = builder;
+///     .clock(clock.clone())
+///     .open()
+///     .await?;
+/// let hook = |id: &str| {
+///     let v = Verified::new("github", Some(id.into()), None, None, [0; 32], 0);
+///     Webhook::new("github", &v, Default::default(), "{}".into(), clock.now_for_tests())
+/// };
+/// inbox.push(hook("d-1")).await?;
+/// assert!(matches!(inbox.push(hook("d-2")).await, Err(InboxError::Full)));
+/// let job = inbox.pull(1, Duration::from_secs(30)).await?.remove(0);
+/// inbox.ack(&job).await?;
+/// assert_eq!(inbox.push(hook("d-1")).await?, Pushed::Duplicate, "its key is kept a day");
+/// clock.advance(Duration::from_secs(24 * 3600 + 1));
+/// assert_eq!(inbox.push(hook("d-1")).await?, Pushed::Accepted);
+/// # drop(inbox);
+/// # std::fs::remove_file(&path)?;
+/// # Ok(()) }
 /// ```
 #[must_use]
 pub struct SqliteInboxBuilder {
@@ -198,9 +215,14 @@ impl SqliteInbox {
     /// Starts configuring an inbox kept in the file at `path` (created when missing).
     ///
     /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use hookguard::inbox::SqliteInbox;
-    /// let builder = SqliteInbox::builder("inbox.db");
-    /// # let _ = builder;
+    /// let path = std::env::temp_dir().join(format!("hookguard-doc-new-{}.db", std::process::id()));
+    /// let inbox = SqliteInbox::builder(&path).open().await?;
+    /// assert!(path.exists(), "created when missing");
+    /// # drop(inbox);
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok(()) }
     /// ```
     pub fn builder(path: impl AsRef<Path>) -> SqliteInboxBuilder {
         SqliteInboxBuilder {
@@ -340,10 +362,10 @@ impl SqliteInboxBuilder {
     /// use hookguard::inbox::{Inbox, SqliteInbox};
     /// let dir = tempfile::tempdir()?;
     /// let inbox = SqliteInbox::builder(dir.path().join("inbox.db")).group_commit(false).open().await?;
-    /// inbox.depth().await?;
-    /// inbox.depth().await?;
+    /// let (a, b) = tokio::join!(inbox.dead_letters(1), inbox.dead_letters(1));
+    /// assert!(a?.is_empty() && b?.is_empty());
     /// let stats = inbox.stats();
-    /// assert_eq!(stats.commits, stats.operations, "one transaction each");
+    /// assert_eq!((stats.operations, stats.commits), (2, 2), "one transaction each");
     /// # Ok(()) }
     /// ```
     pub fn group_commit(mut self, on: bool) -> Self {
@@ -357,8 +379,11 @@ impl SqliteInboxBuilder {
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use hookguard::inbox::{Inbox, SqliteInbox};
     /// let dir = tempfile::tempdir()?;
-    /// let inbox = SqliteInbox::builder(dir.path().join("inbox.db")).max_batch(64).open().await?;
-    /// assert_eq!(inbox.depth().await?, 0);
+    /// let inbox = SqliteInbox::builder(dir.path().join("inbox.db")).max_batch(1).open().await?;
+    /// let (a, b, c) = tokio::join!(inbox.dead_letters(1), inbox.dead_letters(1), inbox.dead_letters(1));
+    /// assert!(a?.is_empty() && b?.is_empty() && c?.is_empty());
+    /// let stats = inbox.stats();
+    /// assert_eq!((stats.operations, stats.commits), (3, 3), "concurrent, yet one each");
     /// # Ok(()) }
     /// ```
     pub fn max_batch(mut self, max: usize) -> Self {
@@ -375,7 +400,7 @@ impl SqliteInboxBuilder {
     /// ```
     /// use hookguard::inbox::SqliteInbox;
     /// let builder = SqliteInbox::builder("inbox.db").max_queued_bytes(16 << 20);
-    /// # let _ = builder;
+    /// assert!(format!("{builder:?}").contains("max_queued_bytes: 16777216"));
     /// ```
     pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
         self.max_queued_bytes = bytes;

@@ -37,9 +37,17 @@ const SHARDS: usize = 16;
 /// store (Redis).
 ///
 /// ```
-/// use hookguard::{clock::ManualClock, replay::MemoryReplayStore};
-/// let store = MemoryReplayStore::new().capacity(10_000).clock(ManualClock::at_unix(0));
-/// # let _ = store;
+/// use std::time::Duration;
+/// use hookguard::{clock::ManualClock, replay::{Mark, MemoryReplayStore, ReplayStore, StoreError}};
+/// let clock = ManualClock::at_unix(1_700_000_000);
+/// let store = MemoryReplayStore::new().capacity(1).clock(clock.clone());
+/// let ttl = Duration::from_secs(60);
+/// assert_eq!(store.mark_now(b"github:d-1", ttl).unwrap().unwrap(), Mark::New);
+/// assert_eq!(store.mark_now(b"github:d-1", ttl).unwrap().unwrap(), Mark::Seen);
+/// assert!(matches!(store.mark_now(b"github:d-2", ttl).unwrap(), Err(StoreError::Full)));
+/// // Once the first mark has expired, it makes room.
+/// clock.advance(Duration::from_secs(61));
+/// assert_eq!(store.mark_now(b"github:d-2", ttl).unwrap().unwrap(), Mark::New);
 /// ```
 #[derive(Debug, Clone)]
 pub struct MemoryReplayStore {

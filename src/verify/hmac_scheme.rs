@@ -215,10 +215,17 @@ impl HmacScheme {
     /// exactly as registered), instead of the request's.
     ///
     /// ```
-    /// use hookguard::providers::trello;
-    /// let s = trello::scheme("secret", "https://example.com/trello").unwrap()
-    ///     .with_url("https://example.com/trello2");
-    /// # let _ = s;
+    /// use hookguard::{providers::trello, verify::{Outgoing, Scheme, Sign, WebhookRequest}};
+    /// let old = trello::scheme("secret", "https://example.com/trello").unwrap();
+    /// let moved = old.clone().with_url("https://example.com/trello2");
+    /// let mut req = http::Request::post("/internal/trello");
+    /// for (name, value) in moved.sign(&Outgoing::new(b"{}")).unwrap() {
+    ///     req = req.header(name, value);
+    /// }
+    /// let req = req.body(b"{}".to_vec()).unwrap();
+    /// let (req, now) = (WebhookRequest::from_request(&req), time::OffsetDateTime::now_utc());
+    /// assert!(moved.verify(&req, now).is_ok());
+    /// assert!(old.verify(&req, now).is_err(), "signed for the other URL");
     /// ```
     #[must_use]
     pub fn with_url(mut self, url: impl Into<Cow<'static, str>>) -> Self {

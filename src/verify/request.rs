@@ -172,7 +172,7 @@ impl<'a> WebhookRequest<'a> {
 /// parameter of the signature header, or the first of several places that is present.
 ///
 /// ```
-/// use hookguard::verify::Field;
+/// use hookguard::verify::{Field, Scheme, TokenScheme, WebhookRequest};
 /// use http::HeaderName;
 ///
 /// // `HeaderName` holds an atomic, so lists of header fields live in a `static`.
@@ -180,8 +180,14 @@ impl<'a> WebhookRequest<'a> {
 ///     Field::Header(HeaderName::from_static("svix-id")),
 ///     Field::Header(HeaderName::from_static("webhook-id")),
 /// ];
-/// let id = Field::Any(&IDS);
-/// # let _ = id;
+/// let scheme = TokenScheme::new("acme", Field::header("x-acme-token"), "tok3n").unwrap().with_id(Field::Any(&IDS));
+/// let req = http::Request::post("/")
+///     .header("x-acme-token", "tok3n")
+///     .header("webhook-id", "w-1")
+///     .body(Vec::new())
+///     .unwrap();
+/// let verified = scheme.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::now_utc()).unwrap();
+/// assert_eq!(verified.id(), Some("w-1"), "no svix-id: the next place holds it");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

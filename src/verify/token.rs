@@ -93,9 +93,15 @@ impl TokenScheme {
     /// [`ConfigError::EmptySecret`] for an empty token.
     ///
     /// ```
-    /// # use hookguard::verify::{Field, TokenScheme};
-    /// let s = TokenScheme::new("gitlab", Field::header("x-gitlab-token"), "a").unwrap().with_token("b").unwrap();
-    /// # let _ = s;
+    /// use hookguard::verify::{Field, Scheme, TokenScheme, WebhookRequest};
+    /// let s = TokenScheme::new("gitlab", Field::header("x-gitlab-token"), "new").unwrap().with_token("old").unwrap();
+    /// let verify = |token: &str| {
+    ///     let req = http::Request::post("/").header("x-gitlab-token", token).body(Vec::new()).unwrap();
+    ///     s.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::now_utc()).is_ok()
+    /// };
+    /// assert!(verify("new") && verify("old"));
+    /// assert!(!verify("older"));
+    /// assert!(s.with_token("").is_err());
     /// ```
     pub fn with_token(mut self, token: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
         let secret = Secret::new(token.as_ref())?;
