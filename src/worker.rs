@@ -118,10 +118,17 @@ where
 /// Adapts a Tower service (`Service<Webhook, Response = ()>`) into a [`Handler`].
 ///
 /// ```
-/// use hookguard::{inbox::{MemoryInbox, Webhook}, worker::{ServiceHandler, Worker}};
-/// let svc = tower::service_fn(|_hook: Webhook| async { Ok::<(), std::io::Error>(()) });
-/// let worker = Worker::new(MemoryInbox::new(), ServiceHandler::new(svc));
-/// # let _ = worker;
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// use std::time::Duration;
+/// use hookguard::{inbox::{Inbox, MemoryInbox, Webhook}, verify::Verified, worker::{ServiceHandler, Worker}};
+/// let inbox = MemoryInbox::new();
+/// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+/// inbox.push(Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH)).await.unwrap();
+/// let svc = tower::service_fn(|_hook: Webhook| async { Err::<(), _>(std::io::Error::other("disk full")) });
+/// let handle = Worker::new(inbox.clone(), ServiceHandler::new(svc)).max_attempts(1).spawn();
+/// assert_eq!(handle.drain(Duration::from_secs(5)).await.left, Some(0));
+/// assert_eq!(inbox.dead_letters(1).await.unwrap()[0].error, "disk full");
+/// # }
 /// ```
 #[derive(Debug, Clone)]
 pub struct ServiceHandler<S>(S);
@@ -432,12 +439,19 @@ impl Worker {
     /// over and over).
     ///
     /// ```
-    /// # use std::{convert::Infallible, time::Duration};
-    /// # use hookguard::{inbox::{MemoryInbox, Webhook}, worker::Worker};
-    /// // Handlers get 29 s; a job whose worker died comes back after 30 s.
-    /// let worker = Worker::new(MemoryInbox::new(), |_hook: Webhook| async { Ok::<(), Infallible>(()) })
-    ///     .lease(Duration::from_secs(30));
-    /// # let _ = worker;
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use std::{convert::Infallible, time::Duration};
+    /// use hookguard::{inbox::{Inbox, MemoryInbox, Webhook}, verify::Verified, worker::Worker};
+    /// let inbox = MemoryInbox::new();
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// inbox.push(Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH)).await.unwrap();
+    /// let stuck = |_hook: Webhook| std::future::pending::<Result<(), Infallible>>();
+    /// let handle = Worker::new(inbox.clone(), stuck).lease(Duration::from_secs(10)).max_attempts(1).spawn();
+    /// assert_eq!(handle.drain(Duration::from_secs(60)).await.left, Some(0));
+    /// // Handlers get 9 s of a 10 s lease: the stuck one was cancelled and its attempt failed.
+    /// let dead = inbox.dead_letters(1).await.unwrap();
+    /// assert!(dead[0].error.contains("time limit (9s: the lease of 10s"), "{}", dead[0].error);
+    /// # }
     /// ```
     pub fn lease(mut self, lease: Duration) -> Self {
         assert!(!lease.is_zero(), "a worker's lease must not be zero");
@@ -450,13 +464,32 @@ impl Worker {
     /// long it pauses after a failed pull. Default 1 s.
     ///
     /// ```
-    /// # use std::{convert::Infallible, time::Duration};
-    /// # use hookguard::{inbox::{MemoryInbox, Webhook}, worker::Worker};
-    /// // An inbox that cannot wake the pool on a push (the trait's default `wait`) is
-    /// // asked again every 100 ms.
-    /// let worker = Worker::new(MemoryInbox::new(), |_hook: Webhook| async { Ok::<(), Infallible>(()) })
-    ///     .idle_poll(Duration::from_millis(100));
-    /// assert!(format!("{worker:?}").starts_with("Worker"));
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use std::time::Duration;
+    /// use hookguard::{clock::ManualClock, inbox::{Inbox, MemoryInbox, Webhook}, verify::Verified};
+    /// use hookguard::worker::{Backoff, Worker};
+    /// let clock = ManualClock::at_unix(1_700_000_000);
+    /// let inbox = MemoryInbox::new().clock(clock.clone());
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// inbox.push(Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH)).await.unwrap();
+    /// let (tx, mut attempts) = tokio::sync::mpsc::unbounded_channel();
+    /// let handler = move |_hook: Webhook| {
+    ///     tx.send(tokio::time::Instant::now()).unwrap();
+    ///     async { Err::<(), _>("later") }
+    /// };
+    /// let handle = Worker::new(inbox.clone(), handler)
+    ///     .backoff(Backoff::new(Duration::from_secs(60), Duration::from_secs(60)).without_jitter())
+    ///     .idle_poll(Duration::from_secs(30))
+    ///     .clock(clock.clone())
+    ///     .spawn();
+    /// let first = attempts.recv().await.unwrap();
+    /// tokio::time::sleep(Duration::from_secs(5)).await;
+    /// // A clock moved by hand wakes nobody: the idle pool finds the retry due at its next look.
+    /// clock.advance(Duration::from_secs(60));
+    /// let second = attempts.recv().await.unwrap();
+    /// assert_eq!((second - first).as_secs(), 30);
+    /// handle.shutdown(Duration::from_secs(5)).await;
+    /// # }
     /// ```
     pub fn idle_poll(mut self, every: Duration) -> Self {
         self.idle_poll = every;
@@ -477,11 +510,24 @@ impl Worker {
     /// deliveries keep coming, and a wait for the next push once a window brought none.
     ///
     /// ```
-    /// # use std::{convert::Infallible, time::Duration};
-    /// # use hookguard::{inbox::{MemoryInbox, Webhook}, worker::Worker};
-    /// let worker = Worker::new(MemoryInbox::new(), |_hook: Webhook| async { Ok::<(), Infallible>(()) })
-    ///     .gather(Duration::from_millis(2));
-    /// # let _ = worker;
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use std::{convert::Infallible, time::Duration};
+    /// use hookguard::{inbox::{Inbox, MemoryInbox, Webhook}, verify::Verified, worker::Worker};
+    /// use tokio::time::Instant;
+    /// let inbox = MemoryInbox::new();
+    /// let (tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+    /// let handler = move |_hook: Webhook| {
+    ///     tx.send(Instant::now()).unwrap();
+    ///     async { Ok::<(), Infallible>(()) }
+    /// };
+    /// let handle = Worker::new(inbox.clone(), handler).gather(Duration::from_millis(2)).spawn();
+    /// tokio::time::sleep(Duration::from_millis(10)).await; // the pool is idle
+    /// let pushed = Instant::now();
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// inbox.push(Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH)).await.unwrap();
+    /// assert_eq!(started.recv().await.unwrap() - pushed, Duration::from_millis(2));
+    /// handle.shutdown(Duration::from_secs(5)).await;
+    /// # }
     /// ```
     pub fn gather(mut self, window: Duration) -> Self {
         self.gather = window;
@@ -493,12 +539,25 @@ impl Worker {
     /// past a back-off.
     ///
     /// ```
-    /// # use std::convert::Infallible;
-    /// use hookguard::{clock::ManualClock, inbox::{MemoryInbox, Webhook}, worker::Worker};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use std::time::Duration;
+    /// use hookguard::{clock::ManualClock, inbox::{Inbox, MemoryInbox, Webhook}, verify::Verified};
+    /// use hookguard::worker::{Backoff, Worker};
     /// let clock = ManualClock::at_unix(1_700_000_000);
     /// let inbox = MemoryInbox::new().clock(clock.clone());
-    /// let worker = Worker::new(inbox, |_hook: Webhook| async { Ok::<(), Infallible>(()) }).clock(clock);
-    /// # let _ = worker;
+    /// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+    /// inbox.push(Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH)).await.unwrap();
+    /// let handle = Worker::new(inbox.clone(), |_hook: Webhook| async { Err::<(), _>("later") })
+    ///     .backoff(Backoff::new(Duration::from_secs(60), Duration::from_secs(60)).without_jitter())
+    ///     .clock(clock.clone())
+    ///     .spawn();
+    /// assert_eq!(handle.drain(Duration::from_secs(1)).await.left, Some(1));
+    /// // Due 60 s after the failure by the manual clock, not by the system's.
+    /// clock.advance(Duration::from_secs(59));
+    /// assert!(inbox.pull(1, Duration::from_secs(30)).await.unwrap().is_empty());
+    /// clock.advance(Duration::from_secs(1));
+    /// assert_eq!(inbox.pull(1, Duration::from_secs(30)).await.unwrap()[0].attempt(), 2);
+    /// # }
     /// ```
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
