@@ -118,9 +118,20 @@ type ListenFn = dyn Fn(Arc<str>, Arc<Signal>) -> BoxFuture<'static, Result<(), L
 ///
 /// ```no_run
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use hookguard::inbox::PostgresInbox;
+/// # use hookguard::{inbox::Webhook, verify::Verified};
+/// # fn hook(id: &str) -> Webhook {
+/// #     let v = Verified::new("github", Some(id.into()), None, None, [0; 32], 0);
+/// #     Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::now_utc())
+/// # }
+/// use std::time::Duration;
+/// use hookguard::inbox::{Inbox, PostgresInbox, Pushed};
 /// let inbox = PostgresInbox::connect("postgres://postgres@127.0.0.1:5432/app").await?.schema("webhooks");
 /// inbox.migrate().await?;
+/// assert_eq!(inbox.push(hook("d-1")).await?, Pushed::Accepted);
+/// assert_eq!(inbox.push(hook("d-1")).await?, Pushed::Duplicate);
+/// for job in inbox.pull(10, Duration::from_secs(30)).await? {
+///     inbox.ack(&job).await?;
+/// }
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -425,9 +436,13 @@ impl PostgresInbox {
     /// [`InboxError::Backend`] when the URL is invalid or the database cannot be reached.
     ///
     /// ```no_run
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let inbox = hookguard::inbox::PostgresInbox::connect("postgres://postgres@127.0.0.1/test").await.unwrap();
-    /// # let _ = inbox; }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use hookguard::inbox::{Inbox, PostgresInbox};
+    /// let inbox = PostgresInbox::connect("postgres://postgres@127.0.0.1/test").await?;
+    /// println!("{} webhooks waiting", inbox.depth().await?);
+    /// // A database that does not answer fails here, not at the first push.
+    /// assert!(PostgresInbox::connect("postgres://postgres@127.0.0.1:1/test").await.is_err());
+    /// # Ok(()) }
     /// ```
     pub async fn connect(url: &str) -> Result<Self, InboxError> {
         let mut cfg = deadpool_postgres::Config::new();
@@ -443,11 +458,16 @@ impl PostgresInbox {
     /// until [`wakeups`](Self::wakeups) says how to open the `LISTEN` connection.
     ///
     /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use hookguard::inbox::{Inbox, PostgresInbox};
     /// let mut cfg = deadpool_postgres::Config::new();
     /// cfg.url = Some("postgres://postgres@127.0.0.1/test".into());
-    /// let pool = cfg.create_pool(Some(deadpool_postgres::Runtime::Tokio1), tokio_postgres::NoTls).unwrap();
-    /// let inbox = hookguard::inbox::PostgresInbox::from_pool(pool);
-    /// # let _ = inbox;
+    /// cfg.pool = Some(deadpool_postgres::PoolConfig::new(4));
+    /// let pool = cfg.create_pool(Some(deadpool_postgres::Runtime::Tokio1), tokio_postgres::NoTls)?;
+    /// let inbox = PostgresInbox::from_pool(pool);
+    /// inbox.migrate().await?;
+    /// println!("{} webhooks waiting", inbox.depth().await?);
+    /// # Ok(()) }
     /// ```
     #[must_use]
     pub fn from_pool(pool: Pool) -> Self {
@@ -471,13 +491,18 @@ impl PostgresInbox {
     /// [`from_pool`](Self::from_pool) with what the pool connects with.
     ///
     /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use hookguard::inbox::{Inbox, PostgresInbox};
     /// let url = "postgres://postgres@127.0.0.1/test";
     /// let mut cfg = deadpool_postgres::Config::new();
     /// cfg.url = Some(url.into());
-    /// let pool = cfg.create_pool(Some(deadpool_postgres::Runtime::Tokio1), tokio_postgres::NoTls).unwrap();
-    /// let inbox = hookguard::inbox::PostgresInbox::from_pool(pool)
-    ///     .wakeups(url.parse().unwrap(), tokio_postgres::NoTls);
-    /// # let _ = inbox;
+    /// let pool = cfg.create_pool(Some(deadpool_postgres::Runtime::Tokio1), tokio_postgres::NoTls)?;
+    /// let inbox = PostgresInbox::from_pool(pool).wakeups(url.parse()?, tokio_postgres::NoTls);
+    /// // Returns as soon as any replica pushes, else after 30 s.
+    /// inbox.wait(Duration::from_secs(30)).await;
+    /// let jobs = inbox.pull(10, Duration::from_secs(30)).await?;
+    /// # drop(jobs); Ok(()) }
     /// ```
     #[must_use]
     pub fn wakeups<T>(mut self, config: tokio_postgres::Config, tls: T) -> Self
@@ -498,9 +523,20 @@ impl PostgresInbox {
     /// digits and `_`, at most 63 bytes: any other name makes every call fail).
     ///
     /// ```no_run
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let inbox = hookguard::inbox::PostgresInbox::connect("postgres://postgres@127.0.0.1/test").await.unwrap().schema("tenant_a");
-    /// # let _ = inbox; }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use hookguard::{inbox::Webhook, verify::Verified};
+    /// # fn hook(id: &str) -> Webhook {
+    /// #     let v = Verified::new("github", Some(id.into()), None, None, [0; 32], 0);
+    /// #     Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::now_utc())
+    /// # }
+    /// use hookguard::inbox::{Inbox, PostgresInbox};
+    /// let inbox = PostgresInbox::connect("postgres://postgres@127.0.0.1/test").await?;
+    /// let (tenant_a, tenant_b) = (inbox.clone().schema("tenant_a"), inbox.clone().schema("tenant_b"));
+    /// let before = tenant_b.depth().await?;
+    /// tenant_a.push(hook("d-1")).await?;
+    /// assert_eq!(tenant_b.depth().await?, before, "a table of its own");
+    /// assert!(inbox.schema("Tenant-C").migrate().await.is_err(), "not a valid name");
+    /// # Ok(()) }
     /// ```
     #[must_use]
     pub fn schema(mut self, schema: &str) -> Self {
@@ -514,9 +550,18 @@ impl PostgresInbox {
     /// Sets the capacity (waiting + leased + dead rows; default 100,000).
     ///
     /// ```no_run
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let inbox = hookguard::inbox::PostgresInbox::connect("postgres://postgres@127.0.0.1/test").await.unwrap().capacity(1_000);
-    /// # let _ = inbox; }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use hookguard::{inbox::Webhook, verify::Verified};
+    /// # fn hook(id: &str) -> Webhook {
+    /// #     let v = Verified::new("github", Some(id.into()), None, None, [0; 32], 0);
+    /// #     Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::now_utc())
+    /// # }
+    /// use hookguard::inbox::{Inbox, InboxError, PostgresInbox};
+    /// // A schema of its own, empty before this.
+    /// let inbox = PostgresInbox::connect("postgres://postgres@127.0.0.1/test").await?.schema("small").capacity(1);
+    /// inbox.push(hook("d-1")).await?;
+    /// assert!(matches!(inbox.push(hook("d-2")).await, Err(InboxError::Full)));
+    /// # Ok(()) }
     /// ```
     #[must_use]
     pub fn capacity(mut self, capacity: usize) -> Self {
@@ -527,10 +572,22 @@ impl PostgresInbox {
     /// How long finished keys are kept for duplicate detection (default 7 days).
     ///
     /// ```no_run
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let inbox = hookguard::inbox::PostgresInbox::connect("postgres://postgres@127.0.0.1/test").await.unwrap()
-    ///     .retention(std::time::Duration::from_secs(86_400));
-    /// # let _ = inbox; }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use hookguard::{inbox::Webhook, verify::Verified};
+    /// # fn hook(id: &str) -> Webhook {
+    /// #     let v = Verified::new("github", Some(id.into()), None, None, [0; 32], 0);
+    /// #     Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::now_utc())
+    /// # }
+    /// use std::time::Duration;
+    /// use hookguard::inbox::{Inbox, PostgresInbox, Pushed};
+    /// let inbox = PostgresInbox::connect("postgres://postgres@127.0.0.1/test").await?
+    ///     .retention(Duration::from_secs(86_400));
+    /// inbox.push(hook("d-1")).await?;
+    /// for job in inbox.pull(10, Duration::from_secs(30)).await? {
+    ///     inbox.ack(&job).await?;
+    /// }
+    /// assert_eq!(inbox.push(hook("d-1")).await?, Pushed::Duplicate, "a resend within a day");
+    /// # Ok(()) }
     /// ```
     #[must_use]
     pub fn retention(mut self, retention: Duration) -> Self {
@@ -541,10 +598,23 @@ impl PostgresInbox {
     /// Sets the clock for every stored time.
     ///
     /// ```no_run
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// use hookguard::{clock::ManualClock, inbox::PostgresInbox};
-    /// let inbox = PostgresInbox::connect("postgres://postgres@127.0.0.1/test").await.unwrap().clock(ManualClock::at_unix(0));
-    /// # let _ = inbox; }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use hookguard::{inbox::Webhook, verify::Verified};
+    /// # fn hook(id: &str) -> Webhook {
+    /// #     let v = Verified::new("github", Some(id.into()), None, None, [0; 32], 0);
+    /// #     Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::now_utc())
+    /// # }
+    /// use std::time::Duration;
+    /// use hookguard::{clock::ManualClock, inbox::{Inbox, PostgresInbox}};
+    /// let clock = ManualClock::at_unix(1_700_000_000);
+    /// // A schema of its own, empty before this.
+    /// let inbox = PostgresInbox::connect("postgres://postgres@127.0.0.1/test").await?.schema("clocked").clock(clock.clone());
+    /// inbox.push(hook("d-1")).await?;
+    /// inbox.pull(1, Duration::from_secs(30)).await?;
+    /// assert!(inbox.pull(1, Duration::from_secs(30)).await?.is_empty(), "leased");
+    /// clock.advance(Duration::from_secs(31));
+    /// assert_eq!(inbox.pull(1, Duration::from_secs(30)).await?[0].attempt(), 2, "lease ran out");
+    /// # Ok(()) }
     /// ```
     #[must_use]
     pub fn clock(mut self, clock: impl Clock) -> Self {
@@ -559,10 +629,11 @@ impl PostgresInbox {
     /// [`InboxError::Backend`] when the schema name is invalid or the database fails.
     ///
     /// ```no_run
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let inbox = hookguard::inbox::PostgresInbox::connect("postgres://postgres@127.0.0.1/test").await.unwrap();
-    /// inbox.migrate().await.unwrap();
-    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let inbox = hookguard::inbox::PostgresInbox::connect("postgres://postgres@127.0.0.1/test").await?;
+    /// inbox.migrate().await?;
+    /// inbox.clone().migrate().await?; // again: nothing to do
+    /// # Ok(()) }
     /// ```
     pub async fn migrate(&self) -> Result<(), InboxError> {
         self.migrated
@@ -587,10 +658,26 @@ impl PostgresInbox {
     /// [`InboxError::Backend`] when the database fails.
     ///
     /// ```no_run
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let inbox = hookguard::inbox::PostgresInbox::connect("postgres://postgres@127.0.0.1/test").await.unwrap();
-    /// let removed = inbox.purge().await.unwrap();
-    /// # let _ = removed; }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use hookguard::{inbox::Webhook, verify::Verified};
+    /// # fn hook(id: &str) -> Webhook {
+    /// #     let v = Verified::new("github", Some(id.into()), None, None, [0; 32], 0);
+    /// #     Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::now_utc())
+    /// # }
+    /// use std::time::Duration;
+    /// use hookguard::{clock::ManualClock, inbox::{Inbox, PostgresInbox, Pushed}};
+    /// let clock = ManualClock::at_unix(1_700_000_000);
+    /// let inbox = PostgresInbox::connect("postgres://postgres@127.0.0.1/test").await?
+    ///     .schema("purged")
+    ///     .retention(Duration::from_secs(86_400))
+    ///     .clock(clock.clone());
+    /// inbox.push(hook("d-1")).await?;
+    /// let job = inbox.pull(1, Duration::from_secs(30)).await?.remove(0);
+    /// inbox.ack(&job).await?;
+    /// clock.advance(Duration::from_secs(86_401));
+    /// assert!(inbox.purge().await? >= 1);
+    /// assert_eq!(inbox.push(hook("d-1")).await?, Pushed::Accepted, "forgotten");
+    /// # Ok(()) }
     /// ```
     pub async fn purge(&self) -> Result<u64, InboxError> {
         let client = self.client().await?;
