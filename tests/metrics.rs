@@ -190,3 +190,44 @@ fn unknown_tenants_and_refused_handshakes_are_counted() {
         assert_eq!(counters.get(name).copied(), Some(n), "{name} in {counters:?}");
     }
 }
+
+/// A named pool's depth gauge carries its inbox's name, so that pools on two inboxes
+/// in one process keep a gauge each; an unnamed one stays unlabelled.
+#[test]
+fn the_depth_gauge_is_labelled_by_the_pools_name() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let ok = |_hook: Webhook| async { Ok::<(), std::convert::Infallible>(()) };
+            let (payments, orders) = (MemoryInbox::new(), MemoryInbox::new());
+            for inbox in [&payments, &orders] {
+                let v =
+                    hookguard::verify::Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+                let hook = Webhook::new(
+                    "github",
+                    &v,
+                    Default::default(),
+                    "{}".into(),
+                    time::OffsetDateTime::UNIX_EPOCH,
+                );
+                inbox.push(hook).await.unwrap();
+            }
+            let named = Worker::new(payments.clone(), ok).name("payments").spawn();
+            let unnamed = Worker::new(orders.clone(), ok).spawn();
+            // Each pool sets its gauge when it pulls; once drained, both have pulled.
+            assert_eq!(named.drain(Duration::from_secs(5)).await.left, Some(0));
+            assert_eq!(unnamed.drain(Duration::from_secs(5)).await.left, Some(0));
+        });
+    });
+    let mut gauges: Vec<Vec<(String, String)>> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| key.key().name() == "hookguard_inbox_depth")
+        .map(|(key, ..)| key.key().labels().map(|l| (l.key().to_owned(), l.value().to_owned())).collect())
+        .collect();
+    gauges.sort();
+    assert_eq!(gauges, vec![vec![], vec![("inbox".to_owned(), "payments".to_owned())]]);
+}
