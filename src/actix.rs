@@ -270,7 +270,6 @@ where
                     Reserved::Fresh { verified, reservation } => {
                         let mut extensions = req.extensions_mut();
                         extensions.insert(verified);
-                        extensions.insert(BodyLimit(guard.body_limit()));
                         // A clone: the same memory, for every extractor of the handler.
                         extensions.insert(SharedBody::verified(bytes.clone()));
                         drop(extensions);

@@ -1631,9 +1631,10 @@ impl Guard {
     }
 }
 
-/// The guard's body limit, put next to [`Verified`] by the verifying middlewares: the
-/// extractors read the body again within it (a layer between the middleware and the
-/// handler, a decompression say, may have replaced the bytes that were verified).
+/// The guard's body limit, put next to [`Verified`] by `VerifyLayer`: axum's extractors
+/// read the body again within it (a layer between the middleware and the handler, a
+/// decompression say, may have replaced the bytes that were verified). actix's `Verify`
+/// leaves the verified bytes themselves, which its extractors take.
 #[derive(Debug, Clone, Copy)]
 #[cfg_attr(not(any(feature = "axum", feature = "actix")), allow(dead_code))]
 pub(crate) struct BodyLimit(pub(crate) usize);
