@@ -30,8 +30,11 @@ const SHARDS: usize = 16;
 /// the deliveries per second times that; the default 100,000 covers about 330 deliveries
 /// per second with a 5-minute window, and 72 hours of marks for schemes without a timestamp
 /// only at a few per minute (set `capacity` and [`replay_ttl`](crate::guard::GuardBuilder::replay_ttl)
-/// together). Keys of up to 46 bytes (an endpoint and a delivery id usually are) are kept
-/// in the table itself; [`mark_now`](ReplayStore::mark_now) answers at once.
+/// together). Each mark takes the same room (about 80 bytes with the table's slack)
+/// whatever the length of the delivery id a sender signed: keys of up to 46 bytes (an
+/// endpoint and a delivery id usually are) are kept as they are, longer ones as their
+/// SHA-256 digest, so the capacity bounds the memory too. [`mark_now`](ReplayStore::mark_now)
+/// answers at once.
 ///
 /// Lost on restart, and not shared between processes: several replicas need a shared
 /// store (Redis).
@@ -77,34 +80,41 @@ struct Entry {
     holder: Option<u64>,
 }
 
-/// A mark's key, kept in the map's slot itself when it is short (an endpoint and a
-/// delivery id usually are): no allocation per mark, and nothing of it outside the table.
-#[derive(Debug)]
-enum StoredKey {
-    Inline { len: u8, bytes: [u8; INLINE] },
-    Heap(Box<[u8]>),
+/// A mark's key as the table holds it, in the map's slot itself (no allocation per mark,
+/// and nothing of it outside the table): the key's own bytes when it has at most
+/// [`INLINE`] (an endpoint and a delivery id usually do), else its SHA-256 digest padded to
+/// [`SLOT`] bytes, a length no key kept as it is has, so the two kinds never meet. A mark
+/// thus takes the same room whatever the length of the delivery id a sender signed: the
+/// capacity bounds the store's memory, not only its count of keys.
+#[derive(Debug, Clone, Copy)]
+struct StoredKey {
+    len: u8,
+    bytes: [u8; SLOT],
 }
 
-/// The longest key kept in place (the slot stays 48 bytes).
+/// The longest key kept as it is.
 const INLINE: usize = 46;
+/// A slot's bytes: a digested key reads as this many (the slot stays 48 bytes).
+const SLOT: usize = INLINE + 1;
 
 impl StoredKey {
     fn new(key: &[u8]) -> Self {
+        let mut bytes = [0; SLOT];
         match u8::try_from(key.len()) {
             Ok(len) if key.len() <= INLINE => {
-                let mut bytes = [0; INLINE];
                 bytes[..key.len()].copy_from_slice(key);
-                Self::Inline { len, bytes }
+                Self { len, bytes }
             }
-            _ => Self::Heap(key.into()),
+            _ => {
+                let digest = <sha2::Sha256 as sha2::Digest>::digest(key);
+                bytes[..digest.len()].copy_from_slice(&digest);
+                Self { len: SLOT as u8, bytes }
+            }
         }
     }
 
     fn as_bytes(&self) -> &[u8] {
-        match self {
-            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            Self::Heap(bytes) => bytes,
-        }
+        &self.bytes[..usize::from(self.len)]
     }
 }
 
@@ -229,6 +239,8 @@ impl MemoryReplayStore {
     /// Sets a mark (`holder: None`) or a reservation unless a live entry is there.
     fn set(&self, key: &[u8], ttl: Duration, holder: Option<u64>) -> Result<Mark, StoreError> {
         let now = self.clock.unix_nanos();
+        let stored = StoredKey::new(key);
+        let key = stored.as_bytes();
         let (mut shard, cap) = self.lock(key)?;
         let entry = Entry { expires: deadline(now, ttl), holder };
         // One lookup for the common cases: seen and live, or seen and expired (renewed; the
@@ -243,12 +255,14 @@ impl MemoryReplayStore {
             *at = entry;
             return Ok(Mark::New);
         }
-        shard.insert(key, entry, now, cap)?;
+        shard.insert(stored, entry, now, cap)?;
         Ok(Mark::New)
     }
 
     fn confirm_now(&self, key: &[u8], ttl: Duration) -> Result<(), StoreError> {
         let now = self.clock.unix_nanos();
+        let stored = StoredKey::new(key);
+        let key = stored.as_bytes();
         let (mut shard, cap) = self.lock(key)?;
         let entry = Entry { expires: deadline(now, ttl), holder: None };
         if let Some(at) = shard.marks.get_mut(key) {
@@ -259,10 +273,12 @@ impl MemoryReplayStore {
         }
         // The reservation ran out and was swept (its handler took longer than the lease):
         // the delivery was handled all the same, so it gets its mark even in a full shard.
-        shard.insert(key, entry, now, cap.saturating_add(cap / 8 + 1))
+        shard.insert(stored, entry, now, cap.saturating_add(cap / 8 + 1))
     }
 
     fn cancel_now(&self, key: &[u8], token: u64) -> Result<(), StoreError> {
+        let stored = StoredKey::new(key);
+        let key = stored.as_bytes();
         let (mut shard, _) = self.lock(key)?;
         if shard.marks.get(key).is_some_and(|at| at.holder == Some(token)) {
             shard.marks.remove(key);
@@ -274,7 +290,13 @@ impl MemoryReplayStore {
 impl Shard {
     /// Inserts a key that is not there, first dropping expired entries when the shard is
     /// full; [`StoreError::Full`] when it stays full.
-    fn insert(&mut self, key: &[u8], entry: Entry, now: i128, per_shard: usize) -> Result<(), StoreError> {
+    fn insert(
+        &mut self,
+        key: StoredKey,
+        entry: Entry,
+        now: i128,
+        per_shard: usize,
+    ) -> Result<(), StoreError> {
         if self.marks.len() >= per_shard {
             if self.earliest.is_some_and(|earliest| earliest > now) {
                 return Err(StoreError::Full);
@@ -285,7 +307,7 @@ impl Shard {
                 return Err(StoreError::Full);
             }
         }
-        self.marks.insert(StoredKey::new(key), entry);
+        self.marks.insert(key, entry);
         self.lower_bound(entry.expires);
         Ok(())
     }
@@ -324,8 +346,9 @@ impl ReplayStore for MemoryReplayStore {
     }
 
     fn unmark<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<(), StoreError>> {
-        let result = self.lock(key).map(|(mut shard, _)| {
-            shard.marks.remove(key);
+        let stored = StoredKey::new(key);
+        let result = self.lock(stored.as_bytes()).map(|(mut shard, _)| {
+            shard.marks.remove(stored.as_bytes());
         });
         Box::pin(std::future::ready(result))
     }
@@ -455,11 +478,38 @@ mod tests {
             let key = vec![b'k'; len];
             assert_eq!(store.set(&key, Duration::from_secs(10), None).unwrap(), Mark::New, "{len}");
             assert_eq!(store.set(&key, Duration::from_secs(10), None).unwrap(), Mark::Seen, "{len}");
-            assert!(StoredKey::new(&key).as_bytes() == key.as_slice(), "{len}");
         }
-        // A key and its prefix are different keys, in place or not.
+        // A key and its prefix are different keys, kept as they are or digested.
         assert_eq!(store.set(&[b'k'; INLINE + 2], Duration::from_secs(10), None).unwrap(), Mark::New);
+        // Reservations, confirmations, cancels and removals find a long key too.
+        let long = vec![b'r'; 1_000];
+        assert_eq!(store.set(&long, Duration::from_secs(10), Some(7)).unwrap(), Mark::New);
+        assert_eq!(store.set(&long, Duration::from_secs(10), Some(8)).unwrap(), Mark::Pending);
+        store.cancel_now(&long, 7).unwrap();
+        assert_eq!(store.set(&long, Duration::from_secs(10), Some(8)).unwrap(), Mark::New);
+        store.confirm_now(&long, Duration::from_secs(10)).unwrap();
+        assert_eq!(store.set(&long, Duration::from_secs(10), Some(9)).unwrap(), Mark::Seen);
+        futures_util::FutureExt::now_or_never(store.unmark(&long)).expect("ready at once").unwrap();
+        assert_eq!(store.set(&long, Duration::from_secs(10), None).unwrap(), Mark::New);
         assert_eq!(std::mem::size_of::<StoredKey>(), 48);
+    }
+
+    #[test]
+    fn a_long_key_takes_no_more_room_than_a_short_one() {
+        // A kept key's bytes never depend on the key's length past `INLINE`: a 64 KiB
+        // delivery id costs a mark what a 47-byte one does.
+        for len in [INLINE + 1, 1_000, 64 * 1024] {
+            let key = vec![b'x'; len];
+            assert_eq!(StoredKey::new(&key).as_bytes().len(), SLOT, "{len}");
+        }
+        for len in [0, 5, INLINE] {
+            let key = vec![b'x'; len];
+            assert_eq!(StoredKey::new(&key).as_bytes(), key.as_slice(), "{len}");
+        }
+        // A digested key never equals a key kept as it is: no kept key has `SLOT` bytes.
+        let digested = StoredKey::new(&[b'y'; 100]);
+        let as_is = StoredKey::new(&digested.as_bytes()[..INLINE]);
+        assert_ne!(digested.as_bytes(), as_is.as_bytes());
     }
 
     #[test]
