@@ -710,7 +710,7 @@ impl Worker {
             let asked_at = tokio::time::Instant::now();
             let pulled = tokio::select! {
                 // An inbox that panics (one of a third party) fails this pull, not the pool.
-                pulled = Caught::new(this.inbox.pull(room, this.lease)) => {
+                pulled = Caught::of(|| this.inbox.pull(room, this.lease)) => {
                     pulled.unwrap_or_else(|| Err(InboxError::Backend("the inbox's pull panicked".into())))
                 }
                 // Whatever that pull leased comes back when its lease runs out.
@@ -740,7 +740,7 @@ impl Worker {
                 let caught_up = std::mem::take(&mut busy) && !this.gather.is_zero();
                 if !caught_up {
                     tokio::select! {
-                        _ = Caught::new(this.inbox.wait(this.idle_poll)) => {}
+                        _ = Caught::of(|| this.inbox.wait(this.idle_poll)) => {}
                         () = stop_changed(&mut stop) => continue,
                     }
                 }
@@ -775,7 +775,7 @@ impl Worker {
             return;
         }
         *last = Some(now);
-        if let Some(Ok(depth)) = Caught::new(self.inbox.depth()).await {
+        if let Some(Ok(depth)) = Caught::of(|| self.inbox.depth()).await {
             match &self.name {
                 Some(name) => {
                     metrics::gauge!("hookguard_inbox_depth", "inbox" => name.clone()).set(depth as f64)
@@ -948,6 +948,33 @@ struct Progress {
 /// [`Progress::held`] before pulling stopped.
 const NOT_YET: usize = usize::MAX;
 
+impl Progress {
+    /// What the pool held and gave back so far, for a pool stopped where it is.
+    fn so_far(&self) -> ShutdownReport {
+        let in_flight = match self.held.load(Ordering::Relaxed) {
+            NOT_YET => self.lanes.close(),
+            held => held,
+        };
+        ShutdownReport { in_flight, returned: self.returned.load(Ordering::Relaxed) }
+    }
+
+    /// The pool's own report, or, when its task ended in a panic (one no lane or inbox
+    /// call caught) or was cancelled, what it held then: those jobs come back to the
+    /// inbox when their leases run out.
+    fn ended(&self, report: Result<ShutdownReport, tokio::task::JoinError>) -> ShutdownReport {
+        report.unwrap_or_else(|e| {
+            let report = self.so_far();
+            // Not the panic's message: it may quote what a job held.
+            tracing::error!(
+                in_flight = report.in_flight,
+                panicked = e.is_panic(),
+                "the worker pool ended early; the jobs it held come back when their leases run out"
+            );
+            report
+        })
+    }
+}
+
 /// How long [`WorkerHandle::shutdown`] waits, after the grace period, for the inbox to take
 /// the cancelled jobs back before it leaves them to their leases.
 ///
@@ -1095,17 +1122,25 @@ impl Lanes {
 const PANICKED: &str = "the handler panicked";
 
 pin_project_lite::pin_project! {
-    /// A future whose panic is caught: `None` instead of unwinding through the lane that
-    /// polls it.
+    /// A future whose panic is caught: `None` instead of unwinding through the lane or loop
+    /// that polls it.
     struct Caught<F> {
+        // `None`: making the future panicked.
         #[pin]
-        fut: F,
+        fut: Option<F>,
     }
 }
 
 impl<F> Caught<F> {
     fn new(fut: F) -> Self {
-        Self { fut }
+        Self { fut: Some(fut) }
+    }
+
+    /// The future `make` returns, with a panic in `make` itself caught too: an inbox (a
+    /// third party's) may do its work before it returns a ready future, as
+    /// [`MemoryInbox`](crate::inbox::MemoryInbox) does.
+    fn of(make: impl FnOnce() -> F) -> Self {
+        Self { fut: std::panic::catch_unwind(std::panic::AssertUnwindSafe(make)).ok() }
     }
 }
 
@@ -1113,7 +1148,7 @@ impl<F: Future> Future for Caught<F> {
     type Output = Option<F::Output>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
-        let fut = self.project().fut;
+        let Some(fut) = self.project().fut.as_pin_mut() else { return Poll::Ready(None) };
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.poll(cx))) {
             Ok(Poll::Ready(out)) => Poll::Ready(Some(out)),
             Ok(Poll::Pending) => Poll::Pending,
@@ -1249,9 +1284,11 @@ pub struct Drained {
 const DRAIN_POLL: Duration = Duration::from_millis(50);
 
 impl WorkerHandle {
-    /// Lets the pool empty its inbox, then stops it, all within `grace`: waits until the
+    /// Lets the pool empty its inbox, then stops it, within `grace`: waits until the
     /// inbox holds no job (retries that come due in time included) or `grace` ends, then
-    /// [`shutdown`](Self::shutdown)s with what is left of it. For an in-memory inbox,
+    /// [`shutdown`](Self::shutdown)s with what is left of it. An inbox that stops
+    /// answering can add up to twice [`SETTLE`]: once for the cancelled jobs to go back (as
+    /// in `shutdown`), once for the last count of what is left. For an in-memory inbox,
     /// whose jobs die with the process, call it once nothing pushes any more (the server
     /// stopped); [`Drained::left`] is then what is lost. A durable inbox keeps what is
     /// left for the next start: there, `shutdown` is enough. `grace` runs on Tokio's clock;
@@ -1280,11 +1317,15 @@ impl WorkerHandle {
                 // empty the inbox.
                 break;
             }
-            match tokio::time::timeout_at(deadline, self.inbox.depth()).await {
-                Ok(Ok(0)) | Err(_) => break,
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
+            match tokio::time::timeout_at(deadline, Caught::of(|| self.inbox.depth())).await {
+                Ok(Some(Ok(0))) | Err(_) => break,
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(e))) => {
                     tracing::error!(error = %e, "cannot read the inbox's depth; not waiting for it to empty");
+                    break;
+                }
+                Ok(None) => {
+                    tracing::error!("the inbox's depth panicked; not waiting for it to empty");
                     break;
                 }
             }
@@ -1297,7 +1338,11 @@ impl WorkerHandle {
         let inbox = Arc::clone(&self.inbox);
         let report = self.shutdown(deadline.saturating_duration_since(tokio::time::Instant::now())).await;
         // An inbox that does not answer leaves the count unknown rather than the caller waiting.
-        let left = tokio::time::timeout(SETTLE, inbox.depth()).await.ok().and_then(Result::ok);
+        let left = tokio::time::timeout(SETTLE, Caught::of(|| inbox.depth()))
+            .await
+            .ok()
+            .flatten()
+            .and_then(Result::ok);
         Drained { report, left }
     }
 
@@ -1338,24 +1383,20 @@ impl WorkerHandle {
         let _ = self.stop.send(true);
         let mut task = self.task;
         match tokio::time::timeout(grace, &mut task).await {
-            Ok(report) => report.unwrap_or(ShutdownReport { in_flight: 0, returned: 0 }),
+            Ok(report) => self.progress.ended(report),
             Err(_) => {
                 // Grace is over: cancel in-flight handlers; they give their jobs back.
                 let _ = self.cancel.send(true);
                 match tokio::time::timeout(SETTLE, &mut task).await {
-                    Ok(report) => report.unwrap_or(ShutdownReport { in_flight: 0, returned: 0 }),
+                    Ok(report) => self.progress.ended(report),
                     Err(_) => {
                         task.abort();
-                        let p = &self.progress;
-                        let in_flight = match p.held.load(Ordering::Relaxed) {
-                            NOT_YET => p.lanes.close(),
-                            held => held,
-                        };
+                        let report = self.progress.so_far();
                         tracing::error!(
-                            in_flight,
+                            in_flight = report.in_flight,
                             "the inbox did not take the worker's jobs back in time; they come back when their leases run out"
                         );
-                        ShutdownReport { in_flight, returned: p.returned.load(Ordering::Relaxed) }
+                        report
                     }
                 }
             }
@@ -1814,6 +1855,61 @@ mod tests {
         assert_eq!(worker.shutdown(Duration::from_secs(1)).await.in_flight, 0);
     }
 
+    /// An inbox whose `pull`, `wait` or `depth` panics before it returns a future (one that
+    /// does its work up front) fails that call, not the pool: every job still runs.
+    #[tokio::test(start_paused = true)]
+    async fn an_inbox_that_panics_before_its_future_fails_a_call_not_the_pool() {
+        let inner = MemoryInbox::new();
+        for id in ["p-1", "p-2", "p-3"] {
+            inner.push(hook(id)).await.unwrap();
+        }
+        let inbox = CountingWaits::new(inner.clone());
+        inbox.eager_panics.store(4, Ordering::SeqCst);
+        let eager = Arc::clone(&inbox.eager_panics);
+        let (ran, handler) = counting();
+        let worker = Worker::new(inbox, handler).concurrency(1).spawn();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(eager.load(Ordering::SeqCst), 0, "the inbox panicked four times");
+        assert_eq!(ran.load(Ordering::SeqCst), 3, "every job ran");
+        assert_eq!(inner.depth().await.unwrap(), 0);
+        assert_eq!(worker.shutdown(Duration::from_secs(1)).await.in_flight, 0);
+    }
+
+    /// A pool whose task ended in a panic reports the jobs it held (they come back when
+    /// their leases run out), not a clean `0`.
+    #[tokio::test]
+    async fn a_pool_that_ended_in_a_panic_reports_what_it_held() {
+        let panicked = tokio::spawn(async { panic!("a bug") }).await.unwrap_err();
+        let progress =
+            Progress { lanes: Lanes::new(2), held: AtomicUsize::new(2), returned: AtomicUsize::new(1) };
+        let report = progress.ended(Err(panicked));
+        assert_eq!((report.in_flight, report.returned), (2, 1));
+        let clean = ShutdownReport { in_flight: 0, returned: 0 };
+        assert_eq!(progress.ended(Ok(clean)).in_flight, 0, "a clean end is the pool's own report");
+    }
+
+    /// `drain` reads the depth itself: a depth that panics ends its wait (the count is then
+    /// unknown) instead of unwinding into the caller.
+    #[tokio::test(start_paused = true)]
+    async fn drain_survives_a_depth_that_panics() {
+        let inner = MemoryInbox::new();
+        inner.push(hook("d-1")).await.unwrap();
+        let inbox = CountingWaits::new(inner.clone());
+        let (eager, depths) = (Arc::clone(&inbox.eager_panics), Arc::clone(&inbox.depths));
+        let worker = Worker::new(inbox, |_hook: Webhook| std::future::pending::<Result<(), Infallible>>())
+            .concurrency(1)
+            .spawn();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // From here every depth (the gauge's, drain's) panics before its future.
+        eager.store(usize::MAX, Ordering::SeqCst);
+        let before = depths.load(Ordering::SeqCst);
+        let drained = worker.drain(Duration::from_secs(1)).await;
+        assert!(depths.load(Ordering::SeqCst) > before, "drain asked the inbox");
+        assert_eq!(drained.left, None, "the count is unknown");
+        assert_eq!(drained.report.in_flight, 1);
+        assert_eq!(inner.depth().await.unwrap(), 1, "the running job went back");
+    }
+
     /// `drain` is bounded too when the inbox's depth never comes: the count is then unknown.
     #[tokio::test(start_paused = true)]
     async fn drain_is_bounded_when_the_depth_never_comes() {
@@ -1952,6 +2048,9 @@ mod tests {
         panics: Arc<AtomicUsize>,
         /// `ack` fails (the lease was lost).
         refuse_ack: bool,
+        /// How many more calls to `pull`, `wait` and `depth` panic before they return a
+        /// future (an inbox that does its work up front).
+        eager_panics: Arc<AtomicUsize>,
     }
 
     impl CountingWaits {
@@ -1968,6 +2067,20 @@ mod tests {
                 depth_delay: Duration::ZERO,
                 panics: Arc::default(),
                 refuse_ack: false,
+                eager_panics: Arc::default(),
+            }
+        }
+    }
+
+    impl CountingWaits {
+        /// Panics while [`eager_panics`](Self::eager_panics) counts down.
+        fn maybe_panic_now(&self) {
+            if self
+                .eager_panics
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                panic!("a third party's inbox, before its future");
             }
         }
     }
@@ -1978,6 +2091,7 @@ mod tests {
         }
         fn pull(&self, max: usize, lease: Duration) -> BoxFuture<'_, Result<Vec<Job>, InboxError>> {
             self.pulls.fetch_add(1, Ordering::SeqCst);
+            self.maybe_panic_now();
             if self.panics.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
                 return Box::pin(async { panic!("a third party's inbox") });
             }
@@ -2040,6 +2154,7 @@ mod tests {
         }
         fn depth(&self) -> BoxFuture<'_, Result<usize, InboxError>> {
             self.depths.fetch_add(1, Ordering::SeqCst);
+            self.maybe_panic_now();
             Box::pin(async move {
                 tokio::time::sleep(self.depth_delay).await;
                 self.inner.depth().await
@@ -2047,6 +2162,7 @@ mod tests {
         }
         fn wait(&self, timeout: Duration) -> BoxFuture<'_, ()> {
             self.waits.fetch_add(1, Ordering::SeqCst);
+            self.maybe_panic_now();
             self.inner.wait(timeout)
         }
     }
