@@ -61,7 +61,9 @@ type BuildFn = dyn Fn(&[Secret]) -> Result<Arc<dyn Scheme>, ConfigError> + Send 
 /// per [`unknown_ttl`](Self::unknown_ttl), though each new name is one lookup: put a rate
 /// limit in front). Unknown names are cached apart from known tenants: a flood of made-up
 /// names never pushes a known tenant out. A tenant name longer than 256 bytes is unknown
-/// without a lookup.
+/// without a lookup. A tenant whose secrets make no scheme (`build` fails: a malformed
+/// secret) is logged at `error` once per load and answered as the source being
+/// unavailable (`503` + `Retry-After`) from the cache for `unknown_ttl` too.
 ///
 /// Lookups of one tenant may run at once (each loads); the answer of the one that began
 /// last is kept: one that began earlier and ends later (it may have read a secret since
@@ -183,6 +185,9 @@ enum Absent {
     Unknown,
     /// Registered, awaiting its handshake (an empty list).
     Awaiting,
+    /// Registered, but its secrets make no scheme (a malformed secret): the source is
+    /// unavailable for it until someone mends its secrets.
+    Broken,
 }
 
 /// What a lookup found.
@@ -551,13 +556,23 @@ impl TenantSchemes {
         (self.load)(tenant.to_owned()).await.map_err(SourceError::Unavailable)
     }
 
-    /// What loaded `secrets` make: a scheme, or why there is none.
-    fn answer(&self, secrets: Option<Vec<Secret>>) -> Result<Answer, ConfigError> {
-        Ok(match secrets {
+    /// What `tenant`'s loaded `secrets` make: a scheme, or why there is none. Secrets that
+    /// make no scheme are logged here, once per load (the answer is cached), not per
+    /// request.
+    fn answer(&self, tenant: &str, secrets: Option<Vec<Secret>>) -> Answer {
+        match secrets {
             None => Answer::Absent(Absent::Unknown),
             Some(secrets) if secrets.is_empty() => Answer::Absent(Absent::Awaiting),
-            Some(secrets) => Answer::Known((self.build)(&secrets)?),
-        })
+            Some(secrets) => match (self.build)(&secrets) {
+                Ok(scheme) => Answer::Known(scheme),
+                Err(e) => {
+                    // The error names what is wrong, never a secret's text; the tenant
+                    // is a registered one (its loader answered with secrets).
+                    tracing::error!(tenant, error = %e, "a tenant's secrets make no scheme: its deliveries get 503 until they are mended");
+                    Answer::Absent(Absent::Broken)
+                }
+            },
+        }
     }
 
     /// Caches what the load with `ticket`, begun at `began`, found; unless a later load
@@ -606,13 +621,16 @@ impl TenantSchemes {
             None => {
                 let ticket = self.ticket();
                 let secrets = self.load(&tenant).await?;
-                let answer = self.answer(secrets).map_err(|e| SourceError::Unavailable(Box::new(e)))?;
+                let answer = self.answer(&tenant, secrets);
                 self.remember(&tenant, &answer, ticket, now).unwrap_or(answer)
             }
         };
         match answer {
             Answer::Known(scheme) => Ok(scheme),
-            Answer::Absent(_) => Err(SourceError::Unknown),
+            Answer::Absent(Absent::Broken) => Err(SourceError::Unavailable(
+                "the tenant's secrets make no scheme (logged when they were loaded)".into(),
+            )),
+            Answer::Absent(Absent::Unknown | Absent::Awaiting) => Err(SourceError::Unknown),
         }
     }
 }
@@ -668,7 +686,8 @@ impl SchemeSource for TenantSchemes {
             // secret, is answered from the cache. One awaiting its handshake is loaded
             // again (it may have been given its secret since).
             match self.cached(&tenant, now) {
-                Some(Answer::Known(_)) => return Err(SourceError::Refused),
+                // Secrets that make no scheme are secrets all the same.
+                Some(Answer::Known(_) | Answer::Absent(Absent::Broken)) => return Err(SourceError::Refused),
                 Some(Answer::Absent(Absent::Unknown)) => return Err(SourceError::Unknown),
                 Some(Answer::Absent(Absent::Awaiting)) | None => {}
             }
@@ -677,14 +696,13 @@ impl SchemeSource for TenantSchemes {
                 return Err(SourceError::Refused);
             };
             let ticket = self.ticket();
-            match self.answer(self.load(&tenant).await?) {
+            let loaded = self.load(&tenant).await?;
+            match self.answer(&tenant, loaded) {
                 // Registered, awaiting its handshake.
-                Ok(Answer::Absent(Absent::Awaiting)) => {}
-                // Secrets whose scheme does not build are secrets all the same.
-                Err(_) => return Err(SourceError::Refused),
-                Ok(answer) => {
+                Answer::Absent(Absent::Awaiting) => {}
+                answer => {
                     let refused = match answer {
-                        Answer::Known(_) => SourceError::Refused,
+                        Answer::Known(_) | Answer::Absent(Absent::Broken) => SourceError::Refused,
                         Answer::Absent(_) => SourceError::Unknown,
                     };
                     self.remember(&tenant, &answer, ticket, now);
@@ -766,6 +784,46 @@ mod tests {
         clock.advance(Duration::from_secs(300));
         assert!(look("known-a").await);
         assert_eq!(loads.load(Ordering::SeqCst), 107);
+    }
+
+    /// A tenant whose secrets make no scheme (a malformed `whsec_`) is answered
+    /// unavailable (503) from the cache for `unknown_ttl`: anyone naming it costs no load
+    /// per request; once that ends it is loaded again, and mended secrets take effect.
+    /// A handshake for it is refused (it has secrets).
+    #[tokio::test]
+    async fn secrets_that_make_no_scheme_are_cached_as_unavailable() {
+        let (loads, clock) = (Arc::new(AtomicUsize::new(0)), ManualClock::at_unix(1_700_000_000));
+        let mended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (counted, fixed) = (Arc::clone(&loads), Arc::clone(&mended));
+        let source = TenantSchemes::new(
+            TenantSchemes::path_segment(2),
+            move |_tenant: String| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let secret = if fixed.load(Ordering::SeqCst) {
+                    "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+                } else {
+                    "whsec_not base64!"
+                };
+                async move { Ok::<_, std::io::Error>(Some(vec![Secret::new(secret).unwrap()])) }
+            },
+            |secrets: &[Secret]| {
+                Ok(Arc::new(crate::providers::standard_webhooks::scheme(secrets[0].expose())?)
+                    as Arc<dyn Scheme>)
+            },
+        )
+        .store(|_tenant: String, _secret: Secret| async { Ok::<_, std::io::Error>(()) })
+        .unknown_ttl(Duration::from_secs(30))
+        .clock(clock.clone());
+        for _ in 0..3 {
+            assert!(matches!(source.scheme(&parts("acme")).await, Err(SourceError::Unavailable(_))));
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1, "answered from the cache");
+        let adopt = source.adopt_secret(&parts("acme"), Secret::new("handed-over").unwrap()).await;
+        assert!(matches!(adopt, Err(SourceError::Refused)), "a handshake never replaces secrets");
+        mended.store(true, Ordering::SeqCst);
+        clock.advance(Duration::from_secs(31));
+        assert!(source.scheme(&parts("acme")).await.is_ok(), "mended secrets are loaded again");
+        assert_eq!(loads.load(Ordering::SeqCst), 2);
     }
 
     /// `ttl(Duration::MAX)` (and `unknown_ttl`) cache for ever: the expiry saturates
