@@ -16,6 +16,13 @@
 //! `X-HubSpot-Signature-Version: v2|v1`, the plain SHA-256 of
 //! `{client secret}{method}{url}{body}` (v2) or `{client secret}{body}` (v1), not an HMAC
 //! ([`Construction::SecretPrefix`]). No timestamp: prefer v3 where HubSpot offers it.
+//! That construction allows length extension: from one genuine body and its signature,
+//! anyone can sign that body followed by SHA-256's padding and bytes of their choice. And
+//! the version header is not bound to the signature: a v2 signature over `GET` and a URL
+//! (an app request signed with the same client secret) verifies at a v1 endpoint as the
+//! body `GET<url>`. Neither yields valid JSON, so parse the whole body strictly (as
+//! axum and actix `VerifiedJson` extractors do: a body that does not parse is a `422`)
+//! and never act on a prefix of it.
 //!
 //! ```
 //! use hookguard::{providers::hubspot, verify::{Scheme, WebhookRequest}};

@@ -63,7 +63,10 @@
 //! [`Reason::MalformedHeader`]), at most [`MAX_SETTINGS_LEN`] bytes
 //! ([`Reason::HeaderTooLarge`]), comma-separated `name=value` items (optional spaces around
 //! each), `algorithm` required and at most one `algorithm` and one `key`, unknown names
-//! ignored; anything else — an empty value included — is [`Reason::MalformedHeader`].
+//! ignored; an item without `=`, an empty name, or an item named twice is
+//! [`Reason::MalformedHeader`]. An empty `key` (or unknown item) value is accepted, and
+//! an empty `algorithm` is [`Reason::UnsupportedAlgorithm`], like any name other than
+//! `HMAC_SHA256`.
 //! [`Verified::key_index`] counts the auth tokens first (`0..n`), then the shared keys
 //! (`n..`).
 //!
