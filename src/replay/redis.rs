@@ -1,6 +1,6 @@
 //! A replay store in Redis, shared by every replica of a receiver.
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
 
 use ::redis::{Script, aio::ConnectionManager};
 
@@ -80,12 +80,23 @@ struct Scripts {
 /// Expiry follows Redis's clock by default. With [`clock`](Self::clock) it follows the
 /// injected clock instead (an atomic script compares the stored deadline with "now"); the
 /// key's `PX` then only removes the mark from memory, after the same time to live on
-/// Redis's clock. Keys are `{prefix}{key}` (prefix `hookguard:replay:` by default) and are
-/// spread over a cluster's slots.
+/// Redis's clock. Keys are `{prefix}{key}` (prefix `hookguard:replay:` by default).
 ///
-/// Capacity is Redis's: set `maxmemory` (with a `volatile-*` eviction policy the oldest
-/// marks go first; with `noeviction` a full server answers errors, which the guard turns
-/// into `503`).
+/// The store takes a single-node connection ([`ConnectionManager`]): Redis Cluster is not
+/// supported.
+///
+/// # Memory and eviction
+///
+/// Capacity is Redis's `maxmemory`. Run the store on a server with `maxmemory-policy
+/// noeviction` (or on an instance of its own that has it): a full server then answers
+/// errors, which the guard turns into `503`. Eviction drops replay protection: every mark
+/// has a time to live, so under any `volatile-*` or `allkeys-*` policy Redis may evict
+/// marks that have not expired (which ones is the policy's choice: approximately the
+/// least recently or least frequently used, the nearest to expiry, or random; not
+/// "the oldest"), and a replayed or resent delivery whose mark was evicted gets through
+/// as new. [`connect`](Self::connect) reads the policy (`CONFIG GET maxmemory-policy`)
+/// and logs a warning when it is not `noeviction`; a server that refuses `CONFIG` (managed
+/// Redis often does) is not checked.
 ///
 /// ```no_run
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -112,7 +123,9 @@ impl fmt::Debug for RedisReplayStore {
 
 impl RedisReplayStore {
     /// Connects to `url` (`redis://host:port/db`, `rediss://` for TLS when the redis crate
-    /// has a TLS feature enabled) with a reconnecting connection manager.
+    /// has a TLS feature enabled) with a reconnecting connection manager. Logs a warning
+    /// when the server's `maxmemory-policy` is not `noeviction` (see
+    /// [Memory and eviction](Self#memory-and-eviction)).
     ///
     /// # Errors
     /// [`StoreError::Backend`] when the URL is invalid or the server cannot be reached.
@@ -125,10 +138,13 @@ impl RedisReplayStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let client = ::redis::Client::open(url).map_err(backend)?;
         let conn = ConnectionManager::new(client).await.map_err(backend)?;
+        warn_on_eviction(conn.clone()).await;
         Ok(Self::from_manager(conn))
     }
 
-    /// Uses an existing connection manager (shared with the rest of the application).
+    /// Uses an existing connection manager (shared with the rest of the application). The
+    /// eviction policy is not checked (as [`connect`](Self::connect) does): see
+    /// [Memory and eviction](Self#memory-and-eviction).
     ///
     /// ```no_run
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> redis::RedisResult<()> {
@@ -298,6 +314,30 @@ fn deadline(now_ms: i64, ms: u64) -> i64 {
     now_ms.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX))
 }
 
+/// Logs a warning when the server's eviction policy can drop marks; says nothing when the
+/// server will not tell (a refused or renamed `CONFIG`).
+async fn warn_on_eviction(mut conn: ConnectionManager) {
+    let answer = ::redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy").query_async(&mut conn).await;
+    if let Some(policy) = policy_of(answer)
+        && evicts(&policy)
+    {
+        tracing::warn!(
+            %policy,
+            "Redis replay store: the server's maxmemory-policy is not noeviction; evicted marks let replays through"
+        );
+    }
+}
+
+/// The `maxmemory-policy` in a `CONFIG GET` answer; `None` when the server did not say.
+fn policy_of(answer: ::redis::RedisResult<HashMap<String, String>>) -> Option<String> {
+    answer.ok()?.remove("maxmemory-policy")
+}
+
+/// Whether a policy may evict marks: every one but `noeviction` (all marks have a TTL).
+fn evicts(policy: &str) -> bool {
+    policy != "noeviction"
+}
+
 fn backend(e: ::redis::RedisError) -> StoreError {
     StoreError::Backend(Box::new(e))
 }
@@ -326,5 +366,44 @@ impl ReplayStore for RedisReplayStore {
 
     fn unmark<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(self.unmark_now(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_policy_but_noeviction_evicts_marks() {
+        assert!(!evicts("noeviction"));
+        for policy in ["volatile-lru", "volatile-ttl", "allkeys-lfu", "allkeys-random"] {
+            assert!(evicts(policy), "{policy}");
+        }
+        let answer = |pairs: &[(&str, &str)]| {
+            Ok(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
+        };
+        assert_eq!(
+            policy_of(answer(&[("maxmemory-policy", "volatile-lru")])).as_deref(),
+            Some("volatile-lru")
+        );
+        assert_eq!(policy_of(answer(&[])), None, "nothing said");
+        let refused = ::redis::RedisError::from((::redis::ErrorKind::Extension, "unknown command 'CONFIG'"));
+        assert_eq!(policy_of(Err(refused)), None, "a refused CONFIG is no error");
+    }
+
+    /// `connect` reads the policy of a real server (RESP2 answers a flat array, RESP3 a map:
+    /// both make the map) and connects whatever it is.
+    #[tokio::test]
+    async fn the_policy_is_read_from_the_server() {
+        let Ok(url) = std::env::var("HOOKGUARD_TEST_REDIS_URL") else {
+            eprintln!("skipped: backend not configured");
+            return;
+        };
+        let client = ::redis::Client::open(url.as_str()).unwrap();
+        let mut conn = ConnectionManager::new(client).await.unwrap();
+        let answer = ::redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy").query_async(&mut conn).await;
+        let policy = policy_of(answer).expect("the test server answers CONFIG GET");
+        assert!(!policy.is_empty());
+        RedisReplayStore::connect(&url).await.expect("connects");
     }
 }
