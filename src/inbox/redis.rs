@@ -1,6 +1,14 @@
 //! An inbox on Redis Streams with a consumer group, shared by every replica.
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
 
 use ::redis::{
     AsyncConnectionConfig, Client, Script, ScriptInvocation, Value,
@@ -148,20 +156,30 @@ redis.call('ZADD', KEYS[4], redis.call('INCR', KEYS[5]), ARGV[1])
 return 1
 ";
 
+/// Lists up to `ARGV[1]` dead letters, oldest first: key, meta, body, attempts, error,
+/// failure time each. A damaged one (its hash gone, of another type, or missing a field)
+/// is listed with empty fields, by key, for the Rust side to leave out and log; nothing in
+/// it fails on one.
 const DEAD_LIST: &str = r"
 local out = {}
 for _, key in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)) do
-  local f = redis.call('HMGET', ARGV[2] .. key, 'meta', 'body', 'attempts', 'error', 'failed_at')
-  if f[1] then
-    out[#out + 1] = f[1]
-    out[#out + 1] = f[2]
-    out[#out + 1] = f[3]
-    out[#out + 1] = f[4] or ''
-    out[#out + 1] = f[5] or '0'
+  local f = {}
+  if redis.call('TYPE', ARGV[2] .. key).ok == 'hash' then
+    f = redis.call('HMGET', ARGV[2] .. key, 'meta', 'body', 'attempts', 'error', 'failed_at')
   end
+  out[#out + 1] = key
+  out[#out + 1] = f[1] or ''
+  out[#out + 1] = f[2] or ''
+  out[#out + 1] = f[3] or ''
+  out[#out + 1] = f[4] or ''
+  out[#out + 1] = f[5] or '0'
 end
 return out
 ";
+
+/// The most dead letters one listing reads: a limit past it (`usize::MAX`, "all") would
+/// reach `ZRANGE` as a Lua number such as `1.8e+19`, which Redis refuses as an index.
+const MAX_LIST: usize = i32::MAX as usize;
 
 /// The id of the last stream entry the group handed out: entries after it are work that no
 /// consumer has taken yet (`0-0` while the stream or the group does not exist).
@@ -176,6 +194,36 @@ for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
 end
 return '0-0'
 ";
+
+/// Deletes the group's consumers (other than `ARGV[2]`, the caller) that hold no pending
+/// entry and have been idle at least `ARGV[3]` ms; answers how many. One script, so no
+/// consumer reads an entry between the check and the delete (`DELCONSUMER` would orphan
+/// it). A missing stream or group deletes nothing.
+const SWEEP: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local consumers = redis.pcall('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+if type(consumers) ~= 'table' or consumers.err then return 0 end
+local limit = tonumber(ARGV[3])
+local gone = 0
+for _, c in ipairs(consumers) do
+  local name, pending, idle
+  for i = 1, #c, 2 do
+    if c[i] == 'name' then name = c[i + 1]
+    elseif c[i] == 'pending' then pending = c[i + 1]
+    elseif c[i] == 'idle' then idle = c[i + 1] end
+  end
+  if name and name ~= ARGV[2] and pending == 0 and idle and idle >= limit then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], name)
+    gone = gone + 1
+  end
+end
+return gone
+";
+
+/// How often (by the injected clock) an inbox looks for idle consumers to delete.
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+/// A consumer idle this long (or ten leases, if longer) with nothing pending is deleted.
+const IDLE_CONSUMER: Duration = Duration::from_secs(3600);
 
 const REDRIVE: &str = r"
 if redis.call('ZREM', KEYS[3], ARGV[1]) == 0 then return 0 end
@@ -216,6 +264,15 @@ return 1
 /// of a kept webhook waits the same way before it is answered [`Pushed::Duplicate`], so a
 /// sender's retry is acknowledged only once the webhook is as durable as this setting asks.
 ///
+/// Pushes, acks, retries, re-drives and discards fail when the wait fails or falls short
+/// (though the change was made). A pull and a move to the dead letters do not: their
+/// script has run, so the jobs it leased are handed out (the job is a dead letter), and
+/// the shortfall is logged at `warn`. Failing them would throw the leases away (the jobs
+/// leased to nobody until the leases ran out, an attempt counted for each), and all
+/// through a replica outage every job would be leased again and again, and dead-lettered
+/// at its first failure. Should the primary lose such a change, the job is only delivered
+/// again.
+///
 /// ```
 /// use std::time::Duration;
 /// use hookguard::inbox::RedisDurability;
@@ -232,7 +289,8 @@ pub enum RedisDurability {
     #[default]
     None,
     /// Return once the change is fsynced to the local AOF (`local`) and acknowledged by
-    /// `replicas` replicas' AOFs, waiting at most `timeout`; an error otherwise.
+    /// `replicas` replicas' AOFs, waiting at most `timeout`; an error otherwise (for a pull
+    /// or a move to the dead letters, a warning: see above).
     WaitAof {
         /// Wait for the primary's own AOF fsync.
         local: bool,
@@ -253,8 +311,9 @@ pub enum RedisDurability {
 ///
 /// # Layout
 ///
-/// Every key starts with the hash tag `{prefix}` (default `{hookguard}`), so a cluster
-/// keeps them in one slot and the scripts stay atomic:
+/// Every key starts with the hash tag `{prefix}` (default `{hookguard}`), so that they
+/// would share one slot; but the inbox takes a single-node connection
+/// ([`ConnectionManager`]): Redis Cluster is not supported.
 ///
 /// - `{p}:stream`: one entry (`key`) per waiting or leased job, read by the group
 ///   `hookguard` (`XREADGROUP`); ack, retry and dead letter `XACK` and `XDEL` the entry.
@@ -266,8 +325,28 @@ pub enum RedisDurability {
 /// - `{p}:done:<key>`: a finished key, kept for the [retention](Self::retention) so that a
 ///   late resend is a duplicate.
 ///
-/// Each operation is one Lua script, so it is atomic and a failure midway leaves nothing
-/// half-done (the stream entry is added before the dedup mark).
+/// Each operation is one Lua script, so no other client's command runs in the middle of
+/// it. A script is not a transaction, though: when a command in it fails, Redis keeps the
+/// writes made before the failure. The scripts are written so that what callers and
+/// damaged records can cause fails none of them midway (a pull skips a damaged job rather
+/// than failing on it; a push adds the stream entry before the dedup mark, so a failed
+/// `XADD` leaves no mark); and a server at its `maxmemory` refuses a script's writes only
+/// while the script has written nothing, so a full server fails a script before it
+/// changed anything, never midway. What remains (a server killed in the middle of a
+/// script, a key of this layout changed by hand to another type) can leave one operation
+/// half-done.
+///
+/// # Memory and eviction
+///
+/// Run the inbox on a server with `maxmemory-policy noeviction` (or on an instance of its
+/// own that has it): a full server then answers errors, pushes fail with
+/// [`InboxError::Backend`], and the guard answers `503`. Any other policy loses data
+/// without an error: under `allkeys-*` Redis may evict job hashes and the stream (webhooks
+/// already acknowledged to their senders are lost); under `volatile-*` it evicts the
+/// finished keys (`{p}:done:…`, the only keys with a time to live), and a late resend of a
+/// finished webhook is processed again. [`connect`](Self::connect) reads the policy
+/// (`CONFIG GET maxmemory-policy`) and logs a warning when it is not `noeviction`; a server
+/// that refuses `CONFIG` (managed Redis often does) is not checked.
 ///
 /// # Time
 ///
@@ -337,6 +416,12 @@ pub struct RedisInbox {
     /// Opens `wait`'s blocking connection; `None`: `wait` sleeps its whole timeout.
     wake_client: Option<Client>,
     listener: Arc<Background>,
+    /// When (Unix ms, injected clock) a pull next looks for idle consumers to delete;
+    /// shared by clones, so one of them looks.
+    next_sweep: Arc<AtomicI64>,
+    /// How long a consumer with nothing pending may be idle before it is deleted; `None`:
+    /// [`IDLE_CONSUMER`] or ten leases, whichever is longer.
+    idle_consumer: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -384,6 +469,7 @@ struct Scripts {
     redrive: Script,
     discard: Script,
     cursor: Script,
+    sweep: Script,
 }
 
 impl Scripts {
@@ -399,6 +485,7 @@ impl Scripts {
             redrive: Script::new(REDRIVE),
             discard: Script::new(DISCARD),
             cursor: Script::new(CURSOR),
+            sweep: Script::new(SWEEP),
         }
     }
 }
@@ -425,11 +512,70 @@ fn millis(at: OffsetDateTime) -> i64 {
     i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
+/// Whether a change fails when its wait for durability fails or falls short.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// It fails (though the script ran): the caller's answer depends on the wait.
+    Strict,
+    /// It does not, and the shortfall is answered beside it to be logged: losing the change
+    /// with the primary only means a job is delivered again.
+    Lenient,
+}
+
 /// The longest time a finished key is remembered: 1,000 years, "forever".
 const MAX_RETENTION_MS: i64 = 1_000 * 365 * 86_400 * 1_000;
 
 fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// What a `WAITAOF` answer says of a change: `None` when it is as durable as asked, else
+/// why not (the command failed: no AOF, a server older than 7.2; or it fell short).
+fn shortfall(
+    local: bool,
+    replicas: u32,
+    timeout: Duration,
+    waited: ::redis::RedisResult<(u32, u32)>,
+) -> Option<InboxError> {
+    match waited {
+        Err(e) => Some(backend(e)),
+        Ok((got_local, got_replicas)) if got_local < u32::from(local) || got_replicas < replicas => {
+            Some(InboxError::Backend(
+                format!(
+                    "WAITAOF: fsynced locally {got_local}/{}, on {got_replicas}/{replicas} replicas within {timeout:?}",
+                    u32::from(local)
+                )
+                .into(),
+            ))
+        }
+        Ok(_) => None,
+    }
+}
+
+/// Logs a warning when the server's eviction policy can lose the inbox's keys; says
+/// nothing when the server will not tell (a refused or renamed `CONFIG`).
+async fn warn_on_eviction(mut conn: ConnectionManager) {
+    let answer = ::redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy").query_async(&mut conn).await;
+    if let Some(policy) = policy_of(answer)
+        && let Some(risk) = eviction_risk(&policy)
+    {
+        tracing::warn!(%policy, risk, "Redis inbox: the server's maxmemory-policy is not noeviction");
+    }
+}
+
+/// The `maxmemory-policy` in a `CONFIG GET` answer; `None` when the server did not say.
+fn policy_of(answer: ::redis::RedisResult<HashMap<String, String>>) -> Option<String> {
+    answer.ok()?.remove("maxmemory-policy")
+}
+
+/// What an eviction policy puts at risk in the inbox; `None` under `noeviction`.
+fn eviction_risk(policy: &str) -> Option<&'static str> {
+    Some(match policy {
+        "noeviction" => return None,
+        p if p.starts_with("allkeys-") => "jobs may be evicted: acknowledged webhooks lost",
+        p if p.starts_with("volatile-") => "finished keys may be evicted: late resends processed again",
+        _ => "keys may be evicted",
+    })
 }
 
 /// While anyone waits, blocks on the stream for entries the group has not handed out, and
@@ -509,8 +655,9 @@ async fn new_entries(
 }
 
 impl RedisInbox {
-    /// Connects to `url` with a reconnecting connection manager, and creates the stream
-    /// and consumer group under the default prefix.
+    /// Connects to `url` with a reconnecting connection manager. The stream and consumer
+    /// group are created on first use. Logs a warning when the server's `maxmemory-policy`
+    /// is not `noeviction` (see [Memory and eviction](Self#memory-and-eviction)).
     ///
     /// # Errors
     /// [`InboxError::Backend`] when the URL is invalid or the server cannot be reached.
@@ -523,12 +670,14 @@ impl RedisInbox {
     pub async fn connect(url: &str) -> Result<Self, InboxError> {
         let client = ::redis::Client::open(url).map_err(backend)?;
         let conn = ConnectionManager::new(client.clone()).await.map_err(backend)?;
+        warn_on_eviction(conn.clone()).await;
         Ok(Self::from_manager(conn).wakeups(client))
     }
 
     /// Uses an existing connection manager. The stream and group are created on first use.
     /// Idle workers poll until [`wakeups`](Self::wakeups) gives a client for the blocking
-    /// connection.
+    /// connection. The eviction policy is not checked (as [`connect`](Self::connect) does):
+    /// see [Memory and eviction](Self#memory-and-eviction).
     ///
     /// ```no_run
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> redis::RedisResult<()> {
@@ -552,6 +701,8 @@ impl RedisInbox {
             scripts: Arc::new(Scripts::new()),
             wake_client: None,
             listener: Arc::new(Background::new()),
+            next_sweep: Arc::new(AtomicI64::new(i64::MIN)),
+            idle_consumer: None,
         }
     }
 
@@ -586,11 +737,22 @@ impl RedisInbox {
     pub fn prefix(mut self, prefix: &str) -> Self {
         self.keys = Arc::new(Keys::new(prefix));
         self.listener = Arc::new(Background::new());
+        self.next_sweep = Arc::new(AtomicI64::new(i64::MIN));
         self
     }
 
     /// Names this process's consumer in the group (default `hookguard-<pid>-<random>`),
     /// as `XPENDING` and `XINFO CONSUMERS` show it.
+    ///
+    /// Every process with the default name adds a consumer to the group. So that they do
+    /// not pile up, the first pull of an inbox (and then one pull an hour, by the
+    /// [clock](Self::clock)) deletes the group's consumers that hold no pending entry and
+    /// have been idle (`XINFO CONSUMERS`) for an hour or ten leases, whichever is longer
+    /// (`XGROUP DELCONSUMER`, in one script with the check). Nothing is lost when a live
+    /// consumer is deleted so: it held no entry, and it is made again by its next
+    /// `XREADGROUP` or `XCLAIM` that takes one. A consumer that holds entries is never
+    /// deleted; once its leases run out, other consumers claim them, and it goes at a later
+    /// look.
     ///
     /// ```no_run
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -693,40 +855,53 @@ impl RedisInbox {
     }
 
     /// Runs a script; under [`RedisDurability::WaitAof`], in one pipeline with the
-    /// `WAITAOF` that waits for it. `WAITAOF` waits for the writes of the connection it is
-    /// sent on: sent apart, after a reconnect between the two, it would find nothing to
-    /// wait for and answer at once, and a change would be reported durable that was not.
+    /// `WAITAOF` that waits for it, and fails when the wait fails or falls short (though
+    /// the script ran). For changes whose sender's acknowledgement (or an operator's answer)
+    /// depends on the wait.
     async fn run<T: ::redis::FromRedisValue>(&self, call: &ScriptInvocation<'_>) -> Result<T, InboxError> {
+        let (out, short) = self.run_lenient(call).await?;
+        match short {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    /// [`run`](Self::run) for changes whose loss with the primary only means a job is
+    /// delivered again (a pull's leases, a move to the dead letters): the script's answer
+    /// (an error if the script failed), and why the wait for durability failed or fell
+    /// short, if it did, for the caller to log. Failing such a change would throw away what
+    /// its script did: the jobs a pull leased would be leased to nobody until their leases
+    /// ran out, an attempt counted.
+    ///
+    /// `WAITAOF` waits for the writes of the connection it is sent on: sent apart, after a
+    /// reconnect between the two, it would find nothing to wait for and answer at once, and
+    /// a change would be reported durable that was not; so both go in one pipeline.
+    async fn run_lenient<T: ::redis::FromRedisValue>(
+        &self,
+        call: &ScriptInvocation<'_>,
+    ) -> Result<(T, Option<InboxError>), InboxError> {
         let mut conn = self.conn.clone();
         let RedisDurability::WaitAof { local, replicas, timeout } = self.durability else {
-            return call.invoke_async(&mut conn).await.map_err(backend);
+            return Ok((call.invoke_async(&mut conn).await.map_err(backend)?, None));
         };
         let mut pipe = ::redis::pipe();
-        pipe.invoke_script(call)
+        // Each answer on its own: the script's is wanted whatever the wait's.
+        pipe.ignore_errors()
+            .invoke_script(call)
             .cmd("WAITAOF")
             .arg(u32::from(local))
             .arg(replicas)
             .arg(duration_ms(timeout).max(1));
-        let answered: ::redis::RedisResult<(T, (u32, u32))> = pipe.query_async(&mut conn).await;
-        let (out, (got_local, got_replicas)) = match answered {
-            // The server does not have the script (yet, or any more, after a restart): a
-            // failed EVALSHA ran nothing, so load it and send both again.
-            Err(e) if e.code() == Some("NOSCRIPT") => {
-                call.load_async(&mut conn).await.map_err(backend)?;
-                pipe.query_async(&mut conn).await.map_err(backend)?
-            }
-            other => other.map_err(backend)?,
-        };
-        if got_local < u32::from(local) || got_replicas < replicas {
-            return Err(InboxError::Backend(
-                format!(
-                    "WAITAOF: fsynced locally {got_local}/{}, on {got_replicas}/{replicas} replicas within {timeout:?}",
-                    u32::from(local)
-                )
-                .into(),
-            ));
+        type Answers<T> = (::redis::RedisResult<T>, ::redis::RedisResult<(u32, u32)>);
+        let mut answered: Answers<T> = pipe.query_async(&mut conn).await.map_err(backend)?;
+        // The server does not have the script (yet, or any more, after a restart): a failed
+        // EVALSHA ran nothing, so load it and send both again.
+        if matches!(&answered.0, Err(e) if e.code() == Some("NOSCRIPT")) {
+            call.load_async(&mut conn).await.map_err(backend)?;
+            answered = pipe.query_async(&mut conn).await.map_err(backend)?;
         }
-        Ok(out)
+        let (out, waited) = answered;
+        Ok((out.map_err(backend)?, shortfall(local, replicas, timeout, waited)))
     }
 
     async fn push_now(&self, webhook: Webhook) -> Result<Pushed, InboxError> {
@@ -764,6 +939,7 @@ impl RedisInbox {
         if max == 0 {
             return Ok(Vec::new());
         }
+        self.sweep_if_due(lease).await;
         match self.pull_once(max, lease).await {
             Err(InboxError::Backend(e)) if e.to_string().contains("NOGROUP") => {
                 self.create_group().await?;
@@ -773,12 +949,42 @@ impl RedisInbox {
         }
     }
 
+    /// Deletes the group's idle consumers that hold nothing (see
+    /// [`consumer`](Self::consumer)), once every [`SWEEP_EVERY`] per inbox (and its clones).
+    /// A failure is logged and fails no pull: it is only housekeeping.
+    async fn sweep_if_due(&self, lease: Duration) {
+        let now = millis(self.clock.now());
+        let due = self.next_sweep.load(Ordering::Relaxed);
+        let next = now.saturating_add(duration_ms(SWEEP_EVERY));
+        if now < due
+            || self.next_sweep.compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        {
+            return;
+        }
+        let idle = self.idle_consumer.unwrap_or_else(|| IDLE_CONSUMER.max(lease.saturating_mul(10)));
+        let mut conn = self.conn.clone();
+        let swept: Result<i64, _> = self
+            .scripts
+            .sweep
+            .key(&self.keys.stream)
+            .arg(&*self.group)
+            .arg(&*self.consumer)
+            .arg(duration_ms(idle))
+            .invoke_async(&mut conn)
+            .await;
+        match swept {
+            Ok(0) => {}
+            Ok(gone) => tracing::info!(gone, "Redis inbox: idle consumers with nothing pending deleted"),
+            Err(e) => tracing::warn!(error = %e, "Redis inbox: could not look for idle consumers to delete"),
+        }
+    }
+
     async fn pull_once(&self, max: usize, lease: Duration) -> Result<Vec<Job>, InboxError> {
         let now = self.clock.now();
         self.listener.pulling(now);
         let k = &self.keys;
-        let flat: Vec<Vec<u8>> = self
-            .run(
+        let (flat, short): (Vec<Vec<u8>>, _) = self
+            .run_lenient(
                 self.scripts
                     .pull
                     .key(&k.stream)
@@ -793,6 +999,16 @@ impl RedisInbox {
                     .arg(&k.job),
             )
             .await?;
+        if let Some(e) = short {
+            let leased = flat.len() / 5;
+            // Handed out all the same: should the primary lose these leases, the jobs are
+            // only delivered again. A pull that leased nothing lost nothing.
+            if leased > 0 {
+                tracing::warn!(error = %e, leased, "Redis inbox: a pull's wait for durability failed or fell short; its jobs are handed out");
+            } else {
+                tracing::debug!(error = %e, "Redis inbox: a pull's wait for durability failed or fell short");
+            }
+        }
         let mut jobs = Vec::with_capacity(flat.len() / 5);
         for row in flat.chunks_exact(5) {
             let [key, meta, body, attempts, receipt] = row else { continue };
@@ -801,14 +1017,14 @@ impl RedisInbox {
                 Ok(webhook) => webhook,
                 Err(e) => {
                     // A damaged job would fail every pull that takes it (and hold up the jobs
-                    // taken with it): set it aside as a dead letter, as SQLite does.
-                    tracing::error!(error = %e, "unreadable Redis inbox job dead-lettered");
-                    if let Err(failed) =
-                        self.bury(&String::from_utf8_lossy(key), &receipt, &e.to_string()).await
-                    {
+                    // taken with it): set it aside as a dead letter, as SQLite does. Its key
+                    // (no secret) is logged: `discard` and `redrive` take it.
+                    let key = String::from_utf8_lossy(key);
+                    tracing::error!(key = %key, error = %e, "unreadable Redis inbox job dead-lettered");
+                    if let Err(failed) = self.bury(&key, &receipt, &e.to_string()).await {
                         // The jobs leased with it are handed out all the same; it stays
                         // leased, and the pull that takes it next tries again.
-                        tracing::warn!(error = %failed, "an unreadable Redis inbox job could not be dead-lettered");
+                        tracing::warn!(key = %key, error = %failed, "an unreadable Redis inbox job could not be dead-lettered");
                     }
                     continue;
                 }
@@ -819,11 +1035,26 @@ impl RedisInbox {
         Ok(jobs)
     }
 
-    /// Moves the job leased under `receipt` to the dead letters.
+    /// Moves the job leased under `receipt` to the dead letters. A wait for durability
+    /// that fails or falls short fails no move: the job is a dead letter, and should the
+    /// primary lose the move, the job is leased again and delivered once more.
     async fn bury(&self, key: &str, receipt: &str, error: &str) -> Result<(), InboxError> {
         let at = self.clock.now().unix_timestamp_nanos().to_string().into_bytes();
         let args = [error.as_bytes().to_vec(), at];
-        self.release_key(&self.scripts.dead, key, receipt, &[&self.keys.dead, &self.keys.seq], &args).await
+        let short = self
+            .release_key(
+                &self.scripts.dead,
+                key,
+                receipt,
+                &[&self.keys.dead, &self.keys.seq],
+                &args,
+                Wait::Lenient,
+            )
+            .await?;
+        if let Some(e) = short {
+            tracing::warn!(key, error = %e, "Redis inbox: a dead-letter move's wait for durability failed or fell short; the job is a dead letter");
+        }
+        Ok(())
     }
 
     /// Runs one of the lease-ending scripts; `LeaseLost` when the receipt no longer holds.
@@ -834,10 +1065,14 @@ impl RedisInbox {
         extra_keys: &[&str],
         args: &[Vec<u8>],
     ) -> Result<(), InboxError> {
-        self.release_key(script, job.webhook().key(), job.receipt(), extra_keys, args).await
+        // A strict wait answers its shortfall as an error: nothing comes beside the change.
+        self.release_key(script, job.webhook().key(), job.receipt(), extra_keys, args, Wait::Strict)
+            .await
+            .map(drop)
     }
 
-    /// [`release`](Self::release) by the job's key and receipt.
+    /// [`release`](Self::release) by the job's key and receipt; under [`Wait::Lenient`], the
+    /// wait for durability's failure or shortfall is answered beside the change.
     async fn release_key(
         &self,
         script: &Script,
@@ -845,7 +1080,8 @@ impl RedisInbox {
         receipt: &str,
         extra_keys: &[&str],
         args: &[Vec<u8>],
-    ) -> Result<(), InboxError> {
+        wait: Wait,
+    ) -> Result<Option<InboxError>, InboxError> {
         let k = &self.keys;
         let mut call = script.key(&k.stream);
         call.key(k.job(key)).key(&k.leases);
@@ -856,11 +1092,14 @@ impl RedisInbox {
         for a in args {
             call.arg(a.as_slice());
         }
-        let done: Option<i64> = self.run(&call).await?;
+        let (done, short): (Option<i64>, _) = match wait {
+            Wait::Strict => (self.run(&call).await?, None),
+            Wait::Lenient => self.run_lenient(&call).await?,
+        };
         if done != Some(1) {
             return Err(InboxError::LeaseLost);
         }
-        Ok(())
+        Ok(short)
     }
 
     async fn dead_list(&self, limit: usize) -> Result<Vec<DeadLetter>, InboxError> {
@@ -872,19 +1111,21 @@ impl RedisInbox {
             .scripts
             .dead_list
             .key(&self.keys.dead)
-            .arg(limit)
+            .arg(limit.min(MAX_LIST))
             .arg(&self.keys.job)
             .invoke_async(&mut conn)
             .await
             .map_err(backend)?;
-        let mut out = Vec::with_capacity(flat.len() / 5);
-        for row in flat.chunks_exact(5) {
-            let [meta, body, attempts, error, failed_at] = row else { continue };
+        let mut out = Vec::with_capacity(flat.len() / 6);
+        for row in flat.chunks_exact(6) {
+            let [key, meta, body, attempts, error, failed_at] = row else { continue };
             let webhook = match Webhook::from_meta_json(meta, Bytes::copy_from_slice(body)) {
                 Ok(webhook) => webhook,
-                // One damaged entry must not hide the others (see `Inbox::dead_letters`).
+                // One damaged entry must not hide the others (see `Inbox::dead_letters`). Its
+                // key (no secret) is logged: `discard` takes it.
                 Err(e) => {
-                    tracing::warn!(error = %e, "an unreadable Redis dead letter is left out of the list");
+                    let key = String::from_utf8_lossy(key);
+                    tracing::warn!(key = %key, error = %e, "an unreadable Redis dead letter is left out of the list");
                     continue;
                 }
             };
@@ -1126,5 +1367,278 @@ mod tests {
         assert_eq!(at(&mut conn, "hookguard").await, ids[0]);
         assert_eq!(at(&mut conn, "other").await, "0-0", "another group's cursor");
         let _: () = ::redis::cmd("DEL").arg(&stream).query_async(&mut conn).await.unwrap();
+    }
+
+    const LEASE: Duration = Duration::from_secs(30);
+
+    fn test_url() -> Option<String> {
+        let url = std::env::var("HOOKGUARD_TEST_REDIS_URL").ok();
+        if url.is_none() {
+            eprintln!("skipped: backend not configured");
+        }
+        url
+    }
+
+    /// A prefix no other test uses.
+    fn unique(what: &str) -> String {
+        format!("hg_test_{what}_{}_{:08x}", std::process::id(), fastrand::u32(..))
+    }
+
+    fn webhook(id: &str) -> Webhook {
+        let v = crate::verify::Verified::new("github", Some(id.to_owned().into()), None, None, [0; 32], 0);
+        Webhook::new(
+            "test",
+            &v,
+            Default::default(),
+            format!("{{\"id\":\"{id}\"}}").into(),
+            OffsetDateTime::UNIX_EPOCH,
+        )
+    }
+
+    async fn inbox(url: &str, prefix: &str) -> RedisInbox {
+        RedisInbox::connect(url)
+            .await
+            .expect("HOOKGUARD_TEST_REDIS_URL is set: Redis must answer")
+            .prefix(prefix)
+            .clock(crate::clock::ManualClock::at_unix(1_700_000_000))
+    }
+
+    async fn admin(url: &str) -> MultiplexedConnection {
+        Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap()
+    }
+
+    /// Deletes every key under `prefix`.
+    async fn clean(conn: &mut MultiplexedConnection, prefix: &str) {
+        let keys: Vec<String> =
+            ::redis::cmd("KEYS").arg(format!("{{{prefix}}}:*")).query_async(conn).await.unwrap();
+        if !keys.is_empty() {
+            let _: () = ::redis::cmd("DEL").arg(keys).query_async(conn).await.unwrap();
+        }
+    }
+
+    /// The log lines written while `f` runs (on this thread).
+    async fn logged<T>(f: impl Future<Output = T>) -> (T, String) {
+        #[derive(Clone, Default)]
+        struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Logs {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+            type Writer = Self;
+            fn make_writer(&'a self) -> Self {
+                self.clone()
+            }
+        }
+        let logs = Logs::default();
+        let subscriber = tracing_subscriber::fmt().with_writer(logs.clone()).with_ansi(false).finish();
+        let out = {
+            let _on = tracing::subscriber::set_default(subscriber);
+            f.await
+        };
+        let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+        (out, text)
+    }
+
+    /// A wait for durability that falls short (more replicas than the test server has, or
+    /// a server without `WAITAOF`) fails no pull and no dead-letter move: the script ran,
+    /// and failing would leave its leases to nobody, an attempt counted. A push still fails.
+    #[tokio::test]
+    async fn a_durability_shortfall_fails_no_pull_and_no_dead_letter_move() {
+        let Some(url) = test_url() else { return };
+        let prefix = unique("shortfall");
+        let plain = inbox(&url, &prefix).await;
+        let short = plain.clone().durability(RedisDurability::WaitAof {
+            local: false,
+            replicas: 64,
+            timeout: Duration::from_millis(20),
+        });
+        for id in ["a", "b"] {
+            plain.push(webhook(id)).await.unwrap();
+        }
+        let jobs = short.pull(10, LEASE).await.expect("a shortfall fails no pull");
+        assert_eq!(jobs.len(), 2, "both jobs handed out");
+        assert!(jobs.iter().all(|j| j.attempt() == 1));
+        assert!(plain.pull(10, LEASE).await.unwrap().is_empty(), "they are leased");
+        short.dead_letter(&jobs[0], "no").await.expect("a shortfall fails no dead-letter move");
+        let dead = plain.dead_letters(10).await.unwrap();
+        assert_eq!(dead.len(), 1);
+        plain.ack(&jobs[1]).await.unwrap();
+        assert!(
+            matches!(short.push(webhook("c")).await, Err(InboxError::Backend(_))),
+            "a push still fails: its sender's acknowledgement depends on the wait"
+        );
+        clean(&mut admin(&url).await, &prefix).await;
+    }
+
+    /// A limit past what Redis takes for an index (`usize::MAX`, "all") lists them all
+    /// (was: a Lua number `1.8e+19`, and `ZRANGE` refused it).
+    #[tokio::test]
+    async fn dead_letters_take_any_limit() {
+        let Some(url) = test_url() else { return };
+        let prefix = unique("deadlimit");
+        let inbox = inbox(&url, &prefix).await;
+        inbox.push(webhook("a")).await.unwrap();
+        let job = inbox.pull(1, LEASE).await.unwrap().remove(0);
+        inbox.dead_letter(&job, "no").await.unwrap();
+        let dead = inbox.dead_letters(usize::MAX).await.expect("any limit");
+        assert_eq!(dead.len(), 1);
+        clean(&mut admin(&url).await, &prefix).await;
+    }
+
+    /// An unreadable job or dead letter is logged with its key, which
+    /// [`discard`](Inbox::discard) takes.
+    #[tokio::test]
+    async fn unreadable_jobs_and_dead_letters_are_logged_with_their_key() {
+        let Some(url) = test_url() else { return };
+        let prefix = unique("unreadable");
+        let inbox = inbox(&url, &prefix).await;
+        let mut admin = admin(&url).await;
+        let (a, b) = (webhook("a").key().to_owned(), webhook("b").key().to_owned());
+        for id in ["a", "b"] {
+            inbox.push(webhook(id)).await.unwrap();
+        }
+        let job_a = format!("{{{prefix}}}:job:{a}");
+        let _: () =
+            ::redis::cmd("HSET").arg(&job_a).arg("meta").arg("{").query_async(&mut admin).await.unwrap();
+        let (jobs, logs) = logged(inbox.pull(10, LEASE)).await;
+        assert_eq!(jobs.unwrap().len(), 1, "b");
+        assert!(logs.contains("unreadable") && logs.contains(&a), "{logs}");
+
+        let (listed, logs) = logged(inbox.dead_letters(10)).await;
+        assert!(listed.unwrap().is_empty());
+        assert!(logs.contains(&a), "{logs}");
+        // A dead letter whose hash is gone, or is no hash, is listed by key too.
+        let _: () = ::redis::cmd("DEL").arg(&job_a).query_async(&mut admin).await.unwrap();
+        let (listed, logs) = logged(inbox.dead_letters(10)).await;
+        assert!(listed.unwrap().is_empty());
+        assert!(logs.contains(&a), "{logs}");
+        let _: () = ::redis::cmd("SET").arg(&job_a).arg("x").query_async(&mut admin).await.unwrap();
+        let (listed, logs) = logged(inbox.dead_letters(10)).await;
+        assert!(listed.expect("a key of another type fails no list").is_empty());
+        assert!(logs.contains(&a), "{logs}");
+        assert!(inbox.discard(&a).await.unwrap(), "the logged key discards it");
+        let _ = b;
+        clean(&mut admin, &prefix).await;
+    }
+
+    /// The group's consumers, by name, with their pending counts.
+    async fn consumers(conn: &mut MultiplexedConnection, prefix: &str) -> Vec<(String, i64)> {
+        let infos: Vec<std::collections::HashMap<String, Value>> = ::redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(format!("{{{prefix}}}:stream"))
+            .arg("hookguard")
+            .query_async(conn)
+            .await
+            .unwrap();
+        let mut out: Vec<(String, i64)> = infos
+            .iter()
+            .map(|c| {
+                let name = ::redis::from_redis_value_ref(&c["name"]).unwrap();
+                let pending = ::redis::from_redis_value_ref(&c["pending"]).unwrap();
+                (name, pending)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Consumers left by processes that are gone (the default name is new in each) are
+    /// deleted once idle past the bound with nothing pending; one that holds an entry, or
+    /// was active within the bound, stays.
+    #[tokio::test]
+    async fn idle_consumers_with_nothing_pending_are_deleted() {
+        let Some(url) = test_url() else { return };
+        let prefix = unique("consumers");
+        let mut admin = admin(&url).await;
+        let setup = inbox(&url, &prefix).await;
+        setup.create_group().await.unwrap();
+        setup.push(webhook("a")).await.unwrap();
+        let stream = format!("{{{prefix}}}:stream");
+        for name in ["gone-1", "gone-2"] {
+            let _: i64 = ::redis::cmd("XGROUP")
+                .arg("CREATECONSUMER")
+                .arg(&stream)
+                .arg("hookguard")
+                .arg(name)
+                .query_async(&mut admin)
+                .await
+                .unwrap();
+        }
+        // A consumer that took an entry (and crashed with it, say) holds it.
+        let _: Value = ::redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg("hookguard")
+            .arg("holding")
+            .arg("COUNT")
+            .arg(1)
+            .arg("STREAMS")
+            .arg(&stream)
+            .arg(">")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        let names = |cs: Vec<(String, i64)>| cs.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+
+        // With the default bound (an hour), consumers made a moment ago stay.
+        let recent = inbox(&url, &prefix).await.consumer("recent");
+        assert!(recent.pull(1, LEASE).await.unwrap().is_empty());
+        assert_eq!(names(consumers(&mut admin, &prefix).await), ["gone-1", "gone-2", "holding"]);
+
+        let mut sweeping = inbox(&url, &prefix).await.consumer("sweeper");
+        sweeping.idle_consumer = Some(Duration::ZERO);
+        assert!(sweeping.pull(1, LEASE).await.unwrap().is_empty());
+        assert_eq!(
+            consumers(&mut admin, &prefix).await,
+            [("holding".to_owned(), 1)],
+            "only the one holding an entry"
+        );
+
+        // Once an hour: a new consumer is not looked at by the next pull of the same inbox.
+        let _: i64 = ::redis::cmd("XGROUP")
+            .arg("CREATECONSUMER")
+            .arg(&stream)
+            .arg("hookguard")
+            .arg("gone-3")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        assert!(sweeping.pull(1, LEASE).await.unwrap().is_empty());
+        assert_eq!(names(consumers(&mut admin, &prefix).await), ["gone-3", "holding"]);
+        clean(&mut admin, &prefix).await;
+    }
+
+    #[test]
+    fn eviction_policies_other_than_noeviction_are_a_risk() {
+        assert_eq!(eviction_risk("noeviction"), None);
+        assert!(eviction_risk("allkeys-lru").unwrap().contains("acknowledged webhooks lost"));
+        assert!(eviction_risk("volatile-ttl").unwrap().contains("processed again"));
+        assert!(eviction_risk("something-new").is_some());
+        let answer = |pairs: &[(&str, &str)]| {
+            Ok(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
+        };
+        assert_eq!(policy_of(answer(&[("maxmemory-policy", "allkeys-lfu")])).as_deref(), Some("allkeys-lfu"));
+        assert_eq!(policy_of(answer(&[])), None, "nothing said");
+        let refused = ::redis::RedisError::from((::redis::ErrorKind::Extension, "unknown command 'CONFIG'"));
+        assert_eq!(policy_of(Err(refused)), None, "a refused CONFIG is no error");
+    }
+
+    /// What `WAITAOF` answered decides whether a change is as durable as asked.
+    #[test]
+    fn a_wait_for_durability_falls_short_below_what_was_asked() {
+        let t = Duration::from_millis(5);
+        assert!(shortfall(true, 1, t, Ok((1, 1))).is_none());
+        assert!(shortfall(true, 1, t, Ok((1, 2))).is_none());
+        assert!(shortfall(false, 0, t, Ok((0, 0))).is_none());
+        let short = shortfall(true, 2, t, Ok((1, 1))).unwrap().to_string();
+        assert!(short.contains("on 1/2 replicas"), "{short}");
+        assert!(shortfall(true, 0, t, Ok((0, 0))).is_some(), "not fsynced locally");
+        let failed = ::redis::RedisError::from((::redis::ErrorKind::Extension, "unknown command 'WAITAOF'"));
+        assert!(shortfall(false, 0, t, Err(failed)).is_some());
     }
 }
