@@ -179,7 +179,8 @@ impl AllowList {
     ///
     /// # Errors
     /// As [`read_file`](Self::read_file): the file could not be read, is larger than
-    /// 16 MiB, holds no range, or a line is not a range.
+    /// 16 MiB, holds no range, its last range does not end with a newline (it may be
+    /// half-written), or a line is not a range.
     pub fn reload_from_file(&self, path: impl AsRef<Path>) -> Result<usize, AllowListError> {
         let ranges = Self::read_file(path)?;
         let n = ranges.len();
@@ -188,11 +189,23 @@ impl AllowList {
     }
 
     /// Reads the ranges in `path` (the format of [`parse_ranges`](Self::parse_ranges))
-    /// without swapping them in: for a caller that adds ranges of its own first. A file
-    /// with no range is an error, not an empty list: it is what a job that truncates
-    /// the file before writing it leaves for a moment, and swapping it in would refuse
-    /// every sender (write the file elsewhere and rename it over, so readers never see
-    /// half of it). Blocking file I/O, as [`reload_from_file`](Self::reload_from_file).
+    /// without swapping them in: for a caller that adds ranges of its own first.
+    ///
+    /// A file is read only whole, as a job that truncates it before writing it leaves it
+    /// for a moment:
+    /// - a file with no range is an error, not an empty list: swapping it in would
+    ///   refuse every sender ([`AllowListError::Empty`]);
+    /// - the last line that holds a range must end with a newline (`\n`): a file cut
+    ///   in the middle of its last line could hold a wider range than was written
+    ///   (`140.82.112.0/20` cut to `140.82.112.0/2` is `128.0.0.0/2`), so one whose last
+    ///   range is not followed by a newline may be half-written and is an error
+    ///   ([`AllowListError::Unterminated`]). A comment or blank line after it need not
+    ///   end with one.
+    ///
+    /// A file cut just after a newline cannot be told from a whole one: it holds fewer
+    /// ranges than were written, never wider ones. To be sure readers never see half of
+    /// it, write the file elsewhere and rename it over. Blocking file I/O, as
+    /// [`reload_from_file`](Self::reload_from_file).
     ///
     /// ```
     /// use hookguard::source::{AllowList, AllowListError};
@@ -201,13 +214,17 @@ impl AllowList {
     /// assert_eq!(AllowList::read_file(&path)?.len(), 1);
     /// std::fs::write(&path, "")?;
     /// assert!(matches!(AllowList::read_file(&path), Err(AllowListError::Empty)));
+    /// // Cut while being written: the last range has no newline after it.
+    /// std::fs::write(&path, "# GitHub hooks\n192.30.252.0/22\n140.82.112.0/2")?;
+    /// assert!(matches!(AllowList::read_file(&path), Err(AllowListError::Unterminated { line: 3 })));
     /// # std::fs::remove_file(&path)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
     /// # Errors
     /// The file could not be read or is larger than 16 MiB ([`AllowListError::Io`]),
-    /// holds no range ([`AllowListError::Empty`]), or a line is not a range.
+    /// holds no range ([`AllowListError::Empty`]), its last range does not end with a
+    /// newline ([`AllowListError::Unterminated`]), or a line is not a range.
     pub fn read_file(path: impl AsRef<Path>) -> Result<Vec<IpNet>, AllowListError> {
         use std::io::Read as _;
         const LIMIT: u64 = 16 << 20;
@@ -218,12 +235,30 @@ impl AllowList {
         if text.len() as u64 > LIMIT {
             return Err(AllowListError::Io(std::io::Error::other("the file is larger than 16 MiB")));
         }
+        if let Some(line) = unterminated_range(&text) {
+            return Err(AllowListError::Unterminated { line });
+        }
         let ranges = Self::parse_ranges(&text)?;
         if ranges.is_empty() {
             return Err(AllowListError::Empty);
         }
         Ok(ranges)
     }
+}
+
+/// The number (1-based) of the last line of `text` when it holds something other than
+/// blanks and a comment and no newline ends it: the file may have been cut in the middle
+/// of it.
+fn unterminated_range(text: &str) -> Option<usize> {
+    if text.is_empty() || text.ends_with('\n') {
+        return None;
+    }
+    let last = text.rsplit('\n').next().unwrap_or(text);
+    let content = last.split('#').next().unwrap_or("");
+    if content.split(',').all(|item| item.trim().is_empty()) {
+        return None;
+    }
+    Some(text.bytes().filter(|&b| b == b'\n').count() + 1)
 }
 
 impl FromStr for AllowList {
@@ -256,6 +291,18 @@ pub enum AllowListError {
     },
     /// The file holds no range (see [`AllowList::read_file`]).
     Empty,
+    /// The file's last line holds a range but does not end with a newline: the file may
+    /// be half-written (see [`AllowList::read_file`]).
+    ///
+    /// ```
+    /// use hookguard::source::AllowListError;
+    /// let e = AllowListError::Unterminated { line: 7 };
+    /// assert!(e.to_string().contains("may be half-written"));
+    /// ```
+    Unterminated {
+        /// The line number (1-based) of that last line.
+        line: usize,
+    },
 }
 
 impl fmt::Display for AllowListError {
@@ -264,6 +311,11 @@ impl fmt::Display for AllowListError {
             Self::Io(e) => write!(f, "allow-list could not be read: {e}"),
             Self::Parse { line } => write!(f, "allow-list line {line} is not an address or CIDR range"),
             Self::Empty => f.write_str("allow-list file holds no range (left as it was)"),
+            Self::Unterminated { line } => write!(
+                f,
+                "allow-list line {line} does not end with a newline: the file may be half-written; \
+                 end the file with a newline"
+            ),
         }
     }
 }
@@ -272,7 +324,7 @@ impl std::error::Error for AllowListError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Io(e) => Some(e),
-            Self::Parse { .. } | Self::Empty => None,
+            Self::Parse { .. } | Self::Empty | Self::Unterminated { .. } => None,
         }
     }
 }
@@ -291,6 +343,43 @@ mod tests {
             std::fs::write(&path, text).unwrap();
             assert!(matches!(list.reload_from_file(&path), Err(AllowListError::Empty)), "{text:?}");
             assert!(list.contains("192.0.2.1".parse().unwrap()), "{text:?}: kept");
+        }
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    /// A file cut in the middle of its last range (a job truncated it and is writing it)
+    /// is refused, at start and on reload: read as it stands, `140.82.112.0/20` cut to
+    /// `140.82.112.0/2` would admit `128.0.0.0/2`.
+    #[test]
+    fn a_half_written_file_keeps_the_ranges_in_force() {
+        let path = std::env::temp_dir().join(format!("hookguard-allow-cut-{}.txt", std::process::id()));
+        for (text, line) in [
+            ("192.30.252.0/22\n140.82.112.0/2", 2),
+            ("140.82.112.0/2", 1),
+            ("# GitHub\n\n140.82.112.0/20, 143.55.64.0/2", 3),
+            ("192.30.252.0/22\n140.82.112.0/2 # hoo", 2),
+            ("192.30.252.0/22\r\n140.82.112.0/2\r", 2),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = AllowList::read_file(&path).unwrap_err();
+            assert!(matches!(err, AllowListError::Unterminated { line: l } if l == line), "{text:?}: {err}");
+            assert!(err.to_string().contains("half-written"), "{err}");
+            let list: AllowList = "192.0.2.0/24".parse().unwrap();
+            assert!(list.reload_from_file(&path).is_err(), "{text:?}");
+            assert!(!list.contains("128.0.0.1".parse().unwrap()), "{text:?}: not widened");
+            assert!(list.contains("192.0.2.1".parse().unwrap()), "{text:?}: kept");
+        }
+        // Whole files: the last range ends with a newline; what follows it may not.
+        for (text, n) in [
+            ("140.82.112.0/20\n", 1),
+            ("140.82.112.0/20\r\n", 1),
+            ("140.82.112.0/20\n# refreshed at 12:00", 1),
+            ("140.82.112.0/20\n  \t", 1),
+            ("140.82.112.0/20\n, ,", 1),
+            ("192.30.252.0/22\n140.82.112.0/20\n\n", 2),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            assert_eq!(AllowList::read_file(&path).map(|r| r.len()).ok(), Some(n), "{text:?}");
         }
         std::fs::remove_file(&path).unwrap();
     }
