@@ -259,9 +259,13 @@ pub const RATE_LIMITED: Problem =
 /// Memory is bounded: at most [`max_addresses`](SourceLimiterBuilder::max_addresses)
 /// keys are tracked per budget; entries whose budget has refilled are dropped (every
 /// [`prune_every`](SourceLimiterBuilder::prune_every), and as soon as the table is full).
-/// When it is full of live entries, new addresses share one overflow budget, so a flood
-/// from very many addresses is throttled as one; their failures spend the overflow's
-/// failure budget, which refuses no address that failed nothing.
+/// When the ordinary budget's table is full of live entries, new addresses share one
+/// overflow budget, so a flood from very many addresses is throttled as one. The failure
+/// budget does not work that way: while its table is full, an address it could not take
+/// in is held to no failure budget (only to the ordinary one) until entries refill and
+/// make room. Every sender that verifies is such an address (it never failed, so it has
+/// no entry), and judging them all by one shared failure budget would let a flood of
+/// forgeries from more addresses than the table holds refuse every one of them.
 ///
 /// The failure budget is looked at before verification and spent when one fails, so
 /// requests from one address that are verified at the same time all get in: a client can
@@ -540,7 +544,8 @@ impl SourceLimiterBuilder {
     }
 
     /// The most addresses tracked per budget (default 100,000; each costs about 64
-    /// bytes). Past it, new addresses share one overflow budget.
+    /// bytes). Past it, new addresses share one overflow ordinary budget; their failures
+    /// are not limited until the failure table has room again (see [`SourceLimiter`]).
     ///
     /// ```
     /// # use hookguard::source::SourceLimiter;
@@ -803,9 +808,10 @@ impl StateStore for SharedStore {
         }
         if probe.dry {
             // A look at the failure budget of an address that has no entry: it failed
-            // nothing lately, so its budget is whole. The overflow holds the failures of
-            // addresses a full table could not take in; judging by it every address that
-            // never failed would let a flood of failures from many addresses refuse them all.
+            // nothing lately, or failed while the table was full (its failures then went
+            // to the overflow, which judges no one: judging by it every address that
+            // never failed would let a flood of failures from many addresses refuse them
+            // all). Either way, its budget is whole.
             return f(None).map(|(outcome, _)| outcome);
         }
         if table.map.len() < self.0.cap {
@@ -1074,10 +1080,11 @@ mod tests {
     /// forgeries from many addresses must not lock out every sender that verifies.
     #[test]
     fn a_full_failure_table_refuses_no_address_that_never_failed() {
+        let clock = ManualClock::at_unix(0);
         let l = SourceLimiter::builder()
             .failures(1, Duration::from_secs(60))
             .max_addresses(2)
-            .clock(ManualClock::at_unix(0))
+            .clock(clock.clone())
             .build()
             .unwrap();
         for a in ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"] {
@@ -1088,6 +1095,17 @@ mod tests {
             l.admit(&key("192.0.2.1")).unwrap_err().by(),
             RefusedBy::FailureBudget,
             "tracked and spent"
+        );
+        // As the docs say: an address that failed while the table was full is held to
+        // no failure budget until the table has room for it.
+        assert!(l.admit(&key("192.0.2.3")).is_ok(), "failed past the cap: not refused");
+        clock.advance(Duration::from_secs(121)); // refilled (governor keeps one interval more)
+        l.prune();
+        l.record_failure(&key("192.0.2.3"));
+        assert_eq!(
+            l.admit(&key("192.0.2.3")).unwrap_err().by(),
+            RefusedBy::FailureBudget,
+            "room again: an entry of its own"
         );
     }
 }
