@@ -685,14 +685,16 @@ mod sources {
     use super::{LocalFuture, Ready, answer, headers_of, ready};
     use crate::{
         guard::VerificationFailed,
-        layer::source::PEER_UNKNOWN,
+        layer::source::{PEER_UNKNOWN, ResolvedWith},
         problem::Problem,
         source::{AllowList, ClientAddr, LimitKey, Refused, SourceLimiter, TrustedProxies},
     };
 
-    /// Who passed [`SourceControls`]: the client address, and the rate-limit key.
+    /// Who passed [`SourceControls`]: the client address, whether it was resolved here
+    /// (not reused from an outer layer), and the rate-limit key.
     struct Admitted {
         client: Option<IpAddr>,
+        resolved: bool,
         key: Option<LimitKey>,
     }
 
@@ -704,7 +706,10 @@ mod sources {
     ///
     /// The client address is the connection's peer ([`HttpRequest::peer_addr`](actix_web::HttpRequest::peer_addr)),
     /// or the hop behind [`trusted_proxies`](Self::trusted_proxies); it is passed on as a
-    /// [`ClientAddr`] request extension. Wrap it around [`Verify`](super::Verify) or
+    /// [`ClientAddr`] request extension. A [`ClientAddr`] an outer `SourceControls`
+    /// resolved is reused when this one has no [`trusted_proxies`](Self::trusted_proxies)
+    /// set, or the same ones; one resolved with other proxies is resolved again (one the
+    /// application put in itself is believed). Wrap it around [`Verify`](super::Verify) or
     /// [`webhook_route`](super::webhook_route): every answer they mark with
     /// [`VerificationFailed`] (a forged, stale or malformed signature) spends from the
     /// sender's failure budget, and a sender whose failure budget is empty is refused
@@ -752,7 +757,8 @@ mod sources {
     pub struct SourceControls {
         allow: Option<AllowList>,
         limiter: Option<SourceLimiter>,
-        proxies: TrustedProxies,
+        /// `None`: not set (no proxies; a [`ClientAddr`] an outer layer resolved is reused).
+        proxies: Option<TrustedProxies>,
         scope: Option<Arc<str>>,
         failure_statuses: Arc<[http::StatusCode]>,
     }
@@ -831,7 +837,10 @@ mod sources {
             self
         }
 
-        /// The proxies whose forwarding header is believed (default: none).
+        /// The proxies whose forwarding header is believed (default: none). Set, a
+        /// [`ClientAddr`] an outer `SourceControls` resolved is reused only if it had the
+        /// same proxies (the same ranges in the same order, and the same header); not
+        /// set, any is.
         ///
         /// ```
         /// # actix_web::rt::System::new().block_on(async {
@@ -854,7 +863,7 @@ mod sources {
         /// # });
         /// ```
         pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
-            self.proxies = proxies;
+            self.proxies = Some(proxies);
             self
         }
 
@@ -912,11 +921,22 @@ mod sources {
         /// The client address and the key to record failures under, or the problem that
         /// refuses the request.
         fn admit(&self, req: &ServiceRequest) -> Result<Admitted, Problem> {
-            let known = req.extensions().get::<ClientAddr>().map(|ClientAddr(ip)| *ip);
-            let (client, peer) = match (known, req.peer_addr()) {
+            let reused = {
+                let extensions = req.extensions();
+                let known = extensions.get::<ClientAddr>().copied();
+                ResolvedWith::reusable(known, extensions.get::<ResolvedWith>(), self.proxies.as_ref())
+            };
+            let (client, peer) = match (reused, req.peer_addr()) {
                 (Some(ip), _) => (Some(ip), ip),
                 (None, Some(peer)) => {
-                    (self.proxies.client_addr(peer.ip(), &headers_of(req.request())), peer.ip())
+                    let peer = peer.ip().to_canonical();
+                    let client = match &self.proxies {
+                        Some(proxies) if proxies.is_trusted(peer) => {
+                            proxies.client_addr(peer, &headers_of(req.request()))
+                        }
+                        _ => Some(peer),
+                    };
+                    (client, peer)
                 }
                 (None, None) => {
                     tracing::error!(
@@ -928,8 +948,9 @@ mod sources {
             if let Some(list) = &self.allow {
                 list.admit(client)?;
             }
+            let resolved = reused.is_none();
             let Some(limiter) = &self.limiter else {
-                return Ok(Admitted { client, key: None });
+                return Ok(Admitted { client, resolved, key: None });
             };
             // An unusable header from a trusted proxy: counted apart, behind the peer.
             let mut key = client.map_or_else(|| LimitKey::behind(peer), LimitKey::new);
@@ -938,7 +959,7 @@ mod sources {
             }
             limiter.admit(&key).map_err(Refused::into_problem)?;
             // What is passed on as the client stays unknown for an unresolved one.
-            Ok(Admitted { client, key: Some(key) })
+            Ok(Admitted { client, resolved, key: Some(key) })
         }
     }
 
@@ -998,12 +1019,20 @@ mod sources {
         forward_ready!(service);
 
         fn call(&self, req: ServiceRequest) -> Self::Future {
-            let Admitted { client, key } = match self.controls.admit(&req) {
+            let Admitted { client, resolved, key } = match self.controls.admit(&req) {
                 Ok(admitted) => admitted,
                 Err(problem) => return Box::pin(async move { Ok(answer(req, problem.into_response())) }),
             };
-            if let Some(ip) = client {
-                req.extensions_mut().insert(ClientAddr(ip));
+            if resolved {
+                let mut extensions = req.extensions_mut();
+                if let Some(ip) = client {
+                    extensions.insert(ClientAddr(ip));
+                    extensions.insert(ResolvedWith::new(ip, self.controls.proxies.as_ref()));
+                } else {
+                    // Unknown here: not the client an outer layer resolved with other proxies.
+                    extensions.remove::<ClientAddr>();
+                    extensions.remove::<ResolvedWith>();
+                }
             }
             let service = Rc::clone(&self.service);
             let limiter = self.controls.limiter.clone();

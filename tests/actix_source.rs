@@ -433,3 +433,78 @@ async fn forged_deliveries_exhaust_the_failure_budget_and_it_refills() {
 
     server.stop().await;
 }
+
+/// As with the Tower layers: a [`ClientAddr`] an outer `SourceControls` resolved is reused
+/// only by one with the same trusted proxies (or none set). A rate limit without proxies
+/// around an allow-list with them must not make the allow-list judge the balancer.
+#[test]
+fn a_client_address_is_reused_only_with_the_same_trusted_proxies() {
+    use actix_web::{
+        dev::{Service, ServiceRequest},
+        test,
+    };
+    /// Between two controls: takes the forwarding header out, so that one that resolves
+    /// again (rather than reusing) finds the balancer's address.
+    fn strip<S: Service<ServiceRequest>>(mut req: ServiceRequest, srv: &S) -> S::Future {
+        req.headers_mut().remove("x-forwarded-for");
+        srv.call(req)
+    }
+    let proxies = || TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]);
+    let limiter = || SourceLimiter::builder().requests(1_000, Duration::from_secs(1)).build().unwrap();
+    let allow = || SourceControls::new().allow_list("203.0.113.0/24".parse().unwrap());
+    let echo = |client: Option<web::ReqData<ClientAddr>>| async move {
+        HttpResponse::Ok().body(client.map_or_else(|| "unknown".to_owned(), |c| c.0.to_string()))
+    };
+    actix_web::rt::System::new().block_on(async move {
+        let app = test::init_service(
+            App::new()
+                .service(
+                    // The reviewer's case: a rate limit without proxies (outer) over an
+                    // allow-list with them (inner).
+                    web::resource("/other")
+                        .wrap(allow().trusted_proxies(proxies()))
+                        .wrap(SourceControls::new().rate_limit(limiter()))
+                        .route(web::post().to(echo)),
+                )
+                .service(
+                    web::resource("/same")
+                        .wrap(allow().trusted_proxies(proxies()))
+                        .wrap_fn(strip)
+                        .wrap(SourceControls::new().rate_limit(limiter()).trusted_proxies(proxies()))
+                        .route(web::post().to(echo)),
+                )
+                .service(
+                    web::resource("/unset")
+                        .wrap(allow())
+                        .wrap_fn(strip)
+                        .wrap(SourceControls::new().rate_limit(limiter()).trusted_proxies(proxies()))
+                        .route(web::post().to(echo)),
+                )
+                .service(
+                    web::resource("/unresolved")
+                        .wrap(SourceControls::new().rate_limit(limiter()).trusted_proxies(proxies()))
+                        .wrap(SourceControls::new().rate_limit(limiter()))
+                        .route(web::post().to(echo)),
+                ),
+        )
+        .await;
+        let call = |path: &str, forwarded: &str| {
+            let req = test::TestRequest::post()
+                .uri(path)
+                .peer_addr("10.0.0.2:40000".parse().unwrap())
+                .insert_header(("x-forwarded-for", forwarded))
+                .to_request();
+            let res = app.call(req);
+            async move {
+                let res = res.await.unwrap();
+                let status = res.status().as_u16();
+                (status, String::from_utf8(test::read_body(res).await.to_vec()).unwrap())
+            }
+        };
+        assert_eq!(call("/other", "203.0.113.5").await, (200, "203.0.113.5".into()), "resolved again");
+        assert_eq!(call("/other", "198.51.100.9").await.0, 403, "refused by its own reading");
+        assert_eq!(call("/same", "203.0.113.5").await, (200, "203.0.113.5".into()), "same proxies: reused");
+        assert_eq!(call("/unset", "203.0.113.5").await, (200, "203.0.113.5".into()), "none set: reused");
+        assert_eq!(call("/unresolved", "unknown").await, (200, "unknown".into()), "not the balancer");
+    });
+}

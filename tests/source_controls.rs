@@ -502,3 +502,114 @@ async fn hyper_users_set_peer_addr_and_missing_peers_are_a_server_error() {
     let res = svc.oneshot(http::Request::post("/").body(String::new()).unwrap()).await.unwrap();
     assert_eq!(res.status(), 500);
 }
+
+/// A [`ClientAddr`] an outer layer resolved is reused only by a layer with the same
+/// trusted proxies (or none set): a router-wide rate limit without proxies must not make a
+/// route's allow-list behind the load balancer judge the balancer's own address.
+#[tokio::test]
+async fn a_client_address_is_reused_only_with_the_same_trusted_proxies() {
+    let proxies = || TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]);
+    let limiter = || SourceLimiter::builder().requests(1_000, Duration::from_secs(1)).build().unwrap();
+    let echo = tower::service_fn(|req: http::Request<String>| async move {
+        let who =
+            req.extensions().get::<ClientAddr>().map_or_else(|| "unknown".to_owned(), |c| c.0.to_string());
+        Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::from(
+            who,
+        ))))
+    });
+    // Between the two layers: takes the forwarding header out, so that a layer that
+    // resolves again (rather than reusing) finds the balancer's address.
+    let strip = |mut req: http::Request<String>| {
+        req.headers_mut().remove("x-forwarded-for");
+        req
+    };
+    let via_balancer = |forwarded: &str| {
+        let mut req =
+            http::Request::post("/hooks").header("x-forwarded-for", forwarded).body(String::new()).unwrap();
+        req.extensions_mut().insert(PeerAddr("10.0.0.2:40000".parse().unwrap()));
+        req
+    };
+    async fn answer<S>(svc: S, req: http::Request<String>) -> (u16, String)
+    where
+        S: tower::Service<
+                http::Request<String>,
+                Response = http::Response<http_body_util::Full<bytes::Bytes>>,
+            >,
+        S::Error: std::fmt::Debug,
+    {
+        let res = svc.oneshot(req).await.unwrap();
+        let status = res.status().as_u16();
+        let body = http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+    let allow = || AllowListLayer::new("203.0.113.0/24".parse().unwrap());
+
+    // The reviewer's case: a router-wide rate limit without proxies over a route's
+    // allow-list with them. The allow-list judges the client, not the balancer.
+    let svc = ServiceBuilder::new()
+        .layer(RateLimitLayer::new(limiter()))
+        .layer(allow().trusted_proxies(proxies()))
+        .service(echo);
+    assert_eq!(
+        answer(svc.clone(), via_balancer("203.0.113.5")).await,
+        (200, "203.0.113.5".into()),
+        "resolved again"
+    );
+    assert_eq!(answer(svc, via_balancer("198.51.100.9")).await.0, 403, "and refused by its own reading");
+
+    // Other proxies (here a narrower range that leaves the balancer out) resolve again too.
+    let svc = ServiceBuilder::new()
+        .layer(
+            RateLimitLayer::new(limiter())
+                .trusted_proxies(TrustedProxies::new(["10.9.0.0/16".parse().unwrap()])),
+        )
+        .layer(allow().trusted_proxies(proxies()))
+        .service(echo);
+    assert_eq!(answer(svc, via_balancer("203.0.113.5")).await, (200, "203.0.113.5".into()), "other proxies");
+
+    // The same proxies (built twice, equal) are reused: the inner layer does not read the
+    // header again (gone by then).
+    let svc = ServiceBuilder::new()
+        .layer(RateLimitLayer::new(limiter()).trusted_proxies(proxies()))
+        .map_request(strip)
+        .layer(allow().trusted_proxies(proxies()))
+        .service(echo);
+    assert_eq!(
+        answer(svc, via_balancer("203.0.113.5")).await,
+        (200, "203.0.113.5".into()),
+        "same proxies: reused"
+    );
+
+    // A layer with no proxies set reuses what an outer layer resolved, as before.
+    let svc = ServiceBuilder::new()
+        .layer(AllowListLayer::new("0.0.0.0/0".parse().unwrap()).trusted_proxies(proxies()))
+        .map_request(strip)
+        .layer(allow())
+        .service(echo);
+    assert_eq!(
+        answer(svc, via_balancer("203.0.113.5")).await,
+        (200, "203.0.113.5".into()),
+        "none set: reused"
+    );
+
+    // Resolved again and unresolved: the outer layer's client is not passed on.
+    let svc = ServiceBuilder::new()
+        .layer(RateLimitLayer::new(limiter()))
+        .layer(RateLimitLayer::new(limiter()).trusted_proxies(proxies()))
+        .service(echo);
+    assert_eq!(answer(svc, via_balancer("unknown")).await, (200, "unknown".into()), "not the balancer");
+
+    // A ClientAddr the application put in itself is believed.
+    let svc = ServiceBuilder::new()
+        .map_request(|mut req: http::Request<String>| {
+            req.extensions_mut().insert(ClientAddr("203.0.113.77".parse().unwrap()));
+            req
+        })
+        .layer(allow().trusted_proxies(proxies()))
+        .service(echo);
+    assert_eq!(
+        answer(svc, via_balancer("198.51.100.9")).await,
+        (200, "203.0.113.77".into()),
+        "the app's own"
+    );
+}

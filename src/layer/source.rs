@@ -27,27 +27,95 @@ use crate::{
 pub(crate) const PEER_UNKNOWN: Problem =
     Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "client-address-unknown", "Client address unknown");
 
+/// Put in the request's extensions next to the [`ClientAddr`] a source-control layer
+/// resolved: the address, and the proxies it was resolved with. A later layer with
+/// proxies of its own reuses that [`ClientAddr`] only if they are the same ones.
+#[derive(Debug, Clone)]
+pub(crate) struct ResolvedWith {
+    client: IpAddr,
+    /// `None`: no proxies (the layer had none set).
+    proxies: Option<TrustedProxies>,
+}
+
+impl ResolvedWith {
+    /// `client`, resolved with `proxies`.
+    pub(crate) fn new(client: IpAddr, proxies: Option<&TrustedProxies>) -> Self {
+        Self { client, proxies: proxies.cloned() }
+    }
+
+    /// The client address in the extensions (`known`, and the `mark` next to it) that a
+    /// layer whose own proxies are `own` may take as it is. A layer with no proxies set
+    /// reuses any. A layer with proxies set reuses one resolved with the same proxies,
+    /// or one the application put in itself (no mark, or a mark for another address:
+    /// the application replaced it); one another layer resolved with other proxies it
+    /// resolves again.
+    pub(crate) fn reusable(
+        known: Option<ClientAddr>,
+        mark: Option<&Self>,
+        own: Option<&TrustedProxies>,
+    ) -> Option<IpAddr> {
+        let ClientAddr(ip) = known?;
+        match (own, mark) {
+            (Some(own), Some(mark)) if mark.client == ip => own.same_as(mark.proxies.as_ref()).then_some(ip),
+            _ => Some(ip),
+        }
+    }
+}
+
 enum Client {
-    /// A [`ClientAddr`] set by an outer layer, or resolved here.
-    Known(IpAddr),
+    /// A [`ClientAddr`] an outer layer (or the application) set, that this layer may
+    /// take as it is ([`ResolvedWith::reusable`]).
+    Reused(IpAddr),
+    /// Resolved here.
+    Resolved(IpAddr),
     /// A trusted proxy sent a hop that is not an address: the client cannot be known.
     Unresolved { peer: IpAddr },
     /// No peer address at all (server misconfiguration).
     NoPeer,
 }
 
-fn resolve<B>(req: &Request<B>, proxies: &TrustedProxies) -> Client {
-    if let Some(ClientAddr(ip)) = req.extensions().get::<ClientAddr>() {
-        return Client::Known(*ip);
+impl Client {
+    /// The client address, if known.
+    fn ip(&self) -> Option<IpAddr> {
+        match self {
+            Self::Reused(ip) | Self::Resolved(ip) => Some(*ip),
+            Self::Unresolved { .. } | Self::NoPeer => None,
+        }
     }
-    let Some(peer) = PeerAddr::from_extensions(req.extensions()) else {
+
+    /// Passes on what this layer found: a client it resolved as a [`ClientAddr`] (with
+    /// the proxies it used), and an unresolved one as no [`ClientAddr`] at all, in place
+    /// of one an outer layer resolved with other proxies.
+    fn pass_on(&self, extensions: &mut http::Extensions, proxies: Option<&TrustedProxies>) {
+        match self {
+            Self::Resolved(ip) => {
+                extensions.insert(ClientAddr(*ip));
+                extensions.insert(ResolvedWith::new(*ip, proxies));
+            }
+            Self::Unresolved { .. } => {
+                extensions.remove::<ClientAddr>();
+                extensions.remove::<ResolvedWith>();
+            }
+            Self::Reused(_) | Self::NoPeer => {}
+        }
+    }
+}
+
+/// The client of `req` as a layer with these `proxies` (`None`: not set) sees it.
+fn resolve<B>(req: &Request<B>, proxies: Option<&TrustedProxies>) -> Client {
+    let extensions = req.extensions();
+    let known = extensions.get::<ClientAddr>().copied();
+    if let Some(ip) = ResolvedWith::reusable(known, extensions.get::<ResolvedWith>(), proxies) {
+        return Client::Reused(ip);
+    }
+    let Some(peer) = PeerAddr::from_extensions(extensions) else {
         tracing::error!(
             "no peer address in the request: serve axum with `into_make_service_with_connect_info::<SocketAddr>()`, or insert `hookguard::source::PeerAddr` per connection"
         );
         return Client::NoPeer;
     };
-    match proxies.client_addr(peer, req.headers()) {
-        Some(ip) => Client::Known(ip),
+    match proxies.map_or(Some(peer), |proxies| proxies.client_addr(peer, req.headers())) {
+        Some(ip) => Client::Resolved(ip),
         None => Client::Unresolved { peer },
     }
 }
@@ -61,6 +129,12 @@ fn problem<B: From<Bytes>>(problem: Problem) -> Response<B> {
 /// ([`PeerAddr`] or axum's `ConnectInfo<SocketAddr>`), or the hop behind
 /// [`trusted_proxies`](Self::trusted_proxies); it is passed on as a [`ClientAddr`]
 /// extension. Requests without a peer address get `500` (see [`PeerAddr`]).
+///
+/// A [`ClientAddr`] an outer source-control layer resolved is reused when this layer has
+/// no [`trusted_proxies`](Self::trusted_proxies) set, or the same ones; one resolved with
+/// other proxies is resolved again with this layer's, so a router-wide
+/// [`RateLimitLayer`] without proxies cannot make a route's allow-list judge the load
+/// balancer's address. A [`ClientAddr`] the application put in itself is believed.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -84,7 +158,8 @@ fn problem<B: From<Bytes>>(problem: Problem) -> Response<B> {
 #[must_use]
 pub struct AllowListLayer {
     list: AllowList,
-    proxies: TrustedProxies,
+    /// `None`: not set (no proxies; a [`ClientAddr`] an outer layer resolved is reused).
+    proxies: Option<TrustedProxies>,
 }
 
 impl AllowListLayer {
@@ -113,10 +188,13 @@ impl AllowListLayer {
     /// # }
     /// ```
     pub fn new(list: AllowList) -> Self {
-        Self { list, proxies: TrustedProxies::none() }
+        Self { list, proxies: None }
     }
 
-    /// The proxies whose forwarding header is believed (default: none).
+    /// The proxies whose forwarding header is believed (default: none). Set, the layer
+    /// reuses a [`ClientAddr`] an outer layer resolved only if that layer had the same
+    /// proxies (the same ranges in the same order, and the same header); not set, it
+    /// reuses any.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -141,7 +219,7 @@ impl AllowListLayer {
     /// # }
     /// ```
     pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
-        self.proxies = proxies;
+        self.proxies = Some(proxies);
         self
     }
 }
@@ -181,7 +259,7 @@ impl<S> Layer<S> for AllowListLayer {
 pub struct AllowListService<S> {
     inner: S,
     list: AllowList,
-    proxies: TrustedProxies,
+    proxies: Option<TrustedProxies>,
 }
 
 impl<S> AllowListService<S> {
@@ -277,17 +355,14 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let client = match resolve(&req, &self.proxies) {
-            Client::Known(ip) => Some(ip),
-            Client::Unresolved { .. } => None,
-            Client::NoPeer => return SourceFuture::refused(problem(PEER_UNKNOWN)),
-        };
-        if let Err(refusal) = self.list.admit(client) {
+        let client = resolve(&req, self.proxies.as_ref());
+        if let Client::NoPeer = client {
+            return SourceFuture::refused(problem(PEER_UNKNOWN));
+        }
+        if let Err(refusal) = self.list.admit(client.ip()) {
             return SourceFuture::refused(problem(refusal));
         }
-        if let Some(ip) = client {
-            req.extensions_mut().insert(ClientAddr(ip));
-        }
+        client.pass_on(req.extensions_mut(), self.proxies.as_ref());
         SourceFuture::inner(self.inner.call(req), None)
     }
 }
@@ -301,10 +376,11 @@ type ScopeFn = Arc<dyn Fn(&Uri, &HeaderMap) -> Option<String> + Send + Sync>;
 /// failure budget is empty is refused before verification until it refills.
 ///
 /// The client address is found as by [`AllowListLayer`] (a [`ClientAddr`] an outer
-/// layer set is reused) and passed on as a [`ClientAddr`]; when a trusted proxy's header
-/// is unusable, the peer address is the key, and no [`ClientAddr`] is passed on (an inner
-/// [`AllowListLayer`] then refuses the request, as it would alone). Requests without a
-/// peer address get `500`.
+/// layer resolved is reused if it had no other proxies than this one) and passed on as a
+/// [`ClientAddr`]; when a trusted proxy's header is unusable, the peer address is the
+/// key, and no [`ClientAddr`] is passed on, not even one an outer layer resolved with
+/// other proxies (an inner [`AllowListLayer`] then refuses the request, as it would
+/// alone). Requests without a peer address get `500`.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -341,7 +417,8 @@ type ScopeFn = Arc<dyn Fn(&Uri, &HeaderMap) -> Option<String> + Send + Sync>;
 #[must_use]
 pub struct RateLimitLayer {
     limiter: SourceLimiter,
-    proxies: TrustedProxies,
+    /// `None`: not set (no proxies; a [`ClientAddr`] an outer layer resolved is reused).
+    proxies: Option<TrustedProxies>,
     scope: Option<Arc<str>>,
     scope_with: Option<ScopeFn>,
     failure_statuses: Arc<[StatusCode]>,
@@ -393,16 +470,12 @@ impl RateLimitLayer {
     /// # }
     /// ```
     pub fn new(limiter: SourceLimiter) -> Self {
-        Self {
-            limiter,
-            proxies: TrustedProxies::none(),
-            scope: None,
-            scope_with: None,
-            failure_statuses: Arc::from([]),
-        }
+        Self { limiter, proxies: None, scope: None, scope_with: None, failure_statuses: Arc::from([]) }
     }
 
-    /// The proxies whose forwarding header is believed (default: none).
+    /// The proxies whose forwarding header is believed (default: none). As
+    /// [`AllowListLayer::trusted_proxies`]: set, the layer reuses a [`ClientAddr`] an
+    /// outer layer resolved only if that layer had the same proxies; not set, any.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -429,7 +502,7 @@ impl RateLimitLayer {
     /// # }
     /// ```
     pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
-        self.proxies = proxies;
+        self.proxies = Some(proxies);
         self
     }
 
@@ -708,11 +781,12 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let l = &self.layer;
-        let (ip, mut key) = match resolve(&req, &l.proxies) {
-            Client::Known(ip) => (Some(ip), LimitKey::new(ip)),
+        let client = resolve(&req, l.proxies.as_ref());
+        let mut key = match client {
+            Client::Reused(ip) | Client::Resolved(ip) => LimitKey::new(ip),
             // Counted apart, behind the proxy's address, and not passed on as the client:
             // an inner allow-list must see that the client is unknown.
-            Client::Unresolved { peer } => (None, LimitKey::behind(peer)),
+            Client::Unresolved { peer } => LimitKey::behind(peer),
             Client::NoPeer => return SourceFuture::refused(problem(PEER_UNKNOWN)),
         };
         let scope = l.scope_with.as_ref().and_then(|f| f(req.uri(), req.headers()));
@@ -724,9 +798,7 @@ where
         if let Err(refused) = l.limiter.admit(&key) {
             return SourceFuture::refused(problem(refused.into_problem()));
         }
-        if let Some(ip) = ip {
-            req.extensions_mut().insert(ClientAddr(ip));
-        }
+        client.pass_on(req.extensions_mut(), l.proxies.as_ref());
         let watch =
             Watch { limiter: l.limiter.clone(), key, failure_statuses: Arc::clone(&l.failure_statuses) };
         SourceFuture::inner(self.inner.call(req), Some(watch))

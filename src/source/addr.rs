@@ -139,7 +139,9 @@ pub struct TrustedProxies {
     header: ForwardedHeader,
 }
 
-/// At most this many forwarding hops are looked at (a longer chain is refused).
+/// At most this many forwarding hops are looked at: an `X-Forwarded-For` walk that
+/// reaches one more, or `Forwarded` headers with more elements in all, leave the client
+/// unknown.
 const MAX_HOPS: usize = 32;
 
 impl TrustedProxies {
@@ -192,6 +194,20 @@ impl TrustedProxies {
         self
     }
 
+    /// Whether these proxies find the same client as `other` for every request (`None`:
+    /// no proxies): the same ranges in the same order and, when there are any, the same
+    /// header.
+    pub(crate) fn same_as(&self, other: Option<&Self>) -> bool {
+        match other {
+            None => self.ranges.is_empty(),
+            Some(other) if self.ranges.is_empty() => other.ranges.is_empty(),
+            Some(other) => {
+                (Arc::ptr_eq(&self.ranges, &other.ranges) || self.ranges == other.ranges)
+                    && self.header == other.header
+            }
+        }
+    }
+
     /// Whether `ip` is a trusted proxy.
     ///
     /// ```
@@ -206,10 +222,15 @@ impl TrustedProxies {
 
     /// The client address for a request from `peer` with `headers`, or `None` when a
     /// trusted proxy sent a hop that is not an IP address (`unknown`, an obfuscated
-    /// identifier, garbage) or a chain of more than 32 trusted hops: the client cannot be
-    /// known. `X-Forwarded-For` is read from the right as far as the first untrusted hop,
-    /// so what a client wrote to the left of it is never read; `Forwarded` must be read
-    /// whole (its quotes can hide a separator), so a line that does not parse is `None`.
+    /// identifier, garbage) or too many hops: the client cannot be known.
+    /// `X-Forwarded-For` is read from the right as far as the first untrusted hop, so
+    /// what a client wrote to the left of it is never read; the walk looks at 32 hops
+    /// at most, so a client behind more than 31 trusted hops (the walk reaching a 33rd)
+    /// is `None`. `Forwarded` must be read whole (its quotes can hide a separator), so a
+    /// line that does not parse is `None`, and so are headers holding more than 32
+    /// elements in all, trusted or not, wherever the client is among them. A `Forwarded`
+    /// node's port, numeric or obfuscated (`for="192.0.2.43:_abc"`, RFC 7239), is left
+    /// out.
     ///
     /// A trusted peer without the header is itself the client (health checks). When
     /// every hop is trusted, the leftmost one is the client.
@@ -344,7 +365,25 @@ fn parse_forwarded_element(element: &str) -> Option<IpAddr> {
         Some(quoted) => quoted.strip_suffix('"')?,
         None => value,
     };
-    parse_node(value)
+    match strip_obfuscated_port(value.trim()) {
+        // RFC 7239 gives a port to an IPv4 address or a bracketed IPv6 one only.
+        Some(host) => match host.strip_prefix('[') {
+            Some(v6) => v6.strip_suffix(']')?.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6),
+            None => host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4),
+        },
+        None => parse_node(value),
+    }
+}
+
+/// The node without its obfuscated port (RFC 7239 `obfport`: `_` then one or more of
+/// ALPHA, DIGIT, `.`, `_`, `-`), if it ends in one: `192.0.2.43:_abc` → `192.0.2.43`,
+/// `[2001:db8::1]:_p` → `[2001:db8::1]`.
+fn strip_obfuscated_port(node: &str) -> Option<&str> {
+    let (host, port) = node.rsplit_once(':')?;
+    let obfuscated = port.strip_prefix('_')?;
+    let valid = !obfuscated.is_empty()
+        && obfuscated.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    valid.then_some(host)
 }
 
 /// An address, with or without a port: `192.0.2.1`, `192.0.2.1:80`, `2001:db8::1`,
@@ -481,7 +520,71 @@ mod tests {
                 &["for=198.51.100.2, for=10.0.0.7;by=10.0.0.1"],
                 Some("198.51.100.2"),
             ),
+            (
+                "forwarded obfuscated port",
+                &fwd,
+                "10.0.0.1",
+                "forwarded",
+                &[r#"for="192.0.2.43:_abc""#],
+                Some("192.0.2.43"),
+            ),
+            (
+                "forwarded obfuscated port on v6",
+                &fwd,
+                "10.0.0.1",
+                "forwarded",
+                &[r#"for="[2001:db8::1]:_p.1-x";proto=https"#],
+                Some("2001:db8::1"),
+            ),
+            (
+                "forwarded obfuscated port behind a trusted hop",
+                &fwd,
+                "10.0.0.1",
+                "forwarded",
+                &[r#"for="198.51.100.2:_a1", for="10.0.0.7:_lb""#],
+                Some("198.51.100.2"),
+            ),
             ("forwarded unknown", &fwd, "10.0.0.1", "forwarded", &["for=unknown"], None),
+            (
+                "forwarded unknown, obfuscated port",
+                &fwd,
+                "10.0.0.1",
+                "forwarded",
+                &[r#"for="unknown:_p""#],
+                None,
+            ),
+            (
+                "forwarded obfuscated node and port",
+                &fwd,
+                "10.0.0.1",
+                "forwarded",
+                &[r#"for="_node:_p""#],
+                None,
+            ),
+            (
+                "forwarded empty obfuscated port",
+                &fwd,
+                "10.0.0.1",
+                "forwarded",
+                &[r#"for="192.0.2.43:_""#],
+                None,
+            ),
+            (
+                "forwarded bad obfuscated port",
+                &fwd,
+                "10.0.0.1",
+                "forwarded",
+                &[r#"for="192.0.2.43:_a/b""#],
+                None,
+            ),
+            (
+                "forwarded v6 unbracketed with an obfuscated port",
+                &fwd,
+                "10.0.0.1",
+                "forwarded",
+                &[r#"for="2001:db8::1:_p""#],
+                None,
+            ),
             ("forwarded obfuscated", &fwd, "10.0.0.1", "forwarded", &["for=_hidden"], None),
             (
                 "xff ignored when forwarded configured",
@@ -528,6 +631,37 @@ mod tests {
         let p = TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]);
         let chain = vec!["10.0.0.2"; 40].join(",");
         assert_eq!(p.client_addr("10.0.0.1".parse().unwrap(), &headers("x-forwarded-for", &[&chain])), None);
+    }
+
+    /// The hop limits as the docs give them: `X-Forwarded-For` looks at 32 hops from the
+    /// right (a client behind 31 trusted hops is found, behind 32 it is not); `Forwarded`
+    /// is read whole, so 33 elements leave the client unknown wherever it is.
+    #[test]
+    fn hop_limits_are_as_documented() {
+        let p = TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]);
+        let peer = "10.0.0.1".parse().unwrap();
+        let client = Some("198.51.100.2".parse().unwrap());
+        let xff = |trusted: usize| {
+            let mut hops = vec!["198.51.100.2"];
+            hops.extend(vec!["10.0.0.2"; trusted]);
+            headers("x-forwarded-for", &[&hops.join(",")])
+        };
+        assert_eq!(p.client_addr(peer, &xff(31)), client, "31 trusted hops");
+        assert_eq!(p.client_addr(peer, &xff(32)), None, "32 trusted hops: the walk reaches a 33rd");
+        assert_eq!(
+            p.client_addr(peer, &headers("x-forwarded-for", &[&vec!["10.0.0.2"; 32].join(",")])),
+            Some("10.0.0.2".parse().unwrap()),
+            "32 hops, all trusted"
+        );
+
+        let fwd = p.header(ForwardedHeader::Forwarded);
+        let forwarded = |left: usize| {
+            let mut hops = vec!["for=192.0.2.9"; left];
+            hops.push("for=198.51.100.2");
+            headers("forwarded", &[&hops.join(",")])
+        };
+        assert_eq!(fwd.client_addr(peer, &forwarded(31)), client, "32 elements");
+        assert_eq!(fwd.client_addr(peer, &forwarded(32)), None, "33 elements, none of them a trusted hop");
     }
 
     /// `X-Forwarded-For` is read from the right only as far as the first untrusted hop:
