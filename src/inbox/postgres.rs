@@ -1,6 +1,7 @@
 //! An inbox in PostgreSQL: one table, rows leased with `FOR UPDATE SKIP LOCKED`.
 
 use std::{
+    borrow::Cow,
     fmt,
     sync::{Arc, Mutex},
     time::Duration,
@@ -38,6 +39,24 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// back-off again.
 const STABLE: Duration = Duration::from_secs(30);
 
+/// How long the pool made by [`PostgresInbox::connect`] may take to open one connection
+/// (TCP connect, startup, authentication), unless the URL sets `connect_timeout`.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a call waits for a free connection of the pool made by `connect`.
+const POOL_WAIT: Duration = Duration::from_secs(5);
+/// How long one call may take, by default (see [`PostgresInbox::operation_timeout`]).
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a migration waits for a lock (never more than half the operation timeout):
+/// every push and pull that needs the table queues behind a DDL statement waiting for one.
+const MIGRATION_LOCK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What PostgreSQL cannot store in `text` (NUL) is written as this character and `0`, and
+/// this character itself doubled, in every stored string that holds either (see
+/// [`stored`]). SUB, "substitute": a control character no delivery id normally holds.
+const ESC: char = '\u{1a}';
+/// The field set in a stored record whose strings were escaped (see [`stored_record`]).
+const ESCAPED_FIELD: &str = "nul_escaped";
+
 /// Why a `LISTEN` session ended.
 type ListenError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -61,6 +80,16 @@ type ListenFn = dyn Fn(Arc<str>, Arc<Signal>) -> BoxFuture<'static, Result<(), L
 /// `done`, `dead`), `attempts`, `next_attempt_at`, `lease_until`, `lease_token`,
 /// `last_error` and `failed_at`, plus its counter table `inbox_kept`. Dead letters are rows
 /// with status `dead`.
+///
+/// PostgreSQL stores no NUL character in `text` nor `jsonb`, and a delivery id or event
+/// type read from a signed JSON body may hold one (`\u0000`). A key, endpoint or event
+/// type, and the strings of a record, that hold NUL or U+001A (SUB) are stored with NUL
+/// written as SUB `0` and SUB as SUB SUB (a record so written gets `"nul_escaped": true`);
+/// the webhook comes back as it was pushed, and two different keys are never stored
+/// alike. (A key holding SUB that was stored before this escaping existed is not found by
+/// a resend, [`redrive`](Inbox::redrive) or [`discard`](Inbox::discard) after it, and one
+/// holding SUB `0` would be taken for that key with NUL.) NUL in an error message is
+/// stored as U+FFFD.
 ///
 /// Pulls lease due rows with `FOR UPDATE SKIP LOCKED`, so concurrent workers never wait
 /// on or share a row; a row whose lease ran out is due again. Acked rows stay as `done`
@@ -86,6 +115,16 @@ type ListenFn = dyn Fn(Arc<str>, Arc<Signal>) -> BoxFuture<'static, Result<(), L
 ///
 /// Connections: a [`deadpool_postgres`] pool (16 connections by default, no TLS); bring
 /// your own pool, with TLS, through [`from_pool`](Self::from_pool).
+///
+/// # Timeouts
+///
+/// A database that stops answering fails calls, so the receiver answers `503` with
+/// `Retry-After`, instead of holding pushes: every call gives up after the
+/// [operation timeout](Self::operation_timeout) (default 5 s). The pool made by
+/// [`connect`](Self::connect) also gives up opening a connection after 3 s (or the URL's
+/// `connect_timeout`) and waiting for a free one after 5 s. A migration waits at most 2 s
+/// for each lock it needs, and once the table, indexes and trigger exist it takes none on
+/// the table.
 ///
 /// # Wake-ups
 ///
@@ -143,6 +182,8 @@ pub struct PostgresInbox {
     retention: Duration,
     clock: Arc<dyn Clock>,
     last_purge: Arc<Mutex<Option<OffsetDateTime>>>,
+    /// How long one call may take.
+    timeout: Duration,
     /// Opens `wait`'s `LISTEN` connection; `None`: `wait` sleeps its whole timeout.
     listen: Option<Arc<ListenFn>>,
     listener: Arc<Background>,
@@ -157,6 +198,7 @@ impl fmt::Debug for PostgresInbox {
             .field("schema", &self.sql.schema)
             .field("capacity", &self.capacity)
             .field("retention", &self.retention)
+            .field("operation_timeout", &self.timeout)
             .field("wakeups", &self.listen.is_some())
             .finish_non_exhaustive()
     }
@@ -253,15 +295,7 @@ impl Sql {
                     finished_at timestamptz,
                     received_at timestamptz NOT NULL
                 );
-                CREATE INDEX IF NOT EXISTS inbox_ready ON {t} (next_attempt_at, seq) WHERE status = 'ready';
-                CREATE INDEX IF NOT EXISTS inbox_leased ON {t} (lease_until, seq) WHERE status = 'leased';
-                CREATE INDEX IF NOT EXISTS inbox_dead ON {t} (failed_at, seq) WHERE status = 'dead';
-                CREATE INDEX IF NOT EXISTS inbox_done ON {t} (finished_at) WHERE status = 'done';
                 CREATE TABLE IF NOT EXISTS \"{s}\".inbox_kept (shard integer PRIMARY KEY, n bigint NOT NULL);
-                INSERT INTO \"{s}\".inbox_kept (shard, n)
-                    SELECT 0, count(*) FROM {t} WHERE status <> 'done' ON CONFLICT (shard) DO NOTHING;
-                INSERT INTO \"{s}\".inbox_kept (shard, n)
-                    SELECT g, 0 FROM generate_series(1, {SHARDS} - 1) g ON CONFLICT (shard) DO NOTHING;
                 CREATE OR REPLACE FUNCTION \"{s}\".inbox_count() RETURNS trigger LANGUAGE plpgsql AS $$
                 BEGIN
                     IF TG_OP = 'INSERT' AND NEW.status <> 'done' THEN
@@ -275,9 +309,36 @@ impl Sql {
                     END IF;
                     RETURN NULL;
                 END $$;
-                DROP TRIGGER IF EXISTS inbox_count ON {t};
-                CREATE TRIGGER inbox_count AFTER INSERT OR UPDATE OF status OR DELETE ON {t}
-                    FOR EACH ROW EXECUTE FUNCTION \"{s}\".inbox_count();"
+                -- Indexes, counter rows and trigger only when missing: `CREATE INDEX IF NOT
+                -- EXISTS` and `CREATE [OR REPLACE] TRIGGER` lock the table against writers even
+                -- when there is nothing to do (`DROP TRIGGER` against readers too), and every
+                -- push and pull would queue behind them.
+                DO $migrate$
+                BEGIN
+                    IF to_regclass('\"{s}\".inbox_ready') IS NULL THEN
+                        CREATE INDEX inbox_ready ON {t} (next_attempt_at, seq) WHERE status = 'ready';
+                    END IF;
+                    IF to_regclass('\"{s}\".inbox_leased') IS NULL THEN
+                        CREATE INDEX inbox_leased ON {t} (lease_until, seq) WHERE status = 'leased';
+                    END IF;
+                    IF to_regclass('\"{s}\".inbox_dead') IS NULL THEN
+                        CREATE INDEX inbox_dead ON {t} (failed_at, seq) WHERE status = 'dead';
+                    END IF;
+                    IF to_regclass('\"{s}\".inbox_done') IS NULL THEN
+                        CREATE INDEX inbox_done ON {t} (finished_at) WHERE status = 'done';
+                    END IF;
+                    IF (SELECT count(*) FROM \"{s}\".inbox_kept) < {SHARDS} THEN
+                        INSERT INTO \"{s}\".inbox_kept (shard, n)
+                            SELECT 0, count(*) FROM {t} WHERE status <> 'done' ON CONFLICT (shard) DO NOTHING;
+                        INSERT INTO \"{s}\".inbox_kept (shard, n)
+                            SELECT g, 0 FROM generate_series(1, {SHARDS} - 1) g ON CONFLICT (shard) DO NOTHING;
+                    END IF;
+                    IF NOT EXISTS (SELECT 1 FROM pg_trigger
+                                   WHERE tgrelid = '{t}'::regclass AND tgname = 'inbox_count') THEN
+                        CREATE TRIGGER inbox_count AFTER INSERT OR UPDATE OF status OR DELETE ON {t}
+                            FOR EACH ROW EXECUTE FUNCTION \"{s}\".inbox_count();
+                    END IF;
+                END $migrate$;"
             ),
             push: format!(
                 "INSERT INTO {t} (key, endpoint, event, record, body, status, next_attempt_at, received_at)
@@ -302,23 +363,23 @@ impl Sql {
             ),
             ack: format!(
                 "UPDATE {t} SET status = 'done', finished_at = $3, body = ''::bytea, lease_until = NULL, lease_token = NULL
-                 WHERE key = $1 AND status = 'leased' AND lease_token = $2"
+                 WHERE seq = $1 AND status = 'leased' AND lease_token = $2"
             ),
             retry: format!(
                 "UPDATE {t} SET status = 'ready', next_attempt_at = $3, last_error = $4, lease_until = NULL, lease_token = NULL
-                 WHERE key = $1 AND status = 'leased' AND lease_token = $2"
+                 WHERE seq = $1 AND status = 'leased' AND lease_token = $2"
             ),
             give_back: format!(
                 "UPDATE {t} SET status = 'ready', next_attempt_at = $3, last_error = $4, lease_until = NULL, lease_token = NULL,
                      attempts = greatest(attempts - 1, 0)
-                 WHERE key = $1 AND status = 'leased' AND lease_token = $2"
+                 WHERE seq = $1 AND status = 'leased' AND lease_token = $2"
             ),
             dead: format!(
                 "UPDATE {t} SET status = 'dead', last_error = $3, failed_at = $4, lease_until = NULL, lease_token = NULL
-                 WHERE key = $1 AND status = 'leased' AND lease_token = $2"
+                 WHERE seq = $1 AND status = 'leased' AND lease_token = $2"
             ),
             dead_list: format!(
-                "SELECT record::text, body, attempts, coalesce(last_error, ''), failed_at FROM {t}
+                "SELECT record::text, body, attempts, coalesce(last_error, ''), failed_at, key FROM {t}
                  WHERE status = 'dead' ORDER BY failed_at, seq LIMIT $1"
             ),
             redrive: format!(
@@ -345,16 +406,234 @@ fn count(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// A call that took longer than the inbox's [operation timeout](PostgresInbox::operation_timeout).
+#[derive(Debug)]
+struct TimedOut(Duration);
+
+impl fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PostgreSQL did not answer within {:?}", self.0)
+    }
+}
+
+impl std::error::Error for TimedOut {}
+
+/// A migration that failed, with PostgreSQL's reason (a `tokio_postgres::Error` says only
+/// "db error").
+#[derive(Debug)]
+struct MigrationFailed {
+    schema: String,
+    lock_wait: Duration,
+    source: tokio_postgres::Error,
+}
+
+impl fmt::Display for MigrationFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "migrating the PostgreSQL inbox in schema {:?} failed: ", self.schema)?;
+        match self.source.as_db_error() {
+            Some(db) => f.write_str(db.message())?,
+            None => write!(f, "{}", self.source)?,
+        }
+        if self.source.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+            write!(
+                f,
+                " (waited {:?} for a lock another session holds on its tables, a long transaction \
+                 perhaps; nothing was changed, and the next call tries again)",
+                self.lock_wait
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for MigrationFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Runs `op`, failing with [`InboxError::Backend`] when it takes longer than `limit`.
+async fn within<T>(
+    limit: Duration,
+    op: impl std::future::Future<Output = Result<T, InboxError>>,
+) -> Result<T, InboxError> {
+    tokio::time::timeout(limit, op).await.unwrap_or_else(|_| Err(backend(TimedOut(limit))))
+}
+
+/// `text` as a `text` column can hold it: unchanged unless it holds NUL (which PostgreSQL
+/// refuses) or [`ESC`]; then each NUL is written as `ESC 0` and each `ESC` as `ESC ESC`.
+/// Two different texts are never written alike: one left unchanged holds no `ESC`, an
+/// escaped one does, and [`unstored`] reads an escaped one back unambiguously.
+fn stored(text: &str) -> Cow<'_, str> {
+    if !text.contains(['\0', ESC]) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\0' => out.extend([ESC, '0']),
+            ESC => out.extend([ESC, ESC]),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// What [`stored`] wrote `text` for; `None` when it cannot have written it (an `ESC`
+/// followed by anything but `0` or `ESC`: a key stored before keys were escaped).
+fn unstored(text: &str) -> Option<Cow<'_, str>> {
+    if !text.contains(ESC) {
+        return Some(Cow::Borrowed(text));
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != ESC {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('0') => out.push('\0'),
+            Some(ESC) => out.push(ESC),
+            _ => return None,
+        }
+    }
+    Some(Cow::Owned(out))
+}
+
+/// A stored key as [`Inbox::discard`] and [`Inbox::redrive`] take it (for log lines).
+fn key_as_given(column: &str) -> Cow<'_, str> {
+    unstored(column).unwrap_or(Cow::Borrowed(column))
+}
+
+/// An error message as a `text` column can hold it: each NUL becomes U+FFFD.
+fn storable_error(error: &str) -> Cow<'_, str> {
+    if error.contains('\0') { Cow::Owned(error.replace('\0', "\u{FFFD}")) } else { Cow::Borrowed(error) }
+}
+
+/// Whether `text` at byte `at` starts with the JSON escape of [`ESC`] (a backslash, `u`
+/// and `001a`, the hex digits in either case).
+fn esc_escape_at(text: &str, at: usize) -> bool {
+    text.get(at..at + 6).is_some_and(|e| e.eq_ignore_ascii_case("\\u001a"))
+}
+
+/// Whether JSON `text` holds the escape of [`ESC`].
+fn holds_esc_escape(text: &str) -> bool {
+    text.contains("\\u001a") || text.contains("\\u001A")
+}
+
+/// The webhook's record (JSON from [`Webhook::to_meta_json`]) as the `jsonb` column can
+/// hold it (it refuses `\u0000`): unchanged unless a string in it holds NUL or [`ESC`];
+/// then every string in it is written as [`stored`] writes text (in JSON escapes: a NUL's
+/// `\u0000` becomes `\u001a0`, `\u001a` becomes `\u001a\u001a`), and the record is marked
+/// with the field [`ESCAPED_FIELD`] so that [`read_record`] undoes exactly that.
+fn stored_record(json: String) -> String {
+    if !json.contains("\\u0000") && !holds_esc_escape(&json) {
+        return json;
+    }
+    let Some(fields) = json.strip_prefix('{').filter(|f| !f.trim_start().starts_with('}')) else {
+        return json;
+    };
+    let mut out = String::with_capacity(json.len() + 32);
+    out.push_str("{\"");
+    out.push_str(ESCAPED_FIELD);
+    out.push_str("\":true,");
+    let bytes = fields.as_bytes();
+    let (mut at, mut copied) = (0, 0);
+    while at < bytes.len() {
+        if bytes[at] != b'\\' {
+            at += 1;
+            continue;
+        }
+        // Backslashes are only in strings (JSON has them nowhere else): an escape, either
+        // `\uXXXX` or a backslash and one character.
+        let instead = if fields.get(at..at + 6) == Some("\\u0000") {
+            Some("\\u001a0")
+        } else if esc_escape_at(fields, at) {
+            Some("\\u001a\\u001a")
+        } else {
+            None
+        };
+        let len = if bytes.get(at + 1) == Some(&b'u') { 6 } else { 2 };
+        if let Some(instead) = instead {
+            out.push_str(&fields[copied..at]);
+            out.push_str(instead);
+            copied = at + len;
+        }
+        at += len;
+    }
+    out.push_str(fields.get(copied..).unwrap_or_default());
+    out
+}
+
+/// The record as [`Webhook::from_meta_json`] reads it: one [`stored_record`] escaped (it
+/// holds the mark) unescaped, any other as it is.
+fn read_record(json: &str) -> Result<Cow<'_, str>, String> {
+    #[derive(serde::Deserialize)]
+    struct Mark {
+        #[serde(default)]
+        nul_escaped: bool,
+    }
+    if !holds_esc_escape(json) || !serde_json::from_str::<Mark>(json).is_ok_and(|mark| mark.nul_escaped) {
+        return Ok(Cow::Borrowed(json));
+    }
+    let broken = || "stored webhook record is unreadable: a broken NUL escape".to_owned();
+    let bytes = json.as_bytes();
+    let mut out = String::with_capacity(json.len());
+    let (mut at, mut copied) = (0, 0);
+    while at < bytes.len() {
+        if bytes[at] != b'\\' {
+            at += 1;
+            continue;
+        }
+        if !esc_escape_at(json, at) {
+            at += if bytes.get(at + 1) == Some(&b'u') { 6 } else { 2 };
+            continue;
+        }
+        out.push_str(&json[copied..at]);
+        let next = at + 6;
+        if bytes.get(next) == Some(&b'0') {
+            out.push_str("\\u0000");
+            at = next + 1;
+        } else if esc_escape_at(json, next) {
+            out.push_str("\\u001a");
+            at = next + 6;
+        } else {
+            return Err(broken());
+        }
+        copied = at;
+    }
+    out.push_str(json.get(copied..).ok_or_else(broken)?);
+    Ok(Cow::Owned(out))
+}
+
+/// The webhook of a stored row.
+fn read_webhook(record: &str, body: Vec<u8>) -> Result<Webhook, String> {
+    let record = read_record(record)?;
+    Webhook::from_meta_json(record.as_bytes(), Bytes::from(body)).map_err(|e| e.to_string())
+}
+
+/// The receipt of a lease: the row's `seq` and the lease's token.
+fn receipt(seq: i64, token: i64) -> String {
+    format!("{seq}:{token}")
+}
+
+/// The row and token of a receipt made by [`receipt`].
+fn parse_receipt(receipt: &str) -> Option<(i64, i64)> {
+    let (seq, token) = receipt.split_once(':')?;
+    Some((seq.parse().ok()?, token.parse().ok()?))
+}
+
 /// Sends one notification for each burst of committed changes (pokes), at most one every
 /// [`NOTIFY_SPACING`], until the task is dropped.
-async fn notify_forever(pool: Pool, sql: Arc<Sql>, signal: Arc<Signal>) {
+async fn notify_forever(pool: Pool, sql: Arc<Sql>, signal: Arc<Signal>, timeout: Duration) {
     loop {
         signal.demanded().await;
-        let sent = async {
+        let sent = within(timeout, async {
             let client = pool.get().await.map_err(backend)?;
             let stmt = client.prepare_cached(&sql.notify).await.map_err(backend)?;
             client.execute(&stmt, &[&sql.channel]).await.map_err(backend)
-        };
+        });
         if let Err(e) = sent.await {
             tracing::warn!(error = %e, "PostgreSQL inbox: NOTIFY failed; idle workers of other replicas wake at their timeout");
         }
@@ -432,8 +711,25 @@ impl PostgresInbox {
     /// `postgres://user:password@host:5432/db`; checks that the database answers. The
     /// schema is migrated on first use.
     ///
+    /// The pool gives up opening a connection (TCP connect, startup and authentication)
+    /// after 3 s, or the URL's `connect_timeout` (whole seconds), and waiting for a free
+    /// connection after 5 s; every call also has an
+    /// [operation timeout](Self::operation_timeout). For other limits, bring your own pool
+    /// with [`from_pool`](Self::from_pool).
+    ///
     /// # Errors
-    /// [`InboxError::Backend`] when the URL is invalid or the database cannot be reached.
+    /// [`InboxError::Backend`] when the URL is invalid or the database cannot be reached
+    /// in time.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use hookguard::inbox::PostgresInbox;
+    /// // A "database" that takes connections and never answers: no endless wait.
+    /// let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let url = format!("postgres://postgres@{}/test?connect_timeout=1", silent.local_addr()?);
+    /// assert!(PostgresInbox::connect(&url).await.is_err(), "fails after a second");
+    /// # Ok(()) }
+    /// ```
     ///
     /// ```no_run
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -445,24 +741,47 @@ impl PostgresInbox {
     /// # Ok(()) }
     /// ```
     pub async fn connect(url: &str) -> Result<Self, InboxError> {
-        let mut cfg = deadpool_postgres::Config::new();
-        cfg.url = Some(url.to_owned());
-        cfg.pool = Some(deadpool_postgres::PoolConfig::new(16));
-        let pool = cfg.create_pool(Some(Runtime::Tokio1), tokio_postgres::NoTls).map_err(backend)?;
+        let mut config = url.parse::<tokio_postgres::Config>().map_err(backend)?;
+        // tokio-postgres bounds the TCP connect only; the pool's create timeout bounds the
+        // rest (a server that takes the connection and never answers).
+        let open = config.get_connect_timeout().copied().unwrap_or(OPEN_TIMEOUT);
+        config.connect_timeout(open);
+        let manager = deadpool_postgres::Manager::from_config(
+            config.clone(),
+            tokio_postgres::NoTls,
+            deadpool_postgres::ManagerConfig::default(),
+        );
+        let pool = Pool::builder(manager)
+            .max_size(16)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(open))
+            .recycle_timeout(Some(open))
+            .build()
+            .map_err(backend)?;
         drop(pool.get().await.map_err(backend)?);
-        let config = url.parse::<tokio_postgres::Config>().map_err(backend)?;
         Ok(Self::from_pool(pool).wakeups(config, tokio_postgres::NoTls))
     }
 
     /// Uses an existing pool (for TLS, other sizes or shared pools). Idle workers poll
     /// until [`wakeups`](Self::wakeups) says how to open the `LISTEN` connection.
     ///
+    /// The pool's own timeouts apply (deadpool's default is to wait without end: set them,
+    /// as below); every call is bounded by the
+    /// [operation timeout](Self::operation_timeout) in any case.
+    ///
     /// ```no_run
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
     /// use hookguard::inbox::{Inbox, PostgresInbox};
     /// let mut cfg = deadpool_postgres::Config::new();
     /// cfg.url = Some("postgres://postgres@127.0.0.1/test".into());
-    /// cfg.pool = Some(deadpool_postgres::PoolConfig::new(4));
+    /// cfg.connect_timeout = Some(Duration::from_secs(3));
+    /// let mut pool_cfg = deadpool_postgres::PoolConfig::new(4);
+    /// pool_cfg.timeouts.wait = Some(Duration::from_secs(5));
+    /// pool_cfg.timeouts.create = Some(Duration::from_secs(3));
+    /// pool_cfg.timeouts.recycle = Some(Duration::from_secs(3));
+    /// cfg.pool = Some(pool_cfg);
     /// let pool = cfg.create_pool(Some(deadpool_postgres::Runtime::Tokio1), tokio_postgres::NoTls)?;
     /// let inbox = PostgresInbox::from_pool(pool);
     /// inbox.migrate().await?;
@@ -479,6 +798,7 @@ impl PostgresInbox {
             retention: Duration::from_secs(7 * 24 * 3600),
             clock: Arc::new(SystemClock),
             last_purge: Arc::default(),
+            timeout: OPERATION_TIMEOUT,
             listen: None,
             listener: Arc::new(Background::new()),
             notifier: Arc::new(Background::new()),
@@ -622,11 +942,55 @@ impl PostgresInbox {
         self
     }
 
+    /// How long one call ([`push`](Inbox::push), [`pull`](Inbox::pull),
+    /// [`ack`](Inbox::ack), [`migrate`](Self::migrate), ...) may take, waiting for a pooled
+    /// connection or opening one included, before it fails with [`InboxError::Backend`]
+    /// (the receiver then answers `503` with `Retry-After`); default 5 s. A database that
+    /// stops answering fails pushes instead of holding them. What was sent may still
+    /// complete: a push that timed out may have been kept (its resend is then a duplicate,
+    /// answered `2xx`), an ack that timed out may have acked.
+    ///
+    /// A migration waits at most half of this (and at most 2 s) for each lock it needs
+    /// (`lock_timeout`), and then fails with PostgreSQL's "lock timeout" error, so that
+    /// the pushes and pulls queued behind it go on.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use hookguard::{inbox::Webhook, verify::Verified};
+    /// # fn hook(id: &str) -> Webhook {
+    /// #     let v = Verified::new("github", Some(id.into()), None, None, [0; 32], 0);
+    /// #     Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::now_utc())
+    /// # }
+    /// use std::time::Duration;
+    /// use hookguard::inbox::{Inbox, InboxError, PostgresInbox};
+    /// // A "database" that takes connections and never answers, and a pool without timeouts.
+    /// let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let mut cfg = deadpool_postgres::Config::new();
+    /// cfg.url = Some(format!("postgres://postgres@{}/test", silent.local_addr()?));
+    /// let pool = cfg.create_pool(Some(deadpool_postgres::Runtime::Tokio1), tokio_postgres::NoTls)?;
+    /// let inbox = PostgresInbox::from_pool(pool).operation_timeout(Duration::from_millis(200));
+    /// assert!(matches!(inbox.push(hook("d-1")).await, Err(InboxError::Backend(_))), "not a hang");
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self.notifier = Arc::new(Background::new());
+        self
+    }
+
     /// Creates the schema, table and indexes if missing. Idempotent and safe to run from
     /// several replicas at once; done on first use anyway.
     ///
+    /// Once everything exists it takes no lock on the table (it checks the catalog and
+    /// creates only what is missing), so a replica starting while a long transaction
+    /// holds the table neither waits for it nor makes pushes and pulls queue behind it.
+    /// When it must create something, each lock wait is bounded (see
+    /// [`operation_timeout`](Self::operation_timeout)).
+    ///
     /// # Errors
-    /// [`InboxError::Backend`] when the schema name is invalid or the database fails.
+    /// [`InboxError::Backend`] when the schema name is invalid, the database fails, or a
+    /// lock it needs stays held past its lock timeout.
     ///
     /// ```no_run
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -636,6 +1000,10 @@ impl PostgresInbox {
     /// # Ok(()) }
     /// ```
     pub async fn migrate(&self) -> Result<(), InboxError> {
+        within(self.timeout, self.migrate_once()).await
+    }
+
+    async fn migrate_once(&self) -> Result<(), InboxError> {
         self.migrated
             .get_or_try_init(|| async {
                 if !self.sql.valid {
@@ -643,10 +1011,17 @@ impl PostgresInbox {
                         format!("invalid schema name {:?}: use [a-z_][a-z0-9_]*", self.sql.schema).into(),
                     ));
                 }
+                let lock_wait = MIGRATION_LOCK_TIMEOUT.min(self.timeout / 2).max(Duration::from_millis(1));
+                let failed =
+                    |source| backend(MigrationFailed { schema: self.sql.schema.clone(), lock_wait, source });
                 let mut client = self.pool.get().await.map_err(backend)?;
                 let tx = client.transaction().await.map_err(backend)?;
-                tx.batch_execute(&self.sql.migrate).await.map_err(backend)?;
-                tx.commit().await.map_err(backend)
+                // For this transaction only: the pooled connection keeps its own setting.
+                tx.batch_execute(&format!("SET LOCAL lock_timeout = {}", lock_wait.as_millis()))
+                    .await
+                    .map_err(failed)?;
+                tx.batch_execute(&self.sql.migrate).await.map_err(failed)?;
+                tx.commit().await.map_err(failed)
             })
             .await?;
         Ok(())
@@ -680,6 +1055,10 @@ impl PostgresInbox {
     /// # Ok(()) }
     /// ```
     pub async fn purge(&self) -> Result<u64, InboxError> {
+        within(self.timeout, self.purge_now()).await
+    }
+
+    async fn purge_now(&self) -> Result<u64, InboxError> {
         let client = self.client().await?;
         // A retention too long for the calendar keeps everything (was: a panic).
         let now = self.clock.now();
@@ -692,7 +1071,7 @@ impl PostgresInbox {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, InboxError> {
-        self.migrate().await?;
+        self.migrate_once().await?;
         self.pool.get().await.map_err(backend)
     }
 
@@ -700,14 +1079,17 @@ impl PostgresInbox {
         let client = self.client().await?;
         let stmt = client.prepare_cached(&self.sql.push).await.map_err(backend)?;
         let now = self.clock.now();
+        // PostgreSQL refuses NUL in `text` and `\u0000` in `jsonb`: an id or event type from
+        // a signed JSON body may hold one.
+        let key = stored(webhook.key());
         let inserted = client
             .query_opt(
                 &stmt,
                 &[
-                    &webhook.key(),
-                    &webhook.endpoint(),
-                    &webhook.event(),
-                    &webhook.to_meta_json(),
+                    &key,
+                    &stored(webhook.endpoint()),
+                    &webhook.event().map(stored),
+                    &stored_record(webhook.to_meta_json()),
                     &webhook.body().as_ref(),
                     &now,
                     &webhook.received_at(),
@@ -721,7 +1103,7 @@ impl PostgresInbox {
             return Ok(Pushed::Accepted);
         }
         let stmt = client.prepare_cached(&self.sql.exists).await.map_err(backend)?;
-        match client.query_opt(&stmt, &[&webhook.key()]).await.map_err(backend)? {
+        match client.query_opt(&stmt, &[&key]).await.map_err(backend)? {
             Some(_) => Ok(Pushed::Duplicate),
             None => Err(InboxError::Full),
         }
@@ -749,19 +1131,32 @@ impl PostgresInbox {
             let attempts: i32 = row.try_get(2).map_err(backend)?;
             let due: OffsetDateTime = row.try_get(3).map_err(backend)?;
             let seq: i64 = row.try_get(4).map_err(backend)?;
-            let webhook = match Webhook::from_meta_json(record.as_bytes(), Bytes::from(body)) {
+            let webhook = match read_webhook(&record, body) {
                 Ok(webhook) => webhook,
                 Err(e) => {
                     // A damaged row would fail every pull that picks it (and hold up the
                     // rows picked with it): set it aside as a dead letter, as SQLite does.
-                    let key: String = row.try_get(5).map_err(backend)?;
-                    tracing::error!(error = %e, "unreadable PostgreSQL inbox row dead-lettered");
-                    let stmt = client.prepare_cached(&self.sql.dead).await.map_err(backend)?;
-                    client.execute(&stmt, &[&key, &token, &e.to_string(), &now]).await.map_err(backend)?;
+                    let key: String = row.try_get(5).unwrap_or_default();
+                    let key = key_as_given(&key);
+                    tracing::error!(error = %e, key = ?key, "unreadable PostgreSQL inbox row dead-lettered");
+                    let buried = async {
+                        let stmt = client.prepare_cached(&self.sql.dead).await?;
+                        client.execute(&stmt, &[&seq, &token, &storable_error(&e), &now]).await
+                    };
+                    if let Err(failed) = buried.await {
+                        // The rows leased with it are handed out all the same; it stays
+                        // leased, and the pull that takes it when its lease runs out tries
+                        // again.
+                        tracing::warn!(
+                            error = %failed,
+                            key = ?key,
+                            "an unreadable PostgreSQL inbox row could not be dead-lettered"
+                        );
+                    }
                     continue;
                 }
             };
-            let job = Job::new(webhook, u32::try_from(attempts).unwrap_or(1), token.to_string());
+            let job = Job::new(webhook, u32::try_from(attempts).unwrap_or(1), receipt(seq, token));
             picked.push((due, seq, job));
         }
         // `RETURNING` has no order: restore the due order the rows were picked in.
@@ -781,7 +1176,7 @@ impl PostgresInbox {
             }
         };
         if due {
-            self.purge().await?;
+            self.purge_now().await?;
         }
         Ok(())
     }
@@ -793,11 +1188,12 @@ impl PostgresInbox {
         job: &Job,
         extra: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<(), InboxError> {
-        let Ok(token) = job.receipt().parse::<i64>() else { return Err(InboxError::LeaseLost) };
+        // The row by its `seq`, not its key: a key stored before keys were escaped (see
+        // `stored`) may not be the key escaped.
+        let Some((seq, token)) = parse_receipt(job.receipt()) else { return Err(InboxError::LeaseLost) };
         let client = self.client().await?;
         let stmt = client.prepare_cached(sql).await.map_err(backend)?;
-        let key = job.webhook().key();
-        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&key, &token];
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&seq, &token];
         params.extend_from_slice(extra);
         match client.execute(&stmt, &params).await.map_err(backend)? {
             0 => Err(InboxError::LeaseLost),
@@ -816,11 +1212,17 @@ impl PostgresInbox {
             let attempts: i32 = row.try_get(2).map_err(backend)?;
             let error: String = row.try_get(3).map_err(backend)?;
             let failed_at: Option<OffsetDateTime> = row.try_get(4).map_err(backend)?;
-            let webhook = match Webhook::from_meta_json(record.as_bytes(), Bytes::from(body)) {
+            let webhook = match read_webhook(&record, body) {
                 Ok(webhook) => webhook,
                 // One damaged row must not hide the others (see `Inbox::dead_letters`).
                 Err(e) => {
-                    tracing::warn!(error = %e, "an unreadable PostgreSQL dead letter is left out of the list");
+                    // Its key (not secret) for `discard`, which takes it as given here.
+                    let key: String = row.try_get(5).unwrap_or_default();
+                    tracing::warn!(
+                        error = %e,
+                        key = ?key_as_given(&key),
+                        "an unreadable PostgreSQL dead letter is left out of the list; `discard` its key to drop it"
+                    );
                     continue;
                 }
             };
@@ -838,7 +1240,7 @@ impl PostgresInbox {
         let client = self.client().await?;
         let stmt = client.prepare_cached(&self.sql.redrive).await.map_err(backend)?;
         let now = self.clock.now();
-        let redriven = client.execute(&stmt, &[&key, &now]).await.map_err(backend)? > 0;
+        let redriven = client.execute(&stmt, &[&stored(key), &now]).await.map_err(backend)? > 0;
         if redriven {
             self.notify();
         }
@@ -849,14 +1251,17 @@ impl PostgresInbox {
         let client = self.client().await?;
         let stmt = client.prepare_cached(&self.sql.discard).await.map_err(backend)?;
         let now = self.clock.now();
-        Ok(client.execute(&stmt, &[&key, &now]).await.map_err(backend)? > 0)
+        Ok(client.execute(&stmt, &[&stored(key), &now]).await.map_err(backend)? > 0)
     }
 
     /// Has the notifier tell every listening replica that a change committed.
     fn notify(&self) {
         if self.sql.valid {
             let (pool, sql) = (&self.pool, &self.sql);
-            self.notifier.start(|signal| notify_forever(pool.clone(), Arc::clone(sql), signal)).poke();
+            let timeout = self.timeout;
+            self.notifier
+                .start(|signal| notify_forever(pool.clone(), Arc::clone(sql), signal, timeout))
+                .poke();
         }
     }
 
@@ -887,7 +1292,8 @@ impl PostgresInbox {
         // Times up to the last pull were due for it: it took those jobs (or another worker
         // holds their rows); what becomes due after is for this waiter.
         let after = last_pull.map_or_else(before_everything, |(_, at)| at);
-        wake::until_due_or_signalled(deadline, self.next_due(after), &*self.clock, &mut wakes).await;
+        let due = within(self.timeout, self.next_due(after));
+        wake::until_due_or_signalled(deadline, due, &*self.clock, &mut wakes).await;
     }
 
     async fn depth_now(&self) -> Result<usize, InboxError> {
@@ -900,18 +1306,18 @@ impl PostgresInbox {
 
 impl Inbox for PostgresInbox {
     fn push(&self, webhook: Webhook) -> BoxFuture<'_, Result<Pushed, InboxError>> {
-        Box::pin(self.push_now(webhook))
+        Box::pin(within(self.timeout, self.push_now(webhook)))
     }
 
     fn pull(&self, max: usize, lease: Duration) -> BoxFuture<'_, Result<Vec<Job>, InboxError>> {
-        Box::pin(self.pull_now(max, lease))
+        Box::pin(within(self.timeout, self.pull_now(max, lease)))
     }
 
     fn ack<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<(), InboxError>> {
-        Box::pin(async move {
+        Box::pin(within(self.timeout, async move {
             let now = self.clock.now();
             self.release(&self.sql.ack, job, &[&now]).await
-        })
+        }))
     }
 
     fn retry<'a>(
@@ -920,42 +1326,44 @@ impl Inbox for PostgresInbox {
         not_before: OffsetDateTime,
         error: &'a str,
     ) -> BoxFuture<'a, Result<(), InboxError>> {
-        Box::pin(async move {
-            self.release(&self.sql.retry, job, &[&not_before, &error]).await?;
+        Box::pin(within(self.timeout, async move {
+            // A handler's error may hold NUL, which `text` refuses: the job would stay
+            // leased and run again every lease period, never retried nor dead-lettered.
+            self.release(&self.sql.retry, job, &[&not_before, &storable_error(error)]).await?;
             self.notify();
             Ok(())
-        })
+        }))
     }
 
     fn give_back<'a>(&'a self, job: &'a Job, now: OffsetDateTime) -> BoxFuture<'a, Result<(), InboxError>> {
-        Box::pin(async move {
+        Box::pin(within(self.timeout, async move {
             self.release(&self.sql.give_back, job, &[&now, &"given back unprocessed"]).await?;
             self.notify();
             Ok(())
-        })
+        }))
     }
 
     fn dead_letter<'a>(&'a self, job: &'a Job, error: &'a str) -> BoxFuture<'a, Result<(), InboxError>> {
-        Box::pin(async move {
+        Box::pin(within(self.timeout, async move {
             let now = self.clock.now();
-            self.release(&self.sql.dead, job, &[&error, &now]).await
-        })
+            self.release(&self.sql.dead, job, &[&storable_error(error), &now]).await
+        }))
     }
 
     fn dead_letters(&self, limit: usize) -> BoxFuture<'_, Result<Vec<DeadLetter>, InboxError>> {
-        Box::pin(self.dead_list(limit))
+        Box::pin(within(self.timeout, self.dead_list(limit)))
     }
 
     fn redrive<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, InboxError>> {
-        Box::pin(self.redrive_now(key))
+        Box::pin(within(self.timeout, self.redrive_now(key)))
     }
 
     fn discard<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, InboxError>> {
-        Box::pin(self.discard_now(key))
+        Box::pin(within(self.timeout, self.discard_now(key)))
     }
 
     fn depth(&self) -> BoxFuture<'_, Result<usize, InboxError>> {
-        Box::pin(self.depth_now())
+        Box::pin(within(self.timeout, self.depth_now()))
     }
 
     /// Returns when another replica (or this one) pushed, retried or re-drove a job, when
@@ -968,7 +1376,430 @@ impl Inbox for PostgresInbox {
 
 #[cfg(test)]
 mod tests {
-    use super::{channel, quote_ident, valid_identifier};
+    use std::{future::Future, time::Duration};
+
+    use http::HeaderMap;
+    use time::OffsetDateTime;
+
+    use super::{
+        ESC, PostgresInbox, channel, key_as_given, parse_receipt, quote_ident, read_record, receipt, stored,
+        stored_record, unstored, valid_identifier,
+    };
+    use crate::{
+        clock::ManualClock,
+        inbox::{Inbox, InboxError, Pushed, Webhook},
+        verify::Verified,
+    };
+
+    const LEASE: Duration = Duration::from_secs(30);
+    /// How long any one wait in a test may take before the test fails (a bound, not a sleep).
+    const BOUND: Duration = Duration::from_secs(10);
+
+    async fn bounded<F: Future>(what: &str, fut: F) -> F::Output {
+        match tokio::time::timeout(BOUND, fut).await {
+            Ok(out) => out,
+            Err(_) => panic!("timed out after {BOUND:?} waiting for {what}"),
+        }
+    }
+
+    fn hook(id: &str, event: Option<&str>) -> Webhook {
+        let v = Verified::new(
+            "github",
+            Some(id.to_owned().into()),
+            None,
+            event.map(|e| e.to_owned().into()),
+            [0; 32],
+            0,
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert("x-github-event", http::HeaderValue::from_static("push"));
+        Webhook::new("test", &v, headers, format!("{{\"id\":{id:?}}}").into(), OffsetDateTime::UNIX_EPOCH)
+    }
+
+    /// Every string of up to `len` characters from `alphabet`.
+    fn all_strings(alphabet: &[char], len: usize) -> Vec<String> {
+        let mut all = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..len {
+            last = last.iter().flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}"))).collect();
+            all.extend(last.iter().cloned());
+        }
+        all
+    }
+
+    #[test]
+    fn stored_texts_hold_no_nul_never_collide_and_read_back() {
+        let all = all_strings(&['a', '0', '\0', ESC], 6);
+        let mut seen = std::collections::HashMap::new();
+        for text in &all {
+            let kept = stored(text);
+            assert!(!kept.contains('\0'), "{text:?} stored as {kept:?}");
+            if !text.contains(['\0', ESC]) {
+                assert_eq!(kept, text.as_str(), "left as it is");
+            }
+            assert_eq!(unstored(&kept).as_deref(), Some(text.as_str()), "{text:?} reads back");
+            assert_eq!(key_as_given(&kept), text.as_str());
+            if let Some(other) = seen.insert(kept.into_owned(), text) {
+                panic!("{other:?} and {text:?} are stored alike");
+            }
+        }
+        assert_eq!(unstored("a\u{1a}b"), None, "not written by `stored`");
+        assert_eq!(key_as_given("a\u{1a}b"), "a\u{1a}b", "logged as stored");
+    }
+
+    #[test]
+    fn records_holding_nul_are_stored_without_it_and_read_back_as_they_were() {
+        let ids =
+            ["a\0b", "a\u{1a}0b", "a\u{1a}\u{1a}b", "a\u{1a}b", "\0", r"a\u0000b", "a\\\0\"\u{1a}\u{1a}0"];
+        for id in ids {
+            let webhook = hook(id, Some("e\0v"));
+            let json = webhook.to_meta_json();
+            let kept = stored_record(json.clone());
+            assert!(!kept.contains("\\u0000") || kept.contains(r"\\u0000"), "{kept}");
+            assert!(kept.contains("\"nul_escaped\":true"), "{kept}");
+            serde_json::from_str::<serde_json::Value>(&kept).expect("still JSON");
+            let read = read_record(&kept).unwrap();
+            let back = Webhook::from_meta_json(read.as_bytes(), webhook.body().clone()).unwrap();
+            assert_eq!(
+                (back.key(), back.id(), back.event()),
+                (webhook.key(), webhook.id(), webhook.event()),
+                "{id:?}"
+            );
+            assert_eq!(back, webhook);
+        }
+        let plain = hook("d-1", Some("push")).to_meta_json();
+        assert_eq!(stored_record(plain.clone()), plain, "nothing to escape: unchanged");
+        assert_eq!(read_record(&plain).unwrap(), plain.as_str());
+        // A record stored before escaping existed, holding SUB: read as it is.
+        let old = hook("a\u{1a}0", None).to_meta_json();
+        assert_eq!(read_record(&old).unwrap(), old.as_str());
+        let broken = r#"{"nul_escaped":true,"key":"a\u001ab"}"#;
+        assert!(read_record(broken).unwrap_err().contains("unreadable"));
+    }
+
+    #[test]
+    fn receipts_name_the_row_and_the_lease() {
+        assert_eq!(parse_receipt(&receipt(42, -7)), Some((42, -7)));
+        for bad in ["", "42", "-7", "x:1", "1:x", "1:2:3"] {
+            assert_eq!(parse_receipt(bad), None, "{bad:?}");
+        }
+    }
+
+    /// A database that takes connections and never answers: a bound socket nobody reads
+    /// (the kernel completes the handshakes).
+    fn silent() -> (std::net::TcpListener, String) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("postgres://postgres@{}/test", listener.local_addr().unwrap());
+        (listener, url)
+    }
+
+    fn pool_without_timeouts(url: &str) -> deadpool_postgres::Pool {
+        let mut cfg = deadpool_postgres::Config::new();
+        cfg.url = Some(url.to_owned());
+        cfg.create_pool(Some(deadpool_postgres::Runtime::Tokio1), tokio_postgres::NoTls).unwrap()
+    }
+
+    #[tokio::test]
+    async fn connect_gives_up_on_a_database_that_never_answers() {
+        let (_listener, url) = silent();
+        let failed =
+            bounded("connect to fail", PostgresInbox::connect(&format!("{url}?connect_timeout=1"))).await;
+        assert!(matches!(failed, Err(InboxError::Backend(_))), "{failed:?}");
+    }
+
+    /// The defaults, on tokio's paused clock (it moves on when everything waits).
+    #[tokio::test(start_paused = true)]
+    async fn by_default_no_call_waits_without_end() {
+        let (_listener, url) = silent();
+        let failed = bounded("connect to fail", PostgresInbox::connect(&url)).await;
+        assert!(matches!(failed, Err(InboxError::Backend(_))), "{failed:?}");
+        let inbox = PostgresInbox::from_pool(pool_without_timeouts(&url));
+        let started = tokio::time::Instant::now();
+        let failed = bounded("a push to fail", inbox.push(hook("a", None))).await;
+        let Err(InboxError::Backend(e)) = failed else { panic!("{failed:?}") };
+        assert!(e.to_string().contains("did not answer within 5s"), "{e}");
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn every_call_fails_after_the_operation_timeout() {
+        let (_listener, url) = silent();
+        let inbox = PostgresInbox::from_pool(pool_without_timeouts(&url))
+            .operation_timeout(Duration::from_millis(200));
+        let webhook = hook("a", None);
+        let job = crate::inbox::Job::new(webhook.clone(), 1, receipt(1, 1));
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let results = bounded("every call to fail", async {
+            [
+                inbox.push(webhook).await.map(drop),
+                inbox.pull(1, LEASE).await.map(drop),
+                inbox.ack(&job).await,
+                inbox.retry(&job, now, "no").await,
+                inbox.give_back(&job, now).await,
+                inbox.dead_letter(&job, "no").await,
+                inbox.dead_letters(1).await.map(drop),
+                inbox.redrive("k").await.map(drop),
+                inbox.discard("k").await.map(drop),
+                inbox.depth().await.map(drop),
+                inbox.migrate().await,
+                inbox.purge().await.map(drop),
+            ]
+        })
+        .await;
+        for (n, result) in results.into_iter().enumerate() {
+            let Err(InboxError::Backend(e)) = result else { panic!("call {n}: {result:?}") };
+            assert!(e.to_string().contains("did not answer within 200ms"), "call {n}: {e}");
+        }
+    }
+
+    /// The URL of the test database; `None` (and the test says it skipped) when
+    /// `HOOKGUARD_TEST_POSTGRES_URL` is unset.
+    fn test_url() -> Option<String> {
+        let url = std::env::var("HOOKGUARD_TEST_POSTGRES_URL").ok();
+        if url.is_none() {
+            eprintln!("skipped: HOOKGUARD_TEST_POSTGRES_URL is unset");
+        }
+        url
+    }
+
+    /// A schema name no other test (in this run or an earlier one) uses.
+    fn unique(what: &str) -> String {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        format!(
+            "hg_unit_{what}_{}_{}_{:x}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed),
+            nanos % 0xffff_ffff
+        )
+    }
+
+    async fn inbox(url: &str, schema: &str) -> PostgresInbox {
+        PostgresInbox::connect(url)
+            .await
+            .expect("HOOKGUARD_TEST_POSTGRES_URL is set: PostgreSQL must answer")
+            .schema(schema)
+            .clock(ManualClock::at_unix(1_700_000_000))
+    }
+
+    async fn admin(url: &str) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+    }
+
+    /// The log lines written while `f` runs (on this thread).
+    async fn logged<T>(f: impl Future<Output = T>) -> (T, String) {
+        #[derive(Clone, Default)]
+        struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Logs {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+            type Writer = Self;
+            fn make_writer(&'a self) -> Self {
+                self.clone()
+            }
+        }
+        let logs = Logs::default();
+        let subscriber = tracing_subscriber::fmt().with_writer(logs.clone()).with_ansi(false).finish();
+        let out = {
+            let _on = tracing::subscriber::set_default(subscriber);
+            f.await
+        };
+        let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+        (out, text)
+    }
+
+    /// A handler error holding NUL (which `text` refuses) no longer fails the retry and the
+    /// dead-letter move (it left the job leased, run again every lease period, for ever).
+    #[tokio::test]
+    async fn errors_holding_nul_retry_and_dead_letter_the_job() {
+        let Some(url) = test_url() else { return };
+        let inbox = inbox(&url, &unique("nul_error")).await;
+        inbox.push(hook("a", None)).await.unwrap();
+        let job = inbox.pull(1, LEASE).await.unwrap().remove(0);
+        inbox.retry(&job, OffsetDateTime::UNIX_EPOCH, "bad byte \0 in a message").await.expect("retried");
+        let job = inbox.pull(1, LEASE).await.unwrap().remove(0);
+        assert_eq!(job.attempt(), 2, "due again at once");
+        inbox.dead_letter(&job, "dead \0 end").await.expect("dead-lettered");
+        let dead = inbox.dead_letters(10).await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].error, "dead \u{FFFD} end");
+        assert!(inbox.pull(1, LEASE).await.unwrap().is_empty(), "not leased any more");
+    }
+
+    /// Ids and event types holding NUL (from a signed JSON body) are kept (every push of
+    /// them used to fail: 503 for ever), never taken for one another or for ids that
+    /// look like their escaped form, and come back as they were pushed.
+    #[tokio::test]
+    async fn ids_and_events_holding_nul_are_kept_apart_and_come_back_as_pushed() {
+        let Some(url) = test_url() else { return };
+        let inbox = inbox(&url, &unique("nul_key")).await;
+        let ids = ["a\0b", "a\u{1a}0b", "a\u{1a}\u{1a}b", "a\u{1a}b", "a0b", r"a\u0000b", "\0", "\0\0"];
+        let pushed: Vec<Webhook> = ids.iter().map(|id| hook(id, Some("e\0v\u{1a}"))).collect();
+        for webhook in &pushed {
+            assert_eq!(inbox.push(webhook.clone()).await.unwrap(), Pushed::Accepted, "{:?}", webhook.id());
+        }
+        for webhook in &pushed {
+            assert_eq!(inbox.push(webhook.clone()).await.unwrap(), Pushed::Duplicate, "{:?}", webhook.id());
+        }
+        let jobs = inbox.pull(100, LEASE).await.unwrap();
+        assert_eq!(jobs.len(), ids.len());
+        for (job, webhook) in jobs.iter().zip(&pushed) {
+            assert_eq!(job.webhook(), webhook, "in push order, as pushed");
+            assert_eq!(job.webhook().event(), Some("e\0v\u{1a}"));
+        }
+        inbox.dead_letter(&jobs[0], "no").await.unwrap();
+        inbox.dead_letter(&jobs[6], "no").await.unwrap();
+        for job in jobs[1..6].iter().chain(&jobs[7..]) {
+            inbox.ack(job).await.unwrap();
+        }
+        let dead: Vec<String> =
+            inbox.dead_letters(10).await.unwrap().iter().map(|d| d.webhook.key().to_owned()).collect();
+        assert_eq!(dead, ["test:a\0b", "test:\0"]);
+        assert!(inbox.redrive("test:a\0b").await.unwrap());
+        assert!(inbox.discard("test:\0").await.unwrap());
+        assert!(!inbox.discard("test:\u{1a}0").await.unwrap(), "another key");
+        let again = inbox.pull(10, LEASE).await.unwrap();
+        assert_eq!(again.len(), 1, "the re-driven one");
+        assert_eq!(again[0].webhook(), &pushed[0]);
+        for job in &again {
+            inbox.ack(job).await.unwrap();
+        }
+        assert_eq!(inbox.depth().await.unwrap(), 0);
+        assert_eq!(inbox.push(hook("\0", None)).await.unwrap(), Pushed::Duplicate, "kept as done");
+    }
+
+    /// Runs `sql` on a connection of its own and leaves its transaction open (holding its
+    /// locks) until the client is dropped.
+    async fn holding(url: &str, sql: &str) -> tokio_postgres::Client {
+        let client = admin(url).await;
+        client.batch_execute(&format!("BEGIN; {sql}")).await.unwrap();
+        client
+    }
+
+    /// A new inbox object migrating a schema that is already there takes no lock on the
+    /// table: a long reader and a long writer hold it up in nothing (it used to drop and
+    /// create the trigger, and every push and pull queued behind it).
+    #[tokio::test]
+    async fn migrating_again_waits_for_no_reader_and_no_writer() {
+        let Some(url) = test_url() else { return };
+        let schema = unique("relock");
+        let first = inbox(&url, &schema).await;
+        first.migrate().await.unwrap();
+        let _reader = holding(&url, &format!("SELECT count(*) FROM \"{schema}\".inbox")).await;
+        let _writer = holding(&url, &format!("LOCK TABLE \"{schema}\".inbox IN ROW EXCLUSIVE MODE")).await;
+        let replica = inbox(&url, &schema).await;
+        bounded("a migration with nothing to do", replica.migrate()).await.unwrap();
+        assert_eq!(bounded("a push", replica.push(hook("a", None))).await.unwrap(), Pushed::Accepted);
+    }
+
+    /// A migration that must create something and wait for a lock to do so gives up after
+    /// its lock timeout with a clear error, instead of making every push and pull queue
+    /// behind it; the next call tries again.
+    #[tokio::test]
+    async fn a_migration_that_must_wait_for_a_lock_fails_clearly_and_later_succeeds() {
+        let Some(url) = test_url() else { return };
+        let schema = unique("lockwait");
+        let first = inbox(&url, &schema).await;
+        first.migrate().await.unwrap();
+        let admin = admin(&url).await;
+        admin.batch_execute(&format!("DROP INDEX \"{schema}\".inbox_done")).await.unwrap();
+        let writer = holding(&url, &format!("LOCK TABLE \"{schema}\".inbox IN ROW EXCLUSIVE MODE")).await;
+        let replica = inbox(&url, &schema).await.operation_timeout(Duration::from_secs(1));
+        let failed = bounded("the migration to give up", replica.migrate()).await;
+        let Err(InboxError::Backend(e)) = failed else { panic!("{failed:?}") };
+        assert!(e.to_string().contains("lock timeout") && e.to_string().contains(&schema), "{e}");
+        assert!(e.to_string().contains("waited 500ms"), "half the operation timeout: {e}");
+        drop(writer);
+        bounded("the migration", replica.migrate()).await.unwrap();
+        let index: Option<String> = admin
+            .query_one(&format!("SELECT to_regclass('\"{schema}\".inbox_done')::text"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(index.is_some(), "the missing index was created");
+    }
+
+    async fn damage(admin: &tokio_postgres::Client, schema: &str, key: &str) {
+        let changed = admin
+            .execute(
+                &format!("UPDATE \"{schema}\".inbox SET record = '{{\"nope\":1}}'::jsonb WHERE key = $1"),
+                &[&key],
+            )
+            .await
+            .unwrap();
+        assert_eq!(changed, 1);
+    }
+
+    /// A damaged row that cannot be set aside (here a trigger refuses it) is logged with its
+    /// key and left leased; the rows picked with it are handed out all the same (the
+    /// pull used to fail, abandoning their leases).
+    #[tokio::test]
+    async fn a_damaged_row_that_cannot_be_dead_lettered_holds_up_no_other() {
+        let Some(url) = test_url() else { return };
+        let schema = unique("unburied");
+        let inbox = inbox(&url, &schema).await;
+        for id in ["a", "b", "c"] {
+            inbox.push(hook(id, None)).await.unwrap();
+        }
+        let admin = admin(&url).await;
+        damage(&admin, &schema, "test:b").await;
+        admin
+            .batch_execute(&format!(
+                "CREATE FUNCTION \"{schema}\".refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN RAISE EXCEPTION 'refused'; END $$;
+                 CREATE TRIGGER refuse BEFORE UPDATE ON \"{schema}\".inbox FOR EACH ROW
+                     WHEN (NEW.status = 'dead') EXECUTE FUNCTION \"{schema}\".refuse();"
+            ))
+            .await
+            .unwrap();
+        let (jobs, logs) = logged(inbox.pull(10, LEASE)).await;
+        let ids: Vec<_> =
+            jobs.expect("the pull goes on").iter().map(|j| j.webhook().id().unwrap().to_owned()).collect();
+        assert_eq!(ids, ["a", "c"]);
+        assert!(logs.contains("could not be dead-lettered") && logs.contains("key=\"test:b\""), "{logs}");
+        let status: String = admin
+            .query_one(&format!("SELECT status FROM \"{schema}\".inbox WHERE key = 'test:b'"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(status, "leased", "taken again when its lease runs out");
+    }
+
+    /// An unreadable dead letter, left out of the list, is logged with its key (not secret),
+    /// which `discard` takes.
+    #[tokio::test]
+    async fn an_unreadable_dead_letter_is_logged_with_its_key() {
+        let Some(url) = test_url() else { return };
+        let schema = unique("unlisted");
+        let inbox = inbox(&url, &schema).await;
+        for id in ["a", "b\0"] {
+            inbox.push(hook(id, None)).await.unwrap();
+        }
+        let admin = admin(&url).await;
+        let stored_key = stored("test:b\0").into_owned();
+        damage(&admin, &schema, &stored_key).await;
+        let jobs = inbox.pull(10, LEASE).await.unwrap();
+        assert_eq!(jobs.len(), 1, "b is set aside");
+        inbox.dead_letter(&jobs[0], "no").await.unwrap();
+        let (listed, logs) = logged(inbox.dead_letters(10)).await;
+        assert_eq!(listed.unwrap().len(), 1);
+        assert!(
+            logs.contains("unreadable PostgreSQL dead letter") && logs.contains(r#"key="test:b\0""#),
+            "{logs}"
+        );
+        assert!(inbox.discard("test:b\0").await.unwrap(), "the logged key discards it");
+    }
 
     #[test]
     fn channels_are_named_after_the_table_and_fit_postgres_limit() {
