@@ -821,6 +821,28 @@ fn bad_configs_name_file_and_line() {
         err.trim_end(),
         "hookguard: bad.toml:7:14: endpoint `hooks-github`: environment variable HG_TEST_UNSET_SECRET is not set (secret_env)"
     );
+    // Set but empty (`NAME=` in a compose file): an error, even with a default, which
+    // is a published demo secret (it was used). With --check: a server that started
+    // would not exit.
+    let dir = temp_dir("empty");
+    let path = dir.join("bad.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{base}secret_env = \"HG_TEST_EMPTY_SECRET\"\nsecret_env_default = \"t0ken-demo\"\nappend_to = \"x.jsonl\"\n"
+        ),
+    )
+    .expect("write");
+    let path = path.to_str().expect("utf-8 path");
+    let out = hookguard_env(&["serve", "--check", "--config", path], b"", &[("HG_TEST_EMPTY_SECRET", "")]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = text(&out.stderr).replace(path, "bad.toml");
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(
+        err.trim_end(),
+        "hookguard: bad.toml:7:14: endpoint `hooks-github`: environment variable HG_TEST_EMPTY_SECRET is set \
+         but empty (secret_env); secret_env_default applies only when it is unset"
+    );
     // Set, it starts (checked with --check).
     let dir = temp_dir("good");
     let path = dir.join("good.toml");
@@ -916,6 +938,8 @@ fn serve_on_durable_backends() {
         std::process::id(),
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos()
     );
+    // Empty, and never pushed to, with `--features cli` alone.
+    #[cfg_attr(not(any(feature = "sqlite", feature = "redis", feature = "postgres")), allow(unused_mut))]
     let mut backends: Vec<(&str, String)> = Vec::new();
     #[cfg(feature = "sqlite")]
     backends.push(("sqlite", "[inbox]\nbackend = \"sqlite\"\npath = \"inbox.db\"\n".to_owned()));
@@ -1208,6 +1232,91 @@ fn output_errors_and_usage() {
     );
     assert_eq!(zero.status.code(), Some(2), "{}", text(&zero.stderr));
     assert!(text(&zero.stderr).contains("--repeat"), "{}", text(&zero.stderr));
+}
+
+/// `HOOKGUARD_SHARED_KEY`, exported for Twilio, is ignored by the other providers'
+/// commands (they failed with exit status 2); `--shared-key` given on the command line is
+/// still refused for them.
+#[test]
+fn a_shared_key_from_the_environment_is_for_twilio_only() {
+    const GITHUB_SIG: &str =
+        "X-Hub-Signature-256: sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+    let env = [("HOOKGUARD_SHARED_KEY", "t0ken-shared-env")];
+    let github = ["-p", "github", "-s", "It's a Secret to Everybody"];
+
+    let verified =
+        hookguard_env(&[&["verify"][..], &github, &["-H", GITHUB_SIG]].concat(), b"Hello, World!", &env);
+    assert_eq!(verified.status.code(), Some(0), "verify: {}", text(&verified.stderr));
+
+    let signed = hookguard_env(&[&["sign"][..], &github, &["--id", "d-1"]].concat(), b"Hello, World!", &env);
+    assert_eq!(signed.status.code(), Some(0), "sign: {}", text(&signed.stderr));
+    assert_eq!(
+        text(&signed.stdout),
+        format!("{}\nx-github-delivery: d-1\n", GITHUB_SIG.to_ascii_lowercase())
+    );
+
+    let (addr, rx) = http_target(|_, _| {
+        "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned()
+    });
+    let url = format!("http://{addr}/hooks/github");
+    let sent = hookguard_env(&[&["send"][..], &github, &["--url", &url]].concat(), b"Hello, World!", &env);
+    assert_eq!(sent.status.code(), Some(0), "send: {}", text(&sent.stderr));
+    let request = rx.recv_timeout(Duration::from_secs(5)).expect("the POST");
+    assert!(request.to_ascii_lowercase().contains(&GITHUB_SIG.to_ascii_lowercase()), "{request}");
+
+    // Given explicitly, it is a mistake, with or without the variable.
+    for env in [&env[..], &[]] {
+        let explicit = hookguard_env(
+            &[&["verify"][..], &github, &["--shared-key", "t0ken-explicit", "-H", GITHUB_SIG]].concat(),
+            b"Hello, World!",
+            env,
+        );
+        assert_eq!(explicit.status.code(), Some(2), "{env:?}: {}", text(&explicit.stderr));
+        let err = text(&explicit.stderr);
+        assert!(err.contains("are for twilio's Webhooks Settings, not github"), "{err}");
+        assert!(!err.contains("t0ken"), "{err}");
+    }
+    for command in [&["sign"][..], &["send", "--url", &url]] {
+        let explicit =
+            hookguard_env(&[command, &github, &["--shared-key", "t0ken-explicit"]].concat(), b"{}", &env);
+        assert_eq!(explicit.status.code(), Some(2), "{command:?}: {}", text(&explicit.stderr));
+    }
+    assert!(rx.try_recv().is_err(), "a refused send sent nothing");
+}
+
+/// `send --timeout 0` is a usage error (every request timed out at once).
+#[test]
+fn send_refuses_a_zero_timeout() {
+    let zero = hookguard(
+        &["send", "-p", "github", "-s", "s", "--url", "http://127.0.0.1:9/", "--timeout", "0"],
+        b"{}",
+    );
+    assert_eq!(zero.status.code(), Some(2), "{}", text(&zero.stderr));
+    assert!(text(&zero.stderr).contains("--timeout"), "{}", text(&zero.stderr));
+}
+
+/// The `cli` feature alone builds the public-key presets the README presents, and
+/// `--provider`'s help lists every name (the top-level help says it does).
+#[test]
+fn the_cli_knows_the_public_key_presets() {
+    let help = text(&hookguard(&["verify", "--help"], b"").stdout);
+    let listed: Vec<&str> = help.split(|c: char| c.is_whitespace() || c == ',').collect();
+    for name in ["discord", "sendgrid", "standard-webhooks-v1a", "paypal", "github", "hubspot-v2", "twilio"] {
+        assert!(listed.contains(&name), "verify --help does not list {name}:\n{help}");
+    }
+    // A discord public key builds (it was an unknown provider).
+    let discord = hookguard(
+        &[
+            "verify",
+            "-p",
+            "discord",
+            "-s",
+            "c5568d0facd66bddee281dcb9c8ac02e169c5c20741b215b2539a96bb183c5d6",
+        ],
+        b"{}",
+    );
+    assert_eq!(discord.status.code(), Some(1), "{}", text(&discord.stderr));
+    assert!(!text(&discord.stderr).contains("unknown provider"), "{}", text(&discord.stderr));
 }
 
 /// `send` reports a redirect as it is: not followed (the POST would come back as a GET

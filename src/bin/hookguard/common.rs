@@ -55,6 +55,13 @@ pub(crate) fn provider_names() -> Vec<&'static str> {
     names
 }
 
+/// `--provider`'s help: every name [`provider_names`] knows, in alphabetical order.
+pub(crate) fn provider_help() -> String {
+    let mut names = provider_names();
+    names.sort_unstable();
+    format!("Provider name as in PROVIDERS.md, lower case with dashes: {}", names.join(", "))
+}
+
 /// The preset `provider` with `secrets` (the first signs; all verify) and `options`.
 pub(crate) fn build_scheme(
     provider: &str,

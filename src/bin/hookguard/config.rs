@@ -339,6 +339,10 @@ const MAX_LEASE_SECS: u64 = 365 * 86_400;
 const MAX_ALLOW_RELOAD_SECS: u64 = 86_400;
 
 /// A replay store or inbox backend. `Debug` shows a URL as [`common::redact_url`] does.
+///
+/// Connections to Redis and PostgreSQL are not encrypted (the library connects with
+/// `NoTls`, the redis crate is built without TLS: `rediss://` and `sslmode=require` fail):
+/// the documentation says to use them on loopback, a private network or a TLS tunnel.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) enum Backend {
     Memory { capacity: Option<usize> },
@@ -829,8 +833,21 @@ fn endpoint(
         let mut missing = Vec::new();
         for var in &names {
             match env(var) {
-                Some(value) if !value.is_empty() => secrets.push(value),
-                _ => missing.push(var.clone()),
+                // Set but empty (`NAME=` in a compose file) is a mistake, not "unset": the
+                // demo default would then verify in its place.
+                Some(value) if value.is_empty() => {
+                    let default = if raw.secret_env_default.is_some() {
+                        "; secret_env_default applies only when it is unset"
+                    } else {
+                        ""
+                    };
+                    return Err(src.at(
+                        vars.span(),
+                        format!("{label}: environment variable {var} is set but empty (secret_env){default}"),
+                    ));
+                }
+                Some(value) => secrets.push(value),
+                None => missing.push(var.clone()),
             }
         }
         if !missing.is_empty() {
@@ -1373,6 +1390,39 @@ append_to = "/tmp/x.jsonl"
             (v == "GH_SECRET").then(|| "x".to_owned())
         });
         assert!(found.unwrap().endpoints[0].demo_secret_for.is_none());
+    }
+
+    /// A variable set but empty (`GH_SECRET=` in a compose file) is an error naming it,
+    /// with a default or without: the default (a published demo secret) was used.
+    #[test]
+    fn an_empty_secret_env_is_an_error_even_with_a_default() {
+        let empty = |v: &str| (v == "GH_SECRET").then(String::new);
+        let with_default =
+            OK.replace("secret = \"s\"", "secret_env = \"GH_SECRET\"\nsecret_env_default = \"demo\"");
+        let err = parse(&with_default, Path::new("t.toml"), &empty).err().unwrap();
+        assert_eq!(
+            err,
+            "t.toml:5:14: endpoint `hooks-github`: environment variable GH_SECRET is set but empty \
+             (secret_env); secret_env_default applies only when it is unset"
+        );
+        let without = OK.replace("secret = \"s\"", "secret_env = \"GH_SECRET\"");
+        let err = parse(&without, Path::new("t.toml"), &empty).err().unwrap();
+        assert_eq!(
+            err,
+            "t.toml:5:14: endpoint `hooks-github`: environment variable GH_SECRET is set but empty (secret_env)"
+        );
+        // One of two (rotation) empty: an error too, though the other is set.
+        let two = OK.replace(
+            "secret = \"s\"",
+            "secret_env = [\"GH_SECRET\", \"GH_OLD\"]\nsecret_env_default = \"demo\"",
+        );
+        let one_empty = |v: &str| match v {
+            "GH_SECRET" => Some("x".to_owned()),
+            "GH_OLD" => Some(String::new()),
+            _ => None,
+        };
+        let err = parse(&two, Path::new("t.toml"), &one_empty).err().unwrap();
+        assert!(err.contains("environment variable GH_OLD is set but empty"), "{err}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ mod verify;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 /// Receive, verify, sign and send webhooks.
 #[derive(Debug, Parser)]
@@ -43,8 +43,32 @@ enum Command {
     Send(send::Args),
 }
 
+impl Cli {
+    /// Parses `args` as [`Parser::try_parse_from`] does, and notes where the values came
+    /// from that the commands treat apart (a shared key from the environment).
+    fn try_parse_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let mut command = Self::command();
+        let matches = command.try_get_matches_from_mut(args)?;
+        let mut cli = Self::from_arg_matches(&matches).map_err(|e| e.format(&mut command))?;
+        let scheme = match &mut cli.command {
+            Command::Serve(_) => None,
+            Command::Verify(args) => Some(&mut args.scheme),
+            Command::Sign(args) => Some(&mut args.scheme),
+            Command::Send(args) => Some(&mut args.scheme),
+        };
+        if let (Some(scheme), Some((_, sub))) = (scheme, matches.subcommand()) {
+            scheme.note_sources(sub);
+        }
+        Ok(cli)
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse_args(std::env::args_os()).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Verify(args) => verify::run(args),
@@ -66,9 +90,22 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser as _;
+    use super::{Cli, common};
 
-    use super::Cli;
+    /// `--provider`'s help lists every name the build knows (the top-level help says
+    /// `hookguard verify --help` does; it listed four).
+    #[test]
+    fn the_provider_help_lists_every_name() {
+        for command in ["verify", "sign", "send"] {
+            let help = Cli::try_parse_args(["hookguard", command, "--help"]).unwrap_err();
+            assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
+            let help = help.to_string();
+            let words: Vec<&str> = help.split(|c: char| c.is_whitespace() || c == ',').collect();
+            for name in common::provider_names() {
+                assert!(words.contains(&name), "{command} --help does not list {name}:\n{help}");
+            }
+        }
+    }
 
     /// Every command's arguments, formatted with `{:?}` (plain and pretty), show no secret,
     /// shared key, header value, or URL credential, path or query.
@@ -85,7 +122,7 @@ mod tests {
             [&["send"][..], &scheme, &twilio, &header, &["--url", url, "--signed-url", url]].concat(),
         ];
         for args in commands {
-            let cli = Cli::try_parse_from([&["hookguard"][..], &args].concat())
+            let cli = Cli::try_parse_args([&["hookguard"][..], &args].concat())
                 .unwrap_or_else(|e| panic!("{args:?}: {e}"));
             for shown in [format!("{cli:?}"), format!("{cli:#?}")] {
                 assert!(!shown.contains("t0ken"), "{}: {shown}", args[0]);

@@ -22,15 +22,20 @@ followed). With --repeat, a progress line on stderr and a summary of the statuse
 status 0 when every response was 2xx, 1 otherwise (or when stdout could not be written), 2
 a usage error.
 
+--repeat N sends the same body N times, one after the other, each signed anew with a fresh
+id (unless --id) and the time of sending (unless --timestamp). The receiver counts them as
+N deliveries only when the provider signs that id (standard-webhooks, svix): GitHub's
+delivery id is not signed (its replay key is the signature, the same for the same body) and
+Stripe's is the body's `id`, so every delivery after the first is a duplicate (200).
+
 Example:
   echo '{\"id\":\"evt_1\",\"type\":\"ping\"}' | hookguard send --provider stripe \\
       --secret whsec_demo_stripe_secret --url http://127.0.0.1:8080/hooks/stripe
-  # HTTP 202 Accepted
-  # accepted
+  # HTTP 202 Accepted    (the server answers with no body)
 
-  # a load test: 1000 deliveries, each with a fresh id
-  hookguard send -p github -s demo-github-secret --url http://127.0.0.1:8080/hooks/github \\
-      -H 'X-GitHub-Event: push' --repeat 1000 < payload.json";
+  # a load test: 1000 deliveries, each a new one (standard-webhooks signs the fresh id)
+  hookguard send -p standard-webhooks -s whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw \\
+      --url http://127.0.0.1:8080/hooks/standard-webhooks --repeat 1000 < payload.json";
 
 /// Sign a body from stdin and POST it to --url; print the response. `Debug` shows the URLs
 /// as [`common::redact_url`] does, the headers' names only (and the secrets as
@@ -39,7 +44,7 @@ Example:
 #[command(after_help = EXAMPLE)]
 pub(crate) struct Args {
     #[command(flatten)]
-    scheme: SchemeArgs,
+    pub(crate) scheme: SchemeArgs,
     /// Where to send it (also the URL signed, for providers that sign it)
     #[arg(long, value_name = "URL")]
     url: String,
@@ -64,8 +69,8 @@ pub(crate) struct Args {
     /// Send this many deliveries, one after the other (at least 1)
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     repeat: u64,
-    /// Seconds to wait for each response
-    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    /// Seconds to wait for each response (at least 1)
+    #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     timeout: u64,
 }
 

@@ -32,7 +32,9 @@ shutdown_grace_secs. With the memory inbox (the default), whose jobs die with th
 they keep processing until it is empty (jobs waiting or due for a retry included) or the
 grace period ends; what is left then is lost, a warning on stderr says how many, and the
 exit status is 1. A durable inbox (sqlite, redis, postgres) keeps what is left for the
-next start: the workers only finish the jobs they hold.
+next start: the workers only finish the jobs they hold. Connections to PostgreSQL and Redis
+are not encrypted (no TLS: rediss:// and sslmode=require fail): use them on loopback or a
+private network, or through a TLS tunnel.
 
 A `run` program given as a path (./handle.sh) is relative to the configuration's folder; a
 bare name is looked up on PATH. The command inherits the server's environment except the

@@ -26,9 +26,8 @@ Example:
 /// secrets and shared keys as `[redacted]`.
 #[derive(clap::Args)]
 pub(crate) struct SchemeArgs {
-    /// Provider name as in PROVIDERS.md, lower case with dashes (github, stripe,
-    /// standard-webhooks, slack, …)
-    #[arg(long, short = 'p', value_name = "NAME")]
+    // The help lists the names this build knows (`common::provider_names`).
+    #[arg(long, short = 'p', value_name = "NAME", help = common::provider_help())]
     pub(crate) provider: String,
     /// Secret (repeat for rotation: every one verifies, the first signs); public keys for
     /// Ed25519/ECDSA providers
@@ -41,18 +40,24 @@ pub(crate) struct SchemeArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) cert: Vec<std::path::PathBuf>,
     /// Twilio: a Webhooks Setting's shared key (repeat for rotation); requests with
-    /// X-Twilio-Webhooks-Signature-Settings verify with these keys only
+    /// X-Twilio-Webhooks-Signature-Settings verify with these keys only. From the
+    /// environment, it is used for twilio and ignored for other providers
     #[arg(long, value_name = "KEY", env = "HOOKGUARD_SHARED_KEY", hide_env_values = true)]
     pub(crate) shared_key: Vec<String>,
     /// Twilio (sign, send): sign as this Webhooks Setting, HMAC-SHA256 with the first
     /// --shared-key
     #[arg(long, value_name = "NAME")]
     pub(crate) shared_key_name: Option<String>,
+    /// Whether `shared_key` came from `HOOKGUARD_SHARED_KEY` rather than `--shared-key`:
+    /// set after parsing by [`SchemeArgs::note_sources`].
+    #[arg(skip)]
+    pub(crate) shared_key_from_env: bool,
 }
 
 impl std::fmt::Debug for SchemeArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let Self { provider, secret, webhook_id, cert, shared_key, shared_key_name } = self;
+        let Self { provider, secret, webhook_id, cert, shared_key, shared_key_name, shared_key_from_env } =
+            self;
         f.debug_struct("SchemeArgs")
             .field("provider", provider)
             .field("secret", &redacted::List(secret.len()))
@@ -60,11 +65,30 @@ impl std::fmt::Debug for SchemeArgs {
             .field("cert", cert)
             .field("shared_key", &redacted::List(shared_key.len()))
             .field("shared_key_name", shared_key_name)
+            .field("shared_key_from_env", shared_key_from_env)
             .finish()
     }
 }
 
 impl SchemeArgs {
+    /// Notes where the values came from (`matches`: the subcommand's, from which `self`
+    /// was parsed): the derive does not say.
+    pub(crate) fn note_sources(&mut self, matches: &clap::ArgMatches) {
+        self.shared_key_from_env =
+            matches.value_source("shared_key") == Some(clap::parser::ValueSource::EnvVariable);
+    }
+
+    /// The shared keys to use: those from `HOOKGUARD_SHARED_KEY` only for twilio (the
+    /// variable, exported for Twilio, must not break the commands for other providers);
+    /// `--shared-key` as given, refused by [`common::build_scheme`] for other providers.
+    fn shared_keys(&self) -> Vec<String> {
+        if self.shared_key_from_env && self.provider != "twilio" {
+            Vec::new()
+        } else {
+            self.shared_key.clone()
+        }
+    }
+
     pub(crate) fn options(
         &self,
         url: Option<&str>,
@@ -76,7 +100,7 @@ impl SchemeArgs {
             tolerance_secs,
             webhook_id: self.webhook_id.clone(),
             certificates,
-            shared_keys: self.shared_key.clone(),
+            shared_keys: self.shared_keys(),
             shared_key_name: self.shared_key_name.clone(),
         })
     }
@@ -88,7 +112,7 @@ impl SchemeArgs {
 #[command(after_help = EXAMPLE)]
 pub(crate) struct Args {
     #[command(flatten)]
-    scheme: SchemeArgs,
+    pub(crate) scheme: SchemeArgs,
     /// A request header, `Name: value` (repeat)
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
     headers: Vec<String>,
