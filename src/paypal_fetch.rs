@@ -1,19 +1,59 @@
-//! PayPal certificates fetched from PayPal's own HTTPS hosts, cached (feature
+//! PayPal certificates fetched from PayPal's own HTTPS hosts, checked, cached (feature
 //! `paypal-fetch`).
 //!
 //! [`PayPalCertificates`] is a [`SchemeSource`]: for each request it reads
-//! `PAYPAL-CERT-URL`, refuses any URL that is not `https` on a PayPal host
-//! ([`is_trusted_cert_url`]), fetches the certificate (over rustls with the Mozilla root
-//! store, at most 64 KiB, 10 s), caches it (24 hours, 64 certificates) and verifies with it.
-//! The verification core stays sans-IO: all I/O is here.
+//! `PAYPAL-CERT-URL`, refuses any URL that [`is_trusted_cert_url`] refuses (not `https`,
+//! not one of PayPal's four REST API hosts, not under `/v1/notifications/certs/`),
+//! fetches the certificate (over rustls with the Mozilla root store, at most 64 KiB,
+//! 10 s), checks it, caches it (24 hours, 64 certificates, never past the certificate's
+//! `notAfter`) and verifies with it. The verification core stays sans-IO: all I/O is here.
+//!
+//! # What a fetched certificate must be
+//! The URL only says where to look: before its key verifies anything, the certificate
+//! served there (the first of the PEM) must
+//! - be issued to PayPal's message-signing name: its subject common name, or one of its
+//!   DNS subject alternative names, is `messageverificationcerts.paypal.com` or
+//!   `messageverificationcerts.sandbox.paypal.com`, exactly (no wildcard, any case);
+//! - be within its validity period (`notBefore` to `notAfter`) at the source's
+//!   [clock](PayPalCertificates::clock) when fetched, and at the guard's clock for each
+//!   delivery it verifies; it is never cached past its `notAfter`;
+//! - chain to a root of Mozilla's store (`webpki-roots`), through the other certificates
+//!   of the PEM and those given to [`intermediates`](PayPalCertificates::intermediates),
+//!   each valid at the source's clock, for TLS server authentication (rustls-webpki
+//!   checks as a TLS client does, without the host name; no revocation check).
+//!
+//! [`trust_anchors`](PayPalCertificates::trust_anchors) replaces Mozilla's roots (a
+//! private mirror, tests); [`pin_certificates`](PayPalCertificates::pin_certificates)
+//! replaces the chain check with a list of exact certificates (the name and dates are
+//! still checked). A certificate that fails a check is not cached; the request is
+//! answered 503 and PayPal retries it.
+//!
+//! # Fetches that anyone can cause
+//! Anyone can send a request naming a PayPal certificate URL, and the certificate is
+//! fetched before any signature can be checked. So:
+//! - a URL whose certificate has not verified a delivery is fetched only with a token
+//!   from a small bucket ([`NEW_URL_BURST`] tokens, one more every [`NEW_URL_EVERY`] by
+//!   the source's clock); without one the request is answered 503 at once. However many
+//!   URLs a flood names, it costs that many outbound fetches at most;
+//! - at most two such fetches run at once; a request waits at most 10 s for its turn;
+//! - a certificate that has verified a delivery is re-fetched (when its time to live
+//!   runs out) on a permit of its own, without a token, and it keeps verifying, while it
+//!   is within its validity period, until a re-fetch succeeds: one request re-fetches
+//!   while the others go on with it, and a failed re-fetch is tried again a minute later;
+//! - a URL whose fetch (or check) failed is not fetched again for a minute.
+//!
+//! A flood thus never fails PayPal's deliveries whose certificate is already here. A
+//! certificate seen for the first time (after a restart, or PayPal's rotation) waits for
+//! a token like any other URL: during a flood, its first deliveries are answered 503
+//! until it gets one, and PayPal retries them.
 //!
 //! The cache is keyed by the URL in one spelling (scheme and host in lower case, no
 //! trailing dot on the host, no `:443`), and that spelling is what is fetched: the many
-//! spellings of one URL are one certificate, one fetch. Anyone can name PayPal URLs, so
-//! when the cache is full, expired certificates make room first, then the oldest one that
-//! has not verified a delivery; a certificate that verified one goes only when every
-//! cached certificate has (and then the oldest). Requests naming other URLs can thus
-//! never push PayPal's own certificate out.
+//! spellings of one URL are one certificate, one fetch. When the cache is full, expired
+//! certificates make room first, then the oldest one that has not verified a delivery; a
+//! certificate that verified one goes only when every cached certificate has (and then
+//! the oldest). Requests naming other URLs can thus never push PayPal's own certificate
+//! out.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -45,7 +85,16 @@ use std::{
 use bytes::Bytes;
 use http::request::Parts;
 use http_body_util::{BodyExt as _, Empty, Limited};
+use rustls::{
+    crypto::WebPkiSupportedAlgorithms,
+    pki_types::{CertificateDer, UnixTime, pem::PemObject as _},
+};
 use time::{OffsetDateTime, PrimitiveDateTime};
+use x509_cert::{
+    Certificate,
+    der::Decode as _,
+    ext::pkix::{SubjectAltName, name::GeneralName},
+};
 
 use crate::{
     ConfigError,
@@ -58,6 +107,32 @@ use crate::{
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The names PayPal's message-signing certificates are issued to (live, sandbox).
+const SIGNING_NAMES: [&str; 2] =
+    ["messageverificationcerts.paypal.com", "messageverificationcerts.sandbox.paypal.com"];
+
+/// The most certificates read from one PEM (the certificate and its intermediates).
+const MAX_CHAIN_LEN: usize = 8;
+
+/// How many fetches of URLs whose certificate has not verified a delivery may start at
+/// once, after a quiet time (the token bucket's size; see the [module docs](self)).
+///
+/// ```
+/// use hookguard::paypal_fetch::{NEW_URL_BURST, NEW_URL_EVERY};
+/// // At most 4 such fetches at once, then one every 15 seconds.
+/// assert_eq!((NEW_URL_BURST, NEW_URL_EVERY.as_secs()), (4, 15));
+/// ```
+pub const NEW_URL_BURST: u32 = 4;
+
+/// How often the token bucket for new URLs gains a token (see [`NEW_URL_BURST`]).
+///
+/// ```
+/// use hookguard::paypal_fetch::NEW_URL_EVERY;
+/// // At most 4 new certificate URLs fetched a minute, however many a flood names.
+/// assert_eq!(60 / NEW_URL_EVERY.as_secs(), 4);
+/// ```
+pub const NEW_URL_EVERY: Duration = Duration::from_secs(15);
+
 /// The certificates fetched, by [`normalized`] URL.
 #[derive(Default)]
 struct Cache {
@@ -68,17 +143,32 @@ struct Cache {
 
 struct Cached {
     scheme: Arc<Tracked>,
+    /// When it is fetched again: its time to live, or its `notAfter` if sooner.
     expires: OffsetDateTime,
     /// When it was put in (the value of [`Cache::puts`] then).
     put: u64,
 }
 
-/// A fetched certificate's scheme, remembering whether it verified a delivery (so that
-/// certificates that never did, which anyone can have fetched, make room first).
+/// A fetched certificate's scheme, with the certificate's validity period, remembering
+/// whether it verified a delivery (so that certificates that never did, which anyone can
+/// have fetched, make room first and are re-fetched only with a token).
 #[derive(Debug)]
 struct Tracked {
     scheme: PayPalScheme,
     verified: AtomicBool,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+}
+
+impl Tracked {
+    fn verified(&self) -> bool {
+        self.verified.load(Ordering::Relaxed)
+    }
+
+    /// Whether `now` is within the certificate's validity period (both ends included).
+    fn valid_at(&self, now: OffsetDateTime) -> bool {
+        self.not_before <= now && now <= self.not_after
+    }
 }
 
 impl Scheme for Tracked {
@@ -91,6 +181,13 @@ impl Scheme for Tracked {
         req: &WebhookRequest<'a>,
         now: OffsetDateTime,
     ) -> Result<Verified<'a>, Rejection> {
+        // `now` is the guard's: the certificate is checked at each delivery's time too.
+        if !self.valid_at(now) {
+            return Err(Rejection::with_detail(
+                Reason::SignatureMismatch,
+                Detail::Text("PayPal's certificate is outside its validity period"),
+            ));
+        }
         let verified = self.scheme.verify(req, now)?;
         self.verified.store(true, Ordering::Relaxed);
         Ok(verified)
@@ -118,12 +215,163 @@ fn normalized(url: &str) -> Option<String> {
         return None;
     }
     let uri: http::Uri = url.parse().ok()?;
-    let host = uri.host()?.trim_end_matches('.').to_ascii_lowercase();
-    let path = match uri.path() {
-        "" => "/",
-        path => path,
-    };
-    Some(format!("https://{host}{path}"))
+    let host = uri.host()?;
+    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    Some(format!("https://{host}{}", uri.path()))
+}
+
+/// Why a fetched certificate is not trusted (for logs and the 503's cause; no secret in
+/// it, and nothing of the bytes fetched).
+#[derive(Debug)]
+enum CertError {
+    Pem,
+    Name,
+    NotYetValid,
+    Expired,
+    Chain(rustls::Error),
+    NotPinned,
+    Key(ConfigError),
+    Clock,
+}
+
+impl fmt::Display for CertError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Pem => write!(f, "the certificate is not 1 to {MAX_CHAIN_LEN} X.509 certificates in PEM"),
+            Self::Name => {
+                f.write_str("the certificate is not issued to messageverificationcerts.(sandbox.)paypal.com")
+            }
+            Self::NotYetValid => f.write_str("the certificate is not valid yet"),
+            Self::Expired => f.write_str("the certificate has expired"),
+            Self::Chain(e) => write!(f, "the certificate does not chain to a trusted root: {e}"),
+            Self::NotPinned => f.write_str("the certificate is not one of the pinned certificates"),
+            Self::Key(e) => write!(f, "the certificate's key: {e}"),
+            Self::Clock => f.write_str("the clock is before 1970"),
+        }
+    }
+}
+
+impl std::error::Error for CertError {}
+
+/// How fetched certificates are trusted (see the [module docs](self)).
+struct Trust {
+    roots: rustls::RootCertStore,
+    /// Whether `roots` are Mozilla's (for `Debug`).
+    mozilla: bool,
+    /// Given to every chain check, after the PEM's own.
+    intermediates: Vec<CertificateDer<'static>>,
+    /// When not empty: only these certificates (DER), and no chain check.
+    pinned: Vec<CertificateDer<'static>>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl fmt::Debug for Trust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.pinned.is_empty() {
+            write!(f, "Pinned({})", self.pinned.len())
+        } else if self.mozilla {
+            write!(f, "MozillaRoots {{ intermediates: {} }}", self.intermediates.len())
+        } else {
+            write!(f, "TrustAnchors({}) {{ intermediates: {} }}", self.roots.len(), self.intermediates.len())
+        }
+    }
+}
+
+/// A certificate that passed every check: the certificate (the PEM's first) and its
+/// validity period.
+struct Checked {
+    certificate: Certificate,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+}
+
+/// The certificates of a PEM (at most [`MAX_CHAIN_LEN`]), or `None`.
+fn pem_certificates(pem: &[u8]) -> Option<Vec<CertificateDer<'static>>> {
+    let certs =
+        CertificateDer::pem_slice_iter(pem).take(MAX_CHAIN_LEN + 1).collect::<Result<Vec<_>, _>>().ok()?;
+    (!certs.is_empty() && certs.len() <= MAX_CHAIN_LEN).then_some(certs)
+}
+
+/// An X.509 time as a time of day (saturating: a certificate valid until 9999 is).
+fn to_time(t: x509_cert::time::Time) -> OffsetDateTime {
+    later(OffsetDateTime::UNIX_EPOCH, t.to_unix_duration())
+}
+
+/// Whether `name` is one of [`SIGNING_NAMES`] (DNS names are compared without case).
+fn is_signing_name(name: &str) -> bool {
+    SIGNING_NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// Whether the certificate is issued to one of [`SIGNING_NAMES`]: its subject common
+/// name, or one of its DNS subject alternative names, exactly.
+fn names_paypal(cert: &Certificate) -> bool {
+    let tbs = cert.tbs_certificate();
+    let cn = matches!(tbs.subject().common_name(), Ok(Some(cn)) if is_signing_name(&cn.value()));
+    let san = matches!(
+        tbs.get_extension::<SubjectAltName>(),
+        Ok(Some((_, san))) if san.0.iter().any(|n| matches!(n, GeneralName::DnsName(dns) if is_signing_name(dns.as_str())))
+    );
+    cn || san
+}
+
+impl Trust {
+    /// Mozilla's roots (`webpki-roots`), nothing pinned.
+    fn mozilla() -> Self {
+        Self {
+            roots: rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() },
+            mozilla: true,
+            intermediates: Vec::new(),
+            pinned: Vec::new(),
+            algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
+        }
+    }
+
+    /// Checks the certificate PEM fetched at `now` (see the [module docs](self)).
+    fn check(&self, pem: &[u8], now: OffsetDateTime) -> Result<Checked, CertError> {
+        let certs = pem_certificates(pem).ok_or(CertError::Pem)?;
+        let (leaf, rest) = certs.split_first().ok_or(CertError::Pem)?;
+        let certificate = Certificate::from_der(leaf).map_err(|_| CertError::Pem)?;
+        if !names_paypal(&certificate) {
+            return Err(CertError::Name);
+        }
+        let validity = certificate.tbs_certificate().validity();
+        let (not_before, not_after) = (to_time(validity.not_before), to_time(validity.not_after));
+        if now < not_before {
+            return Err(CertError::NotYetValid);
+        }
+        if now > not_after {
+            return Err(CertError::Expired);
+        }
+        if self.pinned.is_empty() {
+            let secs = u64::try_from(now.unix_timestamp()).map_err(|_| CertError::Clock)?;
+            let at = UnixTime::since_unix_epoch(Duration::from_secs(secs));
+            let parsed = rustls::server::ParsedCertificate::try_from(leaf).map_err(CertError::Chain)?;
+            let intermediates: Vec<CertificateDer<'_>> =
+                rest.iter().chain(&self.intermediates).cloned().collect();
+            rustls::client::verify_server_cert_signed_by_trust_anchor(
+                &parsed,
+                &self.roots,
+                &intermediates,
+                at,
+                self.algorithms.all,
+            )
+            .map_err(CertError::Chain)?;
+        } else if !self.pinned.iter().any(|pinned| pinned == leaf) {
+            return Err(CertError::NotPinned);
+        }
+        Ok(Checked { certificate, not_before, not_after })
+    }
+}
+
+/// The certificates of a PEM given to a builder, or `error`.
+fn config_certificates(pem: &[u8], error: &'static str) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| ConfigError::Invalid(error))?;
+    if certs.is_empty() || certs.iter().any(|c| Certificate::from_der(c).is_err()) {
+        return Err(ConfigError::Invalid(error));
+    }
+    Ok(certs)
 }
 
 /// Largest certificate accepted from PayPal.
@@ -171,11 +419,16 @@ pub const MAX_CERTIFICATE_LEN: usize = 64 * 1024;
 /// }
 ///
 /// let mirror = Mirror(HashMap::from([(CERT_URL.to_owned(), CERT.to_vec())]));
-/// let source = PayPalCertificates::with_fetcher("0FV983392A0531201", mirror).unwrap();
-/// let guard = Guard::builder_with_source("paypal", source)
-///     .clock(ManualClock::at_unix(1_567_075_773))
-///     .inbox(MemoryInbox::new())
-///     .build();
+/// // One clock for the guard and the source: the day the delivery was sent.
+/// let clock = ManualClock::at_unix(1_567_075_773);
+/// // The test vector's certificate cannot be chain-checked here (its intermediate is
+/// // not at hand): pinned instead. Its name and dates are still checked.
+/// let source = PayPalCertificates::with_fetcher("0FV983392A0531201", mirror)
+///     .unwrap()
+///     .pin_certificates(CERT)
+///     .unwrap()
+///     .clock(clock.clone());
+/// let guard = Guard::builder_with_source("paypal", source).clock(clock).inbox(MemoryInbox::new()).build();
 /// // `delivery(url)`: PayPal's sandbox delivery, naming the certificate at `url`.
 /// let (parts, body) = delivery(CERT_URL);
 /// assert_eq!(guard.accept(&parts, body).await.status(), 202);
@@ -300,11 +553,25 @@ fn insert_bounded<V, R: Ord>(
 /// How long a URL whose fetch failed is not fetched again.
 const RETRY_FAILED_AFTER: Duration = Duration::from_secs(60);
 
-/// The longest a request waits for one of the two fetch permits.
+/// The longest a request waits for a fetch permit.
 const PERMIT_WAIT: Duration = Duration::from_secs(10);
 
-/// A [`SchemeSource`] for PayPal that fetches and caches the certificate each request
-/// names (see the [module docs](self)).
+/// What the cache knows of a URL at some time.
+enum Lookup {
+    /// A certificate within its time to live.
+    Fresh(Arc<Tracked>),
+    /// A certificate that verified a delivery, past its time to live but within its
+    /// validity period: used until a re-fetch succeeds.
+    Stale(Arc<Tracked>),
+    /// A certificate that verified a delivery, past its validity period: its URL is
+    /// PayPal's, and is re-fetched without a token.
+    Known,
+    /// Nothing, or a certificate that never verified a delivery, past its time to live.
+    Missing,
+}
+
+/// A [`SchemeSource`] for PayPal that fetches, checks and caches the certificate each
+/// request names (see the [module docs](self)).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -337,12 +604,16 @@ const PERMIT_WAIT: Duration = Duration::from_secs(10);
 ///     }
 /// }
 ///
+/// // One clock for the guard and the source: when the delivery was sent.
+/// let clock = ManualClock::at_unix(1_567_075_773);
 /// let fetcher = Counting::default();
-/// let source = PayPalCertificates::with_fetcher("0FV983392A0531201", fetcher.clone()).unwrap();
-/// let guard = Guard::builder_with_source("paypal", source)
-///     .clock(ManualClock::at_unix(1_567_075_773)) // when the delivery was sent
-///     .inbox(MemoryInbox::new())
-///     .build();
+/// let source = PayPalCertificates::with_fetcher("0FV983392A0531201", fetcher.clone())
+///     .unwrap()
+///     // The test vector's certificate cannot be chain-checked offline: pinned here.
+///     .pin_certificates(CERT)
+///     .unwrap()
+///     .clock(clock.clone());
+/// let guard = Guard::builder_with_source("paypal", source).clock(clock).inbox(MemoryInbox::new()).build();
 /// // `delivery(url)`: PayPal's sandbox delivery, naming the certificate at `url`.
 /// let (genuine, body) = delivery(CERT_URL);
 /// assert_eq!(guard.accept(&genuine, body.clone()).await.status(), 202);
@@ -358,10 +629,17 @@ pub struct PayPalCertificates {
     webhook_id: Cow<'static, str>,
     tolerance: Tolerance,
     fetcher: Arc<dyn CertificateFetcher>,
+    trust: Trust,
     cache: Mutex<Cache>,
     /// URLs whose fetch failed lately, until when they are not fetched again.
     failed: Mutex<HashMap<String, OffsetDateTime>>,
+    /// For URLs whose certificate has not verified a delivery.
     fetches: tokio::sync::Semaphore,
+    /// For URLs whose certificate has: never taken by the others.
+    refetches: tokio::sync::Semaphore,
+    /// The token bucket for new URLs, as the time its next token is due ("generic cell
+    /// rate"): a fetch may start while that is less than [`NEW_URL_BURST`] periods ahead.
+    next_token: Mutex<OffsetDateTime>,
     ttl: Duration,
     capacity: usize,
     clock: Arc<dyn Clock>,
@@ -372,6 +650,7 @@ impl fmt::Debug for PayPalCertificates {
         f.debug_struct("PayPalCertificates")
             .field("webhook_id", &self.webhook_id)
             .field("fetcher", &self.fetcher)
+            .field("trust", &self.trust)
             .field("cached", &self.cache.lock().map_or(0, |c| c.map.len()))
             .finish_non_exhaustive()
     }
@@ -386,15 +665,19 @@ impl PayPalCertificates {
     /// ```
     /// use hookguard::{ConfigError, paypal_fetch::PayPalCertificates};
     /// assert_eq!(PayPalCertificates::new("").unwrap_err(), ConfigError::EmptySecret);
-    /// // Nothing is fetched until a request names a certificate.
+    /// // Nothing is fetched until a request names a certificate; certificates must chain
+    /// // to Mozilla's roots.
     /// let source = PayPalCertificates::new("0FV983392A0531201").unwrap();
     /// assert!(format!("{source:?}").contains("HttpsFetcher"));
+    /// assert!(format!("{source:?}").contains("MozillaRoots"));
     /// ```
     pub fn new(webhook_id: impl Into<Cow<'static, str>>) -> Result<Self, ConfigError> {
         Self::with_fetcher(webhook_id, HttpsFetcher::new()?)
     }
 
-    /// The same with another fetcher (tests, proxies).
+    /// The same with another fetcher (tests, proxies, mirrors). The fetcher is only asked
+    /// for URLs that [`is_trusted_cert_url`] approves, and what it returns is checked as
+    /// anything fetched is (see the [module docs](self)).
     ///
     /// # Errors
     /// [`ConfigError::EmptySecret`] for an empty webhook id.
@@ -431,13 +714,97 @@ impl PayPalCertificates {
             webhook_id,
             tolerance: paypal::TOLERANCE,
             fetcher: Arc::new(fetcher),
+            trust: Trust::mozilla(),
             cache: Mutex::default(),
             failed: Mutex::new(HashMap::new()),
             fetches: tokio::sync::Semaphore::new(2),
+            refetches: tokio::sync::Semaphore::new(1),
+            next_token: Mutex::new(PrimitiveDateTime::MIN.assume_utc()),
             ttl: Duration::from_secs(24 * 3600),
             capacity: 64,
             clock: Arc::new(SystemClock),
         })
+    }
+
+    /// **Changes whom you trust.** Fetched certificates must chain to one of these CA
+    /// certificates (PEM, one or more) instead of Mozilla's roots: whoever holds the key
+    /// of a certificate given here can sign PayPal deliveries for you. For a private CA
+    /// in front of a mirror, tests, or one of DigiCert's older roots that Mozilla no
+    /// longer trusts for TLS if PayPal's certificate still chains to it. Each call
+    /// replaces the anchors of the one before.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when the PEM holds no X.509 certificate, or one that
+    /// cannot be a trust anchor.
+    ///
+    /// ```
+    /// use hookguard::{ConfigError, paypal_fetch::PayPalCertificates};
+    /// # const ROOT: &[u8] = include_bytes!("providers/testdata/paypal_cert.pem");
+    /// let source = PayPalCertificates::new("0FV983392A0531201").unwrap();
+    /// assert!(matches!(source.trust_anchors("no certificate"), Err(ConfigError::Invalid(_))));
+    /// // `ROOT`: your CA's certificate, in PEM.
+    /// let source = PayPalCertificates::new("0FV983392A0531201").unwrap().trust_anchors(ROOT).unwrap();
+    /// assert!(format!("{source:?}").contains("TrustAnchors(1)"));
+    /// ```
+    pub fn trust_anchors(mut self, pem: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        const ERROR: &str = "trust anchors are one or more X.509 certificates in PEM";
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in config_certificates(pem.as_ref(), ERROR)? {
+            roots.add(cert).map_err(|_| ConfigError::Invalid(ERROR))?;
+        }
+        self.trust.roots = roots;
+        self.trust.mozilla = false;
+        Ok(self)
+    }
+
+    /// Intermediate CA certificates (PEM, one or more) offered to every chain check,
+    /// after those of the PEM fetched: for when PayPal serves its certificate without the
+    /// intermediate it was issued by. Trusts nothing by itself (a chain must still end at
+    /// a trust anchor). Each call replaces the intermediates of the one before.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when the PEM holds no X.509 certificate.
+    ///
+    /// ```
+    /// use hookguard::{ConfigError, paypal_fetch::PayPalCertificates};
+    /// # const INTERMEDIATE: &[u8] = include_bytes!("providers/testdata/paypal_cert.pem");
+    /// let source = PayPalCertificates::new("0FV983392A0531201").unwrap();
+    /// assert!(matches!(source.intermediates(""), Err(ConfigError::Invalid(_))));
+    /// // `INTERMEDIATE`: the CA certificate PayPal's certificate was issued by, in PEM.
+    /// let source = PayPalCertificates::new("0FV983392A0531201").unwrap().intermediates(INTERMEDIATE).unwrap();
+    /// assert!(format!("{source:?}").contains("MozillaRoots { intermediates: 1 }"));
+    /// ```
+    pub fn intermediates(mut self, pem: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        self.trust.intermediates =
+            config_certificates(pem.as_ref(), "intermediates are one or more X.509 certificates in PEM")?;
+        Ok(self)
+    }
+
+    /// **Replaces the chain check** with these exact certificates (PEM, one or more): a
+    /// fetched certificate is trusted only if it is byte for byte one of them (its name
+    /// and validity period are still checked). Narrower than the chain check (nothing
+    /// else is accepted, not even PayPal's next certificate after a rotation, until you
+    /// add it), and it trusts these certificates whoever issued them: for receivers that
+    /// download PayPal's certificates out of band, and for tests with a certificate
+    /// whose chain is not at hand. Each call replaces the certificates of the one before.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when the PEM holds no X.509 certificate.
+    ///
+    /// ```
+    /// use hookguard::{ConfigError, paypal_fetch::PayPalCertificates};
+    /// const CERT: &[u8] = include_bytes!("providers/testdata/paypal_cert.pem");
+    /// let source = PayPalCertificates::new("0FV983392A0531201").unwrap();
+    /// assert!(matches!(source.pin_certificates("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"), Err(ConfigError::Invalid(_))));
+    /// let source = PayPalCertificates::new("0FV983392A0531201").unwrap().pin_certificates(CERT).unwrap();
+    /// assert!(format!("{source:?}").contains("Pinned(1)"));
+    /// ```
+    ///
+    /// See [`PayPalCertificates`] for one in use.
+    pub fn pin_certificates(mut self, pem: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        self.trust.pinned =
+            config_certificates(pem.as_ref(), "pinned certificates are X.509 certificates in PEM")?;
+        Ok(self)
     }
 
     /// The transmission-time tolerance (default [`paypal::TOLERANCE`]: see there).
@@ -476,11 +843,18 @@ impl PayPalCertificates {
     /// // A day after the delivery was sent: within the default 4 days, not within 5 minutes.
     /// let clock = ManualClock::at_unix(1_567_075_773 + 24 * 3600);
     /// let accept = |source: PayPalCertificates| {
+    ///     let source = source.clock(clock.clone());
     ///     Guard::builder_with_source("paypal", source).clock(clock.clone()).inbox(MemoryInbox::new()).build()
     /// };
-    /// // `Counting`: a `CertificateFetcher` serving PayPal's sandbox certificate from memory.
-    /// let default = PayPalCertificates::with_fetcher("0FV983392A0531201", Counting::default()).unwrap();
+    /// // `Counting`: a `CertificateFetcher` serving PayPal's sandbox certificate from memory
+    /// // (pinned: the test vector's certificate cannot be chain-checked offline).
+    /// let default = PayPalCertificates::with_fetcher("0FV983392A0531201", Counting::default())
+    ///     .unwrap()
+    ///     .pin_certificates(CERT)
+    ///     .unwrap();
     /// let strict = PayPalCertificates::with_fetcher("0FV983392A0531201", Counting::default())
+    ///     .unwrap()
+    ///     .pin_certificates(CERT)
     ///     .unwrap()
     ///     .tolerance(Tolerance::symmetric(Duration::from_secs(300)));
     /// // `delivery(url)`: PayPal's sandbox delivery, naming the certificate at `url`.
@@ -497,7 +871,10 @@ impl PayPalCertificates {
         self
     }
 
-    /// How long a fetched certificate is used before it is fetched again (default 24 h).
+    /// How long a fetched certificate is used before it is fetched again (default 24 h),
+    /// and never past the certificate's `notAfter`. A certificate that verified a
+    /// delivery is used past its time to live, within its validity period, until a
+    /// re-fetch succeeds (see the [module docs](self)).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -535,6 +912,8 @@ impl PayPalCertificates {
     /// let fetcher = Counting::default();
     /// let source = PayPalCertificates::with_fetcher("0FV983392A0531201", fetcher.clone())
     ///     .unwrap()
+    ///     .pin_certificates(CERT) // the test vector's certificate: see `pin_certificates`
+    ///     .unwrap()
     ///     .ttl(Duration::from_secs(3600))
     ///     .clock(clock.clone());
     /// let guard = Guard::builder_with_source("paypal", source).clock(clock.clone()).inbox(MemoryInbox::new()).build();
@@ -555,7 +934,9 @@ impl PayPalCertificates {
         self
     }
 
-    /// The clock for cache expiry.
+    /// The clock for cache expiry, the certificates' validity periods when fetched, the
+    /// chain check and the new-URL token bucket. Give it the guard's clock (the guard
+    /// checks each delivery's time, and the certificate's dates again, with its own).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -594,6 +975,8 @@ impl PayPalCertificates {
     /// let fetcher = Counting::default();
     /// let source = PayPalCertificates::with_fetcher("0FV983392A0531201", fetcher.clone())
     ///     .unwrap()
+    ///     .pin_certificates(CERT) // the test vector's certificate: see `pin_certificates`
+    ///     .unwrap()
     ///     .clock(clock.clone());
     /// let guard = Guard::builder_with_source("paypal", source).clock(clock.clone()).inbox(MemoryInbox::new()).build();
     /// // `delivery(url)`: PayPal's sandbox delivery, naming the certificate at `url`.
@@ -613,10 +996,14 @@ impl PayPalCertificates {
         self
     }
 
-    fn cached(&self, url: &str, now: OffsetDateTime) -> Option<Arc<dyn Scheme>> {
-        let cache = self.cache.lock().ok()?;
-        let cached = cache.map.get(url).filter(|c| c.expires > now)?;
-        Some(Arc::clone(&cached.scheme) as Arc<dyn Scheme>)
+    fn lookup(&self, url: &str, now: OffsetDateTime) -> Lookup {
+        let Ok(cache) = self.cache.lock() else { return Lookup::Missing };
+        match cache.map.get(url) {
+            Some(c) if c.expires > now => Lookup::Fresh(Arc::clone(&c.scheme)),
+            Some(c) if c.scheme.verified() && c.scheme.valid_at(now) => Lookup::Stale(Arc::clone(&c.scheme)),
+            Some(c) if c.scheme.verified() => Lookup::Known,
+            _ => Lookup::Missing,
+        }
     }
 
     /// Whether a fetch of `url` failed less than [`RETRY_FAILED_AFTER`] ago.
@@ -632,10 +1019,29 @@ impl PayPalCertificates {
         }
     }
 
-    /// Caches the certificate fetched from `url` (see the [module docs](self) for which
-    /// makes room when the cache is full).
+    /// Takes a token from the new-URL bucket, if it has one at `now`.
+    fn take_token(&self, now: OffsetDateTime) -> bool {
+        let Ok(mut next) = self.next_token.lock() else { return false };
+        let full = NEW_URL_EVERY.saturating_mul(NEW_URL_BURST);
+        // A clock moved back by more than the bucket's span: start again from now.
+        if *next > later(now, full) {
+            *next = now;
+        }
+        // The token due at `due` may be taken early by as many periods as the bucket
+        // holds tokens but one.
+        let due = (*next).max(now);
+        if due > later(now, NEW_URL_EVERY.saturating_mul(NEW_URL_BURST - 1)) {
+            return false;
+        }
+        *next = later(due, NEW_URL_EVERY);
+        true
+    }
+
+    /// Caches the certificate fetched from `url` until its time to live or its
+    /// `notAfter`, whichever comes first (see the [module docs](self) for which makes
+    /// room when the cache is full).
     fn remember(&self, url: &str, scheme: Arc<Tracked>, now: OffsetDateTime) {
-        let expires = later(now, self.ttl);
+        let expires = later(now, self.ttl).min(scheme.not_after);
         if let Ok(mut cache) = self.cache.lock() {
             let cache = &mut *cache;
             cache.puts = cache.puts.saturating_add(1);
@@ -645,48 +1051,89 @@ impl PayPalCertificates {
                 self.capacity,
                 url,
                 entry,
-                |c| c.expires > now,
-                |c| (c.scheme.verified.load(Ordering::Relaxed), c.put),
+                |c| c.expires > now || (c.scheme.verified() && c.scheme.valid_at(now)),
+                |c| (c.scheme.verified(), c.put),
             );
         }
     }
 
-    /// The scheme for the certificate at `url`, a [`normalized`] URL.
-    async fn load(&self, url: &str) -> Result<Arc<dyn Scheme>, SourceError> {
-        let now = self.clock.now();
-        if let Some(scheme) = self.cached(url, now) {
-            return Ok(scheme);
+    /// Fetches, checks and caches the certificate at `url`; `verified` when its URL's
+    /// certificate verified a delivery before (the new one keeps that standing).
+    async fn fetch(
+        &self,
+        url: &str,
+        verified: bool,
+        now: OffsetDateTime,
+    ) -> Result<Arc<Tracked>, SourceError> {
+        let checked = match self.fetcher.fetch(url).await {
+            Ok(pem) => self.trust.check(&pem, now).map_err(|e| Box::new(e) as BoxError),
+            Err(e) => Err(e),
+        };
+        let scheme = checked.and_then(|c| {
+            paypal::scheme_for_certificate(self.webhook_id.clone(), &c.certificate, self.tolerance)
+                .map(|scheme| (scheme, c.not_before, c.not_after))
+                .map_err(|e| Box::new(CertError::Key(e)) as BoxError)
+        });
+        let (scheme, not_before, not_after) = match scheme {
+            Ok(found) => found,
+            Err(e) => {
+                self.remember_failure(url, now);
+                // The URL has passed `is_trusted_cert_url` (PayPal's hosts, no query); the
+                // error is ours, never the bytes fetched.
+                tracing::warn!(url, error = %e, "PayPal certificate not trusted or not fetched");
+                return Err(SourceError::Unavailable(e));
+            }
+        };
+        let scheme = Arc::new(Tracked { scheme, verified: AtomicBool::new(verified), not_before, not_after });
+        self.remember(url, Arc::clone(&scheme), now);
+        tracing::info!(url, "fetched PayPal certificate");
+        Ok(scheme)
+    }
+
+    /// The certificate at `url` that verified a delivery and whose time to live ran out:
+    /// re-fetched by one request at a time, `stale` meanwhile and when that fails.
+    async fn refresh(&self, url: &str, stale: Arc<Tracked>, now: OffsetDateTime) -> Arc<Tracked> {
+        if self.failed_lately(url, now) {
+            return stale;
         }
+        let Ok(_permit) = self.refetches.try_acquire() else { return stale };
+        match self.lookup(url, now) {
+            Lookup::Fresh(scheme) => scheme,
+            _ => self.fetch(url, true, now).await.unwrap_or(stale),
+        }
+    }
+
+    /// The scheme for the certificate at `url`, a [`normalized`] URL.
+    async fn load(&self, url: &str) -> Result<Arc<Tracked>, SourceError> {
+        let now = self.clock.now();
+        let known = match self.lookup(url, now) {
+            Lookup::Fresh(scheme) => return Ok(scheme),
+            Lookup::Stale(scheme) => return Ok(self.refresh(url, scheme, now).await),
+            Lookup::Known => true,
+            Lookup::Missing => false,
+        };
         // A URL whose fetch just failed is not fetched again for each request naming it.
         if self.failed_lately(url, now) {
             return Err(SourceError::Unavailable("the certificate could not be fetched lately".into()));
         }
-        // At most two fetches at once, whatever arrives; a request waits for its turn at
-        // most as long as one fetch may take, not behind a queue of others.
-        let _permit = tokio::time::timeout(PERMIT_WAIT, self.fetches.acquire())
+        // At most two fetches of new URLs at once, whatever arrives, and one of known
+        // URLs besides; a request waits for its turn at most as long as one fetch may
+        // take, not behind a queue of others.
+        let permits = if known { &self.refetches } else { &self.fetches };
+        let _permit = tokio::time::timeout(PERMIT_WAIT, permits.acquire())
             .await
             .map_err(|_| SourceError::Unavailable("busy fetching other certificates".into()))?
             .map_err(|e| SourceError::Unavailable(Box::new(e)))?;
-        if let Some(scheme) = self.cached(url, now) {
+        if let Lookup::Fresh(scheme) = self.lookup(url, now) {
             return Ok(scheme);
         }
         if self.failed_lately(url, now) {
             return Err(SourceError::Unavailable("the certificate could not be fetched lately".into()));
         }
-        let fetched = self.fetcher.fetch(url).await.map_err(SourceError::Unavailable).and_then(|pem| {
-            paypal::scheme(self.webhook_id.clone(), &pem).map_err(|e| SourceError::Unavailable(Box::new(e)))
-        });
-        let scheme = match fetched {
-            Ok(scheme) => scheme.with_tolerance(self.tolerance),
-            Err(e) => {
-                self.remember_failure(url, now);
-                return Err(e);
-            }
-        };
-        let scheme = Arc::new(Tracked { scheme, verified: AtomicBool::new(false) });
-        self.remember(url, Arc::clone(&scheme), now);
-        tracing::info!(url, "fetched PayPal certificate");
-        Ok(scheme)
+        if !known && !self.take_token(now) {
+            return Err(SourceError::Unavailable("too many new PayPal certificate URLs lately".into()));
+        }
+        self.fetch(url, known, now).await
     }
 }
 
@@ -725,7 +1172,7 @@ impl SchemeSource for PayPalCertificates {
                 tracing::debug!("PayPal certificate URL on an untrusted host refused");
                 return refuse(Reason::MalformedHeader);
             };
-            self.load(&url).await
+            self.load(&url).await.map(|scheme| scheme as Arc<dyn Scheme>)
         })
     }
 }
@@ -743,18 +1190,23 @@ mod tests {
             "HTTPS://API.PayPal.com/v1/notifications/certs/CERT-1",
             "https://api.paypal.com.:443/v1/notifications/certs/CERT-1",
             "https://api.paypal.com:/v1/notifications/certs/CERT-1",
-            "hTTps://api.paypal.COM../v1/notifications/certs/CERT-1",
+            "hTTps://api.paypal.COM./v1/notifications/certs/CERT-1",
         ] {
             assert_eq!(normalized(url).as_deref(), Some(plain), "{url}");
         }
-        // The path keeps its case; a URL without one has `/`.
+        // The path keeps its case.
         assert_eq!(
             normalized("https://api.paypal.com/v1/notifications/certs/cert-1").as_deref(),
             Some("https://api.paypal.com/v1/notifications/certs/cert-1")
         );
-        assert_eq!(normalized("https://paypal.com").as_deref(), Some("https://paypal.com/"));
-        for refused in ["http://api.paypal.com/c", "https://api.paypal.com:8443/c", "https://evil.example/c"]
-        {
+        for refused in [
+            "http://api.paypal.com/v1/notifications/certs/CERT-1",
+            "https://api.paypal.com:8443/v1/notifications/certs/CERT-1",
+            "https://api.paypal.com../v1/notifications/certs/CERT-1",
+            "https://paypal.com/v1/notifications/certs/CERT-1",
+            "https://api.paypal.com/c",
+            "https://evil.example/c",
+        ] {
             assert_eq!(normalized(refused), None, "{refused}");
         }
     }
@@ -767,5 +1219,64 @@ mod tests {
         assert_eq!(later(now, Duration::MAX), PrimitiveDateTime::MAX.assume_utc());
         let end = PrimitiveDateTime::MAX.assume_utc();
         assert_eq!(later(end, Duration::from_secs(1)), end);
+    }
+
+    /// The bucket gives [`NEW_URL_BURST`] tokens at once, then one per [`NEW_URL_EVERY`]
+    /// by the injected time, and survives a clock moved back.
+    #[test]
+    fn token_bucket() {
+        let source = PayPalCertificates::new("WH").unwrap();
+        let t0 = OffsetDateTime::UNIX_EPOCH + Duration::from_secs(1_567_075_773);
+        for n in 0..NEW_URL_BURST {
+            assert!(source.take_token(t0), "token {n}");
+        }
+        assert!(!source.take_token(t0), "the bucket is empty");
+        let almost = t0 + NEW_URL_EVERY - Duration::from_secs(1);
+        assert!(!source.take_token(almost));
+        let one_later = t0 + NEW_URL_EVERY;
+        assert!(source.take_token(one_later));
+        assert!(!source.take_token(one_later));
+        // A quiet hour fills it up to the burst, no more.
+        let hour = t0 + Duration::from_secs(3600);
+        for n in 0..NEW_URL_BURST {
+            assert!(source.take_token(hour), "token {n} after an hour");
+        }
+        assert!(!source.take_token(hour));
+        // A clock moved back a day does not leave the bucket empty for a day.
+        let back = t0 - Duration::from_secs(24 * 3600);
+        assert!(source.take_token(back));
+        // The ends of time do not panic.
+        let _ = source.take_token(PrimitiveDateTime::MAX.assume_utc());
+        assert!(source.take_token(PrimitiveDateTime::MIN.assume_utc()));
+    }
+
+    /// PayPal's sandbox certificate (the Java SDK's test vector): the name, the dates,
+    /// and the chain (whose intermediate is not at hand) are what is checked.
+    #[test]
+    fn checks_of_the_vectors_certificate() {
+        const CERT: &[u8] = include_bytes!("providers/testdata/paypal_cert.pem");
+        let at = |secs| OffsetDateTime::UNIX_EPOCH + Duration::from_secs(secs);
+        let sent = at(1_567_075_773); // 2019-08-29T10:49:33Z
+        let cert = Certificate::from_der(&pem_certificates(CERT).unwrap()[0]).unwrap();
+        assert!(names_paypal(&cert), "messageverificationcerts.sandbox.paypal.com");
+
+        let pinned = Trust { pinned: pem_certificates(CERT).unwrap(), ..Trust::mozilla() };
+        let checked = pinned.check(CERT, sent).unwrap();
+        assert_eq!(checked.not_before, at(1_554_163_200)); // 2019-04-02T00:00:00Z
+        assert_eq!(checked.not_after, at(1_621_857_600)); // 2021-05-24T12:00:00Z
+        assert!(matches!(pinned.check(CERT, at(1_554_163_199)), Err(CertError::NotYetValid)));
+        assert!(pinned.check(CERT, at(1_621_857_600)).is_ok(), "notAfter is included");
+        assert!(matches!(pinned.check(CERT, at(1_621_857_601)), Err(CertError::Expired)));
+        assert!(matches!(pinned.check(b"not a pem", sent), Err(CertError::Pem)));
+        assert!(matches!(pinned.check(b"", sent), Err(CertError::Pem)));
+        let too_many = CERT.repeat(MAX_CHAIN_LEN + 1);
+        assert!(matches!(pinned.check(&too_many, sent), Err(CertError::Pem)));
+        let chain = CERT.repeat(2);
+        assert!(pinned.check(&chain, sent).is_ok(), "the PEM's first certificate is the one");
+
+        // Without its intermediate (DigiCert SHA2 Extended Validation Server CA), it does
+        // not chain to Mozilla's roots.
+        let mozilla = Trust::mozilla();
+        assert!(matches!(mozilla.check(CERT, sent), Err(CertError::Chain(_))));
     }
 }

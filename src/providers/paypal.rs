@@ -9,11 +9,14 @@
 //! - **The certificate is yours to supply.** [`scheme`] takes the PEM certificate you
 //!   trust (downloaded once from PayPal, or fetched by your own code from the
 //!   `PAYPAL-CERT-URL` of a request, after [`is_trusted_cert_url`] approved it). This
-//!   module does no I/O and checks **neither the certificate's validity period nor its
-//!   chain**: only that the signature verifies under the certificate's public key.
+//!   module does no I/O and checks **neither the certificate's name, validity period nor
+//!   chain**: only that the signature verifies under the certificate's public key (you
+//!   chose to trust it). `hookguard::paypal_fetch` (feature `paypal-fetch`)
+//!   fetches certificates per request and checks all three before trusting one.
 //!   Several certificates may be configured ([`PayPalScheme::with_certificate`]), for
 //!   PayPal's certificate rotation.
-//! - The `PAYPAL-CERT-URL` header must still be an `https` URL on a PayPal host
+//! - The `PAYPAL-CERT-URL` header must still be an `https` URL under
+//!   `/v1/notifications/certs/` on one of PayPal's four REST API hosts
 //!   ([`is_trusted_cert_url`]), or the request is refused.
 //! - Any `PAYPAL-AUTH-ALGO` other than `SHA256withRSA` fails closed
 //!   ([`Reason::UnsupportedAlgorithm`]).
@@ -155,6 +158,11 @@ pub const TOLERANCE: Tolerance =
 fn certificate_key(pem: &[u8]) -> Result<VerifyingKey<Sha256>, ConfigError> {
     let cert = Certificate::from_pem(pem)
         .map_err(|_| ConfigError::InvalidSecret("a PayPal certificate is one X.509 certificate in PEM"))?;
+    key_of(&cert)
+}
+
+/// The RSA key of a certificate already parsed.
+fn key_of(cert: &Certificate) -> Result<VerifyingKey<Sha256>, ConfigError> {
     let spki = cert
         .tbs_certificate()
         .subject_public_key_info()
@@ -163,6 +171,20 @@ fn certificate_key(pem: &[u8]) -> Result<VerifyingKey<Sha256>, ConfigError> {
     let key = RsaPublicKey::from_public_key_der(&spki)
         .map_err(|_| ConfigError::InvalidSecret("the certificate's public key is not an RSA key"))?;
     Ok(VerifyingKey::new(key))
+}
+
+/// A scheme with the key of a certificate already parsed and checked (the fetcher's: it
+/// reads a PEM that may hold a chain, and checks the certificate before this).
+#[cfg(feature = "paypal-fetch")]
+pub(crate) fn scheme_for_certificate(
+    webhook_id: Cow<'static, str>,
+    cert: &Certificate,
+    tolerance: Tolerance,
+) -> Result<PayPalScheme, ConfigError> {
+    if webhook_id.trim().is_empty() {
+        return Err(ConfigError::EmptySecret);
+    }
+    Ok(PayPalScheme { webhook_id, keys: vec![key_of(cert)?], tolerance })
 }
 
 impl PayPalScheme {
@@ -226,25 +248,44 @@ impl PayPalScheme {
     }
 }
 
+/// The hosts PayPal's certificate URLs are on: the live and sandbox REST API hosts.
+const CERT_HOSTS: [&str; 4] =
+    ["api.paypal.com", "api-m.paypal.com", "api.sandbox.paypal.com", "api-m.sandbox.paypal.com"];
+
+/// The path every certificate URL starts with; one segment (the certificate's name,
+/// `CERT-…`) follows.
+const CERT_PATH: &str = "/v1/notifications/certs/";
+
+/// The longest certificate name accepted after [`CERT_PATH`] (PayPal's are about 30
+/// characters).
+const MAX_CERT_NAME_LEN: usize = 128;
+
 /// Whether a `PAYPAL-CERT-URL` may be fetched: an `https` URL, without user info, on
-/// the default port, whose host is `paypal.com` or a subdomain of it
-/// (`api.paypal.com`, `api.sandbox.paypal.com`, `api-m.paypal.com`), with no query or
-/// fragment (PayPal's have none; a query would make one certificate many URLs, each
-/// fetched and cached on its own). For a fetcher
-/// that downloads and caches certificates; the verification itself refuses requests
-/// whose header fails this check.
+/// the default port, on one of PayPal's REST API hosts **exactly** (`api.paypal.com`,
+/// `api-m.paypal.com`, `api.sandbox.paypal.com`, `api-m.sandbox.paypal.com`; any case, a
+/// trailing dot allowed), whose path is `/v1/notifications/certs/` followed by one
+/// segment of letters, digits, `-`, `_` and `.` (PayPal's look like
+/// `CERT-360caa42-fca2a594-1d93a270`; no `%` escapes, no `..`, no further `/`), with no
+/// query or fragment (a query would make one certificate many URLs, each fetched and
+/// cached on its own). For a fetcher that downloads and caches certificates; the
+/// verification itself refuses requests whose header fails this check.
 ///
-/// PayPal does not publish the list of certificate hosts; "a subdomain of
-/// `paypal.com`" is the rule PayPal's SDKs' users and webhook gateways apply
-/// (*unconfirmed* by PayPal's own documentation).
+/// PayPal does not publish where its certificates may be: the URLs seen in its
+/// deliveries and SDK tests are on `api.paypal.com` and `api.sandbox.paypal.com`, and
+/// `api-m.` are the current names of the same APIs (*unconfirmed* as certificate hosts).
+/// Other `paypal.com` subdomains are refused: any of them that serves bytes someone else
+/// can shape (a dangling DNS name, a third-party-hosted site) would otherwise choose the
+/// key. The URL is only where to look; a fetched certificate must still be PayPal's
+/// (see `hookguard::paypal_fetch`, feature `paypal-fetch`).
 ///
 /// ```
 /// use hookguard::providers::paypal::is_trusted_cert_url;
-/// assert!(is_trusted_cert_url("https://api.paypal.com/v1/notifications/certs/CERT-1"));
-/// assert!(is_trusted_cert_url("https://api.sandbox.paypal.com/v1/notifications/certs/CERT-1"));
+/// assert!(is_trusted_cert_url("https://api.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-1d93a270"));
+/// assert!(is_trusted_cert_url("https://api-m.sandbox.paypal.com/v1/notifications/certs/CERT-1"));
 /// assert!(!is_trusted_cert_url("http://api.paypal.com/v1/notifications/certs/CERT-1"));
-/// assert!(!is_trusted_cert_url("https://api.paypal.com.evil.example/cert"));
-/// assert!(!is_trusted_cert_url("https://evilpaypal.com/cert"));
+/// assert!(!is_trusted_cert_url("https://www.paypal.com/v1/notifications/certs/CERT-1"));
+/// assert!(!is_trusted_cert_url("https://api.paypal.com/v1/oauth2/token"));
+/// assert!(!is_trusted_cert_url("https://api.paypal.com.evil.example/v1/notifications/certs/CERT-1"));
 /// assert!(!is_trusted_cert_url("https://api.paypal.com/v1/notifications/certs/CERT-1?n=2"));
 /// ```
 #[must_use]
@@ -264,8 +305,17 @@ pub fn is_trusted_cert_url(url: &str) -> bool {
     if authority.port_u16().is_some_and(|p| p != 443) {
         return false;
     }
-    let host = authority.host().trim_end_matches('.').to_ascii_lowercase();
-    host == "paypal.com" || host.strip_suffix(".paypal.com").is_some_and(|sub| !sub.is_empty())
+    let host = authority.host().strip_suffix('.').unwrap_or(authority.host());
+    if !CERT_HOSTS.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+        return false;
+    }
+    let Some(name) = uri.path().strip_prefix(CERT_PATH) else {
+        return false;
+    };
+    !name.is_empty()
+        && name.len() <= MAX_CERT_NAME_LEN
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && name.bytes().any(|b| b != b'.')
 }
 
 fn header<'a>(req: &WebhookRequest<'a>, name: &HeaderName, missing: Reason) -> Result<&'a str, Rejection> {
@@ -525,18 +575,46 @@ mod tests {
 
     #[test]
     fn cert_urls() {
+        let too_long = format!("https://api.paypal.com/v1/notifications/certs/{}", "C".repeat(129));
+        let longest = format!("https://api.paypal.com/v1/notifications/certs/{}", "C".repeat(128));
         let cases: &[(&str, bool)] = &[
-            ("https://api.paypal.com/v1/notifications/certs/CERT-1", true),
-            ("https://api.sandbox.paypal.com/v1/notifications/certs/CERT-1", true),
+            (URL, true),
+            ("https://api.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-1d93a270", true),
             ("https://api-m.paypal.com/v1/notifications/certs/CERT-1", true),
-            ("HTTPS://API.PAYPAL.COM/c", true),
-            ("https://api.paypal.com:443/c", true),
-            ("https://api.paypal.com:8443/c", false),
-            ("http://api.paypal.com/c", false),
-            ("https://paypal.com.evil.example/c", false),
-            ("https://evilpaypal.com/c", false),
-            ("https://user@api.paypal.com/c", false),
-            ("https://.paypal.com/c", false),
+            ("https://api.sandbox.paypal.com/v1/notifications/certs/CERT-1", true),
+            ("https://api-m.sandbox.paypal.com/v1/notifications/certs/CERT-1", true),
+            ("HTTPS://API.PAYPAL.COM/v1/notifications/certs/CERT-1", true),
+            ("https://api.paypal.com:443/v1/notifications/certs/CERT-1", true),
+            ("https://api.paypal.com./v1/notifications/certs/CERT-1", true),
+            ("https://api.paypal.com/v1/notifications/certs/cert_1.pem", true),
+            // Other PayPal hosts: any of them whose bytes someone else can shape would
+            // choose the key.
+            ("https://paypal.com/v1/notifications/certs/CERT-1", false),
+            ("https://www.paypal.com/v1/notifications/certs/CERT-1", false),
+            ("https://messageverificationcerts.paypal.com/v1/notifications/certs/CERT-1", false),
+            ("https://x.api.paypal.com/v1/notifications/certs/CERT-1", false),
+            ("https://api.paypal.com../v1/notifications/certs/CERT-1", false),
+            ("https://evilpaypal.com/v1/notifications/certs/CERT-1", false),
+            ("https://api.paypal.com.evil.example/v1/notifications/certs/CERT-1", false),
+            // Other paths on the right host.
+            ("https://api.paypal.com/c", false),
+            ("https://api.paypal.com/", false),
+            ("https://api.paypal.com", false),
+            ("https://api.paypal.com/v1/notifications/certs/", false),
+            ("https://api.paypal.com/v1/notifications/certs/..", false),
+            ("https://api.paypal.com/v1/notifications/certs/../../oauth2/token", false),
+            ("https://api.paypal.com/v1/notifications/certs/CERT-1/x", false),
+            ("https://api.paypal.com/v1/notifications/certs/CERT%2D1", false),
+            ("https://api.paypal.com/V1/notifications/certs/CERT-1", false),
+            ("https://api.paypal.com/v1/notifications/webhooks-events/WH-1", false),
+            (&longest, true),
+            (&too_long, false),
+            // Other schemes, ports, user info, queries, fragments.
+            ("https://api.paypal.com:8443/v1/notifications/certs/CERT-1", false),
+            ("http://api.paypal.com/v1/notifications/certs/CERT-1", false),
+            ("https://user@api.paypal.com/v1/notifications/certs/CERT-1", false),
+            ("https://api.paypal.com/v1/notifications/certs/CERT-1?n=2", false),
+            ("https://api.paypal.com/v1/notifications/certs/CERT-1#x", false),
             ("/v1/notifications/certs/CERT-1", false),
             ("", false),
             ("not a url", false),
