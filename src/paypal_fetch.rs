@@ -17,15 +17,26 @@
 //! - be within its validity period (`notBefore` to `notAfter`) at the source's
 //!   [clock](PayPalCertificates::clock) when fetched, and at the guard's clock for each
 //!   delivery it verifies; it is never cached past its `notAfter`;
-//! - chain to a root of Mozilla's store (`webpki-roots`), through the other certificates
-//!   of the PEM and those given to [`intermediates`](PayPalCertificates::intermediates),
-//!   each valid at the source's clock, for TLS server authentication (rustls-webpki
-//!   checks as a TLS client does, without the host name; no revocation check).
+//! - with [`check_chain`](PayPalCertificates::check_chain), chain to a root of Mozilla's
+//!   store (`webpki-roots`), through the other certificates of the PEM and those given to
+//!   [`intermediates`](PayPalCertificates::intermediates), each valid at the source's
+//!   clock, for TLS server authentication (rustls-webpki checks as a TLS client does,
+//!   without the host name; no revocation check).
 //!
-//! [`trust_anchors`](PayPalCertificates::trust_anchors) replaces Mozilla's roots (a
-//! private mirror, tests); [`pin_certificates`](PayPalCertificates::pin_certificates)
-//! replaces the chain check with a list of exact certificates (the name and dates are
-//! still checked). A certificate that fails a check is not cached; the request is
+//! The chain check is **off by default**. What vouches for the certificate then is where
+//! it came from: PayPal's own API host, over TLS checked against Mozilla's roots, at
+//! PayPal's certificate path; whoever could change those bytes could change what PayPal's
+//! API answers. The chain check guards against that path serving a certificate that
+//! PayPal's CA did not issue, but PayPal's message-signing certificates have been issued
+//! under a DigiCert hierarchy whose older root (DigiCert High Assurance EV Root CA) is no
+//! longer in Mozilla's store, and whether PayPal's current certificate chains to a root
+//! still there could not be confirmed here: on by default, it could refuse every PayPal
+//! delivery (503). Turn it on once your PayPal certificate has passed it, with
+//! [`intermediates`](PayPalCertificates::intermediates) if PayPal serves the certificate
+//! alone. [`trust_anchors`](PayPalCertificates::trust_anchors) turns it on with other
+//! roots (a private mirror, one of DigiCert's older roots, tests);
+//! [`pin_certificates`](PayPalCertificates::pin_certificates) accepts only a list of exact
+//! certificates (the name and dates are still checked). A certificate that fails a check is not cached; the request is
 //! answered 503 and PayPal retries it.
 //!
 //! # Fetches that anyone can cause
@@ -262,6 +273,9 @@ struct Trust {
     intermediates: Vec<CertificateDer<'static>>,
     /// When not empty: only these certificates (DER), and no chain check.
     pinned: Vec<CertificateDer<'static>>,
+    /// Whether a fetched certificate must chain to `roots` ([`PayPalCertificates::check_chain`],
+    /// [`PayPalCertificates::trust_anchors`]).
+    chain: bool,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
@@ -269,6 +283,8 @@ impl fmt::Debug for Trust {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if !self.pinned.is_empty() {
             write!(f, "Pinned({})", self.pinned.len())
+        } else if !self.chain {
+            write!(f, "FetchedFromPayPal")
         } else if self.mozilla {
             write!(f, "MozillaRoots {{ intermediates: {} }}", self.intermediates.len())
         } else {
@@ -315,13 +331,14 @@ fn names_paypal(cert: &Certificate) -> bool {
 }
 
 impl Trust {
-    /// Mozilla's roots (`webpki-roots`), nothing pinned.
+    /// No chain check (Mozilla's roots, `webpki-roots`, ready for one), nothing pinned.
     fn mozilla() -> Self {
         Self {
             roots: rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() },
             mozilla: true,
             intermediates: Vec::new(),
             pinned: Vec::new(),
+            chain: false,
             algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
         }
     }
@@ -342,7 +359,11 @@ impl Trust {
         if now > not_after {
             return Err(CertError::Expired);
         }
-        if self.pinned.is_empty() {
+        if !self.pinned.is_empty() {
+            if !self.pinned.iter().any(|pinned| pinned == leaf) {
+                return Err(CertError::NotPinned);
+            }
+        } else if self.chain {
             let secs = u64::try_from(now.unix_timestamp()).map_err(|_| CertError::Clock)?;
             let at = UnixTime::since_unix_epoch(Duration::from_secs(secs));
             let parsed = rustls::server::ParsedCertificate::try_from(leaf).map_err(CertError::Chain)?;
@@ -356,8 +377,6 @@ impl Trust {
                 self.algorithms.all,
             )
             .map_err(CertError::Chain)?;
-        } else if !self.pinned.iter().any(|pinned| pinned == leaf) {
-            return Err(CertError::NotPinned);
         }
         Ok(Checked { certificate, not_before, not_after })
     }
@@ -665,11 +684,11 @@ impl PayPalCertificates {
     /// ```
     /// use hookguard::{ConfigError, paypal_fetch::PayPalCertificates};
     /// assert_eq!(PayPalCertificates::new("").unwrap_err(), ConfigError::EmptySecret);
-    /// // Nothing is fetched until a request names a certificate; certificates must chain
-    /// // to Mozilla's roots.
+    /// // Nothing is fetched until a request names a certificate; by default what vouches
+    /// // for it is PayPal's URL, its name and its dates (`check_chain` adds its chain).
     /// let source = PayPalCertificates::new("0FV983392A0531201").unwrap();
     /// assert!(format!("{source:?}").contains("HttpsFetcher"));
-    /// assert!(format!("{source:?}").contains("MozillaRoots"));
+    /// assert!(format!("{source:?}").contains("FetchedFromPayPal"));
     /// ```
     pub fn new(webhook_id: impl Into<Cow<'static, str>>) -> Result<Self, ConfigError> {
         Self::with_fetcher(webhook_id, HttpsFetcher::new()?)
@@ -754,10 +773,32 @@ impl PayPalCertificates {
         }
         self.trust.roots = roots;
         self.trust.mozilla = false;
+        self.trust.chain = true;
         Ok(self)
     }
 
-    /// Intermediate CA certificates (PEM, one or more) offered to every chain check,
+    /// Requires each fetched certificate to chain to a root of Mozilla's store
+    /// (`webpki-roots`), through the PEM's other certificates and those given to
+    /// [`intermediates`](Self::intermediates), as PayPal's older SDKs did with a bundled
+    /// DigiCert CA. Off by default: see the [module docs](self) for why, and turn it on
+    /// once you have seen your PayPal certificate pass it (or give
+    /// [`trust_anchors`](Self::trust_anchors), which turns it on with those roots).
+    ///
+    /// ```
+    /// use hookguard::paypal_fetch::PayPalCertificates;
+    /// let source = PayPalCertificates::new("0FV983392A0531201").unwrap();
+    /// assert!(format!("{source:?}").contains("FetchedFromPayPal"));
+    /// let source = source.check_chain();
+    /// assert!(format!("{source:?}").contains("MozillaRoots { intermediates: 0 }"));
+    /// ```
+    #[must_use]
+    pub fn check_chain(mut self) -> Self {
+        self.trust.chain = true;
+        self
+    }
+
+    /// Intermediate CA certificates (PEM, one or more) offered to every chain check (see
+    /// [`check_chain`](Self::check_chain)),
     /// after those of the PEM fetched: for when PayPal serves its certificate without the
     /// intermediate it was issued by. Trusts nothing by itself (a chain must still end at
     /// a trust anchor). Each call replaces the intermediates of the one before.
@@ -771,7 +812,7 @@ impl PayPalCertificates {
     /// let source = PayPalCertificates::new("0FV983392A0531201").unwrap();
     /// assert!(matches!(source.intermediates(""), Err(ConfigError::Invalid(_))));
     /// // `INTERMEDIATE`: the CA certificate PayPal's certificate was issued by, in PEM.
-    /// let source = PayPalCertificates::new("0FV983392A0531201").unwrap().intermediates(INTERMEDIATE).unwrap();
+    /// let source = PayPalCertificates::new("0FV983392A0531201").unwrap().check_chain().intermediates(INTERMEDIATE).unwrap();
     /// assert!(format!("{source:?}").contains("MozillaRoots { intermediates: 1 }"));
     /// ```
     pub fn intermediates(mut self, pem: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
@@ -1276,7 +1317,10 @@ mod tests {
 
         // Without its intermediate (DigiCert SHA2 Extended Validation Server CA), it does
         // not chain to Mozilla's roots.
-        let mozilla = Trust::mozilla();
+        let mozilla = Trust { chain: true, ..Trust::mozilla() };
         assert!(matches!(mozilla.check(CERT, sent), Err(CertError::Chain(_))));
+        // By default its name and dates are checked, not its chain.
+        assert!(Trust::mozilla().check(CERT, sent).is_ok());
+        assert!(matches!(Trust::mozilla().check(CERT, at(1_621_857_601)), Err(CertError::Expired)));
     }
 }

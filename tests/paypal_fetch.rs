@@ -611,9 +611,10 @@ async fn a_self_signed_certificate_in_paypals_name_is_refused() {
     let guard = self::guard(test_pki_source(&genuine, &clock), &clock);
     assert_eq!(status(&guard, &clock, LIVE_URL, "genuine").await, 202);
 
-    // By default only Mozilla's roots are trusted: the test CA is not one.
+    // With the chain checked against Mozilla's roots: the test CA is not one.
     let mozilla = PayPalCertificates::with_fetcher(WEBHOOK_ID, Shared(Arc::clone(&genuine)))
         .unwrap()
+        .check_chain()
         .clock(clock.clone());
     let guard = self::guard(mozilla, &clock);
     assert_eq!(status(&guard, &clock, LIVE_URL, "no-anchor").await, 503);
@@ -639,10 +640,31 @@ async fn the_chain_goes_through_the_pems_or_the_configured_intermediates() {
 
     // The root served with the chain does not make itself trusted.
     let with_root = Fake::serving(LIVE_URL, &[LIVE, INTERMEDIATE, ROOT]);
-    let mozilla =
-        PayPalCertificates::with_fetcher(WEBHOOK_ID, Shared(with_root)).unwrap().clock(clock.clone());
+    let mozilla = PayPalCertificates::with_fetcher(WEBHOOK_ID, Shared(with_root))
+        .unwrap()
+        .check_chain()
+        .clock(clock.clone());
     let guard = self::guard(mozilla, &clock);
     assert_eq!(status(&guard, &clock, LIVE_URL, "self-vouched").await, 503);
+}
+
+/// By default the chain is not checked: a certificate fetched from PayPal's own API host
+/// at PayPal's certificate path is trusted when its name and dates are right, whoever
+/// issued it (see the module docs for why); `check_chain` refuses one no trusted CA
+/// issued.
+#[tokio::test]
+async fn by_default_the_url_name_and_dates_vouch_for_a_certificate() {
+    let clock = ManualClock::at_unix(SENT);
+    let served = Fake::serving(LIVE_URL, &[SELF_SIGNED]);
+    let source = || {
+        PayPalCertificates::with_fetcher(WEBHOOK_ID, Shared(Arc::clone(&served)))
+            .unwrap()
+            .clock(clock.clone())
+    };
+    let guard = self::guard(source(), &clock);
+    assert_eq!(status(&guard, &clock, LIVE_URL, "by-default").await, 202);
+    let guard = self::guard(source().check_chain(), &clock);
+    assert_eq!(status(&guard, &clock, LIVE_URL, "chain-checked").await, 503);
 }
 
 /// Only certificates issued to PayPal's message-signing names, exactly, are trusted,

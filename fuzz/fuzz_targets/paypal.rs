@@ -5,8 +5,8 @@
 //! What must hold, besides no panic:
 //! - only a PEM certificate makes a scheme;
 //! - a URL `is_trusted_cert_url` approves is, read by the WHATWG URL parser too (the `url`
-//!   crate, when it reads it), `https` on port 443 without user info, on `paypal.com` or
-//!   a subdomain of it;
+//!   crate, when it reads it), `https` on port 443 without user info, query or fragment,
+//!   on one of PayPal's four REST API hosts, with a path under `/v1/notifications/certs/`;
 //! - a request verifies only with the vector's transmission id and time, and a body with
 //!   the vector body's CRC-32 (only that signature exists); a refusal is one of the
 //!   reasons PayPal's checks give.
@@ -44,7 +44,10 @@ fn url(text: &str) {
     assert_eq!(parsed.port_or_known_default(), Some(443), "{text}");
     assert!(parsed.username().is_empty() && parsed.password().is_none(), "{text}");
     let host = parsed.host_str().unwrap_or_default().trim_end_matches('.').to_ascii_lowercase();
-    assert!(host == "paypal.com" || host.ends_with(".paypal.com"), "{text} is on {host}");
+    let hosts = ["api.paypal.com", "api-m.paypal.com", "api.sandbox.paypal.com", "api-m.sandbox.paypal.com"];
+    assert!(hosts.contains(&host.as_str()), "{text} is on {host}");
+    assert!(parsed.path().starts_with("/v1/notifications/certs/"), "{text}");
+    assert!(parsed.query().is_none() && parsed.fragment().is_none(), "{text}");
 }
 
 fn request(data: &[u8]) {

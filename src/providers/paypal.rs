@@ -12,7 +12,8 @@
 //!   module does no I/O and checks **neither the certificate's name, validity period nor
 //!   chain**: only that the signature verifies under the certificate's public key (you
 //!   chose to trust it). `hookguard::paypal_fetch` (feature `paypal-fetch`)
-//!   fetches certificates per request and checks all three before trusting one.
+//!   fetches certificates per request and checks the name and validity period before
+//!   trusting one (the chain too, when asked: `PayPalCertificates::check_chain`).
 //!   Several certificates may be configured ([`PayPalScheme::with_certificate`]), for
 //!   PayPal's certificate rotation.
 //! - The `PAYPAL-CERT-URL` header must still be an `https` URL under
