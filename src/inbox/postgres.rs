@@ -122,7 +122,10 @@ type ListenFn = dyn Fn(Arc<str>, Arc<Signal>) -> BoxFuture<'static, Result<(), L
 /// `Retry-After`, instead of holding pushes: every call gives up after the
 /// [operation timeout](Self::operation_timeout) (default 5 s). The pool made by
 /// [`connect`](Self::connect) also gives up opening a connection after 3 s (or the URL's
-/// `connect_timeout`) and waiting for a free one after 5 s. A migration waits at most 2 s
+/// `connect_timeout`) and waiting for a free one after 5 s, and its connections (the
+/// `LISTEN` one too) are closed by the kernel when the database leaves what they sent
+/// unacknowledged for 15 s (`TCP_USER_TIMEOUT`, or the URL's `tcp_user_timeout`): a
+/// database machine that vanished does not keep failing calls on its dead connections. A migration waits at most 2 s
 /// for each lock it needs, and once the table, indexes and trigger exist it takes none on
 /// the table.
 ///
@@ -452,6 +455,27 @@ impl std::error::Error for MigrationFailed {
     }
 }
 
+/// How long the kernel waits for the database to acknowledge what a connection sent before
+/// it closes the connection (`TCP_USER_TIMEOUT`), unless the URL sets `tcp_user_timeout`.
+const DEAD_PEER: Duration = Duration::from_secs(15);
+
+/// The configuration [`PostgresInbox::connect`] opens its connections with: the URL's,
+/// with [`OPEN_TIMEOUT`] as its connect timeout and [`DEAD_PEER`] as its TCP user timeout
+/// where the URL sets none. A database machine that vanishes without a word (a failover
+/// that moves its address) leaves connections that never answer: a call on one fails at
+/// the operation timeout, and the connection goes back to the pool. The TCP user timeout
+/// has the kernel close it once what was sent stays unacknowledged, so the pool opens a
+/// new one instead of handing the dead one out again and again.
+fn connection_config(url: &str) -> Result<tokio_postgres::Config, InboxError> {
+    let mut config = url.parse::<tokio_postgres::Config>().map_err(backend)?;
+    let open = config.get_connect_timeout().copied().unwrap_or(OPEN_TIMEOUT);
+    config.connect_timeout(open);
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(DEAD_PEER);
+    }
+    Ok(config)
+}
+
 /// Runs `op`, failing with [`InboxError::Backend`] when it takes longer than `limit`.
 async fn within<T>(
     limit: Duration,
@@ -741,11 +765,10 @@ impl PostgresInbox {
     /// # Ok(()) }
     /// ```
     pub async fn connect(url: &str) -> Result<Self, InboxError> {
-        let mut config = url.parse::<tokio_postgres::Config>().map_err(backend)?;
+        let config = connection_config(url)?;
         // tokio-postgres bounds the TCP connect only; the pool's create timeout bounds the
         // rest (a server that takes the connection and never answers).
         let open = config.get_connect_timeout().copied().unwrap_or(OPEN_TIMEOUT);
-        config.connect_timeout(open);
         let manager = deadpool_postgres::Manager::from_config(
             config.clone(),
             tokio_postgres::NoTls,
@@ -1382,8 +1405,8 @@ mod tests {
     use time::OffsetDateTime;
 
     use super::{
-        ESC, PostgresInbox, channel, key_as_given, parse_receipt, quote_ident, read_record, receipt, stored,
-        stored_record, unstored, valid_identifier,
+        DEAD_PEER, ESC, OPEN_TIMEOUT, PostgresInbox, channel, connection_config, key_as_given, parse_receipt,
+        quote_ident, read_record, receipt, stored, stored_record, unstored, valid_identifier,
     };
     use crate::{
         clock::ManualClock,
@@ -1519,6 +1542,19 @@ mod tests {
         let Err(InboxError::Backend(e)) = failed else { panic!("{failed:?}") };
         assert!(e.to_string().contains("did not answer within 5s"), "{e}");
         assert_eq!(started.elapsed(), Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn connections_left_unanswered_are_closed_by_the_kernel() {
+        let config = connection_config("postgres://postgres@127.0.0.1/test").unwrap();
+        assert_eq!(config.get_tcp_user_timeout(), Some(&DEAD_PEER));
+        assert_eq!(config.get_connect_timeout(), Some(&OPEN_TIMEOUT));
+        let config =
+            connection_config("postgres://postgres@127.0.0.1/test?tcp_user_timeout=40&connect_timeout=7")
+                .unwrap();
+        assert_eq!(config.get_tcp_user_timeout(), Some(&Duration::from_secs(40)), "the URL's own");
+        assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(7)));
+        assert!(connection_config("not a url").is_err());
     }
 
     #[tokio::test]
