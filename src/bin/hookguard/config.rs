@@ -1061,6 +1061,14 @@ fn endpoint(
             if let Some(ranges) = ranges {
                 listed = AllowList::parse_ranges(&ranges.get_ref().join("\n"))
                     .map_err(|e| src.at(ranges.span(), format!("{label}: allow: {e}")))?;
+                // An empty list (a template that rendered nothing) would refuse every
+                // delivery: refused as an empty `allow_file` is.
+                if listed.is_empty() && file.is_none() {
+                    return Err(src.at(
+                        ranges.span(),
+                        format!("{label}: allow holds no range (it would refuse every delivery)"),
+                    ));
+                }
             }
             let allow_list = AllowList::new(listed.iter().copied());
             let reload = match file {
@@ -1638,6 +1646,18 @@ append_to = "/tmp/x.jsonl"
                 Some("t.toml:7:21: endpoint `hooks-github`: allow_reload_secs must be at most 86400"),
             ),
             ("a day's reload", format!("{OK}allow_reload_secs = 86400\n"), None),
+            (
+                "an empty allow-list",
+                format!("{OK}allow = []\n"),
+                Some(
+                    "t.toml:7:9: endpoint `hooks-github`: allow holds no range (it would refuse every delivery)",
+                ),
+            ),
+            (
+                "an allow-list of comments only",
+                format!("{OK}allow = [\"# nothing yet\"]\n"),
+                Some("t.toml:7:9: endpoint `hooks-github`: allow holds no range"),
+            ),
             (
                 "shared senders without an allow-list",
                 format!("{OK}allow_shared = true\n"),
