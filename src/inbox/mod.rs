@@ -699,6 +699,37 @@ pub(crate) fn wait_limit(timeout: Duration, due: Option<i128>, now: i128) -> Opt
     Some(timeout.min(Duration::from_nanos(u64::try_from(left).unwrap_or(u64::MAX))))
 }
 
+/// The log lines written while `f` runs (on this thread), for the durable inboxes' tests
+/// of what they log.
+#[cfg(all(test, any(feature = "postgres", feature = "redis")))]
+pub(crate) async fn logged<T>(f: impl Future<Output = T>) -> (T, String) {
+    #[derive(Clone, Default)]
+    struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Logs {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+        type Writer = Self;
+        fn make_writer(&'a self) -> Self {
+            self.clone()
+        }
+    }
+    let logs = Logs::default();
+    let subscriber = tracing_subscriber::fmt().with_writer(logs.clone()).with_ansi(false).finish();
+    let out = {
+        let _on = tracing::subscriber::set_default(subscriber);
+        f.await
+    };
+    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    (out, text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1626,35 +1626,6 @@ mod tests {
         client
     }
 
-    /// The log lines written while `f` runs (on this thread).
-    async fn logged<T>(f: impl Future<Output = T>) -> (T, String) {
-        #[derive(Clone, Default)]
-        struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-        impl std::io::Write for Logs {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-            type Writer = Self;
-            fn make_writer(&'a self) -> Self {
-                self.clone()
-            }
-        }
-        let logs = Logs::default();
-        let subscriber = tracing_subscriber::fmt().with_writer(logs.clone()).with_ansi(false).finish();
-        let out = {
-            let _on = tracing::subscriber::set_default(subscriber);
-            f.await
-        };
-        let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
-        (out, text)
-    }
-
     /// A handler error holding NUL (which `text` refuses) no longer fails the retry and the
     /// dead-letter move (it left the job leased, run again every lease period, for ever).
     #[tokio::test]
@@ -1799,7 +1770,7 @@ mod tests {
             ))
             .await
             .unwrap();
-        let (jobs, logs) = logged(inbox.pull(10, LEASE)).await;
+        let (jobs, logs) = crate::inbox::logged(inbox.pull(10, LEASE)).await;
         let ids: Vec<_> =
             jobs.expect("the pull goes on").iter().map(|j| j.webhook().id().unwrap().to_owned()).collect();
         assert_eq!(ids, ["a", "c"]);
@@ -1828,7 +1799,7 @@ mod tests {
         let jobs = inbox.pull(10, LEASE).await.unwrap();
         assert_eq!(jobs.len(), 1, "b is set aside");
         inbox.dead_letter(&jobs[0], "no").await.unwrap();
-        let (listed, logs) = logged(inbox.dead_letters(10)).await;
+        let (listed, logs) = crate::inbox::logged(inbox.dead_letters(10)).await;
         assert_eq!(listed.unwrap().len(), 1);
         assert!(
             logs.contains("unreadable PostgreSQL dead letter") && logs.contains(r#"key="test:b\0""#),

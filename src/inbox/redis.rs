@@ -1416,35 +1416,6 @@ mod tests {
         }
     }
 
-    /// The log lines written while `f` runs (on this thread).
-    async fn logged<T>(f: impl Future<Output = T>) -> (T, String) {
-        #[derive(Clone, Default)]
-        struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
-        impl std::io::Write for Logs {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-            type Writer = Self;
-            fn make_writer(&'a self) -> Self {
-                self.clone()
-            }
-        }
-        let logs = Logs::default();
-        let subscriber = tracing_subscriber::fmt().with_writer(logs.clone()).with_ansi(false).finish();
-        let out = {
-            let _on = tracing::subscriber::set_default(subscriber);
-            f.await
-        };
-        let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
-        (out, text)
-    }
-
     /// A wait for durability that falls short (more replicas than the test server has, or
     /// a server without `WAITAOF`) fails no pull and no dead-letter move: the script ran,
     /// and failing would leave its leases to nobody, an attempt counted. A push still fails.
@@ -1506,20 +1477,20 @@ mod tests {
         let job_a = format!("{{{prefix}}}:job:{a}");
         let _: () =
             ::redis::cmd("HSET").arg(&job_a).arg("meta").arg("{").query_async(&mut admin).await.unwrap();
-        let (jobs, logs) = logged(inbox.pull(10, LEASE)).await;
+        let (jobs, logs) = crate::inbox::logged(inbox.pull(10, LEASE)).await;
         assert_eq!(jobs.unwrap().len(), 1, "b");
         assert!(logs.contains("unreadable") && logs.contains(&a), "{logs}");
 
-        let (listed, logs) = logged(inbox.dead_letters(10)).await;
+        let (listed, logs) = crate::inbox::logged(inbox.dead_letters(10)).await;
         assert!(listed.unwrap().is_empty());
         assert!(logs.contains(&a), "{logs}");
         // A dead letter whose hash is gone, or is no hash, is listed by key too.
         let _: () = ::redis::cmd("DEL").arg(&job_a).query_async(&mut admin).await.unwrap();
-        let (listed, logs) = logged(inbox.dead_letters(10)).await;
+        let (listed, logs) = crate::inbox::logged(inbox.dead_letters(10)).await;
         assert!(listed.unwrap().is_empty());
         assert!(logs.contains(&a), "{logs}");
         let _: () = ::redis::cmd("SET").arg(&job_a).arg("x").query_async(&mut admin).await.unwrap();
-        let (listed, logs) = logged(inbox.dead_letters(10)).await;
+        let (listed, logs) = crate::inbox::logged(inbox.dead_letters(10)).await;
         assert!(listed.expect("a key of another type fails no list").is_empty());
         assert!(logs.contains(&a), "{logs}");
         assert!(inbox.discard(&a).await.unwrap(), "the logged key discards it");
