@@ -575,6 +575,9 @@ const RETRY_FAILED_AFTER: Duration = Duration::from_secs(60);
 /// The longest a request waits for a fetch permit.
 const PERMIT_WAIT: Duration = Duration::from_secs(10);
 
+/// The longest a fetch may take, whatever the [`CertificateFetcher`].
+const FETCH_LIMIT: Duration = Duration::from_secs(10);
+
 /// What the cache knows of a URL at some time.
 enum Lookup {
     /// A certificate within its time to live.
@@ -1106,7 +1109,15 @@ impl PayPalCertificates {
         verified: bool,
         now: OffsetDateTime,
     ) -> Result<Arc<Tracked>, SourceError> {
-        let checked = match self.fetcher.fetch(url).await {
+        // Bounded whatever the fetcher (one of yours may not bound itself): a fetch that
+        // never ends would hold its permit, and a verified certificate's re-fetch, for ever.
+        let fetched = tokio::time::timeout(FETCH_LIMIT, self.fetcher.fetch(url)).await.unwrap_or_else(|_| {
+            Err(Box::new(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the certificate fetch took longer than 10 s",
+            )) as BoxError)
+        });
+        let checked = match fetched {
             Ok(pem) => self.trust.check(&pem, now).map_err(|e| Box::new(e) as BoxError),
             Err(e) => Err(e),
         };

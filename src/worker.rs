@@ -739,9 +739,18 @@ impl Worker {
                 // so sleep one window and look again; wait for a push only if it brought none.
                 let caught_up = std::mem::take(&mut busy) && !this.gather.is_zero();
                 if !caught_up {
-                    tokio::select! {
-                        _ = Caught::of(|| this.inbox.wait(this.idle_poll)) => {}
+                    let waited = tokio::select! {
+                        waited = Caught::of(|| this.inbox.wait(this.idle_poll)) => waited,
                         () = stop_changed(&mut stop) => continue,
+                    };
+                    if waited.is_none() {
+                        // A wait that panics returns at once: not a wake-up to pull on
+                        // straight away (a pull a millisecond, or a spin with no gather).
+                        tracing::warn!("the inbox's wait panicked");
+                        tokio::select! {
+                            () = tokio::time::sleep(this.idle_poll) => {}
+                            () = stop_changed(&mut stop) => {}
+                        }
                     }
                 }
                 if !this.gather.is_zero() {
@@ -1888,6 +1897,21 @@ mod tests {
         assert_eq!(progress.ended(Ok(clean)).in_flight, 0, "a clean end is the pool's own report");
     }
 
+    /// A `wait` that panics every time is not taken for a wake-up: the pool sleeps
+    /// `idle_poll` before it pulls again, instead of pulling every millisecond.
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_that_panics_is_no_wake_up() {
+        let inbox = CountingWaits { wait_panics: true, ..CountingWaits::new(MemoryInbox::new()) };
+        let pulls = Arc::clone(&inbox.pulls);
+        let worker = Worker::new(inbox, |_hook: Webhook| async { Ok::<(), Infallible>(()) })
+            .idle_poll(Duration::from_secs(1))
+            .spawn();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let pulled = pulls.load(Ordering::SeqCst);
+        assert!((5..=30).contains(&pulled), "{pulled} pulls in 10 s");
+        worker.shutdown(Duration::from_secs(1)).await;
+    }
+
     /// `drain` reads the depth itself: a depth that panics ends its wait (the count is then
     /// unknown) instead of unwinding into the caller.
     #[tokio::test(start_paused = true)]
@@ -2051,6 +2075,8 @@ mod tests {
         /// How many more calls to `pull`, `wait` and `depth` panic before they return a
         /// future (an inbox that does its work up front).
         eager_panics: Arc<AtomicUsize>,
+        /// Every call to `wait` panics before it returns a future.
+        wait_panics: bool,
     }
 
     impl CountingWaits {
@@ -2068,6 +2094,7 @@ mod tests {
                 panics: Arc::default(),
                 refuse_ack: false,
                 eager_panics: Arc::default(),
+                wait_panics: false,
             }
         }
     }
@@ -2163,6 +2190,7 @@ mod tests {
         fn wait(&self, timeout: Duration) -> BoxFuture<'_, ()> {
             self.waits.fetch_add(1, Ordering::SeqCst);
             self.maybe_panic_now();
+            assert!(!self.wait_panics, "a third party's wait, before its future");
             self.inner.wait(timeout)
         }
     }

@@ -841,8 +841,33 @@ fn bad_configs_name_file_and_line() {
     assert_eq!(
         err.trim_end(),
         "hookguard: bad.toml:7:14: endpoint `hooks-github`: environment variable HG_TEST_EMPTY_SECRET is set \
-         but empty (secret_env); secret_env_default applies only when it is unset"
+         but empty or not UTF-8 (secret_env); secret_env_default applies only when it is unset"
     );
+    // Set but not UTF-8: the same (it read as unset, and the demo default verified).
+    let dir = temp_dir("not-utf8");
+    let path = dir.join("bad.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{base}secret_env = \"HG_TEST_BAD_SECRET\"\nsecret_env_default = \"t0ken-demo\"\nappend_to = \"x.jsonl\"\n"
+        ),
+    )
+    .expect("write");
+    let path = path.to_str().expect("utf-8 path");
+    let out = {
+        use std::os::unix::ffi::OsStrExt as _;
+        Command::new(BIN)
+            .args(["serve", "--check", "--config", path])
+            .env("HG_TEST_BAD_SECRET", std::ffi::OsStr::from_bytes(b"t0ken\xff"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run hookguard")
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = text(&out.stderr).replace(path, "bad.toml");
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("environment variable HG_TEST_BAD_SECRET is set but empty or not UTF-8"), "{err}");
+    assert!(!err.contains("t0ken"), "the value is never shown: {err}");
     // Set, it starts (checked with --check).
     let dir = temp_dir("good");
     let path = dir.join("good.toml");

@@ -865,3 +865,25 @@ async fn a_verified_certificate_is_kept_while_its_refetch_is_pending() {
     fake.release();
     assert_eq!(refetching.await.unwrap(), 202);
 }
+
+/// A fetch that never ends (a fetcher of yours that bounds nothing) is given up after
+/// 10 s: the re-fetch's permit is free again, the certificate at hand goes on verifying,
+/// and the re-fetch is tried again later instead of never.
+#[tokio::test(start_paused = true)]
+async fn a_fetch_that_never_ends_is_given_up() {
+    let clock = ManualClock::at_unix(SENT);
+    let fake = Fake::serving(LIVE_URL, &[LIVE, INTERMEDIATE]);
+    let source = test_pki_source(&fake, &clock).ttl(Duration::from_secs(3600));
+    let guard = guard(source, &clock);
+    assert_eq!(status(&guard, &clock, LIVE_URL, "a").await, 202);
+    clock.advance(Duration::from_secs(3601));
+    fake.hang.lock().unwrap().insert(LIVE_URL.to_owned());
+    // Paused, Tokio's clock jumps to the next timer: the fetch's limit, else this one.
+    let res = tokio::time::timeout(Duration::from_secs(3600), status(&guard, &clock, LIVE_URL, "b")).await;
+    assert_eq!(res.expect("the hanging fetch was given up"), 202, "verified with the certificate at hand");
+    assert_eq!(fake.calls(), 2);
+    fake.hang.lock().unwrap().clear();
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(status(&guard, &clock, LIVE_URL, "c").await, 202);
+    assert_eq!(fake.calls(), 3, "re-fetched once the failure's minute was over");
+}

@@ -121,11 +121,14 @@ type ListenFn = dyn Fn(Arc<str>, Arc<Signal>) -> BoxFuture<'static, Result<(), L
 /// A database that stops answering fails calls, so the receiver answers `503` with
 /// `Retry-After`, instead of holding pushes: every call gives up after the
 /// [operation timeout](Self::operation_timeout) (default 5 s). The pool made by
-/// [`connect`](Self::connect) also gives up opening a connection after 3 s (or the URL's
-/// `connect_timeout`) and waiting for a free one after 5 s, and its connections (the
-/// `LISTEN` one too) are closed by the kernel when the database leaves what they sent
-/// unacknowledged for 15 s (`TCP_USER_TIMEOUT`, or the URL's `tcp_user_timeout`): a
-/// database machine that vanished does not keep failing calls on its dead connections. A migration waits at most 2 s
+/// [`connect`](Self::connect) also gives up each TCP connect after 3 s (or the URL's
+/// `connect_timeout`), opening a connection after twice that per host in the URL (time
+/// for a second address when the first stopped answering), and waiting for a free one
+/// after 5 s; and its connections (the `LISTEN` one too) are closed by the kernel when the
+/// database leaves what they sent unacknowledged for 15 s (`TCP_USER_TIMEOUT`, or the
+/// URL's `tcp_user_timeout`): a database machine that vanished does not keep failing calls
+/// on its dead connections. tokio-postgres reads `connect_timeout=0` and
+/// `tcp_user_timeout=0` as unset, so these defaults apply then too. A migration waits at most 2 s
 /// for each lock it needs, and once the table, indexes and trigger exist it takes none on
 /// the table.
 ///
@@ -476,6 +479,18 @@ fn connection_config(url: &str) -> Result<tokio_postgres::Config, InboxError> {
     Ok(config)
 }
 
+/// How long the pool made by [`PostgresInbox::connect`] may take to open one connection.
+/// tokio-postgres bounds each TCP connect by the connect timeout, one address after the
+/// other (several hosts in the URL, or a name with an IPv6 and an IPv4 address), and
+/// nothing else (a server that takes the connection and never answers): twice the connect
+/// timeout per host, so that one address that stopped answering, the case a failover
+/// makes, leaves time to try the next.
+fn open_limit(config: &tokio_postgres::Config) -> Duration {
+    let connect = config.get_connect_timeout().copied().unwrap_or(OPEN_TIMEOUT);
+    let tries = u32::try_from(config.get_hosts().len()).unwrap_or(u32::MAX).max(1).saturating_mul(2);
+    connect.saturating_mul(tries)
+}
+
 /// Runs `op`, failing with [`InboxError::Backend`] when it takes longer than `limit`.
 async fn within<T>(
     limit: Duration,
@@ -766,9 +781,7 @@ impl PostgresInbox {
     /// ```
     pub async fn connect(url: &str) -> Result<Self, InboxError> {
         let config = connection_config(url)?;
-        // tokio-postgres bounds the TCP connect only; the pool's create timeout bounds the
-        // rest (a server that takes the connection and never answers).
-        let open = config.get_connect_timeout().copied().unwrap_or(OPEN_TIMEOUT);
+        let open = open_limit(&config);
         let manager = deadpool_postgres::Manager::from_config(
             config.clone(),
             tokio_postgres::NoTls,
@@ -1405,8 +1418,8 @@ mod tests {
     use time::OffsetDateTime;
 
     use super::{
-        DEAD_PEER, ESC, OPEN_TIMEOUT, PostgresInbox, channel, connection_config, key_as_given, parse_receipt,
-        quote_ident, read_record, receipt, stored, stored_record, unstored, valid_identifier,
+        DEAD_PEER, ESC, OPEN_TIMEOUT, PostgresInbox, channel, connection_config, key_as_given, open_limit,
+        parse_receipt, quote_ident, read_record, receipt, stored, stored_record, unstored, valid_identifier,
     };
     use crate::{
         clock::ManualClock,
@@ -1555,6 +1568,11 @@ mod tests {
         assert_eq!(config.get_tcp_user_timeout(), Some(&Duration::from_secs(40)), "the URL's own");
         assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(7)));
         assert!(connection_config("not a url").is_err());
+        // Opening may try each host, and each name's addresses, the connect timeout each.
+        let one = connection_config("postgres://postgres@127.0.0.1/test").unwrap();
+        assert_eq!(open_limit(&one), OPEN_TIMEOUT * 2);
+        let two = connection_config("host=db1,db2 user=postgres connect_timeout=2").unwrap();
+        assert_eq!(open_limit(&two), Duration::from_secs(8));
     }
 
     #[tokio::test]

@@ -843,7 +843,7 @@ fn endpoint(
                     };
                     return Err(src.at(
                         vars.span(),
-                        format!("{label}: environment variable {var} is set but empty (secret_env){default}"),
+                        format!("{label}: environment variable {var} is set but empty or not UTF-8 (secret_env){default}"),
                     ));
                 }
                 Some(value) => secrets.push(value),
@@ -1410,14 +1410,14 @@ append_to = "/tmp/x.jsonl"
         let err = parse(&with_default, Path::new("t.toml"), &empty).err().unwrap();
         assert_eq!(
             err,
-            "t.toml:5:14: endpoint `hooks-github`: environment variable GH_SECRET is set but empty \
+            "t.toml:5:14: endpoint `hooks-github`: environment variable GH_SECRET is set but empty or not UTF-8 \
              (secret_env); secret_env_default applies only when it is unset"
         );
         let without = OK.replace("secret = \"s\"", "secret_env = \"GH_SECRET\"");
         let err = parse(&without, Path::new("t.toml"), &empty).err().unwrap();
         assert_eq!(
             err,
-            "t.toml:5:14: endpoint `hooks-github`: environment variable GH_SECRET is set but empty (secret_env)"
+            "t.toml:5:14: endpoint `hooks-github`: environment variable GH_SECRET is set but empty or not UTF-8 (secret_env)"
         );
         // One of two (rotation) empty: an error too, though the other is set.
         let two = OK.replace(

@@ -62,8 +62,19 @@ pub(crate) struct Args {
     check: bool,
 }
 
+/// An environment variable's value for the configuration: `None` when it is unset. One
+/// that is set but not UTF-8 reads as empty, which the configuration refuses for a
+/// secret: it is set, so no `secret_env_default` may stand in for it.
+fn env_value(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(value) => Some(value),
+        Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(_)) => Some(String::new()),
+    }
+}
+
 pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
-    let config = config::load(&args.config, &|var| std::env::var(var).ok())?;
+    let config = config::load(&args.config, &env_value)?;
     if let Some(note) = config.unused_replay_note() {
         eprintln!("warning: {}: {note}", args.config.display());
     }
