@@ -699,6 +699,17 @@ pub(crate) fn wait_limit(timeout: Duration, due: Option<i128>, now: i128) -> Opt
     Some(timeout.min(Duration::from_nanos(u64::try_from(left).unwrap_or(u64::MAX))))
 }
 
+/// The URL of a test service from the environment variable `var`; `None`, and the test
+/// says that it skipped, when the variable is unset.
+#[cfg(all(test, any(feature = "postgres", feature = "redis")))]
+pub(crate) fn service_url(var: &str) -> Option<String> {
+    let url = std::env::var(var).ok();
+    if url.is_none() {
+        eprintln!("skipped: {var} is unset");
+    }
+    url
+}
+
 /// The log lines written while `f` runs (on this thread), for the durable inboxes' tests
 /// of what they log.
 #[cfg(all(test, any(feature = "postgres", feature = "redis")))]

@@ -1606,14 +1606,9 @@ mod tests {
         }
     }
 
-    /// The URL of the test database; `None` (and the test says it skipped) when
-    /// `HOOKGUARD_TEST_POSTGRES_URL` is unset.
+    /// The URL of the test database, if `HOOKGUARD_TEST_POSTGRES_URL` gives one.
     fn test_url() -> Option<String> {
-        let url = std::env::var("HOOKGUARD_TEST_POSTGRES_URL").ok();
-        if url.is_none() {
-            eprintln!("skipped: HOOKGUARD_TEST_POSTGRES_URL is unset");
-        }
-        url
+        crate::inbox::service_url("HOOKGUARD_TEST_POSTGRES_URL")
     }
 
     /// A schema name no other test (in this run or an earlier one) uses.

@@ -1371,12 +1371,9 @@ mod tests {
 
     const LEASE: Duration = Duration::from_secs(30);
 
+    /// The URL of the test server, if `HOOKGUARD_TEST_REDIS_URL` gives one.
     fn test_url() -> Option<String> {
-        let url = std::env::var("HOOKGUARD_TEST_REDIS_URL").ok();
-        if url.is_none() {
-            eprintln!("skipped: backend not configured");
-        }
-        url
+        crate::inbox::service_url("HOOKGUARD_TEST_REDIS_URL")
     }
 
     /// A prefix no other test uses.
