@@ -247,15 +247,14 @@ impl AllowList {
 }
 
 /// The number (1-based) of the last line of `text` when it holds something other than
-/// blanks and a comment and no newline ends it: the file may have been cut in the middle
-/// of it.
+/// blanks and a comment (what [`AllowList::parse_ranges`] finds no range in) and no
+/// newline ends it: the file may have been cut in the middle of it.
 fn unterminated_range(text: &str) -> Option<usize> {
     if text.is_empty() || text.ends_with('\n') {
         return None;
     }
     let last = text.rsplit('\n').next().unwrap_or(text);
-    let content = last.split('#').next().unwrap_or("");
-    if content.split(',').all(|item| item.trim().is_empty()) {
+    if AllowList::parse_ranges(last).is_ok_and(|ranges| ranges.is_empty()) {
         return None;
     }
     Some(text.bytes().filter(|&b| b == b'\n').count() + 1)
