@@ -382,6 +382,12 @@ impl Worker {
 
     /// Attempts before a webhook is dead-lettered (at least 1).
     ///
+    /// Each pull counts an attempt, also one whose lease ran out with no outcome (its
+    /// handler killed the process: an abort, running out of memory, a stack overflow). A
+    /// job pulled past its last attempt is dead-lettered without running, so that such a
+    /// job cannot bring the process down after every lease for ever; so is one pulled
+    /// past a `max_attempts` lowered since its earlier attempts.
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
     /// use std::time::Duration;
@@ -845,6 +851,17 @@ impl Worker {
         let outcome = if *cancel.borrow() {
             // The grace period is over: not started.
             None
+        } else if job.attempt() > self.max_attempts {
+            // Its earlier attempts ended with no outcome reported (failures are
+            // dead-lettered at the last attempt): a handler that killed the process, or a
+            // lease that ran out while it ran. Each pull counts an attempt, so without this
+            // such a job would come back after every lease, and crash the process each time.
+            Some(Ok(Some(Err(format!(
+                "not run: this is attempt {} and at most {} are made; its earlier attempts ended \
+                 without an outcome (the process died or the lease ran out while it ran)",
+                job.attempt(),
+                self.max_attempts
+            )))))
         } else if deadline <= now {
             // The lease ran out before the handler could start: the pull itself took the
             // time limit (a backend that answers slowly), or the job waited for a lane.
@@ -2039,6 +2056,52 @@ mod tests {
         assert_eq!(tiny.delay(40), Duration::from_secs(3600));
         assert_eq!(tiny.delay(11), Duration::from_micros(1024));
         assert_eq!(Backoff::new(Duration::ZERO, Duration::MAX).delay(u32::MAX), Duration::ZERO);
+    }
+
+    /// A job whose handler kills the process (an abort, running out of memory) never
+    /// fails an attempt: only its leases run out, each pull counts one more attempt, and
+    /// the job came back for ever (attempt 3, 4, 5 ... of 2), crashing the process each
+    /// time. Pulled past its last attempt, it is dead-lettered without running; one pulled
+    /// at its last attempt still runs.
+    #[tokio::test(start_paused = true)]
+    async fn a_job_pulled_past_its_last_attempt_is_dead_lettered_without_running() {
+        let clock = ManualClock::at_unix(1_800_000_000);
+        let lease = Duration::from_secs(30);
+        let inbox = MemoryInbox::new().clock(clock.clone());
+        inbox.push(hook("crashes")).await.unwrap();
+        // Two attempts that ended without an outcome (the process died while each ran);
+        // "last" ran once the same way.
+        let first = inbox.pull(10, lease).await.unwrap();
+        assert_eq!(first.len(), 1);
+        clock.advance(lease + Duration::from_secs(1));
+        inbox.push(hook("last")).await.unwrap();
+        let mut second: Vec<_> = inbox
+            .pull(10, lease)
+            .await
+            .unwrap()
+            .iter()
+            .map(|j| (j.webhook().key().to_owned(), j.attempt()))
+            .collect();
+        second.sort();
+        assert_eq!(second, [("t:crashes".to_owned(), 2), ("t:last".to_owned(), 1)]);
+        clock.advance(lease + Duration::from_secs(1));
+        let calls: Arc<Mutex<Vec<String>>> = Arc::default();
+        let handler = {
+            let calls = Arc::clone(&calls);
+            move |hook: Webhook| {
+                calls.lock().unwrap().push(hook.key().to_owned());
+                std::future::ready(Ok::<(), Infallible>(()))
+            }
+        };
+        let worker =
+            Worker::new(inbox.clone(), handler).max_attempts(2).lease(lease).clock(clock.clone()).spawn();
+        assert_eq!(worker.drain(Duration::from_secs(5)).await.left, Some(0));
+        let calls = calls.lock().unwrap().clone();
+        assert_eq!(calls, ["t:last"], "at its last attempt it ran; the crashing job did not run again");
+        let dead = inbox.dead_letters(10).await.unwrap();
+        assert_eq!(dead.len(), 1, "{dead:?}");
+        assert_eq!((dead[0].webhook.id(), dead[0].attempts), (Some("crashes"), 3));
+        assert!(dead[0].error.contains("ended without an outcome"), "{}", dead[0].error);
     }
 
     #[test]
