@@ -10,7 +10,11 @@
 //! of the loop, and one pull serves them all. No job is leased for a lane that is not about
 //! to start it. A handler that finishes when first polled costs no timer. A handler that
 //! panics does not take its lane down: the panic counts as a failed attempt and the job is
-//! retried.
+//! retried. An acknowledgement the inbox fails with [`InboxError::Backend`] (a disk or
+//! database error that may pass) is tried again up to four times, 50 ms to 400 ms apart,
+//! while the job's lease holds and the shutdown's grace period lasts: otherwise the job
+//! would come back after its lease and the handler's work be done twice. A lost lease
+//! ([`InboxError::LeaseLost`]) is final.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -265,6 +269,13 @@ impl Backoff {
         }
     }
 }
+
+/// How many times an ack the inbox failed with [`InboxError::Backend`] is tried again.
+const ACK_RETRIES: u32 = 4;
+
+/// The waits before those tries: 50, 100, 200 and 400 ms (750 ms in all).
+const ACK_BACKOFF: Backoff =
+    Backoff::new(Duration::from_millis(50), Duration::from_millis(400)).without_jitter();
 
 /// The default [`Worker::gather`] window.
 const DEFAULT_GATHER: Duration = Duration::from_millis(1);
@@ -916,10 +927,7 @@ impl Worker {
         };
         match result {
             Ok(()) => {
-                let acked = match self.inbox.ack_now(&job) {
-                    Some(acked) => acked,
-                    None => self.inbox.ack(&job).await,
-                };
+                let acked = self.ack(&job, deadline, &mut cancel).await;
                 // Counted (and logged) once the inbox has taken the outcome, as retries
                 // are: after a lost lease the job runs again, and would be counted twice.
                 match acked {
@@ -957,6 +965,42 @@ impl Worker {
             }
         }
         Ran::Settled
+    }
+
+    /// Acknowledges `job`. A backend error (a disk or database failure that may pass) is
+    /// tried again [`ACK_RETRIES`] times at most, after [`ACK_BACKOFF`], as long as the
+    /// try starts before `deadline` (the handler's time limit: the lease less its margin,
+    /// which is left for the ack itself) and the grace period is not over; otherwise the
+    /// job would come back after its lease and its handler's work be done twice. A lost
+    /// lease is final: another worker may hold the job.
+    async fn ack(
+        &self,
+        job: &Job,
+        deadline: tokio::time::Instant,
+        cancel: &mut watch::Receiver<bool>,
+    ) -> Result<(), InboxError> {
+        let mut retries = 0;
+        loop {
+            let acked = match self.inbox.ack_now(job) {
+                Some(acked) => acked,
+                None => self.inbox.ack(job).await,
+            };
+            let error = match acked {
+                Err(error @ InboxError::Backend(_)) if retries < ACK_RETRIES => error,
+                acked => return acked,
+            };
+            retries += 1;
+            let next = crate::inbox::instant_after(tokio::time::Instant::now(), ACK_BACKOFF.delay(retries));
+            if next >= deadline {
+                return Err(error);
+            }
+            tracing::warn!(error = %error, retry = retries, "ack failed; trying again");
+            tokio::select! {
+                biased;
+                () = cancelled(cancel) => return Err(error),
+                () = tokio::time::sleep_until(next) => {}
+            }
+        }
     }
 }
 
@@ -2104,6 +2148,85 @@ mod tests {
         assert!(dead[0].error.contains("ended without an outcome"), "{}", dead[0].error);
     }
 
+    /// An ack the inbox fails with a backend error (a disk or database failure that
+    /// passes) is tried again while the lease holds: it was only logged, and the job ran
+    /// again after its lease, its handler's side effects with it.
+    #[tokio::test(start_paused = true)]
+    async fn an_ack_that_fails_in_the_backend_is_tried_again() {
+        let clock = ManualClock::at_unix(1_800_000_000);
+        let lease = Duration::from_secs(30);
+        let inbox = CountingWaits::new(MemoryInbox::new().clock(clock.clone()));
+        inbox.push(hook("a")).await.unwrap();
+        inbox.ack_failures.store(1, Ordering::SeqCst);
+        let (ran, handler) = counting();
+        let worker = Worker::new(inbox.clone(), handler).lease(lease).clock(clock.clone()).spawn();
+        assert_eq!(worker.drain(Duration::from_secs(5)).await.left, Some(0), "acknowledged");
+        assert_eq!(inbox.acks.load(Ordering::SeqCst), 2, "the failed ack and the one that took");
+        clock.advance(lease * 2);
+        assert!(inbox.pull(1, lease).await.unwrap().is_empty(), "not handed out again");
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
+        assert!(inbox.dead_letters(1).await.unwrap().is_empty());
+    }
+
+    /// A lost lease is final: its ack is not tried again (another worker may hold the job).
+    /// An ack that keeps failing is tried a few times, never past the handler's time limit
+    /// (the lease less its margin), so its outcome never comes after the lease.
+    #[tokio::test(start_paused = true)]
+    async fn ack_retries_are_bounded_by_the_lease_and_a_lost_lease_is_final() {
+        let clock = ManualClock::at_unix(1_800_000_000);
+        let inbox = || async {
+            let inbox = MemoryInbox::new().clock(clock.clone());
+            inbox.push(hook("a")).await.unwrap();
+            inbox
+        };
+        let lost = CountingWaits { refuse_ack: true, ..CountingWaits::new(inbox().await) };
+        let (ran, handler) = counting();
+        let worker = Worker::new(lost.clone(), handler).spawn();
+        let _ = worker.drain(Duration::from_secs(5)).await;
+        assert_eq!((ran.load(Ordering::SeqCst), lost.acks.load(Ordering::SeqCst)), (1, 1));
+
+        // Failing for good, with a long lease: a few tries, then the job is left to its lease.
+        let down = CountingWaits::new(inbox().await);
+        down.ack_failures.store(usize::MAX, Ordering::SeqCst);
+        let started = tokio::time::Instant::now();
+        let worker = Worker::new(down.clone(), counting().1).spawn();
+        assert_eq!(worker.drain(Duration::from_secs(10)).await.left, Some(1), "left leased");
+        assert_eq!(down.acks.load(Ordering::SeqCst), 1 + ACK_RETRIES as usize);
+        assert!(started.elapsed() <= Duration::from_secs(10) + SETTLE);
+
+        // A 100 ms lease gives the handler 90 ms (less a 10 ms margin): room for the retry
+        // 50 ms after the first ack, not for the next, 100 ms after that.
+        let short = CountingWaits::new(inbox().await);
+        short.ack_failures.store(usize::MAX, Ordering::SeqCst);
+        let worker = Worker::new(short.clone(), counting().1).lease(Duration::from_millis(100)).spawn();
+        tokio::time::sleep(Duration::from_millis(95)).await;
+        assert_eq!(short.acks.load(Ordering::SeqCst), 2, "the first ack and one retry, inside the lease");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(short.acks.load(Ordering::SeqCst), 2, "none later");
+        worker.shutdown(Duration::from_secs(1)).await;
+    }
+
+    /// Once the grace period is over, an ack that failed is not waited on to try again:
+    /// shutdown stays bounded by the grace.
+    #[tokio::test(start_paused = true)]
+    async fn ack_retries_end_with_the_grace_period() {
+        let inbox = CountingWaits::new(inbox_with(&["a"]).await);
+        inbox.ack_failures.store(usize::MAX, Ordering::SeqCst);
+        let (started_tx, mut started) = mpsc::unbounded_channel();
+        let handler = move |_hook: Webhook| {
+            let _ = started_tx.send(());
+            async { Ok::<(), Infallible>(()) }
+        };
+        let worker = Worker::new(inbox.clone(), handler).spawn();
+        started.recv().await.unwrap();
+        tokio::task::yield_now().await; // the first ack failed; the lane waits to try again
+        let begun = tokio::time::Instant::now();
+        let report = worker.shutdown(Duration::from_millis(10)).await;
+        assert!(begun.elapsed() <= Duration::from_millis(10), "{:?}", begun.elapsed());
+        assert_eq!((report.in_flight, report.returned), (1, 0));
+        assert_eq!(inbox.acks.load(Ordering::SeqCst), 1, "not tried again after the grace");
+    }
+
     #[test]
     #[should_panic(expected = "lease must not be zero")]
     fn a_zero_lease_is_refused() {
@@ -2135,6 +2258,11 @@ mod tests {
         panics: Arc<AtomicUsize>,
         /// `ack` fails (the lease was lost).
         refuse_ack: bool,
+        /// How many more calls to `ack` fail with a backend error (a disk or database
+        /// failure that passes).
+        ack_failures: Arc<AtomicUsize>,
+        /// Calls to `ack`.
+        acks: Arc<AtomicUsize>,
         /// How many more calls to `pull`, `wait` and `depth` panic before they return a
         /// future (an inbox that does its work up front).
         eager_panics: Arc<AtomicUsize>,
@@ -2156,6 +2284,8 @@ mod tests {
                 depth_delay: Duration::ZERO,
                 panics: Arc::default(),
                 refuse_ack: false,
+                ack_failures: Arc::default(),
+                acks: Arc::default(),
                 eager_panics: Arc::default(),
                 wait_panics: false,
             }
@@ -2201,6 +2331,14 @@ mod tests {
             self.inner.pull_one_now(lease)
         }
         fn ack<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<(), InboxError>> {
+            self.acks.fetch_add(1, Ordering::SeqCst);
+            if self
+                .ack_failures
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Box::pin(std::future::ready(Err(InboxError::Backend("disk I/O error".into()))));
+            }
             if self.refuse_ack {
                 return Box::pin(std::future::ready(Err(InboxError::LeaseLost)));
             }
