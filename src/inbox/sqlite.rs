@@ -1184,4 +1184,38 @@ mod tests {
         let synchronous: i64 = writer.conn.pragma_query_value(None, "synchronous", |row| row.get(0)).unwrap();
         assert_eq!(synchronous, 2, "FULL");
     }
+
+    fn webhook_with(headers: http::HeaderMap, timestamp: Option<OffsetDateTime>) -> Webhook {
+        let v = crate::verify::Verified::new("zoom", Some("d-1".into()), timestamp, None, [0; 32], 0);
+        Webhook::new("zoom", &v, headers, "{}".into(), OffsetDateTime::UNIX_EPOCH)
+    }
+
+    async fn open(dir: &tempfile::TempDir) -> SqliteInbox {
+        SqliteInbox::builder(dir.path().join("inbox.db")).open().await.unwrap()
+    }
+
+    /// A webhook made by hand with more header values than a stored record may list is
+    /// refused by the push: it was accepted, and the first pull set it aside as damaged.
+    #[tokio::test]
+    async fn a_webhook_with_more_headers_than_a_record_holds_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = open(&dir).await;
+        let many = |n: usize| {
+            let mut headers = http::HeaderMap::new();
+            for _ in 0..n {
+                headers.append("x-many", http::HeaderValue::from_static("v"));
+            }
+            webhook_with(headers, None)
+        };
+        let refused = inbox.push(many(5000)).await;
+        assert!(
+            matches!(&refused, Err(InboxError::Backend(e)) if e.to_string().contains("more headers")),
+            "{refused:?}"
+        );
+        assert_eq!(inbox.depth().await.unwrap(), 0, "nothing kept");
+        assert_eq!(inbox.push(many(super::super::MAX_HEADERS)).await.unwrap(), Pushed::Accepted);
+        let job = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+        assert_eq!(job.webhook().headers().len(), super::super::MAX_HEADERS);
+        assert!(inbox.dead_letters(1).await.unwrap().is_empty());
+    }
 }

@@ -624,7 +624,10 @@ impl Webhook {
     ///
     /// # Errors
     /// [`RecordError`] when a time lies outside what [`WebhookRecord`] can hold (years
-    /// 1677 to 2262).
+    /// 1677 to 2262), or the webhook holds more header values than
+    /// [`from_record`](Self::from_record) reads back (4,096: the guard refuses a request
+    /// with more; only a webhook made by hand can have them). A backend that stores what
+    /// this refuses would keep a webhook it cannot hand out.
     ///
     /// ```
     /// use hookguard::{inbox::Webhook, verify::Verified};
@@ -636,6 +639,9 @@ impl Webhook {
     /// # Ok::<(), hookguard::inbox::RecordError>(())
     /// ```
     pub fn to_record(&self) -> Result<WebhookRecord, RecordError> {
+        if self.inner.headers.len() > MAX_HEADERS {
+            return Err(TOO_MANY_HEADERS);
+        }
         Ok(WebhookRecord {
             key: self.key().to_owned(),
             endpoint: self.endpoint().to_owned(),
@@ -679,7 +685,7 @@ impl Webhook {
     /// ```
     pub fn from_record(record: WebhookRecord) -> Result<Self, RecordError> {
         if record.headers.len() > MAX_HEADERS {
-            return Err(RecordError("more headers than a kept webhook can have"));
+            return Err(TOO_MANY_HEADERS);
         }
         let mut headers = HeaderMap::with_capacity(record.headers.len());
         for (name, value) in record.headers {
@@ -819,6 +825,9 @@ impl fmt::Display for RecordError {
 }
 
 impl std::error::Error for RecordError {}
+
+/// More header values than a record may list ([`MAX_HEADERS`]).
+const TOO_MANY_HEADERS: RecordError = RecordError("more headers than a kept webhook can have");
 
 impl From<RecordError> for super::InboxError {
     fn from(e: RecordError) -> Self {
@@ -1041,6 +1050,29 @@ mod tests {
         };
         assert_eq!(Webhook::from_record(record(MAX_HEADERS)).unwrap().headers().len(), MAX_HEADERS);
         assert!(Webhook::from_record(record(30_000)).is_err());
+    }
+
+    /// `to_record` refuses what `from_record` would: a webhook made by hand with more
+    /// header values than a record may list (a backend would keep what it cannot read).
+    #[test]
+    fn a_webhook_with_too_many_headers_makes_no_record() {
+        let many = |n: usize| {
+            let mut headers = HeaderMap::new();
+            for _ in 0..n {
+                headers.append("x-many", HeaderValue::from_static("v"));
+            }
+            Webhook::new(
+                "ep",
+                &verified(Some("d-1"), None),
+                headers,
+                Bytes::new(),
+                OffsetDateTime::UNIX_EPOCH,
+            )
+        };
+        let record = many(MAX_HEADERS).to_record().unwrap();
+        assert_eq!(Webhook::from_record(record).unwrap().headers().len(), MAX_HEADERS);
+        let err = many(5000).to_record().unwrap_err();
+        assert_eq!(err.to_string(), "bad webhook record: more headers than a kept webhook can have");
     }
 
     fn headers() -> HeaderMap {
