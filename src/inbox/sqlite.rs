@@ -17,15 +17,21 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, oneshot};
 
-use super::{BoxFuture, DeadLetter, Inbox, InboxError, Job, Pushed, Webhook, WebhookRecord};
+use super::{
+    BoxFuture, DeadLetter, Inbox, InboxError, Job, Pushed, Webhook, WebhookRecord, webhook::RecordTimes,
+};
 use crate::clock::{Clock, SystemClock};
 
 /// The `state` of a finished row. The others: 0 waiting, 1 leased, 2 dead (the SQL below
 /// spells them out).
 const DONE: i64 = 3;
 
-/// Schema version kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+/// Schema version kept in `PRAGMA user_version`. 2: `timestamp_ns` and `received_at_ns`
+/// may hold a time out of 64-bit nanoseconds as a blob ([`StoredTime`]); the tables are
+/// those of 1, whose files (every time an integer) are read as they are and marked 2 when
+/// opened. A hookguard of schema 1 refuses a file marked 2, rather than set its blob
+/// times aside as damage.
+const SCHEMA_VERSION: i64 = 2;
 
 /// One row per delivery key: the UNIQUE key makes a resend a duplicate whatever the
 /// row's state. `at_ns` means, by state: ready → due time, leased → lease end,
@@ -506,7 +512,8 @@ struct Op {
 }
 
 enum Request {
-    Push(Box<WebhookRecord>),
+    /// The record, and its times in full (the record's own are empty).
+    Push(Box<(WebhookRecord, RecordTimes)>),
     Pull {
         max: usize,
         lease: Duration,
@@ -546,7 +553,7 @@ impl Request {
     /// empty body counts as waiting); 0 for every other request.
     fn queued_bytes(&self) -> usize {
         match self {
-            Self::Push(record) => record.headers.iter().fold(record.body.len().max(1), |n, (name, value)| {
+            Self::Push(push) => push.0.headers.iter().fold(push.0.body.len().max(1), |n, (name, value)| {
                 n.saturating_add(name.len() + value.len())
             }),
             _ => 0,
@@ -767,7 +774,10 @@ impl Writer {
     fn apply(&mut self, request: Request) -> rusqlite::Result<Result<Answer, InboxError>> {
         let now = ns(self.clock.now());
         match request {
-            Request::Push(record) => self.push(&record, now),
+            Request::Push(push) => {
+                let (record, times) = &*push;
+                self.push(record, *times, now)
+            }
             Request::Pull { max, lease } => self.pull(max, now, now.saturating_add(duration_ns(lease))),
             Request::Ack { key, receipt } => {
                 let changed = self
@@ -848,7 +858,12 @@ impl Writer {
         }
     }
 
-    fn push(&mut self, record: &WebhookRecord, now: i64) -> rusqlite::Result<Result<Answer, InboxError>> {
+    fn push(
+        &mut self,
+        record: &WebhookRecord,
+        times: RecordTimes,
+        now: i64,
+    ) -> rusqlite::Result<Result<Answer, InboxError>> {
         let existing: Option<(i64, i64)> = self
             .conn
             .prepare_cached("SELECT state, at_ns FROM hookguard_inbox WHERE key = ?1")?
@@ -880,8 +895,8 @@ impl Writer {
                 record.provider,
                 record.id,
                 record.event,
-                record.timestamp_unix_nanos,
-                record.received_at_unix_nanos,
+                times.timestamp.map(StoredTime),
+                StoredTime(times.received_at),
                 WebhookRecord::encode_headers(&record.headers),
                 record.body,
                 now,
@@ -905,8 +920,8 @@ impl Writer {
                 // A column of the wrong type is this row's damage: it must not fail the
                 // query (and every pull after it, and the pushes committed with it).
                 let read = || {
-                    let (record, headers) = record_at(row, 1)?;
-                    Ok::<_, rusqlite::Error>((record, headers, attempts_of(row.get(10)?)))
+                    let (record, times, headers) = record_at(row, 1)?;
+                    Ok::<_, rusqlite::Error>((record, times, headers, attempts_of(row.get(10)?)))
                 };
                 Ok((row.get::<_, i64>(0)?, read()))
             })?
@@ -914,12 +929,12 @@ impl Writer {
         let mut jobs = Vec::with_capacity(rows.len());
         for (rowid, read) in rows {
             let mut attempts = 0;
-            let webhook = read.map_err(|e| e.to_string()).and_then(|(mut record, headers, tries)| {
+            let webhook = read.map_err(|e| e.to_string()).and_then(|(mut record, times, headers, tries)| {
                 attempts = tries;
                 WebhookRecord::decode_headers(&headers)
                     .and_then(|headers| {
                         record.headers = headers;
-                        Webhook::from_record(record)
+                        Webhook::from_record_apart(record, times)
                     })
                     .map_err(|e| e.to_string())
             });
@@ -964,24 +979,26 @@ impl Writer {
             .query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
                 // One damaged row (a column of the wrong type too) must not fail the list.
                 Ok((|| {
-                    let (record, headers) = record_at(row, 0)?;
+                    let (record, times, headers) = record_at(row, 0)?;
                     let error = row.get::<_, Option<String>>(10).ok().flatten().unwrap_or_default();
-                    Ok::<_, rusqlite::Error>((record, headers, attempts_of(row.get(9)?), error, row.get(11)?))
+                    let attempts = attempts_of(row.get(9)?);
+                    Ok::<_, rusqlite::Error>((record, times, headers, attempts, error, row.get(11)?))
                 })())
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let mut letters = Vec::with_capacity(rows.len());
         for read in rows {
-            let webhook =
-                read.map_err(|e| e.to_string()).and_then(|(mut record, headers, attempts, error, at)| {
+            let webhook = read.map_err(|e| e.to_string()).and_then(
+                |(mut record, times, headers, attempts, error, at)| {
                     WebhookRecord::decode_headers(&headers)
                         .and_then(|headers| {
                             record.headers = headers;
-                            Webhook::from_record(record)
+                            Webhook::from_record_apart(record, times)
                         })
                         .map(|webhook| DeadLetter { webhook, attempts, error, failed_at: from_ns(at) })
                         .map_err(|e| e.to_string())
-                });
+                },
+            );
             match webhook {
                 Ok(letter) => letters.push(letter),
                 // One damaged row must not hide the others (see `Inbox::dead_letters`).
@@ -995,20 +1012,57 @@ impl Writer {
 }
 
 /// The record in a row's columns from `first` on (`key, endpoint, provider, delivery_id,
-/// event, timestamp_ns, received_at_ns, headers, body`), its header blob still encoded.
-fn record_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<(WebhookRecord, Vec<u8>)> {
+/// event, timestamp_ns, received_at_ns, headers, body`), its times apart, its header blob
+/// still encoded.
+fn record_at(
+    row: &rusqlite::Row<'_>,
+    first: usize,
+) -> rusqlite::Result<(WebhookRecord, RecordTimes, Vec<u8>)> {
     let record = WebhookRecord {
         key: row.get(first)?,
         endpoint: row.get(first + 1)?,
         provider: row.get(first + 2)?,
         id: row.get(first + 3)?,
         event: row.get(first + 4)?,
-        timestamp_unix_nanos: row.get(first + 5)?,
-        received_at_unix_nanos: row.get(first + 6)?,
+        timestamp_unix_nanos: None,
+        received_at_unix_nanos: 0,
         headers: Vec::new(),
         body: row.get(first + 8)?,
     };
-    Ok((record, row.get(first + 7)?))
+    let times = RecordTimes {
+        timestamp: row.get::<_, Option<StoredTime>>(first + 5)?.map(|t| t.0),
+        received_at: row.get::<_, StoredTime>(first + 6)?.0,
+    };
+    Ok((record, times, row.get(first + 7)?))
+}
+
+/// A webhook's time in the `timestamp_ns` and `received_at_ns` columns, in nanoseconds
+/// since the Unix epoch: an integer when it fits in 64 bits (the years 1677 to 2262, and
+/// every time of schema 1), else 16 bytes, big-endian two's complement, in a blob. (An
+/// integer column would turn a longer number written as text into an approximate real.)
+struct StoredTime(i128);
+
+impl rusqlite::types::ToSql for StoredTime {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, Value};
+        Ok(ToSqlOutput::Owned(match i64::try_from(self.0) {
+            Ok(nanos) => Value::Integer(nanos),
+            Err(_) => Value::Blob(self.0.to_be_bytes().to_vec()),
+        }))
+    }
+}
+
+impl rusqlite::types::FromSql for StoredTime {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        use rusqlite::types::{FromSqlError, ValueRef};
+        match value {
+            ValueRef::Integer(nanos) => Ok(Self(i128::from(nanos))),
+            ValueRef::Blob(bytes) => <[u8; 16]>::try_from(bytes)
+                .map(|bytes| Self(i128::from_be_bytes(bytes)))
+                .map_err(|_| FromSqlError::InvalidBlobSize { expected_size: 16, blob_size: bytes.len() }),
+            _ => Err(FromSqlError::InvalidType),
+        }
+    }
 }
 
 /// A stored attempt count as the job's: a damaged one (negative, too large) is clamped.
@@ -1027,7 +1081,8 @@ fn parse_receipt(job: &Job) -> Option<i64> {
 
 impl Inbox for SqliteInbox {
     fn push(&self, webhook: Webhook) -> BoxFuture<'_, Result<Pushed, InboxError>> {
-        let record = match webhook.to_record() {
+        // The times apart: a verified timestamp may lie past what a record's `i64` holds.
+        let record = match webhook.to_record_apart() {
             Ok(record) => record,
             Err(e) => return Box::pin(std::future::ready(Err(e.into()))),
         };
@@ -1217,5 +1272,113 @@ mod tests {
         let job = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
         assert_eq!(job.webhook().headers().len(), super::super::MAX_HEADERS);
         assert!(inbox.dead_letters(1).await.unwrap().is_empty());
+    }
+
+    /// A verified timestamp past 2262 (out of 64-bit nanoseconds; Zoom has no tolerance by
+    /// default), or before 1677, is kept and read back unchanged, from the file too, as
+    /// a job and as a dead letter; the push failed, and every retry of the sender after it.
+    #[tokio::test]
+    async fn times_out_of_64_bit_nanoseconds_are_kept_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |secs: i64| OffsetDateTime::from_unix_timestamp(secs).unwrap();
+        let far = {
+            let v = crate::verify::Verified::new(
+                "zoom",
+                Some("far".into()),
+                Some(at(10_000_000_000)),
+                None,
+                [0; 32],
+                0,
+            );
+            Webhook::new("zoom", &v, http::HeaderMap::new(), "{}".into(), at(10_000_000_000))
+        };
+        let early = {
+            let v = crate::verify::Verified::new(
+                "zoom",
+                Some("early".into()),
+                Some(at(-10_000_000_000)),
+                None,
+                [0; 32],
+                0,
+            );
+            Webhook::new("zoom", &v, http::HeaderMap::new(), "{}".into(), at(1_700_000_000))
+        };
+        let inbox = open(&dir).await;
+        for hook in [&far, &early] {
+            assert_eq!(inbox.push(hook.clone()).await.unwrap(), Pushed::Accepted);
+        }
+        drop(inbox);
+        let inbox = open(&dir).await;
+        let jobs = inbox.pull(10, Duration::from_secs(30)).await.unwrap();
+        let hooks: Vec<_> = jobs.iter().map(Job::webhook).collect();
+        assert_eq!(hooks, [&far, &early]);
+        assert_eq!(far.timestamp(), Some(at(10_000_000_000)));
+        inbox.dead_letter(&jobs[0], "no").await.unwrap();
+        assert_eq!(inbox.dead_letters(10).await.unwrap()[0].webhook, far);
+    }
+
+    /// A time column holding what no time is written as (a blob of another size, text) is
+    /// that row's damage: set aside by the pull, as other damage is.
+    #[tokio::test]
+    async fn a_damaged_time_is_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = open(&dir).await;
+        let hooks: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .map(|id| {
+                let v = crate::verify::Verified::new("zoom", Some((*id).into()), None, None, [0; 32], 0);
+                Webhook::new("zoom", &v, http::HeaderMap::new(), "{}".into(), OffsetDateTime::UNIX_EPOCH)
+            })
+            .collect();
+        for hook in &hooks {
+            inbox.push(hook.clone()).await.unwrap();
+        }
+        drop(inbox);
+        let conn = Connection::open(dir.path().join("inbox.db")).unwrap();
+        for (sql, key) in [
+            ("UPDATE hookguard_inbox SET timestamp_ns = x'0102' WHERE key = ?1", hooks[0].key()),
+            ("UPDATE hookguard_inbox SET received_at_ns = 'soon' WHERE key = ?1", hooks[1].key()),
+        ] {
+            assert_eq!(conn.execute(sql, [key]).unwrap(), 1, "{sql}");
+        }
+        drop(conn);
+        let inbox = open(&dir).await;
+        let jobs = inbox.pull(10, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(jobs.iter().map(Job::webhook).collect::<Vec<_>>(), [&hooks[2]]);
+        assert_eq!(inbox.depth().await.unwrap(), 1, "the damaged rows set aside");
+    }
+
+    /// A file of the first schema (every time an integer) is read as it is, and marked as
+    /// of this one; a file of a later schema is refused.
+    #[tokio::test]
+    async fn a_file_of_the_first_schema_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let hook = webhook_with(
+            http::HeaderMap::new(),
+            Some(OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap()),
+        );
+        let inbox = open(&dir).await;
+        inbox.push(hook.clone()).await.unwrap();
+        drop(inbox);
+        let path = dir.path().join("inbox.db");
+        let version = |set: Option<i64>| {
+            let conn = Connection::open(&path).unwrap();
+            if let Some(v) = set {
+                conn.pragma_update(None, "user_version", v).unwrap();
+            }
+            let kind: String = conn
+                .query_row("SELECT typeof(timestamp_ns) FROM hookguard_inbox", [], |row| row.get(0))
+                .unwrap();
+            assert_eq!(kind, "integer");
+            conn.pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0)).unwrap()
+        };
+        assert_eq!(version(Some(1)), 1);
+        let inbox = open(&dir).await;
+        assert_eq!(inbox.pull(1, Duration::from_secs(30)).await.unwrap()[0].webhook(), &hook);
+        drop(inbox);
+        assert_eq!(version(None), SCHEMA_VERSION);
+        version(Some(SCHEMA_VERSION + 1));
+        let refused = SqliteInbox::builder(&path).open().await.unwrap_err();
+        assert!(refused.to_string().contains("newer"), "{refused}");
     }
 }

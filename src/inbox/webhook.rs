@@ -627,7 +627,11 @@ impl Webhook {
     /// 1677 to 2262), or the webhook holds more header values than
     /// [`from_record`](Self::from_record) reads back (4,096: the guard refuses a request
     /// with more; only a webhook made by hand can have them). A backend that stores what
-    /// this refuses would keep a webhook it cannot hand out.
+    /// this refuses would keep a webhook it cannot hand out. A verified timestamp can lie
+    /// past 2262 (a scheme with no tolerance): a backend that must keep every verified
+    /// webhook stores [`timestamp`](Self::timestamp) and
+    /// [`received_at`](Self::received_at) itself and rebuilds with
+    /// [`from_parts`](Self::from_parts), as the SQLite inbox keeps them beside its record.
     ///
     /// ```
     /// use hookguard::{inbox::Webhook, verify::Verified};
@@ -639,17 +643,28 @@ impl Webhook {
     /// # Ok::<(), hookguard::inbox::RecordError>(())
     /// ```
     pub fn to_record(&self) -> Result<WebhookRecord, RecordError> {
+        let (mut record, times) = self.to_record_apart()?;
+        record.timestamp_unix_nanos = times.timestamp.map(unix_nanos).transpose()?;
+        record.received_at_unix_nanos = unix_nanos(times.received_at)?;
+        Ok(record)
+    }
+
+    /// [`to_record`](Self::to_record) with the times apart, in full: for a backend that
+    /// stores them itself, so that a verified timestamp past 2262 (a provider with no
+    /// tolerance) is kept too. The record's own times are left empty (`None`, 0).
+    pub(crate) fn to_record_apart(&self) -> Result<(WebhookRecord, RecordTimes), RecordError> {
         if self.inner.headers.len() > MAX_HEADERS {
             return Err(TOO_MANY_HEADERS);
         }
-        Ok(WebhookRecord {
+        let times = RecordTimes { timestamp: self.inner.timestamp, received_at: self.inner.received_at };
+        let record = WebhookRecord {
             key: self.key().to_owned(),
             endpoint: self.endpoint().to_owned(),
             provider: self.provider().to_owned(),
             id: self.id().map(str::to_owned),
             event: self.event().map(str::to_owned),
-            timestamp_unix_nanos: self.inner.timestamp.map(unix_nanos).transpose()?,
-            received_at_unix_nanos: unix_nanos(self.inner.received_at)?,
+            timestamp_unix_nanos: None,
+            received_at_unix_nanos: 0,
             headers: self
                 .inner
                 .headers
@@ -657,7 +672,8 @@ impl Webhook {
                 .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
                 .collect(),
             body: self.inner.body.to_vec(),
-        })
+        };
+        Ok((record, times))
     }
 
     /// Rebuilds a webhook from its [`WebhookRecord`] (for inbox backends).
@@ -684,6 +700,16 @@ impl Webhook {
     /// # Ok::<(), hookguard::inbox::RecordError>(())
     /// ```
     pub fn from_record(record: WebhookRecord) -> Result<Self, RecordError> {
+        let times = RecordTimes {
+            timestamp: record.timestamp_unix_nanos.map(i128::from),
+            received_at: i128::from(record.received_at_unix_nanos),
+        };
+        Self::from_record_apart(record, times)
+    }
+
+    /// [`from_record`](Self::from_record) with the times from `times` (the record's own
+    /// are not read): what [`to_record_apart`](Self::to_record_apart) made.
+    pub(crate) fn from_record_apart(record: WebhookRecord, times: RecordTimes) -> Result<Self, RecordError> {
         if record.headers.len() > MAX_HEADERS {
             return Err(TOO_MANY_HEADERS);
         }
@@ -700,12 +726,23 @@ impl Webhook {
             record.provider,
             record.id,
             record.event,
-            record.timestamp_unix_nanos.map(from_unix_nanos).transpose()?,
-            from_unix_nanos(record.received_at_unix_nanos)?,
+            times.timestamp.map(from_unix_nanos).transpose()?,
+            from_unix_nanos(times.received_at)?,
             headers,
             Bytes::from(record.body),
         ))
     }
+}
+
+/// A webhook's times in nanoseconds since the Unix epoch, in full (`time`'s range, the
+/// years −9999 to 9999), where a [`WebhookRecord`] holds `i64` (the years 1677 to 2262):
+/// see [`Webhook::to_record_apart`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RecordTimes {
+    /// [`Webhook::timestamp`].
+    pub(crate) timestamp: Option<i128>,
+    /// [`Webhook::received_at`].
+    pub(crate) received_at: i128,
 }
 
 /// A [`Webhook`] as plain data, for inbox backends to store: every field of the webhook,
@@ -845,8 +882,8 @@ fn date(nanos: i128) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-fn from_unix_nanos(nanos: i64) -> Result<OffsetDateTime, RecordError> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos)).map_err(|_| RecordError("time out of range"))
+fn from_unix_nanos(nanos: i128) -> Result<OffsetDateTime, RecordError> {
+    OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| RecordError("time out of range"))
 }
 
 /// The stored form of a [`Webhook`] without its body (which backends keep as raw bytes
@@ -1073,6 +1110,21 @@ mod tests {
         assert_eq!(Webhook::from_record(record).unwrap().headers().len(), MAX_HEADERS);
         let err = many(5000).to_record().unwrap_err();
         assert_eq!(err.to_string(), "bad webhook record: more headers than a kept webhook can have");
+    }
+
+    /// A time past a record's `i64` nanoseconds (2262) makes no record, but is kept apart
+    /// in full for a backend that stores it itself; one past `time`'s range is refused.
+    #[test]
+    fn times_past_a_records_range_are_kept_apart() {
+        let far = OffsetDateTime::from_unix_timestamp(10_000_000_000).unwrap();
+        let v = Verified::new("zoom", Some("d-1".into()), Some(far), None, [0; 32], 0);
+        let hook = Webhook::new("zoom", &v, headers(), "{}".into(), OffsetDateTime::UNIX_EPOCH);
+        assert_eq!(hook.to_record().unwrap_err().to_string(), "bad webhook record: time out of range");
+        let (record, times) = hook.to_record_apart().unwrap();
+        assert_eq!((record.timestamp_unix_nanos, times.timestamp), (None, Some(far.unix_timestamp_nanos())));
+        assert_eq!(Webhook::from_record_apart(record.clone(), times).unwrap(), hook);
+        let beyond = RecordTimes { timestamp: Some(i128::MAX), ..times };
+        assert!(Webhook::from_record_apart(record, beyond).is_err());
     }
 
     fn headers() -> HeaderMap {
