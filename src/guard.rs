@@ -237,6 +237,19 @@ pub enum HandshakeReply {
     /// Keep this secret for the endpoint (through the [`SchemeSource`]), then send this
     /// response (Asana).
     AdoptSecret(Secret, Response<Vec<u8>>),
+    /// A handshake with a wrong credential (Meta's `hub.verify_token`): refused like a
+    /// forged signature (`403 handshake-refused`, counted and marked
+    /// [`VerificationFailed`], so that a rate limit spends the sender's failure budget on
+    /// each guess).
+    ///
+    /// ```
+    /// use hookguard::{guard::{Handshake, HandshakeReply}, handshake::MetaSubscription};
+    /// let meta = MetaSubscription::new("my-verify-token").unwrap();
+    /// let uri = "/?hub.mode=subscribe&hub.verify_token=a-guess&hub.challenge=1";
+    /// let (parts, ()) = http::Request::get(uri).body(()).unwrap().into_parts();
+    /// assert!(matches!(meta.before(&parts, b""), Some(HandshakeReply::Refuse)));
+    /// ```
+    Refuse,
 }
 
 /// Why a scheme could not be found for a request.
@@ -490,7 +503,7 @@ pub enum Reserved {
 /// let (parts, ()) = req.body(()).unwrap().into_parts();
 /// let Reserved::Fresh { reservation, .. } = guard.reserve(&parts, &"{}".into()).await else { panic!() };
 /// // GitHub signs the body only: the key is the signature's fingerprint, not the id.
-/// assert_eq!(reservation.key(), "github:608b0c406f3dda19702d71a048483b8c331283106d80a208e3cf43dbde505286");
+/// assert_eq!(reservation.key(), "github:8fb68d8e34e2d079f83d5d83d81398d72ee3933b6867fe9586d17bc7b948d33a");
 /// // A copy while the handler runs: retry later.
 /// let Reserved::Respond(copy) = guard.reserve(&parts, &"{}".into()).await else { panic!() };
 /// assert_eq!(copy.status(), 409);
@@ -845,6 +858,13 @@ impl Guard {
     /// assert_eq!(guard.accept(&parts, "Hello, World!".into()).await.status(), 503);
     /// # }
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `name` holds a `:`, the separator of the keys the replay store and the inbox
+    /// keep (`{name}:{id}`): endpoints `shop` and `shop:eu` sharing a store would give
+    /// `shop`'s delivery `eu:1` and `shop:eu`'s delivery `1` one key, and the second would
+    /// be answered as a duplicate and never processed.
     pub fn builder(name: impl Into<String>, scheme: impl Scheme + 'static) -> GuardBuilder {
         let scheme: Arc<dyn Scheme> = Arc::new(scheme);
         let mut builder = Self::builder_with_source(name, FixedScheme(Arc::clone(&scheme)));
@@ -869,8 +889,16 @@ impl Guard {
     /// assert_eq!(guard.accept(&parts, "Hello, World!".into()).await.status(), 202);
     /// # }
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `name` holds a `:` (see [`builder`](Self::builder)).
     pub fn builder_with_source(name: impl Into<String>, source: impl SchemeSource) -> GuardBuilder {
         let endpoint: Arc<str> = Arc::from(name.into());
+        assert!(
+            !endpoint.contains(':'),
+            "an endpoint's name may not hold `:`, the separator of its replay and inbox keys: {endpoint:?}"
+        );
         GuardBuilder {
             inner: Inner {
                 endpoint_label: metrics::SharedString::from_shared(Arc::clone(&endpoint)),
@@ -908,6 +936,19 @@ impl Guard {
     #[must_use]
     pub fn endpoint(&self) -> &str {
         &self.inner.endpoint
+    }
+
+    /// Warns (once per call) when this guard, about to answer as a terminal service, has
+    /// no inbox: every verified delivery would be answered `503 inbox-unavailable`, and
+    /// senders would retry for ever.
+    pub(crate) fn warn_without_inbox(&self, service: &str) {
+        if self.inner.inbox.is_none() {
+            tracing::warn!(
+                endpoint = %self.inner.endpoint,
+                "{service} over a guard without an inbox: every verified delivery will be answered \
+                 503 inbox-unavailable (give the guard one with GuardBuilder::inbox)"
+            );
+        }
     }
 
     /// The body limit in bytes.
@@ -1185,6 +1226,14 @@ impl Guard {
                 None => {}
                 Some(HandshakeReply::Respond(res)) => return SchemeNow::Answer(res),
                 Some(HandshakeReply::AdoptSecret(secret, res)) => return SchemeNow::Adopt(secret, res),
+                Some(HandshakeReply::Refuse) => {
+                    // Anyone can guess: counted, logged at debug only (no log flood).
+                    self.count_rejected(known::HANDSHAKE_REFUSED.code());
+                    tracing::debug!(endpoint = %i.endpoint, "handshake refused: wrong credential");
+                    let mut res = known::HANDSHAKE_REFUSED.into_response();
+                    res.extensions_mut().insert(VerificationFailed(Reason::SignatureMismatch));
+                    return SchemeNow::Answer(res);
+                }
             }
         }
         match &i.fixed {
@@ -1289,7 +1338,9 @@ impl Guard {
             Err(rejection) => {
                 let reason = rejection.reason();
                 self.count_rejected(reason.code());
-                tracing::info!(endpoint = %i.endpoint, provider = scheme.provider(), reason = reason.code(), "webhook rejected");
+                // Anyone can send an unsigned request: counted, logged at debug only (no log
+                // flood); the counter shows a secret that stopped matching.
+                tracing::debug!(endpoint = %i.endpoint, provider = scheme.provider(), reason = reason.code(), "webhook rejected");
                 let status = i.statuses.get(&reason).copied();
                 let mut res = Problem::from_rejection(&rejection, status).into_response();
                 res.extensions_mut().insert(VerificationFailed(reason));
@@ -2219,5 +2270,52 @@ impl GuardBuilder {
             self.inner.replay = Some(Arc::new(store));
         }
         Guard { inner: Arc::new(self.inner) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{handshake::MetaSubscription, inbox::logged, providers::github};
+
+    /// What anyone can send (an unsigned request, a guessed handshake token) is counted,
+    /// not logged at `info`: a flood of forged requests must not flood the logs.
+    #[tokio::test]
+    async fn refusals_anyone_can_send_are_not_logged_at_info() {
+        let guard = Guard::builder("github", github::scheme("s3cr3t").unwrap())
+            .handshake(MetaSubscription::new("verify-me").unwrap())
+            .build();
+        let (unsigned, ()) = http::Request::post("/hooks/github").body(()).unwrap().into_parts();
+        let guess = "/hooks/github?hub.mode=subscribe&hub.verify_token=guess&hub.challenge=1";
+        let (guessed, ()) = http::Request::get(guess).body(()).unwrap().into_parts();
+        let (statuses, logs) = logged(async {
+            let a = guard.accept(&unsigned, Bytes::from_static(b"{}")).await.status();
+            let b = guard.accept(&guessed, Bytes::new()).await.status();
+            (a, b)
+        })
+        .await;
+        assert_eq!(statuses, (StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN));
+        assert!(logs.is_empty(), "{logs}");
+    }
+
+    /// An endpoint's name is the first part of its keys (`{name}:{id}`): one holding the
+    /// separator could share keys with another endpoint's deliveries.
+    #[test]
+    #[should_panic(expected = "may not hold `:`")]
+    fn an_endpoint_name_with_the_key_separator_is_refused() {
+        let _ = Guard::builder("shop:eu", github::scheme("s3cr3t").unwrap());
+    }
+
+    /// A terminal service over a guard without an inbox would answer every verified
+    /// delivery 503: it says so when it is made, and only then.
+    #[tokio::test]
+    async fn a_terminal_service_without_an_inbox_warns_when_made() {
+        let scheme = || github::scheme("s3cr3t").unwrap();
+        let without = Guard::builder("github", scheme()).build();
+        let ((), logs) = logged(async { drop(crate::layer::WebhookService::new(without)) }).await;
+        assert!(logs.contains("WARN") && logs.contains("without an inbox"), "{logs}");
+        let with = Guard::builder("github", scheme()).inbox(crate::inbox::MemoryInbox::new()).build();
+        let ((), logs) = logged(async { drop(crate::layer::WebhookService::new(with)) }).await;
+        assert!(logs.is_empty(), "{logs}");
     }
 }

@@ -31,7 +31,7 @@ use crate::{
     Secret,
     guard::{Handshake, HandshakeReply},
     providers,
-    verify::{HmacScheme, Verified},
+    verify::{HmacScheme, Verified, WebhookRequest},
 };
 
 /// Slack's `url_verification`: answers the challenge (after verification; Slack signs it).
@@ -99,21 +99,37 @@ impl Handshake for SlackUrlVerification {
 pub struct ZoomUrlValidation(Arc<HmacScheme>);
 
 impl ZoomUrlValidation {
-    /// Answers with the MAC of `scheme`'s first secret.
+    /// Answers with the MAC under the secret of `scheme` that verified the request (see
+    /// [`zoom::url_validation`](providers::zoom::url_validation)); give it the secrets
+    /// the guard verifies with. A validation request that verified under the guard's
+    /// scheme but not under this one (a tenant's secret, with one handshake for all) is
+    /// refused (`403`, `handshake-refused`).
     ///
     /// ```
-    /// use hookguard::{guard::Handshake, handshake::ZoomUrlValidation, providers::zoom, verify::Verified};
+    /// use hookguard::{guard::Handshake, handshake::ZoomUrlValidation, providers::zoom};
+    /// use hookguard::verify::{Outgoing, Scheme, Sign, WebhookRequest};
     ///
-    /// let handshake = ZoomUrlValidation::new(zoom::scheme("zoom_secret").unwrap());
-    /// let (parts, ()) = http::Request::post("/hooks/zoom").body(()).unwrap().into_parts();
-    /// // What the guard passes on once the request verified.
-    /// let verified = Verified::new("zoom", None, None, None, [0; 32], 0);
+    /// let at = time::OffsetDateTime::from_unix_timestamp(1_654_503_849).unwrap();
+    /// let rotating = zoom::scheme("new_secret").unwrap().with_secret("zoom_secret").unwrap();
+    /// let handshake = ZoomUrlValidation::new(rotating.clone());
     /// let body = br#"{"payload":{"plainToken":"qgg8vlvZRS6UYooatFL8Aw"},"event":"endpoint.url_validation"}"#;
+    /// // Signed with the secret being rotated out.
+    /// let mut req = http::Request::post("/hooks/zoom");
+    /// for (name, value) in zoom::scheme("zoom_secret").unwrap().sign(&Outgoing::new(body).timestamp(at)).unwrap() {
+    ///     req = req.header(name, value);
+    /// }
+    /// let (parts, ()) = req.body(()).unwrap().into_parts();
+    /// // What the guard passes on once the request verified.
+    /// let verified = rotating.verify(&WebhookRequest::from_parts(&parts, body), at).unwrap();
     /// let answer = handshake.after(&parts, body, &verified).unwrap();
+    /// // Keyed with the secret that verified it, not the first one.
     /// assert_eq!(
     ///     answer.body(),
     ///     br#"{"plainToken":"qgg8vlvZRS6UYooatFL8Aw","encryptedToken":"46a324cfb7c2ec760e4cd561586a53aadb6fc7561eb8d626d6ee1b71d808b3c0"}"#
     /// );
+    /// // Signed with a secret this handshake does not hold (another tenant's): refused.
+    /// let other = ZoomUrlValidation::new(zoom::scheme("other_tenant").unwrap());
+    /// assert_eq!(other.after(&parts, body, &verified).unwrap().status(), 403);
     /// // Any other event is handed off.
     /// assert!(handshake.after(&parts, br#"{"event":"meeting.started"}"#, &verified).is_none());
     /// ```
@@ -124,8 +140,22 @@ impl ZoomUrlValidation {
 }
 
 impl Handshake for ZoomUrlValidation {
-    fn after(&self, _parts: &Parts, body: &[u8], _verified: &Verified<'_>) -> Option<Response<Vec<u8>>> {
-        providers::zoom::url_validation(&self.0, body)
+    fn after(&self, parts: &Parts, body: &[u8], verified: &Verified<'_>) -> Option<Response<Vec<u8>>> {
+        // Verified again with this handshake's own scheme, at the request's own signed
+        // time (the guard checked its window): the answer must be keyed with the secret
+        // that verified the request, and the guard's scheme may be another (a tenant's).
+        let request = WebhookRequest::from_parts(parts, body);
+        let at = verified.timestamp().unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        match providers::zoom::url_validation(&self.0, &request, at)? {
+            Ok(answer) => Some(answer),
+            Err(rejection) => {
+                tracing::debug!(
+                    reason = rejection.reason().code(),
+                    "zoom url_validation not signed with this handshake's secrets"
+                );
+                Some(crate::problem::known::HANDSHAKE_REFUSED.into_response())
+            }
+        }
     }
 }
 
@@ -205,7 +235,9 @@ impl Handshake for DiscordPing {
 }
 
 /// Meta's subscription check: a GET echoing `hub.challenge` when `hub.verify_token`
-/// matches (compared in constant time).
+/// matches (compared in constant time). A wrong token is refused like a forged signature
+/// ([`HandshakeReply::Refuse`]: `403 handshake-refused`, counted, and spent from the
+/// sender's failure budget where a rate limit keeps one).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -220,7 +252,9 @@ impl Handshake for DiscordPing {
 /// assert_eq!(res.status(), 200);
 /// assert_eq!(res.body(), b"1158201444");
 /// let wrong = get("/hooks/meta?hub.mode=subscribe&hub.verify_token=guess&hub.challenge=1158201444");
-/// assert_eq!(guard.accept(&wrong, bytes::Bytes::new()).await.status(), 403);
+/// let refused = guard.accept(&wrong, bytes::Bytes::new()).await;
+/// assert_eq!(refused.status(), 403);
+/// assert_eq!(refused.headers()["content-type"], "application/problem+json");
 /// # }
 /// ```
 #[derive(Debug, Clone)]
@@ -256,7 +290,12 @@ impl MetaSubscription {
 impl Handshake for MetaSubscription {
     fn before(&self, parts: &Parts, _body: &[u8]) -> Option<HandshakeReply> {
         let token = std::str::from_utf8(self.verify_token.expose()).ok()?;
-        providers::meta::verify_subscription(&parts.method, &parts.uri, token).map(HandshakeReply::Respond)
+        match providers::meta::verify_subscription(&parts.method, &parts.uri, token)? {
+            // A wrong token (or a check without a challenge): refused as a guess, which a
+            // rate limit counts against the sender's failure budget.
+            res if res.status() == http::StatusCode::FORBIDDEN => Some(HandshakeReply::Refuse),
+            res => Some(HandshakeReply::Respond(res)),
+        }
     }
 }
 
@@ -366,6 +405,10 @@ pub struct AsanaHookSecret;
 
 impl Handshake for AsanaHookSecret {
     fn before(&self, parts: &Parts, _body: &[u8]) -> Option<HandshakeReply> {
+        // Asana sends its handshake as a POST; any other method is no handshake.
+        if parts.method != http::Method::POST {
+            return None;
+        }
         providers::asana::handshake(&parts.headers)
             .map(|(secret, res)| HandshakeReply::AdoptSecret(secret, res))
     }

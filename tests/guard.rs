@@ -80,6 +80,89 @@ async fn get_challenges_are_answered_before_verification() {
     let res = meta_guard.accept(&parts_of(Request::get(bad).body(()).unwrap()), Bytes::new()).await;
     assert_eq!(res.status(), 403);
     assert!(!String::from_utf8_lossy(res.body()).contains("verify-me"));
+    // A guess is a failed verification: a problem, marked for the failure budget.
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    assert!(String::from_utf8_lossy(res.body()).contains("handshake-refused"));
+    assert_eq!(
+        res.extensions().get::<hookguard::guard::VerificationFailed>(),
+        Some(&hookguard::guard::VerificationFailed(Reason::SignatureMismatch))
+    );
+}
+
+/// Zoom's validation answer is a MAC of the sender's text, and Zoom's event signatures are
+/// the same MAC: keyed with anything but the secret that verified the request, it would
+/// sign events for whoever holds a secret being rotated out, or another tenant's.
+#[tokio::test]
+async fn zoom_validation_is_answered_with_the_secret_that_verified_it() {
+    use hookguard::{handshake::ZoomUrlValidation, providers::zoom};
+    let clock = ManualClock::at_unix(1_700_000_000);
+    let now = clock.now_for_tests();
+    let validation = |token: &str| {
+        serde_json::to_vec(
+            &serde_json::json!({"event": "endpoint.url_validation", "payload": {"plainToken": token}}),
+        )
+        .unwrap()
+    };
+    let forged = br#"{"event":"meeting.deleted","payload":{}}"#;
+    let token = format!("v0:1700000000:{}", std::str::from_utf8(forged).unwrap());
+    let encrypted = |res: &http::Response<Vec<u8>>| {
+        let v: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+        v["encryptedToken"].as_str().unwrap().to_owned()
+    };
+    // The forged event, "signed" with an answer.
+    let event_with = |signature: &str| {
+        parts_of(
+            Request::post("/hooks/zoom")
+                .header("x-zm-request-timestamp", "1700000000")
+                .header("x-zm-signature", format!("v0={signature}"))
+                .body(())
+                .unwrap(),
+        )
+    };
+
+    // A rotation: "new" signs, "old" may still verify, and the attacker holds "old".
+    let rotating = zoom::scheme("new").unwrap().with_secret("old").unwrap();
+    let inbox = MemoryInbox::new();
+    let guard = Guard::builder("zoom", rotating.clone())
+        .handshake(ZoomUrlValidation::new(rotating))
+        .inbox(inbox.clone())
+        .clock(clock.clone())
+        .build();
+    let body = validation(&token);
+    let old = zoom::scheme("old").unwrap();
+    let res = guard.accept(&signed(&old, "/hooks/zoom", &body, now, "v-1"), Bytes::from(body.clone())).await;
+    assert_eq!(res.status(), 200);
+    let answer = encrypted(&res);
+    let current =
+        Guard::builder("zoom", zoom::scheme("new").unwrap()).inbox(inbox.clone()).clock(clock).build();
+    let res = current.accept(&event_with(&answer), Bytes::from_static(forged)).await;
+    assert_eq!(res.status(), 401, "the answer signs nothing under the current secret");
+    assert_eq!(inbox.depth().await.unwrap(), 0);
+
+    // Tenants, with one handshake for all: a tenant's validation is not answered under
+    // the handshake's secret.
+    let source = TenantSchemes::new(
+        TenantSchemes::path_segment(2),
+        |tenant: String| async move {
+            Ok::<_, std::io::Error>(match tenant.as_str() {
+                "acme" => Some(vec![Secret::new("acme-secret").unwrap()]),
+                _ => None,
+            })
+        },
+        |secrets: &[Secret]| zoom::scheme(secrets[0].expose()).map(|s| Arc::new(s) as Arc<dyn Scheme>),
+    );
+    let shared = zoom::scheme("shared-secret").unwrap();
+    let tenants = Guard::builder_with_source("zoom", source)
+        .handshake(ZoomUrlValidation::new(shared))
+        .inbox(inbox.clone())
+        .build();
+    let acme = zoom::scheme("acme-secret").unwrap();
+    let body = validation("qgg8vlvZRS6UYooatFL8Aw");
+    let at = OffsetDateTime::now_utc();
+    let res = tenants.accept(&signed(&acme, "/hooks/acme", &body, at, "v-2"), Bytes::from(body)).await;
+    assert_eq!(res.status(), 403, "{}", String::from_utf8_lossy(res.body()));
+    assert!(String::from_utf8_lossy(res.body()).contains("handshake-refused"));
+    assert_eq!(inbox.depth().await.unwrap(), 0, "nor handed off as an event");
 }
 
 /// Standard Webhooks with `secret` as its key: a scheme that signs its delivery id, so that
@@ -231,6 +314,16 @@ async fn asana_handshake_stores_a_secret_once_and_never_replaces_it() {
     assert_eq!(res.status(), 404);
     assert!(res.headers().get("x-hook-secret").is_none());
     assert!(store.lock().unwrap().is_empty());
+
+    // Asana sends its handshake as a POST: on any other method the header is no handshake.
+    for method in [http::Method::GET, http::Method::HEAD, http::Method::PUT] {
+        let req = Request::builder().method(method.clone()).uri("/hooks/project-1");
+        let other = parts_of(req.header("x-hook-secret", "planted").body(()).unwrap());
+        let res = guard.accept(&other, Bytes::new()).await;
+        assert_ne!(res.status(), 200, "{method}");
+        assert!(res.headers().get("x-hook-secret").is_none(), "{method}");
+        assert!(store.lock().unwrap().is_empty(), "{method}: nothing stored");
+    }
 
     let hello =
         parts_of(Request::post("/hooks/project-1").header("x-hook-secret", "first-secret").body(()).unwrap());
@@ -723,6 +816,12 @@ fn a_rotation_copy_cut_to_one_signature_keeps_its_replay_key() {
     let b = both.verify(&WebhookRequest::from_request(&cut), now).unwrap();
     assert_eq!((a.key_index(), b.key_index()), (0, 1));
     assert_eq!(a.dedup_key(), b.dedup_key());
+    // The key is kept and logged: it must not be the new secret's signature of a request
+    // the old secret signed (whoever holds the old one would sign anything with the new).
+    let forged = request(format!("v1={}", const_hex::encode(b.dedup_key())));
+    let refused = new.verify(&WebhookRequest::from_request(&forged), now).map(|_| ()).map_err(|r| r.reason());
+    assert_eq!(refused, Err(Reason::SignatureMismatch));
+    assert!(!value(&new).contains(&const_hex::encode(b.dedup_key())));
 }
 
 /// A token read from a list of headers or a JSON member is compared as it is (it was

@@ -710,9 +710,9 @@ pub(crate) fn service_url(var: &str) -> Option<String> {
     url
 }
 
-/// The log lines written while `f` runs (on this thread), for the durable inboxes' tests
-/// of what they log.
-#[cfg(all(test, any(feature = "postgres", feature = "redis")))]
+/// The log lines written while `f` runs (on this thread, at `info` and above), for tests
+/// of what is logged.
+#[cfg(test)]
 pub(crate) async fn logged<T>(f: impl Future<Output = T>) -> (T, String) {
     #[derive(Clone, Default)]
     struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);

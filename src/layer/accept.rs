@@ -53,7 +53,8 @@ impl fmt::Debug for WebhookService {
 }
 
 impl WebhookService {
-    /// A service over `guard` (which should have an inbox).
+    /// A service over `guard`, which needs an inbox (without one, every verified delivery
+    /// is answered `503 inbox-unavailable`, and this warns when it is made).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -75,6 +76,7 @@ impl WebhookService {
     /// ```
     #[must_use]
     pub fn new(guard: Guard) -> Self {
+        guard.warn_without_inbox("WebhookService");
         Self { guard }
     }
 

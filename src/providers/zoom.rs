@@ -9,7 +9,8 @@
 //! rotation.
 //!
 //! Zoom validates an endpoint with an `endpoint.url_validation` event: see
-//! [`url_validation`], to call only after the request verified.
+//! [`url_validation`], which verifies the request itself and answers with the secret that
+//! verified it.
 //!
 //! ```
 //! use hookguard::{providers::zoom, verify::{Scheme, WebhookRequest}};
@@ -30,9 +31,11 @@ use super::respond;
 use crate::{
     ConfigError,
     verify::{
-        Algorithm, Encoding, Field, HmacScheme, Piece, SignatureFormat, SignedContent, TimestampFormat,
+        Algorithm, Encoding, Field, HmacScheme, Piece, Rejection, Scheme as _, SignatureFormat,
+        SignedContent, TimestampFormat, WebhookRequest,
     },
 };
+use time::OffsetDateTime;
 
 /// `x-zm-signature`.
 ///
@@ -80,34 +83,61 @@ pub fn scheme(secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
         .build()
 }
 
-/// Zoom's `endpoint.url_validation` handshake: for a body
-/// `{"event":"endpoint.url_validation","payload":{"plainToken":"…"}}` answers `200`
-/// with `{"plainToken":"…","encryptedToken":"<hex HMAC-SHA256(secret, plainToken)>"}`
-/// as `application/json`, keyed with the scheme's first secret
-/// ([`HmacScheme::mac_primary`]). `None` for any other body.
+/// Zoom's `endpoint.url_validation` handshake: for a request whose body is
+/// `{"event":"endpoint.url_validation","payload":{"plainToken":"…"}}`, verifies it with
+/// `scheme` and answers `200` with
+/// `{"plainToken":"…","encryptedToken":"<hex HMAC-SHA256(secret, plainToken)>"}` as
+/// `application/json`, keyed with **the secret that verified the request**
+/// ([`HmacScheme::mac_at`]). `None` for any other body; `Some(Err(_))` for a validation
+/// request that does not verify under `scheme`.
 ///
-/// Zoom signs the validation request like any other: pass the body of a request that
-/// already verified.
+/// The answer is a MAC of text the sender chose, and Zoom signs its events with the same
+/// MAC (`v0:{ts}:{body}`): whoever gets an answer under a secret can sign events with
+/// it. Hence the request is verified here, whatever verified it before, and the answer
+/// uses the secret that verified it: a secret being rotated out (one that may only
+/// verify) gets answers under itself, never under the current one, and a request signed
+/// for another endpoint or tenant gets none. `now` is checked against the scheme's
+/// tolerance (none by default).
 ///
 /// ```
-/// use hookguard::providers::zoom;
+/// use hookguard::{providers::zoom, verify::{Outgoing, Sign, WebhookRequest}};
 ///
 /// let scheme = zoom::scheme("zoom_secret").unwrap();
 /// let body = br#"{"payload":{"plainToken":"qgg8vlvZRS6UYooatFL8Aw"},"event_ts":1654503849680,"event":"endpoint.url_validation"}"#;
-/// let response = zoom::url_validation(&scheme, body).unwrap();
+/// let at = time::OffsetDateTime::from_unix_timestamp(1_654_503_849).unwrap();
+/// let mut req = http::Request::post("/hooks/zoom");
+/// for (name, value) in scheme.sign(&Outgoing::new(body).timestamp(at)).unwrap() {
+///     req = req.header(name, value);
+/// }
+/// let req = req.body(body.to_vec()).unwrap();
+/// let response = zoom::url_validation(&scheme, &WebhookRequest::from_request(&req), at).unwrap().unwrap();
 /// assert_eq!(response.status(), 200);
 /// assert_eq!(
 ///     response.body(),
 ///     br#"{"plainToken":"qgg8vlvZRS6UYooatFL8Aw","encryptedToken":"46a324cfb7c2ec760e4cd561586a53aadb6fc7561eb8d626d6ee1b71d808b3c0"}"#
 /// );
+/// // Signed with another secret: refused, not answered.
+/// let other = zoom::scheme("another_secret").unwrap();
+/// assert!(zoom::url_validation(&other, &WebhookRequest::from_request(&req), at).unwrap().is_err());
 /// ```
 #[must_use]
-pub fn url_validation(scheme: &HmacScheme, body: &[u8]) -> Option<http::Response<Vec<u8>>> {
+pub fn url_validation(
+    scheme: &HmacScheme,
+    request: &WebhookRequest<'_>,
+    now: OffsetDateTime,
+) -> Option<Result<http::Response<Vec<u8>>, Rejection>> {
+    let body = request.body();
     if respond::json_string(body, &["event"])? != "endpoint.url_validation" {
         return None;
     }
     let token = respond::json_string(body, &["payload", "plainToken"])?;
-    let encrypted = const_hex::encode(scheme.mac_primary(token.as_bytes()).as_bytes());
+    let verified = match scheme.verify(request, now) {
+        Ok(verified) => verified,
+        Err(rejection) => return Some(Err(rejection)),
+    };
+    // `verify` names a key the scheme holds.
+    let tag = scheme.mac_at(verified.key_index(), token.as_bytes())?;
+    let encrypted = const_hex::encode(tag.as_bytes());
     // Field order as in Zoom's docs: plainToken, then encryptedToken.
     #[derive(serde::Serialize)]
     struct Answer<'a> {
@@ -122,6 +152,7 @@ pub fn url_validation(scheme: &HmacScheme, body: &[u8]) -> Option<http::Response
         .header(CONTENT_TYPE, "application/json")
         .body(body)
         .ok()
+        .map(Ok)
 }
 
 #[cfg(test)]
@@ -206,12 +237,66 @@ mod tests {
             ),
         ];
         for (name, body, want) in rows {
-            assert_eq!(url_validation(&scheme, body).is_some(), want, "case {name}");
+            let req = signed(&scheme, body);
+            let answer = url_validation(&scheme, &WebhookRequest::from_request(&req), at(1_700_000_000));
+            assert_eq!(answer.is_some(), want, "case {name}");
         }
-        let r = url_validation(&scheme, rows[0].1).unwrap();
+        let req = signed(&scheme, rows[0].1);
+        let r =
+            url_validation(&scheme, &WebhookRequest::from_request(&req), at(1_700_000_000)).unwrap().unwrap();
         let v: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
         assert_eq!(v["plainToken"], "qgg8vlvZRS6UYooatFL8Aw");
         assert_eq!(v["encryptedToken"], "46a324cfb7c2ec760e4cd561586a53aadb6fc7561eb8d626d6ee1b71d808b3c0");
         assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
+    }
+
+    fn signed(scheme: &HmacScheme, body: &[u8]) -> http::Request<Vec<u8>> {
+        let mut req = http::Request::post("/hooks/zoom");
+        for (name, value) in scheme.sign(&Outgoing::new(body).timestamp(at(1_700_000_000))).unwrap() {
+            req = req.header(name, value);
+        }
+        req.body(body.to_vec()).unwrap()
+    }
+
+    /// The answer is a MAC of the sender's text, which Zoom's event signatures are too: it
+    /// must be keyed with the secret that verified the request. Under the first secret,
+    /// the holder of one being rotated out could sign events under the current one.
+    #[test]
+    fn url_validation_answers_with_the_secret_that_verified() {
+        let rotating = scheme("new").unwrap().with_secret("old").unwrap();
+        let old = scheme("old").unwrap();
+        // The token an attacker would choose: the signed text of an event.
+        let forged_event = br#"{"event":"meeting.deleted","payload":{}}"#;
+        let token = format!("v0:1700000000:{}", std::str::from_utf8(forged_event).unwrap());
+        let body = serde_json::to_vec(&serde_json::json!({
+            "event": "endpoint.url_validation",
+            "payload": {"plainToken": token},
+        }))
+        .unwrap();
+        let req = signed(&old, &body);
+        let answer =
+            url_validation(&rotating, &WebhookRequest::from_request(&req), at(1_700_000_000)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(answer.unwrap().body()).unwrap();
+        let encrypted = v["encryptedToken"].as_str().unwrap();
+        assert_eq!(
+            encrypted,
+            const_hex::encode(old.mac_primary(token.as_bytes()).as_bytes()),
+            "under the old secret"
+        );
+        // The answer does not sign the event under the current secret.
+        let event = http::Request::post("/")
+            .header("x-zm-request-timestamp", "1700000000")
+            .header("x-zm-signature", format!("v0={encrypted}"))
+            .body(forged_event.to_vec())
+            .unwrap();
+        let current = scheme("new").unwrap();
+        let refused = current.verify(&WebhookRequest::from_request(&event), at(1_700_000_000));
+        assert_eq!(refused.map(|_| ()).map_err(|r| r.reason()), Err(Reason::SignatureMismatch));
+
+        // Signed under a secret the scheme does not hold: refused.
+        let req = signed(&scheme("someone-else").unwrap(), &body);
+        let refused =
+            url_validation(&rotating, &WebhookRequest::from_request(&req), at(1_700_000_000)).unwrap();
+        assert_eq!(refused.map(|_| ()).map_err(|r| r.reason()), Err(Reason::SignatureMismatch));
     }
 }

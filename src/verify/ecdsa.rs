@@ -132,7 +132,11 @@ impl EcdsaP256Scheme {
     /// ```
     #[must_use]
     pub fn with_tolerance(mut self, tolerance: Tolerance) -> Self {
-        self.layout.envelope.tolerance = tolerance;
+        // Without a timestamp nothing could be checked: the scheme says so
+        // (`Tolerance::NONE`) rather than report a window it never enforces.
+        if self.layout.envelope.timestamp.is_some() {
+            self.layout.envelope.tolerance = tolerance;
+        }
         self
     }
 
@@ -372,6 +376,18 @@ mod tests {
         EcdsaP256Scheme::builder("acme")
             .signature(SIG, SignatureFormat::Plain { prefix: "" }, Encoding::Base64)
             .content(SignedContent::from_static(&[Piece::Body]))
+    }
+
+    /// Without a timestamp no window can be checked: `with_tolerance` leaves the scheme
+    /// saying so (as `HmacScheme::with_tolerance` does).
+    #[test]
+    fn a_tolerance_without_a_timestamp_is_none() {
+        let untimed = builder()
+            .signing_key([7; 32])
+            .build()
+            .unwrap()
+            .with_tolerance(crate::verify::Tolerance::symmetric(std::time::Duration::from_secs(60)));
+        assert_eq!(untimed.tolerance(), crate::verify::Tolerance::NONE);
     }
 
     fn request(headers: Vec<(HeaderName, HeaderValue)>, body: &[u8]) -> http::Request<Vec<u8>> {

@@ -144,7 +144,11 @@ impl Ed25519Scheme {
     /// ```
     #[must_use]
     pub fn with_tolerance(mut self, tolerance: Tolerance) -> Self {
-        self.layout.envelope.tolerance = tolerance;
+        // Without a timestamp nothing could be checked: the scheme says so
+        // (`Tolerance::NONE`) rather than report a window it never enforces.
+        if self.layout.envelope.timestamp.is_some() {
+            self.layout.envelope.tolerance = tolerance;
+        }
         self
     }
 
@@ -450,6 +454,23 @@ mod tests {
         *tampered.body_mut() = b"ho".to_vec();
         let err = old.verify(&WebhookRequest::from_request(&tampered), now).unwrap_err();
         assert_eq!(err.reason(), Reason::SignatureMismatch);
+    }
+
+    /// Without a timestamp no window can be checked: `with_tolerance` leaves the scheme
+    /// saying so (as `HmacScheme::with_tolerance` does).
+    #[test]
+    fn a_tolerance_without_a_timestamp_is_none() {
+        let untimed = Ed25519Scheme::builder("acme")
+            .signature(SIG, SignatureFormat::Versioned { version: "v1a" }, Encoding::Base64)
+            .content(crate::verify::SignedContent::from_static(&[crate::verify::Piece::Body]))
+            .signing_key([5; 32])
+            .build()
+            .unwrap()
+            .with_tolerance(Tolerance::symmetric(Duration::from_secs(60)));
+        assert_eq!(untimed.tolerance(), Tolerance::NONE);
+        let timed = builder().signing_key([5; 32]).build().unwrap();
+        let wider = timed.with_tolerance(Tolerance::symmetric(Duration::from_secs(600)));
+        assert_eq!(wider.tolerance().past(), Some(Duration::from_secs(600)));
     }
 
     #[test]

@@ -258,6 +258,24 @@ impl HmacScheme {
         self.keys.first().map_or(Tag::EMPTY, |k| k.mac(message))
     }
 
+    /// The HMAC of `message` under the secret at `key_index` (as
+    /// [`Verified::key_index`] names it), or `None` past the last secret. An answer
+    /// computed for a verified request must use the secret that verified it: under the
+    /// first secret, anyone holding a secret that may only verify (one being rotated out)
+    /// would get MACs under the current one.
+    ///
+    /// ```
+    /// use hookguard::providers::zoom;
+    /// let rotating = zoom::scheme("new").unwrap().with_secret("old").unwrap();
+    /// let old = zoom::scheme("old").unwrap();
+    /// assert_eq!(rotating.mac_at(1, b"token").unwrap().as_bytes(), old.mac_primary(b"token").as_bytes());
+    /// assert!(rotating.mac_at(2, b"token").is_none());
+    /// ```
+    #[must_use]
+    pub fn mac_at(&self, key_index: usize, message: &[u8]) -> Option<Tag> {
+        self.keys.get(key_index).map(|k| k.mac(message))
+    }
+
     /// How the secret is combined with the signed content.
     ///
     /// ```

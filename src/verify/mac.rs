@@ -131,16 +131,17 @@ impl Tag {
         self.len = len.min(MAX_TAG_LEN) as u8;
     }
 
-    /// The tag as a 32-byte fingerprint ([`Verified`](super::Verified)'s dedup key when
-    /// the provider sends no id): zero-padded when shorter, hashed with SHA-256 when
-    /// longer. Built from the fixed-size buffer, without a copy of variable length.
+    /// The tag's 32-byte fingerprint ([`Verified`](super::Verified)'s dedup key when the
+    /// provider sends no id): a SHA-256 of the tag, never the tag itself. The fingerprint
+    /// is the first secret's tag's, whichever secret matched (so that a copy cut down to
+    /// one signature during a rotation keeps its replay key); that tag, kept as it is,
+    /// would be a valid signature under the first secret for a request signed with
+    /// another, and the dedup key goes into stores, logs and `Webhook::key`. Hashed, it
+    /// is one-way.
     #[inline]
     pub(crate) fn fingerprint(&self) -> [u8; 32] {
-        let len = usize::from(self.len);
-        if len > 32 {
-            return super::request::fingerprint(self.as_bytes());
-        }
-        std::array::from_fn(|i| if i < len { self.bytes[i] } else { 0 })
+        use sha2::Digest as _;
+        sha2::Sha256::digest(self.as_bytes()).into()
     }
 
     /// Constant-time equality over the bytes (lengths are public).
@@ -450,12 +451,30 @@ impl fmt::Debug for MacState {
 mod tests {
     use super::*;
 
+    /// The hash states a keyed MAC keeps (HMAC's inner and outer states, a prefix
+    /// scheme's state that absorbed the secret) are as good as the key: wiped when
+    /// dropped, each per-request clone included.
     #[test]
-    fn a_tags_fingerprint_is_the_general_fingerprint() {
+    fn keyed_hash_states_are_wiped_on_drop() {
+        fn wiped<T: zeroize::ZeroizeOnDrop>() {}
+        wiped::<sha1::Sha1>();
+        wiped::<sha2::Sha256>();
+        wiped::<sha2::Sha512>();
+    }
+
+    /// The fingerprint is a dedup key, kept and logged: it must not be the tag (a valid
+    /// signature under the first secret), only a digest of it, distinct per tag.
+    #[test]
+    fn a_tags_fingerprint_is_a_digest_of_it() {
+        use sha2::Digest as _;
         let base: Vec<u8> = (1..=64).collect();
+        let mut seen = std::collections::HashSet::new();
         for len in 0..=64 {
             let tag = Tag::from_slice(&base[..len]).unwrap();
-            assert_eq!(tag.fingerprint(), super::super::request::fingerprint(&base[..len]), "len {len}");
+            let print = tag.fingerprint();
+            assert_eq!(print, <[u8; 32]>::from(sha2::Sha256::digest(&base[..len])), "len {len}");
+            assert!(!print.starts_with(tag.as_bytes()) || len == 0, "len {len}: the tag shows through");
+            assert!(seen.insert(print), "len {len}");
         }
     }
 

@@ -23,14 +23,37 @@ use super::{
 ///     .unwrap();
 /// let view = WebhookRequest::from_request(&req);
 /// assert_eq!(view.body(), b"{}");
+/// // Debug shows no header value, query or body: a shared token travels in them.
+/// assert!(!format!("{view:?}").contains("sha256=00"));
 /// ```
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct WebhookRequest<'a> {
     method: &'a Method,
     uri: &'a Uri,
     headers: &'a HeaderMap,
     body: &'a [u8],
     url: Option<&'a str>,
+}
+
+/// The method, the path, the header names and the body's length: header values, the
+/// query and the body may carry a shared token (GitLab's `X-Gitlab-Token`) or personal
+/// data, and a request is the kind of value that gets logged with `{:?}`.
+impl fmt::Debug for WebhookRequest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Names<'a>(&'a HeaderMap);
+        impl fmt::Debug for Names<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_list().entries(self.0.keys()).finish()
+            }
+        }
+        f.debug_struct("WebhookRequest")
+            .field("method", self.method)
+            .field("path", &self.uri.path())
+            .field("headers", &Names(self.headers))
+            .field("body_len", &self.body.len())
+            .field("url", &self.url.is_some())
+            .finish()
+    }
 }
 
 impl<'a> WebhookRequest<'a> {
@@ -383,9 +406,11 @@ impl Eq for Verified<'_> {}
 impl<'a> Verified<'a> {
     /// Assembles a verification result (for custom [`Scheme`](super::Scheme)s).
     ///
-    /// `fingerprint` identifies this exact delivery when the provider sends no id: the
-    /// MAC (truncated or zero-padded to 32 bytes) or a SHA-256 of an asymmetric
-    /// signature. `key_index` is the position of the secret that matched.
+    /// `fingerprint` identifies this exact delivery when the provider sends no id: a
+    /// SHA-256 of the MAC or of an asymmetric signature. It is kept and logged as the
+    /// dedup key: never a MAC the request did not carry (one computed under another
+    /// secret would be a valid signature under it). `key_index` is the position of the
+    /// secret that matched.
     ///
     /// ```
     /// # use hookguard::verify::Verified;
@@ -500,14 +525,16 @@ impl<'a> Verified<'a> {
         self
     }
 
-    /// What identifies this exact delivery when there is no signed id: the MAC
-    /// (truncated or zero-padded to 32 bytes) or a SHA-256 of the signature; for a scheme
-    /// that signs a timestamp with the body, with a literal on both sides of the timestamp
-    /// (Zoom, Slack's form bodies, Calendly), a SHA-256 of everything signed but the
-    /// timestamp (the body, and the method and URL where signed), which a retry signed
-    /// anew with a later timestamp keeps. Where a numeric timestamp touches its neighbour
-    /// (Discord's and SendGrid's `{timestamp}{body}`, HubSpot v3), the MAC's: digits could
-    /// move across the boundary under one signature.
+    /// What identifies this exact delivery when there is no signed id: a SHA-256 of the
+    /// MAC (never the MAC itself: it is the first secret's, whichever secret matched, and
+    /// kept as it is it would be a valid signature under the first secret) or of the
+    /// signature; for a scheme that signs a timestamp with the body, with a literal on
+    /// both sides of the timestamp (Zoom, Slack's form bodies, Calendly), a SHA-256 of
+    /// everything signed but the timestamp (the body, and the method and URL where
+    /// signed), which a retry signed anew with a later timestamp keeps. Where a numeric
+    /// timestamp touches its neighbour (Discord's and SendGrid's `{timestamp}{body}`,
+    /// HubSpot v3), the MAC's digest: digits could move across the boundary under one
+    /// signature.
     ///
     /// ```
     /// # use hookguard::verify::Verified;
@@ -727,6 +754,23 @@ mod tests {
         providers::standard_webhooks,
         verify::{Outgoing, Scheme, Sign},
     };
+
+    /// A request's Debug names what is there, without a header value, the query or the
+    /// body: a shared token or personal data travels in them.
+    #[test]
+    fn a_requests_debug_shows_no_values() {
+        let req = http::Request::post("/hooks/gitlab?token=query-s3cret")
+            .header("x-gitlab-token", "tok3n")
+            .body(br#"{"card":"4111"}"#.to_vec())
+            .unwrap();
+        let debug = format!("{:?}", WebhookRequest::from_request(&req).with_url("https://x/?k=url-s3cret"));
+        for secret in ["tok3n", "query-s3cret", "url-s3cret", "4111"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        for shown in ["POST", "/hooks/gitlab", "x-gitlab-token", "body_len: 15"] {
+            assert!(debug.contains(shown), "{shown} not in {debug}");
+        }
+    }
 
     proptest::proptest! {
         /// `is_visible` accepts exactly what `HeaderValue::to_str` accepts (visible
