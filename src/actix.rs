@@ -87,6 +87,7 @@ use crate::{
 /// ```
 #[must_use]
 pub fn webhook_route(guard: Guard) -> Route {
+    guard.warn_without_inbox("webhook_route");
     web::route().to(move |req: HttpRequest, payload: web::Payload| {
         use tracing::Instrument as _;
         let guard = guard.clone();
@@ -268,6 +269,12 @@ where
                 };
                 let reservation = match guard.reserve(&parts, &bytes).await {
                     Reserved::Fresh { verified, reservation } => {
+                        // A header that carried the secret itself (a shared token) is not
+                        // passed on: the handler, and whatever logs its request, never
+                        // sees it (as the inbox never keeps it).
+                        for name in verified.secret_headers() {
+                            req.headers_mut().remove(name.as_str());
+                        }
                         let mut extensions = req.extensions_mut();
                         extensions.insert(verified);
                         // A clone: the same memory, for every extractor of the handler.
@@ -304,21 +311,24 @@ async fn read(guard: &Guard, payload: dev::Payload) -> Result<Bytes, Problem> {
     match crate::layer::Within::new(guard.read_timeout(), collect(payload, guard.body_limit())).await {
         None => Err(known::BODY_TIMEOUT),
         Some(None) => Err(known::BODY_TOO_LARGE),
+        // An outer limit's refusal (a `PayloadConfig` or another middleware's): too large,
+        // as the Tower side answers an outer `RequestBodyLimitLayer`'s.
+        Some(Some(Err(PayloadError::Overflow))) => Err(known::BODY_TOO_LARGE),
         Some(Some(Err(_))) => Err(known::BODY_ERROR),
         Some(Some(Ok(bytes))) => Ok(bytes),
     }
 }
 
 /// The payload's bytes, `None` once they are more than `limit`: read by the same bounded
-/// collector as the Tower side's bodies (`http_body_util`'s `Limited` and `Collect`). A
-/// body that comes in one chunk (the usual case for a webhook, and always for a payload
-/// [`Verify`] put back) is that chunk itself, not a copy; more chunks are gathered in one
-/// buffer. (actix's `to_bytes_limited` copies every body into a buffer of 32 KiB, which a
+/// collector as the Tower side's bodies (`http_body_util`'s `Limited`, then each chunk
+/// copied and let go at once). A body that comes in one chunk (the usual case for a
+/// webhook, and always for a payload [`Verify`] put back) is that chunk itself, not a
+/// copy; more chunks are gathered in one buffer. (actix's `to_bytes_limited` copies every body into a buffer of 32 KiB, which a
 /// kept webhook would then hold while it waits.)
 async fn collect(payload: dev::Payload, limit: usize) -> Option<Result<Bytes, PayloadError>> {
-    use http_body_util::BodyExt as _;
-    match http_body_util::Limited::new(PayloadBody(BodyStream::new(payload)), limit).collect().await {
-        Ok(collected) => Some(Ok(collected.to_bytes())),
+    let body = http_body_util::Limited::new(PayloadBody(BodyStream::new(payload)), limit);
+    match crate::layer::Gather::new(body).await {
+        Ok(bytes) => Some(Ok(bytes)),
         Err(e) => match e.downcast::<PayloadError>() {
             Ok(e) => Some(Err(*e)),
             // `Limited`'s own error: over the limit.
@@ -630,6 +640,8 @@ impl SharedBody {
                         }
                         Err(Unread::TooLarge)
                     }
+                    // An outer limit's refusal: too large, as `read` answers it.
+                    Some(Some(Err(PayloadError::Overflow))) => Err(Unread::TooLarge),
                     Some(Some(Err(_))) => Err(Unread::Body),
                     Some(Some(Ok(bytes))) => Ok(bytes),
                 }
@@ -1196,6 +1208,24 @@ mod tests {
     fn a_payload_error_is_an_error_not_a_short_body() {
         let chunks = vec![Ok(Bytes::from_static(b"12")), Err(PayloadError::Incomplete(None))];
         assert!(matches!(block_on(collect(chunked(chunks), 100)), Some(Err(PayloadError::Incomplete(_)))));
+    }
+
+    /// An outer limit's refusal (actix's own `Overflow`) is `413`, as the Tower side
+    /// answers an outer `RequestBodyLimitLayer`'s; other payload errors stay `400`.
+    #[test]
+    fn an_outer_limits_overflow_is_too_large() {
+        let guard = Guard::builder("t", crate::providers::github::scheme("s").unwrap()).build();
+        let overflow = vec![Ok(Bytes::from_static(b"12")), Err(PayloadError::Overflow)];
+        let got = block_on(read(&guard, chunked(overflow)));
+        assert_eq!(got.unwrap_err().code(), known::BODY_TOO_LARGE.code());
+        let cut = vec![Ok(Bytes::from_static(b"12")), Err(PayloadError::Incomplete(None))];
+        assert_eq!(block_on(read(&guard, chunked(cut))).unwrap_err().code(), known::BODY_ERROR.code());
+        // The extractors, without `Verify`: too large as well.
+        let (req, _) = actix_web::test::TestRequest::post().to_http_parts();
+        req.extensions_mut().insert(Verified::new("t", None, None, None, [0; 32], 0));
+        let mut payload = chunked(vec![Ok(Bytes::from_static(b"12")), Err(PayloadError::Overflow)]);
+        let got = block_on(VerifiedWebhook::from_request(&req, &mut payload));
+        assert!(matches!(got, Err(WebhookRejection::TooLarge)), "{got:?}");
     }
 
     #[test]

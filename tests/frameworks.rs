@@ -32,6 +32,9 @@ use tokio::sync::mpsc;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+/// `/hooks/token`'s shared token, sent as it is in [`TOKEN_HEADER`].
+const TOKEN: &str = "s3cret-shared-token";
+const TOKEN_HEADER: &str = "x-acme-token";
 const BODY_LIMIT: usize = 4096;
 const READ_TIMEOUT: Duration = Duration::from_millis(300);
 /// `/hooks/held`'s reservation lease.
@@ -124,6 +127,17 @@ fn cases() -> Vec<Case> {
             steps: || sends(vec![signed("/hooks/verify", ODD_BYTES, "msg_echo", now())]),
             status: 200,
             check: Check::Echo,
+            inbox: 0,
+            handler: 1,
+        },
+        Case {
+            name: "shared token, middleware: the handler does not see the token's header",
+            steps: || {
+                let token = (HeaderName::from_static(TOKEN_HEADER), HeaderValue::from_static(TOKEN));
+                sends(vec![req(Method::POST, "/hooks/token", vec![token], Body::Full(EVENT.to_vec()))])
+            },
+            status: 200,
+            check: Check::Contains("no token"),
             inbox: 0,
             handler: 1,
         },
@@ -424,6 +438,8 @@ struct Setup {
     slack: Guard,
     verify: Guard,
     typed: Guard,
+    /// A shared token in a header (middleware mode).
+    token: Guard,
     flaky: Guard,
     held: Guard,
     /// `/hooks/held`'s replay store and its clock.
@@ -460,6 +476,11 @@ impl Setup {
                 .build(),
             verify: tune(Guard::builder("verify", std())).build(),
             typed: tune(Guard::builder("typed", std())).build(),
+            token: {
+                use hookguard::verify::{Field, TokenScheme};
+                let scheme = TokenScheme::new("acme", Field::header(TOKEN_HEADER), TOKEN).unwrap();
+                tune(Guard::builder("token", scheme)).build()
+            },
             flaky: tune(Guard::builder("flaky", std())).build(),
             held: tune(Guard::builder("held", std()))
                 .replay_store(held_store.clone())
@@ -518,7 +539,16 @@ fn axum_app(s: &Setup) -> axum::Router {
     use axum::{Router, routing::post};
     use hookguard::axum::{VerifiedJson, VerifiedWebhook};
 
-    let (c1, c2, f, h) = (s.calls.clone(), s.calls.clone(), s.clone(), s.clone());
+    let (c1, c2, c3, f, h) = (s.calls.clone(), s.calls.clone(), s.calls.clone(), s.clone(), s.clone());
+    let token = Router::new()
+        .route(
+            "/hooks/token",
+            post(move |headers: http::HeaderMap, _: VerifiedWebhook| async move {
+                c3.fetch_add(1, Ordering::SeqCst);
+                if headers.contains_key(TOKEN_HEADER) { "token seen" } else { "no token" }
+            }),
+        )
+        .layer(VerifyLayer::new(s.token.clone()));
     let held = Router::new()
         .route(
             "/hooks/held",
@@ -563,6 +593,7 @@ fn axum_app(s: &Setup) -> axum::Router {
         .merge(typed)
         .merge(flaky)
         .merge(held)
+        .merge(token)
 }
 
 fn actix_app(
@@ -579,7 +610,7 @@ fn actix_app(
     use actix_web::{App, HttpResponse, web};
     use hookguard::actix::{VerifiedJson, VerifiedWebhook, Verify, webhook_service};
 
-    let (c1, c2, f, h) = (s.calls.clone(), s.calls.clone(), s.clone(), s.clone());
+    let (c1, c2, c3, f, h) = (s.calls.clone(), s.calls.clone(), s.calls.clone(), s.clone(), s.clone());
     App::new()
         .service(webhook_service("/hooks/accept", s.accept.clone()))
         .service(webhook_service("/hooks/full", s.full.clone()))
@@ -594,6 +625,13 @@ fn actix_app(
             move |VerifiedJson(e): VerifiedJson<Event>| {
                 c2.fetch_add(1, Ordering::SeqCst);
                 async move { e.r#type }
+            },
+        )))
+        .service(web::resource("/hooks/token").wrap(Verify::new(s.token.clone())).route(web::post().to(
+            move |req: actix_web::HttpRequest, _: VerifiedWebhook| {
+                c3.fetch_add(1, Ordering::SeqCst);
+                let seen = req.headers().contains_key(TOKEN_HEADER);
+                async move { if seen { "token seen" } else { "no token" } }
             },
         )))
         .service(web::resource("/hooks/flaky").wrap(Verify::new(s.flaky.clone())).route(web::post().to(

@@ -7,9 +7,9 @@ use std::{
     time::Duration,
 };
 
-use bytes::Bytes;
+use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
 use http_body::Body;
-use http_body_util::{BodyExt as _, Limited, combinators::Collect};
+use http_body_util::Limited;
 use pin_project_lite::pin_project;
 
 use crate::{
@@ -68,6 +68,69 @@ impl<F: Future> Future for Within<F> {
     }
 }
 
+/// How many frames [`Gather`] takes in one poll before it lets other tasks run.
+const FRAMES_PER_POLL: usize = 64;
+
+pin_project! {
+    /// A body's data, gathered: a body that comes in one frame (the usual case for a
+    /// webhook) is that frame itself, not a copy; from the second frame on, every frame is
+    /// copied into one buffer and let go at once. Unlike `http_body_util`'s `Collect`,
+    /// which keeps every frame until the end, a body sent in tiny chunks (`1\r\nX\r\n`
+    /// over and over, each chunk a frame holding on to the connection's read buffer)
+    /// costs at most about twice its length, not tens of times. Trailers are dropped.
+    pub(crate) struct Gather<B> {
+        #[pin]
+        body: B,
+        first: Option<Bytes>,
+        rest: Option<BytesMut>,
+    }
+}
+
+impl<B> Gather<B> {
+    pub(crate) fn new(body: B) -> Self {
+        Self { body, first: None, rest: None }
+    }
+}
+
+impl<B: Body> Future for Gather<B> {
+    type Output = Result<Bytes, B::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        for _ in 0..FRAMES_PER_POLL {
+            let frame = match ready!(this.body.as_mut().poll_frame(cx)) {
+                None => {
+                    let all = match (this.rest.take(), this.first.take()) {
+                        (Some(rest), _) => rest.freeze(),
+                        (None, first) => first.unwrap_or_default(),
+                    };
+                    return Poll::Ready(Ok(all));
+                }
+                Some(Err(e)) => return Poll::Ready(Err(e)),
+                Some(Ok(frame)) => frame,
+            };
+            // Trailers: nothing here reads them.
+            let Ok(mut data) = frame.into_data() else { continue };
+            if !data.has_remaining() {
+                continue;
+            }
+            if let Some(rest) = this.rest.as_mut() {
+                rest.put(data);
+            } else if let Some(first) = this.first.take() {
+                let mut rest = BytesMut::with_capacity(first.len() + data.remaining());
+                rest.extend_from_slice(&first);
+                rest.put(data);
+                *this.rest = Some(rest);
+            } else {
+                *this.first = Some(data.copy_to_bytes(data.remaining()));
+            }
+        }
+        // A body whose frames are always ready (empty ones, say) must not hold the thread.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
 pin_project! {
     /// The future of [`read`].
     pub(crate) struct ReadBody<B>
@@ -76,7 +139,7 @@ pin_project! {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         #[pin]
-        read: Within<Collect<Limited<B>>>,
+        read: Within<Gather<Limited<B>>>,
     }
 }
 
@@ -86,7 +149,7 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     pub(crate) fn new(guard: &Guard, body: B) -> Self {
-        Self { read: Within::new(guard.read_timeout(), Limited::new(body, guard.body_limit()).collect()) }
+        Self { read: Within::new(guard.read_timeout(), Gather::new(Limited::new(body, guard.body_limit()))) }
     }
 }
 
@@ -100,7 +163,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Poll::Ready(match ready!(self.project().read.poll(cx)) {
             None => Err(known::BODY_TIMEOUT),
-            Some(Ok(collected)) => Ok(collected.to_bytes()),
+            Some(Ok(bytes)) => Ok(bytes),
             Some(Err(e)) if over_a_limit(&*e) => Err(known::BODY_TOO_LARGE),
             Some(Err(_)) => Err(known::BODY_ERROR),
         })
@@ -124,6 +187,8 @@ pub(crate) fn over_a_limit(e: &(dyn std::error::Error + 'static)) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use http_body_util::BodyExt as _;
+
     use super::*;
 
     /// Ready on its `n`th poll, waking its task each time it is not.
@@ -173,6 +238,64 @@ mod tests {
                 Wrapped("connection reset".into()),
             )]));
         assert_eq!(read(&guard, failing).await.unwrap_err().code(), known::BODY_ERROR.code());
+    }
+
+    /// What a connection hands over: each frame a slice of its own read buffer, counted
+    /// while alive.
+    struct ReadBuffer(std::sync::Arc<std::sync::atomic::AtomicUsize>, Vec<u8>);
+
+    impl AsRef<[u8]> for ReadBuffer {
+        fn as_ref(&self) -> &[u8] {
+            &self.1
+        }
+    }
+
+    impl Drop for ReadBuffer {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// A body sent one byte per chunk: each frame is let go as soon as it is copied, not
+    /// kept (with the read buffer it holds) until the end; the bytes arrive whole.
+    #[tokio::test]
+    async fn tiny_frames_are_not_kept_until_the_end() {
+        use std::sync::{
+            Arc,
+            atomic::{AtomicUsize, Ordering},
+        };
+        let guard = Guard::builder("t", crate::providers::github::scheme("s").unwrap()).build();
+        let alive = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let n = 10_000;
+        let (a, m) = (Arc::clone(&alive), Arc::clone(&most));
+        let frames = futures_util::stream::iter(0..n).map(move |i| {
+            let now = a.fetch_add(1, Ordering::SeqCst) + 1;
+            m.fetch_max(now, Ordering::SeqCst);
+            // One byte of a 512-byte buffer, as hyper slices its read buffer.
+            let mut buffer = vec![0_u8; 512];
+            buffer[7] = b'a' + (i % 26) as u8;
+            let frame = Bytes::from_owner(ReadBuffer(Arc::clone(&a), buffer)).slice(7..8);
+            Ok::<_, std::convert::Infallible>(http_body::Frame::data(frame))
+        });
+        use futures_util::StreamExt as _;
+        let body = http_body_util::StreamBody::new(frames);
+        let bytes = read(&guard, body).await.unwrap();
+        assert_eq!(bytes.len(), n);
+        assert!(bytes.iter().enumerate().all(|(i, b)| *b == b'a' + (i % 26) as u8), "in order");
+        assert!(most.load(Ordering::SeqCst) <= 2, "frames kept: {}", most.load(Ordering::SeqCst));
+        assert_eq!(alive.load(Ordering::SeqCst), 0);
+    }
+
+    /// One frame is handed on as it is: no copy.
+    #[tokio::test]
+    async fn one_frame_is_not_copied() {
+        let guard = Guard::builder("t", crate::providers::github::scheme("s").unwrap()).build();
+        let sent = Bytes::from(vec![b'x'; 100]);
+        let got = read(&guard, http_body_util::Full::new(sent.clone())).await.unwrap();
+        assert_eq!(got.as_ptr(), sent.as_ptr(), "the same memory");
+        let empty = read(&guard, http_body_util::Empty::<Bytes>::new()).await.unwrap();
+        assert!(empty.is_empty());
     }
 
     #[tokio::test(start_paused = true)]

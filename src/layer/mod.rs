@@ -47,9 +47,9 @@ pub(crate) mod source;
 mod verify;
 
 pub use accept::{AcceptFuture, WebhookService};
-#[cfg(feature = "actix")]
-pub(crate) use body::Within;
 pub(crate) use body::read as read_body;
+#[cfg(feature = "actix")]
+pub(crate) use body::{Gather, Within};
 #[cfg(feature = "source-controls")]
 pub use source::{AllowListLayer, AllowListService, RateLimitLayer, RateLimitService, SourceFuture};
 pub use verify::{Verify, VerifyFuture, VerifyLayer};

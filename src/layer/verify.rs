@@ -332,6 +332,12 @@ where
                         Reserved::Fresh { verified, reservation } => (verified, reservation),
                         Reserved::Respond(res) => return Ok(convert(res)),
                     };
+                    // A header that carried the secret itself (a shared token) is not
+                    // passed on: the inner service, and whatever logs its request, never
+                    // sees it (as the inbox never keeps it).
+                    for name in verified.secret_headers() {
+                        parts.headers.remove(name);
+                    }
                     // Dropped before the inner service answers (the sender hung up): the
                     // reservation is cancelled, so the sender's retry gets through.
                     parts.extensions.insert(verified);
