@@ -441,8 +441,10 @@ impl<'a> Verified<'a> {
 
     /// Names the headers that carried a secret rather than a signature (a shared token,
     /// for custom [`Scheme`](super::Scheme)s): the guard leaves them out of what it keeps,
-    /// so that neither the inbox nor the handler sees the token (as
-    /// [`TokenScheme`](super::TokenScheme) does for its header).
+    /// and middleware mode (`Verify`, Tower and actix) removes them from the request before
+    /// the handler runs, so that neither the inbox nor the handler sees the token (as
+    /// [`TokenScheme`](super::TokenScheme) does for its header). An extractor used without
+    /// `Verify` cannot take them out of the request the handler holds.
     ///
     /// ```
     /// # use hookguard::verify::Verified;
