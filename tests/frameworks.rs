@@ -271,6 +271,18 @@ fn cases() -> Vec<Case> {
             handler: 0,
         },
         Case {
+            name: "chunked oversized (no Content-Length), middleware: the handler does not run",
+            steps: || {
+                let mut r = signed("/hooks/verify", b"", "msg_chunked_mw", now());
+                r.body = Body::Chunked(vec![vec![b'x'; BODY_LIMIT / 2]; 4]);
+                sends(vec![r])
+            },
+            status: 413,
+            check: Check::Problem("body-too-large"),
+            inbox: 0,
+            handler: 0,
+        },
+        Case {
             name: "chunked within the limit is read whole",
             steps: || {
                 let mut r = signed("/hooks/verify", EVENT, "msg_chunked_ok", now());
@@ -291,6 +303,40 @@ fn cases() -> Vec<Case> {
             },
             status: 408,
             check: Check::Problem("body-timeout"),
+            inbox: 0,
+            handler: 0,
+        },
+        Case {
+            name: "body not received in time, middleware: the handler does not run",
+            steps: || {
+                let mut r = signed("/hooks/verify", EVENT, "msg_slow_mw", now());
+                r.body = Body::Stalled(EVENT[..10].to_vec());
+                sends(vec![r])
+            },
+            status: 408,
+            check: Check::Problem("body-timeout"),
+            inbox: 0,
+            handler: 0,
+        },
+        Case {
+            name: "handshake: Meta's GET challenge answered before verification",
+            steps: || {
+                let uri = "/hooks/meta?hub.mode=subscribe&hub.verify_token=meta-verify-token&hub.challenge=1158201444";
+                sends(vec![req(Method::GET, uri, vec![], Body::Full(Vec::new()))])
+            },
+            status: 200,
+            check: Check::Contains("1158201444"),
+            inbox: 0,
+            handler: 0,
+        },
+        Case {
+            name: "handshake: Meta's GET with a wrong verify token is refused as a problem",
+            steps: || {
+                let uri = "/hooks/meta?hub.mode=subscribe&hub.verify_token=a-guess&hub.challenge=1158201444";
+                sends(vec![req(Method::GET, uri, vec![], Body::Full(Vec::new()))])
+            },
+            status: 403,
+            check: Check::Problem("handshake-refused"),
             inbox: 0,
             handler: 0,
         },
@@ -436,6 +482,8 @@ struct Setup {
     accept: Guard,
     full: Guard,
     slack: Guard,
+    /// Terminal, with Meta's GET subscription check.
+    meta: Guard,
     verify: Guard,
     typed: Guard,
     /// A shared token in a header (middleware mode).
@@ -475,6 +523,10 @@ impl Setup {
                 .handshake(SlackUrlVerification)
                 .build(),
             verify: tune(Guard::builder("verify", std())).build(),
+            meta: tune(Guard::builder("meta", hookguard::providers::meta::scheme("app-secret").unwrap()))
+                .inbox(inbox.clone())
+                .handshake(hookguard::handshake::MetaSubscription::new("meta-verify-token").unwrap())
+                .build(),
             typed: tune(Guard::builder("typed", std())).build(),
             token: {
                 use hookguard::verify::{Field, TokenScheme};
@@ -589,6 +641,7 @@ fn axum_app(s: &Setup) -> axum::Router {
         .route_service("/hooks/accept", WebhookService::new(s.accept.clone()))
         .route_service("/hooks/full", WebhookService::new(s.full.clone()))
         .route_service("/hooks/slack", WebhookService::new(s.slack.clone()))
+        .route_service("/hooks/meta", WebhookService::new(s.meta.clone()))
         .merge(echo)
         .merge(typed)
         .merge(flaky)
@@ -615,6 +668,7 @@ fn actix_app(
         .service(webhook_service("/hooks/accept", s.accept.clone()))
         .service(webhook_service("/hooks/full", s.full.clone()))
         .service(webhook_service("/hooks/slack", s.slack.clone()))
+        .service(webhook_service("/hooks/meta", s.meta.clone()))
         .service(web::resource("/hooks/verify").wrap(Verify::new(s.verify.clone())).route(web::post().to(
             move |hook: VerifiedWebhook| {
                 c1.fetch_add(1, Ordering::SeqCst);
