@@ -15,6 +15,10 @@
 //! One handshake runs at a time: a second one meanwhile gets `403`. A handshake whose
 //! answer did not reach Asana (the connection dropped) still keeps its secret, and Asana's
 //! next attempt gets `403`: delete the file and restart to start over.
+//!
+//! The first handshake wins, whoever sends it: the README tells users to await only just
+//! before they create the webhook, on a path with a random segment, and to start over if
+//! Asana's handshake got `403`.
 
 use std::{
     fmt, fs,
