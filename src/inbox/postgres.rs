@@ -1112,6 +1112,8 @@ impl PostgresInbox {
     }
 
     async fn push_now(&self, webhook: Webhook) -> Result<Pushed, InboxError> {
+        // Refused, not accepted and set aside as damaged at its first pull.
+        webhook.check_keepable()?;
         let client = self.client().await?;
         let stmt = client.prepare_cached(&self.sql.push).await.map_err(backend)?;
         let now = self.clock.now();

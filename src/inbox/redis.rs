@@ -905,6 +905,8 @@ impl RedisInbox {
     }
 
     async fn push_now(&self, webhook: Webhook) -> Result<Pushed, InboxError> {
+        // Refused, not accepted and set aside as damaged at its first pull.
+        webhook.check_keepable()?;
         let key = webhook.key();
         let k = &self.keys;
         // A copy is answered `Duplicate` (`200`) only once the webhook it copies is as

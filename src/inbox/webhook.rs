@@ -649,13 +649,22 @@ impl Webhook {
         Ok(record)
     }
 
+    /// Whether a durable inbox could read this webhook back: no more header values than
+    /// a record lists ([`MAX_HEADERS`]; the guard refuses more with `431`, a webhook built
+    /// by hand may have them). Checked before a push, so that such a webhook is refused,
+    /// not accepted and then set aside as damaged at its first pull.
+    pub(crate) fn check_keepable(&self) -> Result<(), RecordError> {
+        if self.inner.headers.len() > MAX_HEADERS {
+            return Err(TOO_MANY_HEADERS);
+        }
+        Ok(())
+    }
+
     /// [`to_record`](Self::to_record) with the times apart, in full: for a backend that
     /// stores them itself, so that a verified timestamp past 2262 (a provider with no
     /// tolerance) is kept too. The record's own times are left empty (`None`, 0).
     pub(crate) fn to_record_apart(&self) -> Result<(WebhookRecord, RecordTimes), RecordError> {
-        if self.inner.headers.len() > MAX_HEADERS {
-            return Err(TOO_MANY_HEADERS);
-        }
+        self.check_keepable()?;
         let times = RecordTimes { timestamp: self.inner.timestamp, received_at: self.inner.received_at };
         let record = WebhookRecord {
             key: self.key().to_owned(),

@@ -377,6 +377,33 @@ macro_rules! inbox_conformance {
             assert_eq!(inbox.depth().await.unwrap(), 1);
         }
 
+        /// A webhook built by hand with more header values than a kept webhook can have
+        /// (the guard refuses such a request with `431`) is refused, or kept whole: never
+        /// accepted and then set aside as damaged at its first pull.
+        #[tokio::test]
+        async fn a_webhook_with_too_many_headers_is_refused_or_kept_whole() {
+            let (inbox, _) = or_skip!(setup(100).await);
+            let mut headers = http::HeaderMap::new();
+            for _ in 0..5000 {
+                headers.append("x-many", http::HeaderValue::from_static("v"));
+            }
+            let v = hookguard::verify::Verified::new("github", Some("many".into()), None, None, [0; 32], 0);
+            let epoch = time::OffsetDateTime::UNIX_EPOCH;
+            let hook = hookguard::inbox::Webhook::new("test", &v, headers, "{}".into(), epoch);
+            match inbox.push(hook).await {
+                Err(InboxError::Backend(e)) => {
+                    assert!(e.to_string().contains("more headers"), "{e}");
+                    assert_eq!(inbox.depth().await.unwrap(), 0, "nothing kept");
+                }
+                Ok(Pushed::Accepted) => {
+                    let job = inbox.pull(1, LEASE).await.unwrap().remove(0);
+                    assert_eq!(job.webhook().headers().len(), 5000, "kept whole");
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(inbox.dead_letters(10).await.unwrap().is_empty(), "nothing set aside");
+        }
+
         #[tokio::test]
         async fn push_now_and_ack_now_answer_as_push_and_ack_would() {
             let (inbox, _) = or_skip!(setup(100).await);
