@@ -393,11 +393,14 @@ impl Worker {
 
     /// Attempts before a webhook is dead-lettered (at least 1).
     ///
-    /// Each pull counts an attempt, also one whose lease ran out with no outcome (its
-    /// handler killed the process: an abort, running out of memory, a stack overflow). A
-    /// job pulled past its last attempt is dead-lettered without running, so that such a
-    /// job cannot bring the process down after every lease for ever; so is one pulled
-    /// past a `max_attempts` lowered since its earlier attempts.
+    /// Each pull counts an attempt, also one that ended with no outcome reaching the inbox
+    /// (its handler killed the process: an abort, running out of memory, a stack
+    /// overflow; or its lease ran out, the pull's answer was lost, its outcome could not be
+    /// written). A job pulled more than two attempts past its last is dead-lettered
+    /// without running, so that a job that kills the process cannot bring it down after
+    /// every lease for ever; the two spare pulls keep a job that never ran (a pull lost at
+    /// shutdown, say) from being set aside for it. So is a job pulled that far past a
+    /// `max_attempts` lowered since its earlier attempts.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
@@ -862,14 +865,19 @@ impl Worker {
         let outcome = if *cancel.borrow() {
             // The grace period is over: not started.
             None
-        } else if job.attempt() > self.max_attempts {
-            // Its earlier attempts ended with no outcome reported (failures are
-            // dead-lettered at the last attempt): a handler that killed the process, or a
-            // lease that ran out while it ran. Each pull counts an attempt, so without this
-            // such a job would come back after every lease, and crash the process each time.
+        } else if job.attempt() > self.max_attempts.saturating_add(UNFINISHED_PULLS) {
+            // Its last pulls ended with no outcome reaching the inbox (failures are
+            // dead-lettered at the last attempt): a handler that killed the process, a
+            // lease that ran out while it ran, a pull whose answer was lost, an outcome
+            // that could not be written. Each pull counts an attempt, so without this a
+            // job that kills the process would come back after every lease, and crash it
+            // each time. The allowance keeps a job that never ran (a lost pull) from being
+            // set aside for it.
             Some(Ok(Some(Err(format!(
-                "not run: this is attempt {} and at most {} are made; its earlier attempts ended \
-                 without an outcome (the process died or the lease ran out while it ran)",
+                "not run: this is attempt {} and at most {} are made (and {UNFINISHED_PULLS} pulls more \
+                 that end without an outcome); its last pulls ended without an outcome reaching the \
+                 inbox (the process died while it ran, its lease ran out, or its outcome could not \
+                 be written)",
                 job.attempt(),
                 self.max_attempts
             )))))
@@ -987,6 +995,16 @@ impl Worker {
             };
             let error = match acked {
                 Err(error @ InboxError::Backend(_)) if retries < ACK_RETRIES => error,
+                // The lease is gone after a try that failed in the backend, within the lease:
+                // that try most likely took effect and only its answer was lost (a commit
+                // whose reply was lost, Redis's durability wait falling short after the
+                // script ran). Not "lost; will run again".
+                Err(InboxError::LeaseLost) if retries > 0 => {
+                    tracing::info!(
+                        "ack: an earlier try failed in the backend and the lease is gone: that try took effect"
+                    );
+                    return Ok(());
+                }
                 acked => return acked,
             };
             retries += 1;
@@ -1006,6 +1024,11 @@ impl Worker {
 
 /// The handler did not finish (or could not start) before its time limit.
 struct NotInTime;
+
+/// How many pulls past its last attempt a job may have that ended with no outcome
+/// reaching the inbox before it is dead-lettered without running (see
+/// [`Worker::max_attempts`]).
+const UNFINISHED_PULLS: u32 = 2;
 
 /// What the pool and its handle share: the lanes, how many jobs the lanes held when
 /// pulling stopped ([`NOT_YET`] before), and how many were given back at shutdown.
@@ -2105,30 +2128,32 @@ mod tests {
     /// A job whose handler kills the process (an abort, running out of memory) never
     /// fails an attempt: only its leases run out, each pull counts one more attempt, and
     /// the job came back for ever (attempt 3, 4, 5 ... of 2), crashing the process each
-    /// time. Pulled past its last attempt, it is dead-lettered without running; one pulled
-    /// at its last attempt still runs.
+    /// time. Pulled more than two attempts past its last, it is dead-lettered without
+    /// running; one pulled two past its last (a lost pull, say) still runs.
     #[tokio::test(start_paused = true)]
     async fn a_job_pulled_past_its_last_attempt_is_dead_lettered_without_running() {
         let clock = ManualClock::at_unix(1_800_000_000);
         let lease = Duration::from_secs(30);
         let inbox = MemoryInbox::new().clock(clock.clone());
         inbox.push(hook("crashes")).await.unwrap();
-        // Two attempts that ended without an outcome (the process died while each ran);
-        // "last" ran once the same way.
+        // Three attempts that ended without an outcome (the process died while each ran);
+        // "last" was pulled twice the same way.
         let first = inbox.pull(10, lease).await.unwrap();
         assert_eq!(first.len(), 1);
         clock.advance(lease + Duration::from_secs(1));
         inbox.push(hook("last")).await.unwrap();
-        let mut second: Vec<_> = inbox
-            .pull(10, lease)
-            .await
-            .unwrap()
-            .iter()
-            .map(|j| (j.webhook().key().to_owned(), j.attempt()))
-            .collect();
-        second.sort();
-        assert_eq!(second, [("t:crashes".to_owned(), 2), ("t:last".to_owned(), 1)]);
-        clock.advance(lease + Duration::from_secs(1));
+        for attempts in [(2, 1), (3, 2)] {
+            let mut pulled: Vec<_> = inbox
+                .pull(10, lease)
+                .await
+                .unwrap()
+                .iter()
+                .map(|j| (j.webhook().key().to_owned(), j.attempt()))
+                .collect();
+            pulled.sort();
+            assert_eq!(pulled, [("t:crashes".to_owned(), attempts.0), ("t:last".to_owned(), attempts.1)]);
+            clock.advance(lease + Duration::from_secs(1));
+        }
         let calls: Arc<Mutex<Vec<String>>> = Arc::default();
         let handler = {
             let calls = Arc::clone(&calls);
@@ -2138,13 +2163,13 @@ mod tests {
             }
         };
         let worker =
-            Worker::new(inbox.clone(), handler).max_attempts(2).lease(lease).clock(clock.clone()).spawn();
+            Worker::new(inbox.clone(), handler).max_attempts(1).lease(lease).clock(clock.clone()).spawn();
         assert_eq!(worker.drain(Duration::from_secs(5)).await.left, Some(0));
         let calls = calls.lock().unwrap().clone();
-        assert_eq!(calls, ["t:last"], "at its last attempt it ran; the crashing job did not run again");
+        assert_eq!(calls, ["t:last"], "two past its last attempt it ran; the crashing job did not run again");
         let dead = inbox.dead_letters(10).await.unwrap();
         assert_eq!(dead.len(), 1, "{dead:?}");
-        assert_eq!((dead[0].webhook.id(), dead[0].attempts), (Some("crashes"), 3));
+        assert_eq!((dead[0].webhook.id(), dead[0].attempts), (Some("crashes"), 4));
         assert!(dead[0].error.contains("ended without an outcome"), "{}", dead[0].error);
     }
 
@@ -2206,6 +2231,25 @@ mod tests {
         worker.shutdown(Duration::from_secs(1)).await;
     }
 
+    /// An ack that took effect but whose answer was lost (a commit's reply lost, Redis's
+    /// durability wait falling short) finds no lease when tried again: that is the job
+    /// processed, not a lost lease after which it "will run again".
+    #[tokio::test(start_paused = true)]
+    async fn an_ack_that_took_effect_before_it_failed_counts_as_processed() {
+        let inbox = CountingWaits {
+            ack_fails_after_it_took_effect: true,
+            ..CountingWaits::new(inbox_with(&["a"]).await)
+        };
+        inbox.ack_failures.store(1, Ordering::SeqCst);
+        let (ran, handler) = counting();
+        let worker = Worker::new(inbox.clone(), handler).spawn();
+        let (report, logs) = crate::inbox::logged(worker.drain(Duration::from_secs(5))).await;
+        assert_eq!(report.left, Some(0));
+        assert_eq!((ran.load(Ordering::SeqCst), inbox.acks.load(Ordering::SeqCst)), (1, 2));
+        assert!(!logs.contains("will run again"), "{logs}");
+        assert!(logs.contains("that try took effect"), "{logs}");
+    }
+
     /// Once the grace period is over, an ack that failed is not waited on to try again:
     /// shutdown stays bounded by the grace.
     #[tokio::test(start_paused = true)]
@@ -2258,6 +2302,8 @@ mod tests {
         panics: Arc<AtomicUsize>,
         /// `ack` fails (the lease was lost).
         refuse_ack: bool,
+        /// The acks `ack_failures` fails take effect first (a commit whose reply was lost).
+        ack_fails_after_it_took_effect: bool,
         /// How many more calls to `ack` fail with a backend error (a disk or database
         /// failure that passes).
         ack_failures: Arc<AtomicUsize>,
@@ -2284,6 +2330,7 @@ mod tests {
                 depth_delay: Duration::ZERO,
                 panics: Arc::default(),
                 refuse_ack: false,
+                ack_fails_after_it_took_effect: false,
                 ack_failures: Arc::default(),
                 acks: Arc::default(),
                 eager_panics: Arc::default(),
@@ -2337,6 +2384,12 @@ mod tests {
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                 .is_ok()
             {
+                if self.ack_fails_after_it_took_effect {
+                    return Box::pin(async move {
+                        self.inner.ack(job).await?;
+                        Err(InboxError::Backend("the reply was lost".into()))
+                    });
+                }
                 return Box::pin(std::future::ready(Err(InboxError::Backend("disk I/O error".into()))));
             }
             if self.refuse_ack {

@@ -345,6 +345,12 @@ pub trait Inbox: fmt::Debug + Send + Sync + 'static {
 
     /// Leases up to `max` jobs that are due, each for `lease`.
     ///
+    /// Each pull counts an attempt ([`Job::attempt`] is one more than the job's last
+    /// pull's), whatever became of that pull; [`give_back`](Self::give_back) takes it
+    /// back, and [`redrive`](Self::redrive) starts again from none. The
+    /// [`Worker`](crate::worker::Worker) reads it: a job pulled more than two attempts
+    /// past `max_attempts` is taken to kill whatever runs it, and dead-lettered unrun.
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// use std::time::Duration;
