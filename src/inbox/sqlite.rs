@@ -1375,8 +1375,20 @@ mod tests {
         assert_eq!(version(Some(1)), 1);
         let inbox = open(&dir).await;
         assert_eq!(inbox.pull(1, Duration::from_secs(30)).await.unwrap()[0].webhook(), &hook);
+        // Upgraded: a time only this schema holds is kept, and read back from the file.
+        let far = {
+            let at = OffsetDateTime::from_unix_timestamp(10_000_000_000).unwrap();
+            let v = crate::verify::Verified::new("zoom", Some("d-far".into()), Some(at), None, [0; 32], 0);
+            Webhook::new("zoom", &v, http::HeaderMap::new(), "{}".into(), OffsetDateTime::UNIX_EPOCH)
+        };
+        assert_eq!(inbox.push(far.clone()).await.unwrap(), Pushed::Accepted);
         drop(inbox);
         assert_eq!(version(None), SCHEMA_VERSION);
+        assert_eq!(SCHEMA_VERSION, 2, "a file holding such a time is of the second schema");
+        let inbox = open(&dir).await;
+        let jobs = inbox.pull(10, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(jobs.iter().map(Job::webhook).collect::<Vec<_>>(), [&far], "the first still leased");
+        drop(inbox);
         version(Some(SCHEMA_VERSION + 1));
         let refused = SqliteInbox::builder(&path).open().await.unwrap_err();
         assert!(refused.to_string().contains("newer"), "{refused}");
