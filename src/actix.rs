@@ -129,7 +129,8 @@ async fn accept(guard: &Guard, req: &HttpRequest, payload: dev::Payload) -> Http
 
 /// Middleware mode: a [`Transform`] that reads the body (bounded), verifies it and
 /// refuses replays before the wrapped service sees the request. The service gets the
-/// same bytes as its payload and a [`Verified<'static>`] in the request extensions, and
+/// same bytes as its payload and a [`Verified<'static>`] in the request extensions, the
+/// headers that carried a shared token ([`Verified::secret_headers`]) taken out, and
 /// the [`VerifiedWebhook`] and [`VerifiedJson<T>`] extractors get them from the extensions
 /// (not the payload, which the first of them would empty for the others).
 /// The replay mark is set in two phases, as with [`VerifyLayer`](crate::layer::VerifyLayer)

@@ -94,11 +94,12 @@ impl<S: Send + Sync> FromRequest<S> for VerifiedWebhook {
         // default; and never without a timeout (bytes put back take none of it).
         let known = req.extensions().get::<BodyLimit>().copied();
         let limit = BodyLimit::of(known);
-        let read = axum::body::to_bytes(req.into_body(), limit);
+        // Gathered as the verify layer gathers bodies: tiny frames are not all kept.
+        let read = crate::layer::Gather::new(http_body_util::Limited::new(req.into_body(), limit));
         let body = match crate::layer::body::Within::new(DEFAULT_READ_TIMEOUT, read).await {
             None => return Err(WebhookRejection::Timeout),
             Some(Ok(body)) => body,
-            Some(Err(e)) if crate::layer::body::over_a_limit(&e) => {
+            Some(Err(e)) if crate::layer::body::over_a_limit(&*e) => {
                 if known.is_none() {
                     tracing::warn!(
                         limit,

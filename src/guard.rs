@@ -769,6 +769,11 @@ impl Drop for ReplayMark {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VerificationFailed(pub Reason);
 
+/// Marks a handshake's answer (after verification) that refuses the request: counted, and
+/// logged as a configuration mismatch by the guard.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RefusedAfterVerification;
+
 /// The pipeline for one endpoint. Cheap to clone.
 ///
 /// ```
@@ -794,6 +799,8 @@ pub struct Guard {
 
 struct Inner {
     endpoint: Arc<str>,
+    /// The endpoint's name as the first part of its keys ([`crate::inbox::key_prefix`]).
+    key_prefix: Arc<str>,
     /// The endpoint as a metrics label value, shared (no copy per count).
     endpoint_label: metrics::SharedString,
     /// The per-delivery counters' keys, made once (a key made per count allocates).
@@ -859,12 +866,9 @@ impl Guard {
     /// # }
     /// ```
     ///
-    /// # Panics
-    ///
-    /// If `name` holds a `:`, the separator of the keys the replay store and the inbox
-    /// keep (`{name}:{id}`): endpoints `shop` and `shop:eu` sharing a store would give
-    /// `shop`'s delivery `eu:1` and `shop:eu`'s delivery `1` one key, and the second would
-    /// be answered as a duplicate and never processed.
+    /// `name` is the first part of the keys the replay store and the inbox keep
+    /// (`{name}:{id}`), with a `:` (or `%`) in it escaped (`%3A`, `%25`): endpoints `shop`
+    /// and `shop:eu` sharing a store keep their deliveries apart.
     pub fn builder(name: impl Into<String>, scheme: impl Scheme + 'static) -> GuardBuilder {
         let scheme: Arc<dyn Scheme> = Arc::new(scheme);
         let mut builder = Self::builder_with_source(name, FixedScheme(Arc::clone(&scheme)));
@@ -889,22 +893,16 @@ impl Guard {
     /// assert_eq!(guard.accept(&parts, "Hello, World!".into()).await.status(), 202);
     /// # }
     /// ```
-    ///
-    /// # Panics
-    ///
-    /// If `name` holds a `:` (see [`builder`](Self::builder)).
     pub fn builder_with_source(name: impl Into<String>, source: impl SchemeSource) -> GuardBuilder {
         let endpoint: Arc<str> = Arc::from(name.into());
-        assert!(
-            !endpoint.contains(':'),
-            "an endpoint's name may not hold `:`, the separator of its replay and inbox keys: {endpoint:?}"
-        );
+        let key_prefix: Arc<str> = Arc::from(crate::inbox::key_prefix(&endpoint));
         GuardBuilder {
             inner: Inner {
                 endpoint_label: metrics::SharedString::from_shared(Arc::clone(&endpoint)),
                 accepted_key: counter_key("hookguard_accepted_total", &endpoint),
                 duplicates_key: counter_key("hookguard_duplicates_total", &endpoint),
                 endpoint,
+                key_prefix,
                 source: Arc::new(source),
                 fixed: None,
                 replay: None,
@@ -1350,6 +1348,16 @@ impl Guard {
         if let Some(handshake) = &i.handshake
             && let Some(res) = handshake.after(parts, body, &verified)
         {
+            if res.extensions().get::<RefusedAfterVerification>().is_some() {
+                // Verified by the guard, refused by the handshake: their secrets differ.
+                self.count_rejected(known::HANDSHAKE_REFUSED.code());
+                tracing::warn!(
+                    endpoint = %i.endpoint,
+                    provider = scheme.provider(),
+                    "handshake refused a request the guard verified: the handshake holds other secrets \
+                     than the guard (one handshake for every tenant?)"
+                );
+            }
             return Err(res);
         }
         let ttl = replay_ttl(i.replay_ttl, scheme.tolerance(), &verified, now);
@@ -1357,11 +1365,13 @@ impl Guard {
         // A fixed scheme has one sender; a looked-up one may name it.
         let namespace = if i.fixed.is_some() { None } else { i.source.namespace(parts) };
         let labels = match namespace {
-            None => Labels::of(&i.endpoint, &verified, event.unwrap_or_default()),
+            None => Labels::of(&i.key_prefix, &verified, event.unwrap_or_default()),
             // The length first: the key reads one way whatever the namespace holds.
-            Some(ns) => {
-                Labels::of(&format!("{}:{}:{ns}", i.endpoint, ns.len()), &verified, event.unwrap_or_default())
-            }
+            Some(ns) => Labels::of(
+                &format!("{}:{}:{ns}", i.key_prefix, ns.len()),
+                &verified,
+                event.unwrap_or_default(),
+            ),
         };
         let passed = Passed {
             labels,
@@ -2298,12 +2308,73 @@ mod tests {
         assert!(logs.is_empty(), "{logs}");
     }
 
-    /// An endpoint's name is the first part of its keys (`{name}:{id}`): one holding the
-    /// separator could share keys with another endpoint's deliveries.
-    #[test]
-    #[should_panic(expected = "may not hold `:`")]
-    fn an_endpoint_name_with_the_key_separator_is_refused() {
-        let _ = Guard::builder("shop:eu", github::scheme("s3cr3t").unwrap());
+    /// An endpoint's name is the first part of its keys (`{name}:{id}`): a name holding
+    /// the separator is escaped there, so that `shop`'s delivery `eu:1` and `shop:eu`'s
+    /// delivery `1` sharing one inbox are both kept.
+    #[tokio::test]
+    async fn endpoint_names_holding_the_key_separator_keep_their_deliveries_apart() {
+        use crate::{
+            inbox::{Inbox as _, MemoryInbox},
+            providers::standard_webhooks,
+            verify::{Outgoing, Sign as _},
+        };
+        let scheme = standard_webhooks::scheme("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let inbox = MemoryInbox::new();
+        let mut keys = Vec::new();
+        for (endpoint, id) in [("shop", "eu:1"), ("shop:eu", "1"), ("shop%3Aeu", "1")] {
+            let guard = Guard::builder(endpoint, scheme.clone()).inbox(inbox.clone()).build();
+            let now = time::OffsetDateTime::now_utc();
+            let mut req = http::Request::post("/hooks");
+            for (name, value) in scheme.sign(&Outgoing::new(b"{}").id(id).timestamp(now)).unwrap() {
+                req = req.header(name, value);
+            }
+            let (parts, ()) = req.body(()).unwrap().into_parts();
+            assert_eq!(
+                guard.accept(&parts, Bytes::from_static(b"{}")).await.status(),
+                202,
+                "{endpoint} {id}"
+            );
+        }
+        while let Some(job) = inbox.pull(1, Duration::from_secs(30)).await.unwrap().pop() {
+            keys.push((job.webhook().endpoint().to_owned(), job.webhook().key().to_owned()));
+        }
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                ("shop".to_owned(), "shop:eu:1".to_owned()),
+                ("shop%3Aeu".to_owned(), "shop%253Aeu:1".to_owned()),
+                ("shop:eu".to_owned(), "shop%3Aeu:1".to_owned()),
+            ]
+        );
+    }
+
+    /// A Zoom validation the guard verified but the handshake's secrets do not (one
+    /// handshake in front of tenants' schemes) is refused, counted and logged as the
+    /// configuration mismatch it is.
+    #[tokio::test]
+    async fn a_handshake_refusing_a_verified_request_is_logged() {
+        use crate::{
+            handshake::ZoomUrlValidation,
+            providers::zoom,
+            verify::{Outgoing, Sign as _},
+        };
+        let tenant = zoom::scheme("tenant-secret").unwrap();
+        let guard = Guard::builder("zoom", tenant.clone())
+            .handshake(ZoomUrlValidation::new(zoom::scheme("another-secret").unwrap()))
+            .build();
+        let body =
+            br#"{"event":"endpoint.url_validation","payload":{"plainToken":"qgg8vlvZRS6UYooatFL8Aw"}}"#;
+        let mut req = http::Request::post("/hooks/zoom");
+        for (name, value) in
+            tenant.sign(&Outgoing::new(body).timestamp(time::OffsetDateTime::now_utc())).unwrap()
+        {
+            req = req.header(name, value);
+        }
+        let (parts, ()) = req.body(()).unwrap().into_parts();
+        let (res, logs) = logged(guard.accept(&parts, Bytes::from_static(body))).await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        assert!(logs.contains("WARN") && logs.contains("other secrets than the guard"), "{logs}");
     }
 
     /// A terminal service over a guard without an inbox would answer every verified

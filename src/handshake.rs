@@ -148,12 +148,11 @@ impl Handshake for ZoomUrlValidation {
         let at = verified.timestamp().unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
         match providers::zoom::url_validation(&self.0, &request, at)? {
             Ok(answer) => Some(answer),
-            Err(rejection) => {
-                tracing::debug!(
-                    reason = rejection.reason().code(),
-                    "zoom url_validation not signed with this handshake's secrets"
-                );
-                Some(crate::problem::known::HANDSHAKE_REFUSED.into_response())
+            // The guard counts and logs it (a configuration mismatch: the request verified).
+            Err(_) => {
+                let mut refused = crate::problem::known::HANDSHAKE_REFUSED.into_response();
+                refused.extensions_mut().insert(crate::guard::RefusedAfterVerification);
+                Some(refused)
             }
         }
     }

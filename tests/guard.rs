@@ -792,8 +792,9 @@ async fn concurrent_asana_handshakes_store_one_secret() {
 }
 
 /// During a rotation a sender signs with both secrets; a copy cut down to the old
-/// secret's signature has the same replay key as the original (the first secret's tag,
-/// whichever matched), so it is a copy, not a new delivery.
+/// secret's signature has the same replay key as the original (a digest of the first
+/// secret's tag, whichever matched), so it is a copy, not a new delivery; and that key
+/// is no signature under either secret.
 #[test]
 fn a_rotation_copy_cut_to_one_signature_keeps_its_replay_key() {
     use hookguard::verify::{Algorithm, Encoding, Field, HmacScheme, SignatureFormat, WebhookRequest};

@@ -45,10 +45,12 @@ pub use self::redis::{RedisDurability, RedisInbox};
 pub use memory::MemoryInbox;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteInbox, SqliteInboxBuilder, SqliteStats};
-pub(crate) use webhook::Labels;
 pub(crate) use webhook::MAX_HEADERS;
+#[cfg(fuzzing)]
+pub(crate) use webhook::RecordTimes;
 #[cfg(feature = "actix")]
 pub(crate) use webhook::headers_in_one_buffer;
+pub(crate) use webhook::{Labels, key_prefix};
 pub use webhook::{RecordError, Webhook, WebhookRecord};
 
 pub use crate::replay::BoxFuture;

@@ -17,7 +17,8 @@ use crate::verify::{Verified, json};
 /// Its [`key`](Self::key) is unique per endpoint and delivery: `"{endpoint}:{id}"`, or the
 /// hex fingerprint of the signature when the provider sends no id; behind a source that
 /// names each request's sender ([`SchemeSource::namespace`](crate::guard::SchemeSource::namespace),
-/// e.g. a tenant), `"{endpoint}:{length}:{sender}:{id}"`.
+/// e.g. a tenant), `"{endpoint}:{length}:{sender}:{id}"`. A `:` or `%` in the endpoint's
+/// name is escaped there (`%3A`, `%25`), so that no two endpoints share a key.
 ///
 /// ```
 /// use hookguard::{inbox::Webhook, verify::Verified};
@@ -106,6 +107,17 @@ struct EventInBody {
     read: OnceLock<Option<Box<str>>>,
 }
 
+/// An endpoint's name as the first part of its keys (`{endpoint}:{id}`): a `:` in the
+/// name (and the `%` that escapes it) is escaped (`%3A`, `%25`), so that endpoints `shop`
+/// and `shop:eu` sharing a store cannot give `shop`'s delivery `eu:1` and `shop:eu`'s
+/// delivery `1` one key. Names without either keep their keys as they are.
+pub(crate) fn key_prefix(endpoint: &str) -> std::borrow::Cow<'_, str> {
+    if !endpoint.contains([':', '%']) {
+        return std::borrow::Cow::Borrowed(endpoint);
+    }
+    std::borrow::Cow::Owned(endpoint.replace('%', "%25").replace(':', "%3A"))
+}
+
 /// A webhook's key, provider, id and event type in one shared string: the key first (its
 /// id, when it has one, is the key's tail), then the provider, then what is not in the key.
 ///
@@ -125,9 +137,9 @@ pub(crate) struct Labels {
 struct Range(u32, u32);
 
 impl Labels {
-    /// The labels of `verified` at `endpoint`: keyed `"{endpoint}:{id}"`, or by the hex
-    /// fingerprint of the signature when there is no id or the signature does not cover
-    /// it ([`Verified::id_is_signed`]).
+    /// The labels of `verified` at `endpoint` (its [`key_prefix`]): keyed
+    /// `"{endpoint}:{id}"`, or by the hex fingerprint of the signature when there is no id
+    /// or the signature does not cover it ([`Verified::id_is_signed`]).
     /// `event`: the event type, when the labels should hold it (the guard leaves one that
     /// is still in the body there: its kept webhook reads it when asked).
     pub(crate) fn of(endpoint: &str, verified: &Verified<'_>, event: Option<&str>) -> Self {
@@ -314,7 +326,7 @@ impl Webhook {
     ) -> Self {
         leave_out_secrets(&mut headers, verified.secret_headers());
         let endpoint: Arc<str> = Arc::from(endpoint.into());
-        let labels = Labels::of(&endpoint, verified, verified.event());
+        let labels = Labels::of(&key_prefix(&endpoint), verified, verified.event());
         Self::assemble(
             labels,
             None,

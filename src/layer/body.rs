@@ -77,7 +77,9 @@ pin_project! {
     /// copied into one buffer and let go at once. Unlike `http_body_util`'s `Collect`,
     /// which keeps every frame until the end, a body sent in tiny chunks (`1\r\nX\r\n`
     /// over and over, each chunk a frame holding on to the connection's read buffer)
-    /// costs at most about twice its length, not tens of times. Trailers are dropped.
+    /// costs at most about twice its length while it is read, not tens of times, and
+    /// what is kept is no larger than the body (give or take an eighth). Trailers are
+    /// dropped.
     pub(crate) struct Gather<B> {
         #[pin]
         body: B,
@@ -101,6 +103,10 @@ impl<B: Body> Future for Gather<B> {
             let frame = match ready!(this.body.as_mut().poll_frame(cx)) {
                 None => {
                     let all = match (this.rest.take(), this.first.take()) {
+                        // Kept as long as the webhook waits: not in a buffer grown past it.
+                        (Some(rest), _) if rest.capacity() - rest.len() > rest.len() / 8 => {
+                            Bytes::copy_from_slice(&rest)
+                        }
                         (Some(rest), _) => rest.freeze(),
                         (None, first) => first.unwrap_or_default(),
                     };
@@ -117,7 +123,11 @@ impl<B: Body> Future for Gather<B> {
             if let Some(rest) = this.rest.as_mut() {
                 rest.put(data);
             } else if let Some(first) = this.first.take() {
-                let mut rest = BytesMut::with_capacity(first.len() + data.remaining());
+                // Room for these two frames and what is still to come when the sender
+                // said how much (`Limited` caps the hint at what its limit leaves);
+                // else grown as needed.
+                let to_come = this.body.size_hint().exact().and_then(|n| usize::try_from(n).ok());
+                let mut rest = BytesMut::with_capacity(first.len() + data.remaining() + to_come.unwrap_or(0));
                 rest.extend_from_slice(&first);
                 rest.put(data);
                 *this.rest = Some(rest);
@@ -285,6 +295,22 @@ mod tests {
         assert!(bytes.iter().enumerate().all(|(i, b)| *b == b'a' + (i % 26) as u8), "in order");
         assert!(most.load(Ordering::SeqCst) <= 2, "frames kept: {}", most.load(Ordering::SeqCst));
         assert_eq!(alive.load(Ordering::SeqCst), 0);
+    }
+
+    /// A body in many frames is kept in a buffer of about its own length, not in one
+    /// grown by doubling past it (a kept webhook holds it while it waits).
+    #[tokio::test]
+    async fn what_is_kept_is_about_the_bodys_length() {
+        let guard = Guard::builder("t", crate::providers::github::scheme("s").unwrap()).build();
+        // 33 frames of 1,000 bytes: a doubling buffer would end at 64 KiB.
+        let frames = (0..33).map(|_| {
+            Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(vec![b'x'; 1000])))
+        });
+        let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
+        let bytes = read(&guard, body).await.unwrap();
+        assert_eq!(bytes.len(), 33_000);
+        let kept = bytes::BytesMut::from(bytes);
+        assert!(kept.capacity() <= 33_000 + 33_000 / 8, "capacity {}", kept.capacity());
     }
 
     /// One frame is handed on as it is: no copy.

@@ -154,7 +154,8 @@ impl<S> Layer<S> for VerifyLayer {
 
 /// Middleware that reads the body (bounded), verifies it and refuses replays before the
 /// inner service sees the request. The inner service gets the same bytes and a
-/// [`Verified<'static>`] extension. The replay mark is set in two phases (see
+/// [`Verified<'static>`] extension, without the headers that carried a shared token
+/// ([`Verified::secret_headers`]). The replay mark is set in two phases (see
 /// [`Guard::reserve`] and [`crate::replay`]): reserved before the inner service runs,
 /// confirmed once it answered with a success (`2xx`), cancelled when it answers anything
 /// else or fails, or when the request is abandoned before it answers (the sender hung up),

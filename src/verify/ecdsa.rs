@@ -120,7 +120,8 @@ impl EcdsaP256Scheme {
         Ok(self)
     }
 
-    /// Replaces the timestamp tolerance (it needs a timestamp source).
+    /// Replaces the timestamp tolerance of a scheme that reads a timestamp (one without
+    /// keeps `Tolerance::NONE`: nothing could be checked).
     ///
     /// ```
     /// # use std::time::Duration;
@@ -134,9 +135,7 @@ impl EcdsaP256Scheme {
     pub fn with_tolerance(mut self, tolerance: Tolerance) -> Self {
         // Without a timestamp nothing could be checked: the scheme says so
         // (`Tolerance::NONE`) rather than report a window it never enforces.
-        if self.layout.envelope.timestamp.is_some() {
-            self.layout.envelope.tolerance = tolerance;
-        }
+        self.layout.envelope.retime(tolerance);
         self
     }
 

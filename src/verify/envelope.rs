@@ -98,6 +98,14 @@ impl Prepared<'_> {
 }
 
 impl Envelope {
+    /// Replaces the tolerance of a scheme that reads a timestamp; one without keeps
+    /// `Tolerance::NONE` rather than a window nothing checks.
+    pub(crate) fn retime(&mut self, tolerance: Tolerance) {
+        if self.timestamp.is_some() {
+            self.tolerance = tolerance;
+        }
+    }
+
     /// The body alone, no timestamp, no id.
     pub(crate) const fn new() -> Self {
         Self {

@@ -205,9 +205,7 @@ impl HmacScheme {
     /// ```
     #[must_use]
     pub fn with_tolerance(mut self, tolerance: Tolerance) -> Self {
-        if self.envelope.timestamp.is_some() {
-            self.envelope.tolerance = tolerance;
-        }
+        self.envelope.retime(tolerance);
         self
     }
 
@@ -245,7 +243,8 @@ impl HmacScheme {
         self.keys.len()
     }
 
-    /// The HMAC of `message` under the first secret (Zoom's url_validation answer is one).
+    /// The HMAC of `message` under the first secret: the secret a sender signs with. An
+    /// answer to a verified request uses [`mac_at`](Self::mac_at) instead.
     ///
     /// ```
     /// use hookguard::providers::zoom;
@@ -440,9 +439,9 @@ impl Scheme for HmacScheme {
         let inputs = self.envelope.read(req, signature_param, now)?;
         let values = inputs.values();
         let mut matched = None;
-        // The first key's tag is the fingerprint, whichever key matched: during a rotation
-        // a sender signs with both, and a copy cut down to the old key's signature must
-        // not get a replay key of its own.
+        // The first key's tag gives the fingerprint (hashed: never the tag itself), whichever
+        // key matched: during a rotation a sender signs with both, and a copy cut down to
+        // the old key's signature must not get a replay key of its own.
         let mut print = None;
         for (index, key) in self.keys.iter().enumerate() {
             let tag = key.tag_of(&self.envelope.content.with(&values));

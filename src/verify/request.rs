@@ -736,17 +736,11 @@ impl<'a> Verified<'a> {
     }
 }
 
-/// A 32-byte fingerprint from a tag or signature: copied when it is short enough, else
-/// hashed with SHA-256.
+/// A 32-byte fingerprint from a received signature: its SHA-256, whatever its length
+/// (as a tag's, `Tag::fingerprint`), so that every dedup key without an id is a digest.
 pub(crate) fn fingerprint(bytes: &[u8]) -> [u8; 32] {
-    let mut out = [0; 32];
-    if bytes.len() <= 32 {
-        out[..bytes.len()].copy_from_slice(bytes);
-    } else {
-        use sha2::Digest as _;
-        out.copy_from_slice(&sha2::Sha256::digest(bytes));
-    }
-    out
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
 }
 
 #[cfg(test)]

@@ -62,6 +62,16 @@ pub(crate) fn provider_help() -> String {
     format!("Provider name as in PROVIDERS.md, lower case with dashes: {}", names.join(", "))
 }
 
+/// The HMAC scheme `make` builds, with every one of `secrets` (the first signs; all
+/// verify).
+pub(crate) fn with_secrets(
+    make: impl FnOnce(&str) -> Result<HmacScheme, ConfigError>,
+    secrets: &[String],
+) -> Result<HmacScheme, ConfigError> {
+    let (first, rest) = secrets.split_first().ok_or(ConfigError::NoSecret)?;
+    rest.iter().try_fold(make(first)?, |scheme, s| scheme.with_secret(s))
+}
+
 /// The preset `provider` with `secrets` (the first signs; all verify) and `options`.
 pub(crate) fn build_scheme(
     provider: &str,
@@ -78,11 +88,7 @@ pub(crate) fn build_scheme(
     let tolerance = options.tolerance_secs.map(Duration::from_secs);
     macro_rules! hmac {
         ($make:expr) => {{
-            let (first, rest) = secrets.split_first().ok_or_else(|| explain(ConfigError::NoSecret))?;
-            let mut scheme: HmacScheme = ($make)(first).map_err(explain)?;
-            for s in rest {
-                scheme = scheme.with_secret(s).map_err(explain)?;
-            }
+            let mut scheme = with_secrets(|first| ($make)(first), secrets).map_err(explain)?;
             if let Some(window) = tolerance {
                 let retimed = retime(scheme.tolerance(), window);
                 scheme = scheme.with_tolerance(retimed);
@@ -122,11 +128,11 @@ pub(crate) fn build_scheme(
         "square" | "trello" if tolerance.is_some() => Err(no_timestamp()),
         "square" => {
             let url = url()?;
-            hmac!(|k: &String| providers::square::scheme(k, url.clone()))
+            hmac!(|k: &str| providers::square::scheme(k, url.clone()))
         }
         "trello" => {
             let url = url()?;
-            hmac!(|k: &String| providers::trello::scheme(k, url.clone()))
+            hmac!(|k: &str| providers::trello::scheme(k, url.clone()))
         }
         #[cfg(feature = "rsa")]
         "paypal" => {

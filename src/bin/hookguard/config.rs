@@ -809,12 +809,8 @@ fn endpoint(
         return Err(src.at(raw.path.span(), format!("endpoint path {path} is the server's own")));
     }
     let name = match &raw.name {
-        // `:` separates an endpoint's name from the delivery id in its keys.
-        Some(name) if name.get_ref().contains(':') => {
-            return Err(src.at(name.span(), format!("endpoint name `{}` may not hold `:`", name.get_ref())));
-        }
         Some(name) => name.get_ref().clone(),
-        None => path.trim_matches('/').replace(['/', ':'], "-"),
+        None => path.trim_matches('/').replace('/', "-"),
     };
     let name = if name.is_empty() { "root".to_owned() } else { name };
     let label = format!("endpoint `{name}`");
@@ -960,12 +956,8 @@ fn endpoint(
             "zoom" => {
                 // Every secret the endpoint verifies with: the answer is keyed with the one
                 // that verified the validation request.
-                let (first, rest) =
-                    secrets.split_first().ok_or_else(|| at_provider("zoom needs a secret".into()))?;
-                let zoom = rest.iter().try_fold(
-                    hookguard::providers::zoom::scheme(first).map_err(|e| at_provider(e.to_string()))?,
-                    |zoom, s| zoom.with_secret(s).map_err(|e| at_provider(e.to_string())),
-                )?;
+                let zoom = common::with_secrets(|first| hookguard::providers::zoom::scheme(first), &secrets)
+                    .map_err(|e| at_provider(e.to_string()))?;
                 Some(Box::new(handshake::ZoomUrlValidation::new(zoom)))
             }
             "meta" => {
@@ -1372,17 +1364,6 @@ append_to = "/tmp/x.jsonl"
         assert_eq!(c.listen, "127.0.0.1:8080");
         assert_eq!(c.replay, Backend::Memory { capacity: None });
         assert_eq!(c.endpoints[0].name, "hooks-github");
-    }
-
-    /// `:` separates an endpoint's name from the delivery id in its keys: a name holding
-    /// it is refused, a name made from the path has it replaced.
-    #[test]
-    fn an_endpoint_name_holds_no_key_separator() {
-        let named = OK.replace("provider = \"github\"", "provider = \"github\"\nname = \"shop:eu\"");
-        let err = check(&named).err().unwrap();
-        assert!(err.contains("endpoint name `shop:eu` may not hold `:`"), "{err}");
-        let from_path = OK.replace("/hooks/github", "/hooks/shop:eu");
-        assert_eq!(check(&from_path).unwrap().endpoints[0].name, "hooks-shop-eu");
     }
 
     /// A file from before the endpoints stopped using `[replay]` still loads; the user is
