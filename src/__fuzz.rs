@@ -83,6 +83,25 @@ pub fn read_meta_json(record: &[u8], body: bytes::Bytes) -> Result<crate::inbox:
     crate::inbox::Webhook::from_meta_json(record, body).map_err(|e| e.to_string())
 }
 
+/// `Webhook::from_record_apart` with times in full (`i128` nanoseconds, as `SqliteInbox`
+/// keeps a time past 64-bit nanoseconds), then `to_record_apart` of what it read: the
+/// webhook and the times it gives back.
+///
+/// # Errors
+/// Why the record or the times could not be read.
+#[cfg(all(fuzzing, feature = "tower"))]
+pub fn record_apart_round_trip(
+    record: crate::inbox::WebhookRecord,
+    timestamp: Option<i128>,
+    received_at: i128,
+) -> Result<(crate::inbox::Webhook, Option<i128>, i128), String> {
+    use crate::inbox::RecordTimes;
+    let hook = crate::inbox::Webhook::from_record_apart(record, RecordTimes { timestamp, received_at })
+        .map_err(|e| e.to_string())?;
+    let (_, times) = hook.to_record_apart().map_err(|e| e.to_string())?;
+    Ok((hook, times.timestamp, times.received_at))
+}
+
 /// `Webhook::to_meta_json`: the stored form of `webhook` (without its body).
 #[cfg(all(fuzzing, feature = "tower"))]
 #[must_use]

@@ -9,12 +9,15 @@
 //! - an echoed challenge is the challenge, byte for byte: as `text/plain` with
 //!   `X-Content-Type-Options: nosniff` when it is echoed raw, inside JSON otherwise;
 //! - Meta echoes only for the right verify token, and answers 403 otherwise;
-//! - Zoom's `encryptedToken` is the HMAC of `plainToken` under the secret (hex), and the
-//!   secret never appears in any answer (unless the request carried it, to be echoed);
+//! - Zoom answers a validation request signed with its secret (the request is signed
+//!   here) and refuses the same request unsigned; its `encryptedToken` is the HMAC of
+//!   `plainToken` under the secret (hex), and the secret never appears in any answer
+//!   (unless the request carried it, to be echoed);
 //! - the guard's handshakes (`handshake::for_provider`, which has all but Zoom and Meta,
 //!   and those two configured) answer exactly as the provider functions do, before
 //!   verification (Meta, Dropbox, Trello, Asana) and after it (Slack, Zoom, Twitch,
-//!   Discord).
+//!   Discord); Meta's wrong token is a refusal (`HandshakeReply::Refuse`), and Asana's
+//!   handshake is a POST only.
 //!
 //! Input: 4 control bytes, then `METHOD URL`, header lines (`name: value`), an empty line,
 //! the body.
@@ -24,13 +27,15 @@ use hookguard::{
     guard::{Handshake, HandshakeReply},
     handshake,
     providers::{self, asana, discord, dropbox, meta, slack, trello, twitch, zoom},
-    verify::Verified,
+    verify::{Outgoing, Sign as _, Verified, WebhookRequest},
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, Uri, header};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
 const ZOOM_SECRET: &str = "zoom-secret-token-do-not-echo";
+/// When Zoom's requests are signed, and checked.
+const ZOOM_AT: i64 = 1_700_000_000;
 const META_TOKENS: &[&str] = &["meta-verify", "x", "a b+c"];
 
 struct Request<'a> {
@@ -125,9 +130,18 @@ fuzz_target!(|data: &[u8]| {
         no_secret(res, data);
     }
 
-    // Zoom: `event: "endpoint.url_validation"`, `payload.plainToken` a string.
+    // Zoom: `event: "endpoint.url_validation"`, `payload.plainToken` a string, in a
+    // request signed with the secret; the same request unsigned (as sent) is refused.
     let scheme = zoom::scheme(ZOOM_SECRET).expect("valid secret");
-    let got = zoom::url_validation(&scheme, req.body);
+    let at = time::OffsetDateTime::from_unix_timestamp(ZOOM_AT).expect("a time");
+    let mut signed = req.headers.clone();
+    for (name, value) in scheme.sign(&Outgoing::new(req.body).timestamp(at)).expect("zoom signs") {
+        signed.insert(name, value);
+    }
+    let unsigned = zoom::url_validation(&scheme, &WebhookRequest::new(&req.method, &req.uri, &req.headers, req.body), at);
+    assert!(!matches!(unsigned, Some(Ok(_))), "zoom answers a request it did not sign");
+    let got = zoom::url_validation(&scheme, &WebhookRequest::new(&req.method, &req.uri, &signed, req.body), at)
+        .map(|answer| answer.expect("a signed request verifies"));
     let want = json.as_ref().and_then(|v| {
         (member(v, &["event"])?.as_str()? == "endpoint.url_validation").then_some(())?;
         member(v, &["payload", "plainToken"])?.as_str()
@@ -224,12 +238,14 @@ fuzz_target!(|data: &[u8]| {
     // are not in it: they need a secret and a verify token), and those two configured.
     // Each answers before verification exactly what its provider function answers, and
     // after it (when it answers after) the same; the others answer nothing then.
+    // The request signed for Zoom (the other handshakes do not read those headers), and
+    // what the guard passes on once it verified.
     let mut builder = http::Request::builder().method(req.method.clone()).uri(req.uri.clone());
-    for (name, value) in &req.headers {
+    for (name, value) in &signed {
         builder = builder.header(name, value);
     }
     let (parts, ()) = builder.body(()).expect("a request").into_parts();
-    let verified = Verified::new("fuzz", None, None, None, [0; 32], 0);
+    let verified = Verified::new("fuzz", None, Some(at), None, [0; 32], 0);
     for name in providers::NAMES {
         let expected = matches!(*name, "slack" | "twitch" | "discord" | "dropbox" | "trello" | "asana");
         assert_eq!(handshake::for_provider(name).is_some(), expected, "{name} in the table of handshakes");
@@ -252,11 +268,14 @@ fuzz_target!(|data: &[u8]| {
             "meta" => meta::verify_subscription(&req.method, &req.uri, token),
             "dropbox" => dropbox::challenge(&req.method, &req.uri),
             "trello" => trello::head_response(&req.method),
-            "asana" => asana::handshake(&req.headers).map(|(_, res)| res),
+            "asana" if req.method == Method::POST => asana::handshake(&req.headers).map(|(_, res)| res),
             _ => None,
         };
         match (before, want_before) {
             (None, None) => {}
+            (Some(HandshakeReply::Refuse), Some(want)) if *name == "meta" => {
+                assert_eq!(want.status(), 403, "meta refuses only what it answers 403");
+            }
             (Some(HandshakeReply::Respond(got)), Some(want)) if *name != "asana" => same(&got, &want, name),
             (Some(HandshakeReply::AdoptSecret(secret, got)), Some(want)) if *name == "asana" => {
                 same(&got, &want, name);
@@ -272,7 +291,8 @@ fuzz_target!(|data: &[u8]| {
             "slack" => slack::url_verification(req.body),
             "twitch" => twitch::callback_verification(req.body),
             "discord" => discord::ping_response(req.body),
-            "zoom" => zoom::url_validation(&scheme, req.body),
+            "zoom" => zoom::url_validation(&scheme, &WebhookRequest::from_parts(&parts, req.body), at)
+                .map(|answer| answer.expect("a signed request verifies")),
             _ => None,
         };
         match (after, want_after) {

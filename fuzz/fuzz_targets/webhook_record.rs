@@ -14,7 +14,10 @@
 //!   and that record reads back to an equal webhook. (Values keep their order per header
 //!   name; a header map does not keep the order across names.)
 //! - stored JSON that reads, and the stored JSON of any webhook, read back (after being
-//!   written again) to an equal webhook.
+//!   written again) to an equal webhook;
+//! - a record read with times in full (`i128` nanoseconds, as SQLite keeps a time past
+//!   2262) is refused exactly when it would be with `i64` times or a time is outside
+//!   `time`'s range, and gives those times back unchanged.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -37,6 +40,9 @@ struct Input {
     event: Option<String>,
     timestamp: Option<i64>,
     received_at: i64,
+    /// Times in full, for the record read with its times apart.
+    far_timestamp: Option<i128>,
+    far_received_at: i128,
     headers: Vec<(String, Vec<u8>)>,
     /// When its high four bits are set (rarely: 4096 headers cost time), pads the headers
     /// to `MAX_HEADERS - 2 + pad % 4` with copies of one valid header; only whether the
@@ -89,6 +95,19 @@ fuzz_target!(|input: Input| {
             Err(e) => assert!(!valid, "a valid record was refused: {e}"),
         }
         return;
+    }
+    // Times in full: read exactly when they are within `time`'s range, and given back.
+    let in_range = |nanos: i128| time::OffsetDateTime::from_unix_timestamp_nanos(nanos).is_ok();
+    let times_ok = input.far_timestamp.is_none_or(in_range) && in_range(input.far_received_at);
+    match __fuzz::record_apart_round_trip(record.clone(), input.far_timestamp, input.far_received_at) {
+        Ok((_, timestamp, received_at)) => {
+            assert!(valid && times_ok, "a record with an invalid header or time was read");
+            assert_eq!((timestamp, received_at), (input.far_timestamp, input.far_received_at));
+        }
+        Err(e) => {
+            assert!(!(valid && times_ok), "a valid record was refused: {e}");
+            assert!(e.starts_with("bad webhook record: "), "{e}");
+        }
     }
     let hook = match Webhook::from_record(record.clone()) {
         Ok(hook) => hook,
