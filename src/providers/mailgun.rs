@@ -8,6 +8,9 @@
 //! end to the token's start (or back) gives another token under the same MAC. The token
 //! stays the delivery's [`id`](crate::verify::Verified::id) for logs.
 //!
+//! JSON webhooks only (Mailgun's current ones): the legacy webhooks and Routes, which post
+//! `timestamp`, `token` and `signature` as form fields, are refused (`400 malformed-body`).
+//!
 //! Tolerance: [`TOLERANCE`] by default, 24 hours into the past and 5 minutes into the
 //! future. Mailgun documents none (only that the timestamp may be checked), but as the
 //! body is not signed, a signature whose token mark expired could carry any body: the

@@ -33,11 +33,17 @@ static SIGNATURE: [Field; 2] = [
     Field::Header(HeaderName::from_static("x-shopify-hmac-sha256")),
     Field::Header(HeaderName::from_static("shopify-hmac-sha256")),
 ];
-/// `X-Shopify-Webhook-Id`, then `X-Shopify-Event-Id`.
-static ID: [Field; 2] = [
+/// `X-Shopify-Webhook-Id`, then `X-Shopify-Event-Id`, then the newer deliveries'
+/// unprefixed `Shopify-Webhook-Id` and `Shopify-Event-Id`. (None is signed: the replay key
+/// stays the MAC's fingerprint.)
+static ID: [Field; 4] = [
     Field::Header(HeaderName::from_static("x-shopify-webhook-id")),
     Field::Header(HeaderName::from_static("x-shopify-event-id")),
+    Field::Header(HeaderName::from_static("shopify-webhook-id")),
+    Field::Header(HeaderName::from_static("shopify-event-id")),
 ];
+/// `X-Shopify-Topic`, then the newer deliveries' `Shopify-Topic`.
+static EVENT: [Field; 2] = [Field::Header(TOPIC), Field::Header(HeaderName::from_static("shopify-topic"))];
 /// `X-Shopify-Topic`.
 ///
 /// ```
@@ -61,7 +67,7 @@ pub fn scheme(secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
     HmacScheme::builder("shopify", Algorithm::Sha256)
         .signature(Field::Any(&SIGNATURE), SignatureFormat::Plain { prefix: "" }, Encoding::Base64)
         .id(Field::Any(&ID))
-        .event(Field::Header(TOPIC))
+        .event(Field::Any(&EVENT))
         .secret(secret)
         .build()
 }
@@ -116,6 +122,21 @@ mod tests {
             assert_eq!(check(&scheme, &headers, BODY), want, "case {name}");
         }
         assert_eq!(check(&scheme, &[], BODY), Err(Reason::MissingSignature));
+    }
+
+    /// Newer deliveries drop the `x-` prefix on every header, not only the signature's:
+    /// their topic and id are read too (neither is signed).
+    #[test]
+    fn newer_unprefixed_headers_give_the_topic_and_id() {
+        let scheme = scheme("test_secret_key").unwrap();
+        let req = http::Request::post("/")
+            .header("shopify-hmac-sha256", SIG)
+            .header("shopify-topic", "orders/create")
+            .header("shopify-event-id", "e1")
+            .body(BODY.to_vec())
+            .unwrap();
+        let v = scheme.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::UNIX_EPOCH).unwrap();
+        assert_eq!((v.event(), v.id(), v.id_is_signed()), (Some("orders/create"), Some("e1"), false));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Typeform: `Typeform-Signature: sha256=<base64>`, HMAC-SHA256 over the body, keyed with
-//! the secret's bytes. No timestamp (replay marks need a configured time to live), no
-//! delivery id (the replay key is the MAC's fingerprint), no rotation scheme of its own
-//! (several configured secrets are all tried).
+//! the secret's bytes. No timestamp (replay marks need a configured time to live); the
+//! delivery id is the body's `event_id` (signed, with the body; the replay key, which
+//! Typeform's retries of the same payload keep), the event the body's `event_type`; no
+//! rotation scheme of its own (several configured secrets are all tried).
 //!
 //! ```
 //! use hookguard::{providers::typeform, verify::{Scheme, WebhookRequest}};
@@ -11,7 +12,9 @@
 //!     .header("typeform-signature", "sha256=LZEVySAmmNeeaopdXEaoGDyPqTumVdMkJdwQ5ZT553o=")
 //!     .body(br#"{"event_id":"01HGZ7","event_type":"form_response"}"#.to_vec())
 //!     .unwrap();
-//! assert!(scheme.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::now_utc()).is_ok());
+//! let verified = scheme.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::now_utc()).unwrap();
+//! assert_eq!((verified.id(), verified.event()), (Some("01HGZ7"), Some("form_response")));
+//! assert!(verified.id_is_signed());
 //! ```
 
 use http::HeaderName;
@@ -56,6 +59,8 @@ pub const HEADER: HeaderName = HeaderName::from_static("typeform-signature");
 pub fn scheme(secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
     HmacScheme::builder("typeform", Algorithm::Sha256)
         .signature(Field::Header(HEADER), SignatureFormat::Plain { prefix: "sha256=" }, Encoding::Base64)
+        .id(Field::Json(&["event_id"]))
+        .event(Field::Json(&["event_type"]))
         .secret(secret)
         .build()
 }
@@ -95,6 +100,17 @@ mod tests {
         }
         let wrong = scheme("other").unwrap();
         assert_eq!(verify(&wrong, SIG, BODY), Err(Reason::SignatureMismatch));
+    }
+
+    /// The signed body's `event_id` is the replay key (it was the MAC's fingerprint) and
+    /// its `event_type` the event (there was none).
+    #[test]
+    fn the_body_names_the_delivery_and_its_event() {
+        let scheme = scheme("typeform_secret").unwrap();
+        let req = http::Request::post("/").header("typeform-signature", SIG).body(BODY.to_vec()).unwrap();
+        let v = scheme.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::UNIX_EPOCH).unwrap();
+        assert_eq!((v.id(), v.event(), v.id_is_signed()), (Some("01HGZ7"), Some("form_response"), true));
+        assert_eq!(v.dedup_key(), b"01HGZ7");
     }
 
     #[test]
