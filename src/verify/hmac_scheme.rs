@@ -411,6 +411,39 @@ impl HmacScheme {
         }
         Ok(self.envelope.verified(self.provider.as_ref(), req, checked, tag.fingerprint(), 0))
     }
+
+    /// Verifies as [`Scheme::verify`] does (the same signature header, envelope checks,
+    /// secrets and result), with `message` MACed in place of the signed content: for a
+    /// preset whose provider signs another rendering of that content (Trello's "binary"
+    /// strings, [`TrelloScheme`](crate::providers::trello::TrelloScheme)). The
+    /// fingerprint is the first secret's MAC of `message`, whichever secret matched.
+    pub(crate) fn verify_message<'a>(
+        &'a self,
+        req: &WebhookRequest<'a>,
+        now: OffsetDateTime,
+        message: &[u8],
+    ) -> Result<Verified<'a>, Rejection> {
+        let mut candidates = Candidates::new();
+        let signature_param = self.candidates(req, &mut candidates)?;
+        let inputs = self.envelope.read(req, signature_param, now)?;
+        let mut print = None;
+        for (index, key) in self.keys.iter().enumerate() {
+            let tag = key.mac(message);
+            let mut ok = Choice::from(0);
+            for candidate in candidates.as_slice() {
+                ok |= tag.ct_eq(candidate);
+            }
+            let print = *print.get_or_insert_with(|| tag.fingerprint());
+            if bool::from(ok) {
+                let checked = inputs.into_checked();
+                return Ok(self.envelope.verified(self.provider.as_ref(), req, checked, print, index));
+            }
+        }
+        Err(Rejection::with_detail(
+            Reason::SignatureMismatch,
+            Detail::Compared { signatures: candidates.as_slice().len(), secrets: self.keys.len() },
+        ))
+    }
 }
 
 impl Scheme for HmacScheme {

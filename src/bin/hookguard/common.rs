@@ -130,9 +130,14 @@ pub(crate) fn build_scheme(
             let url = url()?;
             hmac!(|k: &str| providers::square::scheme(k, url.clone()))
         }
+        // Not `hmac!`: Trello's scheme wraps an HMAC scheme (it also checks the "binary"
+        // strings Trello signs), and takes no tolerance (refused above).
         "trello" => {
             let url = url()?;
-            hmac!(|k: &str| providers::trello::scheme(k, url.clone()))
+            let (first, rest) = secrets.split_first().ok_or_else(|| explain(ConfigError::NoSecret))?;
+            let first = providers::trello::scheme(first, url).map_err(explain)?;
+            let scheme = rest.iter().try_fold(first, |scheme, s| scheme.with_secret(s)).map_err(explain)?;
+            Ok(Box::new(scheme))
         }
         #[cfg(feature = "rsa")]
         "paypal" => {
@@ -443,6 +448,26 @@ mod tests {
         assert_eq!(parse_time("1614265330").unwrap().unix_timestamp(), 1_614_265_330);
         assert_eq!(parse_time("2021-02-25T15:02:10Z").unwrap().unix_timestamp(), 1_614_265_330);
         assert!(parse_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn trello_endpoints_verify_what_trello_signs() {
+        use hookguard::verify::WebhookRequest;
+        let options = SchemeOptions { url: Some("https://example.com/trello".into()), ..Default::default() };
+        let secrets = ["new".to_owned(), "trello_secret".to_owned()];
+        let scheme = build_scheme("trello", &secrets, &options).unwrap();
+        // An en dash in a card name: Trello signs its low byte (providers::trello docs).
+        let body = r#"{"action":{"id":"51f9424bcd6e040f3c002412","type":"updateCard","data":{"card":{"name":"A – B"}}}}"#;
+        let req = http::Request::post("/trello")
+            .header("x-trello-webhook", "JZksOnOEif3nrhEAJj6gvGnhYJ0=")
+            .body(body.as_bytes().to_vec())
+            .unwrap();
+        let verified =
+            scheme.verify(&WebhookRequest::from_request(&req), OffsetDateTime::UNIX_EPOCH).unwrap();
+        assert_eq!((verified.id(), verified.key_index()), (Some("51f9424bcd6e040f3c002412"), 1));
+        assert!(build_scheme("trello", &secrets, &SchemeOptions::default()).unwrap_err().contains("--url"));
+        let timed = SchemeOptions { tolerance_secs: Some(60), ..options };
+        assert!(build_scheme("trello", &secrets, &timed).unwrap_err().contains("no timestamp"));
     }
 
     #[test]
