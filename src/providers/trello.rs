@@ -2,7 +2,9 @@
 //! callback URL is the one registered with the webhook, exactly as registered (not the URL
 //! the request arrived on, which a proxy may have rewritten), and the key is the
 //! application's secret. No timestamp (replay marks need a configured time to live). The
-//! replay key is the action's `id` in the body, the event its `type`.
+//! replay key is the MAC's fingerprint, which Trello's retries keep (see "Weakness" for
+//! why not the action's `id`, which is still the delivery's [`id`](Verified::id)); the
+//! event is the action's `type`.
 //!
 //! When a webhook is created Trello sends a `HEAD` to the callback URL and expects `200`:
 //! [`head_response`] answers it.
@@ -45,7 +47,8 @@
 //!     .body(body.as_bytes().to_vec())
 //!     .unwrap();
 //! let verified = scheme.verify(&WebhookRequest::from_request(&dash), now).unwrap();
-//! assert_eq!(verified.dedup_key(), b"51f9424bcd6e040f3c002412");
+//! assert_eq!(verified.id(), Some("51f9424bcd6e040f3c002412"));
+//! assert_eq!(verified.dedup_key(), verified.fingerprint());
 //! ```
 //!
 //! # Weakness
@@ -58,9 +61,10 @@
 //! such characters without breaking the signature (the raw check accepts the binary form
 //! itself as a body too: it is the very bytes signed). Of such copies:
 //!
-//! - one altered outside the action's `id` and `type` keeps the signed `id`, so the
-//!   replay key catches it once the delivery has been seen; one that arrives first (the
-//!   genuine delivery held back) is accepted with its altered text;
+//! - every such copy carries the genuine delivery's MAC, and the replay key is that MAC's
+//!   fingerprint (not the action's `id`, which a copy could change: see the last point),
+//!   so it is caught once the delivery has been seen; one that arrives first (the genuine
+//!   delivery held back) is accepted with its altered text;
 //! - one whose `id` or `type` was altered holds a non-ASCII character there (Trello's
 //!   ids are 24 hex digits, its types ASCII names): a body that verifies only under the
 //!   binary form with a non-ASCII `id` or `type` is refused, so such a copy cannot take a
@@ -68,9 +72,10 @@
 //! - text that someone could write on the board (a card name, a comment) whose
 //!   characters' low bytes spell JSON (`Ģ` for `"`) can become JSON structure in a copy,
 //!   an `action` member placed before the real one included (the first of duplicated keys
-//!   is read), with an `id` and `type` of its author's choosing. Only Trello's signature
-//!   scheme could rule that out; where it matters, act on the action as the Trello API
-//!   returns it for its id rather than on the webhook's body.
+//!   is read), with an `id` and `type` of its author's choosing (it still carries the
+//!   genuine MAC, so the replay key catches it once either was seen). Only Trello's
+//!   signature scheme could rule that out; where it matters, act on the action as the
+//!   Trello API returns it for its id rather than on the webhook's body.
 //!
 //! ```
 //! use hookguard::{providers::trello, verify::{Scheme, WebhookRequest}};
@@ -83,10 +88,12 @@
 //!         .body(body.as_bytes().to_vec())
 //!         .unwrap()
 //! };
-//! // `ē` for `–`: the signature still holds, and the signed id is the replay key.
+//! let genuine = request(r#"{"action":{"id":"51f9424bcd6e040f3c002412","type":"updateCard","data":{"card":{"name":"A – B"}}}}"#);
+//! let genuine = scheme.verify(&WebhookRequest::from_request(&genuine), now).unwrap().dedup_key().to_vec();
+//! // `ē` for `–`: the signature still holds, and the copy has the genuine delivery's key.
 //! let swapped = request(r#"{"action":{"id":"51f9424bcd6e040f3c002412","type":"updateCard","data":{"card":{"name":"A ē B"}}}}"#);
 //! let verified = scheme.verify(&WebhookRequest::from_request(&swapped), now).unwrap();
-//! assert_eq!(verified.dedup_key(), b"51f9424bcd6e040f3c002412");
+//! assert_eq!(verified.dedup_key(), genuine);
 //! // `ı` for the id's first `1`: refused.
 //! let new_id = request(r#"{"action":{"id":"5ıf9424bcd6e040f3c002412","type":"updateCard","data":{"card":{"name":"A – B"}}}}"#);
 //! assert!(scheme.verify(&WebhookRequest::from_request(&new_id), now).is_err());
@@ -122,7 +129,7 @@ pub const HEADER: HeaderName = HeaderName::from_static("x-trello-webhook");
 /// ```
 pub const CONTENT: SignedContent = SignedContent::from_static(&[Piece::Body, Piece::Url]);
 
-/// Where the action's id is: the replay key.
+/// Where the action's id is: the delivery's id (the replay key is the MAC's fingerprint).
 const ID: &[&str] = &["action", "id"];
 /// Where the action's type is: the event.
 const TYPE: &[&str] = &["action", "type"];
@@ -265,15 +272,20 @@ impl Scheme for TrelloScheme {
         req: &WebhookRequest<'a>,
         now: OffsetDateTime,
     ) -> Result<Verified<'a>, Rejection> {
+        // Keyed by the MAC's fingerprint, not the action's id: every copy of a delivery
+        // altered under the binary form (or sent as the binary form itself, which the raw
+        // check accepts) carries its MAC, and not always its id.
         let refused = match self.hmac.verify(req, now) {
             Err(refused) if refused.reason() == Reason::SignatureMismatch => refused,
-            done => return done,
+            done => return done.map(Verified::with_unsigned_id),
         };
         let Some(binary) = binary_form(req.body(), &self.url) else {
             return Err(refused);
         };
         match self.hmac.verify_message(req, now, &binary) {
-            Ok(verified) if is_ascii(verified.id()) && is_ascii(verified.event()) => Ok(verified),
+            Ok(verified) if is_ascii(verified.id()) && is_ascii(verified.event()) => {
+                Ok(verified.with_unsigned_id())
+            }
             _ => Err(refused),
         }
     }
@@ -422,8 +434,8 @@ mod tests {
             let v = verify_with(&scheme, sig, body).unwrap_or_else(|e| panic!("case {name}: {e:?}"));
             assert_eq!(v.provider(), "trello", "case {name}");
             assert_eq!(v.id(), Some("51f9424bcd6e040f3c002412"), "case {name}");
-            assert!(v.id_is_signed(), "case {name}");
-            assert_eq!(v.dedup_key(), b"51f9424bcd6e040f3c002412", "case {name}");
+            assert!(!v.id_is_signed(), "case {name}: a copy can change it");
+            assert_eq!(v.dedup_key(), v.fingerprint(), "case {name}");
             assert_eq!(v.event(), Some(event), "case {name}");
             assert_eq!(v.timestamp(), None, "case {name}");
             assert_eq!(v.key_index(), 0, "case {name}");
@@ -448,13 +460,20 @@ mod tests {
             ("Ń for the type's C", swap("updateCard", "updateŃard"), Err(Reason::SignatureMismatch)),
             ("ASCII id, swapped in the text only", swap("A – B", "Ł – B"), Ok(())),
         ];
+        let genuine = verify_with(&scheme, DASH_BINARY, DASH.as_bytes()).unwrap().dedup_key().to_vec();
         for (name, body, want) in cases {
             let got = verify_with(&scheme, DASH_BINARY, body.as_bytes());
             assert_eq!(got.as_ref().map(|_| ()).map_err(Rejection::reason), want, "case {name}");
             if let Ok(v) = got {
-                assert_eq!(v.dedup_key(), b"51f9424bcd6e040f3c002412", "case {name}");
+                assert_eq!(v.dedup_key(), genuine, "case {name}: the genuine delivery's key");
             }
         }
+        // The binary form itself, sent as the body: the raw check accepts it (it is the
+        // very bytes signed), and it is a copy of the genuine delivery, not a new one.
+        let mut raw = binary_form(DASH.as_bytes(), URL).unwrap();
+        raw.truncate(raw.len() - URL.len());
+        let v = verify_with(&scheme, DASH_BINARY, &raw).unwrap();
+        assert_eq!(v.dedup_key(), genuine, "the binary form sent as the body");
         // A refused copy reports the check over the bytes it failed.
         let refused = verify_with(&scheme, DASH_BINARY, swap("51f9", "5ıf9").as_bytes()).unwrap_err();
         assert_eq!(refused.detail(), &Detail::Compared { signatures: 1, secrets: 1 });
@@ -469,7 +488,7 @@ mod tests {
         {
             let v = verify_with(&rotating, sig, body).unwrap_or_else(|e| panic!("case {name}: {e:?}"));
             assert_eq!(v.key_index(), 1, "case {name}");
-            assert_eq!(v.dedup_key(), b"51f9424bcd6e040f3c002412", "case {name}");
+            assert_eq!(v.dedup_key(), v.fingerprint(), "case {name}");
         }
         let refused = verify_with(&rotating, SIG, DASH.as_bytes()).unwrap_err();
         assert_eq!(refused.detail(), &Detail::Compared { signatures: 1, secrets: 2 });
