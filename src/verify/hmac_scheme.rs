@@ -426,17 +426,30 @@ impl HmacScheme {
         let mut candidates = Candidates::new();
         let signature_param = self.candidates(req, &mut candidates)?;
         let inputs = self.envelope.read(req, signature_param, now)?;
+        let (key_index, print) = self.matching_key(&candidates, |key| key.mac(message))?;
+        Ok(self.envelope.verified(self.provider.as_ref(), req, inputs.into_checked(), print, key_index))
+    }
+
+    /// The first key whose tag (`tag_of`) is one of the `candidates`, and the
+    /// fingerprint: the first key's tag's, whichever key matched (during a rotation a
+    /// sender signs with both, and a copy cut down to the old key's signature must not get
+    /// a replay key of its own), hashed (never the tag itself). Every candidate is
+    /// compared in constant time.
+    fn matching_key(
+        &self,
+        candidates: &Candidates,
+        tag_of: impl Fn(&KeyedMac) -> Tag,
+    ) -> Result<(usize, [u8; 32]), Rejection> {
         let mut print = None;
         for (index, key) in self.keys.iter().enumerate() {
-            let tag = key.mac(message);
+            let tag = tag_of(key);
             let mut ok = Choice::from(0);
             for candidate in candidates.as_slice() {
                 ok |= tag.ct_eq(candidate);
             }
             let print = *print.get_or_insert_with(|| tag.fingerprint());
             if bool::from(ok) {
-                let checked = inputs.into_checked();
-                return Ok(self.envelope.verified(self.provider.as_ref(), req, checked, print, index));
+                return Ok((index, print));
             }
         }
         Err(Rejection::with_detail(
@@ -471,29 +484,8 @@ impl Scheme for HmacScheme {
         let signature_param = self.candidates(req, &mut candidates)?;
         let inputs = self.envelope.read(req, signature_param, now)?;
         let values = inputs.values();
-        let mut matched = None;
-        // The first key's tag gives the fingerprint (hashed: never the tag itself), whichever
-        // key matched: during a rotation a sender signs with both, and a copy cut down to
-        // the old key's signature must not get a replay key of its own.
-        let mut print = None;
-        for (index, key) in self.keys.iter().enumerate() {
-            let tag = key.tag_of(&self.envelope.content.with(&values));
-            let mut ok = Choice::from(0);
-            for candidate in candidates.as_slice() {
-                ok |= tag.ct_eq(candidate);
-            }
-            print.get_or_insert_with(|| tag.fingerprint());
-            if bool::from(ok) {
-                matched = Some(index);
-                break;
-            }
-        }
-        let (Some(key_index), Some(print)) = (matched, print) else {
-            return Err(Rejection::with_detail(
-                Reason::SignatureMismatch,
-                Detail::Compared { signatures: candidates.as_slice().len(), secrets: self.keys.len() },
-            ));
-        };
+        let content = self.envelope.content.with(&values);
+        let (key_index, print) = self.matching_key(&candidates, |key| key.tag_of(&content))?;
         Ok(self.envelope.verified(self.provider.as_ref(), req, inputs.into_checked(), print, key_index))
     }
 }
