@@ -939,10 +939,12 @@ impl Worker {
                 // Counted (and logged) once the inbox has taken the outcome, as retries
                 // are: after a lost lease the job runs again, and would be counted twice.
                 match acked {
-                    Ok(()) => {
+                    Ok(Acked::Yes) => {
                         tracing::info!("webhook processed");
                         counters.processed(job.webhook());
                     }
+                    // Logged where it was found; not counted (it may run again).
+                    Ok(Acked::Unsure) => {}
                     Err(e) => report_inbox_error(&e, "ack"),
                 }
             }
@@ -980,13 +982,14 @@ impl Worker {
     /// try starts before `deadline` (the handler's time limit: the lease less its margin,
     /// which is left for the ack itself) and the grace period is not over; otherwise the
     /// job would come back after its lease and its handler's work be done twice. A lost
-    /// lease is final: another worker may hold the job.
+    /// lease is final: another worker may hold the job. A lost lease found by a retry
+    /// after a backend error is [`Acked::Unsure`].
     async fn ack(
         &self,
         job: &Job,
         deadline: tokio::time::Instant,
         cancel: &mut watch::Receiver<bool>,
-    ) -> Result<(), InboxError> {
+    ) -> Result<Acked, InboxError> {
         let mut retries = 0;
         loop {
             let acked = match self.inbox.ack_now(job) {
@@ -1001,11 +1004,12 @@ impl Worker {
                 // script ran). Not "lost; will run again".
                 Err(InboxError::LeaseLost) if retries > 0 => {
                     tracing::info!(
-                        "ack: an earlier try failed in the backend and the lease is gone: that try took effect"
+                        "ack: an earlier try failed in the backend and the lease is gone: that try most likely \
+                         took effect (else the lease ran out, and the job runs again)"
                     );
-                    return Ok(());
+                    return Ok(Acked::Unsure);
                 }
-                acked => return acked,
+                acked => return acked.map(|()| Acked::Yes),
             };
             retries += 1;
             let next = crate::inbox::instant_after(tokio::time::Instant::now(), ACK_BACKOFF.delay(retries));
@@ -1024,6 +1028,16 @@ impl Worker {
 
 /// The handler did not finish (or could not start) before its time limit.
 struct NotInTime;
+
+/// What became of an acknowledgement.
+enum Acked {
+    /// The inbox took it.
+    Yes,
+    /// A try failed in the backend, and the next found the lease gone: most likely that
+    /// try took effect and only its answer was lost; the backends cannot tell it from a
+    /// lease that ran out, after which the job runs again. Not counted as processed.
+    Unsure,
+}
 
 /// How many pulls past its last attempt a job may have that ended with no outcome
 /// reaching the inbox before it is dead-lettered without running (see
@@ -2232,10 +2246,11 @@ mod tests {
     }
 
     /// An ack that took effect but whose answer was lost (a commit's reply lost, Redis's
-    /// durability wait falling short) finds no lease when tried again: that is the job
-    /// processed, not a lost lease after which it "will run again".
+    /// durability wait falling short) finds no lease when tried again: most likely the job
+    /// was processed, and it is not reported as a lost lease after which it "will run
+    /// again" (nor counted, the backends cannot tell the two apart).
     #[tokio::test(start_paused = true)]
-    async fn an_ack_that_took_effect_before_it_failed_counts_as_processed() {
+    async fn an_ack_that_took_effect_before_it_failed_is_not_reported_lost() {
         let inbox = CountingWaits {
             ack_fails_after_it_took_effect: true,
             ..CountingWaits::new(inbox_with(&["a"]).await)
@@ -2246,8 +2261,8 @@ mod tests {
         let (report, logs) = crate::inbox::logged(worker.drain(Duration::from_secs(5))).await;
         assert_eq!(report.left, Some(0));
         assert_eq!((ran.load(Ordering::SeqCst), inbox.acks.load(Ordering::SeqCst)), (1, 2));
-        assert!(!logs.contains("will run again"), "{logs}");
-        assert!(logs.contains("that try took effect"), "{logs}");
+        assert!(!logs.contains("lease lost; the job will run again"), "{logs}");
+        assert!(logs.contains("that try most likely took effect"), "{logs}");
     }
 
     /// Once the grace period is over, an ack that failed is not waited on to try again:

@@ -123,11 +123,10 @@ impl<B: Body> Future for Gather<B> {
             if let Some(rest) = this.rest.as_mut() {
                 rest.put(data);
             } else if let Some(first) = this.first.take() {
-                // Room for these two frames and what is still to come when the sender
-                // said how much (`Limited` caps the hint at what its limit leaves);
-                // else grown as needed.
-                let to_come = this.body.size_hint().exact().and_then(|n| usize::try_from(n).ok());
-                let mut rest = BytesMut::with_capacity(first.len() + data.remaining() + to_come.unwrap_or(0));
+                // Room for these two frames, grown with what arrives: not for what the
+                // sender says is to come (a declared length could reserve the whole limit
+                // for a few bytes sent, then held until the read timeout).
+                let mut rest = BytesMut::with_capacity(first.len() + data.remaining());
                 rest.extend_from_slice(&first);
                 rest.put(data);
                 *this.rest = Some(rest);
@@ -311,6 +310,36 @@ mod tests {
         assert_eq!(bytes.len(), 33_000);
         let kept = bytes::BytesMut::from(bytes);
         assert!(kept.capacity() <= 33_000 + 33_000 / 8, "capacity {}", kept.capacity());
+    }
+
+    /// A sender that declares a long body and sends a few bytes holds a buffer of the
+    /// bytes it sent, not of the length it declared (until the read timeout).
+    #[test]
+    fn a_declared_length_reserves_nothing() {
+        /// Two one-byte frames, declared as a whole limit, then nothing more.
+        struct Declared(u8);
+        impl Body for Declared {
+            type Data = Bytes;
+            type Error = std::convert::Infallible;
+            fn poll_frame(
+                mut self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+            ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+                if self.0 == 2 {
+                    return Poll::Pending;
+                }
+                self.0 += 1;
+                Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(b"x")))))
+            }
+            fn size_hint(&self) -> http_body::SizeHint {
+                http_body::SizeHint::with_exact(1024 * 1024 - u64::from(self.0))
+            }
+        }
+        let mut gather = Gather::new(Limited::new(Declared(0), 1024 * 1024));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(Pin::new(&mut gather).poll(&mut cx).is_pending());
+        let held = gather.rest.as_ref().map_or(0, BytesMut::capacity);
+        assert!(held < 1024, "{held} bytes held for 2 received");
     }
 
     /// One frame is handed on as it is: no copy.

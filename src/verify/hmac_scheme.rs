@@ -213,10 +213,10 @@ impl HmacScheme {
     /// exactly as registered), instead of the request's.
     ///
     /// ```
-    /// use hookguard::{providers::trello, verify::{Outgoing, Scheme, Sign, WebhookRequest}};
-    /// let old = trello::scheme("secret", "https://example.com/trello").unwrap();
-    /// let moved = old.clone().with_url("https://example.com/trello2");
-    /// let mut req = http::Request::post("/internal/trello");
+    /// use hookguard::{providers::square, verify::{Outgoing, Scheme, Sign, WebhookRequest}};
+    /// let old = square::scheme("secret", "https://example.com/square").unwrap();
+    /// let moved = old.clone().with_url("https://example.com/square2");
+    /// let mut req = http::Request::post("/internal/square");
     /// for (name, value) in moved.sign(&Outgoing::new(b"{}")).unwrap() {
     ///     req = req.header(name, value);
     /// }
@@ -416,7 +416,8 @@ impl HmacScheme {
     /// secrets and result), with `message` MACed in place of the signed content: for a
     /// preset whose provider signs another rendering of that content (Trello's "binary"
     /// strings, [`TrelloScheme`](crate::providers::trello::TrelloScheme)). The
-    /// fingerprint is the first secret's MAC of `message`, whichever secret matched.
+    /// fingerprint is the SHA-256 of the first secret's MAC of `message`, whichever secret
+    /// matched.
     pub(crate) fn verify_message<'a>(
         &'a self,
         req: &WebhookRequest<'a>,

@@ -444,7 +444,7 @@ impl MacState {
 /// hashed with one call of the compression function: the fingerprint is taken on every
 /// verification, and the general hasher's buffering cost as much again.
 #[inline]
-fn sha256_of_short(bytes: &[u8]) -> [u8; 32] {
+pub(crate) fn sha256_of_short(bytes: &[u8]) -> [u8; 32] {
     const H0: [u32; 8] = [
         0x6a09_e667,
         0xbb67_ae85,

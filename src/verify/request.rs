@@ -739,8 +739,7 @@ impl<'a> Verified<'a> {
 /// A 32-byte fingerprint from a received signature: its SHA-256, whatever its length
 /// (as a tag's, `Tag::fingerprint`), so that every dedup key without an id is a digest.
 pub(crate) fn fingerprint(bytes: &[u8]) -> [u8; 32] {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(bytes).into()
+    super::mac::sha256_of_short(bytes)
 }
 
 #[cfg(test)]

@@ -62,12 +62,28 @@ pub(crate) fn provider_help() -> String {
     format!("Provider name as in PROVIDERS.md, lower case with dashes: {}", names.join(", "))
 }
 
-/// The HMAC scheme `make` builds, with every one of `secrets` (the first signs; all
-/// verify).
-pub(crate) fn with_secrets(
-    make: impl FnOnce(&str) -> Result<HmacScheme, ConfigError>,
+/// A scheme that verifies with more secrets than the one it was made with.
+pub(crate) trait Rotating: Sized {
+    fn with_secret(self, secret: &str) -> Result<Self, ConfigError>;
+}
+
+impl Rotating for HmacScheme {
+    fn with_secret(self, secret: &str) -> Result<Self, ConfigError> {
+        HmacScheme::with_secret(self, secret)
+    }
+}
+
+impl Rotating for providers::trello::TrelloScheme {
+    fn with_secret(self, secret: &str) -> Result<Self, ConfigError> {
+        providers::trello::TrelloScheme::with_secret(self, secret)
+    }
+}
+
+/// The scheme `make` builds, with every one of `secrets` (the first signs; all verify).
+pub(crate) fn with_secrets<S: Rotating>(
+    make: impl FnOnce(&str) -> Result<S, ConfigError>,
     secrets: &[String],
-) -> Result<HmacScheme, ConfigError> {
+) -> Result<S, ConfigError> {
     let (first, rest) = secrets.split_first().ok_or(ConfigError::NoSecret)?;
     rest.iter().try_fold(make(first)?, |scheme, s| scheme.with_secret(s))
 }
@@ -134,9 +150,8 @@ pub(crate) fn build_scheme(
         // strings Trello signs), and takes no tolerance (refused above).
         "trello" => {
             let url = url()?;
-            let (first, rest) = secrets.split_first().ok_or_else(|| explain(ConfigError::NoSecret))?;
-            let first = providers::trello::scheme(first, url).map_err(explain)?;
-            let scheme = rest.iter().try_fold(first, |scheme, s| scheme.with_secret(s)).map_err(explain)?;
+            let scheme =
+                with_secrets(|first| providers::trello::scheme(first, url), secrets).map_err(explain)?;
             Ok(Box::new(scheme))
         }
         #[cfg(feature = "rsa")]
