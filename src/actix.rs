@@ -324,8 +324,8 @@ async fn read(guard: &Guard, payload: dev::Payload) -> Result<Bytes, Problem> {
 /// collector as the Tower side's bodies (`http_body_util`'s `Limited`, then each chunk
 /// copied and let go at once). A body that comes in one chunk (the usual case for a
 /// webhook, and always for a payload [`Verify`] put back) is that chunk itself, not a
-/// copy; more chunks are gathered in one buffer. (actix's `to_bytes_limited` copies every body into a buffer of 32 KiB, which a
-/// kept webhook would then hold while it waits.)
+/// copy; more chunks are gathered in one buffer. (actix's `to_bytes_limited` copies every
+/// body into a buffer of 32 KiB, which a kept webhook would then hold while it waits.)
 async fn collect(payload: dev::Payload, limit: usize) -> Option<Result<Bytes, PayloadError>> {
     let body = http_body_util::Limited::new(PayloadBody(BodyStream::new(payload)), limit);
     match crate::layer::Gather::new(body).await {

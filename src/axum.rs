@@ -95,7 +95,7 @@ impl<S: Send + Sync> FromRequest<S> for VerifiedWebhook {
         let known = req.extensions().get::<BodyLimit>().copied();
         let limit = BodyLimit::of(known);
         // Gathered as the verify layer gathers bodies: tiny frames are not all kept.
-        let read = crate::layer::Gather::new(http_body_util::Limited::new(req.into_body(), limit));
+        let read = crate::layer::body::Gather::new(http_body_util::Limited::new(req.into_body(), limit));
         let body = match crate::layer::body::Within::new(DEFAULT_READ_TIMEOUT, read).await {
             None => return Err(WebhookRejection::Timeout),
             Some(Ok(body)) => body,

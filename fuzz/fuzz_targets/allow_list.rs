@@ -61,7 +61,8 @@ fuzz_target!(|input: Input| {
         .lines
         .iter()
         .map(|(items, sep)| {
-            let joined = items.iter().map(text).collect::<Vec<_>>().join(if sep & 1 == 0 { "," } else { " , " });
+            let joined =
+                items.iter().map(text).collect::<Vec<_>>().join(if sep & 1 == 0 { "," } else { " , " });
             if sep & 2 != 0 { format!("{joined} # note, 10.0.0.0/8") } else { joined }
         })
         .collect();
@@ -83,7 +84,11 @@ fuzz_target!(|input: Input| {
 
     for range in &ranges {
         let printed = range.to_string();
-        assert_eq!(AllowList::parse_ranges(&printed).expect("a printed range parses"), vec![*range], "{printed}");
+        assert_eq!(
+            AllowList::parse_ranges(&printed).expect("a printed range parses"),
+            vec![*range],
+            "{printed}"
+        );
     }
     let printed: Vec<String> = ranges.iter().map(ToString::to_string).collect();
     assert_eq!(AllowList::parse_ranges(&printed.join("\n")).expect("the printed list parses"), ranges);

@@ -138,10 +138,15 @@ fuzz_target!(|data: &[u8]| {
     for (name, value) in scheme.sign(&Outgoing::new(req.body).timestamp(at)).expect("zoom signs") {
         signed.insert(name, value);
     }
-    let unsigned = zoom::url_validation(&scheme, &WebhookRequest::new(&req.method, &req.uri, &req.headers, req.body), at);
+    let unsigned = zoom::url_validation(
+        &scheme,
+        &WebhookRequest::new(&req.method, &req.uri, &req.headers, req.body),
+        at,
+    );
     assert!(!matches!(unsigned, Some(Ok(_))), "zoom answers a request it did not sign");
-    let got = zoom::url_validation(&scheme, &WebhookRequest::new(&req.method, &req.uri, &signed, req.body), at)
-        .map(|answer| answer.expect("a signed request verifies"));
+    let got =
+        zoom::url_validation(&scheme, &WebhookRequest::new(&req.method, &req.uri, &signed, req.body), at)
+            .map(|answer| answer.expect("a signed request verifies"));
     let want = json.as_ref().and_then(|v| {
         (member(v, &["event"])?.as_str()? == "endpoint.url_validation").then_some(())?;
         member(v, &["payload", "plainToken"])?.as_str()

@@ -30,7 +30,10 @@ const TIME: &str = "2019-08-29T10:49:33Z";
 fn certificate(data: &[u8]) {
     if let Ok(scheme) = paypal::scheme(WEBHOOK_ID, data) {
         let pem = b"-----BEGIN CERTIFICATE-----";
-        assert!(data.windows(pem.len()).any(|w| w == pem), "a scheme from bytes that are not a PEM certificate");
+        assert!(
+            data.windows(pem.len()).any(|w| w == pem),
+            "a scheme from bytes that are not a PEM certificate"
+        );
         assert_eq!(scheme.certificate_count(), 1);
     }
 }
@@ -60,9 +63,10 @@ fn request(data: &[u8]) {
     for line in head.split(|b| *b == b'\n') {
         let Some(colon) = line.iter().position(|b| *b == b':') else { continue };
         let (name, value) = (&line[..colon], &line[colon + 1..]);
-        let (Ok(name), Ok(value)) =
-            (http::HeaderName::from_bytes(name.trim_ascii()), http::HeaderValue::from_bytes(value.trim_ascii()))
-        else {
+        let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name.trim_ascii()),
+            http::HeaderValue::from_bytes(value.trim_ascii()),
+        ) else {
             continue;
         };
         if let Ok(text) = value.to_str() {
