@@ -1183,6 +1183,21 @@ impl Guard {
         Ok(ToReserve { key: labels.key().to_owned(), ttl, verified })
     }
 
+    /// Middleware mode, while the inner service is not ready: a copy of a delivery already
+    /// handled and confirmed is answered `200 duplicate` at once, rather than queued (with
+    /// its body) behind the inner service's capacity. `None` when the store says no or
+    /// cannot tell (its reservation decides then).
+    pub(crate) async fn confirmed_copy(&self, to_reserve: &ToReserve) -> Option<Response<Vec<u8>>> {
+        let replay = self.inner.replay.as_ref()?;
+        match replay.is_confirmed(to_reserve.key.as_bytes()).await {
+            Ok(true) => {
+                self.duplicate(to_reserve.verified.id());
+                Some(plain(StatusCode::OK, "duplicate"))
+            }
+            Ok(false) | Err(_) => None,
+        }
+    }
+
     /// [`reserve`](Self::reserve)'s second half: the mark.
     pub(crate) async fn reserve_verified(&self, ToReserve { key, ttl, verified }: ToReserve) -> Reserved {
         let i = &self.inner;

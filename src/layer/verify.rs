@@ -292,9 +292,12 @@ where
     /// sending their bodies, or failing verification, hold none of its capacity (a
     /// concurrency limit's permits, a buffer's slots). It is awaited before the replay
     /// reservation is taken: the wait does not count against the pending lease, and a
-    /// delivery is never handled twice because it waited. The price: while the inner
-    /// service is busy, a copy of a delivery waits too before it is answered `200
-    /// duplicate` or `409`. A `LoadShed` outside this layer never sheds; put it inside.
+    /// delivery is never handled twice because it waited. While the inner service is
+    /// busy, a copy of a delivery already handled is answered `200 duplicate` at once
+    /// when the replay store can tell
+    /// ([`ReplayStore::is_confirmed`](crate::replay::ReplayStore::is_confirmed): the
+    /// memory and Redis stores); a copy of one still being handled waits, then gets `409`
+    /// or `200 duplicate`. A `LoadShed` outside this layer never sheds; put it inside.
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
     }
@@ -327,8 +330,16 @@ where
                         Err(res) => return Ok(convert(res)),
                     };
                     // Verified: now the inner service may be waited for, before the
-                    // reservation, so that the wait does not count against its lease.
-                    std::future::poll_fn(|cx| inner.poll_ready(cx)).await?;
+                    // reservation, so that the wait does not count against its lease. A
+                    // copy of a delivery already handled is answered at once rather than
+                    // queued behind the inner service's capacity (asked only when it is
+                    // not ready: a ready one costs no store round trip).
+                    if std::future::poll_fn(|cx| Poll::Ready(inner.poll_ready(cx))).await.is_pending() {
+                        if let Some(copy) = guard.confirmed_copy(&to_reserve).await {
+                            return Ok(convert(copy));
+                        }
+                        std::future::poll_fn(|cx| inner.poll_ready(cx)).await?;
+                    }
                     let (verified, reservation) = match guard.reserve_verified(to_reserve).await {
                         Reserved::Fresh { verified, reservation } => (verified, reservation),
                         Reserved::Respond(res) => return Ok(convert(res)),
@@ -517,5 +528,13 @@ mod tests {
         // Polled again after it answered: a 500, not a panic.
         assert_eq!(pending.await.unwrap().status(), 500);
         assert!(gated.called.load(Ordering::SeqCst));
+
+        // Handled and confirmed: a copy arriving while the inner service is busy again is
+        // answered at once, not queued behind it.
+        gated.open.store(false, Ordering::SeqCst);
+        let mut later = verify.call(signed());
+        let answered = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut later).poll(cx))).await;
+        let Poll::Ready(Ok(res)) = answered else { panic!("a copy of a handled delivery waited") };
+        assert_eq!(res.status(), 200);
     }
 }

@@ -356,6 +356,15 @@ impl ReplayStore for MemoryReplayStore {
     fn mark_now(&self, key: &[u8], ttl: Duration) -> Option<Result<Mark, StoreError>> {
         Some(self.set(key, ttl, None))
     }
+
+    fn is_confirmed<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let now = self.clock.unix_nanos();
+        let stored = StoredKey::new(key);
+        let result = self.lock(stored.as_bytes()).map(|(shard, _)| {
+            shard.marks.get(stored.as_bytes()).is_some_and(|at| at.expires > now && at.holder.is_none())
+        });
+        Box::pin(std::future::ready(result))
+    }
 }
 
 #[cfg(test)]

@@ -277,6 +277,27 @@ pub trait ReplayStore: fmt::Debug + Send + Sync + 'static {
     /// ```
     fn unmark<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<(), StoreError>>;
 
+    /// Whether `key` holds a live confirmed mark (a delivery handled and answered), taking
+    /// nothing: middleware mode asks it for a verified request while its inner service is
+    /// not ready, to answer a copy `200 duplicate` at once instead of queueing it (with
+    /// its body) behind the inner service's capacity. `Ok(false)` when the store cannot
+    /// tell (the default): the copy waits, and its reservation says `Seen` then.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use hookguard::replay::{MemoryReplayStore, ReplayStore};
+    /// let store = MemoryReplayStore::new();
+    /// store.reserve(b"k", 1, Duration::from_secs(60)).await.unwrap();
+    /// assert!(!store.is_confirmed(b"k").await.unwrap(), "only reserved");
+    /// store.confirm(b"k", Duration::from_secs(3600)).await.unwrap();
+    /// assert!(store.is_confirmed(b"k").await.unwrap());
+    /// # }
+    /// ```
+    fn is_confirmed<'a>(&'a self, _key: &'a [u8]) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(std::future::ready(Ok(false)))
+    }
+
     /// [`mark`](Self::mark) answered at once, for a store that needs no I/O (an
     /// in-process one), or `None` (the default) to say "call `mark`". The guard tries this
     /// first, which spares such a store a boxed future per delivery; a store that answers
@@ -314,6 +335,9 @@ impl<T: ReplayStore + ?Sized> ReplayStore for std::sync::Arc<T> {
     }
     fn unmark<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<(), StoreError>> {
         (**self).unmark(key)
+    }
+    fn is_confirmed<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<bool, StoreError>> {
+        (**self).is_confirmed(key)
     }
     fn mark_now(&self, key: &[u8], ttl: Duration) -> Option<Result<Mark, StoreError>> {
         (**self).mark_now(key, ttl)

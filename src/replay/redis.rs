@@ -297,6 +297,31 @@ impl RedisReplayStore {
         let _: i64 = ::redis::cmd("DEL").arg(self.key(key)).query_async(&mut conn).await.map_err(backend)?;
         Ok(())
     }
+
+    async fn is_confirmed_now(&self, key: &[u8]) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let value: Option<String> =
+            ::redis::cmd("GET").arg(self.key(key)).query_async(&mut conn).await.map_err(backend)?;
+        Ok(value.is_some_and(|v| live_confirmed(&v, self.now_ms())))
+    }
+}
+
+/// Whether a stored value is a live confirmed mark, read as [`LIVE`]'s `live` reads it
+/// (answering 1): not a reservation (`p:{token}` or `p:{token}:{deadline}`), and with an
+/// injected clock (`now_ms`), a deadline still ahead.
+fn live_confirmed(value: &str, now_ms: Option<i64>) -> bool {
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    let reservation = value.strip_prefix("p:").is_some_and(|rest| {
+        let (token, deadline) = rest.split_once(':').unwrap_or((rest, ""));
+        !token.is_empty() && digits(token) && digits(deadline)
+    });
+    if reservation {
+        return false;
+    }
+    match now_ms {
+        None => true,
+        Some(now) => value.parse::<i64>().is_ok_and(|deadline| deadline > now),
+    }
 }
 
 /// The longest time to live sent to Redis: 100 years. Redis refuses a `PX` that overflows
@@ -367,11 +392,34 @@ impl ReplayStore for RedisReplayStore {
     fn unmark<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(self.unmark_now(key))
     }
+
+    fn is_confirmed<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(self.is_confirmed_now(key))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stored value is a live confirmed mark exactly as the scripts' `live` reads it.
+    #[test]
+    fn confirmed_values_read_as_the_scripts_read_them() {
+        let rows: [(&str, Option<i64>, bool); 9] = [
+            ("1", None, true),
+            ("p:42", None, false),
+            ("p:42:1700000000000", None, false),
+            ("p:42", Some(1_000), false),
+            ("2000", Some(1_000), true),
+            ("1000", Some(1_000), false),
+            ("1", Some(1_000), false),
+            ("p:x", None, true),
+            ("junk", Some(1_000), false),
+        ];
+        for (value, now, want) in rows {
+            assert_eq!(live_confirmed(value, now), want, "{value} at {now:?}");
+        }
+    }
 
     #[test]
     fn every_policy_but_noeviction_evicts_marks() {

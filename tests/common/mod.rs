@@ -736,6 +736,29 @@ macro_rules! replay_conformance {
             store.unmark(&r).await.unwrap();
         }
 
+        /// `is_confirmed` says yes for a live confirmed mark only: not for a reservation,
+        /// nothing, or a mark that expired; it takes nothing.
+        #[tokio::test]
+        async fn is_confirmed_answers_for_live_confirmed_marks_only() {
+            let (store, clock) = or_skip!(setup(100).await);
+            let k = key("confirmed");
+            let _ = store.unmark(&k).await;
+            assert!(!store.is_confirmed(&k).await.unwrap(), "nothing there");
+            assert_eq!(store.reserve(&k, 7, Duration::from_secs(30)).await.unwrap(), Mark::New);
+            assert!(!store.is_confirmed(&k).await.unwrap(), "only reserved");
+            assert_eq!(
+                store.reserve(&k, 8, Duration::from_secs(30)).await.unwrap(),
+                Mark::Pending,
+                "untouched"
+            );
+            store.confirm(&k, Duration::from_secs(60)).await.unwrap();
+            assert!(store.is_confirmed(&k).await.unwrap());
+            assert_eq!(store.reserve(&k, 9, Duration::from_secs(30)).await.unwrap(), Mark::Seen, "untouched");
+            clock.advance(Duration::from_secs(61));
+            assert!(!store.is_confirmed(&k).await.unwrap(), "expired");
+            store.unmark(&k).await.unwrap();
+        }
+
         #[tokio::test]
         async fn mark_once_then_seen_until_expiry() {
             let (store, clock) = or_skip!(setup(100).await);
