@@ -312,17 +312,16 @@ async fn read(guard: &Guard, payload: dev::Payload) -> Result<Bytes, Problem> {
     match crate::layer::Within::new(guard.read_timeout(), collect(payload, guard.body_limit())).await {
         None => Err(known::BODY_TIMEOUT),
         Some(None) => Err(known::BODY_TOO_LARGE),
-        // An outer limit's refusal (a `PayloadConfig` or another middleware's): too large,
-        // as the Tower side answers an outer `RequestBodyLimitLayer`'s.
-        Some(Some(Err(PayloadError::Overflow))) => Err(known::BODY_TOO_LARGE),
         Some(Some(Err(_))) => Err(known::BODY_ERROR),
         Some(Some(Ok(bytes))) => Ok(bytes),
     }
 }
 
-/// The payload's bytes, `None` once they are more than `limit`: read by the same bounded
-/// collector as the Tower side's bodies (`http_body_util`'s `Limited`, then each chunk
-/// copied and let go at once). A body that comes in one chunk (the usual case for a
+/// The payload's bytes, `None` once they are more than `limit` or an outer limit refused
+/// them (actix's own `PayloadError::Overflow`, from a `PayloadConfig` or another
+/// middleware: too large, as the Tower side answers an outer `RequestBodyLimitLayer`'s):
+/// read by the same bounded collector as the Tower side's bodies (`http_body_util`'s
+/// `Limited`, then each chunk copied and let go at once). A body that comes in one chunk (the usual case for a
 /// webhook, and always for a payload [`Verify`] put back) is that chunk itself, not a
 /// copy; more chunks are gathered in one buffer. (actix's `to_bytes_limited` copies every
 /// body into a buffer of 32 KiB, which a kept webhook would then hold while it waits.)
@@ -331,6 +330,7 @@ async fn collect(payload: dev::Payload, limit: usize) -> Option<Result<Bytes, Pa
     match crate::layer::Gather::new(body).await {
         Ok(bytes) => Some(Ok(bytes)),
         Err(e) => match e.downcast::<PayloadError>() {
+            Ok(e) if matches!(*e, PayloadError::Overflow) => None,
             Ok(e) => Some(Err(*e)),
             // `Limited`'s own error: over the limit.
             Err(_) => None,
@@ -641,8 +641,6 @@ impl SharedBody {
                         }
                         Err(Unread::TooLarge)
                     }
-                    // An outer limit's refusal: too large, as `read` answers it.
-                    Some(Some(Err(PayloadError::Overflow))) => Err(Unread::TooLarge),
                     Some(Some(Err(_))) => Err(Unread::Body),
                     Some(Some(Ok(bytes))) => Ok(bytes),
                 }
