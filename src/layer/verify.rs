@@ -334,11 +334,16 @@ where
                     // copy of a delivery already handled is answered at once rather than
                     // queued behind the inner service's capacity (asked only when it is
                     // not ready: a ready one costs no store round trip).
-                    if std::future::poll_fn(|cx| Poll::Ready(inner.poll_ready(cx))).await.is_pending() {
-                        if let Some(copy) = guard.confirmed_copy(&to_reserve).await {
-                            return Ok(convert(copy));
+                    // A readiness error is returned as it is, before any reservation (a
+                    // service that failed its readiness may not be called).
+                    match std::future::poll_fn(|cx| Poll::Ready(inner.poll_ready(cx))).await {
+                        Poll::Ready(ready) => ready?,
+                        Poll::Pending => {
+                            if let Some(copy) = guard.confirmed_copy(&to_reserve).await {
+                                return Ok(convert(copy));
+                            }
+                            std::future::poll_fn(|cx| inner.poll_ready(cx)).await?;
                         }
-                        std::future::poll_fn(|cx| inner.poll_ready(cx)).await?;
                     }
                     let (verified, reservation) = match guard.reserve_verified(to_reserve).await {
                         Reserved::Fresh { verified, reservation } => (verified, reservation),
@@ -536,5 +541,52 @@ mod tests {
         let answered = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut later).poll(cx))).await;
         let Poll::Ready(Ok(res)) = answered else { panic!("a copy of a handled delivery waited") };
         assert_eq!(res.status(), 200);
+    }
+
+    /// A service whose readiness fails (`broken` set) and counts its calls.
+    #[derive(Clone)]
+    struct Failing {
+        broken: Arc<AtomicBool>,
+        calls: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Service<Request<Full<Bytes>>> for Failing {
+        type Response = Response<Bytes>;
+        type Error = &'static str;
+        type Future = std::future::Ready<Result<Response<Bytes>, &'static str>>;
+
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(if self.broken.load(Ordering::SeqCst) { Err("connection lost") } else { Ok(()) })
+        }
+
+        fn call(&mut self, _req: Request<Full<Bytes>>) -> Self::Future {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Ok(Response::new(Bytes::new())))
+        }
+    }
+
+    /// A verified request meeting an inner service whose readiness failed gets that error,
+    /// the service is not called (tower's rule), and nothing is reserved: the sender's
+    /// retry is handled once the service is back.
+    #[tokio::test]
+    async fn a_readiness_error_is_returned_and_reserves_nothing() {
+        let failing = Failing { broken: Arc::new(AtomicBool::new(true)), calls: Arc::default() };
+        let guard = Guard::builder("github", github::scheme("It's a Secret to Everybody").unwrap()).build();
+        let mut verify = VerifyLayer::new(guard).layer(failing.clone());
+        let signed = || {
+            Request::post("/hooks/github")
+                .header(
+                    "x-hub-signature-256",
+                    "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+                )
+                .body(Full::new(Bytes::from_static(b"Hello, World!")))
+                .unwrap()
+        };
+        assert_eq!(verify.call(signed()).await.unwrap_err(), "connection lost");
+        assert_eq!(failing.calls.load(Ordering::SeqCst), 0);
+        failing.broken.store(false, Ordering::SeqCst);
+        let res = verify.call(signed()).await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(failing.calls.load(Ordering::SeqCst), 1, "the retry was handled, not a duplicate");
     }
 }
