@@ -1088,27 +1088,23 @@ impl Guard {
         let Some(replay) = &self.inner.replay else {
             return Checked::New { verified, mark };
         };
-        // An in-process store answers at once: nothing can be abandoned half-way.
-        let marked = if let Some(marked) = replay.mark_now(key.as_bytes(), passed.ttl) {
-            marked
-        } else {
-            // A shared store's answer may never come back (this future dropped while it
-            // is on its way). A mark has no owner, and "seen" or "new" is only known from
-            // the answer, so removing the key then could remove another request's mark.
-            // Reserved under this request's token instead (a token it does not hold
-            // cancels nothing), then confirmed once it is known to be this request's.
-            let token = fastrand::u64(..);
-            mark.held = Held::Asked(token);
-            let reserved = replay.reserve(key.as_bytes(), token, self.inner.pending_lease).await;
-            if let Ok(Mark::New) = reserved {
-                mark.held = Held::Mine;
-                if let Err(e) = replay.confirm(key.as_bytes(), passed.ttl).await {
-                    mark.release().await;
-                    return Checked::Respond(self.replay_unavailable(&e));
-                }
+        // A shared store's answer may never come back (this future dropped while it is on
+        // its way). A mark has no owner, and "seen" or "new" is only known from the
+        // answer, so removing the key then could remove another request's mark. Reserved
+        // under this request's token instead (a token it does not hold cancels nothing),
+        // then confirmed once it is known to be this request's. Every store goes this way
+        // (an in-process one answers at once), so that a copy meeting a delivery still
+        // being handled in middleware mode is `409` on each, never `200 duplicate`.
+        let token = fastrand::u64(..);
+        mark.held = Held::Asked(token);
+        let marked = replay.reserve(key.as_bytes(), token, self.inner.pending_lease).await;
+        if let Ok(Mark::New) = marked {
+            mark.held = Held::Mine;
+            if let Err(e) = replay.confirm(key.as_bytes(), passed.ttl).await {
+                mark.release().await;
+                return Checked::Respond(self.replay_unavailable(&e));
             }
-            reserved
-        };
+        }
         match marked {
             Ok(Mark::New) => {
                 mark.held = Held::Mine;
@@ -1292,9 +1288,15 @@ impl Guard {
         let i = &self.inner;
         // Anyone can send a handshake: refusals are counted and logged at debug only (no
         // log flood); a store that fails is an outage, logged as such.
+        let mut guess = false;
         let refused = match i.source.adopt_secret(parts, secret).await {
             Ok(()) => return res,
-            Err(SourceError::Refused) => known::HANDSHAKE_REFUSED,
+            // A secret offered where one is kept (or being kept): a takeover attempt, so it
+            // spends the sender's failure budget as a forged signature does.
+            Err(SourceError::Refused) => {
+                guess = true;
+                known::HANDSHAKE_REFUSED
+            }
             Err(SourceError::Unknown) => known::UNKNOWN_TENANT,
             // Not an outage: this endpoint takes no secret (a fixed scheme), and a retry
             // will not change that.
@@ -1309,7 +1311,11 @@ impl Guard {
         };
         self.count_rejected(refused.code());
         tracing::debug!(endpoint = %i.endpoint, reason = refused.code(), "handshake refused");
-        refused.into_response()
+        let mut res = refused.into_response();
+        if guess {
+            res.extensions_mut().insert(VerificationFailed(Reason::SignatureMismatch));
+        }
+        res
     }
 
     /// Handshakes, the scheme, verification: what verification passed on, and what `keep`
@@ -1845,6 +1851,22 @@ fn started(work: impl Future<Output = ()> + Send + 'static) -> Option<BoxFuture<
     work.as_mut().poll(&mut cx).is_pending().then_some(work)
 }
 
+/// How many deliveries a minute a replay store of `capacity` marks living `ttl` takes
+/// for good (rounded down).
+fn untimed_rate_per_minute(capacity: usize, ttl: Duration) -> u64 {
+    let ttl_secs = ttl.as_secs().max(1);
+    u64::try_from(capacity).unwrap_or(u64::MAX).saturating_mul(60) / ttl_secs
+}
+
+/// `ttl` in whole hours, minutes or seconds, for a log line.
+fn humantime_secs(ttl: Duration) -> String {
+    match ttl.as_secs() {
+        s if s >= 3600 && s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
 /// The answer to an accepted delivery: the status alone (nothing to allocate; senders
 /// read only the status).
 fn accepted(status: StatusCode) -> Response<Vec<u8>> {
@@ -2202,7 +2224,8 @@ impl GuardBuilder {
     /// delivery whose receiver crashed waits that long. Choose it longer than your
     /// slowest handler (the body is read and verified, and `VerifyLayer`'s inner service
     /// made ready, before the reservation is taken, so neither the read timeout nor a
-    /// wait for the inner service counts).
+    /// wait for the inner service counts). A lease under one second is taken as one second
+    /// (a zero lease would hold nothing, and every concurrent copy would be handled).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -2230,7 +2253,7 @@ impl GuardBuilder {
     /// # }
     /// ```
     pub fn pending_lease(mut self, lease: Duration) -> Self {
-        self.inner.pending_lease = lease;
+        self.inner.pending_lease = lease.max(Duration::from_secs(1));
         self
     }
 
@@ -2291,6 +2314,23 @@ impl GuardBuilder {
             );
         }
         if self.default_replay {
+            if let Some(scheme) = &self.inner.fixed
+                && scheme.tolerance().replay_window().is_none()
+            {
+                // Marks of a scheme without a timestamp live long (72 h by default): the
+                // default store refuses (503) above a rate low enough to meet in production.
+                let ttl = self.inner.replay_ttl.unwrap_or(DEFAULT_UNTIMED_REPLAY_TTL);
+                let per_minute = untimed_rate_per_minute(MemoryReplayStore::DEFAULT_CAPACITY, ttl);
+                tracing::info!(
+                    endpoint = %self.inner.endpoint,
+                    provider = scheme.provider(),
+                    "the scheme signs no timestamp, so replay marks live {}: the default replay store \
+                     ({} marks) answers 503 above about {per_minute} deliveries a minute; give replay_store \
+                     a MemoryReplayStore with a larger capacity, or a shared store",
+                    humantime_secs(ttl),
+                    MemoryReplayStore::DEFAULT_CAPACITY,
+                );
+            }
             let store = MemoryReplayStore::new().clock(Arc::clone(&self.inner.clock));
             self.inner.replay = Some(Arc::new(store));
         }
@@ -2302,6 +2342,66 @@ impl GuardBuilder {
 mod tests {
     use super::*;
     use crate::{handshake::MetaSubscription, inbox::logged, providers::github};
+
+    /// A guard on the default replay store with a scheme that signs no timestamp says, at
+    /// start, the rate above which that store refuses; one whose marks are short-lived, or
+    /// that was given a store, says nothing.
+    #[tokio::test]
+    async fn the_default_store_states_its_sustainable_rate_for_untimed_schemes() {
+        use crate::providers::stripe;
+        let ((), logs) = logged(async {
+            let _ = Guard::builder("github", github::scheme("s3cr3t").unwrap()).build();
+        })
+        .await;
+        assert!(logs.contains("about 23 deliveries a minute") && logs.contains("72 h"), "{logs}");
+        let ((), logs) = logged(async {
+            let _ = Guard::builder("github", github::scheme("s3cr3t").unwrap())
+                .replay_ttl(Duration::from_secs(24 * 3600))
+                .build();
+        })
+        .await;
+        assert!(logs.contains("about 69 deliveries a minute") && logs.contains("24 h"), "{logs}");
+        let ((), logs) = logged(async {
+            let _ = Guard::builder("stripe", stripe::scheme("whsec_s3cr3t").unwrap()).build();
+            let _ = Guard::builder("github", github::scheme("s3cr3t").unwrap())
+                .replay_store(MemoryReplayStore::new().capacity(10_000_000))
+                .build();
+        })
+        .await;
+        assert!(logs.is_empty(), "{logs}");
+    }
+
+    /// `check` meeting a delivery that a middleware-mode request still handles (its
+    /// reservation live in the same in-process store) answers `409` (retry later), as on a
+    /// shared store, not `200 duplicate` for what may yet fail.
+    #[tokio::test]
+    async fn check_meeting_a_live_reservation_answers_in_progress() {
+        use crate::verify::{Outgoing, Sign as _};
+        let scheme = github::scheme("s3cr3t").unwrap();
+        let guard = Guard::builder("github", scheme.clone()).replay_store(MemoryReplayStore::new()).build();
+        let mut req = http::Request::post("/hooks/github");
+        for (name, value) in scheme.sign(&Outgoing::new(b"{}")).unwrap() {
+            req = req.header(name, value);
+        }
+        let (parts, ()) = req.body(()).unwrap().into_parts();
+        let body = Bytes::from_static(b"{}");
+        let Reserved::Fresh { reservation, .. } = guard.reserve(&parts, &body).await else { panic!() };
+        let Checked::Respond(res) = guard.check(&parts, &body).await else { panic!("not refused") };
+        assert_eq!(res.status(), StatusCode::CONFLICT);
+        reservation.finish(StatusCode::OK).await;
+        assert!(matches!(guard.check(&parts, &body).await, Checked::Duplicate(_)));
+
+        // A zero lease is taken as a second: a copy right behind is still held off.
+        let clock = crate::clock::ManualClock::at_unix(1_700_000_000);
+        let guard =
+            Guard::builder("github", scheme).pending_lease(Duration::ZERO).clock(clock.clone()).build();
+        let Reserved::Fresh { reservation, .. } = guard.reserve(&parts, &body).await else { panic!() };
+        let Reserved::Respond(copy) = guard.reserve(&parts, &body).await else { panic!("handled twice") };
+        assert_eq!(copy.status(), StatusCode::CONFLICT);
+        clock.advance(Duration::from_millis(1_001));
+        assert!(matches!(guard.reserve(&parts, &body).await, Reserved::Fresh { .. }), "the lease ran out");
+        drop(reservation);
+    }
 
     /// What anyone can send (an unsigned request, a guessed handshake token) is counted,
     /// not logged at `info`: a flood of forged requests must not flood the logs.

@@ -344,6 +344,8 @@ async fn asana_handshake_stores_a_secret_once_and_never_replaces_it() {
     let res = guard.accept(&evil, Bytes::new()).await;
     assert_eq!(res.status(), 403);
     assert!(res.headers().get("x-hook-secret").is_none());
+    // A takeover attempt: it spends the sender's failure budget, as a forged signature does.
+    assert!(res.extensions().get::<hookguard::guard::VerificationFailed>().is_some());
     assert_eq!(store.lock().unwrap()["project-1"].expose(), b"first-secret");
 }
 

@@ -30,11 +30,12 @@ const SHARDS: usize = 16;
 /// the deliveries per second times that; the default 100,000 covers about 330 deliveries
 /// per second with a 5-minute window, and 72 hours of marks for schemes without a timestamp
 /// only at a few per minute (set `capacity` and [`replay_ttl`](crate::guard::GuardBuilder::replay_ttl)
-/// together). Each mark takes the same room (about 80 bytes with the table's slack)
-/// whatever the length of the delivery id a sender signed: keys of up to 46 bytes (an
-/// endpoint and a delivery id usually are) are kept as they are, longer ones as their
-/// SHA-256 digest, so the capacity bounds the memory too. [`mark_now`](ReplayStore::mark_now)
-/// answers at once.
+/// together). Each mark takes the same room (an 80-byte slot; about 110 bytes with the
+/// table's slack) whatever the length of the delivery id a sender signed: keys of up to 46
+/// bytes (an endpoint and a short delivery id) are kept as they are, longer ones (a long
+/// id, or a signature's 64-digit fingerprint where the sender sends no id: GitHub's keys)
+/// as their SHA-256 digest, so the capacity bounds the memory too. Every call answers at
+/// once (no I/O).
 ///
 /// Lost on restart, and not shared between processes: several replicas need a shared
 /// store (Redis).
@@ -149,8 +150,18 @@ impl MemoryReplayStore {
     /// ```
     #[must_use]
     pub fn new() -> Self {
-        Self::build(100_000, Arc::new(SystemClock))
+        Self::build(Self::DEFAULT_CAPACITY, Arc::new(SystemClock))
     }
+
+    /// The capacity of [`new`](Self::new)'s store, and of the store a guard builds when
+    /// given none: 100,000 keys. With marks living 72 hours (a scheme without a timestamp)
+    /// that sustains about 23 deliveries a minute; a guard built with a fixed such scheme
+    /// and this default says so in its log at start.
+    ///
+    /// ```
+    /// assert_eq!(hookguard::replay::MemoryReplayStore::DEFAULT_CAPACITY, 100_000);
+    /// ```
+    pub const DEFAULT_CAPACITY: usize = 100_000;
 
     fn build(capacity: usize, clock: Arc<dyn Clock>) -> Self {
         // At least one key, and no shard without room: fewer shards below 16 keys.

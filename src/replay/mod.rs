@@ -28,9 +28,10 @@
 //!
 //! # Two phases: reserve, then confirm
 //!
-//! [`Guard::check`](crate::guard::Guard::check) marks a delivery in one step
-//! ([`mark`](ReplayStore::mark)), for a hand-off of your own right after it (its crash
-//! window is documented there); the terminal pipeline takes no mark at all. Middleware mode
+//! [`Guard::check`](crate::guard::Guard::check) marks a delivery for its whole time to
+//! live at once (a reservation confirmed right away), for a hand-off of your own right
+//! after it (its crash window is documented there); the terminal pipeline takes no mark at
+//! all. [`mark`](ReplayStore::mark) is that in one step, for callers of their own. Middleware mode
 //! ([`VerifyLayer`](crate::layer::VerifyLayer), `actix::Verify`) has no inbox: your
 //! handler processes the delivery while the request is open, and a mark set for the whole
 //! time to live *before* the handler runs would outlive a receiver killed mid-handler
@@ -299,9 +300,9 @@ pub trait ReplayStore: fmt::Debug + Send + Sync + 'static {
     }
 
     /// [`mark`](Self::mark) answered at once, for a store that needs no I/O (an
-    /// in-process one), or `None` (the default) to say "call `mark`". The guard tries this
-    /// first, which spares such a store a boxed future per delivery; a store that answers
-    /// it must answer exactly as `mark` would.
+    /// in-process one), or `None` (the default) to say "call `mark`": spares a caller that
+    /// marks per delivery a boxed future. A store that answers it must answer exactly as
+    /// `mark` would. (The guard marks in two phases, and does not call it.)
     ///
     /// ```
     /// use std::time::Duration;
