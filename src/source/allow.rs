@@ -98,7 +98,8 @@ impl AllowList {
             Some(ip) if self.contains(ip) => Ok(()),
             _ => {
                 super::count_refused("allow-list");
-                tracing::info!(client = ?client, "request refused by allow-list");
+                // Anyone can send it: counted, and logged at debug only (no log flood).
+                tracing::debug!(client = ?client, "request refused by allow-list");
                 Err(SOURCE_NOT_ALLOWED)
             }
         }

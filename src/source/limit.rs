@@ -465,7 +465,9 @@ const MIN_FULL_PRUNE_GAP: Nanos = Nanos::new(1_000_000_000);
 
 fn refuse(by: RefusedBy, retry_after: Duration, key: &LimitKey) -> Refused {
     super::count_refused(by.label());
-    tracing::info!(client = %key.addr, scope = key.scope_name(), by = by.label(), "request refused by rate limit");
+    // What a flood sends: counted, and logged at debug only (one line per request would
+    // flood the logs exactly when it happens).
+    tracing::debug!(client = %key.addr, scope = key.scope_name(), by = by.label(), "request refused by rate limit");
     Refused { by, retry_after }
 }
 
@@ -895,6 +897,26 @@ mod tests {
         for n in 0..10 {
             assert!(l.admit(&k).is_ok(), "request {n}: 20 s refilled the burst, stepped back or not");
         }
+    }
+
+    /// Refusals (rate limit, allow-list) are what a flood sends: counted, and not logged
+    /// at `info`, where a line per request would flood the logs.
+    #[tokio::test]
+    async fn refusals_are_not_logged_at_info() {
+        let l = SourceLimiter::builder()
+            .requests(1, Duration::from_secs(10))
+            .clock(ManualClock::at_unix(1_000_000))
+            .build()
+            .unwrap();
+        let k = key("192.0.2.1");
+        let list: crate::source::AllowList = "198.51.100.0/24".parse().unwrap();
+        let (refused, logs) = crate::inbox::logged(async {
+            let _ = l.admit(&k);
+            (l.admit(&k).is_err(), list.admit(Some("192.0.2.1".parse().unwrap())).is_err())
+        })
+        .await;
+        assert_eq!(refused, (true, true));
+        assert!(logs.is_empty(), "{logs}");
     }
 
     /// Periods past governor's range (u64 nanoseconds) are refused when built, not a panic.
