@@ -944,13 +944,41 @@ fn a_malformed_header_is_not_repeated() {
     }
 }
 
+/// The example configuration is valid: with its secrets' variables set, `--check` passes
+/// with nothing on stderr; without them, its endpoints would verify with the published demo
+/// secrets, which `--check` names (file and line, never the secret) and fails with exit 1.
 #[test]
 fn the_example_config_is_valid() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hookguard.toml");
-    let out = hookguard(&["serve", "--check", "--config", example.to_str().expect("path")], b"");
+    let example = example.to_str().expect("path");
+    let vars = ["GITHUB_WEBHOOK_SECRET", "STRIPE_WEBHOOK_SECRET", "STANDARD_WEBHOOKS_SECRET"];
+    let set: Vec<(&str, &str)> = vars.iter().map(|v| (*v, "whsec_dDBrZW4tcmVhbA==")).collect();
+    let out = hookguard_env(&["serve", "--check", "--config", example], b"", &set);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    // The quickstart prints no warning.
     assert_eq!(text(&out.stderr), "", "the example config draws a warning");
+
+    let mut command = Command::new(BIN);
+    command.args(["serve", "--check", "--config", example]);
+    for var in vars {
+        command.env_remove(var);
+    }
+    let out = command.stdin(Stdio::null()).output().expect("run hookguard");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(text(&out.stdout), "", "not ok");
+    let example_text = std::fs::read_to_string(example).expect("the example");
+    for var in vars {
+        let line = example_text.lines().position(|l| l.contains(var)).expect("the variable's line") + 2;
+        let at = format!("hookguard: {example}:{line}:22: endpoint `");
+        let said = err.lines().find(|l| l.contains(var)).unwrap_or_else(|| panic!("{var} not named: {err}"));
+        assert!(said.starts_with(&at), "{said}\nexpected {at}");
+        assert!(said.contains("would verify with the demo secret of secret_env_default"), "{said}");
+    }
+    assert!(err.contains("not ok: 3 endpoint(s) would verify with a published demo secret"), "{err}");
+    for secret in ["demo-github-secret", "whsec_demo_stripe_secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
+    {
+        assert!(!err.contains(secret), "a demo secret is shown: {err}");
+    }
 }
 
 /// `serve` on each durable backend: a delivery is accepted once and written once; on
@@ -1411,7 +1439,10 @@ fn serve_shows_no_forward_credentials() {
     assert!(stderr.contains("dead-lettered"), "the attempt did not fail: {stderr}");
     assert!(stderr.contains(&format!("forward to http://***@{closed}/…")), "{stderr}");
     assert!(!stderr.contains("t0ken"), "a credential was logged: {stderr}");
-    assert!(server.stop().success());
+    // The dead letter is lost with the memory inbox: exit status 1.
+    let (status, stderr) = server.stop_with_stderr();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("t0ken"), "a credential was logged: {stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -1949,4 +1980,320 @@ fn a_stopped_run_command_leaves_no_process_behind() {
     let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
     assert!(still_runs, "the background process of a successful command was killed: {stderr}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A configuration with one GitHub endpoint appending to `out.jsonl`, and `server` in
+/// `[server]` besides `listen`.
+fn one_endpoint_config(dir: &Path, server: &str) -> PathBuf {
+    let path = dir.join("hookguard.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n{server}\n\n[[endpoint]]\npath = \"/hooks/github\"\n\
+             provider = \"github\"\nsecret = \"{KEY}\"\nappend_to = \"out.jsonl\"\n"
+        ),
+    )
+    .expect("write config");
+    path
+}
+
+/// A client that sends part of a request line and then nothing is cut off once
+/// `header_read_timeout_secs` has passed (there was no header timeout: it held its
+/// connection as long as it liked); the server goes on serving.
+#[test]
+fn a_client_that_never_finishes_its_head_is_cut_off() {
+    let dir = temp_dir("header-timeout");
+    let server = Server::start(&one_endpoint_config(&dir, "header_read_timeout_secs = 1"));
+    let mut stream = TcpStream::connect(&server.addr).expect("connect");
+    stream.write_all(b"POST /hooks/gi").expect("write");
+    // Generous: the timeout is 1 s; a connection still open after 30 s was never cut off.
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("read timeout");
+    let mut rest = Vec::new();
+    match stream.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("the connection was not closed: {e}"),
+    }
+    assert_eq!(http_get(&server.addr, "/healthz"), (200, "ok\n".to_owned()));
+    assert!(server.stop().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// At shutdown, plain HTTP as HTTPS: a connection still open (here one that never finishes
+/// its head) is given `shutdown_grace_secs`, then the server exits (it waited for it
+/// without end).
+#[test]
+fn shutdown_does_not_wait_for_an_open_connection_past_the_grace_period() {
+    let dir = temp_dir("shutdown-open");
+    let server =
+        Server::start(&one_endpoint_config(&dir, "header_read_timeout_secs = 3600\nshutdown_grace_secs = 1"));
+    let mut stream = TcpStream::connect(&server.addr).expect("connect");
+    stream.write_all(b"POST /hooks/gi").expect("write");
+    // Connections are accepted in turn: once this one is answered, the other was accepted.
+    assert_eq!(http_get(&server.addr, "/healthz").0, 200);
+    let started = Instant::now();
+    // `stop` fails the test past 15 s.
+    let (status, stderr) = server.stop_with_stderr();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(started.elapsed() < Duration::from_secs(15), "{stderr}");
+    drop(stream);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Waits (at most 20 s) until `file` holds `lines` lines; returns its text.
+fn file_with_lines(file: &Path, lines: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        if text.lines().count() >= lines || Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends a GitHub delivery whose body names `id` (GitHub's replay key is its signature);
+/// returns the status line.
+fn send_github(server: &Server, id: &str) -> String {
+    let sent = hookguard(
+        &["send", "-p", "github", "-s", KEY, "--url", &server.url("/hooks/github"), "--id", id],
+        format!(r#"{{"id":"{id}"}}"#).as_bytes(),
+    );
+    text(&sent.stdout).lines().next().unwrap_or_default().to_owned()
+}
+
+/// A configuration whose GitHub endpoint's action always fails (`false`), with one attempt:
+/// every delivery becomes a dead letter. `inbox` is the `[inbox]` section's body.
+fn failing_config(dir: &Path, inbox: &str) -> PathBuf {
+    let path = dir.join("hookguard.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_secs = 2\n\n[inbox]\n{inbox}\n\n\
+             [worker]\nmax_attempts = 1\n\n[[endpoint]]\npath = \"/hooks/github\"\nprovider = \"github\"\n\
+             secret = \"{KEY}\"\nrun = [\"false\"]\n"
+        ),
+    )
+    .expect("write config");
+    path
+}
+
+/// With the memory inbox, dead letters are lost with the process: the warning counts them,
+/// and the exit status is 1 (they vanished with exit status 0).
+#[test]
+fn dead_letters_in_the_memory_inbox_are_counted_as_lost() {
+    let dir = temp_dir("dead-memory");
+    let server = Server::start(&failing_config(&dir, "backend = \"memory\""));
+    assert_eq!(send_github(&server, "dead-1"), "HTTP 202 Accepted");
+    let stderr = server.stderr_with("webhook dead-lettered");
+    assert!(stderr.contains("webhook dead-lettered"), "{stderr}");
+    let (status, stderr) = server.stop_with_stderr();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "hookguard: warning: 1 accepted webhook(s) are lost with the memory inbox: 0 not processed \
+             within shutdown_grace_secs (2 s), 1 dead letter(s)"
+        ),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `[inbox] dead_letters_to`: each dead letter is appended to the file (mode 0600), with
+/// its attempts and last error, and discarded from the inbox: its room is free again (a
+/// capacity of 1 takes the next delivery), and nothing is lost at shutdown.
+#[test]
+fn dead_letters_go_to_their_file_and_free_their_room() {
+    let dir = temp_dir("dead-file");
+    let dead = dir.join("dead.jsonl");
+    let server = Server::start(&failing_config(&dir, "capacity = 1\ndead_letters_to = \"dead.jsonl\""));
+    for (n, id) in ["dead-a", "dead-b"].into_iter().enumerate() {
+        // The second is refused (503) while the first holds the only room: it is written
+        // to the file, then discarded. A sender retries a 503.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = send_github(&server, id);
+            if status == "HTTP 202 Accepted" {
+                break;
+            }
+            assert!(n > 0 && status.starts_with("HTTP 503"), "{id}: {status}");
+            assert!(Instant::now() < deadline, "{id}: the room was never freed");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let written = file_with_lines(&dead, n + 1);
+        let line = written.lines().nth(n).unwrap_or_else(|| panic!("{id} not written: {written}"));
+        let record: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        assert_eq!(record["endpoint"], "hooks-github", "{line}");
+        assert_eq!(record["body"], format!(r#"{{"id":"{id}"}}"#), "{line}");
+        assert_eq!(record["attempts"], 1, "{line}");
+        assert!(record["error"].as_str().is_some_and(|e| e.contains("false")), "{line}");
+        assert!(record["failed_at"].is_string() && record["key"].is_string(), "{line}");
+        assert!(!line.contains(KEY), "{line}");
+    }
+    let (status, stderr) = server.stop_with_stderr();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(!stderr.contains("lost"), "{stderr}");
+    assert_eq!(file_with_lines(&dead, 2).lines().count(), 2, "each written once");
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&dead).expect("dead.jsonl").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `append_to` files are created readable by their owner alone (they hold the bodies).
+#[test]
+fn append_to_files_are_the_owners_alone() {
+    let dir = temp_dir("append-mode");
+    let server = Server::start(&one_endpoint_config(&dir, ""));
+    assert_eq!(send_github(&server, "mode-1"), "HTTP 202 Accepted");
+    let out = dir.join("out.jsonl");
+    assert_eq!(file_with_lines(&out, 1).lines().count(), 1);
+    assert!(server.stop().success());
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&out).expect("out.jsonl").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `hookguard inbox dead|redrive|discard` on a durable inbox (SQLite): the dead letters are
+/// listed as JSON lines; one re-driven is processed by the next start, one discarded is
+/// gone; a key that is no dead letter's is exit status 1. The memory inbox is refused.
+#[cfg(feature = "sqlite")]
+#[test]
+fn the_inbox_command_lists_redrives_and_discards_dead_letters() {
+    let dir = temp_dir("dead-sqlite");
+    let inbox = format!("backend = \"sqlite\"\npath = {:?}", dir.join("inbox.db"));
+    let config = failing_config(&dir, &inbox);
+    let server = Server::start(&config);
+    for id in ["redriven", "discarded"] {
+        assert_eq!(send_github(&server, id), "HTTP 202 Accepted", "{id}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.stderr_with("dead-lettered").matches("webhook dead-lettered").count() < 2 {
+        assert!(Instant::now() < deadline, "not dead-lettered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(server.stop().success());
+
+    let config_arg = config.to_str().expect("path");
+    let listed = hookguard(&["inbox", "dead", "-c", config_arg], b"");
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    let records: Vec<serde_json::Value> =
+        text(&listed.stdout).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    assert_eq!(records.len(), 2, "{}", text(&listed.stdout));
+    let key_of = |id: &str| {
+        let record = records
+            .iter()
+            .find(|r| r["body"] == format!(r#"{{"id":"{id}"}}"#))
+            .unwrap_or_else(|| panic!("{id} not listed"));
+        assert_eq!(record["attempts"], 1);
+        record["key"].as_str().expect("a key").to_owned()
+    };
+    let (redriven, discarded) = (key_of("redriven"), key_of("discarded"));
+
+    let out = hookguard(&["inbox", "redrive", "-c", config_arg, &redriven], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "1 dead letter(s) re-driven\n");
+    let out = hookguard(&["inbox", "discard", "-c", config_arg, &discarded], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "1 dead letter(s) discarded\n");
+    let out = hookguard(&["inbox", "discard", "-c", config_arg, &discarded], b"");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("no dead letter has the key"), "{}", text(&out.stderr));
+    let listed = hookguard(&["inbox", "dead", "-c", config_arg], b"");
+    assert_eq!(text(&listed.stdout), "", "no dead letter left");
+
+    // Fixed: the next start processes the re-driven job, and only it.
+    let text_now = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&config, text_now.replace("run = [\"false\"]", "append_to = \"out.jsonl\""))
+        .expect("write");
+    let server = Server::start(&config);
+    let out = dir.join("out.jsonl");
+    let written = file_with_lines(&out, 1);
+    assert!(server.stop().success());
+    let written = std::fs::read_to_string(&out).unwrap_or(written);
+    assert_eq!(written.lines().count(), 1, "{written}");
+    assert!(written.contains(r#"\"redriven\""#), "{written}");
+
+    // The memory inbox lives in the server: there is nothing to open.
+    let memory = failing_config(&dir, "backend = \"memory\"");
+    let out = hookguard(&["inbox", "dead", "-c", memory.to_str().expect("path")], b"");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("set [inbox] dead_letters_to"), "{}", text(&out.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `send -H` replaces a signed header of the same name (it was sent beside it, and the
+/// receiver read the genuine one: a tampered signature could not be tried); the same name
+/// given twice is sent twice. A body's trailing line end does not change its guessed type.
+#[test]
+fn send_headers_replace_the_signed_ones() {
+    let (addr, rx) =
+        http_target(|_, _| "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned());
+    let url = format!("http://{addr}/hooks/github");
+    let sent = hookguard(
+        &[
+            "send",
+            "-p",
+            "github",
+            "-s",
+            KEY,
+            "--url",
+            &url,
+            "-H",
+            "X-Hub-Signature-256: sha256=00",
+            "-H",
+            "X-Extra: a",
+            "-H",
+            "x-extra: b",
+        ],
+        b"a=1&b=2\n",
+    );
+    assert!(sent.status.success(), "{}", text(&sent.stderr));
+    let request = rx.recv_timeout(Duration::from_secs(5)).expect("the POST");
+    let head = request.split("\r\n\r\n").next().unwrap_or_default().to_ascii_lowercase();
+    let values = |name: &str| -> Vec<String> {
+        head.lines()
+            .filter_map(|l| l.strip_prefix(&format!("{name}:")).map(|v| v.trim().to_owned()))
+            .collect()
+    };
+    assert_eq!(values("x-hub-signature-256"), ["sha256=00"], "{head}");
+    assert_eq!(values("x-extra"), ["a", "b"], "{head}");
+    assert_eq!(values("x-github-delivery").len(), 1, "{head}");
+    assert_eq!(values("content-type"), ["application/x-www-form-urlencoded"], "{head}");
+}
+
+/// A backend this build does not have is an error at load, naming its line (`--check`
+/// passed it, and the start failed); one it has is accepted by `--check`.
+#[test]
+fn a_backend_not_built_in_is_a_configuration_error() {
+    let endpoint = format!(
+        "[[endpoint]]\npath = \"/hooks/github\"\nprovider = \"github\"\nsecret = \"{KEY}\"\nappend_to = \"x\"\n"
+    );
+    for (backend, built, keys) in [
+        ("sqlite", cfg!(feature = "sqlite"), "path = \"inbox.db\""),
+        ("redis", cfg!(feature = "redis"), "url = \"redis://127.0.0.1:6379\""),
+        ("postgres", cfg!(feature = "postgres"), "url = \"postgres://127.0.0.1/hooks\""),
+    ] {
+        let dir = temp_dir("not-built");
+        let path = dir.join("hookguard.toml");
+        std::fs::write(&path, format!("[inbox]\nbackend = \"{backend}\"\n{keys}\n\n{endpoint}"))
+            .expect("write");
+        let path = path.to_str().expect("path");
+        let out = hookguard(&["serve", "--check", "--config", path], b"");
+        let err = text(&out.stderr).replace(path, "bad.toml");
+        if built {
+            assert!(out.status.success(), "{backend}: {err}");
+        } else {
+            assert_eq!(out.status.code(), Some(2), "{backend}: {err}");
+            assert_eq!(
+                err.trim_end(),
+                format!(
+                    "hookguard: bad.toml:2:11: [inbox] the {backend} backend is not built into this hookguard: \
+                     build it with `--features cli,{backend}` (cargo install hookguard --features cli,{backend})"
+                )
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

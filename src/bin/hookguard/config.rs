@@ -49,6 +49,9 @@ struct RawServer {
     tls: Option<RawTls>,
     #[serde(default = "default_grace")]
     shutdown_grace_secs: u64,
+    /// The most a client may take to send a request's head.
+    #[serde(default = "default_header_read_timeout")]
+    header_read_timeout_secs: Spanned<u64>,
     #[serde(default = "yes")]
     metrics: bool,
     /// Proxies whose `X-Forwarded-For` (or `Forwarded`) is believed.
@@ -63,6 +66,7 @@ impl Default for RawServer {
             listen: default_listen(),
             tls: None,
             shutdown_grace_secs: default_grace(),
+            header_read_timeout_secs: default_header_read_timeout(),
             metrics: true,
             trusted_proxies: None,
             forwarded_header: None,
@@ -87,6 +91,13 @@ fn default_listen() -> Spanned<String> {
 fn default_grace() -> u64 {
     10
 }
+fn default_header_read_timeout() -> Spanned<u64> {
+    Spanned::new(0..0, 30)
+}
+
+/// The longest `[server] header_read_timeout_secs`, an hour: a head takes a client
+/// milliseconds, and a connection held longer is most likely an attack.
+const MAX_HEADER_READ_TIMEOUT_SECS: u64 = 3600;
 fn yes() -> bool {
     true
 }
@@ -107,11 +118,20 @@ struct RawBackend {
     path: Option<Spanned<PathBuf>>,
     url: Option<Spanned<String>>,
     url_env: Option<Spanned<String>>,
+    /// `[inbox]` only: the file dead letters are appended to (then discarded).
+    dead_letters_to: Option<Spanned<PathBuf>>,
 }
 
 impl Default for RawBackend {
     fn default() -> Self {
-        Self { backend: default_backend(), capacity: None, path: None, url: None, url_env: None }
+        Self {
+            backend: default_backend(),
+            capacity: None,
+            path: None,
+            url: None,
+            url_env: None,
+            dead_letters_to: None,
+        }
     }
 }
 
@@ -126,7 +146,7 @@ const BACKENDS: [&str; 4] = ["memory", "sqlite", "redis", "postgres"];
 /// (a user may have put the URL there).
 impl std::fmt::Debug for RawBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let Self { backend, capacity, path, url, url_env } = self;
+        let Self { backend, capacity, path, url, url_env, dead_letters_to } = self;
         let backend = backend.get_ref().as_str();
         let backend: &dyn std::fmt::Debug =
             if BACKENDS.contains(&backend) { &backend } else { &redacted::Secret };
@@ -136,6 +156,7 @@ impl std::fmt::Debug for RawBackend {
             .field("path", path)
             .field("url", &url.as_ref().map(|u| redacted::Url(u.get_ref())))
             .field("url_env", url_env)
+            .field("dead_letters_to", dead_letters_to)
             .finish()
     }
 }
@@ -440,8 +461,18 @@ pub(crate) struct Endpoint {
     pub(crate) allow: Option<(AllowList, Option<AllowReload>)>,
     /// Per-address rate limit with a failure budget.
     pub(crate) rate_limit: Option<SourceLimiter>,
-    /// Demo secrets in use (from `secret_env_default`): the variables to set.
-    pub(crate) demo_secret_for: Option<Vec<String>>,
+    /// The demo secret in use (from `secret_env_default`), if any.
+    pub(crate) demo_secret: Option<DemoSecret>,
+}
+
+/// An endpoint verifying with the demo secret of `secret_env_default`: none of its
+/// `secret_env` variables is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DemoSecret {
+    /// The variables to set.
+    pub(crate) vars: Vec<String>,
+    /// Where `secret_env_default` is: `FILE:LINE:COL`.
+    pub(crate) at: String,
 }
 
 /// An endpoint's `allow_file`, reloaded while the server runs.
@@ -474,10 +505,17 @@ pub(crate) struct Config {
     /// configuration error, found by `--check` and before anything listens).
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     pub(crate) shutdown_grace: Duration,
+    /// The most a client may take to send a request's head.
+    pub(crate) header_read_timeout: Duration,
     pub(crate) metrics: bool,
-    /// `[replay]`: accepted (an older file may have it) and checked, but not used.
+    /// `[replay]`: accepted (an older file may have it) and checked, but not used (its
+    /// `url_env` is not read: a URL read from it would be empty).
     pub(crate) replay: Backend,
     pub(crate) inbox: Backend,
+    /// Where `[inbox] backend` is (`FILE:LINE:COL`), for what is checked after parsing.
+    pub(crate) inbox_at: String,
+    /// `[inbox] dead_letters_to`: its folder's canonical path and its name.
+    pub(crate) dead_letters_to: Option<PathBuf>,
     pub(crate) worker: RawWorker,
     pub(crate) endpoints: Vec<Endpoint>,
     /// The environment variables the file names for secrets, tokens and URLs
@@ -497,13 +535,60 @@ impl Config {
     }
 }
 
-/// Reads and checks the configuration at `path`, with environment variables from `env`.
-pub(crate) fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, String> {
+/// The configuration file's text.
+fn read_text(path: &Path) -> Result<String, String> {
     let bytes = common::read_limited(path, common::FILE_LIMIT)
         .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| format!("{}: cannot read: it is not UTF-8 text", path.display()))?;
-    parse(&text, path, env)
+    String::from_utf8(bytes).map_err(|_| format!("{}: cannot read: it is not UTF-8 text", path.display()))
+}
+
+/// Reads the configuration at `path` for its `[inbox]` alone (`hookguard inbox`): the
+/// endpoints' secrets need not be set. The backend must be durable and built.
+pub(crate) fn load_inbox(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Backend, String> {
+    let text = read_text(path)?;
+    let src = Source { file: path, text: &text };
+    let raw = raw_file(&src)?;
+    let at = src.place(raw.inbox.backend.span());
+    let inbox = backend(&src, raw.inbox, env, "inbox")?;
+    if let Some(feature) = missing_feature(inbox.name()) {
+        return Err(format!("{at}: [inbox] {}", not_built(inbox.name(), feature)));
+    }
+    if inbox.name() == "memory" {
+        return Err(format!(
+            "{at}: [inbox] the memory inbox lives in the server's process, and its dead letters with it: \
+             set [inbox] dead_letters_to to have the server write them to a file"
+        ));
+    }
+    Ok(inbox)
+}
+
+/// Reads and checks the configuration at `path`, with environment variables from `env`.
+pub(crate) fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, String> {
+    let text = read_text(path)?;
+    let config = parse(&text, path, env)?;
+    // After parsing (which the tests run with any features): what this build can serve.
+    if let Some(feature) = missing_feature(config.inbox.name()) {
+        return Err(format!("{}: [inbox] {}", config.inbox_at, not_built(config.inbox.name(), feature)));
+    }
+    Ok(config)
+}
+
+/// The cargo feature `backend` needs, when this build does not have it.
+pub(crate) fn missing_feature(backend: &str) -> Option<&'static str> {
+    match backend {
+        "sqlite" if !cfg!(feature = "sqlite") => Some("sqlite"),
+        "redis" if !cfg!(feature = "redis") => Some("redis"),
+        "postgres" if !cfg!(feature = "postgres") => Some("postgres"),
+        _ => None,
+    }
+}
+
+/// Why a backend whose feature is not built cannot be used.
+pub(crate) fn not_built(backend: &str, feature: &str) -> String {
+    format!(
+        "the {backend} backend is not built into this hookguard: build it with `--features cli,{feature}` \
+         (cargo install hookguard --features cli,{feature})"
+    )
 }
 
 /// Where problems are reported.
@@ -514,8 +599,13 @@ struct Source<'a> {
 
 impl Source<'_> {
     fn at(&self, span: Range<usize>, message: impl std::fmt::Display) -> String {
+        format!("{}: {message}", self.place(span))
+    }
+
+    /// `FILE:LINE:COL` of `span`.
+    fn place(&self, span: Range<usize>) -> String {
         let (line, col) = line_col(self.text, span.start);
-        format!("{}:{line}:{col}: {message}", self.file.display())
+        format!("{}:{line}:{col}", self.file.display())
     }
 
     fn resolve(&self, path: &Path) -> PathBuf {
@@ -577,16 +667,21 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-/// Parses and checks `text` (read from `file`).
-pub(crate) fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, String> {
-    let src = Source { file, text };
-    let raw: RawFile = toml::from_str(text).map_err(|e| {
+/// The file as TOML, unchecked.
+fn raw_file(src: &Source<'_>) -> Result<RawFile, String> {
+    toml::from_str(src.text).map_err(|e| {
         let message = without_value(e.message().trim_end());
         match e.span() {
             Some(span) => src.at(span, message),
-            None => format!("{}: {message}", file.display()),
+            None => format!("{}: {message}", src.file.display()),
         }
-    })?;
+    })
+}
+
+/// Parses and checks `text` (read from `file`).
+pub(crate) fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, String> {
+    let src = Source { file, text };
+    let raw = raw_file(&src)?;
 
     let server = raw.server;
     let tls = match server.tls {
@@ -614,8 +709,36 @@ pub(crate) fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String
     }
     secret_vars.sort_unstable();
     secret_vars.dedup();
-    let replay = backend(&src, raw.replay, env, "replay")?;
+    if let Some(to) = &raw.replay.dead_letters_to {
+        return Err(src.at(to.span(), "[replay] `dead_letters_to` belongs to [inbox]"));
+    }
+    let dead_letters_to = match &raw.inbox.dead_letters_to {
+        Some(to) => Some(
+            append_file(&src.resolve(to.get_ref()))
+                .map_err(|e| src.at(to.span(), format!("[inbox] dead_letters_to {e}")))?,
+        ),
+        None => None,
+    };
+    let replay_at = raw.replay.backend.span();
+    // `[replay]` is not used: its `url_env` is not read (it need not be set).
+    let replay = backend(&src, raw.replay, &|_| Some(String::from("unused")), "replay")?;
+    let inbox_at = src.place(raw.inbox.backend.span());
     let inbox = backend(&src, raw.inbox, env, "inbox")?;
+    if replay.name() != "memory" && inbox.name() == "memory" {
+        // It was ignored: the user thought replays shared between replicas (or kept
+        // across restarts), while the memory inbox's keys are this process's alone.
+        return Err(src.at(
+            replay_at,
+            format!(
+                "[replay] backend = \"{}\" is not used: replays are refused by the inbox's unique keys, \
+                 and the memory inbox keeps them in this process alone; to keep them across restarts or \
+                 share them between replicas, set [inbox] backend to \"{}\" (or another durable backend), \
+                 then remove [replay]",
+                replay.name(),
+                replay.name()
+            ),
+        ));
+    }
     let concurrency = &raw.worker.concurrency;
     if !(1..=MAX_CONCURRENCY).contains(concurrency.get_ref()) {
         return Err(src.at(
@@ -660,7 +783,18 @@ pub(crate) fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String
         })?;
         trusted_proxies = trusted_proxies.header(parsed);
     }
+    if let Some(problem) = listen_problem(server.listen.get_ref()) {
+        return Err(src.at(server.listen.span(), format!("[server] listen {problem}")));
+    }
+    let header_read = &server.header_read_timeout_secs;
+    if !(1..=MAX_HEADER_READ_TIMEOUT_SECS).contains(header_read.get_ref()) {
+        return Err(src.at(
+            header_read.span(),
+            format!("[server] header_read_timeout_secs must be between 1 and {MAX_HEADER_READ_TIMEOUT_SECS}"),
+        ));
+    }
     Ok(Config {
+        header_read_timeout: Duration::from_secs(*header_read.get_ref()),
         listen: server.listen.into_inner(),
         trusted_proxies,
         tls,
@@ -668,6 +802,8 @@ pub(crate) fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String
         metrics: server.metrics,
         replay,
         inbox,
+        inbox_at,
+        dead_letters_to,
         worker: raw.worker,
         endpoints,
         secret_vars,
@@ -827,7 +963,24 @@ fn endpoint(
 
     // Secrets: every source given, in the order env, file, literal (the first signs).
     let mut secrets = Vec::new();
-    let mut demo_secret_for = None;
+    let mut demo_secret = None;
+    if let Some(default) = &raw.secret_env_default {
+        // The demo secret would verify beside the real one (and sign, being first).
+        for (key, given) in [
+            ("secret_file", raw.secret_file.as_ref().map(Spanned::span)),
+            ("secret", raw.secret.as_ref().map(Spanned::span)),
+        ] {
+            if given.is_some() {
+                return Err(src.at(
+                    default.span(),
+                    format!(
+                        "{label}: secret_env_default (a demo secret) cannot go with `{key}`: it would \
+                         verify beside the real secret; remove secret_env_default"
+                    ),
+                ));
+            }
+        }
+    }
     if let Some(vars) = &raw.secret_env {
         let names = vars.get_ref().items();
         let mut missing = Vec::new();
@@ -854,7 +1007,7 @@ fn endpoint(
             match (&raw.secret_env_default, secrets.is_empty()) {
                 (Some(default), true) => {
                     secrets.push(default.get_ref().clone());
-                    demo_secret_for = Some(missing);
+                    demo_secret = Some(DemoSecret { vars: missing, at: src.place(default.span()) });
                 }
                 _ => {
                     let list = missing.join(", ");
@@ -1135,7 +1288,7 @@ fn endpoint(
         action,
         allow,
         rate_limit,
-        demo_secret_for,
+        demo_secret,
     })
 }
 
@@ -1213,6 +1366,24 @@ fn is_executable(meta: &std::fs::Metadata) -> bool {
     {
         let _ = meta;
         true
+    }
+}
+
+/// What is wrong with `[server] listen`, if anything: it must be an address and a port
+/// (`127.0.0.1:8080`, `[::1]:8080`), or a host name and a port (`localhost:8080`).
+fn listen_problem(listen: &str) -> Option<&'static str> {
+    if listen.parse::<std::net::SocketAddr>().is_ok() {
+        return None;
+    }
+    let fine = listen.rsplit_once(':').is_some_and(|(host, port)| {
+        port.parse::<u16>().is_ok()
+            && !host.is_empty()
+            && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    });
+    if fine {
+        None
+    } else {
+        Some("must be an address and a port: `127.0.0.1:8080`, `[::1]:8080` or `localhost:8080`")
     }
 }
 
@@ -1366,16 +1537,92 @@ append_to = "/tmp/x.jsonl"
         assert_eq!(c.endpoints[0].name, "hooks-github");
     }
 
-    /// A file from before the endpoints stopped using `[replay]` still loads; the user is
-    /// told the section is not used.
+    /// A file from before the endpoints stopped using `[replay]` still loads with a durable
+    /// inbox; the user is told the section is not used, and its `url_env` need not be set.
+    /// With the memory inbox, a durable `[replay]` is refused: it was ignored, and the
+    /// replays it shared between replicas were this process's alone.
     #[test]
     fn a_replay_section_is_accepted_and_reported_unused() {
         assert_eq!(check(OK).unwrap().unused_replay_note(), None);
-        let with = format!("[replay]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\n{OK}");
+        let inbox = "[inbox]\nbackend = \"sqlite\"\npath = \"i.db\"\n";
+        let with = format!("[replay]\nbackend = \"redis\"\nurl_env = \"UNSET_REPLAY_URL\"\n{inbox}{OK}");
         let note = check(&with).unwrap().unused_replay_note().expect("a note");
         assert!(note.starts_with("[replay] is not used"), "{note}");
         let capacity = format!("[replay]\ncapacity = 10\n{OK}");
         assert!(check(&capacity).unwrap().unused_replay_note().is_some());
+
+        for backend in [
+            "redis\"\nurl = \"redis://127.0.0.1:6379",
+            "sqlite\"\npath = \"r.db",
+            "postgres\"\nurl_env = \"UNSET",
+        ] {
+            let name = backend.split('"').next().unwrap();
+            let err = check(&format!("[replay]\nbackend = \"{backend}\"\n{OK}")).err().expect("refused");
+            assert!(
+                err.starts_with(&format!("t.toml:2:11: [replay] backend = \"{name}\" is not used")),
+                "{err}"
+            );
+            assert!(err.contains(&format!("set [inbox] backend to \"{name}\"")), "{err}");
+        }
+    }
+
+    /// `[server] listen` is checked at load (`--check` passed an address the start could not
+    /// bind, naming no line); so is `header_read_timeout_secs`.
+    #[test]
+    fn the_listen_address_is_checked() {
+        for (listen, ok) in [
+            ("127.0.0.1:8080", true),
+            ("[::1]:0", true),
+            ("0.0.0.0:443", true),
+            ("localhost:8080", true),
+            ("hooks.internal:80", true),
+            ("127.0.0.1", false),
+            ("127.0.0.1:http", false),
+            ("127.0.0.1:70000", false),
+            (":8080", false),
+            ("http://127.0.0.1:8080", false),
+            ("[::1:80", false),
+            ("", false),
+        ] {
+            let text = format!("[server]\nlisten = \"{listen}\"\n{OK}");
+            match check(&text) {
+                Ok(c) if ok => assert_eq!(c.listen, listen),
+                Err(err) if !ok => assert!(
+                    err.starts_with("t.toml:2:10: [server] listen must be an address and a port"),
+                    "{listen}: {err}"
+                ),
+                other => panic!("{listen}: {:?}", other.map(|c| c.listen)),
+            }
+        }
+        for (value, ok) in [("1", true), ("3600", true), ("0", false), ("3601", false)] {
+            let text = format!("[server]\nheader_read_timeout_secs = {value}\n{OK}");
+            match check(&text) {
+                Ok(c) => assert!(ok && c.header_read_timeout.as_secs().to_string() == value, "{value}"),
+                Err(err) => assert!(
+                    !ok && err.starts_with(
+                        "t.toml:2:28: [server] header_read_timeout_secs must be between 1 and 3600"
+                    ),
+                    "{value}: {err}"
+                ),
+            }
+        }
+        assert_eq!(check(OK).unwrap().header_read_timeout, Duration::from_secs(30));
+    }
+
+    /// `[inbox] dead_letters_to` names a file in a folder that exists; `[replay]` has none.
+    #[test]
+    fn dead_letters_to_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("dead.jsonl");
+        let c = check(&format!("[inbox]\ndead_letters_to = {file:?}\n{OK}")).unwrap();
+        assert_eq!(c.dead_letters_to, Some(dir.path().canonicalize().unwrap().join("dead.jsonl")));
+        assert_eq!(check(OK).unwrap().dead_letters_to, None);
+        let missing = dir.path().join("nowhere/dead.jsonl");
+        let err = check(&format!("[inbox]\ndead_letters_to = {missing:?}\n{OK}")).err().unwrap();
+        assert!(err.starts_with("t.toml:2:19: [inbox] dead_letters_to "), "{err}");
+        assert!(err.ends_with("the folder it is written in does not exist"), "{err}");
+        let err = check(&format!("[replay]\ndead_letters_to = {file:?}\n{OK}")).err().unwrap();
+        assert_eq!(err, "t.toml:2:19: [replay] `dead_letters_to` belongs to [inbox]");
     }
 
     #[test]
@@ -1394,11 +1641,37 @@ append_to = "/tmp/x.jsonl"
         );
         let text = OK.replace("secret = \"s\"", "secret_env = \"GH_SECRET\"\nsecret_env_default = \"demo\"");
         let c = check(&text).unwrap();
-        assert_eq!(c.endpoints[0].demo_secret_for.as_deref(), Some(&["GH_SECRET".to_owned()][..]));
+        let demo = c.endpoints[0].demo_secret.as_ref().expect("the demo secret");
+        assert_eq!(demo.vars, ["GH_SECRET"]);
+        assert_eq!(demo.at, "t.toml:6:22");
         let found = parse(&text.replace("secret_env_default = \"demo\"", ""), Path::new("t.toml"), &|v| {
             (v == "GH_SECRET").then(|| "x".to_owned())
         });
-        assert!(found.unwrap().endpoints[0].demo_secret_for.is_none());
+        assert!(found.unwrap().endpoints[0].demo_secret.is_none());
+    }
+
+    /// The demo secret of `secret_env_default` cannot go with a real secret source: it
+    /// verified beside the real secret (and signed, being first).
+    #[test]
+    fn a_demo_secret_goes_with_no_other_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gh.secret");
+        std::fs::write(&file, "t0ken\n").unwrap();
+        let demo = "secret_env = \"GH_SECRET\"\nsecret_env_default = \"demo\"";
+        for (key, with) in
+            [("secret_file", format!("secret_file = {file:?}")), ("secret", "secret = \"t0ken\"".into())]
+        {
+            let text = OK.replace("secret = \"s\"", &format!("{demo}\n{with}"));
+            let err = check(&text).err().unwrap_or_else(|| panic!("{key}: accepted"));
+            assert_eq!(
+                err,
+                format!(
+                    "t.toml:6:22: endpoint `hooks-github`: secret_env_default (a demo secret) cannot go with \
+                     `{key}`: it would verify beside the real secret; remove secret_env_default"
+                )
+            );
+            assert!(!err.contains("\"demo\"") && !err.contains("t0ken"), "{err}");
+        }
     }
 
     /// A variable set but empty (`GH_SECRET=` in a compose file) is an error naming it,
@@ -2130,7 +2403,10 @@ run = ["curl", "-H", "Authorization: Bearer t0ken-run"]
         // Parsed, the same: the backends and actions as loaded.
         let env = |v: &str| (v == "META_SECRET").then(|| "t0ken-env".to_owned());
         let c = parse(
-            &text.replace("backend = \"redis://:t0ken-backend@cache.internal\"", ""),
+            // A demo secret goes with no other secret.
+            &text
+                .replace("backend = \"redis://:t0ken-backend@cache.internal\"", "")
+                .replace("secret_env_default = \"t0ken-demo\"\n", ""),
             Path::new("t.toml"),
             &env,
         )

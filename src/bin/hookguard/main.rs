@@ -6,6 +6,7 @@
 //! hookguard verify --provider github --secret S -H 'X-Hub-Signature-256: sha256=…' < body
 //! hookguard sign   --provider stripe --secret whsec_… < body
 //! hookguard send   --provider stripe --secret whsec_… --url http://127.0.0.1:8080/hooks/stripe < body
+//! hookguard inbox  dead --config hookguard.toml
 //! ```
 
 #![forbid(unsafe_code)]
@@ -13,6 +14,7 @@
 mod adopt;
 mod common;
 mod config;
+mod inbox;
 mod send;
 mod serve;
 mod sign;
@@ -41,6 +43,7 @@ enum Command {
     Verify(verify::Args),
     Sign(sign::Args),
     Send(send::Args),
+    Inbox(inbox::Args),
 }
 
 impl Cli {
@@ -55,7 +58,7 @@ impl Cli {
         let matches = command.try_get_matches_from_mut(args)?;
         let mut cli = Self::from_arg_matches(&matches).map_err(|e| e.format(&mut command))?;
         let scheme = match &mut cli.command {
-            Command::Serve(_) => None,
+            Command::Serve(_) | Command::Inbox(_) => None,
             Command::Verify(args) => Some(&mut args.scheme),
             Command::Sign(args) => Some(&mut args.scheme),
             Command::Send(args) => Some(&mut args.scheme),
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::Sign(args) => sign::run(args),
         Command::Send(args) => send::run(args),
+        Command::Inbox(args) => inbox::run(args),
     };
     match result {
         Ok(code) => code,

@@ -52,8 +52,9 @@ pub(crate) struct Args {
     /// behind a proxy)
     #[arg(long, value_name = "URL")]
     signed_url: Option<String>,
-    /// An extra request header, `Name: value` (repeat); `Content-Type` defaults to JSON
-    /// for a JSON body, form for `a=b&…`
+    /// An extra request header, `Name: value` (repeat); it replaces a signed header of the
+    /// same name (to send a tampered signature). `Content-Type` defaults to JSON for a JSON
+    /// body, form for `a=b&…`
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
     headers: Vec<String>,
     /// The delivery id (default: a fresh one per delivery); with --repeat, the same id
@@ -125,10 +126,8 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
             let id = args.id.clone().unwrap_or_else(common::fresh_id);
             let at = fixed_at.unwrap_or_else(OffsetDateTime::now_utc);
             let signed = sign::sign(scheme.as_ref(), &body, &id, at, Some(&signed_url), &args.method)?;
-            let mut request = client.request(method.clone(), &args.url).body(body.clone());
-            for (name, value) in signed.into_iter().chain(extra.iter().cloned()) {
-                request = request.header(name, value);
-            }
+            let request =
+                client.request(method.clone(), &args.url).headers(headers(signed, &extra)).body(body.clone());
             let (status, text) = match request.send().await {
                 Ok(res) => {
                     let status = res.status();
@@ -180,11 +179,34 @@ async fn capped_body(mut res: reqwest::Response) -> (Vec<u8>, bool) {
     (body, false)
 }
 
+/// The request's headers: the signed ones, then the `-H` ones, each of which replaces the
+/// signed headers of its name (the same name given twice with `-H` is sent twice).
+fn headers(
+    signed: impl IntoIterator<Item = (http::HeaderName, http::HeaderValue)>,
+    extra: &[(http::HeaderName, http::HeaderValue)],
+) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in signed {
+        headers.append(name, value);
+    }
+    for (name, _) in extra {
+        headers.remove(name);
+    }
+    for (name, value) in extra {
+        headers.append(name.clone(), value.clone());
+    }
+    headers
+}
+
+/// The body's content type, by its look: a trailing line end (`echo`) does not count.
 fn guess_content_type(body: &[u8]) -> &'static str {
-    let trimmed = body.trim_ascii_start();
+    let trimmed = body.trim_ascii();
     if trimmed.starts_with(b"{") || trimmed.starts_with(b"[") {
         "application/json"
-    } else if !body.is_empty() && body.contains(&b'=') && !body.iter().any(|b| b.is_ascii_whitespace()) {
+    } else if !trimmed.is_empty()
+        && trimmed.contains(&b'=')
+        && !trimmed.iter().any(|b| b.is_ascii_whitespace())
+    {
         "application/x-www-form-urlencoded"
     } else {
         "application/octet-stream"
@@ -232,5 +254,42 @@ impl Progress {
         if self.terminal && self.total > 1 {
             eprintln!();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A body's type is guessed without its leading and trailing whitespace (`echo` adds a
+    /// line end, which made a form body octet-stream).
+    #[test]
+    fn the_content_type_is_guessed_without_trailing_whitespace() {
+        for (body, guessed) in [
+            (&b"a=1&b=2"[..], "application/x-www-form-urlencoded"),
+            (b"a=1&b=2\n", "application/x-www-form-urlencoded"),
+            (b"a=1&b=2\r\n", "application/x-www-form-urlencoded"),
+            (b"a=1 &b=2\n", "application/octet-stream"),
+            (b" {\"a\":1}\n", "application/json"),
+            (b"[1]", "application/json"),
+            (b"\n", "application/octet-stream"),
+            (b"", "application/octet-stream"),
+            (b"hello\n", "application/octet-stream"),
+        ] {
+            assert_eq!(guess_content_type(body), guessed, "{body:?}");
+        }
+    }
+
+    /// A `-H` header replaces the signed ones of its name; others are kept.
+    #[test]
+    fn extra_headers_replace_signed_ones() {
+        let h = |n: &'static str, v: &'static str| {
+            (http::HeaderName::from_static(n), http::HeaderValue::from_static(v))
+        };
+        let map =
+            headers([h("x-sig", "genuine"), h("x-id", "1")], &[h("x-sig", "tampered"), h("x-sig", "two")]);
+        let all = |name: &str| map.get_all(name).iter().map(|v| v.to_str().unwrap()).collect::<Vec<_>>();
+        assert_eq!(all("x-sig"), ["tampered", "two"]);
+        assert_eq!(all("x-id"), ["1"]);
     }
 }

@@ -6,7 +6,7 @@ use axum::{Router, http::header, routing::get};
 use base64::Engine as _;
 use hookguard::{
     guard::Guard,
-    inbox::{Inbox, MemoryInbox, Webhook},
+    inbox::{DeadLetter, Inbox, MemoryInbox, Webhook},
     layer::{AllowListLayer, RateLimitLayer, WebhookService},
     verify::Scheme as _,
     worker::{Backoff, Worker},
@@ -65,7 +65,7 @@ pub(crate) struct Args {
 /// An environment variable's value for the configuration: `None` when it is unset. One
 /// that is set but not UTF-8 reads as empty, which the configuration refuses for a
 /// secret: it is set, so no `secret_env_default` may stand in for it.
-fn env_value(var: &str) -> Option<String> {
+pub(crate) fn env_value(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(value) => Some(value),
         Err(std::env::VarError::NotPresent) => None,
@@ -90,6 +90,27 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
         }
     }
     if args.check {
+        // A check passes only for a configuration fit to serve: an endpoint verifying with a
+        // published demo secret (`secret_env_default`) is not.
+        let demos: Vec<_> =
+            config.endpoints.iter().filter_map(|e| Some((&e.name, e.demo_secret.as_ref()?))).collect();
+        for (name, demo) in &demos {
+            eprintln!(
+                "hookguard: {}: endpoint `{name}` would verify with the demo secret of secret_env_default: \
+                 {} not set",
+                demo.at,
+                demo.vars.join(", ")
+            );
+        }
+        if !demos.is_empty() {
+            eprintln!(
+                "hookguard: {}: not ok: {} endpoint(s) would verify with a published demo secret (set the \
+                 variables, or remove secret_env_default)",
+                args.config.display(),
+                demos.len()
+            );
+            return Ok(ExitCode::from(1));
+        }
         common::say(format_args!("{}: ok ({} endpoint(s))", args.config.display(), config.endpoints.len()))?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -152,11 +173,12 @@ async fn serve(config: Config) -> Result<ExitCode, String> {
     let mut actions = HashMap::new();
     let mut writers = HashMap::new();
     for endpoint in config.endpoints {
-        if let Some(vars) = &endpoint.demo_secret_for {
+        if let Some(demo) = &endpoint.demo_secret {
             tracing::warn!(
                 endpoint = %endpoint.name,
-                "using the demo secret from secret_env_default: set {} for real deliveries",
-                vars.join(", ")
+                "using the demo secret from secret_env_default ({}): set {} for real deliveries",
+                demo.at,
+                demo.vars.join(", ")
             );
         }
         tracing::info!(
@@ -233,6 +255,11 @@ async fn serve(config: Config) -> Result<ExitCode, String> {
         actions.insert(endpoint.name, runner);
     }
     let actions = Arc::new(actions);
+    // Dead letters go to their file (sharing its writer with endpoints appending there).
+    let sweeper = config.dead_letters_to.as_ref().map(|path| {
+        let lock = Arc::clone(writers.entry(path.clone()).or_default());
+        Sweeper::spawn(Arc::clone(&inbox), Appender { path: path.clone(), lock })
+    });
 
     let w = &config.worker;
     let worker = Worker::new(Arc::clone(&inbox), move |hook: Webhook| {
@@ -250,6 +277,7 @@ async fn serve(config: Config) -> Result<ExitCode, String> {
     .lease(Duration::from_secs(*w.lease_secs.get_ref()))
     .spawn();
 
+    let shutdown = shutdown_signal();
     let listener = TcpListener::bind(&config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -259,13 +287,14 @@ async fn serve(config: Config) -> Result<ExitCode, String> {
     eprintln!("hookguard: listening on {scheme}://{addr}");
     tracing::info!(%addr, inbox = config.inbox.name(), "listening");
 
-    let served = match &config.tls {
-        None => axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .map_err(|e| format!("server failed: {e}")),
-        Some(tls) => tls::serve(listener, app, Arc::clone(tls), config.shutdown_grace).await,
-    };
+    let served = connections::serve(
+        listener,
+        app,
+        config.tls.clone(),
+        connections::Timeouts { header_read: config.header_read_timeout, grace: config.shutdown_grace },
+        shutdown,
+    )
+    .await;
     tracing::info!("no longer accepting; letting the workers finish");
     // The memory inbox dies with the process: every webhook it holds (waiting, leased, or
     // due for a retry) was acknowledged to its sender, so the workers keep going until it
@@ -275,64 +304,86 @@ async fn serve(config: Config) -> Result<ExitCode, String> {
     if matches!(config.inbox, Backend::Memory { .. }) {
         let drained = worker.drain(config.shutdown_grace).await;
         tracing::info!(report = ?drained.report, "stopped");
-        match drained.left {
-            Some(0) => {}
-            Some(lost) => {
-                tracing::error!(
-                    lost,
-                    "webhooks still in the memory inbox at the end of the grace period are lost"
-                );
-                eprintln!(
-                    "hookguard: warning: {lost} accepted webhook(s) were not processed within \
-                     shutdown_grace_secs ({} s) and are lost with the memory inbox",
-                    config.shutdown_grace.as_secs()
-                );
-                code = ExitCode::from(1);
+        if let Some(sweeper) = sweeper {
+            sweeper.finish().await;
+        }
+        // Dead letters are lost too (unless `dead_letters_to` took them, just above).
+        let dead = match inbox.dead_letters(usize::MAX).await {
+            Ok(dead) => Some(dead.len()),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot count the dead letters left in the memory inbox");
+                None
             }
-            None => tracing::error!("cannot count the webhooks left in the memory inbox"),
+        };
+        let (left, dead) = (drained.left, dead);
+        if left.is_none() || dead.is_none() {
+            tracing::error!("cannot count the webhooks left in the memory inbox");
+            eprintln!(
+                "hookguard: warning: cannot count the webhooks left in the memory inbox: some may be lost"
+            );
+            code = ExitCode::from(1);
+        }
+        let shown = |n: Option<usize>| n.map_or_else(|| "?".to_owned(), |n| n.to_string());
+        let lost = left.unwrap_or(0) + dead.unwrap_or(0);
+        if lost > 0 {
+            tracing::error!(left, dead, "webhooks left in the memory inbox at the end are lost");
+            eprintln!(
+                "hookguard: warning: {lost} accepted webhook(s) are lost with the memory inbox: {} not \
+                 processed within shutdown_grace_secs ({} s), {} dead letter(s) (out of attempts: \
+                 [inbox] dead_letters_to keeps them in a file)",
+                shown(left),
+                config.shutdown_grace.as_secs(),
+                shown(dead)
+            );
+            code = ExitCode::from(1);
         }
     } else {
         let report = worker.shutdown(config.shutdown_grace).await;
         tracing::info!(?report, "stopped");
+        if let Some(sweeper) = sweeper {
+            sweeper.finish().await;
+        }
     }
     eprintln!("hookguard: stopped");
     served.map(|()| code)
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM. On unix the handlers are installed when it is
+/// called, not when it is first polled: a signal that arrives before the server first
+/// waits for it (just after it said it listens) is heard, instead of killing the process.
+pub(crate) fn shutdown_signal() -> impl Future<Output = ()> {
+    #[cfg(unix)]
+    let signals = {
+        use tokio::signal::unix::{SignalKind, signal};
+        [signal(SignalKind::interrupt()).ok(), signal(SignalKind::terminate()).ok()]
+    };
+    async move {
+        #[cfg(unix)]
+        {
+            let [interrupt, terminate] = signals.map(|signal| async move {
+                match signal {
+                    Some(mut signal) => drop(signal.recv().await),
+                    None => std::future::pending::<()>().await,
+                }
+            });
+            tokio::select! {
+                () = interrupt => {}
+                () = terminate => {}
+            }
+        }
+        #[cfg(not(unix))]
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+        tracing::info!("shutting down");
     }
-    tracing::info!("shutting down");
 }
 
 #[cfg(not(all(feature = "sqlite", feature = "redis", feature = "postgres")))]
-fn not_built(backend: &str, feature: &str) -> String {
-    format!(
-        "the {backend} backend is not built into this hookguard: build it with `--features cli,{feature}` \
-         (cargo install hookguard --features cli,{feature})"
-    )
-}
+use config::not_built;
 
-async fn open_inbox(backend: &Backend) -> Result<Arc<dyn Inbox>, String> {
+/// Opens the configured inbox.
+pub(crate) async fn open_inbox(backend: &Backend) -> Result<Arc<dyn Inbox>, String> {
     match backend {
         Backend::Memory { capacity } => {
             let inbox = MemoryInbox::new();
@@ -471,6 +522,103 @@ impl Runner {
     }
 }
 
+/// Moves the inbox's dead letters to `[inbox] dead_letters_to`: every [`SWEEP_EVERY`], and
+/// once more when it is told to finish, each dead letter is appended to the file (one JSON
+/// line, synced: [`dead_letter_line`]), then discarded from the inbox, which frees its room
+/// (it counted against the capacity until re-driven or discarded). A dead letter is written
+/// at least once: one written just before a crash, not yet discarded, is written again.
+struct Sweeper {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// How often [`Sweeper`] looks for dead letters.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// How many dead letters [`Sweeper`] moves in one write.
+const SWEEP_BATCH: usize = 100;
+
+impl Sweeper {
+    fn spawn(inbox: Arc<dyn Inbox>, appender: Appender) -> Self {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                // A sweep is never cancelled part-way: only the wait for the next one is.
+                let last = tokio::select! {
+                    _ = tick.tick() => false,
+                    _ = &mut stopped => true,
+                };
+                match sweep(inbox.as_ref(), &appender).await {
+                    Ok(0) => {}
+                    Ok(moved) => tracing::warn!(
+                        moved,
+                        file = %appender.path.display(),
+                        "dead letters (out of attempts) moved to dead_letters_to"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "dead letters not moved to dead_letters_to"),
+                }
+                if last {
+                    return;
+                }
+            }
+        });
+        Self { stop, task }
+    }
+
+    /// Moves what is left, then stops.
+    async fn finish(self) {
+        let _ = self.stop.send(());
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "the dead-letter sweeper failed");
+        }
+    }
+}
+
+/// Appends the inbox's dead letters to `appender`'s file, then discards them from the inbox,
+/// [`SWEEP_BATCH`] at a time; returns how many were moved.
+async fn sweep(inbox: &dyn Inbox, appender: &Appender) -> Result<usize, String> {
+    let mut moved = 0;
+    loop {
+        let dead = inbox.dead_letters(SWEEP_BATCH).await.map_err(|e| format!("cannot read them: {e}"))?;
+        if dead.is_empty() {
+            return Ok(moved);
+        }
+        let mut lines = Vec::new();
+        for letter in &dead {
+            lines.extend_from_slice(dead_letter_line(letter).to_string().as_bytes());
+            lines.push(b'\n');
+        }
+        appender.append(lines).await?;
+        let mut discarded = 0;
+        for letter in &dead {
+            // `false`: re-driven or discarded meanwhile (by `hookguard inbox`), written anyway.
+            if inbox.discard(letter.webhook.key()).await.map_err(|e| {
+                format!("cannot discard a dead letter written to {}: {e}", appender.path.display())
+            })? {
+                discarded += 1;
+            }
+        }
+        moved += discarded;
+        if dead.len() < SWEEP_BATCH || discarded == 0 {
+            return Ok(moved);
+        }
+    }
+}
+
+/// A dead letter as one JSON line: [`json_line`]'s, with `attempts`, `error` (the last
+/// attempt's, as the action reported it) and `failed_at`.
+pub(crate) fn dead_letter_line(letter: &DeadLetter) -> serde_json::Value {
+    let mut line = json_line(&letter.webhook);
+    if let Some(obj) = line.as_object_mut() {
+        obj.insert("attempts".into(), letter.attempts.into());
+        obj.insert("error".into(), letter.error.clone().into());
+        obj.insert("failed_at".into(), letter.failed_at.format(&Rfc3339).ok().into());
+    }
+    line
+}
+
 /// Appends lines to one file, one writer at a time.
 struct Appender {
     path: PathBuf,
@@ -493,11 +641,13 @@ impl Appender {
         let written = tokio::task::spawn_blocking(move || {
             let _guard = guard;
             let created = !path.exists();
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            let mut options = std::fs::OpenOptions::new();
+            options.create(true).append(true);
+            // The webhooks' bodies and headers are the owner's to read (a file created
+            // before keeps its mode).
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
             append_line(&mut file, &line).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
             if created {
                 // The new file's entry in its folder must reach the disk too.
@@ -766,48 +916,79 @@ fn kill_process_group(group: u32) {
     }
 }
 
-mod tls {
-    //! HTTPS with rustls (ring provider).
+mod connections {
+    //! The connections, plain HTTP or HTTPS with rustls (ring provider), served by hyper's
+    //! HTTP/1.1 and HTTP/2 with a timer: a client gets `header_read` to send a request's
+    //! head (one that dribbles it, or never sends it, is cut off), and at shutdown the open
+    //! connections get `grace` to finish.
 
     use std::{net::SocketAddr, sync::Arc, time::Duration};
 
     use axum::Router;
     use hyper_util::{
-        rt::{TokioExecutor, TokioIo},
+        rt::{TokioExecutor, TokioIo, TokioTimer},
         server::{conn::auto, graceful::GracefulShutdown},
         service::TowerToHyperService,
     };
     use tokio::net::{TcpListener, TcpStream};
     use tokio_rustls::TlsAcceptor;
 
+    /// How long a TLS handshake may take.
+    const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+    #[derive(Debug, Clone, Copy)]
+    pub(crate) struct Timeouts {
+        /// The most a client may take to send a request's head (HTTP/1.1).
+        pub(crate) header_read: Duration,
+        /// How long the open connections may take to finish at shutdown.
+        pub(crate) grace: Duration,
+    }
+
+    /// hyper's builder, with a timer (without one hyper applies no header timeout).
+    fn builder(header_read: Duration) -> auto::Builder<TokioExecutor> {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read);
+        builder.http2().timer(TokioTimer::new());
+        builder
+    }
+
+    /// Serves `app` on `listener` (over TLS with `tls`) until `shutdown` resolves, then
+    /// lets the open connections finish within the grace period.
     pub(super) async fn serve(
         listener: TcpListener,
         app: Router,
-        config: Arc<rustls::ServerConfig>,
-        grace: Duration,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        timeouts: Timeouts,
+        shutdown: impl Future<Output = ()>,
     ) -> Result<(), String> {
-        let acceptor = TlsAcceptor::from(config);
+        let acceptor = tls.map(TlsAcceptor::from);
+        let builder = Arc::new(builder(timeouts.header_read));
         let graceful = GracefulShutdown::new();
         let listening = &listener;
         accept_loop(
             || listening.accept(),
-            super::shutdown_signal(),
+            shutdown,
             |(tcp, peer): (TcpStream, SocketAddr)| {
                 let acceptor = acceptor.clone();
+                let builder = Arc::clone(&builder);
                 // The peer address, for the allow-list and rate limits.
                 let service = TowerToHyperService::new(
                     app.clone().layer(axum::Extension(hookguard::source::PeerAddr(peer))),
                 );
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let Ok(Ok(tls)) =
-                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
-                    else {
-                        return;
+                    let ended = match acceptor {
+                        None => watcher.watch(builder.serve_connection(TokioIo::new(tcp), service)).await,
+                        Some(acceptor) => {
+                            let Ok(Ok(tls)) =
+                                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                            else {
+                                return;
+                            };
+                            watcher.watch(builder.serve_connection(TokioIo::new(tls), service)).await
+                        }
                     };
-                    let builder = auto::Builder::new(TokioExecutor::new());
-                    let conn = builder.serve_connection(TokioIo::new(tls), service);
-                    if let Err(e) = watcher.watch(conn).await {
+                    if let Err(e) = ended {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                 });
@@ -815,7 +996,7 @@ mod tls {
         )
         .await;
         drop(listener);
-        if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        if tokio::time::timeout(timeouts.grace, graceful.shutdown()).await.is_err() {
             tracing::warn!("some connections were still open after the grace period");
         }
         Ok(())
@@ -1003,15 +1184,15 @@ mod tests {
             std::future::ready(Err::<(), _>(std::io::Error::from_raw_os_error(24)))
         };
         let started = tokio::time::Instant::now();
-        tls::accept_loop(accept, tokio::time::sleep(tls::ACCEPT_PAUSE * 10), |()| {}).await;
+        connections::accept_loop(accept, tokio::time::sleep(connections::ACCEPT_PAUSE * 10), |()| {}).await;
         let n = calls.load(Ordering::SeqCst);
         assert!((10..=11).contains(&n), "{n} accepts in 10 pauses");
-        assert_eq!(started.elapsed(), tls::ACCEPT_PAUSE * 10);
+        assert_eq!(started.elapsed(), connections::ACCEPT_PAUSE * 10);
 
         // A shutdown in the middle of a pause ends the loop then, not at the pause's end.
         let started = tokio::time::Instant::now();
-        let soon = tls::ACCEPT_PAUSE / 5;
-        tls::accept_loop(
+        let soon = connections::ACCEPT_PAUSE / 5;
+        connections::accept_loop(
             || std::future::ready(Err::<(), _>(std::io::Error::from_raw_os_error(24))),
             tokio::time::sleep(soon),
             |()| {},
@@ -1027,7 +1208,7 @@ mod tests {
         let mut results = vec![Ok(2), Err(ErrorKind::ConnectionAborted.into()), Ok(1)];
         let mut served = Vec::new();
         let started = tokio::time::Instant::now();
-        tls::accept_loop(
+        connections::accept_loop(
             || {
                 let next = results.pop();
                 async move {
