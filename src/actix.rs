@@ -696,7 +696,7 @@ mod sources {
     use super::{LocalFuture, Ready, answer, headers_of, ready};
     use crate::{
         guard::VerificationFailed,
-        layer::source::{PEER_UNKNOWN, ResolvedWith},
+        layer::source::{PEER_UNKNOWN, ResolvedWith, UnresolvedWith},
         problem::Problem,
         source::{AllowList, ClientAddr, LimitKey, Refused, SourceLimiter, TrustedProxies},
     };
@@ -932,13 +932,20 @@ mod sources {
         /// The client address and the key to record failures under, or the problem that
         /// refuses the request.
         fn admit(&self, req: &ServiceRequest) -> Result<Admitted, Problem> {
-            let reused = {
+            let (reused, unknown) = {
                 let extensions = req.extensions();
                 let known = extensions.get::<ClientAddr>().copied();
-                ResolvedWith::reusable(known, extensions.get::<ResolvedWith>(), self.proxies.as_ref())
+                let reused =
+                    ResolvedWith::reusable(known, extensions.get::<ResolvedWith>(), self.proxies.as_ref());
+                // An outer layer found the client unknown, and this one would have taken
+                // its answer: unknown here too, not the peer (the proxy).
+                let unknown = known.is_none()
+                    && UnresolvedWith::applies(extensions.get::<UnresolvedWith>(), self.proxies.as_ref());
+                (reused, unknown)
             };
             let (client, peer) = match (reused, req.peer_addr()) {
                 (Some(ip), _) => (Some(ip), ip),
+                (None, Some(peer)) if unknown => (None, peer.ip().to_canonical()),
                 (None, Some(peer)) => {
                     let peer = peer.ip().to_canonical();
                     let client = match &self.proxies {
@@ -1040,9 +1047,11 @@ mod sources {
                     extensions.insert(ClientAddr(ip));
                     extensions.insert(ResolvedWith::new(ip, self.controls.proxies.as_ref()));
                 } else {
-                    // Unknown here: not the client an outer layer resolved with other proxies.
+                    // Unknown here: not the client an outer layer resolved with other
+                    // proxies, and unknown to an inner layer that would reuse this one's.
                     extensions.remove::<ClientAddr>();
                     extensions.remove::<ResolvedWith>();
+                    extensions.insert(UnresolvedWith::new(self.controls.proxies.as_ref()));
                 }
             }
             let service = Rc::clone(&self.service);

@@ -135,6 +135,14 @@ fn app(
                 )),
         )
         .service(
+            // The same, but the inner allow-list has no proxies of its own: it reuses the
+            // rate limit's answer, "unknown" included.
+            web::resource("/behind-proxy-reused")
+                .wrap(SourceControls::new().allow_list("127.0.0.0/8\n203.0.113.0/24".parse().unwrap()))
+                .wrap(SourceControls::new().rate_limit(s.terminal.clone()).trusted_proxies(proxy()))
+                .route(web::post().to(counted.clone())),
+        )
+        .service(
             web::resource("/limited-behind-proxy")
                 .wrap(SourceControls::new().rate_limit(s.terminal.clone()).trusted_proxies(proxy()))
                 .route(web::post().to(counted.clone())),
@@ -352,6 +360,9 @@ async fn a_client_the_rate_limit_could_not_resolve_is_not_passed_on_as_known() {
     let (status, body) = post("/behind-proxy", "unknown").await;
     assert_eq!(status, 403, "the inner allow-list sees an unknown client, not the proxy: {body}");
     assert_eq!(post("/behind-proxy", "203.0.113.5").await, (200, "203.0.113.5".to_owned()));
+    let (status, body) = post("/behind-proxy-reused", "unknown").await;
+    assert_eq!(status, 403, "a reusing allow-list sees an unknown client, not the proxy: {body}");
+    assert_eq!(post("/behind-proxy-reused", "203.0.113.5").await, (200, "203.0.113.5".to_owned()));
     // The rate limit alone: counted under the proxy, but the handler gets no client address.
     assert_eq!(post("/limited-behind-proxy", "unknown").await, (200, String::new()));
     assert_eq!(post("/limited-behind-proxy", "203.0.113.5").await, (200, "203.0.113.5".to_owned()));

@@ -390,6 +390,20 @@ async fn a_client_the_rate_limit_could_not_resolve_is_not_passed_on_as_known() {
     assert_eq!(post_from(&proxy, server, &[("x-forwarded-for", &chain)]).await.0, 403, "too many hops");
     let (status, body) = post_from(&proxy, server, &[("x-forwarded-for", "203.0.113.5")]).await;
     assert_eq!((status, body.as_str()), (200, "203.0.113.5"), "a resolved client is passed on");
+
+    // An inner allow-list with no proxies of its own reuses the outer layer's answer,
+    // "unknown" included: it does not fall back to judging the proxy's own address.
+    let limiter = SourceLimiter::builder().requests(100, Duration::from_secs(10)).build().unwrap();
+    let app = echo_app().layer(
+        ServiceBuilder::new()
+            .layer(RateLimitLayer::new(limiter).trusted_proxies(proxies()))
+            .layer(AllowListLayer::new("127.0.0.0/8\n203.0.113.0/24".parse().unwrap())),
+    );
+    let server = serve(app, "127.0.0.1:0").await;
+    let (status, body) = post_from(&proxy, server, &[("x-forwarded-for", "unknown")]).await;
+    assert_eq!(status, 403, "an unresolved client is refused by a reusing allow-list: {body}");
+    let (status, body) = post_from(&proxy, server, &[("x-forwarded-for", "203.0.113.5")]).await;
+    assert_eq!((status, body.as_str()), (200, "203.0.113.5"), "a resolved client is reused");
 }
 
 /// Clients a trusted proxy forwarded without a readable address are counted apart from

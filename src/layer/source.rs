@@ -62,6 +62,27 @@ impl ResolvedWith {
     }
 }
 
+/// Put in the request's extensions by a source-control layer that could not resolve the
+/// client (a trusted proxy's forwarding header it cannot read), with the proxies it used:
+/// an inner layer that would have reused that layer's answer (no proxies of its own, or
+/// the same ones) takes the client as unknown too, instead of judging the connection's
+/// peer, which is the proxy.
+#[derive(Debug, Clone)]
+pub(crate) struct UnresolvedWith(Option<TrustedProxies>);
+
+impl UnresolvedWith {
+    /// Marks the client unknown to a layer with these `proxies`.
+    pub(crate) fn new(proxies: Option<&TrustedProxies>) -> Self {
+        Self(proxies.cloned())
+    }
+
+    /// Whether an outer layer found the client unknown, in a way a layer whose own
+    /// proxies are `own` takes as it is (no proxies of its own, or the same ones).
+    pub(crate) fn applies(mark: Option<&Self>, own: Option<&TrustedProxies>) -> bool {
+        mark.is_some_and(|Self(theirs)| own.is_none_or(|own| own.same_as(theirs.as_ref())))
+    }
+}
+
 enum Client {
     /// A [`ClientAddr`] an outer layer (or the application) set, that this layer may
     /// take as it is ([`ResolvedWith::reusable`]).
@@ -91,10 +112,12 @@ impl Client {
             Self::Resolved(ip) => {
                 extensions.insert(ClientAddr(*ip));
                 extensions.insert(ResolvedWith::new(*ip, proxies));
+                extensions.remove::<UnresolvedWith>();
             }
             Self::Unresolved { .. } => {
                 extensions.remove::<ClientAddr>();
                 extensions.remove::<ResolvedWith>();
+                extensions.insert(UnresolvedWith::new(proxies));
             }
             Self::Reused(_) | Self::NoPeer => {}
         }
@@ -114,6 +137,11 @@ fn resolve<B>(req: &Request<B>, proxies: Option<&TrustedProxies>) -> Client {
         );
         return Client::NoPeer;
     };
+    // An outer layer found the client unknown: so is it here, unless this layer has
+    // proxies of its own, other than that layer's, and resolves again.
+    if known.is_none() && UnresolvedWith::applies(extensions.get::<UnresolvedWith>(), proxies) {
+        return Client::Unresolved { peer };
+    }
     match proxies.map_or(Some(peer), |proxies| proxies.client_addr(peer, req.headers())) {
         Some(ip) => Client::Resolved(ip),
         None => Client::Unresolved { peer },
