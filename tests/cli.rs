@@ -2297,3 +2297,32 @@ fn a_backend_not_built_in_is_a_configuration_error() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// `send` (and `forward_to`, the same client) trusts the system's certificate store besides
+/// the bundled web roots: a private CA installed there (here through `SSL_CERT_FILE`, which
+/// the store honours) is trusted; without it, the certificate is refused.
+#[test]
+fn send_trusts_the_systems_certificate_store() {
+    let dir = temp_dir("native-roots");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    make_certificate(&cert, &key);
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ntls = {{ cert = {cert:?}, key = {key:?} }}\n\n\
+         [[endpoint]]\npath = \"/hooks/github\"\nprovider = \"github\"\nsecret = \"{KEY}\"\nappend_to = \"out.jsonl\"\n"
+    );
+    let config_path = dir.join("hookguard.toml");
+    std::fs::write(&config_path, &config).expect("write config");
+    let server = Server::start(&config_path);
+    let url = format!("https://{}/hooks/github", server.addr);
+    let args = ["send", "-p", "github", "-s", KEY, "--url", &url];
+    let trusted =
+        hookguard_env(&args, br#"{"zen":"native"}"#, &[("SSL_CERT_FILE", cert.to_str().expect("path"))]);
+    assert_eq!(text(&trusted.stdout).lines().next(), Some("HTTP 202 Accepted"), "{}", text(&trusted.stderr));
+    let empty = dir.join("empty.pem");
+    std::fs::write(&empty, "").expect("write");
+    let refused =
+        hookguard_env(&args, br#"{"zen":"refused"}"#, &[("SSL_CERT_FILE", empty.to_str().expect("path"))]);
+    assert!(text(&refused.stdout).starts_with("error:"), "{}", text(&refused.stdout));
+    assert!(server.stop().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
