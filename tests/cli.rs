@@ -793,7 +793,10 @@ fn twilio_shared_keys() {
         "{err}"
     );
     let err = config_error(
-        &format!("{}shared_key_env = \"HG_TEST_SHARED_KEY\"\n", base.replace("\"twilio\"", "\"github\"")),
+        &format!(
+            "{}shared_key_env = \"HG_TEST_SHARED_KEY\"\n",
+            base.replace("\"twilio\"", "\"github\"").replace("public_origin = \"https://h\"\n", "")
+        ),
         &[("HG_TEST_SHARED_KEY", "k")],
     );
     assert!(err.contains("endpoint `hooks-t`: shared keys"), "{err}");

@@ -236,11 +236,11 @@ struct RawEndpoint {
     shared_key_file: Option<Spanned<OneOrMany>>,
     tolerance_secs: Option<Spanned<u64>>,
     body_limit: Option<usize>,
-    url: Option<String>,
-    public_origin: Option<String>,
-    webhook_id: Option<String>,
+    url: Option<Spanned<String>>,
+    public_origin: Option<Spanned<String>>,
+    webhook_id: Option<Spanned<String>>,
     certificate_file: Option<Spanned<OneOrMany>>,
-    verify_token: Option<String>,
+    verify_token: Option<Spanned<String>>,
     verify_token_env: Option<Spanned<String>>,
     #[serde(default = "yes")]
     handshake: bool,
@@ -307,9 +307,9 @@ impl std::fmt::Debug for RawEndpoint {
             .field("shared_key_file", &shared_key_file.as_ref().map(Spanned::get_ref))
             .field("tolerance_secs", &tolerance_secs.as_ref().map(Spanned::get_ref))
             .field("body_limit", body_limit)
-            .field("url", &url.as_deref().map(redacted::Url))
-            .field("public_origin", public_origin)
-            .field("webhook_id", webhook_id)
+            .field("url", &url.as_ref().map(|u| redacted::Url(u.get_ref())))
+            .field("public_origin", &public_origin.as_ref().map(Spanned::get_ref))
+            .field("webhook_id", &webhook_id.as_ref().map(Spanned::get_ref))
             .field("certificate_file", &certificate_file.as_ref().map(Spanned::get_ref))
             .field("verify_token", &redacted::option(verify_token.as_ref()))
             .field("verify_token_env", &verify_token_env.as_ref().map(Spanned::get_ref))
@@ -961,6 +961,24 @@ fn endpoint(
         ));
     }
 
+    // Keys for other providers are refused: ignored, they let the user think them in force.
+    let span_of = |s: &Option<Spanned<String>>| s.as_ref().map(Spanned::span);
+    let span_of_list = |s: &Option<Spanned<OneOrMany>>| s.as_ref().map(Spanned::span);
+    for (key, at, providers) in [
+        ("url", span_of(&raw.url), &["square", "trello"][..]),
+        ("public_origin", span_of(&raw.public_origin), &["twilio", "hubspot", "hubspot-v2"]),
+        ("webhook_id", span_of(&raw.webhook_id), &["paypal"]),
+        ("certificate_file", span_of_list(&raw.certificate_file), &["paypal"]),
+        ("verify_token", span_of(&raw.verify_token), &["meta"]),
+        ("verify_token_env", span_of(&raw.verify_token_env), &["meta"]),
+    ] {
+        if let Some(at) = at.filter(|_| !providers.contains(&provider.as_str())) {
+            return Err(
+                src.at(at, format!("{label}: `{key}` is for {}, not {provider}", providers.join(", ")))
+            );
+        }
+    }
+
     // Secrets: every source given, in the order env, file, literal (the first signs).
     let mut secrets = Vec::new();
     let mut demo_secret = None;
@@ -1081,9 +1099,9 @@ fn endpoint(
         ));
     }
     let options = SchemeOptions {
-        url: raw.url.clone(),
+        url: raw.url.as_ref().map(|u| u.get_ref().clone()),
         tolerance_secs: raw.tolerance_secs.as_ref().map(|t| *t.get_ref()),
-        webhook_id: raw.webhook_id.clone(),
+        webhook_id: raw.webhook_id.as_ref().map(|w| w.get_ref().clone()),
         certificates,
         shared_keys,
         shared_key_name: None,
@@ -1115,7 +1133,7 @@ fn endpoint(
             }
             "meta" => {
                 let token = match (&raw.verify_token, &raw.verify_token_env) {
-                    (Some(t), _) => Some(t.clone()),
+                    (Some(t), _) => Some(t.get_ref().clone()),
                     (None, Some(var)) => {
                         Some(env(var.get_ref()).filter(|v| !v.is_empty()).ok_or_else(|| {
                             src.at(
@@ -1195,6 +1213,13 @@ fn endpoint(
         }
     };
 
+    let public_origin = match &raw.public_origin {
+        Some(origin) => Some(
+            public_origin(origin.get_ref())
+                .map_err(|e| src.at(origin.span(), format!("{label}: public_origin {e}")))?,
+        ),
+        None => None,
+    };
     if raw.public_origin.is_none() && matches!(provider.as_str(), "twilio" | "hubspot" | "hubspot-v2") {
         return Err(src.at(
             raw.provider.span(),
@@ -1284,12 +1309,37 @@ fn endpoint(
         keys,
         handshake,
         body_limit: raw.body_limit,
-        public_origin: raw.public_origin,
+        public_origin,
         action,
         allow,
         rate_limit,
         demo_secret,
     })
+}
+
+/// `public_origin` checked: an `http://` or `https://` origin (a host, a port perhaps),
+/// with no credentials, path, query or fragment; a trailing `/` is dropped (the guard
+/// appends the request's path to it).
+fn public_origin(origin: &str) -> Result<String, String> {
+    let problem = "must be an origin, `https://hooks.example.com`: http or https, a host and a port \
+                   perhaps, no path, query or fragment";
+    let url = reqwest::Url::parse(origin).map_err(|_| problem.to_owned())?;
+    let fine = matches!(url.scheme(), "http" | "https")
+        && url.host().is_some()
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && !origin.contains(['?', '#']);
+    if !fine {
+        return Err(problem.to_owned());
+    }
+    let trimmed = origin.strip_suffix('/').unwrap_or(origin);
+    if trimmed.ends_with('/') {
+        return Err(problem.to_owned());
+    }
+    Ok(trimmed.to_owned())
 }
 
 /// The file `append_to` names (resolved): its folder, which must exist, made canonical,
@@ -1625,6 +1675,82 @@ append_to = "/tmp/x.jsonl"
         assert_eq!(err, "t.toml:2:19: [replay] `dead_letters_to` belongs to [inbox]");
     }
 
+    /// `public_origin` is an http(s) origin: no path, query, fragment or credentials (the
+    /// guard appends the request's path); a trailing `/` is dropped.
+    #[test]
+    fn public_origin_is_an_origin() {
+        let twilio = |origin: &str| {
+            OK.replace("\"github\"", "\"twilio\"") + &format!("public_origin = \"{origin}\"\n")
+        };
+        for (origin, kept) in [
+            ("https://hooks.example.com", Some("https://hooks.example.com")),
+            ("https://hooks.example.com/", Some("https://hooks.example.com")),
+            ("http://127.0.0.1:8080", Some("http://127.0.0.1:8080")),
+            ("https://[::1]:8443/", Some("https://[::1]:8443")),
+            ("hooks.example.com", None),
+            ("ftp://hooks.example.com", None),
+            ("https://hooks.example.com/hooks", None),
+            ("https://hooks.example.com//", None),
+            ("https://hooks.example.com?x=1", None),
+            ("https://hooks.example.com/#x", None),
+            ("https://user:t0ken@hooks.example.com", None),
+            ("https://", None),
+        ] {
+            match (check(&twilio(origin)), kept) {
+                (Ok(c), Some(kept)) => {
+                    assert_eq!(c.endpoints[0].public_origin.as_deref(), Some(kept), "{origin}")
+                }
+                (Err(err), None) => {
+                    assert!(
+                        err.starts_with(
+                            "t.toml:7:17: endpoint `hooks-github`: public_origin must be an origin"
+                        ),
+                        "{origin}: {err}"
+                    );
+                    assert!(!err.contains("t0ken"), "{err}");
+                }
+                (Ok(_), None) => panic!("{origin}: accepted"),
+                (Err(err), Some(_)) => panic!("{origin}: {err}"),
+            }
+        }
+    }
+
+    /// A key for another provider is refused at its position (it was ignored).
+    #[test]
+    fn keys_for_other_providers_are_refused() {
+        for (line, error) in [
+            (
+                "url = \"https://e.com/x\"",
+                "t.toml:7:7: endpoint `hooks-github`: `url` is for square, trello, not github",
+            ),
+            (
+                "public_origin = \"https://h\"",
+                "t.toml:7:17: endpoint `hooks-github`: `public_origin` is for twilio, hubspot, hubspot-v2, not github",
+            ),
+            (
+                "webhook_id = \"WH-1\"",
+                "t.toml:7:14: endpoint `hooks-github`: `webhook_id` is for paypal, not github",
+            ),
+            (
+                "certificate_file = \"c.pem\"",
+                "t.toml:7:20: endpoint `hooks-github`: `certificate_file` is for paypal, not github",
+            ),
+            (
+                "verify_token = \"t0ken\"",
+                "t.toml:7:16: endpoint `hooks-github`: `verify_token` is for meta, not github",
+            ),
+            (
+                "verify_token_env = \"TOKEN\"",
+                "t.toml:7:20: endpoint `hooks-github`: `verify_token_env` is for meta, not github",
+            ),
+        ] {
+            assert_eq!(check(&format!("{OK}{line}\n")).err().as_deref(), Some(error), "{line}");
+        }
+        // Where they apply, they are taken.
+        let meta = OK.replace("\"github\"", "\"meta\"") + "verify_token = \"t0ken\"\n";
+        assert!(check(&meta).unwrap().endpoints[0].handshake.is_some());
+    }
+
     #[test]
     fn unknown_keys_name_the_line() {
         let err = check(&OK.replace("secret = \"s\"", "secret = \"s\"\nsecrte = \"t\"")).err().unwrap();
@@ -1794,12 +1920,11 @@ append_to = "/tmp/x.jsonl"
             "[inbox]\nbackend = \"redis\"\nurl_env = \"INBOX_URL\"\n[replay]\nbackend = \"redis\"\nurl_env = \"REPLAY_URL\"\n{}\n\
              [[endpoint]]\npath = \"/hooks/meta\"\nprovider = \"meta\"\nsecret_env = \"META_SECRET\"\nverify_token_env = \"META_TOKEN\"\nappend_to = \"x\"\n\
              [[endpoint]]\npath = \"/hooks/twilio\"\nprovider = \"twilio\"\nsecret = \"s\"\nshared_key_env = [\"TW_KEY\", \"TW_OLD_KEY\"]\n\
-             public_origin = \"https://h\"\nappend_to = \"x\"\n",
-            // `verify_token_env` is not read here (only Meta's handshake reads it): recorded all the same.
-            OK.replace(
-                "secret = \"s\"",
-                "secret_env = [\"GH_SECRET\", \"GH_OLD_SECRET\"]\nverify_token_env = \"UNREAD\""
-            )
+             public_origin = \"https://h\"\nappend_to = \"x\"\n\
+             [[endpoint]]\npath = \"/hooks/meta2\"\nprovider = \"meta\"\nsecret = \"s\"\nhandshake = false\n\
+             verify_token_env = \"UNREAD\"\nappend_to = \"x\"\n",
+            // `verify_token_env` is not read without the handshake: recorded all the same.
+            OK.replace("secret = \"s\"", "secret_env = [\"GH_SECRET\", \"GH_OLD_SECRET\"]")
         );
         let c = parse(&text, Path::new("t.toml"), &|v| (v != "UNREAD").then(|| "x".to_owned())).unwrap();
         assert_eq!(
@@ -2406,7 +2531,9 @@ run = ["curl", "-H", "Authorization: Bearer t0ken-run"]
             // A demo secret goes with no other secret.
             &text
                 .replace("backend = \"redis://:t0ken-backend@cache.internal\"", "")
-                .replace("secret_env_default = \"t0ken-demo\"\n", ""),
+                .replace("secret_env_default = \"t0ken-demo\"\n", "")
+                // And `url` is for the providers that sign their registered URL.
+                .replace("url = \"https://h.example/t0ken-signed\"\n", ""),
             Path::new("t.toml"),
             &env,
         )

@@ -26,12 +26,16 @@ tolerance, body limit, what a processed webhook does), the inbox backend (its un
 refuse replays: a copy of a kept or processed delivery gets `200 duplicate`),
 the worker pool, the listening address and TLS. Unknown keys and missing secrets are errors
 naming FILE:LINE:COL. Besides the endpoints the server answers GET /healthz and, unless
-`metrics = false`, GET /metrics (Prometheus text format). SIGTERM or SIGINT stops it
-gracefully: no new connections, in-flight requests finish, then the workers finish within
-shutdown_grace_secs. With the memory inbox (the default), whose jobs die with the process,
-they keep processing until it is empty (jobs waiting or due for a retry included) or the
-grace period ends; what is left then is lost, a warning on stderr says how many, and the
-exit status is 1. A durable inbox (sqlite, redis, postgres) keeps what is left for the
+`metrics = false`, GET /metrics (Prometheus text format). A client gets
+header_read_timeout_secs (30) to send a request's head. SIGTERM or SIGINT stops it
+gracefully: no new connections, in-flight requests get shutdown_grace_secs to finish, then
+the workers finish within shutdown_grace_secs. With the memory inbox (the default), whose
+jobs die with the process, they keep processing until it is empty (jobs waiting or due for
+a retry included) or the grace period ends; what is left then, dead letters (jobs out of
+attempts) included, is lost, a warning on stderr says how many, and the exit status is 1.
+[inbox] dead_letters_to = \"dead.jsonl\" appends each dead letter to that file and removes
+it from the inbox (freeing its room); `hookguard inbox` lists, re-drives or discards those
+of a durable inbox. A durable inbox (sqlite, redis, postgres) keeps what is left for the
 next start: the workers only finish the jobs they hold. Connections to PostgreSQL and Redis
 are not encrypted (no TLS: rediss:// and sslmode=require fail): use them on loopback or a
 private network, or through a TLS tunnel.
@@ -48,7 +52,8 @@ left alone.
 
 Example:
   GITHUB_WEBHOOK_SECRET=… hookguard serve --config examples/hookguard.toml
-  hookguard serve --config hookguard.toml --check   # check the file and exit";
+  hookguard serve --config hookguard.toml --check   # check the file and exit
+  # (exit status 1 when an endpoint would verify with secret_env_default's demo secret)";
 
 /// Run a webhook receiver from a configuration file.
 #[derive(Debug, clap::Args)]
@@ -57,7 +62,9 @@ pub(crate) struct Args {
     /// The configuration file
     #[arg(long, short = 'c', value_name = "FILE", env = "HOOKGUARD_CONFIG")]
     config: PathBuf,
-    /// Check the configuration (secrets included) and exit
+    /// Check the configuration (secrets included) and exit: 0 when it is fit to serve, 1
+    /// when an endpoint would verify with the demo secret of `secret_env_default`, 2 when
+    /// it is wrong
     #[arg(long)]
     check: bool,
 }
