@@ -465,14 +465,16 @@ impl MemoryInbox {
 
     fn finish(&self, job: &Job) -> Result<(), InboxError> {
         let mut st = self.state()?;
-        let slot = st.leased_slot(job)?;
+        let (slot, live) = st.leased_slot(job)?;
         // The webhook's memory was allocated by the pushing thread; a push drops it there.
         // Freed on this (the worker's) thread instead, glibc's allocator would move each
         // chunk through the pushing thread's arena lock, contended by that thread's own
         // allocations (measured: most of the futex calls under load).
         let done = st.release(slot);
         st.settled.extend(done);
-        st.settled_lease();
+        if live {
+            st.settled_lease();
+        }
         Ok(())
     }
 
@@ -480,7 +482,7 @@ impl MemoryInbox {
     fn requeue(&self, job: &Job, not_before: OffsetDateTime, uncount: bool) -> Result<(), InboxError> {
         let copy = job.webhook().compacted();
         let mut st = self.state()?;
-        let slot = st.leased_slot(job)?;
+        let (slot, live) = st.leased_slot(job)?;
         let ticket = st.ticket(slot);
         let entry = &mut st.slots[slot];
         entry.status = Status::Waiting { ticket };
@@ -488,7 +490,9 @@ impl MemoryInbox {
         if uncount {
             entry.attempts = entry.attempts.saturating_sub(1);
         }
-        st.settled_lease();
+        if live {
+            st.settled_lease();
+        }
         st.later.push(Reverse(Queued { at: not_before.unix_timestamp_nanos(), ticket }));
         drop(st);
         self.shared.notify.notify_one();
@@ -499,11 +503,13 @@ impl MemoryInbox {
         let at = self.clock.now();
         let copy = job.webhook().compacted();
         let mut st = self.state()?;
-        let slot = st.leased_slot(job)?;
+        let (slot, live) = st.leased_slot(job)?;
         let entry = &mut st.slots[slot];
         entry.status = Status::Dead { error: error.to_owned(), at };
         Self::wait_compacted(entry, copy);
-        st.settled_lease();
+        if live {
+            st.settled_lease();
+        }
         st.dead.push_back(slot as u32);
         Ok(())
     }
@@ -781,12 +787,16 @@ impl State {
         }
     }
 
-    /// The slot `job` holds a live lease on.
-    fn leased_slot(&self, job: &Job) -> Result<usize, InboxError> {
+    /// The slot `job` holds a lease on, and whether that lease is live (its heap entry
+    /// still pending). A lease that ran out while nobody took the job again still holds
+    /// it (as on the durable backends: the lease is lost only once the job was taken
+    /// again); its entry in the retry queue is then skipped, as the job's ticket moved on.
+    fn leased_slot(&self, job: &Job) -> Result<(usize, bool), InboxError> {
         let ticket = job.ticket().ok_or(InboxError::LeaseLost)?;
         let slot = slot_of(ticket);
-        match self.slots.get(slot) {
-            Some(entry) if entry.status == (Status::Leased { ticket }) => Ok(slot),
+        match self.slots.get(slot).map(|entry| &entry.status) {
+            Some(Status::Leased { ticket: t }) if *t == ticket => Ok((slot, true)),
+            Some(Status::Waiting { ticket: t }) if *t == ticket => Ok((slot, false)),
             _ => Err(InboxError::LeaseLost),
         }
     }
@@ -886,7 +896,12 @@ impl Inbox for MemoryInbox {
             // Registered before the look at the queues: what comes after it wakes this wait.
             notified.as_mut().enable();
             let next = match self.state() {
+                // A job pushed, or handed over by the pushing side, is due now.
+                Ok(st) if !st.fresh.is_empty() => return,
                 Ok(st) => {
+                    if self.intake().is_ok_and(|intake| !intake.fresh.is_empty()) {
+                        return;
+                    }
                     let later = st.later.peek().map(|Reverse(q)| q.at);
                     let lease = st.leases.peek().map(|Reverse(q)| q.at);
                     later.into_iter().chain(lease).min()
@@ -943,6 +958,48 @@ mod tests {
         inbox.wait(Duration::from_secs(60)).await;
         assert_eq!(began.elapsed(), Duration::ZERO);
         assert_eq!(inbox.pull(1, Duration::from_secs(30)).await.unwrap().len(), 1);
+    }
+
+    /// `wait` returns at once while a pushed job waits, even when the push's wake-up was
+    /// taken by an earlier wait (the trait's promise, for loops other than the pool's).
+    #[tokio::test(start_paused = true)]
+    async fn wait_returns_at_once_while_a_pushed_job_waits() {
+        let inbox = MemoryInbox::new().clock(ManualClock::at_unix(100));
+        inbox.push(hook("a")).await.unwrap();
+        inbox.push(hook("b")).await.unwrap();
+        inbox.wait(Duration::from_secs(60)).await; // the pushes' permit
+        assert_eq!(inbox.pull(1, Duration::from_secs(30)).await.unwrap().len(), 1);
+        let began = tokio::time::Instant::now();
+        inbox.wait(Duration::from_secs(3600)).await;
+        assert_eq!(began.elapsed(), Duration::ZERO, "b waits");
+    }
+
+    /// A lease that ran out while nobody took the job again still holds it, as on the
+    /// durable backends: the late ack counts, and the job is not run again.
+    #[tokio::test]
+    async fn a_late_ack_counts_while_nobody_took_the_job_again() {
+        let clock = ManualClock::at_unix(100);
+        let inbox = MemoryInbox::new().clock(clock.clone());
+        inbox.push(hook("a")).await.unwrap();
+        let a = inbox.pull(1, Duration::from_secs(1)).await.unwrap().remove(0);
+        inbox.push(hook("b")).await.unwrap();
+        clock.advance(Duration::from_secs(2));
+        // This pull finds a's lease run out, and takes b (received first).
+        let b = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+        assert_eq!(b.webhook().key(), hook("b").key());
+        inbox.ack(&a).await.unwrap();
+        inbox.ack(&b).await.unwrap();
+        assert!(inbox.pull(10, Duration::from_secs(30)).await.unwrap().is_empty(), "a is done");
+        assert_eq!(inbox.depth().await.unwrap(), 0);
+
+        // Taken again, the job is the new holder's: the old lease is lost.
+        inbox.push(hook("c")).await.unwrap();
+        let c = inbox.pull(1, Duration::from_secs(1)).await.unwrap().remove(0);
+        clock.advance(Duration::from_secs(2));
+        let again = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+        assert!(matches!(inbox.ack(&c).await, Err(InboxError::LeaseLost)));
+        inbox.ack(&again).await.unwrap();
+        assert_eq!(inbox.depth().await.unwrap(), 0);
     }
 
     /// A webhook as the guard keeps it: its body a slice of a buffer it does not own.
