@@ -289,6 +289,19 @@ pub enum SourceError {
     /// The handshake may not set a secret here: the endpoint has one already, or another
     /// handshake is storing one (403).
     Refused,
+    /// The source will not look this request's secrets up now, for a reason anyone can
+    /// cause: a limit on fetches of keys not seen before, or a recent failure to fetch the
+    /// same one (PayPal's certificates). Answered as [`Unavailable`](Self::Unavailable)
+    /// (`503` + `Retry-After`: the genuine sender retries), but logged at debug only and
+    /// counted apart (`secrets-throttled`), so that a flood of made-up requests neither
+    /// floods the logs nor reads as an outage of the secret store.
+    ///
+    /// ```
+    /// use hookguard::guard::SourceError;
+    /// let e = SourceError::Throttled("too many new certificate URLs lately".into());
+    /// assert_eq!(e.to_string(), "secret lookup throttled: too many new certificate URLs lately");
+    /// ```
+    Throttled(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl fmt::Display for SourceError {
@@ -298,6 +311,7 @@ impl fmt::Display for SourceError {
             Self::Unavailable(e) => write!(f, "secret source failed: {e}"),
             Self::Unsupported => f.write_str("this secret source cannot adopt secrets"),
             Self::Refused => f.write_str("the endpoint has a secret already, or one is being stored"),
+            Self::Throttled(e) => write!(f, "secret lookup throttled: {e}"),
         }
     }
 }
@@ -1274,6 +1288,12 @@ impl Guard {
                     tracing::debug!(endpoint = %i.endpoint, "unknown tenant");
                     Err(known::UNKNOWN_TENANT.into_response())
                 }
+                // Anyone can cause it: counted apart, logged at debug only.
+                Err(e @ SourceError::Throttled(_)) => {
+                    self.count_rejected("secrets-throttled");
+                    tracing::debug!(endpoint = %i.endpoint, error = %e, "secret lookup throttled");
+                    Err(known::SECRETS_UNAVAILABLE.retry_after(i.retry_after).into_response())
+                }
                 Err(e) => {
                     self.count_rejected(known::SECRETS_UNAVAILABLE.code());
                     tracing::warn!(endpoint = %i.endpoint, error = %e, "secret source failed");
@@ -1303,6 +1323,10 @@ impl Guard {
             Err(SourceError::Unsupported) => {
                 tracing::debug!(endpoint = %i.endpoint, "handshake secret handed over to a source that keeps none");
                 known::HANDSHAKE_REFUSED
+            }
+            Err(e @ SourceError::Throttled(_)) => {
+                tracing::debug!(endpoint = %i.endpoint, error = %e, "handshake secret not kept: throttled");
+                known::SECRETS_UNAVAILABLE.retry_after(i.retry_after)
             }
             Err(e) => {
                 tracing::warn!(endpoint = %i.endpoint, error = %e, "could not keep handshake secret");
@@ -2369,6 +2393,45 @@ mod tests {
         })
         .await;
         assert!(logs.is_empty(), "{logs}");
+    }
+
+    /// A lookup the source throttled (anyone can cause one) is answered `503` +
+    /// `Retry-After` as an outage is, but counted apart and not logged at `info`; a failing
+    /// store is still a warning.
+    #[tokio::test]
+    async fn a_throttled_lookup_is_503_counted_apart_and_not_logged_at_info() {
+        #[derive(Debug)]
+        struct Source(bool);
+        impl SchemeSource for Source {
+            fn scheme<'a>(
+                &'a self,
+                _: &'a Parts,
+            ) -> crate::replay::BoxFuture<'a, Result<Arc<dyn crate::verify::Scheme>, SourceError>>
+            {
+                let throttled = self.0;
+                Box::pin(async move {
+                    Err(if throttled {
+                        SourceError::Throttled("too many new certificate URLs lately".into())
+                    } else {
+                        SourceError::Unavailable("connection refused".into())
+                    })
+                })
+            }
+        }
+        let (post, ()) = http::Request::post("/hooks").body(()).unwrap().into_parts();
+        let (res, logs) = logged(async {
+            Guard::builder_with_source("paypal", Source(true)).build().accept(&post, Bytes::new()).await
+        })
+        .await;
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(res.headers().contains_key(header::RETRY_AFTER));
+        assert!(logs.is_empty(), "{logs}");
+        let (res, logs) = logged(async {
+            Guard::builder_with_source("paypal", Source(false)).build().accept(&post, Bytes::new()).await
+        })
+        .await;
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(logs.contains("secret source failed"), "{logs}");
     }
 
     /// `check` meeting a delivery that a middleware-mode request still handles (its
