@@ -2168,11 +2168,11 @@ fn the_inbox_command_lists_redrives_and_discards_dead_letters() {
     let inbox = format!("backend = \"sqlite\"\npath = {:?}", dir.join("inbox.db"));
     let config = failing_config(&dir, &inbox);
     let server = Server::start(&config);
-    for id in ["redriven", "discarded"] {
+    for id in ["redriven", "discarded", "swept-1", "swept-2"] {
         assert_eq!(send_github(&server, id), "HTTP 202 Accepted", "{id}");
     }
     let deadline = Instant::now() + Duration::from_secs(20);
-    while server.stderr_with("dead-lettered").matches("webhook dead-lettered").count() < 2 {
+    while server.stderr_with("dead-lettered").matches("webhook dead-lettered").count() < 4 {
         assert!(Instant::now() < deadline, "not dead-lettered");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -2183,7 +2183,7 @@ fn the_inbox_command_lists_redrives_and_discards_dead_letters() {
     assert!(listed.status.success(), "{}", text(&listed.stderr));
     let records: Vec<serde_json::Value> =
         text(&listed.stdout).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
-    assert_eq!(records.len(), 2, "{}", text(&listed.stdout));
+    assert_eq!(records.len(), 4, "{}", text(&listed.stdout));
     let key_of = |id: &str| {
         let record = records
             .iter()
@@ -2200,6 +2200,9 @@ fn the_inbox_command_lists_redrives_and_discards_dead_letters() {
     let out = hookguard(&["inbox", "discard", "-c", config_arg, &discarded], b"");
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "1 dead letter(s) discarded\n");
+    let out = hookguard(&["inbox", "discard", "-c", config_arg, "--all"], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "2 dead letter(s) discarded\n", "the swept ones, a page at a time");
     let out = hookguard(&["inbox", "discard", "-c", config_arg, &discarded], b"");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("no dead letter has the key"), "{}", text(&out.stderr));

@@ -70,6 +70,8 @@ struct Keys {
 
 /// How many dead letters `--all` acts on at most.
 const ALL: usize = 100_000;
+/// How many dead letters `--all` reads at once.
+const PAGE: usize = 500;
 
 pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
     let file = match &args.command {
@@ -94,16 +96,33 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
             Command::Redrive(keys) => (keys, true),
             Command::Discard(keys) => (keys, false),
         };
-        let keys = if keys.all {
-            let dead = inbox.dead_letters(ALL).await.map_err(failed)?;
-            dead.into_iter().map(|letter| letter.webhook.key().to_owned()).collect()
-        } else {
-            keys.keys
-        };
         let (verb, done) = if redrive { ("re-driven", "redrive") } else { ("discarded", "discard") };
+        if keys.all {
+            // A page at a time: the bodies of every dead letter at once could be more than
+            // this process, or a Redis server building one reply, should hold. Each page
+            // re-driven or discarded leaves the dead list, so the next one starts after it.
+            let mut count = 0;
+            while count < ALL {
+                let page = inbox.dead_letters(PAGE.min(ALL - count)).await.map_err(failed)?;
+                let before = count;
+                for letter in &page {
+                    let key = letter.webhook.key();
+                    let found = if redrive { inbox.redrive(key).await } else { inbox.discard(key).await };
+                    if found.map_err(|e| format!("[inbox] cannot {done} {key}: {e}"))? {
+                        count += 1;
+                    }
+                }
+                // An empty page, or one whose letters others took meanwhile: done.
+                if count == before {
+                    break;
+                }
+            }
+            common::say(format_args!("{count} dead letter(s) {verb}"))?;
+            return Ok(ExitCode::SUCCESS);
+        }
         let mut code = ExitCode::SUCCESS;
         let mut count = 0;
-        for key in &keys {
+        for key in &keys.keys {
             let found = if redrive { inbox.redrive(key).await } else { inbox.discard(key).await };
             if found.map_err(|e| format!("[inbox] cannot {done} {key}: {e}"))? {
                 count += 1;
