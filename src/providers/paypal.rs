@@ -262,9 +262,9 @@ const CERT_PATH: &str = "/v1/notifications/certs/";
 const MAX_CERT_NAME_LEN: usize = 128;
 
 /// Whether a `PAYPAL-CERT-URL` may be fetched: an `https` URL, without user info, on
-/// the default port, on one of PayPal's REST API hosts **exactly** (`api.paypal.com`,
-/// `api-m.paypal.com`, `api.sandbox.paypal.com`, `api-m.sandbox.paypal.com`; any case, a
-/// trailing dot allowed), whose path is `/v1/notifications/certs/` followed by one
+/// the default port (no port, an empty one or `:443` exactly), on one of PayPal's REST
+/// API hosts **exactly** (`api.paypal.com`, `api-m.paypal.com`, `api.sandbox.paypal.com`,
+/// `api-m.sandbox.paypal.com`; any case, a trailing dot allowed), whose path is `/v1/notifications/certs/` followed by one
 /// segment of letters, digits, `-`, `_` and `.` (PayPal's look like
 /// `CERT-360caa42-fca2a594-1d93a270`; no `%` escapes, no `..`, no further `/`), with no
 /// query or fragment (a query would make one certificate many URLs, each fetched and
@@ -303,7 +303,12 @@ pub fn is_trusted_cert_url(url: &str) -> bool {
     if url.contains('#') {
         return false;
     }
-    if authority.port_u16().is_some_and(|p| p != 443) {
+    // The default port only: a port must be empty or exactly `443` (`port_u16` is `None`
+    // for `:99999` or `:abc`, and `0443` would parse as 443).
+    if let Some((_, port)) = authority.as_str().rsplit_once(':')
+        && !port.is_empty()
+        && port != "443"
+    {
         return false;
     }
     let host = authority.host().strip_suffix('.').unwrap_or(authority.host());
@@ -612,6 +617,15 @@ mod tests {
             (&too_long, false),
             // Other schemes, ports, user info, queries, fragments.
             ("https://api.paypal.com:8443/v1/notifications/certs/CERT-1", false),
+            // Only an empty port or `443` exactly: not one out of range, not letters, not
+            // another spelling of 443.
+            ("https://api.paypal.com:/v1/notifications/certs/CERT-1", true),
+            ("https://api.paypal.com:99999/v1/notifications/certs/CERT-1", false),
+            ("https://api.paypal.com:65979/v1/notifications/certs/CERT-1", false),
+            ("https://api.paypal.com:abc/v1/notifications/certs/CERT-1", false),
+            ("https://api.paypal.com:0443/v1/notifications/certs/CERT-1", false),
+            ("https://api.paypal.com:+443/v1/notifications/certs/CERT-1", false),
+            ("https://api.paypal.com:443:443/v1/notifications/certs/CERT-1", false),
             ("http://api.paypal.com/v1/notifications/certs/CERT-1", false),
             ("https://user@api.paypal.com/v1/notifications/certs/CERT-1", false),
             ("https://api.paypal.com/v1/notifications/certs/CERT-1?n=2", false),
