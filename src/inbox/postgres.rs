@@ -3,12 +3,15 @@
 use std::{
     borrow::Cow,
     fmt,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
 use bytes::Bytes;
-use deadpool_postgres::{Pool, Runtime};
+use deadpool_postgres::{Object, Pool, Runtime};
 use time::OffsetDateTime;
 use tokio::{sync::OnceCell, time::Instant};
 use tokio_postgres::{
@@ -46,6 +49,11 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(3);
 const POOL_WAIT: Duration = Duration::from_secs(5);
 /// How long one call may take, by default (see [`PostgresInbox::operation_timeout`]).
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+/// How much longer than the longest operation timeout of the inboxes sharing it the server
+/// lets a statement on a connection of the pool made by [`PostgresInbox::connect`] run
+/// (`statement_timeout`): what ends a statement whose call was abandoned when its cancel
+/// request did not get through.
+const STATEMENT_MARGIN: Duration = Duration::from_secs(1);
 /// The longest a migration waits for a lock (never more than half the operation timeout):
 /// every push and pull that needs the table queues behind a DDL statement waiting for one.
 const MIGRATION_LOCK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -59,6 +67,12 @@ const ESCAPED_FIELD: &str = "nul_escaped";
 
 /// Why a `LISTEN` session ended.
 type ListenError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Sends a cancel request for the statement running on a connection (a connection of its
+/// own, with the TLS the pool connects with).
+type CancelFn = dyn Fn(tokio_postgres::CancelToken) -> BoxFuture<'static, Result<(), tokio_postgres::Error>>
+    + Send
+    + Sync;
 
 /// One `LISTEN` session: connects, runs the given `LISTEN` statement, counts notifications
 /// on the signal until the connection ends. Type-erases the TLS connector.
@@ -132,6 +146,17 @@ type ListenFn = dyn Fn(Arc<str>, Arc<Signal>) -> BoxFuture<'static, Result<(), L
 /// for each lock it needs, and once the table, indexes and trigger exist it takes none on
 /// the table.
 ///
+/// A call that gives up (or that its caller drops) while its statement still runs on the
+/// server (waiting for a lock, say) does not give its connection back to the pool, where
+/// the next call's statements would queue behind that one: the connection is taken out of
+/// the pool (which opens another in its place when needed), a cancel request is sent for
+/// the statement (over a connection of its own, with the TLS given to
+/// [`wakeups`](Self::wakeups), else none), and the connection is closed. Should the cancel
+/// request not get through, the connections of the pool made by `connect` have the server
+/// end every statement itself a second after the operation timeout (`statement_timeout`,
+/// the longest operation timeout of the inboxes sharing the pool plus 1 s, unless the URL
+/// sets one in `options`). Set a `statement_timeout` on a pool of your own likewise.
+///
 /// # Wake-ups
 ///
 /// Idle workers do not poll: [`wait`](Inbox::wait) returns as soon as any replica pushes.
@@ -190,6 +215,11 @@ pub struct PostgresInbox {
     last_purge: Arc<Mutex<Option<OffsetDateTime>>>,
     /// How long one call may take.
     timeout: Duration,
+    /// Cancels the statement of a connection whose call was abandoned (see [`Loan`]).
+    cancel: Arc<CancelFn>,
+    /// The `statement_timeout` (ms) that the connections of the pool made by `connect` open
+    /// with, shared by the inboxes that share the pool; `None` for a pool of the caller's.
+    statement_limit: Option<Arc<AtomicU64>>,
     /// Opens `wait`'s `LISTEN` connection; `None`: `wait` sleeps its whole timeout.
     listen: Option<Arc<ListenFn>>,
     listener: Arc<Background>,
@@ -499,6 +529,120 @@ async fn within<T>(
     tokio::time::timeout(limit, op).await.unwrap_or_else(|_| Err(backend(TimedOut(limit))))
 }
 
+/// A connection of the pool lent to one call; [`on_loan`] gives it back to the pool once the
+/// call's statements are done.
+///
+/// Dropped before that, its call was abandoned (the operation timeout, or a caller that
+/// dropped the call), perhaps with a statement still running on the server: given back, the
+/// connection would make the next call's statements wait behind that one (a lock held
+/// for long would so take every connection of the pool, one timed-out call after the
+/// other). So it is taken out of the pool for good (the pool opens another in its place),
+/// and a cancel request is sent for its statement; the connection closes once the request
+/// was sent.
+struct Loan {
+    object: Option<Object>,
+    cancel: Arc<CancelFn>,
+}
+
+impl Loan {
+    /// Gives the connection back to the pool: its call's statements are done.
+    fn give_back(mut self) {
+        drop(self.object.take());
+    }
+}
+
+impl Drop for Loan {
+    fn drop(&mut self) {
+        let Some(object) = self.object.take() else { return };
+        let token = object.cancel_token();
+        let client = Object::take(object);
+        // No runtime (a call dropped after its runtime): the connection just closes.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let cancel = Arc::clone(&self.cancel);
+        drop(runtime.spawn(async move {
+            let failed = match tokio::time::timeout(CONNECT_TIMEOUT, cancel(token)).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some(format!("no answer within {CONNECT_TIMEOUT:?}")),
+            };
+            if let Some(error) = failed {
+                tracing::warn!(%error, "PostgreSQL inbox: could not cancel the statement of an abandoned call");
+            }
+            drop(client);
+        }));
+    }
+}
+
+/// Runs `op` on a connection of `pool`, given back once `op` is done; if `op` is dropped
+/// before (its call abandoned), the connection is never reused (see [`Loan`]).
+async fn on_loan<T>(
+    pool: &Pool,
+    cancel: &Arc<CancelFn>,
+    op: impl AsyncFnOnce(&mut Object) -> Result<T, InboxError>,
+) -> Result<T, InboxError> {
+    let object = pool.get().await.map_err(backend)?;
+    let mut loan = Loan { object: Some(object), cancel: Arc::clone(cancel) };
+    let out = match loan.object.as_mut() {
+        Some(object) => op(object).await,
+        None => Err(InboxError::Backend("no pooled connection".into())),
+    };
+    loan.give_back();
+    out
+}
+
+/// Cancels statements over a connection made with `tls`.
+fn canceller<T>(tls: T) -> Arc<CancelFn>
+where
+    T: MakeTlsConnect<Socket> + Clone + Send + Sync + 'static,
+    T::Stream: Send,
+    T::TlsConnect: Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    Arc::new(move |token: tokio_postgres::CancelToken| {
+        let tls = tls.clone();
+        Box::pin(async move { token.cancel_query(tls).await })
+    })
+}
+
+/// The `statement_timeout` (whole ms, as PostgreSQL takes it) for an operation timeout:
+/// [`STATEMENT_MARGIN`] more, at most PostgreSQL's largest.
+fn statement_ms(timeout: Duration) -> u64 {
+    let ms = timeout.saturating_add(STATEMENT_MARGIN).as_millis();
+    u64::try_from(ms).unwrap_or(u64::MAX).min(i32::MAX as u64)
+}
+
+/// Opens the connections of the pool made by [`PostgresInbox::connect`]: with its
+/// configuration, and a `statement_timeout` of the longest operation timeout of the
+/// inboxes that share the pool plus [`STATEMENT_MARGIN`], unless the URL's `options` set
+/// one. Set when each connection opens, it costs no statement.
+struct Opener {
+    statement_ms: Arc<AtomicU64>,
+}
+
+impl deadpool_postgres::Connect for Opener {
+    fn connect(
+        &self,
+        config: &tokio_postgres::Config,
+    ) -> BoxFuture<'_, Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>>
+    {
+        let mut config = config.clone();
+        let own = config.get_options().unwrap_or_default().to_owned();
+        if !own.contains("statement_timeout") {
+            let limit = format!("-c statement_timeout={}", self.statement_ms.load(Ordering::Relaxed));
+            config.options(if own.trim().is_empty() { limit } else { format!("{own} {limit}") });
+        }
+        Box::pin(async move {
+            let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+            let task = tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(error = %e, "PostgreSQL inbox: a pooled connection failed");
+                }
+            });
+            Ok((client, task))
+        })
+    }
+}
+
 /// `text` as a `text` column can hold it: unchanged unless it holds NUL (which PostgreSQL
 /// refuses) or [`ESC`]; then each NUL is written as `ESC 0` and each `ESC` as `ESC ESC`.
 /// Two different texts are never written alike: one left unchanged holds no `ESC`, an
@@ -652,6 +796,36 @@ fn read_webhook(record: &str, body: Vec<u8>) -> Result<Webhook, String> {
     Webhook::from_meta_json(record.as_bytes(), Bytes::from(body)).map_err(|e| e.to_string())
 }
 
+/// The dead letter of a row of [`Sql::dead_list`]; `None` (logged with its key) when its
+/// record cannot be read.
+fn dead_letter(row: &tokio_postgres::Row) -> Result<Option<DeadLetter>, InboxError> {
+    let record: String = row.try_get(0).map_err(backend)?;
+    let body: Vec<u8> = row.try_get(1).map_err(backend)?;
+    let attempts: i32 = row.try_get(2).map_err(backend)?;
+    let error: String = row.try_get(3).map_err(backend)?;
+    let failed_at: Option<OffsetDateTime> = row.try_get(4).map_err(backend)?;
+    let webhook = match read_webhook(&record, body) {
+        Ok(webhook) => webhook,
+        // One damaged row must not hide the others (see `Inbox::dead_letters`).
+        Err(e) => {
+            // Its key (not secret) for `discard`, which takes it as given here.
+            let key: String = row.try_get(5).unwrap_or_default();
+            tracing::warn!(
+                error = %e,
+                key = ?key_as_given(&key),
+                "an unreadable PostgreSQL dead letter is left out of the list; `discard` its key to drop it"
+            );
+            return Ok(None);
+        }
+    };
+    Ok(Some(DeadLetter {
+        webhook,
+        attempts: u32::try_from(attempts).unwrap_or(0),
+        error,
+        failed_at: failed_at.unwrap_or(OffsetDateTime::UNIX_EPOCH),
+    }))
+}
+
 /// The receipt of a lease: the row's `seq` and the lease's token.
 fn receipt(seq: i64, token: i64) -> String {
     format!("{seq}:{token}")
@@ -665,14 +839,22 @@ fn parse_receipt(receipt: &str) -> Option<(i64, i64)> {
 
 /// Sends one notification for each burst of committed changes (pokes), at most one every
 /// [`NOTIFY_SPACING`], until the task is dropped.
-async fn notify_forever(pool: Pool, sql: Arc<Sql>, signal: Arc<Signal>, timeout: Duration) {
+async fn notify_forever(
+    pool: Pool,
+    sql: Arc<Sql>,
+    cancel: Arc<CancelFn>,
+    signal: Arc<Signal>,
+    timeout: Duration,
+) {
     loop {
         signal.demanded().await;
-        let sent = within(timeout, async {
-            let client = pool.get().await.map_err(backend)?;
-            let stmt = client.prepare_cached(&sql.notify).await.map_err(backend)?;
-            client.execute(&stmt, &[&sql.channel]).await.map_err(backend)
-        });
+        let sent = within(
+            timeout,
+            on_loan(&pool, &cancel, async |client| {
+                let stmt = client.prepare_cached(&sql.notify).await.map_err(backend)?;
+                client.execute(&stmt, &[&sql.channel]).await.map_err(backend)
+            }),
+        );
         if let Err(e) = sent.await {
             tracing::warn!(error = %e, "PostgreSQL inbox: NOTIFY failed; idle workers of other replicas wake at their timeout");
         }
@@ -782,9 +964,10 @@ impl PostgresInbox {
     pub async fn connect(url: &str) -> Result<Self, InboxError> {
         let config = connection_config(url)?;
         let open = open_limit(&config);
-        let manager = deadpool_postgres::Manager::from_config(
+        let statement_limit = Arc::new(AtomicU64::new(statement_ms(OPERATION_TIMEOUT)));
+        let manager = deadpool_postgres::Manager::from_connect(
             config.clone(),
-            tokio_postgres::NoTls,
+            Opener { statement_ms: Arc::clone(&statement_limit) },
             deadpool_postgres::ManagerConfig::default(),
         );
         let pool = Pool::builder(manager)
@@ -796,7 +979,9 @@ impl PostgresInbox {
             .build()
             .map_err(backend)?;
         drop(pool.get().await.map_err(backend)?);
-        Ok(Self::from_pool(pool).wakeups(config, tokio_postgres::NoTls))
+        let mut inbox = Self::from_pool(pool).wakeups(config, tokio_postgres::NoTls);
+        inbox.statement_limit = Some(statement_limit);
+        Ok(inbox)
     }
 
     /// Uses an existing pool (for TLS, other sizes or shared pools). Idle workers poll
@@ -835,6 +1020,8 @@ impl PostgresInbox {
             clock: Arc::new(SystemClock),
             last_purge: Arc::default(),
             timeout: OPERATION_TIMEOUT,
+            cancel: canceller(tokio_postgres::NoTls),
+            statement_limit: None,
             listen: None,
             listener: Arc::new(Background::new()),
             notifier: Arc::new(Background::new()),
@@ -844,7 +1031,9 @@ impl PostgresInbox {
     /// Lets [`wait`](Inbox::wait) hear pushes from every replica: its `LISTEN` connection
     /// (one per inbox, see [Wake-ups](Self#wake-ups)) is opened with `config` and `tls`.
     /// [`connect`](Self::connect) does this with its URL and no TLS; call it after
-    /// [`from_pool`](Self::from_pool) with what the pool connects with.
+    /// [`from_pool`](Self::from_pool) with what the pool connects with. Cancel requests
+    /// for the statements of abandoned calls (see [Timeouts](Self#timeouts)) use `tls`
+    /// too.
     ///
     /// ```no_run
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -868,6 +1057,7 @@ impl PostgresInbox {
         T::TlsConnect: Send,
         <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
     {
+        self.cancel = canceller(tls.clone());
         self.listen = Some(Arc::new(move |listen, signal| {
             Box::pin(listen_session(config.clone(), tls.clone(), listen, signal))
         }));
@@ -982,9 +1172,14 @@ impl PostgresInbox {
     /// [`ack`](Inbox::ack), [`migrate`](Self::migrate), ...) may take, waiting for a pooled
     /// connection or opening one included, before it fails with [`InboxError::Backend`]
     /// (the receiver then answers `503` with `Retry-After`); default 5 s. A database that
-    /// stops answering fails pushes instead of holding them. What was sent may still
+    /// stops answering fails pushes instead of holding them (see [Timeouts](Self#timeouts)
+    /// for what becomes of its connection and statement). What was sent may still
     /// complete: a push that timed out may have been kept (its resend is then a duplicate,
     /// answered `2xx`), an ack that timed out may have acked.
+    ///
+    /// The pool made by [`connect`](Self::connect) has the server end a statement 1 s
+    /// after the longest operation timeout of the inboxes sharing it: its idle
+    /// connections opened with a shorter one close when this makes it longer.
     ///
     /// A migration waits at most half of this (and at most 2 s) for each lock it needs
     /// (`lock_timeout`), and then fails with PostgreSQL's "lock timeout" error, so that
@@ -1011,6 +1206,13 @@ impl PostgresInbox {
     #[must_use]
     pub fn operation_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        if let Some(limit) = &self.statement_limit {
+            let ms = statement_ms(timeout);
+            if limit.fetch_max(ms, Ordering::Relaxed) < ms {
+                // Idle connections opened with the shorter limit close; new ones get this one.
+                drop(self.pool.retain(|_, _| false));
+            }
+        }
         self.notifier = Arc::new(Background::new());
         self
     }
@@ -1050,14 +1252,16 @@ impl PostgresInbox {
                 let lock_wait = MIGRATION_LOCK_TIMEOUT.min(self.timeout / 2).max(Duration::from_millis(1));
                 let failed =
                     |source| backend(MigrationFailed { schema: self.sql.schema.clone(), lock_wait, source });
-                let mut client = self.pool.get().await.map_err(backend)?;
-                let tx = client.transaction().await.map_err(backend)?;
-                // For this transaction only: the pooled connection keeps its own setting.
-                tx.batch_execute(&format!("SET LOCAL lock_timeout = {}", lock_wait.as_millis()))
-                    .await
-                    .map_err(failed)?;
-                tx.batch_execute(&self.sql.migrate).await.map_err(failed)?;
-                tx.commit().await.map_err(failed)
+                on_loan(&self.pool, &self.cancel, async |client| {
+                    let tx = client.transaction().await.map_err(backend)?;
+                    // For this transaction only: the pooled connection keeps its own setting.
+                    tx.batch_execute(&format!("SET LOCAL lock_timeout = {}", lock_wait.as_millis()))
+                        .await
+                        .map_err(failed)?;
+                    tx.batch_execute(&self.sql.migrate).await.map_err(failed)?;
+                    tx.commit().await.map_err(failed)
+                })
+                .await
             })
             .await?;
         Ok(())
@@ -1095,26 +1299,40 @@ impl PostgresInbox {
     }
 
     async fn purge_now(&self) -> Result<u64, InboxError> {
-        let client = self.client().await?;
         // A retention too long for the calendar keeps everything (was: a panic).
         let now = self.clock.now();
         let before = time::Duration::try_from(self.retention)
             .ok()
             .and_then(|retention| now.checked_sub(retention))
             .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        let stmt = client.prepare_cached(&self.sql.purge).await.map_err(backend)?;
-        client.execute(&stmt, &[&before]).await.map_err(backend)
+        self.on_connection(async |client| {
+            let stmt = client.prepare_cached(&self.sql.purge).await.map_err(backend)?;
+            client.execute(&stmt, &[&before]).await.map_err(backend)
+        })
+        .await
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Object, InboxError> {
+    /// Runs `op` on a pooled connection, the schema migrated first (see [`on_loan`]).
+    async fn on_connection<T>(
+        &self,
+        op: impl AsyncFnOnce(&mut Object) -> Result<T, InboxError>,
+    ) -> Result<T, InboxError> {
         self.migrate_once().await?;
-        self.pool.get().await.map_err(backend)
+        on_loan(&self.pool, &self.cancel, op).await
     }
 
     async fn push_now(&self, webhook: Webhook) -> Result<Pushed, InboxError> {
         // Refused, not accepted and set aside as damaged at its first pull.
         webhook.check_keepable()?;
-        let client = self.client().await?;
+        let pushed = self.on_connection(async |client| self.push_on(client, &webhook).await).await?;
+        if pushed == Pushed::Accepted {
+            self.notify();
+        }
+        Ok(pushed)
+    }
+
+    /// Keeps `webhook` unless it is kept already or the inbox is full.
+    async fn push_on(&self, client: &Object, webhook: &Webhook) -> Result<Pushed, InboxError> {
         let stmt = client.prepare_cached(&self.sql.push).await.map_err(backend)?;
         let now = self.clock.now();
         // PostgreSQL refuses NUL in `text` and `\u0000` in `jsonb`: an id or event type from
@@ -1137,7 +1355,6 @@ impl PostgresInbox {
             .await
             .map_err(backend)?;
         if inserted.is_some() {
-            self.notify();
             return Ok(Pushed::Accepted);
         }
         let stmt = client.prepare_cached(&self.sql.exists).await.map_err(backend)?;
@@ -1155,7 +1372,17 @@ impl PostgresInbox {
         // Before the query: a notification after this is for a change the pull may miss.
         self.listener.pulling(now);
         self.purge_now_and_then(now).await?;
-        let client = self.client().await?;
+        self.on_connection(async |client| self.pull_on(client, now, max, lease).await).await
+    }
+
+    /// Leases up to `max` due rows until `now` + `lease`.
+    async fn pull_on(
+        &self,
+        client: &Object,
+        now: OffsetDateTime,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Job>, InboxError> {
         let stmt = client.prepare_cached(&self.sql.pull).await.map_err(backend)?;
         let token = fastrand::i64(..);
         let rows = client
@@ -1229,56 +1456,44 @@ impl PostgresInbox {
         // The row by its `seq`, not its key: a key stored before keys were escaped (see
         // `stored`) may not be the key escaped.
         let Some((seq, token)) = parse_receipt(job.receipt()) else { return Err(InboxError::LeaseLost) };
-        let client = self.client().await?;
-        let stmt = client.prepare_cached(sql).await.map_err(backend)?;
-        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&seq, &token];
-        params.extend_from_slice(extra);
-        match client.execute(&stmt, &params).await.map_err(backend)? {
+        let changed = self
+            .on_connection(async |client| {
+                let stmt = client.prepare_cached(sql).await.map_err(backend)?;
+                let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&seq, &token];
+                params.extend_from_slice(extra);
+                client.execute(&stmt, &params).await.map_err(backend)
+            })
+            .await?;
+        match changed {
             0 => Err(InboxError::LeaseLost),
             _ => Ok(()),
         }
     }
 
     async fn dead_list(&self, limit: usize) -> Result<Vec<DeadLetter>, InboxError> {
-        let client = self.client().await?;
-        let stmt = client.prepare_cached(&self.sql.dead_list).await.map_err(backend)?;
-        let rows = client.query(&stmt, &[&count(limit)]).await.map_err(backend)?;
+        let rows = self
+            .on_connection(async |client| {
+                let stmt = client.prepare_cached(&self.sql.dead_list).await.map_err(backend)?;
+                client.query(&stmt, &[&count(limit)]).await.map_err(backend)
+            })
+            .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let record: String = row.try_get(0).map_err(backend)?;
-            let body: Vec<u8> = row.try_get(1).map_err(backend)?;
-            let attempts: i32 = row.try_get(2).map_err(backend)?;
-            let error: String = row.try_get(3).map_err(backend)?;
-            let failed_at: Option<OffsetDateTime> = row.try_get(4).map_err(backend)?;
-            let webhook = match read_webhook(&record, body) {
-                Ok(webhook) => webhook,
-                // One damaged row must not hide the others (see `Inbox::dead_letters`).
-                Err(e) => {
-                    // Its key (not secret) for `discard`, which takes it as given here.
-                    let key: String = row.try_get(5).unwrap_or_default();
-                    tracing::warn!(
-                        error = %e,
-                        key = ?key_as_given(&key),
-                        "an unreadable PostgreSQL dead letter is left out of the list; `discard` its key to drop it"
-                    );
-                    continue;
-                }
-            };
-            out.push(DeadLetter {
-                webhook,
-                attempts: u32::try_from(attempts).unwrap_or(0),
-                error,
-                failed_at: failed_at.unwrap_or(OffsetDateTime::UNIX_EPOCH),
-            });
+            if let Some(dead) = dead_letter(&row)? {
+                out.push(dead);
+            }
         }
         Ok(out)
     }
 
     async fn redrive_now(&self, key: &str) -> Result<bool, InboxError> {
-        let client = self.client().await?;
-        let stmt = client.prepare_cached(&self.sql.redrive).await.map_err(backend)?;
-        let now = self.clock.now();
-        let redriven = client.execute(&stmt, &[&stored(key), &now]).await.map_err(backend)? > 0;
+        let redriven = self
+            .on_connection(async |client| {
+                let stmt = client.prepare_cached(&self.sql.redrive).await.map_err(backend)?;
+                let now = self.clock.now();
+                Ok(client.execute(&stmt, &[&stored(key), &now]).await.map_err(backend)? > 0)
+            })
+            .await?;
         if redriven {
             self.notify();
         }
@@ -1286,31 +1501,37 @@ impl PostgresInbox {
     }
 
     async fn discard_now(&self, key: &str) -> Result<bool, InboxError> {
-        let client = self.client().await?;
-        let stmt = client.prepare_cached(&self.sql.discard).await.map_err(backend)?;
-        let now = self.clock.now();
-        Ok(client.execute(&stmt, &[&stored(key), &now]).await.map_err(backend)? > 0)
+        self.on_connection(async |client| {
+            let stmt = client.prepare_cached(&self.sql.discard).await.map_err(backend)?;
+            let now = self.clock.now();
+            Ok(client.execute(&stmt, &[&stored(key), &now]).await.map_err(backend)? > 0)
+        })
+        .await
     }
 
     /// Has the notifier tell every listening replica that a change committed.
     fn notify(&self) {
         if self.sql.valid {
-            let (pool, sql) = (&self.pool, &self.sql);
+            let (pool, sql, cancel) = (&self.pool, &self.sql, &self.cancel);
             let timeout = self.timeout;
             self.notifier
-                .start(|signal| notify_forever(pool.clone(), Arc::clone(sql), signal, timeout))
+                .start(|signal| {
+                    notify_forever(pool.clone(), Arc::clone(sql), Arc::clone(cancel), signal, timeout)
+                })
                 .poke();
         }
     }
 
     /// The earliest due time or lease end after `after`.
     async fn next_due(&self, after: OffsetDateTime) -> Result<Option<OffsetDateTime>, InboxError> {
-        let client = self.client().await?;
-        let stmt = client.prepare_cached(&self.sql.due).await.map_err(backend)?;
-        let row = client.query_one(&stmt, &[&after]).await.map_err(backend)?;
-        let ready: Option<OffsetDateTime> = row.try_get(0).map_err(backend)?;
-        let lease_end: Option<OffsetDateTime> = row.try_get(1).map_err(backend)?;
-        Ok(ready.into_iter().chain(lease_end).min())
+        self.on_connection(async |client| {
+            let stmt = client.prepare_cached(&self.sql.due).await.map_err(backend)?;
+            let row = client.query_one(&stmt, &[&after]).await.map_err(backend)?;
+            let ready: Option<OffsetDateTime> = row.try_get(0).map_err(backend)?;
+            let lease_end: Option<OffsetDateTime> = row.try_get(1).map_err(backend)?;
+            Ok(ready.into_iter().chain(lease_end).min())
+        })
+        .await
     }
 
     async fn wait_now(&self, timeout: Duration) {
@@ -1335,9 +1556,12 @@ impl PostgresInbox {
     }
 
     async fn depth_now(&self) -> Result<usize, InboxError> {
-        let client = self.client().await?;
-        let stmt = client.prepare_cached(&self.sql.depth).await.map_err(backend)?;
-        let n: i64 = client.query_one(&stmt, &[]).await.map_err(backend)?.try_get(0).map_err(backend)?;
+        let n: i64 = self
+            .on_connection(async |client| {
+                let stmt = client.prepare_cached(&self.sql.depth).await.map_err(backend)?;
+                client.query_one(&stmt, &[]).await.map_err(backend)?.try_get(0).map_err(backend)
+            })
+            .await?;
         Ok(usize::try_from(n).unwrap_or(0))
     }
 }
@@ -1821,6 +2045,103 @@ mod tests {
             "{logs}"
         );
         assert!(inbox.discard("test:b\0").await.unwrap(), "the logged key discards it");
+    }
+
+    /// A pool of one connection to the test database, of the caller's (no statement
+    /// timeout of the inbox's).
+    fn pool_of_one(url: &str) -> deadpool_postgres::Pool {
+        let mut cfg = deadpool_postgres::Config::new();
+        cfg.url = Some(url.to_owned());
+        cfg.pool = Some(deadpool_postgres::PoolConfig::new(1));
+        cfg.create_pool(Some(deadpool_postgres::Runtime::Tokio1), tokio_postgres::NoTls).unwrap()
+    }
+
+    /// How many sessions wait for a lock on `table`.
+    async fn lock_waiters(admin: &tokio_postgres::Client, table: &str) -> i64 {
+        admin
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE relation = $1::text::regclass AND NOT granted",
+                &[&table],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// A call that timed out while its statement waited on the server (here for a lock held
+    /// elsewhere) has that statement cancelled and its connection taken out of the pool: the
+    /// next call gets a connection at once, not one whose statement is still queued (it
+    /// was given back to the pool busy, and every call after it waited behind the stalled
+    /// statement, timing out one after the other while the lock was held).
+    #[tokio::test]
+    async fn a_call_that_timed_out_leaves_no_busy_connection_in_the_pool() {
+        let Some(url) = test_url() else { return };
+        let (stuck_schema, free_schema) = (unique("stuck"), unique("free"));
+        let pool = pool_of_one(&url);
+        let stuck = PostgresInbox::from_pool(pool.clone())
+            .schema(&stuck_schema)
+            .operation_timeout(Duration::from_millis(300));
+        let free = PostgresInbox::from_pool(pool.clone())
+            .schema(&free_schema)
+            .operation_timeout(Duration::from_secs(2));
+        stuck.migrate().await.unwrap();
+        free.migrate().await.unwrap();
+        let table = format!("\"{stuck_schema}\".inbox");
+        let lock = holding(&url, &format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")).await;
+        let failed = bounded("the push to time out", stuck.push(hook("a", None))).await;
+        let Err(InboxError::Backend(e)) = failed else { panic!("{failed:?}") };
+        assert!(e.to_string().contains("did not answer within 300ms"), "{e}");
+        assert_eq!(
+            bounded("a call on the pool of one", free.depth()).await.expect("a fresh connection"),
+            0,
+            "not queued behind the stalled statement"
+        );
+        let admin = admin(&url).await;
+        bounded("the stalled statement to be cancelled", async {
+            while lock_waiters(&admin, &table).await > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        drop(lock);
+        assert_eq!(bounded("a push", stuck.push(hook("a", None))).await.unwrap(), Pushed::Accepted);
+        assert_eq!(pool.status().size, 1, "one connection, opened in place of the abandoned one");
+    }
+
+    /// The connections of the pool made by `connect` end a statement on the server a second
+    /// after the longest operation timeout of the inboxes sharing it: should a cancel
+    /// request not get through, no statement runs on for ever.
+    #[tokio::test]
+    async fn its_own_pool_ends_statements_a_little_after_the_operation_timeout() {
+        let Some(url) = test_url() else { return };
+        async fn setting(inbox: &PostgresInbox) -> String {
+            let client = inbox.pool.get().await.unwrap();
+            client
+                .query_one("SELECT setting FROM pg_settings WHERE name = 'statement_timeout'", &[])
+                .await
+                .unwrap()
+                .get(0)
+        }
+        let inbox = PostgresInbox::connect(&url).await.unwrap();
+        assert_eq!(setting(&inbox).await, "6000", "the default operation timeout, 5 s, and 1 s");
+        let longer = inbox.clone().operation_timeout(Duration::from_secs(20));
+        assert_eq!(setting(&longer).await, "21000", "the connection opened before is closed");
+        let shorter = inbox.clone().operation_timeout(Duration::from_secs(2));
+        assert_eq!(setting(&shorter).await, "21000", "the longest of the inboxes sharing the pool");
+        let huge = PostgresInbox::connect(&url).await.unwrap().operation_timeout(Duration::MAX);
+        assert_eq!(setting(&huge).await, i32::MAX.to_string(), "PostgreSQL's largest");
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let own = PostgresInbox::connect(&format!("{url}{separator}options=-c%20statement_timeout%3D1234"))
+            .await
+            .unwrap();
+        assert_eq!(setting(&own).await, "1234", "the URL's own");
+        let other = PostgresInbox::connect(&format!("{url}{separator}options=-c%20lock_timeout%3D777"))
+            .await
+            .unwrap();
+        assert_eq!(setting(&other).await, "6000", "beside the URL's other options");
+        let client = other.pool.get().await.unwrap();
+        let lock: String = client.query_one("SHOW lock_timeout", &[]).await.unwrap().get(0);
+        assert_eq!(lock, "777ms");
     }
 
     #[test]
