@@ -156,18 +156,33 @@ redis.call('ZADD', KEYS[4], redis.call('INCR', KEYS[5]), ARGV[1])
 return 1
 ";
 
-/// Lists up to `ARGV[1]` dead letters, oldest first: key, meta, body, attempts, error,
-/// failure time each. A damaged one (its hash gone, of another type, or missing a field)
-/// is listed with empty fields, by key, for the Rust side to leave out and log; nothing in
-/// it fails on one.
+/// Lists one page of dead letters, oldest first: up to `ARGV[1]` (a page, [`DEAD_PAGE`] at
+/// most) after the entry of score `ARGV[3]` and key `ARGV[4]` (the last of the page before;
+/// the first page when `ARGV[3]` is empty): key, score, meta, body, attempts, error,
+/// failure time each. After an entry still there with that score, by its rank (entries of
+/// one score are ordered by key); after one gone, by the score. A damaged one (its hash
+/// gone, of another type, or missing a field) is listed with empty fields, by key, for the
+/// Rust side to leave out and log; nothing in it fails on one.
 const DEAD_LIST: &str = r"
+local count = tonumber(ARGV[1])
+local entries
+if ARGV[3] == '' then
+  entries = redis.call('ZRANGE', KEYS[1], 0, count - 1, 'WITHSCORES')
+elseif redis.call('ZSCORE', KEYS[1], ARGV[4]) == ARGV[3] then
+  local rank = redis.call('ZRANK', KEYS[1], ARGV[4])
+  entries = redis.call('ZRANGE', KEYS[1], rank + 1, rank + count, 'WITHSCORES')
+else
+  entries = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[3], '+inf', 'WITHSCORES', 'LIMIT', 0, count)
+end
 local out = {}
-for _, key in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)) do
+for i = 1, #entries, 2 do
+  local key = entries[i]
   local f = {}
   if redis.call('TYPE', ARGV[2] .. key).ok == 'hash' then
     f = redis.call('HMGET', ARGV[2] .. key, 'meta', 'body', 'attempts', 'error', 'failed_at')
   end
   out[#out + 1] = key
+  out[#out + 1] = entries[i + 1]
   out[#out + 1] = f[1] or ''
   out[#out + 1] = f[2] or ''
   out[#out + 1] = f[3] or ''
@@ -177,9 +192,9 @@ end
 return out
 ";
 
-/// The most dead letters one listing reads: a limit past it (`usize::MAX`, "all") would
-/// reach `ZRANGE` as a Lua number such as `1.8e+19`, which Redis refuses as an index.
-const MAX_LIST: usize = i32::MAX as usize;
+/// The most dead letters (bodies included) one [`DEAD_LIST`] call reads: Redis runs one
+/// script at a time, and answers no other client (no replica's push) until it is done.
+const DEAD_PAGE: usize = 256;
 
 /// The id of the last stream entry the group handed out: entries after it are work that no
 /// consumer has taken yet (`0-0` while the stream or the group does not exist).
@@ -326,7 +341,9 @@ pub enum RedisDurability {
 ///   late resend is a duplicate.
 ///
 /// Each operation is one Lua script, so no other client's command runs in the middle of
-/// it. A script is not a transaction, though: when a command in it fails, Redis keeps the
+/// it; but a script holds up every other client's command (Redis runs one thing at a
+/// time), so none reads much: [`dead_letters`](Inbox::dead_letters) reads a page of 256 at
+/// a time, one script each (a dead letter moved while it lists may be left out). A script is not a transaction, though: when a command in it fails, Redis keeps the
 /// writes made before the failure. The scripts are written so that what callers and
 /// damaged records can cause fails none of them midway (a pull skips a damaged job rather
 /// than failing on it; a push adds the stream entry before the dedup mark, so a failed
@@ -422,6 +439,8 @@ pub struct RedisInbox {
     /// How long a consumer with nothing pending may be idle before it is deleted; `None`:
     /// [`IDLE_CONSUMER`] or ten leases, whichever is longer.
     idle_consumer: Option<Duration>,
+    /// The most dead letters one script call lists ([`DEAD_PAGE`]; fewer in tests).
+    dead_page: usize,
 }
 
 #[derive(Debug)]
@@ -703,6 +722,7 @@ impl RedisInbox {
             listener: Arc::new(Background::new()),
             next_sweep: Arc::new(AtomicI64::new(i64::MIN)),
             idle_consumer: None,
+            dead_page: DEAD_PAGE,
         }
     }
 
@@ -1104,44 +1124,57 @@ impl RedisInbox {
         Ok(short)
     }
 
+    /// Up to `limit` dead letters, oldest first, a page of at most
+    /// [`dead_page`](Self::dead_page) per script call, each from where the one before ended.
     async fn dead_list(&self, limit: usize) -> Result<Vec<DeadLetter>, InboxError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
         let mut conn = self.conn.clone();
-        let flat: Vec<Vec<u8>> = self
-            .scripts
-            .dead_list
-            .key(&self.keys.dead)
-            .arg(limit.min(MAX_LIST))
-            .arg(&self.keys.job)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(backend)?;
-        let mut out = Vec::with_capacity(flat.len() / 6);
-        for row in flat.chunks_exact(6) {
-            let [key, meta, body, attempts, error, failed_at] = row else { continue };
-            let webhook = match Webhook::from_meta_json(meta, Bytes::copy_from_slice(body)) {
-                Ok(webhook) => webhook,
-                // One damaged entry must not hide the others (see `Inbox::dead_letters`). Its
-                // key (no secret) is logged: `discard` takes it.
-                Err(e) => {
-                    let key = String::from_utf8_lossy(key);
-                    tracing::warn!(key = %key, error = %e, "an unreadable Redis dead letter is left out of the list");
-                    continue;
-                }
-            };
-            let failed_at = std::str::from_utf8(failed_at)
-                .ok()
-                .and_then(|n| n.parse::<i128>().ok())
-                .and_then(|n| OffsetDateTime::from_unix_timestamp_nanos(n).ok())
-                .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-            out.push(DeadLetter {
-                webhook,
-                attempts: std::str::from_utf8(attempts).ok().and_then(|a| a.parse().ok()).unwrap_or(0),
-                error: String::from_utf8_lossy(error).into_owned(),
-                failed_at,
-            });
+        let mut out = Vec::new();
+        let mut left = limit;
+        // The score and key of the last entry of the page before (none before the first).
+        let mut after: (Vec<u8>, Vec<u8>) = Default::default();
+        while left > 0 {
+            let page = left.min(self.dead_page.max(1));
+            let flat: Vec<Vec<u8>> = self
+                .scripts
+                .dead_list
+                .key(&self.keys.dead)
+                .arg(page)
+                .arg(&self.keys.job)
+                .arg(&after.0)
+                .arg(&after.1)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(backend)?;
+            let listed = flat.len() / 7;
+            left = left.saturating_sub(listed);
+            for row in flat.chunks_exact(7) {
+                let [key, score, meta, body, attempts, error, failed_at] = row else { continue };
+                after = (score.clone(), key.clone());
+                let webhook = match Webhook::from_meta_json(meta, Bytes::copy_from_slice(body)) {
+                    Ok(webhook) => webhook,
+                    // One damaged entry must not hide the others (see `Inbox::dead_letters`).
+                    // Its key (no secret) is logged: `discard` takes it.
+                    Err(e) => {
+                        let key = String::from_utf8_lossy(key);
+                        tracing::warn!(key = %key, error = %e, "an unreadable Redis dead letter is left out of the list");
+                        continue;
+                    }
+                };
+                let failed_at = std::str::from_utf8(failed_at)
+                    .ok()
+                    .and_then(|n| n.parse::<i128>().ok())
+                    .and_then(|n| OffsetDateTime::from_unix_timestamp_nanos(n).ok())
+                    .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+                out.push(DeadLetter {
+                    webhook,
+                    attempts: std::str::from_utf8(attempts).ok().and_then(|a| a.parse().ok()).unwrap_or(0),
+                    error: String::from_utf8_lossy(error).into_owned(),
+                    failed_at,
+                });
+            }
+            if listed < page {
+                break;
+            }
         }
         Ok(out)
     }
@@ -1269,6 +1302,7 @@ impl Inbox for RedisInbox {
         Box::pin(self.bury(job.webhook().key(), job.receipt(), error))
     }
 
+    /// Read a page at a time (256 dead letters, one script each; see [Layout](RedisInbox#layout)).
     fn dead_letters(&self, limit: usize) -> BoxFuture<'_, Result<Vec<DeadLetter>, InboxError>> {
         Box::pin(self.dead_list(limit))
     }
@@ -1459,6 +1493,59 @@ mod tests {
         let dead = inbox.dead_letters(usize::MAX).await.expect("any limit");
         assert_eq!(dead.len(), 1);
         clean(&mut admin(&url).await, &prefix).await;
+    }
+
+    /// Dead letters are read a page at a time (here 2), each page after where the one
+    /// before ended: all of them, in order (entries of one score by key, a page boundary
+    /// among them too), a damaged one left out but counted. One script used to read every
+    /// entry and body, holding up every other client of the server for as long.
+    #[tokio::test]
+    async fn dead_letters_are_listed_page_by_page_in_order() {
+        let Some(url) = test_url() else { return };
+        let prefix = unique("deadpages");
+        let mut inbox = inbox(&url, &prefix).await;
+        inbox.dead_page = 2;
+        for id in ["a", "b", "c", "d", "e", "f", "g"] {
+            inbox.push(webhook(id)).await.unwrap();
+        }
+        let jobs = inbox.pull(10, LEASE).await.unwrap();
+        assert_eq!(jobs.len(), 7);
+        let order = [6, 0, 1, 2, 3, 4, 5];
+        for i in order {
+            inbox.dead_letter(&jobs[i], "no").await.unwrap();
+        }
+        let listed = |dead: Vec<DeadLetter>| {
+            dead.iter().map(|d| d.webhook.id().unwrap().to_owned()).collect::<Vec<_>>()
+        };
+        let all = ["g", "a", "b", "c", "d", "e", "f"];
+        assert_eq!(listed(inbox.dead_letters(usize::MAX).await.unwrap()), all);
+        for n in 0..=all.len() + 1 {
+            assert_eq!(listed(inbox.dead_letters(n).await.unwrap()), all[..n.min(all.len())], "{n}");
+        }
+        // One score for b, c, d and e (a seq counter set back by hand, say): by key.
+        let mut admin = admin(&url).await;
+        let dead = format!("{{{prefix}}}:dead");
+        let score: f64 =
+            ::redis::cmd("ZSCORE").arg(&dead).arg("test:b").query_async(&mut admin).await.unwrap();
+        for id in ["e", "c", "d"] {
+            let _: i64 = ::redis::cmd("ZADD")
+                .arg(&dead)
+                .arg("XX")
+                .arg(score)
+                .arg(format!("test:{id}"))
+                .query_async(&mut admin)
+                .await
+                .unwrap();
+        }
+        assert_eq!(listed(inbox.dead_letters(usize::MAX).await.unwrap()), all);
+        let _: () = ::redis::cmd("DEL")
+            .arg(format!("{{{prefix}}}:job:test:c"))
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        assert_eq!(listed(inbox.dead_letters(usize::MAX).await.unwrap()), ["g", "a", "b", "d", "e", "f"]);
+        assert_eq!(listed(inbox.dead_letters(4).await.unwrap()), ["g", "a", "b"], "c counts");
+        clean(&mut admin, &prefix).await;
     }
 
     /// An unreadable job or dead letter is logged with its key, which
