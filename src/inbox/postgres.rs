@@ -54,6 +54,8 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 /// (`statement_timeout`): what ends a statement whose call was abandoned when its cancel
 /// request did not get through.
 const STATEMENT_MARGIN: Duration = Duration::from_secs(1);
+/// The most dead letters (bodies included) one statement of a listing reads.
+const DEAD_PAGE: usize = 256;
 /// The longest a migration waits for a lock (never more than half the operation timeout):
 /// every push and pull that needs the table queues behind a DDL statement waiting for one.
 const MIGRATION_LOCK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -220,6 +222,8 @@ pub struct PostgresInbox {
     /// The `statement_timeout` (ms) that the connections of the pool made by `connect` open
     /// with, shared by the inboxes that share the pool; `None` for a pool of the caller's.
     statement_limit: Option<Arc<AtomicU64>>,
+    /// The most dead letters one listing statement reads ([`DEAD_PAGE`]; fewer in tests).
+    dead_page: usize,
     /// Opens `wait`'s `LISTEN` connection; `None`: `wait` sleeps its whole timeout.
     listen: Option<Arc<ListenFn>>,
     listener: Arc<Background>,
@@ -260,6 +264,7 @@ struct Sql {
     give_back: String,
     dead: String,
     dead_list: String,
+    dead_list_unstamped: String,
     redrive: String,
     discard: String,
     depth: String,
@@ -414,9 +419,15 @@ impl Sql {
                 "UPDATE {t} SET status = 'dead', last_error = $3, failed_at = $4, lease_until = NULL, lease_token = NULL
                  WHERE seq = $1 AND status = 'leased' AND lease_token = $2"
             ),
+            // A page after the given failure time and `seq` (the index `inbox_dead`'s order).
             dead_list: format!(
-                "SELECT record::text, body, attempts, coalesce(last_error, ''), failed_at, key FROM {t}
-                 WHERE status = 'dead' ORDER BY failed_at, seq LIMIT $1"
+                "SELECT record::text, body, attempts, coalesce(last_error, ''), failed_at, key, seq FROM {t}
+                 WHERE status = 'dead' AND (failed_at, seq) > ($1, $2) ORDER BY failed_at, seq LIMIT $3"
+            ),
+            // Those without a failure time (none of this library's making), after them.
+            dead_list_unstamped: format!(
+                "SELECT record::text, body, attempts, coalesce(last_error, ''), failed_at, key, seq FROM {t}
+                 WHERE status = 'dead' AND failed_at IS NULL AND seq > $1 ORDER BY seq LIMIT $2"
             ),
             redrive: format!(
                 "UPDATE {t} SET status = 'ready', attempts = 0, next_attempt_at = $2, last_error = NULL, failed_at = NULL
@@ -1022,6 +1033,7 @@ impl PostgresInbox {
             timeout: OPERATION_TIMEOUT,
             cancel: canceller(tokio_postgres::NoTls),
             statement_limit: None,
+            dead_page: DEAD_PAGE,
             listen: None,
             listener: Arc::new(Background::new()),
             notifier: Arc::new(Background::new()),
@@ -1470,17 +1482,48 @@ impl PostgresInbox {
         }
     }
 
+    /// Up to `limit` dead letters, oldest first: read a page of at most
+    /// [`dead_page`](Self::dead_page) at a time, one statement each, each bounded by the
+    /// operation timeout, from where the page before ended (failure time and `seq`).
     async fn dead_list(&self, limit: usize) -> Result<Vec<DeadLetter>, InboxError> {
-        let rows = self
-            .on_connection(async |client| {
-                let stmt = client.prepare_cached(&self.sql.dead_list).await.map_err(backend)?;
-                client.query(&stmt, &[&count(limit)]).await.map_err(backend)
-            })
+        type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+        let mut out = Vec::new();
+        let mut left = limit;
+        // Where the page before ended: its last row's failure time and `seq`. The rows
+        // without a failure time (none of this library's making) come after all the others,
+        // as `ORDER BY failed_at` puts them: `None`, once those with one are listed.
+        let (mut after, mut after_seq) = (Some(before_everything()), i64::MIN);
+        while left > 0 {
+            let page = left.min(self.dead_page.max(1));
+            let rows = within(
+                self.timeout,
+                self.on_connection(async |client| {
+                    let n = count(page);
+                    let (sql, params): (_, &[Param<'_>]) = match &after {
+                        Some(at) => (&self.sql.dead_list, &[at, &after_seq, &n]),
+                        None => (&self.sql.dead_list_unstamped, &[&after_seq, &n]),
+                    };
+                    let stmt = client.prepare_cached(sql).await.map_err(backend)?;
+                    client.query(&stmt, params).await.map_err(backend)
+                }),
+            )
             .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            if let Some(dead) = dead_letter(&row)? {
-                out.push(dead);
+            left -= rows.len();
+            let ended = rows.len() < page;
+            for row in rows {
+                after_seq = row.try_get(6).map_err(backend)?;
+                if after.is_some() {
+                    after = row.try_get(4).map_err(backend)?;
+                }
+                if let Some(dead) = dead_letter(&row)? {
+                    out.push(dead);
+                }
+            }
+            if ended {
+                if after.is_none() {
+                    break;
+                }
+                (after, after_seq) = (None, i64::MIN);
             }
         }
         Ok(out)
@@ -1612,8 +1655,11 @@ impl Inbox for PostgresInbox {
         }))
     }
 
+    /// Read a page at a time (256 dead letters, one statement each), each page bounded by
+    /// the [operation timeout](PostgresInbox::operation_timeout), so that a long list
+    /// takes as long as it needs and no statement takes long.
     fn dead_letters(&self, limit: usize) -> BoxFuture<'_, Result<Vec<DeadLetter>, InboxError>> {
-        Box::pin(within(self.timeout, self.dead_list(limit)))
+        Box::pin(self.dead_list(limit))
     }
 
     fn redrive<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, InboxError>> {
@@ -2142,6 +2188,50 @@ mod tests {
         let client = other.pool.get().await.unwrap();
         let lock: String = client.query_one("SHOW lock_timeout", &[]).await.unwrap().get(0);
         assert_eq!(lock, "777ms");
+    }
+
+    /// Dead letters are read a page at a time (here 2), each page after where the one before
+    /// ended: all of them, in order (failure time, then push order), an unreadable one left
+    /// out but counted, those without a failure time (none of this library's making) last.
+    #[tokio::test]
+    async fn dead_letters_are_listed_page_by_page_in_order() {
+        let Some(url) = test_url() else { return };
+        let schema = unique("deadpages");
+        let clock = ManualClock::at_unix(1_700_000_000);
+        let mut inbox = inbox(&url, &schema).await.clock(clock.clone());
+        inbox.dead_page = 2;
+        let ids = ["a", "b", "c", "d", "e", "f", "g"];
+        for id in ids {
+            inbox.push(hook(id, None)).await.unwrap();
+        }
+        let jobs = inbox.pull(10, LEASE).await.unwrap();
+        // Failure times: g, then a b c (one time), then f e d (one time, so push order).
+        inbox.dead_letter(&jobs[6], "no").await.unwrap();
+        clock.advance(Duration::from_secs(1));
+        for job in &jobs[..3] {
+            inbox.dead_letter(job, "no").await.unwrap();
+        }
+        clock.advance(Duration::from_secs(1));
+        for job in jobs[3..6].iter().rev() {
+            inbox.dead_letter(job, "no").await.unwrap();
+        }
+        let listed = |dead: Vec<crate::inbox::DeadLetter>| {
+            dead.iter().map(|d| d.webhook.id().unwrap().to_owned()).collect::<Vec<_>>()
+        };
+        let all = ["g", "a", "b", "c", "d", "e", "f"];
+        assert_eq!(listed(inbox.dead_letters(usize::MAX).await.unwrap()), all);
+        for n in 0..=all.len() + 1 {
+            assert_eq!(listed(inbox.dead_letters(n).await.unwrap()), all[..n.min(all.len())], "{n}");
+        }
+        let admin = admin(&url).await;
+        damage(&admin, &schema, "test:b").await;
+        admin
+            .execute(&format!("UPDATE \"{schema}\".inbox SET failed_at = NULL WHERE key = 'test:a'"), &[])
+            .await
+            .unwrap();
+        assert_eq!(listed(inbox.dead_letters(usize::MAX).await.unwrap()), ["g", "c", "d", "e", "f", "a"]);
+        assert_eq!(listed(inbox.dead_letters(3).await.unwrap()), ["g", "c"], "b counts");
+        assert_eq!(listed(inbox.dead_letters(6).await.unwrap()), ["g", "c", "d", "e", "f"]);
     }
 
     #[test]
