@@ -54,6 +54,9 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 /// (`statement_timeout`): what ends a statement whose call was abandoned when its cancel
 /// request did not get through.
 const STATEMENT_MARGIN: Duration = Duration::from_secs(1);
+/// The most done rows one purge statement deletes: a backlog goes in several statements,
+/// none of them long.
+const PURGE_BATCH: i64 = 5_000;
 /// The most dead letters (bodies included) one statement of a listing reads.
 const DEAD_PAGE: usize = 256;
 /// The longest a migration waits for a lock (never more than half the operation timeout):
@@ -110,8 +113,10 @@ type ListenFn = dyn Fn(Arc<str>, Arc<Signal>) -> BoxFuture<'static, Result<(), L
 /// Pulls lease due rows with `FOR UPDATE SKIP LOCKED`, so concurrent workers never wait
 /// on or share a row; a row whose lease ran out is due again. Acked rows stay as `done`
 /// (without their body) for the [retention](Self::retention), so a late resend is a
-/// duplicate; pulls delete older ones about once a minute (or call
-/// [`purge`](Self::purge)).
+/// duplicate; pulls delete older ones about once a minute, 5,000 rows at a time (the next
+/// pull deletes the next 5,000 if there were more), or call [`purge`](Self::purge). That
+/// deletion is housekeeping: when it fails, or takes more than half the operation timeout
+/// (it is then abandoned), the pull logs it and goes on.
 ///
 /// Every time (due, lease end, failure, retention) comes from the injected
 /// [`clock`](Self::clock) and is passed as a parameter; the SQL never calls `now()`. So
@@ -222,6 +227,8 @@ pub struct PostgresInbox {
     /// The `statement_timeout` (ms) that the connections of the pool made by `connect` open
     /// with, shared by the inboxes that share the pool; `None` for a pool of the caller's.
     statement_limit: Option<Arc<AtomicU64>>,
+    /// The most done rows one purge statement deletes ([`PURGE_BATCH`]; fewer in tests).
+    purge_batch: i64,
     /// The most dead letters one listing statement reads ([`DEAD_PAGE`]; fewer in tests).
     dead_page: usize,
     /// Opens `wait`'s `LISTEN` connection; `None`: `wait` sleeps its whole timeout.
@@ -440,7 +447,14 @@ impl Sql {
                  WHERE key = $1 AND status = 'dead'"
             ),
             depth: format!("SELECT count(*) FROM {t} WHERE status IN ('ready', 'leased')"),
-            purge: format!("DELETE FROM {t} WHERE status = 'done' AND finished_at < $1"),
+            // A batch at a time; rows a concurrent purge is deleting are skipped, not waited
+            // for. `= ANY (ARRAY(...))`: the rows by their key (`IN (...)` joined the whole
+            // table to the batch).
+            purge: format!(
+                "DELETE FROM {t} WHERE seq = ANY (ARRAY(
+                    SELECT seq FROM {t} WHERE status = 'done' AND finished_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED
+                 ))"
+            ),
         }
     }
 }
@@ -1033,6 +1047,7 @@ impl PostgresInbox {
             timeout: OPERATION_TIMEOUT,
             cancel: canceller(tokio_postgres::NoTls),
             statement_limit: None,
+            purge_batch: PURGE_BATCH,
             dead_page: DEAD_PAGE,
             listen: None,
             listener: Arc::new(Background::new()),
@@ -1281,8 +1296,13 @@ impl PostgresInbox {
 
     /// Deletes finished keys older than the retention; returns how many.
     ///
+    /// It deletes them 5,000 at a time, one statement each, each bounded by the
+    /// [operation timeout](Self::operation_timeout), until none is left; concurrent purges
+    /// (other replicas') skip the rows one of them is deleting instead of waiting for it.
+    ///
     /// # Errors
-    /// [`InboxError::Backend`] when the database fails.
+    /// [`InboxError::Backend`] when the database fails (the keys deleted before stay
+    /// deleted).
     ///
     /// ```no_run
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -1307,19 +1327,31 @@ impl PostgresInbox {
     /// # Ok(()) }
     /// ```
     pub async fn purge(&self) -> Result<u64, InboxError> {
-        within(self.timeout, self.purge_now()).await
+        let before = self.purge_before();
+        let mut purged = 0;
+        loop {
+            let deleted = within(self.timeout, self.purge_some(before)).await?;
+            purged += deleted;
+            if deleted < self.purge_batch.unsigned_abs() {
+                return Ok(purged);
+            }
+        }
     }
 
-    async fn purge_now(&self) -> Result<u64, InboxError> {
+    /// The finish time before which done rows are deleted.
+    fn purge_before(&self) -> OffsetDateTime {
         // A retention too long for the calendar keeps everything (was: a panic).
-        let now = self.clock.now();
-        let before = time::Duration::try_from(self.retention)
+        time::Duration::try_from(self.retention)
             .ok()
-            .and_then(|retention| now.checked_sub(retention))
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+            .and_then(|retention| self.clock.now().checked_sub(retention))
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+
+    /// Deletes up to [`PURGE_BATCH`] (the `purge_batch` field) done rows finished before `before`.
+    async fn purge_some(&self, before: OffsetDateTime) -> Result<u64, InboxError> {
         self.on_connection(async |client| {
             let stmt = client.prepare_cached(&self.sql.purge).await.map_err(backend)?;
-            client.execute(&stmt, &[&before]).await.map_err(backend)
+            client.execute(&stmt, &[&before, &self.purge_batch]).await.map_err(backend)
         })
         .await
     }
@@ -1383,7 +1415,7 @@ impl PostgresInbox {
         let now = self.clock.now();
         // Before the query: a notification after this is for a change the pull may miss.
         self.listener.pulling(now);
-        self.purge_now_and_then(now).await?;
+        self.purge_now_and_then(now).await;
         self.on_connection(async |client| self.pull_on(client, now, max, lease).await).await
     }
 
@@ -1441,9 +1473,14 @@ impl PostgresInbox {
         Ok(picked.into_iter().map(|(_, _, job)| job).collect())
     }
 
-    async fn purge_now_and_then(&self, now: OffsetDateTime) -> Result<(), InboxError> {
+    /// About once every [`PURGE_EVERY`] (and at once again after a full batch), deletes one
+    /// batch of done rows past the retention. Only housekeeping: it never fails the pull.
+    /// A failure is logged, and the purge is given at most half the operation timeout, so
+    /// that the pull keeps the rest (a purge that takes longer is abandoned, its statement
+    /// cancelled; the next one takes it up).
+    async fn purge_now_and_then(&self, now: OffsetDateTime) {
         let due = {
-            let Ok(mut last) = self.last_purge.lock() else { return Ok(()) };
+            let Ok(mut last) = self.last_purge.lock() else { return };
             match *last {
                 Some(at) if now - at < PURGE_EVERY => false,
                 _ => {
@@ -1452,10 +1489,28 @@ impl PostgresInbox {
                 }
             }
         };
-        if due {
-            self.purge_now().await?;
+        if !due {
+            return;
         }
-        Ok(())
+        let budget = self.timeout / 2;
+        match tokio::time::timeout(budget, self.purge_some(self.purge_before())).await {
+            Ok(Ok(deleted)) if deleted >= self.purge_batch.unsigned_abs() => {
+                // More may be left: the next pull deletes another batch.
+                if let Ok(mut last) = self.last_purge.lock() {
+                    *last = None;
+                }
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "PostgreSQL inbox: purging finished keys failed; the pull goes on");
+            }
+            Err(_) => {
+                tracing::warn!(
+                    ?budget,
+                    "PostgreSQL inbox: purging finished keys took too long and was abandoned; the pull goes on"
+                );
+            }
+        }
     }
 
     /// Runs a lease-ending update; `LeaseLost` unless it changed the leased row.
@@ -2232,6 +2287,86 @@ mod tests {
         assert_eq!(listed(inbox.dead_letters(usize::MAX).await.unwrap()), ["g", "c", "d", "e", "f", "a"]);
         assert_eq!(listed(inbox.dead_letters(3).await.unwrap()), ["g", "c"], "b counts");
         assert_eq!(listed(inbox.dead_letters(6).await.unwrap()), ["g", "c", "d", "e", "f"]);
+    }
+
+    /// How many done rows the table holds.
+    async fn done_rows(admin: &tokio_postgres::Client, schema: &str) -> i64 {
+        admin
+            .query_one(&format!("SELECT count(*) FROM \"{schema}\".inbox WHERE status = 'done'"), &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// Pushes, pulls and acks `n` webhooks.
+    async fn finished(inbox: &PostgresInbox, n: usize) {
+        for i in 0..n {
+            inbox.push(hook(&format!("done-{i}"), None)).await.unwrap();
+        }
+        for job in inbox.pull(n, LEASE).await.unwrap() {
+            inbox.ack(&job).await.unwrap();
+        }
+    }
+
+    /// Pulls delete done rows past the retention a batch at a time (here 2 rows), and the
+    /// pull after a full batch deletes the next one (not a minute later); `purge` deletes
+    /// them all, a batch per statement.
+    #[tokio::test]
+    async fn done_rows_are_purged_a_batch_at_a_time() {
+        let Some(url) = test_url() else { return };
+        let schema = unique("batches");
+        let clock = ManualClock::at_unix(1_700_000_000);
+        let mut inbox = inbox(&url, &schema).await.clock(clock.clone()).retention(Duration::from_secs(60));
+        inbox.purge_batch = 2;
+        finished(&inbox, 5).await;
+        let admin = admin(&url).await;
+        assert_eq!(done_rows(&admin, &schema).await, 5, "within the retention");
+        clock.advance(Duration::from_secs(61));
+        for left in [3, 1, 0, 0] {
+            assert!(inbox.pull(1, LEASE).await.unwrap().is_empty());
+            assert_eq!(done_rows(&admin, &schema).await, left);
+        }
+        finished(&inbox, 5).await;
+        clock.advance(Duration::from_secs(61));
+        assert_eq!(inbox.purge().await.unwrap(), 5, "all of them");
+        assert_eq!(done_rows(&admin, &schema).await, 0);
+    }
+
+    /// A purge that fails, or takes longer than half the operation timeout, fails no pull
+    /// (its error failed the pull, and a long one made it time out): the pull hands out its
+    /// jobs, and the failure is logged.
+    #[tokio::test]
+    async fn a_purge_that_fails_or_takes_long_fails_no_pull() {
+        let Some(url) = test_url() else { return };
+        for (what, body) in
+            [("fails", "RAISE EXCEPTION 'no deleting';"), ("takes long", "PERFORM pg_sleep(30); RETURN OLD;")]
+        {
+            let schema = unique("purgefail");
+            let clock = ManualClock::at_unix(1_700_000_000);
+            let inbox = inbox(&url, &schema)
+                .await
+                .clock(clock.clone())
+                .retention(Duration::from_secs(60))
+                .operation_timeout(Duration::from_secs(1));
+            finished(&inbox, 1).await;
+            let admin = admin(&url).await;
+            admin
+                .batch_execute(&format!(
+                    "CREATE FUNCTION \"{schema}\".slow() RETURNS trigger LANGUAGE plpgsql AS $$
+                     BEGIN {body} END $$;
+                     CREATE TRIGGER slow BEFORE DELETE ON \"{schema}\".inbox
+                         FOR EACH ROW EXECUTE FUNCTION \"{schema}\".slow();"
+                ))
+                .await
+                .unwrap();
+            inbox.push(hook("new", None)).await.unwrap();
+            clock.advance(Duration::from_secs(61));
+            let (jobs, logs) = crate::inbox::logged(inbox.pull(1, LEASE)).await;
+            let jobs = jobs.unwrap_or_else(|e| panic!("a purge that {what}: {e}"));
+            assert_eq!(jobs.len(), 1, "{what}");
+            assert!(logs.contains("purging finished keys"), "{what}: {logs}");
+            assert_eq!(done_rows(&admin, &schema).await, 1, "{what}: kept");
+        }
     }
 
     #[test]
