@@ -123,7 +123,10 @@ type ListenFn = dyn Fn(Arc<str>, Arc<Signal>) -> BoxFuture<'static, Result<(), L
 /// replicas sharing a schema compare lease ends by their own clocks: one whose clock runs
 /// ahead by *d* takes another's job *d* early. Keep the replicas' clocks in sync (NTP), and
 /// choose the worker's [`lease`](crate::worker::Worker::lease) longer than the slowest
-/// handler by more than the skew.
+/// handler by more than the skew. A job not yet tried (pushed, re-driven, or given back
+/// before its first attempt counted) is due whatever the puller's clock says, so a replica
+/// whose clock lags the pusher's takes it at once; its stored due time (the pusher's
+/// "now") only orders it among the others.
 ///
 /// # Capacity
 ///
@@ -400,7 +403,8 @@ impl Sql {
                 "WITH picked AS (
                     SELECT seq, CASE WHEN status = 'leased' THEN lease_until ELSE next_attempt_at END AS due
                     FROM {t}
-                    WHERE (status = 'ready' AND next_attempt_at <= $1) OR (status = 'leased' AND lease_until <= $1)
+                    WHERE (status = 'ready' AND (next_attempt_at <= $1 OR attempts = 0))
+                       OR (status = 'leased' AND lease_until <= $1)
                     ORDER BY due, seq
                     LIMIT $2
                     FOR UPDATE SKIP LOCKED
@@ -2367,6 +2371,28 @@ mod tests {
             assert!(logs.contains("purging finished keys"), "{what}: {logs}");
             assert_eq!(done_rows(&admin, &schema).await, 1, "{what}: kept");
         }
+    }
+
+    /// A replica whose clock lags takes a job pushed by another at once: a new job is due
+    /// whatever the puller's clock says (it was due at the pusher's "now", so a lagging
+    /// worker did not see it until its clock got there). Retries still wait for their time.
+    #[tokio::test]
+    async fn a_lagging_replica_takes_new_jobs_at_once() {
+        let Some(url) = test_url() else { return };
+        let schema = unique("skew");
+        let ahead = ManualClock::at_unix(1_700_000_600);
+        let pusher = inbox(&url, &schema).await.clock(ahead.clone());
+        let lagging = inbox(&url, &schema).await; // ten minutes behind
+        pusher.push(hook("a", None)).await.unwrap();
+        let jobs = lagging.pull(10, LEASE).await.unwrap();
+        assert_eq!(jobs.len(), 1, "due at once");
+        lagging.retry(&jobs[0], ahead.now_for_tests(), "later").await.unwrap();
+        assert!(lagging.pull(10, LEASE).await.unwrap().is_empty(), "a retry waits for its time");
+        let job = pusher.pull(10, LEASE).await.unwrap().remove(0);
+        assert_eq!(job.attempt(), 2);
+        pusher.dead_letter(&job, "no").await.unwrap();
+        assert!(pusher.redrive("test:a").await.unwrap());
+        assert_eq!(lagging.pull(10, LEASE).await.unwrap().len(), 1, "a re-driven job is due at once");
     }
 
     #[test]
