@@ -187,8 +187,9 @@ type ListenFn = dyn Fn(Arc<str>, Arc<Signal>) -> BoxFuture<'static, Result<(), L
 /// commit and the notification leaves the others to notice at their timeout.
 ///
 /// `wait` also returns when a retry becomes due or a lease runs out: before it sleeps, it
-/// reads the earliest due time and lease end from the indexes (one small query), so the
-/// timeout only bounds how late a change made after that query is noticed. A push made
+/// reads the earliest due time and lease end from the indexes (one small query; a job not
+/// yet tried is due at once, whichever replica's clock stored it), so the timeout only
+/// bounds how late a change made after that query is noticed. A push made
 /// between a worker's pull and its `wait` is not missed: `wait` returns at once when a
 /// notification arrived since the last pull began.
 ///
@@ -263,7 +264,8 @@ struct Sql {
     listen: Arc<str>,
     /// `pg_notify` on the channel, committed without waiting for the WAL flush.
     notify: String,
-    /// The earliest due time and lease end after a given time.
+    /// The earliest due time and lease end after a given time; a job not yet tried is due
+    /// at the second parameter, now (see [`PostgresInbox::next_due`]).
     due: String,
     migrate: String,
     push: String,
@@ -323,7 +325,8 @@ impl Sql {
             notify: "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')".to_owned(),
             channel,
             due: format!(
-                "SELECT (SELECT min(next_attempt_at) FROM {t} WHERE status = 'ready' AND next_attempt_at > $1),
+                "SELECT (SELECT CASE WHEN attempts = 0 THEN $2 ELSE next_attempt_at END FROM {t}
+                         WHERE status = 'ready' AND next_attempt_at > $1 ORDER BY next_attempt_at, seq LIMIT 1),
                         (SELECT min(lease_until) FROM {t} WHERE status = 'leased' AND lease_until > $1)"
             ),
             migrate: format!(
@@ -1625,10 +1628,16 @@ impl PostgresInbox {
     }
 
     /// The earliest due time or lease end after `after`.
+    ///
+    /// The earliest ready row, if it is a job not yet tried (pushed, say), is due now,
+    /// whatever the time it was stored with (the pusher's clock's): a pull takes it at once.
+    /// A waiter whose clock lags the pusher's slept until the
+    /// pusher's "now" when no notification woke it.
     async fn next_due(&self, after: OffsetDateTime) -> Result<Option<OffsetDateTime>, InboxError> {
+        let now = self.clock.now();
         self.on_connection(async |client| {
             let stmt = client.prepare_cached(&self.sql.due).await.map_err(backend)?;
-            let row = client.query_one(&stmt, &[&after]).await.map_err(backend)?;
+            let row = client.query_one(&stmt, &[&after, &now]).await.map_err(backend)?;
             let ready: Option<OffsetDateTime> = row.try_get(0).map_err(backend)?;
             let lease_end: Option<OffsetDateTime> = row.try_get(1).map_err(backend)?;
             Ok(ready.into_iter().chain(lease_end).min())
@@ -1749,8 +1758,9 @@ mod tests {
     use time::OffsetDateTime;
 
     use super::{
-        DEAD_PEER, ESC, OPEN_TIMEOUT, PostgresInbox, channel, connection_config, key_as_given, open_limit,
-        parse_receipt, quote_ident, read_record, receipt, stored, stored_record, unstored, valid_identifier,
+        DEAD_PEER, ESC, OPEN_TIMEOUT, PostgresInbox, before_everything, channel, connection_config,
+        key_as_given, open_limit, parse_receipt, quote_ident, read_record, receipt, stored, stored_record,
+        unstored, valid_identifier,
     };
     use crate::{
         clock::ManualClock,
@@ -2393,6 +2403,24 @@ mod tests {
         pusher.dead_letter(&job, "no").await.unwrap();
         assert!(pusher.redrive("test:a").await.unwrap());
         assert_eq!(lagging.pull(10, LEASE).await.unwrap().len(), 1, "a re-driven job is due at once");
+    }
+
+    /// A waiter whose clock lags the pusher's finds a new job due now (it slept until the
+    /// pusher's "now", when no notification woke it); a retry is due at its time.
+    #[tokio::test]
+    async fn a_lagging_replica_waits_for_no_new_job() {
+        let Some(url) = test_url() else { return };
+        let schema = unique("skewwait");
+        let ahead = ManualClock::at_unix(1_700_000_600);
+        let pusher = inbox(&url, &schema).await.clock(ahead.clone());
+        let behind = ManualClock::at_unix(1_700_000_000);
+        let lagging = inbox(&url, &schema).await.clock(behind.clone());
+        pusher.push(hook("a", None)).await.unwrap();
+        assert_eq!(lagging.next_due(before_everything()).await.unwrap(), Some(behind.now_for_tests()));
+        let job = lagging.pull(1, LEASE).await.unwrap().remove(0);
+        let later = ahead.now_for_tests() + Duration::from_secs(10);
+        lagging.retry(&job, later, "later").await.unwrap();
+        assert_eq!(lagging.next_due(before_everything()).await.unwrap(), Some(later));
     }
 
     #[test]
