@@ -23,40 +23,68 @@
 //!   clock, for TLS server authentication (rustls-webpki checks as a TLS client does,
 //!   without the host name; no revocation check).
 //!
-//! The chain check is **off by default**. What vouches for the certificate then is where
-//! it came from: PayPal's own API host, over TLS checked against Mozilla's roots, at
-//! PayPal's certificate path; whoever could change those bytes could change what PayPal's
-//! API answers. The chain check guards against that path serving a certificate that
-//! PayPal's CA did not issue, but PayPal's message-signing certificates have been issued
-//! under a DigiCert hierarchy whose older root (DigiCert High Assurance EV Root CA) is no
-//! longer in Mozilla's store, and whether PayPal's current certificate chains to a root
-//! still there could not be confirmed here: on by default, it could refuse every PayPal
-//! delivery (503). Turn it on once your PayPal certificate has passed it, with
+//! The chain check is **off by default with the built-in fetcher**
+//! ([`PayPalCertificates::new`], or [`HttpsFetcher`] given to
+//! [`with_fetcher`](PayPalCertificates::with_fetcher)), and **on with any other
+//! fetcher**: whoever controls what such a fetcher reads (a plain-HTTP proxy, a mirror)
+//! could otherwise serve a self-signed certificate in PayPal's name
+//! ([`without_chain_check`](PayPalCertificates::without_chain_check) turns it off for a
+//! fetcher of yours that fetches from PayPal over checked TLS). With the built-in
+//! fetcher, what vouches for the certificate is where it came from: PayPal's own API
+//! host, over TLS checked against Mozilla's roots, at PayPal's certificate path; whoever
+//! could change those bytes could change what PayPal's API answers. The chain check
+//! guards against that path serving a certificate that PayPal's CA did not issue, but
+//! PayPal's message-signing certificates have been issued under a DigiCert hierarchy
+//! whose older root (DigiCert High Assurance EV Root CA) is no longer in Mozilla's
+//! store, and whether PayPal's current certificate chains to a root still there could
+//! not be confirmed here: on by default, it could refuse every PayPal delivery (503).
+//! Turn it on once your PayPal certificate has passed it, with
 //! [`intermediates`](PayPalCertificates::intermediates) if PayPal serves the certificate
 //! alone. [`trust_anchors`](PayPalCertificates::trust_anchors) turns it on with other
 //! roots (a private mirror, one of DigiCert's older roots, tests);
 //! [`pin_certificates`](PayPalCertificates::pin_certificates) accepts only a list of exact
-//! certificates (the name and dates are still checked). A certificate that fails a check is not cached; the request is
-//! answered 503 and PayPal retries it.
+//! certificates (the name and dates are still checked). A certificate that fails a check
+//! is not cached; the request is answered 503 and PayPal retries it.
 //!
 //! # Fetches that anyone can cause
 //! Anyone can send a request naming a PayPal certificate URL, and the certificate is
 //! fetched before any signature can be checked. So:
+//! - nothing is fetched for a request that would fail whatever the certificate: its
+//!   `PAYPAL-AUTH-ALGO` must be `SHA256withRSA`, its `PAYPAL-TRANSMISSION-TIME` within
+//!   the [tolerance](PayPalCertificates::tolerance), its `PAYPAL-TRANSMISSION-SIG` base64
+//!   of 256 to 1024 bytes (an RSA signature), or it is refused as verification would
+//!   refuse it;
 //! - a URL whose certificate has not verified a delivery is fetched only with a token
 //!   from a small bucket ([`NEW_URL_BURST`] tokens, one more every [`NEW_URL_EVERY`] by
 //!   the source's clock); without one the request is answered 503 at once. However many
 //!   URLs a flood names, it costs that many outbound fetches at most;
-//! - at most two such fetches run at once; a request waits at most 10 s for its turn;
+//! - a token goes to the URL that the most requests named while waiting (of up to 64
+//!   counted; a URL named again lately counts at least twice, even after a flood of
+//!   other names pushed it out), not to the request that came first: the request that
+//!   finds a token fetches that URL, and is answered 503 if it named another. PayPal's
+//!   deliveries and their retries all name one URL, while a flood's fresh names count
+//!   once each, so PayPal's URL gets the next token;
+//! - one fetch per URL at a time: requests naming a URL being fetched wait for that
+//!   fetch;
+//! - at most two fetches of new URLs run at once; a request waits at most 10 s for its
+//!   turn;
 //! - a certificate that has verified a delivery is re-fetched (when its time to live
-//!   runs out) on a permit of its own, without a token, and it keeps verifying, while it
-//!   is within its validity period, until a re-fetch succeeds: one request re-fetches
-//!   while the others go on with it, and a failed re-fetch is tried again a minute later;
+//!   runs out) on a permit of its own, without a token, and it keeps verifying while a
+//!   re-fetch fails, within its validity period and at most [`MAX_STALE_TTLS`] times its
+//!   time to live after it was fetched: one request re-fetches while the others go on
+//!   with it, and a failed re-fetch is tried again a minute later. When PayPal answers
+//!   that it is not there any more (404 or 410: [`CertificateNotFound`]), it stops
+//!   verifying at once;
 //! - a URL whose fetch (or check) failed is not fetched again for a minute.
 //!
 //! A flood thus never fails PayPal's deliveries whose certificate is already here. A
 //! certificate seen for the first time (after a restart, or PayPal's rotation) waits for
-//! a token like any other URL: during a flood, its first deliveries are answered 503
-//! until it gets one, and PayPal retries them.
+//! a token: during a flood, its first deliveries are answered 503 until it gets one, and
+//! PayPal retries them. What gets it the token is being named more often than any other
+//! URL waiting: a flood that names each of its URLs once cannot keep it out, but one
+//! that names a URL of its own more often than PayPal's deliveries name theirs can take
+//! the token, once per token (each such URL fails, and is not fetched again for a
+//! minute).
 //!
 //! The cache is keyed by the URL in one spelling (scheme and host in lower case, no
 //! trailing dot on the host, no `:443`), and that spelling is what is fetched: the many
@@ -83,9 +111,11 @@
 //! ```
 
 use std::{
+    any::Any,
     borrow::Cow,
-    collections::HashMap,
+    collections::{HashMap, HashSet, VecDeque},
     fmt,
+    hash::{BuildHasher as _, RandomState},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -156,6 +186,9 @@ struct Cached {
     scheme: Arc<Tracked>,
     /// When it is fetched again: its time to live, or its `notAfter` if sooner.
     expires: OffsetDateTime,
+    /// The last time it may verify while re-fetches fail: [`MAX_STALE_TTLS`] times its
+    /// time to live after it was fetched, or its `notAfter` if sooner.
+    usable_until: OffsetDateTime,
     /// When it was put in (the value of [`Cache::puts`] then).
     put: u64,
 }
@@ -526,12 +559,38 @@ impl HttpsFetcher {
     }
 }
 
+/// The error a [`CertificateFetcher`] returns (boxed) when the server answered that there
+/// is no certificate at the URL (HTTP 404 Not Found or 410 Gone): PayPal withdrew it. A
+/// cached certificate from that URL then stops verifying at once, instead of being used
+/// while re-fetches fail (see the [module docs](self)). [`HttpsFetcher`] returns it for
+/// 404 and 410; any other error is taken as temporary.
+///
+/// ```
+/// use hookguard::paypal_fetch::CertificateNotFound;
+/// let error: Box<dyn std::error::Error + Send + Sync> = Box::new(CertificateNotFound);
+/// assert!(error.downcast_ref::<CertificateNotFound>().is_some());
+/// assert_eq!(error.to_string(), "no certificate at that URL (404 or 410)");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CertificateNotFound;
+
+impl fmt::Display for CertificateNotFound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no certificate at that URL (404 or 410)")
+    }
+}
+
+impl std::error::Error for CertificateNotFound {}
+
 impl CertificateFetcher for HttpsFetcher {
     fn fetch<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Vec<u8>, BoxError>> {
         Box::pin(async move {
             let uri: http::Uri = url.parse()?;
             let work = async {
                 let res = self.client.get(uri).await?;
+                if matches!(res.status(), http::StatusCode::NOT_FOUND | http::StatusCode::GONE) {
+                    return Err::<Vec<u8>, BoxError>(Box::new(CertificateNotFound));
+                }
                 if !res.status().is_success() {
                     return Err::<Vec<u8>, BoxError>(
                         format!("certificate fetch answered {}", res.status()).into(),
@@ -577,6 +636,158 @@ const PERMIT_WAIT: Duration = Duration::from_secs(10);
 
 /// The longest a fetch may take, whatever the [`CertificateFetcher`].
 const FETCH_LIMIT: Duration = Duration::from_secs(10);
+
+/// How many times its time to live a certificate that verified a delivery is used, from
+/// when it was fetched, while its re-fetches fail (never past its `notAfter`).
+///
+/// ```
+/// use hookguard::paypal_fetch::MAX_STALE_TTLS;
+/// // With the default 24 hours: at most 3 days after the last successful fetch.
+/// assert_eq!(MAX_STALE_TTLS, 3);
+/// ```
+pub const MAX_STALE_TTLS: u32 = 3;
+
+/// How many certificate URLs waiting for a token are counted at once.
+const MAX_CANDIDATES: usize = 64;
+
+/// How many URLs named once lately are remembered (as keyed hashes, 8 bytes each), so
+/// that a URL named again counts twice even after a flood of others pushed it out of
+/// the candidates.
+const SEEN_LEN: usize = 4096;
+
+/// A URL waiting for a token.
+struct Candidate {
+    /// How many requests named it.
+    count: u64,
+    /// When it was last named (the value of [`Admission::requests`] then).
+    last: u64,
+}
+
+/// Who gets the new-URL bucket's tokens, and which fetches are running.
+struct Admission {
+    /// The token bucket for new URLs, as the time its next token is due ("generic cell
+    /// rate"): a fetch may start while that is less than [`NEW_URL_BURST`] periods ahead.
+    next_token: OffsetDateTime,
+    /// URLs waiting for a token, with how often requests named them.
+    candidates: HashMap<String, Candidate>,
+    /// How many requests were counted so far.
+    requests: u64,
+    /// Keyed hashes of the URLs named lately, oldest first, and the same as a set.
+    seen: VecDeque<u64>,
+    seen_set: HashSet<u64>,
+    hasher: RandomState,
+    /// The URLs being fetched: a request for one of them waits for that fetch (its
+    /// sender is dropped when it ends) instead of fetching again.
+    in_flight: HashMap<String, tokio::sync::watch::Receiver<()>>,
+}
+
+impl Admission {
+    fn new() -> Self {
+        Self {
+            next_token: PrimitiveDateTime::MIN.assume_utc(),
+            candidates: HashMap::new(),
+            requests: 0,
+            seen: VecDeque::new(),
+            seen_set: HashSet::new(),
+            hasher: RandomState::new(),
+            in_flight: HashMap::new(),
+        }
+    }
+
+    /// Whether the bucket has a token at `now`; `take` takes it.
+    fn token(&mut self, now: OffsetDateTime, take: bool) -> bool {
+        let full = NEW_URL_EVERY.saturating_mul(NEW_URL_BURST);
+        // A clock moved back by more than the bucket's span: start again from now.
+        if self.next_token > later(now, full) {
+            self.next_token = now;
+        }
+        // The token due at `due` may be taken early by as many periods as the bucket
+        // holds tokens but one.
+        let due = self.next_token.max(now);
+        if due > later(now, NEW_URL_EVERY.saturating_mul(NEW_URL_BURST - 1)) {
+            return false;
+        }
+        if take {
+            self.next_token = later(due, NEW_URL_EVERY);
+        }
+        true
+    }
+
+    /// Counts a request naming `url`, a URL waiting for a token. A URL named before,
+    /// lately, counts at least twice, even if a flood of other URLs pushed it out of the
+    /// candidates meanwhile: each of a flood's fresh names counts once.
+    fn count(&mut self, url: &str) {
+        self.requests = self.requests.saturating_add(1);
+        let last = self.requests;
+        if let Some(candidate) = self.candidates.get_mut(url) {
+            candidate.count = candidate.count.saturating_add(1);
+            candidate.last = last;
+            return;
+        }
+        let hash = self.hasher.hash_one(url);
+        let count = if self.seen_set.contains(&hash) {
+            2
+        } else {
+            if self.seen.len() >= SEEN_LEN
+                && let Some(oldest) = self.seen.pop_front()
+            {
+                self.seen_set.remove(&oldest);
+            }
+            self.seen.push_back(hash);
+            self.seen_set.insert(hash);
+            1
+        };
+        // When full, the least named goes (of those, the one named longest ago).
+        insert_bounded(
+            &mut self.candidates,
+            MAX_CANDIDATES,
+            url,
+            Candidate { count, last },
+            |_| true,
+            |c| (c.count, c.last),
+        );
+    }
+
+    /// The candidate the next token goes to: the most named, not being fetched; of those
+    /// named as often, `url` (the request's own), then the one named last.
+    fn choose(&self, url: &str) -> Option<String> {
+        self.candidates
+            .iter()
+            .filter(|(u, _)| !self.in_flight.contains_key(u.as_str()))
+            .max_by_key(|(u, c)| (c.count, u.as_str() == url, c.last))
+            .map(|(u, _)| u.clone())
+    }
+}
+
+/// A fetch running: while it lives, requests for its URL wait for it; when it ends (or
+/// is dropped), they wake and find its certificate in the cache, or not.
+struct Flight<'a> {
+    source: &'a PayPalCertificates,
+    url: String,
+    /// Dropped after `drop` has taken the URL out of [`Admission::in_flight`].
+    _done: tokio::sync::watch::Sender<()>,
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut admission) = self.source.admission.lock() {
+            admission.in_flight.remove(&self.url);
+        }
+    }
+}
+
+/// Why a fetch failed.
+struct Failed {
+    error: BoxError,
+    /// The server answered that there is no certificate there ([`CertificateNotFound`]).
+    not_found: bool,
+}
+
+impl From<Failed> for SourceError {
+    fn from(failed: Failed) -> Self {
+        SourceError::Unavailable(failed.error)
+    }
+}
 
 /// What the cache knows of a URL at some time.
 enum Lookup {
@@ -659,9 +870,8 @@ pub struct PayPalCertificates {
     fetches: tokio::sync::Semaphore,
     /// For URLs whose certificate has: never taken by the others.
     refetches: tokio::sync::Semaphore,
-    /// The token bucket for new URLs, as the time its next token is due ("generic cell
-    /// rate"): a fetch may start while that is less than [`NEW_URL_BURST`] periods ahead.
-    next_token: Mutex<OffsetDateTime>,
+    /// The new-URL token bucket, who gets its tokens, the fetches running.
+    admission: Mutex<Admission>,
     ttl: Duration,
     capacity: usize,
     clock: Arc<dyn Clock>,
@@ -699,7 +909,13 @@ impl PayPalCertificates {
 
     /// The same with another fetcher (tests, proxies, mirrors). The fetcher is only asked
     /// for URLs that [`is_trusted_cert_url`] approves, and what it returns is checked as
-    /// anything fetched is (see the [module docs](self)).
+    /// anything fetched is (see the [module docs](self)), and **its chain too** unless
+    /// the fetcher is [`HttpsFetcher`]: whoever controls the path a fetcher of yours
+    /// reads (a plain-HTTP proxy, a mirror) could otherwise serve a self-signed
+    /// certificate with PayPal's name. [`pin_certificates`](Self::pin_certificates),
+    /// [`trust_anchors`](Self::trust_anchors) and
+    /// [`intermediates`](Self::intermediates) apply as with the built-in fetcher;
+    /// [`without_chain_check`](Self::without_chain_check) turns the check off.
     ///
     /// # Errors
     /// [`ConfigError::EmptySecret`] for an empty webhook id.
@@ -721,6 +937,8 @@ impl PayPalCertificates {
     /// assert_eq!(refused.unwrap_err(), ConfigError::EmptySecret);
     /// let source = PayPalCertificates::with_fetcher("0FV983392A0531201", Counting::default()).unwrap();
     /// assert!(format!("{source:?}").contains("Counting"));
+    /// // Another fetcher than the built-in one: the chain is checked.
+    /// assert!(format!("{source:?}").contains("MozillaRoots"));
     /// ```
     ///
     /// See [`PayPalCertificates`] for one in use.
@@ -732,16 +950,19 @@ impl PayPalCertificates {
         if webhook_id.trim().is_empty() {
             return Err(ConfigError::EmptySecret);
         }
+        // Only the built-in fetcher is known to fetch from PayPal's hosts over TLS
+        // checked against Mozilla's roots: with any other, the chain is checked.
+        let builtin = (&fetcher as &dyn Any).is::<HttpsFetcher>();
         Ok(Self {
             webhook_id,
             tolerance: paypal::TOLERANCE,
             fetcher: Arc::new(fetcher),
-            trust: Trust::mozilla(),
+            trust: Trust { chain: !builtin, ..Trust::mozilla() },
             cache: Mutex::default(),
             failed: Mutex::new(HashMap::new()),
             fetches: tokio::sync::Semaphore::new(2),
             refetches: tokio::sync::Semaphore::new(1),
-            next_token: Mutex::new(PrimitiveDateTime::MIN.assume_utc()),
+            admission: Mutex::new(Admission::new()),
             ttl: Duration::from_secs(24 * 3600),
             capacity: 64,
             clock: Arc::new(SystemClock),
@@ -783,9 +1004,10 @@ impl PayPalCertificates {
     /// Requires each fetched certificate to chain to a root of Mozilla's store
     /// (`webpki-roots`), through the PEM's other certificates and those given to
     /// [`intermediates`](Self::intermediates), as PayPal's older SDKs did with a bundled
-    /// DigiCert CA. Off by default: see the [module docs](self) for why, and turn it on
-    /// once you have seen your PayPal certificate pass it (or give
-    /// [`trust_anchors`](Self::trust_anchors), which turns it on with those roots).
+    /// DigiCert CA. Off by default with the built-in [`HttpsFetcher`] (on with any other
+    /// fetcher): see the [module docs](self) for why, and turn it on once you have seen
+    /// your PayPal certificate pass it (or give [`trust_anchors`](Self::trust_anchors),
+    /// which turns it on with those roots).
     ///
     /// ```
     /// use hookguard::paypal_fetch::PayPalCertificates;
@@ -797,6 +1019,37 @@ impl PayPalCertificates {
     #[must_use]
     pub fn check_chain(mut self) -> Self {
         self.trust.chain = true;
+        self
+    }
+
+    /// **Trusts your fetcher as the built-in one is trusted**: turns the chain check off
+    /// (it is on by default with a fetcher other than [`HttpsFetcher`]). What vouches for
+    /// a certificate is then only where the fetcher got it (and its name and dates): use
+    /// it only for a fetcher that itself fetches from PayPal's hosts over TLS checked
+    /// against public roots. A fetcher that reads a mirror, a plain-HTTP proxy or a store
+    /// that others can write to would let them choose the key: pin the certificates
+    /// ([`pin_certificates`](Self::pin_certificates)) or keep the chain check instead.
+    /// [`trust_anchors`](Self::trust_anchors) and [`check_chain`](Self::check_chain)
+    /// after it turn the check on again.
+    ///
+    /// ```
+    /// use hookguard::{paypal_fetch::{CertificateFetcher, PayPalCertificates}, replay::BoxFuture};
+    /// # #[derive(Debug)]
+    /// # struct MyHttps;
+    /// # impl CertificateFetcher for MyHttps {
+    /// #     fn fetch<'a>(&'a self, _url: &'a str) -> BoxFuture<'a, Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>>> {
+    /// #         Box::pin(std::future::ready(Err("offline".into())))
+    /// #     }
+    /// # }
+    /// // `MyHttps`: your `CertificateFetcher`, fetching from PayPal over checked TLS.
+    /// let source = PayPalCertificates::with_fetcher("0FV983392A0531201", MyHttps).unwrap();
+    /// assert!(format!("{source:?}").contains("MozillaRoots"), "chain-checked by default");
+    /// let source = source.without_chain_check();
+    /// assert!(format!("{source:?}").contains("FetchedFromPayPal"));
+    /// ```
+    #[must_use]
+    pub fn without_chain_check(mut self) -> Self {
+        self.trust.chain = false;
         self
     }
 
@@ -1044,7 +1297,9 @@ impl PayPalCertificates {
         let Ok(cache) = self.cache.lock() else { return Lookup::Missing };
         match cache.map.get(url) {
             Some(c) if c.expires > now => Lookup::Fresh(Arc::clone(&c.scheme)),
-            Some(c) if c.scheme.verified() && c.scheme.valid_at(now) => Lookup::Stale(Arc::clone(&c.scheme)),
+            Some(c) if c.scheme.verified() && c.scheme.valid_at(now) && now <= c.usable_until => {
+                Lookup::Stale(Arc::clone(&c.scheme))
+            }
             Some(c) if c.scheme.verified() => Lookup::Known,
             _ => Lookup::Missing,
         }
@@ -1064,21 +1319,9 @@ impl PayPalCertificates {
     }
 
     /// Takes a token from the new-URL bucket, if it has one at `now`.
+    #[cfg(test)]
     fn take_token(&self, now: OffsetDateTime) -> bool {
-        let Ok(mut next) = self.next_token.lock() else { return false };
-        let full = NEW_URL_EVERY.saturating_mul(NEW_URL_BURST);
-        // A clock moved back by more than the bucket's span: start again from now.
-        if *next > later(now, full) {
-            *next = now;
-        }
-        // The token due at `due` may be taken early by as many periods as the bucket
-        // holds tokens but one.
-        let due = (*next).max(now);
-        if due > later(now, NEW_URL_EVERY.saturating_mul(NEW_URL_BURST - 1)) {
-            return false;
-        }
-        *next = later(due, NEW_URL_EVERY);
-        true
+        self.admission.lock().is_ok_and(|mut admission| admission.token(now, true))
     }
 
     /// Caches the certificate fetched from `url` until its time to live or its
@@ -1086,29 +1329,35 @@ impl PayPalCertificates {
     /// room when the cache is full).
     fn remember(&self, url: &str, scheme: Arc<Tracked>, now: OffsetDateTime) {
         let expires = later(now, self.ttl).min(scheme.not_after);
+        let usable_until = later(now, self.ttl.saturating_mul(MAX_STALE_TTLS)).min(scheme.not_after);
         if let Ok(mut cache) = self.cache.lock() {
             let cache = &mut *cache;
             cache.puts = cache.puts.saturating_add(1);
-            let entry = Cached { scheme, expires, put: cache.puts };
+            let entry = Cached { scheme, expires, usable_until, put: cache.puts };
             insert_bounded(
                 &mut cache.map,
                 self.capacity,
                 url,
                 entry,
-                |c| c.expires > now || (c.scheme.verified() && c.scheme.valid_at(now)),
+                |c| {
+                    c.expires > now
+                        || (c.scheme.verified() && c.scheme.valid_at(now) && now <= c.usable_until)
+                },
                 |c| (c.scheme.verified(), c.put),
             );
         }
     }
 
+    /// Drops what the cache holds for `url` (PayPal answered that it is not there).
+    fn forget(&self, url: &str) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.map.remove(url);
+        }
+    }
+
     /// Fetches, checks and caches the certificate at `url`; `verified` when its URL's
     /// certificate verified a delivery before (the new one keeps that standing).
-    async fn fetch(
-        &self,
-        url: &str,
-        verified: bool,
-        now: OffsetDateTime,
-    ) -> Result<Arc<Tracked>, SourceError> {
+    async fn fetch(&self, url: &str, verified: bool, now: OffsetDateTime) -> Result<Arc<Tracked>, Failed> {
         // Bounded whatever the fetcher (one of yours may not bound itself): a fetch that
         // never ends would hold its permit, and a verified certificate's re-fetch, for ever.
         let fetched = tokio::time::timeout(FETCH_LIMIT, self.fetcher.fetch(url)).await.unwrap_or_else(|_| {
@@ -1117,6 +1366,7 @@ impl PayPalCertificates {
                 "the certificate fetch took longer than 10 s",
             )) as BoxError)
         });
+        let not_found = matches!(&fetched, Err(e) if e.downcast_ref::<CertificateNotFound>().is_some());
         let checked = match fetched {
             Ok(pem) => self.trust.check(&pem, now).map_err(|e| Box::new(e) as BoxError),
             Err(e) => Err(e),
@@ -1130,10 +1380,14 @@ impl PayPalCertificates {
             Ok(found) => found,
             Err(e) => {
                 self.remember_failure(url, now);
+                if not_found {
+                    // PayPal withdrew it: what was fetched from there before verifies no more.
+                    self.forget(url);
+                }
                 // The URL has passed `is_trusted_cert_url` (PayPal's hosts, no query); the
                 // error is ours, never the bytes fetched.
                 tracing::warn!(url, error = %e, "PayPal certificate not trusted or not fetched");
-                return Err(SourceError::Unavailable(e));
+                return Err(Failed { error: e, not_found });
             }
         };
         let scheme = Arc::new(Tracked { scheme, verified: AtomicBool::new(verified), not_before, not_after });
@@ -1143,49 +1397,155 @@ impl PayPalCertificates {
     }
 
     /// The certificate at `url` that verified a delivery and whose time to live ran out:
-    /// re-fetched by one request at a time, `stale` meanwhile and when that fails.
-    async fn refresh(&self, url: &str, stale: Arc<Tracked>, now: OffsetDateTime) -> Arc<Tracked> {
+    /// re-fetched by one request at a time, `stale` meanwhile and when that fails, unless
+    /// PayPal answers that it is not there any more.
+    async fn refresh(
+        &self,
+        url: &str,
+        stale: Arc<Tracked>,
+        now: OffsetDateTime,
+    ) -> Result<Arc<Tracked>, SourceError> {
         if self.failed_lately(url, now) {
-            return stale;
+            return Ok(stale);
         }
-        let Ok(_permit) = self.refetches.try_acquire() else { return stale };
+        let Ok(_permit) = self.refetches.try_acquire() else { return Ok(stale) };
         match self.lookup(url, now) {
-            Lookup::Fresh(scheme) => scheme,
-            _ => self.fetch(url, true, now).await.unwrap_or(stale),
+            Lookup::Fresh(scheme) => Ok(scheme),
+            _ => match self.fetch(url, true, now).await {
+                Ok(scheme) => Ok(scheme),
+                Err(failed) if failed.not_found => Err(failed.into()),
+                Err(_) => Ok(stale),
+            },
         }
     }
 
-    /// The scheme for the certificate at `url`, a [`normalized`] URL.
-    async fn load(&self, url: &str) -> Result<Arc<Tracked>, SourceError> {
+    /// Starts a fetch of `url`, or `Err` with the one running.
+    fn start_flight(&self, url: &str) -> Result<Flight<'_>, Option<tokio::sync::watch::Receiver<()>>> {
+        let mut admission = self.admission.lock().map_err(|_| None)?;
+        if let Some(running) = admission.in_flight.get(url) {
+            return Err(Some(running.clone()));
+        }
+        let (done, running) = tokio::sync::watch::channel(());
+        admission.in_flight.insert(url.to_owned(), running);
+        Ok(Flight { source: self, url: url.to_owned(), _done: done })
+    }
+
+    /// The fetch of `url` running, if one is.
+    fn running(&self, url: &str) -> Option<tokio::sync::watch::Receiver<()>> {
+        self.admission.lock().ok()?.in_flight.get(url).cloned()
+    }
+
+    /// Waits for the fetch of `url` that another request runs, and answers with what it
+    /// found.
+    async fn wait_for(
+        &self,
+        url: &str,
+        mut running: Option<tokio::sync::watch::Receiver<()>>,
+    ) -> Result<Arc<Tracked>, SourceError> {
+        if let Some(running) = &mut running {
+            // Ends when the fetch does (its sender dropped); the fetch is bounded, this too.
+            let _ = tokio::time::timeout(FETCH_LIMIT, running.changed()).await;
+        }
+        match self.lookup(url, self.clock.now()) {
+            Lookup::Fresh(scheme) | Lookup::Stale(scheme) => Ok(scheme),
+            _ => Err(SourceError::Unavailable("the certificate could not be fetched lately".into())),
+        }
+    }
+
+    /// Waits at most [`PERMIT_WAIT`] for one of `permits`.
+    async fn permit<'s>(
+        permits: &'s tokio::sync::Semaphore,
+    ) -> Result<tokio::sync::SemaphorePermit<'s>, SourceError> {
+        tokio::time::timeout(PERMIT_WAIT, permits.acquire())
+            .await
+            .map_err(|_| SourceError::Unavailable("busy fetching other certificates".into()))?
+            .map_err(|e| SourceError::Unavailable(Box::new(e)))
+    }
+
+    /// The scheme for the certificate at `url`, a [`normalized`] URL, named by a request
+    /// with these `headers`.
+    async fn load(&self, url: &str, headers: &http::HeaderMap) -> Result<Arc<dyn Scheme>, SourceError> {
         let now = self.clock.now();
         let known = match self.lookup(url, now) {
             Lookup::Fresh(scheme) => return Ok(scheme),
-            Lookup::Stale(scheme) => return Ok(self.refresh(url, scheme, now).await),
+            Lookup::Stale(scheme) => return Ok(self.refresh(url, scheme, now).await?),
             Lookup::Known => true,
             Lookup::Missing => false,
         };
+        // Nothing is spent on a request that fails whatever the certificate.
+        if let Err(rejection) = paypal::precheck(headers, self.tolerance, now) {
+            return Ok(Arc::new(Refuse(rejection)));
+        }
+        // One fetch per URL at a time: the others wait for it.
+        if let Some(running) = self.running(url) {
+            return Ok(self.wait_for(url, Some(running)).await?);
+        }
         // A URL whose fetch just failed is not fetched again for each request naming it.
         if self.failed_lately(url, now) {
             return Err(SourceError::Unavailable("the certificate could not be fetched lately".into()));
         }
-        // At most two fetches of new URLs at once, whatever arrives, and one of known
-        // URLs besides; a request waits for its turn at most as long as one fetch may
-        // take, not behind a queue of others.
-        let permits = if known { &self.refetches } else { &self.fetches };
-        let _permit = tokio::time::timeout(PERMIT_WAIT, permits.acquire())
-            .await
-            .map_err(|_| SourceError::Unavailable("busy fetching other certificates".into()))?
-            .map_err(|e| SourceError::Unavailable(Box::new(e)))?;
+        if known {
+            // At most one re-fetch of a known URL at once, besides the new ones; a
+            // request waits for its turn at most as long as one fetch may take.
+            let _permit = Self::permit(&self.refetches).await?;
+            if let Lookup::Fresh(scheme) = self.lookup(url, now) {
+                return Ok(scheme);
+            }
+            if self.failed_lately(url, now) {
+                return Err(SourceError::Unavailable("the certificate could not be fetched lately".into()));
+            }
+            let _flight = match self.start_flight(url) {
+                Ok(flight) => flight,
+                Err(running) => return Ok(self.wait_for(url, running).await?),
+            };
+            return Ok(self.fetch(url, true, now).await?);
+        }
+        // A new URL: counted, and answered at once when the bucket has no token.
+        let has_token = self.admission.lock().is_ok_and(|mut admission| {
+            admission.count(url);
+            admission.token(now, false)
+        });
+        if !has_token {
+            return Err(SourceError::Unavailable("too many new PayPal certificate URLs lately".into()));
+        }
+        // At most two fetches of new URLs at once, whatever arrives.
+        let permit = Self::permit(&self.fetches).await?;
         if let Lookup::Fresh(scheme) = self.lookup(url, now) {
             return Ok(scheme);
         }
-        if self.failed_lately(url, now) {
-            return Err(SourceError::Unavailable("the certificate could not be fetched lately".into()));
+        // Fetched by another request meanwhile: waited for, with no token spent.
+        if let Some(running) = self.running(url) {
+            drop(permit);
+            return Ok(self.wait_for(url, Some(running)).await?);
         }
-        if !known && !self.take_token(now) {
-            return Err(SourceError::Unavailable("too many new PayPal certificate URLs lately".into()));
+        // The token goes to the URL most named, which may not be this request's; the
+        // flight is started under the same lock, so one URL is never fetched twice.
+        let flight = {
+            let Ok(mut admission) = self.admission.lock() else {
+                return Err(SourceError::Unavailable("the certificate cache is poisoned".into()));
+            };
+            let chosen = admission.choose(url);
+            let Some(chosen) = chosen.filter(|_| admission.token(now, true)) else {
+                return Err(SourceError::Unavailable("too many new PayPal certificate URLs lately".into()));
+            };
+            admission.candidates.remove(&chosen);
+            let (done, running) = tokio::sync::watch::channel(());
+            admission.in_flight.insert(chosen.clone(), running);
+            Flight { source: self, url: chosen, _done: done }
+        };
+        let chosen = flight.url.clone();
+        let fetched = self.fetch(&chosen, false, now).await;
+        drop(flight);
+        if chosen == url {
+            return Ok(fetched?);
         }
-        self.fetch(url, known, now).await
+        // This request's URL may have been fetched meanwhile by another.
+        match self.lookup(url, now) {
+            Lookup::Fresh(scheme) => Ok(scheme),
+            _ => Err(SourceError::Unavailable(
+                "the new-URL token went to a certificate URL more requests named".into(),
+            )),
+        }
     }
 }
 
@@ -1224,7 +1584,7 @@ impl SchemeSource for PayPalCertificates {
                 tracing::debug!("PayPal certificate URL on an untrusted host refused");
                 return refuse(Reason::MalformedHeader);
             };
-            self.load(&url).await.map(|scheme| scheme as Arc<dyn Scheme>)
+            self.load(&url, &parts.headers).await
         })
     }
 }
@@ -1232,6 +1592,309 @@ impl SchemeSource for PayPalCertificates {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::clock::ManualClock;
+
+    const CERT: &[u8] = include_bytes!("providers/testdata/paypal_cert.pem");
+    const BODY: &[u8] = include_bytes!("providers/testdata/paypal_body.json");
+    /// Self-signed, for `messageverificationcerts.paypal.com`, 2026-12-07 to 2126-11-13
+    /// (`openssl req -x509 -newkey rsa:2048 -days 36500 -subj /CN=…`): anyone can make one.
+    const SELF_SIGNED: &[u8] = b"-----BEGIN CERTIFICATE-----\n\
+MIIDPzCCAiegAwIBAgIUeHwWlDJMQYdIZBfEe9c1Ah/dSdQwDQYJKoZIhvcNAQEL\n\
+BQAwLjEsMCoGA1UEAwwjbWVzc2FnZXZlcmlmaWNhdGlvbmNlcnRzLnBheXBhbC5j\n\
+b20wIBcNMjYxMjA3MDY0NjUyWhgPMjEyNjExMTMwNjQ2NTJaMC4xLDAqBgNVBAMM\n\
+I21lc3NhZ2V2ZXJpZmljYXRpb25jZXJ0cy5wYXlwYWwuY29tMIIBIjANBgkqhkiG\n\
+9w0BAQEFAAOCAQ8AMIIBCgKCAQEAwpdVcH2qF5kR1WDozWKlWd0314MX/FjNxJ+M\n\
+8uN75fRM3gi0C4bQl6iYA/hwQY6r6gudgEa2VrQfLLzNSZG0p7HeZ9qrEupah2rx\n\
+sPGAsVP17drC8mESsR+ccESoOVLAgLQbXsdMwablVSqp0DKJ56sVM2h6kmOfDKBt\n\
+cxnGkf204IlhCS2B4AauEa8Ah8ufpoO4QHzvWCo86NGMpgvCoMB5a1BuFnaOztZO\n\
+pTa43Hq/hC9EyOz1rsAqksum6Te+FDCYJUW8fBCJtA4jPJ1OLfpaYypMQDT9SQFy\n\
+MYJrgSXh2vc+OAPmNoL9fAP5jjf1yyeCowcWD4b+1dKheT2W7QIDAQABo1MwUTAd\n\
+BgNVHQ4EFgQU+AchpLmmn6eOPyvfEug13RPwrecwHwYDVR0jBBgwFoAU+AchpLmm\n\
+n6eOPyvfEug13RPwrecwDwYDVR0TAQH/BAUwAwEB/zANBgkqhkiG9w0BAQsFAAOC\n\
+AQEAoKY3JPturnFGA7p3UEUp4+48jau31Na3Hf9GkR4puoNxsIHOwF37jZmlkqrE\n\
+tJZCXBvl/Ix9ZeYWMH7RXjNDqFu5nnr5sadtb6bt8t0KDR9dzvcX5ZsnHY/TgRqA\n\
+3qJEkMHLqJD/vecT1ldqh3FXy9Ps730r/Bn5yu3lEkYltTOXPmm9oUT6ZXfabLH0\n\
+wVS6CJ0G3XD1MKLzaEo+7myohlZUR/4ZNfvb0od6pWlV4gv2X3XmSVMaUnaXGazU\n\
+FoD2K+kGr1TXQn6Zz1f/bdsGSYOeo/syj0v7aFogyamQZwzGWl58eBwtduR+0/nt\n\
+gs5RUsCNd+qpuY7hX9y4XOFKQw==\n\
+-----END CERTIFICATE-----\n\
+";
+    const WEBHOOK_ID: &str = "0FV983392A0531201";
+    /// When PayPal's sandbox delivery (the Java SDK's test vector) was sent.
+    const SENT: i64 = 1_567_075_773;
+    const SENT_TEXT: &str = "2019-08-29T10:49:33Z";
+    const SIG: &str = "K7DF5+hOyGS6v0xTZ9PkEO+BFNQmpryxw2hFlXbHgmxpu+883ldEC9HcL6ccEmB8sfy80y/Q3qcZZL1MR8Qi0e1ysylVj/yROgKK6zBsQPoNmgXC8yTiNoAjULuhk5Aoau0Itk3nrkgAfji1zvADlErMFM9VZe2nDvhM3nDMLjCi/K5fRjWp3eGo6Nx17GX/WIEibeKDyS+YdJMex3i+KO4aWmm9zznC/FJ5Y/ntd0MxOJNrM0r0f3y7c3e3sO5pB3oPgN6KzKVS5P6AWHqtS8acD3DjgCKZ1uqKz7q954G1aBz2/m0wRGOFFsv0/D3FE2uIheRRmoQtVSOAX7Aupg==";
+    const GENUINE: &str =
+        "https://api.sandbox.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-1d93a270";
+
+    /// PayPal's sandbox delivery, sent at `time`, naming the certificate at `url`.
+    fn delivery(url: &str, time: &str) -> http::Request<Vec<u8>> {
+        http::Request::post("/hooks/paypal")
+            .header("paypal-transmission-id", "afa30d40-ca4a-11e9-ab68-7d4e2605c70c")
+            .header("paypal-transmission-time", time)
+            .header("paypal-transmission-sig", SIG)
+            .header("paypal-cert-url", url)
+            .header("paypal-auth-algo", "SHA256withRSA")
+            .body(BODY.to_vec())
+            .unwrap()
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Mode {
+        /// The certificate at [`GENUINE`], an error for other URLs.
+        Serve,
+        /// [`CertificateNotFound`] for every URL.
+        NotFound,
+        /// Another error for every URL.
+        Down,
+    }
+
+    /// Serves `pem` at [`GENUINE`], recording the URLs fetched; a fetch waits for a
+    /// permit of `gate` (open unless a test closes it).
+    #[derive(Debug, Clone)]
+    struct Fake {
+        pem: &'static [u8],
+        fetched: Arc<Mutex<Vec<String>>>,
+        mode: Arc<Mutex<Mode>>,
+        gate: Arc<tokio::sync::Semaphore>,
+    }
+
+    impl Fake {
+        fn new(pem: &'static [u8]) -> Self {
+            Self {
+                pem,
+                fetched: Arc::default(),
+                mode: Arc::new(Mutex::new(Mode::Serve)),
+                gate: Arc::new(tokio::sync::Semaphore::new(1000)),
+            }
+        }
+        fn fetched(&self) -> Vec<String> {
+            self.fetched.lock().unwrap().clone()
+        }
+        fn set(&self, mode: Mode) {
+            *self.mode.lock().unwrap() = mode;
+        }
+    }
+
+    impl CertificateFetcher for Fake {
+        fn fetch<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Vec<u8>, BoxError>> {
+            Box::pin(async move {
+                self.fetched.lock().unwrap().push(url.to_owned());
+                drop(self.gate.acquire().await);
+                let mode = *self.mode.lock().unwrap();
+                match mode {
+                    Mode::Serve if url == GENUINE => Ok(self.pem.to_vec()),
+                    Mode::Serve => Err("no certificate there".into()),
+                    Mode::NotFound => Err(Box::new(CertificateNotFound) as BoxError),
+                    Mode::Down => Err("unreachable".into()),
+                }
+            })
+        }
+    }
+
+    /// A source fetching with `fake`, pinned to PayPal's sandbox certificate (whose chain
+    /// is not at hand), on `clock`.
+    fn pinned(fake: &Fake, clock: &ManualClock) -> PayPalCertificates {
+        PayPalCertificates::with_fetcher(WEBHOOK_ID, fake.clone())
+            .unwrap()
+            .pin_certificates(CERT)
+            .unwrap()
+            .clock(clock.clone())
+    }
+
+    /// What the source answers a delivery sent at [`SENT`] naming `url`.
+    async fn ask(source: &PayPalCertificates, url: &str) -> Result<Arc<dyn Scheme>, SourceError> {
+        let (parts, _) = delivery(url, SENT_TEXT).into_parts();
+        source.scheme(&parts).await
+    }
+
+    /// Fresh, well-shaped URLs an attacker can name, each once.
+    fn attacker(n: usize) -> String {
+        format!("https://api.paypal.com/v1/notifications/certs/CERT-{n:08x}")
+    }
+
+    /// A flood of fresh URLs (100 requests a second) takes every token as soon as it is
+    /// due; PayPal's deliveries, one a second, still get the first token after the burst:
+    /// its URL, named again and again, is the most named.
+    #[tokio::test]
+    async fn a_flood_of_fresh_urls_does_not_keep_paypals_out() {
+        let clock = ManualClock::at_unix(SENT);
+        let fake = Fake::new(CERT);
+        let source = pinned(&fake, &clock);
+        let start = clock.now();
+        let mut n = 0;
+        // The flood empties the bucket first.
+        for _ in 0..NEW_URL_BURST {
+            assert!(ask(&source, &attacker(n)).await.is_err());
+            n += 1;
+        }
+        assert_eq!(fake.fetched().len(), NEW_URL_BURST as usize);
+        let mut accepted = None;
+        for tick in 0..2 * 15 * 100 {
+            clock.advance(Duration::from_millis(10));
+            if tick % 100 == 50 {
+                if ask(&source, GENUINE).await.is_ok() {
+                    accepted = Some(clock.now());
+                    break;
+                }
+            } else {
+                let _ = ask(&source, &attacker(n)).await;
+                n += 1;
+            }
+        }
+        let fetched = fake.fetched();
+        // The first token after the burst went to PayPal's URL, fetched for whichever
+        // request found it; PayPal's next delivery is accepted.
+        assert_eq!(fetched.iter().position(|u| u == GENUINE), Some(NEW_URL_BURST as usize), "{fetched:?}");
+        assert_eq!(fetched.iter().filter(|u| *u == GENUINE).count(), 1);
+        let accepted = accepted.expect("PayPal's delivery accepted");
+        assert!(accepted - start <= NEW_URL_EVERY + Duration::from_secs(1), "at {}", accepted - start);
+    }
+
+    /// A URL named once in a flood does not take the next token from a URL named twice,
+    /// even when the flood pushed the first naming out of the candidates.
+    #[test]
+    fn the_most_named_url_gets_the_token() {
+        let mut admission = Admission::new();
+        admission.count(GENUINE);
+        for n in 0..10 * MAX_CANDIDATES {
+            admission.count(&attacker(n));
+        }
+        assert!(!admission.candidates.contains_key(GENUINE), "pushed out");
+        admission.count(GENUINE);
+        for n in 10 * MAX_CANDIDATES..20 * MAX_CANDIDATES {
+            admission.count(&attacker(n));
+        }
+        assert_eq!(admission.candidates.len(), MAX_CANDIDATES);
+        assert_eq!(admission.choose(&attacker(20 * MAX_CANDIDATES - 1)).as_deref(), Some(GENUINE));
+        // Named as often: the request's own URL first.
+        let mut quiet = Admission::new();
+        quiet.count(&attacker(1));
+        quiet.count(&attacker(2));
+        assert_eq!(quiet.choose(&attacker(1)), Some(attacker(1)));
+        assert_eq!(quiet.choose(&attacker(2)), Some(attacker(2)));
+    }
+
+    /// Two deliveries naming one new URL at once: one fetch (and one token), both served.
+    #[tokio::test]
+    async fn one_fetch_per_url_at_a_time() {
+        let clock = ManualClock::at_unix(SENT);
+        let fake = Fake::new(CERT);
+        fake.gate.forget_permits(1000);
+        let source = pinned(&fake, &clock);
+        let (a, b, ()) = tokio::join!(ask(&source, GENUINE), ask(&source, GENUINE), async {
+            // Both requests are waiting by now: one for the fetcher, one for its fetch.
+            tokio::task::yield_now().await;
+            fake.gate.add_permits(1000);
+        });
+        assert!(a.is_ok() && b.is_ok());
+        assert_eq!(fake.fetched(), [GENUINE]);
+        // The bucket gave one token.
+        for n in 1..NEW_URL_BURST {
+            assert!(source.take_token(clock.now()), "token {n}");
+        }
+        assert!(!source.take_token(clock.now()));
+    }
+
+    /// Nothing is fetched for a delivery that fails whatever the certificate.
+    #[tokio::test]
+    async fn a_request_that_cannot_verify_spends_nothing() {
+        let clock = ManualClock::at_unix(SENT + 5 * 24 * 3600);
+        let fake = Fake::new(CERT);
+        let source = pinned(&fake, &clock);
+        // Sent five days ago: beyond the tolerance.
+        let scheme = ask(&source, GENUINE).await.unwrap();
+        let req = delivery(GENUINE, SENT_TEXT);
+        let refused = scheme.verify(&WebhookRequest::from_request(&req), clock.now()).unwrap_err();
+        assert_eq!(refused.reason(), Reason::TimestampTooOld);
+        let (mut parts, _) = delivery(GENUINE, "2019-09-03T10:49:33Z").into_parts();
+        parts.headers.insert("paypal-auth-algo", http::HeaderValue::from_static("SHA1withRSA"));
+        assert!(source.scheme(&parts).await.is_ok(), "refused by the scheme answered");
+        assert!(fake.fetched().is_empty());
+        assert!(source.admission.lock().unwrap().candidates.is_empty(), "not counted");
+    }
+
+    /// A self-signed certificate with PayPal's name, served through a fetcher other than
+    /// the built-in one, is refused by default: the chain is checked.
+    #[tokio::test]
+    async fn another_fetcher_checks_the_chain() {
+        const NOW: &str = "2027-01-01T00:00:00Z";
+        let clock = ManualClock::at_unix(1_798_761_600);
+        let fake = Fake::new(SELF_SIGNED);
+        let (parts, _) = delivery(GENUINE, NOW).into_parts();
+        let source = PayPalCertificates::with_fetcher(WEBHOOK_ID, fake.clone()).unwrap().clock(clock.clone());
+        let Err(SourceError::Unavailable(e)) = source.scheme(&parts).await else { panic!("accepted") };
+        assert!(e.to_string().contains("does not chain"), "{e}");
+        assert_eq!(fake.fetched().len(), 1);
+        // Only when asked for.
+        let source = PayPalCertificates::with_fetcher(WEBHOOK_ID, fake.clone())
+            .unwrap()
+            .without_chain_check()
+            .clock(clock.clone());
+        assert!(source.scheme(&parts).await.is_ok());
+        // The built-in fetcher keeps it off (see the module docs).
+        assert!(
+            !PayPalCertificates::with_fetcher(WEBHOOK_ID, HttpsFetcher::new().unwrap()).unwrap().trust.chain
+        );
+        assert!(!PayPalCertificates::new(WEBHOOK_ID).unwrap().trust.chain);
+    }
+
+    /// A cached certificate that verified a delivery, fetched again: with PayPal's
+    /// sandbox delivery verified through it at `clock`.
+    async fn verified_source(fake: &Fake, clock: &ManualClock) -> PayPalCertificates {
+        let source = pinned(fake, clock);
+        let scheme = ask(&source, GENUINE).await.unwrap();
+        let req = delivery(GENUINE, SENT_TEXT);
+        assert!(scheme.verify(&WebhookRequest::from_request(&req), clock.now()).is_ok());
+        source
+    }
+
+    /// PayPal answers 404 (or 410) for a certificate it verified with: it stops
+    /// verifying at once; other failures leave it in use.
+    #[tokio::test]
+    async fn a_withdrawn_certificate_stops_verifying() {
+        let clock = ManualClock::at_unix(SENT);
+        let fake = Fake::new(CERT);
+        let source = verified_source(&fake, &clock).await;
+        clock.advance(Duration::from_secs(24 * 3600 + 1));
+        fake.set(Mode::Down);
+        assert!(ask(&source, GENUINE).await.is_ok(), "a failed re-fetch: the cached one");
+        assert_eq!(fake.fetched().len(), 2);
+        clock.advance(RETRY_FAILED_AFTER + Duration::from_secs(1));
+        fake.set(Mode::NotFound);
+        assert!(ask(&source, GENUINE).await.is_err(), "withdrawn");
+        assert_eq!(fake.fetched().len(), 3);
+        assert!(ask(&source, GENUINE).await.is_err());
+        clock.advance(RETRY_FAILED_AFTER + Duration::from_secs(1));
+        assert!(ask(&source, GENUINE).await.is_err());
+        // Fetched again (a new URL now, with a token), and served again if PayPal does.
+        fake.set(Mode::Serve);
+        clock.advance(RETRY_FAILED_AFTER + Duration::from_secs(1));
+        assert!(ask(&source, GENUINE).await.is_ok());
+    }
+
+    /// While re-fetches fail, a certificate verifies at most [`MAX_STALE_TTLS`] times its
+    /// time to live after it was fetched.
+    #[tokio::test]
+    async fn a_stale_certificate_verifies_for_a_while_only() {
+        let clock = ManualClock::at_unix(SENT);
+        let fake = Fake::new(CERT);
+        let source = verified_source(&fake, &clock).await;
+        fake.set(Mode::Down);
+        clock.advance(Duration::from_secs(24 * 3600 + 1));
+        assert!(ask(&source, GENUINE).await.is_ok());
+        clock.advance(Duration::from_secs(2 * 24 * 3600 - 61));
+        assert!(ask(&source, GENUINE).await.is_ok(), "a minute short of 3 days");
+        clock.advance(Duration::from_secs(61));
+        assert!(ask(&source, GENUINE).await.is_err(), "3 days and a second");
+        let fetches = fake.fetched().len();
+        // Its URL is still PayPal's: fetched again without a token once a minute.
+        fake.set(Mode::Serve);
+        clock.advance(RETRY_FAILED_AFTER + Duration::from_secs(1));
+        assert!(ask(&source, GENUINE).await.is_ok());
+        assert_eq!(fake.fetched().len(), fetches + 1);
+    }
 
     /// The spellings `is_trusted_cert_url` accepts for one URL normalize to one.
     #[test]

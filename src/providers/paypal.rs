@@ -324,6 +324,54 @@ pub fn is_trusted_cert_url(url: &str) -> bool {
         && name.bytes().any(|b| b != b'.')
 }
 
+/// The shortest and longest signature a PayPal certificate's RSA key can make: 2048 to
+/// 8192 bits (CAs no longer issue shorter keys).
+#[cfg(feature = "paypal-fetch")]
+const RSA_SIGNATURE_LEN: std::ops::RangeInclusive<usize> = 256..=1024;
+
+/// The checks of a delivery that need no certificate: `PAYPAL-AUTH-ALGO` is
+/// `SHA256withRSA`, `PAYPAL-TRANSMISSION-TIME` is within `tolerance` of `now`, and
+/// `PAYPAL-TRANSMISSION-SIG` is base64 of an RSA signature's length. The fetcher runs them
+/// before it spends anything on a certificate URL: a request that fails them would fail
+/// verification whatever the certificate.
+#[cfg(feature = "paypal-fetch")]
+pub(crate) fn precheck(
+    headers: &http::HeaderMap,
+    tolerance: Tolerance,
+    now: OffsetDateTime,
+) -> Result<(), Rejection> {
+    let get = |name: &HeaderName, missing: Reason| {
+        let value =
+            headers.get(name).ok_or_else(|| Rejection::with_detail(missing, Detail::Header(name.clone())));
+        value?
+            .to_str()
+            .map(str::trim)
+            .map_err(|_| Rejection::with_detail(Reason::MalformedHeader, Detail::Header(name.clone())))
+    };
+    if get(&AUTH_ALGO, Reason::MissingHeader)? != AUTH_ALGO_SHA256_WITH_RSA {
+        return Err(Rejection::with_detail(Reason::UnsupportedAlgorithm, Detail::Header(AUTH_ALGO)));
+    }
+    let time_text = get(&TRANSMISSION_TIME, Reason::MissingTimestamp)?;
+    let at = TimestampFormat::Rfc3339.parse(time_text.as_bytes()).ok_or_else(|| {
+        Rejection::with_detail(Reason::MalformedTimestamp, Detail::Header(TRANSMISSION_TIME))
+    })?;
+    tolerance.check(at, now).map_err(Rejection::skew)?;
+    let sig_text = get(&TRANSMISSION_SIG, Reason::MissingSignature)?;
+    if sig_text.len() > MAX_SIGNATURE_HEADER_LEN {
+        return Err(Rejection::with_detail(
+            Reason::HeaderTooLarge,
+            Detail::Limit { max: MAX_SIGNATURE_HEADER_LEN },
+        ));
+    }
+    match Encoding::Base64.decode_vec(sig_text.as_bytes()) {
+        Some(sig) if RSA_SIGNATURE_LEN.contains(&sig.len()) => Ok(()),
+        _ => Err(Rejection::with_detail(
+            Reason::MalformedSignature,
+            Detail::Text("`paypal-transmission-sig` is not base64 of an RSA signature"),
+        )),
+    }
+}
+
 fn header<'a>(req: &WebhookRequest<'a>, name: &HeaderName, missing: Reason) -> Result<&'a str, Rejection> {
     let value = req
         .headers()
@@ -636,6 +684,42 @@ mod tests {
         ];
         for (url, want) in cases {
             assert_eq!(is_trusted_cert_url(url), *want, "case {url}");
+        }
+    }
+
+    /// What the fetcher checks before it spends anything on a certificate URL: what
+    /// verification would refuse whatever the certificate.
+    #[cfg(feature = "paypal-fetch")]
+    #[test]
+    fn precheck_needs_no_certificate() {
+        let check = |overrides: &[(&str, Option<&str>)], now: &str| {
+            let req = request(overrides, BODY);
+            precheck(req.headers(), TOLERANCE, at(now))
+        };
+        assert!(check(&[], TIME).is_ok());
+        assert!(check(&[], "2019-09-02T10:49:33Z").is_ok(), "4 days late");
+        let short = "A".repeat(340); // 255 bytes
+        let long = "A".repeat(1368); // 1026 bytes
+        let cases: Vec<(&str, Vec<(&str, Option<&str>)>, &str, Reason)> = vec![
+            (
+                "SHA1withRSA",
+                vec![("paypal-auth-algo", Some("SHA1withRSA"))],
+                TIME,
+                Reason::UnsupportedAlgorithm,
+            ),
+            ("no algo", vec![("paypal-auth-algo", None)], TIME, Reason::MissingHeader),
+            ("no time", vec![("paypal-transmission-time", None)], TIME, Reason::MissingTimestamp),
+            ("bad time", vec![("paypal-transmission-time", Some("now"))], TIME, Reason::MalformedTimestamp),
+            ("too old", vec![], "2019-09-02T10:49:34Z", Reason::TimestampTooOld),
+            ("in the future", vec![], "2019-08-29T10:44:32Z", Reason::TimestampInFuture),
+            ("no signature", vec![("paypal-transmission-sig", None)], TIME, Reason::MissingSignature),
+            ("not base64", vec![("paypal-transmission-sig", Some("***"))], TIME, Reason::MalformedSignature),
+            ("short", vec![("paypal-transmission-sig", Some("AAAA"))], TIME, Reason::MalformedSignature),
+            ("255 bytes", vec![("paypal-transmission-sig", Some(&short))], TIME, Reason::MalformedSignature),
+            ("1026 bytes", vec![("paypal-transmission-sig", Some(&long))], TIME, Reason::MalformedSignature),
+        ];
+        for (name, overrides, now, want) in cases {
+            assert_eq!(check(&overrides, now).map_err(|r| r.reason()), Err(want), "case {name}");
         }
     }
 
