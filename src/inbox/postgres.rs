@@ -163,9 +163,10 @@ type ListenFn = dyn Fn(Arc<str>, Arc<Signal>) -> BoxFuture<'static, Result<(), L
 /// the statement (over a connection of its own, with the TLS given to
 /// [`wakeups`](Self::wakeups), else none), and the connection is closed. Should the cancel
 /// request not get through, the connections of the pool made by `connect` have the server
-/// end every statement itself a second after the operation timeout (`statement_timeout`,
-/// the longest operation timeout of the inboxes sharing the pool plus 1 s, unless the URL
-/// sets one in `options`). Set a `statement_timeout` on a pool of your own likewise.
+/// end every statement itself a little after the operation timeout (`statement_timeout`:
+/// 1 s more than the longest operation timeout given to the inboxes sharing the pool, the
+/// default 5 s included, unless the URL sets one in `options`). Set a `statement_timeout`
+/// on a pool of your own likewise.
 ///
 /// # Wake-ups
 ///
@@ -1212,8 +1213,9 @@ impl PostgresInbox {
     /// answered `2xx`), an ack that timed out may have acked.
     ///
     /// The pool made by [`connect`](Self::connect) has the server end a statement 1 s
-    /// after the longest operation timeout of the inboxes sharing it: its idle
-    /// connections opened with a shorter one close when this makes it longer.
+    /// after the longest operation timeout given to the inboxes sharing it (the default
+    /// 5 s included: a shorter one leaves it at 6 s); its idle connections opened with a
+    /// shorter one close when this makes it longer.
     ///
     /// A migration waits at most half of this (and at most 2 s) for each lock it needs
     /// (`lock_timeout`), and then fails with PostgreSQL's "lock timeout" error, so that
@@ -2243,6 +2245,8 @@ mod tests {
         assert_eq!(setting(&longer).await, "21000", "the connection opened before is closed");
         let shorter = inbox.clone().operation_timeout(Duration::from_secs(2));
         assert_eq!(setting(&shorter).await, "21000", "the longest of the inboxes sharing the pool");
+        let short = PostgresInbox::connect(&url).await.unwrap().operation_timeout(Duration::from_millis(200));
+        assert_eq!(setting(&short).await, "6000", "the default's at least");
         let huge = PostgresInbox::connect(&url).await.unwrap().operation_timeout(Duration::MAX);
         assert_eq!(setting(&huge).await, i32::MAX.to_string(), "PostgreSQL's largest");
         let separator = if url.contains('?') { '&' } else { '?' };
