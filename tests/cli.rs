@@ -2007,15 +2007,19 @@ fn one_endpoint_config(dir: &Path, server: &str) -> PathBuf {
 fn a_client_that_never_finishes_its_head_is_cut_off() {
     let dir = temp_dir("header-timeout");
     let server = Server::start(&one_endpoint_config(&dir, "header_read_timeout_secs = 1"));
-    let mut stream = TcpStream::connect(&server.addr).expect("connect");
-    stream.write_all(b"POST /hooks/gi").expect("write");
-    // Generous: the timeout is 1 s; a connection still open after 30 s was never cut off.
-    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("read timeout");
-    let mut rest = Vec::new();
-    match stream.read_to_end(&mut rest) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
-        Err(e) => panic!("the connection was not closed: {e}"),
+    // Part of a head; nothing at all (the head's timer must start with the connection);
+    // the start of HTTP/2's preface (plain TCP is HTTP/1 only: no version guessed first).
+    for sent in [&b"POST /hooks/gi"[..], b"", b"PRI * HTTP/2"] {
+        let mut stream = TcpStream::connect(&server.addr).expect("connect");
+        stream.write_all(sent).expect("write");
+        // Generous: the timeout is 1 s; a connection still open after 30 s was never cut off.
+        stream.set_read_timeout(Some(Duration::from_secs(30))).expect("read timeout");
+        let mut rest = Vec::new();
+        match stream.read_to_end(&mut rest) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("{sent:?}: the connection was not closed: {e}"),
+        }
     }
     assert_eq!(http_get(&server.addr, "/healthz"), (200, "ok\n".to_owned()));
     assert!(server.stop().success());

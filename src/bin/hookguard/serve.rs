@@ -951,12 +951,24 @@ mod connections {
         pub(crate) grace: Duration,
     }
 
-    /// hyper's builder, with a timer (without one hyper applies no header timeout).
-    fn builder(header_read: Duration) -> auto::Builder<TokioExecutor> {
+    /// How often an HTTP/2 connection's peer is pinged, and how long it has to answer: a
+    /// peer that went away is found out (HTTP/2 has no head to time).
+    const H2_KEEP_ALIVE: (Duration, Duration) = (Duration::from_secs(30), Duration::from_secs(20));
+
+    /// hyper's builders, with a timer (without one hyper applies no header timeout): one
+    /// for HTTP/1 alone, one for HTTP/2 alone. Each connection gets the one its protocol
+    /// needs: HTTP/1 over plain TCP (senders speak it; guessing the version would first read
+    /// the connection's opening bytes with no time limit, so a client that sends nothing
+    /// would be held for ever), and over TLS the one ALPN chose.
+    fn builders(header_read: Duration) -> (auto::Builder<TokioExecutor>, auto::Builder<TokioExecutor>) {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read);
-        builder.http2().timer(TokioTimer::new());
         builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(H2_KEEP_ALIVE.0)
+            .keep_alive_timeout(H2_KEEP_ALIVE.1);
+        (builder.clone().http1_only(), builder.http2_only())
     }
 
     /// Serves `app` on `listener` (over TLS with `tls`) until `shutdown` resolves, then
@@ -969,29 +981,38 @@ mod connections {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), String> {
         let acceptor = tls.map(TlsAcceptor::from);
-        let builder = Arc::new(builder(timeouts.header_read));
+        let builders = Arc::new(builders(timeouts.header_read));
         let graceful = GracefulShutdown::new();
+        // Every connection's task, so that those still open after the grace period are
+        // stopped then (a request still in flight must not keep a webhook coming in after
+        // the workers counted what was left).
+        let mut connections = tokio::task::JoinSet::new();
         let listening = &listener;
         accept_loop(
             || listening.accept(),
             shutdown,
             |(tcp, peer): (TcpStream, SocketAddr)| {
+                // The tasks of connections that ended are let go as new ones come.
+                while connections.try_join_next().is_some() {}
                 let acceptor = acceptor.clone();
-                let builder = Arc::clone(&builder);
+                let builders = Arc::clone(&builders);
                 // The peer address, for the allow-list and rate limits.
                 let service = TowerToHyperService::new(
                     app.clone().layer(axum::Extension(hookguard::source::PeerAddr(peer))),
                 );
                 let watcher = graceful.watcher();
-                tokio::spawn(async move {
+                connections.spawn(async move {
+                    let (http1, http2) = &*builders;
                     let ended = match acceptor {
-                        None => watcher.watch(builder.serve_connection(TokioIo::new(tcp), service)).await,
+                        None => watcher.watch(http1.serve_connection(TokioIo::new(tcp), service)).await,
                         Some(acceptor) => {
                             let Ok(Ok(tls)) =
                                 tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
                             else {
                                 return;
                             };
+                            let builder =
+                                if tls.get_ref().1.alpn_protocol() == Some(b"h2") { http2 } else { http1 };
                             watcher.watch(builder.serve_connection(TokioIo::new(tls), service)).await
                         }
                     };
@@ -1004,8 +1025,13 @@ mod connections {
         .await;
         drop(listener);
         if tokio::time::timeout(timeouts.grace, graceful.shutdown()).await.is_err() {
-            tracing::warn!("some connections were still open after the grace period");
+            tracing::warn!(
+                open = connections.len(),
+                "some connections were still open after the grace period: closed"
+            );
         }
+        connections.abort_all();
+        while connections.join_next().await.is_some() {}
         Ok(())
     }
 
