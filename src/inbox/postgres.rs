@@ -1727,7 +1727,8 @@ impl Inbox for PostgresInbox {
 
     /// Read a page at a time (256 dead letters, one statement each), each page bounded by
     /// the [operation timeout](PostgresInbox::operation_timeout), so that a long list
-    /// takes as long as it needs and no statement takes long.
+    /// takes as long as it needs and no statement takes long. So the list is no snapshot:
+    /// a dead letter re-driven and dead again while it is read may be listed twice.
     fn dead_letters(&self, limit: usize) -> BoxFuture<'_, Result<Vec<DeadLetter>, InboxError>> {
         Box::pin(self.dead_list(limit))
     }

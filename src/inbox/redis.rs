@@ -343,15 +343,16 @@ pub enum RedisDurability {
 /// Each operation is one Lua script, so no other client's command runs in the middle of
 /// it; but a script holds up every other client's command (Redis runs one thing at a
 /// time), so none reads much: [`dead_letters`](Inbox::dead_letters) reads a page of 256 at
-/// a time, one script each (a dead letter moved while it lists may be left out). A script is not a transaction, though: when a command in it fails, Redis keeps the
-/// writes made before the failure. The scripts are written so that what callers and
-/// damaged records can cause fails none of them midway (a pull skips a damaged job rather
-/// than failing on it; a push adds the stream entry before the dedup mark, so a failed
-/// `XADD` leaves no mark); and a server at its `maxmemory` refuses a script's writes only
-/// while the script has written nothing, so a full server fails a script before it
-/// changed anything, never midway. What remains (a server killed in the middle of a
-/// script, a key of this layout changed by hand to another type) can leave one operation
-/// half-done.
+/// a time, one script each, so its list is no snapshot (a dead letter re-driven and dead
+/// again while it reads may be listed twice). A script is not a transaction, though: when
+/// a command in it fails, Redis keeps the writes made before the failure. The scripts are
+/// written so that what callers and damaged records can cause fails none of them midway (a
+/// pull skips a damaged job rather than failing on it; a push adds the stream entry before
+/// the dedup mark, so a failed `XADD` leaves no mark); and a server at its `maxmemory`
+/// refuses a script's writes only while the script has written nothing, so a full server
+/// fails a script before it changed anything, never midway. What remains (a server killed
+/// in the middle of a script, a key of this layout changed by hand to another type) can
+/// leave one operation half-done.
 ///
 /// # Memory and eviction
 ///
