@@ -579,8 +579,10 @@ async fn unverified_certificates_never_push_out_one_that_verified() {
 async fn a_ttl_of_duration_max_caches_until_not_after() {
     let fake = Fake::serving(CERT_URL, &[CERT]);
     let clock = sent();
-    let source = vector_source(&fake, &clock).ttl(Duration::MAX);
-    // The guard's clock stays at the transmission time (its tolerance); the source's moves.
+    // The guard's clock stays at the transmission time (its tolerance); the source's
+    // moves, and with a tolerance it would refuse the delivery before fetching anything.
+    let source =
+        vector_source(&fake, &clock).ttl(Duration::MAX).tolerance(hookguard::verify::Tolerance::NONE);
     let guard = guard(source, &sent());
     let genuine = request(CERT_URL, "afa30d40-ca4a-11e9-ab68-7d4e2605c70c");
     assert_eq!(guard.accept(&genuine, Bytes::from_static(BODY)).await.status(), 202);
@@ -648,10 +650,11 @@ async fn the_chain_goes_through_the_pems_or_the_configured_intermediates() {
     assert_eq!(status(&guard, &clock, LIVE_URL, "self-vouched").await, 503);
 }
 
-/// By default the chain is not checked: a certificate fetched from PayPal's own API host
-/// at PayPal's certificate path is trusted when its name and dates are right, whoever
-/// issued it (see the module docs for why); `check_chain` refuses one no trusted CA
-/// issued.
+/// With a fetcher other than the built-in one, the chain is checked by default: a
+/// self-signed certificate in PayPal's name is refused. `without_chain_check` trusts the
+/// fetcher as the built-in one is (see the module docs): a certificate fetched from
+/// PayPal's certificate URL is trusted when its name and dates are right, whoever issued
+/// it; `check_chain` turns the check on again.
 #[tokio::test]
 async fn by_default_the_url_name_and_dates_vouch_for_a_certificate() {
     let clock = ManualClock::at_unix(SENT);
@@ -662,8 +665,10 @@ async fn by_default_the_url_name_and_dates_vouch_for_a_certificate() {
             .clock(clock.clone())
     };
     let guard = self::guard(source(), &clock);
-    assert_eq!(status(&guard, &clock, LIVE_URL, "by-default").await, 202);
-    let guard = self::guard(source().check_chain(), &clock);
+    assert_eq!(status(&guard, &clock, LIVE_URL, "by-default").await, 503);
+    let guard = self::guard(source().without_chain_check(), &clock);
+    assert_eq!(status(&guard, &clock, LIVE_URL, "unchecked").await, 202);
+    let guard = self::guard(source().without_chain_check().check_chain(), &clock);
     assert_eq!(status(&guard, &clock, LIVE_URL, "chain-checked").await, 503);
 }
 
@@ -702,7 +707,9 @@ async fn a_certificate_outside_its_validity_period_is_refused() {
     }
 
     // Fetched while valid by the source's clock, but the guard's says it has expired.
-    let source_clock = ManualClock::at_unix(LIVE_NOT_AFTER - 3600);
+    // (A minute apart: a delivery sent by the guard's clock is within the source's
+    // tolerance, 5 minutes into the future, or it would be refused before any fetch.)
+    let source_clock = ManualClock::at_unix(LIVE_NOT_AFTER - 60);
     let guard_clock = ManualClock::at_unix(LIVE_NOT_AFTER + 1);
     let fake = Fake::serving(LIVE_URL, &[LIVE, INTERMEDIATE]);
     let guard = guard(test_pki_source(&fake, &source_clock), &guard_clock);
