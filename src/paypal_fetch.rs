@@ -77,6 +77,10 @@
 //!   verifying at once;
 //! - a URL whose fetch (or check) failed is not fetched again for a minute.
 //!
+//! The 503s that anyone can cause this way (no token, the URL failed lately, no fetch
+//! permit in time) are [`SourceError::Throttled`]: logged at debug and counted as
+//! `secrets-throttled`, not as an outage of the secret source (a fetch that fails is).
+//!
 //! A flood thus never fails PayPal's deliveries whose certificate is already here. A
 //! certificate seen for the first time (after a restart, or PayPal's rotation) waits for
 //! a token: during a flood, its first deliveries are answered 503 until it gets one, and
@@ -1448,7 +1452,7 @@ impl PayPalCertificates {
         }
         match self.lookup(url, self.clock.now()) {
             Lookup::Fresh(scheme) | Lookup::Stale(scheme) => Ok(scheme),
-            _ => Err(SourceError::Unavailable("the certificate could not be fetched lately".into())),
+            _ => Err(SourceError::Throttled("the certificate could not be fetched lately".into())),
         }
     }
 
@@ -1458,7 +1462,7 @@ impl PayPalCertificates {
     ) -> Result<tokio::sync::SemaphorePermit<'s>, SourceError> {
         tokio::time::timeout(PERMIT_WAIT, permits.acquire())
             .await
-            .map_err(|_| SourceError::Unavailable("busy fetching other certificates".into()))?
+            .map_err(|_| SourceError::Throttled("busy fetching other certificates".into()))?
             .map_err(|e| SourceError::Unavailable(Box::new(e)))
     }
 
@@ -1482,7 +1486,7 @@ impl PayPalCertificates {
         }
         // A URL whose fetch just failed is not fetched again for each request naming it.
         if self.failed_lately(url, now) {
-            return Err(SourceError::Unavailable("the certificate could not be fetched lately".into()));
+            return Err(SourceError::Throttled("the certificate could not be fetched lately".into()));
         }
         if known {
             // At most one re-fetch of a known URL at once, besides the new ones; a
@@ -1492,7 +1496,7 @@ impl PayPalCertificates {
                 return Ok(scheme);
             }
             if self.failed_lately(url, now) {
-                return Err(SourceError::Unavailable("the certificate could not be fetched lately".into()));
+                return Err(SourceError::Throttled("the certificate could not be fetched lately".into()));
             }
             let _flight = match self.start_flight(url) {
                 Ok(flight) => flight,
@@ -1506,7 +1510,7 @@ impl PayPalCertificates {
             admission.token(now, false)
         });
         if !has_token {
-            return Err(SourceError::Unavailable("too many new PayPal certificate URLs lately".into()));
+            return Err(SourceError::Throttled("too many new PayPal certificate URLs lately".into()));
         }
         // At most two fetches of new URLs at once, whatever arrives.
         let permit = Self::permit(&self.fetches).await?;
@@ -1526,7 +1530,7 @@ impl PayPalCertificates {
             };
             let chosen = admission.choose(url);
             let Some(chosen) = chosen.filter(|_| admission.token(now, true)) else {
-                return Err(SourceError::Unavailable("too many new PayPal certificate URLs lately".into()));
+                return Err(SourceError::Throttled("too many new PayPal certificate URLs lately".into()));
             };
             admission.candidates.remove(&chosen);
             let (done, running) = tokio::sync::watch::channel(());
@@ -1542,7 +1546,7 @@ impl PayPalCertificates {
         // This request's URL may have been fetched meanwhile by another.
         match self.lookup(url, now) {
             Lookup::Fresh(scheme) => Ok(scheme),
-            _ => Err(SourceError::Unavailable(
+            _ => Err(SourceError::Throttled(
                 "the new-URL token went to a certificate URL more requests named".into(),
             )),
         }
@@ -1730,6 +1734,10 @@ gs5RUsCNd+qpuY7hX9y4XOFKQw==\n\
             n += 1;
         }
         assert_eq!(fake.fetched().len(), NEW_URL_BURST as usize);
+        // No token left: held back, as anyone can cause (not an outage of the source).
+        let held = ask(&source, &attacker(n)).await;
+        assert!(matches!(held, Err(SourceError::Throttled(_))), "{:?}", held.err());
+        n += 1;
         let mut accepted = None;
         for tick in 0..2 * 15 * 100 {
             clock.advance(Duration::from_millis(10));
