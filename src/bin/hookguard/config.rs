@@ -1335,8 +1335,14 @@ fn public_origin(origin: &str) -> Result<String, String> {
     if !fine {
         return Err(problem.to_owned());
     }
+    // The text is what the guard prepends, so it must be the origin as written: no space,
+    // backslash or dot segment that the parser above forgave (`https:\\h`, `https://h/.`).
     let trimmed = origin.strip_suffix('/').unwrap_or(origin);
-    if trimmed.ends_with('/') {
+    let after_scheme = trimmed.split_once("://").map_or("", |(_, rest)| rest);
+    if after_scheme.is_empty()
+        || after_scheme.contains('/')
+        || origin.chars().any(|c| c.is_whitespace() || c.is_control() || c == '\\')
+    {
         return Err(problem.to_owned());
     }
     Ok(trimmed.to_owned())
@@ -1695,6 +1701,12 @@ append_to = "/tmp/x.jsonl"
             ("https://hooks.example.com/#x", None),
             ("https://user:t0ken@hooks.example.com", None),
             ("https://", None),
+            // Forgiven by the URL parser, but not the origin as written.
+            ("https://hooks.example.com ", None),
+            (" https://hooks.example.com", None),
+            ("https:\\\\hooks.example.com", None),
+            ("https://hooks.example.com/.", None),
+            ("https://hooks.example.com/./", None),
         ] {
             match (check(&twilio(origin)), kept) {
                 (Ok(c), Some(kept)) => {

@@ -101,12 +101,18 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
             // A page at a time: the bodies of every dead letter at once could be more than
             // this process, or a Redis server building one reply, should hold. Each page
             // re-driven or discarded leaves the dead list, so the next one starts after it.
+            // Each key once: a letter re-driven that fails again (a server running, an
+            // action failing fast) is a dead letter again, and is left for next time.
+            let mut seen = std::collections::HashSet::new();
             let mut count = 0;
             while count < ALL {
                 let page = inbox.dead_letters(PAGE.min(ALL - count)).await.map_err(failed)?;
                 let before = count;
                 for letter in &page {
                     let key = letter.webhook.key();
+                    if !seen.insert(key.to_owned()) {
+                        continue;
+                    }
                     let found = if redrive { inbox.redrive(key).await } else { inbox.discard(key).await };
                     if found.map_err(|e| format!("[inbox] cannot {done} {key}: {e}"))? {
                         count += 1;

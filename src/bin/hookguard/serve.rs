@@ -1,6 +1,12 @@
 //! `hookguard serve`: a ready-made receiver run from a configuration file.
 
-use std::{collections::HashMap, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    path::PathBuf,
+    process::ExitCode,
+    sync::Arc,
+    time::Duration,
+};
 
 use axum::{Router, http::header, routing::get};
 use base64::Engine as _;
@@ -312,7 +318,7 @@ async fn serve(config: Config) -> Result<ExitCode, String> {
         let drained = worker.drain(config.shutdown_grace).await;
         tracing::info!(report = ?drained.report, "stopped");
         if let Some(sweeper) = sweeper {
-            sweeper.finish().await;
+            sweeper.finish(config.shutdown_grace).await;
         }
         // Dead letters are lost too (unless `dead_letters_to` took them, just above).
         let dead = match inbox.dead_letters(usize::MAX).await {
@@ -348,7 +354,7 @@ async fn serve(config: Config) -> Result<ExitCode, String> {
         let report = worker.shutdown(config.shutdown_grace).await;
         tracing::info!(?report, "stopped");
         if let Some(sweeper) = sweeper {
-            sweeper.finish().await;
+            sweeper.finish(config.shutdown_grace).await;
         }
     }
     eprintln!("hookguard: stopped");
@@ -549,6 +555,8 @@ impl Sweeper {
     fn spawn(inbox: Arc<dyn Inbox>, appender: Appender) -> Self {
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
+            // Written to the file, not yet discarded (the discard failed): not written again.
+            let mut written = HashSet::new();
             let mut tick = tokio::time::interval(SWEEP_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -557,7 +565,7 @@ impl Sweeper {
                     _ = tick.tick() => false,
                     _ = &mut stopped => true,
                 };
-                match sweep(inbox.as_ref(), &appender).await {
+                match sweep(inbox.as_ref(), &appender, &mut written).await {
                     Ok(0) => {}
                     Ok(moved) => tracing::warn!(
                         moved,
@@ -574,38 +582,61 @@ impl Sweeper {
         Self { stop, task }
     }
 
-    /// Moves what is left, then stops.
-    async fn finish(self) {
+    /// Moves what is left, then stops; within `grace` (a durable inbox keeps what is not
+    /// moved by then; the memory inbox's are counted as lost).
+    async fn finish(self, grace: Duration) {
         let _ = self.stop.send(());
-        if let Err(e) = self.task.await {
-            tracing::error!(error = %e, "the dead-letter sweeper failed");
+        let mut task = self.task;
+        match tokio::time::timeout(grace, &mut task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "the dead-letter sweeper failed"),
+            Err(_) => {
+                task.abort();
+                tracing::warn!("dead letters not all moved to dead_letters_to within the grace period");
+            }
         }
     }
 }
 
 /// Appends the inbox's dead letters to `appender`'s file, then discards them from the inbox,
-/// [`SWEEP_BATCH`] at a time; returns how many were moved.
-async fn sweep(inbox: &dyn Inbox, appender: &Appender) -> Result<usize, String> {
+/// [`SWEEP_BATCH`] at a time; returns how many were moved. `written` holds the dead letters
+/// (key and time of failure) written whose discard failed: they are not written again, only
+/// discarded.
+async fn sweep(
+    inbox: &dyn Inbox,
+    appender: &Appender,
+    written: &mut HashSet<(String, time::OffsetDateTime)>,
+) -> Result<usize, String> {
     let mut moved = 0;
+    let id = |letter: &DeadLetter| (letter.webhook.key().to_owned(), letter.failed_at);
     loop {
         let dead = inbox.dead_letters(SWEEP_BATCH).await.map_err(|e| format!("cannot read them: {e}"))?;
         if dead.is_empty() {
+            written.clear();
             return Ok(moved);
         }
+        // What is no longer among them went another way (re-driven, discarded).
+        let ids: HashSet<_> = dead.iter().map(id).collect();
+        written.retain(|written| ids.contains(written));
         let mut lines = Vec::new();
-        for letter in &dead {
+        for letter in dead.iter().filter(|letter| !written.contains(&id(letter))) {
             lines.extend_from_slice(dead_letter_line(letter).to_string().as_bytes());
             lines.push(b'\n');
         }
-        appender.append(lines).await?;
+        if !lines.is_empty() {
+            appender.append(lines).await?;
+        }
+        written.extend(ids);
         let mut discarded = 0;
         for letter in &dead {
+            let key = letter.webhook.key();
             // `false`: re-driven or discarded meanwhile (by `hookguard inbox`), written anyway.
-            if inbox.discard(letter.webhook.key()).await.map_err(|e| {
+            if inbox.discard(key).await.map_err(|e| {
                 format!("cannot discard a dead letter written to {}: {e}", appender.path.display())
             })? {
                 discarded += 1;
             }
+            written.remove(&id(letter));
         }
         moved += discarded;
         if dead.len() < SWEEP_BATCH || discarded == 0 {
