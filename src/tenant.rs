@@ -30,15 +30,17 @@
 //! ```
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
+    error::Error,
     fmt,
     future::Future,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::Duration,
 };
 
 use http::request::Parts;
 use time::{OffsetDateTime, PrimitiveDateTime};
+use tokio::sync::watch;
 
 use crate::{
     ConfigError, Secret,
@@ -48,7 +50,7 @@ use crate::{
     verify::Scheme,
 };
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type BoxError = Box<dyn Error + Send + Sync>;
 type TenantFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 type LoadFn = dyn Fn(String) -> BoxFuture<'static, Result<Option<Vec<Secret>>, BoxError>> + Send + Sync;
 type StoreFn = dyn Fn(String, Secret) -> BoxFuture<'static, Result<(), BoxError>> + Send + Sync;
@@ -57,32 +59,59 @@ type BuildFn = dyn Fn(&[Secret]) -> Result<Arc<dyn Scheme>, ConfigError> + Send 
 /// A [`SchemeSource`] that finds the tenant of a request (a path segment, a header, …),
 /// loads its secrets with your async function, builds its scheme once and caches it
 /// (bounded, with a time to live; an unknown tenant is cached briefly too, so repeated
-/// requests for one unknown name, deliveries and handshakes alike, reach your store once
-/// per [`unknown_ttl`](Self::unknown_ttl), though each new name is one lookup: put a rate
+/// deliveries for one unknown name reach your store once per
+/// [`unknown_ttl`](Self::unknown_ttl), though each new name is one lookup: put a rate
 /// limit in front). Unknown names are cached apart from known tenants: a flood of made-up
 /// names never pushes a known tenant out. A tenant name longer than 256 bytes is unknown
 /// without a lookup. A tenant whose secrets make no scheme (`build` fails: a malformed
 /// secret) is logged at `error` once per load and answered as the source being
 /// unavailable (`503` + `Retry-After`) from the cache for `unknown_ttl` too.
 ///
-/// Lookups of one tenant may run at once (each loads); the answer of the one that began
-/// last is kept: one that began earlier and ends later (it may have read a secret since
-/// rotated) is not cached over it, and its request is answered with the later one. So a
-/// rotated secret is accepted at most [`ttl`](Self::ttl) after a lookup that began
-/// before the rotation.
+/// Requests for one tenant that miss the cache at once share one load: a burst of
+/// deliveries for a tenant whose entry expired calls your loader once, and each request
+/// gets its answer, or its error ([`SourceError::Unavailable`] wrapping the loader's
+/// error, shared: its text and its `source()` are the loader's; errors are not cached).
+/// Requests for other tenants never wait on it. If the request that began the load goes
+/// away (its future is dropped), the ones waiting on it load again.
+///
+/// A handshake loads on its own, so two loads of one tenant may still run at once: the
+/// answer of the one that began last is kept; one that began earlier and ends later (it
+/// may have read a secret since rotated) is not cached over it, and its request is
+/// answered with the later one. So a rotated secret is accepted at most
+/// [`ttl`](Self::ttl) after a lookup that began before the rotation, or not at all once
+/// you call [`invalidate`](Self::invalidate). Entries expire by the
+/// [`clock`](Self::clock); one put in at a time the clock has since gone back before (an
+/// NTP step) counts as expired: a clock stepped back never keeps a secret cached longer.
+///
+/// Clones share the cache (and the loads and handshakes in progress): the guard takes
+/// its source by value, so keep a clone to [`invalidate`](Self::invalidate) a tenant
+/// whose secrets you changed or removed. Settings changed on a clone (its `ttl`, say)
+/// apply to what that clone loads and caches.
 ///
 /// With [`store`](Self::store) it also keeps secrets handed over at run time (Asana's
 /// `X-Hook-Secret`), but only for a tenant that your loader answers with an empty list:
 /// one you registered and that awaits its handshake. An unknown tenant (`None`) gets
 /// `404`, and one with secrets `403`: a handshake can never create a tenant or replace a
-/// secret. Register the tenant before creating its webhook: a name found unknown is
-/// answered unknown from the cache for `unknown_ttl`, and a tenant found with secrets is
-/// refused a handshake from the cache for `ttl` (to redo a handshake after clearing its
-/// secrets, wait that long or use a new name). One handshake per tenant runs at a
-/// time in this process, and once its secret is stored no lookup that began earlier is
-/// cached; when several replicas share the store, make `store` an insert-if-absent (a
-/// unique key) so that a second replica's handshake fails instead of overwriting the
-/// first.
+/// secret. A tenant cached with secrets is refused a handshake from the cache for `ttl`
+/// (to redo a handshake after clearing its secrets, [`invalidate`](Self::invalidate) it
+/// or use a new name); for any other name each handshake loads afresh, so a name cached
+/// as unknown (someone probed `/hooks/acme` before you registered it) never keeps the
+/// genuine handshake out. One handshake per tenant runs at a time in this process (a
+/// second one meanwhile is refused), and once its secret is stored no lookup that began
+/// earlier is cached.
+///
+/// The first handshake for a registered tenant wins: whoever reaches the tenant's URL
+/// between your registering it and the provider's handshake can hand over a secret of
+/// their own, and the provider's is then refused. So give a tenant that awaits its
+/// handshake an unguessable name (a random token of 128 bits or more in the path,
+/// `/hooks/{token}`, not `/hooks/acme`), register it just before you ask the provider
+/// to create the webhook, and if the provider reports that the creation failed, remove
+/// the tenant and start over with a new token.
+///
+/// When several replicas share the store, make `store` an insert-if-absent (a unique
+/// key) that answers [`AlreadyStored`] when the tenant has a secret already: a second
+/// replica's handshake is then refused (`403`) instead of overwriting the first. Any
+/// other error from `store` is the store failing (`503` + `Retry-After`).
 ///
 /// The tenant is part of each delivery's replay and inbox key
 /// ([`SchemeSource::namespace`]): two tenants' deliveries that carry the same id are
@@ -124,33 +153,60 @@ type BuildFn = dyn Fn(&[Secret]) -> Result<Arc<dyn Scheme>, ConfigError> + Send 
 /// assert_eq!(loads.load(Ordering::SeqCst), 3, "acme loaded again after its ttl");
 /// # }
 /// ```
+#[derive(Clone)]
 pub struct TenantSchemes {
-    tenant: Box<TenantFn>,
-    load: Box<LoadFn>,
-    store: Option<Box<StoreFn>>,
-    build: Box<BuildFn>,
-    /// Known tenants' schemes, and unknown names apart: a flood of unknown names never
-    /// pushes a known tenant out.
-    cache: Mutex<Caches>,
-    /// Tenants whose handshake is being stored right now.
-    adopting: Mutex<std::collections::HashSet<String>>,
+    tenant: Arc<TenantFn>,
+    load: Arc<LoadFn>,
+    store: Option<Arc<StoreFn>>,
+    build: Arc<BuildFn>,
+    /// What clones share: the caches, the handshakes and the loads in progress.
+    shared: Arc<Shared>,
     ttl: Duration,
     unknown_ttl: Duration,
     capacity: usize,
     clock: Arc<dyn Clock>,
 }
 
-/// The caches, and the tickets that order what is put in them: each load of a tenant, and
-/// each handshake that stored a secret, takes the next ticket, and an answer is put in
-/// only if no entry for its tenant (in any of the three maps) holds a later ticket.
+/// What a [`TenantSchemes`] and its clones share.
+#[derive(Default)]
+struct Shared {
+    /// Known tenants' schemes, and unknown names apart: a flood of unknown names never
+    /// pushes a known tenant out.
+    cache: Mutex<Caches>,
+    /// Tenants whose handshake is being stored right now.
+    adopting: Mutex<HashSet<String>>,
+    /// Tenants being loaded right now for lookups that missed the cache: later misses
+    /// wait on that load. An entry is removed by its leader when the load ends or the
+    /// leader is dropped, or by [`TenantSchemes::forget`]; so the map holds at most one
+    /// entry per tenant being loaded.
+    flights: Mutex<HashMap<String, Flight>>,
+}
+
+/// What a lookup's load ends with, for the requests waiting on it.
+type Outcome = Result<Answer, Arc<dyn Error + Send + Sync>>;
+
+/// A load in progress, which later lookups of its tenant wait on.
+struct Flight {
+    /// The load's ticket: tells the leader's flight from a later one of the same tenant.
+    ticket: u64,
+    /// Sends the outcome; dropped without one (the leader went away, or the tenant was
+    /// forgotten), it tells the waiting ones to look again.
+    tx: watch::Sender<Option<Outcome>>,
+}
+
+/// The caches, and the tickets that order what is put in them: each load of a tenant,
+/// each handshake that stored a secret and each `invalidate` takes the next ticket, and
+/// an answer is put in only if no entry for its tenant (in any of the three maps) holds
+/// a later ticket.
 #[derive(Default)]
 struct Caches {
     known: Expiring<Arc<dyn Scheme>>,
     /// Names without secrets: unknown, or awaiting their handshake.
     unknown: Expiring<Absent>,
-    /// Tenants whose handshake stored a secret: a load that began before may have read
-    /// the store before it, and is not put in. Each lives as long as such a load's answer
-    /// would (the longer time to live): one ending later was expired anyway.
+    /// Tenants whose handshake stored a secret, or that were invalidated: a load that
+    /// began before may have read the store before, and is not put in. Each lives as
+    /// long as such a load's answer would (the longer time to live): one ending later
+    /// was expired anyway.
     fenced: Expiring<()>,
     /// The last ticket taken.
     tickets: u64,
@@ -206,6 +262,26 @@ fn later(now: OffsetDateTime, by: Duration) -> OffsetDateTime {
         .unwrap_or(PrimitiveDateTime::MAX.assume_utc())
 }
 
+/// When an entry holds: from the time it was loaded until it expires. Before `from` it
+/// does not hold either: the clock went back (an NTP step) since it was loaded, and how
+/// long ago that was is not known any more.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    from: OffsetDateTime,
+    until: OffsetDateTime,
+}
+
+impl Span {
+    /// From `from`, for `ttl`.
+    fn new(from: OffsetDateTime, ttl: Duration) -> Self {
+        Self { from, until: later(from, ttl) }
+    }
+
+    fn holds(&self, now: OffsetDateTime) -> bool {
+        self.from <= now && now < self.until
+    }
+}
+
 /// A bounded map whose entries make room in the order they were put in, oldest first,
 /// whether expired or to make room (no scan under the lock).
 struct Expiring<V> {
@@ -217,7 +293,7 @@ struct Expiring<V> {
 
 struct Entry<V> {
     value: V,
-    expires: OffsetDateTime,
+    span: Span,
     ticket: u64,
 }
 
@@ -229,7 +305,7 @@ impl<V> Default for Expiring<V> {
 
 impl<V: Clone> Expiring<V> {
     fn get(&self, name: &str, now: OffsetDateTime) -> Option<V> {
-        self.map.get(name).filter(|e| e.expires > now).map(|e| e.value.clone())
+        self.map.get(name).filter(|e| e.span.holds(now)).map(|e| e.value.clone())
     }
 
     /// The ticket `name` was put in with, expired or not.
@@ -237,27 +313,19 @@ impl<V: Clone> Expiring<V> {
         self.map.get(name).map(|e| e.ticket)
     }
 
-    /// Puts `name` in until `expires` (not at all if that is past), under `ticket`,
+    /// Puts `name` in for `span` (not at all if that does not hold now), under `ticket`,
     /// keeping at most `capacity` names.
-    fn put(
-        &mut self,
-        name: &str,
-        value: V,
-        ticket: u64,
-        expires: OffsetDateTime,
-        now: OffsetDateTime,
-        capacity: usize,
-    ) {
-        if expires <= now {
+    fn put(&mut self, name: &str, value: V, ticket: u64, span: Span, now: OffsetDateTime, capacity: usize) {
+        if !span.holds(now) {
             return;
         }
         let name: Arc<str> = Arc::from(name);
-        self.map.insert(Arc::clone(&name), Entry { value, expires, ticket });
+        self.map.insert(Arc::clone(&name), Entry { value, span, ticket });
         self.order.push_back((name, ticket));
         while let Some((oldest, put)) = self.order.front() {
             let entry = self.map.get(oldest).filter(|e| e.ticket == *put);
             let (live, keep) = match entry {
-                Some(e) => (true, e.expires > now && self.map.len() <= capacity),
+                Some(e) => (true, e.span.until > now && self.map.len() <= capacity),
                 None => (false, false),
             };
             if keep {
@@ -327,17 +395,16 @@ impl TenantSchemes {
         E: Into<BoxError>,
         B: Fn(&[Secret]) -> Result<Arc<dyn Scheme>, ConfigError> + Send + Sync + 'static,
     {
-        let load: Box<LoadFn> = Box::new(move |tenant| {
+        let load: Arc<LoadFn> = Arc::new(move |tenant| {
             let fut = load(tenant);
             Box::pin(async move { fut.await.map_err(Into::into) })
         });
         Self {
-            tenant: Box::new(tenant),
+            tenant: Arc::new(tenant),
             load,
             store: None,
-            build: Box::new(build),
-            cache: Mutex::default(),
-            adopting: Mutex::default(),
+            build: Arc::new(build),
+            shared: Arc::default(),
             ttl: Duration::from_secs(300),
             unknown_ttl: Duration::from_secs(30),
             capacity: 10_000,
@@ -346,7 +413,11 @@ impl TenantSchemes {
     }
 
     /// Keeps secrets handed over by a handshake (Asana) with your async function, for a
-    /// tenant your loader answers with an empty list (see the type's docs).
+    /// tenant your loader answers with an empty list (see the type's docs). When the
+    /// tenant turns out to have a secret already (your insert-if-absent found one: another
+    /// replica's handshake came first), answer [`AlreadyStored`]: the handshake is refused
+    /// (`403`). Any other error is the store failing (`503`). Either way, and on success,
+    /// the tenant is dropped from the cache.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -384,7 +455,7 @@ impl TenantSchemes {
         Fut: Future<Output = Result<(), E>> + Send + 'static,
         E: Into<BoxError>,
     {
-        self.store = Some(Box::new(move |tenant, secret| {
+        self.store = Some(Arc::new(move |tenant, secret| {
             let fut = store(tenant, secret);
             Box::pin(async move { fut.await.map_err(Into::into) })
         }));
@@ -431,7 +502,8 @@ impl TenantSchemes {
         self
     }
 
-    /// How long an unknown tenant (or one awaiting its handshake) is remembered as such.
+    /// How long an unknown tenant (or one awaiting its handshake) is remembered as such,
+    /// for deliveries (a handshake for it loads afresh).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -536,10 +608,62 @@ impl TenantSchemes {
         }
     }
 
+    /// Drops what is cached for `tenant`: its next request loads its secrets again. Call
+    /// it when you change or remove a tenant's secrets, or clear them to redo its
+    /// handshake, through a clone kept before handing the source to the guard (clones
+    /// share the cache). A load of `tenant` already running is not cached, and no request
+    /// waits on it any more (those waiting load again): only the request that began it
+    /// may be answered with what it reads.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::{collections::HashMap, sync::{Arc, Mutex}};
+    /// use hookguard::{guard::Guard, inbox::MemoryInbox, providers::github, tenant::TenantSchemes, Secret};
+    /// use hookguard::verify::{Outgoing, Sign};
+    ///
+    /// // Your database: tenant → secret.
+    /// let db = Arc::new(Mutex::new(HashMap::from([("acme".to_owned(), "old-secret".to_owned())])));
+    /// let reader = Arc::clone(&db);
+    /// let source = TenantSchemes::new(
+    ///     TenantSchemes::path_segment(2),
+    ///     move |tenant: String| {
+    ///         let secret = reader.lock().unwrap().get(&tenant).cloned();
+    ///         async move { Ok::<_, std::io::Error>(secret.map(|s| vec![Secret::new(s).unwrap()])) }
+    ///     },
+    ///     |secrets: &[Secret]| Ok(Arc::new(github::scheme(secrets[0].expose())?)),
+    /// );
+    /// let tenants = source.clone(); // shares the guard's cache
+    /// let guard = Guard::builder_with_source("github", source).inbox(MemoryInbox::new()).build();
+    /// let body = bytes::Bytes::from_static(b"{}");
+    /// let delivery = |secret: &str| {
+    ///     let mut req = http::Request::post("/hooks/acme");
+    ///     for (name, value) in github::scheme(secret).unwrap().sign(&Outgoing::new(&body)).unwrap() {
+    ///         req = req.header(name, value);
+    ///     }
+    ///     req.body(()).unwrap().into_parts().0
+    /// };
+    /// assert_eq!(guard.accept(&delivery("old-secret"), body.clone()).await.status(), 202);
+    ///
+    /// // Rotate acme's secret, and drop the guard's cached scheme that has the old one.
+    /// db.lock().unwrap().insert("acme".to_owned(), "new-secret".to_owned());
+    /// tenants.invalidate("acme");
+    /// assert_eq!(guard.accept(&delivery("old-secret"), body.clone()).await.status(), 401);
+    /// assert_eq!(guard.accept(&delivery("new-secret"), body).await.status(), 202);
+    /// # }
+    /// ```
+    pub fn invalidate(&self, tenant: &str) {
+        self.forget(tenant);
+    }
+
     /// The caches (a panic elsewhere while they were held leaves them usable: each put
     /// is whole or skipped).
-    fn caches(&self) -> std::sync::MutexGuard<'_, Caches> {
-        self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn caches(&self) -> MutexGuard<'_, Caches> {
+        self.shared.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The loads in progress (each change is whole: usable after a panic elsewhere).
+    fn flights(&self) -> MutexGuard<'_, HashMap<String, Flight>> {
+        self.shared.flights.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn cached(&self, tenant: &str, now: OffsetDateTime) -> Option<Answer> {
@@ -579,8 +703,8 @@ impl TenantSchemes {
     /// or a handshake came first: then the answer cached since, if any, is the one to
     /// use (returned).
     fn remember(&self, tenant: &str, answer: &Answer, ticket: u64, began: OffsetDateTime) -> Option<Answer> {
-        let expires =
-            later(began, if matches!(answer, Answer::Known(_)) { self.ttl } else { self.unknown_ttl });
+        let ttl = if matches!(answer, Answer::Known(_)) { self.ttl } else { self.unknown_ttl };
+        let span = Span::new(began, ttl);
         let now = self.clock.now();
         let mut cache = self.caches();
         if cache.latest(tenant).is_some_and(|latest| latest > ticket) {
@@ -589,49 +713,233 @@ impl TenantSchemes {
         match answer {
             Answer::Known(scheme) => {
                 cache.unknown.remove(tenant);
-                cache.known.put(tenant, Arc::clone(scheme), ticket, expires, now, self.capacity);
+                cache.known.put(tenant, Arc::clone(scheme), ticket, span, now, self.capacity);
             }
             Answer::Absent(absent) => {
                 cache.known.remove(tenant);
-                cache.unknown.put(tenant, *absent, ticket, expires, now, self.capacity);
+                cache.unknown.put(tenant, *absent, ticket, span, now, self.capacity);
             }
         }
         None
     }
 
-    /// Drops what is cached for `tenant`, whose handshake stored a secret, and keeps any
-    /// load that began before from being cached.
+    /// Drops what is cached for `tenant` (a handshake stored a secret, or the app
+    /// invalidated it), keeps any load that began before from being cached, and lets no
+    /// request wait on such a load any more.
     fn forget(&self, tenant: &str) {
         let now = self.clock.now();
-        let expires = later(now, self.ttl.max(self.unknown_ttl));
-        let mut cache = self.caches();
-        let ticket = cache.ticket();
-        cache.known.remove(tenant);
-        cache.unknown.remove(tenant);
-        cache.fenced.put(tenant, (), ticket, expires, now, self.capacity);
+        let span = Span::new(now, self.ttl.max(self.unknown_ttl));
+        {
+            let mut cache = self.caches();
+            let ticket = cache.ticket();
+            cache.known.remove(tenant);
+            cache.unknown.remove(tenant);
+            cache.fenced.put(tenant, (), ticket, span, now, self.capacity);
+        }
+        // After the fence: a lookup that missed the cache meanwhile and waits on the
+        // older load is told to look again (its flight's sender is dropped here).
+        let older = self.flights().remove(tenant);
+        drop(older);
+    }
+
+    /// A lookup that missed the cache: joins the load of `tenant` in progress, or begins
+    /// one (unless the cache has it by now: a load that just ended).
+    fn join<'a>(&'a self, tenant: &'a str, now: OffsetDateTime) -> Join<'a> {
+        let mut flights = self.flights();
+        if let Some(hit) = self.cached(tenant, now) {
+            return Join::Cached(hit);
+        }
+        if let Some(flight) = flights.get(tenant) {
+            return Join::Wait(flight.tx.subscribe());
+        }
+        let ticket = self.ticket();
+        let (tx, _) = watch::channel(None);
+        flights.insert(tenant.to_owned(), Flight { ticket, tx });
+        Join::Lead(Leader { source: self, tenant, ticket })
+    }
+
+    /// Loads `tenant` for the lookups waiting on `leader`'s flight, caches the answer
+    /// and hands it to them.
+    async fn lead(&self, leader: Leader<'_>, began: OffsetDateTime) -> Outcome {
+        let outcome = match (self.load)(leader.tenant.to_owned()).await {
+            Ok(secrets) => {
+                let answer = self.answer(leader.tenant, secrets);
+                Ok(self.remember(leader.tenant, &answer, leader.ticket, began).unwrap_or(answer))
+            }
+            Err(e) => Err(Arc::from(e)),
+        };
+        if let Some(flight) = leader.take() {
+            flight.tx.send_replace(Some(outcome.clone()));
+        }
+        outcome
     }
 
     async fn lookup(&self, tenant: String) -> Result<Arc<dyn Scheme>, SourceError> {
         if tenant.len() > MAX_TENANT {
             return Err(SourceError::Unknown);
         }
-        let now = self.clock.now();
-        let answer = match self.cached(&tenant, now) {
-            Some(hit) => hit,
-            None => {
-                let ticket = self.ticket();
-                let secrets = self.load(&tenant).await?;
-                let answer = self.answer(&tenant, secrets);
-                self.remember(&tenant, &answer, ticket, now).unwrap_or(answer)
+        let outcome = loop {
+            let now = self.clock.now();
+            if let Some(hit) = self.cached(&tenant, now) {
+                break Ok(hit);
+            }
+            match self.join(&tenant, now) {
+                Join::Cached(hit) => break Ok(hit),
+                Join::Lead(leader) => break self.lead(leader, now).await,
+                Join::Wait(mut rx) => {
+                    // `Err`: the leader went away, or the tenant was forgotten, before
+                    // the load ended: look again.
+                    if let Ok(outcome) = rx.wait_for(Option::is_some).await
+                        && let Some(outcome) = outcome.clone()
+                    {
+                        break outcome;
+                    }
+                }
             }
         };
-        match answer {
-            Answer::Known(scheme) => Ok(scheme),
-            Answer::Absent(Absent::Broken) => Err(SourceError::Unavailable(
+        match outcome {
+            Ok(Answer::Known(scheme)) => Ok(scheme),
+            Ok(Answer::Absent(Absent::Broken)) => Err(SourceError::Unavailable(
                 "the tenant's secrets make no scheme (logged when they were loaded)".into(),
             )),
-            Answer::Absent(Absent::Unknown | Absent::Awaiting) => Err(SourceError::Unknown),
+            Ok(Answer::Absent(Absent::Unknown | Absent::Awaiting)) => Err(SourceError::Unknown),
+            Err(e) => Err(SourceError::Unavailable(Box::new(LoadError(e)))),
         }
+    }
+
+    /// How many lookups wait on the load of `tenant` in progress.
+    #[cfg(test)]
+    fn waiting(&self, tenant: &str) -> usize {
+        self.flights().get(tenant).map_or(0, |flight| flight.tx.receiver_count())
+    }
+}
+
+/// What a lookup that missed the cache does.
+enum Join<'a> {
+    /// The answer, cached by a load that ended meanwhile.
+    Cached(Answer),
+    /// Wait on the load in progress.
+    Wait(watch::Receiver<Option<Outcome>>),
+    /// Load, for the lookups that wait on it too.
+    Lead(Leader<'a>),
+}
+
+/// The lookup loading a tenant for the others. Dropped before the load ends (its request
+/// went away), it removes its flight: the ones waiting on it look again.
+struct Leader<'a> {
+    source: &'a TenantSchemes,
+    tenant: &'a str,
+    ticket: u64,
+}
+
+impl Leader<'_> {
+    /// Its flight, unless another took its place (the tenant was forgotten meanwhile).
+    fn take(&self) -> Option<Flight> {
+        let mut flights = self.source.flights();
+        match flights.get(self.tenant) {
+            Some(flight) if flight.ticket == self.ticket => flights.remove(self.tenant),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        // Outside the lock: waking the ones waiting.
+        let flight = self.take();
+        drop(flight);
+    }
+}
+
+/// The loader's error as each lookup that waited on its load sees it: the same text and
+/// the same `source()`.
+#[derive(Debug)]
+struct LoadError(Arc<dyn Error + Send + Sync>);
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl Error for LoadError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// What your [`store`](TenantSchemes::store) function answers when the tenant has a
+/// secret already (an insert-if-absent found one: another replica's handshake came
+/// first): the handshake is refused (`403`) instead of being answered as the store
+/// failing (`503`). It is found as the error itself, in its
+/// [`source`](Error::source) chain, or inside an [`std::io::Error`]
+/// (`io::Error::other(AlreadyStored)`).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::sync::{Arc, Mutex};
+/// use hookguard::{guard::{SchemeSource, SourceError}, providers::asana, Secret};
+/// use hookguard::tenant::{AlreadyStored, TenantSchemes};
+///
+/// // The database: "acme" is registered, without a secret yet. The second replica reads
+/// // from a copy that lags behind (a read replica): it finds no secret even once the
+/// // first replica has stored one.
+/// type Db = Arc<Mutex<Vec<(String, Option<Secret>)>>>;
+/// let primary: Db = Arc::new(Mutex::new(vec![("acme".to_owned(), None)]));
+/// let lagging: Db = Arc::new(Mutex::new(primary.lock().unwrap().clone()));
+/// let replica = |reads: &Db| {
+///     let (reader, writer) = (Arc::clone(reads), Arc::clone(&primary));
+///     TenantSchemes::new(
+///         TenantSchemes::path_segment(2),
+///         move |tenant: String| {
+///             let row = reader.lock().unwrap().iter().find(|(t, _)| *t == tenant).cloned();
+///             async move { Ok::<_, std::io::Error>(row.map(|(_, secret)| secret.into_iter().collect())) }
+///         },
+///         |secrets: &[Secret]| Ok(Arc::new(asana::scheme(secrets[0].expose())?)),
+///     )
+///     .store(move |tenant: String, secret: Secret| {
+///         // Insert if absent: `UPDATE … SET secret = $2 WHERE tenant = $1 AND secret IS NULL`.
+///         let mut db = writer.lock().unwrap();
+///         let row = db.iter_mut().find(|(t, _)| *t == tenant).expect("registered");
+///         let stored = if row.1.is_none() { row.1 = Some(secret); Ok(()) } else { Err(AlreadyStored) };
+///         async move { stored }
+///     })
+/// };
+/// let (first, second) = (replica(&primary), replica(&lagging));
+/// let acme = http::Request::post("/hooks/acme").body(()).unwrap().into_parts().0;
+/// first.adopt_secret(&acme, Secret::new("from-asana").unwrap()).await.unwrap();
+/// let late = second.adopt_secret(&acme, Secret::new("another").unwrap()).await;
+/// assert!(matches!(late, Err(SourceError::Refused)), "403, not 503");
+/// assert_eq!(primary.lock().unwrap()[0].1.as_ref().unwrap().expose(), b"from-asana");
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AlreadyStored;
+
+impl fmt::Display for AlreadyStored {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the tenant has a secret already")
+    }
+}
+
+impl Error for AlreadyStored {}
+
+impl AlreadyStored {
+    /// Whether `error` is, wraps (in its `source()` chain) or boxes (in an
+    /// [`std::io::Error`]) an `AlreadyStored`.
+    fn found_in(error: &(dyn Error + 'static)) -> bool {
+        let mut next = Some(error);
+        while let Some(e) = next {
+            if e.is::<Self>()
+                || e.downcast_ref::<std::io::Error>()
+                    .and_then(std::io::Error::get_ref)
+                    .is_some_and(|e| e.is::<Self>())
+            {
+                return true;
+            }
+            next = e.source();
+        }
+        false
     }
 }
 
@@ -641,21 +949,21 @@ const MAX_TENANT: usize = 256;
 
 /// A tenant's handshake in progress; ends when dropped.
 struct Adopting<'a> {
-    set: &'a Mutex<std::collections::HashSet<String>>,
+    set: &'a Mutex<HashSet<String>>,
     tenant: String,
 }
 
 impl<'a> Adopting<'a> {
     /// `None` when another handshake for `tenant` is in progress.
-    fn start(set: &'a Mutex<std::collections::HashSet<String>>, tenant: &str) -> Option<Self> {
-        let mut set_now = set.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    fn start(set: &'a Mutex<HashSet<String>>, tenant: &str) -> Option<Self> {
+        let mut set_now = set.lock().unwrap_or_else(PoisonError::into_inner);
         set_now.insert(tenant.to_owned()).then(|| Self { set, tenant: tenant.to_owned() })
     }
 }
 
 impl Drop for Adopting<'_> {
     fn drop(&mut self) {
-        self.set.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.tenant);
+        self.set.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.tenant);
     }
 }
 
@@ -682,17 +990,16 @@ impl SchemeSource for TenantSchemes {
             let tenant =
                 (self.tenant)(parts).filter(|t| t.len() <= MAX_TENANT).ok_or(SourceError::Unknown)?;
             let now = self.clock.now();
-            // Anyone can send a handshake: a name known to be unknown, or to have its
-            // secret, is answered from the cache. One awaiting its handshake is loaded
-            // again (it may have been given its secret since).
-            match self.cached(&tenant, now) {
-                // Secrets that make no scheme are secrets all the same.
-                Some(Answer::Known(_) | Answer::Absent(Absent::Broken)) => return Err(SourceError::Refused),
-                Some(Answer::Absent(Absent::Unknown)) => return Err(SourceError::Unknown),
-                Some(Answer::Absent(Absent::Awaiting)) | None => {}
+            // Anyone can send a handshake: a tenant known to have secrets is refused from
+            // the cache (secrets that make no scheme are secrets all the same). Any other
+            // name is loaded afresh: one cached as unknown may have been registered since
+            // (someone probing its URL must not keep the genuine handshake out), and one
+            // awaiting its handshake may have been given its secret since.
+            if let Some(Answer::Known(_) | Answer::Absent(Absent::Broken)) = self.cached(&tenant, now) {
+                return Err(SourceError::Refused);
             }
             // One handshake per tenant at a time: two at once would both find no secret.
-            let Some(_adopting) = Adopting::start(&self.adopting, &tenant) else {
+            let Some(_adopting) = Adopting::start(&self.shared.adopting, &tenant) else {
                 return Err(SourceError::Refused);
             };
             let ticket = self.ticket();
@@ -709,9 +1016,15 @@ impl SchemeSource for TenantSchemes {
                     return Err(refused);
                 }
             }
-            store(tenant.clone(), secret).await.map_err(SourceError::Unavailable)?;
+            let stored = store(tenant.clone(), secret).await;
+            // Stored, or maybe (the store failed half way), or by another replica: what
+            // is cached, or being loaded, may be stale.
             self.forget(&tenant);
-            Ok(())
+            match stored {
+                Ok(()) => Ok(()),
+                Err(e) if AlreadyStored::found_in(&*e) => Err(SourceError::Refused),
+                Err(e) => Err(SourceError::Unavailable(e)),
+            }
         })
     }
 }
@@ -847,6 +1160,8 @@ mod tests {
         secrets: Mutex<HashMap<String, Vec<Secret>>>,
         loads: AtomicUsize,
         gate: Mutex<Option<(oneshot::Sender<()>, oneshot::Receiver<()>)>>,
+        /// Loads fail ("db down") while set.
+        down: std::sync::atomic::AtomicBool,
     }
 
     impl Db {
@@ -877,12 +1192,16 @@ mod tests {
                 load_db.loads.fetch_add(1, Ordering::SeqCst);
                 let read = load_db.secrets.lock().unwrap().get(&tenant).cloned();
                 let gate = load_db.gate.lock().unwrap().take();
+                let down = load_db.down.load(Ordering::SeqCst);
                 async move {
                     if let Some((started, release)) = gate {
                         let _ = started.send(());
                         let _ = release.await;
                     }
-                    Ok::<_, std::io::Error>(read)
+                    if down {
+                        return Err(std::io::Error::other("db down"));
+                    }
+                    Ok(read)
                 }
             },
             |secrets: &[Secret]| {
@@ -915,19 +1234,21 @@ mod tests {
         Secret::new(text).unwrap()
     }
 
-    /// Handshakes read and fill the cache like deliveries: 100 for a made-up tenant are
-    /// one load, and so are 100 for a tenant that has its secret; a name a delivery found
-    /// awaiting its handshake can still take it, once.
+    /// Handshakes for a tenant that has its secret are refused from the cache (100 are
+    /// one load); for any other name each handshake loads afresh (a name cached as
+    /// unknown may have been registered since), and fills the cache for deliveries; a
+    /// name a delivery found awaiting its handshake can still take it, once.
     #[tokio::test]
-    async fn handshakes_go_through_the_cache() {
+    async fn handshakes_use_the_cache_only_for_tenants_with_secrets() {
         let (db, clock) = (Arc::new(Db::default()), ManualClock::at_unix(1_700_000_000));
         let source = db_source(&db, &clock);
         for _ in 0..100 {
             let res = source.adopt_secret(&parts("made-up"), secret("x")).await;
             assert!(matches!(res, Err(SourceError::Unknown)), "{res:?}");
         }
+        assert_eq!(db.loads(), 100, "each handshake for an unknown name loads");
         assert!(matches!(source.scheme(&parts("made-up")).await, Err(SourceError::Unknown)));
-        assert_eq!(db.loads(), 1);
+        assert_eq!(db.loads(), 100, "deliveries are answered from what the handshakes cached");
 
         db.set("known", &["s"]);
         for _ in 0..100 {
@@ -935,7 +1256,7 @@ mod tests {
             assert!(matches!(res, Err(SourceError::Refused)), "{res:?}");
         }
         assert!(accepts(&*source.scheme(&parts("known")).await.unwrap(), "s"));
-        assert_eq!(db.loads(), 2);
+        assert_eq!(db.loads(), 101);
 
         db.set("awaiting", &[]);
         assert!(matches!(source.scheme(&parts("awaiting")).await, Err(SourceError::Unknown)));
@@ -946,22 +1267,20 @@ mod tests {
         assert!(accepts(&*source.scheme(&parts("awaiting")).await.unwrap(), "handed-over"));
     }
 
-    /// A load that began before a newer one ended does not put its older answer over the
-    /// newer: a rotated secret is not accepted again.
+    /// A load that began before a newer one ended (a handshake's, which loads on its own)
+    /// does not put its older answer over the newer: a rotated secret is not accepted
+    /// again.
     #[tokio::test]
     async fn an_older_load_never_overwrites_a_newer_one() {
         let (db, clock) = (Arc::new(Db::default()), ManualClock::at_unix(1_700_000_000));
         let source = db_source(&db, &clock);
         db.set("t", &["old"]);
         let (started, release) = db.hold();
-        let first = tokio::spawn({
-            let source = Arc::clone(&source);
-            async move { source.scheme(&parts("t")).await.map(|s| accepts(&*s, "old")) }
-        });
+        let first = spawn_lookup(&source, "t", "old");
         started.await.unwrap(); // it has read "old"
         db.set("t", &["new"]);
-        let second = source.scheme(&parts("t")).await.unwrap();
-        assert!(accepts(&*second, "new") && !accepts(&*second, "old"));
+        let res = source.adopt_secret(&parts("t"), secret("x")).await; // loads "new", caches it
+        assert!(matches!(res, Err(SourceError::Refused)), "{res:?}");
         release.send(()).unwrap();
         assert!(!first.await.unwrap().unwrap(), "the older load answers with the newer scheme");
         let cached = source.scheme(&parts("t")).await.unwrap();
@@ -988,6 +1307,243 @@ mod tests {
         assert!(accepts(&*source.scheme(&parts("t")).await.unwrap(), "handed-over"));
     }
 
+    /// Yields to the spawned tasks until `done`.
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        for _ in 0..10_000 {
+            if done() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("{what}: never happened");
+    }
+
+    /// A lookup of `tenant` on its own task: whether the scheme accepts `secret`.
+    fn spawn_lookup(
+        source: &Arc<TenantSchemes>,
+        tenant: &'static str,
+        secret: &'static str,
+    ) -> tokio::task::JoinHandle<Result<bool, SourceError>> {
+        let source = Arc::clone(source);
+        tokio::spawn(async move { source.scheme(&parts(tenant)).await.map(|s| accepts(&*s, secret)) })
+    }
+
+    /// Someone probes `/hooks/acme` (a handshake and a delivery) before the app registers
+    /// acme, caching it as unknown: Asana's handshake a second after the registration
+    /// still gets in, and the next probe, once the cached unknown has expired, is
+    /// refused.
+    #[tokio::test]
+    async fn a_name_cached_as_unknown_never_keeps_the_genuine_handshake_out() {
+        let (db, clock) = (Arc::new(Db::default()), ManualClock::at_unix(1_700_000_000));
+        let source = db_source(&db, &clock);
+        let probe = source.adopt_secret(&parts("acme"), secret("evil")).await;
+        assert!(matches!(probe, Err(SourceError::Unknown)), "{probe:?}");
+        assert!(matches!(source.scheme(&parts("acme")).await, Err(SourceError::Unknown)));
+
+        db.set("acme", &[]); // registered, awaiting its handshake
+        clock.advance(Duration::from_secs(1));
+        source.adopt_secret(&parts("acme"), secret("genuine")).await.expect("the genuine handshake");
+
+        clock.advance(Duration::from_secs(30));
+        let probe = source.adopt_secret(&parts("acme"), secret("evil")).await;
+        assert!(matches!(probe, Err(SourceError::Refused)), "{probe:?}");
+        let scheme = source.scheme(&parts("acme")).await.unwrap();
+        assert!(accepts(&*scheme, "genuine") && !accepts(&*scheme, "evil"));
+    }
+
+    /// `invalidate` on a clone drops the tenant from the cache the original uses: its
+    /// next lookup loads the rotated secret; an unknown name is looked up again too.
+    #[tokio::test]
+    async fn invalidate_drops_a_tenant_from_a_clones_cache() {
+        let (db, clock) = (Arc::new(Db::default()), ManualClock::at_unix(1_700_000_000));
+        let source = db_source(&db, &clock);
+        let handle = TenantSchemes::clone(&source);
+        db.set("t", &["old"]);
+        assert!(accepts(&*source.scheme(&parts("t")).await.unwrap(), "old"));
+        db.set("t", &["new"]);
+        assert!(accepts(&*source.scheme(&parts("t")).await.unwrap(), "old"), "cached");
+        assert_eq!(db.loads(), 1);
+        handle.invalidate("t");
+        let scheme = source.scheme(&parts("t")).await.unwrap();
+        assert!(accepts(&*scheme, "new") && !accepts(&*scheme, "old"));
+        assert_eq!(db.loads(), 2);
+
+        assert!(matches!(source.scheme(&parts("later")).await, Err(SourceError::Unknown)));
+        db.set("later", &["s"]);
+        handle.invalidate("later");
+        assert!(accepts(&*source.scheme(&parts("later")).await.unwrap(), "s"));
+        assert_eq!(db.loads(), 4);
+    }
+
+    /// A load that began before `invalidate` is not cached, and the lookup waiting on it
+    /// loads again: neither answers with the old secret, which is not cached. (Time is
+    /// paused: a lookup left waiting on the held load fails at the timeout at once.)
+    #[tokio::test(start_paused = true)]
+    async fn invalidate_outruns_a_load_in_progress() {
+        let (db, clock) = (Arc::new(Db::default()), ManualClock::at_unix(1_700_000_000));
+        let source = db_source(&db, &clock);
+        db.set("t", &["old"]);
+        let (started, release) = db.hold();
+        let first = spawn_lookup(&source, "t", "new");
+        started.await.unwrap(); // it has read "old"
+        let waiting = spawn_lookup(&source, "t", "new");
+        until("the second lookup waits on the first's load", || source.waiting("t") == 1).await;
+        db.set("t", &["new"]);
+        source.invalidate("t");
+        let res = tokio::time::timeout(Duration::from_secs(60), waiting).await;
+        assert!(res.expect("the waiting lookup loaded again").unwrap().unwrap());
+        release.send(()).unwrap();
+        assert!(first.await.unwrap().unwrap(), "the older load answers with the newer scheme");
+        let cached = source.scheme(&parts("t")).await.unwrap();
+        assert!(accepts(&*cached, "new") && !accepts(&*cached, "old"));
+        assert_eq!(db.loads(), 2);
+    }
+
+    /// 50 lookups that miss the cache at once for one tenant are one load; a lookup of
+    /// another tenant meanwhile does not wait on it.
+    #[tokio::test]
+    async fn concurrent_misses_share_one_load() {
+        let (db, clock) = (Arc::new(Db::default()), ManualClock::at_unix(1_700_000_000));
+        let source = db_source(&db, &clock);
+        db.set("t", &["s"]);
+        db.set("other", &["o"]);
+        let (started, release) = db.hold();
+        let first = spawn_lookup(&source, "t", "s");
+        started.await.unwrap();
+        let rest: Vec<_> = (0..49).map(|_| spawn_lookup(&source, "t", "s")).collect();
+        until("49 lookups wait on the load", || source.waiting("t") == 49).await;
+        assert!(accepts(&*source.scheme(&parts("other")).await.unwrap(), "o"));
+        release.send(()).unwrap();
+        for lookup in std::iter::once(first).chain(rest) {
+            assert!(lookup.await.unwrap().unwrap());
+        }
+        assert_eq!(db.loads(), 2, "t once, other once");
+        assert!(source.flights().is_empty());
+    }
+
+    /// The loader's error reaches each lookup that waited on the load (the same text);
+    /// it is not cached: the next lookup loads again.
+    #[tokio::test]
+    async fn a_loader_error_is_shared_with_the_waiting_lookups() {
+        let (db, clock) = (Arc::new(Db::default()), ManualClock::at_unix(1_700_000_000));
+        let source = db_source(&db, &clock);
+        db.down.store(true, Ordering::SeqCst);
+        let (started, release) = db.hold();
+        let first = spawn_lookup(&source, "t", "s");
+        started.await.unwrap();
+        let rest: Vec<_> = (0..9).map(|_| spawn_lookup(&source, "t", "s")).collect();
+        until("9 lookups wait on the load", || source.waiting("t") == 9).await;
+        release.send(()).unwrap();
+        for lookup in std::iter::once(first).chain(rest) {
+            match lookup.await.unwrap() {
+                Err(SourceError::Unavailable(e)) => assert_eq!(e.to_string(), "db down"),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(db.loads(), 1);
+        db.down.store(false, Ordering::SeqCst);
+        db.set("t", &["s"]);
+        assert!(accepts(&*source.scheme(&parts("t")).await.unwrap(), "s"));
+        assert_eq!(db.loads(), 2);
+    }
+
+    /// The lookup that began a load goes away (its future dropped) before the load ends:
+    /// the one waiting on it loads again instead of waiting for ever, and no flight is
+    /// left behind. (Time is paused: a follower left waiting fails at the timeout at once.)
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_leader_leaves_no_lookup_waiting() {
+        let (db, clock) = (Arc::new(Db::default()), ManualClock::at_unix(1_700_000_000));
+        let source = db_source(&db, &clock);
+        db.set("t", &["s"]);
+        let (started, _release) = db.hold();
+        let leader = spawn_lookup(&source, "t", "s");
+        started.await.unwrap();
+        let waiting = spawn_lookup(&source, "t", "s");
+        until("the lookup waits on the leader", || source.waiting("t") == 1).await;
+        leader.abort();
+        assert!(leader.await.unwrap_err().is_cancelled());
+        let res = tokio::time::timeout(Duration::from_secs(60), waiting).await;
+        assert!(res.expect("the waiting lookup loaded again").unwrap().unwrap());
+        assert_eq!(db.loads(), 2);
+        assert!(source.flights().is_empty());
+        assert!(accepts(&*source.scheme(&parts("t")).await.unwrap(), "s"));
+        assert_eq!(db.loads(), 2, "and cached what it loaded");
+    }
+
+    /// Entries put in before the clock went back (an NTP step) count as expired: known
+    /// and unknown names are loaded again, and cached from then on.
+    #[tokio::test]
+    async fn a_clock_stepped_back_expires_what_was_cached() {
+        let (loads, clock) = (Arc::new(AtomicUsize::new(0)), ManualClock::at_unix(1_700_000_000));
+        let source = source(&loads, &clock);
+        assert!(source.scheme(&parts("known-a")).await.is_ok());
+        assert!(matches!(source.scheme(&parts("made-up")).await, Err(SourceError::Unknown)));
+        assert_eq!(loads.load(Ordering::SeqCst), 2);
+        clock.set_unix(1_700_000_000 - 3600);
+        assert!(source.scheme(&parts("known-a")).await.is_ok());
+        assert!(matches!(source.scheme(&parts("made-up")).await, Err(SourceError::Unknown)));
+        assert_eq!(loads.load(Ordering::SeqCst), 4, "loaded again");
+        assert!(source.scheme(&parts("known-a")).await.is_ok());
+        assert!(matches!(source.scheme(&parts("made-up")).await, Err(SourceError::Unknown)));
+        assert_eq!(loads.load(Ordering::SeqCst), 4, "and cached again");
+    }
+
+    /// An error of the store's own with [`AlreadyStored`] in its `source()` chain.
+    #[derive(Debug)]
+    struct InsertFailed(AlreadyStored);
+
+    impl fmt::Display for InsertFailed {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("insert failed")
+        }
+    }
+
+    impl Error for InsertFailed {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    /// A store that answers [`AlreadyStored`] (itself, boxed in an `io::Error`, or in the
+    /// chain of its own error) refuses the handshake (403); any other error is the store
+    /// failing (503). Either way the tenant is loaded afresh next: the secret another
+    /// replica stored is found.
+    #[tokio::test]
+    async fn a_store_that_finds_a_secret_refuses_the_handshake() {
+        type Case = (&'static str, fn() -> BoxError, bool);
+        let cases: [Case; 4] = [
+            ("already stored", || Box::new(AlreadyStored), true),
+            ("in an io::Error", || std::io::Error::other(AlreadyStored).into(), true),
+            ("in the source chain", || Box::new(InsertFailed(AlreadyStored)), true),
+            ("the store failing", || std::io::Error::other("db down").into(), false),
+        ];
+        for (name, error, refused) in cases {
+            let loads = Arc::new(AtomicUsize::new(0));
+            let counted = Arc::clone(&loads);
+            let source = TenantSchemes::new(
+                TenantSchemes::path_segment(2),
+                move |_tenant: String| {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    async { Ok::<_, std::io::Error>(Some(Vec::new())) }
+                },
+                |secrets: &[Secret]| {
+                    Ok(Arc::new(crate::providers::github::scheme(secrets[0].expose())?) as Arc<dyn Scheme>)
+                },
+            )
+            .store(move |_tenant: String, _secret: Secret| std::future::ready(Err::<(), _>(error())))
+            .clock(ManualClock::at_unix(1_700_000_000));
+            assert!(source.scheme(&parts("t")).await.is_err(), "case {name}");
+            let res = source.adopt_secret(&parts("t"), secret("x")).await;
+            match res {
+                Err(SourceError::Refused) => assert!(refused, "case {name}"),
+                Err(SourceError::Unavailable(_)) => assert!(!refused, "case {name}"),
+                other => panic!("case {name}: {other:?}"),
+            }
+            assert!(source.scheme(&parts("t")).await.is_err(), "case {name}");
+            assert_eq!(loads.load(Ordering::SeqCst), 3, "case {name}: loaded afresh after the handshake");
+        }
+    }
+
     /// A name put in again and again (several lookups of it at once) keeps the order
     /// within a few times the map.
     #[test]
@@ -995,12 +1551,12 @@ mod tests {
         let now = OffsetDateTime::UNIX_EPOCH;
         let mut cache = Expiring::default();
         for ticket in 0..1000 {
-            cache.put("made-up", (), ticket, now + Duration::from_secs(30), now, 10);
+            cache.put("made-up", (), ticket, Span::new(now, Duration::from_secs(30)), now, 10);
         }
         assert_eq!(cache.len(), 1);
         assert!(cache.order.len() <= 20, "{}", cache.order.len());
         let later = now + Duration::from_secs(31);
-        cache.put("made-up", (), 1000, later + Duration::from_secs(30), later, 10);
+        cache.put("made-up", (), 1000, Span::new(later, Duration::from_secs(30)), later, 10);
         assert_eq!(cache.len(), 1);
         assert!(cache.order.len() <= 20);
     }
