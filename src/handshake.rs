@@ -351,7 +351,10 @@ impl Handshake for TrelloHead {
 /// [`SchemeSource`](crate::guard::SchemeSource) and echoed back. With
 /// [`TenantSchemes`](crate::tenant::TenantSchemes) only for a tenant you registered that
 /// has no secret yet (`404` for an unknown one, `403` when it has one): register the
-/// tenant just before you ask Asana to create the webhook. A fixed scheme keeps no
+/// tenant just before you ask Asana to create the webhook. The first handshake wins,
+/// whoever sends it: name a tenant that awaits its handshake by an unguessable token
+/// (`/hooks/{token}`, 128 bits or more) rather than a name anyone can guess, and check
+/// that Asana reports the webhook created. A fixed scheme keeps no
 /// secret: every handshake is refused (`403 handshake-refused`), and the guard warns when
 /// it is built.
 ///
