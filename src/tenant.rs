@@ -208,6 +208,10 @@ struct Caches {
     /// long as such a load's answer would (the longer time to live): one ending later
     /// was expired anyway.
     fenced: Expiring<()>,
+    /// The latest ticket of a fence dropped to make room before it expired: a load that
+    /// began before it may have read the store before that fence's change, so none is
+    /// put in (their answers are used, not cached).
+    fence_floor: u64,
     /// The last ticket taken.
     tickets: u64,
 }
@@ -314,24 +318,37 @@ impl<V: Clone> Expiring<V> {
     }
 
     /// Puts `name` in for `span` (not at all if that does not hold now), under `ticket`,
-    /// keeping at most `capacity` names.
-    fn put(&mut self, name: &str, value: V, ticket: u64, span: Span, now: OffsetDateTime, capacity: usize) {
+    /// keeping at most `capacity` names. Returns the latest ticket of the entries that
+    /// were dropped before they expired, to make room.
+    fn put(
+        &mut self,
+        name: &str,
+        value: V,
+        ticket: u64,
+        span: Span,
+        now: OffsetDateTime,
+        capacity: usize,
+    ) -> Option<u64> {
         if !span.holds(now) {
-            return;
+            return None;
         }
         let name: Arc<str> = Arc::from(name);
         self.map.insert(Arc::clone(&name), Entry { value, span, ticket });
         self.order.push_back((name, ticket));
+        let mut made_room = None;
         while let Some((oldest, put)) = self.order.front() {
             let entry = self.map.get(oldest).filter(|e| e.ticket == *put);
-            let (live, keep) = match entry {
-                Some(e) => (true, e.span.until > now && self.map.len() <= capacity),
-                None => (false, false),
+            let (live, unexpired, keep) = match entry {
+                Some(e) => (true, e.span.until > now, e.span.until > now && self.map.len() <= capacity),
+                None => (false, false, false),
             };
             if keep {
                 break;
             }
             if live {
+                if unexpired {
+                    made_room = made_room.max(Some(*put));
+                }
                 self.map.remove(oldest);
             }
             self.order.pop_front();
@@ -343,6 +360,7 @@ impl<V: Clone> Expiring<V> {
             let map = &self.map;
             self.order.retain(|(name, put)| map.get(name).is_some_and(|e| e.ticket == *put));
         }
+        made_room
     }
 
     fn remove(&mut self, name: &str) {
@@ -707,7 +725,7 @@ impl TenantSchemes {
         let span = Span::new(began, ttl);
         let now = self.clock.now();
         let mut cache = self.caches();
-        if cache.latest(tenant).is_some_and(|latest| latest > ticket) {
+        if ticket < cache.fence_floor || cache.latest(tenant).is_some_and(|latest| latest > ticket) {
             return cache.get(tenant, now);
         }
         match answer {
@@ -729,16 +747,21 @@ impl TenantSchemes {
     fn forget(&self, tenant: &str) {
         let now = self.clock.now();
         let span = Span::new(now, self.ttl.max(self.unknown_ttl));
-        {
+        // The flights first, then the caches (as `join`): the fence and the end of the
+        // older load's flight are one step, so that load cannot hand its answer to the
+        // lookups waiting on it in between. A lookup that missed the cache meanwhile and
+        // waits on it is told to look again (its flight's sender is dropped here).
+        let older = {
+            let mut flights = self.flights();
             let mut cache = self.caches();
             let ticket = cache.ticket();
             cache.known.remove(tenant);
             cache.unknown.remove(tenant);
-            cache.fenced.put(tenant, (), ticket, span, now, self.capacity);
-        }
-        // After the fence: a lookup that missed the cache meanwhile and waits on the
-        // older load is told to look again (its flight's sender is dropped here).
-        let older = self.flights().remove(tenant);
+            if let Some(dropped) = cache.fenced.put(tenant, (), ticket, span, now, self.capacity) {
+                cache.fence_floor = cache.fence_floor.max(dropped);
+            }
+            flights.remove(tenant)
+        };
         drop(older);
     }
 
@@ -930,14 +953,15 @@ impl AlreadyStored {
     fn found_in(error: &(dyn Error + 'static)) -> bool {
         let mut next = Some(error);
         while let Some(e) = next {
-            if e.is::<Self>()
-                || e.downcast_ref::<std::io::Error>()
-                    .and_then(std::io::Error::get_ref)
-                    .is_some_and(|e| e.is::<Self>())
-            {
+            if e.is::<Self>() {
                 return true;
             }
-            next = e.source();
+            // An `io::Error`'s `source()` skips the error it boxes: walk on from that one
+            // (`io::Error::other(io::Error::other(AlreadyStored))`).
+            next = match e.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
+                Some(boxed) => Some(boxed as &(dyn Error + 'static)),
+                None => e.source(),
+            };
         }
         false
     }
@@ -1185,6 +1209,15 @@ mod tests {
 
     /// GitHub schemes from `db`, keeping handshakes' secrets in it.
     fn db_source(db: &Arc<Db>, clock: &ManualClock) -> Arc<TenantSchemes> {
+        db_source_with(db, clock, |source| source)
+    }
+
+    /// [`db_source`], with settings of the test's own.
+    fn db_source_with(
+        db: &Arc<Db>,
+        clock: &ManualClock,
+        tune: impl FnOnce(TenantSchemes) -> TenantSchemes,
+    ) -> Arc<TenantSchemes> {
         let (load_db, store_db) = (Arc::clone(db), Arc::clone(db));
         let source = TenantSchemes::new(
             TenantSchemes::path_segment(2),
@@ -1217,7 +1250,7 @@ mod tests {
             std::future::ready(Ok::<_, std::io::Error>(()))
         })
         .clock(clock.clone());
-        Arc::new(source)
+        Arc::new(tune(source))
     }
 
     /// Whether `scheme` accepts a delivery signed with `secret`.
@@ -1399,6 +1432,25 @@ mod tests {
         assert_eq!(db.loads(), 2);
     }
 
+    /// More invalidations than the cache's capacity drop the oldest fences to make room:
+    /// a load that began before such a fence is still not cached (its answer is used).
+    #[tokio::test(start_paused = true)]
+    async fn a_fence_dropped_for_room_still_keeps_an_older_load_out() {
+        let (db, clock) = (Arc::new(Db::default()), ManualClock::at_unix(1_700_000_000));
+        let source = db_source_with(&db, &clock, |source| source.capacity(1));
+        db.set("t", &["old"]);
+        let (started, release) = db.hold();
+        let first = spawn_lookup(&source, "t", "old");
+        started.await.unwrap(); // it has read "old"
+        db.set("t", &["new"]);
+        source.invalidate("t");
+        source.invalidate("u"); // t's fence makes room for u's
+        release.send(()).unwrap();
+        assert!(first.await.unwrap().unwrap(), "the lookup that began before answers as it read");
+        let cached = source.scheme(&parts("t")).await.unwrap();
+        assert!(accepts(&*cached, "new") && !accepts(&*cached, "old"), "not cached");
+    }
+
     /// 50 lookups that miss the cache at once for one tenant are one load; a lookup of
     /// another tenant meanwhile does not wait on it.
     #[tokio::test]
@@ -1511,9 +1563,14 @@ mod tests {
     #[tokio::test]
     async fn a_store_that_finds_a_secret_refuses_the_handshake() {
         type Case = (&'static str, fn() -> BoxError, bool);
-        let cases: [Case; 4] = [
+        let cases: [Case; 5] = [
             ("already stored", || Box::new(AlreadyStored), true),
             ("in an io::Error", || std::io::Error::other(AlreadyStored).into(), true),
+            (
+                "in nested io::Errors",
+                || std::io::Error::other(std::io::Error::other(AlreadyStored)).into(),
+                true,
+            ),
             ("in the source chain", || Box::new(InsertFailed(AlreadyStored)), true),
             ("the store failing", || std::io::Error::other("db down").into(), false),
         ];
