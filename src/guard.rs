@@ -1325,8 +1325,9 @@ impl Guard {
                 known::HANDSHAKE_REFUSED
             }
             Err(e @ SourceError::Throttled(_)) => {
+                self.count_rejected("secrets-throttled");
                 tracing::debug!(endpoint = %i.endpoint, error = %e, "handshake secret not kept: throttled");
-                known::SECRETS_UNAVAILABLE.retry_after(i.retry_after)
+                return known::SECRETS_UNAVAILABLE.retry_after(i.retry_after).into_response();
             }
             Err(e) => {
                 tracing::warn!(endpoint = %i.endpoint, error = %e, "could not keep handshake secret");
@@ -2338,7 +2339,10 @@ impl GuardBuilder {
             );
         }
         if self.default_replay {
+            // Only a guard without an inbox marks (middleware mode, `check`): the inbox
+            // refuses copies by its own keys.
             if let Some(scheme) = &self.inner.fixed
+                && self.inner.inbox.is_none()
                 && scheme.tolerance().replay_window().is_none()
             {
                 // Marks of a scheme without a timestamp live long (72 h by default): the
@@ -2368,8 +2372,8 @@ mod tests {
     use crate::{handshake::MetaSubscription, inbox::logged, providers::github};
 
     /// A guard on the default replay store with a scheme that signs no timestamp says, at
-    /// start, the rate above which that store refuses; one whose marks are short-lived, or
-    /// that was given a store, says nothing.
+    /// start, the rate above which that store refuses; one whose marks are short-lived,
+    /// that was given a store, or that hands off to an inbox, says nothing.
     #[tokio::test]
     async fn the_default_store_states_its_sustainable_rate_for_untimed_schemes() {
         use crate::providers::stripe;
@@ -2389,6 +2393,10 @@ mod tests {
             let _ = Guard::builder("stripe", stripe::scheme("whsec_s3cr3t").unwrap()).build();
             let _ = Guard::builder("github", github::scheme("s3cr3t").unwrap())
                 .replay_store(MemoryReplayStore::new().capacity(10_000_000))
+                .build();
+            // With an inbox (terminal mode), the inbox refuses copies: no mark is set.
+            let _ = Guard::builder("github", github::scheme("s3cr3t").unwrap())
+                .inbox(crate::inbox::MemoryInbox::new())
                 .build();
         })
         .await;

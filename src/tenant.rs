@@ -64,8 +64,9 @@ type BuildFn = dyn Fn(&[Secret]) -> Result<Arc<dyn Scheme>, ConfigError> + Send 
 /// limit in front). Unknown names are cached apart from known tenants: a flood of made-up
 /// names never pushes a known tenant out. A tenant name longer than 256 bytes is unknown
 /// without a lookup. A tenant whose secrets make no scheme (`build` fails: a malformed
-/// secret) is logged at `error` once per load and answered as the source being
-/// unavailable (`503` + `Retry-After`) from the cache for `unknown_ttl` too.
+/// secret) is logged at `error` once per load and answered `503` + `Retry-After`
+/// ([`SourceError::Throttled`]: not logged again per request) from the cache for
+/// `unknown_ttl` too.
 ///
 /// Requests for one tenant that miss the cache at once share one load: a burst of
 /// deliveries for a tenant whose entry expired calls your loader once, and each request
@@ -822,7 +823,8 @@ impl TenantSchemes {
         };
         match outcome {
             Ok(Answer::Known(scheme)) => Ok(scheme),
-            Ok(Answer::Absent(Absent::Broken)) => Err(SourceError::Unavailable(
+            // Logged when they were loaded; anyone can name the tenant, so not per request.
+            Ok(Answer::Absent(Absent::Broken)) => Err(SourceError::Throttled(
                 "the tenant's secrets make no scheme (logged when they were loaded)".into(),
             )),
             Ok(Answer::Absent(Absent::Unknown | Absent::Awaiting)) => Err(SourceError::Unknown),
@@ -1152,7 +1154,8 @@ mod tests {
         .unknown_ttl(Duration::from_secs(30))
         .clock(clock.clone());
         for _ in 0..3 {
-            assert!(matches!(source.scheme(&parts("acme")).await, Err(SourceError::Unavailable(_))));
+            // Held back (logged once per load), not a warning per request anyone can send.
+            assert!(matches!(source.scheme(&parts("acme")).await, Err(SourceError::Throttled(_))));
         }
         assert_eq!(loads.load(Ordering::SeqCst), 1, "answered from the cache");
         let adopt = source.adopt_secret(&parts("acme"), Secret::new("handed-over").unwrap()).await;

@@ -1225,6 +1225,8 @@ fn serve_over_tls() {
         let base = format!("https://{}", server.addr);
         let health = client.get(format!("{base}/healthz")).send().await.expect("https /healthz");
         assert_eq!(health.status(), 200);
+        // The client offers h2 too; ALPN gives HTTP/1.1 only, whose head is timed.
+        assert_eq!(health.version(), reqwest::Version::HTTP_11);
         let body = br#"{"zen":"tls"}"#;
         let scheme = hookguard::providers::github::scheme(KEY).expect("scheme");
         let mut req = client.post(format!("{base}/hooks/github")).header("x-github-delivery", "tls-1");

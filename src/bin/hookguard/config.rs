@@ -1515,7 +1515,9 @@ fn tls_config(src: &Source<'_>, tls: &RawTls) -> Result<Arc<rustls::ServerConfig
             .with_no_client_auth()
             .with_single_cert(certs, private_key)
             .map_err(|e| at_key(&format_args!("does not go with the certificate {}: {e}", cert.display())))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // HTTP/1.1 only (senders speak it): its head is timed from the connection's start,
+    // while an HTTP/2 connection that never sends a request would be held for ever.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 

@@ -982,24 +982,16 @@ mod connections {
         pub(crate) grace: Duration,
     }
 
-    /// How often an HTTP/2 connection's peer is pinged, and how long it has to answer: a
-    /// peer that went away is found out (HTTP/2 has no head to time).
-    const H2_KEEP_ALIVE: (Duration, Duration) = (Duration::from_secs(30), Duration::from_secs(20));
-
-    /// hyper's builders, with a timer (without one hyper applies no header timeout): one
-    /// for HTTP/1 alone, one for HTTP/2 alone. Each connection gets the one its protocol
-    /// needs: HTTP/1 over plain TCP (senders speak it; guessing the version would first read
-    /// the connection's opening bytes with no time limit, so a client that sends nothing
-    /// would be held for ever), and over TLS the one ALPN chose.
-    fn builders(header_read: Duration) -> (auto::Builder<TokioExecutor>, auto::Builder<TokioExecutor>) {
+    /// hyper's builder for HTTP/1 alone, with a timer (without one hyper applies no header
+    /// timeout). Senders speak HTTP/1.1, and its head is timed from the connection's start:
+    /// guessing the version would first read the connection's opening bytes with no time
+    /// limit, and an HTTP/2 connection that never sends a request would be held for ever,
+    /// so a client that sends nothing could hold a connection for ever (TLS offers only
+    /// `http/1.1` by ALPN for the same reason).
+    fn builder(header_read: Duration) -> auto::Builder<TokioExecutor> {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .keep_alive_interval(H2_KEEP_ALIVE.0)
-            .keep_alive_timeout(H2_KEEP_ALIVE.1);
-        (builder.clone().http1_only(), builder.http2_only())
+        builder.http1_only()
     }
 
     /// Serves `app` on `listener` (over TLS with `tls`) until `shutdown` resolves, then
@@ -1012,7 +1004,7 @@ mod connections {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), String> {
         let acceptor = tls.map(TlsAcceptor::from);
-        let builders = Arc::new(builders(timeouts.header_read));
+        let http1 = Arc::new(builder(timeouts.header_read));
         let graceful = GracefulShutdown::new();
         // Every connection's task, so that those still open after the grace period are
         // stopped then (a request still in flight must not keep a webhook coming in after
@@ -1026,14 +1018,13 @@ mod connections {
                 // The tasks of connections that ended are let go as new ones come.
                 while connections.try_join_next().is_some() {}
                 let acceptor = acceptor.clone();
-                let builders = Arc::clone(&builders);
+                let http1 = Arc::clone(&http1);
                 // The peer address, for the allow-list and rate limits.
                 let service = TowerToHyperService::new(
                     app.clone().layer(axum::Extension(hookguard::source::PeerAddr(peer))),
                 );
                 let watcher = graceful.watcher();
                 connections.spawn(async move {
-                    let (http1, http2) = &*builders;
                     let ended = match acceptor {
                         None => watcher.watch(http1.serve_connection(TokioIo::new(tcp), service)).await,
                         Some(acceptor) => {
@@ -1042,9 +1033,7 @@ mod connections {
                             else {
                                 return;
                             };
-                            let builder =
-                                if tls.get_ref().1.alpn_protocol() == Some(b"h2") { http2 } else { http1 };
-                            watcher.watch(builder.serve_connection(TokioIo::new(tls), service)).await
+                            watcher.watch(http1.serve_connection(TokioIo::new(tls), service)).await
                         }
                     };
                     if let Err(e) = ended {
@@ -1056,6 +1045,7 @@ mod connections {
         .await;
         drop(listener);
         if tokio::time::timeout(timeouts.grace, graceful.shutdown()).await.is_err() {
+            while connections.try_join_next().is_some() {}
             tracing::warn!(
                 open = connections.len(),
                 "some connections were still open after the grace period: closed"
