@@ -123,10 +123,7 @@ type ListenFn = dyn Fn(Arc<str>, Arc<Signal>) -> BoxFuture<'static, Result<(), L
 /// replicas sharing a schema compare lease ends by their own clocks: one whose clock runs
 /// ahead by *d* takes another's job *d* early. Keep the replicas' clocks in sync (NTP), and
 /// choose the worker's [`lease`](crate::worker::Worker::lease) longer than the slowest
-/// handler by more than the skew. A job not yet tried (pushed, re-driven, or given back
-/// before its first attempt counted) is due whatever the puller's clock says, so a replica
-/// whose clock lags the pusher's takes it at once; its stored due time (the pusher's
-/// "now") only orders it among the others.
+/// handler by more than the skew.
 ///
 /// # Capacity
 ///
@@ -188,9 +185,8 @@ type ListenFn = dyn Fn(Arc<str>, Arc<Signal>) -> BoxFuture<'static, Result<(), L
 /// commit and the notification leaves the others to notice at their timeout.
 ///
 /// `wait` also returns when a retry becomes due or a lease runs out: before it sleeps, it
-/// reads the earliest due time and lease end from the indexes (one small query; a job not
-/// yet tried is due at once, whichever replica's clock stored it), so the timeout only
-/// bounds how late a change made after that query is noticed. A push made
+/// reads the earliest due time and lease end from the indexes (one small query), so the
+/// timeout only bounds how late a change made after that query is noticed. A push made
 /// between a worker's pull and its `wait` is not missed: `wait` returns at once when a
 /// notification arrived since the last pull began.
 ///
@@ -265,8 +261,7 @@ struct Sql {
     listen: Arc<str>,
     /// `pg_notify` on the channel, committed without waiting for the WAL flush.
     notify: String,
-    /// The earliest due time and lease end after a given time; a job not yet tried is due
-    /// at the second parameter, now (see [`PostgresInbox::next_due`]).
+    /// The earliest due time and lease end after a given time.
     due: String,
     migrate: String,
     push: String,
@@ -326,8 +321,7 @@ impl Sql {
             notify: "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')".to_owned(),
             channel,
             due: format!(
-                "SELECT (SELECT CASE WHEN attempts = 0 THEN $2 ELSE next_attempt_at END FROM {t}
-                         WHERE status = 'ready' AND next_attempt_at > $1 ORDER BY next_attempt_at, seq LIMIT 1),
+                "SELECT (SELECT min(next_attempt_at) FROM {t} WHERE status = 'ready' AND next_attempt_at > $1),
                         (SELECT min(lease_until) FROM {t} WHERE status = 'leased' AND lease_until > $1)"
             ),
             migrate: format!(
@@ -407,8 +401,7 @@ impl Sql {
                 "WITH picked AS (
                     SELECT seq, CASE WHEN status = 'leased' THEN lease_until ELSE next_attempt_at END AS due
                     FROM {t}
-                    WHERE (status = 'ready' AND (next_attempt_at <= $1 OR attempts = 0))
-                       OR (status = 'leased' AND lease_until <= $1)
+                    WHERE (status = 'ready' AND next_attempt_at <= $1) OR (status = 'leased' AND lease_until <= $1)
                     ORDER BY due, seq
                     LIMIT $2
                     FOR UPDATE SKIP LOCKED
@@ -1630,16 +1623,10 @@ impl PostgresInbox {
     }
 
     /// The earliest due time or lease end after `after`.
-    ///
-    /// The earliest ready row, if it is a job not yet tried (pushed, say), is due now,
-    /// whatever the time it was stored with (the pusher's clock's): a pull takes it at once.
-    /// A waiter whose clock lags the pusher's slept until the
-    /// pusher's "now" when no notification woke it.
     async fn next_due(&self, after: OffsetDateTime) -> Result<Option<OffsetDateTime>, InboxError> {
-        let now = self.clock.now();
         self.on_connection(async |client| {
             let stmt = client.prepare_cached(&self.sql.due).await.map_err(backend)?;
-            let row = client.query_one(&stmt, &[&after, &now]).await.map_err(backend)?;
+            let row = client.query_one(&stmt, &[&after]).await.map_err(backend)?;
             let ready: Option<OffsetDateTime> = row.try_get(0).map_err(backend)?;
             let lease_end: Option<OffsetDateTime> = row.try_get(1).map_err(backend)?;
             Ok(ready.into_iter().chain(lease_end).min())
@@ -1761,9 +1748,8 @@ mod tests {
     use time::OffsetDateTime;
 
     use super::{
-        DEAD_PEER, ESC, OPEN_TIMEOUT, PostgresInbox, before_everything, channel, connection_config,
-        key_as_given, open_limit, parse_receipt, quote_ident, read_record, receipt, stored, stored_record,
-        unstored, valid_identifier,
+        DEAD_PEER, ESC, OPEN_TIMEOUT, PostgresInbox, channel, connection_config, key_as_given, open_limit,
+        parse_receipt, quote_ident, read_record, receipt, stored, stored_record, unstored, valid_identifier,
     };
     use crate::{
         clock::ManualClock,
@@ -2386,46 +2372,6 @@ mod tests {
             assert!(logs.contains("purging finished keys"), "{what}: {logs}");
             assert_eq!(done_rows(&admin, &schema).await, 1, "{what}: kept");
         }
-    }
-
-    /// A replica whose clock lags takes a job pushed by another at once: a new job is due
-    /// whatever the puller's clock says (it was due at the pusher's "now", so a lagging
-    /// worker did not see it until its clock got there). Retries still wait for their time.
-    #[tokio::test]
-    async fn a_lagging_replica_takes_new_jobs_at_once() {
-        let Some(url) = test_url() else { return };
-        let schema = unique("skew");
-        let ahead = ManualClock::at_unix(1_700_000_600);
-        let pusher = inbox(&url, &schema).await.clock(ahead.clone());
-        let lagging = inbox(&url, &schema).await; // ten minutes behind
-        pusher.push(hook("a", None)).await.unwrap();
-        let jobs = lagging.pull(10, LEASE).await.unwrap();
-        assert_eq!(jobs.len(), 1, "due at once");
-        lagging.retry(&jobs[0], ahead.now_for_tests(), "later").await.unwrap();
-        assert!(lagging.pull(10, LEASE).await.unwrap().is_empty(), "a retry waits for its time");
-        let job = pusher.pull(10, LEASE).await.unwrap().remove(0);
-        assert_eq!(job.attempt(), 2);
-        pusher.dead_letter(&job, "no").await.unwrap();
-        assert!(pusher.redrive("test:a").await.unwrap());
-        assert_eq!(lagging.pull(10, LEASE).await.unwrap().len(), 1, "a re-driven job is due at once");
-    }
-
-    /// A waiter whose clock lags the pusher's finds a new job due now (it slept until the
-    /// pusher's "now", when no notification woke it); a retry is due at its time.
-    #[tokio::test]
-    async fn a_lagging_replica_waits_for_no_new_job() {
-        let Some(url) = test_url() else { return };
-        let schema = unique("skewwait");
-        let ahead = ManualClock::at_unix(1_700_000_600);
-        let pusher = inbox(&url, &schema).await.clock(ahead.clone());
-        let behind = ManualClock::at_unix(1_700_000_000);
-        let lagging = inbox(&url, &schema).await.clock(behind.clone());
-        pusher.push(hook("a", None)).await.unwrap();
-        assert_eq!(lagging.next_due(before_everything()).await.unwrap(), Some(behind.now_for_tests()));
-        let job = lagging.pull(1, LEASE).await.unwrap().remove(0);
-        let later = ahead.now_for_tests() + Duration::from_secs(10);
-        lagging.retry(&job, later, "later").await.unwrap();
-        assert_eq!(lagging.next_due(before_everything()).await.unwrap(), Some(later));
     }
 
     #[test]
