@@ -559,12 +559,16 @@ async fn within<T>(
 /// call's statements are done.
 ///
 /// Dropped before that, its call was abandoned (the operation timeout, or a caller that
-/// dropped the call), perhaps with a statement still running on the server: given back, the
-/// connection would make the next call's statements wait behind that one (a lock held
-/// for long would so take every connection of the pool, one timed-out call after the
-/// other). So it is taken out of the pool for good (the pool opens another in its place),
-/// and a cancel request is sent for its statement; the connection closes once the request
-/// was sent.
+/// dropped the call), perhaps with a statement still running on the server: given back at
+/// once, the connection would make the next call's statements wait behind that one (a
+/// lock held for long would so take every connection of the pool, one timed-out call after
+/// the other). So a cancel request is sent for its statement, and the connection stays
+/// out of the others' reach, its slot in the pool held, until it answers again (the
+/// statement cancelled, or ended): then it goes back. One that does not answer within
+/// [`SETTLE_LIMIT`] is closed for good (the pool opens another in its place). The slot is
+/// held meanwhile so that, should the cancel not get through (a pooler that does not pass
+/// it on, TLS the inbox was not given), the server's sessions stay within the pool's size
+/// instead of one more per timed-out call.
 struct Loan {
     object: Option<Object>,
     cancel: Arc<CancelFn>,
@@ -577,13 +581,19 @@ impl Loan {
     }
 }
 
+/// How long an abandoned call's connection has to answer again (its statement cancelled
+/// or ended) before it is closed instead of given back.
+const SETTLE_LIMIT: Duration = Duration::from_secs(30);
+
 impl Drop for Loan {
     fn drop(&mut self) {
         let Some(object) = self.object.take() else { return };
-        let token = object.cancel_token();
-        let client = Object::take(object);
         // No runtime (a call dropped after its runtime): the connection just closes.
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            drop(Object::take(object));
+            return;
+        };
+        let token = object.cancel_token();
         let cancel = Arc::clone(&self.cancel);
         drop(runtime.spawn(async move {
             let failed = match tokio::time::timeout(CONNECT_TIMEOUT, cancel(token)).await {
@@ -594,7 +604,12 @@ impl Drop for Loan {
             if let Some(error) = failed {
                 tracing::warn!(%error, "PostgreSQL inbox: could not cancel the statement of an abandoned call");
             }
-            drop(client);
+            // Answered only once what was queued before it (the abandoned statement, the
+            // rollback of its transaction) is done.
+            match tokio::time::timeout(SETTLE_LIMIT, object.simple_query("SELECT 1")).await {
+                Ok(Ok(_)) => drop(object),
+                _ => drop(Object::take(object)),
+            }
         }));
     }
 }
@@ -641,8 +656,21 @@ fn statement_ms(timeout: Duration) -> u64 {
 /// configuration, and a `statement_timeout` of the longest operation timeout of the
 /// inboxes that share the pool plus [`STATEMENT_MARGIN`], unless the URL's `options` set
 /// one. Set when each connection opens, it costs no statement.
+///
+/// A connection pooler that refuses the setting as a startup parameter (PgBouncer: before
+/// 1.20 any `options`, since then a setting it does not track) gets connections without
+/// it from then on, with one warning: the limit is a backstop, not worth an outage.
 struct Opener {
     statement_ms: Arc<AtomicU64>,
+    /// The server (a pooler in front of it) refused the startup parameter once.
+    refused: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Whether a server's refusal of a connection is of its startup parameters (PgBouncer's
+/// "unsupported startup parameter: options", "unsupported startup parameter in options:
+/// statement_timeout").
+fn refuses_startup_options(message: &str) -> bool {
+    message.contains("unsupported startup parameter")
 }
 
 impl deadpool_postgres::Connect for Opener {
@@ -651,14 +679,33 @@ impl deadpool_postgres::Connect for Opener {
         config: &tokio_postgres::Config,
     ) -> BoxFuture<'_, Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>>
     {
-        let mut config = config.clone();
+        let plain = config.clone();
+        let mut limited = None;
         let own = config.get_options().unwrap_or_default().to_owned();
-        if !own.contains("statement_timeout") {
+        if !own.contains("statement_timeout") && !self.refused.load(Ordering::Relaxed) {
             let limit = format!("-c statement_timeout={}", self.statement_ms.load(Ordering::Relaxed));
+            let mut config = config.clone();
             config.options(if own.trim().is_empty() { limit } else { format!("{own} {limit}") });
+            limited = Some(config);
         }
         Box::pin(async move {
-            let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+            let opened = match limited {
+                Some(limited) => match limited.connect(tokio_postgres::NoTls).await {
+                    Err(e) if refuses_startup_options(&e.to_string()) => {
+                        if !self.refused.swap(true, Ordering::Relaxed) {
+                            tracing::warn!(
+                                error = %e,
+                                "PostgreSQL inbox: the server refuses statement_timeout as a startup parameter \
+                                 (a connection pooler?): its connections go without it"
+                            );
+                        }
+                        plain.connect(tokio_postgres::NoTls).await
+                    }
+                    opened => opened,
+                },
+                None => plain.connect(tokio_postgres::NoTls).await,
+            };
+            let (client, connection) = opened?;
             let task = tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::warn!(error = %e, "PostgreSQL inbox: a pooled connection failed");
@@ -993,7 +1040,7 @@ impl PostgresInbox {
         let statement_limit = Arc::new(AtomicU64::new(statement_ms(OPERATION_TIMEOUT)));
         let manager = deadpool_postgres::Manager::from_connect(
             config.clone(),
-            Opener { statement_ms: Arc::clone(&statement_limit) },
+            Opener { statement_ms: Arc::clone(&statement_limit), refused: Arc::default() },
             deadpool_postgres::ManagerConfig::default(),
         );
         let pool = Pool::builder(manager)
@@ -2173,10 +2220,11 @@ mod tests {
     }
 
     /// A call that timed out while its statement waited on the server (here for a lock held
-    /// elsewhere) has that statement cancelled and its connection taken out of the pool: the
-    /// next call gets a connection at once, not one whose statement is still queued (it
-    /// was given back to the pool busy, and every call after it waited behind the stalled
-    /// statement, timing out one after the other while the lock was held).
+    /// elsewhere) has that statement cancelled, and its connection is given back once it
+    /// answers again: the next call gets a connection at once, not one whose statement is
+    /// still queued (it was given back to the pool busy, and every call after it waited
+    /// behind the stalled statement, timing out one after the other while the lock was
+    /// held).
     #[tokio::test]
     async fn a_call_that_timed_out_leaves_no_busy_connection_in_the_pool() {
         let Some(url) = test_url() else { return };
@@ -2209,7 +2257,54 @@ mod tests {
         .await;
         drop(lock);
         assert_eq!(bounded("a push", stuck.push(hook("a", None))).await.unwrap(), Pushed::Accepted);
-        assert_eq!(pool.status().size, 1, "one connection, opened in place of the abandoned one");
+        assert_eq!(pool.status().size, 1, "one connection");
+    }
+
+    /// A cancel that does not get through (a pooler that does not pass it on) leaves the
+    /// abandoned call's connection holding its slot until its statement ends: the server's
+    /// sessions stay within the pool's size (a connection opened in its place each time
+    /// would add one session per timed-out call while the lock is held).
+    #[tokio::test]
+    async fn an_abandoned_connection_holds_its_slot_until_it_answers() {
+        let Some(url) = test_url() else { return };
+        let (stuck_schema, free_schema) = (unique("held"), unique("heldfree"));
+        let pool = pool_of_one(&url);
+        let mut stuck = PostgresInbox::from_pool(pool.clone())
+            .schema(&stuck_schema)
+            .operation_timeout(Duration::from_millis(300));
+        let free = PostgresInbox::from_pool(pool.clone())
+            .schema(&free_schema)
+            .operation_timeout(Duration::from_millis(300));
+        stuck.migrate().await.unwrap();
+        free.migrate().await.unwrap();
+        // A cancel request that a pooler accepts and never passes on.
+        stuck.cancel = std::sync::Arc::new(|_token| Box::pin(async { Ok(()) }));
+        let table = format!("\"{stuck_schema}\".inbox");
+        let lock = holding(&url, &format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")).await;
+        let failed = bounded("the push to time out", stuck.push(hook("a", None))).await;
+        assert!(matches!(failed, Err(InboxError::Backend(_))), "{failed:?}");
+        let admin = admin(&url).await;
+        for _ in 0..3 {
+            let other = bounded("a call to time out", free.depth()).await;
+            assert!(other.is_err(), "no second session while the abandoned statement runs: {other:?}");
+        }
+        assert_eq!(lock_waiters(&admin, &table).await, 1, "one session waits on the lock");
+        drop(lock);
+        assert_eq!(bounded("a push", stuck.push(hook("a", None))).await.unwrap(), Pushed::Accepted);
+        assert_eq!(bounded("a depth", free.depth()).await.unwrap(), 0);
+        assert_eq!(pool.status().size, 1, "the same connection, given back once it answered");
+    }
+
+    /// PgBouncer's refusals of a startup parameter are recognised (its connections are then
+    /// opened without `statement_timeout`); a server's other refusals are not.
+    #[test]
+    fn a_pooler_refusing_startup_options_is_recognised() {
+        assert!(super::refuses_startup_options("db error: FATAL: unsupported startup parameter: options"));
+        assert!(super::refuses_startup_options(
+            "db error: FATAL: unsupported startup parameter in options: statement_timeout"
+        ));
+        assert!(!super::refuses_startup_options("db error: FATAL: password authentication failed"));
+        assert!(!super::refuses_startup_options("db error: FATAL: database \"x\" does not exist"));
     }
 
     /// The connections of the pool made by `connect` end a statement on the server a second
