@@ -491,6 +491,17 @@ mod tests {
         }
     }
 
+    /// GitHub's documented example delivery, signed with "It's a Secret to Everybody".
+    fn signed() -> Request<Full<Bytes>> {
+        Request::post("/hooks/github")
+            .header(
+                "x-hub-signature-256",
+                "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+            )
+            .body(Full::new(Bytes::from_static(b"Hello, World!")))
+            .unwrap()
+    }
+
     /// Requests that fail verification are answered while the inner service is not
     /// ready, and take none of its capacity; a verified one waits for it.
     #[tokio::test]
@@ -506,15 +517,6 @@ mod tests {
         assert_eq!(res.status(), 401);
         assert!(!gated.called.load(Ordering::SeqCst));
 
-        let signed = || {
-            Request::post("/hooks/github")
-                .header(
-                    "x-hub-signature-256",
-                    "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
-                )
-                .body(Full::new(Bytes::from_static(b"Hello, World!")))
-                .unwrap()
-        };
         let mut pending = verify.call(signed());
         for _ in 0..10 {
             assert!(
@@ -573,15 +575,6 @@ mod tests {
         let failing = Failing { broken: Arc::new(AtomicBool::new(true)), calls: Arc::default() };
         let guard = Guard::builder("github", github::scheme("It's a Secret to Everybody").unwrap()).build();
         let mut verify = VerifyLayer::new(guard).layer(failing.clone());
-        let signed = || {
-            Request::post("/hooks/github")
-                .header(
-                    "x-hub-signature-256",
-                    "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
-                )
-                .body(Full::new(Bytes::from_static(b"Hello, World!")))
-                .unwrap()
-        };
         assert_eq!(verify.call(signed()).await.unwrap_err(), "connection lost");
         assert_eq!(failing.calls.load(Ordering::SeqCst), 0);
         failing.broken.store(false, Ordering::SeqCst);
