@@ -770,12 +770,54 @@ struct Flight<'a> {
     url: String,
     /// Dropped after `drop` has taken the URL out of [`Admission::in_flight`].
     _done: tokio::sync::watch::Sender<()>,
+    /// A new URL's fetch: what it took, given back if it is dropped before it ended.
+    refund: Option<Refund>,
+}
+
+/// What a new URL's fetch took from [`Admission`]: the token, and the URL's place among
+/// the candidates.
+struct Refund {
+    /// The bucket's next token before this fetch took one.
+    next_token: OffsetDateTime,
+    candidate: Option<Candidate>,
+}
+
+impl Flight<'_> {
+    /// The fetch ended (with a certificate, or a failure on record): nothing to give back.
+    fn ended(mut self) {
+        self.refund = None;
+    }
 }
 
 impl Drop for Flight<'_> {
     fn drop(&mut self) {
         if let Ok(mut admission) = self.source.admission.lock() {
             admission.in_flight.remove(&self.url);
+            // Dropped before the fetch ended (the request that ran it went away: a sender
+            // that hung up): the token is given back, and the URL its count, or whoever
+            // can drop a request would throw PayPal's URL's turn away at each token.
+            if let Some(Refund { next_token, candidate }) = self.refund.take() {
+                let one = time::Duration::try_from(NEW_URL_EVERY).unwrap_or(time::Duration::ZERO);
+                let back = admission.next_token.checked_sub(one).unwrap_or(next_token);
+                admission.next_token = back.max(next_token);
+                if let Some(candidate) = candidate {
+                    let merged = match admission.candidates.get(&self.url) {
+                        Some(now) => Candidate {
+                            count: now.count.saturating_add(candidate.count),
+                            last: now.last.max(candidate.last),
+                        },
+                        None => candidate,
+                    };
+                    insert_bounded(
+                        &mut admission.candidates,
+                        MAX_CANDIDATES,
+                        &self.url,
+                        merged,
+                        |_| true,
+                        |c| (c.count, c.last),
+                    );
+                }
+            }
         }
     }
 }
@@ -1236,8 +1278,10 @@ impl PayPalCertificates {
     }
 
     /// The clock for cache expiry, the certificates' validity periods when fetched, the
-    /// chain check and the new-URL token bucket. Give it the guard's clock (the guard
-    /// checks each delivery's time, and the certificate's dates again, with its own).
+    /// chain check, the new-URL token bucket, and the check of a delivery's transmission
+    /// time before its certificate is fetched. Give it the guard's clock (the guard checks
+    /// each delivery's time, and the certificate's dates again, with its own): on another
+    /// one, a delivery the guard's clock finds fresh can be refused before the fetch.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -1431,7 +1475,7 @@ impl PayPalCertificates {
         }
         let (done, running) = tokio::sync::watch::channel(());
         admission.in_flight.insert(url.to_owned(), running);
-        Ok(Flight { source: self, url: url.to_owned(), _done: done })
+        Ok(Flight { source: self, url: url.to_owned(), _done: done, refund: None })
     }
 
     /// The fetch of `url` running, if one is.
@@ -1528,18 +1572,30 @@ impl PayPalCertificates {
             let Ok(mut admission) = self.admission.lock() else {
                 return Err(SourceError::Unavailable("the certificate cache is poisoned".into()));
             };
+            // A candidate cached meanwhile (fetched for a request that named it) is no
+            // longer waiting: it takes no token, and is not fetched again.
+            let cached: Vec<String> = admission
+                .candidates
+                .keys()
+                .filter(|u| matches!(self.lookup(u, now), Lookup::Fresh(_) | Lookup::Stale(_)))
+                .cloned()
+                .collect();
+            for u in &cached {
+                admission.candidates.remove(u);
+            }
             let chosen = admission.choose(url);
+            let next_token = admission.next_token;
             let Some(chosen) = chosen.filter(|_| admission.token(now, true)) else {
                 return Err(SourceError::Throttled("too many new PayPal certificate URLs lately".into()));
             };
-            admission.candidates.remove(&chosen);
+            let candidate = admission.candidates.remove(&chosen);
             let (done, running) = tokio::sync::watch::channel(());
             admission.in_flight.insert(chosen.clone(), running);
-            Flight { source: self, url: chosen, _done: done }
+            Flight { source: self, url: chosen, _done: done, refund: Some(Refund { next_token, candidate }) }
         };
         let chosen = flight.url.clone();
         let fetched = self.fetch(&chosen, false, now).await;
-        drop(flight);
+        flight.ended();
         if chosen == url {
             return Ok(fetched?);
         }
@@ -1758,6 +1814,35 @@ gs5RUsCNd+qpuY7hX9y4XOFKQw==\n\
         assert_eq!(fetched.iter().filter(|u| *u == GENUINE).count(), 1);
         let accepted = accepted.expect("PayPal's delivery accepted");
         assert!(accepted - start <= NEW_URL_EVERY + Duration::from_secs(1), "at {}", accepted - start);
+    }
+
+    /// A request dropped while the fetch it ran for the chosen URL was under way (a sender
+    /// that hung up) gives the token and that URL's count back: dropping requests does not
+    /// throw PayPal's turn away.
+    #[tokio::test]
+    async fn a_fetch_abandoned_midway_gives_its_token_and_count_back() {
+        let clock = ManualClock::at_unix(SENT);
+        let fake = Fake::new(CERT);
+        let source = pinned(&fake, &clock);
+        for n in 0..NEW_URL_BURST as usize {
+            assert!(ask(&source, &attacker(n)).await.is_err());
+        }
+        // PayPal's URL, named twice while the bucket is empty.
+        for _ in 0..2 {
+            assert!(matches!(ask(&source, GENUINE).await, Err(SourceError::Throttled(_))));
+        }
+        clock.advance(NEW_URL_EVERY);
+        fake.gate.forget_permits(1000); // fetches hang
+        let other = attacker(1000);
+        let mut abandoned = Box::pin(ask(&source, &other));
+        let polled = std::future::poll_fn(|cx| std::task::Poll::Ready(abandoned.as_mut().poll(cx))).await;
+        assert!(polled.is_pending(), "fetching PayPal's URL");
+        assert_eq!(fake.fetched().last().map(String::as_str), Some(GENUINE));
+        drop(abandoned);
+        fake.gate.add_permits(1000);
+        // The token is back, and PayPal's URL still the most named: fetched for its next
+        // delivery, with no wait for another token.
+        assert!(ask(&source, GENUINE).await.is_ok());
     }
 
     /// A URL named once in a flood does not take the next token from a URL named twice,
