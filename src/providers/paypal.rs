@@ -340,31 +340,11 @@ pub(crate) fn precheck(
     tolerance: Tolerance,
     now: OffsetDateTime,
 ) -> Result<(), Rejection> {
-    let get = |name: &HeaderName, missing: Reason| {
-        let value =
-            headers.get(name).ok_or_else(|| Rejection::with_detail(missing, Detail::Header(name.clone())));
-        value?
-            .to_str()
-            .map(str::trim)
-            .map_err(|_| Rejection::with_detail(Reason::MalformedHeader, Detail::Header(name.clone())))
-    };
-    if get(&AUTH_ALGO, Reason::MissingHeader)? != AUTH_ALGO_SHA256_WITH_RSA {
-        return Err(Rejection::with_detail(Reason::UnsupportedAlgorithm, Detail::Header(AUTH_ALGO)));
-    }
-    let time_text = get(&TRANSMISSION_TIME, Reason::MissingTimestamp)?;
-    let at = TimestampFormat::Rfc3339.parse(time_text.as_bytes()).ok_or_else(|| {
-        Rejection::with_detail(Reason::MalformedTimestamp, Detail::Header(TRANSMISSION_TIME))
-    })?;
-    tolerance.check(at, now).map_err(Rejection::skew)?;
-    let sig_text = get(&TRANSMISSION_SIG, Reason::MissingSignature)?;
-    if sig_text.len() > MAX_SIGNATURE_HEADER_LEN {
-        return Err(Rejection::with_detail(
-            Reason::HeaderTooLarge,
-            Detail::Limit { max: MAX_SIGNATURE_HEADER_LEN },
-        ));
-    }
-    match Encoding::Base64.decode_vec(sig_text.as_bytes()) {
-        Some(sig) if RSA_SIGNATURE_LEN.contains(&sig.len()) => Ok(()),
+    check_algorithm(header(headers, &AUTH_ALGO, Reason::MissingHeader)?)?;
+    transmission_time(headers, tolerance, now)?;
+    match signature(header(headers, &TRANSMISSION_SIG, Reason::MissingSignature)?) {
+        Ok(sig) if RSA_SIGNATURE_LEN.contains(&sig.len()) => Ok(()),
+        Err(too_large) if too_large.reason() == Reason::HeaderTooLarge => Err(too_large),
         _ => Err(Rejection::with_detail(
             Reason::MalformedSignature,
             Detail::Text("`paypal-transmission-sig` is not base64 of an RSA signature"),
@@ -372,15 +352,55 @@ pub(crate) fn precheck(
     }
 }
 
-fn header<'a>(req: &WebhookRequest<'a>, name: &HeaderName, missing: Reason) -> Result<&'a str, Rejection> {
-    let value = req
-        .headers()
-        .get(name)
-        .ok_or_else(|| Rejection::with_detail(missing, Detail::Header(name.clone())))?;
+fn header<'a>(
+    headers: &'a http::HeaderMap,
+    name: &HeaderName,
+    missing: Reason,
+) -> Result<&'a str, Rejection> {
+    let value =
+        headers.get(name).ok_or_else(|| Rejection::with_detail(missing, Detail::Header(name.clone())))?;
     value
         .to_str()
         .map(str::trim)
         .map_err(|_| Rejection::with_detail(Reason::MalformedHeader, Detail::Header(name.clone())))
+}
+
+/// `PAYPAL-AUTH-ALGO` names the one algorithm PayPal signs with.
+fn check_algorithm(algo: &str) -> Result<(), Rejection> {
+    if algo == AUTH_ALGO_SHA256_WITH_RSA {
+        Ok(())
+    } else {
+        Err(Rejection::with_detail(Reason::UnsupportedAlgorithm, Detail::Header(AUTH_ALGO)))
+    }
+}
+
+/// `PAYPAL-TRANSMISSION-TIME` as sent (it is signed as written) and as a time, within
+/// `tolerance` of `now`.
+fn transmission_time(
+    headers: &http::HeaderMap,
+    tolerance: Tolerance,
+    now: OffsetDateTime,
+) -> Result<(&str, OffsetDateTime), Rejection> {
+    let text = header(headers, &TRANSMISSION_TIME, Reason::MissingTimestamp)?;
+    let at = TimestampFormat::Rfc3339.parse(text.as_bytes()).ok_or_else(|| {
+        Rejection::with_detail(Reason::MalformedTimestamp, Detail::Header(TRANSMISSION_TIME))
+    })?;
+    tolerance.check(at, now).map_err(Rejection::skew)?;
+    Ok((text, at))
+}
+
+/// `PAYPAL-TRANSMISSION-SIG` decoded: base64 of something, within the header's size limit.
+fn signature(text: &str) -> Result<Vec<u8>, Rejection> {
+    if text.len() > MAX_SIGNATURE_HEADER_LEN {
+        return Err(Rejection::with_detail(
+            Reason::HeaderTooLarge,
+            Detail::Limit { max: MAX_SIGNATURE_HEADER_LEN },
+        ));
+    }
+    Encoding::Base64
+        .decode_vec(text.as_bytes())
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| Rejection::new(Reason::MalformedSignature))
 }
 
 impl Scheme for PayPalScheme {
@@ -397,35 +417,19 @@ impl Scheme for PayPalScheme {
         req: &WebhookRequest<'a>,
         now: OffsetDateTime,
     ) -> Result<Verified<'a>, Rejection> {
-        let sig_text = header(req, &TRANSMISSION_SIG, Reason::MissingSignature)?;
-        let algo = header(req, &AUTH_ALGO, Reason::MissingHeader)?;
-        if algo != AUTH_ALGO_SHA256_WITH_RSA {
-            return Err(Rejection::with_detail(Reason::UnsupportedAlgorithm, Detail::Header(AUTH_ALGO)));
-        }
-        let cert_url = header(req, &CERT_URL, Reason::MissingHeader)?;
+        let headers = req.headers();
+        let sig_text = header(headers, &TRANSMISSION_SIG, Reason::MissingSignature)?;
+        check_algorithm(header(headers, &AUTH_ALGO, Reason::MissingHeader)?)?;
+        let cert_url = header(headers, &CERT_URL, Reason::MissingHeader)?;
         if !is_trusted_cert_url(cert_url) {
             return Err(Rejection::with_detail(
                 Reason::MalformedHeader,
                 Detail::Text("`paypal-cert-url` is not an https URL on a PayPal host"),
             ));
         }
-        let id = header(req, &TRANSMISSION_ID, Reason::MissingHeader)?;
-        let time_text = header(req, &TRANSMISSION_TIME, Reason::MissingTimestamp)?;
-        let at = TimestampFormat::Rfc3339.parse(time_text.as_bytes()).ok_or_else(|| {
-            Rejection::with_detail(Reason::MalformedTimestamp, Detail::Header(TRANSMISSION_TIME))
-        })?;
-        self.tolerance.check(at, now).map_err(Rejection::skew)?;
-
-        if sig_text.len() > MAX_SIGNATURE_HEADER_LEN {
-            return Err(Rejection::with_detail(
-                Reason::HeaderTooLarge,
-                Detail::Limit { max: MAX_SIGNATURE_HEADER_LEN },
-            ));
-        }
-        let sig_bytes = Encoding::Base64
-            .decode_vec(sig_text.as_bytes())
-            .filter(|b| !b.is_empty())
-            .ok_or_else(|| Rejection::new(Reason::MalformedSignature))?;
+        let id = header(headers, &TRANSMISSION_ID, Reason::MissingHeader)?;
+        let (time_text, at) = transmission_time(headers, self.tolerance, now)?;
+        let sig_bytes = signature(sig_text)?;
 
         let message = format!("{id}|{time_text}|{}|{}", self.webhook_id, crc32fast::hash(req.body()));
         let matched = Signature::try_from(sig_bytes.as_slice())
