@@ -104,6 +104,9 @@ impl Encoding {
     #[allow(dead_code)] // used by the asymmetric schemes
     pub(crate) fn decode_vec(self, text: &[u8]) -> Option<Vec<u8>> {
         match self {
+            // `const_hex` strips a leading `0x`: refused here as `decode_into` refuses it,
+            // so that both paths read one signature alike.
+            Self::Hex if text.get(..2).is_some_and(|p| p.eq_ignore_ascii_case(b"0x")) => None,
             Self::Hex => const_hex::decode(text).ok(),
             Self::Base64 => BASE64.decode(text).ok(),
         }
@@ -191,6 +194,17 @@ fn decode_base64(text: &[u8], out: &mut [u8; MAX_TAG_LEN]) -> Result<usize, ()> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_of_any_length_is_read_as_fixed_length_hex_is_without_a_0x_prefix() {
+        for text in [&b"0xabcd"[..], b"0Xabcd"] {
+            assert_eq!(Encoding::Hex.decode_vec(text), None, "{text:?}");
+        }
+        assert_eq!(Encoding::Hex.decode_vec(b"abcd"), Some(vec![0xab, 0xcd]));
+        assert_eq!(Encoding::Hex.decode_vec(b"ABCD"), Some(vec![0xab, 0xcd]));
+        assert!(Encoding::Hex.decode(b"abcd").is_ok());
+        assert!(Encoding::Hex.decode(b"0xabcd").is_err());
+    }
 
     proptest::proptest! {
         /// The hand-written decoder agrees with the `base64` crate on everything: valid

@@ -169,7 +169,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
             Some(n) if n == actual => {}
             Some(n) => {
                 eprintln!("rejected: body is {actual} bytes but Content-Length said {n}");
-                if actual == n + 1 && request.body().ends_with(b"\n") {
+                if n.checked_add(1) == Some(actual) && request.body().ends_with(b"\n") {
                     eprintln!(
                         "hint: the body ends with a newline the sender did not send (echo adds one: use printf)"
                     );
