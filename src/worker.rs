@@ -280,6 +280,9 @@ const ACK_BACKOFF: Backoff =
 /// The default [`Worker::gather`] window.
 const DEFAULT_GATHER: Duration = Duration::from_millis(1);
 
+/// The shortest [`Worker::idle_poll`]: a shorter one is taken as this.
+const MIN_IDLE_POLL: Duration = Duration::from_millis(1);
+
 /// How often the pool refreshes the `hookguard_inbox_depth` gauge, at most.
 const DEPTH_EVERY: Duration = Duration::from_secs(1);
 
@@ -485,7 +488,8 @@ impl Worker {
 
     /// How long an idle pool waits for work before it pulls again (the timeout it passes to
     /// [`Inbox::wait`], which returns earlier when the inbox knows of new work), and how
-    /// long it pauses after a failed pull. Default 1 s.
+    /// long it pauses after a failed pull. Default 1 s; at least 1 ms (zero would pull a
+    /// failing inbox in a loop that holds a core).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
@@ -516,7 +520,7 @@ impl Worker {
     /// # }
     /// ```
     pub fn idle_poll(mut self, every: Duration) -> Self {
-        self.idle_poll = every;
+        self.idle_poll = every.max(MIN_IDLE_POLL);
         self
     }
 
@@ -2284,6 +2288,15 @@ mod tests {
         assert!(begun.elapsed() <= Duration::from_millis(10), "{:?}", begun.elapsed());
         assert_eq!((report.in_flight, report.returned), (1, 0));
         assert_eq!(inbox.acks.load(Ordering::SeqCst), 1, "not tried again after the grace");
+    }
+
+    #[test]
+    fn a_zero_idle_poll_is_taken_as_the_shortest_pause() {
+        let noop = |_hook: Webhook| async { Ok::<(), Infallible>(()) };
+        let worker = Worker::new(MemoryInbox::new(), noop).idle_poll(Duration::ZERO);
+        assert_eq!(worker.idle_poll, MIN_IDLE_POLL);
+        let worker = Worker::new(MemoryInbox::new(), noop).idle_poll(Duration::from_millis(5));
+        assert_eq!(worker.idle_poll, Duration::from_millis(5));
     }
 
     #[test]
