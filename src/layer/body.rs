@@ -174,6 +174,7 @@ where
             None => Err(known::BODY_TIMEOUT),
             Some(Ok(bytes)) => Ok(bytes),
             Some(Err(e)) if over_a_limit(&*e) => Err(known::BODY_TOO_LARGE),
+            Some(Err(e)) if over_a_time_limit(&*e) => Err(known::BODY_TIMEOUT),
             Some(Err(_)) => Err(known::BODY_ERROR),
         })
     }
@@ -187,6 +188,30 @@ pub(crate) fn over_a_limit(e: &(dyn std::error::Error + 'static)) -> bool {
     for _ in 0..16 {
         match cause {
             Some(e) if e.is::<http_body_util::LengthLimitError>() => return true,
+            Some(e) => cause = e.source(),
+            None => return false,
+        }
+    }
+    false
+}
+
+/// Whether `e` is, or was caused by, an outer layer's read timeout that hookguard can
+/// recognise: an `io::Error` of kind `TimedOut`, or Tokio's `Elapsed` (a body wrapped in
+/// `tokio::time::timeout`). Other layers' own error types (tower-http's
+/// `RequestBodyTimeoutLayer`, say) are not known here and answer `400 body-error`: the
+/// guard's own [`read_timeout`](crate::guard::GuardBuilder::read_timeout) answers `408`.
+pub(crate) fn over_a_time_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    // A chain of causes is short; the bound only guards against a cycle.
+    for _ in 0..16 {
+        match cause {
+            Some(e) if e.is::<tokio::time::error::Elapsed>() => return true,
+            Some(e)
+                if e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut) =>
+            {
+                return true;
+            }
             Some(e) => cause = e.source(),
             None => return false,
         }
@@ -247,6 +272,30 @@ mod tests {
                 Wrapped("connection reset".into()),
             )]));
         assert_eq!(read(&guard, failing).await.unwrap_err().code(), known::BODY_ERROR.code());
+    }
+
+    /// A body an outer layer timed out (an `io::Error` of kind `TimedOut`, Tokio's
+    /// `Elapsed`, also wrapped) is answered `408` like one over the guard's own time.
+    #[tokio::test]
+    async fn an_outer_timeout_is_a_request_timeout() {
+        let guard = Guard::builder("t", crate::providers::github::scheme("s").unwrap()).build();
+        let failing = |e: Box<dyn std::error::Error + Send + Sync>| {
+            http_body_util::StreamBody::new(futures_util::stream::iter([Err::<http_body::Frame<Bytes>, _>(
+                Wrapped(e),
+            )]))
+        };
+        let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "slow sender");
+        assert_eq!(read(&guard, failing(Box::new(io))).await.unwrap_err().code(), known::BODY_TIMEOUT.code());
+        let elapsed = tokio::time::timeout(Duration::ZERO, std::future::pending::<()>()).await.unwrap_err();
+        assert_eq!(
+            read(&guard, failing(Box::new(elapsed))).await.unwrap_err().code(),
+            known::BODY_TIMEOUT.code()
+        );
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert_eq!(
+            read(&guard, failing(Box::new(reset))).await.unwrap_err().code(),
+            known::BODY_ERROR.code()
+        );
     }
 
     /// What a connection hands over: each frame a slice of its own read buffer, counted
