@@ -7,7 +7,9 @@
 //! - each answers exactly when its request is what it answers (read independently here:
 //!   serde_json for the JSON bodies, `form_urlencoded` for the query);
 //! - an echoed challenge is the challenge, byte for byte: as `text/plain` with
-//!   `X-Content-Type-Options: nosniff` when it is echoed raw, inside JSON otherwise;
+//!   `X-Content-Type-Options: nosniff` and `Cache-Control: no-store` when it is echoed
+//!   raw, inside JSON otherwise; Dropbox refuses (400, nothing echoed) a challenge over
+//!   `MAX_CHALLENGE_LEN`;
 //! - Meta echoes only for the right verify token, and answers 403 otherwise;
 //! - Zoom answers a validation request signed with its secret (the request is signed
 //!   here) and refuses the same request unsigned; its `encryptedToken` is the HMAC of
@@ -81,6 +83,7 @@ fn assert_echo(res: &Response<Vec<u8>>, echo: &str, what: &str) {
     assert_eq!(res.status(), 200, "{what}");
     assert_eq!(res.headers()[header::CONTENT_TYPE], "text/plain; charset=utf-8", "{what}");
     assert_eq!(res.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{what}");
+    assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store", "{what}");
     assert_eq!(res.body(), echo.as_bytes(), "{what}");
 }
 
@@ -214,8 +217,13 @@ fuzz_target!(|data: &[u8]| {
     let got = dropbox::challenge(&req.method, &req.uri);
     let want = (req.method == Method::GET).then(|| query(&req.uri, "challenge")).flatten();
     assert_eq!(got.is_some(), want.is_some(), "dropbox answers exactly a GET challenge");
-    if let (Some(res), Some(want)) = (&got, &want) {
-        assert_echo(res, want, "dropbox");
+    match (&got, &want) {
+        (Some(res), Some(want)) if want.len() > dropbox::MAX_CHALLENGE_LEN => {
+            assert_eq!(res.status(), 400, "dropbox refuses a long challenge");
+            assert!(res.body().is_empty(), "dropbox echoes no long challenge");
+        }
+        (Some(res), Some(want)) => assert_echo(res, want, "dropbox"),
+        _ => {}
     }
 
     // Trello: HEAD answers 200, empty.

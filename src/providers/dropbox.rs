@@ -67,9 +67,23 @@ pub fn scheme(app_secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
         .build()
 }
 
+/// The longest `challenge` [`challenge`] echoes, in bytes (decoded). Dropbox's are short
+/// random strings; the request carries no credential, so anyone can have a receiver echo
+/// one: a longer one is refused (`400`), so that a receiver's URL cannot be made to serve
+/// a page of someone else's text.
+///
+/// ```
+/// use hookguard::providers::dropbox;
+/// let long = format!("/h?challenge={}", "x".repeat(dropbox::MAX_CHALLENGE_LEN + 1));
+/// let answer = dropbox::challenge(&http::Method::GET, &long.parse().unwrap()).unwrap();
+/// assert_eq!(answer.status(), 400);
+/// ```
+pub const MAX_CHALLENGE_LEN: usize = 256;
+
 /// Answers Dropbox's verification request (a pre-verify step: give it the request as it
 /// arrived): for a `GET` with a `challenge` query parameter, `200` with the challenge as a
-/// `text/plain` body and `X-Content-Type-Options: nosniff`; `None` for anything else.
+/// `text/plain` body, `X-Content-Type-Options: nosniff` and `Cache-Control: no-store`
+/// (`400` for a challenge over [`MAX_CHALLENGE_LEN`]); `None` for anything else.
 ///
 /// ```
 /// use hookguard::providers::dropbox;
@@ -77,6 +91,7 @@ pub fn scheme(app_secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
 /// assert!(dropbox::challenge(&http::Method::GET, &"/h".parse().unwrap()).is_none());
 /// let answer = dropbox::challenge(&http::Method::GET, &"/h?challenge=x".parse().unwrap()).unwrap();
 /// assert_eq!(answer.headers()["x-content-type-options"], "nosniff");
+/// assert_eq!(answer.body(), b"x");
 /// ```
 #[must_use]
 pub fn challenge(method: &Method, uri: &Uri) -> Option<Response<Vec<u8>>> {
@@ -84,6 +99,9 @@ pub fn challenge(method: &Method, uri: &Uri) -> Option<Response<Vec<u8>>> {
         return None;
     }
     let challenge = respond::query_param(uri, "challenge")?;
+    if challenge.len() > MAX_CHALLENGE_LEN {
+        return Some(respond::status(http::StatusCode::BAD_REQUEST));
+    }
     Some(respond::plain_text(challenge.into_owned()))
 }
 
@@ -138,7 +156,25 @@ mod tests {
                 assert_eq!(r.status(), 200);
                 assert_eq!(r.headers()["content-type"], "text/plain; charset=utf-8");
                 assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+                assert_eq!(r.headers()["cache-control"], "no-store");
             }
         }
+    }
+
+    #[test]
+    fn a_challenge_over_the_limit_is_refused_and_not_echoed() {
+        let at_limit = format!("/h?challenge={}", "a".repeat(MAX_CHALLENGE_LEN));
+        let res = challenge(&Method::GET, &at_limit.parse().unwrap()).unwrap();
+        assert_eq!((res.status(), res.body().len()), (http::StatusCode::OK, MAX_CHALLENGE_LEN));
+        // Counted decoded: 86 `%41` are 258 bytes of query but 86 of challenge.
+        let encoded = format!("/h?challenge={}", "%41".repeat(86));
+        assert_eq!(
+            challenge(&Method::GET, &encoded.parse().unwrap()).unwrap().status(),
+            http::StatusCode::OK
+        );
+        let over = format!("/h?challenge={}", "a".repeat(MAX_CHALLENGE_LEN + 1));
+        let res = challenge(&Method::GET, &over.parse().unwrap()).unwrap();
+        assert_eq!(res.status(), http::StatusCode::BAD_REQUEST);
+        assert!(res.body().is_empty());
     }
 }

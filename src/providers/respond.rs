@@ -12,13 +12,15 @@ pub(crate) fn status(status: StatusCode) -> Response<Vec<u8>> {
     response
 }
 
-/// `200 OK` with `body` as `text/plain` and `X-Content-Type-Options: nosniff` (the body
-/// echoes text the sender chose; browsers must not sniff it into HTML).
+/// `200 OK` with `body` as `text/plain`, `X-Content-Type-Options: nosniff` and
+/// `Cache-Control: no-store` (the body echoes text the sender chose; browsers must not
+/// sniff it into HTML, and no cache may serve it to anyone else).
 pub(crate) fn plain_text(body: impl Into<Vec<u8>>) -> Response<Vec<u8>> {
     let mut response = Response::new(body.into());
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
