@@ -219,8 +219,10 @@ impl Refused {
         (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
     }
 
-    /// The `429` `rate-limited` problem with `Retry-After`. Both limits answer alike, so
-    /// a prober cannot tell which one it hit.
+    /// The `429` `rate-limited` problem with `Retry-After`. Both limits answer with the
+    /// same problem; `Retry-After` is when this client's own budget admits a request
+    /// again, so its value differs between them (a spent failure budget refills more
+    /// slowly) and tells the client nothing about anyone else's.
     ///
     /// ```
     /// # use std::time::Duration;
