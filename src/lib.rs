@@ -38,7 +38,7 @@
 //! | `postgres` | `PostgresInbox` | no |
 //! | `source-controls` | IP allow-lists and rate limits (`source`, `layer::{AllowListLayer, RateLimitLayer}`) | no |
 //! | `full` | everything above | no |
-//! | `cli` | the `hookguard` command (serve, verify, sign, send); not in `full` | no |
+//! | `cli` | the `hookguard` command (serve, verify, sign, send, inbox); not in `full` | no |
 #![forbid(unsafe_code)]
 #![deny(missing_docs, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -1488,7 +1488,7 @@ fn is_rfc3986_path(path: &str) -> bool {
     true
 }
 
-/// The rustls configuration (ring provider, HTTP/2 and HTTP/1.1) from the PEM files.
+/// The rustls configuration (ring provider, HTTP/1.1 only: ALPN offers `http/1.1`) from the PEM files.
 fn tls_config(src: &Source<'_>, tls: &RawTls) -> Result<Arc<rustls::ServerConfig>, String> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
     let (cert, key) = (src.resolve(tls.cert.get_ref()), src.resolve(tls.key.get_ref()));
