@@ -1174,29 +1174,23 @@ fn serve_runs_commands_and_forwards_with_retries() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A self-signed certificate for localhost and its key, made by the `openssl` command.
+/// A self-signed certificate for localhost and its key (test-only files in
+/// `tests/fixtures/tls`, so that the tests need no `openssl` program), written to `cert`
+/// and `key`.
 fn make_certificate(cert: &Path, key: &Path) {
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-        ])
-        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(key)
-        .arg("-out")
-        .arg(cert)
-        .output()
-        .expect("the openssl command makes the test certificate");
-    assert!(made.status.success(), "openssl: {}", text(&made.stderr));
+    write_fixture_pair("a", cert, key);
+}
+
+/// Another certificate and key, not [`make_certificate`]'s.
+fn make_other_certificate(cert: &Path, key: &Path) {
+    write_fixture_pair("b", cert, key);
+}
+
+fn write_fixture_pair(pair: &str, cert: &Path, key: &Path) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+    for (from, to) in [(format!("cert-{pair}.pem"), cert), (format!("key-{pair}.pem"), key)] {
+        std::fs::copy(dir.join(&from), to).unwrap_or_else(|e| panic!("copy {from}: {e}"));
+    }
 }
 
 /// `[server] tls`: the receiver answers over HTTPS with the configured certificate.
@@ -1640,7 +1634,7 @@ fn stdin_past_its_limit_is_refused() {
 fn tls_files_are_checked_before_anything_listens() {
     let dir = temp_dir("tls-bad");
     make_certificate(&dir.join("cert.pem"), &dir.join("key.pem"));
-    make_certificate(&dir.join("other-cert.pem"), &dir.join("other-key.pem"));
+    make_other_certificate(&dir.join("other-cert.pem"), &dir.join("other-key.pem"));
     std::fs::write(dir.join("garbage.pem"), "not a PEM file\n").expect("write");
     let config_path = dir.join("hookguard.toml");
     let cases = [
