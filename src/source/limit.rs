@@ -629,6 +629,10 @@ impl SourceLimiterBuilder {
     /// The clock budgets refill by (default: a monotonic clock). Tests pass a
     /// [`ManualClock`](crate::clock::ManualClock) and move it instead of sleeping.
     ///
+    /// Keep the default in production: a wall clock that steps back is held where it was
+    /// (time goes on from there), so one that later steps forward again leaves the
+    /// limiter that far ahead for good, and every budget refills that much early.
+    ///
     /// ```
     /// # use std::time::Duration;
     /// # use hookguard::{clock::ManualClock, source::{LimitKey, SourceLimiter}};
