@@ -504,6 +504,13 @@ pub enum Reserved {
 /// was abandoned), it is cancelled. If the process dies, it expires after the guard's
 /// [`pending_lease`](GuardBuilder::pending_lease).
 ///
+/// It may be dropped on any thread: with an in-process store (the default) the cancel is
+/// done before the drop returns; a store that needs I/O (Redis) cancels on the Tokio
+/// runtime the reservation was taken on, in the background. Dropped after that runtime
+/// shut down, it cannot be cancelled: a warning says so, and it lasts its lease. When
+/// the store fails while reserving (`503`), a reservation it may have taken all the same
+/// is cancelled too, so that the sender's retry is not answered `409` for the whole lease.
+///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// use hookguard::{guard::{Guard, Reserved}, providers::github, verify::{Outgoing, Sign}};
@@ -535,6 +542,8 @@ pub struct Reservation {
     token: u64,
     ttl: Duration,
     settle: Settle,
+    /// The runtime the store's answer was waited on, if it had to be ([`noting_runtime`]).
+    waited_on: Option<tokio::runtime::Handle>,
 }
 
 /// Where a [`Reservation`] is: what its `Drop` still has to do.
@@ -635,12 +644,11 @@ impl Drop for Reservation {
         if self.settle == Settle::Done || self.guard.inner.replay.is_none() {
             return;
         }
-        let (guard, key, token, ttl) =
-            (self.guard.clone(), std::mem::take(&mut self.key), self.token, self.ttl);
-        match self.settle {
-            Settle::Confirm => finish_in_background(async move { guard.confirm(&key, ttl).await }),
-            _ => finish_in_background(async move { guard.cancel(&key, token).await }),
-        }
+        let undo = match self.settle {
+            Settle::Confirm => Undo::Confirm(self.ttl),
+            _ => Undo::Cancel(self.token),
+        };
+        Leftover::new(&self.guard, std::mem::take(&mut self.key), undo).finish(self.waited_on.take());
     }
 }
 
@@ -649,6 +657,11 @@ impl Drop for Reservation {
 /// timeout layer fired), it is removed in the background, so the sender's retry is
 /// handled instead of being answered `200 duplicate` for a delivery nothing kept.
 /// [`release`](Self::release) removes it at once.
+///
+/// It may be dropped on any thread: with an in-process store (the default) the mark is
+/// removed before the drop returns; a store that needs I/O (Redis) removes it on the
+/// Tokio runtime the mark was taken on, in the background. Dropped after that runtime
+/// shut down, it cannot be removed: a warning says so, and it lasts its time to live.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -673,6 +686,8 @@ pub struct ReplayMark {
     guard: Guard,
     key: String,
     held: Held,
+    /// The runtime the store's answer was waited on, if it had to be ([`noting_runtime`]).
+    waited_on: Option<tokio::runtime::Handle>,
 }
 
 /// What a [`ReplayMark`]'s `Drop` still has to undo.
@@ -757,11 +772,11 @@ impl Drop for ReplayMark {
         if self.held == Held::Nothing || self.guard.inner.replay.is_none() {
             return;
         }
-        let (guard, key) = (self.guard.clone(), std::mem::take(&mut self.key));
-        match self.held {
-            Held::Asked(token) => finish_in_background(async move { guard.cancel(&key, token).await }),
-            _ => finish_in_background(async move { guard.release(&key).await }),
-        }
+        let undo = match self.held {
+            Held::Asked(token) => Undo::Cancel(token),
+            _ => Undo::Remove,
+        };
+        Leftover::new(&self.guard, std::mem::take(&mut self.key), undo).finish(self.waited_on.take());
     }
 }
 
@@ -1098,7 +1113,8 @@ impl Guard {
             Err(res) => return Checked::Respond(res),
         };
         let key = passed.labels.key();
-        let mut mark = ReplayMark { guard: self.clone(), key: key.to_owned(), held: Held::Nothing };
+        let mut mark =
+            ReplayMark { guard: self.clone(), key: key.to_owned(), held: Held::Nothing, waited_on: None };
         let Some(replay) = &self.inner.replay else {
             return Checked::New { verified, mark };
         };
@@ -1111,10 +1127,12 @@ impl Guard {
         // being handled in middleware mode is `409` on each, never `200 duplicate`.
         let token = fastrand::u64(..);
         mark.held = Held::Asked(token);
-        let marked = replay.reserve(key.as_bytes(), token, self.inner.pending_lease).await;
+        let reserve = replay.reserve(key.as_bytes(), token, self.inner.pending_lease);
+        let marked = noting_runtime(reserve, &mut mark.waited_on).await;
         if let Ok(Mark::New) = marked {
             mark.held = Held::Mine;
-            if let Err(e) = replay.confirm(key.as_bytes(), passed.ttl).await {
+            let confirm = replay.confirm(key.as_bytes(), passed.ttl);
+            if let Err(e) = noting_runtime(confirm, &mut mark.waited_on).await {
                 mark.release().await;
                 return Checked::Respond(self.replay_unavailable(&e));
             }
@@ -1134,12 +1152,14 @@ impl Guard {
                 mark.keep();
                 Checked::Respond(self.in_progress(verified.id()))
             }
-            // A reservation the store may have made before failing lives the lease only
-            // (as `reserve`'s): not cancelled, which would fail the same way and log
-            // twice per request while the store is down.
+            // The store may have made the reservation before it failed (its answer timed
+            // out): cancelled, as `reserve_verified` does.
             Err(e) => {
-                mark.keep();
-                Checked::Respond(self.replay_unavailable(&e))
+                mark.held = Held::Nothing;
+                let res = self.replay_unavailable(&e);
+                Leftover::new(self, std::mem::take(&mut mark.key), Undo::Retract(token))
+                    .finish(mark.waited_on.take());
+                Checked::Respond(res)
             }
         }
     }
@@ -1215,9 +1235,11 @@ impl Guard {
         // Held from before the store is asked: if this future is dropped while a shared
         // store takes the reservation, it is cancelled (a token this request does not hold
         // cancels nothing) rather than left pending for the whole lease.
-        let mut reservation = Reservation { guard: self.clone(), key, token, ttl, settle: Settle::Cancel };
+        let mut reservation =
+            Reservation { guard: self.clone(), key, token, ttl, settle: Settle::Cancel, waited_on: None };
         if let Some(replay) = &i.replay {
-            let reserved = replay.reserve(reservation.key.as_bytes(), token, i.pending_lease).await;
+            let reserve = replay.reserve(reservation.key.as_bytes(), token, i.pending_lease);
+            let reserved = noting_runtime(reserve, &mut reservation.waited_on).await;
             if !matches!(reserved, Ok(Mark::New)) {
                 reservation.settle = Settle::Done; // another request's, or none
             }
@@ -1228,7 +1250,17 @@ impl Guard {
                     return Reserved::Respond(plain(StatusCode::OK, "duplicate"));
                 }
                 Ok(Mark::Pending) => return Reserved::Respond(self.in_progress(verified.id())),
-                Err(e) => return Reserved::Respond(self.replay_unavailable(&e)),
+                // The store may have taken the reservation before it failed (Redis ran the
+                // script, then its answer timed out or the connection broke): left, it
+                // would answer the sender's retries `409` for the whole lease while nothing
+                // handles the delivery. Cancelled in the background (a token this request
+                // does not hold cancels nothing); the `503` does not wait for it.
+                Err(e) => {
+                    let res = self.replay_unavailable(&e);
+                    Leftover::new(self, std::mem::take(&mut reservation.key), Undo::Retract(token))
+                        .finish(reservation.waited_on.take());
+                    return Reserved::Respond(res);
+                }
             }
         }
         Reserved::Fresh { verified, reservation }
@@ -1436,6 +1468,17 @@ impl Guard {
             && let Err(e) = replay.cancel(key.as_bytes(), token).await
         {
             tracing::warn!(endpoint = %self.inner.endpoint, error = %e, "could not cancel replay reservation: it stays until its lease runs out");
+        }
+    }
+
+    /// Cancels a reservation the store may have taken before it failed to answer: the
+    /// failure was logged already, so a cancel that fails too (the store is down) is
+    /// logged at debug, not as a second warning per request.
+    async fn retract(&self, key: &str, token: u64) {
+        if let Some(replay) = &self.inner.replay
+            && let Err(e) = replay.cancel(key.as_bytes(), token).await
+        {
+            tracing::debug!(endpoint = %self.inner.endpoint, error = %e, "could not cancel replay reservation after the store failed: if it was taken, it stays until its lease runs out");
         }
     }
 
@@ -1858,13 +1901,102 @@ fn owned(verified: &Verified<'_>) -> Verified<'static> {
     verified.clone().into_owned()
 }
 
-/// Runs a clean-up from a destructor: in-process stores are done at once; others finish
-/// on the runtime.
-fn finish_in_background(release: impl Future<Output = ()> + Send + 'static) {
-    if let Some(release) = started(release)
-        && let Ok(rt) = tokio::runtime::Handle::try_current()
-    {
-        rt.spawn(release);
+/// Awaits a store's `call`, noting in `waited_on` the runtime it waited on when it did
+/// not answer at once. A store that needs I/O (Redis) waits, and its futures may only be
+/// polled inside a runtime (Redis's response timeout is a Tokio timer): a mark dropped
+/// later on a thread without one is released on this runtime. An in-process store answers
+/// at its first poll and costs nothing here (no handle is taken).
+async fn noting_runtime<T>(
+    call: impl Future<Output = T>,
+    waited_on: &mut Option<tokio::runtime::Handle>,
+) -> T {
+    let mut call = std::pin::pin!(call);
+    std::future::poll_fn(|cx| {
+        let polled = call.as_mut().poll(cx);
+        if polled.is_pending() && waited_on.is_none() {
+            *waited_on = tokio::runtime::Handle::try_current().ok();
+        }
+        polled
+    })
+    .await
+}
+
+/// What a mark or reservation let go of unsettled still asks of the store.
+#[derive(Debug, Clone, Copy)]
+enum Undo {
+    /// Cancel the reservation if it is still this token's.
+    Cancel(u64),
+    /// The same, after the store failed to answer the reservation ([`Guard::retract`]).
+    Retract(u64),
+    /// Confirm the mark for this time to live.
+    Confirm(Duration),
+    /// Remove the mark.
+    Remove,
+}
+
+/// A store call left to a destructor, run by [`finish`](Self::finish). Dropped before it
+/// finished (no runtime was left to run it: the one it was handed to shut down), it says
+/// so at warn, with the endpoint and not the key: the mark then stays until its lease or
+/// time to live runs out.
+struct Leftover {
+    guard: Guard,
+    key: String,
+    /// `None` once done.
+    undo: Option<Undo>,
+}
+
+impl Leftover {
+    fn new(guard: &Guard, key: String, undo: Undo) -> Self {
+        Self { guard: guard.clone(), key, undo: Some(undo) }
+    }
+
+    async fn run(mut self) {
+        let Some(undo) = self.undo else { return };
+        let (guard, key) = (&self.guard, self.key.as_str());
+        match undo {
+            Undo::Cancel(token) => guard.cancel(key, token).await,
+            Undo::Retract(token) => guard.retract(key, token).await,
+            Undo::Confirm(ttl) => guard.confirm(key, ttl).await,
+            Undo::Remove => guard.release(key).await,
+        }
+        self.undo = None;
+    }
+
+    /// Runs from a destructor, on whatever thread that is. On a runtime's thread, the
+    /// call is polled once there (an in-process store is done at once) and the rest
+    /// spawned on it. On a thread without a runtime, an in-process store (`waited_on` is
+    /// `None`: it never had to be waited on) is done at once too; a store that needs
+    /// I/O is not polled there (that may panic) but spawned on the runtime its answer was
+    /// waited on.
+    fn finish(self, waited_on: Option<tokio::runtime::Handle>) {
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                if let Some(rest) = started(self.run()) {
+                    drop(rt.spawn(rest));
+                }
+            }
+            Err(_) => match waited_on {
+                Some(rt) => drop(rt.spawn(self.run())),
+                None => drop(started(self.run())),
+            },
+        }
+    }
+}
+
+impl Drop for Leftover {
+    fn drop(&mut self) {
+        let Some(undo) = self.undo else { return };
+        let left = match undo {
+            Undo::Cancel(_) => "the reservation stays until its lease runs out",
+            Undo::Retract(_) => "the reservation, if the store took it, stays until its lease runs out",
+            Undo::Confirm(_) => {
+                "the reservation stays unconfirmed: copies may be handled again once its lease runs out"
+            }
+            Undo::Remove => {
+                "the mark stays until its time to live runs out, and the sender's retries are answered as duplicates until then"
+            }
+        };
+        tracing::warn!(endpoint = %self.guard.inner.endpoint, "replay store call dropped unfinished: no runtime was left to run it; {left}");
     }
 }
 
