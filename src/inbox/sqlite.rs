@@ -37,6 +37,13 @@ const SCHEMA_VERSION: i64 = 2;
 /// row's state. `at_ns` means, by state: ready → due time, leased → lease end,
 /// dead → when it failed, done → when it was acknowledged. `ord` orders rows with the
 /// same time (a fresh value on every requeue).
+///
+/// A ready row never attempted (`attempts = 0`: pushed, re-driven, or its first attempt
+/// given back) was due when it was written: it is due whatever the clock says later, so a
+/// wall clock stepped back holds no accepted job. `hookguard_inbox_fresh` finds those whose
+/// `at_ns` the clock has not reached again as a range (empty unless it stepped back), so
+/// that a pull never reads the waiting retries to find them. A file of schema 2 without it
+/// is given it when opened; a hookguard without it keeps it up to date all the same.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS hookguard_inbox (
     key            TEXT    NOT NULL UNIQUE,
@@ -58,7 +65,12 @@ CREATE TABLE IF NOT EXISTS hookguard_inbox (
 CREATE INDEX IF NOT EXISTS hookguard_inbox_queue ON hookguard_inbox (at_ns, ord) WHERE state < 2;
 CREATE INDEX IF NOT EXISTS hookguard_inbox_dead ON hookguard_inbox (ord) WHERE state = 2;
 CREATE INDEX IF NOT EXISTS hookguard_inbox_done ON hookguard_inbox (at_ns) WHERE state = 3;
+CREATE INDEX IF NOT EXISTS hookguard_inbox_fresh ON hookguard_inbox (at_ns, ord)
+    WHERE state = 0 AND attempts = 0;
 ";
+
+/// How often, by the clock, finished keys past their retention are pruned.
+const PRUNE_EVERY_NS: i64 = 60_000_000_000;
 
 /// Finished keys deleted per transaction at most, so pruning never stalls pushes.
 const PRUNE_CHUNK: i64 = 10_000;
@@ -88,6 +100,11 @@ const PRUNE_CHUNK: i64 = 10_000;
 /// processed, or [discarded](Inbox::discard). A finished (or discarded) job's key is kept for the retention period
 /// (default 7 days) so a late resend is a [`Pushed::Duplicate`]; older keys are pruned.
 ///
+/// A pushed job is due whatever the wall clock says later: one stepped back (an NTP step,
+/// a host started with its clock ahead and then set right) holds up no job already
+/// accepted, and does not put off pruning. Retries and leases follow the
+/// [clock](SqliteInboxBuilder::clock), as on the other backends.
+///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::time::Duration;
@@ -108,6 +125,31 @@ const PRUNE_CHUNK: i64 = 10_000;
 /// assert_eq!(inbox.depth().await?, 0);
 /// # Ok(()) }
 /// ```
+///
+/// **Closing.** The file stays open while any clone of the inbox is alive. Dropping the
+/// last one waits until the writer has answered every operation queued and closed the
+/// file (SQLite then checkpoints the WAL into it), so that the file can be opened again
+/// at once, by this process or another. That wait blocks the thread that drops it, for a
+/// checkpoint at least and longer on a slow disk: in async code, drop the last handle on a
+/// blocking thread so that no runtime thread waits.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use hookguard::{inbox::{Inbox, SqliteInbox, Webhook}, verify::Verified};
+///
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("inbox.db");
+/// let inbox = SqliteInbox::builder(&path).open().await?;
+/// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+/// let hook = Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::now_utc());
+/// inbox.push(hook).await?;
+/// // Closed on a blocking thread: the runtime's thread goes on meanwhile.
+/// tokio::task::spawn_blocking(move || drop(inbox)).await?;
+/// // Closed once that is done: the file can be opened again.
+/// let again = SqliteInbox::builder(&path).open().await?;
+/// assert_eq!(again.depth().await?, 1);
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct SqliteInbox {
     inner: Arc<Inner>,
@@ -117,7 +159,9 @@ pub struct SqliteInbox {
 }
 
 /// Owns the writer thread: the last handle dropped closes the queue and waits for the
-/// thread to finish its batch and close the file.
+/// thread to finish its batch and close the file. The wait blocks the dropping thread (a
+/// runtime's too), on purpose: the file is free once the drop returns, and tests, and a
+/// program that opens the file again, count on it (see [`SqliteInbox`], "Closing").
 struct Inner {
     path: PathBuf,
     sender: Option<mpsc::Sender<Op>>,
@@ -544,7 +588,9 @@ enum Request {
     Discard {
         key: String,
     },
-    /// When the first waiting job is due or the first lease ends (`at_ns`).
+    /// When the first waiting job is due or the first lease ends (`at_ns`); `i64::MIN`
+    /// while a job never attempted waits with a time the clock has not reached again (it
+    /// is due whatever the clock says).
     NextDue,
 }
 
@@ -590,6 +636,13 @@ struct Writer {
     receipt: i64,
     /// When finished keys are next pruned.
     next_prune_ns: i64,
+    /// A batch failed since the rows were last counted: what its commit kept is in doubt
+    /// (an I/O error may come after the commit reached the WAL), so the next transaction
+    /// counts them again, until one manages to.
+    recount: bool,
+    /// Tests: counting the rows fails, as on a disk that fails reads as well as writes.
+    #[cfg(test)]
+    fail_counts: bool,
 }
 
 impl Writer {
@@ -636,6 +689,9 @@ impl Writer {
             ord: 0,
             receipt: 0,
             next_prune_ns: i64::MIN,
+            recount: false,
+            #[cfg(test)]
+            fail_counts: false,
         };
         writer.load_counts().map_err(backend)?;
         (writer.ord, writer.receipt) = writer
@@ -651,6 +707,13 @@ impl Writer {
     }
 
     fn load_counts(&mut self) -> rusqlite::Result<()> {
+        #[cfg(test)]
+        if self.fail_counts {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
+                Some("injected".into()),
+            ));
+        }
         let (queued, dead): (i64, i64) = self.conn.query_row(
             "SELECT (SELECT COUNT(*) FROM hookguard_inbox WHERE state < 2),
                     (SELECT COUNT(*) FROM hookguard_inbox WHERE state = 2)",
@@ -689,6 +752,8 @@ impl Writer {
         self.shared.in_flight.fetch_sub(taken, Ordering::AcqRel);
         let (ops, replies): (Vec<Request>, Vec<_>) =
             batch.into_iter().map(|op| (op.request, op.reply)).unzip();
+        // The counts as of the last commit: a batch changes them as it goes.
+        let counted = (self.queued, self.dead);
         match self.apply_batch(ops) {
             Ok((answers, wake)) => {
                 self.shared.commits.fetch_add(1, Ordering::AcqRel);
@@ -703,9 +768,13 @@ impl Writer {
                 }
             }
             Err(e) => {
-                // Nothing of this batch is kept: roll back, recount, and tell every caller.
+                // Nothing of this batch is kept: roll back, take the counts back to those of
+                // the last commit, and tell every caller. Not a recount here: it could fail
+                // as the batch did, and leave the batch's changes counted for good (spurious
+                // `Full`s, a depth never 0); the next transaction counts again.
                 let _ = self.conn.execute_batch("ROLLBACK");
-                let _ = self.load_counts();
+                (self.queued, self.dead) = counted;
+                self.recount = true;
                 self.publish();
                 tracing::error!(error = %e, "SQLite inbox transaction failed");
                 let message = e.to_string();
@@ -724,6 +793,10 @@ impl Writer {
         ops: Vec<Request>,
     ) -> rusqlite::Result<(Vec<Result<Answer, InboxError>>, usize)> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        // A count that fails again keeps those of the last commit, and fails no operation.
+        if self.recount && self.load_counts().is_ok() {
+            self.recount = false;
+        }
         let now = ns(self.clock.now());
         self.prune(now)?;
         let mut answers = Vec::with_capacity(ops.len());
@@ -746,9 +819,10 @@ impl Writer {
     }
 
     /// Deletes finished keys older than the retention period, at most once a minute (of
-    /// the clock) and a chunk at a time.
+    /// the clock) and a chunk at a time. A clock stepped back more than that since the
+    /// last prune does not put off the next one until it is back.
     fn prune(&mut self, now: i64) -> rusqlite::Result<()> {
-        if now < self.next_prune_ns {
+        if now < self.next_prune_ns && self.next_prune_ns.saturating_sub(now) <= PRUNE_EVERY_NS {
             return Ok(());
         }
         let cutoff = now.saturating_sub(self.retention_ns);
@@ -760,7 +834,7 @@ impl Writer {
             )?
             .execute(params![cutoff, PRUNE_CHUNK])?;
         self.next_prune_ns =
-            if deleted as i64 >= PRUNE_CHUNK { now } else { now.saturating_add(60_000_000_000) };
+            if deleted as i64 >= PRUNE_CHUNK { now } else { now.saturating_add(PRUNE_EVERY_NS) };
         Ok(())
     }
 
@@ -820,6 +894,12 @@ impl Writer {
             }
             Request::DeadLetters { limit } => self.dead_letters(limit),
             Request::NextDue => {
+                // A job never attempted is due whatever the clock says (see `pull`).
+                let ahead: bool =
+                    self.conn.prepare_cached(ANY_AHEAD)?.query_row(params![now], |row| row.get(0))?;
+                if ahead {
+                    return Ok(Ok(Answer::NextDue(Some(i64::MIN))));
+                }
                 let at: Option<i64> = self
                     .conn
                     .prepare_cached("SELECT MIN(at_ns) FROM hookguard_inbox WHERE state < 2")?
@@ -907,25 +987,16 @@ impl Writer {
     }
 
     fn pull(&mut self, max: usize, now: i64, until: i64) -> rusqlite::Result<Result<Answer, InboxError>> {
-        // Waiting jobs that are due, and leased ones whose lease ran out (their worker is
-        // gone): both have `at_ns <= now`.
-        let rows = self
-            .conn
-            .prepare_cached(
-                "SELECT rowid, key, endpoint, provider, delivery_id, event, timestamp_ns, received_at_ns,
-                    headers, body, attempts
-                 FROM hookguard_inbox WHERE state < 2 AND at_ns <= ?1 ORDER BY at_ns, ord LIMIT ?2",
-            )?
-            .query_map(params![now, i64::try_from(max).unwrap_or(i64::MAX)], |row| {
-                // A column of the wrong type is this row's damage: it must not fail the
-                // query (and every pull after it, and the pushes committed with it).
-                let read = || {
-                    let (record, times, headers) = record_at(row, 1)?;
-                    Ok::<_, rusqlite::Error>((record, times, headers, attempts_of(row.get(10)?)))
-                };
-                Ok((row.get::<_, i64>(0)?, read()))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+        // Jobs never attempted that were written at a time the clock has not reached again
+        // (it stepped back since): due whatever it says, and first, as they were received
+        // before it stepped back. A range of an index of their own: empty, at the cost of
+        // a seek, unless the clock stepped back.
+        let mut rows = self.pull_rows(PULL_AHEAD, now, max)?;
+        if rows.len() < max {
+            // Waiting jobs that are due, and leased ones whose lease ran out (their worker
+            // is gone): both have `at_ns <= now`.
+            rows.extend(self.pull_rows(PULL_DUE, now, max - rows.len())?);
+        }
         let mut jobs = Vec::with_capacity(rows.len());
         for (rowid, read) in rows {
             let mut attempts = 0;
@@ -966,6 +1037,23 @@ impl Writer {
             }
         }
         Ok(Ok(Answer::Jobs(jobs)))
+    }
+
+    /// Up to `max` rows for a pull by `sql` ([`PULL_AHEAD`] or [`PULL_DUE`]) at `now`: each
+    /// row's id, and its record, times, stored headers and attempts if they could be read.
+    fn pull_rows(&self, sql: &str, now: i64, max: usize) -> rusqlite::Result<Vec<PullRow>> {
+        self.conn
+            .prepare_cached(sql)?
+            .query_map(params![now, i64::try_from(max).unwrap_or(i64::MAX)], |row| {
+                // A column of the wrong type is this row's damage: it must not fail the
+                // query (and every pull after it, and the pushes committed with it).
+                let read = || {
+                    let (record, times, headers) = record_at(row, 1)?;
+                    Ok::<_, rusqlite::Error>((record, times, headers, attempts_of(row.get(10)?)))
+                };
+                Ok((row.get::<_, i64>(0)?, read()))
+            })?
+            .collect()
     }
 
     fn dead_letters(&mut self, limit: usize) -> rusqlite::Result<Result<Answer, InboxError>> {
@@ -1010,6 +1098,26 @@ impl Writer {
         Ok(Ok(Answer::DeadLetters(letters)))
     }
 }
+
+/// A row a pull read: its id, and what [`record_at`] and its attempts gave.
+type PullRow = (i64, rusqlite::Result<(WebhookRecord, RecordTimes, Vec<u8>, u32)>);
+
+/// A pull's jobs never attempted whose time the clock has not reached again (see
+/// [`SCHEMA`]): `?1` now, `?2` how many at most. A range of `hookguard_inbox_fresh`.
+const PULL_AHEAD: &str = "SELECT rowid, key, endpoint, provider, delivery_id, event, timestamp_ns,
+        received_at_ns, headers, body, attempts
+    FROM hookguard_inbox WHERE state = 0 AND attempts = 0 AND at_ns > ?1 ORDER BY at_ns, ord LIMIT ?2";
+
+/// Whether a job never attempted waits with a time the clock has not reached again: `?1`
+/// now. A seek in `hookguard_inbox_fresh`.
+const ANY_AHEAD: &str =
+    "SELECT EXISTS (SELECT 1 FROM hookguard_inbox WHERE state = 0 AND attempts = 0 AND at_ns > ?1)";
+
+/// A pull's due jobs, waiting or with their lease run out: `?1` now, `?2` how many at
+/// most. A range of `hookguard_inbox_queue`.
+const PULL_DUE: &str = "SELECT rowid, key, endpoint, provider, delivery_id, event, timestamp_ns,
+        received_at_ns, headers, body, attempts
+    FROM hookguard_inbox WHERE state < 2 AND at_ns <= ?1 ORDER BY at_ns, ord LIMIT ?2";
 
 /// The record in a row's columns from `first` on (`key, endpoint, provider, delivery_id,
 /// event, timestamp_ns, received_at_ns, headers, body`), its times apart, its header blob
@@ -1238,6 +1346,135 @@ mod tests {
         }
         let synchronous: i64 = writer.conn.pragma_query_value(None, "synchronous", |row| row.get(0)).unwrap();
         assert_eq!(synchronous, 2, "FULL");
+    }
+
+    /// Runs `requests` as one batch of `writer`'s; their answers.
+    fn batch(writer: &mut Writer, requests: Vec<Request>) -> Vec<Result<Answer, InboxError>> {
+        let (ops, mut answers): (Vec<_>, Vec<_>) = requests
+            .into_iter()
+            .map(|request| {
+                let (reply, answer) = oneshot::channel();
+                (Op { request, reply }, answer)
+            })
+            .unzip();
+        writer.run_batch(ops);
+        answers.iter_mut().map(|answer| answer.try_recv().expect("answered")).collect()
+    }
+
+    fn push_of(id: &str) -> Request {
+        let v = crate::verify::Verified::new("zoom", Some(id.to_owned().into()), None, None, [0; 32], 0);
+        let hook = Webhook::new("zoom", &v, http::HeaderMap::new(), "{}".into(), OffsetDateTime::UNIX_EPOCH);
+        Request::Push(Box::new(hook.to_record_apart().unwrap()))
+    }
+
+    fn accepted(answers: &[Result<Answer, InboxError>]) -> bool {
+        matches!(answers, [Ok(Answer::Pushed(Pushed::Accepted))])
+    }
+
+    /// Pulls one job with `writer`.
+    fn pull_one(writer: &mut Writer) -> Job {
+        match batch(writer, vec![Request::Pull { max: 1, lease: Duration::from_secs(30) }]).remove(0) {
+            Ok(Answer::Jobs(mut jobs)) => jobs.remove(0),
+            _ => panic!("no job"),
+        }
+    }
+
+    /// A batch that fails is rolled back, and so are the counts it changed as it went,
+    /// even when the rows cannot be counted again (a disk failing reads as well): the
+    /// batch's changes stayed counted (spurious `Full`s, a depth never back to 0).
+    #[test]
+    fn a_failed_batch_leaves_the_counts_as_they_were() {
+        let dir = tempfile::tempdir().unwrap();
+        let builder = SqliteInbox::builder(dir.path().join("inbox.db")).capacity(2);
+        let shared = Arc::<Shared>::default();
+        let mut writer = Writer::open(&builder, Arc::clone(&shared)).unwrap();
+        assert!(accepted(&batch(&mut writer, vec![push_of("a")])));
+        let a = pull_one(&mut writer);
+        // Dead-lettering fails, and so does counting the rows.
+        writer
+            .conn
+            .execute_batch(
+                "CREATE TEMP TRIGGER fail BEFORE UPDATE OF state ON hookguard_inbox WHEN NEW.state = 2
+                 BEGIN SELECT RAISE(ABORT, 'injected'); END",
+            )
+            .unwrap();
+        writer.fail_counts = true;
+        let dead = Request::Dead {
+            key: a.webhook().key().to_owned(),
+            receipt: parse_receipt(&a).unwrap(),
+            error: "no".into(),
+        };
+        let answers = batch(&mut writer, vec![push_of("b"), dead]);
+        assert!(answers.iter().all(Result::is_err), "the whole batch failed");
+        assert_eq!((writer.queued, writer.dead), (1, 0), "a, leased");
+        assert_eq!(shared.queued.load(Ordering::Acquire), 1, "the depth published");
+        writer.conn.execute_batch("DROP TRIGGER temp.fail").unwrap();
+        assert!(accepted(&batch(&mut writer, vec![push_of("b")])), "room for b, the rows still not counted");
+        assert_eq!((writer.queued, writer.dead, writer.recount), (2, 0, true));
+        // Counted again by the next transaction that can.
+        writer.fail_counts = false;
+        writer.queued = 5;
+        batch(&mut writer, vec![Request::DeadLetters { limit: 1 }]);
+        assert_eq!((writer.queued, writer.dead, writer.recount), (2, 0, false), "as the file counts them");
+    }
+
+    /// A clock stepped back (a host started with its clock ahead, then set right) does not
+    /// put pruning off until it is back: it was skipped for as long as the step.
+    #[test]
+    fn pruning_goes_on_after_the_clock_stepped_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = Duration::from_secs(24 * 3600);
+        let clock = crate::clock::ManualClock::at_unix(1_800_000_000);
+        let builder = SqliteInbox::builder(dir.path().join("inbox.db")).retention(day).clock(clock.clone());
+        let mut writer = Writer::open(&builder, Arc::default()).unwrap();
+        batch(&mut writer, vec![Request::DeadLetters { limit: 1 }]);
+        clock.set_unix(1_700_000_000);
+        assert!(accepted(&batch(&mut writer, vec![push_of("a")])));
+        let a = pull_one(&mut writer);
+        let ack = Request::Ack { key: a.webhook().key().to_owned(), receipt: parse_receipt(&a).unwrap() };
+        assert!(matches!(batch(&mut writer, vec![ack])[..], [Ok(Answer::Done)]));
+        clock.advance(2 * day);
+        batch(&mut writer, vec![Request::DeadLetters { limit: 1 }]);
+        let kept: i64 =
+            writer.conn.query_row("SELECT COUNT(*) FROM hookguard_inbox", [], |row| row.get(0)).unwrap();
+        assert_eq!(kept, 0, "a's key, kept a day, pruned");
+    }
+
+    /// Both of a pull's queries, and a wait's look for jobs pushed before the clock stepped
+    /// back, read a range of an index: those jobs are found without reading the retries
+    /// waiting for their time (as one query for both kinds would).
+    #[test]
+    fn a_pull_reads_ranges_of_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer =
+            Writer::open(&SqliteInbox::builder(dir.path().join("inbox.db")), Arc::default()).unwrap();
+        for (sql, index) in
+            [(PULL_AHEAD, "hookguard_inbox_fresh (at_ns>?)"), (PULL_DUE, "hookguard_inbox_queue (at_ns<?)")]
+        {
+            let plan: Vec<String> = writer
+                .conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map(params![0, 10], |row| row.get(3))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            assert_eq!(plan, [format!("SEARCH hookguard_inbox USING INDEX {index}")], "{sql}");
+        }
+        let plan: Vec<String> = writer
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {ANY_AHEAD}"))
+            .unwrap()
+            .query_map(params![0], |row| row.get(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|step| step
+                    == "SEARCH hookguard_inbox USING COVERING INDEX hookguard_inbox_fresh (at_ns>?)"),
+            "{plan:?}"
+        );
     }
 
     fn webhook_with(headers: http::HeaderMap, timestamp: Option<OffsetDateTime>) -> Webhook {

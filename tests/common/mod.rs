@@ -345,9 +345,12 @@ macro_rules! or_skip {
 /// here (the tests then say they skipped). `$replica` is an async fn
 /// `(of: &I, clock: ManualClock, store: &str) -> I` that opens another inbox on the same
 /// store, as another replica would (a clone for the in-process backends).
+///
+/// An attribute after them (`#[ignore = "why"]`) marks
+/// `a_push_after_the_clock_stepped_back_is_due`, for a backend known to fail it.
 #[macro_export]
 macro_rules! inbox_conformance {
-    ($make:path, $replica:path) => {
+    ($make:path, $replica:path $(, #[$stepped_back:meta])?) => {
         use std::time::Duration;
 
         use hookguard::inbox::{Inbox, InboxError, Pushed};
@@ -501,6 +504,22 @@ macro_rules! inbox_conformance {
             assert!(inbox.pull(1, LEASE).await.unwrap().is_empty(), "still leased a century later");
             inbox.ack(&held[0]).await.unwrap();
             assert_eq!(inbox.depth().await.unwrap(), 0);
+        }
+
+        /// Pushed jobs are due whatever the wall clock says: one stepped back (an NTP
+        /// step, a host started with its clock ahead, then set right) holds up none of
+        /// those already accepted, and a wait for them ends at once.
+        #[tokio::test]
+        $(#[$stepped_back])?
+        async fn a_push_after_the_clock_stepped_back_is_due() {
+            let (inbox, clock) = or_skip!(setup(100).await);
+            inbox.push($crate::common::webhook("before")).await.unwrap();
+            clock.set_unix(1_700_000_000 - 100);
+            $crate::common::bounded("a wait with work there", inbox.wait(Duration::from_secs(60))).await;
+            inbox.push($crate::common::webhook("after")).await.unwrap();
+            let jobs = inbox.pull(10, LEASE).await.unwrap();
+            let ids: Vec<_> = jobs.iter().map(|j| j.webhook().id().unwrap()).collect();
+            assert_eq!(ids, ["before", "after"], "pushed jobs are due whatever the wall clock says");
         }
 
         #[tokio::test]
