@@ -358,7 +358,12 @@ impl http_body::Body for PayloadBody {
 /// The per-delivery span, as the Tower services open it (endpoint, method, path; never
 /// secrets or bodies).
 fn span(guard: &Guard, req: &HttpRequest) -> tracing::Span {
-    tracing::info_span!("webhook", endpoint = guard.endpoint(), method = %req.method(), path = crate::layer::span_path(req.path()))
+    tracing::info_span!(
+        "webhook",
+        endpoint = guard.endpoint(),
+        method = crate::layer::span_method(req.method().as_str()),
+        path = crate::layer::span_path(req.path())
+    )
 }
 
 /// actix's request head (http 0.2 types) as `http` 1 [`Parts`]. With `source-controls`,
@@ -527,7 +532,24 @@ impl ResponseError for WebhookRejection {
 }
 
 /// The verified metadata and the raw body, exactly as [`Verify`] received and verified
-/// it. Every extractor of one handler gets the same bytes (a reference count, not a copy).
+/// it: the bytes it left in the request's extensions (a reference count, not a copy), not
+/// the request's payload, which is not read. A middleware between [`Verify`] and the
+/// handler that replaced the payload (a decompression) or consumed it changes nothing
+/// here; a handler that wants such a middleware's output reads the payload itself
+/// (`web::Bytes`, which [`Verify`] left the bytes for). Every extractor of one handler
+/// gets the same bytes.
+///
+/// Without [`Verify`] in front, on a route whose [`Verified`] the application's own
+/// middleware put in the extensions, it reads the payload, within
+/// [`DEFAULT_BODY_LIMIT`](crate::guard::DEFAULT_BODY_LIMIT) and [`DEFAULT_READ_TIMEOUT`],
+/// shared with the handler's other [`VerifiedWebhook`] and [`VerifiedJson`] extractors.
+/// actix builds a handler's extractors in argument order, and each body extractor takes
+/// the payload when it is built, before any reads: in one handler with `web::Bytes`,
+/// `web::Json` or `web::Payload`, whichever comes first in the arguments gets the body and
+/// the other an empty one (`(web::Bytes, VerifiedWebhook)`: an empty
+/// [`body`](Self::body)). Behind [`Verify`], any order gets the bytes to both. On a route
+/// outside any verifying middleware it is [`WebhookRejection::NotVerified`] (a `500`
+/// problem).
 ///
 /// Its `Debug` prints the body's length, not the body (a `Debug` line may end up in a log,
 /// and payloads may hold personal data).
@@ -572,8 +594,12 @@ impl FromRequest for VerifiedWebhook {
 /// The body the extractors of one request share through its extensions: actix gives all
 /// of a handler's extractors one payload, which the first to read would empty for the
 /// others. [`Verify`] leaves the bytes it verified here; without it (the application's
-/// own middleware put the [`Verified`] there), the first extractor polled reads the
-/// payload, bounded, and the others wait for its bytes.
+/// own middleware put the [`Verified`] there), the first of these extractors built (actix
+/// builds them in argument order, each `from_request` at once) takes the payload
+/// ([`SharedBody::of`]), the first polled reads it, bounded, and the others wait for its
+/// bytes. An actix body extractor built before it (`web::Bytes` in `(web::Bytes,
+/// VerifiedWebhook)`) has taken the payload already, and these read an empty one; one
+/// built after it finds the payload taken, and gets an empty body.
 struct SharedBody {
     /// The payload still to read: none for the bytes [`Verify`] left, or once taken.
     to_read: Cell<Option<ToRead>>,
@@ -1289,5 +1315,18 @@ mod tests {
         let headers = headers_of(&many.to_http_request());
         assert_eq!(headers.len(), 40);
         assert!((0..40).all(|n| headers[format!("x-h{n}").as_str()] == n.to_string().as_str()));
+    }
+
+    /// The span records a long extension method cut, as the Tower services' do.
+    #[test]
+    fn the_span_records_a_long_method_cut() {
+        let guard = Guard::builder("github", crate::providers::github::scheme("s3cr3t").unwrap()).build();
+        let method = actix_web::http::Method::from_bytes(&[b'X'; 64 << 10]).unwrap();
+        let req = actix_web::test::TestRequest::default().method(method).uri("/hooks").to_http_request();
+        let (_span, methods) = crate::layer::span_methods(|| span(&guard, &req));
+        assert_eq!(methods, ["X".repeat(16)]);
+        let post = actix_web::test::TestRequest::post().uri("/hooks").to_http_request();
+        let (_span, methods) = crate::layer::span_methods(|| span(&guard, &post));
+        assert_eq!(methods, ["POST"]);
     }
 }

@@ -1,6 +1,7 @@
 //! axum extractors for requests that went through [`VerifyLayer`](crate::layer::VerifyLayer).
 //!
-//! - [`VerifiedWebhook`]: the [`Verified`] metadata and the raw body bytes.
+//! - [`VerifiedWebhook`]: the [`Verified`] metadata and the raw body bytes: the ones the
+//!   layer verified, even when a layer between it and the handler replaced the body.
 //! - [`VerifiedJson<T>`]: the body as `T`; a body that does not fit is a `422` problem
 //!   (the signature having already passed).
 //!
@@ -52,7 +53,19 @@ impl IntoResponse for WebhookRejection {
     }
 }
 
-/// The verified metadata and the raw body, exactly as received.
+/// The verified metadata and the raw body, exactly as
+/// [`VerifyLayer`](crate::layer::VerifyLayer) received and verified it: the bytes it left
+/// in the request's extensions (a reference count, not a copy), not the request's body,
+/// which is not read. A layer between the middleware and the handler that replaced the body
+/// (a decompression, a middleware that rebuilt it) or consumed it changes nothing here; a
+/// handler that wants such a layer's output reads the body itself (axum's `Bytes`
+/// extractor).
+///
+/// Without [`VerifyLayer`](crate::layer::VerifyLayer) in front, on a route whose
+/// [`Verified`] the application's own middleware put in the extensions, it reads the body,
+/// within [`DEFAULT_BODY_LIMIT`](crate::guard::DEFAULT_BODY_LIMIT) and
+/// [`DEFAULT_READ_TIMEOUT`]; on a route outside any verifying middleware it is
+/// [`WebhookRejection::NotVerified`] (a `500` problem).
 ///
 /// Its `Debug` prints the body's length, not the body (a `Debug` line may end up in a log,
 /// and payloads may hold personal data).
@@ -87,11 +100,14 @@ impl<S: Send + Sync> FromRequest<S> for VerifiedWebhook {
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let verified =
             req.extensions().get::<Verified<'static>>().cloned().ok_or(WebhookRejection::NotVerified)?;
-        // The verify layer read the body within the guard's limit and put the bytes back;
-        // read again within the same limit (not axum's default 2 MiB, which would refuse
-        // what the guard allows), in case a layer in between replaced them. Without one
-        // (the application's own layer put the `Verified` there), within the guard's
-        // default; and never without a timeout (bytes put back take none of it).
+        // The bytes the verify layer verified, not the body: a layer in between may have
+        // replaced it (a decompression, a middleware that rebuilt it) or consumed it.
+        if let Some(bytes) = req.extensions().get::<crate::layer::VerifiedBytes>() {
+            return Ok(Self { verified, body: bytes.0.clone() });
+        }
+        // No verify layer in front (the application's own layer put the `Verified` there):
+        // the body, read within the guard's default limit (no guard's limit is known; not
+        // axum's 2 MiB), and never without a timeout.
         let known = req.extensions().get::<BodyLimit>().copied();
         let limit = BodyLimit::of(known);
         // Gathered as the verify layer gathers bodies: tiny frames are not all kept.

@@ -1,7 +1,7 @@
 //! axum behind VerifyLayer and WebhookService: the extractors (typed JSON, 422 for a body
-//! that does not fit, the guard's body limit only, the default limit and read timeout
-//! without one, `Debug` without the body), and nested routers (the guard sees the whole
-//! path).
+//! that does not fit, the guard's body limit only, the verified bytes whatever a layer in
+//! between did to the body, the default limit and read timeout without the layer, `Debug`
+//! without the body), and nested routers (the guard sees the whole path).
 #![cfg(feature = "axum")]
 
 use axum::{Router, body::Body, routing::post};
@@ -162,22 +162,43 @@ async fn a_body_that_does_not_fit_is_not_quoted_back() {
     }
 }
 
-/// A layer between the verify layer and the handler that replaces the body (here: makes
-/// it larger, as a decompression would) cannot make the extractors read more than the
-/// guard's limit.
+/// A middleware between the verify layer and the handler that replaces the body (here:
+/// with other, larger bytes, as a decompression would) or consumes it: the extractors
+/// give the bytes that were verified, not the body they got.
 #[tokio::test]
-async fn the_extractors_read_within_the_guards_limit() {
-    let guard = Guard::builder("github", github::scheme("secret").unwrap()).body_limit(64).build();
-    let inflate = |req: http::Request<Body>| {
-        let (parts, _) = req.into_parts();
-        http::Request::from_parts(parts, Body::from(vec![b'x'; 65]))
-    };
-    let app = Router::new()
-        .route("/raw", post(|hook: VerifiedWebhook| async move { hook.body.len().to_string() }))
-        .layer(tower::util::MapRequestLayer::new(inflate))
-        .layer(VerifyLayer::new(guard));
-    let res = app.oneshot(signed("/raw", r#"{"ref":"x"}"#, "big")).await.unwrap();
-    assert_eq!(res.status(), 413);
+async fn the_extractors_give_the_verified_bytes_whatever_a_layer_in_between_did_to_the_body() {
+    use axum::{extract::Request, middleware::Next};
+    let verified = r#"{"ref":"refs/heads/main"}"#;
+    let other = bytes::Bytes::from(format!(r#"{{"ref":"{}"}}"#, "x".repeat(100)));
+    for (name, replacement) in [("replaced", Some(other)), ("consumed", None)] {
+        let guard = Guard::builder("github", github::scheme("secret").unwrap()).body_limit(64).build();
+        let app = Router::new()
+            .route("/raw", post(|hook: VerifiedWebhook| async move { hook.body }))
+            .route("/typed", post(|VerifiedJson(push): VerifiedJson<Push>| async move { push.r#ref }))
+            .layer(axum::middleware::from_fn(move |req: Request, next: Next| {
+                let replacement = replacement.clone();
+                async move {
+                    let (parts, body) = req.into_parts();
+                    let read = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+                    assert!(
+                        read.starts_with(br#"{"ref":"refs/heads/"#),
+                        "the verify layer passes the verified bytes on"
+                    );
+                    let body = replacement.map_or_else(Body::empty, Body::from);
+                    next.run(Request::from_parts(parts, body)).await
+                }
+            }))
+            .layer(VerifyLayer::new(guard));
+        // Each delivery its own payload: GitHub's signature, not its id header, tells them apart.
+        let raw = r#"{"ref":"refs/heads/raw"}"#;
+        for (path, verified, want) in [("/raw", raw, raw), ("/typed", verified, "refs/heads/main")] {
+            let res = app.clone().oneshot(signed(path, verified, &format!("{name}{path}"))).await.unwrap();
+            let status = res.status().as_u16();
+            let text = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+            let got = (status, String::from_utf8_lossy(&text).into_owned());
+            assert_eq!(got, (200, want.to_owned()), "{name} {path}");
+        }
+    }
 }
 
 /// The application's own layer put the `Verified` there, so no guard's limit is known:

@@ -29,6 +29,18 @@ use crate::{
 /// Its future ([`AcceptFuture`]) is not boxed; with in-process backends a delivery is
 /// answered within the poll that finds its body complete.
 ///
+/// # Under axum's `Router::nest`
+///
+/// A service routed in a nested router sees the path with the prefix stripped. The guard
+/// needs the whole one (providers that sign the URL: Twilio, Square, Trello, HubSpot v3;
+/// tenant finders that read path segments), and takes it from axum's `OriginalUri` only
+/// with hookguard's `axum` feature: enable it when this service is under `Router::nest`.
+/// Without it (default features), the guard sees the stripped path, and URL-signing
+/// providers answer `401` to every genuine delivery, path tenant finders read the wrong
+/// segment (or none).
+///
+/// # Example
+///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// use hookguard::{guard::Guard, inbox::MemoryInbox, layer::WebhookService, providers::github};
@@ -112,7 +124,12 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let guard = self.guard.clone();
-        let span = tracing::info_span!("webhook", endpoint = guard.endpoint(), method = %req.method(), path = super::span_path(req.uri().path()));
+        let span = tracing::info_span!(
+            "webhook",
+            endpoint = guard.endpoint(),
+            method = super::span_method(req.method().as_str()),
+            path = super::span_path(req.uri().path())
+        );
         // A disabled span is not entered at all (entering one still costs, with `log`).
         let span = (!span.is_disabled()).then_some(span);
         let (mut parts, body) = req.into_parts();

@@ -89,6 +89,19 @@ use crate::verify::Verified;
 /// `Allow: POST` to whatever it answers. Route such endpoints with `any(…)` (or
 /// `route_service`) to answer them without it.
 ///
+/// # Under axum's `Router::nest`
+///
+/// A nested router, and a layer on it, sees the path with the prefix stripped. The guard
+/// needs the whole one (providers that sign the URL: Twilio, Square, Trello, HubSpot v3;
+/// tenant finders that read path segments), and takes it from axum's `OriginalUri` only
+/// with hookguard's `axum` feature: enable it when this layer is under `Router::nest`.
+/// Without it (default features), the guard sees the stripped path, and URL-signing
+/// providers answer `401` to every genuine delivery, path tenant finders read the wrong
+/// segment (or none). Either way, the inner service is called with the URI it was routed
+/// with.
+///
+/// # Example
+///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// use hookguard::{guard::Guard, layer::VerifyLayer, providers::github, verify::Verified};
@@ -155,12 +168,18 @@ impl<S> Layer<S> for VerifyLayer {
 /// Middleware that reads the body (bounded), verifies it and refuses replays before the
 /// inner service sees the request. The inner service gets the same bytes and a
 /// [`Verified<'static>`] extension, without the headers that carried a shared token
-/// ([`Verified::secret_headers`]). The replay mark is set in two phases (see
+/// ([`Verified::secret_headers`]). The extensions also keep the verified bytes (a reference
+/// count, not a copy), which axum's extractors (`hookguard::axum`, feature `axum`) take
+/// instead of the body: a layer between this one and the handler that replaces or consumes
+/// the body changes nothing there. The replay mark is set in two phases (see
 /// [`Guard::reserve`] and [`crate::replay`]): reserved before the inner service runs,
 /// confirmed once it answered with a success (`2xx`), cancelled when it answers anything
 /// else or fails, or when the request is abandoned before it answers (the sender hung up),
 /// so the sender's retry gets through. Duplicates are answered `200` without calling it;
 /// copies that arrive while the delivery is being handled, `409` + `Retry-After`.
+///
+/// Under axum's `Router::nest`, the guard sees the whole path only with the `axum`
+/// feature (see [`VerifyLayer`]).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -308,7 +327,12 @@ where
         let mut inner = self.inner.clone();
         use tracing::Instrument as _;
         let guard = self.guard.clone();
-        let span = tracing::info_span!("webhook", endpoint = guard.endpoint(), method = %req.method(), path = super::span_path(req.uri().path()));
+        let span = tracing::info_span!(
+            "webhook",
+            endpoint = guard.endpoint(),
+            method = super::span_method(req.method().as_str()),
+            path = super::span_path(req.uri().path())
+        );
         VerifyFuture {
             inner: Some(Box::pin(
                 async move {
@@ -359,6 +383,9 @@ where
                     // reservation is cancelled, so the sender's retry gets through.
                     parts.extensions.insert(verified);
                     parts.extensions.insert(crate::guard::BodyLimit(guard.body_limit()));
+                    // The verified bytes themselves, for axum's extractors (a layer in
+                    // between may replace or consume the body): a clone shares the memory.
+                    parts.extensions.insert(super::VerifiedBytes(bytes.clone()));
                     if let Some(routed) = routed {
                         parts.uri = routed;
                     }
