@@ -59,7 +59,7 @@ use bytes::Bytes;
 use http::request::Parts;
 
 use crate::{
-    guard::{BodyLimit, DEFAULT_READ_TIMEOUT, Guard, Head, Reserved, VerificationFailed},
+    guard::{DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT, Guard, Head, Reserved, VerificationFailed},
     inbox::headers_in_one_buffer,
     problem::{Problem, known},
     verify::Verified,
@@ -608,8 +608,6 @@ struct SharedBody {
 
 struct ToRead {
     payload: dev::Payload,
-    /// The guard's limit, when a hookguard middleware left one.
-    known: Option<BodyLimit>,
 }
 
 /// Why a shared body could not be read.
@@ -630,41 +628,35 @@ impl SharedBody {
     /// a new one takes the payload: behind [`Verify`], actix's own `web::Bytes` or
     /// `web::Payload` still get the bytes it put back.
     fn of(req: &HttpRequest, payload: &mut dev::Payload) -> Rc<Self> {
-        let known = {
-            let extensions = req.extensions();
-            if let Some(shared) = extensions.get::<Rc<Self>>() {
-                return Rc::clone(shared);
-            }
-            extensions.get::<BodyLimit>().copied()
-        };
-        let to_read = ToRead { payload: payload.take(), known };
+        if let Some(shared) = req.extensions().get::<Rc<Self>>() {
+            return Rc::clone(shared);
+        }
+        let to_read = ToRead { payload: payload.take() };
         let shared = Rc::new(Self { to_read: Cell::new(Some(to_read)), body: tokio::sync::OnceCell::new() });
         req.extensions_mut().insert(Rc::clone(&shared));
         shared
     }
 
-    /// The bytes, read by the first caller: within the guard's limit if one is known, else
-    /// [`DEFAULT_BODY_LIMIT`](crate::guard::DEFAULT_BODY_LIMIT) (never unbounded: a middleware of the application's that put
-    /// the `Verified` there did not say what it allows), and [`DEFAULT_READ_TIMEOUT`].
+    /// The bytes, read by the first caller within [`DEFAULT_BODY_LIMIT`] (never unbounded:
+    /// a middleware of the application's that put the `Verified` there did not say what
+    /// it allows) and [`DEFAULT_READ_TIMEOUT`].
     async fn bytes(&self) -> Result<Bytes, WebhookRejection> {
         let read = self
             .body
             .get_or_init(|| async {
                 // Taken by a caller dropped before it finished: what it read is gone, so
                 // this is an error, not an empty body.
-                let Some(ToRead { payload, known }) = self.to_read.take() else {
+                let Some(ToRead { payload }) = self.to_read.take() else {
                     return Err(Unread::Body);
                 };
-                let limit = BodyLimit::of(known);
+                let limit = DEFAULT_BODY_LIMIT;
                 match crate::layer::Within::new(DEFAULT_READ_TIMEOUT, collect(payload, limit)).await {
                     None => Err(Unread::Timeout),
                     Some(None) => {
-                        if known.is_none() {
-                            tracing::warn!(
-                                limit,
-                                "webhook body over hookguard's default limit (no hookguard::actix::Verify read it)"
-                            );
-                        }
+                        tracing::warn!(
+                            limit,
+                            "webhook body over hookguard's default limit (no hookguard::actix::Verify read it)"
+                        );
                         Err(Unread::TooLarge)
                     }
                     Some(Some(Err(_))) => Err(Unread::Body),
@@ -1143,8 +1135,8 @@ mod tests {
     }
 
     /// Without the bytes `Verify` leaves, the extractors read the payload within the
-    /// guard's limit when one was left next to `Verified`, and a body that does not fit is
-    /// answered, displayed and debug-printed without its value.
+    /// default limit, and a body that does not fit is answered, displayed and
+    /// debug-printed without its value.
     #[test]
     fn the_extractors_read_within_the_limit_and_do_not_quote_the_body() {
         #[derive(Debug, serde::Deserialize)]
@@ -1152,16 +1144,15 @@ mod tests {
             #[allow(dead_code)]
             amount: u32,
         }
-        let request = |body: &'static str| {
+        let request = |body: Bytes| {
             let (req, _) = actix_web::test::TestRequest::post().to_http_parts();
             req.extensions_mut().insert(Verified::new("t", None, None, None, [0; 32], 0));
-            req.extensions_mut().insert(crate::guard::BodyLimit(32));
-            (req, dev::Payload::from(Bytes::from_static(body.as_bytes())))
+            (req, dev::Payload::from(body))
         };
-        let (req, mut payload) = request(r#"{"amount":"4111 1111 1111 1111", "pad": "xx"}"#);
+        let (req, mut payload) = request(Bytes::from(vec![b' '; DEFAULT_BODY_LIMIT + 1]));
         let over = block_on(VerifiedWebhook::from_request(&req, &mut payload));
         assert!(matches!(over, Err(WebhookRejection::TooLarge)), "{over:?}");
-        let (req, mut payload) = request(r#"{"amount":"4111 1111"}"#);
+        let (req, mut payload) = request(Bytes::from_static(br#"{"amount":"4111 1111"}"#));
         let got = block_on(VerifiedJson::<Order>::from_request(&req, &mut payload));
         let Err(rejection) = got else { panic!("{got:?}") };
         let res = rejection.error_response();

@@ -26,7 +26,7 @@
 //! ```
 
 use crate::{
-    guard::{BodyLimit, DEFAULT_READ_TIMEOUT},
+    guard::{DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT},
     verify::Verified,
 };
 use axum::{
@@ -108,20 +108,17 @@ impl<S: Send + Sync> FromRequest<S> for VerifiedWebhook {
         // No verify layer in front (the application's own layer put the `Verified` there):
         // the body, read within the guard's default limit (no guard's limit is known; not
         // axum's 2 MiB), and never without a timeout.
-        let known = req.extensions().get::<BodyLimit>().copied();
-        let limit = BodyLimit::of(known);
+        let limit = DEFAULT_BODY_LIMIT;
         // Gathered as the verify layer gathers bodies: tiny frames are not all kept.
         let read = crate::layer::body::Gather::new(http_body_util::Limited::new(req.into_body(), limit));
         let body = match crate::layer::body::Within::new(DEFAULT_READ_TIMEOUT, read).await {
             None => return Err(WebhookRejection::Timeout),
             Some(Ok(body)) => body,
             Some(Err(e)) if crate::layer::body::over_a_limit(&*e) => {
-                if known.is_none() {
-                    tracing::warn!(
-                        limit,
-                        "webhook body over hookguard's default limit (no hookguard VerifyLayer read it)"
-                    );
-                }
+                tracing::warn!(
+                    limit,
+                    "webhook body over hookguard's default limit (no hookguard VerifyLayer read it)"
+                );
                 return Err(WebhookRejection::TooLarge);
             }
             Some(Err(_)) => return Err(WebhookRejection::Body),

@@ -57,10 +57,10 @@ pub enum WebhookRejection {
     NotVerified,
     /// The body could not be read (400).
     Body,
-    /// The body is over the limit (413): the guard's (a layer between the verifying
-    /// middleware and the handler, a decompression say, replaced the bytes that were
-    /// verified), or [`DEFAULT_BODY_LIMIT`](crate::guard::DEFAULT_BODY_LIMIT) when no
-    /// guard's limit is known.
+    /// The body is over [`DEFAULT_BODY_LIMIT`](crate::guard::DEFAULT_BODY_LIMIT) (413):
+    /// only when the extractor read the body itself (no verifying middleware of
+    /// hookguard's in front: behind one, the extractors take the bytes it verified and
+    /// read nothing).
     TooLarge,
     /// The body did not arrive within
     /// [`DEFAULT_READ_TIMEOUT`](crate::guard::DEFAULT_READ_TIMEOUT) (408): only when

@@ -1781,24 +1781,6 @@ impl Guard {
     }
 }
 
-/// The guard's body limit, put next to [`Verified`] by `VerifyLayer`: axum's extractors
-/// read the body again within it (a layer between the middleware and the handler, a
-/// decompression say, may have replaced the bytes that were verified). actix's `Verify`
-/// leaves the verified bytes themselves, which its extractors take.
-#[derive(Debug, Clone, Copy)]
-#[cfg_attr(not(any(feature = "axum", feature = "actix")), allow(dead_code))]
-pub(crate) struct BodyLimit(pub(crate) usize);
-
-#[cfg(any(feature = "axum", feature = "actix"))]
-impl BodyLimit {
-    /// The limit in a request's extensions; without one (a middleware of the
-    /// application's put the `Verified` there and did not say what it allows), the
-    /// guard's default, never none.
-    pub(crate) fn of(extensions: Option<Self>) -> usize {
-        extensions.map_or(DEFAULT_BODY_LIMIT, |l| l.0)
-    }
-}
-
 /// A counter's key with the endpoint label.
 fn counter_key(name: &'static str, endpoint: &Arc<str>) -> metrics::Key {
     let label = metrics::Label::new("endpoint", metrics::SharedString::from_shared(Arc::clone(endpoint)));

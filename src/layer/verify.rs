@@ -382,7 +382,6 @@ where
                     // Dropped before the inner service answers (the sender hung up): the
                     // reservation is cancelled, so the sender's retry gets through.
                     parts.extensions.insert(verified);
-                    parts.extensions.insert(crate::guard::BodyLimit(guard.body_limit()));
                     // The verified bytes themselves, for axum's extractors (a layer in
                     // between may replace or consume the body): a clone shares the memory.
                     parts.extensions.insert(super::VerifiedBytes(bytes.clone()));
