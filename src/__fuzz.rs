@@ -108,3 +108,19 @@ pub fn record_apart_round_trip(
 pub fn write_meta_json(webhook: &crate::inbox::Webhook) -> String {
     webhook.to_meta_json()
 }
+
+/// `paypal::precheck`: the checks of a PayPal delivery that need no certificate, which
+/// `PayPalCertificates` runs before it spends anything on the certificate URL (the rest
+/// of `paypal_fetch` is reached through its public API: `PayPalCertificates` with a
+/// fetcher of the target's).
+///
+/// # Errors
+/// The rejection, as the source answers it.
+#[cfg(feature = "paypal-fetch")]
+pub fn paypal_precheck(
+    headers: &http::HeaderMap,
+    tolerance: crate::verify::Tolerance,
+    now: time::OffsetDateTime,
+) -> Result<(), crate::verify::Rejection> {
+    crate::providers::paypal::precheck(headers, tolerance, now)
+}

@@ -180,3 +180,23 @@ write("paypal", "vector", b"\x02" + "".join(f"{k}: {v}\n" for k, v in paypal_hea
       + (TESTDATA / "paypal_body.json").read_bytes())
 write("paypal", "certificate", b"\x00" + (TESTDATA / "paypal_cert.pem").read_bytes())
 write("paypal", "url", b"\x01" + paypal_headers[3][1].encode())
+
+# paypal_fetch: a mode byte (0 certificate bytes, 1 URL, 2 request; for a request, the byte
+# / 3 picks the tolerance), the clock (Unix seconds, i64 little-endian), then the input.
+PAYPAL_SENT = 1567075773  # 2019-08-29T10:49:33Z, when the vector was sent
+src_paypal_fetch = (ROOT.parent.parent / "src" / "paypal_fetch.rs").read_text()
+m = re.search(r'const SELF_SIGNED: &\[u8\] = b"(.*?)";', src_paypal_fetch, re.S)
+self_signed = codecs.decode(re.sub(r"\\\n\s*", "", m.group(1)), "unicode_escape").encode("latin-1")
+paypal_cert = (TESTDATA / "paypal_cert.pem").read_bytes()
+paypal_request = "".join(f"{k}: {v}\n" for k, v in paypal_headers).encode() + b"\n" + (TESTDATA / "paypal_body.json").read_bytes()
+at = lambda secs: struct.pack("<q", secs)
+write("paypal_fetch", "certificate", b"\x00" + at(PAYPAL_SENT) + paypal_cert)
+write("paypal_fetch", "certificate_chain", b"\x00" + at(PAYPAL_SENT) + paypal_cert + paypal_cert)
+write("paypal_fetch", "certificate_expired", b"\x00" + at(1621857601) + paypal_cert)
+# Self-signed in PayPal's name (2026-12-07 to 2126-11-13): trusted on names and dates alone.
+write("paypal_fetch", "self_signed", b"\x00" + at(1798761600) + self_signed)
+write("paypal_fetch", "url", b"\x01" + at(PAYPAL_SENT) + paypal_headers[3][1].encode())
+write("paypal_fetch", "url_spelling", b"\x01" + at(PAYPAL_SENT)
+      + b"hTTps://API.Sandbox.PayPal.com.:443/v1/notifications/certs/CERT-360caa42-fca2a594-1d93a270 ")
+write("paypal_fetch", "vector", b"\x02" + at(PAYPAL_SENT) + paypal_request)
+write("paypal_fetch", "vector_no_tolerance", b"\x05" + at(PAYPAL_SENT + 30 * 24 * 3600) + paypal_request)
