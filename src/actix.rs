@@ -13,8 +13,7 @@
 //!   you like: each gets the same bytes.
 //! - `SourceControls` (feature `source-controls`): allow-list and rate limit with a
 //!   failure budget in front of either, refusing before the body is read, like
-//!   [`AllowListLayer`](crate::layer::AllowListLayer) and
-//!   [`RateLimitLayer`](crate::layer::RateLimitLayer).
+//!   the Tower side's `layer::AllowListLayer` and `layer::RateLimitLayer`.
 //!
 //! This module is a thin shell: it converts actix's request head into
 //! [`http::request::Parts`], reads the body with the guard's limit (`413` for a declared
@@ -541,7 +540,7 @@ impl ResponseError for WebhookRejection {
 ///
 /// Without [`Verify`] in front, on a route whose [`Verified`] the application's own
 /// middleware put in the extensions, it reads the payload, within
-/// [`DEFAULT_BODY_LIMIT`](crate::guard::DEFAULT_BODY_LIMIT) and [`DEFAULT_READ_TIMEOUT`],
+/// [`DEFAULT_BODY_LIMIT`] and [`DEFAULT_READ_TIMEOUT`],
 /// shared with the handler's other [`VerifiedWebhook`] and [`VerifiedJson`] extractors.
 /// actix builds a handler's extractors in argument order, and each body extractor takes
 /// the payload when it is built, before any reads: in one handler with `web::Bytes`,

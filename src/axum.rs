@@ -63,7 +63,7 @@ impl IntoResponse for WebhookRejection {
 ///
 /// Without [`VerifyLayer`](crate::layer::VerifyLayer) in front, on a route whose
 /// [`Verified`] the application's own middleware put in the extensions, it reads the body,
-/// within [`DEFAULT_BODY_LIMIT`](crate::guard::DEFAULT_BODY_LIMIT) and
+/// within [`DEFAULT_BODY_LIMIT`] and
 /// [`DEFAULT_READ_TIMEOUT`]; on a route outside any verifying middleware it is
 /// [`WebhookRejection::NotVerified`] (a `500` problem).
 ///
