@@ -123,11 +123,7 @@ type ListenFn = dyn Fn(Arc<str>, Arc<Signal>) -> BoxFuture<'static, Result<(), L
 /// replicas sharing a schema compare lease ends by their own clocks: one whose clock runs
 /// ahead by *d* takes another's job *d* early. Keep the replicas' clocks in sync (NTP), and
 /// choose the worker's [`lease`](crate::worker::Worker::lease) longer than the slowest
-/// handler by more than the skew. A job never attempted (pushed, re-driven, or its first
-/// attempt given back) is due whatever the clock says: a replica whose clock lags the
-/// pusher's, or a clock stepped back, takes it at once (first, before the rows due by its
-/// clock) instead of holding it up until the clock catches up; retries wait for their
-/// time by the clock.
+/// handler by more than the skew.
 ///
 /// # Capacity
 ///
