@@ -320,12 +320,9 @@ impl Sql {
             listen: Arc::from(format!("LISTEN {}", quote_ident(&channel))),
             notify: "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')".to_owned(),
             channel,
-            // The third: whether a job never attempted waits with a time still ahead of the
-            // clock ($2): one pushed before the clock stepped back, due at once.
             due: format!(
                 "SELECT (SELECT min(next_attempt_at) FROM {t} WHERE status = 'ready' AND next_attempt_at > $1),
-                        (SELECT min(lease_until) FROM {t} WHERE status = 'leased' AND lease_until > $1),
-                        EXISTS (SELECT 1 FROM {t} WHERE status = 'ready' AND attempts = 0 AND next_attempt_at > $2)"
+                        (SELECT min(lease_until) FROM {t} WHERE status = 'leased' AND lease_until > $1)"
             ),
             migrate: format!(
                 "SELECT pg_advisory_xact_lock(hashtext('hookguard:{s}'));
@@ -379,9 +376,6 @@ impl Sql {
                     IF to_regclass('\"{s}\".inbox_done') IS NULL THEN
                         CREATE INDEX inbox_done ON {t} (finished_at) WHERE status = 'done';
                     END IF;
-                    IF to_regclass('\"{s}\".inbox_fresh') IS NULL THEN
-                        CREATE INDEX inbox_fresh ON {t} (next_attempt_at, seq) WHERE status = 'ready' AND attempts = 0;
-                    END IF;
                     IF (SELECT count(*) FROM \"{s}\".inbox_kept) < {SHARDS} THEN
                         INSERT INTO \"{s}\".inbox_kept (shard, n)
                             SELECT 0, count(*) FROM {t} WHERE status <> 'done' ON CONFLICT (shard) DO NOTHING;
@@ -403,34 +397,18 @@ impl Sql {
                  RETURNING seq"
             ),
             exists: format!("SELECT 1 FROM {t} WHERE key = $1"),
-            // Jobs never attempted are due whatever the clock says: `ahead` takes those whose
-            // time is still ahead of it (pushed before the clock stepped back; a range of
-            // `inbox_fresh` that is empty unless it did), first; `due` is the due rows by
-            // the clock, through `inbox_ready` and `inbox_leased` as before. Two ranges,
-            // not one `OR`, so that neither reads more than its `LIMIT`.
             pull: format!(
-                "WITH ahead AS (
-                    SELECT seq, next_attempt_at AS due, 0 AS part
-                    FROM {t}
-                    WHERE status = 'ready' AND attempts = 0 AND next_attempt_at > $1
-                    ORDER BY next_attempt_at, seq
-                    LIMIT $2
-                    FOR UPDATE SKIP LOCKED
-                 ), due AS (
-                    SELECT seq, CASE WHEN status = 'leased' THEN lease_until ELSE next_attempt_at END AS due, 1 AS part
+                "WITH picked AS (
+                    SELECT seq, CASE WHEN status = 'leased' THEN lease_until ELSE next_attempt_at END AS due
                     FROM {t}
                     WHERE (status = 'ready' AND next_attempt_at <= $1) OR (status = 'leased' AND lease_until <= $1)
                     ORDER BY due, seq
                     LIMIT $2
                     FOR UPDATE SKIP LOCKED
-                 ), picked AS (
-                    SELECT seq, due, part FROM (SELECT * FROM ahead UNION ALL SELECT * FROM due) AS both_parts
-                    ORDER BY part, due, seq
-                    LIMIT $2
                  )
                  UPDATE {t} i SET status = 'leased', attempts = i.attempts + 1, lease_until = $3, lease_token = $4
                  FROM picked WHERE i.seq = picked.seq
-                 RETURNING i.record::text, i.body, i.attempts, picked.due, i.seq, i.key, picked.part"
+                 RETURNING i.record::text, i.body, i.attempts, picked.due, i.seq, i.key"
             ),
             ack: format!(
                 "UPDATE {t} SET status = 'done', finished_at = $3, body = ''::bytea, lease_until = NULL, lease_token = NULL
@@ -1511,7 +1489,6 @@ impl PostgresInbox {
             let attempts: i32 = row.try_get(2).map_err(backend)?;
             let due: OffsetDateTime = row.try_get(3).map_err(backend)?;
             let seq: i64 = row.try_get(4).map_err(backend)?;
-            let part: i32 = row.try_get(6).map_err(backend)?;
             let webhook = match read_webhook(&record, body) {
                 Ok(webhook) => webhook,
                 Err(e) => {
@@ -1538,11 +1515,11 @@ impl PostgresInbox {
                 }
             };
             let job = Job::new(webhook, u32::try_from(attempts).unwrap_or(1), receipt(seq, token));
-            picked.push(((part, due, seq), job));
+            picked.push((due, seq, job));
         }
-        // `RETURNING` has no order: restore the order the rows were picked in.
-        picked.sort_by_key(|(order, _)| *order);
-        Ok(picked.into_iter().map(|(_, job)| job).collect())
+        // `RETURNING` has no order: restore the due order the rows were picked in.
+        picked.sort_by_key(|(due, seq, _)| (*due, *seq));
+        Ok(picked.into_iter().map(|(_, _, job)| job).collect())
     }
 
     /// About once every [`PURGE_EVERY`] (and at once again after a full batch), deletes one
@@ -1692,19 +1669,13 @@ impl PostgresInbox {
         }
     }
 
-    /// The earliest due time or lease end after `after`; now when a job never attempted
-    /// waits with a time ahead of the clock (pushed before it stepped back: due at once).
+    /// The earliest due time or lease end after `after`.
     async fn next_due(&self, after: OffsetDateTime) -> Result<Option<OffsetDateTime>, InboxError> {
-        let now = self.clock.now();
         self.on_connection(async |client| {
             let stmt = client.prepare_cached(&self.sql.due).await.map_err(backend)?;
-            let row = client.query_one(&stmt, &[&after, &now]).await.map_err(backend)?;
+            let row = client.query_one(&stmt, &[&after]).await.map_err(backend)?;
             let ready: Option<OffsetDateTime> = row.try_get(0).map_err(backend)?;
             let lease_end: Option<OffsetDateTime> = row.try_get(1).map_err(backend)?;
-            let fresh_ahead: bool = row.try_get(2).map_err(backend)?;
-            if fresh_ahead {
-                return Ok(Some(now));
-            }
             Ok(ready.into_iter().chain(lease_end).min())
         })
         .await
