@@ -121,6 +121,9 @@ impl<S: Send + Sync> FromRequest<S> for VerifiedWebhook {
                 );
                 return Err(WebhookRejection::TooLarge);
             }
+            Some(Err(e)) if crate::layer::body::over_a_time_limit(&*e) => {
+                return Err(WebhookRejection::Timeout);
+            }
             Some(Err(_)) => return Err(WebhookRejection::Body),
         };
         Ok(Self { verified, body })

@@ -505,9 +505,10 @@ pub enum Reserved {
 /// [`pending_lease`](GuardBuilder::pending_lease).
 ///
 /// It may be dropped on any thread: with an in-process store (the default) the cancel is
-/// done before the drop returns; a store that needs I/O (Redis) cancels on the Tokio
-/// runtime the reservation was taken on, in the background. Dropped after that runtime
-/// shut down, it cannot be cancelled: a warning says so, and it lasts its lease. When
+/// done before the drop returns; a store that needs I/O (Redis) cancels in the background,
+/// on the Tokio runtime of the thread that drops it, or, on a thread without one, on the
+/// runtime the reservation was taken on. Dropped after that runtime shut down, it cannot
+/// be cancelled: a warning says so, and it lasts its lease. When
 /// the store fails while reserving (`503`), a reservation it may have taken all the same
 /// is cancelled too, so that the sender's retry is not answered `409` for the whole lease.
 ///
@@ -659,9 +660,10 @@ impl Drop for Reservation {
 /// [`release`](Self::release) removes it at once.
 ///
 /// It may be dropped on any thread: with an in-process store (the default) the mark is
-/// removed before the drop returns; a store that needs I/O (Redis) removes it on the
-/// Tokio runtime the mark was taken on, in the background. Dropped after that runtime
-/// shut down, it cannot be removed: a warning says so, and it lasts its time to live.
+/// removed before the drop returns; a store that needs I/O (Redis) removes it in the
+/// background, on the Tokio runtime of the thread that drops it, or, on a thread without
+/// one, on the runtime the mark was taken on. Dropped after that runtime shut down, it
+/// cannot be removed: a warning says so, and it lasts its time to live.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {

@@ -231,13 +231,28 @@ async fn without_verify_layer_the_extractors_read_within_the_defaults() {
         .chain(futures_util::stream::pending());
     let req = http::Request::post("/raw").body(Body::from_stream(stalled)).unwrap();
     let start = tokio::time::Instant::now();
-    let res = app.oneshot(req).await.unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
     let waited = start.elapsed();
     assert_eq!(res.status(), 408);
     // The timer's resolution is a millisecond.
     assert!(waited >= DEFAULT_READ_TIMEOUT && waited < DEFAULT_READ_TIMEOUT * 2, "{waited:?}");
     let text = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
     assert!(String::from_utf8_lossy(&text).contains("body-timeout"));
+
+    // An outer layer's timeout that hookguard recognises (an `io::Error` of kind
+    // `TimedOut`) is a 408 too; another read error is a 400.
+    for (kind, status, code) in [
+        (std::io::ErrorKind::TimedOut, 408, "body-timeout"),
+        (std::io::ErrorKind::ConnectionReset, 400, "body-error"),
+    ] {
+        let failing =
+            futures_util::stream::iter([Err::<bytes::Bytes, _>(std::io::Error::new(kind, "outer"))]);
+        let req = http::Request::post("/raw").body(Body::from_stream(failing)).unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), status, "{kind:?}");
+        let text = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+        assert!(String::from_utf8_lossy(&text).contains(code), "{kind:?}");
+    }
 }
 
 /// `Debug` (a log line, a panic message) says where and how a body did not fit, and how

@@ -66,7 +66,7 @@ pub use verify::{Verify, VerifyFuture, VerifyLayer};
 /// may have replaced (a decompression, a middleware that rebuilds the body) or consumed.
 /// Crate-private: no one else can put it there (and a client cannot set extensions).
 #[derive(Clone)]
-#[cfg_attr(not(feature = "axum"), allow(dead_code))]
+#[cfg(feature = "axum")]
 pub(crate) struct VerifiedBytes(pub(crate) bytes::Bytes);
 
 /// The longest path a span records: a request's path is the sender's to choose (up to

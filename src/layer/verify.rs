@@ -384,6 +384,8 @@ where
                     parts.extensions.insert(verified);
                     // The verified bytes themselves, for axum's extractors (a layer in
                     // between may replace or consume the body): a clone shares the memory.
+                    // Nothing else reads them: without the feature, no insert.
+                    #[cfg(feature = "axum")]
                     parts.extensions.insert(super::VerifiedBytes(bytes.clone()));
                     if let Some(routed) = routed {
                         parts.uri = routed;
