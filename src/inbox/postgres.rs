@@ -2230,14 +2230,14 @@ mod tests {
         let Some(url) = test_url() else { return };
         let (stuck_schema, free_schema) = (unique("stuck"), unique("free"));
         let pool = pool_of_one(&url);
-        let stuck = PostgresInbox::from_pool(pool.clone())
-            .schema(&stuck_schema)
-            .operation_timeout(Duration::from_millis(300));
-        let free = PostgresInbox::from_pool(pool.clone())
-            .schema(&free_schema)
-            .operation_timeout(Duration::from_secs(2));
+        // Migrated with room (a loaded machine may take longer than the short timeout to
+        // make a schema), then given the short timeout the test is about.
+        let stuck = PostgresInbox::from_pool(pool.clone()).schema(&stuck_schema).operation_timeout(ROOMY);
+        let free = PostgresInbox::from_pool(pool.clone()).schema(&free_schema).operation_timeout(ROOMY);
         stuck.migrate().await.unwrap();
         free.migrate().await.unwrap();
+        let stuck = stuck.operation_timeout(Duration::from_millis(300));
+        let free = free.operation_timeout(Duration::from_secs(2));
         let table = format!("\"{stuck_schema}\".inbox");
         let lock = holding(&url, &format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")).await;
         let failed = bounded("the push to time out", stuck.push(hook("a", None))).await;
@@ -2256,9 +2256,13 @@ mod tests {
         })
         .await;
         drop(lock);
+        let stuck = stuck.operation_timeout(ROOMY);
         assert_eq!(bounded("a push", stuck.push(hook("a", None))).await.unwrap(), Pushed::Accepted);
         assert_eq!(pool.status().size, 1, "one connection");
     }
+
+    /// An operation timeout no loaded machine reaches, for what a test does not time.
+    const ROOMY: Duration = Duration::from_secs(10);
 
     /// A cancel that does not get through (a pooler that does not pass it on) leaves the
     /// abandoned call's connection holding its slot until its statement ends: the server's
@@ -2269,14 +2273,12 @@ mod tests {
         let Some(url) = test_url() else { return };
         let (stuck_schema, free_schema) = (unique("held"), unique("heldfree"));
         let pool = pool_of_one(&url);
-        let mut stuck = PostgresInbox::from_pool(pool.clone())
-            .schema(&stuck_schema)
-            .operation_timeout(Duration::from_millis(300));
-        let free = PostgresInbox::from_pool(pool.clone())
-            .schema(&free_schema)
-            .operation_timeout(Duration::from_millis(300));
+        let stuck = PostgresInbox::from_pool(pool.clone()).schema(&stuck_schema).operation_timeout(ROOMY);
+        let free = PostgresInbox::from_pool(pool.clone()).schema(&free_schema).operation_timeout(ROOMY);
         stuck.migrate().await.unwrap();
         free.migrate().await.unwrap();
+        let mut stuck = stuck.operation_timeout(Duration::from_millis(300));
+        let free = free.operation_timeout(Duration::from_millis(300));
         // A cancel request that a pooler accepts and never passes on.
         stuck.cancel = std::sync::Arc::new(|_token| Box::pin(async { Ok(()) }));
         let table = format!("\"{stuck_schema}\".inbox");
@@ -2290,6 +2292,7 @@ mod tests {
         }
         assert_eq!(lock_waiters(&admin, &table).await, 1, "one session waits on the lock");
         drop(lock);
+        let (stuck, free) = (stuck.operation_timeout(ROOMY), free.operation_timeout(ROOMY));
         assert_eq!(bounded("a push", stuck.push(hook("a", None))).await.unwrap(), Pushed::Accepted);
         assert_eq!(bounded("a depth", free.depth()).await.unwrap(), 0);
         assert_eq!(pool.status().size, 1, "the same connection, given back once it answered");
