@@ -45,6 +45,7 @@ use std::{
     future::{Future, Ready, ready},
     pin::Pin,
     rc::Rc,
+    time::Duration,
 };
 
 use actix_web::{
@@ -60,6 +61,7 @@ use http::request::Parts;
 use crate::{
     guard::{DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT, Guard, Head, Reserved, VerificationFailed},
     inbox::headers_in_one_buffer,
+    layer::body::Unread,
     problem::{Problem, known},
     verify::Verified,
 };
@@ -308,33 +310,30 @@ fn answer<B>(req: ServiceRequest, res: http::Response<Vec<u8>>) -> ServiceRespon
 /// Reads the whole payload, refusing more than the guard's limit (413, chunked bodies
 /// too) and a body that does not arrive within its read timeout (408).
 async fn read(guard: &Guard, payload: dev::Payload) -> Result<Bytes, Problem> {
-    match crate::layer::Within::new(guard.read_timeout(), collect(payload, guard.body_limit())).await {
-        None => Err(known::BODY_TIMEOUT),
-        Some(None) => Err(known::BODY_TOO_LARGE),
-        Some(Some(Err(_))) => Err(known::BODY_ERROR),
-        Some(Some(Ok(bytes))) => Ok(bytes),
-    }
+    read_within(payload, guard.body_limit(), guard.read_timeout()).await.map_err(Unread::problem)
 }
 
-/// The payload's bytes, `None` once they are more than `limit` or an outer limit refused
-/// them (actix's own `PayloadError::Overflow`, from a `PayloadConfig` or another
-/// middleware: too large, as the Tower side answers an outer `RequestBodyLimitLayer`'s):
-/// read by the same bounded collector as the Tower side's bodies (`http_body_util`'s
-/// `Limited`, then each chunk copied and let go at once). A body that comes in one chunk (the usual case for a
+/// The payload's bytes within `limit` and `timeout`, a failure judged as the Tower side
+/// judges a body's ([`Unread::of`]): an outer limit's refusal (actix's own
+/// `PayloadError::Overflow`, from a `PayloadConfig` or another middleware) is too large, as
+/// an outer `RequestBodyLimitLayer`'s is; a payload an outer layer timed out (an
+/// `io::Error` of kind `TimedOut` in a `PayloadError`) is a timeout.
+async fn read_within(payload: dev::Payload, limit: usize, timeout: Duration) -> Result<Bytes, Unread> {
+    Unread::outcome(crate::layer::Within::new(timeout, collect(payload, limit)).await)
+}
+
+/// The payload's bytes, an error once they are more than `limit`: read by the same
+/// bounded collector as the Tower side's bodies (`http_body_util`'s `Limited`, then each
+/// chunk copied and let go at once). A body that comes in one chunk (the usual case for a
 /// webhook, and always for a payload [`Verify`] put back) is that chunk itself, not a
 /// copy; more chunks are gathered in one buffer. (actix's `to_bytes_limited` copies every
 /// body into a buffer of 32 KiB, which a kept webhook would then hold while it waits.)
-async fn collect(payload: dev::Payload, limit: usize) -> Option<Result<Bytes, PayloadError>> {
-    let body = http_body_util::Limited::new(PayloadBody(BodyStream::new(payload)), limit);
-    match crate::layer::Gather::new(body).await {
-        Ok(bytes) => Some(Ok(bytes)),
-        Err(e) => match e.downcast::<PayloadError>() {
-            Ok(e) if matches!(*e, PayloadError::Overflow) => None,
-            Ok(e) => Some(Err(*e)),
-            // `Limited`'s own error: over the limit.
-            Err(_) => None,
-        },
-    }
+async fn collect(
+    payload: dev::Payload,
+    limit: usize,
+) -> Result<Bytes, Box<dyn std::error::Error + Send + Sync>> {
+    crate::layer::Gather::new(http_body_util::Limited::new(PayloadBody(BodyStream::new(payload)), limit))
+        .await
 }
 
 /// actix's payload as an [`http_body::Body`] of data frames.
@@ -609,14 +608,6 @@ struct ToRead {
     payload: dev::Payload,
 }
 
-/// Why a shared body could not be read.
-#[derive(Clone, Copy)]
-enum Unread {
-    Body,
-    TooLarge,
-    Timeout,
-}
-
 impl SharedBody {
     /// The bytes [`Verify`] verified, for the request's extensions.
     fn verified(bytes: Bytes) -> Rc<Self> {
@@ -646,28 +637,20 @@ impl SharedBody {
                 // Taken by a caller dropped before it finished: what it read is gone, so
                 // this is an error, not an empty body.
                 let Some(ToRead { payload }) = self.to_read.take() else {
-                    return Err(Unread::Body);
+                    return Err(Unread::Failed);
                 };
                 let limit = DEFAULT_BODY_LIMIT;
-                match crate::layer::Within::new(DEFAULT_READ_TIMEOUT, collect(payload, limit)).await {
-                    None => Err(Unread::Timeout),
-                    Some(None) => {
-                        tracing::warn!(
-                            limit,
-                            "webhook body over hookguard's default limit (no hookguard::actix::Verify read it)"
-                        );
-                        Err(Unread::TooLarge)
-                    }
-                    Some(Some(Err(_))) => Err(Unread::Body),
-                    Some(Some(Ok(bytes))) => Ok(bytes),
+                let read = read_within(payload, limit, DEFAULT_READ_TIMEOUT).await;
+                if read == Err(Unread::TooLarge) {
+                    tracing::warn!(
+                        limit,
+                        "webhook body over hookguard's default limit (no hookguard::actix::Verify read it)"
+                    );
                 }
+                read
             })
             .await;
-        read.clone().map_err(|unread| match unread {
-            Unread::Body => WebhookRejection::Body,
-            Unread::TooLarge => WebhookRejection::TooLarge,
-            Unread::Timeout => WebhookRejection::Timeout,
-        })
+        read.clone().map_err(WebhookRejection::from)
     }
 }
 
@@ -1108,25 +1091,25 @@ mod tests {
     #[test]
     fn a_body_in_one_chunk_is_that_chunk_not_a_copy() {
         let body = Bytes::from(vec![b'x'; 1024]);
-        let got = block_on(collect(chunked(vec![Ok(body.clone())]), 1024)).unwrap().unwrap();
+        let got = block_on(collect(chunked(vec![Ok(body.clone())]), 1024)).unwrap();
         assert_eq!(got, body);
         assert_eq!(got.as_ptr(), body.as_ptr(), "the same memory");
         // A payload `Verify` put back is one chunk too.
-        let got = block_on(collect(dev::Payload::from(body.clone()), usize::MAX)).unwrap().unwrap();
+        let got = block_on(collect(dev::Payload::from(body.clone()), usize::MAX)).unwrap();
         assert_eq!(got.as_ptr(), body.as_ptr());
-        assert!(block_on(collect(chunked(Vec::new()), 0)).unwrap().unwrap().is_empty());
+        assert!(block_on(collect(chunked(Vec::new()), 0)).unwrap().is_empty());
     }
 
     #[test]
     fn a_body_in_several_chunks_is_gathered_in_order_within_the_limit() {
         let parts = ["{\"a\":", "1,", "\"b\":2", "}"];
         let chunks = parts.iter().map(|p| Ok(Bytes::from_static(p.as_bytes()))).collect();
-        let got = block_on(collect(chunked(chunks), 13)).unwrap().unwrap();
+        let got = block_on(collect(chunked(chunks), 13)).unwrap();
         assert_eq!(got, "{\"a\":1,\"b\":2}");
         // One byte over the limit, whether in the first chunk or across several: refused.
         let over = |chunks: Vec<&'static str>, limit| {
             let chunks = chunks.into_iter().map(|c| Ok(Bytes::from_static(c.as_bytes()))).collect();
-            block_on(collect(chunked(chunks), limit)).is_none()
+            block_on(collect(chunked(chunks), limit)).is_err_and(|e| Unread::of(&*e) == Unread::TooLarge)
         };
         assert!(over(vec!["12345"], 4));
         assert!(over(vec!["12", "34", "5"], 4));
@@ -1181,14 +1164,14 @@ mod tests {
         assert_eq!(first.body.as_ptr(), body.as_ptr(), "the same memory");
         assert_eq!(second.body.as_ptr(), body.as_ptr(), "the same memory");
         assert_eq!(json.unwrap().0["amount"], 7);
-        let rest = block_on(collect(payload, usize::MAX)).unwrap().unwrap();
+        let rest = block_on(collect(payload, usize::MAX)).unwrap();
         assert_eq!(rest, body, "the payload is left for web::Bytes");
         // Not verified: an error, and the payload is not touched.
         let (bare, _) = actix_web::test::TestRequest::post().to_http_parts();
         let mut payload = dev::Payload::from(body.clone());
         let got = block_on(VerifiedWebhook::from_request(&bare, &mut payload));
         assert!(matches!(got, Err(WebhookRejection::NotVerified)), "{got:?}");
-        assert_eq!(block_on(collect(payload, usize::MAX)).unwrap().unwrap(), body);
+        assert_eq!(block_on(collect(payload, usize::MAX)).unwrap(), body);
     }
 
     /// Without `Verify`, a payload that stops coming is answered `408` once the default
@@ -1196,8 +1179,6 @@ mod tests {
     /// extractor of the handler.
     #[test]
     fn without_verify_a_body_that_stops_coming_is_a_408() {
-        use std::time::Duration;
-
         use futures_util::StreamExt as _;
         block_on(async {
             tokio::time::pause();
@@ -1231,7 +1212,32 @@ mod tests {
     #[test]
     fn a_payload_error_is_an_error_not_a_short_body() {
         let chunks = vec![Ok(Bytes::from_static(b"12")), Err(PayloadError::Incomplete(None))];
-        assert!(matches!(block_on(collect(chunked(chunks), 100)), Some(Err(PayloadError::Incomplete(_)))));
+        let e = block_on(collect(chunked(chunks), 100)).unwrap_err();
+        assert!(matches!(e.downcast_ref(), Some(PayloadError::Incomplete(_))), "{e:?}");
+        assert_eq!(Unread::of(&*e), Unread::Failed);
+    }
+
+    /// A payload an outer layer timed out (an `io::Error` of kind `TimedOut` in actix's
+    /// `PayloadError`) is answered `408`, by `Verify` and by the extractors, as the Tower
+    /// side answers a body timed out around it.
+    #[test]
+    fn an_outer_timeout_is_a_request_timeout() {
+        let timed_out = || {
+            let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "slow sender");
+            chunked(vec![Ok(Bytes::from_static(b"12")), Err(PayloadError::Io(io))])
+        };
+        let guard = Guard::builder("t", crate::providers::github::scheme("s").unwrap()).build();
+        assert_eq!(block_on(read(&guard, timed_out())).unwrap_err().code(), known::BODY_TIMEOUT.code());
+        let incomplete = std::io::Error::new(std::io::ErrorKind::TimedOut, "slow sender");
+        let cut = chunked(vec![Err(PayloadError::Incomplete(Some(incomplete)))]);
+        assert_eq!(block_on(read(&guard, cut)).unwrap_err().code(), known::BODY_TIMEOUT.code());
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        let reset = chunked(vec![Err(PayloadError::Io(reset))]);
+        assert_eq!(block_on(read(&guard, reset)).unwrap_err().code(), known::BODY_ERROR.code());
+        let (req, _) = actix_web::test::TestRequest::post().to_http_parts();
+        req.extensions_mut().insert(Verified::new("t", None, None, None, [0; 32], 0));
+        let got = block_on(VerifiedWebhook::from_request(&req, &mut timed_out()));
+        assert!(matches!(got, Err(WebhookRejection::Timeout)), "{got:?}");
     }
 
     /// An outer limit's refusal (actix's own `Overflow`) is `413`, as the Tower side

@@ -111,21 +111,16 @@ impl<S: Send + Sync> FromRequest<S> for VerifiedWebhook {
         let limit = DEFAULT_BODY_LIMIT;
         // Gathered as the verify layer gathers bodies: tiny frames are not all kept.
         let read = crate::layer::body::Gather::new(http_body_util::Limited::new(req.into_body(), limit));
-        let body = match crate::layer::body::Within::new(DEFAULT_READ_TIMEOUT, read).await {
-            None => return Err(WebhookRejection::Timeout),
-            Some(Ok(body)) => body,
-            Some(Err(e)) if crate::layer::body::over_a_limit(&*e) => {
+        let read = crate::layer::body::Within::new(DEFAULT_READ_TIMEOUT, read).await;
+        let body = crate::layer::body::Unread::outcome(read).map_err(|unread| {
+            if unread == crate::layer::body::Unread::TooLarge {
                 tracing::warn!(
                     limit,
                     "webhook body over hookguard's default limit (no hookguard VerifyLayer read it)"
                 );
-                return Err(WebhookRejection::TooLarge);
             }
-            Some(Err(e)) if crate::layer::body::over_a_time_limit(&*e) => {
-                return Err(WebhookRejection::Timeout);
-            }
-            Some(Err(_)) => return Err(WebhookRejection::Body),
-        };
+            WebhookRejection::from(unread)
+        })?;
         Ok(Self { verified, body })
     }
 }

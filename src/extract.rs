@@ -90,6 +90,16 @@ impl WebhookRejection {
     }
 }
 
+impl From<crate::layer::body::Unread> for WebhookRejection {
+    fn from(unread: crate::layer::body::Unread) -> Self {
+        match unread {
+            crate::layer::body::Unread::TooLarge => Self::TooLarge,
+            crate::layer::body::Unread::Timeout => Self::Timeout,
+            crate::layer::body::Unread::Failed => Self::Body,
+        }
+    }
+}
+
 impl fmt::Debug for WebhookRejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

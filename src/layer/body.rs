@@ -170,53 +170,74 @@ where
     type Output = Result<Bytes, Problem>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Poll::Ready(match ready!(self.project().read.poll(cx)) {
-            None => Err(known::BODY_TIMEOUT),
+        Poll::Ready(Unread::outcome(ready!(self.project().read.poll(cx))).map_err(Unread::problem))
+    }
+}
+
+/// Why a body was not read whole: the one mapping of read failures to answers that the
+/// verify layers, actix's `Verify` and both frameworks' extractors (reading a body
+/// themselves) share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Unread {
+    /// Over a limit (`413`): this guard's own, or an outer one's refusal: tower-http's
+    /// `RequestBodyLimitLayer` around a router (whose error axum wraps), actix's
+    /// `PayloadError::Overflow` (a `PayloadConfig`, another middleware).
+    TooLarge,
+    /// Not in time (`408`): the read's own time limit, or an outer layer's timeout that
+    /// hookguard can recognise: an `io::Error` of kind `TimedOut` (also inside actix's
+    /// `PayloadError`), or Tokio's `Elapsed` (a body wrapped in `tokio::time::timeout`).
+    /// Other layers' own error types (tower-http's `RequestBodyTimeoutLayer`, say) are not
+    /// known here and answer `400`: the guard's own
+    /// [`read_timeout`](crate::guard::GuardBuilder::read_timeout) answers `408`.
+    Timeout,
+    /// Any other failure of the body: a connection reset, a malformed chunk (`400`).
+    Failed,
+}
+
+impl Unread {
+    /// The outcome of a limited body's read under [`Within`] (`None`: its time ran out).
+    pub(crate) fn outcome(
+        read: Option<Result<Bytes, Box<dyn std::error::Error + Send + Sync>>>,
+    ) -> Result<Bytes, Self> {
+        match read {
+            None => Err(Self::Timeout),
             Some(Ok(bytes)) => Ok(bytes),
-            Some(Err(e)) if over_a_limit(&*e) => Err(known::BODY_TOO_LARGE),
-            Some(Err(e)) if over_a_time_limit(&*e) => Err(known::BODY_TIMEOUT),
-            Some(Err(_)) => Err(known::BODY_ERROR),
-        })
-    }
-}
-
-/// Whether `e` is, or was caused by, a body limit's refusal: this guard's own, or an outer
-/// one's (tower-http's `RequestBodyLimitLayer` around a router, whose error axum wraps).
-pub(crate) fn over_a_limit(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(e);
-    // A chain of causes is short; the bound only guards against a cycle.
-    for _ in 0..16 {
-        match cause {
-            Some(e) if e.is::<http_body_util::LengthLimitError>() => return true,
-            Some(e) => cause = e.source(),
-            None => return false,
+            Some(Err(e)) => Err(Self::of(&*e)),
         }
     }
-    false
-}
 
-/// Whether `e` is, or was caused by, an outer layer's read timeout that hookguard can
-/// recognise: an `io::Error` of kind `TimedOut`, or Tokio's `Elapsed` (a body wrapped in
-/// `tokio::time::timeout`). Other layers' own error types (tower-http's
-/// `RequestBodyTimeoutLayer`, say) are not known here and answer `400 body-error`: the
-/// guard's own [`read_timeout`](crate::guard::GuardBuilder::read_timeout) answers `408`.
-pub(crate) fn over_a_time_limit(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(e);
-    // A chain of causes is short; the bound only guards against a cycle.
-    for _ in 0..16 {
-        match cause {
-            Some(e) if e.is::<tokio::time::error::Elapsed>() => return true,
-            Some(e)
-                if e.downcast_ref::<std::io::Error>()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut) =>
-            {
-                return true;
+    /// What a body's error `e` is, judged by `e` and the chain of its causes.
+    pub(crate) fn of(e: &(dyn std::error::Error + 'static)) -> Self {
+        let mut cause = Some(e);
+        // A chain of causes is short; the bound only guards against a cycle.
+        for _ in 0..16 {
+            let Some(e) = cause else { break };
+            if e.is::<http_body_util::LengthLimitError>() {
+                return Self::TooLarge;
             }
-            Some(e) => cause = e.source(),
-            None => return false,
+            #[cfg(feature = "actix")]
+            if matches!(e.downcast_ref(), Some(actix_web::error::PayloadError::Overflow)) {
+                return Self::TooLarge;
+            }
+            if e.is::<tokio::time::error::Elapsed>()
+                || e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+            {
+                return Self::Timeout;
+            }
+            cause = e.source();
+        }
+        Self::Failed
+    }
+
+    /// The problem this failure is answered with.
+    pub(crate) fn problem(self) -> Problem {
+        match self {
+            Self::TooLarge => known::BODY_TOO_LARGE,
+            Self::Timeout => known::BODY_TIMEOUT,
+            Self::Failed => known::BODY_ERROR,
         }
     }
-    false
 }
 
 #[cfg(test)]
