@@ -556,7 +556,8 @@ enum Settle {
     /// answered: confirm (the delivery was handled; cancelling would let the sender's
     /// retry handle it again).
     Confirm,
-    /// Settled, or never this request's (another request's mark was found).
+    /// Settled, or never this request's (another request's mark was found, or none was
+    /// taken: a delivery without a replay key).
     Done,
 }
 
@@ -597,6 +598,9 @@ impl Reservation {
     /// # }
     /// ```
     pub async fn confirm(mut self) {
+        if self.settle == Settle::Done {
+            return; // nothing held: a delivery without a replay key
+        }
         // Until the store answered, a drop (the response future abandoned) confirms in
         // the background.
         self.settle = Settle::Confirm;
@@ -623,6 +627,9 @@ impl Reservation {
     /// # }
     /// ```
     pub async fn cancel(mut self) {
+        if self.settle == Settle::Done {
+            return; // nothing held: a delivery without a replay key
+        }
         // A drop before the store answered cancels in the background.
         self.guard.cancel(&self.key, self.token).await;
         self.settle = Settle::Done;
@@ -1117,7 +1124,8 @@ impl Guard {
         let key = passed.labels.key();
         let mut mark =
             ReplayMark { guard: self.clone(), key: key.to_owned(), held: Held::Nothing, waited_on: None };
-        let Some(replay) = &self.inner.replay else {
+        // A delivery without a replay key is new whatever came before: no mark.
+        let Some(replay) = self.inner.replay.as_ref().filter(|_| verified.has_replay_key()) else {
             return Checked::New { verified, mark };
         };
         // A shared store's answer may never come back (this future dropped while it is on
@@ -1220,7 +1228,7 @@ impl Guard {
     /// its body) behind the inner service's capacity. `None` when the store says no or
     /// cannot tell (its reservation decides then).
     pub(crate) async fn confirmed_copy(&self, to_reserve: &ToReserve) -> Option<Response<Vec<u8>>> {
-        let replay = self.inner.replay.as_ref()?;
+        let replay = self.inner.replay.as_ref().filter(|_| to_reserve.verified.has_replay_key())?;
         match replay.is_confirmed(to_reserve.key.as_bytes()).await {
             Ok(true) => {
                 self.duplicate(to_reserve.verified.id());
@@ -1239,7 +1247,10 @@ impl Guard {
         // cancels nothing) rather than left pending for the whole lease.
         let mut reservation =
             Reservation { guard: self.clone(), key, token, ttl, settle: Settle::Cancel, waited_on: None };
-        if let Some(replay) = &i.replay {
+        // A delivery without a replay key is new whatever came before: no mark.
+        if !verified.has_replay_key() {
+            reservation.settle = Settle::Done;
+        } else if let Some(replay) = &i.replay {
             let reserve = replay.reserve(reservation.key.as_bytes(), token, i.pending_lease);
             let reserved = noting_runtime(reserve, &mut reservation.waited_on).await;
             if !matches!(reserved, Ok(Mark::New)) {
@@ -2588,6 +2599,58 @@ mod tests {
         clock.advance(Duration::from_millis(1_001));
         assert!(matches!(guard.reserve(&parts, &body).await, Reserved::Fresh { .. }), "the lease ran out");
         drop(reservation);
+    }
+
+    /// Dropbox sends a second change to an account as the same bytes as the first
+    /// notice: each is new, in terminal mode (two jobs, two keys) and in middleware mode
+    /// (no replay mark taken: `Checked::New` and `Reserved::Fresh` every time).
+    #[tokio::test]
+    async fn deliveries_without_a_replay_key_are_each_new() {
+        use crate::{
+            inbox::{Inbox as _, MemoryInbox},
+            providers::dropbox,
+            verify::{Outgoing, Sign as _},
+        };
+        let scheme = dropbox::scheme("app-secret").unwrap();
+        let notice = Bytes::from_static(br#"{"list_folder":{"accounts":["dbid:AAH4f99T0taONIb"]}}"#);
+        let mut req = http::Request::post("/hooks/dropbox");
+        for (name, value) in scheme.sign(&Outgoing::new(&notice)).unwrap() {
+            req = req.header(name, value);
+        }
+        let (parts, ()) = req.body(()).unwrap().into_parts();
+
+        let inbox = MemoryInbox::new();
+        let guard = Guard::builder("dropbox", scheme.clone()).inbox(inbox.clone()).build();
+        for _ in 0..2 {
+            assert_eq!(guard.accept(&parts, notice.clone()).await.status(), StatusCode::ACCEPTED);
+        }
+        let jobs = inbox.pull(10, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(jobs.len(), 2, "both notices kept");
+        assert_ne!(jobs[0].webhook().key(), jobs[1].webhook().key());
+        assert!(jobs.iter().all(|job| job.webhook().key().starts_with("dropbox:")));
+
+        let store = MemoryReplayStore::new();
+        let guard = Guard::builder("dropbox", scheme).replay_store(store.clone()).build();
+        for _ in 0..2 {
+            let Checked::New { mark, .. } = guard.check(&parts, &notice).await else { panic!("not new") };
+            mark.keep();
+            let Reserved::Fresh { reservation, .. } = guard.reserve(&parts, &notice).await else {
+                panic!("not fresh")
+            };
+            reservation.finish(StatusCode::OK).await;
+        }
+        assert_eq!(store.len(), 0, "no marks taken");
+        // A delivery with a replay key is still refused the second time.
+        let github = github::scheme("s3cr3t").unwrap();
+        let guard = Guard::builder("github", github.clone()).replay_store(store.clone()).build();
+        let mut req = http::Request::post("/hooks/github");
+        for (name, value) in github.sign(&Outgoing::new(&notice)).unwrap() {
+            req = req.header(name, value);
+        }
+        let (parts, ()) = req.body(()).unwrap().into_parts();
+        let Checked::New { mark, .. } = guard.check(&parts, &notice).await else { panic!("not new") };
+        mark.keep();
+        assert!(matches!(guard.check(&parts, &notice).await, Checked::Duplicate(_)));
     }
 
     /// What anyone can send (an unsigned request, a guessed handshake token) is counted,

@@ -139,18 +139,26 @@ struct Range(u32, u32);
 impl Labels {
     /// The labels of `verified` at `endpoint` (its [`key_prefix`]): keyed
     /// `"{endpoint}:{id}"`, or by the hex fingerprint of the signature when there is no id
-    /// or the signature does not cover it ([`Verified::id_is_signed`]).
+    /// or the signature does not cover it ([`Verified::id_is_signed`]); a delivery without
+    /// a replay key ([`Verified::has_replay_key`]) by its fingerprint and a random suffix,
+    /// `"{endpoint}:{fingerprint}.{16 hex digits}"`: a key of its own, which no other
+    /// delivery has.
     /// `event`: the event type, when the labels should hold it (the guard leaves one that
     /// is still in the body there: its kept webhook reads it when asked).
     pub(crate) fn of(endpoint: &str, verified: &Verified<'_>, event: Option<&str>) -> Self {
         let id = verified.id();
-        let keyed = id.filter(|_| verified.id_is_signed());
+        let keyed = id.filter(|_| verified.id_is_signed() && verified.has_replay_key());
         Self::build(|text| {
             text.push_str(endpoint);
             text.push(':');
             match keyed {
                 Some(id) => text.push_str(id),
-                None => text.push_str(&const_hex::encode(verified.dedup_key())),
+                None if verified.has_replay_key() => text.push_str(&const_hex::encode(verified.dedup_key())),
+                None => {
+                    use std::fmt::Write as _;
+                    text.push_str(&const_hex::encode(verified.fingerprint()));
+                    let _ = write!(text, ".{:016x}", fastrand::u64(..));
+                }
             }
             let in_key = keyed.map(|id| span(text.len() - id.len(), text.len()));
             (in_key.ok_or(id), verified.provider(), event)

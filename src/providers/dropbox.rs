@@ -1,6 +1,13 @@
 //! Dropbox: `X-Dropbox-Signature: <hex>`, HMAC-SHA256 over the body keyed with the app
-//! secret. No timestamp (replay marks need a configured time to live), no delivery id
-//! (the replay key is the MAC's fingerprint).
+//! secret. No timestamp, no delivery id, and no replay key: a notice names only the
+//! accounts that changed (`{"list_folder":{"accounts":[…]},"delta":{"users":[…]}}`), so
+//! every later change to the same account is sent as the very same bytes. Keyed by the
+//! MAC, the second notice would be answered `200 duplicate` and dropped, and the app would
+//! not sync again until the key was forgotten (days). So every verified notice is new
+//! ([`HmacSchemeBuilder::no_replay_key`](crate::verify::HmacSchemeBuilder::no_replay_key)):
+//! no replay mark, its own inbox key. A copy (Dropbox's own retry, or a replay) is handled
+//! again: a notice only says "come and look", and the app's `list_folder/continue` with
+//! its cursor finds nothing new.
 //!
 //! Dropbox checks an endpoint with a `GET ?challenge=…` that must be echoed back as a
 //! `text/plain` body with `X-Content-Type-Options: nosniff`: [`challenge`] answers it
@@ -56,6 +63,8 @@ pub const HEADER: HeaderName = HeaderName::from_static("x-dropbox-signature");
 /// let req = req.body(body.to_vec())?;
 /// let view = WebhookRequest::from_request(&req);
 /// assert!(scheme.verify(&view, now).is_ok());
+/// // Notices repeat byte for byte: none is taken for a copy of another.
+/// assert!(!scheme.verify(&view, now)?.has_replay_key());
 /// let other = dropbox::scheme("other")?;
 /// assert_eq!(other.verify(&view, now).unwrap_err().reason(), Reason::SignatureMismatch);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -63,6 +72,7 @@ pub const HEADER: HeaderName = HeaderName::from_static("x-dropbox-signature");
 pub fn scheme(app_secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
     HmacScheme::builder("dropbox", Algorithm::Sha256)
         .signature(Field::Header(HEADER), SignatureFormat::Plain { prefix: "" }, Encoding::Hex)
+        .no_replay_key()
         .secret(app_secret)
         .build()
 }

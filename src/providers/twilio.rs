@@ -17,6 +17,14 @@
 //! identical redelivery is recognised). Several auth tokens may be configured (primary
 //! and secondary, during a rotation).
 //!
+//! Voice and messaging requests that expect TwiML in the answer are request/response:
+//! run them in middleware mode, and mind that two genuine requests can be byte for byte
+//! the same (a caller who presses the same digit twice at the same `<Gather>` action):
+//! with a replay store, the second would be answered `200 duplicate`, not TwiML, and the
+//! caller would hear an application error. For such endpoints build the guard with
+//! [`no_replay_store`](crate::guard::GuardBuilder::no_replay_store); keep the replay store
+//! for status callbacks, whose copies are redeliveries.
+//!
 //! The URL comes from [`WebhookRequest::url`]: behind a proxy, give the public URL with
 //! [`WebhookRequest::with_url`]. Verification allocates (the URL variants and the sorted
 //! parameter list); at most [`MAX_PARAMS`] parameters are considered.

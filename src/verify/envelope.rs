@@ -27,6 +27,8 @@ pub(crate) struct Envelope {
     pub(crate) id: Option<Field>,
     pub(crate) event: Option<Field>,
     pub(crate) url: Option<Cow<'static, str>>,
+    /// Whether a copy can be told from a new delivery ([`Verified::has_replay_key`]).
+    pub(crate) replay_key: bool,
 }
 
 /// The values read from one request before its signature is checked.
@@ -115,6 +117,7 @@ impl Envelope {
             id: None,
             event: None,
             url: None,
+            replay_key: true,
         }
     }
 
@@ -327,7 +330,8 @@ impl Envelope {
         } else {
             fingerprint
         };
-        Verified::assemble(provider, id, timestamp, event, fingerprint, key_index, signed)
+        let verified = Verified::assemble(provider, id, timestamp, event, fingerprint, key_index, signed);
+        if self.replay_key { verified } else { verified.without_replay_key() }
     }
 
     /// Whether the signature covers a timestamp piece and the body, so that a retry of
@@ -579,6 +583,7 @@ mod tests {
             id: Some(Field::Header(HeaderName::from_static("webhook-id"))),
             event: None,
             url: None,
+            replay_key: true,
         }
     }
 

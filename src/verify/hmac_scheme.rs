@@ -129,6 +129,7 @@ impl fmt::Debug for HmacScheme {
             .field("id", &self.envelope.id)
             .field("event", &self.envelope.event)
             .field("url", &self.envelope.url)
+            .field("replay_key", &self.envelope.replay_key)
             .finish()
     }
 }
@@ -676,6 +677,35 @@ impl HmacSchemeBuilder {
     /// ```
     pub fn id(mut self, field: Field) -> Self {
         self.scheme.envelope.id = Some(field);
+        self
+    }
+
+    /// Says that the provider sends the same bytes again for new events, with nothing
+    /// (no id, no timestamp) that tells a copy from a new delivery: every verified
+    /// delivery is then new ([`Verified::has_replay_key`] is `false`): no replay mark,
+    /// its own key in the inbox. Dropbox's preset does this: its notices name only the
+    /// accounts that changed, so a second change to one account is byte for byte the
+    /// first notice, which a replay key would answer `200 duplicate` and drop. A replayed
+    /// copy is handled again as well: only for deliveries that are harmless to repeat.
+    ///
+    /// ```
+    /// use hookguard::verify::{Algorithm, Encoding, Field, HmacScheme, Outgoing, Scheme, Sign, SignatureFormat, WebhookRequest};
+    /// let scheme = HmacScheme::builder("acme", Algorithm::Sha256)
+    ///     .signature(Field::header("x-acme-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Hex)
+    ///     .no_replay_key()
+    ///     .secret("s3cr3t")
+    ///     .build()
+    ///     .unwrap();
+    /// let mut req = http::Request::post("/hooks");
+    /// for (name, value) in scheme.sign(&Outgoing::new(b"{}")).unwrap() {
+    ///     req = req.header(name, value);
+    /// }
+    /// let req = req.body(b"{}".to_vec()).unwrap();
+    /// let verified = scheme.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::now_utc()).unwrap();
+    /// assert!(!verified.has_replay_key());
+    /// ```
+    pub fn no_replay_key(mut self) -> Self {
+        self.scheme.envelope.replay_key = false;
         self
     }
 

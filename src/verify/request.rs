@@ -355,6 +355,8 @@ pub struct Verified<'a> {
     key_index: usize,
     /// Headers that carried a secret (a shared token) rather than a signature.
     secret_headers: Cow<'a, [HeaderName]>,
+    /// Whether a copy of this delivery can be told from a new one ([`Self::has_replay_key`]).
+    replay_key: bool,
 }
 
 /// The event type: known when the request verified, or a member of the JSON body read
@@ -383,6 +385,7 @@ impl fmt::Debug for Verified<'_> {
             .field("fingerprint", &self.fingerprint)
             .field("key_index", &self.key_index)
             .field("secret_headers", &self.secret_headers)
+            .field("replay_key", &self.replay_key)
             .finish()
     }
 }
@@ -398,6 +401,7 @@ impl PartialEq for Verified<'_> {
             && self.fingerprint == other.fingerprint
             && self.key_index == other.key_index
             && self.secret_headers == other.secret_headers
+            && self.replay_key == other.replay_key
     }
 }
 
@@ -436,6 +440,7 @@ impl<'a> Verified<'a> {
             fingerprint,
             key_index,
             secret_headers: Cow::Borrowed(&[]),
+            replay_key: true,
         }
     }
 
@@ -656,6 +661,40 @@ impl<'a> Verified<'a> {
         }
     }
 
+    /// Whether a copy of this delivery can be told from a new one: `true` unless the
+    /// scheme says its provider sends the same bytes again for new events and nothing
+    /// (no id, no timestamp) tells them apart ([`without_replay_key`](Self::without_replay_key):
+    /// Dropbox's change notices). Without one, the guard takes every such delivery as new:
+    /// no replay mark, and its own key in the inbox (the fingerprint and a random
+    /// suffix), so that a second notice is not answered `200 duplicate` and lost.
+    ///
+    /// ```
+    /// # use hookguard::verify::Verified;
+    /// assert!(Verified::new("acme", None, None, None, [7; 32], 0).has_replay_key());
+    /// ```
+    #[must_use]
+    pub const fn has_replay_key(&self) -> bool {
+        self.replay_key
+    }
+
+    /// Says that this delivery has no replay key (for custom [`Scheme`](super::Scheme)s;
+    /// [`HmacSchemeBuilder::no_replay_key`](super::HmacSchemeBuilder::no_replay_key) for
+    /// described ones): its provider sends identical bytes for distinct events, so a
+    /// copy cannot be told from a new delivery, and every one is handled. A replayed
+    /// copy is handled again too: only for a provider whose deliveries are harmless to
+    /// repeat (a "something changed, come and look" hint).
+    ///
+    /// ```
+    /// # use hookguard::verify::Verified;
+    /// let v = Verified::new("dropbox", None, None, None, [7; 32], 0).without_replay_key();
+    /// assert!(!v.has_replay_key());
+    /// ```
+    #[must_use]
+    pub const fn without_replay_key(mut self) -> Self {
+        self.replay_key = false;
+        self
+    }
+
     /// Detaches the value from the request and the scheme.
     ///
     /// ```
@@ -676,6 +715,7 @@ impl<'a> Verified<'a> {
             fingerprint: self.fingerprint,
             key_index: self.key_index,
             secret_headers: Cow::Owned(self.secret_headers.into_owned()),
+            replay_key: self.replay_key,
         }
     }
 
@@ -732,6 +772,7 @@ impl<'a> Verified<'a> {
             fingerprint,
             key_index,
             secret_headers: Cow::Borrowed(&[]),
+            replay_key: true,
         }
     }
 }
