@@ -993,6 +993,19 @@ impl Drop for Adopting<'_> {
     }
 }
 
+/// Forgets a tenant when dropped: after a handshake's store, even one cancelled
+/// (its request went away) before the store answered.
+struct Forget<'a> {
+    source: &'a TenantSchemes,
+    tenant: &'a str,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.source.forget(self.tenant);
+    }
+}
+
 impl SchemeSource for TenantSchemes {
     fn scheme<'a>(&'a self, parts: &'a Parts) -> BoxFuture<'a, Result<Arc<dyn Scheme>, SourceError>> {
         Box::pin(async move {
@@ -1042,10 +1055,13 @@ impl SchemeSource for TenantSchemes {
                     return Err(refused);
                 }
             }
+            // Stored, or maybe (the store failed half way, or its answer never came back:
+            // this handshake was cancelled while the store ran), or by another replica:
+            // what is cached, or being loaded, may be stale. Forgotten when the store ends
+            // or when this future is dropped during it.
+            let forget = Forget { source: self, tenant: &tenant };
             let stored = store(tenant.clone(), secret).await;
-            // Stored, or maybe (the store failed half way), or by another replica: what
-            // is cached, or being loaded, may be stale.
-            self.forget(&tenant);
+            drop(forget);
             match stored {
                 Ok(()) => Ok(()),
                 Err(e) if AlreadyStored::found_in(&*e) => Err(SourceError::Refused),
@@ -1523,6 +1539,47 @@ mod tests {
         assert!(source.flights().is_empty());
         assert!(accepts(&*source.scheme(&parts("t")).await.unwrap(), "s"));
         assert_eq!(db.loads(), 2, "and cached what it loaded");
+    }
+
+    /// A handshake cancelled (its client went away) after its store wrote the secret,
+    /// while it waits for the store's answer, still drops the tenant from the cache:
+    /// the next delivery's lookup loads the secret instead of answering the "awaiting
+    /// its handshake" cached before as unknown.
+    #[tokio::test]
+    async fn a_handshake_cancelled_after_its_store_wrote_still_drops_the_cached_tenant() {
+        let (db, clock) = (Arc::new(Db::default()), ManualClock::at_unix(1_700_000_000));
+        let (written_tx, written) = oneshot::channel::<()>();
+        let (release, gate) = oneshot::channel::<()>();
+        let signals = Mutex::new(Some((written_tx, gate)));
+        let store_db = Arc::clone(&db);
+        let source = db_source_with(&db, &clock, move |source| {
+            source.store(move |tenant: String, secret: Secret| {
+                // The database commits; its answer is slow to come back.
+                store_db.secrets.lock().unwrap().insert(tenant, vec![secret]);
+                let signals = signals.lock().unwrap().take();
+                async move {
+                    if let Some((written, gate)) = signals {
+                        let _ = written.send(());
+                        let _ = gate.await;
+                    }
+                    Ok::<_, std::io::Error>(())
+                }
+            })
+        });
+        db.set("t", &[]);
+        assert!(matches!(source.scheme(&parts("t")).await, Err(SourceError::Unknown)));
+        assert!(matches!(source.scheme(&parts("t")).await, Err(SourceError::Unknown)));
+        assert_eq!(db.loads(), 1, "cached as awaiting its handshake");
+        let handshake = tokio::spawn({
+            let source = Arc::clone(&source);
+            async move { source.adopt_secret(&parts("t"), secret("handed-over")).await }
+        });
+        written.await.unwrap();
+        handshake.abort();
+        assert!(handshake.await.unwrap_err().is_cancelled());
+        let scheme = source.scheme(&parts("t")).await.expect("the stored secret, not the cached unknown");
+        assert!(accepts(&*scheme, "handed-over"));
+        drop(release);
     }
 
     /// Entries put in before the clock went back (an NTP step) count as expired: known
