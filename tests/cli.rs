@@ -1347,6 +1347,34 @@ fn send_refuses_a_zero_timeout() {
     assert!(text(&zero.stderr).contains("--timeout"), "{}", text(&zero.stderr));
 }
 
+/// `send --url` that is not an http or https URL with a host (`localhost:8080/…`, read as
+/// the scheme `localhost`) is a usage error at once, in one line (exit 2): each attempt
+/// failed in turn, and the command with exit status 1. The URL is not repeated.
+#[test]
+fn send_refuses_a_url_it_cannot_send_to() {
+    for url in [
+        "localhost:8080/hooks/github",
+        "127.0.0.1:8080/hooks/github",
+        "/hooks/github",
+        "ftp://t0ken@example.com/hooks",
+        "http://",
+        "file:///etc/t0ken",
+    ] {
+        let out = hookguard(&["send", "-p", "github", "-s", "s", "--url", url, "--repeat", "3"], b"{}");
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{url}: {stderr}");
+        assert!(
+            stderr.starts_with("hookguard: --url must be an http:// or https:// URL with a host"),
+            "{url}: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{url}: {stderr}");
+        assert_eq!(text(&out.stdout), "", "{url}: nothing sent");
+        assert!(!stderr.contains("t0ken"), "{url}: {stderr}");
+    }
+    let out = hookguard(&["send", "-p", "github", "-s", "s", "--url", "localhost:8080/x"], b"{}");
+    assert!(text(&out.stderr).contains("(the scheme is missing)"), "{}", text(&out.stderr));
+}
+
 /// The `cli` feature alone builds the public-key presets the README presents, and
 /// `--provider`'s help lists every name (the top-level help says it does).
 #[test]

@@ -20,7 +20,8 @@ const EXAMPLE: &str = "\
 Prints the response status line and body (at most 64 KiB of it; a redirect is printed, not
 followed). With --repeat, a progress line on stderr and a summary of the statuses. Exit
 status 0 when every response was 2xx, 1 otherwise (or when stdout could not be written), 2
-a usage error.
+a usage error (a --url that is not http:// or https:// with a host among them, before
+anything is sent).
 
 --repeat N sends the same body N times, one after the other, each signed anew with a fresh
 id (unless --id) and the time of sending (unless --timestamp). The receiver counts them as
@@ -45,7 +46,8 @@ Example:
 pub(crate) struct Args {
     #[command(flatten)]
     pub(crate) scheme: SchemeArgs,
-    /// Where to send it (also the URL signed, for providers that sign it)
+    /// Where to send it: an http:// or https:// URL with a host, checked first (also the URL
+    /// signed, for providers that sign it)
     #[arg(long, value_name = "URL")]
     url: String,
     /// The URL to sign when it differs from --url (Square's and Trello's registered URL
@@ -93,6 +95,7 @@ impl std::fmt::Debug for Args {
 }
 
 pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
+    check_url(&args.url)?;
     let signed_url = args.signed_url.clone().unwrap_or_else(|| args.url.clone());
     let options = args.scheme.options(Some(&signed_url), None)?;
     let scheme = common::build_scheme(&args.scheme.provider, &args.scheme.secret, &options)?;
@@ -159,6 +162,22 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
         }
         Ok::<_, Failure>(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
     })
+}
+
+/// `--url` checked before anything is read or sent: an http or https URL with a host. One
+/// without a scheme (`localhost:8080/hooks/github` reads as the scheme `localhost`) failed
+/// each attempt in turn, then the command with exit status 1. The URL is not repeated: it
+/// may hold credentials.
+fn check_url(url: &str) -> Result<(), String> {
+    let fine = reqwest::Url::parse(url)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()));
+    if fine {
+        return Ok(());
+    }
+    let hint = if url.contains("://") { "" } else { " (the scheme is missing)" };
+    Err(format!(
+        "--url must be an http:// or https:// URL with a host, as http://127.0.0.1:8080/hooks/github{hint}"
+    ))
 }
 
 /// The most of a response body that is read (and printed).
