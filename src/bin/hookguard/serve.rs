@@ -286,7 +286,10 @@ async fn serve(config: Config) -> Result<ExitCode, String> {
     })
     .concurrency(*w.concurrency.get_ref())
     .max_attempts(*w.max_attempts.get_ref())
-    .backoff(Backoff::new(Duration::from_millis(w.backoff_base_ms), Duration::from_secs(w.backoff_max_secs)))
+    .backoff(Backoff::new(
+        Duration::from_millis(*w.backoff_base_ms.get_ref()),
+        Duration::from_secs(*w.backoff_max_secs.get_ref()),
+    ))
     .lease(Duration::from_secs(*w.lease_secs.get_ref()))
     .spawn();
 
