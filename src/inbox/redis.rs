@@ -196,6 +196,11 @@ return out
 /// script at a time, and answers no other client (no replica's push) until it is done.
 const DEAD_PAGE: usize = 256;
 
+/// The most jobs one pull leases. The pull script reads its count as a Lua number, and
+/// Redis takes no number past 2^53 as a count (`usize::MAX` came as `1.8e+19`, refused):
+/// a larger `max` ("as many as there are") is this.
+const PULL_MAX: usize = 1_000_000_000;
+
 /// The id of the last stream entry the group handed out: entries after it are work that no
 /// consumer has taken yet (`0-0` while the stream or the group does not exist).
 const CURSOR: &str = r"
@@ -570,6 +575,16 @@ fn shortfall(
         }
         Ok(_) => None,
     }
+}
+
+/// The webhook in a job's stored record (`meta`, `body`), if it is readable and names the
+/// key the job is stored under (`key`); else what is wrong with it.
+fn read_record(key: &str, meta: &[u8], body: &[u8]) -> Result<Webhook, String> {
+    let webhook = Webhook::from_meta_json(meta, Bytes::copy_from_slice(body)).map_err(|e| e.to_string())?;
+    if webhook.key() != key {
+        return Err(format!("stored under the key {key}, but its record names {}", webhook.key()));
+    }
+    Ok(webhook)
 }
 
 /// Logs a warning when the server's eviction policy can lose the inbox's keys; says
@@ -962,6 +977,7 @@ impl RedisInbox {
         if max == 0 {
             return Ok(Vec::new());
         }
+        let max = max.min(PULL_MAX);
         self.sweep_if_due(lease).await;
         match self.pull_once(max, lease).await {
             Err(InboxError::Backend(e)) if e.to_string().contains("NOGROUP") => {
@@ -1036,15 +1052,18 @@ impl RedisInbox {
         for row in flat.chunks_exact(5) {
             let [key, meta, body, attempts, receipt] = row else { continue };
             let receipt = String::from_utf8_lossy(receipt);
-            let webhook = match Webhook::from_meta_json(meta, Bytes::copy_from_slice(body)) {
+            let key = String::from_utf8_lossy(key);
+            let webhook = match read_record(&key, meta, body) {
                 Ok(webhook) => webhook,
                 Err(e) => {
                     // A damaged job would fail every pull that takes it (and hold up the jobs
-                    // taken with it): set it aside as a dead letter, as SQLite does. Its key
-                    // (no secret) is logged: `discard` and `redrive` take it.
-                    let key = String::from_utf8_lossy(key);
+                    // taken with it), or, stored under another key than its record's, could
+                    // never be finished (ack, retry and dead letter address the record's
+                    // key), its handler run at every lease: set it aside as a dead letter, as
+                    // SQLite does. Its key (no secret) is logged: `discard` and `redrive`
+                    // take it.
                     tracing::error!(key = %key, error = %e, "unreadable Redis inbox job dead-lettered");
-                    if let Err(failed) = self.bury(&key, &receipt, &e.to_string()).await {
+                    if let Err(failed) = self.bury(&key, &receipt, &e).await {
                         // The jobs leased with it are handed out all the same; it stays
                         // leased, and the pull that takes it next tries again.
                         tracing::warn!(key = %key, error = %failed, "an unreadable Redis inbox job could not be dead-lettered");
@@ -1151,12 +1170,13 @@ impl RedisInbox {
             for row in flat.chunks_exact(7) {
                 let [key, score, meta, body, attempts, error, failed_at] = row else { continue };
                 after = (score.clone(), key.clone());
-                let webhook = match Webhook::from_meta_json(meta, Bytes::copy_from_slice(body)) {
+                let key = String::from_utf8_lossy(key);
+                let webhook = match read_record(&key, meta, body) {
                     Ok(webhook) => webhook,
                     // One damaged entry must not hide the others (see `Inbox::dead_letters`).
-                    // Its key (no secret) is logged: `discard` takes it.
+                    // Its key (no secret) is logged: `discard` takes it (the key its record
+                    // names, which a listed dead letter would show, would not).
                     Err(e) => {
-                        let key = String::from_utf8_lossy(key);
                         tracing::warn!(key = %key, error = %e, "an unreadable Redis dead letter is left out of the list");
                         continue;
                     }
@@ -1494,6 +1514,66 @@ mod tests {
         let dead = inbox.dead_letters(usize::MAX).await.expect("any limit");
         assert_eq!(dead.len(), 1);
         clean(&mut admin(&url).await, &prefix).await;
+    }
+
+    /// `usize::MAX` ("as many as there are") leases them all (was: a Lua number `1.8e+19`,
+    /// which Redis refused as a count: every such pull failed).
+    #[tokio::test]
+    async fn a_pull_takes_any_max() {
+        let Some(url) = test_url() else { return };
+        let prefix = unique("pullmax");
+        let inbox = inbox(&url, &prefix).await;
+        for id in ["a", "b"] {
+            inbox.push(webhook(id)).await.unwrap();
+        }
+        let jobs = inbox.pull(usize::MAX, LEASE).await.expect("any max");
+        assert_eq!(jobs.len(), 2);
+        clean(&mut admin(&url).await, &prefix).await;
+    }
+
+    /// A job whose hash is stored under another key than the one its record names (a hash
+    /// copied by hand, say) is set aside as damaged at its first pull, logged with the key
+    /// it is stored under (which `discard` takes). Handed out, it could never be finished:
+    /// ack, retry and dead letter address the hash by the record's key (`LeaseLost`), so
+    /// its handler would run at every lease, for ever.
+    #[tokio::test]
+    async fn a_job_stored_under_another_key_is_set_aside() {
+        let Some(url) = test_url() else { return };
+        let prefix = unique("otherkey");
+        let inbox = inbox(&url, &prefix).await;
+        let mut admin = admin(&url).await;
+        inbox.push(webhook("a")).await.unwrap();
+        let a = webhook("a").key().to_owned();
+        let copy = format!("{{{prefix}}}:job:copied");
+        let _: i64 = ::redis::cmd("COPY")
+            .arg(format!("{{{prefix}}}:job:{a}"))
+            .arg(&copy)
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        let sid: String = ::redis::cmd("XADD")
+            .arg(format!("{{{prefix}}}:stream"))
+            .arg("*")
+            .arg("key")
+            .arg("copied")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        let _: i64 =
+            ::redis::cmd("HSET").arg(&copy).arg("sid").arg(&sid).query_async(&mut admin).await.unwrap();
+
+        let (jobs, logs) = crate::inbox::logged(inbox.pull(10, LEASE)).await;
+        let jobs = jobs.unwrap();
+        assert_eq!(jobs.len(), 1, "only a itself");
+        assert!(logs.contains("copied"), "{logs}");
+        inbox.ack(&jobs[0]).await.expect("a is finished");
+        assert!(inbox.pull(10, LEASE).await.unwrap().is_empty(), "the copy is a dead letter");
+
+        let (listed, logs) = crate::inbox::logged(inbox.dead_letters(10)).await;
+        assert!(listed.unwrap().is_empty(), "left out of the list, as damaged");
+        assert!(logs.contains("copied"), "{logs}");
+        assert!(inbox.discard("copied").await.unwrap(), "the logged key discards it");
+        clean(&mut admin, &prefix).await;
     }
 
     /// Dead letters are read a page at a time (here 2), each page after where the one
