@@ -158,16 +158,32 @@ impl Server {
         self.terminate()
     }
 
+    /// `signal` (`HUP`, …), then the exit status and the whole of stderr (within 15 s).
+    fn signal_with_stderr(mut self, signal: &str) -> (std::process::ExitStatus, String) {
+        let status = self.send_signal(signal);
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("the stderr reader");
+        }
+        let stderr = self.stderr.lock().expect("stderr").clone();
+        (status, stderr)
+    }
+
     fn terminate(&mut self) -> std::process::ExitStatus {
-        let status =
-            Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
+        self.send_signal("TERM")
+    }
+
+    fn send_signal(&mut self, signal: &str) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
         assert!(status.success());
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "serve did not stop after SIGTERM");
+            assert!(Instant::now() < deadline, "serve did not stop after SIG{signal}");
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -2364,5 +2380,92 @@ fn send_trusts_the_systems_certificate_store() {
         hookguard_env(&args, br#"{"zen":"refused"}"#, &[("SSL_CERT_FILE", empty.to_str().expect("path"))]);
     assert!(text(&refused.stdout).starts_with("error:"), "{}", text(&refused.stdout));
     assert!(server.stop().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// SIGHUP and SIGQUIT stop `serve` gracefully, as SIGTERM does (the server has no reload for
+/// SIGHUP to mean): the memory inbox's jobs are processed first and the exit status is 0.
+/// They killed it at once, the accepted webhooks with it.
+#[cfg(unix)]
+#[test]
+fn sighup_and_sigquit_stop_serve_gracefully() {
+    for signal in ["HUP", "QUIT"] {
+        let dir = temp_dir(&format!("sig{signal}"));
+        let server = Server::start(&one_endpoint_config(&dir, ""));
+        assert_eq!(send_github(&server, &format!("sig-{signal}")), "HTTP 202 Accepted");
+        let (status, stderr) = server.signal_with_stderr(signal);
+        assert!(status.success(), "SIG{signal}: {status}: {stderr}");
+        assert!(stderr.contains("hookguard: stopped"), "SIG{signal}: {stderr}");
+        let written = std::fs::read_to_string(dir.join("out.jsonl")).unwrap_or_default();
+        assert_eq!(written.lines().count(), 1, "SIG{signal}: the accepted webhook was processed");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// A port already in use stops `serve` before it opens the inbox: the job waiting there is
+/// not leased (no attempt charged, no lease to wait out) and its action does not run; the
+/// next start, on a free port, processes it at once. The inbox was opened and the workers
+/// started before the bind: a start that failed to listen had leased the job, charged an
+/// attempt and started its action, then killed it (a restart loop dead-lettered it).
+#[cfg(feature = "sqlite")]
+#[test]
+fn a_port_in_use_stops_serve_before_any_job_is_touched() {
+    use hookguard::inbox::{Inbox as _, SqliteInbox, Webhook};
+    let dir = temp_dir("bind-first");
+    let db = dir.join("inbox.db");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let inbox = SqliteInbox::builder(&db).open().await.expect("open the inbox");
+        let verified = hookguard::verify::Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+        let hook = Webhook::new(
+            "hooks-github",
+            &verified,
+            http::HeaderMap::new(),
+            r#"{"id":"waiting"}"#.into(),
+            time::OffsetDateTime::now_utc(),
+        );
+        inbox.push(hook).await.expect("push");
+    });
+    let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let config_path = dir.join("hookguard.toml");
+    let out = dir.join("out.jsonl");
+    let config = |listen: &str| {
+        format!(
+            "[server]\nlisten = \"{listen}\"\n\n[inbox]\nbackend = \"sqlite\"\npath = {db:?}\n\n\
+             [worker]\nlease_secs = 3600\n\n[[endpoint]]\npath = \"/hooks/github\"\nprovider = \"github\"\n\
+             secret = \"{KEY}\"\nappend_to = {out:?}\n"
+        )
+    };
+    std::fs::write(&config_path, config(&held.local_addr().expect("addr").to_string())).expect("config");
+    // A supervisor restarting it, as long as the port is taken.
+    let mut stderr = String::new();
+    for _ in 0..10 {
+        let refused = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .expect("serve");
+        stderr = text(&refused.stderr);
+        assert!(!refused.status.success(), "{stderr}");
+        assert!(stderr.contains("cannot listen on"), "{stderr}");
+        assert!(!out.exists(), "the action ran: {stderr}");
+    }
+    // Still waiting, at its first attempt: it was not leased.
+    runtime.block_on(async {
+        let inbox = SqliteInbox::builder(&db).open().await.expect("open the inbox");
+        let jobs = inbox.pull(10, Duration::from_secs(1)).await.expect("pull");
+        let attempts: Vec<u32> = jobs.iter().map(|job| job.attempt()).collect();
+        assert_eq!(attempts, [1], "the waiting job was leased by the start that failed: {stderr}");
+        inbox.give_back(&jobs[0], time::OffsetDateTime::now_utc()).await.expect("give back");
+    });
+    drop(held);
+
+    std::fs::write(&config_path, config("127.0.0.1:0")).expect("config");
+    let server = Server::start(&config_path);
+    let written = file_with_lines(&out, 1);
+    assert!(server.stop().success());
+    assert!(written.contains("waiting"), "not processed at once: {written}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -33,9 +33,12 @@ refuse replays: a copy of a kept or processed delivery gets `200 duplicate`),
 the worker pool, the listening address and TLS. Unknown keys and missing secrets are errors
 naming FILE:LINE:COL. Besides the endpoints the server answers GET /healthz and, unless
 `metrics = false`, GET /metrics (Prometheus text format). A client gets
-header_read_timeout_secs (30) to send a request's head. SIGTERM or SIGINT stops it
-gracefully: no new connections, in-flight requests get shutdown_grace_secs to finish, then
-the workers finish within shutdown_grace_secs. With the memory inbox (the default), whose
+header_read_timeout_secs (30) to send a request's head. The port is bound before the inbox
+is opened: a port in use stops the start before any job is touched.
+
+SIGTERM, SIGINT, SIGHUP or SIGQUIT stops it gracefully (there is no reload: SIGHUP stops
+too): no new connections, in-flight requests get shutdown_grace_secs to finish, then the
+workers finish within shutdown_grace_secs. With the memory inbox (the default), whose
 jobs die with the process, they keep processing until it is empty (jobs waiting or due for
 a retry included) or the grace period ends; what is left then, dead letters (jobs out of
 attempts) included, is lost, a warning on stderr says how many, and the exit status is 1.
@@ -142,10 +145,21 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
     Ok(runtime.block_on(serve(config))?)
 }
 
-/// Serves until SIGTERM or SIGINT. The exit status is 1 when acknowledged webhooks were
-/// lost with the memory inbox at the end of the grace period, so that a supervisor (or a
-/// deploy script) sees it, not only a line on stderr.
+/// Serves until SIGTERM, SIGINT, SIGHUP or SIGQUIT. The exit status is 1 when acknowledged
+/// webhooks were lost with the memory inbox at the end of the grace period, so that a
+/// supervisor (or a deploy script) sees it, not only a line on stderr.
 async fn serve(config: Config) -> Result<ExitCode, String> {
+    // Heard from here on: a signal during the start stops the server once it is up.
+    let shutdown = shutdown_signal();
+    // Listen first (the TLS configuration was built at load): a port that is taken stops
+    // the start before the inbox is opened and the workers lease jobs, charge attempts and
+    // start actions that the failed start would then kill (a restart loop dead-lettered
+    // them).
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr().map_err(|e| format!("cannot read the listening address: {e}"))?;
+
     let metrics = if config.metrics {
         let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
             .install_recorder()
@@ -293,11 +307,6 @@ async fn serve(config: Config) -> Result<ExitCode, String> {
     .lease(Duration::from_secs(*w.lease_secs.get_ref()))
     .spawn();
 
-    let shutdown = shutdown_signal();
-    let listener = TcpListener::bind(&config.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    let addr = listener.local_addr().map_err(|e| format!("cannot read the listening address: {e}"))?;
     let scheme = if config.tls.is_some() { "https" } else { "http" };
     // A fixed line on stderr that scripts (and the tests) read the address from.
     eprintln!("hookguard: listening on {scheme}://{addr}");
@@ -364,19 +373,22 @@ async fn serve(config: Config) -> Result<ExitCode, String> {
     served.map(|()| code)
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM. On unix the handlers are installed when it is
-/// called, not when it is first polled: a signal that arrives before the server first
-/// waits for it (just after it said it listens) is heard, instead of killing the process.
+/// Resolves on SIGINT (Ctrl-C), SIGTERM, SIGHUP or SIGQUIT: each is a graceful stop (the
+/// server has no configuration reload for SIGHUP to mean; it and SIGQUIT killed the
+/// process at once, in-flight actions and the memory inbox's jobs with it). On unix the
+/// handlers are installed when it is called, not when it is first polled: a signal that
+/// arrives before the server first waits for it is heard, instead of killing the process.
 pub(crate) fn shutdown_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
     let signals = {
         use tokio::signal::unix::{SignalKind, signal};
-        [signal(SignalKind::interrupt()).ok(), signal(SignalKind::terminate()).ok()]
+        [SignalKind::interrupt(), SignalKind::terminate(), SignalKind::hangup(), SignalKind::quit()]
+            .map(|kind| signal(kind).ok())
     };
     async move {
         #[cfg(unix)]
         {
-            let [interrupt, terminate] = signals.map(|signal| async move {
+            let [interrupt, terminate, hangup, quit] = signals.map(|signal| async move {
                 match signal {
                     Some(mut signal) => drop(signal.recv().await),
                     None => std::future::pending::<()>().await,
@@ -385,6 +397,8 @@ pub(crate) fn shutdown_signal() -> impl Future<Output = ()> {
             tokio::select! {
                 () = interrupt => {}
                 () = terminate => {}
+                () = hangup => {}
+                () = quit => {}
             }
         }
         #[cfg(not(unix))]
