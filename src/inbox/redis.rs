@@ -52,6 +52,13 @@ return 1
 /// lease, never to come back. A job key that is not a hash is no job (its entry is
 /// dropped); a missing field is handed out empty, for the Rust side to dead-letter; a
 /// count that is not a whole number starts again from 0.
+///
+/// Nor may a refused move of due retries fail it: a server at its `maxmemory` refuses the
+/// `XADD` (when nothing before it in the script wrote), and failing the pull would leave
+/// the work already in the stream waiting too, the queue stuck until memory is freed. The
+/// move stops at the first refusal (`pcall`), the retries not moved stay due for a later
+/// pull, and the pull goes on (`XREADGROUP` and the leases are no writes a full server
+/// refuses once the script has written).
 const PULL: &str = r"
 local now = tonumber(ARGV[1])
 local lease_until = tonumber(ARGV[2])
@@ -93,7 +100,8 @@ end
 local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000)
 for _, key in ipairs(due) do
   if redis.call('TYPE', ARGV[6] .. key).ok == 'hash' then
-    local sid = redis.call('XADD', KEYS[1], '*', 'key', key)
+    local sid = redis.pcall('XADD', KEYS[1], '*', 'key', key)
+    if type(sid) == 'table' and sid.err then break end
     redis.call('HSET', ARGV[6] .. key, 'state', 'w', 'sid', sid)
   end
   redis.call('ZREM', KEYS[3], key)
@@ -355,7 +363,9 @@ pub enum RedisDurability {
 /// pull skips a damaged job rather than failing on it; a push adds the stream entry before
 /// the dedup mark, so a failed `XADD` leaves no mark); and a server at its `maxmemory`
 /// refuses a script's writes only while the script has written nothing, so a full server
-/// fails a script before it changed anything, never midway. What remains (a server killed
+/// fails a script before it changed anything, never midway. A pull is the exception: when
+/// the server refuses to move its due retries back into the stream, it leaves them due for
+/// a later pull and still hands out the work already waiting. What remains (a server killed
 /// in the middle of a script, a key of this layout changed by hand to another type) can
 /// leave one operation half-done.
 ///
@@ -1573,6 +1583,100 @@ mod tests {
         assert!(listed.unwrap().is_empty(), "left out of the list, as damaged");
         assert!(logs.contains("copied"), "{logs}");
         assert!(inbox.discard("copied").await.unwrap(), "the logged key discards it");
+        clean(&mut admin, &prefix).await;
+    }
+
+    /// Pushes a and b, leases a and retries it at once: a is a due retry, b waits.
+    async fn a_due_retry_and_a_waiting_job(inbox: &RedisInbox) {
+        for id in ["a", "b"] {
+            inbox.push(webhook(id)).await.unwrap();
+        }
+        let a = inbox.pull(1, LEASE).await.unwrap().remove(0);
+        assert_eq!(a.webhook().id(), Some("a"));
+        inbox.retry(&a, inbox.clock.now(), "again").await.unwrap();
+    }
+
+    /// What a pull after [`a_due_retry_and_a_waiting_job`] hands out while moving the due
+    /// retry into the stream is refused: b, the waiting job; and the retry stays due, for a
+    /// later pull, once the stream takes entries again (`allow`).
+    async fn a_refused_move_hands_out_waiting_work(inbox: &RedisInbox, allow: impl AsyncFnOnce()) {
+        let jobs = inbox.pull(10, LEASE).await.expect("the waiting job is handed out");
+        let ids: Vec<_> = jobs.iter().map(|j| j.webhook().id().unwrap().to_owned()).collect();
+        assert_eq!(ids, ["b"]);
+        allow().await;
+        let again = inbox.pull(10, LEASE).await.unwrap();
+        assert_eq!(again.len(), 1, "the due retry was kept");
+        assert_eq!((again[0].webhook().id(), again[0].attempt()), (Some("a"), 2));
+    }
+
+    /// A pull whose move of due retries into the stream is refused still hands out the
+    /// work already waiting there (was: the whole script failed, so nothing was handed out
+    /// and the queue stopped draining), and keeps the due retries for a later pull. Here the
+    /// stream refuses `XADD` because its ids are used up (`XSETID` to the last id): it
+    /// touches only this test's keys. A server at its `maxmemory` refuses the move the same
+    /// way (see the ignored test below).
+    #[tokio::test]
+    async fn a_pull_whose_move_of_due_retries_is_refused_hands_out_waiting_work() {
+        let Some(url) = test_url() else { return };
+        let prefix = unique("refusedmove");
+        let inbox = inbox(&url, &prefix).await;
+        let mut admin = admin(&url).await;
+        a_due_retry_and_a_waiting_job(&inbox).await;
+        let stream = format!("{{{prefix}}}:stream");
+        let last: Vec<(String, Value)> = ::redis::cmd("XREVRANGE")
+            .arg(&stream)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        let setid = async |admin: &mut MultiplexedConnection, id: &str| {
+            let _: () = ::redis::cmd("XSETID").arg(&stream).arg(id).query_async(admin).await.unwrap();
+        };
+        setid(&mut admin, "18446744073709551615-18446744073709551615").await;
+        let allow = async || setid(&mut admin.clone(), &last[0].0).await;
+        a_refused_move_hands_out_waiting_work(&inbox, allow).await;
+        clean(&mut admin, &prefix).await;
+    }
+
+    /// Sets the server's `maxmemory` back to what it was when dropped, even when the test
+    /// fails.
+    struct RestoreMaxmemory {
+        url: String,
+        was: String,
+    }
+
+    impl Drop for RestoreMaxmemory {
+        fn drop(&mut self) {
+            let mut conn = Client::open(self.url.as_str()).unwrap().get_connection().unwrap();
+            let _: () =
+                ::redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(&self.was).query(&mut conn).unwrap();
+        }
+    }
+
+    /// [`a_pull_whose_move_of_due_retries_is_refused_hands_out_waiting_work`] on a server at
+    /// its `maxmemory`, which refuses the move (the script's first write that grows memory).
+    /// Ignored: `maxmemory` is the whole server's, so while this runs every other test's
+    /// pushes on that server fail. Run it alone, on a server of its own (say
+    /// `redis-server --port 6391 --save ''`): `HOOKGUARD_TEST_REDIS_URL=redis://127.0.0.1:6391
+    /// cargo test --features redis --lib inbox::redis::tests::a_full_server -- --ignored`.
+    #[tokio::test]
+    #[ignore = "sets the whole server's maxmemory: run alone, on a server of its own"]
+    async fn a_full_server_still_hands_out_waiting_work() {
+        let Some(url) = test_url() else { return };
+        let prefix = unique("fullserver");
+        let inbox = inbox(&url, &prefix).await;
+        let mut admin = admin(&url).await;
+        a_due_retry_and_a_waiting_job(&inbox).await;
+        let was: HashMap<String, String> =
+            ::redis::cmd("CONFIG").arg("GET").arg("maxmemory").query_async(&mut admin).await.unwrap();
+        let restore = RestoreMaxmemory { url: url.clone(), was: was["maxmemory"].clone() };
+        let _: () =
+            ::redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(1).query_async(&mut admin).await.unwrap();
+        assert!(matches!(inbox.push(webhook("c")).await, Err(InboxError::Backend(_))), "the server is full");
+        a_refused_move_hands_out_waiting_work(&inbox, async || drop(restore)).await;
         clean(&mut admin, &prefix).await;
     }
 
