@@ -73,7 +73,9 @@ type BuildFn = dyn Fn(&[Secret]) -> Result<Arc<dyn Scheme>, ConfigError> + Send 
 /// gets its answer, or its error ([`SourceError::Unavailable`] wrapping the loader's
 /// error, shared: its text and its `source()` are the loader's; errors are not cached).
 /// Requests for other tenants never wait on it. If the request that began the load goes
-/// away (its future is dropped), the ones waiting on it load again.
+/// away (its future is dropped), the ones waiting on it load again. No request waits
+/// longer than [`load_timeout`](Self::load_timeout) (10 seconds by default) for its
+/// answer: a loader call that hangs fails the load then, for all of them (not cached).
 ///
 /// A handshake loads on its own, so two loads of one tenant may still run at once: the
 /// answer of the one that began last is kept; one that began earlier and ends later (it
@@ -166,6 +168,7 @@ pub struct TenantSchemes {
     unknown_ttl: Duration,
     capacity: usize,
     clock: Arc<dyn Clock>,
+    load_timeout: Duration,
 }
 
 /// What a [`TenantSchemes`] and its clones share.
@@ -379,6 +382,7 @@ impl fmt::Debug for TenantSchemes {
             .field("ttl", &self.ttl)
             .field("unknown_ttl", &self.unknown_ttl)
             .field("capacity", &self.capacity)
+            .field("load_timeout", &self.load_timeout)
             .field("cached", &self.caches().known.len())
             .finish_non_exhaustive()
     }
@@ -428,6 +432,7 @@ impl TenantSchemes {
             unknown_ttl: Duration::from_secs(30),
             capacity: 10_000,
             clock: Arc::new(SystemClock),
+            load_timeout: Duration::from_secs(10),
         }
     }
 
@@ -599,6 +604,44 @@ impl TenantSchemes {
         self
     }
 
+    /// How long a load of a tenant's secrets may take (default 10 seconds;
+    /// `Duration::MAX`: no limit). A loader call still running then (a dead pooled
+    /// connection, a database that stopped answering) is dropped and the load fails like
+    /// a loader error: answered [`SourceError::Unavailable`] (`503` + `Retry-After`), not
+    /// cached (the next lookup loads again). A lookup never takes longer than this,
+    /// counted from when it began, whether it loads or waits on another's load: the
+    /// lookups waiting on a load that fails at its deadline get its error rather than
+    /// loading again themselves, so a hung store gets one call per tenant per deadline
+    /// (not one per request waiting), and a lookup that must load after all (the request
+    /// it waited on went away) loads only until its own deadline. A handshake's load has
+    /// this deadline too (its store has none: a secret may be written after a timeout).
+    /// Measured on Tokio's clock: the runtime needs its time driver (`#[tokio::main]`,
+    /// axum's and actix's have it).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use std::{sync::Arc, time::Duration};
+    /// use hookguard::{guard::{SchemeSource, SourceError}, providers::github, tenant::TenantSchemes, Secret};
+    /// let source = TenantSchemes::new(
+    ///     TenantSchemes::path_segment(2),
+    ///     // Its database connection went dead: it never answers.
+    ///     |_tenant: String| std::future::pending::<Result<Option<Vec<Secret>>, std::io::Error>>(),
+    ///     |secrets: &[Secret]| Ok(Arc::new(github::scheme(secrets[0].expose())?)),
+    /// )
+    /// .load_timeout(Duration::from_secs(2));
+    /// let acme = http::Request::post("/hooks/acme").body(()).unwrap().into_parts().0;
+    /// let began = tokio::time::Instant::now();
+    /// let res = source.scheme(&acme).await;
+    /// assert!(matches!(res, Err(SourceError::Unavailable(_))), "503 + Retry-After");
+    /// assert_eq!(began.elapsed().as_secs(), 2);
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn load_timeout(mut self, timeout: Duration) -> Self {
+        self.load_timeout = timeout;
+        self
+    }
+
     /// A tenant finder reading path segment `index` (`/hooks/{tenant}` is index 2).
     ///
     /// ```
@@ -694,9 +737,22 @@ impl TenantSchemes {
         self.caches().ticket()
     }
 
-    /// Loads `tenant`'s secrets.
+    /// Loads `tenant`'s secrets (for a handshake), within the load timeout.
     async fn load(&self, tenant: &str) -> Result<Option<Vec<Secret>>, SourceError> {
-        (self.load)(tenant.to_owned()).await.map_err(SourceError::Unavailable)
+        match by(self.deadline(), (self.load)(tenant.to_owned())).await {
+            Some(loaded) => loaded.map_err(SourceError::Unavailable),
+            None => Err(SourceError::Unavailable(Box::new(LoadTimedOut(self.load_timeout)))),
+        }
+    }
+
+    /// The deadline of a lookup or load that begins now (`None`: none).
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        tokio::time::Instant::now().checked_add(self.load_timeout)
+    }
+
+    /// What a lookup whose deadline passed is answered.
+    fn timed_out(&self) -> Arc<dyn Error + Send + Sync> {
+        Arc::new(LoadTimedOut(self.load_timeout))
     }
 
     /// What `tenant`'s loaded `secrets` make: a scheme, or why there is none. Secrets that
@@ -782,15 +838,24 @@ impl TenantSchemes {
         Join::Lead(Leader { source: self, tenant, ticket })
     }
 
-    /// Loads `tenant` for the lookups waiting on `leader`'s flight, caches the answer
-    /// and hands it to them.
-    async fn lead(&self, leader: Leader<'_>, began: OffsetDateTime) -> Outcome {
-        let outcome = match (self.load)(leader.tenant.to_owned()).await {
-            Ok(secrets) => {
+    /// Loads `tenant` for the lookups waiting on `leader`'s flight, by `deadline`,
+    /// caches the answer and hands it to them.
+    async fn lead(
+        &self,
+        leader: Leader<'_>,
+        began: OffsetDateTime,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Outcome {
+        let outcome = match by(deadline, (self.load)(leader.tenant.to_owned())).await {
+            Some(Ok(secrets)) => {
                 let answer = self.answer(leader.tenant, secrets);
                 Ok(self.remember(leader.tenant, &answer, leader.ticket, began).unwrap_or(answer))
             }
-            Err(e) => Err(Arc::from(e)),
+            Some(Err(e)) => Err(Arc::from(e)),
+            // Past the deadline (the loader call is dropped): failed, not cached, and the
+            // lookups waiting on it get this error too (any whose own deadline came
+            // first has been answered so already).
+            None => Err(self.timed_out()),
         };
         if let Some(flight) = leader.take() {
             flight.tx.send_replace(Some(outcome.clone()));
@@ -802,6 +867,8 @@ impl TenantSchemes {
         if tenant.len() > MAX_TENANT {
             return Err(SourceError::Unknown);
         }
+        // One deadline for the whole lookup, however many loads it waits on or begins.
+        let deadline = self.deadline();
         let outcome = loop {
             let now = self.clock.now();
             if let Some(hit) = self.cached(&tenant, now) {
@@ -809,11 +876,16 @@ impl TenantSchemes {
             }
             match self.join(&tenant, now) {
                 Join::Cached(hit) => break Ok(hit),
-                Join::Lead(leader) => break self.lead(leader, now).await,
+                Join::Lead(leader) => break self.lead(leader, now, deadline).await,
                 Join::Wait(mut rx) => {
+                    // The load's own deadline comes no later, unless it took over from
+                    // a leader that went away after this lookup began.
+                    let Some(ended) = by(deadline, rx.wait_for(Option::is_some)).await else {
+                        break Err(self.timed_out());
+                    };
                     // `Err`: the leader went away, or the tenant was forgotten, before
                     // the load ended: look again.
-                    if let Ok(outcome) = rx.wait_for(Option::is_some).await
+                    if let Ok(outcome) = ended
                         && let Some(outcome) = outcome.clone()
                     {
                         break outcome;
@@ -875,6 +947,26 @@ impl Drop for Leader<'_> {
         drop(flight);
     }
 }
+
+/// `fut`'s output, or `None` when `deadline` passes first (`fut` is dropped then).
+async fn by<F: Future>(deadline: Option<tokio::time::Instant>, fut: F) -> Option<F::Output> {
+    match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, fut).await.ok(),
+        None => Some(fut.await),
+    }
+}
+
+/// A load that did not end within [`TenantSchemes::load_timeout`].
+#[derive(Debug)]
+struct LoadTimedOut(Duration);
+
+impl fmt::Display for LoadTimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the tenant's secrets were not loaded within {:?}", self.0)
+    }
+}
+
+impl Error for LoadTimedOut {}
 
 /// The loader's error as each lookup that waited on its load sees it: the same text and
 /// the same `source()`.
@@ -1539,6 +1631,120 @@ mod tests {
         assert!(source.flights().is_empty());
         assert!(accepts(&*source.scheme(&parts("t")).await.unwrap(), "s"));
         assert_eq!(db.loads(), 2, "and cached what it loaded");
+    }
+
+    /// GitHub schemes with secret "s" for any tenant, from a loader whose first `hung`
+    /// calls never end (a dead pooled connection), counting its calls.
+    fn hanging_source(hung: usize, calls: &Arc<AtomicUsize>) -> TenantSchemes {
+        let counted = Arc::clone(calls);
+        TenantSchemes::new(
+            TenantSchemes::path_segment(2),
+            move |_tenant: String| {
+                let hangs = counted.fetch_add(1, Ordering::SeqCst) < hung;
+                async move {
+                    if hangs {
+                        std::future::pending::<()>().await;
+                    }
+                    Ok::<_, std::io::Error>(Some(vec![secret("s")]))
+                }
+            },
+            |secrets: &[Secret]| {
+                Ok(Arc::new(crate::providers::github::scheme(secrets[0].expose())?) as Arc<dyn Scheme>)
+            },
+        )
+        .clock(ManualClock::at_unix(1_700_000_000))
+    }
+
+    /// Whether `took` is `deadline` (to the timer's millisecond).
+    fn at(took: Duration, deadline: Duration) -> bool {
+        deadline <= took && took <= deadline + Duration::from_millis(1)
+    }
+
+    /// A loader call that never ends fails the load at its deadline (10 s by default):
+    /// the lookup that began it and the one that joined it 4 s later are both answered
+    /// `Unavailable` then, from one loader call; nothing is cached, so the next lookup
+    /// loads again, and finds the secret.
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_load_fails_at_its_deadline_for_the_lookups_waiting_on_it() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let source = Arc::new(hanging_source(1, &calls));
+        let began = tokio::time::Instant::now();
+        let leader = spawn_lookup(&source, "t", "s");
+        until("the first load is called", || calls.load(Ordering::SeqCst) == 1).await;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let waiting = spawn_lookup(&source, "t", "s");
+        until("the second lookup waits on the first's load", || source.waiting("t") == 1).await;
+        for lookup in [leader, waiting] {
+            let res = tokio::time::timeout(Duration::from_secs(60), lookup).await;
+            match res.expect("answered, not left waiting").unwrap() {
+                Err(SourceError::Unavailable(e)) => {
+                    assert_eq!(e.to_string(), "the tenant's secrets were not loaded within 10s");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(at(began.elapsed(), Duration::from_secs(10)), "{:?}", began.elapsed());
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "one loader call for both");
+        assert!(source.flights().is_empty());
+        assert!(accepts(&*source.scheme(&parts("t")).await.unwrap(), "s"), "the failure was not cached");
+        assert!(source.scheme(&parts("t")).await.is_ok());
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "what the second load found is cached");
+    }
+
+    /// A lookup waiting on a load whose leader goes away loads itself, but is answered
+    /// within its own deadline, counted from when it began (not from its own load).
+    #[tokio::test(start_paused = true)]
+    async fn a_lookup_that_must_load_again_still_ends_at_its_deadline() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let source = Arc::new(hanging_source(2, &calls));
+        let leader = spawn_lookup(&source, "t", "s");
+        until("the first load is called", || calls.load(Ordering::SeqCst) == 1).await;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let began = tokio::time::Instant::now();
+        let waiting = spawn_lookup(&source, "t", "s");
+        until("the second lookup waits on the first's load", || source.waiting("t") == 1).await;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        leader.abort();
+        assert!(leader.await.unwrap_err().is_cancelled());
+        until("the waiting lookup loads itself", || calls.load(Ordering::SeqCst) == 2).await;
+        let res = tokio::time::timeout(Duration::from_secs(60), waiting).await;
+        let res = res.expect("answered, not left waiting").unwrap();
+        assert!(matches!(res, Err(SourceError::Unavailable(_))), "{res:?}");
+        assert!(at(began.elapsed(), Duration::from_secs(10)), "{:?}", began.elapsed());
+        assert!(source.flights().is_empty());
+        assert!(source.scheme(&parts("t")).await.is_ok());
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    /// `load_timeout` sets the deadline, for a handshake's load too: one that hangs is
+    /// answered `Unavailable` then and lets the tenant's next handshake in; with
+    /// `Duration::MAX` there is none (and no overflow).
+    #[tokio::test(start_paused = true)]
+    async fn load_timeout_bounds_a_handshakes_load_too() {
+        let (db, clock) = (Arc::new(Db::default()), ManualClock::at_unix(1_700_000_000));
+        let source = db_source_with(&db, &clock, |source| source.load_timeout(Duration::from_secs(3)));
+        db.set("t", &[]);
+        let (_started, _held) = db.hold(); // never released
+        let (began, handshake) = (tokio::time::Instant::now(), parts("t"));
+        let res = tokio::time::timeout(Duration::from_secs(60), source.adopt_secret(&handshake, secret("a")));
+        match res.await.expect("answered, not left waiting") {
+            Err(SourceError::Unavailable(e)) => {
+                assert_eq!(e.to_string(), "the tenant's secrets were not loaded within 3s");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(at(began.elapsed(), Duration::from_secs(3)), "{:?}", began.elapsed());
+        source.adopt_secret(&parts("t"), secret("b")).await.expect("the next handshake gets in");
+        assert!(accepts(&*source.scheme(&parts("t")).await.unwrap(), "b"));
+
+        let source = db_source_with(&db, &clock, |source| source.load_timeout(Duration::MAX));
+        let (started, release) = db.hold();
+        let mut lookup = spawn_lookup(&source, "t", "b");
+        started.await.unwrap();
+        let res = tokio::time::timeout(Duration::from_secs(3600), &mut lookup).await;
+        assert!(res.is_err(), "no deadline: still loading after an hour");
+        release.send(()).unwrap();
+        assert!(lookup.await.unwrap().unwrap());
     }
 
     /// A handshake cancelled (its client went away) after its store wrote the secret,
