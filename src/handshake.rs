@@ -362,7 +362,7 @@ impl Handshake for TrelloHead {
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// use std::sync::{Arc, Mutex};
 /// use hookguard::{guard::Guard, handshake::AsanaHookSecret, inbox::MemoryInbox, providers::asana};
-/// use hookguard::{Secret, tenant::TenantSchemes, verify::{Outgoing, Sign}};
+/// use hookguard::{Secret, tenant::{AlreadyStored, TenantSchemes}, verify::{Outgoing, Sign}};
 ///
 /// // Your database: "acme" is registered and awaits its handshake.
 /// let db = Arc::new(Mutex::new(vec![("acme".to_owned(), None::<Secret>)]));
@@ -376,10 +376,17 @@ impl Handshake for TrelloHead {
 ///     |secrets: &[Secret]| Ok(Arc::new(asana::scheme(secrets[0].expose())?)),
 /// )
 /// .store(move |tenant: String, secret: Secret| {
-///     for row in writer.lock().unwrap().iter_mut().filter(|(t, _)| *t == tenant) {
-///         row.1.get_or_insert(secret.clone());
-///     }
-///     async { Ok::<_, std::io::Error>(()) }
+///     // Insert if absent: a secret another replica's handshake stored first is kept,
+///     // and this handshake refused (403) instead of echoing a secret not kept.
+///     let stored = match writer.lock().unwrap().iter_mut().find(|(t, _)| *t == tenant) {
+///         Some((_, slot @ None)) => {
+///             *slot = Some(secret);
+///             Ok(())
+///         }
+///         Some(_) => Err(std::io::Error::other(AlreadyStored)),
+///         None => Err(std::io::Error::other("no such tenant")),
+///     };
+///     async move { stored }
 /// });
 /// let guard = Guard::builder_with_source("asana", source)
 ///     .handshake(AsanaHookSecret)

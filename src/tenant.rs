@@ -60,13 +60,17 @@ type BuildFn = dyn Fn(&[Secret]) -> Result<Arc<dyn Scheme>, ConfigError> + Send 
 /// loads its secrets with your async function, builds its scheme once and caches it
 /// (bounded, with a time to live; an unknown tenant is cached briefly too, so repeated
 /// deliveries for one unknown name reach your store once per
-/// [`unknown_ttl`](Self::unknown_ttl), though each new name is one lookup: put a rate
-/// limit in front). Unknown names are cached apart from known tenants: a flood of made-up
-/// names never pushes a known tenant out. A tenant name longer than 256 bytes is unknown
-/// without a lookup. A tenant whose secrets make no scheme (`build` fails: a malformed
-/// secret) is logged at `error` once per load and answered `503` + `Retry-After`
-/// ([`SourceError::Throttled`]: not logged again per request) from the cache for
-/// `unknown_ttl` too.
+/// [`unknown_ttl`](Self::unknown_ttl), though each new name is one lookup). Put a rate
+/// limit in front: besides each new name, two kinds of request reach your store every
+/// time. Loader errors are not cached: while your store is down, each request that
+/// misses the cache makes a loader call (requests for one tenant at the same time share
+/// one) and is answered `503`, each logged at `warn` by the guard. And handshake
+/// requests skip the cache of unknown names: each one loads (see below). Unknown names
+/// are cached apart from known tenants: a flood of made-up names never pushes a known
+/// tenant out. A tenant name longer than 256 bytes is unknown without a lookup. A tenant
+/// whose secrets make no scheme (`build` fails: a malformed secret) is logged at `error`
+/// once per load and answered `503` + `Retry-After` ([`SourceError::Throttled`]: not
+/// logged again per request) from the cache for `unknown_ttl` too.
 ///
 /// Requests for one tenant that miss the cache at once share one load: a burst of
 /// deliveries for a tenant whose entry expired calls your loader once, and each request
@@ -81,8 +85,13 @@ type BuildFn = dyn Fn(&[Secret]) -> Result<Arc<dyn Scheme>, ConfigError> + Send 
 /// answer of the one that began last is kept; one that began earlier and ends later (it
 /// may have read a secret since rotated) is not cached over it, and its request is
 /// answered with the later one. So a rotated secret is accepted at most
-/// [`ttl`](Self::ttl) after a lookup that began before the rotation, or not at all once
-/// you call [`invalidate`](Self::invalidate). Entries expire by the
+/// [`ttl`](Self::ttl) after a lookup that began before the rotation, and in this process
+/// not at all once you call [`invalidate`](Self::invalidate) here. Invalidation is per
+/// process: it drops the tenant from this process's cache (shared by its clones) only,
+/// and so does a handshake's storing a secret. Other replicas keep accepting an old
+/// secret until their entry expires, up to `ttl` after they loaded it: with several
+/// replicas, `ttl` is how long a rotated or removed secret stays accepted, so keep it
+/// finite (or have each replica call `invalidate`). Entries expire by the
 /// [`clock`](Self::clock); one put in at a time the clock has since gone back before (an
 /// NTP step) counts as expired: a clock stepped back never keeps a secret cached longer.
 ///
@@ -99,9 +108,11 @@ type BuildFn = dyn Fn(&[Secret]) -> Result<Arc<dyn Scheme>, ConfigError> + Send 
 /// (to redo a handshake after clearing its secrets, [`invalidate`](Self::invalidate) it
 /// or use a new name); for any other name each handshake loads afresh, so a name cached
 /// as unknown (someone probed `/hooks/acme` before you registered it) never keeps the
-/// genuine handshake out. One handshake per tenant runs at a time in this process (a
-/// second one meanwhile is refused), and once its secret is stored no lookup that began
-/// earlier is cached.
+/// genuine handshake out. The cost: every handshake request for a name without secrets,
+/// made-up ones included, is a loader call (the unknown-name cache does not spare your
+/// store them), so rate-limit them in front. One handshake per tenant runs at a time in
+/// this process (a second one meanwhile is refused), and once its secret is stored no
+/// lookup that began earlier is cached.
 ///
 /// The first handshake for a registered tenant wins: whoever reaches the tenant's URL
 /// between your registering it and the provider's handshake can hand over a secret of
@@ -446,7 +457,8 @@ impl TenantSchemes {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// use std::sync::{Arc, Mutex};
-    /// use hookguard::{guard::{SchemeSource, SourceError}, providers::asana, tenant::TenantSchemes, Secret};
+    /// use hookguard::{guard::{SchemeSource, SourceError}, providers::asana, Secret};
+    /// use hookguard::tenant::{AlreadyStored, TenantSchemes};
     /// // Your database: "acme" is registered, without a secret yet.
     /// let db = Arc::new(Mutex::new(vec![("acme".to_owned(), None::<Secret>)]));
     /// let (reader, writer) = (Arc::clone(&db), Arc::clone(&db));
@@ -459,10 +471,17 @@ impl TenantSchemes {
     ///     |secrets: &[Secret]| Ok(Arc::new(asana::scheme(secrets[0].expose())?)),
     /// )
     /// .store(move |tenant: String, secret: Secret| {
-    ///     for row in writer.lock().unwrap().iter_mut().filter(|(t, _)| *t == tenant) {
-    ///         row.1.get_or_insert(secret.clone());
-    ///     }
-    ///     async { Ok::<_, std::io::Error>(()) }
+    ///     // Insert if absent (`UPDATE … SET secret = $2 WHERE tenant = $1 AND secret IS
+    ///     // NULL`): another replica's handshake may have stored one since the load.
+    ///     let stored = match writer.lock().unwrap().iter_mut().find(|(t, _)| *t == tenant) {
+    ///         Some((_, slot @ None)) => {
+    ///             *slot = Some(secret);
+    ///             Ok(())
+    ///         }
+    ///         Some(_) => Err(std::io::Error::other(AlreadyStored)), // 403, not kept
+    ///         None => Err(std::io::Error::other("no such tenant")),
+    ///     };
+    ///     async move { stored }
     /// });
     /// let acme = http::Request::post("/hooks/acme").body(()).unwrap().into_parts().0;
     /// source.adopt_secret(&acme, Secret::new("from-asana").unwrap()).await.unwrap();
@@ -486,8 +505,12 @@ impl TenantSchemes {
         self
     }
 
-    /// How long a tenant's scheme is cached (rotate secrets within this time;
-    /// `Duration::MAX`: for ever).
+    /// How long a tenant's scheme is cached (default 5 minutes): a process that loaded
+    /// a secret before you rotated or removed it accepts it for up to this long.
+    /// [`invalidate`](Self::invalidate) drops it sooner, but only in the process that
+    /// calls it (and its clones): with several replicas, this bounds how long the others
+    /// accept an old secret, so keep it finite. `Duration::MAX` caches for ever: only
+    /// for a single process that calls `invalidate` on every change.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -673,9 +696,11 @@ impl TenantSchemes {
     /// Drops what is cached for `tenant`: its next request loads its secrets again. Call
     /// it when you change or remove a tenant's secrets, or clear them to redo its
     /// handshake, through a clone kept before handing the source to the guard (clones
-    /// share the cache). A load of `tenant` already running is not cached, and no request
-    /// waits on it any more (those waiting load again): only the request that began it
-    /// may be answered with what it reads.
+    /// share the cache). It affects this process only: other replicas keep what they
+    /// cached until it expires ([`ttl`](Self::ttl)), unless each calls it too. A load of
+    /// `tenant` already running is not cached, and no request waits on it any more (those
+    /// waiting load again): only the request that began it may be answered with what it
+    /// reads.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
