@@ -167,7 +167,9 @@ return 1
 /// Lists one page of dead letters, oldest first: up to `ARGV[1]` (a page, [`DEAD_PAGE`] at
 /// most) after the entry of score `ARGV[3]` and key `ARGV[4]` (the last of the page before;
 /// the first page when `ARGV[3]` is empty): key, score, meta, body, attempts, error,
-/// failure time each. After an entry still there with that score, by its rank (entries of
+/// failure time each, after a first field that is `1` when the page stopped short of
+/// `ARGV[1]` because its records (meta, body and error) would have passed `ARGV[5]` bytes
+/// ([`DEAD_BYTES`]; the first entry is listed whatever its size, so each page lists one). After an entry still there with that score, by its rank (entries of
 /// one score are ordered by key); after one gone, by the score. A damaged one (its hash
 /// gone, of another type, or missing a field) is listed with empty fields, by key, for the
 /// Rust side to leave out and log; nothing in it fails on one.
@@ -182,12 +184,22 @@ elseif redis.call('ZSCORE', KEYS[1], ARGV[4]) == ARGV[3] then
 else
   entries = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[3], '+inf', 'WITHSCORES', 'LIMIT', 0, count)
 end
-local out = {}
+local budget = tonumber(ARGV[5])
+local used = 0
+local out = {'0'}
 for i = 1, #entries, 2 do
   local key = entries[i]
+  local jk = ARGV[2] .. key
   local f = {}
-  if redis.call('TYPE', ARGV[2] .. key).ok == 'hash' then
-    f = redis.call('HMGET', ARGV[2] .. key, 'meta', 'body', 'attempts', 'error', 'failed_at')
+  if redis.call('TYPE', jk).ok == 'hash' then
+    local size = redis.call('HSTRLEN', jk, 'meta') + redis.call('HSTRLEN', jk, 'body')
+      + redis.call('HSTRLEN', jk, 'error')
+    if i > 1 and used + size > budget then
+      out[1] = '1'
+      break
+    end
+    used = used + size
+    f = redis.call('HMGET', jk, 'meta', 'body', 'attempts', 'error', 'failed_at')
   end
   out[#out + 1] = key
   out[#out + 1] = entries[i + 1]
@@ -203,6 +215,12 @@ return out
 /// The most dead letters (bodies included) one [`DEAD_LIST`] call reads: Redis runs one
 /// script at a time, and answers no other client (no replica's push) until it is done.
 const DEAD_PAGE: usize = 256;
+
+/// The most bytes of dead letters' records (meta, body and error) one [`DEAD_LIST`] call
+/// reads, but for its first entry: bodies are up to 1 MiB each, and a page of them in one
+/// script held up the server for hundreds of milliseconds, its answer too large to arrive
+/// within a response timeout.
+const DEAD_BYTES: usize = 4 << 20;
 
 /// The most jobs one pull leases. The pull script reads its count as a Lua number, and
 /// Redis takes no number past 2^53 as a count (`usize::MAX` came as `1.8e+19`, refused):
@@ -355,8 +373,9 @@ pub enum RedisDurability {
 ///
 /// Each operation is one Lua script, so no other client's command runs in the middle of
 /// it; but a script holds up every other client's command (Redis runs one thing at a
-/// time), so none reads much: [`dead_letters`](Inbox::dead_letters) reads a page of 256 at
-/// a time, one script each, so its list is no snapshot (a dead letter re-driven and dead
+/// time), so none reads much: [`dead_letters`](Inbox::dead_letters) reads a page at a
+/// time (256 dead letters, or fewer whose records, bodies included, come to 4 MiB; one
+/// larger than that alone), one script each, so its list is no snapshot (a dead letter re-driven and dead
 /// again while it reads may be listed twice). A script is not a transaction, though: when
 /// a command in it fails, Redis keeps the writes made before the failure. The scripts are
 /// written so that what callers and damaged records can cause fails none of them midway (a
@@ -457,6 +476,9 @@ pub struct RedisInbox {
     idle_consumer: Option<Duration>,
     /// The most dead letters one script call lists ([`DEAD_PAGE`]; fewer in tests).
     dead_page: usize,
+    /// The most bytes of records one script call lists past its first ([`DEAD_BYTES`];
+    /// fewer in tests).
+    dead_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -749,6 +771,7 @@ impl RedisInbox {
             next_sweep: Arc::new(AtomicI64::new(i64::MIN)),
             idle_consumer: None,
             dead_page: DEAD_PAGE,
+            dead_bytes: DEAD_BYTES,
         }
     }
 
@@ -1155,7 +1178,8 @@ impl RedisInbox {
     }
 
     /// Up to `limit` dead letters, oldest first, a page of at most
-    /// [`dead_page`](Self::dead_page) per script call, each from where the one before ended.
+    /// [`dead_page`](Self::dead_page) (and [`dead_bytes`](Self::dead_bytes)) per script
+    /// call, each from where the one before ended.
     async fn dead_list(&self, limit: usize) -> Result<Vec<DeadLetter>, InboxError> {
         let mut conn = self.conn.clone();
         let mut out = Vec::new();
@@ -1164,17 +1188,7 @@ impl RedisInbox {
         let mut after: (Vec<u8>, Vec<u8>) = Default::default();
         while left > 0 {
             let page = left.min(self.dead_page.max(1));
-            let flat: Vec<Vec<u8>> = self
-                .scripts
-                .dead_list
-                .key(&self.keys.dead)
-                .arg(page)
-                .arg(&self.keys.job)
-                .arg(&after.0)
-                .arg(&after.1)
-                .invoke_async(&mut conn)
-                .await
-                .map_err(backend)?;
+            let (cut, flat) = self.dead_page_after(&mut conn, page, &after).await?;
             let listed = flat.len() / 7;
             left = left.saturating_sub(listed);
             for row in flat.chunks_exact(7) {
@@ -1203,11 +1217,40 @@ impl RedisInbox {
                     failed_at,
                 });
             }
-            if listed < page {
+            // A page cut short by its bytes is no end of the list; an empty one is.
+            if listed == 0 || (listed < page && !cut) {
                 break;
             }
         }
         Ok(out)
+    }
+
+    /// One [`DEAD_LIST`] call: up to `count` dead letters after `after` (the score and key
+    /// of the last one listed before; empty for the first), seven fields each, and whether
+    /// the call stopped short of `count` for its bytes ([`dead_bytes`](Self::dead_bytes)).
+    async fn dead_page_after(
+        &self,
+        conn: &mut ConnectionManager,
+        count: usize,
+        after: &(Vec<u8>, Vec<u8>),
+    ) -> Result<(bool, Vec<Vec<u8>>), InboxError> {
+        let mut flat: Vec<Vec<u8>> = self
+            .scripts
+            .dead_list
+            .key(&self.keys.dead)
+            .arg(count)
+            .arg(&self.keys.job)
+            .arg(&after.0)
+            .arg(&after.1)
+            .arg(self.dead_bytes)
+            .invoke_async(conn)
+            .await
+            .map_err(backend)?;
+        if flat.is_empty() {
+            return Ok((false, flat));
+        }
+        let cut = flat.remove(0) == b"1";
+        Ok((cut, flat))
     }
 
     async fn redrive_now(&self, key: &str) -> Result<bool, InboxError> {
@@ -1333,7 +1376,8 @@ impl Inbox for RedisInbox {
         Box::pin(self.bury(job.webhook().key(), job.receipt(), error))
     }
 
-    /// Read a page at a time (256 dead letters, one script each; see [Layout](RedisInbox#layout)).
+    /// Read a page at a time (256 dead letters or 4 MiB of their records, one script each;
+    /// see [Layout](RedisInbox#layout)).
     fn dead_letters(&self, limit: usize) -> BoxFuture<'_, Result<Vec<DeadLetter>, InboxError>> {
         Box::pin(self.dead_list(limit))
     }
@@ -1731,6 +1775,86 @@ mod tests {
         assert_eq!(listed(inbox.dead_letters(usize::MAX).await.unwrap()), ["g", "a", "b", "d", "e", "f"]);
         assert_eq!(listed(inbox.dead_letters(4).await.unwrap()), ["g", "a", "b"], "c counts");
         clean(&mut admin, &prefix).await;
+    }
+
+    /// A webhook `id` with a body of `size` bytes.
+    fn sized(id: &str, size: usize) -> Webhook {
+        let v = crate::verify::Verified::new("github", Some(id.to_owned().into()), None, None, [0; 32], 0);
+        Webhook::new("test", &v, Default::default(), vec![b'x'; size].into(), OffsetDateTime::UNIX_EPOCH)
+    }
+
+    /// Dead letters are read in scripts of at most [`dead_bytes`](RedisInbox::dead_bytes)
+    /// of records (here 3,000), a record larger than that alone: all of them, in order, none
+    /// twice, whatever their sizes, with page bounds among them too. One script used to read
+    /// a whole page of 256 bodies of up to 1 MiB, holding up the server for as long, and
+    /// its answer could not arrive within the response timeout.
+    #[tokio::test]
+    async fn dead_letters_are_read_a_budget_of_bytes_at_a_time() {
+        let Some(url) = test_url() else { return };
+        let prefix = unique("deadbytes");
+        let mut inbox = inbox(&url, &prefix).await;
+        inbox.dead_bytes = 3_000;
+        let sizes =
+            [("a", 1_000), ("b", 1_000), ("c", 1_000), ("d", 5_000), ("e", 10), ("f", 10), ("g", 2_000)];
+        for (id, size) in sizes {
+            inbox.push(sized(id, size)).await.unwrap();
+        }
+        let jobs = inbox.pull(10, LEASE).await.unwrap();
+        assert_eq!(jobs.len(), sizes.len());
+        for job in &jobs {
+            inbox.dead_letter(job, "no").await.unwrap();
+        }
+        let all: Vec<&str> = sizes.iter().map(|(id, _)| *id).collect();
+
+        // Script by script: within the bytes, or one record alone.
+        let mut conn = inbox.conn.clone();
+        let mut after = Default::default();
+        let mut pages = Vec::new();
+        loop {
+            let (cut, rows) = inbox.dead_page_after(&mut conn, DEAD_PAGE, &after).await.unwrap();
+            let records = rows.chunks_exact(7).collect::<Vec<_>>();
+            let bytes: usize = records.iter().map(|r| r[2].len() + r[3].len() + r[5].len()).sum();
+            assert!(
+                records.len() == 1 || bytes <= inbox.dead_bytes,
+                "{} records, {bytes} bytes",
+                records.len()
+            );
+            pages.push(
+                records
+                    .iter()
+                    .map(|r| {
+                        read_record(&String::from_utf8_lossy(&r[0]), &r[2], &r[3])
+                            .unwrap()
+                            .id()
+                            .unwrap()
+                            .to_owned()
+                    })
+                    .collect::<Vec<_>>(),
+            );
+            let Some(last) = records.last() else { break };
+            after = (last[1].clone(), last[0].clone());
+            if !cut {
+                break;
+            }
+        }
+        assert!(pages.len() > 2, "{pages:?}");
+        assert_eq!(pages.concat(), all);
+
+        let listed = |dead: Vec<DeadLetter>| {
+            dead.iter().map(|d| d.webhook.id().unwrap().to_owned()).collect::<Vec<_>>()
+        };
+        for page in [DEAD_PAGE, 2] {
+            inbox.dead_page = page;
+            assert_eq!(listed(inbox.dead_letters(usize::MAX).await.unwrap()), all, "pages of {page}");
+            for n in 0..=all.len() + 1 {
+                assert_eq!(
+                    listed(inbox.dead_letters(n).await.unwrap()),
+                    all[..n.min(all.len())],
+                    "{n}, pages of {page}"
+                );
+            }
+        }
+        clean(&mut admin(&url).await, &prefix).await;
     }
 
     /// An unreadable job or dead letter is logged with its key, which
