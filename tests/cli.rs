@@ -2469,3 +2469,28 @@ fn a_port_in_use_stops_serve_before_any_job_is_touched() {
     assert!(written.contains("waiting"), "not processed at once: {written}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `[server] max_connections = 1`: one connection at a time is served, and the next waits in
+/// the backlog, not refused, until it ends. (That a second connection is not served while
+/// the first is open is shown by the accept loop's unit test, without waiting on a clock.)
+/// Here a client connects and sends its request while the only connection is held by a
+/// client that never finishes its head: it is answered once that one is gone.
+#[test]
+fn max_connections_makes_the_next_client_wait_not_fail() {
+    let dir = temp_dir("max-connections");
+    let server =
+        Server::start(&one_endpoint_config(&dir, "max_connections = 1\nheader_read_timeout_secs = 3600"));
+    for _ in 0..3 {
+        assert_eq!(http_get(&server.addr, "/healthz"), (200, "ok\n".to_owned()), "one after the other");
+    }
+    let mut held = TcpStream::connect(&server.addr).expect("connect");
+    held.write_all(b"POST /hooks/gi").expect("write");
+    let mut waiting = TcpStream::connect(&server.addr).expect("connect: the backlog takes it");
+    write!(waiting, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
+    drop(held);
+    let mut response = String::new();
+    waiting.read_to_string(&mut response).expect("read");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(server.stop().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -58,6 +58,9 @@ struct RawServer {
     trusted_proxies: Option<Spanned<Vec<String>>>,
     /// `x-forwarded-for` (default) or `forwarded`.
     forwarded_header: Option<Spanned<String>>,
+    /// The most connections served at once; more wait in the system's backlog.
+    #[serde(default = "default_max_connections")]
+    max_connections: Spanned<usize>,
 }
 
 impl Default for RawServer {
@@ -70,6 +73,7 @@ impl Default for RawServer {
             metrics: true,
             trusted_proxies: None,
             forwarded_header: None,
+            max_connections: default_max_connections(),
         }
     }
 }
@@ -94,6 +98,18 @@ fn default_grace() -> u64 {
 fn default_header_read_timeout() -> Spanned<u64> {
     Spanned::new(0..0, 30)
 }
+fn default_max_connections() -> Spanned<usize> {
+    Spanned::new(0..0, DEFAULT_MAX_CONNECTIONS)
+}
+
+/// `[server] max_connections` when not given. With the default body limit (1 MiB) the
+/// bodies being read take at most 1 GiB.
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// The most `[server] max_connections` may ask for: far more than a process has open
+/// files for, and within what a semaphore counts.
+const MAX_MAX_CONNECTIONS: usize = 1_000_000;
+
 /// The longest `[server] header_read_timeout_secs`, an hour: a head takes a client
 /// milliseconds, and a connection held longer is most likely an attack.
 const MAX_HEADER_READ_TIMEOUT_SECS: u64 = 3600;
@@ -529,9 +545,13 @@ pub(crate) struct Config {
     /// HTTPS: the rustls configuration, built from the files at load (a bad file is a
     /// configuration error, found by `--check` and before anything listens).
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    /// The whole shutdown's time: connections, then workers, then the dead letters' last
+    /// move, each get what is left of it.
     pub(crate) shutdown_grace: Duration,
     /// The most a client may take to send a request's head.
     pub(crate) header_read_timeout: Duration,
+    /// The most connections served at once (more wait in the system's backlog).
+    pub(crate) max_connections: usize,
     pub(crate) metrics: bool,
     /// `[replay]`: accepted (an older file may have it) and checked, but not used (its
     /// `url_env` is not read: a URL read from it would be empty).
@@ -845,12 +865,20 @@ pub(crate) fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String
             format!("[server] header_read_timeout_secs must be between 1 and {MAX_HEADER_READ_TIMEOUT_SECS}"),
         ));
     }
+    let max_connections = &server.max_connections;
+    if !(1..=MAX_MAX_CONNECTIONS).contains(max_connections.get_ref()) {
+        return Err(src.at(
+            max_connections.span(),
+            format!("[server] max_connections must be between 1 and {MAX_MAX_CONNECTIONS}"),
+        ));
+    }
     Ok(Config {
         header_read_timeout: Duration::from_secs(*header_read.get_ref()),
         listen: server.listen.into_inner(),
         trusted_proxies,
         tls,
         shutdown_grace: Duration::from_secs(server.shutdown_grace_secs),
+        max_connections: *max_connections.get_ref(),
         metrics: server.metrics,
         replay,
         inbox,
@@ -2109,6 +2137,11 @@ append_to = "/tmp/x.jsonl"
                 "t.toml:7:20: endpoint `hooks-github`: `verify_token_env` is for Meta's subscription handshake, \
                  which handshake = false turns off: remove one of them",
             ),
+            (
+                "no connection at a time",
+                format!("[server]\nmax_connections = 0\n{OK}"),
+                "t.toml:2:19: [server] max_connections must be between 1 and 1000000",
+            ),
         ] {
             assert_eq!(check(&text).err().as_deref(), Some(error), "{name}");
         }
@@ -2129,11 +2162,13 @@ append_to = "/tmp/x.jsonl"
             ),
             ("a verify token with the handshake", format!("{meta}verify_token = \"t0ken\"\n")),
             ("a meta endpoint without its handshake", format!("{meta}handshake = false\n")),
+            ("one connection at a time", format!("[server]\nmax_connections = 1\n{OK}")),
         ] {
             if let Err(err) = check(&text) {
                 panic!("{name}: refused: {err}");
             }
         }
+        assert_eq!(check(OK).unwrap().max_connections, DEFAULT_MAX_CONNECTIONS);
     }
 
     /// A key that takes a string or a list of strings says so when given something else

@@ -33,15 +33,22 @@ refuse replays: a copy of a kept or processed delivery gets `200 duplicate`),
 the worker pool, the listening address and TLS. Unknown keys and missing secrets are errors
 naming FILE:LINE:COL. Besides the endpoints the server answers GET /healthz and, unless
 `metrics = false`, GET /metrics (Prometheus text format). A client gets
-header_read_timeout_secs (30) to send a request's head. The port is bound before the inbox
-is opened: a port in use stops the start before any job is touched.
+header_read_timeout_secs (30) to send a request's head. At most max_connections (1024)
+connections are served at once; the next wait in the system's backlog until one ends, so
+the bodies being read take at most max_connections × body_limit of memory (1 GiB with the
+defaults). The port is bound before the inbox is opened: a port in use stops the start
+before any job is touched.
 
 SIGTERM, SIGINT, SIGHUP or SIGQUIT stops it gracefully (there is no reload: SIGHUP stops
-too): no new connections, in-flight requests get shutdown_grace_secs to finish, then the
-workers finish within shutdown_grace_secs. With the memory inbox (the default), whose
-jobs die with the process, they keep processing until it is empty (jobs waiting or due for
-a retry included) or the grace period ends; what is left then, dead letters (jobs out of
-attempts) included, is lost, a warning on stderr says how many, and the exit status is 1.
+too). No new connections are accepted, and the whole shutdown has one deadline,
+shutdown_grace_secs (10) after the signal: requests in flight may take all of it
+(connections still open then are closed), the workers get what is left, then the dead
+letters' last move to dead_letters_to gets what they leave (an inbox that stops answering
+can add up to 10 s). shutdown_grace_secs = 0 stops at once: open connections are closed and
+running actions stopped. With the memory inbox (the default), whose jobs die with the
+process, the workers keep processing until it is empty (jobs waiting or due for a retry
+included) or the deadline; what is left then, dead letters (jobs out of attempts) included,
+is lost, a warning on stderr says how many, and the exit status is 1.
 [inbox] dead_letters_to = \"dead.jsonl\" appends each dead letter to that file and removes
 it from the inbox (freeing its room); `hookguard inbox` lists, re-drives or discards those
 of a durable inbox. A durable inbox (sqlite, redis, postgres) keeps what is left for the
@@ -312,65 +319,107 @@ async fn serve(config: Config) -> Result<ExitCode, String> {
     eprintln!("hookguard: listening on {scheme}://{addr}");
     tracing::info!(%addr, inbox = config.inbox.name(), "listening");
 
-    let served = connections::serve(
+    let deadline = connections::serve(
         listener,
         app,
         config.tls.clone(),
-        connections::Timeouts { header_read: config.header_read_timeout, grace: config.shutdown_grace },
+        connections::Limits {
+            header_read: config.header_read_timeout,
+            grace: config.shutdown_grace,
+            max_connections: config.max_connections,
+        },
         shutdown,
     )
     .await;
     tracing::info!("no longer accepting; letting the workers finish");
-    // The memory inbox dies with the process: every webhook it holds (waiting, leased, or
-    // due for a retry) was acknowledged to its sender, so the workers keep going until it
-    // is empty or the grace period ends. A durable inbox keeps what is left for the next
-    // start: the workers only finish the jobs they hold.
-    let mut code = ExitCode::SUCCESS;
-    if matches!(config.inbox, Backend::Memory { .. }) {
-        let drained = worker.drain(config.shutdown_grace).await;
-        tracing::info!(report = ?drained.report, "stopped");
-        if let Some(sweeper) = sweeper {
-            sweeper.finish(config.shutdown_grace).await;
-        }
-        // Dead letters are lost too (unless `dead_letters_to` took them, just above).
-        let dead = match inbox.dead_letters(usize::MAX).await {
-            Ok(dead) => Some(dead.len()),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot count the dead letters left in the memory inbox");
-                None
-            }
-        };
-        let (left, dead) = (drained.left, dead);
-        if left.is_none() || dead.is_none() {
-            tracing::error!("cannot count the webhooks left in the memory inbox");
-            eprintln!(
-                "hookguard: warning: cannot count the webhooks left in the memory inbox: some may be lost"
-            );
-            code = ExitCode::from(1);
-        }
-        let shown = |n: Option<usize>| n.map_or_else(|| "?".to_owned(), |n| n.to_string());
-        let lost = left.unwrap_or(0) + dead.unwrap_or(0);
-        if lost > 0 {
-            tracing::error!(left, dead, "webhooks left in the memory inbox at the end are lost");
-            eprintln!(
-                "hookguard: warning: {lost} accepted webhook(s) are lost with the memory inbox: {} not \
-                 processed within shutdown_grace_secs ({} s), {} dead letter(s) (out of attempts: \
-                 [inbox] dead_letters_to keeps them in a file)",
-                shown(left),
-                config.shutdown_grace.as_secs(),
-                shown(dead)
-            );
-            code = ExitCode::from(1);
-        }
-    } else {
-        let report = worker.shutdown(config.shutdown_grace).await;
+    let memory = matches!(config.inbox, Backend::Memory { .. });
+    let code = wind_down(inbox, worker, sweeper, memory, deadline, config.shutdown_grace).await;
+    eprintln!("hookguard: stopped");
+    Ok(code)
+}
+
+/// The end of the shutdown: `shutdown_grace_secs` after the signal, for the whole of it.
+/// The open connections, then the workers, then the dead letters' last move each get what
+/// is left (each got the whole grace period: three of them in all).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline(tokio::time::Instant);
+
+impl Deadline {
+    /// `grace` from now (a grace too long to add, from a huge `shutdown_grace_secs`, is a
+    /// century: never reached).
+    pub(crate) fn after(grace: Duration) -> Self {
+        let now = tokio::time::Instant::now();
+        Self(now.checked_add(grace).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400)))
+    }
+
+    /// What is left of it (zero once it has passed).
+    pub(crate) fn left(self) -> Duration {
+        self.0.saturating_duration_since(tokio::time::Instant::now())
+    }
+
+    pub(crate) fn instant(self) -> tokio::time::Instant {
+        self.0
+    }
+}
+
+/// After the connections: the workers finish, then the dead letters are moved a last time,
+/// within what is left of `deadline`. The memory inbox dies with the process: every webhook
+/// it holds (waiting, leased, or due for a retry) was acknowledged to its sender, so the
+/// workers keep going until it is empty or the deadline; what is left then is counted as
+/// lost, and the exit status is 1. A durable inbox keeps what is left for the next start:
+/// the workers only finish the jobs they hold. `grace` is `shutdown_grace_secs`, for the
+/// warning.
+async fn wind_down(
+    inbox: Arc<dyn Inbox>,
+    worker: hookguard::worker::WorkerHandle,
+    sweeper: Option<Sweeper>,
+    memory: bool,
+    deadline: Deadline,
+    grace: Duration,
+) -> ExitCode {
+    if !memory {
+        let report = worker.shutdown(deadline.left()).await;
         tracing::info!(?report, "stopped");
         if let Some(sweeper) = sweeper {
-            sweeper.finish(config.shutdown_grace).await;
+            sweeper.finish(deadline.left()).await;
         }
+        return ExitCode::SUCCESS;
     }
-    eprintln!("hookguard: stopped");
-    served.map(|()| code)
+    let mut code = ExitCode::SUCCESS;
+    let drained = worker.drain(deadline.left()).await;
+    tracing::info!(report = ?drained.report, "stopped");
+    if let Some(sweeper) = sweeper {
+        sweeper.finish(deadline.left()).await;
+    }
+    // Dead letters are lost too (unless `dead_letters_to` took them, just above).
+    let dead = match inbox.dead_letters(usize::MAX).await {
+        Ok(dead) => Some(dead.len()),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot count the dead letters left in the memory inbox");
+            None
+        }
+    };
+    let (left, dead) = (drained.left, dead);
+    if left.is_none() || dead.is_none() {
+        tracing::error!("cannot count the webhooks left in the memory inbox");
+        eprintln!("hookguard: warning: cannot count the webhooks left in the memory inbox: some may be lost");
+        code = ExitCode::from(1);
+    }
+    let shown = |n: Option<usize>| n.map_or_else(|| "?".to_owned(), |n| n.to_string());
+    let lost = left.unwrap_or(0) + dead.unwrap_or(0);
+    if lost > 0 {
+        tracing::error!(left, dead, "webhooks left in the memory inbox at the end are lost");
+        eprintln!(
+            "hookguard: warning: {lost} accepted webhook(s) are lost with the memory inbox: {} not \
+             processed within shutdown_grace_secs ({} s), {} dead letter(s) (out of attempts: \
+             [inbox] dead_letters_to keeps them in a file)",
+            shown(left),
+            grace.as_secs(),
+            shown(dead)
+        );
+        code = ExitCode::from(1);
+    }
+    code
 }
 
 /// Resolves on SIGINT (Ctrl-C), SIGTERM, SIGHUP or SIGQUIT: each is a graceful stop (the
@@ -974,8 +1023,9 @@ fn kill_process_group(group: u32) {
 mod connections {
     //! The connections, plain HTTP or HTTPS with rustls (ring provider), served by hyper's
     //! HTTP/1.1 and HTTP/2 with a timer: a client gets `header_read` to send a request's
-    //! head (one that dribbles it, or never sends it, is cut off), and at shutdown the open
-    //! connections get `grace` to finish.
+    //! head (one that dribbles it, or never sends it, is cut off), at most `max_connections`
+    //! are served at once (the others wait in the system's backlog), and at shutdown the
+    //! open connections get `grace` to finish.
 
     use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -985,18 +1035,28 @@ mod connections {
         server::{conn::auto, graceful::GracefulShutdown},
         service::TowerToHyperService,
     };
-    use tokio::net::{TcpListener, TcpStream};
+    use tokio::{
+        net::{TcpListener, TcpStream},
+        sync::{OwnedSemaphorePermit, Semaphore},
+    };
     use tokio_rustls::TlsAcceptor;
+
+    use super::Deadline;
 
     /// How long a TLS handshake may take.
     const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
     #[derive(Debug, Clone, Copy)]
-    pub(crate) struct Timeouts {
+    pub(crate) struct Limits {
         /// The most a client may take to send a request's head (HTTP/1.1).
         pub(crate) header_read: Duration,
-        /// How long the open connections may take to finish at shutdown.
+        /// The whole shutdown's time, from the signal; the open connections may take all
+        /// of it, and the workers get what they leave.
         pub(crate) grace: Duration,
+        /// The most connections served at once: a connection is accepted only when one of
+        /// these is free, so that the bodies being read take at most `max_connections` ×
+        /// the body limit.
+        pub(crate) max_connections: usize,
     }
 
     /// hyper's builder for HTTP/1 alone, with a timer (without one hyper applies no header
@@ -1012,16 +1072,18 @@ mod connections {
     }
 
     /// Serves `app` on `listener` (over TLS with `tls`) until `shutdown` resolves, then
-    /// lets the open connections finish within the grace period.
+    /// lets the open connections finish within the grace period. Returns the shutdown's
+    /// deadline (the grace period from `shutdown`), which the rest of the shutdown keeps to.
     pub(super) async fn serve(
         listener: TcpListener,
         app: Router,
         tls: Option<Arc<rustls::ServerConfig>>,
-        timeouts: Timeouts,
+        limits: Limits,
         shutdown: impl Future<Output = ()>,
-    ) -> Result<(), String> {
+    ) -> Deadline {
         let acceptor = tls.map(TlsAcceptor::from);
-        let http1 = Arc::new(builder(timeouts.header_read));
+        let http1 = Arc::new(builder(limits.header_read));
+        let free = Arc::new(Semaphore::new(limits.max_connections));
         let graceful = GracefulShutdown::new();
         // Every connection's task, so that those still open after the grace period are
         // stopped then (a request still in flight must not keep a webhook coming in after
@@ -1031,7 +1093,8 @@ mod connections {
         accept_loop(
             || listening.accept(),
             shutdown,
-            |(tcp, peer): (TcpStream, SocketAddr)| {
+            &free,
+            |(tcp, peer): (TcpStream, SocketAddr), permit: OwnedSemaphorePermit| {
                 // The tasks of connections that ended are let go as new ones come.
                 while connections.try_join_next().is_some() {}
                 let acceptor = acceptor.clone();
@@ -1042,6 +1105,8 @@ mod connections {
                 );
                 let watcher = graceful.watcher();
                 connections.spawn(async move {
+                    // Held until the connection ends: then the next one may be accepted.
+                    let _permit = permit;
                     let ended = match acceptor {
                         None => watcher.watch(http1.serve_connection(TokioIo::new(tcp), service)).await,
                         Some(acceptor) => {
@@ -1060,8 +1125,9 @@ mod connections {
             },
         )
         .await;
+        let deadline = Deadline::after(limits.grace);
         drop(listener);
-        if tokio::time::timeout(timeouts.grace, graceful.shutdown()).await.is_err() {
+        if tokio::time::timeout_at(deadline.instant(), graceful.shutdown()).await.is_err() {
             while connections.try_join_next().is_some() {}
             tracing::warn!(
                 open = connections.len(),
@@ -1070,32 +1136,44 @@ mod connections {
         }
         connections.abort_all();
         while connections.join_next().await.is_some() {}
-        Ok(())
+        deadline
     }
 
     /// The pause after an accept that failed for a reason other than the connection itself
     /// (too many open files, out of memory): as `axum::serve`, 1 s.
     pub(super) const ACCEPT_PAUSE: Duration = Duration::from_secs(1);
 
-    /// Accepts connections and hands each to `serve` until `shutdown` resolves. An accept
+    /// Accepts connections and hands each to `serve`, with a permit of `free` to hold
+    /// while it is served, until `shutdown` resolves. A connection is accepted only once a
+    /// permit is free: past `max_connections` the next waits in the system's backlog (the
+    /// clients wait, they are not refused, and no request is read into memory). An accept
     /// error of one connection (reset or aborted before it was taken) is skipped; any other
     /// (`EMFILE`) is logged and followed by [`ACCEPT_PAUSE`], while `shutdown` is still
     /// heard, instead of an immediate retry that would spin as long as the error lasts.
     pub(super) async fn accept_loop<C, A>(
         mut accept: impl FnMut() -> A,
         shutdown: impl Future<Output = ()>,
-        mut serve: impl FnMut(C),
+        free: &Arc<Semaphore>,
+        mut serve: impl FnMut(C, OwnedSemaphorePermit),
     ) where
         A: Future<Output = std::io::Result<C>>,
     {
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
+            let permit = tokio::select! {
+                permit = Arc::clone(free).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    // Closed: never (the semaphore is not closed).
+                    Err(_) => return,
+                },
+                () = &mut shutdown => return,
+            };
             let accepted = tokio::select! {
                 accepted = accept() => accepted,
                 () = &mut shutdown => return,
             };
             match accepted {
-                Ok(connection) => serve(connection),
+                Ok(connection) => serve(connection, permit),
                 Err(e) if is_connection_error(&e) => {
                     tracing::debug!(error = %e, "a connection was lost before it was accepted");
                 }
@@ -1255,7 +1333,14 @@ mod tests {
             std::future::ready(Err::<(), _>(std::io::Error::from_raw_os_error(24)))
         };
         let started = tokio::time::Instant::now();
-        connections::accept_loop(accept, tokio::time::sleep(connections::ACCEPT_PAUSE * 10), |()| {}).await;
+        let free = Arc::new(tokio::sync::Semaphore::new(1));
+        connections::accept_loop(
+            accept,
+            tokio::time::sleep(connections::ACCEPT_PAUSE * 10),
+            &free,
+            |(), _| {},
+        )
+        .await;
         let n = calls.load(Ordering::SeqCst);
         assert!((10..=11).contains(&n), "{n} accepts in 10 pauses");
         assert_eq!(started.elapsed(), connections::ACCEPT_PAUSE * 10);
@@ -1266,7 +1351,8 @@ mod tests {
         connections::accept_loop(
             || std::future::ready(Err::<(), _>(std::io::Error::from_raw_os_error(24))),
             tokio::time::sleep(soon),
-            |()| {},
+            &free,
+            |(), _| {},
         )
         .await;
         assert_eq!(started.elapsed(), soon);
@@ -1290,10 +1376,106 @@ mod tests {
                 }
             },
             tokio::time::sleep(Duration::from_millis(1)),
-            |n: u32| served.push(n),
+            &Arc::new(tokio::sync::Semaphore::new(1024)),
+            |n: u32, _| served.push(n),
         )
         .await;
         assert_eq!(served, [1, 2]);
         assert_eq!(started.elapsed(), Duration::from_millis(1));
+    }
+
+    /// With `max_connections` = 1, a second connection is not accepted while the first is
+    /// served (it waits in the backlog: the accept is not even called), and is accepted as
+    /// soon as the first ends; a shutdown is heard while waiting. There was no limit: every
+    /// connection was accepted and served at once, each able to hold a body in memory.
+    /// Paused time only moves when every task waits, so an hour passing proves it waited.
+    #[tokio::test(start_paused = true)]
+    async fn past_max_connections_the_next_waits_until_one_ends() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let (backlog, queued) = tokio::sync::mpsc::unbounded_channel::<u32>();
+        let queued = Arc::new(Mutex::new(queued));
+        let accepts = Arc::new(AtomicUsize::new(0));
+        let (served, mut serving) = tokio::sync::mpsc::unbounded_channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let free = Arc::new(tokio::sync::Semaphore::new(1));
+        let looping = {
+            let (queued, accepts) = (Arc::clone(&queued), Arc::clone(&accepts));
+            tokio::spawn(async move {
+                connections::accept_loop(
+                    || {
+                        accepts.fetch_add(1, Ordering::SeqCst);
+                        let queued = Arc::clone(&queued);
+                        async move { queued.lock().await.recv().await.ok_or(std::io::ErrorKind::Other.into()) }
+                    },
+                    async move { drop(stopped.await) },
+                    &free,
+                    |n, permit| served.send((n, permit)).unwrap(),
+                )
+                .await;
+            })
+        };
+        for n in [1, 2, 3] {
+            backlog.send(n).unwrap();
+        }
+        let (first, held) = serving.recv().await.unwrap();
+        assert_eq!(first, 1);
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert!(serving.try_recv().is_err(), "a second connection was served while the first is open");
+        assert_eq!(accepts.load(Ordering::SeqCst), 1, "a second connection was taken from the backlog");
+
+        drop(held);
+        let (second, held) = serving.recv().await.unwrap();
+        assert_eq!(second, 2, "the next is served once the first ends");
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert!(serving.try_recv().is_err());
+
+        // The shutdown is heard while no permit is free.
+        stop.send(()).unwrap();
+        looping.await.unwrap();
+        assert_eq!(accepts.load(Ordering::SeqCst), 2);
+        drop(held);
+    }
+
+    /// One deadline for the whole shutdown: what the connections took of the grace period
+    /// is not given again to the workers, nor the workers' to the dead letters' last move
+    /// (each stage got the whole grace period: up to three in all). Here the connections
+    /// took 4 s of 10, and an action never finishes: the shutdown ends 10 s after the
+    /// signal, and the job is counted as lost (exit status 1).
+    #[tokio::test(start_paused = true)]
+    async fn the_whole_shutdown_keeps_to_one_deadline() {
+        let inbox: Arc<dyn Inbox> = Arc::new(MemoryInbox::new());
+        let verified = hookguard::verify::Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+        let hook = Webhook::new(
+            "github",
+            &verified,
+            Default::default(),
+            "{}".into(),
+            time::OffsetDateTime::now_utc(),
+        );
+        inbox.push(hook).await.unwrap();
+        let (started, mut running) = tokio::sync::mpsc::unbounded_channel();
+        let worker = Worker::new(Arc::clone(&inbox), move |_hook: Webhook| {
+            let _ = started.send(());
+            std::future::pending::<Result<(), String>>()
+        })
+        .spawn();
+        running.recv().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let sweeper = Sweeper::spawn(
+            Arc::clone(&inbox),
+            Appender { path: dir.path().join("dead.jsonl"), lock: Arc::default() },
+        );
+
+        let grace = Duration::from_secs(10);
+        let signal = tokio::time::Instant::now();
+        let deadline = Deadline::after(grace);
+        // The open connections took 4 s of the grace period.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert_eq!(deadline.left(), Duration::from_secs(6));
+        let code = wind_down(Arc::clone(&inbox), worker, Some(sweeper), true, deadline, grace).await;
+        let took = signal.elapsed();
+        assert!(took >= grace && took < grace + Duration::from_secs(1), "the shutdown took {took:?}");
+        assert_eq!(format!("{code:?}"), format!("{:?}", ExitCode::from(1)), "the job is lost");
+        assert_eq!(deadline.left(), Duration::ZERO);
     }
 }
