@@ -62,6 +62,10 @@ const DEAD_PAGE: usize = 256;
 /// The longest a migration waits for a lock (never more than half the operation timeout):
 /// every push and pull that needs the table queues behind a DDL statement waiting for one.
 const MIGRATION_LOCK_TIMEOUT: Duration = Duration::from_secs(2);
+/// Below this size (of the table's own pages: bodies of a few KiB or more are stored
+/// apart), the migration builds the index `inbox_fresh` itself, in milliseconds; a larger
+/// table gets it built concurrently after the migration (see [`build_fresh`]).
+const FRESH_INLINE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// What PostgreSQL cannot store in `text` (NUL) is written as this character and `0`, and
 /// this character itself doubled, in every stored string that holds either (see
@@ -124,6 +128,17 @@ type ListenFn = dyn Fn(Arc<str>, Arc<Signal>) -> BoxFuture<'static, Result<(), L
 /// ahead by *d* takes another's job *d* early. Keep the replicas' clocks in sync (NTP), and
 /// choose the worker's [`lease`](crate::worker::Worker::lease) longer than the slowest
 /// handler by more than the skew.
+///
+/// A job never attempted is due whatever the clock says: one pushed before the clock
+/// stepped back (an NTP step, a host started with its clock ahead and then set right), or
+/// by a replica whose clock is ahead of the puller's, is not held up until the clock
+/// reaches its push time; it is ordered against the others as if pushed now, so overdue
+/// retries are not put behind it. Pulls find such jobs through the partial index
+/// `inbox_fresh` (a range that is empty unless the clock is behind). The migration builds
+/// it on a table under 8 MiB (a new one); on a larger table (an upgrade) it is built after
+/// the migration with `CREATE INDEX CONCURRENTLY`, which holds up no push or pull, by one
+/// replica at a time, in the background; until it is valid, such a job waits for its time
+/// as before. A build that fails is logged as a warning with the statement to run.
 ///
 /// # Capacity
 ///
@@ -217,6 +232,9 @@ pub struct PostgresInbox {
     pool: Pool,
     sql: Arc<Sql>,
     migrated: Arc<OnceCell<()>>,
+    /// Whether the index `inbox_fresh` is valid, so that pulls take jobs never attempted
+    /// whatever the clock says (`pull_fresh`); per schema, as `migrated`.
+    fresh: Arc<tokio::sync::watch::Sender<bool>>,
     capacity: usize,
     retention: Duration,
     clock: Arc<dyn Clock>,
@@ -263,10 +281,22 @@ struct Sql {
     notify: String,
     /// The earliest due time and lease end after a given time.
     due: String,
+    /// `due`, and whether a job never attempted waits with a time ahead of the clock
+    /// (read through `inbox_fresh`: only once it is valid).
+    due_fresh: String,
     migrate: String,
     push: String,
     exists: String,
     pull: String,
+    /// `pull`, and the jobs never attempted whose time is ahead of the clock (through
+    /// `inbox_fresh`: only once it is valid).
+    pull_fresh: String,
+    /// Whether `inbox_fresh` is there and valid (`NULL`: not there).
+    fresh_state: String,
+    /// The session lock one builder of `inbox_fresh` holds at a time.
+    fresh_lock: String,
+    fresh_drop: String,
+    fresh_build: String,
     ack: String,
     retry: String,
     give_back: String,
@@ -309,6 +339,12 @@ fn valid_identifier(name: &str) -> bool {
 
 impl Sql {
     fn new(schema: &str) -> Self {
+        Self::building_fresh_inline_below(schema, FRESH_INLINE_BYTES)
+    }
+
+    /// The statements for `schema`, the migration building `inbox_fresh` itself when the
+    /// table is smaller than `inline` bytes.
+    fn building_fresh_inline_below(schema: &str, inline: u64) -> Self {
         let valid = valid_identifier(schema);
         // Only a valid identifier is ever put into SQL.
         let s = if valid { schema } else { "invalid" };
@@ -323,6 +359,12 @@ impl Sql {
             due: format!(
                 "SELECT (SELECT min(next_attempt_at) FROM {t} WHERE status = 'ready' AND next_attempt_at > $1),
                         (SELECT min(lease_until) FROM {t} WHERE status = 'leased' AND lease_until > $1)"
+            ),
+            // `$2`: now.
+            due_fresh: format!(
+                "SELECT (SELECT min(next_attempt_at) FROM {t} WHERE status = 'ready' AND next_attempt_at > $1),
+                        (SELECT min(lease_until) FROM {t} WHERE status = 'leased' AND lease_until > $1),
+                        EXISTS (SELECT 1 FROM {t} WHERE status = 'ready' AND attempts = 0 AND next_attempt_at > $2)"
             ),
             migrate: format!(
                 "SELECT pg_advisory_xact_lock(hashtext('hookguard:{s}'));
@@ -376,6 +418,12 @@ impl Sql {
                     IF to_regclass('\"{s}\".inbox_done') IS NULL THEN
                         CREATE INDEX inbox_done ON {t} (finished_at) WHERE status = 'done';
                     END IF;
+                    -- On a small table (a new one) at once; on a larger one, building it
+                    -- here would hold every writer for as long as it takes, within this
+                    -- migration's time limit: built concurrently after it instead.
+                    IF to_regclass('\"{s}\".inbox_fresh') IS NULL AND pg_relation_size('{t}') < {inline} THEN
+                        CREATE INDEX inbox_fresh ON {t} (next_attempt_at, seq) WHERE status = 'ready' AND attempts = 0;
+                    END IF;
                     IF (SELECT count(*) FROM \"{s}\".inbox_kept) < {SHARDS} THEN
                         INSERT INTO \"{s}\".inbox_kept (shard, n)
                             SELECT 0, count(*) FROM {t} WHERE status <> 'done' ON CONFLICT (shard) DO NOTHING;
@@ -397,6 +445,46 @@ impl Sql {
                  RETURNING seq"
             ),
             exists: format!("SELECT 1 FROM {t} WHERE key = $1"),
+            // Jobs never attempted are due whatever the clock says (one stepped back, a
+            // replica whose clock lags the pusher's): `ahead` takes those whose time is
+            // still ahead of it (a range of `inbox_fresh`, empty unless the clock is
+            // behind), `due` the due rows by the clock as `pull` does. Two ranges, not one
+            // `OR`, so that neither reads more than its `LIMIT`. Ordered by when each was
+            // due, a time ahead counting as now: overdue retries and expired leases are
+            // not put behind jobs pushed after them by a clock that runs ahead.
+            pull_fresh: format!(
+                "WITH ahead AS (
+                    SELECT seq, $1::timestamptz AS due
+                    FROM {t}
+                    WHERE status = 'ready' AND attempts = 0 AND next_attempt_at > $1
+                    ORDER BY next_attempt_at, seq
+                    LIMIT $2
+                    FOR UPDATE SKIP LOCKED
+                 ), due AS (
+                    SELECT seq, CASE WHEN status = 'leased' THEN lease_until ELSE next_attempt_at END AS due
+                    FROM {t}
+                    WHERE (status = 'ready' AND next_attempt_at <= $1) OR (status = 'leased' AND lease_until <= $1)
+                    ORDER BY due, seq
+                    LIMIT $2
+                    FOR UPDATE SKIP LOCKED
+                 ), picked AS (
+                    SELECT seq, due FROM (SELECT * FROM ahead UNION ALL SELECT * FROM due) AS both_parts
+                    ORDER BY due, seq
+                    LIMIT $2
+                 )
+                 UPDATE {t} i SET status = 'leased', attempts = i.attempts + 1, lease_until = $3, lease_token = $4
+                 FROM picked WHERE i.seq = picked.seq
+                 RETURNING i.record::text, i.body, i.attempts, picked.due, i.seq, i.key"
+            ),
+            fresh_state: format!(
+                "SELECT (SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('\"{s}\".inbox_fresh'))"
+            ),
+            fresh_lock: format!("SELECT pg_advisory_lock(hashtext('hookguard:{s}:inbox_fresh'))"),
+            fresh_drop: format!("DROP INDEX CONCURRENTLY IF EXISTS \"{s}\".inbox_fresh"),
+            fresh_build: format!(
+                "CREATE INDEX CONCURRENTLY IF NOT EXISTS inbox_fresh ON {t} (next_attempt_at, seq)
+                 WHERE status = 'ready' AND attempts = 0"
+            ),
             pull: format!(
                 "WITH picked AS (
                     SELECT seq, CASE WHEN status = 'leased' THEN lease_until ELSE next_attempt_at END AS due
@@ -611,6 +699,49 @@ impl Drop for Loan {
                 _ => drop(Object::take(object)),
             }
         }));
+    }
+}
+
+/// Builds the index `inbox_fresh` without holding up pushes and pulls (`CREATE INDEX
+/// CONCURRENTLY`), for a table the migration found too large to build it in its own time
+/// limit; then lets the inbox's pulls use it. One replica builds at a time (a session
+/// lock): the others wait, then find it built. An invalid one (a build that failed or was
+/// cut short) is dropped and built again. On a connection taken out of the pool: no
+/// statement time limit, and nothing of it goes back to the pool.
+async fn build_fresh(pool: Pool, sql: Arc<Sql>, fresh: Arc<tokio::sync::watch::Sender<bool>>) {
+    let built = async {
+        let client = Object::take(pool.get().await.map_err(|e| e.to_string())?);
+        let run = async |statement: &str| client.batch_execute(statement).await.map_err(|e| e.to_string());
+        run("SET statement_timeout = 0").await?;
+        run("SET lock_timeout = 0").await?;
+        run(&sql.fresh_lock).await?;
+        let state = async || -> Result<Option<bool>, String> {
+            Ok(client.query_one(&sql.fresh_state, &[]).await.map_err(|e| e.to_string())?.get(0))
+        };
+        if state().await? == Some(false) {
+            run(&sql.fresh_drop).await?;
+        }
+        if state().await?.is_none() {
+            tracing::info!(schema = %sql.schema, "PostgreSQL inbox: building the index inbox_fresh concurrently");
+            run(&sql.fresh_build).await?;
+        }
+        match state().await? {
+            Some(true) => Ok(()),
+            _ => Err("the index is not valid after its build".to_owned()),
+        }
+    };
+    match built.await {
+        Ok(()) => {
+            fresh.send_replace(true);
+        }
+        Err(error) => tracing::warn!(
+            %error,
+            schema = %sql.schema,
+            "PostgreSQL inbox: the index inbox_fresh could not be built: until it is, a job pushed before the \
+             clock stepped back, or by a replica whose clock is ahead, waits until the clock reaches its push \
+             time; build it with CREATE INDEX CONCURRENTLY inbox_fresh ON <schema>.inbox (next_attempt_at, seq) \
+             WHERE status = 'ready' AND attempts = 0 (the inboxes use it once they are restarted)"
+        ),
     }
 }
 
@@ -1088,6 +1219,7 @@ impl PostgresInbox {
             pool,
             sql: Arc::new(Sql::new("hookguard")),
             migrated: Arc::new(OnceCell::new()),
+            fresh: Arc::new(tokio::sync::watch::Sender::new(false)),
             capacity: 100_000,
             retention: Duration::from_secs(7 * 24 * 3600),
             clock: Arc::new(SystemClock),
@@ -1163,6 +1295,7 @@ impl PostgresInbox {
     pub fn schema(mut self, schema: &str) -> Self {
         self.sql = Arc::new(Sql::new(schema));
         self.migrated = Arc::new(OnceCell::new());
+        self.fresh = Arc::new(tokio::sync::watch::Sender::new(false));
         self.listener = Arc::new(Background::new());
         self.notifier = Arc::new(Background::new());
         self
@@ -1335,9 +1468,23 @@ impl PostgresInbox {
                         .await
                         .map_err(failed)?;
                     tx.batch_execute(&self.sql.migrate).await.map_err(failed)?;
-                    tx.commit().await.map_err(failed)
+                    tx.commit().await.map_err(failed)?;
+                    let state: Option<bool> =
+                        client.query_one(&self.sql.fresh_state, &[]).await.map_err(backend)?.get(0);
+                    Ok(state)
                 })
                 .await
+                .map(|fresh| {
+                    if fresh == Some(true) {
+                        self.fresh.send_replace(true);
+                    } else {
+                        tokio::spawn(build_fresh(
+                            self.pool.clone(),
+                            Arc::clone(&self.sql),
+                            Arc::clone(&self.fresh),
+                        ));
+                    }
+                })
             })
             .await?;
         Ok(())
@@ -1476,7 +1623,8 @@ impl PostgresInbox {
         max: usize,
         lease: Duration,
     ) -> Result<Vec<Job>, InboxError> {
-        let stmt = client.prepare_cached(&self.sql.pull).await.map_err(backend)?;
+        let sql = if *self.fresh.borrow() { &self.sql.pull_fresh } else { &self.sql.pull };
+        let stmt = client.prepare_cached(sql).await.map_err(backend)?;
         let token = fastrand::i64(..);
         let rows = client
             .query(&stmt, &[&now, &count(max), &super::time_after(now, lease), &token])
@@ -1669,11 +1817,24 @@ impl PostgresInbox {
         }
     }
 
-    /// The earliest due time or lease end after `after`.
+    /// The earliest due time or lease end after `after`; now when a job never attempted
+    /// waits with a time ahead of the clock (pushed before it stepped back, or by a
+    /// replica whose clock is ahead: due at once), once `inbox_fresh` is valid.
     async fn next_due(&self, after: OffsetDateTime) -> Result<Option<OffsetDateTime>, InboxError> {
+        let now = self.clock.now();
         self.on_connection(async |client| {
-            let stmt = client.prepare_cached(&self.sql.due).await.map_err(backend)?;
-            let row = client.query_one(&stmt, &[&after]).await.map_err(backend)?;
+            // Read once migrated: the migration may have found the index valid.
+            let fresh = *self.fresh.borrow();
+            let row = if fresh {
+                let stmt = client.prepare_cached(&self.sql.due_fresh).await.map_err(backend)?;
+                client.query_one(&stmt, &[&after, &now]).await.map_err(backend)?
+            } else {
+                let stmt = client.prepare_cached(&self.sql.due).await.map_err(backend)?;
+                client.query_one(&stmt, &[&after]).await.map_err(backend)?
+            };
+            if fresh && row.try_get::<_, bool>(2).map_err(backend)? {
+                return Ok(Some(now));
+            }
             let ready: Option<OffsetDateTime> = row.try_get(0).map_err(backend)?;
             let lease_end: Option<OffsetDateTime> = row.try_get(1).map_err(backend)?;
             Ok(ready.into_iter().chain(lease_end).min())
@@ -1795,8 +1956,9 @@ mod tests {
     use time::OffsetDateTime;
 
     use super::{
-        DEAD_PEER, ESC, OPEN_TIMEOUT, PostgresInbox, channel, connection_config, key_as_given, open_limit,
-        parse_receipt, quote_ident, read_record, receipt, stored, stored_record, unstored, valid_identifier,
+        Arc, DEAD_PEER, ESC, OPEN_TIMEOUT, OnceCell, PostgresInbox, Sql, channel, connection_config,
+        key_as_given, open_limit, parse_receipt, quote_ident, read_record, receipt, stored, stored_record,
+        unstored, valid_identifier,
     };
     use crate::{
         clock::ManualClock,
@@ -2014,6 +2176,63 @@ mod tests {
         let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(connection);
         client
+    }
+
+    /// On a table the migration finds too large to index in its own time limit,
+    /// `inbox_fresh` is built concurrently after it, and pulls use it once it is valid;
+    /// an invalid one (a build cut short) is dropped and built again. Until then, a job
+    /// pushed before the clock stepped back waits for its time; after, it is due at once.
+    #[tokio::test]
+    async fn a_large_table_gets_its_fresh_index_built_concurrently() {
+        let Some(url) = test_url() else { return };
+        let schema = unique("fresh_index");
+        let first = inbox(&url, &schema).await.clock(ManualClock::at_unix(1_700_000_100));
+        first.migrate().await.unwrap();
+        assert!(*first.fresh.borrow(), "built by the migration on an empty table");
+        first.push(hook("ahead", None)).await.unwrap();
+        let admin = admin(&url).await;
+        let state = async || -> Option<bool> {
+            admin
+                .query_one(&format!("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('\"{schema}\".inbox_fresh')"), &[])
+                .await
+                .ok()
+                .map(|row| row.get(0))
+        };
+        admin.batch_execute(&format!("DROP INDEX \"{schema}\".inbox_fresh")).await.unwrap();
+        assert_eq!(state().await, None);
+
+        // "Large": every table is, for this inbox's migration.
+        let large = |clock: ManualClock| {
+            let mut inbox =
+                PostgresInbox { fresh: Arc::new(tokio::sync::watch::Sender::new(false)), ..first.clone() }
+                    .clock(clock);
+            inbox.sql = Arc::new(Sql::building_fresh_inline_below(&schema, 0));
+            inbox.migrated = Arc::new(OnceCell::new());
+            inbox
+        };
+        let behind = ManualClock::at_unix(1_700_000_000);
+        let second = large(behind.clone());
+        let mut built = second.fresh.subscribe();
+        second.migrate().await.unwrap();
+        bounded("the concurrent build", built.wait_for(|fresh| *fresh)).await.unwrap();
+        assert_eq!(state().await, Some(true));
+        let jobs = second.pull(10, LEASE).await.unwrap();
+        assert_eq!(jobs.iter().map(|j| j.webhook().id().unwrap()).collect::<Vec<_>>(), ["ahead"]);
+
+        // An invalid index (what a cut-short build leaves) is dropped and built again.
+        admin
+            .batch_execute(&format!(
+                "UPDATE pg_index SET indisvalid = false WHERE indexrelid = '\"{schema}\".inbox_fresh'::regclass"
+            ))
+            .await
+            .unwrap();
+        assert_eq!(state().await, Some(false));
+        let third = large(behind);
+        let mut built = third.fresh.subscribe();
+        third.migrate().await.unwrap();
+        assert!(!*third.fresh.borrow(), "not used while invalid");
+        bounded("the rebuild", built.wait_for(|fresh| *fresh)).await.unwrap();
+        assert_eq!(state().await, Some(true));
     }
 
     /// A handler error holding NUL (which `text` refuses) no longer fails the retry and the
