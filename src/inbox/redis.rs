@@ -12,7 +12,7 @@ use std::{
 
 use ::redis::{
     AsyncConnectionConfig, Client, Script, ScriptInvocation, Value,
-    aio::{ConnectionManager, MultiplexedConnection},
+    aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection},
 };
 use bytes::Bytes;
 use time::OffsetDateTime;
@@ -23,6 +23,10 @@ use super::{
 };
 use crate::clock::{Clock, SystemClock};
 
+/// How long an inbox made by [`RedisInbox::connect`] gives Redis to answer a command
+/// (redis-rs's default); a change that waits for durability is given its
+/// [`WaitAof`](RedisDurability::WaitAof) timeout more.
+const RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long one `XREAD BLOCK` of the wake-up connection lasts.
 const BLOCK: Duration = Duration::from_secs(10);
 /// How long the wake-up connection may take to open, and to answer beyond a block.
@@ -302,10 +306,12 @@ return 1
 /// `WaitAof` sends `WAITAOF` (Redis 7.2 or later) after each change's script, in one
 /// pipeline on the same multiplexed connection, so it covers that change (a reconnect
 /// cannot come between them) and every earlier command on the connection. While it waits,
-/// Redis answers nothing else on that connection, and the client's response timeout
-/// counts the wait: give the connection manager a response timeout longer than `timeout`
-/// (redis-rs's default is 500 ms; see [`RedisInbox::from_manager`]). It fails when the
-/// server has AOF off (or is older than 7.2): the push then returns
+/// Redis answers nothing else on that connection, and the response timeout counts the
+/// wait: an inbox made by [`RedisInbox::connect`] gives such a change `timeout` more than
+/// the 500 ms it gives any command; on a manager of your own
+/// ([`RedisInbox::from_manager`]), give it a response timeout longer than `timeout`
+/// (redis-rs's default is 500 ms), or pulls fail after their scripts leased jobs. It
+/// fails when the server has AOF off (or is older than 7.2): the push then returns
 /// [`InboxError::Backend`], though the webhook may be kept; the guard answers `503`. A copy
 /// of a kept webhook waits the same way before it is answered [`Pushed::Duplicate`], so a
 /// sender's retry is acknowledged only once the webhook is as durable as this setting asks.
@@ -479,6 +485,11 @@ pub struct RedisInbox {
     /// The most bytes of records one script call lists past its first ([`DEAD_BYTES`];
     /// fewer in tests).
     dead_bytes: usize,
+    /// How long Redis has to answer a command ([`RESPONSE_TIMEOUT`]; a change that waits for
+    /// durability, its wait more): set by [`connect`](Self::connect), whose manager has no
+    /// response timeout of its own. `None` ([`from_manager`](Self::from_manager)): the
+    /// manager's own bounds every command.
+    response_timeout: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -619,10 +630,26 @@ fn read_record(key: &str, meta: &[u8], body: &[u8]) -> Result<Webhook, String> {
     Ok(webhook)
 }
 
+/// `answer`, unless it takes longer than `limit` (none: no limit): then a timed-out I/O
+/// error, as redis-rs's own response timeout answers.
+async fn within<T>(
+    limit: Option<Duration>,
+    answer: impl Future<Output = ::redis::RedisResult<T>>,
+) -> ::redis::RedisResult<T> {
+    let Some(limit) = limit else { return answer.await };
+    tokio::time::timeout(limit, answer)
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()))
+}
+
 /// Logs a warning when the server's eviction policy can lose the inbox's keys; says
 /// nothing when the server will not tell (a refused or renamed `CONFIG`).
 async fn warn_on_eviction(mut conn: ConnectionManager) {
-    let answer = ::redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy").query_async(&mut conn).await;
+    let answer = within(
+        Some(RESPONSE_TIMEOUT),
+        ::redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy").query_async(&mut conn),
+    )
+    .await;
     if let Some(policy) = policy_of(answer)
         && let Some(risk) = eviction_risk(&policy)
     {
@@ -726,6 +753,10 @@ impl RedisInbox {
     /// group are created on first use. Logs a warning when the server's `maxmemory-policy`
     /// is not `noeviction` (see [Memory and eviction](Self#memory-and-eviction)).
     ///
+    /// Redis is given 500 ms to answer each command (as redis-rs's default response
+    /// timeout), and a change that waits for durability its
+    /// [`WaitAof`](RedisDurability::WaitAof) timeout more.
+    ///
     /// # Errors
     /// [`InboxError::Backend`] when the URL is invalid or the server cannot be reached.
     ///
@@ -736,15 +767,22 @@ impl RedisInbox {
     /// ```
     pub async fn connect(url: &str) -> Result<Self, InboxError> {
         let client = ::redis::Client::open(url).map_err(backend)?;
-        let conn = ConnectionManager::new(client.clone()).await.map_err(backend)?;
+        // No response timeout in the manager: the inbox bounds each command itself, so that
+        // one that waits for durability can be given longer (see `answer_within`).
+        let config = ConnectionManagerConfig::new().set_response_timeout(None);
+        let conn = ConnectionManager::new_with_config(client.clone(), config).await.map_err(backend)?;
         warn_on_eviction(conn.clone()).await;
-        Ok(Self::from_manager(conn).wakeups(client))
+        let mut inbox = Self::from_manager(conn).wakeups(client);
+        inbox.response_timeout = Some(RESPONSE_TIMEOUT);
+        Ok(inbox)
     }
 
     /// Uses an existing connection manager. The stream and group are created on first use.
     /// Idle workers poll until [`wakeups`](Self::wakeups) gives a client for the blocking
     /// connection. The eviction policy is not checked (as [`connect`](Self::connect) does):
-    /// see [Memory and eviction](Self#memory-and-eviction).
+    /// see [Memory and eviction](Self#memory-and-eviction). The manager's response timeout
+    /// bounds every command, a wait for durability included: under
+    /// [`WaitAof`](RedisDurability::WaitAof), make it longer than the wait's timeout.
     ///
     /// ```no_run
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> redis::RedisResult<()> {
@@ -772,6 +810,7 @@ impl RedisInbox {
             idle_consumer: None,
             dead_page: DEAD_PAGE,
             dead_bytes: DEAD_BYTES,
+            response_timeout: None,
         }
     }
 
@@ -908,19 +947,34 @@ impl RedisInbox {
     /// ```
     pub async fn create_group(&self) -> Result<(), InboxError> {
         let mut conn = self.conn.clone();
-        let created: Result<Value, _> = ::redis::cmd("XGROUP")
+        let create = ::redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(&self.keys.stream)
             .arg(&*self.group)
             .arg("0")
             .arg("MKSTREAM")
-            .query_async(&mut conn)
-            .await;
+            .to_owned();
+        let created: Result<Value, _> =
+            within(self.answer_within(false), create.query_async(&mut conn)).await;
         match created {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
             Err(e) => Err(backend(e)),
         }
+    }
+
+    /// How long Redis has to answer a command (`None`: as long as the connection manager
+    /// lets it), and one that waits for durability (`waits`): under
+    /// [`RedisDurability::WaitAof`], its `timeout` more, so that the wait can run its course
+    /// and its answer arrive. Were the wait cut short by the response timeout, a pull would
+    /// fail after its script leased jobs: each time an attempt counted, until the jobs were
+    /// dead-lettered unrun.
+    fn answer_within(&self, waits: bool) -> Option<Duration> {
+        let limit = self.response_timeout?;
+        Some(match self.durability {
+            RedisDurability::WaitAof { timeout, .. } if waits => limit.saturating_add(timeout),
+            _ => limit,
+        })
     }
 
     /// Runs a script; under [`RedisDurability::WaitAof`], in one pipeline with the
@@ -951,7 +1005,8 @@ impl RedisInbox {
     ) -> Result<(T, Option<InboxError>), InboxError> {
         let mut conn = self.conn.clone();
         let RedisDurability::WaitAof { local, replicas, timeout } = self.durability else {
-            return Ok((call.invoke_async(&mut conn).await.map_err(backend)?, None));
+            let out = within(self.answer_within(false), call.invoke_async(&mut conn)).await;
+            return Ok((out.map_err(backend)?, None));
         };
         let mut pipe = ::redis::pipe();
         // Each answer on its own: the script's is wanted whatever the wait's.
@@ -962,12 +1017,14 @@ impl RedisInbox {
             .arg(replicas)
             .arg(duration_ms(timeout).max(1));
         type Answers<T> = (::redis::RedisResult<T>, ::redis::RedisResult<(u32, u32)>);
-        let mut answered: Answers<T> = pipe.query_async(&mut conn).await.map_err(backend)?;
+        // The wait counts against the time Redis has to answer (see `answer_within`).
+        let waits = self.answer_within(true);
+        let mut answered: Answers<T> = within(waits, pipe.query_async(&mut conn)).await.map_err(backend)?;
         // The server does not have the script (yet, or any more, after a restart): a failed
         // EVALSHA ran nothing, so load it and send both again.
         if matches!(&answered.0, Err(e) if e.code() == Some("NOSCRIPT")) {
-            call.load_async(&mut conn).await.map_err(backend)?;
-            answered = pipe.query_async(&mut conn).await.map_err(backend)?;
+            within(self.answer_within(false), call.load_async(&mut conn)).await.map_err(backend)?;
+            answered = within(waits, pipe.query_async(&mut conn)).await.map_err(backend)?;
         }
         let (out, waited) = answered;
         Ok((out.map_err(backend)?, shortfall(local, replicas, timeout, waited)))
@@ -1035,15 +1092,9 @@ impl RedisInbox {
         }
         let idle = self.idle_consumer.unwrap_or_else(|| IDLE_CONSUMER.max(lease.saturating_mul(10)));
         let mut conn = self.conn.clone();
-        let swept: Result<i64, _> = self
-            .scripts
-            .sweep
-            .key(&self.keys.stream)
-            .arg(&*self.group)
-            .arg(&*self.consumer)
-            .arg(duration_ms(idle))
-            .invoke_async(&mut conn)
-            .await;
+        let mut call = self.scripts.sweep.key(&self.keys.stream);
+        call.arg(&*self.group).arg(&*self.consumer).arg(duration_ms(idle));
+        let swept: Result<i64, _> = within(self.answer_within(false), call.invoke_async(&mut conn)).await;
         match swept {
             Ok(0) => {}
             Ok(gone) => tracing::info!(gone, "Redis inbox: idle consumers with nothing pending deleted"),
@@ -1234,18 +1285,10 @@ impl RedisInbox {
         count: usize,
         after: &(Vec<u8>, Vec<u8>),
     ) -> Result<(bool, Vec<Vec<u8>>), InboxError> {
-        let mut flat: Vec<Vec<u8>> = self
-            .scripts
-            .dead_list
-            .key(&self.keys.dead)
-            .arg(count)
-            .arg(&self.keys.job)
-            .arg(&after.0)
-            .arg(&after.1)
-            .arg(self.dead_bytes)
-            .invoke_async(conn)
-            .await
-            .map_err(backend)?;
+        let mut call = self.scripts.dead_list.key(&self.keys.dead);
+        call.arg(count).arg(&self.keys.job).arg(&after.0).arg(&after.1).arg(self.dead_bytes);
+        let mut flat: Vec<Vec<u8>> =
+            within(self.answer_within(false), call.invoke_async(conn)).await.map_err(backend)?;
         if flat.is_empty() {
             return Ok((false, flat));
         }
@@ -1297,7 +1340,8 @@ impl RedisInbox {
                 .arg(0)
                 .arg(1);
         }
-        let earliest: Vec<Vec<(String, f64)>> = pipe.query_async(&mut conn).await.map_err(backend)?;
+        let earliest: Vec<Vec<(String, f64)>> =
+            within(self.answer_within(false), pipe.query_async(&mut conn)).await.map_err(backend)?;
         Ok(earliest
             .iter()
             .flatten()
@@ -1328,14 +1372,10 @@ impl RedisInbox {
 
     async fn depth_now(&self) -> Result<usize, InboxError> {
         let mut conn = self.conn.clone();
-        let (waiting, delayed): (usize, usize) = ::redis::pipe()
-            .cmd("XLEN")
-            .arg(&self.keys.stream)
-            .cmd("ZCARD")
-            .arg(&self.keys.delayed)
-            .query_async(&mut conn)
-            .await
-            .map_err(backend)?;
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("XLEN").arg(&self.keys.stream).cmd("ZCARD").arg(&self.keys.delayed);
+        let (waiting, delayed): (usize, usize) =
+            within(self.answer_within(false), pipe.query_async(&mut conn)).await.map_err(backend)?;
         Ok(waiting + delayed)
     }
 }
@@ -1992,6 +2032,55 @@ mod tests {
         assert_eq!(policy_of(answer(&[])), None, "nothing said");
         let refused = ::redis::RedisError::from((::redis::ErrorKind::Extension, "unknown command 'CONFIG'"));
         assert_eq!(policy_of(Err(refused)), None, "a refused CONFIG is no error");
+    }
+
+    /// A change that waits for durability is given its `WaitAof` timeout more than
+    /// [`RESPONSE_TIMEOUT`] to answer; the rest, that; an inbox on a connection manager of
+    /// the caller's, what the manager gives.
+    #[tokio::test]
+    async fn a_change_that_waits_for_durability_is_given_the_wait_and_more_to_answer() {
+        let client = Client::open("redis://127.0.0.1:1").unwrap();
+        let manager =
+            ConnectionManager::new_lazy_with_config(client, ::redis::aio::ConnectionManagerConfig::new())
+                .unwrap();
+        let wait =
+            |ms| RedisDurability::WaitAof { local: true, replicas: 1, timeout: Duration::from_millis(ms) };
+        let theirs = RedisInbox::from_manager(manager).durability(wait(500));
+        assert_eq!((theirs.answer_within(false), theirs.answer_within(true)), (None, None));
+        let mut ours = theirs.durability(RedisDurability::None);
+        ours.response_timeout = Some(RESPONSE_TIMEOUT);
+        assert_eq!(ours.answer_within(true), Some(RESPONSE_TIMEOUT), "no wait");
+        let ours = ours.durability(wait(500));
+        assert_eq!(ours.answer_within(true), Some(Duration::from_millis(1_000)));
+        assert_eq!(ours.answer_within(false), Some(RESPONSE_TIMEOUT), "no wait in it");
+        let ours =
+            ours.durability(RedisDurability::WaitAof { local: true, replicas: 1, timeout: Duration::MAX });
+        assert_eq!(ours.answer_within(true), Some(Duration::MAX));
+    }
+
+    /// An inbox made by `connect` gives a change that waits for durability (the documented
+    /// `WaitAof` of 500 ms, here 2 s so that a loaded machine cannot make the test fail)
+    /// longer than 500 ms to answer. Was: redis-rs's response timeout of 500 ms cut every
+    /// such wait short, and a pull failed after its script had leased jobs, an attempt
+    /// counted each time, until they were dead-lettered unrun. Redis before 7.2 has no
+    /// `WAITAOF`: a `BLPOP` of 700 ms on an empty list stands in for a slow one.
+    #[tokio::test]
+    async fn connect_gives_a_change_that_waits_for_durability_time_to_answer() {
+        let Some(url) = test_url() else { return };
+        let prefix = unique("answerwithin");
+        let inbox = inbox(&url, &prefix).await.durability(RedisDurability::WaitAof {
+            local: true,
+            replicas: 1,
+            timeout: Duration::from_secs(2),
+        });
+        let slow = ::redis::cmd("BLPOP").arg(format!("{{{prefix}}}:empty")).arg(0.7).to_owned();
+        let mut conn = inbox.conn.clone();
+        let answered: ::redis::RedisResult<Value> =
+            within(inbox.answer_within(true), slow.query_async(&mut conn)).await;
+        assert_eq!(answered.expect("answered within the wait and more"), Value::Nil);
+        let cut: ::redis::RedisResult<Value> =
+            within(inbox.answer_within(false), slow.query_async(&mut conn)).await;
+        assert!(cut.is_err_and(|e| e.is_timeout()), "the rest is still given 500 ms");
     }
 
     /// What `WAITAOF` answered decides whether a change is as durable as asked.
