@@ -51,6 +51,16 @@ pub(crate) use webhook::RecordTimes;
 #[cfg(feature = "actix")]
 pub(crate) use webhook::headers_in_one_buffer;
 pub(crate) use webhook::{Labels, key_prefix};
+
+/// Counts a job an inbox set aside as a dead letter because it could not read it back
+/// (`hookguard_dead_lettered_total`, as the worker counts those whose attempts ran out):
+/// the log line alone was easy to miss, and `dead_letters` leaves such a job out. Labelled
+/// with the endpoint its key begins with, or `unknown`.
+#[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
+pub(crate) fn count_set_aside(key: Option<&str>) {
+    let endpoint = key.and_then(webhook::endpoint_of_key).unwrap_or_else(|| "unknown".to_owned());
+    metrics::counter!("hookguard_dead_lettered_total", "endpoint" => endpoint).increment(1);
+}
 pub use webhook::{RecordError, Webhook, WebhookRecord};
 
 pub use crate::replay::BoxFuture;
@@ -716,6 +726,33 @@ pub(crate) fn service_url(var: &str) -> Option<String> {
         eprintln!("skipped: {var} is unset");
     }
     url
+}
+
+/// What `f` counted in `hookguard_dead_lettered_total` while it ran (on this thread),
+/// by endpoint label.
+#[cfg(all(test, any(feature = "sqlite", feature = "redis", feature = "postgres")))]
+pub(crate) async fn dead_lettered<T>(f: impl Future<Output = T>) -> (T, Vec<(String, u64)>) {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let out = {
+        let _on = metrics::set_default_local_recorder(&recorder);
+        f.await
+    };
+    let counted = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| key.key().name() == "hookguard_dead_lettered_total")
+        .filter_map(|(key, _, _, value)| {
+            let endpoint = key.key().labels().find(|l| l.key() == "endpoint")?.value().to_owned();
+            match value {
+                DebugValue::Counter(n) => Some((endpoint, n)),
+                _ => None,
+            }
+        })
+        .collect();
+    (out, counted)
 }
 
 /// The log lines written while `f` runs (on this thread, at `info` and above), for tests

@@ -1649,7 +1649,11 @@ impl PostgresInbox {
                         let stmt = client.prepare_cached(&self.sql.dead).await?;
                         client.execute(&stmt, &[&seq, &token, &storable_error(&e), &now]).await
                     };
-                    if let Err(failed) = buried.await {
+                    let buried = buried.await;
+                    if buried.as_ref().is_ok_and(|rows| *rows == 1) {
+                        super::count_set_aside(Some(&*key));
+                    }
+                    if let Err(failed) = buried {
                         // The rows leased with it are handed out all the same; it stays
                         // leased, and the pull that takes it when its lease runs out tries
                         // again.
@@ -2379,10 +2383,12 @@ mod tests {
             ))
             .await
             .unwrap();
-        let (jobs, logs) = crate::inbox::logged(inbox.pull(10, LEASE)).await;
+        let ((jobs, counted), logs) =
+            crate::inbox::logged(crate::inbox::dead_lettered(inbox.pull(10, LEASE))).await;
         let ids: Vec<_> =
             jobs.expect("the pull goes on").iter().map(|j| j.webhook().id().unwrap().to_owned()).collect();
         assert_eq!(ids, ["a", "c"]);
+        assert!(counted.is_empty(), "not a dead letter: not counted");
         assert!(logs.contains("could not be dead-lettered") && logs.contains("key=\"test:b\""), "{logs}");
         let status: String = admin
             .query_one(&format!("SELECT status FROM \"{schema}\".inbox WHERE key = 'test:b'"), &[])
@@ -2405,8 +2411,10 @@ mod tests {
         let admin = admin(&url).await;
         let stored_key = stored("test:b\0").into_owned();
         damage(&admin, &schema, &stored_key).await;
-        let jobs = inbox.pull(10, LEASE).await.unwrap();
+        let (jobs, counted) = crate::inbox::dead_lettered(inbox.pull(10, LEASE)).await;
+        let jobs = jobs.unwrap();
         assert_eq!(jobs.len(), 1, "b is set aside");
+        assert_eq!(counted, [("test".to_owned(), 1)], "counted as a dead letter, under its endpoint");
         inbox.dead_letter(&jobs[0], "no").await.unwrap();
         let (listed, logs) = crate::inbox::logged(inbox.dead_letters(10)).await;
         assert_eq!(listed.unwrap().len(), 1);

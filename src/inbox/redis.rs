@@ -1147,10 +1147,15 @@ impl RedisInbox {
                     // SQLite does. Its key (no secret) is logged: `discard` and `redrive`
                     // take it.
                     tracing::error!(key = %key, error = %e, "unreadable Redis inbox job dead-lettered");
-                    if let Err(failed) = self.bury(&key, &receipt, &e).await {
+                    match self.bury(&key, &receipt, &e).await {
+                        Ok(()) => super::count_set_aside(Some(&key)),
                         // The jobs leased with it are handed out all the same; it stays
                         // leased, and the pull that takes it next tries again.
-                        tracing::warn!(key = %key, error = %failed, "an unreadable Redis inbox job could not be dead-lettered");
+                        Err(failed) => tracing::warn!(
+                            key = %key,
+                            error = %failed,
+                            "an unreadable Redis inbox job could not be dead-lettered"
+                        ),
                     }
                     continue;
                 }
@@ -1912,9 +1917,11 @@ mod tests {
         let job_a = format!("{{{prefix}}}:job:{a}");
         let _: () =
             ::redis::cmd("HSET").arg(&job_a).arg("meta").arg("{").query_async(&mut admin).await.unwrap();
-        let (jobs, logs) = crate::inbox::logged(inbox.pull(10, LEASE)).await;
+        let ((jobs, counted), logs) =
+            crate::inbox::logged(crate::inbox::dead_lettered(inbox.pull(10, LEASE))).await;
         assert_eq!(jobs.unwrap().len(), 1, "b");
         assert!(logs.contains("unreadable") && logs.contains(&a), "{logs}");
+        assert_eq!(counted, [("test".to_owned(), 1)], "counted as a dead letter, under its endpoint");
 
         let (listed, logs) = crate::inbox::logged(inbox.dead_letters(10)).await;
         assert!(listed.unwrap().is_empty());

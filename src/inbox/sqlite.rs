@@ -609,7 +609,9 @@ impl Request {
 
 enum Answer {
     Pushed(Pushed),
-    Jobs(Vec<Job>),
+    /// The jobs, and the keys (when readable) of the damaged rows set aside as dead
+    /// letters: counted by the pull's caller, whose thread has the application's recorder.
+    Jobs(Vec<Job>, Vec<Option<String>>),
     Done,
     DeadLetters(Vec<DeadLetter>),
     Redriven(bool),
@@ -998,7 +1000,8 @@ impl Writer {
             rows.extend(self.pull_rows(PULL_DUE, now, max - rows.len())?);
         }
         let mut jobs = Vec::with_capacity(rows.len());
-        for (rowid, read) in rows {
+        let mut set_aside = Vec::new();
+        for (rowid, key, read) in rows {
             let mut attempts = 0;
             let webhook = read.map_err(|e| e.to_string()).and_then(|(mut record, times, headers, tries)| {
                 attempts = tries;
@@ -1033,10 +1036,11 @@ impl Writer {
                         .execute(params![rowid, now, ord, e])?;
                     self.queued = self.queued.saturating_sub(1);
                     self.dead += 1;
+                    set_aside.push(key);
                 }
             }
         }
-        Ok(Ok(Answer::Jobs(jobs)))
+        Ok(Ok(Answer::Jobs(jobs, set_aside)))
     }
 
     /// Up to `max` rows for a pull by `sql` ([`PULL_AHEAD`] or [`PULL_DUE`]) at `now`: each
@@ -1051,7 +1055,7 @@ impl Writer {
                     let (record, times, headers) = record_at(row, 1)?;
                     Ok::<_, rusqlite::Error>((record, times, headers, attempts_of(row.get(10)?)))
                 };
-                Ok((row.get::<_, i64>(0)?, read()))
+                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1).ok(), read()))
             })?
             .collect()
     }
@@ -1100,7 +1104,9 @@ impl Writer {
 }
 
 /// A row a pull read: its id, and what [`record_at`] and its attempts gave.
-type PullRow = (i64, rusqlite::Result<(WebhookRecord, RecordTimes, Vec<u8>, u32)>);
+/// A pulled row: its `rowid`, its key when that much of it reads (for the count of a
+/// damaged one), and the rest.
+type PullRow = (i64, Option<String>, rusqlite::Result<(WebhookRecord, RecordTimes, Vec<u8>, u32)>);
 
 /// A pull's jobs never attempted whose time the clock has not reached again (see
 /// [`SCHEMA`]): `?1` now, `?2` how many at most. A range of `hookguard_inbox_fresh`.
@@ -1210,7 +1216,12 @@ impl Inbox for SqliteInbox {
         let answer = self.call(Request::Pull { max, lease });
         Box::pin(async move {
             match answer.await? {
-                Answer::Jobs(jobs) => Ok(jobs),
+                Answer::Jobs(jobs, set_aside) => {
+                    for key in &set_aside {
+                        super::count_set_aside(key.as_deref());
+                    }
+                    Ok(jobs)
+                }
                 _ => Err(unexpected()),
             }
         })
@@ -1374,7 +1385,7 @@ mod tests {
     /// Pulls one job with `writer`.
     fn pull_one(writer: &mut Writer) -> Job {
         match batch(writer, vec![Request::Pull { max: 1, lease: Duration::from_secs(30) }]).remove(0) {
-            Ok(Answer::Jobs(mut jobs)) => jobs.remove(0),
+            Ok(Answer::Jobs(mut jobs, _)) => jobs.remove(0),
             _ => panic!("no job"),
         }
     }
@@ -1580,9 +1591,11 @@ mod tests {
         }
         drop(conn);
         let inbox = open(&dir).await;
-        let jobs = inbox.pull(10, Duration::from_secs(30)).await.unwrap();
+        let (jobs, counted) = crate::inbox::dead_lettered(inbox.pull(10, Duration::from_secs(30))).await;
+        let jobs = jobs.unwrap();
         assert_eq!(jobs.iter().map(Job::webhook).collect::<Vec<_>>(), [&hooks[2]]);
         assert_eq!(inbox.depth().await.unwrap(), 1, "the damaged rows set aside");
+        assert_eq!(counted, [("zoom".to_owned(), 2)], "counted as dead letters, under their endpoint");
     }
 
     /// A file of the first schema (every time an integer) is read as it is, and marked as

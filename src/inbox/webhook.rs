@@ -118,6 +118,15 @@ pub(crate) fn key_prefix(endpoint: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(endpoint.replace('%', "%25").replace(':', "%3A"))
 }
 
+/// The endpoint whose [`key_prefix`] begins `key` (up to its first `:`, unescaped), for
+/// a kept job whose record cannot be read; `None` for a key without one.
+#[cfg_attr(not(any(feature = "sqlite", feature = "redis", feature = "postgres")), allow(dead_code))]
+pub(crate) fn endpoint_of_key(key: &str) -> Option<String> {
+    let (prefix, _) = key.split_once(':')?;
+    // In a prefix every `%` begins an escape, so `%3A` is always an escaped `:`.
+    Some(prefix.replace("%3A", ":").replace("%25", "%"))
+}
+
 /// A webhook's key, provider, id and event type in one shared string: the key first (its
 /// id, when it has one, is the key's tail), then the provider, then what is not in the key.
 ///
@@ -1263,5 +1272,18 @@ mod tests {
         // A key that merely ends with the id's text, not after a colon, keeps it apart.
         let suffix = Labels::from_parts("ep:xevt_1", "stripe", Some("evt_1"), None);
         assert_eq!((suffix.key(), suffix.id()), ("ep:xevt_1", Some("evt_1")));
+    }
+
+    /// A key's endpoint is the one whose prefix it begins with, however its name is
+    /// spelled (`:` and `%` escaped in the key).
+    #[test]
+    fn a_keys_endpoint_comes_back_from_its_prefix() {
+        for endpoint in ["shop", "shop:eu", "shop%3Aeu", "%", "%25:3A", ":", ""] {
+            for tail in ["1", "eu:1", "5:ns:1"] {
+                let key = format!("{}:{tail}", key_prefix(endpoint));
+                assert_eq!(endpoint_of_key(&key).as_deref(), Some(endpoint), "{key}");
+            }
+        }
+        assert_eq!(endpoint_of_key("no colon"), None);
     }
 }
