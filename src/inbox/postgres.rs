@@ -132,13 +132,17 @@ type ListenFn = dyn Fn(Arc<str>, Arc<Signal>) -> BoxFuture<'static, Result<(), L
 /// A job never attempted is due whatever the clock says: one pushed before the clock
 /// stepped back (an NTP step, a host started with its clock ahead and then set right), or
 /// by a replica whose clock is ahead of the puller's, is not held up until the clock
-/// reaches its push time; it is ordered against the others as if pushed now, so overdue
-/// retries are not put behind it. Pulls find such jobs through the partial index
+/// reaches its push time. Its time ahead counts as now in the pull's order, so it does not
+/// go before jobs overdue by the clock. Pulls find such jobs through the partial index
 /// `inbox_fresh` (a range that is empty unless the clock is behind). The migration builds
-/// it on a table under 8 MiB (a new one); on a larger table (an upgrade) it is built after
-/// the migration with `CREATE INDEX CONCURRENTLY`, which holds up no push or pull, by one
-/// replica at a time, in the background; until it is valid, such a job waits for its time
-/// as before. A build that fails is logged as a warning with the statement to run.
+/// it on a table under 8 MiB (a new one). On a larger table (an upgrade) it is built after
+/// the migration with `CREATE INDEX CONCURRENTLY`, in the background, by one replica at a
+/// time, on one connection beyond the pool: that holds up no push or pull, but it waits
+/// for every transaction older than it (a `pg_dump`, a long report) and keeps vacuum off
+/// the table meanwhile (watch `pg_stat_progress_create_index`); one build may take an hour
+/// at most. Until the index is valid, such a job waits for its time as before. A build
+/// that fails is tried again (after 30 s, doubling to an hour), and logged as a warning
+/// with the statements to run by hand.
 ///
 /// # Capacity
 ///
@@ -281,9 +285,6 @@ struct Sql {
     notify: String,
     /// The earliest due time and lease end after a given time.
     due: String,
-    /// `due`, and whether a job never attempted waits with a time ahead of the clock
-    /// (read through `inbox_fresh`: only once it is valid).
-    due_fresh: String,
     migrate: String,
     push: String,
     exists: String,
@@ -359,12 +360,6 @@ impl Sql {
             due: format!(
                 "SELECT (SELECT min(next_attempt_at) FROM {t} WHERE status = 'ready' AND next_attempt_at > $1),
                         (SELECT min(lease_until) FROM {t} WHERE status = 'leased' AND lease_until > $1)"
-            ),
-            // `$2`: now.
-            due_fresh: format!(
-                "SELECT (SELECT min(next_attempt_at) FROM {t} WHERE status = 'ready' AND next_attempt_at > $1),
-                        (SELECT min(lease_until) FROM {t} WHERE status = 'leased' AND lease_until > $1),
-                        EXISTS (SELECT 1 FROM {t} WHERE status = 'ready' AND attempts = 0 AND next_attempt_at > $2)"
             ),
             migrate: format!(
                 "SELECT pg_advisory_xact_lock(hashtext('hookguard:{s}'));
@@ -479,7 +474,7 @@ impl Sql {
             fresh_state: format!(
                 "SELECT (SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('\"{s}\".inbox_fresh'))"
             ),
-            fresh_lock: format!("SELECT pg_advisory_lock(hashtext('hookguard:{s}:inbox_fresh'))"),
+            fresh_lock: format!("SELECT pg_try_advisory_lock(hashtext('hookguard:{s}:inbox_fresh'))"),
             fresh_drop: format!("DROP INDEX CONCURRENTLY IF EXISTS \"{s}\".inbox_fresh"),
             fresh_build: format!(
                 "CREATE INDEX CONCURRENTLY IF NOT EXISTS inbox_fresh ON {t} (next_attempt_at, seq)
@@ -702,46 +697,100 @@ impl Drop for Loan {
     }
 }
 
+/// How long one build of `inbox_fresh` may take before it is cancelled (and tried again
+/// later): it waits for every transaction older than it, and holds off the table's vacuum
+/// meanwhile.
+const FRESH_BUILD_LIMIT: Duration = Duration::from_secs(3600);
+/// How often a replica that found another building `inbox_fresh` looks again.
+const FRESH_POLL: Duration = Duration::from_secs(5);
+/// The first wait before a failed build is tried again; doubled up to [`FRESH_RETRY_MAX`].
+const FRESH_RETRY: Duration = Duration::from_secs(30);
+const FRESH_RETRY_MAX: Duration = Duration::from_secs(3600);
+
 /// Builds the index `inbox_fresh` without holding up pushes and pulls (`CREATE INDEX
 /// CONCURRENTLY`), for a table the migration found too large to build it in its own time
-/// limit; then lets the inbox's pulls use it. One replica builds at a time (a session
-/// lock): the others wait, then find it built. An invalid one (a build that failed or was
-/// cut short) is dropped and built again. On a connection taken out of the pool: no
-/// statement time limit, and nothing of it goes back to the pool.
+/// limit; then lets the inbox's pulls use it. Ends once it is valid, or once every clone
+/// of the inbox is gone.
+///
+/// One replica builds at a time, under a session lock taken with `pg_try_advisory_lock`
+/// on a connection of its own (out of the pool: its settings and lock are not handed on).
+/// The others do not wait in `pg_advisory_lock`: a session waiting there holds a snapshot,
+/// which the build waits for in turn (a deadlock, the builder aborted). They look again
+/// every [`FRESH_POLL`], holding no connection in between. An invalid index (a build that failed or
+/// was cut short) is dropped and built again; a failed build is tried again after a
+/// back-off.
 async fn build_fresh(pool: Pool, sql: Arc<Sql>, fresh: Arc<tokio::sync::watch::Sender<bool>>) {
-    let built = async {
-        let client = Object::take(pool.get().await.map_err(|e| e.to_string())?);
-        let run = async |statement: &str| client.batch_execute(statement).await.map_err(|e| e.to_string());
-        run("SET statement_timeout = 0").await?;
-        run("SET lock_timeout = 0").await?;
-        run(&sql.fresh_lock).await?;
-        let state = async || -> Result<Option<bool>, String> {
-            Ok(client.query_one(&sql.fresh_state, &[]).await.map_err(|e| e.to_string())?.get(0))
-        };
-        if state().await? == Some(false) {
-            run(&sql.fresh_drop).await?;
+    let fresh = Arc::downgrade(&fresh);
+    let mut retry = FRESH_RETRY;
+    loop {
+        if fresh.strong_count() == 0 {
+            return; // the inbox is gone
         }
-        if state().await?.is_none() {
-            tracing::info!(schema = %sql.schema, "PostgreSQL inbox: building the index inbox_fresh concurrently");
-            run(&sql.fresh_build).await?;
+        match build_fresh_once(&pool, &sql).await {
+            Ok(true) => {
+                if let Some(fresh) = fresh.upgrade() {
+                    fresh.send_replace(true);
+                }
+                return;
+            }
+            // Another replica is building it.
+            Ok(false) => tokio::time::sleep(FRESH_POLL).await,
+            Err(error) => {
+                tracing::warn!(
+                    %error,
+                    schema = %sql.schema,
+                    ?retry,
+                    "PostgreSQL inbox: the index inbox_fresh could not be built (tried again after the back-off): \
+                     until it is, a job pushed before the clock stepped back, or by a replica whose clock is \
+                     ahead, waits until the clock reaches its push time. To build it by hand: DROP INDEX \
+                     CONCURRENTLY IF EXISTS <schema>.inbox_fresh; CREATE INDEX CONCURRENTLY inbox_fresh ON \
+                     <schema>.inbox (next_attempt_at, seq) WHERE status = 'ready' AND attempts = 0"
+                );
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(FRESH_RETRY_MAX);
+            }
         }
-        match state().await? {
-            Some(true) => Ok(()),
-            _ => Err("the index is not valid after its build".to_owned()),
-        }
+    }
+}
+
+/// What PostgreSQL said (a `tokio_postgres::Error` displays only "db error").
+fn said(e: tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => db.message().to_owned(),
+        None => e.to_string(),
+    }
+}
+
+/// One try of [`build_fresh`]: `Ok(true)` once the index is valid, `Ok(false)` when
+/// another session holds the builders' lock.
+async fn build_fresh_once(pool: &Pool, sql: &Sql) -> Result<bool, String> {
+    let pooled = pool.get().await.map_err(|e| e.to_string())?;
+    let valid: Option<bool> = pooled.query_one(&sql.fresh_state, &[]).await.map_err(said)?.get(0);
+    if valid == Some(true) {
+        return Ok(true);
+    }
+    let locked: bool = pooled.query_one(&sql.fresh_lock, &[]).await.map_err(said)?.get(0);
+    if !locked {
+        return Ok(false); // the pooled connection goes back holding nothing
+    }
+    // The lock is this session's: out of the pool, closed when done (the lock with it).
+    let client = Object::take(pooled);
+    let run = async |statement: &str| client.batch_execute(statement).await.map_err(said);
+    let state = async || -> Result<Option<bool>, String> {
+        Ok(client.query_one(&sql.fresh_state, &[]).await.map_err(said)?.get(0))
     };
-    match built.await {
-        Ok(()) => {
-            fresh.send_replace(true);
-        }
-        Err(error) => tracing::warn!(
-            %error,
-            schema = %sql.schema,
-            "PostgreSQL inbox: the index inbox_fresh could not be built: until it is, a job pushed before the \
-             clock stepped back, or by a replica whose clock is ahead, waits until the clock reaches its push \
-             time; build it with CREATE INDEX CONCURRENTLY inbox_fresh ON <schema>.inbox (next_attempt_at, seq) \
-             WHERE status = 'ready' AND attempts = 0 (the inboxes use it once they are restarted)"
-        ),
+    run(&format!("SET statement_timeout = {}", FRESH_BUILD_LIMIT.as_millis())).await?;
+    run("SET lock_timeout = 0").await?;
+    if state().await? == Some(false) {
+        run(&sql.fresh_drop).await?;
+    }
+    if state().await?.is_none() {
+        tracing::info!(schema = %sql.schema, "PostgreSQL inbox: building the index inbox_fresh concurrently");
+        run(&sql.fresh_build).await?;
+    }
+    match state().await? {
+        Some(true) => Ok(true),
+        _ => Err("the index is not valid after its build".to_owned()),
     }
 }
 
@@ -1821,24 +1870,15 @@ impl PostgresInbox {
         }
     }
 
-    /// The earliest due time or lease end after `after`; now when a job never attempted
-    /// waits with a time ahead of the clock (pushed before it stepped back, or by a
-    /// replica whose clock is ahead: due at once), once `inbox_fresh` is valid.
+    /// The earliest due time or lease end after `after`. (A job never attempted whose time
+    /// is ahead of the clock counts with that time: due at once for a pull, it wakes a
+    /// waiter at that time at the latest, though its push's notification wakes it first.
+    /// Not "now": a row another session holds locked would have every waiter pull in a
+    /// loop.)
     async fn next_due(&self, after: OffsetDateTime) -> Result<Option<OffsetDateTime>, InboxError> {
-        let now = self.clock.now();
         self.on_connection(async |client| {
-            // Read once migrated: the migration may have found the index valid.
-            let fresh = *self.fresh.borrow();
-            let row = if fresh {
-                let stmt = client.prepare_cached(&self.sql.due_fresh).await.map_err(backend)?;
-                client.query_one(&stmt, &[&after, &now]).await.map_err(backend)?
-            } else {
-                let stmt = client.prepare_cached(&self.sql.due).await.map_err(backend)?;
-                client.query_one(&stmt, &[&after]).await.map_err(backend)?
-            };
-            if fresh && row.try_get::<_, bool>(2).map_err(backend)? {
-                return Ok(Some(now));
-            }
+            let stmt = client.prepare_cached(&self.sql.due).await.map_err(backend)?;
+            let row = client.query_one(&stmt, &[&after]).await.map_err(backend)?;
             let ready: Option<OffsetDateTime> = row.try_get(0).map_err(backend)?;
             let lease_end: Option<OffsetDateTime> = row.try_get(1).map_err(backend)?;
             Ok(ready.into_iter().chain(lease_end).min())
@@ -2183,9 +2223,11 @@ mod tests {
     }
 
     /// On a table the migration finds too large to index in its own time limit,
-    /// `inbox_fresh` is built concurrently after it, and pulls use it once it is valid;
-    /// an invalid one (a build cut short) is dropped and built again. Until then, a job
-    /// pushed before the clock stepped back waits for its time; after, it is due at once.
+    /// `inbox_fresh` is built concurrently after it, by one replica while the others look
+    /// again later (none waits in the builders' lock, which would deadlock the build), and
+    /// pulls use it once it is valid; an invalid one (a failed build) is dropped and built
+    /// again. Until then, a job pushed before the clock stepped back waits for its time;
+    /// after, it is due at once.
     #[tokio::test]
     async fn a_large_table_gets_its_fresh_index_built_concurrently() {
         let Some(url) = test_url() else { return };
@@ -2194,7 +2236,8 @@ mod tests {
         first.migrate().await.unwrap();
         assert!(*first.fresh.borrow(), "built by the migration on an empty table");
         first.push(hook("ahead", None)).await.unwrap();
-        let admin = admin(&url).await;
+        let admin_of = admin;
+        let admin = admin_of(&url).await;
         let state = async || -> Option<bool> {
             admin
                 .query_one(&format!("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('\"{schema}\".inbox_fresh')"), &[])
@@ -2214,28 +2257,66 @@ mod tests {
             inbox.migrated = Arc::new(OnceCell::new());
             inbox
         };
+        // The build waits for a session that writes to the table: held off until it ends.
+        let writer = admin_of(&url).await;
+        writer
+            .batch_execute(&format!("BEGIN; LOCK TABLE \"{schema}\".inbox IN ROW EXCLUSIVE MODE"))
+            .await
+            .unwrap();
         let behind = ManualClock::at_unix(1_700_000_000);
         let second = large(behind.clone());
         let mut built = second.fresh.subscribe();
         second.migrate().await.unwrap();
-        bounded("the concurrent build", built.wait_for(|fresh| *fresh)).await.unwrap();
+        let building = format!(
+            "SELECT count(*) FROM pg_stat_progress_create_index WHERE relid = to_regclass('\"{schema}\".inbox')"
+        );
+        bounded("the build to start", async {
+            while admin.query_one(&building, &[]).await.unwrap().get::<_, i64>(0) == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        // Until it is valid, the pull is the one before: a job ahead of the clock waits.
+        assert!(!*second.fresh.borrow());
+        assert!(second.pull(10, LEASE).await.unwrap().is_empty(), "not yet due by this clock");
+        // Another replica meanwhile does not wait in the builders' lock (its session's
+        // snapshot would be waited for by the build: a deadlock, the build aborted).
+        let third = large(behind.clone());
+        let mut third_built = third.fresh.subscribe();
+        let slow = Duration::from_secs(60);
+        let ((), logs) = crate::inbox::logged(async {
+            third.migrate().await.unwrap();
+            writer.batch_execute("COMMIT").await.unwrap();
+            tokio::time::timeout(slow, built.wait_for(|fresh| *fresh)).await.expect("built").unwrap();
+            tokio::time::timeout(slow, third_built.wait_for(|fresh| *fresh))
+                .await
+                .expect("found built")
+                .unwrap();
+        })
+        .await;
+        assert!(!logs.contains("could not be built"), "built at the first try: {logs}");
         assert_eq!(state().await, Some(true));
         let jobs = second.pull(10, LEASE).await.unwrap();
         assert_eq!(jobs.iter().map(|j| j.webhook().id().unwrap()).collect::<Vec<_>>(), ["ahead"]);
 
-        // An invalid index (what a cut-short build leaves) is dropped and built again.
-        admin
+        // An invalid index (what a failed or cut-short build leaves: here a unique one that
+        // meets two equal times) is dropped and built again.
+        admin.batch_execute(&format!("DROP INDEX \"{schema}\".inbox_fresh")).await.unwrap();
+        for id in ["x", "y"] {
+            first.push(hook(id, None)).await.unwrap();
+        }
+        let failed = admin
             .batch_execute(&format!(
-                "UPDATE pg_index SET indisvalid = false WHERE indexrelid = '\"{schema}\".inbox_fresh'::regclass"
+                "CREATE UNIQUE INDEX CONCURRENTLY inbox_fresh ON \"{schema}\".inbox (next_attempt_at)"
             ))
-            .await
-            .unwrap();
+            .await;
+        assert!(failed.is_err(), "two rows have one time");
         assert_eq!(state().await, Some(false));
-        let third = large(behind);
-        let mut built = third.fresh.subscribe();
-        third.migrate().await.unwrap();
-        assert!(!*third.fresh.borrow(), "not used while invalid");
-        bounded("the rebuild", built.wait_for(|fresh| *fresh)).await.unwrap();
+        let fourth = large(behind);
+        let mut built = fourth.fresh.subscribe();
+        fourth.migrate().await.unwrap();
+        assert!(!*fourth.fresh.borrow(), "not used while invalid");
+        tokio::time::timeout(slow, built.wait_for(|fresh| *fresh)).await.expect("rebuilt").unwrap();
         assert_eq!(state().await, Some(true));
     }
 
