@@ -1745,16 +1745,64 @@ mod tests {
         }
     }
 
+    /// A `redis-server` of the test's own, on a free port, stopped when dropped.
+    struct OwnServer(std::process::Child, String);
+
+    impl OwnServer {
+        /// Starts one with nothing kept on disk; `None` without the `redis-server` program.
+        async fn start() -> Option<Self> {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+            let child = std::process::Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .ok()?;
+            let server = Self(child, format!("redis://127.0.0.1:{port}"));
+            // Ready once it answers (a few milliseconds; the bound only ends a test whose
+            // server never starts).
+            let client = Client::open(server.1.as_str()).ok()?;
+            for _ in 0..500 {
+                if let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                    && ::redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok()
+                {
+                    return Some(server);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("redis-server on port {port} did not answer");
+        }
+    }
+
+    impl Drop for OwnServer {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
     /// [`a_pull_whose_move_of_due_retries_is_refused_hands_out_waiting_work`] on a server at
     /// its `maxmemory`, which refuses the move (the script's first write that grows memory).
-    /// Ignored: `maxmemory` is the whole server's, so while this runs every other test's
-    /// pushes on that server fail. Run it alone, on a server of its own (say
-    /// `redis-server --port 6391 --save ''`): `HOOKGUARD_TEST_REDIS_URL=redis://127.0.0.1:6391
-    /// cargo test --features redis --lib inbox::redis::tests::a_full_server -- --ignored`.
+    /// `maxmemory` is the whole server's, so that every other test's pushes do not fail
+    /// meanwhile, on a `redis-server` of its own, started beside the one
+    /// `HOOKGUARD_TEST_REDIS_URL` names.
     #[tokio::test]
-    #[ignore = "sets the whole server's maxmemory: run alone, on a server of its own"]
     async fn a_full_server_still_hands_out_waiting_work() {
-        let Some(url) = test_url() else { return };
+        if test_url().is_none() {
+            return;
+        }
+        let Some(server) = OwnServer::start().await else {
+            panic!("HOOKGUARD_TEST_REDIS_URL is set: this test needs the redis-server program too")
+        };
+        let url = server.1.clone();
         let prefix = unique("fullserver");
         let inbox = inbox(&url, &prefix).await;
         let mut admin = admin(&url).await;
