@@ -1635,7 +1635,7 @@ fn control_characters_in_metadata_are_percent_encoded() {
 
 /// `verify` prints the replay key the library uses: the delivery id when the signature
 /// covers it (Stripe's, in the signed body), else the signature's fingerprint (GitHub's
-/// `X-GitHub-Delivery` is not signed: it printed the id).
+/// `X-GitHub-Delivery` is not signed: it printed the id); none for Dropbox's notices.
 #[test]
 fn verify_prints_the_replay_key_the_library_uses() {
     let body = br#"{"id":"evt_signed","type":"ping"}"#;
@@ -1658,7 +1658,23 @@ fn verify_prints_the_replay_key_the_library_uses() {
             assert!(key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()), "{provider}: {key}");
         }
         assert_eq!(meta["id_signed"], keyed_by_id, "{provider}");
+        assert_eq!(meta["replay_key"], true, "{provider}");
     }
+    // Dropbox's notices have none: each is new.
+    let signed = hookguard(&["sign", "-p", "dropbox", "-s", KEY], body);
+    assert!(signed.status.success(), "{}", text(&signed.stderr));
+    let mut args = vec!["verify", "-p", "dropbox", "-s", KEY];
+    let headers = text(&signed.stdout);
+    for line in headers.lines() {
+        args.extend(["-H", line]);
+    }
+    let verified = hookguard(&args, body);
+    assert!(verified.status.success(), "{}", text(&verified.stderr));
+    let meta: serde_json::Value = serde_json::from_slice(&verified.stdout).expect("JSON");
+    assert_eq!(
+        (&meta["replay_key"], &meta["dedup_key"]),
+        (&serde_json::json!(false), &serde_json::Value::Null)
+    );
 }
 
 /// A body on stdin past 16 MiB is refused with a usage error, not read whole.

@@ -7,7 +7,8 @@
 //! ([`HmacSchemeBuilder::no_replay_key`](crate::verify::HmacSchemeBuilder::no_replay_key)):
 //! no replay mark, its own inbox key. A copy (Dropbox's own retry, or a replay) is handled
 //! again: a notice only says "come and look", and the app's `list_folder/continue` with
-//! its cursor finds nothing new.
+//! its cursor finds nothing new. Anyone holding one signed notice can send it again at
+//! will, each a job: put a rate limit in front of this endpoint.
 //!
 //! Dropbox checks an endpoint with a `GET ?challenge=…` that must be echoed back as a
 //! `text/plain` body with `X-Content-Type-Options: nosniff`: [`challenge`] answers it

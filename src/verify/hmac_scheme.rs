@@ -686,7 +686,10 @@ impl HmacSchemeBuilder {
     /// its own key in the inbox. Dropbox's preset does this: its notices name only the
     /// accounts that changed, so a second change to one account is byte for byte the
     /// first notice, which a replay key would answer `200 duplicate` and drop. A replayed
-    /// copy is handled again as well: only for deliveries that are harmless to repeat.
+    /// copy is handled again as well: only for deliveries that are harmless to repeat, and
+    /// behind a rate limit (`RateLimitLayer`, feature `source-controls`): anyone holding one
+    /// signed delivery can send it again at will, each a job (and, on a `MemoryInbox`, a
+    /// place among its remembered finished keys).
     ///
     /// ```
     /// use hookguard::verify::{Algorithm, Encoding, Field, HmacScheme, Outgoing, Scheme, Sign, SignatureFormat, WebhookRequest};

@@ -644,7 +644,10 @@ impl<'a> Verified<'a> {
 
     /// The replay key: the delivery id when the signature covers it, else the fingerprint
     /// of the signature (so an identical resend is still recognised, and a resend under
-    /// another unsigned id too).
+    /// another unsigned id too). For a delivery without one
+    /// ([`has_replay_key`](Self::has_replay_key) is `false`) this is the fingerprint all
+    /// the same, but it is not a replay key: identical deliveries are distinct events, and
+    /// a check of your own must not take one for a copy of another.
     ///
     /// ```
     /// # use hookguard::verify::Verified;
@@ -682,7 +685,8 @@ impl<'a> Verified<'a> {
     /// described ones): its provider sends identical bytes for distinct events, so a
     /// copy cannot be told from a new delivery, and every one is handled. A replayed
     /// copy is handled again too: only for a provider whose deliveries are harmless to
-    /// repeat (a "something changed, come and look" hint).
+    /// repeat (a "something changed, come and look" hint). An id, if the scheme reads one,
+    /// stays for logs and labels and keys nothing.
     ///
     /// ```
     /// # use hookguard::verify::Verified;

@@ -201,10 +201,13 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
                 "id_signed": verified.id_is_signed(),
                 // The inbox's key, as the library makes it: the id only when the signature
                 // covers it (GitHub's X-GitHub-Delivery is not: anyone holding a delivery
-                // could resend it under a new id), else the hex fingerprint.
+                // could resend it under a new id), else the hex fingerprint; none for a
+                // delivery without a replay key (Dropbox's: each is new).
+                "replay_key": verified.has_replay_key(),
                 "dedup_key": match verified.id().filter(|_| verified.id_is_signed()) {
-                    Some(id) => id.to_owned(),
-                    None => const_hex::encode(verified.dedup_key()),
+                    _ if !verified.has_replay_key() => None,
+                    Some(id) => Some(id.to_owned()),
+                    None => Some(const_hex::encode(verified.dedup_key())),
                 },
             });
             common::say(format_args!("{out}"))?;
