@@ -74,7 +74,7 @@ local function sid_of(jk)
 end
 local function lease(key, jk)
   redis.call('ZADD', KEYS[2], lease_until, key)
-  local receipt = redis.call('INCR', KEYS[4])
+  local receipt = redis.call('INCR', KEYS[4]) .. '.' .. ARGV[7]
   local attempts = tonumber(redis.call('HGET', jk, 'attempts'))
   if not attempts or attempts < 0 or attempts ~= math.floor(attempts) or attempts > 4294967294 then
     attempts = 0
@@ -1119,7 +1119,11 @@ impl RedisInbox {
                     .arg(max)
                     .arg(&*self.group)
                     .arg(&*self.consumer)
-                    .arg(&k.job),
+                    .arg(&k.job)
+                    // With the counter, in every receipt of this pull: a counter set back
+                    // (a restart that lost its last writes) hands out no receipt a worker
+                    // still holds, whose late ack or retry would settle another's lease.
+                    .arg(format!("{:016x}", fastrand::u64(..))),
             )
             .await?;
         if let Some(e) = short {
@@ -1613,6 +1617,32 @@ mod tests {
         let dead = inbox.dead_letters(usize::MAX).await.expect("any limit");
         assert_eq!(dead.len(), 1);
         clean(&mut admin(&url).await, &prefix).await;
+    }
+
+    /// A receipt counter set back (a restart that lost its last writes) hands out no
+    /// receipt a worker still holds: that worker's late ack finds its lease lost instead of
+    /// settling the new holder's.
+    #[tokio::test]
+    async fn a_counter_set_back_hands_out_no_receipt_again() {
+        let Some(url) = test_url() else { return };
+        let prefix = unique("setback");
+        let clock = crate::clock::ManualClock::at_unix(1_700_000_000);
+        let inbox = inbox(&url, &prefix).await.clock(clock.clone());
+        let mut admin = admin(&url).await;
+        inbox.push(webhook("a")).await.unwrap();
+        let first = inbox.pull(1, LEASE).await.unwrap().remove(0);
+        let _: () = ::redis::cmd("SET")
+            .arg(format!("{{{prefix}}}:seq"))
+            .arg(0)
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        clock.advance(LEASE + Duration::from_secs(1));
+        let second = inbox.pull(1, LEASE).await.unwrap().remove(0);
+        assert_eq!(second.attempt(), 2, "the lease ran out: taken again");
+        assert!(matches!(inbox.ack(&first).await, Err(InboxError::LeaseLost)), "the old holder's ack");
+        inbox.ack(&second).await.expect("the holder's ack");
+        clean(&mut admin, &prefix).await;
     }
 
     /// `usize::MAX` ("as many as there are") leases them all (was: a Lua number `1.8e+19`,
