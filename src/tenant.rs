@@ -639,7 +639,9 @@ impl TenantSchemes {
     /// it waited on went away) loads only until its own deadline. A handshake's load has
     /// this deadline too (its store has none: a secret may be written after a timeout).
     /// Measured on Tokio's clock: the runtime needs its time driver (`#[tokio::main]`,
-    /// axum's and actix's have it).
+    /// axum's and actix's have it; a runtime built without `enable_time`, or another
+    /// executor, panics at a lookup's first load, as hookguard's layers do at a slow
+    /// body). `Duration::MAX` sets no deadline, and takes no timer.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
@@ -1111,7 +1113,9 @@ impl Drop for Adopting<'_> {
 }
 
 /// Forgets a tenant when dropped: after a handshake's store, even one cancelled
-/// (its request went away) before the store answered.
+/// (its request went away) before the store answered. (A statement the store already sent
+/// may still commit after that: a lookup in between caches the tenant as awaiting its
+/// handshake, for `unknown_ttl` at most, and nothing here can tell.)
 struct Forget<'a> {
     source: &'a TenantSchemes,
     tenant: &'a str,

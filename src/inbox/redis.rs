@@ -223,8 +223,8 @@ const DEAD_PAGE: usize = 256;
 /// The most bytes of dead letters' records (meta, body and error) one [`DEAD_LIST`] call
 /// reads, but for its first entry: bodies are up to 1 MiB each, and a page of them in one
 /// script held up the server for hundreds of milliseconds, its answer too large to arrive
-/// within a response timeout.
-const DEAD_BYTES: usize = 4 << 20;
+/// within a response timeout (1 MiB in 500 ms needs about 17 Mbit/s).
+const DEAD_BYTES: usize = 1 << 20;
 
 /// The most jobs one pull leases. The pull script reads its count as a Lua number, and
 /// Redis takes no number past 2^53 as a count (`usize::MAX` came as `1.8e+19`, refused):
@@ -310,8 +310,12 @@ return 1
 /// wait: an inbox made by [`RedisInbox::connect`] gives such a change `timeout` more than
 /// the 500 ms it gives any command; on a manager of your own
 /// ([`RedisInbox::from_manager`]), give it a response timeout longer than `timeout`
-/// (redis-rs's default is 500 ms), or pulls fail after their scripts leased jobs. It
-/// fails when the server has AOF off (or is older than 7.2): the push then returns
+/// (redis-rs's default is 500 ms), or pulls fail after their scripts leased jobs. The
+/// clones of an inbox share one connection, so while waits fall short (a replica down),
+/// each change holds it up to `timeout` and everything else queues behind: a pull behind
+/// another change's wait can still time out after its script ran. Keep `timeout` short
+/// (well under the 500 ms), so that a replica outage slows changes rather than fails them.
+/// It fails when the server has AOF off (or is older than 7.2): the push then returns
 /// [`InboxError::Backend`], though the webhook may be kept; the guard answers `503`. A copy
 /// of a kept webhook waits the same way before it is answered [`Pushed::Duplicate`], so a
 /// sender's retry is acknowledged only once the webhook is as durable as this setting asks.
@@ -1775,40 +1779,40 @@ mod tests {
         }
     }
 
-    /// A `redis-server` of the test's own, on a free port, stopped when dropped.
-    struct OwnServer(std::process::Child, String);
+    /// A `redis-server` of the test's own, on a Unix socket in a directory of its own (no
+    /// TCP port, which another server could hold), stopped when dropped.
+    struct OwnServer(std::process::Child, String, tempfile::TempDir);
 
     impl OwnServer {
         /// Starts one with nothing kept on disk; `None` without the `redis-server` program.
         async fn start() -> Option<Self> {
-            let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
-            let child = std::process::Command::new("redis-server")
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
+            let dir = tempfile::tempdir().ok()?;
+            let socket = dir.path().join("redis.sock");
+            let mut child = std::process::Command::new("redis-server")
+                .args(["--port", "0", "--save", "", "--appendonly", "no", "--dir"])
+                .arg(dir.path())
+                .arg("--unixsocket")
+                .arg(&socket)
                 .stdout(std::process::Stdio::null())
                 .spawn()
                 .ok()?;
-            let server = Self(child, format!("redis://127.0.0.1:{port}"));
+            let url = format!("redis+unix://{}", socket.display());
+            let client = Client::open(url.as_str()).ok()?;
             // Ready once it answers (a few milliseconds; the bound only ends a test whose
             // server never starts).
-            let client = Client::open(server.1.as_str()).ok()?;
             for _ in 0..500 {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("redis-server exited: {status}");
+                }
                 if let Ok(mut conn) = client.get_multiplexed_async_connection().await
                     && ::redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok()
                 {
-                    return Some(server);
+                    return Some(Self(child, url, dir));
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            panic!("redis-server on port {port} did not answer");
+            let _ = child.kill();
+            panic!("redis-server did not answer on {url}");
         }
     }
 
