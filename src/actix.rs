@@ -62,7 +62,7 @@ use crate::{
     guard::{DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT, Guard, Head, Reserved, VerificationFailed},
     inbox::headers_in_one_buffer,
     layer::body::Unread,
-    problem::{Problem, known},
+    problem::Problem,
     verify::Verified,
 };
 
@@ -1076,6 +1076,7 @@ mod sources {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::problem::known;
 
     /// A payload that yields `chunks` one poll at a time.
     fn chunked(chunks: Vec<Result<Bytes, PayloadError>>) -> dev::Payload {

@@ -1781,7 +1781,12 @@ mod tests {
 
     /// A `redis-server` of the test's own, on a Unix socket in a directory of its own (no
     /// TCP port, which another server could hold), stopped when dropped.
-    struct OwnServer(std::process::Child, String, tempfile::TempDir);
+    struct OwnServer {
+        child: std::process::Child,
+        url: String,
+        /// Where the socket is, removed when dropped.
+        _dir: tempfile::TempDir,
+    }
 
     impl OwnServer {
         /// Starts one with nothing kept on disk; `None` without the `redis-server` program.
@@ -1807,7 +1812,7 @@ mod tests {
                 if let Ok(mut conn) = client.get_multiplexed_async_connection().await
                     && ::redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok()
                 {
-                    return Some(Self(child, url, dir));
+                    return Some(Self { child, url, _dir: dir });
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
@@ -1818,8 +1823,8 @@ mod tests {
 
     impl Drop for OwnServer {
         fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 
@@ -1836,7 +1841,7 @@ mod tests {
         let Some(server) = OwnServer::start().await else {
             panic!("HOOKGUARD_TEST_REDIS_URL is set: this test needs the redis-server program too")
         };
-        let url = server.1.clone();
+        let url = server.url.clone();
         let prefix = unique("fullserver");
         let inbox = inbox(&url, &prefix).await;
         let mut admin = admin(&url).await;
