@@ -18,7 +18,7 @@ use hookguard::{
     worker::{Backoff, Worker},
 };
 use time::format_description::well_known::Rfc3339;
-use tokio::{io::AsyncWriteExt as _, net::TcpListener, sync::Mutex};
+use tokio::{io::AsyncWriteExt as _, sync::Mutex};
 
 use crate::{
     adopt::HandshakeSecret,
@@ -36,15 +36,16 @@ naming FILE:LINE:COL. Besides the endpoints the server answers GET /healthz and,
 header_read_timeout_secs (30) to send a request's head. At most max_connections (1024)
 connections are served at once; the next wait in the system's backlog until one ends, so
 the bodies being read take at most max_connections × body_limit of memory (1 GiB with the
-defaults). The port is bound before the inbox is opened: a port in use stops the start
-before any job is touched.
+defaults). The port is bound before the inbox is opened, and listened on once it is open:
+a port in use stops the start before any job is touched, and a client connecting meanwhile
+is refused, not held. A signal while the inbox opens stops the start (exit status 0).
 
-SIGTERM, SIGINT, SIGHUP or SIGQUIT stops it gracefully (there is no reload: SIGHUP stops
-too). No new connections are accepted, and the whole shutdown has one deadline,
-shutdown_grace_secs (10) after the signal: requests in flight may take all of it
-(connections still open then are closed), the workers get what is left, then the dead
-letters' last move to dead_letters_to gets what they leave (an inbox that stops answering
-can add up to 10 s). shutdown_grace_secs = 0 stops at once: open connections are closed and
+SIGTERM, SIGINT or SIGHUP stops it gracefully (there is no reload: SIGHUP stops too, unless
+it is ignored, as under nohup); SIGQUIT quits at once. No new connections are accepted,
+and the whole shutdown has one deadline, shutdown_grace_secs (10) after the signal:
+requests in flight may take all of it (connections still open then are closed), the
+workers get what is left, then the dead letters' last move to dead_letters_to gets what
+they leave, at least 1 s (an inbox that stops answering can add up to 10 s). shutdown_grace_secs = 0 stops at once: open connections are closed and
 running actions stopped. With the memory inbox (the default), whose jobs die with the
 process, the workers keep processing until it is empty (jobs waiting or due for a retry
 included) or the deadline; what is left then, dead letters (jobs out of attempts) included,
@@ -152,20 +153,21 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
     Ok(runtime.block_on(serve(config))?)
 }
 
-/// Serves until SIGTERM, SIGINT, SIGHUP or SIGQUIT. The exit status is 1 when acknowledged
-/// webhooks were lost with the memory inbox at the end of the grace period, so that a
-/// supervisor (or a deploy script) sees it, not only a line on stderr.
+/// Serves until SIGTERM, SIGINT or SIGHUP. The exit status is 1 when acknowledged webhooks
+/// were lost with the memory inbox at the end of the grace period, so that a supervisor (or
+/// a deploy script) sees it, not only a line on stderr.
 async fn serve(config: Config) -> Result<ExitCode, String> {
-    // Heard from here on: a signal during the start stops the server once it is up.
-    let shutdown = shutdown_signal();
-    // Listen first (the TLS configuration was built at load): a port that is taken stops
+    // Heard from here on: a signal while the inbox opens stops the start.
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    // The port first (the TLS configuration was built at load): a port that is taken stops
     // the start before the inbox is opened and the workers lease jobs, charge attempts and
     // start actions that the failed start would then kill (a restart loop dead-lettered
-    // them).
-    let listener = TcpListener::bind(&config.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    let addr = listener.local_addr().map_err(|e| format!("cannot read the listening address: {e}"))?;
+    // them). Bound, not listening yet: a client connecting while the inbox opens (up to a
+    // connect timeout of a database that does not answer) is refused at once, not held
+    // without an answer.
+    let reserved =
+        reserve(&config.listen).await.map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = reserved.local_addr().map_err(|e| format!("cannot read the listening address: {e}"))?;
 
     let metrics = if config.metrics {
         let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -183,7 +185,13 @@ async fn serve(config: Config) -> Result<ExitCode, String> {
         None
     };
 
-    let inbox = open_inbox(&config.inbox).await?;
+    let inbox = tokio::select! {
+        inbox = open_inbox(&config.inbox) => inbox?,
+        () = &mut shutdown => {
+            eprintln!("hookguard: stopped before it started");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
 
     let mut app = Router::new().route("/healthz", get(|| async { "ok\n" }));
     if let Some(handle) = metrics {
@@ -289,6 +297,19 @@ async fn serve(config: Config) -> Result<ExitCode, String> {
         actions.insert(endpoint.name, runner);
     }
     let actions = Arc::new(actions);
+    // A signal during the start: nothing leased, nothing started.
+    tokio::select! {
+        biased;
+        () = &mut shutdown => {
+            eprintln!("hookguard: stopped before it started");
+            return Ok(ExitCode::SUCCESS);
+        }
+        () = std::future::ready(()) => {}
+    }
+    // Before the workers: a listen that fails (another process took the port since the
+    // bind) stops the start with nothing leased.
+    let listener =
+        reserved.listen(LISTEN_BACKLOG).map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     // Dead letters go to their file (sharing its writer with endpoints appending there).
     let sweeper = config.dead_letters_to.as_ref().map(|path| {
         let lock = Arc::clone(writers.entry(path.clone()).or_default());
@@ -338,6 +359,33 @@ async fn serve(config: Config) -> Result<ExitCode, String> {
     Ok(code)
 }
 
+/// The least time the dead letters' last move to `dead_letters_to` gets at shutdown, past the
+/// deadline if need be: a local file's write, and otherwise those dead letters are lost with
+/// the memory inbox.
+const LAST_SWEEP: Duration = Duration::from_secs(1);
+
+/// The listen backlog: the connections the system holds for the server to accept (past
+/// `max_connections`, they wait there).
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// `listen` resolved and bound (the first address that binds), not listening yet.
+async fn reserve(listen: &str) -> std::io::Result<tokio::net::TcpSocket> {
+    let mut failed = None;
+    for addr in tokio::net::lookup_host(listen).await? {
+        let socket =
+            if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        // As `TcpListener::bind` does on unix: a restart binds while the last run's closed
+        // connections linger (a port another socket listens on is still refused).
+        #[cfg(unix)]
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr) {
+            Ok(()) => return Ok(socket),
+            Err(e) => failed = Some(e),
+        }
+    }
+    Err(failed.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind")))
+}
+
 /// The end of the shutdown: `shutdown_grace_secs` after the signal, for the whole of it.
 /// The open connections, then the workers, then the dead letters' last move each get what
 /// is left (each got the whole grace period: three of them in all).
@@ -381,7 +429,7 @@ async fn wind_down(
         let report = worker.shutdown(deadline.left()).await;
         tracing::info!(?report, "stopped");
         if let Some(sweeper) = sweeper {
-            sweeper.finish(deadline.left()).await;
+            sweeper.finish(deadline.left().max(LAST_SWEEP)).await;
         }
         return ExitCode::SUCCESS;
     }
@@ -389,7 +437,7 @@ async fn wind_down(
     let drained = worker.drain(deadline.left()).await;
     tracing::info!(report = ?drained.report, "stopped");
     if let Some(sweeper) = sweeper {
-        sweeper.finish(deadline.left()).await;
+        sweeper.finish(deadline.left().max(LAST_SWEEP)).await;
     }
     // Dead letters are lost too (unless `dead_letters_to` took them, just above).
     let dead = match inbox.dead_letters(usize::MAX).await {
@@ -422,22 +470,26 @@ async fn wind_down(
     code
 }
 
-/// Resolves on SIGINT (Ctrl-C), SIGTERM, SIGHUP or SIGQUIT: each is a graceful stop (the
-/// server has no configuration reload for SIGHUP to mean; it and SIGQUIT killed the
-/// process at once, in-flight actions and the memory inbox's jobs with it). On unix the
+/// Resolves on SIGINT (Ctrl-C), SIGTERM or SIGHUP (unless ignored): each is a graceful stop
+/// (the server has no configuration reload for SIGHUP to mean; it killed the process at
+/// once, in-flight actions and the memory inbox's jobs with it). On unix the
 /// handlers are installed when it is called, not when it is first polled: a signal that
 /// arrives before the server first waits for it is heard, instead of killing the process.
 pub(crate) fn shutdown_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
     let signals = {
         use tokio::signal::unix::{SignalKind, signal};
-        [SignalKind::interrupt(), SignalKind::terminate(), SignalKind::hangup(), SignalKind::quit()]
-            .map(|kind| signal(kind).ok())
+        // SIGHUP only when it is not ignored: under `nohup` (SIGHUP ignored), a closed
+        // terminal must not stop the server. SIGQUIT keeps its own meaning (quit at once,
+        // a core dump): the way out of a graceful stop that takes too long.
+        let hangup = (!hangup_ignored()).then(SignalKind::hangup);
+        [Some(SignalKind::interrupt()), Some(SignalKind::terminate()), hangup]
+            .map(|kind| kind.and_then(|kind| signal(kind).ok()))
     };
     async move {
         #[cfg(unix)]
         {
-            let [interrupt, terminate, hangup, quit] = signals.map(|signal| async move {
+            let [interrupt, terminate, hangup] = signals.map(|signal| async move {
                 match signal {
                     Some(mut signal) => drop(signal.recv().await),
                     None => std::future::pending::<()>().await,
@@ -447,7 +499,6 @@ pub(crate) fn shutdown_signal() -> impl Future<Output = ()> {
                 () = interrupt => {}
                 () = terminate => {}
                 () = hangup => {}
-                () = quit => {}
             }
         }
         #[cfg(not(unix))]
@@ -456,6 +507,19 @@ pub(crate) fn shutdown_signal() -> impl Future<Output = ()> {
         }
         tracing::info!("shutting down");
     }
+}
+
+/// Whether this process ignores SIGHUP (it inherited that from `nohup`): read from Linux's
+/// `/proc/self/status` (`SigIgn`, SIGHUP its lowest bit). Elsewhere, or when that cannot be
+/// read, taken as ignored: SIGHUP then keeps the action the process started with.
+#[cfg(unix)]
+fn hangup_ignored() -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return true };
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigIgn:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_none_or(|mask| mask & 1 != 0)
 }
 
 #[cfg(not(all(feature = "sqlite", feature = "redis", feature = "postgres")))]
