@@ -351,6 +351,21 @@ impl Sql {
         let s = if valid { schema } else { "invalid" };
         let t = format!("\"{s}\".inbox");
         let channel = channel(s);
+        // A pull's due rows by the clock (waiting ones due, leased ones whose lease ran
+        // out), and the lease of those picked, shared by `pull` and `pull_fresh`.
+        let due_rows = format!(
+            "SELECT seq, CASE WHEN status = 'leased' THEN lease_until ELSE next_attempt_at END AS due
+             FROM {t}
+             WHERE (status = 'ready' AND next_attempt_at <= $1) OR (status = 'leased' AND lease_until <= $1)
+             ORDER BY due, seq
+             LIMIT $2
+             FOR UPDATE SKIP LOCKED"
+        );
+        let lease_picked = format!(
+            "UPDATE {t} i SET status = 'leased', attempts = i.attempts + 1, lease_until = $3, lease_token = $4
+             FROM picked WHERE i.seq = picked.seq
+             RETURNING i.record::text, i.body, i.attempts, picked.due, i.seq, i.key"
+        );
         Self {
             schema: schema.to_owned(),
             valid,
@@ -455,21 +470,12 @@ impl Sql {
                     ORDER BY next_attempt_at, seq
                     LIMIT $2
                     FOR UPDATE SKIP LOCKED
-                 ), due AS (
-                    SELECT seq, CASE WHEN status = 'leased' THEN lease_until ELSE next_attempt_at END AS due
-                    FROM {t}
-                    WHERE (status = 'ready' AND next_attempt_at <= $1) OR (status = 'leased' AND lease_until <= $1)
-                    ORDER BY due, seq
-                    LIMIT $2
-                    FOR UPDATE SKIP LOCKED
-                 ), picked AS (
+                 ), due AS ({due_rows}), picked AS (
                     SELECT seq, due FROM (SELECT * FROM ahead UNION ALL SELECT * FROM due) AS both_parts
                     ORDER BY due, seq
                     LIMIT $2
                  )
-                 UPDATE {t} i SET status = 'leased', attempts = i.attempts + 1, lease_until = $3, lease_token = $4
-                 FROM picked WHERE i.seq = picked.seq
-                 RETURNING i.record::text, i.body, i.attempts, picked.due, i.seq, i.key"
+                 {lease_picked}"
             ),
             fresh_state: format!(
                 "SELECT (SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('\"{s}\".inbox_fresh'))"
@@ -480,19 +486,7 @@ impl Sql {
                 "CREATE INDEX CONCURRENTLY IF NOT EXISTS inbox_fresh ON {t} (next_attempt_at, seq)
                  WHERE status = 'ready' AND attempts = 0"
             ),
-            pull: format!(
-                "WITH picked AS (
-                    SELECT seq, CASE WHEN status = 'leased' THEN lease_until ELSE next_attempt_at END AS due
-                    FROM {t}
-                    WHERE (status = 'ready' AND next_attempt_at <= $1) OR (status = 'leased' AND lease_until <= $1)
-                    ORDER BY due, seq
-                    LIMIT $2
-                    FOR UPDATE SKIP LOCKED
-                 )
-                 UPDATE {t} i SET status = 'leased', attempts = i.attempts + 1, lease_until = $3, lease_token = $4
-                 FROM picked WHERE i.seq = picked.seq
-                 RETURNING i.record::text, i.body, i.attempts, picked.due, i.seq, i.key"
-            ),
+            pull: format!("WITH picked AS ({due_rows}) {lease_picked}"),
             ack: format!(
                 "UPDATE {t} SET status = 'done', finished_at = $3, body = ''::bytea, lease_until = NULL, lease_token = NULL
                  WHERE seq = $1 AND status = 'leased' AND lease_token = $2"
