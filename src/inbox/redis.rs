@@ -384,7 +384,7 @@ pub enum RedisDurability {
 /// Each operation is one Lua script, so no other client's command runs in the middle of
 /// it; but a script holds up every other client's command (Redis runs one thing at a
 /// time), so none reads much: [`dead_letters`](Inbox::dead_letters) reads a page at a
-/// time (256 dead letters, or fewer whose records, bodies included, come to 4 MiB; one
+/// time (256 dead letters, or fewer whose records, bodies included, come to 1 MiB; one
 /// larger than that alone), one script each, so its list is no snapshot (a dead letter re-driven and dead
 /// again while it reads may be listed twice). A script is not a transaction, though: when
 /// a command in it fails, Redis keeps the writes made before the failure. The scripts are
@@ -1429,7 +1429,7 @@ impl Inbox for RedisInbox {
         Box::pin(self.bury(job.webhook().key(), job.receipt(), error))
     }
 
-    /// Read a page at a time (256 dead letters or 4 MiB of their records, one script each;
+    /// Read a page at a time (256 dead letters or 1 MiB of their records, one script each;
     /// see [Layout](RedisInbox#layout)).
     fn dead_letters(&self, limit: usize) -> BoxFuture<'_, Result<Vec<DeadLetter>, InboxError>> {
         Box::pin(self.dead_list(limit))
