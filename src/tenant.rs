@@ -894,13 +894,15 @@ impl TenantSchemes {
         if tenant.len() > MAX_TENANT {
             return Err(SourceError::Unknown);
         }
-        // One deadline for the whole lookup, however many loads it waits on or begins.
-        let deadline = self.deadline();
+        // One deadline for the whole lookup, however many loads it waits on or begins,
+        // from its first miss (a hit takes no time of Tokio's clock).
+        let mut first_miss = None;
         let outcome = loop {
             let now = self.clock.now();
             if let Some(hit) = self.cached(&tenant, now) {
                 break Ok(hit);
             }
+            let deadline = *first_miss.get_or_insert_with(|| self.deadline());
             match self.join(&tenant, now) {
                 Join::Cached(hit) => break Ok(hit),
                 Join::Lead(leader) => break self.lead(leader, now, deadline).await,

@@ -34,19 +34,22 @@ the worker pool, the listening address and TLS. Unknown keys and missing secrets
 naming FILE:LINE:COL. Besides the endpoints the server answers GET /healthz and, unless
 `metrics = false`, GET /metrics (Prometheus text format). A client gets
 header_read_timeout_secs (30) to send a request's head. At most max_connections (1024)
-connections are served at once; the next wait in the system's backlog until one ends, so
-the bodies being read take at most max_connections × body_limit of memory (1 GiB with the
-defaults). The port is bound before the inbox is opened, and listened on once it is open:
+connections are served at once; the next wait in the system's listen backlog (1024, or
+the system's somaxconn if lower; past it they are refused) until one ends, so the bodies
+being read take at most max_connections × body_limit of memory (1 GiB with the defaults).
+Clients that send their heads slowly can hold the connections for header_read_timeout_secs
+each: put a proxy that limits connections per address in front of a public listener. The port is bound before the inbox is opened, and listened on once it is open:
 a port in use stops the start before any job is touched, and a client connecting meanwhile
 is refused, not held. A signal while the inbox opens stops the start (exit status 0).
 
-SIGTERM, SIGINT or SIGHUP stops it gracefully (there is no reload: SIGHUP stops too, unless
-it is ignored, as under nohup); SIGQUIT quits at once. No new connections are accepted,
+SIGTERM or SIGINT stops it gracefully, and on Linux SIGHUP too unless it is ignored (as
+under nohup; there is no reload); SIGQUIT quits at once. No new connections are accepted,
 and the whole shutdown has one deadline, shutdown_grace_secs (10) after the signal:
 requests in flight may take all of it (connections still open then are closed), the
 workers get what is left, then the dead letters' last move to dead_letters_to gets what
-they leave, at least 1 s (an inbox that stops answering can add up to 10 s). shutdown_grace_secs = 0 stops at once: open connections are closed and
-running actions stopped. With the memory inbox (the default), whose jobs die with the
+they leave, at least 1 s (an inbox that stops answering can add up to 11 s).
+shutdown_grace_secs = 0 stops at once: open connections are closed and running actions
+stopped. With the memory inbox (the default), whose jobs die with the
 process, the workers keep processing until it is empty (jobs waiting or due for a retry
 included) or the deadline; what is left then, dead letters (jobs out of attempts) included,
 is lost, a warning on stderr says how many, and the exit status is 1.
@@ -470,7 +473,7 @@ async fn wind_down(
     code
 }
 
-/// Resolves on SIGINT (Ctrl-C), SIGTERM or SIGHUP (unless ignored): each is a graceful stop
+/// Resolves on SIGINT (Ctrl-C), SIGTERM or SIGHUP (on Linux, unless ignored): each is a graceful stop
 /// (the server has no configuration reload for SIGHUP to mean; it killed the process at
 /// once, in-flight actions and the memory inbox's jobs with it). On unix the
 /// handlers are installed when it is called, not when it is first polled: a signal that
