@@ -318,22 +318,14 @@ async fn read(guard: &Guard, payload: dev::Payload) -> Result<Bytes, Problem> {
 /// `PayloadError::Overflow`, from a `PayloadConfig` or another middleware) is too large, as
 /// an outer `RequestBodyLimitLayer`'s is; a payload an outer layer timed out (an
 /// `io::Error` of kind `TimedOut` in a `PayloadError`) is a timeout.
-async fn read_within(payload: dev::Payload, limit: usize, timeout: Duration) -> Result<Bytes, Unread> {
-    Unread::outcome(crate::layer::Within::new(timeout, collect(payload, limit)).await)
-}
-
-/// The payload's bytes, an error once they are more than `limit`: read by the same
-/// bounded collector as the Tower side's bodies (`http_body_util`'s `Limited`, then each
+///
+/// Read by the Tower side's own body reader (`http_body_util`'s `Limited`, then each
 /// chunk copied and let go at once). A body that comes in one chunk (the usual case for a
 /// webhook, and always for a payload [`Verify`] put back) is that chunk itself, not a
 /// copy; more chunks are gathered in one buffer. (actix's `to_bytes_limited` copies every
 /// body into a buffer of 32 KiB, which a kept webhook would then hold while it waits.)
-async fn collect(
-    payload: dev::Payload,
-    limit: usize,
-) -> Result<Bytes, Box<dyn std::error::Error + Send + Sync>> {
-    crate::layer::Gather::new(http_body_util::Limited::new(PayloadBody(BodyStream::new(payload)), limit))
-        .await
+async fn read_within(payload: dev::Payload, limit: usize, timeout: Duration) -> Result<Bytes, Unread> {
+    crate::layer::ReadLimited::new(PayloadBody(BodyStream::new(payload)), limit, timeout).await
 }
 
 /// actix's payload as an [`http_body::Body`] of data frames.
@@ -1089,28 +1081,33 @@ mod tests {
         actix_web::rt::System::new().block_on(f)
     }
 
+    /// The whole payload within `limit`, as `Verify` reads it (the read timeout far off).
+    async fn all(payload: dev::Payload, limit: usize) -> Result<Bytes, Unread> {
+        read_within(payload, limit, Duration::from_secs(600)).await
+    }
+
     #[test]
     fn a_body_in_one_chunk_is_that_chunk_not_a_copy() {
         let body = Bytes::from(vec![b'x'; 1024]);
-        let got = block_on(collect(chunked(vec![Ok(body.clone())]), 1024)).unwrap();
+        let got = block_on(all(chunked(vec![Ok(body.clone())]), 1024)).unwrap();
         assert_eq!(got, body);
         assert_eq!(got.as_ptr(), body.as_ptr(), "the same memory");
         // A payload `Verify` put back is one chunk too.
-        let got = block_on(collect(dev::Payload::from(body.clone()), usize::MAX)).unwrap();
+        let got = block_on(all(dev::Payload::from(body.clone()), usize::MAX)).unwrap();
         assert_eq!(got.as_ptr(), body.as_ptr());
-        assert!(block_on(collect(chunked(Vec::new()), 0)).unwrap().is_empty());
+        assert!(block_on(all(chunked(Vec::new()), 0)).unwrap().is_empty());
     }
 
     #[test]
     fn a_body_in_several_chunks_is_gathered_in_order_within_the_limit() {
         let parts = ["{\"a\":", "1,", "\"b\":2", "}"];
         let chunks = parts.iter().map(|p| Ok(Bytes::from_static(p.as_bytes()))).collect();
-        let got = block_on(collect(chunked(chunks), 13)).unwrap();
+        let got = block_on(all(chunked(chunks), 13)).unwrap();
         assert_eq!(got, "{\"a\":1,\"b\":2}");
         // One byte over the limit, whether in the first chunk or across several: refused.
         let over = |chunks: Vec<&'static str>, limit| {
             let chunks = chunks.into_iter().map(|c| Ok(Bytes::from_static(c.as_bytes()))).collect();
-            block_on(collect(chunked(chunks), limit)).is_err_and(|e| Unread::of(&*e) == Unread::TooLarge)
+            block_on(all(chunked(chunks), limit)) == Err(Unread::TooLarge)
         };
         assert!(over(vec!["12345"], 4));
         assert!(over(vec!["12", "34", "5"], 4));
@@ -1165,14 +1162,14 @@ mod tests {
         assert_eq!(first.body.as_ptr(), body.as_ptr(), "the same memory");
         assert_eq!(second.body.as_ptr(), body.as_ptr(), "the same memory");
         assert_eq!(json.unwrap().0["amount"], 7);
-        let rest = block_on(collect(payload, usize::MAX)).unwrap();
+        let rest = block_on(all(payload, usize::MAX)).unwrap();
         assert_eq!(rest, body, "the payload is left for web::Bytes");
         // Not verified: an error, and the payload is not touched.
         let (bare, _) = actix_web::test::TestRequest::post().to_http_parts();
         let mut payload = dev::Payload::from(body.clone());
         let got = block_on(VerifiedWebhook::from_request(&bare, &mut payload));
         assert!(matches!(got, Err(WebhookRejection::NotVerified)), "{got:?}");
-        assert_eq!(block_on(collect(payload, usize::MAX)).unwrap(), body);
+        assert_eq!(block_on(all(payload, usize::MAX)).unwrap(), body);
     }
 
     /// Without `Verify`, a payload that stops coming is answered `408` once the default
@@ -1213,9 +1210,7 @@ mod tests {
     #[test]
     fn a_payload_error_is_an_error_not_a_short_body() {
         let chunks = vec![Ok(Bytes::from_static(b"12")), Err(PayloadError::Incomplete(None))];
-        let e = block_on(collect(chunked(chunks), 100)).unwrap_err();
-        assert!(matches!(e.downcast_ref(), Some(PayloadError::Incomplete(_))), "{e:?}");
-        assert_eq!(Unread::of(&*e), Unread::Failed);
+        assert_eq!(block_on(all(chunked(chunks), 100)), Err(Unread::Failed));
     }
 
     /// A payload an outer layer timed out (an `io::Error` of kind `TimedOut` in actix's

@@ -109,10 +109,9 @@ impl<S: Send + Sync> FromRequest<S> for VerifiedWebhook {
         // the body, read within the guard's default limit (no guard's limit is known; not
         // axum's 2 MiB), and never without a timeout.
         let limit = DEFAULT_BODY_LIMIT;
-        // Gathered as the verify layer gathers bodies: tiny frames are not all kept.
-        let read = crate::layer::body::Gather::new(http_body_util::Limited::new(req.into_body(), limit));
-        let read = crate::layer::body::Within::new(DEFAULT_READ_TIMEOUT, read).await;
-        let body = crate::layer::body::Unread::outcome(read).map_err(|unread| {
+        // Read as the verify layer reads bodies.
+        let read = crate::layer::body::ReadLimited::new(req.into_body(), limit, DEFAULT_READ_TIMEOUT);
+        let body = read.await.map_err(|unread| {
             if unread == crate::layer::body::Unread::TooLarge {
                 tracing::warn!(
                     limit,

@@ -148,7 +148,7 @@ pin_project! {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         #[pin]
-        read: Within<Gather<Limited<B>>>,
+        read: ReadLimited<B>,
     }
 }
 
@@ -158,7 +158,7 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     pub(crate) fn new(guard: &Guard, body: B) -> Self {
-        Self { read: Within::new(guard.read_timeout(), Gather::new(Limited::new(body, guard.body_limit()))) }
+        Self { read: ReadLimited::new(body, guard.body_limit(), guard.read_timeout()) }
     }
 }
 
@@ -170,7 +170,44 @@ where
     type Output = Result<Bytes, Problem>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Poll::Ready(Unread::outcome(ready!(self.project().read.poll(cx))).map_err(Unread::problem))
+        self.project().read.poll(cx).map_err(Unread::problem)
+    }
+}
+
+pin_project! {
+    /// The one body read that every reader shares (the verify layers, actix's `Verify`,
+    /// both frameworks' extractors): at most `limit` bytes (`Limited`), gathered without
+    /// keeping tiny frames ([`Gather`]), within `timeout` ([`Within`]), a failure judged
+    /// by [`Unread`].
+    pub(crate) struct ReadLimited<B>
+    where
+        B: Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        #[pin]
+        read: Within<Gather<Limited<B>>>,
+    }
+}
+
+impl<B> ReadLimited<B>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    pub(crate) fn new(body: B, limit: usize, timeout: Duration) -> Self {
+        Self { read: Within::new(timeout, Gather::new(Limited::new(body, limit))) }
+    }
+}
+
+impl<B> Future for ReadLimited<B>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Output = Result<Bytes, Unread>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Poll::Ready(Unread::outcome(ready!(self.project().read.poll(cx))))
     }
 }
 

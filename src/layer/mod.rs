@@ -53,9 +53,9 @@ pub(crate) mod source;
 mod verify;
 
 pub use accept::{AcceptFuture, WebhookService};
-pub(crate) use body::read as read_body;
 #[cfg(feature = "actix")]
-pub(crate) use body::{Gather, Within};
+pub(crate) use body::ReadLimited;
+pub(crate) use body::read as read_body;
 #[cfg(feature = "source-controls")]
 pub use source::{AllowListLayer, AllowListService, RateLimitLayer, RateLimitService, SourceFuture};
 pub use verify::{Verify, VerifyFuture, VerifyLayer};
