@@ -192,7 +192,7 @@ impl Piece {
 
 /// Passes `url` to `out` in runs, with the `%XX` escapes of bytes in `set` decoded,
 /// without copying it.
-fn decode_url(url: &[u8], set: &[u8], mut out: impl FnMut(&[u8])) {
+pub(crate) fn decode_url(url: &[u8], set: &[u8], mut out: impl FnMut(&[u8])) {
     fn hex(b: u8) -> Option<u8> {
         match b {
             b'0'..=b'9' => Some(b - b'0'),

@@ -81,7 +81,7 @@ impl fmt::Debug for EcdsaP256Scheme {
             .field("tolerance", &self.layout.envelope.tolerance)
             .field("id", &self.layout.envelope.id)
             .field("event", &self.layout.envelope.event)
-            .field("url", &self.layout.envelope.url)
+            .field("url", &self.layout.envelope.url_shown())
             .finish()
     }
 }

@@ -19,7 +19,7 @@ use super::{
 use crate::error::ConfigError;
 
 /// The description of everything but the signature and the keys.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Envelope {
     pub(crate) content: SignedContent,
     pub(crate) timestamp: Option<(Field, TimestampFormat)>,
@@ -29,6 +29,53 @@ pub(crate) struct Envelope {
     pub(crate) url: Option<Cow<'static, str>>,
     /// Whether a copy can be told from a new delivery ([`Verified::has_replay_key`]).
     pub(crate) replay_key: bool,
+}
+
+impl std::fmt::Debug for Envelope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Envelope")
+            .field("content", &self.content)
+            .field("timestamp", &self.timestamp)
+            .field("tolerance", &self.tolerance)
+            .field("id", &self.id)
+            .field("event", &self.event)
+            .field("url", &self.url_shown())
+            .field("replay_key", &self.replay_key)
+            .finish()
+    }
+}
+
+impl Envelope {
+    /// The scheme's URL for a `Debug` output: its query and any user information hidden
+    /// (a callback URL may carry a token: `?token=…`), as [`WebhookRequest`]'s `Debug`
+    /// hides the request's.
+    pub(crate) fn url_shown(&self) -> ShownUrl<'_> {
+        ShownUrl(self.url.as_deref())
+    }
+}
+
+/// A URL in a `Debug` output without what may be secret in it ([`Envelope::url_shown`]).
+pub(crate) struct ShownUrl<'a>(Option<&'a str>);
+
+impl std::fmt::Debug for ShownUrl<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some(url) = self.0 else { return f.write_str("None") };
+        let end = url.find(['?', '#']).unwrap_or(url.len());
+        let (head, tail) = url.split_at(end);
+        let hidden = if tail.is_empty() { "" } else { "?[redacted]" };
+        // User information sits between `://` and an `@` before the path.
+        let shown = match head.split_once("://") {
+            Some((scheme, rest)) => {
+                let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+                match authority.rfind('@') {
+                    Some(at) => format!("{scheme}://[redacted]@{}{hidden}", &rest[at + 1..]),
+                    None => format!("{head}{hidden}"),
+                }
+            }
+            None => format!("{head}{hidden}"),
+        };
+        write!(f, "Some({shown:?})")
+    }
 }
 
 /// The values read from one request before its signature is checked.
@@ -165,14 +212,7 @@ impl Envelope {
             return Err(Rejection::with_detail(Reason::MissingHeader, detail));
         }
 
-        let url: Cow<'a, str> = if self.content.uses_url() {
-            match &self.url {
-                Some(url) => Cow::Borrowed(url.as_ref()),
-                None => req.url()?,
-            }
-        } else {
-            Cow::Borrowed("")
-        };
+        let url = self.signed_url(req)?;
 
         Ok(Inputs {
             ts_text,
@@ -361,16 +401,39 @@ impl Envelope {
                 && edge(pieces.get(at + 1), <[u8]>::first))
     }
 
+    /// The URL the signature covers: the one the scheme was given
+    /// ([`url`](super::HmacSchemeBuilder::url)), else the request's; empty when the
+    /// content signs none.
+    fn signed_url<'a>(&'a self, req: &WebhookRequest<'a>) -> Result<Cow<'a, str>, Rejection> {
+        if !self.content.uses_url() {
+            return Ok(Cow::Borrowed(""));
+        }
+        match &self.url {
+            Some(url) => Ok(Cow::Borrowed(url.as_ref())),
+            None => req.url(),
+        }
+    }
+
     /// SHA-256 of every signed piece but the timestamp (and the fixed literals), each
-    /// length-prefixed: the method, the URL and the body as signed.
+    /// length-prefixed: the method, the URL and the body as signed. The URL as the MAC
+    /// took it: the scheme's own when it has one (a query added to the request's is not
+    /// signed, and must not make a copy another delivery), with the escapes a
+    /// [`Piece::UrlDecoding`] decodes decoded (`%3A` and `:` sign alike).
     fn signed_but_timestamp(&self, req: &WebhookRequest<'_>) -> [u8; 32] {
         let mut hash = sha2::Sha256::new();
-        let url = self.content.uses_url().then(|| req.url().unwrap_or_default());
+        // The request verified, so the URL its signature needs is there.
+        let url = self.signed_url(req).unwrap_or_default();
+        let mut decoded = Vec::new();
         for piece in self.content.pieces() {
             let bytes = match piece {
                 Piece::Body => req.body(),
                 Piece::Method => req.method().as_str().as_bytes(),
-                Piece::Url | Piece::UrlDecoding(_) => url.as_deref().unwrap_or_default().as_bytes(),
+                Piece::Url => url.as_bytes(),
+                Piece::UrlDecoding(set) => {
+                    decoded.clear();
+                    super::content::decode_url(url.as_bytes(), set, |b| decoded.extend_from_slice(b));
+                    &decoded
+                }
                 Piece::Id | Piece::Timestamp | Piece::Literal(_) => continue,
             };
             hash.update((bytes.len() as u64).to_be_bytes());
@@ -585,6 +648,35 @@ mod tests {
             url: None,
             replay_key: true,
         }
+    }
+
+    /// A scheme's `Debug` shows its URL without the query or user information: a
+    /// callback URL may carry a token.
+    #[test]
+    fn a_schemes_debug_hides_its_urls_query_and_user_information() {
+        use crate::verify::{Algorithm, Encoding, HmacScheme, SignatureFormat};
+        let shown = |url: &'static str| {
+            let scheme = HmacScheme::builder("acme", Algorithm::Sha256)
+                .signature(Field::header("x-sig"), SignatureFormat::Plain { prefix: "" }, Encoding::Hex)
+                .content(SignedContent::new(vec![Piece::Url, Piece::Body]))
+                .url(url)
+                .secret("s")
+                .build()
+                .unwrap();
+            let debug = format!("{scheme:?}");
+            debug[debug.find("url: ").unwrap()..].split(", replay_key").next().unwrap().to_owned()
+        };
+        assert_eq!(shown("https://x.example/cb"), r#"url: Some("https://x.example/cb")"#);
+        assert_eq!(
+            shown("https://x.example/cb?token=s3cret"),
+            r#"url: Some("https://x.example/cb?[redacted]")"#
+        );
+        assert_eq!(shown("https://x.example/cb#s3cret"), r#"url: Some("https://x.example/cb?[redacted]")"#);
+        assert_eq!(
+            shown("https://user:pw@x.example/a@b?t=s3cret"),
+            r#"url: Some("https://[redacted]@x.example/a@b?[redacted]")"#
+        );
+        assert_eq!(shown("x.example/cb?t=1"), r#"url: Some("x.example/cb?[redacted]")"#);
     }
 
     /// A header value from arbitrary bytes, or none when `http` refuses them.

@@ -128,7 +128,7 @@ impl fmt::Debug for HmacScheme {
             .field("tolerance", &self.envelope.tolerance)
             .field("id", &self.envelope.id)
             .field("event", &self.envelope.event)
-            .field("url", &self.envelope.url)
+            .field("url", &self.envelope.url_shown())
             .field("replay_key", &self.envelope.replay_key)
             .finish()
     }
