@@ -1135,6 +1135,31 @@ fn the_key_without_an_id_covers_what_cannot_move() {
     let elsewhere = verify(&delimited, &ts, b"{}", "https://a.example/other", &sig);
     assert_ne!(first.dedup_key(), elsewhere.dedup_key(), "another URL, another delivery");
 
+    // The URL as signed, not as asked for: a scheme given its URL signs that one, so a
+    // copy sent with a query added verifies, and is the same delivery.
+    let fixed = HmacScheme::builder("acme", Algorithm::Sha256)
+        .signature(Field::header("x-acme-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Hex)
+        .timestamp(Field::header("x-acme-timestamp"), TimestampFormat::UnixSeconds)
+        .content(SignedContent::new(vec![Piece::Timestamp, Piece::Literal(b"."), Piece::Url, Piece::Body]))
+        .url("https://a.example/h")
+        .secret("s3cr3t")
+        .build()
+        .unwrap();
+    let (ts, sig) = sign(&fixed, 1_700_000_000, b"{}", "https://a.example/h");
+    let first = verify(&fixed, &ts, b"{}", "https://a.example/h", &sig);
+    let copy = verify(&fixed, &ts, b"{}", "https://a.example/h?x=1", &sig);
+    assert_eq!(first.dedup_key(), copy.dedup_key(), "a query the signature does not cover");
+    // Escapes the MAC decodes sign alike: `%3A` for `:` is a copy too.
+    let decoding =
+        scheme(vec![Piece::Timestamp, Piece::Literal(b"."), Piece::UrlDecoding(b":"), Piece::Body]);
+    let (ts, sig) = sign(&decoding, 1_700_000_000, b"{}", "https://a.example/h?a=b:c");
+    let first = verify(&decoding, &ts, b"{}", "https://a.example/h?a=b:c", &sig);
+    let copy = verify(&decoding, &ts, b"{}", "https://a.example/h?a=b%3Ac", &sig);
+    assert_eq!(first.dedup_key(), copy.dedup_key(), "an escape the signature decodes");
+    let (ts, sig) = sign(&decoding, 1_700_000_000, b"{}", "https://a.example/h?a=b;c");
+    let other = verify(&decoding, &ts, b"{}", "https://a.example/h?a=b;c", &sig);
+    assert_ne!(first.dedup_key(), other.dedup_key(), "another URL, another delivery");
+
     let touching = scheme(vec![Piece::Timestamp, Piece::Body]);
     let (ts, sig) = sign(&touching, 1_700_000_000, b"{}", "");
     let genuine = verify(&touching, &ts, b"{}", "", &sig);
