@@ -779,7 +779,24 @@ impl HmacSchemeBuilder {
     ///     .unwrap();
     /// assert_eq!(scheme.construction(), Construction::SecretPrefix);
     /// ```
+    ///
+    /// Secrets become keys as they are added: a different construction set after a secret
+    /// would leave that key of the other kind, and [`build`](Self::build) refuses it
+    /// ([`ConfigError::Invalid`](crate::ConfigError::Invalid)).
+    ///
+    /// ```
+    /// use hookguard::{ConfigError, verify::{Algorithm, Construction, Encoding, Field, HmacScheme, SignatureFormat}};
+    /// let late = HmacScheme::builder("legacy", Algorithm::Sha256)
+    ///     .signature(Field::header("x-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Hex)
+    ///     .secret("s")
+    ///     .construction(Construction::SecretPrefix)
+    ///     .build();
+    /// assert!(matches!(late, Err(ConfigError::Invalid(_))));
+    /// ```
     pub fn construction(mut self, construction: Construction) -> Self {
+        if !self.scheme.keys.is_empty() && construction != self.scheme.construction {
+            self.error.get_or_insert(ConfigError::Invalid("set the construction before adding secrets"));
+        }
         self.scheme.construction = construction;
         self
     }
@@ -808,7 +825,24 @@ impl HmacSchemeBuilder {
     /// assert_eq!(decoded.mac_primary(b"x").as_bytes(), hi.mac_primary(b"x").as_bytes());
     /// assert_ne!(raw.mac_primary(b"x").as_bytes(), hi.mac_primary(b"x").as_bytes());
     /// ```
+    ///
+    /// Secrets are decoded as they are added: a different key format set after a secret
+    /// would leave that secret undecoded, and [`build`](Self::build) refuses it
+    /// ([`ConfigError::Invalid`](crate::ConfigError::Invalid)).
+    ///
+    /// ```
+    /// use hookguard::{ConfigError, verify::{Algorithm, Encoding, Field, HmacScheme, KeyFormat, SignatureFormat}};
+    /// let late = HmacScheme::builder("acme", Algorithm::Sha256)
+    ///     .signature(Field::header("x-acme-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Hex)
+    ///     .secret("whsec_aGk=")
+    ///     .key_format(KeyFormat::StandardWebhooks)
+    ///     .build();
+    /// assert!(matches!(late, Err(ConfigError::Invalid(_))));
+    /// ```
     pub fn key_format(mut self, format: KeyFormat) -> Self {
+        if !self.scheme.keys.is_empty() && format != self.scheme.key_format {
+            self.error.get_or_insert(ConfigError::Invalid("set the key format before adding secrets"));
+        }
         self.scheme.key_format = format;
         self
     }
