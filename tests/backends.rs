@@ -1,5 +1,7 @@
 //! The replay-store and inbox conformance suites, run against every backend.
 
+#![cfg(feature = "tower")]
+
 #[macro_use]
 mod common;
 

@@ -1,5 +1,7 @@
 //! The framework-free pipeline: handshakes, per-tenant secrets, statuses, replay marks.
 
+#![cfg(feature = "tower")]
+
 use std::{
     sync::{
         Arc, Mutex,

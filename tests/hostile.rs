@@ -3,6 +3,8 @@
 //! key among them, behind a public origin): the expected status and problem type, no
 //! panic, and no secret (or right signature) in any answer.
 
+#![cfg(feature = "tower")]
+
 use std::{
     pin::Pin,
     task::{Context, Poll},

@@ -1,6 +1,8 @@
 //! Counters through the `metrics` facade: accepted, rejected by reason, duplicates,
 //! retries, dead-lettered, processed, and the inbox depth gauge.
 
+#![cfg(feature = "tower")]
+
 use std::{collections::HashMap, time::Duration};
 
 use bytes::Bytes;

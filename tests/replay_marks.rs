@@ -10,6 +10,8 @@
 //! The Redis test runs against `HOOKGUARD_TEST_REDIS_URL`; skipped (with `skipped: …`)
 //! when it is unset.
 
+#![cfg(feature = "tower")]
+
 use std::{
     sync::{
         Arc, Mutex,
