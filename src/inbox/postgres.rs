@@ -1655,7 +1655,12 @@ impl PostgresInbox {
         // Before the query: a notification after this is for a change the pull may miss.
         self.listener.pulling(now);
         self.purge_now_and_then(now).await;
-        self.on_connection(async |client| self.pull_on(client, now, max, lease).await).await
+        let jobs = self.on_connection(async |client| self.pull_on(client, now, max, lease).await).await?;
+        if jobs.len() >= max {
+            // More may be due: a waiter (another pool's, here) must look at them.
+            self.listener.pull_was_capped();
+        }
+        Ok(jobs)
     }
 
     /// Leases up to `max` due rows until `now` + `lease`.
@@ -2181,6 +2186,35 @@ mod tests {
             let Err(InboxError::Backend(e)) = result else { panic!("call {n}: {result:?}") };
             assert!(e.to_string().contains("did not answer within 200ms"), "call {n}: {e}");
         }
+    }
+
+    /// Two pools on clones of one inbox in one process: a pull capped by its free lanes
+    /// leaves due jobs, and the other pool's wait returns at once for them instead of
+    /// taking them for taken (it slept until its deadline).
+    #[tokio::test]
+    async fn a_wait_after_a_capped_pull_returns_for_the_jobs_it_left() {
+        let Some(url) = test_url() else { return };
+        let schema = unique("capped_pull");
+        let clock = ManualClock::at_unix(1_700_000_000);
+        let one = inbox(&url, &schema).await.clock(clock.clone());
+        one.migrate().await.unwrap();
+        // The wake-up connection up (a first wait ends once it is), and the pushes'
+        // notifications in (a wait after the pull ends at the first of them, or when the
+        // leases run out a second later): the jobs are then due again with no notification
+        // (their leases ran out), so that only the capped pull's note can tell the waiter.
+        tokio::time::timeout(Duration::from_secs(20), one.wait(Duration::from_secs(600))).await.unwrap();
+        for key in ["a", "b", "c"] {
+            one.push(hook(key, None)).await.unwrap();
+        }
+        assert_eq!(one.pull(3, Duration::from_secs(1)).await.unwrap().len(), 3);
+        tokio::time::timeout(Duration::from_secs(20), one.wait(Duration::from_secs(600))).await.unwrap();
+        clock.advance(Duration::from_secs(2));
+        let other = one.clone();
+        assert_eq!(one.pull(1, Duration::from_secs(60)).await.unwrap().len(), 1);
+        tokio::time::timeout(Duration::from_secs(20), other.wait(Duration::from_secs(600)))
+            .await
+            .expect("two jobs are due: the wait returns at once");
+        assert_eq!(other.pull(10, Duration::from_secs(60)).await.unwrap().len(), 2);
     }
 
     /// The URL of the test database, if `HOOKGUARD_TEST_POSTGRES_URL` gives one.

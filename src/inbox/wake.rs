@@ -122,7 +122,17 @@ impl Background {
         *self.last_pull.lock().unwrap_or_else(PoisonError::into_inner) = Some((count, now));
     }
 
-    /// The signal count and the time when the last pull began (`None` before any pull).
+    /// Notes that a pull took all it asked for: jobs that were due for it may be left
+    /// (another pool's pull, capped by its free lanes, in this process), so a waiter must
+    /// not take what was due before it for taken: the next [`last_pull`](Self::last_pull)
+    /// says `None`, as before any pull, until a pull begins again.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn pull_was_capped(&self) {
+        *self.last_pull.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// The signal count and the time when the last pull began (`None` before any pull,
+    /// or after one that took all it asked for).
     pub(crate) fn last_pull(&self) -> Option<(u64, OffsetDateTime)> {
         *self.last_pull.lock().unwrap_or_else(PoisonError::into_inner)
     }
