@@ -2451,6 +2451,16 @@ fn sighup_ignored_by_nohup_stays_ignored() {
     assert_eq!(send_github(&server, "after-hup"), "HTTP 202 Accepted");
     assert_eq!(http_get(&server.addr, "/healthz"), (200, "ok\n".to_owned()));
     assert!(server.child.try_wait().expect("status").is_none(), "still running");
+    // Decisive whatever the timing: the process still ignores SIGHUP and has no handler
+    // for it (a handler would stop it gracefully, perhaps after the request above).
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let mask = |name: &str| {
+        let line = status.lines().find(|l| l.starts_with(name)).expect(name);
+        u64::from_str_radix(line[name.len()..].trim(), 16).expect("a hex mask")
+    };
+    let hup = 1 << (1 - 1);
+    assert_ne!(mask("SigIgn:") & hup, 0, "SIGHUP is still ignored");
+    assert_eq!(mask("SigCgt:") & hup, 0, "no handler for SIGHUP");
     assert!(server.stop().success());
     let _ = std::fs::remove_dir_all(&dir);
 }
