@@ -49,7 +49,11 @@ return 1
 ";
 
 /// Leases up to `max` jobs: first those whose lease ran out (by the injected clock), then,
-/// after moving due retries back into the stream, new entries read by the group.
+/// after moving due retries back into the stream, new entries read by the group, one
+/// `XREADGROUP` each. It stops once the records it leased (meta and body) come to
+/// `ARGV[8]` bytes ([`PULL_BYTES`]), so it leases one job at least, whatever its size: what
+/// it does not hand out it neither claims nor reads, and stays for the next pull (an entry
+/// read by the group but not leased would be pending with no lease, never to come back).
 ///
 /// Nothing in it may fail on a damaged job: Redis keeps a script's writes up to a failed
 /// call, so an error after `XREADGROUP` would leave the entries it read pending with no
@@ -67,6 +71,8 @@ const PULL: &str = r"
 local now = tonumber(ARGV[1])
 local lease_until = tonumber(ARGV[2])
 local max = tonumber(ARGV[3])
+local budget = tonumber(ARGV[8])
+local used = 0
 local out = {}
 local function sid_of(jk)
   if redis.call('TYPE', jk).ok ~= 'hash' then return nil end
@@ -82,6 +88,7 @@ local function lease(key, jk)
   attempts = attempts + 1
   redis.call('HSET', jk, 'attempts', attempts, 'state', 'l', 'receipt', receipt)
   local f = redis.call('HMGET', jk, 'meta', 'body')
+  used = used + #(f[1] or '') + #(f[2] or '')
   out[#out + 1] = key
   out[#out + 1] = f[1] or ''
   out[#out + 1] = f[2] or ''
@@ -91,6 +98,7 @@ end
 local taken = 0
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, max)
 for _, key in ipairs(expired) do
+  if used >= budget then break end
   local jk = ARGV[6] .. key
   local sid = sid_of(jk)
   if sid then
@@ -111,18 +119,17 @@ for _, key in ipairs(due) do
   redis.call('ZREM', KEYS[3], key)
 end
 local left = max - taken
-if left > 0 then
-  local res = redis.call('XREADGROUP', 'GROUP', ARGV[4], ARGV[5], 'COUNT', left, 'STREAMS', KEYS[1], '>')
-  if res then
-    for _, entry in ipairs(res[1][2]) do
-      local key = entry[2][2]
-      if key and sid_of(ARGV[6] .. key) == entry[1] then
-        lease(key, ARGV[6] .. key)
-      else
-        redis.call('XACK', KEYS[1], ARGV[4], entry[1])
-        redis.call('XDEL', KEYS[1], entry[1])
-      end
-    end
+while left > 0 and used < budget do
+  local res = redis.call('XREADGROUP', 'GROUP', ARGV[4], ARGV[5], 'COUNT', 1, 'STREAMS', KEYS[1], '>')
+  local entry = res and res[1][2][1]
+  if not entry then break end
+  left = left - 1
+  local key = entry[2][2]
+  if key and sid_of(ARGV[6] .. key) == entry[1] then
+    lease(key, ARGV[6] .. key)
+  else
+    redis.call('XACK', KEYS[1], ARGV[4], entry[1])
+    redis.call('XDEL', KEYS[1], entry[1])
   end
 end
 return out
@@ -226,6 +233,12 @@ const DEAD_PAGE: usize = 256;
 /// within a response timeout (1 MiB in 500 ms needs about 17 Mbit/s).
 const DEAD_BYTES: usize = 1 << 20;
 
+/// How many bytes of records (meta and body) one pull leases before it stops; it leases one
+/// job at least, so a pull answers up to this and one job more. One script read every
+/// leased body: a pull of 100 jobs of 1 MiB answered 100 MiB at once, holding up every
+/// other client of the server for hundreds of milliseconds (as [`DEAD_BYTES`]).
+const PULL_BYTES: usize = 1 << 20;
+
 /// The most jobs one pull leases. The pull script reads its count as a Lua number, and
 /// Redis takes no number past 2^53 as a count (`usize::MAX` came as `1.8e+19`, refused):
 /// a larger `max` ("as many as there are") is this.
@@ -304,29 +317,35 @@ return 1
 /// | [`WaitAof`](Self::WaitAof) `replicas: n` | yes | yes | yes, if a replica takes over | yes, with `n` replicas |
 ///
 /// `WaitAof` sends `WAITAOF` (Redis 7.2 or later) after each change's script, in one
-/// pipeline on the same multiplexed connection, so it covers that change (a reconnect
-/// cannot come between them) and every earlier command on the connection. While it waits,
-/// Redis answers nothing else on that connection, and the response timeout counts the
-/// wait: an inbox made by [`RedisInbox::connect`] gives such a change `timeout` more than
-/// the 500 ms it gives any command; on a manager of your own
-/// ([`RedisInbox::from_manager`]), give it a response timeout longer than `timeout`
-/// (redis-rs's default is 500 ms), or pulls fail after their scripts leased jobs. The
-/// clones of an inbox share one connection, so while waits fall short (a replica down),
-/// each change holds it up to `timeout` and everything else queues behind: a pull behind
-/// another change's wait can still time out after its script ran. Keep `timeout` short
-/// (well under the 500 ms), so that a replica outage slows changes rather than fails them.
-/// It fails when the server has AOF off (or is older than 7.2): the push then returns
+/// pipeline on one connection, so it covers that change (a reconnect cannot come between
+/// them) and every write the server took before it. While it waits, Redis answers nothing
+/// else on that connection, so the changes that wait are sent on a connection of their
+/// own, and no wait holds up a pull, a listing or a count: an inbox made by
+/// [`RedisInbox::connect`] opens it (at the first change that waits); one made by
+/// [`RedisInbox::from_manager`] takes it from [`wait_manager`](RedisInbox::wait_manager),
+/// and without one sends everything on the one manager, where every command queues
+/// behind each wait. The changes that wait do queue behind each other (one connection for
+/// all the clones of an inbox): while waits fall short (a replica down), each holds the
+/// next up to `timeout`. The response timeout counts the wait, and the queue before it:
+/// an inbox made by `connect` gives such a change `timeout` more than the 500 ms it gives
+/// any command; give a manager of your own for waits a response timeout longer than
+/// `timeout` (redis-rs's default is 500 ms). Keep `timeout` short (well under the
+/// 500 ms), so that a replica outage slows changes rather than fails them. It fails when
+/// the server has AOF off (or is older than 7.2): the push then returns
 /// [`InboxError::Backend`], though the webhook may be kept; the guard answers `503`. A copy
 /// of a kept webhook waits the same way before it is answered [`Pushed::Duplicate`], so a
 /// sender's retry is acknowledged only once the webhook is as durable as this setting asks.
 ///
 /// Pushes, acks, retries, re-drives and discards fail when the wait fails or falls short
-/// (though the change was made). A pull and a move to the dead letters do not: their
-/// script has run, so the jobs it leased are handed out (the job is a dead letter), and
-/// the shortfall is logged at `warn`. Failing them would throw the leases away (the jobs
-/// leased to nobody until the leases ran out, an attempt counted for each), and all
-/// through a replica outage every job would be leased again and again, and dead-lettered
-/// at its first failure. Should the primary lose such a change, the job is only delivered
+/// (though the change was made). A move to the dead letters does not: its script has run,
+/// so the job is a dead letter, and the shortfall is logged at `warn`. A pull does not
+/// wait at all: it answers at once, and the next change that waits (the ack of one of its
+/// jobs, say) covers its leases, as `WAITAOF` waits for every write the server took before
+/// that change. A pull that failed on its wait would throw its leases away (the jobs leased
+/// to nobody until the leases ran out, an attempt counted for each), and all through a
+/// replica outage every job would be leased again and again, and dead-lettered at its
+/// first failure; one that waited all the same would be held up `timeout` each. Should the
+/// primary lose a pull's leases or a move to the dead letters, the job is only delivered
 /// again.
 ///
 /// ```
@@ -345,8 +364,8 @@ pub enum RedisDurability {
     #[default]
     None,
     /// Return once the change is fsynced to the local AOF (`local`) and acknowledged by
-    /// `replicas` replicas' AOFs, waiting at most `timeout`; an error otherwise (for a pull
-    /// or a move to the dead letters, a warning: see above).
+    /// `replicas` replicas' AOFs, waiting at most `timeout`; an error otherwise (for a move
+    /// to the dead letters, a warning; a pull does not wait: see above).
     WaitAof {
         /// Wait for the primary's own AOF fsync.
         local: bool,
@@ -383,10 +402,13 @@ pub enum RedisDurability {
 ///
 /// Each operation is one Lua script, so no other client's command runs in the middle of
 /// it; but a script holds up every other client's command (Redis runs one thing at a
-/// time), so none reads much: [`dead_letters`](Inbox::dead_letters) reads a page at a
-/// time (256 dead letters, or fewer whose records, bodies included, come to 1 MiB; one
-/// larger than that alone), one script each, so its list is no snapshot (a dead letter re-driven and dead
-/// again while it reads may be listed twice). A script is not a transaction, though: when
+/// time), so none reads much: a pull leases jobs until their records (bodies included)
+/// come to 1 MiB, one at least whatever its size, and leaves the rest for the next pull
+/// (so it may hand out fewer than it was asked for while more are waiting);
+/// [`dead_letters`](Inbox::dead_letters) reads a page at a time (256 dead letters, or
+/// fewer whose records, bodies included, come to 1 MiB; one larger than that alone), one
+/// script each, so its list is no snapshot (a dead letter re-driven and dead again while
+/// it reads may be listed twice). A script is not a transaction, though: when
 /// a command in it fails, Redis keeps the writes made before the failure. The scripts are
 /// written so that what callers and damaged records can cause fails none of them midway (a
 /// pull skips a damaged job rather than failing on it; a push adds the stream entry before
@@ -466,7 +488,13 @@ pub enum RedisDurability {
 /// ```
 #[derive(Clone)]
 pub struct RedisInbox {
+    /// Every command but the changes that wait for durability.
     conn: ConnectionManager,
+    /// The changes that wait for durability (under [`RedisDurability::WaitAof`]), each in
+    /// one pipeline with its `WAITAOF`: a connection apart, so that no wait holds up the
+    /// commands on `conn` ([`connect`](RedisInbox::connect), or
+    /// [`wait_manager`](RedisInbox::wait_manager)); else `conn` itself.
+    waits: ConnectionManager,
     keys: Arc<Keys>,
     group: Arc<str>,
     consumer: Arc<str>,
@@ -489,11 +517,17 @@ pub struct RedisInbox {
     /// The most bytes of records one script call lists past its first ([`DEAD_BYTES`];
     /// fewer in tests).
     dead_bytes: usize,
+    /// How many bytes of records a pull leases before it stops ([`PULL_BYTES`]).
+    pull_bytes: usize,
     /// How long Redis has to answer a command ([`RESPONSE_TIMEOUT`]; a change that waits for
     /// durability, its wait more): set by [`connect`](Self::connect), whose manager has no
     /// response timeout of its own. `None` ([`from_manager`](Self::from_manager)): the
     /// manager's own bounds every command.
     response_timeout: Option<Duration>,
+    /// Sends `WAIT` in place of `WAITAOF` (which Redis before 7.2 lacks): it blocks the
+    /// same way while replicas are missing.
+    #[cfg(test)]
+    stand_in_wait: bool,
 }
 
 #[derive(Debug)]
@@ -759,7 +793,9 @@ impl RedisInbox {
     ///
     /// Redis is given 500 ms to answer each command (as redis-rs's default response
     /// timeout), and a change that waits for durability its
-    /// [`WaitAof`](RedisDurability::WaitAof) timeout more.
+    /// [`WaitAof`](RedisDurability::WaitAof) timeout more. Changes that wait for durability
+    /// are sent on a connection of their own (opened by the first of them), so that their
+    /// waits hold up no other command (see [`RedisDurability`]).
     ///
     /// # Errors
     /// [`InboxError::Backend`] when the URL is invalid or the server cannot be reached.
@@ -774,9 +810,12 @@ impl RedisInbox {
         // No response timeout in the manager: the inbox bounds each command itself, so that
         // one that waits for durability can be given longer (see `answer_within`).
         let config = ConnectionManagerConfig::new().set_response_timeout(None);
-        let conn = ConnectionManager::new_with_config(client.clone(), config).await.map_err(backend)?;
+        let conn =
+            ConnectionManager::new_with_config(client.clone(), config.clone()).await.map_err(backend)?;
         warn_on_eviction(conn.clone()).await;
-        let mut inbox = Self::from_manager(conn).wakeups(client);
+        // Opened by the first change that waits for durability: none without `WaitAof`.
+        let waits = ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(backend)?;
+        let mut inbox = Self::from_manager(conn).wait_manager(waits).wakeups(client);
         inbox.response_timeout = Some(RESPONSE_TIMEOUT);
         Ok(inbox)
     }
@@ -786,7 +825,10 @@ impl RedisInbox {
     /// connection. The eviction policy is not checked (as [`connect`](Self::connect) does):
     /// see [Memory and eviction](Self#memory-and-eviction). The manager's response timeout
     /// bounds every command, a wait for durability included: under
-    /// [`WaitAof`](RedisDurability::WaitAof), make it longer than the wait's timeout.
+    /// [`WaitAof`](RedisDurability::WaitAof), make it longer than the wait's timeout, and
+    /// give the changes that wait a manager of their own with
+    /// [`wait_manager`](Self::wait_manager): on this one alone, every command queues behind
+    /// each wait (see [`RedisDurability`]).
     ///
     /// ```no_run
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> redis::RedisResult<()> {
@@ -797,6 +839,7 @@ impl RedisInbox {
     #[must_use]
     pub fn from_manager(conn: ConnectionManager) -> Self {
         Self {
+            waits: conn.clone(),
             conn,
             keys: Arc::new(Keys::new("hookguard")),
             group: Arc::from("hookguard"),
@@ -814,8 +857,41 @@ impl RedisInbox {
             idle_consumer: None,
             dead_page: DEAD_PAGE,
             dead_bytes: DEAD_BYTES,
+            pull_bytes: PULL_BYTES,
             response_timeout: None,
+            #[cfg(test)]
+            stand_in_wait: false,
         }
+    }
+
+    /// Sends the changes that wait for durability (under
+    /// [`WaitAof`](RedisDurability::WaitAof): pushes, acks, retries, moves to the dead
+    /// letters, re-drives and discards) on `manager`, each in one pipeline with its
+    /// `WAITAOF`, and every other command on the manager given to
+    /// [`from_manager`](Self::from_manager): Redis answers nothing else on a connection
+    /// while a `WAITAOF` on it waits, so on one connection every pull, listing and count
+    /// would queue behind each wait, up to its timeout while a replica is down. Make it a
+    /// manager of its own (not a clone of the other, which shares its connection), from
+    /// the same server, with a response timeout longer than the wait's.
+    /// [`connect`](Self::connect) does this.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> redis::RedisResult<()> {
+    /// use std::time::Duration;
+    /// use hookguard::inbox::{RedisDurability, RedisInbox};
+    /// use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+    /// let client = redis::Client::open("redis://127.0.0.1:6379")?;
+    /// let longer = ConnectionManagerConfig::new().set_response_timeout(Some(Duration::from_secs(1)));
+    /// let inbox = RedisInbox::from_manager(client.get_connection_manager().await?)
+    ///     .wait_manager(ConnectionManager::new_with_config(client.clone(), longer).await?)
+    ///     .durability(RedisDurability::WaitAof { local: true, replicas: 1, timeout: Duration::from_millis(200) })
+    ///     .wakeups(client);
+    /// # let _ = inbox; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn wait_manager(mut self, manager: ConnectionManager) -> Self {
+        self.waits = manager;
+        self
     }
 
     /// Lets [`wait`](Inbox::wait) return as soon as any replica adds work: its blocking
@@ -970,9 +1046,8 @@ impl RedisInbox {
     /// How long Redis has to answer a command (`None`: as long as the connection manager
     /// lets it), and one that waits for durability (`waits`): under
     /// [`RedisDurability::WaitAof`], its `timeout` more, so that the wait can run its course
-    /// and its answer arrive. Were the wait cut short by the response timeout, a pull would
-    /// fail after its script leased jobs: each time an attempt counted, until the jobs were
-    /// dead-lettered unrun.
+    /// and its answer arrive. Were the wait cut short by the response timeout, a change would
+    /// fail after its script ran (a push answered `503` for a webhook it kept).
     fn answer_within(&self, waits: bool) -> Option<Duration> {
         let limit = self.response_timeout?;
         Some(match self.durability {
@@ -994,32 +1069,25 @@ impl RedisInbox {
     }
 
     /// [`run`](Self::run) for changes whose loss with the primary only means a job is
-    /// delivered again (a pull's leases, a move to the dead letters): the script's answer
-    /// (an error if the script failed), and why the wait for durability failed or fell
-    /// short, if it did, for the caller to log. Failing such a change would throw away what
-    /// its script did: the jobs a pull leased would be leased to nobody until their leases
-    /// ran out, an attempt counted.
+    /// delivered again (a move to the dead letters): the script's answer (an error if the
+    /// script failed), and why the wait for durability failed or fell short, if it did, for
+    /// the caller to log. Failing such a change would throw away what its script did.
     ///
     /// `WAITAOF` waits for the writes of the connection it is sent on: sent apart, after a
     /// reconnect between the two, it would find nothing to wait for and answer at once, and
-    /// a change would be reported durable that was not; so both go in one pipeline.
+    /// a change would be reported durable that was not; so both go in one pipeline, on the
+    /// connection kept for waits (see [`wait_manager`](Self::wait_manager)).
     async fn run_lenient<T: ::redis::FromRedisValue>(
         &self,
         call: &ScriptInvocation<'_>,
     ) -> Result<(T, Option<InboxError>), InboxError> {
-        let mut conn = self.conn.clone();
         let RedisDurability::WaitAof { local, replicas, timeout } = self.durability else {
-            let out = within(self.answer_within(false), call.invoke_async(&mut conn)).await;
-            return Ok((out.map_err(backend)?, None));
+            return Ok((self.run_unwaited(call).await?, None));
         };
+        let mut conn = self.waits.clone();
         let mut pipe = ::redis::pipe();
         // Each answer on its own: the script's is wanted whatever the wait's.
-        pipe.ignore_errors()
-            .invoke_script(call)
-            .cmd("WAITAOF")
-            .arg(u32::from(local))
-            .arg(replicas)
-            .arg(duration_ms(timeout).max(1));
+        pipe.ignore_errors().invoke_script(call).add_command(self.wait_command(local, replicas, timeout));
         type Answers<T> = (::redis::RedisResult<T>, ::redis::RedisResult<(u32, u32)>);
         // The wait counts against the time Redis has to answer (see `answer_within`).
         let waits = self.answer_within(true);
@@ -1032,6 +1100,30 @@ impl RedisInbox {
         }
         let (out, waited) = answered;
         Ok((out.map_err(backend)?, shortfall(local, replicas, timeout, waited)))
+    }
+
+    /// `WAITAOF` for `local` and `replicas`, at most `timeout`.
+    fn wait_command(&self, local: bool, replicas: u32, timeout: Duration) -> ::redis::Cmd {
+        // Redis before 7.2 has no `WAITAOF`: `WAIT` (for replicas only) blocks the same way.
+        #[cfg(test)]
+        if self.stand_in_wait {
+            return ::redis::cmd("WAIT").arg(replicas).arg(duration_ms(timeout).max(1)).to_owned();
+        }
+        ::redis::cmd("WAITAOF")
+            .arg(u32::from(local))
+            .arg(replicas)
+            .arg(duration_ms(timeout).max(1))
+            .to_owned()
+    }
+
+    /// Runs a script with no wait for durability, whatever the setting, on the connection
+    /// that no wait holds up.
+    async fn run_unwaited<T: ::redis::FromRedisValue>(
+        &self,
+        call: &ScriptInvocation<'_>,
+    ) -> Result<T, InboxError> {
+        let mut conn = self.conn.clone();
+        within(self.answer_within(false), call.invoke_async(&mut conn)).await.map_err(backend)
     }
 
     async fn push_now(&self, webhook: Webhook) -> Result<Pushed, InboxError> {
@@ -1110,8 +1202,10 @@ impl RedisInbox {
         let now = self.clock.now();
         self.listener.pulling(now);
         let k = &self.keys;
-        let (flat, short): (Vec<Vec<u8>>, _) = self
-            .run_lenient(
+        // No wait for durability (see `RedisDurability`): a pull answers at once, and the
+        // next change that waits covers its leases.
+        let flat: Vec<Vec<u8>> = self
+            .run_unwaited(
                 self.scripts
                     .pull
                     .key(&k.stream)
@@ -1127,19 +1221,10 @@ impl RedisInbox {
                     // With the counter, in every receipt of this pull: a counter set back
                     // (a restart that lost its last writes) hands out no receipt a worker
                     // still holds, whose late ack or retry would settle another's lease.
-                    .arg(format!("{:016x}", fastrand::u64(..))),
+                    .arg(format!("{:016x}", fastrand::u64(..)))
+                    .arg(self.pull_bytes.max(1)),
             )
             .await?;
-        if let Some(e) = short {
-            let leased = flat.len() / 5;
-            // Handed out all the same: should the primary lose these leases, the jobs are
-            // only delivered again. A pull that leased nothing lost nothing.
-            if leased > 0 {
-                tracing::warn!(error = %e, leased, "Redis inbox: a pull's wait for durability failed or fell short; its jobs are handed out");
-            } else {
-                tracing::debug!(error = %e, "Redis inbox: a pull's wait for durability failed or fell short");
-            }
-        }
         let mut jobs = Vec::with_capacity(flat.len() / 5);
         for row in flat.chunks_exact(5) {
             let [key, meta, body, attempts, receipt] = row else { continue };
@@ -1578,8 +1663,9 @@ mod tests {
     }
 
     /// A wait for durability that falls short (more replicas than the test server has, or
-    /// a server without `WAITAOF`) fails no pull and no dead-letter move: the script ran,
-    /// and failing would leave its leases to nobody, an attempt counted. A push still fails.
+    /// a server without `WAITAOF`) fails no dead-letter move: the script ran. A pull does
+    /// not wait (failing it would leave its leases to nobody, an attempt counted). A push
+    /// still fails.
     #[tokio::test]
     async fn a_durability_shortfall_fails_no_pull_and_no_dead_letter_move() {
         let Some(url) = test_url() else { return };
@@ -2189,5 +2275,138 @@ mod tests {
         assert!(shortfall(true, 0, t, Ok((0, 0))).is_some(), "not fsynced locally");
         let failed = ::redis::RedisError::from((::redis::ErrorKind::Extension, "unknown command 'WAITAOF'"));
         assert!(shortfall(false, 0, t, Err(failed)).is_some());
+    }
+
+    /// Until some client's `WAIT` (the stand-in for `WAITAOF`) is blocked on the server; a
+    /// `push` that ended first fails the test.
+    async fn until_a_wait_blocks<T>(admin: &mut MultiplexedConnection, push: &tokio::task::JoinHandle<T>) {
+        loop {
+            assert!(!push.is_finished(), "the push ended without waiting");
+            let clients: String = ::redis::cmd("CLIENT").arg("LIST").query_async(admin).await.unwrap();
+            let blocked = |c: &str| c.split(' ').any(|f| f.starts_with("flags=") && f.contains('b'));
+            if clients.lines().any(|c| c.contains(" cmd=wait ") && blocked(c)) {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Under `WaitAof`, while a change waits for durability (here for a replica the server
+    /// does not have, up to 5 s), a pull of another clone of the inbox is answered at once
+    /// (with the job that change pushed): it is no longer sent behind the wait on one
+    /// connection, where it queued for the wait's whole timeout and could time out after
+    /// its script had leased jobs. Both ways of making an inbox.
+    #[tokio::test]
+    async fn a_pull_does_not_queue_behind_a_change_waiting_for_durability() {
+        if test_url().is_none() {
+            return;
+        }
+        let Some(server) = OwnServer::start().await else {
+            panic!("HOOKGUARD_TEST_REDIS_URL is set: this test needs the redis-server program too")
+        };
+        let url = server.url.clone();
+        let mut admin = admin(&url).await;
+        let wait = RedisDurability::WaitAof { local: false, replicas: 1, timeout: Duration::from_secs(5) };
+        for made in ["connect", "wait_manager"] {
+            let prefix = unique("headofline");
+            let inbox = match made {
+                "connect" => inbox(&url, &prefix).await,
+                _ => {
+                    let client = Client::open(url.as_str()).unwrap();
+                    let longer =
+                        ConnectionManagerConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
+                    let waits = ConnectionManager::new_with_config(client.clone(), longer).await.unwrap();
+                    RedisInbox::from_manager(client.get_connection_manager().await.unwrap())
+                        .wait_manager(waits)
+                        .prefix(&prefix)
+                        .clock(crate::clock::ManualClock::at_unix(1_700_000_000))
+                }
+            };
+            inbox.push(webhook("a")).await.unwrap();
+            let mut inbox = inbox.durability(wait);
+            inbox.stand_in_wait = true;
+            let mut push = tokio::spawn({
+                let inbox = inbox.clone();
+                async move { inbox.push(webhook("b")).await }
+            });
+            until_a_wait_blocks(&mut admin, &push).await;
+            let jobs = tokio::select! {
+                biased;
+                jobs = inbox.pull(10, LEASE) => jobs.expect(made),
+                pushed = &mut push => panic!("{made}: the push's wait ended first ({pushed:?}): the pull queued behind it"),
+            };
+            assert!(!push.is_finished(), "{made}: the push still waits");
+            let ids: Vec<_> = jobs.iter().map(|j| j.webhook().id().unwrap().to_owned()).collect();
+            assert_eq!(ids, ["a", "b"], "{made}: b's script ran before its wait");
+            push.abort();
+        }
+    }
+
+    /// A webhook `id` with a body of `kib` KiB.
+    fn of_kib(id: &str, kib: usize) -> Webhook {
+        sized(id, kib << 10)
+    }
+
+    /// The ids of `jobs`, in order.
+    fn ids(jobs: &[Job]) -> Vec<String> {
+        jobs.iter().map(|j| j.webhook().id().unwrap().to_owned()).collect()
+    }
+
+    /// How many entries the group has handed out and not yet had acknowledged.
+    async fn pending(admin: &mut MultiplexedConnection, prefix: &str) -> i64 {
+        let summary: (i64, Value, Value, Value) = ::redis::cmd("XPENDING")
+            .arg(format!("{{{prefix}}}:stream"))
+            .arg("hookguard")
+            .query_async(admin)
+            .await
+            .unwrap();
+        summary.0
+    }
+
+    /// A pull leases jobs until their records come to [`PULL_BYTES`] (1 MiB), one at least:
+    /// of five 400 KiB jobs, three, then the other two, each once, whether new or taken
+    /// back from a lease that ran out; those not handed out are not leased (nor read by the
+    /// group); a job larger than the budget comes alone. Was: one script leased and
+    /// answered all of them (a pull of 100 jobs of 1 MiB, 100 MiB in one reply, holding up
+    /// the server for as long).
+    #[tokio::test]
+    async fn a_pull_hands_out_a_budget_of_bytes_at_a_time() {
+        let Some(url) = test_url() else { return };
+        let prefix = unique("pullbytes");
+        let clock = crate::clock::ManualClock::at_unix(1_700_000_000);
+        let inbox = inbox(&url, &prefix).await.clock(clock.clone());
+        let mut admin = admin(&url).await;
+        let all = ["a", "b", "c", "d", "e"];
+        for id in all {
+            inbox.push(of_kib(id, 400)).await.unwrap();
+        }
+        let first = inbox.pull(10, LEASE).await.unwrap();
+        assert_eq!(ids(&first), ["a", "b", "c"], "new jobs");
+        assert_eq!(pending(&mut admin, &prefix).await, 3, "d and e not leased");
+        let second = inbox.pull(10, LEASE).await.unwrap();
+        assert_eq!(ids(&second), ["d", "e"]);
+        assert!(inbox.pull(10, LEASE).await.unwrap().is_empty(), "each once");
+
+        clock.advance(LEASE + Duration::from_secs(1));
+        let mut again = Vec::new();
+        for expected in [3, 2] {
+            let jobs = inbox.pull(10, LEASE).await.unwrap();
+            assert_eq!(jobs.len(), expected, "leases that ran out: {:?}", ids(&jobs));
+            assert!(jobs.iter().all(|j| j.attempt() == 2));
+            again.extend(jobs);
+        }
+        let mut taken = ids(&again);
+        taken.sort();
+        assert_eq!(taken, all, "each once");
+        assert!(inbox.pull(10, LEASE).await.unwrap().is_empty());
+        for job in &again {
+            inbox.ack(job).await.unwrap();
+        }
+
+        inbox.push(of_kib("big", 1_536)).await.unwrap();
+        inbox.push(of_kib("small", 1)).await.unwrap();
+        assert_eq!(ids(&inbox.pull(10, LEASE).await.unwrap()), ["big"], "alone");
+        assert_eq!(ids(&inbox.pull(10, LEASE).await.unwrap()), ["small"]);
+        clean(&mut admin, &prefix).await;
     }
 }
