@@ -66,6 +66,11 @@
 //!   once each, so PayPal's URL gets the next token;
 //! - one fetch per URL at a time: requests naming a URL being fetched wait for that
 //!   fetch;
+//! - a fetch, once started, runs to its end in a Tokio task of its own, even when the
+//!   request that started it goes away (a sender that hangs up): its token stays spent,
+//!   and its certificate is cached, or its failure kept (below), for the requests that
+//!   follow. Hanging up cannot make the same URL be fetched again, nor take PayPal's
+//!   URL's turn away;
 //! - at most two fetches of new URLs run at once; a request waits at most 10 s for its
 //!   turn;
 //! - a certificate that has verified a delivery is re-fetched (when its time to live
@@ -302,6 +307,7 @@ impl fmt::Display for CertError {
 impl std::error::Error for CertError {}
 
 /// How fetched certificates are trusted (see the [module docs](self)).
+#[derive(Clone)]
 struct Trust {
     roots: rustls::RootCertStore,
     /// Whether `roots` are Mozilla's (for `Debug`).
@@ -764,60 +770,20 @@ impl Admission {
 }
 
 /// A fetch running: while it lives, requests for its URL wait for it; when it ends (or
-/// is dropped), they wake and find its certificate in the cache, or not.
-struct Flight<'a> {
-    source: &'a PayPalCertificates,
+/// is dropped), they wake and find its certificate in the cache, or its failure on
+/// record. It lives in the fetch's own task (see [`PayPalCertificates::spawn_fetch`]),
+/// not in the request that started it.
+struct Flight {
+    state: Arc<State>,
     url: String,
     /// Dropped after `drop` has taken the URL out of [`Admission::in_flight`].
     _done: tokio::sync::watch::Sender<()>,
-    /// A new URL's fetch: what it took, given back if it is dropped before it ended.
-    refund: Option<Refund>,
 }
 
-/// What a new URL's fetch took from [`Admission`]: the token, and the URL's place among
-/// the candidates.
-struct Refund {
-    /// The bucket's next token before this fetch took one.
-    next_token: OffsetDateTime,
-    candidate: Option<Candidate>,
-}
-
-impl Flight<'_> {
-    /// The fetch ended (with a certificate, or a failure on record): nothing to give back.
-    fn ended(mut self) {
-        self.refund = None;
-    }
-}
-
-impl Drop for Flight<'_> {
+impl Drop for Flight {
     fn drop(&mut self) {
-        if let Ok(mut admission) = self.source.admission.lock() {
+        if let Ok(mut admission) = self.state.admission.lock() {
             admission.in_flight.remove(&self.url);
-            // Dropped before the fetch ended (the request that ran it went away: a sender
-            // that hung up): the token is given back, and the URL its count, or whoever
-            // can drop a request would throw PayPal's URL's turn away at each token.
-            if let Some(Refund { next_token, candidate }) = self.refund.take() {
-                let one = time::Duration::try_from(NEW_URL_EVERY).unwrap_or(time::Duration::ZERO);
-                let back = admission.next_token.checked_sub(one).unwrap_or(next_token);
-                admission.next_token = back.max(next_token);
-                if let Some(candidate) = candidate {
-                    let merged = match admission.candidates.get(&self.url) {
-                        Some(now) => Candidate {
-                            count: now.count.saturating_add(candidate.count),
-                            last: now.last.max(candidate.last),
-                        },
-                        None => candidate,
-                    };
-                    insert_bounded(
-                        &mut admission.candidates,
-                        MAX_CANDIDATES,
-                        &self.url,
-                        merged,
-                        |_| true,
-                        |c| (c.count, c.last),
-                    );
-                }
-            }
         }
     }
 }
@@ -905,31 +871,43 @@ enum Lookup {
 /// # }
 /// ```
 pub struct PayPalCertificates {
+    config: Arc<Config>,
+    /// Shared with the fetches running, which each run in a task of their own.
+    state: Arc<State>,
+}
+
+/// What the builder methods set.
+#[derive(Clone)]
+struct Config {
     webhook_id: Cow<'static, str>,
     tolerance: Tolerance,
     fetcher: Arc<dyn CertificateFetcher>,
     trust: Trust,
-    cache: Mutex<Cache>,
-    /// URLs whose fetch failed lately, until when they are not fetched again.
-    failed: Mutex<HashMap<String, OffsetDateTime>>,
-    /// For URLs whose certificate has not verified a delivery.
-    fetches: tokio::sync::Semaphore,
-    /// For URLs whose certificate has: never taken by the others.
-    refetches: tokio::sync::Semaphore,
-    /// The new-URL token bucket, who gets its tokens, the fetches running.
-    admission: Mutex<Admission>,
     ttl: Duration,
     capacity: usize,
     clock: Arc<dyn Clock>,
 }
 
+/// The certificates and what the fetches share.
+struct State {
+    cache: Mutex<Cache>,
+    /// URLs whose fetch failed lately, until when they are not fetched again.
+    failed: Mutex<HashMap<String, OffsetDateTime>>,
+    /// For URLs whose certificate has not verified a delivery.
+    fetches: Arc<tokio::sync::Semaphore>,
+    /// For URLs whose certificate has: never taken by the others.
+    refetches: Arc<tokio::sync::Semaphore>,
+    /// The new-URL token bucket, who gets its tokens, the fetches running.
+    admission: Mutex<Admission>,
+}
+
 impl fmt::Debug for PayPalCertificates {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PayPalCertificates")
-            .field("webhook_id", &self.webhook_id)
-            .field("fetcher", &self.fetcher)
-            .field("trust", &self.trust)
-            .field("cached", &self.cache.lock().map_or(0, |c| c.map.len()))
+            .field("webhook_id", &self.config.webhook_id)
+            .field("fetcher", &self.config.fetcher)
+            .field("trust", &self.config.trust)
+            .field("cached", &self.state.cache.lock().map_or(0, |c| c.map.len()))
             .finish_non_exhaustive()
     }
 }
@@ -999,20 +977,34 @@ impl PayPalCertificates {
         // Only the built-in fetcher is known to fetch from PayPal's hosts over TLS
         // checked against Mozilla's roots: with any other, the chain is checked.
         let builtin = (&fetcher as &dyn Any).is::<HttpsFetcher>();
-        Ok(Self {
+        let config = Config {
             webhook_id,
             tolerance: paypal::TOLERANCE,
             fetcher: Arc::new(fetcher),
             trust: Trust { chain: !builtin, ..Trust::mozilla() },
-            cache: Mutex::default(),
-            failed: Mutex::new(HashMap::new()),
-            fetches: tokio::sync::Semaphore::new(2),
-            refetches: tokio::sync::Semaphore::new(1),
-            admission: Mutex::new(Admission::new()),
             ttl: Duration::from_secs(24 * 3600),
             capacity: 64,
             clock: Arc::new(SystemClock),
-        })
+        };
+        let state = State {
+            cache: Mutex::default(),
+            failed: Mutex::new(HashMap::new()),
+            fetches: Arc::new(tokio::sync::Semaphore::new(2)),
+            refetches: Arc::new(tokio::sync::Semaphore::new(1)),
+            admission: Mutex::new(Admission::new()),
+        };
+        Ok(Self { config: Arc::new(config), state: Arc::new(state) })
+    }
+
+    /// The settings, for a builder method to change (copied first if a fetch running
+    /// holds them: what it does is not changed under it).
+    fn config_mut(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// Another handle on the same settings and certificates, for a fetch's task.
+    fn share(&self) -> Self {
+        Self { config: Arc::clone(&self.config), state: Arc::clone(&self.state) }
     }
 
     /// **Changes whom you trust.** Fetched certificates must chain to one of these CA
@@ -1041,9 +1033,9 @@ impl PayPalCertificates {
         for cert in config_certificates(pem.as_ref(), ERROR)? {
             roots.add(cert).map_err(|_| ConfigError::Invalid(ERROR))?;
         }
-        self.trust.roots = roots;
-        self.trust.mozilla = false;
-        self.trust.chain = true;
+        self.config_mut().trust.roots = roots;
+        self.config_mut().trust.mozilla = false;
+        self.config_mut().trust.chain = true;
         Ok(self)
     }
 
@@ -1064,7 +1056,7 @@ impl PayPalCertificates {
     /// ```
     #[must_use]
     pub fn check_chain(mut self) -> Self {
-        self.trust.chain = true;
+        self.config_mut().trust.chain = true;
         self
     }
 
@@ -1095,7 +1087,7 @@ impl PayPalCertificates {
     /// ```
     #[must_use]
     pub fn without_chain_check(mut self) -> Self {
-        self.trust.chain = false;
+        self.config_mut().trust.chain = false;
         self
     }
 
@@ -1118,7 +1110,7 @@ impl PayPalCertificates {
     /// assert!(format!("{source:?}").contains("MozillaRoots { intermediates: 1 }"));
     /// ```
     pub fn intermediates(mut self, pem: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
-        self.trust.intermediates =
+        self.config_mut().trust.intermediates =
             config_certificates(pem.as_ref(), "intermediates are one or more X.509 certificates in PEM")?;
         Ok(self)
     }
@@ -1145,7 +1137,7 @@ impl PayPalCertificates {
     ///
     /// See [`PayPalCertificates`] for one in use.
     pub fn pin_certificates(mut self, pem: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
-        self.trust.pinned =
+        self.config_mut().trust.pinned =
             config_certificates(pem.as_ref(), "pinned certificates are X.509 certificates in PEM")?;
         Ok(self)
     }
@@ -1210,7 +1202,7 @@ impl PayPalCertificates {
     /// ```
     #[must_use]
     pub fn tolerance(mut self, tolerance: Tolerance) -> Self {
-        self.tolerance = tolerance;
+        self.config_mut().tolerance = tolerance;
         self
     }
 
@@ -1273,7 +1265,7 @@ impl PayPalCertificates {
     /// ```
     #[must_use]
     pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
+        self.config_mut().ttl = ttl;
         self
     }
 
@@ -1337,12 +1329,12 @@ impl PayPalCertificates {
     /// ```
     #[must_use]
     pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
+        self.config_mut().clock = Arc::new(clock);
         self
     }
 
     fn lookup(&self, url: &str, now: OffsetDateTime) -> Lookup {
-        let Ok(cache) = self.cache.lock() else { return Lookup::Missing };
+        let Ok(cache) = self.state.cache.lock() else { return Lookup::Missing };
         match cache.map.get(url) {
             Some(c) if c.expires > now => Lookup::Fresh(Arc::clone(&c.scheme)),
             Some(c) if c.scheme.verified() && c.scheme.valid_at(now) && now <= c.usable_until => {
@@ -1355,36 +1347,43 @@ impl PayPalCertificates {
 
     /// Whether a fetch of `url` failed less than [`RETRY_FAILED_AFTER`] ago.
     fn failed_lately(&self, url: &str, now: OffsetDateTime) -> bool {
-        self.failed.lock().is_ok_and(|failed| failed.get(url).is_some_and(|until| *until > now))
+        self.state.failed.lock().is_ok_and(|failed| failed.get(url).is_some_and(|until| *until > now))
     }
 
     /// Remembers that fetching `url` failed (bounded: the oldest are dropped first).
     fn remember_failure(&self, url: &str, now: OffsetDateTime) {
         let until = later(now, RETRY_FAILED_AFTER);
-        if let Ok(mut failed) = self.failed.lock() {
-            insert_bounded(&mut failed, self.capacity, url, until, |until| *until > now, |until| *until);
+        if let Ok(mut failed) = self.state.failed.lock() {
+            insert_bounded(
+                &mut failed,
+                self.config.capacity,
+                url,
+                until,
+                |until| *until > now,
+                |until| *until,
+            );
         }
     }
 
     /// Takes a token from the new-URL bucket, if it has one at `now`.
     #[cfg(test)]
     fn take_token(&self, now: OffsetDateTime) -> bool {
-        self.admission.lock().is_ok_and(|mut admission| admission.token(now, true))
+        self.state.admission.lock().is_ok_and(|mut admission| admission.token(now, true))
     }
 
     /// Caches the certificate fetched from `url` until its time to live or its
     /// `notAfter`, whichever comes first (see the [module docs](self) for which makes
     /// room when the cache is full).
     fn remember(&self, url: &str, scheme: Arc<Tracked>, now: OffsetDateTime) {
-        let expires = later(now, self.ttl).min(scheme.not_after);
-        let usable_until = later(now, self.ttl.saturating_mul(MAX_STALE_TTLS)).min(scheme.not_after);
-        if let Ok(mut cache) = self.cache.lock() {
+        let expires = later(now, self.config.ttl).min(scheme.not_after);
+        let usable_until = later(now, self.config.ttl.saturating_mul(MAX_STALE_TTLS)).min(scheme.not_after);
+        if let Ok(mut cache) = self.state.cache.lock() {
             let cache = &mut *cache;
             cache.puts = cache.puts.saturating_add(1);
             let entry = Cached { scheme, expires, usable_until, put: cache.puts };
             insert_bounded(
                 &mut cache.map,
-                self.capacity,
+                self.config.capacity,
                 url,
                 entry,
                 |c| {
@@ -1398,7 +1397,7 @@ impl PayPalCertificates {
 
     /// Drops what the cache holds for `url` (PayPal answered that it is not there).
     fn forget(&self, url: &str) {
-        if let Ok(mut cache) = self.cache.lock() {
+        if let Ok(mut cache) = self.state.cache.lock() {
             cache.map.remove(url);
         }
     }
@@ -1408,21 +1407,26 @@ impl PayPalCertificates {
     async fn fetch(&self, url: &str, verified: bool, now: OffsetDateTime) -> Result<Arc<Tracked>, Failed> {
         // Bounded whatever the fetcher (one of yours may not bound itself): a fetch that
         // never ends would hold its permit, and a verified certificate's re-fetch, for ever.
-        let fetched = tokio::time::timeout(FETCH_LIMIT, self.fetcher.fetch(url)).await.unwrap_or_else(|_| {
-            Err(Box::new(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "the certificate fetch took longer than 10 s",
-            )) as BoxError)
-        });
+        let fetched =
+            tokio::time::timeout(FETCH_LIMIT, self.config.fetcher.fetch(url)).await.unwrap_or_else(|_| {
+                Err(Box::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the certificate fetch took longer than 10 s",
+                )) as BoxError)
+            });
         let not_found = matches!(&fetched, Err(e) if e.downcast_ref::<CertificateNotFound>().is_some());
         let checked = match fetched {
-            Ok(pem) => self.trust.check(&pem, now).map_err(|e| Box::new(e) as BoxError),
+            Ok(pem) => self.config.trust.check(&pem, now).map_err(|e| Box::new(e) as BoxError),
             Err(e) => Err(e),
         };
         let scheme = checked.and_then(|c| {
-            paypal::scheme_for_certificate(self.webhook_id.clone(), &c.certificate, self.tolerance)
-                .map(|scheme| (scheme, c.not_before, c.not_after))
-                .map_err(|e| Box::new(CertError::Key(e)) as BoxError)
+            paypal::scheme_for_certificate(
+                self.config.webhook_id.clone(),
+                &c.certificate,
+                self.config.tolerance,
+            )
+            .map(|scheme| (scheme, c.not_before, c.not_after))
+            .map_err(|e| Box::new(CertError::Key(e)) as BoxError)
         });
         let (scheme, not_before, not_after) = match scheme {
             Ok(found) => found,
@@ -1456,10 +1460,10 @@ impl PayPalCertificates {
         if self.failed_lately(url, now) {
             return Ok(stale);
         }
-        let Ok(_permit) = self.refetches.try_acquire() else { return Ok(stale) };
+        let Ok(permit) = Arc::clone(&self.state.refetches).try_acquire_owned() else { return Ok(stale) };
         match self.lookup(url, now) {
             Lookup::Fresh(scheme) => Ok(scheme),
-            _ => match self.fetch(url, true, now).await {
+            _ => match self.spawn_fetch(url, true, now, permit).await {
                 Ok(scheme) => Ok(scheme),
                 Err(failed) if failed.not_found => Err(failed.into()),
                 Err(_) => Ok(stale),
@@ -1468,19 +1472,50 @@ impl PayPalCertificates {
     }
 
     /// Starts a fetch of `url`, or `Err` with the one running.
-    fn start_flight(&self, url: &str) -> Result<Flight<'_>, Option<tokio::sync::watch::Receiver<()>>> {
-        let mut admission = self.admission.lock().map_err(|_| None)?;
+    fn start_flight(&self, url: &str) -> Result<Flight, Option<tokio::sync::watch::Receiver<()>>> {
+        let mut admission = self.state.admission.lock().map_err(|_| None)?;
         if let Some(running) = admission.in_flight.get(url) {
             return Err(Some(running.clone()));
         }
+        Ok(self.flight(&mut admission, url.to_owned()))
+    }
+
+    /// Puts `url` in flight (the caller holds `admission`, the lock of
+    /// [`State::admission`], and has checked that it is not in flight).
+    fn flight(&self, admission: &mut Admission, url: String) -> Flight {
         let (done, running) = tokio::sync::watch::channel(());
-        admission.in_flight.insert(url.to_owned(), running);
-        Ok(Flight { source: self, url: url.to_owned(), _done: done, refund: None })
+        admission.in_flight.insert(url.clone(), running);
+        Flight { state: Arc::clone(&self.state), url, _done: done }
+    }
+
+    /// Fetches `url` (see [`fetch`](Self::fetch)) in a task of its own, spawned at once,
+    /// which holds `hold` (the fetch's permit, and its [`Flight`] if it has one) until the
+    /// fetch ends; the future returned waits for it. A request that goes away (a sender
+    /// that hung up) thus cancels nothing: the fetch runs to its end, its certificate
+    /// lands in the cache or its failure on record, and the requests waiting for it get
+    /// it. Whatever started a fetch (a token, a permit) is spent once, however many
+    /// requests are dropped.
+    fn spawn_fetch<H: Send + 'static>(
+        &self,
+        url: &str,
+        verified: bool,
+        now: OffsetDateTime,
+        hold: H,
+    ) -> impl Future<Output = Result<Arc<Tracked>, Failed>> + Send + 'static {
+        let source = self.share();
+        let url = url.to_owned();
+        let task = tokio::spawn(async move {
+            let fetched = source.fetch(&url, verified, now).await;
+            drop(hold);
+            fetched
+        });
+        // The task panicked, or the runtime is shutting down.
+        async move { task.await.unwrap_or_else(|e| Err(Failed { error: Box::new(e), not_found: false })) }
     }
 
     /// The fetch of `url` running, if one is.
     fn running(&self, url: &str) -> Option<tokio::sync::watch::Receiver<()>> {
-        self.admission.lock().ok()?.in_flight.get(url).cloned()
+        self.state.admission.lock().ok()?.in_flight.get(url).cloned()
     }
 
     /// Waits for the fetch of `url` that another request runs, and answers with what it
@@ -1494,17 +1529,17 @@ impl PayPalCertificates {
             // Ends when the fetch does (its sender dropped); the fetch is bounded, this too.
             let _ = tokio::time::timeout(FETCH_LIMIT, running.changed()).await;
         }
-        match self.lookup(url, self.clock.now()) {
+        match self.lookup(url, self.config.clock.now()) {
             Lookup::Fresh(scheme) | Lookup::Stale(scheme) => Ok(scheme),
             _ => Err(SourceError::Throttled("the certificate could not be fetched lately".into())),
         }
     }
 
     /// Waits at most [`PERMIT_WAIT`] for one of `permits`.
-    async fn permit<'s>(
-        permits: &'s tokio::sync::Semaphore,
-    ) -> Result<tokio::sync::SemaphorePermit<'s>, SourceError> {
-        tokio::time::timeout(PERMIT_WAIT, permits.acquire())
+    async fn permit(
+        permits: &Arc<tokio::sync::Semaphore>,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, SourceError> {
+        tokio::time::timeout(PERMIT_WAIT, Arc::clone(permits).acquire_owned())
             .await
             .map_err(|_| SourceError::Throttled("busy fetching other certificates".into()))?
             .map_err(|e| SourceError::Unavailable(Box::new(e)))
@@ -1513,7 +1548,7 @@ impl PayPalCertificates {
     /// The scheme for the certificate at `url`, a [`normalized`] URL, named by a request
     /// with these `headers`.
     async fn load(&self, url: &str, headers: &http::HeaderMap) -> Result<Arc<dyn Scheme>, SourceError> {
-        let now = self.clock.now();
+        let now = self.config.clock.now();
         let known = match self.lookup(url, now) {
             Lookup::Fresh(scheme) => return Ok(scheme),
             Lookup::Stale(scheme) => return Ok(self.refresh(url, scheme, now).await?),
@@ -1521,7 +1556,7 @@ impl PayPalCertificates {
             Lookup::Missing => false,
         };
         // Nothing is spent on a request that fails whatever the certificate.
-        if let Err(rejection) = paypal::precheck(headers, self.tolerance, now) {
+        if let Err(rejection) = paypal::precheck(headers, self.config.tolerance, now) {
             return Ok(Arc::new(Refuse(rejection)));
         }
         // One fetch per URL at a time: the others wait for it.
@@ -1535,21 +1570,21 @@ impl PayPalCertificates {
         if known {
             // At most one re-fetch of a known URL at once, besides the new ones; a
             // request waits for its turn at most as long as one fetch may take.
-            let _permit = Self::permit(&self.refetches).await?;
+            let permit = Self::permit(&self.state.refetches).await?;
             if let Lookup::Fresh(scheme) = self.lookup(url, now) {
                 return Ok(scheme);
             }
             if self.failed_lately(url, now) {
                 return Err(SourceError::Throttled("the certificate could not be fetched lately".into()));
             }
-            let _flight = match self.start_flight(url) {
+            let flight = match self.start_flight(url) {
                 Ok(flight) => flight,
                 Err(running) => return Ok(self.wait_for(url, running).await?),
             };
-            return Ok(self.fetch(url, true, now).await?);
+            return Ok(self.spawn_fetch(url, true, now, (permit, flight)).await?);
         }
         // A new URL: counted, and answered at once when the bucket has no token.
-        let has_token = self.admission.lock().is_ok_and(|mut admission| {
+        let has_token = self.state.admission.lock().is_ok_and(|mut admission| {
             admission.count(url);
             admission.token(now, false)
         });
@@ -1557,7 +1592,7 @@ impl PayPalCertificates {
             return Err(SourceError::Throttled("too many new PayPal certificate URLs lately".into()));
         }
         // At most two fetches of new URLs at once, whatever arrives.
-        let permit = Self::permit(&self.fetches).await?;
+        let permit = Self::permit(&self.state.fetches).await?;
         if let Lookup::Fresh(scheme) = self.lookup(url, now) {
             return Ok(scheme);
         }
@@ -1567,9 +1602,12 @@ impl PayPalCertificates {
             return Ok(self.wait_for(url, Some(running)).await?);
         }
         // The token goes to the URL most named, which may not be this request's; the
-        // flight is started under the same lock, so one URL is never fetched twice.
+        // flight is started under the same lock, so one URL is never fetched twice. Once
+        // taken, the token stays spent: the fetch runs in a task of its own, to its end
+        // even if this request goes away (and so does the chosen URL's turn, which a
+        // request dropped midway thus cannot throw away).
         let flight = {
-            let Ok(mut admission) = self.admission.lock() else {
+            let Ok(mut admission) = self.state.admission.lock() else {
                 return Err(SourceError::Unavailable("the certificate cache is poisoned".into()));
             };
             // A candidate cached meanwhile (fetched for a request that named it) is no
@@ -1584,18 +1622,14 @@ impl PayPalCertificates {
                 admission.candidates.remove(u);
             }
             let chosen = admission.choose(url);
-            let next_token = admission.next_token;
             let Some(chosen) = chosen.filter(|_| admission.token(now, true)) else {
                 return Err(SourceError::Throttled("too many new PayPal certificate URLs lately".into()));
             };
-            let candidate = admission.candidates.remove(&chosen);
-            let (done, running) = tokio::sync::watch::channel(());
-            admission.in_flight.insert(chosen.clone(), running);
-            Flight { source: self, url: chosen, _done: done, refund: Some(Refund { next_token, candidate }) }
+            admission.candidates.remove(&chosen);
+            self.flight(&mut admission, chosen)
         };
         let chosen = flight.url.clone();
-        let fetched = self.fetch(&chosen, false, now).await;
-        flight.ended();
+        let fetched = self.spawn_fetch(&chosen, false, now, (permit, flight)).await;
         if chosen == url {
             return Ok(fetched?);
         }
@@ -1816,11 +1850,23 @@ gs5RUsCNd+qpuY7hX9y4XOFKQw==\n\
         assert!(accepted - start <= NEW_URL_EVERY + Duration::from_secs(1), "at {}", accepted - start);
     }
 
+    /// Polls `request` once, then drops it (a sender that hangs up), and lets the tasks
+    /// it spawned run until they wait.
+    async fn hang_up<F: Future>(request: F) {
+        let mut request = Box::pin(request);
+        let polled = std::future::poll_fn(|cx| std::task::Poll::Ready(request.as_mut().poll(cx))).await;
+        assert!(polled.is_pending(), "still fetching");
+        drop(request);
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
     /// A request dropped while the fetch it ran for the chosen URL was under way (a sender
-    /// that hung up) gives the token and that URL's count back: dropping requests does not
-    /// throw PayPal's turn away.
+    /// that hung up) cancels nothing: PayPal's URL, which got the token, is fetched to
+    /// the end and cached, so dropping requests does not throw PayPal's turn away.
     #[tokio::test]
-    async fn a_fetch_abandoned_midway_gives_its_token_and_count_back() {
+    async fn a_fetch_whose_request_went_away_still_serves_paypals_url() {
         let clock = ManualClock::at_unix(SENT);
         let fake = Fake::new(CERT);
         let source = pinned(&fake, &clock);
@@ -1833,16 +1879,37 @@ gs5RUsCNd+qpuY7hX9y4XOFKQw==\n\
         }
         clock.advance(NEW_URL_EVERY);
         fake.gate.forget_permits(1000); // fetches hang
-        let other = attacker(1000);
-        let mut abandoned = Box::pin(ask(&source, &other));
-        let polled = std::future::poll_fn(|cx| std::task::Poll::Ready(abandoned.as_mut().poll(cx))).await;
-        assert!(polled.is_pending(), "fetching PayPal's URL");
-        assert_eq!(fake.fetched().last().map(String::as_str), Some(GENUINE));
-        drop(abandoned);
+        hang_up(ask(&source, &attacker(1000))).await;
+        assert_eq!(fake.fetched().last().map(String::as_str), Some(GENUINE), "fetching PayPal's URL");
         fake.gate.add_permits(1000);
-        // The token is back, and PayPal's URL still the most named: fetched for its next
-        // delivery, with no wait for another token.
+        // PayPal's next delivery finds its certificate (or its fetch, still running):
+        // fetched once, with the token taken for it, and no wait for another.
         assert!(ask(&source, GENUINE).await.is_ok());
+        assert_eq!(fake.fetched().iter().filter(|u| *u == GENUINE).count(), 1);
+        assert!(ask(&source, GENUINE).await.is_ok(), "cached");
+    }
+
+    /// Requests that start a new URL's fetch and hang up, again and again, cost at most
+    /// the bucket's tokens in fetches: a fetch, once started, keeps its token and runs to
+    /// its end, and its failure is kept.
+    #[tokio::test]
+    async fn hanging_up_does_not_buy_more_fetches() {
+        let clock = ManualClock::at_unix(SENT);
+        let fake = Fake::new(CERT);
+        let source = pinned(&fake, &clock);
+        fake.gate.forget_permits(1000); // fetches hang
+        let url = attacker(1);
+        for _ in 0..50 {
+            hang_up(ask(&source, &url)).await;
+        }
+        let fetched = fake.fetched().len();
+        assert!((1..=NEW_URL_BURST as usize).contains(&fetched), "{fetched} fetches");
+        // The fetch ends (the URL is not PayPal's certificate): its failure is kept, and
+        // the URL not fetched again.
+        fake.gate.add_permits(1000);
+        assert!(matches!(ask(&source, &url).await, Err(SourceError::Throttled(_))));
+        assert_eq!(fake.fetched().len(), fetched);
+        assert!(source.failed_lately(&url, clock.now()));
     }
 
     /// A URL named once in a flood does not take the next token from a URL named twice,
@@ -1905,7 +1972,7 @@ gs5RUsCNd+qpuY7hX9y4XOFKQw==\n\
         parts.headers.insert("paypal-auth-algo", http::HeaderValue::from_static("SHA1withRSA"));
         assert!(source.scheme(&parts).await.is_ok(), "refused by the scheme answered");
         assert!(fake.fetched().is_empty());
-        assert!(source.admission.lock().unwrap().candidates.is_empty(), "not counted");
+        assert!(source.state.admission.lock().unwrap().candidates.is_empty(), "not counted");
     }
 
     /// A self-signed certificate with PayPal's name, served through a fetcher other than
@@ -1928,9 +1995,13 @@ gs5RUsCNd+qpuY7hX9y4XOFKQw==\n\
         assert!(source.scheme(&parts).await.is_ok());
         // The built-in fetcher keeps it off (see the module docs).
         assert!(
-            !PayPalCertificates::with_fetcher(WEBHOOK_ID, HttpsFetcher::new().unwrap()).unwrap().trust.chain
+            !PayPalCertificates::with_fetcher(WEBHOOK_ID, HttpsFetcher::new().unwrap())
+                .unwrap()
+                .config
+                .trust
+                .chain
         );
-        assert!(!PayPalCertificates::new(WEBHOOK_ID).unwrap().trust.chain);
+        assert!(!PayPalCertificates::new(WEBHOOK_ID).unwrap().config.trust.chain);
     }
 
     /// A cached certificate that verified a delivery, fetched again: with PayPal's
@@ -1965,6 +2036,26 @@ gs5RUsCNd+qpuY7hX9y4XOFKQw==\n\
         fake.set(Mode::Serve);
         clock.advance(RETRY_FAILED_AFTER + Duration::from_secs(1));
         assert!(ask(&source, GENUINE).await.is_ok());
+    }
+
+    /// The re-fetch of a certificate that verified a delivery (its URL is PayPal's, and
+    /// takes no token) runs to its end too when the request that started it goes away:
+    /// hanging up again and again fetches it once.
+    #[tokio::test]
+    async fn hanging_up_does_not_buy_more_refetches() {
+        let clock = ManualClock::at_unix(SENT);
+        let fake = Fake::new(CERT);
+        let source = verified_source(&fake, &clock).await;
+        // Past the 3 days a certificate verifies while its re-fetches fail: known, not usable.
+        clock.advance(Duration::from_secs(3 * 24 * 3600 + 1));
+        fake.gate.forget_permits(1000); // fetches hang
+        for _ in 0..50 {
+            hang_up(ask(&source, GENUINE)).await;
+        }
+        assert_eq!(fake.fetched().len(), 2, "fetched, then re-fetched once");
+        fake.gate.add_permits(1000);
+        assert!(ask(&source, GENUINE).await.is_ok());
+        assert_eq!(fake.fetched().len(), 2);
     }
 
     /// While re-fetches fail, a certificate verifies at most [`MAX_STALE_TTLS`] times its
