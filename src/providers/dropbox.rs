@@ -89,7 +89,7 @@ pub fn scheme(app_secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
 /// let answer = dropbox::challenge(&http::Method::GET, &long.parse().unwrap()).unwrap();
 /// assert_eq!(answer.status(), 400);
 /// ```
-pub const MAX_CHALLENGE_LEN: usize = 256;
+pub const MAX_CHALLENGE_LEN: usize = respond::MAX_CHALLENGE_LEN;
 
 /// Answers Dropbox's verification request (a pre-verify step: give it the request as it
 /// arrived): for a `GET` with a `challenge` query parameter, `200` with the challenge as a
@@ -109,11 +109,7 @@ pub fn challenge(method: &Method, uri: &Uri) -> Option<Response<Vec<u8>>> {
     if method != Method::GET {
         return None;
     }
-    let challenge = respond::query_param(uri, "challenge")?;
-    if challenge.len() > MAX_CHALLENGE_LEN {
-        return Some(respond::status(http::StatusCode::BAD_REQUEST));
-    }
-    Some(respond::plain_text(challenge.into_owned()))
+    Some(respond::echo_challenge(respond::query_param(uri, "challenge")?))
 }
 
 #[cfg(test)]

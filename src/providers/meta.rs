@@ -74,6 +74,19 @@ pub fn scheme(app_secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
         .build()
 }
 
+/// The longest `hub.challenge` [`verify_subscription`] echoes, in bytes (decoded), as
+/// Dropbox's [`MAX_CHALLENGE_LEN`](super::dropbox::MAX_CHALLENGE_LEN). Meta's are short
+/// numbers; a longer one is refused (`400`) even with the right verify token, so that a
+/// receiver's URL cannot be made to serve a page of someone else's text.
+///
+/// ```
+/// use hookguard::providers::meta;
+/// let long = format!("/h?hub.mode=subscribe&hub.verify_token=tok&hub.challenge={}", "1".repeat(meta::MAX_CHALLENGE_LEN + 1));
+/// let answer = meta::verify_subscription(&http::Method::GET, &long.parse().unwrap(), "tok").unwrap();
+/// assert_eq!(answer.status(), 400);
+/// ```
+pub const MAX_CHALLENGE_LEN: usize = respond::MAX_CHALLENGE_LEN;
+
 /// Answers Meta's subscription handshake (a pre-verify step: give it the request as it
 /// arrived).
 ///
@@ -82,6 +95,8 @@ pub fn scheme(app_secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
 ///   `hub.verify_token` equals `verify_token` (compared in constant time).
 /// - `403` with an empty body otherwise (wrong or missing token, other mode, no
 ///   challenge). An empty `verify_token` never matches.
+/// - `400` with an empty body, when the token matches, for a `hub.challenge` over
+///   [`MAX_CHALLENGE_LEN`] (as Dropbox's [`challenge`](super::dropbox::challenge)).
 ///
 /// ```
 /// use hookguard::providers::meta;
@@ -102,9 +117,7 @@ pub fn verify_subscription(method: &Method, uri: &Uri, verify_token: &str) -> Op
     let token_ok = !verify_token.is_empty()
         && token.is_some_and(|t| respond::tokens_match(t.as_bytes(), verify_token.as_bytes()));
     match challenge {
-        Some(challenge) if mode == "subscribe" && token_ok => {
-            Some(respond::plain_text(challenge.into_owned()))
-        }
+        Some(challenge) if mode == "subscribe" && token_ok => Some(respond::echo_challenge(challenge)),
         _ => Some(respond::status(StatusCode::FORBIDDEN)),
     }
 }
@@ -215,5 +228,25 @@ mod tests {
         .unwrap();
         assert_eq!(ok.headers()["content-type"], "text/plain; charset=utf-8");
         assert_eq!(ok.headers()["x-content-type-options"], "nosniff");
+    }
+
+    /// With the right verify token, a `hub.challenge` of [`MAX_CHALLENGE_LEN`] bytes is
+    /// echoed, one byte more is refused (`400`, nothing echoed); with a wrong token it is
+    /// refused as any guess (`403`).
+    #[test]
+    fn a_challenge_over_the_limit_is_refused_and_not_echoed() {
+        let ask = |challenge: &str, token: &str| {
+            let uri = format!("/h?hub.mode=subscribe&hub.verify_token={token}&hub.challenge={challenge}");
+            verify_subscription(&Method::GET, &uri.parse().unwrap(), "tok").unwrap()
+        };
+        let at_limit = "7".repeat(MAX_CHALLENGE_LEN);
+        let res = ask(&at_limit, "tok");
+        assert_eq!((res.status(), res.body().as_slice()), (StatusCode::OK, at_limit.as_bytes()));
+        let res = ask(&"7".repeat(MAX_CHALLENGE_LEN + 1), "tok");
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert!(res.body().is_empty());
+        // Counted decoded: 86 `%37` are 258 bytes of query but 86 of challenge.
+        assert_eq!(ask(&"%37".repeat(86), "tok").status(), StatusCode::OK);
+        assert_eq!(ask(&"7".repeat(MAX_CHALLENGE_LEN + 1), "guess").status(), StatusCode::FORBIDDEN);
     }
 }

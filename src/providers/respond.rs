@@ -24,6 +24,21 @@ pub(crate) fn plain_text(body: impl Into<Vec<u8>>) -> Response<Vec<u8>> {
     response
 }
 
+/// The longest challenge a GET handshake echoes, in bytes (decoded): Dropbox's
+/// [`MAX_CHALLENGE_LEN`](super::dropbox::MAX_CHALLENGE_LEN) and Meta's
+/// [`MAX_CHALLENGE_LEN`](super::meta::MAX_CHALLENGE_LEN).
+pub(crate) const MAX_CHALLENGE_LEN: usize = 256;
+
+/// Echoes a GET handshake's `challenge` ([`plain_text`]), or `400 Bad Request` with an
+/// empty body when it is over [`MAX_CHALLENGE_LEN`]: so that a receiver's URL cannot be
+/// made to serve a page of someone else's text.
+pub(crate) fn echo_challenge(challenge: Cow<'_, str>) -> Response<Vec<u8>> {
+    if challenge.len() > MAX_CHALLENGE_LEN {
+        return status(StatusCode::BAD_REQUEST);
+    }
+    plain_text(challenge.into_owned())
+}
+
 /// The first value of query parameter `name` (percent- and `+`-decoded), if any.
 pub(crate) fn query_param<'a>(uri: &'a http::Uri, name: &str) -> Option<Cow<'a, str>> {
     form_urlencoded::parse(uri.query()?.as_bytes()).find_map(|(k, v)| (k == name).then_some(v))
