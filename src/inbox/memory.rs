@@ -39,7 +39,12 @@ use crate::clock::{Clock, SystemClock};
 /// most a few MB of buffers are held by jobs that wait for the worker's next pull. The
 /// webhooks of finished jobs are let go by the next pushes (at most 256 wait for them, and
 /// 256 more for the workers' next pull), on the thread that pushes: with glibc's
-/// allocator, memory freed on the thread that allocated it costs no lock.
+/// allocator, memory freed on the thread that allocated it costs no lock. With large
+/// bodies that is much: an inbox that goes quiet keeps its last 256 finished webhooks
+/// until pushes come again, each with its body (or the read buffer it is a slice of), so
+/// up to 256 × the body limit (256 MiB with the guard's default limit of 1 MiB, were
+/// every body that large), and up to as much more on the workers' side until their next
+/// pull (within the worker's idle poll, 1 s by default).
 ///
 /// Keys are known by a 128-bit keyed hash of them (SipHash-1-3, its keys drawn at random
 /// per inbox): 32 bytes per key between the index and the order in which finished keys
@@ -79,7 +84,9 @@ use crate::clock::{Clock, SystemClock};
 /// assert_eq!(inbox.pull(1, Duration::from_secs(30)).await.unwrap()[0].attempt(), 2, "lease ran out");
 /// # }
 /// ```
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` shows the configuration and how many jobs it holds, never the webhooks.
+#[derive(Clone)]
 pub struct MemoryInbox {
     shared: Arc<Shared>,
     capacity: usize,
@@ -88,7 +95,8 @@ pub struct MemoryInbox {
 }
 
 /// The pushing side, the workers' side and the wake-up, each on cache lines of its own.
-#[derive(Debug, Default)]
+/// No `Debug`: it holds the webhooks (see [`MemoryInbox`]'s).
+#[derive(Default)]
 struct Shared {
     /// Read-only: how keys become the index's fingerprints (computed outside the locks).
     fingerprints: Fingerprints,
@@ -112,7 +120,7 @@ impl<T> Deref for Padded<T> {
 
 /// The pushing side: every key the inbox knows, as [`Fingerprint`]s, and what was pushed
 /// since the last pull.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Intake {
     /// The keys of the jobs kept (waiting, leased, dead, or pushed and not pulled yet), of
     /// the finished ones not recorded yet, and of the last `remember_done` recorded.
@@ -131,7 +139,7 @@ struct Intake {
 /// The workers' side: the jobs, in slots, and the queues that order them. Only waiting
 /// jobs are queued, each once; a lease stays in its heap after the job was settled and is
 /// skipped (and now and then swept out) when it comes up.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct State {
     /// Jobs by slot; a free slot is listed in `free`.
     slots: Vec<Slot>,
@@ -187,7 +195,7 @@ fn slot_of(ticket: u64) -> usize {
     (ticket & u64::from(u32::MAX)) as usize
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Slot {
     /// The job's webhook; `None` in a free slot.
     webhook: Option<Webhook>,
@@ -218,6 +226,50 @@ enum Status {
 impl Default for MemoryInbox {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The configuration, and how many jobs the inbox holds (`depth`: waiting and leased, as
+/// [`Inbox::depth`] counts; `dead`: dead letters), each `None` when a lock was busy. Never
+/// the webhooks: a `Debug` line may reach a log (through a `Worker`'s or a `Guard`'s, or
+/// a span that records them), and their keys and ids do not belong there; nor would
+/// thousands of them, formatted while every push waits for the lock.
+///
+/// ```
+/// use hookguard::inbox::{Inbox, MemoryInbox, Webhook};
+/// let inbox = MemoryInbox::new().capacity(100);
+/// let v = hookguard::verify::Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+/// inbox.push_now(&Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH)).unwrap().unwrap();
+/// let shown = format!("{inbox:?}");
+/// assert!(shown.contains("capacity: 100") && shown.contains("depth: Some(1)"), "{shown}");
+/// assert!(!shown.contains("d-1"));
+/// ```
+impl std::fmt::Debug for MemoryInbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Counts read under a `try_lock` (a busy lock is not waited for, a poisoned one is
+        // read all the same), each lock released before anything is written.
+        let (held, dead) = match self.shared.state.try_lock() {
+            Ok(st) => (Some(st.held()), Some(st.dead.len())),
+            Err(std::sync::TryLockError::Poisoned(st)) => {
+                let st = st.into_inner();
+                (Some(st.held()), Some(st.dead.len()))
+            }
+            Err(std::sync::TryLockError::WouldBlock) => (None, None),
+        };
+        let pushed = match self.shared.intake.try_lock() {
+            Ok(intake) => Some(intake.fresh.len()),
+            Err(std::sync::TryLockError::Poisoned(intake)) => Some(intake.into_inner().fresh.len()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        let depth =
+            held.zip(dead).zip(pushed).map(|((held, dead), pushed)| held.saturating_sub(dead) + pushed);
+        f.debug_struct("MemoryInbox")
+            .field("capacity", &self.capacity)
+            .field("remember_done", &self.remember_done)
+            .field("clock", &self.clock)
+            .field("depth", &depth)
+            .field("dead", &dead)
+            .finish_non_exhaustive()
     }
 }
 
@@ -604,7 +656,6 @@ struct Fingerprint(u64, u64);
 
 /// A webhook with its key's [`Fingerprint`], made once when it is pushed and carried to
 /// where its job finishes.
-#[derive(Debug)]
 struct Keyed {
     fingerprint: Fingerprint,
     webhook: Webhook,
@@ -922,6 +973,28 @@ mod tests {
     fn hook(id: &str) -> Webhook {
         let v = Verified::new("t", Some(id.to_owned().into()), None, None, [0; 32], 0);
         Webhook::new("t", &v, http::HeaderMap::new(), "{}".into(), OffsetDateTime::UNIX_EPOCH)
+    }
+
+    /// `Debug` (reached through a `Worker`'s or a `Guard`'s, or a span that records them)
+    /// shows the configuration and a few counts: not the webhooks held (their keys and ids
+    /// would reach the logs, megabytes of them, formatted under the inbox's locks).
+    #[test]
+    fn debug_shows_the_configuration_and_counts_not_the_webhooks() {
+        let inbox = MemoryInbox::new().capacity(5_000);
+        for n in 0..1_000 {
+            let pushed = inbox.push_now(&hook(&format!("delivery-{n:04}"))).unwrap().unwrap();
+            assert_eq!(pushed, Pushed::Accepted);
+        }
+        let jobs = inbox.lease(10, Duration::from_secs(30)).unwrap();
+        for job in &jobs[..4] {
+            inbox.finish(job).unwrap();
+        }
+        inbox.bury(&jobs[4], "handler bug").unwrap();
+        let shown = format!("{inbox:?}");
+        assert!(shown.len() < 1024, "{} bytes: {}", shown.len(), &shown[..shown.len().min(300)]);
+        assert!(!shown.contains("delivery-"), "no key or id: {shown}");
+        assert!(shown.contains("capacity: 5000") && shown.contains("remember_done: 100000"), "{shown}");
+        assert!(shown.contains("depth: Some(995)") && shown.contains("dead: Some(1)"), "{shown}");
     }
 
     /// `wait` returns when a retry comes due, not only on a push: the pool would otherwise
@@ -1499,8 +1572,9 @@ mod tests {
     #[test]
     fn the_fingerprint_keys_stay_out_of_debug_output() {
         let inbox = MemoryInbox::new();
+        assert_eq!(format!("{:?}", inbox.shared.fingerprints), "Fingerprints(..)");
         let text = format!("{inbox:?}");
-        assert!(text.contains("Fingerprints(..)"), "{text}");
+        assert!(!text.contains("Fingerprint"), "the inbox's shows none: {text}");
     }
 
     #[tokio::test]
