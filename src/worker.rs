@@ -4,17 +4,19 @@
 //!
 //! The pool keeps [`concurrency`](Worker::concurrency) long-lived *lanes* (tasks) fed from
 //! one loop that pulls as many jobs as there are idle lanes, in one call: a job costs a
-//! queue push, not a task of its own. A lane that finishes takes the next queued job
-//! without waiting, else the next one its inbox has at hand ([`Inbox::pull_one_now`]: the
-//! memory inbox), leased for that lane alone; under load several lanes finish per wake-up
-//! of the loop, and one pull serves them all. No job is leased for a lane that is not about
-//! to start it. A handler that finishes when first polled costs no timer. A handler that
-//! panics does not take its lane down: the panic counts as a failed attempt and the job is
-//! retried. An acknowledgement the inbox fails with [`InboxError::Backend`] (a disk or
-//! database error that may pass) is tried again up to four times, 50 ms to 400 ms apart,
-//! while the job's lease holds and the shutdown's grace period lasts: otherwise the job
-//! would come back after its lease and the handler's work be done twice. A lost lease
-//! ([`InboxError::LeaseLost`]) is final.
+//! queue push, not a task of its own. A lane that finishes takes the next job its inbox has
+//! at hand ([`Inbox::pull_one_now`]: the memory inbox), leased for that lane alone, else the
+//! next queued job without waiting, else waits for the loop; under load several lanes
+//! finish per wake-up of the loop, and one pull serves them all. No job is leased for a
+//! lane that is not about to start it: jobs an inbox's pull returns beyond what was asked
+//! are given back at once. The `hookguard_inbox_depth` gauge is refreshed beside the
+//! pulls, never in their way. A handler that finishes when first polled costs no timer. A
+//! handler that panics does not take its lane down: the panic counts as a failed attempt
+//! and the job is retried. An acknowledgement the inbox fails with [`InboxError::Backend`]
+//! (a disk or database error that may pass) is tried again up to four times, 50 ms to
+//! 400 ms apart, while the job's lease holds and the shutdown's grace period lasts:
+//! otherwise the job would come back after its lease and the handler's work be done twice.
+//! A lost lease ([`InboxError::LeaseLost`]) is final.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -642,12 +644,14 @@ impl Worker {
         WorkerHandle { stop: stop_tx, cancel: cancel_tx, task, inbox, progress }
     }
 
-    /// The pool: `concurrency` long-lived lanes take jobs from a local queue that this
-    /// loop fills with batch pulls. A lane is a task for the pool's lifetime, so a job
-    /// costs a queue push, not a task spawn. The loop pulls as many jobs as there are
-    /// idle lanes; a lane that finishes takes a queued job without waiting, else one the
-    /// inbox has at hand ([`Inbox::pull_one_now`], leased for that lane only), else wakes
-    /// the loop (under load several lanes finish per wake-up, and one pull serves them all).
+    /// The pool: `concurrency` long-lived lanes take jobs from a local queue that
+    /// [`Self::feed`] fills with batch pulls. A lane is a task for the pool's lifetime, so
+    /// a job costs a queue push, not a task spawn. The loop pulls as many jobs as there
+    /// are idle lanes; a lane that finishes takes the next job the inbox has at hand
+    /// ([`Inbox::pull_one_now`], leased for that lane only), else a queued job without
+    /// waiting, else wakes the loop (under load several lanes finish per wake-up, and one
+    /// pull serves them all). The depth gauge ([`Self::gauge`]) runs beside the loop, in
+    /// this task: it never holds a pull up, and it ends with the loop.
     async fn run(
         self,
         mut stop: watch::Receiver<bool>,
@@ -698,13 +702,40 @@ impl Worker {
         // The loop's own view of the grace period: once it is over, an inbox call that
         // has not answered (a database that went away) is given up, so that shutdown ends.
         let mut grace_over = cancel_rx.clone();
+        let (depth_due, due) = watch::channel(());
+        tokio::select! {
+            biased;
+            () = this.feed(lanes, &mut stop, &mut grace_over, &depth_due) => {}
+            () = this.gauge(due) => {}
+        }
+        // Stop pulling; the lanes finish what they hold (running and queued jobs). The
+        // handle flips `cancel` when the grace period ends: running jobs are cancelled and
+        // queued ones are not started, and all of them go back to the inbox.
+        let in_flight = lanes.close();
+        progress.held.store(in_flight, Ordering::Relaxed);
+        while tasks.join_next().await.is_some() {}
+        ShutdownReport { in_flight, returned: progress.returned.load(Ordering::Relaxed) }
+    }
+
+    /// The pool's loop: pulls for the idle lanes until the pool is told to stop, or the
+    /// grace period ends while an inbox call is pending. Asks [`Self::gauge`] for the
+    /// depth through `depth_due`, at most once every [`DEPTH_EVERY`].
+    async fn feed(
+        &self,
+        lanes: &Lanes,
+        stop: &mut watch::Receiver<bool>,
+        grace_over: &mut watch::Receiver<bool>,
+        depth_due: &watch::Sender<()>,
+    ) {
         let mut last_depth = None;
         // Whether the last pull found work: the pool is busy, and an empty pull only means
         // that it caught up.
         let mut busy = false;
+        // Whether an inbox's pull was found to return more jobs than asked (warned once).
+        let mut greedy = false;
         loop {
             if *stop.borrow() {
-                break;
+                return;
             }
             let room = lanes.room();
             if room == 0 {
@@ -717,12 +748,9 @@ impl Worker {
                         // Lanes that take their jobs at hand can stay busy through a whole
                         // backlog without the loop pulling: the gauge is refreshed anyway.
                         () = tokio::time::sleep(DEPTH_EVERY) => {
-                            tokio::select! {
-                                () = this.gauge_depth(&mut last_depth, tokio::time::Instant::now()) => {}
-                                () = cancelled(&mut grace_over) => break,
-                            }
+                            ask_depth(&mut last_depth, tokio::time::Instant::now(), depth_due);
                         }
-                        () = stop_changed(&mut stop) => {}
+                        () = stop_changed(stop) => {}
                     }
                 }
                 continue;
@@ -734,88 +762,104 @@ impl Worker {
             let asked_at = tokio::time::Instant::now();
             let pulled = tokio::select! {
                 // An inbox that panics (one of a third party) fails this pull, not the pool.
-                pulled = Caught::of(|| this.inbox.pull(room, this.lease)) => {
+                pulled = Caught::of(|| self.inbox.pull(room, self.lease)) => {
                     pulled.unwrap_or_else(|| Err(InboxError::Backend("the inbox's pull panicked".into())))
                 }
                 // Whatever that pull leased comes back when its lease runs out.
-                () = cancelled(&mut grace_over) => break,
+                () = cancelled(grace_over) => return,
             };
-            let jobs = match pulled {
+            let mut jobs = match pulled {
                 Ok(jobs) => jobs,
                 Err(e) => {
                     tracing::warn!(error = %e, "inbox pull failed");
                     // Not `wait`: it may return at once for work that is there but could
                     // not be pulled, and the next pull would fail again straight away.
                     tokio::select! {
-                        () = tokio::time::sleep(this.idle_poll) => {}
-                        () = stop_changed(&mut stop) => {}
+                        () = tokio::time::sleep(self.idle_poll) => {}
+                        () = stop_changed(stop) => {}
                     }
                     continue;
                 }
             };
             let pulled_at = asked_at;
+            ask_depth(&mut last_depth, pulled_at, depth_due);
             if jobs.is_empty() {
-                tokio::select! {
-                    () = this.gauge_depth(&mut last_depth, pulled_at) => {}
-                    () = cancelled(&mut grace_over) => break,
-                }
                 // Caught up after a busy round: more is on its way under a steady stream,
                 // so sleep one window and look again; wait for a push only if it brought none.
-                let caught_up = std::mem::take(&mut busy) && !this.gather.is_zero();
+                let caught_up = std::mem::take(&mut busy) && !self.gather.is_zero();
                 if !caught_up {
                     let waited = tokio::select! {
-                        waited = Caught::of(|| this.inbox.wait(this.idle_poll)) => waited,
-                        () = stop_changed(&mut stop) => continue,
+                        waited = Caught::of(|| self.inbox.wait(self.idle_poll)) => waited,
+                        () = stop_changed(stop) => continue,
                     };
                     if waited.is_none() {
                         // A wait that panics returns at once: not a wake-up to pull on
                         // straight away (a pull a millisecond, or a spin with no gather).
                         tracing::warn!("the inbox's wait panicked");
                         tokio::select! {
-                            () = tokio::time::sleep(this.idle_poll) => {}
-                            () = stop_changed(&mut stop) => {}
+                            () = tokio::time::sleep(self.idle_poll) => {}
+                            () = stop_changed(stop) => {}
                         }
                     }
                 }
-                if !this.gather.is_zero() {
+                if !self.gather.is_zero() {
                     tokio::select! {
-                        () = tokio::time::sleep(this.gather) => {}
-                        () = stop_changed(&mut stop) => {}
+                        () = tokio::time::sleep(self.gather) => {}
+                        () = stop_changed(stop) => {}
                     }
                 }
                 continue;
             }
             busy = true;
+            // A third party's inbox may return more than asked: queued behind busy lanes,
+            // the extra jobs would wait past their time limit (the lease less its margin,
+            // from the pull) and fail an attempt without running. They go back at once,
+            // their attempts uncounted.
+            let extra = if jobs.len() > room { jobs.split_off(room) } else { Vec::new() };
             lanes.hand_out(jobs, pulled_at);
-            tokio::select! {
-                () = this.gauge_depth(&mut last_depth, pulled_at) => {}
-                () = cancelled(&mut grace_over) => break,
+            if !extra.is_empty() {
+                if !std::mem::replace(&mut greedy, true) {
+                    tracing::warn!(
+                        asked = room,
+                        returned = room + extra.len(),
+                        "the inbox's pull returned more jobs than asked for; the extra ones are given back \
+                         (logged once)"
+                    );
+                }
+                for job in &extra {
+                    let given_back = tokio::select! {
+                        given_back = Caught::of(|| self.inbox.give_back(job, self.clock.now())) => given_back,
+                        // Those not given back yet come back when their leases run out.
+                        () = cancelled(grace_over) => return,
+                    };
+                    match given_back {
+                        Some(Ok(())) => {}
+                        Some(Err(e)) => report_inbox_error(&e, "return"),
+                        None => tracing::error!("the inbox's give_back panicked"),
+                    }
+                }
             }
         }
-        // Stop pulling; the lanes finish what they hold (running and queued jobs). The
-        // handle flips `cancel` when the grace period ends: running jobs are cancelled and
-        // queued ones are not started, and all of them go back to the inbox.
-        let in_flight = lanes.close();
-        progress.held.store(in_flight, Ordering::Relaxed);
-        while tasks.join_next().await.is_some() {}
-        ShutdownReport { in_flight, returned: progress.returned.load(Ordering::Relaxed) }
     }
 
-    /// Sets the inbox depth gauge, at most once every [`DEPTH_EVERY`] (a query for SQL
-    /// inboxes); `last` is when it was last set.
-    async fn gauge_depth(&self, last: &mut Option<tokio::time::Instant>, now: tokio::time::Instant) {
-        if last.is_some_and(|at| now.saturating_duration_since(at) < DEPTH_EVERY) {
-            return;
-        }
-        *last = Some(now);
-        if let Some(Ok(depth)) = Caught::of(|| self.inbox.depth()).await {
-            match &self.name {
-                Some(name) => {
-                    metrics::gauge!("hookguard_inbox_depth", "inbox" => name.clone()).set(depth as f64)
+    /// Sets the inbox depth gauge each time [`Self::feed`] asks (at most once every
+    /// [`DEPTH_EVERY`]; a query for SQL inboxes), beside it: a slow count holds no pull
+    /// up. One count at a time; the asks made while one runs are dropped, so a count
+    /// slower than [`DEPTH_EVERY`] is not run back to back. Never ends: the pool drops it
+    /// with the loop.
+    async fn gauge(&self, mut due: watch::Receiver<()>) {
+        while due.changed().await.is_ok() {
+            if let Some(Ok(depth)) = Caught::of(|| self.inbox.depth()).await {
+                match &self.name {
+                    Some(name) => {
+                        metrics::gauge!("hookguard_inbox_depth", "inbox" => name.clone()).set(depth as f64)
+                    }
+                    None => metrics::gauge!("hookguard_inbox_depth").set(depth as f64),
                 }
-                None => metrics::gauge!("hookguard_inbox_depth").set(depth as f64),
             }
+            due.mark_unchanged();
         }
+        std::future::pending::<()>().await;
     }
 
     /// The next job the inbox has at hand for a lane that just finished one, leased for it
@@ -1186,7 +1230,8 @@ impl Lanes {
     fn take(&self) -> Option<Queued> {
         let mut state = self.lock();
         let queued = state.queue.pop_front()?;
-        state.idle -= 1;
+        // Saturating: a miscount must not take a lane down (nor wrap the pool's room).
+        state.idle = state.idle.saturating_sub(1);
         Some(queued)
     }
 
@@ -1200,7 +1245,7 @@ impl Lanes {
             {
                 let mut state = self.lock();
                 if let Some(queued) = state.queue.pop_front() {
-                    state.idle -= 1;
+                    state.idle = state.idle.saturating_sub(1);
                     return Some(queued);
                 }
                 if state.closed {
@@ -1212,7 +1257,10 @@ impl Lanes {
     }
 
     fn done(&self) {
-        self.lock().idle += 1;
+        {
+            let mut state = self.lock();
+            state.idle = (state.idle + 1).min(self.lanes);
+        }
         self.room_made.notify_one();
     }
 
@@ -1222,7 +1270,7 @@ impl Lanes {
         let in_flight = {
             let mut state = self.lock();
             state.closed = true;
-            self.lanes - state.idle + state.queue.len()
+            self.lanes.saturating_sub(state.idle) + state.queue.len()
         };
         self.work.notify_waiters();
         in_flight
@@ -1266,6 +1314,16 @@ impl<F: Future> Future for Caught<F> {
             Err(_) => Poll::Ready(None),
         }
     }
+}
+
+/// Asks [`Worker::gauge`] for the inbox's depth, unless it was asked less than
+/// [`DEPTH_EVERY`] ago; `last` is when it was last asked.
+fn ask_depth(last: &mut Option<tokio::time::Instant>, now: tokio::time::Instant, due: &watch::Sender<()>) {
+    if last.is_some_and(|at| now.saturating_duration_since(at) < DEPTH_EVERY) {
+        return;
+    }
+    *last = Some(now);
+    due.send_replace(());
 }
 
 /// How long before its lease ends a handler must be done: a tenth of the lease, at most
@@ -2342,6 +2400,11 @@ mod tests {
         eager_panics: Arc<AtomicUsize>,
         /// Every call to `wait` panics before it returns a future.
         wait_panics: bool,
+        /// `pull_one_now` is offered (as by the memory inbox); without it, the lanes have
+        /// only what the pool's loop pulls (as with the SQL inboxes).
+        at_hand: bool,
+        /// How many jobs more than asked `pull` returns (a third party's bug).
+        greedy: usize,
     }
 
     impl CountingWaits {
@@ -2363,6 +2426,8 @@ mod tests {
                 acks: Arc::default(),
                 eager_panics: Arc::default(),
                 wait_panics: false,
+                at_hand: true,
+                greedy: 0,
             }
         }
     }
@@ -2390,6 +2455,7 @@ mod tests {
             if self.panics.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
                 return Box::pin(async { panic!("a third party's inbox") });
             }
+            let max = max + self.greedy;
             if self.pull_delay.is_zero() {
                 return self.inner.pull(max, lease);
             }
@@ -2402,6 +2468,9 @@ mod tests {
         fn pull_one_now(&self, lease: Duration) -> Option<Result<Option<Job>, InboxError>> {
             if self.panics.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
                 panic!("a third party's inbox");
+            }
+            if !self.at_hand {
+                return None;
             }
             self.inner.pull_one_now(lease)
         }
@@ -2612,5 +2681,73 @@ mod tests {
         let gauged = depths.load(Ordering::SeqCst);
         assert!(gauged >= 4, "8 s of busy lane, depth read {gauged} times");
         worker.shutdown(Duration::from_secs(1)).await;
+    }
+
+    /// An inbox whose pull returns more jobs than asked for (a third party's bug): the
+    /// extras are given back, not queued behind the lanes, where they would wait for a
+    /// lane past their time limit and fail an attempt without running.
+    #[tokio::test(start_paused = true)]
+    async fn jobs_a_pull_returns_beyond_what_was_asked_are_given_back() {
+        let inner = MemoryInbox::new();
+        for n in 0..10 {
+            inner.push(hook(&n.to_string())).await.unwrap();
+        }
+        let inbox = CountingWaits { greedy: 1, at_hand: false, ..CountingWaits::new(inner.clone()) };
+        let runs = Arc::new(Mutex::new(std::collections::HashMap::<String, usize>::new()));
+        let handler = {
+            let runs = Arc::clone(&runs);
+            move |hook: Webhook| {
+                *runs.lock().unwrap().entry(hook.key().to_owned()).or_default() += 1;
+                async {
+                    // Most of the handler's time limit (900 ms): a job that waited for the
+                    // lane as long could not finish in time.
+                    tokio::time::sleep(Duration::from_millis(600)).await;
+                    Ok::<(), Infallible>(())
+                }
+            }
+        };
+        let worker =
+            Worker::new(inbox, handler).concurrency(1).lease(Duration::from_secs(1)).max_attempts(1).spawn();
+        let drained = worker.drain(Duration::from_secs(60)).await;
+        assert_eq!(drained.left, Some(0));
+        let dead: Vec<_> = inner.dead_letters(20).await.unwrap().into_iter().map(|d| d.error).collect();
+        assert!(dead.is_empty(), "{dead:?}");
+        let runs = runs.lock().unwrap();
+        assert_eq!(runs.len(), 10, "{runs:?}");
+        assert!(runs.values().all(|&n| n == 1), "each job ran once: {runs:?}");
+    }
+
+    /// The depth gauge does not hold up the pool's loop: an inbox whose count takes 5 s
+    /// (a `count(*)` over a big table) leaves the lanes fed all the while.
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_depth_gauge_does_not_hold_up_pulling() {
+        let inner = MemoryInbox::new();
+        for n in 0..100 {
+            inner.push(hook(&n.to_string())).await.unwrap();
+        }
+        let inbox = CountingWaits {
+            depth_delay: Duration::from_secs(5),
+            at_hand: false,
+            ..CountingWaits::new(inner.clone())
+        };
+        let depths = Arc::clone(&inbox.depths);
+        let (done_tx, mut done) = mpsc::unbounded_channel();
+        let handler = move |hook: Webhook| {
+            let done = done_tx.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let _ = done.send(hook.key().to_owned());
+                Ok::<(), Infallible>(())
+            }
+        };
+        let started = tokio::time::Instant::now();
+        let worker = Worker::new(inbox, handler).concurrency(2).spawn();
+        processed(&mut done, 100).await;
+        // 100 jobs, two at a time, 100 ms each: 5 s of handling.
+        let took = started.elapsed();
+        assert!(took <= Duration::from_secs(6), "{took:?}");
+        assert!(depths.load(Ordering::SeqCst) >= 1, "the gauge was refreshed");
+        worker.shutdown(Duration::from_secs(1)).await;
+        assert_eq!(inner.depth().await.unwrap(), 0);
     }
 }
