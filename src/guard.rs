@@ -224,10 +224,10 @@ pub trait Handshake: fmt::Debug + Send + Sync + 'static {
 ///
 /// ```
 /// use hookguard::{guard::{Handshake, HandshakeReply}, handshake::AsanaHookSecret};
-/// let (parts, ()) = http::Request::post("/").header("x-hook-secret", "b5372").body(()).unwrap().into_parts();
+/// let (parts, ()) = http::Request::post("/").header("x-hook-secret", "b537207f20cbfa02357cf448134da559").body(()).unwrap().into_parts();
 /// let Some(HandshakeReply::AdoptSecret(secret, res)) = AsanaHookSecret.before(&parts, b"") else { panic!() };
-/// assert_eq!(secret.expose(), b"b5372");
-/// assert_eq!(res.headers()["x-hook-secret"], "b5372");
+/// assert_eq!(secret.expose(), b"b537207f20cbfa02357cf448134da559");
+/// assert_eq!(res.headers()["x-hook-secret"], "b537207f20cbfa02357cf448134da559");
 /// ```
 #[derive(Debug)]
 #[non_exhaustive]

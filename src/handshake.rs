@@ -236,7 +236,9 @@ impl Handshake for DiscordPing {
 /// Meta's subscription check: a GET echoing `hub.challenge` when `hub.verify_token`
 /// matches (compared in constant time). A wrong token is refused like a forged signature
 /// ([`HandshakeReply::Refuse`]: `403 handshake-refused`, counted, and spent from the
-/// sender's failure budget where a rate limit keeps one).
+/// sender's failure budget where a rate limit keeps one). A challenge over
+/// [`meta::MAX_CHALLENGE_LEN`](providers::meta::MAX_CHALLENGE_LEN) is answered `400`
+/// with an empty body, as [`DropboxChallenge`] answers one.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -406,7 +408,7 @@ impl Handshake for TrelloHead {
 /// let (event, ()) = http::Request::post("/hooks/acme").header(name, value).body(()).unwrap().into_parts();
 /// assert_eq!(guard.accept(&event, bytes::Bytes::from_static(body)).await.status(), 202);
 /// // A later handshake cannot replace the secret.
-/// assert_eq!(guard.accept(&hello("attacker"), bytes::Bytes::new()).await.status(), 403);
+/// assert_eq!(guard.accept(&hello("5f0c1e2d3a4b69788796a5b4c3d2e1f0"), bytes::Bytes::new()).await.status(), 403);
 /// # }
 /// ```
 #[derive(Debug, Clone, Copy, Default)]

@@ -310,8 +310,12 @@ async fn asana_handshake_stores_a_secret_once_and_never_replaces_it() {
         Guard::builder_with_source("asana", source).inbox(inbox.clone()).handshake(AsanaHookSecret).build();
 
     // A tenant the application never registered cannot be created by a handshake.
-    let stranger =
-        parts_of(Request::post("/hooks/project-9").header("x-hook-secret", "planted").body(()).unwrap());
+    let stranger = parts_of(
+        Request::post("/hooks/project-9")
+            .header("x-hook-secret", "planted-secret-0123456789")
+            .body(())
+            .unwrap(),
+    );
     let res = guard.accept(&stranger, Bytes::new()).await;
     assert_eq!(res.status(), 404);
     assert!(res.headers().get("x-hook-secret").is_none());
@@ -320,35 +324,55 @@ async fn asana_handshake_stores_a_secret_once_and_never_replaces_it() {
     // Asana sends its handshake as a POST: on any other method the header is no handshake.
     for method in [http::Method::GET, http::Method::HEAD, http::Method::PUT] {
         let req = Request::builder().method(method.clone()).uri("/hooks/project-1");
-        let other = parts_of(req.header("x-hook-secret", "planted").body(()).unwrap());
+        let other = parts_of(req.header("x-hook-secret", "planted-secret-0123456789").body(()).unwrap());
         let res = guard.accept(&other, Bytes::new()).await;
         assert_ne!(res.status(), 200, "{method}");
         assert!(res.headers().get("x-hook-secret").is_none(), "{method}");
         assert!(store.lock().unwrap().is_empty(), "{method}: nothing stored");
     }
 
-    let hello =
-        parts_of(Request::post("/hooks/project-1").header("x-hook-secret", "first-secret").body(()).unwrap());
+    // A value that is no key Asana would hand over (too short, too long, not visible
+    // ASCII) is no handshake: nothing is adopted for the tenant awaiting its handshake.
+    let long = "k".repeat(10 * 1024);
+    for value in ["a", long.as_str(), "clé-secrète-0123456789"] {
+        let odd =
+            parts_of(Request::post("/hooks/project-1").header("x-hook-secret", value).body(()).unwrap());
+        let res = guard.accept(&odd, Bytes::new()).await;
+        assert_eq!(res.status(), 404, "{value:.16}");
+        assert!(res.headers().get("x-hook-secret").is_none(), "{value:.16}");
+        assert!(store.lock().unwrap().is_empty(), "{value:.16}: nothing stored");
+    }
+
+    let hello = parts_of(
+        Request::post("/hooks/project-1")
+            .header("x-hook-secret", "first-secret-0123456789")
+            .body(())
+            .unwrap(),
+    );
     let res = guard.accept(&hello, Bytes::new()).await;
     assert_eq!(res.status(), 200);
-    assert_eq!(res.headers()["x-hook-secret"], "first-secret");
+    assert_eq!(res.headers()["x-hook-secret"], "first-secret-0123456789");
     assert!(store.lock().unwrap().contains_key("project-1"));
 
     // Deliveries signed with the adopted secret are accepted.
-    let scheme = asana::scheme("first-secret").unwrap();
+    let scheme = asana::scheme("first-secret-0123456789").unwrap();
     let now = time::OffsetDateTime::now_utc();
     let delivery = signed(&scheme, "/hooks/project-1", br#"{"events":[]}"#, now, "x");
     assert_eq!(guard.accept(&delivery, Bytes::from_static(br#"{"events":[]}"#)).await.status(), 202);
 
     // A second handshake may not replace the secret.
-    let evil =
-        parts_of(Request::post("/hooks/project-1").header("x-hook-secret", "attacker").body(()).unwrap());
+    let evil = parts_of(
+        Request::post("/hooks/project-1")
+            .header("x-hook-secret", "attacker-secret-0123456789")
+            .body(())
+            .unwrap(),
+    );
     let res = guard.accept(&evil, Bytes::new()).await;
     assert_eq!(res.status(), 403);
     assert!(res.headers().get("x-hook-secret").is_none());
     // A takeover attempt: it spends the sender's failure budget, as a forged signature does.
     assert!(res.extensions().get::<hookguard::guard::VerificationFailed>().is_some());
-    assert_eq!(store.lock().unwrap()["project-1"].expose(), b"first-secret");
+    assert_eq!(store.lock().unwrap()["project-1"].expose(), b"first-secret-0123456789");
 }
 
 /// A fixed scheme keeps no handed-over secret: Asana's handshake is refused for good
@@ -358,8 +382,9 @@ async fn asana_handshake_stores_a_secret_once_and_never_replaces_it() {
 async fn a_fixed_scheme_refuses_asanas_handshake_for_good() {
     let guard =
         Guard::builder("asana", asana::scheme("configured").unwrap()).handshake(AsanaHookSecret).build();
-    let hello =
-        parts_of(Request::post("/hooks/asana").header("x-hook-secret", "new-secret").body(()).unwrap());
+    let hello = parts_of(
+        Request::post("/hooks/asana").header("x-hook-secret", "new-secret-0123456789").body(()).unwrap(),
+    );
     let res = guard.accept(&hello, Bytes::new()).await;
     assert_eq!(res.status(), 403);
     assert!(res.headers().get("retry-after").is_none());
@@ -784,15 +809,15 @@ async fn concurrent_asana_handshakes_store_one_secret() {
         parts_of(Request::post("/hooks/project-1").header("x-hook-secret", secret).body(()).unwrap())
     };
     let first = tokio::spawn({
-        let (guard, parts) = (guard.clone(), hello("first"));
+        let (guard, parts) = (guard.clone(), hello("first-secret-0123456789"));
         async move { guard.accept(&parts, Bytes::new()).await.status() }
     });
     entered.recv().await.unwrap();
-    let second = guard.accept(&hello("second"), Bytes::new()).await;
+    let second = guard.accept(&hello("second-secret-0123456789"), Bytes::new()).await;
     assert_eq!(second.status(), 403, "refused while the first is stored");
     release.notify_one();
     assert_eq!(first.await.unwrap(), 200);
-    assert_eq!(*stored.lock().unwrap(), ["first"]);
+    assert_eq!(*stored.lock().unwrap(), ["first-secret-0123456789"]);
 }
 
 /// During a rotation a sender signs with both secrets; a copy cut down to the old

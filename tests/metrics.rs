@@ -183,7 +183,8 @@ fn unknown_tenants_and_refused_handshakes_are_counted() {
         };
         let nobody = guard.accept(&post("/hooks/nobody", None), Bytes::from_static(b"{}")).await;
         assert_eq!(nobody.status(), 404);
-        let replace = guard.accept(&post("/hooks/acme", Some("planted")), Bytes::new()).await;
+        let replace =
+            guard.accept(&post("/hooks/acme", Some("planted-secret-0123456789")), Bytes::new()).await;
         assert_eq!(replace.status(), 403);
     });
     for (name, n) in

@@ -205,6 +205,10 @@ fuzz_target!(|data: &[u8]| {
         let right = mode.as_deref() == Some("subscribe")
             && query(&req.uri, "hub.verify_token").as_deref() == Some(token);
         match challenge {
+            Some(challenge) if right && challenge.len() > meta::MAX_CHALLENGE_LEN => {
+                assert_eq!(res.status(), 400, "meta refuses a long challenge");
+                assert!(res.body().is_empty(), "meta echoes no long challenge");
+            }
             Some(challenge) if right => assert_echo(&res, &challenge, "meta"),
             _ => {
                 assert_eq!(res.status(), 403, "meta refuses");
@@ -234,10 +238,13 @@ fuzz_target!(|data: &[u8]| {
         assert!(res.body().is_empty());
     }
 
-    // Asana: a non-empty `X-Hook-Secret` is adopted and echoed back, marked sensitive.
+    // Asana: an `X-Hook-Secret` of 16 to 256 visible ASCII bytes is adopted and echoed
+    // back, marked sensitive.
     let got = asana::handshake(&req.headers);
     let sent = req.headers.get("x-hook-secret");
-    assert_eq!(got.is_some(), sent.is_some_and(|v| !v.is_empty()), "asana answers a hook secret");
+    let well_shaped =
+        |v: &HeaderValue| (16..=256).contains(&v.len()) && v.as_bytes().iter().all(u8::is_ascii_graphic);
+    assert_eq!(got.is_some(), sent.is_some_and(well_shaped), "asana answers a well-shaped hook secret");
     if let (Some((secret, res)), Some(sent)) = (&got, sent) {
         assert_eq!(secret.expose(), sent.as_bytes(), "asana adopts the secret sent");
         let echoed = &res.headers()["x-hook-secret"];

@@ -78,11 +78,22 @@ pub fn scheme(secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
         .build()
 }
 
+/// The fewest bytes of an `X-Hook-Secret` that [`handshake`] adopts (Asana sends 64 hex
+/// digits).
+const MIN_SECRET_LEN: usize = 16;
+
+/// The most bytes of an `X-Hook-Secret` that [`handshake`] adopts.
+const MAX_SECRET_LEN: usize = 256;
+
 /// Answers Asana's handshake (a pre-verify step: give it the request's headers).
 ///
-/// When `X-Hook-Secret` is present and not empty: the secret (store it for this
-/// endpoint, then build [`scheme`] from it) and a `200` response that echoes it in
-/// `X-Hook-Secret` (marked sensitive). `None` otherwise.
+/// When `X-Hook-Secret` is 16 to 256 bytes of visible ASCII (`!` to `~`; Asana sends 64
+/// hex digits): the secret (store it for this endpoint, then build [`scheme`] from it)
+/// and a `200` response that echoes it in `X-Hook-Secret` (marked sensitive). `None`
+/// otherwise (no such header, or one that is empty, shorter, longer or holds other
+/// bytes): no handshake, so nothing is adopted, and the request is verified as any other
+/// (a guard answers `401` for want of a signature, or `404` for a tenant that has no
+/// secret yet).
 ///
 /// Anyone can send this header: accept a handshake only while a webhook for this endpoint
 /// is being created (Asana waits for the answer before the creation call returns), and
@@ -92,11 +103,24 @@ pub fn scheme(secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
 /// use hookguard::providers::asana;
 ///
 /// assert!(asana::handshake(&http::HeaderMap::new()).is_none());
+/// let hello = |secret: &str| {
+///     let mut headers = http::HeaderMap::new();
+///     headers.insert(asana::SECRET_HEADER, secret.parse().unwrap());
+///     asana::handshake(&headers)
+/// };
+/// assert!(hello("b537207f20cbfa02357cf448134da559e8bd39d61597dcd5631b8012eae53e81").is_some());
+/// // Not a key Asana would hand over: no handshake.
+/// assert!(hello("a").is_none());
+/// assert!(hello(&"a".repeat(257)).is_none());
 /// ```
 #[must_use]
 pub fn handshake(headers: &HeaderMap) -> Option<(Secret, Response<Vec<u8>>)> {
     let value = headers.get(&SECRET_HEADER)?;
-    let secret = Secret::new(value.as_bytes()).ok()?;
+    let bytes = value.as_bytes();
+    if !(MIN_SECRET_LEN..=MAX_SECRET_LEN).contains(&bytes.len()) || !bytes.iter().all(u8::is_ascii_graphic) {
+        return None;
+    }
+    let secret = Secret::new(bytes).ok()?;
     let mut echoed = value.clone();
     echoed.set_sensitive(true);
     let mut response = Response::new(Vec::new());
@@ -107,6 +131,8 @@ pub fn handshake(headers: &HeaderMap) -> Option<(Secret, Response<Vec<u8>>)> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::type_complexity)] // tables of test rows
+
+    use http::HeaderValue;
 
     use super::*;
     use crate::verify::{Outgoing, Reason, Scheme, Sign, WebhookRequest};
@@ -143,15 +169,51 @@ mod tests {
     #[test]
     fn handshake_then_verify() {
         let mut headers = HeaderMap::new();
-        headers.insert(SECRET_HEADER, "asana_secret".parse().unwrap());
+        headers.insert(SECRET_HEADER, "asana_secret_key".parse().unwrap());
         let (secret, response) = handshake(&headers).unwrap();
         assert_eq!(response.status(), 200);
-        assert_eq!(response.headers()[&SECRET_HEADER], "asana_secret");
+        assert_eq!(response.headers()[&SECRET_HEADER], "asana_secret_key");
         assert!(response.headers()[&SECRET_HEADER].is_sensitive());
         assert!(!format!("{secret:?}").contains("asana_secret"));
-        assert_eq!(verify(std::str::from_utf8(secret.expose()).unwrap(), SIG, BODY), Ok(()));
+        let mut req = http::Request::post("/");
+        for (name, value) in scheme(secret.expose()).unwrap().sign(&Outgoing::new(BODY)).unwrap() {
+            req = req.header(name, value);
+        }
+        let req = req.body(BODY.to_vec()).unwrap();
+        let keyed = scheme("asana_secret_key").unwrap();
+        let verified = keyed.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::UNIX_EPOCH);
+        assert!(verified.is_ok(), "the secret adopted is the one sent");
 
         headers.insert(SECRET_HEADER, "".parse().unwrap());
         assert!(handshake(&headers).is_none(), "an empty secret is not a handshake");
+    }
+
+    /// Only a value shaped like a key Asana hands over (16 to 256 bytes of visible
+    /// ASCII) is adopted: anything else is no handshake, and adopted as nobody's key.
+    #[test]
+    fn only_a_well_shaped_secret_is_adopted() {
+        let real = "b537207f20cbfa02357cf448134da559e8bd39d61597dcd5631b8012eae53e81";
+        let cases: &[(&str, HeaderValue, bool)] = &[
+            ("Asana's 64 hex digits", HeaderValue::from_static(real), true),
+            ("16 bytes", HeaderValue::from_static("0123456789abcdef"), true),
+            ("256 bytes", HeaderValue::from_str(&"k".repeat(256)).unwrap(), true),
+            ("one byte", HeaderValue::from_static("a"), false),
+            ("15 bytes", HeaderValue::from_static("0123456789abcde"), false),
+            ("257 bytes", HeaderValue::from_str(&"k".repeat(257)).unwrap(), false),
+            ("10 KB", HeaderValue::from_str(&"k".repeat(10 * 1024)).unwrap(), false),
+            ("not ASCII", HeaderValue::from_bytes("clé-secrète-0123456789".as_bytes()).unwrap(), false),
+            ("a space", HeaderValue::from_static("0123456789 abcdef"), false),
+            ("a tab", HeaderValue::from_static("0123456789\tabcdef"), false),
+        ];
+        for (name, value, adopted) in cases {
+            let mut headers = HeaderMap::new();
+            headers.insert(SECRET_HEADER, value.clone());
+            let got = handshake(&headers);
+            assert_eq!(got.is_some(), *adopted, "case {name}");
+            if let Some((secret, response)) = got {
+                assert_eq!(secret.expose(), value.as_bytes(), "case {name}");
+                assert_eq!(response.headers()[&SECRET_HEADER], value, "case {name}");
+            }
+        }
     }
 }

@@ -10,6 +10,9 @@
 //! | handshake (`X-Hook-Secret`) | `200` echoing it, the file written | `403 handshake-refused` |
 //! | another request | `404 unknown-endpoint` | verified as usual |
 //!
+//! An `X-Hook-Secret` that is not 16 to 256 bytes of visible ASCII (Asana sends 64 hex
+//! digits) is no handshake: the request is another request.
+//!
 //! A delivery before the handshake gets `404`: the endpoint is not set up yet, and Asana
 //! sends nothing before its handshake was answered, so such a request is not Asana's.
 //! One handshake runs at a time: a second one meanwhile gets `403`. A handshake whose
@@ -334,7 +337,7 @@ mod tests {
         for (name, request, want) in [
             ("a signed delivery", delivery(SECRET), 202),
             ("another secret's signature", delivery("forged"), 401),
-            ("a second handshake", handshake("another-secret"), 403),
+            ("a second handshake", handshake("another-secret-0123456789"), 403),
             ("the same handshake again", handshake(SECRET), 403),
         ] {
             assert_eq!(status(&guard, request).await, want, "{name}");
@@ -394,6 +397,6 @@ mod tests {
     async fn a_configured_secret_refuses_handshakes() {
         let guard = guard(HandshakeSecret::known("asana", asana::scheme(SECRET).unwrap()));
         assert_eq!(status(&guard, delivery(SECRET)).await, 202);
-        assert_eq!(status(&guard, handshake("another-secret")).await, 403);
+        assert_eq!(status(&guard, handshake("another-secret-0123456789")).await, 403);
     }
 }
