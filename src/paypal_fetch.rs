@@ -901,6 +901,18 @@ struct State {
     admission: Mutex<Admission>,
 }
 
+impl State {
+    fn new() -> Self {
+        Self {
+            cache: Mutex::default(),
+            failed: Mutex::new(HashMap::new()),
+            fetches: Arc::new(tokio::sync::Semaphore::new(2)),
+            refetches: Arc::new(tokio::sync::Semaphore::new(1)),
+            admission: Mutex::new(Admission::new()),
+        }
+    }
+}
+
 impl fmt::Debug for PayPalCertificates {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PayPalCertificates")
@@ -986,19 +998,15 @@ impl PayPalCertificates {
             capacity: 64,
             clock: Arc::new(SystemClock),
         };
-        let state = State {
-            cache: Mutex::default(),
-            failed: Mutex::new(HashMap::new()),
-            fetches: Arc::new(tokio::sync::Semaphore::new(2)),
-            refetches: Arc::new(tokio::sync::Semaphore::new(1)),
-            admission: Mutex::new(Admission::new()),
-        };
-        Ok(Self { config: Arc::new(config), state: Arc::new(state) })
+        Ok(Self { config: Arc::new(config), state: Arc::new(State::new()) })
     }
 
     /// The settings, for a builder method to change (copied first if a fetch running
-    /// holds them: what it does is not changed under it).
+    /// holds them: what it does is not changed under it). The certificates start afresh:
+    /// those fetched, and failures kept, under the old settings (another trust, another
+    /// tolerance) are not this source's, nor is a fetch still running under them.
     fn config_mut(&mut self) -> &mut Config {
+        self.state = Arc::new(State::new());
         Arc::make_mut(&mut self.config)
     }
 
@@ -1502,15 +1510,21 @@ impl PayPalCertificates {
         now: OffsetDateTime,
         hold: H,
     ) -> impl Future<Output = Result<Arc<Tracked>, Failed>> + Send + 'static {
-        let source = self.share();
-        let url = url.to_owned();
+        let (source, url) = (self.share(), url.to_owned());
+        let (after, failed_url) = (self.share(), url.clone());
         let task = tokio::spawn(async move {
             let fetched = source.fetch(&url, verified, now).await;
             drop(hold);
             fetched
         });
-        // The task panicked, or the runtime is shutting down.
-        async move { task.await.unwrap_or_else(|e| Err(Failed { error: Box::new(e), not_found: false })) }
+        async move {
+            task.await.unwrap_or_else(|e| {
+                // The task panicked, or the runtime is shutting down: a failure as any
+                // other, not fetched again for a while.
+                after.remember_failure(&failed_url, now);
+                Err(Failed { error: Box::new(e), not_found: false })
+            })
+        }
     }
 
     /// The fetch of `url` running, if one is.
@@ -1742,6 +1756,8 @@ gs5RUsCNd+qpuY7hX9y4XOFKQw==\n\
         NotFound,
         /// Another error for every URL.
         Down,
+        /// The fetcher panics.
+        Panic,
     }
 
     /// Serves `pem` at [`GENUINE`], recording the URLs fetched; a fetch waits for a
@@ -1782,6 +1798,7 @@ gs5RUsCNd+qpuY7hX9y4XOFKQw==\n\
                     Mode::Serve => Err("no certificate there".into()),
                     Mode::NotFound => Err(Box::new(CertificateNotFound) as BoxError),
                     Mode::Down => Err("unreachable".into()),
+                    Mode::Panic => panic!("the fetcher panicked"),
                 }
             })
         }
@@ -1887,6 +1904,38 @@ gs5RUsCNd+qpuY7hX9y4XOFKQw==\n\
         assert!(ask(&source, GENUINE).await.is_ok());
         assert_eq!(fake.fetched().iter().filter(|u| *u == GENUINE).count(), 1);
         assert!(ask(&source, GENUINE).await.is_ok(), "cached");
+    }
+
+    /// A fetch whose task panicked is a failure like any other: kept, and the URL not
+    /// fetched again for a minute (each request started another fetch).
+    #[tokio::test]
+    async fn a_fetcher_that_panics_is_a_failure_kept() {
+        let clock = ManualClock::at_unix(SENT);
+        let fake = Fake::new(CERT);
+        let source = pinned(&fake, &clock);
+        fake.set(Mode::Panic);
+        assert!(ask(&source, GENUINE).await.is_err());
+        fake.set(Mode::Serve);
+        assert!(ask(&source, GENUINE).await.is_err(), "the failure is kept");
+        assert_eq!(fake.fetched().len(), 1, "not fetched again");
+        clock.advance(RETRY_FAILED_AFTER);
+        assert!(ask(&source, GENUINE).await.is_ok(), "fetched again a minute later");
+        assert_eq!(fake.fetched().len(), 2);
+    }
+
+    /// A builder method after certificates were fetched starts them afresh: they were
+    /// checked under the old settings (another trust, another tolerance).
+    #[tokio::test]
+    async fn new_settings_start_the_certificates_afresh() {
+        let clock = ManualClock::at_unix(SENT);
+        let fake = Fake::new(CERT);
+        let source = pinned(&fake, &clock);
+        assert!(ask(&source, GENUINE).await.is_ok());
+        assert!(ask(&source, GENUINE).await.is_ok());
+        assert_eq!(fake.fetched().len(), 1, "cached");
+        let source = source.tolerance(paypal::TOLERANCE);
+        assert!(ask(&source, GENUINE).await.is_ok());
+        assert_eq!(fake.fetched().len(), 2, "fetched again under the new settings");
     }
 
     /// Requests that start a new URL's fetch and hang up, again and again, cost at most
