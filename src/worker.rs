@@ -813,8 +813,9 @@ impl Worker {
             busy = true;
             // A third party's inbox may return more than asked: queued behind busy lanes,
             // the extra jobs would wait past their time limit (the lease less its margin,
-            // from the pull) and fail an attempt without running. They go back at once,
-            // their attempts uncounted.
+            // from the pull) and fail an attempt without running. They go back at once
+            // (`give_back`: uncounted by this crate's inboxes; the trait's default, a
+            // retry, counts the attempt, but no job waits past its limit unrun).
             let extra = if jobs.len() > room { jobs.split_off(room) } else { Vec::new() };
             lanes.hand_out(jobs, pulled_at);
             if !extra.is_empty() {
