@@ -53,7 +53,10 @@ return 1
 /// once the records it leased (meta and body) come to `ARGV[8]` bytes ([`PULL_BYTES`]), so
 /// it leases one job at least, whatever its size: what it does not hand out it neither
 /// claims nor reads, and stays for the next pull (an entry read by the group but not leased
-/// would be pending with no lease, never to come back).
+/// would be pending with no lease, never to come back). It answers a first field, `1` when
+/// it took all it was asked for or stopped at the byte budget (due jobs may be left, for a
+/// waiter to see: `Background::pull_was_capped`), then key, meta, body, attempts and
+/// receipt per job.
 ///
 /// The group reads the first new entry alone (`XREADGROUP COUNT 1`, leased whatever its
 /// size); then the entries after it are looked at (`XRANGE` from that entry's id, exclusive,
@@ -84,7 +87,7 @@ local lease_until = tonumber(ARGV[2])
 local max = tonumber(ARGV[3])
 local budget = tonumber(ARGV[8])
 local used = 0
-local out = {}
+local out = {'0'}
 local function sid_of(jk)
   if redis.call('TYPE', jk).ok ~= 'hash' then return nil end
   return redis.call('HGET', jk, 'sid')
@@ -181,6 +184,7 @@ if left > 0 and used < budget then
     end
   end
 end
+if left <= 0 or used >= budget then out[1] = '1' end
 return out
 ";
 
@@ -1253,7 +1257,7 @@ impl RedisInbox {
         let k = &self.keys;
         // No wait for durability (see `RedisDurability`): a pull answers at once, and the
         // next change that waits covers its leases.
-        let flat: Vec<Vec<u8>> = self
+        let answer: Vec<Vec<u8>> = self
             .run_unwaited(
                 self.scripts
                     .pull
@@ -1274,6 +1278,14 @@ impl RedisInbox {
                     .arg(self.pull_bytes.max(1)),
             )
             .await?;
+        let Some((capped, flat)) = answer.split_first() else {
+            return Err(InboxError::Backend("the pull script answered nothing".into()));
+        };
+        if capped.as_slice() == b"1" {
+            // Due jobs may be left (expired leases not taken back): a waiter on a clone of
+            // this inbox (another pool's) must look at them.
+            self.listener.pull_was_capped();
+        }
         let mut jobs = Vec::with_capacity(flat.len() / 5);
         for row in flat.chunks_exact(5) {
             let [key, meta, body, attempts, receipt] = row else { continue };
@@ -2484,5 +2496,39 @@ mod tests {
         assert_eq!(len, 3, "the entries of c and d deleted");
         assert!(inbox.pull(10, LEASE).await.unwrap().is_empty());
         clean(&mut admin, &prefix).await;
+    }
+
+    /// Two pools on clones of one inbox in one process: a pull capped by its free lanes, or
+    /// stopped by the byte budget, leaves leases that ran out, and the other pool's wait
+    /// returns at once for them instead of taking them for taken (it slept until its
+    /// deadline: they were due before that pull began, and no wake-up tells of them).
+    #[tokio::test]
+    async fn a_wait_after_a_capped_pull_returns_for_the_jobs_it_left() {
+        let Some(url) = test_url() else { return };
+        for capped_by in ["max", "bytes"] {
+            let prefix = unique("cappedpull");
+            let clock = crate::clock::ManualClock::at_unix(1_700_000_000);
+            let one = inbox(&url, &prefix).await.clock(clock.clone());
+            for id in ["a", "b", "c"] {
+                one.push(webhook(id)).await.unwrap();
+            }
+            assert_eq!(one.pull(3, Duration::from_secs(1)).await.unwrap().len(), 3, "{capped_by}");
+            clock.advance(Duration::from_secs(2));
+            let other = one.clone();
+            let taken = match capped_by {
+                "max" => one.pull(1, Duration::from_secs(60)).await.unwrap(),
+                _ => {
+                    let mut small = one.clone();
+                    small.pull_bytes = 1;
+                    small.pull(10, Duration::from_secs(60)).await.unwrap()
+                }
+            };
+            assert_eq!(taken.len(), 1, "{capped_by}");
+            tokio::time::timeout(Duration::from_secs(20), other.wait(Duration::from_secs(600)))
+                .await
+                .unwrap_or_else(|_| panic!("{capped_by}: two jobs are due: the wait returns at once"));
+            assert_eq!(other.pull(10, Duration::from_secs(60)).await.unwrap().len(), 2, "{capped_by}");
+            clean(&mut admin(&url).await, &prefix).await;
+        }
     }
 }

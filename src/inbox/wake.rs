@@ -122,11 +122,12 @@ impl Background {
         *self.last_pull.lock().unwrap_or_else(PoisonError::into_inner) = Some((count, now));
     }
 
-    /// Notes that a pull took all it asked for: jobs that were due for it may be left
-    /// (another pool's pull, capped by its free lanes, in this process), so a waiter must
-    /// not take what was due before it for taken: the next [`last_pull`](Self::last_pull)
-    /// says `None`, as before any pull, until a pull begins again.
-    #[cfg(feature = "postgres")]
+    /// Notes that a pull took all it asked for (or, Redis's, stopped at its byte budget):
+    /// jobs that were due for it may be left (another pool's pull, capped by its free
+    /// lanes, in this process), so a waiter must not take what was due before it for
+    /// taken: the next [`last_pull`](Self::last_pull) says `None`, as before any pull,
+    /// until a pull begins again.
+    #[cfg(any(feature = "postgres", feature = "redis"))]
     pub(crate) fn pull_was_capped(&self) {
         *self.last_pull.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
