@@ -195,12 +195,22 @@ pub fn scheme(
 /// let headers = scheme.sign(&Outgoing::new(body.as_bytes())).unwrap();
 /// assert_eq!(headers[0].1, "JZksOnOEif3nrhEAJj6gvGnhYJ0=");
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TrelloScheme {
     /// The check over the bytes as received (its `Debug` redacts the secrets).
     hmac: HmacScheme,
     /// The callback URL `hmac` signs, for the binary form.
     url: Cow<'static, str>,
+}
+
+/// The callback URL without its query or user information (a token may travel there).
+impl std::fmt::Debug for TrelloScheme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrelloScheme")
+            .field("hmac", &self.hmac)
+            .field("url", &crate::verify::redacted_url(&self.url))
+            .finish()
+    }
 }
 
 impl TrelloScheme {
@@ -492,6 +502,14 @@ mod tests {
         }
         let refused = verify_with(&rotating, SIG, DASH.as_bytes()).unwrap_err();
         assert_eq!(refused.detail(), &Detail::Compared { signatures: 1, secrets: 2 });
+    }
+
+    #[test]
+    fn debug_hides_the_callback_urls_query() {
+        let scheme = scheme("s3cr3t", "https://user:pw@example.com/trello?token=Zq9SECRET").unwrap();
+        let debug = format!("{scheme:?}");
+        assert!(!debug.contains("Zq9SECRET") && !debug.contains("pw@"), "{debug}");
+        assert!(debug.contains(r#"url: "https://[redacted]@example.com/trello?[redacted]""#), "{debug}");
     }
 
     #[test]

@@ -59,22 +59,29 @@ pub(crate) struct ShownUrl<'a>(Option<&'a str>);
 
 impl std::fmt::Debug for ShownUrl<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let Some(url) = self.0 else { return f.write_str("None") };
-        let end = url.find(['?', '#']).unwrap_or(url.len());
-        let (head, tail) = url.split_at(end);
-        let hidden = if tail.is_empty() { "" } else { "?[redacted]" };
-        // User information sits between `://` and an `@` before the path.
-        let shown = match head.split_once("://") {
-            Some((scheme, rest)) => {
-                let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-                match authority.rfind('@') {
-                    Some(at) => format!("{scheme}://[redacted]@{}{hidden}", &rest[at + 1..]),
-                    None => format!("{head}{hidden}"),
-                }
+        match self.0 {
+            Some(url) => write!(f, "Some({:?})", redacted_url(url)),
+            None => f.write_str("None"),
+        }
+    }
+}
+
+/// `url` for a `Debug` output: its query (and fragment) and any user information shown as
+/// `[redacted]`.
+pub(crate) fn redacted_url(url: &str) -> String {
+    let end = url.find(['?', '#']).unwrap_or(url.len());
+    let (head, tail) = url.split_at(end);
+    let hidden = if tail.is_empty() { "" } else { "?[redacted]" };
+    // User information sits between `://` and an `@` before the path.
+    match head.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+            match authority.rfind('@') {
+                Some(at) => format!("{scheme}://[redacted]@{}{hidden}", &rest[at + 1..]),
+                None => format!("{head}{hidden}"),
             }
-            None => format!("{head}{hidden}"),
-        };
-        write!(f, "Some({shown:?})")
+        }
+        None => format!("{head}{hidden}"),
     }
 }
 

@@ -40,6 +40,7 @@ mod ecdsa;
 mod ed25519;
 mod encoding;
 mod envelope;
+pub(crate) use envelope::redacted_url;
 mod form;
 mod hmac_scheme;
 pub(crate) mod json;
