@@ -1510,21 +1510,31 @@ impl PayPalCertificates {
         now: OffsetDateTime,
         hold: H,
     ) -> impl Future<Output = Result<Arc<Tracked>, Failed>> + Send + 'static {
-        let (source, url) = (self.share(), url.to_owned());
-        let (after, failed_url) = (self.share(), url.clone());
+        /// Holds what started the fetch until it ends; a fetch that did not end (its task
+        /// panicked, or the runtime shut down) is a failure as any other, on record before
+        /// the hold goes (whether or not a request still waits for the task).
+        struct Running<H> {
+            source: PayPalCertificates,
+            url: String,
+            now: OffsetDateTime,
+            ended: bool,
+            _hold: H,
+        }
+        impl<H> Drop for Running<H> {
+            fn drop(&mut self) {
+                if !self.ended {
+                    self.source.remember_failure(&self.url, self.now);
+                }
+            }
+        }
+        let mut running =
+            Running { source: self.share(), url: url.to_owned(), now, ended: false, _hold: hold };
         let task = tokio::spawn(async move {
-            let fetched = source.fetch(&url, verified, now).await;
-            drop(hold);
+            let fetched = running.source.fetch(&running.url, verified, running.now).await;
+            running.ended = true;
             fetched
         });
-        async move {
-            task.await.unwrap_or_else(|e| {
-                // The task panicked, or the runtime is shutting down: a failure as any
-                // other, not fetched again for a while.
-                after.remember_failure(&failed_url, now);
-                Err(Failed { error: Box::new(e), not_found: false })
-            })
-        }
+        async move { task.await.unwrap_or_else(|e| Err(Failed { error: Box::new(e), not_found: false })) }
     }
 
     /// The fetch of `url` running, if one is.
@@ -1921,6 +1931,30 @@ gs5RUsCNd+qpuY7hX9y4XOFKQw==\n\
         clock.advance(RETRY_FAILED_AFTER);
         assert!(ask(&source, GENUINE).await.is_ok(), "fetched again a minute later");
         assert_eq!(fake.fetched().len(), 2);
+    }
+
+    /// The same when the request that started the fetch hung up before it panicked: the
+    /// task records the failure itself.
+    #[tokio::test]
+    async fn a_fetcher_that_panics_after_its_request_went_away_is_a_failure_kept() {
+        let clock = ManualClock::at_unix(SENT);
+        let fake = Fake::new(CERT);
+        let source = pinned(&fake, &clock);
+        fake.set(Mode::Panic);
+        fake.gate.forget_permits(1000); // the fetch waits
+        hang_up(ask(&source, GENUINE)).await;
+        fake.gate.add_permits(1000);
+        // The task runs on and panics; its fetch is then no longer in flight.
+        for _ in 0..100 {
+            if source.running(GENUINE).is_none() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(source.running(GENUINE).is_none(), "the fetch ended");
+        fake.set(Mode::Serve);
+        assert!(ask(&source, GENUINE).await.is_err(), "the failure is kept");
+        assert_eq!(fake.fetched().len(), 1, "not fetched again");
     }
 
     /// A builder method after certificates were fetched starts them afresh: they were
