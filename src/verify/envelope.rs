@@ -72,15 +72,13 @@ pub(crate) fn redacted_url(url: &str) -> String {
     let end = url.find(['?', '#']).unwrap_or(url.len());
     let (head, tail) = url.split_at(end);
     let hidden = if tail.is_empty() { "" } else { "?[redacted]" };
-    // User information sits between `://` and an `@` before the path.
+    // User information ends at an `@`: hidden up to the last one (a password may hold an
+    // unescaped `/`; an `@` in the path hides more than needed, which a `Debug` can afford).
     match head.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-            match authority.rfind('@') {
-                Some(at) => format!("{scheme}://[redacted]@{}{hidden}", &rest[at + 1..]),
-                None => format!("{head}{hidden}"),
-            }
-        }
+        Some((scheme, rest)) => match rest.rfind('@') {
+            Some(at) => format!("{scheme}://[redacted]@{}{hidden}", &rest[at + 1..]),
+            None => format!("{head}{hidden}"),
+        },
         None => format!("{head}{hidden}"),
     }
 }
@@ -680,9 +678,10 @@ mod tests {
         );
         assert_eq!(shown("https://x.example/cb#s3cret"), r#"url: Some("https://x.example/cb?[redacted]")"#);
         assert_eq!(
-            shown("https://user:pw@x.example/a@b?t=s3cret"),
-            r#"url: Some("https://[redacted]@x.example/a@b?[redacted]")"#
+            shown("https://user:pw@x.example/a?t=s3cret"),
+            r#"url: Some("https://[redacted]@x.example/a?[redacted]")"#
         );
+        assert_eq!(shown("https://user:p/w@x.example/a"), r#"url: Some("https://[redacted]@x.example/a")"#);
         assert_eq!(shown("x.example/cb?t=1"), r#"url: Some("x.example/cb?[redacted]")"#);
     }
 
