@@ -1520,6 +1520,12 @@ impl PayPalCertificates {
             ended: bool,
             _hold: H,
         }
+        impl<H> Running<H> {
+            /// The fetch ended: what it found is on record.
+            fn ended(&mut self) {
+                self.ended = true;
+            }
+        }
         impl<H> Drop for Running<H> {
             fn drop(&mut self) {
                 if !self.ended {
@@ -1531,7 +1537,7 @@ impl PayPalCertificates {
             Running { source: self.share(), url: url.to_owned(), now, ended: false, _hold: hold };
         let task = tokio::spawn(async move {
             let fetched = running.source.fetch(&running.url, verified, running.now).await;
-            running.ended = true;
+            running.ended();
             fetched
         });
         async move { task.await.unwrap_or_else(|e| Err(Failed { error: Box::new(e), not_found: false })) }
