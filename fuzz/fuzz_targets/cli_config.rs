@@ -594,22 +594,30 @@ const READ_KEYS: &[&str] =
     &["cert", "key", "secret_file", "shared_key_file", "certificate_file", "allow_file"];
 
 /// Whether every file the text names to read is a relative path without `..`: inside
-/// the target's folder, where no pipe waits. A text that is not TOML reads nothing.
+/// the target's folder, where no pipe waits. Read as the configuration reads it: into a
+/// value that takes every integer the configuration's `u64` fields take (a `toml::Value`
+/// refuses those above `i64::MAX`, which would let such a text through unread). A text
+/// that is not TOML reads nothing.
 fn reads_inside(text: &str) -> bool {
-    fn inside(value: &toml::Value, read: bool) -> bool {
+    fn inside(value: &serde_json::Value, read: bool) -> bool {
         match value {
-            toml::Value::String(s) => {
+            serde_json::Value::String(s) => {
                 let path = Path::new(s);
                 !read || (!path.is_absolute() && !path.components().any(|c| c == Component::ParentDir))
             }
-            toml::Value::Array(items) => items.iter().all(|item| inside(item, read)),
-            toml::Value::Table(table) => {
+            serde_json::Value::Array(items) => items.iter().all(|item| inside(item, read)),
+            serde_json::Value::Object(table) => {
                 table.iter().all(|(key, value)| inside(value, read || READ_KEYS.contains(&key.as_str())))
             }
             _ => true,
         }
     }
-    toml::from_str::<toml::Table>(text).map_or(true, |table| inside(&toml::Value::Table(table), false))
+    match toml::from_str::<serde_json::Value>(text) {
+        Ok(value) => inside(&value, false),
+        // Not TOML (the configuration refuses it before reading anything), unless it is
+        // TOML this reading refuses for another reason: then not run.
+        Err(_) => toml::from_str::<toml::Table>(text).is_err() && !READ_KEYS.iter().any(|k| text.contains(k)),
+    }
 }
 
 /// The refusals that concern the whole file, and name no line.
