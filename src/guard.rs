@@ -745,10 +745,15 @@ impl ReplayMark {
     /// # }
     /// ```
     pub async fn release(mut self) {
-        // Given up before the store answers, the removal is not sent twice (a second one
-        // could remove a retry's new mark).
+        // Sent once (a second removal could remove a retry's new mark), and run to its
+        // end even if this future is dropped first (the sender hung up while a failed
+        // push's removal was on its way): the mark would otherwise stay for its whole time
+        // to live, each retry answered `200 duplicate` for a delivery nothing kept.
         self.held = Held::Nothing;
-        self.guard.release(&self.key).await;
+        let removal = Leftover::new(&self.guard, std::mem::take(&mut self.key), Undo::Remove);
+        if let Some(rest) = removal.detach(self.waited_on.take()) {
+            rest.await;
+        }
     }
 
     /// The delivery was kept (by the caller's own means, not [`Guard::hand_off`], which
@@ -1964,17 +1969,23 @@ impl Leftover {
     /// I/O is not polled there (that may panic) but spawned on the runtime its answer was
     /// waited on.
     fn finish(self, waited_on: Option<tokio::runtime::Handle>) {
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                if let Some(rest) = started(self.run()) {
-                    drop(rt.spawn(rest));
-                }
-            }
+        drop(self.detach(waited_on));
+    }
+
+    /// Starts the call as [`finish`](Self::finish) does and gives what waits for its end:
+    /// `None` when it is done. Dropping that wait does not stop a call spawned on a
+    /// runtime; on a thread without one, an in-process store is done at once.
+    fn detach(self, waited_on: Option<tokio::runtime::Handle>) -> Option<BoxFuture<'static, ()>> {
+        let spawned = match tokio::runtime::Handle::try_current() {
+            Ok(rt) => rt.spawn(started(self.run())?),
             Err(_) => match waited_on {
-                Some(rt) => drop(rt.spawn(self.run())),
-                None => drop(started(self.run())),
+                Some(rt) => rt.spawn(self.run()),
+                None => return started(self.run()),
             },
-        }
+        };
+        // It fails only when the call panicked or its runtime shut down: the task has
+        // said so then (a panic's message; the dropped call's warning).
+        Some(Box::pin(async move { drop(spawned.await) }))
     }
 }
 

@@ -163,6 +163,26 @@ async fn a_store_needing_the_runtime_releases_on_it_when_dropped_on_a_plain_thre
     );
 }
 
+/// A mark's removal that was on its way when the caller gave up (a push failed, then the
+/// sender hung up before the store answered the removal) still reaches the store: the
+/// mark does not stay for its time to live with every retry answered `200 duplicate`.
+#[tokio::test]
+async fn a_release_given_up_midway_still_removes_the_mark() {
+    let store = NeedsRuntime::new();
+    let guard = guard(store.clone());
+    let (parts, body) = delivery(b"{\"n\":7}");
+    let Checked::New { mark, .. } = guard.check(&parts, &body).await else { panic!("new") };
+    let mut release = Box::pin(mark.release());
+    let polled = std::future::poll_fn(|cx| std::task::Poll::Ready(release.as_mut().poll(cx))).await;
+    assert!(polled.is_pending(), "the store has not answered the removal yet");
+    drop(release);
+    store.released(1).await;
+    assert!(
+        matches!(guard.check(&parts, &body).await, Checked::New { .. }),
+        "the mark was removed: the retry is new, not a duplicate"
+    );
+}
+
 /// Log lines written while the returned guard is held, on this thread.
 fn capture_logs() -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
     use tracing_subscriber::util::SubscriberInitExt as _;
