@@ -27,7 +27,16 @@
 //! # }
 //! ```
 
-use std::{collections::HashMap, fmt, future::Future, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    fmt,
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, Response, StatusCode, header, request::Parts};
@@ -866,6 +875,26 @@ struct Inner {
     accepted_status: StatusCode,
     pending_lease: Duration,
     in_progress_status: StatusCode,
+    /// Misconfigurations that show only at run time, each said once at warn.
+    said: Said,
+}
+
+/// What a guard still has to say once: `true` until said.
+#[derive(Default)]
+struct Said {
+    /// A replay store was given, and the terminal pipeline (which takes no marks) runs:
+    /// replicas that counted on a shared store to refuse each other's copies do not.
+    replay_store_unused: AtomicBool,
+    /// A looked-up scheme signs the URL it is called at and no public origin is set:
+    /// every request is refused `missing-url`, a `400` the sender takes for its fault.
+    missing_public_origin: AtomicBool,
+}
+
+impl Said {
+    /// `true` the first time only for a `flag` still set (one load when it is not).
+    fn once(flag: &AtomicBool) -> bool {
+        flag.load(Ordering::Relaxed) && flag.swap(false, Ordering::Relaxed)
+    }
 }
 
 impl fmt::Debug for Guard {
@@ -962,6 +991,7 @@ impl Guard {
                 accepted_status: StatusCode::ACCEPTED,
                 pending_lease: DEFAULT_PENDING_LEASE,
                 in_progress_status: StatusCode::CONFLICT,
+                said: Said::default(),
             },
             default_replay: true,
         }
@@ -1435,6 +1465,15 @@ impl Guard {
                 // Anyone can send an unsigned request: counted, logged at debug only (no log
                 // flood); the counter shows a secret that stopped matching.
                 tracing::debug!(endpoint = %i.endpoint, provider = scheme.provider(), reason = reason.code(), "webhook rejected");
+                if reason == Reason::MissingUrl && url.is_none() && Said::once(&i.said.missing_public_origin)
+                {
+                    // The receiver's configuration, not the sender's request: said once.
+                    tracing::warn!(
+                        endpoint = %i.endpoint,
+                        provider = scheme.provider(),
+                        "the scheme signs the URL it is called at: set public_origin, or every request is refused (missing-url)"
+                    );
+                }
                 let status = i.statuses.get(&reason).copied();
                 let mut res = Problem::from_rejection(&rejection, status).into_response();
                 res.extensions_mut().insert(VerificationFailed(reason));
@@ -1635,6 +1674,13 @@ impl Guard {
         body: Bytes,
     ) -> Result<Webhook, Response<Vec<u8>>> {
         let (passed, ()) = self.verified(scheme, head.parts(), &body, |_| ())?;
+        if Said::once(&self.inner.said.replay_store_unused) {
+            tracing::warn!(
+                endpoint = %self.inner.endpoint,
+                "the terminal pipeline takes no replay marks: the replay store given is not used, and copies \
+                 are refused by the inbox's keys (replicas refuse each other's copies only through a shared inbox)"
+            );
+        }
         Ok(self.keep(head.into_headers(), body, passed))
     }
 
@@ -1738,6 +1784,7 @@ impl Guard {
             if let Some(mark) = mark {
                 mark.release().await;
             }
+            self.count_rejected(known::INBOX_FULL.code());
             return known::INBOX_FULL
                 .detail("no inbox configured")
                 .retry_after(i.retry_after)
@@ -1840,7 +1887,8 @@ enum SchemeNow {
 pub(crate) enum Begun<'a> {
     /// Answer with this (boxed: the hot variant is the small one).
     Answer(Box<Response<Vec<u8>>>),
-    /// Verified and kept: [`Guard::finish`] marks and pushes it; its mark lives this long.
+    /// Verified and kept: [`Guard::finish_now`] pushes it (no replay mark: the inbox's
+    /// key refuses copies).
     Kept(Webhook),
     /// The scheme has to be waited for.
     Waits(Box<Waits<'a>>),
@@ -2082,7 +2130,9 @@ impl GuardBuilder {
     /// ([`VerifyLayer`](crate::layer::VerifyLayer), [`Guard::check`], [`Guard::reserve`])
     /// marks deliveries in it; the terminal pipeline ([`Guard::accept`],
     /// [`WebhookService`](crate::layer::WebhookService)) does not: there the inbox's unique
-    /// key refuses replays.
+    /// key refuses replays (a guard given a store and an inbox says so once, at warn, when
+    /// its terminal pipeline first runs: replicas refuse each other's copies only through
+    /// a shared inbox).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -2269,7 +2319,9 @@ impl GuardBuilder {
     /// The public origin senders call (`https://hooks.example.com`), for schemes that
     /// sign the URL they call (Twilio, HubSpot v2 and v3); the request's path and query
     /// are appended. Without it such schemes refuse every request (`missing-url`): the
-    /// request's own scheme and host are the client's to write, and never taken.
+    /// request's own scheme and host are the client's to write, and never taken. A guard
+    /// says so at warn: at [`build`](Self::build) for a fixed scheme, at the first refusal
+    /// for a looked-up one.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -2458,6 +2510,12 @@ impl GuardBuilder {
     /// ```
     #[must_use]
     pub fn build(mut self) -> Guard {
+        // A fixed scheme's missing origin is said here, below; a looked-up one's at its
+        // first refusal.
+        let said = &self.inner.said;
+        said.missing_public_origin.store(self.inner.fixed.is_none(), Ordering::Relaxed);
+        let unused = !self.default_replay && self.inner.replay.is_some() && self.inner.inbox.is_some();
+        said.replay_store_unused.store(unused, Ordering::Relaxed);
         if let Some(scheme) = &self.inner.fixed
             && scheme.signs_called_url()
             && self.inner.public_origin.is_none()
@@ -2539,6 +2597,93 @@ mod tests {
         })
         .await;
         assert!(logs.is_empty(), "{logs}");
+    }
+
+    /// A looked-up scheme that signs the URL it is called at, without a public origin:
+    /// every request is refused `missing-url` (a `400` the sender takes for its own
+    /// fault), and the receiver's misconfiguration is said once at warn, not never (the
+    /// refusal is logged at debug) nor once per request. With the origin set, nothing.
+    #[tokio::test]
+    async fn a_looked_up_scheme_without_its_public_origin_is_said_once() {
+        use crate::{
+            providers::twilio,
+            verify::{Outgoing, Sign as _},
+        };
+        let scheme = twilio::scheme("12345").unwrap();
+        let body = b"CallSid=CA1&From=%2B14158675310";
+        let mut req =
+            http::Request::post("/hooks/twilio").header("content-type", "application/x-www-form-urlencoded");
+        let url = "https://hooks.example.com/hooks/twilio";
+        for (name, value) in scheme.sign(&Outgoing::new(body).url(url)).unwrap() {
+            req = req.header(name, value);
+        }
+        let (parts, ()) = req.body(()).unwrap().into_parts();
+        let looked_up = |origin: Option<&str>| {
+            let source = FixedScheme(Arc::new(scheme.clone()));
+            let builder =
+                Guard::builder_with_source("twilio", source).inbox(crate::inbox::MemoryInbox::new());
+            match origin {
+                Some(origin) => builder.public_origin(origin),
+                None => builder,
+            }
+            .build()
+        };
+        let guard = looked_up(None);
+        let (statuses, logs) = logged(async {
+            let first = guard.accept(&parts, Bytes::from_static(body)).await.status();
+            (first, guard.accept(&parts, Bytes::from_static(body)).await.status())
+        })
+        .await;
+        assert_eq!(statuses, (StatusCode::BAD_REQUEST, StatusCode::BAD_REQUEST));
+        assert_eq!(logs.matches("set public_origin").count(), 1, "{logs}");
+        assert!(logs.contains("WARN"), "{logs}");
+        let guard = looked_up(Some("https://hooks.example.com"));
+        let (status, logs) = logged(guard.accept(&parts, Bytes::from_static(body))).await;
+        assert_eq!(status.status(), StatusCode::ACCEPTED);
+        assert!(!logs.contains("public_origin"), "{logs}");
+    }
+
+    /// A replay store given to a guard whose terminal pipeline runs is not used (the
+    /// inbox's keys refuse copies): said once at warn, so that replicas counting on a
+    /// shared store to refuse each other's copies learn they do not. Not said for the
+    /// default store, nor for a guard without an inbox (middleware mode uses the store).
+    #[tokio::test]
+    async fn a_replay_store_the_terminal_pipeline_does_not_use_is_said_once() {
+        use crate::{
+            inbox::MemoryInbox,
+            verify::{Outgoing, Sign as _},
+        };
+        let scheme = github::scheme("s3cr3t").unwrap();
+        let delivery = |n: u8| {
+            let body = Bytes::from(format!("{{\"n\":{n}}}"));
+            let mut req = http::Request::post("/hooks");
+            for (name, value) in scheme.sign(&Outgoing::new(&body)).unwrap() {
+                req = req.header(name, value);
+            }
+            (req.body(()).unwrap().into_parts().0, body)
+        };
+        let said = |guard: Guard| {
+            let (a, b) = (delivery(1), delivery(2));
+            async move {
+                let (statuses, logs) = logged(async {
+                    (guard.accept(&a.0, a.1).await.status(), guard.accept(&b.0, b.1).await.status())
+                })
+                .await;
+                (statuses, logs.matches("replay store given is not used").count())
+            }
+        };
+        let accepted = (StatusCode::ACCEPTED, StatusCode::ACCEPTED);
+        let given = Guard::builder("github", scheme.clone())
+            .replay_store(MemoryReplayStore::new())
+            .inbox(MemoryInbox::new())
+            .build();
+        assert_eq!(said(given).await, (accepted, 1));
+        let default = Guard::builder("github", scheme.clone()).inbox(MemoryInbox::new()).build();
+        assert_eq!(said(default).await, (accepted, 0));
+        let without_inbox =
+            Guard::builder("github", scheme.clone()).replay_store(MemoryReplayStore::new()).build();
+        let unavailable = (StatusCode::SERVICE_UNAVAILABLE, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(said(without_inbox).await, (unavailable, 0));
     }
 
     /// A lookup the source throttled (anyone can cause one) is answered `503` +

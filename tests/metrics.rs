@@ -56,6 +56,17 @@ fn counted<F: std::future::Future<Output = ()>>(run: impl FnOnce() -> F) -> Hash
     counters
 }
 
+/// A verified delivery a guard without an inbox cannot keep is a `503` like a full
+/// inbox's, and counted as one (`inbox-unavailable`), not left out of the counters.
+#[test]
+fn a_guard_without_an_inbox_counts_its_503() {
+    let counters = counted(|| async {
+        let guard = Guard::builder("github", github::scheme("s").unwrap()).build();
+        assert_eq!(guard.accept(&signed(b"{}", "a"), Bytes::from_static(b"{}")).await.status(), 503);
+    });
+    assert_eq!(counters.get("hookguard_rejected_total:inbox-unavailable"), Some(&1), "{counters:?}");
+}
+
 #[test]
 fn counters_follow_the_pipeline() {
     let counters = counted(|| async {

@@ -146,8 +146,8 @@ where
 }
 
 pin_project! {
-    /// Response future of [`WebhookService`]: reads the body, then verifies, marks and
-    /// keeps the delivery. With in-process backends, all of it happens within the poll
+    /// Response future of [`WebhookService`]: reads the body, then verifies and keeps
+    /// the delivery (the inbox's key refuses copies: no replay mark). With in-process backends, all of it happens within the poll
     /// that finds the body complete; a backend that needs I/O gets a boxed continuation.
     ///
     /// ```
