@@ -10,7 +10,9 @@
 //!   handler gets the verified bytes unchanged and a [`Verified`] in the request
 //!   extensions; read them with the [`VerifiedWebhook`] or [`VerifiedJson<T>`] extractors
 //!   (`422` problem when the body does not fit `T`), as many of them in one handler as
-//!   you like: each gets the same bytes.
+//!   you like: each gets the same bytes. (actix's own `web::Bytes`, `String` and
+//!   `web::Json` decode a `Content-Encoding` body when actix-web's compression features
+//!   are on, as they are by default in an application's `actix-web`.)
 //! - `SourceControls` (feature `source-controls`): allow-list and rate limit with a
 //!   failure budget in front of either, refusing before the body is read, like
 //!   the Tower side's `layer::AllowListLayer` and `layer::RateLimitLayer`.
@@ -19,6 +21,12 @@
 //! [`http::request::Parts`], reads the body with the guard's limit (`413` for a declared
 //! `Content-Length` over it before reading, and for chunked bodies that grow past it) and
 //! read timeout (`408`), then calls [`Guard::accept`] or [`Guard::reserve`].
+//!
+//! One difference is actix-web's own: its `HttpServer` answers `Expect: 100-continue`
+//! before any service runs, so a request refused before its body is read (a declared
+//! length over the limit, `SourceControls`' refusals) was already invited to send it; it
+//! gets the same answer, possibly while it uploads (hyper sends `100 Continue` only when
+//! the body is first read).
 //!
 //! ```
 //! use actix_web::{App, web};
@@ -140,6 +148,10 @@ async fn accept(guard: &Guard, req: &HttpRequest, payload: dev::Payload) -> Http
 /// when the request is dropped unanswered, so the sender's retry gets through. Duplicates are answered
 /// `200` without calling it; copies that arrive while the delivery is being handled,
 /// `409` + `Retry-After` (a `delivery-in-progress` problem).
+///
+/// Taking a shared token's header out needs the request to be this call's alone: an
+/// outer middleware must not hold a clone of its `HttpRequest` across the call (actix
+/// panics then, as its own routing does on such a request).
 ///
 /// ```
 /// # actix_web::rt::System::new().block_on(async {
