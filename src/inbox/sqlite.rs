@@ -72,7 +72,11 @@ CREATE INDEX IF NOT EXISTS hookguard_inbox_fresh ON hookguard_inbox (at_ns, ord)
 /// How often, by the clock, finished keys past their retention are pruned.
 const PRUNE_EVERY_NS: i64 = 60_000_000_000;
 
-/// Finished keys deleted per transaction at most, so pruning never stalls pushes.
+/// Finished keys deleted per transaction at most. The deletes run in the transaction of
+/// the batch that prunes, before its operations: a batch of pushes waits for up to this
+/// many deletes (and their share of the commit), in every batch while more keys past their
+/// retention remain (they are pruned a chunk per batch until none is left), then once a
+/// minute. A chunk bounds that wait; it does not take pruning off the pushes' path.
 const PRUNE_CHUNK: i64 = 10_000;
 
 /// A durable inbox in one SQLite file: leases, retries at a given time, dead letters and
@@ -184,7 +188,8 @@ struct Shared {
     queued: AtomicUsize,
     commits: AtomicU64,
     operations: AtomicU64,
-    /// Body bytes of the pushes sent to the writer and not yet taken up by it.
+    /// Bytes of the pushes sent to the writer and not yet taken up by it: their bodies and
+    /// headers ([`Request::queued_bytes`]).
     in_flight: AtomicUsize,
     /// The most [`in_flight`](Self::in_flight) may reach before pushes answer `Full`.
     max_in_flight: usize,
@@ -328,7 +333,7 @@ impl SqliteInbox {
     }
 
     /// Queues `request` to the writer and waits for its answer. A push is refused with
-    /// `Full` while the bodies already waiting for the writer would pass the limit.
+    /// `Full` while the pushes already waiting for the writer would pass the limit.
     fn call(&self, request: Request) -> impl Future<Output = Result<Answer, InboxError>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
         let size = request.queued_bytes();
@@ -448,7 +453,8 @@ impl SqliteInboxBuilder {
         self
     }
 
-    /// The most body bytes of pushes waiting for the writer (default 64 MiB). Past it a
+    /// The most bytes of pushes waiting for the writer (default 64 MiB): their bodies and
+    /// their header names and values (a push with an empty body counts 1). Past it a
     /// push answers [`InboxError::Full`] (`503` with `Retry-After`) at once instead of
     /// queueing: a disk that stalls (a slow `fsync`) would otherwise let every request
     /// add its body to memory, and a sender's retries more. A push is let in whatever
