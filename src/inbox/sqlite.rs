@@ -493,7 +493,9 @@ impl SqliteInboxBuilder {
     }
 
     /// Opens (or creates) the file and starts the writer thread; the file is prepared on
-    /// that thread, so this never blocks the runtime.
+    /// that thread, so this never blocks the runtime. Dropping the future before it is
+    /// ready (a timeout) does not wait for that thread either: it finishes opening the
+    /// file (up to 5 seconds waiting for a lock), then closes it on its own.
     ///
     /// # Errors
     /// [`InboxError::Backend`] when the file cannot be opened or created, is in use by
@@ -525,9 +527,15 @@ impl SqliteInboxBuilder {
                 }
             })
             .map_err(|e| InboxError::Backend(Box::new(e)))?;
+        // Joined only once the file is open. Until then, dropping this future (a caller that
+        // gave up) drops the sender and the thread's handle: the thread, left to itself,
+        // finishes opening the file (up to the 5-second wait for a lock), finds the queue
+        // closed and closes the file; joining it would block the dropping thread meanwhile.
+        let answer = ready_rx.await;
         let inner = Inner { path, sender: Some(sender), thread: Some(thread) };
-        match ready_rx.await {
+        match answer {
             Ok(Ok(())) => Ok(SqliteInbox { inner: Arc::new(inner), shared, clock }),
+            // The writer has closed the file (dropping `inner` joins it, as it ends).
             Ok(Err(e)) => Err(e),
             Err(_) => Err(writer_gone()),
         }
@@ -1648,5 +1656,27 @@ mod tests {
         version(Some(SCHEMA_VERSION + 1));
         let refused = SqliteInbox::builder(&path).open().await.unwrap_err();
         assert!(refused.to_string().contains("newer"), "{refused}");
+    }
+
+    /// Dropping an open that waits for the file's lock (another inbox holds it) returns at
+    /// once (was: it waited for the writer thread, up to 5 seconds, blocking the runtime's
+    /// thread); the thread, left to itself, closes the file once it has it.
+    #[tokio::test]
+    async fn dropping_an_open_waiting_for_the_lock_does_not_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inbox.db");
+        let first = SqliteInbox::builder(&path).open().await.unwrap();
+        let mut second = Box::pin(SqliteInbox::builder(&path).open());
+        assert!(futures_util::FutureExt::now_or_never(&mut second).is_none(), "waiting for the lock");
+        let (dropped, done) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            drop(second);
+            let _ = dropped.send(());
+        });
+        done.recv_timeout(Duration::from_secs(2)).expect("the drop returns at once");
+        drop(first);
+        // The thread left behind gets the lock, finds its queue closed and closes the file.
+        let again = SqliteInbox::builder(&path).open().await.expect("the file is free again");
+        assert_eq!(again.depth().await.unwrap(), 0);
     }
 }
