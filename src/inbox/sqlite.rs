@@ -710,7 +710,8 @@ impl Writer {
             fail_counts: false,
         };
         writer.load_counts().map_err(backend)?;
-        (writer.ord, writer.receipt) = writer
+        let leased: i64;
+        (writer.ord, leased) = writer
             .conn
             .query_row(
                 "SELECT COALESCE(MAX(ord), 0), COALESCE(MAX(receipt), 0) FROM hookguard_inbox",
@@ -718,6 +719,7 @@ impl Writer {
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .map_err(backend)?;
+        writer.receipt = first_receipt(leased, writer.clock.unix_nanos());
         writer.publish();
         Ok(writer)
     }
@@ -1028,8 +1030,9 @@ impl Writer {
             });
             match webhook {
                 Ok(webhook) => {
-                    self.receipt += 1;
+                    self.receipt = self.receipt.saturating_add(1);
                     let receipt = self.receipt;
+                    RECEIPTS.fetch_max(receipt, Ordering::Relaxed);
                     self.conn
                         .prepare_cached(
                             "UPDATE hookguard_inbox SET state = 1, attempts = attempts + 1, at_ns = ?2,
@@ -1115,6 +1118,22 @@ impl Writer {
         }
         Ok(Ok(Answer::DeadLetters(letters)))
     }
+}
+
+/// The highest lease receipt handed out in this process, by any inbox.
+static RECEIPTS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Where the receipts of a writer opening a file start (each lease takes the next one):
+/// past the highest a row leased now holds (`leased`), past the clock (`clock_ns`, its Unix
+/// nanoseconds, up to 2^62, so that ~4.6e18 leases remain), and past any handed out in
+/// this process. An ack, a retry or a dead letter clears a row's receipt, so the file alone
+/// would start again below those handed out before: a [`Job`] kept across a drop and
+/// reopen could then ack a later lease of its job it never held. A later process starts
+/// past the clock as it reads it, so past an earlier one's receipts unless the clock
+/// stepped back between them.
+fn first_receipt(leased: i64, clock_ns: i128) -> i64 {
+    let clock = i64::try_from(clock_ns.clamp(0, 1 << 62)).unwrap_or(0);
+    leased.max(clock).max(RECEIPTS.load(Ordering::Relaxed))
 }
 
 /// A row a pull read: its id, and what [`record_at`] and its attempts gave.
@@ -1356,6 +1375,7 @@ impl Inbox for SqliteInbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
 
     /// The writer's connection flushes the drive's cache on Apple platforms too, where a
     /// plain `fsync` leaves a commit in it (`F_FULLFSYNC`; SQLite ignores the flags
@@ -1678,5 +1698,26 @@ mod tests {
         // The thread left behind gets the lock, finds its queue closed and closes the file.
         let again = SqliteInbox::builder(&path).open().await.expect("the file is free again");
         assert_eq!(again.depth().await.unwrap(), 0);
+    }
+
+    /// A job kept across a drop and reopen of the file cannot ack a later lease of its
+    /// job: receipts do not start again (was: at the highest receipt a row still held,
+    /// none once acks, retries and dead letters had cleared them).
+    #[tokio::test]
+    async fn receipts_do_not_repeat_after_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::at_unix(1_700_000_000);
+        let open = || SqliteInbox::builder(dir.path().join("inbox.db")).clock(clock.clone()).open();
+        let inbox = open().await.unwrap();
+        inbox.push(webhook_with(http::HeaderMap::new(), None)).await.unwrap();
+        let first = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+        inbox.retry(&first, clock.now_for_tests(), "later").await.unwrap();
+        drop(inbox);
+        let inbox = open().await.unwrap();
+        let second = inbox.pull(1, Duration::from_secs(30)).await.unwrap().remove(0);
+        assert_ne!(second.receipt(), first.receipt());
+        assert!(matches!(inbox.ack(&first).await, Err(InboxError::LeaseLost)), "not its lease");
+        inbox.ack(&second).await.unwrap();
+        assert_eq!(inbox.depth().await.unwrap(), 0);
     }
 }
