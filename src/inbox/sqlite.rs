@@ -1043,7 +1043,13 @@ impl Writer {
                 }
                 Err(e) => {
                     // A damaged row would block the queue: set it aside as a dead letter.
-                    tracing::error!(error = %e, "unreadable SQLite inbox row dead-lettered");
+                    // Its key (no secret) is logged: `discard` takes it, and the list of
+                    // dead letters leaves the row out.
+                    tracing::error!(
+                        error = %e,
+                        key = ?key.as_deref().unwrap_or_default(),
+                        "unreadable SQLite inbox row dead-lettered"
+                    );
                     let ord = self.next_ord();
                     self.conn
                         .prepare_cached(
@@ -1077,26 +1083,28 @@ impl Writer {
             .collect()
     }
 
+    /// Up to `limit` readable dead letters, oldest first. An unreadable one is left out
+    /// (with its key in the log, for `discard`) and does not count among the `limit`: the
+    /// rows are read on past it, so a page comes back short only when no readable letter is
+    /// left after it (`hookguard inbox discard --all` pages until one is empty).
     fn dead_letters(&mut self, limit: usize) -> rusqlite::Result<Result<Answer, InboxError>> {
-        let rows = self
-            .conn
-            .prepare_cached(
-                "SELECT key, endpoint, provider, delivery_id, event, timestamp_ns, received_at_ns,
-                    headers, body, attempts, error, at_ns
-                 FROM hookguard_inbox WHERE state = 2 ORDER BY ord LIMIT ?1",
-            )?
-            .query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
-                // One damaged row (a column of the wrong type too) must not fail the list.
-                Ok((|| {
-                    let (record, times, headers) = record_at(row, 0)?;
-                    let error = row.get::<_, Option<String>>(10).ok().flatten().unwrap_or_default();
-                    let attempts = attempts_of(row.get(9)?);
-                    Ok::<_, rusqlite::Error>((record, times, headers, attempts, error, row.get(11)?))
-                })())
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        let mut letters = Vec::with_capacity(rows.len());
-        for read in rows {
+        let mut letters = Vec::with_capacity(limit.min(1024));
+        if limit == 0 {
+            return Ok(Ok(Answer::DeadLetters(letters)));
+        }
+        let mut statement = self.conn.prepare_cached(DEAD_LETTERS)?;
+        let rows = statement.query_map([], |row| {
+            // One damaged row (a column of the wrong type too) must not fail the list.
+            let read = (|| {
+                let (record, times, headers) = record_at(row, 0)?;
+                let error = row.get::<_, Option<String>>(10).ok().flatten().unwrap_or_default();
+                let attempts = attempts_of(row.get(9)?);
+                Ok::<_, rusqlite::Error>((record, times, headers, attempts, error, row.get(11)?))
+            })();
+            Ok((row.get::<_, String>(0).ok(), read))
+        })?;
+        for row in rows {
+            let (key, read) = row?;
             let webhook = read.map_err(|e| e.to_string()).and_then(
                 |(mut record, times, headers, attempts, error, at)| {
                     WebhookRecord::decode_headers(&headers)
@@ -1109,16 +1117,32 @@ impl Writer {
                 },
             );
             match webhook {
-                Ok(letter) => letters.push(letter),
-                // One damaged row must not hide the others (see `Inbox::dead_letters`).
+                Ok(letter) => {
+                    letters.push(letter);
+                    if letters.len() >= limit {
+                        break;
+                    }
+                }
+                // One damaged row must not hide the others (see `Inbox::dead_letters`). Its
+                // key (no secret) is logged: `discard` takes it.
                 Err(e) => {
-                    tracing::warn!(error = %e, "an unreadable SQLite dead letter is left out of the list")
+                    tracing::warn!(
+                        error = %e,
+                        key = ?key.as_deref().unwrap_or_default(),
+                        "an unreadable SQLite dead letter is left out of the list"
+                    );
                 }
             }
         }
         Ok(Ok(Answer::DeadLetters(letters)))
     }
 }
+
+/// The dead letters, oldest first: the rows of `hookguard_inbox_dead`, in its order.
+/// Columns as [`record_at`] reads them from 0, then `attempts, error, at_ns`.
+const DEAD_LETTERS: &str = "SELECT key, endpoint, provider, delivery_id, event, timestamp_ns,
+        received_at_ns, headers, body, attempts, error, at_ns
+    FROM hookguard_inbox WHERE state = 2 ORDER BY ord";
 
 /// The highest lease receipt handed out in this process, by any inbox.
 static RECEIPTS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
@@ -1676,6 +1700,63 @@ mod tests {
         version(Some(SCHEMA_VERSION + 1));
         let refused = SqliteInbox::builder(&path).open().await.unwrap_err();
         assert!(refused.to_string().contains("newer"), "{refused}");
+    }
+
+    /// Dead letters that cannot be read do not count among a page's `limit`: a page comes
+    /// back short only when no readable letter is left (was: a page of unreadable ones came
+    /// back empty, and `hookguard inbox discard --all` stopped there). Their keys are
+    /// logged, as are those of rows a pull sets aside: `discard` takes them.
+    #[tokio::test]
+    async fn unreadable_dead_letters_are_logged_by_key_and_fill_no_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer =
+            Writer::open(&SqliteInbox::builder(dir.path().join("inbox.db")), Arc::default()).unwrap();
+        for id in ["a", "b", "c", "d"] {
+            assert!(accepted(&batch(&mut writer, vec![push_of(id)])));
+        }
+        for _ in 0..3 {
+            let job = pull_one(&mut writer);
+            let dead = Request::Dead {
+                key: job.webhook().key().to_owned(),
+                receipt: parse_receipt(&job).unwrap(),
+                error: "no".into(),
+            };
+            assert!(matches!(batch(&mut writer, vec![dead])[..], [Ok(Answer::Done)]));
+        }
+        let key = |id: &str| match push_of(id) {
+            Request::Push(push) => push.0.key,
+            _ => unreachable!(),
+        };
+        for id in ["a", "b", "d"] {
+            let damaged = writer
+                .conn
+                .execute("UPDATE hookguard_inbox SET headers = x'01' WHERE key = ?1", [key(id)])
+                .unwrap();
+            assert_eq!(damaged, 1);
+        }
+        let (answers, logs) =
+            crate::inbox::logged(async { batch(&mut writer, vec![Request::DeadLetters { limit: 1 }]) }).await;
+        let Ok(Answer::DeadLetters(letters)) = &answers[0] else { panic!("no list") };
+        let ids: Vec<_> = letters.iter().map(|letter| letter.webhook.id().unwrap()).collect();
+        assert_eq!(ids, ["c"], "the readable letter after two unreadable ones");
+        for id in ["a", "b"] {
+            assert!(logs.contains(&format!("key={:?}", key(id))), "{logs}");
+        }
+        let (answers, logs) = crate::inbox::logged(async {
+            batch(&mut writer, vec![Request::Pull { max: 1, lease: Duration::from_secs(30) }])
+        })
+        .await;
+        assert!(matches!(&answers[0], Ok(Answer::Jobs(jobs, _)) if jobs.is_empty()), "d set aside");
+        assert!(logs.contains(&format!("key={:?}", key("d"))), "{logs}");
+        let plan: Vec<String> = writer
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {DEAD_LETTERS}"))
+            .unwrap()
+            .query_map([], |row| row.get(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(plan, ["SCAN hookguard_inbox USING INDEX hookguard_inbox_dead"], "{plan:?}");
     }
 
     /// Dropping an open that waits for the file's lock (another inbox holds it) returns at
