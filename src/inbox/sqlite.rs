@@ -109,6 +109,29 @@ const PRUNE_CHUNK: i64 = 10_000;
 /// accepted, and does not put off pruning. Retries and leases follow the
 /// [clock](SqliteInboxBuilder::clock), as on the other backends.
 ///
+/// **Retention and clock steps.** Within one process, a key is kept for at least the
+/// retention of time actually elapsed, whatever the wall clock does meanwhile:
+/// - the time a key is finished is stamped by the wall clock, but never earlier than the
+///   last stamp (read back from the file when it is opened): a clock stepped back (an RTC
+///   reset to 1970 before NTP syncs) does not stamp keys in the past, to be pruned early
+///   once it is set right;
+/// - the point before which finished keys are past their retention (for pruning, and for a
+///   push of a finished key not pruned yet) is the wall clock less the retention, but it
+///   moves forward by no more than the time elapsed on the system's monotonic clock since
+///   it last moved: a clock stepped forward prunes nothing early, and keys are then kept
+///   longer by the step until the next restart.
+///
+/// What this costs: after a clock stepped back, the keys finished until it is back where
+/// it was are stamped with the last stamp before the step, so kept until then plus the
+/// retention (a clock that ran years ahead and was set right keeps them years); after a
+/// step back and a step forward within one process, keys are kept longer by up to the
+/// step until the next restart. A step while no process had the file open cannot be told
+/// apart from time passed: when the file is opened, the point starts at the wall clock
+/// less the retention (so a step forward while it was closed forgets keys early; after a
+/// step back, new keys are still stamped no earlier than the file's last). With a
+/// [clock](SqliteInboxBuilder::clock) of one's own, its own steps are taken as time
+/// elapsed (a test's manual clock moved forward is time passed): only the stamps are held.
+///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::time::Duration;
@@ -258,6 +281,17 @@ pub struct SqliteInboxBuilder {
     max_batch: usize,
     max_queued_bytes: usize,
     clock: Arc<dyn Clock>,
+    elapsed: Elapsed,
+}
+
+/// What measures the time elapsed, which bounds how fast the retention's cutoff moves
+/// forward (see [`Writer::advance_cutoff`]).
+#[derive(Clone)]
+enum Elapsed {
+    /// The system's monotonic clock ([`std::time::Instant`]): with the default clock.
+    Monotonic,
+    /// The steps of a clock given to [`SqliteInboxBuilder::clock`] (forward ones only).
+    Clock(Arc<dyn Clock>),
 }
 
 impl fmt::Debug for SqliteInboxBuilder {
@@ -295,6 +329,7 @@ impl SqliteInbox {
             max_batch: 1024,
             max_queued_bytes: 64 << 20,
             clock: Arc::new(SystemClock),
+            elapsed: Elapsed::Monotonic,
         }
     }
 
@@ -470,7 +505,9 @@ impl SqliteInboxBuilder {
         self
     }
 
-    /// Sets the clock for due times, leases, dead letters and retention.
+    /// Sets the clock for due times, leases, dead letters and retention. Its steps are also
+    /// taken as time elapsed for retention: see [`SqliteInbox`], "Retention and clock
+    /// steps" (the default measures elapsed time with the system's monotonic clock).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -488,7 +525,9 @@ impl SqliteInboxBuilder {
     /// # Ok(()) }
     /// ```
     pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
+        let clock: Arc<dyn Clock> = Arc::new(clock);
+        self.elapsed = Elapsed::Clock(Arc::clone(&clock));
+        self.clock = clock;
         self
     }
 
@@ -652,6 +691,19 @@ struct Writer {
     receipt: i64,
     /// When finished keys are next pruned.
     next_prune_ns: i64,
+    /// What measures the time elapsed for [`cutoff`](Self::cutoff), and where
+    /// [`Elapsed::Monotonic`] readings start.
+    elapsed: Elapsed,
+    origin: std::time::Instant,
+    /// The latest time a key was stamped finished with (`at_ns` of a done row): no later
+    /// stamp is earlier, whatever the clock says.
+    last_stamp: i64,
+    /// Finished keys stamped before this are past their retention (pruned, and forgotten
+    /// by a push): the clock less the retention, moved forward by no more than the time
+    /// elapsed (see [`advance_cutoff`](Self::advance_cutoff)).
+    cutoff: i64,
+    /// The [elapsed-time reading](Self::elapsed_reading) when `cutoff` last moved.
+    cutoff_read: i128,
     /// A batch failed since the rows were last counted: what its commit kept is in doubt
     /// (an I/O error may come after the commit reached the WAL), so the next transaction
     /// counts them again, until one manages to.
@@ -705,6 +757,11 @@ impl Writer {
             ord: 0,
             receipt: 0,
             next_prune_ns: i64::MIN,
+            elapsed: config.elapsed.clone(),
+            origin: std::time::Instant::now(),
+            last_stamp: i64::MIN,
+            cutoff: i64::MIN,
+            cutoff_read: 0,
             recount: false,
             #[cfg(test)]
             fail_counts: false,
@@ -720,8 +777,47 @@ impl Writer {
             )
             .map_err(backend)?;
         writer.receipt = first_receipt(leased, writer.clock.unix_nanos());
+        writer.last_stamp = writer
+            .conn
+            .query_row(LAST_STAMP, [], |row| row.get::<_, Option<i64>>(0))
+            .map_err(backend)?
+            .unwrap_or(i64::MIN);
+        // A step while the file was closed cannot be told from time passed: the cutoff
+        // starts from the clock.
+        writer.cutoff = ns(writer.clock.now()).saturating_sub(writer.retention_ns);
+        writer.cutoff_read = writer.elapsed_reading();
         writer.publish();
         Ok(writer)
+    }
+
+    /// A reading of the time elapsed, in nanoseconds from an arbitrary origin: only the
+    /// difference of two counts.
+    fn elapsed_reading(&self) -> i128 {
+        match &self.elapsed {
+            Elapsed::Monotonic => i128::try_from(self.origin.elapsed().as_nanos()).unwrap_or(i128::MAX),
+            Elapsed::Clock(clock) => clock.unix_nanos(),
+        }
+    }
+
+    /// Moves the retention's cutoff to the clock less the retention (`now` is the clock),
+    /// but forward by no more than the time elapsed since it last moved: a clock stepped
+    /// forward does not make keys finished within the retention look past it. A clock
+    /// stepped back takes the cutoff back with it (keys finished then are stamped no
+    /// earlier than before the step, see [`stamp`](Self::stamp), so they are kept longer,
+    /// not less).
+    fn advance_cutoff(&mut self, now: i64) {
+        let read = self.elapsed_reading();
+        // A clock of one's own stepped back: no time elapsed, and its next steps forward
+        // count from here.
+        let elapsed = i64::try_from(read.saturating_sub(self.cutoff_read).max(0)).unwrap_or(i64::MAX);
+        self.cutoff_read = read;
+        self.cutoff = now.saturating_sub(self.retention_ns).min(self.cutoff.saturating_add(elapsed));
+    }
+
+    /// The time to stamp a key finished with at `now`: never earlier than the last one.
+    fn stamp(&mut self, now: i64) -> i64 {
+        self.last_stamp = self.last_stamp.max(now);
+        self.last_stamp
     }
 
     fn load_counts(&mut self) -> rusqlite::Result<()> {
@@ -816,6 +912,7 @@ impl Writer {
             self.recount = false;
         }
         let now = ns(self.clock.now());
+        self.advance_cutoff(now);
         self.prune(now)?;
         let mut answers = Vec::with_capacity(ops.len());
         let mut wake = 0;
@@ -836,14 +933,14 @@ impl Writer {
         Ok((answers, wake))
     }
 
-    /// Deletes finished keys older than the retention period, at most once a minute (of
-    /// the clock) and a chunk at a time. A clock stepped back more than that since the
-    /// last prune does not put off the next one until it is back.
+    /// Deletes finished keys stamped before the [cutoff](Self::cutoff), at most once a
+    /// minute (of the clock) and a chunk at a time. A clock stepped back more than that
+    /// since the last prune does not put off the next one until it is back.
     fn prune(&mut self, now: i64) -> rusqlite::Result<()> {
         if now < self.next_prune_ns && self.next_prune_ns.saturating_sub(now) <= PRUNE_EVERY_NS {
             return Ok(());
         }
-        let cutoff = now.saturating_sub(self.retention_ns);
+        let cutoff = self.cutoff;
         let deleted = self
             .conn
             .prepare_cached(
@@ -872,6 +969,7 @@ impl Writer {
             }
             Request::Pull { max, lease } => self.pull(max, now, now.saturating_add(duration_ns(lease))),
             Request::Ack { key, receipt } => {
+                let stamp = self.stamp(now);
                 let changed = self
                     .conn
                     .prepare_cached(
@@ -879,7 +977,7 @@ impl Writer {
                         receipt = NULL, error = NULL
                      WHERE key = ?1 AND state = 1 AND receipt = ?2",
                     )?
-                    .execute(params![key, receipt, now])?;
+                    .execute(params![key, receipt, stamp])?;
                 if changed == 0 {
                     return Ok(Err(InboxError::LeaseLost));
                 }
@@ -940,6 +1038,7 @@ impl Writer {
             Request::Discard { key } => {
                 // As an ack leaves a row; none of its record is read, so a row that cannot
                 // be read goes too.
+                let stamp = self.stamp(now);
                 let changed = self
                     .conn
                     .prepare_cached(
@@ -947,7 +1046,7 @@ impl Writer {
                             receipt = NULL, error = NULL
                          WHERE key = ?1 AND state = 2",
                     )?
-                    .execute(params![key, now])?;
+                    .execute(params![key, stamp])?;
                 if changed > 0 {
                     self.dead = self.dead.saturating_sub(1);
                 }
@@ -969,7 +1068,7 @@ impl Writer {
             .optional()?;
         match existing {
             // A finished key past its retention is forgotten, even if not pruned yet.
-            Some((DONE, at)) if at < now.saturating_sub(self.retention_ns) => {
+            Some((DONE, at)) if at < self.cutoff => {
                 self.conn
                     .prepare_cached("DELETE FROM hookguard_inbox WHERE key = ?1")?
                     .execute(params![record.key])?;
@@ -1143,6 +1242,10 @@ impl Writer {
 const DEAD_LETTERS: &str = "SELECT key, endpoint, provider, delivery_id, event, timestamp_ns,
         received_at_ns, headers, body, attempts, error, at_ns
     FROM hookguard_inbox WHERE state = 2 ORDER BY ord";
+
+/// The latest time a key was stamped finished with: `MAX` of a range of
+/// `hookguard_inbox_done`.
+const LAST_STAMP: &str = "SELECT MAX(at_ns) FROM hookguard_inbox WHERE state = 3";
 
 /// The highest lease receipt handed out in this process, by any inbox.
 static RECEIPTS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
@@ -1440,6 +1543,10 @@ mod tests {
         matches!(answers, [Ok(Answer::Pushed(Pushed::Accepted))])
     }
 
+    fn duplicate(answers: &[Result<Answer, InboxError>]) -> bool {
+        matches!(answers, [Ok(Answer::Pushed(Pushed::Duplicate))])
+    }
+
     /// Pulls one job with `writer`.
     fn pull_one(writer: &mut Writer) -> Job {
         match batch(writer, vec![Request::Pull { max: 1, lease: Duration::from_secs(30) }]).remove(0) {
@@ -1700,6 +1807,107 @@ mod tests {
         version(Some(SCHEMA_VERSION + 1));
         let refused = SqliteInbox::builder(&path).open().await.unwrap_err();
         assert!(refused.to_string().contains("newer"), "{refused}");
+    }
+
+    /// A builder of a file in `dir` whose wall clock is `wall` and whose elapsed time is
+    /// measured by `steady`: a step of `wall` alone is a clock step, not time passed.
+    fn stepping(dir: &tempfile::TempDir, wall: &ManualClock, steady: &ManualClock) -> SqliteInboxBuilder {
+        let mut builder = SqliteInbox::builder(dir.path().join("inbox.db")).clock(wall.clone());
+        builder.elapsed = Elapsed::Clock(Arc::new(steady.clone()));
+        builder
+    }
+
+    /// Acknowledges `job` with `writer`.
+    fn ack_with(writer: &mut Writer, job: &Job) {
+        let ack = Request::Ack { key: job.webhook().key().to_owned(), receipt: parse_receipt(job).unwrap() };
+        assert!(matches!(batch(writer, vec![ack])[..], [Ok(Answer::Done)]));
+    }
+
+    fn rows(writer: &Writer) -> i64 {
+        writer.conn.query_row("SELECT COUNT(*) FROM hookguard_inbox", [], |row| row.get(0)).unwrap()
+    }
+
+    /// A wall clock stepped forward (an NTP step; a host's clock set right after running
+    /// behind) prunes no key finished within the retention, and a push does not forget it:
+    /// the retention runs by the time elapsed (was: a resend an hour after the ack,
+    /// within the day kept, was accepted and processed twice).
+    #[test]
+    fn a_clock_stepped_forward_forgets_no_key_within_the_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let (hour, day) = (Duration::from_secs(3600), Duration::from_secs(24 * 3600));
+        let wall = ManualClock::at_unix(1_700_000_000);
+        let steady = ManualClock::at_unix(0);
+        let mut writer =
+            Writer::open(&stepping(&dir, &wall, &steady).retention(day), Arc::default()).unwrap();
+        assert!(accepted(&batch(&mut writer, vec![push_of("a")])));
+        let a = pull_one(&mut writer);
+        ack_with(&mut writer, &a);
+        // An hour later, the clock steps a day forward.
+        steady.advance(hour);
+        wall.advance(hour + day);
+        batch(&mut writer, vec![Request::DeadLetters { limit: 1 }]);
+        assert_eq!(rows(&writer), 1, "a's key, finished an hour ago, is not pruned");
+        assert!(
+            duplicate(&batch(&mut writer, vec![push_of("a")])),
+            "a resend an hour after the ack is a duplicate"
+        );
+        // The retention runs by the time elapsed: a day after the ack, it is over.
+        for clock in [&wall, &steady] {
+            clock.advance(day - 2 * hour);
+        }
+        assert!(duplicate(&batch(&mut writer, vec![push_of("a")])));
+        for clock in [&wall, &steady] {
+            clock.advance(2 * hour);
+        }
+        batch(&mut writer, vec![Request::DeadLetters { limit: 1 }]);
+        assert_eq!(rows(&writer), 0, "pruned a day after the ack");
+        assert!(accepted(&batch(&mut writer, vec![push_of("a")])));
+    }
+
+    /// A key finished while the clock is stepped back (an RTC reset to 1970 before NTP
+    /// syncs) is stamped no earlier than the last one, read back from the file too: once
+    /// the clock is set right, after a restart, it is kept (was: stamped in the past, and
+    /// forgotten at once).
+    #[test]
+    fn a_clock_stepped_back_stamps_no_key_in_the_past() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = Duration::from_secs(24 * 3600);
+        let wall = ManualClock::at_unix(1_700_000_000);
+        let steady = ManualClock::at_unix(0);
+        let builder = || stepping(&dir, &wall, &steady).retention(day);
+        let mut writer = Writer::open(&builder(), Arc::default()).unwrap();
+        assert!(accepted(&batch(&mut writer, vec![push_of("x")])));
+        let x = pull_one(&mut writer);
+        ack_with(&mut writer, &x);
+        drop(writer);
+        // Restarted with the clock reset.
+        wall.set_unix(0);
+        let mut writer = Writer::open(&builder(), Arc::default()).unwrap();
+        assert!(accepted(&batch(&mut writer, vec![push_of("a")])));
+        let a = pull_one(&mut writer);
+        ack_with(&mut writer, &a);
+        let stamp: i64 = writer
+            .conn
+            .query_row("SELECT at_ns FROM hookguard_inbox WHERE key = ?1", [a.webhook().key()], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        assert_eq!(stamp, 1_700_000_000_000_000_000, "the last stamp, not 1970");
+        drop(writer);
+        // Set right, and restarted.
+        wall.set_unix(1_700_000_000 + 3600);
+        let mut writer = Writer::open(&builder(), Arc::default()).unwrap();
+        assert!(duplicate(&batch(&mut writer, vec![push_of("a")])), "a resend of a is a duplicate");
+        // The last stamp is read from a range of the index of finished keys.
+        let plan: Vec<String> = writer
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {LAST_STAMP}"))
+            .unwrap()
+            .query_map([], |row| row.get(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(plan, ["SEARCH hookguard_inbox USING COVERING INDEX hookguard_inbox_done"], "{plan:?}");
     }
 
     /// Dead letters that cannot be read do not count among a page's `limit`: a page comes
