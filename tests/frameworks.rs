@@ -19,23 +19,33 @@ use futures_util::StreamExt as _;
 use hookguard::{
     clock::ManualClock,
     guard::Guard,
-    handshake::SlackUrlVerification,
+    handshake::{SlackUrlVerification, TrelloHead},
     inbox::{Inbox, MemoryInbox},
     layer::{VerifyLayer, WebhookService},
-    providers::{slack, standard_webhooks},
+    providers::{slack, standard_webhooks, trello, twilio},
     replay::{Mark, MemoryReplayStore, ReplayStore as _},
     verify::{Outgoing, Sign},
 };
 use http::{HeaderName, HeaderValue, Method};
 use time::OffsetDateTime;
-use tokio::sync::mpsc;
+use tokio::{io::AsyncWriteExt as _, sync::mpsc};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 /// `/hooks/token`'s shared token, sent as it is in [`TOKEN_HEADER`].
 const TOKEN: &str = "s3cret-shared-token";
 const TOKEN_HEADER: &str = "x-acme-token";
+const TRELLO_SECRET: &str = "trello-app-secret";
+/// The callback URL `/hooks/trello` was registered with: Trello signs it after the body.
+const TRELLO_CALLBACK: &str = "https://hooks.example.com/hooks/trello";
+const TWILIO_TOKEN: &str = "twilio-auth-token";
+/// `/hooks/twilio`'s public origin: the URL Twilio signs is this, the path and the query.
+const PUBLIC_ORIGIN: &str = "https://hooks.example.com";
 const BODY_LIMIT: usize = 4096;
+/// `/hooks/tight`'s and `/hooks/tight-mw`'s header limit: far below what hyper (about
+/// 400 KiB of buffered head) and actix-web (128 KiB) take, so that the guard answers a
+/// head over it, not the framework.
+const HEADER_LIMIT: usize = 1024;
 const READ_TIMEOUT: Duration = Duration::from_millis(300);
 /// `/hooks/held`'s reservation lease.
 const HELD_LEASE: Duration = Duration::from_secs(30);
@@ -81,6 +91,10 @@ enum Step {
     Killed(&'static str),
     /// Move the clock of `/hooks/held`'s replay store.
     Advance(Duration),
+    /// Send to `/hooks/held` marked to be held, written on a raw connection of its own, and
+    /// wait until its handler runs; then reset the connection (the sender gave up) and wait
+    /// until the server dropped the handler and the reservation was cancelled.
+    HangUp(Req),
 }
 
 fn sends(reqs: Vec<Req>) -> Vec<Step> {
@@ -439,6 +453,74 @@ fn cases() -> Vec<Case> {
             inbox: 0,
             handler: 1,
         },
+        Case {
+            name: "the sender hangs up while the handler runs (middleware): the retry is handled",
+            steps: || {
+                let ts = now();
+                vec![
+                    Step::HangUp(signed("/hooks/held", EVENT, "msg_hung_up", ts)),
+                    Step::Send(signed("/hooks/held", EVENT, "msg_hung_up", ts)),
+                ]
+            },
+            status: 200,
+            check: Check::Contains("handled"),
+            inbox: 0,
+            handler: 1,
+        },
+        Case {
+            name: "headers over the guard's limit, terminal: 431, not queued",
+            steps: || sends(vec![padded(signed("/hooks/tight", EVENT, "msg_tight", now()))]),
+            status: 431,
+            check: Check::Problem("headers-too-large"),
+            inbox: 0,
+            handler: 0,
+        },
+        Case {
+            name: "headers over the guard's limit, middleware: 431, the handler does not run",
+            steps: || sends(vec![padded(signed("/hooks/tight-mw", EVENT, "msg_tight_mw", now()))]),
+            status: 431,
+            check: Check::Problem("headers-too-large"),
+            inbox: 0,
+            handler: 0,
+        },
+        Case {
+            name: "handshake: Trello's HEAD answered 200 without a body, not queued",
+            steps: || sends(vec![req(Method::HEAD, "/hooks/trello", vec![], Body::Full(Vec::new()))]),
+            status: 200,
+            check: Check::Empty,
+            inbox: 0,
+            handler: 0,
+        },
+        Case {
+            name: "Trello: signed over the body and the registered callback URL, kept",
+            steps: || sends(vec![trello_signed("/hooks/trello", TRELLO_EVENT)]),
+            status: 202,
+            check: Check::Empty,
+            inbox: 1,
+            handler: 0,
+        },
+        Case {
+            name: "Twilio: signed for the public origin + path + query, kept",
+            steps: || {
+                let url = "https://hooks.example.com/hooks/twilio?x=1";
+                sends(vec![twilio_signed("/hooks/twilio?x=1", TWILIO_FORM, url)])
+            },
+            status: 202,
+            check: Check::Empty,
+            inbox: 1,
+            handler: 0,
+        },
+        Case {
+            name: "Twilio: signed for another URL (query) than the one called, refused",
+            steps: || {
+                let url = "https://hooks.example.com/hooks/twilio?x=2";
+                sends(vec![twilio_signed("/hooks/twilio?x=1", TWILIO_FORM, url)])
+            },
+            status: 401,
+            check: Check::Problem("signature-mismatch"),
+            inbox: 0,
+            handler: 0,
+        },
     ]
 }
 
@@ -448,6 +530,9 @@ const EVENT: &[u8] = br#"{"type":"invoice.paid","id":"evt_1","data":{"amount":12
 const ODD_BYTES: &[u8] = b"{ \"z\" : 1,\n  \"a\":\"\\u00e9\\/\",\t\"type\":\"x\" }\n";
 const SLACK_CHALLENGE: &[u8] =
     br#"{"token":"t","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
+
+const TRELLO_EVENT: &[u8] = br#"{"action":{"id":"51f9424bcd6e040f3c002412","type":"updateCard"}}"#;
+const TWILIO_FORM: &[u8] = b"CallSid=CA1234567890ABCDE&Caller=%2B14158675309&Digits=1234&From=%2B14158675309";
 
 fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
@@ -464,6 +549,31 @@ fn req(method: Method, path: &'static str, headers: Vec<(HeaderName, HeaderValue
 fn signed(path: &'static str, body: &[u8], id: &str, at: OffsetDateTime) -> Req {
     let scheme = standard_webhooks::scheme(SECRET).unwrap();
     let headers = scheme.sign(&Outgoing::new(body).id(id).timestamp(at)).unwrap();
+    req(Method::POST, path, headers, Body::Full(body.to_vec()))
+}
+
+/// `r` with a header that takes its head over [`HEADER_LIMIT`] (and far below the
+/// frameworks' own limits).
+fn padded(mut r: Req) -> Req {
+    let padding = HeaderValue::from_str(&"a".repeat(2 * HEADER_LIMIT)).unwrap();
+    r.headers.push((HeaderName::from_static("x-padding"), padding));
+    r
+}
+
+/// A Trello delivery as Trello sends it: `X-Trello-Webhook` over the body and
+/// [`TRELLO_CALLBACK`] (the scheme's own URL, whatever the request's).
+fn trello_signed(path: &'static str, body: &[u8]) -> Req {
+    let scheme = trello::scheme(TRELLO_SECRET, TRELLO_CALLBACK).unwrap();
+    let headers = scheme.sign(&Outgoing::new(body)).unwrap();
+    req(Method::POST, path, headers, Body::Full(body.to_vec()))
+}
+
+/// A Twilio form POST to `path`, signed for `url`.
+fn twilio_signed(path: &'static str, body: &[u8], url: &str) -> Req {
+    let scheme = twilio::scheme(TWILIO_TOKEN).unwrap();
+    let mut headers = scheme.sign(&Outgoing::new(body).url(url)).unwrap();
+    let form = HeaderValue::from_static("application/x-www-form-urlencoded");
+    headers.push((http::header::CONTENT_TYPE, form));
     req(Method::POST, path, headers, Body::Full(body.to_vec()))
 }
 
@@ -490,6 +600,13 @@ struct Setup {
     token: Guard,
     flaky: Guard,
     held: Guard,
+    /// Terminal and middleware, with a header limit of [`HEADER_LIMIT`].
+    tight: Guard,
+    tight_mw: Guard,
+    /// Terminal, with Trello's HEAD check.
+    trello: Guard,
+    /// Terminal, with a public origin (Twilio signs the URL it calls).
+    twilio: Guard,
     /// `/hooks/held`'s replay store and its clock.
     held_store: MemoryReplayStore,
     held_clock: ManualClock,
@@ -499,6 +616,9 @@ struct Setup {
     /// …and answers the status it takes from here.
     release: mpsc::UnboundedSender<u16>,
     released: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<u16>>>,
+    /// A held handler dropped before it answered (its sender hung up) reports here.
+    held_dropped: mpsc::UnboundedSender<()>,
+    dropped: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<()>>>,
     inbox: MemoryInbox,
     full_inbox: MemoryInbox,
     calls: Arc<AtomicUsize>,
@@ -515,6 +635,7 @@ impl Setup {
         let held_store = MemoryReplayStore::new().clock(held_clock.clone());
         let (held_started, started) = mpsc::unbounded_channel();
         let (release, released) = mpsc::unbounded_channel();
+        let (held_dropped, dropped) = mpsc::unbounded_channel();
         Self {
             accept: tune(Guard::builder("accept", std()).inbox(inbox.clone())).build(),
             full: tune(Guard::builder("full", std()).inbox(full_inbox.clone())).build(),
@@ -538,12 +659,26 @@ impl Setup {
                 .replay_store(held_store.clone())
                 .pending_lease(HELD_LEASE)
                 .build(),
+            tight: tune(Guard::builder("tight", std()).inbox(inbox.clone()))
+                .header_limit(HEADER_LIMIT)
+                .build(),
+            tight_mw: tune(Guard::builder("tight-mw", std())).header_limit(HEADER_LIMIT).build(),
+            trello: tune(Guard::builder("trello", trello::scheme(TRELLO_SECRET, TRELLO_CALLBACK).unwrap()))
+                .inbox(inbox.clone())
+                .handshake(TrelloHead)
+                .build(),
+            twilio: tune(Guard::builder("twilio", twilio::scheme(TWILIO_TOKEN).unwrap()))
+                .inbox(inbox.clone())
+                .public_origin(PUBLIC_ORIGIN)
+                .build(),
             held_store,
             held_clock,
             held_started,
             started: Arc::new(tokio::sync::Mutex::new(started)),
             release,
             released: Arc::new(tokio::sync::Mutex::new(released)),
+            held_dropped,
+            dropped: Arc::new(tokio::sync::Mutex::new(dropped)),
             inbox,
             full_inbox,
             calls: Arc::default(),
@@ -560,14 +695,17 @@ impl Setup {
     }
 
     /// The held handler: counts the call; a request marked with [`HOLD`] reports that it
-    /// started and waits for the status to answer; others answer 200 at once.
+    /// started and waits for the status to answer (and reports it if it is dropped before
+    /// that); others answer 200 at once.
     async fn held_answer(&self, hold: bool) -> (u16, &'static str) {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if !hold {
             return (200, "handled");
         }
+        let mut on_drop = ReportDrop(Some(self.held_dropped.clone()));
         let _ = self.held_started.send(());
         let status = self.released.lock().await.recv().await.unwrap_or(500);
+        on_drop.0 = None;
         (status, "handled after a hold")
     }
 
@@ -582,6 +720,18 @@ impl Setup {
     }
 }
 
+/// Reports on its channel when dropped still armed: the held handler's future was dropped
+/// before it answered.
+struct ReportDrop(Option<mpsc::UnboundedSender<()>>);
+
+impl Drop for ReportDrop {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct Event {
     r#type: String,
@@ -592,6 +742,16 @@ fn axum_app(s: &Setup) -> axum::Router {
     use hookguard::axum::{VerifiedJson, VerifiedWebhook};
 
     let (c1, c2, c3, f, h) = (s.calls.clone(), s.calls.clone(), s.calls.clone(), s.clone(), s.clone());
+    let c4 = s.calls.clone();
+    let tight = Router::new()
+        .route(
+            "/hooks/tight-mw",
+            post(move |_: VerifiedWebhook| async move {
+                c4.fetch_add(1, Ordering::SeqCst);
+                "handled"
+            }),
+        )
+        .layer(VerifyLayer::new(s.tight_mw.clone()));
     let token = Router::new()
         .route(
             "/hooks/token",
@@ -642,11 +802,15 @@ fn axum_app(s: &Setup) -> axum::Router {
         .route_service("/hooks/full", WebhookService::new(s.full.clone()))
         .route_service("/hooks/slack", WebhookService::new(s.slack.clone()))
         .route_service("/hooks/meta", WebhookService::new(s.meta.clone()))
+        .route_service("/hooks/tight", WebhookService::new(s.tight.clone()))
+        .route_service("/hooks/trello", WebhookService::new(s.trello.clone()))
+        .route_service("/hooks/twilio", WebhookService::new(s.twilio.clone()))
         .merge(echo)
         .merge(typed)
         .merge(flaky)
         .merge(held)
         .merge(token)
+        .merge(tight)
 }
 
 fn actix_app(
@@ -664,11 +828,21 @@ fn actix_app(
     use hookguard::actix::{VerifiedJson, VerifiedWebhook, Verify, webhook_service};
 
     let (c1, c2, c3, f, h) = (s.calls.clone(), s.calls.clone(), s.calls.clone(), s.clone(), s.clone());
+    let c4 = s.calls.clone();
     App::new()
         .service(webhook_service("/hooks/accept", s.accept.clone()))
         .service(webhook_service("/hooks/full", s.full.clone()))
         .service(webhook_service("/hooks/slack", s.slack.clone()))
         .service(webhook_service("/hooks/meta", s.meta.clone()))
+        .service(webhook_service("/hooks/tight", s.tight.clone()))
+        .service(webhook_service("/hooks/trello", s.trello.clone()))
+        .service(webhook_service("/hooks/twilio", s.twilio.clone()))
+        .service(web::resource("/hooks/tight-mw").wrap(Verify::new(s.tight_mw.clone())).route(
+            web::post().to(move |_: VerifiedWebhook| {
+                c4.fetch_add(1, Ordering::SeqCst);
+                async move { "handled" }
+            }),
+        ))
         .service(web::resource("/hooks/verify").wrap(Verify::new(s.verify.clone())).route(web::post().to(
             move |hook: VerifiedWebhook| {
                 c1.fetch_add(1, Ordering::SeqCst);
@@ -814,7 +988,57 @@ async fn run_step(
             assert_eq!(found, Mark::New, "{at}: the killed replica's reservation");
         }
         Step::Advance(by) => setup.held_clock.advance(by),
+        Step::HangUp(mut r) => {
+            r.headers.push((HeaderName::from_static(HOLD), HeaderValue::from_static("1")));
+            let mut conn = tokio::net::TcpStream::connect(base).await.unwrap();
+            conn.write_all(&raw_request(base, r)).await.unwrap();
+            let started = async { setup.started.lock().await.recv().await };
+            tokio::time::timeout(Duration::from_secs(10), started)
+                .await
+                .unwrap_or_else(|_| panic!("{at}: the held handler did not start"))
+                .expect("held handler");
+            let reserved = setup.held_store.len();
+            // Closed with `SO_LINGER` 0, so the server reads a reset, not a FIN: actix-web
+            // allows half-closed connections by default (`h1_allow_half_closed`) and keeps
+            // running the handler of a connection whose client sent FIN (the retry is then
+            // answered 409 while it runs), where hyper ends the connection and drops the
+            // handler; a reset ends the connection, and drops the handler, on both.
+            conn.set_zero_linger().unwrap();
+            drop(conn);
+            let dropped = async { setup.dropped.lock().await.recv().await };
+            tokio::time::timeout(Duration::from_secs(10), dropped)
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("{at}: the server did not drop the handler when its sender hung up")
+                })
+                .expect("held handler");
+            let cancelled = async {
+                while setup.held_store.len() >= reserved {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(10), cancelled)
+                .await
+                .unwrap_or_else(|_| panic!("{at}: the reservation was not cancelled"));
+        }
     }
+}
+
+/// `r` as HTTP/1.1 bytes to send on a connection of its own (a `Body::Full` body).
+fn raw_request(base: SocketAddr, r: Req) -> Vec<u8> {
+    let Body::Full(body) = r.body else { panic!("raw requests send a whole body") };
+    let mut raw =
+        format!("{} {} HTTP/1.1\r\nhost: {base}\r\ncontent-length: {}\r\n", r.method, r.path, body.len())
+            .into_bytes();
+    for (name, value) in &r.headers {
+        raw.extend_from_slice(name.as_str().as_bytes());
+        raw.extend_from_slice(b": ");
+        raw.extend_from_slice(value.as_bytes());
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"\r\n");
+    raw.extend_from_slice(&body);
+    raw
 }
 
 /// Lets the oldest held handler answer `status`, and checks that its sender got it.
