@@ -149,6 +149,12 @@ async fn accept(guard: &Guard, req: &HttpRequest, payload: dev::Payload) -> Http
 /// `200` without calling it; copies that arrive while the delivery is being handled,
 /// `409` + `Retry-After` (a `delivery-in-progress` problem).
 ///
+/// A sender that closes its side while the service runs (a FIN: it timed out) does not
+/// stop it: actix-web allows half-closed connections by default
+/// (`HttpServer::h1_allow_half_closed`), so the service's answer still settles the
+/// reservation; a reset connection drops the request, which cancels it. (hyper drops the
+/// request on either.)
+///
 /// Taking a shared token's header out needs the request to be this call's alone: an
 /// outer middleware must not hold a clone of its `HttpRequest` across the call (actix
 /// panics then, as its own routing does on such a request).
