@@ -366,7 +366,9 @@ impl SourceLimiter {
     }
 
     /// The pre-verification check: refuses an address whose failure budget is empty
-    /// (without spending from it), then spends one request from the ordinary budget.
+    /// (without spending from it; never one of the
+    /// [`shared_senders`](SourceLimiterBuilder::shared_senders), though others in its IPv6
+    /// prefix spent that budget), then spends one request from the ordinary budget.
     /// Refusals are counted in `hookguard_refused_total{by="failure-budget"|"rate-limit"}`.
     ///
     /// See the type's docs for an example.
@@ -382,13 +384,15 @@ impl SourceLimiter {
     pub fn admit(&self, key: &LimitKey) -> Result<(), Refused> {
         self.maybe_prune();
         let i = &self.inner;
-        let key = key.masked(i.v6_prefix);
+        let masked = key.masked(i.v6_prefix);
         let now = governor::clock::Clock::now(&i.clock);
-        if let Err(not_until) = i.failures.check_key(&Probe { key: key.clone(), dry: true }) {
-            return Err(refuse(RefusedBy::FailureBudget, not_until.wait_time_from(now), &key));
+        if let Err(not_until) = i.failures.check_key(&Probe { key: masked.clone(), dry: true })
+            && !i.is_shared(key)
+        {
+            return Err(refuse(RefusedBy::FailureBudget, not_until.wait_time_from(now), &masked));
         }
-        if let Err(not_until) = i.requests.check_key(&Probe { key: key.clone(), dry: false }) {
-            return Err(refuse(RefusedBy::RateLimit, not_until.wait_time_from(now), &key));
+        if let Err(not_until) = i.requests.check_key(&Probe { key: masked.clone(), dry: false }) {
+            return Err(refuse(RefusedBy::RateLimit, not_until.wait_time_from(now), &masked));
         }
         Ok(())
     }
@@ -407,7 +411,7 @@ impl SourceLimiter {
     /// ```
     pub fn record_failure(&self, key: &LimitKey) {
         let i = &self.inner;
-        if !key.behind && i.shared.as_ref().is_some_and(|shared| shared.contains(key.addr)) {
+        if i.is_shared(key) {
             return;
         }
         let key = key.masked(i.v6_prefix);
@@ -459,6 +463,15 @@ impl SourceLimiter {
         if due && i.last_prune.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
             self.prune();
         }
+    }
+}
+
+impl LimiterInner {
+    /// Whether `key` is one of the [`shared_senders`](SourceLimiterBuilder::shared_senders),
+    /// by its full address: neither spends nor is refused by a failure budget. Not the
+    /// clients a proxy at such an address forwarded unreadably ([`LimitKey::behind`]).
+    fn is_shared(&self, key: &LimitKey) -> bool {
+        !key.behind && self.shared.as_ref().is_some_and(|shared| shared.contains(key.addr))
     }
 }
 
@@ -599,10 +612,15 @@ impl SourceLimiterBuilder {
 
     /// Addresses many senders share, such as a provider's published egress ranges
     /// (often the same list as the [`AllowList`] in front): their failed verifications
-    /// spend no failure budget. Anyone can have GitHub or Stripe send deliveries signed
-    /// with a secret you do not hold to your URL, from the very addresses your genuine
-    /// deliveries come from; counting those failures would let them refuse yours. These
-    /// addresses still spend the ordinary budget. The list is shared: ranges put in it
+    /// spend no failure budget, and no failure budget refuses them. Anyone can have GitHub
+    /// or Stripe send deliveries signed with a secret you do not hold to your URL, from the
+    /// very addresses your genuine deliveries come from; counting those failures would let
+    /// them refuse yours. An IPv6 sender is counted per prefix
+    /// ([`ipv6_prefix`](Self::ipv6_prefix)), and others in its `/64` (a cloud's
+    /// neighbours) who fail verification still empty that prefix's failure budget: they
+    /// are refused, the listed address is not. These addresses still spend the ordinary
+    /// budget, and clients a proxy at one of them forwarded without a readable address
+    /// ([`LimitKey::behind`]) are not exempt. The list is shared: ranges put in it
     /// later ([`AllowList::replace`]) count from then on.
     ///
     /// ```
@@ -966,6 +984,41 @@ mod tests {
         let added = key("203.0.113.4");
         l.record_failure(&added);
         assert!(l.admit(&added).is_ok());
+    }
+
+    /// A shared sender's IPv6 address shares its `/64` (the failure budget's key) with
+    /// others: their forgeries empty that budget and refuse them, never the listed sender;
+    /// clients its proxy forwarded unreadably are not exempt.
+    #[test]
+    fn a_shared_sender_is_not_refused_for_its_prefixs_failures() {
+        let shared: AllowList = "2001:db8:1:2::10/128".parse().unwrap();
+        let l = SourceLimiter::builder()
+            .failures(2, Duration::from_secs(600))
+            .shared_senders(shared)
+            .clock(ManualClock::at_unix(1_000_000))
+            .build()
+            .unwrap();
+        let provider = key("2001:db8:1:2::10");
+        let neighbour = key("2001:db8:1:2::66");
+        for _ in 0..2 {
+            assert!(l.admit(&neighbour).is_ok());
+            l.record_failure(&neighbour);
+        }
+        assert_eq!(l.admit(&neighbour).unwrap_err().by(), RefusedBy::FailureBudget);
+        assert_eq!(l.admit(&key("2001:db8:1:2::67")).unwrap_err().by(), RefusedBy::FailureBudget);
+        for n in 0..5 {
+            assert!(l.admit(&provider).is_ok(), "request {n}: the shared sender is let in");
+            l.record_failure(&provider);
+        }
+        assert_eq!(l.admit(&neighbour).unwrap_err().by(), RefusedBy::FailureBudget, "still refused");
+
+        let forwarded = LimitKey::behind("2001:db8:1:2::10".parse().unwrap());
+        for _ in 0..2 {
+            assert!(l.admit(&forwarded).is_ok());
+            l.record_failure(&forwarded);
+        }
+        assert_eq!(l.admit(&forwarded).unwrap_err().by(), RefusedBy::FailureBudget, "behind: not exempt");
+        assert!(l.admit(&provider).is_ok());
     }
 
     #[test]
