@@ -2191,7 +2191,9 @@ impl GuardBuilder {
     /// deliveries without one, or with one the signature does not cover,
     /// [`DEFAULT_UNTIMED_REPLAY_TTL`] (72 h). A `ttl` set here replaces the 72 h, and
     /// lengthens the marks of timed deliveries; it never shortens one below the time its
-    /// delivery stays fresh (a copy would pass in between).
+    /// delivery stays fresh (a copy would pass in between). At least 1 s: a shorter one is
+    /// taken as 1 s (a mark that expires at once, `Duration::ZERO`, would turn replay
+    /// protection off).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -2216,7 +2218,7 @@ impl GuardBuilder {
     /// # }
     /// ```
     pub fn replay_ttl(mut self, ttl: Duration) -> Self {
-        self.inner.replay_ttl = Some(ttl);
+        self.inner.replay_ttl = Some(ttl.max(Duration::from_secs(1)));
         self
     }
 

@@ -403,3 +403,30 @@ async fn a_store_that_is_down_logs_one_warning_per_request() {
     let logs = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
     assert_eq!(logs.lines().filter(|l| l.contains("WARN")).count(), 2, "{logs}");
 }
+
+/// A replay time to live of zero (or under a second) is taken as one second: a mark that
+/// expired the moment it was set would let every copy through as new.
+#[tokio::test]
+async fn a_zero_replay_ttl_still_refuses_copies() {
+    for ttl in [Duration::ZERO, Duration::from_millis(1)] {
+        let clock = hookguard::clock::ManualClock::at_unix(1_700_000_000);
+        let guard = Guard::builder("github", github::scheme("s3cr3t").unwrap())
+            .replay_ttl(ttl)
+            .clock(clock.clone())
+            .build();
+        let (parts, body) = delivery(b"{\"ttl\":0}");
+        let Checked::New { mark, .. } = guard.check(&parts, &body).await else { panic!("{ttl:?}: new") };
+        mark.keep();
+        assert!(
+            matches!(guard.check(&parts, &body).await, Checked::Duplicate(_)),
+            "{ttl:?}: the copy is refused"
+        );
+        clock.advance(Duration::from_millis(999));
+        assert!(matches!(guard.check(&parts, &body).await, Checked::Duplicate(_)), "{ttl:?}: within 1 s");
+        clock.advance(Duration::from_millis(2));
+        assert!(
+            matches!(guard.check(&parts, &body).await, Checked::New { .. }),
+            "{ttl:?}: expired after 1 s"
+        );
+    }
+}
