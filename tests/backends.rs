@@ -1041,6 +1041,43 @@ mod redis_replay {
         assert_eq!(store.mark(b"k", Duration::from_secs(60)).await.unwrap(), Mark::New);
         store.unmark(b"k").await.unwrap();
     }
+
+    /// A 64 KiB delivery id is kept under a short Redis key (its digest), not at its full
+    /// length for the whole time to live, and still refuses its copy; another long key is
+    /// new, and short keys stay readable as they are.
+    #[tokio::test]
+    async fn a_long_key_is_stored_under_a_short_redis_key() {
+        let Ok(url) = std::env::var("HOOKGUARD_TEST_REDIS_URL") else {
+            eprintln!("skipped: backend not configured");
+            return;
+        };
+        let (store, mut conn, raw) = server_clock_store(&url).await;
+        let prefix = raw.strip_suffix('k').unwrap().to_owned();
+        let mut long = format!("ep:{}", "x".repeat(64 * 1024)).into_bytes();
+        let ttl = Duration::from_secs(60);
+        assert_eq!(store.mark(&long, ttl).await.unwrap(), Mark::New);
+        assert_eq!(store.mark(b"k", ttl).await.unwrap(), Mark::New);
+        let mut keys: Vec<Vec<u8>> =
+            redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut conn).await.unwrap();
+        keys.sort_by_key(Vec::len);
+        assert_eq!(keys.len(), 2, "one Redis key per mark");
+        assert_eq!(keys[0], raw.as_bytes(), "a short key is kept as it is");
+        assert!(keys[1].len() <= prefix.len() + 71, "a long key is stored short: {} bytes", keys[1].len());
+        assert!(keys[1].starts_with(format!("{prefix}sha256:").as_bytes()));
+
+        assert_eq!(store.mark(&long, ttl).await.unwrap(), Mark::Seen, "the copy is refused");
+        assert_eq!(store.reserve(&long, 7, ttl).await.unwrap(), Mark::Seen);
+        let last = long.len() - 1;
+        long[last] = b'y';
+        assert_eq!(store.reserve(&long, 7, ttl).await.unwrap(), Mark::New, "another long key is new");
+        assert_eq!(store.reserve(&long, 8, ttl).await.unwrap(), Mark::Pending);
+        store.confirm(&long, ttl).await.unwrap();
+        assert!(store.is_confirmed(&long).await.unwrap());
+        store.unmark(&long).await.unwrap();
+        assert_eq!(store.mark(&long, ttl).await.unwrap(), Mark::New, "removed by its digest too");
+        let _: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.unwrap();
+        store.unmark(&long).await.unwrap();
+    }
 }
 
 #[cfg(feature = "postgres")]

@@ -93,8 +93,8 @@ struct StoredKey {
     bytes: [u8; SLOT],
 }
 
-/// The longest key kept as it is.
-const INLINE: usize = 46;
+/// The longest key kept as it is (here and, as the same bytes, in Redis's keys).
+pub(super) const INLINE: usize = 46;
 /// A slot's bytes: a digested key reads as this many (the slot stays 48 bytes).
 const SLOT: usize = INLINE + 1;
 

@@ -4,8 +4,11 @@ use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
 
 use ::redis::{Script, aio::ConnectionManager};
 
-use super::{BoxFuture, Mark, ReplayStore, StoreError};
+use super::{BoxFuture, Mark, ReplayStore, StoreError, memory::INLINE};
 use crate::clock::Clock;
+
+/// What the Redis key of a digested mark key starts with, after the prefix.
+const DIGESTED: &[u8] = b"sha256:";
 
 /// The Lua helper every script starts with: what a stored value means. A confirmed mark
 /// is `1` (Redis's clock) or its deadline in Unix milliseconds (injected clock); a
@@ -80,7 +83,11 @@ struct Scripts {
 /// Expiry follows Redis's clock by default. With [`clock`](Self::clock) it follows the
 /// injected clock instead (an atomic script compares the stored deadline with "now"); the
 /// key's `PX` then only removes the mark from memory, after the same time to live on
-/// Redis's clock. Keys are `{prefix}{key}` (prefix `hookguard:replay:` by default).
+/// Redis's clock. Keys are `{prefix}{key}` (prefix `hookguard:replay:` by default) for
+/// keys of up to 46 bytes (an endpoint and a short delivery id), and
+/// `{prefix}sha256:{hex digest of the key}` for longer ones, so a mark takes the same room
+/// whatever the length of the delivery id a sender signed (as in the
+/// [`MemoryReplayStore`](super::MemoryReplayStore)).
 ///
 /// The store takes a single-node connection ([`ConnectionManager`]): Redis Cluster is not
 /// supported.
@@ -195,10 +202,7 @@ impl RedisReplayStore {
     }
 
     fn key(&self, key: &[u8]) -> Vec<u8> {
-        let mut k = Vec::with_capacity(self.prefix.len() + key.len());
-        k.extend_from_slice(&self.prefix);
-        k.extend_from_slice(key);
-        k
+        redis_key(&self.prefix, key)
     }
 
     /// The injected clock's "now" in Unix milliseconds, if there is one.
@@ -304,6 +308,24 @@ impl RedisReplayStore {
             ::redis::cmd("GET").arg(self.key(key)).query_async(&mut conn).await.map_err(backend)?;
         Ok(value.is_some_and(|v| live_confirmed(&v, self.now_ms())))
     }
+}
+
+/// The Redis key of a mark: `{prefix}{key}` for a key of up to [`INLINE`] bytes (an
+/// endpoint and a short delivery id, readable as they are), `{prefix}sha256:{hex}` of a
+/// longer one, so a mark takes the same room in Redis whatever the length of the delivery
+/// id a sender signed. The digest's form (71 bytes) is longer than any key kept as it is:
+/// the two kinds never meet.
+fn redis_key(prefix: &[u8], key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + key.len().min(DIGESTED.len() + 64));
+    k.extend_from_slice(prefix);
+    if key.len() <= INLINE {
+        k.extend_from_slice(key);
+    } else {
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(key);
+        k.extend_from_slice(DIGESTED);
+        k.extend_from_slice(const_hex::encode(digest).as_bytes());
+    }
+    k
 }
 
 /// Whether a stored value is a live confirmed mark, read as [`LIVE`]'s `live` reads it
@@ -419,6 +441,25 @@ mod tests {
         for (value, now, want) in rows {
             assert_eq!(live_confirmed(value, now), want, "{value} at {now:?}");
         }
+    }
+
+    /// Keys of up to `INLINE` bytes are kept as they are; longer ones, however long, as
+    /// their digest, which no key kept as it is can equal.
+    #[test]
+    fn long_keys_are_digested_short_ones_kept_readable() {
+        let p = b"hookguard:replay:";
+        for len in [0, 1, INLINE] {
+            let key = vec![b'k'; len];
+            assert_eq!(redis_key(p, &key), [&p[..], &key].concat(), "{len}");
+        }
+        let digested = |len: usize| redis_key(p, &vec![b'x'; len]);
+        for len in [INLINE + 1, 1_000, 64 * 1024] {
+            let k = digested(len);
+            assert_eq!(k.len(), p.len() + DIGESTED.len() + 64, "{len}");
+            assert!(k[p.len()..].starts_with(DIGESTED), "{len}");
+        }
+        assert_ne!(digested(INLINE + 1), digested(INLINE + 2), "a key and its prefix differ");
+        assert!(DIGESTED.len() + 64 > INLINE, "a digested key is longer than any kept as it is");
     }
 
     #[test]
