@@ -351,9 +351,10 @@ fn live_confirmed(value: &str, now_ms: Option<i64>) -> bool {
 /// kept a century is kept for good.
 const LONGEST_MS: u64 = 100 * 365 * 86_400 * 1_000;
 
-/// A duration in whole milliseconds for `PX`: at least 1, at most [`LONGEST_MS`].
+/// A duration in whole milliseconds for `PX`, rounded up (a mark never expires before its
+/// time to live): at least 1, at most [`LONGEST_MS`].
 fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).clamp(1, LONGEST_MS)
+    u64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX).clamp(1, LONGEST_MS)
 }
 
 /// `now_ms + ms`, saturating.
@@ -460,6 +461,17 @@ mod tests {
         }
         assert_ne!(digested(INLINE + 1), digested(INLINE + 2), "a key and its prefix differ");
         assert!(DIGESTED.len() + 64 > INLINE, "a digested key is longer than any kept as it is");
+    }
+
+    /// `PX` is rounded up: a mark lives at least its time to live.
+    #[test]
+    fn milliseconds_round_up() {
+        assert_eq!(millis(Duration::ZERO), 1);
+        assert_eq!(millis(Duration::from_nanos(1)), 1);
+        assert_eq!(millis(Duration::from_micros(1_500)), 2);
+        assert_eq!(millis(Duration::from_millis(1_000)), 1_000);
+        assert_eq!(millis(Duration::from_millis(1_000) + Duration::from_nanos(1)), 1_001);
+        assert_eq!(millis(Duration::MAX), LONGEST_MS);
     }
 
     #[test]
