@@ -37,6 +37,14 @@ const SHARDS: usize = 16;
 /// as their SHA-256 digest, so the capacity bounds the memory too. Every call answers at
 /// once (no I/O).
 ///
+/// Reservations' leases and marks expire by the store's [`clock`](Self::clock), the wall
+/// clock by default (a guard's default store takes the guard's clock, also the wall clock
+/// by default), not a monotonic one. A clock stepped forward (NTP, a resumed virtual
+/// machine) past a live reservation's lease lets a copy of that delivery be handled while
+/// the first is still being handled, and past a mark's time to live lets a replay
+/// through; a clock stepped back holds every entry that much longer, a dead receiver's
+/// reservation too (its sender's retries are answered `409` meanwhile).
+///
 /// Lost on restart, and not shared between processes: several replicas need a shared
 /// store (Redis).
 ///

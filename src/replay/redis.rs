@@ -78,7 +78,10 @@ struct Scripts {
 /// **Guarantee:** a mark survives a crash of the receiving process; whether it survives a
 /// Redis restart or a crash of Redis's machine depends on the server's persistence
 /// (without AOF or RDB every mark is lost on a Redis restart, and the first resend of each
-/// delivery then gets through to the inbox, which deduplicates by key again).
+/// delivery then gets through to the inbox, which deduplicates by key again). Redis
+/// replicates to its replicas asynchronously, and the store does not wait for them (no
+/// `WAIT`): a failover to a replica can lose marks the old primary had already set and
+/// answered, and the copies of those deliveries then get through as new.
 ///
 /// Expiry follows Redis's clock by default. With [`clock`](Self::clock) it follows the
 /// injected clock instead (an atomic script compares the stored deadline with "now"); the
@@ -94,7 +97,8 @@ struct Scripts {
 ///
 /// # Memory and eviction
 ///
-/// Capacity is Redis's `maxmemory`. Run the store on a server with `maxmemory-policy
+/// Capacity is Redis's `maxmemory`; with `maxmemory 0` (Redis's default) nothing bounds
+/// it but the machine's memory. Run the store on a server with `maxmemory-policy
 /// noeviction` (or on an instance of its own that has it): a full server then answers
 /// errors, which the guard turns into `503`. Eviction drops replay protection: every mark
 /// has a time to live, so under any `volatile-*` or `allkeys-*` policy Redis may evict
