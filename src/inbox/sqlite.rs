@@ -112,20 +112,23 @@ const PRUNE_CHUNK: i64 = 10_000;
 /// **Retention and clock steps.** Within one process, a key is kept for at least the
 /// retention of time actually elapsed, whatever the wall clock does meanwhile:
 /// - the time a key is finished is stamped by the wall clock, but never earlier than the
-///   last stamp (read back from the file when it is opened): a clock stepped back (an RTC
-///   reset to 1970 before NTP syncs) does not stamp keys in the past, to be pruned early
-///   once it is set right;
+///   last stamp (read back from the file when it is opened), up to the retention ahead of
+///   the clock: a clock stepped back by up to the retention does not stamp keys in the
+///   past, to be pruned early once it is set right;
 /// - the point before which finished keys are past their retention (for pruning, and for a
 ///   push of a finished key not pruned yet) is the wall clock less the retention, but it
 ///   moves forward by no more than the time elapsed on the system's monotonic clock since
 ///   it last moved: a clock stepped forward prunes nothing early, and keys are then kept
 ///   longer by the step until the next restart.
 ///
-/// What this costs: after a clock stepped back, the keys finished until it is back where
-/// it was are stamped with the last stamp before the step, so kept until then plus the
-/// retention (a clock that ran years ahead and was set right keeps them years); after a
-/// step back and a step forward within one process, keys are kept longer by up to the
-/// step until the next restart. A step while no process had the file open cannot be told
+/// What this costs, and where it stops: after a clock stepped back, the keys finished
+/// until it is back where it was are stamped with the last stamp before the step, so kept
+/// until then plus the retention, at most twice the retention (a stamp is never more than
+/// the retention ahead of the clock: a clock that ran years ahead once does not keep every
+/// later key for years, the file growing meanwhile; and keys finished while a clock is
+/// behind by more than the retention, an RTC reset to 1970, are pruned early once it is set
+/// right); after a step back and a step forward within one process, keys are kept longer
+/// by up to the step until the next restart. A step while no process had the file open cannot be told
 /// apart from time passed: when the file is opened, the point starts at the wall clock
 /// less the retention (so a step forward while it was closed forgets keys early; after a
 /// step back, new keys are still stamped no earlier than the file's last). With a
@@ -814,10 +817,16 @@ impl Writer {
         self.cutoff = now.saturating_sub(self.retention_ns).min(self.cutoff.saturating_add(elapsed));
     }
 
-    /// The time to stamp a key finished with at `now`: never earlier than the last one.
+    /// The time to stamp a key finished with at `now`: never earlier than the last one,
+    /// nor later than `now` plus the retention. Unbounded, one stamp far ahead (a clock
+    /// that ran years fast, once) would hold every later key back from pruning for as
+    /// long, the file growing all the while; bounded, a key is kept at most twice the
+    /// retention, and a clock stepped back by more than the retention stamps keys that far
+    /// ahead of it only (pruned early once it is set right, as without the floor).
     fn stamp(&mut self, now: i64) -> i64 {
-        self.last_stamp = self.last_stamp.max(now);
-        self.last_stamp
+        let stamp = now.max(self.last_stamp.min(now.saturating_add(self.retention_ns)));
+        self.last_stamp = self.last_stamp.max(stamp);
+        stamp
     }
 
     fn load_counts(&mut self) -> rusqlite::Result<()> {
@@ -1880,22 +1889,17 @@ mod tests {
         let x = pull_one(&mut writer);
         ack_with(&mut writer, &x);
         drop(writer);
-        // Restarted with the clock reset.
-        wall.set_unix(0);
+        // Restarted with the clock 20 hours behind (within the day's retention).
+        wall.set_unix(1_700_000_000 - 20 * 3600);
         let mut writer = Writer::open(&builder(), Arc::default()).unwrap();
         assert!(accepted(&batch(&mut writer, vec![push_of("a")])));
         let a = pull_one(&mut writer);
         ack_with(&mut writer, &a);
-        let stamp: i64 = writer
-            .conn
-            .query_row("SELECT at_ns FROM hookguard_inbox WHERE key = ?1", [a.webhook().key()], |row| {
-                row.get(0)
-            })
-            .unwrap();
-        assert_eq!(stamp, 1_700_000_000_000_000_000, "the last stamp, not 1970");
+        let stamp = stamp_of(&writer, &a);
+        assert_eq!(stamp, 1_700_000_000_000_000_000, "the last stamp, not 20 hours before it");
         drop(writer);
-        // Set right, and restarted.
-        wall.set_unix(1_700_000_000 + 3600);
+        // Set right, and restarted: 23 hours after the step back, 3 after the last stamp.
+        wall.set_unix(1_700_000_000 + 3 * 3600);
         let mut writer = Writer::open(&builder(), Arc::default()).unwrap();
         assert!(duplicate(&batch(&mut writer, vec![push_of("a")])), "a resend of a is a duplicate");
         // The last stamp is read from a range of the index of finished keys.
@@ -1908,6 +1912,51 @@ mod tests {
             .collect::<rusqlite::Result<_>>()
             .unwrap();
         assert_eq!(plan, ["SEARCH hookguard_inbox USING COVERING INDEX hookguard_inbox_done"], "{plan:?}");
+    }
+
+    /// The stamp of finished `job`'s row.
+    fn stamp_of(writer: &Writer, job: &Job) -> i64 {
+        writer
+            .conn
+            .query_row("SELECT at_ns FROM hookguard_inbox WHERE key = ?1", [job.webhook().key()], |row| {
+                row.get(0)
+            })
+            .unwrap()
+    }
+
+    /// A stamp far ahead in the file (a clock that once ran years fast) holds later
+    /// stamps back by no more than the retention: the keys finished after it are pruned
+    /// within twice the retention, not years later (the file growing meanwhile).
+    #[test]
+    fn a_stamp_far_ahead_holds_later_ones_back_by_the_retention_at_most() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = Duration::from_secs(24 * 3600);
+        let wall = ManualClock::at_unix(1_700_000_000 + 10 * 365 * 24 * 3600);
+        let steady = ManualClock::at_unix(0);
+        let builder = || stepping(&dir, &wall, &steady).retention(day);
+        let mut writer = Writer::open(&builder(), Arc::default()).unwrap();
+        assert!(accepted(&batch(&mut writer, vec![push_of("x")])));
+        let x = pull_one(&mut writer);
+        ack_with(&mut writer, &x);
+        drop(writer);
+        // Set right (ten years back), and restarted.
+        wall.set_unix(1_700_000_000);
+        let mut writer = Writer::open(&builder(), Arc::default()).unwrap();
+        assert!(accepted(&batch(&mut writer, vec![push_of("a")])));
+        let a = pull_one(&mut writer);
+        ack_with(&mut writer, &a);
+        assert_eq!(
+            stamp_of(&writer, &a),
+            1_700_000_000_000_000_000 + 24 * 3600 * 1_000_000_000,
+            "a day ahead at most"
+        );
+        // Two days and a minute later, a's key is pruned, and its resend is new.
+        wall.advance(2 * day + Duration::from_secs(60));
+        steady.advance(2 * day + Duration::from_secs(60));
+        assert!(
+            accepted(&batch(&mut writer, vec![push_of("a")])),
+            "a's key was forgotten within twice the retention"
+        );
     }
 
     /// Dead letters that cannot be read do not count among a page's `limit`: a page comes
