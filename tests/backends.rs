@@ -649,7 +649,8 @@ mod redis_inbox {
     #[tokio::test]
     async fn an_unreadable_job_is_dead_lettered_and_does_not_block_the_queue() {
         let store = crate::common::unique("inbox");
-        let inbox = or_skip!(make(ManualClock::at_unix(1_700_000_000), 100, &store).await);
+        let clock = ManualClock::at_unix(1_700_000_000);
+        let inbox = or_skip!(make(clock.clone(), 100, &store).await);
         for id in ["a", "b", "c"] {
             inbox.push(crate::common::webhook(id)).await.unwrap();
         }
@@ -668,12 +669,17 @@ mod redis_inbox {
         let dead: i64 =
             redis::cmd("ZCARD").arg(format!("{{{store}}}:dead")).query_async(&mut admin).await.unwrap();
         assert_eq!(dead, 1, "the unreadable one is a dead letter");
+        // Later: a's letter comes after the unreadable one.
+        clock.advance(Duration::from_secs(1));
         inbox.dead_letter(&jobs[0], "no").await.unwrap();
         inbox.ack(&jobs[1]).await.unwrap();
         assert!(inbox.pull(10, LEASE).await.unwrap().is_empty(), "nothing left to take, nothing failing");
         let listed = inbox.dead_letters(10).await.expect("one unreadable entry does not fail the list");
         let ids: Vec<_> = listed.iter().map(|d| d.webhook.id().unwrap()).collect();
         assert_eq!(ids, ["a"], "the readable dead letter is listed");
+        let first = inbox.dead_letters(1).await.unwrap();
+        let ids: Vec<_> = first.iter().map(|d| d.webhook.id().unwrap()).collect();
+        assert_eq!(ids, ["a"], "the unreadable letter before it takes no place among the limit");
     }
 
     /// A dead letter whose stored record cannot be read (left out of the list) is discarded
@@ -1243,7 +1249,7 @@ mod postgres_inbox {
     async fn an_unreadable_row_is_dead_lettered_and_does_not_block_the_queue() {
         let clock = ManualClock::at_unix(1_700_000_000);
         let store = crate::common::unique("pg");
-        let inbox = or_skip!(make(clock, 100, &store).await);
+        let inbox = or_skip!(make(clock.clone(), 100, &store).await);
         for id in ["a", "b", "c"] {
             inbox.push(crate::common::webhook(id)).await.unwrap();
         }
@@ -1269,12 +1275,17 @@ mod postgres_inbox {
             .unwrap();
         assert_eq!(row.get::<_, String>(0), "dead");
         assert!(row.get::<_, String>(1).contains("unreadable"), "{}", row.get::<_, String>(1));
+        // Later: a's letter comes after the unreadable one.
+        clock.advance(Duration::from_secs(1));
         inbox.dead_letter(&jobs[0], "no").await.unwrap();
         inbox.ack(&jobs[1]).await.unwrap();
         assert!(inbox.pull(10, LEASE).await.unwrap().is_empty(), "nothing left to pick, nothing failing");
         let listed = inbox.dead_letters(10).await.expect("one unreadable row does not fail the list");
         let ids: Vec<_> = listed.iter().map(|d| d.webhook.id().unwrap()).collect();
         assert_eq!(ids, ["a"], "the readable dead letter is listed");
+        let first = inbox.dead_letters(1).await.unwrap();
+        let ids: Vec<_> = first.iter().map(|d| d.webhook.id().unwrap()).collect();
+        assert_eq!(ids, ["a"], "the unreadable letter before it takes no place among the limit");
     }
 
     /// A dead letter whose record cannot be read (left out of the list) is discarded all

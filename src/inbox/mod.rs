@@ -442,7 +442,9 @@ pub trait Inbox: fmt::Debug + Send + Sync + 'static {
 
     /// Up to `limit` dead letters, oldest first. One whose stored record cannot be read
     /// (storage damaged by hand or by something else) is left out, with a warning in the
-    /// log, so that it hides none of the others; it still counts among the `limit`.
+    /// log, so that it hides none of the others; it takes no place among the `limit` in
+    /// this crate's inboxes (a third party's may count it), so a page comes back short only
+    /// when no readable letter is left.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {

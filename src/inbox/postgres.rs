@@ -1812,15 +1812,17 @@ impl PostgresInbox {
                 }),
             )
             .await?;
-            left -= rows.len();
             let ended = rows.len() < page;
             for row in rows {
                 after_seq = row.try_get(6).map_err(backend)?;
                 if after.is_some() {
                     after = row.try_get(4).map_err(backend)?;
                 }
+                // An unreadable letter takes no place among the `limit`: the list reads on
+                // past it (a page of them would otherwise end a listing short).
                 if let Some(dead) = dead_letter(&row)? {
                     out.push(dead);
+                    left -= 1;
                 }
             }
             if ended {

@@ -1411,7 +1411,6 @@ impl RedisInbox {
             let page = left.min(self.dead_page.max(1));
             let (cut, flat) = self.dead_page_after(&mut conn, page, &after).await?;
             let listed = flat.len() / 7;
-            left = left.saturating_sub(listed);
             for row in flat.chunks_exact(7) {
                 let [key, score, meta, body, attempts, error, failed_at] = row else { continue };
                 after = (score.clone(), key.clone());
@@ -1437,6 +1436,9 @@ impl RedisInbox {
                     error: String::from_utf8_lossy(error).into_owned(),
                     failed_at,
                 });
+                // Only a listed letter takes a place among the `limit`: the list reads on
+                // past unreadable ones (a page of them would otherwise end a listing short).
+                left = left.saturating_sub(1);
             }
             // A page cut short by its bytes is no end of the list; an empty one is.
             if listed == 0 || (listed < page && !cut) {
