@@ -78,7 +78,7 @@ struct Scripts {
 /// **Guarantee:** a mark survives a crash of the receiving process; whether it survives a
 /// Redis restart or a crash of Redis's machine depends on the server's persistence
 /// (without AOF or RDB every mark is lost on a Redis restart, and the first resend of each
-/// delivery then gets through to the inbox, which deduplicates by key again). Redis
+/// delivery then gets through to the handler as new). Redis
 /// replicates to its replicas asynchronously, and the store does not wait for them (no
 /// `WAIT`): a failover to a replica can lose marks the old primary had already set and
 /// answered, and the copies of those deliveries then get through as new.
