@@ -2109,6 +2109,50 @@ fn a_client_that_never_finishes_its_head_is_cut_off() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A client that pipelines requests and never reads the answers is cut off once a write to
+/// it has waited `header_read_timeout_secs` with none of it taken. hyper times a head only
+/// while it reads one, not while an answer waits to be written: the connection, and its
+/// `max_connections` permit, were held until the shutdown, so that `max_connections` such
+/// clients locked every sender out. Here `max_connections = 1`: the next client is served
+/// once the one that does not read is gone.
+#[test]
+fn a_client_that_never_reads_its_answers_is_cut_off() {
+    let dir = temp_dir("write-stall");
+    let server =
+        Server::start(&one_endpoint_config(&dir, "max_connections = 1\nheader_read_timeout_secs = 1"));
+    let stream = TcpStream::connect(&server.addr).expect("connect");
+    let mut writer = stream.try_clone().expect("clone the stream");
+    let (done, finished) = std::sync::mpsc::channel();
+    let started = Instant::now();
+    // Writes from a thread of its own: once the server stops reading (its answers wait), the
+    // writes wait too, until the server closes the connection.
+    std::thread::spawn(move || {
+        const BATCH: usize = 1000;
+        let requests = b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n".repeat(BATCH);
+        let mut sent = 0;
+        let error = loop {
+            match writer.write_all(&requests) {
+                Ok(()) => sent += BATCH,
+                Err(e) => break e,
+            }
+        };
+        let _ = done.send((sent, error, started.elapsed()));
+    });
+    // Generous: the limit is 1 s once the buffers are full; a connection still open after
+    // 60 s was never cut off.
+    let outcome = finished.recv_timeout(Duration::from_secs(60));
+    // Lets the writing thread go if it still waits.
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let (sent, error, took) = outcome.expect("the connection of a client that never reads was not closed");
+    use std::io::ErrorKind as Kind;
+    let closed = matches!(error.kind(), Kind::BrokenPipe | Kind::ConnectionReset | Kind::ConnectionAborted);
+    assert!(closed, "the writes failed, but not for a closed connection: {error}");
+    eprintln!("closed after {took:?}, {sent}+ pipelined requests written: {error}");
+    assert_eq!(http_get(&server.addr, "/healthz"), (200, "ok\n".to_owned()), "the next client");
+    assert!(server.stop().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// At shutdown, plain HTTP as HTTPS: a connection still open (here one that never finishes
 /// its head) is given `shutdown_grace_secs`, then the server exits (it waited for it
 /// without end).

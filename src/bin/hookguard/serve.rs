@@ -32,14 +32,22 @@ tolerance, body limit, what a processed webhook does), the inbox backend (its un
 refuse replays: a copy of a kept or processed delivery gets `200 duplicate`),
 the worker pool, the listening address and TLS. Unknown keys and missing secrets are errors
 naming FILE:LINE:COL. Besides the endpoints the server answers GET /healthz and, unless
-`metrics = false`, GET /metrics (Prometheus text format). A client gets
-header_read_timeout_secs (30) to send a request's head. At most max_connections (1024)
-connections are served at once; the next wait in the system's listen backlog (1024, or
-the system's somaxconn if lower; past it they are refused) until one ends, so the bodies
+`metrics = false`, GET /metrics (Prometheus text format) on the same listener: its labels
+name the endpoints counted (`name`, by default the path: give an endpoint whose path is secret,
+such as Asana's random segment, a `name`, or set `metrics = false`, when strangers can
+reach the port). A client gets header_read_timeout_secs (30) to send a request's head,
+and as long to take some of an answer being written: one that stops reading its answers
+(pipelining requests whose answers it never reads) is cut off too. At most max_connections
+(1024) connections are served at once; the next wait in the system's listen backlog (1024,
+or the system's somaxconn if lower; past it they are refused) until one ends, so the bodies
 being read take at most max_connections × body_limit of memory (1 GiB with the defaults).
-Clients that send their heads slowly can hold the connections for header_read_timeout_secs
-each: put a proxy that limits connections per address in front of a public listener. The port is bound before the inbox is opened, and listened on once it is open:
-a port in use stops the start before any job is touched, and a client connecting meanwhile
+Clients that send their heads slowly, or stop reading, can hold the connections for
+header_read_timeout_secs each (one that reads its answers a few bytes at a time, longer):
+put a proxy that limits connections per address in front of a public listener. `listen`
+with a name (localhost:8080) binds the first address it resolves to that binds, which may
+be ::1 alone: give a literal address (127.0.0.1:8080, [::1]:8080, 0.0.0.0:8080) to know
+which. The port is bound before the inbox is opened, and listened on once it is open: a
+port in use stops the start before any job is touched, and a client connecting meanwhile
 is refused, not held. A signal while the inbox opens stops the start (exit status 0).
 
 SIGTERM or SIGINT stops it gracefully, and on Linux SIGHUP too unless it is ignored (as
@@ -371,7 +379,10 @@ const LAST_SWEEP: Duration = Duration::from_secs(1);
 /// `max_connections`, they wait there).
 const LISTEN_BACKLOG: u32 = 1024;
 
-/// `listen` resolved and bound (the first address that binds), not listening yet.
+/// `listen` resolved and bound (the first address that binds), not listening yet. A name
+/// binds one address only, whichever the resolver gives first that binds (`localhost` may
+/// give `::1` first: IPv4 clients are then refused); the documentation recommends a literal
+/// address.
 async fn reserve(listen: &str) -> std::io::Result<tokio::net::TcpSocket> {
     let mut failed = None;
     for addr in tokio::net::lookup_host(listen).await? {
@@ -1089,12 +1100,20 @@ fn kill_process_group(group: u32) {
 
 mod connections {
     //! The connections, plain HTTP or HTTPS with rustls (ring provider), served by hyper's
-    //! HTTP/1.1 and HTTP/2 with a timer: a client gets `header_read` to send a request's
-    //! head (one that dribbles it, or never sends it, is cut off), at most `max_connections`
-    //! are served at once (the others wait in the system's backlog), and at shutdown the
-    //! open connections get `grace` to finish.
+    //! HTTP/1.1 with a timer: a client gets `header_read` to send a request's head (one
+    //! that dribbles it, or never sends it, is cut off) and as long to take each part of
+    //! the answers (one that stops reading them is cut off: [`WriteStall`]), at most
+    //! `max_connections` are served at once (the others wait in the system's backlog), and
+    //! at shutdown the open connections get `grace` to finish.
 
-    use std::{net::SocketAddr, sync::Arc, time::Duration};
+    use std::{
+        io,
+        net::SocketAddr,
+        pin::Pin,
+        sync::Arc,
+        task::{Context, Poll},
+        time::Duration,
+    };
 
     use axum::Router;
     use hyper_util::{
@@ -1103,8 +1122,10 @@ mod connections {
         service::TowerToHyperService,
     };
     use tokio::{
+        io::{AsyncRead, AsyncWrite, ReadBuf},
         net::{TcpListener, TcpStream},
         sync::{OwnedSemaphorePermit, Semaphore},
+        time::{Instant, Sleep},
     };
     use tokio_rustls::TlsAcceptor;
 
@@ -1115,7 +1136,8 @@ mod connections {
 
     #[derive(Debug, Clone, Copy)]
     pub(crate) struct Limits {
-        /// The most a client may take to send a request's head (HTTP/1.1).
+        /// The most a client may take to send a request's head (HTTP/1.1), and the most a
+        /// write to it may wait without any of it being taken ([`WriteStall`]).
         pub(crate) header_read: Duration,
         /// The whole shutdown's time, from the signal; the open connections may take all
         /// of it, and the workers get what they leave.
@@ -1171,18 +1193,23 @@ mod connections {
                     app.clone().layer(axum::Extension(hookguard::source::PeerAddr(peer))),
                 );
                 let watcher = graceful.watcher();
+                let stall = limits.header_read;
                 connections.spawn(async move {
                     // Held until the connection ends: then the next one may be accepted.
                     let _permit = permit;
                     let ended = match acceptor {
-                        None => watcher.watch(http1.serve_connection(TokioIo::new(tcp), service)).await,
+                        None => {
+                            let io = TokioIo::new(WriteStall::new(tcp, stall));
+                            watcher.watch(http1.serve_connection(io, service)).await
+                        }
                         Some(acceptor) => {
                             let Ok(Ok(tls)) =
                                 tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
                             else {
                                 return;
                             };
-                            watcher.watch(http1.serve_connection(TokioIo::new(tls), service)).await
+                            let io = TokioIo::new(WriteStall::new(tls, stall));
+                            watcher.watch(http1.serve_connection(io, service)).await
                         }
                     };
                     if let Err(e) = ended {
@@ -1204,6 +1231,117 @@ mod connections {
         connections.abort_all();
         while connections.join_next().await.is_some() {}
         deadline
+    }
+
+    pin_project_lite::pin_project! {
+        /// A connection whose writes may wait at most `limit` without progress: a write
+        /// (or flush, or shutdown) that has waited that long since the last one that got
+        /// anywhere fails with [`io::ErrorKind::TimedOut`], and hyper closes the connection,
+        /// freeing its `max_connections` permit. Reads are passed through untouched.
+        ///
+        /// hyper times a request's head only while it reads one, which it does not do while
+        /// an answer waits to be written: a client that pipelines requests (404s, `/metrics`)
+        /// and never reads the answers fills the socket's buffers, and the write waited with
+        /// no timer at all, holding the connection and its permit until the shutdown
+        /// (`max_connections` such clients locked every sender out).
+        ///
+        /// The limit is `header_read_timeout_secs` (30 s by default), not a key of its own:
+        /// it is already the time the server gives a client to do its part of the exchange,
+        /// and a sender that reads its answer takes every byte at once (an answer is small,
+        /// the largest `/metrics`' text of some kilobytes, and the socket's send buffer
+        /// takes it whole), so a write that waits that long is a client that stopped
+        /// reading. Over TLS the stream wrapped is the TLS one: the writes timed are hyper's
+        /// (the handshake has its own limit). A client that goes on reading, however slowly (a few bytes within each
+        /// limit), is not cut off: a proxy that limits connections per address is still the
+        /// answer to many of them.
+        ///
+        /// Cheap where writes do not wait: the timer is made (one allocation) only the
+        /// first time a write waits, and touched only while writes wait.
+        pub(super) struct WriteStall<T> {
+            #[pin]
+            inner: T,
+            limit: Duration,
+            // Made the first time a write waits; armed from then until a write, flush or
+            // shutdown completes.
+            timer: Option<Pin<Box<Sleep>>>,
+            armed: bool,
+        }
+    }
+
+    impl<T> WriteStall<T> {
+        pub(super) fn new(inner: T, limit: Duration) -> Self {
+            Self { inner, limit, timer: None, armed: false }
+        }
+
+        /// Whether a write ever waited (the timer was made).
+        #[cfg(test)]
+        pub(super) fn ever_waited(&self) -> bool {
+            self.timer.is_some()
+        }
+
+        /// `write` (a write, flush or shutdown of the inner connection), timed while it
+        /// waits: from the first time it returns `Pending` after the last completed one.
+        fn timed<R>(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            write: impl FnOnce(Pin<&mut T>, &mut Context<'_>) -> Poll<io::Result<R>>,
+        ) -> Poll<io::Result<R>> {
+            let this = self.project();
+            if let Poll::Ready(done) = write(this.inner, cx) {
+                *this.armed = false;
+                return Poll::Ready(done);
+            }
+            let limit = *this.limit;
+            let made = this.timer.is_some();
+            let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+            if made && !*this.armed {
+                timer.as_mut().reset(Instant::now() + limit);
+            }
+            *this.armed = true;
+            match timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client took none of the answer within header_read_timeout_secs",
+                ))),
+                Poll::Pending => Poll::Pending,
+            }
+        }
+    }
+
+    impl<T: AsyncRead> AsyncRead for WriteStall<T> {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            self.project().inner.poll_read(cx, buf)
+        }
+    }
+
+    impl<T: AsyncWrite> AsyncWrite for WriteStall<T> {
+        fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            self.timed(cx, |inner, cx| inner.poll_write(cx, buf))
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            self.timed(cx, |inner, cx| inner.poll_write_vectored(cx, bufs))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            self.inner.is_write_vectored()
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.timed(cx, AsyncWrite::poll_flush)
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.timed(cx, AsyncWrite::poll_shutdown)
+        }
     }
 
     /// The pause after an accept that failed for a reason other than the connection itself
@@ -1501,6 +1639,74 @@ mod tests {
         looping.await.unwrap();
         assert_eq!(accepts.load(Ordering::SeqCst), 2);
         drop(held);
+    }
+
+    /// A write that waits (the client takes none of it) fails with `TimedOut` once it has
+    /// waited the limit; writes that complete at once make no timer; reads are not timed
+    /// (one waits ten limits, then gets its bytes). In paused time: the clock moves only
+    /// while every task waits, so the times are exact.
+    #[tokio::test(start_paused = true)]
+    async fn a_write_the_client_takes_none_of_fails_after_the_limit() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let limit = Duration::from_secs(30);
+        let (near, mut far) = tokio::io::duplex(16);
+        let mut conn = connections::WriteStall::new(near, limit);
+        conn.write_all(&[1; 16]).await.unwrap();
+        conn.flush().await.unwrap();
+        assert!(!conn.ever_waited(), "a timer was made for writes that did not wait");
+
+        let mut got = [0; 4];
+        assert!(
+            tokio::time::timeout(limit * 10, conn.read(&mut got)).await.is_err(),
+            "a read that waits is still waiting, not failed"
+        );
+        far.write_all(b"hi").await.unwrap();
+        assert_eq!(conn.read(&mut got).await.unwrap(), 2);
+
+        // The pipe is full (16 bytes the client does not read). Bounded: without the limit
+        // the write waited for ever.
+        let started = tokio::time::Instant::now();
+        let stalled = tokio::time::timeout(limit * 10, conn.write_all(b"more")).await;
+        let error = stalled.expect("the write still waits after ten limits").unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::TimedOut, "{error}");
+        assert_eq!(started.elapsed(), limit);
+        assert!(conn.ever_waited());
+        // The reads still work.
+        far.write_all(b"ok").await.unwrap();
+        assert_eq!(conn.read(&mut got).await.unwrap(), 2);
+        drop(far);
+    }
+
+    /// A write that waits but gets somewhere within the limit each time is not cut off,
+    /// however long it takes in all (each wait is timed afresh); once the client stops
+    /// reading, the next wait fails after the limit.
+    #[tokio::test(start_paused = true)]
+    async fn a_write_that_gets_somewhere_within_the_limit_is_not_cut_off() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let limit = Duration::from_secs(30);
+        let (near, mut far) = tokio::io::duplex(16);
+        let mut conn = connections::WriteStall::new(near, limit);
+        let reader = tokio::spawn(async move {
+            let mut taken = 0;
+            while taken < 160 {
+                tokio::time::sleep(limit * 3 / 4).await;
+                let mut chunk = [0; 16];
+                taken += far.read(&mut chunk).await.unwrap();
+            }
+            // Stops reading, keeping the connection open.
+            far
+        });
+        let started = tokio::time::Instant::now();
+        conn.write_all(&[7; 160]).await.unwrap();
+        assert!(started.elapsed() > limit * 5, "{:?}", started.elapsed());
+        let far = reader.await.unwrap();
+
+        let started = tokio::time::Instant::now();
+        let stalled = tokio::time::timeout(limit * 10, conn.write_all(&[8; 32])).await;
+        let error = stalled.expect("the write still waits after ten limits").unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::TimedOut, "{error}");
+        assert_eq!(started.elapsed(), limit);
+        drop(far);
     }
 
     /// One deadline for the whole shutdown: what the connections took of the grace period
