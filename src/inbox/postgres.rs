@@ -173,12 +173,18 @@ type ListenFn = dyn Fn(Arc<str>, Arc<Signal>) -> BoxFuture<'static, Result<(), L
 /// the table.
 ///
 /// A call that gives up (or that its caller drops) while its statement still runs on the
-/// server (waiting for a lock, say) does not give its connection back to the pool, where
-/// the next call's statements would queue behind that one: the connection is taken out of
-/// the pool (which opens another in its place when needed), a cancel request is sent for
-/// the statement (over a connection of its own, with the TLS given to
-/// [`wakeups`](Self::wakeups), else none), and the connection is closed. Should the cancel
-/// request not get through, the connections of the pool made by `connect` have the server
+/// server (waiting for a lock, say) does not give its connection back to the pool at once,
+/// where the next call's statements would queue behind that one: a cancel request is sent
+/// for the statement (over a connection of its own, with the TLS given to
+/// [`wakeups`](Self::wakeups), else none, waiting at most 10 s for it to be taken), and
+/// the connection, out of the other calls' reach, keeps its slot in the pool until it
+/// answers again (its statement cancelled or ended): then it goes back to the pool. One
+/// that does not answer within 30 s more is closed, and the pool opens another in its
+/// place when needed. So while a statement runs on, its slot is held, at most about 40 s
+/// (the cancel's 10 s and those 30 s): meanwhile the pool's sessions on the server stay
+/// within its size (not one more per timed-out call), and a pool whose every connection
+/// is held so fails calls (after its wait for a free one) until one answers. Should the
+/// cancel request not get through, the connections of the pool made by `connect` have the server
 /// end every statement itself a little after the operation timeout (`statement_timeout`:
 /// 1 s more than the longest operation timeout given to the inboxes sharing the pool, the
 /// default 5 s included, unless the URL sets one in `options`). Set a `statement_timeout`
@@ -789,7 +795,10 @@ async fn build_fresh_once(pool: &Pool, sql: &Sql) -> Result<bool, String> {
 }
 
 /// Runs `op` on a connection of `pool`, given back once `op` is done; if `op` is dropped
-/// before (its call abandoned), the connection is never reused (see [`Loan`]).
+/// before (its call abandoned), its statement is cancelled and the connection holds its
+/// slot in the pool, out of the other calls' reach, until it answers again (at most
+/// [`CONNECT_TIMEOUT`] for the cancel and [`SETTLE_LIMIT`] more): then it is given back,
+/// or closed if it did not answer in time (see [`Loan`]).
 async fn on_loan<T>(
     pool: &Pool,
     cancel: &Arc<CancelFn>,
