@@ -1348,6 +1348,9 @@ impl PostgresInbox {
         self.sql = Arc::new(Sql::new(schema));
         self.migrated = Arc::new(OnceCell::new());
         self.fresh = Arc::new(tokio::sync::watch::Sender::new(false));
+        // A purge timer of its own: shared with the schema it was cloned from, a pull of
+        // either would put off the other's purge.
+        self.last_purge = Arc::default();
         self.listener = Arc::new(Background::new());
         self.notifier = Arc::new(Background::new());
         self
@@ -2781,6 +2784,30 @@ mod tests {
         clock.advance(Duration::from_secs(61));
         assert_eq!(inbox.purge().await.unwrap(), 5, "all of them");
         assert_eq!(done_rows(&admin, &schema).await, 0);
+    }
+
+    /// Schemas cloned from one inbox (tenants) each purge their own finished keys once a
+    /// minute: a pull of one does not put off the purge of the other (they shared one
+    /// timer, and whichever pulled first in a minute was the only one purged).
+    #[tokio::test]
+    async fn schemas_cloned_from_one_inbox_purge_on_timers_of_their_own() {
+        let Some(url) = test_url() else { return };
+        let clock = ManualClock::at_unix(1_700_000_000);
+        let base = PostgresInbox::connect(&url)
+            .await
+            .expect("HOOKGUARD_TEST_POSTGRES_URL is set: PostgreSQL must answer")
+            .clock(clock.clone())
+            .retention(Duration::from_secs(60));
+        let (a_schema, b_schema) = (unique("tenant_a"), unique("tenant_b"));
+        let (a, b) = (base.clone().schema(&a_schema), base.clone().schema(&b_schema));
+        finished(&a, 2).await;
+        finished(&b, 2).await;
+        let admin = admin(&url).await;
+        clock.advance(Duration::from_secs(61));
+        for (inbox, schema) in [(&a, &a_schema), (&b, &b_schema)] {
+            assert!(inbox.pull(1, LEASE).await.unwrap().is_empty());
+            assert_eq!(done_rows(&admin, schema).await, 0, "{schema}: purged by its own pull");
+        }
     }
 
     /// A purge that fails, or takes longer than half the operation timeout, fails no pull
