@@ -127,7 +127,9 @@ type ListenFn = dyn Fn(Arc<str>, Arc<Signal>) -> BoxFuture<'static, Result<(), L
 /// replicas sharing a schema compare lease ends by their own clocks: one whose clock runs
 /// ahead by *d* takes another's job *d* early. Keep the replicas' clocks in sync (NTP), and
 /// choose the worker's [`lease`](crate::worker::Worker::lease) longer than the slowest
-/// handler by more than the skew.
+/// handler by more than the skew. Likewise finished keys are kept for the retention by
+/// the clock of the process that purges them: a replica whose clock runs ahead by *d*
+/// deletes them *d* early, and a resend in that time is processed again.
 ///
 /// A job never attempted is due whatever the clock says: one pushed before the clock
 /// stepped back (an NTP step, a host started with its clock ahead and then set right), or
@@ -1735,7 +1737,8 @@ impl PostgresInbox {
     }
 
     /// About once every [`PURGE_EVERY`] (and at once again after a full batch), deletes one
-    /// batch of done rows past the retention. Only housekeeping: it never fails the pull.
+    /// batch of done rows past the retention; a clock stepped back since the last purge
+    /// does not put off the next one until it is back. Only housekeeping: it never fails the pull.
     /// A failure is logged, and the purge is given at most half the operation timeout, so
     /// that the pull keeps the rest (a purge that takes longer is abandoned, its statement
     /// cancelled; the next one takes it up).
@@ -1743,7 +1746,8 @@ impl PostgresInbox {
         let due = {
             let Ok(mut last) = self.last_purge.lock() else { return };
             match *last {
-                Some(at) if now - at < PURGE_EVERY => false,
+                // A clock behind the last purge counts as due (not a wait until it is back).
+                Some(at) if at <= now && now - at < PURGE_EVERY => false,
                 _ => {
                     *last = Some(now);
                     true
@@ -2808,6 +2812,24 @@ mod tests {
             assert!(inbox.pull(1, LEASE).await.unwrap().is_empty());
             assert_eq!(done_rows(&admin, schema).await, 0, "{schema}: purged by its own pull");
         }
+    }
+
+    /// A clock stepped back behind the last purge (a host started with its clock far
+    /// ahead, then set right) does not put off purging until it is back there: the pull
+    /// purges, and a minute later by the clock it purges again.
+    #[tokio::test]
+    async fn a_clock_stepped_back_does_not_put_off_purging() {
+        let Some(url) = test_url() else { return };
+        let schema = unique("purgeback");
+        let clock = ManualClock::at_unix(1_800_000_000);
+        let inbox = inbox(&url, &schema).await.clock(clock.clone()).retention(Duration::from_secs(60));
+        assert!(inbox.pull(1, LEASE).await.unwrap().is_empty(), "purged by a clock years ahead");
+        clock.set_unix(1_700_000_000);
+        finished(&inbox, 2).await;
+        let admin = admin(&url).await;
+        clock.advance(Duration::from_secs(61));
+        assert!(inbox.pull(1, LEASE).await.unwrap().is_empty());
+        assert_eq!(done_rows(&admin, &schema).await, 0, "purged by the clock set right");
     }
 
     /// A purge that fails, or takes longer than half the operation timeout, fails no pull
