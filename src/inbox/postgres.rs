@@ -156,7 +156,14 @@ type ListenFn = dyn Fn(Arc<str>, Arc<Signal>) -> BoxFuture<'static, Result<(), L
 /// the number of concurrent pushers.
 ///
 /// Connections: a [`deadpool_postgres`] pool (16 connections by default, no TLS); bring
-/// your own pool, with TLS, through [`from_pool`](Self::from_pool).
+/// your own pool, with TLS, through [`from_pool`](Self::from_pool). The inbox's statements
+/// are made for the read committed isolation level (PostgreSQL's default): under
+/// `repeatable read` or `serializable`, pulls and pushes that meet a concurrent change
+/// fail with serialization errors. The pool made by [`connect`](Self::connect) opens its
+/// connections with `default_transaction_isolation` set to `read committed`, whatever the
+/// database, the role or the URL's `options` say (unless a pooler in front of the
+/// database refuses startup parameters); give a pool of your own the same (or leave the
+/// default).
 ///
 /// # Timeouts
 ///
@@ -838,18 +845,28 @@ fn statement_ms(timeout: Duration) -> u64 {
 }
 
 /// Opens the connections of the pool made by [`PostgresInbox::connect`]: with its
-/// configuration, and a `statement_timeout` of the longest operation timeout of the
-/// inboxes that share the pool plus [`STATEMENT_MARGIN`], unless the URL's `options` set
-/// one. Set when each connection opens, it costs no statement.
+/// configuration, a `statement_timeout` of the longest operation timeout of the inboxes
+/// that share the pool plus [`STATEMENT_MARGIN`], unless the URL's `options` set one, and
+/// [`READ_COMMITTED`] whatever they set. Set when each connection opens, they cost no
+/// statement.
 ///
-/// A connection pooler that refuses the setting as a startup parameter (PgBouncer: before
+/// A connection pooler that refuses the settings as startup parameters (PgBouncer: before
 /// 1.20 any `options`, since then a setting it does not track) gets connections without
-/// it from then on, with one warning: the limit is a backstop, not worth an outage.
+/// them from then on, with one warning: the limit is a backstop, not worth an outage, and
+/// the isolation level is the server's default (read committed unless set otherwise).
 struct Opener {
     statement_ms: Arc<AtomicU64>,
     /// The server (a pooler in front of it) refused the startup parameter once.
     refused: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// The isolation level of the transactions of the pool made by [`PostgresInbox::connect`],
+/// after the URL's own `options` (the last setting of a name wins): read committed, that
+/// pulls (`FOR UPDATE SKIP LOCKED`) and pushes (`ON CONFLICT`) are made for. A database or
+/// role whose `default_transaction_isolation` is `repeatable read` or `serializable`
+/// would fail them with serialization errors (`40001`) whenever they meet a concurrent
+/// change.
+const READ_COMMITTED: &str = r"-c default_transaction_isolation=read\ committed";
 
 /// Whether a server's refusal of a connection is of its startup parameters (PgBouncer's
 /// "unsupported startup parameter: options", "unsupported startup parameter in options:
@@ -866,11 +883,16 @@ impl deadpool_postgres::Connect for Opener {
     {
         let plain = config.clone();
         let mut limited = None;
-        let own = config.get_options().unwrap_or_default().to_owned();
-        if !own.contains("statement_timeout") && !self.refused.load(Ordering::Relaxed) {
-            let limit = format!("-c statement_timeout={}", self.statement_ms.load(Ordering::Relaxed));
+        if !self.refused.load(Ordering::Relaxed) {
+            let own = config.get_options().unwrap_or_default().trim().to_owned();
+            let mut options = vec![own.clone()];
+            if !own.contains("statement_timeout") {
+                options.push(format!("-c statement_timeout={}", self.statement_ms.load(Ordering::Relaxed)));
+            }
+            options.push(READ_COMMITTED.to_owned());
+            options.retain(|o| !o.is_empty());
             let mut config = config.clone();
-            config.options(if own.trim().is_empty() { limit } else { format!("{own} {limit}") });
+            config.options(options.join(" "));
             limited = Some(config);
         }
         Box::pin(async move {
@@ -880,8 +902,8 @@ impl deadpool_postgres::Connect for Opener {
                         if !self.refused.swap(true, Ordering::Relaxed) {
                             tracing::warn!(
                                 error = %e,
-                                "PostgreSQL inbox: the server refuses statement_timeout as a startup parameter \
-                                 (a connection pooler?): its connections go without it"
+                                "PostgreSQL inbox: the server refuses statement_timeout and default_transaction_isolation \
+                                 as startup parameters (a connection pooler?): its connections go without them"
                             );
                         }
                         plain.connect(tokio_postgres::NoTls).await
@@ -1247,7 +1269,11 @@ impl PostgresInbox {
     ///
     /// The pool's own timeouts apply (deadpool's default is to wait without end: set them,
     /// as below); every call is bounded by the
-    /// [operation timeout](Self::operation_timeout) in any case.
+    /// [operation timeout](Self::operation_timeout) in any case. Its connections should use
+    /// the read committed isolation level (PostgreSQL's default; set their
+    /// `default_transaction_isolation` to `read committed` when the database or role
+    /// defaults to another): under `repeatable read` or `serializable`, pulls and pushes
+    /// fail with serialization errors (`40001`) when they meet a concurrent change.
     ///
     /// ```no_run
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -2700,6 +2726,37 @@ mod tests {
         let client = other.pool.get().await.unwrap();
         let lock: String = client.query_one("SHOW lock_timeout", &[]).await.unwrap().get(0);
         assert_eq!(lock, "777ms");
+    }
+
+    /// The connections of the pool made by `connect` run their transactions read committed
+    /// (what pulls' `SKIP LOCKED` and pushes' `ON CONFLICT` are made for), whatever the
+    /// URL's `options` (or the database's or role's default) say, beside the URL's other
+    /// options; and the inbox works on them.
+    #[tokio::test]
+    async fn its_own_pool_runs_read_committed_whatever_the_url_says() {
+        let Some(url) = test_url() else { return };
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let options = "-c%20default_transaction_isolation%3Dserializable%20-c%20lock_timeout%3D777";
+        let inbox = PostgresInbox::connect(&format!("{url}{separator}options={options}"))
+            .await
+            .unwrap()
+            .schema(&unique("isolation"))
+            .clock(ManualClock::at_unix(1_700_000_000));
+        {
+            let client = inbox.pool.get().await.unwrap();
+            for (name, want) in [
+                ("transaction_isolation", "read committed"),
+                ("default_transaction_isolation", "read committed"),
+                ("lock_timeout", "777ms"),
+                ("statement_timeout", "6s"),
+            ] {
+                let shown: String = client.query_one(&format!("SHOW {name}"), &[]).await.unwrap().get(0);
+                assert_eq!(shown, want, "{name}");
+            }
+        }
+        assert_eq!(inbox.push(hook("a", None)).await.unwrap(), Pushed::Accepted);
+        assert_eq!(inbox.push(hook("a", None)).await.unwrap(), Pushed::Duplicate);
+        assert_eq!(inbox.pull(10, LEASE).await.unwrap().len(), 1);
     }
 
     /// Dead letters are read a page at a time (here 2), each page after where the one before
