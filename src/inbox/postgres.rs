@@ -366,15 +366,30 @@ impl Sql {
         let s = if valid { schema } else { "invalid" };
         let t = format!("\"{s}\".inbox");
         let channel = channel(s);
-        // A pull's due rows by the clock (waiting ones due, leased ones whose lease ran
-        // out), and the lease of those picked, shared by `pull` and `pull_fresh`.
-        let due_rows = format!(
-            "SELECT seq, CASE WHEN status = 'leased' THEN lease_until ELSE next_attempt_at END AS due
-             FROM {t}
-             WHERE (status = 'ready' AND next_attempt_at <= $1) OR (status = 'leased' AND lease_until <= $1)
-             ORDER BY due, seq
-             LIMIT $2
-             FOR UPDATE SKIP LOCKED"
+        // A pull's due rows by the clock, and the lease of those picked, shared by `pull`
+        // and `pull_fresh`: `ready` the waiting rows due (by `inbox_ready`), `expired` the
+        // leased rows whose lease ran out (by `inbox_leased`), each in its index's order
+        // and reading no more than its `LIMIT` (one `OR` of both, ordered by a `CASE`,
+        // read and sorted every due row at each pull). Each locks up to `$2` rows, and the
+        // pull leases the first `$2` of both by when they were due: those it does not
+        // take stay locked only until its statement ends (and a pull that leaves some
+        // takes `$2`, so that it reports more due).
+        let due_parts = format!(
+            "ready AS (
+                SELECT seq, next_attempt_at AS due
+                FROM {t}
+                WHERE status = 'ready' AND next_attempt_at <= $1
+                ORDER BY next_attempt_at, seq
+                LIMIT $2
+                FOR UPDATE SKIP LOCKED
+             ), expired AS (
+                SELECT seq, lease_until AS due
+                FROM {t}
+                WHERE status = 'leased' AND lease_until <= $1
+                ORDER BY lease_until, seq
+                LIMIT $2
+                FOR UPDATE SKIP LOCKED
+             )"
         );
         let lease_picked = format!(
             "UPDATE {t} i SET status = 'leased', attempts = i.attempts + 1, lease_until = $3, lease_token = $4
@@ -473,10 +488,10 @@ impl Sql {
             // Jobs never attempted are due whatever the clock says (one stepped back, a
             // replica whose clock lags the pusher's): `ahead` takes those whose time is
             // still ahead of it (a range of `inbox_fresh`, empty unless the clock is
-            // behind), `due` the due rows by the clock as `pull` does. Two ranges, not one
-            // `OR`, so that neither reads more than its `LIMIT`. Ordered by when each was
-            // due, a time ahead counting as now: overdue retries and expired leases are
-            // not put behind jobs pushed after them by a clock that runs ahead.
+            // behind), `ready` and `expired` the due rows by the clock as `pull` does.
+            // Ranges, not one `OR`, so that none reads more than its `LIMIT`. Ordered by
+            // when each was due, a time ahead counting as now: overdue retries and expired
+            // leases are not put behind jobs pushed after them by a clock that runs ahead.
             pull_fresh: format!(
                 "WITH ahead AS (
                     SELECT seq, $1::timestamptz AS due
@@ -485,8 +500,9 @@ impl Sql {
                     ORDER BY next_attempt_at, seq
                     LIMIT $2
                     FOR UPDATE SKIP LOCKED
-                 ), due AS ({due_rows}), picked AS (
-                    SELECT seq, due FROM (SELECT * FROM ahead UNION ALL SELECT * FROM due) AS both_parts
+                 ), {due_parts}, picked AS (
+                    SELECT seq, due
+                    FROM (SELECT * FROM ahead UNION ALL SELECT * FROM ready UNION ALL SELECT * FROM expired) AS parts
                     ORDER BY due, seq
                     LIMIT $2
                  )
@@ -501,7 +517,14 @@ impl Sql {
                 "CREATE INDEX CONCURRENTLY IF NOT EXISTS inbox_fresh ON {t} (next_attempt_at, seq)
                  WHERE status = 'ready' AND attempts = 0"
             ),
-            pull: format!("WITH picked AS ({due_rows}) {lease_picked}"),
+            pull: format!(
+                "WITH {due_parts}, picked AS (
+                    SELECT seq, due FROM (SELECT * FROM ready UNION ALL SELECT * FROM expired) AS parts
+                    ORDER BY due, seq
+                    LIMIT $2
+                 )
+                 {lease_picked}"
+            ),
             ack: format!(
                 "UPDATE {t} SET status = 'done', finished_at = $3, body = ''::bytea, lease_until = NULL, lease_token = NULL
                  WHERE seq = $1 AND status = 'leased' AND lease_token = $2"
@@ -2259,6 +2282,45 @@ mod tests {
             .await
             .expect("two jobs are due: the wait returns at once");
         assert_eq!(other.pull(10, Duration::from_secs(60)).await.unwrap().len(), 2);
+    }
+
+    /// A pull takes waiting jobs due and jobs whose lease ran out together, in the order
+    /// they were due (a waiting job by its due time, a leased one by its lease end), push
+    /// order among equal times, a capped pull the first of them; with `inbox_fresh` used
+    /// or not (`pull_fresh`, `pull`).
+    #[tokio::test]
+    async fn due_and_expired_jobs_are_pulled_together_in_due_order() {
+        let Some(url) = test_url() else { return };
+        for with_fresh in [true, false] {
+            let clock = ManualClock::at_unix(1_700_000_000);
+            let inbox = inbox(&url, &unique("dueorder")).await.clock(clock.clone());
+            inbox.migrate().await.unwrap();
+            inbox.fresh.send_replace(with_fresh);
+            for id in ["a", "b", "c", "d"] {
+                inbox.push(hook(id, None)).await.unwrap();
+                clock.advance(Duration::from_secs(1));
+            }
+            // a leased until +14, b until +34; c due at +2, d at +3.
+            assert_eq!(inbox.pull(1, Duration::from_secs(10)).await.unwrap().len(), 1);
+            assert_eq!(inbox.pull(1, Duration::from_secs(30)).await.unwrap().len(), 1);
+            clock.advance(Duration::from_secs(16));
+            inbox.push(hook("e", None)).await.unwrap(); // due at +20
+            inbox.push(hook("f", None)).await.unwrap(); // due at +20, pushed after e
+            clock.advance(Duration::from_secs(20));
+            let mut pulled: Vec<Vec<(String, u32)>> = Vec::new();
+            for _ in 0..4 {
+                let jobs = inbox.pull(2, LEASE).await.unwrap();
+                pulled
+                    .push(jobs.iter().map(|j| (j.webhook().id().unwrap().to_owned(), j.attempt())).collect());
+            }
+            let want: Vec<Vec<(String, u32)>> = vec![
+                vec![("c".into(), 1), ("d".into(), 1)],
+                vec![("a".into(), 2), ("e".into(), 1)],
+                vec![("f".into(), 1), ("b".into(), 2)],
+                vec![],
+            ];
+            assert_eq!(pulled, want, "with inbox_fresh: {with_fresh}");
+        }
     }
 
     /// The URL of the test database, if `HOOKGUARD_TEST_POSTGRES_URL` gives one.
