@@ -205,11 +205,13 @@ impl Handshake for TwitchCallbackVerification {
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// use hookguard::{guard::Guard, handshake::DiscordPing, providers::discord};
+/// use hookguard::{clock::ManualClock, guard::Guard, handshake::DiscordPing, providers::discord};
 ///
 /// let scheme = discord::scheme("c5568d0facd66bddee281dcb9c8ac02e169c5c20741b215b2539a96bb183c5d6").unwrap();
-/// let guard = Guard::builder("discord", scheme).handshake(DiscordPing).build();
-/// // A PING as Discord sent it (Discord's libraries check no tolerance, nor does the preset).
+/// // A second after Discord sent the PING below (the preset refuses it 72 hours later).
+/// let clock = ManualClock::at_unix(1_657_322_079);
+/// let guard = Guard::builder("discord", scheme).handshake(DiscordPing).clock(clock).build();
+/// // A PING as Discord sent it.
 /// let body = br#"{"application_id":"827290144020496384","id":"995105663481028770","token":"aW50ZXJhY3Rpb246OTk1MTA1NjYzNDgxMDI4NzcwOmlReEtWOXNxMTJWYXF4UlRkc2RyVEp0MDdDMlVyem1na0FTT21xNTZQNHR0MUlORDU1bmNCUTZZdTI5akJkb3FycjBuUDltNVp3VVVJbnA0UUkzMG13cVBGWE5qZFQyb1dkZEpqVVFEdmZEcGE2UHV5dFAyTE5rS2c2a2lZNDlx","type":1,"user":{"avatar":"27aeb42cc902f7d8712aa64ff15bfb7d","avatar_decoration":null,"discriminator":"6969","id":"170531778354741248","public_flags":576,"username":"miles"},"version":1}"#;
 /// let (parts, ()) = http::Request::post("/interactions")
 ///     .header("x-signature-ed25519", "28b4ab5f09cce30c7f7f4ab4b47c311f0ce83dd8fec06d34e402c44d64223be5016f95339e64bdabcbd395e9147afe3f8cd024868330ab41014ae51b5573a009")

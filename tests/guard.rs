@@ -1109,6 +1109,36 @@ async fn a_retry_signed_anew_without_an_id_is_a_duplicate() {
     assert_eq!(guard.accept(&parts, other).await.status(), 202, "another body is another delivery");
 }
 
+/// Zoom signs its timestamp, but its SDK checks no age: with no past bound, a delivery's
+/// replay mark lived the untimed time to live (72 hours), and a captured delivery resent
+/// unchanged after that was handled as new. The preset refuses a timestamp older than
+/// that: the copy is either still marked or stale.
+#[tokio::test]
+async fn a_zoom_delivery_resent_after_its_mark_expired_is_stale() {
+    use hookguard::{guard::VerificationFailed, providers::zoom};
+    let clock = ManualClock::at_unix(1_700_000_000);
+    let scheme = zoom::scheme("zoom-secret").unwrap();
+    let guard = Guard::builder("zoom", scheme.clone()).clock(clock.clone()).build();
+    let body = Bytes::from_static(br#"{"event":"meeting.started","payload":{}}"#);
+    let parts = signed(&scheme, "/hooks/zoom", &body, clock.now_for_tests(), "x");
+    let Checked::New { mark, .. } = guard.check(&parts, &body).await else { panic!("the first is new") };
+    mark.keep();
+    clock.advance(Duration::from_secs(72 * 3600 - 1));
+    assert!(matches!(guard.check(&parts, &body).await, Checked::Duplicate(_)), "still marked");
+    clock.advance(Duration::from_secs(3601)); // 73 hours after it was signed
+    match guard.check(&parts, &body).await {
+        Checked::Respond(res) => {
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+            assert!(String::from_utf8_lossy(res.body()).contains("timestamp-too-old"));
+            assert_eq!(
+                res.extensions().get::<VerificationFailed>(),
+                Some(&VerificationFailed(Reason::TimestampTooOld))
+            );
+        }
+        other => panic!("a copy 73 hours late was not refused: {other:?}"),
+    }
+}
+
 /// Which signed pieces the key of a delivery without a signed id covers. With the
 /// timestamp between literals, everything signed but the timestamp: the method and URL
 /// too (two calls with one body to two URLs are two deliveries), and a retry signed anew

@@ -1,7 +1,11 @@
 //! [Discord interactions](https://discord.com/developers/docs/interactions/overview#setting-up-an-endpoint)
 //! (feature `ed25519`): headers `X-Signature-Ed25519` (hex) and `X-Signature-Timestamp`;
-//! Ed25519 over `{ts}{body}`, no separator; the application's public key in hex; no
-//! tolerance by default (Discord's libraries check none; add one with
+//! Ed25519 over `{ts}{body}`, no separator; the application's public key in hex; a
+//! timestamp more than 72 hours old is refused, none ahead of the clock (Discord's
+//! libraries check none; 72 hours is as long as a guard keeps the replay mark of a
+//! delivery that cannot go stale, so that a captured interaction resent later is either
+//! still marked or refused as stale: [`SIGNED_TIMESTAMP_MAX_AGE`](super::SIGNED_TIMESTAMP_MAX_AGE);
+//! Discord wants an answer within 3 seconds; change it with
 //! [`Ed25519Scheme::with_tolerance`]); no delivery id, so the dedup key is the
 //! signature's fingerprint (`{ts}{body}` has no separator, so a key without the timestamp
 //! could be shifted; Discord does not retry interactions); rotation: several public keys
@@ -18,7 +22,7 @@
 //!     .header("x-signature-timestamp", "1657322078")
 //!     .body(body.to_vec())
 //!     .unwrap();
-//! let now = time::OffsetDateTime::now_utc();
+//! let now = time::OffsetDateTime::from_unix_timestamp(1_657_322_078).unwrap();
 //! scheme.verify(&WebhookRequest::from_request(&req), now).unwrap();
 //! let pong = discord::ping_response(req.body()).unwrap();
 //! assert_eq!(pong.body(), br#"{"type":1}"#);
@@ -30,7 +34,7 @@ use crate::{
     ConfigError,
     verify::{
         ED25519_KEY_LEN, Ed25519Scheme, Encoding, Field, Piece, SignatureFormat, SignedContent,
-        TimestampFormat,
+        TimestampFormat, Tolerance,
     },
 };
 
@@ -46,20 +50,28 @@ const SIGNATURE: Field = Field::Header(HeaderName::from_static("x-signature-ed25
 const TIMESTAMP: Field = Field::Header(HeaderName::from_static("x-signature-timestamp"));
 
 /// Discord interactions with the application's public key in hex (add more with
-/// [`Ed25519Scheme::with_public_key`] and [`public_key`]).
+/// [`Ed25519Scheme::with_public_key`] and [`public_key`]). Timestamps more than 72 hours
+/// old are refused ([`SIGNED_TIMESTAMP_MAX_AGE`](super::SIGNED_TIMESTAMP_MAX_AGE), though
+/// Discord's libraries check none: see the [module](self)), timestamps ahead of the clock
+/// are not; change that with [`Ed25519Scheme::with_tolerance`].
 ///
 /// # Errors
 /// [`ConfigError`] when the key is not 64 hex digits of a valid Ed25519 public key.
 ///
 /// ```
-/// use hookguard::providers::discord;
-/// assert!(discord::scheme("c5568d0facd66bddee281dcb9c8ac02e169c5c20741b215b2539a96bb183c5d6").is_ok());
+/// use std::time::Duration;
+/// use hookguard::{providers::{self, discord}, verify::{Scheme, Tolerance}};
+/// let scheme = discord::scheme("c5568d0facd66bddee281dcb9c8ac02e169c5c20741b215b2539a96bb183c5d6").unwrap();
+/// assert_eq!(scheme.tolerance(), Tolerance::past_only(providers::SIGNED_TIMESTAMP_MAX_AGE));
+/// let strict = scheme.with_tolerance(Tolerance::symmetric(Duration::from_secs(60)));
+/// assert_eq!(strict.tolerance().past(), Some(Duration::from_secs(60)));
 /// assert!(discord::scheme("c556").is_err());
 /// ```
 pub fn scheme(public_key: impl AsRef<[u8]>) -> Result<Ed25519Scheme, ConfigError> {
     Ed25519Scheme::builder("discord")
         .signature(SIGNATURE, SignatureFormat::Plain { prefix: "" }, Encoding::Hex)
         .timestamp(TIMESTAMP, TimestampFormat::UnixSeconds)
+        .tolerance(Tolerance::past_only(super::SIGNED_TIMESTAMP_MAX_AGE))
         .content(CONTENT)
         .event(Field::Json(&["type"]))
         .public_key(self::public_key(public_key)?)
@@ -165,16 +177,32 @@ mod tests {
         }
     }
 
+    /// Discord's libraries check no age, but an interaction older than the replay mark a
+    /// guard keeps without a past bound (72 hours) is refused as stale (it verified years
+    /// later); a timestamp ahead of the clock is not.
     #[test]
-    fn no_default_tolerance() {
+    fn timestamps_72_hours_old_are_stale_by_default() {
         let scheme = scheme(PUBLIC_KEY).unwrap();
         let req = request(SIG, "1657322078", BODY);
-        let years_later = time::OffsetDateTime::from_unix_timestamp(2_000_000_000).unwrap();
-        assert!(scheme.verify(&WebhookRequest::from_request(&req), years_later).is_ok());
-        let strict =
-            scheme.with_tolerance(crate::verify::Tolerance::symmetric(std::time::Duration::from_secs(5)));
-        let err = strict.verify(&WebhookRequest::from_request(&req), years_later).unwrap_err();
-        assert_eq!(err.reason(), Reason::TimestampTooOld);
+        let check = |scheme: &Ed25519Scheme, now: i64| {
+            let now = time::OffsetDateTime::from_unix_timestamp(now).unwrap();
+            scheme.verify(&WebhookRequest::from_request(&req), now).map(|_| ()).map_err(|r| r.reason())
+        };
+        let max_age = 72 * 3600;
+        let rows = [
+            ("72 h less 1 s old", 1_657_322_078 + max_age - 1, Ok(())),
+            ("72 h and 1 s old", 1_657_322_078 + max_age + 1, Err(Reason::TimestampTooOld)),
+            ("years later", 2_000_000_000, Err(Reason::TimestampTooOld)),
+            ("a day ahead", 1_657_322_078 - 24 * 3600, Ok(())),
+        ];
+        for (name, now, want) in rows {
+            assert_eq!(check(&scheme, now), want, "case {name}");
+        }
+        let strict = scheme.clone().with_tolerance(Tolerance::symmetric(std::time::Duration::from_secs(5)));
+        assert_eq!(check(&strict, 1_657_322_084), Err(Reason::TimestampTooOld));
+        assert_eq!(check(&strict, 1_657_322_072), Err(Reason::TimestampInFuture));
+        assert_eq!(check(&strict, 1_657_322_083), Ok(()));
+        assert_eq!(check(&scheme.with_tolerance(Tolerance::NONE), 2_000_000_000), Ok(()));
     }
 
     #[test]

@@ -65,6 +65,31 @@ pub mod zoom;
 /// Five minutes, the tolerance most providers' SDKs use.
 pub(crate) const FIVE_MINUTES: Duration = Duration::from_secs(300);
 
+/// 72 hours: how old a signed timestamp may be under the presets whose providers sign one
+/// but whose SDKs check no age ([`zoom`], `discord`, `sendgrid`); those presets refuse
+/// older ones (`Tolerance::past_only(SIGNED_TIMESTAMP_MAX_AGE)`), and check no future bound
+/// (a sender's clock running ahead is not refused).
+///
+/// It equals the guard's
+/// [`DEFAULT_UNTIMED_REPLAY_TTL`](crate::guard::DEFAULT_UNTIMED_REPLAY_TTL), how long a
+/// replay mark lives by default when the scheme has no past bound: a copy of a genuine
+/// delivery is either still marked or refused as `timestamp-too-old`, never handled as new
+/// once its mark has expired, as it was with no tolerance at all. Genuine deliveries come well within it
+/// (Zoom's last retry 85 minutes later, SendGrid's within 24 hours, Discord wants an answer
+/// within 3 seconds). Change it with the schemes' `with_tolerance`.
+///
+/// ```
+/// use std::time::Duration;
+/// use hookguard::{providers::{self, zoom}, verify::{Scheme, Tolerance}};
+///
+/// assert_eq!(providers::SIGNED_TIMESTAMP_MAX_AGE, Duration::from_secs(72 * 3600));
+/// let zoom = zoom::scheme("zoom_secret").unwrap();
+/// assert_eq!(zoom.tolerance(), Tolerance::past_only(providers::SIGNED_TIMESTAMP_MAX_AGE));
+/// # #[cfg(feature = "tower")]
+/// assert_eq!(providers::SIGNED_TIMESTAMP_MAX_AGE, hookguard::guard::DEFAULT_UNTIMED_REPLAY_TTL);
+/// ```
+pub const SIGNED_TIMESTAMP_MAX_AGE: Duration = Duration::from_secs(72 * 3600);
+
 /// A scheme that can also sign: what [`by_name`] returns.
 ///
 /// ```
@@ -261,5 +286,13 @@ mod tests {
         }
         assert!(matches!(by_name("nope", &["s"]), Err(ConfigError::UnknownProvider(_))));
         assert!(matches!(by_name::<&str>("gitlab", &[]), Err(ConfigError::NoSecret)));
+    }
+
+    /// A copy of a delivery whose replay mark has expired (it lives the guard's untimed
+    /// time to live when the scheme has no past bound) is refused as stale.
+    #[cfg(feature = "tower")]
+    #[test]
+    fn signed_timestamps_go_stale_when_untimed_marks_expire() {
+        assert_eq!(SIGNED_TIMESTAMP_MAX_AGE, crate::guard::DEFAULT_UNTIMED_REPLAY_TTL);
     }
 }

@@ -2,11 +2,15 @@
 //! (feature `ecdsa`): headers `X-Twilio-Email-Event-Webhook-Signature` (base64 of a DER
 //! ECDSA signature) and `X-Twilio-Email-Event-Webhook-Timestamp`; ECDSA P-256 / SHA-256
 //! over `{ts}{body}`, no separator; the verification key is the base64 DER
-//! `SubjectPublicKeyInfo` shown in SendGrid's settings; no tolerance by default
-//! (SendGrid's libraries check none; add one with [`EcdsaP256Scheme::with_tolerance`]);
-//! no delivery id (each event in the array has its own `sg_event_id`), so the dedup key
-//! is the signature's fingerprint (`{ts}{body}` has no separator, so a key without the
-//! timestamp could be shifted; deduplicate retries by `sg_event_id`); rotation: several public keys
+//! `SubjectPublicKeyInfo` shown in SendGrid's settings; a timestamp more than 72 hours
+//! old is refused, none ahead of the clock (SendGrid's libraries check none; 72 hours is
+//! as long as a guard keeps the replay mark of a delivery that cannot go stale, so that a
+//! captured delivery resent later is either still marked or refused as stale:
+//! [`SIGNED_TIMESTAMP_MAX_AGE`](super::SIGNED_TIMESTAMP_MAX_AGE); SendGrid retries for up
+//! to 24 hours; change it with [`EcdsaP256Scheme::with_tolerance`]); no delivery id (each
+//! event in the array has its own `sg_event_id`), so the dedup key is the signature's
+//! fingerprint (`{ts}{body}` has no separator, so a key without the timestamp could be
+//! shifted; deduplicate retries by `sg_event_id`); rotation: several public keys
 //! ([`EcdsaP256Scheme::with_public_key`]). Verify-only: [`Sign`](crate::verify::Sign)
 //! answers [`SignError::Unsupported`](crate::verify::SignError::Unsupported), since
 //! SendGrid holds the private key.
@@ -20,15 +24,21 @@
 //!     .header("x-twilio-email-event-webhook-timestamp", "1588788367")
 //!     .body(br#"{"category":"example_payload","event":"test_event","message_id":"message_id"}"#.to_vec())
 //!     .unwrap();
-//! let now = time::OffsetDateTime::now_utc();
-//! assert!(scheme.verify(&WebhookRequest::from_request(&req), now).is_ok());
+//! let sent = time::OffsetDateTime::from_unix_timestamp(1_588_788_367).unwrap();
+//! assert!(scheme.verify(&WebhookRequest::from_request(&req), sent).is_ok());
+//! // Resent four days later: stale.
+//! let late = sent + std::time::Duration::from_secs(4 * 24 * 3600);
+//! let err = scheme.verify(&WebhookRequest::from_request(&req), late).unwrap_err();
+//! assert_eq!(err.reason(), hookguard::verify::Reason::TimestampTooOld);
 //! ```
 
 use http::HeaderName;
 
 use crate::{
     ConfigError,
-    verify::{EcdsaP256Scheme, Encoding, Field, Piece, SignatureFormat, SignedContent, TimestampFormat},
+    verify::{
+        EcdsaP256Scheme, Encoding, Field, Piece, SignatureFormat, SignedContent, TimestampFormat, Tolerance,
+    },
 };
 
 /// `{ts}{body}`.
@@ -44,13 +54,19 @@ const TIMESTAMP: Field = Field::Header(HeaderName::from_static("x-twilio-email-e
 
 /// The SendGrid event webhook with its verification key (base64 DER SPKI, as shown in
 /// the settings; add more with [`EcdsaP256Scheme::with_public_key`] and
-/// [`public_key`]).
+/// [`public_key`]). Timestamps more than 72 hours old are refused
+/// ([`SIGNED_TIMESTAMP_MAX_AGE`](super::SIGNED_TIMESTAMP_MAX_AGE), though SendGrid's
+/// libraries check none: see the [module](self)), timestamps ahead of the clock are not;
+/// change that with [`EcdsaP256Scheme::with_tolerance`].
 ///
 /// # Errors
 /// [`ConfigError`] when the key is not base64 of a P-256 public key.
 ///
 /// ```
-/// use hookguard::providers::sendgrid;
+/// use hookguard::{providers::{self, sendgrid}, verify::{Scheme, Tolerance}};
+/// let scheme = sendgrid::scheme("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GRqe62gw+2fNNRaINXvVpiglSI8eNEc6wEA3F+g==").unwrap();
+/// assert_eq!(scheme.tolerance(), Tolerance::past_only(providers::SIGNED_TIMESTAMP_MAX_AGE));
+/// assert_eq!(scheme.with_tolerance(Tolerance::NONE).tolerance(), Tolerance::NONE);
 /// assert!(sendgrid::scheme("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GRqe62gw+2fNNRaINXvVpiglSI8eNEc6wEA3F+g==").is_ok());
 /// assert!(sendgrid::scheme("MFkw").is_err());
 /// ```
@@ -58,6 +74,7 @@ pub fn scheme(public_key: impl AsRef<[u8]>) -> Result<EcdsaP256Scheme, ConfigErr
     EcdsaP256Scheme::builder("sendgrid")
         .signature(SIGNATURE, SignatureFormat::Plain { prefix: "" }, Encoding::Base64)
         .timestamp(TIMESTAMP, TimestampFormat::UnixSeconds)
+        .tolerance(Tolerance::past_only(super::SIGNED_TIMESTAMP_MAX_AGE))
         .content(CONTENT)
         .public_key(self::public_key(public_key)?)
         .build()
@@ -111,6 +128,10 @@ mod tests {
     const PAYLOAD_C: &[u8] =
         b"{\"category\":\"example_payload\",\"event\":\"test_event\",\"message_id\":\"message_id\"}";
 
+    fn at(secs: i64) -> time::OffsetDateTime {
+        time::OffsetDateTime::from_unix_timestamp(secs).unwrap()
+    }
+
     fn request(sig: &str, ts: &str, body: &[u8]) -> http::Request<Vec<u8>> {
         http::Request::post("/hooks/sendgrid")
             .header("x-twilio-email-event-webhook-signature", sig)
@@ -123,7 +144,6 @@ mod tests {
     fn vectors() {
         assert_eq!(PAYLOAD.len(), 327);
         assert_eq!(PAYLOAD_MULTI.len(), 889);
-        let now = time::OffsetDateTime::now_utc();
         let cases: &[(&str, &str, &str, &str, &[u8], Option<Reason>)] = &[
             ("1a single event", KEY_A, SIG_A, "1600112502", PAYLOAD, None),
             ("1a payload `payload`", KEY_A, SIG_A, "1600112502", b"payload", Some(Reason::SignatureMismatch)),
@@ -153,6 +173,8 @@ mod tests {
         for (name, key, sig, ts, body, want) in cases {
             let scheme = scheme(key).unwrap();
             let req = request(sig, ts, body);
+            // A minute after the vector was signed (the malformed one: any time).
+            let now = at(ts.parse().map_or(1_600_112_502, |ts: i64| ts + 60));
             let got = scheme.verify(&WebhookRequest::from_request(&req), now);
             match want {
                 None => {
@@ -162,6 +184,35 @@ mod tests {
                 Some(reason) => assert_eq!(got.unwrap_err().reason(), *reason, "case {name}"),
             }
         }
+    }
+
+    /// SendGrid's libraries check no age, but a delivery older than the replay mark a guard
+    /// keeps without a past bound (72 hours) is refused as stale (the 2020 vectors verified
+    /// at any later time); a timestamp ahead of the clock is not.
+    #[test]
+    fn timestamps_72_hours_old_are_stale_by_default() {
+        let scheme = scheme(KEY_C).unwrap();
+        let req = request(SIG_C, "1588788367", PAYLOAD_C);
+        let check = |scheme: &EcdsaP256Scheme, now: i64| {
+            scheme.verify(&WebhookRequest::from_request(&req), at(now)).map(|_| ()).map_err(|r| r.reason())
+        };
+        let max_age = 72 * 3600;
+        let rows = [
+            ("72 h less 1 s old", 1_588_788_367 + max_age - 1, Ok(())),
+            ("72 h and 1 s old", 1_588_788_367 + max_age + 1, Err(Reason::TimestampTooOld)),
+            ("today", time::OffsetDateTime::now_utc().unix_timestamp(), Err(Reason::TimestampTooOld)),
+            ("a day ahead", 1_588_788_367 - 24 * 3600, Ok(())),
+        ];
+        for (name, now, want) in rows {
+            assert_eq!(check(&scheme, now), want, "case {name}");
+        }
+        let err =
+            scheme.verify(&WebhookRequest::from_request(&req), at(1_588_788_367 + max_age + 1)).unwrap_err();
+        assert!(err.to_string().contains("tolerance 259200 s"), "{err}");
+        let strict = scheme.clone().with_tolerance(Tolerance::symmetric(std::time::Duration::from_secs(600)));
+        assert_eq!(check(&strict, 1_588_788_367 + 601), Err(Reason::TimestampTooOld));
+        assert_eq!(check(&strict, 1_588_788_367 - 601), Err(Reason::TimestampInFuture));
+        assert_eq!(check(&scheme.with_tolerance(Tolerance::NONE), 2_000_000_000), Ok(()));
     }
 
     #[test]
@@ -203,7 +254,7 @@ mod tests {
     fn rotation_missing_headers_and_verify_only() {
         let scheme = scheme(KEY_A).unwrap().with_public_key(public_key(KEY_C).unwrap()).unwrap();
         assert_eq!(scheme.key_count(), 2);
-        let now = time::OffsetDateTime::now_utc();
+        let now = at(1_588_788_367);
         let req = request(SIG_C, "1588788367", PAYLOAD_C);
         assert_eq!(scheme.verify(&WebhookRequest::from_request(&req), now).unwrap().key_index(), 1);
         let no_ts = http::Request::post("/")

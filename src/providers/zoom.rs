@@ -1,7 +1,11 @@
 //! Zoom: `x-zm-signature: v0=<hex>` with `x-zm-request-timestamp` (unix seconds);
 //! HMAC-SHA256 over `v0:{ts}:{body}` with the app's secret token. Zoom's SDK checks no
-//! tolerance, so none is enforced by default (add one with
-//! [`HmacScheme::with_tolerance`]); the body is hashed as received, never re-serialized
+//! tolerance; the preset refuses a timestamp more than 72 hours old (past only:
+//! [`SIGNED_TIMESTAMP_MAX_AGE`](super::SIGNED_TIMESTAMP_MAX_AGE)), as long as a guard keeps
+//! the replay mark of a delivery that cannot go stale, so that a captured delivery resent
+//! later is either still marked or refused as stale, never handled as new; Zoom's retries
+//! come well within it. Change it with [`HmacScheme::with_tolerance`] (`Tolerance::NONE`
+//! for no check). The body is hashed as received, never re-serialized
 //! (Zoom's SDK re-serializes the parsed JSON, which breaks on any reformatting). No
 //! delivery id: the replay key is a SHA-256 of the body
 //! ([`Verified::fingerprint`](crate::verify::Verified::fingerprint)), which Zoom's retries
@@ -13,7 +17,8 @@
 //! verified it.
 //!
 //! ```
-//! use hookguard::{providers::zoom, verify::{Scheme, WebhookRequest}};
+//! use std::time::Duration;
+//! use hookguard::{providers::zoom, verify::{Reason, Scheme, WebhookRequest}};
 //!
 //! let scheme = zoom::scheme("zoom_secret").unwrap();
 //! let req = http::Request::post("/hooks/zoom")
@@ -21,8 +26,13 @@
 //!     .header("x-zm-signature", "v0=d13886e7d0cf71d67e3fba53de02a14ec5777de6fb3b269e1b14b431436b1eac")
 //!     .body(br#"{"event":"meeting.started","payload":{}}"#.to_vec())
 //!     .unwrap();
-//! let verified = scheme.verify(&WebhookRequest::from_request(&req), time::OffsetDateTime::now_utc()).unwrap();
+//! let req = WebhookRequest::from_request(&req);
+//! let sent = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+//! let verified = scheme.verify(&req, sent + Duration::from_secs(2)).unwrap();
 //! assert_eq!(verified.event(), Some("meeting.started"));
+//! // The same delivery resent four days later is stale.
+//! let late = scheme.verify(&req, sent + Duration::from_secs(4 * 24 * 3600)).unwrap_err();
+//! assert_eq!(late.reason(), Reason::TimestampTooOld);
 //! ```
 
 use http::{HeaderName, header::CONTENT_TYPE};
@@ -32,7 +42,7 @@ use crate::{
     ConfigError,
     verify::{
         Algorithm, Encoding, Field, HmacScheme, Piece, Rejection, Scheme as _, SignatureFormat,
-        SignedContent, TimestampFormat, WebhookRequest,
+        SignedContent, TimestampFormat, Tolerance, WebhookRequest,
     },
 };
 use time::OffsetDateTime;
@@ -63,20 +73,29 @@ pub const CONTENT: SignedContent = SignedContent::from_static(&[
     Piece::Body,
 ]);
 
-/// Zoom with the app's secret token.
+/// Zoom with the app's secret token. Timestamps more than 72 hours old are refused
+/// ([`SIGNED_TIMESTAMP_MAX_AGE`](super::SIGNED_TIMESTAMP_MAX_AGE), though Zoom's SDK checks
+/// none: see the [module](self)), timestamps ahead of the clock are not; change that with
+/// [`HmacScheme::with_tolerance`].
 ///
 /// # Errors
 /// [`ConfigError::EmptySecret`] for an empty secret.
 ///
 /// ```
-/// use hookguard::{providers::zoom, verify::{Scheme, Tolerance}};
+/// use std::time::Duration;
+/// use hookguard::{providers::{self, zoom}, verify::{Scheme, Tolerance}};
 /// let scheme = zoom::scheme("zoom_secret").unwrap();
-/// assert_eq!(scheme.tolerance(), Tolerance::NONE);
+/// assert_eq!(scheme.tolerance(), Tolerance::past_only(providers::SIGNED_TIMESTAMP_MAX_AGE));
+/// assert_eq!(scheme.tolerance().past(), Some(Duration::from_secs(72 * 3600)));
+/// // A window of your own:
+/// let strict = scheme.with_tolerance(Tolerance::symmetric(Duration::from_secs(300)));
+/// assert_eq!(strict.tolerance().future(), Some(Duration::from_secs(300)));
 /// ```
 pub fn scheme(secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
     HmacScheme::builder("zoom", Algorithm::Sha256)
         .signature(Field::Header(HEADER), SignatureFormat::Plain { prefix: "v0=" }, Encoding::Hex)
         .timestamp(Field::Header(TIMESTAMP), TimestampFormat::UnixSeconds)
+        .tolerance(Tolerance::past_only(super::SIGNED_TIMESTAMP_MAX_AGE))
         .content(CONTENT)
         .event(Field::Json(&["event"]))
         .secret(secret)
@@ -97,7 +116,7 @@ pub fn scheme(secret: impl AsRef<[u8]>) -> Result<HmacScheme, ConfigError> {
 /// uses the secret that verified it: a secret being rotated out (one that may only
 /// verify) gets answers under itself, never under the current one, and a request signed
 /// for another endpoint or tenant gets none. `now` is checked against the scheme's
-/// tolerance (none by default).
+/// tolerance (by default, a timestamp more than 72 hours old is refused).
 ///
 /// ```
 /// use hookguard::{providers::zoom, verify::{Outgoing, Sign, WebhookRequest}};
@@ -199,13 +218,29 @@ mod tests {
         assert_eq!(check(&wrong, "1700000000", SIG, BODY, 1_700_000_000), Err(Reason::SignatureMismatch));
     }
 
+    /// Zoom's SDK checks no age, but a delivery older than the replay mark a guard keeps
+    /// without a past bound (72 hours) is refused as stale (it verified years later); a
+    /// timestamp ahead of the clock is not.
     #[test]
-    fn no_tolerance_by_default() {
+    fn timestamps_72_hours_old_are_stale_by_default() {
         let scheme = scheme("zoom_secret").unwrap();
-        assert_eq!(check(&scheme, "1700000000", SIG, BODY, 1_900_000_000), Ok(()));
-        assert_eq!(check(&scheme, "1700000000", SIG, BODY, 0), Ok(()));
-        let strict = scheme.with_tolerance(crate::verify::Tolerance::symmetric(super::super::FIVE_MINUTES));
+        let max_age = 72 * 3600;
+        let rows = [
+            ("72 h less 1 s old", 1_700_000_000 + max_age - 1, Ok(())),
+            ("72 h old", 1_700_000_000 + max_age, Ok(())),
+            ("72 h and 1 s old", 1_700_000_000 + max_age + 1, Err(Reason::TimestampTooOld)),
+            ("years later", 1_900_000_000, Err(Reason::TimestampTooOld)),
+            ("a day ahead", 1_700_000_000 - 24 * 3600, Ok(())),
+            ("years ahead", 0, Ok(())),
+        ];
+        for (name, now, want) in rows {
+            assert_eq!(check(&scheme, "1700000000", SIG, BODY, now), want, "case {name}");
+        }
+        let strict = scheme.clone().with_tolerance(Tolerance::symmetric(super::super::FIVE_MINUTES));
         assert_eq!(check(&strict, "1700000000", SIG, BODY, 1_700_000_301), Err(Reason::TimestampTooOld));
+        assert_eq!(check(&strict, "1700000000", SIG, BODY, 1_699_999_699), Err(Reason::TimestampInFuture));
+        let unchecked = scheme.with_tolerance(Tolerance::NONE);
+        assert_eq!(check(&unchecked, "1700000000", SIG, BODY, 1_900_000_000), Ok(()));
     }
 
     #[test]
