@@ -216,8 +216,8 @@ pub(crate) fn build_scheme(
     }
 }
 
-/// The preset's tolerance with `window` on each side it checks (both sides when it
-/// checks none).
+/// The preset's tolerance with `window` on each side it checks (both sides for one that
+/// checks none: no built-in preset with a timestamp does so now).
 fn retime(current: Tolerance, window: Duration) -> Tolerance {
     if !current.is_checked() {
         return Tolerance::symmetric(window);
@@ -634,7 +634,8 @@ mod tests {
             let given = SchemeOptions { tolerance_secs: Some(60), ..options.clone() };
             match build_scheme(name, &secrets, &given) {
                 Ok(scheme) => {
-                    // Zoom signs its timestamp but checks none by default: both sides then.
+                    // The window replaces each side the preset checks (Zoom, Discord and
+                    // SendGrid: the past only).
                     assert_eq!(scheme.tolerance(), retime(default.tolerance(), window), "{name}");
                     retimed.push(*name);
                 }
