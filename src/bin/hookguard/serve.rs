@@ -1203,12 +1203,16 @@ mod connections {
                             watcher.watch(http1.serve_connection(io, service)).await
                         }
                         Some(acceptor) => {
+                            // Under TLS: the socket's writes, each of which shows progress
+                            // (TLS's own flush waits as a whole while the socket takes its
+                            // records bit by bit).
+                            let tcp = WriteStall::new(tcp, stall);
                             let Ok(Ok(tls)) =
                                 tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
                             else {
                                 return;
                             };
-                            let io = TokioIo::new(WriteStall::new(tls, stall));
+                            let io = TokioIo::new(tls);
                             watcher.watch(http1.serve_connection(io, service)).await
                         }
                     };
@@ -1250,8 +1254,9 @@ mod connections {
         /// and a sender that reads its answer takes every byte at once (an answer is small,
         /// the largest `/metrics`' text of some kilobytes, and the socket's send buffer
         /// takes it whole), so a write that waits that long is a client that stopped
-        /// reading. Over TLS the stream wrapped is the TLS one: the writes timed are hyper's
-        /// (the handshake has its own limit). A client that goes on reading, however slowly (a few bytes within each
+        /// reading. Over TLS the stream wrapped is the TCP one under it: the writes timed are
+        /// the socket's, each of which shows progress (the TLS stream's flush waits as a whole
+        /// while a slow reader takes its records bit by bit); the handshake has its own limit. A client that goes on reading, however slowly (a few bytes within each
         /// limit), is not cut off: a proxy that limits connections per address is still the
         /// answer to many of them.
         ///
