@@ -444,7 +444,7 @@ pub trait Inbox: fmt::Debug + Send + Sync + 'static {
     /// (storage damaged by hand or by something else) is left out, with a warning in the
     /// log, so that it hides none of the others; it takes no place among the `limit` in
     /// this crate's inboxes (a third party's may count it), so a page comes back short only
-    /// when no readable letter is left.
+    /// when no readable letter is left (or, on SQLite, after 10,000 unreadable ones).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {

@@ -372,8 +372,11 @@ impl Sql {
         // and reading no more than its `LIMIT` (one `OR` of both, ordered by a `CASE`,
         // read and sorted every due row at each pull). Each locks up to `$2` rows, and the
         // pull leases the first `$2` of both by when they were due: those it does not
-        // take stay locked only until its statement ends (and a pull that leaves some
-        // takes `$2`, so that it reports more due).
+        // take stay locked only until its statement ends (well under a millisecond), and a
+        // pull that leaves some takes `$2`, so that it reports more due and its pool pulls
+        // again at once. Another replica's pull meanwhile skips them and reads on past them
+        // (`SKIP LOCKED` with a `LIMIT`), so it comes back short only when fewer than twice
+        // `$2` jobs were due.
         let due_parts = format!(
             "ready AS (
                 SELECT seq, next_attempt_at AS due

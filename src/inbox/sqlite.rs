@@ -1194,9 +1194,12 @@ impl Writer {
     /// Up to `limit` readable dead letters, oldest first. An unreadable one is left out
     /// (with its key in the log, for `discard`) and does not count among the `limit`: the
     /// rows are read on past it, so a page comes back short only when no readable letter is
-    /// left after it (`hookguard inbox discard --all` pages until one is empty).
+    /// left after it (`hookguard inbox discard --all` pages until one is empty), or when
+    /// [`UNREADABLE_PER_PAGE`] unreadable ones were passed (the writer's thread, which
+    /// pushes wait for, does not walk a file of damaged rows whole).
     fn dead_letters(&mut self, limit: usize) -> rusqlite::Result<Result<Answer, InboxError>> {
         let mut letters = Vec::with_capacity(limit.min(1024));
+        let mut unreadable = 0;
         if limit == 0 {
             return Ok(Ok(Answer::DeadLetters(letters)));
         }
@@ -1239,12 +1242,24 @@ impl Writer {
                         key = ?key.as_deref().unwrap_or_default(),
                         "an unreadable SQLite dead letter is left out of the list"
                     );
+                    unreadable += 1;
+                    if unreadable >= UNREADABLE_PER_PAGE {
+                        tracing::warn!(
+                            passed = unreadable,
+                            "a page of SQLite dead letters stops short after this many unreadable ones: discard them by key"
+                        );
+                        break;
+                    }
                 }
             }
         }
         Ok(Ok(Answer::DeadLetters(letters)))
     }
 }
+
+/// The most unreadable dead letters one page of [`Writer::dead_letters`] reads past
+/// before it stops short (3 in this crate's tests).
+const UNREADABLE_PER_PAGE: usize = if cfg!(test) { 3 } else { 10_000 };
 
 /// The dead letters, oldest first: the rows of `hookguard_inbox_dead`, in its order.
 /// Columns as [`record_at`] reads them from 0, then `attempts, error, at_ns`.
@@ -1957,6 +1972,42 @@ mod tests {
             accepted(&batch(&mut writer, vec![push_of("a")])),
             "a's key was forgotten within twice the retention"
         );
+    }
+
+    /// A page reads on past unreadable dead letters only so far ([`UNREADABLE_PER_PAGE`]):
+    /// a file of damaged rows is not walked whole on the writer's thread, which pushes
+    /// wait for. The page stops short, and says so.
+    #[tokio::test]
+    async fn a_page_stops_after_so_many_unreadable_dead_letters() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer =
+            Writer::open(&SqliteInbox::builder(dir.path().join("inbox.db")), Arc::default()).unwrap();
+        let ids = ["a", "b", "c", "d"];
+        for id in ids {
+            assert!(accepted(&batch(&mut writer, vec![push_of(id)])));
+        }
+        for _ in ids {
+            let job = pull_one(&mut writer);
+            let dead = Request::Dead {
+                key: job.webhook().key().to_owned(),
+                receipt: parse_receipt(&job).unwrap(),
+                error: "no".into(),
+            };
+            assert!(matches!(batch(&mut writer, vec![dead])[..], [Ok(Answer::Done)]));
+        }
+        for id in &ids[..UNREADABLE_PER_PAGE] {
+            let Request::Push(push) = push_of(id) else { unreachable!() };
+            let damaged = writer
+                .conn
+                .execute("UPDATE hookguard_inbox SET headers = x'01' WHERE key = ?1", [push.0.key])
+                .unwrap();
+            assert_eq!(damaged, 1);
+        }
+        let (answers, logs) =
+            crate::inbox::logged(async { batch(&mut writer, vec![Request::DeadLetters { limit: 1 }]) }).await;
+        let Ok(Answer::DeadLetters(letters)) = &answers[0] else { panic!("no list") };
+        assert!(letters.is_empty(), "the readable letter is past the unreadable ones the page reads");
+        assert!(logs.contains("stops short"), "{logs}");
     }
 
     /// Dead letters that cannot be read do not count among a page's `limit`: a page comes
