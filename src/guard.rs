@@ -737,6 +737,10 @@ impl ReplayMark {
     }
 
     /// Removes the mark now (the delivery will not be kept, so a retry must get through).
+    /// The removal is sent once and, on a Tokio runtime (or with a store that was waited on
+    /// one), runs to its end even if this future is dropped first; polled by another
+    /// executor, a store that does not answer at once is waited on here, and a drop before
+    /// it answers leaves the mark (with a warning).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
