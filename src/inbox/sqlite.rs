@@ -1651,30 +1651,28 @@ mod tests {
         for (sql, index) in
             [(PULL_AHEAD, "hookguard_inbox_fresh (at_ns>?)"), (PULL_DUE, "hookguard_inbox_queue (at_ns<?)")]
         {
-            let plan: Vec<String> = writer
-                .conn
-                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-                .unwrap()
-                .query_map(params![0, 10], |row| row.get(3))
-                .unwrap()
-                .collect::<rusqlite::Result<_>>()
-                .unwrap();
+            let plan = plan_of(&writer, sql, params![0, 10]);
             assert_eq!(plan, [format!("SEARCH hookguard_inbox USING INDEX {index}")], "{sql}");
         }
-        let plan: Vec<String> = writer
-            .conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {ANY_AHEAD}"))
-            .unwrap()
-            .query_map(params![0], |row| row.get(3))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
+        let plan = plan_of(&writer, ANY_AHEAD, params![0]);
         assert!(
             plan.iter()
                 .any(|step| step
                     == "SEARCH hookguard_inbox USING COVERING INDEX hookguard_inbox_fresh (at_ns>?)"),
             "{plan:?}"
         );
+    }
+
+    /// The steps of SQLite's plan for `sql` with `params` (`EXPLAIN QUERY PLAN`).
+    fn plan_of(writer: &Writer, sql: &str, params: impl rusqlite::Params) -> Vec<String> {
+        writer
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map(params, |row| row.get(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
     }
 
     fn webhook_with(headers: http::HeaderMap, timestamp: Option<OffsetDateTime>) -> Webhook {
@@ -1918,14 +1916,7 @@ mod tests {
         let mut writer = Writer::open(&builder(), Arc::default()).unwrap();
         assert!(duplicate(&batch(&mut writer, vec![push_of("a")])), "a resend of a is a duplicate");
         // The last stamp is read from a range of the index of finished keys.
-        let plan: Vec<String> = writer
-            .conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {LAST_STAMP}"))
-            .unwrap()
-            .query_map([], |row| row.get(3))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
+        let plan = plan_of(&writer, LAST_STAMP, []);
         assert_eq!(plan, ["SEARCH hookguard_inbox USING COVERING INDEX hookguard_inbox_done"], "{plan:?}");
     }
 
@@ -2056,14 +2047,7 @@ mod tests {
         .await;
         assert!(matches!(&answers[0], Ok(Answer::Jobs(jobs, _)) if jobs.is_empty()), "d set aside");
         assert!(logs.contains(&format!("key={:?}", key("d"))), "{logs}");
-        let plan: Vec<String> = writer
-            .conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {DEAD_LETTERS}"))
-            .unwrap()
-            .query_map([], |row| row.get(3))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
+        let plan = plan_of(&writer, DEAD_LETTERS, []);
         assert_eq!(plan, ["SCAN hookguard_inbox USING INDEX hookguard_inbox_dead"], "{plan:?}");
     }
 
