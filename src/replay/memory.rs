@@ -186,6 +186,12 @@ impl MemoryReplayStore {
     /// Sets the capacity (keys in all, at least 1, split between the shards). A builder
     /// method: it starts an empty store.
     ///
+    /// A full shard frees room by reading all its marks for the expired ones, and a store
+    /// kept at its capacity (marks expiring as fast as new ones come) does so at nearly
+    /// every new mark: a cost, under the shard's lock, that grows with the capacity (about
+    /// a millisecond a mark at ten million). Size it for the rate times the marks' time to
+    /// live, with room to spare, rather than far beyond.
+    ///
     /// ```
     /// use std::time::Duration;
     /// use hookguard::replay::{MemoryReplayStore, ReplayStore};
