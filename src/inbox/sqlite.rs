@@ -1839,6 +1839,14 @@ mod tests {
         builder
     }
 
+    /// Pushes `id`, takes it and acknowledges it with `writer`: a finished job.
+    fn finished(writer: &mut Writer, id: &str) -> Job {
+        assert!(accepted(&batch(writer, vec![push_of(id)])));
+        let job = pull_one(writer);
+        ack_with(writer, &job);
+        job
+    }
+
     /// Acknowledges `job` with `writer`.
     fn ack_with(writer: &mut Writer, job: &Job) {
         let ack = Request::Ack { key: job.webhook().key().to_owned(), receipt: parse_receipt(job).unwrap() };
@@ -1861,9 +1869,7 @@ mod tests {
         let steady = ManualClock::at_unix(0);
         let mut writer =
             Writer::open(&stepping(&dir, &wall, &steady).retention(day), Arc::default()).unwrap();
-        assert!(accepted(&batch(&mut writer, vec![push_of("a")])));
-        let a = pull_one(&mut writer);
-        ack_with(&mut writer, &a);
+        finished(&mut writer, "a");
         // An hour later, the clock steps a day forward.
         steady.advance(hour);
         wall.advance(hour + day);
@@ -1898,16 +1904,12 @@ mod tests {
         let steady = ManualClock::at_unix(0);
         let builder = || stepping(&dir, &wall, &steady).retention(day);
         let mut writer = Writer::open(&builder(), Arc::default()).unwrap();
-        assert!(accepted(&batch(&mut writer, vec![push_of("x")])));
-        let x = pull_one(&mut writer);
-        ack_with(&mut writer, &x);
+        finished(&mut writer, "x");
         drop(writer);
         // Restarted with the clock 20 hours behind (within the day's retention).
         wall.set_unix(1_700_000_000 - 20 * 3600);
         let mut writer = Writer::open(&builder(), Arc::default()).unwrap();
-        assert!(accepted(&batch(&mut writer, vec![push_of("a")])));
-        let a = pull_one(&mut writer);
-        ack_with(&mut writer, &a);
+        let a = finished(&mut writer, "a");
         let stamp = stamp_of(&writer, &a);
         assert_eq!(stamp, 1_700_000_000_000_000_000, "the last stamp, not 20 hours before it");
         drop(writer);
@@ -1941,16 +1943,12 @@ mod tests {
         let steady = ManualClock::at_unix(0);
         let builder = || stepping(&dir, &wall, &steady).retention(day);
         let mut writer = Writer::open(&builder(), Arc::default()).unwrap();
-        assert!(accepted(&batch(&mut writer, vec![push_of("x")])));
-        let x = pull_one(&mut writer);
-        ack_with(&mut writer, &x);
+        finished(&mut writer, "x");
         drop(writer);
         // Set right (ten years back), and restarted.
         wall.set_unix(1_700_000_000);
         let mut writer = Writer::open(&builder(), Arc::default()).unwrap();
-        assert!(accepted(&batch(&mut writer, vec![push_of("a")])));
-        let a = pull_one(&mut writer);
-        ack_with(&mut writer, &a);
+        let a = finished(&mut writer, "a");
         assert_eq!(
             stamp_of(&writer, &a),
             1_700_000_000_000_000_000 + 24 * 3600 * 1_000_000_000,
