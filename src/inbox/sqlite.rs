@@ -1839,6 +1839,18 @@ mod tests {
         builder
     }
 
+    /// Takes the next job with `writer` and dead-letters it.
+    fn dead_lettered(writer: &mut Writer) -> Job {
+        let job = pull_one(writer);
+        let dead = Request::Dead {
+            key: job.webhook().key().to_owned(),
+            receipt: parse_receipt(&job).unwrap(),
+            error: "no".into(),
+        };
+        assert!(matches!(batch(writer, vec![dead])[..], [Ok(Answer::Done)]));
+        job
+    }
+
     /// Pushes `id`, takes it and acknowledges it with `writer`: a finished job.
     fn finished(writer: &mut Writer, id: &str) -> Job {
         assert!(accepted(&batch(writer, vec![push_of(id)])));
@@ -1976,13 +1988,7 @@ mod tests {
             assert!(accepted(&batch(&mut writer, vec![push_of(id)])));
         }
         for _ in ids {
-            let job = pull_one(&mut writer);
-            let dead = Request::Dead {
-                key: job.webhook().key().to_owned(),
-                receipt: parse_receipt(&job).unwrap(),
-                error: "no".into(),
-            };
-            assert!(matches!(batch(&mut writer, vec![dead])[..], [Ok(Answer::Done)]));
+            dead_lettered(&mut writer);
         }
         for id in &ids[..UNREADABLE_PER_PAGE] {
             let Request::Push(push) = push_of(id) else { unreachable!() };
@@ -2012,13 +2018,7 @@ mod tests {
             assert!(accepted(&batch(&mut writer, vec![push_of(id)])));
         }
         for _ in 0..3 {
-            let job = pull_one(&mut writer);
-            let dead = Request::Dead {
-                key: job.webhook().key().to_owned(),
-                receipt: parse_receipt(&job).unwrap(),
-                error: "no".into(),
-            };
-            assert!(matches!(batch(&mut writer, vec![dead])[..], [Ok(Answer::Done)]));
+            dead_lettered(&mut writer);
         }
         let key = |id: &str| match push_of(id) {
             Request::Push(push) => push.0.key,
