@@ -9,7 +9,7 @@ use std::{
 
 use foldhash::fast::RandomState;
 
-use super::{BoxFuture, Mark, ReplayStore, StoreError};
+use super::{BoxFuture, INLINE, Mark, ReplayStore, StoreError};
 use crate::clock::{Clock, SystemClock};
 
 const SHARDS: usize = 16;
@@ -101,21 +101,19 @@ struct StoredKey {
     bytes: [u8; SLOT],
 }
 
-/// The longest key kept as it is (here and, as the same bytes, in Redis's keys).
-pub(super) const INLINE: usize = 46;
 /// A slot's bytes: a digested key reads as this many (the slot stays 48 bytes).
 const SLOT: usize = INLINE + 1;
 
 impl StoredKey {
     fn new(key: &[u8]) -> Self {
         let mut bytes = [0; SLOT];
-        match u8::try_from(key.len()) {
-            Ok(len) if key.len() <= INLINE => {
+        match super::digest_if_long(key) {
+            None => {
                 bytes[..key.len()].copy_from_slice(key);
-                Self { len, bytes }
+                // At most `INLINE` bytes.
+                Self { len: key.len() as u8, bytes }
             }
-            _ => {
-                let digest = <sha2::Sha256 as sha2::Digest>::digest(key);
+            Some(digest) => {
                 bytes[..digest.len()].copy_from_slice(&digest);
                 Self { len: SLOT as u8, bytes }
             }

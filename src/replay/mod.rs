@@ -81,6 +81,17 @@ mod redis;
 
 use std::{fmt, future::Future, pin::Pin, time::Duration};
 
+/// The longest replay key the stores keep as it is; a longer one (a delivery id of any
+/// length a sender signed) is kept as its digest ([`digest_if_long`]), so a mark costs the
+/// same whatever the id's length.
+const INLINE: usize = 46;
+
+/// `None` for a key of at most [`INLINE`] bytes, kept as it is; else its SHA-256 digest,
+/// which the stores keep in its place (each in a form no key kept as it is can take).
+fn digest_if_long(key: &[u8]) -> Option<[u8; 32]> {
+    (key.len() > INLINE).then(|| <sha2::Sha256 as sha2::Digest>::digest(key).into())
+}
+
 #[cfg(feature = "redis")]
 pub use self::redis::RedisReplayStore;
 pub use memory::MemoryReplayStore;

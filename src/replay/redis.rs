@@ -4,7 +4,7 @@ use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
 
 use ::redis::{Script, aio::ConnectionManager};
 
-use super::{BoxFuture, Mark, ReplayStore, StoreError, memory::INLINE};
+use super::{BoxFuture, Mark, ReplayStore, StoreError, digest_if_long};
 use crate::clock::Clock;
 
 /// What the Redis key of a digested mark key starts with, after the prefix.
@@ -314,7 +314,7 @@ impl RedisReplayStore {
     }
 }
 
-/// The Redis key of a mark: `{prefix}{key}` for a key of up to [`INLINE`] bytes (an
+/// The Redis key of a mark: `{prefix}{key}` for a key of up to [`INLINE`](super::INLINE) bytes (an
 /// endpoint and a short delivery id, readable as they are), `{prefix}sha256:{hex}` of a
 /// longer one, so a mark takes the same room in Redis whatever the length of the delivery
 /// id a sender signed. The digest's form (71 bytes) is longer than any key kept as it is:
@@ -322,12 +322,12 @@ impl RedisReplayStore {
 fn redis_key(prefix: &[u8], key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(prefix.len() + key.len().min(DIGESTED.len() + 64));
     k.extend_from_slice(prefix);
-    if key.len() <= INLINE {
-        k.extend_from_slice(key);
-    } else {
-        let digest = <sha2::Sha256 as sha2::Digest>::digest(key);
-        k.extend_from_slice(DIGESTED);
-        k.extend_from_slice(const_hex::encode(digest).as_bytes());
+    match digest_if_long(key) {
+        None => k.extend_from_slice(key),
+        Some(digest) => {
+            k.extend_from_slice(DIGESTED);
+            k.extend_from_slice(const_hex::encode(digest).as_bytes());
+        }
     }
     k
 }
@@ -428,6 +428,7 @@ impl ReplayStore for RedisReplayStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::replay::INLINE;
 
     /// A stored value is a live confirmed mark exactly as the scripts' `live` reads it.
     #[test]
