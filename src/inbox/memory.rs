@@ -515,6 +515,17 @@ impl MemoryInbox {
         Ok(over)
     }
 
+    /// Keeps the workers' side to [`PARKED_MAX`] finished webhooks between pulls (a bulk
+    /// discard, or more lanes than that acknowledging before their next pull): past it,
+    /// they are handed over as a pull hands them. Returns those let go, for the caller to
+    /// drop after the lock.
+    fn park_no_more(&self, st: &mut State) -> Result<Vec<Keyed>, InboxError> {
+        if st.settled.len() < PARKED_MAX {
+            return Ok(Vec::new());
+        }
+        self.hand_over(st)
+    }
+
     fn finish(&self, job: &Job) -> Result<(), InboxError> {
         let mut st = self.state()?;
         let (slot, live) = st.leased_slot(job)?;
@@ -527,6 +538,9 @@ impl MemoryInbox {
         if live {
             st.settled_lease();
         }
+        let over = self.park_no_more(&mut st)?;
+        drop(st);
+        drop(over);
         Ok(())
     }
 
@@ -615,6 +629,9 @@ impl MemoryInbox {
         // Dropped by a push, as a finished job's webhook is (see `finish`).
         let done = st.release(slot);
         st.settled.extend(done);
+        let over = self.park_no_more(&mut st)?;
+        drop(st);
+        drop(over);
         Ok(true)
     }
 
@@ -1174,6 +1191,32 @@ mod tests {
         inbox.push(hook("second")).await.unwrap();
         assert!(gone(), "the next push let it go");
         assert_eq!(inbox.push(hook("first")).await.unwrap(), Pushed::Duplicate, "its key is remembered");
+    }
+
+    /// A bulk discard with no pull after it: the workers' side hands what it parked over
+    /// at [`PARKED_MAX`], so no more than that waits on each side.
+    #[tokio::test]
+    async fn a_bulk_discard_parks_no_more_than_parked_max_on_the_workers_side() {
+        let inbox = MemoryInbox::new();
+        let n = 3 * PARKED_MAX;
+        for i in 0..n {
+            inbox.push(hook(&i.to_string())).await.unwrap();
+        }
+        let jobs = inbox.pull(n, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(jobs.len(), n);
+        for job in &jobs {
+            inbox.dead_letter(job, "no").await.unwrap();
+        }
+        for job in &jobs {
+            assert!(inbox.discard(job.webhook().key()).await.unwrap());
+        }
+        // Dead letters hold copies of their own: count what each side holds.
+        let parked = inbox.state().unwrap().settled.len();
+        assert!(parked < PARKED_MAX, "{parked} finished webhooks held by the workers' side without a pull");
+        assert!(inbox.intake().unwrap().finished.len() <= PARKED_MAX);
+        for i in 0..n {
+            assert_eq!(inbox.push(hook(&i.to_string())).await.unwrap(), Pushed::Duplicate, "{i} remembered");
+        }
     }
 
     #[tokio::test]
