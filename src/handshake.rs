@@ -7,7 +7,7 @@
 //! | Zoom | verified POST, `endpoint.url_validation` | [`ZoomUrlValidation`] |
 //! | Twitch | verified POST, `webhook_callback_verification` | [`TwitchCallbackVerification`] |
 //! | Discord | verified POST, PING (`type: 1`) | `DiscordPing` (feature `ed25519`) |
-//! | Meta / WhatsApp | GET with `hub.challenge` | [`MetaSubscription`] |
+//! | Meta / WhatsApp | GET with `hub.mode` (echoes `hub.challenge`) | [`MetaSubscription`] |
 //! | Dropbox | GET with `challenge` | [`DropboxChallenge`] |
 //! | Trello | HEAD when the hook is created | [`TrelloHead`] |
 //! | Asana | POST with `X-Hook-Secret` | [`AsanaHookSecret`] |

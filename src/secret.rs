@@ -55,12 +55,15 @@ impl Secret {
     /// stripped and the rest base64-decoded; the decoded bytes are the HMAC key.
     ///
     /// # Errors
-    /// [`ConfigError::InvalidSecret`] when the rest is not base64, or decodes to nothing.
+    /// [`ConfigError::InvalidSecret`] when the rest is not base64;
+    /// [`ConfigError::EmptySecret`] when it decodes to nothing.
     ///
     /// ```
-    /// # use hookguard::Secret;
+    /// # use hookguard::{ConfigError, Secret};
     /// let key = Secret::from_standard_webhooks("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
     /// assert_eq!(key.expose().len(), 24);
+    /// assert!(matches!(Secret::from_standard_webhooks("whsec_!"), Err(ConfigError::InvalidSecret(_))));
+    /// assert_eq!(Secret::from_standard_webhooks("whsec_").unwrap_err(), ConfigError::EmptySecret);
     /// ```
     pub fn from_standard_webhooks(text: impl AsRef<str>) -> Result<Self, ConfigError> {
         let text = text.as_ref().trim();

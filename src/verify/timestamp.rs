@@ -256,6 +256,12 @@ impl Tolerance {
     /// are not refused (no past bound): such a delivery never goes stale, and the mark
     /// needs the time to live of deliveries without timestamps.
     ///
+    /// Without a future bound (`past_only`, most presets), this holds for timestamps not
+    /// ahead of the clock only: one signed an hour ahead (a sender's clock that runs fast)
+    /// stays fresh for that hour plus the past bound. A store of your own should then keep
+    /// each mark until the delivery's timestamp plus the past bound, as the
+    /// [`Guard`](crate::guard::Guard) does.
+    ///
     /// ```
     /// # use std::time::Duration;
     /// # use hookguard::verify::Tolerance;
