@@ -1,7 +1,7 @@
 //! The embedded replay store: sharded, capacity-capped, expiring.
 
 use std::{
-    collections::HashMap,
+    collections::{BinaryHeap, HashMap, VecDeque},
     hash::BuildHasher,
     sync::{Arc, Mutex},
     time::Duration,
@@ -31,7 +31,8 @@ const SHARDS: usize = 16;
 /// per second with a 5-minute window, and 72 hours of marks for schemes without a timestamp
 /// only at a few per minute (set `capacity` and [`replay_ttl`](crate::guard::GuardBuilder::replay_ttl)
 /// together). Each mark takes the same room (an 80-byte slot; about 110 bytes with the
-/// table's slack) whatever the length of the delivery id a sender signed: keys of up to 46
+/// table's slack, and 4 more for the list of marks that expire first) whatever the length
+/// of the delivery id a sender signed: keys of up to 46
 /// bytes (an endpoint and a short delivery id) are kept as they are, longer ones (a long
 /// id, or a signature's 64-digit fingerprint where the sender sends no id: GitHub's keys)
 /// as their SHA-256 digest, so the capacity bounds the memory too. Every call answers at
@@ -128,14 +129,48 @@ impl StoredKey {
 // Hashes, compares and borrows as the key's bytes, so maps look marks up by `&[u8]`.
 key_by_view!(StoredKey, as_bytes, [u8]);
 
-/// One shard: the marks and a lower bound of their expiry times.
+/// A key in the sweep's heap, where only the expiry time orders (every key compares equal).
+#[derive(Debug, Clone, Copy)]
+struct Slot(StoredKey);
+
+impl PartialEq for Slot {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Slot {}
+
+impl PartialOrd for Slot {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Slot {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+}
+
+/// One shard: the marks, the earliest-expiring of them as the last sweep found them, and
+/// a lower bound of the others' expiry times.
 #[derive(Debug, Default)]
 struct Shard {
     marks: HashMap<StoredKey, Entry, RandomState>,
-    /// No mark expires before this (a lower bound, exact after a sweep). A full shard
-    /// whose bound lies in the future has nothing to sweep: it refuses at once instead of
-    /// scanning every mark on every request while it stays full.
+    /// The marks that expire first, soonest first, as the last sweep of a full shard found
+    /// them (a sixteenth of its share): while the shard stays full, each new mark takes
+    /// the room of the next of them that expired, without reading the others. An entry
+    /// whose mark has since been removed or given another expiry time is skipped.
+    next: VecDeque<(i128, StoredKey)>,
+    /// No mark outside [`next`](Self::next) (or given another expiry time since it was
+    /// listed there) expires before this. With every listed mark live too, a full shard
+    /// has nothing to sweep: it refuses at once instead of reading every mark on every
+    /// request while it stays full.
     earliest: Option<i128>,
+    /// Full sweeps so far (tests count them).
+    #[cfg(test)]
+    sweeps: usize,
 }
 
 impl Default for MemoryReplayStore {
@@ -184,11 +219,13 @@ impl MemoryReplayStore {
     /// Sets the capacity (keys in all, at least 1, split between the shards). A builder
     /// method: it starts an empty store.
     ///
-    /// A full shard frees room by reading all its marks for the expired ones, and a store
-    /// kept at its capacity (marks expiring as fast as new ones come) does so at nearly
-    /// every new mark: a cost, under the shard's lock, that grows with the capacity (about
-    /// a millisecond a mark at ten million). Size it for the rate times the marks' time to
-    /// live, with room to spare, rather than far beyond.
+    /// A full shard frees room by reading all its marks for the expired ones, and lists
+    /// the sixteenth of its share that expire first: a store kept at its capacity (marks
+    /// expiring as fast as new ones come) takes each new mark's room from that list, and
+    /// reads all of a shard's marks once per sixteenth of its share of new marks, so about
+    /// sixteen marks read per new mark whatever the capacity. Marks of very different
+    /// times to live (short reservations among long marks) can make it read the shard
+    /// more often.
     ///
     /// ```
     /// use std::time::Duration;
@@ -276,6 +313,8 @@ impl MemoryReplayStore {
                 });
             }
             *at = entry;
+            // It may be listed in `next` under its old time.
+            shard.lower_bound(entry.expires);
             return Ok(Mark::New);
         }
         shard.insert(stored, entry, now, cap)?;
@@ -321,18 +360,69 @@ impl Shard {
         per_shard: usize,
     ) -> Result<(), StoreError> {
         if self.marks.len() >= per_shard {
-            if self.earliest.is_some_and(|earliest| earliest > now) {
-                return Err(StoreError::Full);
-            }
-            self.marks.retain(|_, at| at.expires > now);
-            self.earliest = self.marks.values().map(|at| at.expires).min();
+            self.drop_listed(now);
             if self.marks.len() >= per_shard {
-                return Err(StoreError::Full);
+                if self.earliest.is_some_and(|earliest| earliest > now) {
+                    return Err(StoreError::Full);
+                }
+                self.sweep(now, per_shard);
+                if self.marks.len() >= per_shard {
+                    return Err(StoreError::Full);
+                }
             }
         }
         self.marks.insert(key, entry);
         self.lower_bound(entry.expires);
         Ok(())
+    }
+
+    /// Drops the listed marks that have expired, leaving the list's first entry live.
+    fn drop_listed(&mut self, now: i128) {
+        while let Some(&(expires, key)) = self.next.front() {
+            if expires > now {
+                break;
+            }
+            self.next.pop_front();
+            // Still the mark that was listed (not removed, renewed or confirmed since).
+            if self.marks.get(key.as_bytes()).is_some_and(|at| at.expires == expires) {
+                self.marks.remove(key.as_bytes());
+            }
+        }
+    }
+
+    /// Drops every expired mark, and lists the sixteenth of the shard's share that expire
+    /// first, for the next new marks to take the room of as they expire: a shard kept full
+    /// (marks expiring as fast as new ones come) reads all its marks once per that many
+    /// new marks, not at each.
+    fn sweep(&mut self, now: i128, per_shard: usize) {
+        #[cfg(test)]
+        {
+            self.sweeps += 1;
+        }
+        let listed = (per_shard / 16).max(1);
+        // The `listed` earliest in a heap whose top is the latest of them.
+        let mut first: BinaryHeap<(i128, Slot)> = BinaryHeap::with_capacity(listed + 1);
+        let mut rest: Option<i128> = None;
+        let mut later = |expires: i128| rest = Some(rest.map_or(expires, |r| r.min(expires)));
+        self.marks.retain(|key, at| {
+            if at.expires <= now {
+                return false;
+            }
+            let entry = (at.expires, Slot(*key));
+            if first.len() < listed {
+                first.push(entry);
+            } else if first.peek().is_some_and(|top| entry.0 < top.0) {
+                if let Some(out) = first.pop() {
+                    later(out.0);
+                }
+                first.push(entry);
+            } else {
+                later(entry.0);
+            }
+            true
+        });
+        self.next = first.into_sorted_vec().into_iter().map(|(expires, Slot(key))| (expires, key)).collect();
+        self.earliest = rest;
     }
 
     /// Keeps [`earliest`](Self::earliest) a lower bound after an entry got `expires`.
@@ -542,6 +632,172 @@ mod tests {
         let digested = StoredKey::new(&[b'y'; 100]);
         let as_is = StoredKey::new(&digested.as_bytes()[..INLINE]);
         assert_ne!(digested.as_bytes(), as_is.as_bytes());
+    }
+
+    /// A shard kept full (a new mark as each one expires) reads all its marks once per
+    /// sixteenth of its share, not at every new mark.
+    #[test]
+    fn a_store_kept_full_sweeps_once_per_sixteenth_of_a_shard() {
+        let clock = ManualClock::at_unix(1_000);
+        let per_shard = 1_600;
+        let store = MemoryReplayStore::new().capacity(16 * per_shard).clock(clock.clone());
+        // One shard's keys only, marked a second apart.
+        let keys: Vec<String> = (0..)
+            .map(|i| format!("k{i}"))
+            .filter(|k| store.shard(k.as_bytes()) == 0)
+            .take(3 * per_shard)
+            .collect();
+        let ttl = Duration::from_secs(per_shard as u64);
+        for key in &keys[..per_shard] {
+            assert_eq!(store.set(key.as_bytes(), ttl, None).unwrap(), Mark::New);
+            clock.advance(Duration::from_secs(1));
+        }
+        assert_eq!(store.shards.maps[0].lock().unwrap().marks.len(), per_shard, "full");
+        // From now on each second one mark expires and one new one comes.
+        for key in &keys[per_shard..] {
+            assert_eq!(
+                store.set(key.as_bytes(), ttl, None).unwrap(),
+                Mark::New,
+                "{key}: the expired mark made room"
+            );
+            clock.advance(Duration::from_secs(1));
+        }
+        let shard = store.shards.maps[0].lock().unwrap();
+        assert_eq!(shard.marks.len(), per_shard);
+        let new_marks = 2 * per_shard;
+        assert!(
+            shard.sweeps <= new_marks / (per_shard / 16) + 1,
+            "{} sweeps for {new_marks} new marks",
+            shard.sweeps
+        );
+        drop(shard);
+        // The marks of the last `per_shard` seconds are all still there (the first of them
+        // has just expired).
+        for key in &keys[2 * per_shard + 1..] {
+            assert_eq!(store.set(key.as_bytes(), ttl, None).unwrap(), Mark::Seen, "{key}");
+        }
+    }
+
+    /// A listed mark that expired and was marked again with a short time to live still
+    /// makes room when that runs out, though the shard's other marks live much longer.
+    #[test]
+    fn a_renewed_listed_mark_makes_room_when_it_expires() {
+        let clock = ManualClock::at_unix(0);
+        let store = MemoryReplayStore::new().capacity(16 * 16).clock(clock.clone());
+        let keys: Vec<String> =
+            (0..).map(|i| format!("k{i}")).filter(|k| store.shard(k.as_bytes()) == 0).take(20).collect();
+        let secs = Duration::from_secs;
+        // Full: one mark for a second, one for 100, fourteen for 1,000.
+        assert_eq!(store.set(keys[0].as_bytes(), secs(1), None).unwrap(), Mark::New);
+        assert_eq!(store.set(keys[1].as_bytes(), secs(100), None).unwrap(), Mark::New);
+        for key in &keys[2..16] {
+            assert_eq!(store.set(key.as_bytes(), secs(1_000), None).unwrap(), Mark::New);
+        }
+        // The sweep drops the first and lists the second, the next to expire.
+        clock.set_unix(2);
+        assert_eq!(store.set(keys[16].as_bytes(), secs(1_000), None).unwrap(), Mark::New);
+        // The second expires and is marked again, for 5 seconds.
+        clock.set_unix(101);
+        assert_eq!(store.set(keys[1].as_bytes(), secs(5), None).unwrap(), Mark::New);
+        assert!(matches!(store.set(keys[17].as_bytes(), secs(1_000), None), Err(StoreError::Full)));
+        clock.set_unix(107);
+        assert_eq!(
+            store.set(keys[17].as_bytes(), secs(1_000), None).unwrap(),
+            Mark::New,
+            "its room came back"
+        );
+    }
+
+    /// Marks, reservations, confirmations, cancels and removals with times to live of
+    /// every length, against a model of the store: a shard refuses a new key exactly when
+    /// its live keys fill its share.
+    #[test]
+    fn behaves_as_a_model_of_it_does() {
+        #[derive(Clone, Copy)]
+        struct Live {
+            expires: i128,
+            holder: Option<u64>,
+        }
+        for seed in 1..=8u64 {
+            let clock = ManualClock::at_unix(1_000);
+            let store = MemoryReplayStore::new().capacity(16 * 48).clock(clock.clone());
+            let mut model: HashMap<String, Live> = HashMap::new();
+            let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let mut next = move |n: u64| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng % n
+            };
+            for step in 0..20_000u64 {
+                let now = clock.unix_nanos();
+                let live = |model: &HashMap<String, Live>, key: &str| {
+                    model.get(key).filter(|at| at.expires > now).copied()
+                };
+                let key = format!("k{}", next(2_000));
+                let ttl = Duration::from_secs(1 + next(200));
+                let cap = store.shards.caps[store.shard(key.as_bytes())];
+                let live_in_shard = |model: &HashMap<String, Live>| {
+                    model
+                        .iter()
+                        .filter(|(k, at)| {
+                            at.expires > now && store.shard(k.as_bytes()) == store.shard(key.as_bytes())
+                        })
+                        .count()
+                };
+                match next(10) {
+                    0..=4 => {
+                        let holder = (next(2) == 0).then(|| next(u64::MAX));
+                        let got = store.set(key.as_bytes(), ttl, holder);
+                        if let Some(at) = live(&model, &key) {
+                            let want = if at.holder.is_some() && holder.is_some() {
+                                Mark::Pending
+                            } else {
+                                Mark::Seen
+                            };
+                            assert_eq!(got.unwrap(), want, "seed {seed} step {step}");
+                        } else if model.contains_key(&key) {
+                            // An expired key: renewed in place, or taken in again if it was
+                            // swept; either way the room is there when a share is free.
+                            if let Ok(mark) = got {
+                                assert_eq!(mark, Mark::New);
+                                model.insert(key, Live { expires: deadline(now, ttl), holder });
+                            } else {
+                                assert!(
+                                    live_in_shard(&model) >= cap,
+                                    "seed {seed} step {step}: refused with room"
+                                );
+                                model.remove(&key);
+                            }
+                        } else if live_in_shard(&model) < cap {
+                            assert_eq!(got.unwrap(), Mark::New, "seed {seed} step {step}");
+                            model.insert(key, Live { expires: deadline(now, ttl), holder });
+                        } else {
+                            assert!(matches!(got, Err(StoreError::Full)), "seed {seed} step {step}");
+                        }
+                    }
+                    5 => {
+                        // Confirms a live reservation.
+                        if live(&model, &key).is_some_and(|at| at.holder.is_some()) {
+                            store.confirm_now(key.as_bytes(), ttl).unwrap();
+                            model.insert(key, Live { expires: deadline(now, ttl), holder: None });
+                        }
+                    }
+                    6 => {
+                        if let Some(Live { holder: Some(token), .. }) = model.get(&key).copied() {
+                            store.cancel_now(key.as_bytes(), token).unwrap();
+                            model.remove(&key);
+                        }
+                    }
+                    7 => {
+                        futures_util::FutureExt::now_or_never(store.unmark(key.as_bytes())).unwrap().unwrap();
+                        model.remove(&key);
+                    }
+                    _ => clock.advance(Duration::from_millis(next(3_000))),
+                }
+            }
+            assert!(store.len() <= 16 * 48 + 16 * (48 / 8 + 1), "seed {seed}");
+        }
     }
 
     #[test]
