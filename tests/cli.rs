@@ -1418,6 +1418,59 @@ fn send_refuses_a_url_it_cannot_send_to() {
     assert!(text(&out.stderr).contains("(the scheme is missing)"), "{}", text(&out.stderr));
 }
 
+/// Without `--signed-url`, `send` signs the URL it sends: as the `url` crate normalizes
+/// it (a space or a non-ASCII character percent-encoded, a dot segment removed), which the
+/// receiver sees. It signed `--url` as typed, and Twilio's signature over it was refused.
+#[test]
+fn send_signs_the_url_it_sends() {
+    let dir = temp_dir("send-url");
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = free.local_addr().expect("addr").port();
+    drop(free);
+    let config = dir.join("hookguard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[[endpoint]]\npath = \"/hooks/twilio\"\n\
+             provider = \"twilio\"\nsecret = \"{KEY}\"\npublic_origin = \"http://127.0.0.1:{port}\"\n\
+             append_to = \"out.jsonl\"\n"
+        ),
+    )
+    .expect("config");
+    let server = Server::start(&config);
+    for url in [
+        format!("http://127.0.0.1:{port}/hooks/twilio?q=a b"),
+        format!("http://127.0.0.1:{port}/hooks/twilio?q=caf\u{e9}"),
+        format!("http://127.0.0.1:{port}/hooks/x/../twilio?q=1#fragment"),
+    ] {
+        let sent = hookguard(&["send", "-p", "twilio", "-s", KEY, "--url", &url], b"CallSid=CA1&Digits=1");
+        assert!(sent.status.success(), "{url}: {}{}", text(&sent.stdout), text(&sent.stderr));
+        assert_eq!(text(&sent.stdout).lines().next(), Some("HTTP 202 Accepted"), "{url}");
+    }
+    assert!(server.stop().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// PayPal verifies with its certificate and the webhook id: `--secret` is refused (it was
+/// taken, and not used); `HOOKGUARD_SECRET`, exported for another provider, is ignored.
+#[test]
+fn paypal_takes_no_secret() {
+    let cert = concat!(env!("CARGO_MANIFEST_DIR"), "/src/providers/testdata/paypal_cert.pem");
+    let args = ["verify", "-p", "paypal", "--webhook-id", "WH-1", "--cert", cert];
+    let refused = hookguard(&[&args[..], &["--secret", "t0ken"]].concat(), b"{}");
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr).contains("paypal verifies with PayPal's certificate"),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert!(!text(&refused.stderr).contains("t0ken"), "{}", text(&refused.stderr));
+    // From the environment: the delivery is checked (and, unsigned, rejected).
+    let from_env = hookguard_env(&args, b"{}", &[("HOOKGUARD_SECRET", "t0ken")]);
+    assert_eq!(from_env.status.code(), Some(1), "{}", text(&from_env.stderr));
+    assert!(text(&from_env.stderr).contains("rejected"), "{}", text(&from_env.stderr));
+}
+
 /// The `cli` feature alone builds the public-key presets the README presents, and
 /// `--provider`'s help lists every name (the top-level help says it does).
 #[test]
@@ -2291,7 +2344,8 @@ fn append_to_files_are_the_owners_alone() {
 
 /// `hookguard inbox dead|redrive|discard` on a durable inbox (SQLite): the dead letters are
 /// listed as JSON lines; one re-driven is processed by the next start, one discarded is
-/// gone; a key that is no dead letter's is exit status 1. The memory inbox is refused.
+/// gone (one that cannot be read too, by the key the warning on stderr names); a key that
+/// is no dead letter's is exit status 1. The memory inbox is refused.
 #[cfg(feature = "sqlite")]
 #[test]
 fn the_inbox_command_lists_redrives_and_discards_dead_letters() {
@@ -2324,6 +2378,22 @@ fn the_inbox_command_lists_redrives_and_discards_dead_letters() {
         record["key"].as_str().expect("a key").to_owned()
     };
     let (redriven, discarded) = (key_of("redriven"), key_of("discarded"));
+
+    // A dead letter that cannot be read is left out of the list: the library's warning,
+    // on stderr, names its key (it went nowhere), and `discard` takes that key (below).
+    let db = rusqlite::Connection::open(dir.join("inbox.db")).expect("open the inbox");
+    let damaged = db
+        .execute("UPDATE hookguard_inbox SET headers = x'01' WHERE key = ?1", [&discarded])
+        .expect("damage a row");
+    assert_eq!(damaged, 1);
+    drop(db);
+    let listed = hookguard(&["inbox", "dead", "-c", config_arg], b"");
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    assert_eq!(text(&listed.stdout).lines().count(), 3, "{}", text(&listed.stdout));
+    assert!(!text(&listed.stdout).contains(&discarded), "{}", text(&listed.stdout));
+    let warned = text(&listed.stderr);
+    assert!(warned.contains("unreadable") && warned.contains(&discarded), "{warned}");
+    assert!(!warned.contains(KEY), "{warned}");
 
     let out = hookguard(&["inbox", "redrive", "-c", config_arg, &redriven], b"");
     assert!(out.status.success(), "{}", text(&out.stderr));

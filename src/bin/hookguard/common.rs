@@ -156,6 +156,12 @@ pub(crate) fn build_scheme(
         }
         #[cfg(feature = "rsa")]
         "paypal" => {
+            // PayPal's certificate verifies: a secret would be taken, and not used.
+            if !secrets.is_empty() {
+                return Err("paypal verifies with PayPal's certificate (--cert) and the webhook id \
+                     (--webhook-id): it takes no secret (--secret)"
+                    .to_owned());
+            }
             let id = options
                 .webhook_id
                 .clone()
@@ -340,6 +346,20 @@ impl From<&str> for Failure {
     fn from(message: &str) -> Self {
         Self::Usage(message.to_owned())
     }
+}
+
+/// Sends the library's log lines of `warn` and above (or what `RUST_LOG` asks for) to
+/// stderr, for a one-shot command: stdout stays the command's output (JSON lines a script
+/// reads). `hookguard inbox dead` leaves an unreadable dead letter out of its list; the
+/// library's warning names its key, which `inbox discard` takes.
+pub(crate) fn log_warnings() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .try_init();
 }
 
 /// Prints a line on stdout. A closed pipe (`| head -1`) is not an error; any other write

@@ -834,14 +834,13 @@ pub(crate) fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String
         let endpoint = endpoint(&src, span, spanned.into_inner(), env, *raw.worker.lease_secs.get_ref())?;
         endpoints.push(endpoint);
     }
-    let mut trusted_proxies = match &server.trusted_proxies {
-        Some(list) => list
-            .get_ref()
-            .join("\n")
-            .parse::<TrustedProxies>()
+    let proxy_ranges = match &server.trusted_proxies {
+        Some(list) => AllowList::parse_ranges(&list.get_ref().join("\n"))
             .map_err(|e| src.at(list.span(), format!("[server] trusted_proxies: {e}")))?,
-        None => TrustedProxies::none(),
+        None => Vec::new(),
     };
+    let no_proxy_range = proxy_ranges.is_empty();
+    let mut trusted_proxies = TrustedProxies::new(proxy_ranges);
     if let Some(header) = &server.forwarded_header {
         if server.trusted_proxies.is_none() {
             // Without trusted proxies no forwarded header is believed: it would be ignored.
@@ -853,6 +852,14 @@ pub(crate) fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String
         let parsed = ForwardedHeader::from_name(header.get_ref()).ok_or_else(|| {
             src.at(header.span(), "[server] forwarded_header must be `x-forwarded-for` or `forwarded`")
         })?;
+        if let Some(list) = server.trusted_proxies.as_ref().filter(|_| no_proxy_range) {
+            // No range (`[]`, or comments only): no proxy's header would be believed.
+            return Err(src.at(
+                list.span(),
+                "[server] trusted_proxies holds no range: forwarded_header would never be believed (list \
+                 your proxies' ranges, or remove forwarded_header)",
+            ));
+        }
         trusted_proxies = trusted_proxies.header(parsed);
     }
     if let Some(problem) = listen_problem(server.listen.get_ref()) {
@@ -1062,6 +1069,27 @@ fn endpoint(
             return Err(
                 src.at(at, format!("{label}: `{key}` is for {}, not {provider}", providers.join(", ")))
             );
+        }
+    }
+
+    // PayPal verifies with its certificate and the webhook id: a secret would be read, then
+    // ignored (and `--check` warned of a demo secret never used).
+    if provider == "paypal" {
+        for (key, at) in [
+            ("secret_env", span_of_list(&raw.secret_env)),
+            ("secret_env_default", span_of(&raw.secret_env_default)),
+            ("secret_file", span_of_list(&raw.secret_file)),
+            ("secret", span_of_list(&raw.secret)),
+        ] {
+            if let Some(at) = at {
+                return Err(src.at(
+                    at,
+                    format!(
+                        "{label}: `{key}` is not for paypal, which verifies with PayPal's certificate \
+                         (`certificate_file`) and `webhook_id`: remove it"
+                    ),
+                ));
+            }
         }
     }
 
@@ -1895,6 +1923,36 @@ append_to = "/tmp/x.jsonl"
         // Where they apply, they are taken.
         let meta = OK.replace("\"github\"", "\"meta\"") + "verify_token = \"t0ken\"\n";
         assert!(check(&meta).unwrap().endpoints[0].handshake.is_some());
+
+        // PayPal verifies with its certificate and the webhook id: a secret was read, then
+        // ignored (and `serve --check` failed over a demo secret it would never use).
+        #[cfg(feature = "rsa")]
+        {
+            let cert = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/providers/testdata/paypal_cert.pem");
+            let paypal =
+                OK.replace("\"github\"", "\"paypal\"").replace("secret = \"s\"", "webhook_id = \"WH-1\"");
+            for (line, at) in [
+                ("secret = \"t0ken\"", "7:10: endpoint `hooks-github`: `secret`"),
+                ("secret = [\"t0ken\", \"t1ken\"]", "7:10: endpoint `hooks-github`: `secret`"),
+                ("secret_env = \"PP_SECRET\"", "7:14: endpoint `hooks-github`: `secret_env`"),
+                ("secret_env_default = \"t0ken\"", "7:22: endpoint `hooks-github`: `secret_env_default`"),
+                ("secret_file = \"pp.secret\"", "7:15: endpoint `hooks-github`: `secret_file`"),
+            ] {
+                let text = format!("{paypal}{line}\ncertificate_file = {cert:?}\n");
+                let err = check(&text).err().unwrap_or_else(|| panic!("{line}: accepted"));
+                assert_eq!(
+                    err,
+                    format!(
+                        "t.toml:{at} is not for paypal, which verifies with PayPal's certificate \
+                         (`certificate_file`) and `webhook_id`: remove it"
+                    ),
+                    "{line}"
+                );
+            }
+            // Its own keys are taken, and no secret is asked for.
+            let config = check(&format!("{paypal}certificate_file = {cert:?}\n")).unwrap();
+            assert!(config.endpoints[0].demo_secret.is_none());
+        }
     }
 
     #[test]
@@ -2126,6 +2184,20 @@ append_to = "/tmp/x.jsonl"
                  believed)",
             ),
             (
+                "a forwarded header with an empty list of proxies",
+                format!("[server]\ntrusted_proxies = []\nforwarded_header = \"forwarded\"\n{OK}"),
+                "t.toml:2:19: [server] trusted_proxies holds no range: forwarded_header would never be believed \
+                 (list your proxies' ranges, or remove forwarded_header)",
+            ),
+            (
+                "a forwarded header with a list of proxies holding no range",
+                format!(
+                    "[server]\nforwarded_header = \"x-forwarded-for\"\ntrusted_proxies = [\" # none\"]\n{OK}"
+                ),
+                "t.toml:3:19: [server] trusted_proxies holds no range: forwarded_header would never be believed \
+                 (list your proxies' ranges, or remove forwarded_header)",
+            ),
+            (
                 "a verify token with the handshake off",
                 format!("{meta}handshake = false\nverify_token = \"t0ken\"\n"),
                 "t.toml:8:16: endpoint `hooks-github`: `verify_token` is for Meta's subscription handshake, \
@@ -2160,6 +2232,7 @@ append_to = "/tmp/x.jsonl"
                     "[server]\ntrusted_proxies = [\"10.0.0.0/8\"]\nforwarded_header = \"forwarded\"\n{OK}"
                 ),
             ),
+            ("no trusted proxy, and no header to believe", format!("[server]\ntrusted_proxies = []\n{OK}")),
             ("a verify token with the handshake", format!("{meta}verify_token = \"t0ken\"\n")),
             ("a meta endpoint without its handshake", format!("{meta}handshake = false\n")),
             ("one connection at a time", format!("[server]\nmax_connections = 1\n{OK}")),
@@ -2534,7 +2607,10 @@ append_to = "/tmp/x.jsonl"
                 "shared_key_file" => {
                     text.replace("\"github\"", "\"twilio\"") + "public_origin = \"https://h\"\n"
                 }
-                "certificate_file" => text.replace("\"github\"", "\"paypal\"") + "webhook_id = \"WH-1\"\n",
+                // PayPal takes no secret: its webhook id in the secret's place.
+                "certificate_file" => text
+                    .replace("\"github\"", "\"paypal\"")
+                    .replace("secret = \"s\"", "webhook_id = \"WH-1\""),
                 _ => text,
             };
             let err = check(&text).err().unwrap();

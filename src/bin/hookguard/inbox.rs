@@ -18,7 +18,9 @@ memory inbox lives in the server's process: set [inbox] dead_letters_to there in
 `dead` prints one JSON line per dead letter, oldest first, as append_to writes a webhook
 (key, endpoint, provider, id, event, timestamp, received_at, headers, body or body_base64),
 with attempts, error (the last attempt's) and failed_at. `redrive` and `discard` take the
-keys it prints, or --all; the exit status is 1 when a key is not a dead letter's.
+keys it prints, or --all; the exit status is 1 when a key is not a dead letter's. A dead
+letter that cannot be read is left out of the list with a warning on stderr naming its key:
+discard it by that key (RUST_LOG=error hides the warnings).
 
 Example:
   hookguard inbox dead -c hookguard.toml | jq -r '.key + \"  \" + .error'
@@ -79,6 +81,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
         Command::Redrive(keys) | Command::Discard(keys) => &keys.config.config,
     };
     let backend = config::load_inbox(file, &serve::env_value)?;
+    common::log_warnings();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

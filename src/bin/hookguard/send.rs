@@ -47,7 +47,8 @@ pub(crate) struct Args {
     #[command(flatten)]
     pub(crate) scheme: SchemeArgs,
     /// Where to send it: an http:// or https:// URL with a host, checked first (also the URL
-    /// signed, for providers that sign it)
+    /// signed, for providers that sign it, as it is sent: percent-encoded where needed,
+    /// without dot segments or fragment)
     #[arg(long, value_name = "URL")]
     url: String,
     /// The URL to sign when it differs from --url (Square's and Trello's registered URL
@@ -95,10 +96,13 @@ impl std::fmt::Debug for Args {
 }
 
 pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
-    check_url(&args.url)?;
-    let signed_url = args.signed_url.clone().unwrap_or_else(|| args.url.clone());
+    let url = check_url(&args.url)?;
+    // The URL as it is sent: reqwest sends it as the `url` crate parsed it (spaces and
+    // non-ASCII percent-encoded, dot segments removed, no fragment), and a provider that
+    // signs the URL it calls (Twilio, HubSpot) signs that, which the receiver sees.
+    let signed_url = args.signed_url.clone().unwrap_or_else(|| url.as_str().to_owned());
     let options = args.scheme.options(Some(&signed_url), None)?;
-    let scheme = common::build_scheme(&args.scheme.provider, &args.scheme.secret, &options)?;
+    let scheme = common::build_scheme(&args.scheme.provider, args.scheme.secrets(), &options)?;
     let body = common::read_stdin()?;
     let fixed_at = args.timestamp.as_deref().map(common::parse_time).transpose()?;
     let mut extra = Vec::new();
@@ -129,8 +133,10 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
             let id = args.id.clone().unwrap_or_else(common::fresh_id);
             let at = fixed_at.unwrap_or_else(OffsetDateTime::now_utc);
             let signed = sign::sign(scheme.as_ref(), &body, &id, at, Some(&signed_url), &args.method)?;
-            let request =
-                client.request(method.clone(), &args.url).headers(headers(signed, &extra)).body(body.clone());
+            let request = client
+                .request(method.clone(), url.clone())
+                .headers(headers(signed, &extra))
+                .body(body.clone());
             let (status, text) = match request.send().await {
                 Ok(res) => {
                     let status = res.status();
@@ -167,12 +173,14 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
 /// `--url` checked before anything is read or sent: an http or https URL with a host. One
 /// without a scheme (`localhost:8080/hooks/github` reads as the scheme `localhost`) failed
 /// each attempt in turn, then the command with exit status 1. The URL is not repeated: it
-/// may hold credentials.
-fn check_url(url: &str) -> Result<(), String> {
-    let fine = reqwest::Url::parse(url)
-        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()));
-    if fine {
-        return Ok(());
+/// may hold credentials. The URL parsed, without its fragment (not sent), is returned.
+fn check_url(url: &str) -> Result<reqwest::Url, String> {
+    let parsed = reqwest::Url::parse(url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()));
+    if let Some(mut parsed) = parsed {
+        parsed.set_fragment(None);
+        return Ok(parsed);
     }
     let hint = if url.contains("://") { "" } else { " (the scheme is missing)" };
     Err(format!(

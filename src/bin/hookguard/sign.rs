@@ -60,7 +60,7 @@ impl std::fmt::Debug for Args {
 
 pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
     let options = args.scheme.options(args.url.as_deref(), None)?;
-    let scheme = common::build_scheme(&args.scheme.provider, &args.scheme.secret, &options)?;
+    let scheme = common::build_scheme(&args.scheme.provider, args.scheme.secrets(), &options)?;
     let body = common::read_stdin()?;
     let at = match &args.timestamp {
         Some(t) => common::parse_time(t)?,

@@ -30,7 +30,7 @@ pub(crate) struct SchemeArgs {
     #[arg(long, short = 'p', value_name = "NAME", help = common::provider_help())]
     pub(crate) provider: String,
     /// Secret (repeat for rotation: every one verifies, the first signs); public keys for
-    /// Ed25519/ECDSA providers
+    /// Ed25519/ECDSA providers; none for paypal (from the environment, ignored for it)
     #[arg(long, short = 's', value_name = "SECRET", env = "HOOKGUARD_SECRET", hide_env_values = true)]
     pub(crate) secret: Vec<String>,
     /// PayPal: the webhook id
@@ -52,12 +52,24 @@ pub(crate) struct SchemeArgs {
     /// set after parsing by [`SchemeArgs::note_sources`].
     #[arg(skip)]
     pub(crate) shared_key_from_env: bool,
+    /// Whether `secret` came from `HOOKGUARD_SECRET` rather than `--secret`: set after
+    /// parsing by [`SchemeArgs::note_sources`].
+    #[arg(skip)]
+    pub(crate) secret_from_env: bool,
 }
 
 impl std::fmt::Debug for SchemeArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let Self { provider, secret, webhook_id, cert, shared_key, shared_key_name, shared_key_from_env } =
-            self;
+        let Self {
+            provider,
+            secret,
+            webhook_id,
+            cert,
+            shared_key,
+            shared_key_name,
+            shared_key_from_env,
+            secret_from_env,
+        } = self;
         f.debug_struct("SchemeArgs")
             .field("provider", provider)
             .field("secret", &redacted::List(secret.len()))
@@ -66,6 +78,7 @@ impl std::fmt::Debug for SchemeArgs {
             .field("shared_key", &redacted::List(shared_key.len()))
             .field("shared_key_name", shared_key_name)
             .field("shared_key_from_env", shared_key_from_env)
+            .field("secret_from_env", secret_from_env)
             .finish()
     }
 }
@@ -76,6 +89,15 @@ impl SchemeArgs {
     pub(crate) fn note_sources(&mut self, matches: &clap::ArgMatches) {
         self.shared_key_from_env =
             matches.value_source("shared_key") == Some(clap::parser::ValueSource::EnvVariable);
+        self.secret_from_env = matches.value_source("secret") == Some(clap::parser::ValueSource::EnvVariable);
+    }
+
+    /// The secrets to use: none from `HOOKGUARD_SECRET` for paypal, which verifies with
+    /// PayPal's certificate (the variable, exported for another provider, must not break
+    /// the commands for it); `--secret` as given, refused by [`common::build_scheme`] for
+    /// paypal.
+    pub(crate) fn secrets(&self) -> &[String] {
+        if self.secret_from_env && self.provider == "paypal" { &[] } else { &self.secret }
     }
 
     /// The shared keys to use: those from `HOOKGUARD_SHARED_KEY` only for twilio (the
@@ -147,7 +169,7 @@ impl std::fmt::Debug for Args {
 
 pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
     let options = args.scheme.options(args.url.as_deref(), args.tolerance)?;
-    let scheme = common::build_scheme(&args.scheme.provider, &args.scheme.secret, &options)?;
+    let scheme = common::build_scheme(&args.scheme.provider, args.scheme.secrets(), &options)?;
     let now = match &args.now {
         Some(t) => common::parse_time(t)?,
         None => OffsetDateTime::now_utc(),
