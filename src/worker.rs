@@ -256,7 +256,7 @@ impl Backoff {
     pub fn delay(&self, attempt: u32) -> Duration {
         let cap = self.max.min(Self::LONGEST);
         let mut raw = self.base.min(cap);
-        // Doubled until the cap (at most about 90 times from a nanosecond to 100 years).
+        // Doubled until the cap (at most 62 times from a nanosecond to 100 years).
         for _ in 1..attempt {
             if raw.is_zero() || raw >= cap {
                 break;
@@ -676,8 +676,8 @@ impl Worker {
                     };
                     loop {
                         match Caught::new(this.process(job, &cancel, &mut counters)).await {
-                            // Not started (shutdown, or a lease that ran out): not a lane
-                            // to take another at once.
+                            // Not started (the grace period ended): not a lane to take
+                            // another at once.
                             Some(Ran::NotStarted { given_back }) => {
                                 if given_back && *stopping.borrow() {
                                     returned.fetch_add(1, Ordering::Relaxed);
@@ -761,6 +761,9 @@ impl Worker {
             // most once a second (a query for SQL inboxes).
             let asked_at = tokio::time::Instant::now();
             let pulled = tokio::select! {
+                // A pull that has answered wins over the grace period's end (its jobs go to
+                // the lanes, which give them back at once); one still pending is given up.
+                biased;
                 // An inbox that panics (one of a third party) fails this pull, not the pool.
                 pulled = Caught::of(|| self.inbox.pull(room, self.lease)) => {
                     pulled.unwrap_or_else(|| Err(InboxError::Backend("the inbox's pull panicked".into())))
@@ -881,8 +884,8 @@ impl Worker {
         }
     }
 
-    /// Runs one job, or gives it back unstarted (shutdown, or its lease ran out before a
-    /// lane was free).
+    /// Runs one job, or gives it back unstarted (the grace period ended before it began; a
+    /// job whose time limit passed before a lane was free fails an attempt instead).
     async fn process(&self, queued: Queued, cancel: &watch::Receiver<bool>, counters: &mut Counters) -> Ran {
         use tracing::Instrument as _;
         let job = &queued.job;
@@ -1734,6 +1737,35 @@ mod tests {
         assert_eq!(processed(true), 0);
     }
 
+    /// A pull that has answered when the grace period ends is not dropped: its jobs go to
+    /// the lanes, which give them back at once, their attempt uncounted (dropped, they
+    /// would stay leased for the whole lease, an attempt spent).
+    #[tokio::test]
+    async fn a_pull_that_answered_as_the_grace_period_ended_is_given_back() {
+        for round in 0..64 {
+            let inner = inbox_with(&["a"]).await;
+            let (stop_tx, stop_rx) = watch::channel(false);
+            let (cancel_tx, cancel_rx) = watch::channel(false);
+            let inbox = CountingWaits {
+                ends_on_pull: Some((Arc::new(stop_tx), Arc::new(cancel_tx))),
+                at_hand: false,
+                ..CountingWaits::new(inner.clone())
+            };
+            let worker =
+                Worker::new(inbox, |_hook: Webhook| async { Ok::<(), Infallible>(()) }).concurrency(1);
+            let progress = Arc::new(Progress {
+                lanes: Lanes::new(1),
+                held: AtomicUsize::new(NOT_YET),
+                returned: AtomicUsize::new(0),
+            });
+            let report = worker.run(stop_rx, cancel_rx, progress).await;
+            assert_eq!(report.returned, 1, "round {round}: given back");
+            let jobs = inner.pull(1, Duration::from_secs(30)).await.unwrap();
+            assert_eq!(jobs.len(), 1, "round {round}: back in the inbox at once");
+            assert_eq!(jobs[0].attempt(), 1, "round {round}: no attempt spent");
+        }
+    }
+
     /// A job the inbox would not take back at shutdown is not reported as returned: it
     /// comes back only when its lease runs out.
     #[tokio::test(start_paused = true)]
@@ -2406,6 +2438,9 @@ mod tests {
         at_hand: bool,
         /// How many jobs more than asked `pull` returns (a third party's bug).
         greedy: usize,
+        /// Set (`true`) as a batch pull returns its jobs: the pool's stop and cancel, as a
+        /// shutdown whose grace period ends at that moment would.
+        ends_on_pull: Option<(Arc<watch::Sender<bool>>, Arc<watch::Sender<bool>>)>,
     }
 
     impl CountingWaits {
@@ -2429,6 +2464,7 @@ mod tests {
                 wait_panics: false,
                 at_hand: true,
                 greedy: 0,
+                ends_on_pull: None,
             }
         }
     }
@@ -2458,7 +2494,12 @@ mod tests {
             }
             let max = max + self.greedy;
             if self.pull_delay.is_zero() {
-                return self.inner.pull(max, lease);
+                let pulled = self.inner.pull(max, lease);
+                if let Some((stop, cancel)) = &self.ends_on_pull {
+                    stop.send_replace(true);
+                    cancel.send_replace(true);
+                }
+                return pulled;
             }
             Box::pin(async move {
                 let jobs = self.inner.pull(max, lease).await;
