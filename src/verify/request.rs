@@ -607,6 +607,14 @@ impl<'a> Verified<'a> {
     /// The event type, if the provider says it outside the payload (or the preset reads
     /// it from the payload).
     ///
+    /// Read from a header (GitHub's `X-GitHub-Event`, GitLab's, Bitbucket's, Shopify's
+    /// topic, Twitch's and Linear's when the body has none), it is not covered by the
+    /// signature, which signs the body: a copy of a genuine delivery with that header
+    /// changed verifies as well. Its replay key does not depend on the header, so the copy
+    /// is refused while the first delivery's mark lives (72 hours by default where the
+    /// scheme has no timestamp); after that, read the event from the body where a decision
+    /// rests on it.
+    ///
     /// ```
     /// # use hookguard::verify::Verified;
     /// let v = Verified::new("github", None, None, Some("push".into()), [0; 32], 0);
