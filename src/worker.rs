@@ -1747,7 +1747,7 @@ mod tests {
             let (stop_tx, stop_rx) = watch::channel(false);
             let (cancel_tx, cancel_rx) = watch::channel(false);
             let inbox = CountingWaits {
-                ends_on_pull: Some((Arc::new(stop_tx), Arc::new(cancel_tx))),
+                ends_on_pull: Some(Arc::new((stop_tx, cancel_tx))),
                 at_hand: false,
                 ..CountingWaits::new(inner.clone())
             };
@@ -2397,6 +2397,9 @@ mod tests {
             .lease(Duration::ZERO);
     }
 
+    /// A pool's stop and cancel senders.
+    type StopAndCancel = (watch::Sender<bool>, watch::Sender<bool>);
+
     /// A [`MemoryInbox`] that counts the pool's requests to be woken by a push; its batch
     /// pulls may return `pull_delay` after leasing (a backend that read its clock, then
     /// waited for a connection or a commit).
@@ -2440,7 +2443,7 @@ mod tests {
         greedy: usize,
         /// Set (`true`) as a batch pull returns its jobs: the pool's stop and cancel, as a
         /// shutdown whose grace period ends at that moment would.
-        ends_on_pull: Option<(Arc<watch::Sender<bool>>, Arc<watch::Sender<bool>>)>,
+        ends_on_pull: Option<Arc<StopAndCancel>>,
     }
 
     impl CountingWaits {
@@ -2495,7 +2498,8 @@ mod tests {
             let max = max + self.greedy;
             if self.pull_delay.is_zero() {
                 let pulled = self.inner.pull(max, lease);
-                if let Some((stop, cancel)) = &self.ends_on_pull {
+                if let Some(ends) = &self.ends_on_pull {
+                    let (stop, cancel) = &**ends;
                     stop.send_replace(true);
                     cancel.send_replace(true);
                 }
