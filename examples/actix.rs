@@ -18,6 +18,9 @@
 //!
 //! The in-memory inbox is lost if the process dies: use a durable backend in production.
 
+#[path = "support/signal.rs"]
+mod signal;
+
 use std::{env::VarError, net::SocketAddr, time::Duration};
 
 use actix_web::{App, HttpServer, web};
@@ -99,30 +102,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM.
 async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
+    signal::shutdown_signal().await;
     tracing::info!("stopping: no new connections, requests in flight finish");
 }
 
@@ -166,7 +146,9 @@ fn scheme_for(
         let flags: String =
             headers.iter().map(|(n, v)| format!(" -H '{}: {}'", n, v.to_str().unwrap_or_default())).collect();
         println!(
-            "{env} unset, demo secret in use. Try:\n  curl -i http://{addr}{path}{flags} --data-binary '{body}'"
+            "{env} unset, demo secret in use. Try (signed now: a signed timestamp holds 5 minutes, and the same \
+             command again is answered 200 duplicate; `hookguard send` signs afresh each time):\n  curl -i \
+             http://{addr}{path}{flags} --data-binary '{body}'"
         );
     }
     Ok(scheme)

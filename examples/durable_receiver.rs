@@ -65,8 +65,13 @@
 //! Try it:
 //! ```sh
 //! cargo run --example durable_receiver --features axum,sqlite
-//! # then send deliveries signed with the default secret, e.g. with the `standardwebhooks` CLI
+//! # then send deliveries signed with the default secret, e.g. with hookguard's own CLI:
+//! echo '{"type":"ping"}' | cargo run -q --features cli -- send -p standard-webhooks \
+//!     -s whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw --url http://127.0.0.1:3000/hooks/standard-webhooks
 //! ```
+
+#[path = "support/signal.rs"]
+mod signal;
 
 use std::{
     io::Write as _,
@@ -254,7 +259,7 @@ async fn run() -> Result<(), BoxError> {
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, app).with_graceful_shutdown(signal::shutdown_signal()).await?;
     let report = worker.shutdown(Duration::from_secs(10)).await;
     tracing::info!(?report, "workers stopped");
     Ok(())
@@ -275,21 +280,4 @@ fn open_log(path: &std::path::Path) -> std::io::Result<std::fs::File> {
         }
     }
     Ok(file)
-}
-
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => return tokio::signal::ctrl_c().await.unwrap_or(()),
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c().await.unwrap_or(());
 }

@@ -6,11 +6,14 @@
 //! is unset, with a signed `curl` command printed; a value that is not valid UTF-8 is an
 //! error). Listens on `HOOKGUARD_ADDR` (default 127.0.0.1:3001).
 //!
-//! Stop with Ctrl-C: the accept loop stops, and each open connection finishes the request
+//! Stop with Ctrl-C or SIGTERM: the accept loop stops, and each open connection finishes the request
 //! it is on and closes (hyper-util's `GracefulShutdown`, up to 10 s). The workers then keep
 //! processing until the in-memory inbox is empty, finish the jobs they hold and stop,
 //! within 10 s more. Webhooks still in the inbox after that (say one waiting for a retry)
 //! were answered `202` but are lost: their number is printed.
+
+#[path = "support/signal.rs"]
+mod signal;
 
 use std::{convert::Infallible, env::VarError, net::SocketAddr, time::Duration};
 
@@ -28,7 +31,7 @@ use hyper::{Request, Response, body::Incoming, server::conn::http1, service::ser
 use hyper_util::{rt::TokioIo, server::graceful::GracefulShutdown};
 use tower::ServiceExt as _;
 
-/// The time open connections get, once Ctrl-C is pressed, to finish their requests.
+/// The time open connections get, once the shutdown signal came, to finish their requests.
 const CONNECTION_GRACE: Duration = Duration::from_secs(10);
 /// The time allowed, once the connections are closed, to empty the in-memory inbox and
 /// stop the workers.
@@ -69,12 +72,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!("listening on http://{addr}");
-    // Every connection is watched, so that Ctrl-C can close them all gracefully.
+    // Every connection is watched, so that a shutdown can close them all gracefully.
     let graceful = GracefulShutdown::new();
-    // One Ctrl-C listener for the whole loop: a new one each turn would miss a Ctrl-C
-    // pressed between two turns.
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
+    // One signal listener for the whole loop: a new one each turn would miss a signal
+    // sent between two turns.
+    let stop = signal::shutdown_signal();
+    tokio::pin!(stop);
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -86,7 +89,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     continue;
                 }
             },
-            _ = &mut ctrl_c => break,
+            () = &mut stop => break,
         };
         let service = service.clone();
         let handler = service_fn(move |req: Request<Incoming>| {

@@ -6,10 +6,13 @@
 //! (default 127.0.0.1:3002) and prints a signed `curl` command for tenant `acme`. The
 //! worker prints each webhook's key, which names its tenant.
 //!
-//! Stop with Ctrl-C: the server stops accepting and finishes the requests in flight; the
+//! Stop with Ctrl-C or SIGTERM: the server stops accepting and finishes the requests in flight; the
 //! workers then keep processing until the in-memory inbox is empty, finish the jobs they
 //! hold and stop, all within 10 s. Webhooks still in the inbox after that (say one waiting
 //! for a retry) were answered `202` but are lost: their number is printed.
+
+#[path = "support/signal.rs"]
+mod signal;
 
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -82,9 +85,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async { tokio::signal::ctrl_c().await.unwrap_or(()) })
-        .await?;
+    axum::serve(listener, app).with_graceful_shutdown(signal::shutdown_signal()).await?;
     // No request comes in any more, and every webhook in the inbox was answered `202`.
     stop_workers(worker).await;
     Ok(())

@@ -666,6 +666,11 @@ impl SharedBody {
 
 /// The verified body deserialized as `T` (a `422` problem when it does not fit).
 ///
+/// Unlike `web::Json`, the `Content-Type` is not checked (the signature vouches for the
+/// bytes, whatever the sender labelled them): a body that is not JSON (a form body from
+/// Slack or Twilio) is a `422`. In middleware mode that `422` ends the delivery's
+/// reservation, so the sender's retries reach the handler again.
+///
 /// ```
 /// use hookguard::actix::VerifiedJson;
 /// async fn handler(VerifiedJson(event): VerifiedJson<serde_json::Value>) -> String {
