@@ -11,8 +11,9 @@
 //! # What a fetched certificate must be
 //! The URL only says where to look: before its key verifies anything, the certificate
 //! served there (the first of the PEM) must
-//! - be issued to PayPal's message-signing name: its subject common name, or one of its
-//!   DNS subject alternative names, is `messageverificationcerts.paypal.com` or
+//! - be issued to PayPal's message-signing name: one of its DNS subject alternative
+//!   names, or its subject common name when it has no subject alternative name (RFC 6125
+//!   §6.4.4), is `messageverificationcerts.paypal.com` or
 //!   `messageverificationcerts.sandbox.paypal.com`, exactly (no wildcard, any case);
 //! - be within its validity period (`notBefore` to `notAfter`) at the source's
 //!   [clock](PayPalCertificates::clock) when fetched, and at the guard's clock for each
@@ -83,8 +84,14 @@
 //! - a URL whose fetch (or check) failed is not fetched again for a minute.
 //!
 //! The 503s that anyone can cause this way (no token, the URL failed lately, no fetch
-//! permit in time) are [`SourceError::Throttled`]: logged at debug and counted as
-//! `secrets-throttled`, not as an outage of the secret source (a fetch that fails is).
+//! permit in time, and a fetch that fails for a URL whose certificate never verified a
+//! delivery: a made-up certificate name on PayPal's host, which PayPal answers 404) are
+//! [`SourceError::Throttled`]: logged at debug and counted as `secrets-throttled`, not
+//! as an outage of the secret source. An outage is what anyone cannot cause: the
+//! re-fetch of a certificate that verified a delivery failing once it can no longer be
+//! used (or PayPal withdrawing it), or a certificate served and refused by the checks
+//! above (a chain check that PayPal's certificate does not pass): those are
+//! [`SourceError::Unavailable`], logged as warnings and counted as `secrets-unavailable`.
 //!
 //! A flood thus never fails PayPal's deliveries whose certificate is already here. A
 //! certificate seen for the first time (after a restart, or PayPal's rotation) waits for
@@ -361,16 +368,21 @@ fn is_signing_name(name: &str) -> bool {
     SIGNING_NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
 }
 
-/// Whether the certificate is issued to one of [`SIGNING_NAMES`]: its subject common
-/// name, or one of its DNS subject alternative names, exactly.
+/// Whether the certificate is issued to one of [`SIGNING_NAMES`], exactly: one of its DNS
+/// subject alternative names when it has that extension, else its subject common name
+/// (RFC 6125 §6.4.4). Beside a SAN the CN is not a name of the certificate: a CA's name
+/// constraints look at SANs only, so a CA constrained to names of its own could put
+/// PayPal's name in a CN, and the chain check names no host.
 fn names_paypal(cert: &Certificate) -> bool {
     let tbs = cert.tbs_certificate();
-    let cn = matches!(tbs.subject().common_name(), Ok(Some(cn)) if is_signing_name(&cn.value()));
-    let san = matches!(
-        tbs.get_extension::<SubjectAltName>(),
-        Ok(Some((_, san))) if san.0.iter().any(|n| matches!(n, GeneralName::DnsName(dns) if is_signing_name(dns.as_str())))
-    );
-    cn || san
+    match tbs.get_extension::<SubjectAltName>() {
+        Ok(Some((_, san))) => {
+            san.0.iter().any(|n| matches!(n, GeneralName::DnsName(dns) if is_signing_name(dns.as_str())))
+        }
+        Ok(None) => matches!(tbs.subject().common_name(), Ok(Some(cn)) if is_signing_name(&cn.value())),
+        // A SAN extension that does not parse (or two of them): no name to trust.
+        Err(_) => false,
+    }
 }
 
 impl Trust {
@@ -638,6 +650,11 @@ fn insert_bounded<V, R: Ord>(
     map.insert(url.to_owned(), value);
 }
 
+/// The shortest time to live ([`PayPalCertificates::ttl`]): longer than a fetch may take
+/// ([`PERMIT_WAIT`] waiting for its turn, then [`FETCH_LIMIT`]), so that the deliveries
+/// that waited for a fetch find its certificate still fresh.
+const MIN_TTL: Duration = Duration::from_secs(60);
+
 /// How long a URL whose fetch failed is not fetched again.
 const RETRY_FAILED_AFTER: Duration = Duration::from_secs(60);
 
@@ -793,11 +810,22 @@ struct Failed {
     error: BoxError,
     /// The server answered that there is no certificate there ([`CertificateNotFound`]).
     not_found: bool,
+    /// Anyone can cause it: nothing was fetched from a URL whose certificate never
+    /// verified a delivery (a made-up certificate name on PayPal's host, which PayPal
+    /// answers 404), as opposed to a certificate that verified one, or a certificate
+    /// fetched and refused by the checks.
+    anyone: bool,
 }
 
 impl From<Failed> for SourceError {
+    /// What anyone can cause is [`SourceError::Throttled`] (the guard counts it apart and
+    /// logs it at debug only); the rest is an outage of the source.
     fn from(failed: Failed) -> Self {
-        SourceError::Unavailable(failed.error)
+        if failed.anyone {
+            SourceError::Throttled(failed.error)
+        } else {
+            SourceError::Unavailable(failed.error)
+        }
     }
 }
 
@@ -1214,10 +1242,16 @@ impl PayPalCertificates {
         self
     }
 
-    /// How long a fetched certificate is used before it is fetched again (default 24 h),
-    /// and never past the certificate's `notAfter`. A certificate that verified a
-    /// delivery is used past its time to live, within its validity period, until a
+    /// How long a fetched certificate is used before it is fetched again (default 24 h,
+    /// **at least a minute**: a shorter one, `Duration::ZERO` included, is taken as a
+    /// minute), and never past the certificate's `notAfter`. A certificate that verified
+    /// a delivery is used past its time to live, within its validity period, until a
     /// re-fetch succeeds (see the [module docs](self)).
+    ///
+    /// The minute is longer than a fetch may take (10 s, and 10 s waiting for its turn):
+    /// a time to live shorter than a fetch would have every delivery fetch again, and
+    /// the deliveries waiting for a fetch find its certificate expired already (503,
+    /// although the fetch succeeded).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -1267,13 +1301,27 @@ impl PayPalCertificates {
     /// guard.accept(&parts, body.clone()).await;
     /// assert_eq!(fetcher.0.load(Ordering::SeqCst), 1, "cached for an hour");
     /// clock.advance(Duration::from_secs(2 * 60));
-    /// guard.accept(&parts, body).await;
+    /// guard.accept(&parts, body.clone()).await;
     /// assert_eq!(fetcher.0.load(Ordering::SeqCst), 2, "fetched again");
+    ///
+    /// // A time to live shorter than a minute is a minute.
+    /// let fetcher = Counting::default();
+    /// let source = PayPalCertificates::with_fetcher("0FV983392A0531201", fetcher.clone())
+    ///     .unwrap()
+    ///     .pin_certificates(CERT)
+    ///     .unwrap()
+    ///     .ttl(Duration::ZERO)
+    ///     .clock(clock.clone());
+    /// let guard = Guard::builder_with_source("paypal", source).clock(clock.clone()).inbox(MemoryInbox::new()).build();
+    /// assert_eq!(guard.accept(&parts, body.clone()).await.status(), 202);
+    /// clock.advance(Duration::from_secs(59));
+    /// guard.accept(&parts, body).await;
+    /// assert_eq!(fetcher.0.load(Ordering::SeqCst), 1, "cached for a minute");
     /// # }
     /// ```
     #[must_use]
     pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.config_mut().ttl = ttl;
+        self.config_mut().ttl = ttl.max(MIN_TTL);
         self
     }
 
@@ -1423,6 +1471,9 @@ impl PayPalCertificates {
                 )) as BoxError)
             });
         let not_found = matches!(&fetched, Err(e) if e.downcast_ref::<CertificateNotFound>().is_some());
+        // Nothing fetched for a URL that never verified a delivery: anyone can name a
+        // made-up certificate on PayPal's host.
+        let anyone = fetched.is_err() && !verified;
         let checked = match fetched {
             Ok(pem) => self.config.trust.check(&pem, now).map_err(|e| Box::new(e) as BoxError),
             Err(e) => Err(e),
@@ -1445,9 +1496,14 @@ impl PayPalCertificates {
                     self.forget(url);
                 }
                 // The URL has passed `is_trusted_cert_url` (PayPal's hosts, no query); the
-                // error is ours, never the bytes fetched.
-                tracing::warn!(url, error = %e, "PayPal certificate not trusted or not fetched");
-                return Err(Failed { error: e, not_found });
+                // error is ours, never the bytes fetched. What anyone can cause is logged
+                // at debug only (no log flood, no false outage).
+                if anyone {
+                    tracing::debug!(url, error = %e, "PayPal certificate not fetched for a URL never verified");
+                } else {
+                    tracing::warn!(url, error = %e, "PayPal certificate not trusted or not fetched");
+                }
+                return Err(Failed { error: e, not_found, anyone });
             }
         };
         let scheme = Arc::new(Tracked { scheme, verified: AtomicBool::new(verified), not_before, not_after });
@@ -1540,7 +1596,9 @@ impl PayPalCertificates {
             running.ended();
             fetched
         });
-        async move { task.await.unwrap_or_else(|e| Err(Failed { error: Box::new(e), not_found: false })) }
+        async move {
+            task.await.unwrap_or_else(|e| Err(Failed { error: Box::new(e), not_found: false, anyone: false }))
+        }
     }
 
     /// The fetch of `url` running, if one is.
@@ -2269,5 +2327,106 @@ gs5RUsCNd+qpuY7hX9y4XOFKQw==\n\
         // By default its name and dates are checked, not its chain.
         assert!(Trust::mozilla().check(CERT, sent).is_ok());
         assert!(matches!(Trust::mozilla().check(CERT, at(1_621_857_601)), Err(CertError::Expired)));
+    }
+
+    /// A CA that may only issue names under `example.com` (name constraints, which look
+    /// at SANs only) issues a certificate whose CN is PayPal's signing name but whose SAN
+    /// is `foo.example.com`: it chains, and the chain check names no host. With a SAN, the
+    /// CN is not one of the certificate's names (RFC 6125 §6.4.4): refused for its name.
+    #[test]
+    fn a_common_name_beside_a_san_that_is_not_paypals_is_refused() {
+        // See tests/fixtures/paypal/README.md for how they were made.
+        const CA: &[u8] = include_bytes!("../tests/fixtures/paypal/name-constrained-ca.pem");
+        const LEAF: &[u8] = include_bytes!("../tests/fixtures/paypal/cn-outside-san.pem");
+        let at = OffsetDateTime::UNIX_EPOCH + Duration::from_secs(1_798_761_600); // 2027-01-01
+        let der = &pem_certificates(LEAF).unwrap()[0];
+        let cert = Certificate::from_der(der).unwrap();
+        assert!(!names_paypal(&cert), "the CN does not count beside a SAN");
+
+        let trust =
+            PayPalCertificates::new(WEBHOOK_ID).unwrap().trust_anchors(CA).unwrap().config.trust.clone();
+        assert!(trust.chain);
+        // The chain alone is sound: the name constraints allow `foo.example.com`.
+        let parsed = rustls::server::ParsedCertificate::try_from(der).unwrap();
+        let secs = Duration::from_secs(at.unix_timestamp().try_into().unwrap());
+        rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &parsed,
+            &trust.roots,
+            &[],
+            UnixTime::since_unix_epoch(secs),
+            trust.algorithms.all,
+        )
+        .unwrap();
+        // What refuses it is its name.
+        assert!(matches!(trust.check(LEAF, at), Err(CertError::Name)), "{:?}", trust.check(LEAF, at).err());
+        // Nor does the name pass without the chain check, or pinned.
+        let unchecked = Trust { chain: false, ..trust.clone() };
+        assert!(matches!(unchecked.check(LEAF, at), Err(CertError::Name)));
+        let pinned = Trust { pinned: pem_certificates(LEAF).unwrap(), ..trust };
+        assert!(matches!(pinned.check(LEAF, at), Err(CertError::Name)));
+    }
+
+    /// A made-up certificate URL on PayPal's host (PayPal answers 404) is something
+    /// anyone can cause: held back (`Throttled`, counted apart, logged at debug), not an
+    /// outage of the source. A certificate that verified a delivery and whose re-fetch
+    /// fails is one.
+    #[tokio::test]
+    async fn a_made_up_url_that_fails_is_not_an_outage() {
+        let clock = ManualClock::at_unix(SENT);
+        let fake = Fake::new(CERT);
+        let source = pinned(&fake, &clock);
+        fake.set(Mode::NotFound);
+        let made_up = "https://api.paypal.com/v1/notifications/certs/CERT-0000beef";
+        let res = ask(&source, made_up).await;
+        assert!(matches!(res, Err(SourceError::Throttled(_))), "{:?}", res.err());
+        assert_eq!(fake.fetched(), [made_up]);
+        // Another failure than 404, the same.
+        fake.set(Mode::Down);
+        let res = ask(&source, &attacker(1)).await;
+        assert!(matches!(res, Err(SourceError::Throttled(_))), "{:?}", res.err());
+
+        // A certificate that verified a delivery: withdrawn (404) on its re-fetch.
+        let clock = ManualClock::at_unix(SENT);
+        let fake = Fake::new(CERT);
+        let source = verified_source(&fake, &clock).await;
+        clock.advance(Duration::from_secs(24 * 3600 + 1));
+        fake.set(Mode::NotFound);
+        let res = ask(&source, GENUINE).await;
+        assert!(matches!(res, Err(SourceError::Unavailable(_))), "{:?}", res.err());
+        // Past the time it verifies while re-fetches fail, its re-fetch fails: an outage.
+        let clock = ManualClock::at_unix(SENT);
+        let fake = Fake::new(CERT);
+        let source = verified_source(&fake, &clock).await;
+        clock.advance(Duration::from_secs(3 * 24 * 3600 + 1));
+        fake.set(Mode::Down);
+        let res = ask(&source, GENUINE).await;
+        assert!(matches!(res, Err(SourceError::Unavailable(_))), "{:?}", res.err());
+        assert_eq!(fake.fetched().len(), 2);
+    }
+
+    /// `ttl(Duration::ZERO)`: a certificate fetched is still used by the deliveries that
+    /// waited for its fetch (the time to live is at least a minute), not refused as if the
+    /// fetch had failed.
+    #[tokio::test]
+    async fn a_zero_ttl_still_serves_the_deliveries_waiting_for_the_fetch() {
+        let clock = ManualClock::at_unix(SENT);
+        let fake = Fake::new(CERT);
+        fake.gate.forget_permits(1000);
+        let source = pinned(&fake, &clock).ttl(Duration::ZERO);
+        let (a, b, ()) = tokio::join!(ask(&source, GENUINE), ask(&source, GENUINE), async {
+            // Both requests are waiting by now: one for the fetcher, one for its fetch.
+            tokio::task::yield_now().await;
+            fake.gate.add_permits(1000);
+        });
+        assert!(a.is_ok(), "{:?}", a.err());
+        assert!(b.is_ok(), "{:?}", b.err());
+        assert_eq!(fake.fetched(), [GENUINE]);
+        // Used for a minute, then fetched again.
+        clock.advance(Duration::from_secs(59));
+        assert!(ask(&source, GENUINE).await.is_ok());
+        assert_eq!(fake.fetched().len(), 1);
+        clock.advance(Duration::from_secs(2));
+        assert!(ask(&source, GENUINE).await.is_ok());
+        assert_eq!(fake.fetched().len(), 2);
     }
 }
