@@ -90,6 +90,7 @@ local budget = tonumber(ARGV[8])
 local used = 0
 local out = {'0'}
 local more = false
+local refused = false
 local function sid_of(jk)
   if redis.call('TYPE', jk).ok ~= 'hash' then return nil end
   return redis.call('HGET', jk, 'sid')
@@ -131,7 +132,7 @@ if #due >= 1000 then more = true end
 for _, key in ipairs(due) do
   if redis.call('TYPE', ARGV[6] .. key).ok == 'hash' then
     local sid = redis.pcall('XADD', KEYS[1], '*', 'key', key)
-    if type(sid) == 'table' and sid.err then more = true break end
+    if type(sid) == 'table' and sid.err then refused = true break end
     redis.call('HSET', ARGV[6] .. key, 'state', 'w', 'sid', sid)
   end
   redis.call('ZREM', KEYS[3], key)
@@ -196,6 +197,7 @@ if left > 0 and used < budget then
   end
 end
 if more or left <= 0 or used >= budget then out[1] = '1' end
+if refused then out[1] = out[1] .. 'r' end
 return out
 ";
 
@@ -573,6 +575,12 @@ pub struct RedisInbox {
     /// When (Unix ms, injected clock) a pull next looks for idle consumers to delete;
     /// shared by clones, so one of them looks.
     next_sweep: Arc<AtomicI64>,
+    /// The time (Unix ms, injected clock) of the last pull whose move of due retries into
+    /// the stream Redis refused (a server at its `maxmemory`), `i64::MIN` after one that
+    /// moved them all; shared by clones. `wait` does not count retries due by then as
+    /// work: the next pull would be refused the same way, and the pool would pull again at
+    /// once, over and over, on a full server.
+    refused_move: Arc<AtomicI64>,
     /// How long a consumer with nothing pending may be idle before it is deleted; `None`:
     /// [`IDLE_CONSUMER`] or ten leases, whichever is longer.
     idle_consumer: Option<Duration>,
@@ -918,6 +926,7 @@ impl RedisInbox {
             wake_client: None,
             listener: Arc::new(Background::new()),
             next_sweep: Arc::new(AtomicI64::new(i64::MIN)),
+            refused_move: Arc::new(AtomicI64::new(i64::MIN)),
             idle_consumer: None,
             dead_page: DEAD_PAGE,
             dead_bytes: DEAD_BYTES,
@@ -1292,11 +1301,13 @@ impl RedisInbox {
         let Some((capped, flat)) = answer.split_first() else {
             return Err(InboxError::Backend("the pull script answered nothing".into()));
         };
-        if capped.as_slice() == b"1" {
+        if capped.starts_with(b"1") {
             // Due jobs may be left (expired leases not taken back): a waiter on a clone of
             // this inbox (another pool's) must look at them.
             self.listener.pull_was_capped();
         }
+        let refused = if capped.ends_with(b"r") { millis(now) } else { i64::MIN };
+        self.refused_move.store(refused, Ordering::Relaxed);
         let mut jobs = Vec::with_capacity(flat.len() / 5);
         for row in flat.chunks_exact(5) {
             let [key, meta, body, attempts, receipt] = row else { continue };
@@ -1497,15 +1508,21 @@ impl RedisInbox {
         duration_ms(self.retention).clamp(1, MAX_RETENTION_MS)
     }
 
-    /// The earliest due time of a retry or end of a lease after `after` (exclusive).
+    /// The earliest due time of a retry (after the last refused move of retries, if the
+    /// last pull's was refused) or of the end of a lease after `after` (exclusive).
     async fn next_due(&self, after: Option<OffsetDateTime>) -> Result<Option<OffsetDateTime>, InboxError> {
         let mut conn = self.conn.clone();
-        let min = after.map_or_else(|| "-inf".to_owned(), |at| format!("({}", millis(at)));
+        // Every retry is work for the next pull, one due before the last pull began too (a
+        // retry stored since, due at once, or given back by a replica whose clock is
+        // behind): only those a refused move left behind are not.
+        let refused = self.refused_move.load(Ordering::Relaxed);
+        let retries = if refused == i64::MIN { "-inf".to_owned() } else { format!("({refused}") };
+        let leases = after.map_or_else(|| "-inf".to_owned(), |at| format!("({}", millis(at)));
         let mut pipe = ::redis::pipe();
-        for key in [&self.keys.delayed, &self.keys.leases] {
+        for (key, min) in [(&self.keys.delayed, &retries), (&self.keys.leases, &leases)] {
             pipe.cmd("ZRANGEBYSCORE")
                 .arg(key)
-                .arg(&min)
+                .arg(min)
                 .arg("+inf")
                 .arg("WITHSCORES")
                 .arg("LIMIT")
@@ -1537,7 +1554,7 @@ impl RedisInbox {
             )
         });
         let mut wakes = signal.subscribe();
-        // Times up to the last pull were due for it, and it took those jobs.
+        // Leases that ended by the last pull were due for it, and it took those jobs.
         let after = self.listener.last_pull().map(|(_, at)| at);
         wake::until_due_or_signalled(deadline, self.next_due(after), &*self.clock, &mut wakes).await;
     }
@@ -1886,6 +1903,11 @@ mod tests {
         let jobs = inbox.pull(10, LEASE).await.expect("the waiting job is handed out");
         let ids: Vec<_> = jobs.iter().map(|j| j.webhook().id().unwrap().to_owned()).collect();
         assert_eq!(ids, ["b"]);
+        // The retry left behind is not work a pull could take now: a wait does not return
+        // for it (was: at once, and the pool pulled about a thousand times a second).
+        let waited =
+            tokio::time::timeout(Duration::from_millis(300), inbox.wait(Duration::from_secs(600))).await;
+        assert!(waited.is_err(), "the wait returned for a retry the last pull could not move");
         allow().await;
         let again = inbox.pull(10, LEASE).await.unwrap();
         assert_eq!(again.len(), 1, "the due retry was kept");
@@ -1921,6 +1943,30 @@ mod tests {
         setid(&mut admin, "18446744073709551615-18446744073709551615").await;
         let allow = async || setid(&mut admin.clone(), &last[0].0).await;
         a_refused_move_hands_out_waiting_work(&inbox, allow).await;
+        clean(&mut admin, &prefix).await;
+    }
+
+    /// A retry stored after a pull but due before that pull began (given back by a
+    /// replica whose clock is behind, or retried at once while the pull ran) wakes a
+    /// waiter at once (was: only after the wait's whole timeout).
+    #[tokio::test]
+    async fn a_retry_due_before_the_last_pull_wakes_a_waiter() {
+        let Some(url) = test_url() else { return };
+        let prefix = unique("earlyretry");
+        let inbox = inbox(&url, &prefix).await;
+        let mut admin = admin(&url).await;
+        inbox.push(webhook("a")).await.unwrap();
+        // The last pull (a clone's: they share what they know of pulls) began now, and took
+        // a; nothing was pushed since.
+        let began = inbox.clock.now();
+        let other = inbox.clone();
+        // Not capped (it asked for more than there was): it took all that was due.
+        let a = other.pull(10, LEASE).await.unwrap().remove(0);
+        other.retry(&a, began - Duration::from_millis(1), "again").await.unwrap();
+        let waited = tokio::time::timeout(Duration::from_secs(5), inbox.wait(Duration::from_secs(600))).await;
+        assert!(waited.is_ok(), "the wait saw the due retry");
+        let jobs = inbox.pull(10, LEASE).await.unwrap();
+        assert_eq!(jobs.len(), 1, "and a pull takes it");
         clean(&mut admin, &prefix).await;
     }
 
