@@ -1418,15 +1418,19 @@ fn send_refuses_a_url_it_cannot_send_to() {
     assert!(text(&out.stderr).contains("(the scheme is missing)"), "{}", text(&out.stderr));
 }
 
+/// A loopback port free a moment ago, for a server the test starts on it.
+fn free_port() -> u16 {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    free.local_addr().expect("addr").port()
+}
+
 /// Without `--signed-url`, `send` signs the URL it sends: as the `url` crate normalizes
 /// it (a space or a non-ASCII character percent-encoded, a dot segment removed), which the
 /// receiver sees. It signed `--url` as typed, and Twilio's signature over it was refused.
 #[test]
 fn send_signs_the_url_it_sends() {
     let dir = temp_dir("send-url");
-    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = free.local_addr().expect("addr").port();
-    drop(free);
+    let port = free_port();
     let config = dir.join("hookguard.toml");
     std::fs::write(
         &config,
@@ -2588,9 +2592,7 @@ fn sighup_ignored_by_nohup_stays_ignored() {
 fn while_the_inbox_opens_clients_are_refused_and_a_signal_stops_the_start() {
     let dir = temp_dir("slow-open");
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = free.local_addr().expect("addr").port();
-    drop(free);
+    let port = free_port();
     let config = dir.join("hookguard.toml");
     std::fs::write(
         &config,
