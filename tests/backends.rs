@@ -788,6 +788,59 @@ mod redis_inbox {
         assert!(inbox.pull(10, LEASE).await.unwrap().is_empty());
     }
 
+    /// A job whose lease ran out and whose stream id is damaged (not an id: `XCLAIM`
+    /// refused it; or missing) fails no pull and is not left leased: the pull that takes it
+    /// back dead-letters it, and the job pushed after it is handed out. Was: the refused
+    /// `XCLAIM` failed every later pull on every replica (the damaged job has the earliest
+    /// lease end), and a missing id dropped the lease, the job leased for good (counted
+    /// against the capacity, its resends duplicates), never dead-lettered.
+    #[tokio::test]
+    async fn a_damaged_stream_id_of_an_expired_lease_is_dead_lettered_not_stuck() {
+        for damage in ["junk", "missing"] {
+            let clock = ManualClock::at_unix(1_700_000_000);
+            let store = crate::common::unique("inbox");
+            let inbox = or_skip!(make(clock.clone(), 100, &store).await);
+            inbox.push(crate::common::webhook("a")).await.unwrap();
+            let first = inbox.pull(1, LEASE).await.unwrap();
+            assert_eq!(first.len(), 1, "{damage}");
+            let job = format!("{{{store}}}:job:{}", crate::common::webhook("a").key());
+            let mut admin = admin().await;
+            if damage == "junk" {
+                let _: () = redis::cmd("HSET")
+                    .arg(&job)
+                    .arg("sid")
+                    .arg("junk")
+                    .query_async(&mut admin)
+                    .await
+                    .unwrap();
+            } else {
+                let _: () = redis::cmd("HDEL").arg(&job).arg("sid").query_async(&mut admin).await.unwrap();
+            }
+            clock.advance(LEASE + Duration::from_secs(1));
+            inbox.push(crate::common::webhook("b")).await.unwrap();
+            let jobs = inbox.pull(10, LEASE).await.unwrap_or_else(|e| panic!("{damage}: {e}"));
+            let ids: Vec<_> = jobs.iter().map(|j| j.webhook().id().unwrap().to_owned()).collect();
+            assert_eq!(ids, ["b"], "{damage}: the job after it is handed out");
+            let dead: i64 =
+                redis::cmd("ZCARD").arg(format!("{{{store}}}:dead")).query_async(&mut admin).await.unwrap();
+            assert_eq!(dead, 1, "{damage}: a is a dead letter");
+            let leased: i64 =
+                redis::cmd("ZCARD").arg(format!("{{{store}}}:leases")).query_async(&mut admin).await.unwrap();
+            assert_eq!(leased, 1, "{damage}: only b is leased");
+            let listed = inbox.dead_letters(10).await.unwrap();
+            let ids: Vec<_> = listed.iter().map(|d| d.webhook.id().unwrap()).collect();
+            assert_eq!(ids, ["a"], "{damage}: its record is intact, so it is listed");
+            inbox.ack(&jobs[0]).await.unwrap();
+            // Re-driven, it is a job again, with a stream id of its own.
+            assert!(inbox.redrive(crate::common::webhook("a").key()).await.unwrap(), "{damage}");
+            let again = inbox.pull(10, LEASE).await.unwrap();
+            let ids: Vec<_> = again.iter().map(|j| j.webhook().id().unwrap().to_owned()).collect();
+            assert_eq!(ids, ["a"], "{damage}: re-driven");
+            inbox.ack(&again[0]).await.unwrap();
+            assert!(inbox.pull(10, LEASE).await.unwrap().is_empty(), "{damage}");
+        }
+    }
+
     #[tokio::test]
     async fn a_waiter_is_woken_after_its_connection_was_killed() {
         let clock = ManualClock::at_unix(1_700_000_000);

@@ -73,8 +73,11 @@ return 1
 /// Nothing in it may fail on a damaged job: Redis keeps a script's writes up to a failed
 /// call, so an error after `XREADGROUP` would leave the entries it read pending with no
 /// lease, never to come back. A job key that is not a hash is no job (its entry is
-/// dropped); a missing field is handed out empty, for the Rust side to dead-letter; a
-/// count that is not a whole number starts again from 0.
+/// dropped); a missing field is handed out empty, for the Rust side to dead-letter, and so
+/// is a job whose lease ran out and whose stream id is missing or no id (`XCLAIM` refuses
+/// it: `pcall`), its record left out (the lease is not dropped, which would leave the job
+/// leased for good, its key a duplicate forever); a count that is not a whole number starts
+/// again from 0.
 ///
 /// Nor may a refused move of due retries fail it: a server at its `maxmemory` refuses the
 /// `XADD` (when nothing before it in the script wrote), and failing the pull would leave
@@ -95,7 +98,7 @@ local function sid_of(jk)
   if redis.call('TYPE', jk).ok ~= 'hash' then return nil end
   return redis.call('HGET', jk, 'sid')
 end
-local function lease(key, jk)
+local function lease(key, jk, damaged)
   redis.call('ZADD', KEYS[2], lease_until, key)
   local receipt = redis.call('INCR', KEYS[4]) .. '.' .. ARGV[7]
   local attempts = tonumber(redis.call('HGET', jk, 'attempts'))
@@ -104,7 +107,8 @@ local function lease(key, jk)
   end
   attempts = attempts + 1
   redis.call('HSET', jk, 'attempts', attempts, 'state', 'l', 'receipt', receipt)
-  local f = redis.call('HMGET', jk, 'meta', 'body')
+  local f = {}
+  if not damaged then f = redis.call('HMGET', jk, 'meta', 'body') end
   used = used + #(f[1] or '') + #(f[2] or '')
   out[#out + 1] = key
   out[#out + 1] = f[1] or ''
@@ -117,13 +121,15 @@ local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, ma
 for _, key in ipairs(expired) do
   if used >= budget then break end
   local jk = ARGV[6] .. key
-  local sid = sid_of(jk)
-  if sid then
-    redis.call('XCLAIM', KEYS[1], ARGV[4], ARGV[5], 0, sid, 'JUSTID')
-    lease(key, jk)
-    taken = taken + 1
-  else
+  if redis.call('TYPE', jk).ok ~= 'hash' then
     redis.call('ZREM', KEYS[2], key)
+  else
+    -- A stream id that is missing or no id (`XCLAIM` refuses it) is damage: the job is
+    -- handed out empty, for the Rust side to dead-letter, not left leased for good.
+    local sid = redis.call('HGET', jk, 'sid')
+    local claimed = sid and redis.pcall('XCLAIM', KEYS[1], ARGV[4], ARGV[5], 0, sid, 'JUSTID')
+    lease(key, jk, not claimed or claimed.err ~= nil)
+    taken = taken + 1
   end
 end
 if #expired >= max then more = true end
@@ -202,11 +208,16 @@ return out
 ";
 
 /// Ends a lease if the receipt still holds it: shared head of ack, retry and dead letter.
+/// A stream id that is missing or no id (a damaged job, handed out empty by [`PULL`] to be
+/// dead-lettered) fails nothing: its entry is acked and deleted only when there is one to
+/// name (`pcall`).
 const RELEASE: &str = r"
 local f = redis.call('HMGET', KEYS[2], 'state', 'receipt', 'sid')
 if f[1] ~= 'l' or f[2] ~= ARGV[2] then return 0 end
-redis.call('XACK', KEYS[1], ARGV[3], f[3])
-redis.call('XDEL', KEYS[1], f[3])
+if f[3] then
+  redis.pcall('XACK', KEYS[1], ARGV[3], f[3])
+  redis.pcall('XDEL', KEYS[1], f[3])
+end
 redis.call('ZREM', KEYS[3], ARGV[1])
 ";
 
