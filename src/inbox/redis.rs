@@ -24,8 +24,8 @@ use super::{
 use crate::clock::{Clock, SystemClock};
 
 /// How long an inbox made by [`RedisInbox::connect`] gives Redis to answer a command
-/// (redis-rs's default); a change that waits for durability is given its
-/// [`WaitAof`](RedisDurability::WaitAof) timeout more.
+/// (redis-rs's default) unless [`RedisInbox::response_timeout`] sets another; a change that
+/// waits for durability is given its [`WaitAof`](RedisDurability::WaitAof) timeout more.
 const RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long one `XREAD BLOCK` of the wake-up connection lasts.
 const BLOCK: Duration = Duration::from_secs(10);
@@ -405,7 +405,7 @@ return 1
 /// all the clones of an inbox): while waits fall short (a replica down), each holds the
 /// next up to `timeout`. The response timeout counts the wait, and the queue before it:
 /// an inbox made by `connect` gives such a change `timeout` more than the 500 ms it gives
-/// any command; give a manager of your own for waits a response timeout longer than
+/// any command (or than its [`response_timeout`](RedisInbox::response_timeout)); give a manager of your own for waits a response timeout longer than
 /// `timeout` (redis-rs's default is 500 ms). Keep `timeout` short (well under the
 /// 500 ms), so that a replica outage slows changes rather than fails them. It fails when
 /// the server has AOF off (or is older than 7.2): the push then returns
@@ -602,10 +602,12 @@ pub struct RedisInbox {
     dead_bytes: usize,
     /// How many bytes of records a pull leases before it stops ([`PULL_BYTES`]).
     pull_bytes: usize,
-    /// How long Redis has to answer a command ([`RESPONSE_TIMEOUT`]; a change that waits for
+    /// How long Redis has to answer a command ([`RESPONSE_TIMEOUT`], or
+    /// [`response_timeout`](RedisInbox::response_timeout); a change that waits for
     /// durability, its wait more): set by [`connect`](Self::connect), whose manager has no
-    /// response timeout of its own. `None` ([`from_manager`](Self::from_manager)): the
-    /// manager's own bounds every command.
+    /// response timeout of its own, or by [`response_timeout`](Self::response_timeout).
+    /// `None` ([`from_manager`](Self::from_manager) alone): the manager's own bounds every
+    /// command.
     response_timeout: Option<Duration>,
     /// Sends `WAIT` in place of `WAITAOF` (which Redis before 7.2 lacks): it blocks the
     /// same way while replicas are missing.
@@ -875,8 +877,9 @@ impl RedisInbox {
     /// is not `noeviction` (see [Memory and eviction](Self#memory-and-eviction)).
     ///
     /// Redis is given 500 ms to answer each command (as redis-rs's default response
-    /// timeout), and a change that waits for durability its
-    /// [`WaitAof`](RedisDurability::WaitAof) timeout more. Changes that wait for durability
+    /// timeout; [`response_timeout`](Self::response_timeout) changes it, and must when the
+    /// guard's body limit is raised or the link is slow), and a change that waits for
+    /// durability its [`WaitAof`](RedisDurability::WaitAof) timeout more. Changes that wait for durability
     /// are sent on a connection of their own (opened by the first of them), so that their
     /// waits hold up no other command (see [`RedisDurability`]).
     ///
@@ -1080,6 +1083,34 @@ impl RedisInbox {
     #[must_use]
     pub fn durability(mut self, durability: RedisDurability) -> Self {
         self.durability = durability;
+        self
+    }
+
+    /// Sets how long Redis has to answer each command (default for
+    /// [`connect`](Self::connect): 500 ms, as redis-rs's own default); a change that waits for
+    /// durability is given its [`WaitAof`](RedisDurability::WaitAof) timeout more. On an
+    /// inbox made by [`from_manager`](Self::from_manager) it bounds each command besides the
+    /// manager's own response timeout.
+    ///
+    /// It must cover sending the largest body the guard accepts (its body limit) and a
+    /// pull's answer: a pull hands out whole bodies, up to 1 MiB of records and one job
+    /// more, so one job of the largest size. On a link too slow for that within it, a push
+    /// of a large body fails after its script kept the webhook (the sender is answered
+    /// `503`, and its retry `Duplicate`), and a pull that takes such a job fails after
+    /// leasing it, every lease period, an attempt counted each time, the job never run.
+    /// At 500 ms, 1 MiB needs about 17 Mbit/s; a limit raised to 10 MiB needs a second or
+    /// more on a 100 Mbit/s link.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// let inbox = hookguard::inbox::RedisInbox::connect("redis://127.0.0.1:6379").await.unwrap()
+    ///     .response_timeout(Duration::from_secs(5));
+    /// # let _ = inbox; }
+    /// ```
+    #[must_use]
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = Some(timeout);
         self
     }
 
@@ -2368,6 +2399,32 @@ mod tests {
         let ours =
             ours.durability(RedisDurability::WaitAof { local: true, replicas: 1, timeout: Duration::MAX });
         assert_eq!(ours.answer_within(true), Some(Duration::MAX));
+    }
+
+    /// `response_timeout` sets how long Redis has to answer each command (a change that
+    /// waits for durability, the wait more): raised, an answer slower than the default
+    /// 500 ms arrives (a `BLPOP` of 700 ms on an empty list stands in for a large body on a
+    /// slow link), which the default cuts short (see the test below). Was: fixed at 500 ms.
+    #[tokio::test]
+    async fn a_raised_response_timeout_lets_a_slow_answer_arrive() {
+        let client = Client::open("redis://127.0.0.1:1").unwrap();
+        let manager =
+            ConnectionManager::new_lazy_with_config(client, ::redis::aio::ConnectionManagerConfig::new())
+                .unwrap();
+        let set = RedisInbox::from_manager(manager).response_timeout(Duration::from_secs(2)).durability(
+            RedisDurability::WaitAof { local: true, replicas: 1, timeout: Duration::from_millis(500) },
+        );
+        assert_eq!(set.answer_within(false), Some(Duration::from_secs(2)));
+        assert_eq!(set.answer_within(true), Some(Duration::from_millis(2_500)));
+
+        let Some(url) = test_url() else { return };
+        let prefix = unique("responsetimeout");
+        let inbox = inbox(&url, &prefix).await.response_timeout(Duration::from_secs(5));
+        let slow = ::redis::cmd("BLPOP").arg(format!("{{{prefix}}}:empty")).arg(0.7).to_owned();
+        let mut conn = inbox.conn.clone();
+        let answered: ::redis::RedisResult<Value> =
+            within(inbox.answer_within(false), slow.query_async(&mut conn)).await;
+        assert_eq!(answered.expect("answered within the raised timeout"), Value::Nil);
     }
 
     /// An inbox made by `connect` gives a change that waits for durability (the documented
