@@ -841,6 +841,35 @@ mod redis_inbox {
         }
     }
 
+    /// An expired lease whose claim fails for a reason of the server's (the group gone)
+    /// is not taken for damage: the pull fails, makes the group again and hands the job out
+    /// whole, and nothing is dead-lettered (a `pcall` on every claim had buried sound jobs
+    /// as unreadable whenever expired leases filled the pull).
+    #[tokio::test]
+    async fn an_expired_lease_whose_group_is_gone_is_not_dead_lettered() {
+        let clock = ManualClock::at_unix(1_700_000_000);
+        let store = crate::common::unique("inbox");
+        let inbox = or_skip!(make(clock.clone(), 100, &store).await);
+        inbox.push(crate::common::webhook("a")).await.unwrap();
+        assert_eq!(inbox.pull(1, LEASE).await.unwrap().len(), 1);
+        let mut admin = admin().await;
+        let _: i64 = redis::cmd("XGROUP")
+            .arg("DESTROY")
+            .arg(format!("{{{store}}}:stream"))
+            .arg("hookguard")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        clock.advance(LEASE + Duration::from_secs(1));
+        let jobs = inbox.pull(1, LEASE).await.expect("the group is made again");
+        let ids: Vec<_> = jobs.iter().map(|j| j.webhook().id().unwrap().to_owned()).collect();
+        assert_eq!(ids, ["a"]);
+        assert!(!jobs[0].webhook().body().is_empty(), "handed out whole");
+        let dead: i64 =
+            redis::cmd("ZCARD").arg(format!("{{{store}}}:dead")).query_async(&mut admin).await.unwrap();
+        assert_eq!(dead, 0, "nothing buried");
+    }
+
     #[tokio::test]
     async fn a_waiter_is_woken_after_its_connection_was_killed() {
         let clock = ManualClock::at_unix(1_700_000_000);

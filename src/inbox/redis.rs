@@ -55,9 +55,10 @@ return 1
 /// claims nor reads, and stays for the next pull (an entry read by the group but not leased
 /// would be pending with no lease, never to come back). It answers a first field, `1` when
 /// it took all it was asked for, stopped at the byte budget, or left due jobs it did not
-/// look at (expired leases past `max`, due retries past 1,000 or not moved): due jobs may
-/// be left, for a waiter to see (`Background::pull_was_capped`); then key, meta, body,
-/// attempts and receipt per job.
+/// look at (expired leases past `max`, due retries past 1,000): due jobs may be left, for a
+/// waiter to see (`Background::pull_was_capped`), followed by `r` when Redis refused the
+/// move of due retries into the stream (a server at its `maxmemory`: those are not work a
+/// waiter should pull for at once); then key, meta, body, attempts and receipt per job.
 ///
 /// The group reads the first new entry alone (`XREADGROUP COUNT 1`, leased whatever its
 /// size); then the entries after it are looked at (`XRANGE` from that entry's id, which is
@@ -124,11 +125,16 @@ for _, key in ipairs(expired) do
   if redis.call('TYPE', jk).ok ~= 'hash' then
     redis.call('ZREM', KEYS[2], key)
   else
-    -- A stream id that is missing or no id (`XCLAIM` refuses it) is damage: the job is
-    -- handed out empty, for the Rust side to dead-letter, not left leased for good.
+    -- A stream id that is missing or not an id is damage: the job is handed out empty,
+    -- for the Rust side to dead-letter, not left leased for good. A well-formed id is
+    -- claimed with `redis.call`: an error then (the group or the stream gone) fails the
+    -- pull, as it did, rather than dead-letter sound jobs as damaged.
     local sid = redis.call('HGET', jk, 'sid')
-    local claimed = sid and redis.pcall('XCLAIM', KEYS[1], ARGV[4], ARGV[5], 0, sid, 'JUSTID')
-    lease(key, jk, not claimed or claimed.err ~= nil)
+    local damaged = not sid or not string.match(sid, '^%d+%-%d+$')
+    if not damaged then
+      redis.call('XCLAIM', KEYS[1], ARGV[4], ARGV[5], 0, sid, 'JUSTID')
+    end
+    lease(key, jk, damaged)
     taken = taken + 1
   end
 end
