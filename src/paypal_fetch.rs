@@ -84,13 +84,14 @@
 //! - a URL whose fetch (or check) failed is not fetched again for a minute.
 //!
 //! The 503s that anyone can cause this way (no token, the URL failed lately, no fetch
-//! permit in time, and a fetch that fails for a URL whose certificate never verified a
-//! delivery: a made-up certificate name on PayPal's host, which PayPal answers 404) are
+//! permit in time, and PayPal's 404 or 410 for a URL whose certificate never verified a
+//! delivery: a made-up certificate name on PayPal's host) are
 //! [`SourceError::Throttled`]: logged at debug and counted as `secrets-throttled`, not
-//! as an outage of the secret source. An outage is what anyone cannot cause: the
-//! re-fetch of a certificate that verified a delivery failing once it can no longer be
-//! used (or PayPal withdrawing it), or a certificate served and refused by the checks
-//! above (a chain check that PayPal's certificate does not pass): those are
+//! as an outage of the secret source. An outage is what anyone cannot cause: a fetch that
+//! fails otherwise (no route to PayPal, TLS, a timeout, a 5xx), the re-fetch of a
+//! certificate that verified a delivery failing once it can no longer be used (or PayPal
+//! withdrawing it), or a certificate served and refused by the checks above (a chain
+//! check that PayPal's certificate does not pass): those are
 //! [`SourceError::Unavailable`], logged as warnings and counted as `secrets-unavailable`.
 //!
 //! A flood thus never fails PayPal's deliveries whose certificate is already here. A
@@ -810,10 +811,10 @@ struct Failed {
     error: BoxError,
     /// The server answered that there is no certificate there ([`CertificateNotFound`]).
     not_found: bool,
-    /// Anyone can cause it: nothing was fetched from a URL whose certificate never
-    /// verified a delivery (a made-up certificate name on PayPal's host, which PayPal
-    /// answers 404), as opposed to a certificate that verified one, or a certificate
-    /// fetched and refused by the checks.
+    /// Anyone can cause it: PayPal answered that there is no certificate at a URL whose
+    /// certificate never verified a delivery (a made-up certificate name on PayPal's
+    /// host), as opposed to any other failed fetch, a certificate that verified one, or a
+    /// certificate fetched and refused by the checks.
     anyone: bool,
 }
 
@@ -1471,9 +1472,12 @@ impl PayPalCertificates {
                 )) as BoxError)
             });
         let not_found = matches!(&fetched, Err(e) if e.downcast_ref::<CertificateNotFound>().is_some());
-        // Nothing fetched for a URL that never verified a delivery: anyone can name a
-        // made-up certificate on PayPal's host.
-        let anyone = fetched.is_err() && !verified;
+        // PayPal's "not there" for a URL that never verified a delivery: anyone can name a
+        // made-up certificate on PayPal's host. Any other failure (DNS, connection, TLS, a
+        // timeout, a 5xx) stays an outage: `verified` is this process's own knowledge, so
+        // after a restart PayPal's genuine certificate is "never verified" too, and a
+        // blocked route to PayPal must still warn.
+        let anyone = not_found && !verified;
         let checked = match fetched {
             Ok(pem) => self.config.trust.check(&pem, now).map_err(|e| Box::new(e) as BoxError),
             Err(e) => Err(e),
@@ -2368,8 +2372,8 @@ gs5RUsCNd+qpuY7hX9y4XOFKQw==\n\
 
     /// A made-up certificate URL on PayPal's host (PayPal answers 404) is something
     /// anyone can cause: held back (`Throttled`, counted apart, logged at debug), not an
-    /// outage of the source. A certificate that verified a delivery and whose re-fetch
-    /// fails is one.
+    /// outage of the source. Any other failed fetch is one, as is a certificate that
+    /// verified a delivery and whose re-fetch fails.
     #[tokio::test]
     async fn a_made_up_url_that_fails_is_not_an_outage() {
         let clock = ManualClock::at_unix(SENT);
@@ -2380,10 +2384,11 @@ gs5RUsCNd+qpuY7hX9y4XOFKQw==\n\
         let res = ask(&source, made_up).await;
         assert!(matches!(res, Err(SourceError::Throttled(_))), "{:?}", res.err());
         assert_eq!(fake.fetched(), [made_up]);
-        // Another failure than 404, the same.
+        // Another failure than PayPal's "not there" (no route to PayPal, after a restart
+        // say) is an outage: it warns.
         fake.set(Mode::Down);
         let res = ask(&source, &attacker(1)).await;
-        assert!(matches!(res, Err(SourceError::Throttled(_))), "{:?}", res.err());
+        assert!(matches!(res, Err(SourceError::Unavailable(_))), "{:?}", res.err());
 
         // A certificate that verified a delivery: withdrawn (404) on its re-fetch.
         let clock = ManualClock::at_unix(SENT);
