@@ -1437,11 +1437,17 @@ fn send_signs_the_url_it_sends() {
         format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[[endpoint]]\npath = \"/hooks/twilio\"\n\
              provider = \"twilio\"\nsecret = \"{KEY}\"\npublic_origin = \"http://127.0.0.1:{port}\"\n\
-             append_to = \"out.jsonl\"\n"
+             append_to = \"out.jsonl\"\n\n[[endpoint]]\npath = \"/hooks/square\"\nprovider = \"square\"\n\
+             secret = \"{KEY}\"\nurl = \"HTTP://127.0.0.1:{port}/hooks/square\"\nappend_to = \"out.jsonl\"\n"
         ),
     )
     .expect("config");
     let server = Server::start(&config);
+    // Square signs the URL registered with it, which the receiver holds as configured: as
+    // typed, not as sent (`http://` lowercased).
+    let square = format!("HTTP://127.0.0.1:{port}/hooks/square");
+    let sent = hookguard(&["send", "-p", "square", "-s", KEY, "--url", &square], b"{}");
+    assert_eq!(text(&sent.stdout).lines().next(), Some("HTTP 202 Accepted"), "{}", text(&sent.stderr));
     for url in [
         format!("http://127.0.0.1:{port}/hooks/twilio?q=a b"),
         format!("http://127.0.0.1:{port}/hooks/twilio?q=caf\u{e9}"),

@@ -47,8 +47,9 @@ pub(crate) struct Args {
     #[command(flatten)]
     pub(crate) scheme: SchemeArgs,
     /// Where to send it: an http:// or https:// URL with a host, checked first (also the URL
-    /// signed, for providers that sign it, as it is sent: percent-encoded where needed,
-    /// without dot segments or fragment)
+    /// signed, for providers that sign it: as it is sent (percent-encoded where needed,
+    /// without dot segments or fragment) for twilio and hubspot, as typed for square and
+    /// trello, which sign the URL registered with them)
     #[arg(long, value_name = "URL")]
     url: String,
     /// The URL to sign when it differs from --url (Square's and Trello's registered URL
@@ -97,10 +98,17 @@ impl std::fmt::Debug for Args {
 
 pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
     let url = check_url(&args.url)?;
-    // The URL as it is sent: reqwest sends it as the `url` crate parsed it (spaces and
-    // non-ASCII percent-encoded, dot segments removed, no fragment), and a provider that
-    // signs the URL it calls (Twilio, HubSpot) signs that, which the receiver sees.
-    let signed_url = args.signed_url.clone().unwrap_or_else(|| url.as_str().to_owned());
+    // A provider that signs the URL it calls (Twilio, HubSpot) signs it as it is sent:
+    // reqwest sends it as the `url` crate parsed it (spaces and non-ASCII percent-encoded,
+    // dot segments removed, no fragment), which the receiver sees. Square and Trello sign
+    // the URL registered with them, which the receiver holds as configured: as typed.
+    let signed_url = args.signed_url.clone().unwrap_or_else(|| {
+        if matches!(args.scheme.provider.as_str(), "square" | "trello") {
+            args.url.clone()
+        } else {
+            url.as_str().to_owned()
+        }
+    });
     let options = args.scheme.options(Some(&signed_url), None)?;
     let scheme = common::build_scheme(&args.scheme.provider, args.scheme.secrets(), &options)?;
     let body = common::read_stdin()?;
