@@ -348,20 +348,6 @@ impl From<&str> for Failure {
     }
 }
 
-/// Sends the library's log lines of `warn` and above (or what `RUST_LOG` asks for) to
-/// stderr, for a one-shot command: stdout stays the command's output (JSON lines a script
-/// reads). `hookguard inbox dead` leaves an unreadable dead letter out of its list; the
-/// library's warning names its key, which `inbox discard` takes.
-pub(crate) fn log_warnings() {
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .try_init();
-}
-
 /// Prints a line on stdout. A closed pipe (`| head -1`) is not an error; any other write
 /// error is ([`Failure::Output`]).
 pub(crate) fn say(line: impl std::fmt::Display) -> Result<(), Failure> {

@@ -81,7 +81,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
         Command::Redrive(keys) | Command::Discard(keys) => &keys.config.config,
     };
     let backend = config::load_inbox(file, &serve::env_value)?;
-    common::log_warnings();
+    log_warnings();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -143,4 +143,18 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
         common::say(format_args!("{count} dead letter(s) {verb}"))?;
         Ok::<_, Failure>(code)
     })
+}
+
+/// Sends the library's log lines of `warn` and above (or what `RUST_LOG` asks for) to
+/// stderr, for a one-shot command: stdout stays the command's output (JSON lines a script
+/// reads). `hookguard inbox dead` leaves an unreadable dead letter out of its list; the
+/// library's warning names its key, which `inbox discard` takes.
+fn log_warnings() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .try_init();
 }
