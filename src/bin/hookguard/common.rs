@@ -288,6 +288,10 @@ pub(crate) const STDIN_LIMIT: u64 = 16 << 20;
 /// certificate, the configuration itself): 1 MiB, far past any of them.
 pub(crate) const FILE_LIMIT: u64 = 1 << 20;
 
+/// The providers that sign the URL registered with them (`url` in the configuration,
+/// `--url` on the command line), held as configured, not the URL a request was sent to.
+pub(crate) const REGISTERED_URL: &[&str] = &["square", "trello"];
+
 /// All of standard input, at most [`STDIN_LIMIT`].
 pub(crate) fn read_stdin() -> Result<Vec<u8>, String> {
     read_capped(std::io::stdin().lock(), STDIN_LIMIT)

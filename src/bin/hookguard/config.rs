@@ -1058,7 +1058,7 @@ fn endpoint(
     let span_of = |s: &Option<Spanned<String>>| s.as_ref().map(Spanned::span);
     let span_of_list = |s: &Option<Spanned<OneOrMany>>| s.as_ref().map(Spanned::span);
     for (key, at, providers) in [
-        ("url", span_of(&raw.url), &["square", "trello"][..]),
+        ("url", span_of(&raw.url), common::REGISTERED_URL),
         ("public_origin", span_of(&raw.public_origin), &["twilio", "hubspot", "hubspot-v2"]),
         ("webhook_id", span_of(&raw.webhook_id), &["paypal"]),
         ("certificate_file", span_of_list(&raw.certificate_file), &["paypal"]),

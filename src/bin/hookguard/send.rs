@@ -103,7 +103,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
     // dot segments removed, no fragment), which the receiver sees. Square and Trello sign
     // the URL registered with them, which the receiver holds as configured: as typed.
     let signed_url = args.signed_url.clone().unwrap_or_else(|| {
-        if matches!(args.scheme.provider.as_str(), "square" | "trello") {
+        if common::REGISTERED_URL.contains(&args.scheme.provider.as_str()) {
             args.url.clone()
         } else {
             url.as_str().to_owned()
