@@ -1816,6 +1816,55 @@ fn tls_files_are_checked_before_anything_listens() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Files of secrets that other users can read (the TLS key, a `secret_file`) are served
+/// all the same, with a warning naming the file's place in the configuration and its mode;
+/// once they are `0600`, nothing is said.
+#[cfg(unix)]
+#[test]
+fn secret_files_others_can_read_are_warned_of() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = temp_dir("loose-secrets");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    make_certificate(&cert, &key);
+    let secret = dir.join("gh.secret");
+    std::fs::write(&secret, format!("{KEY}\n")).expect("write");
+    let config = "[server]\nlisten = \"127.0.0.1:0\"\ntls = { cert = \"cert.pem\", key = \"key.pem\" }\n\n\
+         [[endpoint]]\npath = \"/hooks/github\"\nprovider = \"github\"\nsecret_file = \"gh.secret\"\nappend_to = \"out.jsonl\"\n";
+    let config_path = dir.join("hookguard.toml");
+    std::fs::write(&config_path, config).expect("write config");
+    let path = config_path.to_str().expect("utf-8 path");
+    let chmod = |file: &Path, mode: u32| {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    chmod(&key, 0o640);
+    chmod(&secret, 0o604);
+    let out = hookguard(&["serve", "--check", "--config", path], b"");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning: ")).collect();
+    assert_eq!(warnings.len(), 2, "{err}");
+    assert!(
+        warnings[0].contains("hookguard.toml:3:34: [server.tls] key: ")
+            && warnings[0].contains("key.pem")
+            && warnings[0].contains("(mode 0640)"),
+        "{err}"
+    );
+    assert!(
+        warnings[1].contains("hookguard.toml:8:15: endpoint `hooks-github`: ")
+            && warnings[1].contains("gh.secret")
+            && warnings[1].contains("(mode 0604)"),
+        "{err}"
+    );
+    assert!(warnings.iter().all(|w| w.ends_with("`chmod 600` it") && !w.contains(KEY)), "{err}");
+    chmod(&key, 0o600);
+    chmod(&secret, 0o400);
+    let out = hookguard(&["serve", "--check", "--config", path], b"");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("warning"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `allow` and `allow_file` together: after the file is reloaded, the listed ranges still
 /// admit (a reload put the file's ranges alone in force). The client addresses come from
 /// `X-Forwarded-For`, sent through the local proxy range the server trusts.

@@ -567,6 +567,9 @@ pub(crate) struct Config {
     /// (`secret_env`, `shared_key_env`, `verify_token_env`, `url_env`), set or not: kept
     /// out of `run` commands' environments.
     pub(crate) secret_vars: Vec<String>,
+    /// Warnings about files of secrets that other users can read (`FILE:LINE:COL: …`):
+    /// served all the same, and printed to stderr.
+    pub(crate) warnings: Vec<String>,
 }
 
 impl Config {
@@ -729,17 +732,21 @@ pub(crate) fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String
     let raw = raw_file(&src)?;
 
     let server = raw.server;
-    let tls = match server.tls {
+    let tls = match &server.tls {
         Some(tls) => {
             for f in [&tls.cert, &tls.key] {
                 if !src.resolve(f.get_ref()).is_file() {
                     return Err(src.at(f.span(), format!("TLS file {} not found", f.get_ref().display())));
                 }
             }
-            Some(tls_config(&src, &tls)?)
+            Some(tls_config(&src, tls)?)
         }
         None => None,
     };
+    let mut warnings = Vec::new();
+    if let Some(tls) = &server.tls {
+        warnings.extend(exposed(&src, tls.key.span(), "[server.tls] key", &src.resolve(tls.key.get_ref())));
+    }
     let mut secret_vars: Vec<String> = [&raw.replay.url_env, &raw.inbox.url_env]
         .into_iter()
         .flatten()
@@ -831,7 +838,8 @@ pub(crate) fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String
     let mut endpoints: Vec<Endpoint> = Vec::new();
     for spanned in raw.endpoint {
         let span = spanned.span();
-        let endpoint = endpoint(&src, span, spanned.into_inner(), env, *raw.worker.lease_secs.get_ref())?;
+        let lease = *raw.worker.lease_secs.get_ref();
+        let endpoint = endpoint(&src, span, spanned.into_inner(), env, lease, &mut warnings)?;
         endpoints.push(endpoint);
     }
     let proxy_ranges = match &server.trusted_proxies {
@@ -894,6 +902,7 @@ pub(crate) fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String
         worker: raw.worker,
         endpoints,
         secret_vars,
+        warnings,
     })
     .and_then(|config| no_duplicates(&src, config))
 }
@@ -1026,6 +1035,7 @@ fn endpoint(
     raw: RawEndpoint,
     env: &dyn Fn(&str) -> Option<String>,
     lease_secs: u64,
+    warnings: &mut Vec<String>,
 ) -> Result<Endpoint, String> {
     let path = raw.path.get_ref().clone();
     if !path.starts_with('/') {
@@ -1170,7 +1180,7 @@ fn endpoint(
     };
     if let Some(files) = raw.secret_file.as_ref().filter(|_| awaiting.is_none()) {
         for f in files.get_ref().items() {
-            secrets.push(secret_file(src, &label, files.span(), &f)?);
+            secrets.push(secret_file(src, &label, files.span(), &f, warnings)?);
         }
     }
     // Twilio's Webhooks Settings shared keys: every variable must be set.
@@ -1188,7 +1198,7 @@ fn endpoint(
     }
     if let Some(files) = &raw.shared_key_file {
         for f in files.get_ref().items() {
-            shared_keys.push(secret_file(src, &label, files.span(), &f)?);
+            shared_keys.push(secret_file(src, &label, files.span(), &f, warnings)?);
         }
     }
     if let Some(literal) = &raw.secret {
@@ -1712,9 +1722,17 @@ fn awaiting_handshake(
     Ok(Some(full))
 }
 
-/// One secret from a file (a final newline is not part of it).
-fn secret_file(src: &Source<'_>, label: &str, span: Range<usize>, file: &str) -> Result<String, String> {
+/// One secret from a file (a final newline is not part of it). A file that other users
+/// can read is read all the same, with a warning in `warnings` ([`exposed`]).
+fn secret_file(
+    src: &Source<'_>,
+    label: &str,
+    span: Range<usize>,
+    file: &str,
+    warnings: &mut Vec<String>,
+) -> Result<String, String> {
     let full = src.resolve(Path::new(file));
+    warnings.extend(exposed(src, span.clone(), label, &full));
     let bytes = common::read_limited(&full, common::FILE_LIMIT).map_err(|e| {
         src.at(span.clone(), format!("{label}: cannot read secret file {}: {e}", full.display()))
     })?;
@@ -1725,6 +1743,33 @@ fn secret_file(src: &Source<'_>, label: &str, span: Range<usize>, file: &str) ->
         return Err(src.at(span, format!("{label}: secret file {} is empty", full.display())));
     }
     Ok(text)
+}
+
+/// A warning when the file at `full`, which holds a secret, can be read or written by users
+/// other than its owner (its mode has group or other bits; the file the path leads to,
+/// through links). Not an error: a container's mounted secrets are often `0644`, in a
+/// container with one user. Elsewhere it tells the user to `chmod 600` it.
+fn exposed(src: &Source<'_>, span: Range<usize>, label: &str, full: &Path) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(full).ok()?.permissions().mode() & 0o777;
+        (mode & 0o077 != 0).then(|| {
+            src.at(
+                span,
+                format!(
+                    "{label}: {} holds a secret and other users can read or change it (mode {mode:04o}); \
+                     `chmod 600` it",
+                    full.display()
+                ),
+            )
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (src, span, label, full);
+        None
+    }
 }
 
 #[cfg(test)]

@@ -113,6 +113,9 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
     if let Some(note) = config.unused_replay_note() {
         eprintln!("warning: {}: {note}", args.config.display());
     }
+    for warning in &config.warnings {
+        eprintln!("warning: {warning}");
+    }
     for endpoint in &config.endpoints {
         if let Keys::Handshake(file) = &endpoint.keys {
             eprintln!(
