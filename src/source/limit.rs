@@ -530,7 +530,8 @@ impl fmt::Debug for SourceLimiterBuilder {
 
 impl SourceLimiterBuilder {
     /// `n` requests per `per` for each address, in bursts of up to `n` (one refills
-    /// every `per / n`).
+    /// every `per / n`). `per` may be at most [`MAX_PERIOD`] (a hundred years);
+    /// [`build`](Self::build) refuses a longer one.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -542,7 +543,8 @@ impl SourceLimiterBuilder {
         self
     }
 
-    /// `n` failed verifications per `per` for each address, in bursts of up to `n`.
+    /// `n` failed verifications per `per` for each address, in bursts of up to `n`; `per`
+    /// at most [`MAX_PERIOD`], as for [`requests`](Self::requests).
     ///
     /// ```
     /// # use std::time::Duration;
@@ -688,8 +690,17 @@ impl SourceLimiterBuilder {
         }
         let prune_every =
             nanos(self.prune_every).ok_or(ConfigError::Invalid("rate limit prune interval is too long"))?;
-        let clock =
-            LimiterClock { source: self.clock, anchor: std::time::Instant::now(), steps: Arc::default() };
+        let clock = LimiterClock {
+            source: self.clock.map(|clock| {
+                // A century before now: a clock stepped back (or set back in a test)
+                // still reads as a time after the origin, and is held as it was.
+                let now = clock.now();
+                let origin = now.checked_sub(time::Duration::days(36_500)).unwrap_or(now);
+                (clock, origin)
+            }),
+            anchor: std::time::Instant::now(),
+            steps: Arc::default(),
+        };
         let requests_store = SharedStore::new(self.max_addresses);
         let failures_store = SharedStore::new(self.max_addresses);
         let start = governor::clock::Clock::now(&clock).as_u64();
@@ -711,27 +722,44 @@ impl SourceLimiterBuilder {
 
 fn quota((n, per): (u32, Duration)) -> Result<Quota, ConfigError> {
     let n = NonZeroU32::new(n).ok_or(ConfigError::Invalid("rate limit of zero requests"))?;
-    // governor counts in u64 nanoseconds (about 584 years) and panics past them; a
-    // period that fits keeps its burst allowance (less than the period) in range too.
-    nanos(per).ok_or(ConfigError::Invalid("rate limit period is too long"))?;
+    // governor counts in u64 nanoseconds (about 584 years from the limiter's start) and
+    // adds a period to its times unchecked: a period of at most a century leaves centuries
+    // of uptime before they could overflow (its burst allowance, less than the period, too).
+    if per > MAX_PERIOD {
+        return Err(ConfigError::Invalid("rate limit period is too long (more than 100 years)"));
+    }
     Quota::with_period(per / n.get())
         .map(|q| q.allow_burst(n))
         .ok_or(ConfigError::Invalid("rate limit period is zero"))
 }
+
+/// The longest period [`SourceLimiterBuilder::requests`] and
+/// [`failures`](SourceLimiterBuilder::failures) take: a hundred years of 365 days.
+///
+/// ```
+/// # use hookguard::source::{SourceLimiter, MAX_PERIOD};
+/// # use std::time::Duration;
+/// assert!(SourceLimiter::builder().requests(1, MAX_PERIOD).build().is_ok());
+/// assert!(SourceLimiter::builder().requests(1, MAX_PERIOD + Duration::from_secs(1)).build().is_err());
+/// ```
+pub const MAX_PERIOD: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 /// `d` as governor's nanoseconds, if it fits.
 fn nanos(d: Duration) -> Option<Nanos> {
     u64::try_from(d.as_nanos()).ok().map(Nanos::new)
 }
 
-/// governor's clock over hookguard's [`Clock`] (or a monotonic one): nanoseconds. An
-/// injected clock never goes back here: a wall clock stepped back would otherwise leave
+/// governor's clock over hookguard's [`Clock`] (or a monotonic one): nanoseconds since
+/// the limiter was built (for an injected clock, since `origin`, a century before its
+/// reading then: counted from the Unix epoch, governor's sums of its times and a long
+/// period would overflow its 584 years). An injected clock never goes back here: a wall clock stepped back would otherwise leave
 /// every recently seen address's budget in the future, refused (and refilling nothing)
 /// until the clock caught up. A step back is added to `offset` instead, and time goes on
 /// from where it was.
 #[derive(Clone)]
 struct LimiterClock {
-    source: Option<Arc<dyn Clock>>,
+    /// An injected clock, and its reading when the limiter was built.
+    source: Option<(Arc<dyn Clock>, OffsetDateTime)>,
     anchor: std::time::Instant,
     steps: Arc<Mutex<Steps>>,
 }
@@ -749,8 +777,8 @@ impl governor::clock::Clock for LimiterClock {
     type Instant = Nanos;
     fn now(&self) -> Nanos {
         match &self.source {
-            Some(clock) => {
-                let nanos = (clock.now() - OffsetDateTime::UNIX_EPOCH).whole_nanoseconds();
+            Some((clock, origin)) => {
+                let nanos = (clock.now() - *origin).whole_nanoseconds();
                 let raw = u64::try_from(nanos.max(0)).unwrap_or(u64::MAX);
                 let mut steps = self.steps.lock().unwrap_or_else(PoisonError::into_inner);
                 let now = raw.saturating_add(steps.offset);
@@ -951,13 +979,43 @@ mod tests {
         assert!(SourceLimiter::builder().requests(3, Duration::from_secs(50_000_000_000)).build().is_err());
         assert!(SourceLimiter::builder().failures(10, long).build().is_err());
         assert!(SourceLimiter::builder().prune_every(Duration::MAX).build().is_err());
-        let centuries = Duration::from_secs(500 * 365 * 86_400);
+        let centuries = MAX_PERIOD + Duration::from_secs(1);
+        assert!(SourceLimiter::builder().requests(1, centuries).build().is_err());
+        assert!(SourceLimiter::builder().failures(1, centuries).build().is_err());
         let l =
-            SourceLimiter::builder().requests(u32::MAX, centuries).failures(2, centuries).build().unwrap();
+            SourceLimiter::builder().requests(u32::MAX, MAX_PERIOD).failures(2, MAX_PERIOD).build().unwrap();
         let k = key("192.0.2.1");
         l.record_failure(&k);
         l.record_failure(&k);
         assert_eq!(l.admit(&k).unwrap_err().by(), RefusedBy::FailureBudget);
+    }
+
+    /// The longest period, with an injected clock in this century (governor's times are
+    /// counted from the limiter's start, not from 1970) and one near the calendar's end:
+    /// the second request is refused for about the whole period, and no sum overflows
+    /// (a panic in a debug build, a wrong `Retry-After` in a release build).
+    #[test]
+    fn the_longest_period_refuses_for_the_period_whatever_the_clock() {
+        // 2023 and 2150 (a `ManualClock` reads up to 2262).
+        for unix in [1_700_000_000, 5_680_281_600] {
+            let clock = ManualClock::at_unix(unix);
+            let l = SourceLimiter::builder()
+                .requests(1, MAX_PERIOD)
+                .failures(1, MAX_PERIOD)
+                .clock(clock.clone())
+                .build()
+                .unwrap();
+            let k = key("192.0.2.1");
+            l.admit(&k).unwrap();
+            let refused = l.admit(&k).unwrap_err();
+            assert_eq!(refused.by(), RefusedBy::RateLimit, "{unix}");
+            assert!(refused.retry_after() > MAX_PERIOD - Duration::from_secs(86_400), "{unix}");
+            clock.advance(Duration::from_secs(50 * 365 * 86_400));
+            let refused = l.admit(&k).unwrap_err();
+            assert!(refused.retry_after() > Duration::from_secs(49 * 365 * 86_400), "{unix}");
+            clock.advance(Duration::from_secs(50 * 365 * 86_400 + 1));
+            l.admit(&k).unwrap();
+        }
     }
 
     /// Failures from shared senders' addresses spend nothing; the ordinary budget still

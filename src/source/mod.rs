@@ -42,7 +42,9 @@ pub use ipnet::IpNet;
 
 pub use addr::{ClientAddr, ForwardedHeader, PeerAddr, TrustedProxies};
 pub use allow::{AllowList, AllowListError, SOURCE_NOT_ALLOWED};
-pub use limit::{LimitKey, RATE_LIMITED, Refused, RefusedBy, SourceLimiter, SourceLimiterBuilder};
+pub use limit::{
+    LimitKey, MAX_PERIOD, RATE_LIMITED, Refused, RefusedBy, SourceLimiter, SourceLimiterBuilder,
+};
 
 /// `range` as client addresses are matched against it: host bits cleared, and an
 /// IPv4-mapped IPv6 range (inside `::ffff:0:0/96`: `::ffff:10.0.0.0/104`, or a single
