@@ -70,6 +70,10 @@ use crate::{
 /// `Fn(Webhook) -> impl Future<Output = Result<(), E>>` with `E: Display`, and for Tower
 /// services through [`ServiceHandler`].
 ///
+/// An error's text is logged and kept with the job (its last error, the dead letter's
+/// `error`); the [`Worker`] keeps at most [`ERROR_LIMIT`] bytes of it, and says how many
+/// more were cut.
+///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// use hookguard::{inbox::{BoxFuture, Webhook}, verify::Verified, worker::Handler};
@@ -970,7 +974,7 @@ impl Worker {
                 return Ran::NotStarted { given_back };
             }
             Some(Ok(Some(Ok(())))) => Ok(()),
-            Some(Ok(Some(Err(e)))) => Err(e),
+            Some(Ok(Some(Err(e)))) => Err(bounded(e)),
             Some(Ok(None)) => Err(PANICKED.to_owned()),
             Some(Err(NotInTime)) if deadline <= now => {
                 let error = format!(
@@ -1284,6 +1288,43 @@ impl Lanes {
 /// What a handler's failure says when it panicked.
 const PANICKED: &str = "the handler panicked";
 
+/// How many bytes of a handler's error the [`Worker`] logs and hands to the inbox (with
+/// the job's retry or dead letter): a handler that returns a whole downstream answer as its
+/// error would otherwise write it into every log line and every row it retries.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// use std::time::Duration;
+/// use hookguard::{inbox::{Inbox, MemoryInbox, Webhook}, verify::Verified, worker::{Worker, ERROR_LIMIT}};
+/// let inbox = MemoryInbox::new();
+/// let v = Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+/// inbox.push(Webhook::new("github", &v, Default::default(), "{}".into(), time::OffsetDateTime::UNIX_EPOCH)).await.unwrap();
+/// let handler = |_hook: Webhook| async { Err::<(), _>("x".repeat(100_000)) };
+/// let handle = Worker::new(inbox.clone(), handler).max_attempts(1).spawn();
+/// assert_eq!(handle.drain(Duration::from_secs(5)).await.left, Some(0));
+/// let error = inbox.dead_letters(1).await.unwrap().remove(0).error;
+/// assert!(error.len() < ERROR_LIMIT + 40);
+/// assert!(error.ends_with(&format!("… ({} bytes more)", 100_000 - ERROR_LIMIT)));
+/// # }
+/// ```
+pub const ERROR_LIMIT: usize = 4096;
+
+/// `error` cut to at most [`ERROR_LIMIT`] bytes (at a character's boundary), with the
+/// number of bytes cut appended.
+fn bounded(mut error: String) -> String {
+    if error.len() <= ERROR_LIMIT {
+        return error;
+    }
+    let mut end = ERROR_LIMIT;
+    while !error.is_char_boundary(end) {
+        end -= 1;
+    }
+    let more = error.len() - end;
+    error.truncate(end);
+    error.push_str(&format!("… ({more} bytes more)"));
+    error
+}
+
 pin_project_lite::pin_project! {
     /// A future whose panic is caught: `None` instead of unwinding through the lane or loop
     /// that polls it.
@@ -1579,6 +1620,26 @@ impl WorkerHandle {
 
 #[cfg(test)]
 mod tests {
+    /// A handler's error is kept whole up to [`ERROR_LIMIT`] bytes; a longer one is cut at
+    /// a character's boundary at or below the limit, and says how much was cut.
+    #[test]
+    fn a_long_error_is_cut_at_a_character() {
+        use super::{ERROR_LIMIT, bounded};
+        let whole = "e".repeat(ERROR_LIMIT);
+        assert_eq!(bounded(whole.clone()), whole);
+        // A 3-byte character across the limit: cut before it.
+        let across = format!("{}€tail", "e".repeat(ERROR_LIMIT - 1));
+        assert_eq!(bounded(across), format!("{}… (7 bytes more)", "e".repeat(ERROR_LIMIT - 1)));
+        for len in [ERROR_LIMIT + 1, ERROR_LIMIT + 2, 3 * ERROR_LIMIT] {
+            let text: String = "é€x".chars().cycle().take(len).collect();
+            let cut = bounded(text.clone());
+            let (kept, note) = cut.split_once('…').expect("a note");
+            assert!(kept.len() <= ERROR_LIMIT && kept.len() > ERROR_LIMIT - 4, "{len}");
+            assert!(text.starts_with(kept));
+            assert_eq!(note, format!(" ({} bytes more)", text.len() - kept.len()));
+        }
+    }
+
     use std::sync::atomic::AtomicU32;
 
     use tokio::sync::{Semaphore, mpsc};
