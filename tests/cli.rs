@@ -2180,6 +2180,116 @@ fn a_stopped_run_command_leaves_no_process_behind() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A `run` command that exits successfully without reading a body larger than a pipe holds,
+/// while a process it started keeps its input open: the attempt succeeds when the command
+/// exits (the server went on writing the body until the time limit, then killed the group
+/// and retried a command that had done its work).
+#[cfg(unix)]
+#[test]
+fn a_run_command_that_exits_without_reading_its_input_is_done() {
+    let dir = temp_dir("run-unread");
+    let pidfile = dir.join("background.pid");
+    let config_path = dir.join("hookguard.toml");
+    // fd 3, a copy of the command's input, is inherited by the background process.
+    let script = "exec 3<&0; sleep 30 >/dev/null 2>&1 & echo $! > \\\"$1.part\\\" && mv \\\"$1.part\\\" \\\"$1\\\"; exit 0";
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[worker]\nmax_attempts = 1\n\n\
+         [[endpoint]]\npath = \"/hooks/github\"\nprovider = \"github\"\nsecret = \"{KEY}\"\n\
+         timeout_secs = 3\nrun = [\"sh\", \"-c\", \"{script}\", \"sh\", {pidfile:?}]\n"
+    );
+    std::fs::write(&config_path, config).expect("write config");
+    let server = Server::start_with_env(&config_path, &[("RUST_LOG", "info")]);
+    let body = format!(r#"{{"pad":"{}"}}"#, "x".repeat(256 * 1024));
+    let sent = hookguard(
+        &["send", "-p", "github", "-s", KEY, "--url", &server.url("/hooks/github"), "--id", "unread-1"],
+        body.as_bytes(),
+    );
+    assert!(text(&sent.stdout).starts_with("HTTP 202"), "{}", text(&sent.stdout));
+    let stderr = server.stderr_with("webhook processed");
+    let (_, stderr_all) = server.stop_with_stderr();
+    if let Some(pid) = std::fs::read_to_string(&pidfile).ok().and_then(|s| s.trim().parse::<u32>().ok()) {
+        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    }
+    assert!(stderr.contains("webhook processed"), "{stderr_all}");
+    assert!(!stderr_all.contains("did not finish within"), "{stderr_all}");
+    assert!(!stderr_all.contains("dead-lettered"), "{stderr_all}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With a durable inbox, the workers stop taking jobs at the signal and finish the ones
+/// they hold, while a connection still sending its body holds the grace period open: the
+/// next job is left for the next start (it was started after the signal, then killed when
+/// the grace period ended, and run again at the next start).
+#[cfg(unix)]
+#[test]
+fn a_durable_inbox_starts_no_job_after_the_signal() {
+    use std::io::Write as _;
+    let dir = temp_dir("stop-taking");
+    let marks = dir.join("marks.txt");
+    let config_path = dir.join("hookguard.toml");
+    let script = "echo start $HOOKGUARD_ID >> \\\"$1\\\"; sleep 2; echo end $HOOKGUARD_ID >> \\\"$1\\\"";
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_secs = 5\n\n\
+         [inbox]\nbackend = \"sqlite\"\npath = \"inbox.db\"\n\n[worker]\nconcurrency = 1\n\n\
+         [[endpoint]]\npath = \"/hooks/github\"\nprovider = \"github\"\nsecret = \"{KEY}\"\n\
+         run = [\"sh\", \"-c\", \"{script}\", \"sh\", {marks:?}]\n"
+    );
+    std::fs::write(&config_path, config).expect("write config");
+    let server = Server::start(&config_path);
+    for id in ["a", "b"] {
+        let sent = hookguard(
+            &["send", "-p", "github", "-s", KEY, "--url", &server.url("/hooks/github"), "--id", id],
+            format!(r#"{{"id":"{id}"}}"#).as_bytes(),
+        );
+        assert!(text(&sent.stdout).starts_with("HTTP 202"), "{id}: {}", text(&sent.stdout));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        let read = std::fs::read_to_string(&marks).unwrap_or_default();
+        if let Some(line) = read.lines().next() {
+            break line.to_owned();
+        }
+        assert!(Instant::now() < deadline, "no job started: {}", server.stderr_with(""));
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // A request whose body never comes: the connection holds the grace period open.
+    let mut stream = TcpStream::connect(server.addr.as_str()).expect("connect");
+    stream
+        .write_all(b"POST /hooks/github HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+        .expect("write");
+    let (status, stderr) = server.stop_with_stderr();
+    drop(stream);
+    let started = first.strip_prefix("start ").expect("a start").to_owned();
+    let marked = std::fs::read_to_string(&marks).expect("marks");
+    assert_eq!(marked, format!("start {started}\nend {started}\n"), "{stderr}");
+    assert!(status.success(), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `append_to` a file that is not a regular one (`/dev/null` here; `/dev/stdout` in a
+/// container is the usual case): the line is written and the job done (the sync after it
+/// failed with EINVAL, so every attempt wrote the line again and the job was
+/// dead-lettered).
+#[cfg(unix)]
+#[test]
+fn append_to_a_device_is_done_once_written() {
+    let dir = temp_dir("append-device");
+    let config_path = dir.join("hookguard.toml");
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[worker]\nmax_attempts = 2\nbackoff_base_ms = 10\nbackoff_max_secs = 1\n\n\
+         [[endpoint]]\npath = \"/hooks/github\"\nprovider = \"github\"\nsecret = \"{KEY}\"\nappend_to = \"/dev/null\"\n"
+    );
+    std::fs::write(&config_path, config).expect("write config");
+    let server = Server::start_with_env(&config_path, &[("RUST_LOG", "info")]);
+    assert!(send_github(&server, "device-1").starts_with("HTTP 202"));
+    let processed = server.stderr_with("webhook processed");
+    let (status, stderr) = server.stop_with_stderr();
+    assert!(processed.contains("webhook processed"), "{stderr}");
+    assert!(!stderr.contains("cannot write") && !stderr.contains("dead-lettered"), "{stderr}");
+    assert!(status.success(), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A configuration with one GitHub endpoint appending to `out.jsonl`, and `server` in
 /// `[server]` besides `listen`.
 fn one_endpoint_config(dir: &Path, server: &str) -> PathBuf {

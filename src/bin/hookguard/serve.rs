@@ -54,8 +54,9 @@ SIGTERM or SIGINT stops it gracefully, and on Linux SIGHUP too unless it is igno
 under nohup; there is no reload); SIGQUIT quits at once. No new connections are accepted,
 and the whole shutdown has one deadline, shutdown_grace_secs (10) after the signal:
 requests in flight may take all of it (connections still open then are closed), the
-workers get what is left, then the dead letters' last move to dead_letters_to gets what
-they leave, at least 1 s (an inbox that stops answering can add up to 11 s).
+workers get what is left (with a durable inbox they stop taking jobs at the signal and
+finish those they hold meanwhile), then the dead letters' last move to dead_letters_to gets
+what they leave, at least 1 s (an inbox that stops answering can add up to 11 s).
 shutdown_grace_secs = 0 stops at once: open connections are closed and running actions
 stopped. With the memory inbox (the default), whose jobs die with the
 process, the workers keep processing until it is empty (jobs waiting or due for a retry
@@ -64,9 +65,9 @@ is lost, a warning on stderr says how many, and the exit status is 1.
 [inbox] dead_letters_to = \"dead.jsonl\" appends each dead letter to that file and removes
 it from the inbox (freeing its room); `hookguard inbox` lists, re-drives or discards those
 of a durable inbox. A durable inbox (sqlite, redis, postgres) keeps what is left for the
-next start: the workers only finish the jobs they hold. Connections to PostgreSQL and Redis
-are not encrypted (no TLS: rediss:// and sslmode=require fail): use them on loopback or a
-private network, or through a TLS tunnel.
+next start: the workers only finish the jobs they hold at the signal. Connections to
+PostgreSQL and Redis are not encrypted (no TLS: rediss:// and sslmode=require fail): use
+them on loopback or a private network, or through a TLS tunnel.
 
 A `run` program given as a path (./handle.sh) is relative to the configuration's folder; a
 bare name is looked up on PATH. The command inherits the server's environment except the
@@ -354,6 +355,27 @@ async fn serve(config: Config) -> Result<ExitCode, String> {
     eprintln!("hookguard: listening on {scheme}://{addr}");
     tracing::info!(%addr, inbox = config.inbox.name(), "listening");
 
+    let memory = matches!(config.inbox, Backend::Memory { .. });
+    // A durable inbox keeps what is left for the next start: at the signal its workers stop
+    // taking jobs and finish those they hold while the connections finish (they went on
+    // starting new jobs until the connections were done, then were stopped in them when the
+    // grace period ended). The memory inbox's workers go on until it is empty (wind_down).
+    let (signalled, heard) = tokio::sync::oneshot::channel::<Deadline>();
+    let grace = config.shutdown_grace;
+    let shutdown = async move {
+        shutdown.await;
+        let _ = signalled.send(Deadline::after(grace));
+    };
+    let workers = if memory {
+        Workers::Draining(worker)
+    } else {
+        Workers::Stopping(tokio::spawn(async move {
+            // The sender goes only once the signal was heard (or the server stopped).
+            let deadline = heard.await.unwrap_or_else(|_| Deadline::after(grace));
+            worker.shutdown(deadline.left()).await
+        }))
+    };
+
     let deadline = connections::serve(
         listener,
         app,
@@ -367,8 +389,7 @@ async fn serve(config: Config) -> Result<ExitCode, String> {
     )
     .await;
     tracing::info!("no longer accepting; letting the workers finish");
-    let memory = matches!(config.inbox, Backend::Memory { .. });
-    let code = wind_down(inbox, worker, sweeper, memory, deadline, config.shutdown_grace).await;
+    let code = wind_down(inbox, workers, sweeper, deadline, config.shutdown_grace).await;
     eprintln!("hookguard: stopped");
     Ok(code)
 }
@@ -427,29 +448,40 @@ impl Deadline {
     }
 }
 
+/// The workers at the shutdown: a memory inbox's, drained after the connections; a durable
+/// inbox's, stopping since the signal.
+enum Workers {
+    Draining(hookguard::worker::WorkerHandle),
+    Stopping(tokio::task::JoinHandle<hookguard::worker::ShutdownReport>),
+}
+
 /// After the connections: the workers finish, then the dead letters are moved a last time,
 /// within what is left of `deadline`. The memory inbox dies with the process: every webhook
 /// it holds (waiting, leased, or due for a retry) was acknowledged to its sender, so the
 /// workers keep going until it is empty or the deadline; what is left then is counted as
 /// lost, and the exit status is 1. A durable inbox keeps what is left for the next start:
-/// the workers only finish the jobs they hold. `grace` is `shutdown_grace_secs`, for the
-/// warning.
+/// the workers only finish the jobs they held at the signal. `grace` is
+/// `shutdown_grace_secs`, for the warning.
 async fn wind_down(
     inbox: Arc<dyn Inbox>,
-    worker: hookguard::worker::WorkerHandle,
+    workers: Workers,
     sweeper: Option<Sweeper>,
-    memory: bool,
     deadline: Deadline,
     grace: Duration,
 ) -> ExitCode {
-    if !memory {
-        let report = worker.shutdown(deadline.left()).await;
-        tracing::info!(?report, "stopped");
-        if let Some(sweeper) = sweeper {
-            sweeper.finish(deadline.left().max(LAST_SWEEP)).await;
+    let worker = match workers {
+        Workers::Draining(worker) => worker,
+        Workers::Stopping(stopping) => {
+            match stopping.await {
+                Ok(report) => tracing::info!(?report, "stopped"),
+                Err(e) => tracing::error!(error = %e, "the workers' shutdown failed"),
+            }
+            if let Some(sweeper) = sweeper {
+                sweeper.finish(deadline.left().max(LAST_SWEEP)).await;
+            }
+            return ExitCode::SUCCESS;
         }
-        return ExitCode::SUCCESS;
-    }
+    };
     let mut code = ExitCode::SUCCESS;
     let drained = worker.drain(deadline.left()).await;
     tracing::info!(report = ?drained.report, "stopped");
@@ -817,7 +849,9 @@ impl Appender {
     /// acknowledges the job, and a durable inbox deletes it (a line still in the page cache
     /// would be lost with the machine). On a failure the file is cut back to where it was
     /// (best effort), so that the retry appends one clean line, not a second after a torn
-    /// one. The file is opened for each line, so that a rotated file is picked up.
+    /// one. The file is opened for each line, so that a rotated file is picked up. A file
+    /// that is not a regular one (a pipe, `/dev/stdout`, a terminal, `/dev/null`) cannot be
+    /// synced or cut back: there a line counts as written once it is handed over whole.
     async fn append(&self, line: Vec<u8>) -> Result<(), String> {
         // The guard moves to the thread that writes: if this attempt is cancelled (its
         // lease ran out), the write still ends before the next one starts.
@@ -833,7 +867,15 @@ impl Appender {
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
             let mut file = options.open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-            append_line(&mut file, &line).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            let regular = file.metadata().map_or(true, |meta| meta.file_type().is_file());
+            let wrote = if regular {
+                append_line(&mut file, &line)
+            } else {
+                // `fdatasync` and `ftruncate` fail there (EINVAL) after the line went out:
+                // every attempt printed it again, then the job was dead-lettered.
+                std::io::Write::write_all(&mut file, &line)
+            };
+            wrote.map_err(|e| format!("cannot write {}: {e}", path.display()))?;
             if created {
                 // The new file's entry in its folder must reach the disk too.
                 sync_folder(&path)
@@ -1024,12 +1066,23 @@ async fn run_command(
     let mut stdin = running.child.stdin.take();
     let child = &mut running.child;
     let status = tokio::time::timeout(timeout, async move {
-        if let Some(stdin) = stdin.as_mut() {
-            // A command that does not read its input is fine.
-            let _ = stdin.write_all(&body).await;
+        // The body is written while the command runs: a command that exits without reading
+        // it all is done (its input is closed then), even when something it started holds
+        // the pipe open. A command that does not read its input is fine.
+        let write = async move {
+            if let Some(stdin) = stdin.as_mut() {
+                let _ = stdin.write_all(&body).await;
+            }
+        };
+        tokio::pin!(write);
+        let mut writing = true;
+        loop {
+            tokio::select! {
+                () = &mut write, if writing => writing = false,
+                // Cancel-safe: a wait cut short by the write's end is started again.
+                status = child.wait() => break status,
+            }
         }
-        drop(stdin);
-        child.wait().await
     })
     .await
     .map_err(|_| format!("{program} did not finish within {} s", timeout.as_secs()))?
@@ -1753,7 +1806,8 @@ mod tests {
         // The open connections took 4 s of the grace period.
         tokio::time::sleep(Duration::from_secs(4)).await;
         assert_eq!(deadline.left(), Duration::from_secs(6));
-        let code = wind_down(Arc::clone(&inbox), worker, Some(sweeper), true, deadline, grace).await;
+        let code =
+            wind_down(Arc::clone(&inbox), Workers::Draining(worker), Some(sweeper), deadline, grace).await;
         let took = signal.elapsed();
         assert!(took >= grace && took < grace + Duration::from_secs(1), "the shutdown took {took:?}");
         assert_eq!(format!("{code:?}"), format!("{:?}", ExitCode::from(1)), "the job is lost");
