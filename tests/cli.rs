@@ -2290,6 +2290,62 @@ fn append_to_a_device_is_done_once_written() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A job kept under an endpoint name the configuration no longer has (a changed `path`
+/// changes the default name) is dead-lettered with an error that says what to do: give the
+/// endpoint that name, then re-drive it; done so, it is processed.
+#[cfg(feature = "sqlite")]
+#[test]
+fn a_job_of_an_endpoint_no_longer_configured_says_how_to_get_it_processed() {
+    use hookguard::inbox::{Inbox as _, SqliteInbox, Webhook};
+    let dir = temp_dir("renamed-endpoint");
+    let db = dir.join("inbox.db");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let inbox = SqliteInbox::builder(&db).open().await.expect("open the inbox");
+        let verified = hookguard::verify::Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+        let hook = Webhook::new(
+            "hooks-old",
+            &verified,
+            http::HeaderMap::new(),
+            r#"{"id":"kept-before"}"#.into(),
+            time::OffsetDateTime::now_utc(),
+        );
+        inbox.push(hook).await.expect("push");
+    });
+    let config_path = dir.join("hookguard.toml");
+    let out = dir.join("out.jsonl");
+    let config = |name: &str| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[inbox]\nbackend = \"sqlite\"\npath = {db:?}\n\n\
+             [worker]\nmax_attempts = 1\n\n[[endpoint]]\npath = \"/hooks/github\"\n{name}provider = \"github\"\n\
+             secret = \"{KEY}\"\nappend_to = {out:?}\n"
+        )
+    };
+    std::fs::write(&config_path, config("")).expect("config");
+    let server = Server::start(&config_path);
+    let stderr = server.stderr_with("dead-lettered");
+    assert!(server.stop().success());
+    assert!(
+        stderr.contains("no action for endpoint `hooks-old`") && stderr.contains(r#"`name = "hooks-old"`"#),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+
+    std::fs::write(&config_path, config("name = \"hooks-old\"\n")).expect("config");
+    let path = config_path.to_str().expect("utf-8 path");
+    let dead = hookguard(&["inbox", "dead", "-c", path], b"");
+    let listed = text(&dead.stdout);
+    let key = listed.split("\"key\":\"").nth(1).and_then(|rest| rest.split('"').next()).expect("a key");
+    assert!(key.starts_with("hooks-old:"), "{listed}");
+    let redriven = hookguard(&["inbox", "redrive", "-c", path, key], b"");
+    assert!(redriven.status.success(), "{}", text(&redriven.stderr));
+    let server = Server::start(&config_path);
+    let written = file_with_lines(&out, 1);
+    assert!(server.stop().success());
+    assert!(written.contains("kept-before"), "{written}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A configuration with one GitHub endpoint appending to `out.jsonl`, and `server` in
 /// `[server]` besides `listen`.
 fn one_endpoint_config(dir: &Path, server: &str) -> PathBuf {

@@ -337,7 +337,14 @@ async fn serve(config: Config) -> Result<ExitCode, String> {
         async move {
             match actions.get(hook.endpoint()) {
                 Some(runner) => runner.run(&hook).await,
-                None => Err(format!("no action for endpoint `{}`", hook.endpoint())),
+                // A job kept under a name this file no longer has (a changed `path` changes
+                // the default name), or by a replica with another configuration.
+                None => Err(format!(
+                    "no action for endpoint `{0}` in this configuration: give the endpoint that \
+                     should process it `name = \"{0}\"` (the name it was kept under), then \
+                     `hookguard inbox redrive` its dead letters",
+                    hook.endpoint()
+                )),
             }
         }
     })
