@@ -73,13 +73,15 @@ const FRAMES_PER_POLL: usize = 64;
 
 pin_project! {
     /// A body's data, gathered: a body that comes in one frame (the usual case for a
-    /// webhook) is that frame itself, not a copy; from the second frame on, every frame is
-    /// copied into one buffer and let go at once. Unlike `http_body_util`'s `Collect`,
-    /// which keeps every frame until the end, a body sent in tiny chunks (`1\r\nX\r\n`
-    /// over and over, each chunk a frame holding on to the connection's read buffer)
-    /// costs at most about twice its length while it is read, not tens of times, and
-    /// what is kept is no larger than the body (give or take an eighth). Trailers are
-    /// dropped.
+    /// webhook) is that frame itself, not a copy (in hyper and actix a slice of the
+    /// connection's read buffer, as axum's own `Bytes` extractor gives it; the memory
+    /// inbox copies a webhook that will wait behind a backlog: see `MemoryInbox`'s docs on
+    /// memory). From the second frame on, every frame is copied into one buffer and let go
+    /// at once. Unlike `http_body_util`'s `Collect`, which keeps every frame until the end,
+    /// a body sent in tiny chunks (`1\r\nX\r\n` over and over, each chunk a frame holding
+    /// on to the connection's read buffer) costs at most about twice its length while it
+    /// is read, not tens of times, and what is gathered is no larger than the body (give
+    /// or take an eighth). Trailers are dropped.
     pub(crate) struct Gather<B> {
         #[pin]
         body: B,
