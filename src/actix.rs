@@ -503,11 +503,14 @@ fn respond(res: http::Response<Vec<u8>>) -> HttpResponse {
         .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
     let mut out = HttpResponse::build(status);
     for (name, value) in &parts.headers {
-        if let (Ok(name), Ok(value)) = (
+        if let (Ok(name), Ok(mut copy)) = (
             actix_web::http::header::HeaderName::from_bytes(name.as_str().as_bytes()),
             actix_web::http::header::HeaderValue::from_bytes(value.as_bytes()),
         ) {
-            out.append_header((name, value));
+            // Asana's echoed `X-Hook-Secret` is marked: never indexed by HTTP/2's header
+            // compression, and redacted in `Debug`.
+            copy.set_sensitive(value.is_sensitive());
+            out.append_header((name, copy));
         }
     }
     let mut out = out.body(body);
@@ -1303,6 +1306,26 @@ mod tests {
         }
         assert!(names.get("bad name").is_none());
         assert!(names.get("").is_none());
+    }
+
+    /// An answer's headers reach actix with their sensitive flag: Asana's handshake echoes
+    /// its secret marked (it lost the mark here, so HTTP/2 could index it and `Debug`
+    /// showed it), and the other headers stay unmarked.
+    #[test]
+    fn an_answers_sensitive_header_stays_marked() {
+        let mut h = http::HeaderMap::new();
+        h.insert(crate::providers::asana::SECRET_HEADER, "b537207f20cbfa02357cf448134da559".parse().unwrap());
+        let (_, answer) = crate::providers::asana::handshake(&h).expect("a handshake");
+        let out = respond(answer);
+        let echoed = out.headers().get("x-hook-secret").expect("echoed");
+        assert_eq!(echoed.as_bytes(), b"b537207f20cbfa02357cf448134da559");
+        assert!(echoed.is_sensitive());
+        assert!(
+            out.headers()
+                .iter()
+                .filter(|(n, _)| n.as_str() != "x-hook-secret")
+                .all(|(_, v)| !v.is_sensitive())
+        );
     }
 
     #[test]

@@ -787,6 +787,11 @@ pub(crate) struct RecordTimes {
 /// times as Unix nanoseconds (`i64`), headers as an ordered list of (lower-case name,
 /// value bytes), the body as bytes.
 ///
+/// A header value's [sensitive](http::HeaderValue::is_sensitive) mark is not stored: a
+/// webhook read back from a durable inbox has none marked, while the memory inbox keeps
+/// the mark. The guard keeps no credential header (a token or signature it checked), so
+/// only a webhook made by hand with a marked value sees the difference.
+///
 /// Serde-able as a whole (a binary format keeps the body compact; JSON writes bytes as
 /// arrays of numbers), or field by field into columns: SQL backends keep `headers` in one
 /// column with [`encode_headers`](Self::encode_headers) /

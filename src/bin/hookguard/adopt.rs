@@ -196,8 +196,21 @@ impl From<io::Error> for Stored {
 /// file in the same folder (mode 0600 on unix, synced to disk), then hard-linked to
 /// `file`, which fails if `file` exists: a file that appeared meanwhile is never
 /// replaced, and `file` is whole or absent after a crash. A `file` that exists empty (a
-/// placeholder) is replaced by a rename. Blocking.
+/// placeholder) is replaced by a rename. On a filesystem without hard links (vfat, exFAT,
+/// some network mounts: the link fails with another error than "exists") a rename puts it
+/// in place too, when `file` holds no secret just before: this process makes one handshake
+/// at a time, but another process writing `file` in between could be replaced there.
+/// Blocking.
 fn store(file: &Path, secret: &str) -> Result<(), Stored> {
+    store_with(file, secret, |from, to| fs::hard_link(from, to))
+}
+
+/// [`store`] with the hard link made by `link` (the tests' way to a filesystem without).
+fn store_with(
+    file: &Path,
+    secret: &str,
+    link: impl Fn(&Path, &Path) -> io::Result<()>,
+) -> Result<(), Stored> {
     static N: AtomicU64 = AtomicU64::new(0);
     let dir = match file.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
@@ -218,16 +231,27 @@ fn store(file: &Path, secret: &str) -> Result<(), Stored> {
         out.write_all(b"\n")?;
         out.sync_all()?;
         drop(out);
-        match fs::hard_link(&temp, file) {
+        match link(&temp, file) {
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                if holds_secret(file)? {
+            Err(e) => {
+                let held = match holds_secret(file) {
+                    Ok(held) => held,
+                    Err(missing) if missing.kind() == io::ErrorKind::NotFound => {
+                        if e.kind() == io::ErrorKind::AlreadyExists {
+                            // Gone again since the link saw it: try no further.
+                            return Err(e.into());
+                        }
+                        false
+                    }
+                    Err(other) => return Err(other.into()),
+                };
+                if held {
                     return Err(Stored::Exists);
                 }
+                tracing::debug!(error = %e, "no hard link to the secret file: renamed into place");
                 fs::rename(&temp, file)?;
                 Ok(())
             }
-            Err(e) => Err(e.into()),
         }
     })();
     // Linked, renamed away or failed: the temporary name goes.
@@ -378,6 +402,21 @@ mod tests {
         assert!(!file.exists());
         drop(first);
         assert_eq!(status(&guard, handshake(SECRET)).await, 200, "once the first is over");
+    }
+
+    /// Where hard links fail (vfat answers EPERM), the secret is renamed into place, whole
+    /// and alone; a file that holds a secret is still never replaced.
+    #[test]
+    fn without_hard_links_the_secret_is_renamed_into_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("asana.secret");
+        let refused = |_: &Path, _: &Path| Err(io::Error::from(io::ErrorKind::PermissionDenied));
+        assert!(store_with(&file, SECRET, refused).is_ok());
+        assert_eq!(fs::read_to_string(&file).unwrap(), format!("{SECRET}\n"));
+        let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(leftovers, ["asana.secret"], "no temporary file left");
+        assert!(matches!(store_with(&file, "another-secret-0123456789", refused), Err(Stored::Exists)));
+        assert_eq!(fs::read_to_string(&file).unwrap(), format!("{SECRET}\n"), "not replaced");
     }
 
     /// A file that cannot be written: `503`, and a later handshake may try again.
