@@ -181,6 +181,14 @@ impl Envelope {
         if self.id.is_none() && self.content.uses(Piece::Id) {
             return Err(ConfigError::Invalid("the id is signed but has no source"));
         }
+        // A signed id or timestamp tells a copy from a new delivery: without a replay key,
+        // every replayed copy would be handled again for nothing.
+        let signed_id = self.id.is_some() && self.id_signed();
+        if !self.replay_key && (signed_id || (self.timestamp.is_some() && self.timestamp_signed())) {
+            return Err(ConfigError::Invalid(
+                "no_replay_key with a signed id or timestamp, which tells a copy from a new delivery",
+            ));
+        }
         Ok(())
     }
 
@@ -653,6 +661,32 @@ mod tests {
             url: None,
             replay_key: true,
         }
+    }
+
+    /// No replay key is refused beside a signed id or a signed timestamp, which tell a
+    /// copy from a new delivery; with neither (Dropbox), or an id the signature does not
+    /// cover, it is taken.
+    #[test]
+    fn no_replay_key_goes_only_with_nothing_that_tells_copies_apart() {
+        let without = |e: Envelope| Envelope { replay_key: false, ..e };
+        assert!(without(envelope()).check().is_err(), "a signed id and timestamp");
+        let id_only = Envelope { timestamp: None, tolerance: Tolerance::NONE, ..envelope() };
+        let id_only = Envelope { content: SignedContent::new(vec![Piece::Id, Piece::Body]), ..id_only };
+        assert!(without(id_only).check().is_err(), "a signed id");
+        let stamp_only = Envelope {
+            id: None,
+            content: SignedContent::new(vec![Piece::Timestamp, Piece::Body]),
+            ..envelope()
+        };
+        assert!(without(stamp_only).check().is_err(), "a signed timestamp");
+        let neither = Envelope {
+            id: Some(Field::Header(HeaderName::from_static("x-delivery"))),
+            timestamp: None,
+            tolerance: Tolerance::NONE,
+            content: SignedContent::new(vec![Piece::Body]),
+            ..envelope()
+        };
+        assert!(without(neither).check().is_ok(), "an unsigned id");
     }
 
     /// A scheme's `Debug` shows its URL without the query or user information: a

@@ -689,12 +689,17 @@ impl HmacSchemeBuilder {
     /// copy is handled again as well: only for deliveries that are harmless to repeat, and
     /// behind a rate limit (`RateLimitLayer`, feature `source-controls`): anyone holding one
     /// signed delivery can send it again at will, each a job (and, on a `MemoryInbox`, a
-    /// place among its remembered finished keys).
+    /// place among its remembered finished keys). With a signed id or timestamp, which tell
+    /// a copy apart, [`build`](Self::build) refuses it.
     ///
     /// ```
-    /// use hookguard::verify::{Algorithm, Encoding, Field, HmacScheme, Outgoing, Scheme, Sign, SignatureFormat, WebhookRequest};
-    /// let scheme = HmacScheme::builder("acme", Algorithm::Sha256)
-    ///     .signature(Field::header("x-acme-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Hex)
+    /// use hookguard::verify::{Algorithm, Encoding, Field, HmacScheme, Outgoing, Piece, Scheme, Sign, SignatureFormat, SignedContent, WebhookRequest};
+    /// let builder = || HmacScheme::builder("acme", Algorithm::Sha256)
+    ///     .signature(Field::header("x-acme-signature"), SignatureFormat::Plain { prefix: "" }, Encoding::Hex);
+    /// let signs_id = SignedContent::new(vec![Piece::Id, Piece::Literal(b"."), Piece::Body]);
+    /// let refused = builder().id(Field::header("x-acme-id")).content(signs_id).no_replay_key().secret("s").build();
+    /// assert!(matches!(refused, Err(hookguard::ConfigError::Invalid(_))));
+    /// let scheme = builder()
     ///     .no_replay_key()
     ///     .secret("s3cr3t")
     ///     .build()
