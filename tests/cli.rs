@@ -2220,7 +2220,7 @@ fn a_run_command_that_exits_without_reading_its_input_is_done() {
 /// they hold, while a connection still sending its body holds the grace period open: the
 /// next job is left for the next start (it was started after the signal, then killed when
 /// the grace period ended, and run again at the next start).
-#[cfg(unix)]
+#[cfg(all(unix, feature = "sqlite"))]
 #[test]
 fn a_durable_inbox_starts_no_job_after_the_signal() {
     use std::io::Write as _;

@@ -990,6 +990,37 @@ mod tests {
         assert_eq!(l.admit(&k).unwrap_err().by(), RefusedBy::FailureBudget);
     }
 
+    /// An injected clock far in the future (the year 3000: past 2554, nanoseconds since
+    /// 1970 no longer fit governor's `u64`, and its sums overflowed before): the limit
+    /// holds, and refills after its period.
+    #[test]
+    fn an_injected_clock_in_the_year_3000_keeps_the_limit() {
+        use std::sync::atomic::{AtomicI64, Ordering};
+        #[derive(Debug, Clone)]
+        struct Year3000(Arc<AtomicI64>);
+        impl Clock for Year3000 {
+            fn now(&self) -> OffsetDateTime {
+                // 3000-01-01T00:00:00Z, plus the seconds set.
+                OffsetDateTime::from_unix_timestamp(32_503_680_000 + self.0.load(Ordering::SeqCst)).unwrap()
+            }
+        }
+        let clock = Year3000(Arc::default());
+        let l = SourceLimiter::builder()
+            .requests(1, Duration::from_secs(3600))
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let k = key("192.0.2.1");
+        l.admit(&k).unwrap();
+        let refused = l.admit(&k).unwrap_err();
+        assert_eq!(refused.by(), RefusedBy::RateLimit);
+        assert_eq!(refused.retry_after(), Duration::from_secs(3600));
+        clock.0.store(1800, Ordering::SeqCst);
+        assert_eq!(l.admit(&k).unwrap_err().retry_after(), Duration::from_secs(1800));
+        clock.0.store(3600, Ordering::SeqCst);
+        l.admit(&k).unwrap();
+    }
+
     /// The longest period, with an injected clock in this century (governor's times are
     /// counted from the limiter's start, not from 1970) and one near the calendar's end:
     /// the second request is refused for about the whole period, and no sum overflows

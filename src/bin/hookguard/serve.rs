@@ -433,7 +433,8 @@ async fn reserve(listen: &str) -> std::io::Result<tokio::net::TcpSocket> {
 
 /// The end of the shutdown: `shutdown_grace_secs` after the signal, for the whole of it.
 /// The open connections, then the workers, then the dead letters' last move each get what
-/// is left (each got the whole grace period: three of them in all).
+/// is left (each got the whole grace period: three of them in all); a durable inbox's
+/// workers stop taking jobs at the signal and finish theirs alongside the connections.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Deadline(tokio::time::Instant);
 
@@ -1203,7 +1204,8 @@ mod connections {
         /// write to it may wait without any of it being taken ([`WriteStall`]).
         pub(crate) header_read: Duration,
         /// The whole shutdown's time, from the signal; the open connections may take all
-        /// of it, and the workers get what they leave.
+        /// of it, and the workers get what they leave (a durable inbox's finish theirs
+        /// alongside them).
         pub(crate) grace: Duration,
         /// The most connections served at once: a connection is accepted only when one of
         /// these is free, so that the bodies being read take at most `max_connections` ×
