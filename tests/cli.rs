@@ -2290,28 +2290,35 @@ fn append_to_a_device_is_done_once_written() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Pushes a GitHub webhook of `endpoint` with `body` into the SQLite inbox at `db`, as a
+/// server that ran before would have kept it.
+#[cfg(feature = "sqlite")]
+fn kept_in_sqlite(db: &Path, endpoint: &str, body: &'static str) {
+    use hookguard::inbox::{Inbox as _, SqliteInbox, Webhook};
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let inbox = SqliteInbox::builder(db).open().await.expect("open the inbox");
+        let verified = hookguard::verify::Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
+        let hook = Webhook::new(
+            endpoint,
+            &verified,
+            http::HeaderMap::new(),
+            body.into(),
+            time::OffsetDateTime::now_utc(),
+        );
+        inbox.push(hook).await.expect("push");
+    });
+}
+
 /// A job kept under an endpoint name the configuration no longer has (a changed `path`
 /// changes the default name) is dead-lettered with an error that says what to do: give the
 /// endpoint that name, then re-drive it; done so, it is processed.
 #[cfg(feature = "sqlite")]
 #[test]
 fn a_job_of_an_endpoint_no_longer_configured_says_how_to_get_it_processed() {
-    use hookguard::inbox::{Inbox as _, SqliteInbox, Webhook};
     let dir = temp_dir("renamed-endpoint");
     let db = dir.join("inbox.db");
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    runtime.block_on(async {
-        let inbox = SqliteInbox::builder(&db).open().await.expect("open the inbox");
-        let verified = hookguard::verify::Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
-        let hook = Webhook::new(
-            "hooks-old",
-            &verified,
-            http::HeaderMap::new(),
-            r#"{"id":"kept-before"}"#.into(),
-            time::OffsetDateTime::now_utc(),
-        );
-        inbox.push(hook).await.expect("push");
-    });
+    kept_in_sqlite(&db, "hooks-old", r#"{"id":"kept-before"}"#);
     let config_path = dir.join("hookguard.toml");
     let out = dir.join("out.jsonl");
     let config = |name: &str| {
@@ -2863,22 +2870,11 @@ fn while_the_inbox_opens_clients_are_refused_and_a_signal_stops_the_start() {
 #[cfg(feature = "sqlite")]
 #[test]
 fn a_port_in_use_stops_serve_before_any_job_is_touched() {
-    use hookguard::inbox::{Inbox as _, SqliteInbox, Webhook};
+    use hookguard::inbox::{Inbox as _, SqliteInbox};
     let dir = temp_dir("bind-first");
     let db = dir.join("inbox.db");
+    kept_in_sqlite(&db, "hooks-github", r#"{"id":"waiting"}"#);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    runtime.block_on(async {
-        let inbox = SqliteInbox::builder(&db).open().await.expect("open the inbox");
-        let verified = hookguard::verify::Verified::new("github", Some("d-1".into()), None, None, [0; 32], 0);
-        let hook = Webhook::new(
-            "hooks-github",
-            &verified,
-            http::HeaderMap::new(),
-            r#"{"id":"waiting"}"#.into(),
-            time::OffsetDateTime::now_utc(),
-        );
-        inbox.push(hook).await.expect("push");
-    });
     let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let config_path = dir.join("hookguard.toml");
     let out = dir.join("out.jsonl");
