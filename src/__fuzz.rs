@@ -109,6 +109,54 @@ pub fn write_meta_json(webhook: &crate::inbox::Webhook) -> String {
     webhook.to_meta_json()
 }
 
+/// `pg_text::stored`: a text as the PostgreSQL inbox writes it into a `text` column (each
+/// NUL, and the escape character itself, escaped).
+#[cfg(all(fuzzing, feature = "tower"))]
+#[must_use]
+pub fn pg_stored(text: &str) -> std::borrow::Cow<'_, str> {
+    crate::inbox::pg_text::stored(text)
+}
+
+/// `pg_text::unstored`: the text a `text` column's value was written for; `None` when
+/// `pg_stored` cannot have written it.
+#[cfg(all(fuzzing, feature = "tower"))]
+#[must_use]
+pub fn pg_unstored(text: &str) -> Option<std::borrow::Cow<'_, str>> {
+    crate::inbox::pg_text::unstored(text)
+}
+
+/// `pg_text::stored_record`: a webhook's stored JSON (`write_meta_json`) as the PostgreSQL
+/// inbox writes it into its `jsonb` column (no `\u0000`; marked when escaped).
+#[cfg(all(fuzzing, feature = "tower"))]
+#[must_use]
+pub fn pg_stored_record(json: String) -> String {
+    crate::inbox::pg_text::stored_record(json)
+}
+
+/// `pg_text::read_record`: the `jsonb` column's text as `read_meta_json` takes it (a marked
+/// record unescaped, any other as it is).
+///
+/// # Errors
+/// Why a marked record could not be unescaped.
+#[cfg(all(fuzzing, feature = "tower"))]
+pub fn pg_read_record(json: &str) -> Result<std::borrow::Cow<'_, str>, String> {
+    crate::inbox::pg_text::read_record(json)
+}
+
+/// `inbox::key_prefix`: an endpoint's name as the first part of its keys.
+#[cfg(all(fuzzing, feature = "tower"))]
+#[must_use]
+pub fn key_prefix(endpoint: &str) -> std::borrow::Cow<'_, str> {
+    crate::inbox::key_prefix(endpoint)
+}
+
+/// `inbox::endpoint_of_key`: the endpoint whose `key_prefix` begins `key`.
+#[cfg(all(fuzzing, feature = "tower"))]
+#[must_use]
+pub fn endpoint_of_key(key: &str) -> Option<String> {
+    crate::inbox::endpoint_of_key(key)
+}
+
 /// `paypal::precheck`: the checks of a PayPal delivery that need no certificate, which
 /// `PayPalCertificates` runs before it spends anything on the certificate URL (the rest
 /// of `paypal_fetch` is reached through its public API: `PayPalCertificates` with a

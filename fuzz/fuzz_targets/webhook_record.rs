@@ -18,6 +18,14 @@
 //! - a record read with times in full (`i128` nanoseconds, as SQLite keeps a time past
 //!   2262) is refused exactly when it would be with `i64` times or a time is outside
 //!   `time`'s range, and gives those times back unchanged.
+//! - the PostgreSQL inbox's escaping (`jsonb` and `text` refuse NUL): the stored form of
+//!   every webhook's JSON is JSON with no NUL in any string, and reads back to the webhook,
+//!   also after going through a JSON value (keys reordered and respaced, as `jsonb`
+//!   does); any text read back unescaped is the text (as `blob`, taken as UTF-8 lossily)
+//!   unless it is an object marked `"nul_escaped": true`, and never panics; any text
+//!   stored (`text` columns) holds no NUL, reads back, and two different texts (`key`
+//!   and `endpoint`) are stored differently;
+//! - a key made of an endpoint's key prefix, `:` and any tail gives that endpoint back.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -29,6 +37,7 @@ use hookguard::{
 };
 use http::{HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -51,11 +60,73 @@ struct Input {
     body: Vec<u8>,
 }
 
+/// Whether no string (or object key) in `value` holds NUL, which `jsonb` refuses.
+fn no_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => !s.contains('\0'),
+        Value::Array(a) => a.iter().all(no_nul),
+        Value::Object(o) => o.iter().all(|(k, v)| !k.contains('\0') && no_nul(v)),
+        _ => true,
+    }
+}
+
+/// The PostgreSQL inbox's stored form of `hook`'s JSON: JSON without NUL, read back to
+/// `hook` as it is and after a JSON value reordered and respaced it (`jsonb`'s way).
+fn check_pg_record(hook: &Webhook) {
+    let stored = __fuzz::pg_stored_record(__fuzz::write_meta_json(hook));
+    let value: Value =
+        serde_json::from_str(&stored).unwrap_or_else(|e| panic!("stored form not JSON: {e}: {stored}"));
+    assert!(no_nul(&value), "a NUL in the stored form: {stored}");
+    let compact = serde_json::to_string(&value).expect("a value writes");
+    let pretty = serde_json::to_string_pretty(&value).expect("a value writes");
+    for (how, text) in
+        [("as stored", &stored), ("through jsonb (compact)", &compact), ("through jsonb (pretty)", &pretty)]
+    {
+        let record = __fuzz::pg_read_record(text).unwrap_or_else(|e| panic!("{how}: {e}: {text}"));
+        let read = __fuzz::read_meta_json(record.as_bytes(), hook.body().clone())
+            .unwrap_or_else(|e| panic!("{how}: {e}: {text}"));
+        assert_eq!(&read, hook, "{how}: {text}");
+    }
+}
+
+/// `text` stored in a `text` column: no NUL, read back; `other`, a different text, is
+/// stored differently.
+fn check_pg_text(text: &str, other: &str) {
+    let stored = __fuzz::pg_stored(text);
+    assert!(!stored.contains('\0'), "{text:?} stored as {stored:?}");
+    if !text.contains(['\0', '\u{1a}']) {
+        assert_eq!(stored, text, "nothing to escape: unchanged");
+    }
+    assert_eq!(__fuzz::pg_unstored(&stored).as_deref(), Some(text), "stored, read back");
+    if text != other {
+        assert_ne!(stored, __fuzz::pg_stored(other), "{text:?} and {other:?} stored alike");
+    }
+}
+
 fuzz_target!(|input: Input| {
+    // The PostgreSQL inbox's escaping: any text read back, any text stored.
+    let text = String::from_utf8_lossy(&input.blob);
+    match __fuzz::pg_read_record(&text) {
+        Ok(read) if read != text => {
+            let marked = serde_json::from_str::<Value>(&text)
+                .is_ok_and(|v| v.get("nul_escaped").and_then(Value::as_bool) == Some(true));
+            assert!(marked, "a record without the mark was changed: {text:?} read as {read:?}");
+        }
+        Ok(_) => {}
+        Err(e) => assert!(e.contains("unreadable"), "{e}"),
+    }
+    let _ = __fuzz::pg_stored_record(text.into_owned());
+    check_pg_text(&input.key, &input.endpoint);
+    check_pg_text(&input.endpoint, &input.key);
+    // A key's endpoint comes back from its prefix, whatever the tail.
+    let key = format!("{}:{}", __fuzz::key_prefix(&input.endpoint), input.key);
+    assert_eq!(__fuzz::endpoint_of_key(&key).as_deref(), Some(input.endpoint.as_str()), "{key:?}");
+
     // The Redis and PostgreSQL inboxes' stored form (JSON beside the body).
     if let Ok(hook) = __fuzz::read_meta_json(&input.blob, input.body.clone().into()) {
         let again = __fuzz::read_meta_json(__fuzz::write_meta_json(&hook).as_bytes(), hook.body().clone());
         assert_eq!(again.expect("a stored form written is read"), hook, "meta JSON read, written, read");
+        check_pg_record(&hook);
     }
     match WebhookRecord::decode_headers(&input.blob) {
         Ok(headers) => assert_eq!(WebhookRecord::encode_headers(&headers), input.blob, "decode, then encode"),
@@ -142,5 +213,6 @@ fuzz_target!(|input: Input| {
     let read =
         __fuzz::read_meta_json(stored.as_bytes(), hook.body().clone()).expect("its stored form is read");
     assert_eq!(read, hook, "meta JSON written, read");
+    check_pg_record(&hook);
     let _ = hook.json::<serde_json::Value>();
 });

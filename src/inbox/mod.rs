@@ -24,6 +24,10 @@
 //! ```
 
 mod memory;
+// Compiled for fuzzing as well: `__fuzz` reaches its escaping without the `postgres`
+// feature's dependencies.
+#[cfg(any(feature = "postgres", fuzzing))]
+pub(crate) mod pg_text;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "redis")]
@@ -48,6 +52,8 @@ pub use sqlite::{SqliteInbox, SqliteInboxBuilder, SqliteStats};
 pub(crate) use webhook::MAX_HEADERS;
 #[cfg(fuzzing)]
 pub(crate) use webhook::RecordTimes;
+#[cfg(fuzzing)]
+pub(crate) use webhook::endpoint_of_key;
 #[cfg(feature = "actix")]
 pub(crate) use webhook::headers_in_one_buffer;
 pub(crate) use webhook::{Labels, key_prefix};

@@ -21,6 +21,7 @@ use tokio_postgres::{
 
 use super::{
     BoxFuture, DeadLetter, Inbox, InboxError, Job, Pushed, Webhook,
+    pg_text::{read_record, stored, stored_record, unstored},
     wake::{self, Background, Signal},
 };
 use crate::clock::{Clock, SystemClock};
@@ -66,13 +67,6 @@ const MIGRATION_LOCK_TIMEOUT: Duration = Duration::from_secs(2);
 /// apart), the migration builds the index `inbox_fresh` itself, in milliseconds; a larger
 /// table gets it built concurrently after the migration (see [`build_fresh`]).
 const FRESH_INLINE_BYTES: u64 = 8 * 1024 * 1024;
-
-/// What PostgreSQL cannot store in `text` (NUL) is written as this character and `0`, and
-/// this character itself doubled, in every stored string that holds either (see
-/// [`stored`]). SUB, "substitute": a control character no delivery id normally holds.
-const ESC: char = '\u{1a}';
-/// The field set in a stored record whose strings were escaped (see [`stored_record`]).
-const ESCAPED_FIELD: &str = "nul_escaped";
 
 /// Why a `LISTEN` session ended.
 type ListenError = Box<dyn std::error::Error + Send + Sync>;
@@ -949,47 +943,6 @@ impl deadpool_postgres::Connect for Opener {
     }
 }
 
-/// `text` as a `text` column can hold it: unchanged unless it holds NUL (which PostgreSQL
-/// refuses) or [`ESC`]; then each NUL is written as `ESC 0` and each `ESC` as `ESC ESC`.
-/// Two different texts are never written alike: one left unchanged holds no `ESC`, an
-/// escaped one does, and [`unstored`] reads an escaped one back unambiguously.
-fn stored(text: &str) -> Cow<'_, str> {
-    if !text.contains(['\0', ESC]) {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '\0' => out.extend([ESC, '0']),
-            ESC => out.extend([ESC, ESC]),
-            c => out.push(c),
-        }
-    }
-    Cow::Owned(out)
-}
-
-/// What [`stored`] wrote `text` for; `None` when it cannot have written it (an `ESC`
-/// followed by anything but `0` or `ESC`: a key stored before keys were escaped).
-fn unstored(text: &str) -> Option<Cow<'_, str>> {
-    if !text.contains(ESC) {
-        return Some(Cow::Borrowed(text));
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c != ESC {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('0') => out.push('\0'),
-            Some(ESC) => out.push(ESC),
-            _ => return None,
-        }
-    }
-    Some(Cow::Owned(out))
-}
-
 /// A stored key as [`Inbox::discard`] and [`Inbox::redrive`] take it (for log lines).
 fn key_as_given(column: &str) -> Cow<'_, str> {
     unstored(column).unwrap_or(Cow::Borrowed(column))
@@ -998,102 +951,6 @@ fn key_as_given(column: &str) -> Cow<'_, str> {
 /// An error message as a `text` column can hold it: each NUL becomes U+FFFD.
 fn storable_error(error: &str) -> Cow<'_, str> {
     if error.contains('\0') { Cow::Owned(error.replace('\0', "\u{FFFD}")) } else { Cow::Borrowed(error) }
-}
-
-/// Whether `text` at byte `at` starts with the JSON escape of [`ESC`] (a backslash, `u`
-/// and `001a`, the hex digits in either case).
-fn esc_escape_at(text: &str, at: usize) -> bool {
-    text.get(at..at + 6).is_some_and(|e| e.eq_ignore_ascii_case("\\u001a"))
-}
-
-/// Whether JSON `text` holds the escape of [`ESC`].
-fn holds_esc_escape(text: &str) -> bool {
-    text.contains("\\u001a") || text.contains("\\u001A")
-}
-
-/// The webhook's record (JSON from [`Webhook::to_meta_json`]) as the `jsonb` column can
-/// hold it (it refuses `\u0000`): unchanged unless a string in it holds NUL or [`ESC`];
-/// then every string in it is written as [`stored`] writes text (in JSON escapes: a NUL's
-/// `\u0000` becomes `\u001a0`, `\u001a` becomes `\u001a\u001a`), and the record is marked
-/// with the field [`ESCAPED_FIELD`] so that [`read_record`] undoes exactly that.
-fn stored_record(json: String) -> String {
-    if !json.contains("\\u0000") && !holds_esc_escape(&json) {
-        return json;
-    }
-    let Some(fields) = json.strip_prefix('{').filter(|f| !f.trim_start().starts_with('}')) else {
-        return json;
-    };
-    let mut out = String::with_capacity(json.len() + 32);
-    out.push_str("{\"");
-    out.push_str(ESCAPED_FIELD);
-    out.push_str("\":true,");
-    let bytes = fields.as_bytes();
-    let (mut at, mut copied) = (0, 0);
-    while at < bytes.len() {
-        if bytes[at] != b'\\' {
-            at += 1;
-            continue;
-        }
-        // Backslashes are only in strings (JSON has them nowhere else): an escape, either
-        // `\uXXXX` or a backslash and one character.
-        let instead = if fields.get(at..at + 6) == Some("\\u0000") {
-            Some("\\u001a0")
-        } else if esc_escape_at(fields, at) {
-            Some("\\u001a\\u001a")
-        } else {
-            None
-        };
-        let len = if bytes.get(at + 1) == Some(&b'u') { 6 } else { 2 };
-        if let Some(instead) = instead {
-            out.push_str(&fields[copied..at]);
-            out.push_str(instead);
-            copied = at + len;
-        }
-        at += len;
-    }
-    out.push_str(fields.get(copied..).unwrap_or_default());
-    out
-}
-
-/// The record as [`Webhook::from_meta_json`] reads it: one [`stored_record`] escaped (it
-/// holds the mark) unescaped, any other as it is.
-fn read_record(json: &str) -> Result<Cow<'_, str>, String> {
-    #[derive(serde::Deserialize)]
-    struct Mark {
-        #[serde(default)]
-        nul_escaped: bool,
-    }
-    if !holds_esc_escape(json) || !serde_json::from_str::<Mark>(json).is_ok_and(|mark| mark.nul_escaped) {
-        return Ok(Cow::Borrowed(json));
-    }
-    let broken = || "stored webhook record is unreadable: a broken NUL escape".to_owned();
-    let bytes = json.as_bytes();
-    let mut out = String::with_capacity(json.len());
-    let (mut at, mut copied) = (0, 0);
-    while at < bytes.len() {
-        if bytes[at] != b'\\' {
-            at += 1;
-            continue;
-        }
-        if !esc_escape_at(json, at) {
-            at += if bytes.get(at + 1) == Some(&b'u') { 6 } else { 2 };
-            continue;
-        }
-        out.push_str(&json[copied..at]);
-        let next = at + 6;
-        if bytes.get(next) == Some(&b'0') {
-            out.push_str("\\u0000");
-            at = next + 1;
-        } else if esc_escape_at(json, next) {
-            out.push_str("\\u001a");
-            at = next + 6;
-        } else {
-            return Err(broken());
-        }
-        copied = at;
-    }
-    out.push_str(json.get(copied..).ok_or_else(broken)?);
-    Ok(Cow::Owned(out))
 }
 
 /// The webhook of a stored row.
@@ -2069,13 +1926,12 @@ mod tests {
     use time::OffsetDateTime;
 
     use super::{
-        Arc, DEAD_PEER, ESC, OPEN_TIMEOUT, OnceCell, PostgresInbox, Sql, channel, connection_config,
-        key_as_given, open_limit, parse_receipt, quote_ident, read_record, receipt, stored, stored_record,
-        unstored, valid_identifier,
+        Arc, DEAD_PEER, OPEN_TIMEOUT, OnceCell, PostgresInbox, Sql, channel, connection_config, key_as_given,
+        open_limit, parse_receipt, quote_ident, receipt, stored, valid_identifier,
     };
     use crate::{
         clock::ManualClock,
-        inbox::{Inbox, InboxError, Pushed, Webhook},
+        inbox::{Inbox, InboxError, Pushed, Webhook, pg_text::ESC},
         verify::Verified,
     };
 
@@ -2116,53 +1972,11 @@ mod tests {
     }
 
     #[test]
-    fn stored_texts_hold_no_nul_never_collide_and_read_back() {
-        let all = all_strings(&['a', '0', '\0', ESC], 6);
-        let mut seen = std::collections::HashMap::new();
-        for text in &all {
-            let kept = stored(text);
-            assert!(!kept.contains('\0'), "{text:?} stored as {kept:?}");
-            if !text.contains(['\0', ESC]) {
-                assert_eq!(kept, text.as_str(), "left as it is");
-            }
-            assert_eq!(unstored(&kept).as_deref(), Some(text.as_str()), "{text:?} reads back");
-            assert_eq!(key_as_given(&kept), text.as_str());
-            if let Some(other) = seen.insert(kept.into_owned(), text) {
-                panic!("{other:?} and {text:?} are stored alike");
-            }
+    fn keys_are_logged_as_given() {
+        for text in all_strings(&['a', '0', '\0', ESC], 4) {
+            assert_eq!(key_as_given(&stored(&text)), text.as_str(), "{text:?}");
         }
-        assert_eq!(unstored("a\u{1a}b"), None, "not written by `stored`");
         assert_eq!(key_as_given("a\u{1a}b"), "a\u{1a}b", "logged as stored");
-    }
-
-    #[test]
-    fn records_holding_nul_are_stored_without_it_and_read_back_as_they_were() {
-        let ids =
-            ["a\0b", "a\u{1a}0b", "a\u{1a}\u{1a}b", "a\u{1a}b", "\0", r"a\u0000b", "a\\\0\"\u{1a}\u{1a}0"];
-        for id in ids {
-            let webhook = hook(id, Some("e\0v"));
-            let json = webhook.to_meta_json();
-            let kept = stored_record(json.clone());
-            assert!(!kept.contains("\\u0000") || kept.contains(r"\\u0000"), "{kept}");
-            assert!(kept.contains("\"nul_escaped\":true"), "{kept}");
-            serde_json::from_str::<serde_json::Value>(&kept).expect("still JSON");
-            let read = read_record(&kept).unwrap();
-            let back = Webhook::from_meta_json(read.as_bytes(), webhook.body().clone()).unwrap();
-            assert_eq!(
-                (back.key(), back.id(), back.event()),
-                (webhook.key(), webhook.id(), webhook.event()),
-                "{id:?}"
-            );
-            assert_eq!(back, webhook);
-        }
-        let plain = hook("d-1", Some("push")).to_meta_json();
-        assert_eq!(stored_record(plain.clone()), plain, "nothing to escape: unchanged");
-        assert_eq!(read_record(&plain).unwrap(), plain.as_str());
-        // A record stored before escaping existed, holding SUB: read as it is.
-        let old = hook("a\u{1a}0", None).to_meta_json();
-        assert_eq!(read_record(&old).unwrap(), old.as_str());
-        let broken = r#"{"nul_escaped":true,"key":"a\u001ab"}"#;
-        assert!(read_record(broken).unwrap_err().contains("unreadable"));
     }
 
     #[test]
