@@ -151,14 +151,15 @@ pub(crate) fn read_record(json: &str) -> Result<Cow<'_, str>, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use http::HeaderMap;
     use time::OffsetDateTime;
 
     use super::{ESC, read_record, stored, stored_record, unstored};
     use crate::{inbox::Webhook, verify::Verified};
 
-    fn hook(id: &str, event: Option<&str>) -> Webhook {
+    /// A GitHub webhook of endpoint `test` with id `id` (also the body's) and `event`.
+    pub(crate) fn hook(id: &str, event: Option<&str>) -> Webhook {
         let v = Verified::new(
             "github",
             Some(id.to_owned().into()),
@@ -173,7 +174,7 @@ mod tests {
     }
 
     /// Every string of up to `len` characters from `alphabet`.
-    fn all_strings(alphabet: &[char], len: usize) -> Vec<String> {
+    pub(crate) fn all_strings(alphabet: &[char], len: usize) -> Vec<String> {
         let mut all = vec![String::new()];
         let mut last = vec![String::new()];
         for _ in 0..len {

@@ -1922,7 +1922,6 @@ impl Inbox for PostgresInbox {
 mod tests {
     use std::{future::Future, time::Duration};
 
-    use http::HeaderMap;
     use time::OffsetDateTime;
 
     use super::{
@@ -1931,8 +1930,13 @@ mod tests {
     };
     use crate::{
         clock::ManualClock,
-        inbox::{Inbox, InboxError, Pushed, Webhook, pg_text::ESC},
-        verify::Verified,
+        inbox::{
+            Inbox, InboxError, Pushed, Webhook,
+            pg_text::{
+                ESC,
+                tests::{all_strings, hook},
+            },
+        },
     };
 
     const LEASE: Duration = Duration::from_secs(30);
@@ -1944,31 +1948,6 @@ mod tests {
             Ok(out) => out,
             Err(_) => panic!("timed out after {BOUND:?} waiting for {what}"),
         }
-    }
-
-    fn hook(id: &str, event: Option<&str>) -> Webhook {
-        let v = Verified::new(
-            "github",
-            Some(id.to_owned().into()),
-            None,
-            event.map(|e| e.to_owned().into()),
-            [0; 32],
-            0,
-        );
-        let mut headers = HeaderMap::new();
-        headers.insert("x-github-event", http::HeaderValue::from_static("push"));
-        Webhook::new("test", &v, headers, format!("{{\"id\":{id:?}}}").into(), OffsetDateTime::UNIX_EPOCH)
-    }
-
-    /// Every string of up to `len` characters from `alphabet`.
-    fn all_strings(alphabet: &[char], len: usize) -> Vec<String> {
-        let mut all = vec![String::new()];
-        let mut last = vec![String::new()];
-        for _ in 0..len {
-            last = last.iter().flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}"))).collect();
-            all.extend(last.iter().cloned());
-        }
-        all
     }
 
     #[test]
