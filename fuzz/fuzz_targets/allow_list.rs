@@ -8,7 +8,12 @@
 //! - `AllowList` and `TrustedProxies` accept exactly the texts `parse_ranges` accepts;
 //! - whether an address is in the list agrees with a plain reading of the ranges, with
 //!   IPv4-mapped IPv6 ranges and addresses taken as IPv4 (and `::/0`-like ranges not
-//!   covering IPv4), for every range's own addresses and for probes from the input.
+//!   covering IPv4), for every range's own addresses and for probes from the input;
+//! - `AllowList::read_file` (the text written to a file, with or without a final newline)
+//!   gives what `parse_ranges` gives, `Empty` for no range and `Unterminated` (at the last
+//!   line) for a last line holding more than a comment with no newline after it; and the
+//!   file cut anywhere, as while it is written, either is refused or gives only ranges
+//!   that the whole file admits (never a wider one).
 #![no_main]
 
 use std::net::IpAddr;
@@ -32,6 +37,16 @@ struct Input {
     /// Lines of items; `sep` picks how items are joined and whether a comment follows.
     lines: Vec<(Vec<Item>, u8)>,
     probes: Vec<IpAddr>,
+    /// Whether the file ends with a newline, and where it is cut.
+    terminated: bool,
+    cut: u16,
+}
+
+/// `AllowList::read_file` over a file holding `text` (this process's own file).
+fn read_file(text: &str) -> Result<Vec<IpNet>, AllowListError> {
+    let path = std::env::temp_dir().join(format!("hookguard-fuzz-allow-{}.txt", std::process::id()));
+    std::fs::write(&path, text).expect("write the allow-list file");
+    AllowList::read_file(&path)
 }
 
 fn text(item: &Item) -> String {
@@ -68,6 +83,33 @@ fuzz_target!(|input: Input| {
         .collect();
     let source = source.join("\n");
     let parsed = AllowList::parse_ranges(&source);
+
+    let file = if input.terminated { format!("{source}\n") } else { source.clone() };
+    let whole = read_file(&file);
+    match (&whole, &parsed) {
+        (Ok(read), Ok(ranges)) => assert!(read == ranges && !read.is_empty()),
+        (Err(AllowListError::Empty), Ok(ranges)) => assert!(ranges.is_empty()),
+        (Err(AllowListError::Unterminated { line }), _) => {
+            assert!(!file.ends_with('\n'));
+            assert_eq!(*line, file.split('\n').count(), "{file:?}");
+        }
+        (Err(AllowListError::Parse { .. }), Err(AllowListError::Parse { .. })) => {}
+        (read, parsed) => panic!("read_file {read:?} against parse_ranges {parsed:?} of {file:?}"),
+    }
+    if let Ok(whole) = &whole {
+        let mut at = usize::from(input.cut) % (file.len() + 1);
+        while !file.is_char_boundary(at) {
+            at -= 1;
+        }
+        if let Ok(part) = read_file(&file[..at]) {
+            let all = AllowList::new(whole.iter().copied());
+            for range in &part {
+                for ip in [range.network(), range.broadcast()] {
+                    assert!(all.contains(ip), "{range} of {:?} not in the whole {file:?}", &file[..at]);
+                }
+            }
+        }
+    }
     let as_list: Result<AllowList, _> = source.parse();
     let as_proxies: Result<TrustedProxies, _> = source.parse();
     assert_eq!(as_list.is_ok(), parsed.is_ok());
