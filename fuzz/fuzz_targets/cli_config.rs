@@ -45,6 +45,11 @@
 //!   twice gives the same result;
 //! - `load_inbox` gives the inbox `load` gives when `load` accepts the file (the memory
 //!   inbox refused, as are backends not built), and the same answer twice.
+//!
+//! The command-line parsers of `common.rs` get the input as text too (no panic for any):
+//! `-H`'s `parse_header` never repeats what follows a space after the text (a credential
+//! typed without its colon); `--timestamp`'s `parse_time` reads back the RFC 3339 form of
+//! what it read; `redact_url` shows none of a URL's user, password, path, query or fragment.
 #![no_main]
 
 // `config.rs` and `common.rs` name `reqwest::Url`, the `url` crate's type.
@@ -776,7 +781,37 @@ fn clean_shown(shown: &str, clean: bool) -> bool {
     !clean || !holds_secret(shown)
 }
 
+/// The command-line parsers of `common.rs` over `text`.
+fn command_line(text: &str) {
+    if !text.contains(MARKER) {
+        let typed = format!("{text} {MARKER}value");
+        if let Err(e) = common::parse_header(&typed) {
+            assert!(!e.contains(MARKER), "-H {typed:?}: {e}");
+        }
+    }
+    if let Ok(at) = common::parse_time(text) {
+        let again = at.format(&time::format_description::well_known::Rfc3339);
+        if let Ok(again) = again {
+            assert_eq!(common::parse_time(&again), Ok(at), "{text:?} read as {again}");
+        }
+    }
+    let shown = common::redact_url(text);
+    if let Ok(url) = url::Url::parse(text) {
+        let host = url.host_str().unwrap_or_default();
+        let user = Some(url.username()).filter(|u| !u.is_empty());
+        let hidden =
+            [user, url.password(), Some(url.path()).filter(|p| *p != "/"), url.query(), url.fragment()];
+        for part in hidden.into_iter().flatten() {
+            // Long enough to be told apart from what may be shown.
+            if part.len() >= 8 && !host.contains(part) && !url.scheme().contains(part) {
+                assert!(!shown.contains(part), "{text:?} shown as {shown:?}");
+            }
+        }
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
+    command_line(&String::from_utf8_lossy(data));
     let sb = sandbox();
     let dir = sb.dir.to_str().expect("a UTF-8 temporary folder").to_owned();
 
